@@ -1,0 +1,1255 @@
+/* cli.c: rxgemm(1), the command-line client of rxgemmd.
+ *
+ * Built on the public API (rxgemm.h) alone, plus the CPU reference and the .npy code: it is
+ * the library's first user, and anything it needs from the daemon the API must offer.
+ *
+ * Each command is parse -> prepare -> talk to the daemon -> report, and each step returns
+ * an exit code (EXIT_OK to go on), so that usage and file errors are found before any
+ * connection is made and a test can expect exit 2 or 4 without a daemon. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "npy.h"
+#include "refgemm.h"
+#include "rxgemm.h"
+
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_MISMATCH = 1, /* --check found a wrong element */
+	EXIT_USAGE = 2,    /* bad option or number */
+	EXIT_DAEMON = 3,   /* cannot connect, or the daemon refused or failed a request */
+	EXIT_FILE = 4,     /* a file unreadable, unwritable, not a float32 matrix or of the
+			    * wrong shape; also host memory exhausted */
+};
+
+#define CLIENT_NAME "rxgemm-cli"
+#define MAX_REPEAT 1000000
+
+enum {
+	OPT_SOCKET = 256,
+	OPT_TRANSA,
+	OPT_TRANSB,
+	OPT_ALPHA,
+	OPT_BETA,
+	OPT_COL_MAJOR,
+	OPT_A,
+	OPT_B,
+	OPT_C,
+	OPT_OUT,
+	OPT_SEED,
+	OPT_CHECK,
+	OPT_REPEAT,
+	OPT_JSON,
+};
+
+static void usage(FILE *f)
+{
+	char sock[256];
+
+	if (rxg_default_socket(sock, sizeof(sock)) != RXG_OK)
+		snprintf(sock, sizeof(sock), "(too long)");
+	fprintf(f,
+		"Usage: rxgemm [--socket PATH] gemm -m M -n N -k K [--transa] [--transb]\n"
+		"              [--alpha A] [--beta B] [--col-major] [--a FILE] [--b FILE] [--c FILE]\n"
+		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
+		"       rxgemm [--socket PATH] status [--json]\n"
+		"       rxgemm [--socket PATH] devices [--json]\n"
+		"       rxgemm --help | --version\n"
+		"\n"
+		"Commands:\n"
+		"  gemm       run C = alpha * op(A) * op(B) + beta * C in FP32 on the daemon's\n"
+		"             device and show its timings\n"
+		"  status     show the daemon's device, counters and recent jobs\n"
+		"  devices    list every OpenCL device the daemon can see (* = in use)\n"
+		"\n"
+		"gemm options:\n"
+		"  -m M, -n N, -k K  op(A) is M x K, op(B) K x N, C M x N; may be omitted when\n"
+		"                    files give them, and must agree with the files when given\n"
+		"  --transa          A is stored K x M and transposed (op(A) = A^T)\n"
+		"  --transb          B is stored N x K and transposed (op(B) = B^T)\n"
+		"  --alpha A         scale of op(A) * op(B) (default 1)\n"
+		"  --beta B          scale of C's old values (default 0: C is not read)\n"
+		"  --col-major       send column-major matrices (default: row-major, numpy's order)\n"
+		"  --a FILE, --b FILE, --c FILE\n"
+		"                    2-D float32 ('<f4') .npy files, C or Fortran order, holding the\n"
+		"                    stored matrices: A M x K (K x M with --transa), B K x N (N x K\n"
+		"                    with --transb), C M x N. --c is read only when beta != 0.\n"
+		"                    A matrix without a file is random.\n"
+		"  --seed S          random matrices: uniform in [-1, 1), drawn for A, B and C in\n"
+		"                    that order from one generator seeded with S (default 1)\n"
+		"  --out FILE        write the result C as .npy (C order; Fortran with --col-major)\n"
+		"  --check           compare every run with a CPU reference summed in double, which\n"
+		"                    allows each element an error of k * (8 * 2^-23 * max |C| +\n"
+		"                    2^-126); exit 1 and show the worst element on a mismatch\n"
+		"  --repeat R        run the job R times and show each run, the best and the median\n"
+		"  --json            print one JSON object instead of the table\n"
+		"\n"
+		"status and devices options:\n"
+		"  --json            print one JSON object\n"
+		"\n"
+		"Options for every command (before or after it):\n"
+		"  --socket PATH     the daemon's socket (default here: %s;\n"
+		"                    $RXGEMM_SOCKET overrides the default)\n"
+		"  -h, --help        show this help and exit\n"
+		"  -V, --version     show the version and exit\n"
+		"\n"
+		"Exit status:\n"
+		"  0  success\n"
+		"  1  --check found a mismatch\n"
+		"  2  usage error: bad option or number, a dimension that nothing gives\n"
+		"  3  the daemon cannot be reached, or refused or failed the request\n"
+		"  4  a file cannot be read or written, is not a 2-D float32 .npy, or its\n"
+		"     shape does not fit the job; also out of memory\n",
+		sock);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("rxgemm: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'rxgemm --help'.\n", stderr);
+	return EXIT_USAGE;
+}
+
+static int file_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A file we cannot use: unreadable, not a float32 matrix, or not of the shape the job
+ * needs. */
+static int file_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("rxgemm: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_FILE;
+}
+
+/* getopt_long's '?' or ':' (we run it with opterr = 0 to say it in our own words). */
+static int option_error(int opt, char **argv)
+{
+	const char *arg = argv[optind - 1];
+
+	if (opt == ':')
+		return usage_error("option '%s' needs a value", arg);
+	if (arg[0] == '-' && arg[1] == '-') {
+		/* A known long option that takes no value was given one ("--json=1"). */
+		int name_len = (int)strcspn(arg, "=");
+		if (optopt)
+			return usage_error("option '%.*s' takes no value", name_len, arg);
+		return usage_error("unknown option '%.*s'", name_len, arg);
+	}
+	return usage_error("unknown option '-%c'", optopt);
+}
+
+static int daemon_error(rxg_client *c, int rc)
+{
+	const char *msg = rxg_errmsg(c);
+
+	fprintf(stderr, "rxgemm: %s%s%s\n", rxg_strerror(rc), *msg ? ": " : "", msg);
+	return EXIT_DAEMON;
+}
+
+static void *xmalloc(size_t bytes)
+{
+	void *p = malloc(bytes ? bytes : 1);
+
+	if (!p) {
+		fprintf(stderr, "rxgemm: out of memory (%zu bytes)\n", bytes);
+		exit(EXIT_FILE);
+	}
+	return p;
+}
+
+/* --- numbers ----------------------------------------------------------------------------- */
+
+static int parse_int64(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || isspace((unsigned char)*s) || *end)
+		return usage_error("%s: '%s' is not a whole number", opt, s);
+	if (((errno == ERANGE && v > 0) || v > max) && max == INT64_MAX)
+		return usage_error("%s: '%s' is too large", opt, s);
+	if ((errno == ERANGE && v > 0) || v > max)
+		return usage_error("%s: '%s' is too large (at most %lld)", opt, s, (long long)max);
+	if (errno == ERANGE || v < min)
+		return usage_error("%s: '%s' is too small (at least %lld)", opt, s, (long long)min);
+	*out = v;
+	return EXIT_OK;
+}
+
+static int parse_uint64(const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	/* strtoull takes "-1" as 2^64 - 1: a sign is never what the user meant. */
+	if (!*s || !isdigit((unsigned char)*s) || *end)
+		return usage_error("%s: '%s' is not a whole number of 0 or more", opt, s);
+	if (errno == ERANGE)
+		return usage_error("%s: '%s' is out of range (at most %llu)", opt, s,
+				   (unsigned long long)UINT64_MAX);
+	*out = v;
+	return EXIT_OK;
+}
+
+static int parse_float(const char *opt, const char *s, float *out)
+{
+	char *end;
+	float v;
+
+	errno = 0;
+	v = strtof(s, &end);
+	if (!*s || isspace((unsigned char)*s) || *end)
+		return usage_error("%s: '%s' is not a number", opt, s);
+	/* ERANGE on underflow still leaves a usable (tiny) value; overflow gives infinity. */
+	if (!isfinite(v))
+		return usage_error("%s: '%s' is not a finite single-precision number", opt, s);
+	*out = v;
+	return EXIT_OK;
+}
+
+/* --- output helpers ---------------------------------------------------------------------- */
+
+/* A text table: the first row is the header; columns are as wide as their widest cell. */
+struct table {
+	size_t ncols;
+	const char *align; /* one 'l' or 'r' per column */
+	size_t ncells, cap;
+	char **cells;
+};
+
+static void table_cell(struct table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void table_cell(struct table *t, const char *fmt, ...)
+{
+	va_list ap;
+	int len;
+
+	if (t->ncells == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 64;
+		char **cells = realloc(t->cells, t->cap * sizeof(*cells));
+		if (!cells) {
+			fputs("rxgemm: out of memory\n", stderr);
+			exit(EXIT_FILE);
+		}
+		t->cells = cells;
+	}
+	va_start(ap, fmt);
+	len = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	char *s = xmalloc((size_t)(len < 0 ? 0 : len) + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)(len < 0 ? 0 : len) + 1, fmt, ap);
+	va_end(ap);
+	t->cells[t->ncells++] = s;
+}
+
+static void table_print(struct table *t, FILE *f)
+{
+	size_t width[16] = { 0 };
+
+	for (size_t i = 0; i < t->ncells; i++) {
+		size_t len = strlen(t->cells[i]);
+		if (len > width[i % t->ncols])
+			width[i % t->ncols] = len;
+	}
+	for (size_t i = 0; i < t->ncells; i++) {
+		size_t col = i % t->ncols;
+		int w = (int)width[col];
+		int last = col == t->ncols - 1;
+		if (t->align[col] == 'r')
+			fprintf(f, "%*s", w, t->cells[i]);
+		else
+			fprintf(f, "%-*s", last ? 0 : w, t->cells[i]);
+		fputs(last ? "\n" : "  ", f);
+	}
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->ncells; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+/* JSON has no NaN or infinity: those become null. */
+static void json_number(FILE *f, double v)
+{
+	if (isfinite(v))
+		fprintf(f, "%.9g", v);
+	else
+		fputs("null", f);
+}
+
+static const char *json_bool(int v)
+{
+	return v ? "true" : "false";
+}
+
+static double ns_to_ms(double ns)
+{
+	return ns / 1e6;
+}
+
+/* "RXG_EINVAL" -> "EINVAL": short enough for a table column. */
+static const char *status_name(int code)
+{
+	switch (code) {
+#define RXG_NAME_(name, value, text) \
+	case name:                   \
+		return #name + 4;
+		RXG_ERRORS(RXG_NAME_)
+#undef RXG_NAME_
+	}
+	return "?";
+}
+
+static void format_bytes(char *buf, size_t len, uint64_t bytes)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+static void format_uptime(char *buf, size_t len, uint64_t ns)
+{
+	uint64_t s = ns / 1000000000u;
+	unsigned long long days = s / 86400;
+
+	if (days)
+		snprintf(buf, len, "%llud %02u:%02u:%02u", days, (unsigned)(s % 86400 / 3600),
+			 (unsigned)(s % 3600 / 60), (unsigned)(s % 60));
+	else
+		snprintf(buf, len, "%02u:%02u:%02u", (unsigned)(s / 3600), (unsigned)(s % 3600 / 60),
+			 (unsigned)(s % 60));
+}
+
+/* --- gemm: options and matrices ---------------------------------------------------------- */
+
+struct gemm_opts {
+	const char *socket;
+	int64_t m, n, k; /* 0: not given (yet) */
+	int trans_a, trans_b;
+	int row_major;
+	float alpha, beta;
+	const char *path[3]; /* A, B, C files, or NULL */
+	const char *out_path;
+	uint64_t seed;
+	int64_t repeat;
+	int check;
+	int json;
+};
+
+enum { MAT_A, MAT_B, MAT_C };
+static const char *const mat_name[3] = { "A", "B", "C" };
+
+/* One operand as it will be sent: stored tightly (ld = its inner extent) in the chosen
+ * layout. rows x cols is the stored shape. */
+struct matrix {
+	float *data;
+	int64_t rows, cols;
+	int from_file;
+	int file_fortran; /* the file's order, while data is still as read */
+};
+
+static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
+{
+	static const struct option options[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "transa", no_argument, NULL, OPT_TRANSA },
+		{ "transb", no_argument, NULL, OPT_TRANSB },
+		{ "alpha", required_argument, NULL, OPT_ALPHA },
+		{ "beta", required_argument, NULL, OPT_BETA },
+		{ "col-major", no_argument, NULL, OPT_COL_MAJOR },
+		{ "a", required_argument, NULL, OPT_A },
+		{ "b", required_argument, NULL, OPT_B },
+		{ "c", required_argument, NULL, OPT_C },
+		{ "out", required_argument, NULL, OPT_OUT },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "check", no_argument, NULL, OPT_CHECK },
+		{ "repeat", required_argument, NULL, OPT_REPEAT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt, rc = EXIT_OK;
+
+	while (rc == EXIT_OK && (opt = getopt_long(argc, argv, ":m:n:k:hV", options, NULL)) != -1) {
+		switch (opt) {
+		case 'm':
+			rc = parse_int64("-m", optarg, 1, INT64_MAX, &o->m);
+			break;
+		case 'n':
+			rc = parse_int64("-n", optarg, 1, INT64_MAX, &o->n);
+			break;
+		case 'k':
+			rc = parse_int64("-k", optarg, 1, INT64_MAX, &o->k);
+			break;
+		case OPT_SOCKET:
+			o->socket = optarg;
+			break;
+		case OPT_TRANSA:
+			o->trans_a = 1;
+			break;
+		case OPT_TRANSB:
+			o->trans_b = 1;
+			break;
+		case OPT_ALPHA:
+			rc = parse_float("--alpha", optarg, &o->alpha);
+			break;
+		case OPT_BETA:
+			rc = parse_float("--beta", optarg, &o->beta);
+			break;
+		case OPT_COL_MAJOR:
+			o->row_major = 0;
+			break;
+		case OPT_A:
+		case OPT_B:
+		case OPT_C:
+			o->path[opt - OPT_A] = optarg;
+			break;
+		case OPT_OUT:
+			o->out_path = optarg;
+			break;
+		case OPT_SEED:
+			rc = parse_uint64("--seed", optarg, &o->seed);
+			break;
+		case OPT_CHECK:
+			o->check = 1;
+			break;
+		case OPT_REPEAT:
+			rc = parse_int64("--repeat", optarg, 1, MAX_REPEAT, &o->repeat);
+			break;
+		case OPT_JSON:
+			o->json = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		case 'V':
+			printf("rxgemm %s\n", PACKAGE_VERSION);
+			exit(EXIT_OK);
+		default:
+			return option_error(opt, argv);
+		}
+	}
+	if (rc != EXIT_OK)
+		return rc;
+	if (optind < argc)
+		return usage_error("gemm: unexpected argument '%s'", argv[optind]);
+	return EXIT_OK;
+}
+
+/* The stored shape of operand which for the dimensions in o. */
+static void stored_shape(const struct gemm_opts *o, int which, int64_t *rows, int64_t *cols)
+{
+	switch (which) {
+	case MAT_A:
+		*rows = o->trans_a ? o->k : o->m;
+		*cols = o->trans_a ? o->m : o->k;
+		break;
+	case MAT_B:
+		*rows = o->trans_b ? o->n : o->k;
+		*cols = o->trans_b ? o->k : o->n;
+		break;
+	default:
+		*rows = o->m;
+		*cols = o->n;
+		break;
+	}
+}
+
+static const char *stored_shape_words(const struct gemm_opts *o, int which)
+{
+	switch (which) {
+	case MAT_A:
+		return o->trans_a ? "A is stored k x m (--transa)" : "A is m x k";
+	case MAT_B:
+		return o->trans_b ? "B is stored n x k (--transb)" : "B is k x n";
+	default:
+		return "C is m x n";
+	}
+}
+
+/* Take a dimension from a file when the command line did not give it. */
+static void infer(int64_t *dim, int64_t from_file)
+{
+	if (*dim == 0)
+		*dim = from_file;
+}
+
+/* Read the files, fill in the dimensions they imply, and check every file against the
+ * dimensions (given or inferred). Matrices stay in their files' order here. */
+static int gemm_load(struct gemm_opts *o, struct matrix mat[3])
+{
+	char err[512];
+
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		if (!o->path[w])
+			continue;
+		if (w == MAT_C && o->beta == 0.0f) {
+			fprintf(stderr, "rxgemm: note: --c %s is not read because beta is 0\n",
+				o->path[w]);
+			continue;
+		}
+		if (npy_read(o->path[w], &mat[w].data, &mat[w].rows, &mat[w].cols, &mat[w].file_fortran,
+			     err, sizeof(err)) < 0)
+			return file_error("%s", err);
+		mat[w].from_file = 1;
+		if (mat[w].rows < 1 || mat[w].cols < 1)
+			return file_error("%s: shape (%lld, %lld) is empty: %s needs a row and a column",
+					  o->path[w], (long long)mat[w].rows, (long long)mat[w].cols,
+					  mat_name[w]);
+	}
+	if (mat[MAT_A].from_file) {
+		infer(&o->m, o->trans_a ? mat[MAT_A].cols : mat[MAT_A].rows);
+		infer(&o->k, o->trans_a ? mat[MAT_A].rows : mat[MAT_A].cols);
+	}
+	if (mat[MAT_B].from_file) {
+		infer(&o->k, o->trans_b ? mat[MAT_B].cols : mat[MAT_B].rows);
+		infer(&o->n, o->trans_b ? mat[MAT_B].rows : mat[MAT_B].cols);
+	}
+	if (mat[MAT_C].from_file) {
+		infer(&o->m, mat[MAT_C].rows);
+		infer(&o->n, mat[MAT_C].cols);
+	}
+	if (!o->m || !o->n || !o->k)
+		return usage_error("gemm: -%s is needed (no file gives it)", !o->m ? "m" : !o->n ? "n" : "k");
+
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		int64_t rows, cols;
+		stored_shape(o, w, &rows, &cols);
+		if (mat[w].from_file && (mat[w].rows != rows || mat[w].cols != cols))
+			return file_error("%s: shape (%lld, %lld) does not fit: expected (%lld, %lld), "
+					  "as %s with m = %lld, n = %lld, k = %lld",
+					  o->path[w], (long long)mat[w].rows, (long long)mat[w].cols,
+					  (long long)rows, (long long)cols, stored_shape_words(o, w),
+					  (long long)o->m, (long long)o->n, (long long)o->k);
+	}
+	return EXIT_OK;
+}
+
+static int matrix_bytes(int64_t rows, int64_t cols, size_t *bytes)
+{
+	size_t floats;
+
+	if (__builtin_mul_overflow((uint64_t)rows, (uint64_t)cols, &floats) ||
+	    __builtin_mul_overflow(floats, sizeof(float), bytes))
+		return -1;
+	return 0;
+}
+
+/* Bring every operand into the chosen layout (files) or make it (random, from one
+ * generator in the order A, B, C). C exists even when beta == 0: it receives the result. */
+static int gemm_prepare(const struct gemm_opts *o, struct matrix mat[3])
+{
+	uint64_t state = o->seed;
+
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		struct matrix *x = &mat[w];
+		int64_t rows, cols;
+		size_t bytes;
+
+		stored_shape(o, w, &rows, &cols);
+		if (matrix_bytes(rows, cols, &bytes) < 0)
+			return usage_error("gemm: %s (%lld x %lld) is too large for this machine",
+					   mat_name[w], (long long)rows, (long long)cols);
+		if (x->from_file) {
+			/* Fortran order is column-major; C order is row-major. */
+			if (x->file_fortran == !o->row_major)
+				continue;
+			float *stored = xmalloc(bytes);
+			for (int64_t i = 0; i < rows; i++)
+				for (int64_t j = 0; j < cols; j++)
+					stored[o->row_major ? i * cols + j : i + j * rows] =
+						x->data[x->file_fortran ? i + j * rows : i * cols + j];
+			free(x->data);
+			x->data = stored;
+			x->file_fortran = !o->row_major;
+			continue;
+		}
+		x->rows = rows;
+		x->cols = cols;
+		if (w == MAT_C && o->beta == 0.0f) {
+			/* Not sent and not read: zeros make the output deterministic. */
+			x->data = xmalloc(bytes);
+			memset(x->data, 0, bytes);
+			continue;
+		}
+		x->data = xmalloc(bytes);
+		refgemm_fill_random(x->data, bytes / sizeof(float), &state);
+	}
+	return EXIT_OK;
+}
+
+/* --- gemm: running and reporting ---------------------------------------------------------- */
+
+struct run {
+	struct rxg_timings t;
+	uint64_t wall_ns;
+};
+
+/* The summary of one column over all runs. */
+struct run_stats {
+	double queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns, wall_ns;
+};
+
+struct check_result {
+	int done;
+	int bad;          /* mismatches in the worst run */
+	int64_t bad_run;  /* 1-based run with the largest error */
+	double max_err;
+	double tolerance;
+	int64_t i, j;
+	float got, want;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* best: the smallest value of each column; median: the middle one (mean of the two middle
+ * ones for an even count). Each column on its own: the best kernel and the best wall time
+ * may come from different runs. */
+static void run_summary(const struct run *runs, int64_t n, struct run_stats *best,
+			struct run_stats *median)
+{
+	double *v = xmalloc((size_t)n * sizeof(double));
+
+#define COLUMN_(field, expr)                                                       \
+	do {                                                                       \
+		for (int64_t r = 0; r < n; r++)                                    \
+			v[r] = (double)runs[r].expr;                               \
+		qsort(v, (size_t)n, sizeof(double), cmp_double);                   \
+		best->field = v[0];                                                \
+		median->field = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2; \
+	} while (0)
+	COLUMN_(queued_ns, t.queued_ns);
+	COLUMN_(h2d_ns, t.h2d_ns);
+	COLUMN_(kernel_ns, t.kernel_ns);
+	COLUMN_(d2h_ns, t.d2h_ns);
+	COLUMN_(total_ns, t.total_ns);
+	COLUMN_(wall_ns, wall_ns);
+#undef COLUMN_
+	free(v);
+}
+
+static double gflops(double flops, double ns)
+{
+	return ns > 0 ? flops / ns : NAN;
+}
+
+static void table_row_stats(struct table *t, const char *label, const struct run_stats *s,
+			    double flops)
+{
+	double kg = gflops(flops, s->kernel_ns), eg = gflops(flops, s->wall_ns);
+
+	table_cell(t, "%s", label);
+	table_cell(t, "%.3f", ns_to_ms(s->kernel_ns));
+	table_cell(t, "%.3f", ns_to_ms(s->h2d_ns));
+	table_cell(t, "%.3f", ns_to_ms(s->d2h_ns));
+	table_cell(t, "%.3f", ns_to_ms(s->queued_ns));
+	table_cell(t, "%.3f", ns_to_ms(s->total_ns));
+	table_cell(t, "%.3f", ns_to_ms(s->wall_ns));
+	if (isnan(kg))
+		table_cell(t, "-");
+	else
+		table_cell(t, "%.2f", kg);
+	table_cell(t, "%.2f", eg);
+}
+
+static void stats_of_run(const struct run *r, struct run_stats *s)
+{
+	s->queued_ns = (double)r->t.queued_ns;
+	s->h2d_ns = (double)r->t.h2d_ns;
+	s->kernel_ns = (double)r->t.kernel_ns;
+	s->d2h_ns = (double)r->t.d2h_ns;
+	s->total_ns = (double)r->t.total_ns;
+	s->wall_ns = (double)r->wall_ns;
+}
+
+static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_info *info,
+			     const struct run *runs, const struct check_result *chk)
+{
+	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
+	struct table t = { .ncols = 9, .align = "lrrrrrrrr" };
+	struct run_stats s, best, median;
+
+	printf("gemm: m = %lld, n = %lld, k = %lld, %s, C = %g * %s * %s %c %g * C\n",
+	       (long long)o->m, (long long)o->n, (long long)o->k,
+	       o->row_major ? "row-major" : "column-major", (double)o->alpha,
+	       o->trans_a ? "A^T" : "A", o->trans_b ? "B^T" : "B", signbit(o->beta) ? '-' : '+',
+	       fabs((double)o->beta));
+	printf("daemon: rxgemmd %s on %s\n", info->daemon_version, info->device);
+	table_cell(&t, "run");
+	table_cell(&t, "kernel ms");
+	table_cell(&t, "h2d ms");
+	table_cell(&t, "d2h ms");
+	table_cell(&t, "queued ms");
+	table_cell(&t, "daemon ms");
+	table_cell(&t, "wall ms");
+	table_cell(&t, "kernel GFLOPS");
+	table_cell(&t, "e2e GFLOPS");
+	for (int64_t r = 0; r < o->repeat; r++) {
+		char label[24];
+		snprintf(label, sizeof(label), "%lld", (long long)r + 1);
+		stats_of_run(&runs[r], &s);
+		table_row_stats(&t, label, &s, flops);
+	}
+	if (o->repeat > 1) {
+		run_summary(runs, o->repeat, &best, &median);
+		table_row_stats(&t, "best", &best, flops);
+		table_row_stats(&t, "median", &median, flops);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+	if (!chk->done)
+		return;
+	if (!chk->bad)
+		printf("check: ok (max error %.3g)\n", chk->max_err);
+	else
+		printf("check: FAILED: %d of %lld elements differ in run %lld; worst C(%lld, %lld) = "
+		       "%.9g, expected %.9g (error %.3g, tolerance %.3g)\n",
+		       chk->bad, (long long)(o->m * o->n), (long long)chk->bad_run, (long long)chk->i,
+		       (long long)chk->j, (double)chk->got, (double)chk->want, chk->max_err,
+		       chk->tolerance);
+}
+
+static void json_stats(FILE *f, const struct run_stats *s, double flops)
+{
+	fprintf(f, "{\"queued_ns\":%.0f,\"h2d_ns\":%.0f,\"kernel_ns\":%.0f,\"d2h_ns\":%.0f,"
+		   "\"total_ns\":%.0f,\"wall_ns\":%.0f,\"kernel_gflops\":",
+		s->queued_ns, s->h2d_ns, s->kernel_ns, s->d2h_ns, s->total_ns, s->wall_ns);
+	json_number(f, gflops(flops, s->kernel_ns));
+	fputs(",\"e2e_gflops\":", f);
+	json_number(f, gflops(flops, s->wall_ns));
+	fputc('}', f);
+}
+
+static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_info *info,
+			     const struct run *runs, const struct check_result *chk)
+{
+	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
+	struct run_stats s, best, median;
+	FILE *f = stdout;
+
+	fprintf(f, "{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"layout\":\"%s\",\"trans_a\":%s,"
+		   "\"trans_b\":%s,\"alpha\":",
+		(long long)o->m, (long long)o->n, (long long)o->k,
+		o->row_major ? "row-major" : "col-major", json_bool(o->trans_a), json_bool(o->trans_b));
+	json_number(f, o->alpha);
+	fputs(",\"beta\":", f);
+	json_number(f, o->beta);
+	fprintf(f, ",\"seed\":%llu,\"flops\":%.0f,\"daemon_version\":", (unsigned long long)o->seed,
+		flops);
+	json_string(f, info->daemon_version);
+	fputs(",\"device\":", f);
+	json_string(f, info->device);
+	fputs(",\"runs\":[", f);
+	for (int64_t r = 0; r < o->repeat; r++) {
+		stats_of_run(&runs[r], &s);
+		if (r)
+			fputc(',', f);
+		json_stats(f, &s, flops);
+	}
+	run_summary(runs, o->repeat, &best, &median);
+	fprintf(f, "],\"summary\":{\"runs\":%lld,\"best\":", (long long)o->repeat);
+	json_stats(f, &best, flops);
+	fputs(",\"median\":", f);
+	json_stats(f, &median, flops);
+	fputs("},\"check\":", f);
+	if (!chk->done) {
+		fputs("null", f);
+	} else {
+		fprintf(f, "{\"ok\":%s,\"mismatches\":%d,\"max_error\":", json_bool(!chk->bad),
+			chk->bad);
+		json_number(f, chk->max_err);
+		fputs(",\"tolerance\":", f);
+		json_number(f, chk->tolerance);
+		fprintf(f, ",\"worst\":{\"run\":%lld,\"i\":%lld,\"j\":%lld,\"got\":",
+			(long long)chk->bad_run, (long long)chk->i, (long long)chk->j);
+		json_number(f, chk->got);
+		fputs(",\"want\":", f);
+		json_number(f, chk->want);
+		fputs("}}", f);
+	}
+	fputs("}\n", f);
+}
+
+/* Run the job o->repeat times, checking each result against want when it is not NULL. */
+static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix mat[3],
+		    const float *c_in, const float *want, struct run *runs, struct check_result *chk)
+{
+	size_t c_bytes = (size_t)(o->m * o->n) * sizeof(float);
+	int64_t ldc = o->row_major ? o->n : o->m;
+	struct rxg_gemm_args args = {
+		.layout = o->row_major ? RXG_ROW_MAJOR : RXG_COL_MAJOR,
+		.trans_a = o->trans_a,
+		.trans_b = o->trans_b,
+		.m = o->m,
+		.n = o->n,
+		.k = o->k,
+		.alpha = o->alpha,
+		.beta = o->beta,
+		.a = mat[MAT_A].data,
+		.b = mat[MAT_B].data,
+		.c = mat[MAT_C].data,
+		/* lda, ldb, ldc 0: the tightest, which is how struct matrix stores them. */
+	};
+
+	for (int64_t r = 0; r < o->repeat; r++) {
+		/* Every run starts from the same C, so that all runs compute the same thing. */
+		if (c_in)
+			memcpy(mat[MAT_C].data, c_in, c_bytes);
+		uint64_t t0 = now_ns();
+		int rc = rxg_gemm(client, &args, &runs[r].t);
+		runs[r].wall_ns = now_ns() - t0;
+		if (rc != RXG_OK)
+			return daemon_error(client, rc);
+		if (!want)
+			continue;
+		double err;
+		int64_t i, j;
+		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, mat[MAT_C].data, want, ldc,
+					  &err, &i, &j);
+		if (!chk->done || err > chk->max_err) {
+			size_t idx = (size_t)(o->row_major ? i * ldc + j : i + j * ldc);
+			chk->done = 1;
+			chk->bad = bad;
+			chk->bad_run = r + 1;
+			chk->max_err = err;
+			chk->i = i;
+			chk->j = j;
+			chk->got = mat[MAT_C].data[idx];
+			chk->want = want[idx];
+		}
+	}
+	if (want)
+		chk->tolerance = refgemm_tolerance(o->row_major, o->m, o->n, o->k, want, ldc);
+	return EXIT_OK;
+}
+
+static int cmd_gemm(int argc, char **argv, const char *socket)
+{
+	struct gemm_opts o = {
+		.socket = socket, .row_major = 1, .alpha = 1.0f, .beta = 0.0f, .seed = 1, .repeat = 1,
+	};
+	struct matrix mat[3] = { { 0 } };
+	struct check_result chk = { 0 };
+	rxg_client *client = NULL;
+	float *c_in = NULL, *want = NULL;
+	struct run *runs = NULL;
+	char err[512];
+	int rc;
+
+	rc = gemm_parse(argc, argv, &o);
+	if (rc != EXIT_OK)
+		goto out;
+	rc = gemm_load(&o, mat);
+	if (rc != EXIT_OK)
+		goto out;
+	rc = gemm_prepare(&o, mat);
+	if (rc != EXIT_OK)
+		goto out;
+
+	size_t c_bytes = (size_t)(o.m * o.n) * sizeof(float);
+	int64_t ldc = o.row_major ? o.n : o.m;
+	if (o.beta != 0.0f) {
+		c_in = xmalloc(c_bytes);
+		memcpy(c_in, mat[MAT_C].data, c_bytes);
+	}
+	runs = xmalloc((size_t)o.repeat * sizeof(*runs));
+
+	rc = rxg_connect(o.socket, CLIENT_NAME, &client);
+	if (rc != RXG_OK) {
+		rc = daemon_error(NULL, rc);
+		goto out;
+	}
+	if (o.check) {
+		/* Computed before the runs, so that each run is checked as it comes. */
+		want = xmalloc(c_bytes);
+		if (c_in)
+			memcpy(want, c_in, c_bytes);
+		refgemm(o.row_major, o.trans_a, o.trans_b, o.m, o.n, o.k, o.alpha, mat[MAT_A].data,
+			o.row_major ? mat[MAT_A].cols : mat[MAT_A].rows, mat[MAT_B].data,
+			o.row_major ? mat[MAT_B].cols : mat[MAT_B].rows, o.beta, want, ldc);
+	}
+	rc = gemm_run(client, &o, mat, c_in, want, runs, &chk);
+	if (rc != EXIT_OK)
+		goto out;
+
+	if (o.json)
+		gemm_report_json(&o, rxg_server_info(client), runs, &chk);
+	else
+		gemm_report_text(&o, rxg_server_info(client), runs, &chk);
+	fflush(stdout);
+	if (o.out_path && npy_write(o.out_path, mat[MAT_C].data, o.m, o.n, !o.row_major, err,
+				    sizeof(err)) < 0) {
+		fprintf(stderr, "rxgemm: %s\n", err);
+		rc = EXIT_FILE;
+		goto out;
+	}
+	rc = chk.bad ? EXIT_MISMATCH : EXIT_OK;
+out:
+	rxg_close(client);
+	for (int w = MAT_A; w <= MAT_C; w++)
+		free(mat[w].data);
+	free(c_in);
+	free(want);
+	free(runs);
+	return rc;
+}
+
+/* --- status and devices ------------------------------------------------------------------ */
+
+/* The options of status and devices: --json and --socket. */
+static int simple_parse(const char *cmd, int argc, char **argv, const char **socket, int *json)
+{
+	static const struct option options[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SOCKET:
+			*socket = optarg;
+			break;
+		case OPT_JSON:
+			*json = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		case 'V':
+			printf("rxgemm %s\n", PACKAGE_VERSION);
+			exit(EXIT_OK);
+		default:
+			return option_error(opt, argv);
+		}
+	}
+	if (optind < argc)
+		return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
+	return EXIT_OK;
+}
+
+static int fetch_status(const char *socket, struct rxg_status **st)
+{
+	rxg_client *client = NULL;
+	int rc;
+
+	rc = rxg_connect(socket, CLIENT_NAME, &client);
+	if (rc != RXG_OK)
+		return daemon_error(NULL, rc);
+	rc = rxg_status(client, st);
+	if (rc != RXG_OK)
+		rc = daemon_error(client, rc);
+	rxg_close(client);
+	return rc;
+}
+
+static double job_gflops(const struct rxg_job_record *r)
+{
+	return gflops(2.0 * (double)r->m * (double)r->n * (double)r->k, (double)r->timings.kernel_ns);
+}
+
+static void status_text(const struct rxg_status *st)
+{
+	char up[64], mem[32], alloc[32];
+
+	format_uptime(up, sizeof(up), st->uptime_ns);
+	format_bytes(mem, sizeof(mem), st->device_global_mem_bytes);
+	format_bytes(alloc, sizeof(alloc), st->device_max_alloc_bytes);
+	printf("daemon:   rxgemmd %s\n", st->daemon_version);
+	printf("device:   %s\n", st->device);
+	printf("memory:   %s device memory, %s largest allocation\n", mem, alloc);
+	printf("uptime:   %s\n", up);
+	printf("clients:  %lu connected, %llu since start\n", (unsigned long)st->clients_connected,
+	       (unsigned long long)st->clients_total);
+	printf("jobs:     %llu ok, %llu failed, %llu rejected, %lu queued\n",
+	       (unsigned long long)st->jobs_ok, (unsigned long long)st->jobs_failed,
+	       (unsigned long long)st->requests_rejected, (unsigned long)st->jobs_queued);
+	double avg = gflops((double)st->flops_total, (double)st->kernel_ns_total);
+	printf("work:     %.3f GFLOP in %.3f s of kernels", (double)st->flops_total / 1e9,
+	       (double)st->kernel_ns_total / 1e9);
+	if (isnan(avg))
+		printf("\n");
+	else
+		printf(", %.2f GFLOPS on average\n", avg);
+
+	if (!st->n_recent) {
+		printf("recent jobs: none\n");
+		return;
+	}
+	printf("recent jobs (oldest first):\n");
+	struct table t = { .ncols = 12, .align = "rrrrrlrrrrrr" };
+	static const char *const head[] = { "request", "client", "m", "n", "k", "status",
+					    "queued ms", "h2d ms", "kernel ms", "d2h ms",
+					    "total ms", "GFLOPS" };
+	for (size_t i = 0; i < t.ncols; i++)
+		table_cell(&t, "%s", head[i]);
+	for (size_t i = 0; i < st->n_recent; i++) {
+		const struct rxg_job_record *r = &st->recent[i];
+		table_cell(&t, "%llu", (unsigned long long)r->request_id);
+		table_cell(&t, "%lu", (unsigned long)r->client_id);
+		table_cell(&t, "%lld", (long long)r->m);
+		table_cell(&t, "%lld", (long long)r->n);
+		table_cell(&t, "%lld", (long long)r->k);
+		table_cell(&t, "%s", status_name(r->status));
+		table_cell(&t, "%.3f", ns_to_ms((double)r->timings.queued_ns));
+		table_cell(&t, "%.3f", ns_to_ms((double)r->timings.h2d_ns));
+		table_cell(&t, "%.3f", ns_to_ms((double)r->timings.kernel_ns));
+		table_cell(&t, "%.3f", ns_to_ms((double)r->timings.d2h_ns));
+		table_cell(&t, "%.3f", ns_to_ms((double)r->timings.total_ns));
+		double g = job_gflops(r);
+		if (isnan(g) || r->status != RXG_OK)
+			table_cell(&t, "-");
+		else
+			table_cell(&t, "%.2f", g);
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+}
+
+static void json_timings(FILE *f, const struct rxg_timings *t)
+{
+	fprintf(f, "{\"queued_ns\":%llu,\"h2d_ns\":%llu,\"kernel_ns\":%llu,\"d2h_ns\":%llu,"
+		   "\"total_ns\":%llu}",
+		(unsigned long long)t->queued_ns, (unsigned long long)t->h2d_ns,
+		(unsigned long long)t->kernel_ns, (unsigned long long)t->d2h_ns,
+		(unsigned long long)t->total_ns);
+}
+
+static void json_devices(FILE *f, const struct rxg_status *st)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < st->n_devices; i++) {
+		const struct rxg_device_info *d = &st->devices[i];
+		fprintf(f, "%s{\"index\":%lu,\"platform\":", i ? "," : "", (unsigned long)d->index);
+		json_string(f, d->platform);
+		fputs(",\"name\":", f);
+		json_string(f, d->name);
+		fputs(",\"type\":", f);
+		json_string(f, d->type);
+		fputs(",\"version\":", f);
+		json_string(f, d->version);
+		fputs(",\"driver\":", f);
+		json_string(f, d->driver);
+		fprintf(f, ",\"global_mem_bytes\":%llu,\"compute_units\":%lu,\"clock_mhz\":%lu,"
+			   "\"in_use\":%s}",
+			(unsigned long long)d->global_mem_bytes, (unsigned long)d->compute_units,
+			(unsigned long)d->clock_mhz, json_bool(d->in_use));
+	}
+	fputc(']', f);
+}
+
+static void status_json(const struct rxg_status *st)
+{
+	FILE *f = stdout;
+
+	fputs("{\"daemon_version\":", f);
+	json_string(f, st->daemon_version);
+	fputs(",\"device\":", f);
+	json_string(f, st->device);
+	fprintf(f, ",\"uptime_ns\":%llu,\"clients_connected\":%lu,\"clients_total\":%llu,"
+		   "\"jobs_ok\":%llu,\"jobs_failed\":%llu,\"requests_rejected\":%llu,"
+		   "\"jobs_queued\":%lu,\"flops_total\":%llu,\"kernel_ns_total\":%llu,"
+		   "\"average_gflops\":",
+		(unsigned long long)st->uptime_ns, (unsigned long)st->clients_connected,
+		(unsigned long long)st->clients_total, (unsigned long long)st->jobs_ok,
+		(unsigned long long)st->jobs_failed, (unsigned long long)st->requests_rejected,
+		(unsigned long)st->jobs_queued, (unsigned long long)st->flops_total,
+		(unsigned long long)st->kernel_ns_total);
+	json_number(f, gflops((double)st->flops_total, (double)st->kernel_ns_total));
+	fprintf(f, ",\"device_global_mem_bytes\":%llu,\"device_max_alloc_bytes\":%llu,\"recent\":[",
+		(unsigned long long)st->device_global_mem_bytes,
+		(unsigned long long)st->device_max_alloc_bytes);
+	for (size_t i = 0; i < st->n_recent; i++) {
+		const struct rxg_job_record *r = &st->recent[i];
+		fprintf(f, "%s{\"request_id\":%llu,\"client_id\":%lu,\"m\":%lld,\"n\":%lld,\"k\":%lld,"
+			   "\"status\":\"%s\",\"timings\":",
+			i ? "," : "", (unsigned long long)r->request_id, (unsigned long)r->client_id,
+			(long long)r->m, (long long)r->n, (long long)r->k, status_name(r->status));
+		json_timings(f, &r->timings);
+		fputs(",\"gflops\":", f);
+		json_number(f, r->status == RXG_OK ? job_gflops(r) : NAN);
+		fputc('}', f);
+	}
+	fputs("],\"devices\":", f);
+	json_devices(f, st);
+	fputs("}\n", f);
+}
+
+static int cmd_status(int argc, char **argv, const char *socket)
+{
+	struct rxg_status *st = NULL;
+	int json = 0;
+	int rc;
+
+	rc = simple_parse("status", argc, argv, &socket, &json);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = fetch_status(socket, &st);
+	if (rc != EXIT_OK)
+		return rc;
+	if (json)
+		status_json(st);
+	else
+		status_text(st);
+	rxg_status_free(st);
+	return EXIT_OK;
+}
+
+static int cmd_devices(int argc, char **argv, const char *socket)
+{
+	struct rxg_status *st = NULL;
+	int json = 0;
+	int rc;
+
+	rc = simple_parse("devices", argc, argv, &socket, &json);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = fetch_status(socket, &st);
+	if (rc != EXIT_OK)
+		return rc;
+	if (json) {
+		fputs("{\"devices\":", stdout);
+		json_devices(stdout, st);
+		fputs("}\n", stdout);
+	} else if (!st->n_devices) {
+		printf("the daemon reports no devices\n");
+	} else {
+		struct table t = { .ncols = 10, .align = "lrllllrrll" };
+		static const char *const head[] = { "", "index", "platform", "name", "type",
+						    "memory", "CUs", "clock", "OpenCL", "driver" };
+		for (size_t i = 0; i < t.ncols; i++)
+			table_cell(&t, "%s", head[i]);
+		for (size_t i = 0; i < st->n_devices; i++) {
+			const struct rxg_device_info *d = &st->devices[i];
+			char mem[32];
+			format_bytes(mem, sizeof(mem), d->global_mem_bytes);
+			table_cell(&t, "%s", d->in_use ? "*" : "");
+			table_cell(&t, "%lu", (unsigned long)d->index);
+			table_cell(&t, "%s", d->platform);
+			table_cell(&t, "%s", d->name);
+			table_cell(&t, "%s", d->type);
+			table_cell(&t, "%s", mem);
+			table_cell(&t, "%lu", (unsigned long)d->compute_units);
+			table_cell(&t, "%lu MHz", (unsigned long)d->clock_mhz);
+			table_cell(&t, "%s", d->version);
+			table_cell(&t, "%s", d->driver);
+		}
+		table_print(&t, stdout);
+		table_free(&t);
+	}
+	rxg_status_free(st);
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *socket = NULL;
+	int opt;
+
+	/* Our own messages, and the exit code 2 a script can rely on. */
+	opterr = 0;
+	/* '+': stop at the command; its options are parsed by the command. */
+	while ((opt = getopt_long(argc, argv, "+:hV", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SOCKET:
+			socket = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'V':
+			printf("rxgemm %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		default:
+			return option_error(opt, argv);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("no command given (gemm, status or devices)");
+
+	const char *cmd = argv[optind];
+	int cmd_argc = argc - optind;
+	char **cmd_argv = argv + optind;
+	/* 0, not 1: glibc then starts afresh, dropping the '+' mode of the first scan. */
+	optind = 0;
+	if (strcmp(cmd, "gemm") == 0)
+		return cmd_gemm(cmd_argc, cmd_argv, socket);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(cmd_argc, cmd_argv, socket);
+	if (strcmp(cmd, "devices") == 0)
+		return cmd_devices(cmd_argc, cmd_argv, socket);
+	return usage_error("unknown command '%s' (gemm, status or devices)", cmd);
+}

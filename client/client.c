@@ -1,0 +1,771 @@
+/* client.c: librxgemm, the client side of rxgemmd's socket protocol (see rxgemm.h).
+ *
+ * One handle is one connection. Every call is a single request/reply round trip made with
+ * blocking I/O under the handle's mutex, so the wire never carries two requests of one
+ * handle at once and the next frame to arrive is always the answer to ours.
+ *
+ * A failure in the middle of a frame (short write, lost connection, a reply we cannot
+ * parse) leaves the byte stream at an unknown position: the handle then closes its socket
+ * and every later call fails with RXG_EIO. Errors the daemon reports in a well-formed
+ * reply leave the connection usable. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "rxgemm.h"
+#include "rxgemm.pb-c.h"
+#include "sockpath.h"
+
+/* The library is built with -fvisibility=hidden; only these functions are its ABI (and the
+ * version script in librxgemm.sym names the same set). */
+#define RXG_EXPORT __attribute__((visibility("default")))
+
+/* The public codes are the wire's codes, so that a daemon status passes through as is. */
+#define RXG_SAME_CODE_(code, status) \
+	_Static_assert((int)(code) == (int)RXGEMM__STATUS__##status, #code " must equal " #status)
+RXG_SAME_CODE_(RXG_OK, STATUS_OK);
+RXG_SAME_CODE_(RXG_EINVAL, STATUS_INVALID_ARGUMENT);
+RXG_SAME_CODE_(RXG_ETOOBIG, STATUS_TOO_BIG);
+RXG_SAME_CODE_(RXG_EPROTO, STATUS_PROTOCOL);
+RXG_SAME_CODE_(RXG_EVERSION, STATUS_VERSION);
+RXG_SAME_CODE_(RXG_EDEVICE, STATUS_DEVICE);
+RXG_SAME_CODE_(RXG_ENOMEM, STATUS_NO_MEMORY);
+RXG_SAME_CODE_(RXG_ESHUTDOWN, STATUS_SHUTDOWN);
+RXG_SAME_CODE_(RXG_EUNSUPPORTED, STATUS_UNSUPPORTED);
+RXG_SAME_CODE_(RXG_EINTERNAL, STATUS_INTERNAL);
+#undef RXG_SAME_CODE_
+
+#define RXG__ERRMSG_BYTES 1024
+
+/* Caps on what we accept from the daemon before we know what a reply may hold. The Hello
+ * and Status replies are a few strings and small records; a GEMM reply's cap is computed
+ * from the C it must carry (rxg_gemm). Larger announcements mean the stream is corrupt. */
+#define RXG__HELLO_REPLY_MAX_BYTES (1u << 20)
+#define RXG__STATUS_REPLY_MAX_BYTES (16u << 20)
+/* What a GEMM reply carries besides C: status, error text, timings, kernel name, flops. */
+#define RXG__REPLY_OVERHEAD_BYTES (1u << 20)
+
+struct rxg_client {
+	int fd;                           /* -1 once the stream is broken */
+	pthread_mutex_t lock;             /* held for a whole round trip */
+	uint64_t next_request_id;
+	struct rxg_server_info info;      /* strings point into daemon_version and device */
+	char *daemon_version;
+	char *device;
+	char errmsg[RXG__ERRMSG_BYTES];
+	/* Small protobuf appends are gathered here so that the framing header, tags and
+	 * scalars go out in one send; the big matrix payloads bypass it. */
+	size_t send_len;
+	uint8_t send_buf[16384];
+};
+
+/* rxg_connect fails with no handle to hold its explanation; rxg_errmsg(NULL) returns the
+ * explanation of the calling thread's last failed rxg_connect from here. */
+static _Thread_local char connect_errmsg[RXG__ERRMSG_BYTES];
+
+static int fail(struct rxg_client *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Record why the current call fails and return code, so that callers can write
+ * "return fail(c, RXG_EINVAL, ...)". */
+static int fail(struct rxg_client *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* The stream is out of step with the daemon: give up on the connection. */
+static void conn_break(struct rxg_client *c)
+{
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+}
+
+static int write_all(struct rxg_client *c, const uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		/* MSG_NOSIGNAL: a daemon that went away must cost the caller an error code, not
+		 * its life by SIGPIPE. */
+		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = errno;
+			conn_break(c);
+			return fail(c, RXG_EIO, "cannot send to the daemon: %s", strerror(err));
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return RXG_OK;
+}
+
+static int read_exact(struct rxg_client *c, uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = recv(c->fd, data, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = errno;
+			conn_break(c);
+			return fail(c, RXG_EIO, "cannot receive from the daemon: %s", strerror(err));
+		}
+		if (n == 0) {
+			conn_break(c);
+			return fail(c, RXG_EIO, "the daemon closed the connection");
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return RXG_OK;
+}
+
+static int send_flush(struct rxg_client *c)
+{
+	int rc = write_all(c, c->send_buf, c->send_len);
+
+	c->send_len = 0;
+	return rc;
+}
+
+/* A ProtobufCBuffer that writes the packed message straight to the socket, so that a large
+ * GEMM is never copied into one big frame buffer first. */
+struct sock_sink {
+	ProtobufCBuffer base; /* first, so that sink_append can cast back */
+	struct rxg_client *c;
+	int rc;               /* the first failure; later appends do nothing */
+};
+
+static void sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data)
+{
+	struct sock_sink *sink = (struct sock_sink *)buffer;
+	struct rxg_client *c = sink->c;
+
+	if (sink->rc != RXG_OK)
+		return;
+	if (c->send_len + len > sizeof(c->send_buf)) {
+		sink->rc = send_flush(c);
+		if (sink->rc != RXG_OK)
+			return;
+	}
+	if (len >= sizeof(c->send_buf)) {
+		sink->rc = write_all(c, data, len);
+		return;
+	}
+	memcpy(c->send_buf + c->send_len, data, len);
+	c->send_len += len;
+}
+
+/* Frame and send req. Fails without sending anything (RXG_ETOOBIG) when the message is over
+ * the daemon's max_frame_bytes; the connection breaks on an I/O error. */
+static int send_request(struct rxg_client *c, const Rxgemm__Request *req)
+{
+	size_t body_bytes = rxgemm__request__get_packed_size(req);
+	/* max_frame_bytes caps a frame's body, as frame_reader's max_bytes does in the daemon.
+	 * 0 means the daemon did not say (or we have not asked yet): only the 32-bit length
+	 * field limits us then. */
+	uint64_t limit = c->info.max_frame_bytes ? c->info.max_frame_bytes : UINT32_MAX;
+	if (limit > UINT32_MAX)
+		limit = UINT32_MAX;
+
+	if (body_bytes > limit)
+		return fail(c, RXG_ETOOBIG,
+			    "the request is %zu bytes, more than the %llu bytes the daemon accepts in "
+			    "one message",
+			    body_bytes, (unsigned long long)limit);
+
+	struct sock_sink sink = { .base = { sink_append }, .c = c, .rc = RXG_OK };
+	frame_header_put(c->send_buf, (uint32_t)body_bytes);
+	c->send_len = FRAME_HEADER_BYTES;
+	size_t packed = rxgemm__request__pack_to_buffer(req, &sink.base);
+	if (sink.rc != RXG_OK)
+		return sink.rc;
+	if (packed != body_bytes) {
+		/* The header already promised body_bytes: the stream is lost. */
+		conn_break(c);
+		return fail(c, RXG_EIO, "internal error: packed %zu bytes, announced %zu", packed,
+			    body_bytes);
+	}
+	return send_flush(c);
+}
+
+/* Read one Reply frame, refusing one longer than max_bytes. On RXG_OK the caller owns
+ * *out (rxgemm__reply__free_unpacked); any failure breaks the connection. */
+static int recv_reply(struct rxg_client *c, size_t max_bytes, Rxgemm__Reply **out)
+{
+	uint8_t hdr[FRAME_HEADER_BYTES];
+	uint8_t *body = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = read_exact(c, hdr, sizeof(hdr));
+	if (rc != RXG_OK)
+		goto out;
+	uint32_t len = frame_header_get(hdr);
+	if (len > max_bytes) {
+		conn_break(c);
+		rc = fail(c, RXG_EPROTO,
+			  "the daemon announced a reply of %lu bytes; this request allows at most %zu",
+			  (unsigned long)len, max_bytes);
+		goto out;
+	}
+	body = malloc(len ? len : 1);
+	if (!body) {
+		conn_break(c);
+		rc = fail(c, RXG_ENOMEM, "cannot allocate %lu bytes for the daemon's reply",
+			  (unsigned long)len);
+		goto out;
+	}
+	rc = read_exact(c, body, len);
+	if (rc != RXG_OK)
+		goto out;
+	*out = rxgemm__reply__unpack(NULL, len, body);
+	if (!*out) {
+		conn_break(c);
+		rc = fail(c, RXG_EPROTO, "cannot decode the daemon's reply (%lu bytes)",
+			  (unsigned long)len);
+		goto out;
+	}
+out:
+	free(body);
+	return rc;
+}
+
+static void timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
+{
+	if (!w) {
+		memset(t, 0, sizeof(*t));
+		return;
+	}
+	t->queued_ns = w->queued_ns;
+	t->h2d_ns = w->h2d_ns;
+	t->kernel_ns = w->kernel_ns;
+	t->d2h_ns = w->d2h_ns;
+	t->total_ns = w->total_ns;
+}
+
+/* The daemon's status as our return code; a value outside the enum we know is a protocol
+ * error of its own. */
+static int status_code(Rxgemm__Status status)
+{
+	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_INTERNAL
+		       ? (int)status
+		       : -1;
+}
+
+static int fail_with_reply(struct rxg_client *c, const Rxgemm__Reply *reply)
+{
+	const char *text = reply->error && *reply->error ? reply->error : "the daemon gave no reason";
+	int code = status_code(reply->status);
+
+	if (code < 0)
+		return fail(c, RXG_EPROTO, "the daemon replied with unknown status %d: %s",
+			    (int)reply->status, text);
+	return fail(c, code, "%s", text);
+}
+
+/* One round trip: give req the handle's next request id, send it, and wait for its reply,
+ * which must carry body want when its status is OK. Call with c->lock held. timings (may be
+ * NULL) receives the reply's timings, zeros when it has none, whatever the status.
+ * On RXG_OK the caller owns *out (rxgemm__reply__free_unpacked); otherwise *out is NULL and
+ * the code is the daemon's status or a local failure, explained in c->errmsg. */
+static int round_trip(struct rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		      Rxgemm__Reply__BodyCase want, struct rxg_timings *timings,
+		      Rxgemm__Reply **out)
+{
+	Rxgemm__Reply *reply = NULL;
+	int rc;
+
+	*out = NULL;
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	if (c->fd < 0) {
+		rc = fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
+		goto out;
+	}
+	req->request_id = c->next_request_id++;
+	rc = send_request(c, req);
+	if (rc != RXG_OK)
+		goto out;
+	rc = recv_reply(c, reply_max_bytes, &reply);
+	if (rc != RXG_OK)
+		goto out;
+	if (reply->request_id == 0 && reply->status != RXGEMM__STATUS__STATUS_OK) {
+		/* The daemon could not decode our frame far enough to know its id. */
+		rc = fail_with_reply(c, reply);
+		goto out;
+	}
+	if (reply->request_id != req->request_id) {
+		/* Someone is out of step; nothing later on this stream can be trusted. */
+		conn_break(c);
+		rc = fail(c, RXG_EPROTO, "the daemon answered request %llu to our request %llu",
+			  (unsigned long long)reply->request_id,
+			  (unsigned long long)req->request_id);
+		goto out;
+	}
+	if (timings)
+		timings_from_wire(timings, reply->timings);
+	if (reply->status != RXGEMM__STATUS__STATUS_OK) {
+		rc = fail_with_reply(c, reply);
+		goto out;
+	}
+	if (reply->body_case != want) {
+		conn_break(c);
+		rc = fail(c, RXG_EPROTO, "the daemon sent a reply of kind %d, expected kind %d",
+			  (int)reply->body_case, (int)want);
+		goto out;
+	}
+	*out = reply;
+	reply = NULL;
+out:
+	if (reply)
+		rxgemm__reply__free_unpacked(reply, NULL);
+	return rc;
+}
+
+RXG_EXPORT int rxg_default_socket(char *buf, size_t len)
+{
+	if (!buf)
+		return RXG_EINVAL;
+	return sockpath_default(buf, len) == 0 ? RXG_OK : RXG_EINVAL;
+}
+
+/* connect(2), seeing an interrupted connect through: after EINTR the connection carries on
+ * in the background and a second connect() would fail with EALREADY. */
+static int connect_unix(int fd, const struct sockaddr_un *addr)
+{
+	if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -errno;
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		int n = poll(&pfd, 1, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		break;
+	}
+	int err = 0;
+	socklen_t errlen = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+		return -errno;
+	return -err;
+}
+
+static int hello(struct rxg_client *c, const char *client_name)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__Hello msg = RXGEMM__HELLO__INIT;
+	Rxgemm__Reply *reply = NULL;
+	int rc;
+
+	msg.protocol_version = RXGEMM_PROTOCOL_VERSION;
+	msg.client_name = (char *)client_name; /* only read by the packer */
+	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
+	req.hello = &msg;
+	rc = round_trip(c, &req, RXG__HELLO_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_HELLO, NULL,
+			&reply);
+	if (rc != RXG_OK)
+		goto out;
+	const Rxgemm__HelloReply *h = reply->hello;
+	c->daemon_version = strdup(h->daemon_version ? h->daemon_version : "");
+	c->device = strdup(h->device ? h->device : "");
+	if (!c->daemon_version || !c->device) {
+		rc = fail(c, RXG_ENOMEM, "out of memory");
+		goto out;
+	}
+	c->info.protocol_version = h->protocol_version;
+	c->info.daemon_version = c->daemon_version;
+	c->info.device = c->device;
+	c->info.max_frame_bytes = h->max_frame_bytes;
+	c->info.client_id = h->client_id;
+out:
+	if (reply)
+		rxgemm__reply__free_unpacked(reply, NULL);
+	return rc;
+}
+
+RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg_client **out)
+{
+	char path_buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct rxg_client *c;
+	int rc;
+
+	if (!out) {
+		snprintf(connect_errmsg, sizeof(connect_errmsg), "rxg_connect: out is NULL");
+		return RXG_EINVAL;
+	}
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(connect_errmsg, sizeof(connect_errmsg), "out of memory");
+		return RXG_ENOMEM;
+	}
+	c->fd = -1;
+	c->next_request_id = 1;
+	c->info.daemon_version = c->info.device = "";
+	if (pthread_mutex_init(&c->lock, NULL) != 0) {
+		free(c);
+		snprintf(connect_errmsg, sizeof(connect_errmsg), "cannot create a mutex");
+		return RXG_ENOMEM;
+	}
+
+	if (!socket_path) {
+		if (rxg_default_socket(path_buf, sizeof(path_buf)) != RXG_OK) {
+			rc = fail(c, RXG_EINVAL, "the default socket path is too long for a Unix socket");
+			goto out;
+		}
+		socket_path = path_buf;
+	}
+	size_t path_len = strlen(socket_path);
+	if (path_len == 0 || path_len >= sizeof(addr.sun_path)) {
+		rc = fail(c, RXG_EINVAL, "socket path '%s' is %s (%zu bytes; at most %zu)", socket_path,
+			  path_len ? "too long" : "empty", path_len, sizeof(addr.sun_path) - 1);
+		goto out;
+	}
+	memcpy(addr.sun_path, socket_path, path_len + 1);
+
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		rc = fail(c, RXG_ECONNECT, "cannot create a socket: %s", strerror(errno));
+		goto out;
+	}
+	int err = connect_unix(c->fd, &addr);
+	if (err < 0) {
+		rc = fail(c, RXG_ECONNECT, "%s: %s%s", socket_path, strerror(-err),
+			  err == -ENOENT || err == -ECONNREFUSED ? " (is rxgemmd running?)" : "");
+		goto out;
+	}
+	rc = hello(c, client_name ? client_name : "librxgemm");
+out:
+	if (rc != RXG_OK) {
+		memcpy(connect_errmsg, c->errmsg, sizeof(connect_errmsg));
+		rxg_close(c);
+		return rc;
+	}
+	*out = c;
+	return RXG_OK;
+}
+
+RXG_EXPORT void rxg_close(rxg_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	pthread_mutex_destroy(&c->lock);
+	free(c->daemon_version);
+	free(c->device);
+	free(c);
+}
+
+RXG_EXPORT const char *rxg_errmsg(const rxg_client *c)
+{
+	return c ? c->errmsg : connect_errmsg;
+}
+
+RXG_EXPORT const struct rxg_server_info *rxg_server_info(const rxg_client *c)
+{
+	return c ? &c->info : NULL;
+}
+
+/* The geometry of one stored matrix of rows x cols: inner is the extent along which
+ * elements are adjacent (rows for column-major, cols for row-major), outer the other one. */
+struct stored {
+	const char *name; /* "A", "B", "C" */
+	const char *ld_name;
+	int64_t rows, cols;
+	int64_t inner, outer;
+	int64_t ld;       /* resolved: never 0 */
+	size_t floats;    /* ld * (outer - 1) + inner */
+};
+
+/* Fill s for a stored rows x cols matrix with leading dimension ld (0: tightest) and check
+ * that its length is computable. */
+static int stored_init(struct rxg_client *c, struct stored *s, const char *name,
+		       const char *ld_name, int row_major, int64_t rows, int64_t cols, int64_t ld)
+{
+	int64_t floats;
+	size_t bytes;
+
+	s->name = name;
+	s->ld_name = ld_name;
+	s->rows = rows;
+	s->cols = cols;
+	s->inner = row_major ? cols : rows;
+	s->outer = row_major ? rows : cols;
+	s->ld = ld ? ld : s->inner;
+	if (s->ld < s->inner)
+		return fail(c, RXG_EINVAL,
+			    "%s = %lld is less than %lld, the number of %s of the stored %s (%lld x %lld, "
+			    "%s)",
+			    ld_name, (long long)ld, (long long)s->inner, row_major ? "columns" : "rows",
+			    name, (long long)rows, (long long)cols,
+			    row_major ? "row-major" : "column-major");
+	if (__builtin_mul_overflow(s->ld, s->outer - 1, &floats) ||
+	    __builtin_add_overflow(floats, s->inner, &floats) ||
+	    __builtin_mul_overflow((uint64_t)floats, sizeof(float), &bytes) || bytes > SIZE_MAX / 2)
+		return fail(c, RXG_EINVAL,
+			    "the stored %s (%lld x %lld with %s = %lld) is larger than memory can hold",
+			    name, (long long)rows, (long long)cols, ld_name, (long long)s->ld);
+	s->floats = (size_t)floats;
+	return RXG_OK;
+}
+
+RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
+			struct rxg_timings *timings)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
+	Rxgemm__Reply *reply = NULL;
+	struct stored sa, sb, sc;
+	int rc;
+
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	if (!c)
+		return RXG_EINVAL;
+	pthread_mutex_lock(&c->lock);
+	if (!args) {
+		rc = fail(c, RXG_EINVAL, "rxg_gemm: args is NULL");
+		goto out;
+	}
+	if (args->layout != RXG_COL_MAJOR && args->layout != RXG_ROW_MAJOR) {
+		rc = fail(c, RXG_EINVAL, "layout %d is neither RXG_COL_MAJOR nor RXG_ROW_MAJOR",
+			  (int)args->layout);
+		goto out;
+	}
+	if (args->m < 1 || args->n < 1 || args->k < 1) {
+		rc = fail(c, RXG_EINVAL, "m, n and k must be at least 1 (m = %lld, n = %lld, k = %lld)",
+			  (long long)args->m, (long long)args->n, (long long)args->k);
+		goto out;
+	}
+	if (args->lda < 0 || args->ldb < 0 || args->ldc < 0) {
+		rc = fail(c, RXG_EINVAL,
+			  "leading dimensions must not be negative (lda = %lld, ldb = %lld, ldc = %lld)",
+			  (long long)args->lda, (long long)args->ldb, (long long)args->ldc);
+		goto out;
+	}
+	if (!args->a || !args->b || !args->c) {
+		rc = fail(c, RXG_EINVAL, "%s is NULL%s", !args->a ? "a" : !args->b ? "b" : "c",
+			  args->a && args->b ? ": it receives the result" : "");
+		goto out;
+	}
+	int row_major = args->layout == RXG_ROW_MAJOR;
+	rc = stored_init(c, &sa, "A", "lda", row_major, args->trans_a ? args->k : args->m,
+			 args->trans_a ? args->m : args->k, args->lda);
+	if (rc != RXG_OK)
+		goto out;
+	rc = stored_init(c, &sb, "B", "ldb", row_major, args->trans_b ? args->n : args->k,
+			 args->trans_b ? args->k : args->n, args->ldb);
+	if (rc != RXG_OK)
+		goto out;
+	rc = stored_init(c, &sc, "C", "ldc", row_major, args->m, args->n, args->ldc);
+	if (rc != RXG_OK)
+		goto out;
+	/* The daemon may send C back as either length the protocol allows for a stored matrix:
+	 * up to the last element, or ld * outer. The latter bounds the reply we accept. */
+	size_t c_full_bytes;
+	if (__builtin_mul_overflow((uint64_t)sc.ld, (uint64_t)sc.outer, &c_full_bytes) ||
+	    __builtin_mul_overflow(c_full_bytes, sizeof(float), &c_full_bytes) ||
+	    __builtin_add_overflow(c_full_bytes, RXG__REPLY_OVERHEAD_BYTES, &c_full_bytes)) {
+		rc = fail(c, RXG_EINVAL, "C (%lld x %lld with ldc = %lld) is larger than memory can hold",
+			  (long long)args->m, (long long)args->n, (long long)sc.ld);
+		goto out;
+	}
+
+	g.m = args->m;
+	g.n = args->n;
+	g.k = args->k;
+	g.trans_a = args->trans_a != 0;
+	g.trans_b = args->trans_b != 0;
+	g.alpha = args->alpha;
+	g.beta = args->beta;
+	g.layout = row_major ? RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR : RXGEMM__LAYOUT__LAYOUT_COL_MAJOR;
+	g.lda = sa.ld;
+	g.ldb = sb.ld;
+	g.ldc = sc.ld;
+	/* The caller's arrays go on the wire as they are; the packer only reads them. */
+	g.a.data = (uint8_t *)(uintptr_t)args->a;
+	g.a.len = sa.floats * sizeof(float);
+	g.b.data = (uint8_t *)(uintptr_t)args->b;
+	g.b.len = sb.floats * sizeof(float);
+	if (args->beta != 0.0f) {
+		g.c.data = (uint8_t *)args->c;
+		g.c.len = sc.floats * sizeof(float);
+	}
+	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
+	req.gemm = &g;
+
+	rc = round_trip(c, &req, c_full_bytes, RXGEMM__REPLY__BODY_GEMM, timings, &reply);
+	if (rc != RXG_OK)
+		goto out;
+	const ProtobufCBinaryData *rc_data = &reply->gemm->c;
+	if (rc_data->len != sc.floats * sizeof(float) &&
+	    rc_data->len != (size_t)sc.ld * (size_t)sc.outer * sizeof(float)) {
+		rc = fail(c, RXG_EPROTO,
+			  "the daemon returned %zu bytes of C; %lld x %lld with ldc = %lld needs %zu",
+			  rc_data->len, (long long)args->m, (long long)args->n, (long long)sc.ld,
+			  sc.floats * sizeof(float));
+		goto out;
+	}
+	/* Only the m x n elements: whatever lies between rows or columns (ldc padding) is the
+	 * caller's and stays as it was. */
+	for (int64_t o = 0; o < sc.outer; o++)
+		memcpy(args->c + o * sc.ld, rc_data->data + (size_t)(o * sc.ld) * sizeof(float),
+		       (size_t)sc.inner * sizeof(float));
+out:
+	if (reply)
+		rxgemm__reply__free_unpacked(reply, NULL);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static char *dup_string(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+RXG_EXPORT void rxg_status_free(struct rxg_status *st)
+{
+	if (!st)
+		return;
+	free(st->daemon_version);
+	free(st->device);
+	free(st->recent);
+	if (st->devices) {
+		for (size_t i = 0; i < st->n_devices; i++) {
+			struct rxg_device_info *d = &st->devices[i];
+			free(d->platform);
+			free(d->name);
+			free(d->type);
+			free(d->version);
+			free(d->driver);
+		}
+		free(st->devices);
+	}
+	free(st);
+}
+
+/* Deep-copy the wire's StatusReply into a struct rxg_status the caller owns. */
+static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
+			    struct rxg_status **out)
+{
+	struct rxg_status *st;
+	int rc = RXG_OK;
+
+	*out = NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return fail(c, RXG_ENOMEM, "out of memory");
+	st->daemon_version = dup_string(w->daemon_version);
+	st->device = dup_string(w->device);
+	if (!st->daemon_version || !st->device)
+		goto nomem;
+	st->uptime_ns = w->uptime_ns;
+	st->clients_connected = w->clients_connected;
+	st->clients_total = w->clients_total;
+	st->jobs_ok = w->jobs_ok;
+	st->jobs_failed = w->jobs_failed;
+	st->requests_rejected = w->requests_rejected;
+	st->jobs_queued = w->jobs_queued;
+	st->flops_total = w->flops_total;
+	st->kernel_ns_total = w->kernel_ns_total;
+	st->device_global_mem_bytes = w->device_global_mem_bytes;
+	st->device_max_alloc_bytes = w->device_max_alloc_bytes;
+
+	if (w->n_recent) {
+		st->recent = calloc(w->n_recent, sizeof(*st->recent));
+		if (!st->recent)
+			goto nomem;
+		st->n_recent = w->n_recent;
+		for (size_t i = 0; i < w->n_recent; i++) {
+			const Rxgemm__JobRecord *j = w->recent[i];
+			struct rxg_job_record *r = &st->recent[i];
+			r->request_id = j->request_id;
+			r->client_id = j->client_id;
+			r->m = j->m;
+			r->n = j->n;
+			r->k = j->k;
+			r->status = (int)j->status;
+			timings_from_wire(&r->timings, j->timings);
+		}
+	}
+	if (w->n_devices) {
+		st->devices = calloc(w->n_devices, sizeof(*st->devices));
+		if (!st->devices)
+			goto nomem;
+		/* Counted from the start so that rxg_status_free can free a partial copy. */
+		st->n_devices = w->n_devices;
+		for (size_t i = 0; i < w->n_devices; i++) {
+			const Rxgemm__DeviceInfo *wd = w->devices[i];
+			struct rxg_device_info *d = &st->devices[i];
+			d->index = wd->index;
+			d->platform = dup_string(wd->platform);
+			d->name = dup_string(wd->name);
+			d->type = dup_string(wd->type);
+			d->version = dup_string(wd->version);
+			d->driver = dup_string(wd->driver);
+			if (!d->platform || !d->name || !d->type || !d->version || !d->driver)
+				goto nomem;
+			d->global_mem_bytes = wd->global_mem_bytes;
+			d->compute_units = wd->compute_units;
+			d->clock_mhz = wd->clock_mhz;
+			d->in_use = wd->in_use != 0;
+		}
+	}
+	*out = st;
+	return RXG_OK;
+nomem:
+	rc = fail(c, RXG_ENOMEM, "out of memory copying the daemon's status");
+	rxg_status_free(st);
+	return rc;
+}
+
+RXG_EXPORT int rxg_status(rxg_client *c, struct rxg_status **out)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__StatusRequest msg = RXGEMM__STATUS_REQUEST__INIT;
+	Rxgemm__Reply *reply = NULL;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (!c)
+		return RXG_EINVAL;
+	pthread_mutex_lock(&c->lock);
+	if (!out) {
+		rc = fail(c, RXG_EINVAL, "rxg_status: out is NULL");
+		goto out;
+	}
+	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
+	req.status = &msg;
+	rc = round_trip(c, &req, RXG__STATUS_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_STATUS_REPLY, NULL,
+			&reply);
+	if (rc != RXG_OK)
+		goto out;
+	rc = status_from_wire(c, reply->status_reply, out);
+out:
+	if (reply)
+		rxgemm__reply__free_unpacked(reply, NULL);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}

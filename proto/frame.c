@@ -1,0 +1,78 @@
+/* frame.c: incremental length-prefixed frame reader (see frame.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+
+void frame_reader_init(struct frame_reader *fr, size_t max_bytes)
+{
+	memset(fr, 0, sizeof(*fr));
+	fr->max_bytes = max_bytes;
+}
+
+void frame_reader_fini(struct frame_reader *fr)
+{
+	free(fr->body);
+	fr->body = NULL;
+	fr->hdr_have = fr->body_have = fr->body_len = 0;
+}
+
+int frame_reader_partial(const struct frame_reader *fr)
+{
+	return fr->hdr_have > 0;
+}
+
+void frame_header_put(uint8_t hdr[FRAME_HEADER_BYTES], uint32_t body_len)
+{
+	hdr[0] = (uint8_t)(body_len >> 24);
+	hdr[1] = (uint8_t)(body_len >> 16);
+	hdr[2] = (uint8_t)(body_len >> 8);
+	hdr[3] = (uint8_t)body_len;
+}
+
+uint32_t frame_header_get(const uint8_t hdr[FRAME_HEADER_BYTES])
+{
+	return (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+}
+
+ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t len,
+			  uint8_t **body, size_t *body_len)
+{
+	size_t used = 0;
+
+	*body = NULL;
+	*body_len = 0;
+	if (fr->hdr_have < FRAME_HEADER_BYTES) {
+		size_t n = FRAME_HEADER_BYTES - fr->hdr_have;
+		if (n > len)
+			n = len;
+		memcpy(fr->hdr + fr->hdr_have, data, n);
+		fr->hdr_have += n;
+		used += n;
+		if (fr->hdr_have < FRAME_HEADER_BYTES)
+			return (ssize_t)used;
+		fr->last_len = frame_header_get(fr->hdr);
+		if (fr->last_len > fr->max_bytes)
+			return -EMSGSIZE;
+		fr->body_len = fr->last_len;
+		fr->body_have = 0;
+		/* One byte more than needed so that an empty body is still a real allocation. */
+		fr->body = malloc(fr->body_len + 1);
+		if (!fr->body)
+			return -ENOMEM;
+	}
+	size_t n = fr->body_len - fr->body_have;
+	if (n > len - used)
+		n = len - used;
+	memcpy(fr->body + fr->body_have, data + used, n);
+	fr->body_have += n;
+	used += n;
+	if (fr->body_have == fr->body_len) {
+		*body = fr->body;
+		*body_len = fr->body_len;
+		fr->body = NULL;
+		fr->hdr_have = fr->body_have = fr->body_len = 0;
+	}
+	return (ssize_t)used;
+}

@@ -1,0 +1,46 @@
+/* frame.h: the length-prefixed framing shared by rxgemmd and librxgemm.
+ *
+ * A frame is a 4-byte big-endian body length followed by the body (one protobuf message).
+ * The reader is incremental: feed it whatever the socket gave, in any split, and it hands
+ * back whole bodies. It never trusts the announced length beyond the reader's cap, so a
+ * peer cannot make us allocate more than max_bytes. */
+#ifndef RXGEMM_FRAME_H
+#define RXGEMM_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FRAME_HEADER_BYTES 4
+
+struct frame_reader {
+	uint8_t hdr[FRAME_HEADER_BYTES];
+	size_t hdr_have;
+	uint8_t *body;      /* owned until handed out by frame_reader_feed */
+	size_t body_len;    /* announced length of the frame being read */
+	size_t body_have;
+	size_t max_bytes;   /* cap on body_len */
+	uint32_t last_len;  /* the length announced by the last header read (for errors) */
+};
+
+void frame_reader_init(struct frame_reader *fr, size_t max_bytes);
+void frame_reader_fini(struct frame_reader *fr);
+
+/* True while a frame has been started (header bytes seen) but not finished. */
+int frame_reader_partial(const struct frame_reader *fr);
+
+/* Consume bytes from data[0..len). Returns how many were consumed (>= 0). When a frame
+ * completes, *body and *body_len are set (the caller owns *body and frees it with free();
+ * a zero-length body comes back as a non-NULL one-byte allocation) and the return counts
+ * the bytes up to the end of that frame: call again with the rest. When no frame
+ * completes, *body is NULL and all of len was consumed.
+ * Errors: -EMSGSIZE when a header announces more than max_bytes (fr->last_len says how
+ * much; the stream cannot be resynchronised and should be closed), -ENOMEM. */
+ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t len,
+			  uint8_t **body, size_t *body_len);
+
+/* Write the header for a body of body_len bytes into hdr. */
+void frame_header_put(uint8_t hdr[FRAME_HEADER_BYTES], uint32_t body_len);
+uint32_t frame_header_get(const uint8_t hdr[FRAME_HEADER_BYTES]);
+
+#endif

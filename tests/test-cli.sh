@@ -1,0 +1,350 @@
+#!/bin/bash
+# test-cli.sh: rxgemm(1) and rxgemmd's command line against a real daemon: GEMMs checked
+# against the CPU reference (--check) and against known answers computed here, .npy files
+# in both orders, JSON output, exit codes, status and devices, start-up and shutdown.
+set -euo pipefail
+
+# shellcheck source=tests/lib.sh
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+tl_init
+
+HAVE_PY=0
+if command -v python3 >/dev/null 2>&1; then
+	HAVE_PY=1
+fi
+T=$TL_TMP
+JOBS=0 # GEMM jobs that ran on the daemon, for the status check
+
+# The version configure.ac gives, when the source tree is at hand.
+VERSION=
+if [ -f "${TESTS_SRCDIR:-$(dirname "$0")}/../configure.ac" ]; then
+	VERSION=$(sed -n 's/^AC_INIT(\[[^]]*\], *\[\([^]]*\)\].*/\1/p' \
+		"${TESTS_SRCDIR:-$(dirname "$0")}/../configure.ac")
+fi
+
+# --- rxgemmd's own options (no daemon needed) ---------------------------------------------
+
+if tl_run "rxgemmd --version" 0 "$RXGEMMD" --version; then
+	if [ -n "$VERSION" ]; then
+		tl_expect_output "rxgemmd --version" "(^|[^0-9.])${VERSION//./\\.}([^0-9.]|$)" &&
+			tl_ok "rxgemmd --version says $VERSION"
+	else
+		tl_expect_output "rxgemmd --version" '[0-9]+\.[0-9]+' && tl_ok "rxgemmd --version"
+	fi
+fi
+if tl_run "rxgemmd --help" 0 "$RXGEMMD" --help; then
+	tl_expect_output "rxgemmd --help" '--socket' && tl_ok "rxgemmd --help"
+fi
+if tl_run "rxgemmd --bogus" 2 "$RXGEMMD" --bogus-option; then
+	if [ -s "$TL_ERR" ] || [ -s "$TL_OUT" ]; then
+		tl_ok "rxgemmd with an unknown option exits 2"
+	else
+		tl_fail "rxgemmd --bogus-option exits 2 without a message"
+	fi
+fi
+if tl_run "rxgemmd --list-devices" 0 "$RXGEMMD" --list-devices; then
+	cp "$TL_OUT" "$T/list-devices.txt"
+	if [ -s "$T/list-devices.txt" ]; then
+		tl_ok "rxgemmd --list-devices"
+	else
+		tl_fail "rxgemmd --list-devices printed nothing"
+	fi
+fi
+
+# --- a daemon ----------------------------------------------------------------------------
+
+tl_daemon_start main
+S=$TL_DAEMON_SOCKET
+MAIN_PID=$TL_DAEMON_PID
+R=("$RXGEMM" --socket "$S")
+
+# gemm_ok NAME NJOBS [ARG...]: a --check run (NJOBS jobs) that must succeed and report
+# GFLOPS.
+gemm_ok() {
+	local name=$1 njobs=$2
+	shift 2
+	if tl_run "$name" 0 "${R[@]}" gemm --check "$@"; then
+		JOBS=$((JOBS + njobs))
+		tl_expect_output "$name" 'GFLOPS' && tl_ok "$name"
+	fi
+	return 0
+}
+
+gemm_ok "square 128" 1 -m 128 -n 128 -k 128
+gemm_ok "odd 67x129x33" 1 -m 67 -n 129 -k 33
+gemm_ok "transa" 1 -m 45 -n 37 -k 29 --transa
+gemm_ok "transb" 1 -m 45 -n 37 -k 29 --transb
+gemm_ok "transa transb" 1 -m 45 -n 37 -k 29 --transa --transb
+gemm_ok "col-major" 1 -m 67 -n 45 -k 33 --col-major
+gemm_ok "col-major transa transb" 1 -m 31 -n 47 -k 19 --col-major --transa --transb
+gemm_ok "alpha beta" 1 -m 50 -n 40 -k 30 --alpha 0.5 --beta -2 --seed 7
+gemm_ok "repeat 3" 3 -m 64 -n 32 -k 16 --repeat 3
+
+if tl_run "gemm --json" 0 "${R[@]}" gemm -m 40 -n 30 -k 20 --check --json; then
+	JOBS=$((JOBS + 1))
+	cp "$TL_OUT" "$T/gemm.json"
+	tl_json "gemm --json" "$T/gemm.json" 'isinstance(d, dict)' && tl_ok "gemm --json parses"
+fi
+
+# --- .npy files --------------------------------------------------------------------------
+
+# npy_header_has FILE ERE: the .npy header of FILE matches ERE.
+npy_header_has() {
+	head -c 256 "$1" | tr -d '\000' | tr '\n' ' ' | grep -Eq -- "$2"
+}
+
+# c1 (24 x 16) and c2 (16 x 12) in C order, f2 (16 x 12) in Fortran order.
+if tl_run "--out" 0 "${R[@]}" gemm -m 24 -n 16 -k 8 --seed 5 --out "$T/c1.npy"; then
+	JOBS=$((JOBS + 1))
+	if [ ! -s "$T/c1.npy" ]; then
+		tl_fail "--out wrote no file"
+	elif ! head -c 6 "$T/c1.npy" | tr -d '\000' | grep -aq 'NUMPY'; then
+		tl_fail "--out: $T/c1.npy is not a .npy file"
+	elif ! npy_header_has "$T/c1.npy" "'descr': *'<f4'" ||
+		! npy_header_has "$T/c1.npy" "'fortran_order': *False" ||
+		! npy_header_has "$T/c1.npy" "'shape': *\(24, *16,? *\)"; then
+		tl_fail "--out: header of c1.npy is not '<f4', C order, (24, 16):"
+		head -c 128 "$T/c1.npy" | tr -d '\000'
+		echo
+	else
+		size=$(wc -c <"$T/c1.npy")
+		hlen=$(($(od -An -tu1 -j8 -N1 "$T/c1.npy") + 256 * $(od -An -tu1 -j9 -N1 "$T/c1.npy") + 10))
+		if [ "$size" -ne $((hlen + 24 * 16 * 4)) ]; then
+			tl_fail "--out: c1.npy has $size bytes, want $hlen + $((24 * 16 * 4))"
+		else
+			tl_ok "--out writes a float32 .npy in C order"
+		fi
+	fi
+fi
+tl_run "--out c2" 0 "${R[@]}" gemm -m 16 -n 12 -k 4 --seed 6 --out "$T/c2.npy" &&
+	JOBS=$((JOBS + 1))
+if tl_run "--col-major --out" 0 "${R[@]}" gemm -m 16 -n 12 -k 4 --seed 6 --col-major \
+	--out "$T/f2.npy"; then
+	JOBS=$((JOBS + 1))
+	if npy_header_has "$T/f2.npy" "'fortran_order': *True" &&
+		npy_header_has "$T/f2.npy" "'shape': *\(16, *12,? *\)"; then
+		tl_ok "--col-major --out writes Fortran order"
+	else
+		tl_fail "--col-major --out: header of f2.npy is not Fortran order (16, 12):"
+		head -c 128 "$T/f2.npy" | tr -d '\000'
+		echo
+	fi
+fi
+# c1: 24 x 16, c2: 16 x 12, f2: 16 x 12 (Fortran order).
+gemm_ok "--a/--b from --out" 1 -m 24 -n 12 -k 16 --a "$T/c1.npy" --b "$T/c2.npy"
+gemm_ok "Fortran-order --b" 1 -m 24 -n 12 -k 16 --a "$T/c1.npy" --b "$T/f2.npy"
+gemm_ok "Fortran-order --a, transposed" 1 -m 12 -n 12 -k 16 --a "$T/f2.npy" --b "$T/c2.npy" \
+	--transa
+gemm_ok "Fortran-order --a, both transposed" 1 -m 12 -n 24 -k 16 --a "$T/f2.npy" \
+	--b "$T/c1.npy" --transa --transb
+gemm_ok "Fortran-order files, col-major run" 1 -m 24 -n 12 -k 16 --a "$T/c1.npy" \
+	--b "$T/f2.npy" --col-major
+gemm_ok "shapes from the files" 1 --a "$T/c1.npy" --b "$T/c2.npy"
+
+# The same seed gives the same matrices, so the same result.
+if tl_run "--seed repeatable" 0 "${R[@]}" gemm -m 24 -n 16 -k 8 --seed 5 --out "$T/c1b.npy"; then
+	JOBS=$((JOBS + 1))
+	if cmp -s "$T/c1.npy" "$T/c1b.npy"; then
+		tl_ok "--seed is repeatable"
+	else
+		tl_fail "two runs with --seed 5 wrote different results"
+	fi
+fi
+
+# Known answers, computed here: C = 0.5 * A * B + 2 * C with small integers (exact in
+# float32), A given in C and in Fortran order, results read back in both orders.
+if [ "$HAVE_PY" = 1 ]; then
+	python3 - "$T" <<'EOF'
+import struct, sys
+def write_npy(path, rows, cols, vals, fortran=False, descr='<f4'):
+    hdr = "{'descr': '%s', 'fortran_order': %s, 'shape': (%d, %d), }" % (
+        descr, 'True' if fortran else 'False', rows, cols)
+    hdr += ' ' * ((64 - (10 + len(hdr) + 1) % 64) % 64) + '\n'
+    fmt = '<d' if descr == '<f8' else '<f'
+    order = [(i, j) for j in range(cols) for i in range(rows)] if fortran else \
+            [(i, j) for i in range(rows) for j in range(cols)]
+    with open(path, 'wb') as f:
+        f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
+        for i, j in order:
+            f.write(struct.pack(fmt, vals[i][j]))
+t = sys.argv[1]
+A = [[(i * 4 + j) % 7 - 3 for j in range(4)] for i in range(3)]
+B = [[(i * 2 + j) % 5 - 2 for j in range(2)] for i in range(4)]
+C = [[i - j for j in range(2)] for i in range(3)]
+write_npy(t + '/ka.npy', 3, 4, A)
+write_npy(t + '/ka_f.npy', 3, 4, A, fortran=True)
+write_npy(t + '/kb.npy', 4, 2, B)
+write_npy(t + '/kc.npy', 3, 2, C)
+write_npy(t + '/ka64.npy', 3, 4, A, descr='<f8')
+# Not 2-D: a vector of 12 and a 3 x 2 x 2 array.
+for name, shape, n in (('k1d.npy', '(12,)', 12), ('k3d.npy', '(3, 2, 2)', 12)):
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % shape
+    hdr += ' ' * ((64 - (10 + len(hdr) + 1) % 64) % 64) + '\n'
+    with open(t + '/' + name, 'wb') as f:
+        f.write(b'\x93NUMPY\x01\x00' + struct.pack('<H', len(hdr)) + hdr.encode())
+        f.write(struct.pack('<%df' % n, *range(n)))
+want = [[0.5 * sum(A[i][l] * B[l][j] for l in range(4)) + 2 * C[i][j] for j in range(2)]
+        for i in range(3)]
+with open(t + '/kwant.txt', 'w') as f:
+    f.write(repr(want))
+EOF
+	cat >"$T/npycmp.py" <<'EOF'
+import ast, struct, sys
+path, want_path = sys.argv[1], sys.argv[2]
+want = ast.literal_eval(open(want_path).read())
+data = open(path, 'rb').read()
+if data[:6] != b'\x93NUMPY':
+    sys.exit('%s: not a .npy file' % path)
+hlen = struct.unpack('<H', data[8:10])[0] if data[6] == 1 else struct.unpack('<I', data[8:12])[0]
+off = 10 if data[6] == 1 else 12
+hdr = ast.literal_eval(data[off:off + hlen].decode('latin1'))
+rows, cols = hdr['shape']
+if hdr['descr'] != '<f4' or (rows, cols) != (len(want), len(want[0])):
+    sys.exit('%s: header %r' % (path, hdr))
+vals = struct.unpack('<%df' % (rows * cols), data[off + hlen:off + hlen + 4 * rows * cols])
+for i in range(rows):
+    for j in range(cols):
+        got = vals[j * rows + i] if hdr['fortran_order'] else vals[i * cols + j]
+        if abs(got - want[i][j]) > 1e-5:
+            sys.exit('%s: C(%d,%d) = %g, want %g' % (path, i, j, got, want[i][j]))
+EOF
+	KA=(--alpha 0.5 --beta 2 --b "$T/kb.npy" --c "$T/kc.npy")
+	for v in "C-order A:ka.npy:ko1.npy:" "Fortran-order A:ka_f.npy:ko2.npy:" \
+		"col-major run:ka.npy:ko3.npy:--col-major"; do
+		IFS=: read -r label afile ofile extra <<<"$v"
+		# shellcheck disable=SC2086
+		if tl_run "known answer, $label" 0 "${R[@]}" gemm -m 3 -n 2 -k 4 --a "$T/$afile" \
+			"${KA[@]}" --out "$T/$ofile" $extra; then
+			JOBS=$((JOBS + 1))
+			if python3 "$T/npycmp.py" "$T/$ofile" "$T/kwant.txt" >"$TL_OUT" 2>&1; then
+				tl_ok "known answer, $label"
+			else
+				tl_fail "known answer, $label: $(cat "$TL_OUT")"
+			fi
+		fi
+	done
+
+	if tl_run "float64 .npy" 4 "${R[@]}" gemm -m 3 -n 2 -k 4 --a "$T/ka64.npy" \
+		--b "$T/kb.npy"; then
+		tl_expect_output "float64 .npy" 'ka64\.npy' && tl_ok "a float64 .npy exits 4"
+	fi
+	for f in k1d.npy k3d.npy; do
+		if tl_run "$f" 4 "${R[@]}" gemm -m 3 -n 2 -k 4 --a "$T/$f" --b "$T/kb.npy"; then
+			tl_expect_output "$f" "${f//./\\.}" && tl_ok "a .npy that is not 2-D ($f) exits 4"
+		fi
+	done
+else
+	echo "note: no python3; known-answer and dtype checks not run"
+fi
+
+# --- file errors -------------------------------------------------------------------------
+
+if tl_run "wrong shape" 4 "${R[@]}" gemm -m 10 -n 12 -k 16 --a "$T/c1.npy" --b "$T/c2.npy"; then
+	tl_expect_output "wrong shape" 'c1\.npy' && tl_ok "a file of the wrong shape exits 4"
+fi
+if tl_run "missing file" 4 "${R[@]}" gemm -m 8 -n 8 -k 8 --a "$T/no-such.npy"; then
+	tl_expect_output "missing file" 'no-such\.npy' && tl_ok "a missing file exits 4"
+fi
+printf 'this is not a .npy file\n' >"$T/text.npy"
+if tl_run "not a .npy" 4 "${R[@]}" gemm -m 8 -n 8 -k 8 --b "$T/text.npy"; then
+	tl_expect_output "not a .npy" 'text\.npy' && tl_ok "a file that is not .npy exits 4"
+fi
+
+# --- usage errors ------------------------------------------------------------------------
+
+usage_error() {
+	local name=$1
+	shift
+	if tl_run "$name" 2 "${R[@]}" "$@"; then
+		if [ -s "$TL_ERR" ]; then
+			tl_ok "$name exits 2"
+		else
+			tl_fail "$name: exit 2 but nothing on stderr"
+		fi
+	fi
+	return 0
+}
+usage_error "-m 0" gemm -m 0 -n 8 -k 8
+usage_error "-m abc" gemm -m abc -n 8 -k 8
+usage_error "-n -5" gemm -m 8 -n -5 -k 8
+usage_error "-k 12x" gemm -m 8 -n 8 -k 12x
+usage_error "unknown option" gemm -m 8 -n 8 -k 8 --bogus-option
+usage_error "unknown command" frobnicate
+usage_error "no command"
+usage_error "--alpha abc" gemm -m 8 -n 8 -k 8 --alpha abc
+
+# --- no daemon ---------------------------------------------------------------------------
+
+for cmd in "gemm -m 8 -n 8 -k 8" status devices; do
+	# shellcheck disable=SC2086
+	if tl_run "no daemon: $cmd" 3 "$RXGEMM" --socket "$T/nobody.sock" $cmd; then
+		if [ -s "$TL_ERR" ]; then
+			tl_ok "no daemon: $cmd exits 3"
+		else
+			tl_fail "no daemon: $cmd exits 3 without a message"
+		fi
+	fi
+done
+if tl_run "RXGEMM_SOCKET" 0 env RXGEMM_SOCKET="$S" "$RXGEMM" status; then
+	tl_ok "RXGEMM_SOCKET names the default socket"
+fi
+
+# --- status and devices ------------------------------------------------------------------
+
+if tl_run "status" 0 "${R[@]}" status; then
+	tl_expect_output "status" 'jobs' && tl_ok "status"
+fi
+if tl_run "status --json" 0 "${R[@]}" status --json; then
+	cp "$TL_OUT" "$T/status.json"
+	tl_json "status --json" "$T/status.json" \
+		"isinstance(d, dict) and d.get('jobs_ok', -1) >= $JOBS and d.get('jobs_failed') == 0 and len(d.get('recent', [])) > 0" &&
+		tl_ok "status --json counts the $JOBS jobs run"
+fi
+if tl_run "devices" 0 "${R[@]}" devices; then
+	cp "$TL_OUT" "$T/devices.txt"
+	if tl_run "devices --json" 0 "${R[@]}" devices --json; then
+		cp "$TL_OUT" "$T/devices.json"
+		if tl_json "devices --json" "$T/devices.json" \
+			"len([x for x in (d.get('devices', []) if isinstance(d, dict) else d) if x.get('in_use')]) == 1"; then
+			tl_ok "devices --json marks one device in use"
+			if [ "$HAVE_PY" = 1 ]; then
+				name=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d=d.get("devices", d) if isinstance(d, dict) else d; print([x["name"] for x in d if x.get("in_use")][0])' "$T/devices.json")
+				if grep -qF -- "$name" "$T/devices.txt" && grep -qF -- "$name" "$T/list-devices.txt"; then
+					tl_ok "devices and rxgemmd --list-devices show $name"
+				else
+					tl_fail "the device in use ($name) is missing from 'devices' or '--list-devices'"
+				fi
+			fi
+		fi
+	fi
+fi
+
+# --- start-up refusal and shutdown -------------------------------------------------------
+
+if tl_run "second daemon on a live socket" 1 "$RXGEMMD" --socket "$S" \
+	${RXGEMM_TEST_DEVICE:+--device "$RXGEMM_TEST_DEVICE"}; then
+	if [ -s "$TL_ERR" ] || [ -s "$TL_OUT" ]; then
+		tl_ok "a second rxgemmd on a live socket exits 1"
+	else
+		tl_fail "a second rxgemmd exits 1 without a message"
+	fi
+fi
+if [ ! -S "$S" ]; then
+	tl_fail "the refused second daemon removed the first one's socket file"
+elif tl_run "first daemon after the refusal" 0 "${R[@]}" gemm -m 32 -n 32 -k 32 --check; then
+	tl_ok "the first daemon still serves after a refused second one"
+fi
+
+tl_daemon_stop "$MAIN_PID" TERM 60
+if [ "$TL_STATUS" -ne 0 ]; then
+	tl_fail "rxgemmd exited with $TL_STATUS after SIGTERM, want 0"
+elif [ -e "$S" ]; then
+	tl_fail "rxgemmd left its socket file $S after SIGTERM"
+else
+	tl_ok "SIGTERM: exit 0, socket removed"
+fi
+if tl_run "after shutdown" 3 "${R[@]}" status; then
+	tl_ok "status after shutdown exits 3"
+fi
+
+tl_finish

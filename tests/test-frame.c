@@ -1,0 +1,273 @@
+/* test-frame.c: the incremental frame reader of proto/frame.c, fed in every split a socket
+ * can produce, and the header encoding, checked against hand-written big-endian bytes. */
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+
+/* Append one frame (header + body_len bytes of a pattern derived from seed) to buf at
+ * *used. The body's bytes are what the reader must hand back. */
+static void put_frame(uint8_t *buf, size_t *used, uint32_t body_len, uint8_t seed)
+{
+	frame_header_put(buf + *used, body_len);
+	*used += FRAME_HEADER_BYTES;
+	for (uint32_t i = 0; i < body_len; i++)
+		buf[(*used)++] = (uint8_t)(seed + i * 7u);
+}
+
+static void assert_body(const uint8_t *body, size_t body_len, uint32_t want_len, uint8_t seed)
+{
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(body_len, want_len);
+	for (uint32_t i = 0; i < want_len; i++)
+		ck_assert_msg(body[i] == (uint8_t)(seed + i * 7u),
+			      "body byte %u is 0x%02x, want 0x%02x", i, body[i],
+			      (uint8_t)(seed + i * 7u));
+}
+
+START_TEST(test_one_piece)
+{
+	struct frame_reader fr;
+	uint8_t buf[256];
+	size_t used = 0;
+	uint8_t *body;
+	size_t body_len;
+
+	put_frame(buf, &used, 100, 3);
+	frame_reader_init(&fr, 1024);
+	ck_assert(!frame_reader_partial(&fr));
+	ssize_t n = frame_reader_feed(&fr, buf, used, &body, &body_len);
+	ck_assert_int_eq(n, (ssize_t)used);
+	assert_body(body, body_len, 100, 3);
+	ck_assert_uint_eq(fr.last_len, 100);
+	ck_assert(!frame_reader_partial(&fr));
+	free(body);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
+START_TEST(test_byte_by_byte)
+{
+	struct frame_reader fr;
+	uint8_t buf[64];
+	size_t used = 0;
+	uint8_t *body = NULL;
+	size_t body_len = 0;
+
+	put_frame(buf, &used, 37, 11);
+	frame_reader_init(&fr, 64);
+	for (size_t i = 0; i < used; i++) {
+		ssize_t n = frame_reader_feed(&fr, buf + i, 1, &body, &body_len);
+		ck_assert_int_eq(n, 1);
+		if (i + 1 < used) {
+			ck_assert_msg(body == NULL, "a body came out after %zu of %zu bytes", i + 1,
+				      used);
+			ck_assert_msg(frame_reader_partial(&fr),
+				      "reader not partial after %zu of %zu bytes", i + 1, used);
+		}
+	}
+	assert_body(body, body_len, 37, 11);
+	ck_assert(!frame_reader_partial(&fr));
+	free(body);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
+/* Two whole frames and the first half of a third arrive in one read; the rest of the third
+ * arrives in the next read. Each call must stop at a frame's end and report how far it got. */
+START_TEST(test_two_and_a_half)
+{
+	struct frame_reader fr;
+	uint8_t buf[512];
+	size_t used = 0, off = 0;
+	uint8_t *body;
+	size_t body_len;
+
+	put_frame(buf, &used, 10, 1);
+	size_t end1 = used;
+	put_frame(buf, &used, 200, 2);
+	size_t end2 = used;
+	put_frame(buf, &used, 50, 3);
+	size_t end3 = used;
+	size_t half = end2 + (end3 - end2) / 2;
+
+	frame_reader_init(&fr, 4096);
+	ssize_t n = frame_reader_feed(&fr, buf, half, &body, &body_len);
+	ck_assert_int_eq(n, (ssize_t)end1);
+	assert_body(body, body_len, 10, 1);
+	free(body);
+	off += (size_t)n;
+
+	n = frame_reader_feed(&fr, buf + off, half - off, &body, &body_len);
+	ck_assert_int_eq(n, (ssize_t)(end2 - end1));
+	assert_body(body, body_len, 200, 2);
+	free(body);
+	off += (size_t)n;
+
+	n = frame_reader_feed(&fr, buf + off, half - off, &body, &body_len);
+	ck_assert_int_eq(n, (ssize_t)(half - off));
+	ck_assert_ptr_null(body);
+	ck_assert(frame_reader_partial(&fr));
+	off += (size_t)n;
+
+	n = frame_reader_feed(&fr, buf + off, end3 - off, &body, &body_len);
+	ck_assert_int_eq(n, (ssize_t)(end3 - off));
+	assert_body(body, body_len, 50, 3);
+	ck_assert(!frame_reader_partial(&fr));
+	free(body);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
+/* An empty protobuf message packs to zero bytes; it must still come out as a frame. */
+START_TEST(test_zero_length)
+{
+	struct frame_reader fr;
+	uint8_t buf[16];
+	size_t used = 0;
+	uint8_t *body;
+	size_t body_len = 99;
+
+	put_frame(buf, &used, 0, 0);
+	put_frame(buf, &used, 0, 0);
+	frame_reader_init(&fr, 16);
+	ssize_t n = frame_reader_feed(&fr, buf, used, &body, &body_len);
+	ck_assert_int_eq(n, FRAME_HEADER_BYTES);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(body_len, 0);
+	free(body);
+	n = frame_reader_feed(&fr, buf + FRAME_HEADER_BYTES, used - FRAME_HEADER_BYTES, &body,
+			      &body_len);
+	ck_assert_int_eq(n, FRAME_HEADER_BYTES);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(body_len, 0);
+	free(body);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
+START_TEST(test_too_big)
+{
+	static const uint32_t lens[] = { 1001, 0x10000, 0xFFFFFFFFu };
+	for (size_t t = 0; t < sizeof(lens) / sizeof(lens[0]); t++) {
+		struct frame_reader fr;
+		uint8_t hdr[FRAME_HEADER_BYTES];
+		uint8_t *body = (uint8_t *)&fr;
+		size_t body_len = 0;
+
+		frame_header_put(hdr, lens[t]);
+		frame_reader_init(&fr, 1000);
+		ssize_t n = frame_reader_feed(&fr, hdr, sizeof(hdr), &body, &body_len);
+		ck_assert_msg(n == -EMSGSIZE, "length %u with max 1000: feed returned %zd",
+			      lens[t], n);
+		ck_assert_uint_eq(fr.last_len, lens[t]);
+		ck_assert_ptr_null(body);
+		frame_reader_fini(&fr);
+	}
+}
+END_TEST
+
+/* The cap is inclusive: a body of exactly max_bytes is a legal frame. */
+START_TEST(test_exactly_max)
+{
+	enum { MAX = 300 };
+	struct frame_reader fr;
+	uint8_t buf[MAX + FRAME_HEADER_BYTES];
+	size_t used = 0;
+	uint8_t *body;
+	size_t body_len;
+
+	put_frame(buf, &used, MAX, 9);
+	frame_reader_init(&fr, MAX);
+	ssize_t n = frame_reader_feed(&fr, buf, used, &body, &body_len);
+	ck_assert_int_eq(n, (ssize_t)used);
+	assert_body(body, body_len, MAX, 9);
+	free(body);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
+/* A reader dropped in the middle of a frame frees what it holds (run under valgrind or
+ * ASan to see it) and starts over clean after init. */
+START_TEST(test_fini_partial)
+{
+	struct frame_reader fr;
+	uint8_t buf[64];
+	size_t used = 0;
+	uint8_t *body;
+	size_t body_len;
+
+	put_frame(buf, &used, 20, 5);
+	frame_reader_init(&fr, 64);
+	ck_assert_int_eq(frame_reader_feed(&fr, buf, 10, &body, &body_len), 10);
+	ck_assert_ptr_null(body);
+	ck_assert(frame_reader_partial(&fr));
+	frame_reader_fini(&fr);
+	frame_reader_init(&fr, 64);
+	ck_assert(!frame_reader_partial(&fr));
+	ck_assert_int_eq(frame_reader_feed(&fr, buf, used, &body, &body_len), (ssize_t)used);
+	assert_body(body, body_len, 20, 5);
+	free(body);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
+START_TEST(test_header_round_trip)
+{
+	static const struct {
+		uint32_t len;
+		uint8_t bytes[FRAME_HEADER_BYTES];
+	} cases[] = {
+		{ 0, { 0x00, 0x00, 0x00, 0x00 } },
+		{ 1, { 0x00, 0x00, 0x00, 0x01 } },
+		{ 255, { 0x00, 0x00, 0x00, 0xFF } },
+		{ 256, { 0x00, 0x00, 0x01, 0x00 } },
+		{ 0x01020304u, { 0x01, 0x02, 0x03, 0x04 } },
+		{ 0xFFFFFFFFu, { 0xFF, 0xFF, 0xFF, 0xFF } },
+	};
+	for (size_t t = 0; t < sizeof(cases) / sizeof(cases[0]); t++) {
+		uint8_t hdr[FRAME_HEADER_BYTES];
+
+		memset(hdr, 0xAA, sizeof(hdr));
+		frame_header_put(hdr, cases[t].len);
+		ck_assert_msg(memcmp(hdr, cases[t].bytes, FRAME_HEADER_BYTES) == 0,
+			      "header of %u is %02x %02x %02x %02x", cases[t].len, hdr[0], hdr[1],
+			      hdr[2], hdr[3]);
+		ck_assert_uint_eq(frame_header_get(cases[t].bytes), cases[t].len);
+		ck_assert_uint_eq(frame_header_get(hdr), cases[t].len);
+	}
+}
+END_TEST
+
+static Suite *frame_suite(void)
+{
+	Suite *s = suite_create("frame");
+	TCase *tc = tcase_create("reader");
+
+	tcase_add_test(tc, test_one_piece);
+	tcase_add_test(tc, test_byte_by_byte);
+	tcase_add_test(tc, test_two_and_a_half);
+	tcase_add_test(tc, test_zero_length);
+	tcase_add_test(tc, test_too_big);
+	tcase_add_test(tc, test_exactly_max);
+	tcase_add_test(tc, test_fini_partial);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("header");
+	tcase_add_test(tc, test_header_round_trip);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(frame_suite());
+
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,252 @@
+/* test-gemm.c: the GEMM engine on a real OpenCL device (PoCL here; rusticl through
+ * test-rusticl.sh) against the CPU reference, over shapes that hit every tile edge, both
+ * transposes, both layouts, alpha/beta, NaN in C with beta = 0 and padded leading
+ * dimensions. Requests go through gemm_validate, so the row-major mapping is tested too.
+ *
+ * RXGEMM_TEST_DEVICE picks the device (as rxgemmd --device); RXGEMM_TEST_SMALL=1 keeps the
+ * shapes small for slow devices. Exits 77 (skipped) when there is no OpenCL device. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "refgemm.h"
+#include "rxgemmd.h"
+
+static struct rxd_device dev;
+static struct rxd_gemm_engine engine;
+static bool small;
+static const struct rxd_limits limits = { .max_buffer_bytes = 1ull << 30,
+					  .max_total_bytes = 3ull << 30 };
+
+struct gemm_case {
+	bool row_major, trans_a, trans_b;
+	int64_t m, n, k;
+	int64_t pad_a, pad_b, pad_c; /* added to the tightest leading dimension */
+	float alpha, beta;
+	bool nan_c;                  /* fill C with NaN (only meaningful with beta = 0) */
+	bool send_c;
+};
+
+/* Run one case on the device and on the CPU; returns the number of wrong elements,
+ * padding elements of C included (they must come back as sent, or zero when not sent). */
+static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
+{
+	bool rm = tc->row_major;
+	int64_t a_rows = tc->trans_a ? tc->k : tc->m, a_cols = tc->trans_a ? tc->m : tc->k;
+	int64_t b_rows = tc->trans_b ? tc->n : tc->k, b_cols = tc->trans_b ? tc->k : tc->n;
+	int64_t lda = (rm ? a_cols : a_rows) + tc->pad_a, ldb = (rm ? b_cols : b_rows) + tc->pad_b;
+	int64_t ldc = (rm ? tc->n : tc->m) + tc->pad_c;
+	size_t a_len = (size_t)(lda * ((rm ? a_rows : a_cols) - 1) + (rm ? a_cols : a_rows));
+	size_t b_len = (size_t)(ldb * ((rm ? b_rows : b_cols) - 1) + (rm ? b_cols : b_rows));
+	size_t c_len = (size_t)(ldc * ((rm ? tc->m : tc->n) - 1) + (rm ? tc->n : tc->m));
+	float *a = malloc(a_len * 4), *b = malloc(b_len * 4), *c = malloc(c_len * 4);
+	float *got = malloc(c_len * 4), *want = malloc(c_len * 4);
+	Rxgemm__GemmRequest rq = RXGEMM__GEMM_REQUEST__INIT;
+	struct rxd_gemm g;
+	struct rxd_job_timings t;
+	const char *kernel;
+	char err[RXD_ERROR_MAX];
+	int bad, st;
+
+	ck_assert(a && b && c && got && want);
+	refgemm_fill_random(a, a_len, &seed);
+	refgemm_fill_random(b, b_len, &seed);
+	refgemm_fill_random(c, c_len, &seed);
+	if (tc->nan_c)
+		for (size_t i = 0; i < c_len; i++)
+			c[i] = NAN;
+	rq.m = tc->m, rq.n = tc->n, rq.k = tc->k;
+	rq.trans_a = tc->trans_a, rq.trans_b = tc->trans_b;
+	rq.alpha = tc->alpha, rq.beta = tc->beta;
+	rq.layout = rm ? RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR : RXGEMM__LAYOUT__LAYOUT_COL_MAJOR;
+	rq.lda = lda, rq.ldb = ldb, rq.ldc = ldc;
+	rq.a.data = (uint8_t *)a, rq.a.len = a_len * 4;
+	rq.b.data = (uint8_t *)b, rq.b.len = b_len * 4;
+	if (tc->send_c)
+		rq.c.data = (uint8_t *)c, rq.c.len = c_len * 4;
+	st = gemm_validate(&rq, &limits, &g, err, sizeof(err));
+	ck_assert_msg(st == 0, "validate: %s", err);
+	ck_assert_uint_eq(g.c_elems, c_len);
+	st = gemm_run(&engine, &g, got, &t, &kernel, err, sizeof(err));
+	ck_assert_msg(st == 0, "run: %s", err);
+
+	/* The reference starts from C as the device saw it: as sent, or zeros. */
+	if (tc->send_c)
+		memcpy(want, c, c_len * 4);
+	else
+		memset(want, 0, c_len * 4);
+	refgemm(rm, tc->trans_a, tc->trans_b, tc->m, tc->n, tc->k, tc->alpha, a, lda, b, ldb,
+		tc->beta, want, ldc);
+	double max_err;
+	int64_t bi = -1, bj = -1;
+	bad = refgemm_compare(rm, tc->m, tc->n, tc->k, got, want, ldc, &max_err, &bi, &bj);
+	if (bad)
+		fprintf(stderr,
+			"%s %c%c m=%lld n=%lld k=%lld ld+%lld/%lld/%lld alpha=%g beta=%g%s: %d wrong, "
+			"worst at (%lld, %lld), error %g (kernel %s)\n",
+			rm ? "row" : "col", tc->trans_a ? 'T' : 'N', tc->trans_b ? 'T' : 'N',
+			(long long)tc->m, (long long)tc->n, (long long)tc->k, (long long)tc->pad_a,
+			(long long)tc->pad_b, (long long)tc->pad_c, (double)tc->alpha,
+			(double)tc->beta, tc->nan_c ? " NaN C" : "", bad, (long long)bi,
+			(long long)bj, max_err, kernel);
+	/* Padding between rows/columns of C must come back untouched (or zero). */
+	for (int64_t o = 0; o < (rm ? tc->m : tc->n); o++)
+		for (int64_t i = rm ? tc->n : tc->m; i < ldc && o * ldc + i < (int64_t)c_len; i++) {
+			float w = tc->send_c ? c[o * ldc + i] : 0.0f;
+			float v = got[o * ldc + i];
+			if (!(v == w || (isnan(v) && isnan(w)))) {
+				fprintf(stderr, "padding element %lld changed\n",
+					(long long)(o * ldc + i));
+				bad++;
+				break;
+			}
+		}
+	free(a), free(b), free(c), free(got), free(want);
+	return bad;
+}
+
+/* Sizes around every tile size the engine may pick (16, 32, 64) and primes. */
+static const int64_t edge_sizes[] = { 1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 70 };
+#define N_EDGE (sizeof(edge_sizes) / sizeof(edge_sizes[0]))
+
+START_TEST(test_edges_all_variants)
+{
+	/* _i: 8 combinations of layout and transposes; each runs a deterministic sample of
+	 * m x n x k from the edge sizes, all of them on fast devices. */
+	bool rm = _i & 1, ta = (_i >> 1) & 1, tb = (_i >> 2) & 1;
+	uint64_t pick = 0x9e3779b97f4a7c15ull * (uint64_t)(_i + 1);
+	int bad = 0, runs = 0;
+
+	for (size_t im = 0; im < N_EDGE; im++)
+		for (size_t in = 0; in < N_EDGE; in++)
+			for (size_t ik = 0; ik < N_EDGE; ik++) {
+				struct gemm_case tc = { .row_major = rm, .trans_a = ta, .trans_b = tb,
+							.m = edge_sizes[im], .n = edge_sizes[in],
+							.k = edge_sizes[ik], .alpha = 1.0f };
+				pick = pick * 6364136223846793005ull + 1442695040888963407ull;
+				/* Every (m, n) pair with a sampled k; fewer on slow devices. */
+				if ((pick >> 33) % (small ? 40 : 4) != 0)
+					continue;
+				bad += gemm_case_run(&tc, im * 1000 + in * 100 + ik) != 0;
+				runs++;
+			}
+	ck_assert_int_gt(runs, 0);
+	ck_assert_msg(bad == 0, "%d of %d shapes wrong", bad, runs);
+}
+END_TEST
+
+START_TEST(test_alpha_beta)
+{
+	static const float ab[][2] = { { 1.0f, 0.0f }, { -2.5f, 0.0f }, { 1.0f, 1.0f },
+				       { 0.5f, -1.5f }, { 0.0f, 2.0f }, { 3.0f, 0.25f } };
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(ab) / sizeof(ab[0]); i++)
+		for (int v = 0; v < 8; v++) {
+			struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+						.trans_b = (v >> 2) & 1, .m = 37, .n = 45, .k = 29,
+						.alpha = ab[i][0], .beta = ab[i][1],
+						.send_c = true };
+			bad += gemm_case_run(&tc, 77 + i * 8 + (size_t)v);
+		}
+	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+START_TEST(test_beta_zero_ignores_nan)
+{
+	for (int v = 0; v < 8; v++) {
+		struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+					.trans_b = (v >> 2) & 1, .m = 33, .n = 17, .k = 65,
+					.alpha = 2.0f, .beta = 0.0f, .nan_c = true,
+					.send_c = true };
+		ck_assert_int_eq(gemm_case_run(&tc, 5 + (uint64_t)v), 0);
+	}
+}
+END_TEST
+
+START_TEST(test_leading_dimensions)
+{
+	for (int v = 0; v < 8; v++) {
+		struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+					.trans_b = (v >> 2) & 1, .m = 19, .n = 23, .k = 41,
+					.pad_a = 3, .pad_b = 64, .pad_c = 5, .alpha = 1.0f,
+					.beta = 0.5f, .send_c = true };
+		ck_assert_int_eq(gemm_case_run(&tc, 11 + (uint64_t)v), 0);
+		/* Without C and beta = 0 the padding comes back as zeros. */
+		tc.beta = 0.0f, tc.send_c = false;
+		ck_assert_int_eq(gemm_case_run(&tc, 12 + (uint64_t)v), 0);
+	}
+}
+END_TEST
+
+START_TEST(test_shapes)
+{
+	/* Tall-skinny, K = 1, vectors and a larger square, with error bounds that grow with K. */
+	static const int64_t shapes[][3] = { { 1, 1, 1 },     { 1, 1, 1000 }, { 500, 1, 3 },
+					     { 1, 300, 7 },   { 257, 3, 1 },  { 3, 257, 129 },
+					     { 128, 128, 1 }, { 256, 256, 256 }, { 300, 200, 250 } };
+	size_t n = sizeof(shapes) / sizeof(shapes[0]);
+
+	if (small)
+		n -= 2;
+	for (size_t i = 0; i < n; i++) {
+		struct gemm_case tc = { .row_major = i & 1, .trans_a = (i >> 1) & 1,
+					.trans_b = (i >> 2) & 1, .m = shapes[i][0],
+					.n = shapes[i][1], .k = shapes[i][2], .alpha = 1.0f,
+					.beta = -1.0f, .send_c = true };
+		ck_assert_int_eq(gemm_case_run(&tc, 1000 + i), 0);
+	}
+}
+END_TEST
+
+START_TEST(test_timings_reported)
+{
+	struct gemm_case tc = { .m = 64, .n = 64, .k = 64, .alpha = 1.0f };
+
+	/* The result check is the point; timings exist only where profiling does. */
+	ck_assert_int_eq(gemm_case_run(&tc, 3), 0);
+	ck_assert(engine.n_variants == 4);
+}
+END_TEST
+
+int main(void)
+{
+	const char *sel = getenv("RXGEMM_TEST_DEVICE");
+	Suite *s = suite_create("gemm");
+	TCase *tc = tcase_create("engine");
+	SRunner *sr;
+	int failed;
+
+	small = getenv("RXGEMM_TEST_SMALL") && atoi(getenv("RXGEMM_TEST_SMALL"));
+	log_set_level(LOG_WARNING);
+	if (device_open(&dev, sel) < 0) {
+		fprintf(stderr, "no OpenCL device%s%s: skipping\n", sel ? " matching " : "",
+			sel ? sel : "");
+		return 77;
+	}
+	fprintf(stderr, "device: %s\n", dev.description);
+	if (gemm_init(&engine, &dev) < 0) {
+		fprintf(stderr, "the GEMM kernels do not build on %s\n", dev.description);
+		return EXIT_FAILURE;
+	}
+	tcase_set_timeout(tc, 600);
+	tcase_add_loop_test(tc, test_edges_all_variants, 0, 8);
+	tcase_add_test(tc, test_alpha_beta);
+	tcase_add_test(tc, test_beta_zero_ignores_nan);
+	tcase_add_test(tc, test_leading_dimensions);
+	tcase_add_test(tc, test_shapes);
+	tcase_add_test(tc, test_timings_reported);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	/* The OpenCL runtime's threads do not survive fork(): run the tests in-process. */
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	gemm_fini(&engine);
+	device_close(&dev);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
