@@ -66,15 +66,16 @@ int config_parse_size(const char *s, uint64_t *bytes)
 	if (errno)
 		return -EINVAL;
 	switch (toupper((unsigned char)*end)) {
-	case '\0': break;
 	case 'K': shift = 10; end++; break;
 	case 'M': shift = 20; end++; break;
 	case 'G': shift = 30; end++; break;
 	case 'T': shift = 40; end++; break;
-	default: return -EINVAL;
 	}
-	if (*end == 'i' || *end == 'B')
-		end += (end[0] == 'i' && end[1] == 'B') ? 2 : 1;
+	/* "64K", "64KB", "64KiB" and "4096B" all mean binary units of bytes. */
+	if (shift && end[0] == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
 	if (*end != '\0' || v > (UINT64_MAX >> shift))
 		return -EINVAL;
 	*bytes = (uint64_t)v << shift;

@@ -114,6 +114,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	conn_ref(c);
 	c->jobs_in_flight++;
 	srv->stats.jobs_queued++;
+	job->submitted_ns = now_ns();
 	worker_submit(srv->worker, job);
 }
 
@@ -200,7 +201,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	c->jobs_in_flight--;
 	if (c->closing)
 		goto out; /* nobody to answer */
-	t.queued_ns = job->started_ns - job->received_ns;
+	t.queued_ns = job->started_ns - job->submitted_ns;
 	t.h2d_ns = job->dev_t.h2d_ns;
 	t.kernel_ns = job->dev_t.kernel_ns;
 	t.d2h_ns = job->dev_t.d2h_ns;

@@ -173,7 +173,9 @@ struct rxd_job {
 	float *c_out;                /* g.c_elems floats, malloc'd by the worker */
 	const char *kernel;
 	struct rxd_job_timings dev_t;
-	uint64_t received_ns, started_ns, finished_ns;
+	uint64_t received_ns;  /* the frame was whole: total_ns counts from here */
+	uint64_t submitted_ns; /* decoded and validated: queued_ns counts from here */
+	uint64_t started_ns, finished_ns;
 };
 
 struct rxd_worker {

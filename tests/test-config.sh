@@ -1,0 +1,114 @@
+#!/bin/bash
+# test-config.sh: rxgemmd's config file and device selection, end to end: what the file
+# says is used, the command line wins over it, and every bad line stops the daemon with a
+# message naming the file and line.
+set -euo pipefail
+
+# shellcheck source=tests/lib.sh
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+tl_init
+T=$TL_TMP
+
+# A config file that names the socket, the log level and the frame limit.
+cat >"$T/good.conf" <<CONF
+# rxgemmd test configuration
+socket = $T/from-conf.sock
+log-level = debug     # per-job lines
+max-frame=64K
+CONF
+
+"$RXGEMMD" --config "$T/good.conf" </dev/null >"$T/conf.log" 2>&1 &
+pid=$!
+TL_PIDS+=("$pid")
+for ((i = 0; i < 6000; i++)); do
+	[ -S "$T/from-conf.sock" ] && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.05
+done
+if [ -S "$T/from-conf.sock" ]; then
+	tl_ok "the config file's socket is used"
+	# max-frame = 64K: a 128 x 128 x 128 job (128 KiB of A and B) is over the limit.
+	if tl_run "small job" 0 "$RXGEMM" --socket "$T/from-conf.sock" gemm -m 16 -n 16 -k 16 --check; then
+		tl_ok "a job within the config's max-frame runs"
+	fi
+	if tl_run "big job" 3 "$RXGEMM" --socket "$T/from-conf.sock" gemm -m 128 -n 128 -k 128; then
+		tl_expect_output "big job" '65536' && tl_ok "the config's max-frame is enforced"
+	fi
+	# log-level = debug: the per-job line is logged at priority 7.
+	if grep -q '^<7>rxgemmd: client [0-9]* request [0-9]*: gemm 16x16x16 done' "$T/conf.log"; then
+		tl_ok "the config's log level is used"
+	else
+		tl_fail "no debug line for the job in the log"
+		cat "$T/conf.log"
+	fi
+	tl_daemon_stop "$pid" TERM
+	[ "$TL_STATUS" -eq 0 ] && tl_ok "stopped" || tl_fail "exit $TL_STATUS after SIGTERM"
+else
+	if tl_log_says_no_device "$T/conf.log"; then
+		echo "SKIP: no OpenCL device"
+		exit 77
+	fi
+	tl_fail "rxgemmd did not listen on the config file's socket"
+	cat "$T/conf.log"
+fi
+
+# The command line wins: --socket and --log-level over the file's.
+tl_daemon_start cli --config "$T/good.conf" --log-level info
+if [ -S "$TL_DAEMON_SOCKET" ] && [ ! -e "$T/from-conf.sock" ]; then
+	tl_ok "--socket overrides the config file"
+fi
+if tl_run "cli job" 0 "$RXGEMM" --socket "$TL_DAEMON_SOCKET" gemm -m 8 -n 8 -k 8 --check; then
+	if grep -q '^<7>' "$TL_DAEMON_LOG"; then
+		tl_fail "--log-level info still logs debug lines"
+	else
+		tl_ok "--log-level overrides the config file"
+	fi
+fi
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+
+# Device selection by index and by name, and one that matches nothing.
+if tl_run "device 0" 0 "$RXGEMMD" --list-devices; then
+	first=$(sed -n 's/^0: \(.*\) \/ .*/\1/p' "$TL_OUT" | head -n 1)
+	RXGEMM_TEST_DEVICE=0 tl_daemon_start by-index
+	grep -q "device 0: $first" "$TL_DAEMON_LOG" && tl_ok "--device 0 serves device 0" ||
+		tl_fail "--device 0: log does not name device 0 ($first)"
+	tl_daemon_stop "$TL_DAEMON_PID" TERM
+	RXGEMM_TEST_DEVICE=$first tl_daemon_start by-name
+	grep -q "device 0: $first" "$TL_DAEMON_LOG" && tl_ok "--device NAME serves that device" ||
+		tl_fail "--device '$first': log does not name it"
+	tl_daemon_stop "$TL_DAEMON_PID" TERM
+fi
+if tl_run "no such device" 1 "$RXGEMMD" --socket "$T/none.sock" --device no-such-device-xyz; then
+	tl_expect_output "no such device" "no OpenCL device matches 'no-such-device-xyz'" &&
+		tl_ok "an unknown device is refused with a message"
+fi
+if tl_run "device index out of range" 1 "$RXGEMMD" --socket "$T/none.sock" --device 99; then
+	tl_ok "an out-of-range device index is refused"
+fi
+[ ! -e "$T/none.sock" ] && tl_ok "a daemon that found no device left no socket" ||
+	tl_fail "a socket was left behind"
+
+# Bad config files: each exits 2 naming the file and line.
+bad() { # NAME CONTENT PATTERN
+	printf '%s\n' "$2" >"$T/bad.conf"
+	if tl_run "$1" 2 "$RXGEMMD" --config "$T/bad.conf" --socket "$T/bad.sock"; then
+		tl_expect_output "$1" "$3" && tl_ok "$1"
+	fi
+}
+bad "unknown key" "sockett = /x" "bad\.conf:1: unknown key 'sockett'"
+bad "no equals sign" $'# ok\nsocket /x' "bad\.conf:2: expected 'key = value'"
+bad "bad log level" "log-level = loud" "bad\.conf:1: unknown log level 'loud'"
+bad "bad size" "max-frame = 12Q" "bad\.conf:1: max-frame '12Q'"
+bad "too small a frame limit" "max-frame = 100" "bad\.conf:1: max-frame '100'"
+if tl_run "missing config" 2 "$RXGEMMD" --config "$T/does-not-exist.conf"; then
+	tl_expect_output "missing config" "does-not-exist\.conf" && tl_ok "a missing --config file is an error"
+fi
+for sz in 4096 64K 256M 1G 4096B 64KiB; do
+	printf 'max-frame = %s\n' "$sz" >"$T/size.conf"
+	# --list-devices exits before serving, after the configuration has been read.
+	if tl_run "size $sz" 0 "$RXGEMMD" --config "$T/size.conf" --list-devices; then
+		tl_ok "max-frame = $sz is accepted"
+	fi
+done
+
+tl_finish
