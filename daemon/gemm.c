@@ -17,23 +17,13 @@
 #include "refgemm.h"
 #include "rxgemmd.h"
 
-/* One built kernel: a (trans_a, trans_b) pair at one tile configuration. */
+/* One built kernel: a kernel family at one configuration for one (trans_a, trans_b). */
 struct rxd_gemm_variant {
 	bool trans_a, trans_b;
-	int tsm, tsn, tsk, wptm, wptn;
+	struct rxd_gemm_config cfg;
 	cl_program program;
 	cl_kernel kernel;
-	char name[64];
-};
-
-/* Tile configurations, largest first; the first whose work-group and local memory the
- * device allows, and which builds and passes the self-test, is used. */
-static const struct {
-	int ts, tsk, wpt;
-} gemm_configs[] = {
-	{ 64, 16, 4 }, /* 16 x 16 = 256 work-items, 8 KiB local */
-	{ 32, 16, 4 }, /* 8 x 8 = 64 work-items, 4 KiB local */
-	{ 16, 16, 4 }, /* 4 x 4 = 16 work-items, 2 KiB local */
+	char name[96];
 };
 
 static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
@@ -186,14 +176,105 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
-static const struct rxd_gemm_variant *gemm_variant_for(const struct rxd_gemm_engine *eng,
-						       const struct rxd_gemm *g)
+/* ---- kernel configurations ---------------------------------------------------------- */
+
+/* Configurations tried at start-up, in order of preference within each use. Which ones
+ * fit is decided by device queries (work-group size, local memory, the kernel's own
+ * work-group limit after it is built), never by device names; the tuner replaces the
+ * choice with measured ones. */
+static const struct rxd_gemm_config gemm_default_tiled[] = {
+	{ .kernel = RXD_GEMM_TILED, .tsm = 64, .tsn = 64, .tsk = 16, .wptm = 4, .wptn = 4 },
+	{ .kernel = RXD_GEMM_TILED, .tsm = 32, .tsn = 32, .tsk = 16, .wptm = 4, .wptn = 4 },
+	{ .kernel = RXD_GEMM_TILED, .tsm = 16, .tsn = 16, .tsk = 16, .wptm = 4, .wptn = 4 },
+};
+/* Register-blocked defaults per device type (a query, CL_DEVICE_TYPE), best first, from
+ * rxgemm-bench --tune runs recorded in docs/PERFORMANCE.md: on GPUs the large class
+ * wants big work-group tiles with 8 x 16 blocks per work-item, the medium class smaller
+ * tiles that still fill every compute unit; on CPUs (PoCL) the biggest per-work-item
+ * blocks win everywhere. Configurations that do not fit a device are skipped. */
+static const struct rxd_gemm_config gemm_default_reg_large[] = {
+	{ RXD_GEMM_REG, 256, 128, 16, 16, 8, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 128, 128, 16, 8, 8, 4, 4, 0, 0, 0 },
+	{ RXD_GEMM_REG, 64, 64, 16, 4, 4, 4, 4, 0, 0, 0 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+static const struct rxd_gemm_config gemm_default_reg_medium_gpu[] = {
+	{ RXD_GEMM_REG, 64, 128, 32, 4, 8, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 64, 64, 16, 4, 4, 4, 4, 0, 0, 0 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+static const struct rxd_gemm_config gemm_default_reg_small_gpu[] = {
+	{ RXD_GEMM_REG, 32, 32, 32, 4, 4, 4, 4, 4, 4, 2 },
+};
+static const struct rxd_gemm_config gemm_default_reg_medium_cpu[] = {
+	{ RXD_GEMM_REG, 128, 128, 16, 8, 8, 4, 4, 0, 0, 0 },
+	{ RXD_GEMM_REG, 64, 64, 16, 8, 8, 4, 4, 0, 0, 2 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+static const struct rxd_gemm_config gemm_default_reg_small_cpu[] = {
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 2 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+
+int gemm_config_name(const struct rxd_gemm_config *c, char *buf, size_t len)
 {
-	for (size_t i = 0; i < eng->n_variants; i++)
-		if (eng->variants[i].trans_a == g->trans_a && eng->variants[i].trans_b == g->trans_b)
-			return &eng->variants[i];
-	return NULL;
+	if (c->kernel == RXD_GEMM_TILED)
+		return snprintf(buf, len, "tiled:%dx%dx%d:%dx%d", c->tsm, c->tsn, c->tsk, c->wptm,
+				c->wptn);
+	return snprintf(buf, len, "reg:%dx%dx%d:%dx%d:v%dx%d:p%dx%d:m%d", c->tsm, c->tsn, c->tsk,
+			c->wptm, c->wptn, c->vwm, c->vwn, c->pada, c->padb, c->madd);
 }
+
+int gemm_config_parse(const char *s, struct rxd_gemm_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (sscanf(s, "tiled:%dx%dx%d:%dx%d", &c->tsm, &c->tsn, &c->tsk, &c->wptm, &c->wptn) == 5)
+		c->kernel = RXD_GEMM_TILED;
+	else if (sscanf(s, "reg:%dx%dx%d:%dx%d:v%dx%d:p%dx%d:m%d", &c->tsm, &c->tsn, &c->tsk,
+			&c->wptm, &c->wptn, &c->vwm, &c->vwn, &c->pada, &c->padb, &c->madd) == 10)
+		c->kernel = RXD_GEMM_REG;
+	else
+		return -EINVAL;
+	return gemm_config_valid(c) ? 0 : -EINVAL;
+}
+
+bool gemm_config_valid(const struct rxd_gemm_config *c)
+{
+	int threads;
+
+	if (c->tsm <= 0 || c->tsn <= 0 || c->tsk <= 0 || c->wptm <= 0 || c->wptn <= 0 ||
+	    c->tsm % c->wptm || c->tsn % c->wptn || c->tsm > 256 || c->tsn > 256 || c->tsk > 64)
+		return false;
+	threads = (c->tsm / c->wptm) * (c->tsn / c->wptn);
+	if (c->kernel == RXD_GEMM_TILED)
+		return (c->tsm * c->tsk) % threads == 0 && (c->tsk * c->tsn) % threads == 0;
+	/* reg: float4 loads and float4 local reads need these divisibilities. */
+	return (c->vwm == 1 || c->vwm == 4) && (c->vwn == 1 || c->vwn == 4) &&
+	       c->wptm % c->vwm == 0 && c->wptn % c->vwn == 0 && c->tsk % 4 == 0 &&
+	       c->tsm % 4 == 0 && c->tsn % 4 == 0 && c->pada % 4 == 0 && c->padb % 4 == 0 &&
+	       c->pada >= 0 && c->padb >= 0 && c->madd >= 0 && c->madd <= 2 &&
+	       (c->tsk * c->tsm) % (4 * threads) == 0 && (c->tsk * c->tsn) % (4 * threads) == 0;
+}
+
+static size_t gemm_config_local_bytes(const struct rxd_gemm_config *c)
+{
+	return (size_t)c->tsk * (size_t)(c->tsm + c->pada + c->tsn + c->padb) * sizeof(float);
+}
+
+/* Size classes: the tuner keeps one choice per class. By the size of C, because that is
+ * what decides how many work-groups can fill the device. */
+int gemm_class_of(int64_t m, int64_t n)
+{
+	int64_t mn = m * n;
+
+	if (mn < 384 * 384)
+		return 0;
+	if (mn < 1536 * 1536)
+		return 1;
+	return 2;
+}
+
+/* ---- running ------------------------------------------------------------------------ */
 
 static int gemm_cl_status(cl_int err)
 {
@@ -203,17 +284,54 @@ static int gemm_cl_status(cl_int err)
 	return RXGEMM__STATUS__STATUS_DEVICE;
 }
 
-static int gemm_launch(struct rxd_device *dev, const struct rxd_gemm_variant *v,
-		       const struct rxd_gemm *g, float *c_out, struct rxd_job_timings *t,
-		       char *err, size_t errlen)
+cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		    cl_mem a, cl_mem b, cl_mem c, cl_event *ev)
 {
+	struct rxd_gemm_variant *v = &eng->variants[variant];
+	const struct rxd_gemm_config *cf = &v->cfg;
+	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, k = (cl_int)g->k;
+	cl_int lda = (cl_int)g->lda, ldb = (cl_int)g->ldb, ldc = (cl_int)g->ldc;
+	/* float4 global access needs every column start 16-byte aligned. */
+	cl_int vec_ok = lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0;
+	size_t local[2], global[2];
+
+	e = clSetKernelArg(v->kernel, 0, sizeof(m), &m);
+	e |= clSetKernelArg(v->kernel, 1, sizeof(n), &n);
+	e |= clSetKernelArg(v->kernel, 2, sizeof(k), &k);
+	e |= clSetKernelArg(v->kernel, 3, sizeof(float), &g->alpha);
+	e |= clSetKernelArg(v->kernel, 4, sizeof(cl_mem), &a);
+	e |= clSetKernelArg(v->kernel, 5, sizeof(lda), &lda);
+	e |= clSetKernelArg(v->kernel, 6, sizeof(cl_mem), &b);
+	e |= clSetKernelArg(v->kernel, 7, sizeof(ldb), &ldb);
+	e |= clSetKernelArg(v->kernel, 8, sizeof(float), &g->beta);
+	e |= clSetKernelArg(v->kernel, 9, sizeof(cl_mem), &c);
+	e |= clSetKernelArg(v->kernel, 10, sizeof(ldc), &ldc);
+	if (cf->kernel == RXD_GEMM_REG)
+		e |= clSetKernelArg(v->kernel, 11, sizeof(vec_ok), &vec_ok);
+	if (e != CL_SUCCESS)
+		return CL_INVALID_KERNEL_ARGS;
+	local[0] = (size_t)(cf->tsm / cf->wptm);
+	local[1] = (size_t)(cf->tsn / cf->wptn);
+	global[0] = (size_t)((g->m + cf->tsm - 1) / cf->tsm) * local[0];
+	global[1] = (size_t)((g->n + cf->tsn - 1) / cf->tsn) * local[1];
+	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 2, NULL, global, local, 0, NULL,
+				      ev);
+}
+
+int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g)
+{
+	return eng->choice[g->trans_a][g->trans_b][gemm_class_of(g->m, g->n)];
+}
+
+int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen)
+{
+	struct rxd_device *dev = eng->dev;
 	cl_mem a = NULL, b = NULL, c = NULL;
 	cl_event ev[5] = { NULL };
 	float *zeros = NULL;
 	const float *c_init = g->c;
-	cl_int e = CL_SUCCESS, m = (cl_int)g->m, n = (cl_int)g->n, k = (cl_int)g->k;
-	cl_int lda = (cl_int)g->lda, ldb = (cl_int)g->ldb, ldc = (cl_int)g->ldc;
-	size_t local[2], global[2];
+	cl_int e = CL_SUCCESS;
 	const char *what = "";
 	int st = RXGEMM__STATUS__STATUS_OK;
 
@@ -253,29 +371,7 @@ static int gemm_launch(struct rxd_device *dev, const struct rxd_gemm_variant *v,
 		CL_TRY(clEnqueueWriteBuffer(dev->queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					    c_init, 0, NULL, &ev[2]),
 		       "clEnqueueWriteBuffer(C)");
-	what = "clSetKernelArg";
-	e = clSetKernelArg(v->kernel, 0, sizeof(m), &m);
-	e |= clSetKernelArg(v->kernel, 1, sizeof(n), &n);
-	e |= clSetKernelArg(v->kernel, 2, sizeof(k), &k);
-	e |= clSetKernelArg(v->kernel, 3, sizeof(float), &g->alpha);
-	e |= clSetKernelArg(v->kernel, 4, sizeof(cl_mem), &a);
-	e |= clSetKernelArg(v->kernel, 5, sizeof(lda), &lda);
-	e |= clSetKernelArg(v->kernel, 6, sizeof(cl_mem), &b);
-	e |= clSetKernelArg(v->kernel, 7, sizeof(ldb), &ldb);
-	e |= clSetKernelArg(v->kernel, 8, sizeof(float), &g->beta);
-	e |= clSetKernelArg(v->kernel, 9, sizeof(cl_mem), &c);
-	e |= clSetKernelArg(v->kernel, 10, sizeof(ldc), &ldc);
-	if (e != CL_SUCCESS) {
-		e = CL_INVALID_KERNEL_ARGS;
-		goto out;
-	}
-	local[0] = (size_t)(v->tsm / v->wptm);
-	local[1] = (size_t)(v->tsn / v->wptn);
-	global[0] = (size_t)((g->m + v->tsm - 1) / v->tsm) * local[0];
-	global[1] = (size_t)((g->n + v->tsn - 1) / v->tsn) * local[1];
-	CL_TRY(clEnqueueNDRangeKernel(dev->queue, v->kernel, 2, NULL, global, local, 0, NULL,
-				      &ev[3]),
-	       "clEnqueueNDRangeKernel");
+	CL_TRY(gemm_enqueue(eng, variant, g, a, b, c, &ev[3]), "clEnqueueNDRangeKernel");
 	CL_TRY(clEnqueueReadBuffer(dev->queue, c, CL_FALSE, 0, g->c_elems * sizeof(float), c_out,
 				   0, NULL, &ev[4]),
 	       "clEnqueueReadBuffer(C)");
@@ -308,22 +404,23 @@ out:
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
 	     struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen)
 {
-	const struct rxd_gemm_variant *v = gemm_variant_for(eng, g);
+	int v = gemm_choose(eng, g);
 
-	*kernel = "";
-	if (!v)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
-				 "no kernel for trans_a=%d trans_b=%d", g->trans_a, g->trans_b);
-	*kernel = v->name;
-	return gemm_launch(eng->dev, v, g, c_out, t, err, errlen);
+	*kernel = eng->variants[v].name;
+	return gemm_run_variant(eng, v, g, c_out, t, err, errlen);
 }
 
-/* Run v on a small problem with edges in every dimension and compare with the CPU. Kernel
- * variants have given wrong answers on some drivers (Clover's vector widths): never serve
- * one that has not passed here. */
-static int gemm_selftest(struct rxd_device *dev, const struct rxd_gemm_variant *v)
+const char *gemm_variant_name(const struct rxd_gemm_engine *eng, int variant)
 {
-	enum { M = 37, N = 29, K = 21, LD = 41 };
+	return eng->variants[variant].name;
+}
+
+/* ---- building ----------------------------------------------------------------------- */
+
+/* Run variant vi on one problem with the CPU reference beside it. */
+static int gemm_selftest_one(struct rxd_gemm_engine *eng, int vi, int M, int N, int K, int LD)
+{
+	const struct rxd_gemm_variant *v = &eng->variants[vi];
 	struct rxd_gemm g = { .m = M, .n = N, .k = K, .trans_a = v->trans_a,
 			      .trans_b = v->trans_b, .alpha = 1.5f, .beta = -0.5f,
 			      .lda = LD, .ldb = LD, .ldc = LD };
@@ -335,9 +432,9 @@ static int gemm_selftest(struct rxd_device *dev, const struct rxd_gemm_variant *
 	int64_t bi, bj;
 	int ret = -ENOMEM;
 
-	g.a_elems = (size_t)LD * ((v->trans_a ? M : K) - 1) + (v->trans_a ? K : M);
-	g.b_elems = (size_t)LD * ((v->trans_b ? K : N) - 1) + (v->trans_b ? N : K);
-	g.c_elems = g.c_given_elems = (size_t)LD * (N - 1) + M;
+	g.a_elems = (size_t)LD * (size_t)((v->trans_a ? M : K) - 1) + (size_t)(v->trans_a ? K : M);
+	g.b_elems = (size_t)LD * (size_t)((v->trans_b ? K : N) - 1) + (size_t)(v->trans_b ? N : K);
+	g.c_elems = g.c_given_elems = (size_t)LD * (size_t)(N - 1) + (size_t)M;
 	a = malloc(g.a_elems * sizeof(float));
 	b = malloc(g.b_elems * sizeof(float));
 	c = malloc(g.c_elems * sizeof(float));
@@ -350,16 +447,16 @@ static int gemm_selftest(struct rxd_device *dev, const struct rxd_gemm_variant *
 	refgemm_fill_random(c, g.c_elems, &seed);
 	memcpy(want, c, g.c_elems * sizeof(float));
 	g.a = a, g.b = b, g.c = c;
-	if (gemm_launch(dev, v, &g, got, &t, err, sizeof(err)) != RXGEMM__STATUS__STATUS_OK) {
+	if (gemm_run_variant(eng, vi, &g, got, &t, err, sizeof(err)) != RXGEMM__STATUS__STATUS_OK) {
 		log_msg(LOG_WARNING, "%s: self-test could not run: %s", v->name, err);
 		ret = -EIO;
 		goto out;
 	}
 	refgemm(0, v->trans_a, v->trans_b, M, N, K, g.alpha, a, LD, b, LD, g.beta, want, LD);
 	if (refgemm_compare(0, M, N, K, got, want, LD, &max_err, &bi, &bj) != 0) {
-		log_msg(LOG_WARNING, "%s: self-test gives wrong results (C[%lld,%lld] = %g, "
+		log_msg(LOG_WARNING, "%s: self-test %dx%dx%d gives wrong results (C[%lld,%lld] = %g, "
 				     "want %g): not used",
-			v->name, (long long)bi, (long long)bj, (double)got[bi + bj * LD],
+			v->name, M, N, K, (long long)bi, (long long)bj, (double)got[bi + bj * LD],
 			(double)want[bi + bj * LD]);
 		ret = -EIO;
 		goto out;
@@ -368,6 +465,25 @@ static int gemm_selftest(struct rxd_device *dev, const struct rxd_gemm_variant *
 out:
 	free(a), free(b), free(c), free(got), free(want);
 	return ret;
+}
+
+/* Kernel variants have given wrong answers on some drivers (Clover's vector widths): none
+ * serves a job before it has passed here, on shapes with edges in every dimension and, for
+ * the register-blocked kernel, with whole aligned tiles that take its vector paths. */
+static int gemm_selftest(struct rxd_gemm_engine *eng, int vi)
+{
+	const struct rxd_gemm_config *c = &eng->variants[vi].cfg;
+
+	if (gemm_selftest_one(eng, vi, 37, 29, 21, 41) < 0)
+		return -EIO;
+	/* A long K: fma() on Mesa's llvmpipe passed the short tests and was wrong here. */
+	if (gemm_selftest_one(eng, vi, 5, 3, 1000, 8) < 0)
+		return -EIO;
+	if (c->kernel == RXD_GEMM_REG &&
+	    gemm_selftest_one(eng, vi, 2 * c->tsm + 4, c->tsn + 8, 3 * c->tsk + 4,
+			      2 * (c->tsm > c->tsn ? c->tsm : c->tsn) + 8) < 0)
+		return -EIO;
+	return 0;
 }
 
 static void gemm_variant_release(struct rxd_gemm_variant *v)
@@ -380,37 +496,38 @@ static void gemm_variant_release(struct rxd_gemm_variant *v)
 	v->program = NULL;
 }
 
-/* Build and self-test one variant at configuration cfg. 0, or -EIO when it does not fit
- * the device, does not build, or fails the self-test (the caller tries a smaller one). */
-static int gemm_variant_build(struct rxd_device *dev, struct rxd_gemm_variant *v, int cfg)
+/* Build v (its cfg and transposes set). 0, or -EIO when it does not fit the device or
+ * does not build (logged at info level: trying configurations that do not fit is normal). */
+static int gemm_variant_build(struct rxd_device *dev, struct rxd_gemm_variant *v)
 {
-	const char *src = kernels_find("gemm.cl");
-	char opts[256], *log = NULL;
+	const struct rxd_gemm_config *c = &v->cfg;
+	const char *src = kernels_find(c->kernel == RXD_GEMM_TILED ? "gemm.cl" : "gemm_reg.cl");
+	const char *entry = c->kernel == RXD_GEMM_TILED ? "gemm_tiled" : "gemm_reg";
+	char opts[512], cfgname[80], *log = NULL;
 	size_t wg = 0, threads;
 	cl_int e;
 
-	v->tsm = v->tsn = gemm_configs[cfg].ts;
-	v->tsk = gemm_configs[cfg].tsk;
-	v->wptm = v->wptn = gemm_configs[cfg].wpt;
-	threads = (size_t)(v->tsm / v->wptm) * (size_t)(v->tsn / v->wptn);
-	snprintf(v->name, sizeof(v->name), "tiled%dx%dx%d-%c%c", v->tsm, v->tsn, v->tsk,
-		 v->trans_a ? 'T' : 'N', v->trans_b ? 'T' : 'N');
+	gemm_config_name(c, cfgname, sizeof(cfgname));
+	snprintf(v->name, sizeof(v->name), "%s-%c%c", cfgname, v->trans_a ? 'T' : 'N',
+		 v->trans_b ? 'T' : 'N');
 	if (!src)
-		fatal("gemm.cl is not embedded: the build is broken");
-	if (threads > dev->max_work_group_size ||
-	    (uint64_t)(v->tsm + v->tsn) * (uint64_t)v->tsk * sizeof(float) > dev->local_mem_bytes)
+		fatal("kernel source for %s is not embedded: the build is broken", v->name);
+	threads = (size_t)(c->tsm / c->wptm) * (size_t)(c->tsn / c->wptn);
+	if (!gemm_config_valid(c) || threads > dev->max_work_group_size ||
+	    gemm_config_local_bytes(c) > dev->local_mem_bytes)
 		return -EIO;
 	snprintf(opts, sizeof(opts),
 		 "-cl-std=CL1.1 -DTRANS_A=%d -DTRANS_B=%d -DTSM=%d -DTSN=%d -DTSK=%d "
-		 "-DWPTM=%d -DWPTN=%d",
-		 v->trans_a, v->trans_b, v->tsm, v->tsn, v->tsk, v->wptm, v->wptn);
+		 "-DWPTM=%d -DWPTN=%d -DVWM=%d -DVWN=%d -DPADA=%d -DPADB=%d -DMADD=%d",
+		 v->trans_a, v->trans_b, c->tsm, c->tsn, c->tsk, c->wptm, c->wptn, c->vwm, c->vwn,
+		 c->pada, c->padb, c->madd);
 	if (device_build(dev, v->name, src, opts, &v->program, &log) < 0) {
 		if (log)
 			log_msg(LOG_WARNING, "%s: compiler output:\n%s", v->name, log);
 		free(log);
 		return -EIO;
 	}
-	v->kernel = clCreateKernel(v->program, "gemm_tiled", &e);
+	v->kernel = clCreateKernel(v->program, entry, &e);
 	if (!v->kernel) {
 		log_msg(LOG_WARNING, "%s: clCreateKernel: %s", v->name, device_strerror(e));
 		goto fail;
@@ -423,13 +540,61 @@ static int gemm_variant_build(struct rxd_device *dev, struct rxd_gemm_variant *v
 			threads, wg);
 		goto fail;
 	}
-	if (gemm_selftest(dev, v) < 0)
-		goto fail;
 	return 0;
 fail:
 	gemm_variant_release(v);
 	return -EIO;
 }
+
+int gemm_engine_add(struct rxd_gemm_engine *eng, bool trans_a, bool trans_b,
+		    const struct rxd_gemm_config *cfg)
+{
+	struct rxd_gemm_variant *v;
+	int vi;
+
+	for (size_t i = 0; i < eng->n_variants; i++)
+		if (eng->variants[i].trans_a == trans_a && eng->variants[i].trans_b == trans_b &&
+		    memcmp(&eng->variants[i].cfg, cfg, sizeof(*cfg)) == 0)
+			return (int)i;
+	if (eng->n_variants == eng->cap_variants) {
+		size_t cap = eng->cap_variants ? 2 * eng->cap_variants : 16;
+		struct rxd_gemm_variant *grown = realloc(eng->variants, cap * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		eng->variants = grown;
+		eng->cap_variants = cap;
+	}
+	vi = (int)eng->n_variants;
+	v = &eng->variants[vi];
+	memset(v, 0, sizeof(*v));
+	v->trans_a = trans_a;
+	v->trans_b = trans_b;
+	v->cfg = *cfg;
+	if (gemm_variant_build(eng->dev, v) < 0)
+		return -EIO;
+	eng->n_variants++;
+	if (gemm_selftest(eng, vi) < 0) {
+		eng->n_variants--;
+		gemm_variant_release(v);
+		return -EIO;
+	}
+	log_msg(LOG_DEBUG, "kernel %s ready", v->name);
+	return vi;
+}
+
+/* The first configuration of list that builds and passes, or -EIO. */
+static int gemm_engine_add_first(struct rxd_gemm_engine *eng, bool ta, bool tb,
+				 const struct rxd_gemm_config *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int vi = gemm_engine_add(eng, ta, tb, &list[i]);
+		if (vi >= 0 || vi == -ENOMEM)
+			return vi;
+	}
+	return -EIO;
+}
+
+#define COUNT(x) (sizeof(x) / sizeof((x)[0]))
 
 int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 {
@@ -437,41 +602,56 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 
 	memset(eng, 0, sizeof(*eng));
 	eng->dev = dev;
-	eng->variants = calloc(4, sizeof(*eng->variants));
-	if (!eng->variants)
-		return -ENOMEM;
 	for (int ta = 0; ta < 2; ta++) {
 		for (int tb = 0; tb < 2; tb++) {
-			struct rxd_gemm_variant *v = &eng->variants[eng->n_variants];
-			size_t cfg;
+			bool cpu = strcmp(dev->desc->type, "CPU") == 0;
+			int tiled, small, medium, large;
 
-			v->trans_a = ta;
-			v->trans_b = tb;
-			for (cfg = 0; cfg < sizeof(gemm_configs) / sizeof(gemm_configs[0]); cfg++)
-				if (gemm_variant_build(dev, v, (int)cfg) == 0)
-					break;
-			if (!v->kernel) {
-				log_msg(LOG_ERR, "no GEMM kernel for trans_a=%d trans_b=%d builds and "
-						 "passes its self-test on this device",
+			/* The edge-handling tiled kernel is the fallback: without it nothing
+			 * runs. */
+			tiled = gemm_engine_add_first(eng, ta, tb, gemm_default_tiled,
+						      COUNT(gemm_default_tiled));
+			if (tiled < 0) {
+				log_msg(LOG_ERR, "no GEMM kernel for trans_a=%d trans_b=%d builds "
+						 "and passes its self-test on this device",
 					ta, tb);
 				gemm_fini(eng);
 				return -EIO;
 			}
-			log_msg(LOG_DEBUG, "kernel %s ready", v->name);
-			eng->n_variants++;
+			small = cpu ? gemm_engine_add_first(eng, ta, tb, gemm_default_reg_small_cpu,
+							    COUNT(gemm_default_reg_small_cpu))
+				    : gemm_engine_add_first(eng, ta, tb, gemm_default_reg_small_gpu,
+							    COUNT(gemm_default_reg_small_gpu));
+			medium = cpu ? gemm_engine_add_first(eng, ta, tb, gemm_default_reg_medium_cpu,
+							     COUNT(gemm_default_reg_medium_cpu))
+				     : gemm_engine_add_first(eng, ta, tb, gemm_default_reg_medium_gpu,
+							     COUNT(gemm_default_reg_medium_gpu));
+			large = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_large,
+						      COUNT(gemm_default_reg_large));
+			if (small < 0)
+				small = tiled;
+			if (medium < 0)
+				medium = small;
+			if (large < 0)
+				large = medium;
+			eng->choice[ta][tb][0] = small;
+			eng->choice[ta][tb][1] = medium;
+			eng->choice[ta][tb][2] = large;
 		}
 	}
 	eng->build_ns = now_ns() - t0;
 	log_msg(LOG_INFO, "%zu GEMM kernels built and self-tested in %.0f ms", eng->n_variants,
 		(double)eng->build_ns / 1e6);
+	for (int cl = 0; cl < RXD_GEMM_CLASSES; cl++)
+		log_msg(LOG_INFO, "size class %d uses %s", cl, eng->variants[eng->choice[0][0][cl]].name);
 	return 0;
 }
 
 void gemm_fini(struct rxd_gemm_engine *eng)
 {
-	for (size_t i = 0; i < 4 && eng->variants; i++)
+	for (size_t i = 0; i < eng->n_variants; i++)
 		gemm_variant_release(&eng->variants[i]);
 	free(eng->variants);
 	eng->variants = NULL;
-	eng->n_variants = 0;
+	eng->n_variants = eng->cap_variants = 0;
 }

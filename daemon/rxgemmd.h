@@ -135,11 +135,28 @@ struct rxd_limits {
 int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		  struct rxd_gemm *g, char *err, size_t errlen);
 
+/* Kernel families: the edge-handling tiled kernel (kernels/gemm.cl) for small and odd
+ * problems, and the register-blocked one (kernels/gemm_reg.cl) for large ones. */
+enum rxd_gemm_kernel { RXD_GEMM_TILED = 0, RXD_GEMM_REG = 1 };
+
+/* One point of the kernels' parameter space (the -D macros of the .cl files). */
+struct rxd_gemm_config {
+	int kernel;            /* enum rxd_gemm_kernel */
+	int tsm, tsn, tsk;     /* work-group tile of C and K step */
+	int wptm, wptn;        /* elements of C per work-item */
+	int vwm, vwn;          /* reg: local-memory read width, 1 or 4 */
+	int pada, padb;        /* reg: local row padding, floats */
+	int madd;              /* reg: 0 a*b+c, 1 mad(), 2 fma() */
+};
+
+#define RXD_GEMM_CLASSES 3 /* size classes of C, each with its own kernel choice */
+
 struct rxd_gemm_variant;
 struct rxd_gemm_engine {
 	struct rxd_device *dev;
-	struct rxd_gemm_variant *variants; /* built programs, one per (trans_a, trans_b) */
-	size_t n_variants;
+	struct rxd_gemm_variant *variants; /* built and self-tested kernels */
+	size_t n_variants, cap_variants;
+	int choice[2][2][RXD_GEMM_CLASSES]; /* [trans_a][trans_b][class] -> variant */
 	uint64_t build_ns;                 /* time spent compiling at start-up */
 };
 
@@ -147,6 +164,22 @@ struct rxd_gemm_engine {
  * 0 or -EIO (logged with the compiler's output). */
 int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev);
 void gemm_fini(struct rxd_gemm_engine *eng);
+
+/* "reg:128x128x16:8x8:v4x4:p0x0:m0" or "tiled:64x64x16:4x4". */
+int gemm_config_name(const struct rxd_gemm_config *c, char *buf, size_t len);
+int gemm_config_parse(const char *s, struct rxd_gemm_config *c);
+bool gemm_config_valid(const struct rxd_gemm_config *c);
+int gemm_class_of(int64_t m, int64_t n);
+/* Build and self-test a variant (or find it built); its index, or -EIO when it does not
+ * fit, build or pass on this device, or -ENOMEM. */
+int gemm_engine_add(struct rxd_gemm_engine *eng, bool trans_a, bool trans_b,
+		    const struct rxd_gemm_config *cfg);
+const char *gemm_variant_name(const struct rxd_gemm_engine *eng, int variant);
+/* The variant that serves g. */
+int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g);
+/* Enqueue the kernel alone on buffers already on the device (benchmarks, the tuner). */
+cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		    cl_mem a, cl_mem b, cl_mem c, cl_event *ev);
 
 struct rxd_job_timings {
 	uint64_t h2d_ns, kernel_ns, d2h_ns;
@@ -156,6 +189,9 @@ struct rxd_job_timings {
  * RXGEMM__STATUS__* code with a sentence in err on failure; *kernel names the variant. */
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
 	     struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+/* The same with a given variant. */
+int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
 
 /* ---- worker.c: the device worker thread and the job queue ---- */
 struct rxd_conn;

@@ -29,6 +29,10 @@ struct gemm_case {
 	bool send_c;
 };
 
+static int gemm_case_check(const struct gemm_case *tc, const float *a, int64_t lda,
+			   const float *b, int64_t ldb, const float *c, int64_t ldc,
+			   size_t c_len, const float *got, float *want, const char *kernel);
+
 /* Run one case on the device and on the CPU; returns the number of wrong elements,
  * padding elements of C included (they must come back as sent, or zero when not sent). */
 static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
@@ -69,8 +73,34 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	st = gemm_validate(&rq, &limits, &g, err, sizeof(err));
 	ck_assert_msg(st == 0, "validate: %s", err);
 	ck_assert_uint_eq(g.c_elems, c_len);
-	st = gemm_run(&engine, &g, got, &t, &kernel, err, sizeof(err));
-	ck_assert_msg(st == 0, "run: %s", err);
+	/* Every kernel variant built for this pair of transposes, not only the one the size
+	 * class would pick: each must be right on every shape. */
+	bad = 0;
+	for (size_t vi = 0; vi < engine.n_variants; vi++) {
+		char name[96];
+		struct rxd_gemm probe = g;
+
+		snprintf(name, sizeof(name), "%s", gemm_variant_name(&engine, (int)vi));
+		/* Variant names end in -NN, -NT, -TN or -TT. */
+		if (name[strlen(name) - 2] != (g.trans_a ? 'T' : 'N') ||
+		    name[strlen(name) - 1] != (g.trans_b ? 'T' : 'N'))
+			continue;
+		kernel = gemm_variant_name(&engine, (int)vi);
+		st = gemm_run_variant(&engine, (int)vi, &probe, got, &t, err, sizeof(err));
+		ck_assert_msg(st == 0, "run %s: %s", kernel, err);
+		bad += gemm_case_check(tc, a, lda, b, ldb, c, ldc, c_len, got, want, kernel);
+	}
+	free(a), free(b), free(c), free(got), free(want);
+	return bad;
+}
+
+/* Compare one device result with the CPU reference (want is scratch space). */
+static int gemm_case_check(const struct gemm_case *tc, const float *a, int64_t lda,
+			   const float *b, int64_t ldb, const float *c, int64_t ldc,
+			   size_t c_len, const float *got, float *want, const char *kernel)
+{
+	bool rm = tc->row_major;
+	int bad;
 
 	/* The reference starts from C as the device saw it: as sent, or zeros. */
 	if (tc->send_c)
@@ -103,7 +133,6 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 				break;
 			}
 		}
-	free(a), free(b), free(c), free(got), free(want);
 	return bad;
 }
 
@@ -202,13 +231,40 @@ START_TEST(test_shapes)
 }
 END_TEST
 
-START_TEST(test_timings_reported)
+START_TEST(test_whole_tiles)
+{
+	/* Shapes that give every register-blocked configuration whole, aligned tiles (its
+	 * float4 paths) next to edge tiles, with leading dimensions that are and are not
+	 * multiples of 4. */
+	static const int64_t shapes[][3] = { { 260, 136, 68 }, { 128, 128, 32 }, { 264, 257, 35 } };
+	size_t n = sizeof(shapes) / sizeof(shapes[0]);
+
+	for (size_t i = 0; i < (small ? 1 : n); i++)
+		for (int v = 0; v < 8; v++) {
+			struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+						.trans_b = (v >> 2) & 1, .m = shapes[i][0],
+						.n = shapes[i][1], .k = shapes[i][2],
+						.pad_a = (v & 2) ? 4 : 0, .pad_b = (v & 4) ? 0 : 1,
+						.pad_c = (v & 1) ? 8 : 0, .alpha = 0.75f,
+						.beta = (v & 1) ? 0.5f : 0.0f, .send_c = (v & 1) != 0 };
+			ck_assert_int_eq(gemm_case_run(&tc, 500 + i * 8 + (uint64_t)v), 0);
+		}
+}
+END_TEST
+
+START_TEST(test_fast_kernels_present)
 {
 	struct gemm_case tc = { .m = 64, .n = 64, .k = 64, .alpha = 1.0f };
 
-	/* The result check is the point; timings exist only where profiling does. */
 	ck_assert_int_eq(gemm_case_run(&tc, 3), 0);
-	ck_assert(engine.n_variants == 4);
+	/* Every pair of transposes has a register-blocked kernel for large problems: a
+	 * variant that fails its self-test at start-up is dropped silently, so without this
+	 * a broken fast kernel would only show up as slowness. */
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			const char *name = gemm_variant_name(&engine, engine.choice[ta][tb][2]);
+			ck_assert_msg(strncmp(name, "reg:", 4) == 0, "large class uses %s", name);
+		}
 }
 END_TEST
 
@@ -238,7 +294,8 @@ int main(void)
 	tcase_add_test(tc, test_beta_zero_ignores_nan);
 	tcase_add_test(tc, test_leading_dimensions);
 	tcase_add_test(tc, test_shapes);
-	tcase_add_test(tc, test_timings_reported);
+	tcase_add_test(tc, test_whole_tiles);
+	tcase_add_test(tc, test_fast_kernels_present);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	/* The OpenCL runtime's threads do not survive fork(): run the tests in-process. */

@@ -1,0 +1,367 @@
+/* bench.c: rxgemm-bench, the in-process GEMM benchmark for kernel work.
+ *
+ * It opens a device as rxgemmd does, builds the engine, and times kernels on matrices that
+ * stay on the device, so that the figures are the kernels' own (profiling events). In the
+ * same run it times CLBlast's SGEMM on the same buffers when libclblast can be loaded
+ * (dlopen: CLBlast stays optional) and checks that both give the same C. --config times
+ * given kernel configurations instead of the engine's choice; --tune searches a grid. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "refgemm.h"
+#include "rxgemmd.h"
+
+/* The parts of CLBlast's C API we call (clblast_c.h), declared here so that the build
+ * needs no CLBlast headers; the ABI is CLBlast's stable C interface. */
+enum { CLBLAST_COL_MAJOR = 102, CLBLAST_NO_TRANS = 111, CLBLAST_TRANS = 112 };
+typedef int (*clblast_sgemm_fn)(int layout, int a_trans, int b_trans, size_t m, size_t n,
+				size_t k, float alpha, cl_mem a, size_t a_off, size_t a_ld,
+				cl_mem b, size_t b_off, size_t b_ld, float beta, cl_mem c,
+				size_t c_off, size_t c_ld, cl_command_queue *queue, cl_event *ev);
+
+struct bench_opts {
+	const char *device;
+	int64_t shapes[64][3];
+	size_t n_shapes;
+	bool trans_a, trans_b;
+	struct rxd_gemm_config configs[64];
+	size_t n_configs;
+	int repeat, warmup;
+	bool clblast, json, csv, tune;
+	double peak_gflops;
+};
+
+struct bench_result {
+	double ours_ns, clblast_ns; /* best of the repeats; 0 when not measured */
+	char kernel[96];
+	int check;                  /* 1 agrees with CLBlast, 0 differs, -1 not checked */
+};
+
+static void bench_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: rxgemm-bench [OPTION]...\n"
+		"Time rxgemmd's GEMM kernels in-process, beside CLBlast when it is installed.\n"
+		"\n"
+		"  --device SEL          as rxgemmd --device (default: first GPU, else any)\n"
+		"  --sizes N,N,...       square sizes (default 256,512,1024,2048,4096)\n"
+		"  --shapes MxNxK,...    other shapes (column-major C = op(A) op(B))\n"
+		"  --transa, --transb    transpose A, B\n"
+		"  --config CFG          time this kernel configuration instead of the engine's\n"
+		"                        choice (repeatable), e.g. reg:128x128x16:8x8:v4x4:p0x0:m0\n"
+		"  --tune                time a grid of configurations at each size, show the best\n"
+		"  --repeat R            timed runs per point, best is kept (default 10)\n"
+		"  --warmup W            untimed runs first (default 2)\n"
+		"  --no-clblast          do not load CLBlast\n"
+		"  --peak-gflops P       show percent of this peak\n"
+		"  --csv, --json         machine-readable output\n");
+}
+
+static int bench_parse_list(const char *s, struct bench_opts *o, bool square)
+{
+	char *copy = strdup(s), *tok, *save = NULL;
+	int ret = 0;
+
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		long long m, n, k;
+		if (o->n_shapes == 64) {
+			ret = -E2BIG;
+			break;
+		}
+		if (square && sscanf(tok, "%lld", &m) == 1)
+			n = k = m;
+		else if (square || sscanf(tok, "%lldx%lldx%lld", &m, &n, &k) != 3) {
+			ret = -EINVAL;
+			break;
+		}
+		if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536) {
+			ret = -EINVAL;
+			break;
+		}
+		o->shapes[o->n_shapes][0] = m;
+		o->shapes[o->n_shapes][1] = n;
+		o->shapes[o->n_shapes][2] = k;
+		o->n_shapes++;
+	}
+	free(copy);
+	return ret;
+}
+
+/* The tuner's grid: register-blocked configurations around the shapes that work on GPUs
+ * and CPUs. Each is built, self-tested and timed; those that do not fit are skipped. */
+static size_t bench_tune_grid(struct rxd_gemm_config *out, size_t max)
+{
+	static const int tiles[][4] = { /* tsm, tsn, wptm, wptn */
+		{ 128, 128, 8, 8 }, { 128, 64, 8, 4 }, { 64, 128, 4, 8 }, { 64, 64, 4, 4 },
+		{ 64, 64, 8, 8 },   { 128, 128, 8, 4 }, { 32, 32, 4, 4 }, { 128, 256, 8, 16 },
+		{ 256, 128, 16, 8 },
+	};
+	static const int tsks[] = { 8, 16, 32 };
+	static const int madds[] = { 0, 2 };
+	size_t n = 0;
+
+	for (size_t t = 0; t < sizeof(tiles) / sizeof(tiles[0]); t++)
+		for (size_t k = 0; k < sizeof(tsks) / sizeof(tsks[0]); k++)
+			for (size_t md = 0; md < sizeof(madds) / sizeof(madds[0]); md++)
+				for (int pad = 0; pad <= 4; pad += 4) {
+					struct rxd_gemm_config c = { RXD_GEMM_REG, tiles[t][0],
+								     tiles[t][1], tsks[k],
+								     tiles[t][2], tiles[t][3], 4, 4,
+								     pad, pad, madds[md] };
+					if (n < max && gemm_config_valid(&c))
+						out[n++] = c;
+				}
+	return n;
+}
+
+/* Time variant vi (or CLBlast when vi < 0) on the buffers: best of repeat, in ns. */
+static double bench_time(struct rxd_gemm_engine *eng, int vi, clblast_sgemm_fn sgemm,
+			 const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c,
+			 const struct bench_opts *o)
+{
+	double best = 0;
+
+	for (int r = 0; r < o->warmup + o->repeat; r++) {
+		cl_event ev = NULL;
+		cl_int e;
+		uint64_t ns;
+
+		if (vi >= 0) {
+			e = gemm_enqueue(eng, vi, g, a, b, c, &ev);
+		} else {
+			cl_command_queue q = eng->dev->queue;
+			e = sgemm(CLBLAST_COL_MAJOR, g->trans_a ? CLBLAST_TRANS : CLBLAST_NO_TRANS,
+				  g->trans_b ? CLBLAST_TRANS : CLBLAST_NO_TRANS, (size_t)g->m,
+				  (size_t)g->n, (size_t)g->k, g->alpha, a, 0, (size_t)g->lda, b, 0,
+				  (size_t)g->ldb, g->beta, c, 0, (size_t)g->ldc, &q, &ev);
+		}
+		if (e != CL_SUCCESS || clWaitForEvents(1, &ev) != CL_SUCCESS) {
+			fprintf(stderr, "rxgemm-bench: %s failed: %d\n", vi >= 0 ? "kernel" : "CLBlast",
+				(int)e);
+			if (ev)
+				clReleaseEvent(ev);
+			return 0;
+		}
+		ns = device_event_ns(ev);
+		clReleaseEvent(ev);
+		if (r >= o->warmup && ns && (best == 0 || ns < best))
+			best = (double)ns;
+	}
+	return best;
+}
+
+static double gflops_of(const struct rxd_gemm *g, double ns)
+{
+	return ns > 0 ? 2.0 * (double)g->m * (double)g->n * (double)g->k / ns : 0.0;
+}
+
+/* Run one shape: the engine's choice (or each --config, or the tuning grid) and CLBlast. */
+static int bench_shape(struct rxd_gemm_engine *eng, clblast_sgemm_fn sgemm, const int64_t *shape,
+		       const struct bench_opts *o, struct bench_result *res)
+{
+	struct rxd_device *dev = eng->dev;
+	struct rxd_gemm g = { .m = shape[0], .n = shape[1], .k = shape[2],
+			      .trans_a = o->trans_a, .trans_b = o->trans_b, .alpha = 1.0f,
+			      .beta = 0.0f };
+	size_t na, nb, nc;
+	float *h = NULL, *ours = NULL, *theirs = NULL;
+	cl_mem a = NULL, b = NULL, c = NULL;
+	uint64_t seed = 7;
+	cl_int e;
+	int ret = -EIO;
+	struct rxd_gemm_config grid[512];
+	size_t n_grid = 0;
+
+	g.lda = o->trans_a ? g.k : g.m;
+	g.ldb = o->trans_b ? g.n : g.k;
+	g.ldc = g.m;
+	na = (size_t)(g.m * g.k), nb = (size_t)(g.k * g.n), nc = (size_t)(g.m * g.n);
+	memset(res, 0, sizeof(*res));
+	res->check = -1;
+	h = malloc((na > nb ? (na > nc ? na : nc) : (nb > nc ? nb : nc)) * sizeof(float));
+	ours = malloc(nc * sizeof(float));
+	theirs = malloc(nc * sizeof(float));
+	if (!h || !ours || !theirs)
+		goto out;
+	a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, na * sizeof(float), NULL, &e);
+	b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, nb * sizeof(float), NULL, &e);
+	c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, nc * sizeof(float), NULL, &e);
+	if (!a || !b || !c) {
+		fprintf(stderr, "rxgemm-bench: cannot allocate %lldx%lldx%lld\n",
+			(long long)g.m, (long long)g.n, (long long)g.k);
+		goto out;
+	}
+	refgemm_fill_random(h, na, &seed);
+	clEnqueueWriteBuffer(dev->queue, a, CL_TRUE, 0, na * sizeof(float), h, 0, NULL, NULL);
+	refgemm_fill_random(h, nb, &seed);
+	clEnqueueWriteBuffer(dev->queue, b, CL_TRUE, 0, nb * sizeof(float), h, 0, NULL, NULL);
+
+	if (o->tune)
+		n_grid = bench_tune_grid(grid, sizeof(grid) / sizeof(grid[0]));
+	else if (o->n_configs)
+		memcpy(grid, o->configs, (n_grid = o->n_configs) * sizeof(grid[0]));
+	if (n_grid == 0) {
+		int vi = gemm_choose(eng, &g);
+		res->ours_ns = bench_time(eng, vi, NULL, &g, a, b, c, o);
+		snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));
+	}
+	for (size_t i = 0; i < n_grid; i++) {
+		int vi = gemm_engine_add(eng, o->trans_a, o->trans_b, &grid[i]);
+		double ns;
+		if (vi < 0)
+			continue;
+		ns = bench_time(eng, vi, NULL, &g, a, b, c, o);
+		if (n_grid > 1 && !o->json && !o->csv)
+			fprintf(stderr, "  %-44s %10.1f GFLOPS\n", gemm_variant_name(eng, vi),
+				gflops_of(&g, ns));
+		if (ns > 0 && (res->ours_ns == 0 || ns < res->ours_ns)) {
+			res->ours_ns = ns;
+			snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));
+		}
+	}
+	clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, nc * sizeof(float), ours, 0, NULL, NULL);
+	if (sgemm) {
+		res->clblast_ns = bench_time(eng, -1, sgemm, &g, a, b, c, o);
+		clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, nc * sizeof(float), theirs, 0, NULL,
+				    NULL);
+		/* The last timed configuration's C against CLBlast's, as an independent check. */
+		if (res->clblast_ns > 0)
+			res->check = refgemm_compare(0, g.m, g.n, g.k, ours, theirs, g.ldc, NULL,
+						     NULL, NULL) == 0;
+	}
+	ret = 0;
+out:
+	if (a)
+		clReleaseMemObject(a);
+	if (b)
+		clReleaseMemObject(b);
+	if (c)
+		clReleaseMemObject(c);
+	free(h), free(ours), free(theirs);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "device", required_argument, NULL, 'd' }, { "sizes", required_argument, NULL, 's' },
+		{ "shapes", required_argument, NULL, 'S' }, { "transa", no_argument, NULL, 'a' },
+		{ "transb", no_argument, NULL, 'b' },       { "config", required_argument, NULL, 'c' },
+		{ "tune", no_argument, NULL, 't' },         { "repeat", required_argument, NULL, 'r' },
+		{ "warmup", required_argument, NULL, 'w' }, { "no-clblast", no_argument, NULL, 'n' },
+		{ "peak-gflops", required_argument, NULL, 'p' },
+		{ "csv", no_argument, NULL, 'C' },          { "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+	};
+	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
+	struct rxd_device dev;
+	struct rxd_gemm_engine eng;
+	clblast_sgemm_fn sgemm = NULL;
+	void *clblast = NULL;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd': o.device = optarg; break;
+		case 's':
+		case 'S':
+			if (bench_parse_list(optarg, &o, opt == 's') < 0) {
+				fprintf(stderr, "rxgemm-bench: bad size list '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'a': o.trans_a = true; break;
+		case 'b': o.trans_b = true; break;
+		case 'c':
+			if (o.n_configs == 64 || gemm_config_parse(optarg, &o.configs[o.n_configs]) < 0) {
+				fprintf(stderr, "rxgemm-bench: bad configuration '%s'\n", optarg);
+				return 2;
+			}
+			o.n_configs++;
+			break;
+		case 't': o.tune = true; break;
+		case 'r': o.repeat = atoi(optarg); break;
+		case 'w': o.warmup = atoi(optarg); break;
+		case 'n': o.clblast = false; break;
+		case 'p': o.peak_gflops = atof(optarg); break;
+		case 'C': o.csv = true; break;
+		case 'j': o.json = true; break;
+		case 'h': bench_usage(stdout); return 0;
+		default: bench_usage(stderr); return 2;
+		}
+	}
+	if (o.repeat < 1 || o.repeat > 10000 || o.warmup < 0 || o.warmup > 10000) {
+		fprintf(stderr, "rxgemm-bench: --repeat 1..10000, --warmup 0..10000\n");
+		return 2;
+	}
+	if (o.n_shapes == 0)
+		bench_parse_list("256,512,1024,2048,4096", &o, true);
+	log_set_level(LOG_WARNING);
+	if (device_open(&dev, o.device) < 0)
+		return 1;
+	if (!dev.profiling) {
+		fprintf(stderr, "rxgemm-bench: the device gives no profiling times\n");
+		return 1;
+	}
+	if (gemm_init(&eng, &dev) < 0)
+		return 1;
+	if (o.clblast) {
+		clblast = dlopen("libclblast.so.1", RTLD_NOW | RTLD_LOCAL);
+		if (!clblast)
+			clblast = dlopen("libclblast.so", RTLD_NOW | RTLD_LOCAL);
+		if (clblast)
+			sgemm = (clblast_sgemm_fn)dlsym(clblast, "CLBlastSgemm");
+		if (!sgemm)
+			fprintf(stderr, "rxgemm-bench: CLBlast not loaded (%s): timing ours alone\n",
+				dlerror());
+	}
+	if (o.csv)
+		printf("m,n,k,trans_a,trans_b,kernel,ours_gflops,clblast_gflops,ratio,pct_peak,check\n");
+	else if (o.json)
+		printf("{\"device\":\"%s\",\"results\":[", dev.description);
+	else
+		printf("device: %s\n%6s %6s %6s  %-44s %12s %12s %7s %7s %6s\n", dev.description, "m",
+		       "n", "k", "kernel", "ours GFLOPS", "CLBlast", "ratio", "% peak", "check");
+	for (size_t i = 0; i < o.n_shapes; i++) {
+		struct rxd_gemm gs = { .m = o.shapes[i][0], .n = o.shapes[i][1], .k = o.shapes[i][2] };
+		struct bench_result r;
+		double ours, theirs, ratio, pct;
+		const char *check;
+
+		if (bench_shape(&eng, sgemm, o.shapes[i], &o, &r) < 0)
+			continue;
+		ours = gflops_of(&gs, r.ours_ns);
+		theirs = gflops_of(&gs, r.clblast_ns);
+		ratio = theirs > 0 ? ours / theirs : 0;
+		pct = o.peak_gflops > 0 ? 100.0 * ours / o.peak_gflops : 0;
+		check = r.check < 0 ? "-" : r.check ? "ok" : "DIFF";
+		if (o.csv)
+			printf("%lld,%lld,%lld,%d,%d,%s,%.1f,%.1f,%.3f,%.1f,%s\n", (long long)gs.m,
+			       (long long)gs.n, (long long)gs.k, o.trans_a, o.trans_b, r.kernel, ours,
+			       theirs, ratio, pct, check);
+		else if (o.json)
+			printf("%s{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"trans_a\":%s,\"trans_b\":%s,"
+			       "\"kernel\":\"%s\",\"ours_gflops\":%.1f,\"clblast_gflops\":%.1f,"
+			       "\"ratio\":%.3f,\"check\":\"%s\"}",
+			       i ? "," : "", (long long)gs.m, (long long)gs.n, (long long)gs.k,
+			       o.trans_a ? "true" : "false", o.trans_b ? "true" : "false", r.kernel,
+			       ours, theirs, ratio, check);
+		else
+			printf("%6lld %6lld %6lld  %-44s %12.1f %12.1f %7.2f %7.1f %6s\n",
+			       (long long)gs.m, (long long)gs.n, (long long)gs.k, r.kernel, ours, theirs,
+			       ratio, pct, check);
+		fflush(stdout);
+	}
+	if (o.json)
+		printf("]}\n");
+	gemm_fini(&eng);
+	device_close(&dev);
+	if (clblast)
+		dlclose(clblast);
+	return 0;
+}
