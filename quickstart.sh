@@ -6,7 +6,9 @@
 #                          the rxgemm CLI (checked against a CPU reference), show the
 #                          daemon's status with per-job timings, and stop the daemon
 #   ./quickstart.sh test   install what is missing, build, then `make check` and
-#                          `make distcheck` (the whole test suite, twice)
+#                          `make distcheck` (the whole test suite, twice); in CI (CI=true)
+#                          or with RXGEMM_TEST_DEB=1 also build, lint, install and run the
+#                          Debian packages (tests/test-deb.sh, as root)
 #
 # Runs as root or through sudo for apt-get; everything else runs as the calling user.
 set -euo pipefail
@@ -14,7 +16,8 @@ cd "$(dirname "$0")"
 
 PACKAGES=(build-essential autoconf automake libtool pkg-config
 	ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd mesa-opencl-icd
-	libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsystemd-dev)
+	libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsystemd-dev
+	systemd bash-completion dpkg-dev debhelper lintian)
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -119,6 +122,13 @@ test_all() {
 	done
 	summarize
 	[ "$status" -eq 0 ] || exit "$status"
+	# It installs packages and adds the user rxgemm: only in CI or when asked for.
+	if [ "${CI:-}" = true ] || [ "${RXGEMM_TEST_DEB:-}" = 1 ]; then
+		say "Debian packages: build, lintian, dpkg -i, jobs on the installed daemon"
+		status=0
+		DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" tests/test-deb.sh || status=$?
+		[ "$status" -eq 0 ] || [ "$status" -eq 77 ] || exit "$status"
+	fi
 	say "make distcheck"
 	make -j"$(nproc)" distcheck
 }

@@ -1015,6 +1015,30 @@ static double job_gflops(const struct rxg_job_record *r)
 	return gflops(2.0 * (double)r->m * (double)r->n * (double)r->k, (double)r->timings.kernel_ns);
 }
 
+/* Two lines on the daemon's kernel cache: what start-up cost and what is on disk. */
+static void status_text_kernel_cache(const struct rxg_status *st)
+{
+	char bytes[32], max[32];
+
+	printf("kernels:  %llu loaded from cache in %.0f ms, %llu compiled in %.0f ms, "
+	       "%llu reused, %llu bad entries rebuilt\n",
+	       (unsigned long long)st->kernel_cache_hits, ns_to_ms((double)st->kernel_cache_load_ns),
+	       (unsigned long long)st->kernel_cache_misses,
+	       ns_to_ms((double)st->kernel_cache_compile_ns),
+	       (unsigned long long)st->kernel_cache_memory_hits,
+	       (unsigned long long)st->kernel_cache_rejected);
+	if (!*st->kernel_cache_dir) {
+		printf("cache:    none on disk\n");
+		return;
+	}
+	format_bytes(bytes, sizeof(bytes), st->kernel_cache_bytes);
+	format_bytes(max, sizeof(max), st->kernel_cache_max_bytes);
+	printf("cache:    %s%s, %llu entries, %s of %s, %llu evicted\n", st->kernel_cache_dir,
+	       st->kernel_cache_writable ? "" : " (read-only)",
+	       (unsigned long long)st->kernel_cache_entries, bytes, max,
+	       (unsigned long long)st->kernel_cache_evictions);
+}
+
 static void status_text(const struct rxg_status *st)
 {
 	char up[64], mem[32], alloc[32];
@@ -1038,6 +1062,20 @@ static void status_text(const struct rxg_status *st)
 		printf("\n");
 	else
 		printf(", %.2f GFLOPS on average\n", avg);
+	status_text_kernel_cache(st);
+	if (st->n_kernels) {
+		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
+		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
+		for (size_t i = 0; i < st->n_kernels; i++) {
+			const struct rxg_kernel_choice *k = &st->kernels[i];
+			printf("  %c%c   %5u  %-40s  ", k->trans_a ? 'T' : 'N', k->trans_b ? 'T' : 'N',
+			       k->size_class, k->kernel);
+			if (k->tuned)
+				printf("%12.1f\n", k->gflops);
+			else
+				printf("%12s\n", "default");
+		}
+	}
 
 	if (!st->n_recent) {
 		printf("recent jobs: none\n");
@@ -1105,6 +1143,25 @@ static void json_devices(FILE *f, const struct rxg_status *st)
 	fputc(']', f);
 }
 
+static void json_kernel_cache(FILE *f, const struct rxg_status *st)
+{
+	fputs("{\"dir\":", f);
+	json_string(f, st->kernel_cache_dir);
+	fprintf(f, ",\"writable\":%s,\"max_bytes\":%llu,\"entries\":%llu,\"bytes\":%llu,"
+		   "\"hits\":%llu,\"misses\":%llu,\"memory_hits\":%llu,\"rejected\":%llu,"
+		   "\"evictions\":%llu,\"compile_ns\":%llu,\"load_ns\":%llu}",
+		json_bool(st->kernel_cache_writable), (unsigned long long)st->kernel_cache_max_bytes,
+		(unsigned long long)st->kernel_cache_entries,
+		(unsigned long long)st->kernel_cache_bytes,
+		(unsigned long long)st->kernel_cache_hits,
+		(unsigned long long)st->kernel_cache_misses,
+		(unsigned long long)st->kernel_cache_memory_hits,
+		(unsigned long long)st->kernel_cache_rejected,
+		(unsigned long long)st->kernel_cache_evictions,
+		(unsigned long long)st->kernel_cache_compile_ns,
+		(unsigned long long)st->kernel_cache_load_ns);
+}
+
 static void status_json(const struct rxg_status *st)
 {
 	FILE *f = stdout;
@@ -1139,6 +1196,19 @@ static void status_json(const struct rxg_status *st)
 	}
 	fputs("],\"devices\":", f);
 	json_devices(f, st);
+	fputs(",\"kernel_cache\":", f);
+	json_kernel_cache(f, st);
+	fputs(",\"kernels\":[", f);
+	for (size_t i = 0; i < st->n_kernels; i++) {
+		const struct rxg_kernel_choice *k = &st->kernels[i];
+		fprintf(f, "%s{\"trans_a\":%s,\"trans_b\":%s,\"size_class\":%u,\"kernel\":",
+			i ? "," : "", json_bool(k->trans_a), json_bool(k->trans_b), k->size_class);
+		json_string(f, k->kernel);
+		fprintf(f, ",\"tuned\":%s,\"gflops\":", json_bool(k->tuned));
+		json_number(f, k->gflops);
+		fputc('}', f);
+	}
+	fputc(']', f);
 	fputs("}\n", f);
 }
 

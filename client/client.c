@@ -495,15 +495,18 @@ struct stored {
 	int64_t rows, cols;
 	int64_t inner, outer;
 	int64_t ld;       /* resolved: never 0 */
-	size_t floats;    /* ld * (outer - 1) + inner */
+	size_t floats;    /* ld * (outer - 1) + inner: one matrix */
+	int64_t stride;   /* resolved: floats from one matrix of a batch to the next */
+	size_t total;     /* stride * (batch - 1) + floats: the whole array */
 };
 
-/* Fill s for a stored rows x cols matrix with leading dimension ld (0: tightest) and check
- * that its length is computable. */
+/* Fill s for a batch of stored rows x cols matrices with leading dimension ld (0:
+ * tightest), stride floats apart (0: ld * outer), and check that the length is computable. */
 static int stored_init(struct rxg_client *c, struct stored *s, const char *name,
-		       const char *ld_name, int row_major, int64_t rows, int64_t cols, int64_t ld)
+		       const char *ld_name, int row_major, int64_t rows, int64_t cols, int64_t ld,
+		       int64_t batch, int64_t stride)
 {
-	int64_t floats;
+	int64_t floats, full, total;
 	size_t bytes;
 
 	s->name = name;
@@ -527,6 +530,26 @@ static int stored_init(struct rxg_client *c, struct stored *s, const char *name,
 			    "the stored %s (%lld x %lld with %s = %lld) is larger than memory can hold",
 			    name, (long long)rows, (long long)cols, ld_name, (long long)s->ld);
 	s->floats = (size_t)floats;
+	if (stride < 0 || (batch > 1 && stride > 0 && stride < floats))
+		return fail(c, RXG_EINVAL,
+			    "the stride of %s (%lld) is %s one matrix (%lld floats)", name,
+			    (long long)stride, stride < 0 ? "negative, not" : "smaller than",
+			    (long long)floats);
+	if (__builtin_mul_overflow(s->ld, s->outer, &full))
+		full = INT64_MAX;
+	s->stride = stride ? stride : full;
+	if (batch < 2) {
+		s->stride = 0;
+		s->total = s->floats;
+		return RXG_OK;
+	}
+	if (__builtin_mul_overflow(s->stride, batch - 1, &total) ||
+	    __builtin_add_overflow(total, floats, &total) ||
+	    __builtin_mul_overflow((uint64_t)total, sizeof(float), &bytes) || bytes > SIZE_MAX / 2)
+		return fail(c, RXG_EINVAL, "a batch of %lld %s matrices %lld floats apart is larger "
+					   "than memory can hold",
+			    (long long)batch, name, (long long)s->stride);
+	s->total = (size_t)total;
 	return RXG_OK;
 }
 
@@ -569,22 +592,30 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 			  args->a && args->b ? ": it receives the result" : "");
 		goto out;
 	}
+	if (args->batch_count < 0) {
+		rc = fail(c, RXG_EINVAL, "batch_count must not be negative (got %lld)",
+			  (long long)args->batch_count);
+		goto out;
+	}
 	int row_major = args->layout == RXG_ROW_MAJOR;
+	int64_t batch = args->batch_count > 1 ? args->batch_count : 1;
 	rc = stored_init(c, &sa, "A", "lda", row_major, args->trans_a ? args->k : args->m,
-			 args->trans_a ? args->m : args->k, args->lda);
+			 args->trans_a ? args->m : args->k, args->lda, batch, args->stride_a);
 	if (rc != RXG_OK)
 		goto out;
 	rc = stored_init(c, &sb, "B", "ldb", row_major, args->trans_b ? args->n : args->k,
-			 args->trans_b ? args->k : args->n, args->ldb);
+			 args->trans_b ? args->k : args->n, args->ldb, batch, args->stride_b);
 	if (rc != RXG_OK)
 		goto out;
-	rc = stored_init(c, &sc, "C", "ldc", row_major, args->m, args->n, args->ldc);
+	rc = stored_init(c, &sc, "C", "ldc", row_major, args->m, args->n, args->ldc, batch,
+			 args->stride_c);
 	if (rc != RXG_OK)
 		goto out;
 	/* The daemon may send C back as either length the protocol allows for a stored matrix:
 	 * up to the last element, or ld * outer. The latter bounds the reply we accept. */
 	size_t c_full_bytes;
 	if (__builtin_mul_overflow((uint64_t)sc.ld, (uint64_t)sc.outer, &c_full_bytes) ||
+	    __builtin_add_overflow(c_full_bytes, sc.total - sc.floats, &c_full_bytes) ||
 	    __builtin_mul_overflow(c_full_bytes, sizeof(float), &c_full_bytes) ||
 	    __builtin_add_overflow(c_full_bytes, RXG__REPLY_OVERHEAD_BYTES, &c_full_bytes)) {
 		rc = fail(c, RXG_EINVAL, "C (%lld x %lld with ldc = %lld) is larger than memory can hold",
@@ -605,12 +636,18 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 	g.ldc = sc.ld;
 	/* The caller's arrays go on the wire as they are; the packer only reads them. */
 	g.a.data = (uint8_t *)(uintptr_t)args->a;
-	g.a.len = sa.floats * sizeof(float);
+	g.a.len = sa.total * sizeof(float);
 	g.b.data = (uint8_t *)(uintptr_t)args->b;
-	g.b.len = sb.floats * sizeof(float);
+	g.b.len = sb.total * sizeof(float);
 	if (args->beta != 0.0f) {
 		g.c.data = (uint8_t *)args->c;
-		g.c.len = sc.floats * sizeof(float);
+		g.c.len = sc.total * sizeof(float);
+	}
+	if (batch > 1) {
+		g.batch_count = batch;
+		g.stride_a = sa.stride;
+		g.stride_b = sb.stride;
+		g.stride_c = sc.stride;
 	}
 	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
 	req.gemm = &g;
@@ -619,19 +656,23 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 	if (rc != RXG_OK)
 		goto out;
 	const ProtobufCBinaryData *rc_data = &reply->gemm->c;
-	if (rc_data->len != sc.floats * sizeof(float) &&
-	    rc_data->len != (size_t)sc.ld * (size_t)sc.outer * sizeof(float)) {
+	if (rc_data->len != sc.total * sizeof(float) &&
+	    rc_data->len != (sc.total - sc.floats + (size_t)sc.ld * (size_t)sc.outer) *
+				    sizeof(float)) {
 		rc = fail(c, RXG_EPROTO,
 			  "the daemon returned %zu bytes of C; %lld x %lld with ldc = %lld needs %zu",
 			  rc_data->len, (long long)args->m, (long long)args->n, (long long)sc.ld,
-			  sc.floats * sizeof(float));
+			  sc.total * sizeof(float));
 		goto out;
 	}
-	/* Only the m x n elements: whatever lies between rows or columns (ldc padding) is the
-	 * caller's and stays as it was. */
-	for (int64_t o = 0; o < sc.outer; o++)
-		memcpy(args->c + o * sc.ld, rc_data->data + (size_t)(o * sc.ld) * sizeof(float),
-		       (size_t)sc.inner * sizeof(float));
+	/* Only the m x n elements of each matrix: whatever lies between rows or columns (ldc
+	 * padding) or between the matrices of a batch is the caller's and stays as it was. */
+	for (int64_t i = 0; i < batch; i++)
+		for (int64_t o = 0; o < sc.outer; o++) {
+			size_t off = (size_t)(i * sc.stride + o * sc.ld);
+			memcpy(args->c + off, rc_data->data + off * sizeof(float),
+			       (size_t)sc.inner * sizeof(float));
+		}
 out:
 	if (reply)
 		rxgemm__reply__free_unpacked(reply, NULL);
@@ -650,6 +691,10 @@ RXG_EXPORT void rxg_status_free(struct rxg_status *st)
 		return;
 	free(st->daemon_version);
 	free(st->device);
+	free(st->kernel_cache_dir);
+	for (size_t i = 0; st->kernels && i < st->n_kernels; i++)
+		free(st->kernels[i].kernel);
+	free(st->kernels);
 	free(st->recent);
 	if (st->devices) {
 		for (size_t i = 0; i < st->n_devices; i++) {
@@ -691,6 +736,36 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->kernel_ns_total = w->kernel_ns_total;
 	st->device_global_mem_bytes = w->device_global_mem_bytes;
 	st->device_max_alloc_bytes = w->device_max_alloc_bytes;
+	if (!(st->kernel_cache_dir = dup_string(w->kernel_cache_dir)))
+		goto nomem;
+	st->kernel_cache_writable = w->kernel_cache_writable != 0;
+	st->kernel_cache_max_bytes = w->kernel_cache_max_bytes;
+	st->kernel_cache_entries = w->kernel_cache_entries;
+	st->kernel_cache_bytes = w->kernel_cache_bytes;
+	st->kernel_cache_hits = w->kernel_cache_hits;
+	st->kernel_cache_misses = w->kernel_cache_misses;
+	st->kernel_cache_memory_hits = w->kernel_cache_memory_hits;
+	st->kernel_cache_rejected = w->kernel_cache_rejected;
+	st->kernel_cache_evictions = w->kernel_cache_evictions;
+	st->kernel_cache_compile_ns = w->kernel_cache_compile_ns;
+	st->kernel_cache_load_ns = w->kernel_cache_load_ns;
+	if (w->n_kernels) {
+		if (!(st->kernels = calloc(w->n_kernels, sizeof(*st->kernels))))
+			goto nomem;
+		for (size_t i = 0; i < w->n_kernels; i++) {
+			const Rxgemm__KernelChoice *k = w->kernels[i];
+			struct rxg_kernel_choice *o = &st->kernels[i];
+
+			st->n_kernels = i + 1;
+			o->trans_a = k->trans_a != 0;
+			o->trans_b = k->trans_b != 0;
+			o->size_class = k->size_class;
+			o->gflops = k->gflops;
+			o->tuned = k->tuned != 0;
+			if (!(o->kernel = dup_string(k->kernel)))
+				goto nomem;
+		}
+	}
 
 	if (w->n_recent) {
 		st->recent = calloc(w->n_recent, sizeof(*st->recent));

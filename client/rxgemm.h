@@ -110,6 +110,11 @@ struct rxg_gemm_args {
 	int64_t ldb;
 	float *c;
 	int64_t ldc;
+	/* Strided batches (leave 0 for one product): batch_count products, the i-th on the
+	 * matrices that start i * stride_* floats into a, b and c (0: ld * cols, the matrices
+	 * one after another). Matrices of a batch may not overlap. */
+	int64_t batch_count;
+	int64_t stride_a, stride_b, stride_c;
 };
 
 /* Run one GEMM and wait for it. timings may be NULL. */
@@ -138,6 +143,17 @@ struct rxg_device_info {
 	int in_use; /* the device this daemon serves */
 };
 
+/* The GEMM kernel that serves one pair of transposes (of the column-major problem the
+ * daemon computes) and one size class of C (0: under 384^2 elements, 1: under 768^2,
+ * 2: under 1536^2, 3: larger). */
+struct rxg_kernel_choice {
+	int trans_a, trans_b;
+	unsigned size_class;
+	char *kernel; /* its configuration */
+	double gflops; /* measured by rxgemmd --tune at the class's size; 0 for a default */
+	int tuned;
+};
+
 /* The daemon's state. Allocated by rxg_status, freed by rxg_status_free; fields may be
  * added at the end in later versions. */
 struct rxg_status {
@@ -158,6 +174,21 @@ struct rxg_status {
 	struct rxg_job_record *recent; /* oldest first */
 	size_t n_devices;
 	struct rxg_device_info *devices; /* every OpenCL device the daemon can see */
+	/* The kernel cache: built programs, kept in memory and their binaries on disk. */
+	char *kernel_cache_dir;          /* "" when the daemon keeps none on disk */
+	int kernel_cache_writable;       /* 0: entries are read but none are written */
+	uint64_t kernel_cache_max_bytes; /* bound on the entries' size */
+	uint64_t kernel_cache_entries;   /* entry files in the directory */
+	uint64_t kernel_cache_bytes;     /* their size */
+	uint64_t kernel_cache_hits;      /* programs loaded from a disk entry */
+	uint64_t kernel_cache_misses;    /* programs compiled from source */
+	uint64_t kernel_cache_memory_hits; /* programs built once and handed out again */
+	uint64_t kernel_cache_rejected;  /* bad entries (truncated, corrupt, foreign), rebuilt */
+	uint64_t kernel_cache_evictions; /* entries removed to keep within the bound */
+	uint64_t kernel_cache_compile_ns;
+	uint64_t kernel_cache_load_ns;
+	size_t n_kernels;
+	struct rxg_kernel_choice *kernels; /* per transpose pair and size class */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

@@ -99,7 +99,8 @@ static size_t bench_tune_grid(struct rxd_gemm_config *out, size_t max)
 	static const int tiles[][4] = { /* tsm, tsn, wptm, wptn */
 		{ 128, 128, 8, 8 }, { 128, 64, 8, 4 }, { 64, 128, 4, 8 }, { 64, 64, 4, 4 },
 		{ 64, 64, 8, 8 },   { 128, 128, 8, 4 }, { 32, 32, 4, 4 }, { 128, 256, 8, 16 },
-		{ 256, 128, 16, 8 },
+		{ 256, 128, 16, 8 }, { 32, 32, 2, 2 },   { 64, 32, 4, 2 },   { 32, 64, 2, 4 },
+		{ 64, 64, 4, 2 },    { 32, 32, 4, 2 },
 	};
 	static const int tsks[] = { 8, 16, 32 };
 	static const int madds[] = { 0, 2 };
@@ -109,9 +110,12 @@ static size_t bench_tune_grid(struct rxd_gemm_config *out, size_t max)
 		for (size_t k = 0; k < sizeof(tsks) / sizeof(tsks[0]); k++)
 			for (size_t md = 0; md < sizeof(madds) / sizeof(madds[0]); md++)
 				for (int pad = 0; pad <= 4; pad += 4) {
+					/* float4 local reads need blocks of 4. */
+					int vwm = tiles[t][2] % 4 ? 1 : 4;
+					int vwn = tiles[t][3] % 4 ? 1 : 4;
 					struct rxd_gemm_config c = { RXD_GEMM_REG, tiles[t][0],
 								     tiles[t][1], tsks[k],
-								     tiles[t][2], tiles[t][3], 4, 4,
+								     tiles[t][2], tiles[t][3], vwm, vwn,
 								     pad, pad, madds[md] };
 					if (n < max && gemm_config_valid(&c))
 						out[n++] = c;

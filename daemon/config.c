@@ -1,8 +1,8 @@
 /* config.c: rxgemmd's options and its config file.
  *
  * The config file holds "key = value" lines with the long options' names as keys (socket,
- * device, log-level, max-frame); '#' starts a comment. Options on the command line win over
- * the file, the file over the built-in defaults. */
+ * device, log-level, max-frame, hang-timeout, cache-dir, cache-max); '#' starts a comment.
+ * Options on the command line win over the file, the file over the built-in defaults. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -15,7 +15,8 @@
 #include "rxgemmd.h"
 #include "sockpath.h"
 
-enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME };
+enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
+       OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -24,6 +25,12 @@ static const struct option config_options[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "log-level", required_argument, NULL, OPT_LOG },
 	{ "max-frame", required_argument, NULL, OPT_MAXFRAME },
+	{ "hang-timeout", required_argument, NULL, OPT_HANG },
+	{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
+	{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },
+	{ "clear-cache", no_argument, NULL, OPT_CLEAR_CACHE },
+	{ "tune", no_argument, NULL, OPT_TUNE },
+	{ "tune-budget", required_argument, NULL, OPT_TUNE_BUDGET },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -45,8 +52,22 @@ static void config_usage(FILE *f)
 		"  --config FILE      read options from FILE (default: %s if present)\n"
 		"  --log-level LEVEL  error, warning, notice, info (default) or debug\n"
 		"  --max-frame SIZE   largest message accepted, e.g. 64M (default 256M)\n"
+		"  --hang-timeout T   under a systemd watchdog, a device worker on one job for\n"
+		"                     longer than T seconds (or e.g. 500ms, 2min) is taken to be\n"
+		"                     hung and the watchdog pings stop (default 120; 0: never)\n"
+		"  --cache-dir DIR    keep compiled kernels in DIR (default: $CACHE_DIRECTORY,\n"
+		"                     else /var/cache/rxgemmd as root, else\n"
+		"                     $XDG_CACHE_HOME/rxgemmd, else ~/.cache/rxgemmd)\n"
+		"  --cache-max SIZE   bound on the kernel cache's size (default 256M; 0: no\n"
+		"                     cache on disk)\n"
+		"  --clear-cache      empty the kernel cache, then exit\n"
+		"  --tune             search the fastest kernels for this device, store the\n"
+		"                     choice beside the kernel cache (later starts load it), exit\n"
+		"  --tune-budget SECS  time the search may take (default 120)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
+		"\n"
+		"SIGHUP re-reads the config file (log-level and hang-timeout take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
@@ -79,6 +100,31 @@ int config_parse_size(const char *s, uint64_t *bytes)
 	if (*end != '\0' || v > (UINT64_MAX >> shift))
 		return -EINVAL;
 	*bytes = (uint64_t)v << shift;
+	return 0;
+}
+
+/* "120", "0.5", "500ms", "30s", "2min": a duration of 0 to 1 day. 0 or -EINVAL. */
+static int config_parse_duration(const char *s, uint64_t *ns)
+{
+	char *end;
+	double v, unit_s = 1;
+
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno)
+		return -EINVAL;
+	if (strcmp(end, "ms") == 0)
+		unit_s = 1e-3;
+	else if (strcmp(end, "min") == 0)
+		unit_s = 60;
+	else if (*end != '\0' && strcmp(end, "s") != 0)
+		return -EINVAL;
+	v *= unit_s;
+	if (!(v >= 0 && v <= 86400))
+		return -EINVAL;
+	*ns = (uint64_t)(v * 1e9);
 	return 0;
 }
 
@@ -122,6 +168,38 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 			fprintf(stderr,
 				"rxgemmd: %s: max-frame '%s' is not a size from 4K to 4G-1\n",
 				where, v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_CACHE_DIR:
+		if (!*v) {
+			fprintf(stderr, "rxgemmd: %s: empty cache directory\n", where);
+			return -EINVAL;
+		}
+		return config_set_str(&cfg->cache_dir, v);
+	case OPT_TUNE_BUDGET: {
+		char *end;
+		double secs = strtod(v, &end);
+
+		if (end == v || *end != '\0' || !(secs >= 1 && secs <= 86400)) {
+			fprintf(stderr, "rxgemmd: %s: tune-budget '%s' is not a number of seconds "
+					"from 1 to 86400\n",
+				where, v);
+			return -EINVAL;
+		}
+		cfg->tune_budget_s = secs;
+		return 0;
+	}
+	case OPT_CACHE_MAX:
+		if (config_parse_size(v, &cfg->cache_max_bytes) < 0) {
+			fprintf(stderr, "rxgemmd: %s: cache-max '%s' is not a size\n", where, v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_HANG:
+		if (config_parse_duration(v, &cfg->hang_timeout_ns) < 0) {
+			fprintf(stderr, "rxgemmd: %s: hang-timeout '%s' is not a duration from 0 "
+				"to 1 day (e.g. 120, 0.5s, 500ms, 2min)\n", where, v);
 			return -EINVAL;
 		}
 		return 0;
@@ -199,14 +277,18 @@ out:
 
 int config_init(struct rxd_config *cfg, int argc, char **argv)
 {
-	bool seen[OPT_MAXFRAME - OPT_SOCKET + 1] = { false };
+	bool seen[OPT_TUNE_BUDGET - OPT_SOCKET + 1] = { false };
 	char where[64], path[PATH_MAX];
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = LOG_INFO;
 	cfg->max_frame_bytes = RXD_DEFAULT_MAX_FRAME;
-	optind = 1;
+	cfg->cache_max_bytes = RXD_DEFAULT_CACHE_MAX;
+	cfg->tune_budget_s = RXD_DEFAULT_TUNE_BUDGET_S;
+	cfg->hang_timeout_ns = RXD_DEFAULT_HANG_TIMEOUT_NS;
+	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
+	optind = 0;
 	while ((opt = getopt_long(argc, argv, "hV", config_options, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
@@ -218,11 +300,18 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_LIST:
 			cfg->list_devices = true;
 			break;
+		case OPT_CLEAR_CACHE:
+			cfg->clear_cache = true;
+			break;
+		case OPT_TUNE:
+			cfg->tune = true;
+			break;
 		case OPT_CONFIG:
 			if (config_set_str(&cfg->config_path, optarg) < 0)
 				return 2;
 			break;
-		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME:
+		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
+		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -258,5 +347,44 @@ void config_fini(struct rxd_config *cfg)
 	free(cfg->socket_path);
 	free(cfg->device);
 	free(cfg->config_path);
+	free(cfg->cache_dir);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+int config_reload(struct rxd_config *cfg, int argc, char **argv)
+{
+	struct rxd_config next;
+	int ret = config_init(&next, argc, argv);
+
+	if (ret != 0) {
+		config_fini(&next);
+		log_msg(LOG_ERR, "reload: the configuration has errors (printed above); keeping "
+			"the running one");
+		return -EINVAL;
+	}
+	/* What the running daemon can take over without dropping a client. The device-memory
+	 * budget and per-client quotas join this list when they exist (later issues). */
+	cfg->log_level = next.log_level;
+	cfg->hang_timeout_ns = next.hang_timeout_ns;
+	/* What needs a restart: the socket, the device and the kernel cache are in use, and
+	 * connections hold frame readers sized by max-frame. */
+	if (strcmp(next.socket_path, cfg->socket_path) != 0)
+		log_msg(LOG_WARNING, "reload: socket %s takes effect at the next start (serving "
+			"%s)", next.socket_path, cfg->socket_path);
+	if ((next.device == NULL) != (cfg->device == NULL) ||
+	    (next.device && strcmp(next.device, cfg->device) != 0))
+		log_msg(LOG_WARNING, "reload: device '%s' takes effect at the next start",
+			next.device ? next.device : "(default)");
+	if (next.max_frame_bytes != cfg->max_frame_bytes)
+		log_msg(LOG_WARNING, "reload: max-frame %llu takes effect at the next start",
+			(unsigned long long)next.max_frame_bytes);
+	if ((next.cache_dir == NULL) != (cfg->cache_dir == NULL) ||
+	    (next.cache_dir && strcmp(next.cache_dir, cfg->cache_dir) != 0) ||
+	    next.cache_max_bytes != cfg->cache_max_bytes)
+		log_msg(LOG_WARNING, "reload: cache-dir and cache-max take effect at the next start");
+	log_msg(LOG_NOTICE, "reloaded %s: log level %d, hang-timeout %.1f s",
+		next.config_path ? next.config_path : "(no config file)", cfg->log_level,
+		cfg->hang_timeout_ns / 1e9);
+	config_fini(&next);
+	return 0;
 }

@@ -72,7 +72,7 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__StatusReply st;
 
-	if (stats_status(&c->srv->stats, c->srv->dev, &st) < 0) {
+	if (stats_status(&c->srv->stats, c->srv->dev, c->srv->worker->engine, &st) < 0) {
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
 			       "out of memory building the status");
 		return;

@@ -42,9 +42,10 @@ static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
 /* The stored matrix `name` has `rows` x `cols` logical elements; check its leading
  * dimension and its data, and compute how many floats the device buffer needs. */
 static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int64_t cols,
-			     int64_t ld, const ProtobufCBinaryData *data, bool optional,
-			     const struct rxd_limits *lim, int64_t *ld_out, size_t *need_out,
-			     size_t *given_out, char *err, size_t errlen)
+			     int64_t ld, int64_t batch, int64_t stride,
+			     const ProtobufCBinaryData *data, bool optional,
+			     const struct rxd_limits *lim, int64_t *ld_out, int64_t *stride_out,
+			     size_t *need_out, size_t *given_out, char *err, size_t errlen)
 {
 	/* inner: the extent along the contiguous index; outer: the other. */
 	int64_t inner = row_major ? cols : rows, outer = row_major ? rows : cols;
@@ -62,11 +63,36 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 				 (long long)inner);
 	if (__builtin_mul_overflow((uint64_t)ld, (uint64_t)(outer - 1), &need) ||
 	    __builtin_add_overflow(need, (uint64_t)inner, &need) ||
-	    __builtin_mul_overflow((uint64_t)ld, (uint64_t)outer, &full) ||
-	    __builtin_mul_overflow(need, (uint64_t)sizeof(float), &bytes))
+	    __builtin_mul_overflow((uint64_t)ld, (uint64_t)outer, &full))
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
 				 "%s: %lld x %lld with ld%s %lld overflows 64 bits", name,
 				 (long long)rows, (long long)cols, name, (long long)ld);
+	if (stride < 0)
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+				 "stride_%s must not be negative (got %lld)", name,
+				 (long long)stride);
+	if (stride == 0)
+		stride = full > INT64_MAX ? INT64_MAX : (int64_t)full;
+	if (batch > 1) {
+		uint64_t span;
+
+		/* Matrices of a batch may not overlap: C's would race, and A's and B's
+		 * would only be a way to send less than the shape says. */
+		if ((uint64_t)stride < need)
+			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+					 "stride_%s (%lld) is smaller than one matrix of %s (%llu "
+					 "floats)",
+					 name, (long long)stride, name, (unsigned long long)need);
+		if (__builtin_mul_overflow((uint64_t)stride, (uint64_t)(batch - 1), &span) ||
+		    __builtin_add_overflow(need, span, &need) ||
+		    __builtin_add_overflow(full, span, &full))
+			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+					 "%s: %lld matrices %lld floats apart overflow 64 bits", name,
+					 (long long)batch, (long long)stride);
+	}
+	if (__builtin_mul_overflow(need, (uint64_t)sizeof(float), &bytes))
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+				 "%s: %llu floats overflow 64 bits", name, (unsigned long long)need);
 	if (bytes > lim->max_buffer_bytes || need > INT_MAX)
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
 				 "%s needs %llu bytes on the device, more than its largest buffer "
@@ -76,6 +102,7 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 							      ? lim->max_buffer_bytes
 							      : (uint64_t)INT_MAX * 4));
 	*ld_out = ld;
+	*stride_out = batch > 1 ? stride : 0;
 	*need_out = need;
 	*given_out = 0;
 	if (data->len == 0 && optional)
@@ -86,11 +113,11 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 	floats = data->len / sizeof(float);
 	if (floats < need || floats > full)
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "%s holds %llu floats but its shape %lld x %lld with ld%s %lld "
+				 "%s holds %llu floats but %s%lld x %lld with ld%s %lld "
 				 "needs %llu%s%llu",
-				 name, (unsigned long long)floats, (long long)rows, (long long)cols,
-				 name, (long long)ld, (unsigned long long)need,
-				 need == full ? "" : " to ",
+				 name, (unsigned long long)floats, batch > 1 ? "a batch of " : "",
+				 (long long)rows, (long long)cols, name, (long long)ld,
+				 (unsigned long long)need, need == full ? "" : " to ",
 				 need == full ? 0ull : (unsigned long long)full);
 	*given_out = floats;
 	return RXGEMM__STATUS__STATUS_OK;
@@ -100,7 +127,7 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		  struct rxd_gemm *g, char *err, size_t errlen)
 {
 	bool row_major;
-	int64_t lda, ldb, ldc;
+	int64_t lda, ldb, ldc, batch, sa, sb, sc;
 	size_t a_need, b_need, c_need, a_given, b_given, c_given;
 	uint64_t flops, total;
 	int st;
@@ -119,24 +146,32 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
 				 "%s must be at least 1 (got %lld)", which, v);
 	}
+	if (rq->batch_count < 0)
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+				 "batch_count must not be negative (got %lld)",
+				 (long long)rq->batch_count);
+	batch = rq->batch_count ? rq->batch_count : 1;
 	if (__builtin_mul_overflow((uint64_t)rq->m, (uint64_t)rq->n, &flops) ||
 	    __builtin_mul_overflow(flops, (uint64_t)rq->k, &flops) ||
-	    __builtin_mul_overflow(flops, 2u, &flops))
+	    __builtin_mul_overflow(flops, 2u, &flops) ||
+	    __builtin_mul_overflow(flops, (uint64_t)batch, &flops))
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				 "m x n x k (%lld x %lld x %lld) overflows 64 bits", (long long)rq->m,
-				 (long long)rq->n, (long long)rq->k);
+				 "m x n x k (%lld x %lld x %lld) x batch_count %lld overflows 64 "
+				 "bits",
+				 (long long)rq->m, (long long)rq->n, (long long)rq->k,
+				 (long long)batch);
 	st = gemm_check_matrix("a", row_major, rq->trans_a ? rq->k : rq->m,
-			       rq->trans_a ? rq->m : rq->k, rq->lda, &rq->a, false, lim, &lda,
-			       &a_need, &a_given, err, errlen);
+			       rq->trans_a ? rq->m : rq->k, rq->lda, batch, rq->stride_a, &rq->a,
+			       false, lim, &lda, &sa, &a_need, &a_given, err, errlen);
 	if (st)
 		return st;
 	st = gemm_check_matrix("b", row_major, rq->trans_b ? rq->n : rq->k,
-			       rq->trans_b ? rq->k : rq->n, rq->ldb, &rq->b, false, lim, &ldb,
-			       &b_need, &b_given, err, errlen);
+			       rq->trans_b ? rq->k : rq->n, rq->ldb, batch, rq->stride_b, &rq->b,
+			       false, lim, &ldb, &sb, &b_need, &b_given, err, errlen);
 	if (st)
 		return st;
-	st = gemm_check_matrix("c", row_major, rq->m, rq->n, rq->ldc, &rq->c, true, lim, &ldc,
-			       &c_need, &c_given, err, errlen);
+	st = gemm_check_matrix("c", row_major, rq->m, rq->n, rq->ldc, batch, rq->stride_c, &rq->c,
+			       true, lim, &ldc, &sc, &c_need, &c_given, err, errlen);
 	if (st)
 		return st;
 	if (c_given == 0 && rq->beta != 0.0f)
@@ -158,6 +193,8 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 	g->flops = flops;
 	g->c = c_given ? (const float *)rq->c.data : NULL;
 	g->ldc = ldc;
+	g->batch_count = batch;
+	g->stride_c = sc;
 	g->c_elems = c_need;
 	g->c_given_elems = c_given;
 	if (!row_major) {
@@ -165,6 +202,7 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		g->trans_a = rq->trans_a, g->trans_b = rq->trans_b;
 		g->a = (const float *)rq->a.data, g->lda = lda, g->a_elems = a_need;
 		g->b = (const float *)rq->b.data, g->ldb = ldb, g->b_elems = b_need;
+		g->stride_a = sa, g->stride_b = sb;
 	} else {
 		/* Row-major C is column-major C^T = op(B)^T op(A)^T, and a row-major stored
 		 * matrix is its column-major transpose: swap the operands, keep the flags. */
@@ -172,6 +210,7 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		g->trans_a = rq->trans_b, g->trans_b = rq->trans_a;
 		g->a = (const float *)rq->b.data, g->lda = ldb, g->a_elems = b_need;
 		g->b = (const float *)rq->a.data, g->ldb = lda, g->b_elems = a_need;
+		g->stride_a = sb, g->stride_b = sa;
 	}
 	return RXGEMM__STATUS__STATUS_OK;
 }
@@ -204,14 +243,21 @@ static const struct rxd_gemm_config gemm_default_reg_medium_gpu[] = {
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
 static const struct rxd_gemm_config gemm_default_reg_small_gpu[] = {
+	{ RXD_GEMM_REG, 32, 64, 32, 2, 4, 1, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 32, 32, 32, 4, 4, 4, 4, 4, 4, 2 },
+};
+static const struct rxd_gemm_config gemm_default_reg_tiny_gpu[] = {
+	{ RXD_GEMM_REG, 32, 32, 32, 2, 2, 1, 1, 4, 4, 2 },
 	{ RXD_GEMM_REG, 32, 32, 32, 4, 4, 4, 4, 4, 4, 2 },
 };
 static const struct rxd_gemm_config gemm_default_reg_medium_cpu[] = {
+	{ RXD_GEMM_REG, 256, 128, 16, 16, 8, 4, 4, 4, 4, 2 },
 	{ RXD_GEMM_REG, 128, 128, 16, 8, 8, 4, 4, 0, 0, 0 },
-	{ RXD_GEMM_REG, 64, 64, 16, 8, 8, 4, 4, 0, 0, 2 },
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
 static const struct rxd_gemm_config gemm_default_reg_small_cpu[] = {
+	{ RXD_GEMM_REG, 64, 128, 16, 8, 16, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 64, 128, 16, 8, 16, 4, 4, 4, 4, 0 },
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 2 },
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
@@ -267,11 +313,14 @@ int gemm_class_of(int64_t m, int64_t n)
 {
 	int64_t mn = m * n;
 
+	/* Up to 512 x 512 small tiles: 64 x 128 tiles would leave most of a big GPU idle. */
 	if (mn < 384 * 384)
 		return 0;
-	if (mn < 1536 * 1536)
+	if (mn < 768 * 768)
 		return 1;
-	return 2;
+	if (mn < 1536 * 1536)
+		return 2;
+	return 3;
 }
 
 /* ---- running ------------------------------------------------------------------------ */
@@ -291,9 +340,12 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	const struct rxd_gemm_config *cf = &v->cfg;
 	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, k = (cl_int)g->k;
 	cl_int lda = (cl_int)g->lda, ldb = (cl_int)g->ldb, ldc = (cl_int)g->ldc;
+	cl_int sa = (cl_int)g->stride_a, sb = (cl_int)g->stride_b, sc = (cl_int)g->stride_c;
 	/* float4 global access needs every column start 16-byte aligned. */
-	cl_int vec_ok = lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0;
-	size_t local[2], global[2];
+	cl_int vec_ok = lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0 && sa % 4 == 0 &&
+			sb % 4 == 0 && sc % 4 == 0;
+	cl_uint next = 11;
+	size_t local[3], global[3];
 
 	e = clSetKernelArg(v->kernel, 0, sizeof(m), &m);
 	e |= clSetKernelArg(v->kernel, 1, sizeof(n), &n);
@@ -307,14 +359,19 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	e |= clSetKernelArg(v->kernel, 9, sizeof(cl_mem), &c);
 	e |= clSetKernelArg(v->kernel, 10, sizeof(ldc), &ldc);
 	if (cf->kernel == RXD_GEMM_REG)
-		e |= clSetKernelArg(v->kernel, 11, sizeof(vec_ok), &vec_ok);
+		e |= clSetKernelArg(v->kernel, next++, sizeof(vec_ok), &vec_ok);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(sa), &sa);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(sb), &sb);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(sc), &sc);
 	if (e != CL_SUCCESS)
 		return CL_INVALID_KERNEL_ARGS;
 	local[0] = (size_t)(cf->tsm / cf->wptm);
 	local[1] = (size_t)(cf->tsn / cf->wptn);
+	local[2] = 1;
 	global[0] = (size_t)((g->m + cf->tsm - 1) / cf->tsm) * local[0];
 	global[1] = (size_t)((g->n + cf->tsn - 1) / cf->tsn) * local[1];
-	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 2, NULL, global, local, 0, NULL,
+	global[2] = g->batch_count > 1 ? (size_t)g->batch_count : 1;
+	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 3, NULL, global, local, 0, NULL,
 				      ev);
 }
 
@@ -338,7 +395,7 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	memset(t, 0, sizeof(*t));
 	/* C goes up when beta reads it, or when the reply must carry zeros in its padding
 	 * rather than whatever the device memory held. */
-	if (!c_init && g->ldc > g->m) {
+	if (!c_init && g->c_elems != (size_t)(g->m * g->n * (g->batch_count > 1 ? g->batch_count : 1))) {
 		zeros = calloc(g->c_elems, sizeof(float));
 		if (!zeros)
 			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
@@ -413,6 +470,22 @@ int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out
 const char *gemm_variant_name(const struct rxd_gemm_engine *eng, int variant)
 {
 	return eng->variants[variant].name;
+}
+
+const struct rxd_gemm_config *gemm_variant_config(const struct rxd_gemm_engine *eng,
+						  int variant)
+{
+	return &eng->variants[variant].cfg;
+}
+
+int gemm_find_variant(const struct rxd_gemm_engine *eng, bool trans_a, bool trans_b,
+		      int kernel)
+{
+	for (size_t i = 0; i < eng->n_variants; i++)
+		if (eng->variants[i].trans_a == trans_a && eng->variants[i].trans_b == trans_b &&
+		    eng->variants[i].cfg.kernel == kernel)
+			return (int)i;
+	return -1;
 }
 
 /* ---- building ----------------------------------------------------------------------- */
@@ -521,7 +594,7 @@ static int gemm_variant_build(struct rxd_device *dev, struct rxd_gemm_variant *v
 		 "-DWPTM=%d -DWPTN=%d -DVWM=%d -DVWN=%d -DPADA=%d -DPADB=%d -DMADD=%d",
 		 v->trans_a, v->trans_b, c->tsm, c->tsn, c->tsk, c->wptm, c->wptn, c->vwm, c->vwn,
 		 c->pada, c->padb, c->madd);
-	if (device_build(dev, v->name, src, opts, &v->program, &log) < 0) {
+	if (kcache_build(dev->kcache, dev, v->name, src, opts, &v->program, &log) < 0) {
 		if (log)
 			log_msg(LOG_WARNING, "%s: compiler output:\n%s", v->name, log);
 		free(log);
@@ -605,7 +678,7 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 	for (int ta = 0; ta < 2; ta++) {
 		for (int tb = 0; tb < 2; tb++) {
 			bool cpu = strcmp(dev->desc->type, "CPU") == 0;
-			int tiled, small, medium, large;
+			int tiled, tiny, small, medium, large;
 
 			/* The edge-handling tiled kernel is the fallback: without it nothing
 			 * runs. */
@@ -618,6 +691,10 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 				gemm_fini(eng);
 				return -EIO;
 			}
+			tiny = cpu ? gemm_engine_add_first(eng, ta, tb, gemm_default_reg_small_cpu,
+							   COUNT(gemm_default_reg_small_cpu))
+				   : gemm_engine_add_first(eng, ta, tb, gemm_default_reg_tiny_gpu,
+							   COUNT(gemm_default_reg_tiny_gpu));
 			small = cpu ? gemm_engine_add_first(eng, ta, tb, gemm_default_reg_small_cpu,
 							    COUNT(gemm_default_reg_small_cpu))
 				    : gemm_engine_add_first(eng, ta, tb, gemm_default_reg_small_gpu,
@@ -628,15 +705,18 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 							     COUNT(gemm_default_reg_medium_gpu));
 			large = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_large,
 						      COUNT(gemm_default_reg_large));
+			if (tiny < 0)
+				tiny = tiled;
 			if (small < 0)
-				small = tiled;
+				small = tiny;
 			if (medium < 0)
 				medium = small;
 			if (large < 0)
 				large = medium;
-			eng->choice[ta][tb][0] = small;
-			eng->choice[ta][tb][1] = medium;
-			eng->choice[ta][tb][2] = large;
+			eng->choice[ta][tb][0] = tiny;
+			eng->choice[ta][tb][1] = small;
+			eng->choice[ta][tb][2] = medium;
+			eng->choice[ta][tb][3] = large;
 		}
 	}
 	eng->build_ns = now_ns() - t0;

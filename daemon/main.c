@@ -1,23 +1,30 @@
 /* main.c: rxgemmd's start-up and shutdown order.
  *
  * Modules start in dependency order and stop in the reverse one: configuration, device,
- * kernels (built and self-tested before anything listens, so a client's first job never
- * pays a compile), device worker, server. Only then is the socket there: a client that can
- * connect is served at once. */
+ * kernel cache, kernels (built or loaded from the cache, and self-tested, before anything
+ * listens, so a client's first job never pays a compile), device worker, server. Only then
+ * is the socket there: a client that can connect is served at once. Only then, too, does
+ * the service manager hear READY=1 (sdnotify.c); under socket activation clients wait in
+ * the socket's backlog until then. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rxgemmd.h"
 
 struct rxd_main {
 	struct rxd_config cfg;
 	struct rxd_device dev;
+	struct rxd_kcache kcache;
 	struct rxd_gemm_engine engine;
 	struct rxd_worker worker;
 	struct rxd_server server;
-	uv_signal_t sigterm, sigint;
+	struct rxd_sdnotify notify;
+	uv_signal_t sigterm, sigint, sighup;
+	int argc;
+	char **argv;                 /* kept for config_reload */
 	bool stopping;
 };
 
@@ -29,6 +36,7 @@ static void main_on_signal(uv_signal_t *h, int signum)
 		return;
 	m->stopping = true;
 	log_msg(LOG_NOTICE, "%s: shutting down", strsignal(signum));
+	sdnotify_stopping(&m->notify);
 	/* Stop taking work, let the running job finish and fail the queued ones, send those
 	 * replies, then close the connections. */
 	server_unlisten(&m->server);
@@ -36,6 +44,21 @@ static void main_on_signal(uv_signal_t *h, int signum)
 	server_stop(&m->server);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
+	uv_close((uv_handle_t *)&m->sighup, NULL);
+}
+
+/* SIGHUP: re-read the configuration; connections and queued jobs are untouched. */
+static void main_on_sighup(uv_signal_t *h, int signum)
+{
+	struct rxd_main *m = h->data;
+
+	(void)signum;
+	if (m->stopping)
+		return;
+	sdnotify_reloading(&m->notify);
+	if (config_reload(&m->cfg, m->argc, m->argv) == 0)
+		log_set_level(m->cfg.log_level);
+	sdnotify_reloaded(&m->notify);
 }
 
 int main(int argc, char **argv)
@@ -53,14 +76,45 @@ int main(int argc, char **argv)
 		status = device_list(stdout) < 0 ? 1 : 0;
 		goto out_config;
 	}
+	if (m.cfg.clear_cache) {
+		status = kcache_clear(m.cfg.cache_dir) < 0 ? 1 : 0;
+		goto out_config;
+	}
 	/* A client that vanishes mid-write must cost an EPIPE, not the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Until the SIGHUP handler is there (after warm-up), a reload must not kill us. */
+	signal(SIGHUP, SIG_IGN);
 	log_msg(LOG_INFO, "rxgemmd %s starting (protocol %d)", PACKAGE_VERSION,
 		RXGEMM_PROTOCOL_VERSION);
+	m.argc = argc;
+	m.argv = argv;
+	if (sdnotify_init() < 0)
+		goto out_config;
+	sdnotify_send("STATUS=opening the OpenCL device");
 	if (device_open(&m.dev, m.cfg.device) < 0)
 		goto out_config;
-	if (gemm_init(&m.engine, &m.dev) < 0)
+	if ((ret = kcache_init(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
+		log_msg(LOG_ERR, "cannot set up the kernel cache: %s", strerror(-ret));
 		goto out_device;
+	}
+	m.dev.kcache = &m.kcache;
+	sdnotify_send("STATUS=building and self-testing the kernels on %s", m.dev.description);
+	if (gemm_init(&m.engine, &m.dev) < 0)
+		goto out_kcache;
+	kcache_log_summary(&m.kcache);
+	if (m.cfg.tune) {
+		/* A maintenance run: search, store beside the kernel cache, and leave; the
+		 * next start (or a restart of the service) picks the result up. */
+		ret = tune_run(&m.engine, m.cfg.tune_budget_s, isatty(STDERR_FILENO));
+		if (ret == 0 && (ret = tune_save(&m.engine, m.kcache.dir)) < 0)
+			log_msg(LOG_ERR, "cannot store the tuning in %s: %s",
+				m.kcache.dir ? m.kcache.dir : "(no cache directory)", strerror(-ret));
+		status = ret < 0 ? 1 : 0;
+		goto out_engine;
+	}
+	if (tune_load(&m.engine, m.kcache.dir) < 0)
+		log_msg(LOG_INFO, "no tuning stored for this device and driver: using the "
+				  "defaults (rxgemmd --tune searches)");
 	loop = uv_default_loop();
 	if ((ret = worker_start(&m.worker, loop, &m.engine, dispatch_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
@@ -73,10 +127,14 @@ int main(int argc, char **argv)
 	}
 	uv_signal_init(loop, &m.sigterm);
 	uv_signal_init(loop, &m.sigint);
-	m.sigterm.data = m.sigint.data = &m;
+	uv_signal_init(loop, &m.sighup);
+	m.sigterm.data = m.sigint.data = m.sighup.data = &m;
 	uv_signal_start(&m.sigterm, main_on_signal, SIGTERM);
 	uv_signal_start(&m.sigint, main_on_signal, SIGINT);
-	log_msg(LOG_NOTICE, "ready: serving %s on %s", m.dev.description, m.cfg.socket_path);
+	uv_signal_start(&m.sighup, main_on_sighup, SIGHUP);
+	log_msg(LOG_NOTICE, "ready: serving %s on %s", m.dev.description,
+		m.server.adopted ? "the socket passed by the service manager" : m.cfg.socket_path);
+	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, &m.worker);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	status = 0;
@@ -89,9 +147,13 @@ out_loop:
 		log_msg(LOG_WARNING, "handles left open at exit");
 out_engine:
 	gemm_fini(&m.engine);
+out_kcache:
+	m.dev.kcache = NULL;
+	kcache_fini(&m.kcache);
 out_device:
 	device_close(&m.dev);
 out_config:
+	sdnotify_fini();
 	config_fini(&m.cfg);
 	return status;
 }

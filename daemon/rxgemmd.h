@@ -40,18 +40,31 @@ struct rxd_config {
 	char *config_path;   /* the file read, or NULL */
 	int log_level;
 	uint64_t max_frame_bytes;
+	uint64_t hang_timeout_ns; /* one job this long means a hung device worker; 0: never */
 	bool list_devices;
+	char *cache_dir;            /* --cache-dir; NULL: kcache_default_dir */
+	uint64_t cache_max_bytes;   /* --cache-max; 0: no kernel cache on disk */
+	bool clear_cache;           /* --clear-cache: empty the kernel cache and exit */
+	bool tune;                  /* --tune: search kernels, store the choice, exit */
+	double tune_budget_s;       /* how long --tune may search */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
 #define RXD_MIN_MAX_FRAME (4ull << 10)
 #define RXD_DEFAULT_CONFIG SYSCONFDIR "/rxgemmd/rxgemmd.conf"
+#define RXD_DEFAULT_TUNE_BUDGET_S 120.0
+#define RXD_DEFAULT_HANG_TIMEOUT_NS (120ull * 1000000000ull)
 
 /* Fills cfg from the defaults, the config file and argv, in that order of precedence
  * (argv wins). Returns 0 to run, or an exit code + 1 to exit with (so 1 means exit 0 after
  * --help or --version, 3 means exit 2 after a usage error, which has been printed). */
 int config_init(struct rxd_config *cfg, int argc, char **argv);
 void config_fini(struct rxd_config *cfg);
+/* SIGHUP: read argv and the config file again, with the same precedence, and take over
+ * what can change while clients stay connected (log level, hang timeout); what needs a
+ * restart (socket, device, max-frame, cache) is logged and kept. On any error cfg is
+ * unchanged. 0 or -EINVAL (the reason has been printed). */
+int config_reload(struct rxd_config *cfg, int argc, char **argv);
 /* "4096", "64K", "256M", "8G" (binary units). 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *bytes);
 
@@ -70,6 +83,8 @@ struct rxd_device_desc {
 	uint32_t clock_mhz;
 };
 
+struct rxd_kcache;
+
 struct rxd_device {
 	struct rxd_device_desc *all; /* every device of every platform, in index order */
 	size_t n_all;
@@ -82,6 +97,8 @@ struct rxd_device {
 	uint64_t local_mem_bytes;
 	size_t max_work_group_size;
 	bool profiling;               /* the queue gives event times */
+	struct rxd_kcache *kcache;    /* where programs are built (kcache.c); set by main.c, not
+				       * owned; NULL: build without caching */
 };
 
 /* Enumerate the devices and open the one that selector names (an index from
@@ -98,6 +115,97 @@ int device_build(struct rxd_device *dev, const char *name, const char *src,
 const char *device_strerror(cl_int err);
 /* Elapsed device time of a finished event, 0 when the device gives none. */
 uint64_t device_event_ns(cl_event ev);
+
+/* ---- kcache.c: built programs, kept in memory and on disk ---- */
+#define RXD_DEFAULT_CACHE_MAX (256ull << 20)
+
+struct rxd_sha256 {
+	uint32_t h[8];
+	uint64_t bytes;
+	uint8_t buf[64];
+	size_t fill;
+};
+
+/* One program built (or loaded) for one device of one context. */
+struct rxd_kcache_prog {
+	struct rxd_kcache_prog *next;
+	uint8_t key[32];
+	cl_context ctx;
+	cl_device_id device;
+	cl_program program; /* the cache's own reference */
+};
+
+struct rxd_kcache {
+	char *dir;                     /* NULL: no disk cache */
+	uint64_t max_bytes;            /* bound on the entries' bytes in dir */
+	pthread_mutex_t lock;          /* guards progs and writes to dir; a leaf lock */
+	struct rxd_kcache_prog *progs;
+	atomic_bool writable;          /* false: entries are read, never written */
+	/* Counters, read without the lock. */
+	_Atomic uint64_t entries, bytes; /* in dir at the last scan */
+	_Atomic uint64_t hits;         /* programs loaded from a disk entry */
+	_Atomic uint64_t misses;       /* programs compiled from source */
+	_Atomic uint64_t memory_hits;  /* programs handed out again from memory */
+	_Atomic uint64_t rejected;     /* entries found bad (truncated, corrupt, foreign) */
+	_Atomic uint64_t evictions;    /* entries removed to stay within max_bytes */
+	_Atomic uint64_t compile_ns, load_ns;
+};
+
+struct rxd_kcache_stats {
+	const char *dir; /* "" when there is no disk cache; valid while the cache is */
+	bool writable;
+	uint64_t max_bytes, entries, bytes, hits, misses, memory_hits, rejected, evictions;
+	uint64_t compile_ns, load_ns;
+};
+
+/* Set up the cache in dir (NULL: kcache_default_dir) holding at most max_bytes of entries
+ * (0: no disk cache). A directory that cannot be made or written is a warning, not an
+ * error: the cache then reads what it can and compiles the rest. 0 or -ENOMEM. */
+int kcache_init(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes);
+/* Release every program the cache holds. */
+void kcache_fini(struct rxd_kcache *kc);
+/* Like device_build, and with the same results: *out is a new reference the caller
+ * releases. Returns the program from memory, else from a valid disk entry, else compiles
+ * it and stores its binary. kc NULL: device_build. Any thread. 0, -EIO or -ENOMEM. */
+int kcache_build(struct rxd_kcache *kc, struct rxd_device *dev, const char *name,
+		 const char *src, const char *options, cl_program *out, char **log);
+void kcache_stats(struct rxd_kcache *kc, struct rxd_kcache_stats *out);
+/* The "kernels: N loaded from cache, M compiled in X ms" line for start-up. */
+void kcache_log_summary(struct rxd_kcache *kc);
+/* Remove every entry (and temporary file) from dir (NULL: the default), nothing else.
+ * 0 (also when dir does not exist) or a negative errno (logged). */
+int kcache_clear(const char *dir);
+/* $CACHE_DIRECTORY (its first path) under systemd, else /var/cache/rxgemmd as root, else
+ * $XDG_CACHE_HOME/rxgemmd, else $HOME/.cache/rxgemmd. 0, -ENOENT or -ENAMETOOLONG. */
+int kcache_default_dir(char *buf, size_t len);
+
+/* The entry format, little-endian: a header, then the program binary (the payload). The
+ * header check is the first 8 bytes of the SHA-256 of the header before it. */
+#define RXD_KCACHE_FORMAT_VERSION 1
+#define RXD_KCACHE_OFF_MAGIC 0            /* "RXGKCACH" */
+#define RXD_KCACHE_OFF_FORMAT 8           /* u32 RXD_KCACHE_FORMAT_VERSION */
+#define RXD_KCACHE_OFF_HEADER_BYTES 12    /* u32 RXD_KCACHE_HEADER_BYTES */
+#define RXD_KCACHE_OFF_KEY 16             /* 32 bytes: kcache_key */
+#define RXD_KCACHE_OFF_PAYLOAD_BYTES 48   /* u64 */
+#define RXD_KCACHE_OFF_PAYLOAD_SHA256 56  /* 32 bytes */
+#define RXD_KCACHE_OFF_HEADER_CHECK 88    /* 8 bytes */
+#define RXD_KCACHE_HEADER_BYTES 96
+
+void kcache_entry_header(uint8_t hdr[RXD_KCACHE_HEADER_BYTES], const uint8_t key[32],
+			 const void *payload, size_t payload_bytes);
+/* Check the entry buf[0..len) against key. 0 with the payload pointing into buf, or
+ * -ENODATA (truncated), -EBADMSG (corrupt), -EPROTO (another format version), -ESTALE
+ * (written for another key). */
+int kcache_entry_check(const uint8_t *buf, size_t len, const uint8_t key[32],
+		       const uint8_t **payload, size_t *payload_bytes);
+const char *kcache_entry_strerror(int err);
+/* The SHA-256 of everything a program binary depends on: rxgemmd's version, the platform
+ * and device (name, vendor, driver and OpenCL versions), the options and the source. */
+void kcache_key(cl_device_id dev, const char *src, const char *options, uint8_t key[32]);
+void kcache_sha256_init(struct rxd_sha256 *s);
+void kcache_sha256_update(struct rxd_sha256 *s, const void *data, size_t len);
+void kcache_sha256_final(struct rxd_sha256 *s, uint8_t out[32]);
+void kcache_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* ---- kernels.c (generated from kernels/NAME.cl by kernels/embed.sh) ---- */
 struct rxd_kernel_source {
@@ -119,7 +227,10 @@ struct rxd_gemm {
 	const float *a, *b;    /* into the request's bytes; a is the column-major first operand */
 	const float *c;        /* NULL when not sent */
 	int64_t lda, ldb, ldc; /* resolved, never 0 */
-	size_t a_elems, b_elems, c_elems; /* floats each buffer needs (c_elems: the minimum) */
+	size_t a_elems, b_elems, c_elems; /* floats each buffer needs (c_elems: the minimum),
+					   * all batch_count matrices of it together */
+	int64_t batch_count;   /* >= 1: matrix triples, each stride_* floats after the last */
+	int64_t stride_a, stride_b, stride_c;
 	size_t c_given_elems;  /* floats sent in c (0 when none) */
 	uint64_t flops;        /* 2 m n k */
 	int64_t user_m, user_n, user_k; /* the request's own shape, for logs and status */
@@ -149,7 +260,7 @@ struct rxd_gemm_config {
 	int madd;              /* reg: 0 a*b+c, 1 mad(), 2 fma() */
 };
 
-#define RXD_GEMM_CLASSES 3 /* size classes of C, each with its own kernel choice */
+#define RXD_GEMM_CLASSES 4 /* size classes of C, each with its own kernel choice */
 
 struct rxd_gemm_variant;
 struct rxd_gemm_engine {
@@ -157,6 +268,8 @@ struct rxd_gemm_engine {
 	struct rxd_gemm_variant *variants; /* built and self-tested kernels */
 	size_t n_variants, cap_variants;
 	int choice[2][2][RXD_GEMM_CLASSES]; /* [trans_a][trans_b][class] -> variant */
+	double tuned_gflops[2][2][RXD_GEMM_CLASSES]; /* measured by the tuner; 0: default */
+	bool tuned;                        /* choices come from tune_run or tune_load */
 	uint64_t build_ns;                 /* time spent compiling at start-up */
 };
 
@@ -175,6 +288,11 @@ int gemm_class_of(int64_t m, int64_t n);
 int gemm_engine_add(struct rxd_gemm_engine *eng, bool trans_a, bool trans_b,
 		    const struct rxd_gemm_config *cfg);
 const char *gemm_variant_name(const struct rxd_gemm_engine *eng, int variant);
+const struct rxd_gemm_config *gemm_variant_config(const struct rxd_gemm_engine *eng,
+						  int variant);
+/* The first built variant of a kernel family for a transpose pair, or -1. */
+int gemm_find_variant(const struct rxd_gemm_engine *eng, bool trans_a, bool trans_b,
+		      int kernel);
 /* The variant that serves g. */
 int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g);
 /* Enqueue the kernel alone on buffers already on the device (benchmarks, the tuner). */
@@ -192,6 +310,17 @@ int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out
 /* The same with a given variant. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+
+/* ---- tune.c: searching kernel configurations, remembering the winners ---- */
+/* Time a grid of configurations for every transpose pair and size class, within budget_s
+ * seconds, and make the fastest that agree with the reference the engine's choices.
+ * tty: draw a progress bar on stderr. 0 or -ENOMEM. */
+int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty);
+/* Store the engine's choices in dir, in a file named by the device and driver; load them
+ * back (each is built and self-tested again). 0, -ENOENT (nothing stored for this device
+ * and driver) or -errno. */
+int tune_save(const struct rxd_gemm_engine *eng, const char *dir);
+int tune_load(struct rxd_gemm_engine *eng, const char *dir);
 
 /* ---- worker.c: the device worker thread and the job queue ---- */
 struct rxd_conn;
@@ -226,6 +355,7 @@ struct rxd_worker {
 	struct rxd_gemm_engine *engine;
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
+	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
 };
 
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
@@ -234,6 +364,9 @@ void worker_submit(struct rxd_worker *w, struct rxd_job *job);
 /* Let the running job finish, answer the queued ones with STATUS_SHUTDOWN, join the
  * thread and deliver every finished job. Loop thread; call once. */
 void worker_stop(struct rxd_worker *w);
+/* How long the worker has been on the job it runs now, in ns; 0 when it is idle. Any
+ * thread (the watchdog in sdnotify.c reads it to tell a busy worker from a hung one). */
+uint64_t worker_busy_ns(struct rxd_worker *w);
 void job_free(struct rxd_job *job);
 
 /* ---- stats.c: counters for status replies (loop thread only) ---- */
@@ -257,7 +390,7 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, uint32_t cl
 /* Fill a StatusReply; the pointers in it stay valid until the next stats_* call.
  * Returns 0 or -ENOMEM. Free with stats_status_free. */
 int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
-		 Rxgemm__StatusReply *out);
+		 const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out);
 void stats_status_free(Rxgemm__StatusReply *out);
 
 /* ---- server.c: the listening socket and the connections (loop thread) ---- */
@@ -270,6 +403,7 @@ struct rxd_server {
 	struct rxd_stats stats;
 	uv_pipe_t listener;
 	bool listening;
+	bool adopted;                /* the listener came from socket activation: never unlink it */
 	bool stopping;
 	uint32_t next_client_id;
 	struct rxd_conn *conns;      /* every open connection */
@@ -318,5 +452,48 @@ void dispatch_job_done(struct rxd_job *job, void *srv);
 /* Send an error reply. */
 void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
 		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* ---- sdnotify.c: the service manager's protocols (sd_notify(3), sd_listen_fds(3)) ---- */
+/* Spoken through libsystemd when built with it (HAVE_LIBSYSTEMD), else by sdnotify.c itself.
+ * Without a service manager (NOTIFY_SOCKET, LISTEN_FDS unset) all of this does nothing. */
+
+/* Read what the service manager put in the environment: the watchdog ($WATCHDOG_USEC,
+ * $WATCHDOG_PID) and socket activation's socket ($LISTEN_FDS, $LISTEN_PID; made
+ * close-on-exec, the variables removed). Call while the daemon is one thread, as unsetenv
+ * must not race getenv. 0, or -EINVAL when what was passed is not exactly one listening
+ * AF_UNIX stream socket (logged). sdnotify_fini closes a socket nobody took. */
+int sdnotify_init(void);
+void sdnotify_fini(void);
+/* Send one notification ("READY=1\nSTATUS=...") to $NOTIFY_SOCKET. Any thread.
+ * 0 when sent or when there is no service manager to tell, else a negative errno. */
+int sdnotify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The watchdog period asked for (WATCHDOG_PID unset or ours), in us; 0: no watchdog. */
+uint64_t sdnotify_watchdog_usec(void);
+/* The socket passed by socket activation, which the caller then owns; -ENOENT when none
+ * (or when it was taken already). */
+int sdnotify_listen_fd(void);
+
+/* The daemon's state as the service manager sees it (loop thread). */
+struct rxd_sdnotify {
+	const struct rxd_config *cfg;  /* hang_timeout_ns, read at each check (SIGHUP changes it) */
+	struct rxd_server *srv;
+	struct rxd_worker *worker;
+	uv_timer_t watchdog_timer;     /* WATCHDOG=1 at half the period, while the worker is healthy */
+	uv_timer_t status_timer;       /* STATUS= once a second when what it says has changed */
+	uint64_t watchdog_usec;        /* 0: no watchdog */
+	bool timers;                   /* the timers are open */
+	bool worker_hung;              /* on one job past hang_timeout_ns: pings withheld */
+	char status[256];              /* the last STATUS= sent */
+};
+
+/* Send READY=1 (the device is open and the kernels are built and self-tested: call this
+ * only then) and start the watchdog and status timers. 0 or a negative errno (logged). */
+int sdnotify_ready(struct rxd_sdnotify *n, uv_loop_t *loop, const struct rxd_config *cfg,
+		   struct rxd_server *srv, struct rxd_worker *w);
+/* RELOADING=1 before a configuration reload; sdnotify_reloaded sends READY=1 after it. */
+void sdnotify_reloading(struct rxd_sdnotify *n);
+void sdnotify_reloaded(struct rxd_sdnotify *n);
+/* STOPPING=1; stops the pings and closes the timers. Safe before sdnotify_ready. */
+void sdnotify_stopping(struct rxd_sdnotify *n);
 
 #endif

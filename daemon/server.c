@@ -244,12 +244,39 @@ static bool server_path_live(const char *path)
 	return live;
 }
 
+/* Serve the listening socket that socket activation passed (fd); it stays the service
+ * manager's, so it is never unlinked. 0 or a negative errno (logged). */
+static int server_adopt(struct rxd_server *srv, uv_loop_t *loop, int fd)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	int ret;
+
+	uv_pipe_init(loop, &srv->listener, 0);
+	srv->listener.data = srv;
+	if ((ret = uv_pipe_open(&srv->listener, fd)) < 0) {
+		close(fd);
+	} else if ((ret = uv_listen((uv_stream_t *)&srv->listener, 64,
+				    server_on_connection)) == 0) {
+		memset(&sa, 0, sizeof(sa));
+		getsockname(fd, (struct sockaddr *)&sa, &len);
+		log_msg(LOG_NOTICE, "listening on %s, passed by the service manager",
+			sa.sun_path[0] ? sa.sun_path : "an unnamed socket");
+		srv->listening = srv->adopted = true;
+		return 0;
+	}
+	log_msg(LOG_ERR, "cannot listen on the socket passed by the service manager: %s",
+		uv_strerror(ret));
+	uv_close((uv_handle_t *)&srv->listener, NULL);
+	return ret;
+}
+
 int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
 		 struct rxd_device *dev, struct rxd_worker *w)
 {
 	struct sockaddr_un sa;
 	struct stat st;
-	int ret;
+	int ret, fd;
 
 	memset(srv, 0, sizeof(*srv));
 	srv->loop = loop;
@@ -262,6 +289,9 @@ int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_confi
 	srv->limits.max_total_bytes = dev->global_mem_bytes;
 	stats_init(&srv->stats);
 
+	/* Under socket activation (rxgemmd.socket) the socket is there already. */
+	if ((fd = sdnotify_listen_fd()) >= 0)
+		return server_adopt(srv, loop, fd);
 	if (strlen(cfg->socket_path) >= sizeof(sa.sun_path)) {
 		log_msg(LOG_ERR, "socket path %s is longer than %zu bytes", cfg->socket_path,
 			sizeof(sa.sun_path) - 1);
@@ -282,7 +312,10 @@ int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_confi
 	}
 	uv_pipe_init(loop, &srv->listener, 0);
 	srv->listener.data = srv;
+	/* 0660 whatever the umask: the owner and the group (rxgemm under systemd) may connect.
+	 * Nobody can connect before uv_listen, so the chmod in between leaves no window. */
 	if ((ret = uv_pipe_bind(&srv->listener, cfg->socket_path)) < 0 ||
+	    (ret = chmod(cfg->socket_path, 0660) < 0 ? -errno : 0) < 0 ||
 	    (ret = uv_listen((uv_stream_t *)&srv->listener, 64, server_on_connection)) < 0) {
 		log_msg(LOG_ERR, "cannot listen on %s: %s", cfg->socket_path, uv_strerror(ret));
 		uv_close((uv_handle_t *)&srv->listener, NULL);
@@ -297,7 +330,8 @@ void server_unlisten(struct rxd_server *srv)
 	srv->stopping = true;
 	if (srv->listening) {
 		uv_close((uv_handle_t *)&srv->listener, NULL);
-		unlink(srv->cfg->socket_path);
+		if (!srv->adopted)
+			unlink(srv->cfg->socket_path);
 		srv->listening = false;
 	}
 }

@@ -39,9 +39,10 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, uint32_t cl
 }
 
 int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
-		 Rxgemm__StatusReply *out)
+		 const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out)
 {
 	Rxgemm__DeviceInfo *infos = NULL;
+	Rxgemm__KernelChoice *choices = NULL;
 
 	rxgemm__status_reply__init(out);
 	out->daemon_version = (char *)PACKAGE_VERSION;
@@ -57,15 +58,50 @@ int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
 	out->kernel_ns_total = st->kernel_ns_total;
 	out->device_global_mem_bytes = dev->global_mem_bytes;
 	out->device_max_alloc_bytes = dev->max_alloc_bytes;
+	if (dev->kcache) {
+		struct rxd_kcache_stats kc;
+
+		kcache_stats(dev->kcache, &kc);
+		out->kernel_cache_dir = (char *)kc.dir;
+		out->kernel_cache_writable = kc.writable;
+		out->kernel_cache_max_bytes = kc.max_bytes;
+		out->kernel_cache_entries = kc.entries;
+		out->kernel_cache_bytes = kc.bytes;
+		out->kernel_cache_hits = kc.hits;
+		out->kernel_cache_misses = kc.misses;
+		out->kernel_cache_memory_hits = kc.memory_hits;
+		out->kernel_cache_rejected = kc.rejected;
+		out->kernel_cache_evictions = kc.evictions;
+		out->kernel_cache_compile_ns = kc.compile_ns;
+		out->kernel_cache_load_ns = kc.load_ns;
+	}
 
 	out->recent = calloc(RXD_RECENT_JOBS, sizeof(*out->recent));
 	out->devices = calloc(dev->n_all ? dev->n_all : 1, sizeof(*out->devices));
 	infos = calloc(dev->n_all ? dev->n_all : 1, sizeof(*infos));
-	if (!out->recent || !out->devices || !infos) {
+	out->kernels = calloc(4 * RXD_GEMM_CLASSES, sizeof(*out->kernels));
+	choices = calloc(4 * RXD_GEMM_CLASSES, sizeof(*choices));
+	if (!out->recent || !out->devices || !infos || !out->kernels || !choices) {
 		free(infos);
+		free(choices);
 		stats_status_free(out);
 		return -ENOMEM;
 	}
+	/* Read-only here: the choices are set at start-up, before the worker runs. */
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++) {
+				Rxgemm__KernelChoice *k = &choices[out->n_kernels];
+
+				rxgemm__kernel_choice__init(k);
+				k->trans_a = ta;
+				k->trans_b = tb;
+				k->size_class = (uint32_t)cls;
+				k->kernel = (char *)gemm_variant_name(eng, eng->choice[ta][tb][cls]);
+				k->gflops = eng->tuned_gflops[ta][tb][cls];
+				k->tuned = eng->tuned && k->gflops > 0;
+				out->kernels[out->n_kernels++] = k;
+			}
 	/* Oldest first: the ring's next slot is the oldest once it has wrapped. */
 	for (size_t i = 0; i < st->recent_count; i++) {
 		size_t slot = (st->recent_next + RXD_RECENT_JOBS - st->recent_count + i) %
@@ -98,6 +134,11 @@ void stats_status_free(Rxgemm__StatusReply *out)
 		free(out->devices[0]); /* the infos array, allocated as one */
 	free(out->devices);
 	free(out->recent);
+	if (out->kernels && out->n_kernels)
+		free(out->kernels[0]); /* the choices array, allocated as one */
+	free(out->kernels);
+	out->kernels = NULL;
+	out->n_kernels = 0;
 	out->devices = NULL;
 	out->recent = NULL;
 	out->n_devices = out->n_recent = 0;

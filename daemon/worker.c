@@ -66,7 +66,9 @@ static void *worker_main(void *arg)
 		if (!w->head)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->lock);
+		atomic_store(&w->busy_since_ns, now_ns());
 		worker_run_job(w, job);
+		atomic_store(&w->busy_since_ns, 0);
 		worker_push_done(w, job);
 		pthread_mutex_lock(&w->lock);
 	}
@@ -124,6 +126,13 @@ void worker_submit(struct rxd_worker *w, struct rxd_job *job)
 	w->tail = job;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+}
+
+uint64_t worker_busy_ns(struct rxd_worker *w)
+{
+	uint64_t since = atomic_load(&w->busy_since_ns), now = now_ns();
+
+	return since && now > since ? now - since : 0;
 }
 
 void worker_stop(struct rxd_worker *w)

@@ -48,7 +48,8 @@ void gemm_tiled(const int M, const int N, const int K,
 		const __global float *A, const int lda,
 		const __global float *B, const int ldb,
 		const float beta,
-		__global float *C, const int ldc)
+		__global float *C, const int ldc,
+		const int stride_a, const int stride_b, const int stride_c)
 {
 	__local float Asub[TSK][TSM];
 	__local float Bsub[TSK][TSN];
@@ -59,6 +60,12 @@ void gemm_tiled(const int M, const int N, const int K,
 	const int tid = ly * RTSM + lx;
 	const int row0 = get_group_id(0) * TSM;
 	const int col0 = get_group_id(1) * TSN;
+	/* Batched calls: one matrix triple per index of the third dimension. */
+	const int batch = get_group_id(2);
+
+	A += batch * stride_a;
+	B += batch * stride_b;
+	C += batch * stride_c;
 
 	for (int wm = 0; wm < WPTM; wm++)
 		for (int wn = 0; wn < WPTN; wn++)

@@ -19,6 +19,8 @@
  *   whose leading dimensions are multiples of 4 (vec_ok, decided by the host), takes the
  *   vector path; edge tiles take a guarded scalar path with the same element mapping, so
  *   any M, N, K works with no padding pass and the interior runs at full speed.
+ * - Strided batches: work-groups along the third dimension each take the matrices
+ *   stride_a, stride_b and stride_c elements further on (vec_ok covers the strides).
  *
  * Parameters (-D): TRANS_A, TRANS_B, TSM, TSN, TSK, WPTM, WPTN, VWM, VWN (1 or 4), PADA,
  * PADB (floats of padding per local row, multiples of 4), MADD (0: a * b + c, 1: mad,
@@ -199,7 +201,8 @@ void gemm_reg(const int M, const int N, const int K,
 	      const __global float *B, const int ldb,
 	      const float beta,
 	      __global float *C, const int ldc,
-	      const int vec_ok)
+	      const int vec_ok,
+	      const int stride_a, const int stride_b, const int stride_c)
 {
 	/* Declared as float4 so that the float4 accesses below are 16-byte aligned: a plain
 	 * float array in local memory is only 4-byte aligned on some devices. */
@@ -215,9 +218,14 @@ void gemm_reg(const int M, const int N, const int K,
 	const int tid = ly * RTSM + lx;
 	const int row0 = get_group_id(0) * TSM;
 	const int col0 = get_group_id(1) * TSN;
+	const int batch = get_group_id(2);
 	/* Whether this work-group's rows of A and columns of B lie wholly inside. */
 	const bool full_mn = vec_ok && row0 + TSM <= M && col0 + TSN <= N;
 
+	/* Batched calls: one matrix triple per index of the third dimension. */
+	A += batch * stride_a;
+	B += batch * stride_b;
+	C += batch * stride_c;
 	for (int wm = 0; wm < WPTM; wm++)
 		for (int wn = 0; wn < WPTN; wn++)
 			acc[wm][wn] = 0.0f;

@@ -27,6 +27,8 @@ struct gemm_case {
 	float alpha, beta;
 	bool nan_c;                  /* fill C with NaN (only meaningful with beta = 0) */
 	bool send_c;
+	int64_t batch;               /* strided batch of this many triples (0: one) */
+	int64_t gap;                 /* floats between consecutive matrices of a batch */
 };
 
 static int gemm_case_check(const struct gemm_case *tc, const float *a, int64_t lda,
@@ -44,7 +46,16 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	int64_t ldc = (rm ? tc->n : tc->m) + tc->pad_c;
 	size_t a_len = (size_t)(lda * ((rm ? a_rows : a_cols) - 1) + (rm ? a_cols : a_rows));
 	size_t b_len = (size_t)(ldb * ((rm ? b_rows : b_cols) - 1) + (rm ? b_cols : b_rows));
-	size_t c_len = (size_t)(ldc * ((rm ? tc->m : tc->n) - 1) + (rm ? tc->n : tc->m));
+	size_t c_one = (size_t)(ldc * ((rm ? tc->m : tc->n) - 1) + (rm ? tc->n : tc->m));
+	int64_t batch = tc->batch > 1 ? tc->batch : 1;
+	/* Strides: one matrix plus the gap; lengths: batch - 1 strides plus one matrix. */
+	int64_t sa = (int64_t)a_len + tc->gap, sb = (int64_t)b_len + tc->gap;
+	int64_t sc = (int64_t)c_one + tc->gap;
+	size_t a_one = a_len, b_one = b_len, c_len;
+
+	a_len = (size_t)(sa * (batch - 1)) + a_one;
+	b_len = (size_t)(sb * (batch - 1)) + b_one;
+	c_len = (size_t)(sc * (batch - 1)) + c_one;
 	float *a = malloc(a_len * 4), *b = malloc(b_len * 4), *c = malloc(c_len * 4);
 	float *got = malloc(c_len * 4), *want = malloc(c_len * 4);
 	Rxgemm__GemmRequest rq = RXGEMM__GEMM_REQUEST__INIT;
@@ -66,6 +77,10 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	rq.alpha = tc->alpha, rq.beta = tc->beta;
 	rq.layout = rm ? RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR : RXGEMM__LAYOUT__LAYOUT_COL_MAJOR;
 	rq.lda = lda, rq.ldb = ldb, rq.ldc = ldc;
+	if (batch > 1) {
+		rq.batch_count = batch;
+		rq.stride_a = sa, rq.stride_b = sb, rq.stride_c = sc;
+	}
 	rq.a.data = (uint8_t *)a, rq.a.len = a_len * 4;
 	rq.b.data = (uint8_t *)b, rq.b.len = b_len * 4;
 	if (tc->send_c)
@@ -88,7 +103,20 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 		kernel = gemm_variant_name(&engine, (int)vi);
 		st = gemm_run_variant(&engine, (int)vi, &probe, got, &t, err, sizeof(err));
 		ck_assert_msg(st == 0, "run %s: %s", kernel, err);
-		bad += gemm_case_check(tc, a, lda, b, ldb, c, ldc, c_len, got, want, kernel);
+		for (int64_t i = 0; i < batch; i++) {
+			bad += gemm_case_check(tc, a + i * sa, lda, b + i * sb, ldb, c + i * sc, ldc,
+					       c_one, got + i * sc, want, kernel);
+			/* The gap after each C of a batch comes back as sent (or zero). */
+			for (int64_t j = (int64_t)c_one; i + 1 < batch && j < sc; j++) {
+				float w = tc->send_c ? c[i * sc + j] : 0.0f, v = got[i * sc + j];
+				if (!(v == w || (isnan(v) && isnan(w)))) {
+					fprintf(stderr, "%s: gap element %lld of batch %lld changed\n",
+						kernel, (long long)j, (long long)i);
+					bad++;
+					break;
+				}
+			}
+		}
 	}
 	free(a), free(b), free(c), free(got), free(want);
 	return bad;
@@ -252,6 +280,28 @@ START_TEST(test_whole_tiles)
 }
 END_TEST
 
+START_TEST(test_strided_batches)
+{
+	/* Batches of 1, 3 and 5 with and without gaps, every layout and transpose: each
+	 * product lands in its own matrix of C and nothing between them is touched. */
+	static const int64_t shapes[][5] = { /* m, n, k, batch, gap */
+		{ 17, 9, 33, 3, 0 }, { 40, 36, 20, 5, 7 }, { 130, 132, 68, 3, 4 }, { 1, 1, 5, 4, 1 },
+	};
+	size_t n = sizeof(shapes) / sizeof(shapes[0]);
+
+	for (size_t i = 0; i < (small ? 2 : n); i++)
+		for (int v = 0; v < 8; v++) {
+			struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+						.trans_b = (v >> 2) & 1, .m = shapes[i][0],
+						.n = shapes[i][1], .k = shapes[i][2],
+						.batch = shapes[i][3], .gap = shapes[i][4],
+						.alpha = 1.25f, .beta = (v & 2) ? -0.5f : 0.0f,
+						.send_c = (v & 2) != 0 };
+			ck_assert_int_eq(gemm_case_run(&tc, 900 + i * 8 + (uint64_t)v), 0);
+		}
+}
+END_TEST
+
 START_TEST(test_fast_kernels_present)
 {
 	struct gemm_case tc = { .m = 64, .n = 64, .k = 64, .alpha = 1.0f };
@@ -262,7 +312,7 @@ START_TEST(test_fast_kernels_present)
 	 * a broken fast kernel would only show up as slowness. */
 	for (int ta = 0; ta < 2; ta++)
 		for (int tb = 0; tb < 2; tb++) {
-			const char *name = gemm_variant_name(&engine, engine.choice[ta][tb][2]);
+			const char *name = gemm_variant_name(&engine, engine.choice[ta][tb][RXD_GEMM_CLASSES - 1]);
 			ck_assert_msg(strncmp(name, "reg:", 4) == 0, "large class uses %s", name);
 		}
 }
@@ -295,6 +345,7 @@ int main(void)
 	tcase_add_test(tc, test_leading_dimensions);
 	tcase_add_test(tc, test_shapes);
 	tcase_add_test(tc, test_whole_tiles);
+	tcase_add_test(tc, test_strided_batches);
 	tcase_add_test(tc, test_fast_kernels_present);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -795,6 +795,50 @@ START_TEST(test_lib_leading_dims)
 }
 END_TEST
 
+/* A strided batch through the library: each product lands in its own matrix of C, the
+ * gaps between matrices stay as the caller had them, and a bad stride is refused. */
+START_TEST(test_lib_batched)
+{
+	enum { M = 19, N = 23, K = 17, BATCH = 4, GAP = 5 };
+	rxg_client *c = lib_connect();
+	int64_t sa = M * K + GAP, sb = K * N + GAP, sc = M * N + GAP;
+	float *a = malloc(sizeof(float) * (size_t)(sa * BATCH));
+	float *b = malloc(sizeof(float) * (size_t)(sb * BATCH));
+	float *got = malloc(sizeof(float) * (size_t)(sc * BATCH));
+	float *want = malloc(sizeof(float) * (size_t)(M * N));
+	uint64_t seed = 77;
+	struct rxg_timings t;
+
+	ck_assert(a && b && got && want);
+	refgemm_fill_random(a, (size_t)(sa * BATCH), &seed);
+	refgemm_fill_random(b, (size_t)(sb * BATCH), &seed);
+	for (int64_t i = 0; i < sc * BATCH; i++)
+		got[i] = -7.0f; /* the gaps must keep this */
+	for (int rm = 0; rm < 2; rm++) {
+		struct rxg_gemm_args g = { .layout = rm ? RXG_ROW_MAJOR : RXG_COL_MAJOR,
+					   .m = M, .n = N, .k = K, .alpha = 1.0f, .a = a, .b = b,
+					   .c = got, .batch_count = BATCH, .stride_a = sa,
+					   .stride_b = sb, .stride_c = sc };
+		ck_assert_int_eq(rxg_gemm(c, &g, &t), RXG_OK);
+		for (int64_t i = 0; i < BATCH; i++) {
+			refgemm(rm, 0, 0, M, N, K, 1.0f, a + i * sa, rm ? K : M, b + i * sb,
+				rm ? N : K, 0.0f, want, rm ? N : M);
+			ck_assert_int_eq(refgemm_compare(rm, M, N, K, got + i * sc, want, rm ? N : M,
+							 NULL, NULL, NULL),
+					 0);
+			for (int64_t j = M * N; j < sc && i + 1 < BATCH; j++)
+				ck_assert_float_eq(got[i * sc + j], -7.0f);
+		}
+		/* Matrices may not overlap. */
+		g.stride_c = M * N - 1;
+		ck_assert_int_eq(rxg_gemm(c, &g, &t), RXG_EINVAL);
+		ck_assert_ptr_nonnull(strstr(rxg_errmsg(c), "stride"));
+	}
+	free(a), free(b), free(got), free(want);
+	rxg_close(c);
+}
+END_TEST
+
 START_TEST(test_lib_status_counters)
 {
 	rxg_client *c = lib_connect();
@@ -1896,6 +1940,7 @@ static Suite *server_suite(void)
 	tcase_add_test(tc, test_lib_alpha_beta);
 	tcase_add_test(tc, test_lib_beta0_nan);
 	tcase_add_test(tc, test_lib_leading_dims);
+	tcase_add_test(tc, test_lib_batched);
 	tcase_add_test(tc, test_lib_status_counters);
 	suite_add_tcase(s, tc);
 

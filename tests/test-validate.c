@@ -212,6 +212,51 @@ START_TEST(test_row_major_becomes_column_major)
 }
 END_TEST
 
+START_TEST(test_batches)
+{
+	Rxgemm__GemmRequest rq = request(3, 4, 5);
+	struct rxd_gemm g;
+	char err[RXD_ERROR_MAX];
+
+	rq.batch_count = -2;
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "batch_count");
+	/* Three packed triples: A 3 x 15 floats, B 3 x 20, C 3 x 12. */
+	rq.batch_count = 3;
+	rq.a.len = 45 * 4, rq.b.len = 60 * 4;
+	ck_assert_int_eq(validate(&rq, &g, err), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(g.stride_a, 15);
+	ck_assert_int_eq(g.stride_b, 20);
+	ck_assert_int_eq(g.stride_c, 12);
+	ck_assert_uint_eq(g.a_elems, 45);
+	ck_assert_uint_eq(g.c_elems, 36);
+	ck_assert_uint_eq(g.flops, 3 * 2 * 3 * 4 * 5);
+	/* One batch's worth of a is not three. */
+	rq.a.len = 15 * 4;
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "a holds 15 floats but a batch");
+	/* Gaps: stride 16 needs 16 * 2 + 15 = 47 floats. */
+	rq.stride_a = 16, rq.a.len = 47 * 4;
+	ck_assert_int_eq(validate(&rq, &g, err), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(g.stride_a, 16);
+	rq.stride_a = 14; /* overlapping matrices */
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "stride_a (14)");
+	rq.stride_a = -1;
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "stride_a must not");
+	rq.stride_a = 0, rq.a.len = 45 * 4, rq.stride_c = 11;
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "stride_c (11)");
+	rq.stride_c = INT64_MAX;
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_TOO_BIG, "c");
+	rq.stride_c = 0, rq.batch_count = INT64_MAX;
+	ck_assert_refused(rq, RXGEMM__STATUS__STATUS_TOO_BIG, "overflows");
+	/* Row-major swaps the operands' strides with the operands. */
+	rq = request(3, 4, 5);
+	rq.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
+	rq.batch_count = 2, rq.stride_a = 16, rq.a.len = 31 * 4, rq.b.len = 40 * 4;
+	ck_assert_int_eq(validate(&rq, &g, err), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(g.stride_a, 20); /* B's, packed */
+	ck_assert_int_eq(g.stride_b, 16); /* A's */
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("validate");
@@ -228,6 +273,7 @@ int main(void)
 	tcase_add_test(tc, test_overflow);
 	tcase_add_test(tc, test_device_limits);
 	tcase_add_test(tc, test_row_major_becomes_column_major);
+	tcase_add_test(tc, test_batches);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,281 @@
+/* tune.c: searching kernel configurations on the device, and remembering the winners.
+ *
+ * For each pair of transposes and each size class of C, the tuner times the candidates of
+ * a grid on a representative square problem and keeps the fastest. A candidate serves only
+ * after it has passed the engine's self-tests against the CPU reference (gemm_engine_add)
+ * and, at the tuning size, given the same C as the edge-handling tiled kernel. The result
+ * goes to a small text file beside the kernel cache, named by a hash of the device and
+ * driver, so that the next start on the same device and driver loads it; another device or
+ * driver simply finds no file. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "refgemm.h"
+#include "rxgemmd.h"
+
+/* Square sizes that stand for each class in the search (gemm_class_of's bounds). */
+static const int64_t tune_class_size[RXD_GEMM_CLASSES] = { 256, 512, 1024, 2048 };
+
+/* The grid: tiles x K steps x fma or not x local padding, filtered by validity. */
+static size_t tune_grid(struct rxd_gemm_config *out, size_t max)
+{
+	static const int tiles[][4] = { /* tsm, tsn, wptm, wptn */
+		{ 256, 128, 16, 8 }, { 128, 128, 8, 8 }, { 64, 128, 4, 8 }, { 128, 64, 8, 4 },
+		{ 64, 128, 8, 16 },  { 64, 64, 4, 4 },   { 64, 64, 8, 8 },  { 32, 64, 2, 4 },
+		{ 64, 32, 4, 2 },    { 32, 32, 2, 2 },   { 32, 32, 4, 4 },  { 32, 32, 8, 8 },
+	};
+	static const int tsks[] = { 16, 32, 8 };
+	size_t n = 0;
+
+	for (size_t t = 0; t < sizeof(tiles) / sizeof(tiles[0]); t++)
+		for (size_t k = 0; k < sizeof(tsks) / sizeof(tsks[0]); k++)
+			for (int madd = 2; madd >= 0; madd -= 2)
+				for (int pad = 4; pad >= 0; pad -= 4) {
+					struct rxd_gemm_config c = {
+						RXD_GEMM_REG, tiles[t][0], tiles[t][1], tsks[k],
+						tiles[t][2], tiles[t][3], tiles[t][2] % 4 ? 1 : 4,
+						tiles[t][3] % 4 ? 1 : 4, pad, pad, madd
+					};
+					if (n < max && gemm_config_valid(&c))
+						out[n++] = c;
+				}
+	return n;
+}
+
+/* Best of a few timed runs of variant vi on resident buffers, in ns (0: failed). */
+static uint64_t tune_time(struct rxd_gemm_engine *eng, int vi, const struct rxd_gemm *g,
+			  cl_mem a, cl_mem b, cl_mem c, int runs)
+{
+	uint64_t best = 0;
+
+	for (int r = 0; r < runs + 1; r++) {
+		cl_event ev = NULL;
+		uint64_t ns;
+
+		if (gemm_enqueue(eng, vi, g, a, b, c, &ev) != CL_SUCCESS ||
+		    clWaitForEvents(1, &ev) != CL_SUCCESS) {
+			if (ev)
+				clReleaseEvent(ev);
+			return 0;
+		}
+		ns = device_event_ns(ev);
+		clReleaseEvent(ev);
+		if (r > 0 && ns && (!best || ns < best)) /* the first run warms up */
+			best = ns;
+	}
+	return best;
+}
+
+static void tune_progress(bool tty, size_t done, size_t total, const char *what)
+{
+	int width = 30, fill;
+
+	if (!tty)
+		return;
+	fill = total ? (int)(done * (size_t)width / total) : width;
+	fprintf(stderr, "\r[%.*s%*s] %3zu%% %-48.48s", fill, "##############################",
+		width - fill, "", total ? done * 100 / total : 100, what);
+	fflush(stderr);
+}
+
+int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
+{
+	struct rxd_device *dev = eng->dev;
+	static struct rxd_gemm_config grid[512];
+	size_t n_grid = tune_grid(grid, sizeof(grid) / sizeof(grid[0]));
+	uint64_t start = now_ns(), deadline = start + (uint64_t)(budget_s * 1e9);
+	int part = 0; /* each (class, transposes) gets an equal share; time left over rolls on */
+	size_t steps = (size_t)4 * RXD_GEMM_CLASSES * n_grid, step = 0;
+	int ret = 0;
+
+	log_msg(LOG_NOTICE, "tuning: %zu configurations x %d size classes x 4 transpose pairs, "
+			    "at most %.0f s",
+		n_grid, RXD_GEMM_CLASSES, budget_s);
+	for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++) {
+		int64_t n = tune_class_size[cls];
+		size_t elems = (size_t)(n * n);
+		float *host = NULL, *ref = NULL, *got = NULL;
+		cl_mem a, b, c;
+		cl_int e;
+		uint64_t seed = 99;
+
+		a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, elems * 4, NULL, &e);
+		b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, elems * 4, NULL, &e);
+		c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, elems * 4, NULL, &e);
+		host = malloc(elems * 4);
+		ref = malloc(elems * 4);
+		got = malloc(elems * 4);
+		if (!a || !b || !c || !host || !ref || !got) {
+			ret = -ENOMEM;
+			goto next;
+		}
+		refgemm_fill_random(host, elems, &seed);
+		clEnqueueWriteBuffer(dev->queue, a, CL_TRUE, 0, elems * 4, host, 0, NULL, NULL);
+		refgemm_fill_random(host, elems, &seed);
+		clEnqueueWriteBuffer(dev->queue, b, CL_TRUE, 0, elems * 4, host, 0, NULL, NULL);
+		for (int ta = 0; ta < 2; ta++) {
+			for (int tb = 0; tb < 2; tb++) {
+				struct rxd_gemm g = { .m = n, .n = n, .k = n, .trans_a = ta,
+						      .trans_b = tb, .alpha = 1.0f, .lda = n,
+						      .ldb = n, .ldc = n };
+				int best = eng->choice[ta][tb][cls];
+				/* The reference C at this size: the edge-handling tiled kernel. */
+				int tiled = gemm_find_variant(eng, ta, tb, RXD_GEMM_TILED);
+				uint64_t best_ns, part_end;
+
+				part++;
+				part_end = start + (uint64_t)(budget_s * 1e9 * part / (4 * RXD_GEMM_CLASSES));
+				if (tiled < 0 || !tune_time(eng, tiled, &g, a, b, c, 1)) {
+					step += n_grid;
+					continue;
+				}
+				clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, elems * 4, ref, 0, NULL,
+						    NULL);
+				best_ns = tune_time(eng, best, &g, a, b, c, 3);
+				for (size_t i = 0; i < n_grid; i++, step++) {
+					int vi;
+					uint64_t ns;
+
+					if (now_ns() > part_end)
+						break;
+					tune_progress(tty, step, steps, gemm_variant_name(eng, best));
+					vi = gemm_engine_add(eng, ta, tb, &grid[i]);
+					if (vi < 0)
+						continue;
+					ns = tune_time(eng, vi, &g, a, b, c, 3);
+					if (!ns || (best_ns && ns >= best_ns))
+						continue;
+					clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, elems * 4, got, 0,
+							    NULL, NULL);
+					if (refgemm_compare(0, n, n, n, got, ref, n, NULL, NULL, NULL)) {
+						log_msg(LOG_WARNING, "tuning: %s disagrees with the tiled "
+								     "kernel at n = %lld: not used",
+							gemm_variant_name(eng, vi), (long long)n);
+						continue;
+					}
+					best = vi;
+					best_ns = ns;
+				}
+				eng->choice[ta][tb][cls] = best;
+				eng->tuned_gflops[ta][tb][cls] =
+					best_ns ? 2.0 * (double)n * (double)n * (double)n /
+							  (double)best_ns
+						: 0.0;
+			}
+		}
+	next:
+		if (a)
+			clReleaseMemObject(a);
+		if (b)
+			clReleaseMemObject(b);
+		if (c)
+			clReleaseMemObject(c);
+		free(host), free(ref), free(got);
+		if (ret < 0)
+			return ret;
+	}
+	tune_progress(tty, steps, steps, "done");
+	if (tty)
+		fputc('\n', stderr);
+	eng->tuned = true;
+	for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++)
+		log_msg(LOG_NOTICE, "tuned: class %d (n = %lld) %s at %.1f GFLOPS", cls,
+			(long long)tune_class_size[cls],
+			gemm_variant_name(eng, eng->choice[0][0][cls]),
+			eng->tuned_gflops[0][0][cls]);
+	if (now_ns() > deadline)
+		log_msg(LOG_NOTICE, "tuning stopped at its time limit of %.0f s; the classes not "
+				    "reached keep their defaults",
+			budget_s);
+	return 0;
+}
+
+/* tune-<first 16 bytes of the device key in hex>.txt in dir. */
+static int tune_path(const struct rxd_device *dev, const char *dir, char *buf, size_t len)
+{
+	uint8_t key[32];
+	char hex[33];
+
+	kcache_key(dev->desc->id, "", "rxgemmd-tune-v1", key);
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	if (snprintf(buf, len, "%s/tune-%s.txt", dir, hex) >= (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int tune_save(const struct rxd_gemm_engine *eng, const char *dir)
+{
+	char path[4096], tmp[4200], name[96];
+	FILE *f;
+
+	if (!dir || tune_path(eng->dev, dir, path, sizeof(path)) < 0)
+		return -EINVAL;
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+	if (!(f = fopen(tmp, "we")))
+		return -errno;
+	fprintf(f, "# rxgemmd %s kernel choices for %s\n# trans_a trans_b class config gflops\n",
+		PACKAGE_VERSION, eng->dev->description);
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++) {
+				gemm_config_name(gemm_variant_config(eng, eng->choice[ta][tb][cls]),
+						 name, sizeof(name));
+				fprintf(f, "%d %d %d %s %.1f\n", ta, tb, cls, name,
+					eng->tuned_gflops[ta][tb][cls]);
+			}
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		int err = -errno;
+		unlink(tmp);
+		return err;
+	}
+	log_msg(LOG_NOTICE, "tuning stored in %s", path);
+	return 0;
+}
+
+int tune_load(struct rxd_gemm_engine *eng, const char *dir)
+{
+	char path[4096], line[256];
+	FILE *f;
+	int loaded = 0;
+
+	if (!dir || tune_path(eng->dev, dir, path, sizeof(path)) < 0)
+		return -ENOENT;
+	if (!(f = fopen(path, "re")))
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		int ta, tb, cls, vi;
+		char cfgname[128];
+		double gflops;
+		struct rxd_gemm_config cfg;
+
+		if (line[0] == '#')
+			continue;
+		if (sscanf(line, "%d %d %d %127s %lf", &ta, &tb, &cls, cfgname, &gflops) != 5 ||
+		    ta < 0 || ta > 1 || tb < 0 || tb > 1 || cls < 0 || cls >= RXD_GEMM_CLASSES ||
+		    gemm_config_parse(cfgname, &cfg) < 0) {
+			log_msg(LOG_WARNING, "%s: ignoring a malformed line", path);
+			continue;
+		}
+		/* Built and self-tested like any other variant: a stored choice that no
+		 * longer passes (a new driver with the same version string) is not used. */
+		vi = gemm_engine_add(eng, ta, tb, &cfg);
+		if (vi < 0) {
+			log_msg(LOG_WARNING, "%s: %s does not build or pass here any more", path,
+				cfgname);
+			continue;
+		}
+		eng->choice[ta][tb][cls] = vi;
+		eng->tuned_gflops[ta][tb][cls] = gflops;
+		loaded++;
+	}
+	fclose(f);
+	if (loaded == 0)
+		return -ENOENT;
+	eng->tuned = true;
+	log_msg(LOG_INFO, "loaded %d tuned kernel choices from %s", loaded, path);
+	return 0;
+}

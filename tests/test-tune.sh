@@ -1,0 +1,84 @@
+#!/bin/bash
+# test-tune.sh: rxgemmd --tune end to end on a tiny time budget: it stores a choice for
+# every transpose pair and size class beside the kernel cache, a restarted daemon loads it
+# (log and rxgemm status say so) and serves correct results with it in every class, a
+# damaged tuning file is survived, and another cache directory holds no tuning.
+set -euo pipefail
+
+# shellcheck source=tests/lib.sh
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+tl_init
+T=$TL_TMP
+D=$T/cache
+dev=()
+[ -n "${RXGEMM_TEST_DEVICE:-}" ] && dev=(--device "$RXGEMM_TEST_DEVICE")
+
+TL_CMD_TIMEOUT=300
+if ! tl_run "tune" 0 "$RXGEMMD" --tune --tune-budget 8 --cache-dir "$D" ${dev[@]+"${dev[@]}"}; then
+	if tl_log_says_no_device "$TL_ERR"; then
+		echo "SKIP: no OpenCL device"
+		exit 77
+	fi
+	tl_finish
+fi
+tl_expect_output "tune" 'tuning stored in' && tl_ok "--tune stores its result"
+files=("$D"/tune-*.txt)
+if [ -f "${files[0]}" ]; then
+	tune=${files[0]}
+	lines=$(grep -vc '^#' "$tune")
+	[ "$lines" -eq 16 ] && tl_ok "16 choices (4 transpose pairs x 4 size classes)" ||
+		tl_fail "$lines choices in $tune, want 16"
+	if grep -v '^#' "$tune" | grep -Eqv '^[01] [01] [0-3] (reg|tiled):[0-9x:vpm]+ [0-9.]+$'; then
+		tl_fail "malformed lines in $tune"
+		cat "$tune"
+	else
+		tl_ok "every line is a transpose pair, a class, a configuration and GFLOPS"
+	fi
+	awk '!/^#/ && $5 > 0 { found = 1 } END { exit !found }' "$tune" &&
+		tl_ok "the search measured at least one class" ||
+		tl_fail "no measured GFLOPS in $tune"
+	nn0=$(awk '!/^#/ && $1 == 0 && $2 == 0 && $3 == 0 { print $4 }' "$tune")
+else
+	tl_fail "no tune-*.txt in $D"
+	tl_finish
+fi
+
+# A restart loads it.
+tl_daemon_start tuned --cache-dir "$D"
+grep -q 'loaded 16 tuned kernel choices' "$TL_DAEMON_LOG" && tl_ok "a restart loads the tuning" ||
+	tl_fail "the restarted daemon did not load the tuning"
+S=$TL_DAEMON_SOCKET
+if tl_run "status" 0 "$RXGEMM" --socket "$S" status --json; then
+	cp "$TL_OUT" "$T/status.json"
+	tl_json "status kernels" "$T/status.json" \
+		"len(d['kernels']) == 16 and any(k['tuned'] and k['gflops'] > 0 for k in d['kernels']) and [k['kernel'] for k in d['kernels'] if not k['trans_a'] and not k['trans_b'] and k['size_class'] == 0][0] == '$nn0-NN'" &&
+		tl_ok "rxgemm status shows the tuned choices"
+fi
+tl_run "status text" 0 "$RXGEMM" --socket "$S" status && tl_expect_output "status text" "$nn0-NN" &&
+	tl_ok "the status table names the tuned kernel"
+# One shape in each size class, each transpose, checked against the CPU.
+for shape in "-m 200 -n 200 -k 33" "-m 500 -n 500 -k 20" "-m 1000 -n 1000 -k 9" "-m 1540 -n 1540 -k 5"; do
+	for t in "" "--transa" "--transb" "--transa --transb"; do
+		# shellcheck disable=SC2086
+		tl_run "gemm $shape $t" 0 "$RXGEMM" --socket "$S" gemm $shape $t --check || true
+	done
+done
+[ "$TL_FAILED" -eq 0 ] && tl_ok "tuned kernels give correct results in every class and transpose"
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+
+# A damaged file: bad lines are skipped with a warning, the rest still serves.
+printf '0 0 0 reg:999x1x1:1x1:v1x1:p0x0:m0 1.0\nnot a line at all\n' >>"$tune"
+tl_daemon_start damaged --cache-dir "$D"
+grep -q 'ignoring a malformed line' "$TL_DAEMON_LOG" && tl_ok "a damaged tuning file is reported" ||
+	tl_fail "no warning about the damaged tuning file"
+tl_run "gemm after damage" 0 "$RXGEMM" --socket "$TL_DAEMON_SOCKET" gemm -m 100 -n 90 -k 80 --check &&
+	tl_ok "the daemon serves correctly with a damaged tuning file"
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+
+# Another cache directory has no tuning: the defaults serve.
+tl_daemon_start other --cache-dir "$T/other"
+grep -q 'no tuning stored for this device' "$TL_DAEMON_LOG" && tl_ok "no tuning elsewhere: defaults" ||
+	tl_fail "the daemon did not say it uses the defaults"
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+
+tl_finish
