@@ -92,37 +92,6 @@ static int bench_parse_list(const char *s, struct bench_opts *o, bool square)
 	return ret;
 }
 
-/* The tuner's grid: register-blocked configurations around the shapes that work on GPUs
- * and CPUs. Each is built, self-tested and timed; those that do not fit are skipped. */
-static size_t bench_tune_grid(struct rxd_gemm_config *out, size_t max)
-{
-	static const int tiles[][4] = { /* tsm, tsn, wptm, wptn */
-		{ 128, 128, 8, 8 }, { 128, 64, 8, 4 }, { 64, 128, 4, 8 }, { 64, 64, 4, 4 },
-		{ 64, 64, 8, 8 },   { 128, 128, 8, 4 }, { 32, 32, 4, 4 }, { 128, 256, 8, 16 },
-		{ 256, 128, 16, 8 }, { 32, 32, 2, 2 },   { 64, 32, 4, 2 },   { 32, 64, 2, 4 },
-		{ 64, 64, 4, 2 },    { 32, 32, 4, 2 },
-	};
-	static const int tsks[] = { 8, 16, 32 };
-	static const int madds[] = { 0, 2 };
-	size_t n = 0;
-
-	for (size_t t = 0; t < sizeof(tiles) / sizeof(tiles[0]); t++)
-		for (size_t k = 0; k < sizeof(tsks) / sizeof(tsks[0]); k++)
-			for (size_t md = 0; md < sizeof(madds) / sizeof(madds[0]); md++)
-				for (int pad = 0; pad <= 4; pad += 4) {
-					/* float4 local reads need blocks of 4. */
-					int vwm = tiles[t][2] % 4 ? 1 : 4;
-					int vwn = tiles[t][3] % 4 ? 1 : 4;
-					struct rxd_gemm_config c = { RXD_GEMM_REG, tiles[t][0],
-								     tiles[t][1], tsks[k],
-								     tiles[t][2], tiles[t][3], vwm, vwn,
-								     pad, pad, madds[md] };
-					if (n < max && gemm_config_valid(&c))
-						out[n++] = c;
-				}
-	return n;
-}
-
 /* Time variant vi (or CLBlast when vi < 0) on the buffers: best of repeat, in ns. */
 static double bench_time(struct rxd_gemm_engine *eng, int vi, clblast_sgemm_fn sgemm,
 			 const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c,
@@ -206,7 +175,7 @@ static int bench_shape(struct rxd_gemm_engine *eng, clblast_sgemm_fn sgemm, cons
 	clEnqueueWriteBuffer(dev->queue, b, CL_TRUE, 0, nb * sizeof(float), h, 0, NULL, NULL);
 
 	if (o->tune)
-		n_grid = bench_tune_grid(grid, sizeof(grid) / sizeof(grid[0]));
+		n_grid = tune_grid(grid, sizeof(grid) / sizeof(grid[0]));
 	else if (o->n_configs)
 		memcpy(grid, o->configs, (n_grid = o->n_configs) * sizeof(grid[0]));
 	if (n_grid == 0) {

@@ -316,6 +316,8 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
  * seconds, and make the fastest that agree with the reference the engine's choices.
  * tty: draw a progress bar on stderr. 0 or -ENOMEM. */
 int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty);
+/* The configurations the tuner tries (at most max of them into out); their count. */
+size_t tune_grid(struct rxd_gemm_config *out, size_t max);
 /* Store the engine's choices in dir, in a file named by the device and driver; load them
  * back (each is built and self-tested again). 0, -ENOENT (nothing stored for this device
  * and driver) or -errno. */

@@ -20,7 +20,7 @@
 static const int64_t tune_class_size[RXD_GEMM_CLASSES] = { 256, 512, 1024, 2048 };
 
 /* The grid: tiles x K steps x fma or not x local padding, filtered by validity. */
-static size_t tune_grid(struct rxd_gemm_config *out, size_t max)
+size_t tune_grid(struct rxd_gemm_config *out, size_t max)
 {
 	static const int tiles[][4] = { /* tsm, tsn, wptm, wptn */
 		{ 256, 128, 16, 8 }, { 128, 128, 8, 8 }, { 64, 128, 4, 8 }, { 128, 64, 8, 4 },
