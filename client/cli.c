@@ -61,6 +61,8 @@ static void usage(FILE *f)
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
 		"       rxgemm [--socket PATH] status [--json]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
+		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
+		"              [--repeat R] [--csv | --json]\n"
 		"       rxgemm --help | --version\n"
 		"\n"
 		"Commands:\n"
@@ -68,6 +70,9 @@ static void usage(FILE *f)
 		"             device and show its timings\n"
 		"  status     show the daemon's device, counters and recent jobs\n"
 		"  devices    list every OpenCL device the daemon can see (* = in use)\n"
+		"  bench      time square GEMMs of each size through the daemon (random\n"
+		"             row-major matrices; best of --repeat, default 3; sizes default\n"
+		"             256,512,1024,2048): kernel and end-to-end GFLOPS\n"
 		"\n"
 		"gemm options:\n"
 		"  -m M, -n N, -k K  op(A) is M x K, op(B) K x N, C M x N; may be omitted when\n"
@@ -1278,6 +1283,126 @@ static int cmd_devices(int argc, char **argv, const char *socket)
 	return EXIT_OK;
 }
 
+/* --- bench ------------------------------------------------------------------------------ */
+
+/* rxgemm bench: a size sweep through the daemon, as a client sees it: kernel GFLOPS from
+ * the daemon's profiling times and end-to-end GFLOPS from this process's wall clock, the
+ * best of --repeat runs per size. (rxgemm-bench runs the kernels in-process, beside
+ * CLBlast, for kernel work.) */
+static int cmd_bench(int argc, char **argv, const char *socket)
+{
+	static const struct option options[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "sizes", required_argument, NULL, 's' },
+		{ "transa", no_argument, NULL, OPT_TRANSA },
+		{ "transb", no_argument, NULL, OPT_TRANSB },
+		{ "repeat", required_argument, NULL, OPT_REPEAT },
+		{ "csv", no_argument, NULL, 'C' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t sizes[32], n_sizes = 0, repeat = 3;
+	int opt, trans_a = 0, trans_b = 0, csv = 0, json = 0, rc;
+	const char *list = "256,512,1024,2048";
+	rxg_client *c = NULL;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SOCKET: socket = optarg; break;
+		case 's': list = optarg; break;
+		case OPT_TRANSA: trans_a = 1; break;
+		case OPT_TRANSB: trans_b = 1; break;
+		case OPT_REPEAT:
+			if ((rc = parse_int64("--repeat", optarg, 1, 1000, &repeat)) != EXIT_OK)
+				return rc;
+			break;
+		case 'C': csv = 1; break;
+		case OPT_JSON: json = 1; break;
+		default: return option_error(opt, argv);
+		}
+	}
+	if (optind < argc)
+		return usage_error("bench: unexpected argument '%s'", argv[optind]);
+	for (const char *p = list; *p; n_sizes++) {
+		char num[32];
+		size_t len = strcspn(p, ",");
+
+		if (n_sizes == 32 || len == 0 || len >= sizeof(num))
+			return usage_error("--sizes: '%s' is not a list of up to 32 sizes", list);
+		memcpy(num, p, len);
+		num[len] = '\0';
+		if ((rc = parse_int64("--sizes", num, 1, 16384, &sizes[n_sizes])) != EXIT_OK)
+			return rc;
+		p += len + (p[len] == ',');
+	}
+	if ((rc = rxg_connect(socket, CLIENT_NAME, &c)) != RXG_OK)
+		return daemon_error(NULL, rc);
+	if (csv)
+		printf("n,trans_a,trans_b,kernel_gflops,e2e_gflops,kernel_ms,wall_ms\n");
+	else if (json)
+		printf("{\"device\":");
+	if (json)
+		json_string(stdout, rxg_server_info(c)->device);
+	if (json)
+		printf(",\"results\":[");
+	else if (!csv)
+		printf("device: %s\n%6s %14s %14s %11s %11s\n", rxg_server_info(c)->device, "n",
+		       "kernel GFLOPS", "e2e GFLOPS", "kernel ms", "wall ms");
+	for (int64_t i = 0; i < n_sizes; i++) {
+		int64_t n = sizes[i];
+		size_t elems = (size_t)(n * n);
+		float *a = xmalloc(elems * sizeof(float)), *b = xmalloc(elems * sizeof(float));
+		float *cc = xmalloc(elems * sizeof(float));
+		uint64_t seed = 1, best_kernel = 0, best_wall = 0;
+		struct rxg_gemm_args g = { .layout = RXG_ROW_MAJOR, .trans_a = trans_a,
+					   .trans_b = trans_b, .m = n, .n = n, .k = n, .alpha = 1.0f,
+					   .a = a, .b = b, .c = cc };
+		double flops = 2.0 * (double)n * (double)n * (double)n;
+
+		refgemm_fill_random(a, elems, &seed);
+		refgemm_fill_random(b, elems, &seed);
+		for (int64_t r = 0; r < repeat; r++) {
+			struct rxg_timings t;
+			uint64_t t0 = now_ns(), wall;
+
+			if ((rc = rxg_gemm(c, &g, &t)) != RXG_OK) {
+				free(a), free(b), free(cc);
+				rc = daemon_error(c, rc);
+				rxg_close(c);
+				return rc;
+			}
+			wall = now_ns() - t0;
+			if (t.kernel_ns && (!best_kernel || t.kernel_ns < best_kernel))
+				best_kernel = t.kernel_ns;
+			if (!best_wall || wall < best_wall)
+				best_wall = wall;
+		}
+		free(a), free(b), free(cc);
+		if (csv) {
+			printf("%lld,%d,%d,%.1f,%.1f,%.3f,%.3f\n", (long long)n, trans_a, trans_b,
+			       gflops(flops, (double)best_kernel), gflops(flops, (double)best_wall),
+			       ns_to_ms((double)best_kernel), ns_to_ms((double)best_wall));
+		} else if (json) {
+			printf("%s{\"n\":%lld,\"kernel_gflops\":", i ? "," : "", (long long)n);
+			json_number(stdout, gflops(flops, (double)best_kernel));
+			printf(",\"e2e_gflops\":");
+			json_number(stdout, gflops(flops, (double)best_wall));
+			printf(",\"kernel_ns\":%llu,\"wall_ns\":%llu}", (unsigned long long)best_kernel,
+			       (unsigned long long)best_wall);
+		} else {
+			printf("%6lld %14.1f %14.1f %11.3f %11.3f\n", (long long)n,
+			       gflops(flops, (double)best_kernel), gflops(flops, (double)best_wall),
+			       ns_to_ms((double)best_kernel), ns_to_ms((double)best_wall));
+		}
+		fflush(stdout);
+	}
+	if (json)
+		printf("]}\n");
+	rxg_close(c);
+	return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -1321,5 +1446,7 @@ int main(int argc, char **argv)
 		return cmd_status(cmd_argc, cmd_argv, socket);
 	if (strcmp(cmd, "devices") == 0)
 		return cmd_devices(cmd_argc, cmd_argv, socket);
-	return usage_error("unknown command '%s' (gemm, status or devices)", cmd);
+	if (strcmp(cmd, "bench") == 0)
+		return cmd_bench(cmd_argc, cmd_argv, socket);
+	return usage_error("unknown command '%s' (gemm, status, devices or bench)", cmd);
 }

@@ -16,7 +16,8 @@
 #include "sockpath.h"
 
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
-       OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET };
+       OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
+       OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -31,6 +32,8 @@ static const struct option config_options[] = {
 	{ "clear-cache", no_argument, NULL, OPT_CLEAR_CACHE },
 	{ "tune", no_argument, NULL, OPT_TUNE },
 	{ "tune-budget", required_argument, NULL, OPT_TUNE_BUDGET },
+	{ "auto-tune", required_argument, NULL, OPT_AUTO_TUNE },
+	{ "auto-tune-budget", required_argument, NULL, OPT_AUTO_TUNE_BUDGET },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -64,6 +67,9 @@ static void config_usage(FILE *f)
 		"  --tune             search the fastest kernels for this device, store the\n"
 		"                     choice beside the kernel cache (later starts load it), exit\n"
 		"  --tune-budget SECS  time the search may take (default 120)\n"
+		"  --auto-tune WHEN   search at the first start on a device and driver with no\n"
+		"                     stored choice: gpu (default: GPUs only), always or never\n"
+		"  --auto-tune-budget SECS  time that first-start search may take (default 60)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -177,19 +183,33 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 			return -EINVAL;
 		}
 		return config_set_str(&cfg->cache_dir, v);
-	case OPT_TUNE_BUDGET: {
+	case OPT_TUNE_BUDGET:
+	case OPT_AUTO_TUNE_BUDGET: {
 		char *end;
 		double secs = strtod(v, &end);
 
 		if (end == v || *end != '\0' || !(secs >= 1 && secs <= 86400)) {
-			fprintf(stderr, "rxgemmd: %s: tune-budget '%s' is not a number of seconds "
-					"from 1 to 86400\n",
+			fprintf(stderr, "rxgemmd: %s: %s '%s' is not a number of seconds from 1 to "
+					"86400\n",
+				where, opt == OPT_TUNE_BUDGET ? "tune-budget" : "auto-tune-budget", v);
+			return -EINVAL;
+		}
+		*(opt == OPT_TUNE_BUDGET ? &cfg->tune_budget_s : &cfg->auto_tune_budget_s) = secs;
+		return 0;
+	}
+	case OPT_AUTO_TUNE:
+		if (strcmp(v, "gpu") == 0)
+			cfg->auto_tune = RXD_AUTO_TUNE_GPU;
+		else if (strcmp(v, "always") == 0)
+			cfg->auto_tune = RXD_AUTO_TUNE_ALWAYS;
+		else if (strcmp(v, "never") == 0)
+			cfg->auto_tune = RXD_AUTO_TUNE_NEVER;
+		else {
+			fprintf(stderr, "rxgemmd: %s: auto-tune '%s' is not gpu, always or never\n",
 				where, v);
 			return -EINVAL;
 		}
-		cfg->tune_budget_s = secs;
 		return 0;
-	}
 	case OPT_CACHE_MAX:
 		if (config_parse_size(v, &cfg->cache_max_bytes) < 0) {
 			fprintf(stderr, "rxgemmd: %s: cache-max '%s' is not a size\n", where, v);
@@ -277,7 +297,7 @@ out:
 
 int config_init(struct rxd_config *cfg, int argc, char **argv)
 {
-	bool seen[OPT_TUNE_BUDGET - OPT_SOCKET + 1] = { false };
+	bool seen[OPT_AUTO_TUNE_BUDGET - OPT_SOCKET + 1] = { false };
 	char where[64], path[PATH_MAX];
 	int opt;
 
@@ -286,6 +306,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->max_frame_bytes = RXD_DEFAULT_MAX_FRAME;
 	cfg->cache_max_bytes = RXD_DEFAULT_CACHE_MAX;
 	cfg->tune_budget_s = RXD_DEFAULT_TUNE_BUDGET_S;
+	cfg->auto_tune = RXD_AUTO_TUNE_GPU;
+	cfg->auto_tune_budget_s = RXD_DEFAULT_AUTO_TUNE_BUDGET_S;
 	cfg->hang_timeout_ns = RXD_DEFAULT_HANG_TIMEOUT_NS;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
@@ -311,7 +333,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 				return 2;
 			break;
 		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
-		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET:
+		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
+		case OPT_AUTO_TUNE_BUDGET:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;

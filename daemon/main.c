@@ -112,9 +112,24 @@ int main(int argc, char **argv)
 		status = ret < 0 ? 1 : 0;
 		goto out_engine;
 	}
-	if (tune_load(&m.engine, m.kcache.dir) < 0)
-		log_msg(LOG_INFO, "no tuning stored for this device and driver: using the "
-				  "defaults (rxgemmd --tune searches)");
+	if (tune_load(&m.engine, m.kcache.dir) < 0) {
+		bool gpu = strcmp(m.dev.desc->type, "GPU") == 0;
+
+		/* The first start on a device and driver: search, within a bound, before
+		 * saying ready, so that no client waits on the search later. CPUs are skipped
+		 * by default: the built-in defaults come from tuning runs on PoCL. */
+		if (m.kcache.dir && (m.cfg.auto_tune == RXD_AUTO_TUNE_ALWAYS ||
+				     (m.cfg.auto_tune == RXD_AUTO_TUNE_GPU && gpu))) {
+			sdnotify_send("STATUS=tuning the kernels (first start on this device)");
+			if (tune_run(&m.engine, m.cfg.auto_tune_budget_s, false) == 0 &&
+			    (ret = tune_save(&m.engine, m.kcache.dir)) < 0)
+				log_msg(LOG_WARNING, "cannot store the tuning in %s: %s", m.kcache.dir,
+					strerror(-ret));
+		} else {
+			log_msg(LOG_INFO, "no tuning stored for this device and driver: using the "
+					  "defaults (rxgemmd --tune searches)");
+		}
+	}
 	loop = uv_default_loop();
 	if ((ret = worker_start(&m.worker, loop, &m.engine, dispatch_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));

@@ -47,12 +47,16 @@ struct rxd_config {
 	bool clear_cache;           /* --clear-cache: empty the kernel cache and exit */
 	bool tune;                  /* --tune: search kernels, store the choice, exit */
 	double tune_budget_s;       /* how long --tune may search */
+	int auto_tune;              /* RXD_AUTO_TUNE_*: search at a first start with no tuning */
+	double auto_tune_budget_s;  /* how long that search may take */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
 #define RXD_MIN_MAX_FRAME (4ull << 10)
 #define RXD_DEFAULT_CONFIG SYSCONFDIR "/rxgemmd/rxgemmd.conf"
 #define RXD_DEFAULT_TUNE_BUDGET_S 120.0
+#define RXD_DEFAULT_AUTO_TUNE_BUDGET_S 60.0
+enum { RXD_AUTO_TUNE_GPU = 0, RXD_AUTO_TUNE_ALWAYS, RXD_AUTO_TUNE_NEVER };
 #define RXD_DEFAULT_HANG_TIMEOUT_NS (120ull * 1000000000ull)
 
 /* Fills cfg from the defaults, the config file and argv, in that order of precedence

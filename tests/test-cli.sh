@@ -335,6 +335,20 @@ elif tl_run "first daemon after the refusal" 0 "${R[@]}" gemm -m 32 -n 32 -k 32 
 	tl_ok "the first daemon still serves after a refused second one"
 fi
 
+# --- rxgemm bench: a size sweep through the daemon ---------------------------------------
+if tl_run "bench json" 0 "${R[@]}" bench --sizes 32,48 --repeat 2 --json; then
+	cp "$TL_OUT" "$T/bench.json"
+	tl_json "bench json" "$T/bench.json" \
+		"[r['n'] for r in d['results']] == [32, 48] and all(r['e2e_gflops'] > 0 and r['wall_ns'] > 0 for r in d['results'])" &&
+		tl_ok "rxgemm bench --json reports every size"
+fi
+if tl_run "bench csv" 0 "${R[@]}" bench --sizes 40 --transa --transb --csv; then
+	[ "$(wc -l <"$TL_OUT")" -eq 2 ] && grep -q '^40,1,1,' "$TL_OUT" &&
+		tl_ok "rxgemm bench --csv: a header and one row per size" ||
+		{ tl_fail "rxgemm bench --csv output"; tl_show_output; }
+fi
+tl_run "bench bad sizes" 2 "${R[@]}" bench --sizes 32,,64 && tl_ok "rxgemm bench refuses a bad size list"
+
 tl_daemon_stop "$MAIN_PID" TERM 60
 if [ "$TL_STATUS" -ne 0 ]; then
 	tl_fail "rxgemmd exited with $TL_STATUS after SIGTERM, want 0"

@@ -81,4 +81,26 @@ grep -q 'no tuning stored for this device' "$TL_DAEMON_LOG" && tl_ok "no tuning 
 	tl_fail "the daemon did not say it uses the defaults"
 tl_daemon_stop "$TL_DAEMON_PID" TERM
 
+# Tuning at the first start on a device, bounded in time, then loaded by the next start.
+tl_daemon_start first --cache-dir "$T/auto" --auto-tune always --auto-tune-budget 5
+grep -q 'tuning stored in' "$TL_DAEMON_LOG" && tl_ok "the first start tunes and stores" ||
+	tl_fail "--auto-tune always did not tune at the first start"
+tl_run "gemm after auto-tune" 0 "$RXGEMM" --socket "$TL_DAEMON_SOCKET" gemm -m 300 -n 200 -k 100 --transa --check &&
+	tl_ok "the auto-tuned daemon serves correct results"
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+tl_daemon_start second --cache-dir "$T/auto" --auto-tune always --auto-tune-budget 5
+grep -q 'loaded 16 tuned kernel choices' "$TL_DAEMON_LOG" && ! grep -q 'tuning:' "$TL_DAEMON_LOG" &&
+	tl_ok "the next start loads it and does not search again" ||
+	tl_fail "the second start searched again or loaded nothing"
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+# On a CPU device the default (gpu) does not search.
+tl_daemon_start cpu-default --cache-dir "$T/auto-cpu"
+if grep -q '(CPU,' "$TL_DAEMON_LOG"; then
+	grep -q 'tuning:' "$TL_DAEMON_LOG" && tl_fail "auto-tune=gpu searched on a CPU" ||
+		tl_ok "auto-tune=gpu leaves CPU devices on their defaults"
+fi
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+tl_run "bad auto-tune" 2 "$RXGEMMD" --auto-tune sometimes --list-devices &&
+	tl_expect_output "bad auto-tune" "auto-tune 'sometimes'" && tl_ok "a bad --auto-tune is refused"
+
 tl_finish
