@@ -17,7 +17,8 @@ cd "$(dirname "$0")"
 PACKAGES=(build-essential autoconf automake libtool pkg-config
 	ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd mesa-opencl-icd
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsystemd-dev
-	systemd bash-completion dpkg-dev debhelper lintian)
+	systemd bash-completion dpkg-dev debhelper lintian
+	libclblast1 gnuplot-nox) # the peer rxgemm-bench compares with, and its plots
 
 say() { printf '\n==> %s\n' "$*"; }
 

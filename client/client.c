@@ -342,7 +342,7 @@ RXG_EXPORT int rxg_default_socket(char *buf, size_t len)
 {
 	if (!buf)
 		return RXG_EINVAL;
-	return sockpath_default(buf, len) == 0 ? RXG_OK : RXG_EINVAL;
+	return sockpath_client_default(buf, len) == 0 ? RXG_OK : RXG_EINVAL;
 }
 
 /* connect(2), seeing an interrupted connect through: after EINTR the connection carries on

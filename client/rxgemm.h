@@ -49,8 +49,9 @@ typedef struct rxg_client rxg_client;
 
 /* The socket path used when none is given: $RXGEMM_SOCKET if set, else
  * $RUNTIME_DIRECTORY/rxgemmd.sock (under systemd), else /run/rxgemmd/rxgemmd.sock for root,
- * else $XDG_RUNTIME_DIR/rxgemmd.sock, else /run/rxgemmd/rxgemmd.sock. Writes at most len
- * bytes (NUL included) to buf; returns RXG_OK or RXG_EINVAL when it does not fit. */
+ * else $XDG_RUNTIME_DIR/rxgemmd.sock (the user's own daemon; when there is no socket there
+ * but the system service's exists, that one), else /run/rxgemmd/rxgemmd.sock. Writes at
+ * most len bytes (NUL included) to buf; returns RXG_OK or RXG_EINVAL when it does not fit. */
 int rxg_default_socket(char *buf, size_t len);
 
 /* Connect and exchange Hello. socket_path NULL means rxg_default_socket(). client_name is

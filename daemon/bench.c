@@ -34,6 +34,13 @@ struct bench_opts {
 	int repeat, warmup;
 	bool clblast, json, csv, tune;
 	double peak_gflops;
+	const char *plot;            /* --plot FILE: .svg or .png through gnuplot */
+};
+
+/* What one size gave, for the plot. */
+struct bench_point {
+	double n;                    /* the cube root of m n k: the square of the same work */
+	double ours, clblast;        /* GFLOPS */
 };
 
 struct bench_result {
@@ -59,7 +66,9 @@ static void bench_usage(FILE *f)
 		"  --warmup W            untimed runs first (default 2)\n"
 		"  --no-clblast          do not load CLBlast\n"
 		"  --peak-gflops P       show percent of this peak\n"
-		"  --csv, --json         machine-readable output\n");
+		"  --csv, --json         machine-readable output\n"
+		"  --plot FILE           draw GFLOPS against n (ours, CLBlast, the peak) with\n"
+		"                        gnuplot into FILE, SVG or PNG by its suffix\n");
 }
 
 static int bench_parse_list(const char *s, struct bench_opts *o, bool square)
@@ -90,6 +99,58 @@ static int bench_parse_list(const char *s, struct bench_opts *o, bool square)
 	}
 	free(copy);
 	return ret;
+}
+
+/* Draw the points with gnuplot: GFLOPS against n for us, CLBlast and the peak line. */
+static int bench_plot(const struct bench_opts *o, const char *device,
+		      const struct bench_point *pts, size_t n)
+{
+	char data[] = "/tmp/rxgemm-bench-XXXXXX";
+	const char *dot = strrchr(o->plot, '.');
+	bool png = dot && strcmp(dot, ".png") == 0;
+	bool have_clblast = false;
+	FILE *f, *gp;
+	int fd, status;
+
+	fd = mkstemp(data);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		perror("rxgemm-bench: plot data");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%g %g %g\n", pts[i].n, pts[i].ours, pts[i].clblast);
+		have_clblast |= pts[i].clblast > 0;
+	}
+	fclose(f);
+	if (!(gp = popen("gnuplot 2>&1", "w"))) {
+		unlink(data);
+		return -1;
+	}
+	fprintf(gp, "set terminal %s size 800,500\nset output '%s'\n",
+		png ? "pngcairo" : "svg", o->plot);
+	fprintf(gp, "set title \"SGEMM%s%s on %s\" noenhanced\n", o->trans_a ? " A^T" : "",
+		o->trans_b ? " B^T" : "", device);
+	fprintf(gp, "set xlabel 'n (cube root of m n k)'\nset ylabel 'GFLOPS'\nset logscale x 2\n"
+		    "set key left top\nset grid\n");
+	/* Room above the peak line, which would otherwise sit on the frame. */
+	if (o->peak_gflops > 0)
+		fprintf(gp, "set yrange [0:%g]\n", o->peak_gflops * 1.1);
+	else
+		fprintf(gp, "set yrange [0:*]\n");
+	fprintf(gp, "plot '%s' using 1:2 with linespoints lw 2 title 'rxgemmd'", data);
+	if (have_clblast)
+		fprintf(gp, ", '%s' using 1:3 with linespoints lw 2 title 'CLBlast'", data);
+	if (o->peak_gflops > 0)
+		fprintf(gp, ", %g with lines dt 2 title 'peak'", o->peak_gflops);
+	fputc('\n', gp);
+	status = pclose(gp);
+	unlink(data);
+	if (status != 0) {
+		fprintf(stderr, "rxgemm-bench: gnuplot failed or is not installed (Debian: "
+				"gnuplot-nox); no plot\n");
+		return -1;
+	}
+	return 0;
 }
 
 /* Time variant vi (or CLBlast when vi < 0) on the buffers: best of repeat, in ns. */
@@ -229,6 +290,7 @@ int main(int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' }, { "no-clblast", no_argument, NULL, 'n' },
 		{ "peak-gflops", required_argument, NULL, 'p' },
 		{ "csv", no_argument, NULL, 'C' },          { "json", no_argument, NULL, 'j' },
+		{ "plot", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
@@ -263,6 +325,7 @@ int main(int argc, char **argv)
 		case 'n': o.clblast = false; break;
 		case 'p': o.peak_gflops = atof(optarg); break;
 		case 'C': o.csv = true; break;
+		case 'P': o.plot = optarg; break;
 		case 'j': o.json = true; break;
 		case 'h': bench_usage(stdout); return 0;
 		default: bench_usage(stderr); return 2;
@@ -300,6 +363,10 @@ int main(int argc, char **argv)
 	else
 		printf("device: %s\n%6s %6s %6s  %-44s %12s %12s %7s %7s %6s\n", dev.description, "m",
 		       "n", "k", "kernel", "ours GFLOPS", "CLBlast", "ratio", "% peak", "check");
+	static struct bench_point pts[64];
+	size_t n_pts = 0;
+	int status = 0;
+
 	for (size_t i = 0; i < o.n_shapes; i++) {
 		struct rxd_gemm gs = { .m = o.shapes[i][0], .n = o.shapes[i][1], .k = o.shapes[i][2] };
 		struct bench_result r;
@@ -311,6 +378,9 @@ int main(int argc, char **argv)
 		ours = gflops_of(&gs, r.ours_ns);
 		theirs = gflops_of(&gs, r.clblast_ns);
 		ratio = theirs > 0 ? ours / theirs : 0;
+		pts[n_pts].n = cbrt((double)gs.m * (double)gs.n * (double)gs.k);
+		pts[n_pts].ours = ours;
+		pts[n_pts++].clblast = theirs;
 		pct = o.peak_gflops > 0 ? 100.0 * ours / o.peak_gflops : 0;
 		check = r.check < 0 ? "-" : r.check ? "ok" : "DIFF";
 		if (o.csv)
@@ -332,9 +402,11 @@ int main(int argc, char **argv)
 	}
 	if (o.json)
 		printf("]}\n");
+	if (o.plot && bench_plot(&o, dev.desc->name, pts, n_pts) < 0)
+		status = 1;
 	gemm_fini(&eng);
 	device_close(&dev);
 	if (clblast)
 		dlclose(clblast);
-	return 0;
+	return status;
 }

@@ -1,0 +1,57 @@
+#!/bin/bash
+# test-bench.sh: rxgemm-bench, the in-process kernel benchmark: a size sweep in CSV and
+# JSON with CLBlast beside it when libclblast is there (and both giving the same C),
+# chosen configurations, a tiny tuning search, the plot, and bad arguments.
+set -euo pipefail
+
+# shellcheck source=tests/lib.sh
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+tl_init
+T=$TL_TMP
+BENCH=${RXGEMM_BENCH:-$(dirname "$RXGEMMD")/rxgemm-bench}
+dev=()
+[ -n "${RXGEMM_TEST_DEVICE:-}" ] && dev=(--device "$RXGEMM_TEST_DEVICE")
+B=("$BENCH" ${dev[@]+"${dev[@]}"} --repeat 1 --warmup 1)
+
+if ! tl_run "csv" 0 "${B[@]}" --sizes 32,48 --shapes 40x8x24 --csv; then
+	if tl_log_says_no_device "$TL_ERR"; then
+		echo "SKIP: no OpenCL device"
+		exit 77
+	fi
+	tl_finish
+fi
+cp "$TL_OUT" "$T/out.csv"
+[ "$(wc -l <"$T/out.csv")" -eq 4 ] && head -n 1 "$T/out.csv" | grep -q '^m,n,k,trans_a,trans_b,kernel,ours_gflops' &&
+	tl_ok "CSV: a header and a row per size" || { tl_fail "CSV shape"; cat "$T/out.csv"; }
+awk -F, 'NR > 1 && !($7 > 0) { bad = 1 } END { exit bad }' "$T/out.csv" &&
+	tl_ok "every size has a rate" || tl_fail "a size without a rate"
+if ldconfig -p | grep -q 'libclblast.so.1'; then
+	awk -F, 'NR > 1 && ($8 <= 0 || $11 != "ok") { bad = 1 } END { exit bad }' "$T/out.csv" &&
+		tl_ok "CLBlast ran beside us and gave the same C" ||
+		{ tl_fail "CLBlast missing or disagreeing"; cat "$T/out.csv"; }
+else
+	echo "note: libclblast not installed: the CLBlast column is not checked"
+fi
+if tl_run "json" 0 "${B[@]}" --sizes 32 --transa --transb --json; then
+	cp "$TL_OUT" "$T/out.json"
+	tl_json "json" "$T/out.json" "d['results'][0]['m'] == 32 and d['results'][0]['trans_a'] and d['results'][0]['kernel'].endswith('-TT')" &&
+		tl_ok "JSON output with the transposes"
+fi
+cfg=reg:32x32x16:8x8:v4x4:p0x0:m0
+if tl_run "config" 0 "${B[@]}" --sizes 40 --config "$cfg" --csv; then
+	grep -q ",$cfg-NN," "$TL_OUT" && tl_ok "--config times the configuration given" ||
+		{ tl_fail "--config did not use $cfg"; tl_show_output; }
+fi
+tl_run "bad config" 2 "${B[@]}" --config reg:7x7x7:1x1:v4x4:p0x0:m0 && tl_ok "a bad --config is refused"
+tl_run "bad sizes" 2 "${B[@]}" --sizes 0 && tl_ok "a bad --sizes is refused"
+if command -v gnuplot >/dev/null 2>&1; then
+	if tl_run "plot" 0 "${B[@]}" --sizes 32,64 --peak-gflops 100 --plot "$T/p.svg"; then
+		grep -q '<svg' "$T/p.svg" && grep -q 'rxgemmd' "$T/p.svg" && tl_ok "--plot draws an SVG" ||
+			tl_fail "--plot wrote no SVG"
+	fi
+	tl_run "plot fails" 1 "${B[@]}" --sizes 32 --plot "$T/no/such/dir/p.svg" &&
+		tl_ok "a plot that cannot be written is an error"
+else
+	echo "note: gnuplot not installed: --plot not checked"
+fi
+tl_finish
