@@ -1044,6 +1044,24 @@ static void status_text_kernel_cache(const struct rxg_status *st)
 	       (unsigned long long)st->kernel_cache_evictions);
 }
 
+/* The device-memory budget: what is reserved, in buffers, pooled, and the peak. */
+static void status_text_budget(const struct rxg_status *st)
+{
+	char budget[32], reserved[32], in_use[32], peak[32], pool[32], quota[32];
+
+	format_bytes(budget, sizeof(budget), st->vram_budget_bytes);
+	format_bytes(reserved, sizeof(reserved), st->vram_reserved_bytes);
+	format_bytes(in_use, sizeof(in_use), st->vram_in_use_bytes);
+	format_bytes(peak, sizeof(peak), st->vram_peak_bytes);
+	format_bytes(pool, sizeof(pool), st->vram_pool_bytes);
+	format_bytes(quota, sizeof(quota), st->vram_client_quota_bytes);
+	printf("budget:   %s, %s reserved (%s in use), peak %s, pool %s in %llu buffers\n",
+	       budget, reserved, in_use, peak, pool, (unsigned long long)st->vram_pool_buffers);
+	printf("          %lu jobs waiting for memory, %llu run in pieces, client quota %s\n",
+	       (unsigned long)st->jobs_waiting_for_memory, (unsigned long long)st->jobs_split,
+	       st->vram_client_quota_bytes ? quota : "none");
+}
+
 static void status_text(const struct rxg_status *st)
 {
 	char up[64], mem[32], alloc[32];
@@ -1068,6 +1086,7 @@ static void status_text(const struct rxg_status *st)
 	else
 		printf(", %.2f GFLOPS on average\n", avg);
 	status_text_kernel_cache(st);
+	status_text_budget(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
 		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
@@ -1203,6 +1222,14 @@ static void status_json(const struct rxg_status *st)
 	json_devices(f, st);
 	fputs(",\"kernel_cache\":", f);
 	json_kernel_cache(f, st);
+	fprintf(f, ",\"memory\":{\"budget_bytes\":%llu,\"reserved_bytes\":%llu,\"in_use_bytes\":%llu,"
+		   "\"peak_bytes\":%llu,\"pool_bytes\":%llu,\"pool_buffers\":%llu,"
+		   "\"jobs_waiting\":%lu,\"client_quota_bytes\":%llu,\"jobs_split\":%llu}",
+		(unsigned long long)st->vram_budget_bytes, (unsigned long long)st->vram_reserved_bytes,
+		(unsigned long long)st->vram_in_use_bytes, (unsigned long long)st->vram_peak_bytes,
+		(unsigned long long)st->vram_pool_bytes, (unsigned long long)st->vram_pool_buffers,
+		(unsigned long)st->jobs_waiting_for_memory,
+		(unsigned long long)st->vram_client_quota_bytes, (unsigned long long)st->jobs_split);
 	fputs(",\"kernels\":[", f);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];

@@ -749,6 +749,15 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->kernel_cache_evictions = w->kernel_cache_evictions;
 	st->kernel_cache_compile_ns = w->kernel_cache_compile_ns;
 	st->kernel_cache_load_ns = w->kernel_cache_load_ns;
+	st->vram_budget_bytes = w->vram_budget_bytes;
+	st->vram_reserved_bytes = w->vram_reserved_bytes;
+	st->vram_in_use_bytes = w->vram_in_use_bytes;
+	st->vram_peak_bytes = w->vram_peak_bytes;
+	st->vram_pool_bytes = w->vram_pool_bytes;
+	st->vram_pool_buffers = w->vram_pool_buffers;
+	st->jobs_waiting_for_memory = w->jobs_waiting_for_memory;
+	st->vram_client_quota_bytes = w->vram_client_quota_bytes;
+	st->jobs_split = w->jobs_split;
 	if (w->n_kernels) {
 		if (!(st->kernels = calloc(w->n_kernels, sizeof(*st->kernels))))
 			goto nomem;

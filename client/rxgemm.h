@@ -190,6 +190,16 @@ struct rxg_status {
 	uint64_t kernel_cache_load_ns;
 	size_t n_kernels;
 	struct rxg_kernel_choice *kernels; /* per transpose pair and size class */
+	/* The device-memory budget: every job's buffers are reserved within it. */
+	uint64_t vram_budget_bytes;
+	uint64_t vram_reserved_bytes;     /* reserved now by the jobs admitted */
+	uint64_t vram_in_use_bytes;       /* of that, in buffers the running jobs hold */
+	uint64_t vram_peak_bytes;         /* most ever reserved plus pooled */
+	uint64_t vram_pool_bytes;         /* idle buffers kept for reuse, within the budget */
+	uint64_t vram_pool_buffers;
+	uint32_t jobs_waiting_for_memory; /* queued until the budget has room */
+	uint64_t vram_client_quota_bytes; /* per connection at once; 0: none */
+	uint64_t jobs_split;              /* jobs bigger than the budget, run in pieces */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

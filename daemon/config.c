@@ -1,8 +1,8 @@
 /* config.c: rxgemmd's options and its config file.
  *
  * The config file holds "key = value" lines with the long options' names as keys (socket,
- * device, log-level, max-frame, hang-timeout, cache-dir, cache-max); '#' starts a comment.
- * Options on the command line win over the file, the file over the built-in defaults. */
+ * device, log-level, max-frame, hang-timeout, cache-dir, cache-max, vram-budget, ...); '#'
+ * starts a comment. Options on the command line win over the file, the file over the built-in defaults. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -17,7 +17,7 @@
 
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
-       OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET };
+       OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -34,6 +34,8 @@ static const struct option config_options[] = {
 	{ "tune-budget", required_argument, NULL, OPT_TUNE_BUDGET },
 	{ "auto-tune", required_argument, NULL, OPT_AUTO_TUNE },
 	{ "auto-tune-budget", required_argument, NULL, OPT_AUTO_TUNE_BUDGET },
+	{ "vram-budget", required_argument, NULL, OPT_VRAM_BUDGET },
+	{ "client-quota", required_argument, NULL, OPT_CLIENT_QUOTA },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -70,10 +72,16 @@ static void config_usage(FILE *f)
 		"  --auto-tune WHEN   search at the first start on a device and driver with no\n"
 		"                     stored choice: gpu (default: GPUs only), always or never\n"
 		"  --auto-tune-budget SECS  time that first-start search may take (default 60)\n"
+		"  --vram-budget SIZE device memory the daemon's buffers may take, e.g. 6G, 512M\n"
+		"                     or 75%% of the device's (default 8G, or the device's memory\n"
+		"                     if less); a job bigger than that runs in pieces\n"
+		"  --client-quota SIZE  device memory one connection may hold reserved at once\n"
+		"                     (default 0: no quota)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
-		"SIGHUP re-reads the config file (log-level and hang-timeout take effect at once).\n"
+		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget and\n"
+		"client-quota take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
@@ -106,6 +114,31 @@ int config_parse_size(const char *s, uint64_t *bytes)
 	if (*end != '\0' || v > (UINT64_MAX >> shift))
 		return -EINVAL;
 	*bytes = (uint64_t)v << shift;
+	return 0;
+}
+
+int config_parse_budget(const char *s, uint64_t *bytes, double *percent)
+{
+	size_t len = strlen(s);
+
+	if (len > 1 && s[len - 1] == '%') {
+		char num[32], *end;
+		double v;
+
+		if (len - 1 >= sizeof(num) || !isdigit((unsigned char)*s))
+			return -EINVAL;
+		memcpy(num, s, len - 1);
+		num[len - 1] = '\0';
+		v = strtod(num, &end);
+		if (*end != '\0' || !(v > 0 && v <= 100))
+			return -EINVAL;
+		*percent = v;
+		*bytes = 0;
+		return 0;
+	}
+	if (config_parse_size(s, bytes) < 0 || *bytes < RXD_MIN_VRAM_BUDGET)
+		return -EINVAL;
+	*percent = 0;
 	return 0;
 }
 
@@ -216,6 +249,21 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_VRAM_BUDGET:
+		if (config_parse_budget(v, &cfg->vram_budget_bytes, &cfg->vram_budget_percent) < 0) {
+			fprintf(stderr, "rxgemmd: %s: vram-budget '%s' is not a size of at least 64K "
+				"(e.g. 6G, 512M) or a percentage of the device's memory (e.g. 75%%)\n",
+				where, v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_CLIENT_QUOTA:
+		if (config_parse_size(v, &cfg->client_quota_bytes) < 0) {
+			fprintf(stderr, "rxgemmd: %s: client-quota '%s' is not a size (e.g. 1G; 0: "
+				"none)\n", where, v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_HANG:
 		if (config_parse_duration(v, &cfg->hang_timeout_ns) < 0) {
 			fprintf(stderr, "rxgemmd: %s: hang-timeout '%s' is not a duration from 0 "
@@ -297,7 +345,7 @@ out:
 
 int config_init(struct rxd_config *cfg, int argc, char **argv)
 {
-	bool seen[OPT_AUTO_TUNE_BUDGET - OPT_SOCKET + 1] = { false };
+	bool seen[OPT_CLIENT_QUOTA - OPT_SOCKET + 1] = { false };
 	char where[64], path[PATH_MAX];
 	int opt;
 
@@ -334,7 +382,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 			break;
 		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
-		case OPT_AUTO_TUNE_BUDGET:
+		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -385,10 +433,13 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 			"the running one");
 		return -EINVAL;
 	}
-	/* What the running daemon can take over without dropping a client. The device-memory
-	 * budget and per-client quotas join this list when they exist (later issues). */
+	/* What the running daemon can take over without dropping a client. */
 	cfg->log_level = next.log_level;
 	cfg->hang_timeout_ns = next.hang_timeout_ns;
+	/* main.c hands these to budget_set_limits. */
+	cfg->vram_budget_bytes = next.vram_budget_bytes;
+	cfg->vram_budget_percent = next.vram_budget_percent;
+	cfg->client_quota_bytes = next.client_quota_bytes;
 	/* What needs a restart: the socket, the device and the kernel cache are in use, and
 	 * connections hold frame readers sized by max-frame. */
 	if (strcmp(next.socket_path, cfg->socket_path) != 0)

@@ -107,6 +107,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 		return;
 	}
 	job->conn = c;
+	job->conn_id = c->id;
 	job->abandoned = &c->abandoned;
 	job->request_id = req->request_id;
 	job->req = req;

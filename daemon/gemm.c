@@ -385,6 +385,34 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 {
 	struct rxd_device *dev = eng->dev;
 	cl_mem a = NULL, b = NULL, c = NULL;
+	cl_int e = CL_SUCCESS;
+	int st;
+
+	memset(t, 0, sizeof(*t));
+	a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, g->a_elems * sizeof(float), NULL, &e);
+	if (a)
+		b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, g->b_elems * sizeof(float), NULL, &e);
+	if (b)
+		c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, g->c_elems * sizeof(float), NULL, &e);
+	if (c)
+		st = gemm_run_buffers(eng, variant, g, a, b, c, c_out, t, err, errlen);
+	else
+		st = gemm_fail(err, errlen, gemm_cl_status(e), "clCreateBuffer failed on the "
+			       "device: %s", device_strerror(e));
+	if (a)
+		clReleaseMemObject(a);
+	if (b)
+		clReleaseMemObject(b);
+	if (c)
+		clReleaseMemObject(c);
+	return st;
+}
+
+int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
+		     char *err, size_t errlen)
+{
+	struct rxd_device *dev = eng->dev;
 	cl_event ev[5] = { NULL };
 	float *zeros = NULL;
 	const float *c_init = g->c;
@@ -408,16 +436,6 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		if ((e = (call)) != CL_SUCCESS)                                               \
 			goto out;                                                             \
 	} while (0)
-	what = "clCreateBuffer";
-	a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, g->a_elems * sizeof(float), NULL, &e);
-	if (!a)
-		goto out;
-	b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, g->b_elems * sizeof(float), NULL, &e);
-	if (!b)
-		goto out;
-	c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, g->c_elems * sizeof(float), NULL, &e);
-	if (!c)
-		goto out;
 	CL_TRY(clEnqueueWriteBuffer(dev->queue, a, CL_FALSE, 0, g->a_elems * sizeof(float), g->a,
 				    0, NULL, &ev[0]),
 	       "clEnqueueWriteBuffer(A)");
@@ -448,12 +466,6 @@ out:
 	for (int i = 0; i < 5; i++)
 		if (ev[i])
 			clReleaseEvent(ev[i]);
-	if (a)
-		clReleaseMemObject(a);
-	if (b)
-		clReleaseMemObject(b);
-	if (c)
-		clReleaseMemObject(c);
 	free(zeros);
 	return st;
 }

@@ -19,6 +19,7 @@ struct rxd_main {
 	struct rxd_device dev;
 	struct rxd_kcache kcache;
 	struct rxd_gemm_engine engine;
+	struct rxd_budget budget;
 	struct rxd_worker worker;
 	struct rxd_server server;
 	struct rxd_sdnotify notify;
@@ -56,8 +57,13 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 	if (m->stopping)
 		return;
 	sdnotify_reloading(&m->notify);
-	if (config_reload(&m->cfg, m->argc, m->argv) == 0)
+	if (config_reload(&m->cfg, m->argc, m->argv) == 0) {
 		log_set_level(m->cfg.log_level);
+		budget_set_limits(&m->budget,
+				  budget_resolve(m->cfg.vram_budget_bytes, m->cfg.vram_budget_percent,
+						 m->dev.global_mem_bytes),
+				  m->cfg.client_quota_bytes);
+	}
 	sdnotify_reloaded(&m->notify);
 }
 
@@ -130,6 +136,16 @@ int main(int argc, char **argv)
 					  "defaults (rxgemmd --tune searches)");
 		}
 	}
+	/* From here on every job's buffers are accounted (the self-tests and the tuner above
+	 * made and released their own). */
+	budget_init(&m.budget,
+		    budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
+				   m.dev.global_mem_bytes),
+		    m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
+	m.engine.budget = &m.budget;
+	log_msg(LOG_INFO, "device-memory budget %.1f MiB of %.1f MiB, client quota %.1f MiB",
+		(double)m.budget.budget_bytes / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
+		(double)m.cfg.client_quota_bytes / 1048576.0);
 	loop = uv_default_loop();
 	if ((ret = worker_start(&m.worker, loop, &m.engine, dispatch_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
@@ -161,6 +177,8 @@ out_loop:
 	if (uv_loop_close(loop) != 0)
 		log_msg(LOG_WARNING, "handles left open at exit");
 out_engine:
+	m.engine.budget = NULL;
+	budget_fini(&m.budget);
 	gemm_fini(&m.engine);
 out_kcache:
 	m.dev.kcache = NULL;

@@ -49,6 +49,9 @@ struct rxd_config {
 	double tune_budget_s;       /* how long --tune may search */
 	int auto_tune;              /* RXD_AUTO_TUNE_*: search at a first start with no tuning */
 	double auto_tune_budget_s;  /* how long that search may take */
+	uint64_t vram_budget_bytes;   /* --vram-budget SIZE; 0: see budget_resolve */
+	double vram_budget_percent;   /* --vram-budget N%: of the device's memory; 0: bytes */
+	uint64_t client_quota_bytes;  /* --client-quota: per connection at once; 0: none */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
@@ -69,6 +72,9 @@ void config_fini(struct rxd_config *cfg);
  * restart (socket, device, max-frame, cache) is logged and kept. On any error cfg is
  * unchanged. 0 or -EINVAL (the reason has been printed). */
 int config_reload(struct rxd_config *cfg, int argc, char **argv);
+/* "6G", "512M" (at least RXD_MIN_VRAM_BUDGET) or "75%" (of the device's memory, more
+ * than 0 and at most 100). 0 or -EINVAL. */
+int config_parse_budget(const char *s, uint64_t *bytes, double *percent);
 /* "4096", "64K", "256M", "8G" (binary units). 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *bytes);
 
@@ -267,6 +273,7 @@ struct rxd_gemm_config {
 #define RXD_GEMM_CLASSES 4 /* size classes of C, each with its own kernel choice */
 
 struct rxd_gemm_variant;
+struct rxd_budget;
 struct rxd_gemm_engine {
 	struct rxd_device *dev;
 	struct rxd_gemm_variant *variants; /* built and self-tested kernels */
@@ -275,6 +282,8 @@ struct rxd_gemm_engine {
 	double tuned_gflops[2][2][RXD_GEMM_CLASSES]; /* measured by the tuner; 0: default */
 	bool tuned;                        /* choices come from tune_run or tune_load */
 	uint64_t build_ns;                 /* time spent compiling at start-up */
+	struct rxd_budget *budget;         /* jobs' buffers (split.c); set by main.c once the
+					    * kernels are built; NULL: made per job, unaccounted */
 };
 
 /* Build every kernel variant the engine will use, so that no job pays a compile.
@@ -311,9 +320,129 @@ struct rxd_job_timings {
  * RXGEMM__STATUS__* code with a sentence in err on failure; *kernel names the variant. */
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
 	     struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+/* gemm_run_variant on buffers the caller made (at least g's a, b and c elems each). */
+int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
+		     char *err, size_t errlen);
 /* The same with a given variant. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+
+/* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
+/* Every buffer a job uses comes from here, charged to a reservation the job made before it
+ * ran: the sum of reservations plus the pool's idle buffers never exceeds budget_bytes.
+ * Buffers made at start-up before serving (the kernels' self-tests in gemm_init, the
+ * tuner, rxgemm-bench) are created and released directly, before the budget exists, and
+ * are not accounted; the largest of them is the tuner's (3 x 2048^2 floats).
+ *
+ * Threads: the device worker reserves, takes buffers and releases; the loop thread reads
+ * budget_stats and changes the limits on SIGHUP. b->lock guards everything below; it is a
+ * leaf lock, never held while calling out (OpenCL, libuv, the alloc/free callbacks), and
+ * never taken while holding w->lock or the kcache lock (nor they while holding it). */
+#define RXD_DEFAULT_VRAM_BUDGET (8ull << 30)
+#define RXD_MIN_VRAM_BUDGET (64ull << 10)
+#define RXD_BUDGET_MIN_BUFFER 4096ull /* the smallest size class of the pool */
+
+struct rxd_budget_buf {
+	struct rxd_budget_buf *next;
+	void *mem;           /* cl_mem in the daemon; whatever alloc gave in tests */
+	uint64_t bytes;      /* its size class (budget_round) */
+};
+
+/* One job's claim on the budget (budget_reserve .. budget_release). */
+struct rxd_budget_res {
+	struct rxd_budget_res *next; /* in the budget's list of live reservations */
+	uint32_t owner;              /* the connection, for the quota */
+	uint64_t bytes;              /* reserved */
+	uint64_t used_bytes;         /* of buffers taken, within bytes */
+	struct rxd_budget_buf *bufs; /* taken from the pool or made for this reservation */
+	bool live;
+};
+
+struct rxd_budget_stats {
+	uint64_t budget_bytes, quota_bytes, reserved_bytes, in_use_bytes, peak_bytes;
+	uint64_t pool_bytes, pool_buffers, waiting, allocations, reuses, evictions, split_jobs;
+};
+
+struct rxd_budget {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;          /* broadcast when memory is released or limits change */
+	bool initialized;
+	uint64_t budget_bytes;
+	uint64_t quota_bytes;         /* per owner, reservations at once; 0: none */
+	uint64_t reserved_bytes;      /* sum of live reservations */
+	uint64_t in_use_bytes;        /* sum of their buffers */
+	uint64_t pool_bytes;          /* idle buffers kept for reuse */
+	uint64_t pool_buffers;
+	uint64_t peak_bytes;          /* most reserved_bytes + pool_bytes ever */
+	uint64_t waiting;             /* reservations blocked in budget_reserve now */
+	uint64_t allocations, reuses, evictions, split_jobs;
+	struct rxd_budget_buf *pool;  /* idle, most recently returned first */
+	struct rxd_budget_res *live;
+	/* Make or free one buffer of bytes; called without the lock. 0 or a negative errno
+	 * (alloc) with *err (may be NULL) set to the OpenCL error. */
+	int (*alloc)(void *ctx, uint64_t bytes, void **mem, int *err);
+	void (*free)(void *ctx, void *mem);
+	void *ctx;
+};
+
+/* budget_bytes must be >= RXD_MIN_VRAM_BUDGET. alloc and free make the buffers (see above);
+ * budget_cl_alloc/budget_cl_free with ctx a struct rxd_device * do it with OpenCL. */
+void budget_init(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes,
+		 int (*alloc)(void *, uint64_t, void **, int *), void (*free_fn)(void *, void *),
+		 void *ctx);
+/* Free the pool; every reservation must have been released. Safe on a zeroed struct. */
+void budget_fini(struct rxd_budget *b);
+int budget_cl_alloc(void *dev, uint64_t bytes, void **mem, int *err);
+void budget_cl_free(void *dev, void *mem);
+/* The budget for a configuration: the percentage of global memory when percent > 0, else
+ * bytes (0: RXD_DEFAULT_VRAM_BUDGET), never more than global_mem_bytes. */
+uint64_t budget_resolve(uint64_t bytes, double percent, uint64_t global_mem_bytes);
+/* SIGHUP: new limits for reservations made from now on (live ones keep theirs). */
+void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes);
+/* The size class a buffer of bytes is made in: at least RXD_BUDGET_MIN_BUFFER, rounded up
+ * to an eighth of its power of two (at most 12.5% more), so that the pool can reuse it. */
+uint64_t budget_round(uint64_t bytes);
+/* Reserve bytes for owner, atomically against the budget and the owner's quota, freeing
+ * idle pool buffers when that makes the room. When the room is taken by other
+ * reservations: wait for it when wait is set (until *cancel, may be NULL, is true when
+ * woken), else -EAGAIN. 0, -E2BIG (more than the budget: never fits), -EDQUOT (over the
+ * owner's quota), -EAGAIN or -ECANCELED. */
+int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
+		   uint64_t bytes, bool wait, atomic_bool *cancel);
+/* A buffer of at least bytes for res: an idle one of its size class from the pool, else a
+ * new one. It stays res's until budget_release. 0, -ENOSPC (over the reservation: a bug)
+ * or alloc's error. */
+int budget_buf_get(struct rxd_budget *b, struct rxd_budget_res *res, uint64_t bytes,
+		   void **mem, int *err);
+/* End res: its buffers go to the pool, idle and still counted, and waiting reservations
+ * are woken. Safe on a reservation that never was made. */
+void budget_release(struct rxd_budget *b, struct rxd_budget_res *res);
+/* Free every idle buffer (after a device allocation failure: the pool may be to blame). */
+void budget_trim(struct rxd_budget *b);
+void budget_note_split(struct rxd_budget *b);
+void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out);
+/* Wake the waiters so that cancelled ones leave (a client went away). */
+void budget_wake(struct rxd_budget *b);
+
+/* ---- split.c: running a job within the budget, in pieces when it must be ---- */
+/* A job's pieces: blocks of mb x nb x kb over bb matrices of the batch. */
+struct rxd_split_plan {
+	int64_t mb, nb, kb, bb;
+	uint64_t piece_bytes;   /* device memory one piece needs (its three buffers) */
+	uint64_t whole_bytes;   /* what the job needs as one piece, with its leading dimensions */
+	bool split;             /* more than one piece */
+};
+
+/* Plan g within limit_bytes, no buffer above max_buffer_bytes. 0, or -E2BIG when even a
+ * 1 x 1 x 1 piece does not fit (plan->piece_bytes then says what that needs). */
+int split_plan(const struct rxd_gemm *g, uint64_t limit_bytes, uint64_t max_buffer_bytes,
+	       struct rxd_split_plan *plan);
+/* Run g with its buffers from b, reserved for owner (waiting for the room when needed,
+ * until *cancel), whole or in pieces; like gemm_run otherwise. Device thread only. */
+int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
+	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
+	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
 
 /* ---- tune.c: searching kernel configurations, remembering the winners ---- */
 /* Time a grid of configurations for every transpose pair and size class, within budget_s
@@ -334,6 +463,7 @@ struct rxd_conn;
 struct rxd_job {
 	struct rxd_job *next;
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
+	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool *abandoned;      /* set by the loop when the client went away: skip the job */
 	uint64_t request_id;
 	Rxgemm__Request *req;        /* owned: the unpacked request; g points into it */

@@ -49,6 +49,9 @@ void conn_close(struct rxd_conn *c)
 	c->closing = true;
 	/* Queued jobs of this client are skipped by the worker; a running one finishes. */
 	atomic_store(&c->abandoned, true);
+	/* A job of this client that waits for device memory gives up now. */
+	if (srv->worker && srv->worker->engine && srv->worker->engine->budget)
+		budget_wake(srv->worker->engine->budget);
 	if (c->prev)
 		c->prev->next = c->next;
 	else

@@ -58,6 +58,20 @@ int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
 	out->kernel_ns_total = st->kernel_ns_total;
 	out->device_global_mem_bytes = dev->global_mem_bytes;
 	out->device_max_alloc_bytes = dev->max_alloc_bytes;
+	if (eng->budget) {
+		struct rxd_budget_stats bs;
+
+		budget_stats(eng->budget, &bs);
+		out->vram_budget_bytes = bs.budget_bytes;
+		out->vram_reserved_bytes = bs.reserved_bytes;
+		out->vram_in_use_bytes = bs.in_use_bytes;
+		out->vram_peak_bytes = bs.peak_bytes;
+		out->vram_pool_bytes = bs.pool_bytes;
+		out->vram_pool_buffers = bs.pool_buffers;
+		out->jobs_waiting_for_memory = (uint32_t)bs.waiting;
+		out->vram_client_quota_bytes = bs.quota_bytes;
+		out->jobs_split = bs.split_jobs;
+	}
 	if (dev->kcache) {
 		struct rxd_kcache_stats kc;
 

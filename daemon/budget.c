@@ -1,0 +1,346 @@
+/* budget.c: the device-memory budget, admission and the buffer pool.
+ *
+ * Accounting: a job reserves what its buffers will take (split.c computes it from the
+ * shapes) before it runs; its buffers come out of that reservation, from the pool when an
+ * idle buffer of the right size class is there, else newly made. When the job ends its
+ * buffers go back to the pool, idle but still counted, so that
+ *
+ *     reserved_bytes + pool_bytes <= budget_bytes
+ *
+ * holds at every moment that the lock is free, and the device never holds more of our
+ * buffers than that. A reservation that finds the room taken by idle buffers frees as many
+ * of them as it needs (least recently used first); one that finds it taken by other
+ * reservations waits (admission control) or is told -EAGAIN.
+ *
+ * Lock order: b->lock is a leaf lock (see rxgemmd.h). Buffers are made and freed through the
+ * alloc/free callbacks with the lock dropped: a freed buffer has left the accounting before
+ * it is freed, and a reservation is made before its buffers exist, so the device holds at
+ * most what the accounting says. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rxgemmd.h"
+
+uint64_t budget_round(uint64_t bytes)
+{
+	uint64_t step;
+	int log2;
+
+	if (bytes <= RXD_BUDGET_MIN_BUFFER)
+		return RXD_BUDGET_MIN_BUFFER;
+	log2 = 63 - __builtin_clzll(bytes);
+	step = 1ull << (log2 - 3);
+	if (bytes > UINT64_MAX - step)
+		return UINT64_MAX;
+	return (bytes + step - 1) / step * step;
+}
+
+uint64_t budget_resolve(uint64_t bytes, double percent, uint64_t global_mem_bytes)
+{
+	uint64_t v;
+
+	if (percent > 0)
+		v = (uint64_t)((double)global_mem_bytes * percent / 100.0);
+	else
+		v = bytes ? bytes : RXD_DEFAULT_VRAM_BUDGET;
+	if (global_mem_bytes && v > global_mem_bytes)
+		v = global_mem_bytes;
+	if (v < RXD_MIN_VRAM_BUDGET)
+		v = RXD_MIN_VRAM_BUDGET;
+	return v;
+}
+
+void budget_init(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes,
+		 int (*alloc)(void *, uint64_t, void **, int *), void (*free_fn)(void *, void *),
+		 void *ctx)
+{
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_cond_init(&b->cond, NULL);
+	b->budget_bytes = budget_bytes;
+	b->quota_bytes = quota_bytes;
+	b->alloc = alloc;
+	b->free = free_fn;
+	b->ctx = ctx;
+	b->initialized = true;
+}
+
+static void budget_free_list(struct rxd_budget *b, struct rxd_budget_buf *list)
+{
+	while (list) {
+		struct rxd_budget_buf *next = list->next;
+		b->free(b->ctx, list->mem);
+		free(list);
+		list = next;
+	}
+}
+
+void budget_fini(struct rxd_budget *b)
+{
+	if (!b->initialized)
+		return;
+	if (b->live)
+		fatal("budget_fini with a reservation still live: a broken invariant");
+	budget_free_list(b, b->pool);
+	pthread_mutex_destroy(&b->lock);
+	pthread_cond_destroy(&b->cond);
+	memset(b, 0, sizeof(*b));
+}
+
+int budget_cl_alloc(void *dev, uint64_t bytes, void **mem, int *err)
+{
+	struct rxd_device *d = dev;
+	cl_int e = CL_SUCCESS;
+	cl_mem m;
+
+	if (bytes > SIZE_MAX)
+		return -E2BIG;
+	/* Read-write, so that any idle buffer can serve as A, B or C later. */
+	m = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, (size_t)bytes, NULL, &e);
+	if (err)
+		*err = e;
+	if (!m)
+		return -ENOMEM;
+	*mem = m;
+	return 0;
+}
+
+void budget_cl_free(void *dev, void *mem)
+{
+	(void)dev;
+	clReleaseMemObject((cl_mem)mem);
+}
+
+void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes)
+{
+	pthread_mutex_lock(&b->lock);
+	b->budget_bytes = budget_bytes;
+	b->quota_bytes = quota_bytes;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void budget_note_peak(struct rxd_budget *b)
+{
+	uint64_t now = b->reserved_bytes + b->pool_bytes;
+
+	if (now > b->peak_bytes)
+		b->peak_bytes = now;
+}
+
+/* Take idle buffers off the pool, oldest first, until reserved + pool + want fits the
+ * budget; they are returned for freeing outside the lock. Call with the lock held, only
+ * when reserved + want fits. */
+static struct rxd_budget_buf *budget_evict_locked(struct rxd_budget *b, uint64_t want)
+{
+	struct rxd_budget_buf *evicted = NULL;
+
+	while (b->pool && b->reserved_bytes + b->pool_bytes + want > b->budget_bytes) {
+		struct rxd_budget_buf **pp = &b->pool, *victim;
+
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		victim = *pp;
+		*pp = NULL;
+		b->pool_bytes -= victim->bytes;
+		b->pool_buffers--;
+		b->evictions++;
+		victim->next = evicted;
+		evicted = victim;
+	}
+	return evicted;
+}
+
+int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
+		   uint64_t bytes, bool wait, atomic_bool *cancel)
+{
+	struct rxd_budget_buf *evicted = NULL;
+	bool counted = false;
+	int ret = 0;
+
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_lock(&b->lock);
+	for (;;) {
+		uint64_t mine = 0;
+
+		if (bytes > b->budget_bytes) {
+			ret = -E2BIG;
+			break;
+		}
+		if (b->quota_bytes) {
+			for (struct rxd_budget_res *r = b->live; r; r = r->next)
+				if (r->owner == owner)
+					mine += r->bytes;
+			if (mine + bytes > b->quota_bytes) {
+				ret = -EDQUOT;
+				break;
+			}
+		}
+		if (b->reserved_bytes + bytes <= b->budget_bytes) {
+			evicted = budget_evict_locked(b, bytes);
+			res->owner = owner;
+			res->bytes = bytes;
+			res->live = true;
+			res->next = b->live;
+			b->live = res;
+			b->reserved_bytes += bytes;
+			budget_note_peak(b);
+			break;
+		}
+		if (!wait) {
+			ret = -EAGAIN;
+			break;
+		}
+		if (cancel && atomic_load(cancel)) {
+			ret = -ECANCELED;
+			break;
+		}
+		if (!counted) {
+			b->waiting++;
+			counted = true;
+		}
+		pthread_cond_wait(&b->cond, &b->lock);
+	}
+	if (counted)
+		b->waiting--;
+	pthread_mutex_unlock(&b->lock);
+	budget_free_list(b, evicted);
+	return ret;
+}
+
+int budget_buf_get(struct rxd_budget *b, struct rxd_budget_res *res, uint64_t bytes,
+		   void **mem, int *err)
+{
+	uint64_t size = budget_round(bytes);
+	struct rxd_budget_buf *buf = NULL, **pp;
+	int ret;
+
+	if (err)
+		*err = 0;
+	pthread_mutex_lock(&b->lock);
+	if (!res->live || res->used_bytes + size > res->bytes) {
+		pthread_mutex_unlock(&b->lock);
+		return -ENOSPC;
+	}
+	for (pp = &b->pool; *pp; pp = &(*pp)->next)
+		if ((*pp)->bytes == size) {
+			buf = *pp;
+			*pp = buf->next;
+			b->pool_bytes -= size;
+			b->pool_buffers--;
+			b->reuses++;
+			break;
+		}
+	/* Charged now, so that the room is the reservation's while the buffer is made. */
+	res->used_bytes += size;
+	b->in_use_bytes += size;
+	pthread_mutex_unlock(&b->lock);
+	if (!buf) {
+		void *m = NULL;
+
+		buf = malloc(sizeof(*buf));
+		ret = buf ? b->alloc(b->ctx, size, &m, err) : -ENOMEM;
+		if (ret < 0) {
+			free(buf);
+			pthread_mutex_lock(&b->lock);
+			res->used_bytes -= size;
+			b->in_use_bytes -= size;
+			pthread_mutex_unlock(&b->lock);
+			return ret;
+		}
+		buf->mem = m;
+		buf->bytes = size;
+		pthread_mutex_lock(&b->lock);
+		b->allocations++;
+		pthread_mutex_unlock(&b->lock);
+	}
+	/* res->bufs belongs to the reservation's thread; the lock is not needed for it. */
+	buf->next = res->bufs;
+	res->bufs = buf;
+	*mem = buf->mem;
+	return 0;
+}
+
+void budget_release(struct rxd_budget *b, struct rxd_budget_res *res)
+{
+	struct rxd_budget_res **pp;
+
+	if (!res->live)
+		return;
+	pthread_mutex_lock(&b->lock);
+	for (pp = &b->live; *pp; pp = &(*pp)->next)
+		if (*pp == res) {
+			*pp = res->next;
+			break;
+		}
+	/* The buffers, most recent first at the pool's head; they were inside the
+	 * reservation that goes now, so the sum cannot grow. */
+	while (res->bufs) {
+		struct rxd_budget_buf *buf = res->bufs;
+
+		res->bufs = buf->next;
+		buf->next = b->pool;
+		b->pool = buf;
+		b->pool_bytes += buf->bytes;
+		b->pool_buffers++;
+	}
+	b->in_use_bytes -= res->used_bytes;
+	b->reserved_bytes -= res->bytes;
+	res->live = false;
+	res->used_bytes = 0;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void budget_trim(struct rxd_budget *b)
+{
+	struct rxd_budget_buf *pool;
+
+	pthread_mutex_lock(&b->lock);
+	pool = b->pool;
+	b->pool = NULL;
+	b->evictions += b->pool_buffers;
+	b->pool_bytes = 0;
+	b->pool_buffers = 0;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+	budget_free_list(b, pool);
+}
+
+void budget_note_split(struct rxd_budget *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->split_jobs++;
+	pthread_mutex_unlock(&b->lock);
+}
+
+void budget_wake(struct rxd_budget *b)
+{
+	if (!b->initialized)
+		return;
+	pthread_mutex_lock(&b->lock);
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!b->initialized)
+		return;
+	pthread_mutex_lock(&b->lock);
+	out->budget_bytes = b->budget_bytes;
+	out->quota_bytes = b->quota_bytes;
+	out->reserved_bytes = b->reserved_bytes;
+	out->in_use_bytes = b->in_use_bytes;
+	out->peak_bytes = b->peak_bytes;
+	out->pool_bytes = b->pool_bytes;
+	out->pool_buffers = b->pool_buffers;
+	out->waiting = b->waiting;
+	out->allocations = b->allocations;
+	out->reuses = b->reuses;
+	out->evictions = b->evictions;
+	out->split_jobs = b->split_jobs;
+	pthread_mutex_unlock(&b->lock);
+}

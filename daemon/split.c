@@ -1,0 +1,341 @@
+/* split.c: running a job within the device-memory budget (budget.c), in pieces when it
+ * must be.
+ *
+ * A job whose buffers fit the budget reserves them, waits for the room when other
+ * reservations hold it (admission), and runs as it is on buffers from the pool. A job that
+ * can never fit as one piece runs as blocks of mb x nb x kb over bb matrices of its batch,
+ * each packed tight on the host and run through gemm_run_buffers with the kernel that
+ * gemm_choose picks for its shape: C's block is summed over the K blocks, the first with
+ * the request's beta and the rest with beta = 1. Every piece reuses the same three
+ * buffers, made for the largest piece, so one reservation of piece_bytes covers the job.
+ * The reply's padding (between ldc columns, between batch strides) is C's as sent, or
+ * zeros, exactly as when the job runs whole. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rxgemmd.h"
+
+/* Bytes on the device for a piece, its three buffers each rounded to a pool size class;
+ * UINT64_MAX when one of them is over max_buffer_bytes. */
+static uint64_t split_piece_bytes(int64_t mb, int64_t nb, int64_t kb, int64_t bb,
+				  uint64_t max_buffer_bytes)
+{
+	uint64_t f = sizeof(float) * (uint64_t)bb;
+	uint64_t a = budget_round((uint64_t)mb * (uint64_t)kb * f);
+	uint64_t b = budget_round((uint64_t)kb * (uint64_t)nb * f);
+	uint64_t c = budget_round((uint64_t)mb * (uint64_t)nb * f);
+
+	if (a > max_buffer_bytes || b > max_buffer_bytes || c > max_buffer_bytes)
+		return UINT64_MAX;
+	return a + b + c;
+}
+
+/* Half of x, rounded up to a multiple of 64 (whole kernel tiles) while that still
+ * shrinks it. */
+static int64_t split_halve(int64_t x)
+{
+	int64_t h = (x + 1) / 2;
+
+	if (x > 128)
+		h = (h + 63) / 64 * 64;
+	return h;
+}
+
+int split_plan(const struct rxd_gemm *g, uint64_t limit_bytes, uint64_t max_buffer_bytes,
+	       struct rxd_split_plan *plan)
+{
+	uint64_t a = budget_round(g->a_elems * sizeof(float));
+	uint64_t b = budget_round(g->b_elems * sizeof(float));
+	uint64_t c = budget_round(g->c_elems * sizeof(float));
+	int64_t batch = g->batch_count > 1 ? g->batch_count : 1;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->whole_bytes = a + b + c;
+	plan->mb = g->m, plan->nb = g->n, plan->kb = g->k, plan->bb = batch;
+	if (plan->whole_bytes <= limit_bytes && a <= max_buffer_bytes && b <= max_buffer_bytes &&
+	    c <= max_buffer_bytes) {
+		plan->piece_bytes = plan->whole_bytes;
+		return 0;
+	}
+	/* Packed tight, the same shape may fit already (a large ld); else shrink the batch
+	 * first (no extra passes over C), then whichever of m, n and k saves the most,
+	 * preferring m and n: every K block costs a round trip of C's block. */
+	plan->split = true;
+	for (;;) {
+		uint64_t mb = (uint64_t)plan->mb, nb = (uint64_t)plan->nb, kb = (uint64_t)plan->kb;
+		uint64_t save_m, save_n, save_k;
+
+		plan->piece_bytes = split_piece_bytes(plan->mb, plan->nb, plan->kb, plan->bb,
+						      max_buffer_bytes);
+		if (plan->piece_bytes <= limit_bytes)
+			return 0;
+		if (plan->bb > 1) {
+			plan->bb = (plan->bb + 1) / 2;
+			continue;
+		}
+		save_m = plan->mb > 1 ? mb * kb + mb * nb : 0;
+		save_n = plan->nb > 1 ? kb * nb + mb * nb : 0;
+		save_k = plan->kb > 1 ? mb * kb + kb * nb : 0;
+		if (!save_m && !save_n && !save_k)
+			break;
+		if (save_m >= save_n && save_m >= save_k)
+			plan->mb = split_halve(plan->mb);
+		else if (save_n >= save_k)
+			plan->nb = split_halve(plan->nb);
+		else
+			plan->kb = split_halve(plan->kb);
+	}
+	plan->piece_bytes = split_piece_bytes(1, 1, 1, 1, UINT64_MAX);
+	return -E2BIG;
+}
+
+/* Copy rows x cols of the stored column-major matrices b0 .. b0 + bn of src (leading
+ * dimension ld, stride apart), from (r0, c0) on, into dst packed tight; split_uncopy
+ * copies back. */
+static void split_copy(float *dst, const float *src, int64_t ld, int64_t stride, int64_t r0,
+		       int64_t c0, int64_t rows, int64_t cols, int64_t b0, int64_t bn)
+{
+	for (int64_t bi = 0; bi < bn; bi++)
+		for (int64_t j = 0; j < cols; j++)
+			memcpy(dst + (bi * cols + j) * rows,
+			       src + (b0 + bi) * stride + r0 + (c0 + j) * ld,
+			       (size_t)rows * sizeof(float));
+}
+
+static void split_uncopy(float *dst, int64_t ld, int64_t stride, const float *src,
+			 int64_t r0, int64_t c0, int64_t rows, int64_t cols, int64_t b0,
+			 int64_t bn)
+{
+	for (int64_t bi = 0; bi < bn; bi++)
+		for (int64_t j = 0; j < cols; j++)
+			memcpy(dst + (b0 + bi) * stride + r0 + (c0 + j) * ld,
+			       src + (bi * cols + j) * rows, (size_t)rows * sizeof(float));
+}
+
+static int64_t split_min(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static void split_add_timings(struct rxd_job_timings *sum, const struct rxd_job_timings *t)
+{
+	sum->h2d_ns += t->h2d_ns;
+	sum->kernel_ns += t->kernel_ns;
+	sum->d2h_ns += t->d2h_ns;
+}
+
+/* Run g's pieces on buffers a, b, c of plan's piece size. */
+static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_plan *p,
+			    const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c, float *c_out,
+			    struct rxd_job_timings *t, const char **kernel, char *err,
+			    size_t errlen)
+{
+	int64_t batch = g->batch_count > 1 ? g->batch_count : 1;
+	size_t a_max = (size_t)(p->mb * p->kb * p->bb), b_max = (size_t)(p->kb * p->nb * p->bb);
+	size_t c_max = (size_t)(p->mb * p->nb * p->bb);
+	float *pa = malloc(a_max * sizeof(float)), *pb = malloc(b_max * sizeof(float));
+	float *pc_in = malloc(c_max * sizeof(float)), *pc_out = malloc(c_max * sizeof(float));
+	int st = RXGEMM__STATUS__STATUS_OK;
+
+	if (!pa || !pb || !pc_in || !pc_out) {
+		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+		snprintf(err, errlen, "out of host memory for the pieces of a split GEMM");
+		goto out;
+	}
+	/* The reply starts as C as sent (or zeros): its padding stays so. */
+	if (g->c)
+		memcpy(c_out, g->c, g->c_elems * sizeof(float));
+	else
+		memset(c_out, 0, g->c_elems * sizeof(float));
+	for (int64_t b0 = 0; b0 < batch; b0 += p->bb) {
+		int64_t bn = split_min(p->bb, batch - b0);
+		for (int64_t j0 = 0; j0 < g->n; j0 += p->nb) {
+			int64_t jn = split_min(p->nb, g->n - j0);
+			for (int64_t i0 = 0; i0 < g->m; i0 += p->mb) {
+				int64_t in = split_min(p->mb, g->m - i0);
+				for (int64_t p0 = 0; p0 < g->k; p0 += p->kb) {
+					int64_t pn = split_min(p->kb, g->k - p0);
+					struct rxd_gemm s = *g;
+					struct rxd_job_timings pt;
+					int v;
+
+					s.m = in, s.n = jn, s.k = pn, s.batch_count = bn;
+					s.beta = p0 == 0 ? g->beta : 1.0f;
+					if (!g->trans_a)
+						split_copy(pa, g->a, g->lda, g->stride_a, i0, p0, in, pn, b0, bn);
+					else
+						split_copy(pa, g->a, g->lda, g->stride_a, p0, i0, pn, in, b0, bn);
+					if (!g->trans_b)
+						split_copy(pb, g->b, g->ldb, g->stride_b, p0, j0, pn, jn, b0, bn);
+					else
+						split_copy(pb, g->b, g->ldb, g->stride_b, j0, p0, jn, pn, b0, bn);
+					s.lda = g->trans_a ? pn : in;
+					s.ldb = g->trans_b ? jn : pn;
+					s.ldc = in;
+					s.a_elems = (size_t)(in * pn * bn);
+					s.b_elems = (size_t)(pn * jn * bn);
+					s.c_elems = (size_t)(in * jn * bn);
+					s.stride_a = bn > 1 ? in * pn : 0;
+					s.stride_b = bn > 1 ? pn * jn : 0;
+					s.stride_c = bn > 1 ? in * jn : 0;
+					s.a = pa, s.b = pb;
+					if (p0 > 0) {
+						float *tmp = pc_in;
+						pc_in = pc_out, pc_out = tmp;
+						s.c = pc_in;
+					} else if (g->beta != 0.0f) {
+						split_copy(pc_in, c_out, g->ldc, g->stride_c, i0, j0, in, jn, b0, bn);
+						s.c = pc_in;
+					} else {
+						s.c = NULL; /* beta == 0: never read */
+					}
+					s.c_given_elems = s.c ? s.c_elems : 0;
+					s.flops = 2 * (uint64_t)in * (uint64_t)jn * (uint64_t)pn *
+						  (uint64_t)bn;
+					v = gemm_choose(eng, &s);
+					if (!*kernel)
+						*kernel = gemm_variant_name(eng, v);
+					st = gemm_run_buffers(eng, v, &s, a, b, c, pc_out, &pt, err,
+							      errlen);
+					if (st != RXGEMM__STATUS__STATUS_OK)
+						goto out;
+					split_add_timings(t, &pt);
+				}
+				split_uncopy(c_out, g->ldc, g->stride_c, pc_out, i0, j0, in, jn, b0,
+					     bn);
+			}
+		}
+	}
+out:
+	free(pa), free(pb), free(pc_in), free(pc_out);
+	return st;
+}
+
+static void split_format_bytes(char *buf, size_t len, uint64_t bytes)
+{
+	if (bytes >= (1ull << 30))
+		snprintf(buf, len, "%llu bytes (%.1f GiB)", (unsigned long long)bytes,
+			 (double)bytes / (1ull << 30));
+	else if (bytes >= (1ull << 20))
+		snprintf(buf, len, "%llu bytes (%.1f MiB)", (unsigned long long)bytes,
+			 (double)bytes / (1ull << 20));
+	else
+		snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+}
+
+/* Reserve, take the three buffers and run. An allocation failure leaves *alloc_failed. */
+static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
+			  atomic_bool *cancel, const struct rxd_gemm *g,
+			  const struct rxd_split_plan *plan, float *c_out,
+			  struct rxd_job_timings *t, const char **kernel, bool *alloc_failed,
+			  char *err, size_t errlen)
+{
+	struct rxd_budget_res res;
+	struct rxd_budget_stats bs;
+	uint64_t sizes[3];
+	void *mem[3] = { NULL };
+	char need[64], have[64];
+	int ret, st = RXGEMM__STATUS__STATUS_OK, cl_err = 0;
+
+	*alloc_failed = false;
+	ret = budget_reserve(b, &res, owner, plan->piece_bytes, true, cancel);
+	if (ret < 0) {
+		budget_stats(b, &bs);
+		split_format_bytes(need, sizeof(need), plan->piece_bytes);
+		if (ret == -EDQUOT) {
+			split_format_bytes(have, sizeof(have), bs.quota_bytes);
+			snprintf(err, errlen, "this job needs %s of device memory at once, over this "
+				 "client's quota of %s (client-quota)", need, have);
+			return RXGEMM__STATUS__STATUS_TOO_BIG;
+		}
+		if (ret == -ECANCELED) {
+			snprintf(err, errlen, "the client disconnected while the job waited for "
+				 "device memory");
+			return RXGEMM__STATUS__STATUS_SHUTDOWN;
+		}
+		split_format_bytes(have, sizeof(have), bs.budget_bytes);
+		snprintf(err, errlen, "this job needs %s of device memory at once, more than the "
+			 "budget of %s (vram-budget)", need, have);
+		return RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (!plan->split) {
+		sizes[0] = g->a_elems * sizeof(float);
+		sizes[1] = g->b_elems * sizeof(float);
+		sizes[2] = g->c_elems * sizeof(float);
+	} else {
+		sizes[0] = (uint64_t)(plan->mb * plan->kb * plan->bb) * sizeof(float);
+		sizes[1] = (uint64_t)(plan->kb * plan->nb * plan->bb) * sizeof(float);
+		sizes[2] = (uint64_t)(plan->mb * plan->nb * plan->bb) * sizeof(float);
+	}
+	for (int i = 0; i < 3; i++) {
+		if ((ret = budget_buf_get(b, &res, sizes[i], &mem[i], &cl_err)) < 0) {
+			split_format_bytes(need, sizeof(need), budget_round(sizes[i]));
+			snprintf(err, errlen, "a device buffer of %s could not be made: %s", need,
+				 cl_err ? device_strerror(cl_err) : strerror(-ret));
+			*alloc_failed = ret != -ENOSPC;
+			st = ret == -ENOSPC ? RXGEMM__STATUS__STATUS_INTERNAL
+					    : RXGEMM__STATUS__STATUS_NO_MEMORY;
+			goto out;
+		}
+	}
+	if (!plan->split) {
+		int v = gemm_choose(eng, g);
+
+		*kernel = gemm_variant_name(eng, v);
+		st = gemm_run_buffers(eng, v, g, mem[0], mem[1], mem[2], c_out, t, err, errlen);
+	} else {
+		budget_note_split(b);
+		st = split_run_pieces(eng, plan, g, mem[0], mem[1], mem[2], c_out, t, kernel, err,
+				      errlen);
+	}
+out:
+	budget_release(b, &res);
+	return st;
+}
+
+int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
+	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
+	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen)
+{
+	struct rxd_budget_stats bs;
+	struct rxd_split_plan plan;
+	bool alloc_failed;
+	int st;
+
+	memset(t, 0, sizeof(*t));
+	*kernel = NULL;
+	budget_stats(b, &bs);
+	if (split_plan(g, bs.budget_bytes, eng->dev->max_alloc_bytes, &plan) < 0) {
+		char need[64], have[64];
+
+		split_format_bytes(need, sizeof(need), plan.piece_bytes);
+		split_format_bytes(have, sizeof(have), bs.budget_bytes);
+		snprintf(err, errlen, "this job needs at least %s of device memory at once (its "
+			 "smallest piece), more than the budget of %s (vram-budget)", need, have);
+		return RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (plan.split)
+		log_msg(LOG_DEBUG, "gemm %lldx%lldx%lld (batch %lld) needs %llu bytes, over the "
+			"budget: pieces of %lldx%lldx%lld (batch %lld), %llu bytes each",
+			(long long)g->m, (long long)g->n, (long long)g->k,
+			(long long)g->batch_count, (unsigned long long)plan.whole_bytes,
+			(long long)plan.mb, (long long)plan.nb, (long long)plan.kb,
+			(long long)plan.bb, (unsigned long long)plan.piece_bytes);
+	st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel, &alloc_failed, err,
+			    errlen);
+	if (st != RXGEMM__STATUS__STATUS_OK && alloc_failed && bs.pool_buffers) {
+		/* The pool's idle buffers may be what the device is short of: free them and
+		 * try once more. */
+		log_msg(LOG_INFO, "%s; freeing the buffer pool and trying again", err);
+		budget_trim(b);
+		memset(t, 0, sizeof(*t));
+		*kernel = NULL;
+		st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel,
+				    &alloc_failed, err, errlen);
+	}
+	if (!*kernel)
+		*kernel = "";
+	return st;
+}
