@@ -270,12 +270,7 @@ static int bench_shape(struct rxd_gemm_engine *eng, clblast_sgemm_fn sgemm, cons
 	}
 	ret = 0;
 out:
-	if (a)
-		clReleaseMemObject(a);
-	if (b)
-		clReleaseMemObject(b);
-	if (c)
-		clReleaseMemObject(c);
+	device_mem_release(a, b, c);
 	free(h), free(ours), free(theirs);
 	return ret;
 }

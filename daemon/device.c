@@ -291,3 +291,13 @@ uint64_t device_event_ns(cl_event ev)
 		return 0;
 	return end - start;
 }
+
+void device_mem_release(cl_mem a, cl_mem b, cl_mem c)
+{
+	if (a)
+		clReleaseMemObject(a);
+	if (b)
+		clReleaseMemObject(b);
+	if (c)
+		clReleaseMemObject(c);
+}

@@ -399,12 +399,7 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	else
 		st = gemm_fail(err, errlen, gemm_cl_status(e), "clCreateBuffer failed on the "
 			       "device: %s", device_strerror(e));
-	if (a)
-		clReleaseMemObject(a);
-	if (b)
-		clReleaseMemObject(b);
-	if (c)
-		clReleaseMemObject(c);
+	device_mem_release(a, b, c);
 	return st;
 }
 

@@ -125,6 +125,8 @@ int device_build(struct rxd_device *dev, const char *name, const char *src,
 const char *device_strerror(cl_int err);
 /* Elapsed device time of a finished event, 0 when the device gives none. */
 uint64_t device_event_ns(cl_event ev);
+/* Release a GEMM's three buffers, any of which may be NULL. */
+void device_mem_release(cl_mem a, cl_mem b, cl_mem c);
 
 /* ---- kcache.c: built programs, kept in memory and on disk ---- */
 #define RXD_DEFAULT_CACHE_MAX (256ull << 20)

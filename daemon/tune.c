@@ -167,12 +167,7 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 			}
 		}
 	next:
-		if (a)
-			clReleaseMemObject(a);
-		if (b)
-			clReleaseMemObject(b);
-		if (c)
-			clReleaseMemObject(c);
+		device_mem_release(a, b, c);
 		free(host), free(ref), free(got);
 		if (ret < 0)
 			return ret;
