@@ -290,7 +290,7 @@ int main(int argc, char **argv)
 	};
 	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
 	struct rxd_device dev;
-	struct rxd_gemm_engine eng;
+	struct rxd_gemm_engine eng = { 0 }; /* no budget: rxgemm-bench measures kernels */
 	clblast_sgemm_fn sgemm = NULL;
 	void *clblast = NULL;
 	int opt;

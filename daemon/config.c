@@ -251,7 +251,7 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		return 0;
 	case OPT_VRAM_BUDGET:
 		if (config_parse_budget(v, &cfg->vram_budget_bytes, &cfg->vram_budget_percent) < 0) {
-			fprintf(stderr, "rxgemmd: %s: vram-budget '%s' is not a size of at least 64K "
+			fprintf(stderr, "rxgemmd: %s: vram-budget '%s' is not a size of at least 4M "
 				"(e.g. 6G, 512M) or a percentage of the device's memory (e.g. 75%%)\n",
 				where, v);
 			return -EINVAL;

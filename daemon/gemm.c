@@ -380,26 +380,81 @@ int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g)
 	return eng->choice[g->trans_a][g->trans_b][gemm_class_of(g->m, g->n)];
 }
 
+int gemm_buffers_get(struct rxd_gemm_engine *eng, struct rxd_budget_res *res,
+		     const uint64_t bytes[3], cl_mem mem[3], cl_int *cl_err)
+{
+	static const cl_mem_flags flags[3] = { CL_MEM_READ_ONLY, CL_MEM_READ_ONLY,
+					       CL_MEM_READ_WRITE };
+	uint64_t total = 0;
+	int ret = 0;
+
+	*cl_err = CL_SUCCESS;
+	mem[0] = mem[1] = mem[2] = NULL;
+	memset(res, 0, sizeof(*res));
+	if (!eng->budget) {
+		for (int i = 0; i < 3; i++) {
+			mem[i] = clCreateBuffer(eng->dev->ctx, flags[i], bytes[i], NULL, cl_err);
+			if (!mem[i]) {
+				device_mem_release(mem[0], mem[1], mem[2]);
+				mem[0] = mem[1] = mem[2] = NULL;
+				return -ENOMEM;
+			}
+		}
+		return 0;
+	}
+	for (int i = 0; i < 3; i++)
+		total += budget_round(bytes[i]);
+	/* The daemon's own work (owner 0) does not wait: it runs before any job exists. */
+	if ((ret = budget_reserve(eng->budget, res, 0, total, false, NULL)) < 0)
+		return ret;
+	for (int i = 0; i < 3; i++) {
+		void *m = NULL;
+		int e = 0;
+
+		if ((ret = budget_buf_get(eng->budget, res, bytes[i], &m, &e)) < 0) {
+			*cl_err = e;
+			budget_release(eng->budget, res);
+			mem[0] = mem[1] = mem[2] = NULL;
+			return ret;
+		}
+		mem[i] = m;
+	}
+	return 0;
+}
+
+void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, cl_mem mem[3])
+{
+	if (eng->budget)
+		budget_release(eng->budget, res); /* the buffers go back to the pool */
+	else
+		device_mem_release(mem[0], mem[1], mem[2]);
+	mem[0] = mem[1] = mem[2] = NULL;
+}
+
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen)
 {
-	struct rxd_device *dev = eng->dev;
-	cl_mem a = NULL, b = NULL, c = NULL;
-	cl_int e = CL_SUCCESS;
-	int st;
+	const uint64_t bytes[3] = { g->a_elems * sizeof(float), g->b_elems * sizeof(float),
+				    g->c_elems * sizeof(float) };
+	struct rxd_budget_res res;
+	cl_mem mem[3];
+	cl_int e;
+	int ret, st;
 
 	memset(t, 0, sizeof(*t));
-	a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, g->a_elems * sizeof(float), NULL, &e);
-	if (a)
-		b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, g->b_elems * sizeof(float), NULL, &e);
-	if (b)
-		c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, g->c_elems * sizeof(float), NULL, &e);
-	if (c)
-		st = gemm_run_buffers(eng, variant, g, a, b, c, c_out, t, err, errlen);
-	else
-		st = gemm_fail(err, errlen, gemm_cl_status(e), "clCreateBuffer failed on the "
-			       "device: %s", device_strerror(e));
-	device_mem_release(a, b, c);
+	ret = gemm_buffers_get(eng, &res, bytes, mem, &e);
+	if (ret == -E2BIG)
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+				 "%.1f MiB of device buffers do not fit the budget of %.1f MiB",
+				 (double)(bytes[0] + bytes[1] + bytes[2]) / 1048576.0,
+				 (double)eng->budget->budget_bytes / 1048576.0);
+	if (ret < 0)
+		return gemm_fail(err, errlen, e != CL_SUCCESS ? gemm_cl_status(e)
+							     : RXGEMM__STATUS__STATUS_NO_MEMORY,
+				 "device buffers could not be made: %s",
+				 e != CL_SUCCESS ? device_strerror(e) : strerror(-ret));
+	st = gemm_run_buffers(eng, variant, g, mem[0], mem[1], mem[2], c_out, t, err, errlen);
+	gemm_buffers_put(eng, &res, mem);
 	return st;
 }
 
@@ -680,8 +735,13 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 {
 	uint64_t t0 = now_ns();
 
+	struct rxd_budget *budget = eng->budget;
+
+	/* The budget (set by the caller, may be NULL) is kept: the self-tests' buffers are
+	 * accounted in it like any job's. */
 	memset(eng, 0, sizeof(*eng));
 	eng->dev = dev;
+	eng->budget = budget;
 	for (int ta = 0; ta < 2; ta++) {
 		for (int tb = 0; tb < 2; tb++) {
 			bool cpu = strcmp(dev->desc->type, "CPU") == 0;

@@ -104,9 +104,19 @@ int main(int argc, char **argv)
 		goto out_device;
 	}
 	m.dev.kcache = &m.kcache;
+	/* The budget exists before the first buffer: the kernels' self-tests and the tuner
+	 * take theirs from it like any job (and leave them in its pool for the jobs). */
+	budget_init(&m.budget,
+		    budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
+				   m.dev.global_mem_bytes),
+		    m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
+	m.engine.budget = &m.budget;
+	log_msg(LOG_INFO, "device-memory budget %.1f MiB of %.1f MiB, client quota %.1f MiB",
+		(double)m.budget.budget_bytes / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
+		(double)m.cfg.client_quota_bytes / 1048576.0);
 	sdnotify_send("STATUS=building and self-testing the kernels on %s", m.dev.description);
 	if (gemm_init(&m.engine, &m.dev) < 0)
-		goto out_kcache;
+		goto out_budget;
 	kcache_log_summary(&m.kcache);
 	if (m.cfg.tune) {
 		/* A maintenance run: search, store beside the kernel cache, and leave; the
@@ -136,16 +146,6 @@ int main(int argc, char **argv)
 					  "defaults (rxgemmd --tune searches)");
 		}
 	}
-	/* From here on every job's buffers are accounted (the self-tests and the tuner above
-	 * made and released their own). */
-	budget_init(&m.budget,
-		    budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
-				   m.dev.global_mem_bytes),
-		    m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
-	m.engine.budget = &m.budget;
-	log_msg(LOG_INFO, "device-memory budget %.1f MiB of %.1f MiB, client quota %.1f MiB",
-		(double)m.budget.budget_bytes / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
-		(double)m.cfg.client_quota_bytes / 1048576.0);
 	loop = uv_default_loop();
 	if ((ret = worker_start(&m.worker, loop, &m.engine, dispatch_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
@@ -177,10 +177,10 @@ out_loop:
 	if (uv_loop_close(loop) != 0)
 		log_msg(LOG_WARNING, "handles left open at exit");
 out_engine:
+	gemm_fini(&m.engine);
+out_budget:
 	m.engine.budget = NULL;
 	budget_fini(&m.budget);
-	gemm_fini(&m.engine);
-out_kcache:
 	m.dev.kcache = NULL;
 	kcache_fini(&m.kcache);
 out_device:

@@ -284,11 +284,13 @@ struct rxd_gemm_engine {
 	double tuned_gflops[2][2][RXD_GEMM_CLASSES]; /* measured by the tuner; 0: default */
 	bool tuned;                        /* choices come from tune_run or tune_load */
 	uint64_t build_ns;                 /* time spent compiling at start-up */
-	struct rxd_budget *budget;         /* jobs' buffers (split.c); set by main.c once the
-					    * kernels are built; NULL: made per job, unaccounted */
+	struct rxd_budget *budget;         /* every device buffer (split.c, the self-tests, the
+					    * tuner); set by main.c before gemm_init; NULL: made
+					    * per use, unaccounted (rxgemm-bench, unit tests) */
 };
 
 /* Build every kernel variant the engine will use, so that no job pays a compile.
+ * eng->budget, set before the call (or NULL), is kept and charged for the self-tests.
  * 0 or -EIO (logged with the compiler's output). */
 int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev);
 void gemm_fini(struct rxd_gemm_engine *eng);
@@ -326,23 +328,33 @@ int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
 		     char *err, size_t errlen);
-/* The same with a given variant. */
+/* Three device buffers of bytes[i] each, reserved in eng->budget for the daemon itself
+ * (owner 0, never waiting) when there is one, else made directly. 0, -E2BIG (over the
+ * budget), -EAGAIN (the room is taken now) or -ENOMEM with *cl_err the OpenCL error.
+ * gemm_buffers_put gives them back (to the pool). */
+struct rxd_budget_res;
+int gemm_buffers_get(struct rxd_gemm_engine *eng, struct rxd_budget_res *res,
+		     const uint64_t bytes[3], cl_mem mem[3], cl_int *cl_err);
+void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, cl_mem mem[3]);
+/* The same with a given variant, its buffers from gemm_buffers_get. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
 
 /* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
 /* Every buffer a job uses comes from here, charged to a reservation the job made before it
  * ran: the sum of reservations plus the pool's idle buffers never exceeds budget_bytes.
- * Buffers made at start-up before serving (the kernels' self-tests in gemm_init, the
- * tuner, rxgemm-bench) are created and released directly, before the budget exists, and
- * are not accounted; the largest of them is the tuner's (3 x 2048^2 floats).
+ * The daemon's own buffers (the kernels' self-tests in gemm_init, the tuner) come from it
+ * too, reserved for owner 0; a tuning size class that does not fit is skipped. Only
+ * rxgemm-bench, which has no budget, makes its buffers directly.
  *
  * Threads: the device worker reserves, takes buffers and releases; the loop thread reads
  * budget_stats and changes the limits on SIGHUP. b->lock guards everything below; it is a
  * leaf lock, never held while calling out (OpenCL, libuv, the alloc/free callbacks), and
  * never taken while holding w->lock or the kcache lock (nor they while holding it). */
 #define RXD_DEFAULT_VRAM_BUDGET (8ull << 30)
-#define RXD_MIN_VRAM_BUDGET (64ull << 10)
+/* The kernels' self-tests take up to about 1.3 MiB (whole tiles of the largest variants):
+ * under this the daemon could not even check its kernels. */
+#define RXD_MIN_VRAM_BUDGET (4ull << 20)
 #define RXD_BUDGET_MIN_BUFFER 4096ull /* the smallest size class of the pool */
 
 struct rxd_budget_buf {

@@ -97,18 +97,30 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 	for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++) {
 		int64_t n = tune_class_size[cls];
 		size_t elems = (size_t)(n * n);
+		const uint64_t bytes[3] = { elems * 4, elems * 4, elems * 4 };
 		float *host = NULL, *ref = NULL, *got = NULL;
-		cl_mem a, b, c;
+		struct rxd_budget_res res;
+		cl_mem mem[3], a, b, c;
 		cl_int e;
 		uint64_t seed = 99;
+		int got_bufs;
 
-		a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, elems * 4, NULL, &e);
-		b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, elems * 4, NULL, &e);
-		c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, elems * 4, NULL, &e);
+		/* The tuner's buffers count against the budget too: a class whose size does
+		 * not fit keeps its default rather than taking memory the budget denies. */
+		got_bufs = gemm_buffers_get(eng, &res, bytes, mem, &e);
+		if (got_bufs == -E2BIG) {
+			log_msg(LOG_NOTICE, "tuning: class %d (n = %lld) needs %.1f MiB, more than the "
+					    "device-memory budget: it keeps its default",
+				cls, (long long)n, 3.0 * (double)bytes[0] / 1048576.0);
+			step += (size_t)4 * n_grid;
+			part += 4;
+			continue;
+		}
+		a = mem[0], b = mem[1], c = mem[2];
 		host = malloc(elems * 4);
 		ref = malloc(elems * 4);
 		got = malloc(elems * 4);
-		if (!a || !b || !c || !host || !ref || !got) {
+		if (got_bufs < 0 || !host || !ref || !got) {
 			ret = -ENOMEM;
 			goto next;
 		}
@@ -167,7 +179,8 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 			}
 		}
 	next:
-		device_mem_release(a, b, c);
+		if (got_bufs == 0)
+			gemm_buffers_put(eng, &res, mem);
 		free(host), free(ref), free(got);
 		if (ret < 0)
 			return ret;

@@ -21,6 +21,16 @@ status_json() { # FILE: the daemon's status as JSON
 tl_daemon_start tiny --vram-budget 4M --auto-tune never
 S=$TL_DAEMON_SOCKET
 
+# Start-up: the kernels' self-tests took their buffers from the budget (they wait in its
+# pool for the jobs) and never more than it.
+if status_json "$T/st0.json"; then
+	tl_json "self-tests accounted" "$T/st0.json" \
+		"d['memory']['pool_buffers'] > 0 and 0 < d['memory']['peak_bytes'] <= $BUDGET and d['memory']['reserved_bytes'] == 0" &&
+		tl_ok "the kernels' self-tests at start-up are accounted in the budget"
+else
+	tl_fail "status --json at start"
+fi
+
 # Jobs that fit one at a time (3 MiB each) but not together: all run, admitted in turn.
 ok=1
 for i in 1 2 3 4 5 6; do
@@ -82,6 +92,22 @@ tl_run "still serving" 0 "$RXGEMM" --socket "$S" gemm -m 64 -n 64 -k 64 --check 
 tl_daemon_stop "$TL_DAEMON_PID" TERM
 [ "$TL_STATUS" -eq 0 ] && tl_ok "stopped cleanly with the pool freed" || tl_fail "exit $TL_STATUS after SIGTERM"
 
+# The tuner at a first start works within the budget: the classes whose buffers do not fit
+# (3 x 1024^2 and 3 x 2048^2 floats: 12 and 48 MiB) keep their defaults.
+tl_daemon_start tunetiny --vram-budget 4M --auto-tune always --auto-tune-budget 4 \
+	--cache-dir "$T/tunecache"
+if status_json "$T/st-tune.json"; then
+	tl_json "tuner within the budget" "$T/st-tune.json" \
+		"0 < d['memory']['peak_bytes'] <= $BUDGET" &&
+		grep -q 'class 2 (n = 1024) needs 12.0 MiB, more than the device-memory budget' "$TL_DAEMON_LOG" &&
+		grep -q 'class 3 (n = 2048) needs 48.0 MiB' "$TL_DAEMON_LOG" &&
+		tl_ok "the first-start tuner stays within a 4 MiB budget and skips the classes that do not fit"
+else
+	tl_fail "status --json after tuning"
+fi
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+
+
 # A per-client quota: the job over it fails with its sentence, nothing else does.
 tl_daemon_start quota --vram-budget 64M --client-quota 1M --auto-tune never
 S=$TL_DAEMON_SOCKET
@@ -122,7 +148,7 @@ bad() { # NAME CONTENT PATTERN
 	fi
 }
 bad "a zero budget" "vram-budget = 0" "bad\.conf:1: vram-budget '0'"
-bad "a budget under 64K" "vram-budget = 4K" "bad\.conf:1: vram-budget '4K'"
+bad "a budget under 4M" "vram-budget = 1M" "bad\.conf:1: vram-budget '1M'"
 bad "a budget that is no size" "vram-budget = lots" "bad\.conf:1: vram-budget 'lots'"
 bad "a budget over 100%" "vram-budget = 150%" "bad\.conf:1: vram-budget '150%'"
 bad "a budget of 0%" "vram-budget = 0%" "bad\.conf:1: vram-budget '0%'"
@@ -131,7 +157,7 @@ bad "a quota that is no size" "client-quota = 1X" "bad\.conf:1: client-quota '1X
 if tl_run "bad --vram-budget" 2 "$RXGEMMD" --vram-budget 12Q --socket "$T/bad.sock"; then
 	tl_expect_output "bad --vram-budget" "--vram-budget: vram-budget '12Q'" && tl_ok "a bad --vram-budget is refused"
 fi
-for v in 6G 512M 75% 100% 64K; do
+for v in 6G 512M 75% 100% 4M; do
 	printf 'vram-budget = %s\n' "$v" >"$T/size.conf"
 	tl_run "budget $v" 0 "$RXGEMMD" --config "$T/size.conf" --list-devices && tl_ok "vram-budget = $v is accepted"
 done
