@@ -23,6 +23,7 @@ struct rxd_gemm_variant {
 	struct rxd_gemm_config cfg;
 	cl_program program;
 	cl_kernel kernel;
+	cl_kernel reduce;      /* split-K's sum (register-blocked variants only), or NULL */
 	char name[96];
 };
 
@@ -333,8 +334,14 @@ static int gemm_cl_status(cl_int err)
 	return RXGEMM__STATUS__STATUS_DEVICE;
 }
 
-cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		    cl_mem a, cl_mem b, cl_mem c, cl_event *ev)
+/* Offsets (in floats) of the part of each matrix one launch computes. */
+struct gemm_part {
+	cl_int off_a, off_b, off_c;
+};
+
+static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
+				const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c,
+				const struct gemm_part *p, cl_event *ev)
 {
 	struct rxd_gemm_variant *v = &eng->variants[variant];
 	const struct rxd_gemm_config *cf = &v->cfg;
@@ -343,7 +350,8 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	cl_int sa = (cl_int)g->stride_a, sb = (cl_int)g->stride_b, sc = (cl_int)g->stride_c;
 	/* float4 global access needs every column start 16-byte aligned. */
 	cl_int vec_ok = lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0 && sa % 4 == 0 &&
-			sb % 4 == 0 && sc % 4 == 0;
+			sb % 4 == 0 && sc % 4 == 0 && p->off_a % 4 == 0 && p->off_b % 4 == 0 &&
+			p->off_c % 4 == 0;
 	cl_uint next = 11;
 	size_t local[3], global[3];
 
@@ -363,6 +371,9 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sa), &sa);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sb), &sb);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sc), &sc);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_int), &p->off_a);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_int), &p->off_b);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_int), &p->off_c);
 	if (e != CL_SUCCESS)
 		return CL_INVALID_KERNEL_ARGS;
 	local[0] = (size_t)(cf->tsm / cf->wptm);
@@ -373,6 +384,248 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	global[2] = g->batch_count > 1 ? (size_t)g->batch_count : 1;
 	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 3, NULL, global, local, 0, NULL,
 				      ev);
+}
+
+cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		    cl_mem a, cl_mem b, cl_mem c, cl_event *ev)
+{
+	static const struct gemm_part whole = { 0, 0, 0 };
+
+	return gemm_enqueue_part(eng, variant, g, a, b, c, &whole, ev);
+}
+
+/* Split-K pays when C has too few tiles to give every compute unit two work-groups (a
+ * 4096 x 64 C fills a quarter of a 132-SM GPU) and K is long enough to cut: each slice
+ * keeps at least 256 of K so that the tiles' K loops stay long. */
+#define GEMM_SPLITK_MIN_K 256
+#define GEMM_SPLITK_MAX 32
+
+int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g)
+{
+	const struct rxd_gemm_variant *v = &eng->variants[variant];
+	int64_t tiles, want, s;
+
+	if (!v->reduce || g->batch_count > 1 || g->splitk == 1)
+		return 1;
+	if (g->splitk > 1) {
+		s = g->splitk;
+	} else {
+		tiles = ((g->m + v->cfg.tsm - 1) / v->cfg.tsm) * ((g->n + v->cfg.tsn - 1) / v->cfg.tsn);
+		want = 2 * (int64_t)eng->dev->desc->compute_units;
+		if (tiles >= want)
+			return 1;
+		s = (want + tiles - 1) / tiles;
+		if (s > g->k / GEMM_SPLITK_MIN_K)
+			s = g->k / GEMM_SPLITK_MIN_K;
+		if (s > GEMM_SPLITK_MAX)
+			s = GEMM_SPLITK_MAX;
+	}
+	/* Every slice at least one K step; the workspace's offsets within an int. */
+	if (s > g->k / v->cfg.tsk)
+		s = g->k / v->cfg.tsk;
+	if (s < 2 || (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n > INT_MAX)
+		return 1;
+	return (int)s;
+}
+
+/* Wait for ev, add its device time, release it. */
+static cl_int gemm_wait(cl_event *ev, uint64_t *kernel_ns)
+{
+	cl_int e;
+
+	if (!*ev)
+		return CL_SUCCESS;
+	e = clWaitForEvents(1, ev);
+	*kernel_ns += device_event_ns(*ev);
+	clReleaseEvent(*ev);
+	*ev = NULL;
+	return e;
+}
+
+/* g as s batched K slices into ws (alpha 1, beta 0, leading dimension m), the K left over
+ * added to the first slice, then gemm_splitk_reduce: C = alpha * sum + beta * C. */
+static cl_int gemm_splitk_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+			      cl_mem a, cl_mem b, cl_mem c, cl_mem ws, int s, uint64_t *kernel_ns)
+{
+	struct rxd_gemm_variant *v = &eng->variants[variant];
+	int64_t tsk = v->cfg.tsk, ks = g->k / s / tsk * tsk, rest = g->k - ks * s;
+	struct rxd_gemm sl = *g;
+	struct gemm_part p = { 0, 0, 0 };
+	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, sc = s, ldc = (cl_int)g->ldc, off_c = 0;
+	cl_event ev[3] = { NULL };
+	size_t global[2];
+
+	/* Slice z reads op(A)'s columns and op(B)'s rows z * ks .. (z + 1) * ks. */
+	sl.k = ks;
+	sl.alpha = 1.0f;
+	sl.beta = 0.0f;
+	sl.ldc = g->m;
+	sl.batch_count = s;
+	sl.stride_a = g->trans_a ? ks : ks * g->lda;
+	sl.stride_b = g->trans_b ? ks * g->ldb : ks;
+	sl.stride_c = g->m * g->n;
+	e = gemm_enqueue_part(eng, variant, &sl, a, b, ws, &p, &ev[0]);
+	if (e == CL_SUCCESS && rest > 0) {
+		sl.k = rest;
+		sl.beta = 1.0f;
+		sl.batch_count = 1;
+		p.off_a = (cl_int)(g->trans_a ? s * ks : s * ks * g->lda);
+		p.off_b = (cl_int)(g->trans_b ? s * ks * g->ldb : s * ks);
+		e = gemm_enqueue_part(eng, variant, &sl, a, b, ws, &p, &ev[1]);
+	}
+	if (e == CL_SUCCESS) {
+		e = clSetKernelArg(v->reduce, 0, sizeof(m), &m);
+		e |= clSetKernelArg(v->reduce, 1, sizeof(n), &n);
+		e |= clSetKernelArg(v->reduce, 2, sizeof(sc), &sc);
+		e |= clSetKernelArg(v->reduce, 3, sizeof(float), &g->alpha);
+		e |= clSetKernelArg(v->reduce, 4, sizeof(cl_mem), &ws);
+		e |= clSetKernelArg(v->reduce, 5, sizeof(float), &g->beta);
+		e |= clSetKernelArg(v->reduce, 6, sizeof(cl_mem), &c);
+		e |= clSetKernelArg(v->reduce, 7, sizeof(ldc), &ldc);
+		e |= clSetKernelArg(v->reduce, 8, sizeof(off_c), &off_c);
+		global[0] = (size_t)g->m;
+		global[1] = (size_t)g->n;
+		if (e == CL_SUCCESS)
+			e = clEnqueueNDRangeKernel(eng->dev->queue, v->reduce, 2, NULL, global, NULL,
+						   0, NULL, &ev[2]);
+		else
+			e = CL_INVALID_KERNEL_ARGS;
+	}
+	for (int i = 0; i < 3; i++) {
+		cl_int w = gemm_wait(&ev[i], kernel_ns);
+		if (e == CL_SUCCESS)
+			e = w;
+	}
+	return e;
+}
+
+/* The device's rate for chunking, in GFLOPS: the tuner's best figure, else a low guess
+ * per device type (a low guess only makes more, shorter chunks). */
+static double gemm_rate_gflops(const struct rxd_gemm_engine *eng)
+{
+	double best = 0;
+
+	for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++)
+		if (eng->tuned_gflops[0][0][cls] > best)
+			best = eng->tuned_gflops[0][0][cls];
+	if (best > 0)
+		return best;
+	return strcmp(eng->dev->desc->type, "CPU") == 0 ? 20.0 : 2000.0;
+}
+
+/* g in chunks of about RXD_GEMM_CHUNK_MS each: ranges of the batch, or of C's columns in
+ * whole tiles; the next chunk is queued before the last one is waited for, so the device
+ * never idles between them. */
+static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+			    cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, cl_int *cl_err)
+{
+	const struct rxd_gemm_variant *v = &eng->variants[variant];
+	double chunk_flops = gemm_rate_gflops(eng) * 1e9 * RXD_GEMM_CHUNK_MS / 1e3;
+	int64_t batches = g->batch_count > 1 ? g->batch_count : 1;
+	double per_batch = (double)g->flops / (double)batches;
+	int64_t step, total;
+	cl_event prev = NULL, cur = NULL;
+	struct rxd_gemm part = *g;
+	bool by_batch = batches > 1;
+	cl_int e = CL_SUCCESS;
+
+	if (by_batch) {
+		step = (int64_t)(chunk_flops / (per_batch > 1 ? per_batch : 1));
+		total = batches;
+	} else {
+		int64_t tiles_n = (g->n + v->cfg.tsn - 1) / v->cfg.tsn;
+		step = (int64_t)((double)tiles_n * chunk_flops / (double)(g->flops ? g->flops : 1));
+		step *= v->cfg.tsn;
+		total = g->n;
+	}
+	if (step < (by_batch ? 1 : v->cfg.tsn))
+		step = by_batch ? 1 : v->cfg.tsn;
+	for (int64_t at = 0; at < total; at += step) {
+		int64_t len = total - at < step ? total - at : step;
+		struct gemm_part p = { 0, 0, 0 };
+
+		if (by_batch) {
+			part.batch_count = len;
+			p.off_a = (cl_int)(at * g->stride_a);
+			p.off_b = (cl_int)(at * g->stride_b);
+			p.off_c = (cl_int)(at * g->stride_c);
+		} else {
+			part.n = len;
+			p.off_b = (cl_int)(g->trans_b ? at : at * g->ldb);
+			p.off_c = (cl_int)(at * g->ldc);
+		}
+		if ((e = gemm_enqueue_part(eng, variant, &part, a, b, c, &p, &cur)) != CL_SUCCESS)
+			break;
+		clFlush(eng->dev->queue);
+		if ((e = gemm_wait(&prev, kernel_ns)) != CL_SUCCESS)
+			break;
+		prev = cur;
+		cur = NULL;
+		if (g->cancel && atomic_load(g->cancel) && at + len < total) {
+			gemm_wait(&prev, kernel_ns);
+			return RXGEMM__STATUS__STATUS_CANCELLED;
+		}
+	}
+	if (cur)
+		gemm_wait(&cur, kernel_ns);
+	if (prev) {
+		cl_int w = gemm_wait(&prev, kernel_ns);
+		if (e == CL_SUCCESS)
+			e = w;
+	}
+	*cl_err = e;
+	return e == CL_SUCCESS ? RXGEMM__STATUS__STATUS_OK : -1;
+}
+
+int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen)
+{
+	int s = gemm_splitk_slices(eng, variant, g);
+	cl_int e = CL_SUCCESS;
+	int st;
+
+	*kernel_ns = 0;
+	if (g->cancel && atomic_load(g->cancel))
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
+				 "cancelled before it ran");
+	if (s > 1) {
+		const uint64_t ws_bytes = (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4;
+		struct rxd_budget_res res;
+		void *ws = NULL;
+		int cl_e = 0;
+
+		/* The workspace comes from the budget like every buffer (for the daemon, not
+		 * the client's quota); without the room now the job runs without split-K. */
+		if (ws_bytes <= eng->dev->max_alloc_bytes) {
+			if (eng->budget) {
+				memset(&res, 0, sizeof(res));
+				if (budget_reserve(eng->budget, &res, 0, budget_round(ws_bytes), false,
+						   NULL) == 0 &&
+				    budget_buf_get(eng->budget, &res, ws_bytes, &ws, &cl_e) < 0)
+					budget_release(eng->budget, &res);
+			} else {
+				ws = clCreateBuffer(eng->dev->ctx, CL_MEM_READ_WRITE, ws_bytes, NULL,
+						    &e);
+			}
+		}
+		if (ws) {
+			e = gemm_splitk_run(eng, variant, g, a, b, c, ws, s, kernel_ns);
+			if (eng->budget)
+				budget_release(eng->budget, &res);
+			else
+				clReleaseMemObject(ws);
+			goto out;
+		}
+		e = CL_SUCCESS;
+	}
+	st = gemm_chunked_run(eng, variant, g, a, b, c, kernel_ns, &e);
+	if (st == RXGEMM__STATUS__STATUS_CANCELLED)
+		return gemm_fail(err, errlen, st, "cancelled while it ran");
+out:
+	if (e != CL_SUCCESS)
+		return gemm_fail(err, errlen, gemm_cl_status(e), "the GEMM kernel failed on the "
+				 "device: %s", device_strerror(e));
+	return RXGEMM__STATUS__STATUS_OK;
 }
 
 int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g)
@@ -469,6 +722,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	cl_int e = CL_SUCCESS;
 	const char *what = "";
 	int st = RXGEMM__STATUS__STATUS_OK;
+	uint64_t kernel_ns = 0;
 
 	memset(t, 0, sizeof(*t));
 	/* C goes up when beta reads it, or when the reply must carry zeros in its padding
@@ -496,7 +750,11 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		CL_TRY(clEnqueueWriteBuffer(dev->queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					    c_init, 0, NULL, &ev[2]),
 		       "clEnqueueWriteBuffer(C)");
-	CL_TRY(gemm_enqueue(eng, variant, g, a, b, c, &ev[3]), "clEnqueueNDRangeKernel");
+	if ((st = gemm_compute(eng, variant, g, a, b, c, &kernel_ns, err, errlen)) !=
+	    RXGEMM__STATUS__STATUS_OK) {
+		clFinish(dev->queue);
+		goto out;
+	}
 	CL_TRY(clEnqueueReadBuffer(dev->queue, c, CL_FALSE, 0, g->c_elems * sizeof(float), c_out,
 				   0, NULL, &ev[4]),
 	       "clEnqueueReadBuffer(C)");
@@ -504,7 +762,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 #undef CL_TRY
 	if (dev->profiling) {
 		t->h2d_ns = device_event_ns(ev[0]) + device_event_ns(ev[1]) + device_event_ns(ev[2]);
-		t->kernel_ns = device_event_ns(ev[3]);
+		t->kernel_ns = kernel_ns;
 		t->d2h_ns = device_event_ns(ev[4]);
 	}
 out:
@@ -625,6 +883,9 @@ static void gemm_variant_release(struct rxd_gemm_variant *v)
 {
 	if (v->kernel)
 		clReleaseKernel(v->kernel);
+	if (v->reduce)
+		clReleaseKernel(v->reduce);
+	v->reduce = NULL;
 	if (v->program)
 		clReleaseProgram(v->program);
 	v->kernel = NULL;
@@ -665,6 +926,12 @@ static int gemm_variant_build(struct rxd_device *dev, struct rxd_gemm_variant *v
 	v->kernel = clCreateKernel(v->program, entry, &e);
 	if (!v->kernel) {
 		log_msg(LOG_WARNING, "%s: clCreateKernel: %s", v->name, device_strerror(e));
+		goto fail;
+	}
+	if (c->kernel == RXD_GEMM_REG &&
+	    !(v->reduce = clCreateKernel(v->program, "gemm_splitk_reduce", &e))) {
+		log_msg(LOG_WARNING, "%s: clCreateKernel(gemm_splitk_reduce): %s", v->name,
+			device_strerror(e));
 		goto fail;
 	}
 	/* Register pressure can shrink the work-group a kernel may run with. */

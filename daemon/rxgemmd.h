@@ -246,6 +246,8 @@ struct rxd_gemm {
 	size_t c_given_elems;  /* floats sent in c (0 when none) */
 	uint64_t flops;        /* 2 m n k */
 	int64_t user_m, user_n, user_k; /* the request's own shape, for logs and status */
+	atomic_bool *cancel;   /* set by another thread: stop at the next chunk (NULL: never) */
+	int splitk;            /* K slices: 0 the engine decides, 1 none, s forced (tests) */
 };
 
 struct rxd_limits {
@@ -312,9 +314,19 @@ int gemm_find_variant(const struct rxd_gemm_engine *eng, bool trans_a, bool tran
 		      int kernel);
 /* The variant that serves g. */
 int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g);
-/* Enqueue the kernel alone on buffers already on the device (benchmarks, the tuner). */
+/* Enqueue the kernel alone on buffers already on the device (the tuner). */
 cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		    cl_mem a, cl_mem b, cl_mem c, cl_event *ev);
+/* Compute g on buffers already on the device with variant, and wait for it: as one
+ * launch; as split-K (K slices into a workspace from the budget, then a sum into C) when C
+ * has too few tiles to fill the device; or in chunks of C's columns (or of the batch),
+ * each about RXD_GEMM_CHUNK_MS of work, checking g->cancel between them. *kernel_ns gets
+ * the kernels' device time. An RXGEMM__STATUS__* code, with a sentence in err. */
+#define RXD_GEMM_CHUNK_MS 100
+int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen);
+/* The K slices gemm_compute would use for g with variant (1: no split-K). */
+int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g);
 
 struct rxd_job_timings {
 	uint64_t h2d_ns, kernel_ns, d2h_ns;

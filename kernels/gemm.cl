@@ -49,7 +49,8 @@ void gemm_tiled(const int M, const int N, const int K,
 		const __global float *B, const int ldb,
 		const float beta,
 		__global float *C, const int ldc,
-		const int stride_a, const int stride_b, const int stride_c)
+		const int stride_a, const int stride_b, const int stride_c,
+		const int off_a, const int off_b, const int off_c)
 {
 	__local float Asub[TSK][TSM];
 	__local float Bsub[TSK][TSN];
@@ -63,9 +64,9 @@ void gemm_tiled(const int M, const int N, const int K,
 	/* Batched calls: one matrix triple per index of the third dimension. */
 	const int batch = get_group_id(2);
 
-	A += batch * stride_a;
-	B += batch * stride_b;
-	C += batch * stride_c;
+	A += off_a + batch * stride_a; /* the offsets select part of each matrix (chunks) */
+	B += off_b + batch * stride_b;
+	C += off_c + batch * stride_c;
 
 	for (int wm = 0; wm < WPTM; wm++)
 		for (int wn = 0; wn < WPTN; wn++)

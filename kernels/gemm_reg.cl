@@ -20,7 +20,9 @@
  *   vector path; edge tiles take a guarded scalar path with the same element mapping, so
  *   any M, N, K works with no padding pass and the interior runs at full speed.
  * - Strided batches: work-groups along the third dimension each take the matrices
- *   stride_a, stride_b and stride_c elements further on (vec_ok covers the strides).
+ *   stride_a, stride_b and stride_c elements further on (vec_ok covers the strides), all
+ *   of them off_a, off_b and off_c elements into the buffers. Split-K runs as such a
+ *   batch of K slices into a workspace that gemm_splitk_reduce then sums into C.
  *
  * Parameters (-D): TRANS_A, TRANS_B, TSM, TSN, TSK, WPTM, WPTN, VWM, VWN (1 or 4), PADA,
  * PADB (floats of padding per local row, multiples of 4), MADD (0: a * b + c, 1: mad,
@@ -202,7 +204,8 @@ void gemm_reg(const int M, const int N, const int K,
 	      const float beta,
 	      __global float *C, const int ldc,
 	      const int vec_ok,
-	      const int stride_a, const int stride_b, const int stride_c)
+	      const int stride_a, const int stride_b, const int stride_c,
+	      const int off_a, const int off_b, const int off_c)
 {
 	/* Declared as float4 so that the float4 accesses below are 16-byte aligned: a plain
 	 * float array in local memory is only 4-byte aligned on some devices. */
@@ -222,10 +225,11 @@ void gemm_reg(const int M, const int N, const int K,
 	/* Whether this work-group's rows of A and columns of B lie wholly inside. */
 	const bool full_mn = vec_ok && row0 + TSM <= M && col0 + TSN <= N;
 
-	/* Batched calls: one matrix triple per index of the third dimension. */
-	A += batch * stride_a;
-	B += batch * stride_b;
-	C += batch * stride_c;
+	/* Batched calls: one matrix triple per index of the third dimension. The offsets
+	 * select a part of each matrix (split-K's K slices, a chunk's columns of C). */
+	A += off_a + batch * stride_a;
+	B += off_b + batch * stride_b;
+	C += off_c + batch * stride_c;
 	for (int wm = 0; wm < WPTM; wm++)
 		for (int wn = 0; wn < WPTN; wn++)
 			acc[wm][wn] = 0.0f;
@@ -314,4 +318,30 @@ void gemm_reg(const int M, const int N, const int K,
 				C[gm + gn * ldc] = alpha * acc[wm][wn] + beta * C[gm + gn * ldc];
 		}
 	}
+}
+
+/* Split-K's second step: C = alpha * (the sum of S partial products, each M x N with
+ * leading dimension M, one after another in W) + beta * C. With beta == 0 C is not read,
+ * as in the GEMM kernels. One work-item per element of C; consecutive work-items take
+ * consecutive rows, so every read of W and C is coalesced. */
+__kernel void gemm_splitk_reduce(const int M, const int N, const int S, const float alpha,
+				 const __global float *W, const float beta,
+				 __global float *C, const int ldc, const int off_c)
+{
+	const int i = get_global_id(0);
+	const int j = get_global_id(1);
+	const int mn = M * N; /* the host keeps S * M * N within INT_MAX */
+	float sum = 0.0f;
+	float v;
+
+	if (i >= M || j >= N)
+		return;
+	W += i + j * M;
+	for (int z = 0; z < S; z++)
+		sum += W[z * mn];
+	C += off_c + i + j * ldc;
+	v = alpha * sum;
+	if (beta != 0.0f)
+		v += beta * C[0];
+	C[0] = v;
 }

@@ -29,6 +29,8 @@ struct gemm_case {
 	bool send_c;
 	int64_t batch;               /* strided batch of this many triples (0: one) */
 	int64_t gap;                 /* floats between consecutive matrices of a batch */
+	int splitk;                  /* K slices to force (struct rxd_gemm's splitk) */
+	bool tiny_chunks;            /* run in chunks of one tile column (or one matrix) */
 };
 
 static int gemm_case_check(const struct gemm_case *tc, const float *a, int64_t lda,
@@ -91,10 +93,13 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	/* Every kernel variant built for this pair of transposes, not only the one the size
 	 * class would pick: each must be right on every shape. */
 	bad = 0;
+	/* A rate of 1e-4 GFLOPS makes gemm_compute's chunks the smallest it cuts. */
+	engine.tuned_gflops[0][0][0] = tc->tiny_chunks ? 1e-4 : 0.0;
 	for (size_t vi = 0; vi < engine.n_variants; vi++) {
 		char name[96];
 		struct rxd_gemm probe = g;
 
+		probe.splitk = tc->splitk;
 		snprintf(name, sizeof(name), "%s", gemm_variant_name(&engine, (int)vi));
 		/* Variant names end in -NN, -NT, -TN or -TT. */
 		if (name[strlen(name) - 2] != (g.trans_a ? 'T' : 'N') ||
@@ -302,6 +307,94 @@ START_TEST(test_strided_batches)
 }
 END_TEST
 
+/* Split-K: K cut into slices summed by a second kernel, forced here (the engine picks it
+ * by itself only when C has too few tiles for the device's compute units), with K left
+ * over after the slices, padding, transposes, layouts and beta. */
+START_TEST(test_split_k)
+{
+	static const int64_t shapes[][4] = { /* m, n, k, slices */
+		{ 37, 29, 300, 2 }, { 64, 5, 1000, 3 }, { 130, 70, 517, 5 }, { 1, 1, 64, 4 },
+		{ 200, 17, 129, 8 }
+	};
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		for (int v = 0; v < 8; v++) {
+			struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+						.trans_b = (v >> 2) & 1, .m = shapes[i][0],
+						.n = shapes[i][1], .k = shapes[i][2],
+						.pad_a = v & 3, .pad_b = 4, .pad_c = (v & 1) * 3,
+						.alpha = 1.5f, .beta = i % 2 ? -0.75f : 0.0f,
+						.send_c = i % 2, .splitk = (int)shapes[i][3] };
+			bad += gemm_case_run(&tc, 300 + i * 8 + (size_t)v);
+		}
+	ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/* The engine's own choice: split-K for a thin C on a device with many compute units, not
+ * for a square one, not for batches; every slice keeps at least 256 of K. */
+START_TEST(test_split_k_choice)
+{
+	struct rxd_device_desc *desc = (struct rxd_device_desc *)dev.desc;
+	uint32_t cus = desc->compute_units;
+	struct rxd_gemm thin = { .m = 4096, .n = 64, .k = 4096, .batch_count = 1 };
+	struct rxd_gemm square = { .m = 4096, .n = 4096, .k = 4096, .batch_count = 1 };
+	struct rxd_gemm batch = { .m = 64, .n = 64, .k = 4096, .batch_count = 8 };
+	struct rxd_gemm shortk = { .m = 4096, .n = 64, .k = 300, .batch_count = 1 };
+	int reg = gemm_find_variant(&engine, false, false, RXD_GEMM_REG);
+
+	ck_assert_int_ge(reg, 0);
+	desc->compute_units = 132;
+	ck_assert_int_ge(gemm_splitk_slices(&engine, reg, &thin), 2);
+	ck_assert_int_le(gemm_splitk_slices(&engine, reg, &thin), 4096 / 256);
+	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &square), 1);
+	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &batch), 1);
+	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &shortk), 1);
+	thin.splitk = 1;
+	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &thin), 1);
+	desc->compute_units = cus;
+}
+END_TEST
+
+/* Chunks (the boundaries where a cancel takes effect): one tile column or one matrix of a
+ * batch at a time gives the same C; a cancelled job stops with STATUS_CANCELLED. */
+START_TEST(test_chunks_and_cancel)
+{
+	static const int64_t shapes[][5] = { /* m, n, k, batch, gap */
+		{ 70, 300, 33, 0, 0 }, { 129, 65, 40, 0, 0 }, { 20, 30, 17, 5, 3 }
+	};
+	struct rxd_gemm g = { .m = 64, .n = 64, .k = 64, .lda = 64, .ldb = 64, .ldc = 64,
+			      .alpha = 1.0f, .batch_count = 1 };
+	atomic_bool cancel = true;
+	struct rxd_job_timings t;
+	char err[RXD_ERROR_MAX];
+	float *buf = calloc(3 * 64 * 64, sizeof(float));
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		for (int v = 0; v < 8; v++) {
+			struct gemm_case tc = { .row_major = v & 1, .trans_a = (v >> 1) & 1,
+						.trans_b = (v >> 2) & 1, .m = shapes[i][0],
+						.n = shapes[i][1], .k = shapes[i][2],
+						.batch = shapes[i][3], .gap = shapes[i][4],
+						.alpha = 1.0f, .beta = 0.5f, .send_c = true,
+						.tiny_chunks = true };
+			bad += gemm_case_run(&tc, 500 + i * 8 + (size_t)v);
+		}
+	engine.tuned_gflops[0][0][0] = 0.0;
+	ck_assert_int_eq(bad, 0);
+	ck_assert(buf);
+	g.a = buf, g.b = buf + 4096;
+	g.a_elems = g.b_elems = g.c_elems = 4096;
+	g.cancel = &cancel;
+	ck_assert_int_eq(gemm_run(&engine, &g, buf + 8192, &t, &(const char *){ NULL }, err,
+				  sizeof(err)),
+			 RXGEMM__STATUS__STATUS_CANCELLED);
+	free(buf);
+}
+END_TEST
+
 START_TEST(test_fast_kernels_present)
 {
 	struct gemm_case tc = { .m = 64, .n = 64, .k = 64, .alpha = 1.0f };
@@ -346,6 +439,9 @@ int main(void)
 	tcase_add_test(tc, test_shapes);
 	tcase_add_test(tc, test_whole_tiles);
 	tcase_add_test(tc, test_strided_batches);
+	tcase_add_test(tc, test_split_k);
+	tcase_add_test(tc, test_split_k_choice);
+	tcase_add_test(tc, test_chunks_and_cancel);
 	tcase_add_test(tc, test_fast_kernels_present);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
