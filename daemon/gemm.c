@@ -256,6 +256,16 @@ static const struct rxd_gemm_config gemm_default_reg_medium_cpu[] = {
 	{ RXD_GEMM_REG, 128, 128, 16, 8, 8, 4, 4, 0, 0, 0 },
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
+/* Thin C: tiles as narrow as C in its short dimension, so that the work-items are not
+ * mostly computing padding; on GPUs split-K then adds the work-groups that are missing. */
+static const struct rxd_gemm_config gemm_default_reg_thin_n[] = {
+	{ RXD_GEMM_REG, 64, 32, 16, 8, 8, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+static const struct rxd_gemm_config gemm_default_reg_thin_m[] = {
+	{ RXD_GEMM_REG, 32, 64, 16, 8, 8, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
 static const struct rxd_gemm_config gemm_default_reg_small_cpu[] = {
 	{ RXD_GEMM_REG, 64, 128, 16, 8, 16, 4, 4, 4, 4, 2 },
 	{ RXD_GEMM_REG, 64, 128, 16, 8, 16, 4, 4, 4, 4, 0 },
@@ -314,6 +324,10 @@ int gemm_class_of(int64_t m, int64_t n)
 {
 	int64_t mn = m * n;
 
+	if (n <= 64 && m >= 4 * n)
+		return RXD_GEMM_CLASS_THIN_N;
+	if (m <= 64 && n >= 4 * m)
+		return RXD_GEMM_CLASS_THIN_M;
 	/* Up to 512 x 512 small tiles: 64 x 128 tiles would leave most of a big GPU idle. */
 	if (mn < 384 * 384)
 		return 0;
@@ -1012,7 +1026,7 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 	for (int ta = 0; ta < 2; ta++) {
 		for (int tb = 0; tb < 2; tb++) {
 			bool cpu = strcmp(dev->desc->type, "CPU") == 0;
-			int tiled, tiny, small, medium, large;
+			int tiled, tiny, small, medium, large, thin_n, thin_m;
 
 			/* The edge-handling tiled kernel is the fallback: without it nothing
 			 * runs. */
@@ -1039,6 +1053,10 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 							     COUNT(gemm_default_reg_medium_gpu));
 			large = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_large,
 						      COUNT(gemm_default_reg_large));
+			thin_n = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_n,
+						       COUNT(gemm_default_reg_thin_n));
+			thin_m = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_m,
+						       COUNT(gemm_default_reg_thin_m));
 			if (tiny < 0)
 				tiny = tiled;
 			if (small < 0)
@@ -1051,6 +1069,8 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 			eng->choice[ta][tb][1] = small;
 			eng->choice[ta][tb][2] = medium;
 			eng->choice[ta][tb][3] = large;
+			eng->choice[ta][tb][RXD_GEMM_CLASS_THIN_N] = thin_n < 0 ? tiled : thin_n;
+			eng->choice[ta][tb][RXD_GEMM_CLASS_THIN_M] = thin_m < 0 ? tiled : thin_m;
 		}
 	}
 	eng->build_ns = now_ns() - t0;

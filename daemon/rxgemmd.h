@@ -274,7 +274,11 @@ struct rxd_gemm_config {
 	int madd;              /* reg: 0 a*b+c, 1 mad(), 2 fma() */
 };
 
-#define RXD_GEMM_CLASSES 4 /* size classes of C, each with its own kernel choice */
+/* Classes of C, each with its own kernel choice: four by size (gemm_class_of) and two
+ * for thin C, where a square tile would be mostly padding. */
+#define RXD_GEMM_CLASSES 6
+#define RXD_GEMM_CLASS_THIN_N 4 /* n <= 64 and m >= 4 n */
+#define RXD_GEMM_CLASS_THIN_M 5 /* m <= 64 and n >= 4 m */
 
 struct rxd_gemm_variant;
 struct rxd_budget;

@@ -16,8 +16,12 @@
 #include "refgemm.h"
 #include "rxgemmd.h"
 
-/* Square sizes that stand for each class in the search (gemm_class_of's bounds). */
-static const int64_t tune_class_size[RXD_GEMM_CLASSES] = { 256, 512, 1024, 2048 };
+/* The shapes (m, n, k) that stand for each class in the search (gemm_class_of's bounds):
+ * squares for the size classes, a long thin C for the thin ones. */
+static const int64_t tune_class_shape[RXD_GEMM_CLASSES][3] = {
+	{ 256, 256, 256 }, { 512, 512, 512 }, { 1024, 1024, 1024 }, { 2048, 2048, 2048 },
+	{ 4096, 64, 1024 }, { 64, 4096, 1024 }
+};
 
 /* The grid: tiles x K steps x fma or not x local padding, filtered by validity. */
 size_t tune_grid(struct rxd_gemm_config *out, size_t max)
@@ -52,17 +56,13 @@ static uint64_t tune_time(struct rxd_gemm_engine *eng, int vi, const struct rxd_
 	uint64_t best = 0;
 
 	for (int r = 0; r < runs + 1; r++) {
-		cl_event ev = NULL;
+		char err[RXD_ERROR_MAX];
 		uint64_t ns;
 
-		if (gemm_enqueue(eng, vi, g, a, b, c, &ev) != CL_SUCCESS ||
-		    clWaitForEvents(1, &ev) != CL_SUCCESS) {
-			if (ev)
-				clReleaseEvent(ev);
+		/* The daemon's own path, so that split-K counts for the thin classes. */
+		if (gemm_compute(eng, vi, g, a, b, c, &ns, err, sizeof(err)) !=
+		    RXGEMM__STATUS__STATUS_OK)
 			return 0;
-		}
-		ns = device_event_ns(ev);
-		clReleaseEvent(ev);
 		if (r > 0 && ns && (!best || ns < best)) /* the first run warms up */
 			best = ns;
 	}
@@ -95,9 +95,12 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 			    "at most %.0f s",
 		n_grid, RXD_GEMM_CLASSES, budget_s);
 	for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++) {
-		int64_t n = tune_class_size[cls];
-		size_t elems = (size_t)(n * n);
-		const uint64_t bytes[3] = { elems * 4, elems * 4, elems * 4 };
+		const int64_t m = tune_class_shape[cls][0], n = tune_class_shape[cls][1],
+			      k = tune_class_shape[cls][2];
+		const size_t a_elems = (size_t)(m * k), b_elems = (size_t)(k * n),
+			     c_elems = (size_t)(m * n);
+		const size_t elems = a_elems > b_elems ? a_elems : b_elems; /* host buffers */
+		const uint64_t bytes[3] = { a_elems * 4, b_elems * 4, c_elems * 4 };
 		float *host = NULL, *ref = NULL, *got = NULL;
 		struct rxd_budget_res res;
 		cl_mem mem[3], a, b, c;
@@ -109,9 +112,10 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 		 * not fit keeps its default rather than taking memory the budget denies. */
 		got_bufs = gemm_buffers_get(eng, &res, bytes, mem, &e);
 		if (got_bufs == -E2BIG) {
-			log_msg(LOG_NOTICE, "tuning: class %d (n = %lld) needs %.1f MiB, more than the "
-					    "device-memory budget: it keeps its default",
-				cls, (long long)n, 3.0 * (double)bytes[0] / 1048576.0);
+			log_msg(LOG_NOTICE, "tuning: class %d (%lldx%lldx%lld) needs %.1f MiB, more than "
+					    "the device-memory budget: it keeps its default",
+				cls, (long long)m, (long long)n, (long long)k,
+				(double)(bytes[0] + bytes[1] + bytes[2]) / 1048576.0);
 			step += (size_t)4 * n_grid;
 			part += 4;
 			continue;
@@ -124,15 +128,17 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 			ret = -ENOMEM;
 			goto next;
 		}
-		refgemm_fill_random(host, elems, &seed);
-		clEnqueueWriteBuffer(dev->queue, a, CL_TRUE, 0, elems * 4, host, 0, NULL, NULL);
-		refgemm_fill_random(host, elems, &seed);
-		clEnqueueWriteBuffer(dev->queue, b, CL_TRUE, 0, elems * 4, host, 0, NULL, NULL);
+		refgemm_fill_random(host, a_elems, &seed);
+		clEnqueueWriteBuffer(dev->queue, a, CL_TRUE, 0, a_elems * 4, host, 0, NULL, NULL);
+		refgemm_fill_random(host, b_elems, &seed);
+		clEnqueueWriteBuffer(dev->queue, b, CL_TRUE, 0, b_elems * 4, host, 0, NULL, NULL);
 		for (int ta = 0; ta < 2; ta++) {
 			for (int tb = 0; tb < 2; tb++) {
-				struct rxd_gemm g = { .m = n, .n = n, .k = n, .trans_a = ta,
-						      .trans_b = tb, .alpha = 1.0f, .lda = n,
-						      .ldb = n, .ldc = n };
+				struct rxd_gemm g = { .m = m, .n = n, .k = k, .trans_a = ta,
+						      .trans_b = tb, .alpha = 1.0f,
+						      .lda = ta ? k : m, .ldb = tb ? n : k,
+						      .ldc = m, .batch_count = 1,
+						      .flops = 2 * (uint64_t)(m * n * k) };
 				int best = eng->choice[ta][tb][cls];
 				/* The reference C at this size: the edge-handling tiled kernel. */
 				int tiled = gemm_find_variant(eng, ta, tb, RXD_GEMM_TILED);
@@ -144,7 +150,7 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 					step += n_grid;
 					continue;
 				}
-				clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, elems * 4, ref, 0, NULL,
+				clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, c_elems * 4, ref, 0, NULL,
 						    NULL);
 				best_ns = tune_time(eng, best, &g, a, b, c, 3);
 				for (size_t i = 0; i < n_grid; i++, step++) {
@@ -160,12 +166,13 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 					ns = tune_time(eng, vi, &g, a, b, c, 3);
 					if (!ns || (best_ns && ns >= best_ns))
 						continue;
-					clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, elems * 4, got, 0,
+					clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, c_elems * 4, got, 0,
 							    NULL, NULL);
-					if (refgemm_compare(0, n, n, n, got, ref, n, NULL, NULL, NULL)) {
+					if (refgemm_compare(0, m, n, k, got, ref, m, NULL, NULL, NULL)) {
 						log_msg(LOG_WARNING, "tuning: %s disagrees with the tiled "
-								     "kernel at n = %lld: not used",
-							gemm_variant_name(eng, vi), (long long)n);
+								     "kernel at %lldx%lldx%lld: not used",
+							gemm_variant_name(eng, vi), (long long)m,
+							(long long)n, (long long)k);
 						continue;
 					}
 					best = vi;
@@ -173,7 +180,7 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 				}
 				eng->choice[ta][tb][cls] = best;
 				eng->tuned_gflops[ta][tb][cls] =
-					best_ns ? 2.0 * (double)n * (double)n * (double)n /
+					best_ns ? 2.0 * (double)m * (double)n * (double)k /
 							  (double)best_ns
 						: 0.0;
 			}
@@ -190,8 +197,9 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 		fputc('\n', stderr);
 	eng->tuned = true;
 	for (int cls = 0; cls < RXD_GEMM_CLASSES; cls++)
-		log_msg(LOG_NOTICE, "tuned: class %d (n = %lld) %s at %.1f GFLOPS", cls,
-			(long long)tune_class_size[cls],
+		log_msg(LOG_NOTICE, "tuned: class %d (%lldx%lldx%lld) %s at %.1f GFLOPS", cls,
+			(long long)tune_class_shape[cls][0], (long long)tune_class_shape[cls][1],
+			(long long)tune_class_shape[cls][2],
 			gemm_variant_name(eng, eng->choice[0][0][cls]),
 			eng->tuned_gflops[0][0][cls]);
 	if (now_ns() > deadline)
@@ -207,7 +215,7 @@ static int tune_path(const struct rxd_device *dev, const char *dir, char *buf, s
 	uint8_t key[32];
 	char hex[33];
 
-	kcache_key(dev->desc->id, "", "rxgemmd-tune-v1", key);
+	kcache_key(dev->desc->id, "", "rxgemmd-tune-v2", key);
 	for (int i = 0; i < 16; i++)
 		snprintf(hex + 2 * i, 3, "%02x", key[i]);
 	if (snprintf(buf, len, "%s/tune-%s.txt", dir, hex) >= (int)len)

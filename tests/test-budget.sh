@@ -99,8 +99,8 @@ tl_daemon_start tunetiny --vram-budget 4M --auto-tune always --auto-tune-budget 
 if status_json "$T/st-tune.json"; then
 	tl_json "tuner within the budget" "$T/st-tune.json" \
 		"0 < d['memory']['peak_bytes'] <= $BUDGET" &&
-		grep -q 'class 2 (n = 1024) needs 12.0 MiB, more than the device-memory budget' "$TL_DAEMON_LOG" &&
-		grep -q 'class 3 (n = 2048) needs 48.0 MiB' "$TL_DAEMON_LOG" &&
+		grep -q 'class 2 (1024x1024x1024) needs 12.0 MiB, more than the device-memory budget' "$TL_DAEMON_LOG" &&
+		grep -q 'class 3 (2048x2048x2048) needs 48.0 MiB' "$TL_DAEMON_LOG" &&
 		tl_ok "the first-start tuner stays within a 4 MiB budget and skips the classes that do not fit"
 else
 	tl_fail "status --json after tuning"

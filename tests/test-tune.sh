@@ -26,9 +26,9 @@ files=("$D"/tune-*.txt)
 if [ -f "${files[0]}" ]; then
 	tune=${files[0]}
 	lines=$(grep -vc '^#' "$tune")
-	[ "$lines" -eq 16 ] && tl_ok "16 choices (4 transpose pairs x 4 size classes)" ||
-		tl_fail "$lines choices in $tune, want 16"
-	if grep -v '^#' "$tune" | grep -Eqv '^[01] [01] [0-3] (reg|tiled):[0-9x:vpm]+ [0-9.]+$'; then
+	[ "$lines" -eq 24 ] && tl_ok "24 choices (4 transpose pairs x 6 classes)" ||
+		tl_fail "$lines choices in $tune, want 24"
+	if grep -v '^#' "$tune" | grep -Eqv '^[01] [01] [0-5] (reg|tiled):[0-9x:vpm]+ [0-9.]+$'; then
 		tl_fail "malformed lines in $tune"
 		cat "$tune"
 	else
@@ -45,19 +45,20 @@ fi
 
 # A restart loads it.
 tl_daemon_start tuned --cache-dir "$D"
-grep -q 'loaded 16 tuned kernel choices' "$TL_DAEMON_LOG" && tl_ok "a restart loads the tuning" ||
+grep -q 'loaded 24 tuned kernel choices' "$TL_DAEMON_LOG" && tl_ok "a restart loads the tuning" ||
 	tl_fail "the restarted daemon did not load the tuning"
 S=$TL_DAEMON_SOCKET
 if tl_run "status" 0 "$RXGEMM" --socket "$S" status --json; then
 	cp "$TL_OUT" "$T/status.json"
 	tl_json "status kernels" "$T/status.json" \
-		"len(d['kernels']) == 16 and any(k['tuned'] and k['gflops'] > 0 for k in d['kernels']) and [k['kernel'] for k in d['kernels'] if not k['trans_a'] and not k['trans_b'] and k['size_class'] == 0][0] == '$nn0-NN'" &&
+		"len(d['kernels']) == 24 and any(k['tuned'] and k['gflops'] > 0 for k in d['kernels']) and [k['kernel'] for k in d['kernels'] if not k['trans_a'] and not k['trans_b'] and k['size_class'] == 0][0] == '$nn0-NN'" &&
 		tl_ok "rxgemm status shows the tuned choices"
 fi
 tl_run "status text" 0 "$RXGEMM" --socket "$S" status && tl_expect_output "status text" "$nn0-NN" &&
 	tl_ok "the status table names the tuned kernel"
 # One shape in each size class, each transpose, checked against the CPU.
-for shape in "-m 200 -n 200 -k 33" "-m 500 -n 500 -k 20" "-m 1000 -n 1000 -k 9" "-m 1540 -n 1540 -k 5"; do
+for shape in "-m 200 -n 200 -k 33" "-m 500 -n 500 -k 20" "-m 1000 -n 1000 -k 9" "-m 1540 -n 1540 -k 5" \
+	"-m 1000 -n 37 -k 300" "-m 50 -n 999 -k 300"; do
 	for t in "" "--transa" "--transb" "--transa --transb"; do
 		# shellcheck disable=SC2086
 		tl_run "gemm $shape $t" 0 "$RXGEMM" --socket "$S" gemm $shape $t --check || true
@@ -89,7 +90,7 @@ tl_run "gemm after auto-tune" 0 "$RXGEMM" --socket "$TL_DAEMON_SOCKET" gemm -m 3
 	tl_ok "the auto-tuned daemon serves correct results"
 tl_daemon_stop "$TL_DAEMON_PID" TERM
 tl_daemon_start second --cache-dir "$T/auto" --auto-tune always --auto-tune-budget 5
-grep -q 'loaded 16 tuned kernel choices' "$TL_DAEMON_LOG" && ! grep -q 'tuning:' "$TL_DAEMON_LOG" &&
+grep -q 'loaded 24 tuned kernel choices' "$TL_DAEMON_LOG" && ! grep -q 'tuning:' "$TL_DAEMON_LOG" &&
 	tl_ok "the next start loads it and does not search again" ||
 	tl_fail "the second start searched again or loaded nothing"
 tl_daemon_stop "$TL_DAEMON_PID" TERM
