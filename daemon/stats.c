@@ -270,7 +270,8 @@ static void stats_client_to_wire(const struct rxd_client_stats *cs, Rxgemm__Clie
 int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out)
 {
 	const struct rxd_stats *st = &srv->stats;
-	uint64_t now = now_ns(), running_ns, cur, lo, window_from;
+	/* The same instant as uptime_ns, so that busy / uptime and the window stay in step. */
+	uint64_t now = st->started_ns + out->uptime_ns, running_ns, cur, lo, window_from;
 	size_t n = 0, nv = st->n_variants, i;
 	Rxgemm__ClientStats *cs;
 	Rxgemm__VariantStats *vs = NULL;
