@@ -1159,7 +1159,7 @@ static void status_text_sharing(const struct rxg_status *st)
 		printf(", a job running for %.3f s\n", (double)st->device_current_job_ns / 1e9);
 	else
 		printf(", idle now\n");
-	printf("clients (GFLOPS: per second of kernel time; the departed row sums those that "
+	printf("clients (GFLOPS over their kernel time; the departed row sums those that "
 	       "left):\n");
 	table_head(&t, chead);
 	for (size_t i = 0; i < st->n_clients; i++)
