@@ -4,9 +4,10 @@
  * the kernel variants against the daemon's job counters, and the device busy figures
  * against the jobs' own timings and the wall clock.
  *
- * One daemon for the whole program (an unchecked fixture); the tests run one after
+ * One daemon for the "daemon" TCase (an unchecked fixture); its tests run one after
  * another (each in its own forked process) and only compare before/after figures or their
- * own clients' rows, so jobs of earlier tests do not disturb later ones. */
+ * own clients' rows, so jobs of earlier tests do not disturb later ones. The "buckets"
+ * TCase drives stats.c directly with made-up jobs and instants: the busy windows exactly. */
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +26,7 @@
 #include "frame.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
+#include "rxgemmd.h"
 
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
@@ -54,7 +56,7 @@ static void daemon_down(void)
 	daemon_run_cleanup(&g_daemon);
 }
 
-static uint64_t now_ns(void)
+static uint64_t mono_ns(void)
 {
 	struct timespec ts;
 
@@ -392,11 +394,11 @@ START_TEST(test_busy_while_running)
 
 	/* Over an idle second the recent figure falls and busy time stays. */
 	struct rxg_status *a = status_of(obs);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = mono_ns();
 	usleep(300000);
 	struct rxg_status *b = status_of(obs);
 	ck_assert_uint_ge(b->uptime_ns - a->uptime_ns, 250000000ull);
-	ck_assert_uint_le(b->uptime_ns - a->uptime_ns, now_ns() - t0 + 50000000ull);
+	ck_assert_uint_le(b->uptime_ns - a->uptime_ns, mono_ns() - t0 + 50000000ull);
 	ck_assert_uint_eq(b->device_current_job_ns, 0);
 	ck_assert_uint_eq(b->device_busy_ns, a->device_busy_ns);
 	rxg_status_free(a);
@@ -405,10 +407,158 @@ START_TEST(test_busy_while_running)
 }
 END_TEST
 
+/* ---- stats.c on its own: made-up jobs at chosen instants ------------------------------- */
+
+#define SEC 1000000000ull
+#define MS 1000000ull
+
+static void busy_job(struct rxd_stats *st, uint64_t from_ns, uint64_t to_ns)
+{
+	struct rxd_job j;
+
+	memset(&j, 0, sizeof(j));
+	j.started_ns = st->started_ns + from_ns;
+	j.finished_ns = st->started_ns + to_ns;
+	stats_job_busy(st, &j);
+}
+
+/* The sharing figures as a status at uptime_ns would give them. */
+static void sharing_at(struct rxd_server *srv, uint64_t uptime_ns, Rxgemm__StatusReply *out)
+{
+	rxgemm__status_reply__init(out);
+	out->uptime_ns = uptime_ns;
+	ck_assert_int_eq(stats_status_sharing(srv, out), 0);
+}
+
+START_TEST(test_busy_buckets)
+{
+	static struct rxd_server srv; /* large (connections hold buffers): not on the stack */
+	Rxgemm__StatusReply r;
+
+	memset(&srv, 0, sizeof(srv));
+	stats_init(&srv.stats);
+	srv.stats.started_ns = 1000 * SEC; /* any origin: only differences count */
+
+	/* 0.2 .. 0.7 s: across the first two half-second buckets. */
+	busy_job(&srv.stats, 200 * MS, 700 * MS);
+	sharing_at(&srv, 1 * SEC, &r);
+	ck_assert_uint_eq(r.device_busy_ns, 500 * MS);
+	ck_assert_uint_eq(r.device_recent_window_ns, 1 * SEC); /* from the start */
+	ck_assert_uint_eq(r.device_recent_busy_ns, 500 * MS);
+	ck_assert_uint_eq(r.device_current_job_ns, 0);
+	stats_status_free(&r);
+
+	/* A job at 2.0 .. 2.1 s; at 8.2 s the window is 3.0 .. 8.2 s (buckets 6 to 16): both
+	 * jobs are before it, and their buckets' slots were reused by nobody. */
+	busy_job(&srv.stats, 2 * SEC, 2100 * MS);
+	sharing_at(&srv, 8200 * MS, &r);
+	ck_assert_uint_eq(r.device_busy_ns, 600 * MS);
+	ck_assert_uint_eq(r.device_recent_window_ns, 5200 * MS);
+	ck_assert_uint_eq(r.device_recent_busy_ns, 0);
+	stats_status_free(&r);
+
+	/* 8.3 .. 20.3 s: longer than the 16 buckets kept. At 20.5 s the window is 15.5 .. 20.5
+	 * s, busy up to 20.3 s; the buckets of 2.0 s and 8.3 s are overwritten, not added. */
+	busy_job(&srv.stats, 8300 * MS, 20300 * MS);
+	sharing_at(&srv, 20500 * MS, &r);
+	ck_assert_uint_eq(r.device_busy_ns, 12600 * MS);
+	ck_assert_uint_eq(r.device_recent_window_ns, 5000 * MS);
+	ck_assert_uint_eq(r.device_recent_busy_ns, 4800 * MS);
+	stats_status_free(&r);
+
+	/* Within one bucket, at its very end, and an empty interval. */
+	busy_job(&srv.stats, 21 * SEC, 21 * SEC + 1);
+	busy_job(&srv.stats, 21499 * MS, 21500 * MS);
+	busy_job(&srv.stats, 22 * SEC, 22 * SEC);
+	sharing_at(&srv, 22 * SEC, &r);
+	ck_assert_uint_eq(r.device_busy_ns, 12600 * MS + 1 + 1 * MS);
+	ck_assert_uint_eq(r.device_recent_window_ns, 5000 * MS); /* from 17.0 s */
+	ck_assert_uint_eq(r.device_recent_busy_ns, 3300 * MS + 1 + 1 * MS);
+	stats_status_free(&r);
+
+	/* Long idle: nothing recent, the total stays. */
+	sharing_at(&srv, 100 * SEC, &r);
+	ck_assert_uint_eq(r.device_busy_ns, 12600 * MS + 1 + 1 * MS);
+	ck_assert_uint_eq(r.device_recent_busy_ns, 0);
+	ck_assert_uint_eq(r.device_recent_window_ns, 5000 * MS);
+	stats_status_free(&r);
+}
+END_TEST
+
+/* Connections listed oldest first; a closing one's counters move to departed. */
+START_TEST(test_clients_fold)
+{
+	static struct rxd_server srv;
+	static struct rxd_conn a, b;
+	Rxgemm__StatusReply r;
+
+	memset(&srv, 0, sizeof(srv));
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	stats_init(&srv.stats);
+	a.id = 7;
+	snprintf(a.name, sizeof(a.name), "older");
+	a.peer_uid = 1000;
+	a.peer_pid = 42;
+	a.stats.jobs_ok = 3;
+	a.stats.flops = 300;
+	a.stats.kernel_ns = 30;
+	b.id = 9;
+	b.peer_uid = b.peer_pid = -1;
+	b.stats.jobs_failed = 1;
+	b.stats.requests_rejected = 2;
+	b.jobs_in_flight = 4;
+	/* The server's list is newest first. */
+	srv.conns = &b;
+	b.next = &a;
+	a.prev = &b;
+	srv.stats.clients_connected = 2;
+	sharing_at(&srv, 1 * SEC, &r);
+	ck_assert_uint_eq(r.n_clients, 2);
+	ck_assert_uint_eq(r.clients[0]->client_id, 7);
+	ck_assert_str_eq(r.clients[0]->name, "older");
+	ck_assert_int_eq(r.clients[0]->uid, 1000);
+	ck_assert_int_eq(r.clients[0]->pid, 42);
+	ck_assert_uint_eq(r.clients[0]->jobs_ok, 3);
+	ck_assert_uint_eq(r.clients[0]->flops, 300);
+	ck_assert_uint_eq(r.clients[0]->timings->kernel_ns, 30);
+	ck_assert_uint_eq(r.clients[1]->client_id, 9);
+	ck_assert_str_eq(r.clients[1]->name, "");
+	ck_assert_int_eq(r.clients[1]->uid, -1);
+	ck_assert_uint_eq(r.clients[1]->jobs_in_flight, 4);
+	ck_assert_uint_eq(r.clients[1]->requests_rejected, 2);
+	ck_assert_uint_eq(r.departed_clients->jobs_ok, 0);
+	ck_assert_uint_eq(r.n_kernel_stats, 0);
+	stats_status_free(&r);
+
+	/* a leaves (server.c unlinks it and calls stats_client_closed). */
+	stats_client_closed(&srv.stats, &a);
+	b.next = NULL;
+	sharing_at(&srv, 2 * SEC, &r);
+	ck_assert_uint_eq(srv.stats.clients_connected, 1);
+	ck_assert_uint_eq(r.n_clients, 1);
+	ck_assert_uint_eq(r.clients[0]->client_id, 9);
+	ck_assert_uint_eq(r.departed_clients->client_id, 0);
+	ck_assert_int_eq(r.departed_clients->uid, -1);
+	ck_assert_uint_eq(r.departed_clients->jobs_ok, 3);
+	ck_assert_uint_eq(r.departed_clients->flops, 300);
+	ck_assert_uint_eq(r.departed_clients->timings->kernel_ns, 30);
+	stats_status_free(&r);
+	stats_client_closed(&srv.stats, &b);
+	srv.conns = NULL;
+	sharing_at(&srv, 3 * SEC, &r);
+	ck_assert_uint_eq(r.n_clients, 0);
+	ck_assert_uint_eq(r.departed_clients->jobs_failed, 1);
+	ck_assert_uint_eq(r.departed_clients->requests_rejected, 2);
+	ck_assert_uint_eq(r.departed_clients->jobs_ok, 3);
+	stats_status_free(&r);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
-	TCase *tc = tcase_create("stats");
+	TCase *tc = tcase_create("daemon");
 
 	tcase_add_unchecked_fixture(tc, daemon_up, daemon_down);
 	if (!getenv("CK_DEFAULT_TIMEOUT"))
@@ -417,6 +567,11 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc, test_rejected_counts);
 	tcase_add_test(tc, test_variants);
 	tcase_add_test(tc, test_busy_while_running);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("buckets");
+	tcase_add_test(tc, test_busy_buckets);
+	tcase_add_test(tc, test_clients_fold);
 	suite_add_tcase(s, tc);
 	return s;
 }
