@@ -1152,7 +1152,7 @@ static void status_text_sharing(const struct rxg_status *st)
 					     "avg h2d ms", "avg kernel ms", "avg d2h ms" };
 	struct table t = { .ncols = 14, .align = "rlrrrrrrrrrrrr" };
 
-	printf("busy:     %.1f%% busy since start, %.1f%% over the last %.1f s", 
+	printf("busy:     %.1f%% since start, %.1f%% over the last %.1f s",
 	       100.0 * st->device_utilisation, 100.0 * st->device_utilisation_recent,
 	       (double)st->device_recent_window_ns / 1e9);
 	if (st->device_current_job_ns)

@@ -562,7 +562,8 @@ void stats_client_closed(struct rxd_stats *st, const struct rxd_conn *c);
 int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
 		 const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out);
 /* Add the sharing figures (fields 50-56: clients, kernel variants, device busy time) to
- * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM; stats_status_free frees them too. */
+ * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM;
+ * stats_status_free frees them too. */
 struct rxd_server;
 int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
 void stats_status_free(Rxgemm__StatusReply *out);
