@@ -96,7 +96,7 @@ if [ -x "${BENCH_SHARING:-}" ]; then
 	"$BENCH_SHARING" --socket "$S" --clients 1 --seconds 3 --size 64 >"$T/bench.txt" 2>&1 &
 	BENCH=$!
 	TL_PIDS+=("$BENCH")
-	if tl_run "top while busy" 0 "${R[@]}" top -n 4 -d 0.5; then
+	if tl_run "top while busy" 0 "${R[@]}" top -n 6 -d 0.5; then
 		cp "$TL_OUT" "$T/top-busy.txt"
 		if grep -Eq '^ *[0-9]+ +bench-sharing-0 +[0-9]+ +[0-9]+ +[01] +[0-9.]*[1-9][0-9.]* ' \
 			"$T/top-busy.txt"; then
