@@ -556,6 +556,55 @@ START_TEST(test_clients_fold)
 }
 END_TEST
 
+/* Per-variant entries by kernel name; past RXD_STATS_VARIANTS the rest share "other". */
+START_TEST(test_variants_table)
+{
+	static struct rxd_server srv;
+	static struct rxd_conn c;
+	static struct rxd_job job;
+	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
+	Rxgemm__StatusReply r;
+	char names[RXD_STATS_VARIANTS + 6][32];
+	uint64_t jobs = 0;
+
+	memset(&srv, 0, sizeof(srv));
+	memset(&c, 0, sizeof(c));
+	stats_init(&srv.stats);
+	c.id = 3;
+	srv.conns = &c;
+	t.kernel_ns = 10;
+	job.status = RXGEMM__STATUS__STATUS_OK;
+	job.g.flops = 1000;
+	job.g.c_elems = 6;
+	for (int i = 0; i < RXD_STATS_VARIANTS + 6; i++) {
+		snprintf(names[i], sizeof(names[i]), "variant-%d", i);
+		job.kernel = names[i];
+		/* Twice for the first, once for the others. */
+		for (int rep = 0; rep < (i == 0 ? 2 : 1); rep++, jobs++)
+			stats_job_done(&srv.stats, &job, &c, &t);
+	}
+	job.status = RXGEMM__STATUS__STATUS_DEVICE; /* a failure counts in no variant */
+	stats_job_done(&srv.stats, &job, &c, &t);
+	sharing_at(&srv, 1 * SEC, &r);
+	ck_assert_uint_eq(r.n_kernel_stats, RXD_STATS_VARIANTS);
+	ck_assert_str_eq(r.kernel_stats[0]->kernel, "variant-0");
+	ck_assert_uint_eq(r.kernel_stats[0]->jobs, 2);
+	ck_assert_uint_eq(r.kernel_stats[0]->flops, 2000);
+	ck_assert_uint_eq(r.kernel_stats[0]->timings->kernel_ns, 20);
+	ck_assert_str_eq(r.kernel_stats[RXD_STATS_VARIANTS - 1]->kernel, "other");
+	ck_assert_uint_eq(r.kernel_stats[RXD_STATS_VARIANTS - 1]->jobs, 7);
+	ck_assert_uint_eq(srv.stats.jobs_ok, jobs);
+	ck_assert_uint_eq(srv.stats.jobs_failed, 1);
+	ck_assert_uint_eq(r.n_clients, 1);
+	ck_assert_uint_eq(r.clients[0]->jobs_ok, jobs);
+	ck_assert_uint_eq(r.clients[0]->jobs_failed, 1);
+	ck_assert_uint_eq(r.clients[0]->flops, jobs * 1000);
+	ck_assert_uint_eq(r.clients[0]->bytes_out, jobs * 6 * sizeof(float));
+	ck_assert_uint_eq(r.clients[0]->timings->kernel_ns, jobs * 10);
+	stats_status_free(&r);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
 	Suite *s = suite_create("stats");
@@ -573,6 +622,7 @@ static Suite *stats_suite(void)
 	tc = tcase_create("buckets");
 	tcase_add_test(tc, test_busy_buckets);
 	tcase_add_test(tc, test_clients_fold);
+	tcase_add_test(tc, test_variants_table);
 	suite_add_tcase(s, tc);
 	return s;
 }
