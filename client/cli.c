@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "npy.h"
 #include "refgemm.h"
@@ -63,16 +64,20 @@ static void usage(FILE *f)
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
 		"              [--repeat R] [--csv | --json]\n"
+		"       rxgemm [--socket PATH] top [-d SECONDS] [-n ITERATIONS]\n"
 		"       rxgemm --help | --version\n"
 		"\n"
 		"Commands:\n"
 		"  gemm       run C = alpha * op(A) * op(B) + beta * C in FP32 on the daemon's\n"
 		"             device and show its timings\n"
-		"  status     show the daemon's device, counters and recent jobs\n"
+		"  status     show the daemon's device, counters, clients, kernel variants and\n"
+		"             recent jobs\n"
 		"  devices    list every OpenCL device the daemon can see (* = in use)\n"
 		"  bench      time square GEMMs of each size through the daemon (random\n"
 		"             row-major matrices; best of --repeat, default 3; sizes default\n"
 		"             256,512,1024,2048): kernel and end-to-end GFLOPS\n"
+		"  top        show the daemon's utilisation, clients and kernels every few\n"
+		"             seconds, with rates over the last interval, like top(1)\n"
 		"\n"
 		"gemm options:\n"
 		"  -m M, -n N, -k K  op(A) is M x K, op(B) K x N, C M x N; may be omitted when\n"
@@ -98,6 +103,12 @@ static void usage(FILE *f)
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
+		"\n"
+		"top options:\n"
+		"  -d, --delay SECONDS     time between frames (default 2)\n"
+		"  -n, --iterations N      exit after N frames (default: run until interrupted);\n"
+		"                          when stdout is not a terminal, frames are printed one\n"
+		"                          after another instead of redrawing the screen\n"
 		"\n"
 		"Options for every command (before or after it):\n"
 		"  --socket PATH     the daemon's socket (default here: %s;\n"
@@ -1062,6 +1073,123 @@ static void status_text_budget(const struct rxg_status *st)
 	       st->vram_client_quota_bytes ? quota : "none");
 }
 
+/* --- sharing: clients, kernel variants, device utilisation (status and top) -------------- */
+
+static double percent(double part, double whole)
+{
+	return whole > 0 ? 100.0 * part / whole : NAN;
+}
+
+static double avg_ms(uint64_t ns, uint64_t count)
+{
+	return count ? ns_to_ms((double)ns / (double)count) : NAN;
+}
+
+/* A number, or "-" where there is none (NaN: nothing to average, no interval yet). */
+static void table_number(struct table *t, int decimals, double v)
+{
+	if (isnan(v))
+		table_cell(t, "-");
+	else
+		table_cell(t, "%.*f", decimals, v);
+}
+
+static void table_head(struct table *t, const char *const *head)
+{
+	for (size_t i = 0; i < t->ncols; i++)
+		table_cell(t, "%s", head[i]);
+}
+
+static void table_client_id(struct table *t, const struct rxg_client_stats *c, int departed)
+{
+	if (departed) {
+		table_cell(t, "-");
+		table_cell(t, "(departed)");
+		table_cell(t, "-");
+		table_cell(t, "-");
+		return;
+	}
+	table_cell(t, "%lu", (unsigned long)c->client_id);
+	table_cell(t, "%s", *c->name ? c->name : "(no hello)");
+	if (c->uid < 0)
+		table_cell(t, "?");
+	else
+		table_cell(t, "%lld", (long long)c->uid);
+	if (c->pid < 0)
+		table_cell(t, "?");
+	else
+		table_cell(t, "%lld", (long long)c->pid);
+}
+
+static void status_text_client_row(struct table *t, const struct rxg_client_stats *c,
+				   int departed)
+{
+	char in[32], out[32];
+
+	table_client_id(t, c, departed);
+	table_cell(t, "%lu", (unsigned long)c->jobs_in_flight);
+	table_cell(t, "%llu", (unsigned long long)c->jobs_ok);
+	table_cell(t, "%llu", (unsigned long long)c->jobs_failed);
+	table_cell(t, "%llu", (unsigned long long)c->requests_rejected);
+	table_cell(t, "%.3f", (double)c->flops / 1e9);
+	table_number(t, 2, gflops((double)c->flops, (double)c->timings.kernel_ns));
+	table_number(t, 3, avg_ms(c->timings.queued_ns, c->jobs_ok));
+	table_number(t, 3, avg_ms(c->timings.total_ns, c->jobs_ok));
+	format_bytes(in, sizeof(in), c->bytes_in);
+	format_bytes(out, sizeof(out), c->bytes_out);
+	table_cell(t, "%s", in);
+	table_cell(t, "%s", out);
+}
+
+/* Device utilisation, the clients (connected, then the departed total) and the kernel
+ * variants. */
+static void status_text_sharing(const struct rxg_status *st)
+{
+	static const char *const chead[] = { "id", "name", "uid", "pid", "in flight", "jobs ok",
+					     "failed", "rejected", "GFLOP", "GFLOPS",
+					     "avg queued ms", "avg total ms", "in", "out" };
+	static const char *const khead[] = { "kernel", "jobs", "GFLOP", "kernel s", "GFLOPS",
+					     "avg h2d ms", "avg kernel ms", "avg d2h ms" };
+	struct table t = { .ncols = 14, .align = "rlrrrrrrrrrrrr" };
+
+	printf("busy:     %.1f%% since start, %.1f%% over the last %.1f s",
+	       100.0 * st->device_utilisation, 100.0 * st->device_utilisation_recent,
+	       (double)st->device_recent_window_ns / 1e9);
+	if (st->device_current_job_ns)
+		printf(", a job running for %.3f s\n", (double)st->device_current_job_ns / 1e9);
+	else
+		printf(", idle now\n");
+	printf("clients (GFLOPS over their kernel time; the departed row sums those that "
+	       "left):\n");
+	table_head(&t, chead);
+	for (size_t i = 0; i < st->n_clients; i++)
+		status_text_client_row(&t, &st->clients[i], 0);
+	status_text_client_row(&t, &st->departed, 1);
+	table_print(&t, stdout);
+	table_free(&t);
+	if (!st->n_kernel_stats) {
+		printf("kernel variants: none has run a job yet\n");
+		return;
+	}
+	printf("kernel variants:\n");
+	struct table k = { .ncols = 8, .align = "lrrrrrrr" };
+	table_head(&k, khead);
+	for (size_t i = 0; i < st->n_kernel_stats; i++) {
+		const struct rxg_kernel_stats *v = &st->kernel_stats[i];
+		table_cell(&k, "%s", v->kernel);
+		table_cell(&k, "%llu", (unsigned long long)v->jobs);
+		table_cell(&k, "%.3f", (double)v->flops / 1e9);
+		table_cell(&k, "%.3f", (double)v->timings.kernel_ns / 1e9);
+		table_number(&k, 2, gflops((double)v->flops, (double)v->timings.kernel_ns));
+		table_number(&k, 3, avg_ms(v->timings.h2d_ns, v->jobs));
+		table_number(&k, 3, avg_ms(v->timings.kernel_ns, v->jobs));
+		table_number(&k, 3, avg_ms(v->timings.d2h_ns, v->jobs));
+	}
+	table_print(&k, stdout);
+	table_free(&k);
+}
+
+
 static void status_text(const struct rxg_status *st)
 {
 	char up[64], mem[32], alloc[32];
@@ -1087,6 +1215,7 @@ static void status_text(const struct rxg_status *st)
 		printf(", %.2f GFLOPS on average\n", avg);
 	status_text_kernel_cache(st);
 	status_text_budget(st);
+	status_text_sharing(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
 		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
@@ -1186,6 +1315,56 @@ static void json_kernel_cache(FILE *f, const struct rxg_status *st)
 		(unsigned long long)st->kernel_cache_load_ns);
 }
 
+static void json_client_stats(FILE *f, const struct rxg_client_stats *c)
+{
+	fprintf(f, "{\"client_id\":%lu,\"name\":", (unsigned long)c->client_id);
+	json_string(f, c->name);
+	fprintf(f, ",\"uid\":%lld,\"pid\":%lld,\"jobs_ok\":%llu,\"jobs_failed\":%llu,"
+		   "\"requests_rejected\":%llu,\"jobs_in_flight\":%lu,\"flops\":%llu,"
+		   "\"bytes_in\":%llu,\"bytes_out\":%llu,\"gflops\":",
+		(long long)c->uid, (long long)c->pid, (unsigned long long)c->jobs_ok,
+		(unsigned long long)c->jobs_failed, (unsigned long long)c->requests_rejected,
+		(unsigned long)c->jobs_in_flight, (unsigned long long)c->flops,
+		(unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+	json_number(f, gflops((double)c->flops, (double)c->timings.kernel_ns));
+	fputs(",\"timings\":", f);
+	json_timings(f, &c->timings);
+	fputc('}', f);
+}
+
+static void json_sharing(FILE *f, const struct rxg_status *st)
+{
+	fprintf(f, ",\"utilisation\":{\"busy_ns\":%llu,\"since_start\":",
+		(unsigned long long)st->device_busy_ns);
+	json_number(f, st->device_utilisation);
+	fprintf(f, ",\"recent_busy_ns\":%llu,\"recent_window_ns\":%llu,\"recent\":",
+		(unsigned long long)st->device_recent_busy_ns,
+		(unsigned long long)st->device_recent_window_ns);
+	json_number(f, st->device_utilisation_recent);
+	fprintf(f, ",\"current_job_ns\":%llu},\"clients\":[",
+		(unsigned long long)st->device_current_job_ns);
+	for (size_t i = 0; i < st->n_clients; i++) {
+		if (i)
+			fputc(',', f);
+		json_client_stats(f, &st->clients[i]);
+	}
+	fputs("],\"departed_clients\":", f);
+	json_client_stats(f, &st->departed);
+	fputs(",\"kernel_stats\":[", f);
+	for (size_t i = 0; i < st->n_kernel_stats; i++) {
+		const struct rxg_kernel_stats *v = &st->kernel_stats[i];
+		fputs(i ? ",{\"kernel\":" : "{\"kernel\":", f);
+		json_string(f, v->kernel);
+		fprintf(f, ",\"jobs\":%llu,\"flops\":%llu,\"gflops\":", (unsigned long long)v->jobs,
+			(unsigned long long)v->flops);
+		json_number(f, gflops((double)v->flops, (double)v->timings.kernel_ns));
+		fputs(",\"timings\":", f);
+		json_timings(f, &v->timings);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
 static void status_json(const struct rxg_status *st)
 {
 	FILE *f = stdout;
@@ -1241,6 +1420,7 @@ static void status_json(const struct rxg_status *st)
 		fputc('}', f);
 	}
 	fputc(']', f);
+	json_sharing(f, st);
 	fputs("}\n", f);
 }
 
@@ -1308,6 +1488,197 @@ static int cmd_devices(int argc, char **argv, const char *socket)
 	}
 	rxg_status_free(st);
 	return EXIT_OK;
+}
+
+/* --- top ------------------------------------------------------------------------------- */
+
+static const struct rxg_client_stats *find_client(const struct rxg_status *st, uint32_t id)
+{
+	for (size_t i = 0; st && i < st->n_clients; i++)
+		if (st->clients[i].client_id == id)
+			return &st->clients[i];
+	return NULL;
+}
+
+static const struct rxg_kernel_stats *find_kernel(const struct rxg_status *st,
+						  const char *kernel)
+{
+	for (size_t i = 0; st && i < st->n_kernel_stats; i++)
+		if (strcmp(st->kernel_stats[i].kernel, kernel) == 0)
+			return &st->kernel_stats[i];
+	return NULL;
+}
+
+/* A counter's growth since the last frame, per second of the interval; NaN on the first
+ * frame. A counter that went down (a restarted daemon) starts again from 0. */
+static double rate(uint64_t now, uint64_t before, double interval_s, double scale)
+{
+	if (!(interval_s > 0))
+		return NAN;
+	return (double)(now >= before ? now - before : now) / scale / interval_s;
+}
+
+/* One frame: the daemon now (cur) and, when prev is given, what changed since prev. */
+static void top_frame(const struct rxg_status *prev, const struct rxg_status *cur)
+{
+	static const char *const chead[] = { "id", "name", "uid", "pid", "in flight", "jobs/s",
+					     "GFLOPS", "kernel %", "jobs ok", "failed",
+					     "avg queued ms", "avg total ms" };
+	static const char *const khead[] = { "kernel", "jobs/s", "GFLOPS", "jobs",
+					     "avg kernel ms", "kernel GFLOPS" };
+	double dt = prev ? (double)(cur->uptime_ns - prev->uptime_ns) / 1e9 : NAN;
+	char up[64], budget[32], reserved[32], in_use[32], peak[32], pool[32];
+
+	format_uptime(up, sizeof(up), cur->uptime_ns);
+	printf("rxgemm top - up %s, rxgemmd %s, %s\n", up, cur->daemon_version, cur->device);
+	printf("device:  ");
+	if (prev)
+		printf("%.1f%% busy over the last %.1f s, ",
+		       percent(rate(cur->device_busy_ns, prev->device_busy_ns, dt, 1.0), 1e9), dt);
+	printf("%.1f%% over %.1f s, %.1f%% since start, ", 100.0 * cur->device_utilisation_recent,
+	       (double)cur->device_recent_window_ns / 1e9, 100.0 * cur->device_utilisation);
+	if (cur->device_current_job_ns)
+		printf("a job running for %.3f s\n", (double)cur->device_current_job_ns / 1e9);
+	else
+		printf("idle now\n");
+	printf("jobs:    %llu ok, %llu failed, %llu rejected, %lu queued, %lu waiting for memory",
+	       (unsigned long long)cur->jobs_ok, (unsigned long long)cur->jobs_failed,
+	       (unsigned long long)cur->requests_rejected, (unsigned long)cur->jobs_queued,
+	       (unsigned long)cur->jobs_waiting_for_memory);
+	if (prev)
+		printf("; %.1f jobs/s, %.2f GFLOPS",
+		       rate(cur->jobs_ok + cur->jobs_failed, prev->jobs_ok + prev->jobs_failed, dt,
+			    1.0),
+		       rate(cur->flops_total, prev->flops_total, dt, 1e9));
+	printf("\n");
+	format_bytes(budget, sizeof(budget), cur->vram_budget_bytes);
+	format_bytes(reserved, sizeof(reserved), cur->vram_reserved_bytes);
+	format_bytes(in_use, sizeof(in_use), cur->vram_in_use_bytes);
+	format_bytes(peak, sizeof(peak), cur->vram_peak_bytes);
+	format_bytes(pool, sizeof(pool), cur->vram_pool_bytes);
+	printf("memory:  budget %s, %s reserved, %s in use, peak %s, pool %s\n", budget, reserved,
+	       in_use, peak, pool);
+	printf("clients: %lu connected, %llu since start\n\n", (unsigned long)cur->clients_connected,
+	       (unsigned long long)cur->clients_total);
+
+	struct table t = { .ncols = 12, .align = "rlrrrrrrrrrr" };
+	table_head(&t, chead);
+	for (size_t i = 0; i < cur->n_clients; i++) {
+		const struct rxg_client_stats *c = &cur->clients[i];
+		const struct rxg_client_stats *p = find_client(prev, c->client_id);
+		/* A client new since the last frame did all its work within the interval. */
+		static const struct rxg_client_stats zero;
+		double cdt = prev ? dt : NAN;
+
+		if (!p)
+			p = &zero;
+		table_client_id(&t, c, 0);
+		table_cell(&t, "%lu", (unsigned long)c->jobs_in_flight);
+		table_number(&t, 1, rate(c->jobs_ok + c->jobs_failed, p->jobs_ok + p->jobs_failed,
+					 cdt, 1.0));
+		table_number(&t, 2, rate(c->flops, p->flops, cdt, 1e9));
+		table_number(&t, 1, percent(rate(c->timings.kernel_ns, p->timings.kernel_ns, cdt,
+						 1.0), 1e9));
+		table_cell(&t, "%llu", (unsigned long long)c->jobs_ok);
+		table_cell(&t, "%llu", (unsigned long long)c->jobs_failed);
+		table_number(&t, 3, avg_ms(c->timings.queued_ns, c->jobs_ok));
+		table_number(&t, 3, avg_ms(c->timings.total_ns, c->jobs_ok));
+	}
+	table_print(&t, stdout);
+	table_free(&t);
+	if (!cur->n_kernel_stats)
+		return;
+	printf("\n");
+	struct table k = { .ncols = 6, .align = "lrrrrr" };
+	table_head(&k, khead);
+	for (size_t i = 0; i < cur->n_kernel_stats; i++) {
+		const struct rxg_kernel_stats *v = &cur->kernel_stats[i];
+		const struct rxg_kernel_stats *p = find_kernel(prev, v->kernel);
+		static const struct rxg_kernel_stats zero;
+		double kdt = prev ? dt : NAN;
+
+		if (!p)
+			p = &zero;
+		table_cell(&k, "%s", v->kernel);
+		table_number(&k, 1, rate(v->jobs, p->jobs, kdt, 1.0));
+		table_number(&k, 2, rate(v->flops, p->flops, kdt, 1e9));
+		table_cell(&k, "%llu", (unsigned long long)v->jobs);
+		table_number(&k, 3, avg_ms(v->timings.kernel_ns, v->jobs));
+		table_number(&k, 2, gflops((double)v->flops, (double)v->timings.kernel_ns));
+	}
+	table_print(&k, stdout);
+	table_free(&k);
+}
+
+/* rxgemm top: a frame every -d seconds like top(1), over one connection (so top is one
+ * client in its own table, not a new one each frame). On a terminal each frame replaces
+ * the last; otherwise (batch mode) frames follow one another, a blank line between. */
+static int cmd_top(int argc, char **argv, const char *socket)
+{
+	static const struct option options[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "delay", required_argument, NULL, 'd' },
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rxg_status *prev = NULL, *cur = NULL;
+	float delay_s = 2.0f;
+	int64_t iterations = 0; /* 0: until interrupted */
+	int opt, rc, tty = isatty(STDOUT_FILENO);
+	rxg_client *c = NULL;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":d:n:h", options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_SOCKET: socket = optarg; break;
+		case 'd':
+			if ((rc = parse_float("-d", optarg, &delay_s)) != EXIT_OK)
+				return rc;
+			if (delay_s < 0.01f || delay_s > 86400.0f)
+				return usage_error("-d: '%s' is not between 0.01 and 86400 seconds",
+						   optarg);
+			break;
+		case 'n':
+			if ((rc = parse_int64("-n", optarg, 1, INT64_MAX, &iterations)) != EXIT_OK)
+				return rc;
+			break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: return option_error(opt, argv);
+		}
+	}
+	if (optind < argc)
+		return usage_error("top: unexpected argument '%s'", argv[optind]);
+	if ((rc = rxg_connect(socket, CLIENT_NAME "-top", &c)) != RXG_OK)
+		return daemon_error(NULL, rc);
+	for (int64_t frame = 0; !iterations || frame < iterations; frame++) {
+		if (frame) {
+			struct timespec ts = { .tv_sec = (time_t)delay_s,
+					       .tv_nsec = (long)((delay_s - (float)(time_t)delay_s) *
+								 1e9f) };
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		if ((rc = rxg_status(c, &cur)) != RXG_OK) {
+			rc = daemon_error(c, rc);
+			goto out;
+		}
+		/* One connection throughout: a daemon that restarts ends top with exit 3. */
+		if (tty)
+			fputs("\033[H\033[2J", stdout); /* home, clear the screen */
+		else if (frame)
+			fputc('\n', stdout);
+		top_frame(prev, cur);
+		fflush(stdout);
+		rxg_status_free(prev);
+		prev = cur;
+		cur = NULL;
+	}
+	rc = EXIT_OK;
+out:
+	rxg_status_free(prev);
+	rxg_close(c);
+	return rc;
 }
 
 /* --- bench ------------------------------------------------------------------------------ */
@@ -1475,5 +1846,7 @@ int main(int argc, char **argv)
 		return cmd_devices(cmd_argc, cmd_argv, socket);
 	if (strcmp(cmd, "bench") == 0)
 		return cmd_bench(cmd_argc, cmd_argv, socket);
-	return usage_error("unknown command '%s' (gemm, status, devices or bench)", cmd);
+	if (strcmp(cmd, "top") == 0)
+		return cmd_top(cmd_argc, cmd_argv, socket);
+	return usage_error("unknown command '%s' (gemm, status, devices, bench or top)", cmd);
 }

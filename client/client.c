@@ -695,6 +695,13 @@ RXG_EXPORT void rxg_status_free(struct rxg_status *st)
 	for (size_t i = 0; st->kernels && i < st->n_kernels; i++)
 		free(st->kernels[i].kernel);
 	free(st->kernels);
+	for (size_t i = 0; st->clients && i < st->n_clients; i++)
+		free(st->clients[i].name);
+	free(st->clients);
+	free(st->departed.name);
+	for (size_t i = 0; st->kernel_stats && i < st->n_kernel_stats; i++)
+		free(st->kernel_stats[i].kernel);
+	free(st->kernel_stats);
 	free(st->recent);
 	if (st->devices) {
 		for (size_t i = 0; i < st->n_devices; i++) {
@@ -708,6 +715,74 @@ RXG_EXPORT void rxg_status_free(struct rxg_status *st)
 		free(st->devices);
 	}
 	free(st);
+}
+
+static double status_fraction(uint64_t part, uint64_t whole)
+{
+	double f = whole ? (double)part / (double)whole : 0.0;
+
+	return f > 1.0 ? 1.0 : f;
+}
+
+/* w may be NULL (an older daemon): zeros, uid and pid -1. -1 when out of memory. */
+static int client_stats_from_wire(struct rxg_client_stats *o, const Rxgemm__ClientStats *w)
+{
+	static const Rxgemm__ClientStats none = RXGEMM__CLIENT_STATS__INIT;
+
+	if (!w)
+		w = &none;
+	o->client_id = w->client_id;
+	o->uid = w == &none ? -1 : w->uid;
+	o->pid = w == &none ? -1 : w->pid;
+	o->jobs_ok = w->jobs_ok;
+	o->jobs_failed = w->jobs_failed;
+	o->requests_rejected = w->requests_rejected;
+	o->jobs_in_flight = w->jobs_in_flight;
+	o->flops = w->flops;
+	timings_from_wire(&o->timings, w->timings);
+	o->bytes_in = w->bytes_in;
+	o->bytes_out = w->bytes_out;
+	return (o->name = dup_string(w->name)) ? 0 : -1;
+}
+
+/* The sharing statistics (StatusReply fields 50-56). -1 when out of memory; what was
+ * copied is freed by rxg_status_free. */
+static int status_sharing_from_wire(struct rxg_status *st, const Rxgemm__StatusReply *w)
+{
+	if (client_stats_from_wire(&st->departed, w->departed_clients) < 0)
+		return -1;
+	if (w->n_clients) {
+		if (!(st->clients = calloc(w->n_clients, sizeof(*st->clients))))
+			return -1;
+		for (size_t i = 0; i < w->n_clients; i++) {
+			st->n_clients = i + 1;
+			if (client_stats_from_wire(&st->clients[i], w->clients[i]) < 0)
+				return -1;
+		}
+	}
+	if (w->n_kernel_stats) {
+		if (!(st->kernel_stats = calloc(w->n_kernel_stats, sizeof(*st->kernel_stats))))
+			return -1;
+		for (size_t i = 0; i < w->n_kernel_stats; i++) {
+			const Rxgemm__VariantStats *v = w->kernel_stats[i];
+			struct rxg_kernel_stats *o = &st->kernel_stats[i];
+
+			st->n_kernel_stats = i + 1;
+			o->jobs = v->jobs;
+			o->flops = v->flops;
+			timings_from_wire(&o->timings, v->timings);
+			if (!(o->kernel = dup_string(v->kernel)))
+				return -1;
+		}
+	}
+	st->device_busy_ns = w->device_busy_ns;
+	st->device_recent_busy_ns = w->device_recent_busy_ns;
+	st->device_recent_window_ns = w->device_recent_window_ns;
+	st->device_current_job_ns = w->device_current_job_ns;
+	st->device_utilisation = status_fraction(w->device_busy_ns, w->uptime_ns);
+	st->device_utilisation_recent =
+		status_fraction(w->device_recent_busy_ns, w->device_recent_window_ns);
+	return 0;
 }
 
 /* Deep-copy the wire's StatusReply into a struct rxg_status the caller owns. */
@@ -758,6 +833,8 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->jobs_waiting_for_memory = w->jobs_waiting_for_memory;
 	st->vram_client_quota_bytes = w->vram_client_quota_bytes;
 	st->jobs_split = w->jobs_split;
+	if (status_sharing_from_wire(st, w) < 0)
+		goto nomem;
 	if (w->n_kernels) {
 		if (!(st->kernels = calloc(w->n_kernels, sizeof(*st->kernels))))
 			goto nomem;

@@ -155,6 +155,32 @@ struct rxg_kernel_choice {
 	int tuned;
 };
 
+/* What one client connection got from the daemon since it connected (or, as
+ * rxg_status.departed, the sum over every client that has disconnected: client_id 0, name
+ * "", uid and pid -1). Jobs that finish after their client left are not counted. */
+struct rxg_client_stats {
+	uint32_t client_id;        /* as in rxg_server_info of that connection */
+	char *name;                /* the name it gave rxg_connect ("" before Hello) */
+	int64_t uid, pid;          /* its credentials when it connected; -1 when unknown */
+	uint64_t jobs_ok;
+	uint64_t jobs_failed;      /* reached the device and failed there */
+	uint64_t requests_rejected; /* answered with an error before reaching the device */
+	uint32_t jobs_in_flight;   /* submitted and not answered yet */
+	uint64_t flops;            /* of the jobs that succeeded: 2 m n k (times the batch) summed */
+	struct rxg_timings timings; /* each phase summed over the jobs that succeeded */
+	uint64_t bytes_in;         /* matrix bytes its requests carried (A, B, C) */
+	uint64_t bytes_out;        /* matrix bytes the replies carried (C) */
+};
+
+/* One GEMM kernel variant's work over the jobs it ran to success. Its GFLOPS on the device
+ * are flops / timings.kernel_ns. */
+struct rxg_kernel_stats {
+	char *kernel;              /* as in the daemon's logs and rxg_status.kernels */
+	uint64_t jobs;
+	uint64_t flops;
+	struct rxg_timings timings; /* each phase summed over those jobs */
+};
+
 /* The daemon's state. Allocated by rxg_status, freed by rxg_status_free; fields may be
  * added at the end in later versions. */
 struct rxg_status {
@@ -200,6 +226,20 @@ struct rxg_status {
 	uint32_t jobs_waiting_for_memory; /* queued until the budget has room */
 	uint64_t vram_client_quota_bytes; /* per connection at once; 0: none */
 	uint64_t jobs_split;              /* jobs bigger than the budget, run in pieces */
+	/* Sharing: who uses the device, with which kernels, and how busy it is. The busy
+	 * times are on uptime_ns's clock: the device worker's time on jobs (the one running
+	 * now included), so busy / elapsed between two snapshots is the utilisation then. */
+	size_t n_clients;
+	struct rxg_client_stats *clients;   /* the connected clients, the oldest first */
+	struct rxg_client_stats departed;   /* the sum over the clients that have left */
+	size_t n_kernel_stats;
+	struct rxg_kernel_stats *kernel_stats; /* every variant that has run a job */
+	uint64_t device_busy_ns;            /* since start */
+	uint64_t device_recent_busy_ns;     /* within the last device_recent_window_ns */
+	uint64_t device_recent_window_ns;   /* about 5 s (less just after start) */
+	uint64_t device_current_job_ns;     /* how long the running job has run; 0: idle */
+	double device_utilisation;          /* device_busy_ns / uptime_ns, in [0, 1] */
+	double device_utilisation_recent;   /* over the recent window, in [0, 1] */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

@@ -25,6 +25,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 	reply.status = status;
 	reply.error = msg;
 	c->srv->stats.requests_rejected++;
+	c->stats.requests_rejected++;
 	log_msg(LOG_DEBUG, "client %u request %llu: %s", c->id, (unsigned long long)request_id,
 		msg);
 	conn_send(c, &reply, close_after);
@@ -72,7 +73,11 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__StatusReply st;
 
-	if (stats_status(&c->srv->stats, c->srv->dev, c->srv->worker->engine, &st) < 0) {
+	int ret = stats_status(&c->srv->stats, c->srv->dev, c->srv->worker->engine, &st);
+
+	if (ret == 0 && (ret = stats_status_sharing(c->srv, &st)) < 0)
+		stats_status_free(&st);
+	if (ret < 0) {
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
 			       "out of memory building the status");
 		return;
@@ -200,6 +205,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
+	stats_job_busy(&srv->stats, job);
 	if (c->closing)
 		goto out; /* nobody to answer */
 	t.queued_ns = job->started_ns - job->submitted_ns;
@@ -220,7 +226,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 		reply.error = job->error;
 	}
 	t.total_ns = now_ns() - job->received_ns;
-	stats_job_done(&srv->stats, job, c->id, &t);
+	stats_job_done(&srv->stats, job, c, &t);
 	log_msg(LOG_DEBUG,
 		"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f ms, "
 		"%.2f GFLOPS)%s%s",

@@ -537,6 +537,25 @@ void job_free(struct rxd_job *job);
 
 /* ---- stats.c: counters for status replies (loop thread only) ---- */
 #define RXD_RECENT_JOBS 16
+#define RXD_STATS_VARIANTS 64        /* kernel variants counted apart; more share "other" */
+#define RXD_BUSY_BUCKET_NS 500000000ull /* device busy time is kept per half second */
+#define RXD_BUSY_BUCKETS 16
+#define RXD_BUSY_RECENT_BUCKETS 10   /* the recent window: the last 5 s, plus the current bucket */
+
+/* What one client (or the clients that have left, together) got from the daemon. */
+struct rxd_client_stats {
+	uint64_t jobs_ok, jobs_failed, requests_rejected;
+	uint64_t flops;                 /* of its jobs that succeeded */
+	uint64_t queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns; /* summed over those jobs */
+	uint64_t bytes_in, bytes_out;   /* matrix bytes in its requests and replies */
+};
+
+/* One kernel variant's work. */
+struct rxd_variant_stats {
+	char kernel[96];
+	uint64_t jobs, flops;
+	uint64_t queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns;
+};
 
 struct rxd_stats {
 	uint64_t started_ns;
@@ -548,15 +567,33 @@ struct rxd_stats {
 	Rxgemm__JobRecord recent[RXD_RECENT_JOBS];
 	Rxgemm__Timings recent_t[RXD_RECENT_JOBS];
 	size_t recent_next, recent_count;
+	struct rxd_client_stats departed;  /* folded in from every closed connection */
+	struct rxd_variant_stats variants[RXD_STATS_VARIANTS];
+	size_t n_variants;
+	uint64_t busy_ns;                  /* the device worker on finished jobs, since start */
+	/* Busy ns per bucket of RXD_BUSY_BUCKET_NS since started_ns; bucket i is valid when
+	 * busy_bucket_index[i % RXD_BUSY_BUCKETS] == i. */
+	uint64_t busy_bucket_ns[RXD_BUSY_BUCKETS];
+	uint64_t busy_bucket_index[RXD_BUSY_BUCKETS];
 };
 
 void stats_init(struct rxd_stats *st);
-void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, uint32_t client_id,
+/* Any job back from the worker, answered or not: its time on the device worker. */
+void stats_job_busy(struct rxd_stats *st, const struct rxd_job *job);
+/* A job answered to its client c: the daemon's, c's and the variant's counters. */
+void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_conn *c,
 		    const Rxgemm__Timings *t);
+/* c is closing: fold its counters into the departed clients' total. */
+void stats_client_closed(struct rxd_stats *st, const struct rxd_conn *c);
 /* Fill a StatusReply; the pointers in it stay valid until the next stats_* call.
  * Returns 0 or -ENOMEM. Free with stats_status_free. */
 int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
 		 const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out);
+/* Add the sharing figures (fields 50-56: clients, kernel variants, device busy time) to
+ * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM;
+ * stats_status_free frees them too. */
+struct rxd_server;
+int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
 void stats_status_free(Rxgemm__StatusReply *out);
 
 /* ---- server.c: the listening socket and the connections (loop thread) ---- */
@@ -591,6 +628,7 @@ struct rxd_conn {
 	char name[64];               /* the client's name from Hello */
 	long peer_pid;
 	long peer_uid;
+	struct rxd_client_stats stats; /* stats.c's, folded into stats.departed at close */
 	uint8_t readbuf[64 * 1024];
 };
 

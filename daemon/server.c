@@ -58,7 +58,7 @@ void conn_close(struct rxd_conn *c)
 		srv->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	srv->stats.clients_connected--;
+	stats_client_closed(&srv->stats, c);
 	log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id,
 		c->name[0] ? c->name : "no hello", c->peer_pid);
 	uv_close((uv_handle_t *)&c->pipe, conn_on_closed);

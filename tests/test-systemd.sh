@@ -156,10 +156,12 @@ if [ -f /usr/share/bash-completion/bash_completion ]; then
 		[ "$got" = "$want" ] && tl_ok "completion of '$*': $want" ||
 			tl_fail "completion of '$*': got '$got', want '$want'"
 	}
-	expect_completion "gemm status devices" rxgemm ""
+	expect_completion "gemm status devices bench top" rxgemm ""
 	expect_completion "status" rxgemm --socket /tmp/x st
 	expect_completion "--transa --transb" rxgemm gemm --tr
 	expect_completion "--json --socket --help --version" rxgemm devices --
+	expect_completion "--delay" rxgemm top --de
+	expect_completion "" rxgemm top -d ""
 fi
 
 # --- hang-timeout, the watchdog's knob -------------------------------------------------------
