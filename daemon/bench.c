@@ -378,8 +378,10 @@ int main(int argc, char **argv)
 		double ours, theirs, ratio, pct;
 		const char *check;
 
-		if (bench_shape(&eng, sgemm, o.shapes[i], &o, &r) < 0)
+		if (bench_shape(&eng, sgemm, o.shapes[i], &o, &r) < 0) {
+			status = 1;
 			continue;
+		}
 		ours = gflops_of(&gs, r.ours_ns);
 		theirs = gflops_of(&gs, r.clblast_ns);
 		ratio = theirs > 0 ? ours / theirs : 0;
@@ -388,6 +390,8 @@ int main(int argc, char **argv)
 		pts[n_pts++].clblast = theirs;
 		pct = o.peak_gflops > 0 ? 100.0 * ours / o.peak_gflops : 0;
 		check = r.check < 0 ? "-" : r.check ? "ok" : "DIFF";
+		if (r.check == 0)
+			status = 1;
 		if (o.csv)
 			printf("%lld,%lld,%lld,%d,%d,%s,%.1f,%.1f,%.3f,%.1f,%s\n", (long long)gs.m,
 			       (long long)gs.n, (long long)gs.k, o.trans_a, o.trans_b, r.kernel, ours,

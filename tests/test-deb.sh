@@ -105,7 +105,7 @@ dpkg-query -W -f='${Conffiles}\n' rxgemmd | grep -q '/etc/rxgemmd/rxgemmd.conf' 
 	tl_ok "/etc/rxgemmd/rxgemmd.conf is a conffile" || tl_fail "the config is not a conffile"
 [ -d /var/cache/rxgemmd ] && [ "$(stat -c %U /var/cache/rxgemmd)" = rxgemm ] &&
 	tl_ok "postinst made /var/cache/rxgemmd for rxgemm" || tl_fail "no /var/cache/rxgemmd"
-for page in 8:rxgemmd 5:rxgemmd.conf 1:rxgemm; do
+for page in 8:rxgemmd 5:rxgemmd.conf 1:rxgemm 1:rxgemm-bench; do
 	if command -v man >/dev/null 2>&1; then
 		man -w "${page%%:*}" "${page#*:}" >/dev/null 2>&1 && tl_ok "man ${page%%:*} ${page#*:}" ||
 			tl_fail "no man page ${page#*:}(${page%%:*})"
@@ -153,6 +153,9 @@ fi
 tl_run "job as root" 0 "$RXGEMM" --socket "$sock" gemm -m 200 -n 150 -k 100 --check &&
 	tl_ok "the installed rxgemm ran a job on the installed rxgemmd"
 tl_run "status" 0 "$RXGEMM" --socket "$sock" status && tl_ok "rxgemm status"
+tl_run "installed rxgemm-bench" 0 /usr/bin/rxgemm-bench --sizes 96 --repeat 1 --warmup 0 &&
+	tl_expect_output "installed rxgemm-bench" '^ +96 +96 +96 ' &&
+	tl_ok "the installed rxgemm-bench times a GEMM"
 tl_run "job in group rxgemm" 0 setpriv --reuid=nobody --regid=rxgemm --clear-groups \
 	"$RXGEMM" --socket "$sock" gemm -m 64 -n 64 -k 64 --check &&
 	tl_ok "a user in the group rxgemm may use the daemon"
