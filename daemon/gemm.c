@@ -257,12 +257,24 @@ static const struct rxd_gemm_config gemm_default_reg_medium_cpu[] = {
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
 /* Thin C: tiles as narrow as C in its short dimension, so that the work-items are not
- * mostly computing padding; on GPUs split-K then adds the work-groups that are missing. */
-static const struct rxd_gemm_config gemm_default_reg_thin_n[] = {
+ * mostly computing padding; on GPUs split-K then adds the work-groups that are missing
+ * (tests/gpu/run-thin.sh on an H100: 256 x 64 tiles 28 TFLOPS at 4096 x 64 x 4096, 64 x 32
+ * ones 22; on PoCL 64 x 32 is the best). */
+static const struct rxd_gemm_config gemm_default_reg_thin_n_gpu[] = {
+	{ RXD_GEMM_REG, 256, 64, 16, 16, 4, 4, 4, 4, 4, 2 },
 	{ RXD_GEMM_REG, 64, 32, 16, 8, 8, 4, 4, 4, 4, 2 },
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
-static const struct rxd_gemm_config gemm_default_reg_thin_m[] = {
+static const struct rxd_gemm_config gemm_default_reg_thin_m_gpu[] = {
+	{ RXD_GEMM_REG, 64, 256, 16, 4, 16, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 32, 64, 16, 8, 8, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+static const struct rxd_gemm_config gemm_default_reg_thin_n_cpu[] = {
+	{ RXD_GEMM_REG, 64, 32, 16, 8, 8, 4, 4, 4, 4, 2 },
+	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
+};
+static const struct rxd_gemm_config gemm_default_reg_thin_m_cpu[] = {
 	{ RXD_GEMM_REG, 32, 64, 16, 8, 8, 4, 4, 4, 4, 2 },
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
@@ -1053,10 +1065,14 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 							     COUNT(gemm_default_reg_medium_gpu));
 			large = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_large,
 						      COUNT(gemm_default_reg_large));
-			thin_n = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_n,
-						       COUNT(gemm_default_reg_thin_n));
-			thin_m = gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_m,
-						       COUNT(gemm_default_reg_thin_m));
+			thin_n = cpu ? gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_n_cpu,
+							     COUNT(gemm_default_reg_thin_n_cpu))
+				     : gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_n_gpu,
+							     COUNT(gemm_default_reg_thin_n_gpu));
+			thin_m = cpu ? gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_m_cpu,
+							     COUNT(gemm_default_reg_thin_m_cpu))
+				     : gemm_engine_add_first(eng, ta, tb, gemm_default_reg_thin_m_gpu,
+							     COUNT(gemm_default_reg_thin_m_gpu));
 			if (tiny < 0)
 				tiny = tiled;
 			if (small < 0)
