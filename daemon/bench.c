@@ -32,6 +32,7 @@ struct bench_opts {
 	struct rxd_gemm_config configs[64];
 	size_t n_configs;
 	int repeat, warmup;
+	int splitk;                  /* --splitk: 0 the engine decides, 1 never, S slices */
 	bool clblast, json, csv, tune;
 	double peak_gflops;
 	const char *plot;            /* --plot FILE: .svg or .png through gnuplot */
@@ -64,6 +65,7 @@ static void bench_usage(FILE *f)
 		"  --tune                time a grid of configurations at each size, show the best\n"
 		"  --repeat R            timed runs per point, best is kept (default 10)\n"
 		"  --warmup W            untimed runs first (default 2)\n"
+		"  --splitk S            K slices: 0 the engine decides (default), 1 none\n"
 		"  --no-clblast          do not load CLBlast\n"
 		"  --peak-gflops P       show percent of this peak\n"
 		"  --csv, --json         machine-readable output\n"
@@ -211,7 +213,7 @@ static int bench_shape(struct rxd_gemm_engine *eng, clblast_sgemm_fn sgemm, cons
 	struct rxd_device *dev = eng->dev;
 	struct rxd_gemm g = { .m = shape[0], .n = shape[1], .k = shape[2],
 			      .trans_a = o->trans_a, .trans_b = o->trans_b, .alpha = 1.0f,
-			      .beta = 0.0f };
+			      .beta = 0.0f, .splitk = o->splitk };
 	size_t na, nb, nc;
 	float *h = NULL, *ours = NULL, *theirs = NULL;
 	cl_mem a = NULL, b = NULL, c = NULL;
@@ -295,7 +297,7 @@ int main(int argc, char **argv)
 		{ "warmup", required_argument, NULL, 'w' }, { "no-clblast", no_argument, NULL, 'n' },
 		{ "peak-gflops", required_argument, NULL, 'p' },
 		{ "csv", no_argument, NULL, 'C' },          { "json", no_argument, NULL, 'j' },
-		{ "plot", required_argument, NULL, 'P' },
+		{ "plot", required_argument, NULL, 'P' },   { "splitk", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
@@ -328,6 +330,7 @@ int main(int argc, char **argv)
 		case 'r': o.repeat = atoi(optarg); break;
 		case 'w': o.warmup = atoi(optarg); break;
 		case 'n': o.clblast = false; break;
+		case 'K': o.splitk = atoi(optarg); break;
 		case 'p': o.peak_gflops = atof(optarg); break;
 		case 'C': o.csv = true; break;
 		case 'P': o.plot = optarg; break;
@@ -336,8 +339,10 @@ int main(int argc, char **argv)
 		default: bench_usage(stderr); return 2;
 		}
 	}
-	if (o.repeat < 1 || o.repeat > 10000 || o.warmup < 0 || o.warmup > 10000) {
-		fprintf(stderr, "rxgemm-bench: --repeat 1..10000, --warmup 0..10000\n");
+	if (o.repeat < 1 || o.repeat > 10000 || o.warmup < 0 || o.warmup > 10000 ||
+	    o.splitk < 0 || o.splitk > 64) {
+		fprintf(stderr, "rxgemm-bench: --repeat 1..10000, --warmup 0..10000, "
+			"--splitk 0..64\n");
 		return 2;
 	}
 	if (o.n_shapes == 0)

@@ -333,7 +333,8 @@ START_TEST(test_split_k)
 END_TEST
 
 /* The engine's own choice: split-K for a thin C on a device with many compute units, not
- * for a square one, not for batches; every slice keeps at least 256 of K. */
+ * for a square one (even one of only 128 tiles), not for batches; every slice keeps at
+ * least 256 of K. */
 START_TEST(test_split_k_choice)
 {
 	struct rxd_device_desc *desc = (struct rxd_device_desc *)dev.desc;
@@ -342,6 +343,7 @@ START_TEST(test_split_k_choice)
 	struct rxd_gemm square = { .m = 4096, .n = 4096, .k = 4096, .batch_count = 1 };
 	struct rxd_gemm batch = { .m = 64, .n = 64, .k = 4096, .batch_count = 8 };
 	struct rxd_gemm shortk = { .m = 4096, .n = 64, .k = 300, .batch_count = 1 };
+	struct rxd_gemm mid = { .m = 1024, .n = 1024, .k = 1024, .batch_count = 1 };
 	int reg = gemm_find_variant(&engine, false, false, RXD_GEMM_REG);
 
 	ck_assert_int_ge(reg, 0);
@@ -349,6 +351,7 @@ START_TEST(test_split_k_choice)
 	ck_assert_int_ge(gemm_splitk_slices(&engine, reg, &thin), 2);
 	ck_assert_int_le(gemm_splitk_slices(&engine, reg, &thin), 4096 / 256);
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &square), 1);
+	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &mid), 1); /* 128 tiles: no gain */
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &batch), 1);
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &shortk), 1);
 	thin.splitk = 1;

@@ -27,6 +27,17 @@ SHAPES=1024x1024x1024,4096x64x4096,64x4096x4096,4096x32x4096,2048x2048x2048,1000
 		rxgemm-bench --no-clblast --shapes 64x4096x4096 --config "$c" | tail -1
 	done
 } > sweep.txt 2>&1
+# Split-K on and off, per shape, with the default and the sweep's best thin tiles.
+{
+	for sk in 0 1 2 4 8; do
+		echo "--splitk $sk"
+		rxgemm-bench --no-clblast --splitk "$sk" --shapes "$SHAPES" | tail -n +3
+		rxgemm-bench --no-clblast --splitk "$sk" --shapes 4096x64x4096 \
+			--config reg:256x64x16:16x4:v4x4:p4x4:m2 | tail -1
+		rxgemm-bench --no-clblast --splitk "$sk" --shapes 64x4096x4096 \
+			--config reg:64x256x16:4x16:v4x4:p4x4:m2 | tail -1
+	done
+} > splitk.txt 2>&1
 python3 - > cublas.txt 2>&1 <<'PY'
 import torch
 torch.backends.cuda.matmul.allow_tf32 = False
