@@ -360,9 +360,10 @@ static int gemm_cl_status(cl_int err)
 	return RXGEMM__STATUS__STATUS_DEVICE;
 }
 
-/* Offsets (in floats) of the part of each matrix one launch computes. */
+/* Offsets (in floats) of the part of each matrix one launch computes: 64-bit, as the
+ * matrices may sit anywhere in a large buffer (nasops.c's tensors). */
 struct gemm_part {
-	cl_int off_a, off_b, off_c;
+	cl_ulong off_a, off_b, off_c;
 };
 
 static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
@@ -397,9 +398,9 @@ static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sa), &sa);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sb), &sb);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sc), &sc);
-	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_int), &p->off_a);
-	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_int), &p->off_b);
-	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_int), &p->off_c);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &p->off_a);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &p->off_b);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &p->off_c);
 	if (e != CL_SUCCESS)
 		return CL_INVALID_KERNEL_ARGS;
 	local[0] = (size_t)(cf->tsm / cf->wptm);
@@ -480,7 +481,8 @@ static cl_int gemm_splitk_run(struct rxd_gemm_engine *eng, int variant, const st
 	int64_t tsk = v->cfg.tsk, ks = g->k / s / tsk * tsk, rest = g->k - ks * s;
 	struct rxd_gemm sl = *g;
 	struct gemm_part p = { 0, 0, 0 };
-	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, sc = s, ldc = (cl_int)g->ldc, off_c = 0;
+	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, sc = s, ldc = (cl_int)g->ldc;
+	cl_ulong off_c = 0;
 	cl_event ev[3] = { NULL };
 	size_t global[2];
 
@@ -498,8 +500,8 @@ static cl_int gemm_splitk_run(struct rxd_gemm_engine *eng, int variant, const st
 		sl.k = rest;
 		sl.beta = 1.0f;
 		sl.batch_count = 1;
-		p.off_a = (cl_int)(g->trans_a ? s * ks : s * ks * g->lda);
-		p.off_b = (cl_int)(g->trans_b ? s * ks * g->ldb : s * ks);
+		p.off_a = (cl_ulong)(g->trans_a ? s * ks : s * ks * g->lda);
+		p.off_b = (cl_ulong)(g->trans_b ? s * ks * g->ldb : s * ks);
 		e = gemm_enqueue_part(eng, variant, &sl, a, b, ws, &p, &ev[1]);
 	}
 	if (e == CL_SUCCESS) {
@@ -575,13 +577,13 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 
 		if (by_batch) {
 			part.batch_count = len;
-			p.off_a = (cl_int)(at * g->stride_a);
-			p.off_b = (cl_int)(at * g->stride_b);
-			p.off_c = (cl_int)(at * g->stride_c);
+			p.off_a = (cl_ulong)(at * g->stride_a);
+			p.off_b = (cl_ulong)(at * g->stride_b);
+			p.off_c = (cl_ulong)(at * g->stride_c);
 		} else {
 			part.n = len;
-			p.off_b = (cl_int)(g->trans_b ? at : at * g->ldb);
-			p.off_c = (cl_int)(at * g->ldc);
+			p.off_b = (cl_ulong)(g->trans_b ? at : at * g->ldb);
+			p.off_c = (cl_ulong)(at * g->ldc);
 		}
 		if ((e = gemm_enqueue_part(eng, variant, &part, a, b, c, &p, &cur)) != CL_SUCCESS)
 			break;

@@ -50,7 +50,7 @@ void gemm_tiled(const int M, const int N, const int K,
 		const float beta,
 		__global float *C, const int ldc,
 		const int stride_a, const int stride_b, const int stride_c,
-		const int off_a, const int off_b, const int off_c)
+		const ulong off_a, const ulong off_b, const ulong off_c)
 {
 	__local float Asub[TSK][TSM];
 	__local float Bsub[TSK][TSN];

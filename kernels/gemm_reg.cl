@@ -205,7 +205,7 @@ void gemm_reg(const int M, const int N, const int K,
 	      __global float *C, const int ldc,
 	      const int vec_ok,
 	      const int stride_a, const int stride_b, const int stride_c,
-	      const int off_a, const int off_b, const int off_c)
+	      const ulong off_a, const ulong off_b, const ulong off_c)
 {
 	/* Declared as float4 so that the float4 accesses below are 16-byte aligned: a plain
 	 * float array in local memory is only 4-byte aligned on some devices. */
@@ -326,7 +326,7 @@ void gemm_reg(const int M, const int N, const int K,
  * consecutive rows, so every read of W and C is coalesced. */
 __kernel void gemm_splitk_reduce(const int M, const int N, const int S, const float alpha,
 				 const __global float *W, const float beta,
-				 __global float *C, const int ldc, const int off_c)
+				 __global float *C, const int ldc, const ulong off_c)
 {
 	const int i = get_global_id(0);
 	const int j = get_global_id(1);
