@@ -156,12 +156,24 @@ static bool dispatch_overlap(const uint8_t *a, uint64_t alen, const uint8_t *b, 
 	return a < b + blen && b < a + alen;
 }
 
+/* The job keeps r (once, however many of its operands lie there). */
+static void dispatch_hold_region(struct rxd_job *job, struct rxd_region *r)
+{
+	int i;
+
+	for (i = 0; i < RXD_JOB_REGIONS && job->regions[i]; i++)
+		if (job->regions[i] == r)
+			return;
+	shm_region_ref(r);
+	job->regions[i] = r;
+}
+
 /* Resolve the GEMM's region references into view, a copy of rq whose a, b and c point
- * into the regions (rq itself keeps its own bytes, which protobuf-c frees); the job takes
- * a reference on each region it uses. A status code, with a sentence in err. */
+ * into the regions (rq itself keeps its own bytes, which protobuf-c frees), and *c_dest to
+ * where C goes (NULL: inline). Takes no reference. A status code, with a sentence in err. */
 static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
-				 Rxgemm__GemmRequest *view, struct rxd_job *job, char *err,
-				 size_t errlen)
+				 Rxgemm__GemmRequest *view, struct rxd_region *used[RXD_JOB_REGIONS],
+				 float **c_dest, char *err, size_t errlen)
 {
 	static const char *const names[3] = { "a", "b", "c" };
 	const Rxgemm__RegionRef *refs[3] = { rq->a_region, rq->b_region, rq->c_region };
@@ -171,6 +183,7 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	int st;
 
 	*view = *rq;
+	*c_dest = NULL;
 	for (int i = 0; i < 3; i++) {
 		if (!refs[i])
 			continue;
@@ -180,14 +193,14 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
 		}
 		snprintf(field, sizeof(field), "%s_region", names[i]);
-		st = shm_resolve(&c->shm, refs[i], field, &job->regions[i], &p, err, errlen);
+		st = shm_resolve(&c->shm, refs[i], field, &used[i], &p, err, errlen);
 		if (st)
 			return st;
 		data[i]->data = p;
 		data[i]->len = (size_t)refs[i]->length;
 	}
 	if (rq->c_out) {
-		st = shm_resolve(&c->shm, rq->c_out, "c_out", &job->regions[3], &p, err, errlen);
+		st = shm_resolve(&c->shm, rq->c_out, "c_out", &used[3], &p, err, errlen);
 		if (st)
 			return st;
 		/* The device reads A and B (whole or piece by piece) while C is written: C may
@@ -205,7 +218,7 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 				return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
 			}
 		}
-		job->c_dest = (float *)(void *)p;
+		*c_dest = (float *)(void *)p;
 	}
 	return RXGEMM__STATUS__STATUS_OK;
 }
@@ -216,6 +229,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
 	Rxgemm__GemmRequest view;
+	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
 	char err[RXD_ERROR_MAX];
 	int st;
 
@@ -226,7 +240,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 		rxgemm__request__free_unpacked(req, NULL);
 		return;
 	}
-	st = dispatch_gemm_regions(c, req->gemm, &view, job, err, sizeof(err));
+	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK)
 		st = gemm_validate(&view, &srv->limits, &job->g, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK && job->c_dest &&
@@ -239,15 +253,14 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	if (st != RXGEMM__STATUS__STATUS_OK) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		rxgemm__request__free_unpacked(req, NULL);
-		dispatch_release_regions(job);
 		free(job);
 		return;
 	}
 	for (int i = 0; i < RXD_JOB_REGIONS; i++)
-		if (job->regions[i]) {
-			shm_note_job();
-			break;
-		}
+		if (used[i])
+			dispatch_hold_region(job, used[i]);
+	if (job->regions[0])
+		shm_note_job();
 	job->conn = c;
 	job->conn_id = c->id;
 	job->abandoned = &c->abandoned;

@@ -478,7 +478,8 @@ struct rxd_job {
 	float *c_out;                /* g.c_elems floats, malloc'd by the worker */
 	float *c_dest;               /* the client's region where C goes (c_out then stays
 				      * NULL), or NULL; set by dispatch, not owned */
-	struct rxd_region *regions[RXD_JOB_REGIONS]; /* held while in flight (shm.c) */
+	struct rxd_region *regions[RXD_JOB_REGIONS]; /* each one referenced once while the
+						      * job is in flight (shm.c); NULL-padded */
 	const char *kernel;
 	struct rxd_job_timings dev_t;
 	uint64_t received_ns;  /* the frame was whole: total_ns counts from here */
@@ -580,10 +581,13 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen);
 /* Resolve ref (the request field `field`) to ref->length bytes inside a region of t:
  * the region must exist, offset must be a multiple of 4 and offset + length within the
- * region (checked without overflow), length not 0. On success *out holds a new reference
- * (shm_region_unref) and *data the bytes. A status code, with a sentence in err. */
+ * region (checked without overflow), length not 0. On success *out is the region (no
+ * reference taken: a job that keeps it calls shm_region_ref) and *data the bytes. A status
+ * code, with a sentence in err. */
 int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
 		struct rxd_region **out, uint8_t **data, char *err, size_t errlen);
+void shm_region_ref(struct rxd_region *r);
+/* Drop a reference; the last one unmaps the region. NULL is allowed. */
 void shm_region_unref(struct rxd_region *r);
 void shm_note_job(void);
 void shm_stats(struct rxd_shm_stats *out);

@@ -176,8 +176,9 @@ int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen)
 	if (r->refs > 1)
 		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
 				"region %u is in use by %d job%s in flight; unregister it once "
-				"they have been answered",
-				id, r->refs - 1, r->refs == 2 ? "" : "s");
+				"%s been answered",
+				id, r->refs - 1, r->refs == 2 ? "" : "s",
+				r->refs == 2 ? "it has" : "they have");
 	t->regions[slot] = NULL;
 	shm_region_unref(r);
 	return RXGEMM__STATUS__STATUS_OK;
@@ -213,10 +214,14 @@ int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *fie
 				field, (unsigned long long)ref->length,
 				(unsigned long long)ref->offset, ref->region_id,
 				(unsigned long long)r->bytes);
-	r->refs++;
 	*out = r;
 	*data = r->base + ref->offset;
 	return RXGEMM__STATUS__STATUS_OK;
+}
+
+void shm_region_ref(struct rxd_region *r)
+{
+	r->refs++;
 }
 
 void shm_note_job(void)
