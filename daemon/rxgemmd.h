@@ -546,6 +546,9 @@ void stats_status_free(Rxgemm__StatusReply *out);
  * reads and writes the mapped bytes of a region its job holds. */
 #define RXD_SHM_MAX_REGIONS 64                /* registered at once per connection */
 #define RXD_SHM_MAX_REGION_BYTES (64ull << 30) /* one region's size */
+/* All connections' regions together: mappings cost a client nothing until touched, so
+ * without a bound a few clients could take the daemon's whole address space. */
+#define RXD_SHM_MAX_TOTAL_BYTES (1ull << 40)
 
 struct rxd_region {
 	uint32_t id;          /* the connection's number for it (never reused there) */
@@ -571,7 +574,8 @@ void shm_init(struct rxd_shm *t);
  * no job holds it any more. */
 void shm_fini(struct rxd_shm *t);
 /* Check fd (a memfd sealed against shrinking and growing, not against writing, of at most
- * RXD_SHM_MAX_REGION_BYTES and of expect_bytes when that is not 0), map it and enter it in
+ * RXD_SHM_MAX_REGION_BYTES, within RXD_SHM_MAX_TOTAL_BYTES of all regions, and of
+ * expect_bytes when that is not 0), map it and enter it in
  * t. Always takes fd (closes it). Returns an RXGEMM__STATUS__* code, with *id and *bytes on
  * success and a sentence in err on failure. */
 int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,

@@ -127,6 +127,15 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 				  (unsigned long long)RXD_SHM_MAX_REGION_BYTES);
 		goto out;
 	}
+	if ((uint64_t)st.st_size > RXD_SHM_MAX_TOTAL_BYTES - shm_counters.bytes) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+				  "the memfd's %llu bytes do not fit beside the %llu bytes of regions "
+				  "mapped now (at most %llu together)",
+				  (unsigned long long)st.st_size,
+				  (unsigned long long)shm_counters.bytes,
+				  (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
+		goto out;
+	}
 	if (expect_bytes && expect_bytes != (uint64_t)st.st_size) {
 		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
 				  "RegisterRegion.size says %llu bytes but the memfd holds %llu",

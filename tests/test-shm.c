@@ -11,7 +11,9 @@
  *             region in use, descriptors on other frames, too many descriptors; each gets
  *             its coded error and the connection serves on
  *   release:  a client that leaves with regions and a job in flight: the daemon unmaps
- *             them (status) and holds no descriptor more than before (/proc/PID/fd) */
+ *             them (status) and holds no descriptor more than before (/proc/PID/fd)
+ *   io:       the connection I/O these rest on (recvmsg, a reply queue of its own):
+ *             backpressure on a client that does not read, every reply in order */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -746,6 +748,11 @@ START_TEST(test_proto_register_bad)
 	raw_send_register(&r, ++id, 8192, &fd, 1);
 	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "8192");
 	close(fd);
+	/* Over the size of one region (sparse: this costs no memory). */
+	fd = memfd_sealed((size_t)65 << 30, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_TOO_BIG, "more than the");
+	close(fd);
 	/* Not a memfd: a pipe, a socket. */
 	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
 	raw_send_register(&r, ++id, 0, &pfd[0], 1);
@@ -782,6 +789,44 @@ START_TEST(test_proto_register_bad)
 	/* Everything still works, the good region included. */
 	small_run(&r, &s, ++id);
 	small_free(&s);
+	raw_close(&r);
+}
+END_TEST
+
+/* The bound on all regions together (1 TiB): sixteen of 64 GiB fill it, the next does not
+ * fit until one goes. Sparse memfds: nothing here touches memory. */
+START_TEST(test_proto_total_bound)
+{
+	struct raw r;
+	uint32_t ids[16];
+	uint64_t id = 10;
+	int fd;
+
+	raw_open(&r);
+	raw_hello(&r);
+	/* The bound counts every connection: wait for the earlier tests' to be gone. */
+	for (int i = 0;; i++) {
+		Rxgemm__Reply *rep;
+		Rxgemm__StatusReply *st = raw_status(&r, 2, &rep);
+		uint32_t left = st->shm_regions;
+		rxgemm__reply__free_unpacked(rep, NULL);
+		if (left == 0)
+			break;
+		ck_assert_msg(i < 400, "%u regions of earlier clients are still mapped", left);
+		usleep(50000);
+	}
+	for (int i = 0; i < 16; i++) {
+		fd = memfd_sealed((size_t)64 << 30, GOOD_SEALS);
+		ids[i] = raw_register(&r, ++id, fd);
+		close(fd);
+	}
+	fd = memfd_sealed(4096, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_TOO_BIG, "do not fit beside");
+	raw_send_unregister(&r, ++id, ids[3]);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	raw_register(&r, ++id, fd);
+	close(fd);
 	raw_close(&r);
 }
 END_TEST
@@ -1113,6 +1158,87 @@ START_TEST(test_release_on_close)
 }
 END_TEST
 
+/* The connection I/O under load: a client that sends far more requests than it reads
+ * replies. The daemon must stop reading while its replies pile up (else it would hold them
+ * all), resume as they drain, and deliver every reply whole and in order. */
+START_TEST(test_io_backpressure)
+{
+	enum { TOTAL = 60000, PER_SEND = 1000 };
+	struct raw r;
+	uint8_t *chunk = NULL;
+	size_t frame_len = 0, chunk_len = 0, pending = 0;
+	uint64_t sent = 0, next_id = 100;
+	int quiet_ms = 0;
+
+	raw_open(&r);
+	raw_hello(&r);
+	/* Batches of status requests, sent without blocking until the socket stays full. */
+	while (sent < TOTAL && quiet_ms < 2000) {
+		if (pending == 0) {
+			Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+			Rxgemm__StatusRequest sreq = RXGEMM__STATUS_REQUEST__INIT;
+			free(chunk);
+			chunk = NULL;
+			chunk_len = 0;
+			req.body_case = RXGEMM__REQUEST__BODY_STATUS;
+			req.status = &sreq;
+			for (int i = 0; i < PER_SEND; i++) {
+				req.request_id = next_id++;
+				uint8_t *f = frame_of(&req, &frame_len);
+				chunk = realloc(chunk, chunk_len + frame_len);
+				ck_assert_ptr_nonnull(chunk);
+				memcpy(chunk + chunk_len, f, frame_len);
+				chunk_len += frame_len;
+				free(f);
+			}
+			pending = chunk_len;
+		}
+		ssize_t n = send(r.fd, chunk + (chunk_len - pending), pending,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "send: %s",
+				      strerror(errno));
+			usleep(10000);
+			quiet_ms += 10;
+			continue;
+		}
+		quiet_ms = 0;
+		pending -= (size_t)n;
+		if (pending == 0)
+			sent += PER_SEND;
+	}
+	ck_assert_msg(sent < TOTAL,
+		      "the daemon read all %d requests while none of their replies was read",
+		      TOTAL);
+	/* Finish the batch under way (blocking now: the daemon resumes as we read), then
+	 * read every reply. */
+	if (pending) {
+		int flags = fcntl(r.fd, F_GETFL);
+		ck_assert_int_eq(fcntl(r.fd, F_SETFL, flags | O_NONBLOCK), 0);
+		sent += PER_SEND;
+	}
+	for (uint64_t i = 0; i < sent; i++) {
+		while (pending) {
+			ssize_t n = send(r.fd, chunk + (chunk_len - pending), pending,
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0)
+				pending -= (size_t)n;
+			else
+				break;
+		}
+		Rxgemm__Reply *rep = raw_recv(&r);
+		ck_assert_msg(rep->request_id == 100 + i && rep->status == RXGEMM__STATUS__STATUS_OK &&
+				      rep->body_case == RXGEMM__REPLY__BODY_STATUS_REPLY,
+			      "reply %" PRIu64 ": request %" PRIu64 ", status %d, body %d", i,
+			      rep->request_id, rep->status, rep->body_case);
+		rxgemm__reply__free_unpacked(rep, NULL);
+	}
+	ck_assert_uint_eq(pending, 0);
+	free(chunk);
+	raw_close(&r);
+}
+END_TEST
+
 static TCase *tcase(const char *name)
 {
 	TCase *tc = tcase_create(name);
@@ -1135,9 +1261,13 @@ static Suite *shm_suite(void)
 	tc = tcase("protocol");
 	tcase_add_test(tc, test_proto_register_bad);
 	tcase_add_test(tc, test_proto_fds_elsewhere);
+	tcase_add_test(tc, test_proto_total_bound);
 	tcase_add_test(tc, test_proto_bad_refs);
 	tcase_add_test(tc, test_proto_unregister_busy);
 	tcase_add_test(tc, test_release_on_close);
+	suite_add_tcase(s, tc);
+	tc = tcase("io");
+	tcase_add_test(tc, test_io_backpressure);
 	suite_add_tcase(s, tc);
 	return s;
 }
