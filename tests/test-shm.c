@@ -12,6 +12,7 @@
  *             its coded error and the connection serves on
  *   release:  a client that leaves with regions and a job in flight: the daemon unmaps
  *             them (status) and holds no descriptor more than before (/proc/PID/fd)
+ *   split:    jobs over the device-memory budget, run in pieces, through regions
  *   io:       the connection I/O these rest on (recvmsg, a reply queue of its own):
  *             backpressure on a client that does not read, every reply in order */
 #include <check.h>
@@ -42,9 +43,9 @@
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
 
-static void daemon_up(void)
+static void daemon_up_args(const char *const *args)
 {
-	int rc = daemon_run_start(&g_daemon, NULL);
+	int rc = daemon_run_start(&g_daemon, args);
 	if (rc == DAEMON_RUN_SKIP) {
 		daemon_run_cleanup(&g_daemon);
 		exit(DAEMON_RUN_SKIP);
@@ -54,6 +55,18 @@ static void daemon_up(void)
 		daemon_run_cleanup(&g_daemon);
 		exit(EXIT_FAILURE);
 	}
+}
+
+static void daemon_up(void)
+{
+	daemon_up_args(NULL);
+}
+
+/* A budget far below the jobs' needs: every GEMM of test_split runs in pieces. */
+static void daemon_up_small_budget(void)
+{
+	static const char *const args[] = { "--vram-budget", "128K", NULL };
+	daemon_up_args(args);
 }
 
 static void daemon_down(void)
@@ -1239,13 +1252,64 @@ START_TEST(test_io_backpressure)
 }
 END_TEST
 
-static TCase *tcase(const char *name)
+/* Jobs bigger than the device-memory budget run in pieces (split.c), reading operands and
+ * writing C piece by piece: through regions too, in place and to c_out. */
+START_TEST(test_split)
+{
+	rxg_client *c = lib_connect();
+	struct rxg_status *st = NULL;
+	uint64_t split_before;
+	struct prob p;
+
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	split_before = st->jobs_split;
+	rxg_status_free(st);
+	prob_make(&p, 1, 0, 1, 150, 170, 130, 1, 0.5f, -1.0f, 3, 21);
+	lib_in_place(c, &p, "split, in place");
+	prob_free(&p);
+	{
+		/* To a separate buffer, C's input inline. */
+		prob_make(&p, 0, 1, 0, 140, 90, 160, 1, 1.0f, 0.25f, 1, 22);
+		struct placing pl = place(&p);
+		rxg_buffer *buf = lib_buffer(c, pl.bytes);
+		uint8_t *base = rxg_buffer_ptr(buf);
+		struct rxg_gemm_args args;
+
+		memcpy(base + pl.a_off, p.a, sizeof(float) * (size_t)p.a_len);
+		memcpy(base + pl.b_off, p.b, sizeof(float) * (size_t)p.b_len);
+		args_from(&args, &p);
+		args.a_buf = args.b_buf = args.c_out_buf = buf;
+		args.a_offset = pl.a_off;
+		args.b_offset = pl.b_off;
+		args.c_out_offset = pl.out_off;
+		args.c = p.c0;
+		int rc = rxg_gemm(c, &args, NULL);
+		ck_assert_msg(rc == RXG_OK, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+		prob_check(&p, (const float *)(base + pl.out_off), p.c0, "split, c_out");
+		ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+		prob_free(&p);
+	}
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	ck_assert_msg(st->jobs_split >= split_before + 2, "jobs_split went from %" PRIu64
+							  " to %" PRIu64 "; want both jobs split",
+		      split_before, st->jobs_split);
+	rxg_status_free(st);
+	rxg_close(c);
+}
+END_TEST
+
+static TCase *tcase_with(const char *name, void (*up)(void))
 {
 	TCase *tc = tcase_create(name);
-	tcase_add_unchecked_fixture(tc, daemon_up, daemon_down);
+	tcase_add_unchecked_fixture(tc, up, daemon_down);
 	if (!getenv("CK_DEFAULT_TIMEOUT"))
 		tcase_set_timeout(tc, 300);
 	return tc;
+}
+
+static TCase *tcase(const char *name)
+{
+	return tcase_with(name, daemon_up);
 }
 
 static Suite *shm_suite(void)
@@ -1268,6 +1332,9 @@ static Suite *shm_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase("io");
 	tcase_add_test(tc, test_io_backpressure);
+	suite_add_tcase(s, tc);
+	tc = tcase_with("split", daemon_up_small_budget);
+	tcase_add_test(tc, test_split);
 	suite_add_tcase(s, tc);
 	return s;
 }
