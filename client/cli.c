@@ -1150,6 +1150,17 @@ static void status_text_budget(const struct rxg_status *st)
 	       st->vram_client_quota_bytes ? quota : "none");
 }
 
+/* Shared-memory buffers of all clients. */
+static void status_text_shm(const struct rxg_status *st)
+{
+	char bytes[32];
+
+	format_bytes(bytes, sizeof(bytes), st->shm_region_bytes);
+	printf("shm:      %lu buffers mapped (%s), %llu registered, %llu jobs used them\n",
+	       (unsigned long)st->shm_regions, bytes,
+	       (unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
+}
+
 static void status_text(const struct rxg_status *st)
 {
 	char up[64], mem[32], alloc[32];
@@ -1175,6 +1186,7 @@ static void status_text(const struct rxg_status *st)
 		printf(", %.2f GFLOPS on average\n", avg);
 	status_text_kernel_cache(st);
 	status_text_budget(st);
+	status_text_shm(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
 		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
@@ -1318,6 +1330,10 @@ static void status_json(const struct rxg_status *st)
 		(unsigned long long)st->vram_pool_bytes, (unsigned long long)st->vram_pool_buffers,
 		(unsigned long)st->jobs_waiting_for_memory,
 		(unsigned long long)st->vram_client_quota_bytes, (unsigned long long)st->jobs_split);
+	fprintf(f, ",\"shm\":{\"regions\":%lu,\"region_bytes\":%llu,\"registered\":%llu,"
+		   "\"jobs\":%llu}",
+		(unsigned long)st->shm_regions, (unsigned long long)st->shm_region_bytes,
+		(unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
 	fputs(",\"kernels\":[", f);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];

@@ -824,6 +824,10 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->jobs_waiting_for_memory = w->jobs_waiting_for_memory;
 	st->vram_client_quota_bytes = w->vram_client_quota_bytes;
 	st->jobs_split = w->jobs_split;
+	st->shm_regions = w->shm_regions;
+	st->shm_region_bytes = w->shm_region_bytes;
+	st->shm_regions_registered = w->shm_regions_registered;
+	st->shm_jobs = w->shm_jobs;
 	if (w->n_kernels) {
 		if (!(st->kernels = calloc(w->n_kernels, sizeof(*st->kernels))))
 			goto nomem;

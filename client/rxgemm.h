@@ -242,6 +242,11 @@ struct rxg_status {
 	uint32_t jobs_waiting_for_memory; /* queued until the budget has room */
 	uint64_t vram_client_quota_bytes; /* per connection at once; 0: none */
 	uint64_t jobs_split;              /* jobs bigger than the budget, run in pieces */
+	/* Shared-memory buffers (regions) of all clients together. */
+	uint32_t shm_regions;             /* mapped by the daemon now */
+	uint64_t shm_region_bytes;        /* their size */
+	uint64_t shm_regions_registered;  /* since the daemon started */
+	uint64_t shm_jobs;                /* GEMMs that read or wrote a buffer */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

@@ -333,6 +333,13 @@ if tl_run "status --json" 0 "${R[@]}" status --json; then
 	tl_json "status --json" "$T/status.json" \
 		"isinstance(d, dict) and d.get('jobs_ok', -1) >= $JOBS and d.get('jobs_failed') == 0 and len(d.get('recent', [])) > 0" &&
 		tl_ok "status --json counts the $JOBS jobs run"
+	# The --shm runs above: 7 jobs through buffers, each buffer freed again.
+	tl_json "status --json shm" "$T/status.json" \
+		"d['shm']['jobs'] >= 7 and d['shm']['registered'] >= 6 and d['shm']['regions'] == 0 and d['shm']['region_bytes'] == 0" &&
+		tl_ok "status --json counts the --shm jobs, and no buffer is left mapped"
+fi
+if tl_run "status" 0 "${R[@]}" status; then
+	tl_expect_output "status" '^shm: +0 buffers mapped' && tl_ok "status shows the buffers"
 fi
 if tl_run "devices" 0 "${R[@]}" devices; then
 	cp "$TL_OUT" "$T/devices.txt"
