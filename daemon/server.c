@@ -201,15 +201,20 @@ int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after)
 	o->done = 0;
 	frame_header_put(o->data, (uint32_t)len);
 	rxgemm__reply__pack(reply, o->data + FRAME_HEADER_BYTES);
-	if (c->out_tail)
-		c->out_tail->next = o;
-	else
-		c->out_head = o;
-	c->out_tail = o;
-	c->out_bytes += o->len;
-	c->writes_pending++;
 	if (close_after)
 		c->close_after_write = true;
+	if (c->out_tail) {
+		/* The socket was full: the writable event writes this after the others. */
+		c->out_tail->next = o;
+		c->out_tail = o;
+		c->out_bytes += o->len;
+		c->writes_pending++;
+		conn_update_poll(c);
+		return c->closing ? -EPIPE : 0;
+	}
+	c->out_head = c->out_tail = o;
+	c->out_bytes = o->len;
+	c->writes_pending = 1;
 	/* Most replies fit the socket buffer at once: write now rather than a loop turn later. */
 	return conn_flush(c);
 }
