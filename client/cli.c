@@ -48,6 +48,7 @@ enum {
 	OPT_CHECK,
 	OPT_REPEAT,
 	OPT_JSON,
+	OPT_SHM,
 };
 
 static void usage(FILE *f)
@@ -60,6 +61,7 @@ static void usage(FILE *f)
 		"Usage: rxgemm [--socket PATH] gemm -m M -n N -k K [--transa] [--transb]\n"
 		"              [--alpha A] [--beta B] [--col-major] [--a FILE] [--b FILE] [--c FILE]\n"
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
+		"              [--shm auto|always|never]\n"
 		"       rxgemm [--socket PATH] status [--json]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
@@ -100,6 +102,10 @@ static void usage(FILE *f)
 		"                    2^-126); exit 1 and show the worst element on a mismatch\n"
 		"  --repeat R        run the job R times and show each run, the best and the median\n"
 		"  --json            print one JSON object instead of the table\n"
+		"  --shm WHEN        pass the matrices through shared memory (a buffer both\n"
+		"                    processes map) instead of inside the request: auto (the\n"
+		"                    default) when A, B and C together reach 1 MiB and the daemon\n"
+		"                    offers it, always, or never\n"
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
@@ -400,7 +406,12 @@ struct gemm_opts {
 	int64_t repeat;
 	int check;
 	int json;
+	int shm; /* SHM_* */
 };
+
+/* --shm: when the matrices travel through a shared-memory buffer (rxg_buffer_create). */
+enum { SHM_AUTO, SHM_ALWAYS, SHM_NEVER };
+#define SHM_AUTO_MIN_BYTES (1u << 20) /* below this the socket copy costs next to nothing */
 
 enum { MAT_A, MAT_B, MAT_C };
 static const char *const mat_name[3] = { "A", "B", "C" };
@@ -431,6 +442,7 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 		{ "check", no_argument, NULL, OPT_CHECK },
 		{ "repeat", required_argument, NULL, OPT_REPEAT },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "shm", required_argument, NULL, OPT_SHM },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -485,6 +497,16 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 			break;
 		case OPT_JSON:
 			o->json = 1;
+			break;
+		case OPT_SHM:
+			if (strcmp(optarg, "auto") == 0)
+				o->shm = SHM_AUTO;
+			else if (strcmp(optarg, "always") == 0)
+				o->shm = SHM_ALWAYS;
+			else if (strcmp(optarg, "never") == 0)
+				o->shm = SHM_NEVER;
+			else
+				rc = usage_error("--shm: '%s' is not auto, always or never", optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -743,7 +765,7 @@ static void stats_of_run(const struct run *r, struct run_stats *s)
 }
 
 static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_info *info,
-			     const struct run *runs, const struct check_result *chk)
+			     int shm, const struct run *runs, const struct check_result *chk)
 {
 	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
 	struct table t = { .ncols = 9, .align = "lrrrrrrrr" };
@@ -755,6 +777,7 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 	       o->trans_a ? "A^T" : "A", o->trans_b ? "B^T" : "B", signbit(o->beta) ? '-' : '+',
 	       fabs((double)o->beta));
 	printf("daemon: rxgemmd %s on %s\n", info->daemon_version, info->device);
+	printf("matrices: %s\n", shm ? "in shared memory (--shm)" : "inline in the request");
 	table_cell(&t, "run");
 	table_cell(&t, "kernel ms");
 	table_cell(&t, "h2d ms");
@@ -801,7 +824,7 @@ static void json_stats(FILE *f, const struct run_stats *s, double flops)
 }
 
 static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_info *info,
-			     const struct run *runs, const struct check_result *chk)
+			     int shm, const struct run *runs, const struct check_result *chk)
 {
 	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
 	struct run_stats s, best, median;
@@ -819,6 +842,7 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 	json_string(f, info->daemon_version);
 	fputs(",\"device\":", f);
 	json_string(f, info->device);
+	fprintf(f, ",\"transfer\":\"%s\"", shm ? "shm" : "inline");
 	fputs(",\"runs\":[", f);
 	for (int64_t r = 0; r < o->repeat; r++) {
 		stats_of_run(&runs[r], &s);
@@ -850,12 +874,57 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 	fputs("}\n", f);
 }
 
+/* The matrices in one shared-memory buffer: A, B and C one after another (each a whole
+ * number of floats, so every offset is aligned). */
+struct shm_layout {
+	rxg_buffer *buf; /* NULL: the matrices go inline */
+	size_t off[3];
+	size_t bytes[3];
+};
+
+/* Decide on --shm and, when shared memory it is, make the buffer and put A and B (and C,
+ * which each run puts back) in it. Falls back to inline for auto when the daemon or the
+ * system cannot; with always, that is an error. */
+static int gemm_shm_setup(rxg_client *client, const struct gemm_opts *o,
+			  const struct matrix mat[3], struct shm_layout *sh)
+{
+	size_t total = 0;
+	int rc;
+
+	memset(sh, 0, sizeof(*sh));
+	if (o->shm == SHM_NEVER)
+		return EXIT_OK;
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		int64_t rows, cols;
+		stored_shape(o, w, &rows, &cols);
+		matrix_bytes(rows, cols, &sh->bytes[w]); /* checked by gemm_prepare */
+		sh->off[w] = total;
+		if (__builtin_add_overflow(total, sh->bytes[w], &total))
+			return usage_error("gemm: the matrices together are too large for this machine");
+	}
+	if (o->shm == SHM_AUTO && total < SHM_AUTO_MIN_BYTES)
+		return EXIT_OK;
+	rc = rxg_buffer_create(client, total, &sh->buf);
+	if (rc != RXG_OK) {
+		if (o->shm == SHM_ALWAYS)
+			return daemon_error(client, rc);
+		sh->buf = NULL;
+		return EXIT_OK;
+	}
+	uint8_t *base = rxg_buffer_ptr(sh->buf);
+	for (int w = MAT_A; w <= MAT_C; w++)
+		memcpy(base + sh->off[w], mat[w].data, sh->bytes[w]);
+	return EXIT_OK;
+}
+
 /* Run the job o->repeat times, checking each result against want when it is not NULL. */
 static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix mat[3],
-		    const float *c_in, const float *want, struct run *runs, struct check_result *chk)
+		    const struct shm_layout *sh, const float *c_in, const float *want,
+		    struct run *runs, struct check_result *chk)
 {
 	size_t c_bytes = (size_t)(o->m * o->n) * sizeof(float);
 	int64_t ldc = o->row_major ? o->n : o->m;
+	float *c_data = mat[MAT_C].data;
 	struct rxg_gemm_args args = {
 		.layout = o->row_major ? RXG_ROW_MAJOR : RXG_COL_MAJOR,
 		.trans_a = o->trans_a,
@@ -871,10 +940,21 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 		/* lda, ldb, ldc 0: the tightest, which is how struct matrix stores them. */
 	};
 
+	if (sh->buf) {
+		/* Operands and result stay in the buffer: C is replaced there in place. */
+		uint8_t *base = rxg_buffer_ptr(sh->buf);
+		args.a = args.b = NULL;
+		args.c = NULL;
+		args.a_buf = args.b_buf = args.c_buf = sh->buf;
+		args.a_offset = sh->off[MAT_A];
+		args.b_offset = sh->off[MAT_B];
+		args.c_offset = sh->off[MAT_C];
+		c_data = (float *)(void *)(base + sh->off[MAT_C]);
+	}
 	for (int64_t r = 0; r < o->repeat; r++) {
 		/* Every run starts from the same C, so that all runs compute the same thing. */
 		if (c_in)
-			memcpy(mat[MAT_C].data, c_in, c_bytes);
+			memcpy(c_data, c_in, c_bytes);
 		uint64_t t0 = now_ns();
 		int rc = rxg_gemm(client, &args, &runs[r].t);
 		runs[r].wall_ns = now_ns() - t0;
@@ -884,8 +964,8 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 			continue;
 		double err;
 		int64_t i, j;
-		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, mat[MAT_C].data, want, ldc,
-					  &err, &i, &j);
+		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, c_data, want, ldc, &err,
+					  &i, &j);
 		if (!chk->done || err > chk->max_err) {
 			size_t idx = (size_t)(o->row_major ? i * ldc + j : i + j * ldc);
 			chk->done = 1;
@@ -894,12 +974,14 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 			chk->max_err = err;
 			chk->i = i;
 			chk->j = j;
-			chk->got = mat[MAT_C].data[idx];
+			chk->got = c_data[idx];
 			chk->want = want[idx];
 		}
 	}
 	if (want)
 		chk->tolerance = refgemm_tolerance(o->row_major, o->m, o->n, o->k, want, ldc);
+	if (c_data != mat[MAT_C].data) /* for --out */
+		memcpy(mat[MAT_C].data, c_data, c_bytes);
 	return EXIT_OK;
 }
 
@@ -907,7 +989,9 @@ static int cmd_gemm(int argc, char **argv, const char *socket)
 {
 	struct gemm_opts o = {
 		.socket = socket, .row_major = 1, .alpha = 1.0f, .beta = 0.0f, .seed = 1, .repeat = 1,
+		.shm = SHM_AUTO,
 	};
+	struct shm_layout sh = { 0 };
 	struct matrix mat[3] = { { 0 } };
 	struct check_result chk = { 0 };
 	rxg_client *client = NULL;
@@ -948,14 +1032,17 @@ static int cmd_gemm(int argc, char **argv, const char *socket)
 			o.row_major ? mat[MAT_A].cols : mat[MAT_A].rows, mat[MAT_B].data,
 			o.row_major ? mat[MAT_B].cols : mat[MAT_B].rows, o.beta, want, ldc);
 	}
-	rc = gemm_run(client, &o, mat, c_in, want, runs, &chk);
+	rc = gemm_shm_setup(client, &o, mat, &sh);
+	if (rc != EXIT_OK)
+		goto out;
+	rc = gemm_run(client, &o, mat, &sh, c_in, want, runs, &chk);
 	if (rc != EXIT_OK)
 		goto out;
 
 	if (o.json)
-		gemm_report_json(&o, rxg_server_info(client), runs, &chk);
+		gemm_report_json(&o, rxg_server_info(client), sh.buf != NULL, runs, &chk);
 	else
-		gemm_report_text(&o, rxg_server_info(client), runs, &chk);
+		gemm_report_text(&o, rxg_server_info(client), sh.buf != NULL, runs, &chk);
 	fflush(stdout);
 	if (o.out_path && npy_write(o.out_path, mat[MAT_C].data, o.m, o.n, !o.row_major, err,
 				    sizeof(err)) < 0) {
@@ -965,6 +1052,7 @@ static int cmd_gemm(int argc, char **argv, const char *socket)
 	}
 	rc = chk.bad ? EXIT_MISMATCH : EXIT_OK;
 out:
+	rxg_buffer_free(sh.buf);
 	rxg_close(client);
 	for (int w = MAT_A; w <= MAT_C; w++)
 		free(mat[w].data);
@@ -1190,6 +1278,17 @@ static void status_text_sharing(const struct rxg_status *st)
 }
 
 
+/* Shared-memory buffers of all clients. */
+static void status_text_shm(const struct rxg_status *st)
+{
+	char bytes[32];
+
+	format_bytes(bytes, sizeof(bytes), st->shm_region_bytes);
+	printf("shm:      %lu buffers mapped (%s), %llu registered, %llu jobs used them\n",
+	       (unsigned long)st->shm_regions, bytes,
+	       (unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
+}
+
 static void status_text(const struct rxg_status *st)
 {
 	char up[64], mem[32], alloc[32];
@@ -1216,6 +1315,7 @@ static void status_text(const struct rxg_status *st)
 	status_text_kernel_cache(st);
 	status_text_budget(st);
 	status_text_sharing(st);
+	status_text_shm(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
 		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
@@ -1409,6 +1509,10 @@ static void status_json(const struct rxg_status *st)
 		(unsigned long long)st->vram_pool_bytes, (unsigned long long)st->vram_pool_buffers,
 		(unsigned long)st->jobs_waiting_for_memory,
 		(unsigned long long)st->vram_client_quota_bytes, (unsigned long long)st->jobs_split);
+	fprintf(f, ",\"shm\":{\"regions\":%lu,\"region_bytes\":%llu,\"registered\":%llu,"
+		   "\"jobs\":%llu}",
+		(unsigned long)st->shm_regions, (unsigned long long)st->shm_region_bytes,
+		(unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
 	fputs(",\"kernels\":[", f);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "frame.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
@@ -41,6 +42,7 @@ RXG_SAME_CODE_(RXG_ENOMEM, STATUS_NO_MEMORY);
 RXG_SAME_CODE_(RXG_ESHUTDOWN, STATUS_SHUTDOWN);
 RXG_SAME_CODE_(RXG_EUNSUPPORTED, STATUS_UNSUPPORTED);
 RXG_SAME_CODE_(RXG_EINTERNAL, STATUS_INTERNAL);
+RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
 #undef RXG_SAME_CODE_
 
 #define RXG__ERRMSG_BYTES 1024
@@ -61,6 +63,7 @@ struct rxg_client {
 	char *daemon_version;
 	char *device;
 	char errmsg[RXG__ERRMSG_BYTES];
+	int send_fd;                      /* >= 0: goes with the next bytes sent (SCM_RIGHTS) */
 	/* Small protobuf appends are gathered here so that the framing header, tags and
 	 * scalars go out in one send; the big matrix payloads bypass it. */
 	size_t send_len;
@@ -95,12 +98,49 @@ static void conn_break(struct rxg_client *c)
 	}
 }
 
+int rxg__fail(rxg_client *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* send(), with c->send_fd attached to the first byte when set (then cleared). */
+static ssize_t send_some(struct rxg_client *c, const uint8_t *data, size_t len)
+{
+	union {
+		struct cmsghdr align;
+		uint8_t buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (c->send_fd < 0)
+		return send(c->fd, data, len, MSG_NOSIGNAL);
+	memset(&ctl, 0, sizeof(ctl));
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = sizeof(ctl.buf);
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &c->send_fd, sizeof(int));
+	n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	if (n > 0)
+		c->send_fd = -1;
+	return n;
+}
+
 static int write_all(struct rxg_client *c, const uint8_t *data, size_t len)
 {
 	while (len > 0) {
 		/* MSG_NOSIGNAL: a daemon that went away must cost the caller an error code, not
 		 * its life by SIGPIPE. */
-		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+		ssize_t n = send_some(c, data, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -263,7 +303,8 @@ static void timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
  * error of its own. */
 static int status_code(Rxgemm__Status status)
 {
-	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_INTERNAL
+	return (status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_INTERNAL) ||
+		       status == RXGEMM__STATUS__STATUS_REGION
 		       ? (int)status
 		       : -1;
 }
@@ -369,6 +410,19 @@ static int connect_unix(int fd, const struct sockaddr_un *addr)
 	return -err;
 }
 
+int rxg__request_fd(rxg_client *c, Rxgemm__Request *req, int fd, Rxgemm__Reply__BodyCase want,
+		    Rxgemm__Reply **out)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	c->send_fd = fd;
+	rc = round_trip(c, req, RXG__HELLO_REPLY_MAX_BYTES, want, NULL, out);
+	c->send_fd = -1;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 static int hello(struct rxg_client *c, const char *client_name)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
@@ -420,6 +474,7 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 		return RXG_ENOMEM;
 	}
 	c->fd = -1;
+	c->send_fd = -1;
 	c->next_request_id = 1;
 	c->info.daemon_version = c->info.device = "";
 	if (pthread_mutex_init(&c->lock, NULL) != 0) {
@@ -587,11 +642,8 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 			  (long long)args->lda, (long long)args->ldb, (long long)args->ldc);
 		goto out;
 	}
-	if (!args->a || !args->b || !args->c) {
-		rc = fail(c, RXG_EINVAL, "%s is NULL%s", !args->a ? "a" : !args->b ? "b" : "c",
-			  args->a && args->b ? ": it receives the result" : "");
+	if ((rc = rxg__gemm_operands(c, args)) != RXG_OK)
 		goto out;
-	}
 	if (args->batch_count < 0) {
 		rc = fail(c, RXG_EINVAL, "batch_count must not be negative (got %lld)",
 			  (long long)args->batch_count);
@@ -649,6 +701,12 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 		g.stride_b = sb.stride;
 		g.stride_c = sc.stride;
 	}
+	/* Operands in shared-memory buffers go as references instead (buffer.c). */
+	Rxgemm__RegionRef refs[4];
+	int c_in_buffer;
+	rc = rxg__gemm_buffers(c, args, &g, refs, sa.total, sb.total, sc.total, &c_in_buffer);
+	if (rc != RXG_OK)
+		goto out;
 	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
 	req.gemm = &g;
 
@@ -656,6 +714,14 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 	if (rc != RXG_OK)
 		goto out;
 	const ProtobufCBinaryData *rc_data = &reply->gemm->c;
+	if (c_in_buffer) {
+		/* The daemon wrote C into the buffer; it sends none. */
+		if (rc_data->len)
+			rc = fail(c, RXG_EPROTO, "the daemon returned %zu bytes of C inline though "
+						 "C went to a buffer",
+				  rc_data->len);
+		goto out;
+	}
 	if (rc_data->len != sc.total * sizeof(float) &&
 	    rc_data->len != (sc.total - sc.floats + (size_t)sc.ld * (size_t)sc.outer) *
 				    sizeof(float)) {
@@ -835,6 +901,10 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->jobs_split = w->jobs_split;
 	if (status_sharing_from_wire(st, w) < 0)
 		goto nomem;
+	st->shm_regions = w->shm_regions;
+	st->shm_region_bytes = w->shm_region_bytes;
+	st->shm_regions_registered = w->shm_regions_registered;
+	st->shm_jobs = w->shm_jobs;
 	if (w->n_kernels) {
 		if (!(st->kernels = calloc(w->n_kernels, sizeof(*st->kernels))))
 			goto nomem;

@@ -33,6 +33,7 @@ extern "C" {
 	X(RXG_ESHUTDOWN, 7, "daemon is shutting down")                                      \
 	X(RXG_EUNSUPPORTED, 8, "request not supported by the daemon")                       \
 	X(RXG_EINTERNAL, 9, "internal error in the daemon")                                 \
+	X(RXG_EREGION, 13, "shared-memory buffer unknown, unusable or in use")              \
 	X(RXG_ECONNECT, 100, "cannot connect to the daemon")                                \
 	X(RXG_EIO, 101, "connection to the daemon failed")
 
@@ -97,7 +98,8 @@ enum rxg_layout {
  * trans_a), likewise B; each array holds ld * (cols - 1) + rows elements at least (rows and
  * cols of the stored matrix, swapped for row-major). c must not be NULL: it is read when
  * beta != 0 (never when beta == 0, so NaNs there do not matter) and always receives the
- * result; elements between rows or columns (ldc padding) are left as they were. */
+ * result; elements between rows or columns (ldc padding) are left as they were. (With
+ * shared-memory buffers, below, any of a, b and c may be NULL instead.) */
 struct rxg_gemm_args {
 	enum rxg_layout layout;
 	int trans_a;
@@ -116,10 +118,50 @@ struct rxg_gemm_args {
 	 * one after another). Matrices of a batch may not overlap. */
 	int64_t batch_count;
 	int64_t stride_a, stride_b, stride_c;
+	/* Shared memory (rxg_buffer_create), instead of copying matrices through the socket.
+	 * NULL: the pointer above is used, as always. Otherwise the matrix lies in the buffer
+	 * at the offset (bytes, a multiple of 4) and the pointer above is ignored:
+	 * - a_buf, b_buf: A and B are read from there;
+	 * - c_buf: C is read from there (when beta != 0), and the result replaces it there
+	 *   unless c_out_buf is set; c may then be NULL;
+	 * - c_out_buf: the result is written there instead (C's input comes from c_buf or c);
+	 *   c may be NULL when beta == 0 or c_buf is set.
+	 * A buffer that receives the result gets the whole stored C, ldc * (cols - 1) + rows
+	 * floats per matrix (rows and cols swapped for row-major): the padding between columns
+	 * comes from C's input when it replaces that input in place or beta reads it, zeros
+	 * otherwise. The result may only overlap C's own input, at the same offset. Buffers
+	 * must be registered on the same handle. */
+	struct rxg_buffer *a_buf;
+	size_t a_offset;
+	struct rxg_buffer *b_buf;
+	size_t b_offset;
+	struct rxg_buffer *c_buf;
+	size_t c_offset;
+	struct rxg_buffer *c_out_buf;
+	size_t c_out_offset;
 };
 
 /* Run one GEMM and wait for it. timings may be NULL. */
 int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args, struct rxg_timings *timings);
+
+/* Shared memory: a buffer is memory both this process and the daemon map (a sealed memfd
+ * passed over the socket), so that matrices placed in it reach the device without a copy
+ * through the socket, and results come back the same way. A buffer belongs to the handle
+ * that created it and must be freed before that handle is closed (closing the handle ends
+ * the daemon's side of every buffer anyway). */
+typedef struct rxg_buffer rxg_buffer;
+
+/* Create a buffer of bytes and register it with the daemon. RXG_OK with *out set; RXG_ENOMEM
+ * when the shared memory cannot be made, RXG_EREGION or RXG_ETOOBIG when the daemon refuses
+ * it (too many, too large), or a connection error. */
+int rxg_buffer_create(rxg_client *c, size_t bytes, rxg_buffer **out);
+/* The buffer's memory (bytes long, page-aligned, zero-filled at creation); NULL for NULL. */
+void *rxg_buffer_ptr(const rxg_buffer *buf);
+size_t rxg_buffer_size(const rxg_buffer *buf);
+/* Unregister the buffer and unmap it. RXG_EREGION when jobs in flight still use it: nothing
+ * is freed then, try again once they are answered. Any other outcome frees it (RXG_EIO: the
+ * connection was lost, which ended the registration as well). NULL is allowed. */
+int rxg_buffer_free(rxg_buffer *buf);
 
 /* One finished job as the daemon remembers it. */
 struct rxg_job_record {
@@ -240,6 +282,11 @@ struct rxg_status {
 	uint64_t device_current_job_ns;     /* how long the running job has run; 0: idle */
 	double device_utilisation;          /* device_busy_ns / uptime_ns, in [0, 1] */
 	double device_utilisation_recent;   /* over the recent window, in [0, 1] */
+	/* Shared-memory buffers (regions) of all clients together. */
+	uint32_t shm_regions;             /* mapped by the daemon now */
+	uint64_t shm_region_bytes;        /* their size */
+	uint64_t shm_regions_registered;  /* since the daemon started */
+	uint64_t shm_jobs;                /* GEMMs that read or wrote a buffer */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

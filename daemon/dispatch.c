@@ -33,7 +33,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 
 static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status" };
+	static char *capabilities[] = { "gemm", "status", "shm" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -72,6 +72,7 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 {
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__StatusReply st;
+	struct rxd_shm_stats shm;
 
 	int ret = stats_status(&c->srv->stats, c->srv->dev, c->srv->worker->engine, &st);
 
@@ -82,6 +83,11 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 			       "out of memory building the status");
 		return;
 	}
+	shm_stats(&shm);
+	st.shm_regions = shm.regions;
+	st.shm_region_bytes = shm.bytes;
+	st.shm_regions_registered = shm.registered;
+	st.shm_jobs = shm.jobs;
 	reply.request_id = req->request_id;
 	reply.body_case = RXGEMM__REPLY__BODY_STATUS_REPLY;
 	reply.status_reply = &st;
@@ -89,11 +95,146 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 	stats_status_free(&st);
 }
 
+/* RegisterRegion: the frame's one descriptor becomes a region of this connection. */
+static void dispatch_register(struct rxd_conn *c, const Rxgemm__Request *req)
+{
+	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
+	Rxgemm__RegionRegistered reg = RXGEMM__REGION_REGISTERED__INIT;
+	unsigned n = c->n_frame_fds + c->frame_fds_lost;
+	char err[RXD_ERROR_MAX];
+	int st, fd;
+
+	if (n != 1) {
+		/* server.c closes whatever came. */
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_REGION, false,
+			       "RegisterRegion carries %u file descriptors; it takes exactly one "
+			       "memfd (SCM_RIGHTS, sent with the frame)",
+			       n);
+		return;
+	}
+	fd = c->frame_fds[0];
+	c->frame_fds[0] = -1; /* shm_register closes it, whatever the outcome */
+	st = shm_register(&c->shm, fd, req->register_region->size, &reg.region_id, &reg.size,
+			  err, sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		return;
+	}
+	log_msg(LOG_DEBUG, "client %u: region %u of %llu bytes registered", c->id,
+		reg.region_id, (unsigned long long)reg.size);
+	reply.request_id = req->request_id;
+	reply.body_case = RXGEMM__REPLY__BODY_REGION_REGISTERED;
+	reply.region_registered = &reg;
+	conn_send(c, &reply, false);
+}
+
+static void dispatch_unregister(struct rxd_conn *c, const Rxgemm__Request *req)
+{
+	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
+	Rxgemm__RegionUnregistered unreg = RXGEMM__REGION_UNREGISTERED__INIT;
+	char err[RXD_ERROR_MAX];
+	int st;
+
+	st = shm_unregister(&c->shm, req->unregister_region->region_id, err, sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		return;
+	}
+	unreg.region_id = req->unregister_region->region_id;
+	reply.request_id = req->request_id;
+	reply.body_case = RXGEMM__REPLY__BODY_REGION_UNREGISTERED;
+	reply.region_unregistered = &unreg;
+	conn_send(c, &reply, false);
+}
+
+static void dispatch_release_regions(struct rxd_job *job)
+{
+	for (int i = 0; i < RXD_JOB_REGIONS; i++) {
+		shm_region_unref(job->regions[i]);
+		job->regions[i] = NULL;
+	}
+}
+
+/* Do two byte ranges [a, a + alen) and [b, b + blen) meet? */
+static bool dispatch_overlap(const uint8_t *a, uint64_t alen, const uint8_t *b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/* The job keeps r (once, however many of its operands lie there). */
+static void dispatch_hold_region(struct rxd_job *job, struct rxd_region *r)
+{
+	int i;
+
+	for (i = 0; i < RXD_JOB_REGIONS && job->regions[i]; i++)
+		if (job->regions[i] == r)
+			return;
+	shm_region_ref(r);
+	job->regions[i] = r;
+}
+
+/* Resolve the GEMM's region references into view, a copy of rq whose a, b and c point
+ * into the regions (rq itself keeps its own bytes, which protobuf-c frees), and *c_dest to
+ * where C goes (NULL: inline). Takes no reference. A status code, with a sentence in err. */
+static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
+				 Rxgemm__GemmRequest *view, struct rxd_region *used[RXD_JOB_REGIONS],
+				 float **c_dest, char *err, size_t errlen)
+{
+	static const char *const names[3] = { "a", "b", "c" };
+	const Rxgemm__RegionRef *refs[3] = { rq->a_region, rq->b_region, rq->c_region };
+	ProtobufCBinaryData *data[3] = { &view->a, &view->b, &view->c };
+	char field[16];
+	uint8_t *p;
+	int st;
+
+	*view = *rq;
+	*c_dest = NULL;
+	for (int i = 0; i < 3; i++) {
+		if (!refs[i])
+			continue;
+		if (data[i]->len) {
+			snprintf(err, errlen, "%s and %s_region are both given; send one", names[i],
+				 names[i]);
+			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+		snprintf(field, sizeof(field), "%s_region", names[i]);
+		st = shm_resolve(&c->shm, refs[i], field, &used[i], &p, err, errlen);
+		if (st)
+			return st;
+		data[i]->data = p;
+		data[i]->len = (size_t)refs[i]->length;
+	}
+	if (rq->c_out) {
+		st = shm_resolve(&c->shm, rq->c_out, "c_out", &used[3], &p, err, errlen);
+		if (st)
+			return st;
+		/* The device reads A and B (whole or piece by piece) while C is written: C may
+		 * replace its own input in place, but not meet A, B or another C. */
+		for (int i = 0; i < 3; i++) {
+			if (!refs[i] || refs[i]->region_id != rq->c_out->region_id)
+				continue;
+			if (i == 2 && refs[i]->offset == rq->c_out->offset)
+				continue;
+			if (dispatch_overlap(p, rq->c_out->length, data[i]->data, data[i]->len)) {
+				snprintf(err, errlen, "c_out overlaps %s_region in region %u%s",
+					 names[i], rq->c_out->region_id,
+					 i == 2 ? " (C may only replace itself, at the same offset)"
+						: "");
+				return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+			}
+		}
+		*c_dest = (float *)(void *)p;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 /* Takes ownership of req. */
 static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
+	Rxgemm__GemmRequest view;
+	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
 	char err[RXD_ERROR_MAX];
 	int st;
 
@@ -104,13 +245,27 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 		rxgemm__request__free_unpacked(req, NULL);
 		return;
 	}
-	st = gemm_validate(req->gemm, &srv->limits, &job->g, err, sizeof(err));
+	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		st = gemm_validate(&view, &srv->limits, &job->g, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && job->c_dest &&
+	    req->gemm->c_out->length / sizeof(float) < job->g.c_elems) {
+		snprintf(err, sizeof(err), "c_out holds %llu bytes but C needs %llu",
+			 (unsigned long long)req->gemm->c_out->length,
+			 (unsigned long long)job->g.c_elems * sizeof(float));
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
 	if (st != RXGEMM__STATUS__STATUS_OK) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		rxgemm__request__free_unpacked(req, NULL);
 		free(job);
 		return;
 	}
+	for (int i = 0; i < RXD_JOB_REGIONS; i++)
+		if (used[i])
+			dispatch_hold_region(job, used[i]);
+	if (job->regions[0])
+		shm_note_job();
 	job->conn = c;
 	job->conn_id = c->id;
 	job->abandoned = &c->abandoned;
@@ -134,8 +289,18 @@ static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
 		return req->base.unknown_fields[0].tag;
 	switch (req->body_case) {
 	case RXGEMM__REQUEST__BODY_HELLO: body = &req->hello->base; break;
-	case RXGEMM__REQUEST__BODY_GEMM: body = &req->gemm->base; break;
+	case RXGEMM__REQUEST__BODY_GEMM: {
+		const Rxgemm__RegionRef *refs[4] = { req->gemm->a_region, req->gemm->b_region,
+						     req->gemm->c_region, req->gemm->c_out };
+		for (int i = 0; i < 4; i++)
+			if (refs[i] && refs[i]->base.n_unknown_fields)
+				return refs[i]->base.unknown_fields[0].tag;
+		body = &req->gemm->base;
+		break;
+	}
 	case RXGEMM__REQUEST__BODY_STATUS: body = &req->status->base; break;
+	case RXGEMM__REQUEST__BODY_REGISTER_REGION: body = &req->register_region->base; break;
+	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION: body = &req->unregister_region->base; break;
 	default: break;
 	}
 	return body && body->n_unknown_fields ? body->unknown_fields[0].tag : 0;
@@ -164,6 +329,16 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 				       "request carries unknown field %u", unknown);
 		goto out;
 	}
+	if ((c->n_frame_fds || c->frame_fds_lost) &&
+	    req->body_case != RXGEMM__REQUEST__BODY_REGISTER_REGION) {
+		/* server.c closes them after we return. */
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			       "the request carries %u file descriptor%s; only RegisterRegion "
+			       "takes one",
+			       c->n_frame_fds + c->frame_fds_lost,
+			       c->n_frame_fds + c->frame_fds_lost == 1 ? "" : "s");
+		goto out;
+	}
 	if (req->body_case == RXGEMM__REQUEST__BODY_HELLO) {
 		dispatch_hello(c, req);
 		goto out;
@@ -184,6 +359,12 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		return; /* req now belongs to the job */
 	case RXGEMM__REQUEST__BODY_STATUS:
 		dispatch_status(c, req);
+		break;
+	case RXGEMM__REQUEST__BODY_REGISTER_REGION:
+		dispatch_register(c, req);
+		break;
+	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION:
+		dispatch_unregister(c, req);
 		break;
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
@@ -216,8 +397,10 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	reply.status = job->status;
 	reply.timings = &t;
 	if (job->status == RXGEMM__STATUS__STATUS_OK) {
-		gemm.c.data = (uint8_t *)job->c_out;
-		gemm.c.len = job->g.c_elems * sizeof(float);
+		if (!job->c_dest) { /* else C is in the client's region already */
+			gemm.c.data = (uint8_t *)job->c_out;
+			gemm.c.len = job->g.c_elems * sizeof(float);
+		}
 		gemm.flops = job->g.flops;
 		gemm.kernel = (char *)job->kernel;
 		reply.body_case = RXGEMM__REPLY__BODY_GEMM;
@@ -240,6 +423,9 @@ out:
 	/* A connection that waited for its last reply before closing can go now. */
 	if (c->close_after_write && c->writes_pending == 0 && !c->closing)
 		conn_close(c);
+	/* The regions were the worker's to read and write until now; unmapped here when the
+	 * client unregistered them or left meanwhile. */
+	dispatch_release_regions(job);
 	job_free(job);
 	conn_unref(c);
 }

@@ -489,6 +489,8 @@ int tune_load(struct rxd_gemm_engine *eng, const char *dir);
 
 /* ---- worker.c: the device worker thread and the job queue ---- */
 struct rxd_conn;
+struct rxd_region;
+#define RXD_JOB_REGIONS 4 /* a, b, c and c_out */
 
 struct rxd_job {
 	struct rxd_job *next;
@@ -502,6 +504,10 @@ struct rxd_job {
 	int status;
 	char error[RXD_ERROR_MAX];
 	float *c_out;                /* g.c_elems floats, malloc'd by the worker */
+	float *c_dest;               /* the client's region where C goes (c_out then stays
+				      * NULL), or NULL; set by dispatch, not owned */
+	struct rxd_region *regions[RXD_JOB_REGIONS]; /* each one referenced once while the
+						      * job is in flight (shm.c); NULL-padded */
 	const char *kernel;
 	struct rxd_job_timings dev_t;
 	uint64_t received_ns;  /* the frame was whole: total_ns counts from here */
@@ -596,6 +602,65 @@ struct rxd_server;
 int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
 void stats_status_free(Rxgemm__StatusReply *out);
 
+/* ---- shm.c: shared-memory regions registered by a connection (loop thread only) ---- */
+/* A region is a client's sealed memfd, mapped MAP_SHARED read/write: operands are read from
+ * it and results written into it by the device worker without a copy through a frame. It
+ * belongs to the connection that registered it; jobs in flight hold references, so that it
+ * stays mapped until the last of them has come back even when the client unregisters
+ * nothing and leaves. Reference counts change on the loop thread only; the worker only
+ * reads and writes the mapped bytes of a region its job holds. */
+#define RXD_SHM_MAX_REGIONS 64                /* registered at once per connection */
+#define RXD_SHM_MAX_REGION_BYTES (64ull << 30) /* one region's size */
+/* All connections' regions together: mappings cost a client nothing until touched, so
+ * without a bound a few clients could take the daemon's whole address space. */
+#define RXD_SHM_MAX_TOTAL_BYTES (1ull << 40)
+
+struct rxd_region {
+	uint32_t id;          /* the connection's number for it (never reused there) */
+	int refs;             /* the connection's table (while registered) + one per job */
+	uint8_t *base;        /* the mapping; the memfd itself is closed once mapped */
+	uint64_t bytes;
+};
+
+struct rxd_shm {
+	struct rxd_region *regions[RXD_SHM_MAX_REGIONS]; /* registered ones; NULL: free slot */
+	uint32_t next_id;
+};
+
+struct rxd_shm_stats {
+	uint32_t regions;     /* mapped now, all connections */
+	uint64_t bytes;
+	uint64_t registered;  /* registrations accepted since the start */
+	uint64_t jobs;        /* GEMMs that used a region */
+};
+
+void shm_init(struct rxd_shm *t);
+/* Drop the table's references (the connection closes): each region is unmapped as soon as
+ * no job holds it any more. */
+void shm_fini(struct rxd_shm *t);
+/* Check fd (a memfd sealed against shrinking and growing, not against writing, of at most
+ * RXD_SHM_MAX_REGION_BYTES, within RXD_SHM_MAX_TOTAL_BYTES of all regions, and of
+ * expect_bytes when that is not 0), map it and enter it in
+ * t. Always takes fd (closes it). Returns an RXGEMM__STATUS__* code, with *id and *bytes on
+ * success and a sentence in err on failure. */
+int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
+		 uint64_t *bytes, char *err, size_t errlen);
+/* Remove region id from t. STATUS_REGION when t has no such region, or when jobs in flight
+ * use it (nothing changes then: unregistering waits for nothing). */
+int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen);
+/* Resolve ref (the request field `field`) to ref->length bytes inside a region of t:
+ * the region must exist, offset must be a multiple of 4 and offset + length within the
+ * region (checked without overflow), length not 0. On success *out is the region (no
+ * reference taken: a job that keeps it calls shm_region_ref) and *data the bytes. A status
+ * code, with a sentence in err. */
+int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
+		struct rxd_region **out, uint8_t **data, char *err, size_t errlen);
+void shm_region_ref(struct rxd_region *r);
+/* Drop a reference; the last one unmaps the region. NULL is allowed. */
+void shm_region_unref(struct rxd_region *r);
+void shm_note_job(void);
+void shm_stats(struct rxd_shm_stats *out);
+
 /* ---- server.c: the listening socket and the connections (loop thread) ---- */
 struct rxd_server {
 	uv_loop_t *loop;
@@ -612,8 +677,21 @@ struct rxd_server {
 	struct rxd_conn *conns;      /* every open connection */
 };
 
+/* Descriptors (SCM_RIGHTS) that one frame may carry; more are closed and counted lost. */
+#define RXD_CONN_MAX_FDS 4
+/* Reading pauses while this many reply bytes wait to be written: a client that does not
+ * read its replies cannot make the daemon hold more than about this (plus one reply). */
+#define RXD_CONN_OUT_HIGH_BYTES (8u << 20)
+
+struct rxd_outbuf;
+
 struct rxd_conn {
-	uv_pipe_t pipe;
+	uv_poll_t poll;              /* the socket, read with recvmsg (which takes descriptors,
+				      * unlike uv_pipe_t) and written from out_head */
+	int fd;
+	int poll_events;             /* UV_READABLE / UV_WRITABLE as now started */
+	struct rxd_outbuf *out_head, *out_tail; /* replies not yet (fully) written */
+	uint64_t out_bytes;          /* bytes in them still to write */
 	struct rxd_server *srv;
 	struct rxd_conn *prev, *next;
 	uint32_t id;
@@ -622,9 +700,16 @@ struct rxd_conn {
 	bool close_after_write;      /* close when the last queued write completes */
 	bool hello_done;
 	atomic_bool abandoned;       /* jobs in flight see this (worker thread reads it) */
-	unsigned writes_pending;
+	unsigned writes_pending;     /* frames in out_head */
 	uint32_t jobs_in_flight;
 	struct frame_reader fr;
+	/* Descriptors of the frame being read (owned; -1 once taken), and of the frame that
+	 * starts at in_fds_at in the data of the current read. */
+	int frame_fds[RXD_CONN_MAX_FDS];
+	unsigned n_frame_fds, frame_fds_lost;
+	int in_fds[RXD_CONN_MAX_FDS];
+	unsigned n_in_fds, in_fds_lost;
+	struct rxd_shm shm;          /* regions this client registered */
 	char name[64];               /* the client's name from Hello */
 	long peer_pid;
 	long peer_uid;
@@ -649,7 +734,8 @@ int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after);
 void conn_close(struct rxd_conn *c);
 
 /* ---- dispatch.c: decoding, validating and routing requests (loop thread) ---- */
-/* Handle one frame body from c; takes ownership of body. */
+/* Handle one frame body from c; takes ownership of body. c->frame_fds are the descriptors
+ * that came with it: dispatch takes (sets to -1) those it keeps; server.c closes the rest. */
 void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len);
 /* Reply to a finished job (worker_start's done callback). */
 void dispatch_job_done(struct rxd_job *job, void *srv);

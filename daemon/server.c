@@ -3,35 +3,64 @@
  * A connection lives until the client leaves or breaks the framing, and its memory until
  * the last job it submitted has come back from the device worker (refs). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "rxgemmd.h"
 
-struct rxd_write {
-	uv_write_t req;
-	struct rxd_conn *conn;
-	uint8_t *frame;
+/* One framed reply waiting to be written. */
+struct rxd_outbuf {
+	struct rxd_outbuf *next;
+	size_t len, done;  /* bytes in data, bytes of them written */
+	uint8_t data[];
 };
+
+/* Reads per readiness callback before the loop serves others (a fast client must not starve
+ * the rest); what is left is read at the next turn. */
+#define RXD_CONN_READS_PER_TURN 16
 
 void conn_ref(struct rxd_conn *c)
 {
 	c->refs++;
 }
 
+static void fds_close(int *fds, unsigned *n)
+{
+	for (unsigned i = 0; i < *n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	*n = 0;
+}
+
 static void conn_free(struct rxd_conn *c)
 {
+	struct rxd_outbuf *o, *next;
+
+	for (o = c->out_head; o; o = next) {
+		next = o->next;
+		free(o);
+	}
+	fds_close(c->frame_fds, &c->n_frame_fds);
+	fds_close(c->in_fds, &c->n_in_fds);
 	frame_reader_fini(&c->fr);
 	free(c);
 }
 
 static void conn_on_closed(uv_handle_t *h)
 {
-	conn_unref(h->data);
+	struct rxd_conn *c = h->data;
+
+	/* Only now: the descriptor may not close while the poll handle watches it. */
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	conn_unref(c);
 }
 
 void conn_unref(struct rxd_conn *c)
@@ -59,34 +88,98 @@ void conn_close(struct rxd_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	stats_client_closed(&srv->stats, c);
+	/* Regions stay mapped while the jobs in flight hold them; unmapped when they end. */
+	shm_fini(&c->shm);
+	fds_close(c->frame_fds, &c->n_frame_fds);
+	fds_close(c->in_fds, &c->n_in_fds);
 	log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id,
 		c->name[0] ? c->name : "no hello", c->peer_pid);
-	uv_close((uv_handle_t *)&c->pipe, conn_on_closed);
+	uv_close((uv_handle_t *)&c->poll, conn_on_closed);
 }
 
-static void conn_on_write(uv_write_t *req, int status)
-{
-	struct rxd_write *wr = (struct rxd_write *)req;
-	struct rxd_conn *c = wr->conn;
+static void conn_on_poll(uv_poll_t *h, int status, int events);
 
-	free(wr->frame);
-	free(wr);
-	c->writes_pending--;
-	if (status < 0 && status != UV_ECANCELED && !c->closing) {
-		log_msg(LOG_INFO, "client %u: write failed: %s", c->id, uv_strerror(status));
+/* Watch for what the connection needs now: reading unless it is closing, waiting to close,
+ * or holding too many unwritten replies (backpressure); writing while replies wait. */
+static void conn_update_poll(struct rxd_conn *c)
+{
+	int want = 0, ret;
+
+	if (c->closing)
+		return;
+	if (!c->close_after_write && c->out_bytes < RXD_CONN_OUT_HIGH_BYTES)
+		want |= UV_READABLE;
+	if (c->out_head)
+		want |= UV_WRITABLE;
+	if (want == c->poll_events)
+		return;
+	ret = want ? uv_poll_start(&c->poll, want, conn_on_poll) : uv_poll_stop(&c->poll);
+	if (ret < 0) {
+		log_msg(LOG_WARNING, "client %u: %s", c->id, uv_strerror(ret));
 		conn_close(c);
-	} else if (c->close_after_write && c->writes_pending == 0) {
-		conn_close(c);
+		return;
 	}
-	conn_unref(c);
+	c->poll_events = want;
+}
+
+/* Write what the socket takes now. 0, or -errno once the connection has been closed. */
+static int conn_flush(struct rxd_conn *c)
+{
+	enum { IOV_MAX_USED = 16 };
+
+	while (c->out_head && !c->closing) {
+		struct iovec iov[IOV_MAX_USED];
+		struct msghdr msg = { .msg_iov = iov };
+		struct rxd_outbuf *o = c->out_head;
+		ssize_t n;
+
+		for (; o && msg.msg_iovlen < IOV_MAX_USED; o = o->next) {
+			iov[msg.msg_iovlen].iov_base = o->data + o->done;
+			iov[msg.msg_iovlen].iov_len = o->len - o->done;
+			msg.msg_iovlen++;
+		}
+		/* MSG_NOSIGNAL: a client gone mid-reply costs an EPIPE, not the daemon's life. */
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			int e = errno;
+			if (e == EINTR)
+				continue;
+			if (e == EAGAIN || e == EWOULDBLOCK)
+				break;
+			log_msg(LOG_INFO, "client %u: write failed: %s", c->id, strerror(e));
+			conn_close(c);
+			return -e;
+		}
+		c->out_bytes -= (uint64_t)n;
+		while (n > 0) {
+			o = c->out_head;
+			size_t left = o->len - o->done;
+			if ((size_t)n < left) {
+				o->done += (size_t)n;
+				break;
+			}
+			n -= (ssize_t)left;
+			c->out_head = o->next;
+			if (!c->out_head)
+				c->out_tail = NULL;
+			c->writes_pending--;
+			free(o);
+		}
+	}
+	if (c->closing)
+		return -EPIPE;
+	if (!c->out_head && c->close_after_write) {
+		conn_close(c);
+		return 0;
+	}
+	conn_update_poll(c);
+	return 0;
 }
 
 int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after)
 {
-	struct rxd_write *wr;
+	struct rxd_outbuf *o;
 	size_t len;
-	uv_buf_t buf;
-	int ret;
 
 	if (c->closing)
 		return -EPIPE;
@@ -97,62 +190,112 @@ int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after)
 		conn_close(c);
 		return -EMSGSIZE;
 	}
-	wr = calloc(1, sizeof(*wr));
-	if (!wr || !(wr->frame = malloc(FRAME_HEADER_BYTES + len))) {
-		free(wr);
+	o = malloc(sizeof(*o) + FRAME_HEADER_BYTES + len);
+	if (!o) {
 		log_msg(LOG_ERR, "client %u: out of memory for a %zu-byte reply", c->id, len);
 		conn_close(c);
 		return -ENOMEM;
 	}
-	frame_header_put(wr->frame, (uint32_t)len);
-	rxgemm__reply__pack(reply, wr->frame + FRAME_HEADER_BYTES);
-	wr->conn = c;
-	buf = uv_buf_init((char *)wr->frame, (unsigned)(FRAME_HEADER_BYTES + len));
-	if (close_after) {
+	o->next = NULL;
+	o->len = FRAME_HEADER_BYTES + len;
+	o->done = 0;
+	frame_header_put(o->data, (uint32_t)len);
+	rxgemm__reply__pack(reply, o->data + FRAME_HEADER_BYTES);
+	if (close_after)
 		c->close_after_write = true;
-		uv_read_stop((uv_stream_t *)&c->pipe);
+	if (c->out_tail) {
+		/* The socket was full: the writable event writes this after the others. */
+		c->out_tail->next = o;
+		c->out_tail = o;
+		c->out_bytes += o->len;
+		c->writes_pending++;
+		conn_update_poll(c);
+		return c->closing ? -EPIPE : 0;
 	}
-	if ((ret = uv_write(&wr->req, (uv_stream_t *)&c->pipe, &buf, 1, conn_on_write)) < 0) {
-		free(wr->frame);
-		free(wr);
-		log_msg(LOG_INFO, "client %u: write failed: %s", c->id, uv_strerror(ret));
-		conn_close(c);
-		return ret;
-	}
-	conn_ref(c);
-	c->writes_pending++;
-	return 0;
+	c->out_head = c->out_tail = o;
+	c->out_bytes = o->len;
+	c->writes_pending = 1;
+	/* Most replies fit the socket buffer at once: write now rather than a loop turn later. */
+	return conn_flush(c);
 }
 
-static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Where the last frame that begins within data[0..len) begins, or -1 when none does: the
+ * frame that descriptors received with this data belong to (see conn_take_fds). Follows
+ * the reader's state without changing it. */
+static ssize_t conn_last_frame_start(const struct frame_reader *fr, const uint8_t *data,
+				     size_t len)
 {
-	struct rxd_conn *c = h->data;
+	uint8_t hdr[FRAME_HEADER_BYTES];
+	size_t hdr_have = fr->hdr_have, body_left = 0, pos = 0;
+	ssize_t last = -1;
 
-	(void)suggested;
-	*buf = uv_buf_init((char *)c->readbuf, sizeof(c->readbuf));
+	memcpy(hdr, fr->hdr, sizeof(hdr));
+	if (hdr_have == FRAME_HEADER_BYTES)
+		body_left = fr->body_len - fr->body_have;
+	while (pos < len) {
+		if (hdr_have == 0)
+			last = (ssize_t)pos;
+		if (hdr_have < FRAME_HEADER_BYTES) {
+			size_t n = FRAME_HEADER_BYTES - hdr_have;
+			if (n > len - pos)
+				n = len - pos;
+			memcpy(hdr + hdr_have, data + pos, n);
+			hdr_have += n;
+			pos += n;
+			if (hdr_have < FRAME_HEADER_BYTES)
+				break;
+			body_left = frame_header_get(hdr);
+			if (body_left > fr->max_bytes)
+				break; /* the reader will refuse it: the stream ends there */
+		}
+		size_t n = body_left < len - pos ? body_left : len - pos;
+		pos += n;
+		body_left -= n;
+		if (body_left == 0)
+			hdr_have = 0;
+	}
+	return last;
 }
 
-static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Received descriptors join the frame they belong to: those of the current read (in_fds)
+ * become the frame's (frame_fds), beyond RXD_CONN_MAX_FDS counted as lost and closed. */
+static void conn_take_fds(struct rxd_conn *c)
 {
-	struct rxd_conn *c = s->data;
-	const uint8_t *p = (const uint8_t *)buf->base;
-	size_t left = nread > 0 ? (size_t)nread : 0;
-
-	if (nread < 0) {
-		if (nread != UV_EOF)
-			log_msg(LOG_INFO, "client %u: read failed: %s", c->id, uv_strerror((int)nread));
-		else if (frame_reader_partial(&c->fr))
-			log_msg(LOG_INFO, "client %u: left in the middle of a frame", c->id);
-		conn_close(c);
-		return;
+	for (unsigned i = 0; i < c->n_in_fds; i++) {
+		if (c->n_frame_fds < RXD_CONN_MAX_FDS) {
+			c->frame_fds[c->n_frame_fds++] = c->in_fds[i];
+		} else {
+			close(c->in_fds[i]);
+			c->frame_fds_lost++;
+		}
 	}
-	/* Each frame is dispatched as soon as it is whole; dispatch may close c. */
-	conn_ref(c);
-	while (left > 0 && !c->closing && !c->close_after_write) {
+	c->frame_fds_lost += c->in_fds_lost;
+	c->n_in_fds = c->in_fds_lost = 0;
+}
+
+/* Feed len bytes from the socket to the frame reader and dispatch every frame completed.
+ * The descriptors of this read (c->in_fds) ride on the first byte of the sendmsg that
+ * carried them, and the kernel ends a read right after that message's data, so they belong
+ * to the last frame that starts in the data read; when none starts there, to the frame in
+ * progress. A well-behaved client sends a frame with descriptors as one sendmsg. */
+static void conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
+{
+	ssize_t fds_at = -1;
+	size_t pos = 0;
+
+	if (c->n_in_fds || c->in_fds_lost) {
+		fds_at = conn_last_frame_start(&c->fr, p, left);
+		if (fds_at < 0)
+			conn_take_fds(c);
+	}
+	while (pos < left && !c->closing && !c->close_after_write) {
 		uint8_t *body;
 		size_t body_len;
-		ssize_t used = frame_reader_feed(&c->fr, p, left, &body, &body_len);
+		ssize_t used;
 
+		if (fds_at >= 0 && (size_t)fds_at == pos && c->fr.hdr_have == 0)
+			conn_take_fds(c);
+		used = frame_reader_feed(&c->fr, p + pos, left - pos, &body, &body_len);
 		if (used == -EMSGSIZE) {
 			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_TOO_BIG, true,
 				       "frame of %u bytes is larger than this daemon's limit of "
@@ -168,10 +311,106 @@ static void conn_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 				       c->fr.last_len);
 			break;
 		}
-		p += used;
-		left -= (size_t)used;
-		if (body)
+		pos += (size_t)used;
+		if (body) {
 			dispatch_frame(c, body, body_len);
+			/* What dispatch did not take is closed: never leak a descriptor. */
+			fds_close(c->frame_fds, &c->n_frame_fds);
+			c->frame_fds_lost = 0;
+		}
+	}
+	/* Descriptors for a frame this read did not reach (the connection is going). */
+	fds_close(c->in_fds, &c->n_in_fds);
+	c->in_fds_lost = 0;
+}
+
+/* One recvmsg: bytes into c->readbuf, descriptors into c->in_fds (close-on-exec, so that
+ * nothing the daemon might start inherits them). Returns what recvmsg returned. */
+static ssize_t conn_recv(struct rxd_conn *c)
+{
+	union {
+		struct cmsghdr align;
+		uint8_t buf[CMSG_SPACE(sizeof(int) * RXD_CONN_MAX_FDS)];
+	} ctl;
+	struct iovec iov = { .iov_base = c->readbuf, .iov_len = sizeof(c->readbuf) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			      .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n < 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		size_t nfd;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (c->n_in_fds < RXD_CONN_MAX_FDS) {
+				c->in_fds[c->n_in_fds++] = fd;
+			} else {
+				close(fd);
+				c->in_fds_lost++;
+			}
+		}
+	}
+	/* The kernel closed what did not fit our control buffer: the frame still learns that
+	 * it carried more than it may. */
+	if (msg.msg_flags & MSG_CTRUNC)
+		c->in_fds_lost++;
+	return n;
+}
+
+static void conn_read(struct rxd_conn *c)
+{
+	for (int i = 0; i < RXD_CONN_READS_PER_TURN; i++) {
+		ssize_t n;
+
+		if (c->closing || !(c->poll_events & UV_READABLE))
+			return;
+		n = conn_recv(c);
+		if (n < 0) {
+			int e = errno;
+			if (e == EINTR)
+				continue;
+			if (e == EAGAIN || e == EWOULDBLOCK)
+				return;
+			log_msg(LOG_INFO, "client %u: read failed: %s", c->id, strerror(e));
+			conn_close(c);
+			return;
+		}
+		if (n == 0) {
+			if (frame_reader_partial(&c->fr))
+				log_msg(LOG_INFO, "client %u: left in the middle of a frame", c->id);
+			conn_close(c);
+			return;
+		}
+		conn_feed(c, c->readbuf, (size_t)n);
+		/* Replies sent while dispatching may have filled the queue: reading pauses. */
+		conn_update_poll(c);
+	}
+}
+
+static void conn_on_poll(uv_poll_t *h, int status, int events)
+{
+	struct rxd_conn *c = h->data;
+
+	if (c->closing)
+		return;
+	conn_ref(c); /* dispatch may close c */
+	if (status < 0) {
+		log_msg(LOG_INFO, "client %u: %s", c->id, uv_strerror(status));
+		conn_close(c);
+	} else {
+		if (events & UV_WRITABLE)
+			conn_flush(c);
+		if (events & UV_READABLE)
+			conn_read(c);
 	}
 	conn_unref(c);
 }
@@ -180,42 +419,75 @@ static void conn_peer(struct rxd_conn *c)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	uv_os_fd_t fd;
 
 	c->peer_pid = c->peer_uid = -1;
-	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
 		c->peer_pid = cred.pid;
 		c->peer_uid = cred.uid;
 	}
+}
+
+static void server_on_closed_free(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* Accept through libuv (which took the connection already) and keep our own descriptor of
+ * it: a uv_pipe_t would read the socket itself and drop descriptors that are not sockets,
+ * so the connection is served through a uv_poll_t instead. -errno or the descriptor. */
+static int server_accept_fd(uv_stream_t *listener)
+{
+	uv_pipe_t *tmp = malloc(sizeof(*tmp));
+	uv_os_fd_t fd;
+	int ret;
+
+	if (!tmp)
+		return -ENOMEM;
+	uv_pipe_init(listener->loop, tmp, 0);
+	if ((ret = uv_accept(listener, (uv_stream_t *)tmp)) == 0 &&
+	    (ret = uv_fileno((uv_handle_t *)tmp, &fd)) == 0) {
+		/* Non-blocking already (libuv's), and every I/O call passes MSG_DONTWAIT. */
+		ret = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (ret < 0)
+			ret = -errno;
+	}
+	uv_close((uv_handle_t *)tmp, server_on_closed_free);
+	return ret;
 }
 
 static void server_on_connection(uv_stream_t *listener, int status)
 {
 	struct rxd_server *srv = listener->data;
 	struct rxd_conn *c;
-	int ret;
+	int ret, fd;
 
 	if (status < 0) {
 		log_msg(LOG_WARNING, "accept: %s", uv_strerror(status));
 		return;
 	}
+	if ((fd = server_accept_fd(listener)) < 0) {
+		log_msg(LOG_WARNING, "accept: %s", strerror(-fd));
+		return;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		log_msg(LOG_ERR, "out of memory for a new client");
+		close(fd);
 		return;
 	}
 	c->srv = srv;
 	c->refs = 1;
+	c->fd = fd;
 	frame_reader_init(&c->fr, srv->cfg->max_frame_bytes);
+	shm_init(&c->shm);
 	atomic_init(&c->abandoned, false);
-	uv_pipe_init(srv->loop, &c->pipe, 0);
-	c->pipe.data = c;
-	if ((ret = uv_accept(listener, (uv_stream_t *)&c->pipe)) < 0) {
+	if ((ret = uv_poll_init(srv->loop, &c->poll, fd)) < 0) {
 		log_msg(LOG_WARNING, "accept: %s", uv_strerror(ret));
-		uv_close((uv_handle_t *)&c->pipe, conn_on_closed);
+		close(fd);
+		conn_free(c);
 		return;
 	}
+	c->poll.data = c;
 	c->id = ++srv->next_client_id;
 	conn_peer(c);
 	c->next = srv->conns;
@@ -226,10 +498,7 @@ static void server_on_connection(uv_stream_t *listener, int status)
 	srv->stats.clients_total++;
 	log_msg(LOG_INFO, "client %u connected (pid %ld, uid %ld)", c->id, c->peer_pid,
 		c->peer_uid);
-	if ((ret = uv_read_start((uv_stream_t *)&c->pipe, conn_alloc, conn_on_read)) < 0) {
-		log_msg(LOG_WARNING, "client %u: %s", c->id, uv_strerror(ret));
-		conn_close(c);
-	}
+	conn_update_poll(c);
 }
 
 /* Is a daemon answering at path? Then we must not take its socket away. */
@@ -347,10 +616,11 @@ void server_stop(struct rxd_server *srv)
 	/* Replies already queued (the shutdown errors among them) go out before the close. */
 	for (c = srv->conns; c; c = next) {
 		next = c->next;
-		uv_read_stop((uv_stream_t *)&c->pipe);
-		if (c->writes_pending)
+		if (c->out_head) {
 			c->close_after_write = true;
-		else
+			conn_update_poll(c); /* no more reads; writes go on */
+		} else {
 			conn_close(c);
+		}
 	}
 }

@@ -144,11 +144,12 @@ static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_
 		snprintf(err, errlen, "out of host memory for the pieces of a split GEMM");
 		goto out;
 	}
-	/* The reply starts as C as sent (or zeros): its padding stays so. */
-	if (g->c)
-		memcpy(c_out, g->c, g->c_elems * sizeof(float));
-	else
+	/* The reply starts as C as sent (or zeros): its padding stays so. C replaced in place
+	 * (a shared-memory region, shm.c) is there already. */
+	if (!g->c)
 		memset(c_out, 0, g->c_elems * sizeof(float));
+	else if (g->c != c_out)
+		memcpy(c_out, g->c, g->c_elems * sizeof(float));
 	for (int64_t b0 = 0; b0 < batch; b0 += p->bb) {
 		int64_t bn = split_min(p->bb, batch - b0);
 		for (int64_t j0 = 0; j0 < g->n; j0 += p->nb) {

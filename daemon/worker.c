@@ -34,22 +34,25 @@ static void worker_push_done(struct rxd_worker *w, struct rxd_job *job)
 
 static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 {
+	float *dest;
+
 	job->started_ns = now_ns();
 	if (atomic_load(job->abandoned)) {
 		/* The client is gone: nobody would read the answer. */
 		job->status = RXGEMM__STATUS__STATUS_SHUTDOWN;
 		snprintf(job->error, sizeof(job->error), "the client disconnected");
-	} else if (!(job->c_out = malloc(job->g.c_elems * sizeof(float)))) {
+	} else if (!(dest = job->c_dest ? job->c_dest
+				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
 		job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
 		snprintf(job->error, sizeof(job->error), "out of host memory for the result");
 	} else if (w->engine->budget) {
 		/* Admission: reserves the job's device memory (waiting for it when others hold
 		 * it) and releases it when the job ends, whatever the outcome. */
 		job->status = split_run(w->engine, w->engine->budget, job->conn_id, job->abandoned,
-					&job->g, job->c_out, &job->dev_t, &job->kernel, job->error,
+					&job->g, dest, &job->dev_t, &job->kernel, job->error,
 					sizeof(job->error));
 	} else {
-		job->status = gemm_run(w->engine, &job->g, job->c_out, &job->dev_t, &job->kernel,
+		job->status = gemm_run(w->engine, &job->g, dest, &job->dev_t, &job->kernel,
 				       job->error, sizeof(job->error));
 	}
 	job->finished_ns = now_ns();

@@ -80,6 +80,32 @@ gemm_ok "col-major transa transb" 1 -m 31 -n 47 -k 19 --col-major --transa --tra
 gemm_ok "alpha beta" 1 -m 50 -n 40 -k 30 --alpha 0.5 --beta -2 --seed 7
 gemm_ok "repeat 3" 3 -m 64 -n 32 -k 16 --repeat 3
 
+# --shm: the matrices through a shared-memory buffer (small ones only when asked).
+gemm_ok "--shm always" 1 -m 45 -n 37 -k 29 --transb --shm always
+gemm_ok "--shm always, beta, repeat" 2 -m 50 -n 40 -k 30 --beta 0.5 --col-major --shm always \
+	--repeat 2
+gemm_ok "--shm never, 3 MiB" 1 -m 512 -n 512 -k 512 --shm never
+gemm_ok "--shm auto, 3 MiB" 1 -m 512 -n 512 -k 512 --beta -1
+for when in always never auto; do
+	case $when in
+	always) want=shm; args=(-m 8 -n 8 -k 8) ;;
+	never) want=inline; args=(-m 300 -n 300 -k 300) ;;
+	auto) want=shm; args=(-m 300 -n 300 -k 300) ;;
+	esac
+	if tl_run "--shm $when --json" 0 "${R[@]}" gemm "${args[@]}" --check --json --shm "$when"
+	then
+		JOBS=$((JOBS + 1))
+		cp "$TL_OUT" "$T/shm-$when.json"
+		tl_json "--shm $when --json" "$T/shm-$when.json" \
+			"d['transfer'] == '$want' and d['check']['ok']" &&
+			tl_ok "--shm $when: transfer $want"
+	fi
+done
+if tl_run "--shm always --out" 0 "${R[@]}" gemm -m 24 -n 16 -k 8 --seed 5 --shm always \
+	--out "$T/c1-shm.npy"; then
+	JOBS=$((JOBS + 1))
+fi
+
 if tl_run "gemm --json" 0 "${R[@]}" gemm -m 40 -n 30 -k 20 --check --json; then
 	JOBS=$((JOBS + 1))
 	cp "$TL_OUT" "$T/gemm.json"
@@ -142,6 +168,13 @@ gemm_ok "Fortran-order files, col-major run" 1 -m 24 -n 12 -k 16 --a "$T/c1.npy"
 gemm_ok "shapes from the files" 1 --a "$T/c1.npy" --b "$T/c2.npy"
 
 # The same seed gives the same matrices, so the same result.
+if [ -s "$T/c1-shm.npy" ] && [ -s "$T/c1.npy" ]; then
+	if cmp -s "$T/c1.npy" "$T/c1-shm.npy"; then
+		tl_ok "--out through shared memory equals --out inline"
+	else
+		tl_fail "--out through shared memory differs from --out inline"
+	fi
+fi
 if tl_run "--seed repeatable" 0 "${R[@]}" gemm -m 24 -n 16 -k 8 --seed 5 --out "$T/c1b.npy"; then
 	JOBS=$((JOBS + 1))
 	if cmp -s "$T/c1.npy" "$T/c1b.npy"; then
@@ -272,6 +305,7 @@ usage_error "unknown option" gemm -m 8 -n 8 -k 8 --bogus-option
 usage_error "unknown command" frobnicate
 usage_error "no command"
 usage_error "--alpha abc" gemm -m 8 -n 8 -k 8 --alpha abc
+usage_error "--shm sometimes" gemm -m 8 -n 8 -k 8 --shm sometimes
 
 # --- no daemon ---------------------------------------------------------------------------
 
@@ -299,6 +333,13 @@ if tl_run "status --json" 0 "${R[@]}" status --json; then
 	tl_json "status --json" "$T/status.json" \
 		"isinstance(d, dict) and d.get('jobs_ok', -1) >= $JOBS and d.get('jobs_failed') == 0 and len(d.get('recent', [])) > 0" &&
 		tl_ok "status --json counts the $JOBS jobs run"
+	# The --shm runs above: 7 jobs through buffers, each buffer freed again.
+	tl_json "status --json shm" "$T/status.json" \
+		"d['shm']['jobs'] >= 7 and d['shm']['registered'] >= 6 and d['shm']['regions'] == 0 and d['shm']['region_bytes'] == 0" &&
+		tl_ok "status --json counts the --shm jobs, and no buffer is left mapped"
+fi
+if tl_run "status" 0 "${R[@]}" status; then
+	tl_expect_output "status" '^shm: +0 buffers mapped' && tl_ok "status shows the buffers"
 fi
 if tl_run "devices" 0 "${R[@]}" devices; then
 	cp "$TL_OUT" "$T/devices.txt"

@@ -159,6 +159,7 @@ if [ -f /usr/share/bash-completion/bash_completion ]; then
 	expect_completion "gemm status devices bench top" rxgemm ""
 	expect_completion "status" rxgemm --socket /tmp/x st
 	expect_completion "--transa --transb" rxgemm gemm --tr
+	expect_completion "auto always" rxgemm gemm --shm a
 	expect_completion "--json --socket --help --version" rxgemm devices --
 	expect_completion "--delay" rxgemm top --de
 	expect_completion "" rxgemm top -d ""

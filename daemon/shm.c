@@ -1,0 +1,244 @@
+/* shm.c: shared-memory regions, a connection's table of them (loop thread only).
+ *
+ * A client hands over a memfd with its RegisterRegion frame. Before the daemon maps it, the
+ * descriptor must prove that the mapping can never fault under us: sealed against shrinking
+ * (a truncated file would turn our reads into SIGBUS) and growing (the size we checked is
+ * the size for good). It must not be sealed against writing: results are written there.
+ * The descriptor is closed as soon as it is mapped; the mapping keeps the memory.
+ *
+ * Regions are counted by reference: the table holds one while the region is registered,
+ * and every job in flight that reads or writes it holds one more. Only the loop thread
+ * changes the counts (dispatch takes them, dispatch_job_done drops them), so they need no
+ * lock; the device worker only touches the mapped bytes of regions its job holds. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rxgemmd.h"
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+
+static struct rxd_shm_stats shm_counters;
+
+static int shm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int shm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+void shm_init(struct rxd_shm *t)
+{
+	memset(t, 0, sizeof(*t));
+}
+
+void shm_region_unref(struct rxd_region *r)
+{
+	if (!r || --r->refs > 0)
+		return;
+	munmap(r->base, r->bytes);
+	shm_counters.regions--;
+	shm_counters.bytes -= r->bytes;
+	free(r);
+}
+
+void shm_fini(struct rxd_shm *t)
+{
+	for (size_t i = 0; i < RXD_SHM_MAX_REGIONS; i++) {
+		shm_region_unref(t->regions[i]);
+		t->regions[i] = NULL;
+	}
+}
+
+static struct rxd_region *shm_find(struct rxd_shm *t, uint32_t id, size_t *slot)
+{
+	for (size_t i = 0; i < RXD_SHM_MAX_REGIONS; i++)
+		if (t->regions[i] && t->regions[i]->id == id) {
+			if (slot)
+				*slot = i;
+			return t->regions[i];
+		}
+	return NULL;
+}
+
+int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
+		 uint64_t *bytes, char *err, size_t errlen)
+{
+	struct rxd_region *r = NULL;
+	struct stat st;
+	size_t slot;
+	void *base;
+	int seals, status;
+
+	for (slot = 0; slot < RXD_SHM_MAX_REGIONS && t->regions[slot]; slot++)
+		;
+	if (slot == RXD_SHM_MAX_REGIONS) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				  "this connection has %d regions registered already, the most it "
+				  "may have",
+				  RXD_SHM_MAX_REGIONS);
+		goto out;
+	}
+	/* Only shmem files (memfds) carry seals; anything else fails here with EINVAL. */
+	if ((seals = fcntl(fd, F_GET_SEALS)) < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				  "the descriptor is not a memfd that takes seals (create it with "
+				  "memfd_create(MFD_ALLOW_SEALING))");
+		goto out;
+	}
+	if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				  "the memfd is not sealed against %s (F_SEAL_SHRINK and F_SEAL_GROW "
+				  "are required)",
+				  !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_GROW) ? "shrinking or growing"
+				  : !(seals & F_SEAL_SHRINK)			      ? "shrinking"
+										      : "growing");
+		goto out;
+	}
+	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				  "the memfd is sealed against writing, but results are written "
+				  "into regions; leave F_SEAL_WRITE off");
+		goto out;
+	}
+	if (st.st_size <= 0) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				  "the memfd is empty; size it (ftruncate) before sealing");
+		goto out;
+	}
+	if ((uint64_t)st.st_size > RXD_SHM_MAX_REGION_BYTES) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+				  "the memfd holds %llu bytes, more than the %llu a region may have",
+				  (unsigned long long)st.st_size,
+				  (unsigned long long)RXD_SHM_MAX_REGION_BYTES);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > RXD_SHM_MAX_TOTAL_BYTES - shm_counters.bytes) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+				  "the memfd's %llu bytes do not fit beside the %llu bytes of regions "
+				  "mapped now (at most %llu together)",
+				  (unsigned long long)st.st_size,
+				  (unsigned long long)shm_counters.bytes,
+				  (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
+		goto out;
+	}
+	if (expect_bytes && expect_bytes != (uint64_t)st.st_size) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				  "RegisterRegion.size says %llu bytes but the memfd holds %llu",
+				  (unsigned long long)expect_bytes, (unsigned long long)st.st_size);
+		goto out;
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED) {
+		int e = errno;
+		status = shm_fail(err, errlen,
+				  e == ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
+					      : RXGEMM__STATUS__STATUS_REGION,
+				  "cannot map the memfd read/write: %s%s", strerror(e),
+				  e == EACCES || e == EPERM ? " (it must be opened read/write)" : "");
+		goto out;
+	}
+	if (!(r = calloc(1, sizeof(*r)))) {
+		munmap(base, (size_t)st.st_size);
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+				  "out of memory for a region");
+		goto out;
+	}
+	r->id = ++t->next_id;
+	r->refs = 1;
+	r->base = base;
+	r->bytes = (uint64_t)st.st_size;
+	t->regions[slot] = r;
+	shm_counters.regions++;
+	shm_counters.bytes += r->bytes;
+	shm_counters.registered++;
+	*id = r->id;
+	*bytes = r->bytes;
+	status = RXGEMM__STATUS__STATUS_OK;
+out:
+	close(fd);
+	return status;
+}
+
+int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen)
+{
+	struct rxd_region *r;
+	size_t slot;
+
+	if (!(r = shm_find(t, id, &slot)))
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				"no region %u on this connection", id);
+	if (r->refs > 1)
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				"region %u is in use by %d job%s in flight; unregister it once "
+				"%s been answered",
+				id, r->refs - 1, r->refs == 2 ? "" : "s",
+				r->refs == 2 ? "it has" : "they have");
+	t->regions[slot] = NULL;
+	shm_region_unref(r);
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
+int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
+		struct rxd_region **out, uint8_t **data, char *err, size_t errlen)
+{
+	struct rxd_region *r;
+
+	*out = NULL;
+	*data = NULL;
+	if (!(r = shm_find(t, ref->region_id, NULL)))
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+				"%s: no region %u on this connection", field, ref->region_id);
+	if (ref->offset % sizeof(float))
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+				"%s.offset (%llu) is not a multiple of 4: floats must be aligned",
+				field, (unsigned long long)ref->offset);
+	if (ref->offset > r->bytes)
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+				"%s.offset (%llu) is past the end of region %u (%llu bytes)", field,
+				(unsigned long long)ref->offset, ref->region_id,
+				(unsigned long long)r->bytes);
+	if (ref->length == 0)
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+				"%s.length is 0", field);
+	/* offset <= bytes here, so the subtraction cannot wrap where offset + length could. */
+	if (ref->length > r->bytes - ref->offset)
+		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+				"%s: %llu bytes at offset %llu run past the end of region %u (%llu "
+				"bytes)",
+				field, (unsigned long long)ref->length,
+				(unsigned long long)ref->offset, ref->region_id,
+				(unsigned long long)r->bytes);
+	*out = r;
+	*data = r->base + ref->offset;
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
+void shm_region_ref(struct rxd_region *r)
+{
+	r->refs++;
+}
+
+void shm_note_job(void)
+{
+	shm_counters.jobs++;
+}
+
+void shm_stats(struct rxd_shm_stats *out)
+{
+	*out = shm_counters;
+}

@@ -1,0 +1,1351 @@
+/* test-shm.c: shared-memory regions against a real rxgemmd (PoCL in make check).
+ *
+ * One daemon serves every test (an unchecked fixture); each test runs in its own forked
+ * process. Results are checked against refgemm, the CPU reference.
+ *
+ *   library:  rxg_buffer_* and rxg_gemm with operands and results in buffers, mixed with
+ *             inline matrices, in place and to a separate buffer, batches, misuse the
+ *             library catches itself
+ *   protocol: hand-built frames and descriptors: every way to register a bad descriptor,
+ *             every bad region reference, another connection's region, unregistering a
+ *             region in use, descriptors on other frames, too many descriptors; each gets
+ *             its coded error and the connection serves on
+ *   release:  a client that leaves with regions and a job in flight: the daemon unmaps
+ *             them (status) and holds no descriptor more than before (/proc/PID/fd)
+ *   split:    jobs over the device-memory budget, run in pieces, through regions
+ *   io:       the connection I/O these rest on (recvmsg, a reply queue of its own):
+ *             backpressure on a client that does not read, every reply in order */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon-run.h"
+#include "frame.h"
+#include "refgemm.h"
+#include "rxgemm.h"
+#include "rxgemm.pb-c.h"
+
+#define REPLY_TIMEOUT_MS 120000
+
+static struct daemon_run g_daemon;
+static int g_teardown_failed;
+
+static void daemon_up_args(const char *const *args)
+{
+	int rc = daemon_run_start(&g_daemon, args);
+	if (rc == DAEMON_RUN_SKIP) {
+		daemon_run_cleanup(&g_daemon);
+		exit(DAEMON_RUN_SKIP);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "test-shm: cannot start rxgemmd\n");
+		daemon_run_cleanup(&g_daemon);
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void daemon_up(void)
+{
+	daemon_up_args(NULL);
+}
+
+/* A budget far below the jobs' needs: every GEMM of test_split runs in pieces. */
+static void daemon_up_small_budget(void)
+{
+	static const char *const args[] = { "--vram-budget", "4M", NULL };
+	daemon_up_args(args);
+}
+
+static void daemon_down(void)
+{
+	int st = daemon_run_stop(&g_daemon, SIGTERM, 60);
+	if (st != 0) {
+		fprintf(stderr, "test-shm: rxgemmd exited with %d after SIGTERM (want 0)\n", st);
+		daemon_run_dump_log(&g_daemon);
+		g_teardown_failed = 1;
+	}
+	daemon_run_cleanup(&g_daemon);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Problems: one GEMM with its operands, C before the call and the reference answer. */
+
+struct prob {
+	int row_major, trans_a, trans_b;
+	int64_t m, n, k, batch;
+	float alpha, beta;
+	int64_t lda, ldb, ldc;
+	int64_t a_len, b_len, c_len; /* floats of each, all matrices of the batch */
+	float *a, *b, *c0, *want;
+};
+
+/* Leading dimensions get pad floats beyond the tightest; a batch packs its matrices. */
+static void prob_make(struct prob *p, int row_major, int ta, int tb, int64_t m, int64_t n,
+		      int64_t k, int64_t batch, float alpha, float beta, int64_t pad,
+		      uint64_t seed)
+{
+	int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k,
+		b_cols = tb ? k : n;
+	uint64_t state = seed;
+
+	memset(p, 0, sizeof(*p));
+	p->row_major = row_major;
+	p->trans_a = ta;
+	p->trans_b = tb;
+	p->m = m;
+	p->n = n;
+	p->k = k;
+	p->batch = batch;
+	p->alpha = alpha;
+	p->beta = beta;
+	p->lda = (row_major ? a_cols : a_rows) + pad;
+	p->ldb = (row_major ? b_cols : b_rows) + pad;
+	p->ldc = (row_major ? n : m) + pad;
+	p->a_len = p->lda * (row_major ? a_rows : a_cols) * batch;
+	p->b_len = p->ldb * (row_major ? b_rows : b_cols) * batch;
+	p->c_len = p->ldc * (row_major ? m : n) * batch;
+	p->a = malloc(sizeof(float) * (size_t)p->a_len);
+	p->b = malloc(sizeof(float) * (size_t)p->b_len);
+	p->c0 = malloc(sizeof(float) * (size_t)p->c_len);
+	p->want = malloc(sizeof(float) * (size_t)p->c_len);
+	ck_assert(p->a && p->b && p->c0 && p->want);
+	refgemm_fill_random(p->a, (size_t)p->a_len, &state);
+	refgemm_fill_random(p->b, (size_t)p->b_len, &state);
+	refgemm_fill_random(p->c0, (size_t)p->c_len, &state);
+	memcpy(p->want, p->c0, sizeof(float) * (size_t)p->c_len);
+	for (int64_t i = 0; i < batch; i++)
+		refgemm(row_major, ta, tb, m, n, k, alpha, p->a + i * (p->a_len / batch), p->lda,
+			p->b + i * (p->b_len / batch), p->ldb, beta,
+			p->want + i * (p->c_len / batch), p->ldc);
+}
+
+static void prob_free(struct prob *p)
+{
+	free(p->a);
+	free(p->b);
+	free(p->c0);
+	free(p->want);
+}
+
+static int is_logical(const struct prob *p, int64_t idx)
+{
+	int64_t one = p->c_len / p->batch, inner = p->row_major ? p->n : p->m;
+
+	idx %= one;
+	return idx % p->ldc < inner;
+}
+
+/* got (c_len floats) against the reference, matrix by matrix; padding must be pad_want
+ * (NULL: zeros) bit for bit, up to pad_len floats (what the daemon writes: the last
+ * matrix's trailing padding is not its to write). */
+static void prob_check(const struct prob *p, const float *got, const float *pad_want,
+		       const char *what)
+{
+	int64_t one = p->c_len / p->batch;
+	int64_t inner = p->row_major ? p->n : p->m, outer = p->row_major ? p->m : p->n;
+	int64_t written = one * (p->batch - 1) + p->ldc * (outer - 1) + inner;
+
+	for (int64_t i = 0; i < written; i++) {
+		if (is_logical(p, i))
+			continue;
+		float want = pad_want ? pad_want[i] : 0.0f;
+		ck_assert_msg(memcmp(&got[i], &want, sizeof(float)) == 0,
+			      "%s: padding at %" PRId64 " is %g, want %g", what, i, (double)got[i],
+			      (double)want);
+	}
+	for (int64_t b = 0; b < p->batch; b++) {
+		double max_err = 0;
+		int64_t bi = -1, bj = -1;
+		int bad = refgemm_compare(p->row_major, p->m, p->n, p->k, got + b * one,
+					  p->want + b * one, p->ldc, &max_err, &bi, &bj);
+		ck_assert_msg(bad == 0,
+			      "%s: matrix %" PRId64 ": %d elements differ from the CPU reference, "
+			      "worst (%" PRId64 ", %" PRId64 ") off by %g",
+			      what, b, bad, bi, bj, max_err);
+	}
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Library helpers. */
+
+static rxg_client *lib_connect(void)
+{
+	rxg_client *c = NULL;
+	int rc = rxg_connect(g_daemon.socket_path, "test-shm", &c);
+	ck_assert_msg(rc == RXG_OK, "rxg_connect: %s", rxg_strerror(rc));
+	return c;
+}
+
+static rxg_buffer *lib_buffer(rxg_client *c, size_t bytes)
+{
+	rxg_buffer *buf = NULL;
+	int rc = rxg_buffer_create(c, bytes, &buf);
+	ck_assert_msg(rc == RXG_OK, "rxg_buffer_create(%zu): %s: %s", bytes, rxg_strerror(rc),
+		      rxg_errmsg(c));
+	ck_assert_ptr_nonnull(rxg_buffer_ptr(buf));
+	ck_assert_uint_eq(rxg_buffer_size(buf), bytes);
+	return buf;
+}
+
+static void args_from(struct rxg_gemm_args *args, const struct prob *p)
+{
+	memset(args, 0, sizeof(*args));
+	args->layout = p->row_major ? RXG_ROW_MAJOR : RXG_COL_MAJOR;
+	args->trans_a = p->trans_a;
+	args->trans_b = p->trans_b;
+	args->m = p->m;
+	args->n = p->n;
+	args->k = p->k;
+	args->alpha = p->alpha;
+	args->beta = p->beta;
+	args->lda = p->lda;
+	args->ldb = p->ldb;
+	args->ldc = p->ldc;
+	if (p->batch > 1) {
+		args->batch_count = p->batch;
+		args->stride_a = p->a_len / p->batch;
+		args->stride_b = p->b_len / p->batch;
+		args->stride_c = p->c_len / p->batch;
+	}
+}
+
+/* Where a problem's matrices go in one buffer: A, B, C at odd (but aligned) offsets. */
+struct placing {
+	size_t a_off, b_off, c_off, out_off, bytes;
+};
+
+static struct placing place(const struct prob *p)
+{
+	struct placing pl;
+
+	pl.a_off = 12;
+	pl.b_off = pl.a_off + sizeof(float) * (size_t)p->a_len + 4;
+	pl.c_off = pl.b_off + sizeof(float) * (size_t)p->b_len + 8;
+	pl.out_off = pl.c_off + sizeof(float) * (size_t)p->c_len + 36;
+	pl.bytes = pl.out_off + sizeof(float) * (size_t)p->c_len + 4;
+	return pl;
+}
+
+/* A, B and C in one buffer, the result replacing C in place. */
+static void lib_in_place(rxg_client *c, const struct prob *p, const char *what)
+{
+	struct placing pl = place(p);
+	rxg_buffer *buf = lib_buffer(c, pl.bytes);
+	uint8_t *base = rxg_buffer_ptr(buf);
+	struct rxg_gemm_args args;
+	struct rxg_timings t;
+
+	memcpy(base + pl.a_off, p->a, sizeof(float) * (size_t)p->a_len);
+	memcpy(base + pl.b_off, p->b, sizeof(float) * (size_t)p->b_len);
+	memcpy(base + pl.c_off, p->c0, sizeof(float) * (size_t)p->c_len);
+	args_from(&args, p);
+	args.a_buf = args.b_buf = args.c_buf = buf;
+	args.a_offset = pl.a_off;
+	args.b_offset = pl.b_off;
+	args.c_offset = pl.c_off;
+	int rc = rxg_gemm(c, &args, &t);
+	ck_assert_msg(rc == RXG_OK, "%s: rxg_gemm: %s: %s", what, rxg_strerror(rc), rxg_errmsg(c));
+	ck_assert_msg(t.total_ns > 0, "%s: no timings", what);
+	prob_check(p, (const float *)(base + pl.c_off), p->c0, what);
+	/* The operands are as they were. */
+	ck_assert(memcmp(base + pl.a_off, p->a, sizeof(float) * (size_t)p->a_len) == 0);
+	ck_assert(memcmp(base + pl.b_off, p->b, sizeof(float) * (size_t)p->b_len) == 0);
+	ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+}
+
+START_TEST(test_lib_in_place)
+{
+	rxg_client *c = lib_connect();
+	struct prob p;
+
+	ck_assert_msg(rxg_server_info(c) != NULL, "no server info");
+	for (int i = 0; i < 8; i++) {
+		char what[128];
+		int rm = i & 1, ta = (i >> 1) & 1, tb = (i >> 2) & 1;
+
+		prob_make(&p, rm, ta, tb, 37 + i, 29 + 2 * i, 41 - i, 1, 1.25f, i == 3 ? 0.0f : -0.5f,
+			  i % 3, 100 + (uint64_t)i);
+		snprintf(what, sizeof(what), "%s ta=%d tb=%d pad=%d", rm ? "row" : "col", ta, tb,
+			 i % 3);
+		lib_in_place(c, &p, what);
+		prob_free(&p);
+	}
+	/* A batch, and a square one big enough for the register-blocked kernel. */
+	prob_make(&p, 1, 0, 1, 24, 40, 16, 3, 1.0f, 1.0f, 2, 7);
+	lib_in_place(c, &p, "batch of 3");
+	prob_free(&p);
+	prob_make(&p, 0, 0, 0, 256, 256, 256, 1, 1.0f, 0.5f, 0, 8);
+	lib_in_place(c, &p, "256^3");
+	prob_free(&p);
+	rxg_close(c);
+}
+END_TEST
+
+/* Every mix of inline and buffer operands, the result inline, in a separate buffer or in
+ * place; C's input from a buffer, inline or none (beta 0). */
+START_TEST(test_lib_mixed)
+{
+	rxg_client *c = lib_connect();
+	struct prob p;
+
+	for (int mask = 0; mask < 32; mask++) {
+		int a_in_buf = mask & 1, b_in_buf = mask & 2, c_in_buf = mask & 4,
+		    out_buf = mask & 8, beta0 = mask & 16;
+		char what[128];
+
+		snprintf(what, sizeof(what), "A %s, B %s, C %s, result %s, beta %s",
+			 a_in_buf ? "buffer" : "inline", b_in_buf ? "buffer" : "inline",
+			 c_in_buf ? "buffer" : "inline", out_buf ? "c_out buffer" : c_in_buf ? "in place" : "inline",
+			 beta0 ? "0" : "0.75");
+		prob_make(&p, mask & 1, (mask >> 2) & 1, 0, 33, 21, 18, 1, 0.5f,
+			  beta0 ? 0.0f : 0.75f, 1, 200 + (uint64_t)mask);
+		struct placing pl = place(&p);
+		rxg_buffer *buf = lib_buffer(c, pl.bytes), *out = NULL;
+		uint8_t *base = rxg_buffer_ptr(buf);
+		float *inline_c = malloc(sizeof(float) * (size_t)p.c_len);
+		struct rxg_gemm_args args;
+
+		ck_assert_ptr_nonnull(inline_c);
+		memcpy(inline_c, p.c0, sizeof(float) * (size_t)p.c_len);
+		memcpy(base + pl.a_off, p.a, sizeof(float) * (size_t)p.a_len);
+		memcpy(base + pl.b_off, p.b, sizeof(float) * (size_t)p.b_len);
+		memcpy(base + pl.c_off, p.c0, sizeof(float) * (size_t)p.c_len);
+		args_from(&args, &p);
+		args.a = a_in_buf ? NULL : p.a;
+		args.a_buf = a_in_buf ? buf : NULL;
+		args.a_offset = pl.a_off;
+		args.b = b_in_buf ? NULL : p.b;
+		args.b_buf = b_in_buf ? buf : NULL;
+		args.b_offset = pl.b_off;
+		args.c = c_in_buf ? NULL : inline_c;
+		args.c_buf = c_in_buf ? buf : NULL;
+		args.c_offset = pl.c_off;
+		if (out_buf) {
+			/* A second buffer, garbage-filled: every float the daemon writes counts. */
+			out = lib_buffer(c, sizeof(float) * (size_t)p.c_len + 8);
+			memset(rxg_buffer_ptr(out), 0x7f, rxg_buffer_size(out));
+			args.c_out_buf = out;
+			args.c_out_offset = 8;
+		}
+		int rc = rxg_gemm(c, &args, NULL);
+		ck_assert_msg(rc == RXG_OK, "%s: %s: %s", what, rxg_strerror(rc), rxg_errmsg(c));
+		if (out_buf) {
+			/* Padding comes from C's input when beta reads it, else zeros. */
+			prob_check(&p, (const float *)((uint8_t *)rxg_buffer_ptr(out) + 8),
+				   beta0 ? NULL : p.c0, what);
+			/* C's input is untouched. */
+			ck_assert(memcmp(c_in_buf ? (void *)(base + pl.c_off) : (void *)inline_c,
+					 p.c0, sizeof(float) * (size_t)p.c_len) == 0);
+		} else if (c_in_buf) {
+			prob_check(&p, (const float *)(base + pl.c_off), p.c0, what);
+		} else {
+			prob_check(&p, inline_c, p.c0, what);
+		}
+		ck_assert_int_eq(rxg_buffer_free(out), RXG_OK);
+		ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+		free(inline_c);
+		prob_free(&p);
+	}
+	rxg_close(c);
+}
+END_TEST
+
+/* What the library refuses before anything reaches the daemon; the handle serves on. */
+START_TEST(test_lib_misuse)
+{
+	rxg_client *c = lib_connect(), *other = lib_connect();
+	rxg_buffer *buf = lib_buffer(c, 4096), *foreign = lib_buffer(other, 4096), *none = NULL;
+	struct rxg_gemm_args args;
+	struct prob p;
+	int rc;
+
+	ck_assert_int_eq(rxg_buffer_create(c, 0, &none), RXG_EINVAL);
+	ck_assert_ptr_null(none);
+	prob_make(&p, 0, 0, 0, 8, 8, 8, 1, 1.0f, 0.0f, 0, 1);
+	args_from(&args, &p);
+	args.b = p.b;
+	args.c = p.c0;
+	args.a_buf = foreign;
+	rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_EINVAL && strstr(rxg_errmsg(c), "another connection"),
+		      "another handle's buffer: %s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	args.a_buf = buf;
+	args.a_offset = 2;
+	rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_EINVAL && strstr(rxg_errmsg(c), "multiple of 4"),
+		      "offset 2: %s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	args.a_offset = 4096 - 64 * 4 + 4;
+	rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_EINVAL && strstr(rxg_errmsg(c), "does not fit"),
+		      "A past the end: %s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	args.a_buf = NULL;
+	args.a = NULL;
+	rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_EINVAL && strstr(rxg_errmsg(c), "a_buf"), "no A: %s: %s",
+		      rxg_strerror(rc), rxg_errmsg(c));
+	/* And it serves: A in the buffer at its end exactly. */
+	args.a_buf = buf;
+	args.a_offset = 4096 - 64 * 4;
+	memcpy((uint8_t *)rxg_buffer_ptr(buf) + args.a_offset, p.a, 64 * 4);
+	rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_OK, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	prob_check(&p, p.c0, NULL, "A at the end of its buffer");
+	ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+	ck_assert_int_eq(rxg_buffer_free(foreign), RXG_OK);
+	prob_free(&p);
+	rxg_close(other);
+	rxg_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------- */
+/* Raw protocol: one blocking socket, frames and descriptors by hand. */
+
+struct raw {
+	int fd;
+	struct frame_reader fr;
+	uint8_t buf[65536];
+	size_t off, have;
+};
+
+static void raw_open(struct raw *r)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(r, 0, sizeof(*r));
+	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(r->fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_daemon.socket_path);
+	ck_assert_msg(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s",
+		      strerror(errno));
+	frame_reader_init(&r->fr, (size_t)1 << 30);
+}
+
+static void raw_close(struct raw *r)
+{
+	close(r->fd);
+	r->fd = -1;
+	frame_reader_fini(&r->fr);
+}
+
+/* The frame for req, malloc'd; *len its size. */
+static uint8_t *frame_of(const Rxgemm__Request *req, size_t *len)
+{
+	size_t body = rxgemm__request__get_packed_size(req);
+	uint8_t *f = malloc(FRAME_HEADER_BYTES + body);
+
+	ck_assert_ptr_nonnull(f);
+	frame_header_put(f, (uint32_t)body);
+	rxgemm__request__pack(req, f + FRAME_HEADER_BYTES);
+	*len = FRAME_HEADER_BYTES + body;
+	return f;
+}
+
+/* Send data in one sendmsg with fds attached (n may be 0). */
+static void send_with_fds(int sock, const void *data, size_t len, const int *fds, int n)
+{
+	union {
+		struct cmsghdr align;
+		uint8_t buf[CMSG_SPACE(sizeof(int) * 16)];
+	} ctl;
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	ck_assert_int_le(n, 16);
+	if (n > 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+	}
+	ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	ck_assert_msg(sent == (ssize_t)len, "sendmsg: %zd of %zu: %s", sent, len, strerror(errno));
+}
+
+static void raw_send_fds(struct raw *r, const Rxgemm__Request *req, const int *fds, int n)
+{
+	size_t len;
+	uint8_t *f = frame_of(req, &len);
+
+	send_with_fds(r->fd, f, len, fds, n);
+	free(f);
+}
+
+static Rxgemm__Reply *raw_recv(struct raw *r)
+{
+	for (;;) {
+		if (r->off < r->have) {
+			uint8_t *body;
+			size_t body_len;
+			ssize_t n = frame_reader_feed(&r->fr, r->buf + r->off, r->have - r->off,
+						      &body, &body_len);
+			ck_assert_int_ge(n, 0);
+			r->off += (size_t)n;
+			if (body) {
+				Rxgemm__Reply *rep = rxgemm__reply__unpack(NULL, body_len, body);
+				free(body);
+				ck_assert_ptr_nonnull(rep);
+				return rep;
+			}
+			continue;
+		}
+		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+		int pr = poll(&pfd, 1, REPLY_TIMEOUT_MS);
+		ck_assert_msg(pr > 0, "no reply from rxgemmd within %d s", REPLY_TIMEOUT_MS / 1000);
+		ssize_t n = recv(r->fd, r->buf, sizeof(r->buf), 0);
+		ck_assert_msg(n > 0, "the daemon closed the connection (%s)",
+			      n < 0 ? strerror(errno) : "EOF");
+		r->off = 0;
+		r->have = (size_t)n;
+	}
+}
+
+/* The next reply must answer id with status, and its error must contain text (NULL: any). */
+static Rxgemm__Reply *raw_expect(struct raw *r, uint64_t id, Rxgemm__Status status,
+				 const char *text)
+{
+	Rxgemm__Reply *rep = raw_recv(r);
+
+	ck_assert_msg(rep->request_id == id && rep->status == status,
+		      "reply to %" PRIu64 " with status %d (\"%s\"); want request %" PRIu64
+		      ", status %d",
+		      rep->request_id, rep->status, rep->error, id, status);
+	if (status != RXGEMM__STATUS__STATUS_OK)
+		ck_assert_msg(rep->error && rep->error[0], "request %" PRIu64 ": no sentence", id);
+	if (text)
+		ck_assert_msg(strstr(rep->error, text), "request %" PRIu64 ": \"%s\" does not say "
+							"\"%s\"",
+			      id, rep->error, text);
+	return rep;
+}
+
+static void raw_expect_free(struct raw *r, uint64_t id, Rxgemm__Status status, const char *text)
+{
+	rxgemm__reply__free_unpacked(raw_expect(r, id, status, text), NULL);
+}
+
+static void raw_hello(struct raw *r)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
+
+	hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
+	hello.client_name = (char *)"test-shm raw";
+	req.request_id = 1;
+	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
+	req.hello = &hello;
+	raw_send_fds(r, &req, NULL, 0);
+	Rxgemm__Reply *rep = raw_expect(r, 1, RXGEMM__STATUS__STATUS_OK, NULL);
+	int shm = 0;
+	for (size_t i = 0; i < rep->hello->n_capabilities; i++)
+		shm |= strcmp(rep->hello->capabilities[i], "shm") == 0;
+	ck_assert_msg(shm, "Hello does not announce the \"shm\" capability");
+	rxgemm__reply__free_unpacked(rep, NULL);
+}
+
+static void raw_send_status(struct raw *r, uint64_t id, const int *fds, int n)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__StatusRequest s = RXGEMM__STATUS_REQUEST__INIT;
+
+	req.request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
+	req.status = &s;
+	raw_send_fds(r, &req, fds, n);
+}
+
+static Rxgemm__StatusReply *raw_status(struct raw *r, uint64_t id, Rxgemm__Reply **rep)
+{
+	raw_send_status(r, id, NULL, 0);
+	*rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	ck_assert_int_eq((*rep)->body_case, RXGEMM__REPLY__BODY_STATUS_REPLY);
+	return (*rep)->status_reply;
+}
+
+static void raw_send_register(struct raw *r, uint64_t id, uint64_t size, const int *fds, int n)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__RegisterRegion reg = RXGEMM__REGISTER_REGION__INIT;
+
+	reg.size = size;
+	req.request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_REGISTER_REGION;
+	req.register_region = &reg;
+	raw_send_fds(r, &req, fds, n);
+}
+
+/* Register fd; returns the region id. */
+static uint32_t raw_register(struct raw *r, uint64_t id, int fd)
+{
+	raw_send_register(r, id, 0, &fd, 1);
+	Rxgemm__Reply *rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_REGION_REGISTERED);
+	uint32_t region = rep->region_registered->region_id;
+	ck_assert_uint_ne(region, 0);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	return region;
+}
+
+static void raw_send_unregister(struct raw *r, uint64_t id, uint32_t region)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__UnregisterRegion u = RXGEMM__UNREGISTER_REGION__INIT;
+
+	u.region_id = region;
+	req.request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_UNREGISTER_REGION;
+	req.unregister_region = &u;
+	raw_send_fds(r, &req, NULL, 0);
+}
+
+/* A memfd of bytes with the given seals added (mapped by the caller when it wants). */
+static int memfd_sealed(size_t bytes, int seals)
+{
+	int fd = memfd_create("test-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)bytes), 0);
+	if (seals)
+		ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+	return fd;
+}
+
+#define GOOD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+
+/* A 16 x 16 x 16 GEMM: A at a_off, B at b_off in the region, C from/to c_off (c_out). */
+struct small {
+	struct prob p;
+	int fd;
+	uint8_t *base;
+	size_t bytes;
+	uint32_t region;
+};
+
+static void small_make(struct raw *r, struct small *s, uint64_t id)
+{
+	prob_make(&s->p, 0, 0, 0, 16, 16, 16, 1, 1.0f, 1.0f, 0, id);
+	s->bytes = 4 * 1024 * 4;
+	s->fd = memfd_sealed(s->bytes, GOOD_SEALS);
+	s->base = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	ck_assert(s->base != MAP_FAILED);
+	memcpy(s->base, s->p.a, 1024);
+	memcpy(s->base + 1024, s->p.b, 1024);
+	memcpy(s->base + 2048, s->p.c0, 1024);
+	s->region = raw_register(r, id, s->fd);
+}
+
+static void small_free(struct small *s)
+{
+	munmap(s->base, s->bytes);
+	close(s->fd);
+	prob_free(&s->p);
+}
+
+static void ref_set(Rxgemm__RegionRef *ref, uint32_t region, uint64_t off, uint64_t len)
+{
+	rxgemm__region_ref__init(ref);
+	ref->region_id = region;
+	ref->offset = off;
+	ref->length = len;
+}
+
+/* g for s: every operand in the region, C in place. */
+static void small_req(const struct small *s, Rxgemm__GemmRequest *g, Rxgemm__RegionRef refs[4])
+{
+	rxgemm__gemm_request__init(g);
+	g->m = g->n = g->k = 16;
+	g->alpha = 1.0f;
+	g->beta = 1.0f;
+	ref_set(&refs[0], s->region, 0, 1024);
+	ref_set(&refs[1], s->region, 1024, 1024);
+	ref_set(&refs[2], s->region, 2048, 1024);
+	ref_set(&refs[3], s->region, 2048, 1024);
+	g->a_region = &refs[0];
+	g->b_region = &refs[1];
+	g->c_region = &refs[2];
+	g->c_out = &refs[3];
+}
+
+static void raw_send_gemm(struct raw *r, uint64_t id, Rxgemm__GemmRequest *g)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+
+	req.request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
+	req.gemm = g;
+	raw_send_fds(r, &req, NULL, 0);
+}
+
+/* s's GEMM in place, checked; the connection serves. */
+static void small_run(struct raw *r, struct small *s, uint64_t id)
+{
+	Rxgemm__GemmRequest g;
+	Rxgemm__RegionRef refs[4];
+
+	memcpy(s->base + 2048, s->p.c0, 1024);
+	small_req(s, &g, refs);
+	raw_send_gemm(r, id, &g);
+	Rxgemm__Reply *rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_GEMM);
+	ck_assert_msg(rep->gemm->c.len == 0, "C went to a region but the reply carries %zu bytes",
+		      rep->gemm->c.len);
+	ck_assert_uint_eq(rep->gemm->flops, 2 * 16 * 16 * 16);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	prob_check(&s->p, (const float *)(s->base + 2048), NULL, "16^3 in a region");
+}
+
+/* Descriptors the daemon holds now (it runs as we do, so /proc shows them). */
+static int daemon_fds(void)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)g_daemon.pid);
+	DIR *d = opendir(path);
+	ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Registering bad descriptors: each its own error, and the connection serves on. */
+START_TEST(test_proto_register_bad)
+{
+	struct raw r;
+	struct small s;
+	int fd, fds[6], pfd[2];
+	uint64_t id = 10;
+
+	raw_open(&r);
+	raw_hello(&r);
+	small_make(&r, &s, 2);
+
+	/* Not sealed at all; sealed against one of the two; sealed against writing. */
+	fd = memfd_sealed(4096, 0);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "not sealed against shrinking or growing");
+	close(fd);
+	fd = memfd_sealed(4096, F_SEAL_SHRINK);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "growing");
+	close(fd);
+	fd = memfd_sealed(4096, GOOD_SEALS | F_SEAL_WRITE);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "sealed against writing");
+	close(fd);
+	/* Empty; not the size the request says. */
+	fd = memfd_sealed(0, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "empty");
+	close(fd);
+	fd = memfd_sealed(4096, GOOD_SEALS);
+	raw_send_register(&r, ++id, 8192, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "8192");
+	close(fd);
+	/* Over the size of one region (sparse: this costs no memory). */
+	fd = memfd_sealed((size_t)65 << 30, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_TOO_BIG, "more than the");
+	close(fd);
+	/* Not a memfd: a pipe, a socket. */
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	raw_send_register(&r, ++id, 0, &pfd[0], 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "not a memfd");
+	raw_send_register(&r, ++id, 0, &r.fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "not a memfd");
+	/* Read-only: cannot be mapped for writing. */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", s.fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "read/write");
+	close(fd);
+	/* No descriptor; two; more than a frame may carry (the daemon's control buffer
+	 * truncates: MSG_CTRUNC). */
+	raw_send_register(&r, ++id, 0, NULL, 0);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "carries 0 file descriptors");
+	fds[0] = memfd_sealed(4096, GOOD_SEALS);
+	fds[1] = memfd_sealed(4096, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, fds, 2);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "carries 2 file descriptors");
+	for (int i = 2; i < 6; i++)
+		fds[i] = memfd_sealed(4096, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, fds, 6);
+	Rxgemm__Reply *rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_REGION, "file descriptors");
+	ck_assert_msg(!strstr(rep->error, "carries 1 "), "%s", rep->error);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	for (int i = 0; i < 6; i++)
+		close(fds[i]);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	/* Everything still works, the good region included. */
+	small_run(&r, &s, ++id);
+	small_free(&s);
+	raw_close(&r);
+}
+END_TEST
+
+/* The bound on all regions together (1 TiB): sixteen of 64 GiB fill it, the next does not
+ * fit until one goes. Sparse memfds: nothing here touches memory. */
+START_TEST(test_proto_total_bound)
+{
+	struct raw r;
+	uint32_t ids[16];
+	uint64_t id = 10;
+	int fd;
+
+	raw_open(&r);
+	raw_hello(&r);
+	/* The bound counts every connection: wait for the earlier tests' to be gone. */
+	for (int i = 0;; i++) {
+		Rxgemm__Reply *rep;
+		Rxgemm__StatusReply *st = raw_status(&r, 2, &rep);
+		uint32_t left = st->shm_regions;
+		rxgemm__reply__free_unpacked(rep, NULL);
+		if (left == 0)
+			break;
+		ck_assert_msg(i < 400, "%u regions of earlier clients are still mapped", left);
+		usleep(50000);
+	}
+	for (int i = 0; i < 16; i++) {
+		fd = memfd_sealed((size_t)64 << 30, GOOD_SEALS);
+		ids[i] = raw_register(&r, ++id, fd);
+		close(fd);
+	}
+	fd = memfd_sealed(4096, GOOD_SEALS);
+	raw_send_register(&r, ++id, 0, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_TOO_BIG, "do not fit beside");
+	raw_send_unregister(&r, ++id, ids[3]);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	raw_register(&r, ++id, fd);
+	close(fd);
+	raw_close(&r);
+}
+END_TEST
+
+/* Descriptors on frames that are not RegisterRegion: refused and closed, also when they
+ * share a read with a frame before them. */
+START_TEST(test_proto_fds_elsewhere)
+{
+	struct raw r;
+	struct small s;
+	Rxgemm__GemmRequest g;
+	Rxgemm__RegionRef refs[4];
+	int fd = memfd_sealed(4096, GOOD_SEALS);
+	uint64_t id = 10;
+
+	raw_open(&r);
+	raw_hello(&r);
+	small_make(&r, &s, 3);
+	raw_send_status(&r, ++id, &fd, 1);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_PROTOCOL, "only RegisterRegion");
+	small_req(&s, &g, refs);
+	{
+		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+		req.request_id = ++id;
+		req.body_case = RXGEMM__REQUEST__BODY_GEMM;
+		req.gemm = &g;
+		raw_send_fds(&r, &req, &fd, 1);
+	}
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_PROTOCOL, "carries 1 file descriptor");
+	/* The descriptor of a refused frame does not carry over to the next frame. */
+	raw_send_register(&r, ++id, 0, NULL, 0);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "carries 0");
+
+	/* A status and a registration back to back (likely one read on the daemon's side):
+	 * the descriptor is the registration's. */
+	{
+		Rxgemm__Request st = RXGEMM__REQUEST__INIT, reg = RXGEMM__REQUEST__INIT;
+		Rxgemm__StatusRequest sreq = RXGEMM__STATUS_REQUEST__INIT;
+		Rxgemm__RegisterRegion rreq = RXGEMM__REGISTER_REGION__INIT;
+		size_t l1, l2;
+
+		st.request_id = ++id;
+		st.body_case = RXGEMM__REQUEST__BODY_STATUS;
+		st.status = &sreq;
+		reg.request_id = ++id;
+		reg.body_case = RXGEMM__REQUEST__BODY_REGISTER_REGION;
+		reg.register_region = &rreq;
+		uint8_t *f1 = frame_of(&st, &l1), *f2 = frame_of(&reg, &l2);
+		send_with_fds(r.fd, f1, l1, NULL, 0);
+		send_with_fds(r.fd, f2, l2, &fd, 1);
+		free(f1);
+		free(f2);
+		raw_expect_free(&r, id - 1, RXGEMM__STATUS__STATUS_OK, NULL);
+		Rxgemm__Reply *rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+		ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_REGION_REGISTERED);
+		ck_assert_uint_eq(rep->region_registered->size, 4096);
+		rxgemm__reply__free_unpacked(rep, NULL);
+	}
+	/* Hello with a descriptor on a new connection: refused, and Hello is still due. */
+	{
+		struct raw r2;
+		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+		Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
+
+		raw_open(&r2);
+		hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
+		req.request_id = 1;
+		req.body_case = RXGEMM__REQUEST__BODY_HELLO;
+		req.hello = &hello;
+		raw_send_fds(&r2, &req, &fd, 1);
+		raw_expect_free(&r2, 1, RXGEMM__STATUS__STATUS_PROTOCOL, "file descriptor");
+		raw_hello(&r2);
+		raw_close(&r2);
+	}
+	close(fd);
+	small_run(&r, &s, ++id);
+	small_free(&s);
+	raw_close(&r);
+}
+END_TEST
+
+/* Bad region references: each its own error naming the field; the connection serves on. */
+START_TEST(test_proto_bad_refs)
+{
+	struct raw r, other;
+	struct small s, t;
+	Rxgemm__GemmRequest g;
+	Rxgemm__RegionRef refs[4];
+	uint64_t id = 100;
+	const uint64_t size = 4 * 1024 * 4;
+
+	raw_open(&r);
+	raw_hello(&r);
+	small_make(&r, &s, 4);
+	raw_open(&other);
+	raw_hello(&other);
+	small_make(&other, &t, 5);
+
+#define BAD(setup, status, text)                                                  \
+	do {                                                                      \
+		small_req(&s, &g, refs);                                          \
+		setup;                                                            \
+		raw_send_gemm(&r, ++id, &g);                                      \
+		raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_##status, text);   \
+	} while (0)
+	BAD(refs[0].offset = 2, INVALID_ARGUMENT, "a_region.offset (2) is not a multiple of 4");
+	BAD(refs[1].offset = size + 4, INVALID_ARGUMENT, "b_region.offset");
+	BAD(refs[1].offset = UINT64_MAX - 3, INVALID_ARGUMENT, "past the end");
+	BAD(refs[2].length = UINT64_MAX, INVALID_ARGUMENT, "c_region: 18446744073709551615 bytes");
+	BAD((refs[0].offset = 1024, refs[0].length = UINT64_MAX - 1020), INVALID_ARGUMENT,
+	    "run past the end");
+	BAD(refs[3].offset = size - 512, INVALID_ARGUMENT, "c_out: 1024 bytes at offset");
+	BAD(refs[0].length = 0, INVALID_ARGUMENT, "a_region.length is 0");
+	/* Too short for the shape (the region holds it, the reference does not). */
+	BAD(refs[0].length = 1020, INVALID_ARGUMENT, "255 floats");
+	BAD(refs[1].length = 1022, INVALID_ARGUMENT, "not a whole number of floats");
+	BAD(refs[3].length = 1020, INVALID_ARGUMENT, "c_out holds 1020 bytes");
+	/* Inline and region both; results overlapping operands. */
+	BAD((g.a.data = (uint8_t *)s.p.a, g.a.len = 1024), INVALID_ARGUMENT,
+	    "a and a_region are both given");
+	BAD(refs[3].offset = 1024 + 512, INVALID_ARGUMENT, "c_out overlaps b_region");
+	BAD(refs[3].offset = 2048 + 4, INVALID_ARGUMENT, "c_out overlaps c_region");
+	/* No such region, and another connection's region: the same answer, which says
+	 * nothing about the other client. */
+	BAD(refs[1].region_id = 999, REGION, "b_region: no region 999 on this connection");
+	BAD(refs[0].region_id = t.region + 50, REGION, "no region");
+	if (t.region != s.region) {
+		BAD(refs[0].region_id = t.region, REGION, "no region");
+	} else {
+		/* Both connections numbered their first region alike: the ids are per
+		 * connection. Then the other's second region is the foreign one. */
+		int fd = memfd_sealed(4096, GOOD_SEALS);
+		uint32_t second = raw_register(&other, 9, fd);
+		close(fd);
+		BAD(refs[0].region_id = second, REGION, "no region");
+	}
+	/* Unregistering: unknown, another connection's, twice. */
+	raw_send_unregister(&r, ++id, 777);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "no region 777 on this connection");
+	{
+		int fd = memfd_sealed(4096, GOOD_SEALS);
+		uint32_t mine = raw_register(&r, ++id, fd);
+		close(fd);
+		raw_send_unregister(&other, 50, mine + 100);
+		raw_expect_free(&other, 50, RXGEMM__STATUS__STATUS_REGION, "no region");
+		raw_send_unregister(&r, ++id, mine);
+		raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+		raw_send_unregister(&r, ++id, mine);
+		raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_REGION, "no region");
+	}
+#undef BAD
+	small_run(&r, &s, ++id);
+	small_run(&other, &t, 60);
+	small_free(&s);
+	small_free(&t);
+	raw_close(&other);
+	raw_close(&r);
+}
+END_TEST
+
+/* Unregistering a region that a job in flight uses: STATUS_REGION "in use", the job
+ * finishes right, and then the region can go. */
+START_TEST(test_proto_unregister_busy)
+{
+	enum { N = 256 };
+	struct raw r;
+	struct prob p;
+	Rxgemm__GemmRequest g;
+	Rxgemm__RegionRef refs[3];
+	size_t mat = sizeof(float) * N * N;
+	int fd = memfd_sealed(3 * mat, GOOD_SEALS);
+	uint8_t *base = mmap(NULL, 3 * mat, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	ck_assert(base != MAP_FAILED);
+	prob_make(&p, 1, 0, 0, N, N, N, 1, 1.0f, 0.0f, 0, 11);
+	memcpy(base, p.a, mat);
+	memcpy(base + mat, p.b, mat);
+	raw_open(&r);
+	raw_hello(&r);
+	uint32_t region = raw_register(&r, 2, fd);
+	close(fd);
+
+	rxgemm__gemm_request__init(&g);
+	g.m = g.n = g.k = N;
+	g.alpha = 1.0f;
+	g.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
+	ref_set(&refs[0], region, 0, mat);
+	ref_set(&refs[1], region, mat, mat);
+	ref_set(&refs[2], region, 2 * mat, mat);
+	g.a_region = &refs[0];
+	g.b_region = &refs[1];
+	g.c_out = &refs[2];
+	/* Both frames in one write: the daemon reads them together, so the job is in flight
+	 * when the unregister is dispatched. */
+	{
+		Rxgemm__Request rq = RXGEMM__REQUEST__INIT, ru = RXGEMM__REQUEST__INIT;
+		Rxgemm__UnregisterRegion u = RXGEMM__UNREGISTER_REGION__INIT;
+		size_t l1, l2;
+
+		rq.request_id = 3;
+		rq.body_case = RXGEMM__REQUEST__BODY_GEMM;
+		rq.gemm = &g;
+		u.region_id = region;
+		ru.request_id = 4;
+		ru.body_case = RXGEMM__REQUEST__BODY_UNREGISTER_REGION;
+		ru.unregister_region = &u;
+		uint8_t *f1 = frame_of(&rq, &l1), *f2 = frame_of(&ru, &l2);
+		uint8_t *both = malloc(l1 + l2);
+		ck_assert_ptr_nonnull(both);
+		memcpy(both, f1, l1);
+		memcpy(both + l1, f2, l2);
+		send_with_fds(r.fd, both, l1 + l2, NULL, 0);
+		free(both);
+		free(f1);
+		free(f2);
+	}
+	raw_expect_free(&r, 4, RXGEMM__STATUS__STATUS_REGION, "in use by 1 job");
+	Rxgemm__Reply *rep = raw_expect(&r, 3, RXGEMM__STATUS__STATUS_OK, NULL);
+	ck_assert_uint_eq(rep->gemm->c.len, 0);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	prob_check(&p, (const float *)(base + 2 * mat), NULL, "256^3 while unregistering");
+	raw_send_unregister(&r, 5, region);
+	raw_expect_free(&r, 5, RXGEMM__STATUS__STATUS_OK, NULL);
+	/* Gone now: a job that names it fails, the client's memory is its own. */
+	raw_send_gemm(&r, 6, &g);
+	raw_expect_free(&r, 6, RXGEMM__STATUS__STATUS_REGION, "no region");
+	munmap(base, 3 * mat);
+	prob_free(&p);
+	raw_close(&r);
+}
+END_TEST
+
+/* A client leaves with regions registered and a job in flight: once the job is done the
+ * daemon unmaps them, and it holds no descriptor more than before. */
+START_TEST(test_release_on_close)
+{
+	enum { N = 256 };
+	struct raw watch, r;
+	Rxgemm__Reply *rep;
+	Rxgemm__StatusReply *st;
+	size_t mat = sizeof(float) * N * N;
+	int fd, pfd[2];
+
+	raw_open(&watch);
+	raw_hello(&watch);
+	{
+		/* A first GEMM through a region: whatever the device and the daemon open once
+		 * is open before we count. */
+		struct small s;
+		raw_open(&r);
+		raw_hello(&r);
+		small_make(&r, &s, 12);
+		small_run(&r, &s, 13);
+		small_free(&s);
+		raw_close(&r);
+	}
+	/* Wait for that connection to be gone, then count. */
+	uint32_t base_regions = 0;
+	for (int i = 0;; i++) {
+		st = raw_status(&watch, 100 + (uint64_t)i, &rep);
+		int settled = st->clients_connected == 1 && st->jobs_queued == 0;
+		base_regions = st->shm_regions;
+		rxgemm__reply__free_unpacked(rep, NULL);
+		if (settled)
+			break;
+		ck_assert_msg(i < 200, "the first client does not go away");
+		usleep(50000);
+	}
+	int base_fds = daemon_fds();
+
+	raw_open(&r);
+	raw_hello(&r);
+	fd = memfd_sealed(3 * mat, GOOD_SEALS);
+	uint32_t region = raw_register(&r, 2, fd);
+	close(fd);
+	fd = memfd_sealed(8192, GOOD_SEALS);
+	raw_register(&r, 3, fd);
+	close(fd);
+	/* Refused descriptors along the way, which must not stay open either. */
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	raw_send_status(&r, 4, pfd, 2);
+	raw_expect_free(&r, 4, RXGEMM__STATUS__STATUS_PROTOCOL, NULL);
+	raw_send_register(&r, 5, 0, &pfd[1], 1);
+	raw_expect_free(&r, 5, RXGEMM__STATUS__STATUS_REGION, NULL);
+	close(pfd[0]);
+	close(pfd[1]);
+
+	st = raw_status(&watch, 300, &rep);
+	ck_assert_uint_eq(st->shm_regions, base_regions + 2);
+	ck_assert_uint_ge(st->shm_region_bytes, 3 * mat + 8192);
+	ck_assert_uint_ge(st->shm_regions_registered, 3);
+	ck_assert_uint_ge(st->shm_jobs, 1);
+	rxgemm__reply__free_unpacked(rep, NULL);
+
+	/* A job on the big region, and away without waiting for it. */
+	{
+		Rxgemm__GemmRequest g;
+		Rxgemm__RegionRef refs[3];
+		rxgemm__gemm_request__init(&g);
+		g.m = g.n = g.k = N;
+		g.alpha = 1.0f;
+		ref_set(&refs[0], region, 0, mat);
+		ref_set(&refs[1], region, mat, mat);
+		ref_set(&refs[2], region, 2 * mat, mat);
+		g.a_region = &refs[0];
+		g.b_region = &refs[1];
+		g.c_out = &refs[2];
+		raw_send_gemm(&r, 6, &g);
+	}
+	raw_close(&r);
+
+	for (int i = 0;; i++) {
+		st = raw_status(&watch, 400 + (uint64_t)i, &rep);
+		int gone = st->clients_connected == 1 && st->jobs_queued == 0 &&
+			   st->shm_regions == base_regions;
+		uint32_t regions = st->shm_regions;
+		rxgemm__reply__free_unpacked(rep, NULL);
+		if (gone)
+			break;
+		ck_assert_msg(i < 400, "%u regions still mapped 20 s after their client left, want %u",
+			      regions, base_regions);
+		usleep(50000);
+	}
+	int fds_now = daemon_fds();
+	ck_assert_msg(fds_now == base_fds, "the daemon holds %d descriptors, %d before the client "
+					   "came",
+		      fds_now, base_fds);
+	raw_close(&watch);
+}
+END_TEST
+
+/* The connection I/O under load: a client that sends far more requests than it reads
+ * replies. The daemon must stop reading while its replies pile up (else it would hold them
+ * all), resume as they drain, and deliver every reply whole and in order. */
+START_TEST(test_io_backpressure)
+{
+	enum { TOTAL = 60000, PER_SEND = 1000 };
+	struct raw r;
+	uint8_t *chunk = NULL;
+	size_t frame_len = 0, chunk_len = 0, pending = 0;
+	uint64_t sent = 0, next_id = 100;
+	int quiet_ms = 0;
+
+	raw_open(&r);
+	raw_hello(&r);
+	/* Batches of status requests, sent without blocking until the socket stays full. */
+	while (sent < TOTAL && quiet_ms < 2000) {
+		if (pending == 0) {
+			Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+			Rxgemm__StatusRequest sreq = RXGEMM__STATUS_REQUEST__INIT;
+			free(chunk);
+			chunk = NULL;
+			chunk_len = 0;
+			req.body_case = RXGEMM__REQUEST__BODY_STATUS;
+			req.status = &sreq;
+			for (int i = 0; i < PER_SEND; i++) {
+				req.request_id = next_id++;
+				uint8_t *f = frame_of(&req, &frame_len);
+				chunk = realloc(chunk, chunk_len + frame_len);
+				ck_assert_ptr_nonnull(chunk);
+				memcpy(chunk + chunk_len, f, frame_len);
+				chunk_len += frame_len;
+				free(f);
+			}
+			pending = chunk_len;
+		}
+		ssize_t n = send(r.fd, chunk + (chunk_len - pending), pending,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "send: %s",
+				      strerror(errno));
+			usleep(10000);
+			quiet_ms += 10;
+			continue;
+		}
+		quiet_ms = 0;
+		pending -= (size_t)n;
+		if (pending == 0)
+			sent += PER_SEND;
+	}
+	ck_assert_msg(sent < TOTAL,
+		      "the daemon read all %d requests while none of their replies was read",
+		      TOTAL);
+	/* Finish the batch under way (blocking now: the daemon resumes as we read), then
+	 * read every reply. */
+	if (pending) {
+		int flags = fcntl(r.fd, F_GETFL);
+		ck_assert_int_eq(fcntl(r.fd, F_SETFL, flags | O_NONBLOCK), 0);
+		sent += PER_SEND;
+	}
+	for (uint64_t i = 0; i < sent; i++) {
+		while (pending) {
+			ssize_t n = send(r.fd, chunk + (chunk_len - pending), pending,
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0)
+				pending -= (size_t)n;
+			else
+				break;
+		}
+		Rxgemm__Reply *rep = raw_recv(&r);
+		ck_assert_msg(rep->request_id == 100 + i && rep->status == RXGEMM__STATUS__STATUS_OK &&
+				      rep->body_case == RXGEMM__REPLY__BODY_STATUS_REPLY,
+			      "reply %" PRIu64 ": request %" PRIu64 ", status %d, body %d", i,
+			      rep->request_id, rep->status, rep->body_case);
+		rxgemm__reply__free_unpacked(rep, NULL);
+	}
+	ck_assert_uint_eq(pending, 0);
+	free(chunk);
+	raw_close(&r);
+}
+END_TEST
+
+/* Jobs bigger than the device-memory budget run in pieces (split.c), reading operands and
+ * writing C piece by piece: through regions too, in place and to c_out. */
+START_TEST(test_split)
+{
+	rxg_client *c = lib_connect();
+	struct rxg_status *st = NULL;
+	uint64_t split_before;
+	struct prob p;
+
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	split_before = st->jobs_split;
+	rxg_status_free(st);
+	prob_make(&p, 1, 0, 1, 1100, 1000, 900, 1, 0.5f, -1.0f, 3, 21);
+	lib_in_place(c, &p, "split, in place");
+	prob_free(&p);
+	{
+		/* To a separate buffer, C's input inline. */
+		prob_make(&p, 0, 1, 0, 1000, 900, 1100, 1, 1.0f, 0.25f, 1, 22);
+		struct placing pl = place(&p);
+		rxg_buffer *buf = lib_buffer(c, pl.bytes);
+		uint8_t *base = rxg_buffer_ptr(buf);
+		struct rxg_gemm_args args;
+
+		memcpy(base + pl.a_off, p.a, sizeof(float) * (size_t)p.a_len);
+		memcpy(base + pl.b_off, p.b, sizeof(float) * (size_t)p.b_len);
+		args_from(&args, &p);
+		args.a_buf = args.b_buf = args.c_out_buf = buf;
+		args.a_offset = pl.a_off;
+		args.b_offset = pl.b_off;
+		args.c_out_offset = pl.out_off;
+		args.c = p.c0;
+		int rc = rxg_gemm(c, &args, NULL);
+		ck_assert_msg(rc == RXG_OK, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+		prob_check(&p, (const float *)(base + pl.out_off), p.c0, "split, c_out");
+		ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+		prob_free(&p);
+	}
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	ck_assert_msg(st->jobs_split >= split_before + 2, "jobs_split went from %" PRIu64
+							  " to %" PRIu64 "; want both jobs split",
+		      split_before, st->jobs_split);
+	rxg_status_free(st);
+	rxg_close(c);
+}
+END_TEST
+
+static TCase *tcase_with(const char *name, void (*up)(void))
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_unchecked_fixture(tc, up, daemon_down);
+	if (!getenv("CK_DEFAULT_TIMEOUT"))
+		tcase_set_timeout(tc, 300);
+	return tc;
+}
+
+static TCase *tcase(const char *name)
+{
+	return tcase_with(name, daemon_up);
+}
+
+static Suite *shm_suite(void)
+{
+	Suite *s = suite_create("shm");
+	TCase *tc;
+
+	tc = tcase("library");
+	tcase_add_test(tc, test_lib_in_place);
+	tcase_add_test(tc, test_lib_mixed);
+	tcase_add_test(tc, test_lib_misuse);
+	suite_add_tcase(s, tc);
+	tc = tcase("protocol");
+	tcase_add_test(tc, test_proto_register_bad);
+	tcase_add_test(tc, test_proto_fds_elsewhere);
+	tcase_add_test(tc, test_proto_total_bound);
+	tcase_add_test(tc, test_proto_bad_refs);
+	tcase_add_test(tc, test_proto_unregister_busy);
+	tcase_add_test(tc, test_release_on_close);
+	suite_add_tcase(s, tc);
+	tc = tcase("io");
+	tcase_add_test(tc, test_io_backpressure);
+	suite_add_tcase(s, tc);
+	tc = tcase_with("split", daemon_up_small_budget);
+	tcase_add_test(tc, test_split);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(shm_suite());
+
+	signal(SIGPIPE, SIG_IGN);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed || g_teardown_failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
