@@ -52,6 +52,8 @@ struct rxd_config {
 	uint64_t vram_budget_bytes;   /* --vram-budget SIZE; 0: see budget_resolve */
 	double vram_budget_percent;   /* --vram-budget N%: of the device's memory; 0: bytes */
 	uint64_t client_quota_bytes;  /* --client-quota: per connection at once; 0: none */
+	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
+	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
@@ -246,6 +248,10 @@ struct rxd_gemm {
 	size_t c_given_elems;  /* floats sent in c (0 when none) */
 	uint64_t flops;        /* 2 m n k */
 	int64_t user_m, user_n, user_k; /* the request's own shape, for logs and status */
+	/* Set (by another thread) when the job is cancelled; NULL: not cancellable. Whoever
+	 * runs g checks it between pieces and chunks and then stops with
+	 * RXGEMM__STATUS__STATUS_CANCELLED. */
+	atomic_bool *cancel;
 };
 
 struct rxd_limits {
@@ -477,6 +483,7 @@ int tune_load(struct rxd_gemm_engine *eng, const char *dir);
 #define RXD_SCHED_MAX_COST (1ull << 62)       /* costs are capped here: sums never wrap */
 #define RXD_DEFAULT_MAX_QUEUE 1024            /* jobs waiting in total */
 #define RXD_DEFAULT_CLIENT_MAX_QUEUE 128      /* jobs waiting per connection */
+#define RXD_MAX_QUEUE_LIMIT 1000000          /* the largest bound the options take */
 
 struct rxd_sched_client;
 
@@ -549,13 +556,19 @@ uint32_t sched_client_queued(const struct rxd_sched *s, uint32_t owner);
 void sched_stats(const struct rxd_sched *s, struct rxd_sched_stats *out);
 
 /* ---- worker.c: the device worker thread and the job queue ---- */
+/* Jobs wait in the scheduler (sched.c) under w->lock; the worker takes the next one, runs
+ * it without the lock and puts it on the done list. A job leaves early, never run, when
+ * its deadline passes (STATUS_TIMEOUT; the loop's deadline timer or the worker finds it),
+ * when it is cancelled (STATUS_CANCELLED) or when the daemon stops (STATUS_SHUTDOWN). A
+ * running job is cancelled through its cancel flag. */
 struct rxd_conn;
 
 struct rxd_job {
+	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
 	struct rxd_job *next;
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
-	atomic_bool *abandoned;      /* set by the loop when the client went away: skip the job */
+	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
 	uint64_t request_id;
 	Rxgemm__Request *req;        /* owned: the unpacked request; g points into it */
 	struct rxd_gemm g;
@@ -574,11 +587,15 @@ struct rxd_worker {
 	pthread_t thread;
 	pthread_mutex_t lock;        /* guards every field below; never held with another lock */
 	pthread_cond_t cond;
-	struct rxd_job *head, *tail; /* to run */
+	struct rxd_sched sched;      /* to run */
+	struct rxd_job *running;     /* taken from sched, not yet on the done list */
+	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
 	struct rxd_job *done_head, *done_tail;
 	bool stopping;
 	bool started;
 	uv_async_t async;            /* wakes the loop to drain done */
+	uv_timer_t deadline_timer;   /* loop thread: fires at the earliest queued deadline */
+	uint64_t timer_due_ns;       /* loop thread: when it fires; 0: not armed */
 	struct rxd_gemm_engine *engine;
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
@@ -587,7 +604,23 @@ struct rxd_worker {
 
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
 		 void (*done)(struct rxd_job *, void *), void *arg);
-void worker_submit(struct rxd_worker *w, struct rxd_job *job);
+/* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
+ * (max_queue jobs wait), -EDQUOT (the connection's client_max_queue wait), -EINVAL
+ * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped): the job is then still the
+ * caller's. */
+int worker_submit(struct rxd_worker *w, struct rxd_job *job);
+/* The queue bounds (0: none), at start and on SIGHUP. Loop thread. */
+void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue);
+/* Cancel owner's job request_id: a waiting one is taken out and answered CANCELLED
+ * (through done, later); a running one has its cancel flag set. Returns the
+ * RXGEMM__CANCEL_OUTCOME__* that says which, or NOT_FOUND. Loop thread. */
+int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id);
+/* The connection owner went away: its waiting jobs are taken out (answered CANCELLED to
+ * nobody, through done) and its running one is cancelled. Loop thread; safe after
+ * worker_stop. */
+void worker_forget(struct rxd_worker *w, uint32_t owner);
+/* The scheduler's figures and the cancellation count, for status. Loop thread. */
+void worker_queue_stats(struct rxd_worker *w, struct rxd_sched_stats *out);
 /* Let the running job finish, answer the queued ones with STATUS_SHUTDOWN, join the
  * thread and deliver every finished job. Loop thread; call once. */
 void worker_stop(struct rxd_worker *w);
@@ -645,7 +678,6 @@ struct rxd_conn {
 	bool closing;                /* no more reads; freed once refs reach 0 */
 	bool close_after_write;      /* close when the last queued write completes */
 	bool hello_done;
-	atomic_bool abandoned;       /* jobs in flight see this (worker thread reads it) */
 	unsigned writes_pending;
 	uint32_t jobs_in_flight;
 	struct frame_reader fr;

@@ -47,11 +47,10 @@ void conn_close(struct rxd_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	/* Queued jobs of this client are skipped by the worker; a running one finishes. */
-	atomic_store(&c->abandoned, true);
-	/* A job of this client that waits for device memory gives up now. */
-	if (srv->worker && srv->worker->engine && srv->worker->engine->budget)
-		budget_wake(srv->worker->engine->budget);
+	/* Its waiting jobs leave the queue and its running one is cancelled (it stops at its
+	 * next check, also when it waits for device memory). */
+	if (srv->worker)
+		worker_forget(srv->worker, c->id);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -208,7 +207,6 @@ static void server_on_connection(uv_stream_t *listener, int status)
 	c->srv = srv;
 	c->refs = 1;
 	frame_reader_init(&c->fr, srv->cfg->max_frame_bytes);
-	atomic_init(&c->abandoned, false);
 	uv_pipe_init(srv->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	if ((ret = uv_accept(listener, (uv_stream_t *)&c->pipe)) < 0) {
