@@ -47,6 +47,8 @@ enum {
 	OPT_CHECK,
 	OPT_REPEAT,
 	OPT_JSON,
+	OPT_PRIORITY,
+	OPT_DEADLINE_MS,
 };
 
 static void usage(FILE *f)
@@ -59,6 +61,7 @@ static void usage(FILE *f)
 		"Usage: rxgemm [--socket PATH] gemm -m M -n N -k K [--transa] [--transb]\n"
 		"              [--alpha A] [--beta B] [--col-major] [--a FILE] [--b FILE] [--c FILE]\n"
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
+		"              [--priority P] [--deadline-ms D]\n"
 		"       rxgemm [--socket PATH] status [--json]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
@@ -95,6 +98,10 @@ static void usage(FILE *f)
 		"                    2^-126); exit 1 and show the worst element on a mismatch\n"
 		"  --repeat R        run the job R times and show each run, the best and the median\n"
 		"  --json            print one JSON object instead of the table\n"
+		"  --priority P      0 (default) to 3: the daemon runs waiting jobs of a higher\n"
+		"                    priority first\n"
+		"  --deadline-ms D   give up on the job when it has waited D ms in the daemon's\n"
+		"                    queue without starting (default 0: wait as long as it takes)\n"
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
@@ -389,6 +396,7 @@ struct gemm_opts {
 	int64_t repeat;
 	int check;
 	int json;
+	struct rxg_job_options job; /* --priority, --deadline-ms */
 };
 
 enum { MAT_A, MAT_B, MAT_C };
@@ -420,11 +428,14 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 		{ "check", no_argument, NULL, OPT_CHECK },
 		{ "repeat", required_argument, NULL, OPT_REPEAT },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "priority", required_argument, NULL, OPT_PRIORITY },
+		{ "deadline-ms", required_argument, NULL, OPT_DEADLINE_MS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, rc = EXIT_OK;
+	int64_t v;
 
 	while (rc == EXIT_OK && (opt = getopt_long(argc, argv, ":m:n:k:hV", options, NULL)) != -1) {
 		switch (opt) {
@@ -474,6 +485,14 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 			break;
 		case OPT_JSON:
 			o->json = 1;
+			break;
+		case OPT_PRIORITY:
+			if ((rc = parse_int64("--priority", optarg, 0, 3, &v)) == EXIT_OK)
+				o->job.priority = (unsigned)v;
+			break;
+		case OPT_DEADLINE_MS:
+			if ((rc = parse_int64("--deadline-ms", optarg, 0, INT64_MAX, &v)) == EXIT_OK)
+				o->job.deadline_ms = (uint64_t)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -864,8 +883,10 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 		/* Every run starts from the same C, so that all runs compute the same thing. */
 		if (c_in)
 			memcpy(mat[MAT_C].data, c_in, c_bytes);
-		uint64_t t0 = now_ns();
-		int rc = rxg_gemm(client, &args, &runs[r].t);
+		uint64_t t0 = now_ns(), id;
+		int rc = rxg_submit_gemm(client, &args, &o->job, &id);
+		if (rc == RXG_OK)
+			rc = rxg_wait(client, id, &runs[r].t);
 		runs[r].wall_ns = now_ns() - t0;
 		if (rc != RXG_OK)
 			return daemon_error(client, rc);
@@ -1062,6 +1083,21 @@ static void status_text_budget(const struct rxg_status *st)
 	       st->vram_client_quota_bytes ? quota : "none");
 }
 
+/* The scheduler's queue: what waits, its bounds, and what it turned away. */
+static void status_text_queue(const struct rxg_status *st)
+{
+	char total[32], client[32];
+
+	snprintf(total, sizeof(total), "%lu", (unsigned long)st->max_queue);
+	snprintf(client, sizeof(client), "%lu", (unsigned long)st->client_max_queue);
+	printf("queue:    %lu jobs waiting from %lu clients (bounds: %s in all, %s per client)\n",
+	       (unsigned long)st->jobs_waiting, (unsigned long)st->clients_waiting,
+	       st->max_queue ? total : "none", st->client_max_queue ? client : "none");
+	printf("          %llu refused busy, %llu expired in the queue, %llu cancelled\n",
+	       (unsigned long long)st->jobs_rejected_busy, (unsigned long long)st->jobs_expired,
+	       (unsigned long long)st->jobs_cancelled);
+}
+
 static void status_text(const struct rxg_status *st)
 {
 	char up[64], mem[32], alloc[32];
@@ -1087,6 +1123,7 @@ static void status_text(const struct rxg_status *st)
 		printf(", %.2f GFLOPS on average\n", avg);
 	status_text_kernel_cache(st);
 	status_text_budget(st);
+	status_text_queue(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
 		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
@@ -1230,6 +1267,13 @@ static void status_json(const struct rxg_status *st)
 		(unsigned long long)st->vram_pool_bytes, (unsigned long long)st->vram_pool_buffers,
 		(unsigned long)st->jobs_waiting_for_memory,
 		(unsigned long long)st->vram_client_quota_bytes, (unsigned long long)st->jobs_split);
+	fprintf(f, ",\"queue\":{\"max_queue\":%lu,\"client_max_queue\":%lu,\"jobs_waiting\":%lu,"
+		   "\"clients_waiting\":%lu,\"rejected_busy\":%llu,\"expired\":%llu,"
+		   "\"cancelled\":%llu}",
+		(unsigned long)st->max_queue, (unsigned long)st->client_max_queue,
+		(unsigned long)st->jobs_waiting, (unsigned long)st->clients_waiting,
+		(unsigned long long)st->jobs_rejected_busy, (unsigned long long)st->jobs_expired,
+		(unsigned long long)st->jobs_cancelled);
 	fputs(",\"kernels\":[", f);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];
