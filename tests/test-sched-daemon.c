@@ -11,6 +11,7 @@
 #include <check.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -630,6 +631,73 @@ START_TEST(test_async_event_loop)
 }
 END_TEST
 
+/* Several threads share one handle: each runs blocking GEMMs while another asks for the
+ * status; every reply must reach the thread that waits for it. */
+struct share_arg {
+	rxg_client *c;
+	int index;
+	int failures;
+};
+
+static void *share_gemms(void *p)
+{
+	struct share_arg *a = p;
+
+	for (int r = 0; r < 3; r++) {
+		struct prob q;
+		struct rxg_gemm_args args;
+		float *want;
+
+		prob_make(&q, 20 + 7 * a->index + r, 30 + 5 * r, 10 + a->index,
+			  1200 + 10 * (uint64_t)a->index + (uint64_t)r);
+		args = (struct rxg_gemm_args){ .layout = RXG_ROW_MAJOR, .m = q.m, .n = q.n, .k = q.k,
+					       .alpha = 1.0f, .a = q.a, .b = q.b, .c = q.c };
+		want = calloc((size_t)(q.m * q.n), sizeof(float));
+		refgemm(1, 0, 0, q.m, q.n, q.k, 1.0f, q.a, q.k, q.b, q.n, 0.0f, want, q.n);
+		if (rxg_gemm(a->c, &args, NULL) != RXG_OK ||
+		    refgemm_compare(1, q.m, q.n, q.k, q.c, want, q.n, NULL, NULL, NULL) != 0)
+			a->failures++;
+		free(want);
+		prob_free(&q);
+	}
+	return NULL;
+}
+
+static void *share_status(void *p)
+{
+	struct share_arg *a = p;
+
+	for (int r = 0; r < 10; r++) {
+		struct rxg_status *st = NULL;
+
+		if (rxg_status(a->c, &st) != RXG_OK)
+			a->failures++;
+		rxg_status_free(st);
+	}
+	return NULL;
+}
+
+START_TEST(test_shared_handle_threads)
+{
+	enum { T = 5 };
+	rxg_client *c = lib_connect("sched-shared");
+	struct share_arg args[T];
+	pthread_t th[T];
+
+	for (int i = 0; i < T; i++) {
+		args[i] = (struct share_arg){ .c = c, .index = i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, i == T - 1 ? share_status : share_gemms,
+						&args[i]), 0);
+	}
+	for (int i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(args[i].failures == 0, "thread %d: %d failures (%s)", i,
+			      args[i].failures, rxg_errmsg(c));
+	}
+	rxg_close(c);
+}
+END_TEST
+
 static Suite *sched_daemon_suite(void)
 {
 	Suite *s = suite_create("sched-daemon");
@@ -639,6 +707,7 @@ static Suite *sched_daemon_suite(void)
 	tcase_add_checked_fixture(tc, test_setup, test_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_async_event_loop);
+	tcase_add_test(tc, test_shared_handle_threads);
 	tcase_add_test(tc, test_fair_small_not_last);
 	tcase_add_test(tc, test_priority_first);
 	tcase_add_test(tc, test_busy_bounds);
