@@ -2,8 +2,10 @@
  *
  * Threads: the libuv loop thread owns the listening socket, every connection, the
  * statistics and the configuration. The device worker thread (worker.c) owns the OpenCL
- * command queue and runs jobs one at a time. They meet only in worker.c's two locked lists
- * (jobs to run, jobs done); no lock is ever held while taking another. */
+ * command queue and runs jobs one at a time. They meet only in worker.c, under w->lock: the
+ * scheduler's queues (sched.c, jobs to run), the job running and the list of jobs done;
+ * besides, a running job's cancel flag is atomic. No lock is ever held while taking
+ * another. */
 #ifndef RXGEMMD_H
 #define RXGEMMD_H
 
