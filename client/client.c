@@ -777,8 +777,10 @@ static int stored_init(struct rxg_client *c, struct stored *s, const char *name,
 	return RXG_OK;
 }
 
-RXG_EXPORT int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
-				const struct rxg_job_options *opts, uint64_t *id)
+/* Check and send a GEMM; job: it is the caller's to wait for with rxg_wait*, else
+ * rxg_gemm's own (rxg_wait_any in another thread must not take it). */
+static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
+		       const struct rxg_job_options *opts, bool job, uint64_t *id)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
@@ -791,7 +793,8 @@ RXG_EXPORT int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 	if (!c)
 		return RXG_EINVAL;
 	if (!args || !id) {
-		rc = fail(c, RXG_EINVAL, "rxg_submit_gemm: %s is NULL", !args ? "args" : "id");
+		rc = fail(c, RXG_EINVAL, "%s: %s is NULL", job ? "rxg_submit_gemm" : "rxg_gemm",
+			  !args ? "args" : "id");
 		goto out;
 	}
 	if (args->layout != RXG_COL_MAJOR && args->layout != RXG_ROW_MAJOR) {
@@ -885,7 +888,7 @@ RXG_EXPORT int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 		rc = fail(c, RXG_ENOMEM, "out of memory");
 		goto out;
 	}
-	p->job = true;
+	p->job = job;
 	p->want = RXGEMM__REPLY__BODY_GEMM;
 	p->reply_max_bytes = c_full_bytes;
 	p->c = args->c;
@@ -926,6 +929,12 @@ static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timin
 			       (size_t)sc->inner * sizeof(float));
 		}
 	return RXG_OK;
+}
+
+RXG_EXPORT int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
+				const struct rxg_job_options *opts, uint64_t *id)
+{
+	return gemm_submit(c, args, opts, true, id);
 }
 
 RXG_EXPORT int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings)
@@ -982,15 +991,20 @@ RXG_EXPORT int rxg_wait_any(rxg_client *c, int timeout_ms, uint64_t *id,
 RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 			struct rxg_timings *timings)
 {
+	struct pending *p = NULL;
 	uint64_t id;
 	int rc;
 
 	if (timings)
 		memset(timings, 0, sizeof(*timings));
-	rc = rxg_submit_gemm(c, args, NULL, &id);
+	rc = gemm_submit(c, args, NULL, false, &id);
 	if (rc != RXG_OK)
 		return rc;
-	return rxg_wait(c, id, timings);
+	rc = wait_for(c, id, -1, &p);
+	if (rc == RXG_OK)
+		rc = gemm_finish(c, p, timings);
+	pending_free(p);
+	return rc;
 }
 
 RXG_EXPORT int rxg_cancel(rxg_client *c, uint64_t id, enum rxg_cancel_outcome *outcome)

@@ -160,8 +160,9 @@ int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
  * NULL. */
 int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings);
 
-/* Wait up to timeout_ms (-1: for ever, 0: do not block) for any submitted job to finish,
- * and finish it as rxg_wait does. On return *id is the job's id and the value its result,
+/* Wait up to timeout_ms (-1: for ever, 0: do not block) for any job submitted with
+ * rxg_submit_gemm (never another thread's rxg_gemm) to finish, and finish it as rxg_wait
+ * does. On return *id is the job's id and the value its result,
  * or *id is 0 and the value RXG_EAGAIN (none finished in time), RXG_EINVAL (no job is
  * waiting to be waited for) or RXG_EIO. */
 int rxg_wait_any(rxg_client *c, int timeout_ms, uint64_t *id, struct rxg_timings *timings);

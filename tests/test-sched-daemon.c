@@ -631,8 +631,9 @@ START_TEST(test_async_event_loop)
 }
 END_TEST
 
-/* Several threads share one handle: each runs blocking GEMMs while another asks for the
- * status; every reply must reach the thread that waits for it. */
+/* Several threads share one handle: some run blocking GEMMs, one submits and collects with
+ * rxg_wait_any, one asks for the status; every reply must reach the thread that waits for
+ * it. */
 struct share_arg {
 	rxg_client *c;
 	int index;
@@ -663,6 +664,48 @@ static void *share_gemms(void *p)
 	return NULL;
 }
 
+/* Submits its jobs and collects them with rxg_wait_any while the others run rxg_gemm on
+ * the same handle: it must get its own jobs and only them. */
+static void *share_async(void *p)
+{
+	struct share_arg *a = p;
+	struct prob q[3];
+	int got = 0;
+
+	for (int r = 0; r < 3; r++) {
+		prob_make(&q[r], 25 + r, 35, 15 + r, 1300 + (uint64_t)r);
+		if (prob_submit(a->c, &q[r], 0, 0) != RXG_OK)
+			a->failures++;
+	}
+	while (got < 3) {
+		uint64_t id = 0;
+		int rc = rxg_wait_any(a->c, -1, &id, NULL), mine = 0;
+
+		if (rc != RXG_OK) {
+			a->failures++;
+			break;
+		}
+		for (int r = 0; r < 3; r++)
+			if (q[r].id == id) {
+				float *want = calloc((size_t)(q[r].m * q[r].n), sizeof(float));
+
+				refgemm(1, 0, 0, q[r].m, q[r].n, q[r].k, 1.0f, q[r].a, q[r].k, q[r].b,
+					q[r].n, 0.0f, want, q[r].n);
+				if (refgemm_compare(1, q[r].m, q[r].n, q[r].k, q[r].c, want, q[r].n, NULL,
+						    NULL, NULL))
+					a->failures++;
+				free(want);
+				mine = 1;
+			}
+		if (!mine)
+			a->failures++;
+		got++;
+	}
+	for (int r = 0; r < 3; r++)
+		prob_free(&q[r]);
+	return NULL;
+}
+
 static void *share_status(void *p)
 {
 	struct share_arg *a = p;
@@ -679,15 +722,19 @@ static void *share_status(void *p)
 
 START_TEST(test_shared_handle_threads)
 {
-	enum { T = 5 };
+	enum { T = 6 };
 	rxg_client *c = lib_connect("sched-shared");
 	struct share_arg args[T];
 	pthread_t th[T];
 
 	for (int i = 0; i < T; i++) {
 		args[i] = (struct share_arg){ .c = c, .index = i };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, i == T - 1 ? share_status : share_gemms,
-						&args[i]), 0);
+		ck_assert_int_eq(pthread_create(&th[i], NULL,
+						i == T - 1   ? share_status
+						: i == T - 2 ? share_async
+							     : share_gemms,
+						&args[i]),
+				 0);
 	}
 	for (int i = 0; i < T; i++) {
 		pthread_join(th[i], NULL);
