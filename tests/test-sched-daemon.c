@@ -13,17 +13,22 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "daemon-run.h"
+#include "frame.h"
 #include "refgemm.h"
 #include "rxgemm.h"
+#include "rxgemm.pb-c.h"
 
 #define MAX_QUEUE 12
 #define CLIENT_MAX_QUEUE 8
@@ -585,6 +590,156 @@ START_TEST(test_sigkill_client)
 }
 END_TEST
 
+/* ---- the wire, by hand ------------------------------------------------------------------ */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_daemon.socket_path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void raw_send(int fd, const Rxgemm__Request *req)
+{
+	size_t len = rxgemm__request__get_packed_size(req);
+	uint8_t *buf = malloc(FRAME_HEADER_BYTES + len);
+
+	ck_assert_ptr_nonnull(buf);
+	frame_header_put(buf, (uint32_t)len);
+	rxgemm__request__pack(req, buf + FRAME_HEADER_BYTES);
+	ck_assert_int_eq(send(fd, buf, FRAME_HEADER_BYTES + len, MSG_NOSIGNAL),
+			 (ssize_t)(FRAME_HEADER_BYTES + len));
+	free(buf);
+}
+
+static void raw_read(int fd, uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		ck_assert_msg(poll(&pfd, 1, 60000) == 1, "no reply within 60 s");
+		n = recv(fd, p, len, 0);
+		ck_assert_msg(n > 0, "the daemon closed the connection");
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static Rxgemm__Reply *raw_recv(int fd)
+{
+	uint8_t hdr[FRAME_HEADER_BYTES], *body;
+	Rxgemm__Reply *rep;
+	uint32_t len;
+
+	raw_read(fd, hdr, sizeof(hdr));
+	len = frame_header_get(hdr);
+	body = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(body);
+	raw_read(fd, body, len);
+	rep = rxgemm__reply__unpack(NULL, len, body);
+	free(body);
+	ck_assert_ptr_nonnull(rep);
+	return rep;
+}
+
+static void raw_hello(int fd)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__Hello h = RXGEMM__HELLO__INIT;
+	Rxgemm__Reply *rep;
+	bool cancel = false;
+
+	h.protocol_version = RXGEMM_PROTOCOL_VERSION;
+	h.client_name = "sched-raw";
+	req.request_id = 1;
+	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
+	req.hello = &h;
+	raw_send(fd, &req);
+	rep = raw_recv(fd);
+	ck_assert_int_eq(rep->status, RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_HELLO);
+	for (size_t i = 0; i < rep->hello->n_capabilities; i++)
+		cancel |= strcmp(rep->hello->capabilities[i], "cancel") == 0;
+	ck_assert_msg(cancel, "Hello does not announce \"cancel\"");
+	rxgemm__reply__free_unpacked(rep, NULL);
+}
+
+static int raw_cancel(int fd, uint64_t id, uint64_t target)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__CancelRequest cr = RXGEMM__CANCEL_REQUEST__INIT;
+	Rxgemm__Reply *rep;
+	int outcome;
+
+	cr.target_request_id = target;
+	req.request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_CANCEL;
+	req.cancel = &cr;
+	raw_send(fd, &req);
+	rep = raw_recv(fd);
+	ck_assert_uint_eq(rep->request_id, id);
+	ck_assert_int_eq(rep->status, RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_CANCEL);
+	outcome = rep->cancel->outcome;
+	rxgemm__reply__free_unpacked(rep, NULL);
+	return outcome;
+}
+
+/* Cancel on the wire: an unknown id is NOT_FOUND, and so is another connection's job (ids
+ * are per connection): that job runs. A deadline too far to represent means none. */
+START_TEST(test_raw_cancel)
+{
+	rxg_client *c = lib_connect("sched-owner");
+	struct prob blocker, x;
+	int fd = raw_connect();
+
+	raw_hello(fd);
+	ck_assert_int_eq(raw_cancel(fd, 2, 99), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	blocker_start(c, &blocker);
+	prob_make(&x, 40, 30, 20, 1400);
+	prob_submit_ok(c, &x, 0, 0);
+	ck_assert_int_eq(raw_cancel(fd, 3, x.id), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	ck_assert_int_eq(raw_cancel(fd, 4, blocker.id), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	{
+		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+		Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
+		float a[4] = { 1, 2, 3, 4 }, b[4] = { 5, 6, 7, 8 }, want[4] = { 19, 22, 43, 50 };
+		Rxgemm__Reply *rep;
+
+		g.m = g.n = g.k = 2;
+		g.alpha = 1.0f;
+		g.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
+		g.a.data = (uint8_t *)a;
+		g.a.len = sizeof(a);
+		g.b.data = (uint8_t *)b;
+		g.b.len = sizeof(b);
+		g.priority = 3;
+		g.deadline_ms = UINT64_MAX;
+		req.request_id = 5;
+		req.body_case = RXGEMM__REQUEST__BODY_GEMM;
+		req.gemm = &g;
+		raw_send(fd, &req);
+		rep = raw_recv(fd);
+		ck_assert_uint_eq(rep->request_id, 5);
+		ck_assert_msg(rep->status == RXGEMM__STATUS__STATUS_OK, "%s", rep->error);
+		ck_assert_uint_eq(rep->gemm->c.len, sizeof(want));
+		ck_assert(memcmp(rep->gemm->c.data, want, sizeof(want)) == 0);
+		rxgemm__reply__free_unpacked(rep, NULL);
+	}
+	ck_assert_int_eq(raw_cancel(fd, 6, 5), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	close(fd);
+	blocker_end(c, &blocker, 1);
+	wait_ok(c, &x, 0);
+	prob_free(&x);
+	rxg_close(c);
+}
+END_TEST
+
 /* ---- the asynchronous API itself -------------------------------------------------------- */
 
 /* Many jobs in flight on one handle, collected through rxg_fd and rxg_wait_any as an event
@@ -762,6 +917,7 @@ static Suite *sched_daemon_suite(void)
 	tcase_add_test(tc, test_cancel_queued);
 	tcase_add_test(tc, test_cancel_running);
 	tcase_add_test(tc, test_sigkill_client);
+	tcase_add_test(tc, test_raw_cancel);
 	suite_add_tcase(s, tc);
 	return s;
 }
