@@ -106,6 +106,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
 	char err[RXD_ERROR_MAX];
+	uint64_t deadline_ms;
 	int st, ret;
 
 	job = calloc(1, sizeof(*job));
@@ -140,8 +141,9 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	job->sj.cost = sched_cost(job->g.flops);
 	job->sj.priority = req->gemm->priority;
 	/* The deadline counts from the frame's arrival; one too far to represent is none. */
-	if (req->gemm->deadline_ms && req->gemm->deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
-		job->sj.deadline_ns = received_ns + req->gemm->deadline_ms * 1000000;
+	deadline_ms = req->gemm->deadline_ms;
+	if (deadline_ms && deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
+		job->sj.deadline_ns = received_ns + deadline_ms * 1000000;
 	job->submitted_ns = now_ns();
 	ret = worker_submit(srv->worker, job);
 	if (ret < 0) {

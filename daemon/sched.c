@@ -232,7 +232,8 @@ struct rxd_sched_job *sched_next(struct rxd_sched *s)
 				struct rxd_sched_job *j = c->head[lvl];
 
 				if (!c->granted[lvl]) {
-					c->deficit[lvl] = sched_add_sat(c->deficit[lvl], s->quantum);
+					c->deficit[lvl] =
+						sched_add_sat(c->deficit[lvl], s->quantum);
 					c->granted[lvl] = true;
 				}
 				if (j->cost <= c->deficit[lvl]) {

@@ -806,8 +806,9 @@ static void *share_gemms(void *p)
 
 		prob_make(&q, 20 + 7 * a->index + r, 30 + 5 * r, 10 + a->index,
 			  1200 + 10 * (uint64_t)a->index + (uint64_t)r);
-		args = (struct rxg_gemm_args){ .layout = RXG_ROW_MAJOR, .m = q.m, .n = q.n, .k = q.k,
-					       .alpha = 1.0f, .a = q.a, .b = q.b, .c = q.c };
+		args = (struct rxg_gemm_args){ .layout = RXG_ROW_MAJOR, .m = q.m, .n = q.n,
+					       .k = q.k, .alpha = 1.0f, .a = q.a, .b = q.b,
+					       .c = q.c };
 		want = calloc((size_t)(q.m * q.n), sizeof(float));
 		refgemm(1, 0, 0, q.m, q.n, q.k, 1.0f, q.a, q.k, q.b, q.n, 0.0f, want, q.n);
 		if (rxg_gemm(a->c, &args, NULL) != RXG_OK ||
@@ -842,11 +843,12 @@ static void *share_async(void *p)
 		}
 		for (int r = 0; r < 3; r++)
 			if (q[r].id == id) {
-				float *want = calloc((size_t)(q[r].m * q[r].n), sizeof(float));
+				struct prob *x = &q[r];
+				float *want = calloc((size_t)(x->m * x->n), sizeof(float));
 
-				refgemm(1, 0, 0, q[r].m, q[r].n, q[r].k, 1.0f, q[r].a, q[r].k, q[r].b,
-					q[r].n, 0.0f, want, q[r].n);
-				if (refgemm_compare(1, q[r].m, q[r].n, q[r].k, q[r].c, want, q[r].n, NULL,
+				refgemm(1, 0, 0, x->m, x->n, x->k, 1.0f, x->a, x->k, x->b, x->n,
+					0.0f, want, x->n);
+				if (refgemm_compare(1, x->m, x->n, x->k, x->c, want, x->n, NULL,
 						    NULL, NULL))
 					a->failures++;
 				free(want);

@@ -111,9 +111,11 @@ START_TEST(test_equal_clients_equal_shares)
 	run_backlogged(&s, 3, costs, horizon, served);
 	for (int i = 0; i < 3; i++)
 		for (int k = 0; k < 3; k++) {
-			uint64_t d = served[i] > served[k] ? served[i] - served[k] : served[k] - served[i];
-			ck_assert_msg(d <= 1000 + quantum, "owner %d served %llu, owner %d %llu", i + 1,
-				      (unsigned long long)served[i], k + 1,
+			uint64_t d = served[i] > served[k] ? served[i] - served[k]
+							   : served[k] - served[i];
+
+			ck_assert_msg(d <= 1000 + quantum, "owner %d served %llu, owner %d %llu",
+				      i + 1, (unsigned long long)served[i], k + 1,
 				      (unsigned long long)served[k]);
 		}
 	sched_fini(&s);
