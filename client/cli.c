@@ -49,6 +49,8 @@ enum {
 	OPT_REPEAT,
 	OPT_JSON,
 	OPT_SHM,
+	OPT_PRIORITY,
+	OPT_DEADLINE_MS,
 };
 
 static void usage(FILE *f)
@@ -62,6 +64,7 @@ static void usage(FILE *f)
 		"              [--alpha A] [--beta B] [--col-major] [--a FILE] [--b FILE] [--c FILE]\n"
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
 		"              [--shm auto|always|never]\n"
+		"              [--priority P] [--deadline-ms D]\n"
 		"       rxgemm [--socket PATH] status [--json]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
@@ -106,6 +109,10 @@ static void usage(FILE *f)
 		"                    processes map) instead of inside the request: auto (the\n"
 		"                    default) when A, B and C together reach 1 MiB and the daemon\n"
 		"                    offers it, always, or never\n"
+		"  --priority P      0 (default) to 3: the daemon runs waiting jobs of a higher\n"
+		"                    priority first\n"
+		"  --deadline-ms D   give up on the job when it has waited D ms in the daemon's\n"
+		"                    queue without starting (default 0: wait as long as it takes)\n"
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
@@ -407,6 +414,7 @@ struct gemm_opts {
 	int check;
 	int json;
 	int shm; /* SHM_* */
+	struct rxg_job_options job; /* --priority, --deadline-ms */
 };
 
 /* --shm: when the matrices travel through a shared-memory buffer (rxg_buffer_create). */
@@ -443,11 +451,14 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 		{ "repeat", required_argument, NULL, OPT_REPEAT },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "shm", required_argument, NULL, OPT_SHM },
+		{ "priority", required_argument, NULL, OPT_PRIORITY },
+		{ "deadline-ms", required_argument, NULL, OPT_DEADLINE_MS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt, rc = EXIT_OK;
+	int64_t v;
 
 	while (rc == EXIT_OK && (opt = getopt_long(argc, argv, ":m:n:k:hV", options, NULL)) != -1) {
 		switch (opt) {
@@ -507,6 +518,14 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 				o->shm = SHM_NEVER;
 			else
 				rc = usage_error("--shm: '%s' is not auto, always or never", optarg);
+			break;
+		case OPT_PRIORITY:
+			if ((rc = parse_int64("--priority", optarg, 0, 3, &v)) == EXIT_OK)
+				o->job.priority = (unsigned)v;
+			break;
+		case OPT_DEADLINE_MS:
+			if ((rc = parse_int64("--deadline-ms", optarg, 0, INT64_MAX, &v)) == EXIT_OK)
+				o->job.deadline_ms = (uint64_t)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -955,8 +974,10 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 		/* Every run starts from the same C, so that all runs compute the same thing. */
 		if (c_in)
 			memcpy(c_data, c_in, c_bytes);
-		uint64_t t0 = now_ns();
-		int rc = rxg_gemm(client, &args, &runs[r].t);
+		uint64_t t0 = now_ns(), id;
+		int rc = rxg_submit_gemm(client, &args, &o->job, &id);
+		if (rc == RXG_OK)
+			rc = rxg_wait(client, id, &runs[r].t);
 		runs[r].wall_ns = now_ns() - t0;
 		if (rc != RXG_OK)
 			return daemon_error(client, rc);
@@ -1277,7 +1298,6 @@ static void status_text_sharing(const struct rxg_status *st)
 	table_free(&k);
 }
 
-
 /* Shared-memory buffers of all clients. */
 static void status_text_shm(const struct rxg_status *st)
 {
@@ -1287,6 +1307,21 @@ static void status_text_shm(const struct rxg_status *st)
 	printf("shm:      %lu buffers mapped (%s), %llu registered, %llu jobs used them\n",
 	       (unsigned long)st->shm_regions, bytes,
 	       (unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
+}
+
+/* The scheduler's queue: what waits, its bounds, and what it turned away. */
+static void status_text_queue(const struct rxg_status *st)
+{
+	char total[32], client[32];
+
+	snprintf(total, sizeof(total), "%lu", (unsigned long)st->max_queue);
+	snprintf(client, sizeof(client), "%lu", (unsigned long)st->client_max_queue);
+	printf("queue:    %lu jobs waiting from %lu clients (bounds: %s in all, %s per client)\n",
+	       (unsigned long)st->jobs_waiting, (unsigned long)st->clients_waiting,
+	       st->max_queue ? total : "none", st->client_max_queue ? client : "none");
+	printf("          %llu refused busy, %llu expired in the queue, %llu cancelled\n",
+	       (unsigned long long)st->jobs_rejected_busy, (unsigned long long)st->jobs_expired,
+	       (unsigned long long)st->jobs_cancelled);
 }
 
 static void status_text(const struct rxg_status *st)
@@ -1316,6 +1351,7 @@ static void status_text(const struct rxg_status *st)
 	status_text_budget(st);
 	status_text_sharing(st);
 	status_text_shm(st);
+	status_text_queue(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
 		printf("  ops  class  %-40s  tuned GFLOPS\n", "kernel");
@@ -1513,6 +1549,13 @@ static void status_json(const struct rxg_status *st)
 		   "\"jobs\":%llu}",
 		(unsigned long)st->shm_regions, (unsigned long long)st->shm_region_bytes,
 		(unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
+	fprintf(f, ",\"queue\":{\"max_queue\":%lu,\"client_max_queue\":%lu,\"jobs_waiting\":%lu,"
+		   "\"clients_waiting\":%lu,\"rejected_busy\":%llu,\"expired\":%llu,"
+		   "\"cancelled\":%llu}",
+		(unsigned long)st->max_queue, (unsigned long)st->client_max_queue,
+		(unsigned long)st->jobs_waiting, (unsigned long)st->clients_waiting,
+		(unsigned long long)st->jobs_rejected_busy, (unsigned long long)st->jobs_expired,
+		(unsigned long long)st->jobs_cancelled);
 	fputs(",\"kernels\":[", f);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];

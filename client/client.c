@@ -1,22 +1,31 @@
 /* client.c: librxgemm, the client side of rxgemmd's socket protocol (see rxgemm.h).
  *
- * One handle is one connection. Every call is a single request/reply round trip made with
- * blocking I/O under the handle's mutex, so the wire never carries two requests of one
- * handle at once and the next frame to arrive is always the answer to ours.
+ * One handle is one connection, on which any number of requests may be in flight: each
+ * gets the handle's next request id and an entry in the pending list, and its reply,
+ * whenever it comes, is filed there until someone waits for it. Replies come in whatever
+ * order the daemon finishes the jobs.
+ *
+ * Threads: one thread at a time writes a frame (send_lock) and one at a time reads one
+ * (the `reading` role, taken under lock and given back with a broadcast on cond); neither
+ * holds lock while on the socket, so one thread can wait for its reply while another
+ * sends. Lock order: send_lock, then lock; err_lock (errmsg) is a leaf.
  *
  * A failure in the middle of a frame (short write, lost connection, a reply we cannot
- * parse) leaves the byte stream at an unknown position: the handle then closes its socket
- * and every later call fails with RXG_EIO. Errors the daemon reports in a well-formed
+ * parse) leaves the byte stream at an unknown position: the handle then shuts its socket
+ * down and every later call fails with RXG_EIO. Errors the daemon reports in a well-formed
  * reply leave the connection usable. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buffer.h"
@@ -42,6 +51,9 @@ RXG_SAME_CODE_(RXG_ENOMEM, STATUS_NO_MEMORY);
 RXG_SAME_CODE_(RXG_ESHUTDOWN, STATUS_SHUTDOWN);
 RXG_SAME_CODE_(RXG_EUNSUPPORTED, STATUS_UNSUPPORTED);
 RXG_SAME_CODE_(RXG_EINTERNAL, STATUS_INTERNAL);
+RXG_SAME_CODE_(RXG_EBUSY, STATUS_BUSY);
+RXG_SAME_CODE_(RXG_ETIMEOUT, STATUS_TIMEOUT);
+RXG_SAME_CODE_(RXG_ECANCELLED, STATUS_CANCELLED);
 RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
 #undef RXG_SAME_CODE_
 
@@ -55,15 +67,54 @@ RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
 /* What a GEMM reply carries besides C: status, error text, timings, kernel name, flops. */
 #define RXG__REPLY_OVERHEAD_BYTES (1u << 20)
 
+/* A cancel's reply: a status and one small enum. */
+#define RXG__CANCEL_REPLY_MAX_BYTES (64u << 10)
+
+/* The geometry of one stored matrix of rows x cols: inner is the extent along which
+ * elements are adjacent (rows for column-major, cols for row-major), outer the other one. */
+struct stored {
+	const char *name; /* "A", "B", "C" */
+	const char *ld_name;
+	int64_t rows, cols;
+	int64_t inner, outer;
+	int64_t ld;       /* resolved: never 0 */
+	size_t floats;    /* ld * (outer - 1) + inner: one matrix */
+	int64_t stride;   /* resolved: floats from one matrix of a batch to the next */
+	size_t total;     /* stride * (batch - 1) + floats: the whole array */
+};
+
+
+/* A request sent and not yet waited for. */
+struct pending {
+	struct pending *next;
+	uint64_t id;
+	bool job;                         /* rxg_submit_gemm's: waited for by rxg_wait*; else a
+					   * blocking call's own (hello, status, cancel) */
+	Rxgemm__Reply__BodyCase want;     /* the body an OK reply must carry */
+	size_t reply_max_bytes;
+	Rxgemm__Reply *reply;             /* NULL until it has arrived */
+	/* A GEMM's destination, filled in when it is waited for. */
+	float *c;
+	bool c_in_buffer;                 /* the daemon wrote C into a shared buffer */
+	struct stored sc;
+	int64_t batch;
+};
+
 struct rxg_client {
-	int fd;                           /* -1 once the stream is broken */
-	pthread_mutex_t lock;             /* held for a whole round trip */
+	int fd;                           /* open until rxg_close, shut down once broken */
+	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
+	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
+	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
+	bool reading;                     /* a thread is reading a frame (without lock) */
+	struct pending *pending;          /* oldest first */
 	uint64_t next_request_id;
+	pthread_mutex_t send_lock;        /* held while one frame goes out; guards send_* */
+	int send_fd;                      /* >= 0: goes with the next bytes sent (SCM_RIGHTS) */
 	struct rxg_server_info info;      /* strings point into daemon_version and device */
 	char *daemon_version;
 	char *device;
+	pthread_mutex_t err_lock;         /* guards errmsg; a leaf */
 	char errmsg[RXG__ERRMSG_BYTES];
-	int send_fd;                      /* >= 0: goes with the next bytes sent (SCM_RIGHTS) */
 	/* Small protobuf appends are gathered here so that the framing header, tags and
 	 * scalars go out in one send; the big matrix payloads bypass it. */
 	size_t send_len;
@@ -83,32 +134,28 @@ static int fail(struct rxg_client *c, int code, const char *fmt, ...)
 {
 	va_list ap;
 
+	pthread_mutex_lock(&c->err_lock);
 	va_start(ap, fmt);
 	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
 	va_end(ap);
+	pthread_mutex_unlock(&c->err_lock);
 	return code;
-}
-
-/* The stream is out of step with the daemon: give up on the connection. */
-static void conn_break(struct rxg_client *c)
-{
-	if (c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
-	}
 }
 
 int rxg__fail(rxg_client *c, int code, const char *fmt, ...)
 {
 	va_list ap;
 
+	pthread_mutex_lock(&c->err_lock);
 	va_start(ap, fmt);
 	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
 	va_end(ap);
+	pthread_mutex_unlock(&c->err_lock);
 	return code;
 }
 
-/* send(), with c->send_fd attached to the first byte when set (then cleared). */
+/* send(), with c->send_fd attached to the first byte when set (then cleared). Called with
+ * send_lock held, so the descriptor goes with the frame being sent. */
 static ssize_t send_some(struct rxg_client *c, const uint8_t *data, size_t len)
 {
 	union {
@@ -117,6 +164,7 @@ static ssize_t send_some(struct rxg_client *c, const uint8_t *data, size_t len)
 	} ctl;
 	struct iovec iov = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
 	ssize_t n;
 
 	if (c->send_fd < 0)
@@ -124,7 +172,7 @@ static ssize_t send_some(struct rxg_client *c, const uint8_t *data, size_t len)
 	memset(&ctl, 0, sizeof(ctl));
 	msg.msg_control = ctl.buf;
 	msg.msg_controllen = sizeof(ctl.buf);
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
@@ -135,8 +183,18 @@ static ssize_t send_some(struct rxg_client *c, const uint8_t *data, size_t len)
 	return n;
 }
 
+/* The stream is out of step with the daemon: give up on the connection. The descriptor
+ * stays open (another thread may be in poll or recv on it) until rxg_close. */
+static void conn_break(struct rxg_client *c)
+{
+	if (!atomic_exchange(&c->broken, true) && c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
 static int write_all(struct rxg_client *c, const uint8_t *data, size_t len)
 {
+	if (atomic_load(&c->broken))
+		return fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
 	while (len > 0) {
 		/* MSG_NOSIGNAL: a daemon that went away must cost the caller an error code, not
 		 * its life by SIGPIPE. */
@@ -244,23 +302,51 @@ static int send_request(struct rxg_client *c, const Rxgemm__Request *req)
 	return send_flush(c);
 }
 
-/* Read one Reply frame, refusing one longer than max_bytes. On RXG_OK the caller owns
- * *out (rxgemm__reply__free_unpacked); any failure breaks the connection. */
-static int recv_reply(struct rxg_client *c, size_t max_bytes, Rxgemm__Reply **out)
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Read one Reply frame, waiting at most timeout_ms for it to start (-1: for ever); the
+ * frame itself is read whole. Refuses a frame longer than the largest reply a pending
+ * request allows. Call in the reading role, without lock. On RXG_OK the caller owns *out;
+ * RXG_EAGAIN when nothing came in time; any other failure breaks the connection. */
+static int read_reply(struct rxg_client *c, int timeout_ms, Rxgemm__Reply **out)
 {
 	uint8_t hdr[FRAME_HEADER_BYTES];
 	uint8_t *body = NULL;
+	size_t max_bytes = RXG__HELLO_REPLY_MAX_BYTES;
 	int rc;
 
 	*out = NULL;
+	if (atomic_load(&c->broken))
+		return fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
+	if (timeout_ms >= 0) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		int n;
+
+		while ((n = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
+			;
+		if (n == 0)
+			return RXG_EAGAIN;
+	}
 	rc = read_exact(c, hdr, sizeof(hdr));
 	if (rc != RXG_OK)
 		goto out;
 	uint32_t len = frame_header_get(hdr);
+	pthread_mutex_lock(&c->lock);
+	for (const struct pending *p = c->pending; p; p = p->next)
+		if (p->reply_max_bytes > max_bytes)
+			max_bytes = p->reply_max_bytes;
+	pthread_mutex_unlock(&c->lock);
 	if (len > max_bytes) {
 		conn_break(c);
 		rc = fail(c, RXG_EPROTO,
-			  "the daemon announced a reply of %lu bytes; this request allows at most %zu",
+			  "the daemon announced a reply of %lu bytes; the requests in flight allow "
+			  "at most %zu",
 			  (unsigned long)len, max_bytes);
 		goto out;
 	}
@@ -303,8 +389,7 @@ static void timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
  * error of its own. */
 static int status_code(Rxgemm__Status status)
 {
-	return (status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_INTERNAL) ||
-		       status == RXGEMM__STATUS__STATUS_REGION
+	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_REGION
 		       ? (int)status
 		       : -1;
 }
@@ -320,62 +405,228 @@ static int fail_with_reply(struct rxg_client *c, const Rxgemm__Reply *reply)
 	return fail(c, code, "%s", text);
 }
 
-/* One round trip: give req the handle's next request id, send it, and wait for its reply,
- * which must carry body want when its status is OK. Call with c->lock held. timings (may be
- * NULL) receives the reply's timings, zeros when it has none, whatever the status.
- * On RXG_OK the caller owns *out (rxgemm__reply__free_unpacked); otherwise *out is NULL and
- * the code is the daemon's status or a local failure, explained in c->errmsg. */
-static int round_trip(struct rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
-		      Rxgemm__Reply__BodyCase want, struct rxg_timings *timings,
-		      Rxgemm__Reply **out)
+/* Give req the handle's next request id, file p (its id set here) as pending and send req.
+ * On failure p is not filed (the caller frees it) and nothing of req went out, or the
+ * connection is broken. */
+static int submit_fd(struct rxg_client *c, Rxgemm__Request *req, struct pending *p, int fd)
 {
-	Rxgemm__Reply *reply = NULL;
+	struct pending **pp;
 	int rc;
 
-	*out = NULL;
-	if (timings)
-		memset(timings, 0, sizeof(*timings));
-	if (c->fd < 0) {
+	pthread_mutex_lock(&c->send_lock);
+	c->send_fd = fd; /* the frame's first bytes carry it (regions: buffer.c) */
+	if (atomic_load(&c->broken)) {
 		rc = fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
 		goto out;
 	}
-	req->request_id = c->next_request_id++;
+	/* Filed before it is sent: another thread may read the reply before send returns. */
+	pthread_mutex_lock(&c->lock);
+	p->id = c->next_request_id++;
+	p->next = NULL;
+	for (pp = &c->pending; *pp; pp = &(*pp)->next)
+		;
+	*pp = p;
+	pthread_mutex_unlock(&c->lock);
+	req->request_id = p->id;
 	rc = send_request(c, req);
-	if (rc != RXG_OK)
-		goto out;
-	rc = recv_reply(c, reply_max_bytes, &reply);
-	if (rc != RXG_OK)
-		goto out;
-	if (reply->request_id == 0 && reply->status != RXGEMM__STATUS__STATUS_OK) {
-		/* The daemon could not decode our frame far enough to know its id. */
-		rc = fail_with_reply(c, reply);
-		goto out;
+	c->send_fd = -1;
+	if (rc != RXG_OK) {
+		pthread_mutex_lock(&c->lock);
+		for (pp = &c->pending; *pp != p; pp = &(*pp)->next)
+			;
+		*pp = p->next;
+		pthread_mutex_unlock(&c->lock);
 	}
-	if (reply->request_id != req->request_id) {
-		/* Someone is out of step; nothing later on this stream can be trusted. */
-		conn_break(c);
-		rc = fail(c, RXG_EPROTO, "the daemon answered request %llu to our request %llu",
-			  (unsigned long long)reply->request_id,
-			  (unsigned long long)req->request_id);
-		goto out;
+out:
+	pthread_mutex_unlock(&c->send_lock);
+	return rc;
+}
+
+static int submit(struct rxg_client *c, Rxgemm__Request *req, struct pending *p)
+{
+	return submit_fd(c, req, p, -1);
+}
+
+static void pending_free(struct pending *p)
+{
+	if (!p)
+		return;
+	if (p->reply)
+		rxgemm__reply__free_unpacked(p->reply, NULL);
+	free(p);
+}
+
+/* File a reply that arrived with its request. Call with lock held. Takes reply. */
+static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
+{
+	for (struct pending *p = c->pending; p; p = p->next)
+		if (p->id == reply->request_id && !p->reply) {
+			p->reply = reply;
+			return RXG_OK;
+		}
+	conn_break(c);
+	if (reply->request_id == 0 && reply->status != RXGEMM__STATUS__STATUS_OK)
+		/* The daemon could not decode one of our frames far enough to know its id. */
+		fail_with_reply(c, reply);
+	else
+		fail(c, RXG_EPROTO, "the daemon answered request %llu, which is not in flight",
+		     (unsigned long long)reply->request_id);
+	rxgemm__reply__free_unpacked(reply, NULL);
+	return RXG_EPROTO;
+}
+
+/* Wait up to timeout_ms (-1: for ever) for the reply to request id (0: to any job) and
+ * take its entry out of the pending list into *out (the caller frees it). RXG_OK,
+ * RXG_EAGAIN (not in time), RXG_EINVAL (no such request pending) or RXG_EIO/RXG_EPROTO
+ * (the connection is lost). */
+static int wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out)
+{
+	uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct pending **pp, *found = NULL;
+		bool waiting = false;
+		int left_ms = -1;
+
+		for (pp = &c->pending; *pp; pp = &(*pp)->next) {
+			struct pending *p = *pp;
+
+			if (id ? p->id != id : !p->job)
+				continue;
+			waiting = true;
+			if (p->reply) {
+				*pp = p->next;
+				found = p;
+				break;
+			}
+		}
+		if (found) {
+			*out = found;
+			rc = RXG_OK;
+			break;
+		}
+		if (!waiting) {
+			rc = id ? fail(c, RXG_EINVAL,
+				       "request %llu is not a job of this connection waiting to be "
+				       "waited for",
+				       (unsigned long long)id)
+				: fail(c, RXG_EINVAL, "no job of this connection is waiting to be "
+						      "waited for");
+			break;
+		}
+		if (atomic_load(&c->broken)) {
+			rc = RXG_EIO; /* errmsg says why already */
+			break;
+		}
+		if (timeout_ms >= 0) {
+			uint64_t now = mono_ns();
+
+			left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+		}
+		if (!c->reading) {
+			Rxgemm__Reply *reply;
+
+			c->reading = true;
+			pthread_mutex_unlock(&c->lock);
+			rc = read_reply(c, left_ms, &reply);
+			pthread_mutex_lock(&c->lock);
+			c->reading = false;
+			pthread_cond_broadcast(&c->cond);
+			if (rc == RXG_EAGAIN)
+				break;
+			if (rc == RXG_OK)
+				rc = file_reply(c, reply);
+			if (rc != RXG_OK)
+				break;
+			continue;
+		}
+		/* Another thread reads; it files what comes and wakes us. */
+		if (left_ms == 0) {
+			rc = RXG_EAGAIN;
+			break;
+		}
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&c->cond, &c->lock);
+		} else {
+			struct timespec ts = { (time_t)(deadline / 1000000000ull),
+					       (long)(deadline % 1000000000ull) };
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		}
 	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* The common checks of a reply taken out of the pending list: its status (the daemon's
+ * sentence into errmsg) and body. timings may be NULL. */
+static int reply_check(struct rxg_client *c, const struct pending *p, struct rxg_timings *timings)
+{
+	const Rxgemm__Reply *reply = p->reply;
+
 	if (timings)
 		timings_from_wire(timings, reply->timings);
-	if (reply->status != RXGEMM__STATUS__STATUS_OK) {
-		rc = fail_with_reply(c, reply);
-		goto out;
-	}
-	if (reply->body_case != want) {
+	if (reply->status != RXGEMM__STATUS__STATUS_OK)
+		return fail_with_reply(c, reply);
+	if (reply->body_case != p->want) {
 		conn_break(c);
-		rc = fail(c, RXG_EPROTO, "the daemon sent a reply of kind %d, expected kind %d",
-			  (int)reply->body_case, (int)want);
-		goto out;
+		return fail(c, RXG_EPROTO, "the daemon sent a reply of kind %d, expected kind %d",
+			    (int)reply->body_case, (int)p->want);
 	}
-	*out = reply;
-	reply = NULL;
-out:
-	if (reply)
-		rxgemm__reply__free_unpacked(reply, NULL);
+	return RXG_OK;
+}
+
+/* One blocking round trip of the library's own (hello, status, cancel). On RXG_OK *out
+ * is the entry with its checked reply (free with pending_free). */
+static int call_fd(struct rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		   Rxgemm__Reply__BodyCase want, int fd, struct pending **out)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	uint64_t id;
+	int rc;
+
+	*out = NULL;
+	if (!p)
+		return fail(c, RXG_ENOMEM, "out of memory");
+	p->want = want;
+	p->reply_max_bytes = reply_max_bytes;
+	rc = submit_fd(c, req, p, fd);
+	if (rc != RXG_OK) {
+		pending_free(p);
+		return rc;
+	}
+	id = p->id;
+	p = NULL;
+	rc = wait_for(c, id, -1, &p);
+	if (rc == RXG_OK && (rc = reply_check(c, p, NULL)) == RXG_OK) {
+		*out = p;
+		return RXG_OK;
+	}
+	pending_free(p);
+	return rc;
+}
+
+static int call(struct rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		Rxgemm__Reply__BodyCase want, struct pending **out)
+{
+	return call_fd(c, req, reply_max_bytes, want, -1, out);
+}
+
+int rxg__request_fd(rxg_client *c, Rxgemm__Request *req, int fd, Rxgemm__Reply__BodyCase want,
+		    Rxgemm__Reply **out)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = call_fd(c, req, RXG__HELLO_REPLY_MAX_BYTES, want, fd, &p);
+	if (rc == RXG_OK) {
+		*out = p->reply;
+		p->reply = NULL;
+	}
+	pending_free(p);
 	return rc;
 }
 
@@ -410,35 +661,21 @@ static int connect_unix(int fd, const struct sockaddr_un *addr)
 	return -err;
 }
 
-int rxg__request_fd(rxg_client *c, Rxgemm__Request *req, int fd, Rxgemm__Reply__BodyCase want,
-		    Rxgemm__Reply **out)
-{
-	int rc;
-
-	pthread_mutex_lock(&c->lock);
-	c->send_fd = fd;
-	rc = round_trip(c, req, RXG__HELLO_REPLY_MAX_BYTES, want, NULL, out);
-	c->send_fd = -1;
-	pthread_mutex_unlock(&c->lock);
-	return rc;
-}
-
 static int hello(struct rxg_client *c, const char *client_name)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__Hello msg = RXGEMM__HELLO__INIT;
-	Rxgemm__Reply *reply = NULL;
+	struct pending *p = NULL;
 	int rc;
 
 	msg.protocol_version = RXGEMM_PROTOCOL_VERSION;
 	msg.client_name = (char *)client_name; /* only read by the packer */
 	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
 	req.hello = &msg;
-	rc = round_trip(c, &req, RXG__HELLO_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_HELLO, NULL,
-			&reply);
+	rc = call(c, &req, RXG__HELLO_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_HELLO, &p);
 	if (rc != RXG_OK)
 		goto out;
-	const Rxgemm__HelloReply *h = reply->hello;
+	const Rxgemm__HelloReply *h = p->reply->hello;
 	c->daemon_version = strdup(h->daemon_version ? h->daemon_version : "");
 	c->device = strdup(h->device ? h->device : "");
 	if (!c->daemon_version || !c->device) {
@@ -451,8 +688,7 @@ static int hello(struct rxg_client *c, const char *client_name)
 	c->info.max_frame_bytes = h->max_frame_bytes;
 	c->info.client_id = h->client_id;
 out:
-	if (reply)
-		rxgemm__reply__free_unpacked(reply, NULL);
+	pending_free(p);
 	return rc;
 }
 
@@ -474,10 +710,22 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 		return RXG_ENOMEM;
 	}
 	c->fd = -1;
+	atomic_init(&c->broken, false);
 	c->send_fd = -1;
 	c->next_request_id = 1;
 	c->info.daemon_version = c->info.device = "";
-	if (pthread_mutex_init(&c->lock, NULL) != 0) {
+	pthread_condattr_t ca;
+	bool cond_ok = pthread_condattr_init(&ca) == 0;
+	/* Timed waits count on the monotonic clock, as deadlines in wait_for do. */
+	if (cond_ok) {
+		cond_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+			  pthread_cond_init(&c->cond, &ca) == 0;
+		pthread_condattr_destroy(&ca);
+	}
+	if (!cond_ok || pthread_mutex_init(&c->lock, NULL) != 0 ||
+	    pthread_mutex_init(&c->send_lock, NULL) != 0 ||
+	    pthread_mutex_init(&c->err_lock, NULL) != 0) {
+		/* Only on resource exhaustion, where glibc's init cannot fail anyway. */
 		free(c);
 		snprintf(connect_errmsg, sizeof(connect_errmsg), "cannot create a mutex");
 		return RXG_ENOMEM;
@@ -526,6 +774,15 @@ RXG_EXPORT void rxg_close(rxg_client *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	while (c->pending) {
+		struct pending *p = c->pending;
+
+		c->pending = p->next;
+		pending_free(p);
+	}
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->send_lock);
+	pthread_mutex_destroy(&c->err_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c->daemon_version);
 	free(c->device);
@@ -541,19 +798,6 @@ RXG_EXPORT const struct rxg_server_info *rxg_server_info(const rxg_client *c)
 {
 	return c ? &c->info : NULL;
 }
-
-/* The geometry of one stored matrix of rows x cols: inner is the extent along which
- * elements are adjacent (rows for column-major, cols for row-major), outer the other one. */
-struct stored {
-	const char *name; /* "A", "B", "C" */
-	const char *ld_name;
-	int64_t rows, cols;
-	int64_t inner, outer;
-	int64_t ld;       /* resolved: never 0 */
-	size_t floats;    /* ld * (outer - 1) + inner: one matrix */
-	int64_t stride;   /* resolved: floats from one matrix of a batch to the next */
-	size_t total;     /* stride * (batch - 1) + floats: the whole array */
-};
 
 /* Fill s for a batch of stored rows x cols matrices with leading dimension ld (0:
  * tightest), stride floats apart (0: ld * outer), and check that the length is computable. */
@@ -608,22 +852,24 @@ static int stored_init(struct rxg_client *c, struct stored *s, const char *name,
 	return RXG_OK;
 }
 
-RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
-			struct rxg_timings *timings)
+/* Check and send a GEMM; job: it is the caller's to wait for with rxg_wait*, else
+ * rxg_gemm's own (rxg_wait_any in another thread must not take it). */
+static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
+		       const struct rxg_job_options *opts, bool job, uint64_t *id)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
-	Rxgemm__Reply *reply = NULL;
+	struct pending *p = NULL;
 	struct stored sa, sb, sc;
 	int rc;
 
-	if (timings)
-		memset(timings, 0, sizeof(*timings));
+	if (id)
+		*id = 0;
 	if (!c)
 		return RXG_EINVAL;
-	pthread_mutex_lock(&c->lock);
-	if (!args) {
-		rc = fail(c, RXG_EINVAL, "rxg_gemm: args is NULL");
+	if (!args || !id) {
+		rc = fail(c, RXG_EINVAL, "%s: %s is NULL", job ? "rxg_submit_gemm" : "rxg_gemm",
+			  !args ? "args" : "id");
 		goto out;
 	}
 	if (args->layout != RXG_COL_MAJOR && args->layout != RXG_ROW_MAJOR) {
@@ -701,51 +947,195 @@ RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 		g.stride_b = sb.stride;
 		g.stride_c = sc.stride;
 	}
-	/* Operands in shared-memory buffers go as references instead (buffer.c). */
+	/* Operands in shared-memory buffers go as references instead (buffer.c); refs must
+	 * live until the request is sent, which submit does before this returns. */
 	Rxgemm__RegionRef refs[4];
 	int c_in_buffer;
 	rc = rxg__gemm_buffers(c, args, &g, refs, sa.total, sb.total, sc.total, &c_in_buffer);
 	if (rc != RXG_OK)
 		goto out;
+	if (opts) {
+		g.priority = opts->priority;
+		g.deadline_ms = opts->deadline_ms;
+	}
 	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
 	req.gemm = &g;
-
-	rc = round_trip(c, &req, c_full_bytes, RXGEMM__REPLY__BODY_GEMM, timings, &reply);
+	if (!(p = calloc(1, sizeof(*p)))) {
+		rc = fail(c, RXG_ENOMEM, "out of memory");
+		goto out;
+	}
+	p->job = job;
+	p->want = RXGEMM__REPLY__BODY_GEMM;
+	p->reply_max_bytes = c_full_bytes;
+	p->c = args->c;
+	p->c_in_buffer = c_in_buffer;
+	p->sc = sc;
+	p->batch = batch;
+	rc = submit(c, &req, p);
 	if (rc != RXG_OK)
 		goto out;
-	const ProtobufCBinaryData *rc_data = &reply->gemm->c;
-	if (c_in_buffer) {
-		/* The daemon wrote C into the buffer; it sends none. */
-		if (rc_data->len)
-			rc = fail(c, RXG_EPROTO, "the daemon returned %zu bytes of C inline though "
-						 "C went to a buffer",
-				  rc_data->len);
-		goto out;
-	}
-	if (rc_data->len != sc.total * sizeof(float) &&
-	    rc_data->len != (sc.total - sc.floats + (size_t)sc.ld * (size_t)sc.outer) *
-				    sizeof(float)) {
-		rc = fail(c, RXG_EPROTO,
-			  "the daemon returned %zu bytes of C; %lld x %lld with ldc = %lld needs %zu",
-			  rc_data->len, (long long)args->m, (long long)args->n, (long long)sc.ld,
-			  sc.total * sizeof(float));
-		goto out;
-	}
-	/* Only the m x n elements of each matrix: whatever lies between rows or columns (ldc
-	 * padding) or between the matrices of a batch is the caller's and stays as it was. */
-	for (int64_t i = 0; i < batch; i++)
-		for (int64_t o = 0; o < sc.outer; o++) {
-			size_t off = (size_t)(i * sc.stride + o * sc.ld);
-			memcpy(args->c + off, rc_data->data + off * sizeof(float),
-			       (size_t)sc.inner * sizeof(float));
-		}
+	*id = p->id;
+	p = NULL; /* filed */
 out:
-	if (reply)
-		rxgemm__reply__free_unpacked(reply, NULL);
-	pthread_mutex_unlock(&c->lock);
+	pending_free(p);
 	return rc;
 }
 
+/* A job's reply, taken out of the pending list: its result, C put in place. */
+static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+{
+	const struct stored *sc = &p->sc;
+	int rc = reply_check(c, p, timings);
+
+	if (rc != RXG_OK)
+		return rc;
+	const ProtobufCBinaryData *rc_data = &p->reply->gemm->c;
+	if (p->c_in_buffer) {
+		/* The daemon wrote C into the buffer; it sends none. */
+		if (rc_data->len)
+			return fail(c, RXG_EPROTO, "the daemon returned %zu bytes of C inline though "
+				    "C went to a buffer", rc_data->len);
+		return RXG_OK;
+	}
+	if (rc_data->len != sc->total * sizeof(float) &&
+	    rc_data->len != (sc->total - sc->floats + (size_t)sc->ld * (size_t)sc->outer) *
+				    sizeof(float))
+		return fail(c, RXG_EPROTO,
+			    "the daemon returned %zu bytes of C; %lld x %lld with ldc = %lld needs %zu",
+			    rc_data->len, (long long)sc->rows, (long long)sc->cols, (long long)sc->ld,
+			    sc->total * sizeof(float));
+	/* Only the m x n elements of each matrix: whatever lies between rows or columns (ldc
+	 * padding) or between the matrices of a batch is the caller's and stays as it was. */
+	for (int64_t i = 0; i < p->batch; i++)
+		for (int64_t o = 0; o < sc->outer; o++) {
+			size_t off = (size_t)(i * sc->stride + o * sc->ld);
+			memcpy(p->c + off, rc_data->data + off * sizeof(float),
+			       (size_t)sc->inner * sizeof(float));
+		}
+	return RXG_OK;
+}
+
+RXG_EXPORT int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
+				const struct rxg_job_options *opts, uint64_t *id)
+{
+	return gemm_submit(c, args, opts, true, id);
+}
+
+RXG_EXPORT int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	if (!c)
+		return RXG_EINVAL;
+	if (id == 0)
+		return fail(c, RXG_EINVAL, "rxg_wait: request id 0 is never a job's");
+	rc = wait_for(c, id, -1, &p);
+	if (rc == RXG_OK && !p->job) {
+		/* Another thread's blocking call: not ours to take. */
+		rc = fail(c, RXG_EINVAL, "request %llu is not a job", (unsigned long long)id);
+		pthread_mutex_lock(&c->lock);
+		p->next = c->pending;
+		c->pending = p;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	if (rc == RXG_OK)
+		rc = gemm_finish(c, p, timings);
+	pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_wait_any(rxg_client *c, int timeout_ms, uint64_t *id,
+			    struct rxg_timings *timings)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	if (id)
+		*id = 0;
+	if (!c)
+		return RXG_EINVAL;
+	if (!id)
+		return fail(c, RXG_EINVAL, "rxg_wait_any: id is NULL");
+	rc = wait_for(c, 0, timeout_ms < 0 ? -1 : timeout_ms, &p);
+	if (rc != RXG_OK)
+		return rc;
+	*id = p->id;
+	rc = gemm_finish(c, p, timings);
+	pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args,
+			struct rxg_timings *timings)
+{
+	struct pending *p = NULL;
+	uint64_t id;
+	int rc;
+
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	rc = gemm_submit(c, args, NULL, false, &id);
+	if (rc != RXG_OK)
+		return rc;
+	rc = wait_for(c, id, -1, &p);
+	if (rc == RXG_OK)
+		rc = gemm_finish(c, p, timings);
+	pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_cancel(rxg_client *c, uint64_t id, enum rxg_cancel_outcome *outcome)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__CancelRequest msg = RXGEMM__CANCEL_REQUEST__INIT;
+	struct pending *p = NULL;
+	bool known = false;
+	int rc;
+
+	if (outcome)
+		*outcome = RXG_CANCEL_NOT_FOUND;
+	if (!c)
+		return RXG_EINVAL;
+	pthread_mutex_lock(&c->lock);
+	for (const struct pending *q = c->pending; q && !known; q = q->next)
+		known = q->job && q->id == id;
+	pthread_mutex_unlock(&c->lock);
+	if (!known)
+		return fail(c, RXG_EINVAL,
+			    "request %llu is not a job of this connection waiting to be waited for",
+			    (unsigned long long)id);
+	msg.target_request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_CANCEL;
+	req.cancel = &msg;
+	rc = call(c, &req, RXG__CANCEL_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_CANCEL, &p);
+	if (rc != RXG_OK)
+		return rc;
+	switch (p->reply->cancel->outcome) {
+	case RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND:
+	case RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED:
+	case RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING:
+		if (outcome)
+			*outcome = (enum rxg_cancel_outcome)p->reply->cancel->outcome;
+		break;
+	default:
+		rc = fail(c, RXG_EPROTO, "the daemon answered a cancel with unknown outcome %d",
+			  (int)p->reply->cancel->outcome);
+	}
+	pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_fd(const rxg_client *c)
+{
+	return c && !atomic_load(&((struct rxg_client *)c)->broken) ? c->fd : -1;
+}
 static char *dup_string(const char *s)
 {
 	return strdup(s ? s : "");
@@ -783,6 +1173,7 @@ RXG_EXPORT void rxg_status_free(struct rxg_status *st)
 	free(st);
 }
 
+/* Deep-copy the wire's StatusReply into a struct rxg_status the caller owns. */
 static double status_fraction(uint64_t part, uint64_t whole)
 {
 	double f = whole ? (double)part / (double)whole : 0.0;
@@ -851,7 +1242,6 @@ static int status_sharing_from_wire(struct rxg_status *st, const Rxgemm__StatusR
 	return 0;
 }
 
-/* Deep-copy the wire's StatusReply into a struct rxg_status the caller owns. */
 static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 			    struct rxg_status **out)
 {
@@ -905,6 +1295,13 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->shm_region_bytes = w->shm_region_bytes;
 	st->shm_regions_registered = w->shm_regions_registered;
 	st->shm_jobs = w->shm_jobs;
+	st->max_queue = w->max_queue;
+	st->client_max_queue = w->client_max_queue;
+	st->jobs_waiting = w->jobs_waiting;
+	st->clients_waiting = w->clients_waiting;
+	st->jobs_rejected_busy = w->jobs_rejected_busy;
+	st->jobs_expired = w->jobs_expired;
+	st->jobs_cancelled = w->jobs_cancelled;
 	if (w->n_kernels) {
 		if (!(st->kernels = calloc(w->n_kernels, sizeof(*st->kernels))))
 			goto nomem;
@@ -975,28 +1372,21 @@ RXG_EXPORT int rxg_status(rxg_client *c, struct rxg_status **out)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__StatusRequest msg = RXGEMM__STATUS_REQUEST__INIT;
-	Rxgemm__Reply *reply = NULL;
+	struct pending *p = NULL;
 	int rc;
 
 	if (out)
 		*out = NULL;
 	if (!c)
 		return RXG_EINVAL;
-	pthread_mutex_lock(&c->lock);
-	if (!out) {
-		rc = fail(c, RXG_EINVAL, "rxg_status: out is NULL");
-		goto out;
-	}
+	if (!out)
+		return fail(c, RXG_EINVAL, "rxg_status: out is NULL");
 	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
 	req.status = &msg;
-	rc = round_trip(c, &req, RXG__STATUS_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_STATUS_REPLY, NULL,
-			&reply);
+	rc = call(c, &req, RXG__STATUS_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_STATUS_REPLY, &p);
 	if (rc != RXG_OK)
-		goto out;
-	rc = status_from_wire(c, reply->status_reply, out);
-out:
-	if (reply)
-		rxgemm__reply__free_unpacked(reply, NULL);
-	pthread_mutex_unlock(&c->lock);
+		return rc;
+	rc = status_from_wire(c, p->reply->status_reply, out);
+	pending_free(p);
 	return rc;
 }

@@ -8,8 +8,13 @@
  * explains the last failure on a handle (often the daemon's own words). The library never
  * prints and never exits.
  *
- * Threads: a handle may be used from several threads; calls on one handle are serialised
- * (one request on the wire at a time). For parallel jobs, open one handle per thread.
+ * Jobs: rxg_gemm() runs one GEMM and waits for it. rxg_submit_gemm() only sends it and
+ * returns its request id at once; rxg_wait(), rxg_wait_any() and rxg_cancel() follow it up,
+ * and rxg_fd() lets an event loop learn when a reply is there. Any number of jobs may be in
+ * flight on one handle; the daemon answers them in the order its scheduler runs them.
+ *
+ * Threads: a handle may be used from several threads at once: each may submit jobs and
+ * wait for its own (a reply read by one thread is kept for the one that waits for it).
  * rxg_errmsg() describes the last failure of any thread on that handle. */
 #ifndef RXGEMM_H
 #define RXGEMM_H
@@ -33,9 +38,13 @@ extern "C" {
 	X(RXG_ESHUTDOWN, 7, "daemon is shutting down")                                      \
 	X(RXG_EUNSUPPORTED, 8, "request not supported by the daemon")                       \
 	X(RXG_EINTERNAL, 9, "internal error in the daemon")                                 \
+	X(RXG_EBUSY, 10, "the daemon's queue is full")                                      \
+	X(RXG_ETIMEOUT, 11, "the job's deadline passed before it ran")                      \
+	X(RXG_ECANCELLED, 12, "the job was cancelled")                                      \
 	X(RXG_EREGION, 13, "shared-memory buffer unknown, unusable or in use")              \
 	X(RXG_ECONNECT, 100, "cannot connect to the daemon")                                \
-	X(RXG_EIO, 101, "connection to the daemon failed")
+	X(RXG_EIO, 101, "connection to the daemon failed")                                  \
+	X(RXG_EAGAIN, 102, "no job has finished yet")
 
 enum rxg_error {
 #define RXG_ENUM_(name, value, text) name = value,
@@ -163,6 +172,63 @@ size_t rxg_buffer_size(const rxg_buffer *buf);
  * connection was lost, which ended the registration as well). NULL is allowed. */
 int rxg_buffer_free(rxg_buffer *buf);
 
+/* ---- Asynchronous jobs ---- */
+
+/* How the daemon schedules a job. All zero (or a NULL pointer) is the default. */
+struct rxg_job_options {
+	/* 0 (default) to 3: a waiting job of a higher level always runs before one of a lower
+	 * level; within a level the daemon shares the device fairly between connections. */
+	unsigned priority;
+	/* The longest the job may wait in the daemon's queue, in ms from its arrival there;
+	 * past that it is not run and its wait returns RXG_ETIMEOUT. 0: no limit. A job that
+	 * has started is never stopped for its deadline. */
+	uint64_t deadline_ms;
+};
+
+/* Send one GEMM (see rxg_gemm; opts may be NULL) and return at once, with its request id
+ * (never 0) in *id. The arrays args points to are read before this returns, except c:
+ * it must stay valid until the job is waited for, which writes the result there (as
+ * rxg_gemm does). Every job submitted must be waited for once (rxg_wait or rxg_wait_any),
+ * also a cancelled one; until then the handle keeps its reply. On failure nothing was
+ * queued and *id is 0: RXG_EINVAL (bad arguments), RXG_ETOOBIG (over the daemon's frame
+ * size) or RXG_EIO. The daemon's verdict on the job (RXG_EBUSY when its queue is full,
+ * invalid sizes, ...) comes with the wait. */
+int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
+		    const struct rxg_job_options *opts, uint64_t *id);
+
+/* Wait for the job id and finish it: its C is in place on RXG_OK. Returns the job's result
+ * (RXG_OK or the daemon's code: RXG_EBUSY, RXG_ETIMEOUT, RXG_ECANCELLED, ...), RXG_EINVAL
+ * when id is not a job of this handle waiting to be waited for, or RXG_EIO. timings may be
+ * NULL. */
+int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings);
+
+/* Wait up to timeout_ms (-1: for ever, 0: do not block) for any job submitted with
+ * rxg_submit_gemm (never another thread's rxg_gemm) to finish, and finish it as rxg_wait
+ * does. On return *id is the job's id and the value its result,
+ * or *id is 0 and the value RXG_EAGAIN (none finished in time), RXG_EINVAL (no job is
+ * waiting to be waited for) or RXG_EIO. */
+int rxg_wait_any(rxg_client *c, int timeout_ms, uint64_t *id, struct rxg_timings *timings);
+
+enum rxg_cancel_outcome {
+	RXG_CANCEL_NOT_FOUND = 0, /* the daemon holds no such job: it has finished (its reply
+				   * is there or on its way) or never arrived */
+	RXG_CANCEL_QUEUED = 1,    /* it was waiting: it will not run (RXG_ECANCELLED) */
+	RXG_CANCEL_RUNNING = 2,   /* it was running: it stops at its next check and returns
+				   * RXG_ECANCELLED, or returns its result if it finished first */
+};
+
+/* Ask the daemon to cancel the job id and wait for its answer (not for the job), put in
+ * *outcome (may be NULL). The job still has to be waited for. RXG_OK, RXG_EINVAL (id is
+ * not a job of this handle), RXG_EUNSUPPORTED (an older daemon) or RXG_EIO. */
+int rxg_cancel(rxg_client *c, uint64_t id, enum rxg_cancel_outcome *outcome);
+
+/* A file descriptor that becomes readable when a reply has arrived, for poll(2), epoll or
+ * an event loop. Only watch it for reading; never read, write or close it. After it polls
+ * readable, call rxg_wait_any(c, 0, ...) until it returns RXG_EAGAIN: replies read while
+ * waiting for another job are held by the handle and do not make the fd readable again.
+ * -1 when the connection is lost. */
+int rxg_fd(const rxg_client *c);
+
 /* One finished job as the daemon remembers it. */
 struct rxg_job_record {
 	uint64_t request_id;
@@ -268,6 +334,14 @@ struct rxg_status {
 	uint32_t jobs_waiting_for_memory; /* queued until the budget has room */
 	uint64_t vram_client_quota_bytes; /* per connection at once; 0: none */
 	uint64_t jobs_split;              /* jobs bigger than the budget, run in pieces */
+	/* The scheduler: jobs waiting for the device, and what became of refused ones. */
+	uint32_t max_queue;               /* bound on jobs waiting in total; 0: none */
+	uint32_t client_max_queue;        /* per connection; 0: none */
+	uint32_t jobs_waiting;            /* waiting now (jobs_queued counts running ones too) */
+	uint32_t clients_waiting;         /* connections with jobs waiting now */
+	uint64_t jobs_rejected_busy;      /* refused with RXG_EBUSY */
+	uint64_t jobs_expired;            /* deadline passed in the queue (RXG_ETIMEOUT) */
+	uint64_t jobs_cancelled;          /* answered RXG_ECANCELLED */
 	/* Sharing: who uses the device, with which kernels, and how busy it is. The busy
 	 * times are on uptime_ns's clock: the device worker's time on jobs (the one running
 	 * now included), so busy / elapsed between two snapshots is the utilisation then. */

@@ -1,7 +1,8 @@
 /* config.c: rxgemmd's options and its config file.
  *
  * The config file holds "key = value" lines with the long options' names as keys (socket,
- * device, log-level, max-frame, hang-timeout, cache-dir, cache-max, vram-budget, ...); '#'
+ * device, log-level, max-frame, hang-timeout, cache-dir, cache-max, vram-budget, max-queue,
+ * ...); '#'
  * starts a comment. Options on the command line win over the file, the file over the built-in defaults. */
 #include <ctype.h>
 #include <errno.h>
@@ -17,7 +18,8 @@
 
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
-       OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA };
+       OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
+       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -36,6 +38,8 @@ static const struct option config_options[] = {
 	{ "auto-tune-budget", required_argument, NULL, OPT_AUTO_TUNE_BUDGET },
 	{ "vram-budget", required_argument, NULL, OPT_VRAM_BUDGET },
 	{ "client-quota", required_argument, NULL, OPT_CLIENT_QUOTA },
+	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
+	{ "client-max-queue", required_argument, NULL, OPT_CLIENT_MAX_QUEUE },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -77,15 +81,19 @@ static void config_usage(FILE *f)
 		"                     if less); a job bigger than that runs in pieces\n"
 		"  --client-quota SIZE  device memory one connection may hold reserved at once\n"
 		"                     (default 0: no quota)\n"
+		"  --max-queue N      jobs that may wait for the device in total; more are\n"
+		"                     refused at once with BUSY (default %d; 0: no bound)\n"
+		"  --client-max-queue N  jobs one connection may have waiting (default %d;\n"
+		"                     0: no bound)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
-		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget and\n"
-		"client-quota take effect at once).\n"
+		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget,\n"
+		"client-quota, max-queue and client-max-queue take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
-		RXD_DEFAULT_CONFIG);
+		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE);
 }
 
 int config_parse_size(const char *s, uint64_t *bytes)
@@ -264,6 +272,23 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_MAX_QUEUE:
+	case OPT_CLIENT_MAX_QUEUE: {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno || n > RXD_MAX_QUEUE_LIMIT) {
+			fprintf(stderr, "rxgemmd: %s: %s '%s' is not a number of jobs from 0 (no "
+				"bound) to %u\n", where,
+				opt == OPT_MAX_QUEUE ? "max-queue" : "client-max-queue", v,
+				RXD_MAX_QUEUE_LIMIT);
+			return -EINVAL;
+		}
+		*(opt == OPT_MAX_QUEUE ? &cfg->max_queue : &cfg->client_max_queue) = (uint32_t)n;
+		return 0;
+	}
 	case OPT_HANG:
 		if (config_parse_duration(v, &cfg->hang_timeout_ns) < 0) {
 			fprintf(stderr, "rxgemmd: %s: hang-timeout '%s' is not a duration from 0 "
@@ -345,7 +370,7 @@ out:
 
 int config_init(struct rxd_config *cfg, int argc, char **argv)
 {
-	bool seen[OPT_CLIENT_QUOTA - OPT_SOCKET + 1] = { false };
+	bool seen[OPT_LAST_ - OPT_SOCKET] = { false };
 	char where[64], path[PATH_MAX];
 	int opt;
 
@@ -357,6 +382,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->auto_tune = RXD_AUTO_TUNE_GPU;
 	cfg->auto_tune_budget_s = RXD_DEFAULT_AUTO_TUNE_BUDGET_S;
 	cfg->hang_timeout_ns = RXD_DEFAULT_HANG_TIMEOUT_NS;
+	cfg->max_queue = RXD_DEFAULT_MAX_QUEUE;
+	cfg->client_max_queue = RXD_DEFAULT_CLIENT_MAX_QUEUE;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "hV", config_options, NULL)) != -1) {
@@ -383,6 +410,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
+		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -440,6 +468,9 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	cfg->vram_budget_bytes = next.vram_budget_bytes;
 	cfg->vram_budget_percent = next.vram_budget_percent;
 	cfg->client_quota_bytes = next.client_quota_bytes;
+	/* main.c hands these to worker_set_limits. */
+	cfg->max_queue = next.max_queue;
+	cfg->client_max_queue = next.client_max_queue;
 	/* What needs a restart: the socket, the device and the kernel cache are in use, and
 	 * connections hold frame readers sized by max-frame. */
 	if (strcmp(next.socket_path, cfg->socket_path) != 0)

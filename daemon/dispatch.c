@@ -33,7 +33,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 
 static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status", "shm" };
+	static char *capabilities[] = { "gemm", "status", "cancel", "shm" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -68,6 +68,21 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	conn_send(c, &reply, false);
 }
 
+/* The scheduler's figures (fields 38-44). */
+static void dispatch_queue_status(struct rxd_server *srv, Rxgemm__StatusReply *st)
+{
+	struct rxd_sched_stats q;
+
+	worker_queue_stats(srv->worker, &q);
+	st->max_queue = q.max_queue;
+	st->client_max_queue = q.client_max_queue;
+	st->jobs_waiting = q.queued;
+	st->clients_waiting = q.clients;
+	st->jobs_rejected_busy = q.rejected_total + q.rejected_client;
+	st->jobs_expired = q.expired;
+	st->jobs_cancelled = q.cancelled;
+}
+
 static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 {
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
@@ -91,6 +106,7 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 	reply.request_id = req->request_id;
 	reply.body_case = RXGEMM__REPLY__BODY_STATUS_REPLY;
 	reply.status_reply = &st;
+	dispatch_queue_status(c->srv, &st);
 	conn_send(c, &reply, false);
 	stats_status_free(&st);
 }
@@ -236,7 +252,8 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	Rxgemm__GemmRequest view;
 	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
 	char err[RXD_ERROR_MAX];
-	int st;
+	uint64_t deadline_ms;
+	int st, ret;
 
 	job = calloc(1, sizeof(*job));
 	if (!job) {
@@ -261,6 +278,14 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 		free(job);
 		return;
 	}
+	if (req->gemm->priority >= RXD_SCHED_LEVELS) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, false,
+			       "priority %u is out of range (0 to %d, higher first)",
+			       req->gemm->priority, RXD_SCHED_LEVELS - 1);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
 	for (int i = 0; i < RXD_JOB_REGIONS; i++)
 		if (used[i])
 			dispatch_hold_region(job, used[i]);
@@ -268,15 +293,66 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 		shm_note_job();
 	job->conn = c;
 	job->conn_id = c->id;
-	job->abandoned = &c->abandoned;
 	job->request_id = req->request_id;
 	job->req = req;
 	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+	job->g.cancel = &job->cancel;
+	job->sj.cost = sched_cost(job->g.flops);
+	job->sj.priority = req->gemm->priority;
+	/* The deadline counts from the frame's arrival; one too far to represent is none. */
+	deadline_ms = req->gemm->deadline_ms;
+	if (deadline_ms && deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
+		job->sj.deadline_ns = received_ns + deadline_ms * 1000000;
+	job->submitted_ns = now_ns();
+	ret = worker_submit(srv->worker, job);
+	if (ret < 0) {
+		struct rxd_sched_stats q;
+
+		worker_queue_stats(srv->worker, &q);
+		if (ret == -EDQUOT)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
+				       "this client has %u jobs waiting already, its bound "
+				       "(client-max-queue); retry when some have finished",
+				       q.client_max_queue);
+		else if (ret == -ENOBUFS)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
+				       "the daemon's queue is full (%u jobs waiting, its bound "
+				       "max-queue); retry later",
+				       q.max_queue);
+		else if (ret == -ESHUTDOWN)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_SHUTDOWN, false,
+				       "the daemon is shutting down");
+		else
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+				       "out of memory for queueing the job");
+		dispatch_release_regions(job);
+		job_free(job); /* frees req too */
+		return;
+	}
+	/* The worker may finish the job at once, but only this (the loop) thread delivers
+	 * it, after this returns. */
 	conn_ref(c);
 	c->jobs_in_flight++;
 	srv->stats.jobs_queued++;
-	job->submitted_ns = now_ns();
-	worker_submit(srv->worker, job);
+}
+
+static void dispatch_cancel(struct rxd_conn *c, const Rxgemm__Request *req)
+{
+	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
+	Rxgemm__CancelReply cancel = RXGEMM__CANCEL_REPLY__INIT;
+	uint64_t target = req->cancel->target_request_id;
+
+	cancel.outcome = worker_cancel(c->srv->worker, c->id, target);
+	log_msg(LOG_DEBUG, "client %u request %llu: cancel %llu: %s", c->id,
+		(unsigned long long)req->request_id, (unsigned long long)target,
+		cancel.outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED    ? "was queued"
+		: cancel.outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING ? "is running"
+									   : "not found");
+	reply.request_id = req->request_id;
+	reply.body_case = RXGEMM__REPLY__BODY_CANCEL;
+	reply.cancel = &cancel;
+	conn_send(c, &reply, false);
 }
 
 /* The first unknown field's number, or 0. Unknown fields mean the peer speaks a schema we
@@ -299,6 +375,7 @@ static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
 		break;
 	}
 	case RXGEMM__REQUEST__BODY_STATUS: body = &req->status->base; break;
+	case RXGEMM__REQUEST__BODY_CANCEL: body = &req->cancel->base; break;
 	case RXGEMM__REQUEST__BODY_REGISTER_REGION: body = &req->register_region->base; break;
 	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION: body = &req->unregister_region->base; break;
 	default: break;
@@ -359,6 +436,9 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		return; /* req now belongs to the job */
 	case RXGEMM__REQUEST__BODY_STATUS:
 		dispatch_status(c, req);
+		break;
+	case RXGEMM__REQUEST__BODY_CANCEL:
+		dispatch_cancel(c, req);
 		break;
 	case RXGEMM__REQUEST__BODY_REGISTER_REGION:
 		dispatch_register(c, req);

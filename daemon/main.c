@@ -63,6 +63,7 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 				  budget_resolve(m->cfg.vram_budget_bytes, m->cfg.vram_budget_percent,
 						 m->dev.global_mem_bytes),
 				  m->cfg.client_quota_bytes);
+		worker_set_limits(&m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
 	}
 	sdnotify_reloaded(&m->notify);
 }
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
 		goto out_engine;
 	}
+	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
 		worker_stop(&m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);

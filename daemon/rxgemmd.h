@@ -2,8 +2,10 @@
  *
  * Threads: the libuv loop thread owns the listening socket, every connection, the
  * statistics and the configuration. The device worker thread (worker.c) owns the OpenCL
- * command queue and runs jobs one at a time. They meet only in worker.c's two locked lists
- * (jobs to run, jobs done); no lock is ever held while taking another. */
+ * command queue and runs jobs one at a time. They meet only in worker.c, under w->lock: the
+ * scheduler's queues (sched.c, jobs to run), the job running and the list of jobs done;
+ * besides, a running job's cancel flag is atomic. No lock is ever held while taking
+ * another. */
 #ifndef RXGEMMD_H
 #define RXGEMMD_H
 
@@ -52,6 +54,8 @@ struct rxd_config {
 	uint64_t vram_budget_bytes;   /* --vram-budget SIZE; 0: see budget_resolve */
 	double vram_budget_percent;   /* --vram-budget N%: of the device's memory; 0: bytes */
 	uint64_t client_quota_bytes;  /* --client-quota: per connection at once; 0: none */
+	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
+	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
@@ -246,7 +250,10 @@ struct rxd_gemm {
 	size_t c_given_elems;  /* floats sent in c (0 when none) */
 	uint64_t flops;        /* 2 m n k */
 	int64_t user_m, user_n, user_k; /* the request's own shape, for logs and status */
-	atomic_bool *cancel;   /* set by another thread: stop at the next chunk (NULL: never) */
+	/* Set (by another thread) when the job is cancelled; NULL: not cancellable. Whoever
+	 * runs g checks it between pieces and chunks and then stops with
+	 * RXGEMM__STATUS__STATUS_CANCELLED. */
+	atomic_bool *cancel;
 	int splitk;            /* K slices: 0 the engine decides, 1 none, s forced (tests) */
 };
 
@@ -487,16 +494,112 @@ size_t tune_grid(struct rxd_gemm_config *out, size_t max);
 int tune_save(const struct rxd_gemm_engine *eng, const char *dir);
 int tune_load(struct rxd_gemm_engine *eng, const char *dir);
 
+/* ---- sched.c: which queued job runs next (pure logic: no OpenCL, no libuv, no clock) ---- */
+/* The policy (sched.c says why):
+ * - Every connection ("owner") has its own queue; the scheduler holds jobs that wait, never
+ *   the one running.
+ * - Four priority levels, 0 (default) to 3; a job of a higher level always goes first.
+ * - Within a level, deficit round robin between owners, weighted by each job's estimated
+ *   work (its FLOPs plus RXD_SCHED_JOB_OVERHEAD): each round an owner's deficit grows by
+ *   the quantum and it runs its jobs, in order, while their cost fits the deficit. An
+ *   owner with a stream of huge GEMMs and one with small ones get the device in equal
+ *   shares of FLOPs, and the small jobs never wait for the whole stream.
+ * - A job whose deadline passed while it waited is taken out (sched_expire) and never run.
+ * - Bounds on the jobs waiting per owner and in total: over one, sched_submit refuses. */
+#define RXD_SCHED_LEVELS 4
+#define RXD_SCHED_QUANTUM (1ull << 24)        /* FLOPs per owner per round */
+#define RXD_SCHED_JOB_OVERHEAD (1ull << 22)   /* FLOPs a job costs besides its own */
+#define RXD_SCHED_MAX_COST (1ull << 62)       /* costs are capped here: sums never wrap */
+#define RXD_DEFAULT_MAX_QUEUE 1024            /* jobs waiting in total */
+#define RXD_DEFAULT_CLIENT_MAX_QUEUE 128      /* jobs waiting per connection */
+#define RXD_MAX_QUEUE_LIMIT 1000000          /* the largest bound the options take */
+
+struct rxd_sched_client;
+
+/* A job as the scheduler sees it; embedded in struct rxd_job (tests make their own). */
+struct rxd_sched_job {
+	struct rxd_sched_job *next;      /* in its owner's queue, or in a list handed back */
+	uint32_t owner;                  /* the connection */
+	uint64_t request_id;
+	uint64_t cost;                   /* estimated work: sched_cost */
+	uint64_t deadline_ns;            /* on the caller's clock; 0: none */
+	unsigned priority;               /* 0 .. RXD_SCHED_LEVELS - 1, higher first */
+};
+
+/* An owner with jobs waiting; made at its first job, freed when its last one leaves. */
+struct rxd_sched_client {
+	struct rxd_sched_client *next;                    /* in sched.clients */
+	struct rxd_sched_client *ring_next[RXD_SCHED_LEVELS]; /* in the level's round */
+	uint32_t owner;
+	uint32_t queued;                                  /* at every level together */
+	struct rxd_sched_job *head[RXD_SCHED_LEVELS], *tail[RXD_SCHED_LEVELS];
+	uint64_t deficit[RXD_SCHED_LEVELS];
+	bool granted[RXD_SCHED_LEVELS];                   /* had this visit's quantum */
+};
+
+struct rxd_sched_stats {
+	uint32_t queued, clients;            /* jobs and owners waiting now */
+	uint32_t max_queue, client_max_queue;
+	uint64_t rejected_total, rejected_client; /* refused: over max_queue, client_max_queue */
+	uint64_t expired;                    /* taken out by sched_expire */
+	uint64_t cancelled;                  /* taken out by sched_cancel, sched_remove_client */
+};
+
+struct rxd_sched {
+	struct rxd_sched_client *clients;
+	struct rxd_sched_client *ring_head[RXD_SCHED_LEVELS], *ring_tail[RXD_SCHED_LEVELS];
+	uint32_t queued;
+	uint32_t max_queue, client_max_queue;  /* 0: no bound */
+	uint64_t quantum;
+	uint64_t rejected_total, rejected_client, expired, cancelled;
+};
+
+/* quantum 0: RXD_SCHED_QUANTUM. The bounds may be 0 (none). */
+void sched_init(struct rxd_sched *s, uint32_t max_queue, uint32_t client_max_queue,
+		uint64_t quantum);
+/* Free what is left; jobs still queued are not touched (take them out first). */
+void sched_fini(struct rxd_sched *s);
+/* New bounds for submissions from now on; jobs queued stay. */
+void sched_set_limits(struct rxd_sched *s, uint32_t max_queue, uint32_t client_max_queue);
+/* A GEMM's cost: its FLOPs plus the per-job overhead, capped at RXD_SCHED_MAX_COST. */
+uint64_t sched_cost(uint64_t flops);
+/* Queue j (owner, request_id, cost, deadline_ns and priority filled in) behind its owner's
+ * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EDQUOT (its owner has
+ * client_max_queue waiting), -EINVAL (priority out of range) or -ENOMEM. */
+int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
+/* Take out the job to run now; NULL when none waits. */
+struct rxd_sched_job *sched_next(struct rxd_sched *s);
+/* Take out every job whose deadline is at or before now_ns, as a list; *count (may be
+ * NULL) their number. */
+struct rxd_sched_job *sched_expire(struct rxd_sched *s, uint64_t now_ns, size_t *count);
+/* The earliest deadline of a waiting job; 0 when none has one. */
+uint64_t sched_next_deadline(const struct rxd_sched *s);
+/* Take out owner's waiting job request_id (its first one, should the client have reused
+ * the id); NULL when none waits. */
+struct rxd_sched_job *sched_cancel(struct rxd_sched *s, uint32_t owner, uint64_t request_id);
+/* Take out every job of owner (it went away), as a list in queue order per level. */
+struct rxd_sched_job *sched_remove_client(struct rxd_sched *s, uint32_t owner);
+/* Take out every job (shutdown), as a list. */
+struct rxd_sched_job *sched_take_all(struct rxd_sched *s);
+uint32_t sched_client_queued(const struct rxd_sched *s, uint32_t owner);
+void sched_stats(const struct rxd_sched *s, struct rxd_sched_stats *out);
+
 /* ---- worker.c: the device worker thread and the job queue ---- */
+/* Jobs wait in the scheduler (sched.c) under w->lock; the worker takes the next one, runs
+ * it without the lock and puts it on the done list. A job leaves early, never run, when
+ * its deadline passes (STATUS_TIMEOUT; the loop's deadline timer or the worker finds it),
+ * when it is cancelled (STATUS_CANCELLED) or when the daemon stops (STATUS_SHUTDOWN). A
+ * running job is cancelled through its cancel flag. */
 struct rxd_conn;
 struct rxd_region;
 #define RXD_JOB_REGIONS 4 /* a, b, c and c_out */
 
 struct rxd_job {
+	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
 	struct rxd_job *next;
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
-	atomic_bool *abandoned;      /* set by the loop when the client went away: skip the job */
+	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
 	uint64_t request_id;
 	Rxgemm__Request *req;        /* owned: the unpacked request; g points into it */
 	struct rxd_gemm g;
@@ -519,11 +622,15 @@ struct rxd_worker {
 	pthread_t thread;
 	pthread_mutex_t lock;        /* guards every field below; never held with another lock */
 	pthread_cond_t cond;
-	struct rxd_job *head, *tail; /* to run */
+	struct rxd_sched sched;      /* to run */
+	struct rxd_job *running;     /* taken from sched, not yet on the done list */
+	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
 	struct rxd_job *done_head, *done_tail;
 	bool stopping;
 	bool started;
 	uv_async_t async;            /* wakes the loop to drain done */
+	uv_timer_t deadline_timer;   /* loop thread: fires at the earliest queued deadline */
+	uint64_t timer_due_ns;       /* loop thread: when it fires; 0: not armed */
 	struct rxd_gemm_engine *engine;
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
@@ -532,7 +639,23 @@ struct rxd_worker {
 
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
 		 void (*done)(struct rxd_job *, void *), void *arg);
-void worker_submit(struct rxd_worker *w, struct rxd_job *job);
+/* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
+ * (max_queue jobs wait), -EDQUOT (the connection's client_max_queue wait), -EINVAL
+ * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped): the job is then still the
+ * caller's. */
+int worker_submit(struct rxd_worker *w, struct rxd_job *job);
+/* The queue bounds (0: none), at start and on SIGHUP. Loop thread. */
+void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue);
+/* Cancel owner's job request_id: a waiting one is taken out and answered CANCELLED
+ * (through done, later); a running one has its cancel flag set. Returns the
+ * RXGEMM__CANCEL_OUTCOME__* that says which, or NOT_FOUND. Loop thread. */
+int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id);
+/* The connection owner went away: its waiting jobs are taken out (answered CANCELLED to
+ * nobody, through done) and its running one is cancelled. Loop thread; safe after
+ * worker_stop. */
+void worker_forget(struct rxd_worker *w, uint32_t owner);
+/* The scheduler's figures and the cancellation count, for status. Loop thread. */
+void worker_queue_stats(struct rxd_worker *w, struct rxd_sched_stats *out);
 /* Let the running job finish, answer the queued ones with STATUS_SHUTDOWN, join the
  * thread and deliver every finished job. Loop thread; call once. */
 void worker_stop(struct rxd_worker *w);
@@ -699,7 +822,6 @@ struct rxd_conn {
 	bool closing;                /* no more reads; freed once refs reach 0 */
 	bool close_after_write;      /* close when the last queued write completes */
 	bool hello_done;
-	atomic_bool abandoned;       /* jobs in flight see this (worker thread reads it) */
 	unsigned writes_pending;     /* frames in out_head */
 	uint32_t jobs_in_flight;
 	struct frame_reader fr;

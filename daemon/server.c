@@ -76,11 +76,10 @@ void conn_close(struct rxd_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	/* Queued jobs of this client are skipped by the worker; a running one finishes. */
-	atomic_store(&c->abandoned, true);
-	/* A job of this client that waits for device memory gives up now. */
-	if (srv->worker && srv->worker->engine && srv->worker->engine->budget)
-		budget_wake(srv->worker->engine->budget);
+	/* Its waiting jobs leave the queue and its running one is cancelled (it stops at its
+	 * next check, also when it waits for device memory). */
+	if (srv->worker)
+		worker_forget(srv->worker, c->id);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -480,7 +479,6 @@ static void server_on_connection(uv_stream_t *listener, int status)
 	c->fd = fd;
 	frame_reader_init(&c->fr, srv->cfg->max_frame_bytes);
 	shm_init(&c->shm);
-	atomic_init(&c->abandoned, false);
 	if ((ret = uv_poll_init(srv->loop, &c->poll, fd)) < 0) {
 		log_msg(LOG_WARNING, "accept: %s", uv_strerror(ret));
 		close(fd);

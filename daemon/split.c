@@ -138,6 +138,7 @@ static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_
 	float *pa = malloc(a_max * sizeof(float)), *pb = malloc(b_max * sizeof(float));
 	float *pc_in = malloc(c_max * sizeof(float)), *pc_out = malloc(c_max * sizeof(float));
 	int st = RXGEMM__STATUS__STATUS_OK;
+	uint64_t pieces = 0;
 
 	if (!pa || !pb || !pc_in || !pc_out) {
 		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
@@ -162,6 +163,16 @@ static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_
 					struct rxd_job_timings pt;
 					int v;
 
+					/* A cancelled job stops between pieces: the result is
+					 * incomplete, so none is sent. */
+					if (g->cancel && atomic_load(g->cancel)) {
+						st = RXGEMM__STATUS__STATUS_CANCELLED;
+						snprintf(err, errlen, "the job was cancelled after %llu "
+							 "of its pieces had run",
+							 (unsigned long long)pieces);
+						goto out;
+					}
+					pieces++;
 					s.m = in, s.n = jn, s.k = pn, s.batch_count = bn;
 					s.beta = p0 == 0 ? g->beta : 1.0f;
 					if (!g->trans_a)
@@ -252,9 +263,9 @@ static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uin
 			return RXGEMM__STATUS__STATUS_TOO_BIG;
 		}
 		if (ret == -ECANCELED) {
-			snprintf(err, errlen, "the client disconnected while the job waited for "
-				 "device memory");
-			return RXGEMM__STATUS__STATUS_SHUTDOWN;
+			snprintf(err, errlen, "the job was cancelled while it waited for device "
+				 "memory");
+			return RXGEMM__STATUS__STATUS_CANCELLED;
 		}
 		split_format_bytes(have, sizeof(have), bs.budget_bytes);
 		snprintf(err, errlen, "this job needs %s of device memory at once, more than the "

@@ -1,13 +1,21 @@
 /* worker.c: the device worker thread. It owns the OpenCL command queue and runs jobs one at
- * a time in arrival order; the loop thread hands jobs over and gets them back finished.
+ * a time, in the order the scheduler (sched.c) picks; the loop thread hands jobs over and
+ * gets them back finished.
  *
  * Lock order: w->lock is the only lock here and is never held while calling out (OpenCL,
- * libuv other than uv_async_send, the done callback). */
+ * the budget, libuv other than uv_async_send, the done callback). The scheduler's state is
+ * w->lock's. The deadline timer is the loop thread's. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rxgemmd.h"
+
+static struct rxd_job *worker_job_of(struct rxd_sched_job *sj)
+{
+	return (struct rxd_job *)((char *)sj - offsetof(struct rxd_job, sj));
+}
 
 void job_free(struct rxd_job *job)
 {
@@ -19,17 +27,44 @@ void job_free(struct rxd_job *job)
 	free(job);
 }
 
-static void worker_push_done(struct rxd_worker *w, struct rxd_job *job)
+/* Call with w->lock held; the caller wakes the loop (uv_async_send) after unlocking. */
+static void worker_push_done_locked(struct rxd_worker *w, struct rxd_job *job)
 {
 	job->next = NULL;
-	pthread_mutex_lock(&w->lock);
+	if (job->status == RXGEMM__STATUS__STATUS_CANCELLED)
+		w->cancelled++;
 	if (w->done_tail)
 		w->done_tail->next = job;
 	else
 		w->done_head = job;
 	w->done_tail = job;
-	pthread_mutex_unlock(&w->lock);
-	uv_async_send(&w->async);
+}
+
+/* Answer the jobs of list (taken out of the scheduler) unrun, with status and a sentence.
+ * Call with w->lock held; returns how many. */
+static size_t worker_fail_list(struct rxd_worker *w, struct rxd_sched_job *list, int status,
+			       const char *why)
+{
+	uint64_t now = now_ns();
+	size_t n = 0;
+
+	while (list) {
+		struct rxd_sched_job *next = list->next;
+		struct rxd_job *job = worker_job_of(list);
+
+		job->status = status;
+		snprintf(job->error, sizeof(job->error), "%s", why);
+		job->started_ns = job->finished_ns = now;
+		worker_push_done_locked(w, job);
+		list = next;
+		n++;
+	}
+	return n;
+}
+
+static bool worker_cancelled(struct rxd_job *job)
+{
+	return atomic_load(&job->cancel);
 }
 
 static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
@@ -37,10 +72,10 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 	float *dest;
 
 	job->started_ns = now_ns();
-	if (atomic_load(job->abandoned)) {
-		/* The client is gone: nobody would read the answer. */
-		job->status = RXGEMM__STATUS__STATUS_SHUTDOWN;
-		snprintf(job->error, sizeof(job->error), "the client disconnected");
+	if (worker_cancelled(job)) {
+		/* Cancelled (or its client left) between the queue and here. */
+		job->status = RXGEMM__STATUS__STATUS_CANCELLED;
+		snprintf(job->error, sizeof(job->error), "the job was cancelled before it ran");
 	} else if (!(dest = job->c_dest ? job->c_dest
 				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
 		job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
@@ -48,7 +83,7 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 	} else if (w->engine->budget) {
 		/* Admission: reserves the job's device memory (waiting for it when others hold
 		 * it) and releases it when the job ends, whatever the outcome. */
-		job->status = split_run(w->engine, w->engine->budget, job->conn_id, job->abandoned,
+		job->status = split_run(w->engine, w->engine->budget, job->conn_id, &job->cancel,
 					&job->g, dest, &job->dev_t, &job->kernel, job->error,
 					sizeof(job->error));
 	} else {
@@ -64,21 +99,40 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
+		struct rxd_sched_job *sj, *expired;
 		struct rxd_job *job;
+		size_t n_expired;
 
-		while (!w->head && !w->stopping)
+		while (!w->sched.queued && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
 		if (w->stopping)
 			break;
-		job = w->head;
-		w->head = job->next;
-		if (!w->head)
-			w->tail = NULL;
+		/* A job past its deadline is never started, also when the timer has not
+		 * fired yet. */
+		expired = sched_expire(&w->sched, now_ns(), &n_expired);
+		worker_fail_list(w, expired, RXGEMM__STATUS__STATUS_TIMEOUT,
+				 "the job's deadline passed while it waited in the queue; it was "
+				 "not run");
+		sj = sched_next(&w->sched);
+		if (!sj) {
+			pthread_mutex_unlock(&w->lock);
+			uv_async_send(&w->async);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
+		job = worker_job_of(sj);
+		w->running = job;
 		pthread_mutex_unlock(&w->lock);
+		if (n_expired)
+			uv_async_send(&w->async);
 		atomic_store(&w->busy_since_ns, now_ns());
 		worker_run_job(w, job);
 		atomic_store(&w->busy_since_ns, 0);
-		worker_push_done(w, job);
+		pthread_mutex_lock(&w->lock);
+		w->running = NULL;
+		worker_push_done_locked(w, job);
+		pthread_mutex_unlock(&w->lock);
+		uv_async_send(&w->async);
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -102,6 +156,42 @@ static void worker_drain(uv_async_t *async)
 	}
 }
 
+static void worker_on_deadline(uv_timer_t *t);
+
+/* Arm the deadline timer for due_ns (the earliest deadline of a waiting job), unless it is
+ * armed for then or earlier already. Loop thread. */
+static void worker_arm_timer(struct rxd_worker *w, uint64_t due_ns)
+{
+	uint64_t now = now_ns(), ms;
+
+	if (!due_ns || (w->timer_due_ns && w->timer_due_ns <= due_ns))
+		return;
+	w->timer_due_ns = due_ns;
+	/* Whole ms, rounded up. The loop's clock may lag, so the timer can fire a little
+	 * early: it then finds nothing due and arms itself again. */
+	ms = due_ns > now ? (due_ns - now + 999999) / 1000000 : 0;
+	uv_timer_start(&w->deadline_timer, worker_on_deadline, ms, 0);
+}
+
+static void worker_on_deadline(uv_timer_t *t)
+{
+	struct rxd_worker *w = t->data;
+	struct rxd_sched_job *expired;
+	uint64_t next;
+	size_t n;
+
+	w->timer_due_ns = 0;
+	pthread_mutex_lock(&w->lock);
+	expired = sched_expire(&w->sched, now_ns(), &n);
+	worker_fail_list(w, expired, RXGEMM__STATUS__STATUS_TIMEOUT,
+			 "the job's deadline passed while it waited in the queue; it was not run");
+	next = sched_next_deadline(&w->sched);
+	pthread_mutex_unlock(&w->lock);
+	if (n)
+		uv_async_send(&w->async);
+	worker_arm_timer(w, next);
+}
+
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
 		 void (*done)(struct rxd_job *, void *), void *arg)
 {
@@ -111,29 +201,113 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 	w->engine = eng;
 	w->done = done;
 	w->done_arg = arg;
+	sched_init(&w->sched, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE, 0);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	if ((ret = uv_async_init(loop, &w->async, worker_drain)) < 0)
-		return ret;
+		goto out;
 	w->async.data = w;
+	uv_timer_init(loop, &w->deadline_timer);
+	w->deadline_timer.data = w;
 	if ((ret = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
+		ret = -ret;
 		uv_close((uv_handle_t *)&w->async, NULL);
-		return -ret;
+		uv_close((uv_handle_t *)&w->deadline_timer, NULL);
+		goto out;
 	}
 	w->started = true;
 	return 0;
+out:
+	sched_fini(&w->sched);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	return ret;
 }
 
-void worker_submit(struct rxd_worker *w, struct rxd_job *job)
+int worker_submit(struct rxd_worker *w, struct rxd_job *job)
 {
-	job->next = NULL;
+	int ret;
+
+	if (!w->started)
+		return -ESHUTDOWN;
+	job->sj.owner = job->conn_id;
+	job->sj.request_id = job->request_id;
 	pthread_mutex_lock(&w->lock);
-	if (w->tail)
-		w->tail->next = job;
-	else
-		w->head = job;
-	w->tail = job;
-	pthread_cond_signal(&w->cond);
+	if ((ret = sched_submit(&w->sched, &job->sj)) == 0)
+		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (ret == 0)
+		worker_arm_timer(w, job->sj.deadline_ns);
+	return ret;
+}
+
+void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->lock);
+	sched_set_limits(&w->sched, max_queue, client_max_queue);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
+{
+	int outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND;
+	struct rxd_sched_job *sj;
+
+	if (!w->started)
+		return outcome;
+	pthread_mutex_lock(&w->lock);
+	if ((sj = sched_cancel(&w->sched, owner, request_id))) {
+		sj->next = NULL;
+		worker_fail_list(w, sj, RXGEMM__STATUS__STATUS_CANCELLED,
+				 "the job was cancelled before it ran");
+		outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED;
+	} else if (w->running && w->running->conn_id == owner &&
+		   w->running->request_id == request_id) {
+		atomic_store(&w->running->cancel, true);
+		outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED)
+		uv_async_send(&w->async);
+	/* A running job may be waiting for device memory: let it see the flag. */
+	if (outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING && w->engine->budget)
+		budget_wake(w->engine->budget);
+	return outcome;
+}
+
+void worker_forget(struct rxd_worker *w, uint32_t owner)
+{
+	struct rxd_sched_job *list;
+	bool running = false;
+	size_t n;
+
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->lock);
+	list = sched_remove_client(&w->sched, owner);
+	n = worker_fail_list(w, list, RXGEMM__STATUS__STATUS_CANCELLED,
+			     "the client disconnected; the job was not run");
+	if (w->running && w->running->conn_id == owner) {
+		atomic_store(&w->running->cancel, true);
+		running = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (n)
+		uv_async_send(&w->async);
+	if (running && w->engine->budget)
+		budget_wake(w->engine->budget);
+}
+
+void worker_queue_stats(struct rxd_worker *w, struct rxd_sched_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->lock);
+	sched_stats(&w->sched, out);
+	out->cancelled = w->cancelled;
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -146,30 +320,27 @@ uint64_t worker_busy_ns(struct rxd_worker *w)
 
 void worker_stop(struct rxd_worker *w)
 {
-	struct rxd_job *queued;
+	struct rxd_sched_job *queued;
 
 	if (!w->started)
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->stopping = true;
-	queued = w->head;
-	w->head = w->tail = NULL;
+	queued = sched_take_all(&w->sched);
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	/* The job running now, if any, finishes before the thread leaves. */
 	pthread_join(w->thread, NULL);
 	w->started = false;
-	while (queued) {
-		struct rxd_job *next = queued->next;
-		queued->status = RXGEMM__STATUS__STATUS_SHUTDOWN;
-		snprintf(queued->error, sizeof(queued->error),
+	pthread_mutex_lock(&w->lock);
+	worker_fail_list(w, queued, RXGEMM__STATUS__STATUS_SHUTDOWN,
 			 "the daemon is shutting down; the job was not run");
-		queued->started_ns = queued->finished_ns = now_ns();
-		worker_push_done(w, queued);
-		queued = next;
-	}
+	pthread_mutex_unlock(&w->lock);
 	worker_drain(&w->async);
 	uv_close((uv_handle_t *)&w->async, NULL);
+	uv_timer_stop(&w->deadline_timer);
+	uv_close((uv_handle_t *)&w->deadline_timer, NULL);
+	sched_fini(&w->sched);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 }

@@ -639,6 +639,36 @@ START_TEST(test_whole_job_uses_pool)
 }
 END_TEST
 
+START_TEST(test_split_cancelled)
+{
+	/* A job in pieces stops between them once its cancel flag is set (here before the
+	 * first): CANCELLED, its reservation released; a whole job with the flag clear runs. */
+	struct rxd_budget bud;
+	struct rxd_gemm g = plan_gemm(300, 200, 100, 1);
+	float *a = calloc(g.a_elems, 4), *b = calloc(g.b_elems, 4), *c = malloc(g.c_elems * 4);
+	struct rxd_job_timings t;
+	const char *kernel;
+	char err[RXD_ERROR_MAX];
+	atomic_bool cancel;
+
+	g.a = a, g.b = b, g.alpha = 1.0f;
+	atomic_init(&cancel, true);
+	g.cancel = &cancel;
+	budget_init(&bud, 64 * K, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_int_eq(split_run(&engine, &bud, 1, &cancel, &g, c, &t, &kernel, err,
+				   sizeof(err)),
+			 RXGEMM__STATUS__STATUS_CANCELLED);
+	ck_assert_msg(strstr(err, "cancelled") != NULL, "%s", err);
+	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
+	atomic_store(&cancel, false);
+	ck_assert_int_eq(split_run(&engine, &bud, 1, &cancel, &g, c, &t, &kernel, err,
+				   sizeof(err)),
+			 RXGEMM__STATUS__STATUS_OK);
+	budget_fini(&bud);
+	free(a), free(b), free(c);
+}
+END_TEST
+
 int main(void)
 {
 	const char *sel = getenv("RXGEMM_TEST_DEVICE");
@@ -666,6 +696,7 @@ int main(void)
 		tcase_add_test(split, test_split_big);
 		tcase_add_test(split, test_split_batches);
 		tcase_add_test(split, test_whole_job_uses_pool);
+		tcase_add_test(split, test_split_cancelled);
 		suite_add_tcase(s, split);
 	} else {
 		fprintf(stderr, "no OpenCL device: the split tests are skipped\n");

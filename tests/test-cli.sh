@@ -79,6 +79,7 @@ gemm_ok "col-major" 1 -m 67 -n 45 -k 33 --col-major
 gemm_ok "col-major transa transb" 1 -m 31 -n 47 -k 19 --col-major --transa --transb
 gemm_ok "alpha beta" 1 -m 50 -n 40 -k 30 --alpha 0.5 --beta -2 --seed 7
 gemm_ok "repeat 3" 3 -m 64 -n 32 -k 16 --repeat 3
+gemm_ok "priority and deadline" 1 -m 48 -n 40 -k 24 --priority 3 --deadline-ms 600000
 
 # --shm: the matrices through a shared-memory buffer (small ones only when asked).
 gemm_ok "--shm always" 1 -m 45 -n 37 -k 29 --transb --shm always
@@ -306,6 +307,8 @@ usage_error "unknown command" frobnicate
 usage_error "no command"
 usage_error "--alpha abc" gemm -m 8 -n 8 -k 8 --alpha abc
 usage_error "--shm sometimes" gemm -m 8 -n 8 -k 8 --shm sometimes
+usage_error "--priority 4" gemm -m 8 -n 8 -k 8 --priority 4
+usage_error "--deadline-ms -1" gemm -m 8 -n 8 -k 8 --deadline-ms -1
 
 # --- no daemon ---------------------------------------------------------------------------
 
@@ -326,12 +329,13 @@ fi
 # --- status and devices ------------------------------------------------------------------
 
 if tl_run "status" 0 "${R[@]}" status; then
-	tl_expect_output "status" 'jobs' && tl_ok "status"
+	tl_expect_output "status" 'jobs' && tl_expect_output "status" 'queue: .*bounds' &&
+		tl_ok "status"
 fi
 if tl_run "status --json" 0 "${R[@]}" status --json; then
 	cp "$TL_OUT" "$T/status.json"
 	tl_json "status --json" "$T/status.json" \
-		"isinstance(d, dict) and d.get('jobs_ok', -1) >= $JOBS and d.get('jobs_failed') == 0 and len(d.get('recent', [])) > 0" &&
+		"isinstance(d, dict) and d.get('jobs_ok', -1) >= $JOBS and d.get('jobs_failed') == 0 and len(d.get('recent', [])) > 0 and d['queue']['max_queue'] > 0" &&
 		tl_ok "status --json counts the $JOBS jobs run"
 	# The --shm runs above: 7 jobs through buffers, each buffer freed again.
 	tl_json "status --json shm" "$T/status.json" \

@@ -111,4 +111,28 @@ for sz in 4096 64K 256M 1G 4096B 64KiB; do
 	fi
 done
 
+# Queue bounds (max-queue, client-max-queue): from the file, shown by status, reloaded by
+# SIGHUP; bad values are refused with the file and line.
+bad "a queue bound that is no number" "max-queue = many" "bad\.conf:1: max-queue 'many'"
+bad "a negative client queue bound" "client-max-queue = -1" "bad\.conf:1: client-max-queue '-1'"
+printf 'max-queue = 5\nclient-max-queue = 2\n' >"$T/q.conf"
+tl_daemon_start queue --config "$T/q.conf"
+qjson() { # FILE: status --json of the queue daemon
+	tl_run "status --json" 0 "$RXGEMM" --socket "$TL_DAEMON_SOCKET" status --json &&
+		cp "$TL_OUT" "$1"
+}
+qjson "$T/q1.json" && tl_json "queue bounds" "$T/q1.json" \
+	"d['queue']['max_queue'] == 5 and d['queue']['client_max_queue'] == 2" &&
+	tl_ok "max-queue and client-max-queue from the config file"
+printf 'max-queue = 0\nclient-max-queue = 7\n' >"$T/q.conf"
+kill -HUP "$TL_DAEMON_PID"
+for ((i = 0; i < 100; i++)); do
+	grep -q 'reloaded' "$TL_DAEMON_LOG" && break
+	sleep 0.05
+done
+qjson "$T/q2.json" && tl_json "queue bounds after SIGHUP" "$T/q2.json" \
+	"d['queue']['max_queue'] == 0 and d['queue']['client_max_queue'] == 7" &&
+	tl_ok "SIGHUP takes new queue bounds"
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+
 tl_finish

@@ -1,0 +1,936 @@
+/* test-sched-daemon.c: scheduling, bounds, deadlines and cancellation on a real rxgemmd,
+ * with several connections and client processes at once, through librxgemm's
+ * asynchronous API.
+ *
+ * One daemon serves every test (started once, in an unchecked fixture) with small queue
+ * bounds and a small device-memory budget, so that a big GEMM runs as many pieces and a
+ * cancel reaches it at a piece boundary. Most tests keep the device busy with a "blocker"
+ * (a big GEMM from another connection) so that the jobs under test wait in the queue.
+ * Every result is checked against refgemm, the CPU reference: whole for small jobs, a few
+ * rows for big ones. */
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon-run.h"
+#include "frame.h"
+#include "refgemm.h"
+#include "rxgemm.h"
+#include "rxgemm.pb-c.h"
+
+#define MAX_QUEUE 12
+#define CLIENT_MAX_QUEUE 8
+#define BIG 1024          /* the big jobs: BIG x BIG x BIG */
+#define BLOCKER_K 8192    /* the blocker: BIG x BIG x BLOCKER_K, in pieces */
+
+static struct daemon_run g_daemon;
+
+static void daemon_up(void)
+{
+	static const char *const args[] = { "--max-queue", "12", "--client-max-queue", "8",
+					    "--vram-budget", "4M", NULL };
+	int rc = daemon_run_start(&g_daemon, args);
+
+	if (rc == DAEMON_RUN_SKIP) {
+		daemon_run_cleanup(&g_daemon);
+		exit(DAEMON_RUN_SKIP);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "test-sched-daemon: cannot start rxgemmd\n");
+		daemon_run_cleanup(&g_daemon);
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void daemon_down(void)
+{
+	int rc = daemon_run_stop(&g_daemon, SIGTERM, 60);
+
+	if (rc != 0) {
+		fprintf(stderr, "test-sched-daemon: rxgemmd exited with %d\n", rc);
+		daemon_run_dump_log(&g_daemon);
+	}
+	daemon_run_cleanup(&g_daemon);
+	if (rc != 0)
+		exit(EXIT_FAILURE);
+}
+
+/* Each test's time, on stderr: the suite must stay quick on a loaded CPU. */
+static struct timespec g_test_start;
+
+static void test_setup(void)
+{
+	clock_gettime(CLOCK_MONOTONIC, &g_test_start);
+}
+
+static void test_teardown(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	fprintf(stderr, "  (%.2f s)\n", (double)(now.tv_sec - g_test_start.tv_sec) +
+					    (double)(now.tv_nsec - g_test_start.tv_nsec) / 1e9);
+}
+
+/* ---- problems: row-major C = A B, random A and B --------------------------------------- */
+struct prob {
+	int64_t m, n, k;
+	float *a, *b, *c;
+	uint64_t id;  /* the request id it was submitted as */
+};
+
+static void prob_make(struct prob *p, int64_t m, int64_t n, int64_t k, uint64_t seed)
+{
+	memset(p, 0, sizeof(*p));
+	p->m = m, p->n = n, p->k = k;
+	p->a = malloc((size_t)(m * k) * sizeof(float));
+	p->b = malloc((size_t)(k * n) * sizeof(float));
+	p->c = calloc((size_t)(m * n), sizeof(float));
+	ck_assert(p->a && p->b && p->c);
+	refgemm_fill_random(p->a, (size_t)(m * k), &seed);
+	refgemm_fill_random(p->b, (size_t)(k * n), &seed);
+}
+
+static void prob_free(struct prob *p)
+{
+	free(p->a), free(p->b), free(p->c);
+	memset(p, 0, sizeof(*p));
+}
+
+static int prob_submit(rxg_client *c, struct prob *p, unsigned priority, uint64_t deadline_ms)
+{
+	struct rxg_gemm_args args = {
+		.layout = RXG_ROW_MAJOR, .m = p->m, .n = p->n, .k = p->k, .alpha = 1.0f,
+		.a = p->a, .b = p->b, .c = p->c,
+	};
+	struct rxg_job_options o = { .priority = priority, .deadline_ms = deadline_ms };
+
+	return rxg_submit_gemm(c, &args, &o, &p->id);
+}
+
+static void prob_submit_ok(rxg_client *c, struct prob *p, unsigned priority,
+			   uint64_t deadline_ms)
+{
+	int rc = prob_submit(c, p, priority, deadline_ms);
+
+	ck_assert_msg(rc == RXG_OK, "submit %lldx%lldx%lld: %s: %s", (long long)p->m,
+		      (long long)p->n, (long long)p->k, rxg_strerror(rc), rxg_errmsg(c));
+	ck_assert_uint_ne(p->id, 0);
+}
+
+/* Check rows of the result against the reference (all of them when rows is 0). */
+static void prob_verify(const struct prob *p, int rows)
+{
+	int64_t step = rows ? (p->m + rows - 1) / rows : 1;
+	float *want = malloc((size_t)p->n * sizeof(float));
+
+	ck_assert_ptr_nonnull(want);
+	for (int64_t i = 0; i < p->m; i += step) {
+		int bad;
+
+		refgemm(1, 0, 0, 1, p->n, p->k, 1.0f, p->a + i * p->k, p->k, p->b, p->n, 0.0f, want,
+			p->n);
+		bad = refgemm_compare(1, 1, p->n, p->k, p->c + i * p->n, want, p->n, NULL, NULL,
+				      NULL);
+		ck_assert_msg(bad == 0, "%lldx%lldx%lld: %d wrong elements in row %lld",
+			      (long long)p->m, (long long)p->n, (long long)p->k, bad, (long long)i);
+	}
+	free(want);
+}
+
+static void wait_ok(rxg_client *c, struct prob *p, int rows)
+{
+	int rc = rxg_wait(c, p->id, NULL);
+
+	ck_assert_msg(rc == RXG_OK, "job %llu (%lldx%lldx%lld): %s: %s",
+		      (unsigned long long)p->id, (long long)p->m, (long long)p->n,
+		      (long long)p->k, rxg_strerror(rc), rxg_errmsg(c));
+	prob_verify(p, rows);
+}
+
+static rxg_client *lib_connect(const char *name)
+{
+	rxg_client *c = NULL;
+	int rc = rxg_connect(g_daemon.socket_path, name, &c);
+
+	ck_assert_msg(rc == RXG_OK, "rxg_connect: %s: %s", rxg_strerror(rc), rxg_errmsg(NULL));
+	return c;
+}
+
+static struct rxg_status *lib_status(rxg_client *c)
+{
+	struct rxg_status *st = NULL;
+	int rc = rxg_status(c, &st);
+
+	ck_assert_msg(rc == RXG_OK, "rxg_status: %s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	return st;
+}
+
+/* Wait (up to 60 s) until the daemon holds jobs, of which waiting wait: the others run. */
+static void wait_jobs(rxg_client *c, uint32_t jobs, uint32_t waiting)
+{
+	for (int i = 0; i < 3000; i++) {
+		struct rxg_status *st = lib_status(c);
+		int ok = st->jobs_queued == jobs && st->jobs_waiting == waiting;
+
+		rxg_status_free(st);
+		if (ok)
+			return;
+		usleep(20000);
+	}
+	ck_abort_msg("the daemon never held %u jobs with %u of them waiting", jobs, waiting);
+}
+
+/* The blocker has started, alone. */
+static void wait_running_alone(rxg_client *c)
+{
+	wait_jobs(c, 1, 0);
+}
+
+/* The blocker: a GEMM of many pieces under the daemon's 4 MiB budget. Its rows are spot
+ * checked when it completes. */
+static void blocker_start(rxg_client *c, struct prob *p)
+{
+	prob_make(p, BIG, BIG, BLOCKER_K, 99);
+	prob_submit_ok(c, p, 0, 0);
+	wait_running_alone(c);
+}
+
+/* The blocker may be waited for, or cancelled to save time: either ends well. */
+static void blocker_end(rxg_client *c, struct prob *p, int cancel)
+{
+	enum rxg_cancel_outcome out;
+	int rc;
+
+	if (cancel)
+		ck_assert_int_eq(rxg_cancel(c, p->id, &out), RXG_OK);
+	rc = rxg_wait(c, p->id, NULL);
+	if (rc == RXG_OK)
+		prob_verify(p, 4);
+	else
+		ck_assert_msg(cancel && rc == RXG_ECANCELLED, "blocker: %s: %s", rxg_strerror(rc),
+			      rxg_errmsg(c));
+	prob_free(p);
+}
+
+/* ---- fairness ------------------------------------------------------------------------ */
+
+/* One connection queues several big GEMMs, then another queues small ones. In arrival
+ * order the small ones would all come last; the scheduler shares the device by FLOPs, so
+ * they all finish before the big stream's third job (the first was running already). The
+ * order is the daemon's own: its list of recent jobs, in completion order. */
+START_TEST(test_fair_small_not_last)
+{
+	enum { NBIG = 5, NSMALL = 6 };
+	rxg_client *ca = lib_connect("sched-big"), *cb = lib_connect("sched-small");
+	struct prob big[NBIG], small[NSMALL];
+	uint32_t ida = rxg_server_info(ca)->client_id, idb = rxg_server_info(cb)->client_id;
+	struct rxg_status *st;
+	int big_done = 0, small_done = 0, big_before_last_small = -1;
+
+	uint64_t ok_before;
+
+	st = lib_status(cb);
+	ok_before = st->jobs_ok;
+	rxg_status_free(st);
+	for (int i = 0; i < NBIG; i++) {
+		prob_make(&big[i], BIG, BIG, BIG, 10 + (uint64_t)i);
+		prob_submit_ok(ca, &big[i], 0, 0);
+	}
+	/* All of the stream is in the daemon (held or done) before the small ones come. */
+	for (int i = 0;; i++) {
+		st = lib_status(cb);
+		int in = st->jobs_queued + (st->jobs_ok - ok_before) == NBIG;
+		rxg_status_free(st);
+		if (in)
+			break;
+		ck_assert_msg(i < 3000, "the big jobs never all reached the daemon");
+		usleep(20000);
+	}
+	for (int i = 0; i < NSMALL; i++) {
+		prob_make(&small[i], 64 + 8 * i, 48 + 4 * i, 80, 100 + (uint64_t)i);
+		prob_submit_ok(cb, &small[i], 0, 0);
+	}
+	for (int i = 0; i < NSMALL; i++)
+		wait_ok(cb, &small[i], 0);
+	for (int i = 0; i < NBIG; i++)
+		wait_ok(ca, &big[i], 3);
+
+	st = lib_status(cb);
+	ck_assert_uint_ge(st->n_recent, NBIG + NSMALL);
+	for (size_t i = st->n_recent - (NBIG + NSMALL); i < st->n_recent; i++) {
+		const struct rxg_job_record *r = &st->recent[i];
+
+		ck_assert_int_eq(r->status, RXG_OK);
+		if (r->client_id == ida) {
+			big_done++;
+		} else {
+			ck_assert_uint_eq(r->client_id, idb);
+			if (++small_done == NSMALL)
+				big_before_last_small = big_done;
+		}
+	}
+	fprintf(stderr, "fairness: %d of %d big jobs finished before the last small one\n",
+		big_before_last_small, NBIG);
+	ck_assert_int_eq(big_done, NBIG);
+	ck_assert_int_eq(small_done, NSMALL);
+	ck_assert_msg(big_before_last_small >= 0 && big_before_last_small <= 3,
+		      "%d big jobs finished before the last small one: the small ones starved",
+		      big_before_last_small);
+	rxg_status_free(st);
+	for (int i = 0; i < NBIG; i++)
+		prob_free(&big[i]);
+	for (int i = 0; i < NSMALL; i++)
+		prob_free(&small[i]);
+	rxg_close(ca);
+	rxg_close(cb);
+}
+END_TEST
+
+/* A higher priority jumps the queue: submitted last, finished first of the waiting ones. */
+START_TEST(test_priority_first)
+{
+	rxg_client *cb = lib_connect("sched-blocker"), *c = lib_connect("sched-prio");
+	struct prob blocker, low[3], high;
+	uint64_t first = 0;
+	int rc;
+
+	blocker_start(cb, &blocker);
+	for (int i = 0; i < 3; i++) {
+		prob_make(&low[i], 40, 40, 40, 200 + (uint64_t)i);
+		prob_submit_ok(c, &low[i], 0, 0);
+	}
+	prob_make(&high, 50, 30, 20, 300);
+	prob_submit_ok(c, &high, 3, 0);
+	rc = rxg_wait_any(c, -1, &first, NULL);
+	ck_assert_msg(rc == RXG_OK, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	ck_assert_uint_eq(first, high.id);
+	prob_verify(&high, 0);
+	for (int i = 0; i < 3; i++)
+		wait_ok(c, &low[i], 0);
+	/* Out of range: refused, the connection still serves. */
+	{
+		struct prob bad;
+
+		prob_make(&bad, 8, 8, 8, 1);
+		prob_submit_ok(c, &bad, 4, 0);
+		ck_assert_int_eq(rxg_wait(c, bad.id, NULL), RXG_EINVAL);
+		ck_assert_ptr_nonnull(strstr(rxg_errmsg(c), "priority"));
+		prob_free(&bad);
+	}
+	blocker_end(cb, &blocker, 1);
+	for (int i = 0; i < 3; i++)
+		prob_free(&low[i]);
+	prob_free(&high);
+	rxg_close(c);
+	rxg_close(cb);
+}
+END_TEST
+
+/* ---- bounds ---------------------------------------------------------------------------- */
+
+START_TEST(test_busy_bounds)
+{
+	rxg_client *cb = lib_connect("sched-blocker"), *ca = lib_connect("sched-a"),
+		   *cc = lib_connect("sched-c");
+	struct prob blocker, a[CLIENT_MAX_QUEUE + 1], b[MAX_QUEUE - CLIENT_MAX_QUEUE + 1];
+	const int na = CLIENT_MAX_QUEUE + 1, nb = MAX_QUEUE - CLIENT_MAX_QUEUE + 1;
+	struct rxg_status *st;
+	uint64_t busy_before;
+	int rc;
+
+	st = lib_status(ca);
+	ck_assert_uint_eq(st->max_queue, MAX_QUEUE);
+	ck_assert_uint_eq(st->client_max_queue, CLIENT_MAX_QUEUE);
+	busy_before = st->jobs_rejected_busy;
+	rxg_status_free(st);
+
+	blocker_start(cb, &blocker);
+	/* One more than the connection's bound: the last is refused at once... */
+	for (int i = 0; i < na; i++) {
+		prob_make(&a[i], 16 + i, 24, 8, 400 + (uint64_t)i);
+		prob_submit_ok(ca, &a[i], 0, 0);
+	}
+	rc = rxg_wait(ca, a[na - 1].id, NULL);
+	ck_assert_msg(rc == RXG_EBUSY, "job over client-max-queue: %s: %s", rxg_strerror(rc),
+		      rxg_errmsg(ca));
+	ck_assert_msg(strstr(rxg_errmsg(ca), "client-max-queue"), "%s", rxg_errmsg(ca));
+	/* ...and one more than the total bound from another connection, under its own. */
+	for (int i = 0; i < nb; i++) {
+		prob_make(&b[i], 20, 16 + i, 12, 500 + (uint64_t)i);
+		prob_submit_ok(cc, &b[i], 0, 0);
+	}
+	rc = rxg_wait(cc, b[nb - 1].id, NULL);
+	ck_assert_msg(rc == RXG_EBUSY, "job over max-queue: %s: %s", rxg_strerror(rc),
+		      rxg_errmsg(cc));
+	ck_assert_msg(strstr(rxg_errmsg(cc), "max-queue") && !strstr(rxg_errmsg(cc), "client"),
+		      "%s", rxg_errmsg(cc));
+	st = lib_status(ca);
+	ck_assert_uint_eq(st->jobs_waiting, MAX_QUEUE);
+	ck_assert_uint_eq(st->clients_waiting, 2);
+	ck_assert_uint_eq(st->jobs_rejected_busy, busy_before + 2);
+	rxg_status_free(st);
+	/* Everything queued is served, correctly. */
+	blocker_end(cb, &blocker, 1);
+	for (int i = 0; i < na - 1; i++)
+		wait_ok(ca, &a[i], 0);
+	for (int i = 0; i < nb - 1; i++)
+		wait_ok(cc, &b[i], 0);
+	for (int i = 0; i < na; i++)
+		prob_free(&a[i]);
+	for (int i = 0; i < nb; i++)
+		prob_free(&b[i]);
+	rxg_close(ca);
+	rxg_close(cb);
+	rxg_close(cc);
+}
+END_TEST
+
+/* ---- deadlines ------------------------------------------------------------------------- */
+
+START_TEST(test_deadline_expires)
+{
+	rxg_client *cb = lib_connect("sched-blocker"), *c = lib_connect("sched-deadline");
+	struct prob blocker, soon, late;
+	struct rxg_status *st;
+	uint64_t expired_before, id = 0;
+	int rc;
+
+	st = lib_status(c);
+	expired_before = st->jobs_expired;
+	rxg_status_free(st);
+	blocker_start(cb, &blocker);
+	prob_make(&late, 33, 44, 55, 600);
+	prob_submit_ok(c, &late, 0, 600000);
+	prob_make(&soon, 30, 20, 10, 601);
+	prob_submit_ok(c, &soon, 0, 50);
+	/* The short deadline passes while the blocker runs: answered at once, unrun. */
+	rc = rxg_wait_any(c, -1, &id, NULL);
+	ck_assert_uint_eq(id, soon.id);
+	ck_assert_msg(rc == RXG_ETIMEOUT, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	ck_assert_msg(strstr(rxg_errmsg(c), "deadline"), "%s", rxg_errmsg(c));
+	for (int64_t i = 0; i < soon.m * soon.n; i++)
+		ck_assert(soon.c[i] == 0.0f); /* C untouched */
+	blocker_end(cb, &blocker, 1);
+	wait_ok(c, &late, 0);
+	st = lib_status(c);
+	ck_assert_uint_eq(st->jobs_expired, expired_before + 1);
+	rxg_status_free(st);
+	prob_free(&soon);
+	prob_free(&late);
+	rxg_close(c);
+	rxg_close(cb);
+}
+END_TEST
+
+/* ---- cancellation ---------------------------------------------------------------------- */
+
+START_TEST(test_cancel_queued)
+{
+	rxg_client *cb = lib_connect("sched-blocker"), *c = lib_connect("sched-cancel");
+	struct prob blocker, x, y;
+	enum rxg_cancel_outcome out;
+	int rc;
+
+	blocker_start(cb, &blocker);
+	prob_make(&x, 70, 60, 50, 700);
+	prob_submit_ok(c, &x, 0, 0);
+	prob_make(&y, 50, 60, 70, 701);
+	prob_submit_ok(c, &y, 0, 0);
+	ck_assert_int_eq(rxg_cancel(c, x.id, &out), RXG_OK);
+	ck_assert_int_eq(out, RXG_CANCEL_QUEUED);
+	rc = rxg_wait(c, x.id, NULL);
+	ck_assert_msg(rc == RXG_ECANCELLED, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	/* A job that is not this handle's (or was waited for already) is no job to cancel. */
+	ck_assert_int_eq(rxg_cancel(c, x.id, &out), RXG_EINVAL);
+	ck_assert_int_eq(rxg_cancel(c, 12345, &out), RXG_EINVAL);
+	blocker_end(cb, &blocker, 1);
+	wait_ok(c, &y, 0);
+	prob_free(&x);
+	prob_free(&y);
+	rxg_close(c);
+	rxg_close(cb);
+}
+END_TEST
+
+/* A running job stops at its next piece boundary (or completes, if it got there first);
+ * either way the connection and the daemon keep serving. */
+START_TEST(test_cancel_running)
+{
+	rxg_client *c = lib_connect("sched-cancel-running");
+	struct prob blocker, after;
+	enum rxg_cancel_outcome out;
+	struct rxg_status *st;
+	uint64_t cancelled_before;
+	int rc;
+
+	st = lib_status(c);
+	cancelled_before = st->jobs_cancelled;
+	rxg_status_free(st);
+	blocker_start(c, &blocker);
+	ck_assert_int_eq(rxg_cancel(c, blocker.id, &out), RXG_OK);
+	ck_assert_msg(out == RXG_CANCEL_RUNNING || out == RXG_CANCEL_NOT_FOUND, "outcome %d",
+		      (int)out);
+	rc = rxg_wait(c, blocker.id, NULL);
+	fprintf(stderr, "cancel running: outcome %d, job %s\n", (int)out, rxg_strerror(rc));
+	if (out == RXG_CANCEL_NOT_FOUND)
+		ck_assert_int_eq(rc, RXG_OK); /* it had finished */
+	else
+		ck_assert_msg(rc == RXG_ECANCELLED || rc == RXG_OK, "%s: %s", rxg_strerror(rc),
+			      rxg_errmsg(c));
+	if (rc == RXG_OK) {
+		prob_verify(&blocker, 4);
+	} else {
+		st = lib_status(c);
+		ck_assert_uint_eq(st->jobs_cancelled, cancelled_before + 1);
+		rxg_status_free(st);
+	}
+	prob_make(&after, 100, 90, 80, 800);
+	prob_submit_ok(c, &after, 0, 0);
+	wait_ok(c, &after, 0);
+	prob_free(&blocker);
+	prob_free(&after);
+	rxg_close(c);
+}
+END_TEST
+
+/* ---- a client process killed mid-job --------------------------------------------------- */
+
+/* The child queues a blocker and three jobs behind it, says so, and waits to be killed. */
+static void child_main(int fd)
+{
+	rxg_client *c = NULL;
+	struct prob p[4];
+	char ok = 1;
+
+	if (rxg_connect(g_daemon.socket_path, "sched-victim", &c) != RXG_OK)
+		_exit(2);
+	prob_make(&p[0], BIG, BIG, BLOCKER_K, 900);
+	for (int i = 1; i < 4; i++)
+		prob_make(&p[i], 200, 200, 200, 900 + (uint64_t)i);
+	for (int i = 0; i < 4; i++)
+		if (prob_submit(c, &p[i], 0, 0) != RXG_OK)
+			_exit(3);
+	if (write(fd, &ok, 1) != 1)
+		_exit(4);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_sigkill_client)
+{
+	rxg_client *c = lib_connect("sched-survivor");
+	struct prob p[4];
+	struct rxg_status *st;
+	int fds[2], status;
+	char byte;
+	pid_t pid;
+	uint32_t clients_before;
+
+	st = lib_status(c);
+	clients_before = st->clients_connected;
+	rxg_status_free(st);
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		child_main(fds[1]);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &byte, 1), 1);
+	close(fds[0]);
+	/* Its blocker runs, its other jobs wait, ours queue up beside them. */
+	wait_jobs(c, 4, 3);
+	for (int i = 0; i < 4; i++) {
+		prob_make(&p[i], 100 + 17 * i, 120 - 9 * i, 90 + 5 * i, 1000 + (uint64_t)i);
+		prob_submit_ok(c, &p[i], 0, 0);
+	}
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	for (int i = 0; i < 4; i++)
+		wait_ok(c, &p[i], 0);
+	/* The victim's connection, its queued jobs and its running one are gone. */
+	for (int i = 0; i < 600; i++) {
+		st = lib_status(c);
+		int gone = st->clients_connected == clients_before && st->jobs_queued == 0;
+		rxg_status_free(st);
+		if (gone)
+			break;
+		usleep(50000);
+	}
+	st = lib_status(c);
+	ck_assert_uint_eq(st->clients_connected, clients_before);
+	ck_assert_uint_eq(st->jobs_queued, 0);
+	ck_assert_uint_eq(st->jobs_waiting, 0);
+	rxg_status_free(st);
+	ck_assert_msg(kill(g_daemon.pid, 0) == 0, "rxgemmd is gone");
+	for (int i = 0; i < 4; i++) {
+		memset(p[i].c, 0, (size_t)(p[i].m * p[i].n) * sizeof(float));
+		prob_submit_ok(c, &p[i], (unsigned)i, 0);
+	}
+	for (int i = 3; i >= 0; i--)
+		wait_ok(c, &p[i], 0);
+	for (int i = 0; i < 4; i++)
+		prob_free(&p[i]);
+	rxg_close(c);
+}
+END_TEST
+
+/* ---- the wire, by hand ------------------------------------------------------------------ */
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_daemon.socket_path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+static void raw_send(int fd, const Rxgemm__Request *req)
+{
+	size_t len = rxgemm__request__get_packed_size(req);
+	uint8_t *buf = malloc(FRAME_HEADER_BYTES + len);
+
+	ck_assert_ptr_nonnull(buf);
+	frame_header_put(buf, (uint32_t)len);
+	rxgemm__request__pack(req, buf + FRAME_HEADER_BYTES);
+	ck_assert_int_eq(send(fd, buf, FRAME_HEADER_BYTES + len, MSG_NOSIGNAL),
+			 (ssize_t)(FRAME_HEADER_BYTES + len));
+	free(buf);
+}
+
+static void raw_read(int fd, uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		ck_assert_msg(poll(&pfd, 1, 60000) == 1, "no reply within 60 s");
+		n = recv(fd, p, len, 0);
+		ck_assert_msg(n > 0, "the daemon closed the connection");
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static Rxgemm__Reply *raw_recv(int fd)
+{
+	uint8_t hdr[FRAME_HEADER_BYTES], *body;
+	Rxgemm__Reply *rep;
+	uint32_t len;
+
+	raw_read(fd, hdr, sizeof(hdr));
+	len = frame_header_get(hdr);
+	body = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(body);
+	raw_read(fd, body, len);
+	rep = rxgemm__reply__unpack(NULL, len, body);
+	free(body);
+	ck_assert_ptr_nonnull(rep);
+	return rep;
+}
+
+static void raw_hello(int fd)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__Hello h = RXGEMM__HELLO__INIT;
+	Rxgemm__Reply *rep;
+	bool cancel = false;
+
+	h.protocol_version = RXGEMM_PROTOCOL_VERSION;
+	h.client_name = "sched-raw";
+	req.request_id = 1;
+	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
+	req.hello = &h;
+	raw_send(fd, &req);
+	rep = raw_recv(fd);
+	ck_assert_int_eq(rep->status, RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_HELLO);
+	for (size_t i = 0; i < rep->hello->n_capabilities; i++)
+		cancel |= strcmp(rep->hello->capabilities[i], "cancel") == 0;
+	ck_assert_msg(cancel, "Hello does not announce \"cancel\"");
+	rxgemm__reply__free_unpacked(rep, NULL);
+}
+
+static int raw_cancel(int fd, uint64_t id, uint64_t target)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__CancelRequest cr = RXGEMM__CANCEL_REQUEST__INIT;
+	Rxgemm__Reply *rep;
+	int outcome;
+
+	cr.target_request_id = target;
+	req.request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_CANCEL;
+	req.cancel = &cr;
+	raw_send(fd, &req);
+	rep = raw_recv(fd);
+	ck_assert_uint_eq(rep->request_id, id);
+	ck_assert_int_eq(rep->status, RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_CANCEL);
+	outcome = rep->cancel->outcome;
+	rxgemm__reply__free_unpacked(rep, NULL);
+	return outcome;
+}
+
+/* Cancel on the wire: an unknown id is NOT_FOUND, and so is another connection's job (ids
+ * are per connection): that job runs. A deadline too far to represent means none. */
+START_TEST(test_raw_cancel)
+{
+	rxg_client *c = lib_connect("sched-owner");
+	struct prob blocker, x;
+	int fd = raw_connect();
+
+	raw_hello(fd);
+	ck_assert_int_eq(raw_cancel(fd, 2, 99), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	blocker_start(c, &blocker);
+	prob_make(&x, 40, 30, 20, 1400);
+	prob_submit_ok(c, &x, 0, 0);
+	ck_assert_int_eq(raw_cancel(fd, 3, x.id), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	ck_assert_int_eq(raw_cancel(fd, 4, blocker.id), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	{
+		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+		Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
+		float a[4] = { 1, 2, 3, 4 }, b[4] = { 5, 6, 7, 8 }, want[4] = { 19, 22, 43, 50 };
+		Rxgemm__Reply *rep;
+
+		g.m = g.n = g.k = 2;
+		g.alpha = 1.0f;
+		g.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
+		g.a.data = (uint8_t *)a;
+		g.a.len = sizeof(a);
+		g.b.data = (uint8_t *)b;
+		g.b.len = sizeof(b);
+		g.priority = 3;
+		g.deadline_ms = UINT64_MAX;
+		req.request_id = 5;
+		req.body_case = RXGEMM__REQUEST__BODY_GEMM;
+		req.gemm = &g;
+		raw_send(fd, &req);
+		rep = raw_recv(fd);
+		ck_assert_uint_eq(rep->request_id, 5);
+		ck_assert_msg(rep->status == RXGEMM__STATUS__STATUS_OK, "%s", rep->error);
+		ck_assert_uint_eq(rep->gemm->c.len, sizeof(want));
+		ck_assert(memcmp(rep->gemm->c.data, want, sizeof(want)) == 0);
+		rxgemm__reply__free_unpacked(rep, NULL);
+	}
+	ck_assert_int_eq(raw_cancel(fd, 6, 5), RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND);
+	close(fd);
+	blocker_end(c, &blocker, 1);
+	wait_ok(c, &x, 0);
+	prob_free(&x);
+	rxg_close(c);
+}
+END_TEST
+
+/* ---- the asynchronous API itself -------------------------------------------------------- */
+
+/* Many jobs in flight on one handle, collected through rxg_fd and rxg_wait_any as an event
+ * loop would; a wait for an unknown id, and for nothing, fails cleanly. */
+START_TEST(test_async_event_loop)
+{
+	enum { N = 6 };
+	rxg_client *c = lib_connect("sched-async");
+	struct prob p[N];
+	int done[N] = { 0 }, left = N;
+	uint64_t id = 1;
+
+	for (int i = 0; i < N; i++) {
+		prob_make(&p[i], 30 + 11 * i, 70 - 5 * i, 20 + 3 * i, 1100 + (uint64_t)i);
+		prob_submit_ok(c, &p[i], (unsigned)(i % 4), 0);
+	}
+	ck_assert_int_ge(rxg_fd(c), 0);
+	while (left > 0) {
+		int rc = rxg_wait_any(c, 0, &id, NULL);
+
+		if (rc == RXG_EAGAIN) {
+			/* Nothing held: sleep on the descriptor (at most 60 s). */
+			struct pollfd pfd = { .fd = rxg_fd(c), .events = POLLIN };
+
+			ck_assert_uint_eq(id, 0);
+			ck_assert_int_eq(poll(&pfd, 1, 60000), 1);
+			continue;
+		}
+		ck_assert_msg(rc == RXG_OK, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+		for (int i = 0; i < N; i++)
+			if (p[i].id == id) {
+				ck_assert(!done[i]);
+				done[i] = 1;
+				prob_verify(&p[i], 0);
+				left--;
+			}
+	}
+	ck_assert_int_eq(rxg_wait_any(c, 0, &id, NULL), RXG_EINVAL);
+	ck_assert_uint_eq(id, 0);
+	ck_assert_int_eq(rxg_wait(c, p[0].id, NULL), RXG_EINVAL);
+	for (int i = 0; i < N; i++)
+		prob_free(&p[i]);
+	rxg_close(c);
+}
+END_TEST
+
+/* Several threads share one handle: some run blocking GEMMs, one submits and collects with
+ * rxg_wait_any, one asks for the status; every reply must reach the thread that waits for
+ * it. */
+struct share_arg {
+	rxg_client *c;
+	int index;
+	int failures;
+};
+
+static void *share_gemms(void *p)
+{
+	struct share_arg *a = p;
+
+	for (int r = 0; r < 3; r++) {
+		struct prob q;
+		struct rxg_gemm_args args;
+		float *want;
+
+		prob_make(&q, 20 + 7 * a->index + r, 30 + 5 * r, 10 + a->index,
+			  1200 + 10 * (uint64_t)a->index + (uint64_t)r);
+		args = (struct rxg_gemm_args){ .layout = RXG_ROW_MAJOR, .m = q.m, .n = q.n,
+					       .k = q.k, .alpha = 1.0f, .a = q.a, .b = q.b,
+					       .c = q.c };
+		want = calloc((size_t)(q.m * q.n), sizeof(float));
+		refgemm(1, 0, 0, q.m, q.n, q.k, 1.0f, q.a, q.k, q.b, q.n, 0.0f, want, q.n);
+		if (rxg_gemm(a->c, &args, NULL) != RXG_OK ||
+		    refgemm_compare(1, q.m, q.n, q.k, q.c, want, q.n, NULL, NULL, NULL) != 0)
+			a->failures++;
+		free(want);
+		prob_free(&q);
+	}
+	return NULL;
+}
+
+/* Submits its jobs and collects them with rxg_wait_any while the others run rxg_gemm on
+ * the same handle: it must get its own jobs and only them. */
+static void *share_async(void *p)
+{
+	struct share_arg *a = p;
+	struct prob q[3];
+	int got = 0;
+
+	for (int r = 0; r < 3; r++) {
+		prob_make(&q[r], 25 + r, 35, 15 + r, 1300 + (uint64_t)r);
+		if (prob_submit(a->c, &q[r], 0, 0) != RXG_OK)
+			a->failures++;
+	}
+	while (got < 3) {
+		uint64_t id = 0;
+		int rc = rxg_wait_any(a->c, -1, &id, NULL), mine = 0;
+
+		if (rc != RXG_OK) {
+			a->failures++;
+			break;
+		}
+		for (int r = 0; r < 3; r++)
+			if (q[r].id == id) {
+				struct prob *x = &q[r];
+				float *want = calloc((size_t)(x->m * x->n), sizeof(float));
+
+				refgemm(1, 0, 0, x->m, x->n, x->k, 1.0f, x->a, x->k, x->b, x->n,
+					0.0f, want, x->n);
+				if (refgemm_compare(1, x->m, x->n, x->k, x->c, want, x->n, NULL,
+						    NULL, NULL))
+					a->failures++;
+				free(want);
+				mine = 1;
+			}
+		if (!mine)
+			a->failures++;
+		got++;
+	}
+	for (int r = 0; r < 3; r++)
+		prob_free(&q[r]);
+	return NULL;
+}
+
+static void *share_status(void *p)
+{
+	struct share_arg *a = p;
+
+	for (int r = 0; r < 10; r++) {
+		struct rxg_status *st = NULL;
+
+		if (rxg_status(a->c, &st) != RXG_OK)
+			a->failures++;
+		rxg_status_free(st);
+	}
+	return NULL;
+}
+
+START_TEST(test_shared_handle_threads)
+{
+	enum { T = 6 };
+	rxg_client *c = lib_connect("sched-shared");
+	struct share_arg args[T];
+	pthread_t th[T];
+
+	for (int i = 0; i < T; i++) {
+		args[i] = (struct share_arg){ .c = c, .index = i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL,
+						i == T - 1   ? share_status
+						: i == T - 2 ? share_async
+							     : share_gemms,
+						&args[i]),
+				 0);
+	}
+	for (int i = 0; i < T; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(args[i].failures == 0, "thread %d: %d failures (%s)", i,
+			      args[i].failures, rxg_errmsg(c));
+	}
+	rxg_close(c);
+}
+END_TEST
+
+static Suite *sched_daemon_suite(void)
+{
+	Suite *s = suite_create("sched-daemon");
+	TCase *tc = tcase_create("daemon");
+
+	tcase_add_unchecked_fixture(tc, daemon_up, daemon_down);
+	tcase_add_checked_fixture(tc, test_setup, test_teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_async_event_loop);
+	tcase_add_test(tc, test_shared_handle_threads);
+	tcase_add_test(tc, test_fair_small_not_last);
+	tcase_add_test(tc, test_priority_first);
+	tcase_add_test(tc, test_busy_bounds);
+	tcase_add_test(tc, test_deadline_expires);
+	tcase_add_test(tc, test_cancel_queued);
+	tcase_add_test(tc, test_cancel_running);
+	tcase_add_test(tc, test_sigkill_client);
+	tcase_add_test(tc, test_raw_cancel);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sched_daemon_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
