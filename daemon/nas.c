@@ -1029,3 +1029,14 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 	}
 	return 0;
 }
+
+int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen)
+{
+	if (floats == plan->blob_floats)
+		return 0;
+	snprintf(err, errlen,
+		 "weights has %llu floats; this network's state_dict (without "
+		 "num_batches_tracked) has %llu",
+		 (unsigned long long)floats, (unsigned long long)plan->blob_floats);
+	return -EINVAL;
+}

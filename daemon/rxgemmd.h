@@ -819,5 +819,8 @@ void nas_random_floats(uint64_t seed, float *out, uint64_t n);
  * entry). */
 int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights, char *err,
 	     size_t errlen);
+/* A weight blob of floats floats for plan: 0, or -EINVAL with err stating the length
+ * expected. */
+int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen);
 
 #endif
