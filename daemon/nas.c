@@ -60,7 +60,7 @@ static bool grow(struct builder *b, void **arr, size_t *cap, size_t n, size_t si
 static int add_tensor(struct builder *b, int32_t c, int32_t h, int32_t w)
 {
 	struct rxd_nas_plan *p = b->p;
-	struct rxd_nas_tensor *t;
+	struct rxd_nas_ptensor *t;
 	uint64_t e;
 
 	if (b->rc || !grow(b, (void **)&p->tensors, &b->cap_t, p->n_tensors, sizeof(*t)))
@@ -197,7 +197,7 @@ static void emit_conv(struct builder *b, const struct conv *c)
 {
 	struct rxd_nas_plan *p = b->p;
 	struct rxd_nas_step *s;
-	const struct rxd_nas_tensor *ti, *to;
+	const struct rxd_nas_ptensor *ti, *to;
 	int32_t ho, wo;
 
 	if (b->rc)
@@ -495,6 +495,7 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 	int32_t h = p->tensors[s1].h, w = p->tensors[s1].w, ho, wo;
 	int states[2 + RXD_GENOTYPE_MAX_NODES + RXD_NAS_MAX_STEPS];
 	int32_t state_off[2 + RXD_GENOTYPE_MAX_NODES + RXD_NAS_MAX_STEPS];
+	int32_t slice[RXD_GENOTYPE_MAX_NODES + RXD_NAS_MAX_STEPS];
 	int concat[RXD_GENOTYPE_MAX_NODES + RXD_NAS_MAX_STEPS], n_concat, outt, pre0, pre1;
 	char n1[80], n2[80];
 
@@ -531,14 +532,25 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 	states[0] = pre0;
 	states[1] = pre1;
 	state_off[0] = state_off[1] = 0;
+	/* A node in the concat that no later edge reads is written straight into its slice
+	 * of the output; one that is read gets its own tensor (steps read whole tensors) and
+	 * is copied into the slice once complete. */
 	for (int n = 0; n < n_nodes; n++) {
+		bool read = false;
 		int k;
 
 		for (k = 0; k < n_concat && concat[k] != n + 2; k++)
 			;
-		if (k < n_concat) {
+		if (cfg->supernet)
+			read = n + 1 < n_nodes;
+		else
+			for (int j = 2 * (n + 1); j < 2 * n_nodes; j++)
+				read = read || gc->input[j] == n + 2;
+		slice[n] = k < n_concat ? k * C : -1;
+		if (slice[n] >= 0 && !read) {
 			states[n + 2] = outt;
-			state_off[n + 2] = k * C;
+			state_off[n + 2] = slice[n];
+			slice[n] = -1;
 		} else {
 			states[n + 2] = add_tensor(b, C, ho, wo);
 			state_off[n + 2] = 0;
@@ -546,8 +558,6 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 	}
 	if (b->rc)
 		return -1;
-	/* A node in the concat is written straight into its slice of the output, and read
-	 * from there. */
 	for (int n = 0, edge = 0; n < n_nodes; n++) {
 		int dst = states[n + 2];
 		int32_t off = state_off[n + 2];
@@ -583,6 +593,10 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 				lower_op(b, op, x, x_off, C, stride, dst, off, written, 1.0f, n1);
 				written = true;
 			}
+		}
+		if (slice[n] >= 0) {
+			b->part = RXD_NAS_PART_CONCAT;
+			add_step(b, RXD_NAS_COPY, dst, 0, C, outt, slice[n], C, false, 1.0f);
 		}
 	}
 	return b->rc ? -1 : outt;
@@ -675,7 +689,7 @@ static int pack(struct rxd_nas_plan *p)
 		order[j] = v;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct rxd_nas_tensor *t = &p->tensors[order[i]];
+		struct rxd_nas_ptensor *t = &p->tensors[order[i]];
 		uint64_t size = (t->elems + RXD_NAS_ALIGN_FLOATS - 1) /
 				RXD_NAS_ALIGN_FLOATS * RXD_NAS_ALIGN_FLOATS;
 		uint64_t off = 0;
@@ -683,7 +697,7 @@ static int pack(struct rxd_nas_plan *p)
 
 		/* The placed tensors alive at the same time, by offset. */
 		for (size_t k = 0; k < i; k++) {
-			const struct rxd_nas_tensor *u = &p->tensors[order[k]];
+			const struct rxd_nas_ptensor *u = &p->tensors[order[k]];
 
 			if (u->first <= t->last && t->first <= u->last) {
 				size_t j = np++;
@@ -696,7 +710,7 @@ static int pack(struct rxd_nas_plan *p)
 			}
 		}
 		for (size_t k = 0; k < np; k++) {
-			const struct rxd_nas_tensor *u = &p->tensors[placed[k]];
+			const struct rxd_nas_ptensor *u = &p->tensors[placed[k]];
 			uint64_t uend = u->offset + (u->elems + RXD_NAS_ALIGN_FLOATS - 1) /
 							    RXD_NAS_ALIGN_FLOATS *
 							    RXD_NAS_ALIGN_FLOATS;
@@ -859,6 +873,8 @@ const char *nas_part_name(int part)
 		return "preprocess";
 	case RXD_NAS_PART_HEAD:
 		return "head";
+	case RXD_NAS_PART_CONCAT:
+		return "concat";
 	default:
 		return genotype_op_name(part);
 	}

@@ -714,6 +714,7 @@ enum {
 	RXD_NAS_PART_STEM = RXD_OP_COUNT, /* the stem (ImageNet: stem0 and stem1) */
 	RXD_NAS_PART_PREPROCESS,          /* the cells' preprocess0/1 */
 	RXD_NAS_PART_HEAD,                /* global pooling and the classifier */
+	RXD_NAS_PART_CONCAT,              /* copies of nodes into the cell output */
 	RXD_NAS_PARTS
 };
 
@@ -739,7 +740,7 @@ struct rxd_nas_config {
 	const float *alpha_reduce;  /* edges = steps (steps + 3) / 2; copied by nas_build */
 };
 
-struct rxd_nas_tensor {
+struct rxd_nas_ptensor {
 	int32_t c, h, w;          /* per image; the batch is the plan's */
 	uint64_t elems;           /* batch c h w */
 	uint64_t offset;          /* in the arena, floats */
@@ -768,7 +769,8 @@ struct rxd_nas_step {
 	uint8_t part;          /* enum rxd_nas_op or RXD_NAS_PART_* */
 	int16_t cell;          /* -1: stem; 0..layers-1; layers: head */
 	int32_t in, out;       /* tensors */
-	int32_t in_c_off, c_in; /* the input's channels read: [in_c_off, in_c_off + c_in) */
+	int32_t in_c_off, c_in; /* the input's channels read: [in_c_off, in_c_off + c_in);
+				 * nas_build reads whole tensors only (in_c_off 0, c_in all) */
 	int32_t c_off, c_out;  /* the output slice */
 	bool accumulate;
 	bool relu_in;          /* ReLU applied to the input as it is read */
@@ -785,7 +787,7 @@ struct rxd_nas_plan {
 	int family;
 	bool supernet;
 	int32_t batch, layers, classes;
-	struct rxd_nas_tensor *tensors;
+	struct rxd_nas_ptensor *tensors;
 	size_t n_tensors;
 	struct rxd_nas_step *steps;
 	size_t n_steps;
@@ -807,7 +809,7 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char 
 void nas_plan_free(struct rxd_nas_plan *plan);
 /* Device memory the plan needs: the folded weights and the arena, in bytes. */
 uint64_t nas_plan_bytes(const struct rxd_nas_plan *plan);
-/* "sep_conv_3x3", "stem", "preprocess", "head". */
+/* "sep_conv_3x3", "stem", "preprocess", "head", "concat". */
 const char *nas_part_name(int part);
 const char *nas_kind_name(int kind);
 /* Fill blob (plan->blob_floats) with the documented deterministic weights of seed. */

@@ -20,7 +20,7 @@ static void put(float *o, float v, const struct rxd_nas_step *s)
 static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 		     const float *wts, float *const *base)
 {
-	const struct rxd_nas_tensor *ti = &p->tensors[s->in], *to = &p->tensors[s->out];
+	const struct rxd_nas_ptensor *ti = &p->tensors[s->in], *to = &p->tensors[s->out];
 	const float *x = base[s->in];
 	float *y = base[s->out];
 	long N = p->batch, Hi = ti->h, Wi = ti->w, Ho = to->h, Wo = to->w;

@@ -579,13 +579,18 @@ START_TEST(packing_bounds)
 	/* No two tensors alive together overlap. */
 	for (size_t i = 0; i < p.n_tensors; i++)
 		for (size_t j = i + 1; j < p.n_tensors; j++) {
-			const struct rxd_nas_tensor *a = &p.tensors[i], *b = &p.tensors[j];
+			const struct rxd_nas_ptensor *a = &p.tensors[i], *b = &p.tensors[j];
 
 			if (a->first <= b->last && b->first <= a->last)
 				ck_assert(a->offset + a->elems <= b->offset ||
 					  b->offset + b->elems <= a->offset);
 		}
 	ck_assert_uint_eq(nas_plan_bytes(&p), (p.arena_floats + p.weight_floats) * 4);
+	/* Steps read whole tensors (the device ops take no input slice). */
+	for (size_t i = 0; i < p.n_steps; i++) {
+		ck_assert_int_eq(p.steps[i].in_c_off, 0);
+		ck_assert_int_eq(p.steps[i].c_in, p.tensors[p.steps[i].in].c);
+	}
 	nas_plan_free(&p);
 }
 END_TEST
