@@ -24,6 +24,9 @@ struct rxd_gemm_variant {
 	cl_program program;
 	cl_kernel kernel;
 	char name[96];
+	/* The same kernel built with -DOFFSETS=1 (gemm_enqueue_at), on first use; or NULL. */
+	cl_program program_at;
+	cl_kernel kernel_at;
 };
 
 static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
@@ -574,6 +577,12 @@ static void gemm_variant_release(struct rxd_gemm_variant *v)
 		clReleaseProgram(v->program);
 	v->kernel = NULL;
 	v->program = NULL;
+	if (v->kernel_at)
+		clReleaseKernel(v->kernel_at);
+	if (v->program_at)
+		clReleaseProgram(v->program_at);
+	v->kernel_at = NULL;
+	v->program_at = NULL;
 }
 
 /* Build v (its cfg and transposes set). 0, or -EIO when it does not fit the device or
@@ -741,4 +750,98 @@ void gemm_fini(struct rxd_gemm_engine *eng)
 	free(eng->variants);
 	eng->variants = NULL;
 	eng->n_variants = eng->cap_variants = 0;
+}
+
+/* ---- GEMM on device buffers at element offsets (nasops.c's convolutions) -------------- */
+
+/* Build variant's offset-taking kernel: the same source and configuration as
+ * gemm_variant_build (keep the two option strings in step) plus -DOFFSETS=1. */
+static int gemm_variant_build_at(struct rxd_device *dev, struct rxd_gemm_variant *v)
+{
+	const struct rxd_gemm_config *c = &v->cfg;
+	const char *src = kernels_find(c->kernel == RXD_GEMM_TILED ? "gemm.cl" : "gemm_reg.cl");
+	const char *entry = c->kernel == RXD_GEMM_TILED ? "gemm_tiled" : "gemm_reg";
+	size_t wg = 0, threads = (size_t)(c->tsm / c->wptm) * (size_t)(c->tsn / c->wptn);
+	char opts[512], name[112], *log = NULL;
+	cl_int e;
+
+	snprintf(opts, sizeof(opts),
+		 "-cl-std=CL1.1 -DTRANS_A=%d -DTRANS_B=%d -DTSM=%d -DTSN=%d -DTSK=%d "
+		 "-DWPTM=%d -DWPTN=%d -DVWM=%d -DVWN=%d -DPADA=%d -DPADB=%d -DMADD=%d -DOFFSETS=1",
+		 v->trans_a, v->trans_b, c->tsm, c->tsn, c->tsk, c->wptm, c->wptn, c->vwm, c->vwn,
+		 c->pada, c->padb, c->madd);
+	snprintf(name, sizeof(name), "%s+offsets", v->name);
+	if (kcache_build(dev->kcache, dev, name, src, opts, &v->program_at, &log) < 0) {
+		if (log)
+			log_msg(LOG_WARNING, "%s: compiler output:\n%s", name, log);
+		free(log);
+		return -EIO;
+	}
+	v->kernel_at = clCreateKernel(v->program_at, entry, &e);
+	if (v->kernel_at)
+		clGetKernelWorkGroupInfo(v->kernel_at, dev->desc->id, CL_KERNEL_WORK_GROUP_SIZE,
+					 sizeof(wg), &wg, NULL);
+	if (!v->kernel_at || wg < threads) {
+		log_msg(LOG_WARNING, "%s: %s", name,
+			v->kernel_at ? "fits fewer work-items than its plain build" : device_strerror(e));
+		if (v->kernel_at)
+			clReleaseKernel(v->kernel_at);
+		clReleaseProgram(v->program_at);
+		v->kernel_at = NULL;
+		v->program_at = NULL;
+		return -EIO;
+	}
+	return 0;
+}
+
+cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		       cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
+		       cl_event *ev)
+{
+	struct rxd_gemm_variant *v = &eng->variants[variant];
+	const struct rxd_gemm_config *cf = &v->cfg;
+	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, k = (cl_int)g->k;
+	cl_int lda = (cl_int)g->lda, ldb = (cl_int)g->ldb, ldc = (cl_int)g->ldc;
+	cl_int sa = (cl_int)g->stride_a, sb = (cl_int)g->stride_b, sc = (cl_int)g->stride_c;
+	cl_int oa = (cl_int)a_off, ob = (cl_int)b_off, oc = (cl_int)c_off;
+	/* float4 global access needs every column start 16-byte aligned, offsets included. */
+	cl_int vec_ok = lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0 && sa % 4 == 0 &&
+			sb % 4 == 0 && sc % 4 == 0 && oa % 4 == 0 && ob % 4 == 0 && oc % 4 == 0;
+	cl_uint next = 11;
+	size_t local[3], global[3];
+
+	if (a_off < 0 || b_off < 0 || c_off < 0 || a_off > INT_MAX || b_off > INT_MAX ||
+	    c_off > INT_MAX)
+		return CL_INVALID_VALUE;
+	if (!v->kernel_at && gemm_variant_build_at(eng->dev, v) < 0)
+		return CL_BUILD_PROGRAM_FAILURE;
+	e = clSetKernelArg(v->kernel_at, 0, sizeof(m), &m);
+	e |= clSetKernelArg(v->kernel_at, 1, sizeof(n), &n);
+	e |= clSetKernelArg(v->kernel_at, 2, sizeof(k), &k);
+	e |= clSetKernelArg(v->kernel_at, 3, sizeof(float), &g->alpha);
+	e |= clSetKernelArg(v->kernel_at, 4, sizeof(cl_mem), &a);
+	e |= clSetKernelArg(v->kernel_at, 5, sizeof(lda), &lda);
+	e |= clSetKernelArg(v->kernel_at, 6, sizeof(cl_mem), &b);
+	e |= clSetKernelArg(v->kernel_at, 7, sizeof(ldb), &ldb);
+	e |= clSetKernelArg(v->kernel_at, 8, sizeof(float), &g->beta);
+	e |= clSetKernelArg(v->kernel_at, 9, sizeof(cl_mem), &c);
+	e |= clSetKernelArg(v->kernel_at, 10, sizeof(ldc), &ldc);
+	if (cf->kernel == RXD_GEMM_REG)
+		e |= clSetKernelArg(v->kernel_at, next++, sizeof(vec_ok), &vec_ok);
+	e |= clSetKernelArg(v->kernel_at, next++, sizeof(sa), &sa);
+	e |= clSetKernelArg(v->kernel_at, next++, sizeof(sb), &sb);
+	e |= clSetKernelArg(v->kernel_at, next++, sizeof(sc), &sc);
+	e |= clSetKernelArg(v->kernel_at, next++, sizeof(oa), &oa);
+	e |= clSetKernelArg(v->kernel_at, next++, sizeof(ob), &ob);
+	e |= clSetKernelArg(v->kernel_at, next++, sizeof(oc), &oc);
+	if (e != CL_SUCCESS)
+		return CL_INVALID_KERNEL_ARGS;
+	local[0] = (size_t)(cf->tsm / cf->wptm);
+	local[1] = (size_t)(cf->tsn / cf->wptn);
+	local[2] = 1;
+	global[0] = (size_t)((g->m + cf->tsm - 1) / cf->tsm) * local[0];
+	global[1] = (size_t)((g->n + cf->tsn - 1) / cf->tsn) * local[1];
+	global[2] = g->batch_count > 1 ? (size_t)g->batch_count : 1;
+	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel_at, 3, NULL, global, local, 0,
+				      NULL, ev);
 }

@@ -329,6 +329,14 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 /* The same with a given variant. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+/* gemm_enqueue with A, B and C starting a_off, b_off and c_off floats into their buffers
+ * (nasops.c: tensors and channel slices inside larger buffers). The variant's
+ * offset-taking kernel (kernels built with -DOFFSETS=1) is built on first use, through the
+ * kernel cache. Every index, offsets and strides included, must fit an int. Device thread
+ * only. CL_SUCCESS, CL_BUILD_PROGRAM_FAILURE (logged), or the enqueue's error. */
+cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		       cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
+		       cl_event *ev);
 
 /* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
 /* Every buffer a job uses comes from here, charged to a reservation the job made before it
@@ -458,6 +466,118 @@ size_t tune_grid(struct rxd_gemm_config *out, size_t max);
  * and driver) or -errno. */
 int tune_save(const struct rxd_gemm_engine *eng, const char *dir);
 int tune_load(struct rxd_gemm_engine *eng, const char *dir);
+
+/* ---- nasops.c: the step kinds of a NAS network on the device (kernels/nas.cl) ---- */
+/* Tensors are NCHW float32, contiguous, at an element offset in a buffer. Every step
+ * writes channels [c_off, c_off + C) of its output tensor (whose c is the total, so that
+ * a cell's concat costs nothing), overwriting (y = scale * op(x)) or accumulating
+ * (y += scale * op(x)). Steps only enqueue on dev->queue (in order) and never wait:
+ * buffers must stay alive until the queue has finished them. Device worker thread only.
+ * Every index must fit an int (tensors of at most INT_MAX elements, offsets included).
+ * Errors: -EINVAL (a shape or parameter that does not fit; nothing was enqueued), -E2BIG
+ * (past the int indexing), -ENOMEM (device or host memory), -EIO (an OpenCL call failed;
+ * logged). */
+struct rxd_nas_tensor {
+	cl_mem mem;
+	int64_t off;                 /* elements from the start of mem */
+	int32_t n, c, h, w;
+};
+
+/* How a step writes its C channels into the output tensor. */
+struct rxd_nas_write {
+	int32_t c_off;               /* first channel of the slice */
+	bool accumulate;             /* add to what is there (false: overwrite) */
+	float scale;                 /* multiplies op(x); 1 except in weighted sums */
+};
+
+/* A convolution, BN folded into weight and bias (see ../shared/NOTES-DARTS.md). */
+struct rxd_nas_conv {
+	int32_t c_out;               /* output channels, the slice's width */
+	int32_t kh, kw;
+	int32_t stride_h, stride_w;  /* >= 1 */
+	int32_t pad_h, pad_w;        /* zeros around the (shifted) input */
+	int32_t dil_h, dil_w;        /* >= 1 */
+	int32_t groups;              /* 1: dense; c_in == c_out == groups: depthwise */
+	bool relu_in;                /* ReLU on the input as it is read */
+	int32_t in_shift;            /* 0, or 1: read x[:, :, 1:, 1:] (FactorizedReduce) */
+	cl_mem weight;               /* [c_out][c_in / groups][kh][kw] */
+	int64_t weight_off;
+	cl_mem bias;                 /* [c_out]; NULL: none */
+	int64_t bias_off;
+};
+
+enum rxd_nas_pool_kind { RXD_NAS_POOL_MAX = 0, RXD_NAS_POOL_AVG = 1 };
+
+struct rxd_nas_pool {
+	int kind;                    /* enum rxd_nas_pool_kind; avg excludes the padding */
+	int32_t kh, kw, stride_h, stride_w, pad_h, pad_w;
+};
+
+struct rxd_nas_linear {
+	int32_t out;                 /* output features, the slice's width */
+	cl_mem weight;               /* [out][in], in = x's c * h * w */
+	int64_t weight_off;
+	cl_mem bias;                 /* [out]; NULL: none */
+	int64_t bias_off;
+};
+
+/* For profiling: the first and the last kernel of one or more steps. A step sets first
+ * when it is NULL and replaces last, so that a span zeroed before several steps covers
+ * them all. Release with nasops_span_release. */
+struct rxd_nas_span {
+	cl_event first, last;
+};
+
+enum {
+	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
+	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_KERNELS
+};
+
+struct rxd_nasops {
+	struct rxd_device *dev;
+	struct rxd_gemm_engine *eng; /* dense convolutions and linear layers go through its
+				      * GEMM; NULL: through nas.cl's direct kernels */
+	cl_program program;
+	cl_kernel kernels[RXD_NAS_KERNELS];
+	size_t wg[RXD_NAS_KERNELS];  /* the most work-items a work-group of each may have */
+	size_t wg_multiple[RXD_NAS_KERNELS]; /* its preferred work-group size multiple */
+	cl_mem scratch;              /* im2col's columns, grown on demand; owned */
+	uint64_t scratch_bytes;
+	uint64_t scratch_max_bytes;  /* a convolution's columns are made this many at a time */
+};
+
+/* Build kernels/nas.cl for dev (through dev->kcache) and check every step kind on small
+ * shapes against a CPU loop. eng may be NULL (see above); it must outlive ops.
+ * 0, -EIO (logged) or -ENOMEM. */
+int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng);
+void nasops_fini(struct rxd_nasops *ops);
+/* The output extent of a convolution or pool along one axis, or -1 when there is none. */
+int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t dil);
+/* y's h and w must be those of the (shifted) x convolved; y->c >= wr->c_off + c_out. */
+int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_pool *p, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* Identity (skip_connect at stride 1): x and y of the same n, h, w. */
+int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool relu_in,
+		const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+		struct rxd_nas_span *span);
+/* Zeros into c channels at wr->c_off; nothing at all when wr->accumulate ('none'). */
+int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* Global average pool: y is n x C_total x 1 x 1, x's c channels go to the slice. */
+int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+	       const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+	       struct rxd_nas_span *span);
+/* y[n][c_off + o] (y is n x C_total x 1 x 1) = x[n] (c * h * w features) . W[o] + b[o]. */
+int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		  const struct rxd_nas_linear *l, const struct rxd_nas_tensor *y,
+		  const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* end(last) - start(first), once both have finished; 0 without profiling or events. */
+uint64_t nasops_span_ns(const struct rxd_nas_span *s);
+void nasops_span_release(struct rxd_nas_span *s);
 
 /* ---- worker.c: the device worker thread and the job queue ---- */
 struct rxd_conn;

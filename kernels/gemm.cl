@@ -35,6 +35,10 @@
 #ifndef WPTN
 #define WPTN 4
 #endif
+/* OFFSETS 1: three more arguments, the first element of A, B and C in their buffers. */
+#ifndef OFFSETS
+#define OFFSETS 0
+#endif
 
 #define RTSM (TSM / WPTM)
 #define RTSN (TSN / WPTN)
@@ -49,7 +53,11 @@ void gemm_tiled(const int M, const int N, const int K,
 		const __global float *B, const int ldb,
 		const float beta,
 		__global float *C, const int ldc,
-		const int stride_a, const int stride_b, const int stride_c)
+		const int stride_a, const int stride_b, const int stride_c
+#if OFFSETS
+		, const int off_a, const int off_b, const int off_c
+#endif
+		)
 {
 	__local float Asub[TSK][TSM];
 	__local float Bsub[TSK][TSN];
@@ -63,6 +71,12 @@ void gemm_tiled(const int M, const int N, const int K,
 	/* Batched calls: one matrix triple per index of the third dimension. */
 	const int batch = get_group_id(2);
 
+#if OFFSETS
+	/* Matrices inside larger buffers (nasops.c's tensors and channel slices). */
+	A += off_a;
+	B += off_b;
+	C += off_c;
+#endif
 	A += batch * stride_a;
 	B += batch * stride_b;
 	C += batch * stride_c;

@@ -62,6 +62,10 @@
 #ifndef MADD
 #define MADD 0
 #endif
+/* OFFSETS 1: three more arguments, the first element of A, B and C in their buffers. */
+#ifndef OFFSETS
+#define OFFSETS 0
+#endif
 
 #if MADD == 2
 #define MAC(acc, a, b) acc = fma(a, b, acc)
@@ -202,7 +206,11 @@ void gemm_reg(const int M, const int N, const int K,
 	      const float beta,
 	      __global float *C, const int ldc,
 	      const int vec_ok,
-	      const int stride_a, const int stride_b, const int stride_c)
+	      const int stride_a, const int stride_b, const int stride_c
+#if OFFSETS
+	      , const int off_a, const int off_b, const int off_c
+#endif
+	      )
 {
 	/* Declared as float4 so that the float4 accesses below are 16-byte aligned: a plain
 	 * float array in local memory is only 4-byte aligned on some devices. */
@@ -223,6 +231,12 @@ void gemm_reg(const int M, const int N, const int K,
 	const bool full_mn = vec_ok && row0 + TSM <= M && col0 + TSN <= N;
 
 	/* Batched calls: one matrix triple per index of the third dimension. */
+#if OFFSETS
+	/* Matrices inside larger buffers (nasops.c's tensors and channel slices). */
+	A += off_a;
+	B += off_b;
+	C += off_c;
+#endif
 	A += batch * stride_a;
 	B += batch * stride_b;
 	C += batch * stride_c;
