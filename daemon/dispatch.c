@@ -32,7 +32,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 
 static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status" };
+	static char *capabilities[] = { "gemm", "status", "nas" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -119,6 +119,43 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	worker_submit(srv->worker, job);
 }
 
+/* Takes ownership of req. The network is checked and planned here; the worker runs it. */
+static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+{
+	struct rxd_server *srv = c->srv;
+	struct rxd_job *job;
+	char err[RXD_ERROR_MAX];
+	int st;
+
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+			       "out of memory for a new job");
+		rxgemm__request__free_unpacked(req, NULL);
+		return;
+	}
+	st = nas_job_prepare(req->nas_eval, srv->cfg->max_frame_bytes, &job->nas, err,
+			     sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
+	job->kind = RXD_JOB_NAS;
+	job->conn = c;
+	job->conn_id = c->id;
+	job->abandoned = &c->abandoned;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	conn_ref(c);
+	c->jobs_in_flight++;
+	srv->stats.jobs_queued++;
+	job->submitted_ns = now_ns();
+	worker_submit(srv->worker, job);
+}
+
 /* The first unknown field's number, or 0. Unknown fields mean the peer speaks a schema we
  * do not: refusing is safer than silently dropping what it asked for. */
 static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
@@ -131,6 +168,7 @@ static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
 	case RXGEMM__REQUEST__BODY_HELLO: body = &req->hello->base; break;
 	case RXGEMM__REQUEST__BODY_GEMM: body = &req->gemm->base; break;
 	case RXGEMM__REQUEST__BODY_STATUS: body = &req->status->base; break;
+	case RXGEMM__REQUEST__BODY_NAS_EVAL: body = &req->nas_eval->base; break;
 	default: break;
 	}
 	return body && body->n_unknown_fields ? body->unknown_fields[0].tag : 0;
@@ -180,6 +218,9 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	case RXGEMM__REQUEST__BODY_STATUS:
 		dispatch_status(c, req);
 		break;
+	case RXGEMM__REQUEST__BODY_NAS_EVAL:
+		dispatch_nas(c, req, received_ns);
+		return; /* req now belongs to the job */
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 			       "request has no body");
@@ -195,6 +236,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	struct rxd_conn *c = job->conn;
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__GemmReply gemm = RXGEMM__GEMM_REPLY__INIT;
+	Rxgemm__NasEvalReply nas;
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	uint64_t done_ns = now_ns();
 
@@ -209,7 +251,15 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	reply.request_id = job->request_id;
 	reply.status = job->status;
 	reply.timings = &t;
-	if (job->status == RXGEMM__STATUS__STATUS_OK) {
+	if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_NAS) {
+		if (nas_job_reply(job->nas, &nas) == 0) {
+			reply.body_case = RXGEMM__REPLY__BODY_NAS_EVAL;
+			reply.nas_eval = &nas;
+		} else {
+			reply.status = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			reply.error = (char *)"out of memory building the reply";
+		}
+	} else if (job->status == RXGEMM__STATUS__STATUS_OK) {
 		gemm.c.data = (uint8_t *)job->c_out;
 		gemm.c.len = job->g.c_elems * sizeof(float);
 		gemm.flops = job->g.flops;

@@ -1056,3 +1056,640 @@ int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, 
 		 (unsigned long long)floats, (unsigned long long)plan->blob_floats);
 	return -EINVAL;
 }
+
+/* ---- NAS evaluation jobs: the request, the run on the device, the reply ---- */
+
+#define NAS_MAX_WARMUP 100
+#define NAS_MAX_REPEAT 1000
+
+struct rxd_nas_job {
+	struct rxd_nas_config cfg;
+	float *alpha;                  /* owned copies of the supernet's alphas */
+	struct rxd_nas_plan plan;      /* of the whole batch: counts and the reply's figures */
+	const float *blob;             /* into the request, or blob_owned */
+	float *blob_owned;
+	const float *input;            /* into the request, or input_owned */
+	float *input_owned;
+	uint32_t warmup, repeat;
+	bool want_logits;
+	char genotype[RXD_GENOTYPE_TEXT_MAX];
+	/* results (device thread) */
+	float *logits;                 /* batch x classes */
+	uint64_t *run_ns;              /* repeat */
+	uint64_t part_ns[RXD_NAS_PARTS];
+	uint32_t part_steps[RXD_NAS_PARTS];
+	uint64_t *cell_ns;             /* layers + 2: stem, cells, head */
+	uint32_t *cell_steps;
+	int32_t piece;
+	uint64_t peak_bytes, act_bytes;
+	/* the reply's parts */
+	Rxgemm__NasLatencyPart *parts;
+	Rxgemm__NasLatencyPart **by_op, **by_cell;
+	char (*names)[24];
+	size_t n_by_op, n_by_cell;
+};
+
+void nas_job_free(struct rxd_nas_job *nj)
+{
+	if (!nj)
+		return;
+	nas_plan_free(&nj->plan);
+	free(nj->alpha);
+	free(nj->blob_owned);
+	free(nj->input_owned);
+	free(nj->logits);
+	free(nj->run_ns);
+	free(nj->cell_ns);
+	free(nj->cell_steps);
+	free(nj->parts);
+	free(nj->by_op);
+	free(nj->by_cell);
+	free(nj->names);
+	free(nj);
+}
+
+/* Floats from bytes; the request's bytes are malloc'd by protobuf-c, so aligned, but a
+ * copy is made when they are not (never trust what we did not allocate). */
+static const float *nas_floats(const ProtobufCBinaryData *d, float **owned)
+{
+	if (((uintptr_t)d->data % _Alignof(float)) == 0)
+		return (const float *)d->data;
+	*owned = malloc(d->len);
+	if (*owned)
+		memcpy(*owned, d->data, d->len);
+	return *owned;
+}
+
+int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
+		    struct rxd_nas_job **out, char *err, size_t errlen)
+{
+	struct rxd_nas_job *nj = calloc(1, sizeof(*nj));
+	struct rxd_nas_config *c;
+	bool imagenet = rq->dataset == RXGEMM__NAS_DATASET__NAS_IMAGENET;
+	int st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, rc;
+	uint64_t in_floats, logit_bytes;
+
+	*out = NULL;
+	if (!nj) {
+		snprintf(err, errlen, "out of memory for a NAS job");
+		return RXGEMM__STATUS__STATUS_NO_MEMORY;
+	}
+	c = &nj->cfg;
+	if (rq->dataset != RXGEMM__NAS_DATASET__NAS_CIFAR && !imagenet) {
+		snprintf(err, errlen, "dataset %d is neither CIFAR (0) nor ImageNet (1)",
+			 (int)rq->dataset);
+		goto fail;
+	}
+	c->family = imagenet ? RXD_NAS_IMAGENET : RXD_NAS_CIFAR;
+	c->C = rq->c ? rq->c : imagenet ? 48 : 36;
+	c->layers = rq->layers ? rq->layers : imagenet ? 14 : 20;
+	c->classes = rq->classes ? rq->classes : imagenet ? 1000 : 10;
+	c->height = rq->height ? rq->height : imagenet ? 224 : 32;
+	c->width = rq->width ? rq->width : imagenet ? 224 : 32;
+	c->batch = rq->batch ? rq->batch : 1;
+	c->supernet = rq->supernet;
+	if (rq->supernet) {
+		size_t edges;
+
+		if (rq->genotype && *rq->genotype) {
+			snprintf(err, errlen, "genotype must be empty for the supernet");
+			goto fail;
+		}
+		c->steps = rq->steps ? (int32_t)rq->steps : 4;
+		c->multiplier = rq->multiplier ? (int32_t)rq->multiplier : 4;
+		if (rq->steps > RXD_NAS_MAX_STEPS) {
+			snprintf(err, errlen, "steps is %u; it must be 1 to %d", rq->steps,
+				 RXD_NAS_MAX_STEPS);
+			goto fail;
+		}
+		edges = (size_t)c->steps * (size_t)(c->steps + 3) / 2;
+		if (rq->n_alpha_normal != edges * RXD_NAS_PRIMITIVES ||
+		    rq->n_alpha_reduce != edges * RXD_NAS_PRIMITIVES) {
+			snprintf(err, errlen,
+				 "alpha_normal and alpha_reduce must have %zu values each (%zu "
+				 "edges x %d operations); they have %zu and %zu",
+				 edges * RXD_NAS_PRIMITIVES, edges, RXD_NAS_PRIMITIVES,
+				 rq->n_alpha_normal, rq->n_alpha_reduce);
+			goto fail;
+		}
+		nj->alpha = malloc(2 * edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		if (!nj->alpha) {
+			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			snprintf(err, errlen, "out of memory for the alphas");
+			goto fail;
+		}
+		memcpy(nj->alpha, rq->alpha_normal, edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		memcpy(nj->alpha + edges * RXD_NAS_PRIMITIVES, rq->alpha_reduce,
+		       edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		c->alpha_normal = nj->alpha;
+		c->alpha_reduce = nj->alpha + edges * RXD_NAS_PRIMITIVES;
+	} else {
+		const char *g = rq->genotype ? rq->genotype : "";
+
+		if (rq->n_alpha_normal || rq->n_alpha_reduce || rq->steps || rq->multiplier) {
+			snprintf(err, errlen, "alphas, steps and multiplier are for the supernet only");
+			goto fail;
+		}
+		if (!*g) {
+			snprintf(err, errlen, "genotype is empty: give a name (DARTS_V1, DARTS_V2, "
+					      "NASNet, AmoebaNet) or a Genotype(...) text");
+			goto fail;
+		}
+		if (genotype_named(g, &c->geno) < 0) {
+			char perr[RXD_ERROR_MAX];
+
+			if (strncmp(g, "Genotype", 8) != 0) {
+				snprintf(err, errlen,
+					 "genotype '%.40s' is not a known name (DARTS_V1, DARTS_V2, "
+					 "NASNet, AmoebaNet) nor a Genotype(...) text",
+					 g);
+				goto fail;
+			}
+			if (genotype_parse(g, strlen(g), &c->geno, perr, sizeof(perr)) < 0) {
+				snprintf(err, errlen, "%s", perr);
+				goto fail;
+			}
+		}
+		genotype_format(&c->geno, nj->genotype, sizeof(nj->genotype));
+	}
+	if (rq->warmup > NAS_MAX_WARMUP || rq->repeat > NAS_MAX_REPEAT) {
+		snprintf(err, errlen, "warmup (%u) and repeat (%u) may be at most %d and %d",
+			 rq->warmup, rq->repeat, NAS_MAX_WARMUP, NAS_MAX_REPEAT);
+		goto fail;
+	}
+	nj->warmup = rq->warmup;
+	nj->repeat = rq->repeat ? rq->repeat : 1;
+	nj->want_logits = rq->want_logits;
+	rc = nas_build(c, &nj->plan, err, errlen);
+	if (rc < 0) {
+		st = rc == -ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
+		     : rc == -E2BIG ? RXGEMM__STATUS__STATUS_TOO_BIG
+				    : RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		goto fail;
+	}
+	in_floats = nj->plan.tensors[nj->plan.input].elems;
+	logit_bytes = (uint64_t)c->batch * (uint64_t)c->classes * sizeof(float);
+	if (rq->want_logits && logit_bytes + 4096 > max_reply_bytes) {
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+		snprintf(err, errlen, "the logits (%llu bytes) would not fit a reply frame (%llu)",
+			 (unsigned long long)logit_bytes, (unsigned long long)max_reply_bytes);
+		goto fail;
+	}
+	if (rq->weights.len) {
+		if (rq->weights.len % sizeof(float) ||
+		    nas_check_blob(&nj->plan, rq->weights.len / sizeof(float), err, errlen) < 0) {
+			if (rq->weights.len % sizeof(float))
+				snprintf(err, errlen,
+					 "weights is %zu bytes, not whole floats; this network needs "
+					 "%llu floats",
+					 rq->weights.len, (unsigned long long)nj->plan.blob_floats);
+			goto fail;
+		}
+		nj->blob = nas_floats(&rq->weights, &nj->blob_owned);
+	} else {
+		nj->blob_owned = malloc(nj->plan.blob_floats * sizeof(float));
+		if (nj->blob_owned)
+			nas_init_blob(&nj->plan, rq->weight_seed, nj->blob_owned);
+		nj->blob = nj->blob_owned;
+	}
+	if (rq->input.len) {
+		if (rq->input.len != in_floats * sizeof(float)) {
+			snprintf(err, errlen,
+				 "input is %zu bytes; batch x 3 x height x width (%d x 3 x %d x %d) "
+				 "floats are %llu bytes",
+				 rq->input.len, c->batch, c->height, c->width,
+				 (unsigned long long)(in_floats * sizeof(float)));
+			goto fail;
+		}
+		nj->input = nas_floats(&rq->input, &nj->input_owned);
+	} else {
+		nj->input_owned = malloc(in_floats * sizeof(float));
+		if (nj->input_owned)
+			nas_random_floats(rq->input_seed, nj->input_owned, in_floats);
+		nj->input = nj->input_owned;
+	}
+	if (!nj->blob || !nj->input) {
+		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+		snprintf(err, errlen, "out of memory for the weights or the input");
+		goto fail;
+	}
+	*out = nj;
+	return RXGEMM__STATUS__STATUS_OK;
+fail:
+	nas_job_free(nj);
+	return st;
+}
+
+/* The plan for a piece of batch images. */
+static int nas_piece_plan(const struct rxd_nas_job *nj, int32_t batch, struct rxd_nas_plan *p,
+			  char *err, size_t errlen)
+{
+	struct rxd_nas_config c = nj->cfg;
+
+	c.batch = batch;
+	return nas_build(&c, p, err, errlen);
+}
+
+static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p,
+			    const struct rxd_nas_step *s, cl_mem arena, cl_mem wbuf,
+			    struct rxd_nas_span *span)
+{
+	const struct rxd_nas_ptensor *ti = &p->tensors[s->in], *to = &p->tensors[s->out];
+	struct rxd_nas_tensor x = { arena, (int64_t)ti->offset, p->batch, ti->c, ti->h, ti->w };
+	struct rxd_nas_tensor y = { arena, (int64_t)to->offset, p->batch, to->c, to->h, to->w };
+	struct rxd_nas_write wr = { s->c_off, s->accumulate, s->scale };
+
+	switch (s->kind) {
+	case RXD_NAS_CONV: {
+		struct rxd_nas_conv cv = { 0 };
+
+		cv.c_out = s->c_out;
+		cv.kh = s->kh;
+		cv.kw = s->kw;
+		cv.stride_h = s->sh;
+		cv.stride_w = s->sw;
+		cv.pad_h = s->ph;
+		cv.pad_w = s->pw;
+		cv.dil_h = s->dh;
+		cv.dil_w = s->dw;
+		cv.groups = s->groups;
+		cv.relu_in = s->relu_in;
+		cv.in_shift = s->in_shift;
+		cv.weight = wbuf;
+		cv.weight_off = (int64_t)s->w_off;
+		cv.bias = wbuf;
+		cv.bias_off = (int64_t)s->b_off;
+		return nasops_conv(ops, &x, &cv, &y, &wr, span);
+	}
+	case RXD_NAS_MAXPOOL:
+	case RXD_NAS_AVGPOOL: {
+		struct rxd_nas_pool pl = { s->kind == RXD_NAS_MAXPOOL ? RXD_NAS_POOL_MAX
+								  : RXD_NAS_POOL_AVG,
+					   s->kh, s->kw, s->sh, s->sw, s->ph, s->pw };
+
+		return nasops_pool(ops, &x, &pl, &y, &wr, span);
+	}
+	case RXD_NAS_COPY:
+		return nasops_copy(ops, &x, s->relu_in, &y, &wr, span);
+	case RXD_NAS_ZERO:
+		return nasops_zero(ops, s->c_out, &y, &wr, span);
+	case RXD_NAS_GAP:
+		return nasops_gap(ops, &x, &y, &wr, span);
+	case RXD_NAS_LINEAR: {
+		struct rxd_nas_linear l = { s->c_out, wbuf, (int64_t)s->w_off, wbuf,
+					    (int64_t)s->b_off };
+
+		return nasops_linear(ops, &x, &l, &y, &wr, span);
+	}
+	}
+	return -EINVAL;
+}
+
+static uint64_t nas_event_time(cl_event ev, cl_profiling_info what)
+{
+	cl_ulong t = 0;
+
+	if (!ev || clGetEventProfilingInfo(ev, what, sizeof(t), &t, NULL) != CL_SUCCESS)
+		return 0;
+	return (uint64_t)t;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* One run of one piece: upload its images, enqueue every step, wait. timed: add each
+ * step's time (from its first kernel's start to the next step's, the last to its end, so
+ * that the parts add up to the whole) to the breakdown; *ns gets the piece's time.
+ * logits (may be NULL) receives the piece's. */
+static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
+			 const struct rxd_nas_plan *p, int32_t first_image, cl_mem arena,
+			 cl_mem wbuf, struct rxd_nas_span *spans, bool timed, uint64_t *ns,
+			 float *logits, char *err, size_t errlen)
+{
+	cl_command_queue q = ops->dev->queue;
+	uint64_t per_image = (uint64_t)3 * nj->cfg.height * nj->cfg.width, t0, first = 0, prev = 0;
+	size_t prev_step = 0;
+	bool prof = timed && ops->dev->profiling;
+	cl_int e;
+	int rc = 0;
+
+	e = clEnqueueWriteBuffer(q, arena, CL_FALSE, p->tensors[p->input].offset * sizeof(float),
+				 (size_t)(per_image * (uint64_t)p->batch * sizeof(float)),
+				 nj->input + per_image * (uint64_t)first_image, 0, NULL, NULL);
+	if (e != CL_SUCCESS) {
+		snprintf(err, errlen, "uploading the input failed: %s", device_strerror(e));
+		return -EIO;
+	}
+	clFinish(q);
+	t0 = now_ns();
+	memset(spans, 0, p->n_steps * sizeof(*spans));
+	for (size_t i = 0; i < p->n_steps; i++) {
+		const struct rxd_nas_step *s = &p->steps[i];
+
+		rc = nas_enqueue_step(ops, p, s, arena, wbuf, prof ? &spans[i] : NULL);
+		if (rc < 0) {
+			clFinish(q);
+			snprintf(err, errlen, "step %zu (%s, %s, cell %d) could not be run: %s", i,
+				 nas_kind_name(s->kind), nas_part_name(s->part), s->cell,
+				 strerror(-rc));
+			goto out;
+		}
+	}
+	if ((e = clFinish(q)) != CL_SUCCESS) {
+		snprintf(err, errlen, "the device failed the network: %s", device_strerror(e));
+		rc = -EIO;
+		goto out;
+	}
+	*ns = now_ns() - t0;
+	if (prof) {
+		bool any = false;
+
+		for (size_t i = 0; i < p->n_steps; i++) {
+			uint64_t start = nas_event_time(spans[i].first, CL_PROFILING_COMMAND_START);
+			const struct rxd_nas_step *s;
+			int cell;
+
+			if (!spans[i].first || !start)
+				continue;
+			if (!any) {
+				first = start;
+				any = true;
+			} else {
+				s = &p->steps[prev_step];
+				cell = s->cell + 1;
+				nj->part_ns[s->part] += start - prev;
+				nj->cell_ns[cell] += start - prev;
+			}
+			prev = start;
+			prev_step = i;
+		}
+		if (any) {
+			const struct rxd_nas_step *s = &p->steps[prev_step];
+			uint64_t end = nas_event_time(spans[prev_step].last, CL_PROFILING_COMMAND_END);
+
+			if (end > prev) {
+				nj->part_ns[s->part] += end - prev;
+				nj->cell_ns[s->cell + 1] += end - prev;
+			}
+			*ns = end > first ? end - first : 0;
+		}
+	}
+	if (logits) {
+		e = clEnqueueReadBuffer(q, arena, CL_TRUE,
+					p->tensors[p->output].offset * sizeof(float),
+					p->tensors[p->output].elems * sizeof(float), logits, 0, NULL,
+					NULL);
+		if (e != CL_SUCCESS) {
+			snprintf(err, errlen, "reading the logits failed: %s", device_strerror(e));
+			rc = -EIO;
+		}
+	}
+out:
+	for (size_t i = 0; i < p->n_steps; i++)
+		nasops_span_release(&spans[i]);
+	return rc;
+}
+
+int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
+		uint32_t owner, atomic_bool *cancel, char *err, size_t errlen)
+{
+	struct rxd_nas_plan pp = { 0 }, pr = { 0 };
+	struct rxd_budget_res res = { 0 };
+	struct rxd_nas_span *spans = NULL;
+	int32_t batch = nj->cfg.batch, piece = batch, rem;
+	uint64_t wbytes, abytes, scratch, need = 0;
+	float *weights = NULL;
+	cl_mem wbuf = NULL, arena = NULL;
+	int st = RXGEMM__STATUS__STATUS_OK, rc, clerr;
+	cl_int e;
+
+	if (!ops) {
+		snprintf(err, errlen, "this daemon's device could not build the NAS kernels");
+		return RXGEMM__STATUS__STATUS_UNSUPPORTED;
+	}
+	scratch = ops->eng ? ops->scratch_max_bytes : 0;
+	/* The largest piece of the batch that fits the budget (and int indexing). */
+	for (;;) {
+		rc = nas_piece_plan(nj, piece, &pp, err, errlen);
+		if (rc < 0) {
+			st = rc == -ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
+					   : RXGEMM__STATUS__STATUS_INTERNAL;
+			goto out;
+		}
+		rem = batch % piece;
+		if (rem && (rc = nas_piece_plan(nj, rem, &pr, err, errlen)) < 0) {
+			st = RXGEMM__STATUS__STATUS_INTERNAL;
+			goto out;
+		}
+		wbytes = pp.weight_floats * sizeof(float);
+		abytes = (pp.arena_floats > pr.arena_floats ? pp.arena_floats : pr.arena_floats) *
+			 sizeof(float);
+		need = budget_round(wbytes) + budget_round(abytes) + scratch;
+		if (abytes / sizeof(float) <= INT32_MAX && abytes <= ops->dev->max_alloc_bytes) {
+			rc = b ? budget_reserve(b, &res, owner, need, true, cancel) : 0;
+			if (rc == 0)
+				break;
+			if (rc != -E2BIG) {
+				st = rc == -ECANCELED ? RXGEMM__STATUS__STATUS_SHUTDOWN
+				     : rc == -EDQUOT  ? RXGEMM__STATUS__STATUS_TOO_BIG
+						      : RXGEMM__STATUS__STATUS_NO_MEMORY;
+				snprintf(err, errlen,
+					 "the network needs %llu bytes of device memory: %s",
+					 (unsigned long long)need,
+					 rc == -EDQUOT ? "over this client's quota"
+						       : "the reservation failed");
+				goto out;
+			}
+		}
+		if (piece == 1) {
+			st = RXGEMM__STATUS__STATUS_TOO_BIG;
+			snprintf(err, errlen,
+				 "one image of this network needs %llu bytes of device memory "
+				 "(weights %llu, activations %llu, scratch %llu); the budget is %llu",
+				 (unsigned long long)need, (unsigned long long)wbytes,
+				 (unsigned long long)abytes, (unsigned long long)scratch,
+				 (unsigned long long)(b ? b->budget_bytes : 0));
+			goto out;
+		}
+		piece = (piece + 1) / 2;
+		nas_plan_free(&pp);
+		nas_plan_free(&pr);
+	}
+	if (piece < batch && b)
+		budget_note_split(b);
+	nj->piece = piece;
+	nj->act_bytes = abytes;
+	nj->peak_bytes = wbytes + abytes + scratch;
+	weights = malloc(wbytes);
+	spans = calloc(pp.n_steps > pr.n_steps ? pp.n_steps : pr.n_steps, sizeof(*spans));
+	nj->run_ns = calloc(nj->repeat, sizeof(uint64_t));
+	nj->cell_ns = calloc((size_t)nj->cfg.layers + 2, sizeof(uint64_t));
+	nj->cell_steps = calloc((size_t)nj->cfg.layers + 2, sizeof(uint32_t));
+	if (nj->want_logits)
+		nj->logits = malloc((size_t)batch * nj->cfg.classes * sizeof(float));
+	if (!weights || !spans || !nj->run_ns || !nj->cell_ns || !nj->cell_steps ||
+	    (nj->want_logits && !nj->logits)) {
+		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+		snprintf(err, errlen, "out of host memory for the network");
+		goto out;
+	}
+	if (nas_fold(&pp, nj->blob, weights, err, errlen) < 0) {
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		goto out;
+	}
+	if (b) {
+		void *m1 = NULL, *m2 = NULL;
+
+		if ((rc = budget_buf_get(b, &res, wbytes, &m1, &clerr)) < 0 ||
+		    (rc = budget_buf_get(b, &res, abytes, &m2, &clerr)) < 0) {
+			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			snprintf(err, errlen, "device memory for the network could not be had: %s",
+				 device_strerror(clerr));
+			budget_trim(b);
+			goto out;
+		}
+		wbuf = m1;
+		arena = m2;
+	} else {
+		wbuf = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, wbytes, NULL, &e);
+		if (wbuf)
+			arena = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, abytes, NULL, &e);
+		if (!wbuf || !arena) {
+			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			snprintf(err, errlen, "device memory for the network could not be had: %s",
+				 device_strerror(e));
+			goto out;
+		}
+	}
+	e = clEnqueueWriteBuffer(ops->dev->queue, wbuf, CL_TRUE, 0, wbytes, weights, 0, NULL,
+				 NULL);
+	if (e != CL_SUCCESS) {
+		st = RXGEMM__STATUS__STATUS_DEVICE;
+		snprintf(err, errlen, "uploading the weights failed: %s", device_strerror(e));
+		goto out;
+	}
+	for (size_t i = 0; i < pp.n_steps; i++) {
+		nj->part_steps[pp.steps[i].part]++;
+		nj->cell_steps[pp.steps[i].cell + 1]++;
+	}
+	for (uint32_t r = 0; r < nj->warmup + nj->repeat; r++) {
+		bool timed = r >= nj->warmup;
+		uint64_t total = 0;
+
+		if (cancel && atomic_load(cancel)) {
+			st = RXGEMM__STATUS__STATUS_SHUTDOWN;
+			snprintf(err, errlen, "the client disconnected");
+			goto out;
+		}
+		for (int32_t first = 0; first < batch; first += piece) {
+			const struct rxd_nas_plan *p = batch - first >= piece ? &pp : &pr;
+			uint64_t ns = 0;
+			float *lg = nj->logits && r == 0
+					    ? nj->logits + (size_t)first * nj->cfg.classes
+					    : NULL;
+
+			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans, timed, &ns, lg,
+					   err, errlen);
+			if (rc < 0) {
+				st = RXGEMM__STATUS__STATUS_DEVICE;
+				goto out;
+			}
+			total += ns;
+		}
+		if (timed)
+			nj->run_ns[r - nj->warmup] = total;
+	}
+out:
+	if (b)
+		budget_release(b, &res);
+	else {
+		if (wbuf)
+			clReleaseMemObject(wbuf);
+		if (arena)
+			clReleaseMemObject(arena);
+	}
+	free(weights);
+	free(spans);
+	nas_plan_free(&pp);
+	nas_plan_free(&pr);
+	return st;
+}
+
+int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
+{
+	const struct rxd_nas_plan *p = &nj->plan;
+	uint64_t *sorted, sum = 0;
+	size_t nparts = RXD_NAS_PARTS + (size_t)nj->cfg.layers + 2, k = 0;
+	uint32_t n = nj->repeat;
+
+	rxgemm__nas_eval_reply__init(r);
+	r->genotype = nj->genotype;
+	r->params = p->param_count;
+	r->macs = p->macs;
+	r->weight_floats = p->blob_floats;
+	r->peak_device_bytes = nj->peak_bytes;
+	r->activation_bytes = nj->act_bytes;
+	r->batch = nj->cfg.batch;
+	r->batch_piece = nj->piece;
+	r->classes = nj->cfg.classes;
+	r->steps = (uint32_t)p->n_steps;
+	r->n_run_ns = n;
+	r->run_ns = nj->run_ns;
+	sorted = malloc(n * sizeof(uint64_t));
+	nj->parts = calloc(nparts, sizeof(*nj->parts));
+	nj->by_op = calloc(RXD_NAS_PARTS, sizeof(*nj->by_op));
+	nj->by_cell = calloc((size_t)nj->cfg.layers + 2, sizeof(*nj->by_cell));
+	nj->names = calloc((size_t)nj->cfg.layers + 2, sizeof(*nj->names));
+	if (!sorted || !nj->parts || !nj->by_op || !nj->by_cell || !nj->names) {
+		free(sorted);
+		return -ENOMEM;
+	}
+	memcpy(sorted, nj->run_ns, n * sizeof(uint64_t));
+	qsort(sorted, n, sizeof(uint64_t), cmp_u64);
+	for (uint32_t i = 0; i < n; i++)
+		sum += sorted[i];
+	/* The median (the lower middle of an even count) and the nearest-rank 90th. */
+	r->latency_median_ns = sorted[(n - 1) / 2];
+	r->latency_p90_ns = sorted[(size_t)ceil(0.9 * n) - 1];
+	r->latency_mean_ns = sum / n;
+	free(sorted);
+	for (int i = 0; i < RXD_NAS_PARTS; i++) {
+		Rxgemm__NasLatencyPart *q = &nj->parts[k++];
+
+		if (!nj->part_steps[i])
+			continue;
+		rxgemm__nas_latency_part__init(q);
+		q->name = (char *)nas_part_name(i);
+		q->ns = nj->part_ns[i] / n;
+		q->steps = nj->part_steps[i];
+		nj->by_op[nj->n_by_op++] = q;
+	}
+	for (int i = 0; i < nj->cfg.layers + 2; i++) {
+		Rxgemm__NasLatencyPart *q = &nj->parts[k++];
+
+		rxgemm__nas_latency_part__init(q);
+		if (i == 0)
+			snprintf(nj->names[i], sizeof(nj->names[i]), "stem");
+		else if (i == nj->cfg.layers + 1)
+			snprintf(nj->names[i], sizeof(nj->names[i]), "head");
+		else
+			snprintf(nj->names[i], sizeof(nj->names[i]), "cell %d", i - 1);
+		q->name = nj->names[i];
+		q->ns = nj->cell_ns[i] / n;
+		q->steps = nj->cell_steps[i];
+		nj->by_cell[nj->n_by_cell++] = q;
+	}
+	r->n_by_op = nj->n_by_op;
+	r->by_op = nj->by_op;
+	r->n_by_cell = nj->n_by_cell;
+	r->by_cell = nj->by_cell;
+	if (nj->logits) {
+		r->logits.data = (uint8_t *)nj->logits;
+		r->logits.len = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);
+	}
+	return 0;
+}

@@ -582,8 +582,12 @@ void nasops_span_release(struct rxd_nas_span *s);
 /* ---- worker.c: the device worker thread and the job queue ---- */
 struct rxd_conn;
 
+enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1 };
+
 struct rxd_job {
 	struct rxd_job *next;
+	int kind;                    /* RXD_JOB_*: what the worker runs */
+	struct rxd_nas_job *nas;     /* RXD_JOB_NAS: the network (nas.c), owned */
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool *abandoned;      /* set by the loop when the client went away: skip the job */
@@ -611,6 +615,8 @@ struct rxd_worker {
 	bool started;
 	uv_async_t async;            /* wakes the loop to drain done */
 	struct rxd_gemm_engine *engine;
+	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused. Set after worker_start, before
+				      * any job is submitted */
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
 	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
@@ -944,5 +950,24 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 /* A weight blob of floats floats for plan: 0, or -EINVAL with err stating the length
  * expected. */
 int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen);
+
+/* NAS evaluation jobs (NasEvalRequest). */
+struct rxd_nas_job;
+/* Loop thread: check rq (defaults filled in), parse its genotype, build its plan, check
+ * the weights' and input's lengths (no reply may exceed max_reply_bytes). Returns an
+ * RXGEMM__STATUS__* code; on success *out is the job (nas_job_free), which points into
+ * rq's bytes: rq must outlive it. */
+int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
+		    struct rxd_nas_job **out, char *err, size_t errlen);
+struct rxd_nasops;
+/* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
+ * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch
+ * in pieces when it does not fit whole; warm-up and timed runs, timed with profiling
+ * events per step. Returns an RXGEMM__STATUS__* code with a sentence in err. */
+int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
+		uint32_t owner, atomic_bool *cancel, char *err, size_t errlen);
+/* Fill r from a job that ran; r points into nj (valid until nas_job_free). 0 or -ENOMEM. */
+int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
+void nas_job_free(struct rxd_nas_job *nj);
 
 #endif

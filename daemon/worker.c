@@ -13,6 +13,7 @@ void job_free(struct rxd_job *job)
 {
 	if (!job)
 		return;
+	nas_job_free(job->nas); /* before the request it points into */
 	if (job->req)
 		rxgemm__request__free_unpacked(job->req, NULL);
 	free(job->c_out);
@@ -39,6 +40,9 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		/* The client is gone: nobody would read the answer. */
 		job->status = RXGEMM__STATUS__STATUS_SHUTDOWN;
 		snprintf(job->error, sizeof(job->error), "the client disconnected");
+	} else if (job->kind == RXD_JOB_NAS) {
+		job->status = nas_job_run(job->nas, w->nasops, w->engine->budget, job->conn_id,
+					  job->abandoned, job->error, sizeof(job->error));
 	} else if (!(job->c_out = malloc(job->g.c_elems * sizeof(float)))) {
 		job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
 		snprintf(job->error, sizeof(job->error), "out of host memory for the result");
