@@ -1280,6 +1280,30 @@ fail:
 	return st;
 }
 
+/* The im2col columns nasops needs for the plan's dense convolutions that do not read their
+ * input in place (kernels other than 1x1 stride 1, ReLU on the input, a shifted read),
+ * made at most scratch_max bytes of images at a time but always at least one image. */
+static uint64_t nas_scratch_bytes(const struct rxd_nas_plan *p, uint64_t scratch_max)
+{
+	uint64_t most = 0;
+
+	for (size_t i = 0; i < p->n_steps; i++) {
+		const struct rxd_nas_step *s = &p->steps[i];
+		uint64_t per_image, nb;
+
+		if (s->kind != RXD_NAS_CONV || s->groups != 1 ||
+		    (s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
+		     s->pw == 0 && !s->relu_in && !s->in_shift))
+			continue;
+		per_image = (uint64_t)s->c_in * s->kh * s->kw * s->h_out * s->w_out * sizeof(float);
+		nb = scratch_max / per_image;
+		nb = nb < 1 ? 1 : nb > (uint64_t)p->batch ? (uint64_t)p->batch : nb;
+		if (nb * per_image > most)
+			most = nb * per_image;
+	}
+	return most;
+}
+
 /* The plan for a piece of batch images. */
 static int nas_piece_plan(const struct rxd_nas_job *nj, int32_t batch, struct rxd_nas_plan *p,
 			  char *err, size_t errlen)
@@ -1471,7 +1495,6 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		snprintf(err, errlen, "this daemon's device could not build the NAS kernels");
 		return RXGEMM__STATUS__STATUS_UNSUPPORTED;
 	}
-	scratch = ops->eng ? ops->scratch_max_bytes : 0;
 	/* The largest piece of the batch that fits the budget (and int indexing). */
 	for (;;) {
 		rc = nas_piece_plan(nj, piece, &pp, err, errlen);
@@ -1488,6 +1511,9 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		wbytes = pp.weight_floats * sizeof(float);
 		abytes = (pp.arena_floats > pr.arena_floats ? pp.arena_floats : pr.arena_floats) *
 			 sizeof(float);
+		/* nasops keeps its im2col scratch itself, outside the budget; it is reserved
+		 * here so that the budget still bounds what the device holds. */
+		scratch = ops->eng ? nas_scratch_bytes(&pp, ops->scratch_max_bytes) : 0;
 		need = budget_round(wbytes) + budget_round(abytes) + scratch;
 		if (abytes / sizeof(float) <= INT32_MAX && abytes <= ops->dev->max_alloc_bytes) {
 			rc = b ? budget_reserve(b, &res, owner, need, true, cancel) : 0;

@@ -236,9 +236,59 @@ START_TEST(supernet)
 }
 END_TEST
 
+/* A budget of 1 MiB: the batch below runs in pieces. */
+START_TEST(split_batch)
+{
+	struct rxd_nas_config cfg = { 0 };
+	struct rxd_nas_plan p;
+	struct rxg_nas_args a = { 0 };
+	struct rxg_nas_result *r = NULL;
+	float in[3 * 3 * 32 * 32], logits[3 * 10], *want;
+	int rc;
+
+	if (g_skip)
+		return;
+	cfg.family = RXD_NAS_CIFAR;
+	cfg.C = 8;
+	cfg.layers = 5;
+	cfg.classes = 10;
+	cfg.height = cfg.width = 32;
+	cfg.batch = 3;
+	ck_assert_int_eq(genotype_named("DARTS_V1", &cfg.geno), 0);
+	nas_random_floats(4, in, sizeof(in) / sizeof(in[0]));
+	want = reference(&cfg, NULL, 6, in, &p);
+	a.genotype = "DARTS_V1";
+	a.c = 8;
+	a.layers = 5;
+	a.batch = 3;
+	a.weight_seed = 6;
+	a.input = in;
+	a.logits = logits;
+	a.repeat = 2;
+	rc = rxg_nas_eval(g_c, &a, &r);
+	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
+	ck_assert_int_lt(r->batch_piece, 3);
+	ck_assert_uint_le(r->peak_device_bytes, 1u << 20);
+	compare(logits, want, 30);
+	check_parts(r, 5);
+	rxg_nas_result_free(r);
+	/* Too big for the budget even one image at a time: refused with the figures. */
+	a.c = 64;
+	a.weights = NULL;
+	a.input = NULL;
+	a.logits = NULL;
+	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_ETOOBIG);
+	ck_assert_msg(strstr(rxg_errmsg(g_c), "the budget is 1048576"), "%s", rxg_errmsg(g_c));
+	free(want);
+	nas_plan_free(&p);
+}
+END_TEST
+
+static const char *const *g_args;
+
 static void setup(void)
 {
-	int rc = daemon_run_start(&g_daemon, NULL);
+	int rc = daemon_run_start(&g_daemon, g_args);
 
 	if (rc == DAEMON_RUN_SKIP) {
 		g_skip = 1;
@@ -262,6 +312,15 @@ static void teardown(void)
 	daemon_run_cleanup(&g_daemon);
 }
 
+static void setup_small(void)
+{
+	static const char *const args[] = { "--vram-budget", "1M", NULL };
+
+	g_args = args;
+	memset(&g_daemon, 0, sizeof(g_daemon));
+	setup();
+}
+
 int main(void)
 {
 	Suite *s = suite_create("nas-daemon");
@@ -275,6 +334,11 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, whole_network);
 	tcase_add_test(tc, supernet);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("split");
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup_small, teardown);
+	tcase_add_test(tc, split_batch);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);
