@@ -1081,6 +1081,7 @@ struct rxd_nas_job {
 	uint64_t *cell_ns;             /* layers + 2: stem, cells, head */
 	uint32_t *cell_steps;
 	int32_t piece;
+	bool profiled;                 /* the breakdowns were measured */
 	uint64_t peak_bytes, act_bytes;
 	/* the reply's parts */
 	Rxgemm__NasLatencyPart *parts;
@@ -1548,6 +1549,7 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 	if (piece < batch && b)
 		budget_note_split(b);
 	nj->piece = piece;
+	nj->profiled = ops->dev->profiling;
 	nj->act_bytes = abytes;
 	nj->peak_bytes = wbytes + abytes + scratch;
 	weights = malloc(wbytes);
@@ -1709,10 +1711,12 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 		q->steps = nj->cell_steps[i];
 		nj->by_cell[nj->n_by_cell++] = q;
 	}
-	r->n_by_op = nj->n_by_op;
-	r->by_op = nj->by_op;
-	r->n_by_cell = nj->n_by_cell;
-	r->by_cell = nj->by_cell;
+	if (nj->profiled) {
+		r->n_by_op = nj->n_by_op;
+		r->by_op = nj->by_op;
+		r->n_by_cell = nj->n_by_cell;
+		r->by_cell = nj->by_cell;
+	}
 	if (nj->logits) {
 		r->logits.data = (uint8_t *)nj->logits;
 		r->logits.len = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);
