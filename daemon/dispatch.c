@@ -271,6 +271,12 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	}
 	t.total_ns = now_ns() - job->received_ns;
 	stats_job_done(&srv->stats, job, c->id, &t);
+	if (job->kind == RXD_JOB_NAS)
+		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
+			(unsigned long long)job->request_id, job->status ? "failed" : "done",
+			(double)(done_ns - job->received_ns) / 1e6, job->status ? ": " : "",
+			job->status ? job->error : "");
+	else
 	log_msg(LOG_DEBUG,
 		"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f ms, "
 		"%.2f GFLOPS)%s%s",

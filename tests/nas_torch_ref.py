@@ -363,6 +363,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--device", default="cuda")
     a = ap.parse_args()
+    # A float32 reference: no TF32 in cuDNN's convolutions or cuBLAS's products.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     inet = a.dataset == "imagenet"
     C = a.C or (48 if inet else 36)
     layers = a.layers or (14 if inet else 20)
