@@ -1061,6 +1061,9 @@ int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, 
 
 #define NAS_MAX_WARMUP 100
 #define NAS_MAX_REPEAT 1000
+/* A job stops starting runs after this long (at least one timed run is made), so that a
+ * big network with many repeats cannot hold the device worker near the hang timeout. */
+#define NAS_MAX_JOB_NS (30ull * 1000000000ull)
 
 struct rxd_nas_job {
 	struct rxd_nas_config cfg;
@@ -1070,6 +1073,7 @@ struct rxd_nas_job {
 	float *blob_owned;
 	const float *input;            /* into the request, or input_owned */
 	float *input_owned;
+	uint64_t weight_seed, input_seed; /* made on the device thread when not sent */
 	uint32_t warmup, repeat;
 	bool want_logits;
 	char genotype[RXD_GENOTYPE_TEXT_MAX];
@@ -1081,6 +1085,7 @@ struct rxd_nas_job {
 	uint64_t *cell_ns;             /* layers + 2: stem, cells, head */
 	uint32_t *cell_steps;
 	int32_t piece;
+	uint32_t runs;                 /* timed runs made (fewer than repeat past the time cap) */
 	bool profiled;                 /* the breakdowns were measured */
 	uint64_t peak_bytes, act_bytes;
 	/* the reply's parts */
@@ -1247,11 +1252,18 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 			goto fail;
 		}
 		nj->blob = nas_floats(&rq->weights, &nj->blob_owned);
-	} else {
-		nj->blob_owned = malloc(nj->plan.blob_floats * sizeof(float));
-		if (nj->blob_owned)
-			nas_init_blob(&nj->plan, rq->weight_seed, nj->blob_owned);
-		nj->blob = nj->blob_owned;
+	}
+	nj->weight_seed = rq->weight_seed;
+	nj->input_seed = rq->input_seed;
+	/* Sent or made, the input is one host buffer: bound it as a frame is bounded. */
+	if (in_floats * sizeof(float) > max_reply_bytes) {
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+		snprintf(err, errlen,
+			 "the input batch (%llu bytes) is over the frame limit (%llu); use a "
+			 "smaller batch",
+			 (unsigned long long)(in_floats * sizeof(float)),
+			 (unsigned long long)max_reply_bytes);
+		goto fail;
 	}
 	if (rq->input.len) {
 		if (rq->input.len != in_floats * sizeof(float)) {
@@ -1263,13 +1275,13 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 			goto fail;
 		}
 		nj->input = nas_floats(&rq->input, &nj->input_owned);
-	} else {
-		nj->input_owned = malloc(in_floats * sizeof(float));
-		if (nj->input_owned)
-			nas_random_floats(rq->input_seed, nj->input_owned, in_floats);
-		nj->input = nj->input_owned;
+		if (!nj->input) {
+			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			snprintf(err, errlen, "out of memory for the input");
+			goto fail;
+		}
 	}
-	if (!nj->blob || !nj->input) {
+	if (rq->weights.len && !nj->blob) {
 		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
 		snprintf(err, errlen, "out of memory for the weights or the input");
 		goto fail;
@@ -1485,6 +1497,7 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 	struct rxd_nas_plan pp = { 0 }, pr = { 0 };
 	struct rxd_budget_res res = { 0 };
 	struct rxd_nas_span *spans = NULL;
+	uint64_t job_start = now_ns();
 	int32_t batch = nj->cfg.batch, piece = batch, rem;
 	uint64_t wbytes, abytes, scratch, need = 0;
 	float *weights = NULL;
@@ -1495,6 +1508,25 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 	if (!ops) {
 		snprintf(err, errlen, "this daemon's device could not build the NAS kernels");
 		return RXGEMM__STATUS__STATUS_UNSUPPORTED;
+	}
+	/* Seeded weights and inputs are made here, off the loop thread. */
+	if (!nj->blob) {
+		nj->blob_owned = malloc(nj->plan.blob_floats * sizeof(float));
+		if (nj->blob_owned)
+			nas_init_blob(&nj->plan, nj->weight_seed, nj->blob_owned);
+		nj->blob = nj->blob_owned;
+	}
+	if (!nj->input) {
+		uint64_t n = nj->plan.tensors[nj->plan.input].elems;
+
+		nj->input_owned = malloc(n * sizeof(float));
+		if (nj->input_owned)
+			nas_random_floats(nj->input_seed, nj->input_owned, n);
+		nj->input = nj->input_owned;
+	}
+	if (!nj->blob || !nj->input) {
+		snprintf(err, errlen, "out of host memory for the weights or the input");
+		return RXGEMM__STATUS__STATUS_NO_MEMORY;
 	}
 	/* The largest piece of the batch that fits the budget (and int indexing). */
 	for (;;) {
@@ -1604,10 +1636,16 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		nj->part_steps[pp.steps[i].part]++;
 		nj->cell_steps[pp.steps[i].cell + 1]++;
 	}
+	nj->runs = 0;
 	for (uint32_t r = 0; r < nj->warmup + nj->repeat; r++) {
-		bool timed = r >= nj->warmup;
+		bool timed, late = r > 0 && now_ns() - job_start > NAS_MAX_JOB_NS;
 		uint64_t total = 0;
 
+		if (late && nj->runs > 0)
+			break; /* report the runs made */
+		if (late && r < nj->warmup)
+			r = nj->warmup; /* out of time in the warm-up: one timed run */
+		timed = r >= nj->warmup;
 		if (cancel && atomic_load(cancel)) {
 			st = RXGEMM__STATUS__STATUS_SHUTDOWN;
 			snprintf(err, errlen, "the client disconnected");
@@ -1629,7 +1667,7 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			total += ns;
 		}
 		if (timed)
-			nj->run_ns[r - nj->warmup] = total;
+			nj->run_ns[nj->runs++] = total;
 	}
 out:
 	if (b)
@@ -1652,7 +1690,7 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 	const struct rxd_nas_plan *p = &nj->plan;
 	uint64_t *sorted, sum = 0;
 	size_t nparts = RXD_NAS_PARTS + (size_t)nj->cfg.layers + 2, k = 0;
-	uint32_t n = nj->repeat;
+	uint32_t n = nj->runs ? nj->runs : 1;
 
 	rxgemm__nas_eval_reply__init(r);
 	r->genotype = nj->genotype;
