@@ -300,6 +300,9 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 	int64_t per_image, nb;
 	int ret;
 
+	/* A variant whose offset build fails (logged once) leaves the direct kernel. */
+	if (gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) < 0)
+		return nasops_conv_direct(ops, x, cv, y, wr, span);
 	if (cv->bias) {
 		ret = nasops_bias(ops, y, cv->c_out, (int32_t)hwo, cv->bias, cv->bias_off, wr, span);
 		if (ret < 0)
@@ -354,6 +357,7 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
 	int32_t ho, wo;
+	int64_t w_elems;
 	int ret;
 
 	if ((ret = nasops_check_io(x, y, cv->c_out, wr)) < 0)
@@ -366,8 +370,10 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	wo = nasops_out_dim(x->w - cv->in_shift, cv->kw, cv->stride_w, cv->pad_w, cv->dil_w);
 	if (ho < 1 || wo < 1 || ho != y->h || wo != y->w)
 		return -EINVAL;
-	if ((ret = nasops_check_range(cv->weight, cv->weight_off,
-				      (int64_t)cv->c_out * (x->c / cv->groups) * cv->kh * cv->kw)) < 0)
+	if (__builtin_mul_overflow((int64_t)cv->c_out * (x->c / cv->groups),
+				   (int64_t)cv->kh * cv->kw, &w_elems))
+		return -E2BIG;
+	if ((ret = nasops_check_range(cv->weight, cv->weight_off, w_elems)) < 0)
 		return ret;
 	if (cv->bias && (ret = nasops_check_range(cv->bias, cv->bias_off, cv->c_out)) < 0)
 		return ret;
@@ -482,6 +488,14 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		  const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
 	const int64_t in = (int64_t)x->c * x->h * x->w;
+	/* Column-major: Y^T (out x n, ld ctot) = op(A) B, with A = W as stored ([out][in] is
+	 * an in x out column-major matrix, taken transposed) and B = X^T (in x n, ld in). */
+	struct rxd_gemm g = { .m = l->out, .n = x->n, .k = in, .trans_a = true,
+			      .alpha = wr->scale, .beta = wr->accumulate ? 1.0f : 0.0f,
+			      .lda = in, .ldb = in, .ldc = y->c, .batch_count = 1 };
+	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, in32 = (cl_int)in;
+	cl_int w_off = (cl_int)l->weight_off, b_off = (cl_int)l->bias_off;
+	cl_int has_bias = l->bias != NULL, acc = wr->accumulate;
 	int ret;
 
 	if ((ret = nasops_check_io(x, y, l->out, wr)) < 0)
@@ -492,14 +506,7 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		return ret;
 	if (l->bias && (ret = nasops_check_range(l->bias, l->bias_off, l->out)) < 0)
 		return ret;
-	if (ops->eng) {
-		/* Column-major: Y^T (out x n, ld ctot) = op(A) B, with A = W as stored
-		 * ([out][in] is an in x out column-major matrix, taken transposed) and
-		 * B = X^T (in x n, ld in). */
-		struct rxd_gemm g = { .m = l->out, .n = x->n, .k = in, .trans_a = true,
-				      .alpha = wr->scale, .beta = wr->accumulate ? 1.0f : 0.0f,
-				      .lda = in, .ldb = in, .ldc = y->c, .batch_count = 1 };
-
+	if (ops->eng && gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) == 0) {
 		if (l->bias) {
 			ret = nasops_bias(ops, y, l->out, 1, l->bias, l->bias_off, wr, span);
 			if (ret < 0)
@@ -508,24 +515,16 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		}
 		return nasops_gemm(ops, &g, l->weight, l->weight_off, x->mem, x->off, y->mem,
 				   y->off + wr->c_off, span);
-	} else {
-		cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, in32 = (cl_int)in;
-		cl_int w_off = (cl_int)l->weight_off, b_off = (cl_int)l->bias_off;
-		cl_int has_bias = l->bias != NULL, acc = wr->accumulate;
-
-		ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_int),
-				  &x_off, sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight,
-				  sizeof(cl_int), &w_off, sizeof(cl_mem),
-				  NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_int), &b_off,
-				  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_int),
-				  &y_off, sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off,
-				  sizeof(cl_int), &l->out, sizeof(cl_int), &acc, sizeof(float),
-				  &wr->scale, (size_t)0);
-		if (ret < 0)
-			return ret;
-		return nasops_launch(ops, RXD_NAS_K_LINEAR, (size_t)l->out, (size_t)x->n, 1, 0,
-				     span);
 	}
+	ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+			  sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight, sizeof(cl_int), &w_off,
+			  sizeof(cl_mem), NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_int), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off,
+			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &l->out,
+			  sizeof(cl_int), &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_LINEAR, (size_t)l->out, (size_t)x->n, 1, 0, span);
 }
 
 /* ---- start-up: building and the self-test --------------------------------------------- */
