@@ -894,15 +894,14 @@ cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rx
 	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, k = (cl_int)g->k;
 	cl_int lda = (cl_int)g->lda, ldb = (cl_int)g->ldb, ldc = (cl_int)g->ldc;
 	cl_int sa = (cl_int)g->stride_a, sb = (cl_int)g->stride_b, sc = (cl_int)g->stride_c;
-	cl_int oa = (cl_int)a_off, ob = (cl_int)b_off, oc = (cl_int)c_off;
+	cl_ulong oa = (cl_ulong)a_off, ob = (cl_ulong)b_off, oc = (cl_ulong)c_off;
 	/* float4 global access needs every column start 16-byte aligned, offsets included. */
 	cl_int vec_ok = lda % 4 == 0 && ldb % 4 == 0 && ldc % 4 == 0 && sa % 4 == 0 &&
 			sb % 4 == 0 && sc % 4 == 0 && oa % 4 == 0 && ob % 4 == 0 && oc % 4 == 0;
 	cl_uint next = 11;
 	size_t local[3], global[3];
 
-	if (a_off < 0 || b_off < 0 || c_off < 0 || a_off > INT_MAX || b_off > INT_MAX ||
-	    c_off > INT_MAX)
+	if (a_off < 0 || b_off < 0 || c_off < 0)
 		return CL_INVALID_VALUE;
 	/* The self-test calls this with kernel_at built and not yet approved. */
 	if (!v->kernel_at && gemm_prepare_at(eng, variant) < 0)

@@ -45,15 +45,14 @@ int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32
 	return (int32_t)(span / stride + 1);
 }
 
-/* elems floats from off must lie inside mem, and every index below off + elems must fit
- * an int (the kernels index with int). */
+/* elems floats from off must lie inside mem; the kernels index from off with an int. */
 static int nasops_check_range(cl_mem mem, int64_t off, int64_t elems)
 {
 	size_t bytes = 0;
 
 	if (!mem || off < 0 || elems < 1)
 		return -EINVAL;
-	if (off > INT_MAX || elems > (int64_t)INT_MAX - off)
+	if (elems > INT_MAX || off > INT64_MAX / 8)
 		return -E2BIG;
 	if (clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof(bytes), &bytes, NULL) != CL_SUCCESS)
 		return -EINVAL;
@@ -201,18 +200,19 @@ static int nasops_conv_direct(struct rxd_nasops *ops, const struct rxd_nas_tenso
 			      const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
 			      const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, w_off = (cl_int)cv->weight_off;
-	cl_int b_off = (cl_int)cv->bias_off, has_bias = cv->bias != NULL;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_int has_bias = cv->bias != NULL;
 	cl_int relu = cv->relu_in, acc = wr->accumulate;
 	int ret;
 
-	ret = nasops_args(ops, RXD_NAS_K_CONV, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_CONV, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
-			  sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
 			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out, sizeof(cl_int),
 			  &y->h, sizeof(cl_int), &y->w, sizeof(cl_mem), &cv->weight,
-			  sizeof(cl_int), &w_off, sizeof(cl_mem),
-			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_int), &b_off,
+			  sizeof(cl_ulong), &w_off, sizeof(cl_mem),
+			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
 			  sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->kh, sizeof(cl_int),
 			  &cv->kw, sizeof(cl_int), &cv->stride_h, sizeof(cl_int), &cv->stride_w,
 			  sizeof(cl_int), &cv->pad_h, sizeof(cl_int), &cv->pad_w, sizeof(cl_int),
@@ -230,12 +230,13 @@ static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, i
 		       int32_t hw, cl_mem bias, int64_t bias_off, const struct rxd_nas_write *wr,
 		       struct rxd_nas_span *span)
 {
-	cl_int y_off = (cl_int)y->off, b_off = (cl_int)bias_off, acc = wr->accumulate;
+	cl_ulong y_off = (cl_ulong)y->off, b_off = (cl_ulong)bias_off;
+	cl_int acc = wr->accumulate;
 	int ret;
 
-	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off,
+	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
-			  sizeof(cl_mem), &bias, sizeof(cl_int), &b_off, sizeof(cl_int), &acc,
+			  sizeof(cl_mem), &bias, sizeof(cl_ulong), &b_off, sizeof(cl_int), &acc,
 			  sizeof(float), &wr->scale, (size_t)0);
 	if (ret < 0)
 		return ret;
@@ -325,10 +326,11 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 	if (ret < 0)
 		return ret;
 	for (int32_t n0 = 0; n0 < x->n; n0 += (int32_t)nb) {
-		cl_int x_off = (cl_int)x->off, relu = cv->relu_in;
+		cl_ulong x_off = (cl_ulong)x->off;
+		cl_int relu = cv->relu_in;
 		int32_t count = x->n - n0 < nb ? x->n - n0 : (int32_t)nb;
 
-		ret = nasops_args(ops, RXD_NAS_K_IM2COL, sizeof(cl_mem), &x->mem, sizeof(cl_int),
+		ret = nasops_args(ops, RXD_NAS_K_IM2COL, sizeof(cl_mem), &x->mem, sizeof(cl_ulong),
 				  &x_off, sizeof(cl_int), &x->c, sizeof(cl_int), &x->h,
 				  sizeof(cl_int), &x->w, sizeof(cl_mem), &ops->scratch,
 				  sizeof(cl_int), &y->h, sizeof(cl_int), &y->w, sizeof(cl_int),
@@ -388,8 +390,8 @@ int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		const struct rxd_nas_pool *p, const struct rxd_nas_tensor *y,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, acc = wr->accumulate;
-	cl_int is_avg = p->kind == RXD_NAS_POOL_AVG;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int acc = wr->accumulate, is_avg = p->kind == RXD_NAS_POOL_AVG;
 	int ret;
 
 	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
@@ -400,9 +402,9 @@ int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	    nasops_out_dim(x->h, p->kh, p->stride_h, p->pad_h, 1) != y->h ||
 	    nasops_out_dim(x->w, p->kw, p->stride_w, p->pad_w, 1) != y->w)
 		return -EINVAL;
-	ret = nasops_args(ops, RXD_NAS_K_POOL, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_POOL, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
-			  sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
 			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,
 			  sizeof(cl_int), &p->kh, sizeof(cl_int), &p->kw, sizeof(cl_int),
 			  &p->stride_h, sizeof(cl_int), &p->stride_w, sizeof(cl_int), &p->pad_h,
@@ -418,7 +420,8 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 		const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
 		struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, hw, relu = relu_in;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int hw, relu = relu_in;
 	cl_int acc = wr->accumulate;
 	int ret;
 
@@ -427,9 +430,9 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 	if (x->h != y->h || x->w != y->w)
 		return -EINVAL;
 	hw = x->h * x->w;
-	ret = nasops_args(ops, RXD_NAS_K_COPY, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_COPY, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem), &y->mem,
-			  sizeof(cl_int), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
+			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
 			  &wr->c_off, sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
 			  &wr->scale, (size_t)0);
 	if (ret < 0)
@@ -440,7 +443,8 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *y,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	cl_int y_off = (cl_int)y->off, hw;
+	cl_ulong y_off = (cl_ulong)y->off;
+	cl_int hw;
 	int ret;
 
 	if ((ret = nasops_check_io(NULL, y, c, wr)) < 0)
@@ -448,7 +452,7 @@ int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *
 	if (wr->accumulate)
 		return 0; /* adding zeros */
 	hw = y->h * y->w;
-	ret = nasops_args(ops, RXD_NAS_K_ZERO, sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off,
+	ret = nasops_args(ops, RXD_NAS_K_ZERO, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
 			  (size_t)0);
 	if (ret < 0)
@@ -460,7 +464,8 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	       const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
 	       struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, hw, acc = wr->accumulate;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int hw, acc = wr->accumulate;
 	size_t local = 1, max;
 	int ret;
 
@@ -473,9 +478,9 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	max = ops->wg[RXD_NAS_K_GAP] < 256 ? ops->wg[RXD_NAS_K_GAP] : 256;
 	while (2 * local <= max && local < (size_t)hw)
 		local *= 2;
-	ret = nasops_args(ops, RXD_NAS_K_GAP, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_GAP, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem), &y->mem,
-			  sizeof(cl_int), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
+			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
 			  &wr->c_off, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
 			  local * sizeof(float), NULL, (size_t)0);
 	if (ret < 0)
@@ -493,8 +498,9 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	struct rxd_gemm g = { .m = l->out, .n = x->n, .k = in, .trans_a = true,
 			      .alpha = wr->scale, .beta = wr->accumulate ? 1.0f : 0.0f,
 			      .lda = in, .ldb = in, .ldc = y->c, .batch_count = 1 };
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, in32 = (cl_int)in;
-	cl_int w_off = (cl_int)l->weight_off, b_off = (cl_int)l->bias_off;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)l->weight_off, b_off = (cl_ulong)l->bias_off;
+	cl_int in32 = (cl_int)in;
 	cl_int has_bias = l->bias != NULL, acc = wr->accumulate;
 	int ret;
 
@@ -516,10 +522,10 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		return nasops_gemm(ops, &g, l->weight, l->weight_off, x->mem, x->off, y->mem,
 				   y->off + wr->c_off, span);
 	}
-	ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
-			  sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight, sizeof(cl_int), &w_off,
-			  sizeof(cl_mem), NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_int), &b_off,
-			  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off,
+	ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight, sizeof(cl_ulong), &w_off,
+			  sizeof(cl_mem), NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &l->out,
 			  sizeof(cl_int), &acc, sizeof(float), &wr->scale, (size_t)0);
 	if (ret < 0)
