@@ -626,8 +626,116 @@ out:
 	return ret;
 }
 
+/* Read n floats of mem and compare them with want, within a relative tol. */
+static int nasops_selftest_check(struct rxd_nasops *ops, cl_mem mem, const float *want, size_t n,
+				 float tol, const char *what)
+{
+	float got[128];
+
+	if (n > 128 || clEnqueueReadBuffer(ops->dev->queue, mem, CL_TRUE, 0, n * sizeof(float), got,
+					  0, NULL, NULL) != CL_SUCCESS)
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		if (!(fabsf(got[i] - want[i]) <= tol * (1.0f + fabsf(want[i])))) {
+			log_msg(LOG_WARNING, "nas.cl: %s gives wrong results on this device (%g, "
+					     "want %g)",
+				what, (double)got[i], (double)want[i]);
+			return -EIO;
+		}
+	return 0;
+}
+
+/* Pooling (max; average without the padding, both strided), copy with ReLU, global
+ * pooling and a linear layer on one small batch, beside plain loops. */
+static int nasops_selftest_small(struct rxd_nasops *ops)
+{
+	enum { N = 2, C = 3, H = 5, W = 4, HO = 3, WO = 2, OUT = 4 };
+	float x[N * C * H * W], wt[OUT * C + OUT], want[N * C * H * W];
+	const struct rxd_nas_write put = { .c_off = 0, .accumulate = false, .scale = 1.0f };
+	struct rxd_nas_pool pool = { .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1,
+				     .pad_w = 1 };
+	struct rxd_nas_linear lin = { .out = OUT, .bias_off = OUT * C };
+	struct rxd_nas_tensor tx = { .n = N, .c = C, .h = H, .w = W }, ty = tx, tp, tg, tl;
+	cl_mem mx = NULL, my = NULL, mw = NULL;
+	cl_int e = CL_SUCCESS;
+	int ret = -EIO;
+
+	for (int i = 0; i < N * C * H * W; i++)
+		x[i] = (float)((i * 7) % 11 - 5) * 0.25f;
+	for (int i = 0; i < OUT * C + OUT; i++)
+		wt[i] = (float)((i * 5) % 7 - 3) * 0.5f;
+	mx = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(x), x, &e);
+	my = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, sizeof(x), NULL, &e);
+	mw = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(wt), wt,
+			    &e);
+	if (!mx || !my || !mw)
+		goto out;
+	tx.mem = mx, ty.mem = my;
+	tp = ty, tp.h = HO, tp.w = WO;
+	tg = ty, tg.h = tg.w = 1;
+	tl = tg, tl.c = OUT;
+	lin.weight = lin.bias = mw;
+	for (int kind = 0; kind < 2; kind++) {
+		pool.kind = kind;
+		for (int b = 0; b < N * C; b++)
+			for (int oh = 0; oh < HO; oh++)
+				for (int ow = 0; ow < WO; ow++) {
+					float sum = 0.0f, best = -INFINITY;
+					int count = 0;
+					for (int ih = 2 * oh - 1; ih <= 2 * oh + 1; ih++)
+						for (int iw = 2 * ow - 1; iw <= 2 * ow + 1; iw++)
+							if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+								float v = x[(b * H + ih) * W + iw];
+								sum += v, count++;
+								best = v > best ? v : best;
+							}
+					want[(b * HO + oh) * WO + ow] =
+						kind == RXD_NAS_POOL_AVG ? sum / (float)count : best;
+				}
+		if (nasops_pool(ops, &tx, &pool, &tp, &put, NULL) < 0 ||
+		    nasops_selftest_check(ops, my, want, N * C * HO * WO, 1e-5f,
+					  kind ? "average pooling" : "max pooling") < 0)
+			goto out;
+	}
+	for (int i = 0; i < N * C * H * W; i++)
+		want[i] = x[i] > 0.0f ? x[i] : 0.0f;
+	if (nasops_copy(ops, &tx, true, &ty, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C * H * W, 0.0f, "copy") < 0)
+		goto out;
+	for (int b = 0; b < N * C; b++) {
+		want[b] = 0.0f;
+		for (int i = 0; i < H * W; i++)
+			want[b] += x[b * H * W + i] / (float)(H * W);
+	}
+	if (nasops_gap(ops, &tx, &tg, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C, 1e-5f, "global pooling") < 0)
+		goto out;
+	/* The linear layer reads the pooled features from my and writes past them. */
+	tl.off = N * C;
+	for (int b = 0; b < N; b++)
+		for (int o = 0; o < OUT; o++) {
+			float v = wt[OUT * C + o];
+			for (int c = 0; c < C; c++)
+				v += want[b * C + c] * wt[o * C + c];
+			want[N * C + b * OUT + o] = v;
+		}
+	if (nasops_linear(ops, &tg, &lin, &tl, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C + N * OUT, 1e-5f, "the linear layer") < 0)
+		goto out;
+	ret = 0;
+out:
+	if (mx)
+		clReleaseMemObject(mx);
+	if (my)
+		clReleaseMemObject(my);
+	if (mw)
+		clReleaseMemObject(mw);
+	return ret;
+}
+
 /* The direct kernel (a depthwise, dilated, strided one with ReLU) and, with an engine,
- * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation. */
+ * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation; then
+ * every other step kind. */
 static int nasops_selftest(struct rxd_nasops *ops)
 {
 	const struct rxd_nas_write acc = { .c_off = 2, .accumulate = true, .scale = 0.5f };
@@ -643,7 +751,7 @@ static int nasops_selftest(struct rxd_nasops *ops)
 
 	if (nasops_selftest_conv(ops, 2, 5, 9, 7, &dw, &acc) < 0 ||
 	    nasops_selftest_conv(ops, 3, 5, 5, 6, &pw, &put) < 0 ||
-	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0)
+	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0 || nasops_selftest_small(ops) < 0)
 		return -EIO;
 	return 0;
 }
