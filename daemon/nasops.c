@@ -72,8 +72,14 @@ static int nasops_check_tensor(const struct rxd_nas_tensor *t)
 	return nasops_check_range(t->mem, t->off, elems);
 }
 
-/* x (may be NULL) and y are valid tensors of the same batch, and y has room for c
- * channels at wr->c_off. */
+static int64_t nasops_elems(const struct rxd_nas_tensor *t)
+{
+	return (int64_t)t->n * t->c * t->h * t->w; /* checked by nasops_check_tensor */
+}
+
+/* x (may be NULL) and y are valid tensors of the same batch that do not overlap (no
+ * kernel here works in place: its work-items would read what others wrote), and y has
+ * room for c channels at wr->c_off. */
 static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_tensor *y,
 			   int32_t c, const struct rxd_nas_write *wr)
 {
@@ -84,6 +90,9 @@ static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_
 	if ((ret = nasops_check_tensor(y)) < 0)
 		return ret;
 	if ((x && x->n != y->n) || c < 1 || wr->c_off < 0 || wr->c_off > y->c - c)
+		return -EINVAL;
+	if (x && x->mem == y->mem && x->off < y->off + nasops_elems(y) &&
+	    y->off < x->off + nasops_elems(x))
 		return -EINVAL;
 	return 0;
 }
