@@ -307,12 +307,25 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 			      .beta = wr->accumulate ? 1.0f : 0.0f, .lda = hwo, .ldb = k,
 			      .ldc = hwo, .stride_a = k * hwo, .stride_b = 0,
 			      .stride_c = (int64_t)y->c * hwo };
-	int64_t per_image, nb;
+	int64_t per_image = 0, nb = 1;
 	int ret;
 
 	/* A variant whose offset build fails (logged once) leaves the direct kernel. */
 	if (gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) < 0)
 		return nasops_conv_direct(ops, x, cv, y, wr, span);
+	/* The columns' room first, so that a failure leaves the output as it was. */
+	if (!in_place) {
+		if (k > INT_MAX / hwo)
+			return -E2BIG;
+		per_image = k * hwo;
+		nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
+		nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
+		if (nb > INT_MAX / per_image)
+			nb = INT_MAX / per_image;
+		ret = nasops_scratch(ops, (uint64_t)(nb * per_image) * sizeof(float));
+		if (ret < 0)
+			return ret;
+	}
 	if (cv->bias) {
 		ret = nasops_bias(ops, y, cv->c_out, (int32_t)hwo, cv->bias, cv->bias_off, wr, span);
 		if (ret < 0)
@@ -324,16 +337,6 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 		return nasops_gemm(ops, &g, x->mem, x->off, cv->weight, cv->weight_off, y->mem,
 				   y->off + (int64_t)wr->c_off * hwo, span);
 	}
-	if (k > INT_MAX / hwo)
-		return -E2BIG;
-	per_image = k * hwo;
-	nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
-	nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
-	if (nb > INT_MAX / per_image)
-		nb = INT_MAX / per_image;
-	ret = nasops_scratch(ops, (uint64_t)(nb * per_image) * sizeof(float));
-	if (ret < 0)
-		return ret;
 	for (int32_t n0 = 0; n0 < x->n; n0 += (int32_t)nb) {
 		cl_ulong x_off = (cl_ulong)x->off;
 		cl_int relu = cv->relu_in;
