@@ -6,8 +6,9 @@
  * padding, copy/zero/accumulate/scale into slices, global average pooling and linear
  * layers, all with a batch of more than one image.
  *
- * Each step runs three ways: with the direct kernels (no GEMM engine), and through the
- * GEMM engine with its edge-handling tiled kernel and with its register-blocked kernel.
+ * Convolutions, pooling and linear layers run three ways: with the direct kernels (no GEMM
+ * engine), and through the GEMM engine with its edge-handling tiled kernel and with its
+ * register-blocked kernel (copies, zeros and global pooling never use the engine).
  * Tensors lie at offsets inside larger buffers filled with known values: a step must
  * leave everything outside its output slice as it was. Outputs that a step overwrites
  * start as NaN, so that a kernel reading them shows. Inputs are small multiples of 1/4,
