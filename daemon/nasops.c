@@ -45,15 +45,14 @@ int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32
 	return (int32_t)(span / stride + 1);
 }
 
-/* elems floats from off must lie inside mem, and every index below off + elems must fit
- * an int (the kernels index with int). */
+/* elems floats from off must lie inside mem; the kernels index from off with an int. */
 static int nasops_check_range(cl_mem mem, int64_t off, int64_t elems)
 {
 	size_t bytes = 0;
 
 	if (!mem || off < 0 || elems < 1)
 		return -EINVAL;
-	if (off > INT_MAX || elems > (int64_t)INT_MAX - off)
+	if (elems > INT_MAX || off > INT64_MAX / 8)
 		return -E2BIG;
 	if (clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof(bytes), &bytes, NULL) != CL_SUCCESS)
 		return -EINVAL;
@@ -73,8 +72,14 @@ static int nasops_check_tensor(const struct rxd_nas_tensor *t)
 	return nasops_check_range(t->mem, t->off, elems);
 }
 
-/* x (may be NULL) and y are valid tensors of the same batch, and y has room for c
- * channels at wr->c_off. */
+static int64_t nasops_elems(const struct rxd_nas_tensor *t)
+{
+	return (int64_t)t->n * t->c * t->h * t->w; /* checked by nasops_check_tensor */
+}
+
+/* x (may be NULL) and y are valid tensors of the same batch that do not overlap (no
+ * kernel here works in place: its work-items would read what others wrote), and y has
+ * room for c channels at wr->c_off. */
 static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_tensor *y,
 			   int32_t c, const struct rxd_nas_write *wr)
 {
@@ -85,6 +90,9 @@ static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_
 	if ((ret = nasops_check_tensor(y)) < 0)
 		return ret;
 	if ((x && x->n != y->n) || c < 1 || wr->c_off < 0 || wr->c_off > y->c - c)
+		return -EINVAL;
+	if (x && x->mem == y->mem && x->off < y->off + nasops_elems(y) &&
+	    y->off < x->off + nasops_elems(x))
 		return -EINVAL;
 	return 0;
 }
@@ -201,18 +209,19 @@ static int nasops_conv_direct(struct rxd_nasops *ops, const struct rxd_nas_tenso
 			      const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
 			      const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, w_off = (cl_int)cv->weight_off;
-	cl_int b_off = (cl_int)cv->bias_off, has_bias = cv->bias != NULL;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_int has_bias = cv->bias != NULL;
 	cl_int relu = cv->relu_in, acc = wr->accumulate;
 	int ret;
 
-	ret = nasops_args(ops, RXD_NAS_K_CONV, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_CONV, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
-			  sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
 			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out, sizeof(cl_int),
 			  &y->h, sizeof(cl_int), &y->w, sizeof(cl_mem), &cv->weight,
-			  sizeof(cl_int), &w_off, sizeof(cl_mem),
-			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_int), &b_off,
+			  sizeof(cl_ulong), &w_off, sizeof(cl_mem),
+			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
 			  sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->kh, sizeof(cl_int),
 			  &cv->kw, sizeof(cl_int), &cv->stride_h, sizeof(cl_int), &cv->stride_w,
 			  sizeof(cl_int), &cv->pad_h, sizeof(cl_int), &cv->pad_w, sizeof(cl_int),
@@ -230,12 +239,13 @@ static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, i
 		       int32_t hw, cl_mem bias, int64_t bias_off, const struct rxd_nas_write *wr,
 		       struct rxd_nas_span *span)
 {
-	cl_int y_off = (cl_int)y->off, b_off = (cl_int)bias_off, acc = wr->accumulate;
+	cl_ulong y_off = (cl_ulong)y->off, b_off = (cl_ulong)bias_off;
+	cl_int acc = wr->accumulate;
 	int ret;
 
-	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off,
+	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
-			  sizeof(cl_mem), &bias, sizeof(cl_int), &b_off, sizeof(cl_int), &acc,
+			  sizeof(cl_mem), &bias, sizeof(cl_ulong), &b_off, sizeof(cl_int), &acc,
 			  sizeof(float), &wr->scale, (size_t)0);
 	if (ret < 0)
 		return ret;
@@ -297,9 +307,25 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 			      .beta = wr->accumulate ? 1.0f : 0.0f, .lda = hwo, .ldb = k,
 			      .ldc = hwo, .stride_a = k * hwo, .stride_b = 0,
 			      .stride_c = (int64_t)y->c * hwo };
-	int64_t per_image, nb;
+	int64_t per_image = 0, nb = 1;
 	int ret;
 
+	/* A variant whose offset build fails (logged once) leaves the direct kernel. */
+	if (gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) < 0)
+		return nasops_conv_direct(ops, x, cv, y, wr, span);
+	/* The columns' room first, so that a failure leaves the output as it was. */
+	if (!in_place) {
+		if (k > INT_MAX / hwo)
+			return -E2BIG;
+		per_image = k * hwo;
+		nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
+		nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
+		if (nb > INT_MAX / per_image)
+			nb = INT_MAX / per_image;
+		ret = nasops_scratch(ops, (uint64_t)(nb * per_image) * sizeof(float));
+		if (ret < 0)
+			return ret;
+	}
 	if (cv->bias) {
 		ret = nasops_bias(ops, y, cv->c_out, (int32_t)hwo, cv->bias, cv->bias_off, wr, span);
 		if (ret < 0)
@@ -311,21 +337,12 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 		return nasops_gemm(ops, &g, x->mem, x->off, cv->weight, cv->weight_off, y->mem,
 				   y->off + (int64_t)wr->c_off * hwo, span);
 	}
-	if (k > INT_MAX / hwo)
-		return -E2BIG;
-	per_image = k * hwo;
-	nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
-	nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
-	if (nb > INT_MAX / per_image)
-		nb = INT_MAX / per_image;
-	ret = nasops_scratch(ops, (uint64_t)(nb * per_image) * sizeof(float));
-	if (ret < 0)
-		return ret;
 	for (int32_t n0 = 0; n0 < x->n; n0 += (int32_t)nb) {
-		cl_int x_off = (cl_int)x->off, relu = cv->relu_in;
+		cl_ulong x_off = (cl_ulong)x->off;
+		cl_int relu = cv->relu_in;
 		int32_t count = x->n - n0 < nb ? x->n - n0 : (int32_t)nb;
 
-		ret = nasops_args(ops, RXD_NAS_K_IM2COL, sizeof(cl_mem), &x->mem, sizeof(cl_int),
+		ret = nasops_args(ops, RXD_NAS_K_IM2COL, sizeof(cl_mem), &x->mem, sizeof(cl_ulong),
 				  &x_off, sizeof(cl_int), &x->c, sizeof(cl_int), &x->h,
 				  sizeof(cl_int), &x->w, sizeof(cl_mem), &ops->scratch,
 				  sizeof(cl_int), &y->h, sizeof(cl_int), &y->w, sizeof(cl_int),
@@ -354,6 +371,7 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
 	int32_t ho, wo;
+	int64_t w_elems;
 	int ret;
 
 	if ((ret = nasops_check_io(x, y, cv->c_out, wr)) < 0)
@@ -366,8 +384,10 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	wo = nasops_out_dim(x->w - cv->in_shift, cv->kw, cv->stride_w, cv->pad_w, cv->dil_w);
 	if (ho < 1 || wo < 1 || ho != y->h || wo != y->w)
 		return -EINVAL;
-	if ((ret = nasops_check_range(cv->weight, cv->weight_off,
-				      (int64_t)cv->c_out * (x->c / cv->groups) * cv->kh * cv->kw)) < 0)
+	if (__builtin_mul_overflow((int64_t)cv->c_out * (x->c / cv->groups),
+				   (int64_t)cv->kh * cv->kw, &w_elems))
+		return -E2BIG;
+	if ((ret = nasops_check_range(cv->weight, cv->weight_off, w_elems)) < 0)
 		return ret;
 	if (cv->bias && (ret = nasops_check_range(cv->bias, cv->bias_off, cv->c_out)) < 0)
 		return ret;
@@ -382,8 +402,8 @@ int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		const struct rxd_nas_pool *p, const struct rxd_nas_tensor *y,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, acc = wr->accumulate;
-	cl_int is_avg = p->kind == RXD_NAS_POOL_AVG;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int acc = wr->accumulate, is_avg = p->kind == RXD_NAS_POOL_AVG;
 	int ret;
 
 	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
@@ -394,9 +414,9 @@ int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	    nasops_out_dim(x->h, p->kh, p->stride_h, p->pad_h, 1) != y->h ||
 	    nasops_out_dim(x->w, p->kw, p->stride_w, p->pad_w, 1) != y->w)
 		return -EINVAL;
-	ret = nasops_args(ops, RXD_NAS_K_POOL, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_POOL, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
-			  sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
 			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,
 			  sizeof(cl_int), &p->kh, sizeof(cl_int), &p->kw, sizeof(cl_int),
 			  &p->stride_h, sizeof(cl_int), &p->stride_w, sizeof(cl_int), &p->pad_h,
@@ -412,7 +432,8 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 		const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
 		struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, hw, relu = relu_in;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int hw, relu = relu_in;
 	cl_int acc = wr->accumulate;
 	int ret;
 
@@ -421,9 +442,9 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 	if (x->h != y->h || x->w != y->w)
 		return -EINVAL;
 	hw = x->h * x->w;
-	ret = nasops_args(ops, RXD_NAS_K_COPY, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_COPY, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem), &y->mem,
-			  sizeof(cl_int), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
+			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
 			  &wr->c_off, sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
 			  &wr->scale, (size_t)0);
 	if (ret < 0)
@@ -434,7 +455,8 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *y,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	cl_int y_off = (cl_int)y->off, hw;
+	cl_ulong y_off = (cl_ulong)y->off;
+	cl_int hw;
 	int ret;
 
 	if ((ret = nasops_check_io(NULL, y, c, wr)) < 0)
@@ -442,7 +464,7 @@ int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *
 	if (wr->accumulate)
 		return 0; /* adding zeros */
 	hw = y->h * y->w;
-	ret = nasops_args(ops, RXD_NAS_K_ZERO, sizeof(cl_mem), &y->mem, sizeof(cl_int), &y_off,
+	ret = nasops_args(ops, RXD_NAS_K_ZERO, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
 			  (size_t)0);
 	if (ret < 0)
@@ -454,7 +476,8 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	       const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
 	       struct rxd_nas_span *span)
 {
-	cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, hw, acc = wr->accumulate;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int hw, acc = wr->accumulate;
 	size_t local = 1, max;
 	int ret;
 
@@ -467,9 +490,9 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 	max = ops->wg[RXD_NAS_K_GAP] < 256 ? ops->wg[RXD_NAS_K_GAP] : 256;
 	while (2 * local <= max && local < (size_t)hw)
 		local *= 2;
-	ret = nasops_args(ops, RXD_NAS_K_GAP, sizeof(cl_mem), &x->mem, sizeof(cl_int), &x_off,
+	ret = nasops_args(ops, RXD_NAS_K_GAP, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem), &y->mem,
-			  sizeof(cl_int), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
+			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
 			  &wr->c_off, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
 			  local * sizeof(float), NULL, (size_t)0);
 	if (ret < 0)
@@ -482,6 +505,15 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		  const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
 	const int64_t in = (int64_t)x->c * x->h * x->w;
+	/* Column-major: Y^T (out x n, ld ctot) = op(A) B, with A = W as stored ([out][in] is
+	 * an in x out column-major matrix, taken transposed) and B = X^T (in x n, ld in). */
+	struct rxd_gemm g = { .m = l->out, .n = x->n, .k = in, .trans_a = true,
+			      .alpha = wr->scale, .beta = wr->accumulate ? 1.0f : 0.0f,
+			      .lda = in, .ldb = in, .ldc = y->c, .batch_count = 1 };
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)l->weight_off, b_off = (cl_ulong)l->bias_off;
+	cl_int in32 = (cl_int)in;
+	cl_int has_bias = l->bias != NULL, acc = wr->accumulate;
 	int ret;
 
 	if ((ret = nasops_check_io(x, y, l->out, wr)) < 0)
@@ -492,14 +524,7 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		return ret;
 	if (l->bias && (ret = nasops_check_range(l->bias, l->bias_off, l->out)) < 0)
 		return ret;
-	if (ops->eng) {
-		/* Column-major: Y^T (out x n, ld ctot) = op(A) B, with A = W as stored
-		 * ([out][in] is an in x out column-major matrix, taken transposed) and
-		 * B = X^T (in x n, ld in). */
-		struct rxd_gemm g = { .m = l->out, .n = x->n, .k = in, .trans_a = true,
-				      .alpha = wr->scale, .beta = wr->accumulate ? 1.0f : 0.0f,
-				      .lda = in, .ldb = in, .ldc = y->c, .batch_count = 1 };
-
+	if (ops->eng && gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) == 0) {
 		if (l->bias) {
 			ret = nasops_bias(ops, y, l->out, 1, l->bias, l->bias_off, wr, span);
 			if (ret < 0)
@@ -508,24 +533,16 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		}
 		return nasops_gemm(ops, &g, l->weight, l->weight_off, x->mem, x->off, y->mem,
 				   y->off + wr->c_off, span);
-	} else {
-		cl_int x_off = (cl_int)x->off, y_off = (cl_int)y->off, in32 = (cl_int)in;
-		cl_int w_off = (cl_int)l->weight_off, b_off = (cl_int)l->bias_off;
-		cl_int has_bias = l->bias != NULL, acc = wr->accumulate;
-
-		ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_int),
-				  &x_off, sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight,
-				  sizeof(cl_int), &w_off, sizeof(cl_mem),
-				  NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_int), &b_off,
-				  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_int),
-				  &y_off, sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off,
-				  sizeof(cl_int), &l->out, sizeof(cl_int), &acc, sizeof(float),
-				  &wr->scale, (size_t)0);
-		if (ret < 0)
-			return ret;
-		return nasops_launch(ops, RXD_NAS_K_LINEAR, (size_t)l->out, (size_t)x->n, 1, 0,
-				     span);
 	}
+	ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight, sizeof(cl_ulong), &w_off,
+			  sizeof(cl_mem), NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
+			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &l->out,
+			  sizeof(cl_int), &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_LINEAR, (size_t)l->out, (size_t)x->n, 1, 0, span);
 }
 
 /* ---- start-up: building and the self-test --------------------------------------------- */
@@ -621,8 +638,116 @@ out:
 	return ret;
 }
 
+/* Read n floats of mem and compare them with want, within a relative tol. */
+static int nasops_selftest_check(struct rxd_nasops *ops, cl_mem mem, const float *want, size_t n,
+				 float tol, const char *what)
+{
+	float got[128];
+
+	if (n > 128 || clEnqueueReadBuffer(ops->dev->queue, mem, CL_TRUE, 0, n * sizeof(float), got,
+					  0, NULL, NULL) != CL_SUCCESS)
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		if (!(fabsf(got[i] - want[i]) <= tol * (1.0f + fabsf(want[i])))) {
+			log_msg(LOG_WARNING, "nas.cl: %s gives wrong results on this device (%g, "
+					     "want %g)",
+				what, (double)got[i], (double)want[i]);
+			return -EIO;
+		}
+	return 0;
+}
+
+/* Pooling (max; average without the padding, both strided), copy with ReLU, global
+ * pooling and a linear layer on one small batch, beside plain loops. */
+static int nasops_selftest_small(struct rxd_nasops *ops)
+{
+	enum { N = 2, C = 3, H = 5, W = 4, HO = 3, WO = 2, OUT = 4 };
+	float x[N * C * H * W], wt[OUT * C + OUT], want[N * C * H * W];
+	const struct rxd_nas_write put = { .c_off = 0, .accumulate = false, .scale = 1.0f };
+	struct rxd_nas_pool pool = { .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1,
+				     .pad_w = 1 };
+	struct rxd_nas_linear lin = { .out = OUT, .bias_off = OUT * C };
+	struct rxd_nas_tensor tx = { .n = N, .c = C, .h = H, .w = W }, ty = tx, tp, tg, tl;
+	cl_mem mx = NULL, my = NULL, mw = NULL;
+	cl_int e = CL_SUCCESS;
+	int ret = -EIO;
+
+	for (int i = 0; i < N * C * H * W; i++)
+		x[i] = (float)((i * 7) % 11 - 5) * 0.25f;
+	for (int i = 0; i < OUT * C + OUT; i++)
+		wt[i] = (float)((i * 5) % 7 - 3) * 0.5f;
+	mx = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(x), x, &e);
+	my = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, sizeof(x), NULL, &e);
+	mw = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(wt), wt,
+			    &e);
+	if (!mx || !my || !mw)
+		goto out;
+	tx.mem = mx, ty.mem = my;
+	tp = ty, tp.h = HO, tp.w = WO;
+	tg = ty, tg.h = tg.w = 1;
+	tl = tg, tl.c = OUT;
+	lin.weight = lin.bias = mw;
+	for (int kind = 0; kind < 2; kind++) {
+		pool.kind = kind;
+		for (int b = 0; b < N * C; b++)
+			for (int oh = 0; oh < HO; oh++)
+				for (int ow = 0; ow < WO; ow++) {
+					float sum = 0.0f, best = -INFINITY;
+					int count = 0;
+					for (int ih = 2 * oh - 1; ih <= 2 * oh + 1; ih++)
+						for (int iw = 2 * ow - 1; iw <= 2 * ow + 1; iw++)
+							if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+								float v = x[(b * H + ih) * W + iw];
+								sum += v, count++;
+								best = v > best ? v : best;
+							}
+					want[(b * HO + oh) * WO + ow] =
+						kind == RXD_NAS_POOL_AVG ? sum / (float)count : best;
+				}
+		if (nasops_pool(ops, &tx, &pool, &tp, &put, NULL) < 0 ||
+		    nasops_selftest_check(ops, my, want, N * C * HO * WO, 1e-5f,
+					  kind ? "average pooling" : "max pooling") < 0)
+			goto out;
+	}
+	for (int i = 0; i < N * C * H * W; i++)
+		want[i] = x[i] > 0.0f ? x[i] : 0.0f;
+	if (nasops_copy(ops, &tx, true, &ty, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C * H * W, 0.0f, "copy") < 0)
+		goto out;
+	for (int b = 0; b < N * C; b++) {
+		want[b] = 0.0f;
+		for (int i = 0; i < H * W; i++)
+			want[b] += x[b * H * W + i] / (float)(H * W);
+	}
+	if (nasops_gap(ops, &tx, &tg, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C, 1e-5f, "global pooling") < 0)
+		goto out;
+	/* The linear layer reads the pooled features from my and writes past them. */
+	tl.off = N * C;
+	for (int b = 0; b < N; b++)
+		for (int o = 0; o < OUT; o++) {
+			float v = wt[OUT * C + o];
+			for (int c = 0; c < C; c++)
+				v += want[b * C + c] * wt[o * C + c];
+			want[N * C + b * OUT + o] = v;
+		}
+	if (nasops_linear(ops, &tg, &lin, &tl, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C + N * OUT, 1e-5f, "the linear layer") < 0)
+		goto out;
+	ret = 0;
+out:
+	if (mx)
+		clReleaseMemObject(mx);
+	if (my)
+		clReleaseMemObject(my);
+	if (mw)
+		clReleaseMemObject(mw);
+	return ret;
+}
+
 /* The direct kernel (a depthwise, dilated, strided one with ReLU) and, with an engine,
- * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation. */
+ * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation; then
+ * every other step kind. */
 static int nasops_selftest(struct rxd_nasops *ops)
 {
 	const struct rxd_nas_write acc = { .c_off = 2, .accumulate = true, .scale = 0.5f };
@@ -638,7 +763,7 @@ static int nasops_selftest(struct rxd_nasops *ops)
 
 	if (nasops_selftest_conv(ops, 2, 5, 9, 7, &dw, &acc) < 0 ||
 	    nasops_selftest_conv(ops, 3, 5, 5, 6, &pw, &put) < 0 ||
-	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0)
+	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0 || nasops_selftest_small(ops) < 0)
 		return -EIO;
 	return 0;
 }

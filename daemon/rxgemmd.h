@@ -329,11 +329,15 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 /* The same with a given variant. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+/* Build variant's offset-taking kernel (kernels built with -DOFFSETS=1, through the kernel
+ * cache) and self-test it against the CPU reference, once: a failure is remembered.
+ * Device thread only. 0 or -EIO (logged). */
+int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant);
 /* gemm_enqueue with A, B and C starting a_off, b_off and c_off floats into their buffers
- * (nasops.c: tensors and channel slices inside larger buffers). The variant's
- * offset-taking kernel (kernels built with -DOFFSETS=1) is built on first use, through the
- * kernel cache. Every index, offsets and strides included, must fit an int. Device thread
- * only. CL_SUCCESS, CL_BUILD_PROGRAM_FAILURE (logged), or the enqueue's error. */
+ * (nasops.c: tensors and channel slices inside larger buffers); gemm_prepare_at first
+ * when that has not been done. The offsets are 64-bit; every index from them on (strides
+ * times the batch included) must fit an int. Device thread only. CL_SUCCESS,
+ * CL_BUILD_PROGRAM_FAILURE, or the enqueue's error. */
 cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		       cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
 		       cl_event *ev);
@@ -473,7 +477,8 @@ int tune_load(struct rxd_gemm_engine *eng, const char *dir);
  * a cell's concat costs nothing), overwriting (y = scale * op(x)) or accumulating
  * (y += scale * op(x)). Steps only enqueue on dev->queue (in order) and never wait:
  * buffers must stay alive until the queue has finished them. Device worker thread only.
- * Every index must fit an int (tensors of at most INT_MAX elements, offsets included).
+ * Offsets are 64-bit; every index within a tensor or weight array must fit an int (at
+ * most INT_MAX elements each).
  * Errors: -EINVAL (a shape or parameter that does not fit; nothing was enqueued), -E2BIG
  * (past the int indexing), -ENOMEM (device or host memory), -EIO (an OpenCL call failed;
  * logged). */

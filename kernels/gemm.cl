@@ -35,7 +35,7 @@
 #ifndef WPTN
 #define WPTN 4
 #endif
-/* OFFSETS 1: three more arguments, the first element of A, B and C in their buffers. */
+/* OFFSETS 1: three more arguments (ulong), the first element of A, B and C in their buffers. */
 #ifndef OFFSETS
 #define OFFSETS 0
 #endif
@@ -55,7 +55,7 @@ void gemm_tiled(const int M, const int N, const int K,
 		__global float *C, const int ldc,
 		const int stride_a, const int stride_b, const int stride_c
 #if OFFSETS
-		, const int off_a, const int off_b, const int off_c
+		, const ulong off_a, const ulong off_b, const ulong off_c
 #endif
 		)
 {

@@ -62,7 +62,7 @@
 #ifndef MADD
 #define MADD 0
 #endif
-/* OFFSETS 1: three more arguments, the first element of A, B and C in their buffers. */
+/* OFFSETS 1: three more arguments (ulong), the first element of A, B and C in their buffers. */
 #ifndef OFFSETS
 #define OFFSETS 0
 #endif
@@ -208,7 +208,7 @@ void gemm_reg(const int M, const int N, const int K,
 	      const int vec_ok,
 	      const int stride_a, const int stride_b, const int stride_c
 #if OFFSETS
-	      , const int off_a, const int off_b, const int off_c
+	      , const ulong off_a, const ulong off_b, const ulong off_c
 #endif
 	      )
 {

@@ -3,7 +3,8 @@
  *
  * OpenCL C 1.1 and Mesa's rules (../shared/NOTES-GEMM.md): no static or inline functions,
  * no fma() (llvmpipe miscompiles it at long sums: a * b + c instead). Tensors are NCHW
- * float32; every index is an int (the host rejects tensors past INT_MAX elements).
+ * float32 starting at a ulong offset in their buffer; indices from there are ints (the
+ * host rejects tensors and weight arrays of more than INT_MAX elements).
  *
  * Launch shape, shared by the per-element kernels: dimension 0 walks the pixels of one
  * channel plane (ho * wo, padded up to the work-group size, which the host picks from the
@@ -25,11 +26,11 @@
 /* Direct convolution, any groups (depthwise: groups == cin == cout), stride, padding and
  * dilation. The input is x[:, :, shift:, shift:] of a stored h x w map; relu_in applies
  * ReLU as it is read. One work-item per output element. */
-__kernel void nas_conv(const __global float *x, const int x_off, const int cin, const int h,
-		       const int w, __global float *y, const int y_off, const int ctot,
+__kernel void nas_conv(const __global float *x, const ulong x_off, const int cin, const int h,
+		       const int w, __global float *y, const ulong y_off, const int ctot,
 		       const int c_off, const int cout, const int ho, const int wo,
-		       const __global float *wt, const int w_off, const __global float *bias,
-		       const int b_off, const int has_bias, const int kh, const int kw,
+		       const __global float *wt, const ulong w_off, const __global float *bias,
+		       const ulong b_off, const int has_bias, const int kh, const int kw,
 		       const int sh, const int sw, const int ph, const int pw, const int dh,
 		       const int dw, const int groups, const int relu_in, const int shift,
 		       const int accumulate, const float scale)
@@ -76,7 +77,7 @@ __kernel void nas_conv(const __global float *x, const int x_off, const int cin, 
 /* The columns of a convolution for the GEMM engine: col[b][r][p] with r = (ci * kh + ki) *
  * kw + kj the row of the weights' [cout][cin * kh * kw] layout and p the output pixel, for
  * images n0 + b. Padding reads as zero; relu_in and shift as in nas_conv. */
-__kernel void nas_im2col(const __global float *x, const int x_off, const int cin, const int h,
+__kernel void nas_im2col(const __global float *x, const ulong x_off, const int cin, const int h,
 			 const int w, __global float *col, const int ho, const int wo,
 			 const int kh, const int kw, const int sh, const int sw, const int ph,
 			 const int pw, const int dh, const int dw, const int relu_in,
@@ -104,8 +105,8 @@ __kernel void nas_im2col(const __global float *x, const int x_off, const int cin
 
 /* y = scale * bias[c] (+ y): the first half of a GEMM convolution's epilogue; the GEMM
  * then adds scale * W x with beta = 1. */
-__kernel void nas_bias(__global float *y, const int y_off, const int ctot, const int c_off,
-		       const int hw, const __global float *bias, const int b_off,
+__kernel void nas_bias(__global float *y, const ulong y_off, const int ctot, const int c_off,
+		       const int hw, const __global float *bias, const ulong b_off,
 		       const int accumulate, const float scale)
 {
 	const int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
@@ -117,8 +118,8 @@ __kernel void nas_bias(__global float *y, const int y_off, const int ctot, const
 
 /* Max or average pooling; the average counts only the window's elements inside the map
  * (count_include_pad=False), the maximum ignores the padding. */
-__kernel void nas_pool(const __global float *x, const int x_off, const int c, const int h,
-		       const int w, __global float *y, const int y_off, const int ctot,
+__kernel void nas_pool(const __global float *x, const ulong x_off, const int c, const int h,
+		       const int w, __global float *y, const ulong y_off, const int ctot,
 		       const int c_off, const int ho, const int wo, const int kh, const int kw,
 		       const int sh, const int sw, const int ph, const int pw, const int is_avg,
 		       const int accumulate, const float scale)
@@ -152,8 +153,8 @@ __kernel void nas_pool(const __global float *x, const int x_off, const int c, co
 }
 
 /* Identity with optional ReLU, into a slice. */
-__kernel void nas_copy(const __global float *x, const int x_off, const int c, const int hw,
-		       __global float *y, const int y_off, const int ctot, const int c_off,
+__kernel void nas_copy(const __global float *x, const ulong x_off, const int c, const int hw,
+		       __global float *y, const ulong y_off, const int ctot, const int c_off,
 		       const int relu_in, const int accumulate, const float scale)
 {
 	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
@@ -169,7 +170,7 @@ __kernel void nas_copy(const __global float *x, const int x_off, const int c, co
 }
 
 /* Zeros into a slice (clEnqueueFillBuffer is OpenCL 1.2, and a slice is strided). */
-__kernel void nas_zero(__global float *y, const int y_off, const int ctot, const int c_off,
+__kernel void nas_zero(__global float *y, const ulong y_off, const int ctot, const int c_off,
 		       const int hw)
 {
 	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
@@ -180,8 +181,8 @@ __kernel void nas_zero(__global float *y, const int y_off, const int ctot, const
 
 /* Global average pooling: one work-group per (channel, image) sums the plane in strides of
  * its size (coalesced) and reduces in local memory; the local size is a power of two. */
-__kernel void nas_gap(const __global float *x, const int x_off, const int c, const int hw,
-		      __global float *y, const int y_off, const int ctot, const int c_off,
+__kernel void nas_gap(const __global float *x, const ulong x_off, const int c, const int hw,
+		      __global float *y, const ulong y_off, const int ctot, const int c_off,
 		      const int accumulate, const float scale, __local float *part)
 {
 	const int lid = get_local_id(0), ls = get_local_size(0);
@@ -204,9 +205,9 @@ __kernel void nas_gap(const __global float *x, const int x_off, const int c, con
 
 /* y[n][c_off + o] = x[n] . W[o] + b[o], one work-item per output; the daemon uses the GEMM
  * engine instead when it has one. */
-__kernel void nas_linear(const __global float *x, const int x_off, const int in,
-			 const __global float *wt, const int w_off, const __global float *bias,
-			 const int b_off, const int has_bias, __global float *y, const int y_off,
+__kernel void nas_linear(const __global float *x, const ulong x_off, const int in,
+			 const __global float *wt, const ulong w_off, const __global float *bias,
+			 const ulong b_off, const int has_bias, __global float *y, const ulong y_off,
 			 const int ctot, const int c_off, const int out, const int accumulate,
 			 const float scale)
 {

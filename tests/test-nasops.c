@@ -6,8 +6,9 @@
  * padding, copy/zero/accumulate/scale into slices, global average pooling and linear
  * layers, all with a batch of more than one image.
  *
- * Each step runs three ways: with the direct kernels (no GEMM engine), and through the
- * GEMM engine with its edge-handling tiled kernel and with its register-blocked kernel.
+ * Convolutions, pooling and linear layers run three ways: with the direct kernels (no GEMM
+ * engine), and through the GEMM engine with its edge-handling tiled kernel and with its
+ * register-blocked kernel (copies, zeros and global pooling never use the engine).
  * Tensors lie at offsets inside larger buffers filled with known values: a step must
  * leave everything outside its output slice as it was. Outputs that a step overwrites
  * start as NaN, so that a kernel reading them shows. Inputs are small multiples of 1/4,
@@ -307,6 +308,11 @@ START_TEST(test_dense_kxk)
 				 .cv = CONV(3, 3, 1, 2, 2, 1, 2, 1, 1, 5), .wr = put1 };
 
 	conv_case_all(&stem);
+	/* Columns made one image at a time (a scratch bound below one image's). */
+	uint64_t scratch_max = ops_tiled.scratch_max_bytes;
+	ops_tiled.scratch_max_bytes = 4;
+	conv_case_run(&stem, &ops_tiled, "gemm-tiled, one image at a time");
+	ops_tiled.scratch_max_bytes = scratch_max;
 	conv_case_all(&dil);
 	stem2.cv.relu_in = true;
 	conv_case_all(&stem2);
@@ -579,7 +585,7 @@ END_TEST
 
 START_TEST(test_refused)
 {
-	struct dbuf x, y, wt;
+	struct dbuf x, y, wt, one;
 	struct rxd_nas_tensor tx, ty;
 	struct rxd_nas_conv cv = CONV(1, 1, 2, 2, 0, 0, 1, 1, 1, 4);
 	struct rxd_nas_pool p = { .kind = RXD_NAS_POOL_MAX, .kh = 3, .kw = 3, .stride_h = 1,
@@ -615,6 +621,15 @@ START_TEST(test_refused)
 	cv.stride_h = 0;
 	ck_assert_int_eq(nasops_conv(&ops_tiled, &tx, &cv, &ty, &wr, NULL), -EINVAL);
 	cv.stride_h = 2;
+	/* Input and output in one buffer: apart, and overlapping. */
+	dbuf_make(&one, 2 * 4 * 9 * 9 + 2 * 4 * 5 * 5, 0, false);
+	tx.mem = ty.mem = one.mem;
+	ty.off = 2 * 4 * 9 * 9;
+	ck_assert_int_eq(nasops_conv(&ops_tiled, &tx, &cv, &ty, &wr, NULL), 0);
+	ty.off -= 1;
+	ck_assert_int_eq(nasops_conv(&ops_tiled, &tx, &cv, &ty, &wr, NULL), -EINVAL);
+	tx.mem = x.mem, ty.mem = y.mem;
+	ty.off = 0;
 	/* Past int indexing. */
 	tx.n = 1 << 24;
 	ck_assert_int_eq(nasops_conv(&ops_tiled, &tx, &cv, &ty, &wr, NULL), -E2BIG);
@@ -631,7 +646,8 @@ START_TEST(test_refused)
 	ck_assert_int_eq(nasops_zero(&ops_tiled, 5, &ty, &wr, NULL), -EINVAL);
 	ck_assert_int_eq(nasops_out_dim(2, 5, 1, 1, 1), -1);
 	ck_assert_int_eq(nasops_out_dim(32, 3, 2, 2, 2), 16);
-	dbuf_free(&x), dbuf_free(&y), dbuf_free(&wt);
+	clFinish(dev.queue);
+	dbuf_free(&x), dbuf_free(&y), dbuf_free(&wt), dbuf_free(&one);
 }
 END_TEST
 
