@@ -678,6 +678,120 @@ START_TEST(errors)
 }
 END_TEST
 
+/* ---- requests (nas_job_prepare: what the loop thread checks) -------------------------- */
+
+static int prepare(const Rxgemm__NasEvalRequest *rq, char *err, size_t errlen)
+{
+	struct rxd_nas_job *nj = NULL;
+	int st = nas_job_prepare(rq, 1u << 20, &nj, err, errlen);
+
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		ck_assert_ptr_nonnull(nj);
+	else
+		ck_assert_ptr_null(nj);
+	nas_job_free(nj);
+	return st;
+}
+
+static void prepare_fails(const Rxgemm__NasEvalRequest *rq, int want, const char *word)
+{
+	char err[RXD_ERROR_MAX] = "";
+
+	ck_assert_int_eq(prepare(rq, err, sizeof(err)), want);
+	ck_assert_msg(strstr(err, word) != NULL, "'%s' does not say '%s'", err, word);
+}
+
+START_TEST(requests)
+{
+	Rxgemm__NasEvalRequest rq = RXGEMM__NAS_EVAL_REQUEST__INIT;
+	float an[14 * 8] = { 0 }, ar[14 * 8] = { 0 }, *blob;
+	struct rxd_nas_config c;
+	struct rxd_nas_plan p;
+	char err[RXD_ERROR_MAX];
+
+	/* The defaults: DARTS_V2, CIFAR, C 36, 20 layers, 32x32, batch 1. */
+	rq.genotype = (char *)"DARTS_V2";
+	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	rq.genotype = (char *)"";
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "genotype is empty");
+	rq.genotype = (char *)"DARTS_V3";
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "not a known name");
+	rq.genotype = (char *)"Genotype(normal=[('sep_conv_3x3', 2)";
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "byte ");
+	rq.genotype = (char *)"DARTS_V2";
+	rq.dataset = 7;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "dataset 7");
+	rq.dataset = RXGEMM__NAS_DATASET__NAS_IMAGENET;
+	rq.height = 100;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "");
+	rq.dataset = RXGEMM__NAS_DATASET__NAS_CIFAR;
+	rq.height = 0;
+	rq.repeat = 1001;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "repeat");
+	rq.repeat = 0;
+	rq.steps = 4;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "supernet only");
+	rq.steps = 0;
+	/* An input batch over the frame limit (1 MiB here), random or not. */
+	rq.batch = 100;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_TOO_BIG, "frame limit");
+	rq.batch = 0;
+	rq.want_logits = true;
+	rq.classes = 100000;
+	rq.batch = 4;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_TOO_BIG, "logits");
+	rq.want_logits = false;
+	rq.classes = 0;
+	rq.batch = 0;
+
+	/* Weights and input lengths. */
+	cifar(&c, "DARTS_V2", 4, 3, 8, 1);
+	build_ok(&c, &p);
+	blob = calloc(p.blob_floats + 1, sizeof(float));
+	rq.c = 4;
+	rq.layers = 3;
+	rq.height = rq.width = 8;
+	rq.weights.data = (uint8_t *)blob;
+	rq.weights.len = p.blob_floats * sizeof(float);
+	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	rq.weights.len += sizeof(float);
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "num_batches_tracked");
+	rq.weights.len -= 2;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "not whole floats");
+	rq.weights.len = p.blob_floats * sizeof(float);
+	rq.input.data = (uint8_t *)blob;
+	rq.input.len = 3 * 8 * 8 * sizeof(float) - 4;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "1 x 3 x 8 x 8");
+	rq.input.len += 4;
+	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+
+	/* The supernet: alphas of the right count, no genotype. */
+	memset(&rq, 0, sizeof(rq));
+	rxgemm__nas_eval_request__init(&rq);
+	rq.supernet = true;
+	rq.c = 4;
+	rq.layers = 3;
+	rq.height = rq.width = 8;
+	rq.n_alpha_normal = rq.n_alpha_reduce = 14 * 8;
+	rq.alpha_normal = an;
+	rq.alpha_reduce = ar;
+	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	rq.n_alpha_reduce = 13 * 8;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "112 values each");
+	rq.n_alpha_reduce = 14 * 8;
+	rq.genotype = (char *)"DARTS_V2";
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "must be empty");
+	rq.genotype = NULL;
+	an[5] = INFINITY;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "not finite");
+	an[5] = 0;
+	rq.steps = 9;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "steps is 9");
+	free(blob);
+	nas_plan_free(&p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("nas");
@@ -693,6 +807,7 @@ int main(void)
 	tcase_add_test(tc, direct_supernet);
 	tcase_add_test(tc, packing_bounds);
 	tcase_add_test(tc, errors);
+	tcase_add_test(tc, requests);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
