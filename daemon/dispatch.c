@@ -58,6 +58,9 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	hello.daemon_version = (char *)PACKAGE_VERSION;
 	hello.device = c->srv->dev->description;
 	hello.n_capabilities = sizeof(capabilities) / sizeof(capabilities[0]);
+	/* "nas", the last, only when the device runs the NAS kernels. */
+	if (!c->srv->worker->nasops)
+		hello.n_capabilities--;
 	hello.capabilities = capabilities;
 	hello.max_frame_bytes = c->srv->cfg->max_frame_bytes;
 	hello.client_id = c->id;
