@@ -139,8 +139,15 @@ static struct rxd_nas_step *add_step(struct builder *b, int kind, int in, int32_
 	struct rxd_nas_plan *p = b->p;
 	struct rxd_nas_step *s;
 
-	if (b->rc || in < 0 || out < 0 ||
-	    !grow(b, (void **)&p->steps, &b->cap_s, p->n_steps, sizeof(*s)))
+	if (b->rc || in < 0 || out < 0)
+		return NULL;
+	/* Planning is quadratic in the tensors (pack) and runs on the loop thread. */
+	if (p->n_steps >= RXD_NAS_MAX_PLAN_STEPS) {
+		berr(b, -E2BIG, "the network has more than %d steps; use fewer layers (or steps)",
+		     RXD_NAS_MAX_PLAN_STEPS);
+		return NULL;
+	}
+	if (!grow(b, (void **)&p->steps, &b->cap_s, p->n_steps, sizeof(*s)))
 		return NULL;
 	s = &p->steps[p->n_steps];
 	memset(s, 0, sizeof(*s));

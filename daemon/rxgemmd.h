@@ -855,6 +855,7 @@ enum {
 #define RXD_NAS_MAX_SIZE 4096  /* input height and width */
 #define RXD_NAS_MAX_BATCH 65536
 #define RXD_NAS_MAX_STEPS 8    /* supernet nodes per cell */
+#define RXD_NAS_MAX_PLAN_STEPS 20000 /* steps of a plan (a 20-layer supernet has 4881) */
 #define RXD_NAS_BN_EPS 1e-5f
 #define RXD_NAS_ALIGN_FLOATS 64 /* tensors start at multiples of this in the arena */
 

@@ -641,6 +641,16 @@ START_TEST(errors)
 	build_fails(&c, -EINVAL, "alpha");
 	cifar(&c, "DARTS_V2", RXD_NAS_MAX_C, 3, RXD_NAS_MAX_SIZE, RXD_NAS_MAX_BATCH);
 	build_fails(&c, -E2BIG, "too large");
+	{
+		float a[44 * RXD_NAS_PRIMITIVES] = { 0 };
+
+		cifar(&c, NULL, 4, RXD_NAS_MAX_LAYERS, 4096, 1);
+		c.supernet = true;
+		c.steps = 8;
+		c.multiplier = 4;
+		c.alpha_normal = c.alpha_reduce = a;
+		build_fails(&c, -E2BIG, "more than 20000 steps");
+	}
 
 	/* The blob's length, a negative variance, a NaN; the init is deterministic. */
 	cifar(&c, "DARTS_V2", 4, 3, 8, 1);
