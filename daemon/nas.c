@@ -1575,10 +1575,12 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			st = RXGEMM__STATUS__STATUS_TOO_BIG;
 			snprintf(err, errlen,
 				 "one image of this network needs %llu bytes of device memory "
-				 "(weights %llu, activations %llu, scratch %llu); the budget is %llu",
+				 "(weights %llu, activations %llu, scratch %llu); the budget is %llu "
+				 "and the largest buffer %llu",
 				 (unsigned long long)need, (unsigned long long)wbytes,
 				 (unsigned long long)abytes, (unsigned long long)scratch,
-				 (unsigned long long)(b ? b->budget_bytes : 0));
+				 (unsigned long long)(b ? b->budget_bytes : 0),
+				 (unsigned long long)ops->dev->max_alloc_bytes);
 			goto out;
 		}
 		piece = (piece + 1) / 2;
