@@ -1,10 +1,10 @@
 /* rank-genotypes.c: rank DARTS genotypes by their latency on rxgemmd's device.
  *
  *   rank-genotypes [--socket PATH] [--dataset cifar10|imagenet] [--batch N]
- *                  [--repeat R] [GENOTYPE-FILE...]
+ *                  [--C C] [--layers L] [--size S] [--repeat R] [GENOTYPE-FILE...]
  *
- * Evaluates the four named genotypes (and each file's printed Genotype(...) text) at the
- * paper's settings with seeded weights, then prints them fastest first with their
+ * Evaluates the four named genotypes (and each file's printed Genotype(...) text), by
+ * default at the paper's settings, with seeded weights, then prints them fastest first with their
  * parameters, multiply-adds and device memory: the kind of table hardware-aware NAS
  * works from. Uses only the public API (rxgemm.h). */
 #include <stdio.h>
@@ -64,11 +64,18 @@ int main(int argc, char **argv)
 			a.dataset = strcmp(argv[++i], "imagenet") == 0 ? RXG_NAS_IMAGENET : RXG_NAS_CIFAR;
 		} else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
 			a.batch = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--C") == 0 && i + 1 < argc) {
+			a.c = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--layers") == 0 && i + 1 < argc) {
+			a.layers = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+			a.height = a.width = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
 			a.repeat = (uint32_t)atoi(argv[++i]);
 		} else if (argv[i][0] == '-') {
 			fprintf(stderr, "usage: %s [--socket PATH] [--dataset cifar10|imagenet] "
-					"[--batch N] [--repeat R] [GENOTYPE-FILE...]\n",
+					"[--batch N] [--C C] [--layers L] [--size S] [--repeat R] "
+					"[GENOTYPE-FILE...]\n",
 				argv[0]);
 			return 2;
 		} else if (n < 60) {

@@ -97,6 +97,15 @@ if tl_run "nas genotype file" 0 "${R[@]}" nas "${SMALL[@]}" --genotype-file "$T/
 		tl_ok "nas --genotype-file evaluates the text"
 fi
 
+# examples/rank-genotypes: the four named ones and the file's, ranked.
+RANK="${TESTS_BUILDDIR:-$(dirname "$0")}/../examples/rank-genotypes"
+if [ -x "$RANK" ]; then
+	if tl_run "rank-genotypes" 0 "$RANK" --socket "$S" --C 4 --layers 3 --size 8 --repeat 2 "$T/g.txt"; then
+		[ "$(grep -cE '^[1-5] ' "$TL_OUT")" -eq 5 ] && tl_expect_output "rank-genotypes" 'AmoebaNet' &&
+			tl_ok "rank-genotypes ranks five genotypes" || { tl_fail "rank-genotypes output"; tl_show_output; }
+	fi
+fi
+
 tl_daemon_stop "$TL_DAEMON_PID" TERM 60
 [ "$TL_STATUS" -eq 0 ] && tl_ok "daemon stops cleanly" || tl_fail "daemon exited $TL_STATUS"
 tl_finish
