@@ -383,7 +383,8 @@ def main():
         sd = torch.load(a.from_state_dict, map_location="cpu")
         blob = np.concatenate([v.detach().float().numpy().ravel() for k, v in sd.items()
                                if not k.endswith("num_batches_tracked")
-                               and not k.startswith("auxiliary_head")])
+                               and not k.startswith("auxiliary_head")
+                               and not k.startswith("alphas_")])
     elif a.weights:
         blob = np.fromfile(a.weights, dtype=np.float32)
     else:
