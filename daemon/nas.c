@@ -1151,7 +1151,7 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 	if (rq->dataset != RXGEMM__NAS_DATASET__NAS_CIFAR && !imagenet) {
 		snprintf(err, errlen, "dataset %d is neither CIFAR (0) nor ImageNet (1)",
 			 (int)rq->dataset);
-		goto fail;
+		goto out;
 	}
 	c->family = imagenet ? RXD_NAS_IMAGENET : RXD_NAS_CIFAR;
 	c->C = rq->c ? rq->c : imagenet ? 48 : 36;
@@ -1166,14 +1166,14 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 
 		if (rq->genotype && *rq->genotype) {
 			snprintf(err, errlen, "genotype must be empty for the supernet");
-			goto fail;
+			goto out;
 		}
 		c->steps = rq->steps ? (int32_t)rq->steps : 4;
 		c->multiplier = rq->multiplier ? (int32_t)rq->multiplier : 4;
 		if (rq->steps > RXD_NAS_MAX_STEPS) {
 			snprintf(err, errlen, "steps is %u; it must be 1 to %d", rq->steps,
 				 RXD_NAS_MAX_STEPS);
-			goto fail;
+			goto out;
 		}
 		edges = (size_t)c->steps * (size_t)(c->steps + 3) / 2;
 		if (rq->n_alpha_normal != edges * RXD_NAS_PRIMITIVES ||
@@ -1183,13 +1183,13 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 				 "edges x %d operations); they have %zu and %zu",
 				 edges * RXD_NAS_PRIMITIVES, edges, RXD_NAS_PRIMITIVES,
 				 rq->n_alpha_normal, rq->n_alpha_reduce);
-			goto fail;
+			goto out;
 		}
 		nj->alpha = malloc(2 * edges * RXD_NAS_PRIMITIVES * sizeof(float));
 		if (!nj->alpha) {
 			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
 			snprintf(err, errlen, "out of memory for the alphas");
-			goto fail;
+			goto out;
 		}
 		memcpy(nj->alpha, rq->alpha_normal, edges * RXD_NAS_PRIMITIVES * sizeof(float));
 		memcpy(nj->alpha + edges * RXD_NAS_PRIMITIVES, rq->alpha_reduce,
@@ -1201,12 +1201,12 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 
 		if (rq->n_alpha_normal || rq->n_alpha_reduce || rq->steps || rq->multiplier) {
 			snprintf(err, errlen, "alphas, steps and multiplier are for the supernet only");
-			goto fail;
+			goto out;
 		}
 		if (!*g) {
 			snprintf(err, errlen, "genotype is empty: give a name (DARTS_V1, DARTS_V2, "
 					      "NASNet, AmoebaNet) or a Genotype(...) text");
-			goto fail;
+			goto out;
 		}
 		if (genotype_named(g, &c->geno) < 0) {
 			char perr[RXD_ERROR_MAX];
@@ -1216,11 +1216,11 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 					 "genotype '%.40s' is not a known name (DARTS_V1, DARTS_V2, "
 					 "NASNet, AmoebaNet) nor a Genotype(...) text",
 					 g);
-				goto fail;
+				goto out;
 			}
 			if (genotype_parse(g, strlen(g), &c->geno, perr, sizeof(perr)) < 0) {
 				snprintf(err, errlen, "%s", perr);
-				goto fail;
+				goto out;
 			}
 		}
 		genotype_format(&c->geno, nj->genotype, sizeof(nj->genotype));
@@ -1228,7 +1228,7 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 	if (rq->warmup > NAS_MAX_WARMUP || rq->repeat > NAS_MAX_REPEAT) {
 		snprintf(err, errlen, "warmup (%u) and repeat (%u) may be at most %d and %d",
 			 rq->warmup, rq->repeat, NAS_MAX_WARMUP, NAS_MAX_REPEAT);
-		goto fail;
+		goto out;
 	}
 	nj->warmup = rq->warmup;
 	nj->repeat = rq->repeat ? rq->repeat : 1;
@@ -1238,7 +1238,7 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 		st = rc == -ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
 		     : rc == -E2BIG ? RXGEMM__STATUS__STATUS_TOO_BIG
 				    : RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
-		goto fail;
+		goto out;
 	}
 	in_floats = nj->plan.tensors[nj->plan.input].elems;
 	logit_bytes = (uint64_t)c->batch * (uint64_t)c->classes * sizeof(float);
@@ -1246,7 +1246,7 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 		st = RXGEMM__STATUS__STATUS_TOO_BIG;
 		snprintf(err, errlen, "the logits (%llu bytes) would not fit a reply frame (%llu)",
 			 (unsigned long long)logit_bytes, (unsigned long long)max_reply_bytes);
-		goto fail;
+		goto out;
 	}
 	if (rq->weights.len) {
 		if (rq->weights.len % sizeof(float) ||
@@ -1256,7 +1256,7 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 					 "weights is %zu bytes, not whole floats; this network needs "
 					 "%llu floats",
 					 rq->weights.len, (unsigned long long)nj->plan.blob_floats);
-			goto fail;
+			goto out;
 		}
 		nj->blob = nas_floats(&rq->weights, &nj->blob_owned);
 	}
@@ -1270,7 +1270,7 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 			 "smaller batch",
 			 (unsigned long long)(in_floats * sizeof(float)),
 			 (unsigned long long)max_reply_bytes);
-		goto fail;
+		goto out;
 	}
 	if (rq->input.len) {
 		if (rq->input.len != in_floats * sizeof(float)) {
@@ -1279,23 +1279,23 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 				 "floats are %llu bytes",
 				 rq->input.len, c->batch, c->height, c->width,
 				 (unsigned long long)(in_floats * sizeof(float)));
-			goto fail;
+			goto out;
 		}
 		nj->input = nas_floats(&rq->input, &nj->input_owned);
 		if (!nj->input) {
 			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
 			snprintf(err, errlen, "out of memory for the input");
-			goto fail;
+			goto out;
 		}
 	}
 	if (rq->weights.len && !nj->blob) {
 		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
 		snprintf(err, errlen, "out of memory for the weights or the input");
-		goto fail;
+		goto out;
 	}
 	*out = nj;
 	return RXGEMM__STATUS__STATUS_OK;
-fail:
+out:
 	nas_job_free(nj);
 	return st;
 }
