@@ -137,8 +137,8 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 		rxgemm__request__free_unpacked(req, NULL);
 		return;
 	}
-	st = nas_job_prepare(req->nas_eval, srv->cfg->max_frame_bytes, &job->nas, err,
-			     sizeof(err));
+	st = nas_job_prepare(req->nas_eval, &srv->limits, srv->cfg->max_frame_bytes, &job->nas,
+			     err, sizeof(err));
 	if (st != RXGEMM__STATUS__STATUS_OK) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		rxgemm__request__free_unpacked(req, NULL);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1133,8 +1134,8 @@ static const float *nas_floats(const ProtobufCBinaryData *d, float **owned)
 	return *owned;
 }
 
-int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
-		    struct rxd_nas_job **out, char *err, size_t errlen)
+int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
+		    uint64_t max_reply_bytes, struct rxd_nas_job **out, char *err, size_t errlen)
 {
 	struct rxd_nas_job *nj = calloc(1, sizeof(*nj));
 	struct rxd_nas_config *c;
@@ -1241,6 +1242,17 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
 		goto out;
 	}
 	in_floats = nj->plan.tensors[nj->plan.input].elems;
+	/* The folded weights are one device buffer, whatever the batch. */
+	if (lim && (nj->plan.weight_floats * sizeof(float) > lim->max_buffer_bytes ||
+		    nj->plan.weight_floats > INT32_MAX)) {
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+		snprintf(err, errlen,
+			 "the network's weights (%llu bytes) are more than one device buffer "
+			 "holds (%llu bytes, and 2^31 floats)",
+			 (unsigned long long)(nj->plan.weight_floats * sizeof(float)),
+			 (unsigned long long)lim->max_buffer_bytes);
+		goto out;
+	}
 	logit_bytes = (uint64_t)c->batch * (uint64_t)c->classes * sizeof(float);
 	if (rq->want_logits && logit_bytes + 4096 > max_reply_bytes) {
 		st = RXGEMM__STATUS__STATUS_TOO_BIG;
@@ -1549,6 +1561,16 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			goto out;
 		}
 		wbytes = pp.weight_floats * sizeof(float);
+		if (pp.weight_floats > INT32_MAX || wbytes > ops->dev->max_alloc_bytes) {
+			/* No piece of the batch makes the weights smaller. */
+			st = RXGEMM__STATUS__STATUS_TOO_BIG;
+			snprintf(err, errlen,
+				 "the network's weights (%llu bytes) are more than one device "
+				 "buffer holds (%llu bytes, and 2^31 floats)",
+				 (unsigned long long)wbytes,
+				 (unsigned long long)ops->dev->max_alloc_bytes);
+			goto out;
+		}
 		abytes = (pp.arena_floats > pr.arena_floats ? pp.arena_floats : pr.arena_floats) *
 			 sizeof(float);
 		/* nasops keeps its im2col scratch itself, outside the budget; it is reserved

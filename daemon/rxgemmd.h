@@ -960,11 +960,12 @@ int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, 
 /* NAS evaluation jobs (NasEvalRequest). */
 struct rxd_nas_job;
 /* Loop thread: check rq (defaults filled in), parse its genotype, build its plan, check
- * the weights' and input's lengths (no reply may exceed max_reply_bytes). Returns an
- * RXGEMM__STATUS__* code; on success *out is the job (nas_job_free), which points into
- * rq's bytes: rq must outlive it. */
-int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, uint64_t max_reply_bytes,
-		    struct rxd_nas_job **out, char *err, size_t errlen);
+ * the weights' and input's lengths against it and its weights against lim (may be NULL);
+ * no input or reply may exceed max_reply_bytes. Returns an RXGEMM__STATUS__* code; on
+ * success *out is the job (nas_job_free), which points into rq's bytes: rq must outlive
+ * it. */
+int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
+		    uint64_t max_reply_bytes, struct rxd_nas_job **out, char *err, size_t errlen);
 struct rxd_nasops;
 /* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
  * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch

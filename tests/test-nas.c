@@ -692,8 +692,9 @@ END_TEST
 
 static int prepare(const Rxgemm__NasEvalRequest *rq, char *err, size_t errlen)
 {
+	static const struct rxd_limits lim = { 1u << 30, 1u << 30 };
 	struct rxd_nas_job *nj = NULL;
-	int st = nas_job_prepare(rq, 1u << 20, &nj, err, errlen);
+	int st = nas_job_prepare(rq, &lim, 1u << 20, &nj, err, errlen);
 
 	if (st == RXGEMM__STATUS__STATUS_OK)
 		ck_assert_ptr_nonnull(nj);
@@ -753,6 +754,10 @@ START_TEST(requests)
 	rq.want_logits = false;
 	rq.classes = 0;
 	rq.batch = 0;
+	/* Weights over one device buffer (1 GiB here) whatever the batch. */
+	rq.c = 1024;
+	prepare_fails(&rq, RXGEMM__STATUS__STATUS_TOO_BIG, "weights");
+	rq.c = 0;
 
 	/* Weights and input lengths. */
 	cifar(&c, "DARTS_V2", 4, 3, 8, 1);
