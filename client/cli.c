@@ -70,6 +70,11 @@ static void usage(FILE *f)
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
 		"              [--repeat R] [--csv | --json]\n"
 		"       rxgemm [--socket PATH] top [-d SECONDS] [-n ITERATIONS]\n"
+		"       rxgemm [--socket PATH] nas [--genotype NAME | --genotype-file F]\n"
+		"              [--dataset cifar10|imagenet] [--C C] [--layers L] [--classes K]\n"
+		"              [--size HxW] [--batch N] [--weights F.npy|F] [--weight-seed S]\n"
+		"              [--input F.npy|F] [--input-seed S] [--logits-out F.npy]\n"
+		"              [--warmup W] [--repeat R] [--json]\n"
 		"       rxgemm --help | --version\n"
 		"\n"
 		"Commands:\n"
@@ -83,6 +88,9 @@ static void usage(FILE *f)
 		"             256,512,1024,2048): kernel and end-to-end GFLOPS\n"
 		"  top        show the daemon's utilisation, clients and kernels every few\n"
 		"             seconds, with rates over the last interval, like top(1)\n"
+		"  nas        evaluate a DARTS network on the daemon's device: parameters,\n"
+		"             multiply-adds, device memory, latency (median and p90 of the timed\n"
+		"             runs) and its breakdown per operation and per cell\n"
 		"\n"
 		"gemm options:\n"
 		"  -m M, -n N, -k K  op(A) is M x K, op(B) K x N, C M x N; may be omitted when\n"
@@ -113,6 +121,23 @@ static void usage(FILE *f)
 		"                    priority first\n"
 		"  --deadline-ms D   give up on the job when it has waited D ms in the daemon's\n"
 		"                    queue without starting (default 0: wait as long as it takes)\n"
+		"\n"
+		"nas options (docs/NAS.md):\n"
+		"  --genotype NAME   DARTS_V1, DARTS_V2 (default), NASNet, AmoebaNet, or the\n"
+		"                    reference's printed Genotype(...) text\n"
+		"  --genotype-file F the printed Genotype(...) text read from F\n"
+		"  --dataset D       cifar10 (default: C 36, 20 layers, 10 classes, 32x32) or\n"
+		"                    imagenet (C 48, 14 layers, 1000 classes, 224x224)\n"
+		"  --C C, --layers L, --classes K, --size HxW, --batch N (default 1)\n"
+		"  --weights F       the state_dict as float32 in the reference's order (a .npy\n"
+		"                    of any 2-D shape, or raw bytes); default: the documented\n"
+		"                    init from --weight-seed (default 1)\n"
+		"  --input F         N x 3 x H x W floats (a .npy reshaped to N rows, or raw);\n"
+		"                    default: uniform in [-1, 1) from --input-seed (default 1)\n"
+		"  --logits-out F    write the logits, N x K, as .npy\n"
+		"  --warmup W        untimed runs first (default 3)\n"
+		"  --repeat R        timed runs (default 20)\n"
+		"  --json            print one JSON object\n"
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
@@ -1948,6 +1973,292 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 	return EXIT_OK;
 }
 
+/* --- nas ------------------------------------------------------------------------------- */
+
+enum {
+	OPT_GENOTYPE = 512,
+	OPT_GENOTYPE_FILE,
+	OPT_DATASET,
+	OPT_NAS_C,
+	OPT_LAYERS,
+	OPT_CLASSES,
+	OPT_SIZE,
+	OPT_BATCH,
+	OPT_WEIGHTS,
+	OPT_WEIGHT_SEED,
+	OPT_INPUT,
+	OPT_INPUT_SEED,
+	OPT_LOGITS_OUT,
+	OPT_WARMUP,
+};
+
+/* Floats from a .npy (any 2-D shape, taken in C order; a Fortran-order file must be one row
+ * or one column) or, for any other name, raw native floats. */
+static int read_floats(const char *opt, const char *path, float **out, size_t *n)
+{
+	size_t len = strlen(path);
+	char err[512];
+
+	if (len > 4 && strcmp(path + len - 4, ".npy") == 0) {
+		int64_t rows, cols;
+		int fortran;
+
+		if (npy_read(path, out, &rows, &cols, &fortran, err, sizeof(err)) < 0)
+			return file_error("%s: %s", opt, err);
+		if (fortran && rows > 1 && cols > 1) {
+			free(*out);
+			return file_error("%s: %s is in Fortran order; save it in C order", opt, path);
+		}
+		*n = (size_t)(rows * cols);
+		return EXIT_OK;
+	}
+	FILE *f = fopen(path, "rb");
+	long size;
+
+	if (!f)
+		return file_error("%s: cannot open %s: %s", opt, path, strerror(errno));
+	if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+		fclose(f);
+		return file_error("%s: cannot read %s", opt, path);
+	}
+	if (size % (long)sizeof(float)) {
+		fclose(f);
+		return file_error("%s: %s is %ld bytes, not whole float32 values", opt, path, size);
+	}
+	*out = xmalloc((size_t)size);
+	*n = (size_t)size / sizeof(float);
+	if (fread(*out, 1, (size_t)size, f) != (size_t)size) {
+		fclose(f);
+		free(*out);
+		return file_error("%s: cannot read %s", opt, path);
+	}
+	fclose(f);
+	return EXIT_OK;
+}
+
+static void print_parts(const char *title, const struct rxg_nas_part *p, size_t n,
+			uint64_t total)
+{
+	printf("%s:\n", title);
+	for (size_t i = 0; i < n; i++)
+		printf("  %-14s %10.3f ms %5.1f%%  (%u steps)\n", p[i].name, ns_to_ms((double)p[i].ns),
+		       total ? 100.0 * (double)p[i].ns / (double)total : 0.0, p[i].steps);
+}
+
+static void json_parts(const char *key, const struct rxg_nas_part *p, size_t n)
+{
+	printf(",\"%s\":[", key);
+	for (size_t i = 0; i < n; i++) {
+		printf("%s{\"name\":", i ? "," : "");
+		json_string(stdout, p[i].name);
+		printf(",\"ns\":%llu,\"steps\":%u}", (unsigned long long)p[i].ns, p[i].steps);
+	}
+	printf("]");
+}
+
+static int cmd_nas(int argc, char **argv, const char *socket)
+{
+	static const struct option options[] = {
+		{ "socket", required_argument, NULL, OPT_SOCKET },
+		{ "genotype", required_argument, NULL, OPT_GENOTYPE },
+		{ "genotype-file", required_argument, NULL, OPT_GENOTYPE_FILE },
+		{ "dataset", required_argument, NULL, OPT_DATASET },
+		{ "C", required_argument, NULL, OPT_NAS_C },
+		{ "layers", required_argument, NULL, OPT_LAYERS },
+		{ "classes", required_argument, NULL, OPT_CLASSES },
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "batch", required_argument, NULL, OPT_BATCH },
+		{ "weights", required_argument, NULL, OPT_WEIGHTS },
+		{ "weight-seed", required_argument, NULL, OPT_WEIGHT_SEED },
+		{ "input", required_argument, NULL, OPT_INPUT },
+		{ "input-seed", required_argument, NULL, OPT_INPUT_SEED },
+		{ "logits-out", required_argument, NULL, OPT_LOGITS_OUT },
+		{ "warmup", required_argument, NULL, OPT_WARMUP },
+		{ "repeat", required_argument, NULL, OPT_REPEAT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rxg_nas_args a = { 0 };
+	struct rxg_nas_result *r = NULL;
+	const char *genotype = "DARTS_V2", *gfile = NULL, *wfile = NULL, *ifile = NULL;
+	const char *lfile = NULL;
+	char *gtext = NULL;
+	float *weights = NULL, *input = NULL, *logits = NULL;
+	size_t n_weights = 0, n_input = 0;
+	int64_t v, warmup = 3, repeat = 20, h = 0, w = 0;
+	int opt, json = 0, rc;
+	rxg_client *c = NULL;
+
+	a.weight_seed = a.input_seed = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		rc = EXIT_OK;
+		switch (opt) {
+		case OPT_SOCKET: socket = optarg; break;
+		case OPT_GENOTYPE: genotype = optarg; break;
+		case OPT_GENOTYPE_FILE: gfile = optarg; break;
+		case OPT_DATASET:
+			if (strcmp(optarg, "cifar10") == 0 || strcmp(optarg, "cifar") == 0)
+				a.dataset = RXG_NAS_CIFAR;
+			else if (strcmp(optarg, "imagenet") == 0)
+				a.dataset = RXG_NAS_IMAGENET;
+			else
+				return usage_error("--dataset: '%s' is neither cifar10 nor imagenet",
+						   optarg);
+			break;
+		case OPT_NAS_C:
+			if ((rc = parse_int64("--C", optarg, 1, 4096, &v)) == EXIT_OK)
+				a.c = (int32_t)v;
+			break;
+		case OPT_LAYERS:
+			if ((rc = parse_int64("--layers", optarg, 1, 256, &v)) == EXIT_OK)
+				a.layers = (int32_t)v;
+			break;
+		case OPT_CLASSES:
+			if ((rc = parse_int64("--classes", optarg, 1, 100000, &v)) == EXIT_OK)
+				a.classes = (int32_t)v;
+			break;
+		case OPT_BATCH:
+			if ((rc = parse_int64("--batch", optarg, 1, 65536, &v)) == EXIT_OK)
+				a.batch = (int32_t)v;
+			break;
+		case OPT_SIZE: {
+			char hs[16], *x = strchr(optarg, 'x');
+			size_t hl = x ? (size_t)(x - optarg) : strlen(optarg);
+
+			if (hl == 0 || hl >= sizeof(hs))
+				return usage_error("--size: '%s' is not HxW or N", optarg);
+			memcpy(hs, optarg, hl);
+			hs[hl] = 0;
+			if ((rc = parse_int64("--size", hs, 1, 4096, &h)) != EXIT_OK)
+				return rc;
+			w = h;
+			if (x && (rc = parse_int64("--size", x + 1, 1, 4096, &w)) != EXIT_OK)
+				return rc;
+			a.height = (int32_t)h;
+			a.width = (int32_t)w;
+			break;
+		}
+		case OPT_WEIGHTS: wfile = optarg; break;
+		case OPT_WEIGHT_SEED: rc = parse_uint64("--weight-seed", optarg, &a.weight_seed); break;
+		case OPT_INPUT: ifile = optarg; break;
+		case OPT_INPUT_SEED: rc = parse_uint64("--input-seed", optarg, &a.input_seed); break;
+		case OPT_LOGITS_OUT: lfile = optarg; break;
+		case OPT_WARMUP: rc = parse_int64("--warmup", optarg, 0, 100, &warmup); break;
+		case OPT_REPEAT: rc = parse_int64("--repeat", optarg, 1, 1000, &repeat); break;
+		case OPT_JSON: json = 1; break;
+		default: return option_error(opt, argv);
+		}
+		if (rc != EXIT_OK)
+			return rc;
+	}
+	if (optind < argc)
+		return usage_error("nas: unexpected argument '%s'", argv[optind]);
+	if (gfile) {
+		FILE *f = fopen(gfile, "rb");
+		size_t n;
+
+		if (!f)
+			return file_error("--genotype-file: cannot open %s: %s", gfile, strerror(errno));
+		gtext = xmalloc(65536);
+		n = fread(gtext, 1, 65535, f);
+		fclose(f);
+		gtext[n] = 0;
+		genotype = gtext;
+	}
+	a.genotype = genotype;
+	a.warmup = (uint32_t)warmup;
+	a.repeat = (uint32_t)repeat;
+	if (wfile && (rc = read_floats("--weights", wfile, &weights, &n_weights)) != EXIT_OK)
+		goto out;
+	if (ifile && (rc = read_floats("--input", ifile, &input, &n_input)) != EXIT_OK)
+		goto out;
+	a.weights = weights;
+	a.n_weights = n_weights;
+	{
+		int imagenet = a.dataset == RXG_NAS_IMAGENET;
+		uint64_t batch = a.batch ? (uint64_t)a.batch : 1;
+		uint64_t hh = a.height ? (uint64_t)a.height : imagenet ? 224 : 32;
+		uint64_t ww = a.width ? (uint64_t)a.width : imagenet ? 224 : 32;
+		uint64_t classes = a.classes ? (uint64_t)a.classes : imagenet ? 1000 : 10;
+
+		if (input && n_input != batch * 3 * hh * ww) {
+			rc = file_error("--input: %s has %zu floats; %llu x 3 x %llu x %llu are %llu",
+					ifile, n_input, (unsigned long long)batch,
+					(unsigned long long)hh, (unsigned long long)ww,
+					(unsigned long long)(batch * 3 * hh * ww));
+			goto out;
+		}
+		a.input = input;
+		if (lfile)
+			a.logits = logits = xmalloc((size_t)(batch * classes) * sizeof(float));
+	}
+	if ((rc = rxg_connect(socket, CLIENT_NAME, &c)) != RXG_OK) {
+		rc = daemon_error(NULL, rc);
+		goto out;
+	}
+	if ((rc = rxg_nas_eval(c, &a, &r)) != RXG_OK) {
+		rc = daemon_error(c, rc);
+		goto out;
+	}
+	rc = EXIT_OK;
+	if (lfile) {
+		char err[512];
+
+		if (npy_write(lfile, logits, r->batch, r->classes, 0, err, sizeof(err)) < 0) {
+			rc = file_error("--logits-out: %s", err);
+			goto out;
+		}
+	}
+	if (json) {
+		printf("{\"genotype\":");
+		json_string(stdout, r->genotype);
+		printf(",\"params\":%llu,\"macs\":%llu,\"weight_floats\":%llu,"
+		       "\"peak_device_bytes\":%llu,\"activation_bytes\":%llu,\"batch\":%d,"
+		       "\"batch_piece\":%d,\"steps\":%u,\"latency_median_ns\":%llu,"
+		       "\"latency_p90_ns\":%llu,\"latency_mean_ns\":%llu",
+		       (unsigned long long)r->params, (unsigned long long)r->macs,
+		       (unsigned long long)r->weight_floats, (unsigned long long)r->peak_device_bytes,
+		       (unsigned long long)r->activation_bytes, r->batch, r->batch_piece, r->steps,
+		       (unsigned long long)r->latency_median_ns, (unsigned long long)r->latency_p90_ns,
+		       (unsigned long long)r->latency_mean_ns);
+		printf(",\"run_ns\":[");
+		for (size_t i = 0; i < r->n_runs; i++)
+			printf("%s%llu", i ? "," : "", (unsigned long long)r->run_ns[i]);
+		printf("]");
+		json_parts("by_op", r->by_op, r->n_by_op);
+		json_parts("by_cell", r->by_cell, r->n_by_cell);
+		printf("}\n");
+	} else {
+		printf("device:     %s\n", rxg_server_info(c)->device);
+		printf("genotype:   %s\n", *r->genotype ? r->genotype : "(supernet)");
+		printf("params:     %llu (%.3f M)\n", (unsigned long long)r->params,
+		       (double)r->params / 1e6);
+		printf("mult-adds:  %llu per image (%.1f M)\n", (unsigned long long)r->macs,
+		       (double)r->macs / 1e6);
+		printf("memory:     %.1f MiB on the device (activations %.1f MiB)\n",
+		       (double)r->peak_device_bytes / 1048576.0,
+		       (double)r->activation_bytes / 1048576.0);
+		printf("batch:      %d%s\n", r->batch,
+		       r->batch_piece < r->batch ? " (split to fit the budget)" : "");
+		printf("latency:    median %.3f ms, p90 %.3f ms, mean %.3f ms over %zu runs\n",
+		       ns_to_ms((double)r->latency_median_ns), ns_to_ms((double)r->latency_p90_ns),
+		       ns_to_ms((double)r->latency_mean_ns), r->n_runs);
+		if (r->n_by_op) {
+			print_parts("by operation (mean)", r->by_op, r->n_by_op, r->latency_mean_ns);
+			print_parts("by cell (mean)", r->by_cell, r->n_by_cell, r->latency_mean_ns);
+		}
+	}
+out:
+	rxg_nas_result_free(r);
+	rxg_close(c);
+	free(gtext);
+	free(weights);
+	free(input);
+	free(logits);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -1993,7 +2304,9 @@ int main(int argc, char **argv)
 		return cmd_devices(cmd_argc, cmd_argv, socket);
 	if (strcmp(cmd, "bench") == 0)
 		return cmd_bench(cmd_argc, cmd_argv, socket);
+	if (strcmp(cmd, "nas") == 0)
+		return cmd_nas(cmd_argc, cmd_argv, socket);
 	if (strcmp(cmd, "top") == 0)
 		return cmd_top(cmd_argc, cmd_argv, socket);
-	return usage_error("unknown command '%s' (gemm, status, devices, bench or top)", cmd);
+	return usage_error("unknown command '%s' (gemm, status, devices, bench, top or nas)", cmd);
 }

@@ -366,6 +366,67 @@ struct rxg_status {
 int rxg_status(rxg_client *c, struct rxg_status **out);
 void rxg_status_free(struct rxg_status *st);
 
+/* ---- NAS evaluation: a DARTS network run on the daemon's device (docs/NAS.md) ---- */
+enum rxg_nas_dataset {
+	RXG_NAS_CIFAR = 0,    /* NetworkCIFAR; defaults C 36, 20 layers, 10 classes, 32x32 */
+	RXG_NAS_IMAGENET = 1, /* NetworkImageNet; defaults C 48, 14 layers, 1000 classes, 224x224 */
+};
+
+/* Zeros mean the defaults above (batch: 1, repeat: 1). */
+struct rxg_nas_args {
+	const char *genotype;       /* "DARTS_V1", "DARTS_V2", "NASNet", "AmoebaNet" or the
+				     * reference's printed Genotype(...) text; NULL for the
+				     * supernet */
+	enum rxg_nas_dataset dataset;
+	int32_t c, layers, classes, height, width, batch;
+	const float *weights;       /* the state_dict blob (docs/NAS.md), n_weights floats;
+				     * NULL: the documented init from weight_seed */
+	size_t n_weights;
+	uint64_t weight_seed;
+	const float *input;         /* batch x 3 x height x width (NCHW); NULL: uniform in
+				     * [-1, 1) from input_seed */
+	uint64_t input_seed;
+	uint32_t warmup, repeat;    /* untimed runs, then timed ones */
+	float *logits;              /* receives batch x classes; NULL: not asked for */
+	int supernet;               /* the search network, edges weighted by softmax(alpha) */
+	uint32_t steps, multiplier; /* supernet; 0: 4 and 4 */
+	const float *alpha_normal;  /* supernet: steps (steps + 3) / 2 x 8 each */
+	const float *alpha_reduce;
+};
+
+struct rxg_nas_part {
+	char *name;      /* "sep_conv_3x3", "stem", "preprocess", "concat", "head"; "cell 3" */
+	uint64_t ns;     /* mean over the timed runs */
+	uint32_t steps;  /* the plan's steps it covers */
+};
+
+/* Allocated by rxg_nas_eval, freed by rxg_nas_result_free. The parts of by_op, and those
+ * of by_cell, each add up to latency_mean_ns (when the device gives profiling times;
+ * both are empty otherwise). */
+struct rxg_nas_result {
+	char *genotype;              /* printed; "" for the supernet */
+	uint64_t params;             /* the paper's count (conv, BN weight/bias, classifier) */
+	uint64_t macs;               /* multiply-adds per image */
+	uint64_t weight_floats;      /* the state_dict blob's length */
+	uint64_t peak_device_bytes;  /* weights + activations + scratch */
+	uint64_t activation_bytes;
+	int32_t batch, batch_piece;  /* batch_piece < batch: run in pieces to fit the budget */
+	int32_t classes;
+	uint32_t steps;              /* in the plan */
+	uint64_t latency_median_ns, latency_p90_ns, latency_mean_ns;
+	uint64_t *run_ns;            /* every timed run */
+	size_t n_runs;
+	struct rxg_nas_part *by_op;
+	size_t n_by_op;
+	struct rxg_nas_part *by_cell; /* stem, cell 0 .. cell layers-1, head */
+	size_t n_by_cell;
+};
+
+/* Evaluate one network and wait for it. RXG_OK with *out set, or an error code (the reason
+ * in rxg_errmsg). */
+int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args, struct rxg_nas_result **out);
+void rxg_nas_result_free(struct rxg_nas_result *r);
+
 #ifdef __cplusplus
 }
 #endif

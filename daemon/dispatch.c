@@ -33,7 +33,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 
 static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status", "cancel", "shm" };
+	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "nas" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -59,6 +59,9 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	hello.daemon_version = (char *)PACKAGE_VERSION;
 	hello.device = c->srv->dev->description;
 	hello.n_capabilities = sizeof(capabilities) / sizeof(capabilities[0]);
+	/* "nas", the last, only when the device runs the NAS kernels. */
+	if (!c->srv->worker->nasops)
+		hello.n_capabilities--;
 	hello.capabilities = capabilities;
 	hello.max_frame_bytes = c->srv->cfg->max_frame_bytes;
 	hello.client_id = c->id;
@@ -244,6 +247,47 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
+/* Queue job (its request, cost and cancel flag set) with the scheduler, or answer why
+ * not (a bound reached: BUSY) and free it. */
+static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
+{
+	struct rxd_server *srv = c->srv;
+	Rxgemm__Request *req = job->req;
+	int ret;
+
+	job->submitted_ns = now_ns();
+	ret = worker_submit(srv->worker, job);
+	if (ret < 0) {
+		struct rxd_sched_stats q;
+
+		worker_queue_stats(srv->worker, &q);
+		if (ret == -EDQUOT)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
+				       "this client has %u jobs waiting already, its bound "
+				       "(client-max-queue); retry when some have finished",
+				       q.client_max_queue);
+		else if (ret == -ENOBUFS)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
+				       "the daemon's queue is full (%u jobs waiting, its bound "
+				       "max-queue); retry later",
+				       q.max_queue);
+		else if (ret == -ESHUTDOWN)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_SHUTDOWN, false,
+				       "the daemon is shutting down");
+		else
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+				       "out of memory for queueing the job");
+		dispatch_release_regions(job);
+		job_free(job); /* frees req too */
+		return;
+	}
+	/* The worker may finish the job at once, but only this (the loop) thread delivers
+	 * it, after this returns. */
+	conn_ref(c);
+	c->jobs_in_flight++;
+	srv->stats.jobs_queued++;
+}
+
 /* Takes ownership of req. */
 static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
 {
@@ -253,7 +297,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
 	char err[RXD_ERROR_MAX];
 	uint64_t deadline_ms;
-	int st, ret;
+	int st;
 
 	job = calloc(1, sizeof(*job));
 	if (!job) {
@@ -304,37 +348,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	deadline_ms = req->gemm->deadline_ms;
 	if (deadline_ms && deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
 		job->sj.deadline_ns = received_ns + deadline_ms * 1000000;
-	job->submitted_ns = now_ns();
-	ret = worker_submit(srv->worker, job);
-	if (ret < 0) {
-		struct rxd_sched_stats q;
-
-		worker_queue_stats(srv->worker, &q);
-		if (ret == -EDQUOT)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
-				       "this client has %u jobs waiting already, its bound "
-				       "(client-max-queue); retry when some have finished",
-				       q.client_max_queue);
-		else if (ret == -ENOBUFS)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
-				       "the daemon's queue is full (%u jobs waiting, its bound "
-				       "max-queue); retry later",
-				       q.max_queue);
-		else if (ret == -ESHUTDOWN)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_SHUTDOWN, false,
-				       "the daemon is shutting down");
-		else
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
-				       "out of memory for queueing the job");
-		dispatch_release_regions(job);
-		job_free(job); /* frees req too */
-		return;
-	}
-	/* The worker may finish the job at once, but only this (the loop) thread delivers
-	 * it, after this returns. */
-	conn_ref(c);
-	c->jobs_in_flight++;
-	srv->stats.jobs_queued++;
+	dispatch_submit(c, job);
 }
 
 static void dispatch_cancel(struct rxd_conn *c, const Rxgemm__Request *req)
@@ -353,6 +367,41 @@ static void dispatch_cancel(struct rxd_conn *c, const Rxgemm__Request *req)
 	reply.body_case = RXGEMM__REPLY__BODY_CANCEL;
 	reply.cancel = &cancel;
 	conn_send(c, &reply, false);
+}
+
+/* Takes ownership of req. The network is checked and planned here; the worker runs it. */
+static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+{
+	struct rxd_server *srv = c->srv;
+	struct rxd_job *job;
+	char err[RXD_ERROR_MAX];
+	int st;
+
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+			       "out of memory for a new job");
+		rxgemm__request__free_unpacked(req, NULL);
+		return;
+	}
+	st = nas_job_prepare(req->nas_eval, &srv->limits, srv->cfg->max_frame_bytes, &job->nas,
+			     err, sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
+	job->kind = RXD_JOB_NAS;
+	job->conn = c;
+	job->conn_id = c->id;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+	/* Fair sharing weighs it by its work like a GEMM; no priority or deadline fields. */
+	job->sj.cost = sched_cost(nas_job_flops(job->nas));
+	dispatch_submit(c, job);
 }
 
 /* The first unknown field's number, or 0. Unknown fields mean the peer speaks a schema we
@@ -378,6 +427,7 @@ static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
 	case RXGEMM__REQUEST__BODY_CANCEL: body = &req->cancel->base; break;
 	case RXGEMM__REQUEST__BODY_REGISTER_REGION: body = &req->register_region->base; break;
 	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION: body = &req->unregister_region->base; break;
+	case RXGEMM__REQUEST__BODY_NAS_EVAL: body = &req->nas_eval->base; break;
 	default: break;
 	}
 	return body && body->n_unknown_fields ? body->unknown_fields[0].tag : 0;
@@ -446,6 +496,9 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION:
 		dispatch_unregister(c, req);
 		break;
+	case RXGEMM__REQUEST__BODY_NAS_EVAL:
+		dispatch_nas(c, req, received_ns);
+		return; /* req now belongs to the job */
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 			       "request has no body");
@@ -461,6 +514,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	struct rxd_conn *c = job->conn;
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__GemmReply gemm = RXGEMM__GEMM_REPLY__INIT;
+	Rxgemm__NasEvalReply nas;
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	uint64_t done_ns = now_ns();
 
@@ -476,7 +530,15 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	reply.request_id = job->request_id;
 	reply.status = job->status;
 	reply.timings = &t;
-	if (job->status == RXGEMM__STATUS__STATUS_OK) {
+	if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_NAS) {
+		if (nas_job_reply(job->nas, &nas) == 0) {
+			reply.body_case = RXGEMM__REPLY__BODY_NAS_EVAL;
+			reply.nas_eval = &nas;
+		} else {
+			reply.status = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			reply.error = (char *)"out of memory building the reply";
+		}
+	} else if (job->status == RXGEMM__STATUS__STATUS_OK) {
 		if (!job->c_dest) { /* else C is in the client's region already */
 			gemm.c.data = (uint8_t *)job->c_out;
 			gemm.c.len = job->g.c_elems * sizeof(float);
@@ -490,14 +552,20 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	}
 	t.total_ns = now_ns() - job->received_ns;
 	stats_job_done(&srv->stats, job, c, &t);
-	log_msg(LOG_DEBUG,
-		"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f ms, "
-		"%.2f GFLOPS)%s%s",
-		c->id, (unsigned long long)job->request_id, (long long)job->g.user_m,
-		(long long)job->g.user_n, (long long)job->g.user_k,
-		job->status ? "failed" : "done", (double)(done_ns - job->received_ns) / 1e6,
-		(double)t.kernel_ns / 1e6, t.kernel_ns ? (double)job->g.flops / (double)t.kernel_ns : 0.0,
-		job->status ? ": " : "", job->status ? job->error : "");
+	if (job->kind == RXD_JOB_NAS)
+		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
+			(unsigned long long)job->request_id, job->status ? "failed" : "done",
+			(double)(done_ns - job->received_ns) / 1e6, job->status ? ": " : "",
+			job->status ? job->error : "");
+	else
+		log_msg(LOG_DEBUG,
+			"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f ms, "
+			"%.2f GFLOPS)%s%s",
+			c->id, (unsigned long long)job->request_id, (long long)job->g.user_m,
+			(long long)job->g.user_n, (long long)job->g.user_k,
+			job->status ? "failed" : "done", (double)(done_ns - job->received_ns) / 1e6,
+			(double)t.kernel_ns / 1e6, t.kernel_ns ? (double)job->g.flops / (double)t.kernel_ns : 0.0,
+			job->status ? ": " : "", job->status ? job->error : "");
 	conn_send(c, &reply, false);
 out:
 	/* A connection that waited for its last reply before closing can go now. */

@@ -19,6 +19,8 @@ struct rxd_main {
 	struct rxd_device dev;
 	struct rxd_kcache kcache;
 	struct rxd_gemm_engine engine;
+	struct rxd_nasops nasops;
+	bool have_nasops;            /* NAS evaluation's kernels built and self-tested */
 	struct rxd_budget budget;
 	struct rxd_worker worker;
 	struct rxd_server server;
@@ -118,6 +120,15 @@ int main(int argc, char **argv)
 	sdnotify_send("STATUS=building and self-testing the kernels on %s", m.dev.description);
 	if (gemm_init(&m.engine, &m.dev) < 0)
 		goto out_budget;
+	if (!m.cfg.tune) {
+		/* NAS evaluation is an extra: a device that cannot run its kernels still
+		 * serves GEMMs, and NAS requests get STATUS_UNSUPPORTED. */
+		if (nasops_init(&m.nasops, &m.dev, &m.engine) == 0)
+			m.have_nasops = true;
+		else
+			log_msg(LOG_WARNING, "the NAS kernels failed on this device: NAS evaluation "
+					     "is off");
+	}
 	kcache_log_summary(&m.kcache);
 	if (m.cfg.tune) {
 		/* A maintenance run: search, store beside the kernel cache, and leave; the
@@ -153,6 +164,7 @@ int main(int argc, char **argv)
 		goto out_engine;
 	}
 	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
+	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
 		worker_stop(&m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);
@@ -179,6 +191,8 @@ out_loop:
 	if (uv_loop_close(loop) != 0)
 		log_msg(LOG_WARNING, "handles left open at exit");
 out_engine:
+	if (m.have_nasops)
+		nasops_fini(&m.nasops);
 	gemm_fini(&m.engine);
 out_budget:
 	m.engine.budget = NULL;

@@ -362,6 +362,18 @@ void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, c
 /* The same with a given variant, its buffers from gemm_buffers_get. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+/* Self-test variant at odd buffer offsets against the CPU reference, once (every kernel
+ * takes offsets; this checks the paths nasops.c uses): a failure is remembered.
+ * Device thread only. 0 or -EIO (logged). */
+int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant);
+/* gemm_enqueue with A, B and C starting a_off, b_off and c_off floats into their buffers
+ * (nasops.c: tensors and channel slices inside larger buffers); gemm_prepare_at first
+ * when that has not been done. The offsets are 64-bit; every index from them on (strides
+ * times the batch included) must fit an int. Device thread only. CL_SUCCESS,
+ * CL_BUILD_PROGRAM_FAILURE, or the enqueue's error. */
+cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		       cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
+		       cl_event *ev);
 
 /* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
 /* Every buffer a job uses comes from here, charged to a reservation the job made before it
@@ -583,6 +595,118 @@ struct rxd_sched_job *sched_remove_client(struct rxd_sched *s, uint32_t owner);
 struct rxd_sched_job *sched_take_all(struct rxd_sched *s);
 uint32_t sched_client_queued(const struct rxd_sched *s, uint32_t owner);
 void sched_stats(const struct rxd_sched *s, struct rxd_sched_stats *out);
+/* ---- nasops.c: the step kinds of a NAS network on the device (kernels/nas.cl) ---- */
+/* Tensors are NCHW float32, contiguous, at an element offset in a buffer. Every step
+ * writes channels [c_off, c_off + C) of its output tensor (whose c is the total, so that
+ * a cell's concat costs nothing), overwriting (y = scale * op(x)) or accumulating
+ * (y += scale * op(x)). Steps only enqueue on dev->queue (in order) and never wait:
+ * buffers must stay alive until the queue has finished them. Device worker thread only.
+ * Offsets are 64-bit; every index within a tensor or weight array must fit an int (at
+ * most INT_MAX elements each).
+ * Errors: -EINVAL (a shape or parameter that does not fit; nothing was enqueued), -E2BIG
+ * (past the int indexing), -ENOMEM (device or host memory), -EIO (an OpenCL call failed;
+ * logged). */
+struct rxd_nas_tensor {
+	cl_mem mem;
+	int64_t off;                 /* elements from the start of mem */
+	int32_t n, c, h, w;
+};
+
+/* How a step writes its C channels into the output tensor. */
+struct rxd_nas_write {
+	int32_t c_off;               /* first channel of the slice */
+	bool accumulate;             /* add to what is there (false: overwrite) */
+	float scale;                 /* multiplies op(x); 1 except in weighted sums */
+};
+
+/* A convolution, BN folded into weight and bias (see ../shared/NOTES-DARTS.md). */
+struct rxd_nas_conv {
+	int32_t c_out;               /* output channels, the slice's width */
+	int32_t kh, kw;
+	int32_t stride_h, stride_w;  /* >= 1 */
+	int32_t pad_h, pad_w;        /* zeros around the (shifted) input */
+	int32_t dil_h, dil_w;        /* >= 1 */
+	int32_t groups;              /* 1: dense; c_in == c_out == groups: depthwise */
+	bool relu_in;                /* ReLU on the input as it is read */
+	int32_t in_shift;            /* 0, or 1: read x[:, :, 1:, 1:] (FactorizedReduce) */
+	cl_mem weight;               /* [c_out][c_in / groups][kh][kw] */
+	int64_t weight_off;
+	cl_mem bias;                 /* [c_out]; NULL: none */
+	int64_t bias_off;
+};
+
+enum rxd_nas_pool_kind { RXD_NAS_POOL_MAX = 0, RXD_NAS_POOL_AVG = 1 };
+
+struct rxd_nas_pool {
+	int kind;                    /* enum rxd_nas_pool_kind; avg excludes the padding */
+	int32_t kh, kw, stride_h, stride_w, pad_h, pad_w;
+};
+
+struct rxd_nas_linear {
+	int32_t out;                 /* output features, the slice's width */
+	cl_mem weight;               /* [out][in], in = x's c * h * w */
+	int64_t weight_off;
+	cl_mem bias;                 /* [out]; NULL: none */
+	int64_t bias_off;
+};
+
+/* For profiling: the first and the last kernel of one or more steps. A step sets first
+ * when it is NULL and replaces last, so that a span zeroed before several steps covers
+ * them all. Release with nasops_span_release. */
+struct rxd_nas_span {
+	cl_event first, last;
+};
+
+enum {
+	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
+	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_KERNELS
+};
+
+struct rxd_nasops {
+	struct rxd_device *dev;
+	struct rxd_gemm_engine *eng; /* dense convolutions and linear layers go through its
+				      * GEMM; NULL: through nas.cl's direct kernels */
+	cl_program program;
+	cl_kernel kernels[RXD_NAS_KERNELS];
+	size_t wg[RXD_NAS_KERNELS];  /* the most work-items a work-group of each may have */
+	size_t wg_multiple[RXD_NAS_KERNELS]; /* its preferred work-group size multiple */
+	cl_mem scratch;              /* im2col's columns, grown on demand; owned */
+	uint64_t scratch_bytes;
+	uint64_t scratch_max_bytes;  /* a convolution's columns are made this many at a time */
+};
+
+/* Build kernels/nas.cl for dev (through dev->kcache) and check every step kind on small
+ * shapes against a CPU loop. eng may be NULL (see above); it must outlive ops.
+ * 0, -EIO (logged) or -ENOMEM. */
+int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng);
+void nasops_fini(struct rxd_nasops *ops);
+/* The output extent of a convolution or pool along one axis, or -1 when there is none. */
+int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t dil);
+/* y's h and w must be those of the (shifted) x convolved; y->c >= wr->c_off + c_out. */
+int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_pool *p, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* Identity (skip_connect at stride 1): x and y of the same n, h, w. */
+int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool relu_in,
+		const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+		struct rxd_nas_span *span);
+/* Zeros into c channels at wr->c_off; nothing at all when wr->accumulate ('none'). */
+int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* Global average pool: y is n x C_total x 1 x 1, x's c channels go to the slice. */
+int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+	       const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+	       struct rxd_nas_span *span);
+/* y[n][c_off + o] (y is n x C_total x 1 x 1) = x[n] (c * h * w features) . W[o] + b[o]. */
+int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		  const struct rxd_nas_linear *l, const struct rxd_nas_tensor *y,
+		  const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* end(last) - start(first), once both have finished; 0 without profiling or events. */
+uint64_t nasops_span_ns(const struct rxd_nas_span *s);
+void nasops_span_release(struct rxd_nas_span *s);
 
 /* ---- worker.c: the device worker thread and the job queue ---- */
 /* Jobs wait in the scheduler (sched.c) under w->lock; the worker takes the next one, runs
@@ -594,9 +718,13 @@ struct rxd_conn;
 struct rxd_region;
 #define RXD_JOB_REGIONS 4 /* a, b, c and c_out */
 
+enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1 };
+
 struct rxd_job {
 	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
 	struct rxd_job *next;
+	int kind;                    /* RXD_JOB_*: what the worker runs */
+	struct rxd_nas_job *nas;     /* RXD_JOB_NAS: the network (nas.c), owned */
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
@@ -632,6 +760,8 @@ struct rxd_worker {
 	uv_timer_t deadline_timer;   /* loop thread: fires at the earliest queued deadline */
 	uint64_t timer_due_ns;       /* loop thread: when it fires; 0: not armed */
 	struct rxd_gemm_engine *engine;
+	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused. Set after worker_start, before
+				      * any job is submitted */
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
 	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
@@ -907,5 +1037,219 @@ void sdnotify_reloading(struct rxd_sdnotify *n);
 void sdnotify_reloaded(struct rxd_sdnotify *n);
 /* STOPPING=1; stops the pings and closes the timers. Safe before sdnotify_ready. */
 void sdnotify_stopping(struct rxd_sdnotify *n);
+
+/* ---- genotype.c: DARTS cell genotypes, the named ones, their printed form ---- */
+/* The operations, in the order of the reference's PRIMITIVES (the search space is the
+ * first RXD_NAS_PRIMITIVES), then the two the NASNet and AmoebaNet genotypes use. */
+enum rxd_nas_op {
+	RXD_OP_NONE = 0,
+	RXD_OP_MAX_POOL_3X3,
+	RXD_OP_AVG_POOL_3X3,
+	RXD_OP_SKIP_CONNECT,
+	RXD_OP_SEP_CONV_3X3,
+	RXD_OP_SEP_CONV_5X5,
+	RXD_OP_DIL_CONV_3X3,
+	RXD_OP_DIL_CONV_5X5,
+	RXD_OP_SEP_CONV_7X7,
+	RXD_OP_CONV_7X1_1X7,
+	RXD_OP_COUNT
+};
+#define RXD_NAS_PRIMITIVES 8
+#define RXD_GENOTYPE_MAX_NODES 8 /* intermediate nodes of a cell */
+#define RXD_GENOTYPE_TEXT_MAX 2048 /* the printed form of any valid genotype fits */
+
+/* Node i (0..n_nodes-1) is op[2i](state[input[2i]]) + op[2i+1](state[input[2i+1]]), where
+ * state 0 and 1 are the cell's inputs (cells k-2 and k-1) and state i+2 is node i. The
+ * cell's output concatenates the states listed in concat (increasing, each 2..n_nodes+1). */
+struct rxd_genotype_cell {
+	uint8_t n_nodes;
+	uint8_t op[2 * RXD_GENOTYPE_MAX_NODES];    /* enum rxd_nas_op */
+	uint8_t input[2 * RXD_GENOTYPE_MAX_NODES];
+	uint8_t n_concat;
+	uint8_t concat[RXD_GENOTYPE_MAX_NODES];
+};
+
+struct rxd_genotype {
+	struct rxd_genotype_cell normal, reduce;
+};
+
+/* "sep_conv_3x3" for RXD_OP_SEP_CONV_3X3; "?" when out of range. */
+const char *genotype_op_name(int op);
+/* The operation named s[0..len), or -ENOENT. */
+int genotype_op_parse(const char *s, size_t len);
+/* The i-th named genotype's name ("DARTS_V1", "DARTS_V2", "NASNet", "AmoebaNet"), NULL
+ * past the last. */
+const char *genotype_name(size_t i);
+/* Fill g with a named genotype. 0 or -ENOENT. */
+int genotype_named(const char *name, struct rxd_genotype *g);
+/* Parse text[0..len) (the reference's printed form; see genotype.c), strictly. 0, or
+ * -EINVAL with a sentence in err that starts "genotype text, byte N:" (N from 0). */
+int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, char *err,
+		   size_t errlen);
+/* Check a genotype built by other means (the same rules as the parser). 0 or -EINVAL. */
+int genotype_check(const struct rxd_genotype *g, char *err, size_t errlen);
+/* Print g the way the reference does, NUL-terminated within len; returns the length the
+ * whole text needs (without the NUL), like snprintf. */
+size_t genotype_format(const struct rxd_genotype *g, char *buf, size_t len);
+
+/* ---- nas.c: DARTS networks lowered to a flat plan of steps (see docs/NAS.md) ---- */
+/* A network is lowered into steps over tensors (NCHW float32, the plan's batch, each at an
+ * offset in one activation arena). Every step reads one tensor and writes a channel slice
+ * [c_off, c_off + c_out) of its output tensor, overwriting (accumulate false) or adding,
+ * times scale. The device (nasops.c) and the CPU reference (tests/refnas.c) run the same
+ * steps. Weights: the request's blob is the reference's state_dict (docs/NAS.md); nas_fold
+ * turns it into the plan's weights, BN folded into each conv's weights and bias. */
+enum rxd_nas_family { RXD_NAS_CIFAR = 0, RXD_NAS_IMAGENET = 1 };
+
+enum rxd_nas_step_kind {
+	RXD_NAS_CONV = 0, /* conv + bias; groups == c_in == c_out: depthwise */
+	RXD_NAS_MAXPOOL,  /* k x k, stride, pad; padding never wins */
+	RXD_NAS_AVGPOOL,  /* padding not counted in the divisor */
+	RXD_NAS_COPY,     /* identity */
+	RXD_NAS_ZERO,     /* zeros into the slice (never accumulating) */
+	RXD_NAS_GAP,      /* global average pool: c x h x w -> c x 1 x 1 */
+	RXD_NAS_LINEAR,   /* out[n][o] = sum_i in[n][i] w[o][i] + b[o] */
+	RXD_NAS_KINDS
+};
+
+/* What a step belongs to, for the latency breakdown: an operation (enum rxd_nas_op), or
+ * one of these. */
+enum {
+	RXD_NAS_PART_STEM = RXD_OP_COUNT, /* the stem (ImageNet: stem0 and stem1) */
+	RXD_NAS_PART_PREPROCESS,          /* the cells' preprocess0/1 */
+	RXD_NAS_PART_HEAD,                /* global pooling and the classifier */
+	RXD_NAS_PART_CONCAT,              /* copies of nodes into the cell output */
+	RXD_NAS_PARTS
+};
+
+#define RXD_NAS_MAX_C 4096
+#define RXD_NAS_MAX_LAYERS 256
+#define RXD_NAS_MAX_CLASSES 100000
+#define RXD_NAS_MAX_SIZE 4096  /* input height and width */
+#define RXD_NAS_MAX_BATCH 65536
+#define RXD_NAS_MAX_STEPS 8    /* supernet nodes per cell */
+#define RXD_NAS_MAX_PLAN_STEPS 20000 /* steps of a plan (a 20-layer supernet has 4881) */
+#define RXD_NAS_BN_EPS 1e-5f
+#define RXD_NAS_ALIGN_FLOATS 64 /* tensors start at multiples of this in the arena */
+
+struct rxd_nas_config {
+	int family;                 /* enum rxd_nas_family */
+	int32_t C, layers, classes; /* initial channels, cells, classes */
+	int32_t height, width;      /* input size (ImageNet: 224 x 224) */
+	int32_t batch;
+	bool supernet;              /* the search network: every edge the mix of the eight
+				     * primitives weighted by softmax(alpha); CIFAR only */
+	struct rxd_genotype geno;   /* when !supernet */
+	int32_t steps, multiplier;  /* supernet: nodes per cell, nodes concatenated */
+	const float *alpha_normal;  /* supernet: [edges][RXD_NAS_PRIMITIVES] each, where */
+	const float *alpha_reduce;  /* edges = steps (steps + 3) / 2; copied by nas_build */
+};
+
+struct rxd_nas_ptensor {
+	int32_t c, h, w;          /* per image; the batch is the plan's */
+	uint64_t elems;           /* batch c h w */
+	uint64_t offset;          /* in the arena, floats */
+	int32_t first, last;      /* the first step writing it, the last reading it (the input:
+				   * -1; the logits: n_steps) */
+};
+
+/* Weighted entries of the state_dict blob, in its order. */
+enum rxd_nas_param_kind {
+	RXD_NAS_P_CONV = 0, /* weight [cout][cin/groups][kh][kw] */
+	RXD_NAS_P_BN,       /* weight, bias, running_mean, running_var: 4 x c */
+	RXD_NAS_P_BN_STATS, /* affine=False (the supernet): running_mean, running_var: 2 x c */
+	RXD_NAS_P_LINEAR,   /* weight [out][in], bias [out] */
+};
+
+struct rxd_nas_param {
+	int kind;
+	int32_t cout, cin, kh, kw; /* conv: cin per group; BN: cout = channels; linear: out, in */
+	uint64_t floats;           /* of the blob */
+	uint64_t blob_off;
+	char name[64];             /* the state_dict prefix, e.g. "cells.0._ops.1.op.2" */
+};
+
+struct rxd_nas_step {
+	uint8_t kind;          /* enum rxd_nas_step_kind */
+	uint8_t part;          /* enum rxd_nas_op or RXD_NAS_PART_* */
+	int16_t cell;          /* -1: stem; 0..layers-1; layers: head */
+	int32_t in, out;       /* tensors */
+	int32_t in_c_off, c_in; /* the input's channels read: [in_c_off, in_c_off + c_in);
+				 * nas_build reads whole tensors only (in_c_off 0, c_in all) */
+	int32_t c_off, c_out;  /* the output slice */
+	bool accumulate;
+	bool relu_in;          /* ReLU applied to the input as it is read */
+	uint8_t in_shift;      /* 1: read in[:, :, 1:, 1:] (FactorizedReduce's conv_2) */
+	float scale;
+	int32_t kh, kw, sh, sw, ph, pw, dh, dw, groups; /* CONV; pools use kh, sh, ph */
+	int32_t h_out, w_out;  /* = the output tensor's */
+	uint64_t w_off, b_off; /* CONV, LINEAR: in the plan's weights, floats */
+	int32_t conv_param, bn_param, bn_c_off; /* what nas_fold reads; -1: none */
+	uint64_t macs;         /* multiply-adds per image */
+};
+
+struct rxd_nas_plan {
+	int family;
+	bool supernet;
+	int32_t batch, layers, classes;
+	struct rxd_nas_ptensor *tensors;
+	size_t n_tensors;
+	struct rxd_nas_step *steps;
+	size_t n_steps;
+	struct rxd_nas_param *params;
+	size_t n_params;
+	int32_t input, output;     /* tensors: the image batch, the logits */
+	uint64_t blob_floats;      /* the state_dict blob's length */
+	uint64_t weight_floats;    /* the folded weights' */
+	uint64_t arena_floats;     /* the activation arena's, after packing by liveness */
+	uint64_t live_peak_floats; /* the most floats live at one step (a lower bound) */
+	uint64_t param_count;      /* the paper's convention: conv, BN affine, linear */
+	uint64_t macs;             /* multiply-adds per image */
+};
+
+/* Check cfg and lower it into plan. 0, or -EINVAL with a sentence in err naming the field,
+ * -E2BIG (a size overflows; err says which) or -ENOMEM. Free with nas_plan_free. */
+int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char *err,
+	      size_t errlen);
+void nas_plan_free(struct rxd_nas_plan *plan);
+/* Device memory the plan needs: the folded weights and the arena, in bytes. */
+uint64_t nas_plan_bytes(const struct rxd_nas_plan *plan);
+/* "sep_conv_3x3", "stem", "preprocess", "head", "concat". */
+const char *nas_part_name(int part);
+const char *nas_kind_name(int kind);
+/* Fill blob (plan->blob_floats) with the documented deterministic weights of seed. */
+void nas_init_blob(const struct rxd_nas_plan *plan, uint64_t seed, float *blob);
+/* n floats uniform in [-1, 1) from seed (random inputs). */
+void nas_random_floats(uint64_t seed, float *out, uint64_t n);
+/* Fold blob (the state_dict, plan->blob_floats) into weights (plan->weight_floats).
+ * 0, or -EINVAL when a running_var is negative or a value is not finite (err names the
+ * entry). */
+int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights, char *err,
+	     size_t errlen);
+/* A weight blob of floats floats for plan: 0, or -EINVAL with err stating the length
+ * expected. */
+int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen);
+
+/* NAS evaluation jobs (NasEvalRequest). */
+struct rxd_nas_job;
+/* Loop thread: check rq (defaults filled in), parse its genotype, build its plan, check
+ * the weights' and input's lengths against it and its weights against lim (may be NULL);
+ * no input or reply may exceed max_reply_bytes. Returns an RXGEMM__STATUS__* code; on
+ * success *out is the job (nas_job_free), which points into rq's bytes: rq must outlive
+ * it. */
+int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
+		    uint64_t max_reply_bytes, struct rxd_nas_job **out, char *err, size_t errlen);
+struct rxd_nasops;
+/* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
+ * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch
+ * in pieces when it does not fit whole; warm-up and timed runs, timed with profiling
+ * events per step. Returns an RXGEMM__STATUS__* code with a sentence in err. */
+int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
+		uint32_t owner, atomic_bool *cancel, char *err, size_t errlen);
+/* Fill r from a job that ran; r points into nj (valid until nas_job_free). 0 or -ENOMEM. */
+int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
+/* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */
+uint64_t nas_job_flops(const struct rxd_nas_job *nj);
+void nas_job_free(struct rxd_nas_job *nj);
 
 #endif

@@ -21,6 +21,7 @@ void job_free(struct rxd_job *job)
 {
 	if (!job)
 		return;
+	nas_job_free(job->nas); /* before the request it points into */
 	if (job->req)
 		rxgemm__request__free_unpacked(job->req, NULL);
 	free(job->c_out);
@@ -76,6 +77,9 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		/* Cancelled (or its client left) between the queue and here. */
 		job->status = RXGEMM__STATUS__STATUS_CANCELLED;
 		snprintf(job->error, sizeof(job->error), "the job was cancelled before it ran");
+	} else if (job->kind == RXD_JOB_NAS) {
+		job->status = nas_job_run(job->nas, w->nasops, w->engine->budget, job->conn_id,
+					  &job->cancel, job->error, sizeof(job->error));
 	} else if (!(dest = job->c_dest ? job->c_dest
 				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
 		job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;

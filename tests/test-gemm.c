@@ -345,11 +345,16 @@ START_TEST(test_split_k_choice)
 	struct rxd_gemm shortk = { .m = 4096, .n = 64, .k = 300, .batch_count = 1 };
 	struct rxd_gemm mid = { .m = 1024, .n = 1024, .k = 1024, .batch_count = 1 };
 	int reg = gemm_find_variant(&engine, false, false, RXD_GEMM_REG);
+	const struct rxd_gemm_config *cfg;
 
 	ck_assert_int_ge(reg, 0);
-	desc->compute_units = 132;
+	cfg = gemm_variant_config(&engine, reg);
+	/* A device with four times as many compute units as the thin C has tiles. */
+	desc->compute_units = (uint32_t)(4 * ((4096 + cfg->tsm - 1) / cfg->tsm) *
+					 ((64 + cfg->tsn - 1) / cfg->tsn));
 	ck_assert_int_ge(gemm_splitk_slices(&engine, reg, &thin), 2);
 	ck_assert_int_le(gemm_splitk_slices(&engine, reg, &thin), 4096 / 256);
+	desc->compute_units = 132;
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &square), 1);
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &mid), 1); /* 128 tiles: no gain */
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &batch), 1);

@@ -1,0 +1,832 @@
+/* nasops.c: the step kinds of a NAS network on the device (kernels/nas.cl).
+ *
+ * The network executor (nas.c) lowers a genotype into steps over NCHW tensors; each
+ * function here checks one step's shapes, then enqueues its kernels on the device
+ * worker's in-order queue without waiting. Dense convolutions go through the GEMM engine:
+ * a 1x1 convolution of one image is W[cout x cin] X[cin x hw], which in the engine's
+ * column-major terms is Y^T (hw x cout) = X^T (hw x cin) W^T (cin x cout), all three read
+ * in place from their NCHW buffers, batched over the images with the weights shared
+ * (stride 0). Other dense convolutions (kxk, strided, ReLU on the input, the shifted read
+ * of FactorizedReduce) first lay their input out as columns (im2col) in a scratch buffer,
+ * a bounded number of images at a time. The bias (BN folded) is written into the output
+ * slice first, so that the GEMM adds scale * W x with beta = 1. Depthwise and other grouped
+ * convolutions, and everything when there is no engine, use the direct kernel.
+ *
+ * Work-group sizes come from each kernel's device queries (its work-group limit and
+ * preferred multiple), never from device names. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rxgemmd.h"
+
+static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
+	[RXD_NAS_K_CONV] = "nas_conv",     [RXD_NAS_K_IM2COL] = "nas_im2col",
+	[RXD_NAS_K_BIAS] = "nas_bias",     [RXD_NAS_K_POOL] = "nas_pool",
+	[RXD_NAS_K_COPY] = "nas_copy",     [RXD_NAS_K_ZERO] = "nas_zero",
+	[RXD_NAS_K_GAP] = "nas_gap",       [RXD_NAS_K_LINEAR] = "nas_linear",
+};
+
+/* Columns are made for at most this many bytes of images at a time (one image's may be
+ * more): enough to give the GEMM a batch, little next to a network's activations. */
+#define NASOPS_SCRATCH_MAX (64ull << 20)
+
+/* ---- checking shapes ---------------------------------------------------------------- */
+
+int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t dil)
+{
+	int64_t span = (int64_t)in + 2 * (int64_t)pad - (int64_t)dil * ((int64_t)k - 1) - 1;
+
+	if (in < 1 || k < 1 || stride < 1 || pad < 0 || dil < 1 || span < 0)
+		return -1;
+	return (int32_t)(span / stride + 1);
+}
+
+/* elems floats from off must lie inside mem; the kernels index from off with an int. */
+static int nasops_check_range(cl_mem mem, int64_t off, int64_t elems)
+{
+	size_t bytes = 0;
+
+	if (!mem || off < 0 || elems < 1)
+		return -EINVAL;
+	if (elems > INT_MAX || off > INT64_MAX / 8)
+		return -E2BIG;
+	if (clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof(bytes), &bytes, NULL) != CL_SUCCESS)
+		return -EINVAL;
+	if ((uint64_t)(off + elems) * sizeof(float) > bytes)
+		return -EINVAL;
+	return 0;
+}
+
+static int nasops_check_tensor(const struct rxd_nas_tensor *t)
+{
+	int64_t elems;
+
+	if (t->n < 1 || t->c < 1 || t->h < 1 || t->w < 1)
+		return -EINVAL;
+	if (__builtin_mul_overflow((int64_t)t->n * t->c, (int64_t)t->h * t->w, &elems))
+		return -E2BIG;
+	return nasops_check_range(t->mem, t->off, elems);
+}
+
+static int64_t nasops_elems(const struct rxd_nas_tensor *t)
+{
+	return (int64_t)t->n * t->c * t->h * t->w; /* checked by nasops_check_tensor */
+}
+
+/* x (may be NULL) and y are valid tensors of the same batch that do not overlap (no
+ * kernel here works in place: its work-items would read what others wrote), and y has
+ * room for c channels at wr->c_off. */
+static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_tensor *y,
+			   int32_t c, const struct rxd_nas_write *wr)
+{
+	int ret;
+
+	if (x && (ret = nasops_check_tensor(x)) < 0)
+		return ret;
+	if ((ret = nasops_check_tensor(y)) < 0)
+		return ret;
+	if ((x && x->n != y->n) || c < 1 || wr->c_off < 0 || wr->c_off > y->c - c)
+		return -EINVAL;
+	if (x && x->mem == y->mem && x->off < y->off + nasops_elems(y) &&
+	    y->off < x->off + nasops_elems(x))
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- launching ---------------------------------------------------------------------- */
+
+static void nasops_span_add(struct rxd_nas_span *span, cl_event ev)
+{
+	if (!span || !ev)
+		return;
+	if (!span->first) {
+		clRetainEvent(ev);
+		span->first = ev;
+	}
+	if (span->last)
+		clReleaseEvent(span->last);
+	span->last = ev;
+}
+
+uint64_t nasops_span_ns(const struct rxd_nas_span *s)
+{
+	cl_ulong start = 0, end = 0;
+
+	if (!s->first || !s->last ||
+	    clGetEventProfilingInfo(s->first, CL_PROFILING_COMMAND_START, sizeof(start), &start,
+				    NULL) != CL_SUCCESS ||
+	    clGetEventProfilingInfo(s->last, CL_PROFILING_COMMAND_END, sizeof(end), &end, NULL) !=
+		    CL_SUCCESS ||
+	    end < start)
+		return 0;
+	return end - start;
+}
+
+void nasops_span_release(struct rxd_nas_span *s)
+{
+	if (s->first)
+		clReleaseEvent(s->first);
+	if (s->last)
+		clReleaseEvent(s->last);
+	s->first = s->last = NULL;
+}
+
+/* Set kernel k's arguments from a list of (size, pointer) pairs ended by size 0. */
+static int nasops_args(struct rxd_nasops *ops, int k, ...)
+{
+	va_list ap;
+	cl_uint i = 0;
+	cl_int e = CL_SUCCESS;
+	size_t size;
+
+	va_start(ap, k);
+	while (e == CL_SUCCESS && (size = va_arg(ap, size_t)) != 0) {
+		const void *p = va_arg(ap, const void *);
+		e = clSetKernelArg(ops->kernels[k], i++, size, p);
+	}
+	va_end(ap);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: argument %u: %s", nasops_kernel_names[k], i - 1,
+			device_strerror(e));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Work-items per work-group along dimension 0 for a plane of extent elements: the
+ * kernel's preferred multiple, doubled while the plane has work for it, within the
+ * kernel's limit and 256 (more brings nothing to these memory-bound kernels). */
+static size_t nasops_local(const struct rxd_nasops *ops, int k, size_t extent)
+{
+	size_t max = ops->wg[k] < 256 ? ops->wg[k] : 256, l = ops->wg_multiple[k];
+
+	if (l < 1 || l > max)
+		l = max;
+	while (l < extent && 2 * l <= max)
+		l *= 2;
+	return l;
+}
+
+static int nasops_cl_errno(cl_int e)
+{
+	return e == CL_MEM_OBJECT_ALLOCATION_FAILURE || e == CL_OUT_OF_RESOURCES ||
+			       e == CL_OUT_OF_HOST_MEMORY
+		       ? -ENOMEM
+		       : -EIO;
+}
+
+/* Enqueue kernel k over (extent0 padded to the local size, extent1, extent2). */
+static int nasops_launch(struct rxd_nasops *ops, int k, size_t extent0, size_t extent1,
+			 size_t extent2, size_t local0, struct rxd_nas_span *span)
+{
+	size_t local[3] = { local0 ? local0 : nasops_local(ops, k, extent0), 1, 1 };
+	size_t global[3] = { (extent0 + local[0] - 1) / local[0] * local[0], extent1, extent2 };
+	cl_event ev = NULL;
+	cl_int e;
+
+	e = clEnqueueNDRangeKernel(ops->dev->queue, ops->kernels[k], 3, NULL, global, local, 0,
+				   NULL, span ? &ev : NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: clEnqueueNDRangeKernel: %s", nasops_kernel_names[k],
+			device_strerror(e));
+		return nasops_cl_errno(e);
+	}
+	nasops_span_add(span, ev);
+	return 0;
+}
+
+/* A buffer argument that may be absent: the kernel does not read it then, but OpenCL 1.1
+ * drivers differ on NULL buffer arguments, so another valid buffer stands in. */
+#define NASOPS_MEM_OR(m, other) ((m) ? &(m) : &(other))
+
+/* ---- convolution -------------------------------------------------------------------- */
+
+static int nasops_conv_direct(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			      const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+			      const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_int has_bias = cv->bias != NULL;
+	cl_int relu = cv->relu_in, acc = wr->accumulate;
+	int ret;
+
+	ret = nasops_args(ops, RXD_NAS_K_CONV, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out, sizeof(cl_int),
+			  &y->h, sizeof(cl_int), &y->w, sizeof(cl_mem), &cv->weight,
+			  sizeof(cl_ulong), &w_off, sizeof(cl_mem),
+			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->kh, sizeof(cl_int),
+			  &cv->kw, sizeof(cl_int), &cv->stride_h, sizeof(cl_int), &cv->stride_w,
+			  sizeof(cl_int), &cv->pad_h, sizeof(cl_int), &cv->pad_w, sizeof(cl_int),
+			  &cv->dil_h, sizeof(cl_int), &cv->dil_w, sizeof(cl_int), &cv->groups,
+			  sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift, sizeof(cl_int),
+			  &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_CONV, (size_t)y->h * (size_t)y->w, (size_t)cv->c_out,
+			     (size_t)x->n, 0, span);
+}
+
+/* y slice = scale * bias (+ y): what the GEMM then adds to. */
+static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, int32_t c,
+		       int32_t hw, cl_mem bias, int64_t bias_off, const struct rxd_nas_write *wr,
+		       struct rxd_nas_span *span)
+{
+	cl_ulong y_off = (cl_ulong)y->off, b_off = (cl_ulong)bias_off;
+	cl_int acc = wr->accumulate;
+	int ret;
+
+	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
+			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
+			  sizeof(cl_mem), &bias, sizeof(cl_ulong), &b_off, sizeof(cl_int), &acc,
+			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_BIAS, (size_t)hw, (size_t)c, (size_t)y->n, 0, span);
+}
+
+static int nasops_gemm(struct rxd_nasops *ops, const struct rxd_gemm *g, cl_mem a, int64_t a_off,
+		       cl_mem b, int64_t b_off, cl_mem c, int64_t c_off, struct rxd_nas_span *span)
+{
+	int variant = gemm_choose(ops->eng, g);
+	cl_event ev = NULL;
+	cl_int e;
+
+	e = gemm_enqueue_at(ops->eng, variant, g, a, a_off, b, b_off, c, c_off, span ? &ev : NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "GEMM %s (%lld x %lld x %lld, batch %lld): %s",
+			gemm_variant_name(ops->eng, variant), (long long)g->m, (long long)g->n,
+			(long long)g->k, (long long)g->batch_count, device_strerror(e));
+		return nasops_cl_errno(e);
+	}
+	nasops_span_add(span, ev);
+	return 0;
+}
+
+/* Make the scratch buffer at least bytes. The old one may still be in use by enqueued
+ * kernels: OpenCL frees it only once they have finished. */
+static int nasops_scratch(struct rxd_nasops *ops, uint64_t bytes)
+{
+	cl_mem m;
+	cl_int e;
+
+	if (ops->scratch && ops->scratch_bytes >= bytes)
+		return 0;
+	if (bytes > ops->dev->max_alloc_bytes)
+		return -E2BIG;
+	m = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, (size_t)bytes, NULL, &e);
+	if (!m) {
+		log_msg(LOG_ERR, "im2col scratch of %llu bytes: %s", (unsigned long long)bytes,
+			device_strerror(e));
+		return -ENOMEM;
+	}
+	if (ops->scratch)
+		clReleaseMemObject(ops->scratch);
+	ops->scratch = m;
+	ops->scratch_bytes = bytes;
+	return 0;
+}
+
+static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			    const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+			    const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	const int64_t hwo = (int64_t)y->h * y->w, k = (int64_t)x->c * cv->kh * cv->kw;
+	/* Read x in place when its planes are the GEMM's columns already. */
+	const bool in_place = cv->kh == 1 && cv->kw == 1 && cv->stride_h == 1 &&
+			      cv->stride_w == 1 && cv->pad_h == 0 && cv->pad_w == 0 &&
+			      !cv->relu_in && cv->in_shift == 0;
+	struct rxd_gemm g = { .m = hwo, .n = cv->c_out, .k = k, .alpha = wr->scale,
+			      .beta = wr->accumulate ? 1.0f : 0.0f, .lda = hwo, .ldb = k,
+			      .ldc = hwo, .stride_a = k * hwo, .stride_b = 0,
+			      .stride_c = (int64_t)y->c * hwo };
+	int64_t per_image = 0, nb = 1;
+	int ret;
+
+	/* A variant whose offset build fails (logged once) leaves the direct kernel. */
+	if (gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) < 0)
+		return nasops_conv_direct(ops, x, cv, y, wr, span);
+	/* The columns' room first, so that a failure leaves the output as it was. */
+	if (!in_place) {
+		if (k > INT_MAX / hwo)
+			return -E2BIG;
+		per_image = k * hwo;
+		nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
+		nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
+		if (nb > INT_MAX / per_image)
+			nb = INT_MAX / per_image;
+		ret = nasops_scratch(ops, (uint64_t)(nb * per_image) * sizeof(float));
+		if (ret < 0)
+			return ret;
+	}
+	if (cv->bias) {
+		ret = nasops_bias(ops, y, cv->c_out, (int32_t)hwo, cv->bias, cv->bias_off, wr, span);
+		if (ret < 0)
+			return ret;
+		g.beta = 1.0f;
+	}
+	if (in_place) {
+		g.batch_count = x->n;
+		return nasops_gemm(ops, &g, x->mem, x->off, cv->weight, cv->weight_off, y->mem,
+				   y->off + (int64_t)wr->c_off * hwo, span);
+	}
+	for (int32_t n0 = 0; n0 < x->n; n0 += (int32_t)nb) {
+		cl_ulong x_off = (cl_ulong)x->off;
+		cl_int relu = cv->relu_in;
+		int32_t count = x->n - n0 < nb ? x->n - n0 : (int32_t)nb;
+
+		ret = nasops_args(ops, RXD_NAS_K_IM2COL, sizeof(cl_mem), &x->mem, sizeof(cl_ulong),
+				  &x_off, sizeof(cl_int), &x->c, sizeof(cl_int), &x->h,
+				  sizeof(cl_int), &x->w, sizeof(cl_mem), &ops->scratch,
+				  sizeof(cl_int), &y->h, sizeof(cl_int), &y->w, sizeof(cl_int),
+				  &cv->kh, sizeof(cl_int), &cv->kw, sizeof(cl_int), &cv->stride_h,
+				  sizeof(cl_int), &cv->stride_w, sizeof(cl_int), &cv->pad_h,
+				  sizeof(cl_int), &cv->pad_w, sizeof(cl_int), &cv->dil_h,
+				  sizeof(cl_int), &cv->dil_w, sizeof(cl_int), &relu, sizeof(cl_int),
+				  &cv->in_shift, sizeof(cl_int), &n0, (size_t)0);
+		if (ret < 0)
+			return ret;
+		ret = nasops_launch(ops, RXD_NAS_K_IM2COL, (size_t)hwo, (size_t)k, (size_t)count, 0,
+				    span);
+		if (ret < 0)
+			return ret;
+		g.batch_count = count;
+		ret = nasops_gemm(ops, &g, ops->scratch, 0, cv->weight, cv->weight_off, y->mem,
+				  y->off + ((int64_t)n0 * y->c + wr->c_off) * hwo, span);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	int32_t ho, wo;
+	int64_t w_elems;
+	int ret;
+
+	if ((ret = nasops_check_io(x, y, cv->c_out, wr)) < 0)
+		return ret;
+	if (cv->groups < 1 || x->c % cv->groups || cv->c_out % cv->groups ||
+	    (cv->in_shift != 0 && cv->in_shift != 1) || x->h <= cv->in_shift ||
+	    x->w <= cv->in_shift)
+		return -EINVAL;
+	ho = nasops_out_dim(x->h - cv->in_shift, cv->kh, cv->stride_h, cv->pad_h, cv->dil_h);
+	wo = nasops_out_dim(x->w - cv->in_shift, cv->kw, cv->stride_w, cv->pad_w, cv->dil_w);
+	if (ho < 1 || wo < 1 || ho != y->h || wo != y->w)
+		return -EINVAL;
+	if (__builtin_mul_overflow((int64_t)cv->c_out * (x->c / cv->groups),
+				   (int64_t)cv->kh * cv->kw, &w_elems))
+		return -E2BIG;
+	if ((ret = nasops_check_range(cv->weight, cv->weight_off, w_elems)) < 0)
+		return ret;
+	if (cv->bias && (ret = nasops_check_range(cv->bias, cv->bias_off, cv->c_out)) < 0)
+		return ret;
+	if (cv->groups == 1 && ops->eng)
+		return nasops_conv_gemm(ops, x, cv, y, wr, span);
+	return nasops_conv_direct(ops, x, cv, y, wr, span);
+}
+
+/* ---- pooling, copies, zeros, global pooling, linear --------------------------------- */
+
+int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_pool *p, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int acc = wr->accumulate, is_avg = p->kind == RXD_NAS_POOL_AVG;
+	int ret;
+
+	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
+		return ret;
+	/* A pad of more than half the window would leave windows wholly in the padding. */
+	if ((p->kind != RXD_NAS_POOL_MAX && p->kind != RXD_NAS_POOL_AVG) || p->kh < 1 ||
+	    p->kw < 1 || p->pad_h > p->kh / 2 || p->pad_w > p->kw / 2 ||
+	    nasops_out_dim(x->h, p->kh, p->stride_h, p->pad_h, 1) != y->h ||
+	    nasops_out_dim(x->w, p->kw, p->stride_w, p->pad_w, 1) != y->w)
+		return -EINVAL;
+	ret = nasops_args(ops, RXD_NAS_K_POOL, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,
+			  sizeof(cl_int), &p->kh, sizeof(cl_int), &p->kw, sizeof(cl_int),
+			  &p->stride_h, sizeof(cl_int), &p->stride_w, sizeof(cl_int), &p->pad_h,
+			  sizeof(cl_int), &p->pad_w, sizeof(cl_int), &is_avg, sizeof(cl_int), &acc,
+			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_POOL, (size_t)y->h * (size_t)y->w, (size_t)x->c,
+			     (size_t)x->n, 0, span);
+}
+
+int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool relu_in,
+		const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+		struct rxd_nas_span *span)
+{
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int hw, relu = relu_in;
+	cl_int acc = wr->accumulate;
+	int ret;
+
+	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
+		return ret;
+	if (x->h != y->h || x->w != y->w)
+		return -EINVAL;
+	hw = x->h * x->w;
+	ret = nasops_args(ops, RXD_NAS_K_COPY, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem), &y->mem,
+			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
+			  &wr->c_off, sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
+			  &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_COPY, (size_t)hw, (size_t)x->c, (size_t)x->n, 0, span);
+}
+
+int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	cl_ulong y_off = (cl_ulong)y->off;
+	cl_int hw;
+	int ret;
+
+	if ((ret = nasops_check_io(NULL, y, c, wr)) < 0)
+		return ret;
+	if (wr->accumulate)
+		return 0; /* adding zeros */
+	hw = y->h * y->w;
+	ret = nasops_args(ops, RXD_NAS_K_ZERO, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
+			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
+			  (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_ZERO, (size_t)hw, (size_t)c, (size_t)y->n, 0, span);
+}
+
+int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+	       const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+	       struct rxd_nas_span *span)
+{
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_int hw, acc = wr->accumulate;
+	size_t local = 1, max;
+	int ret;
+
+	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
+		return ret;
+	if (y->h != 1 || y->w != 1)
+		return -EINVAL;
+	hw = x->h * x->w;
+	/* A power of two (the reduction halves it), no larger than the plane needs. */
+	max = ops->wg[RXD_NAS_K_GAP] < 256 ? ops->wg[RXD_NAS_K_GAP] : 256;
+	while (2 * local <= max && local < (size_t)hw)
+		local *= 2;
+	ret = nasops_args(ops, RXD_NAS_K_GAP, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem), &y->mem,
+			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
+			  &wr->c_off, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
+			  local * sizeof(float), NULL, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_GAP, local, (size_t)x->c, (size_t)x->n, local, span);
+}
+
+int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		  const struct rxd_nas_linear *l, const struct rxd_nas_tensor *y,
+		  const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	const int64_t in = (int64_t)x->c * x->h * x->w;
+	/* Column-major: Y^T (out x n, ld ctot) = op(A) B, with A = W as stored ([out][in] is
+	 * an in x out column-major matrix, taken transposed) and B = X^T (in x n, ld in). */
+	struct rxd_gemm g = { .m = l->out, .n = x->n, .k = in, .trans_a = true,
+			      .alpha = wr->scale, .beta = wr->accumulate ? 1.0f : 0.0f,
+			      .lda = in, .ldb = in, .ldc = y->c, .batch_count = 1 };
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)l->weight_off, b_off = (cl_ulong)l->bias_off;
+	cl_int in32 = (cl_int)in;
+	cl_int has_bias = l->bias != NULL, acc = wr->accumulate;
+	int ret;
+
+	if ((ret = nasops_check_io(x, y, l->out, wr)) < 0)
+		return ret;
+	if (y->h != 1 || y->w != 1)
+		return -EINVAL;
+	if ((ret = nasops_check_range(l->weight, l->weight_off, (int64_t)l->out * in)) < 0)
+		return ret;
+	if (l->bias && (ret = nasops_check_range(l->bias, l->bias_off, l->out)) < 0)
+		return ret;
+	if (ops->eng && gemm_prepare_at(ops->eng, gemm_choose(ops->eng, &g)) == 0) {
+		if (l->bias) {
+			ret = nasops_bias(ops, y, l->out, 1, l->bias, l->bias_off, wr, span);
+			if (ret < 0)
+				return ret;
+			g.beta = 1.0f;
+		}
+		return nasops_gemm(ops, &g, l->weight, l->weight_off, x->mem, x->off, y->mem,
+				   y->off + wr->c_off, span);
+	}
+	ret = nasops_args(ops, RXD_NAS_K_LINEAR, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &in32, sizeof(cl_mem), &l->weight, sizeof(cl_ulong), &w_off,
+			  sizeof(cl_mem), NASOPS_MEM_OR(l->bias, l->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
+			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &l->out,
+			  sizeof(cl_int), &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	return nasops_launch(ops, RXD_NAS_K_LINEAR, (size_t)l->out, (size_t)x->n, 1, 0, span);
+}
+
+/* ---- start-up: building and the self-test --------------------------------------------- */
+
+/* The plain loops the self-test compares against (the test suite has its own). */
+static void nasops_ref_conv(const float *x, int n, int cin, int h, int w,
+			    const struct rxd_nas_conv *cv, const float *wt, const float *bias,
+			    float *y, int ctot, int ho, int wo, const struct rxd_nas_write *wr)
+{
+	int cpg = cin / cv->groups, opg = cv->c_out / cv->groups, s = cv->in_shift;
+
+	for (int b = 0; b < n; b++)
+		for (int co = 0; co < cv->c_out; co++)
+			for (int oh = 0; oh < ho; oh++)
+				for (int ow = 0; ow < wo; ow++) {
+					double sum = bias ? bias[co] : 0.0;
+					float *out;
+					for (int ci = 0; ci < cpg; ci++)
+						for (int i = 0; i < cv->kh; i++)
+							for (int j = 0; j < cv->kw; j++) {
+								int ih = oh * cv->stride_h - cv->pad_h + i * cv->dil_h;
+								int iw = ow * cv->stride_w - cv->pad_w + j * cv->dil_w;
+								float v;
+								if (ih < 0 || iw < 0 || ih >= h - s || iw >= w - s)
+									continue;
+								v = x[((b * cin + (co / opg) * cpg + ci) * h + ih + s) * w + iw + s];
+								if (cv->relu_in && v < 0)
+									v = 0;
+								sum += (double)v * wt[((co * cpg + ci) * cv->kh + i) * cv->kw + j];
+							}
+					out = &y[((b * ctot + wr->c_off + co) * ho + oh) * wo + ow];
+					*out = (float)(wr->scale * sum + (wr->accumulate ? *out : 0.0));
+				}
+}
+
+/* One convolution on the device and by nasops_ref_conv; 0 when they agree. */
+static int nasops_selftest_conv(struct rxd_nasops *ops, int n, int cin, int h, int w,
+				const struct rxd_nas_conv *cv0, const struct rxd_nas_write *wr)
+{
+	struct rxd_nas_conv cv = *cv0;
+	int ho = nasops_out_dim(h - cv.in_shift, cv.kh, cv.stride_h, cv.pad_h, cv.dil_h);
+	int wo = nasops_out_dim(w - cv.in_shift, cv.kw, cv.stride_w, cv.pad_w, cv.dil_w);
+	int ctot = wr->c_off + cv.c_out + 1;
+	size_t nx = (size_t)n * cin * h * w, ny = (size_t)n * ctot * ho * wo;
+	size_t nw = (size_t)cv.c_out * (cin / cv.groups) * cv.kh * cv.kw;
+	float *x = malloc(nx * 4), *y = malloc(ny * 4), *want = malloc(ny * 4);
+	float *wt = malloc((nw + (size_t)cv.c_out) * 4), *got = malloc(ny * 4);
+	cl_mem mx = NULL, my = NULL, mw = NULL;
+	struct rxd_nas_tensor tx = { .n = n, .c = cin, .h = h, .w = w };
+	struct rxd_nas_tensor ty = { .n = n, .c = ctot, .h = ho, .w = wo };
+	uint32_t seed = 7;
+	cl_int e = CL_SUCCESS;
+	int ret = -ENOMEM;
+
+	if (!x || !y || !want || !wt || !got)
+		goto out;
+	/* Small integers and halves: every sum is exact in float, so equality is the test. */
+#define NASOPS_RAND() ((float)((int)((seed = seed * 1103515245u + 12345u) >> 16) % 9 - 4) * 0.5f)
+	for (size_t i = 0; i < nx; i++)
+		x[i] = NASOPS_RAND();
+	for (size_t i = 0; i < nw + (size_t)cv.c_out; i++)
+		wt[i] = NASOPS_RAND();
+	for (size_t i = 0; i < ny; i++)
+		y[i] = want[i] = NASOPS_RAND();
+#undef NASOPS_RAND
+	ret = -EIO;
+	mx = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nx * 4, x, &e);
+	my = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ny * 4, y, &e);
+	mw = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+			    (nw + (size_t)cv.c_out) * 4, wt, &e);
+	if (!mx || !my || !mw)
+		goto out;
+	tx.mem = mx, ty.mem = my;
+	cv.weight = mw, cv.weight_off = 0, cv.bias = mw, cv.bias_off = (int64_t)nw;
+	if (nasops_conv(ops, &tx, &cv, &ty, wr, NULL) < 0 ||
+	    clEnqueueReadBuffer(ops->dev->queue, my, CL_TRUE, 0, ny * 4, got, 0, NULL, NULL) !=
+		    CL_SUCCESS)
+		goto out;
+	nasops_ref_conv(x, n, cin, h, w, &cv, wt, wt + nw, want, ctot, ho, wo, wr);
+	ret = memcmp(got, want, ny * 4) == 0 ? 0 : -EIO;
+	if (ret < 0)
+		log_msg(LOG_WARNING, "nas.cl: a %dx%d convolution (groups %d, stride %d) gives "
+				     "wrong results on this device",
+			cv.kh, cv.kw, cv.groups, cv.stride_h);
+out:
+	if (mx)
+		clReleaseMemObject(mx);
+	if (my)
+		clReleaseMemObject(my);
+	if (mw)
+		clReleaseMemObject(mw);
+	free(x), free(y), free(want), free(wt), free(got);
+	return ret;
+}
+
+/* Read n floats of mem and compare them with want, within a relative tol. */
+static int nasops_selftest_check(struct rxd_nasops *ops, cl_mem mem, const float *want, size_t n,
+				 float tol, const char *what)
+{
+	float got[128];
+
+	if (n > 128 || clEnqueueReadBuffer(ops->dev->queue, mem, CL_TRUE, 0, n * sizeof(float), got,
+					  0, NULL, NULL) != CL_SUCCESS)
+		return -EIO;
+	for (size_t i = 0; i < n; i++)
+		if (!(fabsf(got[i] - want[i]) <= tol * (1.0f + fabsf(want[i])))) {
+			log_msg(LOG_WARNING, "nas.cl: %s gives wrong results on this device (%g, "
+					     "want %g)",
+				what, (double)got[i], (double)want[i]);
+			return -EIO;
+		}
+	return 0;
+}
+
+/* Pooling (max; average without the padding, both strided), copy with ReLU, global
+ * pooling and a linear layer on one small batch, beside plain loops. */
+static int nasops_selftest_small(struct rxd_nasops *ops)
+{
+	enum { N = 2, C = 3, H = 5, W = 4, HO = 3, WO = 2, OUT = 4 };
+	float x[N * C * H * W], wt[OUT * C + OUT], want[N * C * H * W];
+	const struct rxd_nas_write put = { .c_off = 0, .accumulate = false, .scale = 1.0f };
+	struct rxd_nas_pool pool = { .kh = 3, .kw = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1,
+				     .pad_w = 1 };
+	struct rxd_nas_linear lin = { .out = OUT, .bias_off = OUT * C };
+	struct rxd_nas_tensor tx = { .n = N, .c = C, .h = H, .w = W }, ty = tx, tp, tg, tl;
+	cl_mem mx = NULL, my = NULL, mw = NULL;
+	cl_int e = CL_SUCCESS;
+	int ret = -EIO;
+
+	for (int i = 0; i < N * C * H * W; i++)
+		x[i] = (float)((i * 7) % 11 - 5) * 0.25f;
+	for (int i = 0; i < OUT * C + OUT; i++)
+		wt[i] = (float)((i * 5) % 7 - 3) * 0.5f;
+	mx = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(x), x, &e);
+	my = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, sizeof(x), NULL, &e);
+	mw = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(wt), wt,
+			    &e);
+	if (!mx || !my || !mw)
+		goto out;
+	tx.mem = mx, ty.mem = my;
+	tp = ty, tp.h = HO, tp.w = WO;
+	tg = ty, tg.h = tg.w = 1;
+	tl = tg, tl.c = OUT;
+	lin.weight = lin.bias = mw;
+	for (int kind = 0; kind < 2; kind++) {
+		pool.kind = kind;
+		for (int b = 0; b < N * C; b++)
+			for (int oh = 0; oh < HO; oh++)
+				for (int ow = 0; ow < WO; ow++) {
+					float sum = 0.0f, best = -INFINITY;
+					int count = 0;
+					for (int ih = 2 * oh - 1; ih <= 2 * oh + 1; ih++)
+						for (int iw = 2 * ow - 1; iw <= 2 * ow + 1; iw++)
+							if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+								float v = x[(b * H + ih) * W + iw];
+								sum += v, count++;
+								best = v > best ? v : best;
+							}
+					want[(b * HO + oh) * WO + ow] =
+						kind == RXD_NAS_POOL_AVG ? sum / (float)count : best;
+				}
+		if (nasops_pool(ops, &tx, &pool, &tp, &put, NULL) < 0 ||
+		    nasops_selftest_check(ops, my, want, N * C * HO * WO, 1e-5f,
+					  kind ? "average pooling" : "max pooling") < 0)
+			goto out;
+	}
+	for (int i = 0; i < N * C * H * W; i++)
+		want[i] = x[i] > 0.0f ? x[i] : 0.0f;
+	if (nasops_copy(ops, &tx, true, &ty, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C * H * W, 0.0f, "copy") < 0)
+		goto out;
+	for (int b = 0; b < N * C; b++) {
+		want[b] = 0.0f;
+		for (int i = 0; i < H * W; i++)
+			want[b] += x[b * H * W + i] / (float)(H * W);
+	}
+	if (nasops_gap(ops, &tx, &tg, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C, 1e-5f, "global pooling") < 0)
+		goto out;
+	/* The linear layer reads the pooled features from my and writes past them. */
+	tl.off = N * C;
+	for (int b = 0; b < N; b++)
+		for (int o = 0; o < OUT; o++) {
+			float v = wt[OUT * C + o];
+			for (int c = 0; c < C; c++)
+				v += want[b * C + c] * wt[o * C + c];
+			want[N * C + b * OUT + o] = v;
+		}
+	if (nasops_linear(ops, &tg, &lin, &tl, &put, NULL) < 0 ||
+	    nasops_selftest_check(ops, my, want, N * C + N * OUT, 1e-5f, "the linear layer") < 0)
+		goto out;
+	ret = 0;
+out:
+	if (mx)
+		clReleaseMemObject(mx);
+	if (my)
+		clReleaseMemObject(my);
+	if (mw)
+		clReleaseMemObject(mw);
+	return ret;
+}
+
+/* The direct kernel (a depthwise, dilated, strided one with ReLU) and, with an engine,
+ * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation; then
+ * every other step kind. */
+static int nasops_selftest(struct rxd_nasops *ops)
+{
+	const struct rxd_nas_write acc = { .c_off = 2, .accumulate = true, .scale = 0.5f };
+	const struct rxd_nas_write put = { .c_off = 1, .accumulate = false, .scale = 1.0f };
+	const struct rxd_nas_conv dw = { .c_out = 5, .kh = 3, .kw = 3, .stride_h = 2,
+					 .stride_w = 2, .pad_h = 2, .pad_w = 2, .dil_h = 2,
+					 .dil_w = 2, .groups = 5, .relu_in = true };
+	const struct rxd_nas_conv pw = { .c_out = 7, .kh = 1, .kw = 1, .stride_h = 1,
+					 .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1 };
+	const struct rxd_nas_conv k3 = { .c_out = 6, .kh = 3, .kw = 3, .stride_h = 1,
+					 .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1,
+					 .dil_w = 1, .groups = 1, .relu_in = true };
+
+	if (nasops_selftest_conv(ops, 2, 5, 9, 7, &dw, &acc) < 0 ||
+	    nasops_selftest_conv(ops, 3, 5, 5, 6, &pw, &put) < 0 ||
+	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0 || nasops_selftest_small(ops) < 0)
+		return -EIO;
+	return 0;
+}
+
+int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng)
+{
+	const char *src = kernels_find("nas.cl");
+	char *log = NULL;
+	size_t item_max[3] = { 0 };
+	cl_int e;
+	int ret = -EIO;
+
+	memset(ops, 0, sizeof(*ops));
+	ops->dev = dev;
+	ops->eng = eng;
+	ops->scratch_max_bytes = NASOPS_SCRATCH_MAX < dev->max_alloc_bytes ? NASOPS_SCRATCH_MAX
+									     : dev->max_alloc_bytes;
+	if (!src)
+		fatal("kernel source nas.cl is not embedded: the build is broken");
+	if (kcache_build(dev->kcache, dev, "nas.cl", src, "-cl-std=CL1.1", &ops->program, &log) <
+	    0) {
+		log_msg(LOG_ERR, "nas.cl does not build on this device%s%s", log ? ":\n" : "",
+			log ? log : "");
+		free(log);
+		goto fail;
+	}
+	clGetDeviceInfo(dev->desc->id, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof(item_max), item_max,
+			NULL);
+	for (int k = 0; k < RXD_NAS_KERNELS; k++) {
+		ops->kernels[k] = clCreateKernel(ops->program, nasops_kernel_names[k], &e);
+		if (!ops->kernels[k]) {
+			log_msg(LOG_ERR, "nas.cl: clCreateKernel(%s): %s", nasops_kernel_names[k],
+				device_strerror(e));
+			goto fail;
+		}
+		clGetKernelWorkGroupInfo(ops->kernels[k], dev->desc->id, CL_KERNEL_WORK_GROUP_SIZE,
+					 sizeof(size_t), &ops->wg[k], NULL);
+		clGetKernelWorkGroupInfo(ops->kernels[k], dev->desc->id,
+					 CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE,
+					 sizeof(size_t), &ops->wg_multiple[k], NULL);
+		if (item_max[0] && ops->wg[k] > item_max[0])
+			ops->wg[k] = item_max[0];
+		if (ops->wg[k] < 1)
+			ops->wg[k] = 1;
+	}
+	if (nasops_selftest(ops) < 0)
+		goto fail;
+	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s)",
+		eng ? "GEMM engine" : "direct");
+	return 0;
+fail:
+	nasops_fini(ops);
+	return ret;
+}
+
+void nasops_fini(struct rxd_nasops *ops)
+{
+	for (int k = 0; k < RXD_NAS_KERNELS; k++)
+		if (ops->kernels[k])
+			clReleaseKernel(ops->kernels[k]);
+	if (ops->program)
+		clReleaseProgram(ops->program);
+	if (ops->scratch)
+		clReleaseMemObject(ops->scratch);
+	memset(ops, 0, sizeof(*ops));
+}

@@ -1,0 +1,227 @@
+/* nas.cl: the step kinds of a NAS network (daemon/nasops.c): convolutions (direct, and
+ * im2col for the GEMM engine), pooling, copies, zeros, global average pooling, linear.
+ *
+ * OpenCL C 1.1 and Mesa's rules (../shared/NOTES-GEMM.md): no static or inline functions,
+ * no fma() (llvmpipe miscompiles it at long sums: a * b + c instead). Tensors are NCHW
+ * float32 starting at a ulong offset in their buffer; indices from there are ints (the
+ * host rejects tensors and weight arrays of more than INT_MAX elements).
+ *
+ * Launch shape, shared by the per-element kernels: dimension 0 walks the pixels of one
+ * channel plane (ho * wo, padded up to the work-group size, which the host picks from the
+ * kernel's device queries), dimension 1 the channels, dimension 2 the images. Neighbouring
+ * work-items then read and write neighbouring addresses of NCHW (coalesced).
+ *
+ * Every kernel writes channels [c_off, c_off + C) of a tensor of ctot channels:
+ * y = scale * v, or y += scale * v when accumulate is set. */
+
+#define RELU(v) ((v) > 0.0f ? (v) : 0.0f)
+#define PUT(y, i, v)                                                                        \
+	do {                                                                                \
+		float r_ = scale * (v);                                                     \
+		if (accumulate)                                                             \
+			r_ += (y)[i];                                                       \
+		(y)[i] = r_;                                                                \
+	} while (0)
+
+/* Direct convolution, any groups (depthwise: groups == cin == cout), stride, padding and
+ * dilation. The input is x[:, :, shift:, shift:] of a stored h x w map; relu_in applies
+ * ReLU as it is read. One work-item per output element. */
+__kernel void nas_conv(const __global float *x, const ulong x_off, const int cin, const int h,
+		       const int w, __global float *y, const ulong y_off, const int ctot,
+		       const int c_off, const int cout, const int ho, const int wo,
+		       const __global float *wt, const ulong w_off, const __global float *bias,
+		       const ulong b_off, const int has_bias, const int kh, const int kw,
+		       const int sh, const int sw, const int ph, const int pw, const int dh,
+		       const int dw, const int groups, const int relu_in, const int shift,
+		       const int accumulate, const float scale)
+{
+	const int p = get_global_id(0), co = get_global_id(1), n = get_global_id(2);
+	const int hwo = ho * wo;
+
+	if (p >= hwo)
+		return;
+	{
+		const int oh = p / wo, ow = p - oh * wo;
+		const int cpg = cin / groups, g = co / (cout / groups);
+		const int hl = h - shift, wl = w - shift; /* the shifted map's extent */
+		const int ih0 = oh * sh - ph, iw0 = ow * sw - pw;
+		const __global float *xb = x + x_off + (n * cin + g * cpg) * h * w + shift * w + shift;
+		const __global float *wb = wt + w_off + co * cpg * kh * kw;
+		float acc = 0.0f;
+
+		for (int ci = 0; ci < cpg; ci++) {
+			const __global float *xc = xb + ci * h * w;
+			const __global float *wc = wb + ci * kh * kw;
+			for (int ki = 0; ki < kh; ki++) {
+				const int ih = ih0 + ki * dh;
+				if (ih < 0 || ih >= hl)
+					continue;
+				for (int kj = 0; kj < kw; kj++) {
+					const int iw = iw0 + kj * dw;
+					float v;
+					if (iw < 0 || iw >= wl)
+						continue;
+					v = xc[ih * w + iw];
+					if (relu_in)
+						v = RELU(v);
+					acc = v * wc[ki * kw + kj] + acc;
+				}
+			}
+		}
+		if (has_bias)
+			acc += bias[b_off + co];
+		PUT(y, y_off + (n * ctot + c_off + co) * hwo + p, acc);
+	}
+}
+
+/* The columns of a convolution for the GEMM engine: col[b][r][p] with r = (ci * kh + ki) *
+ * kw + kj the row of the weights' [cout][cin * kh * kw] layout and p the output pixel, for
+ * images n0 + b. Padding reads as zero; relu_in and shift as in nas_conv. */
+__kernel void nas_im2col(const __global float *x, const ulong x_off, const int cin, const int h,
+			 const int w, __global float *col, const int ho, const int wo,
+			 const int kh, const int kw, const int sh, const int sw, const int ph,
+			 const int pw, const int dh, const int dw, const int relu_in,
+			 const int shift, const int n0)
+{
+	const int p = get_global_id(0), r = get_global_id(1), b = get_global_id(2);
+	const int hwo = ho * wo, kk = kh * kw;
+
+	if (p >= hwo)
+		return;
+	{
+		const int ci = r / kk, ki = (r - ci * kk) / kw, kj = r - ci * kk - ki * kw;
+		const int oh = p / wo, ow = p - oh * wo;
+		const int ih = oh * sh - ph + ki * dh, iw = ow * sw - pw + kj * dw;
+		float v = 0.0f;
+
+		if (ih >= 0 && ih < h - shift && iw >= 0 && iw < w - shift) {
+			v = x[x_off + ((n0 + b) * cin + ci) * h * w + (ih + shift) * w + iw + shift];
+			if (relu_in)
+				v = RELU(v);
+		}
+		col[(b * cin * kk + r) * hwo + p] = v;
+	}
+}
+
+/* y = scale * bias[c] (+ y): the first half of a GEMM convolution's epilogue; the GEMM
+ * then adds scale * W x with beta = 1. */
+__kernel void nas_bias(__global float *y, const ulong y_off, const int ctot, const int c_off,
+		       const int hw, const __global float *bias, const ulong b_off,
+		       const int accumulate, const float scale)
+{
+	const int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+
+	if (p >= hw)
+		return;
+	PUT(y, y_off + (n * ctot + c_off + c) * hw + p, bias[b_off + c]);
+}
+
+/* Max or average pooling; the average counts only the window's elements inside the map
+ * (count_include_pad=False), the maximum ignores the padding. */
+__kernel void nas_pool(const __global float *x, const ulong x_off, const int c, const int h,
+		       const int w, __global float *y, const ulong y_off, const int ctot,
+		       const int c_off, const int ho, const int wo, const int kh, const int kw,
+		       const int sh, const int sw, const int ph, const int pw, const int is_avg,
+		       const int accumulate, const float scale)
+{
+	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
+	const int hwo = ho * wo;
+
+	if (p >= hwo)
+		return;
+	{
+		const int oh = p / wo, ow = p - oh * wo;
+		const int ih0 = oh * sh - ph, iw0 = ow * sw - pw;
+		const int ih1 = min(ih0 + kh, h), iw1 = min(iw0 + kw, w);
+		const __global float *xc = x + x_off + (n * c + ch) * h * w;
+		float acc = is_avg ? 0.0f : -INFINITY;
+		int count = 0;
+
+		for (int ih = max(ih0, 0); ih < ih1; ih++)
+			for (int iw = max(iw0, 0); iw < iw1; iw++) {
+				const float v = xc[ih * w + iw];
+				acc = is_avg ? acc + v : fmax(acc, v);
+				count++;
+			}
+		/* A window wholly in the padding (pad >= k: the host refuses it) stays 0. */
+		if (count == 0)
+			acc = 0.0f;
+		else if (is_avg)
+			acc /= (float)count;
+		PUT(y, y_off + (n * ctot + c_off + ch) * hwo + p, acc);
+	}
+}
+
+/* Identity with optional ReLU, into a slice. */
+__kernel void nas_copy(const __global float *x, const ulong x_off, const int c, const int hw,
+		       __global float *y, const ulong y_off, const int ctot, const int c_off,
+		       const int relu_in, const int accumulate, const float scale)
+{
+	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
+
+	if (p >= hw)
+		return;
+	{
+		float v = x[x_off + (n * c + ch) * hw + p];
+		if (relu_in)
+			v = RELU(v);
+		PUT(y, y_off + (n * ctot + c_off + ch) * hw + p, v);
+	}
+}
+
+/* Zeros into a slice (clEnqueueFillBuffer is OpenCL 1.2, and a slice is strided). */
+__kernel void nas_zero(__global float *y, const ulong y_off, const int ctot, const int c_off,
+		       const int hw)
+{
+	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
+
+	if (p < hw)
+		y[y_off + (n * ctot + c_off + ch) * hw + p] = 0.0f;
+}
+
+/* Global average pooling: one work-group per (channel, image) sums the plane in strides of
+ * its size (coalesced) and reduces in local memory; the local size is a power of two. */
+__kernel void nas_gap(const __global float *x, const ulong x_off, const int c, const int hw,
+		      __global float *y, const ulong y_off, const int ctot, const int c_off,
+		      const int accumulate, const float scale, __local float *part)
+{
+	const int lid = get_local_id(0), ls = get_local_size(0);
+	const int ch = get_group_id(1), n = get_group_id(2);
+	const __global float *xc = x + x_off + (n * c + ch) * hw;
+	float s = 0.0f;
+
+	for (int i = lid; i < hw; i += ls)
+		s += xc[i];
+	part[lid] = s;
+	barrier(CLK_LOCAL_MEM_FENCE);
+	for (int step = ls / 2; step > 0; step /= 2) {
+		if (lid < step)
+			part[lid] += part[lid + step];
+		barrier(CLK_LOCAL_MEM_FENCE);
+	}
+	if (lid == 0)
+		PUT(y, y_off + n * ctot + c_off + ch, part[0] / (float)hw);
+}
+
+/* y[n][c_off + o] = x[n] . W[o] + b[o], one work-item per output; the daemon uses the GEMM
+ * engine instead when it has one. */
+__kernel void nas_linear(const __global float *x, const ulong x_off, const int in,
+			 const __global float *wt, const ulong w_off, const __global float *bias,
+			 const ulong b_off, const int has_bias, __global float *y, const ulong y_off,
+			 const int ctot, const int c_off, const int out, const int accumulate,
+			 const float scale)
+{
+	const int o = get_global_id(0), n = get_global_id(1);
+
+	if (o >= out)
+		return;
+	{
+		const __global float *xr = x + x_off + n * in;
+		const __global float *wr = wt + w_off + o * in;
+		float acc = has_bias ? bias[b_off + o] : 0.0f;
+
+		for (int i = 0; i < in; i++)
+			acc = xr[i] * wr[i] + acc;
+		PUT(y, y_off + n * ctot + c_off + o, acc);
+	}
+}

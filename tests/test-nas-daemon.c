@@ -1,0 +1,352 @@
+/* test-nas-daemon.c: NAS evaluation through a real rxgemmd on the OpenCL device (PoCL here)
+ * and librxgemm's rxg_nas_eval, against the CPU reference (tests/refnas.c) of the same plan.
+ *
+ *   whole network: DARTS_V2, C=8, 5 layers, batch 2, 32x32, seeded weights and input, and
+ *                  again with the weights and the input sent; the logits against refnas, the
+ *                  counts against the local plan, the breakdowns adding up to the mean
+ *   supernet:      a small search network with random alphas against refnas
+ *   errors:        a blob of the wrong length (the expected length in the message), a bad
+ *                  genotype text (the byte), an ImageNet size that cannot work; the
+ *                  connection keeps serving after each */
+#include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon-run.h"
+#include "refnas.h"
+#include "rxgemm.h"
+#include "rxgemmd.h"
+
+static struct daemon_run g_daemon;
+static rxg_client *g_c;
+static int g_skip;
+
+/* The same network locally: plan, weights from seed (or blob), input; refnas's logits. */
+static float *reference(const struct rxd_nas_config *cfg, const float *blob_in, uint64_t wseed,
+			const float *input, struct rxd_nas_plan *p)
+{
+	char err[RXD_ERROR_MAX];
+	float *blob, *wts, *logits;
+
+	ck_assert_msg(nas_build(cfg, p, err, sizeof(err)) == 0, "%s", err);
+	blob = malloc(p->blob_floats * sizeof(float));
+	wts = malloc(p->weight_floats * sizeof(float));
+	logits = malloc((size_t)cfg->batch * cfg->classes * sizeof(float));
+	ck_assert(blob && wts && logits);
+	if (blob_in)
+		memcpy(blob, blob_in, p->blob_floats * sizeof(float));
+	else
+		nas_init_blob(p, wseed, blob);
+	ck_assert_int_eq(nas_fold(p, blob, wts, err, sizeof(err)), 0);
+	ck_assert_int_eq(refnas_run(p, wts, input, logits, true), 0);
+	free(blob);
+	free(wts);
+	return logits;
+}
+
+static void compare(const float *got, const float *want, size_t n)
+{
+	double maxabs = 0;
+
+	for (size_t i = 0; i < n; i++)
+		maxabs = fmax(maxabs, fabs(want[i]));
+	ck_assert(maxabs > 1e-3);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_msg(fabs(got[i] - want[i]) <= 2e-3 * maxabs + 1e-5,
+			      "logit %zu: device %g, reference %g", i, (double)got[i],
+			      (double)want[i]);
+}
+
+static void check_parts(const struct rxg_nas_result *r, int layers)
+{
+	uint64_t sum_op = 0, sum_cell = 0;
+	uint32_t steps_op = 0, steps_cell = 0;
+
+	ck_assert_uint_eq(r->n_by_cell, (size_t)layers + 2);
+	ck_assert_str_eq(r->by_cell[0].name, "stem");
+	ck_assert_str_eq(r->by_cell[1].name, "cell 0");
+	ck_assert_str_eq(r->by_cell[layers + 1].name, "head");
+	for (size_t i = 0; i < r->n_by_op; i++) {
+		sum_op += r->by_op[i].ns;
+		steps_op += r->by_op[i].steps;
+	}
+	for (size_t i = 0; i < r->n_by_cell; i++) {
+		sum_cell += r->by_cell[i].ns;
+		steps_cell += r->by_cell[i].steps;
+	}
+	ck_assert_uint_eq(steps_op, r->steps);
+	ck_assert_uint_eq(steps_cell, r->steps);
+	if (r->n_by_op && sum_op) {
+		/* Means of integers: each part may lose up to 1 ns to rounding. */
+		ck_assert_uint_le(sum_op, r->latency_mean_ns);
+		ck_assert_uint_ge(sum_op + r->n_by_op, r->latency_mean_ns);
+		ck_assert_uint_le(sum_cell, r->latency_mean_ns);
+		ck_assert_uint_ge(sum_cell + r->n_by_cell, r->latency_mean_ns);
+	}
+	ck_assert_uint_le(r->latency_median_ns, r->latency_p90_ns);
+}
+
+START_TEST(whole_network)
+{
+	struct rxd_nas_config cfg = { 0 };
+	struct rxd_nas_plan p;
+	struct rxg_nas_args a = { 0 };
+	struct rxg_nas_result *r = NULL;
+	float in[2 * 3 * 32 * 32], logits[2 * 10], *want, *blob;
+	int rc;
+
+	if (g_skip)
+		return;
+
+	cfg.family = RXD_NAS_CIFAR;
+	cfg.C = 8;
+	cfg.layers = 5;
+	cfg.classes = 10;
+	cfg.height = cfg.width = 32;
+	cfg.batch = 2;
+	ck_assert_int_eq(genotype_named("DARTS_V2", &cfg.geno), 0);
+	nas_random_floats(77, in, sizeof(in) / sizeof(in[0]));
+	want = reference(&cfg, NULL, 5, in, &p);
+
+	a.genotype = "DARTS_V2";
+	a.c = 8;
+	a.layers = 5;
+	a.batch = 2;
+	a.weight_seed = 5;
+	a.input_seed = 77;
+	a.warmup = 1;
+	a.repeat = 3;
+	a.logits = logits;
+	rc = rxg_nas_eval(g_c, &a, &r);
+	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
+	compare(logits, want, 20);
+	ck_assert_uint_eq(r->params, p.param_count);
+	ck_assert_uint_eq(r->macs, p.macs);
+	ck_assert_uint_eq(r->weight_floats, p.blob_floats);
+	ck_assert_uint_eq(r->steps, p.n_steps);
+	ck_assert_int_eq(r->batch, 2);
+	ck_assert_int_eq(r->batch_piece, 2);
+	ck_assert_uint_eq(r->n_runs, 3);
+	ck_assert_uint_ge(r->peak_device_bytes, (p.arena_floats + p.weight_floats) * 4);
+	ck_assert_ptr_nonnull(strstr(r->genotype, "('dil_conv_3x3', 2)"));
+	check_parts(r, 5);
+	rxg_nas_result_free(r);
+
+	/* The same weights and input sent explicitly, the genotype as text. */
+	blob = malloc(p.blob_floats * sizeof(float));
+	nas_init_blob(&p, 5, blob);
+	memset(&a, 0, sizeof(a));
+	a.genotype = "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', "
+		     "0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), "
+		     "('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], "
+		     "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), "
+		     "('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), "
+		     "('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=range(2, 6))";
+	a.c = 8;
+	a.layers = 5;
+	a.batch = 2;
+	a.weights = blob;
+	a.n_weights = p.blob_floats;
+	a.input = in;
+	a.logits = logits;
+	memset(logits, 0, sizeof(logits));
+	rc = rxg_nas_eval(g_c, &a, &r);
+	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
+	compare(logits, want, 20);
+	ck_assert_uint_eq(r->n_runs, 1);
+	rxg_nas_result_free(r);
+
+	/* Errors: the blob one float short; the connection stays usable. */
+	a.n_weights = p.blob_floats - 1;
+	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+	ck_assert_ptr_null(r);
+	{
+		char want_len[64];
+
+		snprintf(want_len, sizeof(want_len), "has %llu", (unsigned long long)p.blob_floats);
+		ck_assert_msg(strstr(rxg_errmsg(g_c), want_len), "%s", rxg_errmsg(g_c));
+	}
+	a.n_weights = p.blob_floats;
+	a.genotype = "Genotype(normal=[('sep_conv_3x4', 0)";
+	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+	ck_assert_msg(strstr(rxg_errmsg(g_c), "byte 18: unknown operation"), "%s",
+		      rxg_errmsg(g_c));
+	a.genotype = "DARTS";
+	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+	memset(&a, 0, sizeof(a));
+	a.genotype = "DARTS_V2";
+	a.dataset = RXG_NAS_IMAGENET;
+	a.height = a.width = 128;
+	a.c = 8;
+	a.layers = 3;
+	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+	ck_assert_msg(strstr(rxg_errmsg(g_c), "7x7"), "%s", rxg_errmsg(g_c));
+	free(blob);
+	free(want);
+	nas_plan_free(&p);
+}
+END_TEST
+
+START_TEST(supernet)
+{
+	struct rxd_nas_config cfg = { 0 };
+	struct rxd_nas_plan p;
+	struct rxg_nas_args a = { 0 };
+	struct rxg_nas_result *r = NULL;
+	float an[14 * 8], ar[14 * 8], in[1 * 3 * 8 * 8], logits[10], *want;
+	int rc;
+
+	if (g_skip)
+		return;
+
+	nas_random_floats(1, an, 14 * 8);
+	nas_random_floats(2, ar, 14 * 8);
+	nas_random_floats(3, in, sizeof(in) / sizeof(in[0]));
+	cfg.family = RXD_NAS_CIFAR;
+	cfg.C = 4;
+	cfg.layers = 3;
+	cfg.classes = 10;
+	cfg.height = cfg.width = 8;
+	cfg.batch = 1;
+	cfg.supernet = true;
+	cfg.steps = cfg.multiplier = 4;
+	cfg.alpha_normal = an;
+	cfg.alpha_reduce = ar;
+	want = reference(&cfg, NULL, 8, in, &p);
+	a.supernet = 1;
+	a.alpha_normal = an;
+	a.alpha_reduce = ar;
+	a.c = 4;
+	a.layers = 3;
+	a.height = a.width = 8;
+	a.weight_seed = 8;
+	a.input = in;
+	a.logits = logits;
+	rc = rxg_nas_eval(g_c, &a, &r);
+	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
+	compare(logits, want, 10);
+	ck_assert_str_eq(r->genotype, "");
+	check_parts(r, 3);
+	rxg_nas_result_free(r);
+	free(want);
+	nas_plan_free(&p);
+}
+END_TEST
+
+/* A budget of 4 MiB (the smallest there is): the batch below runs in pieces. */
+START_TEST(split_batch)
+{
+	struct rxd_nas_config cfg = { 0 };
+	struct rxd_nas_plan p;
+	struct rxg_nas_args a = { 0 };
+	struct rxg_nas_result *r = NULL;
+	static float in[12 * 3 * 32 * 32], logits[12 * 10];
+	float *want;
+	int rc;
+
+	if (g_skip)
+		return;
+	cfg.family = RXD_NAS_CIFAR;
+	cfg.C = 8;
+	cfg.layers = 5;
+	cfg.classes = 10;
+	cfg.height = cfg.width = 32;
+	cfg.batch = 12;
+	ck_assert_int_eq(genotype_named("DARTS_V1", &cfg.geno), 0);
+	nas_random_floats(4, in, sizeof(in) / sizeof(in[0]));
+	want = reference(&cfg, NULL, 6, in, &p);
+	a.genotype = "DARTS_V1";
+	a.c = 8;
+	a.layers = 5;
+	a.batch = 12;
+	a.weight_seed = 6;
+	a.input = in;
+	a.logits = logits;
+	a.repeat = 2;
+	rc = rxg_nas_eval(g_c, &a, &r);
+	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
+	ck_assert_int_lt(r->batch_piece, 12);
+	ck_assert_uint_le(r->peak_device_bytes, 4u << 20);
+	compare(logits, want, 120);
+	check_parts(r, 5);
+	rxg_nas_result_free(r);
+	/* Too big for the budget even one image at a time: refused with the figures. */
+	a.c = 128;
+	a.weights = NULL;
+	a.input = NULL;
+	a.logits = NULL;
+	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_ETOOBIG);
+	ck_assert_msg(strstr(rxg_errmsg(g_c), "the budget is 4194304"), "%s", rxg_errmsg(g_c));
+	free(want);
+	nas_plan_free(&p);
+}
+END_TEST
+
+static const char *const *g_args;
+
+static void setup(void)
+{
+	int rc = daemon_run_start(&g_daemon, g_args);
+
+	if (rc == DAEMON_RUN_SKIP) {
+		g_skip = 1;
+		return;
+	}
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(rxg_connect(g_daemon.socket_path, "test-nas-daemon", &g_c), RXG_OK);
+}
+
+static void teardown(void)
+{
+	rxg_close(g_c);
+	g_c = NULL;
+	if (!g_skip) {
+		int st = daemon_run_stop(&g_daemon, SIGTERM, 60);
+
+		if (st != 0)
+			daemon_run_dump_log(&g_daemon);
+		ck_assert_int_eq(st, 0);
+	}
+	daemon_run_cleanup(&g_daemon);
+}
+
+static void setup_small(void)
+{
+	static const char *const args[] = { "--vram-budget", "4M", NULL };
+
+	g_args = args;
+	memset(&g_daemon, 0, sizeof(g_daemon));
+	setup();
+}
+
+int main(void)
+{
+	Suite *s = suite_create("nas-daemon");
+	TCase *tc = tcase_create("nas-daemon");
+	SRunner *sr;
+	int failed;
+
+	if (!getenv("RXGEMMD"))
+		return DAEMON_RUN_SKIP;
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, whole_network);
+	tcase_add_test(tc, supernet);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("split");
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup_small, teardown);
+	tcase_add_test(tc, split_batch);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	if (g_skip)
+		return DAEMON_RUN_SKIP;
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
