@@ -34,6 +34,7 @@ struct bench_opts {
 	int repeat, warmup;
 	int splitk;                  /* --splitk: 0 the engine decides, 1 never, S slices */
 	bool clblast, json, csv, tune;
+	bool e2e;                    /* --e2e: the daemon's whole job, wall clock */
 	double peak_gflops;
 	const char *plot;            /* --plot FILE: .svg or .png through gnuplot */
 };
@@ -63,6 +64,10 @@ static void bench_usage(FILE *f)
 		"  --config CFG          time this kernel configuration instead of the engine's\n"
 		"                        choice (repeatable), e.g. reg:128x128x16:8x8:v4x4:p0x0:m0\n"
 		"  --tune                time a grid of configurations at each size, show the best\n"
+		"  --e2e                 time the daemon's whole job instead, wall clock: write A\n"
+		"                        and B, compute, read C, from malloc'd and from pinned\n"
+		"                        host memory; median and best (default sizes\n"
+		"                        1024,2048,4096); compare with bench-sharing --overhead\n"
 		"  --repeat R            timed runs per point, best is kept (default 10)\n"
 		"  --warmup W            untimed runs first (default 2)\n"
 		"  --splitk S            K slices: 0 the engine decides (default), 1 none\n"
@@ -287,6 +292,317 @@ out:
 	return ret;
 }
 
+/* ---- --e2e: the daemon's whole job for one GEMM, in-process ------------------------------ */
+
+/* Host memory for one matrix: malloc'd, as the daemon's requests and shared-memory regions
+ * are, or pinned: a CL_MEM_ALLOC_HOST_PTR buffer mapped for the whole run, which drivers
+ * (NVIDIA's in particular) copy from and to at full bus speed, and which a daemon could
+ * hand out as its shared memory instead. */
+struct e2e_host {
+	float *p;
+	cl_mem pinned; /* NULL: p is malloc'd */
+	size_t bytes;
+};
+
+static int e2e_host_get(struct rxd_device *dev, bool pinned, size_t bytes, struct e2e_host *h)
+{
+	cl_int e;
+
+	memset(h, 0, sizeof(*h));
+	h->bytes = bytes;
+	if (!pinned)
+		return (h->p = malloc(bytes)) ? 0 : -ENOMEM;
+	h->pinned = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
+				   &e);
+	if (!h->pinned)
+		return -ENOMEM;
+	h->p = clEnqueueMapBuffer(dev->queue, h->pinned, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+				  bytes, 0, NULL, NULL, &e);
+	if (!h->p) {
+		clReleaseMemObject(h->pinned);
+		h->pinned = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void e2e_host_put(struct rxd_device *dev, struct e2e_host *h)
+{
+	if (h->pinned) {
+		if (h->p)
+			clEnqueueUnmapMemObject(dev->queue, h->pinned, h->p, 0, NULL, NULL);
+		clFinish(dev->queue);
+		clReleaseMemObject(h->pinned);
+	} else {
+		free(h->p);
+	}
+	memset(h, 0, sizeof(*h));
+}
+
+/* The median of v[0..n) (the mean of the middle two when n is even), sorted in place; the
+ * rule bench-sharing --overhead uses too. */
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double bench_median(double *v, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static uint64_t e2e_rng(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ull;
+}
+
+#define E2E_VECTORS 2
+
+/* Freivalds' check of C = op(A) op(B), column-major: C x against op(A) (op(B) x) for
+ * E2E_VECTORS vectors x of +-1. A and B hold small integers, so every sum is exact and
+ * the comparison is too; a wrong C passes one vector with probability at most 1/2. */
+struct e2e_check {
+	double *x[E2E_VECTORS], *y[E2E_VECTORS], *s;
+};
+
+static int e2e_check_init(struct e2e_check *ck, const struct rxd_gemm *g, const float *a,
+			  const float *b, uint64_t *seed)
+{
+	int64_t m = g->m, n = g->n, k = g->k;
+	double *u = calloc((size_t)k, sizeof(double));
+
+	memset(ck, 0, sizeof(*ck));
+	ck->s = malloc((size_t)m * sizeof(double));
+	if (!u || !ck->s)
+		goto fail;
+	for (int v = 0; v < E2E_VECTORS; v++) {
+		double *x = ck->x[v] = malloc((size_t)n * sizeof(double));
+		double *y = ck->y[v] = calloc((size_t)m, sizeof(double));
+
+		if (!x || !y)
+			goto fail;
+		for (int64_t j = 0; j < n; j++)
+			x[j] = e2e_rng(seed) & 1 ? 1.0 : -1.0;
+		/* u = op(B) x, then y = op(A) u, each loop in the stored order */
+		memset(u, 0, (size_t)k * sizeof(double));
+		for (int64_t j = 0; j < n; j++)
+			for (int64_t l = 0; l < k; l++)
+				u[l] += (double)(g->trans_b ? b[j + l * g->ldb] : b[l + j * g->ldb]) *
+					x[j];
+		for (int64_t l = 0; l < k; l++)
+			for (int64_t i = 0; i < m; i++)
+				y[i] += (double)(g->trans_a ? a[l + i * g->lda] : a[i + l * g->lda]) *
+					u[l];
+	}
+	free(u);
+	return 0;
+fail:
+	free(u);
+	return -ENOMEM;
+}
+
+static bool e2e_check_run(struct e2e_check *ck, const struct rxd_gemm *g, const float *c)
+{
+	for (int v = 0; v < E2E_VECTORS; v++) {
+		memset(ck->s, 0, (size_t)g->m * sizeof(double));
+		for (int64_t j = 0; j < g->n; j++)
+			for (int64_t i = 0; i < g->m; i++)
+				ck->s[i] += (double)c[i + j * g->ldc] * ck->x[v][j];
+		for (int64_t i = 0; i < g->m; i++)
+			if (!(fabs(ck->s[i] - ck->y[v][i]) < 0.5)) /* NaN fails too */
+				return false;
+	}
+	return true;
+}
+
+static void e2e_check_fini(struct e2e_check *ck)
+{
+	for (int v = 0; v < E2E_VECTORS; v++) {
+		free(ck->x[v]);
+		free(ck->y[v]);
+	}
+	free(ck->s);
+}
+
+struct e2e_result {
+	double median_ms, best_ms;          /* wall clock of the whole job */
+	double h2d_ms, kernel_ms, d2h_ms;   /* medians of the phases, device times */
+	char kernel[96];
+	bool right;                         /* every run's C was A B */
+};
+
+/* One shape end to end as the daemon runs a job (gemm_run_buffers: non-blocking writes of
+ * A and B, gemm_compute, the read of C, one clFinish), on device buffers made once, from
+ * and to host memory of the given kind. 0, or -errno (said on stderr). */
+static int bench_e2e_shape(struct rxd_gemm_engine *eng, const int64_t *shape, bool pinned,
+			   const struct bench_opts *o, struct e2e_result *res)
+{
+	struct rxd_device *dev = eng->dev;
+	struct rxd_gemm g = { .m = shape[0], .n = shape[1], .k = shape[2],
+			      .trans_a = o->trans_a, .trans_b = o->trans_b, .alpha = 1.0f,
+			      .beta = 0.0f, .batch_count = 1, .splitk = o->splitk };
+	struct e2e_host ha, hb, hc;
+	struct e2e_check ck;
+	cl_mem a = NULL, b = NULL, c = NULL;
+	double *wall = NULL, *h2d = NULL, *kern = NULL, *d2h = NULL;
+	uint64_t seed = 0x243f6a8885a308d3ull;
+	int runs = o->warmup + o->repeat, ret = -ENOMEM, vi;
+	cl_int e;
+
+	memset(&ha, 0, sizeof(ha)), memset(&hb, 0, sizeof(hb)), memset(&hc, 0, sizeof(hc));
+	memset(&ck, 0, sizeof(ck));
+	memset(res, 0, sizeof(*res));
+	g.lda = o->trans_a ? g.k : g.m;
+	g.ldb = o->trans_b ? g.n : g.k;
+	g.ldc = g.m;
+	g.a_elems = (size_t)(g.m * g.k); /* each side <= 65536: no overflow */
+	g.b_elems = (size_t)(g.k * g.n);
+	g.c_elems = (size_t)(g.m * g.n);
+	g.flops = 2ull * (uint64_t)g.m * (uint64_t)g.n * (uint64_t)g.k;
+	g.user_m = g.m, g.user_n = g.n, g.user_k = g.k;
+	vi = gemm_choose(eng, &g);
+	snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));
+	wall = malloc((size_t)runs * sizeof(double));
+	h2d = malloc((size_t)runs * sizeof(double));
+	kern = malloc((size_t)runs * sizeof(double));
+	d2h = malloc((size_t)runs * sizeof(double));
+	if (!wall || !h2d || !kern || !d2h ||
+	    e2e_host_get(dev, pinned, g.a_elems * sizeof(float), &ha) < 0 ||
+	    e2e_host_get(dev, pinned, g.b_elems * sizeof(float), &hb) < 0 ||
+	    e2e_host_get(dev, pinned, g.c_elems * sizeof(float), &hc) < 0) {
+		fprintf(stderr, "rxgemm-bench: cannot allocate %s host memory for %lldx%lldx%lld\n",
+			pinned ? "pinned" : "", (long long)g.m, (long long)g.n, (long long)g.k);
+		goto out;
+	}
+	a = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, ha.bytes, NULL, &e);
+	b = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY, hb.bytes, NULL, &e);
+	c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, hc.bytes, NULL, &e);
+	if (!a || !b || !c) {
+		fprintf(stderr, "rxgemm-bench: cannot allocate device buffers for %lldx%lldx%lld\n",
+			(long long)g.m, (long long)g.n, (long long)g.k);
+		goto out;
+	}
+	/* Small integers: every product and sum is exact, and so is the check. */
+	for (size_t i = 0; i < g.a_elems; i++)
+		ha.p[i] = (float)((int)(e2e_rng(&seed) % 5) - 2);
+	for (size_t i = 0; i < g.b_elems; i++)
+		hb.p[i] = (float)((int)(e2e_rng(&seed) % 5) - 2);
+	if (e2e_check_init(&ck, &g, ha.p, hb.p, &seed) < 0) {
+		fprintf(stderr, "rxgemm-bench: out of memory for the check\n");
+		goto out;
+	}
+	g.a = ha.p;
+	g.b = hb.p;
+	res->right = true;
+	for (int r = 0; r < runs; r++) {
+		struct rxd_job_timings t;
+		char err[RXD_ERROR_MAX];
+		uint64_t t0;
+
+		memset(hc.p, 0xff, hc.bytes); /* NaNs: a C not written fails the check */
+		t0 = now_ns();
+		if (gemm_run_buffers(eng, vi, &g, a, b, c, hc.p, &t, err, sizeof(err)) !=
+		    RXGEMM__STATUS__STATUS_OK) {
+			fprintf(stderr, "rxgemm-bench: %s\n", err);
+			ret = -EIO;
+			goto out;
+		}
+		wall[r] = (double)(now_ns() - t0) / 1e6;
+		h2d[r] = (double)t.h2d_ns / 1e6;
+		kern[r] = (double)t.kernel_ns / 1e6;
+		d2h[r] = (double)t.d2h_ns / 1e6;
+		if (!e2e_check_run(&ck, &g, hc.p))
+			res->right = false;
+	}
+	res->best_ms = wall[o->warmup];
+	for (int r = o->warmup; r < runs; r++)
+		if (wall[r] < res->best_ms)
+			res->best_ms = wall[r];
+	res->median_ms = bench_median(wall + o->warmup, (size_t)o->repeat);
+	res->h2d_ms = bench_median(h2d + o->warmup, (size_t)o->repeat);
+	res->kernel_ms = bench_median(kern + o->warmup, (size_t)o->repeat);
+	res->d2h_ms = bench_median(d2h + o->warmup, (size_t)o->repeat);
+	ret = 0;
+out:
+	device_mem_release(a, b, c);
+	e2e_host_put(dev, &ha), e2e_host_put(dev, &hb), e2e_host_put(dev, &hc);
+	e2e_check_fini(&ck);
+	free(wall), free(h2d), free(kern), free(d2h);
+	return ret;
+}
+
+/* --e2e: every shape with malloc'd and with pinned host memory. */
+static int bench_e2e(struct rxd_gemm_engine *eng, const struct bench_opts *o)
+{
+	int status = 0, row = 0;
+
+	if (o->csv)
+		printf("m,n,k,trans_a,trans_b,host,kernel,median_ms,best_ms,h2d_ms,kernel_ms,d2h_ms,"
+		       "gflops,check\n");
+	else if (o->json)
+		printf("{\"device\":\"%s\",\"mode\":\"e2e\",\"repeat\":%d,\"warmup\":%d,"
+		       "\"results\":[",
+		       eng->dev->description, o->repeat, o->warmup);
+	else
+		printf("device: %s\none GEMM end to end in-process, as the daemon runs a job: write "
+		       "A and B, compute, read C;\nwall clock in ms, median and best of %d runs after "
+		       "%d warm-up; h2d, kernel, d2h: medians of device times\n"
+		       "%6s %6s %6s  %-6s %9s %9s %8s %8s %8s %9s %6s  %s\n",
+		       eng->dev->description, o->repeat, o->warmup, "m", "n", "k", "host", "median",
+		       "best", "h2d", "kernel", "d2h", "GFLOPS", "check", "kernel variant");
+	for (size_t i = 0; i < o->n_shapes; i++) {
+		for (int pinned = 0; pinned < 2; pinned++) {
+			const int64_t *s = o->shapes[i];
+			const char *host = pinned ? "pinned" : "malloc";
+			struct e2e_result r;
+			double gflops;
+
+			if (bench_e2e_shape(eng, s, pinned, o, &r) < 0) {
+				status = 1;
+				continue;
+			}
+			if (!r.right)
+				status = 1;
+			gflops = 2.0 * (double)s[0] * (double)s[1] * (double)s[2] / (r.median_ms * 1e6);
+			if (o->csv)
+				printf("%lld,%lld,%lld,%d,%d,%s,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,%s\n",
+				       (long long)s[0], (long long)s[1], (long long)s[2], o->trans_a,
+				       o->trans_b, host, r.kernel, r.median_ms, r.best_ms, r.h2d_ms,
+				       r.kernel_ms, r.d2h_ms, gflops, r.right ? "ok" : "WRONG");
+			else if (o->json)
+				printf("%s{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"trans_a\":%s,"
+				       "\"trans_b\":%s,\"host\":\"%s\",\"kernel\":\"%s\","
+				       "\"median_ms\":%.4f,\"best_ms\":%.4f,\"h2d_ms\":%.4f,"
+				       "\"kernel_ms\":%.4f,\"d2h_ms\":%.4f,\"gflops\":%.1f,"
+				       "\"check\":\"%s\"}",
+				       row ? "," : "", (long long)s[0], (long long)s[1],
+				       (long long)s[2], o->trans_a ? "true" : "false",
+				       o->trans_b ? "true" : "false", host, r.kernel, r.median_ms,
+				       r.best_ms, r.h2d_ms, r.kernel_ms, r.d2h_ms, gflops,
+				       r.right ? "ok" : "WRONG");
+			else
+				printf("%6lld %6lld %6lld  %-6s %9.3f %9.3f %8.3f %8.3f %8.3f %9.1f %6s  "
+				       "%s\n",
+				       (long long)s[0], (long long)s[1], (long long)s[2], host,
+				       r.median_ms, r.best_ms, r.h2d_ms, r.kernel_ms, r.d2h_ms, gflops,
+				       r.right ? "ok" : "WRONG", r.kernel);
+			row++;
+			fflush(stdout);
+		}
+	}
+	if (o->json)
+		printf("]}\n");
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -298,6 +614,7 @@ int main(int argc, char **argv)
 		{ "peak-gflops", required_argument, NULL, 'p' },
 		{ "csv", no_argument, NULL, 'C' },          { "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'P' },   { "splitk", required_argument, NULL, 'K' },
+		{ "e2e", no_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
@@ -327,6 +644,7 @@ int main(int argc, char **argv)
 			o.n_configs++;
 			break;
 		case 't': o.tune = true; break;
+		case 'e': o.e2e = true; break;
 		case 'r': o.repeat = atoi(optarg); break;
 		case 'w': o.warmup = atoi(optarg); break;
 		case 'n': o.clblast = false; break;
@@ -345,8 +663,13 @@ int main(int argc, char **argv)
 			"--splitk 0..64\n");
 		return 2;
 	}
+	if (o.e2e && (o.tune || o.n_configs || o.plot)) {
+		fprintf(stderr, "rxgemm-bench: --e2e times the engine's own choice: no --tune, "
+			"--config or --plot with it\n");
+		return 2;
+	}
 	if (o.n_shapes == 0)
-		bench_parse_list("256,512,1024,2048,4096", &o, true);
+		bench_parse_list(o.e2e ? "1024,2048,4096" : "256,512,1024,2048,4096", &o, true);
 	log_set_level(LOG_WARNING);
 	if (device_open(&dev, o.device) < 0)
 		return 1;
@@ -356,6 +679,13 @@ int main(int argc, char **argv)
 	}
 	if (gemm_init(&eng, &dev) < 0)
 		return 1;
+	if (o.e2e) {
+		int st = bench_e2e(&eng, &o);
+
+		gemm_fini(&eng);
+		device_close(&dev);
+		return st;
+	}
 	if (o.clblast) {
 		clblast = dlopen("libclblast.so.1", RTLD_NOW | RTLD_LOCAL);
 		if (!clblast)

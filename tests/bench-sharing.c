@@ -9,10 +9,19 @@
  *       one client got everything), and the device's busy fraction meanwhile (the
  *       daemon's own figure, from two status snapshots).
  *   bench-sharing --socket PATH --latency [--size n] [--iterations I] [--json]
- *       one client's round trip for a tiny job (default 8^3), I times: percentiles.
+ *       one client's round trip for a tiny job (default 8^3), I times: min, p50, p90,
+ *       p99 and max.
  *   bench-sharing --socket PATH --neighbour [--size n] [--big-size N] [--seconds S]
  *       the tiny job's round trip for S seconds alone, then for S seconds beside another
  *       process submitting N^3 GEMMs back to back: what a big neighbour costs a small job.
+ *   bench-sharing --socket PATH --overhead [--sizes n,...] [--repeat R] [--baseline FILE]
+ *       one n^3 GEMM end to end through the daemon (client wall clock, matrices in shared
+ *       memory, median and best of R), beside the daemon's own phases; with FILE, the
+ *       output of rxgemm-bench --e2e --csv (the same GEMM's writes, compute and read done
+ *       in-process), the ratio of the two: what serving through a daemon costs.
+ *   --shm (the first three modes): every process keeps A, B and C in shared-memory
+ *       buffers (rxg_buffer_create) made once and used for all its jobs, so that no matrix
+ *       travels through the socket; --overhead does so unless --no-shm.
  *
  * Every result is verified. The matrices hold small integers (-2..2), so every product
  * and partial sum is an exact float (below 2^24 for n < 2^20) in any summation order, and
@@ -52,7 +61,12 @@ struct opts {
 	int64_t size;     /* 0: the mode's default */
 	int64_t big_size;
 	int64_t iterations;
-	int latency, neighbour, json;
+	int latency, neighbour, overhead, json;
+	int shm;          /* matrices in shared-memory buffers (--shm; --overhead: unless --no-shm) */
+	int64_t sizes[16]; /* --overhead's n */
+	int n_sizes;
+	int64_t repeat, warmup;
+	const char *baseline; /* rxgemm-bench --e2e --csv output to compare with */
 };
 
 /* One process's results, in memory shared with the parent. */
@@ -111,6 +125,9 @@ struct problem {
 	float *a, *b, *c;
 	double *x[CHECK_VECTORS], *y[CHECK_VECTORS];
 	uint64_t seed;
+	/* --shm: A, B and C live in these buffers (a, b and c point into them), made once
+	 * and used for every job; NULL: a, b and c are malloc'd and travel in the frames. */
+	rxg_buffer *buf[3];
 };
 
 static void problem_init(struct problem *p, int64_t n, uint64_t seed)
@@ -118,6 +135,7 @@ static void problem_init(struct problem *p, int64_t n, uint64_t seed)
 	size_t elems = (size_t)n * (size_t)n;
 	double *bx = xmalloc((size_t)n * sizeof(double));
 
+	memset(p, 0, sizeof(*p));
 	p->n = n;
 	p->seed = seed ? seed : 1;
 	p->a = xmalloc(elems * sizeof(float));
@@ -148,11 +166,42 @@ static void problem_init(struct problem *p, int64_t n, uint64_t seed)
 	free(bx);
 }
 
+/* Move A, B and C into shared-memory buffers of c's (one each, so that every matrix starts
+ * on a page): the jobs then carry references instead of matrices. 0, or an RXG_E* code with
+ * a sentence in err. The buffers are freed by problem_fini, which must come before
+ * rxg_close(c). */
+static int problem_share(struct problem *p, rxg_client *c, char *err, size_t errlen)
+{
+	float **m[3] = { &p->a, &p->b, &p->c };
+	size_t bytes = (size_t)p->n * (size_t)p->n * sizeof(float); /* n <= MAX_SIZE */
+	int rc;
+
+	for (int i = 0; i < 3; i++) {
+		if ((rc = rxg_buffer_create(c, bytes, &p->buf[i])) != RXG_OK) {
+			snprintf(err, errlen, "cannot create a shared-memory buffer of %zu bytes: "
+					      "%s: %s",
+				 bytes, rxg_strerror(rc), rxg_errmsg(c));
+			return rc;
+		}
+		memcpy(rxg_buffer_ptr(p->buf[i]), *m[i], bytes);
+		free(*m[i]);
+		*m[i] = rxg_buffer_ptr(p->buf[i]);
+	}
+	return RXG_OK;
+}
+
 static void problem_fini(struct problem *p)
 {
-	free(p->a);
-	free(p->b);
-	free(p->c);
+	float **m[3] = { &p->a, &p->b, &p->c };
+
+	for (int i = 0; i < 3; i++) {
+		if (p->buf[i])
+			rxg_buffer_free(p->buf[i]);
+		else
+			free(*m[i]);
+		*m[i] = NULL;
+		p->buf[i] = NULL;
+	}
 	for (int v = 0; v < CHECK_VECTORS; v++) {
 		free(p->x[v]);
 		free(p->y[v]);
@@ -192,6 +241,16 @@ static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rx
 				   .alpha = 1.0f, .beta = 0.0f, .a = p->a, .b = p->b, .c = p->c };
 	uint64_t t0, ns;
 	int rc;
+
+	if (p->buf[0]) {
+		/* The result goes to c_out_buf, not c_buf: C as c_buf would also be sent up to
+		 * the device (the result replaces it in place), a copy beta 0 does not need. */
+		g.a = g.b = NULL;
+		g.c = NULL;
+		g.a_buf = p->buf[0];
+		g.b_buf = p->buf[1];
+		g.c_out_buf = p->buf[2];
+	}
 
 	memset(p->c, 0xff, (size_t)p->n * (size_t)p->n * sizeof(float)); /* NaNs */
 	t0 = now_ns();
@@ -297,6 +356,10 @@ static _Noreturn void client_main(const struct opts *o, struct result *r, int in
 		atomic_store(&r->ready, 1);
 		_exit(3);
 	}
+	if (o->shm && (r->error_code = problem_share(&p, c, r->error, sizeof(r->error)))) {
+		atomic_store(&r->ready, 1);
+		_exit(1);
+	}
 	run_job(c, &p, r, NULL); /* warm-up: kernels, buffers; not counted */
 	memset(r, 0, offsetof(struct result, ready));
 	atomic_store(&r->ready, 1);
@@ -310,8 +373,8 @@ static _Noreturn void client_main(const struct opts *o, struct result *r, int in
 		if (run_job(c, &p, r, NULL) < 0)
 			break;
 	r->end_ns = now_ns();
-	rxg_close(c);
 	problem_fini(&p);
+	rxg_close(c);
 	_exit(0);
 }
 
@@ -401,7 +464,8 @@ static int mode_clients(const struct opts *o, struct shared *sh)
 	if (o->json) {
 		printf("{\"mode\":\"clients\",\"device\":");
 		json_string(before.device);
-		printf(",\"clients\":%d,\"size\":%lld,\"seconds\":", n, (long long)o->size);
+		printf(",\"clients\":%d,\"size\":%lld,\"shm\":%s,\"seconds\":", n,
+		       (long long)o->size, o->shm ? "true" : "false");
 		json_number(wall);
 		printf(",\"jobs\":%llu,\"verified\":%llu,\"wrong\":%llu,\"failed\":%llu,"
 		       "\"jobs_per_s\":",
@@ -433,9 +497,9 @@ static int mode_clients(const struct opts *o, struct shared *sh)
 		printf("]}\n");
 	} else {
 		printf("device: %s\n", before.device);
-		printf("%d clients, %lld^3 GEMMs back to back for %.2f s: %llu jobs (%llu verified, "
-		       "%llu wrong, %llu failed)\n",
-		       n, (long long)o->size, wall, (unsigned long long)total_jobs,
+		printf("%d clients, %lld^3 GEMMs back to back%s for %.2f s: %llu jobs (%llu "
+		       "verified, %llu wrong, %llu failed)\n",
+		       n, (long long)o->size, o->shm ? " (shared memory)" : "", wall, (unsigned long long)total_jobs,
 		       (unsigned long long)verified, (unsigned long long)wrong,
 		       (unsigned long long)failed);
 		printf("aggregate: %.1f jobs/s, %.2f GFLOPS; Jain's fairness %.4f; device busy "
@@ -561,19 +625,25 @@ static int mode_latency(const struct opts *o)
 	if (connect_or_say(o, CLIENT_NAME "-latency", &c) != RXG_OK)
 		return 3;
 	problem_init(&p, o->size, 7);
+	if (o->shm && problem_share(&p, c, l.r.error, sizeof(l.r.error)) != RXG_OK) {
+		fprintf(stderr, "bench-sharing: %s\n", l.r.error);
+		problem_fini(&p);
+		rxg_close(c);
+		return 1;
+	}
 	run_job(c, &p, &l.r, NULL); /* warm-up */
 	memset(&l.r, 0, sizeof(l.r));
 	latency_run(c, &p, &l, o->iterations, 0);
 	if (o->json) {
 		printf("{\"mode\":\"latency\",\"device\":");
 		json_string(rxg_server_info(c)->device);
-		printf(",\"size\":%lld,", (long long)o->size);
+		printf(",\"size\":%lld,\"shm\":%s,", (long long)o->size, o->shm ? "true" : "false");
 		latency_print("alone", &l, 1);
 		printf("}\n");
 	} else {
 		printf("device: %s\n", rxg_server_info(c)->device);
-		printf("round trip of a %lld^3 GEMM, ms (daemon: the daemon's own total):\n",
-		       (long long)o->size);
+		printf("round trip of a %lld^3 GEMM%s, ms (daemon: the daemon's own total):\n",
+		       (long long)o->size, o->shm ? " in shared memory" : "");
 		printf("%-8s %8s %9s %9s %9s %9s %9s %12s\n", "", "jobs", "min", "p50", "p90",
 		       "p99", "max", "daemon p50");
 		latency_print("alone", &l, 0);
@@ -602,14 +672,18 @@ static _Noreturn void neighbour_main(const struct opts *o, struct shared *sh)
 		atomic_store(&r->running, 1);
 		_exit(3);
 	}
+	if (o->shm && (r->error_code = problem_share(&p, c, r->error, sizeof(r->error)))) {
+		atomic_store(&r->running, 1);
+		_exit(1);
+	}
 	r->start_ns = now_ns();
 	atomic_store(&r->running, 1);
 	while (!atomic_load(&sh->stop))
 		if (run_job(c, &p, r, NULL) < 0)
 			break;
 	r->end_ns = now_ns();
-	rxg_close(c);
 	problem_fini(&p);
+	rxg_close(c);
 	_exit(0);
 }
 
@@ -626,6 +700,12 @@ static int mode_neighbour(const struct opts *o, struct shared *sh)
 	if (connect_or_say(o, CLIENT_NAME "-small", &c) != RXG_OK)
 		return 3;
 	problem_init(&p, o->size, 7);
+	if (o->shm && problem_share(&p, c, alone.r.error, sizeof(alone.r.error)) != RXG_OK) {
+		fprintf(stderr, "bench-sharing: %s\n", alone.r.error);
+		problem_fini(&p);
+		rxg_close(c);
+		return 1;
+	}
 	run_job(c, &p, &alone.r, NULL); /* warm-up */
 	memset(&alone.r, 0, sizeof(alone.r));
 	latency_run(c, &p, &alone, 0, now_ns() + phase_ns);
@@ -650,8 +730,8 @@ static int mode_neighbour(const struct opts *o, struct shared *sh)
 	if (o->json) {
 		printf("{\"mode\":\"neighbour\",\"device\":");
 		json_string(rxg_server_info(c)->device);
-		printf(",\"size\":%lld,\"big_size\":%lld,\"seconds\":", (long long)o->size,
-		       (long long)o->big_size);
+		printf(",\"size\":%lld,\"big_size\":%lld,\"shm\":%s,\"seconds\":",
+		       (long long)o->size, (long long)o->big_size, o->shm ? "true" : "false");
 		json_number(o->seconds);
 		printf(",");
 		latency_print("alone", &alone, 1);
@@ -668,8 +748,9 @@ static int mode_neighbour(const struct opts *o, struct shared *sh)
 	} else {
 		printf("device: %s\n", rxg_server_info(c)->device);
 		printf("round trip of a %lld^3 GEMM, ms, alone and beside a client submitting "
-		       "%lld^3 GEMMs back to back (%.1f s each):\n",
-		       (long long)o->size, (long long)o->big_size, o->seconds);
+		       "%lld^3 GEMMs back to back (%.1f s each)%s:\n",
+		       (long long)o->size, (long long)o->big_size, o->seconds,
+		       o->shm ? ", both in shared memory" : "");
 		printf("%-8s %8s %9s %9s %9s %9s %9s %12s\n", "", "jobs", "min", "p50", "p90",
 		       "p99", "max", "daemon p50");
 		latency_print("alone", &alone, 0);
@@ -695,19 +776,284 @@ static int mode_neighbour(const struct opts *o, struct shared *sh)
 	return bad;
 }
 
+/* ---- (d) what the daemon path costs one GEMM -------------------------------------------- */
+
+/* The median of v[0..n) (the mean of the middle two when n is even), sorted in place; the
+ * same rule as rxgemm-bench --e2e, so that the two programs' figures compare. */
+static double median(double *v, size_t n)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* A row of rxgemm-bench --e2e --csv: the in-process time of the same GEMM. */
+struct baseline_row {
+	int64_t n;
+	char host[16]; /* "malloc" or "pinned" */
+	double median_ms, best_ms;
+};
+
+#define MAX_BASELINE 128
+
+/* Read the square, untransposed rows of an rxgemm-bench --e2e --csv file. The number of rows,
+ * or -1 (said on stderr) when the file cannot be read or is not such a file. */
+static int baseline_load(const char *path, struct baseline_row *rows)
+{
+	FILE *f = fopen(path, "r");
+	char line[512];
+	int n = 0, header = 0;
+
+	if (!f) {
+		fprintf(stderr, "bench-sharing: --baseline %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) && n < MAX_BASELINE) {
+		long long m, nn, k;
+		int ta, tb;
+		struct baseline_row *r = &rows[n];
+
+		if (strncmp(line, "m,n,k,trans_a,trans_b,host,", 27) == 0) {
+			header = 1;
+			continue;
+		}
+		if (sscanf(line, "%lld,%lld,%lld,%d,%d,%15[^,],%*[^,],%lf,%lf", &m, &nn, &k, &ta, &tb,
+			   r->host, &r->median_ms, &r->best_ms) != 8)
+			continue;
+		if (m == nn && nn == k && !ta && !tb) {
+			r->n = nn;
+			n++;
+		}
+	}
+	fclose(f);
+	if (!header) {
+		fprintf(stderr, "bench-sharing: --baseline %s is not the output of rxgemm-bench "
+				"--e2e --csv\n",
+			path);
+		return -1;
+	}
+	return n;
+}
+
+static double baseline_find(const struct baseline_row *rows, int count, int64_t n,
+			    const char *host)
+{
+	for (int i = 0; i < count; i++)
+		if (rows[i].n == n && strcmp(rows[i].host, host) == 0)
+			return rows[i].median_ms;
+	return NAN;
+}
+
+/* The kernel that ran the most jobs between two status snapshots, into name. */
+static void kernel_between(const struct rxg_status *before, const struct rxg_status *after,
+			   char *name, size_t len)
+{
+	uint64_t most = 0;
+
+	snprintf(name, len, "?");
+	for (size_t i = 0; i < after->n_kernel_stats; i++) {
+		const struct rxg_kernel_stats *k = &after->kernel_stats[i];
+		uint64_t jobs = k->jobs;
+
+		for (size_t j = 0; before && j < before->n_kernel_stats; j++)
+			if (strcmp(before->kernel_stats[j].kernel, k->kernel) == 0)
+				jobs -= before->kernel_stats[j].jobs;
+		if (jobs > most) {
+			most = jobs;
+			snprintf(name, len, "%s", k->kernel);
+		}
+	}
+}
+
+/* The figures of one size; the arrays hold one entry per timed job, in ms. */
+struct overhead_run {
+	double *wall, *total, *queued, *h2d, *kernel, *d2h;
+	size_t n;
+	struct result r;
+	char kernel_name[128];
+};
+
+/* Time o->repeat jobs of n^3 on c after o->warmup untimed ones. 0, or -1 when a job
+ * failed or a buffer could not be made (said on stderr). */
+static int overhead_size(const struct opts *o, rxg_client *c, int64_t n, struct overhead_run *run)
+{
+	struct rxg_status *before = NULL, *after = NULL;
+	struct problem p;
+	double **cols[6] = { &run->wall, &run->total, &run->queued, &run->h2d, &run->kernel,
+			     &run->d2h };
+	int ret = -1;
+
+	memset(run, 0, sizeof(*run));
+	for (int i = 0; i < 6; i++)
+		*cols[i] = xmalloc((size_t)o->repeat * sizeof(double));
+	problem_init(&p, n, 0x5851f42d4c957f2dull * (uint64_t)n);
+	if (o->shm && problem_share(&p, c, run->r.error, sizeof(run->r.error)) != RXG_OK) {
+		fprintf(stderr, "bench-sharing: %s\n", run->r.error);
+		goto out;
+	}
+	for (int64_t w = 0; w < o->warmup; w++)
+		if (run_job(c, &p, &run->r, NULL) < 0)
+			goto fail;
+	memset(&run->r, 0, sizeof(run->r));
+	rxg_status(c, &before);
+	for (int64_t i = 0; i < o->repeat; i++) {
+		struct rxg_timings t;
+		uint64_t sum = run->r.latency_sum_ns;
+
+		if (run_job(c, &p, &run->r, &t) < 0)
+			goto fail;
+		run->wall[run->n] = (double)(run->r.latency_sum_ns - sum) / 1e6;
+		run->total[run->n] = (double)t.total_ns / 1e6;
+		run->queued[run->n] = (double)t.queued_ns / 1e6;
+		run->h2d[run->n] = (double)t.h2d_ns / 1e6;
+		run->kernel[run->n] = (double)t.kernel_ns / 1e6;
+		run->d2h[run->n++] = (double)t.d2h_ns / 1e6;
+	}
+	if (rxg_status(c, &after) == RXG_OK)
+		kernel_between(before, after, run->kernel_name, sizeof(run->kernel_name));
+	ret = run->r.wrong ? -1 : 0;
+	goto out;
+fail:
+	fprintf(stderr, "bench-sharing: %lld^3: %s\n", (long long)n, run->r.error);
+out:
+	rxg_status_free(before);
+	rxg_status_free(after);
+	problem_fini(&p);
+	return ret;
+}
+
+static void overhead_free(struct overhead_run *run)
+{
+	free(run->wall);
+	free(run->total);
+	free(run->queued);
+	free(run->h2d);
+	free(run->kernel);
+	free(run->d2h);
+}
+
+static int mode_overhead(const struct opts *o)
+{
+	struct baseline_row base[MAX_BASELINE];
+	int n_base = 0, bad = 0;
+	rxg_client *c = NULL;
+
+	if (o->baseline && (n_base = baseline_load(o->baseline, base)) < 0)
+		return 2;
+	if (connect_or_say(o, CLIENT_NAME "-overhead", &c) != RXG_OK)
+		return 3;
+	if (o->json) {
+		printf("{\"mode\":\"overhead\",\"device\":");
+		json_string(rxg_server_info(c)->device);
+		printf(",\"shm\":%s,\"repeat\":%lld,\"warmup\":%lld,\"results\":[",
+		       o->shm ? "true" : "false", (long long)o->repeat, (long long)o->warmup);
+	} else {
+		printf("device: %s\n", rxg_server_info(c)->device);
+		printf("one n^3 GEMM through the daemon (C = A B, beta 0, matrices %s), %lld runs "
+		       "after %lld warm-up, ms:\n",
+		       o->shm ? "in shared memory" : "in the frames", (long long)o->repeat,
+		       (long long)o->warmup);
+		printf("%6s %9s %9s %9s %8s %8s %8s %8s %9s %7s %8s %8s  %s\n", "n", "wall p50",
+		       "wall best", "daemon", "queued", "h2d", "kernel", "d2h", "GFLOPS",
+		       "/daemon", "/inproc", "/pinned", "kernel variant");
+	}
+	fflush(stdout);
+	for (int i = 0; i < o->n_sizes; i++) {
+		int64_t n = o->sizes[i];
+		struct overhead_run run;
+		int rc = overhead_size(o, c, n, &run);
+		double wall_best = run.n ? run.wall[0] : NAN;
+
+		for (size_t j = 1; j < run.n; j++)
+			if (run.wall[j] < wall_best)
+				wall_best = run.wall[j];
+		double wall = median(run.wall, run.n), total = median(run.total, run.n);
+		double queued = median(run.queued, run.n), h2d = median(run.h2d, run.n);
+		double kernel = median(run.kernel, run.n), d2h = median(run.d2h, run.n);
+		double gflops = 2.0 * (double)n * (double)n * (double)n / (wall * 1e6);
+		double inproc = baseline_find(base, n_base, n, "malloc");
+		double pinned = baseline_find(base, n_base, n, "pinned");
+
+		bad |= rc < 0 || run.r.wrong || run.r.failed || run.r.verified != run.n;
+		if (o->json) {
+			printf("%s{\"n\":%lld,\"jobs\":%zu,\"verified\":%llu,\"wrong\":%llu,"
+			       "\"failed\":%llu,\"kernel\":",
+			       i ? "," : "", (long long)n, run.n, (unsigned long long)run.r.verified,
+			       (unsigned long long)run.r.wrong, (unsigned long long)run.r.failed);
+			json_string(run.kernel_name[0] ? run.kernel_name : "?");
+			printf(",\"wall_p50_ms\":");
+			json_number(wall);
+			printf(",\"wall_best_ms\":");
+			json_number(wall_best);
+			printf(",\"daemon_p50_ms\":");
+			json_number(total);
+			printf(",\"queued_p50_ms\":");
+			json_number(queued);
+			printf(",\"h2d_p50_ms\":");
+			json_number(h2d);
+			printf(",\"kernel_p50_ms\":");
+			json_number(kernel);
+			printf(",\"d2h_p50_ms\":");
+			json_number(d2h);
+			printf(",\"gflops\":");
+			json_number(gflops);
+			printf(",\"ratio_daemon\":");
+			json_number(wall / total);
+			printf(",\"inproc_p50_ms\":");
+			json_number(inproc);
+			printf(",\"ratio_inproc\":");
+			json_number(wall / inproc);
+			printf(",\"pinned_p50_ms\":");
+			json_number(pinned);
+			printf(",\"ratio_pinned\":");
+			json_number(wall / pinned);
+			printf("}");
+		} else {
+			printf("%6lld %9.3f %9.3f %9.3f %8.3f %8.3f %8.3f %8.3f %9.1f %7.3f %8.3f "
+			       "%8.3f  %s\n",
+			       (long long)n, wall, wall_best, total, queued, h2d, kernel, d2h, gflops,
+			       wall / total, wall / inproc, wall / pinned,
+			       run.kernel_name[0] ? run.kernel_name : "?");
+		}
+		fflush(stdout);
+		overhead_free(&run);
+	}
+	if (o->json)
+		printf("]}\n");
+	else
+		printf("wall: rxg_gemm's round trip in this process; daemon: the daemon's own time "
+		       "from request to reply;\nqueued, h2d, kernel, d2h: the daemon's phases (device "
+		       "times); /daemon: wall over daemon;\n/inproc, /pinned: wall over rxgemm-bench "
+		       "--e2e's median (--baseline) with malloc'd\nand pinned host memory (nan: no "
+		       "baseline for that n).\n");
+	rxg_close(c);
+	return bad;
+}
+
 /* ---- options --------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: bench-sharing --socket PATH [--clients N] [--seconds S] [--size n] [--json]\n"
-		"       bench-sharing --socket PATH --latency [--size n] [--iterations I] [--json]\n"
+		"Usage: bench-sharing --socket PATH [--clients N] [--seconds S] [--size n] [--shm]\n"
+		"                     [--json]\n"
+		"       bench-sharing --socket PATH --latency [--size n] [--iterations I] [--shm]\n"
+		"                     [--json]\n"
 		"       bench-sharing --socket PATH --neighbour [--size n] [--big-size N]\n"
-		"                     [--seconds S] [--json]\n"
+		"                     [--seconds S] [--shm] [--json]\n"
+		"       bench-sharing --socket PATH --overhead [--sizes n,n,...] [--repeat R]\n"
+		"                     [--warmup W] [--baseline FILE] [--no-shm] [--json]\n"
 		"Modes: N clients submitting n^3 GEMMs back to back for S seconds (default 4\n"
-		"clients, 5 s, n = 256); --latency: a tiny job's round trip (n = 8, I = 2000);\n"
-		"--neighbour: that round trip alone and beside N^3 GEMMs (N = 2048, S = 5 per\n"
-		"phase). Every result is verified; exit 1 when one was wrong or failed.\n");
+		"clients, 5 s, n = 256); --latency: a tiny job's round trip (n = 8, I = 2000),\n"
+		"min/p50/p90/p99/max; --neighbour: that round trip alone and beside N^3 GEMMs\n"
+		"(N = 2048, S = 5 per phase); --overhead: one n^3 GEMM (C = A B, beta 0) end to\n"
+		"end through the daemon, median and best of R runs after W warm-up ones (default\n"
+		"1024,2048,4096, R = 20, W = 2), beside the daemon's own phases, and over the\n"
+		"in-process time of the same GEMM when FILE holds rxgemm-bench --e2e --csv output.\n"
+		"--shm: A, B and C in shared-memory buffers made once per process and used for\n"
+		"every job (--overhead uses them unless --no-shm). Every result is verified; exit\n"
+		"1 when one was wrong or failed.\n");
 }
 
 static int parse_num(const char *opt, const char *s, double min, double max, double *out)
@@ -726,6 +1072,35 @@ static int parse_num(const char *opt, const char *s, double min, double max, dou
 	return 0;
 }
 
+/* --sizes n,n,...: up to 16 sizes from 1 to MAX_SIZE. */
+static int parse_sizes(const char *s, struct opts *o)
+{
+	char *copy = strdup(s), *tok, *save = NULL;
+	double v;
+	int ret = 0;
+
+	if (!copy)
+		return -1;
+	o->n_sizes = 0;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (o->n_sizes == (int)(sizeof(o->sizes) / sizeof(o->sizes[0]))) {
+			fprintf(stderr, "bench-sharing: --sizes: at most %zu sizes\n",
+				sizeof(o->sizes) / sizeof(o->sizes[0]));
+			ret = -1;
+			break;
+		}
+		if ((ret = parse_num("--sizes", tok, 1, MAX_SIZE, &v)) < 0)
+			break;
+		o->sizes[o->n_sizes++] = (int64_t)v;
+	}
+	if (!ret && !o->n_sizes) {
+		fprintf(stderr, "bench-sharing: --sizes: no size in '%s'\n", s);
+		ret = -1;
+	}
+	free(copy);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -738,10 +1113,18 @@ int main(int argc, char **argv)
 		{ "latency", no_argument, NULL, 'l' },
 		{ "neighbour", no_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "shm", no_argument, NULL, 'm' },
+		{ "no-shm", no_argument, NULL, 'M' },
+		{ "overhead", no_argument, NULL, 'o' },
+		{ "sizes", required_argument, NULL, 'S' },
+		{ "repeat", required_argument, NULL, 'r' },
+		{ "warmup", required_argument, NULL, 'w' },
+		{ "baseline", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .clients = 4, .seconds = 5, .big_size = 2048, .iterations = 2000 };
+	struct opts o = { .clients = 4, .seconds = 5, .big_size = 2048, .iterations = 2000,
+			  .shm = -1, .repeat = 20, .warmup = 2 };
 	struct shared *sh;
 	double v;
 	int opt, rc;
@@ -776,17 +1159,39 @@ int main(int argc, char **argv)
 			break;
 		case 'l': o.latency = 1; break;
 		case 'b': o.neighbour = 1; break;
+		case 'o': o.overhead = 1; break;
 		case 'j': o.json = 1; break;
+		case 'm': o.shm = 1; break;
+		case 'M': o.shm = 0; break;
+		case 'S':
+			if (parse_sizes(optarg, &o) < 0)
+				return 2;
+			break;
+		case 'r':
+			if (parse_num("--repeat", optarg, 1, 1e6, &v) < 0)
+				return 2;
+			o.repeat = (int64_t)v;
+			break;
+		case 'w':
+			if (parse_num("--warmup", optarg, 0, 1e6, &v) < 0)
+				return 2;
+			o.warmup = (int64_t)v;
+			break;
+		case 'B': o.baseline = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind < argc || (o.latency && o.neighbour)) {
+	if (optind < argc || o.latency + o.neighbour + o.overhead > 1) {
 		usage(stderr);
 		return 2;
 	}
 	if (!o.size)
 		o.size = o.latency || o.neighbour ? 8 : 256;
+	if (o.shm < 0)
+		o.shm = o.overhead;
+	if (!o.n_sizes)
+		parse_sizes("1024,2048,4096", &o);
 	/* A client that dies mid-write must not take us with it. */
 	signal(SIGPIPE, SIG_IGN);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -799,6 +1204,8 @@ int main(int argc, char **argv)
 		rc = mode_latency(&o);
 	else if (o.neighbour)
 		rc = mode_neighbour(&o, sh);
+	else if (o.overhead)
+		rc = mode_overhead(&o);
 	else
 		rc = mode_clients(&o, sh);
 	munmap(sh, sizeof(*sh));

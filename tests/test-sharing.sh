@@ -1,8 +1,10 @@
 #!/bin/bash
 # test-sharing.sh: a smoke test of tests/bench-sharing (the benchmark itself is
 # tests/bench-sharing.sh, not run by make check): two clients for a second, the latency
-# and neighbour modes briefly, against a real daemon. Every job must have verified
-# (bench-sharing checks each C exactly), the JSON must parse and its figures add up.
+# and neighbour modes briefly, against a real daemon, with the matrices in the frames and
+# in shared memory (--shm); the overhead mode beside rxgemm-bench --e2e, its in-process
+# baseline. Every job must have verified (bench-sharing checks each C exactly), the JSON
+# must parse and its figures add up.
 set -euo pipefail
 
 # shellcheck source=tests/lib.sh
@@ -14,8 +16,19 @@ if [ ! -x "$B" ]; then
 	echo "FAIL: BENCH_SHARING ($B) is not an executable"
 	exit 1
 fi
+BENCH=${RXGEMM_BENCH:-$(dirname "$RXGEMMD")/rxgemm-bench}
+dev=()
+[ -n "${RXGEMM_TEST_DEVICE:-}" ] && dev=(--device "$RXGEMM_TEST_DEVICE")
+
+# The daemon's count of jobs that used shared memory, and of buffers registered and mapped.
+shm_counts() {
+	"$RXGEMM" --socket "$S" status --json | python3 -c \
+		'import json, sys; s = json.load(sys.stdin)["shm"]; print(s["jobs"], s["registered"], s["regions"])'
+}
 
 tl_run "bad option" 2 "$B" --clients 0 && tl_ok "--clients 0 is a usage error"
+tl_run "two modes" 2 "$B" --latency --overhead && tl_ok "--latency --overhead is a usage error"
+tl_run "bad sizes" 2 "$B" --overhead --sizes 64,x && tl_ok "--sizes 64,x is a usage error"
 tl_run "no daemon" 3 "$B" --socket "$T/none.sock" --latency --iterations 1 &&
 	tl_ok "no daemon: exit 3"
 
@@ -53,6 +66,59 @@ if tl_run "neighbour" 0 "$B" --socket "$S" --neighbour --seconds 0.5 --big-size 
 		 and d['neighbour']['verified'] == d['neighbour']['jobs'] and d['p50_ratio'] > 0" &&
 		tl_ok "neighbour: both phases and the neighbour verified"
 fi
+
+# --shm: every client makes its three buffers once and all its jobs use them.
+read -r jobs0 reg0 _ < <(shm_counts)
+if tl_run "2 clients, shm" 0 "$B" --socket "$S" --clients 2 --seconds 1 --size 64 --shm --json; then
+	cp "$TL_OUT" "$T/clients-shm.json"
+	read -r jobs1 reg1 mapped1 < <(shm_counts)
+	tl_json "2 clients, shm" "$T/clients-shm.json" \
+		"d['mode'] == 'clients' and d['shm'] and d['jobs'] > 0 \
+		 and d['verified'] == d['jobs'] and d['wrong'] == 0 and d['failed'] == 0 \
+		 and all(c['jobs'] > 0 for c in d['per_client']) \
+		 and $jobs1 - $jobs0 == d['jobs'] + 2 and $reg1 - $reg0 == 6 and $mapped1 == 0" &&
+		tl_ok "2 clients, shm: every job verified and went through shared memory (3 buffers per client, freed)"
+fi
+if tl_run "neighbour, shm" 0 "$B" --socket "$S" --neighbour --shm --seconds 0.3 --big-size 128 --json; then
+	cp "$TL_OUT" "$T/neighbour-shm.json"
+	tl_json "neighbour, shm" "$T/neighbour-shm.json" \
+		"d['shm'] and d['alone']['jobs'] > 0 and d['beside']['jobs'] > 0 \
+		 and d['neighbour']['jobs'] > 0 \
+		 and d['alone']['verified'] == d['alone']['jobs'] \
+		 and d['beside']['verified'] == d['beside']['jobs'] \
+		 and d['neighbour']['verified'] == d['neighbour']['jobs']" &&
+		tl_ok "neighbour, shm: both phases and the neighbour verified"
+fi
+
+# --overhead against rxgemm-bench --e2e, the same GEMM in-process.
+if tl_run "e2e" 0 "$BENCH" ${dev[@]+"${dev[@]}"} --e2e --sizes 64 --repeat 3 --warmup 1 --csv; then
+	cp "$TL_OUT" "$T/e2e.csv"
+	[ "$(wc -l <"$T/e2e.csv")" -eq 3 ] &&
+		awk -F, 'NR > 1 && !($1 == 64 && ($6 == "malloc" || $6 == "pinned") && $8 > 0 &&
+			$9 > 0 && $9 <= $8 && $14 == "ok") { bad = 1 } END { exit bad }' "$T/e2e.csv" &&
+		tl_ok "rxgemm-bench --e2e: malloc and pinned rows, median >= best > 0, C right" ||
+		{ tl_fail "rxgemm-bench --e2e output"; cat "$T/e2e.csv"; }
+fi
+tl_run "e2e and tune" 2 "$BENCH" --e2e --tune && tl_ok "rxgemm-bench --e2e --tune is a usage error"
+if tl_run "overhead" 0 "$B" --socket "$S" --overhead --sizes 64,96 --repeat 5 --baseline "$T/e2e.csv" --json; then
+	cp "$TL_OUT" "$T/overhead.json"
+	tl_json "overhead" "$T/overhead.json" \
+		"d['mode'] == 'overhead' and d['shm'] and d['repeat'] == 5 \
+		 and [r['n'] for r in d['results']] == [64, 96] \
+		 and all(r['jobs'] == 5 and r['verified'] == 5 and r['wrong'] == 0 \
+			 and 0 < r['wall_best_ms'] <= r['wall_p50_ms'] and r['ratio_daemon'] > 0 \
+			 and r['kernel'] not in ('', '?') for r in d['results']) \
+		 and d['results'][0]['ratio_inproc'] > 0 and d['results'][0]['ratio_pinned'] > 0 \
+		 and d['results'][1]['ratio_inproc'] is None" &&
+		tl_ok "overhead: verified jobs, a ratio to the daemon's time and to the in-process baseline"
+fi
+if tl_run "overhead, table" 0 "$B" --socket "$S" --overhead --sizes 64 --repeat 3 --baseline "$T/e2e.csv"; then
+	awk '$1 == 64 && $10 > 0 && $11 > 0 { ok = 1 } END { exit !ok }' "$TL_OUT" &&
+		tl_ok "overhead, table: a row for n = 64 with both ratios" ||
+		{ tl_fail "overhead table"; cat "$TL_OUT"; }
+fi
+tl_run "overhead, bad baseline" 2 "$B" --socket "$S" --overhead --sizes 64 --baseline "$T/clients.json" &&
+	tl_ok "overhead: a baseline that is not rxgemm-bench --e2e --csv is a usage error"
 
 tl_daemon_stop "$TL_DAEMON_PID" TERM
 [ "$TL_STATUS" -eq 0 ] && tl_ok "daemon stops cleanly" || tl_fail "daemon exited with $TL_STATUS"
