@@ -1133,26 +1133,35 @@ static int gemm_selftest_at_one(struct rxd_gemm_engine *eng, int vi, int M, int 
 	float *a = malloc(a_len * sizeof(float)), *b = malloc(b_len * sizeof(float));
 	float *c = malloc(c_len * sizeof(float)), *got = malloc(c_len * sizeof(float));
 	struct rxd_device *dev = eng->dev;
-	cl_mem ma = NULL, mb = NULL, mc = NULL;
+	cl_mem mem[3] = { NULL }, ma, mb, mc;
+	struct rxd_budget_res res;
+	uint64_t bytes[3];
 	uint64_t seed = 4242;
 	double max_err;
 	int64_t bi, bj;
 	cl_int e = CL_SUCCESS;
 	int ret = -ENOMEM;
 
+	bytes[0] = a_len * sizeof(float);
+	bytes[1] = b_len * sizeof(float);
+	bytes[2] = c_len * sizeof(float);
+	memset(&res, 0, sizeof(res));
 	if (!a || !b || !c || !got)
 		goto out;
 	refgemm_fill_random(a, a_len, &seed);
 	refgemm_fill_random(b, b_len, &seed);
 	refgemm_fill_random(c, c_len, &seed);
 	ret = -EIO;
-	ma = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, a_len * sizeof(float),
-			    a, &e);
-	mb = clCreateBuffer(dev->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, b_len * sizeof(float),
-			    b, &e);
-	mc = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-			    c_len * sizeof(float), c, &e);
-	if (!ma || !mb || !mc ||
+	/* From the budget, like every buffer the daemon makes. */
+	if (gemm_buffers_get(eng, &res, bytes, mem, &e) < 0)
+		goto out;
+	ma = mem[0], mb = mem[1], mc = mem[2];
+	if (clEnqueueWriteBuffer(dev->queue, ma, CL_FALSE, 0, a_len * sizeof(float), a, 0, NULL,
+				 NULL) != CL_SUCCESS ||
+	    clEnqueueWriteBuffer(dev->queue, mb, CL_FALSE, 0, b_len * sizeof(float), b, 0, NULL,
+				 NULL) != CL_SUCCESS ||
+	    clEnqueueWriteBuffer(dev->queue, mc, CL_FALSE, 0, c_len * sizeof(float), c, 0, NULL,
+				 NULL) != CL_SUCCESS ||
 	    gemm_enqueue_at(eng, vi, &g, ma, off, mb, 2 * off, mc, 3 * off, NULL) != CL_SUCCESS ||
 	    clEnqueueReadBuffer(dev->queue, mc, CL_TRUE, 0, c_len * sizeof(float), got, 0, NULL,
 				NULL) != CL_SUCCESS) {
@@ -1169,7 +1178,8 @@ static int gemm_selftest_at_one(struct rxd_gemm_engine *eng, int vi, int M, int 
 	}
 	ret = 0;
 out:
-	device_mem_release(ma, mb, mc);
+	clFinish(dev->queue);
+	gemm_buffers_put(eng, &res, mem);
 	free(a), free(b), free(c), free(got);
 	return ret;
 }

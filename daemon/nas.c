@@ -1713,6 +1713,10 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			nj->run_ns[nj->runs++] = total;
 	}
 out:
+	/* Nothing enqueued may use the buffers once they go back: the scratch too, which
+	 * the reservation covered. */
+	if (ops)
+		nasops_release_scratch(ops);
 	if (b)
 		budget_release(b, &res);
 	else {

@@ -270,6 +270,15 @@ static int nasops_gemm(struct rxd_nasops *ops, const struct rxd_gemm *g, cl_mem 
 	return 0;
 }
 
+void nasops_release_scratch(struct rxd_nasops *ops)
+{
+	clFinish(ops->dev->queue); /* nothing enqueued may still use it */
+	if (ops->scratch)
+		clReleaseMemObject(ops->scratch);
+	ops->scratch = NULL;
+	ops->scratch_bytes = 0;
+}
+
 /* Make the scratch buffer at least bytes. The old one may still be in use by enqueued
  * kernels: OpenCL frees it only once they have finished. */
 static int nasops_scratch(struct rxd_nasops *ops, uint64_t bytes)
@@ -578,6 +587,44 @@ static void nasops_ref_conv(const float *x, int n, int cin, int h, int w,
 				}
 }
 
+/* Three buffers for a self-test: read, read, written. They come from the engine's
+ * budget when there is one, so that even the daemon's start-up checks are accounted.
+ * host[i] (may be NULL) is copied in. 0 or -ENOMEM / -EIO. */
+static int nasops_test_buffers(struct rxd_nasops *ops, const uint64_t bytes[3],
+			       const void *const host[3], cl_mem mem[3], struct rxd_budget_res *res)
+{
+	cl_int e = CL_SUCCESS;
+
+	mem[0] = mem[1] = mem[2] = NULL;
+	if (ops->eng) {
+		if (gemm_buffers_get(ops->eng, res, bytes, mem, &e) < 0)
+			return -ENOMEM;
+	} else {
+		for (int i = 0; i < 3; i++)
+			if (!(mem[i] = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, bytes[i], NULL,
+						      &e)))
+				return -ENOMEM;
+	}
+	for (int i = 0; i < 3; i++)
+		if (host[i] && clEnqueueWriteBuffer(ops->dev->queue, mem[i], CL_TRUE, 0, bytes[i],
+						    host[i], 0, NULL, NULL) != CL_SUCCESS)
+			return -EIO;
+	return 0;
+}
+
+static void nasops_test_buffers_put(struct rxd_nasops *ops, struct rxd_budget_res *res,
+				    cl_mem mem[3])
+{
+	clFinish(ops->dev->queue);
+	if (ops->eng) {
+		gemm_buffers_put(ops->eng, res, mem);
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		if (mem[i])
+			clReleaseMemObject(mem[i]);
+}
+
 /* One convolution on the device and by nasops_ref_conv; 0 when they agree. */
 static int nasops_selftest_conv(struct rxd_nasops *ops, int n, int cin, int h, int w,
 				const struct rxd_nas_conv *cv0, const struct rxd_nas_write *wr)
@@ -590,11 +637,11 @@ static int nasops_selftest_conv(struct rxd_nasops *ops, int n, int cin, int h, i
 	size_t nw = (size_t)cv.c_out * (cin / cv.groups) * cv.kh * cv.kw;
 	float *x = malloc(nx * 4), *y = malloc(ny * 4), *want = malloc(ny * 4);
 	float *wt = malloc((nw + (size_t)cv.c_out) * 4), *got = malloc(ny * 4);
-	cl_mem mx = NULL, my = NULL, mw = NULL;
+	cl_mem mem[3] = { NULL }, mx, my, mw;
+	struct rxd_budget_res res = { 0 };
 	struct rxd_nas_tensor tx = { .n = n, .c = cin, .h = h, .w = w };
 	struct rxd_nas_tensor ty = { .n = n, .c = ctot, .h = ho, .w = wo };
 	uint32_t seed = 7;
-	cl_int e = CL_SUCCESS;
 	int ret = -ENOMEM;
 
 	if (!x || !y || !want || !wt || !got)
@@ -609,12 +656,14 @@ static int nasops_selftest_conv(struct rxd_nasops *ops, int n, int cin, int h, i
 		y[i] = want[i] = NASOPS_RAND();
 #undef NASOPS_RAND
 	ret = -EIO;
-	mx = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, nx * 4, x, &e);
-	my = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, ny * 4, y, &e);
-	mw = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-			    (nw + (size_t)cv.c_out) * 4, wt, &e);
-	if (!mx || !my || !mw)
-		goto out;
+	{
+		const uint64_t bytes[3] = { nx * 4, (nw + (size_t)cv.c_out) * 4, ny * 4 };
+		const void *const host[3] = { x, wt, y };
+
+		if (nasops_test_buffers(ops, bytes, host, mem, &res) < 0)
+			goto out;
+	}
+	mx = mem[0], mw = mem[1], my = mem[2];
 	tx.mem = mx, ty.mem = my;
 	cv.weight = mw, cv.weight_off = 0, cv.bias = mw, cv.bias_off = (int64_t)nw;
 	if (nasops_conv(ops, &tx, &cv, &ty, wr, NULL) < 0 ||
@@ -628,12 +677,7 @@ static int nasops_selftest_conv(struct rxd_nasops *ops, int n, int cin, int h, i
 				     "wrong results on this device",
 			cv.kh, cv.kw, cv.groups, cv.stride_h);
 out:
-	if (mx)
-		clReleaseMemObject(mx);
-	if (my)
-		clReleaseMemObject(my);
-	if (mw)
-		clReleaseMemObject(mw);
+	nasops_test_buffers_put(ops, &res, mem);
 	free(x), free(y), free(want), free(wt), free(got);
 	return ret;
 }
@@ -668,20 +712,19 @@ static int nasops_selftest_small(struct rxd_nasops *ops)
 				     .pad_w = 1 };
 	struct rxd_nas_linear lin = { .out = OUT, .bias_off = OUT * C };
 	struct rxd_nas_tensor tx = { .n = N, .c = C, .h = H, .w = W }, ty = tx, tp, tg, tl;
-	cl_mem mx = NULL, my = NULL, mw = NULL;
-	cl_int e = CL_SUCCESS;
+	cl_mem mem[3] = { NULL }, mx, my, mw;
+	struct rxd_budget_res res = { 0 };
+	const uint64_t bytes[3] = { sizeof(x), sizeof(wt), sizeof(x) };
+	const void *const host[3] = { x, wt, NULL };
 	int ret = -EIO;
 
 	for (int i = 0; i < N * C * H * W; i++)
 		x[i] = (float)((i * 7) % 11 - 5) * 0.25f;
 	for (int i = 0; i < OUT * C + OUT; i++)
 		wt[i] = (float)((i * 5) % 7 - 3) * 0.5f;
-	mx = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(x), x, &e);
-	my = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, sizeof(x), NULL, &e);
-	mw = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(wt), wt,
-			    &e);
-	if (!mx || !my || !mw)
+	if (nasops_test_buffers(ops, bytes, host, mem, &res) < 0)
 		goto out;
+	mx = mem[0], mw = mem[1], my = mem[2];
 	tx.mem = mx, ty.mem = my;
 	tp = ty, tp.h = HO, tp.w = WO;
 	tg = ty, tg.h = tg.w = 1;
@@ -736,12 +779,7 @@ static int nasops_selftest_small(struct rxd_nasops *ops)
 		goto out;
 	ret = 0;
 out:
-	if (mx)
-		clReleaseMemObject(mx);
-	if (my)
-		clReleaseMemObject(my);
-	if (mw)
-		clReleaseMemObject(mw);
+	nasops_test_buffers_put(ops, &res, mem);
 	return ret;
 }
 
@@ -811,6 +849,7 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	}
 	if (nasops_selftest(ops) < 0)
 		goto fail;
+	nasops_release_scratch(ops); /* made by the self-tests; jobs make theirs in their budget */
 	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s)",
 		eng ? "GEMM engine" : "direct");
 	return 0;

@@ -378,9 +378,10 @@ cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rx
 /* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
 /* Every buffer a job uses comes from here, charged to a reservation the job made before it
  * ran: the sum of reservations plus the pool's idle buffers never exceeds budget_bytes.
- * The daemon's own buffers (the kernels' self-tests in gemm_init, the tuner) come from it
- * too, reserved for owner 0; a tuning size class that does not fit is skipped. Only
- * rxgemm-bench, which has no budget, makes its buffers directly.
+ * The daemon's own buffers (the GEMM and NAS kernels' self-tests, the tuner, split-K's
+ * workspace) come from it too, reserved for owner 0; a tuning size class that does not
+ * fit is skipped. A NAS job reserves its im2col scratch with its network and frees it when
+ * it ends. Only rxgemm-bench, which has no budget, makes its buffers directly.
  *
  * Threads: the device worker reserves, takes buffers and releases; the loop thread reads
  * budget_stats and changes the limits on SIGHUP. b->lock guards everything below; it is a
@@ -680,6 +681,9 @@ struct rxd_nasops {
  * 0, -EIO (logged) or -ENOMEM. */
 int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng);
 void nasops_fini(struct rxd_nasops *ops);
+/* Wait for the queue and free the im2col scratch: a NAS job reserves the scratch it needs
+ * in the budget, so it must not outlive the job (nas_job_run calls this at its end). */
+void nasops_release_scratch(struct rxd_nasops *ops);
 /* The output extent of a convolution or pool along one axis, or -1 when there is none. */
 int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t dil);
 /* y's h and w must be those of the (shifted) x convolved; y->c >= wr->c_off + c_out. */
