@@ -268,8 +268,11 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		  struct rxd_gemm *g, char *err, size_t errlen);
 
 /* Kernel families: the edge-handling tiled kernel (kernels/gemm.cl) for small and odd
- * problems, and the register-blocked one (kernels/gemm_reg.cl) for large ones. */
-enum rxd_gemm_kernel { RXD_GEMM_TILED = 0, RXD_GEMM_REG = 1 };
+ * problems, the register-blocked one (kernels/gemm_reg.cl) for large ones, and for CPU
+ * devices the vector outer-product one (kernels/gemm_vec.cl: op(A) = A only; its config
+ * is tsm = wptm = vwm = VW rows, tsn = wptn = NB columns per work-item, tsk = the K chunk
+ * per launch, 0 for none). */
+enum rxd_gemm_kernel { RXD_GEMM_TILED = 0, RXD_GEMM_REG = 1, RXD_GEMM_VEC = 2 };
 
 /* One point of the kernels' parameter space (the -D macros of the .cl files). */
 struct rxd_gemm_config {

@@ -32,6 +32,10 @@ size_t tune_grid(struct rxd_gemm_config *out, size_t max)
 		{ 64, 32, 4, 2 },    { 32, 32, 2, 2 },   { 32, 32, 4, 4 },  { 32, 32, 8, 8 },
 	};
 	static const int tsks[] = { 16, 32, 8 };
+	static const int vecs[][3] = { /* VW, NB, K chunk */
+		{ 16, 8, 512 }, { 16, 8, 256 }, { 16, 8, 0 }, { 16, 4, 512 }, { 8, 8, 512 },
+		{ 16, 12, 512 },
+	};
 	size_t n = 0;
 
 	for (size_t t = 0; t < sizeof(tiles) / sizeof(tiles[0]); t++)
@@ -46,6 +50,14 @@ size_t tune_grid(struct rxd_gemm_config *out, size_t max)
 					if (n < max && gemm_config_valid(&c))
 						out[n++] = c;
 				}
+	/* The vector kernel last: it serves CPU devices (which start with it anyway) and
+	 * would only cost a GPU's search time up front. */
+	for (size_t v = 0; v < sizeof(vecs) / sizeof(vecs[0]); v++) {
+		struct rxd_gemm_config c = { RXD_GEMM_VEC, vecs[v][0], vecs[v][1], vecs[v][2],
+					     vecs[v][0], vecs[v][1], vecs[v][0], 1, 0, 0, 0 };
+		if (n < max && gemm_config_valid(&c))
+			out[n++] = c;
+	}
 	return n;
 }
 

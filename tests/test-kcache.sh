@@ -208,9 +208,11 @@ if [ "$N" -ge 2 ]; then
 	tl_daemon_start bounded --config "$T/small.conf"
 	kc_status bounded
 	expect "bounded: the config file's cache-dir is used" '[ "$DIR" = "$T/small" ]'
+	# Entries differ in size (a GEMM variant, the NAS kernels), so small ones may share
+	# the room; every one of the N written was kept or evicted, and most were evicted.
 	expect "bounded: the directory stays within cache-max" \
-		'[ "$(bytes_of "$T/small")" -le "$bound" ] && [ "$(count_entries "$T/small")" -eq 1 ]'
-	expect "bounded: evictions are counted" '[ "$EVICTIONS" -eq $((N - 1)) ] && [ "$ENTRIES" -eq 1 ]'
+		'[ "$(bytes_of "$T/small")" -le "$bound" ] && [ "$(count_entries "$T/small")" -ge 1 ] && [ "$(count_entries "$T/small")" -lt $((N / 2)) ]'
+	expect "bounded: evictions are counted" '[ $((EVICTIONS + ENTRIES)) -eq "$N" ] && [ "$ENTRIES" -eq "$(count_entries "$T/small")" ]'
 	check_jobs bounded
 	stop bounded
 	# A full directory and a lower bound: the least recently used go at start. The most

@@ -28,7 +28,7 @@ if [ -f "${files[0]}" ]; then
 	lines=$(grep -vc '^#' "$tune")
 	[ "$lines" -eq 24 ] && tl_ok "24 choices (4 transpose pairs x 6 classes)" ||
 		tl_fail "$lines choices in $tune, want 24"
-	if grep -v '^#' "$tune" | grep -Eqv '^[01] [01] [0-5] (reg|tiled):[0-9x:vpm]+ [0-9.]+$'; then
+	if grep -v '^#' "$tune" | grep -Eqv '^[01] [01] [0-5] (reg|tiled|vec):[0-9x:vpmk]+ [0-9.]+$'; then
 		tl_fail "malformed lines in $tune"
 		cat "$tune"
 	else
