@@ -125,23 +125,8 @@ struct rxg_client {
  * explanation of the calling thread's last failed rxg_connect from here. */
 static _Thread_local char connect_errmsg[RXG__ERRMSG_BYTES];
 
-static int fail(struct rxg_client *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* Record why the current call fails and return code, so that callers can write
- * "return fail(c, RXG_EINVAL, ...)". */
-static int fail(struct rxg_client *c, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&c->err_lock);
-	va_start(ap, fmt);
-	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
-	va_end(ap);
-	pthread_mutex_unlock(&c->err_lock);
-	return code;
-}
-
+ * "return fail(c, RXG_EINVAL, ...)". buffer.c reaches it as rxg__fail. */
 int rxg__fail(rxg_client *c, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -153,6 +138,8 @@ int rxg__fail(rxg_client *c, int code, const char *fmt, ...)
 	pthread_mutex_unlock(&c->err_lock);
 	return code;
 }
+
+#define fail rxg__fail
 
 /* send(), with c->send_fd attached to the first byte when set (then cleared). Called with
  * send_lock held, so the descriptor goes with the frame being sent. */

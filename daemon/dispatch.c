@@ -247,6 +247,19 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
+/* A zeroed job for req, or NULL when out of memory (answered; req freed). */
+static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req)
+{
+	struct rxd_job *job = calloc(1, sizeof(*job));
+
+	if (!job) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+			       "out of memory for a new job");
+		rxgemm__request__free_unpacked(req, NULL);
+	}
+	return job;
+}
+
 /* Queue job (its request, cost and cancel flag set) with the scheduler, or answer why
  * not (a bound reached: BUSY) and free it. */
 static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
@@ -299,13 +312,8 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	uint64_t deadline_ms;
 	int st;
 
-	job = calloc(1, sizeof(*job));
-	if (!job) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
-			       "out of memory for a new job");
-		rxgemm__request__free_unpacked(req, NULL);
+	if (!(job = dispatch_job_new(c, req)))
 		return;
-	}
 	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK)
 		st = gemm_validate(&view, &srv->limits, &job->g, err, sizeof(err));
@@ -377,13 +385,8 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 	char err[RXD_ERROR_MAX];
 	int st;
 
-	job = calloc(1, sizeof(*job));
-	if (!job) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
-			       "out of memory for a new job");
-		rxgemm__request__free_unpacked(req, NULL);
+	if (!(job = dispatch_job_new(c, req)))
 		return;
-	}
 	st = nas_job_prepare(req->nas_eval, &srv->limits, srv->cfg->max_frame_bytes, &job->nas,
 			     err, sizeof(err));
 	if (st != RXGEMM__STATUS__STATUS_OK) {
