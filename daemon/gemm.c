@@ -565,7 +565,14 @@ static double gemm_rate_gflops(const struct rxd_gemm_engine *eng)
 			best = eng->tuned_gflops[0][0][cls];
 	if (best > 0)
 		return best;
-	return strcmp(eng->dev->desc->type, "CPU") == 0 ? 20.0 : 2000.0;
+	if (strcmp(eng->dev->desc->type, "CPU") == 0)
+		return 20.0;
+	/* 64 FLOPs a cycle per compute unit (queried): a quarter of an NVIDIA SM's peak (128
+	 * FP32 lanes), half of a GCN CU's (64 lanes). A low guess only makes more, shorter
+	 * chunks; a tuned engine uses what it measured. */
+	best = (double)eng->dev->desc->compute_units * (double)eng->dev->desc->clock_mhz * 1e-3 *
+	       64.0;
+	return best > 100.0 ? best : 100.0;
 }
 
 /* g in chunks of about RXD_GEMM_CHUNK_MS each: ranges of the batch, or of C's columns in
