@@ -1164,7 +1164,9 @@ START_TEST(test_release_on_close)
 		usleep(50000);
 	}
 	int fds_now = daemon_fds();
-	ck_assert_msg(fds_now == base_fds, "the daemon holds %d descriptors, %d before the client "
+	/* Not more than before (a leak); fewer is fine: the OpenCL driver may have closed one
+	 * of its own meanwhile. */
+	ck_assert_msg(fds_now <= base_fds, "the daemon holds %d descriptors, %d before the client "
 					   "came",
 		      fds_now, base_fds);
 	raw_close(&watch);
