@@ -161,6 +161,14 @@ static int ref_fill(rxg_client *c, const char *name, const struct rxg_buffer *bu
 	return RXG_OK;
 }
 
+int rxg__region_ref(rxg_client *c, const char *name, const struct rxg_buffer *buf,
+		    size_t offset, size_t floats, Rxgemm__RegionRef *ref)
+{
+	if (buf->client != c)
+		return rxg__fail(c, RXG_EINVAL, "%s belongs to another connection", name);
+	return ref_fill(c, name, buf, offset, floats, ref);
+}
+
 int rxg__gemm_buffers(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__GemmRequest *g,
 		      Rxgemm__RegionRef refs[4], size_t a_floats, size_t b_floats,
 		      size_t c_floats, int *c_in_buffer)

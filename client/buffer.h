@@ -21,6 +21,9 @@ int rxg__gemm_operands(rxg_client *c, const struct rxg_gemm_args *args);
  * four references: a, b, c, c_out), each a_floats, b_floats, c_floats long. Sets
  * *c_in_buffer when the result goes to a buffer (the reply then carries no C). Call with
  * c's lock held. */
+/* A reference to floats floats at offset in buf, which must be c's. RXG_OK or RXG_EINVAL. */
+int rxg__region_ref(rxg_client *c, const char *name, const struct rxg_buffer *buf,
+		    size_t offset, size_t floats, Rxgemm__RegionRef *ref);
 int rxg__gemm_buffers(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__GemmRequest *g,
 		      Rxgemm__RegionRef refs[4], size_t a_floats, size_t b_floats,
 		      size_t c_floats, int *c_in_buffer);

@@ -1420,6 +1420,7 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 	Rxgemm__NasEvalRequest q = RXGEMM__NAS_EVAL_REQUEST__INIT;
 	Rxgemm__Reply *reply = NULL;
 	struct pending *p = NULL;
+	Rxgemm__RegionRef regions[2];
 	const Rxgemm__NasEvalReply *w;
 	struct rxg_nas_result *r = NULL;
 	bool imagenet;
@@ -1466,9 +1467,27 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 	q.height = args->height;
 	q.width = args->width;
 	q.batch = args->batch;
+	if ((args->weights && args->weights_buf) || (args->input && args->input_buf)) {
+		rc = fail(c, RXG_EINVAL, "%s and %s_buf are both given; give one",
+			  args->weights && args->weights_buf ? "weights" : "input",
+			  args->weights && args->weights_buf ? "weights" : "input");
+		goto out;
+	}
 	if (args->weights) {
 		q.weights.data = (uint8_t *)(uintptr_t)args->weights;
 		q.weights.len = args->n_weights * sizeof(float);
+	}
+	if (args->weights_buf) {
+		if ((rc = rxg__region_ref(c, "weights", args->weights_buf, args->weights_offset,
+					  args->n_weights, &regions[0])) != RXG_OK)
+			goto out;
+		q.weights_region = &regions[0];
+	}
+	if (args->input_buf) {
+		if ((rc = rxg__region_ref(c, "input", args->input_buf, args->input_offset,
+					  (size_t)in_floats, &regions[1])) != RXG_OK)
+			goto out;
+		q.input_region = &regions[1];
 	}
 	q.weight_seed = args->weight_seed;
 	if (args->input) {

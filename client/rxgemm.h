@@ -392,6 +392,13 @@ struct rxg_nas_args {
 	uint32_t steps, multiplier; /* supernet; 0: 4 and 4 */
 	const float *alpha_normal;  /* supernet: steps (steps + 3) / 2 x 8 each */
 	const float *alpha_reduce;
+	/* Instead of weights / input: n_weights floats (the input's batch x 3 x height x width)
+	 * at a byte offset (a multiple of 4) in a shared-memory buffer of this handle, which
+	 * then need not travel in the request. NULL: weights / input as above. */
+	struct rxg_buffer *weights_buf;
+	size_t weights_offset;
+	struct rxg_buffer *input_buf;
+	size_t input_offset;
 };
 
 struct rxg_nas_part {

@@ -378,23 +378,66 @@ static void dispatch_cancel(struct rxd_conn *c, const Rxgemm__Request *req)
 }
 
 /* Takes ownership of req. The network is checked and planned here; the worker runs it. */
+/* The weights and input a NAS request names in its regions: view is a copy of rq whose
+ * weights and input bytes point into them. Takes no reference. A status code, with a
+ * sentence in err. */
+static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest *rq,
+				Rxgemm__NasEvalRequest *view, struct rxd_region *used[2], char *err,
+				size_t errlen)
+{
+	static const char *const names[2] = { "weights", "input" };
+	const Rxgemm__RegionRef *refs[2] = { rq->weights_region, rq->input_region };
+	ProtobufCBinaryData *data[2];
+	int st;
+
+	*view = *rq;
+	data[0] = &view->weights;
+	data[1] = &view->input;
+	for (int i = 0; i < 2; i++) {
+		uint8_t *p;
+		char field[32];
+
+		if (!refs[i])
+			continue;
+		if (data[i]->len) {
+			snprintf(err, errlen, "%s and %s_region are both given; send one", names[i],
+				 names[i]);
+			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+		snprintf(field, sizeof(field), "%s_region", names[i]);
+		st = shm_resolve(&c->shm, refs[i], field, &used[i], &p, err, errlen);
+		if (st)
+			return st;
+		data[i]->data = p;
+		data[i]->len = (size_t)refs[i]->length;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
+	Rxgemm__NasEvalRequest view;
+	struct rxd_region *used[2] = { NULL };
 	char err[RXD_ERROR_MAX];
 	int st;
 
 	if (!(job = dispatch_job_new(c, req)))
 		return;
-	st = nas_job_prepare(req->nas_eval, &srv->limits, srv->cfg->max_frame_bytes, &job->nas,
-			     err, sizeof(err));
+	st = dispatch_nas_regions(c, req->nas_eval, &view, used, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		st = nas_job_prepare(&view, &srv->limits, srv->cfg->max_frame_bytes, &job->nas, err,
+				     sizeof(err));
 	if (st != RXGEMM__STATUS__STATUS_OK) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		rxgemm__request__free_unpacked(req, NULL);
 		free(job);
 		return;
 	}
+	for (int i = 0; i < 2; i++)
+		if (used[i])
+			dispatch_hold_region(job, used[i]);
 	job->kind = RXD_JOB_NAS;
 	job->conn = c;
 	job->conn_id = c->id;

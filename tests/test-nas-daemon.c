@@ -159,6 +159,41 @@ START_TEST(whole_network)
 	ck_assert_uint_eq(r->n_runs, 1);
 	rxg_nas_result_free(r);
 
+	/* The same weights and input from one shared-memory buffer (after a float of
+	 * padding, so that the offsets are not 0), the logits must not change. */
+	{
+		size_t in_floats = sizeof(in) / sizeof(in[0]);
+		size_t bytes = (1 + p.blob_floats + in_floats) * sizeof(float);
+		rxg_buffer *buf = NULL;
+		float *mem;
+
+		ck_assert_int_eq(rxg_buffer_create(g_c, bytes, &buf), RXG_OK);
+		mem = rxg_buffer_ptr(buf);
+		memcpy(mem + 1, blob, p.blob_floats * sizeof(float));
+		memcpy(mem + 1 + p.blob_floats, in, sizeof(in));
+		a.weights = NULL;
+		a.input = NULL;
+		a.weights_buf = a.input_buf = buf;
+		a.weights_offset = sizeof(float);
+		a.input_offset = (1 + p.blob_floats) * sizeof(float);
+		memset(logits, 0, sizeof(logits));
+		rc = rxg_nas_eval(g_c, &a, &r);
+		ck_assert_msg(rc == RXG_OK, "rxg_nas_eval through a buffer: %s", rxg_errmsg(g_c));
+		compare(logits, want, 20);
+		rxg_nas_result_free(r);
+		/* The input past the buffer's end: refused by the library, the daemon untouched. */
+		a.input_offset = bytes - 4;
+		ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+		/* Both inline and in the buffer: refused. */
+		a.input_offset = (1 + p.blob_floats) * sizeof(float);
+		a.weights = blob;
+		ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+		a.weights = blob;
+		a.input = in;
+		a.weights_buf = a.input_buf = NULL;
+		ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+	}
+
 	/* Errors: the blob one float short; the connection stays usable. */
 	a.n_weights = p.blob_floats - 1;
 	ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
