@@ -287,8 +287,8 @@ static const struct rxd_gemm_config gemm_default_reg_small_cpu[] = {
 	{ RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 },
 };
 
-/* On CPU devices (a device query, CL_DEVICE_TYPE) the vector outer-product kernel first,
- * for every class of op(A) = A: on PoCL (2 cores) it ran 256^3 at 82, 512^3 at 90 and
+/* On CPU devices (a device query, CL_DEVICE_TYPE) the vector kernel first, for every
+ * class and transpose pair: on PoCL (2 cores) it ran 256^3 at 82, 512^3 at 90 and
  * 2048^3 at 60 GFLOPS (K in chunks of 512) where the register-blocked kernel gave 35-43. */
 static const struct rxd_gemm_config gemm_default_vec_cpu[] = {
 	{ RXD_GEMM_VEC, 16, 8, 512, 16, 8, 16, 1, 0, 0, 0 },
@@ -406,13 +406,28 @@ static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
 	cl_uint next = 11;
 	size_t local[3], global[3];
 
+	cl_mem pa = a, pb = b;
+	cl_ulong oa = p->off_a, ob = p->off_b;
+	int64_t gm = g->m, gn = g->n;
+
+	/* The vector kernel computes A^T B^T as (B A)^T: operands, M and N swapped. */
+	if (cf->kernel == RXD_GEMM_VEC && g->trans_a && g->trans_b) {
+		cl_int t;
+
+		pa = b, pb = a;
+		oa = p->off_b, ob = p->off_a;
+		t = m, m = n, n = t;
+		t = lda, lda = ldb, ldb = t;
+		t = sa, sa = sb, sb = t;
+		gm = g->n, gn = g->m;
+	}
 	e = clSetKernelArg(v->kernel, 0, sizeof(m), &m);
 	e |= clSetKernelArg(v->kernel, 1, sizeof(n), &n);
 	e |= clSetKernelArg(v->kernel, 2, sizeof(k), &k);
 	e |= clSetKernelArg(v->kernel, 3, sizeof(float), &g->alpha);
-	e |= clSetKernelArg(v->kernel, 4, sizeof(cl_mem), &a);
+	e |= clSetKernelArg(v->kernel, 4, sizeof(cl_mem), &pa);
 	e |= clSetKernelArg(v->kernel, 5, sizeof(lda), &lda);
-	e |= clSetKernelArg(v->kernel, 6, sizeof(cl_mem), &b);
+	e |= clSetKernelArg(v->kernel, 6, sizeof(cl_mem), &pb);
 	e |= clSetKernelArg(v->kernel, 7, sizeof(ldb), &ldb);
 	e |= clSetKernelArg(v->kernel, 8, sizeof(float), &g->beta);
 	e |= clSetKernelArg(v->kernel, 9, sizeof(cl_mem), &c);
@@ -422,16 +437,16 @@ static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sa), &sa);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sb), &sb);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(sc), &sc);
-	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &p->off_a);
-	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &p->off_b);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &oa);
+	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &ob);
 	e |= clSetKernelArg(v->kernel, next++, sizeof(cl_ulong), &p->off_c);
 	if (e != CL_SUCCESS)
 		return CL_INVALID_KERNEL_ARGS;
 	local[0] = (size_t)(cf->tsm / cf->wptm);
 	local[1] = (size_t)(cf->tsn / cf->wptn);
 	local[2] = 1;
-	global[0] = (size_t)((g->m + cf->tsm - 1) / cf->tsm) * local[0];
-	global[1] = (size_t)((g->n + cf->tsn - 1) / cf->tsn) * local[1];
+	global[0] = (size_t)((gm + cf->tsm - 1) / cf->tsm) * local[0];
+	global[1] = (size_t)((gn + cf->tsn - 1) / cf->tsn) * local[1];
 	global[2] = g->batch_count > 1 ? (size_t)g->batch_count : 1;
 	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 3, NULL, global, local, 0, NULL,
 				      ev);
@@ -1003,11 +1018,10 @@ static int gemm_variant_build(struct rxd_device *dev, struct rxd_gemm_variant *v
 	if (!gemm_config_valid(c) || threads > dev->max_work_group_size ||
 	    gemm_config_local_bytes(c) > dev->local_mem_bytes)
 		return -EIO;
-	if (c->kernel == RXD_GEMM_VEC && v->trans_a)
-		return -EIO; /* it reads columns of A as vectors: op(A) = A only */
 	if (c->kernel == RXD_GEMM_VEC)
-		snprintf(opts, sizeof(opts), "-cl-std=CL1.1 -DVW=%d -DNB=%d -DTRANS_B=%d", c->tsm,
-			 c->tsn, v->trans_b);
+		snprintf(opts, sizeof(opts),
+			 "-cl-std=CL1.1 -DVW=%d -DNB=%d -DTRANS_A=%d -DTRANS_B=%d -DSTORE_T=%d",
+			 c->tsm, c->tsn, v->trans_a, v->trans_b, v->trans_a && v->trans_b);
 	else
 		snprintf(opts, sizeof(opts),
 		 "-cl-std=CL1.1 -DTRANS_A=%d -DTRANS_B=%d -DTSM=%d -DTSN=%d -DTSK=%d "
@@ -1161,8 +1175,7 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 			eng->choice[ta][tb][3] = large;
 			eng->choice[ta][tb][RXD_GEMM_CLASS_THIN_N] = thin_n < 0 ? tiled : thin_n;
 			eng->choice[ta][tb][RXD_GEMM_CLASS_THIN_M] = thin_m < 0 ? tiled : thin_m;
-			/* The register-blocked variants stay built: the tuner compares, and
-			 * op(A) = A^T has no vector kernel. */
+			/* The register-blocked variants stay built: the tuner compares them. */
 			for (int cls = 0; vec >= 0 && cls < RXD_GEMM_CLASSES; cls++)
 				eng->choice[ta][tb][cls] = vec;
 		}
