@@ -160,14 +160,47 @@ __kernel void gemm_vec(const int M, const int N, const int K,
 	{
 		const int mi = M - i < VW ? M - i : VW;
 		const int nj = N - j < NB ? N - j : NB;
+		int ii0 = 0;
 
+#if !DOT
+		/* Whole groups of four rows still go four wide (a 127-row C would otherwise
+		 * spend most of its time on its last 15 rows). */
+		for (; ii0 + 4 <= mi; ii0 += 4)
+			for (int jj = 0; jj < nj; jj++) {
+				float4 acc4 = (float4)(0.0f);
+				float part[4];
+
+				for (int k = 0; k < K; k++)
+					acc4 = mad(vload4(0, A + i + ii0 + k * lda), (float4)(BEL(k, j + jj)),
+						   acc4);
+				vstore4(acc4, 0, part);
+				for (int q = 0; q < 4; q++) {
+					__global float *c = &CEL(i + ii0 + q, j + jj);
+					float v = alpha * part[q];
+
+					if (beta != 0.0f)
+						v += beta * c[0];
+					c[0] = v;
+				}
+			}
+#endif
 		for (int jj = 0; jj < nj; jj++)
-			for (int ii = 0; ii < mi; ii++) {
+			for (int ii = ii0; ii < mi; ii++) {
 				__global float *c = &CEL(i + ii, j + jj);
 				float sum = 0.0f;
 				float v;
+				int k = 0;
 
-				for (int k = 0; k < K; k++)
+#if DOT
+				/* Both operands contiguous in k: four at a time. */
+				float4 acc4 = (float4)(0.0f);
+
+				for (; k + 4 <= K; k += 4)
+					acc4 = mad(vload4(0, A + k + (i + ii) * lda),
+						   vload4(0, B + k + (j + jj) * ldb), acc4);
+				sum = HSUM4(acc4);
+#endif
+				for (; k < K; k++)
 					sum = mad(AEL(i + ii, k), BEL(k, j + jj), sum);
 				v = alpha * sum;
 				if (beta != 0.0f)
