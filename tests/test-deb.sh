@@ -153,6 +153,10 @@ fi
 tl_run "job as root" 0 "$RXGEMM" --socket "$sock" gemm -m 200 -n 150 -k 100 --check &&
 	tl_ok "the installed rxgemm ran a job on the installed rxgemmd"
 tl_run "status" 0 "$RXGEMM" --socket "$sock" status && tl_ok "rxgemm status"
+# Shared memory under the unit's sandbox: a memfd passed to the service and mapped there.
+tl_run "job through shared memory" 0 "$RXGEMM" --socket "$sock" gemm -m 300 -n 200 -k 100 \
+	--shm always --check &&
+	tl_ok "a job through a shared-memory buffer runs on the sandboxed service"
 tl_run "installed rxgemm-bench" 0 /usr/bin/rxgemm-bench --sizes 96 --repeat 1 --warmup 0 &&
 	tl_expect_output "installed rxgemm-bench" '^ +96 +96 +96 ' &&
 	tl_ok "the installed rxgemm-bench times a GEMM"
