@@ -192,6 +192,31 @@ static void dispatch_hold_region(struct rxd_job *job, struct rxd_region *r)
 	job->regions[i] = r;
 }
 
+/* Point data (an operand's inline bytes in a view of the request) into the region ref
+ * names instead, the field being name + "_region"; inline bytes and a region both given
+ * is an error. *used is the region (no reference taken). A status code, with a sentence
+ * in err. */
+static int dispatch_region_bytes(struct rxd_conn *c, const Rxgemm__RegionRef *ref,
+				 const char *name, ProtobufCBinaryData *data,
+				 struct rxd_region **used, char *err, size_t errlen)
+{
+	char field[32];
+	uint8_t *p;
+	int st;
+
+	if (data->len) {
+		snprintf(err, errlen, "%s and %s_region are both given; send one", name, name);
+		return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	snprintf(field, sizeof(field), "%s_region", name);
+	st = shm_resolve(&c->shm, ref, field, used, &p, err, errlen);
+	if (st)
+		return st;
+	data->data = p;
+	data->len = (size_t)ref->length;
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 /* Resolve the GEMM's region references into view, a copy of rq whose a, b and c point
  * into the regions (rq itself keeps its own bytes, which protobuf-c frees), and *c_dest to
  * where C goes (NULL: inline). Takes no reference. A status code, with a sentence in err. */
@@ -202,27 +227,15 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	static const char *const names[3] = { "a", "b", "c" };
 	const Rxgemm__RegionRef *refs[3] = { rq->a_region, rq->b_region, rq->c_region };
 	ProtobufCBinaryData *data[3] = { &view->a, &view->b, &view->c };
-	char field[16];
 	uint8_t *p;
 	int st;
 
 	*view = *rq;
 	*c_dest = NULL;
-	for (int i = 0; i < 3; i++) {
-		if (!refs[i])
-			continue;
-		if (data[i]->len) {
-			snprintf(err, errlen, "%s and %s_region are both given; send one", names[i],
-				 names[i]);
-			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
-		}
-		snprintf(field, sizeof(field), "%s_region", names[i]);
-		st = shm_resolve(&c->shm, refs[i], field, &used[i], &p, err, errlen);
-		if (st)
+	for (int i = 0; i < 3; i++)
+		if (refs[i] &&
+		    (st = dispatch_region_bytes(c, refs[i], names[i], data[i], &used[i], err, errlen)))
 			return st;
-		data[i]->data = p;
-		data[i]->len = (size_t)refs[i]->length;
-	}
 	if (rq->c_out) {
 		st = shm_resolve(&c->shm, rq->c_out, "c_out", &used[3], &p, err, errlen);
 		if (st)
@@ -393,24 +406,10 @@ static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest
 	*view = *rq;
 	data[0] = &view->weights;
 	data[1] = &view->input;
-	for (int i = 0; i < 2; i++) {
-		uint8_t *p;
-		char field[32];
-
-		if (!refs[i])
-			continue;
-		if (data[i]->len) {
-			snprintf(err, errlen, "%s and %s_region are both given; send one", names[i],
-				 names[i]);
-			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
-		}
-		snprintf(field, sizeof(field), "%s_region", names[i]);
-		st = shm_resolve(&c->shm, refs[i], field, &used[i], &p, err, errlen);
-		if (st)
+	for (int i = 0; i < 2; i++)
+		if (refs[i] &&
+		    (st = dispatch_region_bytes(c, refs[i], names[i], data[i], &used[i], err, errlen)))
 			return st;
-		data[i]->data = p;
-		data[i]->len = (size_t)refs[i]->length;
-	}
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
