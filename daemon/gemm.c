@@ -674,6 +674,51 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 	return e == CL_SUCCESS ? RXGEMM__STATUS__STATUS_OK : -1;
 }
 
+/* n (1 to 3) buffers of bytes[i]: the first two of three read-only (A, B), the rest
+ * read-write; mem[n..2] are left NULL. See gemm_buffers_get. */
+static int gemm_buffers_take(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, int n,
+			     const uint64_t bytes[], cl_mem mem[3], cl_int *cl_err)
+{
+	uint64_t total = 0;
+	int ret = 0;
+
+	*cl_err = CL_SUCCESS;
+	mem[0] = mem[1] = mem[2] = NULL;
+	memset(res, 0, sizeof(*res));
+	if (!eng->budget) {
+		for (int i = 0; i < n; i++) {
+			cl_mem_flags flags = n == 3 && i < 2 ? CL_MEM_READ_ONLY : CL_MEM_READ_WRITE;
+
+			mem[i] = clCreateBuffer(eng->dev->ctx, flags, bytes[i], NULL, cl_err);
+			if (!mem[i]) {
+				device_mem_release(mem[0], mem[1], mem[2]);
+				mem[0] = mem[1] = mem[2] = NULL;
+				return -ENOMEM;
+			}
+		}
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		total += budget_round(bytes[i]);
+	/* The daemon's own work (owner 0) does not wait: it runs before any job exists, or
+	 * (split-K's workspace) goes without when the room is taken. */
+	if ((ret = budget_reserve(eng->budget, res, 0, total, false, NULL)) < 0)
+		return ret;
+	for (int i = 0; i < n; i++) {
+		void *m = NULL;
+		int e = 0;
+
+		if ((ret = budget_buf_get(eng->budget, res, bytes[i], &m, &e)) < 0) {
+			*cl_err = e;
+			budget_release(eng->budget, res);
+			mem[0] = mem[1] = mem[2] = NULL;
+			return ret;
+		}
+		mem[i] = m;
+	}
+	return 0;
+}
+
 int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen)
 {
@@ -686,31 +731,16 @@ int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
 				 "cancelled before it ran");
 	if (s > 1) {
-		const uint64_t ws_bytes = (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4;
+		const uint64_t ws_bytes[1] = { (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4 };
 		struct rxd_budget_res res;
-		void *ws = NULL;
-		int cl_e = 0;
+		cl_mem ws[3];
 
 		/* The workspace comes from the budget like every buffer (for the daemon, not
 		 * the client's quota); without the room now the job runs without split-K. */
-		if (ws_bytes <= eng->dev->max_alloc_bytes) {
-			if (eng->budget) {
-				memset(&res, 0, sizeof(res));
-				if (budget_reserve(eng->budget, &res, 0, budget_round(ws_bytes), false,
-						   NULL) == 0 &&
-				    budget_buf_get(eng->budget, &res, ws_bytes, &ws, &cl_e) < 0)
-					budget_release(eng->budget, &res);
-			} else {
-				ws = clCreateBuffer(eng->dev->ctx, CL_MEM_READ_WRITE, ws_bytes, NULL,
-						    &e);
-			}
-		}
-		if (ws) {
-			e = gemm_splitk_run(eng, variant, g, a, b, c, ws, s, kernel_ns);
-			if (eng->budget)
-				budget_release(eng->budget, &res);
-			else
-				clReleaseMemObject(ws);
+		if (ws_bytes[0] <= eng->dev->max_alloc_bytes &&
+		    gemm_buffers_take(eng, &res, 1, ws_bytes, ws, &e) == 0) {
+			e = gemm_splitk_run(eng, variant, g, a, b, c, ws[0], s, kernel_ns);
+			gemm_buffers_put(eng, &res, ws);
 			goto out;
 		}
 		e = CL_SUCCESS;
@@ -733,43 +763,7 @@ int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g)
 int gemm_buffers_get(struct rxd_gemm_engine *eng, struct rxd_budget_res *res,
 		     const uint64_t bytes[3], cl_mem mem[3], cl_int *cl_err)
 {
-	static const cl_mem_flags flags[3] = { CL_MEM_READ_ONLY, CL_MEM_READ_ONLY,
-					       CL_MEM_READ_WRITE };
-	uint64_t total = 0;
-	int ret = 0;
-
-	*cl_err = CL_SUCCESS;
-	mem[0] = mem[1] = mem[2] = NULL;
-	memset(res, 0, sizeof(*res));
-	if (!eng->budget) {
-		for (int i = 0; i < 3; i++) {
-			mem[i] = clCreateBuffer(eng->dev->ctx, flags[i], bytes[i], NULL, cl_err);
-			if (!mem[i]) {
-				device_mem_release(mem[0], mem[1], mem[2]);
-				mem[0] = mem[1] = mem[2] = NULL;
-				return -ENOMEM;
-			}
-		}
-		return 0;
-	}
-	for (int i = 0; i < 3; i++)
-		total += budget_round(bytes[i]);
-	/* The daemon's own work (owner 0) does not wait: it runs before any job exists. */
-	if ((ret = budget_reserve(eng->budget, res, 0, total, false, NULL)) < 0)
-		return ret;
-	for (int i = 0; i < 3; i++) {
-		void *m = NULL;
-		int e = 0;
-
-		if ((ret = budget_buf_get(eng->budget, res, bytes[i], &m, &e)) < 0) {
-			*cl_err = e;
-			budget_release(eng->budget, res);
-			mem[0] = mem[1] = mem[2] = NULL;
-			return ret;
-		}
-		mem[i] = m;
-	}
-	return 0;
+	return gemm_buffers_take(eng, res, 3, bytes, mem, cl_err);
 }
 
 void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, cl_mem mem[3])
@@ -1175,7 +1169,9 @@ int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
 			eng->choice[ta][tb][3] = large;
 			eng->choice[ta][tb][RXD_GEMM_CLASS_THIN_N] = thin_n < 0 ? tiled : thin_n;
 			eng->choice[ta][tb][RXD_GEMM_CLASS_THIN_M] = thin_m < 0 ? tiled : thin_m;
-			/* The register-blocked variants stay built: the tuner compares them. */
+			/* The register-blocked variants stay built (cached after the first
+			 * start): the tuner starts from them, and on CPU-only machines they are
+			 * how test-gemm checks the GPU kernels. */
 			for (int cls = 0; vec >= 0 && cls < RXD_GEMM_CLASSES; cls++)
 				eng->choice[ta][tb][cls] = vec;
 		}
