@@ -1282,6 +1282,7 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->shm_region_bytes = w->shm_region_bytes;
 	st->shm_regions_registered = w->shm_regions_registered;
 	st->shm_jobs = w->shm_jobs;
+	st->shm_jobs_in_place = w->shm_jobs_in_place;
 	st->max_queue = w->max_queue;
 	st->client_max_queue = w->client_max_queue;
 	st->jobs_waiting = w->jobs_waiting;

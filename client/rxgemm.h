@@ -361,6 +361,8 @@ struct rxg_status {
 	uint64_t shm_region_bytes;        /* their size */
 	uint64_t shm_regions_registered;  /* since the daemon started */
 	uint64_t shm_jobs;                /* GEMMs that read or wrote a buffer */
+	uint64_t shm_jobs_in_place;       /* of them, run on the buffers in place (devices that
+					   * work on host memory): no copy at all */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

@@ -19,7 +19,7 @@
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
        OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
-       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_LAST_ };
+       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_ZERO_COPY, OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -40,6 +40,7 @@ static const struct option config_options[] = {
 	{ "client-quota", required_argument, NULL, OPT_CLIENT_QUOTA },
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "client-max-queue", required_argument, NULL, OPT_CLIENT_MAX_QUEUE },
+	{ "zero-copy", required_argument, NULL, OPT_ZERO_COPY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -85,6 +86,8 @@ static void config_usage(FILE *f)
 		"                     refused at once with BUSY (default %d; 0: no bound)\n"
 		"  --client-max-queue N  jobs one connection may have waiting (default %d;\n"
 		"                     0: no bound)\n"
+		"  --zero-copy WHEN   run GEMMs in place on shared-memory operands: auto (default:\n"
+		"                     on devices that work on host memory, e.g. CPUs) or never\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -251,6 +254,17 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_ZERO_COPY:
+		if (strcmp(v, "auto") == 0)
+			cfg->zero_copy = true;
+		else if (strcmp(v, "never") == 0)
+			cfg->zero_copy = false;
+		else {
+			fprintf(stderr, "rxgemmd: %s: zero-copy '%s' is not auto or never\n", where,
+				v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_CACHE_MAX:
 		if (config_parse_size(v, &cfg->cache_max_bytes) < 0) {
 			fprintf(stderr, "rxgemmd: %s: cache-max '%s' is not a size\n", where, v);
@@ -384,6 +398,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->hang_timeout_ns = RXD_DEFAULT_HANG_TIMEOUT_NS;
 	cfg->max_queue = RXD_DEFAULT_MAX_QUEUE;
 	cfg->client_max_queue = RXD_DEFAULT_CLIENT_MAX_QUEUE;
+	cfg->zero_copy = true;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "hV", config_options, NULL)) != -1) {
@@ -410,7 +425,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
-		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE:
+		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_ZERO_COPY:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;

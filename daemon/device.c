@@ -180,6 +180,7 @@ int device_open(struct rxd_device *dev, const char *selector)
 	cl_context_properties props[3];
 	cl_ulong v64 = 0;
 	size_t wg = 0;
+	cl_bool unified = CL_FALSE;
 	cl_int err;
 	int ret;
 
@@ -226,10 +227,15 @@ int device_open(struct rxd_device *dev, const char *selector)
 	dev->local_mem_bytes = v64;
 	clGetDeviceInfo(dev->desc->id, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof(wg), &wg, NULL);
 	dev->max_work_group_size = wg;
-	log_msg(LOG_NOTICE, "device %u: %s (%s, %u CUs, %.1f GiB, largest buffer %.1f GiB%s)",
+	/* A device that shares the host's memory (a CPU device, an integrated GPU) can run
+	 * kernels on a client's shared-memory region in place (zcopy.c). */
+	if (clGetDeviceInfo(dev->desc->id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof(unified),
+			    &unified, NULL) == CL_SUCCESS)
+		dev->host_unified = unified == CL_TRUE;
+	log_msg(LOG_NOTICE, "device %u: %s (%s, %u CUs, %.1f GiB, largest buffer %.1f GiB%s%s)",
 		dev->desc->index, dev->description, dev->desc->type, dev->desc->compute_units,
 		(double)dev->global_mem_bytes / (1 << 30), (double)dev->max_alloc_bytes / (1 << 30),
-		dev->profiling ? "" : ", no profiling");
+		dev->host_unified ? ", host memory" : "", dev->profiling ? "" : ", no profiling");
 	return 0;
 fail:
 	device_close(dev);

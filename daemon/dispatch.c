@@ -106,6 +106,7 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 	st.shm_region_bytes = shm.bytes;
 	st.shm_regions_registered = shm.registered;
 	st.shm_jobs = shm.jobs;
+	st.shm_jobs_in_place = shm.jobs_in_place;
 	reply.request_id = req->request_id;
 	reply.body_case = RXGEMM__REPLY__BODY_STATUS_REPLY;
 	reply.status_reply = &st;
@@ -566,6 +567,8 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
 	stats_job_busy(&srv->stats, job);
+	if (job->in_place)
+		shm_note_in_place();
 	if (c->closing)
 		goto out; /* nobody to answer */
 	t.queued_ns = job->started_ns - job->submitted_ns;

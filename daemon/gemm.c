@@ -519,14 +519,15 @@ static cl_int gemm_wait(cl_event *ev, uint64_t *kernel_ns)
 /* g as s batched K slices into ws (alpha 1, beta 0, leading dimension m), the K left over
  * added to the first slice, then gemm_splitk_reduce: C = alpha * sum + beta * C. */
 static cl_int gemm_splitk_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-			      cl_mem a, cl_mem b, cl_mem c, cl_mem ws, int s, uint64_t *kernel_ns)
+			      cl_mem a, cl_mem b, cl_mem c, const struct gemm_part *base,
+			      cl_mem ws, int s, uint64_t *kernel_ns)
 {
 	struct rxd_gemm_variant *v = &eng->variants[variant];
 	int64_t tsk = v->cfg.tsk, ks = g->k / s / tsk * tsk, rest = g->k - ks * s;
 	struct rxd_gemm sl = *g;
-	struct gemm_part p = { 0, 0, 0 };
+	struct gemm_part p = { base->off_a, base->off_b, 0 };
 	cl_int e, m = (cl_int)g->m, n = (cl_int)g->n, sc = s, ldc = (cl_int)g->ldc;
-	cl_ulong off_c = 0;
+	cl_ulong off_c = base->off_c;
 	cl_event ev[3] = { NULL };
 	size_t global[2];
 
@@ -544,8 +545,8 @@ static cl_int gemm_splitk_run(struct rxd_gemm_engine *eng, int variant, const st
 		sl.k = rest;
 		sl.beta = 1.0f;
 		sl.batch_count = 1;
-		p.off_a = (cl_ulong)(g->trans_a ? s * ks : s * ks * g->lda);
-		p.off_b = (cl_ulong)(g->trans_b ? s * ks * g->ldb : s * ks);
+		p.off_a = base->off_a + (cl_ulong)(g->trans_a ? s * ks : s * ks * g->lda);
+		p.off_b = base->off_b + (cl_ulong)(g->trans_b ? s * ks * g->ldb : s * ks);
 		e = gemm_enqueue_part(eng, variant, &sl, a, b, ws, &p, &ev[1]);
 	}
 	if (e == CL_SUCCESS) {
@@ -599,7 +600,8 @@ static double gemm_rate_gflops(const struct rxd_gemm_engine *eng)
  * whole tiles; the next chunk is queued before the last one is waited for, so the device
  * never idles between them. */
 static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-			    cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, cl_int *cl_err)
+			    cl_mem a, cl_mem b, cl_mem c, const struct gemm_part *base,
+			    uint64_t *kernel_ns, cl_int *cl_err)
 {
 	const struct rxd_gemm_variant *v = &eng->variants[variant];
 	double chunk_flops = gemm_rate_gflops(eng) * 1e9 * RXD_GEMM_CHUNK_MS / 1e3;
@@ -625,17 +627,17 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 		step = by_batch ? 1 : v->cfg.tsn;
 	for (int64_t at = 0; at < total; at += step) {
 		int64_t len = total - at < step ? total - at : step;
-		struct gemm_part p = { 0, 0, 0 };
+		struct gemm_part p = *base;
 
 		if (by_batch) {
 			part.batch_count = len;
-			p.off_a = (cl_ulong)(at * g->stride_a);
-			p.off_b = (cl_ulong)(at * g->stride_b);
-			p.off_c = (cl_ulong)(at * g->stride_c);
+			p.off_a += (cl_ulong)(at * g->stride_a);
+			p.off_b += (cl_ulong)(at * g->stride_b);
+			p.off_c += (cl_ulong)(at * g->stride_c);
 		} else {
 			part.n = len;
-			p.off_b = (cl_ulong)(g->trans_b ? at : at * g->ldb);
-			p.off_c = (cl_ulong)(at * g->ldc);
+			p.off_b += (cl_ulong)(g->trans_b ? at : at * g->ldb);
+			p.off_c += (cl_ulong)(at * g->ldc);
 		}
 		/* K in launches of kc (the vector kernel's chunk), later ones adding to C. */
 		for (int64_t k0 = 0; k0 < g->k; k0 += kc) {
@@ -722,6 +724,14 @@ static int gemm_buffers_take(struct rxd_gemm_engine *eng, struct rxd_budget_res 
 int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen)
 {
+	return gemm_compute_at(eng, variant, g, a, 0, b, 0, c, 0, kernel_ns, err, errlen);
+}
+
+int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		    cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
+		    uint64_t *kernel_ns, char *err, size_t errlen)
+{
+	const struct gemm_part base = { (cl_ulong)a_off, (cl_ulong)b_off, (cl_ulong)c_off };
 	int s = gemm_splitk_slices(eng, variant, g);
 	cl_int e = CL_SUCCESS;
 	int st;
@@ -730,6 +740,13 @@ int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm
 	if (g->cancel && atomic_load(g->cancel))
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
 				 "cancelled before it ran");
+	if (a_off < 0 || b_off < 0 || c_off < 0)
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
+				 "negative buffer offsets");
+	if ((a_off || b_off || c_off) && gemm_prepare_at(eng, variant) < 0)
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
+				 "kernel %s failed its self-test at buffer offsets",
+				 eng->variants[variant].name);
 	if (s > 1) {
 		const uint64_t ws_bytes[1] = { (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4 };
 		struct rxd_budget_res res;
@@ -739,13 +756,13 @@ int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm
 		 * the client's quota); without the room now the job runs without split-K. */
 		if (ws_bytes[0] <= eng->dev->max_alloc_bytes &&
 		    gemm_buffers_take(eng, &res, 1, ws_bytes, ws, &e) == 0) {
-			e = gemm_splitk_run(eng, variant, g, a, b, c, ws[0], s, kernel_ns);
+			e = gemm_splitk_run(eng, variant, g, a, b, c, &base, ws[0], s, kernel_ns);
 			gemm_buffers_put(eng, &res, ws);
 			goto out;
 		}
 		e = CL_SUCCESS;
 	}
-	st = gemm_chunked_run(eng, variant, g, a, b, c, kernel_ns, &e);
+	st = gemm_chunked_run(eng, variant, g, a, b, c, &base, kernel_ns, &e);
 	if (st == RXGEMM__STATUS__STATUS_CANCELLED)
 		return gemm_fail(err, errlen, st, "cancelled while it ran");
 out:

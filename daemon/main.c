@@ -165,6 +165,7 @@ int main(int argc, char **argv)
 	}
 	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
 	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
+	m.worker.zero_copy = m.cfg.zero_copy;
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
 		worker_stop(&m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);

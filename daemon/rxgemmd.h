@@ -56,6 +56,7 @@ struct rxd_config {
 	uint64_t client_quota_bytes;  /* --client-quota: per connection at once; 0: none */
 	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
+	bool zero_copy;               /* --zero-copy auto: GEMMs in place on regions (zcopy.c) */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
@@ -111,6 +112,8 @@ struct rxd_device {
 	uint64_t local_mem_bytes;
 	size_t max_work_group_size;
 	bool profiling;               /* the queue gives event times */
+	bool host_unified;            /* CL_DEVICE_HOST_UNIFIED_MEMORY: the device works on
+				       * host memory (CPU devices, integrated GPUs) */
 	struct rxd_kcache *kcache;    /* where programs are built (kcache.c); set by main.c, not
 				       * owned; NULL: build without caching */
 };
@@ -339,6 +342,12 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 #define RXD_GEMM_CHUNK_MS 100
 int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen);
+/* gemm_compute with A, B and C starting a_off, b_off and c_off floats into their buffers
+ * (each buffer then a shared-memory region's wrapper, zcopy.c); the variant is self-tested
+ * at offsets first (gemm_prepare_at) when one is not 0. */
+int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		    cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
+		    uint64_t *kernel_ns, char *err, size_t errlen);
 /* The K slices gemm_compute would use for g with variant (1: no split-K). */
 int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g);
 
@@ -495,6 +504,21 @@ int split_plan(const struct rxd_gemm *g, uint64_t limit_bytes, uint64_t max_buff
  * until *cancel), whole or in pieces; like gemm_run otherwise. Device thread only. */
 int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
+	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+
+/* ---- zcopy.c: a GEMM in place on shared-memory regions (devices on host memory) ---- */
+struct rxd_region;
+#define RXD_JOB_REGIONS 4 /* a, b, c and c_out */
+/* Whether g can run in place: enabled (--zero-copy auto), a device on host memory, and A,
+ * B and C's destination c_dest each inside one of regions (those a job holds, NULL-padded)
+ * and wrapped for the device (done here, once per region). Device worker thread. */
+bool zcopy_prepare(const struct rxd_gemm_engine *eng, bool enabled, const struct rxd_gemm *g,
+		   struct rxd_region *const regions[RXD_JOB_REGIONS], const float *c_dest);
+/* Run g in place (after zcopy_prepare said yes), C into c_dest; t's h2d and d2h are the
+ * host's time spent making the views agree (no copies on a CPU device). Like gemm_run
+ * otherwise. */
+int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
+	      struct rxd_region *const regions[RXD_JOB_REGIONS], float *c_dest,
 	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
 
 /* ---- tune.c: searching kernel configurations, remembering the winners ---- */
@@ -722,8 +746,6 @@ void nasops_span_release(struct rxd_nas_span *s);
  * when it is cancelled (STATUS_CANCELLED) or when the daemon stops (STATUS_SHUTDOWN). A
  * running job is cancelled through its cancel flag. */
 struct rxd_conn;
-struct rxd_region;
-#define RXD_JOB_REGIONS 4 /* a, b, c and c_out */
 
 enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1 };
 
@@ -747,6 +769,7 @@ struct rxd_job {
 	struct rxd_region *regions[RXD_JOB_REGIONS]; /* each one referenced once while the
 						      * job is in flight (shm.c); NULL-padded */
 	const char *kernel;
+	bool in_place;               /* ran on the regions themselves (zcopy.c) */
 	struct rxd_job_timings dev_t;
 	uint64_t received_ns;  /* the frame was whole: total_ns counts from here */
 	uint64_t submitted_ns; /* decoded and validated: queued_ns counts from here */
@@ -769,6 +792,8 @@ struct rxd_worker {
 	struct rxd_gemm_engine *engine;
 	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused. Set after worker_start, before
 				      * any job is submitted */
+	bool zero_copy;              /* GEMMs in place on regions where the device allows
+				      * (zcopy.c); set like nasops */
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
 	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
@@ -880,6 +905,11 @@ struct rxd_region {
 	int refs;             /* the connection's table (while registered) + one per job */
 	uint8_t *base;        /* the mapping; the memfd itself is closed once mapped */
 	uint64_t bytes;
+	/* The mapping wrapped in a CL_MEM_USE_HOST_PTR buffer (shm_region_wrap, the device
+	 * worker, at the region's first job); released before the unmap. NULL until then,
+	 * and for good when wrapping failed (wrap_failed). */
+	cl_mem mem;
+	bool wrap_failed;
 };
 
 struct rxd_shm {
@@ -892,6 +922,7 @@ struct rxd_shm_stats {
 	uint64_t bytes;
 	uint64_t registered;  /* registrations accepted since the start */
 	uint64_t jobs;        /* GEMMs that used a region */
+	uint64_t jobs_in_place; /* of them, run in place (zcopy.c) */
 };
 
 void shm_init(struct rxd_shm *t);
@@ -916,9 +947,19 @@ int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen);
 int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
 		struct rxd_region **out, uint8_t **data, char *err, size_t errlen);
 void shm_region_ref(struct rxd_region *r);
+/* Device worker thread, for a region its job holds: wrap the mapping in a
+ * CL_MEM_USE_HOST_PTR buffer of ctx, once. On a device with memory of its own this pins
+ * the pages with drivers that pin such buffers (NVIDIA's: copies from and to the region
+ * then run at the bus's full speed, 4-5x faster than from pageable memory); on a device
+ * that works on host memory, kernels run on the region in place (zcopy.c). Regions over
+ * RXD_SHM_WRAP_MAX_BYTES are not wrapped (pinning would commit every page of a sparse
+ * file). 0, or -E2BIG, -ENOMEM: the region then works as plain host memory. */
+#define RXD_SHM_WRAP_MAX_BYTES (16ull << 30)
+int shm_region_wrap(struct rxd_region *r, cl_context ctx, uint64_t max_alloc_bytes);
 /* Drop a reference; the last one unmaps the region. NULL is allowed. */
 void shm_region_unref(struct rxd_region *r);
 void shm_note_job(void);
+void shm_note_in_place(void);
 void shm_stats(struct rxd_shm_stats *out);
 
 /* ---- server.c: the listening socket and the connections (loop thread) ---- */

@@ -50,6 +50,10 @@ void shm_region_unref(struct rxd_region *r)
 {
 	if (!r || --r->refs > 0)
 		return;
+	/* No job holds the region, so the device has finished with the wrapper; releasing
+	 * it unpins the pages, which must happen while they are still mapped. */
+	if (r->mem)
+		clReleaseMemObject(r->mem);
 	munmap(r->base, r->bytes);
 	shm_counters.regions--;
 	shm_counters.bytes -= r->bytes;
@@ -233,9 +237,39 @@ void shm_region_ref(struct rxd_region *r)
 	r->refs++;
 }
 
+int shm_region_wrap(struct rxd_region *r, cl_context ctx, uint64_t max_alloc_bytes)
+{
+	cl_int e;
+
+	if (r->mem)
+		return 0;
+	if (r->wrap_failed)
+		return -ENOMEM;
+	if (r->bytes > RXD_SHM_WRAP_MAX_BYTES || r->bytes > max_alloc_bytes) {
+		r->wrap_failed = true;
+		return -E2BIG;
+	}
+	r->mem = clCreateBuffer(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, (size_t)r->bytes,
+				r->base, &e);
+	if (!r->mem) {
+		/* Not an error for the job: its bytes are copied as from any host memory. */
+		log_msg(LOG_INFO, "region %u (%llu bytes) cannot be wrapped for the device (%s); "
+			"it is copied from pageable memory", r->id, (unsigned long long)r->bytes,
+			device_strerror(e));
+		r->wrap_failed = true;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 void shm_note_job(void)
 {
 	shm_counters.jobs++;
+}
+
+void shm_note_in_place(void)
+{
+	shm_counters.jobs_in_place++;
 }
 
 void shm_stats(struct rxd_shm_stats *out)

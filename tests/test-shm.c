@@ -62,10 +62,25 @@ static void daemon_up(void)
 	daemon_up_args(NULL);
 }
 
-/* A budget far below the jobs' needs: every GEMM of test_split runs in pieces. */
+/* A budget far below the jobs' needs: every GEMM of test_split runs in pieces, each piece
+ * copied through device buffers (zero-copy off, which a device on host memory would
+ * otherwise use for buffer operands: test_in_place). */
 static void daemon_up_small_budget(void)
 {
+	static const char *const args[] = { "--vram-budget", "4M", "--zero-copy", "never", NULL };
+	daemon_up_args(args);
+}
+
+static void daemon_up_small_budget_in_place(void)
+{
 	static const char *const args[] = { "--vram-budget", "4M", NULL };
+	daemon_up_args(args);
+}
+
+/* Buffer operands copied through device buffers, as on a GPU, also on a CPU device. */
+static void daemon_up_copying(void)
+{
+	static const char *const args[] = { "--zero-copy", "never", NULL };
 	daemon_up_args(args);
 }
 
@@ -1300,6 +1315,85 @@ START_TEST(test_split)
 }
 END_TEST
 
+/* Zero-copy (daemon/zcopy.c): on a device that works on host memory, a GEMM whose A, B and
+ * C's destination are all in buffers runs on them in place. The budget (4 MiB here) holds
+ * no device buffer of such a job, so jobs far bigger than it run whole, never split, and
+ * status counts them in place; results, padding and operands are as on the copying path.
+ * On a device with memory of its own the same jobs run split and are checked the same. */
+static int daemon_device_is_cpu(rxg_client *c)
+{
+	struct rxg_status *st = NULL;
+	int cpu = 0;
+
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	for (size_t i = 0; i < st->n_devices; i++)
+		if (st->devices[i].in_use)
+			cpu = strcmp(st->devices[i].type, "CPU") == 0;
+	rxg_status_free(st);
+	return cpu;
+}
+
+START_TEST(test_in_place)
+{
+	rxg_client *c = lib_connect();
+	struct rxg_status *st = NULL;
+	uint64_t split_before, in_place_before;
+	int cpu = daemon_device_is_cpu(c);
+	struct prob p;
+
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	split_before = st->jobs_split;
+	in_place_before = st->shm_jobs_in_place;
+	rxg_status_free(st);
+	/* 1: A, B and C in one buffer, C replaced in place (beta reads it). */
+	prob_make(&p, 1, 0, 1, 1100, 1000, 900, 1, 0.5f, -1.0f, 3, 31);
+	lib_in_place(c, &p, "in place, C replaced");
+	prob_free(&p);
+	for (int i = 0; i < 2; i++) {
+		/* 2: C's input inline, the result to a separate place of the buffer; 3: no C
+		 * (beta 0), the padding of the result zeros over whatever the buffer held. */
+		prob_make(&p, i, 1, i, 700 + 3 * i, 650, 900 + i, 1, 1.0f, i ? 0.0f : 0.25f, 2,
+			  32 + (uint64_t)i);
+		struct placing pl = place(&p);
+		rxg_buffer *buf = lib_buffer(c, pl.bytes);
+		uint8_t *base = rxg_buffer_ptr(buf);
+		struct rxg_gemm_args args;
+		struct rxg_timings t;
+
+		memcpy(base + pl.a_off, p.a, sizeof(float) * (size_t)p.a_len);
+		memcpy(base + pl.b_off, p.b, sizeof(float) * (size_t)p.b_len);
+		memset(base + pl.out_off, 0x7f, sizeof(float) * (size_t)p.c_len);
+		args_from(&args, &p);
+		args.a_buf = args.b_buf = args.c_out_buf = buf;
+		args.a_offset = pl.a_off;
+		args.b_offset = pl.b_off;
+		args.c_out_offset = pl.out_off;
+		args.c = i ? NULL : p.c0;
+		int rc = rxg_gemm(c, &args, &t);
+		ck_assert_msg(rc == RXG_OK, "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+		prob_check(&p, (const float *)(base + pl.out_off), i ? NULL : p.c0,
+			   i ? "in place, no C" : "in place, C inline");
+		ck_assert(memcmp(base + pl.a_off, p.a, sizeof(float) * (size_t)p.a_len) == 0);
+		ck_assert(memcmp(base + pl.b_off, p.b, sizeof(float) * (size_t)p.b_len) == 0);
+		ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+		prob_free(&p);
+	}
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	if (cpu) {
+		ck_assert_msg(st->shm_jobs_in_place == in_place_before + 3,
+			      "shm_jobs_in_place went from %" PRIu64 " to %" PRIu64 "; want 3 more",
+			      in_place_before, st->shm_jobs_in_place);
+		ck_assert_msg(st->jobs_split == split_before, "jobs_split went from %" PRIu64
+			      " to %" PRIu64 ": a job in place needs no device buffers",
+			      split_before, st->jobs_split);
+	} else {
+		ck_assert_uint_eq(st->shm_jobs_in_place, in_place_before);
+	}
+	rxg_status_free(st);
+	rxg_close(c);
+}
+END_TEST
+
 static TCase *tcase_with(const char *name, void (*up)(void))
 {
 	TCase *tc = tcase_create(name);
@@ -1337,6 +1431,13 @@ static Suite *shm_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_with("split", daemon_up_small_budget);
 	tcase_add_test(tc, test_split);
+	suite_add_tcase(s, tc);
+	tc = tcase_with("in place", daemon_up_small_budget_in_place);
+	tcase_add_test(tc, test_in_place);
+	suite_add_tcase(s, tc);
+	tc = tcase_with("copying", daemon_up_copying);
+	tcase_add_test(tc, test_lib_in_place);
+	tcase_add_test(tc, test_lib_mixed);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,110 @@
+#!/bin/bash
+# run-datapath.sh: the data path's measurements on a GPU machine (the device tool), in one
+# run: host <-> device bandwidth from each kind of host memory (tests/bench-xfer), whether
+# a wrapped shared-memory region takes device memory, PyTorch's GEMM from pageable, pinned
+# and resident memory (../shared/gpu/torch_anchors.py, copied beside this script's
+# output by the caller as torch_anchors.py in the checkout's .gpu/), and one GEMM through
+# rxgemmd with its matrices in shared memory and in the frames (bench-sharing --overhead),
+# plus a tiny job's round trip.
+# Build here, then:
+#   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm tests/bench-sharing tests/bench-xfer
+#   cp client/.libs/librxgemm.so.0 .gpu/lib/ && cp ../shared/gpu/torch_anchors.py .gpu/
+# and on the GPU machine: bash tests/gpu/run-datapath.sh (about 4 minutes; results under
+# $OUT: summary.md and the raw files beside it).
+# Variables (optional): SIZES (default 1024,2048,4096,8192), REPEAT (10), DEVICE (NVIDIA).
+set -uo pipefail
+. .gpu/env.sh
+: "${OUT:?OUT must name a folder for the results}"
+SIZES=${SIZES:-1024,2048,4096,8192}
+REPEAT=${REPEAT:-10}
+DEVICE=${DEVICE-NVIDIA}
+W=$(mktemp -d "${TMPDIR:-/tmp}/rxdata.XXXXXX")
+SOCK=$W/d.sock
+PID=
+rc=0
+cleanup() {
+	if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+		kill -TERM "$PID"
+		wait "$PID"
+	fi
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+step() {
+	local name=$1 file=$2 s=0
+	shift 2
+	echo "== $name" >&2
+	timeout 300 "$@" >"$OUT/$file" 2>"$OUT/$name.err" || s=$?
+	echo "$name rc=$s: $*" >>"$OUT/steps.txt"
+	[ "$s" -eq 0 ] || { rc=1; echo "   $name failed (rc $s): $(tail -n 3 "$OUT/$name.err")" >&2; }
+}
+
+: >"$OUT/steps.txt"
+{ date -u; nvidia-smi -L; nvidia-smi --query-gpu=pcie.link.gen.current,pcie.link.width.current --format=csv; } \
+	>"$OUT/devices.txt" 2>&1
+step xfer xfer.csv bench-xfer --device "$DEVICE" --mib 4,64,256 --reps 7
+VRAM_PROBE_CMD='nvidia-smi --query-gpu=memory.used --format=csv,noheader' \
+	step vram-probe vram-probe.txt bench-xfer --device "$DEVICE" --vram-probe 4096
+step torch torch.csv env PYTHONUNBUFFERED=1 python3 .gpu/torch_anchors.py ${SIZES//,/ }
+
+rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --auto-tune never \
+	--cache-dir "$W/cache" --max-frame 1G </dev/null >"$OUT/daemon.log" 2>&1 &
+PID=$!
+for ((i = 0; i < 3000; i++)); do
+	[ -S "$SOCK" ] && break
+	kill -0 "$PID" 2>/dev/null || { echo "rxgemmd exited before it was ready" >&2; tail "$OUT/daemon.log" >&2; exit 1; }
+	sleep 0.1
+done
+step overhead overhead.json bench-sharing --socket "$SOCK" --overhead --sizes "$SIZES" \
+	--repeat "$REPEAT" --json
+step overhead-noshm overhead-noshm.json bench-sharing --socket "$SOCK" --overhead --no-shm \
+	--sizes "$SIZES" --repeat "$REPEAT" --json
+step latency-shm latency-shm.json bench-sharing --socket "$SOCK" --latency --size 8 \
+	--iterations 3000 --shm --json
+rxgemm --socket "$SOCK" status --json >"$OUT/status.json" 2>&1
+kill -TERM "$PID"
+s=0
+wait "$PID" || s=$?
+PID=
+echo "rxgemmd rc=$s after SIGTERM" >>"$OUT/steps.txt"
+
+python3 - "$OUT" >"$OUT/summary.md" 2>"$OUT/summary.err" <<'PY'
+import csv, json, os, sys
+d = sys.argv[1]
+def load(name):
+    try:
+        return json.load(open(os.path.join(d, name)))
+    except Exception as e:
+        print("(%s: %s)" % (name, e)); return None
+print("# rxgemmd data path\n")
+torch = {}
+try:
+    for r in csv.DictReader(open(os.path.join(d, "torch.csv"))):
+        torch[(r["path"], int(r["n"]))] = float(r["median_ms"])
+except Exception as e:
+    print("(torch.csv: %s)" % e)
+ours = {}
+for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline")):
+    j = load(name)
+    if not j: continue
+    rows = j.get("results", j if isinstance(j, list) else [])
+    for r in rows:
+        ours[(label, int(r["n"]))] = r
+print("| n | torch pinned ms | torch pageable ms | torch resident ms | shm ms | shm/pinned | inline ms | inline/pinned | shm h2d+kernel+d2h ms |")
+print("|---|---|---|---|---|---|---|---|---|")
+for n in sorted({k[1] for k in ours}):
+    p = torch.get(("pinned", n)); pg = torch.get(("pageable", n)); rs = torch.get(("resident", n))
+    s = ours.get(("shm", n)); i = ours.get(("inline", n))
+    def ms(r): return None if not r else r.get("wall_p50_ms")
+    def ph(r):
+        if not r: return "-"
+        return "%.3f+%.3f+%.3f" % (r.get("h2d_p50_ms") or 0, r.get("kernel_p50_ms") or 0, r.get("d2h_p50_ms") or 0)
+    f = lambda x: "-" if x is None else "%.3f" % x
+    rat = lambda a, b: "-" if a is None or not b else "%.2f" % (a / b)
+    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(p), f(pg), f(rs), f(ms(s)), rat(ms(s), p), f(ms(i)), rat(ms(i), p), ph(s)))
+print()
+print("raw: overhead.json, overhead-noshm.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
+PY
+cat "$OUT/summary.md"
+exit $rc
