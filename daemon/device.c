@@ -181,6 +181,7 @@ int device_open(struct rxd_device *dev, const char *selector)
 	cl_ulong v64 = 0;
 	size_t wg = 0;
 	cl_bool unified = CL_FALSE;
+	const char *env;
 	cl_int err;
 	int ret;
 
@@ -232,6 +233,25 @@ int device_open(struct rxd_device *dev, const char *selector)
 	if (clGetDeviceInfo(dev->desc->id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof(unified),
 			    &unified, NULL) == CL_SUCCESS)
 		dev->host_unified = unified == CL_TRUE;
+	/* A second queue for copies, so that a job's transfers overlap its kernels (gemm.c's
+	 * pipelined path); without one, or on host memory where nothing is copied, jobs run
+	 * their copies and kernels one after the other. */
+	env = getenv("RXGEMMD_PIPELINE");
+	if (env && strcmp(env, "always") == 0)
+		dev->pipeline = RXD_PIPELINE_ALWAYS;
+	else if (env && strcmp(env, "never") == 0)
+		dev->pipeline = RXD_PIPELINE_NEVER;
+	else if (env && *env && strcmp(env, "auto") != 0)
+		log_msg(LOG_WARNING, "RXGEMMD_PIPELINE=%s is not auto, always or never: auto", env);
+	if ((!dev->host_unified && dev->pipeline != RXD_PIPELINE_NEVER) ||
+	    dev->pipeline == RXD_PIPELINE_ALWAYS) {
+		dev->copy_queue = clCreateCommandQueue(dev->ctx, dev->desc->id,
+						       dev->profiling ? CL_QUEUE_PROFILING_ENABLE : 0,
+						       &err);
+		if (!dev->copy_queue)
+			log_msg(LOG_INFO, "no second command queue (%s): copies will not overlap "
+				"kernels", device_strerror(err));
+	}
 	log_msg(LOG_NOTICE, "device %u: %s (%s, %u CUs, %.1f GiB, largest buffer %.1f GiB%s%s)",
 		dev->desc->index, dev->description, dev->desc->type, dev->desc->compute_units,
 		(double)dev->global_mem_bytes / (1 << 30), (double)dev->max_alloc_bytes / (1 << 30),
@@ -244,6 +264,8 @@ fail:
 
 void device_close(struct rxd_device *dev)
 {
+	if (dev->copy_queue)
+		clReleaseCommandQueue(dev->copy_queue);
 	if (dev->queue)
 		clReleaseCommandQueue(dev->queue);
 	if (dev->ctx)

@@ -390,9 +390,10 @@ struct gemm_part {
 	cl_ulong off_a, off_b, off_c;
 };
 
-static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
-				const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c,
-				const struct gemm_part *p, cl_event *ev)
+static cl_int gemm_enqueue_part_after(struct rxd_gemm_engine *eng, int variant,
+				      const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c,
+				      const struct gemm_part *p, cl_uint n_wait,
+				      const cl_event *wait, cl_event *ev)
 {
 	struct rxd_gemm_variant *v = &eng->variants[variant];
 	const struct rxd_gemm_config *cf = &v->cfg;
@@ -448,8 +449,15 @@ static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
 	global[0] = (size_t)((gm + cf->tsm - 1) / cf->tsm) * local[0];
 	global[1] = (size_t)((gn + cf->tsn - 1) / cf->tsn) * local[1];
 	global[2] = g->batch_count > 1 ? (size_t)g->batch_count : 1;
-	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 3, NULL, global, local, 0, NULL,
-				      ev);
+	return clEnqueueNDRangeKernel(eng->dev->queue, v->kernel, 3, NULL, global, local, n_wait,
+				      n_wait ? wait : NULL, ev);
+}
+
+static cl_int gemm_enqueue_part(struct rxd_gemm_engine *eng, int variant,
+				const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c,
+				const struct gemm_part *p, cl_event *ev)
+{
+	return gemm_enqueue_part_after(eng, variant, g, a, b, c, p, 0, NULL, ev);
 }
 
 cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
@@ -819,6 +827,231 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	return st;
 }
 
+/* Pipelining: on a device with a copy queue beside the compute queue, a job's transfers
+ * overlap its kernels. K is cut into chunks; chunk z's columns of op(A) and rows of op(B)
+ * go up on the copy queue while the kernel of chunk z - 1 runs (C accumulates: beta 1
+ * after the first chunk), and C comes down once the last has run. The wall time then
+ * nears max(upload, kernels) + the first chunk's upload + C's download instead of their
+ * sum (4096^3 from pinned regions on the H200: 2.4 ms up, 2.9 kernel, 1.2 down, one after
+ * the other). Cutting K keeps every chunk's kernel on the whole C, so a C of less than one
+ * wave of tiles loses nothing to the cut, which cutting C's columns would. Not for
+ * batches or split-K, nor below GEMM_PIPE_MIN_BYTES of operands, where the extra launches
+ * cost more than they hide. */
+#define GEMM_PIPE_MIN_BYTES (1u << 20)
+#define GEMM_PIPE_K_PER_CHUNK 512
+#define GEMM_PIPE_MAX_CHUNKS 8
+
+/* The K chunks g would run in (1: not pipelined), each a multiple of the variant's K step
+ * but the last. */
+static int64_t gemm_pipe_chunk_k(const struct rxd_gemm_engine *eng, int variant,
+				 const struct rxd_gemm *g)
+{
+	const struct rxd_gemm_variant *v = &eng->variants[variant];
+	bool always = eng->dev->pipeline == RXD_PIPELINE_ALWAYS;
+	int64_t s = g->k / (always ? v->cfg.tsk : GEMM_PIPE_K_PER_CHUNK), kc;
+
+	/* Chunks of rows are copied as rectangles, which need columns that do not overlap
+	 * (requests always have them; one self-test does not). */
+	if (!eng->dev->copy_queue || g->batch_count > 1 ||
+	    g->lda < (g->trans_a ? g->k : g->m) || g->ldb < (g->trans_b ? g->n : g->k) ||
+	    (!always && (g->a_elems + g->b_elems) * sizeof(float) < GEMM_PIPE_MIN_BYTES) ||
+	    gemm_splitk_slices(eng, variant, g) > 1)
+		return g->k;
+	/* The vector kernel takes at most its K chunk per launch (gemm_chunked_run). */
+	if (v->cfg.kernel == RXD_GEMM_VEC && v->cfg.tsk) {
+		s = (g->k + v->cfg.tsk - 1) / v->cfg.tsk;
+		return s >= 2 && s <= GEMM_PIPE_MAX_CHUNKS ? v->cfg.tsk : g->k;
+	}
+	if (s > GEMM_PIPE_MAX_CHUNKS)
+		s = GEMM_PIPE_MAX_CHUNKS;
+	if (s < 2)
+		return g->k;
+	kc = (g->k + s - 1) / s;
+	kc = (kc + v->cfg.tsk - 1) / v->cfg.tsk * v->cfg.tsk;
+	return kc < g->k ? kc : g->k;
+}
+
+/* Enqueue on q the upload of rows [r0, r1) of each of the cols columns of a stored
+ * column-major matrix (leading dimension ld floats), host to mem at the same place. The
+ * last column goes first, alone, and the others as a rectangle: some implementations
+ * (PoCL) check a rectangle's bounds as if its last row ran a whole pitch, which the last
+ * column of a minimal buffer does not have. q is in order, so *ev, the rectangle's, is
+ * complete only once both are. */
+static cl_int gemm_pipe_rows(cl_command_queue q, cl_mem mem, const float *host, int64_t ld,
+			     int64_t r0, int64_t r1, int64_t cols, cl_event *ev)
+{
+	const size_t origin[3] = { (size_t)r0 * sizeof(float), 0, 0 };
+	const size_t region[3] = { (size_t)(r1 - r0) * sizeof(float), (size_t)cols - 1, 1 };
+	size_t pitch = (size_t)ld * sizeof(float), last = (size_t)((cols - 1) * ld + r0);
+	cl_int e;
+
+	e = clEnqueueWriteBuffer(q, mem, CL_FALSE, last * sizeof(float), region[0], host + last, 0,
+				 NULL, cols > 1 ? NULL : ev);
+	if (e != CL_SUCCESS || cols == 1)
+		return e;
+	return clEnqueueWriteBufferRect(q, mem, CL_FALSE, origin, origin, region, pitch, 0, pitch,
+					0, host, 0, NULL, ev);
+}
+
+/* Columns [c0, c1) of ncols of a stored matrix (leading dimension ld, elems floats in
+ * all): one contiguous run. */
+static cl_int gemm_pipe_cols(cl_command_queue q, cl_mem mem, const float *host, int64_t ld,
+			     int64_t c0, int64_t c1, int64_t ncols, size_t elems, cl_event *ev)
+{
+	size_t from = (size_t)(c0 * ld), to = c1 == ncols ? elems : (size_t)(c1 * ld);
+
+	if (to > elems)
+		to = elems;
+	return clEnqueueWriteBuffer(q, mem, CL_FALSE, from * sizeof(float),
+				    (to - from) * sizeof(float), host + from, 0, NULL, ev);
+}
+
+/* At debug level, when each command of a pipelined job ran (us from the first upload's
+ * start): whether the copies really overlapped the kernels on this driver. */
+static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_event *kern,
+			  cl_event down)
+{
+	cl_ulong t0 = 0, s, e;
+	char line[1024];
+	size_t at = 0;
+
+	clGetEventProfilingInfo(up_a[0], CL_PROFILING_COMMAND_START, sizeof(t0), &t0, NULL);
+	for (int64_t z = 0; z <= chunks && at < sizeof(line) - 64; z++) {
+		cl_event evs[3] = { z < chunks ? up_a[z] : down, z < chunks ? up_b[z] : NULL,
+				    z < chunks ? kern[z] : NULL };
+
+		for (int i = 0; i < 3; i++) {
+			if (!evs[i] ||
+			    clGetEventProfilingInfo(evs[i], CL_PROFILING_COMMAND_START, sizeof(s), &s,
+						    NULL) != CL_SUCCESS ||
+			    clGetEventProfilingInfo(evs[i], CL_PROFILING_COMMAND_END, sizeof(e), &e,
+						    NULL) != CL_SUCCESS)
+				continue;
+			at += (size_t)snprintf(line + at, sizeof(line) - at, " %c%lld:%.0f-%.0f",
+					       z == chunks ? 'C' : "abk"[i], (long long)z,
+					       (double)(s - t0) / 1e3, (double)(e - t0) / 1e3);
+		}
+	}
+	log_msg(LOG_DEBUG, "pipeline timeline (us):%s", line);
+}
+
+static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+			      int64_t kc, cl_mem a, cl_mem b, cl_mem c, const float *c_init,
+			      float *c_out, struct rxd_job_timings *t, char *err, size_t errlen)
+{
+	struct rxd_device *dev = eng->dev;
+	int64_t chunks = (g->k + kc - 1) / kc;
+	cl_event up_a[GEMM_PIPE_MAX_CHUNKS + 1] = { NULL }, up_b[GEMM_PIPE_MAX_CHUNKS + 1] = { NULL };
+	cl_event kern[GEMM_PIPE_MAX_CHUNKS + 1] = { NULL }, up_c = NULL, down = NULL;
+	cl_int e = CL_SUCCESS;
+	int st = RXGEMM__STATUS__STATUS_OK;
+	const char *what = "the upload of C";
+	bool throttle;
+	int64_t z;
+
+	if (chunks > GEMM_PIPE_MAX_CHUNKS + 1)
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL, "too many chunks");
+	if (g->cancel && atomic_load(g->cancel))
+		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
+				 "cancelled before it ran");
+	throttle = (double)g->flops / (gemm_rate_gflops(eng) * 1e6) > RXD_GEMM_CHUNK_MS;
+	log_msg(LOG_DEBUG, "gemm %lldx%lldx%lld pipelined in %lld K chunks of %lld",
+		(long long)g->m, (long long)g->n, (long long)g->k, (long long)chunks,
+		(long long)kc);
+	if (c_init)
+		e = clEnqueueWriteBuffer(dev->copy_queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
+					 c_init, 0, NULL, &up_c);
+	/* Every upload goes in at once: the copy engine runs them back to back while the
+	 * kernels follow, each waiting for its own chunk. */
+	for (z = 0; z < chunks && e == CL_SUCCESS; z++) {
+		int64_t k0 = z * kc, k1 = k0 + kc < g->k ? k0 + kc : g->k;
+
+		what = "an upload of A";
+		e = g->trans_a ? gemm_pipe_rows(dev->copy_queue, a, g->a, g->lda, k0, k1, g->m, &up_a[z])
+			       : gemm_pipe_cols(dev->copy_queue, a, g->a, g->lda, k0, k1, g->k,
+						g->a_elems, &up_a[z]);
+		if (e == CL_SUCCESS && (what = "an upload of B"))
+			e = g->trans_b ? gemm_pipe_cols(dev->copy_queue, b, g->b, g->ldb, k0, k1, g->k,
+							g->b_elems, &up_b[z])
+				       : gemm_pipe_rows(dev->copy_queue, b, g->b, g->ldb, k0, k1, g->n,
+							&up_b[z]);
+	}
+	if (e == CL_SUCCESS)
+		e = clFlush(dev->copy_queue);
+	for (z = 0; z < chunks && e == CL_SUCCESS; z++) {
+		int64_t k0 = z * kc;
+		struct rxd_gemm piece = *g;
+		struct gemm_part p = { 0, 0, 0 };
+		cl_event wait[3];
+		cl_uint n = 0;
+
+		/* A long job keeps at most two kernels in flight, so that a cancel stops it
+		 * within one chunk while the device never waits for the host. A short one
+		 * (under a chunk's RXD_GEMM_CHUNK_MS) is queued whole: waiting on an event
+		 * costs NVIDIA's driver up to 2 ms before it returns, which left the device idle
+		 * between chunks (4096^3 on the H200: 1.5 ms of 6.3). */
+		if (z >= 2 && throttle) {
+			e = clWaitForEvents(1, &kern[z - 2]);
+			if (e != CL_SUCCESS)
+				break;
+			if (g->cancel && atomic_load(g->cancel)) {
+				st = gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
+					       "cancelled while it ran");
+				break;
+			}
+		}
+		piece.k = k0 + kc < g->k ? kc : g->k - k0;
+		if (z)
+			piece.beta = 1.0f;
+		p.off_a = (cl_ulong)(g->trans_a ? k0 : k0 * g->lda);
+		p.off_b = (cl_ulong)(g->trans_b ? k0 * g->ldb : k0);
+		wait[n++] = up_a[z];
+		wait[n++] = up_b[z];
+		if (z == 0 && up_c)
+			wait[n++] = up_c;
+		what = "a kernel";
+		e = gemm_enqueue_part_after(eng, variant, &piece, a, b, c, &p, n, wait, &kern[z]);
+		if (e == CL_SUCCESS)
+			e = clFlush(dev->queue);
+	}
+	if (e == CL_SUCCESS && st == RXGEMM__STATUS__STATUS_OK) {
+		what = "the download of C";
+		e = clEnqueueReadBuffer(dev->copy_queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
+					c_out, 1, &kern[chunks - 1], &down);
+		if (e == CL_SUCCESS)
+			e = clFinish(dev->copy_queue);
+	}
+	/* Nothing may still use the buffers (or the host's memory) when this returns. */
+	clFinish(dev->queue);
+	clFinish(dev->copy_queue);
+	if (e != CL_SUCCESS)
+		st = gemm_fail(err, errlen, gemm_cl_status(e), "%s of a pipelined GEMM failed on "
+			       "the device: %s", what, device_strerror(e));
+	if (st == RXGEMM__STATUS__STATUS_OK && dev->profiling && log_get_level() >= LOG_DEBUG)
+		gemm_pipe_log(chunks, up_a, up_b, kern, down);
+	if (st == RXGEMM__STATUS__STATUS_OK && dev->profiling) {
+		t->h2d_ns = device_event_ns(up_c);
+		for (z = 0; z < chunks; z++) {
+			t->h2d_ns += device_event_ns(up_a[z]) + device_event_ns(up_b[z]);
+			t->kernel_ns += device_event_ns(kern[z]);
+		}
+		t->d2h_ns = device_event_ns(down);
+	}
+	for (z = 0; z < chunks; z++) {
+		if (up_a[z])
+			clReleaseEvent(up_a[z]);
+		if (up_b[z])
+			clReleaseEvent(up_b[z]);
+		if (kern[z])
+			clReleaseEvent(kern[z]);
+	}
+	if (up_c)
+		clReleaseEvent(up_c);
+	if (down)
+		clReleaseEvent(down);
+	return st;
+}
+
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
 		     char *err, size_t errlen)
@@ -831,6 +1064,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	const char *what = "";
 	int st = RXGEMM__STATUS__STATUS_OK;
 	uint64_t kernel_ns = 0;
+	int64_t kc;
 
 	memset(t, 0, sizeof(*t));
 	/* C goes up when beta reads it, or when the reply must carry zeros in its padding
@@ -841,6 +1075,12 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
 					 "out of host memory for C's padding");
 		c_init = zeros;
+	}
+	kc = gemm_pipe_chunk_k(eng, variant, g);
+	if (kc < g->k) {
+		st = gemm_pipelined_run(eng, variant, g, kc, a, b, c, c_init, c_out, t, err, errlen);
+		free(zeros);
+		return st;
 	}
 #define CL_TRY(call, name)                                                                    \
 	do {                                                                                  \

@@ -100,12 +100,20 @@ struct rxd_device_desc {
 
 struct rxd_kcache;
 
+enum { RXD_PIPELINE_AUTO = 0, RXD_PIPELINE_ALWAYS, RXD_PIPELINE_NEVER };
+
 struct rxd_device {
 	struct rxd_device_desc *all; /* every device of every platform, in index order */
 	size_t n_all;
 	const struct rxd_device_desc *desc; /* the one in use, within all[] */
 	cl_context ctx;
 	cl_command_queue queue;       /* used by the device worker thread only */
+	cl_command_queue copy_queue;  /* the worker's second queue, for copies that overlap
+				       * kernels; NULL: none (host memory, or not made) */
+	int pipeline;                 /* RXD_PIPELINE_*, from $RXGEMMD_PIPELINE: auto (copy
+				       * queue on devices with memory of their own), always
+				       * (also on host memory, every job of two K steps or more:
+				       * the tests), never */
 	char description[512];        /* platform / device / OpenCL version / driver */
 	uint64_t global_mem_bytes;
 	uint64_t max_alloc_bytes;

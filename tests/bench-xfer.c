@@ -7,6 +7,7 @@
  *
  *   bench-xfer [--device SUBSTRING] [--mib N[,N...]] [--reps R] [--threads T]
  *   bench-xfer [--device SUBSTRING] --vram-probe N
+ *   bench-xfer [--device SUBSTRING] --overlap N
  *
  * Prints CSV: mode,direction,mib,median_ms,gbps. --vram-probe runs CMD (the environment's
  * VRAM_PROBE_CMD, e.g. nvidia-smi's memory.used query) before and after wrapping an N MiB
@@ -172,10 +173,130 @@ static int vram_probe(size_t bytes)
 	return 0;
 }
 
+/* --overlap: does a copy on a second queue run while a kernel runs on the first? Times a
+ * busy kernel alone, a copy of bytes alone (from a driver-pinned buffer and from a wrapped
+ * region), and both together; and how long the non-blocking enqueue of the copy itself
+ * takes (a driver that copies at enqueue time overlaps nothing). */
+static const char *spin_src =
+	"__kernel void spin(__global float *x, int iters) {\n"
+	"  size_t i = get_global_id(0); float v = x[i];\n"
+	"  for (int k = 0; k < iters; k++) v = v * 0.999f + 0.001f;\n"
+	"  x[i] = v;\n"
+	"}\n";
+
+static int overlap(size_t bytes)
+{
+	cl_command_queue_properties prof = getenv("XFER_PROFILING") ? CL_QUEUE_PROFILING_ENABLE : 0;
+	cl_command_queue q2 = clCreateCommandQueue(ctx, dev, prof, NULL);
+	cl_program prog = clCreateProgramWithSource(ctx, 1, &spin_src, NULL, NULL);
+	cl_kernel k;
+	cl_mem x, d, pin, wrap;
+	size_t global = 1 << 20;
+	int iters = 20000, fd = memfd_create("bench-xfer-overlap", MFD_CLOEXEC);
+	char *pinned, *shm;
+	cl_int e;
+
+	if (!q2 || clBuildProgram(prog, 1, &dev, "", NULL, NULL) != CL_SUCCESS)
+		die("overlap setup", 0);
+	k = clCreateKernel(prog, "spin", &e);
+	x = clCreateBuffer(ctx, CL_MEM_READ_WRITE, global * 4, NULL, &e);
+	d = clCreateBuffer(ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+	pin = clCreateBuffer(ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &e);
+	pinned = clEnqueueMapBuffer(q, pin, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL,
+				    NULL, &e);
+	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0)
+		die("memfd", 0);
+	shm = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	memset(shm, 1, bytes);
+	memset(pinned, 1, bytes);
+	wrap = clCreateBuffer(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, shm, &e);
+	clSetKernelArg(k, 0, sizeof(x), &x);
+	clSetKernelArg(k, 1, sizeof(iters), &iters);
+	printf("case,ms\n");
+	for (int rep = 0; rep < 3; rep++) {
+		const char *names[2] = { "pinned", "region" };
+		char *src[2] = { pinned, shm };
+		double t0, t1;
+
+		t0 = now_s();
+		clEnqueueNDRangeKernel(q, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+		clFinish(q);
+		printf("kernel-alone,%.3f\n", (now_s() - t0) * 1e3);
+		for (int m = 0; m < 2; m++) {
+			t0 = now_s();
+			clEnqueueWriteBuffer(q2, d, CL_FALSE, 0, bytes, src[m], 0, NULL, NULL);
+			t1 = now_s();
+			clFinish(q2);
+			printf("copy-alone-%s,%.3f\nenqueue-only-%s,%.3f\n", names[m],
+			       (now_s() - t0) * 1e3, names[m], (t1 - t0) * 1e3);
+			t0 = now_s();
+			clEnqueueNDRangeKernel(q, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+			clFlush(q);
+			clEnqueueWriteBuffer(q2, d, CL_FALSE, 0, bytes, src[m], 0, NULL, NULL);
+			clFlush(q2);
+			clFinish(q);
+			clFinish(q2);
+			printf("kernel+copy-%s,%.3f\n", names[m], (now_s() - t0) * 1e3);
+		}
+	}
+	/* The daemon's pipeline in miniature: 4 chunks, each uploaded on q2 (whole or as a
+	 * rectangle of rows) while the kernel of the last runs on q, waiting on its upload's
+	 * event; against the same work one after the other on q. */
+	iters = 60000;
+	clSetKernelArg(k, 1, sizeof(iters), &iters);
+	for (int rep = 0; rep < 3; rep++) {
+		for (int rect = 0; rect < 2; rect++) {
+			size_t part = bytes / 4, cols = 1024, pitch = bytes / cols;
+			cl_event up[4], kev[4];
+			double t0;
+
+			t0 = now_s();
+			for (int z = 0; z < 4; z++) {
+				if (!rect) {
+					clEnqueueWriteBuffer(q, d, CL_FALSE, part * (size_t)z, part,
+							     shm + part * (size_t)z, 0, NULL, NULL);
+				} else {
+					size_t o[3] = { pitch / 4 * (size_t)z, 0, 0 };
+					size_t r[3] = { pitch / 4, cols, 1 };
+					clEnqueueWriteBufferRect(q, d, CL_FALSE, o, o, r, pitch, 0, pitch,
+								 0, shm, 0, NULL, NULL);
+				}
+				clEnqueueNDRangeKernel(q, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+			}
+			clFinish(q);
+			printf("serial-%s,%.3f\n", rect ? "rect" : "whole", (now_s() - t0) * 1e3);
+			t0 = now_s();
+			for (int z = 0; z < 4; z++) {
+				if (!rect) {
+					clEnqueueWriteBuffer(q2, d, CL_FALSE, part * (size_t)z, part,
+							     shm + part * (size_t)z, 0, NULL, &up[z]);
+				} else {
+					size_t o[3] = { pitch / 4 * (size_t)z, 0, 0 };
+					size_t r[3] = { pitch / 4, cols, 1 };
+					clEnqueueWriteBufferRect(q2, d, CL_FALSE, o, o, r, pitch, 0, pitch,
+								 0, shm, 0, NULL, &up[z]);
+				}
+			}
+			printf("enqueue-uploads-%s,%.3f\n", rect ? "rect" : "whole", (now_s() - t0) * 1e3);
+			clFlush(q2);
+			for (int z = 0; z < 4; z++)
+				clEnqueueNDRangeKernel(q, k, 1, NULL, &global, NULL, 1, &up[z], &kev[z]);
+			clFlush(q);
+			clFinish(q);
+			clFinish(q2);
+			printf("pipelined-%s,%.3f\n", rect ? "rect" : "whole", (now_s() - t0) * 1e3);
+			for (int z = 0; z < 4; z++)
+				clReleaseEvent(up[z]), clReleaseEvent(kev[z]);
+		}
+	}
+	(void)wrap;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *want = NULL;
-	long probe_mib = 0;
+	long probe_mib = 0, overlap_mib = 0;
 	char sizes[256] = "4,64,256";
 	int reps = 10, threads = 8;
 	cl_int e;
@@ -191,9 +312,11 @@ int main(int argc, char **argv)
 			threads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--vram-probe") && i + 1 < argc)
 			probe_mib = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--overlap") && i + 1 < argc)
+			overlap_mib = atol(argv[++i]);
 		else {
 			fprintf(stderr, "usage: bench-xfer [--device S] [--mib N,..] [--reps R] "
-				"[--threads T] [--vram-probe N]\n");
+				"[--threads T] [--vram-probe N] [--overlap N]\n");
 			return 2;
 		}
 	}
@@ -203,11 +326,14 @@ int main(int argc, char **argv)
 	ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
 	if (!ctx)
 		die("clCreateContext", e);
-	q = clCreateCommandQueue(ctx, dev, 0, &e);
+	q = clCreateCommandQueue(ctx, dev, getenv("XFER_PROFILING") ? CL_QUEUE_PROFILING_ENABLE : 0,
+				 &e);
 	if (!q)
 		die("clCreateCommandQueue", e);
 	if (probe_mib > 0)
 		return vram_probe((size_t)probe_mib << 20);
+	if (overlap_mib > 0)
+		return overlap((size_t)overlap_mib << 20);
 	printf("mode,direction,mib,median_ms,gbps\n");
 	for (char *tok = strtok(sizes, ","); tok; tok = strtok(NULL, ",")) {
 		size_t bytes = (size_t)atol(tok) << 20;

@@ -84,6 +84,31 @@ static void daemon_up_copying(void)
 	daemon_up_args(args);
 }
 
+/* The same, with every job of two K steps or more pipelined: K chunks uploaded on a copy
+ * queue while the previous chunk's kernel runs (gemm.c), as on a GPU by default. */
+static void daemon_up_pipelined(void)
+{
+	static const char *const args[] = { "--zero-copy", "never", NULL };
+	setenv("RXGEMMD_PIPELINE", "always", 1);
+	daemon_up_args(args);
+	unsetenv("RXGEMMD_PIPELINE");
+}
+
+/* The daemon's log says that jobs ran pipelined: the cases above then tested that path. */
+START_TEST(test_pipelined_ran)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(g_daemon.log_path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, " pipelined in ") != NULL;
+	fclose(f);
+	ck_assert_msg(n >= 8, "%d jobs ran pipelined; want every job of the cases before", n);
+}
+END_TEST
+
 static void daemon_down(void)
 {
 	int st = daemon_run_stop(&g_daemon, SIGTERM, 60);
@@ -1438,6 +1463,11 @@ static Suite *shm_suite(void)
 	tc = tcase_with("copying", daemon_up_copying);
 	tcase_add_test(tc, test_lib_in_place);
 	tcase_add_test(tc, test_lib_mixed);
+	suite_add_tcase(s, tc);
+	tc = tcase_with("pipelined", daemon_up_pipelined);
+	tcase_add_test(tc, test_lib_in_place);
+	tcase_add_test(tc, test_lib_mixed);
+	tcase_add_test(tc, test_pipelined_ran);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -48,14 +48,32 @@ VRAM_PROBE_CMD='nvidia-smi --query-gpu=memory.used --format=csv,noheader' \
 	step vram-probe vram-probe.txt bench-xfer --device "$DEVICE" --vram-probe 4096
 step torch torch.csv env PYTHONUNBUFFERED=1 python3 .gpu/torch_anchors.py ${SIZES//,/ }
 
-rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --auto-tune never \
-	--cache-dir "$W/cache" --max-frame 1G </dev/null >"$OUT/daemon.log" 2>&1 &
-PID=$!
-for ((i = 0; i < 3000; i++)); do
-	[ -S "$SOCK" ] && break
-	kill -0 "$PID" 2>/dev/null || { echo "rxgemmd exited before it was ready" >&2; tail "$OUT/daemon.log" >&2; exit 1; }
-	sleep 0.1
-done
+# start_daemon ENV...: rxgemmd on $SOCK with the default kernels (no tuning, an empty cache).
+start_daemon() {
+	rm -rf "$W/cache"
+	env "$@" rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --auto-tune never \
+		--cache-dir "$W/cache" --max-frame 1G </dev/null >>"$OUT/daemon.log" 2>&1 &
+	PID=$!
+	for ((i = 0; i < 3000; i++)); do
+		[ -S "$SOCK" ] && return 0
+		kill -0 "$PID" 2>/dev/null || { echo "rxgemmd exited before it was ready" >&2; tail "$OUT/daemon.log" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+stop_daemon() {
+	local s=0
+	kill -TERM "$PID"
+	wait "$PID" || s=$?
+	PID=
+	echo "rxgemmd rc=$s after SIGTERM" >>"$OUT/steps.txt"
+}
+
+# Copies and kernels one after the other (RXGEMMD_PIPELINE=never), for comparison.
+start_daemon RXGEMMD_PIPELINE=never
+step overhead-serial overhead-serial.json bench-sharing --socket "$SOCK" --overhead \
+	--sizes "$SIZES" --repeat "$REPEAT" --json
+stop_daemon
+start_daemon RXGEMMD_PIPELINE=auto
 step overhead overhead.json bench-sharing --socket "$SOCK" --overhead --sizes "$SIZES" \
 	--repeat "$REPEAT" --json
 step overhead-noshm overhead-noshm.json bench-sharing --socket "$SOCK" --overhead --no-shm \
@@ -63,11 +81,7 @@ step overhead-noshm overhead-noshm.json bench-sharing --socket "$SOCK" --overhea
 step latency-shm latency-shm.json bench-sharing --socket "$SOCK" --latency --size 8 \
 	--iterations 3000 --shm --json
 rxgemm --socket "$SOCK" status --json >"$OUT/status.json" 2>&1
-kill -TERM "$PID"
-s=0
-wait "$PID" || s=$?
-PID=
-echo "rxgemmd rc=$s after SIGTERM" >>"$OUT/steps.txt"
+stop_daemon
 
 python3 - "$OUT" >"$OUT/summary.md" 2>"$OUT/summary.err" <<'PY'
 import csv, json, os, sys
@@ -85,26 +99,29 @@ try:
 except Exception as e:
     print("(torch.csv: %s)" % e)
 ours = {}
-for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline")):
+for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-serial.json", "serial")):
     j = load(name)
     if not j: continue
     rows = j.get("results", j if isinstance(j, list) else [])
     for r in rows:
         ours[(label, int(r["n"]))] = r
-print("| n | torch pinned ms | torch pageable ms | torch resident ms | shm ms | shm/pinned | inline ms | inline/pinned | shm h2d+kernel+d2h ms |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| n | torch pinned ms | torch pageable ms | torch resident ms | shm ms | shm/pinned | shm unpipelined ms | inline ms | inline/pinned | shm h2d+kernel+d2h ms |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for n in sorted({k[1] for k in ours}):
     p = torch.get(("pinned", n)); pg = torch.get(("pageable", n)); rs = torch.get(("resident", n))
-    s = ours.get(("shm", n)); i = ours.get(("inline", n))
+    s = ours.get(("shm", n)); i = ours.get(("inline", n)); se = ours.get(("serial", n))
     def ms(r): return None if not r else r.get("wall_p50_ms")
     def ph(r):
         if not r: return "-"
         return "%.3f+%.3f+%.3f" % (r.get("h2d_p50_ms") or 0, r.get("kernel_p50_ms") or 0, r.get("d2h_p50_ms") or 0)
     f = lambda x: "-" if x is None else "%.3f" % x
     rat = lambda a, b: "-" if a is None or not b else "%.2f" % (a / b)
-    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(p), f(pg), f(rs), f(ms(s)), rat(ms(s), p), f(ms(i)), rat(ms(i), p), ph(s)))
+    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(p), f(pg), f(rs), f(ms(s)), rat(ms(s), p), f(ms(se)), f(ms(i)), rat(ms(i), p), ph(s)))
 print()
 print("raw: overhead.json, overhead-noshm.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
 PY
 cat "$OUT/summary.md"
+# What comes back from the device tool is a few files: the raw results go in one archive.
+(cd "$OUT" && tar czf raw.tar.gz --exclude=raw.tar.gz --exclude=summary.md -- * && \
+	find . -maxdepth 1 -type f ! -name raw.tar.gz ! -name summary.md -delete)
 exit $rc
