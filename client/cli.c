@@ -15,9 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "npy.h"
+#include "prom.h"
 #include "refgemm.h"
 #include "rxgemm.h"
 
@@ -51,6 +54,7 @@ enum {
 	OPT_SHM,
 	OPT_PRIORITY,
 	OPT_DEADLINE_MS,
+	OPT_PROMETHEUS,
 };
 
 static void usage(FILE *f)
@@ -65,7 +69,7 @@ static void usage(FILE *f)
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
 		"              [--shm auto|always|never]\n"
 		"              [--priority P] [--deadline-ms D]\n"
-		"       rxgemm [--socket PATH] status [--json]\n"
+		"       rxgemm [--socket PATH] status [--json | --prometheus]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
 		"              [--repeat R] [--csv | --json]\n"
@@ -141,6 +145,8 @@ static void usage(FILE *f)
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
+		"  --prometheus      status: print the counters in Prometheus's text format (for\n"
+		"                    node_exporter's textfile collector)\n"
 		"\n"
 		"top options:\n"
 		"  -d, --delay SECONDS     time between frames (default 2)\n"
@@ -216,7 +222,50 @@ static int daemon_error(rxg_client *c, int rc)
 	const char *msg = rxg_errmsg(c);
 
 	fprintf(stderr, "rxgemm: %s%s%s\n", rxg_strerror(rc), *msg ? ": " : "", msg);
+	/* The system service's socket is open to the rxgemm group; a user just added to it
+	 * is not yet a member in the sessions that were open before. */
+	if (rc == RXG_ECONNECT && strstr(msg, strerror(EACCES)))
+		fputs("rxgemm: the daemon's socket is open to members of the 'rxgemm' group: ask for\n"
+		      "rxgemm: membership (sudo usermod -aG rxgemm $USER), then log out and in again\n"
+		      "rxgemm: (or run 'newgrp rxgemm') so that the new group applies\n",
+		      stderr);
 	return EXIT_DAEMON;
+}
+
+/* Whether path can be written later (the job runs first): its directory exists and is
+ * writable, and path is not a directory nor a file we may not write. Checked before
+ * submitting so that a typo does not cost the whole job; nothing is created here. */
+static int output_check(const char *opt, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	struct stat st;
+	int rc = EXIT_OK;
+
+	if (!*path)
+		return usage_error("%s: the file name is empty", opt);
+	if (!slash)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return file_error("out of memory");
+	if (stat(dir, &st) < 0)
+		rc = file_error("%s: cannot write %s: directory %s: %s", opt, path, dir,
+				strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		rc = file_error("%s: cannot write %s: %s is not a directory", opt, path, dir);
+	else if (access(dir, W_OK | X_OK) < 0)
+		rc = file_error("%s: cannot write %s: directory %s: %s", opt, path, dir,
+				strerror(errno));
+	else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		rc = file_error("%s: cannot write %s: it is a directory", opt, path);
+	else if (stat(path, &st) == 0 && access(path, W_OK) < 0)
+		rc = file_error("%s: cannot write %s: %s", opt, path, strerror(errno));
+	free(dir);
+	return rc;
 }
 
 static void *xmalloc(size_t bytes)
@@ -348,31 +397,8 @@ static void table_free(struct table *t)
 	free(t->cells);
 }
 
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-/* JSON has no NaN or infinity: those become null. */
-static void json_number(FILE *f, double v)
-{
-	if (isfinite(v))
-		fprintf(f, "%.9g", v);
-	else
-		fputs("null", f);
-}
-
-static const char *json_bool(int v)
+/* JSON's true and false. */
+static const char *json_tf(int v)
 {
 	return v ? "true" : "false";
 }
@@ -668,6 +694,44 @@ static int matrix_bytes(int64_t rows, int64_t cols, size_t *bytes)
 	return 0;
 }
 
+/* The matrices this process holds for the job (A, B, C, a copy of C's old values when beta
+ * is not 0, the reference result with --check) must fit in this machine's memory: a
+ * mistyped dimension is a usage error with the sizes, not an allocation failure. */
+static int gemm_host_memory_check(const struct gemm_opts *o)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
+	uint64_t phys = pages > 0 && page_bytes > 0 ? (uint64_t)pages * (uint64_t)page_bytes : 0;
+	double bytes[3], total;
+	char have[32], need[32], each[3][32];
+
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		int64_t rows, cols;
+
+		stored_shape(o, w, &rows, &cols);
+		bytes[w] = (double)rows * (double)cols * sizeof(float);
+	}
+	total = bytes[MAT_A] + bytes[MAT_B] + bytes[MAT_C] * (1 + (o->beta != 0.0f) + o->check);
+	if (!phys || total <= (double)phys)
+		return EXIT_OK;
+	format_bytes(have, sizeof(have), phys);
+	/* Beyond 2^64 bytes format_bytes cannot count: say so in PiB all the same. */
+	if (total >= 18446744073709551615.0)
+		snprintf(need, sizeof(need), "%.3g PiB", total / 1125899906842624.0);
+	else
+		format_bytes(need, sizeof(need), (uint64_t)total);
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		if (bytes[w] >= 18446744073709551615.0)
+			snprintf(each[w], sizeof(each[w]), "%.3g PiB", bytes[w] / 1125899906842624.0);
+		else
+			format_bytes(each[w], sizeof(each[w]), (uint64_t)bytes[w]);
+	}
+	return usage_error("gemm: m = %lld, n = %lld, k = %lld needs %s of memory here (A %s, "
+			   "B %s, C %s%s); this machine has %s",
+			   (long long)o->m, (long long)o->n, (long long)o->k, need, each[MAT_A],
+			   each[MAT_B], each[MAT_C],
+			   o->beta != 0.0f || o->check ? ", C again for beta or --check" : "", have);
+}
+
 /* Bring every operand into the chosen layout (files) or make it (random, from one
  * generator in the order A, B, C). C exists even when beta == 0: it receives the result. */
 static int gemm_prepare(const struct gemm_opts *o, struct matrix mat[3])
@@ -861,9 +925,9 @@ static void json_stats(FILE *f, const struct run_stats *s, double flops)
 	fprintf(f, "{\"queued_ns\":%.0f,\"h2d_ns\":%.0f,\"kernel_ns\":%.0f,\"d2h_ns\":%.0f,"
 		   "\"total_ns\":%.0f,\"wall_ns\":%.0f,\"kernel_gflops\":",
 		s->queued_ns, s->h2d_ns, s->kernel_ns, s->d2h_ns, s->total_ns, s->wall_ns);
-	json_number(f, gflops(flops, s->kernel_ns));
+	json_write_number(f, gflops(flops, s->kernel_ns));
 	fputs(",\"e2e_gflops\":", f);
-	json_number(f, gflops(flops, s->wall_ns));
+	json_write_number(f, gflops(flops, s->wall_ns));
 	fputc('}', f);
 }
 
@@ -877,15 +941,15 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 	fprintf(f, "{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"layout\":\"%s\",\"trans_a\":%s,"
 		   "\"trans_b\":%s,\"alpha\":",
 		(long long)o->m, (long long)o->n, (long long)o->k,
-		o->row_major ? "row-major" : "col-major", json_bool(o->trans_a), json_bool(o->trans_b));
-	json_number(f, o->alpha);
+		o->row_major ? "row-major" : "col-major", json_tf(o->trans_a), json_tf(o->trans_b));
+	json_write_number(f, o->alpha);
 	fputs(",\"beta\":", f);
-	json_number(f, o->beta);
+	json_write_number(f, o->beta);
 	fprintf(f, ",\"seed\":%llu,\"flops\":%.0f,\"daemon_version\":", (unsigned long long)o->seed,
 		flops);
-	json_string(f, info->daemon_version);
+	json_write_string(f, info->daemon_version);
 	fputs(",\"device\":", f);
-	json_string(f, info->device);
+	json_write_string(f, info->device);
 	fprintf(f, ",\"transfer\":\"%s\"", shm ? "shm" : "inline");
 	fputs(",\"runs\":[", f);
 	for (int64_t r = 0; r < o->repeat; r++) {
@@ -903,16 +967,16 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 	if (!chk->done) {
 		fputs("null", f);
 	} else {
-		fprintf(f, "{\"ok\":%s,\"mismatches\":%d,\"max_error\":", json_bool(!chk->bad),
+		fprintf(f, "{\"ok\":%s,\"mismatches\":%d,\"max_error\":", json_tf(!chk->bad),
 			chk->bad);
-		json_number(f, chk->max_err);
+		json_write_number(f, chk->max_err);
 		fputs(",\"tolerance\":", f);
-		json_number(f, chk->tolerance);
+		json_write_number(f, chk->tolerance);
 		fprintf(f, ",\"worst\":{\"run\":%lld,\"i\":%lld,\"j\":%lld,\"got\":",
 			(long long)chk->bad_run, (long long)chk->i, (long long)chk->j);
-		json_number(f, chk->got);
+		json_write_number(f, chk->got);
 		fputs(",\"want\":", f);
-		json_number(f, chk->want);
+		json_write_number(f, chk->want);
 		fputs("}}", f);
 	}
 	fputs("}\n", f);
@@ -1052,6 +1116,15 @@ static int cmd_gemm(int argc, char **argv, const char *socket)
 	rc = gemm_load(&o, mat);
 	if (rc != EXIT_OK)
 		goto out;
+	rc = gemm_host_memory_check(&o);
+	if (rc != EXIT_OK)
+		goto out;
+	if (o.out_path && (rc = output_check("--out", o.out_path)) != EXIT_OK)
+		goto out;
+	if (o.beta != 0.0f && !o.path[MAT_C])
+		fprintf(stderr, "rxgemm: warning: --beta %g without --c: C's old values are random "
+				"(from --seed %llu)\n",
+			(double)o.beta, (unsigned long long)o.seed);
 	rc = gemm_prepare(&o, mat);
 	if (rc != EXIT_OK)
 		goto out;
@@ -1110,12 +1183,15 @@ out:
 
 /* --- status and devices ------------------------------------------------------------------ */
 
-/* The options of status and devices: --json and --socket. */
-static int simple_parse(const char *cmd, int argc, char **argv, const char **socket, int *json)
+/* The options of status and devices: --json, --socket and (status: prometheus not NULL)
+ * --prometheus. */
+static int simple_parse(const char *cmd, int argc, char **argv, const char **socket, int *json,
+			int *prometheus)
 {
 	static const struct option options[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "prometheus", no_argument, NULL, OPT_PROMETHEUS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1129,6 +1205,11 @@ static int simple_parse(const char *cmd, int argc, char **argv, const char **soc
 			break;
 		case OPT_JSON:
 			*json = 1;
+			break;
+		case OPT_PROMETHEUS:
+			if (!prometheus)
+				return usage_error("%s: --prometheus is an option of status", cmd);
+			*prometheus = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1440,19 +1521,19 @@ static void json_devices(FILE *f, const struct rxg_status *st)
 	for (size_t i = 0; i < st->n_devices; i++) {
 		const struct rxg_device_info *d = &st->devices[i];
 		fprintf(f, "%s{\"index\":%lu,\"platform\":", i ? "," : "", (unsigned long)d->index);
-		json_string(f, d->platform);
+		json_write_string(f, d->platform);
 		fputs(",\"name\":", f);
-		json_string(f, d->name);
+		json_write_string(f, d->name);
 		fputs(",\"type\":", f);
-		json_string(f, d->type);
+		json_write_string(f, d->type);
 		fputs(",\"version\":", f);
-		json_string(f, d->version);
+		json_write_string(f, d->version);
 		fputs(",\"driver\":", f);
-		json_string(f, d->driver);
+		json_write_string(f, d->driver);
 		fprintf(f, ",\"global_mem_bytes\":%llu,\"compute_units\":%lu,\"clock_mhz\":%lu,"
 			   "\"in_use\":%s}",
 			(unsigned long long)d->global_mem_bytes, (unsigned long)d->compute_units,
-			(unsigned long)d->clock_mhz, json_bool(d->in_use));
+			(unsigned long)d->clock_mhz, json_tf(d->in_use));
 	}
 	fputc(']', f);
 }
@@ -1460,11 +1541,11 @@ static void json_devices(FILE *f, const struct rxg_status *st)
 static void json_kernel_cache(FILE *f, const struct rxg_status *st)
 {
 	fputs("{\"dir\":", f);
-	json_string(f, st->kernel_cache_dir);
+	json_write_string(f, st->kernel_cache_dir);
 	fprintf(f, ",\"writable\":%s,\"max_bytes\":%llu,\"entries\":%llu,\"bytes\":%llu,"
 		   "\"hits\":%llu,\"misses\":%llu,\"memory_hits\":%llu,\"rejected\":%llu,"
 		   "\"evictions\":%llu,\"compile_ns\":%llu,\"load_ns\":%llu}",
-		json_bool(st->kernel_cache_writable), (unsigned long long)st->kernel_cache_max_bytes,
+		json_tf(st->kernel_cache_writable), (unsigned long long)st->kernel_cache_max_bytes,
 		(unsigned long long)st->kernel_cache_entries,
 		(unsigned long long)st->kernel_cache_bytes,
 		(unsigned long long)st->kernel_cache_hits,
@@ -1479,7 +1560,7 @@ static void json_kernel_cache(FILE *f, const struct rxg_status *st)
 static void json_client_stats(FILE *f, const struct rxg_client_stats *c)
 {
 	fprintf(f, "{\"client_id\":%lu,\"name\":", (unsigned long)c->client_id);
-	json_string(f, c->name);
+	json_write_string(f, c->name);
 	fprintf(f, ",\"uid\":%lld,\"pid\":%lld,\"jobs_ok\":%llu,\"jobs_failed\":%llu,"
 		   "\"requests_rejected\":%llu,\"jobs_in_flight\":%lu,\"flops\":%llu,"
 		   "\"bytes_in\":%llu,\"bytes_out\":%llu,\"gflops\":",
@@ -1487,7 +1568,7 @@ static void json_client_stats(FILE *f, const struct rxg_client_stats *c)
 		(unsigned long long)c->jobs_failed, (unsigned long long)c->requests_rejected,
 		(unsigned long)c->jobs_in_flight, (unsigned long long)c->flops,
 		(unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
-	json_number(f, gflops((double)c->flops, (double)c->timings.kernel_ns));
+	json_write_number(f, gflops((double)c->flops, (double)c->timings.kernel_ns));
 	fputs(",\"timings\":", f);
 	json_timings(f, &c->timings);
 	fputc('}', f);
@@ -1497,11 +1578,11 @@ static void json_sharing(FILE *f, const struct rxg_status *st)
 {
 	fprintf(f, ",\"utilisation\":{\"busy_ns\":%llu,\"since_start\":",
 		(unsigned long long)st->device_busy_ns);
-	json_number(f, st->device_utilisation);
+	json_write_number(f, st->device_utilisation);
 	fprintf(f, ",\"recent_busy_ns\":%llu,\"recent_window_ns\":%llu,\"recent\":",
 		(unsigned long long)st->device_recent_busy_ns,
 		(unsigned long long)st->device_recent_window_ns);
-	json_number(f, st->device_utilisation_recent);
+	json_write_number(f, st->device_utilisation_recent);
 	fprintf(f, ",\"current_job_ns\":%llu},\"clients\":[",
 		(unsigned long long)st->device_current_job_ns);
 	for (size_t i = 0; i < st->n_clients; i++) {
@@ -1515,10 +1596,10 @@ static void json_sharing(FILE *f, const struct rxg_status *st)
 	for (size_t i = 0; i < st->n_kernel_stats; i++) {
 		const struct rxg_kernel_stats *v = &st->kernel_stats[i];
 		fputs(i ? ",{\"kernel\":" : "{\"kernel\":", f);
-		json_string(f, v->kernel);
+		json_write_string(f, v->kernel);
 		fprintf(f, ",\"jobs\":%llu,\"flops\":%llu,\"gflops\":", (unsigned long long)v->jobs,
 			(unsigned long long)v->flops);
-		json_number(f, gflops((double)v->flops, (double)v->timings.kernel_ns));
+		json_write_number(f, gflops((double)v->flops, (double)v->timings.kernel_ns));
 		fputs(",\"timings\":", f);
 		json_timings(f, &v->timings);
 		fputc('}', f);
@@ -1531,9 +1612,9 @@ static void status_json(const struct rxg_status *st)
 	FILE *f = stdout;
 
 	fputs("{\"daemon_version\":", f);
-	json_string(f, st->daemon_version);
+	json_write_string(f, st->daemon_version);
 	fputs(",\"device\":", f);
-	json_string(f, st->device);
+	json_write_string(f, st->device);
 	fprintf(f, ",\"uptime_ns\":%llu,\"clients_connected\":%lu,\"clients_total\":%llu,"
 		   "\"jobs_ok\":%llu,\"jobs_failed\":%llu,\"requests_rejected\":%llu,"
 		   "\"jobs_queued\":%lu,\"flops_total\":%llu,\"kernel_ns_total\":%llu,"
@@ -1543,7 +1624,7 @@ static void status_json(const struct rxg_status *st)
 		(unsigned long long)st->jobs_failed, (unsigned long long)st->requests_rejected,
 		(unsigned long)st->jobs_queued, (unsigned long long)st->flops_total,
 		(unsigned long long)st->kernel_ns_total);
-	json_number(f, gflops((double)st->flops_total, (double)st->kernel_ns_total));
+	json_write_number(f, gflops((double)st->flops_total, (double)st->kernel_ns_total));
 	fprintf(f, ",\"device_global_mem_bytes\":%llu,\"device_max_alloc_bytes\":%llu,\"recent\":[",
 		(unsigned long long)st->device_global_mem_bytes,
 		(unsigned long long)st->device_max_alloc_bytes);
@@ -1555,7 +1636,7 @@ static void status_json(const struct rxg_status *st)
 			(long long)r->m, (long long)r->n, (long long)r->k, status_name(r->status));
 		json_timings(f, &r->timings);
 		fputs(",\"gflops\":", f);
-		json_number(f, r->status == RXG_OK ? job_gflops(r) : NAN);
+		json_write_number(f, r->status == RXG_OK ? job_gflops(r) : NAN);
 		fputc('}', f);
 	}
 	fputs("],\"devices\":", f);
@@ -1585,10 +1666,10 @@ static void status_json(const struct rxg_status *st)
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];
 		fprintf(f, "%s{\"trans_a\":%s,\"trans_b\":%s,\"size_class\":%u,\"kernel\":",
-			i ? "," : "", json_bool(k->trans_a), json_bool(k->trans_b), k->size_class);
-		json_string(f, k->kernel);
-		fprintf(f, ",\"tuned\":%s,\"gflops\":", json_bool(k->tuned));
-		json_number(f, k->gflops);
+			i ? "," : "", json_tf(k->trans_a), json_tf(k->trans_b), k->size_class);
+		json_write_string(f, k->kernel);
+		fprintf(f, ",\"tuned\":%s,\"gflops\":", json_tf(k->tuned));
+		json_write_number(f, k->gflops);
 		fputc('}', f);
 	}
 	fputc(']', f);
@@ -1596,19 +1677,169 @@ static void status_json(const struct rxg_status *st)
 	fputs("}\n", f);
 }
 
+/* --- status --prometheus: the text exposition format ------------------------------------- */
+
+/* One sample: name{labels} value, labels given as name/value pairs (n_labels pairs). */
+static void prom_sample(FILE *f, const char *name, const char *const *labels, size_t n_labels,
+			double v)
+{
+	fputs(name, f);
+	for (size_t i = 0; i < n_labels; i++) {
+		fprintf(f, "%s%s=", i ? "," : "{", labels[2 * i]);
+		prom_label_value(f, labels[2 * i + 1]);
+	}
+	fputs(n_labels ? "} " : " ", f);
+	prom_value(f, v);
+	fputc('\n', f);
+}
+
+static void prom_single(FILE *f, const char *name, const char *type, const char *help, double v)
+{
+	prom_family(f, name, type, help);
+	prom_sample(f, name, NULL, 0, v);
+}
+
+/* A per-client family: a sample for each connected client, labelled with its id, name,
+ * uid and pid, and one for those that left (client="departed"). */
+#define PROM_CLIENTS_(f, st, name_, type_, help_, expr)                                          \
+	do {                                                                                  \
+		prom_family(f, name_, type_, help_);                                             \
+		for (size_t i_ = 0; i_ <= (st)->n_clients; i_++) {                            \
+			const struct rxg_client_stats *c =                                    \
+				i_ < (st)->n_clients ? &(st)->clients[i_] : &(st)->departed;  \
+			char id_[16], uid_[24], pid_[24];                                     \
+			snprintf(id_, sizeof(id_), "%lu", (unsigned long)c->client_id);       \
+			snprintf(uid_, sizeof(uid_), "%lld", (long long)c->uid);              \
+			snprintf(pid_, sizeof(pid_), "%lld", (long long)c->pid);              \
+			const char *l_[] = { "client", i_ < (st)->n_clients ? id_ : "departed", \
+					     "name", c->name, "uid", uid_, "pid", pid_ };     \
+			prom_sample(f, name_, l_, i_ < (st)->n_clients ? 4 : 1, (double)(expr)); \
+		}                                                                             \
+	} while (0)
+
+/* Per kernel variant, labelled kernel="...". */
+#define PROM_KERNELS_(f, st, name_, type_, help_, expr)                                         \
+	do {                                                                                  \
+		prom_family(f, name_, type_, help_);                                             \
+		for (size_t i_ = 0; i_ < (st)->n_kernel_stats; i_++) {                       \
+			const struct rxg_kernel_stats *v = &(st)->kernel_stats[i_];           \
+			const char *l_[] = { "kernel", v->kernel };                          \
+			prom_sample(f, name_, l_, 1, (double)(expr));                         \
+		}                                                                             \
+	} while (0)
+
+/* For node_exporter's textfile collector (rxgemm status --prometheus > x.prom.$$ && mv) or
+ * any scraper of the text format: every counter the daemon keeps, in base units (seconds,
+ * bytes). */
+static void status_prometheus(const struct rxg_status *st)
+{
+	FILE *f = stdout;
+	const char *info_labels[] = { "version", st->daemon_version, "device", st->device };
+
+	prom_family(f, "rxgemm_daemon_info", "gauge", "The daemon's version and device (always 1).");
+	prom_sample(f, "rxgemm_daemon_info", info_labels, 2, 1);
+	prom_single(f, "rxgemm_uptime_seconds", "gauge", "Time since the daemon started.",
+		    (double)st->uptime_ns / 1e9);
+	prom_single(f, "rxgemm_clients_connected", "gauge", "Clients connected now.",
+		    (double)st->clients_connected);
+	prom_single(f, "rxgemm_clients_total", "counter", "Clients that connected since start.",
+		    (double)st->clients_total);
+	prom_single(f, "rxgemm_jobs_ok_total", "counter", "Jobs that completed.",
+		    (double)st->jobs_ok);
+	prom_single(f, "rxgemm_jobs_failed_total", "counter", "Jobs that failed on the device.",
+		    (double)st->jobs_failed);
+	prom_single(f, "rxgemm_requests_rejected_total", "counter",
+		    "Requests refused before they ran (bad arguments, limits).",
+		    (double)st->requests_rejected);
+	prom_single(f, "rxgemm_jobs_queued", "gauge", "Jobs accepted and not finished.",
+		    (double)st->jobs_queued);
+	prom_single(f, "rxgemm_queue_jobs_waiting", "gauge", "Jobs waiting in the scheduler's queue.",
+		    (double)st->jobs_waiting);
+	prom_single(f, "rxgemm_queue_clients_waiting", "gauge", "Clients with jobs in the queue.",
+		    (double)st->clients_waiting);
+	prom_single(f, "rxgemm_queue_max_jobs", "gauge", "The queue's bound (0: none).",
+		    (double)st->max_queue);
+	prom_single(f, "rxgemm_jobs_rejected_busy_total", "counter",
+		    "Jobs refused because the queue was full.", (double)st->jobs_rejected_busy);
+	prom_single(f, "rxgemm_jobs_expired_total", "counter",
+		    "Jobs whose deadline passed in the queue.", (double)st->jobs_expired);
+	prom_single(f, "rxgemm_jobs_cancelled_total", "counter", "Jobs cancelled by their client.",
+		    (double)st->jobs_cancelled);
+	prom_single(f, "rxgemm_jobs_waiting_for_memory", "gauge",
+		    "Jobs waiting for device memory under the budget.",
+		    (double)st->jobs_waiting_for_memory);
+	prom_single(f, "rxgemm_jobs_split_total", "counter",
+		    "Jobs run in pieces to fit the budget.", (double)st->jobs_split);
+	prom_single(f, "rxgemm_vram_budget_bytes", "gauge", "Device memory the daemon may use.",
+		    (double)st->vram_budget_bytes);
+	prom_single(f, "rxgemm_vram_reserved_bytes", "gauge",
+		    "Device memory reserved by admitted jobs.", (double)st->vram_reserved_bytes);
+	prom_single(f, "rxgemm_vram_in_use_bytes", "gauge", "Device memory in buffers now.",
+		    (double)st->vram_in_use_bytes);
+	prom_single(f, "rxgemm_vram_peak_bytes", "gauge", "The most device memory reserved at once.",
+		    (double)st->vram_peak_bytes);
+	prom_single(f, "rxgemm_vram_pool_bytes", "gauge", "Device memory kept in the buffer pool.",
+		    (double)st->vram_pool_bytes);
+	prom_single(f, "rxgemm_device_busy_seconds_total", "counter",
+		    "Time the device spent running jobs.", (double)st->device_busy_ns / 1e9);
+	prom_single(f, "rxgemm_device_utilisation_ratio", "gauge",
+		    "Share of the recent window the device was busy (0 to 1).",
+		    st->device_utilisation_recent);
+	prom_single(f, "rxgemm_flops_total", "counter", "Floating-point operations of all jobs.",
+		    (double)st->flops_total);
+	prom_single(f, "rxgemm_kernel_seconds_total", "counter", "Kernel time of all jobs.",
+		    (double)st->kernel_ns_total / 1e9);
+	prom_single(f, "rxgemm_shm_regions", "gauge", "Shared-memory buffers mapped now.",
+		    (double)st->shm_regions);
+
+	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_ok_total", "counter",
+		      "Jobs of the client that completed.", c->jobs_ok);
+	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_failed_total", "counter",
+		      "Jobs of the client that failed.", c->jobs_failed);
+	PROM_CLIENTS_(f, st, "rxgemm_client_requests_rejected_total", "counter",
+		      "Requests of the client refused.", c->requests_rejected);
+	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_in_flight", "gauge",
+		      "Jobs of the client accepted and not finished.", c->jobs_in_flight);
+	PROM_CLIENTS_(f, st, "rxgemm_client_flops_total", "counter",
+		      "Floating-point operations of the client's jobs.", c->flops);
+	PROM_CLIENTS_(f, st, "rxgemm_client_kernel_seconds_total", "counter",
+		      "Kernel time of the client's jobs.", (double)c->timings.kernel_ns / 1e9);
+	PROM_CLIENTS_(f, st, "rxgemm_client_queued_seconds_total", "counter",
+		      "Time the client's jobs waited in the queue.",
+		      (double)c->timings.queued_ns / 1e9);
+	PROM_CLIENTS_(f, st, "rxgemm_client_received_bytes_total", "counter",
+		      "Bytes the daemon received from the client.", c->bytes_in);
+	PROM_CLIENTS_(f, st, "rxgemm_client_sent_bytes_total", "counter",
+		      "Bytes the daemon sent to the client.", c->bytes_out);
+
+	PROM_KERNELS_(f, st, "rxgemm_kernel_jobs_total", "counter", "Jobs run by the kernel variant.",
+		      v->jobs);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_flops_total", "counter",
+		      "Floating-point operations of the kernel variant.", v->flops);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_seconds_total", "counter",
+		      "Kernel time of the kernel variant.", (double)v->timings.kernel_ns / 1e9);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_gflops", "gauge",
+		      "The kernel variant's average rate over its kernel time (NaN before a job).",
+		      gflops((double)v->flops, (double)v->timings.kernel_ns));
+}
+
 static int cmd_status(int argc, char **argv, const char *socket)
 {
 	struct rxg_status *st = NULL;
-	int json = 0;
+	int json = 0, prometheus = 0;
 	int rc;
 
-	rc = simple_parse("status", argc, argv, &socket, &json);
+	rc = simple_parse("status", argc, argv, &socket, &json, &prometheus);
 	if (rc != EXIT_OK)
 		return rc;
+	if (json && prometheus)
+		return usage_error("status: --json or --prometheus, not both");
 	rc = fetch_status(socket, &st);
 	if (rc != EXIT_OK)
 		return rc;
-	if (json)
+	if (prometheus)
+		status_prometheus(st);
+	else if (json)
 		status_json(st);
 	else
 		status_text(st);
@@ -1622,7 +1853,7 @@ static int cmd_devices(int argc, char **argv, const char *socket)
 	int json = 0;
 	int rc;
 
-	rc = simple_parse("devices", argc, argv, &socket, &json);
+	rc = simple_parse("devices", argc, argv, &socket, &json, NULL);
 	if (rc != EXIT_OK)
 		return rc;
 	rc = fetch_status(socket, &st);
@@ -1913,7 +2144,7 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 	else if (json)
 		printf("{\"device\":");
 	if (json)
-		json_string(stdout, rxg_server_info(c)->device);
+		json_write_string(stdout, rxg_server_info(c)->device);
 	if (json)
 		printf(",\"results\":[");
 	else if (!csv)
@@ -1955,9 +2186,9 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 			       ns_to_ms((double)best_kernel), ns_to_ms((double)best_wall));
 		} else if (json) {
 			printf("%s{\"n\":%lld,\"kernel_gflops\":", i ? "," : "", (long long)n);
-			json_number(stdout, gflops(flops, (double)best_kernel));
+			json_write_number(stdout, gflops(flops, (double)best_kernel));
 			printf(",\"e2e_gflops\":");
-			json_number(stdout, gflops(flops, (double)best_wall));
+			json_write_number(stdout, gflops(flops, (double)best_wall));
 			printf(",\"kernel_ns\":%llu,\"wall_ns\":%llu}", (unsigned long long)best_kernel,
 			       (unsigned long long)best_wall);
 		} else {
@@ -2050,10 +2281,30 @@ static void json_parts(const char *key, const struct rxg_nas_part *p, size_t n)
 	printf(",\"%s\":[", key);
 	for (size_t i = 0; i < n; i++) {
 		printf("%s{\"name\":", i ? "," : "");
-		json_string(stdout, p[i].name);
+		json_write_string(stdout, p[i].name);
 		printf(",\"ns\":%llu,\"steps\":%u}", (unsigned long long)p[i].ns, p[i].steps);
 	}
 	printf("]");
+}
+
+/* The daemon refused the network: RXG_EINVAL there is always about what the user gave
+ * (this command checks the form of every number itself), so it is a usage error (exit 2)
+ * or, when it is about a file's contents (--weights of the wrong length, the text of
+ * --genotype-file), a file error (exit 4). Anything else is the daemon's (exit 3). */
+static int nas_refusal(rxg_client *c, int rc, const char *gfile, const char *wfile)
+{
+	const char *msg = rxg_errmsg(c);
+
+	if (rc != RXG_EINVAL)
+		return daemon_error(c, rc);
+	if (wfile && strncmp(msg, "weights ", 8) == 0)
+		return file_error("--weights: %s: %s", wfile, msg);
+	/* The parser's messages start "genotype text, byte N:", the checks of the parsed
+	 * cells with the cell's name. */
+	if (gfile && (strncmp(msg, "genotype", 8) == 0 || strncmp(msg, "normal ", 7) == 0 ||
+		      strncmp(msg, "reduce ", 7) == 0))
+		return file_error("--genotype-file: %s: %s", gfile, msg);
+	return usage_error("nas: %s", msg);
 }
 
 static int cmd_nas(int argc, char **argv, const char *socket)
@@ -2193,12 +2444,14 @@ static int cmd_nas(int argc, char **argv, const char *socket)
 		if (lfile)
 			a.logits = logits = xmalloc((size_t)(batch * classes) * sizeof(float));
 	}
+	if (lfile && (rc = output_check("--logits-out", lfile)) != EXIT_OK)
+		goto out;
 	if ((rc = rxg_connect(socket, CLIENT_NAME, &c)) != RXG_OK) {
 		rc = daemon_error(NULL, rc);
 		goto out;
 	}
 	if ((rc = rxg_nas_eval(c, &a, &r)) != RXG_OK) {
-		rc = daemon_error(c, rc);
+		rc = nas_refusal(c, rc, gfile, wfile);
 		goto out;
 	}
 	rc = EXIT_OK;
@@ -2212,7 +2465,7 @@ static int cmd_nas(int argc, char **argv, const char *socket)
 	}
 	if (json) {
 		printf("{\"genotype\":");
-		json_string(stdout, r->genotype);
+		json_write_string(stdout, r->genotype);
 		printf(",\"params\":%llu,\"macs\":%llu,\"weight_floats\":%llu,"
 		       "\"peak_device_bytes\":%llu,\"activation_bytes\":%llu,\"batch\":%d,"
 		       "\"batch_piece\":%d,\"steps\":%u,\"latency_median_ns\":%llu,"
@@ -2289,7 +2542,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error("no command given (gemm, status or devices)");
+		return usage_error("no command given (gemm, status, devices, bench, top or nas)");
 
 	const char *cmd = argv[optind];
 	int cmd_argc = argc - optind;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json.h"
 #include "rxgemmd.h"
 
 const char *device_strerror(cl_int err)
@@ -141,6 +142,40 @@ int device_list(FILE *f)
 			all[i].version, all[i].driver);
 	free(all);
 	return 0;
+}
+
+int device_list_json(FILE *f)
+{
+	struct rxd_device_desc *all;
+	struct json_writer w;
+	size_t n;
+	int ret = device_enumerate(&all, &n);
+
+	json_init(&w, f);
+	json_begin_object(&w);
+	json_key(&w, "devices");
+	json_begin_array(&w);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		json_begin_object(&w);
+		json_key(&w, "index"), json_uint(&w, i);
+		json_key(&w, "platform"), json_string(&w, all[i].platform_name);
+		json_key(&w, "name"), json_string(&w, all[i].name);
+		json_key(&w, "type"), json_string(&w, all[i].type);
+		json_key(&w, "version"), json_string(&w, all[i].version);
+		json_key(&w, "driver"), json_string(&w, all[i].driver);
+		json_key(&w, "global_mem_bytes"), json_uint(&w, all[i].global_mem_bytes);
+		json_key(&w, "compute_units"), json_uint(&w, all[i].compute_units);
+		json_key(&w, "clock_mhz"), json_uint(&w, all[i].clock_mhz);
+		json_end_object(&w);
+	}
+	json_end_array(&w);
+	if (ret < 0)
+		json_key(&w, "error"), json_string(&w, "no OpenCL device found");
+	json_end_object(&w);
+	fputc('\n', f);
+	if (ret == 0)
+		free(all);
+	return ret;
 }
 
 static bool device_matches(const struct rxd_device_desc *dd, const char *sel)

@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 	}
 	log_set_level(m.cfg.log_level);
 	if (m.cfg.list_devices) {
-		status = device_list(stdout) < 0 ? 1 : 0;
+		status = (m.cfg.list_json ? device_list_json(stdout) : device_list(stdout)) < 0;
 		goto out_config;
 	}
 	if (m.cfg.clear_cache) {
