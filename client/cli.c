@@ -9,13 +9,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -73,7 +77,7 @@ static void usage(FILE *f)
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
 		"              [--repeat R] [--csv | --json]\n"
-		"       rxgemm [--socket PATH] top [-d SECONDS] [-n ITERATIONS]\n"
+		"       rxgemm [--socket PATH] top [-d SECONDS] [-n ITERATIONS] [-b | --json]\n"
 		"       rxgemm [--socket PATH] nas [--genotype NAME | --genotype-file F]\n"
 		"              [--dataset cifar10|imagenet] [--C C] [--layers L] [--classes K]\n"
 		"              [--size HxW] [--batch N] [--weights F.npy|F] [--weight-seed S]\n"
@@ -150,9 +154,13 @@ static void usage(FILE *f)
 		"\n"
 		"top options:\n"
 		"  -d, --delay SECONDS     time between frames (default 2)\n"
-		"  -n, --iterations N      exit after N frames (default: run until interrupted);\n"
-		"                          when stdout is not a terminal, frames are printed one\n"
-		"                          after another instead of redrawing the screen\n"
+		"  -n, --iterations N      exit after N frames (default: run until q or Ctrl-C)\n"
+		"  -b, --batch             print frames one after another instead of redrawing\n"
+		"                          the screen (the default when stdout is not a terminal)\n"
+		"  --json                  print each frame as one line of JSON (status --json's\n"
+		"                          object), for scripts\n"
+		"  On a terminal top uses the alternate screen, cuts lines to its width, and\n"
+		"  quits on q or Ctrl-C, putting the screen back as it was.\n"
 		"\n"
 		"Options for every command (before or after it):\n"
 		"  --socket PATH     the daemon's socket (default here: %s;\n"
@@ -1812,13 +1820,13 @@ static void status_prometheus(const struct rxg_status *st)
 	PROM_CLIENTS_(f, st, "rxgemm_client_sent_bytes_total", "counter",
 		      "Bytes the daemon sent to the client.", c->bytes_out);
 
-	PROM_KERNELS_(f, st, "rxgemm_kernel_jobs_total", "counter", "Jobs run by the kernel variant.",
-		      v->jobs);
-	PROM_KERNELS_(f, st, "rxgemm_kernel_flops_total", "counter",
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_jobs_total", "counter",
+		      "Jobs run by the kernel variant.", v->jobs);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_flops_total", "counter",
 		      "Floating-point operations of the kernel variant.", v->flops);
-	PROM_KERNELS_(f, st, "rxgemm_kernel_seconds_total", "counter",
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_seconds_total", "counter",
 		      "Kernel time of the kernel variant.", (double)v->timings.kernel_ns / 1e9);
-	PROM_KERNELS_(f, st, "rxgemm_kernel_gflops", "gauge",
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_gflops", "gauge",
 		      "The kernel variant's average rate over its kernel time (NaN before a job).",
 		      gflops((double)v->flops, (double)v->timings.kernel_ns));
 }
@@ -1922,7 +1930,7 @@ static double rate(uint64_t now, uint64_t before, double interval_s, double scal
 }
 
 /* One frame: the daemon now (cur) and, when prev is given, what changed since prev. */
-static void top_frame(const struct rxg_status *prev, const struct rxg_status *cur)
+static void top_frame(FILE *f, const struct rxg_status *prev, const struct rxg_status *cur)
 {
 	static const char *const chead[] = { "id", "name", "uid", "pid", "in flight", "jobs/s",
 					     "GFLOPS", "kernel %", "jobs ok", "failed",
@@ -1933,35 +1941,35 @@ static void top_frame(const struct rxg_status *prev, const struct rxg_status *cu
 	char up[64], budget[32], reserved[32], in_use[32], peak[32], pool[32];
 
 	format_uptime(up, sizeof(up), cur->uptime_ns);
-	printf("rxgemm top - up %s, rxgemmd %s, %s\n", up, cur->daemon_version, cur->device);
-	printf("device:  ");
+	fprintf(f, "rxgemm top - up %s, rxgemmd %s, %s\n", up, cur->daemon_version, cur->device);
+	fprintf(f, "device:  ");
 	if (prev)
-		printf("%.1f%% busy over the last %.1f s, ",
+		fprintf(f, "%.1f%% busy over the last %.1f s, ",
 		       percent(rate(cur->device_busy_ns, prev->device_busy_ns, dt, 1.0), 1e9), dt);
-	printf("%.1f%% over %.1f s, %.1f%% since start, ", 100.0 * cur->device_utilisation_recent,
+	fprintf(f, "%.1f%% over %.1f s, %.1f%% since start, ", 100.0 * cur->device_utilisation_recent,
 	       (double)cur->device_recent_window_ns / 1e9, 100.0 * cur->device_utilisation);
 	if (cur->device_current_job_ns)
-		printf("a job running for %.3f s\n", (double)cur->device_current_job_ns / 1e9);
+		fprintf(f, "a job running for %.3f s\n", (double)cur->device_current_job_ns / 1e9);
 	else
-		printf("idle now\n");
-	printf("jobs:    %llu ok, %llu failed, %llu rejected, %lu queued, %lu waiting for memory",
+		fprintf(f, "idle now\n");
+	fprintf(f, "jobs:    %llu ok, %llu failed, %llu rejected, %lu queued, %lu waiting for memory",
 	       (unsigned long long)cur->jobs_ok, (unsigned long long)cur->jobs_failed,
 	       (unsigned long long)cur->requests_rejected, (unsigned long)cur->jobs_queued,
 	       (unsigned long)cur->jobs_waiting_for_memory);
 	if (prev)
-		printf("; %.1f jobs/s, %.2f GFLOPS",
+		fprintf(f, "; %.1f jobs/s, %.2f GFLOPS",
 		       rate(cur->jobs_ok + cur->jobs_failed, prev->jobs_ok + prev->jobs_failed, dt,
 			    1.0),
 		       rate(cur->flops_total, prev->flops_total, dt, 1e9));
-	printf("\n");
+	fprintf(f, "\n");
 	format_bytes(budget, sizeof(budget), cur->vram_budget_bytes);
 	format_bytes(reserved, sizeof(reserved), cur->vram_reserved_bytes);
 	format_bytes(in_use, sizeof(in_use), cur->vram_in_use_bytes);
 	format_bytes(peak, sizeof(peak), cur->vram_peak_bytes);
 	format_bytes(pool, sizeof(pool), cur->vram_pool_bytes);
-	printf("memory:  budget %s, %s reserved, %s in use, peak %s, pool %s\n", budget, reserved,
+	fprintf(f, "memory:  budget %s, %s reserved, %s in use, peak %s, pool %s\n", budget, reserved,
 	       in_use, peak, pool);
-	printf("clients: %lu connected, %llu since start\n\n", (unsigned long)cur->clients_connected,
+	fprintf(f, "clients: %lu connected, %llu since start\n\n", (unsigned long)cur->clients_connected,
 	       (unsigned long long)cur->clients_total);
 
 	struct table t = { .ncols = 12, .align = "rlrrrrrrrrrr" };
@@ -1987,11 +1995,11 @@ static void top_frame(const struct rxg_status *prev, const struct rxg_status *cu
 		table_number(&t, 3, avg_ms(c->timings.queued_ns, c->jobs_ok));
 		table_number(&t, 3, avg_ms(c->timings.total_ns, c->jobs_ok));
 	}
-	table_print(&t, stdout);
+	table_print(&t, f);
 	table_free(&t);
 	if (!cur->n_kernel_stats)
 		return;
-	printf("\n");
+	fprintf(f, "\n");
 	struct table k = { .ncols = 6, .align = "lrrrrr" };
 	table_head(&k, khead);
 	for (size_t i = 0; i < cur->n_kernel_stats; i++) {
@@ -2009,30 +2017,182 @@ static void top_frame(const struct rxg_status *prev, const struct rxg_status *cu
 		table_number(&k, 3, avg_ms(v->timings.kernel_ns, v->jobs));
 		table_number(&k, 2, gflops((double)v->flops, (double)v->timings.kernel_ns));
 	}
-	table_print(&k, stdout);
+	table_print(&k, f);
 	table_free(&k);
+}
+
+/* --- top: the live view ---------------------------------------------------------------- */
+
+/* Set by the signal handlers, read by the frame loop (which poll() wakes for them). */
+static volatile sig_atomic_t top_quit_signal, top_resized;
+
+static void top_on_signal(int sig)
+{
+	if (sig == SIGWINCH)
+		top_resized = 1;
+	else
+		top_quit_signal = sig;
+}
+
+/* The interactive terminal: the alternate screen, keys one at a time without echo, and
+ * everything put back on every way out (q, Ctrl-C, SIGTERM, a lost daemon). */
+struct top_term {
+	int active;
+	struct termios saved;
+	int have_saved;
+	unsigned cols, rows;
+};
+
+static void top_term_size(struct top_term *t)
+{
+	struct winsize ws;
+
+	t->cols = 80;
+	t->rows = 24;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row) {
+		t->cols = ws.ws_col;
+		t->rows = ws.ws_row;
+	}
+}
+
+static void top_term_enter(struct top_term *t)
+{
+	struct sigaction sa = { .sa_handler = top_on_signal };
+
+	/* No SA_RESTART: the signal must interrupt poll() so that the loop sees it. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGWINCH, &sa, NULL);
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t->saved) == 0) {
+		struct termios raw = t->saved;
+
+		/* Keys without Enter and without echo; ISIG stays, so Ctrl-C is a SIGINT. */
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 0;
+		raw.c_cc[VTIME] = 0;
+		t->have_saved = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+	}
+	/* The alternate screen (what was on the terminal comes back on exit), cursor hidden. */
+	fputs("\033[?1049h\033[?25l", stdout);
+	fflush(stdout);
+	t->active = 1;
+	top_term_size(t);
+}
+
+static void top_term_leave(struct top_term *t)
+{
+	if (!t->active)
+		return;
+	fputs("\033[?25h\033[?1049l", stdout);
+	fflush(stdout);
+	if (t->have_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &t->saved);
+	t->active = 0;
+}
+
+/* The display width of the first len bytes of a UTF-8 line: continuation bytes take no
+ * column (wide characters are rare in device and client names; they count as one). */
+static size_t top_cut(const char *line, size_t len, unsigned cols)
+{
+	size_t i = 0, w = 0;
+
+	for (; i < len; i++) {
+		if (((unsigned char)line[i] & 0xc0) == 0x80)
+			continue;
+		if (w == cols)
+			break;
+		w++;
+	}
+	return i;
+}
+
+/* A rendered frame onto the terminal: from the top left, each line cut to the width (a
+ * line never wraps) and the rest of it cleared, no more lines than the screen holds. */
+static void top_draw(const struct top_term *t, const char *frame)
+{
+	unsigned row = 0;
+
+	fputs("\033[H", stdout);
+	for (const char *p = frame; *p && row < t->rows; row++) {
+		size_t len = strcspn(p, "\n");
+
+		fwrite(p, 1, top_cut(p, len, t->cols), stdout);
+		fputs("\033[K", stdout);
+		p += len + (p[len] == '\n');
+		/* No newline after the last row: it would scroll the screen by one. */
+		if (row + 1 < t->rows && *p)
+			fputs("\r\n", stdout);
+	}
+	fputs("\033[J", stdout);
+	fflush(stdout);
+}
+
+/* Wait up to ms for a key, a signal or a resize. Returns 1 to quit ('q' or a signal), 0
+ * otherwise; *resized says a redraw is due. */
+static int top_wait(int interactive, int ms, int *resized)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000u;
+
+	*resized = 0;
+	for (;;) {
+		uint64_t now = now_ns();
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		int left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+		int n;
+
+		if (top_quit_signal)
+			return 1;
+		if (top_resized) {
+			top_resized = 0;
+			*resized = 1;
+			return 0;
+		}
+		if (left == 0)
+			return 0;
+		n = poll(&pfd, interactive ? 1 : 0, left);
+		if (n > 0 && (pfd.revents & POLLIN)) {
+			char keys[32];
+			ssize_t got = read(STDIN_FILENO, keys, sizeof(keys));
+
+			for (ssize_t i = 0; i < got; i++)
+				if (keys[i] == 'q' || keys[i] == 'Q')
+					return 1;
+			/* End of input (stdin closed): keep going on the timer alone. */
+			if (got == 0)
+				interactive = 0;
+		}
+	}
 }
 
 /* rxgemm top: a frame every -d seconds like top(1), over one connection (so top is one
  * client in its own table, not a new one each frame). On a terminal each frame replaces
- * the last; otherwise (batch mode) frames follow one another, a blank line between. */
+ * the last on the alternate screen, cut to the terminal's size; q or Ctrl-C quits. In batch
+ * mode (-b, or stdout not a terminal) frames follow one another, a blank line between;
+ * --json prints each frame as one line of JSON (status --json's object), for scripts. */
 static int cmd_top(int argc, char **argv, const char *socket)
 {
 	static const struct option options[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "delay", required_argument, NULL, 'd' },
 		{ "iterations", required_argument, NULL, 'n' },
+		{ "batch", no_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rxg_status *prev = NULL, *cur = NULL;
+	struct top_term term = { 0 };
 	float delay_s = 2.0f;
 	int64_t iterations = 0; /* 0: until interrupted */
-	int opt, rc, tty = isatty(STDOUT_FILENO);
+	int opt, rc, batch = !isatty(STDOUT_FILENO), json = 0, resized = 0;
+	char *frame = NULL;
+	size_t frame_len = 0;
 	rxg_client *c = NULL;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":d:n:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":d:n:bh", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_SOCKET: socket = optarg; break;
 		case 'd':
@@ -2046,6 +2206,8 @@ static int cmd_top(int argc, char **argv, const char *socket)
 			if ((rc = parse_int64("-n", optarg, 1, INT64_MAX, &iterations)) != EXIT_OK)
 				return rc;
 			break;
+		case 'b': batch = 1; break;
+		case OPT_JSON: json = 1; batch = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return option_error(opt, argv);
 		}
@@ -2054,24 +2216,48 @@ static int cmd_top(int argc, char **argv, const char *socket)
 		return usage_error("top: unexpected argument '%s'", argv[optind]);
 	if ((rc = rxg_connect(socket, CLIENT_NAME "-top", &c)) != RXG_OK)
 		return daemon_error(NULL, rc);
-	for (int64_t frame = 0; !iterations || frame < iterations; frame++) {
-		if (frame) {
-			struct timespec ts = { .tv_sec = (time_t)delay_s,
-					       .tv_nsec = (long)((delay_s - (float)(time_t)delay_s) *
-								 1e9f) };
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
+	if (!batch)
+		top_term_enter(&term);
+	for (int64_t n = 0; !iterations || n < iterations; n++) {
+		if (n) {
+			/* A resize redraws the last frame at once; the next one comes on time. */
+			do {
+				if (top_wait(!batch, (int)(delay_s * 1000.0f), &resized)) {
+					rc = EXIT_OK;
+					goto out;
+				}
+				if (resized) {
+					top_term_size(&term);
+					top_draw(&term, frame);
+				}
+			} while (resized);
 		}
 		if ((rc = rxg_status(c, &cur)) != RXG_OK) {
+			/* One connection throughout: a daemon that restarts ends top with exit 3. */
+			top_term_leave(&term);
 			rc = daemon_error(c, rc);
 			goto out;
 		}
-		/* One connection throughout: a daemon that restarts ends top with exit 3. */
-		if (tty)
-			fputs("\033[H\033[2J", stdout); /* home, clear the screen */
-		else if (frame)
-			fputc('\n', stdout);
-		top_frame(prev, cur);
+		if (json) {
+			status_json(cur);
+		} else if (batch) {
+			if (n)
+				fputc('\n', stdout);
+			top_frame(stdout, prev, cur);
+		} else {
+			FILE *mem;
+
+			free(frame);
+			frame = NULL;
+			if (!(mem = open_memstream(&frame, &frame_len))) {
+				top_term_leave(&term);
+				rc = file_error("out of memory");
+				goto out;
+			}
+			top_frame(mem, prev, cur);
+			fclose(mem);
+			top_draw(&term, frame);
+		}
 		fflush(stdout);
 		rxg_status_free(prev);
 		prev = cur;
@@ -2079,6 +2265,8 @@ static int cmd_top(int argc, char **argv, const char *socket)
 	}
 	rc = EXIT_OK;
 out:
+	top_term_leave(&term);
+	free(frame);
 	rxg_status_free(prev);
 	rxg_close(c);
 	return rc;
