@@ -24,8 +24,9 @@ done
 
 # Our own tmux server (its socket in $T), so that nothing of the user's is touched.
 TM=(tmux -S "$T/tmux.sock" -f /dev/null)
-# tl_cleanup exits with the status it finds: keep the script's, not kill-server's.
-trap 'tl_rc=$?; "${TM[@]}" kill-server 2>/dev/null; (exit $tl_rc); tl_cleanup' EXIT
+# tl_cleanup exits with the status it finds ($?): hand it the script's, not kill-server's
+# (set -e would stop the trap at a failing command, hence the ||).
+trap 'tl_rc=$?; "${TM[@]}" kill-server 2>/dev/null || true; (exit $tl_rc) || tl_cleanup; tl_cleanup' EXIT
 
 # pane_wait NAME ERE [SECS]: the pane shows a line matching ERE (the poll stops at once
 # when it does; the time limit is only for a hang).
