@@ -310,15 +310,26 @@ static int bench_shape(struct rxd_gemm_engine *eng, clblast_sgemm_fn sgemm, cons
 		res->ours_ns = bench_time(eng, vi, NULL, &g, a, b, c, o);
 		snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));
 	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t i = 0; i < n_grid; i++) {
 		int vi = gemm_engine_add(eng, o->trans_a, o->trans_b, &grid[i]);
 		double ns;
 		if (vi < 0)
 			continue;
 		ns = bench_time(eng, vi, NULL, &g, a, b, c, o);
-		if (n_grid > 1 && !o->json && !o->csv)
-			fprintf(stderr, "  %-44s %10.1f GFLOPS\n", gemm_variant_name(eng, vi),
+		if (n_grid > 1 && !o->json && !o->csv) {
+			/* The ETA of this size: the configurations left at the mean cost so far
+			 * (builds included, which the cache makes cheaper on the next run). */
+			struct timespec t1;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			double spent = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec -
+										t0.tv_nsec) / 1e9;
+			int eta = (int)(spent / (double)(i + 1) * (double)(n_grid - i - 1) + 0.5);
+			fprintf(stderr, "  %3zu of %zu, ETA %d:%02d  %-44s %10.1f GFLOPS\n", i + 1,
+				n_grid, eta / 60, eta % 60, gemm_variant_name(eng, vi),
 				gflops_of(&g, ns));
+		}
 		if (ns > 0 && (res->ours_ns == 0 || ns < res->ours_ns)) {
 			res->ours_ns = ns;
 			snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));

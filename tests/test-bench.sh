@@ -82,6 +82,15 @@ if tl_run "config" 0 "${B[@]}" --sizes 40 --config "$cfg" --csv; then
 	grep -q ",$cfg-NN," "$TL_OUT" && tl_ok "--config times the configuration given" ||
 		{ tl_fail "--config did not use $cfg"; tl_show_output; }
 fi
+# Several configurations (as --tune's grid): each line says how far the search is, "n of
+# N", and an ETA, the last one 0:00.
+cfg2=reg:32x32x8:4x4:v4x4:p0x0:m0
+if tl_run "configs progress" 0 "${B[@]}" --sizes 32 --config "$cfg" --config "$cfg2" --no-clblast; then
+	grep -Eq '^ +1 of 2, ETA [0-9]+:[0-5][0-9] +reg:' "$TL_ERR" &&
+		grep -Eq '^ +2 of 2, ETA 0:00 +reg:' "$TL_ERR" &&
+		tl_ok "a search over configurations shows n of N and an ETA" ||
+		{ tl_fail "no 'n of N, ETA' lines"; tl_show_output; }
+fi
 tl_run "bad config" 2 "${B[@]}" --config reg:7x7x7:1x1:v4x4:p0x0:m0 && tl_ok "a bad --config is refused"
 tl_run "bad sizes" 2 "${B[@]}" --sizes 0 && tl_ok "a bad --sizes is refused"
 if command -v gnuplot >/dev/null 2>&1; then
