@@ -171,10 +171,12 @@ static void usage(FILE *f)
 		"Exit status:\n"
 		"  0  success\n"
 		"  1  --check found a mismatch\n"
-		"  2  usage error: bad option or number, a dimension that nothing gives\n"
-		"  3  the daemon cannot be reached, or refused or failed the request\n"
+		"  2  usage error: bad option or number, a dimension that nothing gives, a\n"
+		"     GEMM larger than this machine's memory, a value the daemon refuses\n"
+		"  3  the daemon cannot be reached, or failed the request or refused it for\n"
+		"     its own limits\n"
 		"  4  a file cannot be read or written, is not a 2-D float32 .npy, or its\n"
-		"     shape does not fit the job; also out of memory\n",
+		"     shape or length does not fit the job; also out of memory\n",
 		sock);
 }
 
