@@ -89,10 +89,16 @@ S=$TL_DAEMON_SOCKET
 MAIN_PID=$TL_DAEMON_PID
 # The start-up line says where the time to ready went, with the same program counts as the
 # kernel cache's own summary line.
+# (The socket accepts just before the line is written: wait for it.)
+for ((i = 0; i < 600; i++)); do
+	grep -q 'ready after' "$TL_DAEMON_LOG" && break
+	sleep 0.05
+done
 ready=$(grep -oE 'ready after [0-9.]+ s: device open [0-9]+ ms; kernels [0-9]+ ms \(GEMM [0-9]+, NAS [0-9]+\), of which [0-9]+ ms loading [0-9]+ programs from the cache and [0-9]+ ms compiling [0-9]+, the other [0-9]+ ms the driver finishing the programs and the self-tests; tuning [0-9]+ ms; socket [0-9]+ ms' "$TL_DAEMON_LOG" || true)
 summary=$(grep -oE 'kernels: [0-9]+ loaded from cache, [0-9]+ compiled' "$TL_DAEMON_LOG" || true)
 if [ -n "$ready" ] && [ -n "$summary" ]; then
-	read -r hits misses < <(echo "$summary" | grep -oE '[0-9]+' | tr '\n' ' ')
+	[[ $summary =~ ([0-9]+)\ loaded\ from\ cache,\ ([0-9]+) ]]
+	hits=${BASH_REMATCH[1]} misses=${BASH_REMATCH[2]}
 	if echo "$ready" | grep -q "loading $hits programs from the cache and [0-9]* ms compiling $misses," &&
 		[ $((hits + misses)) -gt 0 ]; then
 		tl_ok "the start-up log splits the time to ready ($hits loaded, $misses compiled)"
