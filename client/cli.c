@@ -407,12 +407,6 @@ static void table_free(struct table *t)
 	free(t->cells);
 }
 
-/* JSON's true and false. */
-static const char *json_tf(int v)
-{
-	return v ? "true" : "false";
-}
-
 static double ns_to_ms(double ns)
 {
 	return ns / 1e6;
@@ -930,15 +924,24 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 		       chk->tolerance);
 }
 
-static void json_stats(FILE *f, const struct run_stats *s, double flops)
+/* A count (ns, flops) that a median or a product of doubles holds: the nearest whole one. */
+static uint64_t round_whole(double ns)
 {
-	fprintf(f, "{\"queued_ns\":%.0f,\"h2d_ns\":%.0f,\"kernel_ns\":%.0f,\"d2h_ns\":%.0f,"
-		   "\"total_ns\":%.0f,\"wall_ns\":%.0f,\"kernel_gflops\":",
-		s->queued_ns, s->h2d_ns, s->kernel_ns, s->d2h_ns, s->total_ns, s->wall_ns);
-	json_write_number(f, gflops(flops, s->kernel_ns));
-	fputs(",\"e2e_gflops\":", f);
-	json_write_number(f, gflops(flops, s->wall_ns));
-	fputc('}', f);
+	return ns > 0 ? (uint64_t)(ns + 0.5) : 0;
+}
+
+static void json_stats(struct json_writer *w, const struct run_stats *s, double flops)
+{
+	json_begin_object(w);
+	json_member_uint(w, "queued_ns", round_whole(s->queued_ns));
+	json_member_uint(w, "h2d_ns", round_whole(s->h2d_ns));
+	json_member_uint(w, "kernel_ns", round_whole(s->kernel_ns));
+	json_member_uint(w, "d2h_ns", round_whole(s->d2h_ns));
+	json_member_uint(w, "total_ns", round_whole(s->total_ns));
+	json_member_uint(w, "wall_ns", round_whole(s->wall_ns));
+	json_member_number(w, "kernel_gflops", gflops(flops, s->kernel_ns));
+	json_member_number(w, "e2e_gflops", gflops(flops, s->wall_ns));
+	json_end_object(w);
 }
 
 static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_info *info,
@@ -946,50 +949,60 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 {
 	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
 	struct run_stats s, best, median;
-	FILE *f = stdout;
+	struct json_writer w;
 
-	fprintf(f, "{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"layout\":\"%s\",\"trans_a\":%s,"
-		   "\"trans_b\":%s,\"alpha\":",
-		(long long)o->m, (long long)o->n, (long long)o->k,
-		o->row_major ? "row-major" : "col-major", json_tf(o->trans_a), json_tf(o->trans_b));
-	json_write_number(f, o->alpha);
-	fputs(",\"beta\":", f);
-	json_write_number(f, o->beta);
-	fprintf(f, ",\"seed\":%llu,\"flops\":%.0f,\"daemon_version\":", (unsigned long long)o->seed,
-		flops);
-	json_write_string(f, info->daemon_version);
-	fputs(",\"device\":", f);
-	json_write_string(f, info->device);
-	fprintf(f, ",\"transfer\":\"%s\"", shm ? "shm" : "inline");
-	fputs(",\"runs\":[", f);
+	json_init(&w, stdout);
+	json_begin_object(&w);
+	json_member_int(&w, "m", o->m);
+	json_member_int(&w, "n", o->n);
+	json_member_int(&w, "k", o->k);
+	json_member_string(&w, "layout", o->row_major ? "row-major" : "col-major");
+	json_member_bool(&w, "trans_a", o->trans_a);
+	json_member_bool(&w, "trans_b", o->trans_b);
+	json_member_number(&w, "alpha", o->alpha);
+	json_member_number(&w, "beta", o->beta);
+	json_member_uint(&w, "seed", o->seed);
+	json_member_uint(&w, "flops", round_whole(flops));
+	json_member_string(&w, "daemon_version", info->daemon_version);
+	json_member_string(&w, "device", info->device);
+	json_member_string(&w, "transfer", shm ? "shm" : "inline");
+	json_key(&w, "runs");
+	json_begin_array(&w);
 	for (int64_t r = 0; r < o->repeat; r++) {
 		stats_of_run(&runs[r], &s);
-		if (r)
-			fputc(',', f);
-		json_stats(f, &s, flops);
+		json_stats(&w, &s, flops);
 	}
+	json_end_array(&w);
 	run_summary(runs, o->repeat, &best, &median);
-	fprintf(f, "],\"summary\":{\"runs\":%lld,\"best\":", (long long)o->repeat);
-	json_stats(f, &best, flops);
-	fputs(",\"median\":", f);
-	json_stats(f, &median, flops);
-	fputs("},\"check\":", f);
+	json_key(&w, "summary");
+	json_begin_object(&w);
+	json_member_int(&w, "runs", o->repeat);
+	json_key(&w, "best");
+	json_stats(&w, &best, flops);
+	json_key(&w, "median");
+	json_stats(&w, &median, flops);
+	json_end_object(&w);
+	json_key(&w, "check");
 	if (!chk->done) {
-		fputs("null", f);
+		json_null(&w);
 	} else {
-		fprintf(f, "{\"ok\":%s,\"mismatches\":%d,\"max_error\":", json_tf(!chk->bad),
-			chk->bad);
-		json_write_number(f, chk->max_err);
-		fputs(",\"tolerance\":", f);
-		json_write_number(f, chk->tolerance);
-		fprintf(f, ",\"worst\":{\"run\":%lld,\"i\":%lld,\"j\":%lld,\"got\":",
-			(long long)chk->bad_run, (long long)chk->i, (long long)chk->j);
-		json_write_number(f, chk->got);
-		fputs(",\"want\":", f);
-		json_write_number(f, chk->want);
-		fputs("}}", f);
+		json_begin_object(&w);
+		json_member_bool(&w, "ok", !chk->bad);
+		json_member_int(&w, "mismatches", chk->bad);
+		json_member_number(&w, "max_error", chk->max_err);
+		json_member_number(&w, "tolerance", chk->tolerance);
+		json_key(&w, "worst");
+		json_begin_object(&w);
+		json_member_int(&w, "run", chk->bad_run);
+		json_member_int(&w, "i", chk->i);
+		json_member_int(&w, "j", chk->j);
+		json_member_number(&w, "got", chk->got);
+		json_member_number(&w, "want", chk->want);
+		json_end_object(&w);
+		json_end_object(&w);
 	}
-	fputs("}\n", f);
+	json_end_object(&w);
+	putchar('\n');
 }
 
 /* The matrices in one shared-memory buffer: A, B and C one after another (each a whole
@@ -1516,175 +1529,203 @@ static void status_text(const struct rxg_status *st)
 	table_free(&t);
 }
 
-static void json_timings(FILE *f, const struct rxg_timings *t)
+static void json_timings(struct json_writer *w, const struct rxg_timings *t)
 {
-	fprintf(f, "{\"queued_ns\":%llu,\"h2d_ns\":%llu,\"kernel_ns\":%llu,\"d2h_ns\":%llu,"
-		   "\"total_ns\":%llu}",
-		(unsigned long long)t->queued_ns, (unsigned long long)t->h2d_ns,
-		(unsigned long long)t->kernel_ns, (unsigned long long)t->d2h_ns,
-		(unsigned long long)t->total_ns);
+	json_begin_object(w);
+	json_member_uint(w, "queued_ns", t->queued_ns);
+	json_member_uint(w, "h2d_ns", t->h2d_ns);
+	json_member_uint(w, "kernel_ns", t->kernel_ns);
+	json_member_uint(w, "d2h_ns", t->d2h_ns);
+	json_member_uint(w, "total_ns", t->total_ns);
+	json_end_object(w);
 }
 
-static void json_devices(FILE *f, const struct rxg_status *st)
+static void json_devices(struct json_writer *w, const struct rxg_status *st)
 {
-	fputc('[', f);
+	json_begin_array(w);
 	for (size_t i = 0; i < st->n_devices; i++) {
 		const struct rxg_device_info *d = &st->devices[i];
-		fprintf(f, "%s{\"index\":%lu,\"platform\":", i ? "," : "", (unsigned long)d->index);
-		json_write_string(f, d->platform);
-		fputs(",\"name\":", f);
-		json_write_string(f, d->name);
-		fputs(",\"type\":", f);
-		json_write_string(f, d->type);
-		fputs(",\"version\":", f);
-		json_write_string(f, d->version);
-		fputs(",\"driver\":", f);
-		json_write_string(f, d->driver);
-		fprintf(f, ",\"global_mem_bytes\":%llu,\"compute_units\":%lu,\"clock_mhz\":%lu,"
-			   "\"in_use\":%s}",
-			(unsigned long long)d->global_mem_bytes, (unsigned long)d->compute_units,
-			(unsigned long)d->clock_mhz, json_tf(d->in_use));
+
+		json_begin_object(w);
+		json_member_uint(w, "index", d->index);
+		json_member_string(w, "platform", d->platform);
+		json_member_string(w, "name", d->name);
+		json_member_string(w, "type", d->type);
+		json_member_string(w, "version", d->version);
+		json_member_string(w, "driver", d->driver);
+		json_member_uint(w, "global_mem_bytes", d->global_mem_bytes);
+		json_member_uint(w, "compute_units", d->compute_units);
+		json_member_uint(w, "clock_mhz", d->clock_mhz);
+		json_member_bool(w, "in_use", d->in_use);
+		json_end_object(w);
 	}
-	fputc(']', f);
+	json_end_array(w);
 }
 
-static void json_kernel_cache(FILE *f, const struct rxg_status *st)
+static void json_kernel_cache(struct json_writer *w, const struct rxg_status *st)
 {
-	fputs("{\"dir\":", f);
-	json_write_string(f, st->kernel_cache_dir);
-	fprintf(f, ",\"writable\":%s,\"max_bytes\":%llu,\"entries\":%llu,\"bytes\":%llu,"
-		   "\"hits\":%llu,\"misses\":%llu,\"memory_hits\":%llu,\"rejected\":%llu,"
-		   "\"evictions\":%llu,\"compile_ns\":%llu,\"load_ns\":%llu}",
-		json_tf(st->kernel_cache_writable), (unsigned long long)st->kernel_cache_max_bytes,
-		(unsigned long long)st->kernel_cache_entries,
-		(unsigned long long)st->kernel_cache_bytes,
-		(unsigned long long)st->kernel_cache_hits,
-		(unsigned long long)st->kernel_cache_misses,
-		(unsigned long long)st->kernel_cache_memory_hits,
-		(unsigned long long)st->kernel_cache_rejected,
-		(unsigned long long)st->kernel_cache_evictions,
-		(unsigned long long)st->kernel_cache_compile_ns,
-		(unsigned long long)st->kernel_cache_load_ns);
+	json_begin_object(w);
+	json_member_string(w, "dir", st->kernel_cache_dir);
+	json_member_bool(w, "writable", st->kernel_cache_writable);
+	json_member_uint(w, "max_bytes", st->kernel_cache_max_bytes);
+	json_member_uint(w, "entries", st->kernel_cache_entries);
+	json_member_uint(w, "bytes", st->kernel_cache_bytes);
+	json_member_uint(w, "hits", st->kernel_cache_hits);
+	json_member_uint(w, "misses", st->kernel_cache_misses);
+	json_member_uint(w, "memory_hits", st->kernel_cache_memory_hits);
+	json_member_uint(w, "rejected", st->kernel_cache_rejected);
+	json_member_uint(w, "evictions", st->kernel_cache_evictions);
+	json_member_uint(w, "compile_ns", st->kernel_cache_compile_ns);
+	json_member_uint(w, "load_ns", st->kernel_cache_load_ns);
+	json_end_object(w);
 }
 
-static void json_client_stats(FILE *f, const struct rxg_client_stats *c)
+static void json_client_stats(struct json_writer *w, const struct rxg_client_stats *c)
 {
-	fprintf(f, "{\"client_id\":%lu,\"name\":", (unsigned long)c->client_id);
-	json_write_string(f, c->name);
-	fprintf(f, ",\"uid\":%lld,\"pid\":%lld,\"jobs_ok\":%llu,\"jobs_failed\":%llu,"
-		   "\"requests_rejected\":%llu,\"jobs_in_flight\":%lu,\"flops\":%llu,"
-		   "\"bytes_in\":%llu,\"bytes_out\":%llu,\"gflops\":",
-		(long long)c->uid, (long long)c->pid, (unsigned long long)c->jobs_ok,
-		(unsigned long long)c->jobs_failed, (unsigned long long)c->requests_rejected,
-		(unsigned long)c->jobs_in_flight, (unsigned long long)c->flops,
-		(unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
-	json_write_number(f, gflops((double)c->flops, (double)c->timings.kernel_ns));
-	fputs(",\"timings\":", f);
-	json_timings(f, &c->timings);
-	fputc('}', f);
+	json_begin_object(w);
+	json_member_uint(w, "client_id", c->client_id);
+	json_member_string(w, "name", c->name);
+	json_member_int(w, "uid", c->uid);
+	json_member_int(w, "pid", c->pid);
+	json_member_uint(w, "jobs_ok", c->jobs_ok);
+	json_member_uint(w, "jobs_failed", c->jobs_failed);
+	json_member_uint(w, "requests_rejected", c->requests_rejected);
+	json_member_uint(w, "jobs_in_flight", c->jobs_in_flight);
+	json_member_uint(w, "flops", c->flops);
+	json_member_uint(w, "bytes_in", c->bytes_in);
+	json_member_uint(w, "bytes_out", c->bytes_out);
+	json_member_number(w, "gflops", gflops((double)c->flops, (double)c->timings.kernel_ns));
+	json_key(w, "timings");
+	json_timings(w, &c->timings);
+	json_end_object(w);
 }
 
-static void json_sharing(FILE *f, const struct rxg_status *st)
+static void json_sharing(struct json_writer *w, const struct rxg_status *st)
 {
-	fprintf(f, ",\"utilisation\":{\"busy_ns\":%llu,\"since_start\":",
-		(unsigned long long)st->device_busy_ns);
-	json_write_number(f, st->device_utilisation);
-	fprintf(f, ",\"recent_busy_ns\":%llu,\"recent_window_ns\":%llu,\"recent\":",
-		(unsigned long long)st->device_recent_busy_ns,
-		(unsigned long long)st->device_recent_window_ns);
-	json_write_number(f, st->device_utilisation_recent);
-	fprintf(f, ",\"current_job_ns\":%llu},\"clients\":[",
-		(unsigned long long)st->device_current_job_ns);
-	for (size_t i = 0; i < st->n_clients; i++) {
-		if (i)
-			fputc(',', f);
-		json_client_stats(f, &st->clients[i]);
-	}
-	fputs("],\"departed_clients\":", f);
-	json_client_stats(f, &st->departed);
-	fputs(",\"kernel_stats\":[", f);
+	json_key(w, "utilisation");
+	json_begin_object(w);
+	json_member_uint(w, "busy_ns", st->device_busy_ns);
+	json_member_number(w, "since_start", st->device_utilisation);
+	json_member_uint(w, "recent_busy_ns", st->device_recent_busy_ns);
+	json_member_uint(w, "recent_window_ns", st->device_recent_window_ns);
+	json_member_number(w, "recent", st->device_utilisation_recent);
+	json_member_uint(w, "current_job_ns", st->device_current_job_ns);
+	json_end_object(w);
+	json_key(w, "clients");
+	json_begin_array(w);
+	for (size_t i = 0; i < st->n_clients; i++)
+		json_client_stats(w, &st->clients[i]);
+	json_end_array(w);
+	json_key(w, "departed_clients");
+	json_client_stats(w, &st->departed);
+	json_key(w, "kernel_stats");
+	json_begin_array(w);
 	for (size_t i = 0; i < st->n_kernel_stats; i++) {
 		const struct rxg_kernel_stats *v = &st->kernel_stats[i];
-		fputs(i ? ",{\"kernel\":" : "{\"kernel\":", f);
-		json_write_string(f, v->kernel);
-		fprintf(f, ",\"jobs\":%llu,\"flops\":%llu,\"gflops\":", (unsigned long long)v->jobs,
-			(unsigned long long)v->flops);
-		json_write_number(f, gflops((double)v->flops, (double)v->timings.kernel_ns));
-		fputs(",\"timings\":", f);
-		json_timings(f, &v->timings);
-		fputc('}', f);
+
+		json_begin_object(w);
+		json_member_string(w, "kernel", v->kernel);
+		json_member_uint(w, "jobs", v->jobs);
+		json_member_uint(w, "flops", v->flops);
+		json_member_number(w, "gflops", gflops((double)v->flops, (double)v->timings.kernel_ns));
+		json_key(w, "timings");
+		json_timings(w, &v->timings);
+		json_end_object(w);
 	}
-	fputc(']', f);
+	json_end_array(w);
 }
 
+/* status --json, also each line of top --json. */
 static void status_json(const struct rxg_status *st)
 {
-	FILE *f = stdout;
+	struct json_writer w;
 
-	fputs("{\"daemon_version\":", f);
-	json_write_string(f, st->daemon_version);
-	fputs(",\"device\":", f);
-	json_write_string(f, st->device);
-	fprintf(f, ",\"uptime_ns\":%llu,\"clients_connected\":%lu,\"clients_total\":%llu,"
-		   "\"jobs_ok\":%llu,\"jobs_failed\":%llu,\"requests_rejected\":%llu,"
-		   "\"jobs_queued\":%lu,\"flops_total\":%llu,\"kernel_ns_total\":%llu,"
-		   "\"average_gflops\":",
-		(unsigned long long)st->uptime_ns, (unsigned long)st->clients_connected,
-		(unsigned long long)st->clients_total, (unsigned long long)st->jobs_ok,
-		(unsigned long long)st->jobs_failed, (unsigned long long)st->requests_rejected,
-		(unsigned long)st->jobs_queued, (unsigned long long)st->flops_total,
-		(unsigned long long)st->kernel_ns_total);
-	json_write_number(f, gflops((double)st->flops_total, (double)st->kernel_ns_total));
-	fprintf(f, ",\"device_global_mem_bytes\":%llu,\"device_max_alloc_bytes\":%llu,\"recent\":[",
-		(unsigned long long)st->device_global_mem_bytes,
-		(unsigned long long)st->device_max_alloc_bytes);
+	json_init(&w, stdout);
+	json_begin_object(&w);
+	json_member_string(&w, "daemon_version", st->daemon_version);
+	json_member_string(&w, "device", st->device);
+	json_member_uint(&w, "uptime_ns", st->uptime_ns);
+	json_member_uint(&w, "clients_connected", st->clients_connected);
+	json_member_uint(&w, "clients_total", st->clients_total);
+	json_member_uint(&w, "jobs_ok", st->jobs_ok);
+	json_member_uint(&w, "jobs_failed", st->jobs_failed);
+	json_member_uint(&w, "requests_rejected", st->requests_rejected);
+	json_member_uint(&w, "jobs_queued", st->jobs_queued);
+	json_member_uint(&w, "flops_total", st->flops_total);
+	json_member_uint(&w, "kernel_ns_total", st->kernel_ns_total);
+	json_member_number(&w, "average_gflops",
+			   gflops((double)st->flops_total, (double)st->kernel_ns_total));
+	json_member_uint(&w, "device_global_mem_bytes", st->device_global_mem_bytes);
+	json_member_uint(&w, "device_max_alloc_bytes", st->device_max_alloc_bytes);
+	json_key(&w, "recent");
+	json_begin_array(&w);
 	for (size_t i = 0; i < st->n_recent; i++) {
 		const struct rxg_job_record *r = &st->recent[i];
-		fprintf(f, "%s{\"request_id\":%llu,\"client_id\":%lu,\"m\":%lld,\"n\":%lld,\"k\":%lld,"
-			   "\"status\":\"%s\",\"timings\":",
-			i ? "," : "", (unsigned long long)r->request_id, (unsigned long)r->client_id,
-			(long long)r->m, (long long)r->n, (long long)r->k, status_name(r->status));
-		json_timings(f, &r->timings);
-		fputs(",\"gflops\":", f);
-		json_write_number(f, r->status == RXG_OK ? job_gflops(r) : NAN);
-		fputc('}', f);
+
+		json_begin_object(&w);
+		json_member_uint(&w, "request_id", r->request_id);
+		json_member_uint(&w, "client_id", r->client_id);
+		json_member_int(&w, "m", r->m);
+		json_member_int(&w, "n", r->n);
+		json_member_int(&w, "k", r->k);
+		json_member_string(&w, "status", status_name(r->status));
+		json_key(&w, "timings");
+		json_timings(&w, &r->timings);
+		json_member_number(&w, "gflops", r->status == RXG_OK ? job_gflops(r) : NAN);
+		json_end_object(&w);
 	}
-	fputs("],\"devices\":", f);
-	json_devices(f, st);
-	fputs(",\"kernel_cache\":", f);
-	json_kernel_cache(f, st);
-	fprintf(f, ",\"memory\":{\"budget_bytes\":%llu,\"reserved_bytes\":%llu,\"in_use_bytes\":%llu,"
-		   "\"peak_bytes\":%llu,\"pool_bytes\":%llu,\"pool_buffers\":%llu,"
-		   "\"jobs_waiting\":%lu,\"client_quota_bytes\":%llu,\"jobs_split\":%llu}",
-		(unsigned long long)st->vram_budget_bytes, (unsigned long long)st->vram_reserved_bytes,
-		(unsigned long long)st->vram_in_use_bytes, (unsigned long long)st->vram_peak_bytes,
-		(unsigned long long)st->vram_pool_bytes, (unsigned long long)st->vram_pool_buffers,
-		(unsigned long)st->jobs_waiting_for_memory,
-		(unsigned long long)st->vram_client_quota_bytes, (unsigned long long)st->jobs_split);
-	fprintf(f, ",\"shm\":{\"regions\":%lu,\"region_bytes\":%llu,\"registered\":%llu,"
-		   "\"jobs\":%llu}",
-		(unsigned long)st->shm_regions, (unsigned long long)st->shm_region_bytes,
-		(unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
-	fprintf(f, ",\"queue\":{\"max_queue\":%lu,\"client_max_queue\":%lu,\"jobs_waiting\":%lu,"
-		   "\"clients_waiting\":%lu,\"rejected_busy\":%llu,\"expired\":%llu,"
-		   "\"cancelled\":%llu}",
-		(unsigned long)st->max_queue, (unsigned long)st->client_max_queue,
-		(unsigned long)st->jobs_waiting, (unsigned long)st->clients_waiting,
-		(unsigned long long)st->jobs_rejected_busy, (unsigned long long)st->jobs_expired,
-		(unsigned long long)st->jobs_cancelled);
-	fputs(",\"kernels\":[", f);
+	json_end_array(&w);
+	json_key(&w, "devices");
+	json_devices(&w, st);
+	json_key(&w, "kernel_cache");
+	json_kernel_cache(&w, st);
+	json_key(&w, "memory");
+	json_begin_object(&w);
+	json_member_uint(&w, "budget_bytes", st->vram_budget_bytes);
+	json_member_uint(&w, "reserved_bytes", st->vram_reserved_bytes);
+	json_member_uint(&w, "in_use_bytes", st->vram_in_use_bytes);
+	json_member_uint(&w, "peak_bytes", st->vram_peak_bytes);
+	json_member_uint(&w, "pool_bytes", st->vram_pool_bytes);
+	json_member_uint(&w, "pool_buffers", st->vram_pool_buffers);
+	json_member_uint(&w, "jobs_waiting", st->jobs_waiting_for_memory);
+	json_member_uint(&w, "client_quota_bytes", st->vram_client_quota_bytes);
+	json_member_uint(&w, "jobs_split", st->jobs_split);
+	json_end_object(&w);
+	json_key(&w, "shm");
+	json_begin_object(&w);
+	json_member_uint(&w, "regions", st->shm_regions);
+	json_member_uint(&w, "region_bytes", st->shm_region_bytes);
+	json_member_uint(&w, "registered", st->shm_regions_registered);
+	json_member_uint(&w, "jobs", st->shm_jobs);
+	json_end_object(&w);
+	json_key(&w, "queue");
+	json_begin_object(&w);
+	json_member_uint(&w, "max_queue", st->max_queue);
+	json_member_uint(&w, "client_max_queue", st->client_max_queue);
+	json_member_uint(&w, "jobs_waiting", st->jobs_waiting);
+	json_member_uint(&w, "clients_waiting", st->clients_waiting);
+	json_member_uint(&w, "rejected_busy", st->jobs_rejected_busy);
+	json_member_uint(&w, "expired", st->jobs_expired);
+	json_member_uint(&w, "cancelled", st->jobs_cancelled);
+	json_end_object(&w);
+	json_key(&w, "kernels");
+	json_begin_array(&w);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];
-		fprintf(f, "%s{\"trans_a\":%s,\"trans_b\":%s,\"size_class\":%u,\"kernel\":",
-			i ? "," : "", json_tf(k->trans_a), json_tf(k->trans_b), k->size_class);
-		json_write_string(f, k->kernel);
-		fprintf(f, ",\"tuned\":%s,\"gflops\":", json_tf(k->tuned));
-		json_write_number(f, k->gflops);
-		fputc('}', f);
+
+		json_begin_object(&w);
+		json_member_bool(&w, "trans_a", k->trans_a);
+		json_member_bool(&w, "trans_b", k->trans_b);
+		json_member_uint(&w, "size_class", k->size_class);
+		json_member_string(&w, "kernel", k->kernel);
+		json_member_bool(&w, "tuned", k->tuned);
+		json_member_number(&w, "gflops", k->gflops);
+		json_end_object(&w);
 	}
-	fputc(']', f);
-	json_sharing(f, st);
-	fputs("}\n", f);
+	json_end_array(&w);
+	json_sharing(&w, st);
+	json_end_object(&w);
+	putchar('\n');
 }
 
 /* --- status --prometheus: the text exposition format ------------------------------------- */
@@ -1870,9 +1911,14 @@ static int cmd_devices(int argc, char **argv, const char *socket)
 	if (rc != EXIT_OK)
 		return rc;
 	if (json) {
-		fputs("{\"devices\":", stdout);
-		json_devices(stdout, st);
-		fputs("}\n", stdout);
+		struct json_writer w;
+
+		json_init(&w, stdout);
+		json_begin_object(&w);
+		json_key(&w, "devices");
+		json_devices(&w, st);
+		json_end_object(&w);
+		putchar('\n');
 	} else if (!st->n_devices) {
 		printf("the daemon reports no devices\n");
 	} else {
@@ -2296,6 +2342,7 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 	int opt, trans_a = 0, trans_b = 0, csv = 0, json = 0, rc;
 	const char *list = "256,512,1024,2048";
 	rxg_client *c = NULL;
+	struct json_writer w;
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -2329,15 +2376,15 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 	}
 	if ((rc = rxg_connect(socket, CLIENT_NAME, &c)) != RXG_OK)
 		return daemon_error(NULL, rc);
-	if (csv)
+	json_init(&w, stdout);
+	if (csv) {
 		printf("n,trans_a,trans_b,kernel_gflops,e2e_gflops,kernel_ms,wall_ms\n");
-	else if (json)
-		printf("{\"device\":");
-	if (json)
-		json_write_string(stdout, rxg_server_info(c)->device);
-	if (json)
-		printf(",\"results\":[");
-	else if (!csv)
+	} else if (json) {
+		json_begin_object(&w);
+		json_member_string(&w, "device", rxg_server_info(c)->device);
+		json_key(&w, "results");
+		json_begin_array(&w);
+	} else
 		printf("device: %s\n%6s %14s %14s %11s %11s\n", rxg_server_info(c)->device, "n",
 		       "kernel GFLOPS", "e2e GFLOPS", "kernel ms", "wall ms");
 	for (int64_t i = 0; i < n_sizes; i++) {
@@ -2375,12 +2422,13 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 			       gflops(flops, (double)best_kernel), gflops(flops, (double)best_wall),
 			       ns_to_ms((double)best_kernel), ns_to_ms((double)best_wall));
 		} else if (json) {
-			printf("%s{\"n\":%lld,\"kernel_gflops\":", i ? "," : "", (long long)n);
-			json_write_number(stdout, gflops(flops, (double)best_kernel));
-			printf(",\"e2e_gflops\":");
-			json_write_number(stdout, gflops(flops, (double)best_wall));
-			printf(",\"kernel_ns\":%llu,\"wall_ns\":%llu}", (unsigned long long)best_kernel,
-			       (unsigned long long)best_wall);
+			json_begin_object(&w);
+			json_member_int(&w, "n", n);
+			json_member_number(&w, "kernel_gflops", gflops(flops, (double)best_kernel));
+			json_member_number(&w, "e2e_gflops", gflops(flops, (double)best_wall));
+			json_member_uint(&w, "kernel_ns", best_kernel);
+			json_member_uint(&w, "wall_ns", best_wall);
+			json_end_object(&w);
 		} else {
 			printf("%6lld %14.1f %14.1f %11.3f %11.3f\n", (long long)n,
 			       gflops(flops, (double)best_kernel), gflops(flops, (double)best_wall),
@@ -2388,8 +2436,11 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 		}
 		fflush(stdout);
 	}
-	if (json)
-		printf("]}\n");
+	if (json) {
+		json_end_array(&w);
+		json_end_object(&w);
+		putchar('\n');
+	}
 	rxg_close(c);
 	return EXIT_OK;
 }
@@ -2466,15 +2517,19 @@ static void print_parts(const char *title, const struct rxg_nas_part *p, size_t 
 		       total ? 100.0 * (double)p[i].ns / (double)total : 0.0, p[i].steps);
 }
 
-static void json_parts(const char *key, const struct rxg_nas_part *p, size_t n)
+static void json_parts(struct json_writer *w, const char *key, const struct rxg_nas_part *p,
+		       size_t n)
 {
-	printf(",\"%s\":[", key);
+	json_key(w, key);
+	json_begin_array(w);
 	for (size_t i = 0; i < n; i++) {
-		printf("%s{\"name\":", i ? "," : "");
-		json_write_string(stdout, p[i].name);
-		printf(",\"ns\":%llu,\"steps\":%u}", (unsigned long long)p[i].ns, p[i].steps);
+		json_begin_object(w);
+		json_member_string(w, "name", p[i].name);
+		json_member_uint(w, "ns", p[i].ns);
+		json_member_uint(w, "steps", p[i].steps);
+		json_end_object(w);
 	}
-	printf("]");
+	json_end_array(w);
 }
 
 /* The daemon refused the network: RXG_EINVAL there is always about what the user gave
@@ -2654,24 +2709,31 @@ static int cmd_nas(int argc, char **argv, const char *socket)
 		}
 	}
 	if (json) {
-		printf("{\"genotype\":");
-		json_write_string(stdout, r->genotype);
-		printf(",\"params\":%llu,\"macs\":%llu,\"weight_floats\":%llu,"
-		       "\"peak_device_bytes\":%llu,\"activation_bytes\":%llu,\"batch\":%d,"
-		       "\"batch_piece\":%d,\"steps\":%u,\"latency_median_ns\":%llu,"
-		       "\"latency_p90_ns\":%llu,\"latency_mean_ns\":%llu",
-		       (unsigned long long)r->params, (unsigned long long)r->macs,
-		       (unsigned long long)r->weight_floats, (unsigned long long)r->peak_device_bytes,
-		       (unsigned long long)r->activation_bytes, r->batch, r->batch_piece, r->steps,
-		       (unsigned long long)r->latency_median_ns, (unsigned long long)r->latency_p90_ns,
-		       (unsigned long long)r->latency_mean_ns);
-		printf(",\"run_ns\":[");
+		struct json_writer jw;
+
+		json_init(&jw, stdout);
+		json_begin_object(&jw);
+		json_member_string(&jw, "genotype", r->genotype);
+		json_member_uint(&jw, "params", r->params);
+		json_member_uint(&jw, "macs", r->macs);
+		json_member_uint(&jw, "weight_floats", r->weight_floats);
+		json_member_uint(&jw, "peak_device_bytes", r->peak_device_bytes);
+		json_member_uint(&jw, "activation_bytes", r->activation_bytes);
+		json_member_int(&jw, "batch", r->batch);
+		json_member_int(&jw, "batch_piece", r->batch_piece);
+		json_member_uint(&jw, "steps", r->steps);
+		json_member_uint(&jw, "latency_median_ns", r->latency_median_ns);
+		json_member_uint(&jw, "latency_p90_ns", r->latency_p90_ns);
+		json_member_uint(&jw, "latency_mean_ns", r->latency_mean_ns);
+		json_key(&jw, "run_ns");
+		json_begin_array(&jw);
 		for (size_t i = 0; i < r->n_runs; i++)
-			printf("%s%llu", i ? "," : "", (unsigned long long)r->run_ns[i]);
-		printf("]");
-		json_parts("by_op", r->by_op, r->n_by_op);
-		json_parts("by_cell", r->by_cell, r->n_by_cell);
-		printf("}\n");
+			json_uint(&jw, r->run_ns[i]);
+		json_end_array(&jw);
+		json_parts(&jw, "by_op", r->by_op, r->n_by_op);
+		json_parts(&jw, "by_cell", r->by_cell, r->n_by_cell);
+		json_end_object(&jw);
+		putchar('\n');
 	} else {
 		printf("device:     %s\n", rxg_server_info(c)->device);
 		printf("genotype:   %s\n", *r->genotype ? r->genotype : "(supernet)");

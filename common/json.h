@@ -47,4 +47,11 @@ void json_int(struct json_writer *w, int64_t v);
 void json_bool(struct json_writer *w, bool v);
 void json_null(struct json_writer *w);
 
+/* A key and its value in one call: json_key, then the value. */
+void json_member_string(struct json_writer *w, const char *key, const char *s);
+void json_member_number(struct json_writer *w, const char *key, double v);
+void json_member_uint(struct json_writer *w, const char *key, uint64_t v);
+void json_member_int(struct json_writer *w, const char *key, int64_t v);
+void json_member_bool(struct json_writer *w, const char *key, bool v);
+
 #endif

@@ -792,10 +792,8 @@ int main(int argc, char **argv)
 	} else if (o.json) {
 		json_init(&jw, stdout);
 		json_begin_object(&jw);
-		json_key(&jw, "device");
-		json_string(&jw, dev.description);
-		json_key(&jw, "peak_gflops");
-		json_number(&jw, o.peak_gflops > 0 ? o.peak_gflops : NAN);
+		json_member_string(&jw, "device", dev.description);
+		json_member_number(&jw, "peak_gflops", o.peak_gflops > 0 ? o.peak_gflops : NAN);
 		json_key(&jw, "results");
 		json_begin_array(&jw);
 	} else
@@ -839,16 +837,16 @@ int main(int argc, char **argv)
 			       t, ra, pc, check);
 		} else if (o.json) {
 			json_begin_object(&jw);
-			json_key(&jw, "m"), json_int(&jw, gs.m);
-			json_key(&jw, "n"), json_int(&jw, gs.n);
-			json_key(&jw, "k"), json_int(&jw, gs.k);
-			json_key(&jw, "trans_a"), json_bool(&jw, o.trans_a);
-			json_key(&jw, "trans_b"), json_bool(&jw, o.trans_b);
-			json_key(&jw, "kernel"), json_string(&jw, r.kernel);
-			json_key(&jw, "ours_gflops"), json_number(&jw, ours);
-			json_key(&jw, "clblast_gflops"), json_number(&jw, theirs);
-			json_key(&jw, "ratio"), json_number(&jw, ratio);
-			json_key(&jw, "pct_peak"), json_number(&jw, pct);
+			json_member_int(&jw, "m", gs.m);
+			json_member_int(&jw, "n", gs.n);
+			json_member_int(&jw, "k", gs.k);
+			json_member_bool(&jw, "trans_a", o.trans_a);
+			json_member_bool(&jw, "trans_b", o.trans_b);
+			json_member_string(&jw, "kernel", r.kernel);
+			json_member_number(&jw, "ours_gflops", ours);
+			json_member_number(&jw, "clblast_gflops", theirs);
+			json_member_number(&jw, "ratio", ratio);
+			json_member_number(&jw, "pct_peak", pct);
 			json_key(&jw, "check");
 			if (r.check < 0)
 				json_null(&jw);

@@ -157,20 +157,20 @@ int device_list_json(FILE *f)
 	json_begin_array(&w);
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		json_begin_object(&w);
-		json_key(&w, "index"), json_uint(&w, i);
-		json_key(&w, "platform"), json_string(&w, all[i].platform_name);
-		json_key(&w, "name"), json_string(&w, all[i].name);
-		json_key(&w, "type"), json_string(&w, all[i].type);
-		json_key(&w, "version"), json_string(&w, all[i].version);
-		json_key(&w, "driver"), json_string(&w, all[i].driver);
-		json_key(&w, "global_mem_bytes"), json_uint(&w, all[i].global_mem_bytes);
-		json_key(&w, "compute_units"), json_uint(&w, all[i].compute_units);
-		json_key(&w, "clock_mhz"), json_uint(&w, all[i].clock_mhz);
+		json_member_uint(&w, "index", i);
+		json_member_string(&w, "platform", all[i].platform_name);
+		json_member_string(&w, "name", all[i].name);
+		json_member_string(&w, "type", all[i].type);
+		json_member_string(&w, "version", all[i].version);
+		json_member_string(&w, "driver", all[i].driver);
+		json_member_uint(&w, "global_mem_bytes", all[i].global_mem_bytes);
+		json_member_uint(&w, "compute_units", all[i].compute_units);
+		json_member_uint(&w, "clock_mhz", all[i].clock_mhz);
 		json_end_object(&w);
 	}
 	json_end_array(&w);
 	if (ret < 0)
-		json_key(&w, "error"), json_string(&w, "no OpenCL device found");
+		json_member_string(&w, "error", "no OpenCL device found");
 	json_end_object(&w);
 	fputc('\n', f);
 	if (ret == 0)
