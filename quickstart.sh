@@ -18,7 +18,8 @@ PACKAGES=(build-essential autoconf automake libtool pkg-config
 	ocl-icd-opencl-dev opencl-headers ocl-icd-libopencl1 pocl-opencl-icd mesa-opencl-icd
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsystemd-dev
 	systemd bash-completion dpkg-dev debhelper lintian
-	libclblast1 gnuplot-nox) # the peer rxgemm-bench compares with, and its plots
+	libclblast1 gnuplot-nox # the peer rxgemm-bench compares with, and its plots
+	tmux groff-base) # the terminal test of rxgemm top, the man-page check
 
 say() { printf '\n==> %s\n' "$*"; }
 

@@ -9,15 +9,22 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "npy.h"
+#include "prom.h"
 #include "refgemm.h"
 #include "rxgemm.h"
 
@@ -51,6 +58,7 @@ enum {
 	OPT_SHM,
 	OPT_PRIORITY,
 	OPT_DEADLINE_MS,
+	OPT_PROMETHEUS,
 };
 
 static void usage(FILE *f)
@@ -65,11 +73,11 @@ static void usage(FILE *f)
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
 		"              [--shm auto|always|never]\n"
 		"              [--priority P] [--deadline-ms D]\n"
-		"       rxgemm [--socket PATH] status [--json]\n"
+		"       rxgemm [--socket PATH] status [--json | --prometheus]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
 		"       rxgemm [--socket PATH] bench [--sizes N,N,...] [--transa] [--transb]\n"
 		"              [--repeat R] [--csv | --json]\n"
-		"       rxgemm [--socket PATH] top [-d SECONDS] [-n ITERATIONS]\n"
+		"       rxgemm [--socket PATH] top [-d SECONDS] [-n ITERATIONS] [-b | --json]\n"
 		"       rxgemm [--socket PATH] nas [--genotype NAME | --genotype-file F]\n"
 		"              [--dataset cifar10|imagenet] [--C C] [--layers L] [--classes K]\n"
 		"              [--size HxW] [--batch N] [--weights F.npy|F] [--weight-seed S]\n"
@@ -141,12 +149,18 @@ static void usage(FILE *f)
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
+		"  --prometheus      status: print the counters in Prometheus's text format (for\n"
+		"                    node_exporter's textfile collector)\n"
 		"\n"
 		"top options:\n"
 		"  -d, --delay SECONDS     time between frames (default 2)\n"
-		"  -n, --iterations N      exit after N frames (default: run until interrupted);\n"
-		"                          when stdout is not a terminal, frames are printed one\n"
-		"                          after another instead of redrawing the screen\n"
+		"  -n, --iterations N      exit after N frames (default: run until q or Ctrl-C)\n"
+		"  -b, --batch             print frames one after another instead of redrawing\n"
+		"                          the screen (the default when stdout is not a terminal)\n"
+		"  --json                  print each frame as one line of JSON (status --json's\n"
+		"                          object), for scripts\n"
+		"  On a terminal top uses the alternate screen, cuts lines to its width, and\n"
+		"  quits on q or Ctrl-C, putting the screen back as it was.\n"
 		"\n"
 		"Options for every command (before or after it):\n"
 		"  --socket PATH     the daemon's socket (default here: %s;\n"
@@ -157,10 +171,12 @@ static void usage(FILE *f)
 		"Exit status:\n"
 		"  0  success\n"
 		"  1  --check found a mismatch\n"
-		"  2  usage error: bad option or number, a dimension that nothing gives\n"
-		"  3  the daemon cannot be reached, or refused or failed the request\n"
+		"  2  usage error: bad option or number, a dimension that nothing gives, a\n"
+		"     GEMM larger than this machine's memory, a value the daemon refuses\n"
+		"  3  the daemon cannot be reached, or failed the request or refused it for\n"
+		"     its own limits\n"
 		"  4  a file cannot be read or written, is not a 2-D float32 .npy, or its\n"
-		"     shape does not fit the job; also out of memory\n",
+		"     shape or length does not fit the job; also out of memory\n",
 		sock);
 }
 
@@ -216,7 +232,50 @@ static int daemon_error(rxg_client *c, int rc)
 	const char *msg = rxg_errmsg(c);
 
 	fprintf(stderr, "rxgemm: %s%s%s\n", rxg_strerror(rc), *msg ? ": " : "", msg);
+	/* The system service's socket is open to the rxgemm group; a user just added to it
+	 * is not yet a member in the sessions that were open before. */
+	if (rc == RXG_ECONNECT && strstr(msg, strerror(EACCES)))
+		fputs("rxgemm: the daemon's socket is open to members of the 'rxgemm' group: ask for\n"
+		      "rxgemm: membership (sudo usermod -aG rxgemm $USER), then log out and in again\n"
+		      "rxgemm: (or run 'newgrp rxgemm') so that the new group applies\n",
+		      stderr);
 	return EXIT_DAEMON;
+}
+
+/* Whether path can be written later (the job runs first): its directory exists and is
+ * writable, and path is not a directory nor a file we may not write. Checked before
+ * submitting so that a typo does not cost the whole job; nothing is created here. */
+static int output_check(const char *opt, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	struct stat st;
+	int rc = EXIT_OK;
+
+	if (!*path)
+		return usage_error("%s: the file name is empty", opt);
+	if (!slash)
+		dir = strdup(".");
+	else if (slash == path)
+		dir = strdup("/");
+	else
+		dir = strndup(path, (size_t)(slash - path));
+	if (!dir)
+		return file_error("out of memory");
+	if (stat(dir, &st) < 0)
+		rc = file_error("%s: cannot write %s: directory %s: %s", opt, path, dir,
+				strerror(errno));
+	else if (!S_ISDIR(st.st_mode))
+		rc = file_error("%s: cannot write %s: %s is not a directory", opt, path, dir);
+	else if (access(dir, W_OK | X_OK) < 0)
+		rc = file_error("%s: cannot write %s: directory %s: %s", opt, path, dir,
+				strerror(errno));
+	else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		rc = file_error("%s: cannot write %s: it is a directory", opt, path);
+	else if (stat(path, &st) == 0 && access(path, W_OK) < 0)
+		rc = file_error("%s: cannot write %s: %s", opt, path, strerror(errno));
+	free(dir);
+	return rc;
 }
 
 static void *xmalloc(size_t bytes)
@@ -346,35 +405,6 @@ static void table_free(struct table *t)
 	for (size_t i = 0; i < t->ncells; i++)
 		free(t->cells[i]);
 	free(t->cells);
-}
-
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
-}
-
-/* JSON has no NaN or infinity: those become null. */
-static void json_number(FILE *f, double v)
-{
-	if (isfinite(v))
-		fprintf(f, "%.9g", v);
-	else
-		fputs("null", f);
-}
-
-static const char *json_bool(int v)
-{
-	return v ? "true" : "false";
 }
 
 static double ns_to_ms(double ns)
@@ -668,6 +698,44 @@ static int matrix_bytes(int64_t rows, int64_t cols, size_t *bytes)
 	return 0;
 }
 
+/* The matrices this process holds for the job (A, B, C, a copy of C's old values when beta
+ * is not 0, the reference result with --check) must fit in this machine's memory: a
+ * mistyped dimension is a usage error with the sizes, not an allocation failure. */
+static int gemm_host_memory_check(const struct gemm_opts *o)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
+	uint64_t phys = pages > 0 && page_bytes > 0 ? (uint64_t)pages * (uint64_t)page_bytes : 0;
+	double bytes[3], total;
+	char have[32], need[32], each[3][32];
+
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		int64_t rows, cols;
+
+		stored_shape(o, w, &rows, &cols);
+		bytes[w] = (double)rows * (double)cols * sizeof(float);
+	}
+	total = bytes[MAT_A] + bytes[MAT_B] + bytes[MAT_C] * (1 + (o->beta != 0.0f) + o->check);
+	if (!phys || total <= (double)phys)
+		return EXIT_OK;
+	format_bytes(have, sizeof(have), phys);
+	/* Beyond 2^64 bytes format_bytes cannot count: say so in PiB all the same. */
+	if (total >= 18446744073709551615.0)
+		snprintf(need, sizeof(need), "%.3g PiB", total / 1125899906842624.0);
+	else
+		format_bytes(need, sizeof(need), (uint64_t)total);
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		if (bytes[w] >= 18446744073709551615.0)
+			snprintf(each[w], sizeof(each[w]), "%.3g PiB", bytes[w] / 1125899906842624.0);
+		else
+			format_bytes(each[w], sizeof(each[w]), (uint64_t)bytes[w]);
+	}
+	return usage_error("gemm: m = %lld, n = %lld, k = %lld needs %s of memory here (A %s, "
+			   "B %s, C %s%s); this machine has %s",
+			   (long long)o->m, (long long)o->n, (long long)o->k, need, each[MAT_A],
+			   each[MAT_B], each[MAT_C],
+			   o->beta != 0.0f || o->check ? ", C again for beta or --check" : "", have);
+}
+
 /* Bring every operand into the chosen layout (files) or make it (random, from one
  * generator in the order A, B, C). C exists even when beta == 0: it receives the result. */
 static int gemm_prepare(const struct gemm_opts *o, struct matrix mat[3])
@@ -856,15 +924,24 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 		       chk->tolerance);
 }
 
-static void json_stats(FILE *f, const struct run_stats *s, double flops)
+/* A count (ns, flops) that a median or a product of doubles holds: the nearest whole one. */
+static uint64_t round_whole(double ns)
 {
-	fprintf(f, "{\"queued_ns\":%.0f,\"h2d_ns\":%.0f,\"kernel_ns\":%.0f,\"d2h_ns\":%.0f,"
-		   "\"total_ns\":%.0f,\"wall_ns\":%.0f,\"kernel_gflops\":",
-		s->queued_ns, s->h2d_ns, s->kernel_ns, s->d2h_ns, s->total_ns, s->wall_ns);
-	json_number(f, gflops(flops, s->kernel_ns));
-	fputs(",\"e2e_gflops\":", f);
-	json_number(f, gflops(flops, s->wall_ns));
-	fputc('}', f);
+	return ns > 0 ? (uint64_t)(ns + 0.5) : 0;
+}
+
+static void json_stats(struct json_writer *w, const struct run_stats *s, double flops)
+{
+	json_begin_object(w);
+	json_member_uint(w, "queued_ns", round_whole(s->queued_ns));
+	json_member_uint(w, "h2d_ns", round_whole(s->h2d_ns));
+	json_member_uint(w, "kernel_ns", round_whole(s->kernel_ns));
+	json_member_uint(w, "d2h_ns", round_whole(s->d2h_ns));
+	json_member_uint(w, "total_ns", round_whole(s->total_ns));
+	json_member_uint(w, "wall_ns", round_whole(s->wall_ns));
+	json_member_number(w, "kernel_gflops", gflops(flops, s->kernel_ns));
+	json_member_number(w, "e2e_gflops", gflops(flops, s->wall_ns));
+	json_end_object(w);
 }
 
 static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_info *info,
@@ -872,50 +949,60 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 {
 	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
 	struct run_stats s, best, median;
-	FILE *f = stdout;
+	struct json_writer w;
 
-	fprintf(f, "{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"layout\":\"%s\",\"trans_a\":%s,"
-		   "\"trans_b\":%s,\"alpha\":",
-		(long long)o->m, (long long)o->n, (long long)o->k,
-		o->row_major ? "row-major" : "col-major", json_bool(o->trans_a), json_bool(o->trans_b));
-	json_number(f, o->alpha);
-	fputs(",\"beta\":", f);
-	json_number(f, o->beta);
-	fprintf(f, ",\"seed\":%llu,\"flops\":%.0f,\"daemon_version\":", (unsigned long long)o->seed,
-		flops);
-	json_string(f, info->daemon_version);
-	fputs(",\"device\":", f);
-	json_string(f, info->device);
-	fprintf(f, ",\"transfer\":\"%s\"", shm ? "shm" : "inline");
-	fputs(",\"runs\":[", f);
+	json_init(&w, stdout);
+	json_begin_object(&w);
+	json_member_int(&w, "m", o->m);
+	json_member_int(&w, "n", o->n);
+	json_member_int(&w, "k", o->k);
+	json_member_string(&w, "layout", o->row_major ? "row-major" : "col-major");
+	json_member_bool(&w, "trans_a", o->trans_a);
+	json_member_bool(&w, "trans_b", o->trans_b);
+	json_member_number(&w, "alpha", o->alpha);
+	json_member_number(&w, "beta", o->beta);
+	json_member_uint(&w, "seed", o->seed);
+	json_member_uint(&w, "flops", round_whole(flops));
+	json_member_string(&w, "daemon_version", info->daemon_version);
+	json_member_string(&w, "device", info->device);
+	json_member_string(&w, "transfer", shm ? "shm" : "inline");
+	json_key(&w, "runs");
+	json_begin_array(&w);
 	for (int64_t r = 0; r < o->repeat; r++) {
 		stats_of_run(&runs[r], &s);
-		if (r)
-			fputc(',', f);
-		json_stats(f, &s, flops);
+		json_stats(&w, &s, flops);
 	}
+	json_end_array(&w);
 	run_summary(runs, o->repeat, &best, &median);
-	fprintf(f, "],\"summary\":{\"runs\":%lld,\"best\":", (long long)o->repeat);
-	json_stats(f, &best, flops);
-	fputs(",\"median\":", f);
-	json_stats(f, &median, flops);
-	fputs("},\"check\":", f);
+	json_key(&w, "summary");
+	json_begin_object(&w);
+	json_member_int(&w, "runs", o->repeat);
+	json_key(&w, "best");
+	json_stats(&w, &best, flops);
+	json_key(&w, "median");
+	json_stats(&w, &median, flops);
+	json_end_object(&w);
+	json_key(&w, "check");
 	if (!chk->done) {
-		fputs("null", f);
+		json_null(&w);
 	} else {
-		fprintf(f, "{\"ok\":%s,\"mismatches\":%d,\"max_error\":", json_bool(!chk->bad),
-			chk->bad);
-		json_number(f, chk->max_err);
-		fputs(",\"tolerance\":", f);
-		json_number(f, chk->tolerance);
-		fprintf(f, ",\"worst\":{\"run\":%lld,\"i\":%lld,\"j\":%lld,\"got\":",
-			(long long)chk->bad_run, (long long)chk->i, (long long)chk->j);
-		json_number(f, chk->got);
-		fputs(",\"want\":", f);
-		json_number(f, chk->want);
-		fputs("}}", f);
+		json_begin_object(&w);
+		json_member_bool(&w, "ok", !chk->bad);
+		json_member_int(&w, "mismatches", chk->bad);
+		json_member_number(&w, "max_error", chk->max_err);
+		json_member_number(&w, "tolerance", chk->tolerance);
+		json_key(&w, "worst");
+		json_begin_object(&w);
+		json_member_int(&w, "run", chk->bad_run);
+		json_member_int(&w, "i", chk->i);
+		json_member_int(&w, "j", chk->j);
+		json_member_number(&w, "got", chk->got);
+		json_member_number(&w, "want", chk->want);
+		json_end_object(&w);
+		json_end_object(&w);
 	}
-	fputs("}\n", f);
+	json_end_object(&w);
+	putchar('\n');
 }
 
 /* The matrices in one shared-memory buffer: A, B and C one after another (each a whole
@@ -1052,6 +1139,15 @@ static int cmd_gemm(int argc, char **argv, const char *socket)
 	rc = gemm_load(&o, mat);
 	if (rc != EXIT_OK)
 		goto out;
+	rc = gemm_host_memory_check(&o);
+	if (rc != EXIT_OK)
+		goto out;
+	if (o.out_path && (rc = output_check("--out", o.out_path)) != EXIT_OK)
+		goto out;
+	if (o.beta != 0.0f && !o.path[MAT_C])
+		fprintf(stderr, "rxgemm: warning: --beta %g without --c: C's old values are random "
+				"(from --seed %llu)\n",
+			(double)o.beta, (unsigned long long)o.seed);
 	rc = gemm_prepare(&o, mat);
 	if (rc != EXIT_OK)
 		goto out;
@@ -1110,12 +1206,15 @@ out:
 
 /* --- status and devices ------------------------------------------------------------------ */
 
-/* The options of status and devices: --json and --socket. */
-static int simple_parse(const char *cmd, int argc, char **argv, const char **socket, int *json)
+/* The options of status and devices: --json, --socket and (status: prometheus not NULL)
+ * --prometheus. */
+static int simple_parse(const char *cmd, int argc, char **argv, const char **socket, int *json,
+			int *prometheus)
 {
 	static const struct option options[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "prometheus", no_argument, NULL, OPT_PROMETHEUS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1129,6 +1228,11 @@ static int simple_parse(const char *cmd, int argc, char **argv, const char **soc
 			break;
 		case OPT_JSON:
 			*json = 1;
+			break;
+		case OPT_PROMETHEUS:
+			if (!prometheus)
+				return usage_error("%s: --prometheus is an option of status", cmd);
+			*prometheus = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1329,9 +1433,11 @@ static void status_text_shm(const struct rxg_status *st)
 	char bytes[32];
 
 	format_bytes(bytes, sizeof(bytes), st->shm_region_bytes);
-	printf("shm:      %lu buffers mapped (%s), %llu registered, %llu jobs used them\n",
+	printf("shm:      %lu buffers mapped (%s), %llu registered, %llu jobs used them (%llu in "
+	       "place)\n",
 	       (unsigned long)st->shm_regions, bytes,
-	       (unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
+	       (unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs,
+	       (unsigned long long)st->shm_jobs_in_place);
 }
 
 /* The scheduler's queue: what waits, its bounds, and what it turned away. */
@@ -1425,190 +1531,374 @@ static void status_text(const struct rxg_status *st)
 	table_free(&t);
 }
 
-static void json_timings(FILE *f, const struct rxg_timings *t)
+static void json_timings(struct json_writer *w, const struct rxg_timings *t)
 {
-	fprintf(f, "{\"queued_ns\":%llu,\"h2d_ns\":%llu,\"kernel_ns\":%llu,\"d2h_ns\":%llu,"
-		   "\"total_ns\":%llu}",
-		(unsigned long long)t->queued_ns, (unsigned long long)t->h2d_ns,
-		(unsigned long long)t->kernel_ns, (unsigned long long)t->d2h_ns,
-		(unsigned long long)t->total_ns);
+	json_begin_object(w);
+	json_member_uint(w, "queued_ns", t->queued_ns);
+	json_member_uint(w, "h2d_ns", t->h2d_ns);
+	json_member_uint(w, "kernel_ns", t->kernel_ns);
+	json_member_uint(w, "d2h_ns", t->d2h_ns);
+	json_member_uint(w, "total_ns", t->total_ns);
+	json_end_object(w);
 }
 
-static void json_devices(FILE *f, const struct rxg_status *st)
+static void json_devices(struct json_writer *w, const struct rxg_status *st)
 {
-	fputc('[', f);
+	json_begin_array(w);
 	for (size_t i = 0; i < st->n_devices; i++) {
 		const struct rxg_device_info *d = &st->devices[i];
-		fprintf(f, "%s{\"index\":%lu,\"platform\":", i ? "," : "", (unsigned long)d->index);
-		json_string(f, d->platform);
-		fputs(",\"name\":", f);
-		json_string(f, d->name);
-		fputs(",\"type\":", f);
-		json_string(f, d->type);
-		fputs(",\"version\":", f);
-		json_string(f, d->version);
-		fputs(",\"driver\":", f);
-		json_string(f, d->driver);
-		fprintf(f, ",\"global_mem_bytes\":%llu,\"compute_units\":%lu,\"clock_mhz\":%lu,"
-			   "\"in_use\":%s}",
-			(unsigned long long)d->global_mem_bytes, (unsigned long)d->compute_units,
-			(unsigned long)d->clock_mhz, json_bool(d->in_use));
+
+		json_begin_object(w);
+		json_member_uint(w, "index", d->index);
+		json_member_string(w, "platform", d->platform);
+		json_member_string(w, "name", d->name);
+		json_member_string(w, "type", d->type);
+		json_member_string(w, "version", d->version);
+		json_member_string(w, "driver", d->driver);
+		json_member_uint(w, "global_mem_bytes", d->global_mem_bytes);
+		json_member_uint(w, "compute_units", d->compute_units);
+		json_member_uint(w, "clock_mhz", d->clock_mhz);
+		json_member_bool(w, "in_use", d->in_use);
+		json_end_object(w);
 	}
-	fputc(']', f);
+	json_end_array(w);
 }
 
-static void json_kernel_cache(FILE *f, const struct rxg_status *st)
+static void json_kernel_cache(struct json_writer *w, const struct rxg_status *st)
 {
-	fputs("{\"dir\":", f);
-	json_string(f, st->kernel_cache_dir);
-	fprintf(f, ",\"writable\":%s,\"max_bytes\":%llu,\"entries\":%llu,\"bytes\":%llu,"
-		   "\"hits\":%llu,\"misses\":%llu,\"memory_hits\":%llu,\"rejected\":%llu,"
-		   "\"evictions\":%llu,\"compile_ns\":%llu,\"load_ns\":%llu}",
-		json_bool(st->kernel_cache_writable), (unsigned long long)st->kernel_cache_max_bytes,
-		(unsigned long long)st->kernel_cache_entries,
-		(unsigned long long)st->kernel_cache_bytes,
-		(unsigned long long)st->kernel_cache_hits,
-		(unsigned long long)st->kernel_cache_misses,
-		(unsigned long long)st->kernel_cache_memory_hits,
-		(unsigned long long)st->kernel_cache_rejected,
-		(unsigned long long)st->kernel_cache_evictions,
-		(unsigned long long)st->kernel_cache_compile_ns,
-		(unsigned long long)st->kernel_cache_load_ns);
+	json_begin_object(w);
+	json_member_string(w, "dir", st->kernel_cache_dir);
+	json_member_bool(w, "writable", st->kernel_cache_writable);
+	json_member_uint(w, "max_bytes", st->kernel_cache_max_bytes);
+	json_member_uint(w, "entries", st->kernel_cache_entries);
+	json_member_uint(w, "bytes", st->kernel_cache_bytes);
+	json_member_uint(w, "hits", st->kernel_cache_hits);
+	json_member_uint(w, "misses", st->kernel_cache_misses);
+	json_member_uint(w, "memory_hits", st->kernel_cache_memory_hits);
+	json_member_uint(w, "rejected", st->kernel_cache_rejected);
+	json_member_uint(w, "evictions", st->kernel_cache_evictions);
+	json_member_uint(w, "compile_ns", st->kernel_cache_compile_ns);
+	json_member_uint(w, "load_ns", st->kernel_cache_load_ns);
+	json_end_object(w);
 }
 
-static void json_client_stats(FILE *f, const struct rxg_client_stats *c)
+static void json_client_stats(struct json_writer *w, const struct rxg_client_stats *c)
 {
-	fprintf(f, "{\"client_id\":%lu,\"name\":", (unsigned long)c->client_id);
-	json_string(f, c->name);
-	fprintf(f, ",\"uid\":%lld,\"pid\":%lld,\"jobs_ok\":%llu,\"jobs_failed\":%llu,"
-		   "\"requests_rejected\":%llu,\"jobs_in_flight\":%lu,\"flops\":%llu,"
-		   "\"bytes_in\":%llu,\"bytes_out\":%llu,\"gflops\":",
-		(long long)c->uid, (long long)c->pid, (unsigned long long)c->jobs_ok,
-		(unsigned long long)c->jobs_failed, (unsigned long long)c->requests_rejected,
-		(unsigned long)c->jobs_in_flight, (unsigned long long)c->flops,
-		(unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
-	json_number(f, gflops((double)c->flops, (double)c->timings.kernel_ns));
-	fputs(",\"timings\":", f);
-	json_timings(f, &c->timings);
-	fputc('}', f);
+	json_begin_object(w);
+	json_member_uint(w, "client_id", c->client_id);
+	json_member_string(w, "name", c->name);
+	json_member_int(w, "uid", c->uid);
+	json_member_int(w, "pid", c->pid);
+	json_member_uint(w, "jobs_ok", c->jobs_ok);
+	json_member_uint(w, "jobs_failed", c->jobs_failed);
+	json_member_uint(w, "requests_rejected", c->requests_rejected);
+	json_member_uint(w, "jobs_in_flight", c->jobs_in_flight);
+	json_member_uint(w, "flops", c->flops);
+	json_member_uint(w, "bytes_in", c->bytes_in);
+	json_member_uint(w, "bytes_out", c->bytes_out);
+	json_member_number(w, "gflops", gflops((double)c->flops, (double)c->timings.kernel_ns));
+	json_key(w, "timings");
+	json_timings(w, &c->timings);
+	json_end_object(w);
 }
 
-static void json_sharing(FILE *f, const struct rxg_status *st)
+static void json_sharing(struct json_writer *w, const struct rxg_status *st)
 {
-	fprintf(f, ",\"utilisation\":{\"busy_ns\":%llu,\"since_start\":",
-		(unsigned long long)st->device_busy_ns);
-	json_number(f, st->device_utilisation);
-	fprintf(f, ",\"recent_busy_ns\":%llu,\"recent_window_ns\":%llu,\"recent\":",
-		(unsigned long long)st->device_recent_busy_ns,
-		(unsigned long long)st->device_recent_window_ns);
-	json_number(f, st->device_utilisation_recent);
-	fprintf(f, ",\"current_job_ns\":%llu},\"clients\":[",
-		(unsigned long long)st->device_current_job_ns);
-	for (size_t i = 0; i < st->n_clients; i++) {
-		if (i)
-			fputc(',', f);
-		json_client_stats(f, &st->clients[i]);
-	}
-	fputs("],\"departed_clients\":", f);
-	json_client_stats(f, &st->departed);
-	fputs(",\"kernel_stats\":[", f);
+	json_key(w, "utilisation");
+	json_begin_object(w);
+	json_member_uint(w, "busy_ns", st->device_busy_ns);
+	json_member_number(w, "since_start", st->device_utilisation);
+	json_member_uint(w, "recent_busy_ns", st->device_recent_busy_ns);
+	json_member_uint(w, "recent_window_ns", st->device_recent_window_ns);
+	json_member_number(w, "recent", st->device_utilisation_recent);
+	json_member_uint(w, "current_job_ns", st->device_current_job_ns);
+	json_end_object(w);
+	json_key(w, "clients");
+	json_begin_array(w);
+	for (size_t i = 0; i < st->n_clients; i++)
+		json_client_stats(w, &st->clients[i]);
+	json_end_array(w);
+	json_key(w, "departed_clients");
+	json_client_stats(w, &st->departed);
+	json_key(w, "kernel_stats");
+	json_begin_array(w);
 	for (size_t i = 0; i < st->n_kernel_stats; i++) {
 		const struct rxg_kernel_stats *v = &st->kernel_stats[i];
-		fputs(i ? ",{\"kernel\":" : "{\"kernel\":", f);
-		json_string(f, v->kernel);
-		fprintf(f, ",\"jobs\":%llu,\"flops\":%llu,\"gflops\":", (unsigned long long)v->jobs,
-			(unsigned long long)v->flops);
-		json_number(f, gflops((double)v->flops, (double)v->timings.kernel_ns));
-		fputs(",\"timings\":", f);
-		json_timings(f, &v->timings);
-		fputc('}', f);
+
+		json_begin_object(w);
+		json_member_string(w, "kernel", v->kernel);
+		json_member_uint(w, "jobs", v->jobs);
+		json_member_uint(w, "flops", v->flops);
+		json_member_number(w, "gflops", gflops((double)v->flops, (double)v->timings.kernel_ns));
+		json_key(w, "timings");
+		json_timings(w, &v->timings);
+		json_end_object(w);
 	}
-	fputc(']', f);
+	json_end_array(w);
 }
 
+/* status --json, also each line of top --json. */
 static void status_json(const struct rxg_status *st)
 {
-	FILE *f = stdout;
+	struct json_writer w;
 
-	fputs("{\"daemon_version\":", f);
-	json_string(f, st->daemon_version);
-	fputs(",\"device\":", f);
-	json_string(f, st->device);
-	fprintf(f, ",\"uptime_ns\":%llu,\"clients_connected\":%lu,\"clients_total\":%llu,"
-		   "\"jobs_ok\":%llu,\"jobs_failed\":%llu,\"requests_rejected\":%llu,"
-		   "\"jobs_queued\":%lu,\"flops_total\":%llu,\"kernel_ns_total\":%llu,"
-		   "\"average_gflops\":",
-		(unsigned long long)st->uptime_ns, (unsigned long)st->clients_connected,
-		(unsigned long long)st->clients_total, (unsigned long long)st->jobs_ok,
-		(unsigned long long)st->jobs_failed, (unsigned long long)st->requests_rejected,
-		(unsigned long)st->jobs_queued, (unsigned long long)st->flops_total,
-		(unsigned long long)st->kernel_ns_total);
-	json_number(f, gflops((double)st->flops_total, (double)st->kernel_ns_total));
-	fprintf(f, ",\"device_global_mem_bytes\":%llu,\"device_max_alloc_bytes\":%llu,\"recent\":[",
-		(unsigned long long)st->device_global_mem_bytes,
-		(unsigned long long)st->device_max_alloc_bytes);
+	json_init(&w, stdout);
+	json_begin_object(&w);
+	json_member_string(&w, "daemon_version", st->daemon_version);
+	json_member_string(&w, "device", st->device);
+	json_member_uint(&w, "uptime_ns", st->uptime_ns);
+	json_member_uint(&w, "clients_connected", st->clients_connected);
+	json_member_uint(&w, "clients_total", st->clients_total);
+	json_member_uint(&w, "jobs_ok", st->jobs_ok);
+	json_member_uint(&w, "jobs_failed", st->jobs_failed);
+	json_member_uint(&w, "requests_rejected", st->requests_rejected);
+	json_member_uint(&w, "jobs_queued", st->jobs_queued);
+	json_member_uint(&w, "flops_total", st->flops_total);
+	json_member_uint(&w, "kernel_ns_total", st->kernel_ns_total);
+	json_member_number(&w, "average_gflops",
+			   gflops((double)st->flops_total, (double)st->kernel_ns_total));
+	json_member_uint(&w, "device_global_mem_bytes", st->device_global_mem_bytes);
+	json_member_uint(&w, "device_max_alloc_bytes", st->device_max_alloc_bytes);
+	json_key(&w, "recent");
+	json_begin_array(&w);
 	for (size_t i = 0; i < st->n_recent; i++) {
 		const struct rxg_job_record *r = &st->recent[i];
-		fprintf(f, "%s{\"request_id\":%llu,\"client_id\":%lu,\"m\":%lld,\"n\":%lld,\"k\":%lld,"
-			   "\"status\":\"%s\",\"timings\":",
-			i ? "," : "", (unsigned long long)r->request_id, (unsigned long)r->client_id,
-			(long long)r->m, (long long)r->n, (long long)r->k, status_name(r->status));
-		json_timings(f, &r->timings);
-		fputs(",\"gflops\":", f);
-		json_number(f, r->status == RXG_OK ? job_gflops(r) : NAN);
-		fputc('}', f);
+
+		json_begin_object(&w);
+		json_member_uint(&w, "request_id", r->request_id);
+		json_member_uint(&w, "client_id", r->client_id);
+		json_member_int(&w, "m", r->m);
+		json_member_int(&w, "n", r->n);
+		json_member_int(&w, "k", r->k);
+		json_member_string(&w, "status", status_name(r->status));
+		json_key(&w, "timings");
+		json_timings(&w, &r->timings);
+		json_member_number(&w, "gflops", r->status == RXG_OK ? job_gflops(r) : NAN);
+		json_end_object(&w);
 	}
-	fputs("],\"devices\":", f);
-	json_devices(f, st);
-	fputs(",\"kernel_cache\":", f);
-	json_kernel_cache(f, st);
-	fprintf(f, ",\"memory\":{\"budget_bytes\":%llu,\"reserved_bytes\":%llu,\"in_use_bytes\":%llu,"
-		   "\"peak_bytes\":%llu,\"pool_bytes\":%llu,\"pool_buffers\":%llu,"
-		   "\"jobs_waiting\":%lu,\"client_quota_bytes\":%llu,\"jobs_split\":%llu}",
-		(unsigned long long)st->vram_budget_bytes, (unsigned long long)st->vram_reserved_bytes,
-		(unsigned long long)st->vram_in_use_bytes, (unsigned long long)st->vram_peak_bytes,
-		(unsigned long long)st->vram_pool_bytes, (unsigned long long)st->vram_pool_buffers,
-		(unsigned long)st->jobs_waiting_for_memory,
-		(unsigned long long)st->vram_client_quota_bytes, (unsigned long long)st->jobs_split);
-	fprintf(f, ",\"shm\":{\"regions\":%lu,\"region_bytes\":%llu,\"registered\":%llu,"
-		   "\"jobs\":%llu}",
-		(unsigned long)st->shm_regions, (unsigned long long)st->shm_region_bytes,
-		(unsigned long long)st->shm_regions_registered, (unsigned long long)st->shm_jobs);
-	fprintf(f, ",\"queue\":{\"max_queue\":%lu,\"client_max_queue\":%lu,\"jobs_waiting\":%lu,"
-		   "\"clients_waiting\":%lu,\"rejected_busy\":%llu,\"expired\":%llu,"
-		   "\"cancelled\":%llu}",
-		(unsigned long)st->max_queue, (unsigned long)st->client_max_queue,
-		(unsigned long)st->jobs_waiting, (unsigned long)st->clients_waiting,
-		(unsigned long long)st->jobs_rejected_busy, (unsigned long long)st->jobs_expired,
-		(unsigned long long)st->jobs_cancelled);
-	fputs(",\"kernels\":[", f);
+	json_end_array(&w);
+	json_key(&w, "devices");
+	json_devices(&w, st);
+	json_key(&w, "kernel_cache");
+	json_kernel_cache(&w, st);
+	json_key(&w, "memory");
+	json_begin_object(&w);
+	json_member_uint(&w, "budget_bytes", st->vram_budget_bytes);
+	json_member_uint(&w, "reserved_bytes", st->vram_reserved_bytes);
+	json_member_uint(&w, "in_use_bytes", st->vram_in_use_bytes);
+	json_member_uint(&w, "peak_bytes", st->vram_peak_bytes);
+	json_member_uint(&w, "pool_bytes", st->vram_pool_bytes);
+	json_member_uint(&w, "pool_buffers", st->vram_pool_buffers);
+	json_member_uint(&w, "jobs_waiting", st->jobs_waiting_for_memory);
+	json_member_uint(&w, "client_quota_bytes", st->vram_client_quota_bytes);
+	json_member_uint(&w, "jobs_split", st->jobs_split);
+	json_end_object(&w);
+	json_key(&w, "shm");
+	json_begin_object(&w);
+	json_member_uint(&w, "regions", st->shm_regions);
+	json_member_uint(&w, "region_bytes", st->shm_region_bytes);
+	json_member_uint(&w, "registered", st->shm_regions_registered);
+	json_member_uint(&w, "jobs", st->shm_jobs);
+	json_member_uint(&w, "jobs_in_place", st->shm_jobs_in_place);
+	json_end_object(&w);
+	json_key(&w, "queue");
+	json_begin_object(&w);
+	json_member_uint(&w, "max_queue", st->max_queue);
+	json_member_uint(&w, "client_max_queue", st->client_max_queue);
+	json_member_uint(&w, "jobs_waiting", st->jobs_waiting);
+	json_member_uint(&w, "clients_waiting", st->clients_waiting);
+	json_member_uint(&w, "rejected_busy", st->jobs_rejected_busy);
+	json_member_uint(&w, "expired", st->jobs_expired);
+	json_member_uint(&w, "cancelled", st->jobs_cancelled);
+	json_end_object(&w);
+	json_key(&w, "kernels");
+	json_begin_array(&w);
 	for (size_t i = 0; i < st->n_kernels; i++) {
 		const struct rxg_kernel_choice *k = &st->kernels[i];
-		fprintf(f, "%s{\"trans_a\":%s,\"trans_b\":%s,\"size_class\":%u,\"kernel\":",
-			i ? "," : "", json_bool(k->trans_a), json_bool(k->trans_b), k->size_class);
-		json_string(f, k->kernel);
-		fprintf(f, ",\"tuned\":%s,\"gflops\":", json_bool(k->tuned));
-		json_number(f, k->gflops);
-		fputc('}', f);
+
+		json_begin_object(&w);
+		json_member_bool(&w, "trans_a", k->trans_a);
+		json_member_bool(&w, "trans_b", k->trans_b);
+		json_member_uint(&w, "size_class", k->size_class);
+		json_member_string(&w, "kernel", k->kernel);
+		json_member_bool(&w, "tuned", k->tuned);
+		json_member_number(&w, "gflops", k->gflops);
+		json_end_object(&w);
 	}
-	fputc(']', f);
-	json_sharing(f, st);
-	fputs("}\n", f);
+	json_end_array(&w);
+	json_sharing(&w, st);
+	json_end_object(&w);
+	putchar('\n');
+}
+
+/* --- status --prometheus: the text exposition format ------------------------------------- */
+
+/* One sample: name{labels} value, labels given as name/value pairs (n_labels pairs). */
+static void prom_sample(FILE *f, const char *name, const char *const *labels, size_t n_labels,
+			double v)
+{
+	fputs(name, f);
+	for (size_t i = 0; i < n_labels; i++) {
+		fprintf(f, "%s%s=", i ? "," : "{", labels[2 * i]);
+		prom_label_value(f, labels[2 * i + 1]);
+	}
+	fputs(n_labels ? "} " : " ", f);
+	prom_value(f, v);
+	fputc('\n', f);
+}
+
+static void prom_single(FILE *f, const char *name, const char *type, const char *help, double v)
+{
+	prom_family(f, name, type, help);
+	prom_sample(f, name, NULL, 0, v);
+}
+
+/* A per-client family: a sample for each connected client, labelled with its id, name,
+ * uid and pid, and one for those that left (client="departed"). */
+#define PROM_CLIENTS_(f, st, name_, type_, help_, expr)                                          \
+	do {                                                                                  \
+		prom_family(f, name_, type_, help_);                                             \
+		for (size_t i_ = 0; i_ <= (st)->n_clients; i_++) {                            \
+			const struct rxg_client_stats *c =                                    \
+				i_ < (st)->n_clients ? &(st)->clients[i_] : &(st)->departed;  \
+			char id_[16], uid_[24], pid_[24];                                     \
+			snprintf(id_, sizeof(id_), "%lu", (unsigned long)c->client_id);       \
+			snprintf(uid_, sizeof(uid_), "%lld", (long long)c->uid);              \
+			snprintf(pid_, sizeof(pid_), "%lld", (long long)c->pid);              \
+			const char *l_[] = { "client", i_ < (st)->n_clients ? id_ : "departed", \
+					     "name", c->name, "uid", uid_, "pid", pid_ };     \
+			prom_sample(f, name_, l_, i_ < (st)->n_clients ? 4 : 1, (double)(expr)); \
+		}                                                                             \
+	} while (0)
+
+/* Per kernel variant, labelled kernel="...". */
+#define PROM_KERNELS_(f, st, name_, type_, help_, expr)                                         \
+	do {                                                                                  \
+		prom_family(f, name_, type_, help_);                                             \
+		for (size_t i_ = 0; i_ < (st)->n_kernel_stats; i_++) {                       \
+			const struct rxg_kernel_stats *v = &(st)->kernel_stats[i_];           \
+			const char *l_[] = { "kernel", v->kernel };                          \
+			prom_sample(f, name_, l_, 1, (double)(expr));                         \
+		}                                                                             \
+	} while (0)
+
+/* For node_exporter's textfile collector (rxgemm status --prometheus > x.prom.$$ && mv) or
+ * any scraper of the text format: every counter the daemon keeps, in base units (seconds,
+ * bytes). */
+static void status_prometheus(const struct rxg_status *st)
+{
+	FILE *f = stdout;
+	const char *info_labels[] = { "version", st->daemon_version, "device", st->device };
+
+	prom_family(f, "rxgemm_daemon_info", "gauge", "The daemon's version and device (always 1).");
+	prom_sample(f, "rxgemm_daemon_info", info_labels, 2, 1);
+	prom_single(f, "rxgemm_uptime_seconds", "gauge", "Time since the daemon started.",
+		    (double)st->uptime_ns / 1e9);
+	prom_single(f, "rxgemm_clients_connected", "gauge", "Clients connected now.",
+		    (double)st->clients_connected);
+	prom_single(f, "rxgemm_clients_total", "counter", "Clients that connected since start.",
+		    (double)st->clients_total);
+	prom_single(f, "rxgemm_jobs_ok_total", "counter", "Jobs that completed.",
+		    (double)st->jobs_ok);
+	prom_single(f, "rxgemm_jobs_failed_total", "counter", "Jobs that failed on the device.",
+		    (double)st->jobs_failed);
+	prom_single(f, "rxgemm_requests_rejected_total", "counter",
+		    "Requests refused before they ran (bad arguments, limits).",
+		    (double)st->requests_rejected);
+	prom_single(f, "rxgemm_jobs_queued", "gauge", "Jobs accepted and not finished.",
+		    (double)st->jobs_queued);
+	prom_single(f, "rxgemm_queue_jobs_waiting", "gauge", "Jobs waiting in the scheduler's queue.",
+		    (double)st->jobs_waiting);
+	prom_single(f, "rxgemm_queue_clients_waiting", "gauge", "Clients with jobs in the queue.",
+		    (double)st->clients_waiting);
+	prom_single(f, "rxgemm_queue_max_jobs", "gauge", "The queue's bound (0: none).",
+		    (double)st->max_queue);
+	prom_single(f, "rxgemm_jobs_rejected_busy_total", "counter",
+		    "Jobs refused because the queue was full.", (double)st->jobs_rejected_busy);
+	prom_single(f, "rxgemm_jobs_expired_total", "counter",
+		    "Jobs whose deadline passed in the queue.", (double)st->jobs_expired);
+	prom_single(f, "rxgemm_jobs_cancelled_total", "counter", "Jobs cancelled by their client.",
+		    (double)st->jobs_cancelled);
+	prom_single(f, "rxgemm_jobs_waiting_for_memory", "gauge",
+		    "Jobs waiting for device memory under the budget.",
+		    (double)st->jobs_waiting_for_memory);
+	prom_single(f, "rxgemm_jobs_split_total", "counter",
+		    "Jobs run in pieces to fit the budget.", (double)st->jobs_split);
+	prom_single(f, "rxgemm_vram_budget_bytes", "gauge", "Device memory the daemon may use.",
+		    (double)st->vram_budget_bytes);
+	prom_single(f, "rxgemm_vram_reserved_bytes", "gauge",
+		    "Device memory reserved by admitted jobs.", (double)st->vram_reserved_bytes);
+	prom_single(f, "rxgemm_vram_in_use_bytes", "gauge", "Device memory in buffers now.",
+		    (double)st->vram_in_use_bytes);
+	prom_single(f, "rxgemm_vram_peak_bytes", "gauge", "The most device memory reserved at once.",
+		    (double)st->vram_peak_bytes);
+	prom_single(f, "rxgemm_vram_pool_bytes", "gauge", "Device memory kept in the buffer pool.",
+		    (double)st->vram_pool_bytes);
+	prom_single(f, "rxgemm_device_busy_seconds_total", "counter",
+		    "Time the device spent running jobs.", (double)st->device_busy_ns / 1e9);
+	prom_single(f, "rxgemm_device_utilisation_ratio", "gauge",
+		    "Share of the recent window the device was busy (0 to 1).",
+		    st->device_utilisation_recent);
+	prom_single(f, "rxgemm_flops_total", "counter", "Floating-point operations of all jobs.",
+		    (double)st->flops_total);
+	prom_single(f, "rxgemm_kernel_seconds_total", "counter", "Kernel time of all jobs.",
+		    (double)st->kernel_ns_total / 1e9);
+	prom_single(f, "rxgemm_shm_regions", "gauge", "Shared-memory buffers mapped now.",
+		    (double)st->shm_regions);
+	prom_single(f, "rxgemm_shm_jobs_total", "counter", "GEMMs that used shared memory.",
+		    (double)st->shm_jobs);
+	prom_single(f, "rxgemm_shm_jobs_in_place_total", "counter",
+		    "GEMMs run in place on shared memory, with no copy.",
+		    (double)st->shm_jobs_in_place);
+
+	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_ok_total", "counter",
+		      "Jobs of the client that completed.", c->jobs_ok);
+	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_failed_total", "counter",
+		      "Jobs of the client that failed.", c->jobs_failed);
+	PROM_CLIENTS_(f, st, "rxgemm_client_requests_rejected_total", "counter",
+		      "Requests of the client refused.", c->requests_rejected);
+	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_in_flight", "gauge",
+		      "Jobs of the client accepted and not finished.", c->jobs_in_flight);
+	PROM_CLIENTS_(f, st, "rxgemm_client_flops_total", "counter",
+		      "Floating-point operations of the client's jobs.", c->flops);
+	PROM_CLIENTS_(f, st, "rxgemm_client_kernel_seconds_total", "counter",
+		      "Kernel time of the client's jobs.", (double)c->timings.kernel_ns / 1e9);
+	PROM_CLIENTS_(f, st, "rxgemm_client_queued_seconds_total", "counter",
+		      "Time the client's jobs waited in the queue.",
+		      (double)c->timings.queued_ns / 1e9);
+	PROM_CLIENTS_(f, st, "rxgemm_client_received_bytes_total", "counter",
+		      "Bytes the daemon received from the client.", c->bytes_in);
+	PROM_CLIENTS_(f, st, "rxgemm_client_sent_bytes_total", "counter",
+		      "Bytes the daemon sent to the client.", c->bytes_out);
+
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_jobs_total", "counter",
+		      "Jobs run by the kernel variant.", v->jobs);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_flops_total", "counter",
+		      "Floating-point operations of the kernel variant.", v->flops);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_seconds_total", "counter",
+		      "Kernel time of the kernel variant.", (double)v->timings.kernel_ns / 1e9);
+	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_gflops", "gauge",
+		      "The kernel variant's average rate over its kernel time (NaN before a job).",
+		      gflops((double)v->flops, (double)v->timings.kernel_ns));
 }
 
 static int cmd_status(int argc, char **argv, const char *socket)
 {
 	struct rxg_status *st = NULL;
-	int json = 0;
+	int json = 0, prometheus = 0;
 	int rc;
 
-	rc = simple_parse("status", argc, argv, &socket, &json);
+	rc = simple_parse("status", argc, argv, &socket, &json, &prometheus);
 	if (rc != EXIT_OK)
 		return rc;
+	if (json && prometheus)
+		return usage_error("status: --json or --prometheus, not both");
 	rc = fetch_status(socket, &st);
 	if (rc != EXIT_OK)
 		return rc;
-	if (json)
+	if (prometheus)
+		status_prometheus(st);
+	else if (json)
 		status_json(st);
 	else
 		status_text(st);
@@ -1622,16 +1912,21 @@ static int cmd_devices(int argc, char **argv, const char *socket)
 	int json = 0;
 	int rc;
 
-	rc = simple_parse("devices", argc, argv, &socket, &json);
+	rc = simple_parse("devices", argc, argv, &socket, &json, NULL);
 	if (rc != EXIT_OK)
 		return rc;
 	rc = fetch_status(socket, &st);
 	if (rc != EXIT_OK)
 		return rc;
 	if (json) {
-		fputs("{\"devices\":", stdout);
-		json_devices(stdout, st);
-		fputs("}\n", stdout);
+		struct json_writer w;
+
+		json_init(&w, stdout);
+		json_begin_object(&w);
+		json_key(&w, "devices");
+		json_devices(&w, st);
+		json_end_object(&w);
+		putchar('\n');
 	} else if (!st->n_devices) {
 		printf("the daemon reports no devices\n");
 	} else {
@@ -1691,7 +1986,7 @@ static double rate(uint64_t now, uint64_t before, double interval_s, double scal
 }
 
 /* One frame: the daemon now (cur) and, when prev is given, what changed since prev. */
-static void top_frame(const struct rxg_status *prev, const struct rxg_status *cur)
+static void top_frame(FILE *f, const struct rxg_status *prev, const struct rxg_status *cur)
 {
 	static const char *const chead[] = { "id", "name", "uid", "pid", "in flight", "jobs/s",
 					     "GFLOPS", "kernel %", "jobs ok", "failed",
@@ -1702,35 +1997,35 @@ static void top_frame(const struct rxg_status *prev, const struct rxg_status *cu
 	char up[64], budget[32], reserved[32], in_use[32], peak[32], pool[32];
 
 	format_uptime(up, sizeof(up), cur->uptime_ns);
-	printf("rxgemm top - up %s, rxgemmd %s, %s\n", up, cur->daemon_version, cur->device);
-	printf("device:  ");
+	fprintf(f, "rxgemm top - up %s, rxgemmd %s, %s\n", up, cur->daemon_version, cur->device);
+	fprintf(f, "device:  ");
 	if (prev)
-		printf("%.1f%% busy over the last %.1f s, ",
+		fprintf(f, "%.1f%% busy over the last %.1f s, ",
 		       percent(rate(cur->device_busy_ns, prev->device_busy_ns, dt, 1.0), 1e9), dt);
-	printf("%.1f%% over %.1f s, %.1f%% since start, ", 100.0 * cur->device_utilisation_recent,
+	fprintf(f, "%.1f%% over %.1f s, %.1f%% since start, ", 100.0 * cur->device_utilisation_recent,
 	       (double)cur->device_recent_window_ns / 1e9, 100.0 * cur->device_utilisation);
 	if (cur->device_current_job_ns)
-		printf("a job running for %.3f s\n", (double)cur->device_current_job_ns / 1e9);
+		fprintf(f, "a job running for %.3f s\n", (double)cur->device_current_job_ns / 1e9);
 	else
-		printf("idle now\n");
-	printf("jobs:    %llu ok, %llu failed, %llu rejected, %lu queued, %lu waiting for memory",
+		fprintf(f, "idle now\n");
+	fprintf(f, "jobs:    %llu ok, %llu failed, %llu rejected, %lu queued, %lu waiting for memory",
 	       (unsigned long long)cur->jobs_ok, (unsigned long long)cur->jobs_failed,
 	       (unsigned long long)cur->requests_rejected, (unsigned long)cur->jobs_queued,
 	       (unsigned long)cur->jobs_waiting_for_memory);
 	if (prev)
-		printf("; %.1f jobs/s, %.2f GFLOPS",
+		fprintf(f, "; %.1f jobs/s, %.2f GFLOPS",
 		       rate(cur->jobs_ok + cur->jobs_failed, prev->jobs_ok + prev->jobs_failed, dt,
 			    1.0),
 		       rate(cur->flops_total, prev->flops_total, dt, 1e9));
-	printf("\n");
+	fprintf(f, "\n");
 	format_bytes(budget, sizeof(budget), cur->vram_budget_bytes);
 	format_bytes(reserved, sizeof(reserved), cur->vram_reserved_bytes);
 	format_bytes(in_use, sizeof(in_use), cur->vram_in_use_bytes);
 	format_bytes(peak, sizeof(peak), cur->vram_peak_bytes);
 	format_bytes(pool, sizeof(pool), cur->vram_pool_bytes);
-	printf("memory:  budget %s, %s reserved, %s in use, peak %s, pool %s\n", budget, reserved,
+	fprintf(f, "memory:  budget %s, %s reserved, %s in use, peak %s, pool %s\n", budget, reserved,
 	       in_use, peak, pool);
-	printf("clients: %lu connected, %llu since start\n\n", (unsigned long)cur->clients_connected,
+	fprintf(f, "clients: %lu connected, %llu since start\n\n", (unsigned long)cur->clients_connected,
 	       (unsigned long long)cur->clients_total);
 
 	struct table t = { .ncols = 12, .align = "rlrrrrrrrrrr" };
@@ -1756,11 +2051,11 @@ static void top_frame(const struct rxg_status *prev, const struct rxg_status *cu
 		table_number(&t, 3, avg_ms(c->timings.queued_ns, c->jobs_ok));
 		table_number(&t, 3, avg_ms(c->timings.total_ns, c->jobs_ok));
 	}
-	table_print(&t, stdout);
+	table_print(&t, f);
 	table_free(&t);
 	if (!cur->n_kernel_stats)
 		return;
-	printf("\n");
+	fprintf(f, "\n");
 	struct table k = { .ncols = 6, .align = "lrrrrr" };
 	table_head(&k, khead);
 	for (size_t i = 0; i < cur->n_kernel_stats; i++) {
@@ -1778,30 +2073,182 @@ static void top_frame(const struct rxg_status *prev, const struct rxg_status *cu
 		table_number(&k, 3, avg_ms(v->timings.kernel_ns, v->jobs));
 		table_number(&k, 2, gflops((double)v->flops, (double)v->timings.kernel_ns));
 	}
-	table_print(&k, stdout);
+	table_print(&k, f);
 	table_free(&k);
+}
+
+/* --- top: the live view ---------------------------------------------------------------- */
+
+/* Set by the signal handlers, read by the frame loop (which poll() wakes for them). */
+static volatile sig_atomic_t top_quit_signal, top_resized;
+
+static void top_on_signal(int sig)
+{
+	if (sig == SIGWINCH)
+		top_resized = 1;
+	else
+		top_quit_signal = sig;
+}
+
+/* The interactive terminal: the alternate screen, keys one at a time without echo, and
+ * everything put back on every way out (q, Ctrl-C, SIGTERM, a lost daemon). */
+struct top_term {
+	int active;
+	struct termios saved;
+	int have_saved;
+	unsigned cols, rows;
+};
+
+static void top_term_size(struct top_term *t)
+{
+	struct winsize ws;
+
+	t->cols = 80;
+	t->rows = 24;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row) {
+		t->cols = ws.ws_col;
+		t->rows = ws.ws_row;
+	}
+}
+
+static void top_term_enter(struct top_term *t)
+{
+	struct sigaction sa = { .sa_handler = top_on_signal };
+
+	/* No SA_RESTART: the signal must interrupt poll() so that the loop sees it. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGWINCH, &sa, NULL);
+	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &t->saved) == 0) {
+		struct termios raw = t->saved;
+
+		/* Keys without Enter and without echo; ISIG stays, so Ctrl-C is a SIGINT. */
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 0;
+		raw.c_cc[VTIME] = 0;
+		t->have_saved = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+	}
+	/* The alternate screen (what was on the terminal comes back on exit), cursor hidden. */
+	fputs("\033[?1049h\033[?25l", stdout);
+	fflush(stdout);
+	t->active = 1;
+	top_term_size(t);
+}
+
+static void top_term_leave(struct top_term *t)
+{
+	if (!t->active)
+		return;
+	fputs("\033[?25h\033[?1049l", stdout);
+	fflush(stdout);
+	if (t->have_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &t->saved);
+	t->active = 0;
+}
+
+/* The display width of the first len bytes of a UTF-8 line: continuation bytes take no
+ * column (wide characters are rare in device and client names; they count as one). */
+static size_t top_cut(const char *line, size_t len, unsigned cols)
+{
+	size_t i = 0, w = 0;
+
+	for (; i < len; i++) {
+		if (((unsigned char)line[i] & 0xc0) == 0x80)
+			continue;
+		if (w == cols)
+			break;
+		w++;
+	}
+	return i;
+}
+
+/* A rendered frame onto the terminal: from the top left, each line cut to the width (a
+ * line never wraps) and the rest of it cleared, no more lines than the screen holds. */
+static void top_draw(const struct top_term *t, const char *frame)
+{
+	unsigned row = 0;
+
+	fputs("\033[H", stdout);
+	for (const char *p = frame; *p && row < t->rows; row++) {
+		size_t len = strcspn(p, "\n");
+
+		fwrite(p, 1, top_cut(p, len, t->cols), stdout);
+		fputs("\033[K", stdout);
+		p += len + (p[len] == '\n');
+		/* No newline after the last row: it would scroll the screen by one. */
+		if (row + 1 < t->rows && *p)
+			fputs("\r\n", stdout);
+	}
+	fputs("\033[J", stdout);
+	fflush(stdout);
+}
+
+/* Wait up to ms for a key, a signal or a resize. Returns 1 to quit ('q' or a signal), 0
+ * otherwise; *resized says a redraw is due. */
+static int top_wait(int interactive, int ms, int *resized)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000u;
+
+	*resized = 0;
+	for (;;) {
+		uint64_t now = now_ns();
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		int left = now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+		int n;
+
+		if (top_quit_signal)
+			return 1;
+		if (top_resized) {
+			top_resized = 0;
+			*resized = 1;
+			return 0;
+		}
+		if (left == 0)
+			return 0;
+		n = poll(&pfd, interactive ? 1 : 0, left);
+		if (n > 0 && (pfd.revents & POLLIN)) {
+			char keys[32];
+			ssize_t got = read(STDIN_FILENO, keys, sizeof(keys));
+
+			for (ssize_t i = 0; i < got; i++)
+				if (keys[i] == 'q' || keys[i] == 'Q')
+					return 1;
+			/* End of input (stdin closed): keep going on the timer alone. */
+			if (got == 0)
+				interactive = 0;
+		}
+	}
 }
 
 /* rxgemm top: a frame every -d seconds like top(1), over one connection (so top is one
  * client in its own table, not a new one each frame). On a terminal each frame replaces
- * the last; otherwise (batch mode) frames follow one another, a blank line between. */
+ * the last on the alternate screen, cut to the terminal's size; q or Ctrl-C quits. In batch
+ * mode (-b, or stdout not a terminal) frames follow one another, a blank line between;
+ * --json prints each frame as one line of JSON (status --json's object), for scripts. */
 static int cmd_top(int argc, char **argv, const char *socket)
 {
 	static const struct option options[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
 		{ "delay", required_argument, NULL, 'd' },
 		{ "iterations", required_argument, NULL, 'n' },
+		{ "batch", no_argument, NULL, 'b' },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rxg_status *prev = NULL, *cur = NULL;
+	struct top_term term = { 0 };
 	float delay_s = 2.0f;
 	int64_t iterations = 0; /* 0: until interrupted */
-	int opt, rc, tty = isatty(STDOUT_FILENO);
+	int opt, rc, batch = !isatty(STDOUT_FILENO), json = 0, resized = 0;
+	char *frame = NULL;
+	size_t frame_len = 0;
 	rxg_client *c = NULL;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":d:n:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":d:n:bh", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_SOCKET: socket = optarg; break;
 		case 'd':
@@ -1815,6 +2262,8 @@ static int cmd_top(int argc, char **argv, const char *socket)
 			if ((rc = parse_int64("-n", optarg, 1, INT64_MAX, &iterations)) != EXIT_OK)
 				return rc;
 			break;
+		case 'b': batch = 1; break;
+		case OPT_JSON: json = 1; batch = 1; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: return option_error(opt, argv);
 		}
@@ -1823,24 +2272,48 @@ static int cmd_top(int argc, char **argv, const char *socket)
 		return usage_error("top: unexpected argument '%s'", argv[optind]);
 	if ((rc = rxg_connect(socket, CLIENT_NAME "-top", &c)) != RXG_OK)
 		return daemon_error(NULL, rc);
-	for (int64_t frame = 0; !iterations || frame < iterations; frame++) {
-		if (frame) {
-			struct timespec ts = { .tv_sec = (time_t)delay_s,
-					       .tv_nsec = (long)((delay_s - (float)(time_t)delay_s) *
-								 1e9f) };
-			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-				;
+	if (!batch)
+		top_term_enter(&term);
+	for (int64_t n = 0; !iterations || n < iterations; n++) {
+		if (n) {
+			/* A resize redraws the last frame at once; the next one comes on time. */
+			do {
+				if (top_wait(!batch, (int)(delay_s * 1000.0f), &resized)) {
+					rc = EXIT_OK;
+					goto out;
+				}
+				if (resized) {
+					top_term_size(&term);
+					top_draw(&term, frame);
+				}
+			} while (resized);
 		}
 		if ((rc = rxg_status(c, &cur)) != RXG_OK) {
+			/* One connection throughout: a daemon that restarts ends top with exit 3. */
+			top_term_leave(&term);
 			rc = daemon_error(c, rc);
 			goto out;
 		}
-		/* One connection throughout: a daemon that restarts ends top with exit 3. */
-		if (tty)
-			fputs("\033[H\033[2J", stdout); /* home, clear the screen */
-		else if (frame)
-			fputc('\n', stdout);
-		top_frame(prev, cur);
+		if (json) {
+			status_json(cur);
+		} else if (batch) {
+			if (n)
+				fputc('\n', stdout);
+			top_frame(stdout, prev, cur);
+		} else {
+			FILE *mem;
+
+			free(frame);
+			frame = NULL;
+			if (!(mem = open_memstream(&frame, &frame_len))) {
+				top_term_leave(&term);
+				rc = file_error("out of memory");
+				goto out;
+			}
+			top_frame(mem, prev, cur);
+			fclose(mem);
+			top_draw(&term, frame);
+		}
 		fflush(stdout);
 		rxg_status_free(prev);
 		prev = cur;
@@ -1848,6 +2321,8 @@ static int cmd_top(int argc, char **argv, const char *socket)
 	}
 	rc = EXIT_OK;
 out:
+	top_term_leave(&term);
+	free(frame);
 	rxg_status_free(prev);
 	rxg_close(c);
 	return rc;
@@ -1875,6 +2350,7 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 	int opt, trans_a = 0, trans_b = 0, csv = 0, json = 0, rc;
 	const char *list = "256,512,1024,2048";
 	rxg_client *c = NULL;
+	struct json_writer w;
 
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -1908,15 +2384,15 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 	}
 	if ((rc = rxg_connect(socket, CLIENT_NAME, &c)) != RXG_OK)
 		return daemon_error(NULL, rc);
-	if (csv)
+	json_init(&w, stdout);
+	if (csv) {
 		printf("n,trans_a,trans_b,kernel_gflops,e2e_gflops,kernel_ms,wall_ms\n");
-	else if (json)
-		printf("{\"device\":");
-	if (json)
-		json_string(stdout, rxg_server_info(c)->device);
-	if (json)
-		printf(",\"results\":[");
-	else if (!csv)
+	} else if (json) {
+		json_begin_object(&w);
+		json_member_string(&w, "device", rxg_server_info(c)->device);
+		json_key(&w, "results");
+		json_begin_array(&w);
+	} else
 		printf("device: %s\n%6s %14s %14s %11s %11s\n", rxg_server_info(c)->device, "n",
 		       "kernel GFLOPS", "e2e GFLOPS", "kernel ms", "wall ms");
 	for (int64_t i = 0; i < n_sizes; i++) {
@@ -1954,12 +2430,13 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 			       gflops(flops, (double)best_kernel), gflops(flops, (double)best_wall),
 			       ns_to_ms((double)best_kernel), ns_to_ms((double)best_wall));
 		} else if (json) {
-			printf("%s{\"n\":%lld,\"kernel_gflops\":", i ? "," : "", (long long)n);
-			json_number(stdout, gflops(flops, (double)best_kernel));
-			printf(",\"e2e_gflops\":");
-			json_number(stdout, gflops(flops, (double)best_wall));
-			printf(",\"kernel_ns\":%llu,\"wall_ns\":%llu}", (unsigned long long)best_kernel,
-			       (unsigned long long)best_wall);
+			json_begin_object(&w);
+			json_member_int(&w, "n", n);
+			json_member_number(&w, "kernel_gflops", gflops(flops, (double)best_kernel));
+			json_member_number(&w, "e2e_gflops", gflops(flops, (double)best_wall));
+			json_member_uint(&w, "kernel_ns", best_kernel);
+			json_member_uint(&w, "wall_ns", best_wall);
+			json_end_object(&w);
 		} else {
 			printf("%6lld %14.1f %14.1f %11.3f %11.3f\n", (long long)n,
 			       gflops(flops, (double)best_kernel), gflops(flops, (double)best_wall),
@@ -1967,8 +2444,11 @@ static int cmd_bench(int argc, char **argv, const char *socket)
 		}
 		fflush(stdout);
 	}
-	if (json)
-		printf("]}\n");
+	if (json) {
+		json_end_array(&w);
+		json_end_object(&w);
+		putchar('\n');
+	}
 	rxg_close(c);
 	return EXIT_OK;
 }
@@ -2045,15 +2525,39 @@ static void print_parts(const char *title, const struct rxg_nas_part *p, size_t 
 		       total ? 100.0 * (double)p[i].ns / (double)total : 0.0, p[i].steps);
 }
 
-static void json_parts(const char *key, const struct rxg_nas_part *p, size_t n)
+static void json_parts(struct json_writer *w, const char *key, const struct rxg_nas_part *p,
+		       size_t n)
 {
-	printf(",\"%s\":[", key);
+	json_key(w, key);
+	json_begin_array(w);
 	for (size_t i = 0; i < n; i++) {
-		printf("%s{\"name\":", i ? "," : "");
-		json_string(stdout, p[i].name);
-		printf(",\"ns\":%llu,\"steps\":%u}", (unsigned long long)p[i].ns, p[i].steps);
+		json_begin_object(w);
+		json_member_string(w, "name", p[i].name);
+		json_member_uint(w, "ns", p[i].ns);
+		json_member_uint(w, "steps", p[i].steps);
+		json_end_object(w);
 	}
-	printf("]");
+	json_end_array(w);
+}
+
+/* The daemon refused the network: RXG_EINVAL there is always about what the user gave
+ * (this command checks the form of every number itself), so it is a usage error (exit 2)
+ * or, when it is about a file's contents (--weights of the wrong length, the text of
+ * --genotype-file), a file error (exit 4). Anything else is the daemon's (exit 3). */
+static int nas_refusal(rxg_client *c, int rc, const char *gfile, const char *wfile)
+{
+	const char *msg = rxg_errmsg(c);
+
+	if (rc != RXG_EINVAL)
+		return daemon_error(c, rc);
+	if (wfile && strncmp(msg, "weights ", 8) == 0)
+		return file_error("--weights: %s: %s", wfile, msg);
+	/* The parser's messages start "genotype text, byte N:", the checks of the parsed
+	 * cells with the cell's name. */
+	if (gfile && (strncmp(msg, "genotype", 8) == 0 || strncmp(msg, "normal ", 7) == 0 ||
+		      strncmp(msg, "reduce ", 7) == 0))
+		return file_error("--genotype-file: %s: %s", gfile, msg);
+	return usage_error("nas: %s", msg);
 }
 
 static int cmd_nas(int argc, char **argv, const char *socket)
@@ -2193,12 +2697,14 @@ static int cmd_nas(int argc, char **argv, const char *socket)
 		if (lfile)
 			a.logits = logits = xmalloc((size_t)(batch * classes) * sizeof(float));
 	}
+	if (lfile && (rc = output_check("--logits-out", lfile)) != EXIT_OK)
+		goto out;
 	if ((rc = rxg_connect(socket, CLIENT_NAME, &c)) != RXG_OK) {
 		rc = daemon_error(NULL, rc);
 		goto out;
 	}
 	if ((rc = rxg_nas_eval(c, &a, &r)) != RXG_OK) {
-		rc = daemon_error(c, rc);
+		rc = nas_refusal(c, rc, gfile, wfile);
 		goto out;
 	}
 	rc = EXIT_OK;
@@ -2211,24 +2717,31 @@ static int cmd_nas(int argc, char **argv, const char *socket)
 		}
 	}
 	if (json) {
-		printf("{\"genotype\":");
-		json_string(stdout, r->genotype);
-		printf(",\"params\":%llu,\"macs\":%llu,\"weight_floats\":%llu,"
-		       "\"peak_device_bytes\":%llu,\"activation_bytes\":%llu,\"batch\":%d,"
-		       "\"batch_piece\":%d,\"steps\":%u,\"latency_median_ns\":%llu,"
-		       "\"latency_p90_ns\":%llu,\"latency_mean_ns\":%llu",
-		       (unsigned long long)r->params, (unsigned long long)r->macs,
-		       (unsigned long long)r->weight_floats, (unsigned long long)r->peak_device_bytes,
-		       (unsigned long long)r->activation_bytes, r->batch, r->batch_piece, r->steps,
-		       (unsigned long long)r->latency_median_ns, (unsigned long long)r->latency_p90_ns,
-		       (unsigned long long)r->latency_mean_ns);
-		printf(",\"run_ns\":[");
+		struct json_writer jw;
+
+		json_init(&jw, stdout);
+		json_begin_object(&jw);
+		json_member_string(&jw, "genotype", r->genotype);
+		json_member_uint(&jw, "params", r->params);
+		json_member_uint(&jw, "macs", r->macs);
+		json_member_uint(&jw, "weight_floats", r->weight_floats);
+		json_member_uint(&jw, "peak_device_bytes", r->peak_device_bytes);
+		json_member_uint(&jw, "activation_bytes", r->activation_bytes);
+		json_member_int(&jw, "batch", r->batch);
+		json_member_int(&jw, "batch_piece", r->batch_piece);
+		json_member_uint(&jw, "steps", r->steps);
+		json_member_uint(&jw, "latency_median_ns", r->latency_median_ns);
+		json_member_uint(&jw, "latency_p90_ns", r->latency_p90_ns);
+		json_member_uint(&jw, "latency_mean_ns", r->latency_mean_ns);
+		json_key(&jw, "run_ns");
+		json_begin_array(&jw);
 		for (size_t i = 0; i < r->n_runs; i++)
-			printf("%s%llu", i ? "," : "", (unsigned long long)r->run_ns[i]);
-		printf("]");
-		json_parts("by_op", r->by_op, r->n_by_op);
-		json_parts("by_cell", r->by_cell, r->n_by_cell);
-		printf("}\n");
+			json_uint(&jw, r->run_ns[i]);
+		json_end_array(&jw);
+		json_parts(&jw, "by_op", r->by_op, r->n_by_op);
+		json_parts(&jw, "by_cell", r->by_cell, r->n_by_cell);
+		json_end_object(&jw);
+		putchar('\n');
 	} else {
 		printf("device:     %s\n", rxg_server_info(c)->device);
 		printf("genotype:   %s\n", *r->genotype ? r->genotype : "(supernet)");
@@ -2289,7 +2802,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error("no command given (gemm, status or devices)");
+		return usage_error("no command given (gemm, status, devices, bench, top or nas)");
 
 	const char *cmd = argv[optind];
 	int cmd_argc = argc - optind;

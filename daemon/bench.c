@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
+#include "json.h"
 #include "refgemm.h"
 #include "rxgemmd.h"
 
@@ -36,7 +39,7 @@ struct bench_opts {
 	bool clblast, json, csv, tune;
 	bool e2e;                    /* --e2e: the daemon's whole job, wall clock */
 	double peak_gflops;
-	const char *plot;            /* --plot FILE: .svg or .png through gnuplot */
+	const char *plot;            /* --plot FILE: .svg, .png or .pdf through gnuplot */
 };
 
 /* What one size gave, for the plot. */
@@ -73,9 +76,12 @@ static void bench_usage(FILE *f)
 		"  --splitk S            K slices: 0 the engine decides (default), 1 none\n"
 		"  --no-clblast          do not load CLBlast\n"
 		"  --peak-gflops P       show percent of this peak\n"
-		"  --csv, --json         machine-readable output\n"
+		"  --csv, --json         machine-readable output (a value not measured is an\n"
+		"                        empty CSV field, null in JSON)\n"
 		"  --plot FILE           draw GFLOPS against n (ours, CLBlast, the peak) with\n"
-		"                        gnuplot into FILE, SVG or PNG by its suffix\n");
+		"                        gnuplot into FILE: .svg, .png or .pdf by its suffix\n"
+		"  -h, --help            show this help and exit\n"
+		"  -V, --version         show the version and exit\n");
 }
 
 static int bench_parse_list(const char *s, struct bench_opts *o, bool square)
@@ -108,13 +114,52 @@ static int bench_parse_list(const char *s, struct bench_opts *o, bool square)
 	return ret;
 }
 
+/* v with that many decimals, or none when v is NaN (not measured). */
+static void fmt_or_empty(char *buf, size_t len, int decimals, double v, const char *none)
+{
+	if (isnan(v))
+		snprintf(buf, len, "%s", none);
+	else
+		snprintf(buf, len, "%.*f", decimals, v);
+}
+
+/* The gnuplot terminal (and its size) for the file's suffix, NULL for a suffix we do not
+ * draw: the pdfcairo terminal counts in inches, the others in pixels. */
+static const char *bench_plot_terminal(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+
+	if (!dot || strchr(dot, '/'))
+		return NULL;
+	if (strcasecmp(dot, ".svg") == 0)
+		return "svg size 800,500";
+	if (strcasecmp(dot, ".png") == 0)
+		return "pngcairo size 800,500";
+	if (strcasecmp(dot, ".pdf") == 0)
+		return "pdfcairo size 8in,5in";
+	return NULL;
+}
+
+/* s as a gnuplot single-quoted string, in which only the quote itself is special
+ * (doubled). */
+static void gnuplot_quote(FILE *gp, const char *s)
+{
+	fputc('\'', gp);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', gp);
+		if (*s != '\n')
+			fputc(*s, gp);
+	}
+	fputc('\'', gp);
+}
+
 /* Draw the points with gnuplot: GFLOPS against n for us, CLBlast and the peak line. */
 static int bench_plot(const struct bench_opts *o, const char *device,
 		      const struct bench_point *pts, size_t n)
 {
 	char data[] = "/tmp/rxgemm-bench-XXXXXX";
-	const char *dot = strrchr(o->plot, '.');
-	bool png = dot && strcmp(dot, ".png") == 0;
+	const char *terminal = bench_plot_terminal(o->plot);
 	bool have_clblast = false;
 	FILE *f, *gp;
 	int fd, status;
@@ -133,10 +178,14 @@ static int bench_plot(const struct bench_opts *o, const char *device,
 		unlink(data);
 		return -1;
 	}
-	fprintf(gp, "set terminal %s size 800,500\nset output '%s'\n",
-		png ? "pngcairo" : "svg", o->plot);
-	fprintf(gp, "set title \"SGEMM%s%s on %s\" noenhanced\n", o->trans_a ? " A^T" : "",
-		o->trans_b ? " B^T" : "", device);
+	fprintf(gp, "set terminal %s\nset output ", terminal);
+	gnuplot_quote(gp, o->plot);
+	fprintf(gp, "\nset title ");
+	char title[512];
+	snprintf(title, sizeof(title), "SGEMM%s%s on %s", o->trans_a ? " A^T" : "",
+		 o->trans_b ? " B^T" : "", device);
+	gnuplot_quote(gp, title);
+	fprintf(gp, " noenhanced\n");
 	fprintf(gp, "set xlabel 'n (cube root of m n k)'\nset ylabel 'GFLOPS'\nset logscale x 2\n"
 		    "set key left top\nset grid\n");
 	/* Room above the peak line, which would otherwise sit on the frame. */
@@ -261,15 +310,26 @@ static int bench_shape(struct rxd_gemm_engine *eng, clblast_sgemm_fn sgemm, cons
 		res->ours_ns = bench_time(eng, vi, NULL, &g, a, b, c, o);
 		snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));
 	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (size_t i = 0; i < n_grid; i++) {
 		int vi = gemm_engine_add(eng, o->trans_a, o->trans_b, &grid[i]);
 		double ns;
 		if (vi < 0)
 			continue;
 		ns = bench_time(eng, vi, NULL, &g, a, b, c, o);
-		if (n_grid > 1 && !o->json && !o->csv)
-			fprintf(stderr, "  %-44s %10.1f GFLOPS\n", gemm_variant_name(eng, vi),
+		if (n_grid > 1 && !o->json && !o->csv) {
+			/* The ETA of this size: the configurations left at the mean cost so far
+			 * (builds included, which the cache makes cheaper on the next run). */
+			struct timespec t1;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			double spent = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec -
+										t0.tv_nsec) / 1e9;
+			int eta = (int)(spent / (double)(i + 1) * (double)(n_grid - i - 1) + 0.5);
+			fprintf(stderr, "  %3zu of %zu, ETA %d:%02d  %-44s %10.1f GFLOPS\n", i + 1,
+				n_grid, eta / 60, eta % 60, gemm_variant_name(eng, vi),
 				gflops_of(&g, ns));
+		}
 		if (ns > 0 && (res->ours_ns == 0 || ns < res->ours_ns)) {
 			res->ours_ns = ns;
 			snprintf(res->kernel, sizeof(res->kernel), "%s", gemm_variant_name(eng, vi));
@@ -548,9 +608,12 @@ static int bench_e2e(struct rxd_gemm_engine *eng, const struct bench_opts *o)
 		printf("m,n,k,trans_a,trans_b,host,kernel,median_ms,best_ms,h2d_ms,kernel_ms,d2h_ms,"
 		       "gflops,check\n");
 	else if (o->json)
-		printf("{\"device\":\"%s\",\"mode\":\"e2e\",\"repeat\":%d,\"warmup\":%d,"
-		       "\"results\":[",
-		       eng->dev->description, o->repeat, o->warmup);
+	{
+		printf("{\"device\":");
+		json_write_string(stdout, eng->dev->description);
+		printf(",\"mode\":\"e2e\",\"repeat\":%d,\"warmup\":%d,\"results\":[", o->repeat,
+		       o->warmup);
+	}
 	else
 		printf("device: %s\none GEMM end to end in-process, as the daemon runs a job: write "
 		       "A and B, compute, read C;\nwall clock in ms, median and best of %d runs after "
@@ -615,7 +678,8 @@ int main(int argc, char **argv)
 		{ "csv", no_argument, NULL, 'C' },          { "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'P' },   { "splitk", required_argument, NULL, 'K' },
 		{ "e2e", no_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
 	struct rxd_device dev;
@@ -624,7 +688,9 @@ int main(int argc, char **argv)
 	void *clblast = NULL;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	/* Our own one-line messages (getopt's name the libtool wrapper's binary in a build). */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd': o.device = optarg; break;
 		case 's':
@@ -654,8 +720,31 @@ int main(int argc, char **argv)
 		case 'P': o.plot = optarg; break;
 		case 'j': o.json = true; break;
 		case 'h': bench_usage(stdout); return 0;
-		default: bench_usage(stderr); return 2;
+		case 'V': printf("rxgemm-bench %s\n", PACKAGE_VERSION); return 0;
+		case ':':
+			fprintf(stderr, "rxgemm-bench: option '%s' needs a value\n"
+					"Try 'rxgemm-bench --help'.\n", argv[optind - 1]);
+			return 2;
+		default:
+			if (optopt && argv[optind - 1][1] != '-')
+				fprintf(stderr, "rxgemm-bench: unknown option '-%c'\n", optopt);
+			else
+				fprintf(stderr, "rxgemm-bench: unknown option '%.*s'\n",
+					(int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
+			fputs("Try 'rxgemm-bench --help'.\n", stderr);
+			return 2;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "rxgemm-bench: unexpected argument '%s'\nTry 'rxgemm-bench --help'.\n",
+			argv[optind]);
+		return 2;
+	}
+	/* Before the run, not after it: a plot we would not draw. */
+	if (o.plot && !bench_plot_terminal(o.plot)) {
+		fprintf(stderr, "rxgemm-bench: --plot %s: the name must end in .svg, .png or .pdf\n",
+			o.plot);
+		return 2;
 	}
 	if (o.repeat < 1 || o.repeat > 10000 || o.warmup < 0 || o.warmup > 10000 ||
 	    o.splitk < 0 || o.splitk > 64) {
@@ -696,11 +785,18 @@ int main(int argc, char **argv)
 			fprintf(stderr, "rxgemm-bench: CLBlast not loaded (%s): timing ours alone\n",
 				dlerror());
 	}
-	if (o.csv)
+	struct json_writer jw;
+
+	if (o.csv) {
 		printf("m,n,k,trans_a,trans_b,kernel,ours_gflops,clblast_gflops,ratio,pct_peak,check\n");
-	else if (o.json)
-		printf("{\"device\":\"%s\",\"results\":[", dev.description);
-	else
+	} else if (o.json) {
+		json_init(&jw, stdout);
+		json_begin_object(&jw);
+		json_member_string(&jw, "device", dev.description);
+		json_member_number(&jw, "peak_gflops", o.peak_gflops > 0 ? o.peak_gflops : NAN);
+		json_key(&jw, "results");
+		json_begin_array(&jw);
+	} else
 		printf("device: %s\n%6s %6s %6s  %-44s %12s %12s %7s %7s %6s\n", dev.description, "m",
 		       "n", "k", "kernel", "ours GFLOPS", "CLBlast", "ratio", "% peak", "check");
 	static struct bench_point pts[64];
@@ -719,33 +815,60 @@ int main(int argc, char **argv)
 		}
 		ours = gflops_of(&gs, r.ours_ns);
 		theirs = gflops_of(&gs, r.clblast_ns);
-		ratio = theirs > 0 ? ours / theirs : 0;
+		/* NaN: not measured (no CLBlast, no peak given), shown as "-", empty or null. */
+		if (!(theirs > 0))
+			theirs = NAN;
+		ratio = ours / theirs;
 		pts[n_pts].n = cbrt((double)gs.m * (double)gs.n * (double)gs.k);
 		pts[n_pts].ours = ours;
 		pts[n_pts++].clblast = theirs;
-		pct = o.peak_gflops > 0 ? 100.0 * ours / o.peak_gflops : 0;
+		pct = o.peak_gflops > 0 ? 100.0 * ours / o.peak_gflops : NAN;
 		check = r.check < 0 ? "-" : r.check ? "ok" : "DIFF";
 		if (r.check == 0)
 			status = 1;
-		if (o.csv)
-			printf("%lld,%lld,%lld,%d,%d,%s,%.1f,%.1f,%.3f,%.1f,%s\n", (long long)gs.m,
+		if (o.csv) {
+			char t[32], ra[32], pc[32];
+
+			fmt_or_empty(t, sizeof(t), 1, theirs, "");
+			fmt_or_empty(ra, sizeof(ra), 3, ratio, "");
+			fmt_or_empty(pc, sizeof(pc), 1, pct, "");
+			printf("%lld,%lld,%lld,%d,%d,%s,%.1f,%s,%s,%s,%s\n", (long long)gs.m,
 			       (long long)gs.n, (long long)gs.k, o.trans_a, o.trans_b, r.kernel, ours,
-			       theirs, ratio, pct, check);
-		else if (o.json)
-			printf("%s{\"m\":%lld,\"n\":%lld,\"k\":%lld,\"trans_a\":%s,\"trans_b\":%s,"
-			       "\"kernel\":\"%s\",\"ours_gflops\":%.1f,\"clblast_gflops\":%.1f,"
-			       "\"ratio\":%.3f,\"check\":\"%s\"}",
-			       i ? "," : "", (long long)gs.m, (long long)gs.n, (long long)gs.k,
-			       o.trans_a ? "true" : "false", o.trans_b ? "true" : "false", r.kernel,
-			       ours, theirs, ratio, check);
-		else
-			printf("%6lld %6lld %6lld  %-44s %12.1f %12.1f %7.2f %7.1f %6s\n",
-			       (long long)gs.m, (long long)gs.n, (long long)gs.k, r.kernel, ours, theirs,
-			       ratio, pct, check);
+			       t, ra, pc, check);
+		} else if (o.json) {
+			json_begin_object(&jw);
+			json_member_int(&jw, "m", gs.m);
+			json_member_int(&jw, "n", gs.n);
+			json_member_int(&jw, "k", gs.k);
+			json_member_bool(&jw, "trans_a", o.trans_a);
+			json_member_bool(&jw, "trans_b", o.trans_b);
+			json_member_string(&jw, "kernel", r.kernel);
+			json_member_number(&jw, "ours_gflops", ours);
+			json_member_number(&jw, "clblast_gflops", theirs);
+			json_member_number(&jw, "ratio", ratio);
+			json_member_number(&jw, "pct_peak", pct);
+			json_key(&jw, "check");
+			if (r.check < 0)
+				json_null(&jw);
+			else
+				json_string(&jw, check);
+			json_end_object(&jw);
+		} else {
+			char t[32], ra[32], pc[32];
+
+			fmt_or_empty(t, sizeof(t), 1, theirs, "-");
+			fmt_or_empty(ra, sizeof(ra), 2, ratio, "-");
+			fmt_or_empty(pc, sizeof(pc), 1, pct, "-");
+			printf("%6lld %6lld %6lld  %-44s %12.1f %12s %7s %7s %6s\n", (long long)gs.m,
+			       (long long)gs.n, (long long)gs.k, r.kernel, ours, t, ra, pc, check);
+		}
 		fflush(stdout);
 	}
-	if (o.json)
-		printf("]}\n");
+	if (o.json) {
+		json_end_array(&jw);
+		json_end_object(&jw);
+		putchar('\n');
+	}
 	if (o.plot && bench_plot(&o, dev.desc->name, pts, n_pts) < 0)
 		status = 1;
 	gemm_fini(&eng);

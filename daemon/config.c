@@ -43,8 +43,26 @@ static const struct option config_options[] = {
 	{ "zero-copy", required_argument, NULL, OPT_ZERO_COPY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
+	{ "json", no_argument, NULL, 'j' }, /* with --list-devices */
 	{ NULL, 0, NULL, 0 },
 };
+
+/* getopt_long's '?' or ':' in one line, then where the help is. */
+static void config_option_error(int opt, char **argv)
+{
+	const char *arg = argv[optind - 1];
+
+	if (opt == ':')
+		fprintf(stderr, "rxgemmd: option '%s' needs a value\n", arg);
+	else if (arg[0] == '-' && arg[1] == '-' && optopt)
+		fprintf(stderr, "rxgemmd: option '%.*s' takes no value\n", (int)strcspn(arg, "="),
+			arg);
+	else if (arg[0] == '-' && arg[1] == '-')
+		fprintf(stderr, "rxgemmd: unknown option '%.*s'\n", (int)strcspn(arg, "="), arg);
+	else
+		fprintf(stderr, "rxgemmd: unknown option '-%c'\n", optopt);
+	fputs("Try 'rxgemmd --help'.\n", stderr);
+}
 
 static void config_usage(FILE *f)
 {
@@ -59,6 +77,7 @@ static void config_usage(FILE *f)
 		"                     case-insensitive part of \"platform device\" (default: the\n"
 		"                     first GPU, else the first device)\n"
 		"  --list-devices     print every OpenCL platform and device, then exit\n"
+		"  --json             with --list-devices: print them as one JSON object\n"
 		"  --config FILE      read options from FILE (default: %s if present)\n"
 		"  --log-level LEVEL  error, warning, notice, info (default) or debug\n"
 		"  --max-frame SIZE   largest message accepted, e.g. 64M (default 256M)\n"
@@ -401,7 +420,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->zero_copy = true;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
-	while ((opt = getopt_long(argc, argv, "hV", config_options, NULL)) != -1) {
+	opterr = 0; /* one line of our own and "Try --help", not getopt's and the whole help */
+	while ((opt = getopt_long(argc, argv, ":hV", config_options, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			config_usage(stdout);
@@ -431,13 +451,21 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 				return 3;
 			seen[opt - OPT_SOCKET] = true;
 			break;
+		case 'j':
+			cfg->list_json = true;
+			break;
 		default:
-			config_usage(stderr);
+			config_option_error(opt, argv);
 			return 3;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "rxgemmd: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "rxgemmd: unexpected argument '%s'\nTry 'rxgemmd --help'.\n",
+			argv[optind]);
+		return 3;
+	}
+	if (cfg->list_json && !cfg->list_devices) {
+		fprintf(stderr, "rxgemmd: --json goes with --list-devices\nTry 'rxgemmd --help'.\n");
 		return 3;
 	}
 	/* The default file is optional; a file named with --config must be there. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json.h"
 #include "rxgemmd.h"
 
 const char *device_strerror(cl_int err)
@@ -141,6 +142,40 @@ int device_list(FILE *f)
 			all[i].version, all[i].driver);
 	free(all);
 	return 0;
+}
+
+int device_list_json(FILE *f)
+{
+	struct rxd_device_desc *all;
+	struct json_writer w;
+	size_t n;
+	int ret = device_enumerate(&all, &n);
+
+	json_init(&w, f);
+	json_begin_object(&w);
+	json_key(&w, "devices");
+	json_begin_array(&w);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		json_begin_object(&w);
+		json_member_uint(&w, "index", i);
+		json_member_string(&w, "platform", all[i].platform_name);
+		json_member_string(&w, "name", all[i].name);
+		json_member_string(&w, "type", all[i].type);
+		json_member_string(&w, "version", all[i].version);
+		json_member_string(&w, "driver", all[i].driver);
+		json_member_uint(&w, "global_mem_bytes", all[i].global_mem_bytes);
+		json_member_uint(&w, "compute_units", all[i].compute_units);
+		json_member_uint(&w, "clock_mhz", all[i].clock_mhz);
+		json_end_object(&w);
+	}
+	json_end_array(&w);
+	if (ret < 0)
+		json_member_string(&w, "error", "no OpenCL device found");
+	json_end_object(&w);
+	fputc('\n', f);
+	if (ret == 0)
+		free(all);
+	return ret;
 }
 
 static bool device_matches(const struct rxd_device_desc *dd, const char *sel)

@@ -44,6 +44,7 @@ struct rxd_config {
 	uint64_t max_frame_bytes;
 	uint64_t hang_timeout_ns; /* one job this long means a hung device worker; 0: never */
 	bool list_devices;
+	bool list_json; /* --json with --list-devices */
 	char *cache_dir;            /* --cache-dir; NULL: kcache_default_dir */
 	uint64_t cache_max_bytes;   /* --cache-max; 0: no kernel cache on disk */
 	bool clear_cache;           /* --clear-cache: empty the kernel cache and exit */
@@ -133,6 +134,9 @@ int device_open(struct rxd_device *dev, const char *selector);
 void device_close(struct rxd_device *dev);
 /* Print every platform and device to f (for --list-devices). 0 or -ENODEV. */
 int device_list(FILE *f);
+/* The same as one JSON object {"devices": [...]}, the keys those of rxgemm devices --json
+ * (no in_use: nothing is open). 0 or -ENODEV (then {"devices": []} and an error key). */
+int device_list_json(FILE *f);
 /* Build src for dev with options. On failure *log (malloc'd, may be NULL) holds the
  * compiler's output. 0 or -EIO. */
 int device_build(struct rxd_device *dev, const char *name, const char *src,

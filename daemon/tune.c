@@ -81,15 +81,36 @@ static uint64_t tune_time(struct rxd_gemm_engine *eng, int vi, const struct rxd_
 	return best;
 }
 
-static void tune_progress(bool tty, size_t done, size_t total, const char *what)
+/* The bar on a terminal. The search ends when the grid is done or the budget is spent,
+ * whichever comes first, so the bar shows the larger of the two fractions (work done, time
+ * used) and the ETA the smaller of the two estimates (the budget left, the work left at
+ * the rate so far). */
+static void tune_progress(bool tty, size_t done, size_t total, uint64_t start_ns,
+			  double budget_s, const char *what)
 {
 	int width = 30, fill;
+	double elapsed_s = (double)(now_ns() - start_ns) / 1e9;
+	double work = total ? (double)done / (double)total : 1.0;
+	double frac = budget_s > 0 && elapsed_s / budget_s > work ? elapsed_s / budget_s : work;
+	double eta_s = budget_s - elapsed_s;
 
 	if (!tty)
 		return;
-	fill = total ? (int)(done * (size_t)width / total) : width;
-	fprintf(stderr, "\r[%.*s%*s] %3zu%% %-48.48s", fill, "##############################",
-		width - fill, "", total ? done * 100 / total : 100, what);
+	if (work > 0 && work < 1 && elapsed_s * (1 - work) / work < eta_s)
+		eta_s = elapsed_s * (1 - work) / work;
+	if (done == total) {
+		frac = 1;
+		eta_s = 0;
+	}
+	/* Past the budget, the measurement in flight finishes: 99% until it has. */
+	if (frac >= 1 && done < total)
+		frac = 0.99;
+	if (eta_s < 0)
+		eta_s = 0;
+	fill = (int)(frac * width);
+	fprintf(stderr, "\r[%.*s%*s] %3d%% ETA %2d:%02d %-40.40s", fill,
+		"##############################", width - fill, "", (int)(frac * 100),
+		(int)eta_s / 60, (int)eta_s % 60, what);
 	fflush(stderr);
 }
 
@@ -154,28 +175,41 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 				int best = eng->choice[ta][tb][cls];
 				/* The reference C at this size: the edge-handling tiled kernel. */
 				int tiled = gemm_find_variant(eng, ta, tb, RXD_GEMM_TILED);
-				uint64_t best_ns, part_end;
+				uint64_t best_ns, part_end, cost_ns = 0;
 
 				part++;
 				part_end = start + (uint64_t)(budget_s * 1e9 * part / (4 * RXD_GEMM_CLASSES));
-				if (tiled < 0 || !tune_time(eng, tiled, &g, a, b, c, 1)) {
+				/* A part whose share is spent (earlier ones ran over) keeps its
+				 * default without measuring the reference: the budget holds. */
+				if (now_ns() >= part_end || tiled < 0 ||
+				    !tune_time(eng, tiled, &g, a, b, c, 1)) {
 					step += n_grid;
+					tune_progress(tty, step, steps, start, budget_s,
+						      gemm_variant_name(eng, best));
 					continue;
 				}
 				clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, c_elems * 4, ref, 0, NULL,
 						    NULL);
 				best_ns = tune_time(eng, best, &g, a, b, c, 3);
 				for (size_t i = 0; i < n_grid; i++, step++) {
+					uint64_t t0 = now_ns(), ns;
 					int vi;
-					uint64_t ns;
 
-					if (now_ns() > part_end)
+					/* One candidate (its build, self-test and four runs) cannot
+					 * be interrupted: start it only when one as costly as the
+					 * last fits in the share left. */
+					if (t0 + cost_ns > part_end) {
+						step += n_grid - i;
 						break;
-					tune_progress(tty, step, steps, gemm_variant_name(eng, best));
+					}
+					tune_progress(tty, step, steps, start, budget_s,
+						      gemm_variant_name(eng, best));
 					vi = gemm_engine_add(eng, ta, tb, &grid[i]);
+					cost_ns = now_ns() - t0;
 					if (vi < 0)
 						continue;
 					ns = tune_time(eng, vi, &g, a, b, c, 3);
+					cost_ns = now_ns() - t0;
 					if (!ns || (best_ns && ns >= best_ns))
 						continue;
 					clEnqueueReadBuffer(dev->queue, c, CL_TRUE, 0, c_elems * 4, got, 0,
@@ -204,7 +238,7 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 		if (ret < 0)
 			return ret;
 	}
-	tune_progress(tty, steps, steps, "done");
+	tune_progress(tty, steps, steps, start, budget_s, "done");
 	if (tty)
 		fputc('\n', stderr);
 	eng->tuned = true;
@@ -215,8 +249,12 @@ int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 			gemm_variant_name(eng, eng->choice[0][0][cls]),
 			eng->tuned_gflops[0][0][cls]);
 	if (now_ns() > deadline)
-		log_msg(LOG_NOTICE, "tuning stopped at its time limit of %.0f s; the classes not "
-				    "reached keep their defaults",
+		log_msg(LOG_NOTICE, "tuning stopped at its time limit of %.0f s (after %.1f s: the "
+				    "last measurement cannot be interrupted); the classes not reached "
+				    "keep their defaults",
+			budget_s, (double)(now_ns() - start) / 1e9);
+	else
+		log_msg(LOG_NOTICE, "tuning took %.1f s of its %.0f s", (double)(now_ns() - start) / 1e9,
 			budget_s);
 	return 0;
 }

@@ -37,10 +37,59 @@ if tl_run "json" 0 "${B[@]}" --sizes 32 --transa --transb --json; then
 	tl_json "json" "$T/out.json" "d['results'][0]['m'] == 32 and d['results'][0]['trans_a'] and d['results'][0]['kernel'].endswith('-TT')" &&
 		tl_ok "JSON output with the transposes"
 fi
+# Without CLBlast and without a peak, the columns not measured say so ("-", empty, null)
+# instead of 0.0.
+if tl_run "no clblast table" 0 "${B[@]}" --sizes 32 --no-clblast; then
+	row=$(grep -E '^ +32 +32 +32 ' "$TL_OUT" || true)
+	# The last four columns: CLBlast, ratio, % peak, check.
+	if [ -n "$row" ] && echo "$row" | grep -Eq ' - +- +- +- *$'; then
+		tl_ok "--no-clblast without --peak-gflops: CLBlast, ratio, % peak and check show -"
+	else
+		tl_fail "--no-clblast table row: '$row'"
+		tl_show_output
+	fi
+fi
+if tl_run "peak table" 0 "${B[@]}" --sizes 32 --no-clblast --peak-gflops 1000000; then
+	grep -Eq '^ +32 +32 +32 .* - +- +[0-9]+\.[0-9] +- *$' "$TL_OUT" &&
+		tl_ok "--peak-gflops fills the % peak column" || { tl_fail "% peak column"; tl_show_output; }
+fi
+if tl_run "no clblast json" 0 "${B[@]}" --sizes 32 --no-clblast --json; then
+	cp "$TL_OUT" "$T/noclb.json"
+	tl_json "no clblast json" "$T/noclb.json" \
+		"(lambda r: [r['clblast_gflops'], r['ratio'], r['pct_peak'], r['check'], d['peak_gflops']] == [None] * 5 and r['ours_gflops'] > 0)(d['results'][0]) and isinstance(d['device'], str)" &&
+		tl_ok "--no-clblast --json: null where nothing was measured"
+fi
+if tl_run "no clblast csv" 0 "${B[@]}" --sizes 32 --no-clblast --csv; then
+	tail -n 1 "$TL_OUT" | grep -Eq '^32,32,32,0,0,[^,]+,[0-9.]+,,,,-$' &&
+		tl_ok "--no-clblast --csv: empty fields where nothing was measured" ||
+		{ tl_fail "--no-clblast --csv row"; tl_show_output; }
+fi
+if tl_run "bench --version" 0 "$BENCH" --version; then
+	tl_expect_output "bench --version" '^rxgemm-bench [0-9]+\.[0-9]+' && tl_ok "rxgemm-bench --version"
+fi
+if tl_run "bench --bogus" 2 "$BENCH" --bogus; then
+	[ "$(cat "$TL_ERR")" = "rxgemm-bench: unknown option '--bogus'
+Try 'rxgemm-bench --help'." ] && tl_ok "rxgemm-bench --bogus: one line and 'Try --help'" ||
+		{ tl_fail "rxgemm-bench --bogus message"; tl_show_output; }
+fi
+# A plot suffix we cannot draw is refused before the run, not written as SVG.
+if tl_run "plot suffix" 2 "${B[@]}" --sizes 32 --plot "$T/p.jpg"; then
+	[ ! -e "$T/p.jpg" ] && tl_expect_output "plot suffix" '\.svg, \.png or \.pdf' &&
+		tl_ok "--plot with an unknown suffix is refused and writes nothing"
+fi
 cfg=reg:32x32x16:8x8:v4x4:p0x0:m0
 if tl_run "config" 0 "${B[@]}" --sizes 40 --config "$cfg" --csv; then
 	grep -q ",$cfg-NN," "$TL_OUT" && tl_ok "--config times the configuration given" ||
 		{ tl_fail "--config did not use $cfg"; tl_show_output; }
+fi
+# Several configurations (as --tune's grid): each line says how far the search is, "n of
+# N", and an ETA, the last one 0:00.
+cfg2=reg:32x32x8:4x4:v4x4:p0x0:m0
+if tl_run "configs progress" 0 "${B[@]}" --sizes 32 --config "$cfg" --config "$cfg2" --no-clblast; then
+	grep -Eq '^ +1 of 2, ETA [0-9]+:[0-5][0-9] +reg:' "$TL_ERR" &&
+		grep -Eq '^ +2 of 2, ETA 0:00 +reg:' "$TL_ERR" &&
+		tl_ok "a search over configurations shows n of N and an ETA" ||
+		{ tl_fail "no 'n of N, ETA' lines"; tl_show_output; }
 fi
 tl_run "bad config" 2 "${B[@]}" --config reg:7x7x7:1x1:v4x4:p0x0:m0 && tl_ok "a bad --config is refused"
 tl_run "bad sizes" 2 "${B[@]}" --sizes 0 && tl_ok "a bad --sizes is refused"
@@ -48,6 +97,15 @@ if command -v gnuplot >/dev/null 2>&1; then
 	if tl_run "plot" 0 "${B[@]}" --sizes 32,64 --peak-gflops 100 --plot "$T/p.svg"; then
 		grep -q '<svg' "$T/p.svg" && grep -q 'rxgemmd' "$T/p.svg" && tl_ok "--plot draws an SVG" ||
 			tl_fail "--plot wrote no SVG"
+	fi
+	# PDF through gnuplot's pdfcairo terminal (Debian's gnuplot-nox has it): a real PDF.
+	if gnuplot -e 'set terminal' 2>&1 | grep -q pdfcairo; then
+		if tl_run "plot pdf" 0 "${B[@]}" --sizes 32,64 --plot "$T/p.pdf"; then
+			head -c 5 "$T/p.pdf" | grep -q '^%PDF-' && tail -c 1024 "$T/p.pdf" | grep -aq '%%EOF' &&
+				tl_ok "--plot x.pdf writes a PDF" || tl_fail "--plot x.pdf wrote no PDF"
+		fi
+	else
+		echo "note: this gnuplot has no pdfcairo terminal: PDF not checked"
 	fi
 	tl_run "plot fails" 1 "${B[@]}" --sizes 32 --plot "$T/no/such/dir/p.svg" &&
 		tl_ok "a plot that cannot be written is an error"

@@ -35,13 +35,31 @@ fi
 if tl_run "rxgemmd --help" 0 "$RXGEMMD" --help; then
 	tl_expect_output "rxgemmd --help" '--socket' && tl_ok "rxgemmd --help"
 fi
+# An unknown option: one line naming it, then where the help is (not the whole help).
 if tl_run "rxgemmd --bogus" 2 "$RXGEMMD" --bogus-option; then
-	if [ -s "$TL_ERR" ] || [ -s "$TL_OUT" ]; then
-		tl_ok "rxgemmd with an unknown option exits 2"
+	if [ "$(cat "$TL_ERR")" = "rxgemmd: unknown option '--bogus-option'
+Try 'rxgemmd --help'." ] && [ ! -s "$TL_OUT" ]; then
+		tl_ok "rxgemmd with an unknown option: one line and 'Try --help', exit 2"
 	else
-		tl_fail "rxgemmd --bogus-option exits 2 without a message"
+		tl_fail "rxgemmd --bogus-option: not one line plus 'Try --help'"
+		tl_show_output
 	fi
 fi
+if tl_run "rxgemmd --socket without value" 2 "$RXGEMMD" --socket; then
+	[ "$(wc -l <"$TL_ERR")" -eq 2 ] && tl_expect_output "rxgemmd --socket" "option '--socket' needs a value" &&
+		tl_ok "rxgemmd --socket without a value: one line and 'Try --help'"
+fi
+if tl_run "rxgemmd --json alone" 2 "$RXGEMMD" --json; then
+	tl_expect_output "rxgemmd --json alone" 'goes with --list-devices' &&
+		tl_ok "rxgemmd --json without --list-devices is a usage error"
+fi
+# Every program has --version.
+for prog in "$RXGEMM" "$(dirname "$RXGEMMD")/rxgemm-bench"; do
+	if tl_run "$(basename "$prog") --version" 0 "$prog" --version; then
+		tl_expect_output "--version" "^$(basename "$prog") ${VERSION:-[0-9]+\.[0-9]+}" &&
+			tl_ok "$(basename "$prog") --version"
+	fi
+done
 if tl_run "rxgemmd --list-devices" 0 "$RXGEMMD" --list-devices; then
 	cp "$TL_OUT" "$T/list-devices.txt"
 	if [ -s "$T/list-devices.txt" ]; then
@@ -50,12 +68,47 @@ if tl_run "rxgemmd --list-devices" 0 "$RXGEMMD" --list-devices; then
 		tl_fail "rxgemmd --list-devices printed nothing"
 	fi
 fi
+# The same list as JSON: it parses, and each device of the text list is in it by name.
+if tl_run "rxgemmd --list-devices --json" 0 "$RXGEMMD" --list-devices --json; then
+	cp "$TL_OUT" "$T/list-devices.json"
+	if [ "$HAVE_PY" = 1 ]; then
+		if python3 -m json.tool "$T/list-devices.json" >/dev/null 2>"$TL_ERR"; then
+			tl_json "--list-devices --json" "$T/list-devices.json" \
+				"len(d['devices']) == $(grep -c '^[0-9]*: ' "$T/list-devices.txt") and all(x['name'] in open('$T/list-devices.txt').read() and x['compute_units'] > 0 for x in d['devices'])" &&
+				tl_ok "rxgemmd --list-devices --json parses and lists the same devices"
+		else
+			tl_fail "rxgemmd --list-devices --json: python3 -m json.tool: $(cat "$TL_ERR")"
+		fi
+	fi
+fi
 
 # --- a daemon ----------------------------------------------------------------------------
 
 tl_daemon_start main
 S=$TL_DAEMON_SOCKET
 MAIN_PID=$TL_DAEMON_PID
+# The start-up line says where the time to ready went, with the same program counts as the
+# kernel cache's own summary line.
+# (The socket accepts just before the line is written: wait for it.)
+for ((i = 0; i < 600; i++)); do
+	grep -q 'ready after' "$TL_DAEMON_LOG" && break
+	sleep 0.05
+done
+ready=$(grep -oE 'ready after [0-9.]+ s: device open [0-9]+ ms; kernels [0-9]+ ms \(GEMM [0-9]+, NAS [0-9]+\), of which [0-9]+ ms loading [0-9]+ programs from the cache and [0-9]+ ms compiling [0-9]+, the other [0-9]+ ms the driver finishing the programs and the self-tests; tuning [0-9]+ ms; socket [0-9]+ ms' "$TL_DAEMON_LOG" || true)
+summary=$(grep -oE 'kernels: [0-9]+ loaded from cache, [0-9]+ compiled' "$TL_DAEMON_LOG" || true)
+if [ -n "$ready" ] && [ -n "$summary" ]; then
+	[[ $summary =~ ([0-9]+)\ loaded\ from\ cache,\ ([0-9]+) ]]
+	hits=${BASH_REMATCH[1]} misses=${BASH_REMATCH[2]}
+	if echo "$ready" | grep -q "loading $hits programs from the cache and [0-9]* ms compiling $misses," &&
+		[ $((hits + misses)) -gt 0 ]; then
+		tl_ok "the start-up log splits the time to ready ($hits loaded, $misses compiled)"
+	else
+		tl_fail "start-up line and cache summary disagree: '$ready' / '$summary'"
+	fi
+else
+	tl_fail "no start-up time line in the log"
+	grep -E 'ready|kernels:' "$TL_DAEMON_LOG" | sed 's/^/    /'
+fi
 R=("$RXGEMM" --socket "$S")
 
 # gemm_ok NAME NJOBS [ARG...]: a --check run (NJOBS jobs) that must succeed and report
@@ -310,6 +363,54 @@ usage_error "--shm sometimes" gemm -m 8 -n 8 -k 8 --shm sometimes
 usage_error "--priority 4" gemm -m 8 -n 8 -k 8 --priority 4
 usage_error "--deadline-ms -1" gemm -m 8 -n 8 -k 8 --deadline-ms -1
 
+# issue 16: each message says what to do, with the documented exit code.
+if tl_run "no command lists all" 2 "${R[@]}"; then
+	tl_expect_output "no command lists all" 'gemm, status, devices, bench, top or nas' &&
+		tl_ok "no command: the message lists all six commands"
+fi
+# 35.5 PiB for C: refused before any allocation, in human units, with this machine's memory.
+if tl_run "huge gemm" 2 "${R[@]}" gemm -m 99999999 -n 99999999 -k 4; then
+	tl_expect_output "huge gemm" 'needs 35\.5 PiB of memory .*C 35\.5 PiB.*this machine has [0-9.]+ [KMGT]iB' &&
+		tl_ok "a GEMM larger than memory is a usage error with sizes and the limit"
+fi
+# A missing output directory is found before the job runs (the daemon counts no job).
+if tl_run "--out in a missing directory" 4 "${R[@]}" gemm -m 8 -n 8 -k 8 \
+	--out "$T/no-such-dir/c.npy"; then
+	tl_expect_output "--out in a missing directory" "cannot write .*no-such-dir/c\.npy: directory .*No such file" &&
+		tl_ok "--out in a missing directory exits 4 before submitting"
+fi
+if tl_run "--out a directory" 4 "${R[@]}" gemm -m 8 -n 8 -k 8 --out "$T"; then
+	tl_expect_output "--out a directory" "is a directory" && tl_ok "--out naming a directory exits 4"
+fi
+if tl_run "--beta without --c" 0 "${R[@]}" gemm -m 8 -n 8 -k 8 --beta 1 --check; then
+	JOBS=$((JOBS + 1))
+	if grep -q 'warning: --beta 1 without --c' "$TL_ERR" && ! grep -q warning "$TL_OUT"; then
+		tl_ok "--beta without --c warns on stderr"
+	else
+		tl_fail "--beta without --c: no warning on stderr"
+		tl_show_output
+	fi
+fi
+if tl_run "--beta 0 without --c" 0 "${R[@]}" gemm -m 8 -n 8 -k 8; then
+	JOBS=$((JOBS + 1))
+	[ -s "$TL_ERR" ] && tl_fail "beta 0 without --c printed on stderr: $(cat "$TL_ERR")" ||
+		tl_ok "no warning when beta is 0"
+fi
+# Permission denied on the socket (a directory another user may not enter): the message
+# names the rxgemm group and logging in again. Needs root to become another user.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1; then
+	mkdir -m 700 "$T/private"
+	if tl_run "permission denied" 3 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$RXGEMM" --socket "$T/private/rxgemmd.sock" status; then
+		tl_expect_output "permission denied" 'Permission denied' &&
+			tl_expect_output "permission denied" "'rxgemm' group" &&
+			tl_expect_output "permission denied" 'log out and in again' &&
+			tl_ok "permission denied names the rxgemm group and logging in again"
+	fi
+else
+	echo "note: not root (or no setpriv): the permission-denied message is not checked"
+fi
+
 # --- no daemon ---------------------------------------------------------------------------
 
 for cmd in "gemm -m 8 -n 8 -k 8" status devices; do
@@ -345,6 +446,21 @@ fi
 if tl_run "status" 0 "${R[@]}" status; then
 	tl_expect_output "status" '^shm: +0 buffers mapped' && tl_ok "status shows the buffers"
 fi
+# --prometheus: the text exposition format, read by a strict parser of it; the counters
+# agree with --json (no job runs in between).
+if [ "$HAVE_PY" = 1 ] && tl_run "status --prometheus" 0 "${R[@]}" status --prometheus; then
+	cp "$TL_OUT" "$T/status.prom"
+	if python3 "$TESTS_SRCDIR/prom-parse.py" "$T/status.prom" >"$T/prom.json" 2>"$TL_ERR"; then
+		tl_ok "status --prometheus parses as the text exposition format"
+		tl_json "prometheus values" "$T/prom.json" "(lambda v, st: v('rxgemm_jobs_ok_total') == st['jobs_ok'] and v('rxgemm_jobs_failed_total') == st['jobs_failed'] and v('rxgemm_vram_budget_bytes') == st['memory']['budget_bytes'] and v('rxgemm_vram_peak_bytes') == st['memory']['peak_bytes'] and v('rxgemm_queue_jobs_waiting') == 0 and v('rxgemm_device_busy_seconds_total') > 0 and any(s[0] == 'rxgemm_client_jobs_ok_total' and s[1] == {'client': 'departed'} and s[2] >= $JOBS - 1 for s in d) and any(s[0] == 'rxgemm_client_jobs_ok_total' and s[1].get('name') == 'rxgemm-cli' for s in d) and len([s for s in d if s[0] == 'rxgemm_kernel_variant_gflops' and s[1]['kernel'] and s[2] > 0]) == len(st['kernel_stats']) > 0)(lambda n: [s[2] for s in d if s[0] == n][0], __import__('json').load(open('$T/status.json')))" &&
+			tl_ok "status --prometheus: jobs, failures, queue, budget, busy, per client and per kernel agree with --json"
+	else
+		tl_fail "status --prometheus: $(cat "$TL_ERR")"
+		head -n 20 "$T/status.prom"
+	fi
+fi
+usage_error "--json and --prometheus" status --json --prometheus
+usage_error "devices --prometheus" devices --prometheus
 if tl_run "devices" 0 "${R[@]}" devices; then
 	cp "$TL_OUT" "$T/devices.txt"
 	if tl_run "devices --json" 0 "${R[@]}" devices --json; then

@@ -2,7 +2,8 @@
 # test-nas-cli.sh: `rxgemm nas` against a real daemon: the report and --json (counts of the
 # network, latency and breakdowns that add up), --logits-out written as .npy and the same
 # logits again from the same seeds, weights and inputs from raw files, every usage error
-# (exit 2), file error (exit 4) and refusal by the daemon (exit 3) with its message.
+# (exit 2), file error (exit 4) and refusal by the daemon of what the user gave (2 or 4)
+# with its message.
 set -euo pipefail
 
 # shellcheck source=tests/lib.sh
@@ -73,9 +74,18 @@ if tl_run "nas seed" 0 "${R[@]}" nas "${SMALL[@]}" --weight-seed 2 --logits-out 
 fi
 # Weights of the wrong length: the daemon says the length it needs.
 head -c 400 /dev/zero > "$T/w.raw"
-if tl_run "nas short weights" 3 "${R[@]}" nas "${SMALL[@]}" --weights "$T/w.raw"; then
-	tl_expect_output "nas short weights" 'weights has 100 floats; .* has [0-9]+' &&
-		tl_ok "nas: a blob of the wrong length is refused with the length needed"
+if tl_run "nas short weights" 4 "${R[@]}" nas "${SMALL[@]}" --weights "$T/w.raw"; then
+	tl_expect_output "nas short weights" '--weights: .*w\.raw: weights has 100 floats; .* has [0-9]+' &&
+		tl_ok "nas: a blob of the wrong length is a file error (4) with the length needed"
+fi
+# A genotype name the daemon does not know is a usage error, as is a shape it refuses.
+if tl_run "nas unknown genotype" 2 "${R[@]}" nas "${SMALL[@]}" --genotype FOO; then
+	tl_expect_output "nas unknown genotype" "genotype 'FOO' is not a known name" &&
+		tl_ok "nas --genotype FOO exits 2 with the known names"
+fi
+if tl_run "nas logits in a missing dir" 4 "${R[@]}" nas "${SMALL[@]}" --logits-out "$T/nodir/l.npy"; then
+	tl_expect_output "nas logits in a missing dir" 'logits-out: cannot write' &&
+		tl_ok "nas --logits-out in a missing directory exits 4 before the run"
 fi
 # Input from a raw file of the right and the wrong size.
 head -c $((2 * 3 * 8 * 8 * 4)) /dev/zero > "$T/x.raw"
@@ -87,9 +97,9 @@ if tl_run "nas input size" 4 "${R[@]}" nas "${SMALL[@]}" --input "$T/x3.raw"; th
 	tl_expect_output "nas input size" '2 x 3 x 8 x 8' && tl_ok "nas: an input of the wrong size exits 4"
 fi
 printf "%s" "Genotype(normal=[('sep_conv_3x3', 0), ('max_pool_3x3', 7)], normal_concat=[2], reduce=[('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2])" > "$T/g.txt"
-if tl_run "nas bad genotype" 3 "${R[@]}" nas "${SMALL[@]}" --genotype-file "$T/g.txt"; then
-	tl_expect_output "nas bad genotype" 'byte 55: .*takes input 7' &&
-		tl_ok "nas: a genotype with a bad input index names the byte"
+if tl_run "nas bad genotype" 4 "${R[@]}" nas "${SMALL[@]}" --genotype-file "$T/g.txt"; then
+	tl_expect_output "nas bad genotype" 'genotype-file: .*g\.txt: .*byte 55: .*takes input 7' &&
+		tl_ok "nas: a genotype file with a bad input index exits 4 and names the byte"
 fi
 sed -i 's/7)/1)/' "$T/g.txt"
 if tl_run "nas genotype file" 0 "${R[@]}" nas "${SMALL[@]}" --genotype-file "$T/g.txt" --json; then

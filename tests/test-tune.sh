@@ -22,6 +22,9 @@ if ! tl_run "tune" 0 "$RXGEMMD" --tune --tune-budget 8 --cache-dir "$D" ${dev[@]
 	tl_finish
 fi
 tl_expect_output "tune" 'tuning stored in' && tl_ok "--tune stores its result"
+# It says how long it took against its budget (the overrun, if any, is one measurement).
+tl_expect_output "tune" 'tuning (took [0-9.]+ s of its 8 s|stopped at its time limit of 8 s \(after [0-9.]+ s)' &&
+	tl_ok "--tune reports its time against the budget"
 files=("$D"/tune-*.txt)
 if [ -f "${files[0]}" ]; then
 	tune=${files[0]}
@@ -101,6 +104,27 @@ if grep -q '(CPU,' "$TL_DAEMON_LOG"; then
 		tl_ok "auto-tune=gpu leaves CPU devices on their defaults"
 fi
 tl_daemon_stop "$TL_DAEMON_PID" TERM
+# On a terminal (a pty from script(1)) the bar moves with the budget's time: its percents
+# never go down, it passes through values between 0 and 100 and ends at 100, each draw
+# with an ETA.
+if command -v script >/dev/null 2>&1; then
+	cp -a "$D" "$T/cache-pty"
+	printf -v cmd '%q ' "$RXGEMMD" --tune --tune-budget 8 --cache-dir "$T/cache-pty" \
+		${dev[@]+"${dev[@]}"}
+	if tl_run "tune on a tty" 0 script -qec "$cmd" /dev/null; then
+		tr '\r' '\n' <"$TL_OUT" | grep -aE '^\[[# ]{30}\] +[0-9]+% ETA +[0-9]+:[0-5][0-9] ' >"$T/bar" || true
+		if [ -s "$T/bar" ] && awk '{ p = $0; sub(/^[^]]*\] */, "", p); p += 0;
+			if (p < last) bad = 1; if (p > 0 && p < 100) mid = 1; last = p }
+			END { exit bad || !mid || last != 100 }' "$T/bar"; then
+			tl_ok "the tuning bar on a terminal moves to 100% with an ETA ($(wc -l <"$T/bar") draws)"
+		else
+			tl_fail "the tuning bar does not move monotonically through the middle to 100%"
+			head -c 2000 "$T/bar"
+		fi
+	fi
+else
+	echo "note: no script(1): the tuning bar on a terminal is not checked"
+fi
 tl_run "bad auto-tune" 2 "$RXGEMMD" --auto-tune sometimes --list-devices &&
 	tl_expect_output "bad auto-tune" "auto-tune 'sometimes'" && tl_ok "a bad --auto-tune is refused"
 
