@@ -449,57 +449,68 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 	dispatch_submit(c, job);
 }
 
-/* The first unknown field's number, or 0. Unknown fields mean the peer speaks a schema we
- * do not: refusing is safer than silently dropping what it asked for. */
-static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
+/* Answer a frame that the pre-scan refused. Unknown fields mean the peer speaks a schema we
+ * do not: refusing is safer than silently dropping what it asked for. The request_id is
+ * read from the bytes when they are well-formed. */
+static void dispatch_wire_fault(struct rxd_conn *c, const uint8_t *body, size_t len,
+				const struct wirecheck_result *wc)
 {
-	const ProtobufCMessage *body = NULL;
+	uint64_t id = 0;
 
-	if (req->base.n_unknown_fields)
-		return req->base.unknown_fields[0].tag;
-	switch (req->body_case) {
-	case RXGEMM__REQUEST__BODY_HELLO: body = &req->hello->base; break;
-	case RXGEMM__REQUEST__BODY_GEMM: {
-		const Rxgemm__RegionRef *refs[4] = { req->gemm->a_region, req->gemm->b_region,
-						     req->gemm->c_region, req->gemm->c_out };
-		for (int i = 0; i < 4; i++)
-			if (refs[i] && refs[i]->base.n_unknown_fields)
-				return refs[i]->base.unknown_fields[0].tag;
-		body = &req->gemm->base;
-		break;
+	if (wc->fault != WIRECHECK_TRUNCATED && wc->fault != WIRECHECK_MALFORMED &&
+	    wc->fault != WIRECHECK_WIRE_TYPE && wirecheck_varint_field(body, len, 1, &id) < 0)
+		id = 0;
+	switch (wc->fault) {
+	case WIRECHECK_UNKNOWN:
+		if (wc->depth == 0 && !wc->top_oneof_set)
+			dispatch_error(c, id, RXGEMM__STATUS__STATUS_UNSUPPORTED, false,
+				       "request kind (field %u) is not served by this daemon (%s)",
+				       wc->field, PACKAGE_VERSION);
+		else
+			dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+				       "request carries unknown field %u (in %s)", wc->field,
+				       wc->message);
+		return;
+	case WIRECHECK_TOO_MANY:
+		dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			       "field %u of %s is given more than %u times", wc->field, wc->message,
+			       RXD_REQUEST_MAX_ELEMENTS);
+		return;
+	case WIRECHECK_DEPTH:
+		dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			       "field %u of %s nests messages more than %u deep", wc->field,
+			       wc->message, RXD_REQUEST_MAX_DEPTH);
+		return;
+	default:
+		dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			       "a frame of %zu bytes is not a valid Request message: %s at byte %zu "
+			       "(field %u of %s)",
+			       len, wirecheck_fault_name(wc->fault), wc->offset, wc->field,
+			       wc->message);
+		return;
 	}
-	case RXGEMM__REQUEST__BODY_STATUS: body = &req->status->base; break;
-	case RXGEMM__REQUEST__BODY_CANCEL: body = &req->cancel->base; break;
-	case RXGEMM__REQUEST__BODY_REGISTER_REGION: body = &req->register_region->base; break;
-	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION: body = &req->unregister_region->base; break;
-	case RXGEMM__REQUEST__BODY_NAS_EVAL: body = &req->nas_eval->base; break;
-	default: break;
-	}
-	return body && body->n_unknown_fields ? body->unknown_fields[0].tag : 0;
 }
 
 void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 {
+	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
+						     .max_elements = RXD_REQUEST_MAX_ELEMENTS };
 	uint64_t received_ns = now_ns();
+	struct wirecheck_result wc;
 	Rxgemm__Request *req;
-	uint32_t unknown;
 
+	/* Before the unpack, which would cost many times the frame on small fields. */
+	if (wirecheck_message(&rxgemm__request__descriptor, body, len, &lim, &wc) != 0) {
+		dispatch_wire_fault(c, body, len, &wc);
+		free(body);
+		return;
+	}
 	req = rxgemm__request__unpack(NULL, len, body);
 	free(body); /* protobuf-c copied what it needs */
 	if (!req) {
 		dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 			       "a frame of %zu bytes is not a valid Request message", len);
 		return;
-	}
-	if ((unknown = dispatch_unknown_field(req))) {
-		if (req->body_case == RXGEMM__REQUEST__BODY__NOT_SET)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_UNSUPPORTED, false,
-				       "request kind (field %u) is not served by this daemon (%s)",
-				       unknown, PACKAGE_VERSION);
-		else
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
-				       "request carries unknown field %u", unknown);
-		goto out;
 	}
 	if ((c->n_frame_fds || c->frame_fds_lost) &&
 	    req->body_case != RXGEMM__REQUEST__BODY_REGISTER_REGION) {

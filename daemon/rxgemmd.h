@@ -22,6 +22,7 @@
 
 #include "frame.h"
 #include "rxgemm.pb-c.h"
+#include "wirecheck.h"
 
 #define RXD_ERROR_MAX 256 /* bytes of a human error sentence in a reply */
 
@@ -993,6 +994,17 @@ int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after);
 void conn_close(struct rxd_conn *c);
 
 /* ---- dispatch.c: decoding, validating and routing requests (loop thread) ---- */
+/* A frame is walked (wirecheck_message) before protobuf-c unpacks it: unknown fields at any
+ * depth, bad wire types and truncation are refused with STATUS_PROTOCOL, and so is a
+ * Request nested deeper than RXD_REQUEST_MAX_DEPTH (the schema's own depth is 2: Request >
+ * GemmRequest or NasEvalRequest > RegionRef) or with one field given more than
+ * RXD_REQUEST_MAX_ELEMENTS times. That bound is the longest repeated field a valid Request
+ * has (a supernet's alphas: edges x primitives, edges = steps (steps + 3) / 2 at the most
+ * steps); it also stops a singular field repeated millions of times, which protobuf-c would
+ * scan into a record of its own each. */
+#define RXD_REQUEST_MAX_DEPTH 4
+#define RXD_REQUEST_MAX_ELEMENTS \
+	(RXD_NAS_MAX_STEPS * (RXD_NAS_MAX_STEPS + 3) / 2 * RXD_NAS_PRIMITIVES)
 /* Handle one frame body from c; takes ownership of body. c->frame_fds are the descriptors
  * that came with it: dispatch takes (sets to -1) those it keeps; server.c closes the rest. */
 void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len);
