@@ -273,14 +273,48 @@ static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req
 	return job;
 }
 
-/* Queue job (its request, cost and cancel flag set) with the scheduler, or answer why
- * not (a bound reached: BUSY) and free it. */
+/* Can c hold a job charged need bytes (job->held_bytes) now? A status code, with a
+ * sentence in err: TOO_BIG when the job alone is over the bound, BUSY while what c holds
+ * already leaves no room for it (its replies read, it may retry). */
+static int dispatch_admit(struct rxd_conn *c, uint64_t need, char *err, size_t errlen)
+{
+	uint64_t bound = c->srv->cfg->client_max_memory_bytes;
+	uint64_t held = c->jobs_bytes + c->out_bytes;
+
+	if (!bound)
+		return RXGEMM__STATUS__STATUS_OK;
+	if (need > bound) {
+		snprintf(err, errlen, "this request and its result need %llu bytes of the daemon's "
+			 "memory, more than one client may make it hold (client-max-memory %llu)",
+			 (unsigned long long)need, (unsigned long long)bound);
+		return RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (need > bound - (held < bound ? held : bound)) {
+		snprintf(err, errlen, "this client's jobs and unread replies hold %llu bytes of the "
+			 "daemon's memory and this one needs %llu more, over its bound "
+			 "(client-max-memory %llu); read the replies and retry",
+			 (unsigned long long)held, (unsigned long long)need,
+			 (unsigned long long)bound);
+		return RXGEMM__STATUS__STATUS_BUSY;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
+/* Queue job (its request, cost, cancel flag and held_bytes set) with the scheduler, or
+ * answer why not (a bound reached: BUSY or TOO_BIG) and free it. */
 static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 {
 	struct rxd_server *srv = c->srv;
 	Rxgemm__Request *req = job->req;
-	int ret;
+	char err[RXD_ERROR_MAX];
+	int ret, st;
 
+	if ((st = dispatch_admit(c, job->held_bytes, err, sizeof(err)))) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		dispatch_release_regions(job);
+		job_free(job);
+		return;
+	}
 	job->submitted_ns = now_ns();
 	ret = worker_submit(srv->worker, job);
 	if (ret < 0) {
@@ -311,11 +345,21 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 	 * it, after this returns. */
 	conn_ref(c);
 	c->jobs_in_flight++;
+	c->jobs_bytes += job->held_bytes;
 	srv->stats.jobs_queued++;
 }
 
-/* Takes ownership of req. */
-static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+/* What a job is charged to its connection: its request (about the frame's bytes, held
+ * unpacked until the reply) and twice its result, which exists as the worker's buffer and
+ * as the reply packed from it at once. */
+static uint64_t dispatch_charge(size_t frame_len, uint64_t result_bytes)
+{
+	return (uint64_t)frame_len + 2 * result_bytes;
+}
+
+/* Takes ownership of req, decoded from a frame of frame_len bytes. */
+static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
+			  uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
@@ -365,6 +409,9 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	job->g.cancel = &job->cancel;
 	job->sj.cost = sched_cost(job->g.flops);
 	job->sj.priority = req->gemm->priority;
+	/* C comes back inline unless it goes to the client's region. */
+	job->held_bytes = dispatch_charge(frame_len, job->c_dest ? 0
+								 : job->g.c_elems * sizeof(float));
 	/* The deadline counts from the frame's arrival; one too far to represent is none. */
 	deadline_ms = req->gemm->deadline_ms;
 	if (deadline_ms && deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
@@ -413,7 +460,22 @@ static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
-static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+/* The bytes a NAS reply may take: the logits when asked for (the request's batch and
+ * classes, or their defaults), the timed runs and a bound for the rest. */
+static uint64_t dispatch_nas_reply_bytes(const Rxgemm__NasEvalRequest *rq)
+{
+	uint64_t batch = rq->batch > 0 ? (uint64_t)rq->batch : 1;
+	uint64_t classes = rq->classes > 0 ? (uint64_t)rq->classes
+			   : rq->dataset == RXGEMM__NAS_DATASET__NAS_IMAGENET ? 1000 : 10;
+	uint64_t bytes = (64u << 10) + 16 * (uint64_t)rq->repeat;
+
+	if (rq->want_logits)
+		bytes += batch * classes * sizeof(float);
+	return bytes;
+}
+
+static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
+			 uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
@@ -446,6 +508,7 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 	atomic_init(&job->cancel, false);
 	/* Fair sharing weighs it by its work like a GEMM; no priority or deadline fields. */
 	job->sj.cost = sched_cost(nas_job_flops(job->nas));
+	job->held_bytes = dispatch_charge(frame_len, dispatch_nas_reply_bytes(req->nas_eval));
 	dispatch_submit(c, job);
 }
 
@@ -538,7 +601,7 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	}
 	switch (req->body_case) {
 	case RXGEMM__REQUEST__BODY_GEMM:
-		dispatch_gemm(c, req, received_ns);
+		dispatch_gemm(c, req, len, received_ns);
 		return; /* req now belongs to the job */
 	case RXGEMM__REQUEST__BODY_STATUS:
 		dispatch_status(c, req);
@@ -553,7 +616,7 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		dispatch_unregister(c, req);
 		break;
 	case RXGEMM__REQUEST__BODY_NAS_EVAL:
-		dispatch_nas(c, req, received_ns);
+		dispatch_nas(c, req, len, received_ns);
 		return; /* req now belongs to the job */
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
@@ -576,6 +639,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
+	c->jobs_bytes -= job->held_bytes;
 	stats_job_busy(&srv->stats, job);
 	if (c->closing)
 		goto out; /* nobody to answer */
