@@ -1012,6 +1012,8 @@ void server_unlisten(struct rxd_server *srv);
  * close it once its replies are written, or at cfg->shutdown_timeout_ns at the latest. The
  * loop then runs out of handles and returns. */
 void server_stop(struct rxd_server *srv);
+/* After a reload: every connection's reading and deadlines under the new configuration. */
+void server_reconfigured(struct rxd_server *srv);
 /* What c makes the daemon hold now: its jobs' charges, its unwritten replies and the frame
  * being read. */
 uint64_t conn_held_bytes(const struct rxd_conn *c);

@@ -755,6 +755,12 @@ void server_unlisten(struct rxd_server *srv)
 	}
 }
 
+void server_reconfigured(struct rxd_server *srv)
+{
+	for (struct rxd_conn *c = srv->conns; c; c = c->next)
+		conn_update_poll(c);
+}
+
 void server_stop(struct rxd_server *srv)
 {
 	uint64_t kill_ms = uv_now(srv->loop) + conn_ms(srv->cfg->shutdown_timeout_ns);

@@ -6,7 +6,8 @@
  *   daemon a small multiple of the frame (protobuf-c's unpack cost about 45 times it);
  *   an unknown field inside a NAS request's region reference is STATUS_PROTOCOL too;
  * - a client asking for 256 MiB results and never reading them holds no more than its
- *   memory bound (--client-max-memory) plus slack, and gets STATUS_BUSY up front;
+ *   memory bound (--client-max-memory) plus slack, gets STATUS_BUSY up front, and is
+ *   closed after --stall-timeout;
  * - 8 stalled partial frames announcing 128 MiB each cost a few KiB each, and each is
  *   closed (STATUS_TIMEOUT, then end of stream) after --frame-timeout;
  * - SIGTERM with a client that never reads ends within the shutdown deadline, and a
@@ -425,8 +426,35 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 	good_gemm(w, (*id)++);
 }
 
+static void write_config(const char *path, const char *text);
+static void wait_log(const char *text, int nth);
+
+/* Re-read the config file, now holding text; returns once the daemon has (the nth
+ * reload). */
+static void reload(const char *config, const char *text, int nth)
+{
+	write_config(config, text);
+	ck_assert_int_eq(kill(g_d.pid, SIGHUP), 0);
+	wait_log("reloaded", nth);
+}
+
+/* Wait until no client named name is connected. */
+static void wait_client_gone(struct raw *w, uint64_t *id, const char *name)
+{
+	for (int waited_ms = 0;; waited_ms += 20) {
+		Rxgemm__Reply *st;
+		int gone = client_named(w, (*id)++, name, &st) == NULL;
+
+		rxgemm__reply__free_unpacked(st, NULL);
+		if (gone)
+			return;
+		ck_assert_msg(waited_ms < WAIT_MS, "client %s was never closed", name);
+		sleep_ms(20);
+	}
+}
+
 /* Item 1: results of 256 MiB asked for and never read. */
-static void attack_unread_results(struct raw *w, uint64_t *id)
+static void attack_unread_results(struct raw *w, uint64_t *id, const char *config)
 {
 	enum { SIDE = 8192, JOBS = 12 };
 	float *a = calloc(SIDE, sizeof(float)), *b = calloc(SIDE, sizeof(float));
@@ -463,6 +491,9 @@ static void attack_unread_results(struct raw *w, uint64_t *id)
 	rxgemm__reply__free_unpacked(st, NULL);
 	/* The bound, plus the device's buffers (--vram-budget 64M) and the requests. */
 	peak_check("12 unread 256 MiB results", base, BOUND_BYTES + (128ull << 20));
+	/* Still reading nothing: closed once the stall timeout (now 1 s) has passed. */
+	reload(config, "frame-timeout = 600\nstall-timeout = 1\n", 1);
+	wait_client_gone(w, id, "abuse-hoarder");
 	hoarder_stop(pid);
 	good_gemm(w, (*id)++);
 	free(frames);
@@ -470,8 +501,8 @@ static void attack_unread_results(struct raw *w, uint64_t *id)
 	free(b);
 }
 
-/* Wait for line in the daemon's log. */
-static void wait_log(const char *line)
+/* Wait for the nth line of the daemon's log that contains text. */
+static void wait_log(const char *text, int nth)
 {
 	for (int waited_ms = 0;; waited_ms += 20) {
 		char buf[4096];
@@ -479,12 +510,13 @@ static void wait_log(const char *line)
 		int found = 0;
 
 		ck_assert_ptr_nonnull(f);
-		while (!found && fgets(buf, sizeof(buf), f))
-			found = strstr(buf, line) != NULL;
+		while (found < nth && fgets(buf, sizeof(buf), f))
+			found += strstr(buf, text) != NULL;
 		fclose(f);
-		if (found)
+		if (found >= nth)
 			return;
-		ck_assert_msg(waited_ms < WAIT_MS, "\"%s\" never appeared in the log", line);
+		ck_assert_msg(waited_ms < WAIT_MS, "\"%s\" never appeared %d times in the log",
+			      text, nth);
 		sleep_ms(20);
 	}
 }
@@ -505,10 +537,8 @@ static void attack_stalled_frames(struct raw *w, uint64_t *id, const char *confi
 	struct raw s[CONNS];
 	uint8_t head[FRAME_HEADER_BYTES + 1000];
 
-	/* A short frame timeout from here on (the file is read again at SIGHUP). */
-	write_config(config, "frame-timeout = 1\n");
-	kill(g_d.pid, SIGHUP);
-	wait_log("reloaded");
+	/* A short frame timeout from here on. */
+	reload(config, "frame-timeout = 1\nstall-timeout = 600\n", 2);
 	memset(head, 0x48, sizeof(head));
 	frame_header_put(head, 128u << 20);
 	uint64_t base = peak_start();
@@ -602,10 +632,10 @@ START_TEST(test_abuse)
 
 	ck_assert_int_eq(daemon_run_init(&g_d), 0);
 	snprintf(config, sizeof(config), "%s/rxgemmd.conf", g_d.dir);
-	write_config(config, "frame-timeout = 600\n");
+	/* The timeouts in the file, which SIGHUP reads again. */
+	write_config(config, "frame-timeout = 600\nstall-timeout = 600\n");
 	const char *const args[] = { "--config", config, "--client-max-memory", "600M",
-				     "--vram-budget", "64M", "--stall-timeout", "600",
-				     "--shutdown-timeout", "20", NULL };
+				     "--vram-budget", "64M", "--shutdown-timeout", "20", NULL };
 	int ret = daemon_run_start(&g_d, args);
 	if (ret == DAEMON_RUN_SKIP) {
 		daemon_run_cleanup(&g_d);
@@ -617,7 +647,7 @@ START_TEST(test_abuse)
 	good_gemm(&w, id++);
 
 	attack_unknown_fields(&w, &id);
-	attack_unread_results(&w, &id);
+	attack_unread_results(&w, &id, config);
 	attack_stalled_frames(&w, &id, config);
 	attack_shutdown(&w, &id);
 	raw_close(&w);
