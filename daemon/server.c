@@ -132,7 +132,8 @@ static uint64_t conn_ms(uint64_t ns)
 static void conn_on_timer(uv_timer_t *t);
 
 /* Start the timer for the earliest deadline c has now (none: stopped): the whole frame
- * (frame-timeout from its first byte, however slowly the rest comes), a stalled reader
+ * (frame-timeout from its first byte, however slowly the rest comes, while we read), a
+ * stalled reader
  * (stall-timeout without one byte written while reading is paused), an idle connection
  * (idle-timeout with nothing in flight), and kill_ms. */
 static void conn_arm_timer(struct rxd_conn *c)
@@ -144,7 +145,7 @@ static void conn_arm_timer(struct rxd_conn *c)
 		return;
 	if (c->kill_ms)
 		due = c->kill_ms;
-	if (c->frame_start_ms && cfg->frame_timeout_ns &&
+	if (c->frame_start_ms && cfg->frame_timeout_ns && (c->poll_events & UV_READABLE) &&
 	    (t = c->frame_start_ms + conn_ms(cfg->frame_timeout_ns), !due || t < due))
 		due = t;
 	if (c->stall_since_ms && cfg->stall_timeout_ns &&
@@ -192,7 +193,7 @@ static void conn_on_timer(uv_timer_t *t)
 			"while over its memory; closing the connection", c->id,
 			(unsigned long long)c->out_bytes, (double)cfg->stall_timeout_ns / 1e9);
 		conn_close(c);
-	} else if (c->frame_start_ms && cfg->frame_timeout_ns &&
+	} else if (c->frame_start_ms && cfg->frame_timeout_ns && (c->poll_events & UV_READABLE) &&
 		   now >= c->frame_start_ms + conn_ms(cfg->frame_timeout_ns)) {
 		conn_time_out(c, "a frame begun is not complete", cfg->frame_timeout_ns);
 	} else if (cfg->idle_timeout_ns && !c->frame_start_ms && !c->jobs_in_flight &&
@@ -225,16 +226,20 @@ static void conn_update_poll(struct rxd_conn *c)
 	} else {
 		c->stall_since_ms = 0;
 	}
-	conn_arm_timer(c);
-	if (want == c->poll_events)
-		return;
-	ret = want ? uv_poll_start(&c->poll, want, conn_on_poll) : uv_poll_stop(&c->poll);
-	if (ret < 0) {
-		log_msg(LOG_WARNING, "client %u: %s", c->id, uv_strerror(ret));
-		conn_close(c);
-		return;
+	if (want != c->poll_events) {
+		ret = want ? uv_poll_start(&c->poll, want, conn_on_poll) : uv_poll_stop(&c->poll);
+		if (ret < 0) {
+			log_msg(LOG_WARNING, "client %u: %s", c->id, uv_strerror(ret));
+			conn_close(c);
+			return;
+		}
+		/* A frame's time runs only while we read it: one we stopped reading (to make
+		 * the client read its replies first) gets its whole time again. */
+		if ((want & UV_READABLE) && !(c->poll_events & UV_READABLE) && c->frame_start_ms)
+			c->frame_start_ms = uv_now(c->srv->loop);
+		c->poll_events = want;
 	}
-	c->poll_events = want;
+	conn_arm_timer(c);
 }
 
 /* Write what the socket takes now. 0, or -errno once the connection has been closed. */

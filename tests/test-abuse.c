@@ -10,6 +10,7 @@
  *   closed after --stall-timeout;
  * - 8 stalled partial frames announcing 128 MiB each cost a few KiB each, and each is
  *   closed (STATUS_TIMEOUT, then end of stream) after --frame-timeout;
+ * - with --idle-timeout set, idle connections get STATUS_TIMEOUT and are closed;
  * - SIGTERM with a client that never reads ends within the shutdown deadline, and a
  *   client's requests that the daemon had not read yet are answered STATUS_SHUTDOWN.
  *
@@ -559,6 +560,28 @@ static void attack_stalled_frames(struct raw *w, uint64_t *id, const char *confi
 	good_gemm(w, (*id)++);
 }
 
+/* Idle connections (--idle-timeout, off until now): each idle one, the well-behaved one
+ * included, gets STATUS_TIMEOUT and the end of its stream; with the timeout off again, a
+ * new connection is served. */
+static void attack_idle(struct raw *w, uint64_t *id, const char *config)
+{
+	struct raw x;
+
+	raw_open(&x);
+	raw_hello(&x, "abuse-idle");
+	reload(config, "frame-timeout = 600\nstall-timeout = 600\nidle-timeout = 1\n", 3);
+	rxgemm__reply__free_unpacked(raw_expect(&x, 0, RXGEMM__STATUS__STATUS_TIMEOUT), NULL);
+	raw_expect_eof(&x);
+	raw_close(&x);
+	rxgemm__reply__free_unpacked(raw_expect(w, 0, RXGEMM__STATUS__STATUS_TIMEOUT), NULL);
+	raw_expect_eof(w);
+	raw_close(w);
+	reload(config, "frame-timeout = 600\nstall-timeout = 600\n", 4);
+	raw_open(w);
+	raw_hello(w, "abuse-well-behaved");
+	good_gemm(w, (*id)++);
+}
+
 /* Item 3: SIGTERM with a client that never reads and one whose requests were not read. */
 static void attack_shutdown(struct raw *w, uint64_t *id)
 {
@@ -649,6 +672,7 @@ START_TEST(test_abuse)
 	attack_unknown_fields(&w, &id);
 	attack_unread_results(&w, &id, config);
 	attack_stalled_frames(&w, &id, config);
+	attack_idle(&w, &id, config);
 	attack_shutdown(&w, &id);
 	raw_close(&w);
 	daemon_run_cleanup(&g_d);
