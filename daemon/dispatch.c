@@ -545,11 +545,17 @@ static void dispatch_wire_fault(struct rxd_conn *c, const uint8_t *body, size_t 
 			       wc->message, RXD_REQUEST_MAX_DEPTH);
 		return;
 	default:
-		dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
-			       "a frame of %zu bytes is not a valid Request message: %s at byte %zu "
-			       "(field %u of %s)",
-			       len, wirecheck_fault_name(wc->fault), wc->offset, wc->field,
-			       wc->message);
+		if (wc->field)
+			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+				       "a frame of %zu bytes is not a valid Request message: %s at "
+				       "byte %zu (field %u of %s)",
+				       len, wirecheck_fault_name(wc->fault), wc->offset, wc->field,
+				       wc->message);
+		else
+			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+				       "a frame of %zu bytes is not a valid Request message: %s at "
+				       "byte %zu (in %s)",
+				       len, wirecheck_fault_name(wc->fault), wc->offset, wc->message);
 		return;
 	}
 }

@@ -133,9 +133,8 @@ static void conn_on_timer(uv_timer_t *t);
 
 /* Start the timer for the earliest deadline c has now (none: stopped): the whole frame
  * (frame-timeout from its first byte, however slowly the rest comes, while we read), a
- * stalled reader
- * (stall-timeout without one byte written while reading is paused), an idle connection
- * (idle-timeout with nothing in flight), and kill_ms. */
+ * stalled reader (stall-timeout without one byte written while reading is paused), an
+ * idle connection (idle-timeout with nothing in flight), and kill_ms. */
 static void conn_arm_timer(struct rxd_conn *c)
 {
 	const struct rxd_config *cfg = c->srv->cfg;
@@ -190,7 +189,7 @@ static void conn_on_timer(uv_timer_t *t)
 	} else if (c->stall_since_ms && cfg->stall_timeout_ns &&
 		   now >= c->stall_since_ms + conn_ms(cfg->stall_timeout_ns)) {
 		log_msg(LOG_NOTICE, "client %u: read none of its %llu bytes of replies for %.1f s "
-			"while over its memory; closing the connection", c->id,
+			"while its requests were not read; closing the connection", c->id,
 			(unsigned long long)c->out_bytes, (double)cfg->stall_timeout_ns / 1e9);
 		conn_close(c);
 	} else if (c->frame_start_ms && cfg->frame_timeout_ns && (c->poll_events & UV_READABLE) &&
