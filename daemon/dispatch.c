@@ -290,8 +290,8 @@ static int dispatch_admit(struct rxd_conn *c, uint64_t need, char *err, size_t e
 		return RXGEMM__STATUS__STATUS_TOO_BIG;
 	}
 	if (need > bound - (held < bound ? held : bound)) {
-		snprintf(err, errlen, "this client's jobs and unread replies hold %llu bytes of the "
-			 "daemon's memory and this one needs %llu more, over its bound "
+		snprintf(err, errlen, "this client's jobs and unread replies hold %llu bytes of "
+			 "the daemon's memory and this one needs %llu more, over its bound "
 			 "(client-max-memory %llu); read the replies and retry",
 			 (unsigned long long)held, (unsigned long long)need,
 			 (unsigned long long)bound);
@@ -555,7 +555,8 @@ static void dispatch_wire_fault(struct rxd_conn *c, const uint8_t *body, size_t 
 			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 				       "a frame of %zu bytes is not a valid Request message: %s at "
 				       "byte %zu (in %s)",
-				       len, wirecheck_fault_name(wc->fault), wc->offset, wc->message);
+				       len, wirecheck_fault_name(wc->fault), wc->offset,
+				       wc->message);
 		return;
 	}
 }

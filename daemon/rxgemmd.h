@@ -60,7 +60,7 @@ struct rxd_config {
 	/* What one connection may make the daemon hold and for how long (server.c). */
 	uint64_t client_max_memory_bytes; /* --client-max-memory; 0: no bound */
 	uint64_t frame_timeout_ns;    /* --frame-timeout: a frame begun must end within; 0: never */
-	uint64_t idle_timeout_ns;     /* --idle-timeout: close a connection idle this long; 0: never */
+	uint64_t idle_timeout_ns;     /* --idle-timeout: close one idle this long; 0: never */
 	uint64_t stall_timeout_ns;    /* --stall-timeout: close a client that reads none of its
 				       * replies this long while over its memory; 0: never */
 	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */

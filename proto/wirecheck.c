@@ -192,7 +192,8 @@ static int wirecheck_walk(struct wirecheck_walk *w, const ProtobufCMessageDescri
 			/* Kept going: a fault further on matters more, and the caller may want
 			 * to know whether a known oneof member came too. */
 			if (!w->have_unknown) {
-				wirecheck_fail(w, WIRECHECK_UNKNOWN, number, depth, p + tag_at, desc);
+				wirecheck_fail(w, WIRECHECK_UNKNOWN, number, depth, p + tag_at,
+					       desc);
 				w->res->fault = WIRECHECK_OK;
 				w->have_unknown = true;
 			}
@@ -210,7 +211,8 @@ static int wirecheck_walk(struct wirecheck_walk *w, const ProtobufCMessageDescri
 				return wirecheck_fail(w, ret, number, depth, p + tag_at, desc);
 		}
 		if (elements > w->lim->max_elements - counts[index])
-			return wirecheck_fail(w, WIRECHECK_TOO_MANY, number, depth, p + tag_at, desc);
+			return wirecheck_fail(w, WIRECHECK_TOO_MANY, number, depth, p + tag_at,
+					      desc);
 		counts[index] += (uint32_t)elements;
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
 			continue;
