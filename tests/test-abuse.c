@@ -8,6 +8,8 @@
  * - a client asking for 256 MiB results and never reading them holds no more than its
  *   memory bound (--client-max-memory) plus slack, gets STATUS_BUSY up front, and is
  *   closed after --stall-timeout;
+ * - under a small bound, a job whose reply cannot be held beside an unread one is refused
+ *   BUSY up front and runs once the client has read, and one over the bound is TOO_BIG;
  * - 8 stalled partial frames announcing 128 MiB each cost a few KiB each, and each is
  *   closed (STATUS_TIMEOUT, then end of stream) after --frame-timeout;
  * - with --idle-timeout set, idle connections get STATUS_TIMEOUT and are closed;
@@ -40,7 +42,7 @@
 
 #define WAIT_MS 300000 /* the most any one event may take on a loaded machine */
 #define MIB (1024.0 * 1024.0)
-#define BOUND_BYTES (600ull << 20) /* --client-max-memory below */
+#define BOUND_BYTES (600ull << 20) /* client-max-memory in CONFIG_DEFAULT */
 
 static struct daemon_run g_d;
 
@@ -438,14 +440,18 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 static void write_config(const char *path, const char *text);
 static void wait_log(const char *text, int nth);
 
-/* Re-read the config file, now holding text; returns once the daemon has (the nth
- * reload). */
-static void reload(const char *config, const char *text, int nth)
+/* Re-read the config file, now holding text (the timeouts and the memory bound live there,
+ * as SIGHUP reads them again); returns once the daemon has. */
+static void reload(const char *config, const char *text)
 {
+	static int reloads;
+
 	write_config(config, text);
 	ck_assert_int_eq(kill(g_d.pid, SIGHUP), 0);
-	wait_log("reloaded", nth);
+	wait_log("reloaded", ++reloads);
 }
+
+#define CONFIG_DEFAULT "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 600M\n"
 
 /* Wait until no client named name is connected. */
 static void wait_client_gone(struct raw *w, uint64_t *id, const char *name)
@@ -489,9 +495,10 @@ static void attack_unread_results(struct raw *w, uint64_t *id, const char *confi
 	}
 	uint64_t base = peak_start();
 	pid_t pid = hoarder_start("abuse-hoarder", frames, used);
-	/* One job ran; the others were refused up front (BUSY): one result held is all the
-	 * bound (600 MiB against 2 x 256 MiB per job) allows. */
-	wait_client(w, id, "abuse-hoarder", 1, 1, 1);
+	/* One job ran; those read meanwhile were refused up front (BUSY): one result held is
+	 * all the bound (600 MiB against 2 x 256 MiB per job) allows, and once it is there the
+	 * daemon reads no more. */
+	wait_client(w, id, "abuse-hoarder", 1, 0, 1);
 	good_gemm(w, (*id)++);
 	Rxgemm__Reply *st;
 	const Rxgemm__ClientStats *cs = client_named(w, (*id)++, "abuse-hoarder", &st);
@@ -501,11 +508,57 @@ static void attack_unread_results(struct raw *w, uint64_t *id, const char *confi
 	/* The bound, plus the device's buffers (--vram-budget 64M) and the requests. */
 	peak_check("12 unread 256 MiB results", base, BOUND_BYTES + (128ull << 20));
 	/* Still reading nothing: closed once the stall timeout (now 1 s) has passed. */
-	reload(config, "frame-timeout = 600\nstall-timeout = 1\n", 1);
+	reload(config, "frame-timeout = 600\nstall-timeout = 1\nclient-max-memory = 600M\n");
 	wait_client_gone(w, id, "abuse-hoarder");
 	hoarder_stop(pid);
 	good_gemm(w, (*id)++);
 	free(frames);
+	free(a);
+	free(b);
+}
+
+/* Item 1, exactly: with a bound of 10 MiB, a job with a 4 MiB result (charged 8 MiB and
+ * its request) runs; while its reply is unread, a second is refused BUSY (4 + 8 > 10);
+ * once the client has read it, the same request runs; one with an 8 MiB result (charged
+ * 16 MiB) is TOO_BIG whatever the client holds. */
+static void attack_busy(struct raw *w, uint64_t *id, const char *config)
+{
+	enum { SIDE = 1024 };
+	float *a = calloc(2 * SIDE, sizeof(float)), *b = calloc(SIDE, sizeof(float));
+	Rxgemm__Request req;
+	Rxgemm__GemmRequest g;
+	struct raw r;
+
+	ck_assert(a && b);
+	for (int i = 0; i < SIDE; i++)
+		a[i] = b[i] = (float)(i % 5);
+	reload(config, "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 10M\n");
+	raw_open(&r);
+	raw_hello(&r, "abuse-busy");
+	gemm_request(&req, &g, 401, SIDE, SIDE, 1, a, b);
+	raw_send(&r, &req);
+	wait_client(w, id, "abuse-busy", 1, 0, 1);
+	gemm_request(&req, &g, 402, SIDE, SIDE, 1, a, b);
+	raw_send(&r, &req);
+	Rxgemm__Reply *rep = raw_expect(&r, 401, RXGEMM__STATUS__STATUS_OK);
+	ck_assert_uint_eq(rep->gemm->c.len, sizeof(float) * SIDE * SIDE);
+	float c0 = ((float *)(void *)rep->gemm->c.data)[SIDE + 3]; /* a[3] * b[1] */
+	ck_assert(c0 == (float)(3 * 1));
+	rxgemm__reply__free_unpacked(rep, NULL);
+	rep = raw_expect(&r, 402, RXGEMM__STATUS__STATUS_BUSY);
+	ck_assert_msg(strstr(rep->error, "client-max-memory"), "error \"%s\"", rep->error);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	gemm_request(&req, &g, 403, SIDE, SIDE, 1, a, b);
+	raw_send(&r, &req);
+	rxgemm__reply__free_unpacked(raw_expect(&r, 403, RXGEMM__STATUS__STATUS_OK), NULL);
+	gemm_request(&req, &g, 404, 2 * SIDE, SIDE, 1, a, b);
+	raw_send(&r, &req);
+	rep = raw_expect(&r, 404, RXGEMM__STATUS__STATUS_TOO_BIG);
+	ck_assert_msg(strstr(rep->error, "client-max-memory"), "error \"%s\"", rep->error);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	raw_close(&r);
+	reload(config, CONFIG_DEFAULT);
+	good_gemm(w, (*id)++);
 	free(a);
 	free(b);
 }
@@ -547,7 +600,7 @@ static void attack_stalled_frames(struct raw *w, uint64_t *id, const char *confi
 	uint8_t head[FRAME_HEADER_BYTES + 1000];
 
 	/* A short frame timeout from here on. */
-	reload(config, "frame-timeout = 1\nstall-timeout = 600\n", 2);
+	reload(config, "frame-timeout = 1\nstall-timeout = 600\nclient-max-memory = 600M\n");
 	memset(head, 0x48, sizeof(head));
 	frame_header_put(head, 128u << 20);
 	uint64_t base = peak_start();
@@ -577,14 +630,14 @@ static void attack_idle(struct raw *w, uint64_t *id, const char *config)
 
 	raw_open(&x);
 	raw_hello(&x, "abuse-idle");
-	reload(config, "frame-timeout = 600\nstall-timeout = 600\nidle-timeout = 1\n", 3);
+	reload(config, CONFIG_DEFAULT "idle-timeout = 1\n");
 	rxgemm__reply__free_unpacked(raw_expect(&x, 0, RXGEMM__STATUS__STATUS_TIMEOUT), NULL);
 	raw_expect_eof(&x);
 	raw_close(&x);
 	rxgemm__reply__free_unpacked(raw_expect(w, 0, RXGEMM__STATUS__STATUS_TIMEOUT), NULL);
 	raw_expect_eof(w);
 	raw_close(w);
-	reload(config, "frame-timeout = 600\nstall-timeout = 600\n", 4);
+	reload(config, CONFIG_DEFAULT);
 	raw_open(w);
 	raw_hello(w, "abuse-well-behaved");
 	good_gemm(w, (*id)++);
@@ -664,9 +717,9 @@ START_TEST(test_abuse)
 	ck_assert_int_eq(daemon_run_init(&g_d), 0);
 	snprintf(config, sizeof(config), "%s/rxgemmd.conf", g_d.dir);
 	/* The timeouts in the file, which SIGHUP reads again. */
-	write_config(config, "frame-timeout = 600\nstall-timeout = 600\n");
-	const char *const args[] = { "--config", config, "--client-max-memory", "600M",
-				     "--vram-budget", "64M", "--shutdown-timeout", "20", NULL };
+	write_config(config, CONFIG_DEFAULT);
+	const char *const args[] = { "--config", config, "--vram-budget", "64M",
+				     "--shutdown-timeout", "20", NULL };
 	int ret = daemon_run_start(&g_d, args);
 	if (ret == DAEMON_RUN_SKIP) {
 		daemon_run_cleanup(&g_d);
@@ -679,6 +732,7 @@ START_TEST(test_abuse)
 
 	attack_unknown_fields(&w, &id);
 	attack_unread_results(&w, &id, config);
+	attack_busy(&w, &id, config);
 	attack_stalled_frames(&w, &id, config);
 	attack_idle(&w, &id, config);
 	attack_shutdown(&w, &id);
