@@ -19,7 +19,9 @@
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
        OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
-       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_ZERO_COPY, OPT_LAST_ };
+       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_CLIENT_MAX_MEMORY, OPT_FRAME_TIMEOUT,
+       OPT_IDLE_TIMEOUT, OPT_STALL_TIMEOUT, OPT_SHUTDOWN_TIMEOUT, OPT_ZERO_COPY,
+       OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -40,7 +42,13 @@ static const struct option config_options[] = {
 	{ "client-quota", required_argument, NULL, OPT_CLIENT_QUOTA },
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "client-max-queue", required_argument, NULL, OPT_CLIENT_MAX_QUEUE },
+	{ "client-max-memory", required_argument, NULL, OPT_CLIENT_MAX_MEMORY },
+	{ "frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
+	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "zero-copy", required_argument, NULL, OPT_ZERO_COPY },
+	/* Indexed by OPT_* - OPT_SOCKET up to here: keep this table and the enum in one order. */
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ "json", no_argument, NULL, 'j' }, /* with --list-devices */
@@ -107,11 +115,23 @@ static void config_usage(FILE *f)
 		"                     0: no bound)\n"
 		"  --zero-copy WHEN   run GEMMs in place on shared-memory operands: auto (default:\n"
 		"                     on devices that work on host memory, e.g. CPUs) or never\n"
+		"  --client-max-memory SIZE  host memory one connection may make the daemon\n"
+		"                     hold: its requests, the results of its jobs, its unread\n"
+		"                     replies (default 1G; 0: no bound)\n"
+		"  --frame-timeout T  a message begun must arrive whole within T seconds, else\n"
+		"                     the connection is closed (default 30; 0: never)\n"
+		"  --idle-timeout T   close a connection that has nothing in flight for T\n"
+		"                     seconds (default 0: never)\n"
+		"  --stall-timeout T  close a client over its memory that reads none of its\n"
+		"                     replies for T seconds (default 60; 0: never)\n"
+		"  --shutdown-timeout T  at SIGTERM, connections still open after T seconds are\n"
+		"                     closed (default 5)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
 		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget,\n"
-		"client-quota, max-queue and client-max-queue take effect at once).\n"
+		"client-quota, max-queue, client-max-queue and the options from\n"
+		"client-max-memory on take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
@@ -322,6 +342,30 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		*(opt == OPT_MAX_QUEUE ? &cfg->max_queue : &cfg->client_max_queue) = (uint32_t)n;
 		return 0;
 	}
+	case OPT_CLIENT_MAX_MEMORY:
+		if (config_parse_size(v, &cfg->client_max_memory_bytes) < 0) {
+			fprintf(stderr, "rxgemmd: %s: client-max-memory '%s' is not a size (e.g. "
+				"512M; 0: no bound)\n", where, v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_FRAME_TIMEOUT:
+	case OPT_IDLE_TIMEOUT:
+	case OPT_STALL_TIMEOUT:
+	case OPT_SHUTDOWN_TIMEOUT: {
+		uint64_t *dst = opt == OPT_FRAME_TIMEOUT  ? &cfg->frame_timeout_ns
+				: opt == OPT_IDLE_TIMEOUT ? &cfg->idle_timeout_ns
+				: opt == OPT_STALL_TIMEOUT ? &cfg->stall_timeout_ns
+							   : &cfg->shutdown_timeout_ns;
+
+		if (config_parse_duration(v, dst) < 0) {
+			fprintf(stderr, "rxgemmd: %s: %s '%s' is not a duration from 0 to 1 day "
+				"(e.g. 30, 0.5s, 500ms, 2min)\n", where,
+				config_options[opt - OPT_SOCKET].name, v);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	case OPT_HANG:
 		if (config_parse_duration(v, &cfg->hang_timeout_ns) < 0) {
 			fprintf(stderr, "rxgemmd: %s: hang-timeout '%s' is not a duration from 0 "
@@ -418,6 +462,10 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->max_queue = RXD_DEFAULT_MAX_QUEUE;
 	cfg->client_max_queue = RXD_DEFAULT_CLIENT_MAX_QUEUE;
 	cfg->zero_copy = true;
+	cfg->client_max_memory_bytes = RXD_DEFAULT_CLIENT_MAX_MEMORY;
+	cfg->frame_timeout_ns = RXD_DEFAULT_FRAME_TIMEOUT_NS;
+	cfg->stall_timeout_ns = RXD_DEFAULT_STALL_TIMEOUT_NS;
+	cfg->shutdown_timeout_ns = RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
 	opterr = 0; /* one line of our own and "Try --help", not getopt's and the whole help */
@@ -445,7 +493,9 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
-		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_ZERO_COPY:
+		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_CLIENT_MAX_MEMORY:
+		case OPT_FRAME_TIMEOUT: case OPT_IDLE_TIMEOUT: case OPT_STALL_TIMEOUT:
+		case OPT_SHUTDOWN_TIMEOUT: case OPT_ZERO_COPY:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -514,6 +564,12 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	/* main.c hands these to worker_set_limits. */
 	cfg->max_queue = next.max_queue;
 	cfg->client_max_queue = next.client_max_queue;
+	/* server.c reads these at each use. */
+	cfg->client_max_memory_bytes = next.client_max_memory_bytes;
+	cfg->frame_timeout_ns = next.frame_timeout_ns;
+	cfg->idle_timeout_ns = next.idle_timeout_ns;
+	cfg->stall_timeout_ns = next.stall_timeout_ns;
+	cfg->shutdown_timeout_ns = next.shutdown_timeout_ns;
 	/* What needs a restart: the socket, the device and the kernel cache are in use, and
 	 * connections hold frame readers sized by max-frame. */
 	if (strcmp(next.socket_path, cfg->socket_path) != 0)

@@ -274,14 +274,48 @@ static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req
 	return job;
 }
 
-/* Queue job (its request, cost and cancel flag set) with the scheduler, or answer why
- * not (a bound reached: BUSY) and free it. */
+/* Can c hold a job charged need bytes (job->held_bytes) now? A status code, with a
+ * sentence in err: TOO_BIG when the job alone is over the bound, BUSY while what c holds
+ * already leaves no room for it (its replies read, it may retry). */
+static int dispatch_admit(struct rxd_conn *c, uint64_t need, char *err, size_t errlen)
+{
+	uint64_t bound = c->srv->cfg->client_max_memory_bytes;
+	uint64_t held = c->jobs_bytes + c->out_bytes;
+
+	if (!bound)
+		return RXGEMM__STATUS__STATUS_OK;
+	if (need > bound) {
+		snprintf(err, errlen, "this request and its result need %llu bytes of the daemon's "
+			 "memory, more than one client may make it hold (client-max-memory %llu)",
+			 (unsigned long long)need, (unsigned long long)bound);
+		return RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (need > bound - (held < bound ? held : bound)) {
+		snprintf(err, errlen, "this client's jobs and unread replies hold %llu bytes of "
+			 "the daemon's memory and this one needs %llu more, over its bound "
+			 "(client-max-memory %llu); read the replies and retry",
+			 (unsigned long long)held, (unsigned long long)need,
+			 (unsigned long long)bound);
+		return RXGEMM__STATUS__STATUS_BUSY;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
+/* Queue job (its request, cost, cancel flag and held_bytes set) with the scheduler, or
+ * answer why not (a bound reached: BUSY or TOO_BIG) and free it. */
 static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 {
 	struct rxd_server *srv = c->srv;
 	Rxgemm__Request *req = job->req;
-	int ret;
+	char err[RXD_ERROR_MAX];
+	int ret, st;
 
+	if ((st = dispatch_admit(c, job->held_bytes, err, sizeof(err)))) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		dispatch_release_regions(job);
+		job_free(job);
+		return;
+	}
 	job->submitted_ns = now_ns();
 	ret = worker_submit(srv->worker, job);
 	if (ret < 0) {
@@ -312,11 +346,21 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 	 * it, after this returns. */
 	conn_ref(c);
 	c->jobs_in_flight++;
+	c->jobs_bytes += job->held_bytes;
 	srv->stats.jobs_queued++;
 }
 
-/* Takes ownership of req. */
-static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+/* What a job is charged to its connection: its request (about the frame's bytes, held
+ * unpacked until the reply) and twice its result, which exists as the worker's buffer and
+ * as the reply packed from it at once. */
+static uint64_t dispatch_charge(size_t frame_len, uint64_t result_bytes)
+{
+	return (uint64_t)frame_len + 2 * result_bytes;
+}
+
+/* Takes ownership of req, decoded from a frame of frame_len bytes. */
+static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
+			  uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
@@ -366,6 +410,9 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	job->g.cancel = &job->cancel;
 	job->sj.cost = sched_cost(job->g.flops);
 	job->sj.priority = req->gemm->priority;
+	/* C comes back inline unless it goes to the client's region. */
+	job->held_bytes = dispatch_charge(frame_len, job->c_dest ? 0
+								 : job->g.c_elems * sizeof(float));
 	/* The deadline counts from the frame's arrival; one too far to represent is none. */
 	deadline_ms = req->gemm->deadline_ms;
 	if (deadline_ms && deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
@@ -414,7 +461,22 @@ static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
-static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+/* The bytes a NAS reply may take: the logits when asked for (the request's batch and
+ * classes, or their defaults), the timed runs and a bound for the rest. */
+static uint64_t dispatch_nas_reply_bytes(const Rxgemm__NasEvalRequest *rq)
+{
+	uint64_t batch = rq->batch > 0 ? (uint64_t)rq->batch : 1;
+	uint64_t classes = rq->classes > 0 ? (uint64_t)rq->classes
+			   : rq->dataset == RXGEMM__NAS_DATASET__NAS_IMAGENET ? 1000 : 10;
+	uint64_t bytes = (64u << 10) + 16 * (uint64_t)rq->repeat;
+
+	if (rq->want_logits)
+		bytes += batch * classes * sizeof(float);
+	return bytes;
+}
+
+static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
+			 uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
@@ -447,60 +509,79 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 	atomic_init(&job->cancel, false);
 	/* Fair sharing weighs it by its work like a GEMM; no priority or deadline fields. */
 	job->sj.cost = sched_cost(nas_job_flops(job->nas));
+	job->held_bytes = dispatch_charge(frame_len, dispatch_nas_reply_bytes(req->nas_eval));
 	dispatch_submit(c, job);
 }
 
-/* The first unknown field's number, or 0. Unknown fields mean the peer speaks a schema we
- * do not: refusing is safer than silently dropping what it asked for. */
-static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
+/* Answer a frame that the pre-scan refused. Unknown fields mean the peer speaks a schema we
+ * do not: refusing is safer than silently dropping what it asked for. The request_id is
+ * read from the bytes when they are well-formed. */
+static void dispatch_wire_fault(struct rxd_conn *c, const uint8_t *body, size_t len,
+				const struct wirecheck_result *wc)
 {
-	const ProtobufCMessage *body = NULL;
+	uint64_t id = 0;
 
-	if (req->base.n_unknown_fields)
-		return req->base.unknown_fields[0].tag;
-	switch (req->body_case) {
-	case RXGEMM__REQUEST__BODY_HELLO: body = &req->hello->base; break;
-	case RXGEMM__REQUEST__BODY_GEMM: {
-		const Rxgemm__RegionRef *refs[4] = { req->gemm->a_region, req->gemm->b_region,
-						     req->gemm->c_region, req->gemm->c_out };
-		for (int i = 0; i < 4; i++)
-			if (refs[i] && refs[i]->base.n_unknown_fields)
-				return refs[i]->base.unknown_fields[0].tag;
-		body = &req->gemm->base;
-		break;
+	if (wc->fault != WIRECHECK_TRUNCATED && wc->fault != WIRECHECK_MALFORMED &&
+	    wc->fault != WIRECHECK_WIRE_TYPE && wirecheck_varint_field(body, len, 1, &id) < 0)
+		id = 0;
+	switch (wc->fault) {
+	case WIRECHECK_UNKNOWN:
+		if (wc->depth == 0 && !wc->top_oneof_set)
+			dispatch_error(c, id, RXGEMM__STATUS__STATUS_UNSUPPORTED, false,
+				       "request kind (field %u) is not served by this daemon (%s)",
+				       wc->field, PACKAGE_VERSION);
+		else
+			dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+				       "request carries unknown field %u (in %s)", wc->field,
+				       wc->message);
+		return;
+	case WIRECHECK_TOO_MANY:
+		dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			       "field %u of %s is given more than %u times", wc->field, wc->message,
+			       RXD_REQUEST_MAX_ELEMENTS);
+		return;
+	case WIRECHECK_DEPTH:
+		dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			       "field %u of %s nests messages more than %u deep", wc->field,
+			       wc->message, RXD_REQUEST_MAX_DEPTH);
+		return;
+	default:
+		if (wc->field)
+			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+				       "a frame of %zu bytes is not a valid Request message: %s at "
+				       "byte %zu (field %u of %s)",
+				       len, wirecheck_fault_name(wc->fault), wc->offset, wc->field,
+				       wc->message);
+		else
+			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+				       "a frame of %zu bytes is not a valid Request message: %s at "
+				       "byte %zu (in %s)",
+				       len, wirecheck_fault_name(wc->fault), wc->offset,
+				       wc->message);
+		return;
 	}
-	case RXGEMM__REQUEST__BODY_STATUS: body = &req->status->base; break;
-	case RXGEMM__REQUEST__BODY_CANCEL: body = &req->cancel->base; break;
-	case RXGEMM__REQUEST__BODY_REGISTER_REGION: body = &req->register_region->base; break;
-	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION: body = &req->unregister_region->base; break;
-	case RXGEMM__REQUEST__BODY_NAS_EVAL: body = &req->nas_eval->base; break;
-	default: break;
-	}
-	return body && body->n_unknown_fields ? body->unknown_fields[0].tag : 0;
 }
 
 void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 {
+	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
+						     .max_elements = RXD_REQUEST_MAX_ELEMENTS };
 	uint64_t received_ns = now_ns();
+	struct wirecheck_result wc;
 	Rxgemm__Request *req;
-	uint32_t unknown;
 
+	/* Before the unpack, which would cost many times the frame on small fields. */
+	if (wirecheck_message(&rxgemm__request__descriptor, body, len, &lim, &wc) != 0) {
+		dispatch_wire_fault(c, body, len, &wc);
+		free(body);
+		return;
+	}
 	req = rxgemm__request__unpack(NULL, len, body);
 	free(body); /* protobuf-c copied what it needs */
 	if (!req) {
 		dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 			       "a frame of %zu bytes is not a valid Request message", len);
 		return;
-	}
-	if ((unknown = dispatch_unknown_field(req))) {
-		if (req->body_case == RXGEMM__REQUEST__BODY__NOT_SET)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_UNSUPPORTED, false,
-				       "request kind (field %u) is not served by this daemon (%s)",
-				       unknown, PACKAGE_VERSION);
-		else
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
-				       "request carries unknown field %u", unknown);
-		goto out;
 	}
 	if ((c->n_frame_fds || c->frame_fds_lost) &&
 	    req->body_case != RXGEMM__REQUEST__BODY_REGISTER_REGION) {
@@ -528,7 +609,7 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	}
 	switch (req->body_case) {
 	case RXGEMM__REQUEST__BODY_GEMM:
-		dispatch_gemm(c, req, received_ns);
+		dispatch_gemm(c, req, len, received_ns);
 		return; /* req now belongs to the job */
 	case RXGEMM__REQUEST__BODY_STATUS:
 		dispatch_status(c, req);
@@ -543,7 +624,7 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		dispatch_unregister(c, req);
 		break;
 	case RXGEMM__REQUEST__BODY_NAS_EVAL:
-		dispatch_nas(c, req, received_ns);
+		dispatch_nas(c, req, len, received_ns);
 		return; /* req now belongs to the job */
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
@@ -566,6 +647,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
+	c->jobs_bytes -= job->held_bytes;
 	stats_job_busy(&srv->stats, job);
 	if (job->in_place)
 		shm_note_in_place();

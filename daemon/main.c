@@ -66,6 +66,7 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 						 m->dev.global_mem_bytes),
 				  m->cfg.client_quota_bytes);
 		worker_set_limits(&m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
+		server_reconfigured(&m->server);
 	}
 	sdnotify_reloaded(&m->notify);
 }

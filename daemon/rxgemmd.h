@@ -22,6 +22,7 @@
 
 #include "frame.h"
 #include "rxgemm.pb-c.h"
+#include "wirecheck.h"
 
 #define RXD_ERROR_MAX 256 /* bytes of a human error sentence in a reply */
 
@@ -58,7 +59,19 @@ struct rxd_config {
 	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 	bool zero_copy;               /* --zero-copy auto: GEMMs in place on regions (zcopy.c) */
+	/* What one connection may make the daemon hold and for how long (server.c). */
+	uint64_t client_max_memory_bytes; /* --client-max-memory; 0: no bound */
+	uint64_t frame_timeout_ns;    /* --frame-timeout: a frame begun must end within; 0: never */
+	uint64_t idle_timeout_ns;     /* --idle-timeout: close one idle this long; 0: never */
+	uint64_t stall_timeout_ns;    /* --stall-timeout: close a client that reads none of its
+				       * replies this long while over its memory; 0: never */
+	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */
 };
+
+#define RXD_DEFAULT_CLIENT_MAX_MEMORY (1ull << 30)
+#define RXD_DEFAULT_FRAME_TIMEOUT_NS (30ull * 1000000000ull)
+#define RXD_DEFAULT_STALL_TIMEOUT_NS (60ull * 1000000000ull)
+#define RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS (5ull * 1000000000ull)
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
 #define RXD_MIN_MAX_FRAME (4ull << 10)
@@ -786,6 +799,7 @@ struct rxd_job {
 	uint64_t received_ns;  /* the frame was whole: total_ns counts from here */
 	uint64_t submitted_ns; /* decoded and validated: queued_ns counts from here */
 	uint64_t started_ns, finished_ns;
+	uint64_t held_bytes;   /* charged to conn->jobs_bytes while in flight (dispatch.c) */
 };
 
 struct rxd_worker {
@@ -992,9 +1006,12 @@ struct rxd_server {
 
 /* Descriptors (SCM_RIGHTS) that one frame may carry; more are closed and counted lost. */
 #define RXD_CONN_MAX_FDS 4
-/* Reading pauses while this many reply bytes wait to be written: a client that does not
- * read its replies cannot make the daemon hold more than about this (plus one reply). */
+/* Reading pauses while this many reply bytes wait to be written. That alone bounds nothing
+ * (jobs already queued still finish, and one reply may be far larger): what bounds a
+ * connection is its memory, conn_held_bytes, against cfg->client_max_memory_bytes. */
 #define RXD_CONN_OUT_HIGH_BYTES (8u << 20)
+/* After an error reply that closes the connection, the reply has this long to be written. */
+#define RXD_CONN_CLOSE_GRACE_MS 5000
 
 struct rxd_outbuf;
 
@@ -1026,6 +1043,15 @@ struct rxd_conn {
 	long peer_pid;
 	long peer_uid;
 	struct rxd_client_stats stats; /* stats.c's, folded into stats.departed at close */
+	/* Memory and time (server.c). A job is charged when dispatch admits it: its request's
+	 * frame and its result (twice: the result buffer and the reply packed from it). */
+	uint64_t jobs_bytes;         /* charged to the jobs in flight (job->held_bytes summed) */
+	uv_timer_t timer;            /* the earliest of the deadlines below (conn_arm_timer) */
+	uint64_t frame_start_ms;     /* uv_now when the frame being read began; 0: none */
+	uint64_t active_ms;          /* the last read or write, for the idle timeout */
+	uint64_t stall_since_ms;     /* reading paused and no byte written since; 0: not */
+	uint64_t kill_ms;            /* closed then, whatever it still holds; 0: no such end */
+	bool draining;               /* shutdown: what is read gets STATUS_SHUTDOWN, then close */
 	uint8_t readbuf[64 * 1024];
 };
 
@@ -1035,9 +1061,15 @@ int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_confi
 		 struct rxd_device *dev, struct rxd_worker *w);
 /* Stop accepting and remove the socket; requests still arriving get STATUS_SHUTDOWN. */
 void server_unlisten(struct rxd_server *srv);
-/* server_unlisten, then close every connection once its queued replies are written. The
+/* server_unlisten, then read what each connection has sent (answered STATUS_SHUTDOWN) and
+ * close it once its replies are written, or at cfg->shutdown_timeout_ns at the latest. The
  * loop then runs out of handles and returns. */
 void server_stop(struct rxd_server *srv);
+/* After a reload: every connection's reading and deadlines under the new configuration. */
+void server_reconfigured(struct rxd_server *srv);
+/* What c makes the daemon hold now: its jobs' charges, its unwritten replies and the frame
+ * being read. */
+uint64_t conn_held_bytes(const struct rxd_conn *c);
 void conn_ref(struct rxd_conn *c);
 void conn_unref(struct rxd_conn *c);
 /* Queue one Reply on c; close the connection once written when close_after is set.
@@ -1046,6 +1078,17 @@ int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after);
 void conn_close(struct rxd_conn *c);
 
 /* ---- dispatch.c: decoding, validating and routing requests (loop thread) ---- */
+/* A frame is walked (wirecheck_message) before protobuf-c unpacks it: unknown fields at any
+ * depth, bad wire types and truncation are refused with STATUS_PROTOCOL, and so is a
+ * Request nested deeper than RXD_REQUEST_MAX_DEPTH (the schema's own depth is 2: Request >
+ * GemmRequest or NasEvalRequest > RegionRef) or with one field given more than
+ * RXD_REQUEST_MAX_ELEMENTS times. That bound is the longest repeated field a valid Request
+ * has (a supernet's alphas: edges x primitives, edges = steps (steps + 3) / 2 at the most
+ * steps); it also stops a singular field repeated millions of times, which protobuf-c would
+ * scan into a record of its own each. */
+#define RXD_REQUEST_MAX_DEPTH 4
+#define RXD_REQUEST_MAX_ELEMENTS \
+	(RXD_NAS_MAX_STEPS * (RXD_NAS_MAX_STEPS + 3) / 2 * RXD_NAS_PRIMITIVES)
 /* Handle one frame body from c; takes ownership of body. c->frame_fds are the descriptors
  * that came with it: dispatch takes (sets to -1) those it keeps; server.c closes the rest. */
 void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len);

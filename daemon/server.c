@@ -30,6 +30,8 @@ void conn_ref(struct rxd_conn *c)
 	c->refs++;
 }
 
+static void conn_on_timer_closed(uv_handle_t *h);
+
 static void fds_close(int *fds, unsigned *n)
 {
 	for (unsigned i = 0; i < *n; i++)
@@ -69,6 +71,11 @@ void conn_unref(struct rxd_conn *c)
 		conn_free(c);
 }
 
+static void conn_on_timer_closed(uv_handle_t *h)
+{
+	conn_unref(h->data);
+}
+
 void conn_close(struct rxd_conn *c)
 {
 	struct rxd_server *srv = c->srv;
@@ -93,32 +100,145 @@ void conn_close(struct rxd_conn *c)
 	fds_close(c->in_fds, &c->n_in_fds);
 	log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id,
 		c->name[0] ? c->name : "no hello", c->peer_pid);
+	uv_close((uv_handle_t *)&c->timer, conn_on_timer_closed);
 	uv_close((uv_handle_t *)&c->poll, conn_on_closed);
+}
+
+uint64_t conn_held_bytes(const struct rxd_conn *c)
+{
+	return c->jobs_bytes + c->out_bytes + frame_reader_held_bytes(&c->fr);
+}
+
+/* Over its memory: the jobs and replies it holds reach its bound (the frame being read is
+ * bounded by max-frame and its timeout instead). */
+static bool conn_over_memory(const struct rxd_conn *c)
+{
+	uint64_t bound = c->srv->cfg->client_max_memory_bytes;
+
+	return bound && c->jobs_bytes + c->out_bytes >= bound;
+}
+
+static bool conn_reads_paused(const struct rxd_conn *c)
+{
+	return c->out_bytes >= RXD_CONN_OUT_HIGH_BYTES || conn_over_memory(c);
+}
+
+/* A duration in ns as loop milliseconds, rounded up. */
+static uint64_t conn_ms(uint64_t ns)
+{
+	return (ns + 999999) / 1000000;
+}
+
+static void conn_on_timer(uv_timer_t *t);
+
+/* Start the timer for the earliest deadline c has now (none: stopped): the whole frame
+ * (frame-timeout from its first byte, however slowly the rest comes, while we read), a
+ * stalled reader (stall-timeout without one byte written while reading is paused), an
+ * idle connection (idle-timeout with nothing in flight), and kill_ms. */
+static void conn_arm_timer(struct rxd_conn *c)
+{
+	const struct rxd_config *cfg = c->srv->cfg;
+	uint64_t now = uv_now(c->srv->loop), due = 0, t;
+
+	if (c->closing)
+		return;
+	if (c->kill_ms)
+		due = c->kill_ms;
+	if (c->frame_start_ms && cfg->frame_timeout_ns && (c->poll_events & UV_READABLE) &&
+	    (t = c->frame_start_ms + conn_ms(cfg->frame_timeout_ns), !due || t < due))
+		due = t;
+	if (c->stall_since_ms && cfg->stall_timeout_ns &&
+	    (t = c->stall_since_ms + conn_ms(cfg->stall_timeout_ns), !due || t < due))
+		due = t;
+	if (cfg->idle_timeout_ns && !c->frame_start_ms && !c->jobs_in_flight && !c->out_head &&
+	    (t = c->active_ms + conn_ms(cfg->idle_timeout_ns), !due || t < due))
+		due = t;
+	if (!due)
+		uv_timer_stop(&c->timer);
+	else
+		uv_timer_start(&c->timer, conn_on_timer, due > now ? due - now : 0, 0);
+}
+
+/* End c over a timeout: an error reply (request_id 0) if it can still be written, then the
+ * close, within RXD_CONN_CLOSE_GRACE_MS. */
+static void conn_time_out(struct rxd_conn *c, const char *what, uint64_t ns)
+{
+	log_msg(LOG_INFO, "client %u: %s for %.1f s; closing the connection", c->id, what,
+		(double)ns / 1e9);
+	c->frame_start_ms = c->stall_since_ms = 0;
+	dispatch_error(c, 0, RXGEMM__STATUS__STATUS_TIMEOUT, true,
+		       "%s for %.1f s, this daemon's limit; closing the connection", what,
+		       (double)ns / 1e9);
+	if (!c->closing)
+		c->kill_ms = uv_now(c->srv->loop) + RXD_CONN_CLOSE_GRACE_MS;
+}
+
+static void conn_on_timer(uv_timer_t *t)
+{
+	struct rxd_conn *c = t->data;
+	const struct rxd_config *cfg = c->srv->cfg;
+	uint64_t now = uv_now(c->srv->loop);
+
+	if (c->closing)
+		return;
+	conn_ref(c);
+	if (c->kill_ms && now >= c->kill_ms) {
+		log_msg(LOG_INFO, "client %u: closed with %llu reply bytes unwritten", c->id,
+			(unsigned long long)c->out_bytes);
+		conn_close(c);
+	} else if (c->stall_since_ms && cfg->stall_timeout_ns &&
+		   now >= c->stall_since_ms + conn_ms(cfg->stall_timeout_ns)) {
+		log_msg(LOG_NOTICE, "client %u: read none of its %llu bytes of replies for %.1f s "
+			"while its requests were not read; closing the connection", c->id,
+			(unsigned long long)c->out_bytes, (double)cfg->stall_timeout_ns / 1e9);
+		conn_close(c);
+	} else if (c->frame_start_ms && cfg->frame_timeout_ns && (c->poll_events & UV_READABLE) &&
+		   now >= c->frame_start_ms + conn_ms(cfg->frame_timeout_ns)) {
+		conn_time_out(c, "a frame begun is not complete", cfg->frame_timeout_ns);
+	} else if (cfg->idle_timeout_ns && !c->frame_start_ms && !c->jobs_in_flight &&
+		   !c->out_head && now >= c->active_ms + conn_ms(cfg->idle_timeout_ns)) {
+		conn_time_out(c, "the connection was idle", cfg->idle_timeout_ns);
+	}
+	conn_arm_timer(c);
+	conn_unref(c);
 }
 
 static void conn_on_poll(uv_poll_t *h, int status, int events);
 
 /* Watch for what the connection needs now: reading unless it is closing, waiting to close,
- * or holding too many unwritten replies (backpressure); writing while replies wait. */
+ * or holding too much (backpressure); writing while replies wait. Then its deadlines. */
 static void conn_update_poll(struct rxd_conn *c)
 {
 	int want = 0, ret;
 
 	if (c->closing)
 		return;
-	if (!c->close_after_write && c->out_bytes < RXD_CONN_OUT_HIGH_BYTES)
+	if (!c->close_after_write && !conn_reads_paused(c))
 		want |= UV_READABLE;
 	if (c->out_head)
 		want |= UV_WRITABLE;
-	if (want == c->poll_events)
-		return;
-	ret = want ? uv_poll_start(&c->poll, want, conn_on_poll) : uv_poll_stop(&c->poll);
-	if (ret < 0) {
-		log_msg(LOG_WARNING, "client %u: %s", c->id, uv_strerror(ret));
-		conn_close(c);
-		return;
+	/* A client that reads nothing while we have stopped reading it is stalled from now
+	 * (each byte it reads moves this on: conn_flush). */
+	if (!(want & UV_READABLE) && c->out_head && !c->close_after_write) {
+		if (!c->stall_since_ms)
+			c->stall_since_ms = uv_now(c->srv->loop);
+	} else {
+		c->stall_since_ms = 0;
 	}
-	c->poll_events = want;
+	if (want != c->poll_events) {
+		ret = want ? uv_poll_start(&c->poll, want, conn_on_poll) : uv_poll_stop(&c->poll);
+		if (ret < 0) {
+			log_msg(LOG_WARNING, "client %u: %s", c->id, uv_strerror(ret));
+			conn_close(c);
+			return;
+		}
+		/* A frame's time runs only while we read it: one we stopped reading (to make
+		 * the client read its replies first) gets its whole time again. */
+		if ((want & UV_READABLE) && !(c->poll_events & UV_READABLE) && c->frame_start_ms)
+			c->frame_start_ms = uv_now(c->srv->loop);
+		c->poll_events = want;
+	}
+	conn_arm_timer(c);
 }
 
 /* Write what the socket takes now. 0, or -errno once the connection has been closed. */
@@ -150,6 +270,9 @@ static int conn_flush(struct rxd_conn *c)
 			return -e;
 		}
 		c->out_bytes -= (uint64_t)n;
+		c->active_ms = uv_now(c->srv->loop);
+		if (c->stall_since_ms)
+			c->stall_since_ms = c->active_ms;
 		while (n > 0) {
 			o = c->out_head;
 			size_t left = o->len - o->done;
@@ -277,10 +400,11 @@ static void conn_take_fds(struct rxd_conn *c)
  * carried them, and the kernel ends a read right after that message's data, so they belong
  * to the last frame that starts in the data read; when none starts there, to the frame in
  * progress. A well-behaved client sends a frame with descriptors as one sendmsg. */
-static void conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
+static unsigned conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 {
 	ssize_t fds_at = -1;
 	size_t pos = 0;
+	unsigned frames = 0;
 
 	if (c->n_in_fds || c->in_fds_lost) {
 		fds_at = conn_last_frame_start(&c->fr, p, left);
@@ -312,6 +436,7 @@ static void conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 		}
 		pos += (size_t)used;
 		if (body) {
+			frames++;
 			dispatch_frame(c, body, body_len);
 			/* What dispatch did not take is closed: never leak a descriptor. */
 			fds_close(c->frame_fds, &c->n_frame_fds);
@@ -321,6 +446,7 @@ static void conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 	/* Descriptors for a frame this read did not reach (the connection is going). */
 	fds_close(c->in_fds, &c->n_in_fds);
 	c->in_fds_lost = 0;
+	return frames;
 }
 
 /* One recvmsg: bytes into c->readbuf, descriptors into c->in_fds (close-on-exec, so that
@@ -365,9 +491,21 @@ static ssize_t conn_recv(struct rxd_conn *c)
 	return n;
 }
 
+/* Shutdown: all that the client had sent is read and answered; close once written. */
+static void conn_drained(struct rxd_conn *c)
+{
+	c->close_after_write = true;
+	if (!c->out_head && !c->jobs_in_flight)
+		conn_close(c);
+	else
+		conn_update_poll(c);
+}
+
 static void conn_read(struct rxd_conn *c)
 {
 	for (int i = 0; i < RXD_CONN_READS_PER_TURN; i++) {
+		unsigned frames;
+		uint64_t now;
 		ssize_t n;
 
 		if (c->closing || !(c->poll_events & UV_READABLE))
@@ -377,8 +515,11 @@ static void conn_read(struct rxd_conn *c)
 			int e = errno;
 			if (e == EINTR)
 				continue;
-			if (e == EAGAIN || e == EWOULDBLOCK)
+			if (e == EAGAIN || e == EWOULDBLOCK) {
+				if (c->draining && !frame_reader_partial(&c->fr))
+					conn_drained(c);
 				return;
+			}
 			log_msg(LOG_INFO, "client %u: read failed: %s", c->id, strerror(e));
 			conn_close(c);
 			return;
@@ -389,7 +530,14 @@ static void conn_read(struct rxd_conn *c)
 			conn_close(c);
 			return;
 		}
-		conn_feed(c, c->readbuf, (size_t)n);
+		frames = conn_feed(c, c->readbuf, (size_t)n);
+		/* A frame's time counts from its first byte: only a new frame starts it again. */
+		now = uv_now(c->srv->loop);
+		c->active_ms = now;
+		if (!frame_reader_partial(&c->fr))
+			c->frame_start_ms = 0;
+		else if (!c->frame_start_ms || frames)
+			c->frame_start_ms = now;
 		/* Replies sent while dispatching may have filled the queue: reading pauses. */
 		conn_update_poll(c);
 	}
@@ -486,6 +634,11 @@ static void server_on_connection(uv_stream_t *listener, int status)
 		return;
 	}
 	c->poll.data = c;
+	/* The timer holds a reference of its own, dropped in its close callback. */
+	uv_timer_init(srv->loop, &c->timer);
+	c->timer.data = c;
+	c->refs++;
+	c->active_ms = uv_now(srv->loop);
 	c->id = ++srv->next_client_id;
 	conn_peer(c);
 	c->next = srv->conns;
@@ -606,19 +759,28 @@ void server_unlisten(struct rxd_server *srv)
 	}
 }
 
+void server_reconfigured(struct rxd_server *srv)
+{
+	for (struct rxd_conn *c = srv->conns; c; c = c->next)
+		conn_update_poll(c);
+}
+
 void server_stop(struct rxd_server *srv)
 {
+	uint64_t kill_ms = uv_now(srv->loop) + conn_ms(srv->cfg->shutdown_timeout_ns);
 	struct rxd_conn *c, *next;
 
 	server_unlisten(srv);
-	/* Replies already queued (the shutdown errors among them) go out before the close. */
+	/* Requests already sent (in the socket, not yet read) are read now and answered
+	 * STATUS_SHUTDOWN, then each connection closes once its replies are written; one that
+	 * does not read them is closed at the deadline all the same. */
 	for (c = srv->conns; c; c = next) {
+		conn_ref(c);
+		c->draining = true;
+		c->kill_ms = kill_ms;
+		conn_update_poll(c);
+		conn_read(c);
 		next = c->next;
-		if (c->out_head) {
-			c->close_after_write = true;
-			conn_update_poll(c); /* no more reads; writes go on */
-		} else {
-			conn_close(c);
-		}
+		conn_unref(c);
 	}
 }

@@ -15,7 +15,12 @@ void frame_reader_fini(struct frame_reader *fr)
 {
 	free(fr->body);
 	fr->body = NULL;
-	fr->hdr_have = fr->body_have = fr->body_len = 0;
+	fr->hdr_have = fr->body_have = fr->body_len = fr->body_cap = 0;
+}
+
+size_t frame_reader_held_bytes(const struct frame_reader *fr)
+{
+	return fr->body ? fr->body_cap + 1 : 0;
 }
 
 int frame_reader_partial(const struct frame_reader *fr)
@@ -34,6 +39,25 @@ void frame_header_put(uint8_t hdr[FRAME_HEADER_BYTES], uint32_t body_len)
 uint32_t frame_header_get(const uint8_t hdr[FRAME_HEADER_BYTES])
 {
 	return (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+}
+
+/* Make room for need body bytes (at most body_len), doubling the buffer: O(frame) copies in
+ * all, and at most about twice what has arrived. 0 or -ENOMEM (the buffer is kept). */
+static int frame_reader_grow(struct frame_reader *fr, size_t need)
+{
+	size_t cap = fr->body_cap;
+	uint8_t *p;
+
+	if (need <= cap)
+		return 0;
+	while (cap < need)
+		cap = cap > fr->body_len / 2 ? fr->body_len : cap * 2;
+	p = realloc(fr->body, cap + 1);
+	if (!p)
+		return -ENOMEM;
+	fr->body = p;
+	fr->body_cap = cap;
+	return 0;
 }
 
 ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t len,
@@ -57,14 +81,19 @@ ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t l
 			return -EMSGSIZE;
 		fr->body_len = fr->last_len;
 		fr->body_have = 0;
-		/* One byte more than needed so that an empty body is still a real allocation. */
-		fr->body = malloc(fr->body_len + 1);
+		/* Not the announced length: only what arrives (see frame_reader_grow). One byte
+		 * more than needed so that an empty body is still a real allocation. */
+		fr->body_cap = fr->body_len < FRAME_READER_FIRST_BYTES ? fr->body_len
+								       : FRAME_READER_FIRST_BYTES;
+		fr->body = malloc(fr->body_cap + 1);
 		if (!fr->body)
 			return -ENOMEM;
 	}
 	size_t n = fr->body_len - fr->body_have;
 	if (n > len - used)
 		n = len - used;
+	if (frame_reader_grow(fr, fr->body_have + n) < 0)
+		return -ENOMEM;
 	memcpy(fr->body + fr->body_have, data + used, n);
 	fr->body_have += n;
 	used += n;
@@ -72,7 +101,7 @@ ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t l
 		*body = fr->body;
 		*body_len = fr->body_len;
 		fr->body = NULL;
-		fr->hdr_have = fr->body_have = fr->body_len = 0;
+		fr->hdr_have = fr->body_have = fr->body_len = fr->body_cap = 0;
 	}
 	return (ssize_t)used;
 }

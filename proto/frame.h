@@ -2,8 +2,9 @@
  *
  * A frame is a 4-byte big-endian body length followed by the body (one protobuf message).
  * The reader is incremental: feed it whatever the socket gave, in any split, and it hands
- * back whole bodies. It never trusts the announced length beyond the reader's cap, so a
- * peer cannot make us allocate more than max_bytes. */
+ * back whole bodies. It never trusts the announced length: a frame's buffer grows (doubling)
+ * as its bytes arrive, so a peer that announces a large frame and stalls holds about twice
+ * what it sent, and never more than max_bytes. */
 #ifndef RXGEMM_FRAME_H
 #define RXGEMM_FRAME_H
 
@@ -19,12 +20,19 @@ struct frame_reader {
 	uint8_t *body;      /* owned until handed out by frame_reader_feed */
 	size_t body_len;    /* announced length of the frame being read */
 	size_t body_have;
+	size_t body_cap;    /* bytes allocated for the body (plus one) */
 	size_t max_bytes;   /* cap on body_len */
 	uint32_t last_len;  /* the length announced by the last header read (for errors) */
 };
 
 void frame_reader_init(struct frame_reader *fr, size_t max_bytes);
 void frame_reader_fini(struct frame_reader *fr);
+
+/* The first allocation for a frame's body; it doubles from there as bytes arrive. */
+#define FRAME_READER_FIRST_BYTES 4096
+
+/* Bytes the reader holds for the frame in progress. */
+size_t frame_reader_held_bytes(const struct frame_reader *fr);
 
 /* True while a frame has been started (header bytes seen) but not finished. */
 int frame_reader_partial(const struct frame_reader *fr);

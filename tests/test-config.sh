@@ -115,6 +115,12 @@ done
 # SIGHUP; bad values are refused with the file and line.
 bad "a queue bound that is no number" "max-queue = many" "bad\.conf:1: max-queue 'many'"
 bad "a negative client queue bound" "client-max-queue = -1" "bad\.conf:1: client-max-queue '-1'"
+# Per-connection memory and timeouts (server.c).
+bad "a memory bound that is no size" "client-max-memory = lots" "bad\.conf:1: client-max-memory 'lots'"
+bad "a frame timeout that is no duration" "frame-timeout = soon" "bad\.conf:1: frame-timeout 'soon'"
+bad "an idle timeout over a day" "idle-timeout = 90000" "bad\.conf:1: idle-timeout '90000'"
+bad "a negative stall timeout" "stall-timeout = -1" "bad\.conf:1: stall-timeout '-1'"
+bad "a shutdown timeout in hours" "shutdown-timeout = 2h" "bad\.conf:1: shutdown-timeout '2h'"
 printf 'max-queue = 5\nclient-max-queue = 2\n' >"$T/q.conf"
 tl_daemon_start queue --config "$T/q.conf"
 qjson() { # FILE: status --json of the queue daemon

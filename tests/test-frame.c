@@ -242,6 +242,59 @@ START_TEST(test_header_round_trip)
 }
 END_TEST
 
+/* A header announcing 128 MiB and a few bytes: the reader holds a few KiB, not 128 MiB; fed
+ * in pieces, what it holds stays within twice what arrived (plus the first allocation),
+ * and the body comes back whole. */
+START_TEST(test_grows_as_bytes_arrive)
+{
+	enum { BIG = 128u << 20, BODY = 1u << 20, PIECE = 10007 };
+	struct frame_reader fr;
+	uint8_t hdr[FRAME_HEADER_BYTES], *piece = malloc(PIECE), *body;
+	size_t body_len, have = 0;
+
+	ck_assert_ptr_nonnull(piece);
+	frame_reader_init(&fr, BIG);
+	frame_header_put(hdr, BIG);
+	ck_assert_int_eq(frame_reader_feed(&fr, hdr, sizeof(hdr), &body, &body_len), 4);
+	ck_assert_ptr_null(body);
+	ck_assert_uint_le(frame_reader_held_bytes(&fr), FRAME_READER_FIRST_BYTES + 1);
+	memset(piece, 0x5a, 10);
+	ck_assert_int_eq(frame_reader_feed(&fr, piece, 10, &body, &body_len), 10);
+	ck_assert_uint_le(frame_reader_held_bytes(&fr), FRAME_READER_FIRST_BYTES + 1);
+	frame_reader_fini(&fr);
+	ck_assert_uint_eq(frame_reader_held_bytes(&fr), 0);
+
+	frame_reader_init(&fr, BIG);
+	frame_header_put(hdr, BODY);
+	ck_assert_int_eq(frame_reader_feed(&fr, hdr, sizeof(hdr), &body, &body_len), 4);
+	while (have < BODY) {
+		size_t n = BODY - have < PIECE ? BODY - have : PIECE;
+
+		for (size_t i = 0; i < n; i++)
+			piece[i] = (uint8_t)((have + i) * 13u);
+		ck_assert_int_eq(frame_reader_feed(&fr, piece, n, &body, &body_len), (ssize_t)n);
+		have += n;
+		if (have < BODY) {
+			ck_assert_ptr_null(body);
+			ck_assert_uint_ge(frame_reader_held_bytes(&fr), have);
+			ck_assert_uint_le(frame_reader_held_bytes(&fr),
+					  2 * have + FRAME_READER_FIRST_BYTES + 1);
+		}
+	}
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(body_len, BODY);
+	size_t bad = BODY;
+	for (size_t i = 0; i < BODY && bad == BODY; i++)
+		if (body[i] != (uint8_t)(i * 13u))
+			bad = i;
+	ck_assert_msg(bad == BODY, "body byte %zu is wrong", bad);
+	ck_assert_uint_eq(frame_reader_held_bytes(&fr), 0);
+	free(body);
+	free(piece);
+	frame_reader_fini(&fr);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
 	Suite *s = suite_create("frame");
@@ -254,6 +307,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_too_big);
 	tcase_add_test(tc, test_exactly_max);
 	tcase_add_test(tc, test_fini_partial);
+	tcase_add_test(tc, test_grows_as_bytes_arrive);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("header");
