@@ -5,7 +5,10 @@
 # than the budget run in pieces and match the CPU reference (both layouts, transposes,
 # beta != 0); reservations return to zero after jobs, failures and a client that
 # disconnects mid-job; a per-client quota fails only the job over it; bad budget values
-# in the config are refused; SIGHUP takes a new budget.
+# in the config are refused; SIGHUP takes a new budget. The daemons copy every operand
+# through device buffers (--zero-copy never), as on a GPU: on PoCL the CLI's
+# shared-memory jobs would otherwise run in place and need no device memory at all
+# (test-shm's test_in_place checks that).
 set -euo pipefail
 
 # shellcheck source=tests/lib.sh
@@ -18,7 +21,7 @@ status_json() { # FILE: the daemon's status as JSON
 	"$RXGEMM" --socket "$TL_DAEMON_SOCKET" status --json >"$1"
 }
 
-tl_daemon_start tiny --vram-budget 4M --auto-tune never
+tl_daemon_start tiny --vram-budget 4M --auto-tune never --zero-copy never
 S=$TL_DAEMON_SOCKET
 
 # Start-up: the kernels' self-tests took their buffers from the budget (they wait in its
@@ -109,7 +112,8 @@ tl_daemon_stop "$TL_DAEMON_PID" TERM
 
 
 # A per-client quota: the job over it fails with its sentence, nothing else does.
-tl_daemon_start quota --vram-budget 64M --client-quota 1M --auto-tune never
+tl_daemon_start quota --vram-budget 64M --client-quota 1M --auto-tune never \
+	--zero-copy never
 S=$TL_DAEMON_SOCKET
 if tl_run "over the quota" 3 "$RXGEMM" --socket "$S" gemm -m 512 -n 512 -k 512; then
 	tl_expect_output "over the quota" "quota of 1048576 bytes" && tl_ok "a job over the client quota gets a clear error"
