@@ -799,6 +799,10 @@ void worker_stop(struct rxd_worker *w);
 /* How long the worker has been on the job it runs now, in ns; 0 when it is idle. Any
  * thread (the watchdog in sdnotify.c reads it to tell a busy worker from a hung one). */
 uint64_t worker_busy_ns(struct rxd_worker *w);
+/* Test hook, off unless $RXGEMMD_TEST_HOLD names a directory: while the file "hold" exists
+ * there, the worker waits here (between the pieces of a split GEMM) with a file "held"
+ * beside it, removed once it goes on. Worker thread. See rxgemmd(8), ENVIRONMENT. */
+void worker_test_hold(void);
 void job_free(struct rxd_job *job);
 
 /* ---- stats.c: counters for status replies (loop thread only) ---- */
