@@ -91,8 +91,13 @@ void conn_close(struct rxd_conn *c)
 	shm_fini(&c->shm);
 	fds_close(c->frame_fds, &c->n_frame_fds);
 	fds_close(c->in_fds, &c->n_in_fds);
-	log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id,
-		c->name[0] ? c->name : "no hello", c->peer_pid);
+	{
+		char name[4 * sizeof(c->name)];
+
+		log_escape(name, sizeof(name), c->name[0] ? c->name : "no hello");
+		log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id, name,
+			c->peer_pid);
+	}
 	uv_close((uv_handle_t *)&c->poll, conn_on_closed);
 }
 
