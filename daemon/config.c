@@ -19,7 +19,8 @@
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
        OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
-       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_LAST_ };
+       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_CLIENT_SHM_REGIONS, OPT_CLIENT_SHM_MAX,
+       OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -40,6 +41,8 @@ static const struct option config_options[] = {
 	{ "client-quota", required_argument, NULL, OPT_CLIENT_QUOTA },
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "client-max-queue", required_argument, NULL, OPT_CLIENT_MAX_QUEUE },
+	{ "client-shm-regions", required_argument, NULL, OPT_CLIENT_SHM_REGIONS },
+	{ "client-shm-max", required_argument, NULL, OPT_CLIENT_SHM_MAX },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -85,15 +88,21 @@ static void config_usage(FILE *f)
 		"                     refused at once with BUSY (default %d; 0: no bound)\n"
 		"  --client-max-queue N  jobs one connection may have waiting (default %d;\n"
 		"                     0: no bound)\n"
+		"  --client-shm-regions N  shared-memory regions one connection may have\n"
+		"                     registered at once (default and most %d)\n"
+		"  --client-shm-max SIZE  their bytes together (default %lluG; 0: only the\n"
+		"                     daemon's total of %lluG)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
 		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget,\n"
-		"client-quota, max-queue and client-max-queue take effect at once).\n"
+		"client-quota, max-queue, client-max-queue, client-shm-regions and client-shm-max\n"
+		"take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
-		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE);
+		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE,
+		RXD_SHM_MAX_REGIONS, RXD_SHM_DEFAULT_CLIENT_BYTES >> 30, RXD_SHM_MAX_TOTAL_BYTES >> 30);
 }
 
 int config_parse_size(const char *s, uint64_t *bytes)
@@ -289,6 +298,28 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		*(opt == OPT_MAX_QUEUE ? &cfg->max_queue : &cfg->client_max_queue) = (uint32_t)n;
 		return 0;
 	}
+	case OPT_CLIENT_SHM_REGIONS: {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno || n < 1 ||
+		    n > RXD_SHM_MAX_REGIONS) {
+			fprintf(stderr, "rxgemmd: %s: client-shm-regions '%s' is not a number of "
+				"regions from 1 to %d\n", where, v, RXD_SHM_MAX_REGIONS);
+			return -EINVAL;
+		}
+		cfg->client_shm_regions = (uint32_t)n;
+		return 0;
+	}
+	case OPT_CLIENT_SHM_MAX:
+		if (config_parse_size(v, &cfg->client_shm_bytes) < 0) {
+			fprintf(stderr, "rxgemmd: %s: client-shm-max '%s' is not a size (e.g. 16G; "
+				"0: only the total bound)\n", where, v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_HANG:
 		if (config_parse_duration(v, &cfg->hang_timeout_ns) < 0) {
 			fprintf(stderr, "rxgemmd: %s: hang-timeout '%s' is not a duration from 0 "
@@ -384,6 +415,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->hang_timeout_ns = RXD_DEFAULT_HANG_TIMEOUT_NS;
 	cfg->max_queue = RXD_DEFAULT_MAX_QUEUE;
 	cfg->client_max_queue = RXD_DEFAULT_CLIENT_MAX_QUEUE;
+	cfg->client_shm_regions = RXD_SHM_MAX_REGIONS;
+	cfg->client_shm_bytes = RXD_SHM_DEFAULT_CLIENT_BYTES;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
 	while ((opt = getopt_long(argc, argv, "hV", config_options, NULL)) != -1) {
@@ -410,7 +443,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_SOCKET: case OPT_DEVICE: case OPT_LOG: case OPT_MAXFRAME: case OPT_HANG:
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
-		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE:
+		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_CLIENT_SHM_REGIONS:
+		case OPT_CLIENT_SHM_MAX:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -471,6 +505,9 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	/* main.c hands these to worker_set_limits. */
 	cfg->max_queue = next.max_queue;
 	cfg->client_max_queue = next.client_max_queue;
+	/* main.c hands these to shm_set_limits. */
+	cfg->client_shm_regions = next.client_shm_regions;
+	cfg->client_shm_bytes = next.client_shm_bytes;
 	/* What needs a restart: the socket, the device and the kernel cache are in use, and
 	 * connections hold frame readers sized by max-frame. */
 	if (strcmp(next.socket_path, cfg->socket_path) != 0)

@@ -66,6 +66,7 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 						 m->dev.global_mem_bytes),
 				  m->cfg.client_quota_bytes);
 		worker_set_limits(&m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
+		shm_set_limits(m->cfg.client_shm_regions, m->cfg.client_shm_bytes);
 	}
 	sdnotify_reloaded(&m->notify);
 }
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
 		goto out_engine;
 	}
 	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
+	shm_set_limits(m.cfg.client_shm_regions, m.cfg.client_shm_bytes);
 	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
 		worker_stop(&m.worker);

@@ -67,6 +67,8 @@ struct rxd_config {
 	uint64_t client_quota_bytes;  /* --client-quota: per connection at once; 0: none */
 	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
+	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
+	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
@@ -889,6 +891,9 @@ void stats_status_free(Rxgemm__StatusReply *out);
 /* All connections' regions together: mappings cost a client nothing until touched, so
  * without a bound a few clients could take the daemon's whole address space. */
 #define RXD_SHM_MAX_TOTAL_BYTES (1ull << 40)
+/* One connection's share of that, so that one client cannot take it all (client-shm-max;
+ * the count is client-shm-regions, at most RXD_SHM_MAX_REGIONS). */
+#define RXD_SHM_DEFAULT_CLIENT_BYTES (64ull << 30)
 
 struct rxd_region {
 	uint32_t id;          /* the connection's number for it (never reused there) */
@@ -900,6 +905,8 @@ struct rxd_region {
 struct rxd_shm {
 	struct rxd_region *regions[RXD_SHM_MAX_REGIONS]; /* registered ones; NULL: free slot */
 	uint32_t next_id;
+	uint32_t count;       /* registered now */
+	uint64_t bytes;       /* of those */
 };
 
 struct rxd_shm_stats {
@@ -910,6 +917,10 @@ struct rxd_shm_stats {
 };
 
 void shm_init(struct rxd_shm *t);
+/* The per-connection bounds (client-shm-regions: 1 to RXD_SHM_MAX_REGIONS; client-shm-max:
+ * bytes, 0 for none but the total's), at start and on SIGHUP; registrations already made
+ * stay. Loop thread. */
+void shm_set_limits(uint32_t regions, uint64_t bytes);
 /* Drop the table's references (the connection closes): each region is unmapped as soon as
  * no job holds it any more. */
 void shm_fini(struct rxd_shm *t);

@@ -135,4 +135,15 @@ qjson "$T/q2.json" && tl_json "queue bounds after SIGHUP" "$T/q2.json" \
 	tl_ok "SIGHUP takes new queue bounds"
 tl_daemon_stop "$TL_DAEMON_PID" TERM
 
+# Shared-memory bounds per connection (client-shm-regions, client-shm-max; test-shm shows
+# them at work): good values are taken, bad ones refused with the file and line.
+bad "no regions" "client-shm-regions = 0" "bad\.conf:1: client-shm-regions '0'"
+bad "more regions than the table" "client-shm-regions = 65" \
+	"bad\.conf:1: client-shm-regions '65' is not a number of regions from 1 to 64"
+bad "a shm bound that is no size" "client-shm-max = lots" "bad\.conf:1: client-shm-max 'lots'"
+printf 'client-shm-regions = 8\nclient-shm-max = 16G\n' >"$T/shm.conf"
+if tl_run "shm bounds" 0 "$RXGEMMD" --config "$T/shm.conf" --list-devices; then
+	tl_ok "client-shm-regions and client-shm-max are accepted"
+fi
+
 tl_finish
