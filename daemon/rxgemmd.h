@@ -1002,6 +1002,11 @@ struct rxd_conn {
 	uint8_t readbuf[64 * 1024];
 };
 
+/* Whether the daemon could listen on path: its directory exists and may be written, and
+ * no daemon answers there (nor is anything but a socket in the way). Called at start
+ * before the device is opened, so that such a mistake is reported in a second, not after
+ * every kernel is built; server_start checks again. 0 or a negative errno (logged). */
+int server_check_path(const char *path);
 /* Create the socket (refusing a path where a daemon answers, replacing a stale one) and
  * start accepting. 0 or a negative errno (logged). */
 int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
@@ -1047,6 +1052,8 @@ uint64_t sdnotify_watchdog_usec(void);
 /* The socket passed by socket activation, which the caller then owns; -ENOENT when none
  * (or when it was taken already). */
 int sdnotify_listen_fd(void);
+/* Whether socket activation passed a listening socket (not yet taken). */
+bool sdnotify_listen_passed(void);
 
 /* The daemon's state as the service manager sees it (loop thread). */
 struct rxd_sdnotify {

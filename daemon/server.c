@@ -519,6 +519,45 @@ static bool server_path_live(const char *path)
 	return live;
 }
 
+int server_check_path(const char *path)
+{
+	struct sockaddr_un sa;
+	char dir[PATH_MAX], *slash;
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_msg(LOG_ERR, "socket path %s is longer than %zu bytes", path,
+			sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (!(slash = strrchr(dir, '/')))
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) < 0 || (!S_ISDIR(st.st_mode) && (errno = ENOTDIR)) ||
+	    access(dir, W_OK | X_OK) < 0) {
+		int e = errno;
+
+		log_msg(LOG_ERR, "cannot listen on %s: its directory %s: %s", path, dir,
+			strerror(e));
+		return -e;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_msg(LOG_ERR, "%s exists and is not a socket; not touching it", path);
+			return -EEXIST;
+		}
+		if (server_path_live(path)) {
+			log_msg(LOG_ERR, "another daemon is serving on %s", path);
+			return -EADDRINUSE;
+		}
+	}
+	return 0;
+}
+
 /* Serve the listening socket that socket activation passed (fd); it stays the service
  * manager's, so it is never unlinked. 0 or a negative errno (logged). */
 static int server_adopt(struct rxd_server *srv, uv_loop_t *loop, int fd)
