@@ -7,7 +7,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,7 @@ enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
        OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
        OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_CLIENT_SHM_REGIONS, OPT_CLIENT_SHM_MAX,
-       OPT_LAST_ };
+       OPT_ALLOW_UIDS, OPT_ALLOW_GIDS, OPT_STATUS_DETAIL, OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -43,6 +45,9 @@ static const struct option config_options[] = {
 	{ "client-max-queue", required_argument, NULL, OPT_CLIENT_MAX_QUEUE },
 	{ "client-shm-regions", required_argument, NULL, OPT_CLIENT_SHM_REGIONS },
 	{ "client-shm-max", required_argument, NULL, OPT_CLIENT_SHM_MAX },
+	{ "allow-uids", required_argument, NULL, OPT_ALLOW_UIDS },
+	{ "allow-gids", required_argument, NULL, OPT_ALLOW_GIDS },
+	{ "status-detail", required_argument, NULL, OPT_STATUS_DETAIL },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -92,12 +97,19 @@ static void config_usage(FILE *f)
 		"                     registered at once (default and most %d)\n"
 		"  --client-shm-max SIZE  their bytes together (default %lluG; 0: only the\n"
 		"                     daemon's total of %lluG)\n"
+		"  --allow-uids LIST  serve only these users (names or uids, comma-separated),\n"
+		"                     besides root and the members of --allow-gids (default:\n"
+		"                     whoever may open the socket)\n"
+		"  --allow-gids LIST  serve only members of these groups (names or gids)\n"
+		"  --status-detail WHO  other clients' names, pids and job shapes in status: own\n"
+		"                     (default: for root and the clients' own user; others see\n"
+		"                     counts) or all\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
 		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget,\n"
-		"client-quota, max-queue, client-max-queue, client-shm-regions and client-shm-max\n"
-		"take effect at once).\n"
+		"client-quota, max-queue, client-max-queue, client-shm-regions, client-shm-max,\n"
+		"allow-uids, allow-gids and status-detail take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
@@ -193,6 +205,55 @@ static int config_set_str(char **dst, const char *v)
 	free(*dst);
 	*dst = s;
 	return 0;
+}
+
+/* "alice, 1001,bob": user (gids: group) names or numbers into a new array. 0 or -EINVAL
+ * (with a message naming the bad one), -ENOMEM. An empty list allows nobody but root. */
+static int config_parse_ids(const char *v, bool groups, uint32_t **out, size_t *n_out,
+			    const char *where)
+{
+	char *copy = strdup(v), *tok, *save = NULL;
+	uint32_t *ids = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		char *end;
+		unsigned long id;
+		uint32_t *grown;
+
+		errno = 0;
+		id = strtoul(tok, &end, 10);
+		if (!isdigit((unsigned char)*tok) || *end || errno || id >= UINT32_MAX) {
+			struct passwd *pw = groups ? NULL : getpwnam(tok);
+			struct group *gr = groups ? getgrnam(tok) : NULL;
+
+			if (!pw && !gr) {
+				fprintf(stderr, "rxgemmd: %s: %s '%s' is not a %s name or number\n",
+					where, groups ? "allow-gids" : "allow-uids", tok,
+					groups ? "group" : "user");
+				ret = -EINVAL;
+				goto out;
+			}
+			id = pw ? pw->pw_uid : gr->gr_gid;
+		}
+		if (!(grown = realloc(ids, (n + 1) * sizeof(*ids)))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		ids = grown;
+		ids[n++] = (uint32_t)id;
+	}
+	free(*out);
+	*out = ids;
+	*n_out = n;
+	ids = NULL;
+out:
+	free(ids);
+	free(copy);
+	return ret;
 }
 
 /* Apply one option; where names the source for messages ("--x" or "file:line"). */
@@ -313,6 +374,20 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		cfg->client_shm_regions = (uint32_t)n;
 		return 0;
 	}
+	case OPT_ALLOW_UIDS:
+		cfg->allow_uids_set = true;
+		return config_parse_ids(v, false, &cfg->allow_uids, &cfg->n_allow_uids, where);
+	case OPT_ALLOW_GIDS:
+		cfg->allow_gids_set = true;
+		return config_parse_ids(v, true, &cfg->allow_gids, &cfg->n_allow_gids, where);
+	case OPT_STATUS_DETAIL:
+		if (strcmp(v, "own") != 0 && strcmp(v, "all") != 0) {
+			fprintf(stderr, "rxgemmd: %s: status-detail '%s' is not own or all\n", where,
+				v);
+			return -EINVAL;
+		}
+		cfg->status_detail_all = strcmp(v, "all") == 0;
+		return 0;
 	case OPT_CLIENT_SHM_MAX:
 		if (config_parse_size(v, &cfg->client_shm_bytes) < 0) {
 			fprintf(stderr, "rxgemmd: %s: client-shm-max '%s' is not a size (e.g. 16G; "
@@ -444,7 +519,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
 		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_CLIENT_SHM_REGIONS:
-		case OPT_CLIENT_SHM_MAX:
+		case OPT_CLIENT_SHM_MAX: case OPT_ALLOW_UIDS: case OPT_ALLOW_GIDS:
+		case OPT_STATUS_DETAIL:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -481,6 +557,8 @@ void config_fini(struct rxd_config *cfg)
 	free(cfg->device);
 	free(cfg->config_path);
 	free(cfg->cache_dir);
+	free(cfg->allow_uids);
+	free(cfg->allow_gids);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -508,6 +586,19 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	/* main.c hands these to shm_set_limits. */
 	cfg->client_shm_regions = next.client_shm_regions;
 	cfg->client_shm_bytes = next.client_shm_bytes;
+	/* Access control applies to connections accepted from now on. */
+	{
+		uint32_t *u = cfg->allow_uids, *g = cfg->allow_gids;
+		size_t nu = cfg->n_allow_uids, ng = cfg->n_allow_gids;
+
+		cfg->allow_uids = next.allow_uids, cfg->n_allow_uids = next.n_allow_uids;
+		cfg->allow_gids = next.allow_gids, cfg->n_allow_gids = next.n_allow_gids;
+		next.allow_uids = u, next.n_allow_uids = nu;
+		next.allow_gids = g, next.n_allow_gids = ng;
+		cfg->allow_uids_set = next.allow_uids_set;
+		cfg->allow_gids_set = next.allow_gids_set;
+		cfg->status_detail_all = next.status_detail_all;
+	}
 	/* What needs a restart: the socket, the device and the kernel cache are in use, and
 	 * connections hold frame readers sized by max-frame. */
 	if (strcmp(next.socket_path, cfg->socket_path) != 0)

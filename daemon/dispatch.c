@@ -44,6 +44,13 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 			       "Hello was already exchanged on this connection");
 		return;
 	}
+	if (c->refused) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PERMISSION, true,
+			       "uid %ld is not allowed to use this daemon (see allow-uids and "
+			       "allow-gids in rxgemmd(8)); closing the connection",
+			       c->peer_uid);
+		return;
+	}
 	if (h->protocol_version != RXGEMM_PROTOCOL_VERSION) {
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_VERSION, true,
 			       "client speaks protocol version %u, this daemon (%s) speaks %u; "
@@ -107,7 +114,8 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 
 	int ret = stats_status(&c->srv->stats, c->srv->dev, c->srv->worker->engine, &st);
 
-	if (ret == 0 && (ret = stats_status_sharing(c->srv, &st)) < 0)
+	if (ret == 0 && ((ret = stats_status_sharing(c->srv, &st)) < 0 ||
+			 (ret = stats_status_restrict(c->srv, c, &st)) < 0))
 		stats_status_free(&st);
 	if (ret < 0) {
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,

@@ -69,6 +69,12 @@ struct rxd_config {
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
 	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
+	/* Access control (server.c, at accept): with either list set, only root, the users of
+	 * allow_uids and the members (primary or supplementary) of allow_gids are served. */
+	uint32_t *allow_uids, *allow_gids;
+	size_t n_allow_uids, n_allow_gids;
+	bool allow_uids_set, allow_gids_set;
+	bool status_detail_all;       /* --status-detail all: everyone sees every client */
 };
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
@@ -848,6 +854,7 @@ struct rxd_stats {
 	uint32_t jobs_queued;
 	uint64_t flops_total, kernel_ns_total;
 	Rxgemm__JobRecord recent[RXD_RECENT_JOBS];
+	long recent_uid[RXD_RECENT_JOBS]; /* whose each was (status-detail) */
 	Rxgemm__Timings recent_t[RXD_RECENT_JOBS];
 	size_t recent_next, recent_count;
 	struct rxd_client_stats departed;  /* folded in from every closed connection */
@@ -876,6 +883,11 @@ int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
  * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM;
  * stats_status_free frees them too. */
 struct rxd_server;
+/* Hide what viewer may not see (status-detail own, the default): other users' clients'
+ * names, uids and pids, and their recent jobs' shapes, unless viewer is root. Counts stay.
+ * Call after stats_status and stats_status_sharing; 0 or -ENOMEM. */
+int stats_status_restrict(const struct rxd_server *srv, const struct rxd_conn *viewer,
+			  Rxgemm__StatusReply *out);
 int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
 void stats_status_free(Rxgemm__StatusReply *out);
 
@@ -985,6 +997,7 @@ struct rxd_conn {
 	bool closing;                /* no more reads; freed once refs reach 0 */
 	bool close_after_write;      /* close when the last queued write completes */
 	bool hello_done;
+	bool refused;                /* not allowed (allow-uids, allow-gids): Hello is refused */
 	unsigned writes_pending;     /* frames in out_head */
 	uint32_t jobs_in_flight;
 	struct frame_reader fr;

@@ -148,6 +148,15 @@ bad "no regions" "client-shm-regions = 0" "bad\.conf:1: client-shm-regions '0'"
 bad "more regions than the table" "client-shm-regions = 65" \
 	"bad\.conf:1: client-shm-regions '65' is not a number of regions from 1 to 64"
 bad "a shm bound that is no size" "client-shm-max = lots" "bad\.conf:1: client-shm-max 'lots'"
+bad "an unknown user" "allow-uids = 1000, no-such-user-h1" \
+	"bad\.conf:1: allow-uids 'no-such-user-h1' is not a user name or number"
+bad "an unknown group" "allow-gids = no-such-group-h1" \
+	"bad\.conf:1: allow-gids 'no-such-group-h1' is not a group name or number"
+bad "a bad status detail" "status-detail = some" "bad\.conf:1: status-detail 'some' is not own or all"
+printf 'allow-uids = root, 65534\nallow-gids = 0 4242\nstatus-detail = all\n' >"$T/acl.conf"
+if tl_run "access control keys" 0 "$RXGEMMD" --config "$T/acl.conf" --list-devices; then
+	tl_ok "allow-uids, allow-gids and status-detail are accepted"
+fi
 printf 'client-shm-regions = 8\nclient-shm-max = 16G\n' >"$T/shm.conf"
 if tl_run "shm bounds" 0 "$RXGEMMD" --config "$T/shm.conf" --list-devices; then
 	tl_ok "client-shm-regions and client-shm-max are accepted"
