@@ -55,6 +55,7 @@ RXG_SAME_CODE_(RXG_EBUSY, STATUS_BUSY);
 RXG_SAME_CODE_(RXG_ETIMEOUT, STATUS_TIMEOUT);
 RXG_SAME_CODE_(RXG_ECANCELLED, STATUS_CANCELLED);
 RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
+RXG_SAME_CODE_(RXG_EPERM, STATUS_PERMISSION);
 #undef RXG_SAME_CODE_
 
 #define RXG__ERRMSG_BYTES 1024
@@ -376,7 +377,7 @@ static void timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
  * error of its own. */
 static int status_code(Rxgemm__Status status)
 {
-	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_REGION
+	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_PERMISSION
 		       ? (int)status
 		       : -1;
 }

@@ -42,6 +42,7 @@ extern "C" {
 	X(RXG_ETIMEOUT, 11, "the job's deadline passed before it ran")                      \
 	X(RXG_ECANCELLED, 12, "the job was cancelled")                                      \
 	X(RXG_EREGION, 13, "shared-memory buffer unknown, unusable or in use")              \
+	X(RXG_EPERM, 14, "this user is not allowed to use the daemon")                      \
 	X(RXG_ECONNECT, 100, "cannot connect to the daemon")                                \
 	X(RXG_EIO, 101, "connection to the daemon failed")                                  \
 	X(RXG_EAGAIN, 102, "no job has finished yet")

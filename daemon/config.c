@@ -7,7 +7,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,8 @@ enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME
        OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
        OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_CLIENT_MAX_MEMORY, OPT_FRAME_TIMEOUT,
        OPT_IDLE_TIMEOUT, OPT_STALL_TIMEOUT, OPT_SHUTDOWN_TIMEOUT, OPT_ZERO_COPY,
-       OPT_LAST_ };
+       OPT_CLIENT_SHM_REGIONS, OPT_CLIENT_SHM_MAX, OPT_ALLOW_UIDS, OPT_ALLOW_GIDS,
+       OPT_STATUS_DETAIL, OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -48,6 +51,11 @@ static const struct option config_options[] = {
 	{ "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
 	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "zero-copy", required_argument, NULL, OPT_ZERO_COPY },
+	{ "client-shm-regions", required_argument, NULL, OPT_CLIENT_SHM_REGIONS },
+	{ "client-shm-max", required_argument, NULL, OPT_CLIENT_SHM_MAX },
+	{ "allow-uids", required_argument, NULL, OPT_ALLOW_UIDS },
+	{ "allow-gids", required_argument, NULL, OPT_ALLOW_GIDS },
+	{ "status-detail", required_argument, NULL, OPT_STATUS_DETAIL },
 	/* Indexed by OPT_* - OPT_SOCKET up to here: keep this table and the enum in one order. */
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -126,16 +134,29 @@ static void config_usage(FILE *f)
 		"                     replies for T seconds (default 60; 0: never)\n"
 		"  --shutdown-timeout T  at SIGTERM, connections still open after T seconds are\n"
 		"                     closed (default 5)\n"
+		"  --client-shm-regions N  shared-memory regions one connection may have\n"
+		"                     registered at once (default and most %d)\n"
+		"  --client-shm-max SIZE  their bytes together (default %lluG; 0: only the\n"
+		"                     daemon's total of %lluG)\n"
+		"  --allow-uids LIST  serve only these users (names or uids, comma-separated),\n"
+		"                     besides root and the members of --allow-gids (default:\n"
+		"                     whoever may open the socket)\n"
+		"  --allow-gids LIST  serve only members of these groups (names or gids)\n"
+		"  --status-detail WHO  other clients' names, pids and job shapes in status: own\n"
+		"                     (default: for root and the clients' own user; others see\n"
+		"                     counts) or all\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
 		"SIGHUP re-reads the config file (log-level, hang-timeout, vram-budget,\n"
-		"client-quota, max-queue, client-max-queue and the options from\n"
-		"client-max-memory on take effect at once).\n"
+		"client-quota, max-queue, client-max-queue, client-shm-regions, client-shm-max,\n"
+		"allow-uids, allow-gids, status-detail and the options from client-max-memory\n"
+		"on take effect at once).\n"
 		"\n"
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
-		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE);
+		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE,
+		RXD_SHM_MAX_REGIONS, RXD_SHM_DEFAULT_CLIENT_BYTES >> 30, RXD_SHM_MAX_TOTAL_BYTES >> 30);
 }
 
 int config_parse_size(const char *s, uint64_t *bytes)
@@ -226,6 +247,55 @@ static int config_set_str(char **dst, const char *v)
 	free(*dst);
 	*dst = s;
 	return 0;
+}
+
+/* "alice, 1001,bob": user (gids: group) names or numbers into a new array. 0 or -EINVAL
+ * (with a message naming the bad one), -ENOMEM. An empty list allows nobody but root. */
+static int config_parse_ids(const char *v, bool groups, uint32_t **out, size_t *n_out,
+			    const char *where)
+{
+	char *copy = strdup(v), *tok, *save = NULL;
+	uint32_t *ids = NULL;
+	size_t n = 0;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		char *end;
+		unsigned long id;
+		uint32_t *grown;
+
+		errno = 0;
+		id = strtoul(tok, &end, 10);
+		if (!isdigit((unsigned char)*tok) || *end || errno || id >= UINT32_MAX) {
+			struct passwd *pw = groups ? NULL : getpwnam(tok);
+			struct group *gr = groups ? getgrnam(tok) : NULL;
+
+			if (!pw && !gr) {
+				fprintf(stderr, "rxgemmd: %s: %s '%s' is not a %s name or number\n",
+					where, groups ? "allow-gids" : "allow-uids", tok,
+					groups ? "group" : "user");
+				ret = -EINVAL;
+				goto out;
+			}
+			id = pw ? pw->pw_uid : gr->gr_gid;
+		}
+		if (!(grown = realloc(ids, (n + 1) * sizeof(*ids)))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		ids = grown;
+		ids[n++] = (uint32_t)id;
+	}
+	free(*out);
+	*out = ids;
+	*n_out = n;
+	ids = NULL;
+out:
+	free(ids);
+	free(copy);
+	return ret;
 }
 
 /* Apply one option; where names the source for messages ("--x" or "file:line"). */
@@ -366,6 +436,42 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		}
 		return 0;
 	}
+	case OPT_CLIENT_SHM_REGIONS: {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno || n < 1 ||
+		    n > RXD_SHM_MAX_REGIONS) {
+			fprintf(stderr, "rxgemmd: %s: client-shm-regions '%s' is not a number of "
+				"regions from 1 to %d\n", where, v, RXD_SHM_MAX_REGIONS);
+			return -EINVAL;
+		}
+		cfg->client_shm_regions = (uint32_t)n;
+		return 0;
+	}
+	case OPT_ALLOW_UIDS:
+		cfg->allow_uids_set = true;
+		return config_parse_ids(v, false, &cfg->allow_uids, &cfg->n_allow_uids, where);
+	case OPT_ALLOW_GIDS:
+		cfg->allow_gids_set = true;
+		return config_parse_ids(v, true, &cfg->allow_gids, &cfg->n_allow_gids, where);
+	case OPT_STATUS_DETAIL:
+		if (strcmp(v, "own") != 0 && strcmp(v, "all") != 0) {
+			fprintf(stderr, "rxgemmd: %s: status-detail '%s' is not own or all\n", where,
+				v);
+			return -EINVAL;
+		}
+		cfg->status_detail_all = strcmp(v, "all") == 0;
+		return 0;
+	case OPT_CLIENT_SHM_MAX:
+		if (config_parse_size(v, &cfg->client_shm_bytes) < 0) {
+			fprintf(stderr, "rxgemmd: %s: client-shm-max '%s' is not a size (e.g. 16G; "
+				"0: only the total bound)\n", where, v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_HANG:
 		if (config_parse_duration(v, &cfg->hang_timeout_ns) < 0) {
 			fprintf(stderr, "rxgemmd: %s: hang-timeout '%s' is not a duration from 0 "
@@ -466,6 +572,8 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->frame_timeout_ns = RXD_DEFAULT_FRAME_TIMEOUT_NS;
 	cfg->stall_timeout_ns = RXD_DEFAULT_STALL_TIMEOUT_NS;
 	cfg->shutdown_timeout_ns = RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS;
+	cfg->client_shm_regions = RXD_SHM_MAX_REGIONS;
+	cfg->client_shm_bytes = RXD_SHM_DEFAULT_CLIENT_BYTES;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
 	opterr = 0; /* one line of our own and "Try --help", not getopt's and the whole help */
@@ -495,7 +603,9 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
 		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_CLIENT_MAX_MEMORY:
 		case OPT_FRAME_TIMEOUT: case OPT_IDLE_TIMEOUT: case OPT_STALL_TIMEOUT:
-		case OPT_SHUTDOWN_TIMEOUT: case OPT_ZERO_COPY:
+		case OPT_SHUTDOWN_TIMEOUT: case OPT_ZERO_COPY: case OPT_CLIENT_SHM_REGIONS:
+		case OPT_CLIENT_SHM_MAX: case OPT_ALLOW_UIDS: case OPT_ALLOW_GIDS:
+		case OPT_STATUS_DETAIL:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -540,6 +650,8 @@ void config_fini(struct rxd_config *cfg)
 	free(cfg->device);
 	free(cfg->config_path);
 	free(cfg->cache_dir);
+	free(cfg->allow_uids);
+	free(cfg->allow_gids);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -570,6 +682,22 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	cfg->idle_timeout_ns = next.idle_timeout_ns;
 	cfg->stall_timeout_ns = next.stall_timeout_ns;
 	cfg->shutdown_timeout_ns = next.shutdown_timeout_ns;
+	/* main.c hands these to shm_set_limits. */
+	cfg->client_shm_regions = next.client_shm_regions;
+	cfg->client_shm_bytes = next.client_shm_bytes;
+	/* Access control applies to connections accepted from now on. */
+	{
+		uint32_t *u = cfg->allow_uids, *g = cfg->allow_gids;
+		size_t nu = cfg->n_allow_uids, ng = cfg->n_allow_gids;
+
+		cfg->allow_uids = next.allow_uids, cfg->n_allow_uids = next.n_allow_uids;
+		cfg->allow_gids = next.allow_gids, cfg->n_allow_gids = next.n_allow_gids;
+		next.allow_uids = u, next.n_allow_uids = nu;
+		next.allow_gids = g, next.n_allow_gids = ng;
+		cfg->allow_uids_set = next.allow_uids_set;
+		cfg->allow_gids_set = next.allow_gids_set;
+		cfg->status_detail_all = next.status_detail_all;
+	}
 	/* What needs a restart: the socket, the device and the kernel cache are in use, and
 	 * connections hold frame readers sized by max-frame. */
 	if (strcmp(next.socket_path, cfg->socket_path) != 0)

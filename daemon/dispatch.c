@@ -15,7 +15,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 		    const char *fmt, ...)
 {
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
-	char msg[RXD_ERROR_MAX];
+	char msg[RXD_ERROR_MAX], safe[4 * RXD_ERROR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -26,8 +26,9 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 	reply.error = msg;
 	c->srv->stats.requests_rejected++;
 	c->stats.requests_rejected++;
+	log_escape(safe, sizeof(safe), msg); /* it may quote what the client sent */
 	log_msg(LOG_DEBUG, "client %u request %llu: %s", c->id, (unsigned long long)request_id,
-		msg);
+		safe);
 	conn_send(c, &reply, close_after);
 }
 
@@ -43,6 +44,13 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 			       "Hello was already exchanged on this connection");
 		return;
 	}
+	if (c->refused) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PERMISSION, true,
+			       "uid %ld is not allowed to use this daemon (see allow-uids and "
+			       "allow-gids in rxgemmd(8)); closing the connection",
+			       c->peer_uid);
+		return;
+	}
 	if (h->protocol_version != RXGEMM_PROTOCOL_VERSION) {
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_VERSION, true,
 			       "client speaks protocol version %u, this daemon (%s) speaks %u; "
@@ -50,11 +58,23 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 			       h->protocol_version, PACKAGE_VERSION, RXGEMM_PROTOCOL_VERSION);
 		return;
 	}
+	/* The name goes into every client's status reply, whose readers (protobuf libraries,
+	 * rxgemm status --json) reject strings that are not UTF-8: refuse such a name, and cut
+	 * a long one only between characters. */
+	if (h->client_name && !text_utf8_valid(h->client_name, strlen(h->client_name))) {
+		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, false,
+			       "client_name is not valid UTF-8");
+		return;
+	}
 	c->hello_done = true;
-	snprintf(c->name, sizeof(c->name), "%s", h->client_name && *h->client_name
-							 ? h->client_name
-							 : "unnamed");
-	log_msg(LOG_INFO, "client %u is '%s'", c->id, c->name);
+	text_copy_utf8(c->name, sizeof(c->name),
+		       h->client_name && *h->client_name ? h->client_name : "unnamed");
+	{
+		char name[4 * sizeof(c->name)];
+
+		log_escape(name, sizeof(name), c->name);
+		log_msg(LOG_INFO, "client %u is '%s'", c->id, name);
+	}
 	hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
 	hello.daemon_version = (char *)PACKAGE_VERSION;
 	hello.device = c->srv->dev->description;
@@ -94,7 +114,8 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 
 	int ret = stats_status(&c->srv->stats, c->srv->dev, c->srv->worker->engine, &st);
 
-	if (ret == 0 && (ret = stats_status_sharing(c->srv, &st)) < 0)
+	if (ret == 0 && ((ret = stats_status_sharing(c->srv, &st)) < 0 ||
+			 (ret = stats_status_restrict(c->srv, c, &st)) < 0))
 		stats_status_free(&st);
 	if (ret < 0) {
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
@@ -642,6 +663,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__GemmReply gemm = RXGEMM__GEMM_REPLY__INIT;
 	Rxgemm__NasEvalReply nas;
+	char why[4 * RXD_ERROR_MAX];
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	uint64_t done_ns = now_ns();
 
@@ -682,11 +704,12 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	}
 	t.total_ns = now_ns() - job->received_ns;
 	stats_job_done(&srv->stats, job, c, &t);
+	log_escape(why, sizeof(why), job->error); /* a NAS error may quote the request */
 	if (job->kind == RXD_JOB_NAS)
 		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
 			(unsigned long long)job->request_id, job->status ? "failed" : "done",
 			(double)(done_ns - job->received_ns) / 1e6, job->status ? ": " : "",
-			job->status ? job->error : "");
+			job->status ? why : "");
 	else
 		log_msg(LOG_DEBUG,
 			"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f ms, "
@@ -695,7 +718,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 			(long long)job->g.user_n, (long long)job->g.user_k,
 			job->status ? "failed" : "done", (double)(done_ns - job->received_ns) / 1e6,
 			(double)t.kernel_ns / 1e6, t.kernel_ns ? (double)job->g.flops / (double)t.kernel_ns : 0.0,
-			job->status ? ": " : "", job->status ? job->error : "");
+			job->status ? ": " : "", job->status ? why : "");
 	conn_send(c, &reply, false);
 out:
 	/* A connection that waited for its last reply before closing can go now. */

@@ -228,6 +228,9 @@ int kcache_entry_check(const uint8_t *buf, size_t len, const uint8_t key[32],
 	return 0;
 }
 
+/* An entry that is not a regular file (Linux has no EFTYPE). */
+#define EFTYPE_KCACHE EMEDIUMTYPE
+
 const char *kcache_entry_strerror(int err)
 {
 	switch (err) {
@@ -237,6 +240,8 @@ const char *kcache_entry_strerror(int err)
 	case -EPROTO: return "from another cache format version";
 	case -ESTALE: return "built for another key (device, driver, source or options)";
 	case -EFBIG: return "larger than the cache's bound";
+	case -EFTYPE_KCACHE: return "not a regular file (a link, a FIFO or a device)";
+	case -EACCES: return "owned by another user";
 	default: return "unreadable";
 	}
 }
@@ -466,9 +471,32 @@ int kcache_clear(const char *dir)
 	return 0;
 }
 
+/* Whether dir may hold entries that the daemon loads and runs on the device: only when no
+ * one but the daemon's own user can have written them, i.e. dir is the daemon's (effective
+ * uid) and not writable by group or others. Returns 0, or -EPERM with why filled in; a dir
+ * that cannot be looked at is left to the callers (it holds nothing to load). */
+static int kcache_dir_trusted(const char *dir, char *why, size_t whylen)
+{
+	struct stat sb;
+
+	if (stat(dir, &sb) < 0)
+		return 0;
+	if (sb.st_uid != geteuid()) {
+		snprintf(why, whylen, "it belongs to uid %lu, not to the daemon's user (uid %lu)",
+			 (unsigned long)sb.st_uid, (unsigned long)geteuid());
+		return -EPERM;
+	}
+	if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, whylen, "others than its owner may write it (mode %04o)",
+			 (unsigned)(sb.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
 int kcache_init(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], why[160];
 	int ret;
 
 	memset(kc, 0, sizeof(*kc));
@@ -493,7 +521,18 @@ int kcache_init(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes)
 		return -ENOMEM;
 	/* An unusable directory costs compiles, never the daemon: read what is there, and
 	 * write only when we may. */
-	if ((ret = kcache_mkdirs(kc->dir)) < 0 || access(kc->dir, W_OK | X_OK) < 0) {
+	ret = kcache_mkdirs(kc->dir);
+	/* Entries are checksummed, not signed: one forged by whoever else can write the
+	 * directory would run on the device. Such a directory is not used at all. */
+	if (kcache_dir_trusted(kc->dir, why, sizeof(why)) < 0) {
+		log_msg(LOG_WARNING, "kernel cache %s is not used: %s; kernels are compiled at "
+				     "every start (see rxgemmd(8), the kernel cache)",
+			kc->dir, why);
+		free(kc->dir);
+		kc->dir = NULL;
+		return 0;
+	}
+	if (ret < 0 || access(kc->dir, W_OK | X_OK) < 0) {
 		log_msg(LOG_WARNING, "kernel cache %s is not writable (%s): kernels that are not "
 				     "in it are compiled at every start",
 			kc->dir, strerror(ret < 0 ? -ret : errno));
@@ -616,10 +655,20 @@ static int kcache_read(struct rxd_kcache *kc, const char *file, const uint8_t ke
 	*buf = NULL;
 	if (snprintf(path, sizeof(path), "%s/%s", kc->dir, file) >= (int)sizeof(path))
 		return -ENAMETOOLONG;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return errno == ENOENT ? -ENOENT : -EIO;
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+	/* O_NONBLOCK: a FIFO put here must not hang the start; O_NOFOLLOW: nor may a link
+	 * lead elsewhere. Only a regular file of our own is read. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)) < 0)
+		return errno == ENOENT ? -ENOENT : errno == ELOOP ? -EFTYPE_KCACHE : -EIO;
+	if (fstat(fd, &sb) < 0) {
 		ret = -EIO;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		ret = -EFTYPE_KCACHE;
+		goto out;
+	}
+	if (sb.st_uid != geteuid()) {
+		ret = -EACCES;
 		goto out;
 	}
 	if ((uint64_t)sb.st_size > kc->max_bytes || (uint64_t)sb.st_size > SIZE_MAX) {

@@ -67,6 +67,7 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 				  m->cfg.client_quota_bytes);
 		worker_set_limits(&m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
 		server_reconfigured(&m->server);
+		shm_set_limits(m->cfg.client_shm_regions, m->cfg.client_shm_bytes);
 	}
 	sdnotify_reloaded(&m->notify);
 }
@@ -100,6 +101,38 @@ static void main_log_startup(const struct main_startup *t, struct rxd_kcache *kc
 		(double)(t->tuning - t->nas) / 1e6, (double)(ready - t->tuning) / 1e6);
 }
 
+/* PoCL, the CPU driver, hides its platform when it cannot make its cache directory, and
+ * the daemon then sees no device at all: name the likelier cause. */
+static void main_hint_pocl_cache(void)
+{
+	const char *env = getenv("POCL_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	char path[PATH_MAX], probe[PATH_MAX], *slash;
+
+	if (env && *env)
+		snprintf(path, sizeof(path), "%s", env);
+	else if (xdg && *xdg)
+		snprintf(path, sizeof(path), "%s/pocl", xdg);
+	else if (home && *home)
+		snprintf(path, sizeof(path), "%s/.cache/pocl", home);
+	else
+		snprintf(path, sizeof(path), "(no HOME)");
+	/* PoCL creates what is missing: the nearest existing directory must be writable. */
+	snprintf(probe, sizeof(probe), "%s", path);
+	while (path[0] == '/' && access(probe, F_OK) != 0 && (slash = strrchr(probe, '/'))) {
+		if (slash == probe)
+			probe[1] = '\0'; /* "/" */
+		else
+			*slash = '\0';
+	}
+	if (path[0] == '/' && access(probe, W_OK | X_OK) == 0)
+		return;
+	log_msg(LOG_ERR, "PoCL (the CPU OpenCL driver) hides its devices when it cannot write "
+			 "its kernel cache %s, and %s is not writable for this user: set "
+			 "POCL_CACHE_DIR to a writable directory, or give the user a writable HOME",
+		path, path[0] == '/' ? probe : "there is no HOME");
+}
+
 int main(int argc, char **argv)
 {
 	static struct rxd_main m;
@@ -113,7 +146,9 @@ int main(int argc, char **argv)
 	}
 	log_set_level(m.cfg.log_level);
 	if (m.cfg.list_devices) {
-		status = (m.cfg.list_json ? device_list_json(stdout) : device_list(stdout)) < 0;
+		if ((status = (m.cfg.list_json ? device_list_json(stdout)
+						 : device_list(stdout)) < 0 ? 1 : 0))
+			main_hint_pocl_cache();
 		goto out_config;
 	}
 	if (m.cfg.clear_cache) {
@@ -131,9 +166,14 @@ int main(int argc, char **argv)
 	m.argv = argv;
 	if (sdnotify_init() < 0)
 		goto out_config;
-	sdnotify_send("STATUS=opening the OpenCL device");
-	if (device_open(&m.dev, m.cfg.device) < 0)
+	/* Mistakes in where to listen show in a second, not after every kernel is built. */
+	if (!sdnotify_listen_passed() && server_check_path(m.cfg.socket_path) < 0)
 		goto out_config;
+	sdnotify_send("STATUS=opening the OpenCL device");
+	if (device_open(&m.dev, m.cfg.device) < 0) {
+		main_hint_pocl_cache();
+		goto out_config;
+	}
 	times.device = now_ns();
 	if ((ret = kcache_init(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
 		log_msg(LOG_ERR, "cannot set up the kernel cache: %s", strerror(-ret));
@@ -200,6 +240,7 @@ int main(int argc, char **argv)
 		goto out_engine;
 	}
 	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
+	shm_set_limits(m.cfg.client_shm_regions, m.cfg.client_shm_bytes);
 	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
 	m.worker.zero_copy = m.cfg.zero_copy;
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {

@@ -35,6 +35,17 @@ void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* For start-up failures and broken invariants only: logs and exits 1. */
 _Noreturn void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t now_ns(void); /* CLOCK_MONOTONIC */
+/* The format: RXGEMMD_LOG_FORMAT "text" (local time and a level word, for people) or
+ * "journal" ("<N>" prefixes); unset, text on a terminal outside journald (rxgemmd(8)). */
+/* Client text made safe for one log line: printable ASCII and printable UTF-8 characters
+ * as they are; controls, the backslash and bytes that are not UTF-8 as \xHH. Writes at
+ * most size - 1 bytes and a NUL into dst, never half an escape; returns the length. */
+size_t log_escape(char *dst, size_t size, const char *src);
+/* Whether s[0..len) is UTF-8 (no overlong forms, surrogates or code points > U+10FFFF). */
+bool text_utf8_valid(const char *s, size_t len);
+/* Copy src (UTF-8) into dst of size bytes, cut only between characters; returns the length
+ * copied. */
+size_t text_copy_utf8(char *dst, size_t size, const char *src);
 
 /* ---- config.c: options and the config file ---- */
 struct rxd_config {
@@ -66,6 +77,14 @@ struct rxd_config {
 	uint64_t stall_timeout_ns;    /* --stall-timeout: close a client that reads none of its
 				       * replies this long while over its memory; 0: never */
 	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */
+	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
+	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
+	/* Access control (server.c, at accept): with either list set, only root, the users of
+	 * allow_uids and the members (primary or supplementary) of allow_gids are served. */
+	uint32_t *allow_uids, *allow_gids;
+	size_t n_allow_uids, n_allow_gids;
+	bool allow_uids_set, allow_gids_set;
+	bool status_detail_all;       /* --status-detail all: everyone sees every client */
 };
 
 #define RXD_DEFAULT_CLIENT_MAX_MEMORY (1ull << 30)
@@ -850,6 +869,10 @@ void worker_stop(struct rxd_worker *w);
 /* How long the worker has been on the job it runs now, in ns; 0 when it is idle. Any
  * thread (the watchdog in sdnotify.c reads it to tell a busy worker from a hung one). */
 uint64_t worker_busy_ns(struct rxd_worker *w);
+/* Test hook, off unless $RXGEMMD_TEST_HOLD names a directory: while the file "hold" exists
+ * there, the worker waits here (between the pieces of a split GEMM) with a file "held"
+ * beside it, removed once it goes on. Worker thread. See rxgemmd(8), ENVIRONMENT. */
+void worker_test_hold(void);
 void job_free(struct rxd_job *job);
 
 /* ---- stats.c: counters for status replies (loop thread only) ---- */
@@ -882,6 +905,7 @@ struct rxd_stats {
 	uint32_t jobs_queued;
 	uint64_t flops_total, kernel_ns_total;
 	Rxgemm__JobRecord recent[RXD_RECENT_JOBS];
+	long recent_uid[RXD_RECENT_JOBS]; /* whose each was (status-detail) */
 	Rxgemm__Timings recent_t[RXD_RECENT_JOBS];
 	size_t recent_next, recent_count;
 	struct rxd_client_stats departed;  /* folded in from every closed connection */
@@ -910,6 +934,11 @@ int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
  * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM;
  * stats_status_free frees them too. */
 struct rxd_server;
+/* Hide what viewer may not see (status-detail own, the default): other users' clients'
+ * names, uids and pids, and their recent jobs' shapes, unless viewer is root. Counts stay.
+ * Call after stats_status and stats_status_sharing; 0 or -ENOMEM. */
+int stats_status_restrict(const struct rxd_server *srv, const struct rxd_conn *viewer,
+			  Rxgemm__StatusReply *out);
 int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
 void stats_status_free(Rxgemm__StatusReply *out);
 
@@ -925,6 +954,9 @@ void stats_status_free(Rxgemm__StatusReply *out);
 /* All connections' regions together: mappings cost a client nothing until touched, so
  * without a bound a few clients could take the daemon's whole address space. */
 #define RXD_SHM_MAX_TOTAL_BYTES (1ull << 40)
+/* One connection's share of that, so that one client cannot take it all (client-shm-max;
+ * the count is client-shm-regions, at most RXD_SHM_MAX_REGIONS). */
+#define RXD_SHM_DEFAULT_CLIENT_BYTES (64ull << 30)
 
 struct rxd_region {
 	uint32_t id;          /* the connection's number for it (never reused there) */
@@ -941,6 +973,8 @@ struct rxd_region {
 struct rxd_shm {
 	struct rxd_region *regions[RXD_SHM_MAX_REGIONS]; /* registered ones; NULL: free slot */
 	uint32_t next_id;
+	uint32_t count;       /* registered now */
+	uint64_t bytes;       /* of those */
 };
 
 struct rxd_shm_stats {
@@ -952,6 +986,10 @@ struct rxd_shm_stats {
 };
 
 void shm_init(struct rxd_shm *t);
+/* The per-connection bounds (client-shm-regions: 1 to RXD_SHM_MAX_REGIONS; client-shm-max:
+ * bytes, 0 for none but the total's), at start and on SIGHUP; registrations already made
+ * stay. Loop thread. */
+void shm_set_limits(uint32_t regions, uint64_t bytes);
 /* Drop the table's references (the connection closes): each region is unmapped as soon as
  * no job holds it any more. */
 void shm_fini(struct rxd_shm *t);
@@ -1029,6 +1067,7 @@ struct rxd_conn {
 	bool closing;                /* no more reads; freed once refs reach 0 */
 	bool close_after_write;      /* close when the last queued write completes */
 	bool hello_done;
+	bool refused;                /* not allowed (allow-uids, allow-gids): Hello is refused */
 	unsigned writes_pending;     /* frames in out_head */
 	uint32_t jobs_in_flight;
 	struct frame_reader fr;
@@ -1055,6 +1094,11 @@ struct rxd_conn {
 	uint8_t readbuf[64 * 1024];
 };
 
+/* Whether the daemon could listen on path: its directory exists and may be written, and
+ * no daemon answers there (nor is anything but a socket in the way). Called at start
+ * before the device is opened, so that such a mistake is reported in a second, not after
+ * every kernel is built; server_start checks again. 0 or a negative errno (logged). */
+int server_check_path(const char *path);
 /* Create the socket (refusing a path where a daemon answers, replacing a stale one) and
  * start accepting. 0 or a negative errno (logged). */
 int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
@@ -1117,6 +1161,8 @@ uint64_t sdnotify_watchdog_usec(void);
 /* The socket passed by socket activation, which the caller then owns; -ENOENT when none
  * (or when it was taken already). */
 int sdnotify_listen_fd(void);
+/* Whether socket activation passed a listening socket (not yet taken). */
+bool sdnotify_listen_passed(void);
 
 /* The daemon's state as the service manager sees it (loop thread). */
 struct rxd_sdnotify {

@@ -222,6 +222,11 @@ uint64_t sdnotify_watchdog_usec(void)
 	return sdnotify_watchdog;
 }
 
+bool sdnotify_listen_passed(void)
+{
+	return sdnotify_passed_fd >= 0;
+}
+
 int sdnotify_listen_fd(void)
 {
 	int fd = sdnotify_passed_fd;

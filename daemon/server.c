@@ -98,8 +98,13 @@ void conn_close(struct rxd_conn *c)
 	shm_fini(&c->shm);
 	fds_close(c->frame_fds, &c->n_frame_fds);
 	fds_close(c->in_fds, &c->n_in_fds);
-	log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id,
-		c->name[0] ? c->name : "no hello", c->peer_pid);
+	{
+		char name[4 * sizeof(c->name)];
+
+		log_escape(name, sizeof(name), c->name[0] ? c->name : "no hello");
+		log_msg(LOG_INFO, "client %u (%s, pid %ld) disconnected", c->id, name,
+			c->peer_pid);
+	}
 	uv_close((uv_handle_t *)&c->timer, conn_on_timer_closed);
 	uv_close((uv_handle_t *)&c->poll, conn_on_closed);
 }
@@ -562,16 +567,57 @@ static void conn_on_poll(uv_poll_t *h, int status, int events)
 	conn_unref(c);
 }
 
+/* Access control: with allow-uids or allow-gids set, is the peer root, one of the users,
+ * or a member (primary or supplementary group) of one of the groups? */
+static bool conn_peer_allowed(const struct rxd_config *cfg, int fd, const struct ucred *cred)
+{
+	gid_t small[64], *groups = small;
+	socklen_t len = sizeof(small);
+	bool ok = false;
+	int n;
+
+	if (!cfg->allow_uids_set && !cfg->allow_gids_set)
+		return true;
+	if (!cred)
+		return false; /* no credentials: nothing to allow */
+	if (cred->uid == 0)
+		return true;
+	for (size_t i = 0; i < cfg->n_allow_uids; i++)
+		if (cfg->allow_uids[i] == cred->uid)
+			return true;
+	for (size_t i = 0; i < cfg->n_allow_gids; i++)
+		if (cfg->allow_gids[i] == cred->gid)
+			return true;
+	if (!cfg->n_allow_gids)
+		return false;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+		if (errno != ERANGE || !(groups = malloc(len)) ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+			goto out;
+	}
+	n = (int)(len / sizeof(gid_t));
+	for (int j = 0; j < n && !ok; j++)
+		for (size_t i = 0; i < cfg->n_allow_gids && !ok; i++)
+			ok = cfg->allow_gids[i] == groups[j];
+out:
+	if (groups != small)
+		free(groups);
+	return ok;
+}
+
 static void conn_peer(struct rxd_conn *c)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	bool known;
 
 	c->peer_pid = c->peer_uid = -1;
-	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+	known = getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+	if (known) {
 		c->peer_pid = cred.pid;
 		c->peer_uid = cred.uid;
 	}
+	c->refused = !conn_peer_allowed(c->srv->cfg, c->fd, known ? &cred : NULL);
 }
 
 static void server_on_closed_free(uv_handle_t *h)
@@ -647,8 +693,9 @@ static void server_on_connection(uv_stream_t *listener, int status)
 	srv->conns = c;
 	srv->stats.clients_connected++;
 	srv->stats.clients_total++;
-	log_msg(LOG_INFO, "client %u connected (pid %ld, uid %ld)", c->id, c->peer_pid,
-		c->peer_uid);
+	log_msg(c->refused ? LOG_NOTICE : LOG_INFO, "client %u connected (pid %ld, uid %ld)%s",
+		c->id, c->peer_pid, c->peer_uid,
+		c->refused ? ": not allowed (allow-uids, allow-gids); its Hello is refused" : "");
 	conn_update_poll(c);
 }
 
@@ -665,6 +712,45 @@ static bool server_path_live(const char *path)
 	live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 	close(fd);
 	return live;
+}
+
+int server_check_path(const char *path)
+{
+	struct sockaddr_un sa;
+	char dir[PATH_MAX], *slash;
+	struct stat st;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_msg(LOG_ERR, "socket path %s is longer than %zu bytes", path,
+			sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (!(slash = strrchr(dir, '/')))
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) < 0 || (!S_ISDIR(st.st_mode) && (errno = ENOTDIR)) ||
+	    access(dir, W_OK | X_OK) < 0) {
+		int e = errno;
+
+		log_msg(LOG_ERR, "cannot listen on %s: its directory %s: %s", path, dir,
+			strerror(e));
+		return -e;
+	}
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_msg(LOG_ERR, "%s exists and is not a socket; not touching it", path);
+			return -EEXIST;
+		}
+		if (server_path_live(path)) {
+			log_msg(LOG_ERR, "another daemon is serving on %s", path);
+			return -EADDRINUSE;
+		}
+	}
+	return 0;
 }
 
 /* Serve the listening socket that socket activation passed (fd); it stays the service

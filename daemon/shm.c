@@ -27,6 +27,15 @@
 #endif
 
 static struct rxd_shm_stats shm_counters;
+static uint32_t shm_client_regions = RXD_SHM_MAX_REGIONS;
+static uint64_t shm_client_bytes = RXD_SHM_DEFAULT_CLIENT_BYTES;
+
+void shm_set_limits(uint32_t regions, uint64_t bytes)
+{
+	shm_client_regions = regions && regions < RXD_SHM_MAX_REGIONS ? regions
+								      : RXD_SHM_MAX_REGIONS;
+	shm_client_bytes = bytes;
+}
 
 static int shm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -66,6 +75,8 @@ void shm_fini(struct rxd_shm *t)
 		shm_region_unref(t->regions[i]);
 		t->regions[i] = NULL;
 	}
+	t->count = 0;
+	t->bytes = 0;
 }
 
 static struct rxd_region *shm_find(struct rxd_shm *t, uint32_t id, size_t *slot)
@@ -90,11 +101,11 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 
 	for (slot = 0; slot < RXD_SHM_MAX_REGIONS && t->regions[slot]; slot++)
 		;
-	if (slot == RXD_SHM_MAX_REGIONS) {
+	if (slot == RXD_SHM_MAX_REGIONS || t->count >= shm_client_regions) {
 		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
-				  "this connection has %d regions registered already, the most it "
-				  "may have",
-				  RXD_SHM_MAX_REGIONS);
+				  "this connection has %u regions registered already, the most it "
+				  "may have (client-shm-regions); unregister one first",
+				  t->count);
 		goto out;
 	}
 	/* Only shmem files (memfds) carry seals; anything else fails here with EINVAL. */
@@ -140,6 +151,17 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 				  (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
 		goto out;
 	}
+	/* Mappings cost the client nothing until touched (a sparse memfd): without a share of
+	 * its own, one connection could hold the whole total and refuse everyone else. */
+	if (shm_client_bytes && (t->bytes > shm_client_bytes ||
+				 (uint64_t)st.st_size > shm_client_bytes - t->bytes)) {
+		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+				  "the memfd's %llu bytes do not fit beside the %llu bytes this "
+				  "connection has registered (at most %llu: client-shm-max)",
+				  (unsigned long long)st.st_size, (unsigned long long)t->bytes,
+				  (unsigned long long)shm_client_bytes);
+		goto out;
+	}
 	if (expect_bytes && expect_bytes != (uint64_t)st.st_size) {
 		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
 				  "RegisterRegion.size says %llu bytes but the memfd holds %llu",
@@ -167,6 +189,8 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 	r->base = base;
 	r->bytes = (uint64_t)st.st_size;
 	t->regions[slot] = r;
+	t->count++;
+	t->bytes += r->bytes;
 	shm_counters.regions++;
 	shm_counters.bytes += r->bytes;
 	shm_counters.registered++;
@@ -193,6 +217,8 @@ int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen)
 				id, r->refs - 1, r->refs == 2 ? "" : "s",
 				r->refs == 2 ? "it has" : "they have");
 	t->regions[slot] = NULL;
+	t->count--;
+	t->bytes -= r->bytes;
 	shm_region_unref(r);
 	return RXGEMM__STATUS__STATUS_OK;
 }

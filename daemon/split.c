@@ -119,6 +119,15 @@ static int64_t split_min(int64_t a, int64_t b)
 	return a < b ? a : b;
 }
 
+/* How many pieces p cuts g into (for messages). */
+static uint64_t split_pieces(const struct rxd_split_plan *p, const struct rxd_gemm *g)
+{
+	int64_t batch = g->batch_count > 1 ? g->batch_count : 1;
+
+	return (uint64_t)((batch + p->bb - 1) / p->bb) * (uint64_t)((g->n + p->nb - 1) / p->nb) *
+	       (uint64_t)((g->m + p->mb - 1) / p->mb) * (uint64_t)((g->k + p->kb - 1) / p->kb);
+}
+
 static void split_add_timings(struct rxd_job_timings *sum, const struct rxd_job_timings *t)
 {
 	sum->h2d_ns += t->h2d_ns;
@@ -163,13 +172,16 @@ static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_
 					struct rxd_job_timings pt;
 					int v;
 
+					if (pieces > 0)
+						worker_test_hold();
 					/* A cancelled job stops between pieces: the result is
 					 * incomplete, so none is sent. */
 					if (g->cancel && atomic_load(g->cancel)) {
 						st = RXGEMM__STATUS__STATUS_CANCELLED;
 						snprintf(err, errlen, "the job was cancelled after %llu "
-							 "of its pieces had run",
-							 (unsigned long long)pieces);
+							 "of its %llu pieces had run",
+							 (unsigned long long)pieces,
+							 (unsigned long long)split_pieces(p, g));
 						goto out;
 					}
 					pieces++;

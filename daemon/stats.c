@@ -74,6 +74,8 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_
 {
 	size_t slot = st->recent_next;
 	Rxgemm__JobRecord *r = &st->recent[slot];
+
+	st->recent_uid[slot] = c->peer_uid;
 	struct rxd_client_stats *cs = &c->stats;
 	const Rxgemm__GemmRequest *rq =
 		job->req && job->req->body_case == RXGEMM__REQUEST__BODY_GEMM ? job->req->gemm : NULL;
@@ -357,6 +359,47 @@ int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out)
 		out->device_recent_busy_ns = out->device_recent_window_ns;
 	if (out->device_busy_ns > now - st->started_ns)
 		out->device_busy_ns = now - st->started_ns;
+	return 0;
+}
+
+int stats_status_restrict(const struct rxd_server *srv, const struct rxd_conn *viewer,
+			  Rxgemm__StatusReply *out)
+{
+	const struct rxd_stats *st = &srv->stats;
+	Rxgemm__JobRecord **ptrs, *copies;
+
+	if (srv->cfg->status_detail_all || viewer->peer_uid == 0)
+		return 0;
+	/* Another user's names, pids and job shapes tell what they run; counts do not. */
+	for (size_t i = 0; i < out->n_clients; i++) {
+		Rxgemm__ClientStats *w = out->clients[i];
+
+		if (w->uid != viewer->peer_uid || viewer->peer_uid < 0) {
+			w->name = (char *)"";
+			w->uid = -1;
+			w->pid = -1;
+		}
+	}
+	if (!out->n_recent)
+		return 0;
+	/* The records point into the ring: hidden ones become copies, in one block with the
+	 * pointer array, which stats_status_free frees as before. */
+	ptrs = malloc(out->n_recent * (sizeof(*ptrs) + sizeof(*copies)));
+	if (!ptrs)
+		return -ENOMEM;
+	copies = (Rxgemm__JobRecord *)(ptrs + out->n_recent);
+	for (size_t i = 0; i < out->n_recent; i++) {
+		size_t slot = (size_t)(out->recent[i] - st->recent);
+
+		ptrs[i] = out->recent[i];
+		if (slot < RXD_RECENT_JOBS && st->recent_uid[slot] == viewer->peer_uid)
+			continue;
+		copies[i] = *out->recent[i];
+		copies[i].m = copies[i].n = copies[i].k = 0;
+		ptrs[i] = &copies[i];
+	}
+	free(out->recent);
+	out->recent = ptrs;
 	return 0;
 }
 

@@ -6,9 +6,14 @@
  * the budget, libuv other than uv_async_send, the done callback). The scheduler's state is
  * w->lock's. The deadline timer is the loop thread's. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "rxgemmd.h"
 
@@ -61,6 +66,30 @@ static size_t worker_fail_list(struct rxd_worker *w, struct rxd_sched_job *list,
 		n++;
 	}
 	return n;
+}
+
+/* The test hook's directory ($RXGEMMD_TEST_HOLD, read once at start); NULL: off. */
+static const char *worker_hold_dir;
+
+void worker_test_hold(void)
+{
+	char hold[PATH_MAX], held[PATH_MAX];
+	struct timespec nap = { 0, 1000000 };
+	int fd;
+
+	if (!worker_hold_dir ||
+	    snprintf(hold, sizeof(hold), "%s/hold", worker_hold_dir) >= (int)sizeof(hold) ||
+	    snprintf(held, sizeof(held), "%s/held", worker_hold_dir) >= (int)sizeof(held) ||
+	    access(hold, F_OK) != 0)
+		return;
+	/* "held" says that the worker stopped here; it goes once "hold" has gone, so that a
+	 * test that waits for it to go knows the worker has left this point. */
+	if ((fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	log_msg(LOG_DEBUG, "test hook: holding the worker at a piece boundary");
+	while (access(hold, F_OK) == 0)
+		nanosleep(&nap, NULL);
+	unlink(held);
 }
 
 static bool worker_cancelled(struct rxd_job *job)
@@ -225,6 +254,11 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 	int ret;
 
 	memset(w, 0, sizeof(*w));
+	worker_hold_dir = getenv("RXGEMMD_TEST_HOLD");
+	if (worker_hold_dir && !*worker_hold_dir)
+		worker_hold_dir = NULL;
+	if (worker_hold_dir)
+		log_msg(LOG_WARNING, "RXGEMMD_TEST_HOLD is set: a test may hold jobs");
 	w->engine = eng;
 	w->done = done;
 	w->done_arg = arg;

@@ -33,6 +33,88 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* What this process must undo at exit when a test ends early (check's failed assertions
+ * call exit()): copies, never pointers to the tests' structs, which may be locals of a
+ * function that has returned by then. Each entry belongs to the process that made it, so
+ * a forked test leaves its parent's daemon alone. */
+#define RUNS_MAX 16
+static struct run_entry {
+	pid_t owner; /* 0: free */
+	pid_t pid;   /* the daemon; 0 when not running */
+	char dir[sizeof(((struct daemon_run *)0)->dir)];
+} runs[RUNS_MAX];
+static int runs_hooked;
+
+static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw);
+
+static void runs_at_exit(void)
+{
+	pid_t me = getpid();
+
+	for (int i = 0; i < RUNS_MAX; i++) {
+		struct run_entry *e = &runs[i];
+		int status;
+
+		if (e->owner != me)
+			continue;
+		if (e->pid > 0) {
+			kill(e->pid, SIGKILL);
+			waitpid(e->pid, &status, 0);
+		}
+		if (e->dir[0])
+			nftw(e->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+		e->owner = 0;
+	}
+}
+
+static struct run_entry *runs_find(const char *dir)
+{
+	pid_t me = getpid();
+
+	for (int i = 0; i < RUNS_MAX; i++)
+		if (runs[i].owner == me && strcmp(runs[i].dir, dir) == 0)
+			return &runs[i];
+	return NULL;
+}
+
+static void runs_add(const char *dir)
+{
+	if (!runs_hooked) {
+		atexit(runs_at_exit);
+		runs_hooked = 1;
+	}
+	for (int i = 0; i < RUNS_MAX; i++)
+		if (runs[i].owner == 0 || kill(runs[i].owner, 0) < 0) {
+			runs[i].owner = getpid();
+			runs[i].pid = 0;
+			snprintf(runs[i].dir, sizeof(runs[i].dir), "%s", dir);
+			return;
+		}
+}
+
+static void runs_set_pid(const char *dir, pid_t pid)
+{
+	struct run_entry *e = runs_find(dir);
+
+	if (e)
+		e->pid = pid;
+}
+
+static void runs_forget(const char *dir)
+{
+	struct run_entry *e = runs_find(dir);
+
+	if (e)
+		e->owner = 0;
+}
+
+/* d's daemon has been waited for (or never started). */
+static void run_reaped(struct daemon_run *d)
+{
+	d->pid = 0;
+	runs_set_pid(d->dir, 0);
+}
+
 int daemon_run_connectable(const char *path)
 {
 	struct sockaddr_un sa;
@@ -72,6 +154,7 @@ int daemon_run_init(struct daemon_run *d)
 		return -1;
 	}
 	snprintf(d->log_path, sizeof(d->log_path), "%s/rxgemmd.log", d->dir);
+	runs_add(d->dir);
 	return 0;
 }
 
@@ -183,17 +266,18 @@ int daemon_run_start(struct daemon_run *d, const char *const *extra_args)
 	d->pid = fork();
 	if (d->pid < 0) {
 		fprintf(stderr, "daemon-run: fork: %s\n", strerror(errno));
-		d->pid = 0;
+		run_reaped(d);
 		return -1;
 	}
 	if (d->pid == 0)
 		child_exec(d, exe, extra_args);
+	runs_set_pid(d->dir, d->pid);
 
 	deadline = now_s() + START_TIMEOUT_S;
 	for (;;) {
 		pid_t r = waitpid(d->pid, &status, WNOHANG);
 		if (r == d->pid) {
-			d->pid = 0;
+			run_reaped(d);
 			if (log_says_no_device(d)) {
 				fprintf(stderr, "daemon-run: rxgemmd found no OpenCL device; "
 						"skipping\n");
@@ -219,7 +303,7 @@ int daemon_run_start(struct daemon_run *d, const char *const *extra_args)
 				d->socket_path, START_TIMEOUT_S);
 			kill(d->pid, SIGKILL);
 			waitpid(d->pid, &status, 0);
-			d->pid = 0;
+			run_reaped(d);
 			daemon_run_dump_log(d);
 			return -1;
 		}
@@ -241,7 +325,7 @@ int daemon_run_stop(struct daemon_run *d, int sig, int timeout_s)
 		if (r == d->pid)
 			break;
 		if (r < 0 && errno != EINTR) {
-			d->pid = 0;
+			run_reaped(d);
 			return -1;
 		}
 		if (now_s() > deadline) {
@@ -250,13 +334,13 @@ int daemon_run_stop(struct daemon_run *d, int sig, int timeout_s)
 				timeout_s, sig);
 			kill(d->pid, SIGKILL);
 			waitpid(d->pid, &status, 0);
-			d->pid = 0;
+			run_reaped(d);
 			daemon_run_dump_log(d);
 			return -1;
 		}
 		sleep_ms(POLL_MS);
 	}
-	d->pid = 0;
+	run_reaped(d);
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);
@@ -277,10 +361,11 @@ void daemon_run_cleanup(struct daemon_run *d)
 		int status;
 		kill(d->pid, SIGKILL);
 		waitpid(d->pid, &status, 0);
-		d->pid = 0;
+		run_reaped(d);
 	}
 	if (d->dir[0]) {
 		nftw(d->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+		runs_forget(d->dir);
 		d->dir[0] = '\0';
 	}
 }

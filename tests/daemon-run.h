@@ -40,7 +40,9 @@ int daemon_run_stop(struct daemon_run *d, int sig, int timeout_s);
 /* Copy the daemon's log to stderr, framed so that it stands out in a test log. */
 void daemon_run_dump_log(const struct daemon_run *d);
 
-/* Kill the daemon if it still runs (SIGKILL) and remove the temporary directory. */
+/* Kill the daemon if it still runs (SIGKILL) and remove the temporary directory. Whatever
+ * daemon_run_init made and daemon_run_cleanup has not undone is undone at exit too (by
+ * the process that made it), so a test that ends early leaves nothing running. */
 void daemon_run_cleanup(struct daemon_run *d);
 
 /* Whether something accepts connections at path (connect() succeeds). */

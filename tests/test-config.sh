@@ -139,6 +139,67 @@ done
 qjson "$T/q2.json" && tl_json "queue bounds after SIGHUP" "$T/q2.json" \
 	"d['queue']['max_queue'] == 0 and d['queue']['client_max_queue'] == 7" &&
 	tl_ok "SIGHUP takes new queue bounds"
+# Start-up checks come first: a socket another daemon serves is refused before the second
+# daemon opens the device ("device 0:" is its first line about it).
+if tl_run "socket in use" 1 "$RXGEMMD" --socket "$TL_DAEMON_SOCKET"; then
+	tl_expect_output "socket in use" "another daemon is serving on $TL_DAEMON_SOCKET" &&
+		! grep -q "device 0:" "$TL_OUT" "$TL_ERR" &&
+		tl_ok "a socket in use is reported before the device is opened"
+fi
 tl_daemon_stop "$TL_DAEMON_PID" TERM
+
+# Shared-memory bounds per connection (client-shm-regions, client-shm-max; test-shm shows
+# them at work): good values are taken, bad ones refused with the file and line.
+bad "no regions" "client-shm-regions = 0" "bad\.conf:1: client-shm-regions '0'"
+bad "more regions than the table" "client-shm-regions = 65" \
+	"bad\.conf:1: client-shm-regions '65' is not a number of regions from 1 to 64"
+bad "a shm bound that is no size" "client-shm-max = lots" "bad\.conf:1: client-shm-max 'lots'"
+bad "an unknown user" "allow-uids = 1000, no-such-user-h1" \
+	"bad\.conf:1: allow-uids 'no-such-user-h1' is not a user name or number"
+bad "an unknown group" "allow-gids = no-such-group-h1" \
+	"bad\.conf:1: allow-gids 'no-such-group-h1' is not a group name or number"
+bad "a bad status detail" "status-detail = some" "bad\.conf:1: status-detail 'some' is not own or all"
+printf 'allow-uids = root, 65534\nallow-gids = 0 4242\nstatus-detail = all\n' >"$T/acl.conf"
+if tl_run "access control keys" 0 "$RXGEMMD" --config "$T/acl.conf" --list-devices; then
+	tl_ok "allow-uids, allow-gids and status-detail are accepted"
+fi
+printf 'client-shm-regions = 8\nclient-shm-max = 16G\n' >"$T/shm.conf"
+if tl_run "shm bounds" 0 "$RXGEMMD" --config "$T/shm.conf" --list-devices; then
+	tl_ok "client-shm-regions and client-shm-max are accepted"
+fi
+
+# A socket in a directory that does not exist: the right errno, before the device.
+if tl_run "socket dir missing" 1 "$RXGEMMD" --socket "$T/missing/rxgemmd.sock"; then
+	tl_expect_output "socket dir missing" \
+		"cannot listen on $T/missing/rxgemmd\.sock: its directory $T/missing: No such file or directory" &&
+		! grep -q "device 0:" "$TL_OUT" "$TL_ERR" &&
+		tl_ok "a missing socket directory is reported at once, as ENOENT"
+fi
+
+# PoCL hides its devices from a user who cannot write its cache (HOME=/ for nobody): the
+# daemon says so and names POCL_CACHE_DIR, which then helps. Needs root to become nobody.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 && [ -z "${RXGEMM_TEST_DEVICE:-}" ]; then
+	as_nobody() {
+		setpriv --reuid=65534 --regid=65534 --clear-groups \
+			env -u XDG_CACHE_HOME -u POCL_CACHE_DIR "$@"
+	}
+	rc=0
+	as_nobody HOME=/ "$RXGEMMD" --list-devices >"$T/nobody.out" 2>&1 || rc=$?
+	if grep -q "no OpenCL device found" "$T/nobody.out"; then
+		[ "$rc" -eq 1 ] && grep -q "PoCL (the CPU OpenCL driver) hides its devices when it cannot write its kernel cache //*\.cache/pocl, and / is not writable for this user: set POCL_CACHE_DIR" "$T/nobody.out" &&
+			tl_ok "no device for want of PoCL's cache: the message names POCL_CACHE_DIR" ||
+			tl_fail "no device for want of PoCL's cache: exit $rc, $(cat "$T/nobody.out")"
+		mkdir -p "$T/pocl" && chmod 0777 "$T" "$T/pocl"
+		rc=0
+		as_nobody HOME=/ POCL_CACHE_DIR="$T/pocl" "$RXGEMMD" --list-devices >"$T/nobody2.out" 2>&1 || rc=$?
+		[ "$rc" -eq 0 ] && grep -q "^0: " "$T/nobody2.out" &&
+			tl_ok "with POCL_CACHE_DIR writable, the same user sees the device" ||
+			tl_fail "POCL_CACHE_DIR did not help: exit $rc, $(cat "$T/nobody2.out")"
+	else
+		echo "skipped: a driver other than PoCL's shows devices without a cache (exit $rc)"
+	fi
+else
+	echo "skipped: PoCL's cache for another user (needs root and setpriv)"
+fi
 
 tl_finish

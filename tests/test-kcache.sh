@@ -11,6 +11,8 @@
 #     start and after writes), also from the config file; cache-max 0 keeps nothing;
 #   - --clear-cache empties the directory of entries and of nothing else;
 #   - an unwritable cache directory is a warning: the daemon serves, compiling;
+#   - a FIFO or a symbolic link in place of an entry is rejected and rebuilt (the start
+#     does not hang); a directory others may write (mode 0777) is not used at all;
 #   - two daemons starting at once on one directory leave valid entries.
 # The expectations are expressions evaluated later (SC2016), and A && ok || fail reports both ways (SC2015).
 # shellcheck disable=SC2016,SC2015
@@ -286,6 +288,45 @@ if [ "$(id -u)" -ne 0 ]; then
 else
 	echo "skipped: a read-only directory (root may write anyway)"
 fi
+
+# --- What is not a regular file of ours is never read, and never hangs the start. ------
+if [ "$N" -ge 3 ]; then
+	cp -a "$C" "$T/odd"
+	first=$(entries_of "$T/odd" | head -n 1)
+	second=$(entries_of "$T/odd" | sed -n 2p)
+	rm -f "$first" "$second"
+	mkfifo "$first" # opened without O_NONBLOCK, this would block the start for good
+	ln -s "$(entries_of "$C" | sed -n 2p)" "$second" # a valid entry, but through a link
+	tl_daemon_start odd --cache-dir "$T/odd"
+	kc_status odd
+	expect "odd: a FIFO and a link are rejected, compiled again, the rest loaded" \
+		'[ "$REJECTED" -eq 2 ] && [ "$MISSES" -eq 2 ] && [ "$HITS" -eq $((N - 2)) ]'
+	[ "$(grep -c "is not a regular file (a link, a FIFO or a device): rebuilding" \
+		"$T/odd.log")" -eq 2 ] && tl_ok "odd: the log says not a regular file, twice" ||
+		tl_fail "odd: no 'not a regular file' warnings"
+	[ -f "$first" ] && [ ! -L "$second" ] && [ -f "$second" ] &&
+		tl_ok "odd: both are written again as entries" || tl_fail "odd: not rewritten"
+	check_jobs odd
+	stop odd
+else
+	echo "skipped: a FIFO and a link need three programs, the daemon builds $N"
+fi
+
+# --- A directory others may write is not trusted: its entries are never loaded. --------
+cp -a "$C" "$T/open"
+chmod 0777 "$T/open"
+before=$(cd "$T/open" && ls -l --time-style=+%s | sort | md5sum)
+tl_daemon_start open --cache-dir "$T/open"
+kc_status open
+expect "open (0777): nothing is loaded from it, everything compiled" \
+	'[ "$HITS" -eq 0 ] && [ "$MISSES" -eq "$N" ] && [ -z "$DIR" ]'
+[ "$(grep -c "kernel cache $T/open is not used: others than its owner may write it (mode 0777)" \
+	"$T/open.log")" -eq 1 ] && tl_ok "open: one warning says why" ||
+	tl_fail "open: no warning that the directory is not used"
+[ "$(cd "$T/open" && ls -l --time-style=+%s | sort | md5sum)" = "$before" ] &&
+	tl_ok "open: nothing in it was written, touched or removed" || tl_fail "open: it was changed"
+check_jobs open
+stop open
 
 # --- Two daemons at once on one empty directory. -------------------------------------
 twins=()

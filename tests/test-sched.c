@@ -175,6 +175,44 @@ START_TEST(test_small_not_starved_by_huge)
 }
 END_TEST
 
+/* The daemon's case: the stream's first job is running already (taken out) when the small
+ * ones arrive, and its owner keeps queueing while they wait. The small ones still all run
+ * before the stream's next job, and each of the stream's jobs after that alternates with
+ * nothing to starve: the small owner's queue is empty then. */
+START_TEST(test_small_arrive_while_huge_runs)
+{
+	struct rxd_sched s;
+	const uint64_t huge = sched_cost(2ull * 384 * 384 * 384);
+	const uint64_t small = sched_cost(2ull * 64 * 48 * 80);
+	struct rxd_sched_job *j;
+
+	sched_init(&s, 0, 0, RXD_SCHED_QUANTUM);
+	for (uint64_t i = 1; i <= 5; i++)
+		submit_ok(&s, 1, i, huge, 0, 0);
+	j = sched_next(&s);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_uint_eq(j->request_id, 1); /* alone: it runs at once */
+	for (uint64_t i = 1; i <= 6; i++)
+		submit_ok(&s, 2, 100 + i, small, 0, 0);
+	submit_ok(&s, 1, 6, huge, 0, 0);
+	for (uint64_t i = 1; i <= 6; i++) {
+		j = sched_next(&s);
+		ck_assert_ptr_nonnull(j);
+		ck_assert_msg(j->owner == 2 && j->request_id == 100 + i,
+			      "pick %llu: owner %u job %llu", (unsigned long long)i, j->owner,
+			      (unsigned long long)j->request_id);
+	}
+	for (uint64_t i = 2; i <= 6; i++) {
+		j = sched_next(&s);
+		ck_assert_ptr_nonnull(j);
+		ck_assert_uint_eq(j->owner, 1);
+		ck_assert_uint_eq(j->request_id, i);
+	}
+	ck_assert_ptr_null(sched_next(&s));
+	sched_fini(&s);
+}
+END_TEST
+
 /* A job far bigger than the quantum is found in one step, not after 2^40 empty turns. */
 START_TEST(test_huge_cost_small_quantum)
 {
@@ -487,6 +525,7 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_one_client_fifo);
 	tcase_add_test(tc, test_equal_clients_equal_shares);
 	tcase_add_test(tc, test_unequal_jobs_equal_flops);
+	tcase_add_test(tc, test_small_arrive_while_huge_runs);
 	tcase_add_test(tc, test_small_not_starved_by_huge);
 	tcase_add_test(tc, test_huge_cost_small_quantum);
 	tcase_add_test(tc, test_priorities);

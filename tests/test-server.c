@@ -1711,26 +1711,10 @@ END_TEST
 /* ------------------------------------------------------------------------------------- */
 /* shutdown: daemons of their own */
 
-/* The daemon of the running shutdown test, removed at exit even when an assertion ends the
- * test early (check's failing assertions call exit()). */
-static struct daemon_run *g_own;
-
-static void own_daemon_atexit(void)
-{
-	if (g_own)
-		daemon_run_cleanup(g_own);
-}
-
-static void own_register(struct daemon_run *d)
-{
-	if (!g_own)
-		atexit(own_daemon_atexit);
-	g_own = d;
-}
-
+/* A daemon of the running shutdown test's own. daemon-run removes it at exit even when an
+ * assertion ends the test early (check's failing assertions call exit()). */
 static void own_daemon(struct daemon_run *d, const char *const *args)
 {
-	own_register(d);
 	int rc = daemon_run_start(d, args);
 	if (rc == DAEMON_RUN_SKIP) {
 		daemon_run_cleanup(d);
@@ -1778,7 +1762,6 @@ START_TEST(test_shutdown_stale_socket_sigint)
 	rxg_client *c = NULL;
 
 	ck_assert_int_eq(daemon_run_init(&d), 0);
-	own_register(&d);
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;

@@ -8,8 +8,9 @@
  *             library catches itself
  *   protocol: hand-built frames and descriptors: every way to register a bad descriptor,
  *             every bad region reference, another connection's region, unregistering a
- *             region in use, descriptors on other frames, too many descriptors; each gets
- *             its coded error and the connection serves on
+ *             region in use, descriptors on other frames, too many descriptors, more
+ *             regions or bytes than one connection may have; each gets its coded error
+ *             and the connection serves on
  *   release:  a client that leaves with regions and a job in flight: the daemon unmaps
  *             them (status) and holds no descriptor more than before (/proc/PID/fd)
  *   split:    jobs over the device-memory budget, run in pieces, through regions
@@ -60,6 +61,14 @@ static void daemon_up_args(const char *const *args)
 static void daemon_up(void)
 {
 	daemon_up_args(NULL);
+}
+
+/* Small per-connection bounds on shared memory: test_proto_client_bound_options. */
+static void daemon_up_shm_bounds(void)
+{
+	static const char *const args[] = { "--client-shm-regions", "3", "--client-shm-max",
+					    "1M", NULL };
+	daemon_up_args(args);
 }
 
 /* A budget far below the jobs' needs: every GEMM of test_split runs in pieces, each piece
@@ -846,21 +855,26 @@ START_TEST(test_proto_register_bad)
 }
 END_TEST
 
-/* The bound on all regions together (1 TiB): sixteen of 64 GiB fill it, the next does not
- * fit until one goes. Sparse memfds: nothing here touches memory. */
+/* The bound on all regions together (1 TiB): sixteen connections of 64 GiB each (each at
+ * its own default share, client-shm-max) fill it; the next region, on a seventeenth, does
+ * not fit until one goes. Sparse memfds: nothing here touches memory. */
 START_TEST(test_proto_total_bound)
 {
-	struct raw r;
-	uint32_t ids[16];
+	enum { N = 16 };
+	struct raw *r = calloc(N + 1, sizeof(*r));
+	uint32_t ids[N];
 	uint64_t id = 10;
 	int fd;
 
-	raw_open(&r);
-	raw_hello(&r);
+	ck_assert_ptr_nonnull(r);
+	for (int i = 0; i <= N; i++) {
+		raw_open(&r[i]);
+		raw_hello(&r[i]);
+	}
 	/* The bound counts every connection: wait for the earlier tests' to be gone. */
 	for (int i = 0;; i++) {
 		Rxgemm__Reply *rep;
-		Rxgemm__StatusReply *st = raw_status(&r, 2, &rep);
+		Rxgemm__StatusReply *st = raw_status(&r[N], 2, &rep);
 		uint32_t left = st->shm_regions;
 		rxgemm__reply__free_unpacked(rep, NULL);
 		if (left == 0)
@@ -868,19 +882,90 @@ START_TEST(test_proto_total_bound)
 		ck_assert_msg(i < 400, "%u regions of earlier clients are still mapped", left);
 		usleep(50000);
 	}
-	for (int i = 0; i < 16; i++) {
+	for (int i = 0; i < N; i++) {
 		fd = memfd_sealed((size_t)64 << 30, GOOD_SEALS);
-		ids[i] = raw_register(&r, ++id, fd);
+		ids[i] = raw_register(&r[i], ++id, fd);
 		close(fd);
 	}
 	fd = memfd_sealed(4096, GOOD_SEALS);
-	raw_send_register(&r, ++id, 0, &fd, 1);
-	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_TOO_BIG, "do not fit beside");
-	raw_send_unregister(&r, ++id, ids[3]);
-	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
-	raw_register(&r, ++id, fd);
+	raw_send_register(&r[N], ++id, 0, &fd, 1);
+	raw_expect_free(&r[N], id, RXGEMM__STATUS__STATUS_TOO_BIG, "do not fit beside");
+	raw_send_unregister(&r[3], ++id, ids[3]);
+	raw_expect_free(&r[3], id, RXGEMM__STATUS__STATUS_OK, NULL);
+	raw_register(&r[N], ++id, fd);
 	close(fd);
-	raw_close(&r);
+	for (int i = 0; i <= N; i++)
+		raw_close(&r[i]);
+	free(r);
+}
+END_TEST
+
+/* One connection's share (client-shm-max, default 64 GiB): past it a registration is
+ * refused with TOO_BIG and a sentence that names the bound, while another connection
+ * still registers; once it unregisters, it may register again. */
+START_TEST(test_proto_client_bound)
+{
+	struct raw a, b;
+	uint64_t id = 10;
+	uint32_t big;
+	int fd_big = memfd_sealed((size_t)64 << 30, GOOD_SEALS);
+	int fd_small = memfd_sealed(4096, GOOD_SEALS);
+
+	raw_open(&a);
+	raw_hello(&a);
+	raw_open(&b);
+	raw_hello(&b);
+	big = raw_register(&a, ++id, fd_big);
+	raw_send_register(&a, ++id, 0, &fd_small, 1);
+	raw_expect_free(&a, id, RXGEMM__STATUS__STATUS_TOO_BIG, "client-shm-max");
+	/* The other connection is not affected, neither for a small region nor a full one. */
+	raw_register(&b, ++id, fd_small);
+	raw_register(&b, ++id, fd_small);
+	/* Its own region gone, the first connection registers again. */
+	raw_send_unregister(&a, ++id, big);
+	raw_expect_free(&a, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	raw_register(&a, ++id, fd_small);
+	close(fd_big);
+	close(fd_small);
+	raw_close(&a);
+	raw_close(&b);
+}
+END_TEST
+
+/* Bounds set on the command line: three regions and 1 MiB per connection. The fourth
+ * region is refused with REGION (naming client-shm-regions), a region past the bytes with
+ * TOO_BIG (naming client-shm-max); another connection registers its own three all the
+ * while. */
+START_TEST(test_proto_client_bound_options)
+{
+	struct raw a, b;
+	uint64_t id = 10;
+	uint32_t ids[3];
+	int small = memfd_sealed(4096, GOOD_SEALS);
+	int most = memfd_sealed((1 << 20) - 2 * 4096, GOOD_SEALS);
+	int over = memfd_sealed((1 << 20) - 2 * 4096 + 4, GOOD_SEALS);
+
+	raw_open(&a);
+	raw_hello(&a);
+	raw_open(&b);
+	raw_hello(&b);
+	for (int i = 0; i < 3; i++)
+		ids[i] = raw_register(&a, ++id, small);
+	raw_send_register(&a, ++id, 0, &small, 1);
+	raw_expect_free(&a, id, RXGEMM__STATUS__STATUS_REGION, "client-shm-regions");
+	for (int i = 0; i < 3; i++)
+		raw_register(&b, ++id, small);
+	/* Two of 4 KiB left registered: 1 MiB - 8 KiB fits, 4 bytes more do not. */
+	raw_send_unregister(&a, ++id, ids[0]);
+	raw_expect_free(&a, id, RXGEMM__STATUS__STATUS_OK, NULL);
+	raw_send_register(&a, ++id, 0, &over, 1);
+	raw_expect_free(&a, id, RXGEMM__STATUS__STATUS_TOO_BIG, "client-shm-max");
+	raw_register(&a, ++id, most);
+	close(small);
+	close(most);
+	close(over);
+	raw_close(&a);
+	raw_close(&b);
 }
 END_TEST
 
@@ -1447,12 +1532,16 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_proto_register_bad);
 	tcase_add_test(tc, test_proto_fds_elsewhere);
 	tcase_add_test(tc, test_proto_total_bound);
+	tcase_add_test(tc, test_proto_client_bound);
 	tcase_add_test(tc, test_proto_bad_refs);
 	tcase_add_test(tc, test_proto_unregister_busy);
 	tcase_add_test(tc, test_release_on_close);
 	suite_add_tcase(s, tc);
 	tc = tcase("io");
 	tcase_add_test(tc, test_io_backpressure);
+	suite_add_tcase(s, tc);
+	tc = tcase_with("client-bounds", daemon_up_shm_bounds);
+	tcase_add_test(tc, test_proto_client_bound_options);
 	suite_add_tcase(s, tc);
 	tc = tcase_with("split", daemon_up_small_budget);
 	tcase_add_test(tc, test_split);
