@@ -356,6 +356,10 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 		else if (ret == -ESHUTDOWN)
 			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_SHUTDOWN, false,
 				       "the daemon is shutting down");
+		else if (ret == -ENODEV)
+			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_DEVICE, false,
+				       "the OpenCL device was lost; rxgemmd is exiting to be "
+				       "restarted");
 		else
 			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
 				       "out of memory for queueing the job");

@@ -29,25 +29,47 @@ struct rxd_main {
 	int argc;
 	char **argv;                 /* kept for config_reload */
 	bool stopping;
+	int exit_status;             /* after the loop ends: 0, or 1 when the device was lost */
 };
 
-static void main_on_signal(uv_signal_t *h, int signum)
+/* Stop taking work, let the running job finish and fail the queued ones, send those
+ * replies, then close the connections; the loop then runs out of handles. */
+static void main_shutdown(struct rxd_main *m)
 {
-	struct rxd_main *m = h->data;
-
 	if (m->stopping)
 		return;
 	m->stopping = true;
-	log_msg(LOG_NOTICE, "%s: shutting down", strsignal(signum));
 	sdnotify_stopping(&m->notify);
-	/* Stop taking work, let the running job finish and fail the queued ones, send those
-	 * replies, then close the connections. */
 	server_unlisten(&m->server);
 	worker_stop(&m->worker);
 	server_stop(&m->server);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
 	uv_close((uv_handle_t *)&m->sighup, NULL);
+}
+
+static void main_on_signal(uv_signal_t *h, int signum)
+{
+	struct rxd_main *m = h->data;
+
+	if (!m->stopping)
+		log_msg(LOG_NOTICE, "%s: shutting down", strsignal(signum));
+	main_shutdown(m);
+}
+
+/* The device worker found the device lost (worker.c): its jobs have been answered. Nothing
+ * more can run on this context, and rebuilding it under the jobs of every client is not
+ * worth the risk: exit non-zero, and systemd (Restart=on-failure) starts a fresh daemon,
+ * whose kernels come from the cache. */
+static void main_on_device_lost(void *arg)
+{
+	struct rxd_main *m = arg;
+
+	log_msg(LOG_ERR, "the OpenCL device is lost: shutting down with exit status 1 to be "
+		"restarted");
+	sdnotify_send("STATUS=the OpenCL device is lost; exiting to be restarted");
+	m->exit_status = 1;
+	main_shutdown(m);
 }
 
 /* SIGHUP: re-read the configuration; connections and queued jobs are untouched. */
@@ -166,8 +188,9 @@ int main(int argc, char **argv)
 	m.argv = argv;
 	if (sdnotify_init() < 0)
 		goto out_config;
-	/* Mistakes in where to listen show in a second, not after every kernel is built. */
-	if (!sdnotify_listen_passed() && server_check_path(m.cfg.socket_path) < 0)
+	/* Mistakes in where to listen show in a second, not after every kernel is built
+	 * (--tune listens nowhere). */
+	if (!m.cfg.tune && !sdnotify_listen_passed() && server_check_path(m.cfg.socket_path) < 0)
 		goto out_config;
 	sdnotify_send("STATUS=opening the OpenCL device");
 	if (device_open(&m.dev, m.cfg.device) < 0) {
@@ -243,6 +266,8 @@ int main(int argc, char **argv)
 	shm_set_limits(m.cfg.client_shm_regions, m.cfg.client_shm_bytes);
 	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
 	m.worker.zero_copy = m.cfg.zero_copy;
+	m.worker.on_lost = main_on_device_lost;
+	m.worker.on_lost_arg = &m;
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
 		worker_stop(&m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);
@@ -261,7 +286,7 @@ int main(int argc, char **argv)
 	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, &m.worker);
 
 	uv_run(loop, UV_RUN_DEFAULT);
-	status = 0;
+	status = m.exit_status;
 	log_msg(LOG_NOTICE, "stopped after %llu jobs (%llu failed, %llu requests rejected)",
 		(unsigned long long)m.server.stats.jobs_ok + m.server.stats.jobs_failed,
 		(unsigned long long)m.server.stats.jobs_failed,

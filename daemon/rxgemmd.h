@@ -839,6 +839,16 @@ struct rxd_worker {
 				      * any job is submitted */
 	bool zero_copy;              /* GEMMs in place on regions where the device allows
 				      * (zcopy.c); set like nasops */
+	/* A device that fails a health check after a failed job is lost (a kernel fault on
+	 * NVIDIA's driver loses the whole context): the job and every queued one are answered
+	 * STATUS_DEVICE, worker_submit refuses from then on (-ENODEV), and on_lost runs once on
+	 * the loop thread (main.c exits non-zero, for systemd to restart the daemon). */
+	bool device_lost;            /* under lock */
+	bool lost_reported;          /* loop thread */
+	void (*on_lost)(void *arg);  /* set like nasops; NULL: nothing is told */
+	void *on_lost_arg;
+	uint64_t jobs_run;           /* worker thread */
+	uint64_t inject_loss_at;     /* $RXGEMMD_TEST_DEVICE_LOSS: job N fails as lost; 0 never */
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
 	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
@@ -848,8 +858,8 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 		 void (*done)(struct rxd_job *, void *), void *arg);
 /* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
  * (max_queue jobs wait), -EDQUOT (the connection's client_max_queue wait), -EINVAL
- * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped): the job is then still the
- * caller's. */
+ * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped), -ENODEV (the device is lost):
+ * the job is then still the caller's. */
 int worker_submit(struct rxd_worker *w, struct rxd_job *job);
 /* The queue bounds (0: none), at start and on SIGHUP. Loop thread. */
 void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue);

@@ -149,6 +149,50 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 	job->finished_ns = now_ns();
 }
 
+/* Whether the device still works after a job failed on it: a 4-byte round trip through the
+ * queue. A kernel fault on NVIDIA's driver loses the whole context, after which every call
+ * fails; an ordinary failure (out of memory, say) leaves this working. */
+static bool worker_device_healthy(struct rxd_worker *w)
+{
+	struct rxd_device *dev = w->engine->dev;
+	float out = 1.0f, back = 0.0f;
+	cl_int e = clFinish(dev->queue);
+	cl_mem m;
+
+	if (e != CL_SUCCESS)
+		return false;
+	if (!(m = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, sizeof(float), NULL, &e)))
+		return false;
+	e = clEnqueueWriteBuffer(dev->queue, m, CL_TRUE, 0, sizeof(float), &out, 0, NULL, NULL);
+	if (e == CL_SUCCESS)
+		e = clEnqueueReadBuffer(dev->queue, m, CL_TRUE, 0, sizeof(float), &back, 0, NULL,
+					NULL);
+	clReleaseMemObject(m);
+	return e == CL_SUCCESS && back == out;
+}
+
+/* After job failed: is the device lost? RXGEMMD_TEST_DEVICE_LOSS=N makes the N-th job run
+ * fail as if it were (the tests' way to a lost device on a CPU). */
+static bool worker_check_device(struct rxd_worker *w, struct rxd_job *job)
+{
+	w->jobs_run++;
+	if (w->inject_loss_at && w->jobs_run == w->inject_loss_at) {
+		job->status = RXGEMM__STATUS__STATUS_DEVICE;
+		snprintf(job->error, sizeof(job->error), "the device failed (injected by "
+			 "RXGEMMD_TEST_DEVICE_LOSS)");
+		return true;
+	}
+	if (job->status != RXGEMM__STATUS__STATUS_DEVICE &&
+	    job->status != RXGEMM__STATUS__STATUS_NO_MEMORY &&
+	    job->status != RXGEMM__STATUS__STATUS_INTERNAL)
+		return false;
+	if (worker_device_healthy(w))
+		return false;
+	snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
+		 "; the device is lost, rxgemmd exits to be restarted");
+	return true;
+}
+
 static void *worker_main(void *arg)
 {
 	struct rxd_worker *w = arg;
@@ -158,6 +202,7 @@ static void *worker_main(void *arg)
 		struct rxd_sched_job *sj, *expired;
 		struct rxd_job *job;
 		size_t n_expired;
+		bool lost;
 
 		while (!w->sched.queued && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
@@ -182,11 +227,28 @@ static void *worker_main(void *arg)
 		if (n_expired)
 			uv_async_send(&w->async);
 		atomic_store(&w->busy_since_ns, now_ns());
-		worker_run_job(w, job);
+		if (w->device_lost) {
+			job->status = RXGEMM__STATUS__STATUS_DEVICE;
+			snprintf(job->error, sizeof(job->error), "the OpenCL device was lost; "
+				 "rxgemmd is exiting to be restarted");
+			lost = true;
+		} else {
+			worker_run_job(w, job);
+			lost = worker_check_device(w, job);
+		}
 		atomic_store(&w->busy_since_ns, 0);
 		pthread_mutex_lock(&w->lock);
 		w->running = NULL;
 		worker_push_done_locked(w, job);
+		if (lost && !w->device_lost) {
+			/* Nothing queued can run any more: answer it now, and from here on
+			 * worker_submit refuses. The loop hears of it in worker_drain. */
+			w->device_lost = true;
+			log_msg(LOG_ERR, "the OpenCL device is lost: %s", job->error);
+			worker_fail_list(w, sched_take_all(&w->sched), RXGEMM__STATUS__STATUS_DEVICE,
+					 "the OpenCL device was lost before the job ran; rxgemmd is "
+					 "exiting to be restarted");
+		}
 		pthread_mutex_unlock(&w->lock);
 		uv_async_send(&w->async);
 		pthread_mutex_lock(&w->lock);
@@ -201,14 +263,22 @@ static void worker_drain(uv_async_t *async)
 	struct rxd_worker *w = async->data;
 	struct rxd_job *job;
 
+	bool lost;
+
 	pthread_mutex_lock(&w->lock);
 	job = w->done_head;
 	w->done_head = w->done_tail = NULL;
+	lost = w->device_lost;
 	pthread_mutex_unlock(&w->lock);
 	while (job) {
 		struct rxd_job *next = job->next;
 		w->done(job, w->done_arg);
 		job = next;
+	}
+	/* After the replies of the jobs the loss failed have been queued. */
+	if (lost && !w->lost_reported && w->on_lost) {
+		w->lost_reported = true;
+		w->on_lost(w->on_lost_arg);
 	}
 }
 
@@ -251,9 +321,16 @@ static void worker_on_deadline(uv_timer_t *t)
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
 		 void (*done)(struct rxd_job *, void *), void *arg)
 {
+	const char *env;
 	int ret;
 
 	memset(w, 0, sizeof(*w));
+	env = getenv("RXGEMMD_TEST_DEVICE_LOSS");
+	if (env && *env) {
+		w->inject_loss_at = strtoull(env, NULL, 10);
+		log_msg(LOG_WARNING, "RXGEMMD_TEST_DEVICE_LOSS is set: job %llu will fail as if the "
+			"device were lost", (unsigned long long)w->inject_loss_at);
+	}
 	worker_hold_dir = getenv("RXGEMMD_TEST_HOLD");
 	if (worker_hold_dir && !*worker_hold_dir)
 		worker_hold_dir = NULL;
@@ -294,7 +371,9 @@ int worker_submit(struct rxd_worker *w, struct rxd_job *job)
 	job->sj.owner = job->conn_id;
 	job->sj.request_id = job->request_id;
 	pthread_mutex_lock(&w->lock);
-	if ((ret = sched_submit(&w->sched, &job->sj)) == 0)
+	if (w->device_lost)
+		ret = -ENODEV;
+	else if ((ret = sched_submit(&w->sched, &job->sj)) == 0)
 		pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	if (ret == 0)
