@@ -55,6 +55,8 @@ RXG_SAME_CODE_(RXG_EBUSY, STATUS_BUSY);
 RXG_SAME_CODE_(RXG_ETIMEOUT, STATUS_TIMEOUT);
 RXG_SAME_CODE_(RXG_ECANCELLED, STATUS_CANCELLED);
 RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
+RXG_SAME_CODE_(RXG_ETENSOR, STATUS_TENSOR);
+RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
 #undef RXG_SAME_CODE_
 
 #define RXG__ERRMSG_BYTES 1024
@@ -376,7 +378,7 @@ static void timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
  * error of its own. */
 static int status_code(Rxgemm__Status status)
 {
-	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_REGION
+	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_QUOTA
 		       ? (int)status
 		       : -1;
 }
@@ -609,6 +611,22 @@ int rxg__request_fd(rxg_client *c, Rxgemm__Request *req, int fd, Rxgemm__Reply__
 
 	*out = NULL;
 	rc = call_fd(c, req, RXG__HELLO_REPLY_MAX_BYTES, want, fd, &p);
+	if (rc == RXG_OK) {
+		*out = p->reply;
+		p->reply = NULL;
+	}
+	pending_free(p);
+	return rc;
+}
+
+int rxg__request(rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		 Rxgemm__Reply__BodyCase want, Rxgemm__Reply **out)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = call(c, req, reply_max_bytes, want, &p);
 	if (rc == RXG_OK) {
 		*out = p->reply;
 		p->reply = NULL;
@@ -941,6 +959,10 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	rc = rxg__gemm_buffers(c, args, &g, refs, sa.total, sb.total, sc.total, &c_in_buffer);
 	if (rc != RXG_OK)
 		goto out;
+	int c_in_tensor;
+	if ((rc = rxg__gemm_tensors(c, args, &g, &c_in_tensor)) != RXG_OK)
+		goto out;
+	c_in_buffer |= c_in_tensor;
 	if (opts) {
 		g.priority = opts->priority;
 		g.deadline_ms = opts->deadline_ms;
@@ -1186,6 +1208,8 @@ static int client_stats_from_wire(struct rxg_client_stats *o, const Rxgemm__Clie
 	timings_from_wire(&o->timings, w->timings);
 	o->bytes_in = w->bytes_in;
 	o->bytes_out = w->bytes_out;
+	o->tensors = w->tensors;
+	o->tensor_bytes = w->tensor_bytes;
 	return (o->name = dup_string(w->name)) ? 0 : -1;
 }
 

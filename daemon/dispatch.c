@@ -33,7 +33,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 
 static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "nas" };
+	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor", "nas" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -175,6 +175,14 @@ static void dispatch_release_regions(struct rxd_job *job)
 	}
 }
 
+static void dispatch_release_tensors(struct rxd_job *job)
+{
+	for (int i = 0; i < 4; i++) {
+		tensor_unref(job->tensors[i]);
+		job->tensors[i] = NULL;
+	}
+}
+
 /* Do two byte ranges [a, a + alen) and [b, b + blen) meet? */
 static bool dispatch_overlap(const uint8_t *a, uint64_t alen, const uint8_t *b, uint64_t blen)
 {
@@ -261,6 +269,48 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
+/* The device tensors a GEMM names (request order: a, b, c, c_out; NULL: none), each
+ * operand from one source only, and their sizes for gemm_validate_tensors. Takes no
+ * reference. A status code, with a sentence in err. */
+static int dispatch_gemm_tensors(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
+				 struct rxd_tensor *used[4], uint64_t floats[3], char *err,
+				 size_t errlen)
+{
+	static const char *const names[4] = { "a_tensor", "b_tensor", "c_tensor", "c_out_tensor" };
+	const uint32_t ids[4] = { rq->a_tensor, rq->b_tensor, rq->c_tensor, rq->c_out_tensor };
+	const bool other[4] = { rq->a.len || rq->a_region, rq->b.len || rq->b_region,
+				rq->c.len || rq->c_region, rq->c_out != NULL };
+	int st;
+
+	for (int i = 0; i < 4; i++) {
+		used[i] = NULL;
+		if (!ids[i])
+			continue;
+		if (other[i]) {
+			static const char *const others[4] = { "a (inline or a_region)",
+							       "b (inline or b_region)",
+							       "c (inline or c_region)",
+							       "c_out (a region)" };
+
+			snprintf(err, errlen, "%s and %s are both given; send each operand one way",
+				 names[i], others[i]);
+			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err, errlen)))
+			return st;
+		if (i < 3)
+			floats[i] = used[i]->floats;
+	}
+	/* The kernel reads A and B while it writes C: C may replace its own input only. */
+	if (used[3] && (used[3] == used[0] || used[3] == used[1])) {
+		snprintf(err, errlen, "c_out_tensor %u is also %s; the result may only replace "
+			 "C's own input (c_tensor)",
+			 rq->c_out_tensor, used[3] == used[0] ? "a_tensor" : "b_tensor");
+		return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 /* A zeroed job for req, or NULL when out of memory (answered; req freed). */
 static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req)
 {
@@ -305,6 +355,9 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
 				       "out of memory for queueing the job");
 		dispatch_release_regions(job);
+		if (job->kind == RXD_JOB_TENSOR_CREATE)
+			c->tensors.pending--;
+		dispatch_release_tensors(job);
 		job_free(job); /* frees req too */
 		return;
 	}
@@ -322,6 +375,8 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 	struct rxd_job *job;
 	Rxgemm__GemmRequest view;
 	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
+	struct rxd_tensor *tensors[4] = { NULL };
+	uint64_t tensor_floats[3] = { 0, 0, 0 };
 	char err[RXD_ERROR_MAX];
 	uint64_t deadline_ms;
 	int st;
@@ -330,7 +385,16 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 		return;
 	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK)
-		st = gemm_validate(&view, &srv->limits, &job->g, err, sizeof(err));
+		st = dispatch_gemm_tensors(c, req->gemm, tensors, tensor_floats, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		st = gemm_validate_tensors(&view, &srv->limits, tensor_floats, &job->g, err,
+					   sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && tensors[3] && tensors[3]->floats < job->g.c_elems) {
+		snprintf(err, sizeof(err), "c_out_tensor holds %llu floats but C needs %llu",
+			 (unsigned long long)tensors[3]->floats,
+			 (unsigned long long)job->g.c_elems);
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
 	if (st == RXGEMM__STATUS__STATUS_OK && job->c_dest &&
 	    req->gemm->c_out->length / sizeof(float) < job->g.c_elems) {
 		snprintf(err, sizeof(err), "c_out holds %llu bytes but C needs %llu",
@@ -357,6 +421,17 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rec
 			dispatch_hold_region(job, used[i]);
 	if (job->regions[0])
 		shm_note_job();
+	/* The job's tensors in the column-major problem's order: a row-major request
+	 * swapped its operands (gemm_validate). */
+	if (req->gemm->layout == RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR) {
+		struct rxd_tensor *x = tensors[0];
+
+		tensors[0] = tensors[1];
+		tensors[1] = x;
+	}
+	for (int i = 0; i < 4; i++)
+		if ((job->tensors[i] = tensors[i]))
+			tensor_ref(tensors[i]);
 	job->conn = c;
 	job->conn_id = c->id;
 	job->request_id = req->request_id;
@@ -450,6 +525,146 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 	dispatch_submit(c, job);
 }
 
+/* TensorCreate: checked here, made by the device worker, listed when it comes back. */
+static void dispatch_tensor_create(struct rxd_conn *c, Rxgemm__Request *req,
+				   uint64_t received_ns)
+{
+	const Rxgemm__TensorCreate *tc = req->tensor_create;
+	struct rxd_tensors *tab = &c->tensors;
+	struct rxd_region *region = NULL;
+	struct rxd_tensor *x = NULL;
+	struct rxd_job *job;
+	char err[RXD_ERROR_MAX];
+	uint8_t *p = NULL;
+	int st;
+
+	if (!(job = dispatch_job_new(c, req)))
+		return;
+	st = tensor_new(tc->dims, tc->n_dims, c->srv->limits.max_buffer_bytes, "dims", &x, err,
+			sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && tab->count + tab->pending >= RXD_TENSOR_MAX) {
+		snprintf(err, sizeof(err), "this connection has %u tensors already, the most it may "
+			 "have; free some", tab->count + tab->pending);
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (st == RXGEMM__STATUS__STATUS_OK && tc->data.len && tc->region) {
+		snprintf(err, sizeof(err), "data and region are both given; send one (or neither, "
+			 "for zeros)");
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	if (st == RXGEMM__STATUS__STATUS_OK && tc->region)
+		st = shm_resolve(&c->shm, tc->region, "region", &region, &p, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && (tc->data.len || region) &&
+	    (region ? tc->region->length : tc->data.len) != x->floats * sizeof(float)) {
+		snprintf(err, sizeof(err), "%s holds %llu bytes but a tensor of %llu floats takes "
+			 "%llu",
+			 region ? "region" : "data",
+			 (unsigned long long)(region ? tc->region->length : tc->data.len),
+			 (unsigned long long)x->floats,
+			 (unsigned long long)(x->floats * sizeof(float)));
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		tensor_unref(x);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
+	if (region) {
+		dispatch_hold_region(job, region);
+		job->tensor_src = p;
+	} else if (tc->data.len) {
+		job->tensor_src = tc->data.data;
+	}
+	job->kind = RXD_JOB_TENSOR_CREATE;
+	job->tensors[0] = x; /* the new tensor's one reference */
+	job->conn = c;
+	job->conn_id = c->id;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+	job->sj.cost = sched_cost(x->floats);
+	tab->pending++;
+	dispatch_submit(c, job);
+}
+
+/* TensorRead: the device worker copies the tensor into the reply or a region. */
+static void dispatch_tensor_read(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
+{
+	const Rxgemm__TensorRead *tr = req->tensor_read;
+	struct rxd_region *region = NULL;
+	struct rxd_tensor *x;
+	struct rxd_job *job;
+	char err[RXD_ERROR_MAX];
+	uint8_t *p = NULL;
+	uint64_t bytes = 0;
+	int st;
+
+	if (!(job = dispatch_job_new(c, req)))
+		return;
+	st = tensor_find(&c->tensors, tr->tensor_id, "tensor_id", &x, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		bytes = x->floats * sizeof(float);
+	if (st == RXGEMM__STATUS__STATUS_OK && tr->out) {
+		st = shm_resolve(&c->shm, tr->out, "out", &region, &p, err, sizeof(err));
+		if (st == RXGEMM__STATUS__STATUS_OK && tr->out->length < bytes) {
+			snprintf(err, sizeof(err), "out holds %llu bytes but tensor %u has %llu",
+				 (unsigned long long)tr->out->length, tr->tensor_id,
+				 (unsigned long long)bytes);
+			st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+	} else if (st == RXGEMM__STATUS__STATUS_OK && bytes > c->srv->cfg->max_frame_bytes - 4096) {
+		snprintf(err, sizeof(err), "tensor %u (%llu bytes) does not fit a reply frame "
+			 "(max-frame %llu bytes); read it into a region",
+			 tr->tensor_id, (unsigned long long)bytes,
+			 (unsigned long long)c->srv->cfg->max_frame_bytes);
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
+	if (region) {
+		dispatch_hold_region(job, region);
+		job->c_dest = (float *)(void *)p;
+	}
+	tensor_ref(x);
+	job->tensors[0] = x;
+	job->kind = RXD_JOB_TENSOR_READ;
+	job->conn = c;
+	job->conn_id = c->id;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+	job->sj.cost = sched_cost(x->floats);
+	dispatch_submit(c, job);
+}
+
+/* TensorFree: unlisted at once; a job in flight that uses it keeps it until answered. */
+static void dispatch_tensor_free(struct rxd_conn *c, const Rxgemm__Request *req)
+{
+	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
+	Rxgemm__TensorFreed freed = RXGEMM__TENSOR_FREED__INIT;
+	char err[RXD_ERROR_MAX];
+	int st;
+
+	st = tensor_remove(&c->tensors, req->tensor_free->tensor_id, err, sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		return;
+	}
+	freed.tensor_id = req->tensor_free->tensor_id;
+	reply.request_id = req->request_id;
+	reply.body_case = RXGEMM__REPLY__BODY_TENSOR_FREED;
+	reply.tensor_freed = &freed;
+	conn_send(c, &reply, false);
+}
+
 /* The first unknown field's number, or 0. Unknown fields mean the peer speaks a schema we
  * do not: refusing is safer than silently dropping what it asked for. */
 static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
@@ -474,6 +689,17 @@ static uint32_t dispatch_unknown_field(const Rxgemm__Request *req)
 	case RXGEMM__REQUEST__BODY_REGISTER_REGION: body = &req->register_region->base; break;
 	case RXGEMM__REQUEST__BODY_UNREGISTER_REGION: body = &req->unregister_region->base; break;
 	case RXGEMM__REQUEST__BODY_NAS_EVAL: body = &req->nas_eval->base; break;
+	case RXGEMM__REQUEST__BODY_TENSOR_CREATE:
+		if (req->tensor_create->region && req->tensor_create->region->base.n_unknown_fields)
+			return req->tensor_create->region->base.unknown_fields[0].tag;
+		body = &req->tensor_create->base;
+		break;
+	case RXGEMM__REQUEST__BODY_TENSOR_READ:
+		if (req->tensor_read->out && req->tensor_read->out->base.n_unknown_fields)
+			return req->tensor_read->out->base.unknown_fields[0].tag;
+		body = &req->tensor_read->base;
+		break;
+	case RXGEMM__REQUEST__BODY_TENSOR_FREE: body = &req->tensor_free->base; break;
 	default: break;
 	}
 	return body && body->n_unknown_fields ? body->unknown_fields[0].tag : 0;
@@ -545,6 +771,15 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	case RXGEMM__REQUEST__BODY_NAS_EVAL:
 		dispatch_nas(c, req, received_ns);
 		return; /* req now belongs to the job */
+	case RXGEMM__REQUEST__BODY_TENSOR_CREATE:
+		dispatch_tensor_create(c, req, received_ns);
+		return; /* req now belongs to the job */
+	case RXGEMM__REQUEST__BODY_TENSOR_READ:
+		dispatch_tensor_read(c, req, received_ns);
+		return; /* req now belongs to the job */
+	case RXGEMM__REQUEST__BODY_TENSOR_FREE:
+		dispatch_tensor_free(c, req);
+		break;
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 			       "request has no body");
@@ -561,11 +796,29 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__GemmReply gemm = RXGEMM__GEMM_REPLY__INIT;
 	Rxgemm__NasEvalReply nas;
+	Rxgemm__TensorCreated created = RXGEMM__TENSOR_CREATED__INIT;
+	Rxgemm__TensorData data = RXGEMM__TENSOR_DATA__INIT;
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	uint64_t done_ns = now_ns();
 
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
+	if (job->kind == RXD_JOB_TENSOR_CREATE) {
+		c->tensors.pending--;
+		/* Listed only when made and its client is still there to use it; otherwise
+		 * the job's reference, the last, releases it below. */
+		if (job->status == RXGEMM__STATUS__STATUS_OK && !c->closing) {
+			if (tensor_add(&c->tensors, job->tensors[0]) == 0) {
+				created.tensor_id = job->tensors[0]->id;
+				created.bytes = job->tensors[0]->floats * sizeof(float);
+				job->tensors[0] = NULL; /* the table's now */
+			} else {
+				job->status = RXGEMM__STATUS__STATUS_INTERNAL;
+				snprintf(job->error, sizeof(job->error), "no free slot in the "
+					 "connection's tensor table: a bug");
+			}
+		}
+	}
 	stats_job_busy(&srv->stats, job);
 	if (job->in_place)
 		shm_note_in_place();
@@ -586,8 +839,20 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 			reply.status = RXGEMM__STATUS__STATUS_NO_MEMORY;
 			reply.error = (char *)"out of memory building the reply";
 		}
+	} else if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_TENSOR_CREATE) {
+		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_CREATED;
+		reply.tensor_created = &created;
+	} else if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_TENSOR_READ) {
+		data.bytes = job->tensors[0]->floats * sizeof(float);
+		if (!job->c_dest) {
+			data.data.data = (uint8_t *)job->c_out;
+			data.data.len = data.bytes;
+		}
+		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_DATA;
+		reply.tensor_data = &data;
 	} else if (job->status == RXGEMM__STATUS__STATUS_OK) {
-		if (!job->c_dest) { /* else C is in the client's region already */
+		/* Else C is in the client's region, or in a tensor, already. */
+		if (!job->c_dest && !job->tensors[3]) {
 			gemm.c.data = (uint8_t *)job->c_out;
 			gemm.c.len = job->g.c_elems * sizeof(float);
 		}
@@ -600,7 +865,13 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	}
 	t.total_ns = now_ns() - job->received_ns;
 	stats_job_done(&srv->stats, job, c, &t);
-	if (job->kind == RXD_JOB_NAS)
+	if (job->kind == RXD_JOB_TENSOR_CREATE || job->kind == RXD_JOB_TENSOR_READ)
+		log_msg(LOG_DEBUG, "client %u request %llu: tensor %s %s%s%s", c->id,
+			(unsigned long long)job->request_id,
+			job->kind == RXD_JOB_TENSOR_READ ? "read" : "create",
+			job->status ? "failed" : "done", job->status ? ": " : "",
+			job->status ? job->error : "");
+	else if (job->kind == RXD_JOB_NAS)
 		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
 			(unsigned long long)job->request_id, job->status ? "failed" : "done",
 			(double)(done_ns - job->received_ns) / 1e6, job->status ? ": " : "",
@@ -622,6 +893,7 @@ out:
 	/* The regions were the worker's to read and write until now; unmapped here when the
 	 * client unregistered them or left meanwhile. */
 	dispatch_release_regions(job);
+	dispatch_release_tensors(job);
 	job_free(job);
 	conn_unref(c);
 }

@@ -47,7 +47,8 @@ static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
 static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int64_t cols,
 			     int64_t ld, int64_t batch, int64_t stride,
 			     const ProtobufCBinaryData *data, bool optional,
-			     const struct rxd_limits *lim, int64_t *ld_out, int64_t *stride_out,
+			     uint64_t tensor_floats, const struct rxd_limits *lim,
+			     int64_t *ld_out, int64_t *stride_out,
 			     size_t *need_out, size_t *given_out, char *err, size_t errlen)
 {
 	/* inner: the extent along the contiguous index; outer: the other. */
@@ -108,6 +109,19 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 	*stride_out = batch > 1 ? stride : 0;
 	*need_out = need;
 	*given_out = 0;
+	if (tensor_floats) {
+		/* A device tensor may hold more than the matrix: its first floats are it. */
+		if (tensor_floats < need)
+			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+					 "%s_tensor holds %llu floats but %s%lld x %lld with ld%s "
+					 "%lld needs %llu",
+					 name, (unsigned long long)tensor_floats,
+					 batch > 1 ? "a batch of " : "", (long long)rows,
+					 (long long)cols, name, (long long)ld,
+					 (unsigned long long)need);
+		*given_out = need;
+		return RXGEMM__STATUS__STATUS_OK;
+	}
 	if (data->len == 0 && optional)
 		return RXGEMM__STATUS__STATUS_OK;
 	if (data->len % sizeof(float))
@@ -128,6 +142,15 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 
 int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		  struct rxd_gemm *g, char *err, size_t errlen)
+{
+	static const uint64_t none[3] = { 0, 0, 0 };
+
+	return gemm_validate_tensors(rq, lim, none, g, err, errlen);
+}
+
+int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
+			  const uint64_t tensor_floats[3], struct rxd_gemm *g, char *err,
+			  size_t errlen)
 {
 	bool row_major;
 	int64_t lda, ldb, ldc, batch, sa, sb, sc;
@@ -165,16 +188,19 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 				 (long long)batch);
 	st = gemm_check_matrix("a", row_major, rq->trans_a ? rq->k : rq->m,
 			       rq->trans_a ? rq->m : rq->k, rq->lda, batch, rq->stride_a, &rq->a,
-			       false, lim, &lda, &sa, &a_need, &a_given, err, errlen);
+			       false, tensor_floats[0], lim, &lda, &sa, &a_need, &a_given, err,
+			       errlen);
 	if (st)
 		return st;
 	st = gemm_check_matrix("b", row_major, rq->trans_b ? rq->n : rq->k,
 			       rq->trans_b ? rq->k : rq->n, rq->ldb, batch, rq->stride_b, &rq->b,
-			       false, lim, &ldb, &sb, &b_need, &b_given, err, errlen);
+			       false, tensor_floats[1], lim, &ldb, &sb, &b_need, &b_given, err,
+			       errlen);
 	if (st)
 		return st;
 	st = gemm_check_matrix("c", row_major, rq->m, rq->n, rq->ldc, batch, rq->stride_c, &rq->c,
-			       true, lim, &ldc, &sc, &c_need, &c_given, err, errlen);
+			       true, tensor_floats[2], lim, &ldc, &sc, &c_need, &c_given, err,
+			       errlen);
 	if (st)
 		return st;
 	if (c_given == 0 && rq->beta != 0.0f)
@@ -194,7 +220,7 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 	g->alpha = rq->alpha;
 	g->beta = rq->beta;
 	g->flops = flops;
-	g->c = c_given ? (const float *)rq->c.data : NULL;
+	g->c = c_given && !tensor_floats[2] ? (const float *)rq->c.data : NULL;
 	g->ldc = ldc;
 	g->batch_count = batch;
 	g->stride_c = sc;

@@ -308,6 +308,8 @@ int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out)
 		w->uid = c->peer_uid;
 		w->pid = c->peer_pid;
 		w->jobs_in_flight = c->jobs_in_flight;
+		w->tensors = c->tensors.count;
+		w->tensor_bytes = c->tensors.bytes;
 		out->clients[i] = w;
 	}
 	out->n_clients = n;
