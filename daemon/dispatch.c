@@ -864,7 +864,10 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 		reply.error = job->error;
 	}
 	t.total_ns = now_ns() - job->received_ns;
-	stats_job_done(&srv->stats, job, c, &t);
+	/* Tensor creations and reads are no jobs of the statistics (no FLOPs, no shape): the
+	 * clients' tensor figures tell of them. */
+	if (job->kind == RXD_JOB_GEMM || job->kind == RXD_JOB_NAS)
+		stats_job_done(&srv->stats, job, c, &t);
 	if (job->kind == RXD_JOB_TENSOR_CREATE || job->kind == RXD_JOB_TENSOR_READ)
 		log_msg(LOG_DEBUG, "client %u request %llu: tensor %s %s%s%s", c->id,
 			(unsigned long long)job->request_id,
