@@ -167,7 +167,9 @@ int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t ow
 		/* Resident reservations (device tensors) stay until their client frees them:
 		 * waiting for their room could wait for ever, so what does not fit beside
 		 * them never fits. */
-		if (bytes > b->budget_bytes - b->resident_bytes) {
+		/* (A SIGHUP may have lowered the budget below what tensors hold.) */
+		if (b->resident_bytes >= b->budget_bytes ||
+		    bytes > b->budget_bytes - b->resident_bytes) {
 			ret = -E2BIG;
 			break;
 		}

@@ -196,7 +196,9 @@ static int tensor_budget_fail(struct rxd_budget *b, int ret, const char *what, u
 			   "(vram-budget) has %llu left beside the device tensors (%llu bytes); "
 			   "free some",
 			   what, (unsigned long long)bytes, (unsigned long long)bs.budget_bytes,
-			   (unsigned long long)(bs.budget_bytes - bs.resident_bytes),
+			   (unsigned long long)(bs.budget_bytes > bs.resident_bytes
+						? bs.budget_bytes - bs.resident_bytes
+						: 0),
 			   (unsigned long long)bs.resident_bytes);
 }
 

@@ -391,6 +391,58 @@ START_TEST(test_gemm_combos)
 }
 END_TEST
 
+/* A strided batch of 3 with A and C in tensors, B inline, the result into C in place. */
+START_TEST(test_gemm_batch)
+{
+	enum { M = 19, N = 13, K = 11, BATCH = 3, PAD = 2 };
+	const int64_t lda = M + PAD, ldb = K, ldc = M + PAD;
+	const int64_t sa = lda * K + 5, sb = ldb * N, sc = ldc * N + 3;
+	rxg_client *c = lib_connect("test-tensor batch");
+	float *a = malloc(sizeof(float) * sa * BATCH), *b = malloc(sizeof(float) * sb * BATCH);
+	float *c0 = malloc(sizeof(float) * sc * BATCH), *want = malloc(sizeof(float) * sc * BATCH);
+	struct rxg_gemm_args args;
+	uint64_t state = 3;
+
+	ck_assert(a && b && c0 && want);
+	refgemm_fill_random(a, (size_t)(sa * BATCH), &state);
+	refgemm_fill_random(b, (size_t)(sb * BATCH), &state);
+	refgemm_fill_random(c0, (size_t)(sc * BATCH), &state);
+	memcpy(want, c0, sizeof(float) * sc * BATCH);
+	for (int i = 0; i < BATCH; i++)
+		refgemm(0, 0, 0, M, N, K, 0.5f, a + i * sa, lda, b + i * sb, ldb, 2.0f,
+			want + i * sc, ldc);
+	rxg_tensor *ta = lib_tensor(c, sa * BATCH, a), *tc = lib_tensor(c, sc * BATCH, c0);
+	memset(&args, 0, sizeof(args));
+	args.m = M, args.n = N, args.k = K;
+	args.alpha = 0.5f, args.beta = 2.0f;
+	args.lda = lda, args.ldb = ldb, args.ldc = ldc;
+	args.batch_count = BATCH;
+	args.stride_a = sa, args.stride_b = sb, args.stride_c = sc;
+	args.a_tensor = ta;
+	args.b = b;
+	args.c_tensor = tc;
+	int rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_OK, "batch: %s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	float *got = lib_read(tc, c);
+	for (int i = 0; i < BATCH; i++) {
+		double max_err = 0;
+		int bad = refgemm_compare(0, M, N, K, got + i * sc, want + i * sc, ldc, &max_err,
+					  NULL, NULL);
+		ck_assert_msg(bad == 0, "matrix %d of the batch: %d elements off, worst by %g", i,
+			      bad, max_err);
+		/* What lies between the matrices and their columns is untouched. */
+		for (int64_t j = 0; j < sc; j++)
+			if (j >= ldc * N || j % ldc >= M)
+				ck_assert(got[i * sc + j] == c0[i * sc + j]);
+	}
+	free(got);
+	ck_assert_int_eq(rxg_tensor_free(ta), RXG_OK);
+	ck_assert_int_eq(rxg_tensor_free(tc), RXG_OK);
+	free(a), free(b), free(c0), free(want);
+	rxg_close(c);
+}
+END_TEST
+
 /* C1 = A B, C2 = C1 B, C3 = C2 B, with A, B and every C a tensor: only C3 is read. */
 START_TEST(test_gemm_chain)
 {
@@ -931,6 +983,7 @@ static Suite *tensor_suite(void)
 	tc = tcase_with("gemm", daemon_up);
 	tcase_add_test(tc, test_gemm_combos);
 	tcase_add_test(tc, test_gemm_chain);
+	tcase_add_test(tc, test_gemm_batch);
 	suite_add_tcase(s, tc);
 	tc = tcase_with("accounting", daemon_up);
 	tcase_add_test(tc, test_accounting);
