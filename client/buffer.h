@@ -43,6 +43,9 @@ struct rxg_tensor {
 uint32_t rxg__buffer_region(const struct rxg_buffer *buf);
 /* tensor.c: put args' tensors into g (ids; their operands' inline data dropped), after
  * rxg__gemm_buffers. Sets *c_elsewhere when the result stays in a tensor. */
+/* tensor.c: put args' weights and input tensors into q after checking them. */
+int rxg__nas_tensors(rxg_client *c, const struct rxg_nas_args *args,
+		     Rxgemm__NasEvalRequest *q);
 int rxg__gemm_tensors(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__GemmRequest *g,
 		      int *c_elsewhere);
 

@@ -1498,6 +1498,8 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 			  args->weights && args->weights_buf ? "weights" : "input");
 		goto out;
 	}
+	if ((rc = rxg__nas_tensors(c, args, &q)) != RXG_OK)
+		goto out;
 	if (args->weights) {
 		q.weights.data = (uint8_t *)(uintptr_t)args->weights;
 		q.weights.len = args->n_weights * sizeof(float);

@@ -457,6 +457,10 @@ struct rxg_nas_args {
 	size_t weights_offset;
 	struct rxg_buffer *input_buf;
 	size_t input_offset;
+	/* Or from device tensors of this handle (rxg_tensor_create), uploaded once for many
+	 * evaluations: n_weights (the input's) floats exactly. NULL: as above. */
+	struct rxg_tensor *weights_tensor;
+	struct rxg_tensor *input_tensor;
 };
 
 struct rxg_nas_part {

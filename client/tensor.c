@@ -242,3 +242,26 @@ int rxg__gemm_tensors(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__G
 	}
 	return RXG_OK;
 }
+
+int rxg__nas_tensors(rxg_client *c, const struct rxg_nas_args *args, Rxgemm__NasEvalRequest *q)
+{
+	if (args->weights_tensor) {
+		if (args->weights || args->weights_buf)
+			return rxg__fail(c, RXG_EINVAL, "weights_tensor and %s are both given; give "
+							"one",
+					 args->weights ? "weights" : "weights_buf");
+		if (args->weights_tensor->client != c)
+			return rxg__fail(c, RXG_EINVAL, "weights_tensor belongs to another "
+							"connection");
+		q->weights_tensor = args->weights_tensor->id;
+	}
+	if (args->input_tensor) {
+		if (args->input || args->input_buf)
+			return rxg__fail(c, RXG_EINVAL, "input_tensor and %s are both given; give one",
+					 args->input ? "input" : "input_buf");
+		if (args->input_tensor->client != c)
+			return rxg__fail(c, RXG_EINVAL, "input_tensor belongs to another connection");
+		q->input_tensor = args->input_tensor->id;
+	}
+	return RXG_OK;
+}

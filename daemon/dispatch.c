@@ -489,12 +489,38 @@ static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
+/* The weights and input tensors a NAS request names (NULL: none), each the only source of
+ * its data. Takes no reference. A status code, with a sentence in err. */
+static int dispatch_nas_tensors(struct rxd_conn *c, const Rxgemm__NasEvalRequest *rq,
+				struct rxd_tensor *used[2], char *err, size_t errlen)
+{
+	static const char *const names[2] = { "weights_tensor", "input_tensor" };
+	const uint32_t ids[2] = { rq->weights_tensor, rq->input_tensor };
+	const bool other[2] = { rq->weights.len || rq->weights_region,
+				rq->input.len || rq->input_region };
+	int st;
+
+	for (int i = 0; i < 2; i++) {
+		if (!ids[i])
+			continue;
+		if (other[i]) {
+			snprintf(err, errlen, "%s and %s (inline or a region) are both given; send "
+				 "one", names[i], i ? "input" : "weights");
+			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err, errlen)))
+			return st;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t received_ns)
 {
 	struct rxd_server *srv = c->srv;
 	struct rxd_job *job;
 	Rxgemm__NasEvalRequest view;
 	struct rxd_region *used[2] = { NULL };
+	struct rxd_tensor *tensors[2] = { NULL };
 	char err[RXD_ERROR_MAX];
 	int st;
 
@@ -502,8 +528,24 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 		return;
 	st = dispatch_nas_regions(c, req->nas_eval, &view, used, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK)
+		st = dispatch_nas_tensors(c, req->nas_eval, tensors, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
 		st = nas_job_prepare(&view, &srv->limits, srv->cfg->max_frame_bytes, &job->nas, err,
 				     sizeof(err));
+	for (int i = 0; i < 2 && st == RXGEMM__STATUS__STATUS_OK; i++) {
+		uint64_t want = i ? nas_job_input_floats(job->nas) : nas_job_blob_floats(job->nas);
+
+		if (tensors[i] && tensors[i]->floats != want) {
+			snprintf(err, sizeof(err), "%s_tensor holds %llu floats; this network's %s "
+				 "has %llu",
+				 i ? "input" : "weights", (unsigned long long)tensors[i]->floats,
+				 i ? "input (batch x 3 x height x width)" : "state_dict",
+				 (unsigned long long)want);
+			st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+			nas_job_free(job->nas);
+			job->nas = NULL;
+		}
+	}
 	if (st != RXGEMM__STATUS__STATUS_OK) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		rxgemm__request__free_unpacked(req, NULL);
@@ -513,6 +555,9 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, uint64_t rece
 	for (int i = 0; i < 2; i++)
 		if (used[i])
 			dispatch_hold_region(job, used[i]);
+	for (int i = 0; i < 2; i++)
+		if ((job->tensors[i] = tensors[i]))
+			tensor_ref(tensors[i]);
 	job->kind = RXD_JOB_NAS;
 	job->conn = c;
 	job->conn_id = c->id;

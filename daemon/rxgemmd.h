@@ -1405,6 +1405,14 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
 /* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */
 uint64_t nas_job_flops(const struct rxd_nas_job *nj);
+/* The floats of the weight blob and of the input the job's plan takes. */
+uint64_t nas_job_blob_floats(const struct rxd_nas_job *nj);
+uint64_t nas_job_input_floats(const struct rxd_nas_job *nj);
+/* Device worker, before nas_job_run: use blob (nas_job_blob_floats) or input as the
+ * job's weights or input instead of seeded ones (a device tensor read back); nj takes
+ * ownership of it. */
+void nas_job_give_weights(struct rxd_nas_job *nj, float *blob);
+void nas_job_give_input(struct rxd_nas_job *nj, float *input);
 void nas_job_free(struct rxd_nas_job *nj);
 
 #endif

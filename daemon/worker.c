@@ -83,6 +83,38 @@ static uint64_t worker_pin_regions(struct rxd_worker *w, struct rxd_job *job)
 	return now_ns() - t0;
 }
 
+/* A NAS job's weights and input from device tensors (tensors[0] and [1]): read back to
+ * the host, where nas_job_run folds the weights and uploads the input like any others
+ * (one device copy each way: the client's data still crosses the socket not at all). */
+static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
+{
+	for (int i = 0; i < 2; i++) {
+		struct rxd_tensor *x = job->tensors[i];
+		struct rxd_job_timings t;
+		float *host;
+		int st;
+
+		if (!x)
+			continue;
+		if (!(host = malloc(x->floats * sizeof(float)))) {
+			snprintf(job->error, sizeof(job->error), "out of host memory for the %s",
+				 i ? "input" : "weights");
+			return RXGEMM__STATUS__STATUS_NO_MEMORY;
+		}
+		st = tensor_read_run(x, w->engine->dev, host, &t, job->error, sizeof(job->error));
+		if (st != RXGEMM__STATUS__STATUS_OK) {
+			free(host);
+			return st;
+		}
+		job->dev_t.d2h_ns += t.d2h_ns;
+		if (i)
+			nas_job_give_input(job->nas, host);
+		else
+			nas_job_give_weights(job->nas, host);
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 {
 	uint64_t pin_ns = 0;
@@ -96,8 +128,11 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		job->status = RXGEMM__STATUS__STATUS_CANCELLED;
 		snprintf(job->error, sizeof(job->error), "the job was cancelled before it ran");
 	} else if (job->kind == RXD_JOB_NAS) {
-		job->status = nas_job_run(job->nas, w->nasops, w->engine->budget, job->conn_id,
-					  &job->cancel, job->error, sizeof(job->error));
+		job->status = worker_nas_tensors(w, job);
+		if (job->status == RXGEMM__STATUS__STATUS_OK)
+			job->status = nas_job_run(job->nas, w->nasops, w->engine->budget,
+						  job->conn_id, &job->cancel, job->error,
+						  sizeof(job->error));
 	} else if (job->kind == RXD_JOB_TENSOR_CREATE) {
 		job->status = tensor_make(job->tensors[0], w->engine->dev, w->engine->budget,
 					  job->conn_id, job->tensor_src, &job->dev_t, job->error,
