@@ -2029,6 +2029,10 @@ static void status_prometheus(const struct rxg_status *st)
 		      "Bytes the daemon received from the client.", c->bytes_in);
 	PROM_CLIENTS_(f, st, "rxgemm_client_sent_bytes_total", "counter",
 		      "Bytes the daemon sent to the client.", c->bytes_out);
+	PROM_CLIENTS_(f, st, "rxgemm_client_tensors", "gauge",
+		      "Device tensors the client holds now.", c->tensors);
+	PROM_CLIENTS_(f, st, "rxgemm_client_tensor_bytes", "gauge",
+		      "Device memory the client's tensors hold in the budget.", c->tensor_bytes);
 
 	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_jobs_total", "counter",
 		      "Jobs run by the kernel variant.", v->jobs);
