@@ -253,6 +253,43 @@ START_TEST(test_quota)
 }
 END_TEST
 
+/* Resident reservations (device tensors): never waiting, counted apart, and what does
+ * not fit beside them is -E2BIG for every other reservation, waiting ones included (a
+ * wait for a tensor's room could last for ever). */
+START_TEST(test_resident)
+{
+	struct fake f = { 0 };
+	struct rxd_budget b;
+	struct rxd_budget_res t1, t2, r;
+
+	budget_init(&b, 1 * M, 768 * K, fake_alloc, fake_free, &f);
+	ck_assert_int_eq(budget_reserve_resident(&b, &t1, 1, 512 * K), 0);
+	ck_assert_uint_eq(stats_of(&b).resident_bytes, 512 * K);
+	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 512 * K);
+	/* The quota counts the tensor: 512K + 512K is over owner 1's 768K. */
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 1, 512 * K), -EDQUOT);
+	/* Another owner: the budget less the tensor is 512K; more never fits, also waiting. */
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 600 * K), -E2BIG);
+	ck_assert_int_eq(budget_reserve(&b, &r, 2, 600 * K, true, NULL), -E2BIG);
+	ck_assert_int_eq(budget_reserve(&b, &r, 2, 512 * K, true, NULL), 0);
+	/* Full now, by a job: a tensor does not wait for it. */
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 4 * K), -EAGAIN);
+	budget_release(&b, &r);
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 256 * K), 0);
+	ck_assert_uint_eq(stats_of(&b).resident_bytes, 768 * K);
+	/* SIGHUP: a budget below what the tensors hold refuses the rest, without wrapping. */
+	budget_set_limits(&b, 512 * K, 0);
+	ck_assert_int_eq(budget_reserve(&b, &r, 3, 4 * K, true, NULL), -E2BIG);
+	budget_release(&b, &t1);
+	budget_release(&b, &t2);
+	ck_assert_uint_eq(stats_of(&b).resident_bytes, 0);
+	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 0);
+	ck_assert_int_eq(budget_reserve(&b, &r, 3, 512 * K, true, NULL), 0);
+	budget_release(&b, &r);
+	budget_fini(&b);
+}
+END_TEST
+
 struct waiter {
 	struct rxd_budget *b;
 	struct rxd_budget_res res;
@@ -684,6 +721,7 @@ int main(void)
 	tcase_add_test(acct, test_pool_reuse_and_eviction);
 	tcase_add_test(acct, test_alloc_failure);
 	tcase_add_test(acct, test_quota);
+	tcase_add_test(acct, test_resident);
 	tcase_add_test(acct, test_wait_for_room);
 	tcase_add_test(acct, test_wait_cancelled);
 	tcase_add_test(acct, test_wait_fifo_many);
