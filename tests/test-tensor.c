@@ -499,6 +499,23 @@ START_TEST(test_gemm_chain)
 			      (double)twice[i], 2.0 * got[i]);
 	free(twice);
 	free(got);
+	/* Four GEMMs ran for this client, and no C crossed to it in a GEMM reply. */
+	{
+		struct rxg_status *st = NULL;
+		uint32_t me = rxg_server_info(c)->client_id;
+		int found = 0;
+
+		ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+		for (size_t i = 0; i < st->n_clients; i++)
+			if (st->clients[i].client_id == me) {
+				found = 1;
+				ck_assert_uint_eq(st->clients[i].jobs_ok, 4);
+				ck_assert_uint_eq(st->clients[i].bytes_out, 0);
+				ck_assert_uint_eq(st->clients[i].tensors, 5);
+			}
+		ck_assert(found);
+		rxg_status_free(st);
+	}
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(rxg_tensor_free(tc[i]), RXG_OK);
 	ck_assert_int_eq(rxg_tensor_free(ta), RXG_OK);
