@@ -33,6 +33,11 @@ int rxg__gemm_buffers(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__G
 int rxg__request(rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
 		 Rxgemm__Reply__BodyCase want, Rxgemm__Reply **out);
 
+/* client.c: send a TensorRead of tensor_id (floats long) as a job that rxg_wait and
+ * rxg_wait_any finish by copying its floats into out. RXG_OK with *id set. */
+int rxg__submit_tensor_read(rxg_client *c, uint32_t tensor_id, size_t floats, float *out,
+			    uint64_t *id);
+
 /* tensor.c: a device tensor of a handle. */
 struct rxg_tensor {
 	rxg_client *client;

@@ -991,12 +991,60 @@ out:
 }
 
 /* A job's reply, taken out of the pending list: its result, C put in place. */
-static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+/* An asynchronous tensor read's reply: its floats (sc.total of them) into p->c. */
+static int tensor_read_finish(struct rxg_client *c, struct pending *p,
+			      struct rxg_timings *timings)
 {
-	const struct stored *sc = &p->sc;
+	const Rxgemm__TensorData *d;
 	int rc = reply_check(c, p, timings);
 
 	if (rc != RXG_OK)
+		return rc;
+	d = p->reply->tensor_data;
+	if (d->bytes != p->sc.total * sizeof(float) || d->data.len != d->bytes)
+		return fail(c, RXG_EPROTO, "the daemon returned %zu bytes of a tensor of %zu floats",
+			    d->data.len, p->sc.total);
+	memcpy(p->c, d->data.data, d->data.len);
+	return RXG_OK;
+}
+
+int rxg__submit_tensor_read(rxg_client *c, uint32_t tensor_id, size_t floats, float *out,
+			    uint64_t *id)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__TensorRead msg = RXGEMM__TENSOR_READ__INIT;
+	struct pending *p = calloc(1, sizeof(*p));
+	int rc;
+
+	*id = 0;
+	if (!p)
+		return fail(c, RXG_ENOMEM, "out of memory");
+	msg.tensor_id = tensor_id;
+	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
+	req.tensor_read = &msg;
+	p->job = true;
+	p->want = RXGEMM__REPLY__BODY_TENSOR_DATA;
+	p->reply_max_bytes = RXG__REPLY_OVERHEAD_BYTES + floats * sizeof(float);
+	p->c = out;
+	p->sc.total = floats;
+	rc = submit(c, &req, p);
+	if (rc != RXG_OK) {
+		pending_free(p);
+		return rc;
+	}
+	*id = p->id;
+	return RXG_OK;
+}
+
+static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+{
+	const struct stored *sc = &p->sc;
+	int rc;
+
+	/* rxg_wait and rxg_wait_any finish every kind of job here. */
+	if (p->want == RXGEMM__REPLY__BODY_TENSOR_DATA)
+		return tensor_read_finish(c, p, timings);
+	if ((rc = reply_check(c, p, timings)) != RXG_OK)
 		return rc;
 	const ProtobufCBinaryData *rc_data = &p->reply->gemm->c;
 	if (p->c_in_buffer) {

@@ -221,6 +221,11 @@ size_t rxg_tensor_floats(const rxg_tensor *t);
 int rxg_tensor_read(rxg_tensor *t, float *out, size_t n);
 /* The same into a shared-memory buffer of the tensor's handle at offset bytes. */
 int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset);
+/* rxg_tensor_read as a job (see "Asynchronous jobs" below): sent at once, its id in *id;
+ * rxg_wait or rxg_wait_any copies the floats into out (which must stay valid until then)
+ * and returns the read's result. A read sent after a job that writes the tensor (both at
+ * the default priority) sees that job's result. RXG_OK, RXG_EINVAL or RXG_EIO. */
+int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint64_t *id);
 /* Free the tensor on the daemon and here. A job in flight that uses it still completes.
  * The handle is freed whatever the daemon answers (RXG_ETENSOR: it did not know it; a
  * connection error: closing the connection freed it anyway). NULL is allowed. */
@@ -257,7 +262,7 @@ int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings);
 
 /* Wait up to timeout_ms (-1: for ever, 0: do not block) for any job submitted with
- * rxg_submit_gemm (never another thread's rxg_gemm) to finish, and finish it as rxg_wait
+ * rxg_submit_gemm or rxg_submit_tensor_read (never another thread's rxg_gemm) to finish, and finish it as rxg_wait
  * does. On return *id is the job's id and the value its result,
  * or *id is 0 and the value RXG_EAGAIN (none finished in time), RXG_EINVAL (no job is
  * waiting to be waited for) or RXG_EIO. */

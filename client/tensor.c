@@ -165,6 +165,20 @@ RXG_EXPORT int rxg_tensor_read(rxg_tensor *t, float *out, size_t n)
 	return RXG_OK;
 }
 
+RXG_EXPORT int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint64_t *id)
+{
+	if (id)
+		*id = 0;
+	if (!t)
+		return RXG_EINVAL;
+	if (!id || !out || n < t->floats)
+		return rxg__fail(t->client, RXG_EINVAL, "rxg_submit_tensor_read: %s (the tensor "
+							"holds %zu floats)",
+				 !id ? "id is NULL" : !out ? "out is NULL" : "n is too small",
+				 t->floats);
+	return rxg__submit_tensor_read(t->client, t->id, t->floats, out, id);
+}
+
 RXG_EXPORT int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset)
 {
 	Rxgemm__Reply *reply = NULL;

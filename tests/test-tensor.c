@@ -391,6 +391,61 @@ START_TEST(test_gemm_combos)
 }
 END_TEST
 
+/* Jobs in flight together: a product into a tensor, a read of it, the tensor doubled in
+ * place, a read again, all submitted before any is waited for; each read sees the jobs
+ * sent before it. */
+START_TEST(test_async)
+{
+	enum { M = 37, N = 29, K = 45 };
+	rxg_client *c = lib_connect("test-tensor async");
+	float a[M * K], b[K * N], want[M * N], out1[M * N], out2[M * N], small[4];
+	struct rxg_gemm_args g1, g2;
+	uint64_t ids[4], state = 11, id;
+	uint64_t done = 0;
+
+	refgemm_fill_random(a, M * K, &state);
+	refgemm_fill_random(b, K * N, &state);
+	refgemm(1, 0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, want, N);
+	rxg_tensor *ta = lib_tensor(c, M * K, a), *tb = lib_tensor(c, K * N, b);
+	rxg_tensor *tc = lib_tensor(c, M * N, NULL);
+	memset(&g1, 0, sizeof(g1));
+	g1.layout = RXG_ROW_MAJOR;
+	g1.m = M, g1.n = N, g1.k = K;
+	g1.alpha = 1.0f;
+	g1.a_tensor = ta, g1.b_tensor = tb, g1.c_out_tensor = tc;
+	g2 = g1;
+	g2.alpha = 0.0f;
+	g2.beta = 2.0f;
+	g2.c_out_tensor = NULL;
+	g2.c_tensor = tc; /* in place */
+	ck_assert_int_eq(rxg_submit_gemm(c, &g1, NULL, &ids[0]), RXG_OK);
+	ck_assert_int_eq(rxg_submit_tensor_read(tc, out1, M * N, &ids[1]), RXG_OK);
+	ck_assert_int_eq(rxg_submit_gemm(c, &g2, NULL, &ids[2]), RXG_OK);
+	ck_assert_int_eq(rxg_submit_tensor_read(tc, out2, M * N, &ids[3]), RXG_OK);
+	ck_assert_int_eq(rxg_submit_tensor_read(tc, small, 4, &id), RXG_EINVAL);
+	ck_assert_uint_eq(id, 0);
+	for (int i = 0; i < 4; i++) {
+		int rc = rxg_wait_any(c, -1, &id, NULL);
+		ck_assert_msg(rc == RXG_OK, "job %" PRIu64 ": %s: %s", id, rxg_strerror(rc),
+			      rxg_errmsg(c));
+		for (int j = 0; j < 4; j++)
+			if (ids[j] == id)
+				done |= 1u << j;
+	}
+	ck_assert_uint_eq(done, 15);
+	double max_err = 0;
+	int bad = refgemm_compare(1, M, N, K, out1, want, N, &max_err, NULL, NULL);
+	ck_assert_msg(bad == 0, "the first read: %d elements off, worst by %g", bad, max_err);
+	for (int i = 0; i < M * N; i++)
+		ck_assert_msg(out2[i] == 2.0f * out1[i], "element %d of the second read: %g, want %g",
+			      i, (double)out2[i], 2.0 * out1[i]);
+	ck_assert_int_eq(rxg_tensor_free(ta), RXG_OK);
+	ck_assert_int_eq(rxg_tensor_free(tb), RXG_OK);
+	ck_assert_int_eq(rxg_tensor_free(tc), RXG_OK);
+	rxg_close(c);
+}
+END_TEST
+
 /* A strided batch of 3 with A and C in tensors, B inline, the result into C in place. */
 START_TEST(test_gemm_batch)
 {
@@ -1001,6 +1056,7 @@ static Suite *tensor_suite(void)
 	tcase_add_test(tc, test_gemm_combos);
 	tcase_add_test(tc, test_gemm_chain);
 	tcase_add_test(tc, test_gemm_batch);
+	tcase_add_test(tc, test_async);
 	suite_add_tcase(s, tc);
 	tc = tcase_with("accounting", daemon_up);
 	tcase_add_test(tc, test_accounting);
