@@ -777,10 +777,16 @@ int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	if (a_off < 0 || b_off < 0 || c_off < 0)
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
 				 "negative buffer offsets");
-	if ((a_off || b_off || c_off) && gemm_prepare_at(eng, variant) < 0)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
-				 "kernel %s failed its self-test at buffer offsets",
-				 eng->variants[variant].name);
+	if ((a_off || b_off || c_off) && (st = gemm_prepare_at(eng, variant)) < 0)
+		return st == -EAGAIN
+			       ? gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+					   "no room in the device-memory budget to self-test kernel "
+					   "%s at buffer offsets (device tensors may hold it); try "
+					   "again",
+					   eng->variants[variant].name)
+			       : gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
+					   "kernel %s failed its self-test at buffer offsets",
+					   eng->variants[variant].name);
 	if (s > 1) {
 		const uint64_t ws_bytes[1] = { (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4 };
 		struct rxd_budget_res res;
@@ -1514,10 +1520,12 @@ static int gemm_selftest_at_one(struct rxd_gemm_engine *eng, int vi, int M, int 
 	refgemm_fill_random(a, a_len, &seed);
 	refgemm_fill_random(b, b_len, &seed);
 	refgemm_fill_random(c, c_len, &seed);
-	ret = -EIO;
-	/* From the budget, like every buffer the daemon makes. */
+	/* From the budget, like every buffer the daemon makes; none there now (a NAS job's
+	 * network or device tensors hold it) is no verdict on the kernel. */
+	ret = -EAGAIN;
 	if (gemm_buffers_get(eng, &res, bytes, mem, &e) < 0)
 		goto out;
+	ret = -EIO;
 	ma = mem[0], mb = mem[1], mc = mem[2];
 	if (clEnqueueWriteBuffer(dev->queue, ma, CL_FALSE, 0, a_len * sizeof(float), a, 0, NULL,
 				 NULL) != CL_SUCCESS ||
@@ -1551,7 +1559,7 @@ int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant)
 {
 	struct rxd_gemm_variant *v = &eng->variants[variant];
 	const struct rxd_gemm_config *c = &v->cfg;
-	int big = 2 * (c->tsm > c->tsn ? c->tsm : c->tsn) + 8;
+	int big = 2 * (c->tsm > c->tsn ? c->tsm : c->tsn) + 8, ret;
 
 	if (v->at_tested)
 		return 0;
@@ -1560,13 +1568,15 @@ int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant)
 	v->at_tested = true; /* the self-test itself enqueues through gemm_enqueue_at */
 	/* Odd offsets take the scalar paths; offsets of 4 keep the register-blocked kernel's
 	 * whole tiles on its vector path. */
-	if (gemm_selftest_at_one(eng, variant, 37, 29, 21, 41, 3) < 0 ||
-	    (c->kernel == RXD_GEMM_REG &&
-	     gemm_selftest_at_one(eng, variant, 2 * c->tsm + 4, c->tsn + 8, 3 * c->tsk + 4, big,
-				  4) < 0)) {
+	ret = gemm_selftest_at_one(eng, variant, 37, 29, 21, 41, 3);
+	if (ret == 0 && c->kernel == RXD_GEMM_REG)
+		ret = gemm_selftest_at_one(eng, variant, 2 * c->tsm + 4, c->tsn + 8,
+					   3 * c->tsk + 4, big, 4);
+	if (ret < 0) {
 		v->at_tested = false;
-		v->at_failed = true;
-		return -EIO;
+		/* Without room for its buffers the test runs again at the next use. */
+		v->at_failed = ret != -EAGAIN;
+		return ret == -EAGAIN ? -EAGAIN : -EIO;
 	}
 	return 0;
 }

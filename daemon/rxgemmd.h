@@ -394,7 +394,8 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
 /* Self-test variant at odd buffer offsets against the CPU reference, once (every kernel
  * takes offsets; this checks the paths nasops.c uses): a failure is remembered.
- * Device thread only. 0 or -EIO (logged). */
+ * Device thread only. 0, -EIO (logged), or -EAGAIN when the budget has no room for the
+ * test's buffers now (not remembered: tried again at the next use). */
 int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant);
 /* gemm_enqueue with A, B and C starting a_off, b_off and c_off floats into their buffers
  * (nasops.c: tensors and channel slices inside larger buffers); gemm_prepare_at first

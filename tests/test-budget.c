@@ -644,6 +644,29 @@ START_TEST(test_split_batches)
 }
 END_TEST
 
+/* The self-test at offsets needs buffers from the budget; with none to be had (device
+ * tensors hold it all) it says so, -EAGAIN, and is not held against the kernel: with
+ * room it runs and passes. First in its case, before anything tests the variant. */
+START_TEST(test_prepare_at_no_room)
+{
+	struct rxd_budget bud;
+	struct rxd_budget_res t;
+	struct rxd_gemm g = plan_gemm(37, 29, 21, 1);
+	int v = gemm_choose(&engine, &g);
+
+	budget_init(&bud, RXD_MIN_VRAM_BUDGET, 0, budget_cl_alloc, budget_cl_free, &dev);
+	engine.budget = &bud;
+	ck_assert_int_eq(budget_reserve_resident(&bud, &t, 1, RXD_MIN_VRAM_BUDGET), 0);
+	ck_assert_int_eq(gemm_prepare_at(&engine, v), -EAGAIN);
+	ck_assert_int_eq(gemm_prepare_at(&engine, v), -EAGAIN);
+	budget_release(&bud, &t);
+	ck_assert_int_eq(gemm_prepare_at(&engine, v), 0);
+	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
+	engine.budget = NULL;
+	budget_fini(&bud);
+}
+END_TEST
+
 START_TEST(test_whole_job_uses_pool)
 {
 	/* A job that fits runs whole; the same job again takes its buffers from the pool. */
@@ -730,6 +753,7 @@ int main(void)
 	if (device_open(&dev, sel) == 0 && gemm_init(&engine, &dev) == 0) {
 		fprintf(stderr, "device: %s\n", dev.description);
 		tcase_set_timeout(split, 600);
+		tcase_add_test(split, test_prepare_at_no_room);
 		tcase_add_test(split, test_split_shapes);
 		tcase_add_test(split, test_split_big);
 		tcase_add_test(split, test_split_batches);
