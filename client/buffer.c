@@ -122,17 +122,31 @@ int rxg__gemm_operands(rxg_client *c, const struct rxg_gemm_args *args)
 					     args->c_out_buf };
 	static const char *const names[4] = { "a_buf", "b_buf", "c_buf", "c_out_buf" };
 
-	if (!args->a && !args->a_buf)
-		return rxg__fail(c, RXG_EINVAL, "a is NULL and a_buf is not set");
-	if (!args->b && !args->b_buf)
-		return rxg__fail(c, RXG_EINVAL, "b is NULL and b_buf is not set");
-	if (!args->c && !args->c_buf && !args->c_out_buf)
-		return rxg__fail(c, RXG_EINVAL, "c is NULL and neither c_buf nor c_out_buf is "
-						"set: the result has nowhere to go");
-	if (!args->c && !args->c_buf && args->beta != 0.0f)
-		return rxg__fail(c, RXG_EINVAL, "beta is %g, so C is read, but c is NULL and c_buf "
-						"is not set",
+	const struct rxg_tensor *tensors[4] = { args->a_tensor, args->b_tensor, args->c_tensor,
+						args->c_out_tensor };
+	static const char *const tnames[4] = { "a_tensor", "b_tensor", "c_tensor",
+					       "c_out_tensor" };
+
+	if (!args->a && !args->a_buf && !args->a_tensor)
+		return rxg__fail(c, RXG_EINVAL, "a is NULL and neither a_buf nor a_tensor is set");
+	if (!args->b && !args->b_buf && !args->b_tensor)
+		return rxg__fail(c, RXG_EINVAL, "b is NULL and neither b_buf nor b_tensor is set");
+	if (!args->c && !args->c_buf && !args->c_out_buf && !args->c_tensor && !args->c_out_tensor)
+		return rxg__fail(c, RXG_EINVAL, "c is NULL and none of c_buf, c_out_buf, c_tensor "
+						"and c_out_tensor is set: the result has nowhere to go");
+	if (!args->c && !args->c_buf && !args->c_tensor && args->beta != 0.0f)
+		return rxg__fail(c, RXG_EINVAL, "beta is %g, so C is read, but c is NULL and neither "
+						"c_buf nor c_tensor is set",
 				 (double)args->beta);
+	for (int i = 0; i < 4; i++) {
+		if (tensors[i] && tensors[i]->client != c)
+			return rxg__fail(c, RXG_EINVAL, "%s belongs to another connection",
+					 tnames[i]);
+		if (tensors[i] && bufs[i])
+			return rxg__fail(c, RXG_EINVAL, "%s and %s are both set; give each operand "
+							"one place",
+					 tnames[i], names[i]);
+	}
 	for (int i = 0; i < 4; i++)
 		if (bufs[i] && bufs[i]->client != c)
 			return rxg__fail(c, RXG_EINVAL, "%s belongs to another connection",
@@ -211,4 +225,9 @@ int rxg__gemm_buffers(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__G
 		g->c_out = &refs[3];
 	}
 	return RXG_OK;
+}
+
+uint32_t rxg__buffer_region(const struct rxg_buffer *buf)
+{
+	return buf->region_id;
 }

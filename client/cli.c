@@ -59,6 +59,7 @@ enum {
 	OPT_PRIORITY,
 	OPT_DEADLINE_MS,
 	OPT_PROMETHEUS,
+	OPT_RESIDENT,
 };
 
 static void usage(FILE *f)
@@ -71,7 +72,7 @@ static void usage(FILE *f)
 		"Usage: rxgemm [--socket PATH] gemm -m M -n N -k K [--transa] [--transb]\n"
 		"              [--alpha A] [--beta B] [--col-major] [--a FILE] [--b FILE] [--c FILE]\n"
 		"              [--out FILE] [--seed S] [--check] [--repeat R] [--json]\n"
-		"              [--shm auto|always|never]\n"
+		"              [--shm auto|always|never] [--resident R]\n"
 		"              [--priority P] [--deadline-ms D]\n"
 		"       rxgemm [--socket PATH] status [--json | --prometheus]\n"
 		"       rxgemm [--socket PATH] devices [--json]\n"
@@ -129,6 +130,10 @@ static void usage(FILE *f)
 		"                    priority first\n"
 		"  --deadline-ms D   give up on the job when it has waited D ms in the daemon's\n"
 		"                    queue without starting (default 0: wait as long as it takes)\n"
+		"  --resident R      upload A and B (and C) once as device tensors, run the GEMM R\n"
+		"                    times on them with C kept on the device, read C back once;\n"
+		"                    shows the upload, each run and the read-back (not with\n"
+		"                    --repeat or --shm)\n"
 		"\n"
 		"nas options (docs/NAS.md):\n"
 		"  --genotype NAME   DARTS_V1, DARTS_V2 (default), NASNet, AmoebaNet, or the\n"
@@ -469,7 +474,17 @@ struct gemm_opts {
 	int check;
 	int json;
 	int shm; /* SHM_* */
+	int shm_given;
+	int64_t resident; /* --resident R: runs on device tensors; 0: off */
+	int repeat_given;
 	struct rxg_job_options job; /* --priority, --deadline-ms */
+};
+
+/* --resident: the wall time of the phases around the runs. */
+struct resident_times {
+	uint64_t upload_ns;  /* A and B (and C's input) made into tensors */
+	uint64_t read_ns;    /* C read back once */
+	uint64_t upload_bytes, read_bytes;
 };
 
 /* --shm: when the matrices travel through a shared-memory buffer (rxg_buffer_create). */
@@ -508,6 +523,7 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 		{ "shm", required_argument, NULL, OPT_SHM },
 		{ "priority", required_argument, NULL, OPT_PRIORITY },
 		{ "deadline-ms", required_argument, NULL, OPT_DEADLINE_MS },
+		{ "resident", required_argument, NULL, OPT_RESIDENT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -560,11 +576,16 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 			break;
 		case OPT_REPEAT:
 			rc = parse_int64("--repeat", optarg, 1, MAX_REPEAT, &o->repeat);
+			o->repeat_given = 1;
+			break;
+		case OPT_RESIDENT:
+			rc = parse_int64("--resident", optarg, 1, MAX_REPEAT, &o->resident);
 			break;
 		case OPT_JSON:
 			o->json = 1;
 			break;
 		case OPT_SHM:
+			o->shm_given = 1;
 			if (strcmp(optarg, "auto") == 0)
 				o->shm = SHM_AUTO;
 			else if (strcmp(optarg, "always") == 0)
@@ -596,6 +617,11 @@ static int gemm_parse(int argc, char **argv, struct gemm_opts *o)
 		return rc;
 	if (optind < argc)
 		return usage_error("gemm: unexpected argument '%s'", argv[optind]);
+	if (o->resident && (o->repeat_given || o->shm_given))
+		return usage_error("gemm: --resident R runs R times on device tensors; it takes "
+				   "neither --repeat nor --shm");
+	if (o->resident)
+		o->repeat = o->resident;
 	return EXIT_OK;
 }
 
@@ -877,7 +903,8 @@ static void stats_of_run(const struct run *r, struct run_stats *s)
 }
 
 static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_info *info,
-			     int shm, const struct run *runs, const struct check_result *chk)
+			     int shm, const struct resident_times *rt, const struct run *runs,
+			     const struct check_result *chk)
 {
 	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
 	struct table t = { .ncols = 9, .align = "lrrrrrrrr" };
@@ -889,7 +916,18 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 	       o->trans_a ? "A^T" : "A", o->trans_b ? "B^T" : "B", signbit(o->beta) ? '-' : '+',
 	       fabs((double)o->beta));
 	printf("daemon: rxgemmd %s on %s\n", info->daemon_version, info->device);
-	printf("matrices: %s\n", shm ? "in shared memory (--shm)" : "inline in the request");
+	if (rt) {
+		char up[32], down[32];
+
+		format_bytes(up, sizeof(up), rt->upload_bytes);
+		format_bytes(down, sizeof(down), rt->read_bytes);
+		printf("matrices: device tensors (--resident %lld): uploaded once, %s in %.3f ms; "
+		       "C kept on the device, read back once, %s in %.3f ms\n",
+		       (long long)o->resident, up, ns_to_ms((double)rt->upload_ns), down,
+		       ns_to_ms((double)rt->read_ns));
+	} else {
+		printf("matrices: %s\n", shm ? "in shared memory (--shm)" : "inline in the request");
+	}
 	table_cell(&t, "run");
 	table_cell(&t, "kernel ms");
 	table_cell(&t, "h2d ms");
@@ -945,7 +983,8 @@ static void json_stats(struct json_writer *w, const struct run_stats *s, double 
 }
 
 static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_info *info,
-			     int shm, const struct run *runs, const struct check_result *chk)
+			     int shm, const struct resident_times *rt, const struct run *runs,
+			     const struct check_result *chk)
 {
 	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
 	struct run_stats s, best, median;
@@ -965,7 +1004,16 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 	json_member_uint(&w, "flops", round_whole(flops));
 	json_member_string(&w, "daemon_version", info->daemon_version);
 	json_member_string(&w, "device", info->device);
-	json_member_string(&w, "transfer", shm ? "shm" : "inline");
+	json_member_string(&w, "transfer", rt ? "resident" : shm ? "shm" : "inline");
+	if (rt) {
+		json_key(&w, "resident");
+		json_begin_object(&w);
+		json_member_uint(&w, "upload_ns", rt->upload_ns);
+		json_member_uint(&w, "upload_bytes", rt->upload_bytes);
+		json_member_uint(&w, "read_ns", rt->read_ns);
+		json_member_uint(&w, "read_bytes", rt->read_bytes);
+		json_end_object(&w);
+	}
 	json_key(&w, "runs");
 	json_begin_array(&w);
 	for (int64_t r = 0; r < o->repeat; r++) {
@@ -1118,8 +1166,104 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 	return EXIT_OK;
 }
 
+/* --resident: A, B (and C's input when beta reads it) made into device tensors once, the
+ * job run o->repeat times on them with its result into a tensor, C read back once into
+ * mat[MAT_C] and checked against want when it is not NULL. Every run computes the same C:
+ * the result goes to a tensor of its own, never over C's input. */
+static int gemm_run_resident(rxg_client *client, const struct gemm_opts *o,
+			     struct matrix mat[3], const float *want, struct run *runs,
+			     struct resident_times *rt, struct check_result *chk)
+{
+	rxg_tensor *t[3] = { NULL }, *c_out = NULL;
+	int64_t ldc = o->row_major ? o->n : o->m;
+	int64_t floats[3];
+	uint64_t t0;
+	int rc = RXG_OK;
+	struct rxg_gemm_args args = {
+		.layout = o->row_major ? RXG_ROW_MAJOR : RXG_COL_MAJOR,
+		.trans_a = o->trans_a,
+		.trans_b = o->trans_b,
+		.m = o->m,
+		.n = o->n,
+		.k = o->k,
+		.alpha = o->alpha,
+		.beta = o->beta,
+	};
+
+	memset(rt, 0, sizeof(*rt));
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		int64_t rows, cols;
+
+		stored_shape(o, w, &rows, &cols);
+		floats[w] = rows * cols; /* checked by gemm_prepare */
+	}
+	t0 = now_ns();
+	for (int w = MAT_A; w <= MAT_C && rc == RXG_OK; w++) {
+		if (w == MAT_C && o->beta == 0.0f)
+			break;
+		rc = rxg_tensor_create(client, &floats[w], 1, mat[w].data, &t[w]);
+		rt->upload_bytes += (uint64_t)floats[w] * sizeof(float);
+	}
+	rt->upload_ns = now_ns() - t0;
+	if (rc == RXG_OK)
+		rc = rxg_tensor_create(client, &floats[MAT_C], 1, NULL, &c_out);
+	if (rc != RXG_OK) {
+		rc = daemon_error(client, rc);
+		goto out;
+	}
+	args.a_tensor = t[MAT_A];
+	args.b_tensor = t[MAT_B];
+	args.c_tensor = t[MAT_C];
+	args.c_out_tensor = c_out;
+	for (int64_t r = 0; r < o->repeat; r++) {
+		uint64_t id;
+
+		t0 = now_ns();
+		rc = rxg_submit_gemm(client, &args, &o->job, &id);
+		if (rc == RXG_OK)
+			rc = rxg_wait(client, id, &runs[r].t);
+		runs[r].wall_ns = now_ns() - t0;
+		if (rc != RXG_OK) {
+			rc = daemon_error(client, rc);
+			goto out;
+		}
+	}
+	t0 = now_ns();
+	rc = rxg_tensor_read(c_out, mat[MAT_C].data, (size_t)floats[MAT_C]);
+	rt->read_ns = now_ns() - t0;
+	rt->read_bytes = (uint64_t)floats[MAT_C] * sizeof(float);
+	if (rc != RXG_OK) {
+		rc = daemon_error(client, rc);
+		goto out;
+	}
+	rc = EXIT_OK;
+	if (want) {
+		double err;
+		int64_t i, j;
+		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, mat[MAT_C].data, want,
+					  ldc, &err, &i, &j);
+		size_t idx = (size_t)(o->row_major ? i * ldc + j : i + j * ldc);
+
+		chk->done = 1;
+		chk->bad = bad;
+		chk->bad_run = o->repeat; /* the one result read back: the last run's */
+		chk->max_err = err;
+		chk->i = i;
+		chk->j = j;
+		chk->got = mat[MAT_C].data[idx];
+		chk->want = want[idx];
+		chk->tolerance = refgemm_tolerance(o->row_major, o->m, o->n, o->k, want, ldc);
+	}
+out:
+	for (int w = MAT_A; w <= MAT_C; w++)
+		rxg_tensor_free(t[w]);
+	rxg_tensor_free(c_out);
+	return rc;
+}
+
 static int cmd_gemm(int argc, char **argv, const char *socket)
 {
+	struct resident_times rt;
 	struct gemm_opts o = {
 		.socket = socket, .row_major = 1, .alpha = 1.0f, .beta = 0.0f, .seed = 1, .repeat = 1,
 		.shm = SHM_AUTO,
@@ -1174,17 +1318,22 @@ static int cmd_gemm(int argc, char **argv, const char *socket)
 			o.row_major ? mat[MAT_A].cols : mat[MAT_A].rows, mat[MAT_B].data,
 			o.row_major ? mat[MAT_B].cols : mat[MAT_B].rows, o.beta, want, ldc);
 	}
-	rc = gemm_shm_setup(client, &o, mat, &sh);
-	if (rc != EXIT_OK)
-		goto out;
-	rc = gemm_run(client, &o, mat, &sh, c_in, want, runs, &chk);
+	if (o.resident) {
+		rc = gemm_run_resident(client, &o, mat, want, runs, &rt, &chk);
+	} else {
+		rc = gemm_shm_setup(client, &o, mat, &sh);
+		if (rc == EXIT_OK)
+			rc = gemm_run(client, &o, mat, &sh, c_in, want, runs, &chk);
+	}
 	if (rc != EXIT_OK)
 		goto out;
 
 	if (o.json)
-		gemm_report_json(&o, rxg_server_info(client), sh.buf != NULL, runs, &chk);
+		gemm_report_json(&o, rxg_server_info(client), sh.buf != NULL,
+				 o.resident ? &rt : NULL, runs, &chk);
 	else
-		gemm_report_text(&o, rxg_server_info(client), sh.buf != NULL, runs, &chk);
+		gemm_report_text(&o, rxg_server_info(client), sh.buf != NULL,
+				 o.resident ? &rt : NULL, runs, &chk);
 	fflush(stdout);
 	if (o.out_path && npy_write(o.out_path, mat[MAT_C].data, o.m, o.n, !o.row_major, err,
 				    sizeof(err)) < 0) {
@@ -1377,6 +1526,13 @@ static void status_text_client_row(struct table *t, const struct rxg_client_stat
 	format_bytes(out, sizeof(out), c->bytes_out);
 	table_cell(t, "%s", in);
 	table_cell(t, "%s", out);
+	/* Device tensors held now: the departed hold none. */
+	if (departed || !c->tensors) {
+		table_cell(t, "-");
+	} else {
+		format_bytes(in, sizeof(in), c->tensor_bytes);
+		table_cell(t, "%lu, %s", (unsigned long)c->tensors, in);
+	}
 }
 
 /* Device utilisation, the clients (connected, then the departed total) and the kernel
@@ -1385,10 +1541,11 @@ static void status_text_sharing(const struct rxg_status *st)
 {
 	static const char *const chead[] = { "id", "name", "uid", "pid", "in flight", "jobs ok",
 					     "failed", "rejected", "GFLOP", "GFLOPS",
-					     "avg queued ms", "avg total ms", "in", "out" };
+					     "avg queued ms", "avg total ms", "in", "out",
+					     "tensors" };
 	static const char *const khead[] = { "kernel", "jobs", "GFLOP", "kernel s", "GFLOPS",
 					     "avg h2d ms", "avg kernel ms", "avg d2h ms" };
-	struct table t = { .ncols = 14, .align = "rlrrrrrrrrrrrr" };
+	struct table t = { .ncols = 15, .align = "rlrrrrrrrrrrrrr" };
 
 	printf("busy:     %.1f%% since start, %.1f%% over the last %.1f s",
 	       100.0 * st->device_utilisation, 100.0 * st->device_utilisation_recent,
@@ -1596,6 +1753,8 @@ static void json_client_stats(struct json_writer *w, const struct rxg_client_sta
 	json_member_uint(w, "flops", c->flops);
 	json_member_uint(w, "bytes_in", c->bytes_in);
 	json_member_uint(w, "bytes_out", c->bytes_out);
+	json_member_uint(w, "tensors", c->tensors);
+	json_member_uint(w, "tensor_bytes", c->tensor_bytes);
 	json_member_number(w, "gflops", gflops((double)c->flops, (double)c->timings.kernel_ns));
 	json_key(w, "timings");
 	json_timings(w, &c->timings);
@@ -1870,6 +2029,10 @@ static void status_prometheus(const struct rxg_status *st)
 		      "Bytes the daemon received from the client.", c->bytes_in);
 	PROM_CLIENTS_(f, st, "rxgemm_client_sent_bytes_total", "counter",
 		      "Bytes the daemon sent to the client.", c->bytes_out);
+	PROM_CLIENTS_(f, st, "rxgemm_client_tensors", "gauge",
+		      "Device tensors the client holds now.", c->tensors);
+	PROM_CLIENTS_(f, st, "rxgemm_client_tensor_bytes", "gauge",
+		      "Device memory the client's tensors hold in the budget.", c->tensor_bytes);
 
 	PROM_KERNELS_(f, st, "rxgemm_kernel_variant_jobs_total", "counter",
 		      "Jobs run by the kernel variant.", v->jobs);

@@ -56,6 +56,8 @@ RXG_SAME_CODE_(RXG_ETIMEOUT, STATUS_TIMEOUT);
 RXG_SAME_CODE_(RXG_ECANCELLED, STATUS_CANCELLED);
 RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
 RXG_SAME_CODE_(RXG_EPERM, STATUS_PERMISSION);
+RXG_SAME_CODE_(RXG_ETENSOR, STATUS_TENSOR);
+RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
 #undef RXG_SAME_CODE_
 
 #define RXG__ERRMSG_BYTES 1024
@@ -377,7 +379,7 @@ static void timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
  * error of its own. */
 static int status_code(Rxgemm__Status status)
 {
-	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_PERMISSION
+	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_QUOTA
 		       ? (int)status
 		       : -1;
 }
@@ -610,6 +612,22 @@ int rxg__request_fd(rxg_client *c, Rxgemm__Request *req, int fd, Rxgemm__Reply__
 
 	*out = NULL;
 	rc = call_fd(c, req, RXG__HELLO_REPLY_MAX_BYTES, want, fd, &p);
+	if (rc == RXG_OK) {
+		*out = p->reply;
+		p->reply = NULL;
+	}
+	pending_free(p);
+	return rc;
+}
+
+int rxg__request(rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		 Rxgemm__Reply__BodyCase want, Rxgemm__Reply **out)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = call(c, req, reply_max_bytes, want, &p);
 	if (rc == RXG_OK) {
 		*out = p->reply;
 		p->reply = NULL;
@@ -942,6 +960,10 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	rc = rxg__gemm_buffers(c, args, &g, refs, sa.total, sb.total, sc.total, &c_in_buffer);
 	if (rc != RXG_OK)
 		goto out;
+	int c_in_tensor;
+	if ((rc = rxg__gemm_tensors(c, args, &g, &c_in_tensor)) != RXG_OK)
+		goto out;
+	c_in_buffer |= c_in_tensor;
 	if (opts) {
 		g.priority = opts->priority;
 		g.deadline_ms = opts->deadline_ms;
@@ -970,12 +992,60 @@ out:
 }
 
 /* A job's reply, taken out of the pending list: its result, C put in place. */
-static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+/* An asynchronous tensor read's reply: its floats (sc.total of them) into p->c. */
+static int tensor_read_finish(struct rxg_client *c, struct pending *p,
+			      struct rxg_timings *timings)
 {
-	const struct stored *sc = &p->sc;
+	const Rxgemm__TensorData *d;
 	int rc = reply_check(c, p, timings);
 
 	if (rc != RXG_OK)
+		return rc;
+	d = p->reply->tensor_data;
+	if (d->bytes != p->sc.total * sizeof(float) || d->data.len != d->bytes)
+		return fail(c, RXG_EPROTO, "the daemon returned %zu bytes of a tensor of %zu floats",
+			    d->data.len, p->sc.total);
+	memcpy(p->c, d->data.data, d->data.len);
+	return RXG_OK;
+}
+
+int rxg__submit_tensor_read(rxg_client *c, uint32_t tensor_id, size_t floats, float *out,
+			    uint64_t *id)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__TensorRead msg = RXGEMM__TENSOR_READ__INIT;
+	struct pending *p = calloc(1, sizeof(*p));
+	int rc;
+
+	*id = 0;
+	if (!p)
+		return fail(c, RXG_ENOMEM, "out of memory");
+	msg.tensor_id = tensor_id;
+	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
+	req.tensor_read = &msg;
+	p->job = true;
+	p->want = RXGEMM__REPLY__BODY_TENSOR_DATA;
+	p->reply_max_bytes = RXG__REPLY_OVERHEAD_BYTES + floats * sizeof(float);
+	p->c = out;
+	p->sc.total = floats;
+	rc = submit(c, &req, p);
+	if (rc != RXG_OK) {
+		pending_free(p);
+		return rc;
+	}
+	*id = p->id;
+	return RXG_OK;
+}
+
+static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+{
+	const struct stored *sc = &p->sc;
+	int rc;
+
+	/* rxg_wait and rxg_wait_any finish every kind of job here. */
+	if (p->want == RXGEMM__REPLY__BODY_TENSOR_DATA)
+		return tensor_read_finish(c, p, timings);
+	if ((rc = reply_check(c, p, timings)) != RXG_OK)
 		return rc;
 	const ProtobufCBinaryData *rc_data = &p->reply->gemm->c;
 	if (p->c_in_buffer) {
@@ -1187,6 +1257,8 @@ static int client_stats_from_wire(struct rxg_client_stats *o, const Rxgemm__Clie
 	timings_from_wire(&o->timings, w->timings);
 	o->bytes_in = w->bytes_in;
 	o->bytes_out = w->bytes_out;
+	o->tensors = w->tensors;
+	o->tensor_bytes = w->tensor_bytes;
 	return (o->name = dup_string(w->name)) ? 0 : -1;
 }
 
@@ -1475,6 +1547,8 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 			  args->weights && args->weights_buf ? "weights" : "input");
 		goto out;
 	}
+	if ((rc = rxg__nas_tensors(c, args, &q)) != RXG_OK)
+		goto out;
 	if (args->weights) {
 		q.weights.data = (uint8_t *)(uintptr_t)args->weights;
 		q.weights.len = args->n_weights * sizeof(float);

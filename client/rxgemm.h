@@ -43,6 +43,8 @@ extern "C" {
 	X(RXG_ECANCELLED, 12, "the job was cancelled")                                      \
 	X(RXG_EREGION, 13, "shared-memory buffer unknown, unusable or in use")              \
 	X(RXG_EPERM, 14, "this user is not allowed to use the daemon")                      \
+	X(RXG_ETENSOR, 15, "device tensor unknown (freed, or another connection's)")        \
+	X(RXG_EQUOTA, 16, "over this client's device-memory quota")                         \
 	X(RXG_ECONNECT, 100, "cannot connect to the daemon")                                \
 	X(RXG_EIO, 101, "connection to the daemon failed")                                  \
 	X(RXG_EAGAIN, 102, "no job has finished yet")
@@ -149,6 +151,23 @@ struct rxg_gemm_args {
 	size_t c_offset;
 	struct rxg_buffer *c_out_buf;
 	size_t c_out_offset;
+	/* Device tensors (rxg_tensor_create) of this handle, used in place on the device with
+	 * no copy at all; NULL: the pointer or buffer above. A tensor operand holds at least
+	 * the floats its stored matrix needs (the same count as the arrays above), its first
+	 * floats being the matrix.
+	 * - a_tensor, b_tensor: A and B are read from there;
+	 * - c_tensor: C's input comes from there, and the result replaces it there unless
+	 *   c_out_tensor or c_out_buf is set;
+	 * - c_out_tensor: the result is written there and stays on the device (read it with
+	 *   rxg_tensor_read, or use it as the next GEMM's operand); it may be c_tensor, not
+	 *   a_tensor or b_tensor. A tensor's elements between C's columns (ldc padding) are
+	 *   left as they were unless C's input is another tensor or host data.
+	 * Each of A, B and C comes from one place only: setting a tensor and a buffer for the
+	 * same operand is RXG_EINVAL. */
+	struct rxg_tensor *a_tensor;
+	struct rxg_tensor *b_tensor;
+	struct rxg_tensor *c_tensor;
+	struct rxg_tensor *c_out_tensor;
 };
 
 /* Run one GEMM and wait for it. timings may be NULL. */
@@ -172,6 +191,46 @@ size_t rxg_buffer_size(const rxg_buffer *buf);
  * is freed then, try again once they are answered. Any other outcome frees it (RXG_EIO: the
  * connection was lost, which ended the registration as well). NULL is allowed. */
 int rxg_buffer_free(rxg_buffer *buf);
+
+/* ---- Device tensors ----
+ * A tensor is float32 data the daemon keeps in its device memory between jobs, so that an
+ * operand used again (weights, a fixed B, a chain of products) crosses to the device once.
+ * It counts against the daemon's device-memory budget and this client's quota while it
+ * lives; creating one that does not fit is refused (RXG_ETOOBIG: over the budget, or what
+ * other tensors leave of it; RXG_EQUOTA: over this client's quota). A tensor belongs to
+ * the handle that created it: the daemon frees it with rxg_tensor_free or when the handle
+ * is closed (or its process dies). Free every tensor before closing its handle. */
+typedef struct rxg_tensor rxg_tensor;
+
+#define RXG_TENSOR_MAX_DIMS 3
+
+/* Create a tensor of dims[0] x ... x dims[ndims - 1] floats (ndims 1 to 3, each at least
+ * 1) from data (that many floats, row-major as far as the daemon cares: it is a flat
+ * array), or zeros when data is NULL, and wait for it. RXG_OK with *out set, else *out is
+ * NULL: RXG_EINVAL, RXG_ETOOBIG, RXG_EQUOTA, RXG_ENOMEM or a connection error. */
+int rxg_tensor_create(rxg_client *c, const int64_t *dims, int ndims, const float *data,
+		      rxg_tensor **out);
+/* The same with the floats read from a shared-memory buffer of c at offset bytes (a
+ * multiple of 4): no copy through the socket. */
+int rxg_tensor_create_from_buffer(rxg_client *c, const struct rxg_buffer *buf, size_t offset,
+				  const int64_t *dims, int ndims, rxg_tensor **out);
+/* The number of floats a tensor holds (its dims multiplied); 0 for NULL. */
+size_t rxg_tensor_floats(const rxg_tensor *t);
+/* Read the tensor's floats into out (n floats, at least rxg_tensor_floats) and wait.
+ * RXG_OK, RXG_EINVAL (n too small), RXG_ETOOBIG (more than one reply frame carries: read
+ * it into a buffer), RXG_ETENSOR or a connection error. */
+int rxg_tensor_read(rxg_tensor *t, float *out, size_t n);
+/* The same into a shared-memory buffer of the tensor's handle at offset bytes. */
+int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset);
+/* rxg_tensor_read as a job (see "Asynchronous jobs" below): sent at once, its id in *id;
+ * rxg_wait or rxg_wait_any copies the floats into out (which must stay valid until then)
+ * and returns the read's result. A read sent after a job that writes the tensor (both at
+ * the default priority) sees that job's result. RXG_OK, RXG_EINVAL or RXG_EIO. */
+int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint64_t *id);
+/* Free the tensor on the daemon and here. A job in flight that uses it still completes.
+ * The handle is freed whatever the daemon answers (RXG_ETENSOR: it did not know it; a
+ * connection error: closing the connection freed it anyway). NULL is allowed. */
+int rxg_tensor_free(rxg_tensor *t);
 
 /* ---- Asynchronous jobs ---- */
 
@@ -204,7 +263,7 @@ int rxg_submit_gemm(rxg_client *c, const struct rxg_gemm_args *args,
 int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings);
 
 /* Wait up to timeout_ms (-1: for ever, 0: do not block) for any job submitted with
- * rxg_submit_gemm (never another thread's rxg_gemm) to finish, and finish it as rxg_wait
+ * rxg_submit_gemm or rxg_submit_tensor_read (never another thread's rxg_gemm) to finish, and finish it as rxg_wait
  * does. On return *id is the job's id and the value its result,
  * or *id is 0 and the value RXG_EAGAIN (none finished in time), RXG_EINVAL (no job is
  * waiting to be waited for) or RXG_EIO. */
@@ -279,6 +338,8 @@ struct rxg_client_stats {
 	struct rxg_timings timings; /* each phase summed over the jobs that succeeded */
 	uint64_t bytes_in;         /* matrix bytes its requests carried (A, B, C) */
 	uint64_t bytes_out;        /* matrix bytes the replies carried (C) */
+	uint32_t tensors;          /* device tensors it holds now */
+	uint64_t tensor_bytes;     /* their size in the daemon's device-memory budget */
 };
 
 /* One GEMM kernel variant's work over the jobs it ran to success. Its GFLOPS on the device
@@ -402,6 +463,10 @@ struct rxg_nas_args {
 	size_t weights_offset;
 	struct rxg_buffer *input_buf;
 	size_t input_offset;
+	/* Or from device tensors of this handle (rxg_tensor_create), uploaded once for many
+	 * evaluations: n_weights (the input's) floats exactly. NULL: as above. */
+	struct rxg_tensor *weights_tensor;
+	struct rxg_tensor *input_tensor;
 };
 
 struct rxg_nas_part {

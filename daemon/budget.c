@@ -164,7 +164,12 @@ int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t ow
 	for (;;) {
 		uint64_t mine = 0;
 
-		if (bytes > b->budget_bytes) {
+		/* Resident reservations (device tensors) stay until their client frees them:
+		 * waiting for their room could wait for ever, so what does not fit beside
+		 * them never fits. */
+		/* (A SIGHUP may have lowered the budget below what tensors hold.) */
+		if (b->resident_bytes >= b->budget_bytes ||
+		    bytes > b->budget_bytes - b->resident_bytes) {
 			ret = -E2BIG;
 			break;
 		}
@@ -207,6 +212,20 @@ int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t ow
 	pthread_mutex_unlock(&b->lock);
 	budget_free_list(b, evicted);
 	return ret;
+}
+
+int budget_reserve_resident(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
+			    uint64_t bytes)
+{
+	int ret = budget_reserve(b, res, owner, bytes, false, NULL);
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&b->lock);
+	res->resident = true;
+	b->resident_bytes += bytes;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
 }
 
 int budget_buf_get(struct rxd_budget *b, struct rxd_budget_res *res, uint64_t bytes,
@@ -287,6 +306,9 @@ void budget_release(struct rxd_budget *b, struct rxd_budget_res *res)
 	}
 	b->in_use_bytes -= res->used_bytes;
 	b->reserved_bytes -= res->bytes;
+	if (res->resident)
+		b->resident_bytes -= res->bytes;
+	res->resident = false;
 	res->live = false;
 	res->used_bytes = 0;
 	pthread_cond_broadcast(&b->cond);
@@ -333,6 +355,7 @@ void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out)
 	out->budget_bytes = b->budget_bytes;
 	out->quota_bytes = b->quota_bytes;
 	out->reserved_bytes = b->reserved_bytes;
+	out->resident_bytes = b->resident_bytes;
 	out->in_use_bytes = b->in_use_bytes;
 	out->peak_bytes = b->peak_bytes;
 	out->pool_bytes = b->pool_bytes;

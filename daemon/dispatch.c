@@ -34,7 +34,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 
 static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "nas" };
+	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor", "nas" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -196,6 +196,14 @@ static void dispatch_release_regions(struct rxd_job *job)
 	}
 }
 
+static void dispatch_release_tensors(struct rxd_job *job)
+{
+	for (int i = 0; i < 4; i++) {
+		tensor_unref(job->tensors[i]);
+		job->tensors[i] = NULL;
+	}
+}
+
 /* Do two byte ranges [a, a + alen) and [b, b + blen) meet? */
 static bool dispatch_overlap(const uint8_t *a, uint64_t alen, const uint8_t *b, uint64_t blen)
 {
@@ -282,6 +290,48 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	return RXGEMM__STATUS__STATUS_OK;
 }
 
+/* The device tensors a GEMM names (request order: a, b, c, c_out; NULL: none), each
+ * operand from one source only, and their sizes for gemm_validate_tensors. Takes no
+ * reference. A status code, with a sentence in err. */
+static int dispatch_gemm_tensors(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
+				 struct rxd_tensor *used[4], uint64_t floats[3], char *err,
+				 size_t errlen)
+{
+	static const char *const names[4] = { "a_tensor", "b_tensor", "c_tensor", "c_out_tensor" };
+	const uint32_t ids[4] = { rq->a_tensor, rq->b_tensor, rq->c_tensor, rq->c_out_tensor };
+	const bool other[4] = { rq->a.len || rq->a_region, rq->b.len || rq->b_region,
+				rq->c.len || rq->c_region, rq->c_out != NULL };
+	int st;
+
+	for (int i = 0; i < 4; i++) {
+		used[i] = NULL;
+		if (!ids[i])
+			continue;
+		if (other[i]) {
+			static const char *const others[4] = { "a (inline or a_region)",
+							       "b (inline or b_region)",
+							       "c (inline or c_region)",
+							       "c_out (a region)" };
+
+			snprintf(err, errlen, "%s and %s are both given; send each operand one way",
+				 names[i], others[i]);
+			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err, errlen)))
+			return st;
+		if (i < 3)
+			floats[i] = used[i]->floats;
+	}
+	/* The kernel reads A and B while it writes C: C may replace its own input only. */
+	if (used[3] && (used[3] == used[0] || used[3] == used[1])) {
+		snprintf(err, errlen, "c_out_tensor %u is also %s; the result may only replace "
+			 "C's own input (c_tensor)",
+			 rq->c_out_tensor, used[3] == used[0] ? "a_tensor" : "b_tensor");
+		return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 /* A zeroed job for req, or NULL when out of memory (answered; req freed). */
 static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req)
 {
@@ -334,6 +384,9 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 	if ((st = dispatch_admit(c, job->held_bytes, err, sizeof(err)))) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		dispatch_release_regions(job);
+		if (job->kind == RXD_JOB_TENSOR_CREATE)
+			c->tensors.pending--;
+		dispatch_release_tensors(job);
 		job_free(job);
 		return;
 	}
@@ -364,6 +417,9 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
 				       "out of memory for queueing the job");
 		dispatch_release_regions(job);
+		if (job->kind == RXD_JOB_TENSOR_CREATE)
+			c->tensors.pending--;
+		dispatch_release_tensors(job);
 		job_free(job); /* frees req too */
 		return;
 	}
@@ -391,6 +447,8 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame
 	struct rxd_job *job;
 	Rxgemm__GemmRequest view;
 	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
+	struct rxd_tensor *tensors[4] = { NULL };
+	uint64_t tensor_floats[3] = { 0, 0, 0 };
 	char err[RXD_ERROR_MAX];
 	uint64_t deadline_ms;
 	int st;
@@ -399,7 +457,16 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame
 		return;
 	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK)
-		st = gemm_validate(&view, &srv->limits, &job->g, err, sizeof(err));
+		st = dispatch_gemm_tensors(c, req->gemm, tensors, tensor_floats, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		st = gemm_validate_tensors(&view, &srv->limits, tensor_floats, &job->g, err,
+					   sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && tensors[3] && tensors[3]->floats < job->g.c_elems) {
+		snprintf(err, sizeof(err), "c_out_tensor holds %llu floats but C needs %llu",
+			 (unsigned long long)tensors[3]->floats,
+			 (unsigned long long)job->g.c_elems);
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
 	if (st == RXGEMM__STATUS__STATUS_OK && job->c_dest &&
 	    req->gemm->c_out->length / sizeof(float) < job->g.c_elems) {
 		snprintf(err, sizeof(err), "c_out holds %llu bytes but C needs %llu",
@@ -426,6 +493,17 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame
 			dispatch_hold_region(job, used[i]);
 	if (job->regions[0])
 		shm_note_job();
+	/* The job's tensors in the column-major problem's order: a row-major request
+	 * swapped its operands (gemm_validate). */
+	if (req->gemm->layout == RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR) {
+		struct rxd_tensor *x = tensors[0];
+
+		tensors[0] = tensors[1];
+		tensors[1] = x;
+	}
+	for (int i = 0; i < 4; i++)
+		if ((job->tensors[i] = tensors[i]))
+			tensor_ref(tensors[i]);
 	job->conn = c;
 	job->conn_id = c->id;
 	job->request_id = req->request_id;
@@ -435,9 +513,9 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame
 	job->g.cancel = &job->cancel;
 	job->sj.cost = sched_cost(job->g.flops);
 	job->sj.priority = req->gemm->priority;
-	/* C comes back inline unless it goes to the client's region. */
-	job->held_bytes = dispatch_charge(frame_len, job->c_dest ? 0
-								 : job->g.c_elems * sizeof(float));
+	/* C comes back inline unless it goes to the client's region or stays in a tensor. */
+	job->held_bytes = dispatch_charge(frame_len, job->c_dest || job->tensors[3]
+							     ? 0 : job->g.c_elems * sizeof(float));
 	/* The deadline counts from the frame's arrival; one too far to represent is none. */
 	deadline_ms = req->gemm->deadline_ms;
 	if (deadline_ms && deadline_ms <= (UINT64_MAX - received_ns) / 1000000)
@@ -500,6 +578,31 @@ static uint64_t dispatch_nas_reply_bytes(const Rxgemm__NasEvalRequest *rq)
 	return bytes;
 }
 
+/* The weights and input tensors a NAS request names (NULL: none), each the only source of
+ * its data. Takes no reference. A status code, with a sentence in err. */
+static int dispatch_nas_tensors(struct rxd_conn *c, const Rxgemm__NasEvalRequest *rq,
+				struct rxd_tensor *used[2], char *err, size_t errlen)
+{
+	static const char *const names[2] = { "weights_tensor", "input_tensor" };
+	const uint32_t ids[2] = { rq->weights_tensor, rq->input_tensor };
+	const bool other[2] = { rq->weights.len || rq->weights_region,
+				rq->input.len || rq->input_region };
+	int st;
+
+	for (int i = 0; i < 2; i++) {
+		if (!ids[i])
+			continue;
+		if (other[i]) {
+			snprintf(err, errlen, "%s and %s (inline or a region) are both given; send "
+				 "one", names[i], i ? "input" : "weights");
+			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err, errlen)))
+			return st;
+	}
+	return RXGEMM__STATUS__STATUS_OK;
+}
+
 static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
 			 uint64_t received_ns)
 {
@@ -507,6 +610,7 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_
 	struct rxd_job *job;
 	Rxgemm__NasEvalRequest view;
 	struct rxd_region *used[2] = { NULL };
+	struct rxd_tensor *tensors[2] = { NULL };
 	char err[RXD_ERROR_MAX];
 	int st;
 
@@ -514,8 +618,24 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_
 		return;
 	st = dispatch_nas_regions(c, req->nas_eval, &view, used, err, sizeof(err));
 	if (st == RXGEMM__STATUS__STATUS_OK)
+		st = dispatch_nas_tensors(c, req->nas_eval, tensors, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
 		st = nas_job_prepare(&view, &srv->limits, srv->cfg->max_frame_bytes, &job->nas, err,
 				     sizeof(err));
+	for (int i = 0; i < 2 && st == RXGEMM__STATUS__STATUS_OK; i++) {
+		uint64_t want = i ? nas_job_input_floats(job->nas) : nas_job_blob_floats(job->nas);
+
+		if (tensors[i] && tensors[i]->floats != want) {
+			snprintf(err, sizeof(err), "%s_tensor holds %llu floats; this network's %s "
+				 "has %llu",
+				 i ? "input" : "weights", (unsigned long long)tensors[i]->floats,
+				 i ? "input (batch x 3 x height x width)" : "state_dict",
+				 (unsigned long long)want);
+			st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+			nas_job_free(job->nas);
+			job->nas = NULL;
+		}
+	}
 	if (st != RXGEMM__STATUS__STATUS_OK) {
 		dispatch_error(c, req->request_id, st, false, "%s", err);
 		rxgemm__request__free_unpacked(req, NULL);
@@ -525,6 +645,9 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_
 	for (int i = 0; i < 2; i++)
 		if (used[i])
 			dispatch_hold_region(job, used[i]);
+	for (int i = 0; i < 2; i++)
+		if ((job->tensors[i] = tensors[i]))
+			tensor_ref(tensors[i]);
 	job->kind = RXD_JOB_NAS;
 	job->conn = c;
 	job->conn_id = c->id;
@@ -536,6 +659,150 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_
 	job->sj.cost = sched_cost(nas_job_flops(job->nas));
 	job->held_bytes = dispatch_charge(frame_len, dispatch_nas_reply_bytes(req->nas_eval));
 	dispatch_submit(c, job);
+}
+
+/* TensorCreate: checked here, made by the device worker, listed when it comes back. */
+static void dispatch_tensor_create(struct rxd_conn *c, Rxgemm__Request *req,
+				   size_t frame_len, uint64_t received_ns)
+{
+	const Rxgemm__TensorCreate *tc = req->tensor_create;
+	struct rxd_tensors *tab = &c->tensors;
+	struct rxd_region *region = NULL;
+	struct rxd_tensor *x = NULL;
+	struct rxd_job *job;
+	char err[RXD_ERROR_MAX];
+	uint8_t *p = NULL;
+	int st;
+
+	if (!(job = dispatch_job_new(c, req)))
+		return;
+	st = tensor_new(tc->dims, tc->n_dims, c->srv->limits.max_buffer_bytes, "dims", &x, err,
+			sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && tab->count + tab->pending >= RXD_TENSOR_MAX) {
+		snprintf(err, sizeof(err), "this connection has %u tensors already, the most it may "
+			 "have; free some", tab->count + tab->pending);
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (st == RXGEMM__STATUS__STATUS_OK && tc->data.len && tc->region) {
+		snprintf(err, sizeof(err), "data and region are both given; send one (or neither, "
+			 "for zeros)");
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	if (st == RXGEMM__STATUS__STATUS_OK && tc->region)
+		st = shm_resolve(&c->shm, tc->region, "region", &region, &p, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK && (tc->data.len || region) &&
+	    (region ? tc->region->length : tc->data.len) != x->floats * sizeof(float)) {
+		snprintf(err, sizeof(err), "%s holds %llu bytes but a tensor of %llu floats takes "
+			 "%llu",
+			 region ? "region" : "data",
+			 (unsigned long long)(region ? tc->region->length : tc->data.len),
+			 (unsigned long long)x->floats,
+			 (unsigned long long)(x->floats * sizeof(float)));
+		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	}
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		tensor_unref(x);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
+	if (region) {
+		dispatch_hold_region(job, region);
+		job->tensor_src = p;
+	} else if (tc->data.len) {
+		job->tensor_src = tc->data.data;
+	}
+	job->kind = RXD_JOB_TENSOR_CREATE;
+	job->tensors[0] = x; /* the new tensor's one reference */
+	job->conn = c;
+	job->conn_id = c->id;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+	job->sj.cost = sched_cost(x->floats);
+	job->held_bytes = dispatch_charge(frame_len, 0);
+	tab->pending++;
+	dispatch_submit(c, job);
+}
+
+/* TensorRead: the device worker copies the tensor into the reply or a region. */
+static void dispatch_tensor_read(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
+				 uint64_t received_ns)
+{
+	const Rxgemm__TensorRead *tr = req->tensor_read;
+	struct rxd_region *region = NULL;
+	struct rxd_tensor *x;
+	struct rxd_job *job;
+	char err[RXD_ERROR_MAX];
+	uint8_t *p = NULL;
+	uint64_t bytes = 0;
+	int st;
+
+	if (!(job = dispatch_job_new(c, req)))
+		return;
+	st = tensor_find(&c->tensors, tr->tensor_id, "tensor_id", &x, err, sizeof(err));
+	if (st == RXGEMM__STATUS__STATUS_OK)
+		bytes = x->floats * sizeof(float);
+	if (st == RXGEMM__STATUS__STATUS_OK && tr->out) {
+		st = shm_resolve(&c->shm, tr->out, "out", &region, &p, err, sizeof(err));
+		if (st == RXGEMM__STATUS__STATUS_OK && tr->out->length < bytes) {
+			snprintf(err, sizeof(err), "out holds %llu bytes but tensor %u has %llu",
+				 (unsigned long long)tr->out->length, tr->tensor_id,
+				 (unsigned long long)bytes);
+			st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		}
+	} else if (st == RXGEMM__STATUS__STATUS_OK && bytes > c->srv->cfg->max_frame_bytes - 4096) {
+		snprintf(err, sizeof(err), "tensor %u (%llu bytes) does not fit a reply frame "
+			 "(max-frame %llu bytes); read it into a region",
+			 tr->tensor_id, (unsigned long long)bytes,
+			 (unsigned long long)c->srv->cfg->max_frame_bytes);
+		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+	}
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		rxgemm__request__free_unpacked(req, NULL);
+		free(job);
+		return;
+	}
+	if (region) {
+		dispatch_hold_region(job, region);
+		job->c_dest = (float *)(void *)p;
+	}
+	tensor_ref(x);
+	job->tensors[0] = x;
+	job->kind = RXD_JOB_TENSOR_READ;
+	job->conn = c;
+	job->conn_id = c->id;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+	job->sj.cost = sched_cost(x->floats);
+	/* The data comes back inline unless it goes to the client's region. */
+	job->held_bytes = dispatch_charge(frame_len, region ? 0 : bytes);
+	dispatch_submit(c, job);
+}
+
+/* TensorFree: unlisted at once; a job in flight that uses it keeps it until answered. */
+static void dispatch_tensor_free(struct rxd_conn *c, const Rxgemm__Request *req)
+{
+	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
+	Rxgemm__TensorFreed freed = RXGEMM__TENSOR_FREED__INIT;
+	char err[RXD_ERROR_MAX];
+	int st;
+
+	st = tensor_remove(&c->tensors, req->tensor_free->tensor_id, err, sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err);
+		return;
+	}
+	freed.tensor_id = req->tensor_free->tensor_id;
+	reply.request_id = req->request_id;
+	reply.body_case = RXGEMM__REPLY__BODY_TENSOR_FREED;
+	reply.tensor_freed = &freed;
+	conn_send(c, &reply, false);
 }
 
 /* Answer a frame that the pre-scan refused. Unknown fields mean the peer speaks a schema we
@@ -651,6 +918,15 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	case RXGEMM__REQUEST__BODY_NAS_EVAL:
 		dispatch_nas(c, req, len, received_ns);
 		return; /* req now belongs to the job */
+	case RXGEMM__REQUEST__BODY_TENSOR_CREATE:
+		dispatch_tensor_create(c, req, len, received_ns);
+		return; /* req now belongs to the job */
+	case RXGEMM__REQUEST__BODY_TENSOR_READ:
+		dispatch_tensor_read(c, req, len, received_ns);
+		return; /* req now belongs to the job */
+	case RXGEMM__REQUEST__BODY_TENSOR_FREE:
+		dispatch_tensor_free(c, req);
+		break;
 	default:
 		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
 			       "request has no body");
@@ -667,6 +943,8 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__GemmReply gemm = RXGEMM__GEMM_REPLY__INIT;
 	Rxgemm__NasEvalReply nas;
+	Rxgemm__TensorCreated created = RXGEMM__TENSOR_CREATED__INIT;
+	Rxgemm__TensorData data = RXGEMM__TENSOR_DATA__INIT;
 	char why[4 * RXD_ERROR_MAX];
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	uint64_t done_ns = now_ns();
@@ -674,6 +952,22 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
 	c->jobs_bytes -= job->held_bytes;
+	if (job->kind == RXD_JOB_TENSOR_CREATE) {
+		c->tensors.pending--;
+		/* Listed only when made and its client is still there to use it; otherwise
+		 * the job's reference, the last, releases it below. */
+		if (job->status == RXGEMM__STATUS__STATUS_OK && !c->closing) {
+			if (tensor_add(&c->tensors, job->tensors[0]) == 0) {
+				created.tensor_id = job->tensors[0]->id;
+				created.bytes = job->tensors[0]->floats * sizeof(float);
+				job->tensors[0] = NULL; /* the table's now */
+			} else {
+				job->status = RXGEMM__STATUS__STATUS_INTERNAL;
+				snprintf(job->error, sizeof(job->error), "no free slot in the "
+					 "connection's tensor table: a bug");
+			}
+		}
+	}
 	stats_job_busy(&srv->stats, job);
 	if (job->in_place)
 		shm_note_in_place();
@@ -694,8 +988,20 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 			reply.status = RXGEMM__STATUS__STATUS_NO_MEMORY;
 			reply.error = (char *)"out of memory building the reply";
 		}
+	} else if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_TENSOR_CREATE) {
+		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_CREATED;
+		reply.tensor_created = &created;
+	} else if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_TENSOR_READ) {
+		data.bytes = job->tensors[0]->floats * sizeof(float);
+		if (!job->c_dest) {
+			data.data.data = (uint8_t *)job->c_out;
+			data.data.len = data.bytes;
+		}
+		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_DATA;
+		reply.tensor_data = &data;
 	} else if (job->status == RXGEMM__STATUS__STATUS_OK) {
-		if (!job->c_dest) { /* else C is in the client's region already */
+		/* Else C is in the client's region, or in a tensor, already. */
+		if (!job->c_dest && !job->tensors[3]) {
 			gemm.c.data = (uint8_t *)job->c_out;
 			gemm.c.len = job->g.c_elems * sizeof(float);
 		}
@@ -707,9 +1013,18 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 		reply.error = job->error;
 	}
 	t.total_ns = now_ns() - job->received_ns;
-	stats_job_done(&srv->stats, job, c, &t);
+	/* Tensor creations and reads are no jobs of the statistics (no FLOPs, no shape): the
+	 * clients' tensor figures tell of them. */
+	if (job->kind == RXD_JOB_GEMM || job->kind == RXD_JOB_NAS)
+		stats_job_done(&srv->stats, job, c, &t);
 	log_escape(why, sizeof(why), job->error); /* a NAS error may quote the request */
-	if (job->kind == RXD_JOB_NAS)
+	if (job->kind == RXD_JOB_TENSOR_CREATE || job->kind == RXD_JOB_TENSOR_READ)
+		log_msg(LOG_DEBUG, "client %u request %llu: tensor %s %s%s%s", c->id,
+			(unsigned long long)job->request_id,
+			job->kind == RXD_JOB_TENSOR_READ ? "read" : "create",
+			job->status ? "failed" : "done", job->status ? ": " : "",
+			job->status ? why : "");
+	else if (job->kind == RXD_JOB_NAS)
 		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
 			(unsigned long long)job->request_id, job->status ? "failed" : "done",
 			(double)(done_ns - job->received_ns) / 1e6, job->status ? ": " : "",
@@ -731,6 +1046,7 @@ out:
 	/* The regions were the worker's to read and write until now; unmapped here when the
 	 * client unregistered them or left meanwhile. */
 	dispatch_release_regions(job);
+	dispatch_release_tensors(job);
 	job_free(job);
 	conn_unref(c);
 }

@@ -47,7 +47,8 @@ static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
 static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int64_t cols,
 			     int64_t ld, int64_t batch, int64_t stride,
 			     const ProtobufCBinaryData *data, bool optional,
-			     const struct rxd_limits *lim, int64_t *ld_out, int64_t *stride_out,
+			     uint64_t tensor_floats, const struct rxd_limits *lim,
+			     int64_t *ld_out, int64_t *stride_out,
 			     size_t *need_out, size_t *given_out, char *err, size_t errlen)
 {
 	/* inner: the extent along the contiguous index; outer: the other. */
@@ -108,6 +109,19 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 	*stride_out = batch > 1 ? stride : 0;
 	*need_out = need;
 	*given_out = 0;
+	if (tensor_floats) {
+		/* A device tensor may hold more than the matrix: its first floats are it. */
+		if (tensor_floats < need)
+			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
+					 "%s_tensor holds %llu floats but %s%lld x %lld with ld%s "
+					 "%lld needs %llu",
+					 name, (unsigned long long)tensor_floats,
+					 batch > 1 ? "a batch of " : "", (long long)rows,
+					 (long long)cols, name, (long long)ld,
+					 (unsigned long long)need);
+		*given_out = need;
+		return RXGEMM__STATUS__STATUS_OK;
+	}
 	if (data->len == 0 && optional)
 		return RXGEMM__STATUS__STATUS_OK;
 	if (data->len % sizeof(float))
@@ -128,6 +142,15 @@ static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int
 
 int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		  struct rxd_gemm *g, char *err, size_t errlen)
+{
+	static const uint64_t none[3] = { 0, 0, 0 };
+
+	return gemm_validate_tensors(rq, lim, none, g, err, errlen);
+}
+
+int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
+			  const uint64_t tensor_floats[3], struct rxd_gemm *g, char *err,
+			  size_t errlen)
 {
 	bool row_major;
 	int64_t lda, ldb, ldc, batch, sa, sb, sc;
@@ -165,16 +188,19 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 				 (long long)batch);
 	st = gemm_check_matrix("a", row_major, rq->trans_a ? rq->k : rq->m,
 			       rq->trans_a ? rq->m : rq->k, rq->lda, batch, rq->stride_a, &rq->a,
-			       false, lim, &lda, &sa, &a_need, &a_given, err, errlen);
+			       false, tensor_floats[0], lim, &lda, &sa, &a_need, &a_given, err,
+			       errlen);
 	if (st)
 		return st;
 	st = gemm_check_matrix("b", row_major, rq->trans_b ? rq->n : rq->k,
 			       rq->trans_b ? rq->k : rq->n, rq->ldb, batch, rq->stride_b, &rq->b,
-			       false, lim, &ldb, &sb, &b_need, &b_given, err, errlen);
+			       false, tensor_floats[1], lim, &ldb, &sb, &b_need, &b_given, err,
+			       errlen);
 	if (st)
 		return st;
 	st = gemm_check_matrix("c", row_major, rq->m, rq->n, rq->ldc, batch, rq->stride_c, &rq->c,
-			       true, lim, &ldc, &sc, &c_need, &c_given, err, errlen);
+			       true, tensor_floats[2], lim, &ldc, &sc, &c_need, &c_given, err,
+			       errlen);
 	if (st)
 		return st;
 	if (c_given == 0 && rq->beta != 0.0f)
@@ -194,7 +220,7 @@ int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 	g->alpha = rq->alpha;
 	g->beta = rq->beta;
 	g->flops = flops;
-	g->c = c_given ? (const float *)rq->c.data : NULL;
+	g->c = c_given && !tensor_floats[2] ? (const float *)rq->c.data : NULL;
 	g->ldc = ldc;
 	g->batch_count = batch;
 	g->stride_c = sc;
@@ -751,10 +777,16 @@ int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 	if (a_off < 0 || b_off < 0 || c_off < 0)
 		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
 				 "negative buffer offsets");
-	if ((a_off || b_off || c_off) && gemm_prepare_at(eng, variant) < 0)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
-				 "kernel %s failed its self-test at buffer offsets",
-				 eng->variants[variant].name);
+	if ((a_off || b_off || c_off) && (st = gemm_prepare_at(eng, variant)) < 0)
+		return st == -EAGAIN
+			       ? gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+					   "no room in the device-memory budget to self-test kernel "
+					   "%s at buffer offsets (device tensors may hold it); try "
+					   "again",
+					   eng->variants[variant].name)
+			       : gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
+					   "kernel %s failed its self-test at buffer offsets",
+					   eng->variants[variant].name);
 	if (s > 1) {
 		const uint64_t ws_bytes[1] = { (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4 };
 		struct rxd_budget_res res;
@@ -1488,10 +1520,12 @@ static int gemm_selftest_at_one(struct rxd_gemm_engine *eng, int vi, int M, int 
 	refgemm_fill_random(a, a_len, &seed);
 	refgemm_fill_random(b, b_len, &seed);
 	refgemm_fill_random(c, c_len, &seed);
-	ret = -EIO;
-	/* From the budget, like every buffer the daemon makes. */
+	/* From the budget, like every buffer the daemon makes; none there now (a NAS job's
+	 * network or device tensors hold it) is no verdict on the kernel. */
+	ret = -EAGAIN;
 	if (gemm_buffers_get(eng, &res, bytes, mem, &e) < 0)
 		goto out;
+	ret = -EIO;
 	ma = mem[0], mb = mem[1], mc = mem[2];
 	if (clEnqueueWriteBuffer(dev->queue, ma, CL_FALSE, 0, a_len * sizeof(float), a, 0, NULL,
 				 NULL) != CL_SUCCESS ||
@@ -1525,7 +1559,7 @@ int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant)
 {
 	struct rxd_gemm_variant *v = &eng->variants[variant];
 	const struct rxd_gemm_config *c = &v->cfg;
-	int big = 2 * (c->tsm > c->tsn ? c->tsm : c->tsn) + 8;
+	int big = 2 * (c->tsm > c->tsn ? c->tsm : c->tsn) + 8, ret;
 
 	if (v->at_tested)
 		return 0;
@@ -1534,13 +1568,15 @@ int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant)
 	v->at_tested = true; /* the self-test itself enqueues through gemm_enqueue_at */
 	/* Odd offsets take the scalar paths; offsets of 4 keep the register-blocked kernel's
 	 * whole tiles on its vector path. */
-	if (gemm_selftest_at_one(eng, variant, 37, 29, 21, 41, 3) < 0 ||
-	    (c->kernel == RXD_GEMM_REG &&
-	     gemm_selftest_at_one(eng, variant, 2 * c->tsm + 4, c->tsn + 8, 3 * c->tsk + 4, big,
-				  4) < 0)) {
+	ret = gemm_selftest_at_one(eng, variant, 37, 29, 21, 41, 3);
+	if (ret == 0 && c->kernel == RXD_GEMM_REG)
+		ret = gemm_selftest_at_one(eng, variant, 2 * c->tsm + 4, c->tsn + 8,
+					   3 * c->tsk + 4, big, 4);
+	if (ret < 0) {
 		v->at_tested = false;
-		v->at_failed = true;
-		return -EIO;
+		/* Without room for its buffers the test runs again at the next use. */
+		v->at_failed = ret != -EAGAIN;
+		return ret == -EAGAIN ? -EAGAIN : -EIO;
 	}
 	return 0;
 }

@@ -1114,6 +1114,28 @@ uint64_t nas_job_flops(const struct rxd_nas_job *nj)
 	return f;
 }
 
+uint64_t nas_job_blob_floats(const struct rxd_nas_job *nj)
+{
+	return nj->plan.blob_floats;
+}
+
+uint64_t nas_job_input_floats(const struct rxd_nas_job *nj)
+{
+	return nj->plan.tensors[nj->plan.input].elems;
+}
+
+void nas_job_give_weights(struct rxd_nas_job *nj, float *blob)
+{
+	free(nj->blob_owned);
+	nj->blob = nj->blob_owned = blob;
+}
+
+void nas_job_give_input(struct rxd_nas_job *nj, float *input)
+{
+	free(nj->input_owned);
+	nj->input = nj->input_owned = input;
+}
+
 void nas_job_free(struct rxd_nas_job *nj)
 {
 	if (!nj)

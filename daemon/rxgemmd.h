@@ -313,6 +313,12 @@ struct rxd_limits {
  * Returns an RXGEMM__STATUS__* code and, on failure, a sentence in err naming the field. */
 int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
 		  struct rxd_gemm *g, char *err, size_t errlen);
+/* The same with A, B or C (request order) in device tensors of tensor_floats[i] floats
+ * (0: not a tensor), whose bytes in rq are then empty: each must hold at least the floats
+ * the operand needs. Their pointers in g are NULL; a tensor C counts as given. */
+int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
+			  const uint64_t tensor_floats[3], struct rxd_gemm *g, char *err,
+			  size_t errlen);
 
 /* Kernel families: the edge-handling tiled kernel (kernels/gemm.cl) for small and odd
  * problems, the register-blocked one (kernels/gemm_reg.cl) for large ones, and for CPU
@@ -420,7 +426,8 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
 /* Self-test variant at odd buffer offsets against the CPU reference, once (every kernel
  * takes offsets; this checks the paths nasops.c uses): a failure is remembered.
- * Device thread only. 0 or -EIO (logged). */
+ * Device thread only. 0, -EIO (logged), or -EAGAIN when the budget has no room for the
+ * test's buffers now (not remembered: tried again at the next use). */
 int gemm_prepare_at(struct rxd_gemm_engine *eng, int variant);
 /* gemm_enqueue with A, B and C starting a_off, b_off and c_off floats into their buffers
  * (nasops.c: tensors and channel slices inside larger buffers); gemm_prepare_at first
@@ -463,10 +470,12 @@ struct rxd_budget_res {
 	uint64_t used_bytes;         /* of buffers taken, within bytes */
 	struct rxd_budget_buf *bufs; /* taken from the pool or made for this reservation */
 	bool live;
+	bool resident;               /* a device tensor's (budget_reserve_resident) */
 };
 
 struct rxd_budget_stats {
 	uint64_t budget_bytes, quota_bytes, reserved_bytes, in_use_bytes, peak_bytes;
+	uint64_t resident_bytes;
 	uint64_t pool_bytes, pool_buffers, waiting, allocations, reuses, evictions, split_jobs;
 };
 
@@ -477,6 +486,7 @@ struct rxd_budget {
 	uint64_t budget_bytes;
 	uint64_t quota_bytes;         /* per owner, reservations at once; 0: none */
 	uint64_t reserved_bytes;      /* sum of live reservations */
+	uint64_t resident_bytes;      /* of that, device tensors' (tensor.c), held until freed */
 	uint64_t in_use_bytes;        /* sum of their buffers */
 	uint64_t pool_bytes;          /* idle buffers kept for reuse */
 	uint64_t pool_buffers;
@@ -510,12 +520,18 @@ void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quo
  * to an eighth of its power of two (at most 12.5% more), so that the pool can reuse it. */
 uint64_t budget_round(uint64_t bytes);
 /* Reserve bytes for owner, atomically against the budget and the owner's quota, freeing
- * idle pool buffers when that makes the room. When the room is taken by other
- * reservations: wait for it when wait is set (until *cancel, may be NULL, is true when
+ * idle pool buffers when that makes the room. More than the budget less the resident
+ * reservations is -E2BIG. When the room is taken by other reservations: wait for it when wait is set (until *cancel, may be NULL, is true when
  * woken), else -EAGAIN. 0, -E2BIG (more than the budget: never fits), -EDQUOT (over the
  * owner's quota), -EAGAIN or -ECANCELED. */
 int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
 		   uint64_t bytes, bool wait, atomic_bool *cancel);
+/* A reservation that outlives jobs (a device tensor, tensor.c), never waiting: counted
+ * as resident, so that other reservations see the budget less it (more than that is
+ * -E2BIG for them: waiting for a tensor's room could wait for ever). Errors as
+ * budget_reserve's with wait false. */
+int budget_reserve_resident(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
+			    uint64_t bytes);
 /* A buffer of at least bytes for res: an idle one of its size class from the pool, else a
  * new one. It stays res's until budget_release. 0, -ENOSPC (over the reservation: a bug)
  * or alloc's error. */
@@ -791,7 +807,7 @@ void nasops_span_release(struct rxd_nas_span *s);
  * running job is cancelled through its cancel flag. */
 struct rxd_conn;
 
-enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1 };
+enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1, RXD_JOB_TENSOR_CREATE = 2, RXD_JOB_TENSOR_READ = 3 };
 
 struct rxd_job {
 	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
@@ -812,6 +828,12 @@ struct rxd_job {
 				      * NULL), or NULL; set by dispatch, not owned */
 	struct rxd_region *regions[RXD_JOB_REGIONS]; /* each one referenced once while the
 						      * job is in flight (shm.c); NULL-padded */
+	/* Device tensors (tensor.c), each referenced once while the job is in flight: a GEMM's
+	 * column-major a, b, C's input and C's destination (NULL: none); a tensor job's
+	 * tensor in [0]. */
+	struct rxd_tensor *tensors[4];
+	const void *tensor_src;      /* TENSOR_CREATE: its floats (request or region); NULL:
+				      * zeros */
 	const char *kernel;
 	bool in_place;               /* ran on the regions themselves (zcopy.c) */
 	struct rxd_job_timings dev_t;
@@ -1036,6 +1058,79 @@ void shm_note_job(void);
 void shm_note_in_place(void);
 void shm_stats(struct rxd_shm_stats *out);
 
+/* ---- tensor.c: device tensors, a connection's float32 data kept on the device ---- */
+/* A tensor is one device buffer taken from the budget (a resident reservation for its
+ * connection: it counts against the budget and the client's quota) and listed in its
+ * connection's table. Like regions it is counted by reference: the table holds one while
+ * it is listed, and every job in flight that reads or writes it one more; the counts
+ * change on the loop thread only, and the last reference releases the buffer to the
+ * budget (no job uses it then). The device worker makes, fills and reads the buffers
+ * (tensor_make, tensor_read_run, tensor_gemm_run) of tensors its job holds. */
+#define RXD_TENSOR_MAX 1024 /* listed at once per connection (and being made) */
+#define RXD_TENSOR_MAX_DIMS 3
+
+struct rxd_tensor {
+	uint32_t id;             /* the connection's number for it (never reused there); 0
+				  * until listed */
+	int refs;
+	int ndims;
+	int64_t dims[RXD_TENSOR_MAX_DIMS];
+	uint64_t floats;         /* dims multiplied */
+	cl_mem mem;              /* made by tensor_make; NULL before */
+	struct rxd_budget *budget; /* where res lives; NULL: mem made directly */
+	struct rxd_budget_res res;
+};
+
+struct rxd_tensors {
+	struct rxd_tensor *slots[RXD_TENSOR_MAX]; /* listed ones; NULL: free slot */
+	uint32_t next_id;
+	uint32_t count;          /* listed */
+	uint32_t pending;        /* creations in flight: each has a slot promised */
+	uint64_t bytes;          /* the listed ones' reservations */
+};
+
+void tensor_table_init(struct rxd_tensors *t);
+/* Drop the table's references (the connection closes): each buffer goes back to the
+ * budget as soon as no job holds its tensor. */
+void tensor_table_fini(struct rxd_tensors *t);
+/* A new tensor of dims (checked: 1 to 3, each >= 1, within max_bytes) with one reference,
+ * not listed, with no buffer yet. A status code, with a sentence in err naming field. */
+int tensor_new(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
+	       struct rxd_tensor **out, char *err, size_t errlen);
+/* List x (made) in t under the next id; the table takes over x's reference. -ENOSPC
+ * when the table is full. */
+int tensor_add(struct rxd_tensors *t, struct rxd_tensor *x);
+/* The tensor id of t (field names the request field in err), no reference taken.
+ * STATUS_TENSOR when there is none. */
+int tensor_find(struct rxd_tensors *t, uint32_t id, const char *field, struct rxd_tensor **out,
+		char *err, size_t errlen);
+/* Unlist id: the table's reference goes; jobs in flight keep theirs. STATUS_TENSOR when
+ * unknown. */
+int tensor_remove(struct rxd_tensors *t, uint32_t id, char *err, size_t errlen);
+void tensor_ref(struct rxd_tensor *x);
+/* Drop a reference; the last one releases the buffer. NULL is allowed. */
+void tensor_unref(struct rxd_tensor *x);
+/* The bytes x holds in the budget (its size class). */
+uint64_t tensor_budget_bytes(const struct rxd_tensor *x);
+/* Device worker: reserve x's buffer in b (resident, for owner, never waiting; b NULL:
+ * made directly) and fill it from data (x->floats floats; NULL: zeros). A status code:
+ * STATUS_TOO_BIG (over the budget, or what tensors leave of it), STATUS_QUOTA (over the
+ * owner's quota), with a sentence in err. */
+int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget *b,
+		uint32_t owner, const void *data, struct rxd_job_timings *t, char *err,
+		size_t errlen);
+/* Device worker: copy x's floats into out. A status code. */
+int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
+		    struct rxd_job_timings *t, char *err, size_t errlen);
+/* Device worker: run g with the operands tensors[i] (the column-major a, b, C's input
+ * and C's destination; NULL: from the host as g says) in place, the host operands
+ * uploaded into buffers reserved in b for owner (never waiting: the tensors' jobs are not
+ * split). C goes into tensors[3] when set, else into c_out on the host. Like gemm_run
+ * otherwise. */
+int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
+		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
+		    struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+
 /* ---- server.c: the listening socket and the connections (loop thread) ---- */
 struct rxd_server {
 	uv_loop_t *loop;
@@ -1088,6 +1183,7 @@ struct rxd_conn {
 	int in_fds[RXD_CONN_MAX_FDS];
 	unsigned n_in_fds, in_fds_lost;
 	struct rxd_shm shm;          /* regions this client registered */
+	struct rxd_tensors tensors;  /* device tensors it made */
 	char name[64];               /* the client's name from Hello */
 	long peer_pid;
 	long peer_uid;
@@ -1409,6 +1505,14 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
 /* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */
 uint64_t nas_job_flops(const struct rxd_nas_job *nj);
+/* The floats of the weight blob and of the input the job's plan takes. */
+uint64_t nas_job_blob_floats(const struct rxd_nas_job *nj);
+uint64_t nas_job_input_floats(const struct rxd_nas_job *nj);
+/* Device worker, before nas_job_run: use blob (nas_job_blob_floats) or input as the
+ * job's weights or input instead of seeded ones (a device tensor read back); nj takes
+ * ownership of it. */
+void nas_job_give_weights(struct rxd_nas_job *nj, float *blob);
+void nas_job_give_input(struct rxd_nas_job *nj, float *input);
 void nas_job_free(struct rxd_nas_job *nj);
 
 #endif

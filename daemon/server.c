@@ -96,6 +96,7 @@ void conn_close(struct rxd_conn *c)
 	stats_client_closed(&srv->stats, c);
 	/* Regions stay mapped while the jobs in flight hold them; unmapped when they end. */
 	shm_fini(&c->shm);
+	tensor_table_fini(&c->tensors); /* likewise: jobs in flight keep theirs */
 	fds_close(c->frame_fds, &c->n_frame_fds);
 	fds_close(c->in_fds, &c->n_in_fds);
 	{
@@ -673,6 +674,7 @@ static void server_on_connection(uv_stream_t *listener, int status)
 	c->fd = fd;
 	frame_reader_init(&c->fr, srv->cfg->max_frame_bytes);
 	shm_init(&c->shm);
+	tensor_table_init(&c->tensors);
 	if ((ret = uv_poll_init(srv->loop, &c->poll, fd)) < 0) {
 		log_msg(LOG_WARNING, "accept: %s", uv_strerror(ret));
 		close(fd);

@@ -326,18 +326,23 @@ int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 	struct rxd_budget_stats bs;
 	struct rxd_split_plan plan;
 	bool alloc_failed;
+	uint64_t room;
 	int st;
 
 	memset(t, 0, sizeof(*t));
 	*kernel = NULL;
 	budget_stats(b, &bs);
-	if (split_plan(g, bs.budget_bytes, eng->dev->max_alloc_bytes, &plan) < 0) {
+	/* Device tensors keep their part of the budget for as long as their clients like:
+	 * plan within what is left beside them. */
+	room = bs.budget_bytes > bs.resident_bytes ? bs.budget_bytes - bs.resident_bytes : 0;
+	if (split_plan(g, room, eng->dev->max_alloc_bytes, &plan) < 0) {
 		char need[64], have[64];
 
 		split_format_bytes(need, sizeof(need), plan.piece_bytes);
-		split_format_bytes(have, sizeof(have), bs.budget_bytes);
+		split_format_bytes(have, sizeof(have), room);
 		snprintf(err, errlen, "this job needs at least %s of device memory at once (its "
-			 "smallest piece), more than the budget of %s (vram-budget)", need, have);
+			 "smallest piece), more than the budget of %s (vram-budget)%s", need, have,
+			 bs.resident_bytes ? " left beside the device tensors" : "");
 		return RXGEMM__STATUS__STATUS_TOO_BIG;
 	}
 	if (plan.split)

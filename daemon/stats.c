@@ -93,7 +93,8 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_
 		cs->kernel_ns += t->kernel_ns;
 		cs->d2h_ns += t->d2h_ns;
 		cs->total_ns += t->total_ns;
-		cs->bytes_out += job->g.c_elems * sizeof(float);
+		if (!job->tensors[3]) /* a result kept in a device tensor goes nowhere */
+			cs->bytes_out += job->g.c_elems * sizeof(float);
 		if (job->kernel) {
 			struct rxd_variant_stats *v = stats_variant(st, job->kernel);
 
@@ -310,6 +311,8 @@ int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out)
 		w->uid = c->peer_uid;
 		w->pid = c->peer_pid;
 		w->jobs_in_flight = c->jobs_in_flight;
+		w->tensors = c->tensors.count;
+		w->tensor_bytes = c->tensors.bytes;
 		out->clients[i] = w;
 	}
 	out->n_clients = n;

@@ -105,11 +105,43 @@ static uint64_t worker_pin_regions(struct rxd_worker *w, struct rxd_job *job)
 	struct rxd_device *dev = w->engine->dev;
 	uint64_t t0 = now_ns();
 
-	if (dev->host_unified)
+	if (dev->host_unified || !job->regions[0])
 		return 0; /* zcopy.c wraps what it runs in place */
 	for (int i = 0; i < RXD_JOB_REGIONS && job->regions[i]; i++)
 		shm_region_wrap(job->regions[i], dev->ctx, dev->max_alloc_bytes);
 	return now_ns() - t0;
+}
+
+/* A NAS job's weights and input from device tensors (tensors[0] and [1]): read back to
+ * the host, where nas_job_run folds the weights and uploads the input like any others
+ * (one device copy each way: the client's data still crosses the socket not at all). */
+static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
+{
+	for (int i = 0; i < 2; i++) {
+		struct rxd_tensor *x = job->tensors[i];
+		struct rxd_job_timings t;
+		float *host;
+		int st;
+
+		if (!x)
+			continue;
+		if (!(host = malloc(x->floats * sizeof(float)))) {
+			snprintf(job->error, sizeof(job->error), "out of host memory for the %s",
+				 i ? "input" : "weights");
+			return RXGEMM__STATUS__STATUS_NO_MEMORY;
+		}
+		st = tensor_read_run(x, w->engine->dev, host, &t, job->error, sizeof(job->error));
+		if (st != RXGEMM__STATUS__STATUS_OK) {
+			free(host);
+			return st;
+		}
+		job->dev_t.d2h_ns += t.d2h_ns;
+		if (i)
+			nas_job_give_input(job->nas, host);
+		else
+			nas_job_give_weights(job->nas, host);
+	}
+	return RXGEMM__STATUS__STATUS_OK;
 }
 
 static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
@@ -125,8 +157,39 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		job->status = RXGEMM__STATUS__STATUS_CANCELLED;
 		snprintf(job->error, sizeof(job->error), "the job was cancelled before it ran");
 	} else if (job->kind == RXD_JOB_NAS) {
-		job->status = nas_job_run(job->nas, w->nasops, w->engine->budget, job->conn_id,
-					  &job->cancel, job->error, sizeof(job->error));
+		job->status = worker_nas_tensors(w, job);
+		if (job->status == RXGEMM__STATUS__STATUS_OK)
+			job->status = nas_job_run(job->nas, w->nasops, w->engine->budget,
+						  job->conn_id, &job->cancel, job->error,
+						  sizeof(job->error));
+	} else if (job->kind == RXD_JOB_TENSOR_CREATE) {
+		job->status = tensor_make(job->tensors[0], w->engine->dev, w->engine->budget,
+					  job->conn_id, job->tensor_src, &job->dev_t, job->error,
+					  sizeof(job->error));
+	} else if (job->kind == RXD_JOB_TENSOR_READ) {
+		if (!(dest = job->c_dest ? job->c_dest
+					 : (job->c_out = malloc(job->tensors[0]->floats *
+								sizeof(float))))) {
+			job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			snprintf(job->error, sizeof(job->error), "out of host memory for the tensor");
+		} else {
+			job->status = tensor_read_run(job->tensors[0], w->engine->dev, dest,
+						      &job->dev_t, job->error, sizeof(job->error));
+		}
+	} else if (job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3]) {
+		/* Operands on the device already: run there, C to the host only when it has
+		 * no tensor to go to. */
+		dest = NULL;
+		if (!job->tensors[3] &&
+		    !(dest = job->c_dest ? job->c_dest
+					 : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
+			job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			snprintf(job->error, sizeof(job->error), "out of host memory for the result");
+		} else {
+			job->status = tensor_gemm_run(w->engine, w->engine->budget, job->conn_id,
+						      &job->g, job->tensors, dest, &job->dev_t,
+						      &job->kernel, job->error, sizeof(job->error));
+		}
 	} else if (!(dest = job->c_dest ? job->c_dest
 				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
 		job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;

@@ -253,6 +253,43 @@ START_TEST(test_quota)
 }
 END_TEST
 
+/* Resident reservations (device tensors): never waiting, counted apart, and what does
+ * not fit beside them is -E2BIG for every other reservation, waiting ones included (a
+ * wait for a tensor's room could last for ever). */
+START_TEST(test_resident)
+{
+	struct fake f = { 0 };
+	struct rxd_budget b;
+	struct rxd_budget_res t1, t2, r;
+
+	budget_init(&b, 1 * M, 768 * K, fake_alloc, fake_free, &f);
+	ck_assert_int_eq(budget_reserve_resident(&b, &t1, 1, 512 * K), 0);
+	ck_assert_uint_eq(stats_of(&b).resident_bytes, 512 * K);
+	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 512 * K);
+	/* The quota counts the tensor: 512K + 512K is over owner 1's 768K. */
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 1, 512 * K), -EDQUOT);
+	/* Another owner: the budget less the tensor is 512K; more never fits, also waiting. */
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 600 * K), -E2BIG);
+	ck_assert_int_eq(budget_reserve(&b, &r, 2, 600 * K, true, NULL), -E2BIG);
+	ck_assert_int_eq(budget_reserve(&b, &r, 2, 512 * K, true, NULL), 0);
+	/* Full now, by a job: a tensor does not wait for it. */
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 4 * K), -EAGAIN);
+	budget_release(&b, &r);
+	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 256 * K), 0);
+	ck_assert_uint_eq(stats_of(&b).resident_bytes, 768 * K);
+	/* SIGHUP: a budget below what the tensors hold refuses the rest, without wrapping. */
+	budget_set_limits(&b, 512 * K, 0);
+	ck_assert_int_eq(budget_reserve(&b, &r, 3, 4 * K, true, NULL), -E2BIG);
+	budget_release(&b, &t1);
+	budget_release(&b, &t2);
+	ck_assert_uint_eq(stats_of(&b).resident_bytes, 0);
+	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 0);
+	ck_assert_int_eq(budget_reserve(&b, &r, 3, 512 * K, true, NULL), 0);
+	budget_release(&b, &r);
+	budget_fini(&b);
+}
+END_TEST
+
 struct waiter {
 	struct rxd_budget *b;
 	struct rxd_budget_res res;
@@ -607,6 +644,29 @@ START_TEST(test_split_batches)
 }
 END_TEST
 
+/* The self-test at offsets needs buffers from the budget; with none to be had (device
+ * tensors hold it all) it says so, -EAGAIN, and is not held against the kernel: with
+ * room it runs and passes. First in its case, before anything tests the variant. */
+START_TEST(test_prepare_at_no_room)
+{
+	struct rxd_budget bud;
+	struct rxd_budget_res t;
+	struct rxd_gemm g = plan_gemm(37, 29, 21, 1);
+	int v = gemm_choose(&engine, &g);
+
+	budget_init(&bud, RXD_MIN_VRAM_BUDGET, 0, budget_cl_alloc, budget_cl_free, &dev);
+	engine.budget = &bud;
+	ck_assert_int_eq(budget_reserve_resident(&bud, &t, 1, RXD_MIN_VRAM_BUDGET), 0);
+	ck_assert_int_eq(gemm_prepare_at(&engine, v), -EAGAIN);
+	ck_assert_int_eq(gemm_prepare_at(&engine, v), -EAGAIN);
+	budget_release(&bud, &t);
+	ck_assert_int_eq(gemm_prepare_at(&engine, v), 0);
+	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
+	engine.budget = NULL;
+	budget_fini(&bud);
+}
+END_TEST
+
 START_TEST(test_whole_job_uses_pool)
 {
 	/* A job that fits runs whole; the same job again takes its buffers from the pool. */
@@ -684,6 +744,7 @@ int main(void)
 	tcase_add_test(acct, test_pool_reuse_and_eviction);
 	tcase_add_test(acct, test_alloc_failure);
 	tcase_add_test(acct, test_quota);
+	tcase_add_test(acct, test_resident);
 	tcase_add_test(acct, test_wait_for_room);
 	tcase_add_test(acct, test_wait_cancelled);
 	tcase_add_test(acct, test_wait_fifo_many);
@@ -692,6 +753,7 @@ int main(void)
 	if (device_open(&dev, sel) == 0 && gemm_init(&engine, &dev) == 0) {
 		fprintf(stderr, "device: %s\n", dev.description);
 		tcase_set_timeout(split, 600);
+		tcase_add_test(split, test_prepare_at_no_room);
 		tcase_add_test(split, test_split_shapes);
 		tcase_add_test(split, test_split_big);
 		tcase_add_test(split, test_split_batches);

@@ -155,6 +155,42 @@ for when in always never auto; do
 			tl_ok "--shm $when: transfer $want"
 	fi
 done
+# --resident R: A and B uploaded once as device tensors, R runs on them with C kept on the
+# device, C read back once and checked against the CPU reference.
+if tl_run "--resident 3" 0 "${R[@]}" gemm --check -m 70 -n 50 -k 40 --transa --beta 0.5 \
+	--resident 3; then
+	JOBS=$((JOBS + 3))
+	if tl_expect_output "--resident 3" 'device tensors \(--resident 3\): uploaded once.*read back once' &&
+		tl_expect_output "--resident 3" '^check: ok'; then
+		runs=$(grep -cE '^[0-9]+ +[0-9.]+ ' "$TL_OUT")
+		if [ "$runs" -eq 3 ]; then
+			tl_ok "--resident 3: three runs on device tensors, C checked"
+		else
+			tl_fail "--resident 3: $runs run rows, want 3"
+			tl_show_output
+		fi
+	fi
+fi
+if tl_run "--resident --json" 0 "${R[@]}" gemm --check --json -m 33 -n 21 -k 17 --col-major \
+	--resident 2; then
+	JOBS=$((JOBS + 2))
+	cp "$TL_OUT" "$T/resident.json"
+	tl_json "--resident --json" "$T/resident.json" \
+		"d['transfer'] == 'resident' and len(d['runs']) == 2 and d['check']['ok'] \
+		 and all(r['h2d_ns'] == 0 and r['d2h_ns'] == 0 for r in d['runs']) \
+		 and d['resident']['upload_bytes'] == (33 * 17 + 17 * 21) * 4 \
+		 and d['resident']['read_bytes'] == 33 * 21 * 4 and d['resident']['upload_ns'] > 0" &&
+		tl_ok "--resident --json: no copies in the runs, one upload, one read-back"
+fi
+tl_run "--resident with --repeat" 2 "${R[@]}" gemm -m 8 -n 8 -k 8 --resident 2 --repeat 2 &&
+	tl_expect_output "--resident with --repeat" 'neither --repeat nor --shm' &&
+	tl_ok "--resident refuses --repeat"
+if tl_run "status --json tensors" 0 "${R[@]}" status --json; then
+	cp "$TL_OUT" "$T/status-tensors.json"
+	tl_json "status --json tensors" "$T/status-tensors.json" \
+		"all(c['tensors'] == 0 and c['tensor_bytes'] == 0 for c in d['clients'])" &&
+		tl_ok "status --json lists each client's tensors (none held now)"
+fi
 if tl_run "--shm always --out" 0 "${R[@]}" gemm -m 24 -n 16 -k 8 --seed 5 --shm always \
 	--out "$T/c1-shm.npy"; then
 	JOBS=$((JOBS + 1))

@@ -48,6 +48,8 @@ expect() {
 expect "0 1 2 3" rxgemm _rxgemm rxgemm gemm --priority ""
 expect "2" rxgemm _rxgemm rxgemm gemm -m 8 --priority 2
 expect "" rxgemm _rxgemm rxgemm gemm --deadline-ms ""
+expect "--resident" rxgemm _rxgemm rxgemm gemm --res
+expect "" rxgemm _rxgemm rxgemm gemm --resident ""
 expect "bench devices gemm nas status top" rxgemm _rxgemm rxgemm ""
 expect "--prometheus" rxgemm _rxgemm rxgemm status --pr
 expect "--batch" rxgemm _rxgemm rxgemm top --ba

@@ -2,7 +2,8 @@
  * and librxgemm's rxg_nas_eval, against the CPU reference (tests/refnas.c) of the same plan.
  *
  *   whole network: DARTS_V2, C=8, 5 layers, batch 2, 32x32, seeded weights and input, and
- *                  again with the weights and the input sent; the logits against refnas, the
+ *                  again with the weights and the input sent (inline, in a buffer, in
+ *                  device tensors); the logits against refnas, the
  *                  counts against the local plan, the breakdowns adding up to the mean
  *   supernet:      a small search network with random alphas against refnas
  *   errors:        a blob of the wrong length (the expected length in the message), a bad
@@ -158,6 +159,8 @@ START_TEST(whole_network)
 	compare(logits, want, 20);
 	ck_assert_uint_eq(r->n_runs, 1);
 	rxg_nas_result_free(r);
+	float logits_inline[2 * 10];
+	memcpy(logits_inline, logits, sizeof(logits));
 
 	/* The same weights and input from one shared-memory buffer (after a float of
 	 * padding, so that the offsets are not 0), the logits must not change. */
@@ -192,6 +195,43 @@ START_TEST(whole_network)
 		a.input = in;
 		a.weights_buf = a.input_buf = NULL;
 		ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+	}
+
+	/* The same weights and input from device tensors, uploaded once and evaluated twice:
+	 * the very logits of the inline job. */
+	{
+		int64_t n_blob = (int64_t)p.blob_floats, n_in = (int64_t)(sizeof(in) / sizeof(in[0]));
+		int64_t n_short = n_blob - 1;
+		rxg_tensor *wt = NULL, *it = NULL, *bad = NULL;
+
+		ck_assert_int_eq(rxg_tensor_create(g_c, &n_blob, 1, blob, &wt), RXG_OK);
+		ck_assert_int_eq(rxg_tensor_create(g_c, &n_in, 1, in, &it), RXG_OK);
+		a.weights = NULL;
+		a.input = NULL;
+		a.weights_tensor = wt;
+		a.input_tensor = it;
+		for (int i = 0; i < 2; i++) {
+			memset(logits, 0, sizeof(logits));
+			rc = rxg_nas_eval(g_c, &a, &r);
+			ck_assert_msg(rc == RXG_OK, "rxg_nas_eval on tensors: %s", rxg_errmsg(g_c));
+			ck_assert(memcmp(logits, logits_inline, sizeof(logits)) == 0);
+			compare(logits, want, 20);
+			rxg_nas_result_free(r);
+		}
+		/* A weights tensor one float short: the daemon names the length it wants. */
+		ck_assert_int_eq(rxg_tensor_create(g_c, &n_short, 1, NULL, &bad), RXG_OK);
+		a.weights_tensor = bad;
+		ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+		ck_assert_msg(strstr(rxg_errmsg(g_c), "weights_tensor holds"), "%s", rxg_errmsg(g_c));
+		/* Both a tensor and inline weights: refused by the library. */
+		a.weights_tensor = wt;
+		a.weights = blob;
+		ck_assert_int_eq(rxg_nas_eval(g_c, &a, &r), RXG_EINVAL);
+		a.weights_tensor = a.input_tensor = NULL;
+		a.input = in;
+		ck_assert_int_eq(rxg_tensor_free(bad), RXG_OK);
+		ck_assert_int_eq(rxg_tensor_free(wt), RXG_OK);
+		ck_assert_int_eq(rxg_tensor_free(it), RXG_OK);
 	}
 
 	/* Errors: the blob one float short; the connection stays usable. */
