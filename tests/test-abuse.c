@@ -405,20 +405,21 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 	ck_assert_ptr_nonnull(buf);
 	raw_open(&u);
 	raw_hello(&u, "abuse-unknown");
-	/* request_id 77, status (field 4, empty), then field 9 = 0 (tag 0x48) over and over. */
+	/* request_id 77, status (field 4, empty), then field 15 = 0 (tag 15 << 3 = 0x78) over
+	 * and over: a field Request has not got. */
 	*p++ = 0x08;
 	*p++ = 77;
 	*p++ = 0x22;
 	*p++ = 0x00;
 	for (size_t i = 0; i < FIELDS; i++) {
-		*p++ = 0x48;
+		*p++ = 0x78;
 		*p++ = 0x00;
 	}
 	frame_header_put(buf, (uint32_t)(len - FRAME_HEADER_BYTES));
 	uint64_t base = peak_start();
 	raw_send_bytes(&u, buf, len);
 	Rxgemm__Reply *rep = raw_expect(&u, 77, RXGEMM__STATUS__STATUS_PROTOCOL);
-	ck_assert_msg(strstr(rep->error, "unknown field 9"), "error \"%s\"", rep->error);
+	ck_assert_msg(strstr(rep->error, "unknown field 15"), "error \"%s\"", rep->error);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	/* The frame itself, grown by doubling (under ASan the quarantine keeps every step of
 	 * that: about 3 times the frame), and little else; the unpack alone cost 45 times. */
