@@ -52,7 +52,8 @@ step torch torch.csv env PYTHONUNBUFFERED=1 python3 .gpu/torch_anchors.py ${SIZE
 start_daemon() {
 	rm -rf "$W/cache"
 	env "$@" rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --auto-tune never \
-		--cache-dir "$W/cache" --max-frame 1G </dev/null >>"$OUT/daemon.log" 2>&1 &
+		--cache-dir "$W/cache" --max-frame 1G --client-max-memory 4G </dev/null \
+		>>"$OUT/daemon.log" 2>&1 &
 	PID=$!
 	for ((i = 0; i < 3000; i++)); do
 		[ -S "$SOCK" ] && return 0

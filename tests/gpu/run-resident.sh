@@ -33,7 +33,8 @@ RXGEMMD=$(command -v rxgemmd) RXGEMM_TEST_DEVICE=$DEVICE timeout 500 test-tensor
 	>"$OUT/test-tensor.txt" 2>&1 || { rc=1; echo "test-tensor failed" >&2; }
 
 rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --auto-tune never \
-	--cache-dir "$W/cache" --max-frame 1G </dev/null >"$OUT/daemon.log" 2>&1 &
+	--cache-dir "$W/cache" --max-frame 1G --client-max-memory 4G </dev/null \
+	>"$OUT/daemon.log" 2>&1 &
 PID=$!
 for ((i = 0; i < 3000; i++)); do
 	[ -S "$SOCK" ] && break
@@ -80,4 +81,7 @@ if t:
 PY
 tail -n 3 "$OUT/test-tensor.txt" >>"$OUT/summary.md"
 cat "$OUT/summary.md"
+# What comes back from the device tool is a few files: the raw results go in one archive.
+(cd "$OUT" && tar czf raw.tar.gz --exclude=raw.tar.gz --exclude=summary.md -- * && \
+	find . -maxdepth 1 -type f ! -name raw.tar.gz ! -name summary.md -delete)
 exit $rc
