@@ -345,6 +345,18 @@ static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req
 	return job;
 }
 
+/* Tie a checked job to its connection and request (which it owns from here on). */
+static void dispatch_job_bind(struct rxd_job *job, struct rxd_conn *c, Rxgemm__Request *req,
+			      uint64_t received_ns)
+{
+	job->conn = c;
+	job->conn_id = c->id;
+	job->request_id = req->request_id;
+	job->req = req;
+	job->received_ns = received_ns;
+	atomic_init(&job->cancel, false);
+}
+
 /* Can c hold a job charged need bytes (job->held_bytes) now? A status code, with a
  * sentence in err: TOO_BIG when the job alone is over the bound, BUSY while what c holds
  * already leaves no room for it (its replies read, it may retry). */
@@ -504,12 +516,7 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame
 	for (int i = 0; i < 4; i++)
 		if ((job->tensors[i] = tensors[i]))
 			tensor_ref(tensors[i]);
-	job->conn = c;
-	job->conn_id = c->id;
-	job->request_id = req->request_id;
-	job->req = req;
-	job->received_ns = received_ns;
-	atomic_init(&job->cancel, false);
+	dispatch_job_bind(job, c, req, received_ns);
 	job->g.cancel = &job->cancel;
 	job->sj.cost = sched_cost(job->g.flops);
 	job->sj.priority = req->gemm->priority;
@@ -649,12 +656,7 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_
 		if ((job->tensors[i] = tensors[i]))
 			tensor_ref(tensors[i]);
 	job->kind = RXD_JOB_NAS;
-	job->conn = c;
-	job->conn_id = c->id;
-	job->request_id = req->request_id;
-	job->req = req;
-	job->received_ns = received_ns;
-	atomic_init(&job->cancel, false);
+	dispatch_job_bind(job, c, req, received_ns);
 	/* Fair sharing weighs it by its work like a GEMM; no priority or deadline fields. */
 	job->sj.cost = sched_cost(nas_job_flops(job->nas));
 	job->held_bytes = dispatch_charge(frame_len, dispatch_nas_reply_bytes(req->nas_eval));
@@ -715,12 +717,7 @@ static void dispatch_tensor_create(struct rxd_conn *c, Rxgemm__Request *req,
 	}
 	job->kind = RXD_JOB_TENSOR_CREATE;
 	job->tensors[0] = x; /* the new tensor's one reference */
-	job->conn = c;
-	job->conn_id = c->id;
-	job->request_id = req->request_id;
-	job->req = req;
-	job->received_ns = received_ns;
-	atomic_init(&job->cancel, false);
+	dispatch_job_bind(job, c, req, received_ns);
 	job->sj.cost = sched_cost(x->floats);
 	job->held_bytes = dispatch_charge(frame_len, 0);
 	tab->pending++;
@@ -773,12 +770,7 @@ static void dispatch_tensor_read(struct rxd_conn *c, Rxgemm__Request *req, size_
 	tensor_ref(x);
 	job->tensors[0] = x;
 	job->kind = RXD_JOB_TENSOR_READ;
-	job->conn = c;
-	job->conn_id = c->id;
-	job->request_id = req->request_id;
-	job->req = req;
-	job->received_ns = received_ns;
-	atomic_init(&job->cancel, false);
+	dispatch_job_bind(job, c, req, received_ns);
 	job->sj.cost = sched_cost(x->floats);
 	/* The data comes back inline unless it goes to the client's region. */
 	job->held_bytes = dispatch_charge(frame_len, region ? 0 : bytes);
