@@ -341,6 +341,27 @@ int device_build(struct rxd_device *dev, const char *name, const char *src,
 	return 0;
 }
 
+cl_int device_wait(const struct rxd_device *dev, cl_event ev)
+{
+	uint64_t until;
+	cl_int status, e;
+
+	if (dev->host_unified || !ev)
+		return ev ? clWaitForEvents(1, &ev) : CL_SUCCESS;
+	until = now_ns() + RXD_DEVICE_SPIN_NS;
+	do {
+		e = clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(status), &status,
+				   NULL);
+		if (e != CL_SUCCESS)
+			return e;
+		if (status == CL_COMPLETE)
+			return CL_SUCCESS;
+		if (status < 0)
+			return status;
+	} while (now_ns() < until);
+	return clWaitForEvents(1, &ev);
+}
+
 uint64_t device_event_ns(cl_event ev)
 {
 	cl_ulong start = 0, end = 0;

@@ -536,14 +536,14 @@ int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const str
 	return (int)s;
 }
 
-/* Wait for ev, add its device time, release it. */
-static cl_int gemm_wait(cl_event *ev, uint64_t *kernel_ns)
+/* Wait for ev (device_wait), add its device time, release it. */
+static cl_int gemm_wait(const struct rxd_device *dev, cl_event *ev, uint64_t *kernel_ns)
 {
 	cl_int e;
 
 	if (!*ev)
 		return CL_SUCCESS;
-	e = clWaitForEvents(1, ev);
+	e = device_wait(dev, *ev);
 	*kernel_ns += device_event_ns(*ev);
 	clReleaseEvent(*ev);
 	*ev = NULL;
@@ -602,7 +602,7 @@ static cl_int gemm_splitk_run(struct rxd_gemm_engine *eng, int variant, const st
 			e = CL_INVALID_KERNEL_ARGS;
 	}
 	for (int i = 0; i < 3; i++) {
-		cl_int w = gemm_wait(&ev[i], kernel_ns);
+		cl_int w = gemm_wait(eng->dev, &ev[i], kernel_ns);
 		if (e == CL_SUCCESS)
 			e = w;
 	}
@@ -687,7 +687,7 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 			    CL_SUCCESS)
 				break;
 			clFlush(eng->dev->queue);
-			if ((e = gemm_wait(&prev, kernel_ns)) != CL_SUCCESS)
+			if ((e = gemm_wait(eng->dev, &prev, kernel_ns)) != CL_SUCCESS)
 				break;
 			prev = cur;
 			cur = NULL;
@@ -695,14 +695,14 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 		if (e != CL_SUCCESS)
 			break;
 		if (g->cancel && atomic_load(g->cancel) && at + len < total) {
-			gemm_wait(&prev, kernel_ns);
+			gemm_wait(eng->dev, &prev, kernel_ns);
 			return RXGEMM__STATUS__STATUS_CANCELLED;
 		}
 	}
 	if (cur)
-		gemm_wait(&cur, kernel_ns);
+		gemm_wait(eng->dev, &cur, kernel_ns);
 	if (prev) {
-		cl_int w = gemm_wait(&prev, kernel_ns);
+		cl_int w = gemm_wait(eng->dev, &prev, kernel_ns);
 		if (e == CL_SUCCESS)
 			e = w;
 	}
@@ -1023,7 +1023,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 		 * costs NVIDIA's driver up to 2 ms before it returns, which left the device idle
 		 * between chunks (4096^3 on the H200: 1.5 ms of 6.3). */
 		if (z >= 2 && throttle) {
-			e = clWaitForEvents(1, &kern[z - 2]);
+			e = device_wait(dev, kern[z - 2]);
 			if (e != CL_SUCCESS)
 				break;
 			if (g->cancel && atomic_load(g->cancel)) {
@@ -1051,7 +1051,9 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 		e = clEnqueueReadBuffer(dev->copy_queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					c_out, 1, &kern[chunks - 1], &down);
 		if (e == CL_SUCCESS)
-			e = clFinish(dev->copy_queue);
+			e = clFlush(dev->copy_queue);
+		if (e == CL_SUCCESS)
+			e = device_wait(dev, down);
 	}
 	/* Nothing may still use the buffers (or the host's memory) when this returns. */
 	clFinish(dev->queue);
@@ -1138,6 +1140,8 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	CL_TRY(clEnqueueReadBuffer(dev->queue, c, CL_FALSE, 0, g->c_elems * sizeof(float), c_out,
 				   0, NULL, &ev[4]),
 	       "clEnqueueReadBuffer(C)");
+	CL_TRY(clFlush(dev->queue), "clFlush");
+	CL_TRY(device_wait(dev, ev[4]), "waiting for C");
 	CL_TRY(clFinish(dev->queue), "clFinish");
 #undef CL_TRY
 	if (dev->profiling) {
