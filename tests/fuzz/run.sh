@@ -81,7 +81,7 @@ for t in $targets; do
 		grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -n 5 >&2 || true
 		if [ -n "$found" ]; then
 			echo "--- replay: $bin $found" >&2
-			RXGEMM_FUZZ_VERBOSE=1 "$bin" "$found" 2>&1 | tail -n 40 >&2 || true
+			RXGEMM_FUZZ_VERBOSE=1 "$bin" "$found" 2>&1 | grep -v "^  [A-Z].*: *[0-9a-f][0-9a-f]$" | head -n 40 >&2 || true
 		fi
 	fi
 done
