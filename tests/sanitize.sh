@@ -92,6 +92,8 @@ export RXGEMM_TEST_SMALL=${RXGEMM_TEST_SMALL:-1}
 
 
 say "make check (ASan + UBSan)"
+# Only this run's logs count below.
+rm -f tests/*.log tests/*.trs
 status=0
 nice make -j"$(nproc)" check ${TESTS:+TESTS="$TESTS"} || status=$?
 # A sanitizer's report anywhere in the logs fails the run even if a test swallowed the
