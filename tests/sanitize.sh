@@ -3,7 +3,10 @@
 # UndefinedBehaviorSanitizer, in a build directory of its own.
 #
 #   SANITIZE_BUILDDIR   where (default: build-sanitize at the top of the source tree)
-#   CC                  gcc or clang (default: the system's cc)
+#   CC                  default: the system's cc (gcc). Not clang: its static ASan runtime
+#                       in a C program cannot intercept the C++ exceptions that Mesa's
+#                       Clover throws while the ICD loader opens it (a CHECK failure in
+#                       __cxa_throw's interceptor in every daemon)
 #   RXGEMM_TEST_SMALL   1 (the default here) trims the slowest GEMM and NAS cases, which
 #                       run several times slower instrumented; 0 runs them whole
 #   TESTS               as for make check: a subset
