@@ -92,7 +92,8 @@ client() {
 		esac
 		rc=0
 		timeout 300 "${cli[@]}" "${args[@]}" >"$out.out" 2>&1 || rc=$?
-		if [ "$rc" -eq 0 ] && [ "${args[0]}" = nas ] && ! cmp -s "$out.npy" "$TL_TMP/nas-ref.npy"; then
+		if [ "$rc" -eq 0 ] && [ "${args[0]}" = nas ] &&
+			! cmp -s "$out.npy" "$TL_TMP/nas-ref.npy"; then
 			echo "logits differ from the reference run" >>"$out.out"
 			rc=99
 		fi
@@ -159,9 +160,11 @@ read -r rss_warm peak_a peak_b peak < <(awk -v w="$warm" -v d="$seconds" '
 if [ "$peak_a" -eq 0 ] || [ "$peak_b" -eq 0 ]; then
 	tl_fail "too few samples for the memory check (a run of ${seconds}s; need at least 10)"
 elif [ $((peak_b - peak_a)) -gt "$rss_slack_kb" ]; then
-	tl_fail "RSS keeps growing: peak $((peak_a / 1024)) MiB after warm-up, then $((peak_b / 1024)) MiB (more than ${SOAK_RSS_SLACK_MB:-48} MiB more)"
+	tl_fail "RSS keeps growing: peak $((peak_a / 1024)) MiB after warm-up, then" \
+		"$((peak_b / 1024)) MiB (more than ${SOAK_RSS_SLACK_MB:-48} MiB more)"
 else
-	tl_ok "RSS levels off: peak $((peak_a / 1024)) MiB after warm-up, $((peak_b / 1024)) MiB later"
+	tl_ok "RSS levels off: peak $((peak_a / 1024)) MiB after warm-up," \
+		"$((peak_b / 1024)) MiB later"
 fi
 if [ "$fds_end" -le $((fds_start + fd_slack)) ]; then
 	tl_ok "descriptors: $fds_start before the clients, $fds_end after"
@@ -181,5 +184,7 @@ if [ "$TL_STATUS" -eq 0 ]; then
 else
 	tl_fail "SIGTERM: exit $TL_STATUS"
 fi
-echo "soak: clients $clients, ${seconds}s, jobs $jobs_ok ok $jobs_bad failed; RSS MiB start $((rss_start / 1024)) warm $((rss_warm / 1024)) peak $((peak / 1024)) end $((rss_end / 1024)); fds $fds_start -> $fds_end"
+echo "soak: clients $clients, ${seconds}s, jobs $jobs_ok ok $jobs_bad failed;" \
+	"RSS MiB start $((rss_start / 1024)) warm $((rss_warm / 1024)) peak $((peak / 1024))" \
+	"end $((rss_end / 1024)); fds $fds_start -> $fds_end"
 tl_finish

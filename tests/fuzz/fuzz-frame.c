@@ -65,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (body) {
 			uint32_t want = frame_header_get(stream + ref);
 
-			if (body_len != want || ref + FRAME_HEADER_BYTES + want != pos + (size_t)used ||
+			if (body_len != want ||
+			    ref + FRAME_HEADER_BYTES + want != pos + (size_t)used ||
 			    memcmp(body, stream + ref + FRAME_HEADER_BYTES, want) != 0)
 				abort();
 			ref += FRAME_HEADER_BYTES + want;

@@ -73,7 +73,8 @@ for t in $targets; do
 	"$bin" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=30 \
 		-max_len="$(max_len "$t")" -print_final_stats=1 -artifact_prefix="$art/" \
 		"$work" "$srcdir/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
-	grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units)' "$log" | tail -n 2 || true
+	grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units)' "$log" |
+		tail -n 2 || true
 	found=$(find "$art" -type f | head -n 1)
 	if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
 		status=1
@@ -81,7 +82,9 @@ for t in $targets; do
 		grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -n 5 >&2 || true
 		if [ -n "$found" ]; then
 			echo "--- replay: $bin $found" >&2
-			RXGEMM_FUZZ_VERBOSE=1 "$bin" "$found" 2>&1 | grep -v "^  [A-Z].*: *[0-9a-f][0-9a-f]$" | head -n 40 >&2 || true
+			# The report's head; not ASan's legend of shadow bytes.
+			RXGEMM_FUZZ_VERBOSE=1 "$bin" "$found" 2>&1 |
+				grep -v "^  [A-Z].*: *[0-9a-f][0-9a-f]$" | head -n 40 >&2 || true
 		fi
 	fi
 done
