@@ -19,7 +19,8 @@ PACKAGES=(build-essential autoconf automake libtool pkg-config
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler check libsystemd-dev
 	systemd bash-completion dpkg-dev debhelper lintian
 	libclblast1 gnuplot-nox # the peer rxgemm-bench compares with, and its plots
-	tmux groff-base) # the terminal test of rxgemm top, the man-page check
+	tmux groff-base # the terminal test of rxgemm top, the man-page check
+	clang libclang-rt-dev) # libFuzzer for tests/fuzz/run.sh (gcc's ASan/UBSan come with gcc)
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -133,6 +134,22 @@ test_all() {
 	fi
 	say "make distcheck"
 	make -j"$(nproc)" distcheck
+	# The hardening checks (issue 13), in CI or each when asked for (RXGEMM_TEST_SOAK=1,
+	# RXGEMM_TEST_FUZZ=1, RXGEMM_TEST_SANITIZE=1): a short soak, the fuzzers for a minute
+	# each, make check under ASan and UBSan. The last two build in directories of their
+	# own (build-fuzz, build-sanitize).
+	if [ "${CI:-}" = true ] || [ "${RXGEMM_TEST_SOAK:-}" = 1 ]; then
+		say "soak: ${SOAK_CLIENTS:-16} clients for ${SOAK_SECONDS:-20}s"
+		SOAK_SECONDS=${SOAK_SECONDS:-20} tests/soak.sh
+	fi
+	if [ "${CI:-}" = true ] || [ "${RXGEMM_TEST_FUZZ:-}" = 1 ]; then
+		say "fuzzing: each target for ${FUZZ_SECONDS:-60}s"
+		tests/fuzz/run.sh
+	fi
+	if [ "${CI:-}" = true ] || [ "${RXGEMM_TEST_SANITIZE:-}" = 1 ]; then
+		say "make check under ASan and UBSan"
+		tests/sanitize.sh
+	fi
 }
 
 case "${1:-}" in

@@ -1,0 +1,128 @@
+/* fuzz-decode: a frame body through the daemon's decode path, as dispatch_frame takes it.
+ *
+ * The pre-scan (wirecheck_message) first, with the daemon's limits; only a body it passes
+ * reaches protobuf-c's unpack, as in the daemon. A GEMM request then goes through
+ * gemm_validate and a NAS request through nas_job_prepare (genotype, plan, lengths), neither
+ * of which needs a device. Region references stand for a zeroed region of their length
+ * (up to a bound), as dispatch.c's views do, so that validation sees the bytes it would. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rxgemmd.h"
+#include "wirecheck.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* What a region reference may stand for here; longer ones are refused as shm_resolve
+ * refuses a reference past its region's end. */
+#define FAKE_REGION_BYTES (1u << 20)
+static uint8_t fake_region[FAKE_REGION_BYTES];
+
+/* The daemon's limits on PoCL on a small machine: buffers of 1 GiB, 4 GiB per job. */
+static const struct rxd_limits limits = { .max_buffer_bytes = 1ull << 30,
+					  .max_total_bytes = 4ull << 30 };
+
+/* As dispatch_region_bytes: inline bytes and a region both given is an error. */
+static int fake_resolve(const Rxgemm__RegionRef *ref, ProtobufCBinaryData *data)
+{
+	if (!ref)
+		return 0;
+	if (data->len || ref->length > FAKE_REGION_BYTES || ref->offset % 4)
+		return -1;
+	data->data = fake_region;
+	data->len = (size_t)ref->length;
+	return 0;
+}
+
+/* The bytes behind an operand pointer that gemm_validate took from view's a or b (it swaps
+ * them for row-major requests); the larger when both point into the same fake region. */
+static size_t operand_bytes(const Rxgemm__GemmRequest *view, const float *p)
+{
+	const uint8_t *q = (const uint8_t *)p;
+
+	if (q == view->a.data && q == view->b.data)
+		return view->a.len > view->b.len ? view->a.len : view->b.len;
+	return q == view->a.data ? view->a.len : view->b.len;
+}
+
+static void fuzz_gemm(const Rxgemm__GemmRequest *rq)
+{
+	Rxgemm__GemmRequest view = *rq;
+	struct rxd_gemm g;
+	char err[RXD_ERROR_MAX];
+
+	if (fake_resolve(rq->a_region, &view.a) || fake_resolve(rq->b_region, &view.b) ||
+	    fake_resolve(rq->c_region, &view.c))
+		return;
+	memset(&g, 0, sizeof(g));
+	err[0] = '\0';
+	if (gemm_validate(&view, &limits, &g, err, sizeof(err)) != RXGEMM__STATUS__STATUS_OK) {
+		/* Every refusal names its reason. */
+		if (!err[0])
+			abort();
+		return;
+	}
+	/* What the device worker then relies on: each operand holds what the shape needs. */
+	if (g.a_elems && operand_bytes(&view, g.a) / sizeof(float) < g.a_elems)
+		abort();
+	if (g.b_elems && operand_bytes(&view, g.b) / sizeof(float) < g.b_elems)
+		abort();
+	if (g.c && view.c.len / sizeof(float) < g.c_given_elems)
+		abort();
+}
+
+static void fuzz_nas(const Rxgemm__NasEvalRequest *rq)
+{
+	Rxgemm__NasEvalRequest view = *rq;
+	struct rxd_nas_job *nj = NULL;
+	char err[RXD_ERROR_MAX];
+	int st;
+
+	if (fake_resolve(rq->weights_region, &view.weights) ||
+	    fake_resolve(rq->input_region, &view.input))
+		return;
+	err[0] = '\0';
+	/* The daemon's default largest frame bounds the reply. */
+	st = nas_job_prepare(&view, &limits, RXD_DEFAULT_MAX_FRAME, &nj, err, sizeof(err));
+	if (st != RXGEMM__STATUS__STATUS_OK) {
+		if (!err[0] || nj)
+			abort();
+		return;
+	}
+	(void)nas_job_flops(nj);
+	nas_job_free(nj);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
+						     .max_elements = RXD_REQUEST_MAX_ELEMENTS };
+	struct wirecheck_result wc;
+	Rxgemm__Request *req;
+	uint64_t id;
+
+	if (wirecheck_message(&rxgemm__request__descriptor, data, size, &lim, &wc) != 0) {
+		/* What dispatch_wire_fault reads back for its reply. */
+		(void)wirecheck_fault_name(wc.fault);
+		(void)wirecheck_varint_field(data, size, 1, &id);
+		if (wc.offset > size)
+			abort();
+		return 0;
+	}
+	req = rxgemm__request__unpack(NULL, size, data);
+	if (!req)
+		return 0;
+	switch (req->body_case) {
+	case RXGEMM__REQUEST__BODY_GEMM:
+		fuzz_gemm(req->gemm);
+		break;
+	case RXGEMM__REQUEST__BODY_NAS_EVAL:
+		fuzz_nas(req->nas_eval);
+		break;
+	default:
+		break;
+	}
+	rxgemm__request__free_unpacked(req, NULL);
+	return 0;
+}
