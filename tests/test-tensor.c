@@ -633,15 +633,49 @@ START_TEST(test_accounting)
 	ck_assert_uint_eq(after.reserved, base.reserved);
 	ck_assert_uint_eq(after.in_use, base.in_use);
 
-	/* Left behind on a disconnect: freed by the daemon. */
-	t[0] = lib_tensor(c, 1 << 18, NULL);
-	t[1] = lib_tensor(c, 333, data);
-	held = lib_figures(watch, id);
+	ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
+	rxg_close(c);
+
+	/* Left behind on a disconnect: freed by the daemon. A child makes two tensors and
+	 * leaves with _exit, freeing nothing (as a careless or crashing client would): its
+	 * connection closes with it, and its tensor handles die with the process. */
+	int up[2], down[2];
+	uint32_t child_id = 0;
+
+	ck_assert_int_eq(pipe(up), 0);
+	ck_assert_int_eq(pipe(down), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		rxg_client *cc = NULL;
+		rxg_tensor *t1 = NULL, *t2 = NULL;
+		int64_t n1 = 1 << 18, n2 = 333;
+		uint32_t cid = 0;
+		char go;
+
+		close(up[0]);
+		close(down[1]);
+		if (rxg_connect(g_daemon.socket_path, "test-tensor careless", &cc) == RXG_OK &&
+		    rxg_tensor_create(cc, &n1, 1, NULL, &t1) == RXG_OK &&
+		    rxg_tensor_create(cc, &n2, 1, data, &t2) == RXG_OK)
+			cid = rxg_server_info(cc)->client_id;
+		if (write(up[1], &cid, sizeof(cid)) != sizeof(cid))
+			_exit(1);
+		/* Until the parent has looked: its end closing ends the read. */
+		if (read(down[0], &go, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	ck_assert_int_eq(read(up[0], &child_id, sizeof(child_id)), sizeof(child_id));
+	close(up[0]);
+	ck_assert_msg(child_id != 0, "the child could not create its tensors");
+	held = lib_figures(watch, child_id);
 	ck_assert_uint_eq(held.client_tensors, 2);
 	ck_assert_uint_eq(held.reserved, base.reserved + held.resident_client_bytes);
-	ck_assert_int_eq(rxg_buffer_free(buf), RXG_OK);
-	/* t[0] and t[1] go with the connection (their handles leak with this test process). */
-	rxg_close(c);
+	close(down[1]); /* the child exits, and its connection closes with it */
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
 	wait_settled(watch, 1, &base, "after the disconnect");
 	rxg_close(watch);
 }
