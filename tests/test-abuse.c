@@ -37,6 +37,7 @@
 
 #include "daemon-run.h"
 #include "frame.h"
+#include "raw.h"
 #include "refgemm.h"
 #include "rxgemm.pb-c.h"
 
@@ -45,159 +46,6 @@
 #define BOUND_BYTES (600ull << 20) /* client-max-memory in CONFIG_DEFAULT */
 
 static struct daemon_run g_d;
-
-/* ------------------------------------------------------------------------------------- */
-/* One blocking socket speaking the protocol by hand. */
-
-struct raw {
-	int fd;
-	struct frame_reader fr;
-	uint8_t buf[65536];
-	size_t off, have;
-	int eof;
-};
-
-static void raw_open(struct raw *r)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	memset(r, 0, sizeof(*r));
-	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(r->fd, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_d.socket_path);
-	ck_assert_msg(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s",
-		      strerror(errno));
-	frame_reader_init(&r->fr, (size_t)1 << 30);
-}
-
-static void raw_close(struct raw *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	r->fd = -1;
-	frame_reader_fini(&r->fr);
-}
-
-static void raw_send_bytes(struct raw *r, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t n = send(r->fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(n > 0, "send: %s", strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-/* req framed into a malloc'd buffer; *len its bytes. */
-static uint8_t *raw_frame(const Rxgemm__Request *req, size_t *len)
-{
-	size_t body = rxgemm__request__get_packed_size(req);
-	uint8_t *buf = malloc(FRAME_HEADER_BYTES + body);
-
-	ck_assert_ptr_nonnull(buf);
-	frame_header_put(buf, (uint32_t)body);
-	rxgemm__request__pack(req, buf + FRAME_HEADER_BYTES);
-	*len = FRAME_HEADER_BYTES + body;
-	return buf;
-}
-
-static void raw_send(struct raw *r, const Rxgemm__Request *req)
-{
-	size_t len;
-	uint8_t *buf = raw_frame(req, &len);
-
-	raw_send_bytes(r, buf, len);
-	free(buf);
-}
-
-/* The next reply, or NULL at the end of the stream. */
-static Rxgemm__Reply *raw_recv(struct raw *r)
-{
-	for (;;) {
-		if (r->off < r->have) {
-			uint8_t *body;
-			size_t body_len;
-			ssize_t n = frame_reader_feed(&r->fr, r->buf + r->off, r->have - r->off,
-						      &body, &body_len);
-			ck_assert_msg(n >= 0, "reading a reply frame: %s", strerror((int)-n));
-			r->off += (size_t)n;
-			if (body) {
-				Rxgemm__Reply *rep = rxgemm__reply__unpack(NULL, body_len, body);
-				free(body);
-				ck_assert_msg(rep != NULL, "a reply does not parse");
-				return rep;
-			}
-			continue;
-		}
-		if (r->eof)
-			return NULL;
-		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
-		int pr = poll(&pfd, 1, WAIT_MS);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(pr > 0, "nothing from rxgemmd within %d s", WAIT_MS / 1000);
-		ssize_t n = recv(r->fd, r->buf, sizeof(r->buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ck_assert_msg(n == 0 || errno == ECONNRESET, "recv: %s", strerror(errno));
-			ck_assert_msg(!frame_reader_partial(&r->fr), "closed in a reply frame");
-			r->eof = 1;
-			return NULL;
-		}
-		r->off = 0;
-		r->have = (size_t)n;
-	}
-}
-
-static Rxgemm__Reply *raw_expect(struct raw *r, uint64_t id, Rxgemm__Status status)
-{
-	Rxgemm__Reply *rep = raw_recv(r);
-
-	ck_assert_msg(rep != NULL, "connection closed; expected a reply to request %" PRIu64, id);
-	ck_assert_msg(rep->request_id == id && rep->status == status,
-		      "reply to %" PRIu64 " with status %d (\"%s\"), want %" PRIu64 " status %d",
-		      rep->request_id, rep->status, rep->error ? rep->error : "", id, status);
-	return rep;
-}
-
-static void raw_expect_eof(struct raw *r)
-{
-	Rxgemm__Reply *rep = raw_recv(r);
-
-	ck_assert_msg(rep == NULL, "expected the end of the stream, got a reply (%" PRIu64
-				   ", status %d, \"%s\")",
-		      rep ? rep->request_id : 0, rep ? rep->status : 0, rep ? rep->error : "");
-}
-
-static void raw_hello(struct raw *r, const char *name)
-{
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
-
-	hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
-	hello.client_name = (char *)name;
-	req.request_id = 1;
-	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
-	req.hello = &hello;
-	raw_send(r, &req);
-	rxgemm__reply__free_unpacked(raw_expect(r, 1, RXGEMM__STATUS__STATUS_OK), NULL);
-}
-
-static void raw_send_status(struct raw *r, uint64_t id)
-{
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__StatusRequest sreq = RXGEMM__STATUS_REQUEST__INIT;
-
-	req.request_id = id;
-	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
-	req.status = &sreq;
-	raw_send(r, &req);
-}
 
 /* A column-major GEMM request of m x n x k on a and b (alpha 1, beta 0). */
 static void gemm_request(Rxgemm__Request *req, Rxgemm__GemmRequest *g, uint64_t id, int64_t m,
@@ -286,7 +134,7 @@ static void good_gemm(struct raw *w, uint64_t id)
 	refgemm(0, 0, 0, M, N, K, 1.0f, a, M, b, K, 0.0f, want, M);
 	gemm_request(&req, &g, id, M, N, K, a, b);
 	raw_send(w, &req);
-	Rxgemm__Reply *rep = raw_expect(w, id, RXGEMM__STATUS__STATUS_OK);
+	Rxgemm__Reply *rep = raw_expect(w, id, RXGEMM__STATUS__STATUS_OK, NULL);
 	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_GEMM);
 	ck_assert_uint_eq(rep->gemm->c.len, sizeof(want));
 	float got[M * N];
@@ -300,8 +148,8 @@ static void good_gemm(struct raw *w, uint64_t id)
 static const Rxgemm__ClientStats *client_named(struct raw *w, uint64_t id, const char *name,
 					       Rxgemm__Reply **st)
 {
-	raw_send_status(w, id);
-	*st = raw_expect(w, id, RXGEMM__STATUS__STATUS_OK);
+	raw_send_status(w, id, NULL, 0);
+	*st = raw_expect(w, id, RXGEMM__STATUS__STATUS_OK, NULL);
 	for (size_t i = 0; i < (*st)->status_reply->n_clients; i++)
 		if (strcmp((*st)->status_reply->clients[i]->name, name) == 0)
 			return (*st)->status_reply->clients[i];
@@ -367,7 +215,7 @@ static pid_t hoarder_start(const char *name, const uint8_t *frames, size_t len)
 	req.request_id = 1;
 	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
 	req.hello = &hello;
-	hello_frame = raw_frame(&req, &hello_len);
+	hello_frame = raw_frame(&req, NULL, 0, &hello_len);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -403,8 +251,8 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 	uint8_t *buf = malloc(len), *p = buf + FRAME_HEADER_BYTES;
 
 	ck_assert_ptr_nonnull(buf);
-	raw_open(&u);
-	raw_hello(&u, "abuse-unknown");
+	raw_open(&u, g_d.socket_path);
+	raw_hello(&u, "abuse-unknown", NULL);
 	/* request_id 77, status (field 4, empty), then field 15 = 0 (tag 15 << 3 = 0x78) over
 	 * and over: a field Request has not got. */
 	*p++ = 0x08;
@@ -418,7 +266,7 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 	frame_header_put(buf, (uint32_t)(len - FRAME_HEADER_BYTES));
 	uint64_t base = peak_start();
 	raw_send_bytes(&u, buf, len);
-	Rxgemm__Reply *rep = raw_expect(&u, 77, RXGEMM__STATUS__STATUS_PROTOCOL);
+	Rxgemm__Reply *rep = raw_expect(&u, 77, RXGEMM__STATUS__STATUS_PROTOCOL, NULL);
 	ck_assert_msg(strstr(rep->error, "unknown field 15"), "error \"%s\"", rep->error);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	/* The frame itself, grown by doubling (under ASan the quarantine keeps every step of
@@ -431,7 +279,7 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 	static const uint8_t nas[] = { 0, 0, 0, 11, 0x08, 78, 0x42, 0x07, 0xaa, 0x01, 0x04,
 				       0x08, 0x01, 0x48, 0x05 };
 	raw_send_bytes(&u, nas, sizeof(nas));
-	rep = raw_expect(&u, 78, RXGEMM__STATUS__STATUS_PROTOCOL);
+	rep = raw_expect(&u, 78, RXGEMM__STATUS__STATUS_PROTOCOL, NULL);
 	ck_assert_msg(strstr(rep->error, "unknown field 9"), "error \"%s\"", rep->error);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	good_gemm(&u, 79); /* the connection stays usable */
@@ -488,7 +336,7 @@ static void attack_unread_results(struct raw *w, uint64_t *id, const char *confi
 		uint8_t *f;
 
 		gemm_request(&req, &g, 100 + (uint64_t)j, SIDE, SIDE, 1, a, b);
-		f = raw_frame(&req, &len);
+		f = raw_frame(&req, NULL, 0, &len);
 		frames = realloc(frames, used + len);
 		ck_assert_ptr_nonnull(frames);
 		memcpy(frames + used, f, len);
@@ -536,27 +384,27 @@ static void attack_busy(struct raw *w, uint64_t *id, const char *config)
 	for (int i = 0; i < SIDE; i++)
 		a[i] = b[i] = (float)(i % 5);
 	reload(config, "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 10M\n");
-	raw_open(&r);
-	raw_hello(&r, "abuse-busy");
+	raw_open(&r, g_d.socket_path);
+	raw_hello(&r, "abuse-busy", NULL);
 	gemm_request(&req, &g, 401, SIDE, SIDE, 1, a, b);
 	raw_send(&r, &req);
 	wait_client(w, id, "abuse-busy", 1, 0, 1);
 	gemm_request(&req, &g, 402, SIDE, SIDE, 1, a, b);
 	raw_send(&r, &req);
-	Rxgemm__Reply *rep = raw_expect(&r, 401, RXGEMM__STATUS__STATUS_OK);
+	Rxgemm__Reply *rep = raw_expect(&r, 401, RXGEMM__STATUS__STATUS_OK, NULL);
 	ck_assert_uint_eq(rep->gemm->c.len, sizeof(float) * SIDE * SIDE);
 	float c0 = ((float *)(void *)rep->gemm->c.data)[SIDE + 3]; /* a[3] * b[1] */
 	ck_assert(c0 == (float)(3 * 1));
 	rxgemm__reply__free_unpacked(rep, NULL);
-	rep = raw_expect(&r, 402, RXGEMM__STATUS__STATUS_BUSY);
+	rep = raw_expect(&r, 402, RXGEMM__STATUS__STATUS_BUSY, NULL);
 	ck_assert_msg(strstr(rep->error, "client-max-memory"), "error \"%s\"", rep->error);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	gemm_request(&req, &g, 403, SIDE, SIDE, 1, a, b);
 	raw_send(&r, &req);
-	rxgemm__reply__free_unpacked(raw_expect(&r, 403, RXGEMM__STATUS__STATUS_OK), NULL);
+	rxgemm__reply__free_unpacked(raw_expect(&r, 403, RXGEMM__STATUS__STATUS_OK, NULL), NULL);
 	gemm_request(&req, &g, 404, 2 * SIDE, SIDE, 1, a, b);
 	raw_send(&r, &req);
-	rep = raw_expect(&r, 404, RXGEMM__STATUS__STATUS_TOO_BIG);
+	rep = raw_expect(&r, 404, RXGEMM__STATUS__STATUS_TOO_BIG, NULL);
 	ck_assert_msg(strstr(rep->error, "client-max-memory"), "error \"%s\"", rep->error);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	raw_close(&r);
@@ -608,14 +456,14 @@ static void attack_stalled_frames(struct raw *w, uint64_t *id, const char *confi
 	frame_header_put(head, 128u << 20);
 	uint64_t base = peak_start();
 	for (int i = 0; i < CONNS; i++) {
-		raw_open(&s[i]);
-		raw_hello(&s[i], "abuse-stall");
+		raw_open(&s[i], g_d.socket_path);
+		raw_hello(&s[i], "abuse-stall", NULL);
 		raw_send_bytes(&s[i], head, sizeof(head));
 	}
 	good_gemm(w, (*id)++);
 	/* Each is closed once its timeout has passed: an error reply, then the end. */
 	for (int i = 0; i < CONNS; i++) {
-		Rxgemm__Reply *rep = raw_expect(&s[i], 0, RXGEMM__STATUS__STATUS_TIMEOUT);
+		Rxgemm__Reply *rep = raw_expect(&s[i], 0, RXGEMM__STATUS__STATUS_TIMEOUT, NULL);
 		rxgemm__reply__free_unpacked(rep, NULL);
 		raw_expect_eof(&s[i]);
 		raw_close(&s[i]);
@@ -631,18 +479,18 @@ static void attack_idle(struct raw *w, uint64_t *id, const char *config)
 {
 	struct raw x;
 
-	raw_open(&x);
-	raw_hello(&x, "abuse-idle");
+	raw_open(&x, g_d.socket_path);
+	raw_hello(&x, "abuse-idle", NULL);
 	reload(config, CONFIG_DEFAULT "idle-timeout = 1\n");
-	rxgemm__reply__free_unpacked(raw_expect(&x, 0, RXGEMM__STATUS__STATUS_TIMEOUT), NULL);
+	rxgemm__reply__free_unpacked(raw_expect(&x, 0, RXGEMM__STATUS__STATUS_TIMEOUT, NULL), NULL);
 	raw_expect_eof(&x);
 	raw_close(&x);
-	rxgemm__reply__free_unpacked(raw_expect(w, 0, RXGEMM__STATUS__STATUS_TIMEOUT), NULL);
+	rxgemm__reply__free_unpacked(raw_expect(w, 0, RXGEMM__STATUS__STATUS_TIMEOUT, NULL), NULL);
 	raw_expect_eof(w);
 	raw_close(w);
 	reload(config, CONFIG_DEFAULT);
-	raw_open(w);
-	raw_hello(w, "abuse-well-behaved");
+	raw_open(w, g_d.socket_path);
+	raw_hello(w, "abuse-well-behaved", NULL);
 	good_gemm(w, (*id)++);
 }
 
@@ -666,7 +514,7 @@ static void attack_shutdown(struct raw *w, uint64_t *id)
 		uint8_t *f;
 
 		gemm_request(&req, &g, 300 + (uint64_t)j, BIG, BIG, 64, ba, bb);
-		f = raw_frame(&req, &len);
+		f = raw_frame(&req, NULL, 0, &len);
 		frames = realloc(frames, used + len);
 		ck_assert_ptr_nonnull(frames);
 		memcpy(frames + used, f, len);
@@ -678,20 +526,20 @@ static void attack_shutdown(struct raw *w, uint64_t *id)
 
 	/* The late reader: a 256 MiB result that it does not read yet (so the daemon stops
 	 * reading it), then three requests the daemon has not read at the signal. */
-	raw_open(&late);
-	raw_hello(&late, "abuse-late-reader");
+	raw_open(&late, g_d.socket_path);
+	raw_hello(&late, "abuse-late-reader", NULL);
 	gemm_request(&req, &g, 200, SIDE, SIDE, 1, a, b);
 	raw_send(&late, &req);
 	wait_client(w, id, "abuse-late-reader", 1, 0, 1);
 	for (uint64_t i = 201; i <= 203; i++)
-		raw_send_status(&late, i);
+		raw_send_status(&late, i, NULL, 0);
 	ck_assert_int_eq(kill(g_d.pid, SIGTERM), 0);
 
-	Rxgemm__Reply *rep = raw_expect(&late, 200, RXGEMM__STATUS__STATUS_OK);
+	Rxgemm__Reply *rep = raw_expect(&late, 200, RXGEMM__STATUS__STATUS_OK, NULL);
 	ck_assert_uint_eq(rep->gemm->c.len, sizeof(float) * SIDE * SIDE);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	for (uint64_t i = 201; i <= 203; i++)
-		rxgemm__reply__free_unpacked(raw_expect(&late, i, RXGEMM__STATUS__STATUS_SHUTDOWN),
+		rxgemm__reply__free_unpacked(raw_expect(&late, i, RXGEMM__STATUS__STATUS_SHUTDOWN, NULL),
 					     NULL);
 	raw_expect_eof(&late);
 	raw_close(&late);
@@ -729,8 +577,8 @@ START_TEST(test_abuse)
 		exit(DAEMON_RUN_SKIP);
 	}
 	ck_assert_int_eq(ret, 0);
-	raw_open(&w);
-	raw_hello(&w, "abuse-well-behaved");
+	raw_open(&w, g_d.socket_path);
+	raw_hello(&w, "abuse-well-behaved", NULL);
 	good_gemm(&w, id++);
 
 	attack_unknown_fields(&w, &id);

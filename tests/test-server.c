@@ -31,12 +31,11 @@
 
 #include "daemon-run.h"
 #include "frame.h"
+#include "raw.h"
 #include "refgemm.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
 
-/* How long a test waits for any one reply before it calls the daemon hung. */
-#define REPLY_TIMEOUT_MS 120000
 
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
@@ -331,191 +330,6 @@ static void lib_case(rxg_client *c, int row_major, int ta, int tb, int64_t m, in
 	ck_assert_msg(rc == 0, "%s", msg);
 }
 
-/* ------------------------------------------------------------------------------------- */
-/* Raw protocol helpers: one blocking socket, frames built by hand. */
-
-struct raw {
-	int fd;
-	struct frame_reader fr;
-	uint8_t buf[65536];
-	size_t off, have;
-	int eof;
-};
-
-static void raw_open_at(struct raw *r, const char *path)
-{
-	struct sockaddr_un sa;
-
-	memset(r, 0, sizeof(*r));
-	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(r->fd, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ck_assert_msg(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect(%s): %s",
-		      path, strerror(errno));
-	frame_reader_init(&r->fr, (size_t)1 << 30);
-}
-
-static void raw_open(struct raw *r)
-{
-	raw_open_at(r, g_daemon.socket_path);
-}
-
-static void raw_close(struct raw *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	r->fd = -1;
-	frame_reader_fini(&r->fr);
-}
-
-static void raw_send_bytes(struct raw *r, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	while (len > 0) {
-		ssize_t n = send(r->fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(n > 0, "send: %s", strerror(errno));
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-/* Send one frame: header + the packed request + extra raw bytes (for unknown fields). */
-static void raw_send_extra(struct raw *r, const Rxgemm__Request *req, const void *extra,
-			   size_t extra_len)
-{
-	size_t len = rxgemm__request__get_packed_size(req);
-	uint8_t *buf = malloc(FRAME_HEADER_BYTES + len + extra_len);
-
-	ck_assert_ptr_nonnull(buf);
-	rxgemm__request__pack(req, buf + FRAME_HEADER_BYTES);
-	if (extra_len)
-		memcpy(buf + FRAME_HEADER_BYTES + len, extra, extra_len);
-	frame_header_put(buf, (uint32_t)(len + extra_len));
-	raw_send_bytes(r, buf, FRAME_HEADER_BYTES + len + extra_len);
-	free(buf);
-}
-
-static void raw_send(struct raw *r, const Rxgemm__Request *req)
-{
-	raw_send_extra(r, req, NULL, 0);
-}
-
-/* The next reply, or NULL at end of stream. Fails the test after REPLY_TIMEOUT_MS. */
-static Rxgemm__Reply *raw_recv(struct raw *r)
-{
-	for (;;) {
-		if (r->off < r->have) {
-			uint8_t *body;
-			size_t body_len;
-			ssize_t n = frame_reader_feed(&r->fr, r->buf + r->off, r->have - r->off,
-						      &body, &body_len);
-			ck_assert_msg(n >= 0, "reading a reply frame: %s", strerror((int)-n));
-			r->off += (size_t)n;
-			if (body) {
-				Rxgemm__Reply *rep = rxgemm__reply__unpack(NULL, body_len, body);
-				free(body);
-				ck_assert_msg(rep != NULL, "a %zu-byte reply does not parse as Reply",
-					      body_len);
-				return rep;
-			}
-			continue;
-		}
-		if (r->eof)
-			return NULL;
-		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
-		int pr = poll(&pfd, 1, REPLY_TIMEOUT_MS);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		ck_assert_msg(pr > 0, "no reply from rxgemmd within %d s", REPLY_TIMEOUT_MS / 1000);
-		ssize_t n = recv(r->fd, r->buf, sizeof(r->buf), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			/* ECONNRESET counts as the daemon closing the connection. */
-			ck_assert_msg(n == 0 || errno == ECONNRESET, "recv: %s", strerror(errno));
-			ck_assert_msg(!frame_reader_partial(&r->fr),
-				      "connection closed in the middle of a reply frame");
-			r->eof = 1;
-			return NULL;
-		}
-		r->off = 0;
-		r->have = (size_t)n;
-	}
-}
-
-/* A reply must come; it must echo id and carry status (messages shown on mismatch). */
-static Rxgemm__Reply *raw_expect(struct raw *r, uint64_t id, Rxgemm__Status status)
-{
-	Rxgemm__Reply *rep = raw_recv(r);
-	ck_assert_msg(rep != NULL, "connection closed; expected a reply to request %" PRIu64, id);
-	ck_assert_msg(rep->request_id == id, "reply has request_id %" PRIu64 ", want %" PRIu64
-					     " (status %d, error \"%s\")",
-		      rep->request_id, id, rep->status, rep->error);
-	ck_assert_msg(rep->status == status,
-		      "request %" PRIu64 ": status %d, want %d (error \"%s\")", id, rep->status,
-		      status, rep->error);
-	if (status != RXGEMM__STATUS__STATUS_OK)
-		ck_assert_msg(rep->error && rep->error[0], "request %" PRIu64 ": status %d with no "
-							   "error sentence",
-			      id, rep->status);
-	return rep;
-}
-
-static void raw_expect_eof(struct raw *r)
-{
-	Rxgemm__Reply *rep = raw_recv(r);
-	ck_assert_msg(rep == NULL, "expected the daemon to close the connection, got a reply "
-				   "(request_id %" PRIu64 ", status %d, \"%s\")",
-		      rep ? rep->request_id : 0, rep ? rep->status : 0, rep ? rep->error : "");
-}
-
-static void raw_send_hello(struct raw *r, uint64_t id, uint32_t version)
-{
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
-
-	hello.protocol_version = version;
-	hello.client_name = (char *)"test-server raw";
-	req.request_id = id;
-	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
-	req.hello = &hello;
-	raw_send(r, &req);
-}
-
-/* Hello, checked; returns the client_id. */
-static uint32_t raw_hello(struct raw *r)
-{
-	raw_send_hello(r, 1, RXGEMM_PROTOCOL_VERSION);
-	Rxgemm__Reply *rep = raw_expect(r, 1, RXGEMM__STATUS__STATUS_OK);
-	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_HELLO);
-	uint32_t id = rep->hello->client_id;
-	rxgemm__reply__free_unpacked(rep, NULL);
-	return id;
-}
-
-static void raw_send_status(struct raw *r, uint64_t id)
-{
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__StatusRequest sreq = RXGEMM__STATUS_REQUEST__INIT;
-
-	req.request_id = id;
-	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
-	req.status = &sreq;
-	raw_send(r, &req);
-}
-
-static Rxgemm__Reply *raw_status(struct raw *r, uint64_t id)
-{
-	raw_send_status(r, id);
-	Rxgemm__Reply *rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK);
-	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_STATUS_REPLY);
-	return rep;
-}
-
 /* Fill g from p. a_len/b_len/c_len: floats to send (-1: all of p's arrays, -2: the least
  * the contract allows, ld * (outer - 1) + inner; c_len 0 sends no C). send_ld 0 sends 0
  * for tight leading dimensions. */
@@ -602,7 +416,7 @@ static void raw_good_gemm(struct raw *r, uint64_t id)
 	prob_make(&p, (int)(id & 1), 0, 1, 19, 23, 17, 1.5f, 0.5f, 2, 0, 1, 0, id);
 	gemm_req_fill(&g, &p, -1, -1, -1, 0);
 	raw_send_gemm(r, id, &g);
-	Rxgemm__Reply *rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK);
+	Rxgemm__Reply *rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK, NULL);
 	raw_check_gemm_reply(rep, &p, 1);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	prob_free(&p);
@@ -886,15 +700,15 @@ START_TEST(test_lib_status_counters)
 
 	/* And one bad request that surely reaches the daemon. */
 	struct raw r;
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	struct prob p;
 	Rxgemm__GemmRequest g;
 	prob_make(&p, 1, 0, 0, 4, 4, 4, 1.0f, 0.0f, 0, 0, 0, 0, 5);
 	gemm_req_fill(&g, &p, -1, -1, 0, 0);
 	g.k = -4;
 	raw_send_gemm(&r, 9, &g);
-	rxgemm__reply__free_unpacked(raw_expect(&r, 9, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT),
+	rxgemm__reply__free_unpacked(raw_expect(&r, 9, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, NULL),
 				     NULL);
 	raw_close(&r);
 	prob_free(&p);
@@ -923,9 +737,9 @@ START_TEST(test_proto_hello)
 {
 	struct raw r1, r2;
 
-	raw_open(&r1);
-	raw_send_hello(&r1, 77777, RXGEMM_PROTOCOL_VERSION);
-	Rxgemm__Reply *rep = raw_expect(&r1, 77777, RXGEMM__STATUS__STATUS_OK);
+	raw_open(&r1, g_daemon.socket_path);
+	raw_send_hello(&r1, 77777, RXGEMM_PROTOCOL_VERSION, "test-server raw");
+	Rxgemm__Reply *rep = raw_expect(&r1, 77777, RXGEMM__STATUS__STATUS_OK, NULL);
 	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_HELLO);
 	Rxgemm__HelloReply *h = rep->hello;
 	ck_assert_uint_eq(h->protocol_version, RXGEMM_PROTOCOL_VERSION);
@@ -940,8 +754,8 @@ START_TEST(test_proto_hello)
 		has_status |= strcmp(h->capabilities[i], "status") == 0;
 	}
 	ck_assert_msg(has_gemm && has_status, "capabilities lack \"gemm\" or \"status\"");
-	raw_open(&r2);
-	uint32_t id2 = raw_hello(&r2);
+	raw_open(&r2, g_daemon.socket_path);
+	uint32_t id2 = raw_hello(&r2, "test-server raw", NULL);
 	ck_assert_msg(id2 != h->client_id, "two connections share client_id %u", id2);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	raw_good_gemm(&r1, 2);
@@ -1056,8 +870,8 @@ START_TEST(test_proto_bad_gemm)
 		break;
 	}
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_send_gemm(&r, id, &g);
 	Rxgemm__Reply *rep = raw_recv(&r);
 	ck_assert_msg(rep != NULL, "%s: the daemon closed the connection instead of replying",
@@ -1086,8 +900,8 @@ START_TEST(test_proto_lengths_and_padding)
 	struct raw r;
 	uint64_t id = 10;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	for (int rm = 0; rm < 2; rm++)
 		for (int t = 0; t < 4; t++) {
 			struct prob p;
@@ -1098,7 +912,7 @@ START_TEST(test_proto_lengths_and_padding)
 			prob_make(&p, rm, t & 1, t >> 1, 21, 13, 9, 1.0f, 0.0f, 3, 2, 4, 0, id);
 			gemm_req_fill(&g, &p, least ? -2 : -1, least ? -1 : -2, 0, 0);
 			raw_send_gemm(&r, id, &g);
-			Rxgemm__Reply *rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_OK);
+			Rxgemm__Reply *rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
 			raw_check_gemm_reply(rep, &p, 0);
 			rxgemm__reply__free_unpacked(rep, NULL);
 			prob_free(&p);
@@ -1108,7 +922,7 @@ START_TEST(test_proto_lengths_and_padding)
 			prob_make(&p, rm, t >> 1, t & 1, 12, 22, 31, -1.0f, 2.0f, 1, 5, 3, 0, id);
 			gemm_req_fill(&g, &p, -2, -2, -2, 1);
 			raw_send_gemm(&r, id, &g);
-			rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_OK);
+			rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
 			raw_check_gemm_reply(rep, &p, 1);
 			rxgemm__reply__free_unpacked(rep, NULL);
 			prob_free(&p);
@@ -1126,11 +940,11 @@ START_TEST(test_proto_oversized_frame)
 	uint8_t hdr[FRAME_HEADER_BYTES];
 	char want_len[32], want_max[32];
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	frame_header_put(hdr, SMALL_MAX_FRAME + 1);
 	raw_send_bytes(&r, hdr, sizeof(hdr));
-	Rxgemm__Reply *rep = raw_expect(&r, 0, RXGEMM__STATUS__STATUS_TOO_BIG);
+	Rxgemm__Reply *rep = raw_expect(&r, 0, RXGEMM__STATUS__STATUS_TOO_BIG, NULL);
 	snprintf(want_len, sizeof(want_len), "%u", SMALL_MAX_FRAME + 1);
 	snprintf(want_max, sizeof(want_max), "%u", SMALL_MAX_FRAME);
 	ck_assert_msg(strstr(rep->error, want_len) && mentions_word(rep->error, want_max),
@@ -1140,15 +954,15 @@ START_TEST(test_proto_oversized_frame)
 	raw_close(&r);
 
 	/* A huge announcement, before Hello even. */
-	raw_open(&r);
+	raw_open(&r, g_daemon.socket_path);
 	frame_header_put(hdr, 0xFFFFFFFFu);
 	raw_send_bytes(&r, hdr, sizeof(hdr));
-	rxgemm__reply__free_unpacked(raw_expect(&r, 0, RXGEMM__STATUS__STATUS_TOO_BIG), NULL);
+	rxgemm__reply__free_unpacked(raw_expect(&r, 0, RXGEMM__STATUS__STATUS_TOO_BIG, NULL), NULL);
 	raw_expect_eof(&r);
 	raw_close(&r);
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_good_gemm(&r, 5);
 	raw_close(&r);
 }
@@ -1193,10 +1007,10 @@ START_TEST(test_proto_exact_max_frame)
 	size = rxgemm__request__get_packed_size(&req);
 	ck_assert_uint_eq(size, SMALL_MAX_FRAME);
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_send(&r, &req);
-	Rxgemm__Reply *rep = raw_expect(&r, req.request_id, RXGEMM__STATUS__STATUS_OK);
+	Rxgemm__Reply *rep = raw_expect(&r, req.request_id, RXGEMM__STATUS__STATUS_OK, NULL);
 	ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_GEMM);
 	ck_assert_uint_eq(rep->gemm->c.len, 4);
 	float got;
@@ -1229,8 +1043,8 @@ START_TEST(test_proto_garbage_body)
 	struct raw r;
 	uint8_t frame[FRAME_HEADER_BYTES + 8];
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		frame_header_put(frame, (uint32_t)lens[i]);
 		memcpy(frame + FRAME_HEADER_BYTES, bodies[i], lens[i]);
@@ -1258,13 +1072,13 @@ START_TEST(test_proto_unknown_field)
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__StatusRequest sreq = RXGEMM__STATUS_REQUEST__INIT;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	req.request_id = 4242;
 	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
 	req.status = &sreq;
 	raw_send_extra(&r, &req, field99, sizeof(field99));
-	Rxgemm__Reply *rep = raw_expect(&r, 4242, RXGEMM__STATUS__STATUS_PROTOCOL);
+	Rxgemm__Reply *rep = raw_expect(&r, 4242, RXGEMM__STATUS__STATUS_PROTOCOL, NULL);
 	ck_assert_msg(strstr(rep->error, "unknown field"), "error \"%s\" does not say "
 							   "\"unknown field\"",
 		      rep->error);
@@ -1298,7 +1112,7 @@ START_TEST(test_proto_unknown_field)
 	raw_send_bytes(&r, buf, (size_t)(q - buf));
 	free(buf);
 	prob_free(&p);
-	rep = raw_expect(&r, 4244, RXGEMM__STATUS__STATUS_PROTOCOL);
+	rep = raw_expect(&r, 4244, RXGEMM__STATUS__STATUS_PROTOCOL, NULL);
 	ck_assert_msg(strstr(rep->error, "unknown field"), "nested: error \"%s\" does not say "
 							   "\"unknown field\"",
 		      rep->error);
@@ -1313,16 +1127,16 @@ START_TEST(test_proto_no_body)
 	struct raw r;
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	req.request_id = 43;
 	raw_send(&r, &req);
-	rxgemm__reply__free_unpacked(raw_expect(&r, 43, RXGEMM__STATUS__STATUS_PROTOCOL), NULL);
+	rxgemm__reply__free_unpacked(raw_expect(&r, 43, RXGEMM__STATUS__STATUS_PROTOCOL, NULL), NULL);
 	/* An empty frame is a Request with nothing set either. */
 	uint8_t hdr[FRAME_HEADER_BYTES];
 	frame_header_put(hdr, 0);
 	raw_send_bytes(&r, hdr, sizeof(hdr));
-	rxgemm__reply__free_unpacked(raw_expect(&r, 0, RXGEMM__STATUS__STATUS_PROTOCOL), NULL);
+	rxgemm__reply__free_unpacked(raw_expect(&r, 0, RXGEMM__STATUS__STATUS_PROTOCOL, NULL), NULL);
 	raw_good_gemm(&r, 44);
 	raw_close(&r);
 }
@@ -1334,18 +1148,18 @@ START_TEST(test_proto_before_hello)
 	struct prob p;
 	Rxgemm__GemmRequest g;
 
-	raw_open(&r);
-	raw_send_status(&r, 5);
-	rxgemm__reply__free_unpacked(raw_expect(&r, 5, RXGEMM__STATUS__STATUS_PROTOCOL), NULL);
+	raw_open(&r, g_daemon.socket_path);
+	raw_send_status(&r, 5, NULL, 0);
+	rxgemm__reply__free_unpacked(raw_expect(&r, 5, RXGEMM__STATUS__STATUS_PROTOCOL, NULL), NULL);
 	prob_make(&p, 1, 0, 0, 3, 3, 3, 1.0f, 0.0f, 0, 0, 0, 0, 1);
 	gemm_req_fill(&g, &p, -1, -1, 0, 0);
 	raw_send_gemm(&r, 6, &g);
-	Rxgemm__Reply *rep = raw_expect(&r, 6, RXGEMM__STATUS__STATUS_PROTOCOL);
+	Rxgemm__Reply *rep = raw_expect(&r, 6, RXGEMM__STATUS__STATUS_PROTOCOL, NULL);
 	ck_assert_msg(rep->body_case != RXGEMM__REPLY__BODY_GEMM, "a GEMM ran before Hello");
 	rxgemm__reply__free_unpacked(rep, NULL);
 	prob_free(&p);
 	/* The connection stays open and Hello still works on it. */
-	raw_hello(&r);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_good_gemm(&r, 7);
 	raw_close(&r);
 }
@@ -1356,16 +1170,16 @@ START_TEST(test_proto_wrong_version)
 	static const uint32_t versions[] = { RXGEMM_PROTOCOL_VERSION + 1, 0, 0xFFFFFFFFu };
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		struct raw r;
-		raw_open(&r);
-		raw_send_hello(&r, 9 + i, versions[i]);
-		rxgemm__reply__free_unpacked(raw_expect(&r, 9 + i, RXGEMM__STATUS__STATUS_VERSION),
+		raw_open(&r, g_daemon.socket_path);
+		raw_send_hello(&r, 9 + i, versions[i], "test-server raw");
+		rxgemm__reply__free_unpacked(raw_expect(&r, 9 + i, RXGEMM__STATUS__STATUS_VERSION, NULL),
 					     NULL);
 		raw_expect_eof(&r);
 		raw_close(&r);
 	}
 	struct raw r;
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_good_gemm(&r, 20);
 	raw_close(&r);
 }
@@ -1382,13 +1196,13 @@ START_TEST(test_proto_pipelining)
 	prob_make(&p[0], 1, 0, 0, 120, 110, 130, 1.0f, 0.0f, 0, 0, 0, 0, 1);
 	prob_make(&p[1], 0, 1, 0, 70, 30, 20, 0.5f, 1.0f, 1, 0, 2, 0, 2);
 	prob_make(&p[2], 1, 0, 1, 33, 66, 99, 1.0f, 0.0f, 0, 3, 5, 0, 3);
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	for (int i = 0; i < 3; i++) {
 		gemm_req_fill(&g[i], &p[i], -1, -1, p[i].beta != 0.0f ? -1 : 0, 0);
 		raw_send_gemm(&r, 1001 + (uint64_t)i, &g[i]);
 	}
-	raw_send_status(&r, 1004);
+	raw_send_status(&r, 1004, NULL, 0);
 	for (int n = 0; n < 4; n++) {
 		Rxgemm__Reply *rep = raw_recv(&r);
 		ck_assert_msg(rep != NULL, "connection closed after %d of 4 pipelined replies", n);
@@ -1420,8 +1234,8 @@ START_TEST(test_proto_over_max_alloc)
 	struct raw r;
 	Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	Rxgemm__Reply *st = raw_status(&r, 2);
 	uint64_t max_alloc = st->status_reply->device_max_alloc_bytes;
 	rxgemm__reply__free_unpacked(st, NULL);
@@ -1443,7 +1257,7 @@ START_TEST(test_proto_over_max_alloc)
 	g.a.data = g.b.data = (uint8_t *)v;
 	g.a.len = g.b.len = 4 * (size_t)side;
 	raw_send_gemm(&r, 3, &g);
-	Rxgemm__Reply *rep = raw_expect(&r, 3, RXGEMM__STATUS__STATUS_TOO_BIG);
+	Rxgemm__Reply *rep = raw_expect(&r, 3, RXGEMM__STATUS__STATUS_TOO_BIG, NULL);
 	rxgemm__reply__free_unpacked(rep, NULL);
 	free(v);
 	raw_good_gemm(&r, 4);
@@ -1462,8 +1276,8 @@ START_TEST(test_proto_big_reply)
 
 	prob_make(&p, 1, 0, 0, 600, 600, 1, 1.0f, 0.0f, 0, 0, 0, 0, 8);
 	gemm_req_fill(&g, &p, -1, -1, 0, 0);
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_send_gemm(&r, 3, &g);
 	Rxgemm__Reply *rep = raw_recv(&r);
 	ck_assert_msg(rep != NULL, "connection closed instead of a reply");
@@ -1631,15 +1445,15 @@ START_TEST(test_clients_vanish)
 	g.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
 	g.a.data = g.b.data = (uint8_t *)big;
 	g.a.len = g.b.len = sizeof(float) * BIG * BIG;
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	raw_send_gemm(&r, 2, &g);
 	raw_close(&r);
 	free(big);
 
 	/* Sends half a frame and leaves. */
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	frame_header_put(half, 1000);
 	memset(half + FRAME_HEADER_BYTES, 0x08, 10);
 	raw_send_bytes(&r, half, sizeof(half));
@@ -1647,7 +1461,7 @@ START_TEST(test_clients_vanish)
 
 	/* Stops reading (shutdown SHUT_RD) and then asks: the daemon's replies meet EPIPE, which
 	 * must not kill it (SIGPIPE). */
-	raw_open(&r);
+	raw_open(&r, g_daemon.socket_path);
 	ck_assert_int_eq(shutdown(r.fd, SHUT_RD), 0);
 	{
 		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
@@ -1679,9 +1493,9 @@ START_TEST(test_clients_vanish)
 		      "(killed by SIGPIPE?)");
 
 	/* Connects and leaves without a word; leaves in the middle of a header. */
-	raw_open(&r);
+	raw_open(&r, g_daemon.socket_path);
 	raw_close(&r);
-	raw_open(&r);
+	raw_open(&r, g_daemon.socket_path);
 	raw_send_bytes(&r, half, 2);
 	raw_close(&r);
 
@@ -1824,10 +1638,10 @@ START_TEST(test_shutdown_sigterm_busy)
 	refgemm_fill_random(b, (size_t)SIDE * SIDE, &state);
 	memset(&d, 0, sizeof(d));
 	own_daemon(&d, args);
-	raw_open_at(&idle, d.socket_path);
-	raw_hello(&idle);
-	raw_open_at(&r, d.socket_path);
-	raw_hello(&r);
+	raw_open(&idle, d.socket_path);
+	raw_hello(&idle, "test-server raw", NULL);
+	raw_open(&r, d.socket_path);
+	raw_hello(&r, "test-server raw", NULL);
 	g.m = g.n = g.k = SIDE;
 	g.alpha = 1.0f;
 	g.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;

@@ -35,11 +35,10 @@
 
 #include "daemon-run.h"
 #include "frame.h"
+#include "raw.h"
 #include "refgemm.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
-
-#define REPLY_TIMEOUT_MS 120000
 
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
@@ -461,170 +460,11 @@ START_TEST(test_lib_misuse)
 END_TEST
 
 /* ------------------------------------------------------------------------------------- */
-/* Raw protocol: one blocking socket, frames and descriptors by hand. */
+/* Raw protocol (tests/lib/raw.h), with shared-memory regions. */
 
-struct raw {
-	int fd;
-	struct frame_reader fr;
-	uint8_t buf[65536];
-	size_t off, have;
-};
-
-static void raw_open(struct raw *r)
+static Rxgemm__StatusReply *status_of(struct raw *r, uint64_t id, Rxgemm__Reply **rep)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	memset(r, 0, sizeof(*r));
-	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(r->fd, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_daemon.socket_path);
-	ck_assert_msg(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s",
-		      strerror(errno));
-	frame_reader_init(&r->fr, (size_t)1 << 30);
-}
-
-static void raw_close(struct raw *r)
-{
-	close(r->fd);
-	r->fd = -1;
-	frame_reader_fini(&r->fr);
-}
-
-/* The frame for req, malloc'd; *len its size. */
-static uint8_t *frame_of(const Rxgemm__Request *req, size_t *len)
-{
-	size_t body = rxgemm__request__get_packed_size(req);
-	uint8_t *f = malloc(FRAME_HEADER_BYTES + body);
-
-	ck_assert_ptr_nonnull(f);
-	frame_header_put(f, (uint32_t)body);
-	rxgemm__request__pack(req, f + FRAME_HEADER_BYTES);
-	*len = FRAME_HEADER_BYTES + body;
-	return f;
-}
-
-/* Send data in one sendmsg with fds attached (n may be 0). */
-static void send_with_fds(int sock, const void *data, size_t len, const int *fds, int n)
-{
-	union {
-		struct cmsghdr align;
-		uint8_t buf[CMSG_SPACE(sizeof(int) * 16)];
-	} ctl;
-	struct iovec iov = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	ck_assert_int_le(n, 16);
-	if (n > 0) {
-		memset(&ctl, 0, sizeof(ctl));
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
-	}
-	ssize_t sent = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	ck_assert_msg(sent == (ssize_t)len, "sendmsg: %zd of %zu: %s", sent, len, strerror(errno));
-}
-
-static void raw_send_fds(struct raw *r, const Rxgemm__Request *req, const int *fds, int n)
-{
-	size_t len;
-	uint8_t *f = frame_of(req, &len);
-
-	send_with_fds(r->fd, f, len, fds, n);
-	free(f);
-}
-
-static Rxgemm__Reply *raw_recv(struct raw *r)
-{
-	for (;;) {
-		if (r->off < r->have) {
-			uint8_t *body;
-			size_t body_len;
-			ssize_t n = frame_reader_feed(&r->fr, r->buf + r->off, r->have - r->off,
-						      &body, &body_len);
-			ck_assert_int_ge(n, 0);
-			r->off += (size_t)n;
-			if (body) {
-				Rxgemm__Reply *rep = rxgemm__reply__unpack(NULL, body_len, body);
-				free(body);
-				ck_assert_ptr_nonnull(rep);
-				return rep;
-			}
-			continue;
-		}
-		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
-		int pr = poll(&pfd, 1, REPLY_TIMEOUT_MS);
-		ck_assert_msg(pr > 0, "no reply from rxgemmd within %d s", REPLY_TIMEOUT_MS / 1000);
-		ssize_t n = recv(r->fd, r->buf, sizeof(r->buf), 0);
-		ck_assert_msg(n > 0, "the daemon closed the connection (%s)",
-			      n < 0 ? strerror(errno) : "EOF");
-		r->off = 0;
-		r->have = (size_t)n;
-	}
-}
-
-/* The next reply must answer id with status, and its error must contain text (NULL: any). */
-static Rxgemm__Reply *raw_expect(struct raw *r, uint64_t id, Rxgemm__Status status,
-				 const char *text)
-{
-	Rxgemm__Reply *rep = raw_recv(r);
-
-	ck_assert_msg(rep->request_id == id && rep->status == status,
-		      "reply to %" PRIu64 " with status %d (\"%s\"); want request %" PRIu64
-		      ", status %d",
-		      rep->request_id, rep->status, rep->error, id, status);
-	if (status != RXGEMM__STATUS__STATUS_OK)
-		ck_assert_msg(rep->error && rep->error[0], "request %" PRIu64 ": no sentence", id);
-	if (text)
-		ck_assert_msg(strstr(rep->error, text), "request %" PRIu64 ": \"%s\" does not say "
-							"\"%s\"",
-			      id, rep->error, text);
-	return rep;
-}
-
-static void raw_expect_free(struct raw *r, uint64_t id, Rxgemm__Status status, const char *text)
-{
-	rxgemm__reply__free_unpacked(raw_expect(r, id, status, text), NULL);
-}
-
-static void raw_hello(struct raw *r)
-{
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
-
-	hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
-	hello.client_name = (char *)"test-shm raw";
-	req.request_id = 1;
-	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
-	req.hello = &hello;
-	raw_send_fds(r, &req, NULL, 0);
-	Rxgemm__Reply *rep = raw_expect(r, 1, RXGEMM__STATUS__STATUS_OK, NULL);
-	int shm = 0;
-	for (size_t i = 0; i < rep->hello->n_capabilities; i++)
-		shm |= strcmp(rep->hello->capabilities[i], "shm") == 0;
-	ck_assert_msg(shm, "Hello does not announce the \"shm\" capability");
-	rxgemm__reply__free_unpacked(rep, NULL);
-}
-
-static void raw_send_status(struct raw *r, uint64_t id, const int *fds, int n)
-{
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__StatusRequest s = RXGEMM__STATUS_REQUEST__INIT;
-
-	req.request_id = id;
-	req.body_case = RXGEMM__REQUEST__BODY_STATUS;
-	req.status = &s;
-	raw_send_fds(r, &req, fds, n);
-}
-
-static Rxgemm__StatusReply *raw_status(struct raw *r, uint64_t id, Rxgemm__Reply **rep)
-{
-	raw_send_status(r, id, NULL, 0);
-	*rep = raw_expect(r, id, RXGEMM__STATUS__STATUS_OK, NULL);
-	ck_assert_int_eq((*rep)->body_case, RXGEMM__REPLY__BODY_STATUS_REPLY);
+	*rep = raw_status(r, id);
 	return (*rep)->status_reply;
 }
 
@@ -784,8 +624,8 @@ START_TEST(test_proto_register_bad)
 	int fd, fds[6], pfd[2];
 	uint64_t id = 10;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
 	small_make(&r, &s, 2);
 
 	/* Not sealed at all; sealed against one of the two; sealed against writing. */
@@ -868,13 +708,13 @@ START_TEST(test_proto_total_bound)
 
 	ck_assert_ptr_nonnull(r);
 	for (int i = 0; i <= N; i++) {
-		raw_open(&r[i]);
-		raw_hello(&r[i]);
+		raw_open(&r[i], g_daemon.socket_path);
+		raw_hello(&r[i], "test-shm raw", "shm");
 	}
 	/* The bound counts every connection: wait for the earlier tests' to be gone. */
 	for (int i = 0;; i++) {
 		Rxgemm__Reply *rep;
-		Rxgemm__StatusReply *st = raw_status(&r[N], 2, &rep);
+		Rxgemm__StatusReply *st = status_of(&r[N], 2, &rep);
 		uint32_t left = st->shm_regions;
 		rxgemm__reply__free_unpacked(rep, NULL);
 		if (left == 0)
@@ -911,10 +751,10 @@ START_TEST(test_proto_client_bound)
 	int fd_big = memfd_sealed((size_t)64 << 30, GOOD_SEALS);
 	int fd_small = memfd_sealed(4096, GOOD_SEALS);
 
-	raw_open(&a);
-	raw_hello(&a);
-	raw_open(&b);
-	raw_hello(&b);
+	raw_open(&a, g_daemon.socket_path);
+	raw_hello(&a, "test-shm raw", "shm");
+	raw_open(&b, g_daemon.socket_path);
+	raw_hello(&b, "test-shm raw", "shm");
 	big = raw_register(&a, ++id, fd_big);
 	raw_send_register(&a, ++id, 0, &fd_small, 1);
 	raw_expect_free(&a, id, RXGEMM__STATUS__STATUS_TOO_BIG, "client-shm-max");
@@ -945,10 +785,10 @@ START_TEST(test_proto_client_bound_options)
 	int most = memfd_sealed((1 << 20) - 2 * 4096, GOOD_SEALS);
 	int over = memfd_sealed((1 << 20) - 2 * 4096 + 4, GOOD_SEALS);
 
-	raw_open(&a);
-	raw_hello(&a);
-	raw_open(&b);
-	raw_hello(&b);
+	raw_open(&a, g_daemon.socket_path);
+	raw_hello(&a, "test-shm raw", "shm");
+	raw_open(&b, g_daemon.socket_path);
+	raw_hello(&b, "test-shm raw", "shm");
 	for (int i = 0; i < 3; i++)
 		ids[i] = raw_register(&a, ++id, small);
 	raw_send_register(&a, ++id, 0, &small, 1);
@@ -980,8 +820,8 @@ START_TEST(test_proto_fds_elsewhere)
 	int fd = memfd_sealed(4096, GOOD_SEALS);
 	uint64_t id = 10;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
 	small_make(&r, &s, 3);
 	raw_send_status(&r, ++id, &fd, 1);
 	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_PROTOCOL, "only RegisterRegion");
@@ -1012,9 +852,9 @@ START_TEST(test_proto_fds_elsewhere)
 		reg.request_id = ++id;
 		reg.body_case = RXGEMM__REQUEST__BODY_REGISTER_REGION;
 		reg.register_region = &rreq;
-		uint8_t *f1 = frame_of(&st, &l1), *f2 = frame_of(&reg, &l2);
-		send_with_fds(r.fd, f1, l1, NULL, 0);
-		send_with_fds(r.fd, f2, l2, &fd, 1);
+		uint8_t *f1 = raw_frame(&st, NULL, 0, &l1), *f2 = raw_frame(&reg, NULL, 0, &l2);
+		raw_send_bytes_fds(&r, f1, l1, NULL, 0);
+		raw_send_bytes_fds(&r, f2, l2, &fd, 1);
 		free(f1);
 		free(f2);
 		raw_expect_free(&r, id - 1, RXGEMM__STATUS__STATUS_OK, NULL);
@@ -1029,14 +869,14 @@ START_TEST(test_proto_fds_elsewhere)
 		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 		Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
 
-		raw_open(&r2);
+		raw_open(&r2, g_daemon.socket_path);
 		hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
 		req.request_id = 1;
 		req.body_case = RXGEMM__REQUEST__BODY_HELLO;
 		req.hello = &hello;
 		raw_send_fds(&r2, &req, &fd, 1);
 		raw_expect_free(&r2, 1, RXGEMM__STATUS__STATUS_PROTOCOL, "file descriptor");
-		raw_hello(&r2);
+		raw_hello(&r2, "test-shm raw", "shm");
 		raw_close(&r2);
 	}
 	close(fd);
@@ -1056,11 +896,11 @@ START_TEST(test_proto_bad_refs)
 	uint64_t id = 100;
 	const uint64_t size = 4 * 1024 * 4;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
 	small_make(&r, &s, 4);
-	raw_open(&other);
-	raw_hello(&other);
+	raw_open(&other, g_daemon.socket_path);
+	raw_hello(&other, "test-shm raw", "shm");
 	small_make(&other, &t, 5);
 
 #define BAD(setup, status, text)                                                  \
@@ -1142,8 +982,8 @@ START_TEST(test_proto_unregister_busy)
 	prob_make(&p, 1, 0, 0, N, N, N, 1, 1.0f, 0.0f, 0, 11);
 	memcpy(base, p.a, mat);
 	memcpy(base + mat, p.b, mat);
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
 	uint32_t region = raw_register(&r, 2, fd);
 	close(fd);
 
@@ -1171,12 +1011,12 @@ START_TEST(test_proto_unregister_busy)
 		ru.request_id = 4;
 		ru.body_case = RXGEMM__REQUEST__BODY_UNREGISTER_REGION;
 		ru.unregister_region = &u;
-		uint8_t *f1 = frame_of(&rq, &l1), *f2 = frame_of(&ru, &l2);
+		uint8_t *f1 = raw_frame(&rq, NULL, 0, &l1), *f2 = raw_frame(&ru, NULL, 0, &l2);
 		uint8_t *both = malloc(l1 + l2);
 		ck_assert_ptr_nonnull(both);
 		memcpy(both, f1, l1);
 		memcpy(both + l1, f2, l2);
-		send_with_fds(r.fd, both, l1 + l2, NULL, 0);
+		raw_send_bytes_fds(&r, both, l1 + l2, NULL, 0);
 		free(both);
 		free(f1);
 		free(f2);
@@ -1208,14 +1048,14 @@ START_TEST(test_release_on_close)
 	size_t mat = sizeof(float) * N * N;
 	int fd, pfd[2];
 
-	raw_open(&watch);
-	raw_hello(&watch);
+	raw_open(&watch, g_daemon.socket_path);
+	raw_hello(&watch, "test-shm raw", "shm");
 	{
 		/* A first GEMM through a region: whatever the device and the daemon open once
 		 * is open before we count. */
 		struct small s;
-		raw_open(&r);
-		raw_hello(&r);
+		raw_open(&r, g_daemon.socket_path);
+		raw_hello(&r, "test-shm raw", "shm");
 		small_make(&r, &s, 12);
 		small_run(&r, &s, 13);
 		small_free(&s);
@@ -1224,7 +1064,7 @@ START_TEST(test_release_on_close)
 	/* Wait for that connection to be gone, then count. */
 	uint32_t base_regions = 0;
 	for (int i = 0;; i++) {
-		st = raw_status(&watch, 100 + (uint64_t)i, &rep);
+		st = status_of(&watch, 100 + (uint64_t)i, &rep);
 		int settled = st->clients_connected == 1 && st->jobs_queued == 0;
 		base_regions = st->shm_regions;
 		rxgemm__reply__free_unpacked(rep, NULL);
@@ -1235,8 +1075,8 @@ START_TEST(test_release_on_close)
 	}
 	int base_fds = daemon_fds();
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
 	fd = memfd_sealed(3 * mat, GOOD_SEALS);
 	uint32_t region = raw_register(&r, 2, fd);
 	close(fd);
@@ -1252,7 +1092,7 @@ START_TEST(test_release_on_close)
 	close(pfd[0]);
 	close(pfd[1]);
 
-	st = raw_status(&watch, 300, &rep);
+	st = status_of(&watch, 300, &rep);
 	ck_assert_uint_eq(st->shm_regions, base_regions + 2);
 	ck_assert_uint_ge(st->shm_region_bytes, 3 * mat + 8192);
 	ck_assert_uint_ge(st->shm_regions_registered, 3);
@@ -1277,7 +1117,7 @@ START_TEST(test_release_on_close)
 	raw_close(&r);
 
 	for (int i = 0;; i++) {
-		st = raw_status(&watch, 400 + (uint64_t)i, &rep);
+		st = status_of(&watch, 400 + (uint64_t)i, &rep);
 		int gone = st->clients_connected == 1 && st->jobs_queued == 0 &&
 			   st->shm_regions == base_regions;
 		uint32_t regions = st->shm_regions;
@@ -1310,8 +1150,8 @@ START_TEST(test_io_backpressure)
 	uint64_t sent = 0, next_id = 100;
 	int quiet_ms = 0;
 
-	raw_open(&r);
-	raw_hello(&r);
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
 	/* Batches of status requests, sent without blocking until the socket stays full. */
 	while (sent < TOTAL && quiet_ms < 2000) {
 		if (pending == 0) {
@@ -1324,7 +1164,7 @@ START_TEST(test_io_backpressure)
 			req.status = &sreq;
 			for (int i = 0; i < PER_SEND; i++) {
 				req.request_id = next_id++;
-				uint8_t *f = frame_of(&req, &frame_len);
+				uint8_t *f = raw_frame(&req, NULL, 0, &frame_len);
 				chunk = realloc(chunk, chunk_len + frame_len);
 				ck_assert_ptr_nonnull(chunk);
 				memcpy(chunk + chunk_len, f, frame_len);
@@ -1366,7 +1206,7 @@ START_TEST(test_io_backpressure)
 			else
 				break;
 		}
-		Rxgemm__Reply *rep = raw_recv(&r);
+		Rxgemm__Reply *rep = raw_recv_reply(&r);
 		ck_assert_msg(rep->request_id == 100 + i && rep->status == RXGEMM__STATUS__STATUS_OK &&
 				      rep->body_case == RXGEMM__REPLY__BODY_STATUS_REPLY,
 			      "reply %" PRIu64 ": request %" PRIu64 ", status %d, body %d", i,

@@ -32,11 +32,10 @@
 
 #include "daemon-run.h"
 #include "frame.h"
+#include "raw.h"
 #include "refgemm.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
-
-#define REPLY_TIMEOUT_MS 120000
 
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
@@ -723,109 +722,19 @@ START_TEST(test_sigkill)
 END_TEST
 
 /* ------------------------------------------------------------------------------------- */
-/* Raw protocol: one blocking socket, frames by hand. */
+/* Raw protocol (tests/lib/raw.h). */
 
-struct raw {
-	int fd;
-	struct frame_reader fr;
-	uint8_t buf[65536];
-	size_t off, have;
-};
-
-static void raw_send(struct raw *r, uint64_t id, Rxgemm__Request *req)
+static void raw_send_id(struct raw *r, uint64_t id, Rxgemm__Request *req)
 {
-	size_t body, len;
-	uint8_t *f;
-
 	req->request_id = id;
-	body = rxgemm__request__get_packed_size(req);
-	len = FRAME_HEADER_BYTES + body;
-	f = malloc(len);
-	ck_assert_ptr_nonnull(f);
-	frame_header_put(f, (uint32_t)body);
-	rxgemm__request__pack(req, f + FRAME_HEADER_BYTES);
-	ck_assert_int_eq(send(r->fd, f, len, MSG_NOSIGNAL), (ssize_t)len);
-	free(f);
+	raw_send(r, req);
 }
 
-static Rxgemm__Reply *raw_recv(struct raw *r)
+/* Connected and greeted by a daemon that announces tensors. */
+static void raw_open_hello(struct raw *r)
 {
-	for (;;) {
-		if (r->off < r->have) {
-			uint8_t *body;
-			size_t body_len;
-			ssize_t n = frame_reader_feed(&r->fr, r->buf + r->off, r->have - r->off,
-						      &body, &body_len);
-			ck_assert_int_ge(n, 0);
-			r->off += (size_t)n;
-			if (body) {
-				Rxgemm__Reply *rep = rxgemm__reply__unpack(NULL, body_len, body);
-				free(body);
-				ck_assert_ptr_nonnull(rep);
-				return rep;
-			}
-			continue;
-		}
-		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
-		ck_assert_msg(poll(&pfd, 1, REPLY_TIMEOUT_MS) > 0, "no reply from rxgemmd");
-		ssize_t n = recv(r->fd, r->buf, sizeof(r->buf), 0);
-		ck_assert_msg(n > 0, "the daemon closed the connection");
-		r->off = 0;
-		r->have = (size_t)n;
-	}
-}
-
-/* The next reply answers id with status and, unless text is NULL, says text. */
-static Rxgemm__Reply *raw_expect(struct raw *r, uint64_t id, Rxgemm__Status status,
-				 const char *text)
-{
-	Rxgemm__Reply *rep = raw_recv(r);
-
-	ck_assert_msg(rep->request_id == id && rep->status == status,
-		      "reply to %" PRIu64 " with status %d (\"%s\"); want request %" PRIu64
-		      ", status %d",
-		      rep->request_id, rep->status, rep->error, id, status);
-	if (text)
-		ck_assert_msg(rep->error && strstr(rep->error, text),
-			      "request %" PRIu64 ": \"%s\" does not say \"%s\"", id, rep->error, text);
-	return rep;
-}
-
-static void raw_expect_free(struct raw *r, uint64_t id, Rxgemm__Status status, const char *text)
-{
-	rxgemm__reply__free_unpacked(raw_expect(r, id, status, text), NULL);
-}
-
-static void raw_open(struct raw *r)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
-	Rxgemm__Hello hello = RXGEMM__HELLO__INIT;
-
-	memset(r, 0, sizeof(*r));
-	r->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(r->fd, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g_daemon.socket_path);
-	ck_assert_msg(connect(r->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect: %s",
-		      strerror(errno));
-	frame_reader_init(&r->fr, (size_t)1 << 30);
-	hello.protocol_version = RXGEMM_PROTOCOL_VERSION;
-	hello.client_name = (char *)"test-tensor raw";
-	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
-	req.hello = &hello;
-	raw_send(r, 1, &req);
-	Rxgemm__Reply *rep = raw_expect(r, 1, RXGEMM__STATUS__STATUS_OK, NULL);
-	int tensor = 0;
-	for (size_t i = 0; i < rep->hello->n_capabilities; i++)
-		tensor |= strcmp(rep->hello->capabilities[i], "tensor") == 0;
-	ck_assert_msg(tensor, "Hello does not announce the \"tensor\" capability");
-	rxgemm__reply__free_unpacked(rep, NULL);
-}
-
-static void raw_close(struct raw *r)
-{
-	close(r->fd);
-	frame_reader_fini(&r->fr);
+	raw_open(r, g_daemon.socket_path);
+	raw_hello(r, "test-tensor raw", "tensor");
 }
 
 /* Create a tensor of dims (data: n_data floats, NULL: zeros); its id, or 0 when the reply
@@ -843,7 +752,7 @@ static uint32_t raw_create(struct raw *r, uint64_t id, const int64_t *dims, size
 	tc.data.len = n_data * sizeof(float);
 	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_CREATE;
 	req.tensor_create = &tc;
-	raw_send(r, id, &req);
+	raw_send_id(r, id, &req);
 	Rxgemm__Reply *rep = raw_expect(r, id, want, text);
 	if (want == RXGEMM__STATUS__STATUS_OK) {
 		ck_assert_int_eq(rep->body_case, RXGEMM__REPLY__BODY_TENSOR_CREATED);
@@ -862,7 +771,7 @@ static void raw_free(struct raw *r, uint64_t id, uint32_t tid, Rxgemm__Status wa
 	tf.tensor_id = tid;
 	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_FREE;
 	req.tensor_free = &tf;
-	raw_send(r, id, &req);
+	raw_send_id(r, id, &req);
 	raw_expect_free(r, id, want, want ? "no tensor" : NULL);
 }
 
@@ -874,7 +783,7 @@ static void raw_read(struct raw *r, uint64_t id, uint32_t tid, Rxgemm__Status wa
 	tr.tensor_id = tid;
 	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
 	req.tensor_read = &tr;
-	raw_send(r, id, &req);
+	raw_send_id(r, id, &req);
 	raw_expect_free(r, id, want, want ? "no tensor" : NULL);
 }
 
@@ -903,7 +812,7 @@ static void raw_gemm(struct raw *r, uint64_t id, uint32_t a, uint32_t b, uint32_
 	}
 	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
 	req.gemm = &g;
-	raw_send(r, id, &req);
+	raw_send_id(r, id, &req);
 	raw_expect_free(r, id, want, text);
 }
 
@@ -914,8 +823,8 @@ START_TEST(test_misuse)
 	const int64_t bad0[1] = { 0 }, bad4[4] = { 1, 2, 3, 4 }, neg[2] = { 4, -1 };
 	float x[16] = { 0 };
 
-	raw_open(&r);
-	raw_open(&other);
+	raw_open_hello(&r);
+	raw_open_hello(&other);
 	uint32_t t = raw_create(&r, 2, d4x4, 2, x, 16, RXGEMM__STATUS__STATUS_OK, NULL);
 	uint32_t small = raw_create(&r, 3, d8, 1, NULL, 0, RXGEMM__STATUS__STATUS_OK, NULL);
 	uint32_t out = raw_create(&r, 4, d16, 1, NULL, 0, RXGEMM__STATUS__STATUS_OK, NULL);
