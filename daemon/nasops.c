@@ -28,6 +28,7 @@ static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_BIAS] = "nas_bias",     [RXD_NAS_K_POOL] = "nas_pool",
 	[RXD_NAS_K_COPY] = "nas_copy",     [RXD_NAS_K_ZERO] = "nas_zero",
 	[RXD_NAS_K_GAP] = "nas_gap",       [RXD_NAS_K_LINEAR] = "nas_linear",
+	[RXD_NAS_K_DWCONV] = "nas_dwconv",
 };
 
 /* Columns are made for at most this many bytes of images at a time (one image's may be
@@ -234,6 +235,93 @@ static int nasops_conv_direct(struct rxd_nasops *ops, const struct rxd_nas_tenso
 			     (size_t)x->n, 0, span);
 }
 
+/* nas_dwconv's work-group: as wide as the output row up to 32 (neighbours read
+ * neighbouring inputs), then as many rows as the kernel's work-group size allows, up to
+ * the plane's height; the input patch must fit dw_local_bytes. 0, or -ENOSPC when no tile
+ * does (then the direct kernel serves). */
+static int nasops_dw_tile(const struct rxd_nasops *ops, const struct rxd_nas_conv *cv,
+			  int32_t ho, int32_t wo, size_t local[2], size_t *patch_bytes)
+{
+	size_t max = ops->wg[RXD_NAS_K_DWCONV], lw = 4, lh = 1;
+
+	while (lw < (size_t)wo && lw < 32)
+		lw *= 2;
+	while (lw > max && lw > 1)
+		lw /= 2;
+	if (ops->item_max[0] && lw > ops->item_max[0])
+		lw = ops->item_max[0];
+	while (lh < (size_t)ho && 2 * lh * lw <= max && 2 * lh * lw <= 256 &&
+	       (!ops->item_max[1] || 2 * lh <= ops->item_max[1]))
+		lh *= 2;
+	for (;;) {
+		size_t cols = (lw - 1) * (size_t)cv->stride_w + (size_t)(cv->kw - 1) * cv->dil_w + 1;
+		size_t rows = (lh - 1) * (size_t)cv->stride_h + (size_t)(cv->kh - 1) * cv->dil_h + 1;
+
+		*patch_bytes = rows * cols * sizeof(float);
+		if (*patch_bytes <= ops->dw_local_bytes)
+			break;
+		if (lh > 1)
+			lh /= 2;
+		else if (lw > 1)
+			lw /= 2;
+		else
+			return -ENOSPC;
+	}
+	local[0] = lw;
+	local[1] = lh;
+	return 0;
+}
+
+static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			  const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+			  const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_int has_bias = cv->bias != NULL;
+	cl_int relu = cv->relu_in, acc = wr->accumulate;
+	cl_kernel k = ops->kernels[RXD_NAS_K_DWCONV];
+	size_t local[3] = { 1, 1, 1 }, global[3], patch_bytes;
+	cl_event ev = NULL;
+	cl_int e;
+	int ret;
+
+	if (nasops_dw_tile(ops, cv, y->h, y->w, local, &patch_bytes) < 0)
+		return nasops_conv_direct(ops, x, cv, y, wr, span);
+	ret = nasops_args(ops, RXD_NAS_K_DWCONV, sizeof(cl_mem), &x->mem, sizeof(cl_ulong),
+			  &x_off, sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int),
+			  &x->w, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int),
+			  &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &y->h, sizeof(cl_int),
+			  &y->w, sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off,
+			  sizeof(cl_mem), NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong),
+			  &b_off, sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->kh,
+			  sizeof(cl_int), &cv->kw, sizeof(cl_int), &cv->stride_h, sizeof(cl_int),
+			  &cv->stride_w, sizeof(cl_int), &cv->pad_h, sizeof(cl_int), &cv->pad_w,
+			  sizeof(cl_int), &cv->dil_h, sizeof(cl_int), &cv->dil_w, sizeof(cl_int),
+			  &relu, sizeof(cl_int), &cv->in_shift, sizeof(cl_int), &acc,
+			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret < 0)
+		return ret;
+	/* The patch: a __local argument, sized here with no value. */
+	e = clSetKernelArg(k, 28, patch_bytes, NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "nas_dwconv: local patch of %zu bytes: %s", patch_bytes,
+			device_strerror(e));
+		return -EIO;
+	}
+	global[0] = ((size_t)y->w + local[0] - 1) / local[0] * local[0];
+	global[1] = ((size_t)y->h + local[1] - 1) / local[1] * local[1];
+	global[2] = (size_t)x->n * (size_t)x->c;
+	e = clEnqueueNDRangeKernel(ops->dev->queue, k, 3, NULL, global, local, 0, NULL,
+				   span ? &ev : NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "nas_dwconv: clEnqueueNDRangeKernel: %s", device_strerror(e));
+		return nasops_cl_errno(e);
+	}
+	nasops_span_add(span, ev);
+	return 0;
+}
+
 /* y slice = scale * bias (+ y): what the GEMM then adds to. */
 static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, int32_t c,
 		       int32_t hw, cl_mem bias, int64_t bias_off, const struct rxd_nas_write *wr,
@@ -402,6 +490,9 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		return ret;
 	if (cv->groups == 1 && ops->eng)
 		return nasops_conv_gemm(ops, x, cv, y, wr, span);
+	if (ops->dw_tiled && cv->groups == x->c && cv->c_out == x->c &&
+	    (int64_t)x->n * x->c <= INT_MAX)
+		return nasops_conv_dw(ops, x, cv, y, wr, span);
 	return nasops_conv_direct(ops, x, cv, y, wr, span);
 }
 
@@ -783,7 +874,7 @@ out:
 	return ret;
 }
 
-/* The direct kernel (a depthwise, dilated, strided one with ReLU) and, with an engine,
+/* The depthwise kernel in use (a dilated, strided convolution with ReLU) and, with an engine,
  * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation; then
  * every other step kind. */
 static int nasops_selftest(struct rxd_nasops *ops)
@@ -830,6 +921,14 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	}
 	clGetDeviceInfo(dev->desc->id, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof(item_max), item_max,
 			NULL);
+	memcpy(ops->item_max, item_max, sizeof(item_max));
+	{
+		cl_device_local_mem_type lmt = CL_GLOBAL;
+		clGetDeviceInfo(dev->desc->id, CL_DEVICE_LOCAL_MEM_TYPE, sizeof(lmt), &lmt, NULL);
+		ops->dw_tiled = lmt == CL_LOCAL;
+		/* Half the local memory: the work-group is then not alone on its unit. */
+		ops->dw_local_bytes = (size_t)(dev->local_mem_bytes / 2);
+	}
 	for (int k = 0; k < RXD_NAS_KERNELS; k++) {
 		ops->kernels[k] = clCreateKernel(ops->program, nasops_kernel_names[k], &e);
 		if (!ops->kernels[k]) {
@@ -850,8 +949,8 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	if (nasops_selftest(ops) < 0)
 		goto fail;
 	nasops_release_scratch(ops); /* made by the self-tests; jobs make theirs in their budget */
-	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s)",
-		eng ? "GEMM engine" : "direct");
+	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s; depthwise: %s)",
+		eng ? "GEMM engine" : "direct", ops->dw_tiled ? "tiled" : "direct");
 	return 0;
 fail:
 	nasops_fini(ops);

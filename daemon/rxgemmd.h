@@ -755,7 +755,7 @@ struct rxd_nas_span {
 
 enum {
 	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
-	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_KERNELS
+	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_K_DWCONV, RXD_NAS_KERNELS
 };
 
 struct rxd_nasops {
@@ -769,6 +769,11 @@ struct rxd_nasops {
 	cl_mem scratch;              /* im2col's columns, grown on demand; owned */
 	uint64_t scratch_bytes;
 	uint64_t scratch_max_bytes;  /* a convolution's columns are made this many at a time */
+	bool dw_tiled;               /* depthwise convolutions through nas_dwconv's tiles in
+				      * local memory: on devices whose local memory is their own
+				      * (GPUs); on host memory (PoCL) the caches do it already */
+	size_t dw_local_bytes;       /* the local memory one nas_dwconv work-group may take */
+	size_t item_max[3];          /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
 };
 
 /* Build kernels/nas.cl for dev (through dev->kcache) and check every step kind on small

@@ -74,6 +74,59 @@ __kernel void nas_conv(const __global float *x, const ulong x_off, const int cin
 	}
 }
 
+/* Depthwise convolution (groups == cin == cout), one tile of the output plane per
+ * work-group: the tile's input patch ((lh - 1) * sh + (kh - 1) * dh + 1 rows by the like
+ * in columns, padding as zeros, ReLU applied) is read into patch once, and each work-item
+ * makes one output from it. nas_conv reads every input kh * kw times from global memory;
+ * here each is read once per tile. Launch: dimension 0 the tile columns times the local
+ * width, dimension 1 the tile rows times the local height, dimension 2 the n * c planes;
+ * patch holds the patch's floats (the host sizes it). Other arguments as nas_conv's. */
+__kernel void nas_dwconv(const __global float *x, const ulong x_off, const int c, const int h,
+			 const int w, __global float *y, const ulong y_off, const int ctot,
+			 const int c_off, const int ho, const int wo, const __global float *wt,
+			 const ulong w_off, const __global float *bias, const ulong b_off,
+			 const int has_bias, const int kh, const int kw, const int sh,
+			 const int sw, const int ph, const int pw, const int dh, const int dw,
+			 const int relu_in, const int shift, const int accumulate,
+			 const float scale, __local float *patch)
+{
+	const int lx = get_local_id(0), ly = get_local_id(1);
+	const int lw = get_local_size(0), lh = get_local_size(1);
+	const int plane = get_global_id(2), n = plane / c, ch = plane - n * c;
+	const int pcols = (lw - 1) * sw + (kw - 1) * dw + 1;
+	const int prows = (lh - 1) * sh + (kh - 1) * dh + 1;
+	const int ih0 = get_group_id(1) * lh * sh - ph, iw0 = get_group_id(0) * lw * sw - pw;
+	const int hl = h - shift, wl = w - shift; /* the shifted map's extent */
+	const __global float *xp = x + x_off + (n * c + ch) * h * w + shift * w + shift;
+	const int oh = get_global_id(1), ow = get_global_id(0);
+
+	for (int i = ly * lw + lx; i < prows * pcols; i += lw * lh) {
+		const int r = i / pcols, q = i - r * pcols;
+		const int ih = ih0 + r, iw = iw0 + q;
+		float v = 0.0f;
+
+		if (ih >= 0 && ih < hl && iw >= 0 && iw < wl) {
+			v = xp[ih * w + iw];
+			if (relu_in)
+				v = RELU(v);
+		}
+		patch[i] = v;
+	}
+	barrier(CLK_LOCAL_MEM_FENCE);
+	if (oh < ho && ow < wo) {
+		const __global float *wc = wt + w_off + ch * kh * kw;
+		const __local float *pp = patch + ly * sh * pcols + lx * sw;
+		float acc = 0.0f;
+
+		for (int ki = 0; ki < kh; ki++)
+			for (int kj = 0; kj < kw; kj++)
+				acc = pp[ki * dh * pcols + kj * dw] * wc[ki * kw + kj] + acc;
+		if (has_bias)
+			acc += bias[b_off + ch];
+		PUT(y, y_off + (n * ctot + c_off + ch) * ho * wo + oh * wo + ow, acc);
+	}
+}
+
 /* The columns of a convolution for the GEMM engine: col[b][r][p] with r = (ci * kh + ki) *
  * kw + kj the row of the weights' [cout][cin * kh * kw] layout and p the output pixel, for
  * images n0 + b. Padding reads as zero; relu_in and shift as in nas_conv. */

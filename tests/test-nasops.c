@@ -234,6 +234,29 @@ START_TEST(test_depthwise)
 }
 END_TEST
 
+START_TEST(test_depthwise_tiles)
+{
+	/* Planes of several work-group tiles with ragged edges, for the tiled depthwise kernel
+	 * (ops_reg uses it, ops_direct never): 3x3, 5x5 and 7x7, stride 1 and 2, dilation 2,
+	 * biased and not, into a slice. */
+	const int h = small ? 19 : 37, w = small ? 21 : 35;
+
+	for (int k = 3; k <= 7; k += 2)
+		for (int dil = 1; dil <= (k == 7 ? 1 : 2); dil++)
+			for (int s = 1; s <= 2; s++) {
+				int pad = dil * (k / 2);
+				struct conv_case tc = {
+					.n = 2, .cin = 3, .h = h, .w = w,
+					.cv = CONV(k, k, s, s, pad, pad, dil, dil, 3, 3),
+					.wr = { .c_off = 1, .accumulate = s == 2, .scale = 0.25f },
+					.ctot = 5, .x_pad = 3, .y_pad = 1, .no_bias = k == 5,
+				};
+				tc.cv.relu_in = s == 1;
+				conv_case_all(&tc);
+			}
+}
+END_TEST
+
 START_TEST(test_grouped)
 {
 	/* Groups that are neither 1 nor depthwise: 6 -> 4 channels in 2 groups. */
@@ -694,8 +717,12 @@ int main(void)
 		fprintf(stderr, "the NAS kernels do not build or pass on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
+	/* Both depthwise kernels on every device, whichever the device would pick. */
+	ops_direct.dw_tiled = false;
+	ops_reg.dw_tiled = true;
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_depthwise);
+	tcase_add_test(tc, test_depthwise_tiles);
 	tcase_add_test(tc, test_grouped);
 	tcase_add_test(tc, test_dense_1x1);
 	tcase_add_test(tc, test_dense_1x1_large);
