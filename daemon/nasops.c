@@ -925,7 +925,16 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	{
 		cl_device_local_mem_type lmt = CL_GLOBAL;
 		clGetDeviceInfo(dev->desc->id, CL_DEVICE_LOCAL_MEM_TYPE, sizeof(lmt), &lmt, NULL);
+		const char *env = getenv("RXGEMMD_NAS_DEPTHWISE");
+
 		ops->dw_tiled = lmt == CL_LOCAL;
+		if (env && strcmp(env, "tiled") == 0)
+			ops->dw_tiled = true;
+		else if (env && strcmp(env, "direct") == 0)
+			ops->dw_tiled = false;
+		else if (env && *env && strcmp(env, "auto") != 0)
+			log_msg(LOG_WARNING, "RXGEMMD_NAS_DEPTHWISE=%s is not auto, tiled or direct: "
+					     "auto", env);
 		/* Half the local memory: the work-group is then not alone on its unit. */
 		ops->dw_local_bytes = (size_t)(dev->local_mem_bytes / 2);
 	}

@@ -1,0 +1,72 @@
+#!/bin/bash
+# run-nas-speed.sh: NAS evaluation latency on a GPU machine (the device tool), each figure
+# beside PyTorch's in the same run: DARTS_V2 on CIFAR (C 36, 20 cells) at batches 1, 16,
+# 64 and 256 and on ImageNet (C 48, 14 cells) at batch 64, through `rxgemm nas` with each
+# depthwise kernel (RXGEMMD_NAS_DEPTHWISE=tiled and direct), and through
+# tests/nas_torch_ref.py in eager mode (cudnn.benchmark on) and as a CUDA graph.
+# Build here, then:
+#   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm && cp client/.libs/librxgemm.so.0 .gpu/lib/
+# and on the GPU machine: bash tests/gpu/run-nas-speed.sh (about 4 minutes; results in
+# $OUT/nas-speed.txt, one line per figure, and the daemons' logs).
+# Variables (optional): BATCHES (default "1 16 64 256"), REPEAT (20), DEVICE (NVIDIA).
+set -uo pipefail
+. .gpu/env.sh
+: "${OUT:?OUT must name a folder for the results}"
+BATCHES=${BATCHES:-1 16 64 256}
+REPEAT=${REPEAT:-20}
+DEVICE=${DEVICE-NVIDIA}
+W=$(mktemp -d "${TMPDIR:-/tmp}/rxnas.XXXXXX")
+SOCK=$W/d.sock
+PID=
+cleanup() {
+	[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID"
+	rm -rf "$W"
+}
+trap cleanup EXIT
+R=$OUT/nas-speed.txt
+{ date -u; nvidia-smi -L; } >"$R" 2>&1
+
+# nets: "dataset batch" pairs, CIFAR at every batch and ImageNet at 64.
+nets() {
+	for b in $BATCHES; do echo "cifar10 $b"; done
+	echo "imagenet 64"
+}
+
+for dw in tiled direct; do
+	RXGEMMD_NAS_DEPTHWISE=$dw rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} \
+		--auto-tune never --cache-dir "$W/cache" --client-max-memory 4G \
+		</dev/null >"$OUT/daemon-$dw.log" 2>&1 &
+	PID=$!
+	for ((i = 0; i < 3000; i++)); do
+		rxgemm --socket "$SOCK" status >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	nets | while read -r ds b; do
+		printf 'rxgemmd depthwise=%s %s batch %s: ' "$dw" "$ds" "$b" >>"$R"
+		timeout 300 rxgemm --socket "$SOCK" nas --genotype DARTS_V2 --dataset "$ds" \
+			--batch "$b" --repeat "$REPEAT" --json >"$W/nas.json" 2>>"$R" &&
+			python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+print("median %.3f ms, p90 %.3f ms, steps %d" % (j["latency_median_ns"] / 1e6,
+      j["latency_p90_ns"] / 1e6, j["steps"]))
+if sys.argv[2] == "1":
+    print("   by op (mean): " + ", ".join("%s %.2f ms" % (p["name"], p["ns"] / 1e6)
+                                       for p in j["by_op"]))
+' "$W/nas.json" "$([ "$b" = 256 ] && echo 1 || echo 0)" >>"$R" 2>&1
+		cp "$W/nas.json" "$OUT/nas-$dw-$ds-$b.json" 2>/dev/null
+	done
+	kill -TERM "$PID"
+	wait "$PID"
+	PID=
+done
+
+nets | while read -r ds b; do
+	for mode in "--cudnn-benchmark" "--cudnn-benchmark --cuda-graph"; do
+		printf 'pytorch %s %s batch %s: ' "$mode" "$ds" "$b" >>"$R"
+		timeout 300 python3 tests/nas_torch_ref.py --genotype DARTS_V2 --dataset "$ds" \
+			--batch "$b" --repeat "$REPEAT" $mode 2>&1 | grep 'latency median' >>"$R"
+	done
+done
+tar -C "$OUT" -czf "$OUT/json.tar.gz" $(cd "$OUT" && ls nas-*.json) && rm -f "$OUT"/nas-*.json
+cat "$R"
