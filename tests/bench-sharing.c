@@ -22,6 +22,9 @@
  *   --shm (the first three modes): every process keeps A, B and C in shared-memory
  *       buffers (rxg_buffer_create) made once and used for all its jobs, so that no matrix
  *       travels through the socket; --overhead does so unless --no-shm.
+ *   --resident (--overhead only): A, B and C are device tensors made once, so that a job
+ *       moves no matrix at all (C is read back after each job for the check, untimed):
+ *       the daemon's counterpart of a PyTorch user's tensors already on the GPU.
  *
  * Every result is verified. The matrices hold small integers (-2..2), so every product
  * and partial sum is an exact float (below 2^24 for n < 2^20) in any summation order, and
@@ -63,6 +66,7 @@ struct opts {
 	int64_t iterations;
 	int latency, neighbour, overhead, json;
 	int shm;          /* matrices in shared-memory buffers (--shm; --overhead: unless --no-shm) */
+	int resident;     /* --overhead --resident: A, B and C in device tensors */
 	int64_t sizes[16]; /* --overhead's n */
 	int n_sizes;
 	int64_t repeat, warmup;
@@ -128,6 +132,9 @@ struct problem {
 	/* --shm: A, B and C live in these buffers (a, b and c point into them), made once
 	 * and used for every job; NULL: a, b and c are malloc'd and travel in the frames. */
 	rxg_buffer *buf[3];
+	/* --resident: A, B and C are device tensors made once (buf[2] then receives C, read
+	 * back after each job for the check, outside the timing). */
+	rxg_tensor *t[3];
 };
 
 static void problem_init(struct problem *p, int64_t n, uint64_t seed)
@@ -190,10 +197,31 @@ static int problem_share(struct problem *p, rxg_client *c, char *err, size_t err
 	return RXG_OK;
 }
 
+/* Put A and B in device tensors, and C in a third (after problem_share, whose buffer C then
+ * is read back into). 0, or an RXG_E* code with a sentence in err. */
+static int problem_resident(struct problem *p, rxg_client *c, char *err, size_t errlen)
+{
+	const int64_t dims[2] = { p->n, p->n };
+	const float *m[3] = { p->a, p->b, NULL };
+	int rc;
+
+	for (int i = 0; i < 3; i++)
+		if ((rc = rxg_tensor_create(c, dims, 2, m[i], &p->t[i])) != RXG_OK) {
+			snprintf(err, errlen, "cannot create a %lld x %lld device tensor: %s: %s",
+				 (long long)p->n, (long long)p->n, rxg_strerror(rc), rxg_errmsg(c));
+			return rc;
+		}
+	return RXG_OK;
+}
+
 static void problem_fini(struct problem *p)
 {
 	float **m[3] = { &p->a, &p->b, &p->c };
 
+	for (int i = 0; i < 3; i++) {
+		rxg_tensor_free(p->t[i]);
+		p->t[i] = NULL;
+	}
 	for (int i = 0; i < 3; i++) {
 		if (p->buf[i])
 			rxg_buffer_free(p->buf[i]);
@@ -242,7 +270,14 @@ static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rx
 	uint64_t t0, ns;
 	int rc;
 
-	if (p->buf[0]) {
+	if (p->t[0]) {
+		/* All on the device: the job moves no matrix at all. */
+		g.a = g.b = NULL;
+		g.c = NULL;
+		g.a_tensor = p->t[0];
+		g.b_tensor = p->t[1];
+		g.c_out_tensor = p->t[2];
+	} else if (p->buf[0]) {
 		/* The result goes to c_out_buf, not c_buf: C as c_buf would also be sent up to
 		 * the device (the result replaces it in place), a copy beta 0 does not need. */
 		g.a = g.b = NULL;
@@ -256,6 +291,8 @@ static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rx
 	t0 = now_ns();
 	rc = rxg_gemm(c, &g, t);
 	ns = now_ns() - t0;
+	if (rc == RXG_OK && p->t[2])
+		rc = rxg_tensor_read_to_buffer(p->t[2], p->buf[2], 0); /* for the check */
 	if (rc != RXG_OK) {
 		r->failed++;
 		if (!r->error_code) {
@@ -888,7 +925,12 @@ static int overhead_size(const struct opts *o, rxg_client *c, int64_t n, struct 
 	for (int i = 0; i < 6; i++)
 		*cols[i] = xmalloc((size_t)o->repeat * sizeof(double));
 	problem_init(&p, n, 0x5851f42d4c957f2dull * (uint64_t)n);
-	if (o->shm && problem_share(&p, c, run->r.error, sizeof(run->r.error)) != RXG_OK) {
+	if ((o->shm || o->resident) &&
+	    problem_share(&p, c, run->r.error, sizeof(run->r.error)) != RXG_OK) {
+		fprintf(stderr, "bench-sharing: %s\n", run->r.error);
+		goto out;
+	}
+	if (o->resident && problem_resident(&p, c, run->r.error, sizeof(run->r.error)) != RXG_OK) {
 		fprintf(stderr, "bench-sharing: %s\n", run->r.error);
 		goto out;
 	}
@@ -946,13 +988,18 @@ static int mode_overhead(const struct opts *o)
 	if (o->json) {
 		printf("{\"mode\":\"overhead\",\"device\":");
 		json_string(rxg_server_info(c)->device);
-		printf(",\"shm\":%s,\"repeat\":%lld,\"warmup\":%lld,\"results\":[",
-		       o->shm ? "true" : "false", (long long)o->repeat, (long long)o->warmup);
+		printf(",\"shm\":%s,\"resident\":%s,\"repeat\":%lld,\"warmup\":%lld,"
+		       "\"results\":[",
+		       o->shm && !o->resident ? "true" : "false", o->resident ? "true" : "false",
+		       (long long)o->repeat, (long long)o->warmup);
 	} else {
 		printf("device: %s\n", rxg_server_info(c)->device);
 		printf("one n^3 GEMM through the daemon (C = A B, beta 0, matrices %s), %lld runs "
 		       "after %lld warm-up, ms:\n",
-		       o->shm ? "in shared memory" : "in the frames", (long long)o->repeat,
+		       o->resident ? "in device tensors"
+		       : o->shm    ? "in shared memory"
+				   : "in the frames",
+		       (long long)o->repeat,
 		       (long long)o->warmup);
 		printf("%6s %9s %9s %9s %8s %8s %8s %8s %9s %7s %8s %8s  %s\n", "n", "wall p50",
 		       "wall best", "daemon", "queued", "h2d", "kernel", "d2h", "GFLOPS",
@@ -1043,7 +1090,8 @@ static void usage(FILE *f)
 		"       bench-sharing --socket PATH --neighbour [--size n] [--big-size N]\n"
 		"                     [--seconds S] [--shm] [--json]\n"
 		"       bench-sharing --socket PATH --overhead [--sizes n,n,...] [--repeat R]\n"
-		"                     [--warmup W] [--baseline FILE] [--no-shm] [--json]\n"
+		"                     [--warmup W] [--baseline FILE] [--no-shm | --resident]\n"
+		"                     [--json]\n"
 		"Modes: N clients submitting n^3 GEMMs back to back for S seconds (default 4\n"
 		"clients, 5 s, n = 256); --latency: a tiny job's round trip (n = 8, I = 2000),\n"
 		"min/p50/p90/p99/max; --neighbour: that round trip alone and beside N^3 GEMMs\n"
@@ -1052,8 +1100,9 @@ static void usage(FILE *f)
 		"1024,2048,4096, R = 20, W = 2), beside the daemon's own phases, and over the\n"
 		"in-process time of the same GEMM when FILE holds rxgemm-bench --e2e --csv output.\n"
 		"--shm: A, B and C in shared-memory buffers made once per process and used for\n"
-		"every job (--overhead uses them unless --no-shm). Every result is verified; exit\n"
-		"1 when one was wrong or failed.\n");
+		"every job (--overhead uses them unless --no-shm); --resident: A, B and C in\n"
+		"device tensors made once (--overhead). Every result is verified; exit 1 when one\n"
+		"was wrong or failed.\n");
 }
 
 static int parse_num(const char *opt, const char *s, double min, double max, double *out)
@@ -1116,6 +1165,7 @@ int main(int argc, char **argv)
 		{ "shm", no_argument, NULL, 'm' },
 		{ "no-shm", no_argument, NULL, 'M' },
 		{ "overhead", no_argument, NULL, 'o' },
+		{ "resident", no_argument, NULL, 'R' },
 		{ "sizes", required_argument, NULL, 'S' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "warmup", required_argument, NULL, 'w' },
@@ -1160,6 +1210,7 @@ int main(int argc, char **argv)
 		case 'l': o.latency = 1; break;
 		case 'b': o.neighbour = 1; break;
 		case 'o': o.overhead = 1; break;
+		case 'R': o.resident = 1; break;
 		case 'j': o.json = 1; break;
 		case 'm': o.shm = 1; break;
 		case 'M': o.shm = 0; break;
@@ -1182,7 +1233,8 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind < argc || o.latency + o.neighbour + o.overhead > 1) {
+	if (optind < argc || o.latency + o.neighbour + o.overhead > 1 ||
+	    (o.resident && !o.overhead)) {
 		usage(stderr);
 		return 2;
 	}

@@ -117,6 +117,17 @@ if tl_run "overhead, table" 0 "$B" --socket "$S" --overhead --sizes 64 --repeat 
 		tl_ok "overhead, table: a row for n = 64 with both ratios" ||
 		{ tl_fail "overhead table"; cat "$TL_OUT"; }
 fi
+if tl_run "overhead, resident" 0 "$B" --socket "$S" --overhead --resident --sizes 64,96 --repeat 4 --json; then
+	cp "$TL_OUT" "$T/overhead-resident.json"
+	tl_json "overhead, resident" "$T/overhead-resident.json" \
+		"d['resident'] and not d['shm'] and [r['n'] for r in d['results']] == [64, 96] \
+		 and all(r['jobs'] == 4 and r['verified'] == 4 and r['wrong'] == 0 \
+			 and r['h2d_p50_ms'] == 0 and r['d2h_p50_ms'] == 0 and r['kernel_p50_ms'] > 0 \
+			 for r in d['results'])" &&
+		tl_ok "overhead, resident: verified jobs on device tensors, with nothing copied to or from the device"
+fi
+tl_run "resident alone" 2 "$B" --socket "$S" --latency --resident &&
+	tl_ok "--resident without --overhead is a usage error"
 tl_run "overhead, bad baseline" 2 "$B" --socket "$S" --overhead --sizes 64 --baseline "$T/clients.json" &&
 	tl_ok "overhead: a baseline that is not rxgemm-bench --e2e --csv is a usage error"
 

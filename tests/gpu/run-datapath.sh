@@ -5,7 +5,8 @@
 # and resident memory (../shared/gpu/torch_anchors.py, copied beside this script's
 # output by the caller as torch_anchors.py in the checkout's .gpu/), and one GEMM through
 # rxgemmd with its matrices in shared memory and in the frames (bench-sharing --overhead),
-# plus a tiny job's round trip.
+# plus a tiny job's round trip; and the same GEMM on device tensors (--resident): all six
+# paths (inline, shm, resident; PyTorch pageable, pinned, resident) in one table.
 # Build here, then:
 #   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm tests/bench-sharing tests/bench-xfer
 #   cp client/.libs/librxgemm.so.0 .gpu/lib/ && cp ../shared/gpu/torch_anchors.py .gpu/
@@ -79,6 +80,8 @@ step overhead overhead.json bench-sharing --socket "$SOCK" --overhead --sizes "$
 	--repeat "$REPEAT" --json
 step overhead-noshm overhead-noshm.json bench-sharing --socket "$SOCK" --overhead --no-shm \
 	--sizes "$SIZES" --repeat "$REPEAT" --json
+step overhead-resident overhead-resident.json bench-sharing --socket "$SOCK" --overhead \
+	--resident --sizes "$SIZES" --repeat "$REPEAT" --json
 step latency-shm latency-shm.json bench-sharing --socket "$SOCK" --latency --size 8 \
 	--iterations 3000 --shm --json
 rxgemm --socket "$SOCK" status --json >"$OUT/status.json" 2>&1
@@ -100,26 +103,31 @@ try:
 except Exception as e:
     print("(torch.csv: %s)" % e)
 ours = {}
-for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-serial.json", "serial")):
+for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-serial.json", "serial"), ("overhead-resident.json", "resident")):
     j = load(name)
     if not j: continue
     rows = j.get("results", j if isinstance(j, list) else [])
     for r in rows:
         ours[(label, int(r["n"]))] = r
-print("| n | torch pinned ms | torch pageable ms | torch resident ms | shm ms | shm/pinned | shm unpipelined ms | inline ms | inline/pinned | shm h2d+kernel+d2h ms |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+# The three ways a caller's matrices can reach the device, each beside PyTorch's own.
+print("| n | inline ms | torch pageable ms | inline/pageable | shm ms | torch pinned ms | shm/pinned | resident ms | torch resident ms | resident/resident | shm unpipelined ms | shm h2d+kernel+d2h ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for n in sorted({k[1] for k in ours}):
     p = torch.get(("pinned", n)); pg = torch.get(("pageable", n)); rs = torch.get(("resident", n))
     s = ours.get(("shm", n)); i = ours.get(("inline", n)); se = ours.get(("serial", n))
+    r = ours.get(("resident", n))
     def ms(r): return None if not r else r.get("wall_p50_ms")
     def ph(r):
         if not r: return "-"
         return "%.3f+%.3f+%.3f" % (r.get("h2d_p50_ms") or 0, r.get("kernel_p50_ms") or 0, r.get("d2h_p50_ms") or 0)
     f = lambda x: "-" if x is None else "%.3f" % x
     rat = lambda a, b: "-" if a is None or not b else "%.2f" % (a / b)
-    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(p), f(pg), f(rs), f(ms(s)), rat(ms(s), p), f(ms(se)), f(ms(i)), rat(ms(i), p), ph(s)))
+    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(ms(i)), f(pg), rat(ms(i), pg), f(ms(s)), f(p), rat(ms(s), p), f(ms(r)), f(rs), rat(ms(r), rs), f(ms(se)), ph(s)))
+print("\nThe targets: shm at most 1.1x torch pinned; inline at most 2x torch pinned (%s);" % (
+    ", ".join("%d: %s" % (n, rat(ms(ours.get(("inline", n))), torch.get(("pinned", n)))) for n in sorted({k[1] for k in ours}))))
+print("resident within 1.1x of the kernel alone.")
 print()
-print("raw: overhead.json, overhead-noshm.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
+print("raw: overhead.json, overhead-noshm.json, overhead-resident.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
 PY
 cat "$OUT/summary.md"
 # What comes back from the device tool is a few files: the raw results go in one archive.
