@@ -11,6 +11,20 @@
 
 #include "rxgemmd.h"
 
+/* The status table's wire codes are the schema's (proto/rxgemm.proto): checked here, where
+ * both are known. */
+#define DISPATCH_STATUS_CHECK(name, wire, msg)                                                \
+	_Static_assert((wire) == RXGEMM__STATUS__STATUS_##name,                               \
+		       "status " #name ": its wire code differs from rxgemm.proto");
+RXD_STATUS_TABLE(DISPATCH_STATUS_CHECK)
+#undef DISPATCH_STATUS_CHECK
+
+/* The one place an internal status becomes a reply's code. */
+static Rxgemm__Status dispatch_wire_status(int status)
+{
+	return (Rxgemm__Status)status_wire_code(status);
+}
+
 void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
 		    const char *fmt, ...)
 {
@@ -22,7 +36,7 @@ void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool cl
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	reply.request_id = request_id;
-	reply.status = status;
+	reply.status = dispatch_wire_status(status);
 	reply.error = msg;
 	c->srv->stats.requests_rejected++;
 	c->stats.requests_rejected++;
@@ -40,19 +54,19 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	const Rxgemm__Hello *h = req->hello;
 
 	if (c->hello_done) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, req->request_id, RXD_S_PROTOCOL, false,
 			       "Hello was already exchanged on this connection");
 		return;
 	}
 	if (c->refused) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PERMISSION, true,
+		dispatch_error(c, req->request_id, RXD_S_PERMISSION, true,
 			       "uid %ld is not allowed to use this daemon (see allow-uids and "
 			       "allow-gids in rxgemmd(8)); closing the connection",
 			       c->peer_uid);
 		return;
 	}
 	if (h->protocol_version != RXGEMM_PROTOCOL_VERSION) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_VERSION, true,
+		dispatch_error(c, req->request_id, RXD_S_VERSION, true,
 			       "client speaks protocol version %u, this daemon (%s) speaks %u; "
 			       "closing the connection",
 			       h->protocol_version, PACKAGE_VERSION, RXGEMM_PROTOCOL_VERSION);
@@ -62,7 +76,7 @@ static void dispatch_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	 * rxgemm status --json) reject strings that are not UTF-8: refuse such a name, and cut
 	 * a long one only between characters. */
 	if (h->client_name && !text_utf8_valid(h->client_name, strlen(h->client_name))) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, false,
+		dispatch_error(c, req->request_id, RXD_S_INVALID_ARGUMENT, false,
 			       "client_name is not valid UTF-8");
 		return;
 	}
@@ -118,7 +132,7 @@ static void dispatch_status(struct rxd_conn *c, const Rxgemm__Request *req)
 			 (ret = stats_status_restrict(c->srv, c, &st)) < 0))
 		stats_status_free(&st);
 	if (ret < 0) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+		dispatch_error(c, req->request_id, RXD_S_NO_MEMORY, false,
 			       "out of memory building the status");
 		return;
 	}
@@ -142,12 +156,12 @@ static void dispatch_register(struct rxd_conn *c, const Rxgemm__Request *req)
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__RegionRegistered reg = RXGEMM__REGION_REGISTERED__INIT;
 	unsigned n = c->n_frame_fds + c->frame_fds_lost;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	int st, fd;
 
 	if (n != 1) {
 		/* server.c closes whatever came. */
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_REGION, false,
+		dispatch_error(c, req->request_id, RXD_S_REGION, false,
 			       "RegisterRegion carries %u file descriptors; it takes exactly one "
 			       "memfd (SCM_RIGHTS, sent with the frame)",
 			       n);
@@ -156,9 +170,9 @@ static void dispatch_register(struct rxd_conn *c, const Rxgemm__Request *req)
 	fd = c->frame_fds[0];
 	c->frame_fds[0] = -1; /* shm_register closes it, whatever the outcome */
 	st = shm_register(&c->shm, fd, req->register_region->size, &reg.region_id, &reg.size,
-			  err, sizeof(err));
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+			  &err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		return;
 	}
 	log_msg(LOG_DEBUG, "client %u: region %u of %llu bytes registered", c->id,
@@ -173,12 +187,12 @@ static void dispatch_unregister(struct rxd_conn *c, const Rxgemm__Request *req)
 {
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__RegionUnregistered unreg = RXGEMM__REGION_UNREGISTERED__INIT;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	int st;
 
-	st = shm_unregister(&c->shm, req->unregister_region->region_id, err, sizeof(err));
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	st = shm_unregister(&c->shm, req->unregister_region->region_id, &err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		return;
 	}
 	unreg.region_id = req->unregister_region->region_id;
@@ -228,23 +242,23 @@ static void dispatch_hold_region(struct rxd_job *job, struct rxd_region *r)
  * in err. */
 static int dispatch_region_bytes(struct rxd_conn *c, const Rxgemm__RegionRef *ref,
 				 const char *name, ProtobufCBinaryData *data,
-				 struct rxd_region **used, char *err, size_t errlen)
+				 struct rxd_region **used, struct rxd_error *err)
 {
 	char field[32];
 	uint8_t *p;
 	int st;
 
 	if (data->len) {
-		snprintf(err, errlen, "%s and %s_region are both given; send one", name, name);
-		return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s and %s_region are both given; "
+				 "send one", name, name);
 	}
 	snprintf(field, sizeof(field), "%s_region", name);
-	st = shm_resolve(&c->shm, ref, field, used, &p, err, errlen);
+	st = shm_resolve(&c->shm, ref, field, used, &p, err);
 	if (st)
 		return st;
 	data->data = p;
 	data->len = (size_t)ref->length;
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 /* Resolve the GEMM's region references into view, a copy of rq whose a, b and c point
@@ -252,7 +266,7 @@ static int dispatch_region_bytes(struct rxd_conn *c, const Rxgemm__RegionRef *re
  * where C goes (NULL: inline). Takes no reference. A status code, with a sentence in err. */
 static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
 				 Rxgemm__GemmRequest *view, struct rxd_region *used[RXD_JOB_REGIONS],
-				 float **c_dest, char *err, size_t errlen)
+				 float **c_dest, struct rxd_error *err)
 {
 	static const char *const names[3] = { "a", "b", "c" };
 	const Rxgemm__RegionRef *refs[3] = { rq->a_region, rq->b_region, rq->c_region };
@@ -264,10 +278,10 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 	*c_dest = NULL;
 	for (int i = 0; i < 3; i++)
 		if (refs[i] &&
-		    (st = dispatch_region_bytes(c, refs[i], names[i], data[i], &used[i], err, errlen)))
+		    (st = dispatch_region_bytes(c, refs[i], names[i], data[i], &used[i], err)))
 			return st;
 	if (rq->c_out) {
-		st = shm_resolve(&c->shm, rq->c_out, "c_out", &used[3], &p, err, errlen);
+		st = shm_resolve(&c->shm, rq->c_out, "c_out", &used[3], &p, err);
 		if (st)
 			return st;
 		/* The device reads A and B (whole or piece by piece) while C is written: C may
@@ -278,24 +292,25 @@ static int dispatch_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *
 			if (i == 2 && refs[i]->offset == rq->c_out->offset)
 				continue;
 			if (dispatch_overlap(p, rq->c_out->length, data[i]->data, data[i]->len)) {
-				snprintf(err, errlen, "c_out overlaps %s_region in region %u%s",
-					 names[i], rq->c_out->region_id,
-					 i == 2 ? " (C may only replace itself, at the same offset)"
-						: "");
-				return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+				return error_set(err, RXD_S_INVALID_ARGUMENT,
+						 "c_out overlaps %s_region in region %u%s",
+						 names[i], rq->c_out->region_id,
+						 i == 2 ? " (C may only replace itself, at the "
+							  "same offset)"
+							: "");
 			}
 		}
 		*c_dest = (float *)(void *)p;
 	}
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 /* The device tensors a GEMM names (request order: a, b, c, c_out; NULL: none), each
  * operand from one source only, and their sizes for gemm_validate_tensors. Takes no
  * reference. A status code, with a sentence in err. */
 static int dispatch_gemm_tensors(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
-				 struct rxd_tensor *used[4], uint64_t floats[3], char *err,
-				 size_t errlen)
+				 struct rxd_tensor *used[4], uint64_t floats[3],
+				 struct rxd_error *err)
 {
 	static const char *const names[4] = { "a_tensor", "b_tensor", "c_tensor", "c_out_tensor" };
 	const uint32_t ids[4] = { rq->a_tensor, rq->b_tensor, rq->c_tensor, rq->c_out_tensor };
@@ -313,23 +328,21 @@ static int dispatch_gemm_tensors(struct rxd_conn *c, const Rxgemm__GemmRequest *
 							       "c (inline or c_region)",
 							       "c_out (a region)" };
 
-			snprintf(err, errlen, "%s and %s are both given; send each operand one way",
-				 names[i], others[i]);
-			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+			return error_set(err, RXD_S_INVALID_ARGUMENT, "%s and %s are both given; "
+					 "send each operand one way", names[i], others[i]);
 		}
-		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err, errlen)))
+		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err)))
 			return st;
 		if (i < 3)
 			floats[i] = used[i]->floats;
 	}
 	/* The kernel reads A and B while it writes C: C may replace its own input only. */
 	if (used[3] && (used[3] == used[0] || used[3] == used[1])) {
-		snprintf(err, errlen, "c_out_tensor %u is also %s; the result may only replace "
-			 "C's own input (c_tensor)",
-			 rq->c_out_tensor, used[3] == used[0] ? "a_tensor" : "b_tensor");
-		return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "c_out_tensor %u is also %s; the "
+				 "result may only replace C's own input (c_tensor)",
+				 rq->c_out_tensor, used[3] == used[0] ? "a_tensor" : "b_tensor");
 	}
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 /* A zeroed job for req, or NULL when out of memory (answered; req freed). */
@@ -338,7 +351,7 @@ static struct rxd_job *dispatch_job_new(struct rxd_conn *c, Rxgemm__Request *req
 	struct rxd_job *job = calloc(1, sizeof(*job));
 
 	if (!job) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+		dispatch_error(c, req->request_id, RXD_S_NO_MEMORY, false,
 			       "out of memory for a new job");
 		rxgemm__request__free_unpacked(req, NULL);
 	}
@@ -360,28 +373,27 @@ static void dispatch_job_bind(struct rxd_job *job, struct rxd_conn *c, Rxgemm__R
 /* Can c hold a job charged need bytes (job->held_bytes) now? A status code, with a
  * sentence in err: TOO_BIG when the job alone is over the bound, BUSY while what c holds
  * already leaves no room for it (its replies read, it may retry). */
-static int dispatch_admit(struct rxd_conn *c, uint64_t need, char *err, size_t errlen)
+static int dispatch_admit(struct rxd_conn *c, uint64_t need, struct rxd_error *err)
 {
 	uint64_t bound = c->srv->cfg->client_max_memory_bytes;
 	uint64_t held = c->jobs_bytes + c->out_bytes;
 
 	if (!bound)
-		return RXGEMM__STATUS__STATUS_OK;
+		return RXD_S_OK;
 	if (need > bound) {
-		snprintf(err, errlen, "this request and its result need %llu bytes of the daemon's "
-			 "memory, more than one client may make it hold (client-max-memory %llu)",
-			 (unsigned long long)need, (unsigned long long)bound);
-		return RXGEMM__STATUS__STATUS_TOO_BIG;
+		return error_set(err, RXD_S_TOO_BIG, "this request and its result need %llu bytes "
+				 "of the daemon's memory, more than one client may make it hold "
+				 "(client-max-memory %llu)", (unsigned long long)need,
+				 (unsigned long long)bound);
 	}
 	if (need > bound - (held < bound ? held : bound)) {
-		snprintf(err, errlen, "this client's jobs and unread replies hold %llu bytes of "
-			 "the daemon's memory and this one needs %llu more, over its bound "
-			 "(client-max-memory %llu); read the replies and retry",
-			 (unsigned long long)held, (unsigned long long)need,
-			 (unsigned long long)bound);
-		return RXGEMM__STATUS__STATUS_BUSY;
+		return error_set(err, RXD_S_BUSY, "this client's jobs and unread replies hold "
+				 "%llu bytes of the daemon's memory and this one needs %llu more, "
+				 "over its bound (client-max-memory %llu); read the replies and "
+				 "retry", (unsigned long long)held, (unsigned long long)need,
+				 (unsigned long long)bound);
 	}
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 /* Queue job (its request, cost, cancel flag and held_bytes set) with the scheduler, or
@@ -390,11 +402,11 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 {
 	struct rxd_server *srv = c->srv;
 	Rxgemm__Request *req = job->req;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	int ret, st;
 
-	if ((st = dispatch_admit(c, job->held_bytes, err, sizeof(err)))) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	if ((st = dispatch_admit(c, job->held_bytes, &err))) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		dispatch_release_regions(job);
 		if (job->kind == RXD_JOB_TENSOR_CREATE)
 			c->tensors.pending--;
@@ -408,25 +420,25 @@ static void dispatch_submit(struct rxd_conn *c, struct rxd_job *job)
 		struct rxd_sched_stats q;
 
 		worker_queue_stats(srv->worker, &q);
-		if (ret == -EDQUOT)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
+		if (ret == -EBUSY)
+			dispatch_error(c, req->request_id, RXD_S_BUSY, false,
 				       "this client has %u jobs waiting already, its bound "
 				       "(client-max-queue); retry when some have finished",
 				       q.client_max_queue);
 		else if (ret == -ENOBUFS)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_BUSY, false,
+			dispatch_error(c, req->request_id, RXD_S_BUSY, false,
 				       "the daemon's queue is full (%u jobs waiting, its bound "
 				       "max-queue); retry later",
 				       q.max_queue);
 		else if (ret == -ESHUTDOWN)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_SHUTDOWN, false,
+			dispatch_error(c, req->request_id, RXD_S_SHUTDOWN, false,
 				       "the daemon is shutting down");
 		else if (ret == -ENODEV)
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_DEVICE, false,
+			dispatch_error(c, req->request_id, RXD_S_DEVICE, false,
 				       "the OpenCL device was lost; rxgemmd is exiting to be "
 				       "restarted");
 		else
-			dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_NO_MEMORY, false,
+			dispatch_error(c, req->request_id, RXD_S_NO_MEMORY, false,
 				       "out of memory for queueing the job");
 		dispatch_release_regions(job);
 		if (job->kind == RXD_JOB_TENSOR_CREATE)
@@ -461,39 +473,36 @@ static void dispatch_gemm(struct rxd_conn *c, Rxgemm__Request *req, size_t frame
 	struct rxd_region *used[RXD_JOB_REGIONS] = { NULL };
 	struct rxd_tensor *tensors[4] = { NULL };
 	uint64_t tensor_floats[3] = { 0, 0, 0 };
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	uint64_t deadline_ms;
 	int st;
 
 	if (!(job = dispatch_job_new(c, req)))
 		return;
-	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, err, sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK)
-		st = dispatch_gemm_tensors(c, req->gemm, tensors, tensor_floats, err, sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK)
-		st = gemm_validate_tensors(&view, &srv->limits, tensor_floats, &job->g, err,
-					   sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK && tensors[3] && tensors[3]->floats < job->g.c_elems) {
-		snprintf(err, sizeof(err), "c_out_tensor holds %llu floats but C needs %llu",
-			 (unsigned long long)tensors[3]->floats,
-			 (unsigned long long)job->g.c_elems);
-		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	st = dispatch_gemm_regions(c, req->gemm, &view, used, &job->c_dest, &err);
+	if (st == RXD_S_OK)
+		st = dispatch_gemm_tensors(c, req->gemm, tensors, tensor_floats, &err);
+	if (st == RXD_S_OK)
+		st = gemm_validate_tensors(&view, &srv->limits, tensor_floats, &job->g, &err);
+	if (st == RXD_S_OK && tensors[3] && tensors[3]->floats < job->g.c_elems) {
+		st = error_set(&err, RXD_S_INVALID_ARGUMENT, "c_out_tensor holds %llu floats but "
+			       "C needs %llu", (unsigned long long)tensors[3]->floats,
+			       (unsigned long long)job->g.c_elems);
 	}
-	if (st == RXGEMM__STATUS__STATUS_OK && job->c_dest &&
+	if (st == RXD_S_OK && job->c_dest &&
 	    req->gemm->c_out->length / sizeof(float) < job->g.c_elems) {
-		snprintf(err, sizeof(err), "c_out holds %llu bytes but C needs %llu",
-			 (unsigned long long)req->gemm->c_out->length,
-			 (unsigned long long)job->g.c_elems * sizeof(float));
-		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		st = error_set(&err, RXD_S_INVALID_ARGUMENT, "c_out holds %llu bytes but C needs "
+			       "%llu", (unsigned long long)req->gemm->c_out->length,
+			       (unsigned long long)job->g.c_elems * sizeof(float));
 	}
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		rxgemm__request__free_unpacked(req, NULL);
 		free(job);
 		return;
 	}
 	if (req->gemm->priority >= RXD_SCHED_LEVELS) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, false,
+		dispatch_error(c, req->request_id, RXD_S_INVALID_ARGUMENT, false,
 			       "priority %u is out of range (0 to %d, higher first)",
 			       req->gemm->priority, RXD_SCHED_LEVELS - 1);
 		rxgemm__request__free_unpacked(req, NULL);
@@ -553,8 +562,8 @@ static void dispatch_cancel(struct rxd_conn *c, const Rxgemm__Request *req)
  * weights and input bytes point into them. Takes no reference. A status code, with a
  * sentence in err. */
 static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest *rq,
-				Rxgemm__NasEvalRequest *view, struct rxd_region *used[2], char *err,
-				size_t errlen)
+				Rxgemm__NasEvalRequest *view, struct rxd_region *used[2],
+				struct rxd_error *err)
 {
 	static const char *const names[2] = { "weights", "input" };
 	const Rxgemm__RegionRef *refs[2] = { rq->weights_region, rq->input_region };
@@ -566,9 +575,9 @@ static int dispatch_nas_regions(struct rxd_conn *c, const Rxgemm__NasEvalRequest
 	data[1] = &view->input;
 	for (int i = 0; i < 2; i++)
 		if (refs[i] &&
-		    (st = dispatch_region_bytes(c, refs[i], names[i], data[i], &used[i], err, errlen)))
+		    (st = dispatch_region_bytes(c, refs[i], names[i], data[i], &used[i], err)))
 			return st;
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 /* The bytes a NAS reply may take: the logits when asked for (the request's batch and
@@ -588,7 +597,7 @@ static uint64_t dispatch_nas_reply_bytes(const Rxgemm__NasEvalRequest *rq)
 /* The weights and input tensors a NAS request names (NULL: none), each the only source of
  * its data. Takes no reference. A status code, with a sentence in err. */
 static int dispatch_nas_tensors(struct rxd_conn *c, const Rxgemm__NasEvalRequest *rq,
-				struct rxd_tensor *used[2], char *err, size_t errlen)
+				struct rxd_tensor *used[2], struct rxd_error *err)
 {
 	static const char *const names[2] = { "weights_tensor", "input_tensor" };
 	const uint32_t ids[2] = { rq->weights_tensor, rq->input_tensor };
@@ -600,14 +609,14 @@ static int dispatch_nas_tensors(struct rxd_conn *c, const Rxgemm__NasEvalRequest
 		if (!ids[i])
 			continue;
 		if (other[i]) {
-			snprintf(err, errlen, "%s and %s (inline or a region) are both given; send "
-				 "one", names[i], i ? "input" : "weights");
-			return RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+			return error_set(err, RXD_S_INVALID_ARGUMENT, "%s and %s (inline or a "
+					 "region) are both given; send one", names[i],
+					 i ? "input" : "weights");
 		}
-		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err, errlen)))
+		if ((st = tensor_find(&c->tensors, ids[i], names[i], &used[i], err)))
 			return st;
 	}
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_len,
@@ -618,33 +627,33 @@ static void dispatch_nas(struct rxd_conn *c, Rxgemm__Request *req, size_t frame_
 	Rxgemm__NasEvalRequest view;
 	struct rxd_region *used[2] = { NULL };
 	struct rxd_tensor *tensors[2] = { NULL };
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	int st;
 
 	if (!(job = dispatch_job_new(c, req)))
 		return;
-	st = dispatch_nas_regions(c, req->nas_eval, &view, used, err, sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK)
-		st = dispatch_nas_tensors(c, req->nas_eval, tensors, err, sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK)
-		st = nas_job_prepare(&view, &srv->limits, srv->cfg->max_frame_bytes, &job->nas, err,
-				     sizeof(err));
-	for (int i = 0; i < 2 && st == RXGEMM__STATUS__STATUS_OK; i++) {
+	st = dispatch_nas_regions(c, req->nas_eval, &view, used, &err);
+	if (st == RXD_S_OK)
+		st = dispatch_nas_tensors(c, req->nas_eval, tensors, &err);
+	if (st == RXD_S_OK)
+		st = nas_job_prepare(&view, &srv->limits, srv->cfg->max_frame_bytes, &job->nas,
+				     &err);
+	for (int i = 0; i < 2 && st == RXD_S_OK; i++) {
 		uint64_t want = i ? nas_job_input_floats(job->nas) : nas_job_blob_floats(job->nas);
 
 		if (tensors[i] && tensors[i]->floats != want) {
-			snprintf(err, sizeof(err), "%s_tensor holds %llu floats; this network's %s "
-				 "has %llu",
-				 i ? "input" : "weights", (unsigned long long)tensors[i]->floats,
-				 i ? "input (batch x 3 x height x width)" : "state_dict",
-				 (unsigned long long)want);
-			st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+			st = error_set(&err, RXD_S_INVALID_ARGUMENT, "%s_tensor holds %llu "
+				       "floats; this network's %s has %llu",
+				       i ? "input" : "weights",
+				       (unsigned long long)tensors[i]->floats,
+				       i ? "input (batch x 3 x height x width)" : "state_dict",
+				       (unsigned long long)want);
 			nas_job_free(job->nas);
 			job->nas = NULL;
 		}
 	}
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		rxgemm__request__free_unpacked(req, NULL);
 		free(job);
 		return;
@@ -672,38 +681,33 @@ static void dispatch_tensor_create(struct rxd_conn *c, Rxgemm__Request *req,
 	struct rxd_region *region = NULL;
 	struct rxd_tensor *x = NULL;
 	struct rxd_job *job;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	uint8_t *p = NULL;
 	int st;
 
 	if (!(job = dispatch_job_new(c, req)))
 		return;
-	st = tensor_new(tc->dims, tc->n_dims, c->srv->limits.max_buffer_bytes, "dims", &x, err,
-			sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK && tab->count + tab->pending >= RXD_TENSOR_MAX) {
-		snprintf(err, sizeof(err), "this connection has %u tensors already, the most it may "
-			 "have; free some", tab->count + tab->pending);
-		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+	st = tensor_new(tc->dims, tc->n_dims, c->srv->limits.max_buffer_bytes, "dims", &x, &err);
+	if (st == RXD_S_OK && tab->count + tab->pending >= RXD_TENSOR_MAX) {
+		st = error_set(&err, RXD_S_TOO_BIG, "this connection has %u tensors already, the "
+			       "most it may have; free some", tab->count + tab->pending);
 	}
-	if (st == RXGEMM__STATUS__STATUS_OK && tc->data.len && tc->region) {
-		snprintf(err, sizeof(err), "data and region are both given; send one (or neither, "
-			 "for zeros)");
-		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	if (st == RXD_S_OK && tc->data.len && tc->region) {
+		st = error_set(&err, RXD_S_INVALID_ARGUMENT, "data and region are both given; "
+			       "send one (or neither, for zeros)");
 	}
-	if (st == RXGEMM__STATUS__STATUS_OK && tc->region)
-		st = shm_resolve(&c->shm, tc->region, "region", &region, &p, err, sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK && (tc->data.len || region) &&
+	if (st == RXD_S_OK && tc->region)
+		st = shm_resolve(&c->shm, tc->region, "region", &region, &p, &err);
+	if (st == RXD_S_OK && (tc->data.len || region) &&
 	    (region ? tc->region->length : tc->data.len) != x->floats * sizeof(float)) {
-		snprintf(err, sizeof(err), "%s holds %llu bytes but a tensor of %llu floats takes "
-			 "%llu",
-			 region ? "region" : "data",
-			 (unsigned long long)(region ? tc->region->length : tc->data.len),
-			 (unsigned long long)x->floats,
-			 (unsigned long long)(x->floats * sizeof(float)));
-		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		st = error_set(&err, RXD_S_INVALID_ARGUMENT, "%s holds %llu bytes but a tensor of "
+			       "%llu floats takes %llu", region ? "region" : "data",
+			       (unsigned long long)(region ? tc->region->length : tc->data.len),
+			       (unsigned long long)x->floats,
+			       (unsigned long long)(x->floats * sizeof(float)));
 	}
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		tensor_unref(x);
 		rxgemm__request__free_unpacked(req, NULL);
 		free(job);
@@ -732,33 +736,31 @@ static void dispatch_tensor_read(struct rxd_conn *c, Rxgemm__Request *req, size_
 	struct rxd_region *region = NULL;
 	struct rxd_tensor *x;
 	struct rxd_job *job;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	uint8_t *p = NULL;
 	uint64_t bytes = 0;
 	int st;
 
 	if (!(job = dispatch_job_new(c, req)))
 		return;
-	st = tensor_find(&c->tensors, tr->tensor_id, "tensor_id", &x, err, sizeof(err));
-	if (st == RXGEMM__STATUS__STATUS_OK)
+	st = tensor_find(&c->tensors, tr->tensor_id, "tensor_id", &x, &err);
+	if (st == RXD_S_OK)
 		bytes = x->floats * sizeof(float);
-	if (st == RXGEMM__STATUS__STATUS_OK && tr->out) {
-		st = shm_resolve(&c->shm, tr->out, "out", &region, &p, err, sizeof(err));
-		if (st == RXGEMM__STATUS__STATUS_OK && tr->out->length < bytes) {
-			snprintf(err, sizeof(err), "out holds %llu bytes but tensor %u has %llu",
-				 (unsigned long long)tr->out->length, tr->tensor_id,
-				 (unsigned long long)bytes);
-			st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	if (st == RXD_S_OK && tr->out) {
+		st = shm_resolve(&c->shm, tr->out, "out", &region, &p, &err);
+		if (st == RXD_S_OK && tr->out->length < bytes) {
+			st = error_set(&err, RXD_S_INVALID_ARGUMENT, "out holds %llu bytes but "
+				       "tensor %u has %llu", (unsigned long long)tr->out->length,
+				       tr->tensor_id, (unsigned long long)bytes);
 		}
-	} else if (st == RXGEMM__STATUS__STATUS_OK && bytes > c->srv->cfg->max_frame_bytes - 4096) {
-		snprintf(err, sizeof(err), "tensor %u (%llu bytes) does not fit a reply frame "
-			 "(max-frame %llu bytes); read it into a region",
-			 tr->tensor_id, (unsigned long long)bytes,
-			 (unsigned long long)c->srv->cfg->max_frame_bytes);
-		st = RXGEMM__STATUS__STATUS_TOO_BIG;
+	} else if (st == RXD_S_OK && bytes > c->srv->cfg->max_frame_bytes - 4096) {
+		st = error_set(&err, RXD_S_TOO_BIG, "tensor %u (%llu bytes) does not fit a reply "
+			       "frame (max-frame %llu bytes); read it into a region", tr->tensor_id,
+			       (unsigned long long)bytes,
+			       (unsigned long long)c->srv->cfg->max_frame_bytes);
 	}
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		rxgemm__request__free_unpacked(req, NULL);
 		free(job);
 		return;
@@ -782,12 +784,12 @@ static void dispatch_tensor_free(struct rxd_conn *c, const Rxgemm__Request *req)
 {
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__TensorFreed freed = RXGEMM__TENSOR_FREED__INIT;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	int st;
 
-	st = tensor_remove(&c->tensors, req->tensor_free->tensor_id, err, sizeof(err));
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		dispatch_error(c, req->request_id, st, false, "%s", err);
+	st = tensor_remove(&c->tensors, req->tensor_free->tensor_id, &err);
+	if (st != RXD_S_OK) {
+		dispatch_error(c, req->request_id, st, false, "%s", err.msg);
 		return;
 	}
 	freed.tensor_id = req->tensor_free->tensor_id;
@@ -811,33 +813,33 @@ static void dispatch_wire_fault(struct rxd_conn *c, const uint8_t *body, size_t 
 	switch (wc->fault) {
 	case WIRECHECK_UNKNOWN:
 		if (wc->depth == 0 && !wc->top_oneof_set)
-			dispatch_error(c, id, RXGEMM__STATUS__STATUS_UNSUPPORTED, false,
+			dispatch_error(c, id, RXD_S_UNSUPPORTED, false,
 				       "request kind (field %u) is not served by this daemon (%s)",
 				       wc->field, PACKAGE_VERSION);
 		else
-			dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			dispatch_error(c, id, RXD_S_PROTOCOL, false,
 				       "request carries unknown field %u (in %s)", wc->field,
 				       wc->message);
 		return;
 	case WIRECHECK_TOO_MANY:
-		dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, id, RXD_S_PROTOCOL, false,
 			       "field %u of %s is given more than %u times", wc->field, wc->message,
 			       RXD_REQUEST_MAX_ELEMENTS);
 		return;
 	case WIRECHECK_DEPTH:
-		dispatch_error(c, id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, id, RXD_S_PROTOCOL, false,
 			       "field %u of %s nests messages more than %u deep", wc->field,
 			       wc->message, RXD_REQUEST_MAX_DEPTH);
 		return;
 	default:
 		if (wc->field)
-			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			dispatch_error(c, 0, RXD_S_PROTOCOL, false,
 				       "a frame of %zu bytes is not a valid Request message: %s at "
 				       "byte %zu (field %u of %s)",
 				       len, wirecheck_fault_name(wc->fault), wc->offset, wc->field,
 				       wc->message);
 		else
-			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+			dispatch_error(c, 0, RXD_S_PROTOCOL, false,
 				       "a frame of %zu bytes is not a valid Request message: %s at "
 				       "byte %zu (in %s)",
 				       len, wirecheck_fault_name(wc->fault), wc->offset,
@@ -863,14 +865,14 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	req = rxgemm__request__unpack(NULL, len, body);
 	free(body); /* protobuf-c copied what it needs */
 	if (!req) {
-		dispatch_error(c, 0, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, 0, RXD_S_PROTOCOL, false,
 			       "a frame of %zu bytes is not a valid Request message", len);
 		return;
 	}
 	if ((c->n_frame_fds || c->frame_fds_lost) &&
 	    req->body_case != RXGEMM__REQUEST__BODY_REGISTER_REGION) {
 		/* server.c closes them after we return. */
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, req->request_id, RXD_S_PROTOCOL, false,
 			       "the request carries %u file descriptor%s; only RegisterRegion "
 			       "takes one",
 			       c->n_frame_fds + c->frame_fds_lost,
@@ -882,12 +884,12 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		goto out;
 	}
 	if (!c->hello_done) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, req->request_id, RXD_S_PROTOCOL, false,
 			       "the first request on a connection must be Hello");
 		goto out;
 	}
 	if (c->srv->stopping) {
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_SHUTDOWN, false,
+		dispatch_error(c, req->request_id, RXD_S_SHUTDOWN, false,
 			       "the daemon is shutting down");
 		goto out;
 	}
@@ -920,7 +922,7 @@ void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		dispatch_tensor_free(c, req);
 		break;
 	default:
-		dispatch_error(c, req->request_id, RXGEMM__STATUS__STATUS_PROTOCOL, false,
+		dispatch_error(c, req->request_id, RXD_S_PROTOCOL, false,
 			       "request has no body");
 		break;
 	}
@@ -948,14 +950,13 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 		c->tensors.pending--;
 		/* Listed only when made and its client is still there to use it; otherwise
 		 * the job's reference, the last, releases it below. */
-		if (job->status == RXGEMM__STATUS__STATUS_OK && !c->closing) {
+		if (job->err.status == RXD_S_OK && !c->closing) {
 			if (tensor_add(&c->tensors, job->tensors[0]) == 0) {
 				created.tensor_id = job->tensors[0]->id;
 				created.bytes = job->tensors[0]->floats * sizeof(float);
 				job->tensors[0] = NULL; /* the table's now */
 			} else {
-				job->status = RXGEMM__STATUS__STATUS_INTERNAL;
-				snprintf(job->error, sizeof(job->error), "no free slot in the "
+				error_set(&job->err, RXD_S_INTERNAL, "no free slot in the "
 					 "connection's tensor table: a bug");
 			}
 		}
@@ -970,20 +971,20 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 	t.kernel_ns = job->dev_t.kernel_ns;
 	t.d2h_ns = job->dev_t.d2h_ns;
 	reply.request_id = job->request_id;
-	reply.status = job->status;
+	reply.status = dispatch_wire_status(job->err.status);
 	reply.timings = &t;
-	if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_NAS) {
+	if (job->err.status == RXD_S_OK && job->kind == RXD_JOB_NAS) {
 		if (nas_job_reply(job->nas, &nas) == 0) {
 			reply.body_case = RXGEMM__REPLY__BODY_NAS_EVAL;
 			reply.nas_eval = &nas;
 		} else {
-			reply.status = RXGEMM__STATUS__STATUS_NO_MEMORY;
+			reply.status = dispatch_wire_status(RXD_S_NO_MEMORY);
 			reply.error = (char *)"out of memory building the reply";
 		}
-	} else if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_TENSOR_CREATE) {
+	} else if (job->err.status == RXD_S_OK && job->kind == RXD_JOB_TENSOR_CREATE) {
 		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_CREATED;
 		reply.tensor_created = &created;
-	} else if (job->status == RXGEMM__STATUS__STATUS_OK && job->kind == RXD_JOB_TENSOR_READ) {
+	} else if (job->err.status == RXD_S_OK && job->kind == RXD_JOB_TENSOR_READ) {
 		data.bytes = job->tensors[0]->floats * sizeof(float);
 		if (!job->c_dest) {
 			data.data.data = (uint8_t *)job->c_out;
@@ -991,7 +992,7 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 		}
 		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_DATA;
 		reply.tensor_data = &data;
-	} else if (job->status == RXGEMM__STATUS__STATUS_OK) {
+	} else if (job->err.status == RXD_S_OK) {
 		/* Else C is in the client's region, or in a tensor, already. */
 		if (!job->c_dest && !job->tensors[3]) {
 			gemm.c.data = (uint8_t *)job->c_out;
@@ -1002,34 +1003,35 @@ void dispatch_job_done(struct rxd_job *job, void *arg)
 		reply.body_case = RXGEMM__REPLY__BODY_GEMM;
 		reply.gemm = &gemm;
 	} else {
-		reply.error = job->error;
+		reply.error = job->err.msg;
 	}
 	t.total_ns = now_ns() - job->received_ns;
 	/* Tensor creations and reads are no jobs of the statistics (no FLOPs, no shape): the
 	 * clients' tensor figures tell of them. */
 	if (job->kind == RXD_JOB_GEMM || job->kind == RXD_JOB_NAS)
 		stats_job_done(&srv->stats, job, c, &t);
-	log_escape(why, sizeof(why), job->error); /* a NAS error may quote the request */
+	log_escape(why, sizeof(why), job->err.msg); /* a NAS error may quote the request */
 	if (job->kind == RXD_JOB_TENSOR_CREATE || job->kind == RXD_JOB_TENSOR_READ)
 		log_msg(LOG_DEBUG, "client %u request %llu: tensor %s %s%s%s", c->id,
 			(unsigned long long)job->request_id,
 			job->kind == RXD_JOB_TENSOR_READ ? "read" : "create",
-			job->status ? "failed" : "done", job->status ? ": " : "",
-			job->status ? why : "");
+			job->err.status ? "failed" : "done", job->err.status ? ": " : "",
+			job->err.status ? why : "");
 	else if (job->kind == RXD_JOB_NAS)
 		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
-			(unsigned long long)job->request_id, job->status ? "failed" : "done",
-			(double)(done_ns - job->received_ns) / 1e6, job->status ? ": " : "",
-			job->status ? why : "");
+			(unsigned long long)job->request_id, job->err.status ? "failed" : "done",
+			(double)(done_ns - job->received_ns) / 1e6, job->err.status ? ": " : "",
+			job->err.status ? why : "");
 	else
 		log_msg(LOG_DEBUG,
 			"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f ms, "
 			"%.2f GFLOPS)%s%s",
 			c->id, (unsigned long long)job->request_id, (long long)job->g.user_m,
 			(long long)job->g.user_n, (long long)job->g.user_k,
-			job->status ? "failed" : "done", (double)(done_ns - job->received_ns) / 1e6,
-			(double)t.kernel_ns / 1e6, t.kernel_ns ? (double)job->g.flops / (double)t.kernel_ns : 0.0,
-			job->status ? ": " : "", job->status ? why : "");
+			job->err.status ? "failed" : "done",
+			(double)(done_ns - job->received_ns) / 1e6, (double)t.kernel_ns / 1e6,
+			t.kernel_ns ? (double)job->g.flops / (double)t.kernel_ns : 0.0,
+			job->err.status ? ": " : "", job->err.status ? why : "");
 	conn_send(c, &reply, false);
 out:
 	/* A connection that waited for its last reply before closing can go now. */

@@ -22,9 +22,8 @@
 
 #include "frame.h"
 #include "rxgemm.pb-c.h"
+#include "status.h"
 #include "wirecheck.h"
-
-#define RXD_ERROR_MAX 256 /* bytes of a human error sentence in a reply */
 
 /* ---- log.c: stderr with syslog priority prefixes ("<6>"), which journald understands ---- */
 void log_set_level(int level);
@@ -307,7 +306,7 @@ struct rxd_gemm {
 	int64_t user_m, user_n, user_k; /* the request's own shape, for logs and status */
 	/* Set (by another thread) when the job is cancelled; NULL: not cancellable. Whoever
 	 * runs g checks it between pieces and chunks and then stops with
-	 * RXGEMM__STATUS__STATUS_CANCELLED. */
+	 * RXD_S_CANCELLED. */
 	atomic_bool *cancel;
 	int splitk;            /* K slices: 0 the engine decides, 1 none, s forced (tests) */
 };
@@ -318,15 +317,15 @@ struct rxd_limits {
 };
 
 /* Check a request against the protocol's rules and the limits; fill g on success.
- * Returns an RXGEMM__STATUS__* code and, on failure, a sentence in err naming the field. */
+ * Returns an RXD_S_* status (status.h) and, on failure, a sentence in err naming the field. */
 int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-		  struct rxd_gemm *g, char *err, size_t errlen);
+		  struct rxd_gemm *g, struct rxd_error *err);
 /* The same with A, B or C (request order) in device tensors of tensor_floats[i] floats
  * (0: not a tensor), whose bytes in rq are then empty: each must hold at least the floats
  * the operand needs. Their pointers in g are NULL; a tensor C counts as given. */
 int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-			  const uint64_t tensor_floats[3], struct rxd_gemm *g, char *err,
-			  size_t errlen);
+			  const uint64_t tensor_floats[3], struct rxd_gemm *g,
+			  struct rxd_error *err);
 
 /* Kernel families: the edge-handling tiled kernel (kernels/gemm.cl) for small and odd
  * problems, the register-blocked one (kernels/gemm_reg.cl) for large ones, and for CPU
@@ -396,16 +395,16 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
  * launch; as split-K (K slices into a workspace from the budget, then a sum into C) when C
  * has too few tiles to fill the device; or in chunks of C's columns (or of the batch),
  * each about RXD_GEMM_CHUNK_MS of work, checking g->cancel between them. *kernel_ns gets
- * the kernels' device time. An RXGEMM__STATUS__* code, with a sentence in err. */
+ * the kernels' device time. An RXD_S_* status (status.h), with a sentence in err. */
 #define RXD_GEMM_CHUNK_MS 100
 int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen);
+		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, struct rxd_error *err);
 /* gemm_compute with A, B and C starting a_off, b_off and c_off floats into their buffers
  * (each buffer then a shared-memory region's wrapper, zcopy.c); the variant is self-tested
  * at offsets first (gemm_prepare_at) when one is not 0. */
 int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		    cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
-		    uint64_t *kernel_ns, char *err, size_t errlen);
+		    uint64_t *kernel_ns, struct rxd_error *err);
 /* The K slices gemm_compute would use for g with variant (1: no split-K). */
 int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g);
 
@@ -414,13 +413,13 @@ struct rxd_job_timings {
 };
 
 /* Run g on the device; c_out receives g->c_elems floats. Device thread only. Returns an
- * RXGEMM__STATUS__* code with a sentence in err on failure; *kernel names the variant. */
+ * RXD_S_* status (status.h) with a sentence in err on failure; *kernel names the variant. */
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
-	     struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+	     struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 /* gemm_run_variant on buffers the caller made (at least g's a, b and c elems each). */
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
-		     char *err, size_t errlen);
+		     struct rxd_error *err);
 /* Three device buffers of bytes[i] each, reserved in eng->budget for the daemon itself
  * (owner 0, never waiting) when there is one, else made directly. 0, -E2BIG (over the
  * budget), -EAGAIN (the room is taken now) or -ENOMEM with *cl_err the OpenCL error.
@@ -431,7 +430,7 @@ int gemm_buffers_get(struct rxd_gemm_engine *eng, struct rxd_budget_res *res,
 void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, cl_mem mem[3]);
 /* The same with a given variant, its buffers from gemm_buffers_get. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+		     float *c_out, struct rxd_job_timings *t, struct rxd_error *err);
 /* Self-test variant at odd buffer offsets against the CPU reference, once (every kernel
  * takes offsets; this checks the paths nasops.c uses): a failure is remembered.
  * Device thread only. 0, -EIO (logged), or -EAGAIN when the budget has no room for the
@@ -572,7 +571,7 @@ int split_plan(const struct rxd_gemm *g, uint64_t limit_bytes, uint64_t max_buff
  * until *cancel), whole or in pieces; like gemm_run otherwise. Device thread only. */
 int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
-	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
 /* ---- zcopy.c: a GEMM in place on shared-memory regions (devices on host memory) ---- */
 struct rxd_region;
@@ -587,7 +586,7 @@ bool zcopy_prepare(const struct rxd_gemm_engine *eng, bool enabled, const struct
  * otherwise. */
 int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
 	      struct rxd_region *const regions[RXD_JOB_REGIONS], float *c_dest,
-	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
 /* ---- tune.c: searching kernel configurations, remembering the winners ---- */
 /* Time a grid of configurations for every transpose pair and size class, within budget_s
@@ -672,7 +671,7 @@ void sched_set_limits(struct rxd_sched *s, uint32_t max_queue, uint32_t client_m
 /* A GEMM's cost: its FLOPs plus the per-job overhead, capped at RXD_SCHED_MAX_COST. */
 uint64_t sched_cost(uint64_t flops);
 /* Queue j (owner, request_id, cost, deadline_ns and priority filled in) behind its owner's
- * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EDQUOT (its owner has
+ * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EBUSY (its owner has
  * client_max_queue waiting), -EINVAL (priority out of range) or -ENOMEM. */
 int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
 /* Take out the job to run now; NULL when none waits. */
@@ -829,8 +828,7 @@ struct rxd_job {
 	Rxgemm__Request *req;        /* owned: the unpacked request; g points into it */
 	struct rxd_gemm g;
 	/* results, written by the worker */
-	int status;
-	char error[RXD_ERROR_MAX];
+	struct rxd_error err;        /* the outcome: status RXD_S_OK or why not */
 	float *c_out;                /* g.c_elems floats, malloc'd by the worker */
 	float *c_dest;               /* the client's region where C goes (c_out then stays
 				      * NULL), or NULL; set by dispatch, not owned */
@@ -887,7 +885,7 @@ struct rxd_worker {
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
 		 void (*done)(struct rxd_job *, void *), void *arg);
 /* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
- * (max_queue jobs wait), -EDQUOT (the connection's client_max_queue wait), -EINVAL
+ * (max_queue jobs wait), -EBUSY (the connection's client_max_queue wait), -EINVAL
  * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped), -ENODEV (the device is lost):
  * the job is then still the caller's. */
 int worker_submit(struct rxd_worker *w, struct rxd_job *job);
@@ -1036,20 +1034,20 @@ void shm_fini(struct rxd_shm *t);
 /* Check fd (a memfd sealed against shrinking and growing, not against writing, of at most
  * RXD_SHM_MAX_REGION_BYTES, within RXD_SHM_MAX_TOTAL_BYTES of all regions, and of
  * expect_bytes when that is not 0), map it and enter it in
- * t. Always takes fd (closes it). Returns an RXGEMM__STATUS__* code, with *id and *bytes on
+ * t. Always takes fd (closes it). Returns an RXD_S_* status (status.h), with *id and *bytes on
  * success and a sentence in err on failure. */
 int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
-		 uint64_t *bytes, char *err, size_t errlen);
+		 uint64_t *bytes, struct rxd_error *err);
 /* Remove region id from t. STATUS_REGION when t has no such region, or when jobs in flight
  * use it (nothing changes then: unregistering waits for nothing). */
-int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen);
+int shm_unregister(struct rxd_shm *t, uint32_t id, struct rxd_error *err);
 /* Resolve ref (the request field `field`) to ref->length bytes inside a region of t:
  * the region must exist, offset must be a multiple of 4 and offset + length within the
  * region (checked without overflow), length not 0. On success *out is the region (no
  * reference taken: a job that keeps it calls shm_region_ref) and *data the bytes. A status
  * code, with a sentence in err. */
 int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
-		struct rxd_region **out, uint8_t **data, char *err, size_t errlen);
+		struct rxd_region **out, uint8_t **data, struct rxd_error *err);
 void shm_region_ref(struct rxd_region *r);
 /* Device worker thread, for a region its job holds: wrap the mapping in a
  * CL_MEM_USE_HOST_PTR buffer of ctx, once. On a device with memory of its own this pins
@@ -1104,17 +1102,17 @@ void tensor_table_fini(struct rxd_tensors *t);
 /* A new tensor of dims (checked: 1 to 3, each >= 1, within max_bytes) with one reference,
  * not listed, with no buffer yet. A status code, with a sentence in err naming field. */
 int tensor_new(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
-	       struct rxd_tensor **out, char *err, size_t errlen);
+	       struct rxd_tensor **out, struct rxd_error *err);
 /* List x (made) in t under the next id; the table takes over x's reference. -ENOSPC
  * when the table is full. */
 int tensor_add(struct rxd_tensors *t, struct rxd_tensor *x);
 /* The tensor id of t (field names the request field in err), no reference taken.
  * STATUS_TENSOR when there is none. */
 int tensor_find(struct rxd_tensors *t, uint32_t id, const char *field, struct rxd_tensor **out,
-		char *err, size_t errlen);
+		struct rxd_error *err);
 /* Unlist id: the table's reference goes; jobs in flight keep theirs. STATUS_TENSOR when
  * unknown. */
-int tensor_remove(struct rxd_tensors *t, uint32_t id, char *err, size_t errlen);
+int tensor_remove(struct rxd_tensors *t, uint32_t id, struct rxd_error *err);
 void tensor_ref(struct rxd_tensor *x);
 /* Drop a reference; the last one releases the buffer. NULL is allowed. */
 void tensor_unref(struct rxd_tensor *x);
@@ -1125,11 +1123,10 @@ uint64_t tensor_budget_bytes(const struct rxd_tensor *x);
  * STATUS_TOO_BIG (over the budget, or what tensors leave of it), STATUS_QUOTA (over the
  * owner's quota), with a sentence in err. */
 int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget *b,
-		uint32_t owner, const void *data, struct rxd_job_timings *t, char *err,
-		size_t errlen);
+		uint32_t owner, const void *data, struct rxd_job_timings *t, struct rxd_error *err);
 /* Device worker: copy x's floats into out. A status code. */
 int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
-		    struct rxd_job_timings *t, char *err, size_t errlen);
+		    struct rxd_job_timings *t, struct rxd_error *err);
 /* Device worker: run g with the operands tensors[i] (the column-major a, b, C's input
  * and C's destination; NULL: from the host as g says) in place, the host operands
  * uploaded into buffers reserved in b for owner (never waiting: the tensors' jobs are not
@@ -1137,7 +1134,7 @@ int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
  * otherwise. */
 int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
-		    struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+		    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
 /* ---- server.c: the listening socket and the connections (loop thread) ---- */
 struct rxd_server {
@@ -1347,10 +1344,9 @@ const char *genotype_name(size_t i);
 int genotype_named(const char *name, struct rxd_genotype *g);
 /* Parse text[0..len) (the reference's printed form; see genotype.c), strictly. 0, or
  * -EINVAL with a sentence in err that starts "genotype text, byte N:" (N from 0). */
-int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, char *err,
-		   size_t errlen);
+int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, struct rxd_error *err);
 /* Check a genotype built by other means (the same rules as the parser). 0 or -EINVAL. */
-int genotype_check(const struct rxd_genotype *g, char *err, size_t errlen);
+int genotype_check(const struct rxd_genotype *g, struct rxd_error *err);
 /* Print g the way the reference does, NUL-terminated within len; returns the length the
  * whole text needs (without the NUL), like snprintf. */
 size_t genotype_format(const struct rxd_genotype *g, char *buf, size_t len);
@@ -1472,8 +1468,7 @@ struct rxd_nas_plan {
 
 /* Check cfg and lower it into plan. 0, or -EINVAL with a sentence in err naming the field,
  * -E2BIG (a size overflows; err says which) or -ENOMEM. Free with nas_plan_free. */
-int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char *err,
-	      size_t errlen);
+int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struct rxd_error *err);
 void nas_plan_free(struct rxd_nas_plan *plan);
 /* Device memory the plan needs: the folded weights and the arena, in bytes. */
 uint64_t nas_plan_bytes(const struct rxd_nas_plan *plan);
@@ -1487,28 +1482,28 @@ void nas_random_floats(uint64_t seed, float *out, uint64_t n);
 /* Fold blob (the state_dict, plan->blob_floats) into weights (plan->weight_floats).
  * 0, or -EINVAL when a running_var is negative or a value is not finite (err names the
  * entry). */
-int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights, char *err,
-	     size_t errlen);
+int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
+	     struct rxd_error *err);
 /* A weight blob of floats floats for plan: 0, or -EINVAL with err stating the length
  * expected. */
-int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen);
+int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, struct rxd_error *err);
 
 /* NAS evaluation jobs (NasEvalRequest). */
 struct rxd_nas_job;
 /* Loop thread: check rq (defaults filled in), parse its genotype, build its plan, check
  * the weights' and input's lengths against it and its weights against lim (may be NULL);
- * no input or reply may exceed max_reply_bytes. Returns an RXGEMM__STATUS__* code; on
+ * no input or reply may exceed max_reply_bytes. Returns an RXD_S_* status (status.h); on
  * success *out is the job (nas_job_free), which points into rq's bytes: rq must outlive
  * it. */
 int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, char *err, size_t errlen);
+		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err);
 struct rxd_nasops;
 /* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
  * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch
  * in pieces when it does not fit whole; warm-up and timed runs, timed with profiling
- * events per step. Returns an RXGEMM__STATUS__* code with a sentence in err. */
+ * events per step. Returns an RXD_S_* status (status.h) with a sentence in err. */
 int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
-		uint32_t owner, atomic_bool *cancel, char *err, size_t errlen);
+		uint32_t owner, atomic_bool *cancel, struct rxd_error *err);
 /* Fill r from a job that ran; r points into nj (valid until nas_job_free). 0 or -ENOMEM. */
 int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
 /* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */

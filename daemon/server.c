@@ -172,7 +172,7 @@ static void conn_time_out(struct rxd_conn *c, const char *what, uint64_t ns)
 	log_msg(LOG_INFO, "client %u: %s for %.1f s; closing the connection", c->id, what,
 		(double)ns / 1e9);
 	c->frame_start_ms = c->stall_since_ms = 0;
-	dispatch_error(c, 0, RXGEMM__STATUS__STATUS_TIMEOUT, true,
+	dispatch_error(c, 0, RXD_S_TIMEOUT, true,
 		       "%s for %.1f s, this daemon's limit; closing the connection", what,
 		       (double)ns / 1e9);
 	if (!c->closing)
@@ -426,7 +426,7 @@ static unsigned conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 			conn_take_fds(c);
 		used = frame_reader_feed(&c->fr, p + pos, left - pos, &body, &body_len);
 		if (used == -EMSGSIZE) {
-			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_TOO_BIG, true,
+			dispatch_error(c, 0, RXD_S_TOO_BIG, true,
 				       "frame of %u bytes is larger than this daemon's limit of "
 				       "%llu bytes; closing the connection",
 				       c->fr.last_len,
@@ -434,7 +434,7 @@ static unsigned conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 			break;
 		}
 		if (used < 0) {
-			dispatch_error(c, 0, RXGEMM__STATUS__STATUS_NO_MEMORY, true,
+			dispatch_error(c, 0, RXD_S_NO_MEMORY, true,
 				       "out of memory for a frame of %u bytes; closing the "
 				       "connection",
 				       c->fr.last_len);

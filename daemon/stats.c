@@ -82,7 +82,7 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_
 
 	if (rq)
 		cs->bytes_in += rq->a.len + rq->b.len + rq->c.len;
-	if (job->status == RXGEMM__STATUS__STATUS_OK) {
+	if (job->err.status == RXD_S_OK) {
 		st->jobs_ok++;
 		st->flops_total += job->g.flops;
 		st->kernel_ns_total += t->kernel_ns;
@@ -117,7 +117,7 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_
 	r->m = job->g.user_m;
 	r->n = job->g.user_n;
 	r->k = job->g.user_k;
-	r->status = job->status;
+	r->status = job->err.status;
 	r->timings = &st->recent_t[slot];
 	st->recent_next = (slot + 1) % RXD_RECENT_JOBS;
 	if (st->recent_count < RXD_RECENT_JOBS)

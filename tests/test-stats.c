@@ -573,7 +573,7 @@ START_TEST(test_variants_table)
 	c.id = 3;
 	srv.conns = &c;
 	t.kernel_ns = 10;
-	job.status = RXGEMM__STATUS__STATUS_OK;
+	job.err.status = RXD_S_OK;
 	job.g.flops = 1000;
 	job.g.c_elems = 6;
 	for (int i = 0; i < RXD_STATS_VARIANTS + 6; i++) {
@@ -583,7 +583,7 @@ START_TEST(test_variants_table)
 		for (int rep = 0; rep < (i == 0 ? 2 : 1); rep++, jobs++)
 			stats_job_done(&srv.stats, &job, &c, &t);
 	}
-	job.status = RXGEMM__STATUS__STATUS_DEVICE; /* a failure counts in no variant */
+	job.err.status = RXD_S_DEVICE; /* a failure counts in no variant */
 	stats_job_done(&srv.stats, &job, &c, &t);
 	sharing_at(&srv, 1 * SEC, &r);
 	ck_assert_uint_eq(r.n_kernel_stats, RXD_STATS_VARIANTS);

@@ -50,16 +50,16 @@ static void fuzz_gemm(const Rxgemm__GemmRequest *rq)
 {
 	Rxgemm__GemmRequest view = *rq;
 	struct rxd_gemm g;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
 	if (fake_resolve(rq->a_region, &view.a) || fake_resolve(rq->b_region, &view.b) ||
 	    fake_resolve(rq->c_region, &view.c))
 		return;
 	memset(&g, 0, sizeof(g));
-	err[0] = '\0';
-	if (gemm_validate(&view, &limits, &g, err, sizeof(err)) != RXGEMM__STATUS__STATUS_OK) {
+	error_clear(&err);
+	if (gemm_validate(&view, &limits, &g, &err) != RXD_S_OK) {
 		/* Every refusal names its reason. */
-		if (!err[0])
+		if (!err.msg[0])
 			abort();
 		return;
 	}
@@ -76,17 +76,17 @@ static void fuzz_nas(const Rxgemm__NasEvalRequest *rq)
 {
 	Rxgemm__NasEvalRequest view = *rq;
 	struct rxd_nas_job *nj = NULL;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	int st;
 
 	if (fake_resolve(rq->weights_region, &view.weights) ||
 	    fake_resolve(rq->input_region, &view.input))
 		return;
-	err[0] = '\0';
+	error_clear(&err);
 	/* The daemon's default largest frame bounds the reply. */
-	st = nas_job_prepare(&view, &limits, RXD_DEFAULT_MAX_FRAME, &nj, err, sizeof(err));
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		if (!err[0] || nj)
+	st = nas_job_prepare(&view, &limits, RXD_DEFAULT_MAX_FRAME, &nj, &err);
+	if (st != RXD_S_OK) {
+		if (!err.msg[0] || nj)
 			abort();
 		return;
 	}
