@@ -258,7 +258,7 @@ int main(int argc, char **argv)
 	}
 	times.tuning = now_ns();
 	loop = uv_default_loop();
-	if ((ret = worker_start(&m.worker, loop, &m.engine, dispatch_job_done, &m.server)) < 0) {
+	if ((ret = worker_start(&m.worker, loop, &m.engine, wire_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
 		goto out_engine;
 	}

@@ -1075,8 +1075,6 @@ int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, struct rxd_
 
 /* ---- NAS evaluation jobs: the request, the run on the device, the reply ---- */
 
-#define NAS_MAX_WARMUP 100
-#define NAS_MAX_REPEAT 1000
 /* A job stops starting runs after this long (at least one timed run is made), so that a
  * big network with many repeats cannot hold the device worker near the hang timeout. */
 #define NAS_MAX_JOB_NS (30ull * 1000000000ull)
@@ -1104,11 +1102,9 @@ struct rxd_nas_job {
 	uint32_t runs;                 /* timed runs made (fewer than repeat past the time cap) */
 	bool profiled;                 /* the breakdowns were measured */
 	uint64_t peak_bytes, act_bytes;
-	/* the reply's parts */
-	Rxgemm__NasLatencyPart *parts;
-	Rxgemm__NasLatencyPart **by_op, **by_cell;
+	/* nas_job_result's parts and the cells' names */
+	struct rxd_nas_part *parts;
 	char (*names)[24];
-	size_t n_by_op, n_by_cell;
 };
 
 uint64_t nas_job_flops(const struct rxd_nas_job *nj)
@@ -1157,120 +1153,55 @@ void nas_job_free(struct rxd_nas_job *nj)
 	free(nj->cell_ns);
 	free(nj->cell_steps);
 	free(nj->parts);
-	free(nj->by_op);
-	free(nj->by_cell);
 	free(nj->names);
 	free(nj);
 }
 
-/* Floats from bytes; the request's bytes are malloc'd by protobuf-c, so aligned, but a
+/* Floats from bytes; the request's bytes are malloc'd by the decoder, so aligned, but a
  * copy is made when they are not (never trust what we did not allocate). */
-static const float *nas_floats(const ProtobufCBinaryData *d, float **owned)
+static const float *nas_floats(const uint8_t *data, size_t len, float **owned)
 {
-	if (((uintptr_t)d->data % _Alignof(float)) == 0)
-		return (const float *)d->data;
-	*owned = malloc(d->len);
+	if (((uintptr_t)data % _Alignof(float)) == 0)
+		return (const float *)data;
+	*owned = malloc(len);
 	if (*owned)
-		memcpy(*owned, d->data, d->len);
+		memcpy(*owned, data, len);
 	return *owned;
 }
 
-int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
+int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err)
 {
 	struct rxd_nas_job *nj = calloc(1, sizeof(*nj));
 	struct rxd_nas_config *c;
-	bool imagenet = rq->dataset == RXGEMM__NAS_DATASET__NAS_IMAGENET;
 	int st = RXD_S_INVALID_ARGUMENT, rc;
 	uint64_t in_floats, logit_bytes;
 
 	*out = NULL;
-	if (!nj) {
+	if (!nj)
 		return error_set(err, RXD_S_NO_MEMORY, "out of memory for a NAS job");
-	}
 	c = &nj->cfg;
-	if (rq->dataset != RXGEMM__NAS_DATASET__NAS_CIFAR && !imagenet) {
-		error_set(err, RXD_S_INVALID_ARGUMENT, "dataset %d is neither CIFAR (0) nor "
-			  "ImageNet (1)", (int)rq->dataset);
-		goto out;
-	}
-	c->family = imagenet ? RXD_NAS_IMAGENET : RXD_NAS_CIFAR;
-	c->C = rq->c ? rq->c : imagenet ? 48 : 36;
-	c->layers = rq->layers ? rq->layers : imagenet ? 14 : 20;
-	c->classes = rq->classes ? rq->classes : imagenet ? 1000 : 10;
-	c->height = rq->height ? rq->height : imagenet ? 224 : 32;
-	c->width = rq->width ? rq->width : imagenet ? 224 : 32;
-	c->batch = rq->batch ? rq->batch : 1;
-	c->supernet = rq->supernet;
-	if (rq->supernet) {
-		size_t edges;
+	*c = ev->cfg;
+	if (c->supernet) {
+		size_t n = (size_t)c->steps * (size_t)(c->steps + 3) / 2 * RXD_NAS_PRIMITIVES;
 
-		if (rq->genotype && *rq->genotype) {
-			error_set(err, RXD_S_INVALID_ARGUMENT, "genotype must be empty for the "
-				  "supernet");
-			goto out;
-		}
-		c->steps = rq->steps ? (int32_t)rq->steps : 4;
-		c->multiplier = rq->multiplier ? (int32_t)rq->multiplier : 4;
-		if (rq->steps > RXD_NAS_MAX_STEPS) {
-			error_set(err, RXD_S_INVALID_ARGUMENT, "steps is %u; it must be 1 to %d",
-				  rq->steps, RXD_NAS_MAX_STEPS);
-			goto out;
-		}
-		edges = (size_t)c->steps * (size_t)(c->steps + 3) / 2;
-		if (rq->n_alpha_normal != edges * RXD_NAS_PRIMITIVES ||
-		    rq->n_alpha_reduce != edges * RXD_NAS_PRIMITIVES) {
-			error_set(err, RXD_S_INVALID_ARGUMENT,
-				 "alpha_normal and alpha_reduce must have %zu values each (%zu "
-				 "edges x %d operations); they have %zu and %zu",
-				 edges * RXD_NAS_PRIMITIVES, edges, RXD_NAS_PRIMITIVES,
-				 rq->n_alpha_normal, rq->n_alpha_reduce);
-			goto out;
-		}
-		nj->alpha = malloc(2 * edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		/* The job may outlive nothing it does not own but the request's bytes: its
+		 * plans are rebuilt from cfg on the device thread. */
+		nj->alpha = malloc(2 * n * sizeof(float));
 		if (!nj->alpha) {
 			st = error_set(err, RXD_S_NO_MEMORY, "out of memory for the alphas");
 			goto out;
 		}
-		memcpy(nj->alpha, rq->alpha_normal, edges * RXD_NAS_PRIMITIVES * sizeof(float));
-		memcpy(nj->alpha + edges * RXD_NAS_PRIMITIVES, rq->alpha_reduce,
-		       edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		memcpy(nj->alpha, ev->cfg.alpha_normal, n * sizeof(float));
+		memcpy(nj->alpha + n, ev->cfg.alpha_reduce, n * sizeof(float));
 		c->alpha_normal = nj->alpha;
-		c->alpha_reduce = nj->alpha + edges * RXD_NAS_PRIMITIVES;
+		c->alpha_reduce = nj->alpha + n;
 	} else {
-		const char *g = rq->genotype ? rq->genotype : "";
-
-		if (rq->n_alpha_normal || rq->n_alpha_reduce || rq->steps || rq->multiplier) {
-			error_set(err, RXD_S_INVALID_ARGUMENT, "alphas, steps and multiplier are "
-				  "for the supernet only");
-			goto out;
-		}
-		if (!*g) {
-			error_set(err, RXD_S_INVALID_ARGUMENT, "genotype is empty: give a name "
-				  "(DARTS_V1, DARTS_V2, NASNet, AmoebaNet) or a Genotype(...) "
-				  "text");
-			goto out;
-		}
-		if (genotype_named(g, &c->geno) < 0) {
-			if (strncmp(g, "Genotype", 8) != 0) {
-				error_set(err, RXD_S_INVALID_ARGUMENT, "genotype '%.40s' is not a "
-					  "known name (DARTS_V1, DARTS_V2, NASNet, AmoebaNet) nor "
-					  "a Genotype(...) text", g);
-				goto out;
-			}
-			if (genotype_parse(g, strlen(g), &c->geno, err) < 0)
-				goto out;
-		}
 		genotype_format(&c->geno, nj->genotype, sizeof(nj->genotype));
 	}
-	if (rq->warmup > NAS_MAX_WARMUP || rq->repeat > NAS_MAX_REPEAT) {
-		error_set(err, RXD_S_INVALID_ARGUMENT, "warmup (%u) and repeat (%u) may be at "
-			  "most %d and %d", rq->warmup, rq->repeat, NAS_MAX_WARMUP, NAS_MAX_REPEAT);
-		goto out;
-	}
-	nj->warmup = rq->warmup;
-	nj->repeat = rq->repeat ? rq->repeat : 1;
-	nj->want_logits = rq->want_logits;
+	nj->warmup = ev->warmup;
+	nj->repeat = ev->repeat;
+	nj->want_logits = ev->want_logits;
 	rc = nas_build(c, &nj->plan, err);
 	if (rc < 0) {
 		st = err->status; /* nas_build's: invalid, too big or out of memory */
@@ -1288,26 +1219,26 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *l
 		goto out;
 	}
 	logit_bytes = (uint64_t)c->batch * (uint64_t)c->classes * sizeof(float);
-	if (rq->want_logits && logit_bytes + 4096 > max_reply_bytes) {
+	if (ev->want_logits && logit_bytes + 4096 > max_reply_bytes) {
 		st = error_set(err, RXD_S_TOO_BIG, "the logits (%llu bytes) would not fit a reply "
 			       "frame (%llu)", (unsigned long long)logit_bytes,
 			       (unsigned long long)max_reply_bytes);
 		goto out;
 	}
-	if (rq->weights.len) {
-		if (rq->weights.len % sizeof(float) ||
-		    nas_check_blob(&nj->plan, rq->weights.len / sizeof(float), err) < 0) {
-			if (rq->weights.len % sizeof(float))
+	if (ev->weights_bytes) {
+		if (ev->weights_bytes % sizeof(float) ||
+		    nas_check_blob(&nj->plan, ev->weights_bytes / sizeof(float), err) < 0) {
+			if (ev->weights_bytes % sizeof(float))
 				error_set(err, RXD_S_INVALID_ARGUMENT, "weights is %zu bytes, not "
 					  "whole floats; this network needs %llu floats",
-					  rq->weights.len,
+					  ev->weights_bytes,
 					  (unsigned long long)nj->plan.blob_floats);
 			goto out;
 		}
-		nj->blob = nas_floats(&rq->weights, &nj->blob_owned);
+		nj->blob = nas_floats(ev->weights, ev->weights_bytes, &nj->blob_owned);
 	}
-	nj->weight_seed = rq->weight_seed;
-	nj->input_seed = rq->input_seed;
+	nj->weight_seed = ev->weight_seed;
+	nj->input_seed = ev->input_seed;
 	/* Sent or made, the input is one host buffer: bound it as a frame is bounded. */
 	if (in_floats * sizeof(float) > max_reply_bytes) {
 		st = error_set(err, RXD_S_TOO_BIG,
@@ -1317,21 +1248,21 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *l
 			 (unsigned long long)max_reply_bytes);
 		goto out;
 	}
-	if (rq->input.len) {
-		if (rq->input.len != in_floats * sizeof(float)) {
+	if (ev->input_bytes) {
+		if (ev->input_bytes != in_floats * sizeof(float)) {
 			error_set(err, RXD_S_INVALID_ARGUMENT, "input is %zu bytes; batch x 3 x "
 				  "height x width (%d x 3 x %d x %d) floats are %llu bytes",
-				  rq->input.len, c->batch, c->height, c->width,
+				  ev->input_bytes, c->batch, c->height, c->width,
 				  (unsigned long long)(in_floats * sizeof(float)));
 			goto out;
 		}
-		nj->input = nas_floats(&rq->input, &nj->input_owned);
+		nj->input = nas_floats(ev->input, ev->input_bytes, &nj->input_owned);
 		if (!nj->input) {
 			st = error_set(err, RXD_S_NO_MEMORY, "out of memory for the input");
 			goto out;
 		}
 	}
-	if (rq->weights.len && !nj->blob) {
+	if (ev->weights_bytes && !nj->blob) {
 		st = error_set(err, RXD_S_NO_MEMORY, "out of memory for the weights or the input");
 		goto out;
 	}
@@ -1750,14 +1681,14 @@ out:
 	return st;
 }
 
-int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
+int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r)
 {
 	const struct rxd_nas_plan *p = &nj->plan;
 	uint64_t *sorted, sum = 0;
 	size_t nparts = RXD_NAS_PARTS + (size_t)nj->cfg.layers + 2, k = 0;
 	uint32_t n = nj->runs ? nj->runs : 1;
 
-	rxgemm__nas_eval_reply__init(r);
+	memset(r, 0, sizeof(*r));
 	r->genotype = nj->genotype;
 	r->params = p->param_count;
 	r->macs = p->macs;
@@ -1771,11 +1702,11 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 	r->n_run_ns = n;
 	r->run_ns = nj->run_ns;
 	sorted = malloc(n * sizeof(uint64_t));
+	free(nj->parts);
+	free(nj->names);
 	nj->parts = calloc(nparts, sizeof(*nj->parts));
-	nj->by_op = calloc(RXD_NAS_PARTS, sizeof(*nj->by_op));
-	nj->by_cell = calloc((size_t)nj->cfg.layers + 2, sizeof(*nj->by_cell));
 	nj->names = calloc((size_t)nj->cfg.layers + 2, sizeof(*nj->names));
-	if (!sorted || !nj->parts || !nj->by_op || !nj->by_cell || !nj->names) {
+	if (!sorted || !nj->parts || !nj->names) {
 		free(sorted);
 		return -ENOMEM;
 	}
@@ -1788,21 +1719,23 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 	r->latency_p90_ns = sorted[(size_t)ceil(0.9 * n) - 1];
 	r->latency_mean_ns = sum / n;
 	free(sorted);
+	/* The parts by operation first, then by cell, in one array. */
+	r->by_op = nj->parts;
 	for (int i = 0; i < RXD_NAS_PARTS; i++) {
-		Rxgemm__NasLatencyPart *q = &nj->parts[k++];
+		struct rxd_nas_part *q = &nj->parts[k];
 
 		if (!nj->part_steps[i])
 			continue;
-		rxgemm__nas_latency_part__init(q);
-		q->name = (char *)nas_part_name(i);
+		q->name = nas_part_name(i);
 		q->ns = nj->part_ns[i] / n;
 		q->steps = nj->part_steps[i];
-		nj->by_op[nj->n_by_op++] = q;
+		k++;
+		r->n_by_op++;
 	}
+	r->by_cell = &nj->parts[k];
 	for (int i = 0; i < nj->cfg.layers + 2; i++) {
-		Rxgemm__NasLatencyPart *q = &nj->parts[k++];
+		struct rxd_nas_part *q = &nj->parts[k++];
 
-		rxgemm__nas_latency_part__init(q);
 		if (i == 0)
 			snprintf(nj->names[i], sizeof(nj->names[i]), "stem");
 		else if (i == nj->cfg.layers + 1)
@@ -1812,17 +1745,13 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 		q->name = nj->names[i];
 		q->ns = nj->cell_ns[i] / n;
 		q->steps = nj->cell_steps[i];
-		nj->by_cell[nj->n_by_cell++] = q;
+		r->n_by_cell++;
 	}
-	if (nj->profiled) {
-		r->n_by_op = nj->n_by_op;
-		r->by_op = nj->by_op;
-		r->n_by_cell = nj->n_by_cell;
-		r->by_cell = nj->by_cell;
-	}
+	if (!nj->profiled)
+		r->n_by_op = r->n_by_cell = 0;
 	if (nj->logits) {
-		r->logits.data = (uint8_t *)nj->logits;
-		r->logits.len = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);
+		r->logits = nj->logits;
+		r->logits_bytes = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);
 	}
 	return 0;
 }

@@ -21,9 +21,7 @@
 #include <CL/cl.h>
 
 #include "frame.h"
-#include "rxgemm.pb-c.h"
 #include "status.h"
-#include "wirecheck.h"
 
 /* ---- log.c: stderr with syslog priority prefixes ("<6>"), which journald understands ---- */
 void log_set_level(int level);
@@ -286,10 +284,11 @@ extern const struct rxd_kernel_source rxd_kernel_sources[];
 extern const size_t rxd_kernel_sources_count;
 const char *kernels_find(const char *name);
 
-/* ---- gemm.c: request validation, kernel choice and launch ---- */
+/* ---- gemm.c: kernel choice and launch ---- */
 
-/* A validated GEMM in the column-major form the kernels compute: a row-major request is
- * turned into the column-major product C^T = op(B)^T op(A)^T by swapping the operands. */
+/* A validated GEMM (wire_gemm_validate) in the column-major form the kernels compute: a
+ * row-major request is turned into the column-major product C^T = op(B)^T op(A)^T by
+ * swapping the operands. */
 struct rxd_gemm {
 	int64_t m, n, k;       /* of the column-major problem */
 	bool trans_a, trans_b;
@@ -315,17 +314,6 @@ struct rxd_limits {
 	uint64_t max_buffer_bytes; /* the device's largest allocation */
 	uint64_t max_total_bytes;  /* all of one job's buffers together */
 };
-
-/* Check a request against the protocol's rules and the limits; fill g on success.
- * Returns an RXD_S_* status (status.h) and, on failure, a sentence in err naming the field. */
-int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-		  struct rxd_gemm *g, struct rxd_error *err);
-/* The same with A, B or C (request order) in device tensors of tensor_floats[i] floats
- * (0: not a tensor), whose bytes in rq are then empty: each must hold at least the floats
- * the operand needs. Their pointers in g are NULL; a tensor C counts as given. */
-int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-			  const uint64_t tensor_floats[3], struct rxd_gemm *g,
-			  struct rxd_error *err);
 
 /* Kernel families: the edge-handling tiled kernel (kernels/gemm.cl) for small and odd
  * problems, the register-blocked one (kernels/gemm_reg.cl) for large ones, and for CPU
@@ -825,7 +813,10 @@ struct rxd_job {
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
 	uint64_t request_id;
-	Rxgemm__Request *req;        /* owned: the unpacked request; g points into it */
+	void *frame;                 /* owned: the decoded request (the wire layer's); g and
+				      * the NAS job point into it */
+	void (*frame_free)(void *frame);
+	uint64_t bytes_in;           /* operand bytes the request carried inline (statistics) */
 	struct rxd_gemm g;
 	/* results, written by the worker */
 	struct rxd_error err;        /* the outcome: status RXD_S_OK or why not */
@@ -891,9 +882,11 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 int worker_submit(struct rxd_worker *w, struct rxd_job *job);
 /* The queue bounds (0: none), at start and on SIGHUP. Loop thread. */
 void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue);
+/* What worker_cancel found. */
+enum rxd_cancel_outcome { RXD_CANCEL_NOT_FOUND = 0, RXD_CANCEL_QUEUED, RXD_CANCEL_RUNNING };
 /* Cancel owner's job request_id: a waiting one is taken out and answered CANCELLED
  * (through done, later); a running one has its cancel flag set. Returns the
- * RXGEMM__CANCEL_OUTCOME__* that says which, or NOT_FOUND. Loop thread. */
+ * enum rxd_cancel_outcome that says which. Loop thread. */
 int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id);
 /* The connection owner went away: its waiting jobs are taken out (answered CANCELLED to
  * nobody, through done) and its running one is cancelled. Loop thread; safe after
@@ -935,6 +928,21 @@ struct rxd_variant_stats {
 	uint64_t queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns;
 };
 
+/* A job's times as its reply reports them. */
+struct rxd_job_times {
+	uint64_t queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns;
+};
+
+/* One finished job, for the status reply's recent list. */
+struct rxd_job_record {
+	uint64_t request_id;
+	uint32_t client_id;
+	int64_t m, n, k;             /* the request's shape (0 for NAS jobs) */
+	int status;                  /* enum rxd_status */
+	long uid;                    /* whose it was (status-detail) */
+	struct rxd_job_times t;
+};
+
 struct rxd_stats {
 	uint64_t started_ns;
 	uint32_t clients_connected;
@@ -942,9 +950,7 @@ struct rxd_stats {
 	uint64_t jobs_ok, jobs_failed, requests_rejected;
 	uint32_t jobs_queued;
 	uint64_t flops_total, kernel_ns_total;
-	Rxgemm__JobRecord recent[RXD_RECENT_JOBS];
-	long recent_uid[RXD_RECENT_JOBS]; /* whose each was (status-detail) */
-	Rxgemm__Timings recent_t[RXD_RECENT_JOBS];
+	struct rxd_job_record recent[RXD_RECENT_JOBS]; /* a ring */
 	size_t recent_next, recent_count;
 	struct rxd_client_stats departed;  /* folded in from every closed connection */
 	struct rxd_variant_stats variants[RXD_STATS_VARIANTS];
@@ -961,24 +967,12 @@ void stats_init(struct rxd_stats *st);
 void stats_job_busy(struct rxd_stats *st, const struct rxd_job *job);
 /* A job answered to its client c: the daemon's, c's and the variant's counters. */
 void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_conn *c,
-		    const Rxgemm__Timings *t);
+		    const struct rxd_job_times *t);
 /* c is closing: fold its counters into the departed clients' total. */
 void stats_client_closed(struct rxd_stats *st, const struct rxd_conn *c);
-/* Fill a StatusReply; the pointers in it stay valid until the next stats_* call.
- * Returns 0 or -ENOMEM. Free with stats_status_free. */
-int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
-		 const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out);
-/* Add the sharing figures (fields 50-56: clients, kernel variants, device busy time) to
- * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM;
- * stats_status_free frees them too. */
-struct rxd_server;
-/* Hide what viewer may not see (status-detail own, the default): other users' clients'
- * names, uids and pids, and their recent jobs' shapes, unless viewer is root. Counts stay.
- * Call after stats_status and stats_status_sharing; 0 or -ENOMEM. */
-int stats_status_restrict(const struct rxd_server *srv, const struct rxd_conn *viewer,
-			  Rxgemm__StatusReply *out);
-int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
-void stats_status_free(Rxgemm__StatusReply *out);
+/* The i-th of the recent jobs, oldest first (i < st->recent_count). */
+const struct rxd_job_record *stats_recent(const struct rxd_stats *st, size_t i);
+/* The status reply is built from these counters by the wire layer (wire-status.c). */
 
 /* ---- shm.c: shared-memory regions registered by a connection (loop thread only) ---- */
 /* A region is a client's sealed memfd, mapped MAP_SHARED read/write: operands are read from
@@ -1041,13 +1035,9 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 /* Remove region id from t. STATUS_REGION when t has no such region, or when jobs in flight
  * use it (nothing changes then: unregistering waits for nothing). */
 int shm_unregister(struct rxd_shm *t, uint32_t id, struct rxd_error *err);
-/* Resolve ref (the request field `field`) to ref->length bytes inside a region of t:
- * the region must exist, offset must be a multiple of 4 and offset + length within the
- * region (checked without overflow), length not 0. On success *out is the region (no
- * reference taken: a job that keeps it calls shm_region_ref) and *data the bytes. A status
- * code, with a sentence in err. */
-int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
-		struct rxd_region **out, uint8_t **data, struct rxd_error *err);
+/* Region id of t, or NULL (no reference taken: a job that keeps it calls shm_region_ref).
+ * A request's reference into it is checked by the wire layer (wire_region). */
+struct rxd_region *shm_lookup(struct rxd_shm *t, uint32_t id);
 void shm_region_ref(struct rxd_region *r);
 /* Device worker thread, for a region its job holds: wrap the mapping in a
  * CL_MEM_USE_HOST_PTR buffer of ctx, once. On a device with memory of its own this pins
@@ -1227,31 +1217,83 @@ void server_reconfigured(struct rxd_server *srv);
 uint64_t conn_held_bytes(const struct rxd_conn *c);
 void conn_ref(struct rxd_conn *c);
 void conn_unref(struct rxd_conn *c);
-/* Queue one Reply on c; close the connection once written when close_after is set.
+/* Queue one frame of len bytes on c, its payload written by pack(msg, buffer) (the wire
+ * layer's encoder); close the connection once written when close_after is set.
  * 0 or -errno (the connection is then closed). */
-int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after);
+int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint8_t *out),
+	      const void *msg, bool close_after);
 void conn_close(struct rxd_conn *c);
 
-/* ---- dispatch.c: decoding, validating and routing requests (loop thread) ---- */
-/* A frame is walked (wirecheck_message) before protobuf-c unpacks it: unknown fields at any
- * depth, bad wire types and truncation are refused with STATUS_PROTOCOL, and so is a
- * Request nested deeper than RXD_REQUEST_MAX_DEPTH (the schema's own depth is 2: Request >
- * GemmRequest or NasEvalRequest > RegionRef) or with one field given more than
- * RXD_REQUEST_MAX_ELEMENTS times. That bound is the longest repeated field a valid Request
- * has (a supernet's alphas: edges x primitives, edges = steps (steps + 3) / 2 at the most
- * steps); it also stops a singular field repeated millions of times, which protobuf-c would
- * scan into a record of its own each. */
-#define RXD_REQUEST_MAX_DEPTH 4
-#define RXD_REQUEST_MAX_ELEMENTS \
-	(RXD_NAS_MAX_STEPS * (RXD_NAS_MAX_STEPS + 3) / 2 * RXD_NAS_PRIMITIVES)
+/* ---- dispatch.c: routing validated requests to the worker (loop thread) ---- */
+/* The wire layer (wire.c) decodes and validates a request into these, then hands it here;
+ * dispatch charges the job to its connection, queues it, and on its return does the
+ * bookkeeping before the wire layer answers. dispatch never replies itself: a refusal
+ * comes back as a status with a sentence in err. */
+
+/* What every request handed to dispatch carries. The decoded frame (the wire layer's),
+ * which the validated pointers point into, goes to the job, which frees it with
+ * frame_free; on a refusal it stays the caller's. */
+struct rxd_request {
+	uint64_t id;
+	uint64_t received_ns;        /* the frame was whole */
+	size_t frame_bytes;
+	void *frame;
+	void (*frame_free)(void *frame);
+	uint64_t bytes_in;           /* operand bytes sent inline (statistics) */
+};
+
+/* A validated GEMM: its operands from the frame, regions or tensors (no references
+ * taken: dispatch takes them for the job). */
+struct rxd_gemm_request {
+	struct rxd_gemm g;
+	struct rxd_region *regions[RXD_JOB_REGIONS]; /* NULL where none */
+	struct rxd_tensor *tensors[4]; /* column-major a, b, C's input, C's destination */
+	float *c_dest;               /* C into a client's region; NULL: in the reply */
+	unsigned priority;           /* < RXD_SCHED_LEVELS */
+	uint64_t deadline_ms;        /* from received_ns; 0: none */
+};
+
+/* A validated NAS evaluation: the job (nas.c, owned) and its data sources. */
+struct rxd_nas_request {
+	struct rxd_nas_job *nas;
+	struct rxd_region *regions[2]; /* weights, input; NULL where none */
+	struct rxd_tensor *tensors[2];
+	uint64_t reply_bytes;        /* the most its reply may take */
+};
+
+/* Queue a job for a validated request. 0 (the job owns rq's frame, and the NAS job),
+ * or a status with a sentence in err (nothing taken: the caller answers and frees). */
+int dispatch_gemm(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_gemm_request *g,
+		  struct rxd_error *err);
+int dispatch_nas(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_nas_request *n,
+		 struct rxd_error *err);
+/* A tensor x (tensor_new's, whose reference the job takes) made from src (NULL: zeros),
+ * which lies in region when that is set. */
+int dispatch_tensor_create(struct rxd_conn *c, struct rxd_request *rq, struct rxd_tensor *x,
+			   struct rxd_region *region, const void *src, struct rxd_error *err);
+/* Tensor x read into dest inside region, or (region NULL) into the reply. */
+int dispatch_tensor_read(struct rxd_conn *c, struct rxd_request *rq, struct rxd_tensor *x,
+			 struct rxd_region *region, float *dest, struct rxd_error *err);
+/* Cancel c's job request_id: an enum rxd_cancel_outcome. */
+int dispatch_cancel(struct rxd_conn *c, uint64_t request_id);
+/* A job is back from the worker: undo its charges, list a made tensor, count it. Returns
+ * whether its client is there to be answered. dispatch_job_release then drops what the job
+ * holds and frees it. */
+bool dispatch_job_finish(struct rxd_job *job);
+void dispatch_job_release(struct rxd_job *job);
+/* Count a request refused with an error reply (the daemon's and c's figures). */
+void dispatch_note_rejected(struct rxd_conn *c);
+
+/* ---- wire.c: the protocol (loop thread; wire.h has its protobuf side) ---- */
 /* Handle one frame body from c; takes ownership of body. c->frame_fds are the descriptors
- * that came with it: dispatch takes (sets to -1) those it keeps; server.c closes the rest. */
-void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len);
-/* Reply to a finished job (worker_start's done callback). */
-void dispatch_job_done(struct rxd_job *job, void *srv);
-/* Send an error reply. */
-void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
-		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+ * that came with it: the wire layer takes (sets to -1) those it keeps; server.c closes the
+ * rest. */
+void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len);
+/* Answer a finished job (worker_start's done callback; arg is the server). */
+void wire_job_done(struct rxd_job *job, void *arg);
+/* Send an error reply: status (enum rxd_status) and a sentence. */
+void wire_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* ---- sdnotify.c: the service manager's protocols (sd_notify(3), sd_listen_fds(3)) ---- */
 /* Spoken through libsystemd when built with it (HAVE_LIBSYSTEMD), else by sdnotify.c itself.
@@ -1488,14 +1530,52 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
  * expected. */
 int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, struct rxd_error *err);
 
-/* NAS evaluation jobs (NasEvalRequest). */
+/* NAS evaluation jobs. */
+#define RXD_NAS_MAX_WARMUP 100
+#define RXD_NAS_MAX_REPEAT 1000
+
+/* An evaluation as the wire layer decoded and checked it (wire_nas_eval): the network
+ * with its defaults filled in (a genotype parsed, or a supernet's alphas, which point
+ * into the request) and the runs. */
+struct rxd_nas_eval {
+	struct rxd_nas_config cfg;
+	uint32_t warmup, repeat;     /* at most RXD_NAS_MAX_*; repeat >= 1 */
+	bool want_logits;
+	uint64_t weight_seed, input_seed;
+	const uint8_t *weights;      /* the state_dict blob sent, or NULL: seeded */
+	size_t weights_bytes;
+	const uint8_t *input;        /* the input batch sent, or NULL: seeded */
+	size_t input_bytes;
+};
+
+/* One line of a latency breakdown. */
+struct rxd_nas_part {
+	const char *name;
+	uint64_t ns;                 /* per run */
+	uint32_t steps;
+};
+
+/* What a finished job measured; pointers into the job (valid until nas_job_free). */
+struct rxd_nas_result {
+	const char *genotype;        /* printed; "" for the supernet */
+	uint64_t params, macs, weight_floats, peak_device_bytes, activation_bytes;
+	int32_t batch, batch_piece, classes;
+	uint32_t steps;
+	uint64_t latency_median_ns, latency_p90_ns, latency_mean_ns;
+	const uint64_t *run_ns;
+	size_t n_run_ns;
+	const struct rxd_nas_part *by_op, *by_cell; /* empty without profiling */
+	size_t n_by_op, n_by_cell;
+	const float *logits;         /* NULL unless asked for */
+	size_t logits_bytes;
+};
+
 struct rxd_nas_job;
-/* Loop thread: check rq (defaults filled in), parse its genotype, build its plan, check
- * the weights' and input's lengths against it and its weights against lim (may be NULL);
- * no input or reply may exceed max_reply_bytes. Returns an RXD_S_* status (status.h); on
- * success *out is the job (nas_job_free), which points into rq's bytes: rq must outlive
- * it. */
-int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
+/* Loop thread: build ev's plan, check the weights' and input's lengths against it and its
+ * weights against lim (may be NULL); no input or reply may exceed max_reply_bytes.
+ * Returns an RXD_S_* status (status.h); on success *out is the job (nas_job_free), which
+ * points into ev's bytes: they must outlive it. */
+int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err);
 struct rxd_nasops;
 /* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
@@ -1505,7 +1585,7 @@ struct rxd_nasops;
 int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
 		uint32_t owner, atomic_bool *cancel, struct rxd_error *err);
 /* Fill r from a job that ran; r points into nj (valid until nas_job_free). 0 or -ENOMEM. */
-int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
+int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r);
 /* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */
 uint64_t nas_job_flops(const struct rxd_nas_job *nj);
 /* The floats of the weight blob and of the input the job's plan takes. */

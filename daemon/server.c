@@ -172,9 +172,9 @@ static void conn_time_out(struct rxd_conn *c, const char *what, uint64_t ns)
 	log_msg(LOG_INFO, "client %u: %s for %.1f s; closing the connection", c->id, what,
 		(double)ns / 1e9);
 	c->frame_start_ms = c->stall_since_ms = 0;
-	dispatch_error(c, 0, RXD_S_TIMEOUT, true,
-		       "%s for %.1f s, this daemon's limit; closing the connection", what,
-		       (double)ns / 1e9);
+	wire_error(c, 0, RXD_S_TIMEOUT, true,
+		   "%s for %.1f s, this daemon's limit; closing the connection", what,
+		   (double)ns / 1e9);
 	if (!c->closing)
 		c->kill_ms = uv_now(c->srv->loop) + RXD_CONN_CLOSE_GRACE_MS;
 }
@@ -304,16 +304,16 @@ static int conn_flush(struct rxd_conn *c)
 	return 0;
 }
 
-int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after)
+int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint8_t *out),
+	      const void *msg, bool close_after)
 {
 	struct rxd_outbuf *o;
-	size_t len;
 
 	if (c->closing)
 		return -EPIPE;
-	len = rxgemm__reply__get_packed_size(reply);
 	if (len > UINT32_MAX) {
-		/* Cannot happen within the limits gemm_validate keeps; never send a broken frame. */
+		/* Cannot happen within the limits the wire layer keeps; never send a broken
+		 * frame. */
 		log_msg(LOG_ERR, "client %u: reply of %zu bytes does not fit a frame", c->id, len);
 		conn_close(c);
 		return -EMSGSIZE;
@@ -328,7 +328,7 @@ int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after)
 	o->len = FRAME_HEADER_BYTES + len;
 	o->done = 0;
 	frame_header_put(o->data, (uint32_t)len);
-	rxgemm__reply__pack(reply, o->data + FRAME_HEADER_BYTES);
+	pack(msg, o->data + FRAME_HEADER_BYTES);
 	if (close_after)
 		c->close_after_write = true;
 	if (c->out_tail) {
@@ -426,25 +426,25 @@ static unsigned conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 			conn_take_fds(c);
 		used = frame_reader_feed(&c->fr, p + pos, left - pos, &body, &body_len);
 		if (used == -EMSGSIZE) {
-			dispatch_error(c, 0, RXD_S_TOO_BIG, true,
-				       "frame of %u bytes is larger than this daemon's limit of "
-				       "%llu bytes; closing the connection",
-				       c->fr.last_len,
-				       (unsigned long long)c->srv->cfg->max_frame_bytes);
+			wire_error(c, 0, RXD_S_TOO_BIG, true,
+				   "frame of %u bytes is larger than this daemon's limit of "
+				   "%llu bytes; closing the connection",
+				   c->fr.last_len,
+				   (unsigned long long)c->srv->cfg->max_frame_bytes);
 			break;
 		}
 		if (used < 0) {
-			dispatch_error(c, 0, RXD_S_NO_MEMORY, true,
-				       "out of memory for a frame of %u bytes; closing the "
-				       "connection",
-				       c->fr.last_len);
+			wire_error(c, 0, RXD_S_NO_MEMORY, true,
+				   "out of memory for a frame of %u bytes; closing the "
+				   "connection",
+				   c->fr.last_len);
 			break;
 		}
 		pos += (size_t)used;
 		if (body) {
 			frames++;
-			dispatch_frame(c, body, body_len);
-			/* What dispatch did not take is closed: never leak a descriptor. */
+			wire_frame(c, body, body_len);
+			/* What the wire layer did not take is closed: never leak a descriptor. */
 			fds_close(c->frame_fds, &c->n_frame_fds);
 			c->frame_fds_lost = 0;
 		}

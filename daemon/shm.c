@@ -8,7 +8,7 @@
  *
  * Regions are counted by reference: the table holds one while the region is registered,
  * and every job in flight that reads or writes it holds one more. Only the loop thread
- * changes the counts (dispatch takes them, dispatch_job_done drops them), so they need no
+ * changes the counts (dispatch takes them, dispatch_job_release drops them), so they need no
  * lock; the device worker only touches the mapped bytes of regions its job holds. */
 #include <errno.h>
 #include <fcntl.h>
@@ -208,39 +208,9 @@ int shm_unregister(struct rxd_shm *t, uint32_t id, struct rxd_error *err)
 	return RXD_S_OK;
 }
 
-int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
-		struct rxd_region **out, uint8_t **data, struct rxd_error *err)
+struct rxd_region *shm_lookup(struct rxd_shm *t, uint32_t id)
 {
-	struct rxd_region *r;
-
-	*out = NULL;
-	*data = NULL;
-	if (!(r = shm_find(t, ref->region_id, NULL)))
-		return error_set(err, RXD_S_REGION,
-				"%s: no region %u on this connection", field, ref->region_id);
-	if (ref->offset % sizeof(float))
-		return error_set(err, RXD_S_INVALID_ARGUMENT,
-				"%s.offset (%llu) is not a multiple of 4: floats must be aligned",
-				field, (unsigned long long)ref->offset);
-	if (ref->offset > r->bytes)
-		return error_set(err, RXD_S_INVALID_ARGUMENT,
-				"%s.offset (%llu) is past the end of region %u (%llu bytes)", field,
-				(unsigned long long)ref->offset, ref->region_id,
-				(unsigned long long)r->bytes);
-	if (ref->length == 0)
-		return error_set(err, RXD_S_INVALID_ARGUMENT,
-				"%s.length is 0", field);
-	/* offset <= bytes here, so the subtraction cannot wrap where offset + length could. */
-	if (ref->length > r->bytes - ref->offset)
-		return error_set(err, RXD_S_INVALID_ARGUMENT,
-				"%s: %llu bytes at offset %llu run past the end of region %u (%llu "
-				"bytes)",
-				field, (unsigned long long)ref->length,
-				(unsigned long long)ref->offset, ref->region_id,
-				(unsigned long long)r->bytes);
-	*out = r;
-	*data = r->base + ref->offset;
-	return RXD_S_OK;
+	return shm_find(t, id, NULL);
 }
 
 void shm_region_ref(struct rxd_region *r)

@@ -8,7 +8,7 @@
  *
  * Ownership: the connection's table (loop thread) holds one reference while a tensor is
  * listed, and each job in flight that uses it holds one more, taken by dispatch and
- * dropped in dispatch_job_done, so a tensor freed or orphaned by its client while a queued
+ * dropped in dispatch_job_release, so a tensor freed or orphaned by its client while a queued
  * job uses it lives until that job is answered. The device worker makes and fills the
  * buffer (a TENSOR_CREATE job, before the tensor is listed) and reads and writes the
  * buffers of the tensors its job holds; the buffer itself never changes after creation,

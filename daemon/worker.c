@@ -27,8 +27,8 @@ void job_free(struct rxd_job *job)
 	if (!job)
 		return;
 	nas_job_free(job->nas); /* before the request it points into */
-	if (job->req)
-		rxgemm__request__free_unpacked(job->req, NULL);
+	if (job->frame)
+		job->frame_free(job->frame);
 	free(job->c_out);
 	free(job);
 }
@@ -446,7 +446,7 @@ void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client
 
 int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 {
-	int outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND;
+	int outcome = RXD_CANCEL_NOT_FOUND;
 	struct rxd_sched_job *sj;
 
 	if (!w->started)
@@ -456,17 +456,17 @@ int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 		sj->next = NULL;
 		worker_fail_list(w, sj, RXD_S_CANCELLED,
 				 "the job was cancelled before it ran");
-		outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED;
+		outcome = RXD_CANCEL_QUEUED;
 	} else if (w->running && w->running->conn_id == owner &&
 		   w->running->request_id == request_id) {
 		atomic_store(&w->running->cancel, true);
-		outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING;
+		outcome = RXD_CANCEL_RUNNING;
 	}
 	pthread_mutex_unlock(&w->lock);
-	if (outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED)
+	if (outcome == RXD_CANCEL_QUEUED)
 		uv_async_send(&w->async);
 	/* A running job may be waiting for device memory: let it see the flag. */
-	if (outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING && w->engine->budget)
+	if (outcome == RXD_CANCEL_RUNNING && w->engine->budget)
 		budget_wake(w->engine->budget);
 	return outcome;
 }

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 /* ---- fake buffers --------------------------------------------------------------------- */
 
@@ -533,7 +533,7 @@ static int split_case_run(const struct split_case *tc, uint64_t seed)
 	rq.b.data = (uint8_t *)b, rq.b.len = b_len * 4;
 	if (tc->beta != 0.0f)
 		rq.c.data = (uint8_t *)c, rq.c.len = c_len * 4;
-	st = gemm_validate(&rq, &limits, &g, &err);
+	st = wire_gemm_validate(&rq, &limits, &g, &err);
 	ck_assert_msg(st == 0, "validate: %s", err.msg);
 	budget_init(&bud, tc->budget, 0, budget_cl_alloc, budget_cl_free, &dev);
 	engine.budget = &bud;

@@ -1,7 +1,7 @@
 /* test-gemm.c: the GEMM engine on a real OpenCL device (PoCL here; rusticl through
  * test-rusticl.sh) against the CPU reference, over shapes that hit every tile edge, both
  * transposes, both layouts, alpha/beta, NaN in C with beta = 0 and padded leading
- * dimensions. Requests go through gemm_validate, so the row-major mapping is tested too.
+ * dimensions. Requests go through wire_gemm_validate, so the row-major mapping is tested too.
  *
  * RXGEMM_TEST_DEVICE picks the device (as rxgemmd --device); RXGEMM_TEST_SMALL=1 keeps the
  * shapes small for slow devices. Exits 77 (skipped) when there is no OpenCL device. */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine engine;
@@ -87,7 +87,7 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	rq.b.data = (uint8_t *)b, rq.b.len = b_len * 4;
 	if (tc->send_c)
 		rq.c.data = (uint8_t *)c, rq.c.len = c_len * 4;
-	st = gemm_validate(&rq, &limits, &g, &err);
+	st = wire_gemm_validate(&rq, &limits, &g, &err);
 	ck_assert_msg(st == 0, "validate: %s", err.msg);
 	ck_assert_uint_eq(g.c_elems, c_len);
 	/* Every kernel variant built for this pair of transposes, not only the one the size

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "refnas.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 /* ---- the direct forward pass ------------------------------------------------------------ */
 
@@ -690,11 +690,17 @@ END_TEST
 
 /* ---- requests (nas_job_prepare: what the loop thread checks) -------------------------- */
 
+/* The loop thread's path: the request's own fields (wire_nas_eval), then the network's
+ * (nas_job_prepare). */
 static int prepare(const Rxgemm__NasEvalRequest *rq, struct rxd_error *err)
 {
 	static const struct rxd_limits lim = { 1u << 30, 1u << 30 };
 	struct rxd_nas_job *nj = NULL;
-	int st = nas_job_prepare(rq, &lim, 1u << 20, &nj, err);
+	struct rxd_nas_eval ev;
+	int st = wire_nas_eval(rq, &ev, err);
+
+	if (st == RXD_S_OK)
+		st = nas_job_prepare(&ev, &lim, 1u << 20, &nj, err);
 
 	if (st == RXD_S_OK)
 		ck_assert_ptr_nonnull(nj);

@@ -1,4 +1,4 @@
-/* test-validate.c: gemm_validate, the daemon's gatekeeper for GEMM requests. Each bad input
+/* test-validate.c: wire_gemm_validate, the daemon's gatekeeper for GEMM requests. Each bad input
  * must be refused with the right code and a sentence naming the field, and good inputs
  * must come out in the column-major form the kernels compute. */
 #include <check.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "wire.h"
 
 static float pool[4096];
 static const struct rxd_limits big_limits = { .max_buffer_bytes = 1ull << 30,
@@ -27,7 +27,7 @@ static Rxgemm__GemmRequest request(int64_t m, int64_t n, int64_t k)
 
 static int validate(const Rxgemm__GemmRequest *rq, struct rxd_gemm *g, struct rxd_error *err)
 {
-	return gemm_validate(rq, &big_limits, g, err);
+	return wire_gemm_validate(rq, &big_limits, g, err);
 }
 
 #define ck_assert_refused(rq, code, field)                                                  \
@@ -173,11 +173,11 @@ START_TEST(test_device_limits)
 	struct rxd_error err = { 0 };
 
 	/* A: 15 floats = 60 bytes fits; B: 20 floats = 80 bytes does not. */
-	ck_assert_int_eq(gemm_validate(&rq, &small, &g, &err),
+	ck_assert_int_eq(wire_gemm_validate(&rq, &small, &g, &err),
 			 RXD_S_TOO_BIG);
 	ck_assert_msg(strstr(err.msg, "b needs 80 bytes"), "%s", err.msg);
 	small.max_buffer_bytes = 1 << 20, small.max_total_bytes = 100;
-	ck_assert_int_eq(gemm_validate(&rq, &small, &g, &err),
+	ck_assert_int_eq(wire_gemm_validate(&rq, &small, &g, &err),
 			 RXD_S_TOO_BIG);
 	ck_assert_msg(strstr(err.msg, "188 bytes"), "%s", err.msg);
 	/* More elements than the kernels' int offsets reach. */
