@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 	m.worker.zero_copy = m.cfg.zero_copy;
 	m.worker.on_lost = main_on_device_lost;
 	m.worker.on_lost_arg = &m;
-	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
+	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker, &wire_conn_ops) < 0) {
 		worker_stop(&m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);
 		goto out_loop;

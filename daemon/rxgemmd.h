@@ -67,7 +67,7 @@ struct rxd_config {
 	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 	bool zero_copy;               /* --zero-copy auto: GEMMs in place on regions (zcopy.c) */
-	/* What one connection may make the daemon hold and for how long (server.c). */
+	/* What one connection may make the daemon hold and for how long (conn.c). */
 	uint64_t client_max_memory_bytes; /* --client-max-memory; 0: no bound */
 	uint64_t frame_timeout_ns;    /* --frame-timeout: a frame begun must end within; 0: never */
 	uint64_t idle_timeout_ns;     /* --idle-timeout: close one idle this long; 0: never */
@@ -76,7 +76,7 @@ struct rxd_config {
 	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */
 	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
 	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
-	/* Access control (server.c, at accept): with either list set, only root, the users of
+	/* Access control (conn.c, at accept): with either list set, only root, the users of
 	 * allow_uids and the members (primary or supplementary) of allow_gids are served. */
 	uint32_t *allow_uids, *allow_gids;
 	size_t n_allow_uids, n_allow_gids;
@@ -1126,7 +1126,20 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
 		    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
-/* ---- server.c: the listening socket and the connections (loop thread) ---- */
+/* ---- server.c: the listening socket (loop thread) ---- */
+struct rxd_conn;
+
+/* What the connections hand up (the wire layer's, given to server_start): each whole
+ * frame, and the errors of a stream itself (request_id 0), after which the connection
+ * closes once the reply is written. Calls through these are the only way from conn.c up. */
+struct rxd_conn_ops {
+	/* One frame body from c; takes ownership of body. c->frame_fds are the descriptors
+	 * that came with it: the handler takes (sets to -1) those it keeps; conn.c closes the
+	 * rest. */
+	void (*frame)(struct rxd_conn *c, uint8_t *body, size_t len);
+	void (*stream_error)(struct rxd_conn *c, int status, const char *msg);
+};
+
 struct rxd_server {
 	uv_loop_t *loop;
 	const struct rxd_config *cfg;
@@ -1140,8 +1153,29 @@ struct rxd_server {
 	bool stopping;
 	uint32_t next_client_id;
 	struct rxd_conn *conns;      /* every open connection */
+	const struct rxd_conn_ops *conn_ops;
 };
 
+/* Whether the daemon could listen on path: its directory exists and may be written, and
+ * no daemon answers there (nor is anything but a socket in the way). Called at start
+ * before the device is opened, so that such a mistake is reported in a second, not after
+ * every kernel is built; server_start checks again. 0 or a negative errno (logged). */
+int server_check_path(const char *path);
+/* Create the socket (refusing a path where a daemon answers, replacing a stale one) and
+ * start accepting; every connection hands its frames to ops. 0 or a negative errno
+ * (logged). */
+int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
+		 struct rxd_device *dev, struct rxd_worker *w, const struct rxd_conn_ops *ops);
+/* Stop accepting and remove the socket; requests still arriving get STATUS_SHUTDOWN. */
+void server_unlisten(struct rxd_server *srv);
+/* server_unlisten, then read what each connection has sent (answered STATUS_SHUTDOWN) and
+ * close it once its replies are written, or at cfg->shutdown_timeout_ns at the latest. The
+ * loop then runs out of handles and returns. */
+void server_stop(struct rxd_server *srv);
+/* After a reload: every connection's reading and deadlines under the new configuration. */
+void server_reconfigured(struct rxd_server *srv);
+
+/* ---- conn.c: one client connection (loop thread) ---- */
 /* Descriptors (SCM_RIGHTS) that one frame may carry; more are closed and counted lost. */
 #define RXD_CONN_MAX_FDS 4
 /* Reading pauses while this many reply bytes wait to be written. That alone bounds nothing
@@ -1183,7 +1217,7 @@ struct rxd_conn {
 	long peer_pid;
 	long peer_uid;
 	struct rxd_client_stats stats; /* stats.c's, folded into stats.departed at close */
-	/* Memory and time (server.c). A job is charged when dispatch admits it: its request's
+	/* Memory and time (conn.c). A job is charged when dispatch admits it: its request's
 	 * frame and its result (twice: the result buffer and the reply packed from it). */
 	uint64_t jobs_bytes;         /* charged to the jobs in flight (job->held_bytes summed) */
 	uv_timer_t timer;            /* the earliest of the deadlines below (conn_arm_timer) */
@@ -1195,23 +1229,15 @@ struct rxd_conn {
 	uint8_t readbuf[64 * 1024];
 };
 
-/* Whether the daemon could listen on path: its directory exists and may be written, and
- * no daemon answers there (nor is anything but a socket in the way). Called at start
- * before the device is opened, so that such a mistake is reported in a second, not after
- * every kernel is built; server_start checks again. 0 or a negative errno (logged). */
-int server_check_path(const char *path);
-/* Create the socket (refusing a path where a daemon answers, replacing a stale one) and
- * start accepting. 0 or a negative errno (logged). */
-int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
-		 struct rxd_device *dev, struct rxd_worker *w);
-/* Stop accepting and remove the socket; requests still arriving get STATUS_SHUTDOWN. */
-void server_unlisten(struct rxd_server *srv);
-/* server_unlisten, then read what each connection has sent (answered STATUS_SHUTDOWN) and
- * close it once its replies are written, or at cfg->shutdown_timeout_ns at the latest. The
- * loop then runs out of handles and returns. */
-void server_stop(struct rxd_server *srv);
-/* After a reload: every connection's reading and deadlines under the new configuration. */
-void server_reconfigured(struct rxd_server *srv);
+/* Serve fd, a connection accepted on srv's socket (closed on failure, logged). */
+void conn_open(struct rxd_server *srv, int fd);
+/* Shutdown: read what c has sent (answered STATUS_SHUTDOWN by the wire layer) and close it
+ * once its replies are written, or at kill_ms (loop time) at the latest. */
+void conn_drain(struct rxd_conn *c, uint64_t kill_ms);
+/* After a reload: c's reading and deadlines under the new configuration. */
+void conn_reconfigured(struct rxd_conn *c);
+/* A duration in ns as loop milliseconds, rounded up. */
+uint64_t conn_ms(uint64_t ns);
 /* What c makes the daemon hold now: its jobs' charges, its unwritten replies and the frame
  * being read. */
 uint64_t conn_held_bytes(const struct rxd_conn *c);
@@ -1285,10 +1311,8 @@ void dispatch_job_release(struct rxd_job *job);
 void dispatch_note_rejected(struct rxd_conn *c);
 
 /* ---- wire.c: the protocol (loop thread; wire.h has its protobuf side) ---- */
-/* Handle one frame body from c; takes ownership of body. c->frame_fds are the descriptors
- * that came with it: the wire layer takes (sets to -1) those it keeps; server.c closes the
- * rest. */
-void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len);
+/* The handlers of every connection's frames and stream errors (struct rxd_conn_ops). */
+extern const struct rxd_conn_ops wire_conn_ops;
 /* Answer a finished job (worker_start's done callback; arg is the server). */
 void wire_job_done(struct rxd_job *job, void *arg);
 /* Send an error reply: status (enum rxd_status) and a sentence. */

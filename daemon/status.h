@@ -2,7 +2,7 @@
  *
  * Every function whose failure can reach a client returns an enum rxd_status (RXD_S_OK is
  * 0) and fills a struct rxd_error with the status and a sentence for the reply. The wire
- * layer (dispatch.c) alone turns a status into the protocol's Status code: the table's
+ * layer (wire.c) alone turns a status into the protocol's Status code: the table's
  * second column is that code, exactly as proto/rxgemm.proto numbers it (checked there at
  * compile time). Nothing here knows protobuf. */
 #ifndef RXD_STATUS_H

@@ -156,7 +156,7 @@ static void wire_register(struct rxd_conn *c, const Rxgemm__Request *req)
 	int st, fd;
 
 	if (n != 1) {
-		/* server.c closes whatever came. */
+		/* conn.c closes whatever came. */
 		wire_error(c, req->request_id, RXD_S_REGION, false,
 			   "RegisterRegion carries %u file descriptors; it takes exactly one "
 			   "memfd (SCM_RIGHTS, sent with the frame)",
@@ -654,7 +654,7 @@ static void wire_job_request(struct rxd_conn *c, Rxgemm__Request *req, size_t le
 		rxgemm__request__free_unpacked(req, NULL);
 }
 
-void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
+static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 {
 	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
 						     .max_elements = RXD_REQUEST_MAX_ELEMENTS };
@@ -677,7 +677,7 @@ void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	}
 	if ((c->n_frame_fds || c->frame_fds_lost) &&
 	    req->body_case != RXGEMM__REQUEST__BODY_REGISTER_REGION) {
-		/* server.c closes them after we return. */
+		/* conn.c closes them after we return. */
 		wire_error(c, req->request_id, RXD_S_PROTOCOL, false,
 			   "the request carries %u file descriptor%s; only RegisterRegion "
 			   "takes one",
@@ -728,6 +728,14 @@ void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 out:
 	rxgemm__request__free_unpacked(req, NULL);
 }
+
+static void wire_stream_error(struct rxd_conn *c, int status, const char *msg)
+{
+	wire_error(c, 0, status, true, "%s", msg);
+}
+
+const struct rxd_conn_ops wire_conn_ops = { .frame = wire_frame,
+					    .stream_error = wire_stream_error };
 
 /* A NasEvalReply from a job's result; what it points to is the job's, or parts' (which the
  * caller frees). 0 or -ENOMEM. */
