@@ -7,6 +7,8 @@
 
 #include "wire.h"
 
+/* Long but flat: one assignment per field of the reply, in the schema's order, and one
+ * loop per repeated field; splitting it would only scatter the fields. */
 int wire_status_fill(const struct rxd_stats *st, const struct rxd_device *dev,
 		     const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out)
 {
