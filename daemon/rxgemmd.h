@@ -1089,10 +1089,11 @@ void tensor_table_init(struct rxd_tensors *t);
 /* Drop the table's references (the connection closes): each buffer goes back to the
  * budget as soon as no job holds its tensor. */
 void tensor_table_fini(struct rxd_tensors *t);
-/* A new tensor of dims (checked: 1 to 3, each >= 1, within max_bytes) with one reference,
- * not listed, with no buffer yet. A status code, with a sentence in err naming field. */
-int tensor_new(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
-	       struct rxd_tensor **out, struct rxd_error *err);
+/* A new tensor of dims (checked by wire_tensor_dims: 1 to RXD_TENSOR_MAX_DIMS of them,
+ * each >= 1, their product within a buffer) with one reference, not listed, with no
+ * buffer yet. RXD_S_OK or RXD_S_NO_MEMORY, with a sentence in err. */
+int tensor_new(const int64_t *dims, size_t ndims, struct rxd_tensor **out,
+	       struct rxd_error *err);
 /* List x (made) in t under the next id; the table takes over x's reference. -ENOSPC
  * when the table is full. */
 int tensor_add(struct rxd_tensors *t, struct rxd_tensor *x);

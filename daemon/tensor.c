@@ -41,41 +41,21 @@ void tensor_table_fini(struct rxd_tensors *t)
 	t->bytes = 0;
 }
 
-int tensor_new(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
-	       struct rxd_tensor **out, struct rxd_error *err)
+int tensor_new(const int64_t *dims, size_t ndims, struct rxd_tensor **out,
+	       struct rxd_error *err)
 {
 	struct rxd_tensor *x;
 	uint64_t floats = 1;
 
 	*out = NULL;
-	if (ndims < 1 || ndims > RXD_TENSOR_MAX_DIMS)
-		return error_set(err, RXD_S_INVALID_ARGUMENT,
-				   "%s has %zu dims; a tensor has 1 to %d", field, ndims,
-				   RXD_TENSOR_MAX_DIMS);
-	for (size_t i = 0; i < ndims; i++) {
-		if (dims[i] < 1)
-			return error_set(err, RXD_S_INVALID_ARGUMENT,
-					   "%s[%zu] is %lld; each must be at least 1", field, i,
-					   (long long)dims[i]);
-		if (__builtin_mul_overflow(floats, (uint64_t)dims[i], &floats) ||
-		    floats > UINT64_MAX / sizeof(float))
-			return error_set(err, RXD_S_TOO_BIG,
-					   "%s: the tensor's size overflows 64 bits", field);
-	}
-	if (floats * sizeof(float) > max_bytes)
-		return error_set(err, RXD_S_TOO_BIG,
-				   "a tensor of %llu floats (%llu bytes) is more than the device's "
-				   "largest buffer (%llu bytes)",
-				   (unsigned long long)floats,
-				   (unsigned long long)(floats * sizeof(float)),
-				   (unsigned long long)max_bytes);
 	if (!(x = calloc(1, sizeof(*x))))
-		return error_set(err, RXD_S_NO_MEMORY,
-				   "out of memory for a tensor");
+		return error_set(err, RXD_S_NO_MEMORY, "out of memory for a tensor");
 	x->refs = 1;
 	x->ndims = (int)ndims;
-	for (size_t i = 0; i < ndims; i++)
+	for (size_t i = 0; i < ndims; i++) {
 		x->dims[i] = dims[i];
+		floats *= (uint64_t)dims[i]; /* checked not to overflow (wire_tensor_dims) */
+	}
 	x->floats = floats;
 	*out = x;
 	return RXD_S_OK;

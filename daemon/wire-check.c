@@ -324,3 +324,32 @@ int wire_nas_eval(const Rxgemm__NasEvalRequest *rq, struct rxd_nas_eval *ev,
 	ev->input_bytes = rq->input.len;
 	return RXD_S_OK;
 }
+
+int wire_tensor_dims(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
+		     struct rxd_error *err)
+{
+	uint64_t floats = 1;
+
+	if (ndims < 1 || ndims > RXD_TENSOR_MAX_DIMS)
+		return error_set(err, RXD_S_INVALID_ARGUMENT,
+				 "%s has %zu dims; a tensor has 1 to %d", field, ndims,
+				 RXD_TENSOR_MAX_DIMS);
+	for (size_t i = 0; i < ndims; i++) {
+		if (dims[i] < 1)
+			return error_set(err, RXD_S_INVALID_ARGUMENT,
+					 "%s[%zu] is %lld; each must be at least 1", field, i,
+					 (long long)dims[i]);
+		if (__builtin_mul_overflow(floats, (uint64_t)dims[i], &floats) ||
+		    floats > UINT64_MAX / sizeof(float))
+			return error_set(err, RXD_S_TOO_BIG,
+					 "%s: the tensor's size overflows 64 bits", field);
+	}
+	if (floats * sizeof(float) > max_bytes)
+		return error_set(err, RXD_S_TOO_BIG,
+				 "a tensor of %llu floats (%llu bytes) is more than the device's "
+				 "largest buffer (%llu bytes)",
+				 (unsigned long long)floats,
+				 (unsigned long long)(floats * sizeof(float)),
+				 (unsigned long long)max_bytes);
+	return RXD_S_OK;
+}

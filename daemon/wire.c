@@ -496,7 +496,9 @@ static int wire_tensor_create(struct rxd_conn *c, const Rxgemm__Request *req,
 	uint8_t *p = NULL;
 	int st;
 
-	st = tensor_new(tc->dims, tc->n_dims, c->srv->limits.max_buffer_bytes, "dims", &x, err);
+	st = wire_tensor_dims(tc->dims, tc->n_dims, c->srv->limits.max_buffer_bytes, "dims", err);
+	if (st == RXD_S_OK)
+		st = tensor_new(tc->dims, tc->n_dims, &x, err);
 	if (st == RXD_S_OK && tab->count + tab->pending >= RXD_TENSOR_MAX)
 		st = error_set(err, RXD_S_TOO_BIG, "this connection has %u tensors already, the "
 			       "most it may have; free some", tab->count + tab->pending);

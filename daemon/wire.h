@@ -43,6 +43,10 @@ int wire_gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_l
  * reference taken) and *data the bytes. A status, with a sentence in err. */
 int wire_region(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
 		struct rxd_region **out, uint8_t **data, struct rxd_error *err);
+/* Check a tensor's dims (the request field `field`): 1 to RXD_TENSOR_MAX_DIMS of them, each
+ * at least 1, their product's bytes within max_bytes. A status, with a sentence in err. */
+int wire_tensor_dims(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
+		     struct rxd_error *err);
 /* Check a NasEvalRequest's own fields (dataset, genotype or supernet, runs) and fill ev
  * with them and their defaults; ev points into rq. What depends on the network (lengths,
  * sizes) nas_job_prepare checks. A status, with a sentence in err. */
