@@ -222,12 +222,12 @@ static double bench_time(struct rxd_gemm_engine *eng, int vi, clblast_sgemm_fn s
 		uint64_t ns;
 
 		if (vi >= 0) {
-			char err[RXD_ERROR_MAX];
+			struct rxd_error err;
 
 			/* The daemon's own path: split-K for thin shapes, chunks for big ones. */
-			if (gemm_compute(eng, vi, g, a, b, c, &ns, err, sizeof(err)) !=
-			    RXGEMM__STATUS__STATUS_OK) {
-				fprintf(stderr, "rxgemm-bench: %s\n", err);
+			if (gemm_compute(eng, vi, g, a, b, c, &ns, &err) !=
+			    RXD_S_OK) {
+				fprintf(stderr, "rxgemm-bench: %s\n", err.msg);
 				return 0;
 			}
 			if (r >= o->warmup && ns && (best == 0 || ns < best))
@@ -564,14 +564,14 @@ static int bench_e2e_shape(struct rxd_gemm_engine *eng, const int64_t *shape, bo
 	res->right = true;
 	for (int r = 0; r < runs; r++) {
 		struct rxd_job_timings t;
-		char err[RXD_ERROR_MAX];
+		struct rxd_error err;
 		uint64_t t0;
 
 		memset(hc.p, 0xff, hc.bytes); /* NaNs: a C not written fails the check */
 		t0 = now_ns();
-		if (gemm_run_buffers(eng, vi, &g, a, b, c, hc.p, &t, err, sizeof(err)) !=
-		    RXGEMM__STATUS__STATUS_OK) {
-			fprintf(stderr, "rxgemm-bench: %s\n", err);
+		if (gemm_run_buffers(eng, vi, &g, a, b, c, hc.p, &t, &err) !=
+		    RXD_S_OK) {
+			fprintf(stderr, "rxgemm-bench: %s\n", err.msg);
 			ret = -EIO;
 			goto out;
 		}

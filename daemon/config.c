@@ -676,7 +676,7 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	/* main.c hands these to worker_set_limits. */
 	cfg->max_queue = next.max_queue;
 	cfg->client_max_queue = next.client_max_queue;
-	/* server.c reads these at each use. */
+	/* conn.c (and dispatch.c) read these at each use. */
 	cfg->client_max_memory_bytes = next.client_max_memory_bytes;
 	cfg->frame_timeout_ns = next.frame_timeout_ns;
 	cfg->idle_timeout_ns = next.idle_timeout_ns;

@@ -1,11 +1,8 @@
-/* gemm.c: GEMM requests from validation to the device and back.
+/* gemm.c: validated GEMMs (wire_gemm_validate, wire.c) on the device and back.
  *
- * gemm_validate runs on the loop thread and trusts nothing in the request: every size is
- * checked for overflow before it is used, and every buffer length against the shape.
  * gemm_init builds the kernels at start-up (and checks each on the device against the CPU
  * reference before it may serve a job); gemm_run runs on the device worker thread. Kernel
  * choice lives in gemm_variant_for alone, so that faster kernels and tuning can replace it. */
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -28,221 +25,6 @@ struct rxd_gemm_variant {
 	/* gemm_enqueue_at's self-test at odd offsets: run on first use, remembered. */
 	bool at_tested, at_failed;
 };
-
-static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int gemm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return status;
-}
-
-/* The stored matrix `name` has `rows` x `cols` logical elements; check its leading
- * dimension and its data, and compute how many floats the device buffer needs. */
-static int gemm_check_matrix(const char *name, bool row_major, int64_t rows, int64_t cols,
-			     int64_t ld, int64_t batch, int64_t stride,
-			     const ProtobufCBinaryData *data, bool optional,
-			     uint64_t tensor_floats, const struct rxd_limits *lim,
-			     int64_t *ld_out, int64_t *stride_out,
-			     size_t *need_out, size_t *given_out, char *err, size_t errlen)
-{
-	/* inner: the extent along the contiguous index; outer: the other. */
-	int64_t inner = row_major ? cols : rows, outer = row_major ? rows : cols;
-	uint64_t need, full, bytes, floats;
-
-	if (ld < 0)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "ld%s must not be negative (got %lld)", name, (long long)ld);
-	if (ld == 0)
-		ld = inner;
-	if (ld < inner)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "ld%s (%lld) is smaller than the %s of %c (%lld)", name,
-				 (long long)ld, row_major ? "columns" : "rows", toupper((unsigned char)name[0]),
-				 (long long)inner);
-	if (__builtin_mul_overflow((uint64_t)ld, (uint64_t)(outer - 1), &need) ||
-	    __builtin_add_overflow(need, (uint64_t)inner, &need) ||
-	    __builtin_mul_overflow((uint64_t)ld, (uint64_t)outer, &full))
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				 "%s: %lld x %lld with ld%s %lld overflows 64 bits", name,
-				 (long long)rows, (long long)cols, name, (long long)ld);
-	if (stride < 0)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "stride_%s must not be negative (got %lld)", name,
-				 (long long)stride);
-	if (stride == 0)
-		stride = full > INT64_MAX ? INT64_MAX : (int64_t)full;
-	if (batch > 1) {
-		uint64_t span;
-
-		/* Matrices of a batch may not overlap: C's would race, and A's and B's
-		 * would only be a way to send less than the shape says. */
-		if ((uint64_t)stride < need)
-			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-					 "stride_%s (%lld) is smaller than one matrix of %s (%llu "
-					 "floats)",
-					 name, (long long)stride, name, (unsigned long long)need);
-		if (__builtin_mul_overflow((uint64_t)stride, (uint64_t)(batch - 1), &span) ||
-		    __builtin_add_overflow(need, span, &need) ||
-		    __builtin_add_overflow(full, span, &full))
-			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-					 "%s: %lld matrices %lld floats apart overflow 64 bits", name,
-					 (long long)batch, (long long)stride);
-	}
-	if (__builtin_mul_overflow(need, (uint64_t)sizeof(float), &bytes))
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				 "%s: %llu floats overflow 64 bits", name, (unsigned long long)need);
-	if (bytes > lim->max_buffer_bytes || need > INT_MAX)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				 "%s needs %llu bytes on the device, more than its largest buffer "
-				 "(%llu bytes)",
-				 name, (unsigned long long)bytes,
-				 (unsigned long long)(lim->max_buffer_bytes < (uint64_t)INT_MAX * 4
-							      ? lim->max_buffer_bytes
-							      : (uint64_t)INT_MAX * 4));
-	*ld_out = ld;
-	*stride_out = batch > 1 ? stride : 0;
-	*need_out = need;
-	*given_out = 0;
-	if (tensor_floats) {
-		/* A device tensor may hold more than the matrix: its first floats are it. */
-		if (tensor_floats < need)
-			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-					 "%s_tensor holds %llu floats but %s%lld x %lld with ld%s "
-					 "%lld needs %llu",
-					 name, (unsigned long long)tensor_floats,
-					 batch > 1 ? "a batch of " : "", (long long)rows,
-					 (long long)cols, name, (long long)ld,
-					 (unsigned long long)need);
-		*given_out = need;
-		return RXGEMM__STATUS__STATUS_OK;
-	}
-	if (data->len == 0 && optional)
-		return RXGEMM__STATUS__STATUS_OK;
-	if (data->len % sizeof(float))
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "%s is %zu bytes, not a whole number of floats", name, data->len);
-	floats = data->len / sizeof(float);
-	if (floats < need || floats > full)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "%s holds %llu floats but %s%lld x %lld with ld%s %lld "
-				 "needs %llu%s%llu",
-				 name, (unsigned long long)floats, batch > 1 ? "a batch of " : "",
-				 (long long)rows, (long long)cols, name, (long long)ld,
-				 (unsigned long long)need, need == full ? "" : " to ",
-				 need == full ? 0ull : (unsigned long long)full);
-	*given_out = floats;
-	return RXGEMM__STATUS__STATUS_OK;
-}
-
-int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-		  struct rxd_gemm *g, char *err, size_t errlen)
-{
-	static const uint64_t none[3] = { 0, 0, 0 };
-
-	return gemm_validate_tensors(rq, lim, none, g, err, errlen);
-}
-
-int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-			  const uint64_t tensor_floats[3], struct rxd_gemm *g, char *err,
-			  size_t errlen)
-{
-	bool row_major;
-	int64_t lda, ldb, ldc, batch, sa, sb, sc;
-	size_t a_need, b_need, c_need, a_given, b_given, c_given;
-	uint64_t flops, total;
-	int st;
-
-	memset(g, 0, sizeof(*g));
-	err[0] = '\0';
-	if (rq->layout != RXGEMM__LAYOUT__LAYOUT_COL_MAJOR &&
-	    rq->layout != RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "layout %d is neither COL_MAJOR (0) nor ROW_MAJOR (1)",
-				 (int)rq->layout);
-	row_major = rq->layout == RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
-	if (rq->m < 1 || rq->n < 1 || rq->k < 1) {
-		const char *which = rq->m < 1 ? "m" : rq->n < 1 ? "n" : "k";
-		long long v = rq->m < 1 ? rq->m : rq->n < 1 ? rq->n : rq->k;
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "%s must be at least 1 (got %lld)", which, v);
-	}
-	if (rq->batch_count < 0)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "batch_count must not be negative (got %lld)",
-				 (long long)rq->batch_count);
-	batch = rq->batch_count ? rq->batch_count : 1;
-	if (__builtin_mul_overflow((uint64_t)rq->m, (uint64_t)rq->n, &flops) ||
-	    __builtin_mul_overflow(flops, (uint64_t)rq->k, &flops) ||
-	    __builtin_mul_overflow(flops, 2u, &flops) ||
-	    __builtin_mul_overflow(flops, (uint64_t)batch, &flops))
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				 "m x n x k (%lld x %lld x %lld) x batch_count %lld overflows 64 "
-				 "bits",
-				 (long long)rq->m, (long long)rq->n, (long long)rq->k,
-				 (long long)batch);
-	st = gemm_check_matrix("a", row_major, rq->trans_a ? rq->k : rq->m,
-			       rq->trans_a ? rq->m : rq->k, rq->lda, batch, rq->stride_a, &rq->a,
-			       false, tensor_floats[0], lim, &lda, &sa, &a_need, &a_given, err,
-			       errlen);
-	if (st)
-		return st;
-	st = gemm_check_matrix("b", row_major, rq->trans_b ? rq->n : rq->k,
-			       rq->trans_b ? rq->k : rq->n, rq->ldb, batch, rq->stride_b, &rq->b,
-			       false, tensor_floats[1], lim, &ldb, &sb, &b_need, &b_given, err,
-			       errlen);
-	if (st)
-		return st;
-	st = gemm_check_matrix("c", row_major, rq->m, rq->n, rq->ldc, batch, rq->stride_c, &rq->c,
-			       true, tensor_floats[2], lim, &ldc, &sc, &c_need, &c_given, err,
-			       errlen);
-	if (st)
-		return st;
-	if (c_given == 0 && rq->beta != 0.0f)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				 "c is missing but beta is %g, so C is read", (double)rq->beta);
-	total = (a_need + b_need + c_need) * sizeof(float); /* each < 2^33: no overflow */
-	if (total > lim->max_total_bytes)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				 "a, b and c need %llu bytes on the device together, more than "
-				 "the %llu it allows a job",
-				 (unsigned long long)total, (unsigned long long)lim->max_total_bytes);
-
-	g->user_m = rq->m;
-	g->user_n = rq->n;
-	g->user_k = rq->k;
-	g->k = rq->k;
-	g->alpha = rq->alpha;
-	g->beta = rq->beta;
-	g->flops = flops;
-	g->c = c_given && !tensor_floats[2] ? (const float *)rq->c.data : NULL;
-	g->ldc = ldc;
-	g->batch_count = batch;
-	g->stride_c = sc;
-	g->c_elems = c_need;
-	g->c_given_elems = c_given;
-	if (!row_major) {
-		g->m = rq->m, g->n = rq->n;
-		g->trans_a = rq->trans_a, g->trans_b = rq->trans_b;
-		g->a = (const float *)rq->a.data, g->lda = lda, g->a_elems = a_need;
-		g->b = (const float *)rq->b.data, g->ldb = ldb, g->b_elems = b_need;
-		g->stride_a = sa, g->stride_b = sb;
-	} else {
-		/* Row-major C is column-major C^T = op(B)^T op(A)^T, and a row-major stored
-		 * matrix is its column-major transpose: swap the operands, keep the flags. */
-		g->m = rq->n, g->n = rq->m;
-		g->trans_a = rq->trans_b, g->trans_b = rq->trans_a;
-		g->a = (const float *)rq->b.data, g->lda = ldb, g->a_elems = b_need;
-		g->b = (const float *)rq->a.data, g->ldb = lda, g->b_elems = a_need;
-		g->stride_a = sb, g->stride_b = sa;
-	}
-	return RXGEMM__STATUS__STATUS_OK;
-}
 
 /* ---- kernel configurations ---------------------------------------------------------- */
 
@@ -406,8 +188,8 @@ static int gemm_cl_status(cl_int err)
 {
 	if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
 	    err == CL_OUT_OF_HOST_MEMORY)
-		return RXGEMM__STATUS__STATUS_NO_MEMORY;
-	return RXGEMM__STATUS__STATUS_DEVICE;
+		return RXD_S_NO_MEMORY;
+	return RXD_S_DEVICE;
 }
 
 /* Offsets (in floats) of the part of each matrix one launch computes: 64-bit, as the
@@ -696,7 +478,7 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 			break;
 		if (g->cancel && atomic_load(g->cancel) && at + len < total) {
 			gemm_wait(eng->dev, &prev, kernel_ns);
-			return RXGEMM__STATUS__STATUS_CANCELLED;
+			return RXD_S_CANCELLED;
 		}
 	}
 	if (cur)
@@ -707,7 +489,7 @@ static int gemm_chunked_run(struct rxd_gemm_engine *eng, int variant, const stru
 			e = w;
 	}
 	*cl_err = e;
-	return e == CL_SUCCESS ? RXGEMM__STATUS__STATUS_OK : -1;
+	return e == CL_SUCCESS ? RXD_S_OK : -1;
 }
 
 /* n (1 to 3) buffers of bytes[i]: the first two of three read-only (A, B), the rest
@@ -756,14 +538,14 @@ static int gemm_buffers_take(struct rxd_gemm_engine *eng, struct rxd_budget_res 
 }
 
 int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen)
+		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, struct rxd_error *err)
 {
-	return gemm_compute_at(eng, variant, g, a, 0, b, 0, c, 0, kernel_ns, err, errlen);
+	return gemm_compute_at(eng, variant, g, a, 0, b, 0, c, 0, kernel_ns, err);
 }
 
 int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		    cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
-		    uint64_t *kernel_ns, char *err, size_t errlen)
+		    uint64_t *kernel_ns, struct rxd_error *err)
 {
 	const struct gemm_part base = { (cl_ulong)a_off, (cl_ulong)b_off, (cl_ulong)c_off };
 	int s = gemm_splitk_slices(eng, variant, g);
@@ -772,19 +554,19 @@ int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 
 	*kernel_ns = 0;
 	if (g->cancel && atomic_load(g->cancel))
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
+		return error_set(err, RXD_S_CANCELLED,
 				 "cancelled before it ran");
 	if (a_off < 0 || b_off < 0 || c_off < 0)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
+		return error_set(err, RXD_S_INTERNAL,
 				 "negative buffer offsets");
 	if ((a_off || b_off || c_off) && (st = gemm_prepare_at(eng, variant)) < 0)
 		return st == -EAGAIN
-			       ? gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+			       ? error_set(err, RXD_S_NO_MEMORY,
 					   "no room in the device-memory budget to self-test kernel "
 					   "%s at buffer offsets (device tensors may hold it); try "
 					   "again",
 					   eng->variants[variant].name)
-			       : gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL,
+			       : error_set(err, RXD_S_INTERNAL,
 					   "kernel %s failed its self-test at buffer offsets",
 					   eng->variants[variant].name);
 	if (s > 1) {
@@ -803,13 +585,13 @@ int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 		e = CL_SUCCESS;
 	}
 	st = gemm_chunked_run(eng, variant, g, a, b, c, &base, kernel_ns, &e);
-	if (st == RXGEMM__STATUS__STATUS_CANCELLED)
-		return gemm_fail(err, errlen, st, "cancelled while it ran");
+	if (st == RXD_S_CANCELLED)
+		return error_set(err, st, "cancelled while it ran");
 out:
 	if (e != CL_SUCCESS)
-		return gemm_fail(err, errlen, gemm_cl_status(e), "the GEMM kernel failed on the "
+		return error_set(err, gemm_cl_status(e), "the GEMM kernel failed on the "
 				 "device: %s", device_strerror(e));
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 int gemm_choose(const struct rxd_gemm_engine *eng, const struct rxd_gemm *g)
@@ -833,7 +615,7 @@ void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, c
 }
 
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen)
+		     float *c_out, struct rxd_job_timings *t, struct rxd_error *err)
 {
 	const uint64_t bytes[3] = { g->a_elems * sizeof(float), g->b_elems * sizeof(float),
 				    g->c_elems * sizeof(float) };
@@ -845,16 +627,16 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	memset(t, 0, sizeof(*t));
 	ret = gemm_buffers_get(eng, &res, bytes, mem, &e);
 	if (ret == -E2BIG)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+		return error_set(err, RXD_S_TOO_BIG,
 				 "%.1f MiB of device buffers do not fit the budget of %.1f MiB",
 				 (double)(bytes[0] + bytes[1] + bytes[2]) / 1048576.0,
 				 (double)eng->budget->budget_bytes / 1048576.0);
 	if (ret < 0)
-		return gemm_fail(err, errlen, e != CL_SUCCESS ? gemm_cl_status(e)
-							     : RXGEMM__STATUS__STATUS_NO_MEMORY,
+		return error_set(err, e != CL_SUCCESS ? gemm_cl_status(e)
+							     : RXD_S_NO_MEMORY,
 				 "device buffers could not be made: %s",
 				 e != CL_SUCCESS ? device_strerror(e) : strerror(-ret));
-	st = gemm_run_buffers(eng, variant, g, mem[0], mem[1], mem[2], c_out, t, err, errlen);
+	st = gemm_run_buffers(eng, variant, g, mem[0], mem[1], mem[2], c_out, t, err);
 	gemm_buffers_put(eng, &res, mem);
 	return st;
 }
@@ -969,22 +751,22 @@ static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_eve
 
 static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 			      int64_t kc, cl_mem a, cl_mem b, cl_mem c, const float *c_init,
-			      float *c_out, struct rxd_job_timings *t, char *err, size_t errlen)
+			      float *c_out, struct rxd_job_timings *t, struct rxd_error *err)
 {
 	struct rxd_device *dev = eng->dev;
 	int64_t chunks = (g->k + kc - 1) / kc;
 	cl_event up_a[GEMM_PIPE_MAX_CHUNKS + 1] = { NULL }, up_b[GEMM_PIPE_MAX_CHUNKS + 1] = { NULL };
 	cl_event kern[GEMM_PIPE_MAX_CHUNKS + 1] = { NULL }, up_c = NULL, down = NULL;
 	cl_int e = CL_SUCCESS;
-	int st = RXGEMM__STATUS__STATUS_OK;
+	int st = RXD_S_OK;
 	const char *what = "the upload of C";
 	bool throttle;
 	int64_t z;
 
 	if (chunks > GEMM_PIPE_MAX_CHUNKS + 1)
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_INTERNAL, "too many chunks");
+		return error_set(err, RXD_S_INTERNAL, "too many chunks");
 	if (g->cancel && atomic_load(g->cancel))
-		return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
+		return error_set(err, RXD_S_CANCELLED,
 				 "cancelled before it ran");
 	throttle = (double)g->flops / (gemm_rate_gflops(eng) * 1e6) > RXD_GEMM_CHUNK_MS;
 	log_msg(LOG_DEBUG, "gemm %lldx%lldx%lld pipelined in %lld K chunks of %lld",
@@ -1027,7 +809,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 			if (e != CL_SUCCESS)
 				break;
 			if (g->cancel && atomic_load(g->cancel)) {
-				st = gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_CANCELLED,
+				st = error_set(err, RXD_S_CANCELLED,
 					       "cancelled while it ran");
 				break;
 			}
@@ -1046,7 +828,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 		if (e == CL_SUCCESS)
 			e = clFlush(dev->queue);
 	}
-	if (e == CL_SUCCESS && st == RXGEMM__STATUS__STATUS_OK) {
+	if (e == CL_SUCCESS && st == RXD_S_OK) {
 		what = "the download of C";
 		e = clEnqueueReadBuffer(dev->copy_queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					c_out, 1, &kern[chunks - 1], &down);
@@ -1059,11 +841,11 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 	clFinish(dev->queue);
 	clFinish(dev->copy_queue);
 	if (e != CL_SUCCESS)
-		st = gemm_fail(err, errlen, gemm_cl_status(e), "%s of a pipelined GEMM failed on "
+		st = error_set(err, gemm_cl_status(e), "%s of a pipelined GEMM failed on "
 			       "the device: %s", what, device_strerror(e));
-	if (st == RXGEMM__STATUS__STATUS_OK && dev->profiling && log_get_level() >= LOG_DEBUG)
+	if (st == RXD_S_OK && dev->profiling && log_get_level() >= LOG_DEBUG)
 		gemm_pipe_log(chunks, up_a, up_b, kern, down);
-	if (st == RXGEMM__STATUS__STATUS_OK && dev->profiling) {
+	if (st == RXD_S_OK && dev->profiling) {
 		t->h2d_ns = device_event_ns(up_c);
 		for (z = 0; z < chunks; z++) {
 			t->h2d_ns += device_event_ns(up_a[z]) + device_event_ns(up_b[z]);
@@ -1088,7 +870,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
-		     char *err, size_t errlen)
+		     struct rxd_error *err)
 {
 	struct rxd_device *dev = eng->dev;
 	cl_event ev[5] = { NULL };
@@ -1096,7 +878,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	const float *c_init = g->c;
 	cl_int e = CL_SUCCESS;
 	const char *what = "";
-	int st = RXGEMM__STATUS__STATUS_OK;
+	int st = RXD_S_OK;
 	uint64_t kernel_ns = 0;
 	int64_t kc;
 
@@ -1106,13 +888,13 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	if (!c_init && g->c_elems != (size_t)(g->m * g->n * (g->batch_count > 1 ? g->batch_count : 1))) {
 		zeros = calloc(g->c_elems, sizeof(float));
 		if (!zeros)
-			return gemm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+			return error_set(err, RXD_S_NO_MEMORY,
 					 "out of host memory for C's padding");
 		c_init = zeros;
 	}
 	kc = gemm_pipe_chunk_k(eng, variant, g);
 	if (kc < g->k) {
-		st = gemm_pipelined_run(eng, variant, g, kc, a, b, c, c_init, c_out, t, err, errlen);
+		st = gemm_pipelined_run(eng, variant, g, kc, a, b, c, c_init, c_out, t, err);
 		free(zeros);
 		return st;
 	}
@@ -1132,8 +914,8 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		CL_TRY(clEnqueueWriteBuffer(dev->queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					    c_init, 0, NULL, &ev[2]),
 		       "clEnqueueWriteBuffer(C)");
-	if ((st = gemm_compute(eng, variant, g, a, b, c, &kernel_ns, err, errlen)) !=
-	    RXGEMM__STATUS__STATUS_OK) {
+	if ((st = gemm_compute(eng, variant, g, a, b, c, &kernel_ns, err)) !=
+	    RXD_S_OK) {
 		clFinish(dev->queue);
 		goto out;
 	}
@@ -1151,7 +933,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	}
 out:
 	if (e != CL_SUCCESS) {
-		st = gemm_fail(err, errlen, gemm_cl_status(e), "%s failed on the device: %s", what,
+		st = error_set(err, gemm_cl_status(e), "%s failed on the device: %s", what,
 			       device_strerror(e));
 		clFinish(dev->queue); /* nothing may still use the buffers we release */
 	}
@@ -1163,12 +945,12 @@ out:
 }
 
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
-	     struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen)
+	     struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
 {
 	int v = gemm_choose(eng, g);
 
 	*kernel = eng->variants[v].name;
-	return gemm_run_variant(eng, v, g, c_out, t, err, errlen);
+	return gemm_run_variant(eng, v, g, c_out, t, err);
 }
 
 const char *gemm_variant_name(const struct rxd_gemm_engine *eng, int variant)
@@ -1203,7 +985,7 @@ static int gemm_selftest_one(struct rxd_gemm_engine *eng, int vi, int M, int N, 
 			      .lda = LD, .ldb = LD, .ldc = LD };
 	float *a = NULL, *b = NULL, *c = NULL, *got = NULL, *want = NULL;
 	struct rxd_job_timings t;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err;
 	uint64_t seed = 12345;
 	double max_err;
 	int64_t bi, bj;
@@ -1224,8 +1006,8 @@ static int gemm_selftest_one(struct rxd_gemm_engine *eng, int vi, int M, int N, 
 	refgemm_fill_random(c, g.c_elems, &seed);
 	memcpy(want, c, g.c_elems * sizeof(float));
 	g.a = a, g.b = b, g.c = c;
-	if (gemm_run_variant(eng, vi, &g, got, &t, err, sizeof(err)) != RXGEMM__STATUS__STATUS_OK) {
-		log_msg(LOG_WARNING, "%s: self-test could not run: %s", v->name, err);
+	if (gemm_run_variant(eng, vi, &g, got, &t, &err) != RXD_S_OK) {
+		log_msg(LOG_WARNING, "%s: self-test could not run: %s", v->name, err.msg);
 		ret = -EIO;
 		goto out;
 	}

@@ -113,25 +113,26 @@ int genotype_named(const char *name, struct rxd_genotype *g)
 
 /* 0, or -EINVAL with *bad the index of the offending edge (0..) or concat entry (100 +
  * index) and a sentence in err. */
-static int cell_check(const struct rxd_genotype_cell *c, const char *which, int *bad, char *err,
-		      size_t errlen)
+static int cell_check(const struct rxd_genotype_cell *c, const char *which, int *bad,
+		      struct rxd_error *err)
 {
 	if (c->n_nodes < 1 || c->n_nodes > RXD_GENOTYPE_MAX_NODES) {
 		*bad = 0;
-		snprintf(err, errlen, "%s has %d nodes; a cell has 1 to %d", which, c->n_nodes,
-			 RXD_GENOTYPE_MAX_NODES);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "%s has %d nodes; a cell has 1 to %d", which,
+			  c->n_nodes, RXD_GENOTYPE_MAX_NODES);
 		return -EINVAL;
 	}
 	for (int j = 0; j < 2 * c->n_nodes; j++) {
 		if (c->op[j] >= RXD_OP_COUNT) {
 			*bad = j;
-			snprintf(err, errlen, "%s edge %d has an unknown operation", which, j);
+			error_set(err, RXD_S_INVALID_ARGUMENT, "%s edge %d has an unknown "
+				  "operation", which, j);
 			return -EINVAL;
 		}
 		/* Node i (0..) sees the two cell inputs and the nodes before it. */
 		if (c->input[j] >= j / 2 + 2) {
 			*bad = j;
-			snprintf(err, errlen,
+			error_set(err, RXD_S_INVALID_ARGUMENT,
 				 "%s edge %d (node %d) takes input %d; it can take 0 to %d", which,
 				 j, j / 2, c->input[j], j / 2 + 1);
 			return -EINVAL;
@@ -139,32 +140,33 @@ static int cell_check(const struct rxd_genotype_cell *c, const char *which, int 
 	}
 	if (c->n_concat < 1) {
 		*bad = 100;
-		snprintf(err, errlen, "%s concatenates no node", which);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "%s concatenates no node", which);
 		return -EINVAL;
 	}
 	for (int k = 0; k < c->n_concat; k++) {
 		if (c->concat[k] < 2 || c->concat[k] > c->n_nodes + 1) {
 			*bad = 100 + k;
-			snprintf(err, errlen, "%s concat entry %d is %d; the nodes are 2 to %d",
-				 which, k, c->concat[k], c->n_nodes + 1);
+			error_set(err, RXD_S_INVALID_ARGUMENT, "%s concat entry %d is %d; the "
+				  "nodes are 2 to %d", which, k, c->concat[k], c->n_nodes + 1);
 			return -EINVAL;
 		}
 		if (k > 0 && c->concat[k] <= c->concat[k - 1]) {
 			*bad = 100 + k;
-			snprintf(err, errlen, "%s concat entries must increase (entry %d is %d after %d)",
-				 which, k, c->concat[k], c->concat[k - 1]);
+			error_set(err, RXD_S_INVALID_ARGUMENT, "%s concat entries must increase "
+				  "(entry %d is %d after %d)", which, k, c->concat[k],
+				  c->concat[k - 1]);
 			return -EINVAL;
 		}
 	}
 	return 0;
 }
 
-int genotype_check(const struct rxd_genotype *g, char *err, size_t errlen)
+int genotype_check(const struct rxd_genotype *g, struct rxd_error *err)
 {
 	int bad;
 
-	if (cell_check(&g->normal, "normal", &bad, err, errlen) < 0 ||
-	    cell_check(&g->reduce, "reduce", &bad, err, errlen) < 0)
+	if (cell_check(&g->normal, "normal", &bad, err) < 0 ||
+	    cell_check(&g->reduce, "reduce", &bad, err) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -174,8 +176,7 @@ int genotype_check(const struct rxd_genotype *g, char *err, size_t errlen)
 struct parser {
 	const char *s;
 	size_t len, pos;
-	char *err;
-	size_t errlen;
+	struct rxd_error *err;
 };
 
 static int perr(struct parser *p, size_t at, const char *fmt, ...)
@@ -189,7 +190,7 @@ static int perr(struct parser *p, size_t at, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(p->err, p->errlen, "genotype text, byte %zu: %s", at, msg);
+	error_set(p->err, RXD_S_INVALID_ARGUMENT, "genotype text, byte %zu: %s", at, msg);
 	return -EINVAL;
 }
 
@@ -355,17 +356,16 @@ static int parse_concat(struct parser *p, struct rxd_genotype_cell *c, size_t *a
 	return expect(p, "]");
 }
 
-int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, char *err,
-		   size_t errlen)
+int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, struct rxd_error *err)
 {
 	static const char *const fields[4] = { "normal_concat", "normal", "reduce_concat",
 					       "reduce" };
-	struct parser p = { text, len, 0, err, errlen };
+	struct parser p = { text, len, 0, err };
 	size_t edge_at[2][2 * RXD_GENOTYPE_MAX_NODES], concat_at[2][RXD_GENOTYPE_MAX_NODES];
 	size_t list_at[2];
 	bool seen[4] = { false };
 	struct rxd_genotype_cell *cells[2] = { &g->normal, &g->reduce };
-	char b[32], msg[RXD_ERROR_MAX];
+	char b[32];
 	int r;
 
 	memset(g, 0, sizeof(*g));
@@ -408,14 +408,15 @@ int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, char *e
 	if (p.pos != p.len)
 		return perr(&p, p.pos, "unexpected %s after the genotype", here(&p, b, sizeof(b)));
 	for (int c = 0; c < 2; c++) {
+		struct rxd_error cell_err;
 		int bad;
 
-		if (cell_check(cells[c], c ? "reduce" : "normal", &bad, msg, sizeof(msg)) < 0) {
+		if (cell_check(cells[c], c ? "reduce" : "normal", &bad, &cell_err) < 0) {
 			size_t at = bad >= 100 ? concat_at[c][bad - 100] : edge_at[c][bad];
 
 			if (cells[c]->n_nodes < 1 || cells[c]->n_nodes > RXD_GENOTYPE_MAX_NODES)
 				at = list_at[c];
-			return perr(&p, at, "%s", msg);
+			return perr(&p, at, "%s", cell_err.msg);
 		}
 	}
 	return 0;

@@ -258,7 +258,7 @@ int main(int argc, char **argv)
 	}
 	times.tuning = now_ns();
 	loop = uv_default_loop();
-	if ((ret = worker_start(&m.worker, loop, &m.engine, dispatch_job_done, &m.server)) < 0) {
+	if ((ret = worker_start(&m.worker, loop, &m.engine, wire_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
 		goto out_engine;
 	}
@@ -268,7 +268,7 @@ int main(int argc, char **argv)
 	m.worker.zero_copy = m.cfg.zero_copy;
 	m.worker.on_lost = main_on_device_lost;
 	m.worker.on_lost_arg = &m;
-	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker) < 0) {
+	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker, &wire_conn_ops) < 0) {
 		worker_stop(&m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);
 		goto out_loop;

@@ -21,8 +21,7 @@ struct builder {
 	int cell, part;
 	bool affine;  /* BN of the evaluation networks; false in the supernet's cells */
 	int rc;       /* sticky: the first error */
-	char *err;
-	size_t errlen;
+	struct rxd_error *err;
 };
 
 static void berr(struct builder *b, int rc, const char *fmt, ...)
@@ -35,8 +34,13 @@ static void berr(struct builder *b, int rc, const char *fmt, ...)
 	if (b->rc)
 		return;
 	b->rc = rc;
+	if (!b->err)
+		return;
+	b->err->status = rc == -ENOMEM ? RXD_S_NO_MEMORY
+			 : rc == -E2BIG ? RXD_S_TOO_BIG
+					: RXD_S_INVALID_ARGUMENT;
 	va_start(ap, fmt);
-	vsnprintf(b->err, b->errlen, fmt, ap);
+	vsnprintf(b->err->msg, sizeof(b->err->msg), fmt, ap);
 	va_end(ap);
 }
 
@@ -610,65 +614,70 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 	return b->rc ? -1 : outt;
 }
 
-static int check_config(const struct rxd_nas_config *cfg, char *err, size_t errlen)
+static int check_config(const struct rxd_nas_config *cfg, struct rxd_error *err)
 {
 	if (cfg->family != RXD_NAS_CIFAR && cfg->family != RXD_NAS_IMAGENET) {
-		snprintf(err, errlen, "dataset must be CIFAR or ImageNet (got %d)", cfg->family);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "dataset must be CIFAR or ImageNet (got %d)",
+			  cfg->family);
 		return -EINVAL;
 	}
 	if (cfg->C < 1 || cfg->C > RXD_NAS_MAX_C) {
-		snprintf(err, errlen, "C is %d; it must be 1 to %d", cfg->C, RXD_NAS_MAX_C);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "C is %d; it must be 1 to %d", cfg->C,
+			  RXD_NAS_MAX_C);
 		return -EINVAL;
 	}
 	if (cfg->layers < 1 || cfg->layers > RXD_NAS_MAX_LAYERS) {
-		snprintf(err, errlen, "layers is %d; it must be 1 to %d", cfg->layers,
-			 RXD_NAS_MAX_LAYERS);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "layers is %d; it must be 1 to %d",
+			  cfg->layers, RXD_NAS_MAX_LAYERS);
 		return -EINVAL;
 	}
 	if (cfg->classes < 1 || cfg->classes > RXD_NAS_MAX_CLASSES) {
-		snprintf(err, errlen, "classes is %d; it must be 1 to %d", cfg->classes,
-			 RXD_NAS_MAX_CLASSES);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "classes is %d; it must be 1 to %d",
+			  cfg->classes, RXD_NAS_MAX_CLASSES);
 		return -EINVAL;
 	}
 	if (cfg->height < 1 || cfg->height > RXD_NAS_MAX_SIZE || cfg->width < 1 ||
 	    cfg->width > RXD_NAS_MAX_SIZE) {
-		snprintf(err, errlen, "the input is %dx%d; height and width must be 1 to %d",
-			 cfg->height, cfg->width, RXD_NAS_MAX_SIZE);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "the input is %dx%d; height and width must "
+			  "be 1 to %d", cfg->height, cfg->width, RXD_NAS_MAX_SIZE);
 		return -EINVAL;
 	}
 	if (cfg->batch < 1 || cfg->batch > RXD_NAS_MAX_BATCH) {
-		snprintf(err, errlen, "batch is %d; it must be 1 to %d", cfg->batch,
-			 RXD_NAS_MAX_BATCH);
+		error_set(err, RXD_S_INVALID_ARGUMENT, "batch is %d; it must be 1 to %d",
+			  cfg->batch, RXD_NAS_MAX_BATCH);
 		return -EINVAL;
 	}
 	if (cfg->supernet) {
 		if (cfg->family != RXD_NAS_CIFAR) {
-			snprintf(err, errlen, "the supernet exists for the CIFAR family only");
+			error_set(err, RXD_S_INVALID_ARGUMENT, "the supernet exists for the "
+				  "CIFAR family only");
 			return -EINVAL;
 		}
 		if (cfg->steps < 1 || cfg->steps > RXD_NAS_MAX_STEPS) {
-			snprintf(err, errlen, "supernet steps is %d; it must be 1 to %d",
-				 cfg->steps, RXD_NAS_MAX_STEPS);
+			error_set(err, RXD_S_INVALID_ARGUMENT, "supernet steps is %d; it must be "
+				  "1 to %d", cfg->steps, RXD_NAS_MAX_STEPS);
 			return -EINVAL;
 		}
 		if (cfg->multiplier < 1 || cfg->multiplier > cfg->steps) {
-			snprintf(err, errlen, "supernet multiplier is %d; it must be 1 to steps (%d)",
-				 cfg->multiplier, cfg->steps);
+			error_set(err, RXD_S_INVALID_ARGUMENT, "supernet multiplier is %d; it "
+				  "must be 1 to steps (%d)", cfg->multiplier, cfg->steps);
 			return -EINVAL;
 		}
 		if (!cfg->alpha_normal || !cfg->alpha_reduce) {
-			snprintf(err, errlen, "the supernet needs alpha_normal and alpha_reduce");
+			error_set(err, RXD_S_INVALID_ARGUMENT, "the supernet needs alpha_normal "
+				  "and alpha_reduce");
 			return -EINVAL;
 		}
 		for (int k = 0; k < cfg->steps * (cfg->steps + 3) / 2 * RXD_NAS_PRIMITIVES; k++) {
 			if (!isfinite(cfg->alpha_normal[k]) || !isfinite(cfg->alpha_reduce[k])) {
-				snprintf(err, errlen, "alpha entry %d is not finite", k);
+				error_set(err, RXD_S_INVALID_ARGUMENT, "alpha entry %d is not "
+					  "finite", k);
 				return -EINVAL;
 			}
 		}
 		return 0;
 	}
-	return genotype_check(&cfg->geno, err, errlen);
+	return genotype_check(&cfg->geno, err);
 }
 
 /* Place every tensor in the arena: a tensor may share memory with any tensor whose steps
@@ -749,8 +758,7 @@ static int pack(struct rxd_nas_plan *p)
 	return 0;
 }
 
-int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char *err,
-	      size_t errlen)
+int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struct rxd_error *err)
 {
 	struct builder b = { 0 };
 	int32_t C = cfg->C, C_curr, C_pp, C_p, h = cfg->height, w = cfg->width;
@@ -758,11 +766,10 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char 
 	int s0, s1, rc, gap;
 
 	memset(plan, 0, sizeof(*plan));
-	if ((rc = check_config(cfg, err, errlen)) < 0)
+	if ((rc = check_config(cfg, err)) < 0)
 		return rc;
 	b.p = plan;
 	b.err = err;
-	b.errlen = errlen;
 	b.affine = true;
 	plan->family = cfg->family;
 	plan->supernet = cfg->supernet;
@@ -786,7 +793,8 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char 
 		int t;
 
 		if (C % 2) {
-			snprintf(err, errlen, "C is %d; ImageNet networks need an even C", C);
+			error_set(err, RXD_S_INVALID_ARGUMENT, "C is %d; ImageNet networks need "
+				  "an even C", C);
 			nas_plan_free(plan);
 			return -EINVAL;
 		}
@@ -852,7 +860,7 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char 
 	}
 	plan->tensors[plan->output].last = (int32_t)plan->n_steps;
 	if ((rc = pack(plan)) < 0) {
-		snprintf(err, errlen, "out of memory building the network");
+		error_set(err, RXD_S_NO_MEMORY, "out of memory building the network");
 		nas_plan_free(plan);
 		return rc;
 	}
@@ -971,8 +979,8 @@ void nas_init_blob(const struct rxd_nas_plan *plan, uint64_t seed, float *blob)
 	}
 }
 
-int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights, char *err,
-	     size_t errlen)
+int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
+	     struct rxd_error *err)
 {
 	for (uint64_t k = 0; k < plan->blob_floats; k++) {
 		if (!isfinite(blob[k])) {
@@ -980,7 +988,7 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 				const struct rxd_nas_param *q = &plan->params[i];
 
 				if (k >= q->blob_off && k < q->blob_off + q->floats) {
-					snprintf(err, errlen,
+					error_set(err, RXD_S_INVALID_ARGUMENT,
 						 "weight %llu (in %s) is not finite",
 						 (unsigned long long)k, q->name);
 					return -EINVAL;
@@ -998,8 +1006,8 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 		var = blob + q->blob_off + (q->kind == RXD_NAS_P_BN ? 3 : 1) * (uint64_t)q->cout;
 		for (int32_t c = 0; c < q->cout; c++) {
 			if (var[c] < 0) {
-				snprintf(err, errlen, "%s.running_var[%d] is negative (%g)", q->name,
-					 c, (double)var[c]);
+				error_set(err, RXD_S_INVALID_ARGUMENT, "%s.running_var[%d] is "
+					  "negative (%g)", q->name, c, (double)var[c]);
 				return -EINVAL;
 			}
 		}
@@ -1054,11 +1062,11 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 	return 0;
 }
 
-int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen)
+int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, struct rxd_error *err)
 {
 	if (floats == plan->blob_floats)
 		return 0;
-	snprintf(err, errlen,
+	error_set(err, RXD_S_INVALID_ARGUMENT,
 		 "weights has %llu floats; this network's state_dict (without "
 		 "num_batches_tracked) has %llu",
 		 (unsigned long long)floats, (unsigned long long)plan->blob_floats);
@@ -1067,8 +1075,6 @@ int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, 
 
 /* ---- NAS evaluation jobs: the request, the run on the device, the reply ---- */
 
-#define NAS_MAX_WARMUP 100
-#define NAS_MAX_REPEAT 1000
 /* A job stops starting runs after this long (at least one timed run is made), so that a
  * big network with many repeats cannot hold the device worker near the hang timeout. */
 #define NAS_MAX_JOB_NS (30ull * 1000000000ull)
@@ -1096,11 +1102,9 @@ struct rxd_nas_job {
 	uint32_t runs;                 /* timed runs made (fewer than repeat past the time cap) */
 	bool profiled;                 /* the breakdowns were measured */
 	uint64_t peak_bytes, act_bytes;
-	/* the reply's parts */
-	Rxgemm__NasLatencyPart *parts;
-	Rxgemm__NasLatencyPart **by_op, **by_cell;
+	/* nas_job_result's parts and the cells' names */
+	struct rxd_nas_part *parts;
 	char (*names)[24];
-	size_t n_by_op, n_by_cell;
 };
 
 uint64_t nas_job_flops(const struct rxd_nas_job *nj)
@@ -1149,137 +1153,65 @@ void nas_job_free(struct rxd_nas_job *nj)
 	free(nj->cell_ns);
 	free(nj->cell_steps);
 	free(nj->parts);
-	free(nj->by_op);
-	free(nj->by_cell);
 	free(nj->names);
 	free(nj);
 }
 
-/* Floats from bytes; the request's bytes are malloc'd by protobuf-c, so aligned, but a
+/* Floats from bytes; the request's bytes are malloc'd by the decoder, so aligned, but a
  * copy is made when they are not (never trust what we did not allocate). */
-static const float *nas_floats(const ProtobufCBinaryData *d, float **owned)
+static const float *nas_floats(const uint8_t *data, size_t len, float **owned)
 {
-	if (((uintptr_t)d->data % _Alignof(float)) == 0)
-		return (const float *)d->data;
-	*owned = malloc(d->len);
+	if (((uintptr_t)data % _Alignof(float)) == 0)
+		return (const float *)data;
+	*owned = malloc(len);
 	if (*owned)
-		memcpy(*owned, d->data, d->len);
+		memcpy(*owned, data, len);
 	return *owned;
 }
 
-int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, char *err, size_t errlen)
+int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
+		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err)
 {
 	struct rxd_nas_job *nj = calloc(1, sizeof(*nj));
 	struct rxd_nas_config *c;
-	bool imagenet = rq->dataset == RXGEMM__NAS_DATASET__NAS_IMAGENET;
-	int st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, rc;
+	int st = RXD_S_INVALID_ARGUMENT, rc;
 	uint64_t in_floats, logit_bytes;
 
 	*out = NULL;
-	if (!nj) {
-		snprintf(err, errlen, "out of memory for a NAS job");
-		return RXGEMM__STATUS__STATUS_NO_MEMORY;
-	}
+	if (!nj)
+		return error_set(err, RXD_S_NO_MEMORY, "out of memory for a NAS job");
 	c = &nj->cfg;
-	if (rq->dataset != RXGEMM__NAS_DATASET__NAS_CIFAR && !imagenet) {
-		snprintf(err, errlen, "dataset %d is neither CIFAR (0) nor ImageNet (1)",
-			 (int)rq->dataset);
-		goto out;
-	}
-	c->family = imagenet ? RXD_NAS_IMAGENET : RXD_NAS_CIFAR;
-	c->C = rq->c ? rq->c : imagenet ? 48 : 36;
-	c->layers = rq->layers ? rq->layers : imagenet ? 14 : 20;
-	c->classes = rq->classes ? rq->classes : imagenet ? 1000 : 10;
-	c->height = rq->height ? rq->height : imagenet ? 224 : 32;
-	c->width = rq->width ? rq->width : imagenet ? 224 : 32;
-	c->batch = rq->batch ? rq->batch : 1;
-	c->supernet = rq->supernet;
-	if (rq->supernet) {
-		size_t edges;
+	*c = ev->cfg;
+	if (c->supernet) {
+		size_t n = (size_t)c->steps * (size_t)(c->steps + 3) / 2 * RXD_NAS_PRIMITIVES;
 
-		if (rq->genotype && *rq->genotype) {
-			snprintf(err, errlen, "genotype must be empty for the supernet");
-			goto out;
-		}
-		c->steps = rq->steps ? (int32_t)rq->steps : 4;
-		c->multiplier = rq->multiplier ? (int32_t)rq->multiplier : 4;
-		if (rq->steps > RXD_NAS_MAX_STEPS) {
-			snprintf(err, errlen, "steps is %u; it must be 1 to %d", rq->steps,
-				 RXD_NAS_MAX_STEPS);
-			goto out;
-		}
-		edges = (size_t)c->steps * (size_t)(c->steps + 3) / 2;
-		if (rq->n_alpha_normal != edges * RXD_NAS_PRIMITIVES ||
-		    rq->n_alpha_reduce != edges * RXD_NAS_PRIMITIVES) {
-			snprintf(err, errlen,
-				 "alpha_normal and alpha_reduce must have %zu values each (%zu "
-				 "edges x %d operations); they have %zu and %zu",
-				 edges * RXD_NAS_PRIMITIVES, edges, RXD_NAS_PRIMITIVES,
-				 rq->n_alpha_normal, rq->n_alpha_reduce);
-			goto out;
-		}
-		nj->alpha = malloc(2 * edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		/* The job may outlive nothing it does not own but the request's bytes: its
+		 * plans are rebuilt from cfg on the device thread. */
+		nj->alpha = malloc(2 * n * sizeof(float));
 		if (!nj->alpha) {
-			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-			snprintf(err, errlen, "out of memory for the alphas");
+			st = error_set(err, RXD_S_NO_MEMORY, "out of memory for the alphas");
 			goto out;
 		}
-		memcpy(nj->alpha, rq->alpha_normal, edges * RXD_NAS_PRIMITIVES * sizeof(float));
-		memcpy(nj->alpha + edges * RXD_NAS_PRIMITIVES, rq->alpha_reduce,
-		       edges * RXD_NAS_PRIMITIVES * sizeof(float));
+		memcpy(nj->alpha, ev->cfg.alpha_normal, n * sizeof(float));
+		memcpy(nj->alpha + n, ev->cfg.alpha_reduce, n * sizeof(float));
 		c->alpha_normal = nj->alpha;
-		c->alpha_reduce = nj->alpha + edges * RXD_NAS_PRIMITIVES;
+		c->alpha_reduce = nj->alpha + n;
 	} else {
-		const char *g = rq->genotype ? rq->genotype : "";
-
-		if (rq->n_alpha_normal || rq->n_alpha_reduce || rq->steps || rq->multiplier) {
-			snprintf(err, errlen, "alphas, steps and multiplier are for the supernet only");
-			goto out;
-		}
-		if (!*g) {
-			snprintf(err, errlen, "genotype is empty: give a name (DARTS_V1, DARTS_V2, "
-					      "NASNet, AmoebaNet) or a Genotype(...) text");
-			goto out;
-		}
-		if (genotype_named(g, &c->geno) < 0) {
-			char perr[RXD_ERROR_MAX];
-
-			if (strncmp(g, "Genotype", 8) != 0) {
-				snprintf(err, errlen,
-					 "genotype '%.40s' is not a known name (DARTS_V1, DARTS_V2, "
-					 "NASNet, AmoebaNet) nor a Genotype(...) text",
-					 g);
-				goto out;
-			}
-			if (genotype_parse(g, strlen(g), &c->geno, perr, sizeof(perr)) < 0) {
-				snprintf(err, errlen, "%s", perr);
-				goto out;
-			}
-		}
 		genotype_format(&c->geno, nj->genotype, sizeof(nj->genotype));
 	}
-	if (rq->warmup > NAS_MAX_WARMUP || rq->repeat > NAS_MAX_REPEAT) {
-		snprintf(err, errlen, "warmup (%u) and repeat (%u) may be at most %d and %d",
-			 rq->warmup, rq->repeat, NAS_MAX_WARMUP, NAS_MAX_REPEAT);
-		goto out;
-	}
-	nj->warmup = rq->warmup;
-	nj->repeat = rq->repeat ? rq->repeat : 1;
-	nj->want_logits = rq->want_logits;
-	rc = nas_build(c, &nj->plan, err, errlen);
+	nj->warmup = ev->warmup;
+	nj->repeat = ev->repeat;
+	nj->want_logits = ev->want_logits;
+	rc = nas_build(c, &nj->plan, err);
 	if (rc < 0) {
-		st = rc == -ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
-		     : rc == -E2BIG ? RXGEMM__STATUS__STATUS_TOO_BIG
-				    : RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+		st = err->status; /* nas_build's: invalid, too big or out of memory */
 		goto out;
 	}
 	in_floats = nj->plan.tensors[nj->plan.input].elems;
 	/* The folded weights are one device buffer, whatever the batch. */
 	if (lim && (nj->plan.weight_floats * sizeof(float) > lim->max_buffer_bytes ||
 		    nj->plan.weight_floats > INT32_MAX)) {
-		st = RXGEMM__STATUS__STATUS_TOO_BIG;
-		snprintf(err, errlen,
+		st = error_set(err, RXD_S_TOO_BIG,
 			 "the network's weights (%llu bytes) are more than one device buffer "
 			 "holds (%llu bytes, and 2^31 floats)",
 			 (unsigned long long)(nj->plan.weight_floats * sizeof(float)),
@@ -1287,61 +1219,59 @@ int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *l
 		goto out;
 	}
 	logit_bytes = (uint64_t)c->batch * (uint64_t)c->classes * sizeof(float);
-	if (rq->want_logits && logit_bytes + 4096 > max_reply_bytes) {
-		st = RXGEMM__STATUS__STATUS_TOO_BIG;
-		snprintf(err, errlen, "the logits (%llu bytes) would not fit a reply frame (%llu)",
-			 (unsigned long long)logit_bytes, (unsigned long long)max_reply_bytes);
+	if (ev->want_logits && logit_bytes + 4096 > max_reply_bytes) {
+		st = error_set(err, RXD_S_TOO_BIG, "the logits (%llu bytes) would not fit a reply "
+			       "frame (%llu)", (unsigned long long)logit_bytes,
+			       (unsigned long long)max_reply_bytes);
 		goto out;
 	}
-	if (rq->weights.len) {
-		if (rq->weights.len % sizeof(float) ||
-		    nas_check_blob(&nj->plan, rq->weights.len / sizeof(float), err, errlen) < 0) {
-			if (rq->weights.len % sizeof(float))
-				snprintf(err, errlen,
-					 "weights is %zu bytes, not whole floats; this network needs "
-					 "%llu floats",
-					 rq->weights.len, (unsigned long long)nj->plan.blob_floats);
+	if (ev->weights_bytes) {
+		if (ev->weights_bytes % sizeof(float) ||
+		    nas_check_blob(&nj->plan, ev->weights_bytes / sizeof(float), err) < 0) {
+			if (ev->weights_bytes % sizeof(float))
+				error_set(err, RXD_S_INVALID_ARGUMENT, "weights is %zu bytes, not "
+					  "whole floats; this network needs %llu floats",
+					  ev->weights_bytes,
+					  (unsigned long long)nj->plan.blob_floats);
 			goto out;
 		}
-		nj->blob = nas_floats(&rq->weights, &nj->blob_owned);
+		nj->blob = nas_floats(ev->weights, ev->weights_bytes, &nj->blob_owned);
 	}
-	nj->weight_seed = rq->weight_seed;
-	nj->input_seed = rq->input_seed;
+	nj->weight_seed = ev->weight_seed;
+	nj->input_seed = ev->input_seed;
 	/* Sent or made, the input is one host buffer: bound it as a frame is bounded. */
 	if (in_floats * sizeof(float) > max_reply_bytes) {
-		st = RXGEMM__STATUS__STATUS_TOO_BIG;
-		snprintf(err, errlen,
+		st = error_set(err, RXD_S_TOO_BIG,
 			 "the input batch (%llu bytes) is over the frame limit (%llu); use a "
 			 "smaller batch",
 			 (unsigned long long)(in_floats * sizeof(float)),
 			 (unsigned long long)max_reply_bytes);
 		goto out;
 	}
-	if (rq->input.len) {
-		if (rq->input.len != in_floats * sizeof(float)) {
-			snprintf(err, errlen,
-				 "input is %zu bytes; batch x 3 x height x width (%d x 3 x %d x %d) "
-				 "floats are %llu bytes",
-				 rq->input.len, c->batch, c->height, c->width,
-				 (unsigned long long)(in_floats * sizeof(float)));
+	if (ev->input_bytes) {
+		if (ev->input_bytes != in_floats * sizeof(float)) {
+			error_set(err, RXD_S_INVALID_ARGUMENT, "input is %zu bytes; batch x 3 x "
+				  "height x width (%d x 3 x %d x %d) floats are %llu bytes",
+				  ev->input_bytes, c->batch, c->height, c->width,
+				  (unsigned long long)(in_floats * sizeof(float)));
 			goto out;
 		}
-		nj->input = nas_floats(&rq->input, &nj->input_owned);
+		nj->input = nas_floats(ev->input, ev->input_bytes, &nj->input_owned);
 		if (!nj->input) {
-			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-			snprintf(err, errlen, "out of memory for the input");
+			st = error_set(err, RXD_S_NO_MEMORY, "out of memory for the input");
 			goto out;
 		}
 	}
-	if (rq->weights.len && !nj->blob) {
-		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-		snprintf(err, errlen, "out of memory for the weights or the input");
+	if (ev->weights_bytes && !nj->blob) {
+		st = error_set(err, RXD_S_NO_MEMORY, "out of memory for the weights or the input");
 		goto out;
 	}
 	*out = nj;
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 out:
 	nas_job_free(nj);
+	if (err)
+		err->status = st;
 	return st;
 }
 
@@ -1371,12 +1301,12 @@ static uint64_t nas_scratch_bytes(const struct rxd_nas_plan *p, uint64_t scratch
 
 /* The plan for a piece of batch images. */
 static int nas_piece_plan(const struct rxd_nas_job *nj, int32_t batch, struct rxd_nas_plan *p,
-			  char *err, size_t errlen)
+			  struct rxd_error *err)
 {
 	struct rxd_nas_config c = nj->cfg;
 
 	c.batch = batch;
-	return nas_build(&c, p, err, errlen);
+	return nas_build(&c, p, err);
 }
 
 static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p,
@@ -1457,7 +1387,7 @@ static int cmp_u64(const void *a, const void *b)
 static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 			 const struct rxd_nas_plan *p, int32_t first_image, cl_mem arena,
 			 cl_mem wbuf, struct rxd_nas_span *spans, bool timed, uint64_t *ns,
-			 float *logits, char *err, size_t errlen)
+			 float *logits, struct rxd_error *err)
 {
 	cl_command_queue q = ops->dev->queue;
 	uint64_t per_image = (uint64_t)3 * nj->cfg.height * nj->cfg.width, t0, first = 0, prev = 0;
@@ -1470,7 +1400,7 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 				 (size_t)(per_image * (uint64_t)p->batch * sizeof(float)),
 				 nj->input + per_image * (uint64_t)first_image, 0, NULL, NULL);
 	if (e != CL_SUCCESS) {
-		snprintf(err, errlen, "uploading the input failed: %s", device_strerror(e));
+		error_set(err, RXD_S_DEVICE, "uploading the input failed: %s", device_strerror(e));
 		return -EIO;
 	}
 	clFinish(q);
@@ -1482,14 +1412,15 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 		rc = nas_enqueue_step(ops, p, s, arena, wbuf, prof ? &spans[i] : NULL);
 		if (rc < 0) {
 			clFinish(q);
-			snprintf(err, errlen, "step %zu (%s, %s, cell %d) could not be run: %s", i,
-				 nas_kind_name(s->kind), nas_part_name(s->part), s->cell,
-				 strerror(-rc));
+			error_set(err, RXD_S_DEVICE, "step %zu (%s, %s, cell %d) could not be "
+				  "run: %s", i, nas_kind_name(s->kind), nas_part_name(s->part),
+				  s->cell, strerror(-rc));
 			goto out;
 		}
 	}
 	if ((e = clFinish(q)) != CL_SUCCESS) {
-		snprintf(err, errlen, "the device failed the network: %s", device_strerror(e));
+		error_set(err, RXD_S_DEVICE, "the device failed the network: %s",
+			  device_strerror(e));
 		rc = -EIO;
 		goto out;
 	}
@@ -1533,7 +1464,8 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 					p->tensors[p->output].elems * sizeof(float), logits, 0, NULL,
 					NULL);
 		if (e != CL_SUCCESS) {
-			snprintf(err, errlen, "reading the logits failed: %s", device_strerror(e));
+			error_set(err, RXD_S_DEVICE, "reading the logits failed: %s",
+				  device_strerror(e));
 			rc = -EIO;
 		}
 	}
@@ -1544,7 +1476,7 @@ out:
 }
 
 int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
-		uint32_t owner, atomic_bool *cancel, char *err, size_t errlen)
+		uint32_t owner, atomic_bool *cancel, struct rxd_error *err)
 {
 	struct rxd_nas_plan pp = { 0 }, pr = { 0 };
 	struct rxd_budget_res res = { 0 };
@@ -1554,12 +1486,12 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 	uint64_t wbytes, abytes, scratch, need = 0;
 	float *weights = NULL;
 	cl_mem wbuf = NULL, arena = NULL;
-	int st = RXGEMM__STATUS__STATUS_OK, rc, clerr;
+	int st = RXD_S_OK, rc, clerr;
 	cl_int e;
 
 	if (!ops) {
-		snprintf(err, errlen, "this daemon's device could not build the NAS kernels");
-		return RXGEMM__STATUS__STATUS_UNSUPPORTED;
+		return error_set(err, RXD_S_UNSUPPORTED, "this daemon's device could not build "
+				 "the NAS kernels");
 	}
 	/* Seeded weights and inputs are made here, off the loop thread. */
 	if (!nj->blob) {
@@ -1577,27 +1509,26 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		nj->input = nj->input_owned;
 	}
 	if (!nj->blob || !nj->input) {
-		snprintf(err, errlen, "out of host memory for the weights or the input");
-		return RXGEMM__STATUS__STATUS_NO_MEMORY;
+		return error_set(err, RXD_S_NO_MEMORY, "out of host memory for the weights or "
+				 "the input");
 	}
 	/* The largest piece of the batch that fits the budget (and int indexing). */
 	for (;;) {
-		rc = nas_piece_plan(nj, piece, &pp, err, errlen);
+		rc = nas_piece_plan(nj, piece, &pp, err);
 		if (rc < 0) {
-			st = rc == -ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
-					   : RXGEMM__STATUS__STATUS_INTERNAL;
+			st = rc == -ENOMEM ? RXD_S_NO_MEMORY
+					   : RXD_S_INTERNAL;
 			goto out;
 		}
 		rem = batch % piece;
-		if (rem && (rc = nas_piece_plan(nj, rem, &pr, err, errlen)) < 0) {
-			st = RXGEMM__STATUS__STATUS_INTERNAL;
+		if (rem && (rc = nas_piece_plan(nj, rem, &pr, err)) < 0) {
+			st = RXD_S_INTERNAL;
 			goto out;
 		}
 		wbytes = pp.weight_floats * sizeof(float);
 		if (pp.weight_floats > INT32_MAX || wbytes > ops->dev->max_alloc_bytes) {
 			/* No piece of the batch makes the weights smaller. */
-			st = RXGEMM__STATUS__STATUS_TOO_BIG;
-			snprintf(err, errlen,
+			st = error_set(err, RXD_S_TOO_BIG,
 				 "the network's weights (%llu bytes) are more than one device "
 				 "buffer holds (%llu bytes, and 2^31 floats)",
 				 (unsigned long long)wbytes,
@@ -1615,10 +1546,10 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			if (rc == 0)
 				break;
 			if (rc != -E2BIG) {
-				st = rc == -ECANCELED ? RXGEMM__STATUS__STATUS_CANCELLED
-				     : rc == -EDQUOT  ? RXGEMM__STATUS__STATUS_TOO_BIG
-						      : RXGEMM__STATUS__STATUS_NO_MEMORY;
-				snprintf(err, errlen,
+				st = rc == -ECANCELED ? RXD_S_CANCELLED
+				     : rc == -EDQUOT  ? RXD_S_TOO_BIG
+						      : RXD_S_NO_MEMORY;
+				error_set(err, st,
 					 "the network needs %llu bytes of device memory: %s",
 					 (unsigned long long)need,
 					 rc == -EDQUOT ? "over this client's quota"
@@ -1627,15 +1558,13 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			}
 		}
 		if (piece == 1) {
-			st = RXGEMM__STATUS__STATUS_TOO_BIG;
-			snprintf(err, errlen,
-				 "one image of this network needs %llu bytes of device memory "
-				 "(weights %llu, activations %llu, scratch %llu); the budget is %llu "
-				 "and the largest buffer %llu",
-				 (unsigned long long)need, (unsigned long long)wbytes,
-				 (unsigned long long)abytes, (unsigned long long)scratch,
-				 (unsigned long long)(b ? b->budget_bytes : 0),
-				 (unsigned long long)ops->dev->max_alloc_bytes);
+			st = error_set(err, RXD_S_TOO_BIG, "one image of this network needs %llu "
+				       "bytes of device memory (weights %llu, activations %llu, "
+				       "scratch %llu); the budget is %llu and the largest buffer "
+				       "%llu", (unsigned long long)need, (unsigned long long)wbytes,
+				       (unsigned long long)abytes, (unsigned long long)scratch,
+				       (unsigned long long)(b ? b->budget_bytes : 0),
+				       (unsigned long long)ops->dev->max_alloc_bytes);
 			goto out;
 		}
 		piece = (piece + 1) / 2;
@@ -1657,12 +1586,11 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		nj->logits = malloc((size_t)batch * nj->cfg.classes * sizeof(float));
 	if (!weights || !spans || !nj->run_ns || !nj->cell_ns || !nj->cell_steps ||
 	    (nj->want_logits && !nj->logits)) {
-		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-		snprintf(err, errlen, "out of host memory for the network");
+		st = error_set(err, RXD_S_NO_MEMORY, "out of host memory for the network");
 		goto out;
 	}
-	if (nas_fold(&pp, nj->blob, weights, err, errlen) < 0) {
-		st = RXGEMM__STATUS__STATUS_INVALID_ARGUMENT;
+	if (nas_fold(&pp, nj->blob, weights, err) < 0) {
+		st = RXD_S_INVALID_ARGUMENT;
 		goto out;
 	}
 	if (b) {
@@ -1670,9 +1598,8 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 
 		if ((rc = budget_buf_get(b, &res, wbytes, &m1, &clerr)) < 0 ||
 		    (rc = budget_buf_get(b, &res, abytes, &m2, &clerr)) < 0) {
-			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-			snprintf(err, errlen, "device memory for the network could not be had: %s",
-				 device_strerror(clerr));
+			st = error_set(err, RXD_S_NO_MEMORY, "device memory for the network could "
+				       "not be had: %s", device_strerror(clerr));
 			budget_trim(b);
 			goto out;
 		}
@@ -1683,17 +1610,16 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		if (wbuf)
 			arena = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, abytes, NULL, &e);
 		if (!wbuf || !arena) {
-			st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-			snprintf(err, errlen, "device memory for the network could not be had: %s",
-				 device_strerror(e));
+			st = error_set(err, RXD_S_NO_MEMORY, "device memory for the network could "
+				       "not be had: %s", device_strerror(e));
 			goto out;
 		}
 	}
 	e = clEnqueueWriteBuffer(ops->dev->queue, wbuf, CL_TRUE, 0, wbytes, weights, 0, NULL,
 				 NULL);
 	if (e != CL_SUCCESS) {
-		st = RXGEMM__STATUS__STATUS_DEVICE;
-		snprintf(err, errlen, "uploading the weights failed: %s", device_strerror(e));
+		st = error_set(err, RXD_S_DEVICE, "uploading the weights failed: %s",
+			       device_strerror(e));
 		goto out;
 	}
 	for (size_t i = 0; i < pp.n_steps; i++) {
@@ -1712,8 +1638,7 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		timed = r >= nj->warmup;
 		if (cancel && atomic_load(cancel)) {
 			/* Between runs: a long evaluation stops here when cancelled. */
-			st = RXGEMM__STATUS__STATUS_CANCELLED;
-			snprintf(err, errlen, "cancelled while it ran");
+			st = error_set(err, RXD_S_CANCELLED, "cancelled while it ran");
 			goto out;
 		}
 		for (int32_t first = 0; first < batch; first += piece) {
@@ -1724,9 +1649,9 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 					    : NULL;
 
 			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans, timed, &ns, lg,
-					   err, errlen);
+					   err);
 			if (rc < 0) {
-				st = RXGEMM__STATUS__STATUS_DEVICE;
+				st = RXD_S_DEVICE;
 				goto out;
 			}
 			total += ns;
@@ -1751,17 +1676,19 @@ out:
 	free(spans);
 	nas_plan_free(&pp);
 	nas_plan_free(&pr);
+	if (st != RXD_S_OK && err)
+		err->status = st;
 	return st;
 }
 
-int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
+int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r)
 {
 	const struct rxd_nas_plan *p = &nj->plan;
 	uint64_t *sorted, sum = 0;
 	size_t nparts = RXD_NAS_PARTS + (size_t)nj->cfg.layers + 2, k = 0;
 	uint32_t n = nj->runs ? nj->runs : 1;
 
-	rxgemm__nas_eval_reply__init(r);
+	memset(r, 0, sizeof(*r));
 	r->genotype = nj->genotype;
 	r->params = p->param_count;
 	r->macs = p->macs;
@@ -1775,11 +1702,11 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 	r->n_run_ns = n;
 	r->run_ns = nj->run_ns;
 	sorted = malloc(n * sizeof(uint64_t));
+	free(nj->parts);
+	free(nj->names);
 	nj->parts = calloc(nparts, sizeof(*nj->parts));
-	nj->by_op = calloc(RXD_NAS_PARTS, sizeof(*nj->by_op));
-	nj->by_cell = calloc((size_t)nj->cfg.layers + 2, sizeof(*nj->by_cell));
 	nj->names = calloc((size_t)nj->cfg.layers + 2, sizeof(*nj->names));
-	if (!sorted || !nj->parts || !nj->by_op || !nj->by_cell || !nj->names) {
+	if (!sorted || !nj->parts || !nj->names) {
 		free(sorted);
 		return -ENOMEM;
 	}
@@ -1792,21 +1719,23 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 	r->latency_p90_ns = sorted[(size_t)ceil(0.9 * n) - 1];
 	r->latency_mean_ns = sum / n;
 	free(sorted);
+	/* The parts by operation first, then by cell, in one array. */
+	r->by_op = nj->parts;
 	for (int i = 0; i < RXD_NAS_PARTS; i++) {
-		Rxgemm__NasLatencyPart *q = &nj->parts[k++];
+		struct rxd_nas_part *q = &nj->parts[k];
 
 		if (!nj->part_steps[i])
 			continue;
-		rxgemm__nas_latency_part__init(q);
-		q->name = (char *)nas_part_name(i);
+		q->name = nas_part_name(i);
 		q->ns = nj->part_ns[i] / n;
 		q->steps = nj->part_steps[i];
-		nj->by_op[nj->n_by_op++] = q;
+		k++;
+		r->n_by_op++;
 	}
+	r->by_cell = &nj->parts[k];
 	for (int i = 0; i < nj->cfg.layers + 2; i++) {
-		Rxgemm__NasLatencyPart *q = &nj->parts[k++];
+		struct rxd_nas_part *q = &nj->parts[k++];
 
-		rxgemm__nas_latency_part__init(q);
 		if (i == 0)
 			snprintf(nj->names[i], sizeof(nj->names[i]), "stem");
 		else if (i == nj->cfg.layers + 1)
@@ -1816,17 +1745,13 @@ int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r)
 		q->name = nj->names[i];
 		q->ns = nj->cell_ns[i] / n;
 		q->steps = nj->cell_steps[i];
-		nj->by_cell[nj->n_by_cell++] = q;
+		r->n_by_cell++;
 	}
-	if (nj->profiled) {
-		r->n_by_op = nj->n_by_op;
-		r->by_op = nj->by_op;
-		r->n_by_cell = nj->n_by_cell;
-		r->by_cell = nj->by_cell;
-	}
+	if (!nj->profiled)
+		r->n_by_op = r->n_by_cell = 0;
 	if (nj->logits) {
-		r->logits.data = (uint8_t *)nj->logits;
-		r->logits.len = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);
+		r->logits = nj->logits;
+		r->logits_bytes = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);
 	}
 	return 0;
 }

@@ -21,10 +21,7 @@
 #include <CL/cl.h>
 
 #include "frame.h"
-#include "rxgemm.pb-c.h"
-#include "wirecheck.h"
-
-#define RXD_ERROR_MAX 256 /* bytes of a human error sentence in a reply */
+#include "status.h"
 
 /* ---- log.c: stderr with syslog priority prefixes ("<6>"), which journald understands ---- */
 void log_set_level(int level);
@@ -70,7 +67,7 @@ struct rxd_config {
 	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 	bool zero_copy;               /* --zero-copy auto: GEMMs in place on regions (zcopy.c) */
-	/* What one connection may make the daemon hold and for how long (server.c). */
+	/* What one connection may make the daemon hold and for how long (conn.c). */
 	uint64_t client_max_memory_bytes; /* --client-max-memory; 0: no bound */
 	uint64_t frame_timeout_ns;    /* --frame-timeout: a frame begun must end within; 0: never */
 	uint64_t idle_timeout_ns;     /* --idle-timeout: close one idle this long; 0: never */
@@ -79,7 +76,7 @@ struct rxd_config {
 	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */
 	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
 	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
-	/* Access control (server.c, at accept): with either list set, only root, the users of
+	/* Access control (conn.c, at accept): with either list set, only root, the users of
 	 * allow_uids and the members (primary or supplementary) of allow_gids are served. */
 	uint32_t *allow_uids, *allow_gids;
 	size_t n_allow_uids, n_allow_gids;
@@ -287,10 +284,11 @@ extern const struct rxd_kernel_source rxd_kernel_sources[];
 extern const size_t rxd_kernel_sources_count;
 const char *kernels_find(const char *name);
 
-/* ---- gemm.c: request validation, kernel choice and launch ---- */
+/* ---- gemm.c: kernel choice and launch ---- */
 
-/* A validated GEMM in the column-major form the kernels compute: a row-major request is
- * turned into the column-major product C^T = op(B)^T op(A)^T by swapping the operands. */
+/* A validated GEMM (wire_gemm_validate) in the column-major form the kernels compute: a
+ * row-major request is turned into the column-major product C^T = op(B)^T op(A)^T by
+ * swapping the operands. */
 struct rxd_gemm {
 	int64_t m, n, k;       /* of the column-major problem */
 	bool trans_a, trans_b;
@@ -307,7 +305,7 @@ struct rxd_gemm {
 	int64_t user_m, user_n, user_k; /* the request's own shape, for logs and status */
 	/* Set (by another thread) when the job is cancelled; NULL: not cancellable. Whoever
 	 * runs g checks it between pieces and chunks and then stops with
-	 * RXGEMM__STATUS__STATUS_CANCELLED. */
+	 * RXD_S_CANCELLED. */
 	atomic_bool *cancel;
 	int splitk;            /* K slices: 0 the engine decides, 1 none, s forced (tests) */
 };
@@ -316,17 +314,6 @@ struct rxd_limits {
 	uint64_t max_buffer_bytes; /* the device's largest allocation */
 	uint64_t max_total_bytes;  /* all of one job's buffers together */
 };
-
-/* Check a request against the protocol's rules and the limits; fill g on success.
- * Returns an RXGEMM__STATUS__* code and, on failure, a sentence in err naming the field. */
-int gemm_validate(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-		  struct rxd_gemm *g, char *err, size_t errlen);
-/* The same with A, B or C (request order) in device tensors of tensor_floats[i] floats
- * (0: not a tensor), whose bytes in rq are then empty: each must hold at least the floats
- * the operand needs. Their pointers in g are NULL; a tensor C counts as given. */
-int gemm_validate_tensors(const Rxgemm__GemmRequest *rq, const struct rxd_limits *lim,
-			  const uint64_t tensor_floats[3], struct rxd_gemm *g, char *err,
-			  size_t errlen);
 
 /* Kernel families: the edge-handling tiled kernel (kernels/gemm.cl) for small and odd
  * problems, the register-blocked one (kernels/gemm_reg.cl) for large ones, and for CPU
@@ -396,16 +383,16 @@ cl_int gemm_enqueue(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
  * launch; as split-K (K slices into a workspace from the budget, then a sum into C) when C
  * has too few tiles to fill the device; or in chunks of C's columns (or of the batch),
  * each about RXD_GEMM_CHUNK_MS of work, checking g->cancel between them. *kernel_ns gets
- * the kernels' device time. An RXGEMM__STATUS__* code, with a sentence in err. */
+ * the kernels' device time. An RXD_S_* status (status.h), with a sentence in err. */
 #define RXD_GEMM_CHUNK_MS 100
 int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, char *err, size_t errlen);
+		 cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, struct rxd_error *err);
 /* gemm_compute with A, B and C starting a_off, b_off and c_off floats into their buffers
  * (each buffer then a shared-memory region's wrapper, zcopy.c); the variant is self-tested
  * at offsets first (gemm_prepare_at) when one is not 0. */
 int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		    cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
-		    uint64_t *kernel_ns, char *err, size_t errlen);
+		    uint64_t *kernel_ns, struct rxd_error *err);
 /* The K slices gemm_compute would use for g with variant (1: no split-K). */
 int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g);
 
@@ -414,13 +401,13 @@ struct rxd_job_timings {
 };
 
 /* Run g on the device; c_out receives g->c_elems floats. Device thread only. Returns an
- * RXGEMM__STATUS__* code with a sentence in err on failure; *kernel names the variant. */
+ * RXD_S_* status (status.h) with a sentence in err on failure; *kernel names the variant. */
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
-	     struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+	     struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 /* gemm_run_variant on buffers the caller made (at least g's a, b and c elems each). */
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
-		     char *err, size_t errlen);
+		     struct rxd_error *err);
 /* Three device buffers of bytes[i] each, reserved in eng->budget for the daemon itself
  * (owner 0, never waiting) when there is one, else made directly. 0, -E2BIG (over the
  * budget), -EAGAIN (the room is taken now) or -ENOMEM with *cl_err the OpenCL error.
@@ -431,7 +418,7 @@ int gemm_buffers_get(struct rxd_gemm_engine *eng, struct rxd_budget_res *res,
 void gemm_buffers_put(struct rxd_gemm_engine *eng, struct rxd_budget_res *res, cl_mem mem[3]);
 /* The same with a given variant, its buffers from gemm_buffers_get. */
 int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
-		     float *c_out, struct rxd_job_timings *t, char *err, size_t errlen);
+		     float *c_out, struct rxd_job_timings *t, struct rxd_error *err);
 /* Self-test variant at odd buffer offsets against the CPU reference, once (every kernel
  * takes offsets; this checks the paths nasops.c uses): a failure is remembered.
  * Device thread only. 0, -EIO (logged), or -EAGAIN when the budget has no room for the
@@ -572,7 +559,7 @@ int split_plan(const struct rxd_gemm *g, uint64_t limit_bytes, uint64_t max_buff
  * until *cancel), whole or in pieces; like gemm_run otherwise. Device thread only. */
 int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
-	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
 /* ---- zcopy.c: a GEMM in place on shared-memory regions (devices on host memory) ---- */
 struct rxd_region;
@@ -587,7 +574,7 @@ bool zcopy_prepare(const struct rxd_gemm_engine *eng, bool enabled, const struct
  * otherwise. */
 int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
 	      struct rxd_region *const regions[RXD_JOB_REGIONS], float *c_dest,
-	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
 /* ---- tune.c: searching kernel configurations, remembering the winners ---- */
 /* Time a grid of configurations for every transpose pair and size class, within budget_s
@@ -672,7 +659,7 @@ void sched_set_limits(struct rxd_sched *s, uint32_t max_queue, uint32_t client_m
 /* A GEMM's cost: its FLOPs plus the per-job overhead, capped at RXD_SCHED_MAX_COST. */
 uint64_t sched_cost(uint64_t flops);
 /* Queue j (owner, request_id, cost, deadline_ns and priority filled in) behind its owner's
- * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EDQUOT (its owner has
+ * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EBUSY (its owner has
  * client_max_queue waiting), -EINVAL (priority out of range) or -ENOMEM. */
 int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
 /* Take out the job to run now; NULL when none waits. */
@@ -831,11 +818,13 @@ struct rxd_job {
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
 	uint64_t request_id;
-	Rxgemm__Request *req;        /* owned: the unpacked request; g points into it */
+	void *frame;                 /* owned: the decoded request (the wire layer's); g and
+				      * the NAS job point into it */
+	void (*frame_free)(void *frame);
+	uint64_t bytes_in;           /* operand bytes the request carried inline (statistics) */
 	struct rxd_gemm g;
 	/* results, written by the worker */
-	int status;
-	char error[RXD_ERROR_MAX];
+	struct rxd_error err;        /* the outcome: status RXD_S_OK or why not */
 	float *c_out;                /* g.c_elems floats, malloc'd by the worker */
 	float *c_dest;               /* the client's region where C goes (c_out then stays
 				      * NULL), or NULL; set by dispatch, not owned */
@@ -892,15 +881,17 @@ struct rxd_worker {
 int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
 		 void (*done)(struct rxd_job *, void *), void *arg);
 /* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
- * (max_queue jobs wait), -EDQUOT (the connection's client_max_queue wait), -EINVAL
+ * (max_queue jobs wait), -EBUSY (the connection's client_max_queue wait), -EINVAL
  * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped), -ENODEV (the device is lost):
  * the job is then still the caller's. */
 int worker_submit(struct rxd_worker *w, struct rxd_job *job);
 /* The queue bounds (0: none), at start and on SIGHUP. Loop thread. */
 void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue);
+/* What worker_cancel found. */
+enum rxd_cancel_outcome { RXD_CANCEL_NOT_FOUND = 0, RXD_CANCEL_QUEUED, RXD_CANCEL_RUNNING };
 /* Cancel owner's job request_id: a waiting one is taken out and answered CANCELLED
  * (through done, later); a running one has its cancel flag set. Returns the
- * RXGEMM__CANCEL_OUTCOME__* that says which, or NOT_FOUND. Loop thread. */
+ * enum rxd_cancel_outcome that says which. Loop thread. */
 int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id);
 /* The connection owner went away: its waiting jobs are taken out (answered CANCELLED to
  * nobody, through done) and its running one is cancelled. Loop thread; safe after
@@ -942,6 +933,21 @@ struct rxd_variant_stats {
 	uint64_t queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns;
 };
 
+/* A job's times as its reply reports them. */
+struct rxd_job_times {
+	uint64_t queued_ns, h2d_ns, kernel_ns, d2h_ns, total_ns;
+};
+
+/* One finished job, for the status reply's recent list. */
+struct rxd_job_record {
+	uint64_t request_id;
+	uint32_t client_id;
+	int64_t m, n, k;             /* the request's shape (0 for NAS jobs) */
+	int status;                  /* enum rxd_status */
+	long uid;                    /* whose it was (status-detail) */
+	struct rxd_job_times t;
+};
+
 struct rxd_stats {
 	uint64_t started_ns;
 	uint32_t clients_connected;
@@ -949,9 +955,7 @@ struct rxd_stats {
 	uint64_t jobs_ok, jobs_failed, requests_rejected;
 	uint32_t jobs_queued;
 	uint64_t flops_total, kernel_ns_total;
-	Rxgemm__JobRecord recent[RXD_RECENT_JOBS];
-	long recent_uid[RXD_RECENT_JOBS]; /* whose each was (status-detail) */
-	Rxgemm__Timings recent_t[RXD_RECENT_JOBS];
+	struct rxd_job_record recent[RXD_RECENT_JOBS]; /* a ring */
 	size_t recent_next, recent_count;
 	struct rxd_client_stats departed;  /* folded in from every closed connection */
 	struct rxd_variant_stats variants[RXD_STATS_VARIANTS];
@@ -968,24 +972,12 @@ void stats_init(struct rxd_stats *st);
 void stats_job_busy(struct rxd_stats *st, const struct rxd_job *job);
 /* A job answered to its client c: the daemon's, c's and the variant's counters. */
 void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_conn *c,
-		    const Rxgemm__Timings *t);
+		    const struct rxd_job_times *t);
 /* c is closing: fold its counters into the departed clients' total. */
 void stats_client_closed(struct rxd_stats *st, const struct rxd_conn *c);
-/* Fill a StatusReply; the pointers in it stay valid until the next stats_* call.
- * Returns 0 or -ENOMEM. Free with stats_status_free. */
-int stats_status(const struct rxd_stats *st, const struct rxd_device *dev,
-		 const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out);
-/* Add the sharing figures (fields 50-56: clients, kernel variants, device busy time) to
- * a reply stats_status filled (its uptime_ns is the instant they describe). 0 or -ENOMEM;
- * stats_status_free frees them too. */
-struct rxd_server;
-/* Hide what viewer may not see (status-detail own, the default): other users' clients'
- * names, uids and pids, and their recent jobs' shapes, unless viewer is root. Counts stay.
- * Call after stats_status and stats_status_sharing; 0 or -ENOMEM. */
-int stats_status_restrict(const struct rxd_server *srv, const struct rxd_conn *viewer,
-			  Rxgemm__StatusReply *out);
-int stats_status_sharing(const struct rxd_server *srv, Rxgemm__StatusReply *out);
-void stats_status_free(Rxgemm__StatusReply *out);
+/* The i-th of the recent jobs, oldest first (i < st->recent_count). */
+const struct rxd_job_record *stats_recent(const struct rxd_stats *st, size_t i);
+/* The status reply is built from these counters by the wire layer (wire-status.c). */
 
 /* ---- shm.c: shared-memory regions registered by a connection (loop thread only) ---- */
 /* A region is a client's sealed memfd, mapped MAP_SHARED read/write: operands are read from
@@ -1041,20 +1033,16 @@ void shm_fini(struct rxd_shm *t);
 /* Check fd (a memfd sealed against shrinking and growing, not against writing, of at most
  * RXD_SHM_MAX_REGION_BYTES, within RXD_SHM_MAX_TOTAL_BYTES of all regions, and of
  * expect_bytes when that is not 0), map it and enter it in
- * t. Always takes fd (closes it). Returns an RXGEMM__STATUS__* code, with *id and *bytes on
+ * t. Always takes fd (closes it). Returns an RXD_S_* status (status.h), with *id and *bytes on
  * success and a sentence in err on failure. */
 int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
-		 uint64_t *bytes, char *err, size_t errlen);
+		 uint64_t *bytes, struct rxd_error *err);
 /* Remove region id from t. STATUS_REGION when t has no such region, or when jobs in flight
  * use it (nothing changes then: unregistering waits for nothing). */
-int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen);
-/* Resolve ref (the request field `field`) to ref->length bytes inside a region of t:
- * the region must exist, offset must be a multiple of 4 and offset + length within the
- * region (checked without overflow), length not 0. On success *out is the region (no
- * reference taken: a job that keeps it calls shm_region_ref) and *data the bytes. A status
- * code, with a sentence in err. */
-int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
-		struct rxd_region **out, uint8_t **data, char *err, size_t errlen);
+int shm_unregister(struct rxd_shm *t, uint32_t id, struct rxd_error *err);
+/* Region id of t, or NULL (no reference taken: a job that keeps it calls shm_region_ref).
+ * A request's reference into it is checked by the wire layer (wire_region). */
+struct rxd_region *shm_lookup(struct rxd_shm *t, uint32_t id);
 void shm_region_ref(struct rxd_region *r);
 /* Device worker thread, for a region its job holds: wrap the mapping in a
  * CL_MEM_USE_HOST_PTR buffer of ctx, once. On a device with memory of its own this pins
@@ -1106,20 +1094,21 @@ void tensor_table_init(struct rxd_tensors *t);
 /* Drop the table's references (the connection closes): each buffer goes back to the
  * budget as soon as no job holds its tensor. */
 void tensor_table_fini(struct rxd_tensors *t);
-/* A new tensor of dims (checked: 1 to 3, each >= 1, within max_bytes) with one reference,
- * not listed, with no buffer yet. A status code, with a sentence in err naming field. */
-int tensor_new(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
-	       struct rxd_tensor **out, char *err, size_t errlen);
+/* A new tensor of dims (checked by wire_tensor_dims: 1 to RXD_TENSOR_MAX_DIMS of them,
+ * each >= 1, their product within a buffer) with one reference, not listed, with no
+ * buffer yet. RXD_S_OK or RXD_S_NO_MEMORY, with a sentence in err. */
+int tensor_new(const int64_t *dims, size_t ndims, struct rxd_tensor **out,
+	       struct rxd_error *err);
 /* List x (made) in t under the next id; the table takes over x's reference. -ENOSPC
  * when the table is full. */
 int tensor_add(struct rxd_tensors *t, struct rxd_tensor *x);
 /* The tensor id of t (field names the request field in err), no reference taken.
  * STATUS_TENSOR when there is none. */
 int tensor_find(struct rxd_tensors *t, uint32_t id, const char *field, struct rxd_tensor **out,
-		char *err, size_t errlen);
+		struct rxd_error *err);
 /* Unlist id: the table's reference goes; jobs in flight keep theirs. STATUS_TENSOR when
  * unknown. */
-int tensor_remove(struct rxd_tensors *t, uint32_t id, char *err, size_t errlen);
+int tensor_remove(struct rxd_tensors *t, uint32_t id, struct rxd_error *err);
 void tensor_ref(struct rxd_tensor *x);
 /* Drop a reference; the last one releases the buffer. NULL is allowed. */
 void tensor_unref(struct rxd_tensor *x);
@@ -1130,11 +1119,10 @@ uint64_t tensor_budget_bytes(const struct rxd_tensor *x);
  * STATUS_TOO_BIG (over the budget, or what tensors leave of it), STATUS_QUOTA (over the
  * owner's quota), with a sentence in err. */
 int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget *b,
-		uint32_t owner, const void *data, struct rxd_job_timings *t, char *err,
-		size_t errlen);
+		uint32_t owner, const void *data, struct rxd_job_timings *t, struct rxd_error *err);
 /* Device worker: copy x's floats into out. A status code. */
 int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
-		    struct rxd_job_timings *t, char *err, size_t errlen);
+		    struct rxd_job_timings *t, struct rxd_error *err);
 /* Device worker: run g with the operands tensors[i] (the column-major a, b, C's input
  * and C's destination; NULL: from the host as g says) in place, the host operands
  * uploaded into buffers reserved in b for owner (never waiting: the tensors' jobs are not
@@ -1142,9 +1130,22 @@ int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
  * otherwise. */
 int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
-		    struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen);
+		    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
 
-/* ---- server.c: the listening socket and the connections (loop thread) ---- */
+/* ---- server.c: the listening socket (loop thread) ---- */
+struct rxd_conn;
+
+/* What the connections hand up (the wire layer's, given to server_start): each whole
+ * frame, and the errors of a stream itself (request_id 0), after which the connection
+ * closes once the reply is written. Calls through these are the only way from conn.c up. */
+struct rxd_conn_ops {
+	/* One frame body from c; takes ownership of body. c->frame_fds are the descriptors
+	 * that came with it: the handler takes (sets to -1) those it keeps; conn.c closes the
+	 * rest. */
+	void (*frame)(struct rxd_conn *c, uint8_t *body, size_t len);
+	void (*stream_error)(struct rxd_conn *c, int status, const char *msg);
+};
+
 struct rxd_server {
 	uv_loop_t *loop;
 	const struct rxd_config *cfg;
@@ -1158,8 +1159,29 @@ struct rxd_server {
 	bool stopping;
 	uint32_t next_client_id;
 	struct rxd_conn *conns;      /* every open connection */
+	const struct rxd_conn_ops *conn_ops;
 };
 
+/* Whether the daemon could listen on path: its directory exists and may be written, and
+ * no daemon answers there (nor is anything but a socket in the way). Called at start
+ * before the device is opened, so that such a mistake is reported in a second, not after
+ * every kernel is built; server_start checks again. 0 or a negative errno (logged). */
+int server_check_path(const char *path);
+/* Create the socket (refusing a path where a daemon answers, replacing a stale one) and
+ * start accepting; every connection hands its frames to ops. 0 or a negative errno
+ * (logged). */
+int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
+		 struct rxd_device *dev, struct rxd_worker *w, const struct rxd_conn_ops *ops);
+/* Stop accepting and remove the socket; requests still arriving get STATUS_SHUTDOWN. */
+void server_unlisten(struct rxd_server *srv);
+/* server_unlisten, then read what each connection has sent (answered STATUS_SHUTDOWN) and
+ * close it once its replies are written, or at cfg->shutdown_timeout_ns at the latest. The
+ * loop then runs out of handles and returns. */
+void server_stop(struct rxd_server *srv);
+/* After a reload: every connection's reading and deadlines under the new configuration. */
+void server_reconfigured(struct rxd_server *srv);
+
+/* ---- conn.c: one client connection (loop thread) ---- */
 /* Descriptors (SCM_RIGHTS) that one frame may carry; more are closed and counted lost. */
 #define RXD_CONN_MAX_FDS 4
 /* Reading pauses while this many reply bytes wait to be written. That alone bounds nothing
@@ -1201,7 +1223,7 @@ struct rxd_conn {
 	long peer_pid;
 	long peer_uid;
 	struct rxd_client_stats stats; /* stats.c's, folded into stats.departed at close */
-	/* Memory and time (server.c). A job is charged when dispatch admits it: its request's
+	/* Memory and time (conn.c). A job is charged when dispatch admits it: its request's
 	 * frame and its result (twice: the result buffer and the reply packed from it). */
 	uint64_t jobs_bytes;         /* charged to the jobs in flight (job->held_bytes summed) */
 	uv_timer_t timer;            /* the earliest of the deadlines below (conn_arm_timer) */
@@ -1213,53 +1235,95 @@ struct rxd_conn {
 	uint8_t readbuf[64 * 1024];
 };
 
-/* Whether the daemon could listen on path: its directory exists and may be written, and
- * no daemon answers there (nor is anything but a socket in the way). Called at start
- * before the device is opened, so that such a mistake is reported in a second, not after
- * every kernel is built; server_start checks again. 0 or a negative errno (logged). */
-int server_check_path(const char *path);
-/* Create the socket (refusing a path where a daemon answers, replacing a stale one) and
- * start accepting. 0 or a negative errno (logged). */
-int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
-		 struct rxd_device *dev, struct rxd_worker *w);
-/* Stop accepting and remove the socket; requests still arriving get STATUS_SHUTDOWN. */
-void server_unlisten(struct rxd_server *srv);
-/* server_unlisten, then read what each connection has sent (answered STATUS_SHUTDOWN) and
- * close it once its replies are written, or at cfg->shutdown_timeout_ns at the latest. The
- * loop then runs out of handles and returns. */
-void server_stop(struct rxd_server *srv);
-/* After a reload: every connection's reading and deadlines under the new configuration. */
-void server_reconfigured(struct rxd_server *srv);
+/* Serve fd, a connection accepted on srv's socket (closed on failure, logged). */
+void conn_open(struct rxd_server *srv, int fd);
+/* Shutdown: read what c has sent (answered STATUS_SHUTDOWN by the wire layer) and close it
+ * once its replies are written, or at kill_ms (loop time) at the latest. */
+void conn_drain(struct rxd_conn *c, uint64_t kill_ms);
+/* After a reload: c's reading and deadlines under the new configuration. */
+void conn_reconfigured(struct rxd_conn *c);
+/* A duration in ns as loop milliseconds, rounded up. */
+uint64_t conn_ms(uint64_t ns);
 /* What c makes the daemon hold now: its jobs' charges, its unwritten replies and the frame
  * being read. */
 uint64_t conn_held_bytes(const struct rxd_conn *c);
 void conn_ref(struct rxd_conn *c);
 void conn_unref(struct rxd_conn *c);
-/* Queue one Reply on c; close the connection once written when close_after is set.
+/* Queue one frame of len bytes on c, its payload written by pack(msg, buffer) (the wire
+ * layer's encoder); close the connection once written when close_after is set.
  * 0 or -errno (the connection is then closed). */
-int conn_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after);
+int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint8_t *out),
+	      const void *msg, bool close_after);
 void conn_close(struct rxd_conn *c);
 
-/* ---- dispatch.c: decoding, validating and routing requests (loop thread) ---- */
-/* A frame is walked (wirecheck_message) before protobuf-c unpacks it: unknown fields at any
- * depth, bad wire types and truncation are refused with STATUS_PROTOCOL, and so is a
- * Request nested deeper than RXD_REQUEST_MAX_DEPTH (the schema's own depth is 2: Request >
- * GemmRequest or NasEvalRequest > RegionRef) or with one field given more than
- * RXD_REQUEST_MAX_ELEMENTS times. That bound is the longest repeated field a valid Request
- * has (a supernet's alphas: edges x primitives, edges = steps (steps + 3) / 2 at the most
- * steps); it also stops a singular field repeated millions of times, which protobuf-c would
- * scan into a record of its own each. */
-#define RXD_REQUEST_MAX_DEPTH 4
-#define RXD_REQUEST_MAX_ELEMENTS \
-	(RXD_NAS_MAX_STEPS * (RXD_NAS_MAX_STEPS + 3) / 2 * RXD_NAS_PRIMITIVES)
-/* Handle one frame body from c; takes ownership of body. c->frame_fds are the descriptors
- * that came with it: dispatch takes (sets to -1) those it keeps; server.c closes the rest. */
-void dispatch_frame(struct rxd_conn *c, uint8_t *body, size_t len);
-/* Reply to a finished job (worker_start's done callback). */
-void dispatch_job_done(struct rxd_job *job, void *srv);
-/* Send an error reply. */
-void dispatch_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
-		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* ---- dispatch.c: routing validated requests to the worker (loop thread) ---- */
+/* The wire layer (wire.c) decodes and validates a request into these, then hands it here;
+ * dispatch charges the job to its connection, queues it, and on its return does the
+ * bookkeeping before the wire layer answers. dispatch never replies itself: a refusal
+ * comes back as a status with a sentence in err. */
+
+/* What every request handed to dispatch carries. The decoded frame (the wire layer's),
+ * which the validated pointers point into, goes to the job, which frees it with
+ * frame_free; on a refusal it stays the caller's. */
+struct rxd_request {
+	uint64_t id;
+	uint64_t received_ns;        /* the frame was whole */
+	size_t frame_bytes;
+	void *frame;
+	void (*frame_free)(void *frame);
+	uint64_t bytes_in;           /* operand bytes sent inline (statistics) */
+};
+
+/* A validated GEMM: its operands from the frame, regions or tensors (no references
+ * taken: dispatch takes them for the job). */
+struct rxd_gemm_request {
+	struct rxd_gemm g;
+	struct rxd_region *regions[RXD_JOB_REGIONS]; /* NULL where none */
+	struct rxd_tensor *tensors[4]; /* column-major a, b, C's input, C's destination */
+	float *c_dest;               /* C into a client's region; NULL: in the reply */
+	unsigned priority;           /* < RXD_SCHED_LEVELS */
+	uint64_t deadline_ms;        /* from received_ns; 0: none */
+};
+
+/* A validated NAS evaluation: the job (nas.c, owned) and its data sources. */
+struct rxd_nas_request {
+	struct rxd_nas_job *nas;
+	struct rxd_region *regions[2]; /* weights, input; NULL where none */
+	struct rxd_tensor *tensors[2];
+	uint64_t reply_bytes;        /* the most its reply may take */
+};
+
+/* Queue a job for a validated request. 0 (the job owns rq's frame, and the NAS job),
+ * or a status with a sentence in err (nothing taken: the caller answers and frees). */
+int dispatch_gemm(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_gemm_request *g,
+		  struct rxd_error *err);
+int dispatch_nas(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_nas_request *n,
+		 struct rxd_error *err);
+/* A tensor x (tensor_new's, whose reference the job takes) made from src (NULL: zeros),
+ * which lies in region when that is set. */
+int dispatch_tensor_create(struct rxd_conn *c, struct rxd_request *rq, struct rxd_tensor *x,
+			   struct rxd_region *region, const void *src, struct rxd_error *err);
+/* Tensor x read into dest inside region, or (region NULL) into the reply. */
+int dispatch_tensor_read(struct rxd_conn *c, struct rxd_request *rq, struct rxd_tensor *x,
+			 struct rxd_region *region, float *dest, struct rxd_error *err);
+/* Cancel c's job request_id: an enum rxd_cancel_outcome. */
+int dispatch_cancel(struct rxd_conn *c, uint64_t request_id);
+/* A job is back from the worker: undo its charges, list a made tensor, count it. Returns
+ * whether its client is there to be answered. dispatch_job_release then drops what the job
+ * holds and frees it. */
+bool dispatch_job_finish(struct rxd_job *job);
+void dispatch_job_release(struct rxd_job *job);
+/* Count a request refused with an error reply (the daemon's and c's figures). */
+void dispatch_note_rejected(struct rxd_conn *c);
+
+/* ---- wire.c: the protocol (loop thread; wire.h has its protobuf side) ---- */
+/* The handlers of every connection's frames and stream errors (struct rxd_conn_ops). */
+extern const struct rxd_conn_ops wire_conn_ops;
+/* Answer a finished job (worker_start's done callback; arg is the server). */
+void wire_job_done(struct rxd_job *job, void *arg);
+/* Send an error reply: status (enum rxd_status) and a sentence. */
+void wire_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* ---- sdnotify.c: the service manager's protocols (sd_notify(3), sd_listen_fds(3)) ---- */
 /* Spoken through libsystemd when built with it (HAVE_LIBSYSTEMD), else by sdnotify.c itself.
@@ -1352,10 +1416,9 @@ const char *genotype_name(size_t i);
 int genotype_named(const char *name, struct rxd_genotype *g);
 /* Parse text[0..len) (the reference's printed form; see genotype.c), strictly. 0, or
  * -EINVAL with a sentence in err that starts "genotype text, byte N:" (N from 0). */
-int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, char *err,
-		   size_t errlen);
+int genotype_parse(const char *text, size_t len, struct rxd_genotype *g, struct rxd_error *err);
 /* Check a genotype built by other means (the same rules as the parser). 0 or -EINVAL. */
-int genotype_check(const struct rxd_genotype *g, char *err, size_t errlen);
+int genotype_check(const struct rxd_genotype *g, struct rxd_error *err);
 /* Print g the way the reference does, NUL-terminated within len; returns the length the
  * whole text needs (without the NUL), like snprintf. */
 size_t genotype_format(const struct rxd_genotype *g, char *buf, size_t len);
@@ -1477,8 +1540,7 @@ struct rxd_nas_plan {
 
 /* Check cfg and lower it into plan. 0, or -EINVAL with a sentence in err naming the field,
  * -E2BIG (a size overflows; err says which) or -ENOMEM. Free with nas_plan_free. */
-int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, char *err,
-	      size_t errlen);
+int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struct rxd_error *err);
 void nas_plan_free(struct rxd_nas_plan *plan);
 /* Device memory the plan needs: the folded weights and the arena, in bytes. */
 uint64_t nas_plan_bytes(const struct rxd_nas_plan *plan);
@@ -1492,30 +1554,68 @@ void nas_random_floats(uint64_t seed, float *out, uint64_t n);
 /* Fold blob (the state_dict, plan->blob_floats) into weights (plan->weight_floats).
  * 0, or -EINVAL when a running_var is negative or a value is not finite (err names the
  * entry). */
-int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights, char *err,
-	     size_t errlen);
+int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
+	     struct rxd_error *err);
 /* A weight blob of floats floats for plan: 0, or -EINVAL with err stating the length
  * expected. */
-int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, char *err, size_t errlen);
+int nas_check_blob(const struct rxd_nas_plan *plan, uint64_t floats, struct rxd_error *err);
 
-/* NAS evaluation jobs (NasEvalRequest). */
+/* NAS evaluation jobs. */
+#define RXD_NAS_MAX_WARMUP 100
+#define RXD_NAS_MAX_REPEAT 1000
+
+/* An evaluation as the wire layer decoded and checked it (wire_nas_eval): the network
+ * with its defaults filled in (a genotype parsed, or a supernet's alphas, which point
+ * into the request) and the runs. */
+struct rxd_nas_eval {
+	struct rxd_nas_config cfg;
+	uint32_t warmup, repeat;     /* at most RXD_NAS_MAX_*; repeat >= 1 */
+	bool want_logits;
+	uint64_t weight_seed, input_seed;
+	const uint8_t *weights;      /* the state_dict blob sent, or NULL: seeded */
+	size_t weights_bytes;
+	const uint8_t *input;        /* the input batch sent, or NULL: seeded */
+	size_t input_bytes;
+};
+
+/* One line of a latency breakdown. */
+struct rxd_nas_part {
+	const char *name;
+	uint64_t ns;                 /* per run */
+	uint32_t steps;
+};
+
+/* What a finished job measured; pointers into the job (valid until nas_job_free). */
+struct rxd_nas_result {
+	const char *genotype;        /* printed; "" for the supernet */
+	uint64_t params, macs, weight_floats, peak_device_bytes, activation_bytes;
+	int32_t batch, batch_piece, classes;
+	uint32_t steps;
+	uint64_t latency_median_ns, latency_p90_ns, latency_mean_ns;
+	const uint64_t *run_ns;
+	size_t n_run_ns;
+	const struct rxd_nas_part *by_op, *by_cell; /* empty without profiling */
+	size_t n_by_op, n_by_cell;
+	const float *logits;         /* NULL unless asked for */
+	size_t logits_bytes;
+};
+
 struct rxd_nas_job;
-/* Loop thread: check rq (defaults filled in), parse its genotype, build its plan, check
- * the weights' and input's lengths against it and its weights against lim (may be NULL);
- * no input or reply may exceed max_reply_bytes. Returns an RXGEMM__STATUS__* code; on
- * success *out is the job (nas_job_free), which points into rq's bytes: rq must outlive
- * it. */
-int nas_job_prepare(const Rxgemm__NasEvalRequest *rq, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, char *err, size_t errlen);
+/* Loop thread: build ev's plan, check the weights' and input's lengths against it and its
+ * weights against lim (may be NULL); no input or reply may exceed max_reply_bytes.
+ * Returns an RXD_S_* status (status.h); on success *out is the job (nas_job_free), which
+ * points into ev's bytes: they must outlive it. */
+int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
+		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err);
 struct rxd_nasops;
 /* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
  * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch
  * in pieces when it does not fit whole; warm-up and timed runs, timed with profiling
- * events per step. Returns an RXGEMM__STATUS__* code with a sentence in err. */
+ * events per step. Returns an RXD_S_* status (status.h) with a sentence in err. */
 int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
-		uint32_t owner, atomic_bool *cancel, char *err, size_t errlen);
+		uint32_t owner, atomic_bool *cancel, struct rxd_error *err);
 /* Fill r from a job that ran; r points into nj (valid until nas_job_free). 0 or -ENOMEM. */
-int nas_job_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r);
+int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r);
 /* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */
 uint64_t nas_job_flops(const struct rxd_nas_job *nj);
 /* The floats of the weight blob and of the input the job's plan takes. */

@@ -169,7 +169,7 @@ int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j)
 	c = sched_find(s, j->owner);
 	if (s->client_max_queue && c && c->queued >= s->client_max_queue) {
 		s->rejected_client++;
-		return -EDQUOT;
+		return -EBUSY; /* a queue bound; -EDQUOT is the budget's quota (budget.c) */
 	}
 	if (!c) {
 		if (!(c = calloc(1, sizeof(*c))))

@@ -8,7 +8,7 @@
  *
  * Regions are counted by reference: the table holds one while the region is registered,
  * and every job in flight that reads or writes it holds one more. Only the loop thread
- * changes the counts (dispatch takes them, dispatch_job_done drops them), so they need no
+ * changes the counts (dispatch takes them, dispatch_job_release drops them), so they need no
  * lock; the device worker only touches the mapped bytes of regions its job holds. */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,19 +35,6 @@ void shm_set_limits(uint32_t regions, uint64_t bytes)
 	shm_client_regions = regions && regions < RXD_SHM_MAX_REGIONS ? regions
 								      : RXD_SHM_MAX_REGIONS;
 	shm_client_bytes = bytes;
-}
-
-static int shm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int shm_fail(char *err, size_t errlen, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return status;
 }
 
 void shm_init(struct rxd_shm *t)
@@ -91,7 +78,7 @@ static struct rxd_region *shm_find(struct rxd_shm *t, uint32_t id, size_t *slot)
 }
 
 int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
-		 uint64_t *bytes, char *err, size_t errlen)
+		 uint64_t *bytes, struct rxd_error *err)
 {
 	struct rxd_region *r = NULL;
 	struct stat st;
@@ -102,7 +89,7 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 	for (slot = 0; slot < RXD_SHM_MAX_REGIONS && t->regions[slot]; slot++)
 		;
 	if (slot == RXD_SHM_MAX_REGIONS || t->count >= shm_client_regions) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err, RXD_S_REGION,
 				  "this connection has %u regions registered already, the most it "
 				  "may have (client-shm-regions); unregister one first",
 				  t->count);
@@ -110,13 +97,13 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 	}
 	/* Only shmem files (memfds) carry seals; anything else fails here with EINVAL. */
 	if ((seals = fcntl(fd, F_GET_SEALS)) < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err, RXD_S_REGION,
 				  "the descriptor is not a memfd that takes seals (create it with "
 				  "memfd_create(MFD_ALLOW_SEALING))");
 		goto out;
 	}
 	if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err, RXD_S_REGION,
 				  "the memfd is not sealed against %s (F_SEAL_SHRINK and F_SEAL_GROW "
 				  "are required)",
 				  !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_GROW) ? "shrinking or growing"
@@ -125,37 +112,35 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 		goto out;
 	}
 	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err, RXD_S_REGION,
 				  "the memfd is sealed against writing, but results are written "
 				  "into regions; leave F_SEAL_WRITE off");
 		goto out;
 	}
 	if (st.st_size <= 0) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err, RXD_S_REGION,
 				  "the memfd is empty; size it (ftruncate) before sealing");
 		goto out;
 	}
 	if ((uint64_t)st.st_size > RXD_SHM_MAX_REGION_BYTES) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				  "the memfd holds %llu bytes, more than the %llu a region may have",
-				  (unsigned long long)st.st_size,
-				  (unsigned long long)RXD_SHM_MAX_REGION_BYTES);
+		status = error_set(err, RXD_S_TOO_BIG, "the memfd holds %llu bytes, more than the "
+				   "%llu a region may have", (unsigned long long)st.st_size,
+				   (unsigned long long)RXD_SHM_MAX_REGION_BYTES);
 		goto out;
 	}
 	if ((uint64_t)st.st_size > RXD_SHM_MAX_TOTAL_BYTES - shm_counters.bytes) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				  "the memfd's %llu bytes do not fit beside the %llu bytes of regions "
-				  "mapped now (at most %llu together)",
-				  (unsigned long long)st.st_size,
-				  (unsigned long long)shm_counters.bytes,
-				  (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
+		status = error_set(err, RXD_S_TOO_BIG, "the memfd's %llu bytes do not fit beside "
+				   "the %llu bytes of regions mapped now (at most %llu together)",
+				   (unsigned long long)st.st_size,
+				   (unsigned long long)shm_counters.bytes,
+				   (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
 		goto out;
 	}
 	/* Mappings cost the client nothing until touched (a sparse memfd): without a share of
 	 * its own, one connection could hold the whole total and refuse everyone else. */
 	if (shm_client_bytes && (t->bytes > shm_client_bytes ||
 				 (uint64_t)st.st_size > shm_client_bytes - t->bytes)) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+		status = error_set(err, RXD_S_TOO_BIG,
 				  "the memfd's %llu bytes do not fit beside the %llu bytes this "
 				  "connection has registered (at most %llu: client-shm-max)",
 				  (unsigned long long)st.st_size, (unsigned long long)t->bytes,
@@ -163,7 +148,7 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 		goto out;
 	}
 	if (expect_bytes && expect_bytes != (uint64_t)st.st_size) {
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err, RXD_S_REGION,
 				  "RegisterRegion.size says %llu bytes but the memfd holds %llu",
 				  (unsigned long long)expect_bytes, (unsigned long long)st.st_size);
 		goto out;
@@ -171,16 +156,16 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		int e = errno;
-		status = shm_fail(err, errlen,
-				  e == ENOMEM ? RXGEMM__STATUS__STATUS_NO_MEMORY
-					      : RXGEMM__STATUS__STATUS_REGION,
+		status = error_set(err,
+				  e == ENOMEM ? RXD_S_NO_MEMORY
+					      : RXD_S_REGION,
 				  "cannot map the memfd read/write: %s%s", strerror(e),
 				  e == EACCES || e == EPERM ? " (it must be opened read/write)" : "");
 		goto out;
 	}
 	if (!(r = calloc(1, sizeof(*r)))) {
 		munmap(base, (size_t)st.st_size);
-		status = shm_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+		status = error_set(err, RXD_S_NO_MEMORY,
 				  "out of memory for a region");
 		goto out;
 	}
@@ -196,22 +181,22 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 	shm_counters.registered++;
 	*id = r->id;
 	*bytes = r->bytes;
-	status = RXGEMM__STATUS__STATUS_OK;
+	status = RXD_S_OK;
 out:
 	close(fd);
 	return status;
 }
 
-int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen)
+int shm_unregister(struct rxd_shm *t, uint32_t id, struct rxd_error *err)
 {
 	struct rxd_region *r;
 	size_t slot;
 
 	if (!(r = shm_find(t, id, &slot)))
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		return error_set(err, RXD_S_REGION,
 				"no region %u on this connection", id);
 	if (r->refs > 1)
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
+		return error_set(err, RXD_S_REGION,
 				"region %u is in use by %d job%s in flight; unregister it once "
 				"%s been answered",
 				id, r->refs - 1, r->refs == 2 ? "" : "s",
@@ -220,42 +205,12 @@ int shm_unregister(struct rxd_shm *t, uint32_t id, char *err, size_t errlen)
 	t->count--;
 	t->bytes -= r->bytes;
 	shm_region_unref(r);
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
-int shm_resolve(struct rxd_shm *t, const Rxgemm__RegionRef *ref, const char *field,
-		struct rxd_region **out, uint8_t **data, char *err, size_t errlen)
+struct rxd_region *shm_lookup(struct rxd_shm *t, uint32_t id)
 {
-	struct rxd_region *r;
-
-	*out = NULL;
-	*data = NULL;
-	if (!(r = shm_find(t, ref->region_id, NULL)))
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_REGION,
-				"%s: no region %u on this connection", field, ref->region_id);
-	if (ref->offset % sizeof(float))
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				"%s.offset (%llu) is not a multiple of 4: floats must be aligned",
-				field, (unsigned long long)ref->offset);
-	if (ref->offset > r->bytes)
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				"%s.offset (%llu) is past the end of region %u (%llu bytes)", field,
-				(unsigned long long)ref->offset, ref->region_id,
-				(unsigned long long)r->bytes);
-	if (ref->length == 0)
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				"%s.length is 0", field);
-	/* offset <= bytes here, so the subtraction cannot wrap where offset + length could. */
-	if (ref->length > r->bytes - ref->offset)
-		return shm_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				"%s: %llu bytes at offset %llu run past the end of region %u (%llu "
-				"bytes)",
-				field, (unsigned long long)ref->length,
-				(unsigned long long)ref->offset, ref->region_id,
-				(unsigned long long)r->bytes);
-	*out = r;
-	*data = r->base + ref->offset;
-	return RXGEMM__STATUS__STATUS_OK;
+	return shm_find(t, id, NULL);
 }
 
 void shm_region_ref(struct rxd_region *r)

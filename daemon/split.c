@@ -138,20 +138,19 @@ static void split_add_timings(struct rxd_job_timings *sum, const struct rxd_job_
 /* Run g's pieces on buffers a, b, c of plan's piece size. */
 static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_plan *p,
 			    const struct rxd_gemm *g, cl_mem a, cl_mem b, cl_mem c, float *c_out,
-			    struct rxd_job_timings *t, const char **kernel, char *err,
-			    size_t errlen)
+			    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
 {
 	int64_t batch = g->batch_count > 1 ? g->batch_count : 1;
 	size_t a_max = (size_t)(p->mb * p->kb * p->bb), b_max = (size_t)(p->kb * p->nb * p->bb);
 	size_t c_max = (size_t)(p->mb * p->nb * p->bb);
 	float *pa = malloc(a_max * sizeof(float)), *pb = malloc(b_max * sizeof(float));
 	float *pc_in = malloc(c_max * sizeof(float)), *pc_out = malloc(c_max * sizeof(float));
-	int st = RXGEMM__STATUS__STATUS_OK;
+	int st = RXD_S_OK;
 	uint64_t pieces = 0;
 
 	if (!pa || !pb || !pc_in || !pc_out) {
-		st = RXGEMM__STATUS__STATUS_NO_MEMORY;
-		snprintf(err, errlen, "out of host memory for the pieces of a split GEMM");
+		st = error_set(err, RXD_S_NO_MEMORY, "out of host memory for the pieces of a "
+			       "split GEMM");
 		goto out;
 	}
 	/* The reply starts as C as sent (or zeros): its padding stays so. C replaced in place
@@ -177,11 +176,12 @@ static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_
 					/* A cancelled job stops between pieces: the result is
 					 * incomplete, so none is sent. */
 					if (g->cancel && atomic_load(g->cancel)) {
-						st = RXGEMM__STATUS__STATUS_CANCELLED;
-						snprintf(err, errlen, "the job was cancelled after %llu "
-							 "of its %llu pieces had run",
-							 (unsigned long long)pieces,
-							 (unsigned long long)split_pieces(p, g));
+						st = error_set(err, RXD_S_CANCELLED,
+							       "the job was cancelled after "
+							       "%llu of its %llu pieces had run",
+							       (unsigned long long)pieces,
+							       (unsigned long long)
+								       split_pieces(p, g));
 						goto out;
 					}
 					pieces++;
@@ -221,9 +221,9 @@ static int split_run_pieces(struct rxd_gemm_engine *eng, const struct rxd_split_
 					v = gemm_choose(eng, &s);
 					if (!*kernel)
 						*kernel = gemm_variant_name(eng, v);
-					st = gemm_run_buffers(eng, v, &s, a, b, c, pc_out, &pt, err,
-							      errlen);
-					if (st != RXGEMM__STATUS__STATUS_OK)
+					st = gemm_run_buffers(eng, v, &s, a, b, c, pc_out, &pt,
+							      err);
+					if (st != RXD_S_OK)
 						goto out;
 					split_add_timings(t, &pt);
 				}
@@ -254,14 +254,14 @@ static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uin
 			  atomic_bool *cancel, const struct rxd_gemm *g,
 			  const struct rxd_split_plan *plan, float *c_out,
 			  struct rxd_job_timings *t, const char **kernel, bool *alloc_failed,
-			  char *err, size_t errlen)
+			  struct rxd_error *err)
 {
 	struct rxd_budget_res res;
 	struct rxd_budget_stats bs;
 	uint64_t sizes[3];
 	void *mem[3] = { NULL };
 	char need[64], have[64];
-	int ret, st = RXGEMM__STATUS__STATUS_OK, cl_err = 0;
+	int ret, st = RXD_S_OK, cl_err = 0;
 
 	*alloc_failed = false;
 	ret = budget_reserve(b, &res, owner, plan->piece_bytes, true, cancel);
@@ -270,19 +270,17 @@ static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uin
 		split_format_bytes(need, sizeof(need), plan->piece_bytes);
 		if (ret == -EDQUOT) {
 			split_format_bytes(have, sizeof(have), bs.quota_bytes);
-			snprintf(err, errlen, "this job needs %s of device memory at once, over this "
-				 "client's quota of %s (client-quota)", need, have);
-			return RXGEMM__STATUS__STATUS_TOO_BIG;
+			return error_set(err, RXD_S_TOO_BIG, "this job needs %s of device memory "
+					 "at once, over this client's quota of %s (client-quota)",
+					 need, have);
 		}
 		if (ret == -ECANCELED) {
-			snprintf(err, errlen, "the job was cancelled while it waited for device "
-				 "memory");
-			return RXGEMM__STATUS__STATUS_CANCELLED;
+			return error_set(err, RXD_S_CANCELLED, "the job was cancelled while it "
+					 "waited for device memory");
 		}
 		split_format_bytes(have, sizeof(have), bs.budget_bytes);
-		snprintf(err, errlen, "this job needs %s of device memory at once, more than the "
-			 "budget of %s (vram-budget)", need, have);
-		return RXGEMM__STATUS__STATUS_TOO_BIG;
+		return error_set(err, RXD_S_TOO_BIG, "this job needs %s of device memory at once, "
+				 "more than the budget of %s (vram-budget)", need, have);
 	}
 	if (!plan->split) {
 		sizes[0] = g->a_elems * sizeof(float);
@@ -296,11 +294,10 @@ static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uin
 	for (int i = 0; i < 3; i++) {
 		if ((ret = budget_buf_get(b, &res, sizes[i], &mem[i], &cl_err)) < 0) {
 			split_format_bytes(need, sizeof(need), budget_round(sizes[i]));
-			snprintf(err, errlen, "a device buffer of %s could not be made: %s", need,
-				 cl_err ? device_strerror(cl_err) : strerror(-ret));
 			*alloc_failed = ret != -ENOSPC;
-			st = ret == -ENOSPC ? RXGEMM__STATUS__STATUS_INTERNAL
-					    : RXGEMM__STATUS__STATUS_NO_MEMORY;
+			st = error_set(err, ret == -ENOSPC ? RXD_S_INTERNAL : RXD_S_NO_MEMORY,
+				       "a device buffer of %s could not be made: %s", need,
+				       cl_err ? device_strerror(cl_err) : strerror(-ret));
 			goto out;
 		}
 	}
@@ -308,11 +305,10 @@ static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uin
 		int v = gemm_choose(eng, g);
 
 		*kernel = gemm_variant_name(eng, v);
-		st = gemm_run_buffers(eng, v, g, mem[0], mem[1], mem[2], c_out, t, err, errlen);
+		st = gemm_run_buffers(eng, v, g, mem[0], mem[1], mem[2], c_out, t, err);
 	} else {
 		budget_note_split(b);
-		st = split_run_pieces(eng, plan, g, mem[0], mem[1], mem[2], c_out, t, kernel, err,
-				      errlen);
+		st = split_run_pieces(eng, plan, g, mem[0], mem[1], mem[2], c_out, t, kernel, err);
 	}
 out:
 	budget_release(b, &res);
@@ -321,7 +317,7 @@ out:
 
 int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
-	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen)
+	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
 {
 	struct rxd_budget_stats bs;
 	struct rxd_split_plan plan;
@@ -340,10 +336,10 @@ int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 
 		split_format_bytes(need, sizeof(need), plan.piece_bytes);
 		split_format_bytes(have, sizeof(have), room);
-		snprintf(err, errlen, "this job needs at least %s of device memory at once (its "
-			 "smallest piece), more than the budget of %s (vram-budget)%s", need, have,
-			 bs.resident_bytes ? " left beside the device tensors" : "");
-		return RXGEMM__STATUS__STATUS_TOO_BIG;
+		return error_set(err, RXD_S_TOO_BIG, "this job needs at least %s of device memory "
+				 "at once (its smallest piece), more than the budget of %s "
+				 "(vram-budget)%s", need, have,
+				 bs.resident_bytes ? " left beside the device tensors" : "");
 	}
 	if (plan.split)
 		log_msg(LOG_DEBUG, "gemm %lldx%lldx%lld (batch %lld) needs %llu bytes, over the "
@@ -352,17 +348,16 @@ int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 			(long long)g->batch_count, (unsigned long long)plan.whole_bytes,
 			(long long)plan.mb, (long long)plan.nb, (long long)plan.kb,
 			(long long)plan.bb, (unsigned long long)plan.piece_bytes);
-	st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel, &alloc_failed, err,
-			    errlen);
-	if (st != RXGEMM__STATUS__STATUS_OK && alloc_failed && bs.pool_buffers) {
+	st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel, &alloc_failed, err);
+	if (st != RXD_S_OK && alloc_failed && bs.pool_buffers) {
 		/* The pool's idle buffers may be what the device is short of: free them and
 		 * try once more. */
-		log_msg(LOG_INFO, "%s; freeing the buffer pool and trying again", err);
+		log_msg(LOG_INFO, "%s; freeing the buffer pool and trying again", err->msg);
 		budget_trim(b);
 		memset(t, 0, sizeof(*t));
 		*kernel = NULL;
 		st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel,
-				    &alloc_failed, err, errlen);
+				    &alloc_failed, err);
 	}
 	if (!*kernel)
 		*kernel = "";

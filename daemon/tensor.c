@@ -8,7 +8,7 @@
  *
  * Ownership: the connection's table (loop thread) holds one reference while a tensor is
  * listed, and each job in flight that uses it holds one more, taken by dispatch and
- * dropped in dispatch_job_done, so a tensor freed or orphaned by its client while a queued
+ * dropped in dispatch_job_release, so a tensor freed or orphaned by its client while a queued
  * job uses it lives until that job is answered. The device worker makes and fills the
  * buffer (a TENSOR_CREATE job, before the tensor is listed) and reads and writes the
  * buffers of the tensors its job holds; the buffer itself never changes after creation,
@@ -26,19 +26,6 @@
 /* Zeros for an empty tensor go up in pieces of at most this. */
 #define TENSOR_ZERO_CHUNK_BYTES (4u << 20)
 
-static int tensor_fail(char *err, size_t errlen, int status, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int tensor_fail(char *err, size_t errlen, int status, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return status;
-}
-
 void tensor_table_init(struct rxd_tensors *t)
 {
 	memset(t, 0, sizeof(*t));
@@ -54,44 +41,24 @@ void tensor_table_fini(struct rxd_tensors *t)
 	t->bytes = 0;
 }
 
-int tensor_new(const int64_t *dims, size_t ndims, uint64_t max_bytes, const char *field,
-	       struct rxd_tensor **out, char *err, size_t errlen)
+int tensor_new(const int64_t *dims, size_t ndims, struct rxd_tensor **out,
+	       struct rxd_error *err)
 {
 	struct rxd_tensor *x;
 	uint64_t floats = 1;
 
 	*out = NULL;
-	if (ndims < 1 || ndims > RXD_TENSOR_MAX_DIMS)
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-				   "%s has %zu dims; a tensor has 1 to %d", field, ndims,
-				   RXD_TENSOR_MAX_DIMS);
-	for (size_t i = 0; i < ndims; i++) {
-		if (dims[i] < 1)
-			return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT,
-					   "%s[%zu] is %lld; each must be at least 1", field, i,
-					   (long long)dims[i]);
-		if (__builtin_mul_overflow(floats, (uint64_t)dims[i], &floats) ||
-		    floats > UINT64_MAX / sizeof(float))
-			return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-					   "%s: the tensor's size overflows 64 bits", field);
-	}
-	if (floats * sizeof(float) > max_bytes)
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
-				   "a tensor of %llu floats (%llu bytes) is more than the device's "
-				   "largest buffer (%llu bytes)",
-				   (unsigned long long)floats,
-				   (unsigned long long)(floats * sizeof(float)),
-				   (unsigned long long)max_bytes);
 	if (!(x = calloc(1, sizeof(*x))))
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
-				   "out of memory for a tensor");
+		return error_set(err, RXD_S_NO_MEMORY, "out of memory for a tensor");
 	x->refs = 1;
 	x->ndims = (int)ndims;
-	for (size_t i = 0; i < ndims; i++)
+	for (size_t i = 0; i < ndims; i++) {
 		x->dims[i] = dims[i];
+		floats *= (uint64_t)dims[i]; /* checked not to overflow (wire_tensor_dims) */
+	}
 	x->floats = floats;
 	*out = x;
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 uint64_t tensor_budget_bytes(const struct rxd_tensor *x)
@@ -126,25 +93,25 @@ static struct rxd_tensor *tensor_lookup(struct rxd_tensors *t, uint32_t id, size
 }
 
 int tensor_find(struct rxd_tensors *t, uint32_t id, const char *field, struct rxd_tensor **out,
-		char *err, size_t errlen)
+		struct rxd_error *err)
 {
 	/* Ids are per connection and never reused there, so a freed tensor's id and another
 	 * connection's are simply unknown here. */
 	if (!(*out = tensor_lookup(t, id, NULL)))
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_TENSOR,
+		return error_set(err, RXD_S_TENSOR,
 				   "%s: no tensor %u on this connection (never created here, or "
 				   "freed)",
 				   field, id);
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
-int tensor_remove(struct rxd_tensors *t, uint32_t id, char *err, size_t errlen)
+int tensor_remove(struct rxd_tensors *t, uint32_t id, struct rxd_error *err)
 {
 	struct rxd_tensor *x;
 	size_t slot;
 
 	if (!(x = tensor_lookup(t, id, &slot)))
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_TENSOR,
+		return error_set(err, RXD_S_TENSOR,
 				   "no tensor %u on this connection (never created here, or freed "
 				   "already)",
 				   id);
@@ -152,7 +119,7 @@ int tensor_remove(struct rxd_tensors *t, uint32_t id, char *err, size_t errlen)
 	t->count--;
 	t->bytes -= tensor_budget_bytes(x);
 	tensor_unref(x);
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 void tensor_ref(struct rxd_tensor *x)
@@ -174,24 +141,24 @@ void tensor_unref(struct rxd_tensor *x)
 
 /* The status and sentence for a failed budget_reserve of bytes for what. */
 static int tensor_budget_fail(struct rxd_budget *b, int ret, const char *what, uint64_t bytes,
-			      char *err, size_t errlen)
+			      struct rxd_error *err)
 {
 	struct rxd_budget_stats bs;
 
 	budget_stats(b, &bs);
 	if (ret == -EDQUOT)
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_QUOTA,
+		return error_set(err, RXD_S_QUOTA,
 				   "%s needs %llu bytes of device memory, over this client's quota "
 				   "of %llu bytes (client-quota) beside what it holds",
 				   what, (unsigned long long)bytes,
 				   (unsigned long long)bs.quota_bytes);
 	if (bytes > bs.budget_bytes)
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+		return error_set(err, RXD_S_TOO_BIG,
 				   "%s needs %llu bytes of device memory, more than the budget of "
 				   "%llu bytes (vram-budget)",
 				   what, (unsigned long long)bytes,
 				   (unsigned long long)bs.budget_bytes);
-	return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_TOO_BIG,
+	return error_set(err, RXD_S_TOO_BIG,
 			   "%s needs %llu bytes of device memory; the budget of %llu bytes "
 			   "(vram-budget) has %llu left beside the device tensors (%llu bytes); "
 			   "free some",
@@ -203,14 +170,13 @@ static int tensor_budget_fail(struct rxd_budget *b, int ret, const char *what, u
 }
 
 int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget *b,
-		uint32_t owner, const void *data, struct rxd_job_timings *t, char *err,
-		size_t errlen)
+		uint32_t owner, const void *data, struct rxd_job_timings *t, struct rxd_error *err)
 {
 	uint64_t bytes = x->floats * sizeof(float);
 	void *zeros = NULL;
 	cl_event ev = NULL;
 	cl_int e = CL_SUCCESS;
-	int ret, st = RXGEMM__STATUS__STATUS_OK;
+	int ret, st = RXD_S_OK;
 
 	memset(t, 0, sizeof(*t));
 	if (b) {
@@ -219,22 +185,20 @@ int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget 
 
 		ret = budget_reserve_resident(b, &x->res, owner, tensor_budget_bytes(x));
 		if (ret < 0)
-			return tensor_budget_fail(b, ret, "the tensor", tensor_budget_bytes(x), err,
-						  errlen);
+			return tensor_budget_fail(b, ret, "the tensor", tensor_budget_bytes(x),
+						  err);
 		x->budget = b;
 		if ((ret = budget_buf_get(b, &x->res, bytes, &m, &cl_err)) < 0) {
-			st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
-					 "the tensor's device buffer of %llu bytes could not be made: "
-					 "%s",
-					 (unsigned long long)bytes,
-					 cl_err ? device_strerror(cl_err) : strerror(-ret));
+			st = error_set(err, RXD_S_NO_MEMORY, "the tensor's device buffer of %llu "
+				       "bytes could not be made: %s", (unsigned long long)bytes,
+				       cl_err ? device_strerror(cl_err) : strerror(-ret));
 			goto out;
 		}
 		x->mem = m;
 	} else {
 		x->mem = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, (size_t)bytes, NULL, &e);
 		if (!x->mem) {
-			st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+			st = error_set(err, RXD_S_NO_MEMORY,
 					 "the tensor's device buffer could not be made: %s",
 					 device_strerror(e));
 			goto out;
@@ -249,7 +213,7 @@ int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget 
 							       : TENSOR_ZERO_CHUNK_BYTES;
 
 		if (!(zeros = calloc(1, chunk))) {
-			st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+			st = error_set(err, RXD_S_NO_MEMORY,
 					 "out of host memory for the tensor's zeros");
 			goto out;
 		}
@@ -263,8 +227,8 @@ int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget 
 	else
 		clFinish(dev->queue);
 	if (e != CL_SUCCESS) {
-		st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_DEVICE,
-				 "the tensor's upload failed on the device: %s", device_strerror(e));
+		st = error_set(err, RXD_S_DEVICE, "the tensor's upload failed on the device: %s",
+			       device_strerror(e));
 		goto out;
 	}
 	if (ev && dev->profiling)
@@ -273,7 +237,7 @@ out:
 	if (ev)
 		clReleaseEvent(ev);
 	free(zeros);
-	if (st != RXGEMM__STATUS__STATUS_OK) {
+	if (st != RXD_S_OK) {
 		/* Back to nothing: the reservation goes, tensor_unref then frees x alone. */
 		if (x->budget)
 			budget_release(x->budget, &x->res);
@@ -286,7 +250,7 @@ out:
 }
 
 int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
-		    struct rxd_job_timings *t, char *err, size_t errlen)
+		    struct rxd_job_timings *t, struct rxd_error *err)
 {
 	cl_event ev = NULL;
 	cl_int e;
@@ -296,19 +260,19 @@ int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
 				out, 0, NULL, &ev);
 	if (e != CL_SUCCESS) {
 		clFinish(dev->queue);
-		return tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_DEVICE,
+		return error_set(err, RXD_S_DEVICE,
 				   "reading tensor %u failed on the device: %s", x->id,
 				   device_strerror(e));
 	}
 	if (dev->profiling)
 		t->d2h_ns = device_event_ns(ev);
 	clReleaseEvent(ev);
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
-		    struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen)
+		    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
 {
 	struct rxd_device *dev = eng->dev;
 	const uint64_t bytes[3] = { g->a_elems * sizeof(float), g->b_elems * sizeof(float),
@@ -322,7 +286,7 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 	uint64_t total = 0, kernel_ns = 0;
 	cl_int e = CL_SUCCESS;
 	const char *what = "";
-	int v = gemm_choose(eng, g), ret, st = RXGEMM__STATUS__STATUS_OK;
+	int v = gemm_choose(eng, g), ret, st = RXD_S_OK;
 
 	memset(t, 0, sizeof(*t));
 	memset(&res, 0, sizeof(res));
@@ -334,8 +298,7 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 		/* The job's operands are whole on the device: it is never split, and it does
 		 * not wait (only tensors, which stay, can hold the room while it runs). */
 		if ((ret = budget_reserve(b, &res, owner, total, false, NULL)) < 0)
-			return tensor_budget_fail(b, ret, "this job's host operands", total, err,
-						  errlen);
+			return tensor_budget_fail(b, ret, "this job's host operands", total, err);
 	}
 	for (int i = 0; i < 3; i++) {
 		void *m = NULL;
@@ -351,7 +314,7 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 			made[i] = m;
 		}
 		if (ret < 0) {
-			st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+			st = error_set(err, RXD_S_NO_MEMORY,
 					 "a device buffer of %llu bytes could not be made: %s",
 					 (unsigned long long)bytes[i],
 					 cl_err ? device_strerror(cl_err) : strerror(-ret));
@@ -392,7 +355,7 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 		       "clEnqueueWriteBuffer(C)");
 	} else if (!tensors[2] && own[2]) {
 		if (!(zeros = calloc(g->c_elems, sizeof(float)))) {
-			st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_NO_MEMORY,
+			st = error_set(err, RXD_S_NO_MEMORY,
 					 "out of host memory for C's padding");
 			goto out;
 		}
@@ -400,8 +363,8 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 					    0, NULL, &ev[2]),
 		       "clEnqueueWriteBuffer(C)");
 	}
-	if ((st = gemm_compute(eng, v, g, mem[0], mem[1], mem[2], &kernel_ns, err, errlen)) !=
-	    RXGEMM__STATUS__STATUS_OK)
+	if ((st = gemm_compute(eng, v, g, mem[0], mem[1], mem[2], &kernel_ns, err)) !=
+	    RXD_S_OK)
 		goto out;
 	if (own[2])
 		CL_TRY(clEnqueueReadBuffer(dev->queue, mem[2], CL_FALSE, 0, (size_t)bytes[2], c_out,
@@ -416,7 +379,7 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t 
 	}
 out:
 	if (e != CL_SUCCESS)
-		st = tensor_fail(err, errlen, RXGEMM__STATUS__STATUS_DEVICE,
+		st = error_set(err, RXD_S_DEVICE,
 				 "%s failed on the device: %s", what, device_strerror(e));
 	/* Nothing may still use the buffers released below. */
 	clFinish(dev->queue);

@@ -68,12 +68,12 @@ static uint64_t tune_time(struct rxd_gemm_engine *eng, int vi, const struct rxd_
 	uint64_t best = 0;
 
 	for (int r = 0; r < runs + 1; r++) {
-		char err[RXD_ERROR_MAX];
+		struct rxd_error err;
 		uint64_t ns;
 
 		/* The daemon's own path, so that split-K counts for the thin classes. */
-		if (gemm_compute(eng, vi, g, a, b, c, &ns, err, sizeof(err)) !=
-		    RXGEMM__STATUS__STATUS_OK)
+		if (gemm_compute(eng, vi, g, a, b, c, &ns, &err) !=
+		    RXD_S_OK)
 			return 0;
 		if (r > 0 && ns && (!best || ns < best)) /* the first run warms up */
 			best = ns;

@@ -27,8 +27,8 @@ void job_free(struct rxd_job *job)
 	if (!job)
 		return;
 	nas_job_free(job->nas); /* before the request it points into */
-	if (job->req)
-		rxgemm__request__free_unpacked(job->req, NULL);
+	if (job->frame)
+		job->frame_free(job->frame);
 	free(job->c_out);
 	free(job);
 }
@@ -37,7 +37,7 @@ void job_free(struct rxd_job *job)
 static void worker_push_done_locked(struct rxd_worker *w, struct rxd_job *job)
 {
 	job->next = NULL;
-	if (job->status == RXGEMM__STATUS__STATUS_CANCELLED)
+	if (job->err.status == RXD_S_CANCELLED)
 		w->cancelled++;
 	if (w->done_tail)
 		w->done_tail->next = job;
@@ -58,8 +58,7 @@ static size_t worker_fail_list(struct rxd_worker *w, struct rxd_sched_job *list,
 		struct rxd_sched_job *next = list->next;
 		struct rxd_job *job = worker_job_of(list);
 
-		job->status = status;
-		snprintf(job->error, sizeof(job->error), "%s", why);
+		error_set(&job->err, status, "%s", why);
 		job->started_ns = job->finished_ns = now;
 		worker_push_done_locked(w, job);
 		list = next;
@@ -126,12 +125,11 @@ static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
 		if (!x)
 			continue;
 		if (!(host = malloc(x->floats * sizeof(float)))) {
-			snprintf(job->error, sizeof(job->error), "out of host memory for the %s",
-				 i ? "input" : "weights");
-			return RXGEMM__STATUS__STATUS_NO_MEMORY;
+			return error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the "
+					 "%s", i ? "input" : "weights");
 		}
-		st = tensor_read_run(x, w->engine->dev, host, &t, job->error, sizeof(job->error));
-		if (st != RXGEMM__STATUS__STATUS_OK) {
+		st = tensor_read_run(x, w->engine->dev, host, &t, &job->err);
+		if (st != RXD_S_OK) {
 			free(host);
 			return st;
 		}
@@ -141,7 +139,7 @@ static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
 		else
 			nas_job_give_weights(job->nas, host);
 	}
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }
 
 static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
@@ -154,27 +152,23 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		pin_ns = worker_pin_regions(w, job);
 	if (worker_cancelled(job)) {
 		/* Cancelled (or its client left) between the queue and here. */
-		job->status = RXGEMM__STATUS__STATUS_CANCELLED;
-		snprintf(job->error, sizeof(job->error), "the job was cancelled before it ran");
+		error_set(&job->err, RXD_S_CANCELLED, "the job was cancelled before it ran");
 	} else if (job->kind == RXD_JOB_NAS) {
-		job->status = worker_nas_tensors(w, job);
-		if (job->status == RXGEMM__STATUS__STATUS_OK)
-			job->status = nas_job_run(job->nas, w->nasops, w->engine->budget,
-						  job->conn_id, &job->cancel, job->error,
-						  sizeof(job->error));
+		job->err.status = worker_nas_tensors(w, job);
+		if (job->err.status == RXD_S_OK)
+			job->err.status = nas_job_run(job->nas, w->nasops, w->engine->budget,
+						  job->conn_id, &job->cancel, &job->err);
 	} else if (job->kind == RXD_JOB_TENSOR_CREATE) {
-		job->status = tensor_make(job->tensors[0], w->engine->dev, w->engine->budget,
-					  job->conn_id, job->tensor_src, &job->dev_t, job->error,
-					  sizeof(job->error));
+		job->err.status = tensor_make(job->tensors[0], w->engine->dev, w->engine->budget,
+					  job->conn_id, job->tensor_src, &job->dev_t, &job->err);
 	} else if (job->kind == RXD_JOB_TENSOR_READ) {
 		if (!(dest = job->c_dest ? job->c_dest
 					 : (job->c_out = malloc(job->tensors[0]->floats *
 								sizeof(float))))) {
-			job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
-			snprintf(job->error, sizeof(job->error), "out of host memory for the tensor");
+			error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the tensor");
 		} else {
-			job->status = tensor_read_run(job->tensors[0], w->engine->dev, dest,
-						      &job->dev_t, job->error, sizeof(job->error));
+			job->err.status = tensor_read_run(job->tensors[0], w->engine->dev, dest,
+						      &job->dev_t, &job->err);
 		}
 	} else if (job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3]) {
 		/* Operands on the device already: run there, C to the host only when it has
@@ -183,30 +177,29 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		if (!job->tensors[3] &&
 		    !(dest = job->c_dest ? job->c_dest
 					 : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
-			job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
-			snprintf(job->error, sizeof(job->error), "out of host memory for the result");
+			error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
 		} else {
-			job->status = tensor_gemm_run(w->engine, w->engine->budget, job->conn_id,
-						      &job->g, job->tensors, dest, &job->dev_t,
-						      &job->kernel, job->error, sizeof(job->error));
+			job->err.status = tensor_gemm_run(w->engine, w->engine->budget,
+							  job->conn_id, &job->g, job->tensors,
+							  dest, &job->dev_t, &job->kernel,
+							  &job->err);
 		}
 	} else if (!(dest = job->c_dest ? job->c_dest
 				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
-		job->status = RXGEMM__STATUS__STATUS_NO_MEMORY;
-		snprintf(job->error, sizeof(job->error), "out of host memory for the result");
+		error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
 	} else if (zcopy_prepare(w->engine, w->zero_copy, &job->g, job->regions, job->c_dest)) {
 		job->in_place = true;
-		job->status = zcopy_run(w->engine, &job->g, job->regions, job->c_dest, &job->dev_t,
-					&job->kernel, job->error, sizeof(job->error));
+		job->err.status = zcopy_run(w->engine, &job->g, job->regions, job->c_dest,
+					    &job->dev_t, &job->kernel, &job->err);
 	} else if (w->engine->budget) {
 		/* Admission: reserves the job's device memory (waiting for it when others hold
 		 * it) and releases it when the job ends, whatever the outcome. */
-		job->status = split_run(w->engine, w->engine->budget, job->conn_id, &job->cancel,
-					&job->g, dest, &job->dev_t, &job->kernel, job->error,
-					sizeof(job->error));
+		job->err.status = split_run(w->engine, w->engine->budget, job->conn_id,
+					    &job->cancel, &job->g, dest, &job->dev_t, &job->kernel,
+					    &job->err);
 	} else {
-		job->status = gemm_run(w->engine, &job->g, dest, &job->dev_t, &job->kernel,
-				       job->error, sizeof(job->error));
+		job->err.status = gemm_run(w->engine, &job->g, dest, &job->dev_t, &job->kernel,
+					   &job->err);
 	}
 	job->dev_t.h2d_ns += pin_ns;
 	job->finished_ns = now_ns();
@@ -240,18 +233,17 @@ static bool worker_check_device(struct rxd_worker *w, struct rxd_job *job)
 {
 	w->jobs_run++;
 	if (w->inject_loss_at && w->jobs_run == w->inject_loss_at) {
-		job->status = RXGEMM__STATUS__STATUS_DEVICE;
-		snprintf(job->error, sizeof(job->error), "the device failed (injected by "
+		error_set(&job->err, RXD_S_DEVICE, "the device failed (injected by "
 			 "RXGEMMD_TEST_DEVICE_LOSS)");
 		return true;
 	}
-	if (job->status != RXGEMM__STATUS__STATUS_DEVICE &&
-	    job->status != RXGEMM__STATUS__STATUS_NO_MEMORY &&
-	    job->status != RXGEMM__STATUS__STATUS_INTERNAL)
+	if (job->err.status != RXD_S_DEVICE &&
+	    job->err.status != RXD_S_NO_MEMORY &&
+	    job->err.status != RXD_S_INTERNAL)
 		return false;
 	if (worker_device_healthy(w))
 		return false;
-	snprintf(job->error + strlen(job->error), sizeof(job->error) - strlen(job->error),
+	snprintf(job->err.msg + strlen(job->err.msg), sizeof(job->err.msg) - strlen(job->err.msg),
 		 "; the device is lost, rxgemmd exits to be restarted");
 	return true;
 }
@@ -274,7 +266,7 @@ static void *worker_main(void *arg)
 		/* A job past its deadline is never started, also when the timer has not
 		 * fired yet. */
 		expired = sched_expire(&w->sched, now_ns(), &n_expired);
-		worker_fail_list(w, expired, RXGEMM__STATUS__STATUS_TIMEOUT,
+		worker_fail_list(w, expired, RXD_S_TIMEOUT,
 				 "the job's deadline passed while it waited in the queue; it was "
 				 "not run");
 		sj = sched_next(&w->sched);
@@ -291,8 +283,7 @@ static void *worker_main(void *arg)
 			uv_async_send(&w->async);
 		atomic_store(&w->busy_since_ns, now_ns());
 		if (w->device_lost) {
-			job->status = RXGEMM__STATUS__STATUS_DEVICE;
-			snprintf(job->error, sizeof(job->error), "the OpenCL device was lost; "
+			error_set(&job->err, RXD_S_DEVICE, "the OpenCL device was lost; "
 				 "rxgemmd is exiting to be restarted");
 			lost = true;
 		} else {
@@ -307,8 +298,8 @@ static void *worker_main(void *arg)
 			/* Nothing queued can run any more: answer it now, and from here on
 			 * worker_submit refuses. The loop hears of it in worker_drain. */
 			w->device_lost = true;
-			log_msg(LOG_ERR, "the OpenCL device is lost: %s", job->error);
-			worker_fail_list(w, sched_take_all(&w->sched), RXGEMM__STATUS__STATUS_DEVICE,
+			log_msg(LOG_ERR, "the OpenCL device is lost: %s", job->err.msg);
+			worker_fail_list(w, sched_take_all(&w->sched), RXD_S_DEVICE,
 					 "the OpenCL device was lost before the job ran; rxgemmd is "
 					 "exiting to be restarted");
 		}
@@ -372,7 +363,7 @@ static void worker_on_deadline(uv_timer_t *t)
 	w->timer_due_ns = 0;
 	pthread_mutex_lock(&w->lock);
 	expired = sched_expire(&w->sched, now_ns(), &n);
-	worker_fail_list(w, expired, RXGEMM__STATUS__STATUS_TIMEOUT,
+	worker_fail_list(w, expired, RXD_S_TIMEOUT,
 			 "the job's deadline passed while it waited in the queue; it was not run");
 	next = sched_next_deadline(&w->sched);
 	pthread_mutex_unlock(&w->lock);
@@ -455,7 +446,7 @@ void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client
 
 int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 {
-	int outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND;
+	int outcome = RXD_CANCEL_NOT_FOUND;
 	struct rxd_sched_job *sj;
 
 	if (!w->started)
@@ -463,19 +454,19 @@ int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 	pthread_mutex_lock(&w->lock);
 	if ((sj = sched_cancel(&w->sched, owner, request_id))) {
 		sj->next = NULL;
-		worker_fail_list(w, sj, RXGEMM__STATUS__STATUS_CANCELLED,
+		worker_fail_list(w, sj, RXD_S_CANCELLED,
 				 "the job was cancelled before it ran");
-		outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED;
+		outcome = RXD_CANCEL_QUEUED;
 	} else if (w->running && w->running->conn_id == owner &&
 		   w->running->request_id == request_id) {
 		atomic_store(&w->running->cancel, true);
-		outcome = RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING;
+		outcome = RXD_CANCEL_RUNNING;
 	}
 	pthread_mutex_unlock(&w->lock);
-	if (outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED)
+	if (outcome == RXD_CANCEL_QUEUED)
 		uv_async_send(&w->async);
 	/* A running job may be waiting for device memory: let it see the flag. */
-	if (outcome == RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING && w->engine->budget)
+	if (outcome == RXD_CANCEL_RUNNING && w->engine->budget)
 		budget_wake(w->engine->budget);
 	return outcome;
 }
@@ -490,7 +481,7 @@ void worker_forget(struct rxd_worker *w, uint32_t owner)
 		return;
 	pthread_mutex_lock(&w->lock);
 	list = sched_remove_client(&w->sched, owner);
-	n = worker_fail_list(w, list, RXGEMM__STATUS__STATUS_CANCELLED,
+	n = worker_fail_list(w, list, RXD_S_CANCELLED,
 			     "the client disconnected; the job was not run");
 	if (w->running && w->running->conn_id == owner) {
 		atomic_store(&w->running->cancel, true);
@@ -536,7 +527,7 @@ void worker_stop(struct rxd_worker *w)
 	pthread_join(w->thread, NULL);
 	w->started = false;
 	pthread_mutex_lock(&w->lock);
-	worker_fail_list(w, queued, RXGEMM__STATUS__STATUS_SHUTDOWN,
+	worker_fail_list(w, queued, RXD_S_SHUTDOWN,
 			 "the daemon is shutting down; the job was not run");
 	pthread_mutex_unlock(&w->lock);
 	worker_drain(&w->async);

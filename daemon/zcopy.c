@@ -82,7 +82,7 @@ bool zcopy_prepare(const struct rxd_gemm_engine *eng, bool enabled, const struct
 
 int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
 	      struct rxd_region *const regions[RXD_JOB_REGIONS], float *c_dest,
-	      struct rxd_job_timings *t, const char **kernel, char *err, size_t errlen)
+	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
 {
 	struct rxd_device *dev = eng->dev;
 	const void *ptr[3] = { g->a, g->b, c_dest };
@@ -100,8 +100,8 @@ int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
 	for (int i = 0; i < 3; i++) {
 		r[i] = zcopy_region_of(regions, ptr[i], bytes[i]);
 		if (!r[i] || !r[i]->mem) { /* zcopy_prepare said yes: a bug */
-			snprintf(err, errlen, "zero-copy: an operand has no wrapped region");
-			return RXGEMM__STATUS__STATUS_INTERNAL;
+			return error_set(err, RXD_S_INTERNAL, "zero-copy: an operand has no "
+					 "wrapped region");
 		}
 		off[i] = (uint64_t)((const uint8_t *)ptr[i] - r[i]->base);
 	}
@@ -118,23 +118,22 @@ int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
 		e = zcopy_sync(dev->queue, r[i]->mem, off[i], bytes[i], CL_MAP_WRITE);
 	t->h2d_ns = now_ns() - t0;
 	if (e != CL_SUCCESS) {
-		snprintf(err, errlen, "zero-copy: mapping an operand failed: %s",
+		return error_set(err, RXD_S_DEVICE, "zero-copy: mapping an operand failed: %s",
 			 device_strerror(e));
-		return RXGEMM__STATUS__STATUS_DEVICE;
 	}
 	st = gemm_compute_at(eng, v, g, r[0]->mem, (int64_t)(off[0] / sizeof(float)), r[1]->mem,
 			     (int64_t)(off[1] / sizeof(float)), r[2]->mem,
-			     (int64_t)(off[2] / sizeof(float)), &kernel_ns, err, errlen);
+			     (int64_t)(off[2] / sizeof(float)), &kernel_ns, err);
 	t->kernel_ns = kernel_ns;
 	clFinish(dev->queue);
-	if (st != RXGEMM__STATUS__STATUS_OK)
+	if (st != RXD_S_OK)
 		return st;
 	t0 = now_ns();
 	e = zcopy_sync(dev->queue, r[2]->mem, off[2], bytes[2], CL_MAP_READ);
 	t->d2h_ns = now_ns() - t0;
 	if (e != CL_SUCCESS) {
-		snprintf(err, errlen, "zero-copy: mapping C failed: %s", device_strerror(e));
-		return RXGEMM__STATUS__STATUS_DEVICE;
+		return error_set(err, RXD_S_DEVICE, "zero-copy: mapping C failed: %s",
+				 device_strerror(e));
 	}
-	return RXGEMM__STATUS__STATUS_OK;
+	return RXD_S_OK;
 }

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 /* ---- fake buffers --------------------------------------------------------------------- */
 
@@ -513,7 +513,7 @@ static int split_case_run(const struct split_case *tc, uint64_t seed)
 	struct rxd_gemm g;
 	struct rxd_job_timings t;
 	const char *kernel;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	int bad = 0, st;
 
 	ck_assert(a && b && c && got && want);
@@ -533,12 +533,12 @@ static int split_case_run(const struct split_case *tc, uint64_t seed)
 	rq.b.data = (uint8_t *)b, rq.b.len = b_len * 4;
 	if (tc->beta != 0.0f)
 		rq.c.data = (uint8_t *)c, rq.c.len = c_len * 4;
-	st = gemm_validate(&rq, &limits, &g, err, sizeof(err));
-	ck_assert_msg(st == 0, "validate: %s", err);
+	st = wire_gemm_validate(&rq, &limits, &g, &err);
+	ck_assert_msg(st == 0, "validate: %s", err.msg);
 	budget_init(&bud, tc->budget, 0, budget_cl_alloc, budget_cl_free, &dev);
 	engine.budget = &bud;
-	st = split_run(&engine, &bud, 1, NULL, &g, got, &t, &kernel, err, sizeof(err));
-	ck_assert_msg(st == 0, "split_run: %s", err);
+	st = split_run(&engine, &bud, 1, NULL, &g, got, &t, &kernel, &err);
+	ck_assert_msg(st == 0, "split_run: %s", err.msg);
 	struct rxd_budget_stats s = stats_of(&bud);
 	ck_assert_uint_eq(s.reserved_bytes, 0);
 	ck_assert_uint_eq(s.in_use_bytes, 0);
@@ -676,23 +676,22 @@ START_TEST(test_whole_job_uses_pool)
 	float *a = calloc(g.a_elems, 4), *b = calloc(g.b_elems, 4), *c = malloc(g.c_elems * 4);
 	struct rxd_job_timings t;
 	const char *kernel;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
 	ck_assert_int_eq(split_case_run(&tc, 5), 0);
 	g.a = a, g.b = b, g.alpha = 1.0f;
 	budget_init(&bud, 8 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(split_run(&engine, &bud, 1, NULL, &g, c, &t, &kernel, err,
-					   sizeof(err)), 0);
+		ck_assert_int_eq(split_run(&engine, &bud, 1, NULL, &g, c, &t, &kernel, &err), 0);
 	ck_assert_uint_eq(stats_of(&bud).allocations, 3);
 	ck_assert_uint_eq(stats_of(&bud).reuses, 6);
 	ck_assert_uint_eq(stats_of(&bud).split_jobs, 0);
 	ck_assert_uint_eq(stats_of(&bud).pool_buffers, 3);
 	/* A quota below the job's need: TOO_BIG with a sentence naming the quota. */
 	budget_set_limits(&bud, 8 * M, 64 * K);
-	ck_assert_int_eq(split_run(&engine, &bud, 1, NULL, &g, c, &t, &kernel, err, sizeof(err)),
-			 RXGEMM__STATUS__STATUS_TOO_BIG);
-	ck_assert_msg(strstr(err, "quota") != NULL, "%s", err);
+	ck_assert_int_eq(split_run(&engine, &bud, 1, NULL, &g, c, &t, &kernel, &err),
+			 RXD_S_TOO_BIG);
+	ck_assert_msg(strstr(err.msg, "quota") != NULL, "%s", err.msg);
 	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
 	budget_fini(&bud);
 	free(a), free(b), free(c);
@@ -708,22 +707,20 @@ START_TEST(test_split_cancelled)
 	float *a = calloc(g.a_elems, 4), *b = calloc(g.b_elems, 4), *c = malloc(g.c_elems * 4);
 	struct rxd_job_timings t;
 	const char *kernel;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	atomic_bool cancel;
 
 	g.a = a, g.b = b, g.alpha = 1.0f;
 	atomic_init(&cancel, true);
 	g.cancel = &cancel;
 	budget_init(&bud, 64 * K, 0, budget_cl_alloc, budget_cl_free, &dev);
-	ck_assert_int_eq(split_run(&engine, &bud, 1, &cancel, &g, c, &t, &kernel, err,
-				   sizeof(err)),
-			 RXGEMM__STATUS__STATUS_CANCELLED);
-	ck_assert_msg(strstr(err, "cancelled") != NULL, "%s", err);
+	ck_assert_int_eq(split_run(&engine, &bud, 1, &cancel, &g, c, &t, &kernel, &err),
+			 RXD_S_CANCELLED);
+	ck_assert_msg(strstr(err.msg, "cancelled") != NULL, "%s", err.msg);
 	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
 	atomic_store(&cancel, false);
-	ck_assert_int_eq(split_run(&engine, &bud, 1, &cancel, &g, c, &t, &kernel, err,
-				   sizeof(err)),
-			 RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(split_run(&engine, &bud, 1, &cancel, &g, c, &t, &kernel, &err),
+			 RXD_S_OK);
 	budget_fini(&bud);
 	free(a), free(b), free(c);
 }

@@ -1,7 +1,7 @@
 /* test-gemm.c: the GEMM engine on a real OpenCL device (PoCL here; rusticl through
  * test-rusticl.sh) against the CPU reference, over shapes that hit every tile edge, both
  * transposes, both layouts, alpha/beta, NaN in C with beta = 0 and padded leading
- * dimensions. Requests go through gemm_validate, so the row-major mapping is tested too.
+ * dimensions. Requests go through wire_gemm_validate, so the row-major mapping is tested too.
  *
  * RXGEMM_TEST_DEVICE picks the device (as rxgemmd --device); RXGEMM_TEST_SMALL=1 keeps the
  * shapes small for slow devices. Exits 77 (skipped) when there is no OpenCL device. */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine engine;
@@ -64,7 +64,7 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	struct rxd_gemm g;
 	struct rxd_job_timings t;
 	const char *kernel;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	int bad, st;
 
 	ck_assert(a && b && c && got && want);
@@ -87,8 +87,8 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 	rq.b.data = (uint8_t *)b, rq.b.len = b_len * 4;
 	if (tc->send_c)
 		rq.c.data = (uint8_t *)c, rq.c.len = c_len * 4;
-	st = gemm_validate(&rq, &limits, &g, err, sizeof(err));
-	ck_assert_msg(st == 0, "validate: %s", err);
+	st = wire_gemm_validate(&rq, &limits, &g, &err);
+	ck_assert_msg(st == 0, "validate: %s", err.msg);
 	ck_assert_uint_eq(g.c_elems, c_len);
 	/* Every kernel variant built for this pair of transposes, not only the one the size
 	 * class would pick: each must be right on every shape. */
@@ -106,8 +106,8 @@ static int gemm_case_run(const struct gemm_case *tc, uint64_t seed)
 		    name[strlen(name) - 1] != (g.trans_b ? 'T' : 'N'))
 			continue;
 		kernel = gemm_variant_name(&engine, (int)vi);
-		st = gemm_run_variant(&engine, (int)vi, &probe, got, &t, err, sizeof(err));
-		ck_assert_msg(st == 0, "run %s: %s", kernel, err);
+		st = gemm_run_variant(&engine, (int)vi, &probe, got, &t, &err);
+		ck_assert_msg(st == 0, "run %s: %s", kernel, err.msg);
 		for (int64_t i = 0; i < batch; i++) {
 			bad += gemm_case_check(tc, a + i * sa, lda, b + i * sb, ldb, c + i * sc, ldc,
 					       c_one, got + i * sc, want, kernel);
@@ -376,7 +376,7 @@ START_TEST(test_chunks_and_cancel)
 			      .alpha = 1.0f, .batch_count = 1 };
 	atomic_bool cancel = true;
 	struct rxd_job_timings t;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	float *buf = calloc(3 * 64 * 64, sizeof(float));
 	int bad = 0;
 
@@ -396,9 +396,8 @@ START_TEST(test_chunks_and_cancel)
 	g.a = buf, g.b = buf + 4096;
 	g.a_elems = g.b_elems = g.c_elems = 4096;
 	g.cancel = &cancel;
-	ck_assert_int_eq(gemm_run(&engine, &g, buf + 8192, &t, &(const char *){ NULL }, err,
-				  sizeof(err)),
-			 RXGEMM__STATUS__STATUS_CANCELLED);
+	ck_assert_int_eq(gemm_run(&engine, &g, buf + 8192, &t, &(const char *){ NULL }, &err),
+			 RXD_S_CANCELLED);
 	free(buf);
 }
 END_TEST

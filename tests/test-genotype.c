@@ -75,17 +75,17 @@ START_TEST(named_match_reference_text)
 		      { "NASNet", nasnet_text },
 		      { "AmoebaNet", amoeba_text } };
 	struct rxd_genotype g, p;
-	char buf[RXD_GENOTYPE_TEXT_MAX], err[RXD_ERROR_MAX];
+	char buf[RXD_GENOTYPE_TEXT_MAX];
+	struct rxd_error err = { 0 };
 
 	for (size_t i = 0; i < 4; i++) {
 		ck_assert_int_eq(genotype_named(cases[i].name, &g), 0);
 		ck_assert_uint_eq(genotype_format(&g, buf, sizeof(buf)), strlen(cases[i].text));
 		ck_assert_str_eq(buf, cases[i].text);
-		ck_assert_int_eq(genotype_parse(cases[i].text, strlen(cases[i].text), &p, err,
-						sizeof(err)),
+		ck_assert_int_eq(genotype_parse(cases[i].text, strlen(cases[i].text), &p, &err),
 				 0);
 		ck_assert(geno_eq(&g, &p));
-		ck_assert_int_eq(genotype_check(&g, err, sizeof(err)), 0);
+		ck_assert_int_eq(genotype_check(&g, &err), 0);
 	}
 	ck_assert_int_eq(genotype_named("DARTS", &g), -ENOENT);
 	ck_assert_str_eq(genotype_name(3), "AmoebaNet");
@@ -96,7 +96,8 @@ END_TEST
 START_TEST(roundtrip_named)
 {
 	struct rxd_genotype g, p;
-	char buf[RXD_GENOTYPE_TEXT_MAX], buf2[RXD_GENOTYPE_TEXT_MAX], err[RXD_ERROR_MAX];
+	char buf[RXD_GENOTYPE_TEXT_MAX], buf2[RXD_GENOTYPE_TEXT_MAX];
+	struct rxd_error err = { 0 };
 	const char *name;
 
 	for (size_t i = 0; (name = genotype_name(i)) != NULL; i++) {
@@ -105,7 +106,7 @@ START_TEST(roundtrip_named)
 		ck_assert_int_eq(genotype_named(name, &g), 0);
 		n = genotype_format(&g, buf, sizeof(buf));
 		ck_assert_uint_lt(n, sizeof(buf));
-		ck_assert_int_eq(genotype_parse(buf, n, &p, err, sizeof(err)), 0);
+		ck_assert_int_eq(genotype_parse(buf, n, &p, &err), 0);
 		ck_assert(geno_eq(&g, &p));
 		genotype_format(&p, buf2, sizeof(buf2));
 		ck_assert_str_eq(buf, buf2);
@@ -127,13 +128,13 @@ START_TEST(parser_accepts_variants)
 		"('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2),"
 		" ('skip_connect', 2), ('max_pool_3x3', 1)])\n";
 	struct rxd_genotype g, p;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
-	ck_assert_int_eq(genotype_parse(text, strlen(text), &p, err, sizeof(err)), 0);
+	ck_assert_int_eq(genotype_parse(text, strlen(text), &p, &err), 0);
 	ck_assert_int_eq(genotype_named("DARTS_V2", &g), 0);
 	ck_assert(geno_eq(&g, &p));
 	/* Length, not the NUL, ends the text. */
-	ck_assert_int_eq(genotype_parse(darts_v2_text, 20, &p, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(genotype_parse(darts_v2_text, 20, &p, &err), -EINVAL);
 }
 END_TEST
 
@@ -142,7 +143,8 @@ END_TEST
 static void expect_error(const char *base, const char *from, const char *to, long at,
 			 const char *word)
 {
-	char text[4096], err[RXD_ERROR_MAX], want[64];
+	char text[4096], want[64];
+	struct rxd_error err;
 	const char *p = strstr(base, from);
 	struct rxd_genotype g;
 	size_t pre;
@@ -150,14 +152,14 @@ static void expect_error(const char *base, const char *from, const char *to, lon
 	ck_assert_ptr_nonnull(p);
 	pre = (size_t)(p - base);
 	snprintf(text, sizeof(text), "%.*s%s%s", (int)pre, base, to, p + strlen(from));
-	err[0] = 0;
-	ck_assert_int_eq(genotype_parse(text, strlen(text), &g, err, sizeof(err)), -EINVAL);
+	error_clear(&err);
+	ck_assert_int_eq(genotype_parse(text, strlen(text), &g, &err), -EINVAL);
 	if (at >= 0) {
 		snprintf(want, sizeof(want), "genotype text, byte %ld:", at);
-		ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "'%s' does not start '%s'",
-			      err, want);
+		ck_assert_msg(strncmp(err.msg, want, strlen(want)) == 0, "'%s' does not start '%s'",
+			      err.msg, want);
 	}
-	ck_assert_msg(strstr(err, word) != NULL, "'%s' does not say '%s'", err, word);
+	ck_assert_msg(strstr(err.msg, word) != NULL, "'%s' does not say '%s'", err.msg, word);
 }
 
 static long offset_of(const char *s, const char *sub)
@@ -216,18 +218,18 @@ END_TEST
 START_TEST(check_rejects_built_cells)
 {
 	struct rxd_genotype g;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
 	ck_assert_int_eq(genotype_named("NASNet", &g), 0);
 	g.reduce.input[9] = 6; /* node 4 can take 0..5 */
-	ck_assert_int_eq(genotype_check(&g, err, sizeof(err)), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "reduce edge 9"));
+	ck_assert_int_eq(genotype_check(&g, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "reduce edge 9"));
 	ck_assert_int_eq(genotype_named("NASNet", &g), 0);
 	g.normal.op[0] = RXD_OP_COUNT;
-	ck_assert_int_eq(genotype_check(&g, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(genotype_check(&g, &err), -EINVAL);
 	ck_assert_int_eq(genotype_named("NASNet", &g), 0);
 	g.normal.n_concat = 0;
-	ck_assert_int_eq(genotype_check(&g, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(genotype_check(&g, &err), -EINVAL);
 	ck_assert_str_eq(genotype_op_name(RXD_OP_CONV_7X1_1X7), "conv_7x1_1x7");
 	ck_assert_str_eq(genotype_op_name(-1), "?");
 	ck_assert_int_eq(genotype_op_parse("none", 4), RXD_OP_NONE);

@@ -29,10 +29,10 @@ static int g_skip;
 static float *reference(const struct rxd_nas_config *cfg, const float *blob_in, uint64_t wseed,
 			const float *input, struct rxd_nas_plan *p)
 {
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	float *blob, *wts, *logits;
 
-	ck_assert_msg(nas_build(cfg, p, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(nas_build(cfg, p, &err) == 0, "%s", err.msg);
 	blob = malloc(p->blob_floats * sizeof(float));
 	wts = malloc(p->weight_floats * sizeof(float));
 	logits = malloc((size_t)cfg->batch * cfg->classes * sizeof(float));
@@ -41,7 +41,7 @@ static float *reference(const struct rxd_nas_config *cfg, const float *blob_in, 
 		memcpy(blob, blob_in, p->blob_floats * sizeof(float));
 	else
 		nas_init_blob(p, wseed, blob);
-	ck_assert_int_eq(nas_fold(p, blob, wts, err, sizeof(err)), 0);
+	ck_assert_int_eq(nas_fold(p, blob, wts, &err), 0);
 	ck_assert_int_eq(refnas_run(p, wts, input, logits, true), 0);
 	free(blob);
 	free(wts);

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "refnas.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 /* ---- the direct forward pass ------------------------------------------------------------ */
 
@@ -389,10 +389,10 @@ static void cifar(struct rxd_nas_config *c, const char *geno, int C, int layers,
 
 static void build_ok(const struct rxd_nas_config *c, struct rxd_nas_plan *p)
 {
-	char err[RXD_ERROR_MAX] = "";
-	int rc = nas_build(c, p, err, sizeof(err));
+	struct rxd_error err = { 0 };
+	int rc = nas_build(c, p, &err);
 
-	ck_assert_msg(rc == 0, "nas_build: %d %s", rc, err);
+	ck_assert_msg(rc == 0, "nas_build: %d %s", rc, err.msg);
 }
 
 /* Plan + refnas (packed and not) against the direct forward. */
@@ -400,7 +400,7 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 {
 	struct rxd_nas_plan p;
 	float *blob, *wts, *in, *l_direct, *l_packed, *l_flat;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	size_t n_in, n_out;
 	double maxabs = 0;
 
@@ -416,7 +416,7 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 	ck_assert(blob && wts && in && l_direct && l_packed && l_flat);
 	nas_init_blob(&p, seed, blob);
 	nas_random_floats(seed + 1, in, n_in);
-	ck_assert_int_eq(nas_fold(&p, blob, wts, err, sizeof(err)), 0);
+	ck_assert_int_eq(nas_fold(&p, blob, wts, &err), 0);
 	ck_assert_int_eq(refnas_run(&p, wts, in, l_packed, true), 0);
 	ck_assert_int_eq(refnas_run(&p, wts, in, l_flat, false), 0);
 	direct_forward(cfg, blob, (long)p.blob_floats, in, l_direct);
@@ -451,11 +451,11 @@ START_TEST(counts_by_hand)
 		"reduce=[('sep_conv_3x3', 0), ('dil_conv_5x5', 1)], reduce_concat=[2])";
 	struct rxd_nas_config c;
 	struct rxd_nas_plan p;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
 	cifar(&c, NULL, 2, 1, 4, 1);
 	c.classes = 3;
-	ck_assert_int_eq(genotype_parse(text, strlen(text), &c.geno, err, sizeof(err)), 0);
+	ck_assert_int_eq(genotype_parse(text, strlen(text), &c.geno, &err), 0);
 	build_ok(&c, &p);
 	/* stem conv 6*3*9 = 162 + BN 12; preprocess0/1: 4*6 + 8 each; sep_conv_3x3 (C=4):
 	 * 36+16+8+36+16+8 = 120; dil_conv_5x5: 100+16+8 = 124; classifier 4*3+3 = 15. */
@@ -600,10 +600,10 @@ END_TEST
 static void build_fails(const struct rxd_nas_config *c, int want, const char *word)
 {
 	struct rxd_nas_plan p;
-	char err[RXD_ERROR_MAX] = "";
+	struct rxd_error err = { 0 };
 
-	ck_assert_msg(nas_build(c, &p, err, sizeof(err)) == want, "want %d (%s): %s", want, word, err);
-	ck_assert_msg(strstr(err, word) != NULL, "'%s' does not say '%s'", err, word);
+	ck_assert_msg(nas_build(c, &p, &err) == want, "want %d (%s): %s", want, word, err.msg);
+	ck_assert_msg(strstr(err.msg, word) != NULL, "'%s' does not say '%s'", err.msg, word);
 	ck_assert_ptr_null(p.steps);
 }
 
@@ -611,7 +611,7 @@ START_TEST(errors)
 {
 	struct rxd_nas_config c;
 	struct rxd_nas_plan p;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 	float *blob, *wts;
 
 	/* 6x6 -> 3x3 at cell 1, 2x2 at cell 3; cell 4 FactorizedReduces cell 2 (3x3). */
@@ -655,13 +655,13 @@ START_TEST(errors)
 	/* The blob's length, a negative variance, a NaN; the init is deterministic. */
 	cifar(&c, "DARTS_V2", 4, 3, 8, 1);
 	build_ok(&c, &p);
-	ck_assert_int_eq(nas_check_blob(&p, p.blob_floats, err, sizeof(err)), 0);
-	ck_assert_int_eq(nas_check_blob(&p, p.blob_floats - 1, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(nas_check_blob(&p, p.blob_floats, &err), 0);
+	ck_assert_int_eq(nas_check_blob(&p, p.blob_floats - 1, &err), -EINVAL);
 	{
 		char want[64];
 
 		snprintf(want, sizeof(want), "has %llu", (unsigned long long)p.blob_floats);
-		ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+		ck_assert_msg(strstr(err.msg, want) != NULL, "%s", err.msg);
 	}
 	blob = malloc(p.blob_floats * sizeof(float));
 	wts = malloc(p.weight_floats * sizeof(float));
@@ -676,12 +676,12 @@ START_TEST(errors)
 		free(again);
 	}
 	blob[p.params[1].blob_off + 3 * 12 + 5] = -1.0f; /* stem.1 (12 channels) var[5] */
-	ck_assert_int_eq(nas_fold(&p, blob, wts, err, sizeof(err)), -EINVAL);
-	ck_assert_str_eq(err, "stem.1.running_var[5] is negative (-1)");
+	ck_assert_int_eq(nas_fold(&p, blob, wts, &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "stem.1.running_var[5] is negative (-1)");
 	nas_init_blob(&p, 9, blob);
 	blob[p.blob_floats - 1] = NAN;
-	ck_assert_int_eq(nas_fold(&p, blob, wts, err, sizeof(err)), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "classifier"));
+	ck_assert_int_eq(nas_fold(&p, blob, wts, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "classifier"));
 	free(blob);
 	free(wts);
 	nas_plan_free(&p);
@@ -690,13 +690,19 @@ END_TEST
 
 /* ---- requests (nas_job_prepare: what the loop thread checks) -------------------------- */
 
-static int prepare(const Rxgemm__NasEvalRequest *rq, char *err, size_t errlen)
+/* The loop thread's path: the request's own fields (wire_nas_eval), then the network's
+ * (nas_job_prepare). */
+static int prepare(const Rxgemm__NasEvalRequest *rq, struct rxd_error *err)
 {
 	static const struct rxd_limits lim = { 1u << 30, 1u << 30 };
 	struct rxd_nas_job *nj = NULL;
-	int st = nas_job_prepare(rq, &lim, 1u << 20, &nj, err, errlen);
+	struct rxd_nas_eval ev;
+	int st = wire_nas_eval(rq, &ev, err);
 
-	if (st == RXGEMM__STATUS__STATUS_OK)
+	if (st == RXD_S_OK)
+		st = nas_job_prepare(&ev, &lim, 1u << 20, &nj, err);
+
+	if (st == RXD_S_OK)
 		ck_assert_ptr_nonnull(nj);
 	else
 		ck_assert_ptr_null(nj);
@@ -706,10 +712,10 @@ static int prepare(const Rxgemm__NasEvalRequest *rq, char *err, size_t errlen)
 
 static void prepare_fails(const Rxgemm__NasEvalRequest *rq, int want, const char *word)
 {
-	char err[RXD_ERROR_MAX] = "";
+	struct rxd_error err = { 0 };
 
-	ck_assert_int_eq(prepare(rq, err, sizeof(err)), want);
-	ck_assert_msg(strstr(err, word) != NULL, "'%s' does not say '%s'", err, word);
+	ck_assert_int_eq(prepare(rq, &err), want);
+	ck_assert_msg(strstr(err.msg, word) != NULL, "'%s' does not say '%s'", err.msg, word);
 }
 
 START_TEST(requests)
@@ -718,45 +724,45 @@ START_TEST(requests)
 	float an[14 * 8] = { 0 }, ar[14 * 8] = { 0 }, *blob;
 	struct rxd_nas_config c;
 	struct rxd_nas_plan p;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
 	/* The defaults: DARTS_V2, CIFAR, C 36, 20 layers, 32x32, batch 1. */
 	rq.genotype = (char *)"DARTS_V2";
-	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(prepare(&rq, &err), RXD_S_OK);
 	rq.genotype = (char *)"";
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "genotype is empty");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "genotype is empty");
 	rq.genotype = (char *)"DARTS_V3";
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "not a known name");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "not a known name");
 	rq.genotype = (char *)"Genotype(normal=[('sep_conv_3x3', 2)";
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "byte ");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "byte ");
 	rq.genotype = (char *)"DARTS_V2";
 	rq.dataset = 7;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "dataset 7");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "dataset 7");
 	rq.dataset = RXGEMM__NAS_DATASET__NAS_IMAGENET;
 	rq.height = 100;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "");
 	rq.dataset = RXGEMM__NAS_DATASET__NAS_CIFAR;
 	rq.height = 0;
 	rq.repeat = 1001;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "repeat");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "repeat");
 	rq.repeat = 0;
 	rq.steps = 4;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "supernet only");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "supernet only");
 	rq.steps = 0;
 	/* An input batch over the frame limit (1 MiB here), random or not. */
 	rq.batch = 100;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_TOO_BIG, "frame limit");
+	prepare_fails(&rq, RXD_S_TOO_BIG, "frame limit");
 	rq.batch = 0;
 	rq.want_logits = true;
 	rq.classes = 100000;
 	rq.batch = 4;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_TOO_BIG, "logits");
+	prepare_fails(&rq, RXD_S_TOO_BIG, "logits");
 	rq.want_logits = false;
 	rq.classes = 0;
 	rq.batch = 0;
 	/* Weights over one device buffer (1 GiB here) whatever the batch. */
 	rq.c = 1024;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_TOO_BIG, "weights");
+	prepare_fails(&rq, RXD_S_TOO_BIG, "weights");
 	rq.c = 0;
 
 	/* Weights and input lengths. */
@@ -768,17 +774,17 @@ START_TEST(requests)
 	rq.height = rq.width = 8;
 	rq.weights.data = (uint8_t *)blob;
 	rq.weights.len = p.blob_floats * sizeof(float);
-	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(prepare(&rq, &err), RXD_S_OK);
 	rq.weights.len += sizeof(float);
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "num_batches_tracked");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "num_batches_tracked");
 	rq.weights.len -= 2;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "not whole floats");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "not whole floats");
 	rq.weights.len = p.blob_floats * sizeof(float);
 	rq.input.data = (uint8_t *)blob;
 	rq.input.len = 3 * 8 * 8 * sizeof(float) - 4;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "1 x 3 x 8 x 8");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "1 x 3 x 8 x 8");
 	rq.input.len += 4;
-	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(prepare(&rq, &err), RXD_S_OK);
 
 	/* The supernet: alphas of the right count, no genotype. */
 	memset(&rq, 0, sizeof(rq));
@@ -790,18 +796,18 @@ START_TEST(requests)
 	rq.n_alpha_normal = rq.n_alpha_reduce = 14 * 8;
 	rq.alpha_normal = an;
 	rq.alpha_reduce = ar;
-	ck_assert_int_eq(prepare(&rq, err, sizeof(err)), RXGEMM__STATUS__STATUS_OK);
+	ck_assert_int_eq(prepare(&rq, &err), RXD_S_OK);
 	rq.n_alpha_reduce = 13 * 8;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "112 values each");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "112 values each");
 	rq.n_alpha_reduce = 14 * 8;
 	rq.genotype = (char *)"DARTS_V2";
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "must be empty");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "must be empty");
 	rq.genotype = NULL;
 	an[5] = INFINITY;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "not finite");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "not finite");
 	an[5] = 0;
 	rq.steps = 9;
-	prepare_fails(&rq, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, "steps is 9");
+	prepare_fails(&rq, RXD_S_INVALID_ARGUMENT, "steps is 9");
 	free(blob);
 	nas_plan_free(&p);
 }

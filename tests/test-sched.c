@@ -377,10 +377,10 @@ START_TEST(test_bounds_busy)
 	for (uint64_t i = 1; i <= 3; i++)
 		submit_ok(&s, 1, i, 5, 0, 0);
 	f = fj_new(1, 4, 5, 0, 0);
-	ck_assert_int_eq(sched_submit(&s, &f->sj), -EDQUOT);
+	ck_assert_int_eq(sched_submit(&s, &f->sj), -EBUSY);
 	/* Another priority level counts against the same bound. */
 	f = fj_new(1, 5, 5, 3, 0);
-	ck_assert_int_eq(sched_submit(&s, &f->sj), -EDQUOT);
+	ck_assert_int_eq(sched_submit(&s, &f->sj), -EBUSY);
 	submit_ok(&s, 2, 1, 5, 0, 0);
 	submit_ok(&s, 2, 2, 5, 0, 0);
 	f = fj_new(2, 3, 5, 0, 0);
@@ -400,7 +400,7 @@ START_TEST(test_bounds_busy)
 	/* New bounds apply to new submissions only. */
 	sched_set_limits(&s, 0, 1);
 	f = fj_new(3, 2, 5, 0, 0);
-	ck_assert_int_eq(sched_submit(&s, &f->sj), -EDQUOT);
+	ck_assert_int_eq(sched_submit(&s, &f->sj), -EBUSY);
 	submit_ok(&s, 4, 1, 5, 0, 0);
 	sched_stats(&s, &st);
 	ck_assert_uint_eq(st.queued, 6);

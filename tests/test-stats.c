@@ -26,7 +26,7 @@
 #include "frame.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
@@ -428,7 +428,7 @@ static void sharing_at(struct rxd_server *srv, uint64_t uptime_ns, Rxgemm__Statu
 {
 	rxgemm__status_reply__init(out);
 	out->uptime_ns = uptime_ns;
-	ck_assert_int_eq(stats_status_sharing(srv, out), 0);
+	ck_assert_int_eq(wire_status_sharing(srv, out), 0);
 }
 
 START_TEST(test_busy_buckets)
@@ -447,7 +447,7 @@ START_TEST(test_busy_buckets)
 	ck_assert_uint_eq(r.device_recent_window_ns, 1 * SEC); /* from the start */
 	ck_assert_uint_eq(r.device_recent_busy_ns, 500 * MS);
 	ck_assert_uint_eq(r.device_current_job_ns, 0);
-	stats_status_free(&r);
+	wire_status_free(&r);
 
 	/* A job at 2.0 .. 2.1 s; at 8.2 s the window is 3.0 .. 8.2 s (buckets 6 to 16): both
 	 * jobs are before it, and their buckets' slots were reused by nobody. */
@@ -456,7 +456,7 @@ START_TEST(test_busy_buckets)
 	ck_assert_uint_eq(r.device_busy_ns, 600 * MS);
 	ck_assert_uint_eq(r.device_recent_window_ns, 5200 * MS);
 	ck_assert_uint_eq(r.device_recent_busy_ns, 0);
-	stats_status_free(&r);
+	wire_status_free(&r);
 
 	/* 8.3 .. 20.3 s: longer than the 16 buckets kept. At 20.5 s the window is 15.5 .. 20.5
 	 * s, busy up to 20.3 s; the buckets of 2.0 s and 8.3 s are overwritten, not added. */
@@ -465,7 +465,7 @@ START_TEST(test_busy_buckets)
 	ck_assert_uint_eq(r.device_busy_ns, 12600 * MS);
 	ck_assert_uint_eq(r.device_recent_window_ns, 5000 * MS);
 	ck_assert_uint_eq(r.device_recent_busy_ns, 4800 * MS);
-	stats_status_free(&r);
+	wire_status_free(&r);
 
 	/* Within one bucket, at its very end, and an empty interval. */
 	busy_job(&srv.stats, 21 * SEC, 21 * SEC + 1);
@@ -475,14 +475,14 @@ START_TEST(test_busy_buckets)
 	ck_assert_uint_eq(r.device_busy_ns, 12600 * MS + 1 + 1 * MS);
 	ck_assert_uint_eq(r.device_recent_window_ns, 5000 * MS); /* from 17.0 s */
 	ck_assert_uint_eq(r.device_recent_busy_ns, 3300 * MS + 1 + 1 * MS);
-	stats_status_free(&r);
+	wire_status_free(&r);
 
 	/* Long idle: nothing recent, the total stays. */
 	sharing_at(&srv, 100 * SEC, &r);
 	ck_assert_uint_eq(r.device_busy_ns, 12600 * MS + 1 + 1 * MS);
 	ck_assert_uint_eq(r.device_recent_busy_ns, 0);
 	ck_assert_uint_eq(r.device_recent_window_ns, 5000 * MS);
-	stats_status_free(&r);
+	wire_status_free(&r);
 }
 END_TEST
 
@@ -530,7 +530,7 @@ START_TEST(test_clients_fold)
 	ck_assert_uint_eq(r.clients[1]->requests_rejected, 2);
 	ck_assert_uint_eq(r.departed_clients->jobs_ok, 0);
 	ck_assert_uint_eq(r.n_kernel_stats, 0);
-	stats_status_free(&r);
+	wire_status_free(&r);
 
 	/* a leaves (server.c unlinks it and calls stats_client_closed). */
 	stats_client_closed(&srv.stats, &a);
@@ -544,7 +544,7 @@ START_TEST(test_clients_fold)
 	ck_assert_uint_eq(r.departed_clients->jobs_ok, 3);
 	ck_assert_uint_eq(r.departed_clients->flops, 300);
 	ck_assert_uint_eq(r.departed_clients->timings->kernel_ns, 30);
-	stats_status_free(&r);
+	wire_status_free(&r);
 	stats_client_closed(&srv.stats, &b);
 	srv.conns = NULL;
 	sharing_at(&srv, 3 * SEC, &r);
@@ -552,7 +552,7 @@ START_TEST(test_clients_fold)
 	ck_assert_uint_eq(r.departed_clients->jobs_failed, 1);
 	ck_assert_uint_eq(r.departed_clients->requests_rejected, 2);
 	ck_assert_uint_eq(r.departed_clients->jobs_ok, 3);
-	stats_status_free(&r);
+	wire_status_free(&r);
 }
 END_TEST
 
@@ -562,7 +562,7 @@ START_TEST(test_variants_table)
 	static struct rxd_server srv;
 	static struct rxd_conn c;
 	static struct rxd_job job;
-	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
+	struct rxd_job_times t = { 0 };
 	Rxgemm__StatusReply r;
 	char names[RXD_STATS_VARIANTS + 6][32];
 	uint64_t jobs = 0;
@@ -573,7 +573,7 @@ START_TEST(test_variants_table)
 	c.id = 3;
 	srv.conns = &c;
 	t.kernel_ns = 10;
-	job.status = RXGEMM__STATUS__STATUS_OK;
+	job.err.status = RXD_S_OK;
 	job.g.flops = 1000;
 	job.g.c_elems = 6;
 	for (int i = 0; i < RXD_STATS_VARIANTS + 6; i++) {
@@ -583,7 +583,7 @@ START_TEST(test_variants_table)
 		for (int rep = 0; rep < (i == 0 ? 2 : 1); rep++, jobs++)
 			stats_job_done(&srv.stats, &job, &c, &t);
 	}
-	job.status = RXGEMM__STATUS__STATUS_DEVICE; /* a failure counts in no variant */
+	job.err.status = RXD_S_DEVICE; /* a failure counts in no variant */
 	stats_job_done(&srv.stats, &job, &c, &t);
 	sharing_at(&srv, 1 * SEC, &r);
 	ck_assert_uint_eq(r.n_kernel_stats, RXD_STATS_VARIANTS);
@@ -601,7 +601,7 @@ START_TEST(test_variants_table)
 	ck_assert_uint_eq(r.clients[0]->flops, jobs * 1000);
 	ck_assert_uint_eq(r.clients[0]->bytes_out, jobs * 6 * sizeof(float));
 	ck_assert_uint_eq(r.clients[0]->timings->kernel_ns, jobs * 10);
-	stats_status_free(&r);
+	wire_status_free(&r);
 }
 END_TEST
 

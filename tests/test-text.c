@@ -20,7 +20,7 @@
 #include "frame.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
-#include "rxgemmd.h"
+#include "wire.h"
 
 /* ---- UTF-8 ------------------------------------------------------------------------------ */
 

@@ -1,20 +1,20 @@
-/* fuzz-decode: a frame body through the daemon's decode path, as dispatch_frame takes it.
+/* fuzz-decode: a frame body through the daemon's decode path, as wire_frame takes it.
  *
  * The pre-scan (wirecheck_message) first, with the daemon's limits; only a body it passes
  * reaches protobuf-c's unpack, as in the daemon. A GEMM request then goes through
- * gemm_validate and a NAS request through nas_job_prepare (genotype, plan, lengths), neither
- * of which needs a device. Region references stand for a zeroed region of their length
- * (up to a bound), as dispatch.c's views do, so that validation sees the bytes it would. */
+ * wire_gemm_validate and a NAS request through wire_nas_eval and nas_job_prepare (genotype,
+ * plan, lengths), none of which needs a device. Region references stand for a zeroed
+ * region of their length (up to a bound), as wire.c's views do, so that validation sees
+ * the bytes it would. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
-#include "wirecheck.h"
+#include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* What a region reference may stand for here; longer ones are refused as shm_resolve
+/* What a region reference may stand for here; longer ones are refused as wire_region
  * refuses a reference past its region's end. */
 #define FAKE_REGION_BYTES (1u << 20)
 static uint8_t fake_region[FAKE_REGION_BYTES];
@@ -23,7 +23,7 @@ static uint8_t fake_region[FAKE_REGION_BYTES];
 static const struct rxd_limits limits = { .max_buffer_bytes = 1ull << 30,
 					  .max_total_bytes = 4ull << 30 };
 
-/* As dispatch_region_bytes: inline bytes and a region both given is an error. */
+/* As wire_region_bytes: inline bytes and a region both given is an error. */
 static int fake_resolve(const Rxgemm__RegionRef *ref, ProtobufCBinaryData *data)
 {
 	if (!ref)
@@ -35,8 +35,9 @@ static int fake_resolve(const Rxgemm__RegionRef *ref, ProtobufCBinaryData *data)
 	return 0;
 }
 
-/* The bytes behind an operand pointer that gemm_validate took from view's a or b (it swaps
- * them for row-major requests); the larger when both point into the same fake region. */
+/* The bytes behind an operand pointer that wire_gemm_validate took from view's a or b (it
+ * swaps them for row-major requests); the larger when both point into the same fake
+ * region. */
 static size_t operand_bytes(const Rxgemm__GemmRequest *view, const float *p)
 {
 	const uint8_t *q = (const uint8_t *)p;
@@ -50,16 +51,16 @@ static void fuzz_gemm(const Rxgemm__GemmRequest *rq)
 {
 	Rxgemm__GemmRequest view = *rq;
 	struct rxd_gemm g;
-	char err[RXD_ERROR_MAX];
+	struct rxd_error err = { 0 };
 
 	if (fake_resolve(rq->a_region, &view.a) || fake_resolve(rq->b_region, &view.b) ||
 	    fake_resolve(rq->c_region, &view.c))
 		return;
 	memset(&g, 0, sizeof(g));
-	err[0] = '\0';
-	if (gemm_validate(&view, &limits, &g, err, sizeof(err)) != RXGEMM__STATUS__STATUS_OK) {
+	error_clear(&err);
+	if (wire_gemm_validate(&view, &limits, &g, &err) != RXD_S_OK) {
 		/* Every refusal names its reason. */
-		if (!err[0])
+		if (!err.msg[0])
 			abort();
 		return;
 	}
@@ -76,17 +77,20 @@ static void fuzz_nas(const Rxgemm__NasEvalRequest *rq)
 {
 	Rxgemm__NasEvalRequest view = *rq;
 	struct rxd_nas_job *nj = NULL;
-	char err[RXD_ERROR_MAX];
+	struct rxd_nas_eval ev;
+	struct rxd_error err = { 0 };
 	int st;
 
 	if (fake_resolve(rq->weights_region, &view.weights) ||
 	    fake_resolve(rq->input_region, &view.input))
 		return;
-	err[0] = '\0';
+	error_clear(&err);
 	/* The daemon's default largest frame bounds the reply. */
-	st = nas_job_prepare(&view, &limits, RXD_DEFAULT_MAX_FRAME, &nj, err, sizeof(err));
-	if (st != RXGEMM__STATUS__STATUS_OK) {
-		if (!err[0] || nj)
+	st = wire_nas_eval(&view, &ev, &err);
+	if (st == RXD_S_OK)
+		st = nas_job_prepare(&ev, &limits, RXD_DEFAULT_MAX_FRAME, &nj, &err);
+	if (st != RXD_S_OK) {
+		if (!err.msg[0] || nj)
 			abort();
 		return;
 	}
@@ -103,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t id;
 
 	if (wirecheck_message(&rxgemm__request__descriptor, data, size, &lim, &wc) != 0) {
-		/* What dispatch_wire_fault reads back for its reply. */
+		/* What wire_fault reads back for its reply. */
 		(void)wirecheck_fault_name(wc.fault);
 		(void)wirecheck_varint_field(data, size, 1, &id);
 		if (wc.offset > size)

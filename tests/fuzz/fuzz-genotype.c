@@ -15,25 +15,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rxd_genotype g, again;
-	char err[RXD_ERROR_MAX], text[RXD_GENOTYPE_TEXT_MAX];
+	char text[RXD_GENOTYPE_TEXT_MAX];
+	struct rxd_error err = { 0 };
 	size_t n;
 	unsigned long byte;
 
 	memset(&g, 0, sizeof(g));
-	err[0] = '\0';
+	error_clear(&err);
 	/* Not NUL-terminated: the parser must keep within len. */
-	if (genotype_parse((const char *)data, size, &g, err, sizeof(err)) < 0) {
-		if (sscanf(err, "genotype text, byte %lu:", &byte) != 1 || byte > size)
+	if (genotype_parse((const char *)data, size, &g, &err) < 0) {
+		if (sscanf(err.msg, "genotype text, byte %lu:", &byte) != 1 || byte > size)
 			abort();
 		return 0;
 	}
-	if (genotype_check(&g, err, sizeof(err)) < 0)
+	if (genotype_check(&g, &err) < 0)
 		abort();
 	n = genotype_format(&g, text, sizeof(text));
 	if (n >= sizeof(text))
 		abort();
 	memset(&again, 0, sizeof(again));
-	if (genotype_parse(text, n, &again, err, sizeof(err)) < 0 ||
+	if (genotype_parse(text, n, &again, &err) < 0 ||
 	    memcmp(&g, &again, sizeof(g)) != 0)
 		abort();
 	return 0;
