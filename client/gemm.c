@@ -96,8 +96,40 @@ static int stored_init(struct rxg_client *c, struct stored *s, const char *name,
 	return RXG_OK;
 }
 
+/* The checks of a GEMM's arguments that need no sizes: RXG_OK or RXG_EINVAL with the
+ * reason. */
+static int gemm_args_check(rxg_client *c, const struct rxg_gemm_args *args, bool job,
+			   const uint64_t *id)
+{
+	int rc;
+
+	if (!args || !id)
+		return rxg__fail(c, RXG_EINVAL, "%s: %s is NULL",
+				 job ? "rxg_submit_gemm" : "rxg_gemm", !args ? "args" : "id");
+	if (args->layout != RXG_COL_MAJOR && args->layout != RXG_ROW_MAJOR)
+		return rxg__fail(c, RXG_EINVAL,
+				 "layout %d is neither RXG_COL_MAJOR nor RXG_ROW_MAJOR",
+				 (int)args->layout);
+	if (args->m < 1 || args->n < 1 || args->k < 1)
+		return rxg__fail(c, RXG_EINVAL,
+				 "m, n and k must be at least 1 (m = %lld, n = %lld, k = %lld)",
+				 (long long)args->m, (long long)args->n, (long long)args->k);
+	if (args->lda < 0 || args->ldb < 0 || args->ldc < 0)
+		return rxg__fail(c, RXG_EINVAL,
+				 "leading dimensions must not be negative (lda = %lld, ldb = %lld, "
+				 "ldc = %lld)",
+				 (long long)args->lda, (long long)args->ldb, (long long)args->ldc);
+	if ((rc = rxg__gemm_operands(c, args)) != RXG_OK)
+		return rc;
+	if (args->batch_count < 0)
+		return rxg__fail(c, RXG_EINVAL, "batch_count must not be negative (got %lld)",
+				 (long long)args->batch_count);
+	return RXG_OK;
+}
+
 /* Check and send a GEMM; job: it is the caller's to wait for with rxg_wait*, else
- * rxg_gemm's own (rxg_wait_any in another thread must not take it). */
+ * rxg_gemm's own (rxg_wait_any in another thread must not take it). About 100 lines: the
+ * three operands' sizes, then the request's fields one by one. */
 static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 		       const struct rxg_job_options *opts, bool job, uint64_t *id)
 {
@@ -111,34 +143,8 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 		*id = 0;
 	if (!c)
 		return RXG_EINVAL;
-	if (!args || !id) {
-		rc = rxg__fail(c, RXG_EINVAL, "%s: %s is NULL", job ? "rxg_submit_gemm" : "rxg_gemm",
-			       !args ? "args" : "id");
+	if ((rc = gemm_args_check(c, args, job, id)) != RXG_OK)
 		goto out;
-	}
-	if (args->layout != RXG_COL_MAJOR && args->layout != RXG_ROW_MAJOR) {
-		rc = rxg__fail(c, RXG_EINVAL, "layout %d is neither RXG_COL_MAJOR nor RXG_ROW_MAJOR",
-			       (int)args->layout);
-		goto out;
-	}
-	if (args->m < 1 || args->n < 1 || args->k < 1) {
-		rc = rxg__fail(c, RXG_EINVAL, "m, n and k must be at least 1 (m = %lld, n = %lld, k = %lld)",
-			       (long long)args->m, (long long)args->n, (long long)args->k);
-		goto out;
-	}
-	if (args->lda < 0 || args->ldb < 0 || args->ldc < 0) {
-		rc = rxg__fail(c, RXG_EINVAL,
-			       "leading dimensions must not be negative (lda = %lld, ldb = %lld, ldc = %lld)",
-			       (long long)args->lda, (long long)args->ldb, (long long)args->ldc);
-		goto out;
-	}
-	if ((rc = rxg__gemm_operands(c, args)) != RXG_OK)
-		goto out;
-	if (args->batch_count < 0) {
-		rc = rxg__fail(c, RXG_EINVAL, "batch_count must not be negative (got %lld)",
-			       (long long)args->batch_count);
-		goto out;
-	}
 	int row_major = args->layout == RXG_ROW_MAJOR;
 	int64_t batch = args->batch_count > 1 ? args->batch_count : 1;
 	rc = stored_init(c, &sa, "A", "lda", row_major, args->trans_a ? args->k : args->m,

@@ -42,6 +42,58 @@ static int nas_parts_from_wire(struct rxg_nas_part **out, size_t *n,
 	return 0;
 }
 
+/* The checks of args that need no request: RXG_OK or RXG_EINVAL with the reason. */
+static int nas_args_check(rxg_client *c, const struct rxg_nas_args *args)
+{
+	if (args->dataset != RXG_NAS_CIFAR && args->dataset != RXG_NAS_IMAGENET)
+		return rxg__fail(c, RXG_EINVAL,
+				 "dataset %d is neither RXG_NAS_CIFAR nor RXG_NAS_IMAGENET",
+				 (int)args->dataset);
+	if (args->c < 0 || args->layers < 0 || args->classes < 0 || args->height < 0 ||
+	    args->width < 0 || args->batch < 0)
+		return rxg__fail(c, RXG_EINVAL, "c, layers, classes, height, width and batch must "
+						"not be negative");
+	if (!args->supernet && (!args->genotype || !*args->genotype))
+		return rxg__fail(c, RXG_EINVAL, "genotype is empty (and supernet is not set)");
+	if ((args->weights && args->weights_buf) || (args->input && args->input_buf))
+		return rxg__fail(c, RXG_EINVAL, "%s and %s_buf are both given; give one",
+				 args->weights && args->weights_buf ? "weights" : "input",
+				 args->weights && args->weights_buf ? "weights" : "input");
+	return RXG_OK;
+}
+
+/* The reply's result in a struct rxg_nas_result the caller owns; NULL when out of memory. */
+static struct rxg_nas_result *nas_result_from_wire(const Rxgemm__NasEvalReply *w)
+{
+	struct rxg_nas_result *r = calloc(1, sizeof(*r));
+
+	if (!r || !(r->genotype = rxg__dup_string(w->genotype)) ||
+	    !(r->run_ns = calloc(w->n_run_ns ? w->n_run_ns : 1, sizeof(uint64_t))) ||
+	    nas_parts_from_wire(&r->by_op, &r->n_by_op, w->by_op, w->n_by_op) < 0 ||
+	    nas_parts_from_wire(&r->by_cell, &r->n_by_cell, w->by_cell, w->n_by_cell) < 0) {
+		rxg_nas_result_free(r);
+		return NULL;
+	}
+	if (w->n_run_ns)
+		memcpy(r->run_ns, w->run_ns, w->n_run_ns * sizeof(uint64_t));
+	r->n_runs = w->n_run_ns;
+	r->params = w->params;
+	r->macs = w->macs;
+	r->weight_floats = w->weight_floats;
+	r->peak_device_bytes = w->peak_device_bytes;
+	r->activation_bytes = w->activation_bytes;
+	r->batch = w->batch;
+	r->batch_piece = w->batch_piece;
+	r->classes = w->classes;
+	r->steps = w->steps;
+	r->latency_median_ns = w->latency_median_ns;
+	r->latency_p90_ns = w->latency_p90_ns;
+	r->latency_mean_ns = w->latency_mean_ns;
+	return r;
+}
+
+/* About 110 lines: the request's fields one by one (inline, in a buffer or in a tensor),
+ * then the reply's checks; the argument checks and the result's copy are apart. */
 RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 			    struct rxg_nas_result **out)
 {
@@ -65,21 +117,8 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 		rc = rxg__fail(c, RXG_EINVAL, "rxg_nas_eval: args or out is NULL");
 		goto out;
 	}
-	if (args->dataset != RXG_NAS_CIFAR && args->dataset != RXG_NAS_IMAGENET) {
-		rc = rxg__fail(c, RXG_EINVAL, "dataset %d is neither RXG_NAS_CIFAR nor RXG_NAS_IMAGENET",
-			       (int)args->dataset);
+	if ((rc = nas_args_check(c, args)) != RXG_OK)
 		goto out;
-	}
-	if (args->c < 0 || args->layers < 0 || args->classes < 0 || args->height < 0 ||
-	    args->width < 0 || args->batch < 0) {
-		rc = rxg__fail(c, RXG_EINVAL, "c, layers, classes, height, width and batch must not be "
-			       "negative");
-		goto out;
-	}
-	if (!args->supernet && (!args->genotype || !*args->genotype)) {
-		rc = rxg__fail(c, RXG_EINVAL, "genotype is empty (and supernet is not set)");
-		goto out;
-	}
 	imagenet = args->dataset == RXG_NAS_IMAGENET;
 	/* The daemon's defaults, to know the lengths of input and logits. */
 	batch = args->batch ? (uint64_t)args->batch : 1;
@@ -96,12 +135,6 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 	q.height = args->height;
 	q.width = args->width;
 	q.batch = args->batch;
-	if ((args->weights && args->weights_buf) || (args->input && args->input_buf)) {
-		rc = rxg__fail(c, RXG_EINVAL, "%s and %s_buf are both given; give one",
-			       args->weights && args->weights_buf ? "weights" : "input",
-			       args->weights && args->weights_buf ? "weights" : "input");
-		goto out;
-	}
 	if ((rc = rxg__nas_tensors(c, args, &q)) != RXG_OK)
 		goto out;
 	if (args->weights) {
@@ -160,29 +193,10 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 			       (unsigned long long)(logit_floats * sizeof(float)));
 		goto out;
 	}
-	r = calloc(1, sizeof(*r));
-	if (!r || !(r->genotype = rxg__dup_string(w->genotype)) ||
-	    !(r->run_ns = calloc(w->n_run_ns ? w->n_run_ns : 1, sizeof(uint64_t))) ||
-	    nas_parts_from_wire(&r->by_op, &r->n_by_op, w->by_op, w->n_by_op) < 0 ||
-	    nas_parts_from_wire(&r->by_cell, &r->n_by_cell, w->by_cell, w->n_by_cell) < 0) {
+	if (!(r = nas_result_from_wire(w))) {
 		rc = rxg__fail(c, RXG_ENOMEM, "out of memory for the NAS result");
 		goto out;
 	}
-	if (w->n_run_ns)
-		memcpy(r->run_ns, w->run_ns, w->n_run_ns * sizeof(uint64_t));
-	r->n_runs = w->n_run_ns;
-	r->params = w->params;
-	r->macs = w->macs;
-	r->weight_floats = w->weight_floats;
-	r->peak_device_bytes = w->peak_device_bytes;
-	r->activation_bytes = w->activation_bytes;
-	r->batch = w->batch;
-	r->batch_piece = w->batch_piece;
-	r->classes = w->classes;
-	r->steps = w->steps;
-	r->latency_median_ns = w->latency_median_ns;
-	r->latency_p90_ns = w->latency_p90_ns;
-	r->latency_mean_ns = w->latency_mean_ns;
 	if (args->logits)
 		memcpy(args->logits, w->logits.data, w->logits.len);
 	*out = r;

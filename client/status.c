@@ -38,7 +38,6 @@ RXG_EXPORT void rxg_status_free(struct rxg_status *st)
 	free(st);
 }
 
-/* Deep-copy the wire's StatusReply into a struct rxg_status the caller owns. */
 static double status_fraction(uint64_t part, uint64_t whole)
 {
 	double f = whole ? (double)part / (double)whole : 0.0;
@@ -109,6 +108,9 @@ static int status_sharing_from_wire(struct rxg_status *st, const Rxgemm__StatusR
 	return 0;
 }
 
+/* Deep-copy the wire's StatusReply into a struct rxg_status the caller owns (*out).
+ * Over 100 lines: one field after another of a large reply, each array copied with its
+ * strings; the sharing figures are status_sharing_from_wire's. */
 static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 			    struct rxg_status **out)
 {
