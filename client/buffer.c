@@ -15,8 +15,7 @@
 #include <unistd.h>
 
 #include "buffer.h"
-
-#define RXG_EXPORT __attribute__((visibility("default")))
+#include "transport.h"
 
 struct rxg_buffer {
 	rxg_client *client;  /* the connection it is registered on */

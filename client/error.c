@@ -1,7 +1,7 @@
 /* error.c: names for librxgemm's return codes (the RXG_ERRORS table in rxgemm.h). */
 #include "rxgemm.h"
 
-/* Built with -fvisibility=hidden: see client.c. */
+/* Built with -fvisibility=hidden: see transport.h. */
 #define RXG_EXPORT __attribute__((visibility("default")))
 
 RXG_EXPORT const char *rxg_strerror(int code)

@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include "buffer.h"
-
-#define RXG_EXPORT __attribute__((visibility("default")))
+#include "transport.h"
 
 /* What a tensor reply carries besides its floats. */
 #define TENSOR_REPLY_OVERHEAD_BYTES (64u << 10)
@@ -30,7 +29,7 @@ static int tensor_dims(rxg_client *c, const int64_t *dims, int ndims, Rxgemm__Te
 		if (__builtin_mul_overflow(n, (uint64_t)dims[i], &n) ||
 		    n > SIZE_MAX / sizeof(float) / 2)
 			return rxg__fail(c, RXG_EINVAL, "the tensor's dims multiply past what "
-							"memory can hold");
+					 "memory can hold");
 	}
 	msg->dims = (int64_t *)(uintptr_t)dims;
 	msg->n_dims = (size_t)ndims;
@@ -138,7 +137,7 @@ static int tensor_read_send(rxg_tensor *t, Rxgemm__RegionRef *out_ref, Rxgemm__R
 	if ((*reply)->tensor_data->bytes != t->floats * sizeof(float) ||
 	    (*reply)->tensor_data->data.len != (out_ref ? 0 : t->floats * sizeof(float))) {
 		rc = rxg__fail(t->client, RXG_EPROTO, "the daemon returned %llu bytes (%zu inline) "
-						      "of a tensor of %zu floats",
+			       "of a tensor of %zu floats",
 			       (unsigned long long)(*reply)->tensor_data->bytes,
 			       (*reply)->tensor_data->data.len, t->floats);
 		rxgemm__reply__free_unpacked(*reply, NULL);
@@ -156,12 +155,60 @@ RXG_EXPORT int rxg_tensor_read(rxg_tensor *t, float *out, size_t n)
 		return RXG_EINVAL;
 	if (!out || n < t->floats)
 		return rxg__fail(t->client, RXG_EINVAL, "rxg_tensor_read: %s (the tensor holds %zu "
-							"floats)",
+				 "floats)",
 				 !out ? "out is NULL" : "n is too small", t->floats);
 	if ((rc = tensor_read_send(t, NULL, &reply)) != RXG_OK)
 		return rc;
 	memcpy(out, reply->tensor_data->data.data, t->floats * sizeof(float));
 	rxgemm__reply__free_unpacked(reply, NULL);
+	return RXG_OK;
+}
+
+/* An asynchronous tensor read's reply: its floats (sc.total of them) into p->c. */
+static int tensor_read_finish(struct rxg_client *c, struct pending *p,
+			      struct rxg_timings *timings)
+{
+	const Rxgemm__TensorData *d;
+	int rc = rxg__reply_check(c, p, timings);
+
+	if (rc != RXG_OK)
+		return rc;
+	d = p->reply->tensor_data;
+	if (d->bytes != p->sc.total * sizeof(float) || d->data.len != d->bytes)
+		return rxg__fail(c, RXG_EPROTO, "the daemon returned %zu bytes of a tensor of %zu floats",
+				 d->data.len, p->sc.total);
+	memcpy(p->c, d->data.data, d->data.len);
+	return RXG_OK;
+}
+
+/* Send a TensorRead of tensor_id (floats long) as a job that rxg_wait and rxg_wait_any
+ * finish by copying its floats into out. RXG_OK with *id set. */
+static int tensor_read_submit(rxg_client *c, uint32_t tensor_id, size_t floats, float *out,
+			      uint64_t *id)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__TensorRead msg = RXGEMM__TENSOR_READ__INIT;
+	struct pending *p = calloc(1, sizeof(*p));
+	int rc;
+
+	*id = 0;
+	if (!p)
+		return rxg__fail(c, RXG_ENOMEM, "out of memory");
+	msg.tensor_id = tensor_id;
+	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
+	req.tensor_read = &msg;
+	p->job = true;
+	p->want = RXGEMM__REPLY__BODY_TENSOR_DATA;
+	p->finish = tensor_read_finish;
+	p->reply_max_bytes = RXG__REPLY_OVERHEAD_BYTES + floats * sizeof(float);
+	p->c = out;
+	p->sc.total = floats;
+	rc = rxg__submit(c, &req, p);
+	if (rc != RXG_OK) {
+		rxg__pending_free(p);
+		return rc;
+	}
+	*id = p->id;
 	return RXG_OK;
 }
 
@@ -173,10 +220,10 @@ RXG_EXPORT int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint6
 		return RXG_EINVAL;
 	if (!id || !out || n < t->floats)
 		return rxg__fail(t->client, RXG_EINVAL, "rxg_submit_tensor_read: %s (the tensor "
-							"holds %zu floats)",
+				 "holds %zu floats)",
 				 !id ? "id is NULL" : !out ? "out is NULL" : "n is too small",
 				 t->floats);
-	return rxg__submit_tensor_read(t->client, t->id, t->floats, out, id);
+	return tensor_read_submit(t->client, t->id, t->floats, out, id);
 }
 
 RXG_EXPORT int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset)
@@ -240,7 +287,7 @@ int rxg__gemm_tensors(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__G
 	}
 	if (args->c_out_tensor && args->c_out_buf)
 		return rxg__fail(c, RXG_EINVAL, "c_out_tensor and c_out_buf are both set; the "
-						"result goes to one place");
+				 "result goes to one place");
 	/* The result: into c_out_tensor, else (nothing else named for it) replacing C in its
 	 * tensor, as it replaces C in c_buf. */
 	if (args->c_out_tensor || (args->c_tensor && !args->c_out_buf)) {
@@ -262,11 +309,11 @@ int rxg__nas_tensors(rxg_client *c, const struct rxg_nas_args *args, Rxgemm__Nas
 	if (args->weights_tensor) {
 		if (args->weights || args->weights_buf)
 			return rxg__fail(c, RXG_EINVAL, "weights_tensor and %s are both given; give "
-							"one",
+					 "one",
 					 args->weights ? "weights" : "weights_buf");
 		if (args->weights_tensor->client != c)
 			return rxg__fail(c, RXG_EINVAL, "weights_tensor belongs to another "
-							"connection");
+					 "connection");
 		q->weights_tensor = args->weights_tensor->id;
 	}
 	if (args->input_tensor) {

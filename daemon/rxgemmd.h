@@ -187,13 +187,6 @@ void device_mem_release(cl_mem a, cl_mem b, cl_mem c);
 /* ---- kcache.c: built programs, kept in memory and on disk ---- */
 #define RXD_DEFAULT_CACHE_MAX (256ull << 20)
 
-struct rxd_sha256 {
-	uint32_t h[8];
-	uint64_t bytes;
-	uint8_t buf[64];
-	size_t fill;
-};
-
 /* One program built (or loaded) for one device of one context. */
 struct rxd_kcache_prog {
 	struct rxd_kcache_prog *next;
@@ -270,10 +263,6 @@ const char *kcache_entry_strerror(int err);
 /* The SHA-256 of everything a program binary depends on: rxgemmd's version, the platform
  * and device (name, vendor, driver and OpenCL versions), the options and the source. */
 void kcache_key(cl_device_id dev, const char *src, const char *options, uint8_t key[32]);
-void kcache_sha256_init(struct rxd_sha256 *s);
-void kcache_sha256_update(struct rxd_sha256 *s, const void *data, size_t len);
-void kcache_sha256_final(struct rxd_sha256 *s, uint8_t out[32]);
-void kcache_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* ---- kernels.c (generated from kernels/NAME.cl by kernels/embed.sh) ---- */
 struct rxd_kernel_source {

@@ -54,7 +54,7 @@ if tl_run "rxgemmd --json alone" 2 "$RXGEMMD" --json; then
 		tl_ok "rxgemmd --json without --list-devices is a usage error"
 fi
 # Every program has --version.
-for prog in "$RXGEMM" "$(dirname "$RXGEMMD")/rxgemm-bench"; do
+for prog in "$RXGEMM" "${RXGEMM_BENCH:-$(dirname "$RXGEMMD")/rxgemm-bench}"; do
 	if tl_run "$(basename "$prog") --version" 0 "$prog" --version; then
 		tl_expect_output "--version" "^$(basename "$prog") ${VERSION:-[0-9]+\.[0-9]+}" &&
 			tl_ok "$(basename "$prog") --version"

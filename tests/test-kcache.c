@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "rxgemmd.h"
+#include "sha256.h"
 
 static void hex(const uint8_t *b, size_t n, char *out)
 {
@@ -24,7 +25,7 @@ static void sha_hex(const void *data, size_t len, char out[65])
 {
 	uint8_t d[32];
 
-	kcache_sha256(data, len, d);
+	sha256_digest(data, len, d);
 	hex(d, 32, out);
 }
 
@@ -49,17 +50,17 @@ END_TEST
 START_TEST(test_sha256_incremental)
 {
 	uint8_t data[1000], whole[32], parts[32];
-	struct rxd_sha256 s;
+	struct sha256_ctx s;
 
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (uint8_t)(i * 7 + 3);
-	kcache_sha256(data, sizeof(data), whole);
+	sha256_digest(data, sizeof(data), whole);
 	for (size_t step = 1; step <= 130; step++) {
-		kcache_sha256_init(&s);
+		sha256_init(&s);
 		for (size_t off = 0; off < sizeof(data); off += step)
-			kcache_sha256_update(&s, data + off,
+			sha256_update(&s, data + off,
 					     sizeof(data) - off < step ? sizeof(data) - off : step);
-		kcache_sha256_final(&s, parts);
+		sha256_final(&s, parts);
 		ck_assert_msg(memcmp(whole, parts, 32) == 0, "pieces of %zu", step);
 	}
 }
@@ -76,7 +77,7 @@ static size_t make_entry(uint8_t *buf, const uint8_t key[32], size_t payload_byt
 
 static void key_of(uint8_t key[32], const char *s)
 {
-	kcache_sha256(s, strlen(s), key);
+	sha256_digest(s, strlen(s), key);
 }
 
 START_TEST(test_entry_roundtrip_and_layout)
@@ -98,9 +99,9 @@ START_TEST(test_entry_roundtrip_and_layout)
 	ck_assert_int_eq(memcmp(buf + RXD_KCACHE_OFF_KEY, key, 32), 0);
 	ck_assert_uint_eq(buf[48], 300 & 0xff);
 	ck_assert_uint_eq(buf[49], 300 >> 8);
-	kcache_sha256(buf + RXD_KCACHE_HEADER_BYTES, 300, sum);
+	sha256_digest(buf + RXD_KCACHE_HEADER_BYTES, 300, sum);
 	ck_assert_int_eq(memcmp(buf + RXD_KCACHE_OFF_PAYLOAD_SHA256, sum, 32), 0);
-	kcache_sha256(buf, RXD_KCACHE_OFF_HEADER_CHECK, sum);
+	sha256_digest(buf, RXD_KCACHE_OFF_HEADER_CHECK, sum);
 	ck_assert_int_eq(memcmp(buf + RXD_KCACHE_OFF_HEADER_CHECK, sum, 8), 0);
 
 	/* An empty payload is a valid entry too. */

@@ -32,6 +32,11 @@ if ! diff -u "$t/declared" "$t/exported" >"$t/diff"; then
 	cat "$t/diff"
 	rc=1
 fi
+if grep '^rxg__' "$t/exported" >"$t/internal"; then
+	echo "FAIL: internal rxg__ helpers exported (librxgemm.sym's pattern must not match them):"
+	cat "$t/internal"
+	rc=1
+fi
 if grep -v '@@\?RXGEMM_' "$t/versioned" >"$t/unversioned"; then
 	echo "FAIL: symbols outside a version node of librxgemm.sym:"
 	cat "$t/unversioned"

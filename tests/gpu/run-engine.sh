@@ -4,7 +4,7 @@
 # same process (square sizes for each transpose pair, odd shapes, a tuning search), and
 # cuBLAS FP32 (TF32 off, through PyTorch) at the same square sizes for the ceiling.
 # Build here, then:
-#   ../shared/gpu/bundle daemon/rxgemm-bench tests/test-gemm
+#   ../shared/gpu/bundle tools/rxgemm-bench tests/test-gemm
 #   cp -L /usr/lib/x86_64-linux-gnu/libclblast.so.1 .gpu/lib/
 # and on the GPU machine: bash tests/gpu/run-engine.sh (results under $OUT).
 . .gpu/env.sh

@@ -6,7 +6,7 @@
 # the daemon, shared memory) against rxgemm-bench --e2e (the same job in-process, malloc'd
 # and pinned host memory) at 1024, 2048 and 4096; the goal is within 5% at n >= 1024.
 # Build here, then:
-#   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm daemon/rxgemm-bench tests/bench-sharing
+#   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm tools/rxgemm-bench tests/bench-sharing
 #   cp client/.libs/librxgemm.so.0 .gpu/lib/
 # and on the GPU machine: bash tests/gpu/run-sharing.sh (under 5 minutes; results under
 # $OUT: summary.md, one JSON or CSV per run with its stderr beside it, the daemon's log and
@@ -21,7 +21,7 @@ set -uo pipefail
 if [ -n "${LOCAL:-}" ]; then
 	top=$(cd "$(dirname "$0")/../.." && pwd)
 	RXGEMMD=$top/daemon/rxgemmd RXGEMM=$top/client/rxgemm
-	BENCH=$top/daemon/rxgemm-bench SHARING=$top/tests/bench-sharing
+	BENCH=$top/tools/rxgemm-bench SHARING=$top/tests/bench-sharing
 	DEVICE=${DEVICE:-}
 	SIZE=${SIZE:-64} CLIENTS=${CLIENTS:-1 2} SECONDS_EACH=${SECONDS_EACH:-0.5}
 	BIG=${BIG:-128} ITERATIONS=${ITERATIONS:-200} SIZES=${SIZES:-64,128} REPEAT=${REPEAT:-5}

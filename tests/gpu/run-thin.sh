@@ -3,7 +3,7 @@
 # classes against a square of the same work, CLBlast in the same process, cuBLAS FP32
 # (TF32 off, PyTorch) at the same shapes, and a sweep of thin tile configurations.
 # Build here, then:
-#   ../shared/gpu/bundle daemon/rxgemm-bench tests/test-gemm
+#   ../shared/gpu/bundle tools/rxgemm-bench tests/test-gemm
 #   cp -L /usr/lib/x86_64-linux-gnu/libclblast.so.1 .gpu/lib/
 # and on the GPU machine: bash tests/gpu/run-thin.sh (results under $OUT).
 . .gpu/env.sh

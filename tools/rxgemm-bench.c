@@ -1,4 +1,4 @@
-/* bench.c: rxgemm-bench, the in-process GEMM benchmark for kernel work.
+/* rxgemm-bench.c: rxgemm-bench, the in-process GEMM benchmark for kernel work.
  *
  * It opens a device as rxgemmd does, builds the engine, and times kernels on matrices that
  * stay on the device, so that the figures are the kernels' own (profiling events). In the

@@ -1,0 +1,857 @@
+/* transport.c: librxgemm's connection to rxgemmd (see rxgemm.h): connecting, framing,
+ * sending requests and waiting for their replies. The request kinds are gemm.c, status.c,
+ * nas.c, tensor.c and buffer.c, all built on the calls of transport.h.
+ *
+ * One handle is one connection, on which any number of requests may be in flight: each
+ * gets the handle's next request id and an entry in the pending list, and its reply,
+ * whenever it comes, is filed there until someone waits for it. Replies come in whatever
+ * order the daemon finishes the jobs.
+ *
+ * Threads: one thread at a time writes a frame (send_lock) and one at a time reads one
+ * (the `reading` role, taken under lock and given back with a broadcast on cond); neither
+ * holds lock while on the socket, so one thread can wait for its reply while another
+ * sends. Lock order: send_lock, then lock; err_lock (errmsg) is a leaf.
+ *
+ * A failure in the middle of a frame (short write, lost connection, a reply we cannot
+ * parse) leaves the byte stream at an unknown position: the handle then shuts its socket
+ * down and every later call fails with RXG_EIO. Errors the daemon reports in a well-formed
+ * reply leave the connection usable. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "sockpath.h"
+#include "transport.h"
+
+/* The public codes are the wire's codes, so that a daemon status passes through as is. */
+#define RXG_SAME_CODE_(code, status) \
+	_Static_assert((int)(code) == (int)RXGEMM__STATUS__##status, #code " must equal " #status)
+RXG_SAME_CODE_(RXG_OK, STATUS_OK);
+RXG_SAME_CODE_(RXG_EINVAL, STATUS_INVALID_ARGUMENT);
+RXG_SAME_CODE_(RXG_ETOOBIG, STATUS_TOO_BIG);
+RXG_SAME_CODE_(RXG_EPROTO, STATUS_PROTOCOL);
+RXG_SAME_CODE_(RXG_EVERSION, STATUS_VERSION);
+RXG_SAME_CODE_(RXG_EDEVICE, STATUS_DEVICE);
+RXG_SAME_CODE_(RXG_ENOMEM, STATUS_NO_MEMORY);
+RXG_SAME_CODE_(RXG_ESHUTDOWN, STATUS_SHUTDOWN);
+RXG_SAME_CODE_(RXG_EUNSUPPORTED, STATUS_UNSUPPORTED);
+RXG_SAME_CODE_(RXG_EINTERNAL, STATUS_INTERNAL);
+RXG_SAME_CODE_(RXG_EBUSY, STATUS_BUSY);
+RXG_SAME_CODE_(RXG_ETIMEOUT, STATUS_TIMEOUT);
+RXG_SAME_CODE_(RXG_ECANCELLED, STATUS_CANCELLED);
+RXG_SAME_CODE_(RXG_EREGION, STATUS_REGION);
+RXG_SAME_CODE_(RXG_EPERM, STATUS_PERMISSION);
+RXG_SAME_CODE_(RXG_ETENSOR, STATUS_TENSOR);
+RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
+#undef RXG_SAME_CODE_
+
+struct rxg_client {
+	int fd;                           /* open until rxg_close, shut down once broken */
+	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
+	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
+	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
+	bool reading;                     /* a thread is reading a frame (without lock) */
+	struct pending *pending;          /* oldest first */
+	uint64_t next_request_id;
+	pthread_mutex_t send_lock;        /* held while one frame goes out; guards send_* */
+	int send_fd;                      /* >= 0: goes with the next bytes sent (SCM_RIGHTS) */
+	struct rxg_server_info info;      /* strings point into daemon_version and device */
+	char *daemon_version;
+	char *device;
+	pthread_mutex_t err_lock;         /* guards errmsg; a leaf */
+	char errmsg[RXG__ERRMSG_BYTES];
+	/* Small protobuf appends are gathered here so that the framing header, tags and
+	 * scalars go out in one send; the big matrix payloads bypass it. */
+	size_t send_len;
+	uint8_t send_buf[16384];
+};
+
+
+/* rxg_connect fails with no handle to hold its explanation; rxg_errmsg(NULL) returns the
+ * explanation of the calling thread's last failed rxg_connect from here. */
+static _Thread_local char connect_errmsg[RXG__ERRMSG_BYTES];
+
+/* Record why the current call fails and return code, so that callers can write
+ * "return fail(c, RXG_EINVAL, ...)"; the other files call it rxg__fail. */
+int rxg__fail(rxg_client *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&c->err_lock);
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&c->err_lock);
+	return code;
+}
+
+#define fail rxg__fail
+
+/* send(), with c->send_fd attached to the first byte when set (then cleared). Called with
+ * send_lock held, so the descriptor goes with the frame being sent. */
+static ssize_t send_some(struct rxg_client *c, const uint8_t *data, size_t len)
+{
+	union {
+		struct cmsghdr align;
+		uint8_t buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	if (c->send_fd < 0)
+		return send(c->fd, data, len, MSG_NOSIGNAL);
+	memset(&ctl, 0, sizeof(ctl));
+	msg.msg_control = ctl.buf;
+	msg.msg_controllen = sizeof(ctl.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &c->send_fd, sizeof(int));
+	n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	if (n > 0)
+		c->send_fd = -1;
+	return n;
+}
+
+/* The stream is out of step with the daemon: give up on the connection. The descriptor
+ * stays open (another thread may be in poll or recv on it) until rxg_close. */
+static void conn_break(struct rxg_client *c)
+{
+	if (!atomic_exchange(&c->broken, true) && c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
+static int write_all(struct rxg_client *c, const uint8_t *data, size_t len)
+{
+	if (atomic_load(&c->broken))
+		return fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
+	while (len > 0) {
+		/* MSG_NOSIGNAL: a daemon that went away must cost the caller an error code, not
+		 * its life by SIGPIPE. */
+		ssize_t n = send_some(c, data, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = errno;
+			conn_break(c);
+			return fail(c, RXG_EIO, "cannot send to the daemon: %s", strerror(err));
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return RXG_OK;
+}
+
+static int read_exact(struct rxg_client *c, uint8_t *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = recv(c->fd, data, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int err = errno;
+			conn_break(c);
+			return fail(c, RXG_EIO, "cannot receive from the daemon: %s", strerror(err));
+		}
+		if (n == 0) {
+			conn_break(c);
+			return fail(c, RXG_EIO, "the daemon closed the connection");
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+	return RXG_OK;
+}
+
+static int send_flush(struct rxg_client *c)
+{
+	int rc = write_all(c, c->send_buf, c->send_len);
+
+	c->send_len = 0;
+	return rc;
+}
+
+/* A ProtobufCBuffer that writes the packed message straight to the socket, so that a large
+ * GEMM is never copied into one big frame buffer first. */
+struct sock_sink {
+	ProtobufCBuffer base; /* first, so that sink_append can cast back */
+	struct rxg_client *c;
+	int rc;               /* the first failure; later appends do nothing */
+};
+
+static void sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data)
+{
+	struct sock_sink *sink = (struct sock_sink *)buffer;
+	struct rxg_client *c = sink->c;
+
+	if (sink->rc != RXG_OK)
+		return;
+	if (c->send_len + len > sizeof(c->send_buf)) {
+		sink->rc = send_flush(c);
+		if (sink->rc != RXG_OK)
+			return;
+	}
+	if (len >= sizeof(c->send_buf)) {
+		sink->rc = write_all(c, data, len);
+		return;
+	}
+	memcpy(c->send_buf + c->send_len, data, len);
+	c->send_len += len;
+}
+
+/* Frame and send req. Fails without sending anything (RXG_ETOOBIG) when the message is over
+ * the daemon's max_frame_bytes; the connection breaks on an I/O error. */
+static int send_request(struct rxg_client *c, const Rxgemm__Request *req)
+{
+	size_t body_bytes = rxgemm__request__get_packed_size(req);
+	/* max_frame_bytes caps a frame's body, as frame_reader's max_bytes does in the daemon.
+	 * 0 means the daemon did not say (or we have not asked yet): only the 32-bit length
+	 * field limits us then. */
+	uint64_t limit = c->info.max_frame_bytes ? c->info.max_frame_bytes : UINT32_MAX;
+	if (limit > UINT32_MAX)
+		limit = UINT32_MAX;
+
+	if (body_bytes > limit)
+		return fail(c, RXG_ETOOBIG,
+			    "the request is %zu bytes, more than the %llu bytes the daemon accepts in "
+			    "one message",
+			    body_bytes, (unsigned long long)limit);
+
+	struct sock_sink sink = { .base = { sink_append }, .c = c, .rc = RXG_OK };
+	frame_header_put(c->send_buf, (uint32_t)body_bytes);
+	c->send_len = FRAME_HEADER_BYTES;
+	size_t packed = rxgemm__request__pack_to_buffer(req, &sink.base);
+	if (sink.rc != RXG_OK)
+		return sink.rc;
+	if (packed != body_bytes) {
+		/* The header already promised body_bytes: the stream is lost. */
+		conn_break(c);
+		return fail(c, RXG_EIO, "internal error: packed %zu bytes, announced %zu", packed,
+			    body_bytes);
+	}
+	return send_flush(c);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Read one Reply frame, waiting at most timeout_ms for it to start (-1: for ever); the
+ * frame itself is read whole. Refuses a frame longer than the largest reply a pending
+ * request allows. Call in the reading role, without lock. On RXG_OK the caller owns *out;
+ * RXG_EAGAIN when nothing came in time; any other failure breaks the connection. */
+static int read_reply(struct rxg_client *c, int timeout_ms, Rxgemm__Reply **out)
+{
+	uint8_t hdr[FRAME_HEADER_BYTES];
+	uint8_t *body = NULL;
+	size_t max_bytes = RXG__HELLO_REPLY_MAX_BYTES;
+	int rc;
+
+	*out = NULL;
+	if (atomic_load(&c->broken))
+		return fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
+	if (timeout_ms >= 0) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		int n;
+
+		while ((n = poll(&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
+			;
+		if (n == 0)
+			return RXG_EAGAIN;
+	}
+	rc = read_exact(c, hdr, sizeof(hdr));
+	if (rc != RXG_OK)
+		goto out;
+	uint32_t len = frame_header_get(hdr);
+	pthread_mutex_lock(&c->lock);
+	for (const struct pending *p = c->pending; p; p = p->next)
+		if (p->reply_max_bytes > max_bytes)
+			max_bytes = p->reply_max_bytes;
+	pthread_mutex_unlock(&c->lock);
+	if (len > max_bytes) {
+		conn_break(c);
+		rc = fail(c, RXG_EPROTO,
+			  "the daemon announced a reply of %lu bytes; the requests in flight allow "
+			  "at most %zu",
+			  (unsigned long)len, max_bytes);
+		goto out;
+	}
+	body = malloc(len ? len : 1);
+	if (!body) {
+		conn_break(c);
+		rc = fail(c, RXG_ENOMEM, "cannot allocate %lu bytes for the daemon's reply",
+			  (unsigned long)len);
+		goto out;
+	}
+	rc = read_exact(c, body, len);
+	if (rc != RXG_OK)
+		goto out;
+	*out = rxgemm__reply__unpack(NULL, len, body);
+	if (!*out) {
+		conn_break(c);
+		rc = fail(c, RXG_EPROTO, "cannot decode the daemon's reply (%lu bytes)",
+			  (unsigned long)len);
+		goto out;
+	}
+out:
+	free(body);
+	return rc;
+}
+
+void rxg__timings_from_wire(struct rxg_timings *t, const Rxgemm__Timings *w)
+{
+	if (!w) {
+		memset(t, 0, sizeof(*t));
+		return;
+	}
+	t->queued_ns = w->queued_ns;
+	t->h2d_ns = w->h2d_ns;
+	t->kernel_ns = w->kernel_ns;
+	t->d2h_ns = w->d2h_ns;
+	t->total_ns = w->total_ns;
+}
+
+/* The daemon's status as our return code; a value outside the enum we know is a protocol
+ * error of its own. */
+static int status_code(Rxgemm__Status status)
+{
+	return status >= RXGEMM__STATUS__STATUS_OK && status <= RXGEMM__STATUS__STATUS_QUOTA
+		       ? (int)status
+		       : -1;
+}
+
+static int fail_with_reply(struct rxg_client *c, const Rxgemm__Reply *reply)
+{
+	const char *text = reply->error && *reply->error ? reply->error : "the daemon gave no reason";
+	int code = status_code(reply->status);
+
+	if (code < 0)
+		return fail(c, RXG_EPROTO, "the daemon replied with unknown status %d: %s",
+			    (int)reply->status, text);
+	return fail(c, code, "%s", text);
+}
+
+/* Give req the handle's next request id, file p (its id set here) as pending and send req.
+ * On failure p is not filed (the caller frees it) and nothing of req went out, or the
+ * connection is broken. */
+int rxg__submit_fd(struct rxg_client *c, Rxgemm__Request *req, struct pending *p, int fd)
+{
+	struct pending **pp;
+	int rc;
+
+	pthread_mutex_lock(&c->send_lock);
+	c->send_fd = fd; /* the frame's first bytes carry it (regions: buffer.c) */
+	if (atomic_load(&c->broken)) {
+		rc = fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
+		goto out;
+	}
+	/* Filed before it is sent: another thread may read the reply before send returns. */
+	pthread_mutex_lock(&c->lock);
+	p->id = c->next_request_id++;
+	p->next = NULL;
+	for (pp = &c->pending; *pp; pp = &(*pp)->next)
+		;
+	*pp = p;
+	pthread_mutex_unlock(&c->lock);
+	req->request_id = p->id;
+	rc = send_request(c, req);
+	c->send_fd = -1;
+	if (rc != RXG_OK) {
+		pthread_mutex_lock(&c->lock);
+		for (pp = &c->pending; *pp != p; pp = &(*pp)->next)
+			;
+		*pp = p->next;
+		pthread_mutex_unlock(&c->lock);
+	}
+out:
+	pthread_mutex_unlock(&c->send_lock);
+	return rc;
+}
+
+int rxg__submit(struct rxg_client *c, Rxgemm__Request *req, struct pending *p)
+{
+	return rxg__submit_fd(c, req, p, -1);
+}
+
+void rxg__pending_free(struct pending *p)
+{
+	if (!p)
+		return;
+	if (p->reply)
+		rxgemm__reply__free_unpacked(p->reply, NULL);
+	free(p);
+}
+
+/* File a reply that arrived with its request. Call with lock held. Takes reply. */
+static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
+{
+	for (struct pending *p = c->pending; p; p = p->next)
+		if (p->id == reply->request_id && !p->reply) {
+			p->reply = reply;
+			return RXG_OK;
+		}
+	conn_break(c);
+	if (reply->request_id == 0 && reply->status != RXGEMM__STATUS__STATUS_OK)
+		/* The daemon could not decode one of our frames far enough to know its id. */
+		fail_with_reply(c, reply);
+	else
+		fail(c, RXG_EPROTO, "the daemon answered request %llu, which is not in flight",
+		     (unsigned long long)reply->request_id);
+	rxgemm__reply__free_unpacked(reply, NULL);
+	return RXG_EPROTO;
+}
+
+/* Wait up to timeout_ms (-1: for ever) for the reply to request id (0: to any job) and
+ * take its entry out of the pending list into *out (the caller frees it). RXG_OK,
+ * RXG_EAGAIN (not in time), RXG_EINVAL (no such request pending) or RXG_EIO/RXG_EPROTO
+ * (the connection is lost). */
+int rxg__wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out)
+{
+	uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct pending **pp, *found = NULL;
+		bool waiting = false;
+		int left_ms = -1;
+
+		for (pp = &c->pending; *pp; pp = &(*pp)->next) {
+			struct pending *p = *pp;
+
+			if (id ? p->id != id : !p->job)
+				continue;
+			waiting = true;
+			if (p->reply) {
+				*pp = p->next;
+				found = p;
+				break;
+			}
+		}
+		if (found) {
+			*out = found;
+			rc = RXG_OK;
+			break;
+		}
+		if (!waiting) {
+			rc = id ? fail(c, RXG_EINVAL,
+				       "request %llu is not a job of this connection waiting to be "
+				       "waited for",
+				       (unsigned long long)id)
+				: fail(c, RXG_EINVAL, "no job of this connection is waiting to be "
+						      "waited for");
+			break;
+		}
+		if (atomic_load(&c->broken)) {
+			rc = RXG_EIO; /* errmsg says why already */
+			break;
+		}
+		if (timeout_ms >= 0) {
+			uint64_t now = mono_ns();
+
+			left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+		}
+		if (!c->reading) {
+			Rxgemm__Reply *reply;
+
+			c->reading = true;
+			pthread_mutex_unlock(&c->lock);
+			rc = read_reply(c, left_ms, &reply);
+			pthread_mutex_lock(&c->lock);
+			c->reading = false;
+			pthread_cond_broadcast(&c->cond);
+			if (rc == RXG_EAGAIN)
+				break;
+			if (rc == RXG_OK)
+				rc = file_reply(c, reply);
+			if (rc != RXG_OK)
+				break;
+			continue;
+		}
+		/* Another thread reads; it files what comes and wakes us. */
+		if (left_ms == 0) {
+			rc = RXG_EAGAIN;
+			break;
+		}
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&c->cond, &c->lock);
+		} else {
+			struct timespec ts = { (time_t)(deadline / 1000000000ull),
+					       (long)(deadline % 1000000000ull) };
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+/* The common checks of a reply taken out of the pending list: its status (the daemon's
+ * sentence into errmsg) and body. timings may be NULL. */
+int rxg__reply_check(struct rxg_client *c, const struct pending *p, struct rxg_timings *timings)
+{
+	const Rxgemm__Reply *reply = p->reply;
+
+	if (timings)
+		rxg__timings_from_wire(timings, reply->timings);
+	if (reply->status != RXGEMM__STATUS__STATUS_OK)
+		return fail_with_reply(c, reply);
+	if (reply->body_case != p->want) {
+		conn_break(c);
+		return fail(c, RXG_EPROTO, "the daemon sent a reply of kind %d, expected kind %d",
+			    (int)reply->body_case, (int)p->want);
+	}
+	return RXG_OK;
+}
+
+/* One blocking round trip of the library's own (hello, status, cancel). On RXG_OK *out
+ * is the entry with its checked reply (free with pending_free). */
+int rxg__call_fd(struct rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		 Rxgemm__Reply__BodyCase want, int fd, struct pending **out)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+	uint64_t id;
+	int rc;
+
+	*out = NULL;
+	if (!p)
+		return fail(c, RXG_ENOMEM, "out of memory");
+	p->want = want;
+	p->reply_max_bytes = reply_max_bytes;
+	rc = rxg__submit_fd(c, req, p, fd);
+	if (rc != RXG_OK) {
+		rxg__pending_free(p);
+		return rc;
+	}
+	id = p->id;
+	p = NULL;
+	rc = rxg__wait_for(c, id, -1, &p);
+	if (rc == RXG_OK && (rc = rxg__reply_check(c, p, NULL)) == RXG_OK) {
+		*out = p;
+		return RXG_OK;
+	}
+	rxg__pending_free(p);
+	return rc;
+}
+
+int rxg__call(struct rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+	      Rxgemm__Reply__BodyCase want, struct pending **out)
+{
+	return rxg__call_fd(c, req, reply_max_bytes, want, -1, out);
+}
+
+int rxg__request_fd(rxg_client *c, Rxgemm__Request *req, int fd, Rxgemm__Reply__BodyCase want,
+		    Rxgemm__Reply **out)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = rxg__call_fd(c, req, RXG__HELLO_REPLY_MAX_BYTES, want, fd, &p);
+	if (rc == RXG_OK) {
+		*out = p->reply;
+		p->reply = NULL;
+	}
+	rxg__pending_free(p);
+	return rc;
+}
+
+int rxg__request(rxg_client *c, Rxgemm__Request *req, size_t reply_max_bytes,
+		 Rxgemm__Reply__BodyCase want, Rxgemm__Reply **out)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = rxg__call(c, req, reply_max_bytes, want, &p);
+	if (rc == RXG_OK) {
+		*out = p->reply;
+		p->reply = NULL;
+	}
+	rxg__pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_default_socket(char *buf, size_t len)
+{
+	if (!buf)
+		return RXG_EINVAL;
+	return sockpath_client_default(buf, len) == 0 ? RXG_OK : RXG_EINVAL;
+}
+
+/* connect(2), seeing an interrupted connect through: after EINTR the connection carries on
+ * in the background and a second connect() would fail with EALREADY. */
+static int connect_unix(int fd, const struct sockaddr_un *addr)
+{
+	if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -errno;
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		int n = poll(&pfd, 1, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		break;
+	}
+	int err = 0;
+	socklen_t errlen = sizeof(err);
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
+		return -errno;
+	return -err;
+}
+
+static int hello(struct rxg_client *c, const char *client_name)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__Hello msg = RXGEMM__HELLO__INIT;
+	struct pending *p = NULL;
+	int rc;
+
+	msg.protocol_version = RXGEMM_PROTOCOL_VERSION;
+	msg.client_name = (char *)client_name; /* only read by the packer */
+	req.body_case = RXGEMM__REQUEST__BODY_HELLO;
+	req.hello = &msg;
+	rc = rxg__call(c, &req, RXG__HELLO_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_HELLO, &p);
+	if (rc != RXG_OK)
+		goto out;
+	const Rxgemm__HelloReply *h = p->reply->hello;
+	c->daemon_version = strdup(h->daemon_version ? h->daemon_version : "");
+	c->device = strdup(h->device ? h->device : "");
+	if (!c->daemon_version || !c->device) {
+		rc = fail(c, RXG_ENOMEM, "out of memory");
+		goto out;
+	}
+	c->info.protocol_version = h->protocol_version;
+	c->info.daemon_version = c->daemon_version;
+	c->info.device = c->device;
+	c->info.max_frame_bytes = h->max_frame_bytes;
+	c->info.client_id = h->client_id;
+out:
+	rxg__pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg_client **out)
+{
+	char path_buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct rxg_client *c;
+	int rc;
+
+	if (!out) {
+		snprintf(connect_errmsg, sizeof(connect_errmsg), "rxg_connect: out is NULL");
+		return RXG_EINVAL;
+	}
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(connect_errmsg, sizeof(connect_errmsg), "out of memory");
+		return RXG_ENOMEM;
+	}
+	c->fd = -1;
+	atomic_init(&c->broken, false);
+	c->send_fd = -1;
+	c->next_request_id = 1;
+	c->info.daemon_version = c->info.device = "";
+	pthread_condattr_t ca;
+	bool cond_ok = pthread_condattr_init(&ca) == 0;
+	/* Timed waits count on the monotonic clock, as deadlines in wait_for do. */
+	if (cond_ok) {
+		cond_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+			  pthread_cond_init(&c->cond, &ca) == 0;
+		pthread_condattr_destroy(&ca);
+	}
+	if (!cond_ok || pthread_mutex_init(&c->lock, NULL) != 0 ||
+	    pthread_mutex_init(&c->send_lock, NULL) != 0 ||
+	    pthread_mutex_init(&c->err_lock, NULL) != 0) {
+		/* Only on resource exhaustion, where glibc's init cannot fail anyway. */
+		free(c);
+		snprintf(connect_errmsg, sizeof(connect_errmsg), "cannot create a mutex");
+		return RXG_ENOMEM;
+	}
+
+	if (!socket_path) {
+		if (rxg_default_socket(path_buf, sizeof(path_buf)) != RXG_OK) {
+			rc = fail(c, RXG_EINVAL, "the default socket path is too long for a Unix socket");
+			goto out;
+		}
+		socket_path = path_buf;
+	}
+	size_t path_len = strlen(socket_path);
+	if (path_len == 0 || path_len >= sizeof(addr.sun_path)) {
+		rc = fail(c, RXG_EINVAL, "socket path '%s' is %s (%zu bytes; at most %zu)", socket_path,
+			  path_len ? "too long" : "empty", path_len, sizeof(addr.sun_path) - 1);
+		goto out;
+	}
+	memcpy(addr.sun_path, socket_path, path_len + 1);
+
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		rc = fail(c, RXG_ECONNECT, "cannot create a socket: %s", strerror(errno));
+		goto out;
+	}
+	int err = connect_unix(c->fd, &addr);
+	if (err < 0) {
+		rc = fail(c, RXG_ECONNECT, "%s: %s%s", socket_path, strerror(-err),
+			  err == -ENOENT || err == -ECONNREFUSED ? " (is rxgemmd running?)" : "");
+		goto out;
+	}
+	rc = hello(c, client_name ? client_name : "librxgemm");
+out:
+	if (rc != RXG_OK) {
+		memcpy(connect_errmsg, c->errmsg, sizeof(connect_errmsg));
+		rxg_close(c);
+		return rc;
+	}
+	*out = c;
+	return RXG_OK;
+}
+
+RXG_EXPORT void rxg_close(rxg_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	while (c->pending) {
+		struct pending *p = c->pending;
+
+		c->pending = p->next;
+		rxg__pending_free(p);
+	}
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->send_lock);
+	pthread_mutex_destroy(&c->err_lock);
+	pthread_mutex_destroy(&c->lock);
+	free(c->daemon_version);
+	free(c->device);
+	free(c);
+}
+
+RXG_EXPORT const char *rxg_errmsg(const rxg_client *c)
+{
+	return c ? c->errmsg : connect_errmsg;
+}
+
+RXG_EXPORT const struct rxg_server_info *rxg_server_info(const rxg_client *c)
+{
+	return c ? &c->info : NULL;
+}
+
+RXG_EXPORT int rxg_wait(rxg_client *c, uint64_t id, struct rxg_timings *timings)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	if (!c)
+		return RXG_EINVAL;
+	if (id == 0)
+		return fail(c, RXG_EINVAL, "rxg_wait: request id 0 is never a job's");
+	rc = rxg__wait_for(c, id, -1, &p);
+	if (rc == RXG_OK && !p->job) {
+		/* Another thread's blocking call: not ours to take. */
+		rc = fail(c, RXG_EINVAL, "request %llu is not a job", (unsigned long long)id);
+		pthread_mutex_lock(&c->lock);
+		p->next = c->pending;
+		c->pending = p;
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	if (rc == RXG_OK)
+		rc = p->finish(c, p, timings);
+	rxg__pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_wait_any(rxg_client *c, int timeout_ms, uint64_t *id,
+			    struct rxg_timings *timings)
+{
+	struct pending *p = NULL;
+	int rc;
+
+	if (timings)
+		memset(timings, 0, sizeof(*timings));
+	if (id)
+		*id = 0;
+	if (!c)
+		return RXG_EINVAL;
+	if (!id)
+		return fail(c, RXG_EINVAL, "rxg_wait_any: id is NULL");
+	rc = rxg__wait_for(c, 0, timeout_ms < 0 ? -1 : timeout_ms, &p);
+	if (rc != RXG_OK)
+		return rc;
+	*id = p->id;
+	rc = p->finish(c, p, timings);
+	rxg__pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_cancel(rxg_client *c, uint64_t id, enum rxg_cancel_outcome *outcome)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__CancelRequest msg = RXGEMM__CANCEL_REQUEST__INIT;
+	struct pending *p = NULL;
+	bool known = false;
+	int rc;
+
+	if (outcome)
+		*outcome = RXG_CANCEL_NOT_FOUND;
+	if (!c)
+		return RXG_EINVAL;
+	pthread_mutex_lock(&c->lock);
+	for (const struct pending *q = c->pending; q && !known; q = q->next)
+		known = q->job && q->id == id;
+	pthread_mutex_unlock(&c->lock);
+	if (!known)
+		return fail(c, RXG_EINVAL,
+			    "request %llu is not a job of this connection waiting to be waited for",
+			    (unsigned long long)id);
+	msg.target_request_id = id;
+	req.body_case = RXGEMM__REQUEST__BODY_CANCEL;
+	req.cancel = &msg;
+	rc = rxg__call(c, &req, RXG__CANCEL_REPLY_MAX_BYTES, RXGEMM__REPLY__BODY_CANCEL, &p);
+	if (rc != RXG_OK)
+		return rc;
+	switch (p->reply->cancel->outcome) {
+	case RXGEMM__CANCEL_OUTCOME__CANCEL_NOT_FOUND:
+	case RXGEMM__CANCEL_OUTCOME__CANCEL_QUEUED:
+	case RXGEMM__CANCEL_OUTCOME__CANCEL_RUNNING:
+		if (outcome)
+			*outcome = (enum rxg_cancel_outcome)p->reply->cancel->outcome;
+		break;
+	default:
+		rc = fail(c, RXG_EPROTO, "the daemon answered a cancel with unknown outcome %d",
+			  (int)p->reply->cancel->outcome);
+	}
+	rxg__pending_free(p);
+	return rc;
+}
+
+RXG_EXPORT int rxg_fd(const rxg_client *c)
+{
+	return c && !atomic_load(&((struct rxg_client *)c)->broken) ? c->fd : -1;
+}
