@@ -192,6 +192,25 @@ static int nasgrad_launch(struct rxd_nasgrad *gr, int k, size_t extent0, size_t 
 	return 0;
 }
 
+/* Enqueue kernel k exactly global[0] x global[1] wide from offset[0], offset[1] (NULL:
+ * 0), the runtime choosing the work-group size: for kernels that have no padding guard. */
+static int nasgrad_launch_exact(struct rxd_nasgrad *gr, int k, const size_t offset[2],
+				const size_t global[2], struct rxd_nas_span *span)
+{
+	cl_event ev = NULL;
+	cl_int e;
+
+	e = clEnqueueNDRangeKernel(gr->dev->queue, gr->kernels[k], 2, offset, global, NULL, 0, NULL,
+				   span ? &ev : NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: clEnqueueNDRangeKernel: %s", nasgrad_kernel_names[k],
+			device_strerror(e));
+		return nasgrad_cl_errno(e);
+	}
+	nasgrad_span_add(span, ev);
+	return 0;
+}
+
 /* A buffer argument the kernel does not read this time still needs a valid buffer. */
 #define NASGRAD_MEM_OR(m, other) ((m) ? &(m) : &(other))
 
@@ -551,19 +570,9 @@ int nasgrad_linear(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 		if (ret < 0)
 			return ret;
 		if (first) {
-			/* An offset launch is OpenCL 1.1: only the bias work-item of each row. */
-			size_t off[2] = { first, 0 }, global[2] = { 1, (size_t)l->out };
-			cl_event ev = NULL;
-			cl_int e = clEnqueueNDRangeKernel(gr->dev->queue,
-							  gr->kernels[RXD_NASGRAD_K_LINEAR_DW], 2,
-							  off, global, NULL, 0, NULL,
-							  span ? &ev : NULL);
-			if (e != CL_SUCCESS) {
-				log_msg(LOG_ERR, "nasgrad_linear_dw: %s", device_strerror(e));
-				return nasgrad_cl_errno(e);
-			}
-			nasgrad_span_add(span, ev);
-			return 0;
+			/* An offset launch (OpenCL 1.1): only the bias work-item of each row. */
+			const size_t off[2] = { first, 0 }, global[2] = { 1, (size_t)l->out };
+			return nasgrad_launch_exact(gr, RXD_NASGRAD_K_LINEAR_DW, off, global, span);
 		}
 		return nasgrad_launch(gr, RXD_NASGRAD_K_LINEAR_DW, (size_t)in + 1, (size_t)l->out,
 				      1, 0, span);
@@ -770,8 +779,11 @@ int nasgrad_xent(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *z, int32_t
 			   &dz_off, sizeof(cl_mem), &gr->scratch, (size_t)0);
 	if (ret < 0)
 		return ret;
-	if ((ret = nasgrad_launch(gr, RXD_NASGRAD_K_XENT, (size_t)z->n, 1, 1, 0, span)) < 0)
-		return ret;
+	{
+		const size_t global[2] = { (size_t)z->n, 1 };
+		if ((ret = nasgrad_launch_exact(gr, RXD_NASGRAD_K_XENT, NULL, global, span)) < 0)
+			return ret;
+	}
 	/* The per-image losses, then the per-image hits, each summed in a fixed order. */
 	ret = nasgrad_sum(gr, 0, z->n, out->mem, out->off, 1.0f / (float)z->n, false, span);
 	if (ret < 0)

@@ -448,41 +448,40 @@ __kernel void nasgrad_linear_dw(const __global float *dy, const ulong dy_off, co
 	}
 }
 
-/* Softmax cross-entropy, one work-item per image: per_image[n] = -log softmax(z)[label],
- * per_image[nb + n] = 1 when the first maximum of z is the label, and
- * dz[n] = (softmax(z) - onehot(label)) / nb (the gradient of the batch mean). A label out
- * of range gives a NaN loss and a NaN gradient row, never a read out of bounds. */
+/* Softmax cross-entropy, one work-item per image (launched exactly nb wide: an early
+ * return for padding work-items makes Mesa warn about the argument loads after it):
+ * per_image[n] = -log softmax(z)[label], per_image[nb + n] = 1 when the first maximum of
+ * z is the label, and dz[n] = (softmax(z) - onehot(label)) / nb (the gradient of the batch
+ * mean). A label out of range gives a NaN loss and a NaN gradient row, never a read out
+ * of bounds. */
 __kernel void nasgrad_xent(const __global float *z, const ulong z_off, const int ctot,
 			   const int c_off, const int classes, const __global int *labels,
 			   const ulong l_off, const int nb, __global float *dz, const ulong dz_off,
 			   __global float *per_image)
 {
 	const int n = get_global_id(0);
+	const __global float *zr = z + z_off + n * ctot + c_off;
+	__global float *dr = dz + dz_off + n * classes;
+	const int label = labels[l_off + n];
+	const int ok = label >= 0 && label < classes;
+	const int lab = ok ? label : 0; /* read in range; the result is NaN then */
+	float mx = -INFINITY, sum = 0.0f, loss;
+	int arg = 0;
 
-	if (n >= nb)
-		return;
-	{
-		const __global float *zr = z + z_off + n * ctot + c_off;
-		__global float *dr = dz + dz_off + n * classes;
-		const int label = labels[l_off + n];
-		const int ok = label >= 0 && label < classes;
-		float mx = -INFINITY, sum = 0.0f;
-		int arg = 0;
-
-		for (int j = 0; j < classes; j++)
-			if (zr[j] > mx) {
-				mx = zr[j];
-				arg = j;
-			}
-		for (int j = 0; j < classes; j++)
-			sum += exp(zr[j] - mx);
-		for (int j = 0; j < classes; j++)
-			dr[j] = ok ? (exp(zr[j] - mx) / sum - (j == label ? 1.0f : 0.0f)) /
-					     (float)nb
-				   : NAN;
-		per_image[n] = ok ? mx + log(sum) - zr[label] : NAN;
-		per_image[nb + n] = ok && arg == label ? 1.0f : 0.0f;
+	for (int j = 0; j < classes; j++)
+		if (zr[j] > mx) {
+			mx = zr[j];
+			arg = j;
+		}
+	for (int j = 0; j < classes; j++)
+		sum += exp(zr[j] - mx);
+	for (int j = 0; j < classes; j++) {
+		const float d = (exp(zr[j] - mx) / sum - (j == lab ? 1.0f : 0.0f)) / (float)nb;
+		dr[j] = ok ? d : NAN;
 	}
+	loss = mx + log(sum) - zr[lab];
+	per_image[n] = ok ? loss : NAN;
+	per_image[nb + n] = ok && arg == label ? 1.0f : 0.0f;
 }
 
 /* SGD with momentum and weight decay, PyTorch's formula (dampening 0, not Nesterov):
