@@ -4,8 +4,9 @@
  * Every function checks its shapes and ranges first, then enqueues without waiting, so a
  * refused step leaves nothing half done. Convolutions use direct kernels: the input's
  * gradient gathers per input element, the weights' reduces per weight in one work-group
- * (deterministic, no atomics). Moving the dense ones onto the GEMM engine (dx = W^T dy as
- * col2im, dW = dy X^T over im2col columns) is the search job's speed work.
+ * (deterministic, no atomics), unless they are dense and there is a GEMM engine: then the
+ * engine computes the columns' gradient W^T dy (col2im gathers it into dx) and the
+ * weights' dW^T = col dy^T one image at a time (a batched GEMM would race on dW).
  *
  * Work-group sizes come from each kernel's device queries, never from device names. */
 #include <errno.h>
@@ -34,11 +35,16 @@ static const char *const nasgrad_kernel_names[RXD_NASGRAD_KERNELS] = {
 	[RXD_NASGRAD_K_SGD] = "nasgrad_sgd",
 	[RXD_NASGRAD_K_ADAM] = "nasgrad_adam",
 	[RXD_NASGRAD_K_CLIP] = "nasgrad_clip",
+	[RXD_NASGRAD_K_IM2COL] = "nasgrad_im2col",
+	[RXD_NASGRAD_K_COL2IM] = "nasgrad_col2im",
 };
 
 /* Partial sums of one dot product: enough work-groups to spread a large reduction over a
  * GPU's compute units, few enough that one work-group adds them up quickly. */
 #define NASGRAD_DOT_CHUNKS_MAX 64
+
+/* Columns are made for at most this many bytes of images at a time, as nasops.c does. */
+#define NASGRAD_SCRATCH_MAX (64ull << 20)
 
 /* ---- checking ----------------------------------------------------------------------- */
 
@@ -295,6 +301,159 @@ static int nasgrad_dot_rows(struct rxd_nasgrad *gr, cl_mem a, int64_t a_off, cl_
 
 /* ---- convolution -------------------------------------------------------------------- */
 
+/* One GEMM on the engine, its event added to span. */
+static int nasgrad_gemm(struct rxd_nasgrad *gr, const struct rxd_gemm *g, cl_mem a, int64_t a_off,
+			cl_mem b, int64_t b_off, cl_mem c, int64_t c_off, struct rxd_nas_span *span)
+{
+	int variant = gemm_choose(gr->eng, g);
+	cl_event ev = NULL;
+	cl_int e;
+
+	e = gemm_enqueue_at(gr->eng, variant, g, a, a_off, b, b_off, c, c_off, span ? &ev : NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "GEMM %s (%lld x %lld x %lld, batch %lld): %s",
+			gemm_variant_name(gr->eng, variant), (long long)g->m, (long long)g->n,
+			(long long)g->k, (long long)g->batch_count, device_strerror(e));
+		return nasgrad_cl_errno(e);
+	}
+	nasgrad_span_add(span, ev);
+	return 0;
+}
+
+/* Enqueue the column kernel k (im2col or col2im) for images n0 .. n0 + count. */
+static int nasgrad_cols(struct rxd_nasgrad *gr, int k, const struct rxd_nas_tensor *x,
+			const struct rxd_nas_conv *cv, cl_int ho, cl_int wo,
+			const struct rxd_nasgrad_dst *dx, cl_int n0, cl_int count,
+			struct rxd_nas_span *span)
+{
+	cl_ulong x_off = (cl_ulong)x->off;
+	cl_int relu = cv->relu_in;
+	int ret;
+
+	if (k == RXD_NASGRAD_K_IM2COL) {
+		ret = nasgrad_args(gr, k, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+				   sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int),
+				   &x->w, sizeof(cl_mem), &gr->scratch, sizeof(cl_int), &ho,
+				   sizeof(cl_int), &wo, sizeof(cl_int), &cv->kh, sizeof(cl_int),
+				   &cv->kw, sizeof(cl_int), &cv->stride_h, sizeof(cl_int),
+				   &cv->stride_w, sizeof(cl_int), &cv->pad_h, sizeof(cl_int),
+				   &cv->pad_w, sizeof(cl_int), &cv->dil_h, sizeof(cl_int), &cv->dil_w,
+				   sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift,
+				   sizeof(cl_int), &n0, (size_t)0);
+		if (ret < 0)
+			return ret;
+		return nasgrad_launch(gr, k, (size_t)ho * (size_t)wo,
+				      (size_t)x->c * (size_t)cv->kh * (size_t)cv->kw, (size_t)count,
+				      0, span);
+	} else {
+		cl_ulong dx_off = (cl_ulong)dx->off;
+		cl_int acc = dx->accumulate;
+
+		ret = nasgrad_args(gr, k, sizeof(cl_mem), &gr->scratch, sizeof(cl_mem), &x->mem,
+				   sizeof(cl_ulong), &x_off, sizeof(cl_mem), &dx->mem,
+				   sizeof(cl_ulong), &dx_off, sizeof(cl_int), &x->c, sizeof(cl_int),
+				   &x->h, sizeof(cl_int), &x->w, sizeof(cl_int), &ho, sizeof(cl_int),
+				   &wo, sizeof(cl_int), &cv->kh, sizeof(cl_int), &cv->kw,
+				   sizeof(cl_int), &cv->stride_h, sizeof(cl_int), &cv->stride_w,
+				   sizeof(cl_int), &cv->pad_h, sizeof(cl_int), &cv->pad_w,
+				   sizeof(cl_int), &cv->dil_h, sizeof(cl_int), &cv->dil_w,
+				   sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift,
+				   sizeof(cl_int), &n0, sizeof(cl_int), &acc, (size_t)0);
+		if (ret < 0)
+			return ret;
+		return nasgrad_launch(gr, k, (size_t)x->h * (size_t)x->w, (size_t)x->c,
+				      (size_t)count, 0, span);
+	}
+}
+
+/* A dense convolution's gradients through the GEMM engine (shapes checked by the caller).
+ * In the engine's column-major terms, per image: the columns' gradient dcol^T (hwo x K) =
+ * dy^T (hwo x c_out, read in place from its slice) W (c_out x K, W stored transposed), and
+ * dW^T (K x c_out) += col (K x hwo, the columns taken transposed) dy^T (hwo x c_out). A
+ * plain 1x1 convolution's columns are x itself and its dx is dcol. 1: the engine has no
+ * tested variant for these shapes (the caller uses the direct kernels). */
+static int nasgrad_conv_gemm(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
+			     const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *dy,
+			     const struct rxd_nas_write *wr, const struct rxd_nasgrad_dst *dx,
+			     const struct rxd_nasgrad_dst *dweight, struct rxd_nas_span *span)
+{
+	const int64_t hwo = (int64_t)dy->h * dy->w, hw = (int64_t)x->h * x->w;
+	const int64_t k = (int64_t)x->c * cv->kh * cv->kw;
+	const bool plain = cv->kh == 1 && cv->kw == 1 && cv->stride_h == 1 && cv->stride_w == 1 &&
+			   cv->pad_h == 0 && cv->pad_w == 0 && !cv->relu_in && cv->in_shift == 0;
+	const bool want_dx = dx && dx->mem, want_dw = dweight && dweight->mem;
+	struct rxd_gemm gx = { .m = hwo, .n = k, .k = cv->c_out, .trans_b = true,
+			       .alpha = wr->scale, .lda = hwo, .ldb = k, .ldc = hwo,
+			       .stride_a = (int64_t)dy->c * hwo, .stride_b = 0,
+			       .stride_c = plain ? (int64_t)x->c * hw : k * hwo };
+	struct rxd_gemm gw = { .m = k, .n = cv->c_out, .k = hwo, .trans_a = true,
+			       .alpha = wr->scale, .lda = hwo, .ldb = hwo, .ldc = k,
+			       .batch_count = 1 };
+	const int64_t dy0 = dy->off + (int64_t)wr->c_off * hwo;
+	int64_t per_image = k * hwo, nb = 1;
+	int ret;
+
+	if ((want_dx && gemm_prepare_at(gr->eng, gemm_choose(gr->eng, &gx)) < 0) ||
+	    (want_dw && gemm_prepare_at(gr->eng, gemm_choose(gr->eng, &gw)) < 0))
+		return 1;
+	/* Room for the columns first, so that a failure leaves the gradients as they were. */
+	if (!plain) {
+		if (k > INT_MAX / hwo)
+			return -E2BIG;
+		nb = (int64_t)(gr->scratch_max_bytes / sizeof(float)) / per_image;
+		nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
+		if (nb > INT_MAX / per_image)
+			nb = INT_MAX / per_image;
+		if ((ret = nasgrad_scratch(gr, (uint64_t)(nb * per_image) * sizeof(float))) < 0)
+			return ret;
+	}
+	if (want_dx && plain) {
+		gx.beta = dx->accumulate ? 1.0f : 0.0f;
+		gx.batch_count = x->n;
+		ret = nasgrad_gemm(gr, &gx, dy->mem, dy0, cv->weight, cv->weight_off, dx->mem,
+				   dx->off, span);
+		if (ret < 0)
+			return ret;
+	} else if (want_dx) {
+		for (int32_t n0 = 0; n0 < x->n; n0 += (int32_t)nb) {
+			int32_t count = x->n - n0 < nb ? x->n - n0 : (int32_t)nb;
+
+			gx.batch_count = count;
+			ret = nasgrad_gemm(gr, &gx, dy->mem, dy0 + (int64_t)n0 * dy->c * hwo,
+					   cv->weight, cv->weight_off, gr->scratch, 0, span);
+			if (ret < 0)
+				return ret;
+			ret = nasgrad_cols(gr, RXD_NASGRAD_K_COL2IM, x, cv, (cl_int)dy->h,
+					   (cl_int)dy->w, dx, n0, count, span);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	if (!want_dw)
+		return 0;
+	for (int32_t n0 = 0; n0 < x->n; n0 += (int32_t)nb) {
+		int32_t count = x->n - n0 < nb ? x->n - n0 : (int32_t)nb;
+
+		if (!plain) {
+			ret = nasgrad_cols(gr, RXD_NASGRAD_K_IM2COL, x, cv, (cl_int)dy->h,
+					   (cl_int)dy->w, NULL, n0, count, span);
+			if (ret < 0)
+				return ret;
+		}
+		for (int32_t b = n0; b < n0 + count; b++) {
+			gw.beta = b == 0 && !dweight->accumulate ? 0.0f : 1.0f;
+			ret = nasgrad_gemm(gr, &gw, plain ? x->mem : gr->scratch,
+					   plain ? x->off + (int64_t)b * x->c * hw
+						 : (int64_t)(b - n0) * per_image,
+					   dy->mem, dy0 + (int64_t)b * dy->c * hwo, dweight->mem,
+					   dweight->off, span);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return 0;
+}
+
 int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 		 const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *dy,
 		 const struct rxd_nas_write *wr, const struct rxd_nasgrad_dst *dx,
@@ -331,6 +490,11 @@ int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 				    nasgrad_elems(dy)))
 			return -EINVAL;
 	}
+	if (!(dx && dx->mem) && !(dweight && dweight->mem))
+		return 0; /* only checked */
+	if (cv->groups == 1 && gr->eng &&
+	    (ret = nasgrad_conv_gemm(gr, x, cv, dy, wr, dx, dweight, span)) <= 0)
+		return ret;
 	if (dx && dx->mem) {
 		cl_ulong dx_off = (cl_ulong)dx->off;
 
@@ -895,7 +1059,7 @@ int nasgrad_clip_norm(struct rxd_nasgrad *gr, const struct rxd_nasgrad_vec *g, i
 
 /* ---- start-up ------------------------------------------------------------------------ */
 
-int nasgrad_init(struct rxd_nasgrad *gr, struct rxd_device *dev)
+int nasgrad_init(struct rxd_nasgrad *gr, struct rxd_device *dev, struct rxd_gemm_engine *eng)
 {
 	const char *src = kernels_find("nasgrad.cl");
 	size_t item_max[3] = { 0 };
@@ -904,6 +1068,9 @@ int nasgrad_init(struct rxd_nasgrad *gr, struct rxd_device *dev)
 
 	memset(gr, 0, sizeof(*gr));
 	gr->dev = dev;
+	gr->eng = eng;
+	gr->scratch_max_bytes = NASGRAD_SCRATCH_MAX < dev->max_alloc_bytes ? NASGRAD_SCRATCH_MAX
+									       : dev->max_alloc_bytes;
 	if (!src)
 		fatal("kernel source nasgrad.cl is not embedded: the build is broken");
 	if (kcache_build(dev->kcache, dev, "nasgrad.cl", src, "-cl-std=CL1.1", &gr->program,

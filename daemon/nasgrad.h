@@ -59,28 +59,38 @@ enum {
 	RXD_NASGRAD_K_RELU_DX, RXD_NASGRAD_K_GAP_DX, RXD_NASGRAD_K_BN_FWD,
 	RXD_NASGRAD_K_BN_BWD, RXD_NASGRAD_K_DOT, RXD_NASGRAD_K_SUM, RXD_NASGRAD_K_ALPHA,
 	RXD_NASGRAD_K_LINEAR_DX, RXD_NASGRAD_K_LINEAR_DW, RXD_NASGRAD_K_XENT,
-	RXD_NASGRAD_K_SGD, RXD_NASGRAD_K_ADAM, RXD_NASGRAD_K_CLIP, RXD_NASGRAD_KERNELS
+	RXD_NASGRAD_K_SGD, RXD_NASGRAD_K_ADAM, RXD_NASGRAD_K_CLIP, RXD_NASGRAD_K_IM2COL,
+	RXD_NASGRAD_K_COL2IM, RXD_NASGRAD_KERNELS
 };
 
 struct rxd_nasgrad {
 	struct rxd_device *dev;
+	struct rxd_gemm_engine *eng; /* dense convolutions' gradients go through its GEMM;
+				      * NULL: through the direct kernels */
 	cl_program program;
 	cl_kernel kernels[RXD_NASGRAD_KERNELS];
 	size_t wg[RXD_NASGRAD_KERNELS];  /* the most work-items a work-group of each may have */
 	size_t wg_multiple[RXD_NASGRAD_KERNELS]; /* its preferred work-group size multiple */
-	cl_mem scratch;              /* reductions' partial sums, grown on demand; owned */
+	cl_mem scratch;              /* reductions' partial sums and convolutions' columns,
+				      * grown on demand; owned */
 	uint64_t scratch_bytes;
+	uint64_t scratch_max_bytes;  /* columns are made for this many bytes of images at a
+				      * time (at least one image) */
 };
 
-/* Build kernels/nasgrad.cl for dev (through dev->kcache). 0, -EIO (logged) or -ENOMEM. */
-int nasgrad_init(struct rxd_nasgrad *gr, struct rxd_device *dev);
+/* Build kernels/nasgrad.cl for dev (through dev->kcache). eng may be NULL (see above); it
+ * must outlive gr. 0, -EIO (logged) or -ENOMEM. */
+int nasgrad_init(struct rxd_nasgrad *gr, struct rxd_device *dev, struct rxd_gemm_engine *eng);
 void nasgrad_fini(struct rxd_nasgrad *gr);
 /* Wait for the queue and free the scratch (a search job calls this when it ends). */
 void nasgrad_release_scratch(struct rxd_nasgrad *gr);
 
 /* Convolution (any groups, stride, padding, dilation, relu_in and in_shift; cv->bias is
  * not differentiated: DARTS convolutions have none). dx: the input's gradient; dweight:
- * [c_out][c_in / groups][kh][kw]. Direct kernels, no GEMM engine yet. */
+ * [c_out][c_in / groups][kh][kw]. Dense ones (groups 1) go through the GEMM engine when
+ * there is one: dx = col2im(W^T dy), dW^T = sum over images of im2col(x) dy^T, a plain
+ * 1x1 convolution reading and writing its tensors in place; grouped and depthwise ones,
+ * and all without an engine, through direct kernels. */
 int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 		 const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *dy,
 		 const struct rxd_nas_write *wr, const struct rxd_nasgrad_dst *dx,

@@ -130,6 +130,83 @@ __kernel void nasgrad_conv_dw(const __global float *dy, const ulong dy_off, cons
 		PUTG(dwt, dw_off + r, scale * part[0]);
 }
 
+/* The columns of a convolution's input for the GEMM engine, as nas.cl's nas_im2col lays
+ * them out: col[b][r][p], r = (ci * kh + ki) * kw + kj, p the output pixel, for images
+ * n0 + b; padding reads as zero; relu_in and shift as in nasgrad_conv_dx. The weight
+ * gradient is then dW^T += col_b dy_b^T per image. */
+__kernel void nasgrad_im2col(const __global float *x, const ulong x_off, const int cin,
+			     const int h, const int w, __global float *col, const int ho,
+			     const int wo, const int kh, const int kw, const int sh, const int sw,
+			     const int ph, const int pw, const int dh, const int dw,
+			     const int relu_in, const int shift, const int n0)
+{
+	const int p = get_global_id(0), r = get_global_id(1), b = get_global_id(2);
+	const int hwo = ho * wo, kk = kh * kw;
+
+	if (p >= hwo)
+		return;
+	{
+		const int ci = r / kk, ki = (r - ci * kk) / kw, kj = r - ci * kk - ki * kw;
+		const int oh = p / wo, ow = p - oh * wo;
+		const int ih = oh * sh - ph + ki * dh, iw = ow * sw - pw + kj * dw;
+		float v = 0.0f;
+
+		if (ih >= 0 && ih < h - shift && iw >= 0 && iw < w - shift) {
+			v = x[x_off + ((n0 + b) * cin + ci) * h * w + (ih + shift) * w + iw + shift];
+			if (relu_in && !(v > 0.0f))
+				v = 0.0f;
+		}
+		col[(b * cin * kk + r) * hwo + p] = v;
+	}
+}
+
+/* The input's gradient from the columns' gradient (dcol[b] = W^T dy_b, from the GEMM
+ * engine, scale applied): each input element gathers the column entries its position fed,
+ * as nasgrad_conv_dx gathers dy * W, masked by ReLU; images n0 + b. */
+__kernel void nasgrad_col2im(const __global float *dcol, const __global float *x,
+			     const ulong x_off, __global float *dx, const ulong dx_off,
+			     const int cin, const int h, const int w, const int ho, const int wo,
+			     const int kh, const int kw, const int sh, const int sw, const int ph,
+			     const int pw, const int dh, const int dw, const int relu_in,
+			     const int shift, const int n0, const int accumulate)
+{
+	const int p = get_global_id(0), ci = get_global_id(1), b = get_global_id(2);
+	const int hw = h * w;
+
+	if (p >= hw)
+		return;
+	{
+		const int ih = p / w - shift, iw = p - (p / w) * w - shift;
+		const int idx = ((n0 + b) * cin + ci) * hw + p;
+		const int hwo = ho * wo;
+		const __global float *dc = dcol + (b * cin + ci) * kh * kw * hwo;
+		float acc = 0.0f;
+
+		if (ih >= 0 && iw >= 0 && (!relu_in || x[x_off + idx] > 0.0f)) {
+			for (int ki = 0; ki < kh; ki++) {
+				const int t = ih + ph - ki * dh;
+				int oh;
+				if (t < 0)
+					break;
+				oh = t / sh;
+				if (oh * sh != t || oh >= ho)
+					continue;
+				for (int kj = 0; kj < kw; kj++) {
+					const int u = iw + pw - kj * dw;
+					int ow;
+					if (u < 0)
+						break;
+					ow = u / sw;
+					if (ow * sw != u || ow >= wo)
+						continue;
+					acc += dc[(ki * kw + kj) * hwo + oh * wo + ow];
+				}
+			}
+		}
+		PUTG(dx, dx_off + idx, acc);
+	}
+}
+
 /* Pooling, gradient of the input: one work-item per input element, gathering from every
  * window that covers it. Average: each window's gradient spread over the elements it
  * counted (padding not counted). Max: a window's gradient goes to its first maximum in

@@ -41,7 +41,12 @@
 #define FD_H 1e-6
 
 static struct rxd_device dev;
-static struct rxd_nasgrad gr;
+static struct rxd_gemm_engine eng_tiled, eng_reg;
+/* Convolutions run three ways: direct kernels, and through the GEMM engine with its
+ * edge-handling tiled kernel and with its register-blocked one. Everything else runs on gr. */
+static struct rxd_nasgrad gr, gr_tiled, gr_reg;
+static struct rxd_nasgrad *const all_gr[3] = { &gr, &gr_tiled, &gr_reg };
+static const char *const gr_names[3] = { "direct", "gemm-tiled", "gemm-reg" };
 static uint32_t rng = 12345;
 
 /* Uniform in [-1, 1). */
@@ -235,7 +240,7 @@ struct conv_case {
 	bool acc_dx, acc_dw;
 };
 
-static void conv_case_run(const struct conv_case *tc)
+static void conv_case_run(const struct conv_case *tc, struct rxd_nasgrad *g, const char *how)
 {
 	struct rxd_nas_conv cv = tc->cv;
 	int ho = nasops_out_dim(tc->h - cv.in_shift, cv.kh, cv.stride_h, cv.pad_h, cv.dil_h);
@@ -250,9 +255,9 @@ static void conv_case_run(const struct conv_case *tc)
 	char what[160];
 
 	ck_assert(ho > 0 && wo > 0);
-	snprintf(what, sizeof(what), "conv %dx%d s%d p%d d%d g%d relu %d shift %d, x %dx%dx%dx%d",
+	snprintf(what, sizeof(what), "conv %dx%d s%d p%d d%d g%d relu %d shift %d, x %dx%dx%dx%d (%s)",
 		 cv.kh, cv.kw, cv.stride_h, cv.pad_h, cv.dil_h, cv.groups, cv.relu_in, cv.in_shift,
-		 tc->n, tc->cin, tc->h, tc->w);
+		 tc->n, tc->cin, tc->h, tc->w, how);
 	dbuf_make(&x, nx, 2, cv.relu_in ? FILL_OFF0 : FILL_RAND);
 	dbuf_make(&wt, nw, 1, FILL_RAND);
 	dbuf_make(&dy, (size_t)tc->n * tc->ctot * ho * wo, 3, FILL_RAND);
@@ -262,7 +267,7 @@ static void conv_case_run(const struct conv_case *tc)
 	tx = tensor(&x, tc->n, tc->cin, tc->h, tc->w);
 	tdy = tensor(&dy, tc->n, tc->ctot, ho, wo);
 	ddx = dst(&dx, tc->acc_dx), ddw = dst(&dw, tc->acc_dw);
-	ck_assert_int_eq(nasgrad_conv(&gr, &tx, &cv, &tdy, &tc->wr, &ddx, &ddw, NULL), 0);
+	ck_assert_int_eq(nasgrad_conv(g, &tx, &cv, &tdy, &tc->wr, &ddx, &ddw, NULL), 0);
 
 	ctx = (struct conv_ctx){ &cv, tc->n, tc->cin, tc->h, tc->w, ho, wo, tc->ctot, &tc->wr,
 				 x.val, wt.val, dy.val, NULL };
@@ -275,6 +280,12 @@ static void conv_case_run(const struct conv_case *tc)
 	expect_grad(&dw, gw, tc->acc_dw, what);
 	free(ctx.y), free(gx), free(gw);
 	dbuf_free(&x), dbuf_free(&wt), dbuf_free(&dy), dbuf_free(&dx), dbuf_free(&dw);
+}
+
+static void conv_case_all(const struct conv_case *tc)
+{
+	for (int i = 0; i < 3; i++)
+		conv_case_run(tc, all_gr[i], gr_names[i]);
 }
 
 #define CONV(KH, KW, SH, SW, PH, PW, DH, DW, G, COUT)                                      \
@@ -297,7 +308,7 @@ START_TEST(test_conv_depthwise)
 					.acc_dx = s == 2, .acc_dw = dil == 2,
 				};
 				tc.cv.relu_in = s == 1 || k == 5;
-				conv_case_run(&tc);
+				conv_case_all(&tc);
 			}
 }
 END_TEST
@@ -321,9 +332,18 @@ START_TEST(test_conv_dense)
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct conv_case tc = cases[i];
-		conv_case_run(&tc);
+		conv_case_all(&tc);
 		tc.cv.relu_in = true;
-		conv_case_run(&tc);
+		conv_case_all(&tc);
+	}
+	/* Columns made one image at a time (a scratch bound below one image's). */
+	{
+		struct conv_case tc = cases[2];
+		uint64_t scratch_max = gr_tiled.scratch_max_bytes;
+
+		gr_tiled.scratch_max_bytes = 4;
+		conv_case_run(&tc, &gr_tiled, "gemm-tiled, one image at a time");
+		gr_tiled.scratch_max_bytes = scratch_max;
 	}
 }
 END_TEST
@@ -360,48 +380,50 @@ static double fr_loss(void *p)
 
 START_TEST(test_factorized_reduce)
 {
-	const int n = 2, cin = 3, h = 8, w = 6, half = 2, ho = 4, wo = 3, ctot = 6;
-	const struct rxd_nas_write wr = { .c_off = 1, .scale = 0.5f };
-	struct rxd_nas_conv cv[2] = { CONV(1, 1, 2, 2, 0, 0, 1, 1, 1, half),
-				      CONV(1, 1, 2, 2, 0, 0, 1, 1, 1, half) };
-	size_t nx = (size_t)n * cin * h * w, nw = (size_t)half * cin;
-	struct dbuf x, wt, dy, dx, dw1, dw2;
-	struct rxd_nas_tensor tx, tdy;
-	struct rxd_nasgrad_dst ddx, ddw[2];
-	struct fr_ctx ctx;
-	double *gx = malloc(nx * sizeof(double)), *gw = malloc(2 * nw * sizeof(double));
+	for (int gi = 0; gi < 3; gi++) {
+		const int n = 2, cin = 3, h = 8, w = 6, half = 2, ho = 4, wo = 3, ctot = 6;
+		const struct rxd_nas_write wr = { .c_off = 1, .scale = 0.5f };
+		struct rxd_nas_conv cv[2] = { CONV(1, 1, 2, 2, 0, 0, 1, 1, 1, half),
+					      CONV(1, 1, 2, 2, 0, 0, 1, 1, 1, half) };
+		size_t nx = (size_t)n * cin * h * w, nw = (size_t)half * cin;
+		struct dbuf x, wt, dy, dx, dw1, dw2;
+		struct rxd_nas_tensor tx, tdy;
+		struct rxd_nasgrad_dst ddx, ddw[2];
+		struct fr_ctx ctx;
+		double *gx = malloc(nx * sizeof(double)), *gw = malloc(2 * nw * sizeof(double));
 
-	ck_assert(gx && gw);
-	dbuf_make(&x, nx, 1, FILL_OFF0);
-	dbuf_make(&wt, 2 * nw, 0, FILL_RAND);
-	dbuf_make(&dy, (size_t)n * ctot * ho * wo, 2, FILL_RAND);
-	dbuf_make(&dx, nx, 0, FILL_NAN);
-	dbuf_make(&dw1, nw, 1, FILL_NAN);
-	dbuf_make(&dw2, nw, 1, FILL_RAND);
-	for (int i = 0; i < 2; i++) {
-		cv[i].relu_in = true;
-		cv[i].in_shift = i;
-		cv[i].weight = wt.mem;
-		cv[i].weight_off = (int64_t)(i * nw);
+		ck_assert(gx && gw);
+		dbuf_make(&x, nx, 1, FILL_OFF0);
+		dbuf_make(&wt, 2 * nw, 0, FILL_RAND);
+		dbuf_make(&dy, (size_t)n * ctot * ho * wo, 2, FILL_RAND);
+		dbuf_make(&dx, nx, 0, FILL_NAN);
+		dbuf_make(&dw1, nw, 1, FILL_NAN);
+		dbuf_make(&dw2, nw, 1, FILL_RAND);
+		for (int i = 0; i < 2; i++) {
+			cv[i].relu_in = true;
+			cv[i].in_shift = i;
+			cv[i].weight = wt.mem;
+			cv[i].weight_off = (int64_t)(i * nw);
+		}
+		tx = tensor(&x, n, cin, h, w);
+		tdy = tensor(&dy, n, ctot, ho, wo);
+		ddx = dst(&dx, false), ddw[0] = dst(&dw1, false), ddw[1] = dst(&dw2, true);
+		ck_assert_int_eq(nasgrad_factorized_reduce(all_gr[gi], &tx, cv, &tdy, &wr, &ddx, ddw, NULL), 0);
+		ctx = (struct fr_ctx){ n, cin, h, w, half, ho, wo, ctot, wr.c_off, wr.scale, x.val,
+				       wt.val, wt.val + nw, dy.val, NULL };
+		fd(fr_loss, &ctx, x.val, nx, gx);
+		fd(fr_loss, &ctx, wt.val, 2 * nw, gw);
+		expect_grad(&dx, gx, false, "FactorizedReduce dx");
+		expect_grad(&dw1, gw, false, "FactorizedReduce conv_1 dw");
+		expect_grad(&dw2, gw + nw, true, "FactorizedReduce conv_2 dw");
+		/* An odd map: the shifted half's output is smaller, which the forward refuses too. */
+		tx.h = 7;
+		ck_assert_int_eq(nasgrad_factorized_reduce(all_gr[gi], &tx, cv, &tdy, &wr, &ddx, ddw, NULL),
+				 -EINVAL);
+		free(gx), free(gw);
+		dbuf_free(&x), dbuf_free(&wt), dbuf_free(&dy), dbuf_free(&dx), dbuf_free(&dw1),
+			dbuf_free(&dw2);
 	}
-	tx = tensor(&x, n, cin, h, w);
-	tdy = tensor(&dy, n, ctot, ho, wo);
-	ddx = dst(&dx, false), ddw[0] = dst(&dw1, false), ddw[1] = dst(&dw2, true);
-	ck_assert_int_eq(nasgrad_factorized_reduce(&gr, &tx, cv, &tdy, &wr, &ddx, ddw, NULL), 0);
-	ctx = (struct fr_ctx){ n, cin, h, w, half, ho, wo, ctot, wr.c_off, wr.scale, x.val,
-			       wt.val, wt.val + nw, dy.val, NULL };
-	fd(fr_loss, &ctx, x.val, nx, gx);
-	fd(fr_loss, &ctx, wt.val, 2 * nw, gw);
-	expect_grad(&dx, gx, false, "FactorizedReduce dx");
-	expect_grad(&dw1, gw, false, "FactorizedReduce conv_1 dw");
-	expect_grad(&dw2, gw + nw, true, "FactorizedReduce conv_2 dw");
-	/* An odd map: the shifted half's output is smaller, which the forward refuses too. */
-	tx.h = 7;
-	ck_assert_int_eq(nasgrad_factorized_reduce(&gr, &tx, cv, &tdy, &wr, &ddx, ddw, NULL),
-			 -EINVAL);
-	free(gx), free(gw);
-	dbuf_free(&x), dbuf_free(&wt), dbuf_free(&dy), dbuf_free(&dx), dbuf_free(&dw1),
-		dbuf_free(&dw2);
 }
 END_TEST
 
@@ -1211,8 +1233,27 @@ START_TEST(test_refused)
 }
 END_TEST
 
+/* An engine of one kernel family for every size class and transposition. */
+static int engine_make(struct rxd_gemm_engine *eng, const struct rxd_gemm_config *cfg)
+{
+	memset(eng, 0, sizeof(*eng));
+	eng->dev = &dev;
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			int v = gemm_engine_add(eng, ta, tb, cfg);
+			if (v < 0)
+				return v;
+			for (int cl = 0; cl < RXD_GEMM_CLASSES; cl++)
+				eng->choice[ta][tb][cl] = v;
+		}
+	return 0;
+}
+
 int main(void)
 {
+	const struct rxd_gemm_config tiled = { .kernel = RXD_GEMM_TILED, .tsm = 16, .tsn = 16,
+					       .tsk = 16, .wptm = 4, .wptn = 4 };
+	const struct rxd_gemm_config reg = { RXD_GEMM_REG, 32, 32, 16, 8, 8, 4, 4, 0, 0, 0 };
 	const char *sel = getenv("RXGEMM_TEST_DEVICE");
 	Suite *s = suite_create("nasgrad");
 	TCase *tc = tcase_create("backward");
@@ -1226,7 +1267,12 @@ int main(void)
 		return 77;
 	}
 	fprintf(stderr, "device: %s\n", dev.description);
-	if (nasgrad_init(&gr, &dev) < 0) {
+	if (engine_make(&eng_tiled, &tiled) < 0 || engine_make(&eng_reg, &reg) < 0) {
+		fprintf(stderr, "the GEMM kernels do not build on %s\n", dev.description);
+		return EXIT_FAILURE;
+	}
+	if (nasgrad_init(&gr, &dev, NULL) < 0 || nasgrad_init(&gr_tiled, &dev, &eng_tiled) < 0 ||
+	    nasgrad_init(&gr_reg, &dev, &eng_reg) < 0) {
 		fprintf(stderr, "nasgrad.cl does not build on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
@@ -1251,7 +1297,8 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	nasgrad_fini(&gr);
+	nasgrad_fini(&gr_reg), nasgrad_fini(&gr_tiled), nasgrad_fini(&gr);
+	gemm_fini(&eng_reg), gemm_fini(&eng_tiled);
 	device_close(&dev);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
