@@ -482,6 +482,9 @@ int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	if ((ret = nasgrad_check_range(cv->weight, cv->weight_off, w_elems)) < 0)
 		return ret;
 	if (dweight && dweight->mem) {
+		/* dW's kernel walks every output of every image with one int. */
+		if ((int64_t)x->n * ho * wo > INT_MAX)
+			return -E2BIG;
 		if ((ret = nasgrad_check_range(dweight->mem, dweight->off, w_elems)) < 0)
 			return ret;
 		if (nasgrad_overlap(dweight->mem, dweight->off, w_elems, x->mem, x->off,
@@ -524,8 +527,6 @@ int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 		size_t local = nasgrad_local_pow2(gr, RXD_NASGRAD_K_CONV_DW);
 		cl_ulong dw_off = (cl_ulong)dweight->off;
 
-		if ((int64_t)x->n * ho * wo > INT_MAX)
-			return -E2BIG;
 		acc = dweight->accumulate;
 		ret = nasgrad_args(gr, RXD_NASGRAD_K_CONV_DW, sizeof(cl_mem), &dy->mem,
 				   sizeof(cl_ulong), &dy_off, sizeof(cl_int), &dy->c, sizeof(cl_int),
