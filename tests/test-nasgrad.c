@@ -9,7 +9,11 @@
  * input element and parameter p. Shapes are small and odd (7 x 9 planes, 3 or 5 channels,
  * batches of 2 or 3), with stride 2, both dilations, padding, groups, ReLU on the input,
  * FactorizedReduce's shifted read, channel slices of the output and accumulation into
- * the gradients.
+ * the gradients. Convolutions run three ways: direct kernels, and through the GEMM engine
+ * with its tiled and its register-blocked kernel. One test chains a whole mixed edge
+ * (max_pool_3x3, dil_conv_3x3 with its BN, skip_connect, weighted by softmax(alpha)):
+ * forward with nasops and nasgrad_bn_forward, backward through every step, against the
+ * differences of the whole edge in x, both convolutions' weights and alpha.
  *
  * Tolerance of the gradients: |got - fd| <= GRAD_TOL * (1 + |fd|), GRAD_TOL = 1e-4.
  * - The finite differences are in double with h = 1e-6 on functions whose values are at
@@ -46,6 +50,7 @@ static struct rxd_gemm_engine eng_tiled, eng_reg;
  * edge-handling tiled kernel and with its register-blocked one. Everything else runs on gr. */
 static struct rxd_nasgrad gr, gr_tiled, gr_reg;
 static struct rxd_nasgrad *const all_gr[3] = { &gr, &gr_tiled, &gr_reg };
+static struct rxd_nasops ops_fwd; /* the forward steps of test_mixed_edge */
 static const char *const gr_names[3] = { "direct", "gemm-tiled", "gemm-reg" };
 static uint32_t rng = 12345;
 
@@ -1044,6 +1049,219 @@ START_TEST(test_mixed_alpha)
 }
 END_TEST
 
+/* ---- a whole mixed operation, forward on the device, backward through every step ----- */
+
+/* An edge of a supernet cell with three of the primitives: max_pool_3x3, dil_conv_3x3
+ * (ReLU, depthwise 3x3 dilation 2, 1x1, BN without affine) and skip_connect, summed with
+ * the weights softmax(alpha) into a channel slice of the node. The forward runs on the
+ * device (nasops and nasgrad_bn_forward); the backward chains the steps' gradients as a
+ * search will (each op's backward reads dy with its weight as the scale; the convolution
+ * reads BN's input gradient; dx accumulates over the ops), and the result is checked
+ * against finite differences of the whole edge in double: x, both weight arrays, alpha. */
+struct edge_ctx {
+	int n, c, h, w, ctot, c_off;
+	double *x, *wdw, *wpw, *alpha, *dy;
+	double *t, *u, *o; /* scratch: the depthwise and pointwise outputs, one op's output */
+};
+
+static double edge_loss(void *p)
+{
+	struct edge_ctx *e = p;
+	const int n = e->n, c = e->c, h = e->h, w = e->w;
+	const size_t hw = (size_t)h * w;
+	const struct rxd_nas_conv dwc = { .c_out = c, .kh = 3, .kw = 3, .stride_h = 1,
+					  .stride_w = 1, .pad_h = 2, .pad_w = 2, .dil_h = 2,
+					  .dil_w = 2, .groups = c, .relu_in = true };
+	const struct rxd_nas_conv pwc = { .c_out = c, .kh = 1, .kw = 1, .stride_h = 1,
+					  .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1 };
+	double mx = -INFINITY, sum = 0, wts[3], L = 0;
+
+	for (int j = 0; j < 3; j++)
+		mx = fmax(mx, e->alpha[j]);
+	for (int j = 0; j < 3; j++)
+		sum += exp(e->alpha[j] - mx);
+	for (int j = 0; j < 3; j++)
+		wts[j] = exp(e->alpha[j] - mx) / sum;
+	/* max_pool_3x3, stride 1, pad 1 */
+	for (int b = 0; b < n * c; b++)
+		for (int i = 0; i < h; i++)
+			for (int j = 0; j < w; j++) {
+				double best = -INFINITY;
+				for (int a = i - 1; a <= i + 1; a++)
+					for (int d = j - 1; d <= j + 1; d++)
+						if (a >= 0 && a < h && d >= 0 && d < w)
+							best = fmax(best, e->x[(size_t)b * hw + a * w + d]);
+				e->o[(size_t)b * hw + i * w + j] = best;
+			}
+	L += wts[0] * slice_dot(e->dy, e->ctot, e->c_off, e->o, n, c, hw, 1.0);
+	/* dil_conv_3x3: ReLU, depthwise dilated, 1x1, BN (batch statistics, no affine) */
+	ref_conv(e->x, n, c, h, w, &dwc, e->wdw, e->t, h, w);
+	ref_conv(e->t, n, c, h, w, &pwc, e->wpw, e->u, h, w);
+	for (int ch = 0; ch < c; ch++) {
+		double m = 0, v = 0;
+		for (int b = 0; b < n; b++)
+			for (size_t q = 0; q < hw; q++)
+				m += e->u[((size_t)b * c + ch) * hw + q];
+		m /= (double)n * hw;
+		for (int b = 0; b < n; b++)
+			for (size_t q = 0; q < hw; q++) {
+				double d = e->u[((size_t)b * c + ch) * hw + q] - m;
+				v += d * d;
+			}
+		v /= (double)n * hw;
+		for (int b = 0; b < n; b++)
+			for (size_t q = 0; q < hw; q++) {
+				size_t i = ((size_t)b * c + ch) * hw + q;
+				e->o[i] = (e->u[i] - m) / sqrt(v + (double)RXD_NAS_BN_EPS);
+			}
+	}
+	L += wts[1] * slice_dot(e->dy, e->ctot, e->c_off, e->o, n, c, hw, 1.0);
+	/* skip_connect */
+	L += wts[2] * slice_dot(e->dy, e->ctot, e->c_off, e->x, n, c, hw, 1.0);
+	return L;
+}
+
+START_TEST(test_mixed_edge)
+{
+	const int n = 2, c = 3, h = 7, w = 6, ctot = 5, c_off = 2;
+	const size_t one = (size_t)n * c * h * w;
+	struct dbuf x, wts, alpha, y, ops, t, u, st, dy, dx, dt, du, dwts, g, dalpha;
+	struct rxd_nas_conv dwc = { .c_out = c, .kh = 3, .kw = 3, .stride_h = 1, .stride_w = 1,
+				    .pad_h = 2, .pad_w = 2, .dil_h = 2, .dil_w = 2, .groups = c,
+				    .relu_in = true };
+	struct rxd_nas_conv pwc = { .c_out = c, .kh = 1, .kw = 1, .stride_h = 1, .stride_w = 1,
+				    .dil_h = 1, .dil_w = 1, .groups = 1 };
+	const struct rxd_nas_pool pool = { .kind = RXD_NAS_POOL_MAX, .kh = 3, .kw = 3,
+					   .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1 };
+	const struct rxd_nas_write put = { .c_off = 0, .scale = 1.0f };
+	struct rxd_nasgrad_bn bn = { .affine = false, .momentum = 0.1f, .eps = RXD_NAS_BN_EPS };
+	struct rxd_nas_tensor tx, to[3], tt, tu, ty;
+	struct rxd_nasgrad_dst ddx, ddt, ddu, ddw_dw, ddw_pw;
+	struct rxd_nasgrad_vec va, vg;
+	struct edge_ctx ctx;
+	double wsum = 0, wt[3], *gx, gdw[27], gpw[9], ga[3];
+	float *got;
+
+	dbuf_make(&x, one, 1, FILL_OFF0);
+	dbuf_make(&wts, 27 + 9, 0, FILL_RAND); /* depthwise [3][1][3][3], then 1x1 [3][3] */
+	dbuf_make(&alpha, 3, 0, FILL_RAND);
+	dbuf_make(&y, (size_t)n * ctot * h * w, 0, FILL_RAND);
+	dbuf_make(&ops, 3 * one, 0, FILL_NAN); /* each op's output, for the alpha gradient */
+	dbuf_make(&t, one, 0, FILL_NAN);
+	dbuf_make(&u, one, 0, FILL_NAN);
+	dbuf_make(&st, 2 * (size_t)c, 0, FILL_NAN);
+	dbuf_make(&dy, (size_t)n * ctot * h * w, 0, FILL_RAND);
+	dbuf_make(&dx, one, 1, FILL_NAN);
+	dbuf_make(&dt, one, 0, FILL_NAN);
+	dbuf_make(&du, one, 0, FILL_NAN);
+	dbuf_make(&dwts, 27 + 9, 0, FILL_NAN);
+	dbuf_make(&g, 3, 0, FILL_NAN);
+	dbuf_make(&dalpha, 3, 0, FILL_NAN);
+	for (int j = 0; j < 3; j++)
+		wsum += exp(alpha.val[j]);
+	for (int j = 0; j < 3; j++)
+		wt[j] = exp(alpha.val[j]) / wsum;
+	dwc.weight = pwc.weight = wts.mem, pwc.weight_off = 27;
+	bn.stats = (struct rxd_nasgrad_vec){ st.mem, 0 };
+	tx = tensor(&x, n, c, h, w);
+	for (int j = 0; j < 3; j++) {
+		to[j] = tensor(&ops, n, c, h, w);
+		to[j].off = (int64_t)(j * one);
+	}
+	tt = tensor(&t, n, c, h, w), tu = tensor(&u, n, c, h, w);
+	ty = tensor(&y, n, ctot, h, w);
+
+	/* Forward: each op's output, then the weighted sum into y's slice. */
+	ck_assert_int_eq(nasops_pool(&ops_fwd, &tx, &pool, &to[0], &put, NULL), 0);
+	ck_assert_int_eq(nasops_conv(&ops_fwd, &tx, &dwc, &tt, &put, NULL), 0);
+	ck_assert_int_eq(nasops_conv(&ops_fwd, &tt, &pwc, &tu, &put, NULL), 0);
+	ck_assert_int_eq(nasgrad_bn_forward(&gr, &tu, &bn, &to[1], &put, NULL), 0);
+	ck_assert_int_eq(nasops_copy(&ops_fwd, &tx, false, &to[2], &put, NULL), 0);
+	for (int j = 0; j < 3; j++) {
+		struct rxd_nas_write wj = { .c_off = c_off, .accumulate = j > 0,
+					    .scale = (float)wt[j] };
+		ck_assert_int_eq(nasops_copy(&ops_fwd, &to[j], false, &ty, &wj, NULL), 0);
+	}
+
+	/* Backward. */
+	{
+		struct rxd_nas_tensor tdy = tensor(&dy, n, ctot, h, w);
+		struct rxd_nas_write r[3];
+
+		for (int j = 0; j < 3; j++) {
+			struct rxd_nasgrad_dst dg = { g.mem, j, false };
+			r[j] = (struct rxd_nas_write){ .c_off = c_off, .scale = (float)wt[j] };
+			ck_assert_int_eq(nasgrad_dot(&gr, &tdy, &r[j], &to[j], &dg, NULL), 0);
+		}
+		va = (struct rxd_nasgrad_vec){ alpha.mem, 0 };
+		vg = (struct rxd_nasgrad_vec){ g.mem, 0 };
+		{
+			struct rxd_nasgrad_dst dda = dst(&dalpha, false);
+			ck_assert_int_eq(nasgrad_alpha(&gr, &va, &vg, 1, 3, &dda, NULL), 0);
+		}
+		ddx = dst(&dx, false), ddt = dst(&dt, false), ddu = dst(&du, false);
+		ddw_dw = (struct rxd_nasgrad_dst){ dwts.mem, 0, false };
+		ddw_pw = (struct rxd_nasgrad_dst){ dwts.mem, 27, false };
+		ck_assert_int_eq(nasgrad_pool(&gr, &tx, &pool, &tdy, &r[0], &ddx, NULL), 0);
+		ck_assert_int_eq(nasgrad_bn_backward(&gr, &tu, &bn, &tdy, &r[1], &ddu, NULL, NULL,
+						     NULL),
+				 0);
+		{
+			struct rxd_nas_tensor tdu = tensor(&du, n, c, h, w);
+			struct rxd_nas_tensor tdt = tensor(&dt, n, c, h, w);
+			ck_assert_int_eq(nasgrad_conv(&gr_tiled, &tt, &pwc, &tdu, &put, &ddt, &ddw_pw,
+						      NULL),
+					 0);
+			ddx.accumulate = true;
+			ck_assert_int_eq(nasgrad_conv(&gr, &tx, &dwc, &tdt, &put, &ddx, &ddw_dw, NULL),
+					 0);
+		}
+		ck_assert_int_eq(nasgrad_relu(&gr, &tx, false, &tdy, &r[2], &ddx, NULL), 0);
+	}
+
+	/* The forward first (y's slice), then every gradient, against the double reference. */
+	ctx = (struct edge_ctx){ n, c, h, w, ctot, c_off, x.val, wts.val, wts.val + 27,
+				 alpha.val, dy.val, NULL, NULL, NULL };
+	ctx.t = malloc(one * sizeof(double)), ctx.u = malloc(one * sizeof(double));
+	ctx.o = malloc(one * sizeof(double)), gx = malloc(one * sizeof(double));
+	ck_assert(ctx.t && ctx.u && ctx.o && gx);
+	got = dbuf_read(&y);
+	{
+		/* The forward of the edge: d(L)/d(dy) is y's slice, so differences of L in dy
+		 * give the forward without another reference. */
+		double *fy = malloc(y.elems * sizeof(double));
+		ck_assert(fy);
+		fd(edge_loss, &ctx, dy.val, dy.elems, fy);
+		for (size_t i = 0; i < y.elems; i++) {
+			size_t ch = i / ((size_t)h * w) % ctot;
+			double want = ch >= (size_t)c_off && ch < (size_t)c_off + c ? fy[i]
+										  : y.val[i];
+			ck_assert_msg(fabs(got[i] - want) <= 1e-4 * (1 + fabs(want)),
+				      "edge forward: element %zu is %g, want %g", i, (double)got[i],
+				      want);
+		}
+		free(fy);
+	}
+	free(got);
+	fd(edge_loss, &ctx, x.val, one, gx);
+	fd(edge_loss, &ctx, wts.val, 27, gdw);
+	fd(edge_loss, &ctx, wts.val + 27, 9, gpw);
+	fd(edge_loss, &ctx, alpha.val, 3, ga);
+	expect_grad(&dx, gx, false, "mixed edge dx");
+	{
+		double gw[36];
+		memcpy(gw, gdw, sizeof(gdw));
+		memcpy(gw + 27, gpw, sizeof(gpw));
+		expect_grad(&dwts, gw, false, "mixed edge dW (depthwise, then 1x1)");
+	}
+	expect_grad(&dalpha, ga, false, "mixed edge dalpha");
+	free(ctx.t), free(ctx.u), free(ctx.o), free(gx);
+	dbuf_free(&x), dbuf_free(&wts), dbuf_free(&alpha), dbuf_free(&y), dbuf_free(&ops);
+	dbuf_free(&t), dbuf_free(&u), dbuf_free(&st), dbuf_free(&dy), dbuf_free(&dx);
+	dbuf_free(&dt), dbuf_free(&du), dbuf_free(&dwts), dbuf_free(&g), dbuf_free(&dalpha);
+}
+END_TEST
+
 /* ---- optimisers ---------------------------------------------------------------------- */
 
 START_TEST(test_sgd_clip)
@@ -1272,7 +1490,7 @@ int main(void)
 		return EXIT_FAILURE;
 	}
 	if (nasgrad_init(&gr, &dev, NULL) < 0 || nasgrad_init(&gr_tiled, &dev, &eng_tiled) < 0 ||
-	    nasgrad_init(&gr_reg, &dev, &eng_reg) < 0) {
+	    nasgrad_init(&gr_reg, &dev, &eng_reg) < 0 || nasops_init(&ops_fwd, &dev, NULL) < 0) {
 		fprintf(stderr, "nasgrad.cl does not build on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
@@ -1287,6 +1505,7 @@ int main(void)
 	tcase_add_test(tc, test_xent);
 	tcase_add_test(tc, test_bn);
 	tcase_add_test(tc, test_mixed_alpha);
+	tcase_add_test(tc, test_mixed_edge);
 	tcase_add_test(tc, test_sgd_clip);
 	tcase_add_test(tc, test_adam);
 	tcase_add_test(tc, test_refused);
@@ -1297,6 +1516,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	nasops_fini(&ops_fwd);
 	nasgrad_fini(&gr_reg), nasgrad_fini(&gr_tiled), nasgrad_fini(&gr);
 	gemm_fini(&eng_reg), gemm_fini(&eng_tiled);
 	device_close(&dev);
