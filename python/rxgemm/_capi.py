@@ -129,6 +129,40 @@ class Status(ctypes.Structure):
     ]
 
 
+class NasArgs(ctypes.Structure):
+    _fields_ = [
+        ("genotype", c_char_p), ("dataset", ctypes.c_int),
+        ("c", c_int32), ("layers", c_int32), ("classes", c_int32), ("height", c_int32),
+        ("width", c_int32), ("batch", c_int32),
+        ("weights", c_void_p), ("n_weights", c_size_t), ("weight_seed", c_uint64),
+        ("input", c_void_p), ("input_seed", c_uint64),
+        ("warmup", c_uint32), ("repeat", c_uint32),
+        ("logits", c_void_p),
+        ("supernet", ctypes.c_int), ("steps", c_uint32), ("multiplier", c_uint32),
+        ("alpha_normal", c_void_p), ("alpha_reduce", c_void_p),
+        ("weights_buf", c_void_p), ("weights_offset", c_size_t),
+        ("input_buf", c_void_p), ("input_offset", c_size_t),
+        ("weights_tensor", c_void_p), ("input_tensor", c_void_p),
+    ]
+
+
+class NasPart(ctypes.Structure):
+    _fields_ = [("name", c_char_p), ("ns", c_uint64), ("steps", c_uint32)]
+
+
+class NasResult(ctypes.Structure):
+    _fields_ = [
+        ("genotype", c_char_p), ("params", c_uint64), ("macs", c_uint64),
+        ("weight_floats", c_uint64), ("peak_device_bytes", c_uint64),
+        ("activation_bytes", c_uint64), ("batch", c_int32), ("batch_piece", c_int32),
+        ("classes", c_int32), ("steps", c_uint32), ("latency_median_ns", c_uint64),
+        ("latency_p90_ns", c_uint64), ("latency_mean_ns", c_uint64),
+        ("run_ns", ctypes.POINTER(c_uint64)), ("n_runs", c_size_t),
+        ("by_op", ctypes.POINTER(NasPart)), ("n_by_op", c_size_t),
+        ("by_cell", ctypes.POINTER(NasPart)), ("n_by_cell", c_size_t),
+    ]
+
+
 def _load():
     path = os.environ.get("RXGEMM_LIBRARY") or "librxgemm.so.0"
     lib = ctypes.CDLL(path)
@@ -163,6 +197,9 @@ def _load():
         "rxg_fd": (ctypes.c_int, [P]),
         "rxg_status": (ctypes.c_int, [P, ctypes.POINTER(ctypes.POINTER(Status))]),
         "rxg_status_free": (None, [ctypes.POINTER(Status)]),
+        "rxg_nas_eval": (ctypes.c_int, [P, ctypes.POINTER(NasArgs),
+                                        ctypes.POINTER(ctypes.POINTER(NasResult))]),
+        "rxg_nas_result_free": (None, [ctypes.POINTER(NasResult)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
