@@ -479,7 +479,13 @@ class Client:
         args, out, result, keep, post = self._prepare(a, b, out, alpha, beta, trans_a,
                                                       trans_b)
         t = _capi.Timings()
-        if args.m and args.n and (priority or deadline):
+        if args.k == 0 and args.m and args.n:
+            # An empty sum: nothing for the device (numpy gives zeros, scaled C with beta).
+            if isinstance(out, Tensor):
+                raise ValueError("rxgemm: k = 0 with a tensor out")
+            c = result if out is None else out
+            c[...] = 0 if beta == 0 else beta * c
+        elif args.m and args.n and (priority or deadline):
             job = self._submit_args(args, keep, priority, deadline)
             job.result()
             t = job._ctimings
@@ -547,9 +553,9 @@ class Client:
         """The one thread that waits for submitted jobs and settles their futures."""
         while True:
             with self._jobs_lock:
-                while not self._jobs and self._h:
-                    self._jobs_cond.wait()
-                if not self._h:
+                # Gone when idle (the next submit starts another), so that the thread
+                # does not keep an unused client alive.
+                if not self._jobs or not self._h:
                     self._waiter = None
                     return
                 h = self._h

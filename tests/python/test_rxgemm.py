@@ -114,6 +114,15 @@ def test_batched_layouts(client):
     close(out, ref(a2, bb), 19)
 
 
+def test_empty_products(client):
+    close(client.matmul(rand(4, 0), rand(0, 3)), np.zeros((4, 3)), 1)
+    assert client.matmul(rand(0, 5), rand(5, 3)).shape == (0, 3)
+    c0 = rand(4, 3)
+    out = c0.copy()
+    client.matmul(rand(4, 0), rand(0, 3), out, beta=2.0)
+    close(out, 2.0 * c0.astype(np.float64), 1)
+
+
 def test_one_line_form():
     a, b = rand(40, 30), rand(30, 20)
     close(rxgemm.matmul(a, b), ref(a, b), 30)
