@@ -518,6 +518,12 @@ class Client:
         job._post = post
         return job
 
+    async def amatmul(self, a, b, out=None, **kw):
+        """submit() for asyncio: await c.amatmul(a, b) gives the result array; cancelling
+        the awaiting task cancels the job on the daemon when it is still queued."""
+        import asyncio
+        return await asyncio.wrap_future(self.submit(a, b, out, **kw))
+
     def _submit_args(self, args, keep, priority, deadline):
         opts = _capi.JobOptions()
         if not 0 <= int(priority) <= 3:

@@ -295,9 +295,11 @@ def test_asyncio(client):
 
     async def main():
         return await asyncio.gather(*(asyncio.wrap_future(client.submit(a, b))
-                                      for _ in range(3)))
-    for r in asyncio.run(main()):
+                                      for _ in range(3)), client.amatmul(a, b, alpha=2.0))
+    rs = asyncio.run(main())
+    for r in rs[:3]:
         close(r, ref(a, b), 30)
+    close(rs[3], ref(a, b, alpha=2.0), 30)
 
 
 def test_cancel(client):
