@@ -1,10 +1,11 @@
 #!/bin/bash
-# test-deb.sh: the Debian packages, end to end. Builds rxgemmd, librxgemm0 and
-# librxgemm-dev from this build tree's dist tarball (packaging/build-deb.sh), checks them
+# test-deb.sh: the Debian packages, end to end. Builds rxgemmd, librxgemm0,
+# librxgemm-dev and python3-rxgemm from this build tree's dist tarball (packaging/build-deb.sh), checks them
 # with lintian (no error or warning), installs them with dpkg -i, checks what the
 # maintainer scripts did (user and group rxgemm, socket enabled, conffile), runs jobs
 # through the installed daemon and CLI as the service would (user rxgemm, socket 0660 for
-# group rxgemm) and a program built against librxgemm-dev, then purges the packages.
+# group rxgemm), a program built against librxgemm-dev, the installed Python package and
+# CBLAS shim (when python3-numpy is there), then purges the packages.
 #
 # It changes the machine (packages, the rxgemm user), so it is not part of make check:
 # quickstart.sh runs it in CI (CI=true) or when RXGEMM_TEST_DEB=1. By hand, as root, in a
@@ -39,7 +40,7 @@ TL_OUT=$T/stdout
 TL_ERR=$T/stderr
 pid=
 purge() {
-	dpkg --purge librxgemm-dev librxgemm0 rxgemmd >"$T/purge.log" 2>&1
+	dpkg --purge python3-rxgemm librxgemm-dev librxgemm0 rxgemmd >"$T/purge.log" 2>&1
 }
 # shellcheck disable=SC2317 # the EXIT trap calls it
 cleanup() {
@@ -66,7 +67,7 @@ if ! "$here/../packaging/build-deb.sh" "$T/debs" >"$T/build-deb.out" 2>&1; then
 	exit 1
 fi
 tl_ok "dpkg-buildpackage -us -uc -b: built in $(($(date +%s) - start)) s"
-for p in rxgemmd librxgemm0 librxgemm-dev; do
+for p in rxgemmd librxgemm0 librxgemm-dev python3-rxgemm; do
 	if ls "$T/debs/${p}_"*.deb >/dev/null 2>&1; then
 		tl_ok "package $p"
 	else
@@ -85,12 +86,12 @@ fi
 # --- install ----------------------------------------------------------------------------------
 touch "$marker"
 if ! dpkg -i "$T/debs/librxgemm0_"*.deb "$T/debs/librxgemm-dev_"*.deb \
-	"$T/debs/rxgemmd_"*.deb >"$T/dpkg.log" 2>&1; then
+	"$T/debs/rxgemmd_"*.deb "$T/debs/python3-rxgemm_"*.deb >"$T/dpkg.log" 2>&1; then
 	cat "$T/dpkg.log"
 	echo "FAIL: dpkg -i"
 	exit 1
 fi
-tl_ok "dpkg -i installed the three packages"
+tl_ok "dpkg -i installed the four packages"
 
 getent passwd rxgemm >/dev/null && getent group rxgemm >/dev/null &&
 	tl_ok "postinst made the user and group rxgemm" || tl_fail "no user or group rxgemm"
@@ -105,7 +106,7 @@ dpkg-query -W -f='${Conffiles}\n' rxgemmd | grep -q '/etc/rxgemmd/rxgemmd.conf' 
 	tl_ok "/etc/rxgemmd/rxgemmd.conf is a conffile" || tl_fail "the config is not a conffile"
 [ -d /var/cache/rxgemmd ] && [ "$(stat -c %U /var/cache/rxgemmd)" = rxgemm ] &&
 	tl_ok "postinst made /var/cache/rxgemmd for rxgemm" || tl_fail "no /var/cache/rxgemmd"
-for page in 8:rxgemmd 5:rxgemmd.conf 1:rxgemm 1:rxgemm-bench; do
+for page in 8:rxgemmd 5:rxgemmd.conf 1:rxgemm 1:rxgemm-bench 7:librxgemm-cblas; do
 	if command -v man >/dev/null 2>&1; then
 		man -w "${page%%:*}" "${page#*:}" >/dev/null 2>&1 && tl_ok "man ${page%%:*} ${page#*:}" ||
 			tl_fail "no man page ${page#*:}(${page%%:*})"
@@ -195,6 +196,35 @@ if tl_run "build against librxgemm-dev" 0 cc -o "$T/tiny" "$T/tiny.c" \
 	tl_run "program against librxgemm" 0 "$T/tiny" "$sock" &&
 		tl_ok "a program built with pkg-config rxgemm ran a job"
 fi
+
+# The Python package and the CBLAS shim, as installed (they need Debian's numpy).
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+	cat >"$T/py.py" <<'PY'
+import sys
+import numpy as np
+import rxgemm
+assert rxgemm.__file__.startswith("/usr/lib/python3/dist-packages/"), rxgemm.__file__
+a = np.arange(12, dtype=np.float32).reshape(3, 4)
+b = np.ones((4, 2), np.float32)
+with rxgemm.Client(sys.argv[1]) as c:
+    assert np.array_equal(c.matmul(a, b), a @ b)
+PY
+	tl_run "installed python3-rxgemm" 0 env -u PYTHONPATH /usr/bin/python3 "$T/py.py" "$sock" &&
+		tl_ok "python3-rxgemm: import rxgemm and a matmul on the installed daemon"
+	shim=$(ls /usr/lib/*/rxgemm/librxgemm-cblas.so 2>/dev/null | head -n 1)
+	if [ -n "$shim" ] && tl_run "installed shim" 0 env LD_PRELOAD="$shim" RXGEMM_SOCKET="$sock" \
+		RXGEMM_CBLAS_VERBOSE=1 /usr/bin/python3 -c \
+		'import numpy as np; a = np.ones((300, 300), np.float32); assert (a @ a == 300).all()'; then
+		tl_expect_output "installed shim" 'on the daemon' &&
+			tl_ok "librxgemm-cblas.so from librxgemm0 sends numpy's sgemm to the daemon"
+	elif [ -z "$shim" ]; then
+		tl_fail "librxgemm0 has no rxgemm/librxgemm-cblas.so"
+	fi
+fi
+for doc in NAS.md PROTOCOL.md PERFORMANCE.md; do
+	[ -f "/usr/share/doc/rxgemmd/$doc" ] && tl_ok "rxgemmd ships $doc" ||
+		tl_fail "/usr/share/doc/rxgemmd/$doc is missing"
+done
 
 tl_daemon_stop "$pid" TERM
 pid=

@@ -17,7 +17,7 @@ fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/rxgman.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
-for page in "$SRC"/docs/*.[158]; do
+for page in "$SRC"/docs/*.[1578]; do
 	name=$(basename "$page")
 	if groff -ww -z -man "$page" 2>"$T/warn" && [ ! -s "$T/warn" ]; then
 		ok "$name: groff -ww -z -man is silent"

@@ -1,0 +1,35 @@
+#!/bin/bash
+# test-python.sh: the rxgemm Python package (python/rxgemm) from the build tree, by pytest
+# (tests/python/) against a private daemon on PoCL. Skipped (77) without a python3 that has
+# numpy and pytest (Debian: python3-numpy, python3-pytest).
+set -euo pipefail
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+SRC=${TESTS_SRCDIR:-$(dirname "$0")}
+B=${TESTS_BUILDDIR:-$(dirname "$0")}
+LIB=$B/../client/.libs/librxgemm.so
+PY=
+for p in ${PYTHON:-} python3 /usr/bin/python3; do
+	if "$p" -c 'import numpy, pytest' 2>/dev/null; then
+		PY=$p
+		break
+	fi
+done
+if [ -z "$PY" ]; then
+	echo "SKIP: no python3 with numpy and pytest (Debian: python3-numpy python3-pytest)"
+	exit 77
+fi
+if [ ! -e "$LIB" ]; then
+	echo "SKIP: no shared librxgemm at $LIB (built with --disable-shared?)"
+	exit 77
+fi
+tl_init
+tl_daemon_start python
+rc=0
+env RXGEMM_SOCKET="$TL_DAEMON_SOCKET" RXGEMM_LIBRARY="$LIB" RXGEMM="$RXGEMM" \
+	PYTHONPATH="$SRC/../python${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
+	timeout 1200 "$PY" -m pytest -q -p no:cacheprovider -rs "$SRC/python" || rc=$?
+tl_daemon_stop "$TL_DAEMON_PID" TERM
+# pytest: 0 all passed, 1 some failed, 5 none collected (a broken run, not a skip).
+[ "$rc" -eq 0 ] || { echo "FAIL: pytest exited with $rc"; exit 1; }
+exit 0
