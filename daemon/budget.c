@@ -346,6 +346,18 @@ void budget_wake(struct rxd_budget *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
+uint64_t budget_limit(struct rxd_budget *b)
+{
+	uint64_t bytes;
+
+	if (!b || !b->initialized)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	bytes = b->budget_bytes;
+	pthread_mutex_unlock(&b->lock);
+	return bytes;
+}
+
 void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out)
 {
 	memset(out, 0, sizeof(*out));

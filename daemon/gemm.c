@@ -630,7 +630,7 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		return error_set(err, RXD_S_TOO_BIG,
 				 "%.1f MiB of device buffers do not fit the budget of %.1f MiB",
 				 (double)(bytes[0] + bytes[1] + bytes[2]) / 1048576.0,
-				 (double)eng->budget->budget_bytes / 1048576.0);
+				 (double)budget_limit(eng->budget) / 1048576.0);
 	if (ret < 0)
 		return error_set(err, e != CL_SUCCESS ? gemm_cl_status(e)
 							     : RXD_S_NO_MEMORY,

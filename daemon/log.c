@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -19,17 +20,18 @@
 
 #include "rxgemmd.h"
 
-static int log_level = LOG_INFO;
+/* Written on SIGHUP by the loop thread, read by both threads at every message. */
+static atomic_int log_level = LOG_INFO;
 static int log_text = -1; /* 1: time and level word; 0: "<N>" prefix; -1: not chosen yet */
 
 void log_set_level(int level)
 {
-	log_level = level;
+	atomic_store_explicit(&log_level, level, memory_order_relaxed);
 }
 
 int log_get_level(void)
 {
-	return log_level;
+	return atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 int log_parse_level(const char *s)
@@ -79,7 +81,7 @@ static void log_vmsg(int prio, const char *fmt, va_list ap)
 	size_t len;
 	int n;
 
-	if (prio > log_level)
+	if (prio > log_get_level())
 		return;
 	if (log_text < 0)
 		log_text = log_default_format();

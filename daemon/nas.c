@@ -1563,7 +1563,7 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 				       "scratch %llu); the budget is %llu and the largest buffer "
 				       "%llu", (unsigned long long)need, (unsigned long long)wbytes,
 				       (unsigned long long)abytes, (unsigned long long)scratch,
-				       (unsigned long long)(b ? b->budget_bytes : 0),
+				       (unsigned long long)budget_limit(b),
 				       (unsigned long long)ops->dev->max_alloc_bytes);
 			goto out;
 		}

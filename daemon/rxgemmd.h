@@ -528,6 +528,8 @@ void budget_release(struct rxd_budget *b, struct rxd_budget_res *res);
 void budget_trim(struct rxd_budget *b);
 void budget_note_split(struct rxd_budget *b);
 void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out);
+/* The budget's size now (SIGHUP may change it on the loop thread); 0 for NULL. */
+uint64_t budget_limit(struct rxd_budget *b);
 /* Wake the waiters so that cancelled ones leave (a client went away). */
 void budget_wake(struct rxd_budget *b);
 
@@ -691,7 +693,7 @@ struct rxd_nas_write {
 	float scale;                 /* multiplies op(x); 1 except in weighted sums */
 };
 
-/* A convolution, BN folded into weight and bias (see ../shared/NOTES-DARTS.md). */
+/* A convolution, BN folded into weight and bias (nas_fold: scale gamma / sqrt(var + eps) into each output channel). */
 struct rxd_nas_conv {
 	int32_t c_out;               /* output channels, the slice's width */
 	int32_t kh, kw;
