@@ -135,7 +135,7 @@ test_all() {
 	fi
 	say "make distcheck"
 	make -j"$(nproc)" distcheck
-	# The hardening checks (issue 13), in CI or each when asked for (RXGEMM_TEST_SOAK=1,
+	# The hardening checks, in CI or each when asked for (RXGEMM_TEST_SOAK=1,
 	# RXGEMM_TEST_FUZZ=1, RXGEMM_TEST_SANITIZE=1): a short soak, the fuzzers for a minute
 	# each, make check under ASan and UBSan. The last two build in directories of their
 	# own (build-fuzz, build-sanitize).

@@ -1,6 +1,6 @@
 /* gemm.cl: SGEMM, C = alpha * op(A) * op(B) + beta * C, all matrices column-major.
  *
- * OpenCL C 1.1 and Mesa Clover's rules (../shared/NOTES-GEMM.md): no static or inline
+ * OpenCL C 1.1 and Mesa Clover's rules: no static or inline
  * functions, no volatile privates, work-groups of at most 256, local memory well under
  * 32 KiB. The host turns row-major requests into column-major ones (C^T = B^T A^T).
  *

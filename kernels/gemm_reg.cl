@@ -1,7 +1,7 @@
 /* gemm_reg.cl: register-blocked SGEMM for large sizes, C = alpha * op(A) * op(B) + beta * C,
  * all matrices column-major (the host maps row-major requests onto this).
  *
- * OpenCL C 1.1 and Mesa Clover's rules (../shared/NOTES-GEMM.md): no static or inline
+ * OpenCL C 1.1 and Mesa Clover's rules: no static or inline
  * functions, no volatile privates; the host checks work-group and local-memory limits.
  *
  * Shape of the work:

@@ -1,7 +1,7 @@
 /* nas.cl: the step kinds of a NAS network (daemon/nasops.c): convolutions (direct, and
  * im2col for the GEMM engine), pooling, copies, zeros, global average pooling, linear.
  *
- * OpenCL C 1.1 and Mesa's rules (../shared/NOTES-GEMM.md): no static or inline functions,
+ * OpenCL C 1.1 and Mesa's rules: no static or inline functions,
  * no fma() (llvmpipe miscompiles it at long sums: a * b + c instead). Tensors are NCHW
  * float32 starting at a ulong offset in their buffer; indices from there are ints (the
  * host rejects tensors and weight arrays of more than INT_MAX elements).

@@ -90,7 +90,7 @@ nice make -j"$(nproc)"
 
 # halt_on_error: the first finding ends the program, so a test cannot pass over one.
 # detect_stack_use_after_return finds what a plain build lets through silently (a pointer
-# to a returned function's locals), the class of the daemon-run.c bug of issue 13.
+# to a returned function's locals), the class of a bug daemon-run.c once had.
 export ASAN_OPTIONS="$asan_defaults${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="$ubsan_defaults${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 LSAN_OPTIONS="suppressions=$srcdir/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"

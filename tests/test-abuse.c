@@ -1,5 +1,5 @@
 /* test-abuse.c: what a hostile or careless client can make rxgemmd hold, replayed against
- * one daemon (issue 13, items 1, 2, 3, 9 and 10), while a well-behaved client keeps being
+ * one daemon, while a well-behaved client keeps being
  * served between the attacks:
  *
  * - a 16 MiB frame of 2-byte unknown fields is refused with STATUS_PROTOCOL and costs the

@@ -399,7 +399,7 @@ usage_error "--shm sometimes" gemm -m 8 -n 8 -k 8 --shm sometimes
 usage_error "--priority 4" gemm -m 8 -n 8 -k 8 --priority 4
 usage_error "--deadline-ms -1" gemm -m 8 -n 8 -k 8 --deadline-ms -1
 
-# issue 16: each message says what to do, with the documented exit code.
+# Each message says what to do, with the documented exit code.
 if tl_run "no command lists all" 2 "${R[@]}"; then
 	tl_expect_output "no command lists all" 'gemm, status, devices, bench, top or nas' &&
 		tl_ok "no command: the message lists all six commands"

@@ -2,7 +2,7 @@
 # test-man.sh: every man page passes groff's checks with all warnings on (-ww) and, where
 # Debian's mandoc is installed, mandoc -T lint; each renders to text with its NAME for
 # whatis (lexgrog, when man-db is there); and rxgemm(1)'s SYNOPSIS puts each command on its
-# own line and its DESCRIPTION gives nas its own entry (the two layout slips of issue 16).
+# own line and its DESCRIPTION gives nas its own entry.
 # Skipped (77) without groff.
 set -euo pipefail
 
