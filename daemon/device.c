@@ -4,6 +4,7 @@
  * come from queries, never from device names. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,4 +385,56 @@ void device_mem_release(cl_mem a, cl_mem b, cl_mem c)
 		clReleaseMemObject(b);
 	if (c)
 		clReleaseMemObject(c);
+}
+
+int device_cl_errno(cl_int e)
+{
+	return e == CL_MEM_OBJECT_ALLOCATION_FAILURE || e == CL_OUT_OF_RESOURCES ||
+			       e == CL_OUT_OF_HOST_MEMORY
+		       ? -ENOMEM
+		       : -EIO;
+}
+
+int device_kernel_args(cl_kernel k, const char *name, ...)
+{
+	va_list ap;
+	cl_uint i = 0;
+	cl_int e = CL_SUCCESS;
+	size_t size;
+
+	va_start(ap, name);
+	while (e == CL_SUCCESS && (size = va_arg(ap, size_t)) != 0) {
+		const void *p = va_arg(ap, const void *);
+		e = clSetKernelArg(k, i++, size, p);
+	}
+	va_end(ap);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: argument %u: %s", name, i - 1, device_strerror(e));
+		return -EIO;
+	}
+	return 0;
+}
+
+size_t device_kernel_local(size_t wg, size_t multiple, size_t extent)
+{
+	size_t max = wg < 256 ? wg : 256, l = multiple;
+
+	if (l < 1 || l > max)
+		l = max;
+	while (l < extent && 2 * l <= max)
+		l *= 2;
+	return l;
+}
+
+int device_kernel_enqueue(const struct rxd_device *dev, cl_kernel k, const char *name,
+			  cl_uint dims, const size_t *offset, const size_t *global,
+			  const size_t *local, cl_event *ev)
+{
+	cl_int e = clEnqueueNDRangeKernel(dev->queue, k, dims, offset, global, local, 0, NULL, ev);
+
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: clEnqueueNDRangeKernel: %s", name, device_strerror(e));
+		return device_cl_errno(e);
+	}
+	return 0;
 }

@@ -48,38 +48,6 @@ static const char *const nasgrad_kernel_names[RXD_NASGRAD_KERNELS] = {
 
 /* ---- checking ----------------------------------------------------------------------- */
 
-/* elems floats from off lie inside mem, and indices from off fit an int. */
-static int nasgrad_check_range(cl_mem mem, int64_t off, int64_t elems)
-{
-	size_t bytes = 0;
-
-	if (!mem || off < 0 || elems < 1)
-		return -EINVAL;
-	if (elems > INT_MAX || off > INT64_MAX / 8)
-		return -E2BIG;
-	if (clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof(bytes), &bytes, NULL) != CL_SUCCESS)
-		return -EINVAL;
-	if ((uint64_t)(off + elems) * sizeof(float) > bytes)
-		return -EINVAL;
-	return 0;
-}
-
-static int64_t nasgrad_elems(const struct rxd_nas_tensor *t)
-{
-	return (int64_t)t->n * t->c * t->h * t->w;
-}
-
-static int nasgrad_check_tensor(const struct rxd_nas_tensor *t)
-{
-	int64_t elems;
-
-	if (t->n < 1 || t->c < 1 || t->h < 1 || t->w < 1)
-		return -EINVAL;
-	if (__builtin_mul_overflow((int64_t)t->n * t->c, (int64_t)t->h * t->w, &elems))
-		return -E2BIG;
-	return nasgrad_check_range(t->mem, t->off, elems);
-}
-
 static bool nasgrad_overlap(cl_mem a, int64_t a_off, int64_t a_len, cl_mem b, int64_t b_off,
 			    int64_t b_len)
 {
@@ -94,77 +62,25 @@ static int nasgrad_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas
 {
 	int ret;
 
-	if ((ret = nasgrad_check_tensor(x)) < 0 || (ret = nasgrad_check_tensor(dy)) < 0)
+	if ((ret = nasops_check_tensor(x)) < 0 || (ret = nasops_check_tensor(dy)) < 0)
 		return ret;
 	if (x->n != dy->n || c < 1 || wr->c_off < 0 || wr->c_off > dy->c - c)
 		return -EINVAL;
 	if (!dst || !dst->mem)
 		return 0;
-	if ((ret = nasgrad_check_range(dst->mem, dst->off, dst_elems)) < 0)
+	if ((ret = nasops_check_range(dst->mem, dst->off, dst_elems)) < 0)
 		return ret;
-	if (nasgrad_overlap(dst->mem, dst->off, dst_elems, x->mem, x->off, nasgrad_elems(x)) ||
-	    nasgrad_overlap(dst->mem, dst->off, dst_elems, dy->mem, dy->off, nasgrad_elems(dy)))
+	if (nasgrad_overlap(dst->mem, dst->off, dst_elems, x->mem, x->off, nasops_elems(x)) ||
+	    nasgrad_overlap(dst->mem, dst->off, dst_elems, dy->mem, dy->off, nasops_elems(dy)))
 		return -EINVAL;
 	return 0;
 }
 
 /* ---- launching ---------------------------------------------------------------------- */
 
-static void nasgrad_span_add(struct rxd_nas_span *span, cl_event ev)
-{
-	if (!span || !ev)
-		return;
-	if (!span->first) {
-		clRetainEvent(ev);
-		span->first = ev;
-	}
-	if (span->last)
-		clReleaseEvent(span->last);
-	span->last = ev;
-}
-
-static int nasgrad_cl_errno(cl_int e)
-{
-	return e == CL_MEM_OBJECT_ALLOCATION_FAILURE || e == CL_OUT_OF_RESOURCES ||
-			       e == CL_OUT_OF_HOST_MEMORY
-		       ? -ENOMEM
-		       : -EIO;
-}
-
-/* Set kernel k's arguments from (size, pointer) pairs ended by size 0. */
-static int nasgrad_args(struct rxd_nasgrad *gr, int k, ...)
-{
-	va_list ap;
-	cl_uint i = 0;
-	cl_int e = CL_SUCCESS;
-	size_t size;
-
-	va_start(ap, k);
-	while (e == CL_SUCCESS && (size = va_arg(ap, size_t)) != 0) {
-		const void *p = va_arg(ap, const void *);
-		e = clSetKernelArg(gr->kernels[k], i++, size, p);
-	}
-	va_end(ap);
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "%s: argument %u: %s", nasgrad_kernel_names[k], i - 1,
-			device_strerror(e));
-		return -EIO;
-	}
-	return 0;
-}
-
-/* Work-items along dimension 0 for extent elements: the kernel's preferred multiple,
- * doubled while there is work for it, within its limit and 256. */
-static size_t nasgrad_local(const struct rxd_nasgrad *gr, int k, size_t extent)
-{
-	size_t max = gr->wg[k] < 256 ? gr->wg[k] : 256, l = gr->wg_multiple[k];
-
-	if (l < 1 || l > max)
-		l = max;
-	while (l < extent && 2 * l <= max)
-		l *= 2;
-	return l;
-}
+/* Kernel k's arguments, as device_kernel_args takes them. */
+#define nasgrad_args(gr, k, ...) \
+	device_kernel_args((gr)->kernels[k], nasgrad_kernel_names[k], __VA_ARGS__)
 
 /* A reduction's local size: the largest power of two within the kernel's limit and 256.
  * It depends only on the device, so a result's order of additions does too. */
@@ -182,20 +98,18 @@ static size_t nasgrad_local_pow2(const struct rxd_nasgrad *gr, int k)
 static int nasgrad_launch(struct rxd_nasgrad *gr, int k, size_t extent0, size_t extent1,
 			  size_t extent2, size_t local0, struct rxd_nas_span *span)
 {
-	size_t local[3] = { local0 ? local0 : nasgrad_local(gr, k, extent0), 1, 1 };
+	size_t local[3] = { local0 ? local0
+				   : device_kernel_local(gr->wg[k], gr->wg_multiple[k], extent0),
+			    1, 1 };
 	size_t global[3] = { (extent0 + local[0] - 1) / local[0] * local[0], extent1, extent2 };
 	cl_event ev = NULL;
-	cl_int e;
+	int ret;
 
-	e = clEnqueueNDRangeKernel(gr->dev->queue, gr->kernels[k], 3, NULL, global, local, 0, NULL,
-				   span ? &ev : NULL);
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "%s: clEnqueueNDRangeKernel: %s", nasgrad_kernel_names[k],
-			device_strerror(e));
-		return nasgrad_cl_errno(e);
-	}
-	nasgrad_span_add(span, ev);
-	return 0;
+	ret = device_kernel_enqueue(gr->dev, gr->kernels[k], nasgrad_kernel_names[k], 3, NULL,
+				    global, local, span ? &ev : NULL);
+	if (ret == 0)
+		nasops_span_add(span, ev);
+	return ret;
 }
 
 /* Enqueue kernel k exactly global[0] x global[1] wide from offset[0], offset[1] (NULL:
@@ -204,17 +118,13 @@ static int nasgrad_launch_exact(struct rxd_nasgrad *gr, int k, const size_t offs
 				const size_t global[2], struct rxd_nas_span *span)
 {
 	cl_event ev = NULL;
-	cl_int e;
+	int ret;
 
-	e = clEnqueueNDRangeKernel(gr->dev->queue, gr->kernels[k], 2, offset, global, NULL, 0, NULL,
-				   span ? &ev : NULL);
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "%s: clEnqueueNDRangeKernel: %s", nasgrad_kernel_names[k],
-			device_strerror(e));
-		return nasgrad_cl_errno(e);
-	}
-	nasgrad_span_add(span, ev);
-	return 0;
+	ret = device_kernel_enqueue(gr->dev, gr->kernels[k], nasgrad_kernel_names[k], 2, offset,
+				    global, NULL, span ? &ev : NULL);
+	if (ret == 0)
+		nasops_span_add(span, ev);
+	return ret;
 }
 
 /* A buffer argument the kernel does not read this time still needs a valid buffer. */
@@ -314,9 +224,9 @@ static int nasgrad_gemm(struct rxd_nasgrad *gr, const struct rxd_gemm *g, cl_mem
 		log_msg(LOG_ERR, "GEMM %s (%lld x %lld x %lld, batch %lld): %s",
 			gemm_variant_name(gr->eng, variant), (long long)g->m, (long long)g->n,
 			(long long)g->k, (long long)g->batch_count, device_strerror(e));
-		return nasgrad_cl_errno(e);
+		return device_cl_errno(e);
 	}
-	nasgrad_span_add(span, ev);
+	nasops_span_add(span, ev);
 	return 0;
 }
 
@@ -466,7 +376,7 @@ int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	int32_t ho, wo;
 	int ret;
 
-	if ((ret = nasgrad_check_io(x, dy, cv->c_out, wr, dx, nasgrad_elems(x))) < 0)
+	if ((ret = nasgrad_check_io(x, dy, cv->c_out, wr, dx, nasops_elems(x))) < 0)
 		return ret;
 	if (cv->groups < 1 || x->c % cv->groups || cv->c_out % cv->groups ||
 	    (cv->in_shift != 0 && cv->in_shift != 1) || x->h <= cv->in_shift ||
@@ -479,18 +389,18 @@ int nasgrad_conv(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	if (__builtin_mul_overflow((int64_t)cv->c_out * (x->c / cv->groups),
 				   (int64_t)cv->kh * cv->kw, &w_elems))
 		return -E2BIG;
-	if ((ret = nasgrad_check_range(cv->weight, cv->weight_off, w_elems)) < 0)
+	if ((ret = nasops_check_range(cv->weight, cv->weight_off, w_elems)) < 0)
 		return ret;
 	if (dweight && dweight->mem) {
 		/* dW's kernel walks every output of every image with one int. */
 		if ((int64_t)x->n * ho * wo > INT_MAX)
 			return -E2BIG;
-		if ((ret = nasgrad_check_range(dweight->mem, dweight->off, w_elems)) < 0)
+		if ((ret = nasops_check_range(dweight->mem, dweight->off, w_elems)) < 0)
 			return ret;
 		if (nasgrad_overlap(dweight->mem, dweight->off, w_elems, x->mem, x->off,
-				    nasgrad_elems(x)) ||
+				    nasops_elems(x)) ||
 		    nasgrad_overlap(dweight->mem, dweight->off, w_elems, dy->mem, dy->off,
-				    nasgrad_elems(dy)))
+				    nasops_elems(dy)))
 			return -EINVAL;
 	}
 	if (!(dx && dx->mem) && !(dweight && dweight->mem))
@@ -587,7 +497,7 @@ int nasgrad_pool(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	cl_int is_avg = p->kind == RXD_NAS_POOL_AVG, acc;
 	int ret;
 
-	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasgrad_elems(x))) < 0)
+	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasops_elems(x))) < 0)
 		return ret;
 	if ((p->kind != RXD_NAS_POOL_MAX && p->kind != RXD_NAS_POOL_AVG) || p->kh < 1 ||
 	    p->kw < 1 || p->pad_h > p->kh / 2 || p->pad_w > p->kw / 2 ||
@@ -621,7 +531,7 @@ int nasgrad_relu(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x, bool re
 	cl_int hw, r = relu, acc;
 	int ret;
 
-	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasgrad_elems(x))) < 0)
+	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasops_elems(x))) < 0)
 		return ret;
 	if (x->h != dy->h || x->w != dy->w)
 		return -EINVAL;
@@ -650,7 +560,7 @@ int nasgrad_gap(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	cl_int hw, acc;
 	int ret;
 
-	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasgrad_elems(x))) < 0)
+	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasops_elems(x))) < 0)
 		return ret;
 	if (dy->h != 1 || dy->w != 1)
 		return -EINVAL;
@@ -683,16 +593,16 @@ int nasgrad_linear(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	cl_int in32 = (cl_int)in, acc;
 	int ret;
 
-	if ((ret = nasgrad_check_io(x, dy, l->out, wr, dx, nasgrad_elems(x))) < 0)
+	if ((ret = nasgrad_check_io(x, dy, l->out, wr, dx, nasops_elems(x))) < 0)
 		return ret;
 	if (dy->h != 1 || dy->w != 1 || (dbias && dbias->mem && !l->bias))
 		return -EINVAL;
-	if ((ret = nasgrad_check_range(l->weight, l->weight_off, (int64_t)l->out * in)) < 0)
+	if ((ret = nasops_check_range(l->weight, l->weight_off, (int64_t)l->out * in)) < 0)
 		return ret;
-	if (want_w && (ret = nasgrad_check_range(dweight->mem, dweight->off,
+	if (want_w && (ret = nasops_check_range(dweight->mem, dweight->off,
 						   (int64_t)l->out * in)) < 0)
 		return ret;
-	if (want_b && (ret = nasgrad_check_range(dbias->mem, dbias->off, l->out)) < 0)
+	if (want_b && (ret = nasops_check_range(dbias->mem, dbias->off, l->out)) < 0)
 		return ret;
 	/* dW and db are written in one launch, with one accumulate flag. */
 	if (want_w && want_b && dweight->accumulate != dbias->accumulate)
@@ -753,14 +663,14 @@ static int nasgrad_check_bn(const struct rxd_nasgrad_bn *bn, int32_t c, bool for
 
 	if (!(bn->eps > 0.0f) || !(bn->momentum >= 0.0f && bn->momentum <= 1.0f))
 		return -EINVAL;
-	if ((ret = nasgrad_check_range(bn->stats.mem, bn->stats.off, 2 * (int64_t)c)) < 0)
+	if ((ret = nasops_check_range(bn->stats.mem, bn->stats.off, 2 * (int64_t)c)) < 0)
 		return ret;
 	if (bn->affine &&
-	    ((ret = nasgrad_check_range(bn->gamma.mem, bn->gamma.off, c)) < 0 ||
-	     (forward && (ret = nasgrad_check_range(bn->beta.mem, bn->beta.off, c)) < 0)))
+	    ((ret = nasops_check_range(bn->gamma.mem, bn->gamma.off, c)) < 0 ||
+	     (forward && (ret = nasops_check_range(bn->beta.mem, bn->beta.off, c)) < 0)))
 		return ret;
 	if (forward && bn->running.mem &&
-	    (ret = nasgrad_check_range(bn->running.mem, bn->running.off, 2 * (int64_t)c)) < 0)
+	    (ret = nasops_check_range(bn->running.mem, bn->running.off, 2 * (int64_t)c)) < 0)
 		return ret;
 	return 0;
 }
@@ -779,15 +689,15 @@ int nasgrad_bn_forward(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	/* y must not overlap x; nor may the stats either of them. */
 	if ((ret = nasgrad_check_io(x, y, x->c, wr, NULL, 0)) < 0)
 		return ret;
-	if (nasgrad_overlap(x->mem, x->off, nasgrad_elems(x), y->mem, y->off, nasgrad_elems(y)) ||
+	if (nasgrad_overlap(x->mem, x->off, nasops_elems(x), y->mem, y->off, nasops_elems(y)) ||
 	    x->h != y->h || x->w != y->w || (int64_t)x->n * x->h * x->w > INT_MAX)
 		return -EINVAL;
 	if ((ret = nasgrad_check_bn(bn, x->c, true)) < 0)
 		return ret;
 	if (nasgrad_overlap(bn->stats.mem, bn->stats.off, 2 * (int64_t)x->c, x->mem, x->off,
-			    nasgrad_elems(x)) ||
+			    nasops_elems(x)) ||
 	    nasgrad_overlap(bn->stats.mem, bn->stats.off, 2 * (int64_t)x->c, y->mem, y->off,
-			    nasgrad_elems(y)))
+			    nasops_elems(y)))
 		return -EINVAL;
 	hw = x->h * x->w;
 	ret = nasgrad_args(gr, RXD_NASGRAD_K_BN_FWD, sizeof(cl_mem), &x->mem, sizeof(cl_ulong),
@@ -825,7 +735,7 @@ int nasgrad_bn_backward(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	cl_int acc = want_dx && dx->accumulate, accp = want_p && dgamma->accumulate;
 	int ret;
 
-	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasgrad_elems(x))) < 0)
+	if ((ret = nasgrad_check_io(x, dy, x->c, wr, dx, nasops_elems(x))) < 0)
 		return ret;
 	if (x->h != dy->h || x->w != dy->w || (int64_t)x->n * x->h * x->w > INT_MAX)
 		return -EINVAL;
@@ -835,8 +745,8 @@ int nasgrad_bn_backward(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *x,
 	if (((dgamma && dgamma->mem) != (dbeta && dbeta->mem)) || (want_p && !bn->affine) ||
 	    (want_p && dgamma->accumulate != dbeta->accumulate))
 		return -EINVAL;
-	if (want_p && ((ret = nasgrad_check_range(dgamma->mem, dgamma->off, x->c)) < 0 ||
-		       (ret = nasgrad_check_range(dbeta->mem, dbeta->off, x->c)) < 0))
+	if (want_p && ((ret = nasops_check_range(dgamma->mem, dgamma->off, x->c)) < 0 ||
+		       (ret = nasops_check_range(dbeta->mem, dbeta->off, x->c)) < 0))
 		return ret;
 	if (!want_dx && !want_p)
 		return 0;
@@ -872,7 +782,7 @@ int nasgrad_dot(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *dy,
 		return ret;
 	if (o->h != dy->h || o->w != dy->w || !out || !out->mem)
 		return -EINVAL;
-	if ((ret = nasgrad_check_range(out->mem, out->off, 1)) < 0)
+	if ((ret = nasops_check_range(out->mem, out->off, 1)) < 0)
 		return ret;
 	return nasgrad_dot_rows(gr, dy->mem, dy->off + wr->c_off * hw, (cl_int)(dy->c * hw),
 				o->mem, o->off, (cl_int)(o->c * hw), (cl_int)(o->c * hw),
@@ -890,9 +800,9 @@ int nasgrad_alpha(struct rxd_nasgrad *gr, const struct rxd_nasgrad_vec *alpha,
 
 	if (rows < 1 || k < 1 || !dalpha || !dalpha->mem)
 		return -EINVAL;
-	if ((ret = nasgrad_check_range(alpha->mem, alpha->off, elems)) < 0 ||
-	    (ret = nasgrad_check_range(g->mem, g->off, elems)) < 0 ||
-	    (ret = nasgrad_check_range(dalpha->mem, dalpha->off, elems)) < 0)
+	if ((ret = nasops_check_range(alpha->mem, alpha->off, elems)) < 0 ||
+	    (ret = nasops_check_range(g->mem, g->off, elems)) < 0 ||
+	    (ret = nasops_check_range(dalpha->mem, dalpha->off, elems)) < 0)
 		return ret;
 	/* Each work-item reads its row whole before writing it: only other rows must not
 	 * alias, and distinct rows never do, so dalpha may even be g. */
@@ -917,7 +827,7 @@ int nasgrad_xent(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *z, int32_t
 	size_t bytes = 0;
 	int ret;
 
-	if ((ret = nasgrad_check_tensor(z)) < 0)
+	if ((ret = nasops_check_tensor(z)) < 0)
 		return ret;
 	if (z->h != 1 || z->w != 1 || classes < 1 || wr->c_off < 0 || wr->c_off > z->c - classes ||
 	    !dz || !dz->mem || dz->accumulate)
@@ -928,10 +838,10 @@ int nasgrad_xent(struct rxd_nasgrad *gr, const struct rxd_nas_tensor *z, int32_t
 		    CL_SUCCESS ||
 	    (uint64_t)(labels->off + z->n) * sizeof(cl_int) > bytes)
 		return -EINVAL;
-	if ((ret = nasgrad_check_range(dz->mem, dz->off, dz_elems)) < 0 ||
-	    (ret = nasgrad_check_range(out->mem, out->off, 2)) < 0)
+	if ((ret = nasops_check_range(dz->mem, dz->off, dz_elems)) < 0 ||
+	    (ret = nasops_check_range(out->mem, out->off, 2)) < 0)
 		return ret;
-	if (nasgrad_overlap(dz->mem, dz->off, dz_elems, z->mem, z->off, nasgrad_elems(z)) ||
+	if (nasgrad_overlap(dz->mem, dz->off, dz_elems, z->mem, z->off, nasops_elems(z)) ||
 	    nasgrad_overlap(out->mem, out->off, 2, dz->mem, dz->off, dz_elems))
 		return -EINVAL;
 	if ((ret = nasgrad_scratch(gr, 2 * (uint64_t)z->n * sizeof(float))) < 0)
@@ -964,7 +874,7 @@ static int nasgrad_check_vecs(const struct rxd_nasgrad_vec *const *v, int n, int
 	int ret;
 
 	for (int i = 0; i < n; i++) {
-		if ((ret = nasgrad_check_range(v[i]->mem, v[i]->off, len)) < 0)
+		if ((ret = nasops_check_range(v[i]->mem, v[i]->off, len)) < 0)
 			return ret;
 		for (int j = 0; j < i; j++)
 			if (nasgrad_overlap(v[i]->mem, v[i]->off, len, v[j]->mem, v[j]->off, len))
@@ -1041,8 +951,8 @@ int nasgrad_clip_norm(struct rxd_nasgrad *gr, const struct rxd_nasgrad_vec *g, i
 	cl_int n = (cl_int)len;
 	int ret;
 
-	if ((ret = nasgrad_check_range(g->mem, g->off, len)) < 0 ||
-	    (ret = nasgrad_check_range(sumsq->mem, sumsq->off, 1)) < 0)
+	if ((ret = nasops_check_range(g->mem, g->off, len)) < 0 ||
+	    (ret = nasops_check_range(sumsq->mem, sumsq->off, 1)) < 0)
 		return ret;
 	if (!(max_norm > 0.0f) || nasgrad_overlap(g->mem, g->off, len, sumsq->mem, sumsq->off, 1))
 		return -EINVAL;

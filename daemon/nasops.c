@@ -47,7 +47,7 @@ int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32
 }
 
 /* elems floats from off must lie inside mem; the kernels index from off with an int. */
-static int nasops_check_range(cl_mem mem, int64_t off, int64_t elems)
+int nasops_check_range(cl_mem mem, int64_t off, int64_t elems)
 {
 	size_t bytes = 0;
 
@@ -62,7 +62,7 @@ static int nasops_check_range(cl_mem mem, int64_t off, int64_t elems)
 	return 0;
 }
 
-static int nasops_check_tensor(const struct rxd_nas_tensor *t)
+int nasops_check_tensor(const struct rxd_nas_tensor *t)
 {
 	int64_t elems;
 
@@ -73,7 +73,7 @@ static int nasops_check_tensor(const struct rxd_nas_tensor *t)
 	return nasops_check_range(t->mem, t->off, elems);
 }
 
-static int64_t nasops_elems(const struct rxd_nas_tensor *t)
+int64_t nasops_elems(const struct rxd_nas_tensor *t)
 {
 	return (int64_t)t->n * t->c * t->h * t->w; /* checked by nasops_check_tensor */
 }
@@ -100,7 +100,7 @@ static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_
 
 /* ---- launching ---------------------------------------------------------------------- */
 
-static void nasops_span_add(struct rxd_nas_span *span, cl_event ev)
+void nasops_span_add(struct rxd_nas_span *span, cl_event ev)
 {
 	if (!span || !ev)
 		return;
@@ -136,68 +136,26 @@ void nasops_span_release(struct rxd_nas_span *s)
 	s->first = s->last = NULL;
 }
 
-/* Set kernel k's arguments from a list of (size, pointer) pairs ended by size 0. */
-static int nasops_args(struct rxd_nasops *ops, int k, ...)
-{
-	va_list ap;
-	cl_uint i = 0;
-	cl_int e = CL_SUCCESS;
-	size_t size;
-
-	va_start(ap, k);
-	while (e == CL_SUCCESS && (size = va_arg(ap, size_t)) != 0) {
-		const void *p = va_arg(ap, const void *);
-		e = clSetKernelArg(ops->kernels[k], i++, size, p);
-	}
-	va_end(ap);
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "%s: argument %u: %s", nasops_kernel_names[k], i - 1,
-			device_strerror(e));
-		return -EIO;
-	}
-	return 0;
-}
-
-/* Work-items per work-group along dimension 0 for a plane of extent elements: the
- * kernel's preferred multiple, doubled while the plane has work for it, within the
- * kernel's limit and 256 (more brings nothing to these memory-bound kernels). */
-static size_t nasops_local(const struct rxd_nasops *ops, int k, size_t extent)
-{
-	size_t max = ops->wg[k] < 256 ? ops->wg[k] : 256, l = ops->wg_multiple[k];
-
-	if (l < 1 || l > max)
-		l = max;
-	while (l < extent && 2 * l <= max)
-		l *= 2;
-	return l;
-}
-
-static int nasops_cl_errno(cl_int e)
-{
-	return e == CL_MEM_OBJECT_ALLOCATION_FAILURE || e == CL_OUT_OF_RESOURCES ||
-			       e == CL_OUT_OF_HOST_MEMORY
-		       ? -ENOMEM
-		       : -EIO;
-}
+/* Kernel k's arguments, as device_kernel_args takes them. */
+#define nasops_args(ops, k, ...) \
+	device_kernel_args((ops)->kernels[k], nasops_kernel_names[k], __VA_ARGS__)
 
 /* Enqueue kernel k over (extent0 padded to the local size, extent1, extent2). */
 static int nasops_launch(struct rxd_nasops *ops, int k, size_t extent0, size_t extent1,
 			 size_t extent2, size_t local0, struct rxd_nas_span *span)
 {
-	size_t local[3] = { local0 ? local0 : nasops_local(ops, k, extent0), 1, 1 };
+	size_t local[3] = { local0 ? local0
+				   : device_kernel_local(ops->wg[k], ops->wg_multiple[k], extent0),
+			    1, 1 };
 	size_t global[3] = { (extent0 + local[0] - 1) / local[0] * local[0], extent1, extent2 };
 	cl_event ev = NULL;
-	cl_int e;
+	int ret;
 
-	e = clEnqueueNDRangeKernel(ops->dev->queue, ops->kernels[k], 3, NULL, global, local, 0,
-				   NULL, span ? &ev : NULL);
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "%s: clEnqueueNDRangeKernel: %s", nasops_kernel_names[k],
-			device_strerror(e));
-		return nasops_cl_errno(e);
-	}
-	nasops_span_add(span, ev);
-	return 0;
+	ret = device_kernel_enqueue(ops->dev, ops->kernels[k], nasops_kernel_names[k], 3, NULL,
+				    global, local, span ? &ev : NULL);
+	if (ret == 0)
+		nasops_span_add(span, ev);
+	return ret;
 }
 
 /* A buffer argument that may be absent: the kernel does not read it then, but OpenCL 1.1
@@ -312,14 +270,11 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	global[0] = ((size_t)y->w + local[0] - 1) / local[0] * local[0];
 	global[1] = ((size_t)y->h + local[1] - 1) / local[1] * local[1];
 	global[2] = (size_t)x->n * (size_t)x->c;
-	e = clEnqueueNDRangeKernel(ops->dev->queue, k, 3, NULL, global, local, 0, NULL,
-				   span ? &ev : NULL);
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "nas_dwconv: clEnqueueNDRangeKernel: %s", device_strerror(e));
-		return nasops_cl_errno(e);
-	}
-	nasops_span_add(span, ev);
-	return 0;
+	ret = device_kernel_enqueue(ops->dev, k, "nas_dwconv", 3, NULL, global, local,
+				    span ? &ev : NULL);
+	if (ret == 0)
+		nasops_span_add(span, ev);
+	return ret;
 }
 
 /* y slice = scale * bias (+ y): what the GEMM then adds to. */
@@ -352,7 +307,7 @@ static int nasops_gemm(struct rxd_nasops *ops, const struct rxd_gemm *g, cl_mem 
 		log_msg(LOG_ERR, "GEMM %s (%lld x %lld x %lld, batch %lld): %s",
 			gemm_variant_name(ops->eng, variant), (long long)g->m, (long long)g->n,
 			(long long)g->k, (long long)g->batch_count, device_strerror(e));
-		return nasops_cl_errno(e);
+		return device_cl_errno(e);
 	}
 	nasops_span_add(span, ev);
 	return 0;

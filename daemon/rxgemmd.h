@@ -181,6 +181,21 @@ const char *device_strerror(cl_int err);
 cl_int device_wait(const struct rxd_device *dev, cl_event ev);
 /* Elapsed device time of a finished event, 0 when the device gives none. */
 uint64_t device_event_ns(cl_event ev);
+/* The errno for an OpenCL error: -ENOMEM for the out-of-memory and out-of-resources
+ * codes, -EIO for the rest. */
+int device_cl_errno(cl_int e);
+/* Set kernel k's arguments from (size_t size, const void *value) pairs ended by a size of
+ * 0; name is for the log. 0 or -EIO (logged). */
+int device_kernel_args(cl_kernel k, const char *name, ...);
+/* Work-items per work-group along dimension 0 for an extent of elements: the kernel's
+ * preferred multiple, doubled while the extent has work for it, within the kernel's
+ * work-group size wg and 256 (more brings nothing to memory-bound kernels). */
+size_t device_kernel_local(size_t wg, size_t multiple, size_t extent);
+/* clEnqueueNDRangeKernel on dev->queue, the failure logged with name: 0, -ENOMEM or
+ * -EIO. */
+int device_kernel_enqueue(const struct rxd_device *dev, cl_kernel k, const char *name,
+			  cl_uint dims, const size_t *offset, const size_t *global,
+			  const size_t *local, cl_event *ev);
 /* Release a GEMM's three buffers, any of which may be NULL. */
 void device_mem_release(cl_mem a, cl_mem b, cl_mem c);
 
@@ -786,6 +801,14 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		  const struct rxd_nas_linear *l, const struct rxd_nas_tensor *y,
 		  const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* What the step kinds here and their backward passes (nasgrad.c) check and share: elems
+ * floats from off lie inside mem, with indices from off within an int (0, -EINVAL or
+ * -E2BIG); a tensor's shape and range likewise; its floats; ev (may be NULL) added to span
+ * (may be NULL), which takes ev's reference. */
+int nasops_check_range(cl_mem mem, int64_t off, int64_t elems);
+int nasops_check_tensor(const struct rxd_nas_tensor *t);
+int64_t nasops_elems(const struct rxd_nas_tensor *t);
+void nasops_span_add(struct rxd_nas_span *span, cl_event ev);
 /* end(last) - start(first), once both have finished; 0 without profiling or events. */
 uint64_t nasops_span_ns(const struct rxd_nas_span *s);
 void nasops_span_release(struct rxd_nas_span *s);
