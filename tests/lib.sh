@@ -100,6 +100,14 @@ tl_run() {
 	return 0
 }
 
+# tl_asan_runtime LIB: the AddressSanitizer runtime LIB links (tests/sanitize.sh builds the
+# whole tree with it), else nothing. A program that loads an instrumented LIB without
+# being linked with the runtime itself (python3, or LIB given in LD_PRELOAD) must have the
+# runtime preloaded first, or ASan aborts at start.
+tl_asan_runtime() {
+	ldd "$1" 2>/dev/null | awk '$1 ~ /^libasan\.so/ { print $3; exit }'
+}
+
 # tl_expect_output NAME ERE: the last command's stdout or stderr matches ERE (any case).
 tl_expect_output() {
 	if grep -Eqi -- "$2" "$TL_OUT" "$TL_ERR"; then

@@ -20,6 +20,9 @@ if [ ! -e "$SHIM" ]; then
 	exit 77
 fi
 DEMO=$B/cblas-demo
+# In a sanitizer build the shim is instrumented: its runtime goes first in LD_PRELOAD.
+ASAN_RT=$(tl_asan_runtime "$SHIM")
+PRELOAD="${ASAN_RT:+$ASAN_RT }$SHIM"
 LINKED=$B/cblas-demo-linked
 # The system BLAS the linked program finds through the shim, and numpy through it.
 have_blas=0
@@ -70,7 +73,7 @@ run_demo() {
 # --- preloaded into a program linked with -lblas -------------------------------------------
 if [ -x "$DEMO" ]; then
 	status before
-	if run_demo "preload" "$DEMO" LD_PRELOAD="$SHIM"; then
+	if run_demo "preload" "$DEMO" LD_PRELOAD="$PRELOAD"; then
 		tl_ok "LD_PRELOAD: cblas_sgemm and sgemm_ give the right products"
 		if grep -q 'cblas_sgemm 150 x 120 x 110 on the daemon' "$TL_ERR" &&
 			grep -q 'sgemm_ 120 x 111 x 100 on the daemon' "$TL_ERR" &&
@@ -96,7 +99,7 @@ if [ -x "$DEMO" ]; then
 
 	status before
 	MIN_BIG=0
-	if run_demo "threshold off" "$DEMO" LD_PRELOAD="$SHIM" RXGEMM_CBLAS_THRESHOLD=off; then
+	if run_demo "threshold off" "$DEMO" LD_PRELOAD="$PRELOAD" RXGEMM_CBLAS_THRESHOLD=off; then
 		status after
 		if [ "$(jobs_ok after)" -eq "$(jobs_ok before)" ]; then
 			tl_ok "RXGEMM_CBLAS_THRESHOLD=off: right products, none on the daemon"
@@ -106,7 +109,7 @@ if [ -x "$DEMO" ]; then
 	fi
 	MIN_BIG=4
 
-	if run_demo "no daemon" "$DEMO" LD_PRELOAD="$SHIM" RXGEMM_SOCKET="$TL_TMP/nothing.sock"; then
+	if run_demo "no daemon" "$DEMO" LD_PRELOAD="$PRELOAD" RXGEMM_SOCKET="$TL_TMP/nothing.sock"; then
 		if grep -q 'no daemon' "$TL_ERR"; then
 			tl_ok "no daemon: the system BLAS computes every product right"
 		else
@@ -164,7 +167,7 @@ print("max error", err)
 assert c.dtype == np.float32 and c.shape == (300, 250)
 assert err < 1e-3, err
 EOF
-	if tl_run "numpy" 0 env LD_PRELOAD="$SHIM" RXGEMM_CBLAS_VERBOSE=1 "$PY" "$TL_TMP/np.py"; then
+	if tl_run "numpy" 0 env LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" RXGEMM_CBLAS_VERBOSE=1 "$PY" "$TL_TMP/np.py"; then
 		status after
 		if [ "$(jobs_ok after)" -eq $(($(jobs_ok before) + 1)) ] &&
 			{ recent_has after 300 250 200 || recent_has after 250 300 200; }; then
