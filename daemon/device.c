@@ -269,7 +269,7 @@ int device_open(struct rxd_device *dev, const char *selector)
 	if (clGetDeviceInfo(dev->desc->id, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof(unified),
 			    &unified, NULL) == CL_SUCCESS)
 		dev->host_unified = unified == CL_TRUE;
-	/* A second queue for copies, so that a job's transfers overlap its kernels (gemm.c's
+	/* A second queue for copies, so that a job's transfers overlap its kernels (gemm-launch.c's
 	 * pipelined path); without one, or on host memory where nothing is copied, jobs run
 	 * their copies and kernels one after the other. */
 	env = getenv("RXGEMMD_PIPELINE");

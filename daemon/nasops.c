@@ -1,6 +1,6 @@
 /* nasops.c: the step kinds of a NAS network on the device (kernels/nas.cl).
  *
- * The network executor (nas.c) lowers a genotype into steps over NCHW tensors; each
+ * The network executor (nasplan.c, nasjob.c) lowers a genotype into steps over NCHW tensors; each
  * function here checks one step's shapes, then enqueues its kernels on the device
  * worker's in-order queue without waiting. Dense convolutions go through the GEMM engine:
  * a 1x1 convolution of one image is W[cout x cin] X[cin x hw], which in the engine's

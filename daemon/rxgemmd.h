@@ -288,7 +288,7 @@ extern const struct rxd_kernel_source rxd_kernel_sources[];
 extern const size_t rxd_kernel_sources_count;
 const char *kernels_find(const char *name);
 
-/* ---- gemm.c: kernel choice and launch ---- */
+/* ---- gemm.c (the engine: build, self-test, choice) and gemm-launch.c (launch) ---- */
 
 /* A validated GEMM (wire_gemm_validate) in the column-major form the kernels compute: a
  * row-major request is turned into the column-major product C^T = op(B)^T op(A)^T by
@@ -827,7 +827,7 @@ struct rxd_job {
 	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
 	struct rxd_job *next;
 	int kind;                    /* RXD_JOB_*: what the worker runs */
-	struct rxd_nas_job *nas;     /* RXD_JOB_NAS: the network (nas.c), owned */
+	struct rxd_nas_job *nas;     /* RXD_JOB_NAS: the network (nasjob.c), owned */
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
@@ -1299,7 +1299,7 @@ struct rxd_gemm_request {
 	uint64_t deadline_ms;        /* from received_ns; 0: none */
 };
 
-/* A validated NAS evaluation: the job (nas.c, owned) and its data sources. */
+/* A validated NAS evaluation: the job (nasjob.c, owned) and its data sources. */
 struct rxd_nas_request {
 	struct rxd_nas_job *nas;
 	struct rxd_region *regions[2]; /* weights, input; NULL where none */
@@ -1437,7 +1437,8 @@ int genotype_check(const struct rxd_genotype *g, struct rxd_error *err);
  * whole text needs (without the NUL), like snprintf. */
 size_t genotype_format(const struct rxd_genotype *g, char *buf, size_t len);
 
-/* ---- nas.c: DARTS networks lowered to a flat plan of steps (see docs/NAS.md) ---- */
+/* ---- nasplan.c (DARTS networks lowered to a flat plan of steps), nasweights.c (their
+ * weights) and nasjob.c (evaluation jobs); see docs/NAS.md ---- */
 /* A network is lowered into steps over tensors (NCHW float32, the plan's batch, each at an
  * offset in one activation arena). Every step reads one tensor and writes a channel slice
  * [c_off, c_off + c_out) of its output tensor, overwriting (accumulate false) or adding,

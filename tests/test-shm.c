@@ -93,7 +93,7 @@ static void daemon_up_copying(void)
 }
 
 /* The same, with every job of two K steps or more pipelined: K chunks uploaded on a copy
- * queue while the previous chunk's kernel runs (gemm.c), as on a GPU by default. */
+ * queue while the previous chunk's kernel runs (gemm-launch.c), as on a GPU by default. */
 static void daemon_up_pipelined(void)
 {
 	static const char *const args[] = { "--zero-copy", "never", NULL };
