@@ -21,7 +21,8 @@ PACKAGES=(build-essential autoconf automake libtool pkg-config
 	libclblast1 gnuplot-nox # the peer rxgemm-bench compares with, and its plots
 	tmux groff-base # the terminal test of rxgemm top, the man-page check
 	clang libclang-rt-dev # libFuzzer for tests/fuzz/run.sh (gcc's ASan/UBSan come with gcc)
-	python3-numpy python3-pytest libblas-dev) # the Python package's tests, the CBLAS shim's
+	python3-numpy python3-pytest libblas-dev # the Python package's tests, the CBLAS shim's
+	strace) # tests/test-syscalls.sh: the unit's SystemCallFilter= against what the daemon calls
 
 say() { printf '\n==> %s\n' "$*"; }
 

@@ -21,7 +21,8 @@
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,
        OPT_CACHE_DIR, OPT_CACHE_MAX, OPT_CLEAR_CACHE, OPT_TUNE, OPT_TUNE_BUDGET,
        OPT_AUTO_TUNE, OPT_AUTO_TUNE_BUDGET, OPT_VRAM_BUDGET, OPT_CLIENT_QUOTA,
-       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_CLIENT_MAX_MEMORY, OPT_FRAME_TIMEOUT,
+       OPT_MAX_QUEUE, OPT_CLIENT_MAX_QUEUE, OPT_CLIENT_MAX_MEMORY, OPT_MAX_MEMORY,
+       OPT_FRAME_TIMEOUT,
        OPT_IDLE_TIMEOUT, OPT_STALL_TIMEOUT, OPT_SHUTDOWN_TIMEOUT, OPT_ZERO_COPY,
        OPT_CLIENT_SHM_REGIONS, OPT_CLIENT_SHM_MAX, OPT_ALLOW_UIDS, OPT_ALLOW_GIDS,
        OPT_STATUS_DETAIL, OPT_LAST_ };
@@ -46,6 +47,7 @@ static const struct option config_options[] = {
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "client-max-queue", required_argument, NULL, OPT_CLIENT_MAX_QUEUE },
 	{ "client-max-memory", required_argument, NULL, OPT_CLIENT_MAX_MEMORY },
+	{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 	{ "frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
 	{ "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
@@ -126,6 +128,8 @@ static void config_usage(FILE *f)
 		"  --client-max-memory SIZE  host memory one connection may make the daemon\n"
 		"                     hold: its requests, the results of its jobs, its unread\n"
 		"                     replies (default 1G; 0: no bound)\n"
+		"  --max-memory SIZE  the same for all connections together (default 4G;\n"
+		"                     0: no bound)\n"
 		"  --frame-timeout T  a message begun must arrive whole within T seconds, else\n"
 		"                     the connection is closed (default 30; 0: never)\n"
 		"  --idle-timeout T   close a connection that has nothing in flight for T\n"
@@ -413,9 +417,12 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		return 0;
 	}
 	case OPT_CLIENT_MAX_MEMORY:
-		if (config_parse_size(v, &cfg->client_max_memory_bytes) < 0) {
-			fprintf(stderr, "rxgemmd: %s: client-max-memory '%s' is not a size (e.g. "
-				"512M; 0: no bound)\n", where, v);
+	case OPT_MAX_MEMORY:
+		if (config_parse_size(v, opt == OPT_MAX_MEMORY ? &cfg->max_memory_bytes :
+				  &cfg->client_max_memory_bytes) < 0) {
+			fprintf(stderr, "rxgemmd: %s: %s '%s' is not a size (e.g. 512M; 0: no "
+				"bound)\n", where,
+				opt == OPT_MAX_MEMORY ? "max-memory" : "client-max-memory", v);
 			return -EINVAL;
 		}
 		return 0;
@@ -569,6 +576,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->client_max_queue = RXD_DEFAULT_CLIENT_MAX_QUEUE;
 	cfg->zero_copy = true;
 	cfg->client_max_memory_bytes = RXD_DEFAULT_CLIENT_MAX_MEMORY;
+	cfg->max_memory_bytes = RXD_DEFAULT_MAX_MEMORY;
 	cfg->frame_timeout_ns = RXD_DEFAULT_FRAME_TIMEOUT_NS;
 	cfg->stall_timeout_ns = RXD_DEFAULT_STALL_TIMEOUT_NS;
 	cfg->shutdown_timeout_ns = RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS;
@@ -602,6 +610,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_CACHE_DIR: case OPT_CACHE_MAX: case OPT_TUNE_BUDGET: case OPT_AUTO_TUNE:
 		case OPT_AUTO_TUNE_BUDGET: case OPT_VRAM_BUDGET: case OPT_CLIENT_QUOTA:
 		case OPT_MAX_QUEUE: case OPT_CLIENT_MAX_QUEUE: case OPT_CLIENT_MAX_MEMORY:
+		case OPT_MAX_MEMORY:
 		case OPT_FRAME_TIMEOUT: case OPT_IDLE_TIMEOUT: case OPT_STALL_TIMEOUT:
 		case OPT_SHUTDOWN_TIMEOUT: case OPT_ZERO_COPY: case OPT_CLIENT_SHM_REGIONS:
 		case OPT_CLIENT_SHM_MAX: case OPT_ALLOW_UIDS: case OPT_ALLOW_GIDS:
@@ -678,6 +687,7 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	cfg->client_max_queue = next.client_max_queue;
 	/* conn.c (and dispatch.c) read these at each use. */
 	cfg->client_max_memory_bytes = next.client_max_memory_bytes;
+	cfg->max_memory_bytes = next.max_memory_bytes;
 	cfg->frame_timeout_ns = next.frame_timeout_ns;
 	cfg->idle_timeout_ns = next.idle_timeout_ns;
 	cfg->stall_timeout_ns = next.stall_timeout_ns;

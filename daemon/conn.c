@@ -42,10 +42,15 @@ static void fds_close(int *fds, unsigned *n)
 	*n = 0;
 }
 
+static void conn_held_sub(struct rxd_server *srv, uint64_t bytes);
+
 static void conn_free(struct rxd_conn *c)
 {
 	struct rxd_outbuf *o, *next;
 
+	/* Its jobs have all come back (each held a reference): what is left is replies never
+	 * written and a frame never finished. */
+	conn_held_sub(c->srv, c->out_bytes + frame_reader_held_bytes(&c->fr));
 	for (o = c->out_head; o; o = next) {
 		next = o->next;
 		free(o);
@@ -126,6 +131,59 @@ static bool conn_over_memory(const struct rxd_conn *c)
 	return bound && c->jobs_bytes + c->out_bytes >= bound;
 }
 
+/* All connections' memory together, frames included, reaches max-memory: then nobody's
+ * reading goes on until some is given back (conn_held_sub). */
+static bool conn_total_over(const struct rxd_server *srv)
+{
+	uint64_t total = srv->cfg->max_memory_bytes;
+
+	return total && srv->held_bytes >= total;
+}
+
+static void conn_update_poll(struct rxd_conn *c);
+
+static void conn_held_add(struct rxd_server *srv, uint64_t bytes)
+{
+	uint64_t total = srv->cfg->max_memory_bytes;
+	bool was_over = total && srv->held_bytes >= total;
+
+	srv->held_bytes += bytes;
+	if (total && !was_over && srv->held_bytes >= total) {
+		log_msg(LOG_NOTICE, "the clients hold %.1f MiB of the daemon's memory, its bound "
+			"(max-memory): reading from every client pauses",
+			(double)srv->held_bytes / (1 << 20));
+		for (struct rxd_conn *o = srv->conns; o; o = o->next)
+			conn_update_poll(o);
+	}
+}
+
+static void conn_held_sub(struct rxd_server *srv, uint64_t bytes)
+{
+	uint64_t total = srv->cfg->max_memory_bytes;
+	bool was_over = total && srv->held_bytes >= total;
+
+	srv->held_bytes -= bytes < srv->held_bytes ? bytes : srv->held_bytes;
+	if (was_over && srv->held_bytes < total) {
+		log_msg(LOG_NOTICE, "the clients hold %.1f MiB of the daemon's memory, under its "
+			"bound (max-memory): reading resumes", (double)srv->held_bytes / (1 << 20));
+		for (struct rxd_conn *o = srv->conns; o; o = o->next)
+			conn_update_poll(o);
+	}
+}
+
+void conn_jobs_charge(struct rxd_conn *c, uint64_t bytes)
+{
+	c->jobs_bytes += bytes;
+	conn_held_add(c->srv, bytes);
+}
+
+void conn_jobs_uncharge(struct rxd_conn *c, uint64_t bytes)
+{
+	c->jobs_bytes -= bytes;
+	conn_held_sub(c->srv, bytes);
+}
+
+/* Reading paused by c's own doing (replies unread, its memory bound). */
 static bool conn_reads_paused(const struct rxd_conn *c)
 {
 	return c->out_bytes >= RXD_CONN_OUT_HIGH_BYTES || conn_over_memory(c);
@@ -168,7 +226,8 @@ static void conn_arm_timer(struct rxd_conn *c)
 		return;
 	if (c->kill_ms)
 		due = c->kill_ms;
-	if (c->frame_start_ms && cfg->frame_timeout_ns && (c->poll_events & UV_READABLE) &&
+	if (c->frame_start_ms && cfg->frame_timeout_ns &&
+	    ((c->poll_events & UV_READABLE) || !c->paused_own) &&
 	    (t = c->frame_start_ms + conn_ms(cfg->frame_timeout_ns), !due || t < due))
 		due = t;
 	if (c->stall_since_ms && cfg->stall_timeout_ns &&
@@ -234,13 +293,18 @@ static void conn_on_poll(uv_poll_t *h, int status, int events);
 static void conn_update_poll(struct rxd_conn *c)
 {
 	int want = 0, ret;
+	bool own = conn_reads_paused(c);
 
 	if (c->closing)
 		return;
-	if (!c->close_after_write && !conn_reads_paused(c))
+	if (!c->close_after_write && !own && !conn_total_over(c->srv))
 		want |= UV_READABLE;
 	if (c->out_head)
 		want |= UV_WRITABLE;
+	/* Not reading: still notice a client that leaves (its memory comes back at once),
+	 * once; the event stays raised after that. */
+	if (!(want & UV_READABLE) && !c->close_after_write && !c->peer_hup)
+		want |= UV_DISCONNECT;
 	/* A client that reads nothing while we have stopped reading it is stalled from now
 	 * (each byte it reads moves this on: conn_flush). */
 	if (!(want & UV_READABLE) && c->out_head && !c->close_after_write) {
@@ -256,12 +320,15 @@ static void conn_update_poll(struct rxd_conn *c)
 			conn_close(c);
 			return;
 		}
-		/* A frame's time runs only while we read it: one we stopped reading (to make
-		 * the client read its replies first) gets its whole time again. */
-		if ((want & UV_READABLE) && !(c->poll_events & UV_READABLE) && c->frame_start_ms)
+		/* A frame's time runs only while we read it, or while every client waits for
+		 * memory: one we stopped reading to make the client read its replies first
+		 * gets its whole time again. */
+		if ((want & UV_READABLE) && !(c->poll_events & UV_READABLE) && c->frame_start_ms &&
+		    c->paused_own)
 			c->frame_start_ms = uv_now(c->srv->loop);
 		c->poll_events = want;
 	}
+	c->paused_own = own;
 	conn_arm_timer(c);
 }
 
@@ -294,6 +361,7 @@ static int conn_flush(struct rxd_conn *c)
 			return -e;
 		}
 		c->out_bytes -= (uint64_t)n;
+		conn_held_sub(c->srv, (uint64_t)n);
 		c->active_ms = uv_now(c->srv->loop);
 		if (c->stall_since_ms)
 			c->stall_since_ms = c->active_ms;
@@ -354,12 +422,14 @@ int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint
 		c->out_tail->next = o;
 		c->out_tail = o;
 		c->out_bytes += o->len;
+		conn_held_add(c->srv, o->len);
 		c->writes_pending++;
 		conn_update_poll(c);
 		return c->closing ? -EPIPE : 0;
 	}
 	c->out_head = c->out_tail = o;
 	c->out_bytes = o->len;
+	conn_held_add(c->srv, o->len);
 	c->writes_pending = 1;
 	/* Most replies fit the socket buffer at once: write now rather than a loop turn later. */
 	return conn_flush(c);
@@ -555,7 +625,13 @@ static void conn_read(struct rxd_conn *c)
 			conn_close(c);
 			return;
 		}
+		/* The frame being read grows as its bytes come (or is handed on whole). */
+		uint64_t held = frame_reader_held_bytes(&c->fr);
 		frames = conn_feed(c, c->readbuf, (size_t)n);
+		if (frame_reader_held_bytes(&c->fr) >= held)
+			conn_held_add(c->srv, frame_reader_held_bytes(&c->fr) - held);
+		else
+			conn_held_sub(c->srv, held - frame_reader_held_bytes(&c->fr));
 		/* A frame's time counts from its first byte: only a new frame starts it again. */
 		now = uv_now(c->srv->loop);
 		c->active_ms = now;
@@ -583,6 +659,19 @@ static void conn_on_poll(uv_poll_t *h, int status, int events)
 			conn_flush(c);
 		if (events & UV_READABLE)
 			conn_read(c);
+		if ((events & UV_DISCONNECT) && !(events & UV_READABLE) && !c->closing) {
+			/* Gone (or shut its sending side) while we were not reading: with no
+			 * reply owed it nothing more can happen on this connection. */
+			c->peer_hup = true;
+			if (!c->out_head && !c->jobs_in_flight) {
+				if (frame_reader_partial(&c->fr))
+					log_msg(LOG_INFO, "client %u: left in the middle of a frame",
+						c->id);
+				conn_close(c);
+			} else {
+				conn_update_poll(c);
+			}
+		}
 	}
 	conn_unref(c);
 }

@@ -71,28 +71,41 @@ static struct rxd_job *dispatch_job_new(struct rxd_conn *c, struct rxd_request *
 	return job;
 }
 
-/* Can c hold a job charged need bytes (job->held_bytes) now? A status code, with a
- * sentence in err: TOO_BIG when the job alone is over the bound, BUSY while what c holds
- * already leaves no room for it (its replies read, it may retry). */
+/* Can c hold a job charged need bytes (job->held_bytes) now, and can the daemon? A status
+ * code, with a sentence in err: TOO_BIG when the job alone is over a bound, BUSY while what
+ * c holds (or all clients together hold: max-memory) already leaves no room for it (its
+ * replies read, it may retry). */
 static int dispatch_admit(struct rxd_conn *c, uint64_t need, struct rxd_error *err)
 {
 	uint64_t bound = c->srv->cfg->client_max_memory_bytes;
 	uint64_t held = c->jobs_bytes + c->out_bytes;
+	uint64_t total = c->srv->cfg->max_memory_bytes, all = c->srv->held_bytes;
 
-	if (!bound)
-		return RXD_S_OK;
-	if (need > bound)
+	/* Never fits first, then does not fit now: a client told BUSY may retry. */
+	if (bound && need > bound)
 		return error_set(err, RXD_S_TOO_BIG, "this request and its result need %llu bytes "
 				 "of the daemon's memory, more than one client may make it hold "
 				 "(client-max-memory %llu)",
 				 (unsigned long long)need, (unsigned long long)bound);
-	if (need > bound - (held < bound ? held : bound))
+	if (total && need > total)
+		return error_set(err, RXD_S_TOO_BIG, "this request and its result need %llu bytes "
+				 "of the daemon's memory, more than all clients together may make "
+				 "it hold (max-memory %llu)",
+				 (unsigned long long)need, (unsigned long long)total);
+	if (bound && need > bound - (held < bound ? held : bound))
 		return error_set(err, RXD_S_BUSY, "this client's jobs and unread replies hold "
 				 "%llu bytes of the daemon's memory and this one needs %llu more, "
 				 "over its bound (client-max-memory %llu); read the replies and "
 				 "retry",
 				 (unsigned long long)held, (unsigned long long)need,
 				 (unsigned long long)bound);
+	if (total && need > total - (all < total ? all : total))
+		return error_set(err, RXD_S_BUSY, "the clients' jobs and unread replies hold "
+				 "%llu bytes of the daemon's memory and this one needs %llu more, "
+				 "over the bound of all clients together (max-memory %llu); retry "
+				 "later",
+				 (unsigned long long)all, (unsigned long long)need,
+				 (unsigned long long)total);
 	return RXD_S_OK;
 }
 
@@ -133,7 +146,7 @@ static int dispatch_submit(struct rxd_conn *c, struct rxd_job *job, struct rxd_e
 	 * it, after this returns. */
 	conn_ref(c);
 	c->jobs_in_flight++;
-	c->jobs_bytes += job->held_bytes;
+	conn_jobs_charge(c, job->held_bytes);
 	srv->stats.jobs_queued++;
 	return RXD_S_OK;
 fail:
@@ -261,7 +274,7 @@ bool dispatch_job_finish(struct rxd_job *job)
 
 	srv->stats.jobs_queued--;
 	c->jobs_in_flight--;
-	c->jobs_bytes -= job->held_bytes;
+	conn_jobs_uncharge(c, job->held_bytes);
 	if (job->kind == RXD_JOB_TENSOR_CREATE) {
 		c->tensors.pending--;
 		/* Listed only when made and its client is still there to use it; otherwise

@@ -69,6 +69,7 @@ struct rxd_config {
 	bool zero_copy;               /* --zero-copy auto: GEMMs in place on regions (zcopy.c) */
 	/* What one connection may make the daemon hold and for how long (conn.c). */
 	uint64_t client_max_memory_bytes; /* --client-max-memory; 0: no bound */
+	uint64_t max_memory_bytes;   /* --max-memory: all connections together; 0: no bound */
 	uint64_t frame_timeout_ns;    /* --frame-timeout: a frame begun must end within; 0: never */
 	uint64_t idle_timeout_ns;     /* --idle-timeout: close one idle this long; 0: never */
 	uint64_t stall_timeout_ns;    /* --stall-timeout: close a client that reads none of its
@@ -85,6 +86,8 @@ struct rxd_config {
 };
 
 #define RXD_DEFAULT_CLIENT_MAX_MEMORY (1ull << 30)
+/* Four clients at their own bound; rxgemmd.service's MemoryMax= is reckoned from it. */
+#define RXD_DEFAULT_MAX_MEMORY (4ull << 30)
 #define RXD_DEFAULT_FRAME_TIMEOUT_NS (30ull * 1000000000ull)
 #define RXD_DEFAULT_STALL_TIMEOUT_NS (60ull * 1000000000ull)
 #define RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS (5ull * 1000000000ull)
@@ -1173,6 +1176,9 @@ struct rxd_server {
 	bool stopping;
 	uint32_t next_client_id;
 	struct rxd_conn *conns;      /* every open connection */
+	uint64_t held_bytes;         /* conn_held_bytes summed over every connection not yet
+				      * freed (closed ones with jobs in flight too), against
+				      * cfg->max_memory_bytes (conn.c) */
 	const struct rxd_conn_ops *conn_ops;
 };
 
@@ -1240,6 +1246,8 @@ struct rxd_conn {
 	/* Memory and time (conn.c). A job is charged when dispatch admits it: its request's
 	 * frame and its result (twice: the result buffer and the reply packed from it). */
 	uint64_t jobs_bytes;         /* charged to the jobs in flight (job->held_bytes summed) */
+	bool paused_own;             /* reading paused by its own memory, not the total's */
+	bool peer_hup;               /* seen to have left or shut its side while not read */
 	uv_timer_t timer;            /* the earliest of the deadlines below (conn_arm_timer) */
 	uint64_t frame_start_ms;     /* uv_now when the frame being read began; 0: none */
 	uint64_t active_ms;          /* the last read or write, for the idle timeout */
@@ -1258,6 +1266,10 @@ void conn_drain(struct rxd_conn *c, uint64_t kill_ms);
 void conn_reconfigured(struct rxd_conn *c);
 /* A duration in ns as loop milliseconds, rounded up. */
 uint64_t conn_ms(uint64_t ns);
+/* Charge (or, back from the worker, uncharge) a job's held_bytes to c and to the daemon's
+ * total; a total that falls back under max-memory resumes every connection's reading. */
+void conn_jobs_charge(struct rxd_conn *c, uint64_t bytes);
+void conn_jobs_uncharge(struct rxd_conn *c, uint64_t bytes);
 /* What c makes the daemon hold now: its jobs' charges, its unwritten replies and the frame
  * being read. */
 uint64_t conn_held_bytes(const struct rxd_conn *c);

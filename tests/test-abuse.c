@@ -10,6 +10,8 @@
  *   closed after --stall-timeout;
  * - under a small bound, a job whose reply cannot be held beside an unread one is refused
  *   BUSY up front and runs once the client has read, and one over the bound is TOO_BIG;
+ *   the same for all clients together (--max-memory), where a partial frame that takes
+ *   the total past the bound pauses every client's reading until it is gone;
  * - 8 stalled partial frames announcing 128 MiB each cost a few KiB each, and each is
  *   closed (STATUS_TIMEOUT, then end of stream) after --frame-timeout;
  * - with --idle-timeout set, idle connections get STATUS_TIMEOUT and are closed;
@@ -289,6 +291,7 @@ static void attack_unknown_fields(struct raw *w, uint64_t *id)
 
 static void write_config(const char *path, const char *text);
 static void wait_log(const char *text, int nth);
+static int log_count(const char *text);
 
 /* Re-read the config file, now holding text (the timeouts and the memory bound live there,
  * as SIGHUP reads them again); returns once the daemon has. */
@@ -412,6 +415,90 @@ static void attack_busy(struct raw *w, uint64_t *id, const char *config)
 	good_gemm(w, (*id)++);
 	free(a);
 	free(b);
+}
+
+/* The bound of all clients together (max-memory 10M, no bound per client): a client with
+ * an unread 4 MiB reply leaves no room for another client's job charged 8 MiB (BUSY, naming
+ * max-memory), which runs once the first has read; a partial frame of 12 MiB from a third
+ * takes the total past the bound, every client's reading pauses, and the well-behaved
+ * client's request waiting meanwhile is answered once that client is gone. */
+static void attack_total(struct raw *w, uint64_t *id, const char *config)
+{
+	enum { SIDE = 1024 };
+	float *a = calloc(SIDE, sizeof(float)), *b = calloc(SIDE, sizeof(float));
+	float *a2 = calloc(2 * SIDE, sizeof(float));
+	Rxgemm__Request req;
+	Rxgemm__GemmRequest g;
+	struct raw r1, r2;
+
+	ck_assert(a && b && a2);
+	for (int i = 0; i < SIDE; i++)
+		a[i] = b[i] = (float)(i % 5);
+	reload(config, "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 0\n"
+	       "max-memory = 10M\n");
+	raw_open(&r1, g_d.socket_path);
+	raw_hello(&r1, "abuse-total-1", NULL);
+	raw_open(&r2, g_d.socket_path);
+	raw_hello(&r2, "abuse-total-2", NULL);
+	gemm_request(&req, &g, 501, SIDE, SIDE, 1, a, b);
+	raw_send(&r1, &req);
+	wait_client(w, id, "abuse-total-1", 1, 0, 1);
+	gemm_request(&req, &g, 502, SIDE, SIDE, 1, a, b);
+	raw_send(&r2, &req);
+	Rxgemm__Reply *rep = raw_expect(&r2, 502, RXGEMM__STATUS__STATUS_BUSY, NULL);
+	ck_assert_msg(strstr(rep->error, "max-memory"), "error \"%s\"", rep->error);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	rep = raw_expect(&r1, 501, RXGEMM__STATUS__STATUS_OK, NULL);
+	ck_assert(((float *)(void *)rep->gemm->c.data)[SIDE + 3] == (float)(3 * 1));
+	rxgemm__reply__free_unpacked(rep, NULL);
+	gemm_request(&req, &g, 503, SIDE, SIDE, 1, a, b);
+	raw_send(&r2, &req);
+	rxgemm__reply__free_unpacked(raw_expect(&r2, 503, RXGEMM__STATUS__STATUS_OK, NULL), NULL);
+	/* An 8 MiB result, charged 16 MiB: over the total alone. */
+	gemm_request(&req, &g, 505, 2 * SIDE, SIDE, 1, a2, b);
+	raw_send(&r2, &req);
+	rep = raw_expect(&r2, 505, RXGEMM__STATUS__STATUS_TOO_BIG, NULL);
+	ck_assert_msg(strstr(rep->error, "max-memory"), "error \"%s\"", rep->error);
+	rxgemm__reply__free_unpacked(rep, NULL);
+
+	/* 12 MiB of a frame announcing 16 MiB: past the bound while it is read. */
+	size_t part = FRAME_HEADER_BYTES + (12u << 20);
+	uint8_t *frame = calloc(1, part);
+	ck_assert_ptr_nonnull(frame);
+	frame_header_put(frame, 16u << 20);
+	int paused = log_count("reading from every client pauses");
+	int resumed = log_count("reading resumes");
+	pid_t pid = hoarder_start("abuse-total-frame", frame, part);
+	wait_log("reading from every client pauses", paused + 1);
+	gemm_request(&req, &g, 504, SIDE, SIDE, 1, a, b);
+	raw_send(&r2, &req);
+	hoarder_stop(pid);
+	wait_log("reading resumes", resumed + 1);
+	rep = raw_expect(&r2, 504, RXGEMM__STATUS__STATUS_OK, NULL);
+	ck_assert(((float *)(void *)rep->gemm->c.data)[SIDE + 3] == (float)(3 * 1));
+	rxgemm__reply__free_unpacked(rep, NULL);
+	raw_close(&r1);
+	raw_close(&r2);
+	reload(config, CONFIG_DEFAULT);
+	good_gemm(w, (*id)++);
+	free(frame);
+	free(a2);
+	free(a);
+	free(b);
+}
+
+/* How many lines of the daemon's log contain text. */
+static int log_count(const char *text)
+{
+	char buf[4096];
+	FILE *f = fopen(g_d.log_path, "r");
+	int found = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(buf, sizeof(buf), f))
+		found += strstr(buf, text) != NULL;
+	fclose(f);
+	return found;
 }
 
 /* Wait for the nth line of the daemon's log that contains text. */
@@ -584,6 +671,7 @@ START_TEST(test_abuse)
 	attack_unknown_fields(&w, &id);
 	attack_unread_results(&w, &id, config);
 	attack_busy(&w, &id, config);
+	attack_total(&w, &id, config);
 	attack_stalled_frames(&w, &id, config);
 	attack_idle(&w, &id, config);
 	attack_shutdown(&w, &id);

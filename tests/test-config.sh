@@ -117,6 +117,7 @@ bad "a queue bound that is no number" "max-queue = many" "bad\.conf:1: max-queue
 bad "a negative client queue bound" "client-max-queue = -1" "bad\.conf:1: client-max-queue '-1'"
 # Per-connection memory and timeouts (server.c).
 bad "a memory bound that is no size" "client-max-memory = lots" "bad\.conf:1: client-max-memory 'lots'"
+bad "a total memory bound that is no size" "max-memory = 3 apples" "bad\.conf:1: max-memory '3 apples'"
 bad "a frame timeout that is no duration" "frame-timeout = soon" "bad\.conf:1: frame-timeout 'soon'"
 bad "an idle timeout over a day" "idle-timeout = 90000" "bad\.conf:1: idle-timeout '90000'"
 bad "a negative stall timeout" "stall-timeout = -1" "bad\.conf:1: stall-timeout '-1'"
