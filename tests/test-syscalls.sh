@@ -111,9 +111,12 @@ trace() {
 	fi
 }
 
-trace pocl --device pthread
-if [ -e /etc/OpenCL/vendors/rusticl.icd ]; then
-	RUSTICL_ENABLE=${RUSTICL_ENABLE:-llvmpipe} trace rusticl --device rusticl
+# RXGEMM_SYSCALLS_ONLY_DEVICE=1 (the GPU machine): only RXGEMM_TEST_DEVICE's driver.
+if [ -z "${RXGEMM_SYSCALLS_ONLY_DEVICE:-}" ]; then
+	trace pocl --device pthread
+	if [ -e /etc/OpenCL/vendors/rusticl.icd ]; then
+		RUSTICL_ENABLE=${RUSTICL_ENABLE:-llvmpipe} trace rusticl --device rusticl
+	fi
 fi
 if [ -n "${RXGEMM_TEST_DEVICE:-}" ]; then
 	trace device --device "$RXGEMM_TEST_DEVICE"
