@@ -230,3 +230,14 @@ uint32_t rxg__buffer_region(const struct rxg_buffer *buf)
 {
 	return buf->region_id;
 }
+
+rxg_client *rxg__buffer_client(const struct rxg_buffer *buf)
+{
+	return buf->client;
+}
+
+void rxg__buffer_drop(struct rxg_buffer *buf)
+{
+	munmap(buf->ptr, buf->bytes);
+	free(buf);
+}

@@ -24,6 +24,27 @@ int rxg__gemm_buffers(rxg_client *c, const struct rxg_gemm_args *args, Rxgemm__G
 		      size_t c_floats, int *c_in_buffer);
 /* buffer.c: a buffer's registration, for tensor.c. */
 uint32_t rxg__buffer_region(const struct rxg_buffer *buf);
+/* buffer.c: unmap and free buf without unregistering it (the connection is closing, or
+ * is already lost). */
+void rxg__buffer_drop(struct rxg_buffer *buf);
+
+/* stage.c: when args gives A, B and C as host arrays (no buffer, no tensor) of at least
+ * the staging threshold together, copy them into a staging buffer and fill *staged with
+ * args pointing there instead; *stage is then the buffer (the caller's until
+ * rxg__stage_put) and *c_offset where C's result will be. *stage NULL: not staged (below
+ * the threshold, staging off, or no buffer to be had: the operands go inline). */
+int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_floats,
+		    size_t b_floats, size_t c_floats, struct rxg_gemm_args *staged,
+		    struct rxg_buffer **stage, size_t *c_offset);
+/* stage.c: give a staging buffer back to the pool (or unregister it when the pool is
+ * full). Makes a round trip in that case: call it with no lock of the handle held. */
+void rxg__stage_put(rxg_client *c, struct rxg_buffer *buf);
+/* stage.c: the same with no round trip, for a job freed unfinished (its handle closing or
+ * its request never sent): kept, or when the pool is full unmapped with its registration
+ * left to end with the connection. */
+void rxg__stage_release(struct rxg_buffer *buf);
+/* buffer.c: the handle a buffer is registered on. */
+rxg_client *rxg__buffer_client(const struct rxg_buffer *buf);
 
 /* tensor.c: a device tensor of a handle. */
 struct rxg_tensor {

@@ -9,8 +9,22 @@
 #include "buffer.h"
 #include "transport.h"
 
+/* Only the m x n elements of each matrix from src (laid out as the stored C) to the
+ * caller's C: whatever lies between rows or columns (ldc padding) or between the matrices
+ * of a batch is the caller's and stays as it was. */
+static void gemm_copy_c(const struct pending *p, const uint8_t *src)
+{
+	const struct stored *sc = &p->sc;
+
+	for (int64_t i = 0; i < p->batch; i++)
+		for (int64_t o = 0; o < sc->outer; o++) {
+			size_t off = (size_t)(i * sc->stride + o * sc->ld);
+			memcpy(p->c + off, src + off * sizeof(float), (size_t)sc->inner * sizeof(float));
+		}
+}
+
 /* A GEMM's reply, taken out of the pending list: its result, C put in place. */
-static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+static int gemm_result(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
 {
 	const struct stored *sc = &p->sc;
 	int rc;
@@ -23,6 +37,8 @@ static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timin
 		if (rc_data->len)
 			return rxg__fail(c, RXG_EPROTO, "the daemon returned %zu bytes of C inline though "
 					 "C went to a buffer", rc_data->len);
+		if (p->stage) /* ours, not the caller's: C goes on to the caller's array */
+			gemm_copy_c(p, (const uint8_t *)rxg_buffer_ptr(p->stage) + p->stage_c_offset);
 		return RXG_OK;
 	}
 	if (rc_data->len != sc->total * sizeof(float) &&
@@ -32,15 +48,24 @@ static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timin
 				 "the daemon returned %zu bytes of C; %lld x %lld with ldc = %lld needs %zu",
 				 rc_data->len, (long long)sc->rows, (long long)sc->cols, (long long)sc->ld,
 				 sc->total * sizeof(float));
-	/* Only the m x n elements of each matrix: whatever lies between rows or columns (ldc
-	 * padding) or between the matrices of a batch is the caller's and stays as it was. */
-	for (int64_t i = 0; i < p->batch; i++)
-		for (int64_t o = 0; o < sc->outer; o++) {
-			size_t off = (size_t)(i * sc->stride + o * sc->ld);
-			memcpy(p->c + off, rc_data->data + off * sizeof(float),
-			       (size_t)sc->inner * sizeof(float));
-		}
+	gemm_copy_c(p, rc_data->data);
 	return RXG_OK;
+}
+
+static int gemm_finish(struct rxg_client *c, struct pending *p, struct rxg_timings *timings)
+{
+	int rc = gemm_result(c, p, timings);
+
+	rxg__stage_put(c, p->stage);
+	p->stage = NULL;
+	return rc;
+}
+
+/* A staged GEMM freed without being finished. */
+static void gemm_release(struct pending *p)
+{
+	rxg__stage_release(p->stage);
+	p->stage = NULL;
 }
 
 /* Fill s for a batch of stored rows x cols matrices with leading dimension ld (0:
@@ -128,8 +153,9 @@ static int gemm_args_check(rxg_client *c, const struct rxg_gemm_args *args, bool
 }
 
 /* Check and send a GEMM; job: it is the caller's to wait for with rxg_wait*, else
- * rxg_gemm's own (rxg_wait_any in another thread must not take it). About 100 lines: the
- * three operands' sizes, then the request's fields one by one. */
+ * rxg_gemm's own (rxg_wait_any in another thread must not take it). About 120 lines: the
+ * three operands' sizes, then the request's fields one by one, then where the operands
+ * live (staged, buffers, tensors). */
 static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 		       const struct rxg_job_options *opts, bool job, uint64_t *id)
 {
@@ -137,6 +163,9 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
 	struct pending *p = NULL;
 	struct stored sa, sb, sc;
+	struct rxg_gemm_args staged;
+	struct rxg_buffer *stage = NULL;
+	size_t stage_c_offset = 0;
 	int rc;
 
 	if (id)
@@ -197,15 +226,22 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 		g.stride_b = sb.stride;
 		g.stride_c = sc.stride;
 	}
-	/* Operands in shared-memory buffers go as references instead (buffer.c); refs must
-	 * live until the request is sent, which submit does before this returns. */
+	/* Large host arrays go through a staging buffer (stage.c), then like the caller's
+	 * own buffers: operands in shared-memory buffers go as references instead
+	 * (buffer.c); refs must live until the request is sent, which submit does before
+	 * this returns. */
+	rc = rxg__stage_gemm(c, args, sa.total, sb.total, sc.total, &staged, &stage,
+			     &stage_c_offset);
+	if (rc != RXG_OK)
+		goto out;
+	const struct rxg_gemm_args *sent = stage ? &staged : args;
 	Rxgemm__RegionRef refs[4];
 	int c_in_buffer;
-	rc = rxg__gemm_buffers(c, args, &g, refs, sa.total, sb.total, sc.total, &c_in_buffer);
+	rc = rxg__gemm_buffers(c, sent, &g, refs, sa.total, sb.total, sc.total, &c_in_buffer);
 	if (rc != RXG_OK)
 		goto out;
 	int c_in_tensor;
-	if ((rc = rxg__gemm_tensors(c, args, &g, &c_in_tensor)) != RXG_OK)
+	if ((rc = rxg__gemm_tensors(c, sent, &g, &c_in_tensor)) != RXG_OK)
 		goto out;
 	c_in_buffer |= c_in_tensor;
 	if (opts) {
@@ -226,6 +262,10 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	p->c_in_buffer = c_in_buffer;
 	p->sc = sc;
 	p->batch = batch;
+	p->stage = stage;
+	p->stage_c_offset = stage_c_offset;
+	p->release = gemm_release;
+	stage = NULL; /* p's now */
 	rc = rxg__submit(c, &req, p);
 	if (rc != RXG_OK)
 		goto out;
@@ -233,6 +273,7 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	p = NULL; /* filed */
 out:
 	rxg__pending_free(p);
+	rxg__stage_put(c, stage);
 	return rc;
 }
 

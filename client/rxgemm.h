@@ -170,7 +170,14 @@ struct rxg_gemm_args {
 	struct rxg_tensor *c_out_tensor;
 };
 
-/* Run one GEMM and wait for it. timings may be NULL. */
+/* Run one GEMM and wait for it. timings may be NULL.
+ *
+ * When A, B and C are all plain arrays (no buffer, no tensor) of 256 KiB or more together,
+ * the library copies them into shared-memory buffers of its own and copies C back out,
+ * rather than sending them in the request and reply: on a GPU machine that is many times
+ * faster (docs/PERFORMANCE.md). It keeps up to 4 such buffers per handle between jobs.
+ * The environment variable RXGEMM_STAGE_BYTES sets the threshold in bytes, or "off" to
+ * send every array inline; it is read at the process's first GEMM. */
 int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args, struct rxg_timings *timings);
 
 /* Shared memory: a buffer is memory both this process and the daemon map (a sealed memfd

@@ -71,6 +71,7 @@ struct rxg_client {
 	char *device;
 	pthread_mutex_t err_lock;         /* guards errmsg; a leaf */
 	char errmsg[RXG__ERRMSG_BYTES];
+	struct rxg__stage_pool stage;     /* stage.c's */
 	/* Small protobuf appends are gathered here so that the framing header, tags and
 	 * scalars go out in one send; the big matrix payloads bypass it. */
 	size_t send_len;
@@ -395,6 +396,8 @@ void rxg__pending_free(struct pending *p)
 {
 	if (!p)
 		return;
+	if (p->release)
+		p->release(p);
 	if (p->reply)
 		rxgemm__reply__free_unpacked(p->reply, NULL);
 	free(p);
@@ -684,7 +687,8 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 	}
 	if (!cond_ok || pthread_mutex_init(&c->lock, NULL) != 0 ||
 	    pthread_mutex_init(&c->send_lock, NULL) != 0 ||
-	    pthread_mutex_init(&c->err_lock, NULL) != 0) {
+	    pthread_mutex_init(&c->err_lock, NULL) != 0 ||
+	    pthread_mutex_init(&c->stage.lock, NULL) != 0) {
 		/* Only on resource exhaustion, where glibc's init cannot fail anyway. */
 		free(c);
 		snprintf(connect_errmsg, sizeof(connect_errmsg), "cannot create a mutex");
@@ -740,6 +744,9 @@ RXG_EXPORT void rxg_close(rxg_client *c)
 		c->pending = p->next;
 		rxg__pending_free(p);
 	}
+	for (unsigned i = 0; i < c->stage.n_kept; i++)
+		c->stage.drop(c->stage.kept[i]);
+	pthread_mutex_destroy(&c->stage.lock);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->err_lock);
@@ -747,6 +754,11 @@ RXG_EXPORT void rxg_close(rxg_client *c)
 	free(c->daemon_version);
 	free(c->device);
 	free(c);
+}
+
+struct rxg__stage_pool *rxg__client_stage(rxg_client *c)
+{
+	return &c->stage;
 }
 
 RXG_EXPORT const char *rxg_errmsg(const rxg_client *c)

@@ -5,6 +5,7 @@
 #ifndef RXGEMM_CLIENT_TRANSPORT_H
 #define RXGEMM_CLIENT_TRANSPORT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,7 +66,26 @@ struct pending {
 	bool c_in_buffer;                 /* the daemon wrote C into a shared buffer */
 	struct stored sc;
 	int64_t batch;
+	/* A GEMM whose host operands went through a staging buffer (stage.c): its C is
+	 * copied from there to c when it is finished; released when freed unfinished. */
+	struct rxg_buffer *stage;
+	size_t stage_c_offset;
+	void (*release)(struct pending *p);
 };
+
+/* Staging buffers (stage.c): shared buffers that a GEMM's operands given as plain host
+ * arrays are copied into, so that they cross no socket. A few are kept between jobs
+ * (registered, and pinned by the daemon after their first use). The pool lives in the
+ * handle; transport.c only creates its lock and, at close, hands each kept buffer to
+ * drop (which unmaps it: closing ends the daemon's side). */
+#define RXG__STAGE_KEEP 4
+struct rxg__stage_pool {
+	pthread_mutex_t lock;             /* a leaf */
+	struct rxg_buffer *kept[RXG__STAGE_KEEP];
+	unsigned n_kept;
+	void (*drop)(struct rxg_buffer *buf);
+};
+struct rxg__stage_pool *rxg__client_stage(rxg_client *c);
 
 /* Record why the current call on c fails (rxg_errmsg) and return code, so that callers can
  * write "return rxg__fail(c, RXG_EINVAL, ...)". */

@@ -88,7 +88,9 @@ void stats_job_done(struct rxd_stats *st, const struct rxd_job *job, struct rxd_
 		cs->kernel_ns += t->kernel_ns;
 		cs->d2h_ns += t->d2h_ns;
 		cs->total_ns += t->total_ns;
-		if (!job->tensors[3]) /* a result kept in a device tensor goes nowhere */
+		/* What the reply carried: a result kept in a device tensor goes nowhere, one
+		 * written into the client's region crosses no socket. */
+		if (!job->tensors[3] && !job->c_dest)
 			cs->bytes_out += job->g.c_elems * sizeof(float);
 		if (job->kernel) {
 			struct rxd_variant_stats *v = stats_variant(st, job->kernel);

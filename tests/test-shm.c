@@ -5,7 +5,8 @@
  *
  *   library:  rxg_buffer_* and rxg_gemm with operands and results in buffers, mixed with
  *             inline matrices, in place and to a separate buffer, batches, misuse the
- *             library catches itself
+ *             library catches itself; large host arrays staged through the library's
+ *             own buffers
  *   protocol: hand-built frames and descriptors: every way to register a bad descriptor,
  *             every bad region reference, another connection's region, unregistering a
  *             region in use, descriptors on other frames, too many descriptors, more
@@ -24,6 +25,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +409,96 @@ START_TEST(test_lib_mixed)
 		free(inline_c);
 		prob_free(&p);
 	}
+	rxg_close(c);
+}
+END_TEST
+
+/* This handle's counters in the daemon's status. */
+static void own_counters(rxg_client *c, const char *name, uint64_t *bytes_in,
+			 uint64_t *bytes_out, uint32_t *regions)
+{
+	struct rxg_status *st = NULL;
+	bool found = false;
+
+	ck_assert_int_eq(rxg_status(c, &st), RXG_OK);
+	for (size_t i = 0; i < st->n_clients; i++)
+		if (!strcmp(st->clients[i].name, name)) {
+			*bytes_in = st->clients[i].bytes_in;
+			*bytes_out = st->clients[i].bytes_out;
+			found = true;
+		}
+	ck_assert_msg(found, "no client %s in status", name);
+	*regions = st->shm_regions;
+	rxg_status_free(st);
+}
+
+/* Host arrays of 256 KiB or more together (the library's default threshold) travel through
+ * its staging buffers, not the frames: every layout, transpose, padding, batch and beta
+ * gives the CPU reference's result with the caller's padding of C untouched, no matrix
+ * byte crosses the socket either way (the daemon's counters for this handle), and the
+ * buffers are reused (at most RXG__STAGE_KEEP, 4, more regions mapped however many jobs
+ * ran). A small job stays inline. */
+START_TEST(test_lib_staged)
+{
+	const char *name = "test-shm-staged";
+	uint64_t in0, out0, in1, out1;
+	uint32_t regions0, regions1;
+	rxg_client *c = NULL;
+	struct prob p;
+	int jobs = 0;
+
+	ck_assert_int_eq(rxg_connect(g_daemon.socket_path, name, &c), RXG_OK);
+	own_counters(c, name, &in0, &out0, &regions0);
+	for (int i = 0; i < 10; i++) {
+		char what[128];
+		int rm = i & 1, ta = (i >> 1) & 1, tb = (i >> 2) & 1, batch = i >= 8 ? 3 : 1;
+		/* 150 x 130 x 170 and up: A, B and C at least 0.27 MiB together. */
+		int64_t m = 150 + 7 * i, n = 130 + 3 * i, k = 170 - 5 * i;
+
+		prob_make(&p, rm, ta, tb, m, n, k, batch, 1.25f, i % 4 == 3 ? 0.0f : -0.5f, i % 3,
+			  300 + (uint64_t)i);
+		ck_assert_msg(sizeof(float) * (size_t)(p.a_len + p.b_len + p.c_len) >= (256u << 10),
+			      "problem %d is below the staging threshold", i);
+		snprintf(what, sizeof(what), "staged %s ta=%d tb=%d pad=%d batch=%d beta=%g",
+			 rm ? "row" : "col", ta, tb, i % 3, batch, (double)p.beta);
+		struct rxg_gemm_args args;
+		float *got = malloc(sizeof(float) * (size_t)p.c_len);
+
+		ck_assert_ptr_nonnull(got);
+		memcpy(got, p.c0, sizeof(float) * (size_t)p.c_len);
+		args_from(&args, &p);
+		args.a = p.a;
+		args.b = p.b;
+		args.c = got;
+		int rc = rxg_gemm(c, &args, NULL);
+		ck_assert_msg(rc == RXG_OK, "%s: %s: %s", what, rxg_strerror(rc), rxg_errmsg(c));
+		prob_check(&p, got, p.c0, what);
+		jobs++;
+		free(got);
+		prob_free(&p);
+	}
+	own_counters(c, name, &in1, &out1, &regions1);
+	ck_assert_msg(in1 == in0 && out1 == out0, "%d staged jobs carried %llu bytes in and "
+		      "%llu out in their frames", jobs, (unsigned long long)(in1 - in0),
+		      (unsigned long long)(out1 - out0));
+	ck_assert_msg(regions1 <= regions0 + 4, "%d jobs left %u regions mapped (%u before)",
+		      jobs, regions1, regions0);
+	/* Below the threshold: inline, as it always was. */
+	prob_make(&p, 1, 0, 0, 20, 30, 40, 1, 1.0f, 0.0f, 0, 9);
+	struct rxg_gemm_args args;
+	args_from(&args, &p);
+	float *got = calloc((size_t)p.c_len, sizeof(float));
+	ck_assert_ptr_nonnull(got);
+	args.a = p.a;
+	args.b = p.b;
+	args.c = got;
+	ck_assert_int_eq(rxg_gemm(c, &args, NULL), RXG_OK);
+	prob_check(&p, got, NULL, "small, inline");
+	own_counters(c, name, &in0, &out0, &regions0);
+	ck_assert_uint_eq(in0 - in1, sizeof(float) * (size_t)(p.a_len + p.b_len));
+	ck_assert_uint_eq(out0 - out1, sizeof(float) * 20 * 30);
+	free(got);
+	prob_free(&p);
 	rxg_close(c);
 }
 END_TEST
@@ -1366,6 +1458,7 @@ static Suite *shm_suite(void)
 	tc = tcase("library");
 	tcase_add_test(tc, test_lib_in_place);
 	tcase_add_test(tc, test_lib_mixed);
+	tcase_add_test(tc, test_lib_staged);
 	tcase_add_test(tc, test_lib_misuse);
 	suite_add_tcase(s, tc);
 	tc = tcase("protocol");
@@ -1392,6 +1485,7 @@ static Suite *shm_suite(void)
 	tc = tcase_with("copying", daemon_up_copying);
 	tcase_add_test(tc, test_lib_in_place);
 	tcase_add_test(tc, test_lib_mixed);
+	tcase_add_test(tc, test_lib_staged);
 	suite_add_tcase(s, tc);
 	tc = tcase_with("pipelined", daemon_up_pipelined);
 	tcase_add_test(tc, test_lib_in_place);

@@ -45,7 +45,9 @@ struct resident_times {
 
 /* --shm: when the matrices travel through a shared-memory buffer (rxg_buffer_create). */
 enum { SHM_AUTO, SHM_ALWAYS, SHM_NEVER };
-#define SHM_AUTO_MIN_BYTES (1u << 20) /* below this the socket copy costs next to nothing */
+/* Below this the socket copy costs next to nothing; the library's own staging of host
+ * arrays (RXGEMM_STAGE_BYTES) starts at the same size, so "inline" below means inline. */
+#define SHM_AUTO_MIN_BYTES (256u << 10)
 
 enum { MAT_A, MAT_B, MAT_C };
 static const char *const mat_name[3] = { "A", "B", "C" };
@@ -616,8 +618,11 @@ static int gemm_shm_setup(rxg_client *client, const struct gemm_opts *o,
 	int rc;
 
 	memset(sh, 0, sizeof(*sh));
-	if (o->shm == SHM_NEVER)
+	if (o->shm == SHM_NEVER) {
+		/* In the frames, as asked: not staged by the library either. */
+		setenv("RXGEMM_STAGE_BYTES", "off", 1);
 		return EXIT_OK;
+	}
 	for (int w = MAT_A; w <= MAT_C; w++) {
 		int64_t rows, cols;
 		stored_shape(o, w, &rows, &cols);
