@@ -130,7 +130,9 @@ struct problem {
 	double *x[CHECK_VECTORS], *y[CHECK_VECTORS];
 	uint64_t seed;
 	/* --shm: A, B and C live in these buffers (a, b and c point into them), made once
-	 * and used for every job; NULL: a, b and c are malloc'd and travel in the frames. */
+	 * and used for every job; NULL: a, b and c are malloc'd host arrays, which librxgemm
+	 * stages through shared memory of its own (or sends in the frames when
+	 * RXGEMM_STAGE_BYTES=off). */
 	rxg_buffer *buf[3];
 	/* --resident: A, B and C are device tensors made once (buf[2] then receives C, read
 	 * back after each job for the check, outside the timing). */
@@ -998,7 +1000,10 @@ static int mode_overhead(const struct opts *o)
 		       "after %lld warm-up, ms:\n",
 		       o->resident ? "in device tensors"
 		       : o->shm    ? "in shared memory"
-				   : "in the frames",
+				   : getenv("RXGEMM_STAGE_BYTES") &&
+					     !strcmp(getenv("RXGEMM_STAGE_BYTES"), "off")
+				   ? "in the frames"
+				   : "as host arrays, staged by librxgemm above its threshold",
 		       (long long)o->repeat,
 		       (long long)o->warmup);
 		printf("%6s %9s %9s %9s %8s %8s %8s %8s %9s %7s %8s %8s  %s\n", "n", "wall p50",
