@@ -302,7 +302,9 @@ out:
 	return ret;
 }
 
-/* Apply one option; where names the source for messages ("--x" or "file:line"). */
+/* Apply one option; where names the source for messages ("--x" or "file:line"). Over 100
+ * lines: one case per option, each parsing its value and saying in its own words what a
+ * bad one should look like; a table of parsers would lose those sentences. */
 static int config_apply(struct rxd_config *cfg, int opt, const char *v, const char *where)
 {
 	int lvl;

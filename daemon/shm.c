@@ -77,6 +77,68 @@ static struct rxd_region *shm_find(struct rxd_shm *t, uint32_t id, size_t *slot)
 	return NULL;
 }
 
+/* Whether fd is a memfd t may register now: sealed against shrinking and growing (so
+ * that a mapping cannot fault), writable, of a size within every bound (one region, all
+ * regions, this connection's share) and, when expect_bytes is given, of that size. Fills
+ * st. A status code with a sentence in err. */
+static int shm_check_memfd(const struct rxd_shm *t, int fd, uint64_t expect_bytes,
+			   struct stat *st, struct rxd_error *err)
+{
+	int seals;
+
+	/* Only shmem files (memfds) carry seals; anything else fails here with EINVAL. */
+	if ((seals = fcntl(fd, F_GET_SEALS)) < 0 || fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		return error_set(err, RXD_S_REGION,
+				 "the descriptor is not a memfd that takes seals (create it with "
+				 "memfd_create(MFD_ALLOW_SEALING))");
+	}
+	if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
+		return error_set(err, RXD_S_REGION,
+				 "the memfd is not sealed against %s (F_SEAL_SHRINK and F_SEAL_GROW "
+				 "are required)",
+				 !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_GROW) ? "shrinking or growing"
+				 : !(seals & F_SEAL_SHRINK)			      ? "shrinking"
+										      : "growing");
+	}
+	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+		return error_set(err, RXD_S_REGION,
+				 "the memfd is sealed against writing, but results are written "
+				 "into regions; leave F_SEAL_WRITE off");
+	}
+	if (st->st_size <= 0) {
+		return error_set(err, RXD_S_REGION,
+				 "the memfd is empty; size it (ftruncate) before sealing");
+	}
+	if ((uint64_t)st->st_size > RXD_SHM_MAX_REGION_BYTES) {
+		return error_set(err, RXD_S_TOO_BIG, "the memfd holds %llu bytes, more than the "
+				  "%llu a region may have", (unsigned long long)st->st_size,
+				  (unsigned long long)RXD_SHM_MAX_REGION_BYTES);
+	}
+	if ((uint64_t)st->st_size > RXD_SHM_MAX_TOTAL_BYTES - shm_counters.bytes) {
+		return error_set(err, RXD_S_TOO_BIG, "the memfd's %llu bytes do not fit beside "
+				  "the %llu bytes of regions mapped now (at most %llu together)",
+				  (unsigned long long)st->st_size,
+				  (unsigned long long)shm_counters.bytes,
+				  (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
+	}
+	/* Mappings cost the client nothing until touched (a sparse memfd): without a share of
+	 * its own, one connection could hold the whole total and refuse everyone else. */
+	if (shm_client_bytes && (t->bytes > shm_client_bytes ||
+				 (uint64_t)st->st_size > shm_client_bytes - t->bytes)) {
+		return error_set(err, RXD_S_TOO_BIG,
+				 "the memfd's %llu bytes do not fit beside the %llu bytes this "
+				 "connection has registered (at most %llu: client-shm-max)",
+				 (unsigned long long)st->st_size, (unsigned long long)t->bytes,
+				 (unsigned long long)shm_client_bytes);
+	}
+	if (expect_bytes && expect_bytes != (uint64_t)st->st_size) {
+		return error_set(err, RXD_S_REGION,
+				 "RegisterRegion.size says %llu bytes but the memfd holds %llu",
+				 (unsigned long long)expect_bytes, (unsigned long long)st->st_size);
+	}
+	return RXD_S_OK;
+}
+
 int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 		 uint64_t *bytes, struct rxd_error *err)
 {
@@ -84,7 +146,7 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 	struct stat st;
 	size_t slot;
 	void *base;
-	int seals, status;
+	int status;
 
 	for (slot = 0; slot < RXD_SHM_MAX_REGIONS && t->regions[slot]; slot++)
 		;
@@ -95,64 +157,8 @@ int shm_register(struct rxd_shm *t, int fd, uint64_t expect_bytes, uint32_t *id,
 				  t->count);
 		goto out;
 	}
-	/* Only shmem files (memfds) carry seals; anything else fails here with EINVAL. */
-	if ((seals = fcntl(fd, F_GET_SEALS)) < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		status = error_set(err, RXD_S_REGION,
-				  "the descriptor is not a memfd that takes seals (create it with "
-				  "memfd_create(MFD_ALLOW_SEALING))");
+	if ((status = shm_check_memfd(t, fd, expect_bytes, &st, err)) != RXD_S_OK)
 		goto out;
-	}
-	if ((seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
-		status = error_set(err, RXD_S_REGION,
-				  "the memfd is not sealed against %s (F_SEAL_SHRINK and F_SEAL_GROW "
-				  "are required)",
-				  !(seals & F_SEAL_SHRINK) && !(seals & F_SEAL_GROW) ? "shrinking or growing"
-				  : !(seals & F_SEAL_SHRINK)			      ? "shrinking"
-										      : "growing");
-		goto out;
-	}
-	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
-		status = error_set(err, RXD_S_REGION,
-				  "the memfd is sealed against writing, but results are written "
-				  "into regions; leave F_SEAL_WRITE off");
-		goto out;
-	}
-	if (st.st_size <= 0) {
-		status = error_set(err, RXD_S_REGION,
-				  "the memfd is empty; size it (ftruncate) before sealing");
-		goto out;
-	}
-	if ((uint64_t)st.st_size > RXD_SHM_MAX_REGION_BYTES) {
-		status = error_set(err, RXD_S_TOO_BIG, "the memfd holds %llu bytes, more than the "
-				   "%llu a region may have", (unsigned long long)st.st_size,
-				   (unsigned long long)RXD_SHM_MAX_REGION_BYTES);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > RXD_SHM_MAX_TOTAL_BYTES - shm_counters.bytes) {
-		status = error_set(err, RXD_S_TOO_BIG, "the memfd's %llu bytes do not fit beside "
-				   "the %llu bytes of regions mapped now (at most %llu together)",
-				   (unsigned long long)st.st_size,
-				   (unsigned long long)shm_counters.bytes,
-				   (unsigned long long)RXD_SHM_MAX_TOTAL_BYTES);
-		goto out;
-	}
-	/* Mappings cost the client nothing until touched (a sparse memfd): without a share of
-	 * its own, one connection could hold the whole total and refuse everyone else. */
-	if (shm_client_bytes && (t->bytes > shm_client_bytes ||
-				 (uint64_t)st.st_size > shm_client_bytes - t->bytes)) {
-		status = error_set(err, RXD_S_TOO_BIG,
-				  "the memfd's %llu bytes do not fit beside the %llu bytes this "
-				  "connection has registered (at most %llu: client-shm-max)",
-				  (unsigned long long)st.st_size, (unsigned long long)t->bytes,
-				  (unsigned long long)shm_client_bytes);
-		goto out;
-	}
-	if (expect_bytes && expect_bytes != (uint64_t)st.st_size) {
-		status = error_set(err, RXD_S_REGION,
-				  "RegisterRegion.size says %llu bytes but the memfd holds %llu",
-				  (unsigned long long)expect_bytes, (unsigned long long)st.st_size);
-		goto out;
-	}
 	base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED) {
 		int e = errno;

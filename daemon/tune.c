@@ -114,6 +114,8 @@ static void tune_progress(bool tty, size_t done, size_t total, uint64_t start_ns
 	fflush(stderr);
 }
 
+/* Over 100 lines: the time budget is shared out across the nested loops (size class,
+ * transposes, candidate), and each level's share and early exits read best in one place. */
 int tune_run(struct rxd_gemm_engine *eng, double budget_s, bool tty)
 {
 	struct rxd_device *dev = eng->dev;

@@ -666,7 +666,9 @@ static int bench_e2e(struct rxd_gemm_engine *eng, const struct bench_opts *o)
 	return status;
 }
 
-int main(int argc, char **argv)
+/* The command line into o. -1 to go on, else the exit status: 0 after --help or
+ * --version, 2 on a usage error (said on stderr). */
+static int bench_parse(int argc, char **argv, struct bench_opts *o)
 {
 	static const struct option opts[] = {
 		{ "device", required_argument, NULL, 'd' }, { "sizes", required_argument, NULL, 's' },
@@ -681,44 +683,39 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
-	struct rxd_device dev;
-	struct rxd_gemm_engine eng = { 0 }; /* no budget: rxgemm-bench measures kernels */
-	clblast_sgemm_fn sgemm = NULL;
-	void *clblast = NULL;
 	int opt;
 
 	/* Our own one-line messages (getopt's name the libtool wrapper's binary in a build). */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":hV", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'd': o.device = optarg; break;
+		case 'd': o->device = optarg; break;
 		case 's':
 		case 'S':
-			if (bench_parse_list(optarg, &o, opt == 's') < 0) {
+			if (bench_parse_list(optarg, o, opt == 's') < 0) {
 				fprintf(stderr, "rxgemm-bench: bad size list '%s'\n", optarg);
 				return 2;
 			}
 			break;
-		case 'a': o.trans_a = true; break;
-		case 'b': o.trans_b = true; break;
+		case 'a': o->trans_a = true; break;
+		case 'b': o->trans_b = true; break;
 		case 'c':
-			if (o.n_configs == 64 || gemm_config_parse(optarg, &o.configs[o.n_configs]) < 0) {
+			if (o->n_configs == 64 || gemm_config_parse(optarg, &o->configs[o->n_configs]) < 0) {
 				fprintf(stderr, "rxgemm-bench: bad configuration '%s'\n", optarg);
 				return 2;
 			}
-			o.n_configs++;
+			o->n_configs++;
 			break;
-		case 't': o.tune = true; break;
-		case 'e': o.e2e = true; break;
-		case 'r': o.repeat = atoi(optarg); break;
-		case 'w': o.warmup = atoi(optarg); break;
-		case 'n': o.clblast = false; break;
-		case 'K': o.splitk = atoi(optarg); break;
-		case 'p': o.peak_gflops = atof(optarg); break;
-		case 'C': o.csv = true; break;
-		case 'P': o.plot = optarg; break;
-		case 'j': o.json = true; break;
+		case 't': o->tune = true; break;
+		case 'e': o->e2e = true; break;
+		case 'r': o->repeat = atoi(optarg); break;
+		case 'w': o->warmup = atoi(optarg); break;
+		case 'n': o->clblast = false; break;
+		case 'K': o->splitk = atoi(optarg); break;
+		case 'p': o->peak_gflops = atof(optarg); break;
+		case 'C': o->csv = true; break;
+		case 'P': o->plot = optarg; break;
+		case 'j': o->json = true; break;
 		case 'h': bench_usage(stdout); return 0;
 		case 'V': printf("rxgemm-bench %s\n", PACKAGE_VERSION); return 0;
 		case ':':
@@ -741,24 +738,82 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	/* Before the run, not after it: a plot we would not draw. */
-	if (o.plot && !bench_plot_terminal(o.plot)) {
+	if (o->plot && !bench_plot_terminal(o->plot)) {
 		fprintf(stderr, "rxgemm-bench: --plot %s: the name must end in .svg, .png or .pdf\n",
-			o.plot);
+			o->plot);
 		return 2;
 	}
-	if (o.repeat < 1 || o.repeat > 10000 || o.warmup < 0 || o.warmup > 10000 ||
-	    o.splitk < 0 || o.splitk > 64) {
+	if (o->repeat < 1 || o->repeat > 10000 || o->warmup < 0 || o->warmup > 10000 ||
+	    o->splitk < 0 || o->splitk > 64) {
 		fprintf(stderr, "rxgemm-bench: --repeat 1..10000, --warmup 0..10000, "
 			"--splitk 0..64\n");
 		return 2;
 	}
-	if (o.e2e && (o.tune || o.n_configs || o.plot)) {
+	if (o->e2e && (o->tune || o->n_configs || o->plot)) {
 		fprintf(stderr, "rxgemm-bench: --e2e times the engine's own choice: no --tune, "
 			"--config or --plot with it\n");
 		return 2;
 	}
-	if (o.n_shapes == 0)
-		bench_parse_list(o.e2e ? "1024,2048,4096" : "256,512,1024,2048,4096", &o, true);
+	if (o->n_shapes == 0)
+		bench_parse_list(o->e2e ? "1024,2048,4096" : "256,512,1024,2048,4096", o, true);
+	return -1;
+}
+
+/* One measured shape: a CSV line, an object of jw's array, or a table row. NaN: not
+ * measured (no CLBlast, no peak given), shown as empty, null or "-". */
+static void bench_print_row(const struct bench_opts *o, struct json_writer *jw,
+			    const struct rxd_gemm *gs, const struct bench_result *r, double ours,
+			    double theirs, double ratio, double pct, const char *check)
+{
+	if (o->csv) {
+		char t[32], ra[32], pc[32];
+
+		fmt_or_empty(t, sizeof(t), 1, theirs, "");
+		fmt_or_empty(ra, sizeof(ra), 3, ratio, "");
+		fmt_or_empty(pc, sizeof(pc), 1, pct, "");
+		printf("%lld,%lld,%lld,%d,%d,%s,%.1f,%s,%s,%s,%s\n", (long long)gs->m,
+		       (long long)gs->n, (long long)gs->k, o->trans_a, o->trans_b, r->kernel, ours,
+		       t, ra, pc, check);
+	} else if (o->json) {
+		json_begin_object(jw);
+		json_member_int(jw, "m", gs->m);
+		json_member_int(jw, "n", gs->n);
+		json_member_int(jw, "k", gs->k);
+		json_member_bool(jw, "trans_a", o->trans_a);
+		json_member_bool(jw, "trans_b", o->trans_b);
+		json_member_string(jw, "kernel", r->kernel);
+		json_member_number(jw, "ours_gflops", ours);
+		json_member_number(jw, "clblast_gflops", theirs);
+		json_member_number(jw, "ratio", ratio);
+		json_member_number(jw, "pct_peak", pct);
+		json_key(jw, "check");
+		if (r->check < 0)
+			json_null(jw);
+		else
+			json_string(jw, check);
+		json_end_object(jw);
+	} else {
+		char t[32], ra[32], pc[32];
+
+		fmt_or_empty(t, sizeof(t), 1, theirs, "-");
+		fmt_or_empty(ra, sizeof(ra), 2, ratio, "-");
+		fmt_or_empty(pc, sizeof(pc), 1, pct, "-");
+		printf("%6lld %6lld %6lld  %-44s %12.1f %12s %7s %7s %6s\n", (long long)gs->m,
+		       (long long)gs->n, (long long)gs->k, r->kernel, ours, t, ra, pc, check);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct bench_opts o = { .repeat = 10, .warmup = 2, .clblast = true };
+	struct rxd_device dev;
+	struct rxd_gemm_engine eng = { 0 }; /* no budget: rxgemm-bench measures kernels */
+	clblast_sgemm_fn sgemm = NULL;
+	void *clblast = NULL;
+	int st;
+
+	if ((st = bench_parse(argc, argv, &o)) >= 0)
+		return st;
 	log_set_level(LOG_WARNING);
 	if (device_open(&dev, o.device) < 0)
 		return 1;
@@ -769,8 +824,7 @@ int main(int argc, char **argv)
 	if (gemm_init(&eng, &dev) < 0)
 		return 1;
 	if (o.e2e) {
-		int st = bench_e2e(&eng, &o);
-
+		st = bench_e2e(&eng, &o);
 		gemm_fini(&eng);
 		device_close(&dev);
 		return st;
@@ -826,42 +880,7 @@ int main(int argc, char **argv)
 		check = r.check < 0 ? "-" : r.check ? "ok" : "DIFF";
 		if (r.check == 0)
 			status = 1;
-		if (o.csv) {
-			char t[32], ra[32], pc[32];
-
-			fmt_or_empty(t, sizeof(t), 1, theirs, "");
-			fmt_or_empty(ra, sizeof(ra), 3, ratio, "");
-			fmt_or_empty(pc, sizeof(pc), 1, pct, "");
-			printf("%lld,%lld,%lld,%d,%d,%s,%.1f,%s,%s,%s,%s\n", (long long)gs.m,
-			       (long long)gs.n, (long long)gs.k, o.trans_a, o.trans_b, r.kernel, ours,
-			       t, ra, pc, check);
-		} else if (o.json) {
-			json_begin_object(&jw);
-			json_member_int(&jw, "m", gs.m);
-			json_member_int(&jw, "n", gs.n);
-			json_member_int(&jw, "k", gs.k);
-			json_member_bool(&jw, "trans_a", o.trans_a);
-			json_member_bool(&jw, "trans_b", o.trans_b);
-			json_member_string(&jw, "kernel", r.kernel);
-			json_member_number(&jw, "ours_gflops", ours);
-			json_member_number(&jw, "clblast_gflops", theirs);
-			json_member_number(&jw, "ratio", ratio);
-			json_member_number(&jw, "pct_peak", pct);
-			json_key(&jw, "check");
-			if (r.check < 0)
-				json_null(&jw);
-			else
-				json_string(&jw, check);
-			json_end_object(&jw);
-		} else {
-			char t[32], ra[32], pc[32];
-
-			fmt_or_empty(t, sizeof(t), 1, theirs, "-");
-			fmt_or_empty(ra, sizeof(ra), 2, ratio, "-");
-			fmt_or_empty(pc, sizeof(pc), 1, pct, "-");
-			printf("%6lld %6lld %6lld  %-44s %12.1f %12s %7s %7s %6s\n", (long long)gs.m,
-			       (long long)gs.n, (long long)gs.k, r.kernel, ours, t, ra, pc, check);
-		}
+		bench_print_row(&o, &jw, &gs, &r, ours, theirs, ratio, pct, check);
 		fflush(stdout);
 	}
 	if (o.json) {
