@@ -401,9 +401,9 @@ static int check_array(const struct npy_header *h, const char *name, int min_dim
 			return seterr(err, errlen, -EINVAL, name, "shape %s is not 2-D: need a matrix",
 				      shape);
 		return seterr(err, errlen, -EINVAL, name,
-			      "shape %s has %d dimensions: need %d to %d (a matrix, or a stack of "
+			      "shape %s has %d dimension%s: need %d to %d (a matrix, or a stack of "
 			      "matrices)",
-			      shape, h->ndims, min_dims, max_dims);
+			      shape, h->ndims, h->ndims == 1 ? "" : "s", min_dims, max_dims);
 	}
 	for (int i = 0; i < h->ndims; i++)
 		if (__builtin_mul_overflow(floats, h->dims[i], &floats))
