@@ -162,12 +162,14 @@ static int parse_entry(const uint8_t *p, const uint8_t *end, struct entry *e, si
 	/* The zip64 field holds, in this order, only the values that overflowed. */
 	uint64_t *wide[3] = { &e->bytes, &e->packed_bytes, &e->local_offset };
 	const uint8_t *x = p + CENTRAL_BYTES + name_len, *x_end = x + extra_len;
+	int have_zip64 = 0;
 	while (x_end - x >= 4) {
 		size_t id = le(x, 2), size = le(x + 2, 2);
 		if ((size_t)(x_end - x - 4) < size)
 			return -1;
 		if (id == ZIP64_EXTRA_ID) {
 			const uint8_t *v = x + 4;
+			have_zip64 = 1;
 			for (int i = 0; i < 3; i++) {
 				if (*wide[i] != 0xffffffffu)
 					continue;
@@ -179,6 +181,10 @@ static int parse_entry(const uint8_t *p, const uint8_t *end, struct entry *e, si
 		}
 		x += 4 + size;
 	}
+	/* 0xffffffff means "in the zip64 field": without one, the entry is damaged. */
+	for (int i = 0; i < 3 && !have_zip64; i++)
+		if (*wide[i] == 0xffffffffu)
+			return -1;
 	return 0;
 }
 
