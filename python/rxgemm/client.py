@@ -630,10 +630,13 @@ class Client:
         job._post = post
         return self._submit_args(job, args, keep, priority, deadline)
 
-    async def amatmul(self, a, b, out=None, **kw):
-        """await c.amatmul(a, b) gives the result array (asubmit, awaited); cancelling the
-        awaiting task cancels the job on the daemon."""
-        return await self.asubmit(a, b, out, **kw)
+    async def amatmul(self, a, b, out=None, *, timings=False, **kw):
+        """await c.amatmul(a, b) gives the result array (asubmit, awaited), or (result,
+        timings dict) with timings=True; cancelling the awaiting task cancels the job on
+        the daemon."""
+        job = self.asubmit(a, b, out, **kw)
+        result = await job
+        return (result, job.timings) if timings else result
 
     def _submit_args(self, job, args, keep, priority, deadline):
         opts = _capi.JobOptions()

@@ -315,7 +315,9 @@ def test_asyncio_on_the_fd():
             # itself: they must still arrive.
             st = c.status()
             rs = await asyncio.wait_for(asyncio.gather(*jobs), 300)
-            r2 = await asyncio.wait_for(c.amatmul(pairs[0][0], pairs[0][1], alpha=-1.0), 300)
+            r2, t2 = await asyncio.wait_for(c.amatmul(pairs[0][0], pairs[0][1], alpha=-1.0,
+                                                      timings=True), 300)
+            assert t2["total_ns"] > 0 and c.last_timings == t2
             return st, rs, r2, jobs
         st, rs, r2, jobs = asyncio.run(main())
         for r, (a, b), j in zip(rs, pairs, jobs):
