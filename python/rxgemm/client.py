@@ -294,6 +294,7 @@ class Client:
         self._loop_jobs = {}     # asyncio loop -> its AsyncJobs in _jobs
         self._readers = {}       # asyncio loop -> the fd it watches for us
         self._closing = False
+        self._collecting = 0     # rxg_wait_any calls under way: close() waits for them
         self._jobs_lock = threading.Lock()
         self._jobs_cond = threading.Condition(self._jobs_lock)
         self._waiter = None
@@ -327,10 +328,13 @@ class Client:
         # daemon's side), as ordinary memory of this process.
         for r in list(self._regions):
             r.detached = True
-        h, self._h = self._h, None
-        lib.rxg_close(h)
         with self._jobs_lock:
+            h, self._h = self._h, None
+            # The waiter thread or a loop may still be inside rxg_wait_any on the handle.
+            while self._collecting:
+                self._jobs_cond.wait()
             self._jobs_cond.notify_all()
+        lib.rxg_close(h)
 
     def __enter__(self):
         return self
@@ -710,15 +714,23 @@ class Client:
                     self._waiter = None
                     return
                 h = self._h
-            jid = ctypes.c_uint64()
-            t = _capi.Timings()
-            rc = lib.rxg_wait_any(h, 200, ctypes.byref(jid), ctypes.byref(t))
-            if jid.value == 0:
-                if rc == errors.AgainError.code or rc == errors.InvalidArgumentError.code:
-                    continue  # none finished yet, or another thread took the last one
-                self._fail_all(h, rc)
-                continue
-            self._finish(jid.value, rc, t, _dec(lib.rxg_errmsg(h)) if rc else None)
+                self._collecting += 1
+            try:
+                jid = ctypes.c_uint64()
+                t = _capi.Timings()
+                rc = lib.rxg_wait_any(h, 200, ctypes.byref(jid), ctypes.byref(t))
+                if jid.value != 0:
+                    self._finish(jid.value, rc, t, _dec(lib.rxg_errmsg(h)) if rc else None)
+                elif rc not in (errors.AgainError.code, errors.InvalidArgumentError.code):
+                    # (EAGAIN: none finished yet; EINVAL: another thread took the last.)
+                    self._fail_all(h, rc)
+            finally:
+                self._collected()
+
+    def _collected(self):
+        with self._jobs_lock:
+            self._collecting -= 1
+            self._jobs_cond.notify_all()
 
     # asyncio: one reader per loop on the library's fd, while that loop has jobs.
     def _reader_update(self, loop):
@@ -766,8 +778,12 @@ class Client:
     def _drain(self, loop):
         """The fd is readable (or a blocking call may have read replies): collect every
         reply there is, without blocking."""
-        h = self._h
-        if h is not None:
+        with self._jobs_lock:
+            h = self._h
+            if h is None:
+                return
+            self._collecting += 1
+        try:
             while True:
                 jid = ctypes.c_uint64()
                 t = _capi.Timings()
@@ -779,6 +795,8 @@ class Client:
                         self._fail_all(h, rc)
                     break
                 self._finish(jid.value, rc, t, _dec(lib.rxg_errmsg(h)) if rc else None)
+        finally:
+            self._collected()
         # (Each AsyncJob settled updates its loop's reader; with none left, it goes.)
 
     def _kick(self):
