@@ -158,8 +158,9 @@ class AsyncJob(asyncio.Future):
     """The asyncio future of one GEMM sent by Client.asubmit: awaiting it gives the result
     array. Cancelling it (or the task that awaits it) asks the daemon to cancel the job and
     cancels the future at once; cancel_outcome then says what the daemon found (one of
-    the RXG_CANCEL_* values: QUEUED means the job will not run). The operands stay
-    referenced until the daemon's reply is in, also after a cancel."""
+    the RXG_CANCEL_* values: QUEUED means the job will not run; NOT_FOUND also when its
+    reply was already in, not yet delivered to the future). The operands stay referenced
+    until the daemon's reply is in, also after a cancel."""
 
     def __init__(self, client, loop):
         super().__init__(loop=loop)
@@ -175,10 +176,14 @@ class AsyncJob(asyncio.Future):
         if self.done():
             return False
         if self._id and self.cancel_outcome is None:
-            try:
-                self.cancel_outcome = self._client._cancel(self._id)
-            except errors.Error:
-                pass  # answered meanwhile, or the connection is gone: nothing to stop
+            self.cancel_outcome = _capi.RXG_CANCEL_NOT_FOUND
+            with self._client._jobs_lock:
+                pending = self._id in self._client._jobs
+            if pending:
+                try:
+                    self.cancel_outcome = self._client._cancel(self._id)
+                except errors.Error:
+                    pass  # collected meanwhile, or the connection is gone: nothing to stop
         return super().cancel(msg)
 
     def _settle(self, rc, t, msg):

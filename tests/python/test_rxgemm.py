@@ -362,8 +362,9 @@ def test_asyncio_errors_and_mixed_futures():
 
 def test_asyncio_cancel():
     """Cancelling the task that awaits a job cancels the job on the daemon."""
-    big = [(rand(384, 384), rand(384, 384)) for _ in range(2)]
     with rxgemm.Client(name="pytest-asyncio-cancel") as c:
+        # In shared memory, so that sending the jobs is quick and they queue up.
+        big = [(c.asarray(rand(384, 384)), c.asarray(rand(384, 384))) for _ in range(2)]
         before = c.status()["queue"]["cancelled"]
 
         async def main():
