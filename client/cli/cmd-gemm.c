@@ -382,10 +382,12 @@ static int gemm_host_memory_check(const struct gemm_opts *o)
 		else
 			format_bytes(each[w], sizeof(each[w]), (uint64_t)bytes[w]);
 	}
-	return usage_error("gemm: batch = %lld, m = %lld, n = %lld, k = %lld needs %s of memory "
-			   "here (A %s, B %s, C %s%s); this machine has %s",
-			   (long long)o->batch, (long long)o->m, (long long)o->n, (long long)o->k,
-			   need, each[MAT_A],
+	char batch[48] = "";
+	if (o->batched)
+		snprintf(batch, sizeof(batch), "batch = %lld, ", (long long)o->batch);
+	return usage_error("gemm: %sm = %lld, n = %lld, k = %lld needs %s of memory here (A %s, "
+			   "B %s, C %s%s); this machine has %s",
+			   batch, (long long)o->m, (long long)o->n, (long long)o->k, need, each[MAT_A],
 			   each[MAT_B], each[MAT_C],
 			   o->beta != 0.0f || o->check ? ", C again for beta or --check" : "", have);
 }
@@ -637,11 +639,11 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 	if (!chk->bad)
 		printf("check: ok (max error %.3g)\n", chk->max_err);
 	else
-		printf("check: FAILED: %d of %lld elements differ in run %lld; worst C%s(%lld, %lld) = "
-		       "%.9g, expected %.9g (error %.3g, tolerance %.3g)\n",
+		printf("check: FAILED: %d of %lld elements differ in run %lld; worst C%s(%lld, %lld) "
+		       "= %.9g, expected %.9g (error %.3g, tolerance %.3g)\n",
 		       chk->bad, (long long)(o->batch * o->m * o->n), (long long)chk->bad_run, batch,
-		       (long long)chk->i, (long long)chk->j, (double)chk->got, (double)chk->want, chk->max_err,
-		       chk->tolerance);
+		       (long long)chk->i, (long long)chk->j, (double)chk->got, (double)chk->want,
+		       chk->max_err, chk->tolerance);
 }
 
 /* A count (ns, flops) that a median or a product of doubles holds: the nearest whole one. */
