@@ -1,4 +1,5 @@
-/* npy.c: read and write 2-D float32 NumPy .npy files (see npy.h).
+/* npy.c: read and write float32 NumPy .npy files, on their own or in a .npz archive (the
+ * zip side is npz.c; see npy.h).
  *
  * The format (numpy/lib/format.py): the magic "\x93NUMPY", a major and a minor version
  * byte, the header length (2 bytes little-endian in 1.0, 4 bytes in 2.0 and 3.0), then the
@@ -271,162 +272,253 @@ static uint32_t get_le(const uint8_t *p, int bytes)
 	return v;
 }
 
-int npy_read(const char *path, float **data, int64_t *rows, int64_t *cols, int *fortran_order,
-	     char *err, size_t errlen)
-{
-	uint8_t pre[NPY_MAGIC_BYTES + 2 + 4];
-	char *header = NULL;
-	float *buf = NULL;
-	struct npy_header h;
-	struct stat st;
-	int have_size;
-	int rc = 0;
-	FILE *f;
+/* Where the .npy bytes come from: a whole file, or one member of a .npz archive. */
+struct npy_source {
+	FILE *f;          /* at the first byte of the .npy data */
+	const char *name; /* for messages: the spec as given */
+	int have_size;    /* size is known: regular files and archive members */
+	uint64_t size;    /* bytes from the first one */
+};
 
-	f = fopen(path, "rb");
-	if (!f)
-		return seterr(err, errlen, -errno, path, "%s", strerror(errno));
+/* Open spec (see npy_load) and position src->f at its .npy bytes. */
+static int source_open(const char *spec, struct npy_source *src, char *err, size_t errlen)
+{
+	static const char ext[] = ".npz";
+	const size_t ext_len = sizeof(ext) - 1;
+	const char *member = NULL, *colon = NULL;
+	size_t spec_len = strlen(spec), path_len = spec_len;
+	char *path = NULL;
+	struct stat st;
+	int rc = 0;
+
+	memset(src, 0, sizeof(*src));
+	src->name = spec;
+	/* ARCHIVE.npz:NAME: the last ".npz:" splits it, so that a name may hold a colon. */
+	for (const char *p = strstr(spec, ".npz:"); p; p = strstr(p + 1, ".npz:"))
+		colon = p + ext_len;
+	if (colon) {
+		path_len = (size_t)(colon - spec);
+		member = colon + 1;
+		if (!*member)
+			return seterr(err, errlen, -EINVAL, spec,
+				      "no array name after ':' (ARCHIVE.npz:NAME)");
+	}
+	int npz = colon || (spec_len >= ext_len && strcmp(spec + spec_len - ext_len, ext) == 0);
+	path = strndup(spec, path_len);
+	if (!path)
+		return seterr(err, errlen, -ENOMEM, spec, "out of memory");
+	src->f = fopen(path, "rb");
+	if (!src->f) {
+		rc = seterr(err, errlen, -errno, spec, "%s", strerror(errno));
+		goto out;
+	}
 	/* Regular files tell us their size, so lies in the header are caught before we
 	 * allocate for them; pipes are read and found short (or long) instead. */
-	have_size = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
-
-	if (fread(pre, 1, NPY_MAGIC_BYTES + 2, f) != NPY_MAGIC_BYTES + 2 ||
-	    memcmp(pre, NPY_MAGIC, NPY_MAGIC_BYTES) != 0) {
-		rc = ferror(f) ? seterr(err, errlen, -EIO, path, "read error: %s", strerror(errno))
-			       : seterr(err, errlen, -EINVAL, path,
-					"not a .npy file (no \\x93NUMPY magic at the start)");
-		goto out;
+	src->have_size = fstat(fileno(src->f), &st) == 0 && S_ISREG(st.st_mode);
+	src->size = src->have_size ? (uint64_t)st.st_size : 0;
+	if (npz) {
+		rc = npz_find(src->f, spec, member, &src->size, err, errlen);
+		src->have_size = 1;
 	}
-	int major = pre[NPY_MAGIC_BYTES], minor = pre[NPY_MAGIC_BYTES + 1];
-	if ((major != 1 && major != 2 && major != 3) || minor != 0) {
-		rc = seterr(err, errlen, -EINVAL, path,
-			    ".npy format version %d.%d is not supported (1.0, 2.0 and 3.0 are)", major,
-			    minor);
-		goto out;
-	}
-	int len_bytes = major == 1 ? 2 : 4;
-	if (fread(pre + NPY_MAGIC_BYTES + 2, 1, (size_t)len_bytes, f) != (size_t)len_bytes) {
-		rc = seterr(err, errlen, -EINVAL, path, "file is truncated inside the preamble");
-		goto out;
-	}
-	uint32_t header_bytes = get_le(pre + NPY_MAGIC_BYTES + 2, len_bytes);
-	uint64_t data_offset = (uint64_t)NPY_MAGIC_BYTES + 2 + (uint64_t)len_bytes + header_bytes;
-	if ((have_size && data_offset > (uint64_t)st.st_size) ||
-	    header_bytes > NPY_MAX_HEADER_BYTES) {
-		if (have_size && data_offset > (uint64_t)st.st_size)
-			rc = seterr(err, errlen, -EINVAL, path,
-				    "header length %lu runs past the end of the file (%lld bytes)",
-				    (unsigned long)header_bytes, (long long)st.st_size);
-		else
-			rc = seterr(err, errlen, -EINVAL, path,
-				    "header length %lu is implausible (more than %u)",
-				    (unsigned long)header_bytes, NPY_MAX_HEADER_BYTES);
-		goto out;
-	}
-	header = malloc(header_bytes + 1);
-	if (!header) {
-		rc = seterr(err, errlen, -ENOMEM, path, "out of memory");
-		goto out;
-	}
-	if (fread(header, 1, header_bytes, f) != header_bytes) {
-		rc = seterr(err, errlen, -EINVAL, path, "header length %lu runs past the end of the file",
-			    (unsigned long)header_bytes);
-		goto out;
-	}
-	rc = parse_header(header, header_bytes, &h, path, err, errlen);
-	if (rc < 0)
-		goto out;
-
-	char shape[256];
-	format_shape(&h, shape, sizeof(shape));
-	if (h.descr_structured) {
-		rc = seterr(err, errlen, -EINVAL, path,
-			    "dtype is a structured type (a list of fields), need float32 ('<f4')");
-		goto out;
-	}
-	if (!h.descr_fits || strcmp(h.descr, "<f4") != 0) {
-		rc = seterr(err, errlen, -EINVAL, path, "dtype is '%s%s', need float32 ('<f4')",
-			    h.descr, h.descr_fits ? "" : "...");
-		goto out;
-	}
-	if (h.ndims != 2) {
-		rc = seterr(err, errlen, -EINVAL, path, "shape %s is not 2-D: need a matrix", shape);
-		goto out;
-	}
-	int64_t floats;
-	size_t bytes;
-	if (__builtin_mul_overflow(h.dims[0], h.dims[1], &floats) ||
-	    __builtin_mul_overflow((uint64_t)floats, sizeof(float), &bytes) || bytes > SIZE_MAX / 2) {
-		rc = seterr(err, errlen, -EINVAL, path,
-			    "shape %s holds more data than this machine can address", shape);
-		goto out;
-	}
-	if (have_size) {
-		uint64_t avail = (uint64_t)st.st_size - data_offset;
-		if (avail < bytes) {
-			rc = seterr(err, errlen, -EINVAL, path,
-				    "file is truncated: header says %lld floats, found %llu",
-				    (long long)floats, (unsigned long long)(avail / sizeof(float)));
-			goto out;
-		}
-		if (avail > bytes) {
-			rc = seterr(err, errlen, -EINVAL, path,
-				    "%llu bytes follow the %lld floats the header announces",
-				    (unsigned long long)(avail - bytes), (long long)floats);
-			goto out;
-		}
-	}
-	buf = malloc(bytes ? bytes : 1);
-	if (!buf) {
-		rc = seterr(err, errlen, -ENOMEM, path, "out of memory for %s floats", shape);
-		goto out;
-	}
-	size_t got = fread(buf, 1, bytes, f);
-	if (got != bytes) {
-		if (ferror(f))
-			rc = seterr(err, errlen, -EIO, path, "read error: %s", strerror(errno));
-		else
-			rc = seterr(err, errlen, -EINVAL, path,
-				    "file is truncated: header says %lld floats, found %zu",
-				    (long long)floats, got / sizeof(float));
-		goto out;
-	}
-	if (!have_size && fgetc(f) != EOF) {
-		rc = seterr(err, errlen, -EINVAL, path,
-			    "more data follows the %lld floats the header announces", (long long)floats);
-		goto out;
-	}
-	*data = buf;
-	buf = NULL;
-	*rows = h.dims[0];
-	*cols = h.dims[1];
-	*fortran_order = h.fortran_order;
 out:
-	free(buf);
-	free(header);
-	fclose(f);
+	if (rc < 0 && src->f) {
+		fclose(src->f);
+		src->f = NULL;
+	}
+	free(path);
 	return rc;
 }
 
-int npy_write(const char *path, const float *data, int64_t rows, int64_t cols, int fortran_order,
-	      char *err, size_t errlen)
+/* Read the magic, the version, the header's length and the header, and parse it into h;
+ * *data_offset is where the elements start. */
+static int read_preamble(struct npy_source *src, struct npy_header *h, uint64_t *data_offset,
+			 char *err, size_t errlen)
 {
-	uint8_t header[192];
-	int64_t floats;
-	size_t bytes;
+	uint8_t pre[NPY_MAGIC_BYTES + 2 + 4];
+	const char *name = src->name;
+	char *header = NULL;
+	int rc;
+
+	if (fread(pre, 1, NPY_MAGIC_BYTES + 2, src->f) != NPY_MAGIC_BYTES + 2 ||
+	    memcmp(pre, NPY_MAGIC, NPY_MAGIC_BYTES) != 0) {
+		if (ferror(src->f))
+			return seterr(err, errlen, -EIO, name, "read error: %s", strerror(errno));
+		if (memcmp(pre, "PK\x03\x04", 4) == 0)
+			return seterr(err, errlen, -EINVAL, name,
+				      "a zip archive, not a .npy file: name a .npz archive "
+				      "ARCHIVE.npz or ARCHIVE.npz:NAME");
+		return seterr(err, errlen, -EINVAL, name,
+			      "not a .npy file (no \\x93NUMPY magic at the start)");
+	}
+	int major = pre[NPY_MAGIC_BYTES], minor = pre[NPY_MAGIC_BYTES + 1];
+	if ((major != 1 && major != 2 && major != 3) || minor != 0)
+		return seterr(err, errlen, -EINVAL, name,
+			      ".npy format version %d.%d is not supported (1.0, 2.0 and 3.0 are)",
+			      major, minor);
+	int len_bytes = major == 1 ? 2 : 4;
+	if (fread(pre + NPY_MAGIC_BYTES + 2, 1, (size_t)len_bytes, src->f) != (size_t)len_bytes)
+		return seterr(err, errlen, -EINVAL, name, "file is truncated inside the preamble");
+	uint32_t header_bytes = get_le(pre + NPY_MAGIC_BYTES + 2, len_bytes);
+	*data_offset = (uint64_t)NPY_MAGIC_BYTES + 2 + (uint64_t)len_bytes + header_bytes;
+	if (src->have_size && *data_offset > src->size)
+		return seterr(err, errlen, -EINVAL, name,
+			      "header length %lu runs past the end of the file (%llu bytes)",
+			      (unsigned long)header_bytes, (unsigned long long)src->size);
+	if (header_bytes > NPY_MAX_HEADER_BYTES)
+		return seterr(err, errlen, -EINVAL, name,
+			      "header length %lu is implausible (more than %u)",
+			      (unsigned long)header_bytes, NPY_MAX_HEADER_BYTES);
+	header = malloc(header_bytes + 1);
+	if (!header)
+		return seterr(err, errlen, -ENOMEM, name, "out of memory");
+	if (fread(header, 1, header_bytes, src->f) != header_bytes)
+		rc = seterr(err, errlen, -EINVAL, name,
+			    "header length %lu runs past the end of the file",
+			    (unsigned long)header_bytes);
+	else
+		rc = parse_header(header, header_bytes, h, name, err, errlen);
+	free(header);
+	return rc;
+}
+
+/* The dtype and the number of dimensions against what the caller takes; *bytes is the
+ * size of the elements. */
+static int check_array(const struct npy_header *h, const char *name, int min_dims,
+		       int max_dims, size_t *bytes, char *err, size_t errlen)
+{
+	char shape[256];
+	int64_t floats = 1;
+
+	format_shape(h, shape, sizeof(shape));
+	if (h->descr_structured)
+		return seterr(err, errlen, -EINVAL, name,
+			      "dtype is a structured type (a list of fields), need float32 ('<f4')");
+	if (!h->descr_fits || strcmp(h->descr, "<f4") != 0)
+		return seterr(err, errlen, -EINVAL, name, "dtype is '%s%s', need float32 ('<f4')",
+			      h->descr, h->descr_fits ? "" : "...");
+	if (h->ndims < min_dims || h->ndims > max_dims) {
+		if (min_dims == 2 && max_dims == 2)
+			return seterr(err, errlen, -EINVAL, name, "shape %s is not 2-D: need a matrix",
+				      shape);
+		return seterr(err, errlen, -EINVAL, name,
+			      "shape %s has %d dimension%s: need %d to %d (a matrix, or a stack of "
+			      "matrices)",
+			      shape, h->ndims, h->ndims == 1 ? "" : "s", min_dims, max_dims);
+	}
+	for (int i = 0; i < h->ndims; i++)
+		if (__builtin_mul_overflow(floats, h->dims[i], &floats))
+			goto too_big;
+	if (__builtin_mul_overflow((uint64_t)floats, sizeof(float), bytes) || *bytes > SIZE_MAX / 2)
+		goto too_big;
+	return 0;
+too_big:
+	return seterr(err, errlen, -EINVAL, name,
+		      "shape %s holds more data than this machine can address", shape);
+}
+
+/* Read the bytes elements that follow the header at data_offset into a new *out, and make
+ * sure nothing follows them. */
+static int read_elements(struct npy_source *src, uint64_t data_offset, size_t bytes,
+			 float **out, char *err, size_t errlen)
+{
+	const char *name = src->name;
+	long long floats = (long long)(bytes / sizeof(float));
+	float *buf;
+
+	if (src->have_size) {
+		uint64_t avail = src->size - data_offset;
+		if (avail < bytes)
+			return seterr(err, errlen, -EINVAL, name,
+				      "file is truncated: header says %lld floats, found %llu", floats,
+				      (unsigned long long)(avail / sizeof(float)));
+		if (avail > bytes)
+			return seterr(err, errlen, -EINVAL, name,
+				      "%llu bytes follow the %lld floats the header announces",
+				      (unsigned long long)(avail - bytes), floats);
+	}
+	buf = malloc(bytes ? bytes : 1);
+	if (!buf)
+		return seterr(err, errlen, -ENOMEM, name, "out of memory for %lld floats", floats);
+	size_t got = fread(buf, 1, bytes, src->f);
+	int rc = 0;
+	if (got != bytes) {
+		if (ferror(src->f))
+			rc = seterr(err, errlen, -EIO, name, "read error: %s", strerror(errno));
+		else
+			rc = seterr(err, errlen, -EINVAL, name,
+				    "file is truncated: header says %lld floats, found %zu", floats,
+				    got / sizeof(float));
+	} else if (!src->have_size && fgetc(src->f) != EOF) {
+		rc = seterr(err, errlen, -EINVAL, name,
+			    "more data follows the %lld floats the header announces", floats);
+	}
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	return 0;
+}
+
+int npy_load(const char *spec, int min_dims, int max_dims, struct npy_array *out, char *err,
+	     size_t errlen)
+{
+	struct npy_source src;
+	struct npy_header h;
+	uint64_t data_offset = 0;
+	float *data = NULL;
+	size_t bytes = 0;
+	int rc;
+
+	if (max_dims > NPY_LOAD_MAX_DIMS || min_dims < 0 || min_dims > max_dims)
+		return seterr(err, errlen, -EINVAL, spec, "internal error: bad dimension range");
+	rc = source_open(spec, &src, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = read_preamble(&src, &h, &data_offset, err, errlen);
+	if (rc == 0)
+		rc = check_array(&h, spec, min_dims, max_dims, &bytes, err, errlen);
+	if (rc == 0)
+		rc = read_elements(&src, data_offset, bytes, &data, err, errlen);
+	fclose(src.f);
+	if (rc < 0)
+		return rc;
+	out->data = data;
+	out->ndims = h.ndims;
+	for (int i = 0; i < NPY_LOAD_MAX_DIMS; i++)
+		out->dims[i] = i < h.ndims ? h.dims[i] : 1;
+	out->fortran_order = h.fortran_order;
+	return 0;
+}
+
+int npy_read(const char *path, float **data, int64_t *rows, int64_t *cols, int *fortran_order,
+	     char *err, size_t errlen)
+{
+	struct npy_array a;
+	int rc = npy_load(path, 2, 2, &a, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	*data = a.data;
+	*rows = a.dims[0];
+	*cols = a.dims[1];
+	*fortran_order = a.fortran_order;
+	return 0;
+}
+
+/* Write the header for shape (dims, text as numpy prints it) and the data. */
+static int write_npy(const char *path, const char *shape, int fortran_order, const float *data,
+		     size_t bytes, char *err, size_t errlen)
+{
+	uint8_t header[256];
 	FILE *f;
 	int rc = 0;
-
-	if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &floats) ||
-	    __builtin_mul_overflow((uint64_t)floats, sizeof(float), &bytes) || (bytes && !data))
-		return seterr(err, errlen, -EINVAL, path, "cannot write a %lld x %lld matrix",
-			      (long long)rows, (long long)cols);
 
 	/* Preamble, dict, spaces and a newline, padded so that the data starts at a multiple of
 	 * 64 bytes as numpy's own writer does (it lets readers map the data aligned). */
 	int dict = snprintf((char *)header + 10, sizeof(header) - 10,
-			    "{'descr': '<f4', 'fortran_order': %s, 'shape': (%lld, %lld), }",
-			    fortran_order ? "True" : "False", (long long)rows, (long long)cols);
+			    "{'descr': '<f4', 'fortran_order': %s, 'shape': %s, }",
+			    fortran_order ? "True" : "False", shape);
 	if (dict < 0 || (size_t)dict >= sizeof(header) - 10)
 		return seterr(err, errlen, -EINVAL, path, "internal error: header too long");
 	size_t total = 10 + (size_t)dict + 1;
@@ -450,4 +542,42 @@ int npy_write(const char *path, const float *data, int64_t rows, int64_t cols, i
 	if (fclose(f) != 0 && rc == 0)
 		rc = seterr(err, errlen, -EIO, path, "write error: %s", strerror(errno));
 	return rc;
+}
+
+int npy_write(const char *path, const float *data, int64_t rows, int64_t cols, int fortran_order,
+	      char *err, size_t errlen)
+{
+	char shape[64];
+	int64_t floats;
+	size_t bytes;
+
+	if (rows < 0 || cols < 0 || __builtin_mul_overflow(rows, cols, &floats) ||
+	    __builtin_mul_overflow((uint64_t)floats, sizeof(float), &bytes) || (bytes && !data))
+		return seterr(err, errlen, -EINVAL, path, "cannot write a %lld x %lld matrix",
+			      (long long)rows, (long long)cols);
+	snprintf(shape, sizeof(shape), "(%lld, %lld)", (long long)rows, (long long)cols);
+	return write_npy(path, shape, fortran_order, data, bytes, err, errlen);
+}
+
+int npy_write_array(const char *path, const float *data, int ndims, const int64_t *dims,
+		    char *err, size_t errlen)
+{
+	struct npy_header h = { .ndims = ndims };
+	char shape[128];
+	int64_t floats = 1;
+	size_t bytes;
+
+	if (ndims < 1 || ndims > NPY_LOAD_MAX_DIMS)
+		return seterr(err, errlen, -EINVAL, path, "cannot write a %d-D array", ndims);
+	for (int i = 0; i < ndims; i++) {
+		if (dims[i] < 0 || __builtin_mul_overflow(floats, dims[i], &floats))
+			return seterr(err, errlen, -EINVAL, path, "cannot write an array of %lld "
+				      "elements or more", (long long)floats);
+		h.dims[i] = dims[i];
+	}
+	if (__builtin_mul_overflow((uint64_t)floats, sizeof(float), &bytes) || (bytes && !data))
+		return seterr(err, errlen, -EINVAL, path, "cannot write %lld floats",
+			      (long long)floats);
+	format_shape(&h, shape, sizeof(shape));
+	return write_npy(path, shape, 0, data, bytes, err, errlen);
 }

@@ -2,7 +2,10 @@
  *
  *   npy:      round trips in both orders; hand-made headers of versions 1.0, 2.0 and 3.0;
  *             every refusal (dtype, shape, truncation, lying lengths, overflow) must name
- *             the problem in its message; pipes, where the size is not known in advance
+ *             the problem in its message; pipes, where the size is not known in advance;
+ *             3-D stacks written and read back
+ *   npz:      hand-made zip archives: stored members (plain and zip64 fields), the only
+ *             array, missing and compressed members, and directories and headers that lie
  *   refgemm:  known answers by hand, all transposes in both layouts with padded leading
  *             dimensions, alpha/beta, NaN in C with beta = 0, the comparison's tolerance
  *             and the shared random matrices */
@@ -444,6 +447,352 @@ START_TEST(npy_refuse_not_npy)
 }
 END_TEST
 
+/* --- npz: arrays in zip archives --------------------------------------------------------- */
+
+static uint8_t *put(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+/* One member of a hand-made archive. zip64: its sizes and offset in zip64 extra fields,
+ * as numpy writes its local headers (and as big archives have them in the directory). */
+struct zmember {
+	const char *name;
+	const uint8_t *data;
+	size_t len;
+	unsigned method;
+	int zip64;
+};
+
+/* The bytes of a zip archive of the members (CRCs left 0: the reader does not check
+ * them), the directory after them and the end record last. */
+static size_t make_zip(uint8_t *buf, size_t cap, const struct zmember *m, int n)
+{
+	uint64_t offsets[8];
+	uint8_t *p = buf;
+
+	ck_assert_int_le(n, 8);
+	for (int i = 0; i < n; i++) {
+		size_t nlen = strlen(m[i].name);
+		ck_assert_uint_le((size_t)(p - buf) + 30 + nlen + 20 + m[i].len, cap);
+		offsets[i] = (uint64_t)(p - buf);
+		p = put(p, 0x04034b50, 4);
+		p = put(p, m[i].zip64 ? 45 : 20, 2);
+		p = put(p, 0, 2);
+		p = put(p, m[i].method, 2);
+		p = put(p, 0, 4); /* time, date */
+		p = put(p, 0, 4); /* CRC */
+		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
+		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
+		p = put(p, nlen, 2);
+		p = put(p, m[i].zip64 ? 20 : 0, 2);
+		memcpy(p, m[i].name, nlen);
+		p += nlen;
+		if (m[i].zip64) {
+			p = put(p, 1, 2);
+			p = put(p, 16, 2);
+			p = put(p, m[i].len, 8);
+			p = put(p, m[i].len, 8);
+		}
+		memcpy(p, m[i].data, m[i].len);
+		p += m[i].len;
+	}
+	uint64_t dir = (uint64_t)(p - buf);
+	for (int i = 0; i < n; i++) {
+		size_t nlen = strlen(m[i].name);
+		ck_assert_uint_le((size_t)(p - buf) + 46 + nlen + 28 + 22, cap);
+		p = put(p, 0x02014b50, 4);
+		p = put(p, 45, 2);
+		p = put(p, m[i].zip64 ? 45 : 20, 2);
+		p = put(p, 0, 2);
+		p = put(p, m[i].method, 2);
+		p = put(p, 0, 4);
+		p = put(p, 0, 4);
+		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
+		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
+		p = put(p, nlen, 2);
+		p = put(p, m[i].zip64 ? 28 : 0, 2);
+		p = put(p, 0, 2); /* comment */
+		p = put(p, 0, 2); /* disk */
+		p = put(p, 0, 2); /* internal attributes */
+		p = put(p, 0, 4); /* external attributes */
+		p = put(p, m[i].zip64 ? 0xffffffffu : offsets[i], 4);
+		memcpy(p, m[i].name, nlen);
+		p += nlen;
+		if (m[i].zip64) {
+			p = put(p, 1, 2);
+			p = put(p, 24, 2);
+			p = put(p, m[i].len, 8);
+			p = put(p, m[i].len, 8);
+			p = put(p, offsets[i], 8);
+		}
+	}
+	uint64_t dir_bytes = (uint64_t)(p - buf) - dir;
+	p = put(p, 0x06054b50, 4);
+	p = put(p, 0, 4); /* disks */
+	p = put(p, (uint64_t)n, 2);
+	p = put(p, (uint64_t)n, 2);
+	p = put(p, dir_bytes, 4);
+	p = put(p, dir, 4);
+	p = put(p, 0, 2);
+	return (size_t)(p - buf);
+}
+
+/* A 2 x 3 matrix (0..5) and a 2 x 2 x 2 stack (0..7) as .npy bytes. */
+static size_t npy_2x3(uint8_t *buf, size_t cap)
+{
+	float f[6] = { 0, 1, 2, 3, 4, 5 };
+	return make_npy(buf, cap, 1, -1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n",
+			f, sizeof(f));
+}
+
+static size_t npy_2x2x2(uint8_t *buf, size_t cap)
+{
+	float f[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+	return make_npy(buf, cap, 1, -1,
+			"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }\n", f, sizeof(f));
+}
+
+/* Write the archive of the members to name and load spec (name, or name:member) from it. */
+static int load_zip(const char *name, const struct zmember *m, int n, const char *member,
+		    int max_dims, struct npy_array *out, char *err, size_t errlen)
+{
+	static uint8_t zip[1 << 14];
+	char path[512], spec[600];
+
+	path_in(path, sizeof(path), name);
+	write_file(path, zip, make_zip(zip, sizeof(zip), m, n));
+	snprintf(spec, sizeof(spec), "%s%s%s", path, member ? ":" : "", member ? member : "");
+	err[0] = '\0';
+	return npy_load(spec, 2, max_dims, out, err, errlen);
+}
+
+static void expect_counting(const struct npy_array *a, int ndims, int64_t d0, int64_t d1,
+			    int64_t d2)
+{
+	ck_assert_int_eq(a->ndims, ndims);
+	ck_assert_int_eq(a->dims[0], d0);
+	ck_assert_int_eq(a->dims[1], d1);
+	ck_assert_int_eq(a->dims[2], d2);
+	ck_assert_int_eq(a->fortran_order, 0);
+	for (int64_t i = 0; i < d0 * d1 * d2; i++)
+		ck_assert_float_eq(a->data[i], (float)i);
+}
+
+START_TEST(npz_stored_members)
+{
+	uint8_t a[256], b[256];
+	size_t la = npy_2x3(a, sizeof(a)), lb = npy_2x2x2(b, sizeof(b));
+	char err[512];
+	struct npy_array out;
+
+	/* Plain members, and members in numpy's zip64 form; a name with a colon in the path. */
+	for (int zip64 = 0; zip64 < 2; zip64++) {
+		struct zmember m[] = { { "a.npy", a, la, 0, zip64 }, { "b.npy", b, lb, 0, zip64 } };
+		const char *name = zip64 ? "odd:name.npz" : "ab.npz";
+
+		ck_assert_msg(load_zip(name, m, 2, "a", 3, &out, err, sizeof(err)) == 0, "%s", err);
+		expect_counting(&out, 2, 2, 3, 1);
+		free(out.data);
+		ck_assert_msg(load_zip(name, m, 2, "b", 3, &out, err, sizeof(err)) == 0, "%s", err);
+		expect_counting(&out, 3, 2, 2, 2);
+		free(out.data);
+		/* A stack where a matrix is wanted: the 2-D reader names the shape. */
+		ck_assert_int_eq(load_zip(name, m, 2, "b", 2, &out, err, sizeof(err)), -EINVAL);
+		ck_assert_msg(strstr(err, ":b: shape (2, 2, 2) is not 2-D"), "%s", err);
+	}
+	/* The only array of an archive needs no name. */
+	struct zmember one[] = { { "x.npy", b, lb, 0, 1 } };
+	ck_assert_msg(load_zip("one.npz", one, 1, NULL, 3, &out, err, sizeof(err)) == 0, "%s", err);
+	expect_counting(&out, 3, 2, 2, 2);
+	free(out.data);
+}
+END_TEST
+
+START_TEST(npz_refusals)
+{
+	uint8_t a[256], b[256];
+	size_t la = npy_2x3(a, sizeof(a)), lb = npy_2x2x2(b, sizeof(b));
+	struct zmember m[] = { { "a.npy", a, la, 0, 0 }, { "b.npy", b, lb, 8, 0 },
+			       { "c.npy", a, la, 12, 0 } };
+	struct npy_array out = { .data = (float *)0x1, .ndims = -7 };
+	char err[512];
+
+	/* Which array? Several, and none named: the message lists them. */
+	ck_assert_int_eq(load_zip("abc.npz", m, 3, NULL, 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "holds 3 arrays (a, b, c): name one as ARCHIVE.npz:NAME"), "%s",
+		      err);
+	ck_assert_int_eq(load_zip("abc.npz", m, 3, "q", 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "no array 'q' in the archive (it holds a, b, c)"), "%s", err);
+	ck_assert_int_eq(load_zip("abc.npz", m, 3, "", 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "no array name after ':'"), "%s", err);
+	/* Deflated (numpy.savez_compressed) and other methods. */
+	ck_assert_int_eq(load_zip("abc.npz", m, 3, "b", 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "array 'b' is compressed (numpy.savez_compressed)"), "%s", err);
+	ck_assert_int_eq(load_zip("abc.npz", m, 3, "c", 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "compression method 12"), "%s", err);
+	/* No archive at all, under a .npz name. */
+	char path[512], spec[600];
+	path_in(path, sizeof(path), "text.npz");
+	write_file(path, "hello, world, this is not a zip file\n", 37);
+	snprintf(spec, sizeof(spec), "%s:a", path);
+	ck_assert_int_eq(npy_load(spec, 2, 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "no zip end-of-directory record"), "%s", err);
+	path_in(path, sizeof(path), "missing.npz");
+	snprintf(spec, sizeof(spec), "%s:a", path);
+	ck_assert_int_eq(npy_load(spec, 2, 3, &out, err, sizeof(err)), -ENOENT);
+	ck_assert_msg(strstr(err, "missing.npz:a: No such file"), "%s", err);
+	/* An archive under a .npy name: the .npy reader says what it is. */
+	uint8_t zip[2048];
+	path_in(path, sizeof(path), "zip-named.npy");
+	write_file(path, zip, make_zip(zip, sizeof(zip), m, 1));
+	ck_assert_int_eq(npy_load(path, 2, 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "a zip archive, not a .npy file"), "%s", err);
+	/* Outputs untouched throughout. */
+	ck_assert_ptr_eq(out.data, (float *)0x1);
+	ck_assert_int_eq(out.ndims, -7);
+}
+END_TEST
+
+/* Archives whose directory or headers lie about where things are: each is refused with a
+ * sentence, never read out of bounds (the sanitizer build would tell). */
+START_TEST(npz_damaged)
+{
+	static uint8_t zip[4096];
+	uint8_t a[256];
+	size_t la = npy_2x3(a, sizeof(a));
+	struct zmember m[] = { { "a.npy", a, la, 0, 0 } };
+	size_t len = make_zip(zip, sizeof(zip), m, 1);
+	size_t eocd = len - 22, dir = la + 30 + 5;
+	struct npy_array out;
+	char path[512], spec[600], err[512];
+	static const struct {
+		const char *what;
+		size_t at;
+		uint64_t value;
+		int bytes;
+		const char *want;
+	} cases[] = {
+		{ "directory past the end", 0, 1u << 20, 4, "does not fit in the file" },
+		{ "directory longer than the file", 1, 1u << 20, 4, "does not fit in the file" },
+		{ "local header elsewhere", 2, 7, 4, "no zip local header" },
+		{ "member longer than the file", 3, 1u << 20, 4, "differ" },
+		{ "both sizes longer than the file", 4, 1u << 20, 4, "runs past the end" },
+		{ "member shorter than its .npy", 5, 20, 4, "truncated" },
+		{ "member longer than its .npy", 6, 4, 4, "bytes follow" },
+		{ "name longer than the entry", 7, 5000, 2, "entry 0 is damaged" },
+		{ "zip64 sizes without the zip64 field", 4, 0xffffffffu, 4, "entry 0 is damaged" },
+		{ "more entries than the directory holds", 8, 2, 2, "entry 1 is damaged" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t bad[4096];
+		size_t badlen = len;
+
+		memcpy(bad, zip, len);
+		switch (cases[i].at) {
+		case 0: /* the end record's directory offset */
+			put(bad + eocd + 16, cases[i].value, 4);
+			break;
+		case 1: /* its directory size */
+			put(bad + eocd + 12, cases[i].value, 4);
+			break;
+		case 2: /* the entry's local header offset */
+			put(bad + dir + 42, cases[i].value, 4);
+			break;
+		case 3: /* the entry's compressed size */
+			put(bad + dir + 20, cases[i].value, 4);
+			break;
+		case 4: /* both sizes */
+			put(bad + dir + 20, cases[i].value, 4);
+			put(bad + dir + 24, cases[i].value, 4);
+			break;
+		case 5: /* both sizes: fewer bytes than the .npy holds */
+		case 6: /* more: the end of the member runs into the directory */
+			put(bad + dir + 20, cases[i].at == 5 ? la - cases[i].value : la + cases[i].value, 4);
+			put(bad + dir + 24, cases[i].at == 5 ? la - cases[i].value : la + cases[i].value, 4);
+			break;
+		case 7: /* the entry's name length */
+			put(bad + dir + 28, cases[i].value, 2);
+			break;
+		case 8: /* the entry count */
+			put(bad + eocd + 8, cases[i].value, 2);
+			put(bad + eocd + 10, cases[i].value, 2);
+			break;
+		}
+		path_in(path, sizeof(path), "damaged.npz");
+		write_file(path, bad, badlen);
+		snprintf(spec, sizeof(spec), "%s:a", path);
+		err[0] = '\0';
+		int rc = npy_load(spec, 2, 3, &out, err, sizeof(err));
+		ck_assert_msg(rc == -EINVAL, "%s: rc %d, '%s'", cases[i].what, rc, err);
+		ck_assert_msg(strstr(err, "damaged.npz") && strstr(err, cases[i].want),
+			      "%s: message '%s' lacks '%s'", cases[i].what, err, cases[i].want);
+	}
+	/* Cut short: no end record. */
+	path_in(path, sizeof(path), "cut.npz");
+	write_file(path, zip, len - 10);
+	snprintf(spec, sizeof(spec), "%s:a", path);
+	ck_assert_int_eq(npy_load(spec, 2, 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "no zip end-of-directory record"), "%s", err);
+}
+END_TEST
+
+START_TEST(npz_fifo_refused)
+{
+	char path[512], spec[600], err[512];
+	struct npy_array out;
+
+	snprintf(path, sizeof(path), "%s/fifo.npz", g_dir);
+	ck_assert_int_eq(mkfifo(path, 0600), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		FILE *w = fopen(path, "wb");
+		if (w)
+			fclose(w);
+		_exit(0);
+	}
+	snprintf(spec, sizeof(spec), "%s:a", path);
+	ck_assert_int_eq(npy_load(spec, 2, 3, &out, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "must be a regular file"), "%s", err);
+	waitpid(pid, NULL, 0);
+}
+END_TEST
+
+START_TEST(npy_write_array_3d)
+{
+	float x[24];
+	int64_t dims[3] = { 2, 3, 4 };
+	struct npy_array out;
+	char path[512], err[512];
+
+	for (int i = 0; i < 24; i++)
+		x[i] = (float)i;
+	path_in(path, sizeof(path), "stack.npy");
+	ck_assert_msg(npy_write_array(path, x, 3, dims, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(npy_load(path, 2, 3, &out, err, sizeof(err)) == 0, "%s", err);
+	expect_counting(&out, 3, 2, 3, 4);
+	free(out.data);
+	/* The header as numpy writes it, data at a multiple of 64 bytes. */
+	FILE *f = fopen(path, "rb");
+	char head[128];
+	ck_assert_uint_eq(fread(head, 1, sizeof(head), f), sizeof(head));
+	fclose(f);
+	ck_assert(memmem(head, sizeof(head), "'shape': (2, 3, 4), }", 21) != NULL);
+	size_t data_at = 10 + (size_t)(uint8_t)head[8] + ((size_t)(uint8_t)head[9] << 8);
+	ck_assert_uint_eq(data_at % 64, 0);
+	ck_assert_uint_le(data_at, sizeof(head));
+	ck_assert_int_eq(head[data_at - 1], '\n');
+	/* A 4-D array is not written; a stack is not read where a matrix is wanted. */
+	int64_t four[4] = { 1, 1, 1, 1 };
+	ck_assert_int_eq(npy_write_array(path, x, 4, four, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(npy_load(path, 2, 2, &out, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
 /* --- refgemm ------------------------------------------------------------------------------ */
 
 /* The logical 2 x 3 A and 3 x 2 B used throughout, and their product by hand:
@@ -708,6 +1057,14 @@ static Suite *npy_suite(void)
 	tcase_add_test(tc, npy_refuse_absurd_shapes);
 	tcase_add_test(tc, npy_refuse_malformed_headers);
 	tcase_add_test(tc, npy_refuse_not_npy);
+	tcase_add_test(tc, npy_write_array_3d);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("npz");
+	tcase_add_test(tc, npz_stored_members);
+	tcase_add_test(tc, npz_refusals);
+	tcase_add_test(tc, npz_damaged);
+	tcase_add_test(tc, npz_fifo_refused);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("refgemm");

@@ -1,7 +1,13 @@
 /* cmd-gemm.c: rxgemm gemm: one GEMM (or a batch, or --repeat of them) through the daemon,
- * its operands random, from .npy files or resident in device tensors, inline or in shared
- * memory, checked against the CPU reference with --check, reported as text or JSON. */
+ * its operands random, from .npy files (3-D ones: a batch) or .npz archives, or resident in
+ * device tensors, inline or in shared memory, checked against the CPU reference with
+ * --check, reported as text or JSON.
+ *
+ * Batches broadcast as numpy's matmul does: A, B and C are each a matrix (2-D, or a stack
+ * of one) or a stack of the batch's length; a single matrix is used for every product of
+ * the batch (it is repeated here, and sent once per product). */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +26,8 @@
 struct gemm_opts {
 	const char *socket;
 	int64_t m, n, k; /* 0: not given (yet) */
+	int64_t batch;   /* products in the job: 1 unless a file is a stack */
+	int batched;     /* a file is 3-D, so the result is too (even for a batch of 1) */
 	int trans_a, trans_b;
 	int row_major;
 	float alpha, beta;
@@ -52,13 +60,16 @@ enum { SHM_AUTO, SHM_ALWAYS, SHM_NEVER };
 enum { MAT_A, MAT_B, MAT_C };
 static const char *const mat_name[3] = { "A", "B", "C" };
 
-/* One operand as it will be sent: stored tightly (ld = its inner extent) in the chosen
- * layout. rows x cols is the stored shape. */
+/* One operand as it will be sent: batch matrices one after another, each stored tightly
+ * (ld = its inner extent) in the chosen layout. rows x cols is the stored shape. While
+ * data is still as read from a file, it is in the file's order: with file_fortran, element
+ * (b, i, j) of a stack is at b + i * batch + j * batch * rows (numpy's Fortran order). */
 struct matrix {
 	float *data;
-	int64_t rows, cols;
+	int64_t batch, rows, cols;
+	int ndims; /* the file's: 2 or 3 */
 	int from_file;
-	int file_fortran; /* the file's order, while data is still as read */
+	int file_fortran;
 };
 
 /* The options of rxgemm gemm into o. Over 100 lines because gemm has 20 options: one flat
@@ -223,11 +234,69 @@ static void infer(int64_t *dim, int64_t from_file)
 		*dim = from_file;
 }
 
+/* The shape of a file's array, as numpy prints it. */
+static void file_shape(const struct matrix *x, char *buf, size_t len)
+{
+	if (x->ndims == 3)
+		snprintf(buf, len, "(%lld, %lld, %lld)", (long long)x->batch, (long long)x->rows,
+			 (long long)x->cols);
+	else
+		snprintf(buf, len, "(%lld, %lld)", (long long)x->rows, (long long)x->cols);
+}
+
+/* Read operand w's file (.npy, or an array of a .npz archive): a matrix or a stack. */
+static int load_file(const char *path, int w, struct matrix *x)
+{
+	struct npy_array arr;
+	char err[512], shape[96];
+
+	if (npy_load(path, 2, 3, &arr, err, sizeof(err)) < 0)
+		return file_error("%s", err);
+	int off = arr.ndims - 2;
+	x->data = arr.data;
+	x->from_file = 1;
+	x->file_fortran = arr.fortran_order;
+	x->ndims = arr.ndims;
+	x->batch = off ? arr.dims[0] : 1;
+	x->rows = arr.dims[off];
+	x->cols = arr.dims[off + 1];
+	file_shape(x, shape, sizeof(shape));
+	if (x->rows < 1 || x->cols < 1 || x->batch < 1)
+		return file_error("%s: shape %s is empty: %s needs %sa row and a column", path, shape,
+				  mat_name[w], x->batch < 1 ? "a matrix with " : "");
+	return EXIT_OK;
+}
+
+/* The batch the files' stacks give, numpy's way: stacks of one length, or of 1. */
+static int gemm_batch(struct gemm_opts *o, const struct matrix mat[3])
+{
+	int first = -1;
+
+	o->batch = 1;
+	for (int w = MAT_A; w <= MAT_C; w++) {
+		if (!mat[w].from_file)
+			continue;
+		o->batched |= mat[w].ndims == 3;
+		if (mat[w].batch == 1)
+			continue;
+		if (first >= 0 && mat[w].batch != o->batch)
+			return file_error("gemm: %s (%s) is a stack of %lld matrices and %s (%s) one of "
+					  "%lld: they do not broadcast (stacks must be as long as "
+					  "each other, or one a single matrix)",
+					  mat_name[first], o->path[first], (long long)o->batch,
+					  mat_name[w], o->path[w], (long long)mat[w].batch);
+		first = w;
+		o->batch = mat[w].batch;
+	}
+	return EXIT_OK;
+}
+
 /* Read the files, fill in the dimensions they imply, and check every file against the
  * dimensions (given or inferred). Matrices stay in their files' order here. */
 static int gemm_load(struct gemm_opts *o, struct matrix mat[3])
 {
-	char err[512];
+	char shape[96];
+	int rc;
 
 	for (int w = MAT_A; w <= MAT_C; w++) {
 		if (!o->path[w])
@@ -237,15 +306,13 @@ static int gemm_load(struct gemm_opts *o, struct matrix mat[3])
 				o->path[w]);
 			continue;
 		}
-		if (npy_read(o->path[w], &mat[w].data, &mat[w].rows, &mat[w].cols, &mat[w].file_fortran,
-			     err, sizeof(err)) < 0)
-			return file_error("%s", err);
-		mat[w].from_file = 1;
-		if (mat[w].rows < 1 || mat[w].cols < 1)
-			return file_error("%s: shape (%lld, %lld) is empty: %s needs a row and a column",
-					  o->path[w], (long long)mat[w].rows, (long long)mat[w].cols,
-					  mat_name[w]);
+		rc = load_file(o->path[w], w, &mat[w]);
+		if (rc != EXIT_OK)
+			return rc;
 	}
+	rc = gemm_batch(o, mat);
+	if (rc != EXIT_OK)
+		return rc;
 	if (mat[MAT_A].from_file) {
 		infer(&o->m, o->trans_a ? mat[MAT_A].cols : mat[MAT_A].rows);
 		infer(&o->k, o->trans_a ? mat[MAT_A].rows : mat[MAT_A].cols);
@@ -264,12 +331,14 @@ static int gemm_load(struct gemm_opts *o, struct matrix mat[3])
 	for (int w = MAT_A; w <= MAT_C; w++) {
 		int64_t rows, cols;
 		stored_shape(o, w, &rows, &cols);
-		if (mat[w].from_file && (mat[w].rows != rows || mat[w].cols != cols))
-			return file_error("%s: shape (%lld, %lld) does not fit: expected (%lld, %lld), "
-					  "as %s with m = %lld, n = %lld, k = %lld",
-					  o->path[w], (long long)mat[w].rows, (long long)mat[w].cols,
-					  (long long)rows, (long long)cols, stored_shape_words(o, w),
-					  (long long)o->m, (long long)o->n, (long long)o->k);
+		if (!mat[w].from_file || (mat[w].rows == rows && mat[w].cols == cols))
+			continue;
+		file_shape(&mat[w], shape, sizeof(shape));
+		return file_error("%s: shape %s does not fit: expected %s(%lld, %lld), as %s with "
+				  "m = %lld, n = %lld, k = %lld",
+				  o->path[w], shape, mat[w].ndims == 3 ? "matrices " : "",
+				  (long long)rows, (long long)cols, stored_shape_words(o, w),
+				  (long long)o->m, (long long)o->n, (long long)o->k);
 	}
 	return EXIT_OK;
 }
@@ -298,7 +367,7 @@ static int gemm_host_memory_check(const struct gemm_opts *o)
 		int64_t rows, cols;
 
 		stored_shape(o, w, &rows, &cols);
-		bytes[w] = (double)rows * (double)cols * sizeof(float);
+		bytes[w] = (double)o->batch * (double)rows * (double)cols * sizeof(float);
 	}
 	total = bytes[MAT_A] + bytes[MAT_B] + bytes[MAT_C] * (1 + (o->beta != 0.0f) + o->check);
 	if (!phys || total <= (double)phys)
@@ -315,15 +384,38 @@ static int gemm_host_memory_check(const struct gemm_opts *o)
 		else
 			format_bytes(each[w], sizeof(each[w]), (uint64_t)bytes[w]);
 	}
-	return usage_error("gemm: m = %lld, n = %lld, k = %lld needs %s of memory here (A %s, "
+	char batch[48] = "";
+	if (o->batched)
+		snprintf(batch, sizeof(batch), "batch = %lld, ", (long long)o->batch);
+	return usage_error("gemm: %sm = %lld, n = %lld, k = %lld needs %s of memory here (A %s, "
 			   "B %s, C %s%s); this machine has %s",
-			   (long long)o->m, (long long)o->n, (long long)o->k, need, each[MAT_A],
+			   batch, (long long)o->m, (long long)o->n, (long long)o->k, need, each[MAT_A],
 			   each[MAT_B], each[MAT_C],
 			   o->beta != 0.0f || o->check ? ", C again for beta or --check" : "", have);
 }
 
+/* Operand x as read from its file, into new memory: o->batch matrices (the file's one
+ * repeated when it is not a stack) in the chosen layout. */
+static float *stack_from_file(const struct gemm_opts *o, const struct matrix *x, size_t bytes)
+{
+	int64_t rows = x->rows, cols = x->cols, fb = x->batch, each = rows * cols;
+	float *stored = xmalloc(bytes);
+
+	for (int64_t b = 0; b < o->batch; b++) {
+		int64_t fbi = fb == 1 ? 0 : b;
+		float *dst = stored + b * each;
+		for (int64_t i = 0; i < rows; i++)
+			for (int64_t j = 0; j < cols; j++)
+				dst[o->row_major ? i * cols + j : i + j * rows] =
+					x->data[x->file_fortran ? fbi + i * fb + j * fb * rows
+								: fbi * each + i * cols + j];
+	}
+	return stored;
+}
+
 /* Bring every operand into the chosen layout (files) or make it (random, from one
- * generator in the order A, B, C). C exists even when beta == 0: it receives the result. */
+ * generator in the order A, B, C, one matrix each that a batch repeats). C exists even
+ * when beta == 0: it receives the result. */
 static int gemm_prepare(const struct gemm_opts *o, struct matrix mat[3])
 {
 	uint64_t state = o->seed;
@@ -331,36 +423,39 @@ static int gemm_prepare(const struct gemm_opts *o, struct matrix mat[3])
 	for (int w = MAT_A; w <= MAT_C; w++) {
 		struct matrix *x = &mat[w];
 		int64_t rows, cols;
-		size_t bytes;
+		size_t each, bytes;
 
 		stored_shape(o, w, &rows, &cols);
-		if (matrix_bytes(rows, cols, &bytes) < 0)
-			return usage_error("gemm: %s (%lld x %lld) is too large for this machine",
-					   mat_name[w], (long long)rows, (long long)cols);
+		if (matrix_bytes(rows, cols, &each) < 0 ||
+		    __builtin_mul_overflow(each, (size_t)o->batch, &bytes))
+			return usage_error("gemm: %s (%lld x %lld%s) is too large for this machine",
+					   mat_name[w], (long long)rows, (long long)cols,
+					   o->batch > 1 ? ", times the batch" : "");
 		if (x->from_file) {
-			/* Fortran order is column-major; C order is row-major. */
-			if (x->file_fortran == !o->row_major)
+			/* Fortran order is column-major; C order is row-major; a stack in C order
+			 * is its matrices one after another. */
+			if (x->batch == o->batch && x->file_fortran == !o->row_major &&
+			    (x->batch == 1 || !x->file_fortran))
 				continue;
-			float *stored = xmalloc(bytes);
-			for (int64_t i = 0; i < rows; i++)
-				for (int64_t j = 0; j < cols; j++)
-					stored[o->row_major ? i * cols + j : i + j * rows] =
-						x->data[x->file_fortran ? i + j * rows : i * cols + j];
+			float *stored = stack_from_file(o, x, bytes);
 			free(x->data);
 			x->data = stored;
 			x->file_fortran = !o->row_major;
+			x->batch = o->batch;
 			continue;
 		}
 		x->rows = rows;
 		x->cols = cols;
+		x->batch = o->batch;
+		x->data = xmalloc(bytes);
 		if (w == MAT_C && o->beta == 0.0f) {
 			/* Not sent and not read: zeros make the output deterministic. */
-			x->data = xmalloc(bytes);
 			memset(x->data, 0, bytes);
 			continue;
 		}
-		x->data = xmalloc(bytes);
-		refgemm_fill_random(x->data, bytes / sizeof(float), &state);
+		refgemm_fill_random(x->data, each / sizeof(float), &state);
+		for (int64_t b = 1; b < o->batch; b++)
+			memcpy((char *)x->data + (size_t)b * each, x->data, each);
 	}
 	return EXIT_OK;
 }
@@ -382,10 +477,49 @@ struct check_result {
 	int bad;          /* mismatches in the worst run */
 	int64_t bad_run;  /* 1-based run with the largest error */
 	double max_err;
-	double tolerance;
-	int64_t i, j;
+	double tolerance; /* of the worst matrix */
+	int64_t b, i, j;  /* the worst element: matrix b of the batch */
 	float got, want;
 };
+
+/* Check one run's result got (every matrix of the batch) against want, and keep it in chk
+ * when it is the worst run so far. */
+static void check_run(const struct gemm_opts *o, const float *got, const float *want,
+		      int64_t run, struct check_result *chk)
+{
+	int64_t ldc = o->row_major ? o->n : o->m, each = o->m * o->n;
+	int64_t run_bad = 0, worst_b = 0, worst_i = 0, worst_j = 0;
+	double run_err = -1;
+
+	for (int64_t b = 0; b < o->batch; b++) {
+		double err;
+		int64_t i, j;
+		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, got + b * each,
+					  want + b * each, ldc, &err, &i, &j);
+		run_bad += bad;
+		if (err > run_err) {
+			run_err = err;
+			worst_b = b;
+			worst_i = i;
+			worst_j = j;
+		}
+	}
+	if (chk->done && !(run_err > chk->max_err))
+		return;
+	size_t idx = (size_t)(worst_b * each + (o->row_major ? worst_i * ldc + worst_j
+							     : worst_i + worst_j * ldc));
+	chk->done = 1;
+	chk->bad = run_bad > INT_MAX ? INT_MAX : (int)run_bad;
+	chk->bad_run = run;
+	chk->max_err = run_err;
+	chk->b = worst_b;
+	chk->i = worst_i;
+	chk->j = worst_j;
+	chk->got = got[idx];
+	chk->want = want[idx];
+	chk->tolerance = refgemm_tolerance(o->row_major, o->m, o->n, o->k, want + worst_b * each,
+					   ldc);
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -453,11 +587,14 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 			     int shm, const struct resident_times *rt, const struct run *runs,
 			     const struct check_result *chk)
 {
-	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
+	double flops = 2.0 * (double)o->batch * (double)o->m * (double)o->n * (double)o->k;
 	struct table t = { .ncols = 9, .align = "lrrrrrrrr" };
 	struct run_stats s, best, median;
+	char batch[48] = "";
 
-	printf("gemm: m = %lld, n = %lld, k = %lld, %s, C = %g * %s * %s %c %g * C\n",
+	if (o->batched)
+		snprintf(batch, sizeof(batch), "batch = %lld, ", (long long)o->batch);
+	printf("gemm: %sm = %lld, n = %lld, k = %lld, %s, C = %g * %s * %s %c %g * C\n", batch,
 	       (long long)o->m, (long long)o->n, (long long)o->k,
 	       o->row_major ? "row-major" : "column-major", (double)o->alpha,
 	       o->trans_a ? "A^T" : "A", o->trans_b ? "B^T" : "B", signbit(o->beta) ? '-' : '+',
@@ -499,14 +636,16 @@ static void gemm_report_text(const struct gemm_opts *o, const struct rxg_server_
 	table_free(&t);
 	if (!chk->done)
 		return;
+	if (o->batched)
+		snprintf(batch, sizeof(batch), "[%lld]", (long long)chk->b);
 	if (!chk->bad)
 		printf("check: ok (max error %.3g)\n", chk->max_err);
 	else
-		printf("check: FAILED: %d of %lld elements differ in run %lld; worst C(%lld, %lld) = "
-		       "%.9g, expected %.9g (error %.3g, tolerance %.3g)\n",
-		       chk->bad, (long long)(o->m * o->n), (long long)chk->bad_run, (long long)chk->i,
-		       (long long)chk->j, (double)chk->got, (double)chk->want, chk->max_err,
-		       chk->tolerance);
+		printf("check: FAILED: %d of %lld elements differ in run %lld; worst C%s(%lld, %lld) "
+		       "= %.9g, expected %.9g (error %.3g, tolerance %.3g)\n",
+		       chk->bad, (long long)(o->batch * o->m * o->n), (long long)chk->bad_run, batch,
+		       (long long)chk->i, (long long)chk->j, (double)chk->got, (double)chk->want,
+		       chk->max_err, chk->tolerance);
 }
 
 /* A count (ns, flops) that a median or a product of doubles holds: the nearest whole one. */
@@ -533,12 +672,17 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 			     int shm, const struct resident_times *rt, const struct run *runs,
 			     const struct check_result *chk)
 {
-	double flops = 2.0 * (double)o->m * (double)o->n * (double)o->k;
+	double flops = 2.0 * (double)o->batch * (double)o->m * (double)o->n * (double)o->k;
 	struct run_stats s, best, median;
 	struct json_writer w;
 
 	json_init(&w, stdout);
 	json_begin_object(&w);
+	json_key(&w, "batch"); /* null for one 2-D product */
+	if (o->batched)
+		json_int(&w, o->batch);
+	else
+		json_null(&w);
 	json_member_int(&w, "m", o->m);
 	json_member_int(&w, "n", o->n);
 	json_member_int(&w, "k", o->k);
@@ -589,6 +733,8 @@ static void gemm_report_json(const struct gemm_opts *o, const struct rxg_server_
 		json_key(&w, "worst");
 		json_begin_object(&w);
 		json_member_int(&w, "run", chk->bad_run);
+		if (o->batched)
+			json_member_int(&w, "b", chk->b);
 		json_member_int(&w, "i", chk->i);
 		json_member_int(&w, "j", chk->j);
 		json_member_number(&w, "got", chk->got);
@@ -627,6 +773,7 @@ static int gemm_shm_setup(rxg_client *client, const struct gemm_opts *o,
 		int64_t rows, cols;
 		stored_shape(o, w, &rows, &cols);
 		matrix_bytes(rows, cols, &sh->bytes[w]); /* checked by gemm_prepare */
+		sh->bytes[w] *= (size_t)o->batch;
 		sh->off[w] = total;
 		if (__builtin_add_overflow(total, sh->bytes[w], &total))
 			return usage_error("gemm: the matrices together are too large for this machine");
@@ -651,8 +798,7 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 		    const struct shm_layout *sh, const float *c_in, const float *want,
 		    struct run *runs, struct check_result *chk)
 {
-	size_t c_bytes = (size_t)(o->m * o->n) * sizeof(float);
-	int64_t ldc = o->row_major ? o->n : o->m;
+	size_t c_bytes = (size_t)(o->batch * o->m * o->n) * sizeof(float);
 	float *c_data = mat[MAT_C].data;
 	struct rxg_gemm_args args = {
 		.layout = o->row_major ? RXG_ROW_MAJOR : RXG_COL_MAJOR,
@@ -666,7 +812,9 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 		.a = mat[MAT_A].data,
 		.b = mat[MAT_B].data,
 		.c = mat[MAT_C].data,
-		/* lda, ldb, ldc 0: the tightest, which is how struct matrix stores them. */
+		/* lda, ldb, ldc 0: the tightest, which is how struct matrix stores them; strides
+		 * 0: the matrices one after another, likewise. */
+		.batch_count = o->batch > 1 ? o->batch : 0,
 	};
 
 	if (sh->buf) {
@@ -691,26 +839,9 @@ static int gemm_run(rxg_client *client, const struct gemm_opts *o, struct matrix
 		runs[r].wall_ns = now_ns() - t0;
 		if (rc != RXG_OK)
 			return daemon_error(client, rc);
-		if (!want)
-			continue;
-		double err;
-		int64_t i, j;
-		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, c_data, want, ldc, &err,
-					  &i, &j);
-		if (!chk->done || err > chk->max_err) {
-			size_t idx = (size_t)(o->row_major ? i * ldc + j : i + j * ldc);
-			chk->done = 1;
-			chk->bad = bad;
-			chk->bad_run = r + 1;
-			chk->max_err = err;
-			chk->i = i;
-			chk->j = j;
-			chk->got = c_data[idx];
-			chk->want = want[idx];
-		}
+		if (want)
+			check_run(o, c_data, want, r + 1, chk);
 	}
-	if (want)
-		chk->tolerance = refgemm_tolerance(o->row_major, o->m, o->n, o->k, want, ldc);
 	if (c_data != mat[MAT_C].data) /* for --out */
 		memcpy(mat[MAT_C].data, c_data, c_bytes);
 	return EXIT_OK;
@@ -725,7 +856,6 @@ static int gemm_run_resident(rxg_client *client, const struct gemm_opts *o,
 			     struct resident_times *rt, struct check_result *chk)
 {
 	rxg_tensor *t[3] = { NULL }, *c_out = NULL;
-	int64_t ldc = o->row_major ? o->n : o->m;
 	int64_t floats[3];
 	uint64_t t0;
 	int rc = RXG_OK;
@@ -738,6 +868,7 @@ static int gemm_run_resident(rxg_client *client, const struct gemm_opts *o,
 		.k = o->k,
 		.alpha = o->alpha,
 		.beta = o->beta,
+		.batch_count = o->batch > 1 ? o->batch : 0,
 	};
 
 	memset(rt, 0, sizeof(*rt));
@@ -745,7 +876,7 @@ static int gemm_run_resident(rxg_client *client, const struct gemm_opts *o,
 		int64_t rows, cols;
 
 		stored_shape(o, w, &rows, &cols);
-		floats[w] = rows * cols; /* checked by gemm_prepare */
+		floats[w] = o->batch * rows * cols; /* checked by gemm_prepare */
 	}
 	t0 = now_ns();
 	for (int w = MAT_A; w <= MAT_C && rc == RXG_OK; w++) {
@@ -787,27 +918,35 @@ static int gemm_run_resident(rxg_client *client, const struct gemm_opts *o,
 		goto out;
 	}
 	rc = EXIT_OK;
-	if (want) {
-		double err;
-		int64_t i, j;
-		int bad = refgemm_compare(o->row_major, o->m, o->n, o->k, mat[MAT_C].data, want,
-					  ldc, &err, &i, &j);
-		size_t idx = (size_t)(o->row_major ? i * ldc + j : i + j * ldc);
-
-		chk->done = 1;
-		chk->bad = bad;
-		chk->bad_run = o->repeat; /* the one result read back: the last run's */
-		chk->max_err = err;
-		chk->i = i;
-		chk->j = j;
-		chk->got = mat[MAT_C].data[idx];
-		chk->want = want[idx];
-		chk->tolerance = refgemm_tolerance(o->row_major, o->m, o->n, o->k, want, ldc);
-	}
+	if (want) /* the one result read back: the last run's */
+		check_run(o, mat[MAT_C].data, want, o->repeat, chk);
 out:
 	for (int w = MAT_A; w <= MAT_C; w++)
 		rxg_tensor_free(t[w]);
 	rxg_tensor_free(c_out);
+	return rc;
+}
+
+/* --out: the result as a matrix in the order it was computed in, or as a C-ordered stack
+ * (a Fortran-ordered 3-D array would not hold column-major matrices one after another). */
+static int gemm_write_out(const struct gemm_opts *o, float *c, char *err, size_t errlen)
+{
+	int64_t dims[3] = { o->batch, o->m, o->n }, each = o->m * o->n;
+	float *rows = c;
+	int rc;
+
+	if (!o->batched)
+		return npy_write(o->out_path, c, o->m, o->n, !o->row_major, err, errlen);
+	if (!o->row_major) {
+		rows = xmalloc((size_t)(o->batch * each) * sizeof(float));
+		for (int64_t b = 0; b < o->batch; b++)
+			for (int64_t i = 0; i < o->m; i++)
+				for (int64_t j = 0; j < o->n; j++)
+					rows[b * each + i * o->n + j] = c[b * each + i + j * o->m];
+	}
+	rc = npy_write_array(o->out_path, rows, 3, dims, err, errlen);
+	if (rows != c)
+		free(rows);
 	return rc;
 }
 
@@ -846,8 +985,8 @@ int cmd_gemm(int argc, char **argv, const char *socket)
 	if (rc != EXIT_OK)
 		goto out;
 
-	size_t c_bytes = (size_t)(o.m * o.n) * sizeof(float);
-	int64_t ldc = o.row_major ? o.n : o.m;
+	int64_t ldc = o.row_major ? o.n : o.m, each = o.m * o.n;
+	size_t c_bytes = (size_t)(o.batch * each) * sizeof(float);
 	if (o.beta != 0.0f) {
 		c_in = xmalloc(c_bytes);
 		memcpy(c_in, mat[MAT_C].data, c_bytes);
@@ -864,9 +1003,13 @@ int cmd_gemm(int argc, char **argv, const char *socket)
 		want = xmalloc(c_bytes);
 		if (c_in)
 			memcpy(want, c_in, c_bytes);
-		refgemm(o.row_major, o.trans_a, o.trans_b, o.m, o.n, o.k, o.alpha, mat[MAT_A].data,
-			o.row_major ? mat[MAT_A].cols : mat[MAT_A].rows, mat[MAT_B].data,
-			o.row_major ? mat[MAT_B].cols : mat[MAT_B].rows, o.beta, want, ldc);
+		for (int64_t b = 0; b < o.batch; b++)
+			refgemm(o.row_major, o.trans_a, o.trans_b, o.m, o.n, o.k, o.alpha,
+				mat[MAT_A].data + b * o.m * o.k,
+				o.row_major ? mat[MAT_A].cols : mat[MAT_A].rows,
+				mat[MAT_B].data + b * o.k * o.n,
+				o.row_major ? mat[MAT_B].cols : mat[MAT_B].rows, o.beta, want + b * each,
+				ldc);
 	}
 	if (o.resident) {
 		rc = gemm_run_resident(client, &o, mat, want, runs, &rt, &chk);
@@ -885,8 +1028,7 @@ int cmd_gemm(int argc, char **argv, const char *socket)
 		gemm_report_text(&o, rxg_server_info(client), sh.buf != NULL,
 				 o.resident ? &rt : NULL, runs, &chk);
 	fflush(stdout);
-	if (o.out_path && npy_write(o.out_path, mat[MAT_C].data, o.m, o.n, !o.row_major, err,
-				    sizeof(err)) < 0) {
+	if (o.out_path && gemm_write_out(&o, mat[MAT_C].data, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rxgemm: %s\n", err);
 		rc = EXIT_FILE;
 		goto out;

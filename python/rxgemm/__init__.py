@@ -13,7 +13,7 @@ import threading
 
 from .errors import *  # noqa: F401,F403 (the exception classes)
 from .errors import Error, by_code, strerror  # noqa: F401
-from .client import Client, Job, Tensor  # noqa: F401
+from .client import AsyncJob, Client, Job, Tensor  # noqa: F401
 
 __version__ = "0.1.0"
 

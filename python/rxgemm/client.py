@@ -8,9 +8,21 @@ of a row-major one, at no cost. Anything else (negative or zero strides, both st
 other than 4, broadcast views) is copied to a C-ordered array first. A 3-D operand's
 matrices are used in place when its first stride is positive and they do not overlap.
 Only float32 is accepted (no silent casts): other dtypes raise TypeError.
+
+Asynchronous jobs: submit() returns a concurrent.futures.Future, settled by one waiter
+thread per client (started while such jobs are in flight). asubmit() and amatmul() are
+for asyncio: they watch librxgemm's pollable fd (rxg_fd) with the running loop's
+add_reader, so that the loop itself collects the replies (rxg_wait_any without blocking)
+and no thread is involved. Either kind of job may be collected by the other's machinery
+(a reply is taken by whoever reads it): each future is settled in its own way, an asyncio
+one always on its loop. A blocking call (matmul, status, ...) may read an asyncio job's
+reply while it waits for its own, which then does not make the fd readable: such calls
+ask the loops to look again when they return.
 """
 
+import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import threading
 import weakref
@@ -39,7 +51,9 @@ class _Region:
 
     def __init__(self, client, nbytes):
         h = ctypes.c_void_p()
-        _check(lib.rxg_buffer_create(client._h, max(nbytes, 1), ctypes.byref(h)), client._h)
+        with client._blocking():
+            _check(lib.rxg_buffer_create(client._h, max(nbytes, 1), ctypes.byref(h)),
+                   client._h)
         self.client = client
         self.handle = h.value
         self.ptr = lib.rxg_buffer_ptr(h)
@@ -56,7 +70,8 @@ class _Region:
         # After the client closed, the mapping is left as ordinary memory: arrays made from
         # it stay valid (rxg_buffer_free needs the open handle).
         if not self.detached and self.client._h:
-            lib.rxg_buffer_free(self.handle)
+            with self.client._blocking():
+                lib.rxg_buffer_free(self.handle)
 
 
 class Tensor:
@@ -81,12 +96,14 @@ class Tensor:
         if not self._t:
             raise errors.TensorError("the tensor was freed")
         out = np.empty(self.shape, np.float32)
-        _check(lib.rxg_tensor_read(self._t, out.ctypes.data, out.size), self.client._h)
+        with self.client._blocking():
+            _check(lib.rxg_tensor_read(self._t, out.ctypes.data, out.size), self.client._h)
         return out
 
     def free(self):
         if self._t and self.client._h:
-            lib.rxg_tensor_free(self._t)
+            with self.client._blocking():
+                lib.rxg_tensor_free(self._t)
         self._t = None
 
     def __enter__(self):
@@ -106,6 +123,9 @@ class Job(concurrent.futures.Future):
         super().__init__()
         self._client = client
         self._id = 0
+        self._keep = None
+        self._result_value = None
+        self._post = None
         self.timings = None
 
     def cancel(self):
@@ -116,6 +136,76 @@ class Job(concurrent.futures.Future):
             # It will not run: its ECANCELLED reply is dropped when it comes.
             return super().cancel()
         return False
+
+    def _settle(self, rc, t, msg):
+        """The job's reply, in whichever thread collected it."""
+        if self.done():
+            return
+        self._ctimings = t
+        self.timings = t.as_dict()
+        if rc == 0:
+            if self._post is not None:
+                np.copyto(self._post[1], self._post[0].reshape(self._post[1].shape))
+            self._client.last_timings = self.timings
+            self.set_result(self._result_value)
+        elif rc == errors.CancelledError.code:
+            concurrent.futures.Future.cancel(self)
+        else:
+            self.set_exception(errors.make(rc, msg))
+
+
+class AsyncJob(asyncio.Future):
+    """The asyncio future of one GEMM sent by Client.asubmit: awaiting it gives the result
+    array. Cancelling it (or the task that awaits it) asks the daemon to cancel the job and
+    cancels the future at once; cancel_outcome then says what the daemon found (one of
+    the RXG_CANCEL_* values: QUEUED means the job will not run; NOT_FOUND also when its
+    reply was already in, not yet delivered to the future). The operands stay referenced
+    until the daemon's reply is in, also after a cancel."""
+
+    def __init__(self, client, loop):
+        super().__init__(loop=loop)
+        self._client = client
+        self._id = 0
+        self._keep = None
+        self._result_value = None
+        self._post = None
+        self.timings = None
+        self.cancel_outcome = None
+
+    def cancel(self, msg=None):
+        if self.done():
+            return False
+        if self._id and self.cancel_outcome is None:
+            self.cancel_outcome = _capi.RXG_CANCEL_NOT_FOUND
+            with self._client._jobs_lock:
+                pending = self._id in self._client._jobs
+            if pending:
+                try:
+                    self.cancel_outcome = self._client._cancel(self._id)
+                except errors.Error:
+                    pass  # collected meanwhile, or the connection is gone: nothing to stop
+        return super().cancel(msg)
+
+    def _settle(self, rc, t, msg):
+        """The job's reply, in whichever thread collected it: settled on the loop."""
+        if rc == 0 and self._post is not None:
+            np.copyto(self._post[1], self._post[0].reshape(self._post[1].shape))
+        try:
+            self.get_loop().call_soon_threadsafe(self._set, rc, t, msg)
+        except RuntimeError:
+            pass  # the loop is closed: nobody awaits this any more
+
+    def _set(self, rc, t, msg):
+        self.timings = t.as_dict()
+        if not self.done():
+            if rc == 0:
+                self._client.last_timings = self.timings
+                self.set_result(self._result_value)
+            elif rc == errors.CancelledError.code:
+                super().cancel()
+            else:
+                self.set_exception(errors.make(rc, msg))
+        self._client._reader_update(self.get_loop())
 
 
 class _Operand:
@@ -204,7 +294,12 @@ class Client:
         self._h = h.value
         self._regions = weakref.WeakSet()
         self._tensors = weakref.WeakSet()
-        self._jobs = {}
+        self._jobs = {}          # id -> Job or AsyncJob, until its reply is collected
+        self._thread_jobs = 0    # of them, Jobs: the waiter thread runs while there are
+        self._loop_jobs = {}     # asyncio loop -> its AsyncJobs in _jobs
+        self._readers = {}       # asyncio loop -> the fd it watches for us
+        self._closing = False
+        self._collecting = 0     # rxg_wait_any calls under way: close() waits for them
         self._jobs_lock = threading.Lock()
         self._jobs_cond = threading.Condition(self._jobs_lock)
         self._waiter = None
@@ -225,18 +320,26 @@ class Client:
         if not self._h:
             return
         with self._jobs_lock:
+            # Every job is collected first, asyncio ones included, by the waiter thread.
+            self._closing = True
+            if self._jobs:
+                self._start_waiter()
             while self._jobs:
                 self._jobs_cond.wait()
+        self._readers_remove()
         for t in list(self._tensors):
             t.free()
         # Buffers still alive are used by arrays: they stay mapped (rxg_close ends the
         # daemon's side), as ordinary memory of this process.
         for r in list(self._regions):
             r.detached = True
-        h, self._h = self._h, None
-        lib.rxg_close(h)
         with self._jobs_lock:
+            h, self._h = self._h, None
+            # The waiter thread or a loop may still be inside rxg_wait_any on the handle.
+            while self._collecting:
+                self._jobs_cond.wait()
             self._jobs_cond.notify_all()
+        lib.rxg_close(h)
 
     def __enter__(self):
         return self
@@ -302,14 +405,15 @@ class Client:
         dims = (ctypes.c_int64 * len(shape))(*shape)
         h = ctypes.c_void_p()
         reg = self._region_of(x) if x is not None else None
-        if reg is not None:
-            _check(lib.rxg_tensor_create_from_buffer(self._handle(), reg[0].handle, reg[1],
-                                                     dims, len(shape), ctypes.byref(h)),
-                   self._h)
-        else:
-            _check(lib.rxg_tensor_create(self._handle(), dims, len(shape),
-                                         x.ctypes.data if x is not None else None,
-                                         ctypes.byref(h)), self._h)
+        with self._blocking():
+            if reg is not None:
+                _check(lib.rxg_tensor_create_from_buffer(self._handle(), reg[0].handle,
+                                                         reg[1], dims, len(shape),
+                                                         ctypes.byref(h)), self._h)
+            else:
+                _check(lib.rxg_tensor_create(self._handle(), dims, len(shape),
+                                             x.ctypes.data if x is not None else None,
+                                             ctypes.byref(h)), self._h)
         t = Tensor(self, h.value, shape)
         self._tensors.add(t)
         return t
@@ -486,11 +590,13 @@ class Client:
             c = result if out is None else out
             c[...] = 0 if beta == 0 else beta * c
         elif args.m and args.n and (priority or deadline):
-            job = self._submit_args(args, keep, priority, deadline)
+            job = self._submit_args(Job(self), args, keep, priority, deadline)
             job.result()
             t = job._ctimings
         elif args.m and args.n:
-            _check(lib.rxg_gemm(self._handle(), ctypes.byref(args), ctypes.byref(t)), self._h)
+            with self._blocking():
+                _check(lib.rxg_gemm(self._handle(), ctypes.byref(args), ctypes.byref(t)),
+                       self._h)
         elif beta == 0 and out is not None and not isinstance(out, Tensor):
             out[...] = 0
         if post is not None:
@@ -506,25 +612,42 @@ class Client:
     def submit(self, a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False,
                priority=0, deadline=None):
         """Send one matmul and return at once a Job (a concurrent.futures.Future) whose
-        result() is the array; cancel() cancels it on the daemon. With asyncio:
-        await asyncio.wrap_future(c.submit(...)). The operands must not change until the
-        job is done."""
+        result() is the array; cancel() cancels it on the daemon. In asyncio code, use
+        asubmit() or amatmul() instead (no thread). The operands must not change until
+        the job is done."""
         if beta != 0 and out is None:
             raise ValueError("rxgemm: beta != 0 needs out (C's input)")
         args, out, result, keep, post = self._prepare(a, b, out, alpha, beta, trans_a,
                                                       trans_b)
-        job = self._submit_args(args, keep, priority, deadline)
+        job = Job(self)
         job._result_value = result
         job._post = post
-        return job
+        return self._submit_args(job, args, keep, priority, deadline)
 
-    async def amatmul(self, a, b, out=None, **kw):
-        """submit() for asyncio: await c.amatmul(a, b) gives the result array; cancelling
-        the awaiting task cancels the job on the daemon when it is still queued."""
-        import asyncio
-        return await asyncio.wrap_future(self.submit(a, b, out, **kw))
+    def asubmit(self, a, b, out=None, *, alpha=1.0, beta=0.0, trans_a=False, trans_b=False,
+                priority=0, deadline=None):
+        """submit() for asyncio, called from a coroutine: returns an AsyncJob (an
+        asyncio.Future) of the running loop, which collects the reply by watching the
+        library's fd (no thread). Cancelling it cancels the job on the daemon."""
+        loop = asyncio.get_running_loop()
+        if beta != 0 and out is None:
+            raise ValueError("rxgemm: beta != 0 needs out (C's input)")
+        args, out, result, keep, post = self._prepare(a, b, out, alpha, beta, trans_a,
+                                                      trans_b)
+        job = AsyncJob(self, loop)
+        job._result_value = result
+        job._post = post
+        return self._submit_args(job, args, keep, priority, deadline)
 
-    def _submit_args(self, args, keep, priority, deadline):
+    async def amatmul(self, a, b, out=None, *, timings=False, **kw):
+        """await c.amatmul(a, b) gives the result array (asubmit, awaited), or (result,
+        timings dict) with timings=True; cancelling the awaiting task cancels the job on
+        the daemon."""
+        job = self.asubmit(a, b, out, **kw)
+        result = await job
+        return (result, job.timings) if timings else result
+
+    def _submit_args(self, job, args, keep, priority, deadline):
         opts = _capi.JobOptions()
         if not 0 <= int(priority) <= 3:
             raise ValueError("rxgemm: priority is 0 to 3, not %r" % (priority,))
@@ -533,70 +656,172 @@ class Client:
             if deadline <= 0:
                 raise ValueError("rxgemm: deadline must be positive seconds")
             opts.deadline_ms = max(1, int(round(deadline * 1000)))
-        job = Job(self)
         job._keep = (args, keep)
-        job._result_value = None
-        job._post = None
         jid = ctypes.c_uint64()
         with self._jobs_lock:
+            # Registered before anyone can collect its reply.
             _check(lib.rxg_submit_gemm(self._handle(), ctypes.byref(args), ctypes.byref(opts),
                                        ctypes.byref(jid)), self._h)
             job._id = jid.value
             self._jobs[job._id] = job
-            if self._waiter is None:
-                self._waiter = threading.Thread(target=self._wait_loop, daemon=True,
-                                                name="rxgemm-waiter")
-                self._waiter.start()
+            if isinstance(job, AsyncJob):
+                loop = job.get_loop()
+                self._loop_jobs[loop] = self._loop_jobs.get(loop, 0) + 1
+            else:
+                self._thread_jobs += 1
+                self._start_waiter()
             self._jobs_cond.notify_all()
+        if isinstance(job, AsyncJob):
+            self._reader_update(job.get_loop())
         return job
+
+    def _start_waiter(self):
+        """Start the waiter thread unless it runs. Call with _jobs_lock held."""
+        if self._waiter is None:
+            self._waiter = threading.Thread(target=self._wait_loop, daemon=True,
+                                            name="rxgemm-waiter")
+            self._waiter.start()
 
     def _cancel(self, jid):
         out = ctypes.c_int()
-        _check(lib.rxg_cancel(self._handle(), jid, ctypes.byref(out)), self._h)
+        with self._blocking():
+            _check(lib.rxg_cancel(self._handle(), jid, ctypes.byref(out)), self._h)
         return out.value
 
+    def _finish(self, jid, rc, t, msg):
+        """Settle job jid with the reply rxg_wait_any returned, in any thread."""
+        with self._jobs_lock:
+            job = self._jobs.pop(jid, None)
+            if isinstance(job, AsyncJob):
+                self._loop_jobs[job.get_loop()] -= 1
+            elif job is not None:
+                self._thread_jobs -= 1
+            self._jobs_cond.notify_all()
+        if job is not None:
+            job._settle(rc, t, msg)
+
+    def _fail_all(self, h, rc):
+        """The connection failed: every job fails with it."""
+        err_msg = _dec(lib.rxg_errmsg(h)) or None
+        with self._jobs_lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            self._finish(job._id, rc, _capi.Timings(), err_msg)
+
     def _wait_loop(self):
-        """The one thread that waits for submitted jobs and settles their futures."""
+        """The thread that waits for submitted jobs while Jobs (or, on close, any jobs) are
+        in flight, and settles their futures."""
         while True:
             with self._jobs_lock:
                 # Gone when idle (the next submit starts another), so that the thread
                 # does not keep an unused client alive.
-                if not self._jobs or not self._h:
+                if not self._h or not (self._jobs if self._closing else self._thread_jobs):
                     self._waiter = None
                     return
                 h = self._h
-            jid = ctypes.c_uint64()
-            t = _capi.Timings()
-            rc = lib.rxg_wait_any(h, 200, ctypes.byref(jid), ctypes.byref(t))
-            if rc == 102 and jid.value == 0:  # RXG_EAGAIN: none finished yet
+                self._collecting += 1
+            try:
+                jid = ctypes.c_uint64()
+                t = _capi.Timings()
+                rc = lib.rxg_wait_any(h, 200, ctypes.byref(jid), ctypes.byref(t))
+                if jid.value != 0:
+                    self._finish(jid.value, rc, t, _dec(lib.rxg_errmsg(h)) if rc else None)
+                elif rc not in (errors.AgainError.code, errors.InvalidArgumentError.code):
+                    # (EAGAIN: none finished yet; EINVAL: another thread took the last.)
+                    self._fail_all(h, rc)
+            finally:
+                self._collected()
+
+    def _collected(self):
+        with self._jobs_lock:
+            self._collecting -= 1
+            self._jobs_cond.notify_all()
+
+    # asyncio: one reader per loop on the library's fd, while that loop has jobs.
+    def _reader_update(self, loop):
+        """Watch the fd on loop while it has jobs in flight, and not otherwise. Runs in
+        loop's thread (or before it runs, as from asubmit)."""
+        with self._jobs_lock:
+            want = bool(self._loop_jobs.get(loop)) and self._h is not None
+            fd = self._readers.get(loop)
+            if want and fd is None:
+                fd = lib.rxg_fd(self._h)
+                if fd < 0:
+                    want = False
+                else:
+                    self._readers[loop] = fd
+            elif not want and fd is not None:
+                del self._readers[loop]
+            if not self._loop_jobs.get(loop):
+                self._loop_jobs.pop(loop, None)
+        if loop.is_closed():
+            return
+        if want and fd is not None:
+            loop.add_reader(fd, self._drain, loop)
+            # Replies read by a blocking call before the reader was there do not make
+            # the fd readable: look once now.
+            loop.call_soon(self._drain, loop)
+        elif not want and fd is not None:
+            loop.remove_reader(fd)
+
+    def _readers_remove(self):
+        """On close: no loop may watch the fd once it is closed (its number is reused)."""
+        with self._jobs_lock:
+            readers, self._readers = dict(self._readers), {}
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, fd in readers.items():
+            if loop.is_closed():
                 continue
-            if jid.value == 0:
-                # The connection failed: every job fails with it.
-                err = errors.make(rc, _dec(lib.rxg_errmsg(h)) or None)
-                with self._jobs_lock:
-                    jobs, self._jobs = list(self._jobs.values()), {}
-                    self._jobs_cond.notify_all()
-                for job in jobs:
-                    if not job.done():
-                        job.set_exception(err)
-                continue
-            msg = _dec(lib.rxg_errmsg(h)) if rc else None
-            with self._jobs_lock:
-                job = self._jobs.pop(jid.value, None)
-                self._jobs_cond.notify_all()
-            if job is None or job.done():
-                continue
-            job._ctimings = t
-            job.timings = t.as_dict()
-            if rc == 0:
-                if job._post is not None:
-                    np.copyto(job._post[1], job._post[0].reshape(job._post[1].shape))
-                self.last_timings = job.timings
-                job.set_result(job._result_value)
-            elif rc == errors.CancelledError.code:
-                concurrent.futures.Future.cancel(job)
+            if loop is running:
+                loop.remove_reader(fd)
             else:
-                job.set_exception(errors.make(rc, msg))
+                loop.call_soon_threadsafe(loop.remove_reader, fd)
+
+    def _drain(self, loop):
+        """The fd is readable (or a blocking call may have read replies): collect every
+        reply there is, without blocking."""
+        with self._jobs_lock:
+            h = self._h
+            if h is None:
+                return
+            self._collecting += 1
+        try:
+            while True:
+                jid = ctypes.c_uint64()
+                t = _capi.Timings()
+                rc = lib.rxg_wait_any(h, 0, ctypes.byref(jid), ctypes.byref(t))
+                if jid.value == 0:
+                    # EAGAIN: nothing more (or another thread is reading: it collects
+                    # what comes); EINVAL: no job left to collect.
+                    if rc not in (errors.AgainError.code, errors.InvalidArgumentError.code):
+                        self._fail_all(h, rc)
+                    break
+                self._finish(jid.value, rc, t, _dec(lib.rxg_errmsg(h)) if rc else None)
+        finally:
+            self._collected()
+        # (Each AsyncJob settled updates its loop's reader; with none left, it goes.)
+
+    def _kick(self):
+        """After a blocking call: ask every loop that watches the fd to look again."""
+        with self._jobs_lock:
+            loops = list(self._readers)
+        for loop in loops:
+            try:
+                loop.call_soon_threadsafe(self._drain, loop)
+            except RuntimeError:
+                pass  # closed
+
+    @contextlib.contextmanager
+    def _blocking(self):
+        """Around a blocking library call, which may collect asyncio jobs' replies."""
+        try:
+            yield
+        finally:
+            if self._readers:
+                self._kick()
 
     # --- NAS --------------------------------------------------------------------------
     def nas_eval(self, genotype, dataset="cifar10", C=None, layers=None, batch=None,
@@ -619,7 +844,9 @@ class Client:
                                          multiplier, weight_seed, input_seed, warmup,
                                          repeat, logits)
         p = ctypes.POINTER(_capi.NasResult)()
-        _check(lib.rxg_nas_eval(self._handle(), ctypes.byref(args), ctypes.byref(p)), self._h)
+        with self._blocking():
+            _check(lib.rxg_nas_eval(self._handle(), ctypes.byref(args), ctypes.byref(p)),
+                   self._h)
         try:
             return nas.result_dict(p.contents, out)
         finally:
@@ -629,7 +856,8 @@ class Client:
     def status(self):
         """The daemon's state: the same dict as `rxgemm status --json` prints."""
         p = ctypes.POINTER(_capi.Status)()
-        _check(lib.rxg_status(self._handle(), ctypes.byref(p)), self._h)
+        with self._blocking():
+            _check(lib.rxg_status(self._handle(), ctypes.byref(p)), self._h)
         try:
             return _status_dict(p.contents)
         finally:

@@ -1,9 +1,11 @@
-/* fuzz-npy: client/npy.c's reader, on a file holding the input.
+/* fuzz-npy: client/npy.c's reader, and npz.c's archive reader, on a file holding the input.
  *
  * npy_read takes a path: the input goes into a memfd (a regular file, so the reader checks
  * the header's claims against its size) opened through /proc/self/fd. A file it accepts
  * holds exactly the announced floats after the header, and they are what it hands back;
- * a refusal always says why. */
+ * a refusal always says why. The same input is then read as a .npz archive (through a
+ * symlink named *.npz), its array "a" and its only array: an array found in it is bytes
+ * of the input too. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +20,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int memfd = -1;
 static char path[64];
+static char npz[128]; /* a symlink to path, named as an archive */
+
+/* The input as an archive: refused with a sentence naming the spec, or an array of 2 or 3
+ * dimensions whose floats are somewhere in the input. */
+static void try_npz(const char *spec, const uint8_t *data, size_t size)
+{
+	struct npy_array a = { .data = NULL, .ndims = -1 };
+	char err[512];
+
+	err[0] = '\0';
+	if (npy_load(spec, 2, 3, &a, err, sizeof(err)) < 0) {
+		if (a.data || a.ndims != -1 || strncmp(err, spec, strlen(spec)) != 0)
+			abort();
+		return;
+	}
+	if (!a.data || a.ndims < 2 || a.ndims > 3)
+		abort();
+	size_t bytes = sizeof(float);
+	for (int i = 0; i < a.ndims; i++)
+		bytes *= (size_t)a.dims[i];
+	if (bytes > size || (bytes && !memmem(data, size, a.data, bytes)))
+		abort();
+	free(a.data);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -32,9 +58,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (memfd < 0)
 			abort();
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+		char dir[] = "/tmp/fuzz-npz-XXXXXX";
+		if (!mkdtemp(dir))
+			abort();
+		snprintf(npz, sizeof(npz), "%s/in.npz", dir);
+		if (symlink(path, npz) < 0)
+			abort();
 	}
 	if (ftruncate(memfd, 0) < 0 || pwrite(memfd, data, size, 0) != (ssize_t)size)
 		abort();
+	char spec[160];
+	snprintf(spec, sizeof(spec), "%s:a", npz);
+	try_npz(spec, data, size);
+	try_npz(npz, data, size);
 	err[0] = '\0';
 	if (npy_read(path, &floats, &rows, &cols, &fortran, err, sizeof(err)) < 0) {
 		/* Outputs untouched, and a sentence naming the file. */

@@ -31,6 +31,10 @@ def test_named_genotype_equals_cli(client, cli, tmp_path):
     assert r["logits"].shape == (2, 10) and r["logits"].dtype == np.float32
     np.testing.assert_allclose(r["logits"], want_logits, rtol=1e-4, atol=1e-5)
     assert {p["name"] for p in r["by_op"]} == {p["name"] for p in want["by_op"]}
+    # The per-cell breakdown: the same parts in the same order, each with its plan steps.
+    assert [(p["name"], p["steps"]) for p in r["by_cell"]] == \
+        [(p["name"], p["steps"]) for p in want["by_cell"]]
+    assert r["by_cell"][0]["name"] == "stem" and r["by_cell"][-1]["name"] == "head"
     assert len(r["run_ns"]) == 1 and r["latency_mean_ns"] > 0
 
 
@@ -67,6 +71,24 @@ def test_weights_flat_and_state_dict(client, cli, tmp_path):
     sd["auxiliary_head.classifier.weight"] = np.ones((10, 4), np.float32)
     from_sd = client.nas_eval("DARTS_V2", weights=sd, **SMALL)
     np.testing.assert_array_equal(from_sd["logits"], flat["logits"])
+
+    # A PyTorch state_dict holds tensors: converted as torch.Tensor converts itself
+    # (.detach().cpu().numpy()), so without importing torch. This stands in for one.
+    class TorchLike:
+        def __init__(self, a):
+            self.a = a
+
+        def detach(self):
+            return self
+
+        def cpu(self):
+            return self
+
+        def numpy(self):
+            return self.a
+    torch_sd = collections.OrderedDict((k, TorchLike(v)) for k, v in sd.items())
+    from_torch = client.nas_eval("DARTS_V2", weights=torch_sd, **SMALL)
+    np.testing.assert_array_equal(from_torch["logits"], flat["logits"])
     raw = tmp_path / "w.raw"
     blob.tofile(raw)
     _, want_logits = cli_nas(cli, tmp_path, "--genotype", "DARTS_V2", "--weights", str(raw))

@@ -244,10 +244,10 @@ def test_zero_copy(client):
     assert client.asarray(xa) is xa
     r = client.matmul(xa, xb)
     close(r, ref(a, b), 80)
-    # No request frame carried a matrix (the daemon's bytes_out counts every result, also
-    # one written to a buffer, so the reply side is checked by where the result lives).
+    # No request or reply frame carried a matrix.
     mid = client_counters(client)
     assert mid["bytes_in"] == before["bytes_in"]
+    assert mid["bytes_out"] == before["bytes_out"]
     assert client._region_of(r) is not None
     assert mid["jobs_ok"] == before["jobs_ok"] + 1
     assert client.status()["shm"]["jobs"] == shm_before + 1
@@ -257,10 +257,13 @@ def test_zero_copy(client):
     close(out, ref(b.T.copy(), a.T.copy()), 80)
     after = client_counters(client)
     assert after["bytes_in"] == before["bytes_in"]
+    assert after["bytes_out"] == before["bytes_out"]
     assert client.status()["shm"]["jobs"] == shm_before + 2
-    # A plain array does cross the socket (so the counters above can tell).
+    # A small plain array does cross the socket (so the counters above can tell; large
+    # ones are staged through shared memory by librxgemm itself).
     client.matmul(a, b)
     assert client_counters(client)["bytes_in"] > before["bytes_in"]
+    assert client_counters(client)["bytes_out"] > before["bytes_out"]
 
 
 def test_tensors(client):
@@ -300,6 +303,100 @@ def test_asyncio(client):
     for r in rs[:3]:
         close(r, ref(a, b), 30)
     close(rs[3], ref(a, b, alpha=2.0), 30)
+
+
+def test_asyncio_on_the_fd():
+    """asubmit/amatmul: the loop collects replies from the library's fd, no thread."""
+    pairs = [(rand(50 + i, 30), rand(30, 20 + i)) for i in range(6)]
+    with rxgemm.Client(name="pytest-asyncio") as c:
+        async def main():
+            jobs = [c.asubmit(a, b) for a, b in pairs]
+            assert all(isinstance(j, asyncio.Future) for j in jobs)
+            # The loop watches the library's fd while jobs are in flight.
+            assert c._readers.get(asyncio.get_running_loop()) == c.fileno()
+            # A blocking call on the loop's thread meanwhile may read the jobs' replies
+            # itself: they must still arrive.
+            st = c.status()
+            rs = await asyncio.wait_for(asyncio.gather(*jobs), 300)
+            r2, t2 = await asyncio.wait_for(c.amatmul(pairs[0][0], pairs[0][1], alpha=-1.0,
+                                                      timings=True), 300)
+            assert t2["total_ns"] > 0 and c.last_timings == t2
+            return st, rs, r2, jobs
+        st, rs, r2, jobs = asyncio.run(main())
+        for r, (a, b), j in zip(rs, pairs, jobs):
+            close(r, ref(a, b), 30)
+            assert j.timings["total_ns"] > 0
+        close(r2, ref(*pairs[0], alpha=-1.0), 30)
+        assert st["jobs_ok"] >= 0
+        # No thread was started for them, and nothing is left to collect or watch.
+        assert c._waiter is None
+        assert not c._jobs and not c._readers
+
+
+def test_asyncio_errors_and_mixed_futures():
+    """Thread futures and asyncio ones on one client all settle, whoever collects their
+    replies; the daemon's verdict on a job is raised in the coroutine that awaits it."""
+    a, b = rand(64, 48), rand(48, 32)
+    big = (rand(384, 384), rand(384, 384))
+    with rxgemm.Client(name="pytest-asyncio-mixed") as c:
+        async def main():
+            futs = [c.submit(a, b) for _ in range(4)]
+            ajobs = [c.asubmit(a, b, alpha=3.0) for _ in range(4)]
+            rs = await asyncio.wait_for(asyncio.gather(*ajobs), 300)
+            return [f.result(timeout=300) for f in futs], rs
+        thread_rs, async_rs = asyncio.run(main())
+        for r in thread_rs:
+            close(r, ref(a, b), 48)
+        for r in async_rs:
+            close(r, ref(a, b, alpha=3.0), 48)
+
+        async def expire():
+            # Behind jobs of a higher priority, a 1 ms deadline passes in the queue.
+            ahead = [c.asubmit(*big, priority=3) for _ in range(6)]
+            late = c.asubmit(a, b, deadline=0.001)
+            with pytest.raises(rxgemm.DeadlineError) as e:
+                await asyncio.wait_for(late, 300)
+            await asyncio.wait_for(asyncio.gather(*ahead), 300)
+            return e.value
+        err = asyncio.run(expire())
+        assert isinstance(err, TimeoutError) and str(err)
+        assert not c._jobs and not c._readers
+
+
+def test_asyncio_cancel():
+    """Cancelling the task that awaits a job cancels the job on the daemon."""
+    with rxgemm.Client(name="pytest-asyncio-cancel") as c:
+        # In shared memory, so that sending the jobs is quick and they queue up.
+        big = [(c.asarray(rand(384, 384)), c.asarray(rand(384, 384))) for _ in range(2)]
+        before = c.status()["queue"]["cancelled"]
+
+        async def main():
+            jobs = [c.asubmit(*big[i % 2]) for i in range(12)]
+            last = jobs[-1]
+            waiter = asyncio.ensure_future(last)
+            await asyncio.sleep(0)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            assert last.cancelled()
+            rs = await asyncio.wait_for(asyncio.gather(*jobs[:-1]), 300)
+            # The cancelled job's reply is still collected (its operands held till then).
+            while last._id in c._jobs:
+                await asyncio.sleep(0.01)
+            return rs, last
+        rs, last = asyncio.run(main())
+        for i, r in enumerate(rs):
+            close(r, ref(*big[i % 2]), 384)
+        assert last.cancel_outcome in (rxgemm._capi.RXG_CANCEL_QUEUED,
+                                       rxgemm._capi.RXG_CANCEL_RUNNING,
+                                       rxgemm._capi.RXG_CANCEL_NOT_FOUND)
+        after = c.status()["queue"]["cancelled"]
+        # A job cancelled while queued never runs: the daemon counts it as cancelled.
+        if last.cancel_outcome == rxgemm._capi.RXG_CANCEL_QUEUED:
+            assert after == before + 1
+        else:
+            assert after >= before
+        assert not c._jobs and not c._readers and c._waiter is None
 
 
 def test_cancel(client):
