@@ -41,7 +41,8 @@ int wire_status_fill(const struct rxd_stats *st, const struct rxd_device *dev,
 		out->vram_peak_bytes = bs.peak_bytes;
 		out->vram_pool_bytes = bs.pool_bytes;
 		out->vram_pool_buffers = bs.pool_buffers;
-		out->jobs_waiting_for_memory = (uint32_t)bs.waiting;
+		/* jobs_waiting_for_memory stays 0: admission never keeps a job waiting
+		 * (admit.c); the field stays for the clients that read it. */
 		out->vram_client_quota_bytes = bs.quota_bytes;
 		out->jobs_split = bs.split_jobs;
 	}

@@ -142,11 +142,51 @@ static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
 	return RXD_S_OK;
 }
 
+/* A GEMM job: its result's host memory, then admission (admit.c) for where its operands
+ * are (device tensors, regions run in place, or uploaded from the host), then the run. */
+static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd_admit *adm)
+{
+	struct rxd_gemm_engine *eng = w->engine;
+	bool tensors = job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3];
+	bool make[3] = { true, true, true };
+	float *dest = NULL;
+	int st;
+
+	/* C to the host only when it has no tensor to go to. */
+	if (!job->tensors[3] &&
+	    !(dest = job->c_dest ? job->c_dest
+				 : (job->c_out = malloc(job->g.c_elems * sizeof(float)))))
+		return error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
+	if (tensors) {
+		make[0] = !job->tensors[0];
+		make[1] = !job->tensors[1];
+		make[2] = !job->tensors[3];
+	} else if (zcopy_prepare(eng, w->zero_copy, &job->g, job->regions, job->c_dest)) {
+		job->in_place = true;
+		make[0] = make[1] = make[2] = false;
+	}
+	st = admit_gemm(eng, eng->budget, job->conn_id, &job->g, make, adm, &job->err);
+	if (st != RXD_S_OK)
+		return st;
+	if (tensors)
+		return tensor_gemm_run(eng, adm, &job->g, job->tensors, dest, &job->dev_t,
+				       &job->kernel, &job->err);
+	if (job->in_place)
+		return zcopy_run(eng, &job->g, job->regions, job->c_dest, &job->dev_t, &job->kernel,
+				 &job->err);
+	return split_run_admitted(eng, adm, &job->g, dest, &job->dev_t, &job->kernel, &job->err);
+}
+
+/* Run job: every kind that makes device buffers is admitted first, once (admit.c), and
+ * its reservation released once when it ends, whatever the outcome. A tensor's own buffer
+ * is not a job's: it is reserved as resident by tensor_make and outlives the job. */
 static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 {
+	struct rxd_admit adm;
 	uint64_t pin_ns = 0;
 	float *dest;
 
+	memset(&adm, 0, sizeof(adm));
 	job->started_ns = now_ns();
 	if (!worker_cancelled(job))
 		pin_ns = worker_pin_regions(w, job);
@@ -156,8 +196,11 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 	} else if (job->kind == RXD_JOB_NAS) {
 		job->err.status = worker_nas_tensors(w, job);
 		if (job->err.status == RXD_S_OK)
-			job->err.status = nas_job_run(job->nas, w->nasops, w->engine->budget,
-						  job->conn_id, &job->cancel, &job->err);
+			job->err.status = admit_nas(job->nas, w->nasops, w->engine->budget,
+						    job->conn_id, &adm, &job->err);
+		if (job->err.status == RXD_S_OK)
+			job->err.status = nas_job_run(job->nas, w->nasops, &adm, &job->cancel,
+						      &job->err);
 	} else if (job->kind == RXD_JOB_TENSOR_CREATE) {
 		job->err.status = tensor_make(job->tensors[0], w->engine->dev, w->engine->budget,
 					  job->conn_id, job->tensor_src, &job->dev_t, &job->err);
@@ -170,37 +213,10 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 			job->err.status = tensor_read_run(job->tensors[0], w->engine->dev, dest,
 						      &job->dev_t, &job->err);
 		}
-	} else if (job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3]) {
-		/* Operands on the device already: run there, C to the host only when it has
-		 * no tensor to go to. */
-		dest = NULL;
-		if (!job->tensors[3] &&
-		    !(dest = job->c_dest ? job->c_dest
-					 : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
-			error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
-		} else {
-			job->err.status = tensor_gemm_run(w->engine, w->engine->budget,
-							  job->conn_id, &job->g, job->tensors,
-							  dest, &job->dev_t, &job->kernel,
-							  &job->err);
-		}
-	} else if (!(dest = job->c_dest ? job->c_dest
-				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
-		error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
-	} else if (zcopy_prepare(w->engine, w->zero_copy, &job->g, job->regions, job->c_dest)) {
-		job->in_place = true;
-		job->err.status = zcopy_run(w->engine, &job->g, job->regions, job->c_dest,
-					    &job->dev_t, &job->kernel, &job->err);
-	} else if (w->engine->budget) {
-		/* Admission: reserves the job's device memory (waiting for it when others hold
-		 * it) and releases it when the job ends, whatever the outcome. */
-		job->err.status = split_run(w->engine, w->engine->budget, job->conn_id,
-					    &job->cancel, &job->g, dest, &job->dev_t, &job->kernel,
-					    &job->err);
 	} else {
-		job->err.status = gemm_run(w->engine, &job->g, dest, &job->dev_t, &job->kernel,
-					   &job->err);
+		job->err.status = worker_run_gemm(w, job, &adm);
 	}
+	admit_release(&adm);
 	job->dev_t.h2d_ns += pin_ns;
 	job->finished_ns = now_ns();
 }
@@ -465,16 +481,12 @@ int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 	pthread_mutex_unlock(&w->lock);
 	if (outcome == RXD_CANCEL_QUEUED)
 		uv_async_send(&w->async);
-	/* A running job may be waiting for device memory: let it see the flag. */
-	if (outcome == RXD_CANCEL_RUNNING && w->engine->budget)
-		budget_wake(w->engine->budget);
 	return outcome;
 }
 
 void worker_forget(struct rxd_worker *w, uint32_t owner)
 {
 	struct rxd_sched_job *list;
-	bool running = false;
 	size_t n;
 
 	if (!w->started)
@@ -485,13 +497,10 @@ void worker_forget(struct rxd_worker *w, uint32_t owner)
 			     "the client disconnected; the job was not run");
 	if (w->running && w->running->conn_id == owner) {
 		atomic_store(&w->running->cancel, true);
-		running = true;
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (n)
 		uv_async_send(&w->async);
-	if (running && w->engine->budget)
-		budget_wake(w->engine->budget);
 }
 
 void worker_queue_stats(struct rxd_worker *w, struct rxd_sched_stats *out)
