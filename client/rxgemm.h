@@ -393,7 +393,7 @@ struct rxg_status {
 	uint64_t vram_peak_bytes;         /* most ever reserved plus pooled */
 	uint64_t vram_pool_bytes;         /* idle buffers kept for reuse, within the budget */
 	uint64_t vram_pool_buffers;
-	uint32_t jobs_waiting_for_memory; /* always 0: jobs never wait for memory */
+	uint32_t jobs_waiting_for_memory; /* queued until the budget has room */
 	uint64_t vram_client_quota_bytes; /* per connection at once; 0: none */
 	uint64_t jobs_split;              /* jobs bigger than the budget, run in pieces */
 	/* The scheduler: jobs waiting for the device, and what became of refused ones. */

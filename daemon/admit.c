@@ -8,12 +8,17 @@
  * them all; the job's code takes its buffers from it (admit_take) and makes nothing else,
  * and admit_release gives everything back, to the pool, when the job ends.
  *
- * Nothing waits. The one device worker runs one job at a time, so when a job is admitted
- * the only other holders of the budget are device tensors (resident, kept until their
- * client frees them) and the pool's idle buffers (evicted on demand). A job is planned
- * within what the tensors leave: a GEMM in pieces, a NAS batch in pieces; what does not
- * fit even so, or is over the client's quota, is refused at once (STATUS_TOO_BIG; for a
- * GEMM on device tensors STATUS_QUOTA or TOO_BIG, as for the tensors themselves).
+ * Waiting. The one device worker runs one job at a time, so when a job is admitted the
+ * only other holders of the budget are device tensors (resident, kept until their client
+ * frees them) and the pool's idle buffers (evicted on demand). A job is planned within
+ * what the tensors leave: a GEMM in pieces, a NAS batch in pieces. One that does not fit
+ * even so, but would beside fewer tensors (its smallest plan within the budget, and
+ * within the client's quota less the client's own tensors), is refused for now only
+ * (a->later): the worker parks it in the scheduler (sched_park) until a tensor is freed
+ * or the limits change. One that can never fit, over the budget or the client's quota, is
+ * refused at once (STATUS_TOO_BIG; for a GEMM on device tensors STATUS_QUOTA or TOO_BIG,
+ * as for the tensors themselves). A tensor's own creation is not admitted here: it is
+ * refused when the room is short (tensor.c), since a tensor is room kept, not a job.
  *
  * Device worker thread only. */
 #include <errno.h>
@@ -39,14 +44,25 @@ static uint64_t admit_room(struct rxd_budget *b, struct rxd_budget_stats *bs)
 	return bs->budget_bytes > bs->resident_bytes ? bs->budget_bytes - bs->resident_bytes : 0;
 }
 
-static int admit_reserve(struct rxd_admit *a, uint32_t owner)
+/* Whether bytes could ever be reserved for one job: within the budget and the quota. */
+static bool admit_could_fit(const struct rxd_budget_stats *bs, uint64_t bytes)
+{
+	return bytes <= bs->budget_bytes && (!bs->quota_bytes || bytes <= bs->quota_bytes);
+}
+
+/* Reserve a->bytes for owner; when that fails only because of what tensors (any
+ * client's for the budget, its own for the quota) hold now, a->later says so. */
+static int admit_reserve(struct rxd_admit *a, uint32_t owner, const struct rxd_budget_stats *bs)
 {
 	int ret;
 
 	if (!a->budget || a->bytes == 0)
 		return 0;
-	if ((ret = budget_reserve(a->budget, &a->res, owner, a->bytes)) == 0)
+	ret = budget_reserve(a->budget, &a->res, owner, a->bytes);
+	if (ret == 0)
 		a->reserved = true;
+	else
+		a->later = admit_could_fit(bs, a->bytes);
 	return ret;
 }
 
@@ -185,6 +201,8 @@ int admit_gemm(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner
 
 			admit_format_bytes(need, sizeof(need), p->piece_bytes);
 			admit_format_bytes(have, sizeof(have), room);
+			a->later = b && room < bs.budget_bytes &&
+				   admit_could_fit(&bs, p->piece_bytes);
 			return error_set(err, RXD_S_TOO_BIG, "this job needs at least %s of device "
 					 "memory at once (its smallest piece), more than the budget "
 					 "of %s (vram-budget)%s", need, have,
@@ -223,11 +241,12 @@ int admit_gemm(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner
 		ws = 0;
 	a->splitk_bytes = ws;
 	a->bytes = base + (ws ? budget_round(ws) : 0);
-	ret = admit_reserve(a, owner);
+	ret = admit_reserve(a, owner, &bs);
 	if (ret == -EDQUOT && ws) {
 		a->splitk_bytes = 0;
 		a->bytes = base;
-		ret = admit_reserve(a, owner);
+		a->later = false;
+		ret = admit_reserve(a, owner, &bs);
 	}
 	if (ret < 0) {
 		if (host)
@@ -277,6 +296,9 @@ int admit_nas(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget 
 		    need.arena_bytes <= ops->dev->max_alloc_bytes && bytes <= room)
 			break;
 		if (piece == 1) {
+			a->later = b && bytes > room && admit_could_fit(&bs, bytes) &&
+				   need.arena_bytes / sizeof(float) <= INT32_MAX &&
+				   need.arena_bytes <= ops->dev->max_alloc_bytes;
 			return error_set(err, RXD_S_TOO_BIG, "one image of this network needs %llu "
 					 "bytes of device memory (weights %llu, activations %llu, "
 					 "scratch %llu); the budget is %llu and the largest buffer "
@@ -294,7 +316,7 @@ int admit_nas(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget 
 	a->nas_arena_bytes = need.arena_bytes;
 	a->nas_scratch_bytes = need.scratch_bytes;
 	a->bytes = bytes;
-	if ((ret = admit_reserve(a, owner)) < 0) {
+	if ((ret = admit_reserve(a, owner, &bs)) < 0) {
 		return error_set(err, ret == -EDQUOT ? RXD_S_TOO_BIG : RXD_S_NO_MEMORY,
 				 "the network needs %llu bytes of device memory: %s",
 				 (unsigned long long)bytes,

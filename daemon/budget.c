@@ -11,8 +11,8 @@
  * buffers than that. A reservation that finds the room taken by idle buffers frees as many
  * of them as it needs (least recently used first); one that finds it taken by other
  * reservations is told -EAGAIN. Nothing here waits: admission (admit.c) plans every job
- * within what device tensors leave, and the one device worker runs one job at a time, so
- * the room a job is planned in is free when it reserves.
+ * within what device tensors leave, and a job that does not fit beside them waits in the
+ * scheduler (sched_park), told by the on_freed callback when tensors give room back.
  *
  * Lock order: b->lock is a leaf lock (see rxgemmd.h). Buffers are made and freed through the
  * alloc/free callbacks with the lock dropped: a freed buffer has left the accounting before
@@ -112,12 +112,33 @@ void budget_cl_free(void *dev, void *mem)
 	clReleaseMemObject((cl_mem)mem);
 }
 
+void budget_set_notify(struct rxd_budget *b, void (*on_freed)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&b->lock);
+	b->on_freed = on_freed;
+	b->on_freed_arg = arg;
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* Tell the listener (outside the lock: it takes its own) that room may have come back. */
+static void budget_notify(void (*fn)(void *), void *arg)
+{
+	if (fn)
+		fn(arg);
+}
+
 void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes)
 {
+	void (*fn)(void *);
+	void *arg;
+
 	pthread_mutex_lock(&b->lock);
 	b->budget_bytes = budget_bytes;
 	b->quota_bytes = quota_bytes;
+	fn = b->on_freed;
+	arg = b->on_freed_arg;
 	pthread_mutex_unlock(&b->lock);
+	budget_notify(fn, arg);
 }
 
 static void budget_note_peak(struct rxd_budget *b)
@@ -264,6 +285,8 @@ int budget_buf_get(struct rxd_budget *b, struct rxd_budget_res *res, uint64_t by
 void budget_release(struct rxd_budget *b, struct rxd_budget_res *res)
 {
 	struct rxd_budget_res **pp;
+	void (*fn)(void *) = NULL;
+	void *arg = NULL;
 
 	if (!res->live)
 		return;
@@ -286,12 +309,18 @@ void budget_release(struct rxd_budget *b, struct rxd_budget_res *res)
 	}
 	b->in_use_bytes -= res->used_bytes;
 	b->reserved_bytes -= res->bytes;
-	if (res->resident)
+	if (res->resident) {
+		/* Only a tensor's room can be what a parked job waits for: the worker runs
+		 * one job at a time, and the pool's buffers are evicted on demand. */
 		b->resident_bytes -= res->bytes;
+		fn = b->on_freed;
+		arg = b->on_freed_arg;
+	}
 	res->resident = false;
 	res->live = false;
 	res->used_bytes = 0;
 	pthread_mutex_unlock(&b->lock);
+	budget_notify(fn, arg);
 }
 
 void budget_trim(struct rxd_budget *b)

@@ -506,6 +506,8 @@ struct rxd_budget {
 	int (*alloc)(void *ctx, uint64_t bytes, void **mem, int *err);
 	void (*free)(void *ctx, void *mem);
 	void *ctx;
+	void (*on_freed)(void *arg);  /* budget_set_notify's */
+	void *on_freed_arg;
 };
 
 /* budget_bytes must be >= RXD_MIN_VRAM_BUDGET. alloc and free make the buffers (see above);
@@ -522,6 +524,10 @@ void budget_cl_free(void *dev, void *mem);
 uint64_t budget_resolve(uint64_t bytes, double percent, uint64_t global_mem_bytes);
 /* SIGHUP: new limits for reservations made from now on (live ones keep theirs). */
 void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes);
+/* Call on_freed(arg) (NULL: nothing), on whichever thread it happens and without the
+ * budget's lock, whenever room may have come back for a job that did not fit: a resident
+ * reservation released, the limits changed. The worker wakes its parked jobs so. */
+void budget_set_notify(struct rxd_budget *b, void (*on_freed)(void *arg), void *arg);
 /* The size class a buffer of bytes is made in: at least RXD_BUDGET_MIN_BUFFER, rounded up
  * to an eighth of its power of two (at most 12.5% more), so that the pool can reuse it. */
 uint64_t budget_round(uint64_t bytes);
@@ -580,10 +586,11 @@ int split_run_admitted(struct rxd_gemm_engine *eng, struct rxd_admit *a,
  * once ---- */
 /* The worker admits every job that makes device buffers before it runs (worker.c): the
  * plan names each buffer, one reservation for the job's owner covers them all, the job
- * takes them from it (admit_take) and admit_release ends it. No job waits for memory:
- * the worker runs one job at a time, so only device tensors hold the budget when a job is
- * admitted; a job is planned within what they leave (in pieces), and what does not fit
- * so, or is over the client's quota, is refused at once. Device worker thread only. */
+ * takes them from it (admit_take) and admit_release ends it. The worker runs one job at a
+ * time, so only device tensors hold the budget when a job is admitted: a job is planned
+ * within what they leave (in pieces); one that does not fit so but would beside fewer
+ * tensors is refused with a->later set, and waits in the scheduler (sched_park); one over
+ * the budget or the client's quota is refused. Device worker thread only. */
 #define RXD_ADMIT_MAX_BUFFERS 4 /* a plan's buffers: A, B, C, split-K's workspace */
 
 struct rxd_admit {
@@ -591,6 +598,8 @@ struct rxd_admit {
 	struct rxd_budget *budget;   /* NULL: buffers made directly, unaccounted (tests) */
 	struct rxd_budget_res res;
 	bool reserved;
+	bool later;                  /* refused for now only: it fits once device tensors
+				      * give room back (the worker parks the job) */
 	uint64_t bytes;              /* the reservation: the buffers below, each a size class */
 	/* A GEMM: its pieces (one, the whole job, unless split), the bytes of the A, B and C
 	 * buffers made for it (0: an operand on the device already) and split-K's workspace
@@ -610,8 +619,8 @@ struct rxd_admit {
  * run in place). With all three made the job may run in pieces (split.c). Split-K's
  * workspace is planned too when there is room for it, taken from the reservation into
  * g->splitk_ws, and g->admitted set. RXD_S_OK, or STATUS_TOO_BIG (STATUS_QUOTA for a job
- * on device tensors over its client's quota) with a sentence in err; a then holds
- * nothing. */
+ * on device tensors over its client's quota) with a sentence in err and a->later set when
+ * it would fit beside fewer tensors; a then holds nothing. */
 int admit_gemm(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
 	       struct rxd_gemm *g, const bool make[3], struct rxd_admit *a,
 	       struct rxd_error *err);
@@ -687,6 +696,7 @@ struct rxd_sched_job {
 	uint64_t cost;                   /* estimated work: sched_cost */
 	uint64_t deadline_ns;            /* on the caller's clock; 0: none */
 	unsigned priority;               /* 0 .. RXD_SCHED_LEVELS - 1, higher first */
+	bool parked;                     /* waiting for device memory (sched_park) */
 };
 
 /* An owner with jobs waiting; made at its first job, freed when its last one leaves. */
@@ -706,12 +716,14 @@ struct rxd_sched_stats {
 	uint64_t rejected_total, rejected_client; /* refused: over max_queue, client_max_queue */
 	uint64_t expired;                    /* taken out by sched_expire */
 	uint64_t cancelled;                  /* taken out by sched_cancel, sched_remove_client */
+	uint32_t parked;                     /* of the queued, waiting for device memory */
 };
 
 struct rxd_sched {
 	struct rxd_sched_client *clients;
 	struct rxd_sched_client *ring_head[RXD_SCHED_LEVELS], *ring_tail[RXD_SCHED_LEVELS];
 	uint32_t queued;
+	uint32_t parked;                       /* of queued, skipped by sched_next */
 	uint32_t max_queue, client_max_queue;  /* 0: no bound */
 	uint64_t quantum;
 	uint64_t rejected_total, rejected_client, expired, cancelled;
@@ -730,8 +742,15 @@ uint64_t sched_cost(uint64_t flops);
  * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EBUSY (its owner has
  * client_max_queue waiting), -EINVAL (priority out of range) or -ENOMEM. */
 int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
-/* Take out the job to run now; NULL when none waits. */
+/* Take out the job to run now; NULL when none waits but parked ones. */
 struct rxd_sched_job *sched_next(struct rxd_sched *s);
+/* j, just taken by sched_next, did not fit the device memory now (admission, admit.c): it
+ * goes back to the head of its owner's queue, its cost given back, parked: sched_next
+ * passes over it (and runs other jobs, of its owner too) until sched_unpark_all. It can
+ * still expire, be cancelled or taken out. 0 or -ENOMEM (j is then not queued). */
+int sched_park(struct rxd_sched *s, struct rxd_sched_job *j);
+/* Device memory was freed: every parked job may run again. */
+void sched_unpark_all(struct rxd_sched *s);
 /* Take out every job whose deadline is at or before now_ns, as a list; *count (may be
  * NULL) their number. */
 struct rxd_sched_job *sched_expire(struct rxd_sched *s, uint64_t now_ns, size_t *count);
@@ -938,7 +957,8 @@ struct rxd_worker {
 	pthread_t thread;
 	pthread_mutex_t lock;        /* guards every field below; never held with another lock */
 	pthread_cond_t cond;
-	struct rxd_sched sched;      /* to run */
+	struct rxd_sched sched;      /* to run; parked ones wait for device memory */
+	uint64_t mem_freed;          /* times the budget said room came back (on_freed) */
 	struct rxd_job *running;     /* taken from sched, not yet on the done list */
 	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
 	struct rxd_job *done_head, *done_tail;
