@@ -462,6 +462,8 @@ out:
 	return rc;
 }
 
+/* Long: the host buffers, the device buffers taken from the admission, the weights' upload
+ * and the loop of runs over the pieces share one out: path that lets go of them all. */
 int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_admit *a,
 		atomic_bool *cancel, struct rxd_error *err)
 {
