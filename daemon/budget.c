@@ -1,6 +1,6 @@
-/* budget.c: the device-memory budget, admission and the buffer pool.
+/* budget.c: the device-memory budget, quotas and the buffer pool.
  *
- * Accounting: a job reserves what its buffers will take (split.c computes it from the
+ * Accounting: a job reserves what its buffers will take (admit.c plans it from the
  * shapes) before it runs; its buffers come out of that reservation, from the pool when an
  * idle buffer of the right size class is there, else newly made. When the job ends its
  * buffers go back to the pool, idle but still counted, so that

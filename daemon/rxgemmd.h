@@ -446,7 +446,7 @@ cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rx
 		       cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
 		       cl_event *ev);
 
-/* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
+/* ---- budget.c: the device-memory budget, quotas and the buffer pool ---- */
 /* Every buffer a job uses comes from here, charged to a reservation the job made before it
  * ran: the sum of reservations plus the pool's idle buffers never exceeds budget_bytes.
  * A job's one reservation is made by admission (admit.c), which plans it. The daemon's
