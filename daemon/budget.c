@@ -1,6 +1,6 @@
-/* budget.c: the device-memory budget, admission and the buffer pool.
+/* budget.c: the device-memory budget, quotas and the buffer pool.
  *
- * Accounting: a job reserves what its buffers will take (split.c computes it from the
+ * Accounting: a job reserves what its buffers will take (admit.c plans it from the
  * shapes) before it runs; its buffers come out of that reservation, from the pool when an
  * idle buffer of the right size class is there, else newly made. When the job ends its
  * buffers go back to the pool, idle but still counted, so that
@@ -10,7 +10,9 @@
  * holds at every moment that the lock is free, and the device never holds more of our
  * buffers than that. A reservation that finds the room taken by idle buffers frees as many
  * of them as it needs (least recently used first); one that finds it taken by other
- * reservations waits (admission control) or is told -EAGAIN.
+ * reservations is told -EAGAIN. Nothing here waits: admission (admit.c) plans every job
+ * within what device tensors leave, and a job that does not fit beside them waits in the
+ * scheduler (sched_park), told by the on_freed callback when tensors give room back.
  *
  * Lock order: b->lock is a leaf lock (see rxgemmd.h). Buffers are made and freed through the
  * alloc/free callbacks with the lock dropped: a freed buffer has left the accounting before
@@ -57,7 +59,6 @@ void budget_init(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_byt
 {
 	memset(b, 0, sizeof(*b));
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->cond, NULL);
 	b->budget_bytes = budget_bytes;
 	b->quota_bytes = quota_bytes;
 	b->alloc = alloc;
@@ -84,7 +85,6 @@ void budget_fini(struct rxd_budget *b)
 		fatal("budget_fini with a reservation still live: a broken invariant");
 	budget_free_list(b, b->pool);
 	pthread_mutex_destroy(&b->lock);
-	pthread_cond_destroy(&b->cond);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -112,13 +112,33 @@ void budget_cl_free(void *dev, void *mem)
 	clReleaseMemObject((cl_mem)mem);
 }
 
+void budget_set_notify(struct rxd_budget *b, void (*on_freed)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&b->lock);
+	b->on_freed = on_freed;
+	b->on_freed_arg = arg;
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* Tell the listener (outside the lock: it takes its own) that room may have come back. */
+static void budget_notify(void (*fn)(void *), void *arg)
+{
+	if (fn)
+		fn(arg);
+}
+
 void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes)
 {
+	void (*fn)(void *);
+	void *arg;
+
 	pthread_mutex_lock(&b->lock);
 	b->budget_bytes = budget_bytes;
 	b->quota_bytes = quota_bytes;
-	pthread_cond_broadcast(&b->cond);
+	fn = b->on_freed;
+	arg = b->on_freed_arg;
 	pthread_mutex_unlock(&b->lock);
+	budget_notify(fn, arg);
 }
 
 static void budget_note_peak(struct rxd_budget *b)
@@ -153,62 +173,43 @@ static struct rxd_budget_buf *budget_evict_locked(struct rxd_budget *b, uint64_t
 }
 
 int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
-		   uint64_t bytes, bool wait, atomic_bool *cancel)
+		   uint64_t bytes)
 {
 	struct rxd_budget_buf *evicted = NULL;
-	bool counted = false;
+	uint64_t mine = 0;
 	int ret = 0;
 
 	memset(res, 0, sizeof(*res));
 	pthread_mutex_lock(&b->lock);
-	for (;;) {
-		uint64_t mine = 0;
-
-		/* Resident reservations (device tensors) stay until their client frees them:
-		 * waiting for their room could wait for ever, so what does not fit beside
-		 * them never fits. */
-		/* (A SIGHUP may have lowered the budget below what tensors hold.) */
-		if (b->resident_bytes >= b->budget_bytes ||
-		    bytes > b->budget_bytes - b->resident_bytes) {
-			ret = -E2BIG;
-			break;
-		}
-		if (b->quota_bytes) {
-			for (struct rxd_budget_res *r = b->live; r; r = r->next)
-				if (r->owner == owner)
-					mine += r->bytes;
-			if (mine + bytes > b->quota_bytes) {
-				ret = -EDQUOT;
-				break;
-			}
-		}
-		if (b->reserved_bytes + bytes <= b->budget_bytes) {
-			evicted = budget_evict_locked(b, bytes);
-			res->owner = owner;
-			res->bytes = bytes;
-			res->live = true;
-			res->next = b->live;
-			b->live = res;
-			b->reserved_bytes += bytes;
-			budget_note_peak(b);
-			break;
-		}
-		if (!wait) {
-			ret = -EAGAIN;
-			break;
-		}
-		if (cancel && atomic_load(cancel)) {
-			ret = -ECANCELED;
-			break;
-		}
-		if (!counted) {
-			b->waiting++;
-			counted = true;
-		}
-		pthread_cond_wait(&b->cond, &b->lock);
+	/* Resident reservations (device tensors) stay until their client frees them: what
+	 * does not fit beside them is told so, never kept waiting for their room. (A SIGHUP
+	 * may have lowered the budget below what tensors hold.) */
+	if (b->resident_bytes >= b->budget_bytes || bytes > b->budget_bytes - b->resident_bytes) {
+		ret = -E2BIG;
+		goto out;
 	}
-	if (counted)
-		b->waiting--;
+	if (b->quota_bytes) {
+		for (struct rxd_budget_res *r = b->live; r; r = r->next)
+			if (r->owner == owner)
+				mine += r->bytes;
+		if (mine + bytes > b->quota_bytes) {
+			ret = -EDQUOT;
+			goto out;
+		}
+	}
+	if (b->reserved_bytes + bytes > b->budget_bytes) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	evicted = budget_evict_locked(b, bytes);
+	res->owner = owner;
+	res->bytes = bytes;
+	res->live = true;
+	res->next = b->live;
+	b->live = res;
+	b->reserved_bytes += bytes;
+	budget_note_peak(b);
+out:
 	pthread_mutex_unlock(&b->lock);
 	budget_free_list(b, evicted);
 	return ret;
@@ -217,7 +218,7 @@ int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t ow
 int budget_reserve_resident(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
 			    uint64_t bytes)
 {
-	int ret = budget_reserve(b, res, owner, bytes, false, NULL);
+	int ret = budget_reserve(b, res, owner, bytes);
 
 	if (ret < 0)
 		return ret;
@@ -284,6 +285,8 @@ int budget_buf_get(struct rxd_budget *b, struct rxd_budget_res *res, uint64_t by
 void budget_release(struct rxd_budget *b, struct rxd_budget_res *res)
 {
 	struct rxd_budget_res **pp;
+	void (*fn)(void *) = NULL;
+	void *arg = NULL;
 
 	if (!res->live)
 		return;
@@ -306,13 +309,18 @@ void budget_release(struct rxd_budget *b, struct rxd_budget_res *res)
 	}
 	b->in_use_bytes -= res->used_bytes;
 	b->reserved_bytes -= res->bytes;
-	if (res->resident)
+	if (res->resident) {
+		/* Only a tensor's room can be what a parked job waits for: the worker runs
+		 * one job at a time, and the pool's buffers are evicted on demand. */
 		b->resident_bytes -= res->bytes;
+		fn = b->on_freed;
+		arg = b->on_freed_arg;
+	}
 	res->resident = false;
 	res->live = false;
 	res->used_bytes = 0;
-	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
+	budget_notify(fn, arg);
 }
 
 void budget_trim(struct rxd_budget *b)
@@ -325,7 +333,6 @@ void budget_trim(struct rxd_budget *b)
 	b->evictions += b->pool_buffers;
 	b->pool_bytes = 0;
 	b->pool_buffers = 0;
-	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	budget_free_list(b, pool);
 }
@@ -334,15 +341,6 @@ void budget_note_split(struct rxd_budget *b)
 {
 	pthread_mutex_lock(&b->lock);
 	b->split_jobs++;
-	pthread_mutex_unlock(&b->lock);
-}
-
-void budget_wake(struct rxd_budget *b)
-{
-	if (!b->initialized)
-		return;
-	pthread_mutex_lock(&b->lock);
-	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -372,7 +370,6 @@ void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out)
 	out->peak_bytes = b->peak_bytes;
 	out->pool_bytes = b->pool_bytes;
 	out->pool_buffers = b->pool_buffers;
-	out->waiting = b->waiting;
 	out->allocations = b->allocations;
 	out->reuses = b->reuses;
 	out->evictions = b->evictions;

@@ -150,6 +150,11 @@ int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const str
 	return (int)s;
 }
 
+uint64_t gemm_splitk_bytes(const struct rxd_gemm *g, int slices)
+{
+	return slices > 1 ? (uint64_t)slices * (uint64_t)g->m * (uint64_t)g->n * sizeof(float) : 0;
+}
+
 /* Wait for ev (device_wait), add its device time, release it. */
 static cl_int gemm_wait(const struct rxd_device *dev, cl_event *ev, uint64_t *kernel_ns)
 {
@@ -350,9 +355,9 @@ static int gemm_buffers_take(struct rxd_gemm_engine *eng, struct rxd_budget_res 
 	}
 	for (int i = 0; i < n; i++)
 		total += budget_round(bytes[i]);
-	/* The daemon's own work (owner 0) does not wait: it runs before any job exists, or
-	 * (split-K's workspace) goes without when the room is taken. */
-	if ((ret = budget_reserve(eng->budget, res, 0, total, false, NULL)) < 0)
+	/* The daemon's own work (owner 0: self-tests, the tuner; jobs are admitted by
+	 * admit.c) goes without when the room is taken. */
+	if ((ret = budget_reserve(eng->budget, res, 0, total)) < 0)
 		return ret;
 	for (int i = 0; i < n; i++) {
 		void *m = NULL;
@@ -401,13 +406,21 @@ int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 			       : error_set(err, RXD_S_INTERNAL,
 					   "kernel %s failed its self-test at buffer offsets",
 					   eng->variants[variant].name);
-	if (s > 1) {
-		const uint64_t ws_bytes[1] = { (uint64_t)s * (uint64_t)g->m * (uint64_t)g->n * 4 };
+	if (s > 1 && g->admitted) {
+		/* A job's workspace was admitted with it (admit.c); without one it runs
+		 * without split-K. */
+		if (g->splitk_ws && gemm_splitk_bytes(g, s) <= g->splitk_ws_bytes) {
+			e = gemm_splitk_run(eng, variant, g, a, b, c, &base, g->splitk_ws, s,
+					    kernel_ns);
+			goto out;
+		}
+	} else if (s > 1) {
+		const uint64_t ws_bytes[1] = { gemm_splitk_bytes(g, s) };
 		struct rxd_budget_res res;
 		cl_mem ws[3];
 
-		/* The workspace comes from the budget like every buffer (for the daemon, not
-		 * the client's quota); without the room now the job runs without split-K. */
+		/* The daemon's own work: the workspace comes from the budget like every
+		 * buffer, for owner 0; without the room now it runs without split-K. */
 		if (ws_bytes[0] <= eng->dev->max_alloc_bytes &&
 		    gemm_buffers_take(eng, &res, 1, ws_bytes, ws, &e) == 0) {
 			e = gemm_splitk_run(eng, variant, g, a, b, c, &base, ws[0], s, kernel_ns);

@@ -18,6 +18,9 @@ struct rxd_nas_job {
 	struct rxd_nas_config cfg;
 	float *alpha;                  /* owned copies of the supernet's alphas */
 	struct rxd_nas_plan plan;      /* of the whole batch: counts and the reply's figures */
+	/* The plans run (nas_job_plan, at admission): pieces of piece_plan.batch images and
+	 * the rest of the batch (rest_plan, when there is one). */
+	struct rxd_nas_plan piece_plan, rest_plan;
 	const float *blob;             /* into the request, or blob_owned */
 	float *blob_owned;
 	const float *input;            /* into the request, or input_owned */
@@ -80,6 +83,8 @@ void nas_job_free(struct rxd_nas_job *nj)
 	if (!nj)
 		return;
 	nas_plan_free(&nj->plan);
+	nas_plan_free(&nj->piece_plan);
+	nas_plan_free(&nj->rest_plan);
 	free(nj->alpha);
 	free(nj->blob_owned);
 	free(nj->input_owned);
@@ -210,26 +215,34 @@ out:
 	return st;
 }
 
-/* The im2col columns nasops needs for the plan's dense convolutions that do not read their
- * input in place (kernels other than 1x1 stride 1, ReLU on the input, a shifted read),
- * made at most scratch_max bytes of images at a time but always at least one image. */
-static uint64_t nas_scratch_bytes(const struct rxd_nas_plan *p, uint64_t scratch_max)
+/* The im2col scratch p's convolutions need: the most any one takes (nasops' rule). */
+static uint64_t nas_scratch_bytes(const struct rxd_nasops *ops, const struct rxd_nas_plan *p)
 {
 	uint64_t most = 0;
 
 	for (size_t i = 0; i < p->n_steps; i++) {
 		const struct rxd_nas_step *s = &p->steps[i];
-		uint64_t per_image, nb;
+		struct rxd_nas_conv cv = { 0 };
+		uint64_t bytes;
 
-		if (s->kind != RXD_NAS_CONV || s->groups != 1 ||
-		    (s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 &&
-		     s->pw == 0 && !s->relu_in && !s->in_shift))
+		if (s->kind != RXD_NAS_CONV)
 			continue;
-		per_image = (uint64_t)s->c_in * s->kh * s->kw * s->h_out * s->w_out * sizeof(float);
-		nb = scratch_max / per_image;
-		nb = nb < 1 ? 1 : nb > (uint64_t)p->batch ? (uint64_t)p->batch : nb;
-		if (nb * per_image > most)
-			most = nb * per_image;
+		cv.c_out = s->c_out;
+		cv.kh = s->kh;
+		cv.kw = s->kw;
+		cv.stride_h = s->sh;
+		cv.stride_w = s->sw;
+		cv.pad_h = s->ph;
+		cv.pad_w = s->pw;
+		cv.dil_h = s->dh;
+		cv.dil_w = s->dw;
+		cv.groups = s->groups;
+		cv.relu_in = s->relu_in;
+		cv.in_shift = s->in_shift;
+		bytes = nasops_conv_scratch_bytes(ops, p->batch, p->tensors[s->in].c, &cv, s->h_out,
+						  s->w_out);
+		if (bytes > most)
+			most = bytes;
 	}
 	return most;
 }
@@ -242,6 +255,45 @@ static int nas_piece_plan(const struct rxd_nas_job *nj, int32_t batch, struct rx
 
 	c.batch = batch;
 	return nas_build(&c, p, err);
+}
+
+int32_t nas_job_batch(const struct rxd_nas_job *nj)
+{
+	return nj->cfg.batch;
+}
+
+int nas_job_plan(struct rxd_nas_job *nj, const struct rxd_nasops *ops, int32_t piece,
+		 struct rxd_nas_need *need, struct rxd_error *err)
+{
+	struct rxd_nas_plan *pp = &nj->piece_plan, *pr = &nj->rest_plan;
+	int32_t rest = nj->cfg.batch % piece;
+	uint64_t wbytes;
+	int rc;
+
+	memset(need, 0, sizeof(*need));
+	nas_plan_free(pp);
+	nas_plan_free(pr);
+	/* The whole batch's plan was built on the loop thread: a failure now (nas_build's
+	 * sentence in err) is out of memory or a bug. */
+	if ((rc = nas_piece_plan(nj, piece, pp, err)) < 0 ||
+	    (rest && (rc = nas_piece_plan(nj, rest, pr, err)) < 0))
+		return err->status = rc == -ENOMEM ? RXD_S_NO_MEMORY : RXD_S_INTERNAL;
+	wbytes = pp->weight_floats * sizeof(float);
+	if (pp->weight_floats > INT32_MAX || wbytes > ops->dev->max_alloc_bytes) {
+		/* No piece of the batch makes the weights smaller. */
+		return error_set(err, RXD_S_TOO_BIG,
+				 "the network's weights (%llu bytes) are more than one device "
+				 "buffer holds (%llu bytes, and 2^31 floats)",
+				 (unsigned long long)wbytes,
+				 (unsigned long long)ops->dev->max_alloc_bytes);
+	}
+	need->weight_bytes = wbytes;
+	need->arena_bytes = (pp->arena_floats > pr->arena_floats ? pp->arena_floats
+								  : pr->arena_floats) *
+			    sizeof(float);
+	/* The rest is smaller than a piece: its columns are never more. */
+	need->scratch_bytes = nas_scratch_bytes(ops, pp);
+	return RXD_S_OK;
 }
 
 static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p,
@@ -410,24 +462,22 @@ out:
 	return rc;
 }
 
-int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
-		uint32_t owner, atomic_bool *cancel, struct rxd_error *err)
+/* Long: the host buffers, the device buffers taken from the admission, the weights' upload
+ * and the loop of runs over the pieces share one out: path that lets go of them all. */
+int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_admit *a,
+		atomic_bool *cancel, struct rxd_error *err)
 {
-	struct rxd_nas_plan pp = { 0 }, pr = { 0 };
-	struct rxd_budget_res res = { 0 };
+	const struct rxd_nas_plan *pp = &nj->piece_plan, *pr = &nj->rest_plan;
 	struct rxd_nas_span *spans = NULL;
 	uint64_t job_start = now_ns();
-	int32_t batch = nj->cfg.batch, piece = batch, rem;
-	uint64_t wbytes, abytes, scratch, need = 0;
+	int32_t batch = nj->cfg.batch, piece = a->nas_piece;
+	uint64_t wbytes = a->nas_weight_bytes, abytes = a->nas_arena_bytes;
+	uint64_t scratch_bytes = a->nas_scratch_bytes;
 	float *weights = NULL;
-	cl_mem wbuf = NULL, arena = NULL;
-	int st = RXD_S_OK, rc, clerr;
+	cl_mem wbuf = NULL, arena = NULL, scratch = NULL;
+	int st = RXD_S_OK, rc, clerr = 0;
 	cl_int e;
 
-	if (!ops) {
-		return error_set(err, RXD_S_UNSUPPORTED, "this daemon's device could not build "
-				 "the NAS kernels");
-	}
 	/* Seeded weights and inputs are made here, off the loop thread. */
 	if (!nj->blob) {
 		nj->blob_owned = malloc(nj->plan.blob_floats * sizeof(float));
@@ -447,73 +497,12 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		return error_set(err, RXD_S_NO_MEMORY, "out of host memory for the weights or "
 				 "the input");
 	}
-	/* The largest piece of the batch that fits the budget (and int indexing). */
-	for (;;) {
-		rc = nas_piece_plan(nj, piece, &pp, err);
-		if (rc < 0) {
-			st = rc == -ENOMEM ? RXD_S_NO_MEMORY
-					   : RXD_S_INTERNAL;
-			goto out;
-		}
-		rem = batch % piece;
-		if (rem && (rc = nas_piece_plan(nj, rem, &pr, err)) < 0) {
-			st = RXD_S_INTERNAL;
-			goto out;
-		}
-		wbytes = pp.weight_floats * sizeof(float);
-		if (pp.weight_floats > INT32_MAX || wbytes > ops->dev->max_alloc_bytes) {
-			/* No piece of the batch makes the weights smaller. */
-			st = error_set(err, RXD_S_TOO_BIG,
-				 "the network's weights (%llu bytes) are more than one device "
-				 "buffer holds (%llu bytes, and 2^31 floats)",
-				 (unsigned long long)wbytes,
-				 (unsigned long long)ops->dev->max_alloc_bytes);
-			goto out;
-		}
-		abytes = (pp.arena_floats > pr.arena_floats ? pp.arena_floats : pr.arena_floats) *
-			 sizeof(float);
-		/* nasops keeps its im2col scratch itself, outside the budget; it is reserved
-		 * here so that the budget still bounds what the device holds. */
-		scratch = ops->eng ? nas_scratch_bytes(&pp, ops->scratch_max_bytes) : 0;
-		need = budget_round(wbytes) + budget_round(abytes) + scratch;
-		if (abytes / sizeof(float) <= INT32_MAX && abytes <= ops->dev->max_alloc_bytes) {
-			rc = b ? budget_reserve(b, &res, owner, need, true, cancel) : 0;
-			if (rc == 0)
-				break;
-			if (rc != -E2BIG) {
-				st = rc == -ECANCELED ? RXD_S_CANCELLED
-				     : rc == -EDQUOT  ? RXD_S_TOO_BIG
-						      : RXD_S_NO_MEMORY;
-				error_set(err, st,
-					 "the network needs %llu bytes of device memory: %s",
-					 (unsigned long long)need,
-					 rc == -EDQUOT ? "over this client's quota"
-						       : "the reservation failed");
-				goto out;
-			}
-		}
-		if (piece == 1) {
-			st = error_set(err, RXD_S_TOO_BIG, "one image of this network needs %llu "
-				       "bytes of device memory (weights %llu, activations %llu, "
-				       "scratch %llu); the budget is %llu and the largest buffer "
-				       "%llu", (unsigned long long)need, (unsigned long long)wbytes,
-				       (unsigned long long)abytes, (unsigned long long)scratch,
-				       (unsigned long long)budget_limit(b),
-				       (unsigned long long)ops->dev->max_alloc_bytes);
-			goto out;
-		}
-		piece = (piece + 1) / 2;
-		nas_plan_free(&pp);
-		nas_plan_free(&pr);
-	}
-	if (piece < batch && b)
-		budget_note_split(b);
 	nj->piece = piece;
 	nj->profiled = ops->dev->profiling;
 	nj->act_bytes = abytes;
-	nj->peak_bytes = wbytes + abytes + scratch;
+	nj->peak_bytes = wbytes + abytes + scratch_bytes;
 	weights = malloc(wbytes);
-	spans = calloc(pp.n_steps > pr.n_steps ? pp.n_steps : pr.n_steps, sizeof(*spans));
+	spans = calloc(pp->n_steps > pr->n_steps ? pp->n_steps : pr->n_steps, sizeof(*spans));
 	nj->run_ns = calloc(nj->repeat, sizeof(uint64_t));
 	nj->cell_ns = calloc((size_t)nj->cfg.layers + 2, sizeof(uint64_t));
 	nj->cell_steps = calloc((size_t)nj->cfg.layers + 2, sizeof(uint32_t));
@@ -524,32 +513,19 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		st = error_set(err, RXD_S_NO_MEMORY, "out of host memory for the network");
 		goto out;
 	}
-	if (nas_fold(&pp, nj->blob, weights, err) < 0) {
+	if (nas_fold(pp, nj->blob, weights, err) < 0) {
 		st = RXD_S_INVALID_ARGUMENT;
 		goto out;
 	}
-	if (b) {
-		void *m1 = NULL, *m2 = NULL;
-
-		if ((rc = budget_buf_get(b, &res, wbytes, &m1, &clerr)) < 0 ||
-		    (rc = budget_buf_get(b, &res, abytes, &m2, &clerr)) < 0) {
-			st = error_set(err, RXD_S_NO_MEMORY, "device memory for the network could "
-				       "not be had: %s", device_strerror(clerr));
-			budget_trim(b);
-			goto out;
-		}
-		wbuf = m1;
-		arena = m2;
-	} else {
-		wbuf = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, wbytes, NULL, &e);
-		if (wbuf)
-			arena = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, abytes, NULL, &e);
-		if (!wbuf || !arena) {
-			st = error_set(err, RXD_S_NO_MEMORY, "device memory for the network could "
-				       "not be had: %s", device_strerror(e));
-			goto out;
-		}
+	/* Every buffer from the job's reservation, the scratch too: nasops borrows it. */
+	if ((rc = admit_take(a, wbytes, &wbuf, &clerr)) < 0 ||
+	    (rc = admit_take(a, abytes, &arena, &clerr)) < 0 ||
+	    (scratch_bytes && (rc = admit_take(a, scratch_bytes, &scratch, &clerr)) < 0)) {
+		st = error_set(err, RXD_S_NO_MEMORY, "device memory for the network could not be "
+			       "had: %s", clerr ? device_strerror(clerr) : strerror(-rc));
+		goto out;
 	}
+	nasops_lend_scratch(ops, scratch, scratch_bytes);
 	e = clEnqueueWriteBuffer(ops->dev->queue, wbuf, CL_TRUE, 0, wbytes, weights, 0, NULL,
 				 NULL);
 	if (e != CL_SUCCESS) {
@@ -557,9 +533,9 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			       device_strerror(e));
 		goto out;
 	}
-	for (size_t i = 0; i < pp.n_steps; i++) {
-		nj->part_steps[pp.steps[i].part]++;
-		nj->cell_steps[pp.steps[i].cell + 1]++;
+	for (size_t i = 0; i < pp->n_steps; i++) {
+		nj->part_steps[pp->steps[i].part]++;
+		nj->cell_steps[pp->steps[i].cell + 1]++;
 	}
 	nj->runs = 0;
 	for (uint32_t r = 0; r < nj->warmup + nj->repeat; r++) {
@@ -577,7 +553,7 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			goto out;
 		}
 		for (int32_t first = 0; first < batch; first += piece) {
-			const struct rxd_nas_plan *p = batch - first >= piece ? &pp : &pr;
+			const struct rxd_nas_plan *p = batch - first >= piece ? pp : pr;
 			uint64_t ns = 0;
 			float *lg = nj->logits && r == 0
 					    ? nj->logits + (size_t)first * nj->cfg.classes
@@ -595,22 +571,11 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 			nj->run_ns[nj->runs++] = total;
 	}
 out:
-	/* Nothing enqueued may use the buffers once they go back: the scratch too, which
-	 * the reservation covered. */
-	if (ops)
-		nasops_release_scratch(ops);
-	if (b)
-		budget_release(b, &res);
-	else {
-		if (wbuf)
-			clReleaseMemObject(wbuf);
-		if (arena)
-			clReleaseMemObject(arena);
-	}
+	/* Nothing enqueued may use the buffers once they go back (admit_release, after
+	 * this): nasops lets go of the scratch once the queue has finished. */
+	nasops_release_scratch(ops);
 	free(weights);
 	free(spans);
-	nas_plan_free(&pp);
-	nas_plan_free(&pr);
 	if (st != RXD_S_OK && err)
 		err->status = st;
 	return st;

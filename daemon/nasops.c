@@ -316,14 +316,55 @@ static int nasops_gemm(struct rxd_nasops *ops, const struct rxd_gemm *g, cl_mem 
 void nasops_release_scratch(struct rxd_nasops *ops)
 {
 	clFinish(ops->dev->queue); /* nothing enqueued may still use it */
-	if (ops->scratch)
+	if (ops->scratch && !ops->scratch_lent)
 		clReleaseMemObject(ops->scratch);
 	ops->scratch = NULL;
 	ops->scratch_bytes = 0;
+	ops->scratch_lent = false;
+}
+
+void nasops_lend_scratch(struct rxd_nasops *ops, cl_mem mem, uint64_t bytes)
+{
+	nasops_release_scratch(ops);
+	ops->scratch = mem;
+	ops->scratch_bytes = mem ? bytes : 0;
+	ops->scratch_lent = mem != NULL;
+}
+
+/* Whether a convolution reads its input in place as the GEMM's columns (no im2col). */
+static bool nasops_conv_in_place(const struct rxd_nas_conv *cv)
+{
+	return cv->kh == 1 && cv->kw == 1 && cv->stride_h == 1 && cv->stride_w == 1 &&
+	       cv->pad_h == 0 && cv->pad_w == 0 && !cv->relu_in && cv->in_shift == 0;
+}
+
+/* The images whose columns (per_image floats each) are made at once: as many as
+ * scratch_max_bytes holds, at least one, at most n, their indices within an int. */
+static int64_t nasops_im2col_images(const struct rxd_nasops *ops, int64_t n, int64_t per_image)
+{
+	int64_t nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
+
+	nb = nb < 1 ? 1 : nb > n ? n : nb;
+	if (nb > INT_MAX / per_image)
+		nb = INT_MAX / per_image;
+	return nb;
+}
+
+uint64_t nasops_conv_scratch_bytes(const struct rxd_nasops *ops, int32_t n, int32_t c_in,
+				   const struct rxd_nas_conv *cv, int32_t h_out, int32_t w_out)
+{
+	int64_t hwo = (int64_t)h_out * w_out, k = (int64_t)c_in * cv->kh * cv->kw;
+
+	if (cv->groups != 1 || !ops->eng || nasops_conv_in_place(cv) || hwo < 1 || k < 1 ||
+	    n < 1 || k > INT_MAX / hwo)
+		return 0;
+	return (uint64_t)(nasops_im2col_images(ops, n, k * hwo) * k * hwo) * sizeof(float);
 }
 
 /* Make the scratch buffer at least bytes. The old one may still be in use by enqueued
- * kernels: OpenCL frees it only once they have finished. */
+ * kernels: OpenCL frees it only once they have finished. A job's scratch is lent from
+ * its reservation (admit.c), sized by nasops_conv_scratch_bytes: a convolution that
+ * needs more is a bug, never made outside the budget. */
 static int nasops_scratch(struct rxd_nasops *ops, uint64_t bytes)
 {
 	cl_mem m;
@@ -331,6 +372,11 @@ static int nasops_scratch(struct rxd_nasops *ops, uint64_t bytes)
 
 	if (ops->scratch && ops->scratch_bytes >= bytes)
 		return 0;
+	if (ops->scratch_lent) {
+		log_msg(LOG_ERR, "im2col scratch of %llu bytes, over the %llu admitted: a bug",
+			(unsigned long long)bytes, (unsigned long long)ops->scratch_bytes);
+		return -ENOSPC;
+	}
 	if (bytes > ops->dev->max_alloc_bytes)
 		return -E2BIG;
 	m = clCreateBuffer(ops->dev->ctx, CL_MEM_READ_WRITE, (size_t)bytes, NULL, &e);
@@ -352,9 +398,7 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 {
 	const int64_t hwo = (int64_t)y->h * y->w, k = (int64_t)x->c * cv->kh * cv->kw;
 	/* Read x in place when its planes are the GEMM's columns already. */
-	const bool in_place = cv->kh == 1 && cv->kw == 1 && cv->stride_h == 1 &&
-			      cv->stride_w == 1 && cv->pad_h == 0 && cv->pad_w == 0 &&
-			      !cv->relu_in && cv->in_shift == 0;
+	const bool in_place = nasops_conv_in_place(cv);
 	struct rxd_gemm g = { .m = hwo, .n = cv->c_out, .k = k, .alpha = wr->scale,
 			      .beta = wr->accumulate ? 1.0f : 0.0f, .lda = hwo, .ldb = k,
 			      .ldc = hwo, .stride_a = k * hwo, .stride_b = 0,
@@ -370,11 +414,9 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 		if (k > INT_MAX / hwo)
 			return -E2BIG;
 		per_image = k * hwo;
-		nb = (int64_t)(ops->scratch_max_bytes / sizeof(float)) / per_image;
-		nb = nb < 1 ? 1 : nb > x->n ? x->n : nb;
-		if (nb > INT_MAX / per_image)
-			nb = INT_MAX / per_image;
-		ret = nasops_scratch(ops, (uint64_t)(nb * per_image) * sizeof(float));
+		nb = nasops_im2col_images(ops, x->n, per_image);
+		ret = nasops_scratch(ops, nasops_conv_scratch_bytes(ops, x->n, x->c, cv, y->h,
+								    y->w));
 		if (ret < 0)
 			return ret;
 	}
@@ -928,7 +970,7 @@ void nasops_fini(struct rxd_nasops *ops)
 			clReleaseKernel(ops->kernels[k]);
 	if (ops->program)
 		clReleaseProgram(ops->program);
-	if (ops->scratch)
+	if (ops->scratch && !ops->scratch_lent)
 		clReleaseMemObject(ops->scratch);
 	memset(ops, 0, sizeof(*ops));
 }

@@ -315,6 +315,13 @@ struct rxd_gemm {
 	 * RXD_S_CANCELLED. */
 	atomic_bool *cancel;
 	int splitk;            /* K slices: 0 the engine decides, 1 none, s forced (tests) */
+	/* A job's GEMM (admitted): its memory was planned and reserved by admission
+	 * (admit.c), split-K's workspace included (splitk_ws_bytes of splitk_ws; NULL: none),
+	 * so nothing more is reserved for it: split-K runs only in that workspace. Not
+	 * admitted (self-tests, the tuner): the workspace is reserved for the daemon. */
+	bool admitted;
+	cl_mem splitk_ws;
+	uint64_t splitk_ws_bytes;
 };
 
 struct rxd_limits {
@@ -402,6 +409,8 @@ int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_g
 		    uint64_t *kernel_ns, struct rxd_error *err);
 /* The K slices gemm_compute would use for g with variant (1: no split-K). */
 int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g);
+/* The workspace split-K takes for g in slices (0 for 1). */
+uint64_t gemm_splitk_bytes(const struct rxd_gemm *g, int slices);
 
 struct rxd_job_timings {
 	uint64_t h2d_ns, kernel_ns, d2h_ns;
@@ -440,13 +449,13 @@ cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rx
 		       cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
 		       cl_event *ev);
 
-/* ---- budget.c: the device-memory budget, admission and the buffer pool ---- */
+/* ---- budget.c: the device-memory budget, quotas and the buffer pool ---- */
 /* Every buffer a job uses comes from here, charged to a reservation the job made before it
  * ran: the sum of reservations plus the pool's idle buffers never exceeds budget_bytes.
- * The daemon's own buffers (the GEMM and NAS kernels' self-tests, the tuner, split-K's
- * workspace) come from it too, reserved for owner 0; a tuning size class that does not
- * fit is skipped. A NAS job reserves its im2col scratch with its network and frees it when
- * it ends. Only rxgemm-bench, which has no budget, makes its buffers directly.
+ * A job's one reservation is made by admission (admit.c), which plans it. The daemon's
+ * own buffers (the GEMM kernels' self-tests, the tuner) come from it too, reserved for
+ * owner 0; a tuning size class that does not fit is skipped. Only rxgemm-bench, which has
+ * no budget, makes its buffers directly. Nothing waits here: see admit.c.
  *
  * Threads: the device worker reserves, takes buffers and releases; the loop thread reads
  * budget_stats and changes the limits on SIGHUP. b->lock guards everything below; it is a
@@ -478,12 +487,11 @@ struct rxd_budget_res {
 struct rxd_budget_stats {
 	uint64_t budget_bytes, quota_bytes, reserved_bytes, in_use_bytes, peak_bytes;
 	uint64_t resident_bytes;
-	uint64_t pool_bytes, pool_buffers, waiting, allocations, reuses, evictions, split_jobs;
+	uint64_t pool_bytes, pool_buffers, allocations, reuses, evictions, split_jobs;
 };
 
 struct rxd_budget {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;          /* broadcast when memory is released or limits change */
 	bool initialized;
 	uint64_t budget_bytes;
 	uint64_t quota_bytes;         /* per owner, reservations at once; 0: none */
@@ -493,7 +501,6 @@ struct rxd_budget {
 	uint64_t pool_bytes;          /* idle buffers kept for reuse */
 	uint64_t pool_buffers;
 	uint64_t peak_bytes;          /* most reserved_bytes + pool_bytes ever */
-	uint64_t waiting;             /* reservations blocked in budget_reserve now */
 	uint64_t allocations, reuses, evictions, split_jobs;
 	struct rxd_budget_buf *pool;  /* idle, most recently returned first */
 	struct rxd_budget_res *live;
@@ -502,6 +509,8 @@ struct rxd_budget {
 	int (*alloc)(void *ctx, uint64_t bytes, void **mem, int *err);
 	void (*free)(void *ctx, void *mem);
 	void *ctx;
+	void (*on_freed)(void *arg);  /* budget_set_notify's */
+	void *on_freed_arg;
 };
 
 /* budget_bytes must be >= RXD_MIN_VRAM_BUDGET. alloc and free make the buffers (see above);
@@ -518,20 +527,22 @@ void budget_cl_free(void *dev, void *mem);
 uint64_t budget_resolve(uint64_t bytes, double percent, uint64_t global_mem_bytes);
 /* SIGHUP: new limits for reservations made from now on (live ones keep theirs). */
 void budget_set_limits(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes);
+/* Call on_freed(arg) (NULL: nothing), on whichever thread it happens and without the
+ * budget's lock, whenever room may have come back for a job that did not fit: a resident
+ * reservation released, the limits changed. The worker wakes its parked jobs so. */
+void budget_set_notify(struct rxd_budget *b, void (*on_freed)(void *arg), void *arg);
 /* The size class a buffer of bytes is made in: at least RXD_BUDGET_MIN_BUFFER, rounded up
  * to an eighth of its power of two (at most 12.5% more), so that the pool can reuse it. */
 uint64_t budget_round(uint64_t bytes);
 /* Reserve bytes for owner, atomically against the budget and the owner's quota, freeing
- * idle pool buffers when that makes the room. More than the budget less the resident
- * reservations is -E2BIG. When the room is taken by other reservations: wait for it when wait is set (until *cancel, may be NULL, is true when
- * woken), else -EAGAIN. 0, -E2BIG (more than the budget: never fits), -EDQUOT (over the
- * owner's quota), -EAGAIN or -ECANCELED. */
+ * idle pool buffers when that makes the room; never waiting. 0, -E2BIG (more than the
+ * budget less the resident reservations), -EDQUOT (over the owner's quota) or -EAGAIN
+ * (the room is taken by other reservations now). */
 int budget_reserve(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
-		   uint64_t bytes, bool wait, atomic_bool *cancel);
-/* A reservation that outlives jobs (a device tensor, tensor.c), never waiting: counted
- * as resident, so that other reservations see the budget less it (more than that is
- * -E2BIG for them: waiting for a tensor's room could wait for ever). Errors as
- * budget_reserve's with wait false. */
+		   uint64_t bytes);
+/* A reservation that outlives jobs (a device tensor, tensor.c): counted as resident, so
+ * that other reservations see the budget less it (more than that is -E2BIG for them).
+ * Errors as budget_reserve's. */
 int budget_reserve_resident(struct rxd_budget *b, struct rxd_budget_res *res, uint32_t owner,
 			    uint64_t bytes);
 /* A buffer of at least bytes for res: an idle one of its size class from the pool, else a
@@ -539,8 +550,8 @@ int budget_reserve_resident(struct rxd_budget *b, struct rxd_budget_res *res, ui
  * or alloc's error. */
 int budget_buf_get(struct rxd_budget *b, struct rxd_budget_res *res, uint64_t bytes,
 		   void **mem, int *err);
-/* End res: its buffers go to the pool, idle and still counted, and waiting reservations
- * are woken. Safe on a reservation that never was made. */
+/* End res: its buffers go to the pool, idle and still counted. Safe on a reservation that
+ * never was made. */
 void budget_release(struct rxd_budget *b, struct rxd_budget_res *res);
 /* Free every idle buffer (after a device allocation failure: the pool may be to blame). */
 void budget_trim(struct rxd_budget *b);
@@ -548,8 +559,6 @@ void budget_note_split(struct rxd_budget *b);
 void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out);
 /* The budget's size now (SIGHUP may change it on the loop thread); 0 for NULL. */
 uint64_t budget_limit(struct rxd_budget *b);
-/* Wake the waiters so that cancelled ones leave (a client went away). */
-void budget_wake(struct rxd_budget *b);
 
 /* ---- split.c: running a job within the budget, in pieces when it must be ---- */
 /* A job's pieces: blocks of mb x nb x kb over bb matrices of the batch. */
@@ -564,11 +573,73 @@ struct rxd_split_plan {
  * 1 x 1 x 1 piece does not fit (plan->piece_bytes then says what that needs). */
 int split_plan(const struct rxd_gemm *g, uint64_t limit_bytes, uint64_t max_buffer_bytes,
 	       struct rxd_split_plan *plan);
-/* Run g with its buffers from b, reserved for owner (waiting for the room when needed,
- * until *cancel), whole or in pieces; like gemm_run otherwise. Device thread only. */
+/* Admit g (admit_gemm) in b for owner, run it whole or in pieces and release; like
+ * gemm_run otherwise. Device thread only. */
 int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
-	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
-	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
+	      const struct rxd_gemm *g, float *c_out, struct rxd_job_timings *t,
+	      const char **kernel, struct rxd_error *err);
+struct rxd_admit;
+/* Run g, admitted in a (admit_gemm with every buffer made), on buffers taken from a, whole
+ * or in the pieces of a's plan. */
+int split_run_admitted(struct rxd_gemm_engine *eng, struct rxd_admit *a,
+		       const struct rxd_gemm *g, float *c_out, struct rxd_job_timings *t,
+		       const char **kernel, struct rxd_error *err);
+
+/* ---- admit.c: admission: a job's device memory planned once, reserved once, released
+ * once ---- */
+/* The worker admits every job that makes device buffers before it runs (worker.c): the
+ * plan names each buffer, one reservation for the job's owner covers them all, the job
+ * takes them from it (admit_take) and admit_release ends it. The worker runs one job at a
+ * time, so only device tensors hold the budget when a job is admitted: a job is planned
+ * within what they leave (in pieces); one that does not fit so but would beside fewer
+ * tensors is refused with a->later set, and waits in the scheduler (sched_park); one over
+ * the budget or the client's quota is refused. Device worker thread only. */
+#define RXD_ADMIT_MAX_BUFFERS 4 /* a plan's buffers: A, B, C, split-K's workspace */
+
+struct rxd_admit {
+	struct rxd_device *dev;
+	struct rxd_budget *budget;   /* NULL: buffers made directly, unaccounted (tests) */
+	struct rxd_budget_res res;
+	bool reserved;
+	bool later;                  /* refused for now only: it fits once device tensors
+				      * give room back (the worker parks the job) */
+	uint64_t bytes;              /* the reservation: the buffers below, each a size class */
+	/* A GEMM: its pieces (one, the whole job, unless split), the bytes of the A, B and C
+	 * buffers made for it (0: an operand on the device already) and split-K's workspace
+	 * (0: none; taken by admit_gemm into the job's g). */
+	struct rxd_split_plan split;
+	uint64_t gemm_bytes[3];
+	uint64_t splitk_bytes;
+	/* A NAS evaluation: images per piece; weights, activation arena and im2col scratch. */
+	int32_t nas_piece;
+	uint64_t nas_weight_bytes, nas_arena_bytes, nas_scratch_bytes;
+	cl_mem made[RXD_ADMIT_MAX_BUFFERS]; /* without a budget: to release */
+	int n_made;
+};
+
+/* Plan g within the budget b (NULL: none) for owner and reserve it: make[i] says whether
+ * the job makes A's, B's and C's buffer (false: on the device already: a tensor, a region
+ * run in place). With all three made the job may run in pieces (split.c). Split-K's
+ * workspace is planned too when there is room for it, taken from the reservation into
+ * g->splitk_ws, and g->admitted set. RXD_S_OK, or STATUS_TOO_BIG (STATUS_QUOTA for a job
+ * on device tensors over its client's quota) with a sentence in err and a->later set when
+ * it would fit beside fewer tensors; a then holds nothing. */
+int admit_gemm(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
+	       struct rxd_gemm *g, const bool make[3], struct rxd_admit *a,
+	       struct rxd_error *err);
+struct rxd_nas_job;
+struct rxd_nasops;
+/* Plan nj (its largest batch piece that fits, nas_job_plan) and reserve it. RXD_S_OK,
+ * STATUS_UNSUPPORTED (ops NULL), STATUS_TOO_BIG or NO_MEMORY with a sentence in err. */
+int admit_nas(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
+	      uint32_t owner, struct rxd_admit *a, struct rxd_error *err);
+/* One of the planned buffers, bytes, from a's reservation (the pool's idle buffers are
+ * freed and the allocation tried again once when the device is short). 0, -ENOSPC (not
+ * planned: a bug) or -ENOMEM with *cl_err the OpenCL error. */
+int admit_take(struct rxd_admit *a, uint64_t bytes, cl_mem *mem, int *cl_err);
+/* End the job's claim: its buffers go back (to the pool). Nothing the job enqueued may
+ * still use them. Safe on an admission that failed or never was. */
+void admit_release(struct rxd_admit *a);
 
 /* ---- zcopy.c: a GEMM in place on shared-memory regions (devices on host memory) ---- */
 struct rxd_region;
@@ -628,6 +699,7 @@ struct rxd_sched_job {
 	uint64_t cost;                   /* estimated work: sched_cost */
 	uint64_t deadline_ns;            /* on the caller's clock; 0: none */
 	unsigned priority;               /* 0 .. RXD_SCHED_LEVELS - 1, higher first */
+	bool parked;                     /* waiting for device memory (sched_park) */
 };
 
 /* An owner with jobs waiting; made at its first job, freed when its last one leaves. */
@@ -647,12 +719,14 @@ struct rxd_sched_stats {
 	uint64_t rejected_total, rejected_client; /* refused: over max_queue, client_max_queue */
 	uint64_t expired;                    /* taken out by sched_expire */
 	uint64_t cancelled;                  /* taken out by sched_cancel, sched_remove_client */
+	uint32_t parked;                     /* of the queued, waiting for device memory */
 };
 
 struct rxd_sched {
 	struct rxd_sched_client *clients;
 	struct rxd_sched_client *ring_head[RXD_SCHED_LEVELS], *ring_tail[RXD_SCHED_LEVELS];
 	uint32_t queued;
+	uint32_t parked;                       /* of queued, skipped by sched_next */
 	uint32_t max_queue, client_max_queue;  /* 0: no bound */
 	uint64_t quantum;
 	uint64_t rejected_total, rejected_client, expired, cancelled;
@@ -671,8 +745,15 @@ uint64_t sched_cost(uint64_t flops);
  * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EBUSY (its owner has
  * client_max_queue waiting), -EINVAL (priority out of range) or -ENOMEM. */
 int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
-/* Take out the job to run now; NULL when none waits. */
+/* Take out the job to run now; NULL when none waits but parked ones. */
 struct rxd_sched_job *sched_next(struct rxd_sched *s);
+/* j, just taken by sched_next, did not fit the device memory now (admission, admit.c): it
+ * goes back to the head of its owner's queue, its cost given back, parked: sched_next
+ * passes over it (and runs other jobs, of its owner too) until sched_unpark_all. It can
+ * still expire, be cancelled or taken out. 0 or -ENOMEM (j is then not queued). */
+int sched_park(struct rxd_sched *s, struct rxd_sched_job *j);
+/* Device memory was freed: every parked job may run again. */
+void sched_unpark_all(struct rxd_sched *s);
 /* Take out every job whose deadline is at or before now_ns, as a list; *count (may be
  * NULL) their number. */
 struct rxd_sched_job *sched_expire(struct rxd_sched *s, uint64_t now_ns, size_t *count);
@@ -762,8 +843,10 @@ struct rxd_nasops {
 	cl_kernel kernels[RXD_NAS_KERNELS];
 	size_t wg[RXD_NAS_KERNELS];  /* the most work-items a work-group of each may have */
 	size_t wg_multiple[RXD_NAS_KERNELS]; /* its preferred work-group size multiple */
-	cl_mem scratch;              /* im2col's columns, grown on demand; owned */
+	cl_mem scratch;              /* im2col's columns: a job's, lent (nasops_lend_scratch),
+				      * else made for the self-tests, owned */
 	uint64_t scratch_bytes;
+	bool scratch_lent;
 	uint64_t scratch_max_bytes;  /* a convolution's columns are made this many at a time */
 	bool dw_tiled;               /* depthwise convolutions through nas_dwconv's tiles in
 				      * local memory: on devices whose local memory is their own
@@ -777,9 +860,20 @@ struct rxd_nasops {
  * 0, -EIO (logged) or -ENOMEM. */
 int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng);
 void nasops_fini(struct rxd_nasops *ops);
-/* Wait for the queue and free the im2col scratch: a NAS job reserves the scratch it needs
- * in the budget, so it must not outlive the job (nas_job_run calls this at its end). */
+/* Wait for the queue and let go of the im2col scratch (freed when it was not lent): a NAS
+ * job's is lent from its reservation, so it must not outlive the job (nas_job_run calls
+ * this at its end). */
 void nasops_release_scratch(struct rxd_nasops *ops);
+/* Lend ops the job's scratch, bytes of mem (from its reservation; ops never frees it),
+ * for the convolutions until nasops_release_scratch. A convolution that would need more
+ * fails (-ENOSPC). */
+void nasops_lend_scratch(struct rxd_nasops *ops, cl_mem mem, uint64_t bytes);
+/* The one rule for the scratch: the bytes of im2col columns nasops_conv makes for a
+ * convolution cv of n images of c_in channels into h_out x w_out; 0 when it makes none
+ * (read in place, grouped, no GEMM engine). Admission (admit.c) sums a plan's need from
+ * it. */
+uint64_t nasops_conv_scratch_bytes(const struct rxd_nasops *ops, int32_t n, int32_t c_in,
+				   const struct rxd_nas_conv *cv, int32_t h_out, int32_t w_out);
 /* The output extent of a convolution or pool along one axis, or -1 when there is none. */
 int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32_t dil);
 /* y's h and w must be those of the (shifted) x convolved; y->c >= wr->c_off + c_out. */
@@ -866,7 +960,8 @@ struct rxd_worker {
 	pthread_t thread;
 	pthread_mutex_t lock;        /* guards every field below; never held with another lock */
 	pthread_cond_t cond;
-	struct rxd_sched sched;      /* to run */
+	struct rxd_sched sched;      /* to run; parked ones wait for device memory */
+	uint64_t mem_freed;          /* times the budget said room came back (on_freed) */
 	struct rxd_job *running;     /* taken from sched, not yet on the done list */
 	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
 	struct rxd_job *done_head, *done_tail;
@@ -1131,6 +1226,10 @@ void tensor_ref(struct rxd_tensor *x);
 void tensor_unref(struct rxd_tensor *x);
 /* The bytes x holds in the budget (its size class). */
 uint64_t tensor_budget_bytes(const struct rxd_tensor *x);
+/* The status and sentence for a failed budget_reserve (ret) of bytes for what: TOO_BIG or
+ * QUOTA, naming the budget, the quota or the tensors that hold it. */
+int tensor_budget_fail(struct rxd_budget *b, int ret, const char *what, uint64_t bytes,
+		       struct rxd_error *err);
 /* Device worker: reserve x's buffer in b (resident, for owner, never waiting; b NULL:
  * made directly) and fill it from data (x->floats floats; NULL: zeros). A status code:
  * STATUS_TOO_BIG (over the budget, or what tensors leave of it), STATUS_QUOTA (over the
@@ -1142,12 +1241,12 @@ int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
 		    struct rxd_job_timings *t, struct rxd_error *err);
 /* Device worker: run g with the operands tensors[i] (the column-major a, b, C's input
  * and C's destination; NULL: from the host as g says) in place, the host operands
- * uploaded into buffers reserved in b for owner (never waiting: the tensors' jobs are not
- * split). C goes into tensors[3] when set, else into c_out on the host. Like gemm_run
- * otherwise. */
-int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
-		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
-		    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
+ * uploaded into buffers taken from a (admit_gemm, make[i] true for what is not a tensor:
+ * such jobs are never split). C goes into tensors[3] when set, else into c_out on the
+ * host. Like gemm_run otherwise. */
+int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_admit *a, const struct rxd_gemm *g,
+		    struct rxd_tensor *const tensors[4], float *c_out, struct rxd_job_timings *t,
+		    const char **kernel, struct rxd_error *err);
 
 /* ---- server.c: the listening socket (loop thread) ---- */
 struct rxd_conn;
@@ -1635,12 +1734,25 @@ struct rxd_nas_job;
 int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err);
 struct rxd_nasops;
-/* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
- * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch
- * in pieces when it does not fit whole; warm-up and timed runs, timed with profiling
- * events per step. Returns an RXD_S_* status (status.h) with a sentence in err. */
-int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budget *b,
-		uint32_t owner, atomic_bool *cancel, struct rxd_error *err);
+/* What a job's buffers take on the device for a piece of its batch. */
+struct rxd_nas_need {
+	uint64_t weight_bytes;       /* the folded weights */
+	uint64_t arena_bytes;        /* the activations of the piece (or of the rest) */
+	uint64_t scratch_bytes;      /* the im2col columns (nasops_conv_scratch_bytes) */
+};
+/* Device worker (admission): build nj's plans for pieces of piece images and the rest of
+ * the batch, kept in nj for nas_job_run (a later call replaces them), and say what they
+ * need. RXD_S_OK, STATUS_TOO_BIG when the weights are more than a buffer holds (no piece
+ * helps), NO_MEMORY or INTERNAL, with a sentence in err. */
+int nas_job_plan(struct rxd_nas_job *nj, const struct rxd_nasops *ops, int32_t piece,
+		 struct rxd_nas_need *need, struct rxd_error *err);
+int32_t nas_job_batch(const struct rxd_nas_job *nj);
+/* Device worker thread: fold the weights and run the job as admitted in a (admit_nas:
+ * nj's plans, their buffers taken from a), the batch in a->nas_piece images at a time;
+ * warm-up and timed runs, timed with profiling events per step, stopping between runs
+ * once *cancel is set. Returns an RXD_S_* status (status.h) with a sentence in err. */
+int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_admit *a,
+		atomic_bool *cancel, struct rxd_error *err);
 /* Fill r from a job that ran; r points into nj (valid until nas_job_free). 0 or -ENOMEM. */
 int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r);
 /* The job's estimated work for the scheduler: 2 x multiply-adds x batch x runs. */

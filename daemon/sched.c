@@ -28,7 +28,12 @@
  *   jobs someone still wants). A running job is never stopped for its deadline.
  * - Bounds on the jobs waiting per owner and in total keep one client from filling the
  *   daemon's memory with queued matrices: over one, a submission is refused at once
- *   (the client sees BUSY and can retry), never held. */
+ *   (the client sees BUSY and can retry), never held.
+ * - A job that admission (admit.c) found does not fit the device memory now, but will
+ *   once device tensors are freed, is parked: it keeps its place at the head of its
+ *   owner's queue, its turn's cost given back, and every round passes over it, so that
+ *   jobs that fit (its owner's later ones too) run meanwhile rather than wait behind it.
+ *   When memory is freed every parked job is eligible again. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +145,10 @@ static void sched_unlink(struct rxd_sched *s, struct rxd_sched_client *c, unsign
 	j->next = NULL;
 	c->queued--;
 	s->queued--;
+	if (j->parked) {
+		j->parked = false;
+		s->parked--;
+	}
 	if (!c->head[lvl]) {
 		sched_ring_remove(s, c, lvl);
 		c->deficit[lvl] = 0;
@@ -178,6 +187,7 @@ int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j)
 		c->next = s->clients;
 		s->clients = c;
 	}
+	j->parked = false;
 	if (j->cost == 0)
 		j->cost = 1;
 	else if (j->cost > RXD_SCHED_MAX_COST)
@@ -196,41 +206,75 @@ int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j)
 	return 0;
 }
 
+/* c's first job at lvl that is not parked (*prev: the one before it), or NULL. */
+static struct rxd_sched_job *sched_runnable(struct rxd_sched_client *c, unsigned lvl,
+					    struct rxd_sched_job **prev)
+{
+	struct rxd_sched_job *j = c->head[lvl];
+
+	*prev = NULL;
+	while (j && j->parked) {
+		*prev = j;
+		j = j->next;
+	}
+	return j;
+}
+
 /* Every owner in lvl's round has had its quantum and none could run its next job: add
  * the turns in which still nobody could, all at once (the order of the round is that of
- * a whole number of turns later, so only the deficits change). */
+ * a whole number of turns later, so only the deficits change). Owners whose jobs are all
+ * parked take no part. */
 static void sched_skip_turns(struct rxd_sched *s, unsigned lvl)
 {
 	uint64_t turns = UINT64_MAX;
 	struct rxd_sched_client *c;
+	struct rxd_sched_job *j, *prev;
 
 	for (c = s->ring_head[lvl]; c; c = c->ring_next[lvl]) {
-		uint64_t need = c->head[lvl]->cost - c->deficit[lvl]; /* > 0 */
-		uint64_t t = (need + s->quantum - 1) / s->quantum;
+		uint64_t need, t;
 
+		if (!(j = sched_runnable(c, lvl, &prev)))
+			continue;
+		need = j->cost - c->deficit[lvl]; /* > 0 */
+		t = (need + s->quantum - 1) / s->quantum;
 		if (t < turns)
 			turns = t;
 	}
 	/* The next pass gives each its quantum once more: the last of the turns. */
-	if (turns > 1)
+	if (turns > 1 && turns != UINT64_MAX)
 		for (c = s->ring_head[lvl]; c; c = c->ring_next[lvl])
-			c->deficit[lvl] = sched_add_sat(c->deficit[lvl], (turns - 1) * s->quantum);
+			if (sched_runnable(c, lvl, &prev))
+				c->deficit[lvl] =
+					sched_add_sat(c->deficit[lvl], (turns - 1) * s->quantum);
 }
 
 struct rxd_sched_job *sched_next(struct rxd_sched *s)
 {
+	if (s->parked == s->queued)
+		return NULL;
 	for (int lvl = RXD_SCHED_LEVELS - 1; lvl >= 0; lvl--) {
-		size_t n = 0;
+		size_t n = 0, runnable = 0;
 
-		for (struct rxd_sched_client *c = s->ring_head[lvl]; c; c = c->ring_next[lvl])
+		for (struct rxd_sched_client *c = s->ring_head[lvl]; c; c = c->ring_next[lvl]) {
+			struct rxd_sched_job *prev;
+
 			n++;
-		if (n == 0)
+			if (sched_runnable(c, (unsigned)lvl, &prev))
+				runnable++;
+		}
+		if (runnable == 0)
 			continue;
 		for (;;) {
-			for (size_t fails = 0; fails < n; fails++) {
+			for (size_t visits = 0; visits < n; visits++) {
 				struct rxd_sched_client *c = s->ring_head[lvl];
-				struct rxd_sched_job *j = c->head[lvl];
+				struct rxd_sched_job *prev, *j = sched_runnable(c, (unsigned)lvl, &prev);
 
+				if (!j) {
+					/* Everything it has here waits for memory: its turn
+					 * passes, earning nothing. */
+					sched_ring_rotate(s, (unsigned)lvl);
+					continue;
+				}
 				if (!c->granted[lvl]) {
 					c->deficit[lvl] =
 						sched_add_sat(c->deficit[lvl], s->quantum);
@@ -240,7 +284,7 @@ struct rxd_sched_job *sched_next(struct rxd_sched *s)
 					/* The owner keeps its turn (and the rest of its deficit)
 					 * for its next job. */
 					c->deficit[lvl] -= j->cost;
-					sched_unlink(s, c, (unsigned)lvl, NULL, j);
+					sched_unlink(s, c, (unsigned)lvl, prev, j);
 					return j;
 				}
 				c->granted[lvl] = false;
@@ -250,6 +294,43 @@ struct rxd_sched_job *sched_next(struct rxd_sched *s)
 		}
 	}
 	return NULL;
+}
+
+int sched_park(struct rxd_sched *s, struct rxd_sched_job *j)
+{
+	struct rxd_sched_client *c = sched_find(s, j->owner);
+	unsigned lvl = j->priority;
+
+	if (!c) {
+		if (!(c = calloc(1, sizeof(*c))))
+			return -ENOMEM;
+		c->owner = j->owner;
+		c->next = s->clients;
+		s->clients = c;
+	}
+	j->next = c->head[lvl];
+	c->head[lvl] = j;
+	if (!c->tail[lvl]) {
+		c->tail[lvl] = j;
+		sched_ring_push(s, c, lvl);
+	} else {
+		/* It did not run: its turn is not charged. */
+		c->deficit[lvl] = sched_add_sat(c->deficit[lvl], j->cost);
+	}
+	j->parked = true;
+	c->queued++;
+	s->queued++;
+	s->parked++;
+	return 0;
+}
+
+void sched_unpark_all(struct rxd_sched *s)
+{
+	for (struct rxd_sched_client *c = s->clients; c; c = c->next)
+		for (unsigned lvl = 0; lvl < RXD_SCHED_LEVELS; lvl++)
+			for (struct rxd_sched_job *j = c->head[lvl]; j; j = j->next)
+				j->parked = false;
+	s->parked = 0;
 }
 
 struct rxd_sched_job *sched_expire(struct rxd_sched *s, uint64_t now_ns, size_t *count)
@@ -371,4 +452,5 @@ void sched_stats(const struct rxd_sched *s, struct rxd_sched_stats *out)
 	out->rejected_client = s->rejected_client;
 	out->expired = s->expired;
 	out->cancelled = s->cancelled;
+	out->parked = s->parked;
 }

@@ -1,9 +1,9 @@
 /* split.c: running a job within the device-memory budget (budget.c), in pieces when it
  * must be.
  *
- * A job whose buffers fit the budget reserves them, waits for the room when other
- * reservations hold it (admission), and runs as it is on buffers from the pool. A job that
- * can never fit as one piece runs as blocks of mb x nb x kb over bb matrices of its batch,
+ * split_plan is the GEMM half of admission (admit.c, which reserves what it plans). A job
+ * whose buffers fit what device tensors leave of the budget runs as it is on buffers from
+ * the pool. One that does not runs as blocks of mb x nb x kb over bb matrices of its batch,
  * each packed tight on the host and run through gemm_run_buffers with the kernel that
  * gemm_choose picks for its shape: C's block is summed over the K blocks, the first with
  * the request's beta and the rest with beta = 1. Every piece reuses the same three
@@ -237,66 +237,21 @@ out:
 	return st;
 }
 
-static void split_format_bytes(char *buf, size_t len, uint64_t bytes)
+int split_run_admitted(struct rxd_gemm_engine *eng, struct rxd_admit *a,
+		       const struct rxd_gemm *g, float *c_out, struct rxd_job_timings *t,
+		       const char **kernel, struct rxd_error *err)
 {
-	if (bytes >= (1ull << 30))
-		snprintf(buf, len, "%llu bytes (%.1f GiB)", (unsigned long long)bytes,
-			 (double)bytes / (1ull << 30));
-	else if (bytes >= (1ull << 20))
-		snprintf(buf, len, "%llu bytes (%.1f MiB)", (unsigned long long)bytes,
-			 (double)bytes / (1ull << 20));
-	else
-		snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
-}
-
-/* Reserve, take the three buffers and run. An allocation failure leaves *alloc_failed. */
-static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
-			  atomic_bool *cancel, const struct rxd_gemm *g,
-			  const struct rxd_split_plan *plan, float *c_out,
-			  struct rxd_job_timings *t, const char **kernel, bool *alloc_failed,
-			  struct rxd_error *err)
-{
-	struct rxd_budget_res res;
-	struct rxd_budget_stats bs;
-	uint64_t sizes[3];
-	void *mem[3] = { NULL };
-	char need[64], have[64];
+	const struct rxd_split_plan *plan = &a->split;
+	cl_mem mem[3] = { NULL };
 	int ret, st = RXD_S_OK, cl_err = 0;
 
-	*alloc_failed = false;
-	ret = budget_reserve(b, &res, owner, plan->piece_bytes, true, cancel);
-	if (ret < 0) {
-		budget_stats(b, &bs);
-		split_format_bytes(need, sizeof(need), plan->piece_bytes);
-		if (ret == -EDQUOT) {
-			split_format_bytes(have, sizeof(have), bs.quota_bytes);
-			return error_set(err, RXD_S_TOO_BIG, "this job needs %s of device memory "
-					 "at once, over this client's quota of %s (client-quota)",
-					 need, have);
-		}
-		if (ret == -ECANCELED) {
-			return error_set(err, RXD_S_CANCELLED, "the job was cancelled while it "
-					 "waited for device memory");
-		}
-		split_format_bytes(have, sizeof(have), bs.budget_bytes);
-		return error_set(err, RXD_S_TOO_BIG, "this job needs %s of device memory at once, "
-				 "more than the budget of %s (vram-budget)", need, have);
-	}
-	if (!plan->split) {
-		sizes[0] = g->a_elems * sizeof(float);
-		sizes[1] = g->b_elems * sizeof(float);
-		sizes[2] = g->c_elems * sizeof(float);
-	} else {
-		sizes[0] = (uint64_t)(plan->mb * plan->kb * plan->bb) * sizeof(float);
-		sizes[1] = (uint64_t)(plan->kb * plan->nb * plan->bb) * sizeof(float);
-		sizes[2] = (uint64_t)(plan->mb * plan->nb * plan->bb) * sizeof(float);
-	}
+	memset(t, 0, sizeof(*t));
+	*kernel = NULL;
 	for (int i = 0; i < 3; i++) {
-		if ((ret = budget_buf_get(b, &res, sizes[i], &mem[i], &cl_err)) < 0) {
-			split_format_bytes(need, sizeof(need), budget_round(sizes[i]));
-			*alloc_failed = ret != -ENOSPC;
+		if ((ret = admit_take(a, a->gemm_bytes[i], &mem[i], &cl_err)) < 0) {
 			st = error_set(err, ret == -ENOSPC ? RXD_S_INTERNAL : RXD_S_NO_MEMORY,
-				       "a device buffer of %s could not be made: %s", need,
+				       "a device buffer of %llu bytes could not be made: %s",
+				       (unsigned long long)budget_round(a->gemm_bytes[i]),
 				       cl_err ? device_strerror(cl_err) : strerror(-ret));
 			goto out;
 		}
@@ -307,59 +262,28 @@ static int split_run_once(struct rxd_gemm_engine *eng, struct rxd_budget *b, uin
 		*kernel = gemm_variant_name(eng, v);
 		st = gemm_run_buffers(eng, v, g, mem[0], mem[1], mem[2], c_out, t, err);
 	} else {
-		budget_note_split(b);
 		st = split_run_pieces(eng, plan, g, mem[0], mem[1], mem[2], c_out, t, kernel, err);
 	}
 out:
-	budget_release(b, &res);
+	if (!*kernel)
+		*kernel = "";
 	return st;
 }
 
 int split_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
-	      atomic_bool *cancel, const struct rxd_gemm *g, float *c_out,
-	      struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
+	      const struct rxd_gemm *g, float *c_out, struct rxd_job_timings *t,
+	      const char **kernel, struct rxd_error *err)
 {
-	struct rxd_budget_stats bs;
-	struct rxd_split_plan plan;
-	bool alloc_failed;
-	uint64_t room;
+	static const bool make[3] = { true, true, true };
+	struct rxd_gemm admitted = *g;
+	struct rxd_admit a;
 	int st;
 
 	memset(t, 0, sizeof(*t));
-	*kernel = NULL;
-	budget_stats(b, &bs);
-	/* Device tensors keep their part of the budget for as long as their clients like:
-	 * plan within what is left beside them. */
-	room = bs.budget_bytes > bs.resident_bytes ? bs.budget_bytes - bs.resident_bytes : 0;
-	if (split_plan(g, room, eng->dev->max_alloc_bytes, &plan) < 0) {
-		char need[64], have[64];
-
-		split_format_bytes(need, sizeof(need), plan.piece_bytes);
-		split_format_bytes(have, sizeof(have), room);
-		return error_set(err, RXD_S_TOO_BIG, "this job needs at least %s of device memory "
-				 "at once (its smallest piece), more than the budget of %s "
-				 "(vram-budget)%s", need, have,
-				 bs.resident_bytes ? " left beside the device tensors" : "");
-	}
-	if (plan.split)
-		log_msg(LOG_DEBUG, "gemm %lldx%lldx%lld (batch %lld) needs %llu bytes, over the "
-			"budget: pieces of %lldx%lldx%lld (batch %lld), %llu bytes each",
-			(long long)g->m, (long long)g->n, (long long)g->k,
-			(long long)g->batch_count, (unsigned long long)plan.whole_bytes,
-			(long long)plan.mb, (long long)plan.nb, (long long)plan.kb,
-			(long long)plan.bb, (unsigned long long)plan.piece_bytes);
-	st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel, &alloc_failed, err);
-	if (st != RXD_S_OK && alloc_failed && bs.pool_buffers) {
-		/* The pool's idle buffers may be what the device is short of: free them and
-		 * try once more. */
-		log_msg(LOG_INFO, "%s; freeing the buffer pool and trying again", err->msg);
-		budget_trim(b);
-		memset(t, 0, sizeof(*t));
-		*kernel = NULL;
-		st = split_run_once(eng, b, owner, cancel, g, &plan, c_out, t, kernel,
-				    &alloc_failed, err);
-	}
-	if (!*kernel)
-		*kernel = "";
+	*kernel = "";
+	st = admit_gemm(eng, b, owner, &admitted, make, &a, err);
+	if (st == RXD_S_OK)
+		st = split_run_admitted(eng, &a, &admitted, c_out, t, kernel, err);
+	admit_release(&a);
 	return st;
 }

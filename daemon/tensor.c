@@ -139,9 +139,8 @@ void tensor_unref(struct rxd_tensor *x)
 	free(x);
 }
 
-/* The status and sentence for a failed budget_reserve of bytes for what. */
-static int tensor_budget_fail(struct rxd_budget *b, int ret, const char *what, uint64_t bytes,
-			      struct rxd_error *err)
+int tensor_budget_fail(struct rxd_budget *b, int ret, const char *what, uint64_t bytes,
+		       struct rxd_error *err)
 {
 	struct rxd_budget_stats bs;
 
@@ -270,49 +269,34 @@ int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
 	return RXD_S_OK;
 }
 
-int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_budget *b, uint32_t owner,
-		    const struct rxd_gemm *g, struct rxd_tensor *const tensors[4], float *c_out,
-		    struct rxd_job_timings *t, const char **kernel, struct rxd_error *err)
+int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_admit *a, const struct rxd_gemm *g,
+		    struct rxd_tensor *const tensors[4], float *c_out, struct rxd_job_timings *t,
+		    const char **kernel, struct rxd_error *err)
 {
 	struct rxd_device *dev = eng->dev;
 	const uint64_t bytes[3] = { g->a_elems * sizeof(float), g->b_elems * sizeof(float),
 				    g->c_elems * sizeof(float) };
 	/* Buffers made here for what is not a tensor: A, B, and C when it goes to the host. */
 	const bool own[3] = { !tensors[0], !tensors[1], !tensors[3] };
-	struct rxd_budget_res res;
-	cl_mem mem[3] = { NULL }, made[3] = { NULL };
+	cl_mem mem[3] = { NULL };
 	cl_event ev[5] = { NULL };
 	float *zeros = NULL;
-	uint64_t total = 0, kernel_ns = 0;
+	uint64_t kernel_ns = 0;
 	cl_int e = CL_SUCCESS;
 	const char *what = "";
 	int v = gemm_choose(eng, g), ret, st = RXD_S_OK;
 
 	memset(t, 0, sizeof(*t));
-	memset(&res, 0, sizeof(res));
 	*kernel = gemm_variant_name(eng, v);
-	for (int i = 0; i < 3; i++)
-		if (own[i])
-			total += budget_round(bytes[i]);
-	if (total && b) {
-		/* The job's operands are whole on the device: it is never split, and it does
-		 * not wait (only tensors, which stay, can hold the room while it runs). */
-		if ((ret = budget_reserve(b, &res, owner, total, false, NULL)) < 0)
-			return tensor_budget_fail(b, ret, "this job's host operands", total, err);
-	}
+	/* Admitted whole (the operands on the device cannot be cut): its buffers were
+	 * reserved with it. */
 	for (int i = 0; i < 3; i++) {
-		void *m = NULL;
+		cl_mem m = NULL;
 		int cl_err = 0;
 
 		if (!own[i])
 			continue;
-		if (b) {
-			ret = budget_buf_get(b, &res, bytes[i], &m, &cl_err);
-		} else {
-			m = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, (size_t)bytes[i], NULL, &cl_err);
-			ret = m ? 0 : -ENOMEM;
-			made[i] = m;
-		}
+		ret = admit_take(a, bytes[i], &m, &cl_err);
 		if (ret < 0) {
 			st = error_set(err, RXD_S_NO_MEMORY,
 					 "a device buffer of %llu bytes could not be made: %s",
@@ -386,9 +370,6 @@ out:
 	for (int i = 0; i < 5; i++)
 		if (ev[i])
 			clReleaseEvent(ev[i]);
-	if (b)
-		budget_release(b, &res);
-	device_mem_release(made[0], made[1], made[2]);
 	free(zeros);
 	return st;
 }

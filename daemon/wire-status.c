@@ -41,7 +41,6 @@ int wire_status_fill(const struct rxd_stats *st, const struct rxd_device *dev,
 		out->vram_peak_bytes = bs.peak_bytes;
 		out->vram_pool_bytes = bs.pool_bytes;
 		out->vram_pool_buffers = bs.pool_buffers;
-		out->jobs_waiting_for_memory = (uint32_t)bs.waiting;
 		out->vram_client_quota_bytes = bs.quota_bytes;
 		out->jobs_split = bs.split_jobs;
 	}
@@ -320,6 +319,8 @@ static void wire_queue_status(struct rxd_server *srv, Rxgemm__StatusReply *st)
 	st->client_max_queue = q.client_max_queue;
 	st->jobs_waiting = q.queued;
 	st->clients_waiting = q.clients;
+	/* Parked in the scheduler until device tensors give room back (admit.c). */
+	st->jobs_waiting_for_memory = q.parked;
 	st->jobs_rejected_busy = q.rejected_total + q.rejected_client;
 	st->jobs_expired = q.expired;
 	st->jobs_cancelled = q.cancelled;

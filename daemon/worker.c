@@ -142,11 +142,55 @@ static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
 	return RXD_S_OK;
 }
 
-static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
+/* A GEMM job: its result's host memory, then admission (admit.c) for where its operands
+ * are (device tensors, regions run in place, or uploaded from the host), then the run. */
+static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd_admit *adm)
 {
+	struct rxd_gemm_engine *eng = w->engine;
+	bool tensors = job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3];
+	bool make[3] = { true, true, true };
+	float *dest = NULL;
+	int st;
+
+	/* C to the host only when it has no tensor to go to (made once: a job that waited
+	 * for memory comes here again). */
+	if (!job->tensors[3] && !job->c_dest && !job->c_out)
+		job->c_out = malloc(job->g.c_elems * sizeof(float));
+	dest = job->c_dest ? job->c_dest : job->c_out;
+	if (!job->tensors[3] && !dest)
+		return error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
+	if (tensors) {
+		make[0] = !job->tensors[0];
+		make[1] = !job->tensors[1];
+		make[2] = !job->tensors[3];
+	} else if (zcopy_prepare(eng, w->zero_copy, &job->g, job->regions, job->c_dest)) {
+		job->in_place = true;
+		make[0] = make[1] = make[2] = false;
+	}
+	st = admit_gemm(eng, eng->budget, job->conn_id, &job->g, make, adm, &job->err);
+	if (st != RXD_S_OK)
+		return st;
+	if (tensors)
+		return tensor_gemm_run(eng, adm, &job->g, job->tensors, dest, &job->dev_t,
+				       &job->kernel, &job->err);
+	if (job->in_place)
+		return zcopy_run(eng, &job->g, job->regions, job->c_dest, &job->dev_t, &job->kernel,
+				 &job->err);
+	return split_run_admitted(eng, adm, &job->g, dest, &job->dev_t, &job->kernel, &job->err);
+}
+
+/* Run job: every kind that makes device buffers is admitted first, once (admit.c), and
+ * its reservation released once when it ends, whatever the outcome. A tensor's own buffer
+ * is not a job's: it is reserved as resident by tensor_make and outlives the job. Returns
+ * true when the job did not run because it does not fit the memory now but will once
+ * device tensors give room back (admission's a->later): the caller parks it. */
+static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
+{
+	struct rxd_admit adm;
 	uint64_t pin_ns = 0;
 	float *dest;
 
+	memset(&adm, 0, sizeof(adm));
 	job->started_ns = now_ns();
 	if (!worker_cancelled(job))
 		pin_ns = worker_pin_regions(w, job);
@@ -154,10 +198,13 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		/* Cancelled (or its client left) between the queue and here. */
 		error_set(&job->err, RXD_S_CANCELLED, "the job was cancelled before it ran");
 	} else if (job->kind == RXD_JOB_NAS) {
-		job->err.status = worker_nas_tensors(w, job);
+		job->err.status = admit_nas(job->nas, w->nasops, w->engine->budget, job->conn_id,
+					    &adm, &job->err);
 		if (job->err.status == RXD_S_OK)
-			job->err.status = nas_job_run(job->nas, w->nasops, w->engine->budget,
-						  job->conn_id, &job->cancel, &job->err);
+			job->err.status = worker_nas_tensors(w, job);
+		if (job->err.status == RXD_S_OK)
+			job->err.status = nas_job_run(job->nas, w->nasops, &adm, &job->cancel,
+						      &job->err);
 	} else if (job->kind == RXD_JOB_TENSOR_CREATE) {
 		job->err.status = tensor_make(job->tensors[0], w->engine->dev, w->engine->budget,
 					  job->conn_id, job->tensor_src, &job->dev_t, &job->err);
@@ -170,39 +217,50 @@ static void worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 			job->err.status = tensor_read_run(job->tensors[0], w->engine->dev, dest,
 						      &job->dev_t, &job->err);
 		}
-	} else if (job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3]) {
-		/* Operands on the device already: run there, C to the host only when it has
-		 * no tensor to go to. */
-		dest = NULL;
-		if (!job->tensors[3] &&
-		    !(dest = job->c_dest ? job->c_dest
-					 : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
-			error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
-		} else {
-			job->err.status = tensor_gemm_run(w->engine, w->engine->budget,
-							  job->conn_id, &job->g, job->tensors,
-							  dest, &job->dev_t, &job->kernel,
-							  &job->err);
-		}
-	} else if (!(dest = job->c_dest ? job->c_dest
-				       : (job->c_out = malloc(job->g.c_elems * sizeof(float))))) {
-		error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
-	} else if (zcopy_prepare(w->engine, w->zero_copy, &job->g, job->regions, job->c_dest)) {
-		job->in_place = true;
-		job->err.status = zcopy_run(w->engine, &job->g, job->regions, job->c_dest,
-					    &job->dev_t, &job->kernel, &job->err);
-	} else if (w->engine->budget) {
-		/* Admission: reserves the job's device memory (waiting for it when others hold
-		 * it) and releases it when the job ends, whatever the outcome. */
-		job->err.status = split_run(w->engine, w->engine->budget, job->conn_id,
-					    &job->cancel, &job->g, dest, &job->dev_t, &job->kernel,
-					    &job->err);
 	} else {
-		job->err.status = gemm_run(w->engine, &job->g, dest, &job->dev_t, &job->kernel,
-					   &job->err);
+		job->err.status = worker_run_gemm(w, job, &adm);
 	}
+	admit_release(&adm);
 	job->dev_t.h2d_ns += pin_ns;
 	job->finished_ns = now_ns();
+	return job->err.status != RXD_S_OK && adm.later;
+}
+
+/* job (just run, with w->lock held) does not fit the device memory now: back into the
+ * scheduler, parked, unless it was cancelled meanwhile or the daemon stops (it is then
+ * answered). When memory was freed since it was taken (w->mem_freed past freed_seen) it
+ * may fit already: every parked job is eligible again at once. True when parked. */
+static bool worker_park_locked(struct rxd_worker *w, struct rxd_job *job, uint64_t freed_seen)
+{
+	if (atomic_load(&job->cancel)) {
+		error_set(&job->err, RXD_S_CANCELLED, "the job was cancelled while it waited for "
+			  "device memory");
+		return false;
+	}
+	if (w->stopping || sched_park(&w->sched, &job->sj) < 0)
+		return false; /* answered with admission's refusal */
+	log_msg(LOG_DEBUG, "job %llu of client %u waits for device memory: %s",
+		(unsigned long long)job->request_id, job->conn_id, job->err.msg);
+	error_clear(&job->err);
+	memset(&job->dev_t, 0, sizeof(job->dev_t));
+	if (w->mem_freed != freed_seen)
+		sched_unpark_all(&w->sched);
+	return true;
+}
+
+/* The budget's on_freed (budget_set_notify): a device tensor gave room back, or the limits
+ * changed. Any thread, without the budget's lock. */
+static void worker_memory_freed(void *arg)
+{
+	struct rxd_worker *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->mem_freed++;
+	if (w->sched.parked) {
+		sched_unpark_all(&w->sched);
+		pthread_cond_signal(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
 }
 
 /* Whether the device still works after a job failed on it: a 4-byte round trip through the
@@ -257,9 +315,11 @@ static void *worker_main(void *arg)
 		struct rxd_sched_job *sj, *expired;
 		struct rxd_job *job;
 		size_t n_expired;
-		bool lost;
+		uint64_t freed_seen;
+		bool lost, parked = false;
 
-		while (!w->sched.queued && !w->stopping)
+		/* Parked jobs wait for worker_memory_freed. */
+		while (w->sched.queued == w->sched.parked && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
 		if (w->stopping)
 			break;
@@ -278,6 +338,7 @@ static void *worker_main(void *arg)
 		}
 		job = worker_job_of(sj);
 		w->running = job;
+		freed_seen = w->mem_freed;
 		pthread_mutex_unlock(&w->lock);
 		if (n_expired)
 			uv_async_send(&w->async);
@@ -287,12 +348,22 @@ static void *worker_main(void *arg)
 				 "rxgemmd is exiting to be restarted");
 			lost = true;
 		} else {
-			worker_run_job(w, job);
-			lost = worker_check_device(w, job);
+			parked = worker_run_job(w, job);
+			lost = !parked && worker_check_device(w, job);
 		}
 		atomic_store(&w->busy_since_ns, 0);
 		pthread_mutex_lock(&w->lock);
 		w->running = NULL;
+		if (parked)
+			parked = worker_park_locked(w, job, freed_seen);
+		if (parked) {
+			/* In the scheduler again: nothing to answer, but its deadline is the
+			 * loop timer's again (worker_drain re-arms it). */
+			pthread_mutex_unlock(&w->lock);
+			uv_async_send(&w->async);
+			pthread_mutex_lock(&w->lock);
+			continue;
+		}
 		worker_push_done_locked(w, job);
 		if (lost && !w->device_lost) {
 			/* Nothing queued can run any more: answer it now, and from here on
@@ -311,19 +382,25 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Hand every finished job to the loop (the async callback; also called at stop). */
+static void worker_arm_timer(struct rxd_worker *w, uint64_t due_ns);
+
+/* Hand every finished job to the loop (the async callback; also called at stop), and arm
+ * the deadline timer for the queued jobs (a job parked for memory was out of the
+ * scheduler while it was tried, so the timer may have passed it over). */
 static void worker_drain(uv_async_t *async)
 {
 	struct rxd_worker *w = async->data;
 	struct rxd_job *job;
-
+	uint64_t next_due;
 	bool lost;
 
 	pthread_mutex_lock(&w->lock);
 	job = w->done_head;
 	w->done_head = w->done_tail = NULL;
 	lost = w->device_lost;
+	next_due = w->started ? sched_next_deadline(&w->sched) : 0;
 	pthread_mutex_unlock(&w->lock);
+	worker_arm_timer(w, next_due);
 	while (job) {
 		struct rxd_job *next = job->next;
 		w->done(job, w->done_arg);
@@ -335,6 +412,7 @@ static void worker_drain(uv_async_t *async)
 		w->on_lost(w->on_lost_arg);
 	}
 }
+
 
 static void worker_on_deadline(uv_timer_t *t);
 
@@ -408,6 +486,8 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 		goto out;
 	}
 	w->started = true;
+	if (eng->budget)
+		budget_set_notify(eng->budget, worker_memory_freed, w);
 	return 0;
 out:
 	sched_fini(&w->sched);
@@ -465,16 +545,12 @@ int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 	pthread_mutex_unlock(&w->lock);
 	if (outcome == RXD_CANCEL_QUEUED)
 		uv_async_send(&w->async);
-	/* A running job may be waiting for device memory: let it see the flag. */
-	if (outcome == RXD_CANCEL_RUNNING && w->engine->budget)
-		budget_wake(w->engine->budget);
 	return outcome;
 }
 
 void worker_forget(struct rxd_worker *w, uint32_t owner)
 {
 	struct rxd_sched_job *list;
-	bool running = false;
 	size_t n;
 
 	if (!w->started)
@@ -485,13 +561,10 @@ void worker_forget(struct rxd_worker *w, uint32_t owner)
 			     "the client disconnected; the job was not run");
 	if (w->running && w->running->conn_id == owner) {
 		atomic_store(&w->running->cancel, true);
-		running = true;
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (n)
 		uv_async_send(&w->async);
-	if (running && w->engine->budget)
-		budget_wake(w->engine->budget);
 }
 
 void worker_queue_stats(struct rxd_worker *w, struct rxd_sched_stats *out)
@@ -518,6 +591,8 @@ void worker_stop(struct rxd_worker *w)
 
 	if (!w->started)
 		return;
+	if (w->engine->budget)
+		budget_set_notify(w->engine->budget, NULL, NULL);
 	pthread_mutex_lock(&w->lock);
 	w->stopping = true;
 	queued = sched_take_all(&w->sched);

@@ -489,6 +489,109 @@ END_TEST
 
 /* An owner whose queue ran empty starts again from nothing: idle time earns no credit to
  * spend later against a backlogged owner. */
+/* A job parked for memory (sched_park) is passed over: the others run, its owner's later
+ * ones too; it still counts as queued, can expire and be cancelled; once unparked it runs
+ * first of its owner's, its turn not charged. */
+START_TEST(test_park)
+{
+	struct rxd_sched s;
+	struct rxd_sched_stats st;
+	struct rxd_sched_job *j, *big;
+	size_t n;
+
+	sched_init(&s, 0, 0, 100);
+	submit_ok(&s, 1, 1, 50, 0, 0);
+	submit_ok(&s, 1, 2, 50, 0, 0);
+	submit_ok(&s, 2, 3, 50, 0, 0);
+	big = sched_next(&s);
+	ck_assert_uint_eq(big->request_id, 1);
+	ck_assert_int_eq(sched_park(&s, big), 0);
+	sched_stats(&s, &st);
+	ck_assert_uint_eq(st.queued, 3);
+	ck_assert_uint_eq(st.parked, 1);
+	/* Owner 1's second job and owner 2's run; the parked one does not. */
+	for (int i = 0; i < 2; i++) {
+		j = sched_next(&s);
+		ck_assert_ptr_nonnull(j);
+		ck_assert_uint_ne(j->request_id, 1);
+	}
+	ck_assert_ptr_null(sched_next(&s));
+	sched_stats(&s, &st);
+	ck_assert_uint_eq(st.queued, 1);
+	ck_assert_uint_eq(st.parked, 1);
+	/* Memory came back: it runs. */
+	sched_unpark_all(&s);
+	ck_assert_uint_eq(s.parked, 0);
+	ck_assert_ptr_eq(sched_next(&s), big);
+	ck_assert_uint_eq(s.queued, 0);
+
+	/* Parked, it can be cancelled, and it expires. */
+	submit_ok(&s, 3, 10, 10, 0, 0);
+	submit_ok(&s, 4, 11, 10, 2, 500);
+	j = sched_next(&s);
+	ck_assert_uint_eq(j->request_id, 11); /* the higher priority first */
+	ck_assert_int_eq(sched_park(&s, j), 0);
+	j = sched_next(&s);
+	ck_assert_uint_eq(j->request_id, 10);
+	ck_assert_int_eq(sched_park(&s, j), 0);
+	ck_assert_uint_eq(s.parked, 2);
+	ck_assert_ptr_null(sched_next(&s));
+	ck_assert_uint_eq(sched_next_deadline(&s), 500);
+	j = sched_expire(&s, 600, &n);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(j->request_id, 11);
+	ck_assert_uint_eq(s.parked, 1);
+	j = sched_cancel(&s, 3, 10);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(!j->parked);
+	ck_assert_uint_eq(s.parked, 0);
+	ck_assert_uint_eq(s.queued, 0);
+	sched_fini(&s);
+}
+END_TEST
+
+/* Two owners with endless work, one of them with a parked job at its head: the other
+ * gets every turn meanwhile; after unparking, the shares are equal again (DRR's bound). */
+START_TEST(test_park_fair)
+{
+	struct rxd_sched s;
+	struct rxd_sched_job *j, *parked;
+	uint64_t served[2] = { 0, 0 };
+
+	sched_init(&s, 0, 0, 64);
+	for (uint64_t i = 0; i < 200; i++) {
+		submit_ok(&s, 1, 1000 + i, 100, 0, 0);
+		submit_ok(&s, 2, 2000 + i, 100, 0, 0);
+	}
+	parked = sched_next(&s);
+	ck_assert_int_eq(sched_park(&s, parked), 0);
+	/* Owner 1's later jobs still run beside owner 2's: the park holds back one job. */
+	for (int i = 0; i < 100; i++) {
+		j = sched_next(&s);
+		ck_assert_ptr_ne(j, parked);
+		served[j->owner - 1] += j->cost;
+	}
+	ck_assert_uint_le(served[0] > served[1] ? served[0] - served[1] : served[1] - served[0],
+			  100 + 64);
+	sched_unpark_all(&s);
+	served[0] = served[1] = 0;
+	for (int i = 0; i < 100; i++) {
+		j = sched_next(&s);
+		served[j->owner - 1] += j->cost;
+	}
+	ck_assert_uint_le(served[0] > served[1] ? served[0] - served[1] : served[1] - served[0],
+			  100 + 64);
+	/* Everything parked: nothing to run, the queue intact. */
+	while ((j = sched_next(&s)))
+		ck_assert_int_eq(sched_park(&s, j), 0);
+	ck_assert_uint_eq(s.parked, s.queued);
+	ck_assert_uint_eq(s.queued, 400 - 200);
+	ck_assert_uint_eq(list_len(sched_take_all(&s)), 200);
+	ck_assert_uint_eq(s.parked, 0);
+	sched_fini(&s);
+}
+END_TEST
+
 START_TEST(test_no_credit_for_idle)
 {
 	struct rxd_sched s;
@@ -536,6 +639,8 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_remove_client);
 	tcase_add_test(tc, test_no_credit_for_idle);
+	tcase_add_test(tc, test_park);
+	tcase_add_test(tc, test_park_fair);
 	suite_add_tcase(s, tc);
 	return s;
 }
