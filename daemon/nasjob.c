@@ -251,9 +251,49 @@ static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p
 	const struct rxd_nas_ptensor *ti = &p->tensors[s->in], *to = &p->tensors[s->out];
 	struct rxd_nas_tensor x = { arena, (int64_t)ti->offset, p->batch, ti->c, ti->h, ti->w };
 	struct rxd_nas_tensor y = { arena, (int64_t)to->offset, p->batch, to->c, to->h, to->w };
-	struct rxd_nas_write wr = { s->c_off, s->accumulate, s->scale };
+	struct rxd_nas_write wr = { s->c_off, s->accumulate, s->scale, NULL, 0, 0.0f };
+	struct rxd_nas_tensor a;
 
+	if (s->add >= 0) {
+		const struct rxd_nas_ptensor *ta = &p->tensors[s->add];
+
+		a = (struct rxd_nas_tensor){ arena, (int64_t)ta->offset, p->batch, ta->c, ta->h,
+					     ta->w };
+		wr.add = &a;
+		wr.add_c_off = s->add_c_off;
+		wr.add_scale = s->add_scale;
+	}
 	switch (s->kind) {
+	case RXD_NAS_DWPW: {
+		const struct rxd_nas_ptensor *tm = &p->tensors[s->mid];
+		struct rxd_nas_tensor m = { arena, (int64_t)tm->offset, p->batch, tm->c, tm->h,
+					    tm->w };
+		struct rxd_nas_write put = { 0, false, 1.0f, NULL, 0, 0.0f };
+		struct rxd_nas_conv dw = { 0 }, pw = { 0 };
+		int ret;
+
+		dw.c_out = s->c_in;
+		dw.kh = s->kh;
+		dw.kw = s->kw;
+		dw.stride_h = s->sh;
+		dw.stride_w = s->sw;
+		dw.pad_h = s->ph;
+		dw.pad_w = s->pw;
+		dw.dil_h = s->dh;
+		dw.dil_w = s->dw;
+		dw.groups = s->groups;
+		dw.relu_in = s->relu_in;
+		dw.weight = dw.bias = wbuf;
+		dw.weight_off = (int64_t)s->w_off;
+		dw.bias_off = (int64_t)s->b_off;
+		pw.c_out = s->c_out;
+		pw.kh = pw.kw = pw.stride_h = pw.stride_w = pw.dil_h = pw.dil_w = pw.groups = 1;
+		pw.weight = pw.bias = wbuf;
+		pw.weight_off = (int64_t)s->w2_off;
+		pw.bias_off = (int64_t)s->b2_off;
+		ret = nasops_conv(ops, &x, &dw, &m, &put, span);
+		return ret < 0 ? ret : nasops_conv(ops, &m, &pw, &y, &wr, span);
+	}
 	case RXD_NAS_CONV: {
 		struct rxd_nas_conv cv = { 0 };
 

@@ -95,6 +95,49 @@ static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_
 	if (x && x->mem == y->mem && x->off < y->off + nasops_elems(y) &&
 	    y->off < x->off + nasops_elems(x))
 		return -EINVAL;
+	if (wr->add) {
+		const struct rxd_nas_tensor *a = wr->add;
+
+		if ((ret = nasops_check_tensor(a)) < 0)
+			return ret;
+		if (a->n != y->n || a->h != y->h || a->w != y->w || wr->add_c_off < 0 ||
+		    wr->add_c_off > a->c - c)
+			return -EINVAL;
+		if (a->mem == y->mem && a->off < y->off + nasops_elems(y) &&
+		    y->off < a->off + nasops_elems(a))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* The six ADD_ARGS of kernel k (kernels/nas.cl) from index first: wr's added tensor, or
+ * none (then y's buffer stands in, never read). */
+static int nasops_add_args(struct rxd_nasops *ops, int k, cl_uint first,
+			   const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr)
+{
+	const struct rxd_nas_tensor *a = wr->add;
+	cl_ulong a_off = a ? (cl_ulong)a->off : 0;
+	cl_int a_ctot = a ? a->c : 0, a_c_off = a ? wr->add_c_off : 0, has_add = a != NULL;
+	float add_scale = a ? wr->add_scale : 0.0f;
+	cl_kernel kk = ops->kernels[k];
+	cl_int e;
+
+	e = clSetKernelArg(kk, first, sizeof(cl_mem), a ? &a->mem : &y->mem);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 1, sizeof(cl_ulong), &a_off);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 2, sizeof(cl_int), &a_ctot);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 3, sizeof(cl_int), &a_c_off);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 4, sizeof(cl_int), &has_add);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 5, sizeof(float), &add_scale);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: the added tensor's arguments: %s", nasops_kernel_names[k],
+			device_strerror(e));
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -187,6 +230,8 @@ static int nasops_conv_direct(struct rxd_nasops *ops, const struct rxd_nas_tenso
 			  &cv->dil_h, sizeof(cl_int), &cv->dil_w, sizeof(cl_int), &cv->groups,
 			  sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift, sizeof(cl_int),
 			  &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_CONV, 30, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_CONV, (size_t)y->h * (size_t)y->w, (size_t)cv->c_out,
@@ -258,10 +303,12 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 			  sizeof(cl_int), &cv->dil_h, sizeof(cl_int), &cv->dil_w, sizeof(cl_int),
 			  &relu, sizeof(cl_int), &cv->in_shift, sizeof(cl_int), &acc,
 			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_DWCONV, 28, y, wr);
 	if (ret < 0)
 		return ret;
 	/* The patch: a __local argument, sized here with no value. */
-	e = clSetKernelArg(k, 28, patch_bytes, NULL);
+	e = clSetKernelArg(k, 34, patch_bytes, NULL);
 	if (e != CL_SUCCESS) {
 		log_msg(LOG_ERR, "nas_dwconv: local patch of %zu bytes: %s", patch_bytes,
 			device_strerror(e));
@@ -277,19 +324,23 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return ret;
 }
 
-/* y slice = scale * bias (+ y): what the GEMM then adds to. */
+/* y slice = scale * bias (bias may be NULL: 0) (+ the added tensor) (+ y): what the GEMM
+ * then adds to. */
 static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, int32_t c,
 		       int32_t hw, cl_mem bias, int64_t bias_off, const struct rxd_nas_write *wr,
 		       struct rxd_nas_span *span)
 {
 	cl_ulong y_off = (cl_ulong)y->off, b_off = (cl_ulong)bias_off;
-	cl_int acc = wr->accumulate;
+	cl_int acc = wr->accumulate, has_bias = bias != NULL;
 	int ret;
 
 	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
-			  sizeof(cl_mem), &bias, sizeof(cl_ulong), &b_off, sizeof(cl_int), &acc,
-			  sizeof(float), &wr->scale, (size_t)0);
+			  sizeof(cl_mem), bias ? &bias : &y->mem, sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_int), &acc, sizeof(float),
+			  &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_BIAS, 10, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_BIAS, (size_t)hw, (size_t)c, (size_t)y->n, 0, span);
@@ -378,7 +429,7 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 		if (ret < 0)
 			return ret;
 	}
-	if (cv->bias) {
+	if (cv->bias || wr->add) {
 		ret = nasops_bias(ops, y, cv->c_out, (int32_t)hwo, cv->bias, cv->bias_off, wr, span);
 		if (ret < 0)
 			return ret;
@@ -477,6 +528,8 @@ int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 			  &p->stride_h, sizeof(cl_int), &p->stride_w, sizeof(cl_int), &p->pad_h,
 			  sizeof(cl_int), &p->pad_w, sizeof(cl_int), &is_avg, sizeof(cl_int), &acc,
 			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_POOL, 20, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_POOL, (size_t)y->h * (size_t)y->w, (size_t)x->c,
@@ -502,6 +555,8 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
 			  &wr->c_off, sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
 			  &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_COPY, 11, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_COPY, (size_t)hw, (size_t)x->c, (size_t)x->n, 0, span);
@@ -516,6 +571,8 @@ int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *
 
 	if ((ret = nasops_check_io(NULL, y, c, wr)) < 0)
 		return ret;
+	if (wr->add)
+		return -EINVAL;
 	if (wr->accumulate)
 		return 0; /* adding zeros */
 	hw = y->h * y->w;
@@ -538,7 +595,7 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 
 	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
 		return ret;
-	if (y->h != 1 || y->w != 1)
+	if (y->h != 1 || y->w != 1 || wr->add)
 		return -EINVAL;
 	hw = x->h * x->w;
 	/* A power of two (the reduction halves it), no larger than the plane needs. */
@@ -573,7 +630,7 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 
 	if ((ret = nasops_check_io(x, y, l->out, wr)) < 0)
 		return ret;
-	if (y->h != 1 || y->w != 1)
+	if (y->h != 1 || y->w != 1 || wr->add)
 		return -EINVAL;
 	if ((ret = nasops_check_range(l->weight, l->weight_off, (int64_t)l->out * in)) < 0)
 		return ret;

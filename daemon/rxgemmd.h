@@ -706,6 +706,11 @@ struct rxd_nas_write {
 	int32_t c_off;               /* first channel of the slice */
 	bool accumulate;             /* add to what is there (false: overwrite) */
 	float scale;                 /* multiplies op(x); 1 except in weighted sums */
+	const struct rxd_nas_tensor *add; /* NULL, or a tensor of y's n, h and w whose channels
+				      * [add_c_off, + C) are added times add_scale (conv, pool
+				      * and copy only): an identity edge costs no step */
+	int32_t add_c_off;
+	float add_scale;
 };
 
 /* A convolution, BN folded into weight and bias (nas_fold: scale gamma / sqrt(var + eps) into each output channel). */
@@ -1455,6 +1460,8 @@ enum rxd_nas_step_kind {
 	RXD_NAS_ZERO,     /* zeros into the slice (never accumulating) */
 	RXD_NAS_GAP,      /* global average pool: c x h x w -> c x 1 x 1 */
 	RXD_NAS_LINEAR,   /* out[n][o] = sum_i in[n][i] w[o][i] + b[o] */
+	RXD_NAS_DWPW,     /* a depthwise CONV into tensor mid, then a 1x1 dense conv of mid
+			   * (w2_off, b2_off) into the slice: sep and dil convs' halves */
 	RXD_NAS_KINDS
 };
 
@@ -1474,7 +1481,8 @@ enum {
 #define RXD_NAS_MAX_SIZE 4096  /* input height and width */
 #define RXD_NAS_MAX_BATCH 65536
 #define RXD_NAS_MAX_STEPS 8    /* supernet nodes per cell */
-#define RXD_NAS_MAX_PLAN_STEPS 20000 /* steps of a plan (a 20-layer supernet has 4881) */
+#define RXD_NAS_MAX_PLAN_STEPS 20000 /* steps of a plan (a 20-layer supernet has 4881
+				      * unfused, 3201 fused) */
 #define RXD_NAS_BN_EPS 1e-5f
 #define RXD_NAS_ALIGN_FLOATS 64 /* tensors start at multiples of this in the arena */
 
@@ -1489,6 +1497,8 @@ struct rxd_nas_config {
 	int32_t steps, multiplier;  /* supernet: nodes per cell, nodes concatenated */
 	const float *alpha_normal;  /* supernet: [edges][RXD_NAS_PRIMITIVES] each, where */
 	const float *alpha_reduce;  /* edges = steps (steps + 3) / 2; copied by nas_build */
+	bool unfused;               /* one step per module: no DWPW, no adds (the tests
+				     * compare it with the fused plan) */
 };
 
 struct rxd_nas_ptensor {
@@ -1532,6 +1542,13 @@ struct rxd_nas_step {
 	uint64_t w_off, b_off; /* CONV, LINEAR: in the plan's weights, floats */
 	int32_t conv_param, bn_param, bn_c_off; /* what nas_fold reads; -1: none */
 	uint64_t macs;         /* multiply-adds per image */
+	int32_t mid;           /* DWPW: the depthwise half's output (c_in channels) */
+	int32_t conv2_param;   /* DWPW: the pointwise weight (bn_param is its BN) */
+	uint64_t w2_off, b2_off; /* DWPW: the pointwise weights in the plan's weights */
+	int32_t add, add_c_off; /* a tensor (-1: none) whose channels [add_c_off, + c_out),
+				 * of the output's size, are added times add_scale as the
+				 * slice is written: an identity edge summed into the node */
+	float add_scale;
 };
 
 struct rxd_nas_plan {

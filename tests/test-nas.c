@@ -405,6 +405,7 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 	double maxabs = 0;
 
 	build_ok(cfg, &p);
+	ck_assert(!cfg->unfused);
 	n_in = (size_t)cfg->batch * 3 * cfg->height * cfg->width;
 	n_out = (size_t)cfg->batch * cfg->classes;
 	blob = malloc(p.blob_floats * sizeof(float));
@@ -420,6 +421,35 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 	ck_assert_int_eq(refnas_run(&p, wts, in, l_packed, true), 0);
 	ck_assert_int_eq(refnas_run(&p, wts, in, l_flat, false), 0);
 	direct_forward(cfg, blob, (long)p.blob_floats, in, l_direct);
+	/* The unfused plan (one step per module) from the same blob: the fused steps compute
+	 * the same sums in the same order (a DWPW's halves, an identity added as the other
+	 * edge is written), so the logits agree to rounding. */
+	{
+		struct rxd_nas_config cu = *cfg;
+		struct rxd_nas_plan pu;
+		float *wu = NULL, *l_unfused = malloc(n_out * sizeof(float));
+
+		cu.unfused = true;
+		build_ok(&cu, &pu);
+		ck_assert_uint_eq(pu.blob_floats, p.blob_floats);
+		ck_assert_uint_eq(pu.param_count, p.param_count);
+		ck_assert_uint_eq(pu.macs, p.macs);
+		ck_assert_uint_eq(pu.n_params, p.n_params);
+		for (size_t i = 0; i < p.n_params; i++)
+			ck_assert_str_eq(pu.params[i].name, p.params[i].name);
+		ck_assert_uint_le(p.n_steps, pu.n_steps);
+		wu = malloc(pu.weight_floats * sizeof(float));
+		ck_assert(wu && l_unfused);
+		ck_assert_int_eq(nas_fold(&pu, blob, wu, &err), 0);
+		ck_assert_int_eq(refnas_run(&pu, wu, in, l_unfused, true), 0);
+		for (size_t i = 0; i < n_out; i++)
+			ck_assert_msg(fabs(l_unfused[i] - l_flat[i]) <= 1e-6 * (1 + fabs(l_flat[i])),
+				      "logit %zu: fused %g, unfused %g", i, (double)l_flat[i],
+				      (double)l_unfused[i]);
+		free(wu);
+		free(l_unfused);
+		nas_plan_free(&pu);
+	}
 	for (size_t i = 0; i < n_out; i++)
 		if (fabs(l_direct[i]) > maxabs)
 			maxabs = fabs(l_direct[i]);
@@ -520,6 +550,50 @@ START_TEST(direct_named)
 	/* Five: normal, reduction, normal (preprocess0 reduces), reduction, normal. */
 	cifar(&c, name, 2, 5, 8, 1);
 	check_against_direct(&c, 7);
+}
+END_TEST
+
+/* Every operation (refnas_op_genotype), fused and unfused, against the direct forward. */
+START_TEST(direct_ops)
+{
+	struct rxd_nas_config c;
+
+	/* normal, reduction, reduction: 12x12 so that FactorizedReduce sees even sizes. */
+	cifar(&c, NULL, 4, 3, 12, 2);
+	refnas_op_genotype(_i, false, &c.geno);
+	check_against_direct(&c, 100 + (uint64_t)_i);
+	/* One reduction cell on an odd, oblong input, batch 3 (skip_connect at stride 2 is a
+	 * FactorizedReduce: even then). */
+	cifar(&c, NULL, 2, 1, _i == RXD_OP_SKIP_CONNECT ? 10 : 9, 3);
+	c.width = _i == RXD_OP_SKIP_CONNECT ? 6 : 7;
+	refnas_op_genotype(_i, true, &c.geno);
+	check_against_direct(&c, 200 + (uint64_t)_i);
+}
+END_TEST
+
+/* DARTS_V2 on CIFAR at the paper's size: 513 steps unfused, at most 300 fused (the fusion
+ * is the plan's, so every device runs this many). */
+START_TEST(steps_bound)
+{
+	struct rxd_nas_config c;
+	struct rxd_nas_plan p, pu;
+	size_t kinds[RXD_NAS_KINDS] = { 0 };
+
+	cifar(&c, "DARTS_V2", 36, 20, 32, 1);
+	build_ok(&c, &p);
+	c.unfused = true;
+	build_ok(&c, &pu);
+	ck_assert_uint_eq(pu.n_steps, 513);
+	ck_assert_uint_le(p.n_steps, 300);
+	for (size_t i = 0; i < p.n_steps; i++)
+		kinds[p.steps[i].kind]++;
+	/* 5 sep_conv and 1 dil_conv in each of 18 normal cells: 11 DWPW each; the identity
+	 * edges make no copies (what copies remain are the concats). */
+	ck_assert_uint_eq(kinds[RXD_NAS_DWPW], 18 * 11);
+	ck_assert_uint_eq(kinds[RXD_NAS_COPY], 20);
+	ck_assert_uint_eq(p.param_count, pu.param_count);
+	nas_plan_free(&p);
+	nas_plan_free(&pu);
 }
 END_TEST
 
@@ -824,6 +898,8 @@ int main(void)
 	tcase_add_test(tc, counts_by_hand);
 	tcase_add_test(tc, counts_paper);
 	tcase_add_loop_test(tc, direct_named, 0, 4);
+	tcase_add_loop_test(tc, direct_ops, RXD_OP_NONE, RXD_OP_COUNT);
+	tcase_add_test(tc, steps_bound);
 	tcase_add_test(tc, direct_imagenet);
 	tcase_add_test(tc, direct_supernet);
 	tcase_add_test(tc, packing_bounds);
