@@ -265,8 +265,11 @@ static void emit_conv(struct builder *b, const struct conv *c)
 	p->weight_floats += (uint64_t)c->cout * (s->c_in / c->groups) * c->kh * c->kw;
 	s->b_off = p->weight_floats;
 	p->weight_floats += (uint64_t)c->cout;
-	s->macs = (uint64_t)c->cout * (s->c_in / c->groups) * c->kh * c->kw * (uint64_t)ho *
-		  (uint64_t)wo;
+	/* A BN alone (a supernet pool's, folded into a depthwise 1x1) is no convolution of
+	 * the network: BN is not counted (docs/NAS.md). */
+	if (c->conv_param >= 0)
+		s->macs = (uint64_t)c->cout * (s->c_in / c->groups) * c->kh * c->kw *
+			  (uint64_t)ho * (uint64_t)wo;
 	p->macs += s->macs;
 }
 
@@ -748,6 +751,57 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 	return b->rc ? -1 : outt;
 }
 
+/* Whether an ImageNet network of layers cells builds from an input side of n: the stem
+ * halves it three times, each reduction cell once more; FactorizedReduce (cell 0's
+ * preprocess0 on the stem0 map, and the preprocess0 of the cell after each reduction on the
+ * map before it) needs an even side; the last map must be 7 for the 7x7 average pool.
+ * The same walk as nas_build's, on one side. */
+static bool imagenet_side_ok(int32_t n, int32_t layers)
+{
+	int32_t prev, cur;
+
+	n = half(half(n));
+	if (n % 2)
+		return false;
+	prev = n;
+	cur = half(n);
+	for (int32_t i = 0; i < layers; i++) {
+		bool reduction = i == layers / 3 || i == 2 * layers / 3;
+		bool prev_reduced = i > 0 && (i - 1 == layers / 3 || i - 1 == 2 * layers / 3);
+		int32_t out = reduction ? half(cur) : cur;
+
+		if (prev_reduced && prev % 2)
+			return false;
+		prev = cur;
+		cur = out;
+	}
+	return cur == 7;
+}
+
+/* An ImageNet input side that does not build: an error naming the sides that do (a range
+ * where they are one, as 221 to 224 for 14 cells). */
+static int imagenet_size_error(const struct rxd_nas_config *cfg, struct rxd_error *err)
+{
+	int32_t lo = 0, hi = 0, count = 0;
+
+	for (int32_t n = 1; n <= RXD_NAS_MAX_SIZE; n++)
+		if (imagenet_side_ok(n, cfg->layers)) {
+			lo = lo ? lo : n;
+			hi = n;
+			count++;
+		}
+	if (!count)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "an ImageNet network of %d cells "
+				 "cannot end in the 7x7 map its average pool needs at any input size",
+				 cfg->layers);
+	return error_set(err, RXD_S_INVALID_ARGUMENT,
+			 "the input is %dx%d; an ImageNet network of %d cells needs height and width "
+			 "%s%d to %d (its last map must be 7x7 for the 7x7 average pool, and "
+			 "FactorizedReduce needs even sizes)",
+			 cfg->height, cfg->width, cfg->layers, count == hi - lo + 1 ? "" : "among ",
+			 lo, hi);
+}
+
 static int check_config(const struct rxd_nas_config *cfg, struct rxd_error *err)
 {
 	if (cfg->family != RXD_NAS_CIFAR && cfg->family != RXD_NAS_IMAGENET) {
@@ -774,6 +828,12 @@ static int check_config(const struct rxd_nas_config *cfg, struct rxd_error *err)
 	    cfg->width > RXD_NAS_MAX_SIZE) {
 		error_set(err, RXD_S_INVALID_ARGUMENT, "the input is %dx%d; height and width must "
 			  "be 1 to %d", cfg->height, cfg->width, RXD_NAS_MAX_SIZE);
+		return -EINVAL;
+	}
+	if (cfg->family == RXD_NAS_IMAGENET && !cfg->supernet &&
+	    (!imagenet_side_ok(cfg->height, cfg->layers) ||
+	     !imagenet_side_ok(cfg->width, cfg->layers))) {
+		imagenet_size_error(cfg, err);
 		return -EINVAL;
 	}
 	if (cfg->batch < 1 || cfg->batch > RXD_NAS_MAX_BATCH) {
@@ -968,9 +1028,8 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struc
 	if (!b.rc && cfg->family == RXD_NAS_IMAGENET &&
 	    (plan->tensors[s1].h != 7 || plan->tensors[s1].w != 7))
 		berr(&b, -EINVAL,
-		     "an ImageNet network's last map must be 7x7 for its 7x7 average pool; a "
-		     "%dx%d input makes it %dx%d (use 224x224)",
-		     h, w, plan->tensors[s1].h, plan->tensors[s1].w);
+		     "internal: an ImageNet network's last map is %dx%d from a %dx%d input",
+		     plan->tensors[s1].h, plan->tensors[s1].w, h, w);
 	gap = add_tensor(&b, C_p, 1, 1);
 	add_step(&b, RXD_NAS_GAP, s1, 0, C_p, gap, 0, C_p, false, 1.0f);
 	plan->output = add_tensor(&b, cfg->classes, 1, 1);

@@ -73,6 +73,10 @@ static struct T relu(struct T x)
 	return t;
 }
 
+/* Multiply-adds per image of the convolutions and the classifier of the last direct
+ * forward pass, counted as they run (docs/NAS.md's convention: no BN, pools, ReLU or sums). */
+static uint64_t g_macs;
+
 static struct T conv(struct T x, int cout, int kh, int kw, int sh, int sw, int ph, int pw, int dil,
 		     int groups)
 {
@@ -81,6 +85,8 @@ static struct T conv(struct T x, int cout, int kh, int kw, int sh, int sw, int p
 	int cin_g = x.c / groups, cout_g = cout / groups;
 	const float *wt = take((long)cout * cin_g * kh * kw);
 	struct T y = tnew(x.n, cout, ho, wo);
+
+	g_macs += (uint64_t)cout * cin_g * kh * kw * ho * wo;
 
 	for (int b = 0; b < x.n; b++)
 		for (int co = 0; co < cout; co++)
@@ -316,6 +322,7 @@ static void direct_forward(const struct rxd_nas_config *cfg, const float *blob, 
 
 	g_cur = blob;
 	g_end = blob + blob_floats;
+	g_macs = 0;
 	memcpy(x.v, input, (size_t)tsize(x) * sizeof(float));
 	if (cfg->family == RXD_NAS_CIFAR) {
 		s0 = conv(x, 3 * C, 3, 3, 1, 1, 1, 1, 1, 1);
@@ -351,6 +358,8 @@ static void direct_forward(const struct rxd_nas_config *cfg, const float *blob, 
 	}
 	{
 		const float *w = take((long)cfg->classes * s1.c), *b = take(cfg->classes);
+
+		g_macs += (uint64_t)cfg->classes * s1.c;
 
 		for (int n = 0; n < cfg->batch; n++)
 			for (int o = 0; o < cfg->classes; o++) {
@@ -462,6 +471,9 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 			      (double)l_direct[i]);
 	}
 	ck_assert_uint_ge(p.arena_floats, p.live_peak_floats);
+	/* The plan's multiply-adds are those the forward pass made (the supernet's pools'
+	 * BN, folded into a 1x1 step, is not a convolution). */
+	ck_assert_uint_eq(p.macs, g_macs);
 	free(blob);
 	free(wts);
 	free(in);
@@ -694,8 +706,28 @@ START_TEST(errors)
 	cifar(&c, "DARTS_V2", 4, 3, 128, 1); /* ends 4x4 */
 	c.family = RXD_NAS_IMAGENET;
 	build_fails(&c, -EINVAL, "7x7");
-	c.C = 5;
+	/* ImageNet at 14 cells: every side from 221 to 224 works (the stem's and the
+	 * reductions' halvings round up; FactorizedReduce wants 56, 28 and 14), and the
+	 * refusal says so. */
+	c.C = 4;
+	c.layers = 14;
+	for (int32_t h = 219; h <= 226; h++)
+		for (int32_t w = 220; w <= 225; w += w == 221 ? 3 : 1) {
+			struct rxd_nas_plan q;
+
+			c.height = h;
+			c.width = w;
+			if (h >= 221 && h <= 224 && w >= 221 && w <= 224) {
+				build_ok(&c, &q);
+				ck_assert_int_eq(q.tensors[q.steps[q.n_steps - 2].in].h, 7);
+				nas_plan_free(&q);
+			} else {
+				build_fails(&c, -EINVAL, "needs height and width 221 to 224");
+			}
+		}
 	c.height = c.width = 224;
+	c.layers = 3;
+	c.C = 5;
 	build_fails(&c, -EINVAL, "even C");
 	cifar(&c, "DARTS_V2", 0, 3, 8, 1);
 	build_fails(&c, -EINVAL, "C is 0");
