@@ -467,6 +467,10 @@ struct rxg_nas_args {
 	 * evaluations: n_weights (the input's) floats exactly. NULL: as above. */
 	struct rxg_tensor *weights_tensor;
 	struct rxg_tensor *input_tensor;
+	/* Non-zero: by_op and by_cell, every step's kernels timed by events, which costs device
+	 * time (the result's profiled and unprofiled_median_ns say how much). Zero: the runs
+	 * are timed from their first kernel to their last, the breakdowns are empty. */
+	int want_breakdown;
 };
 
 struct rxg_nas_part {
@@ -476,8 +480,8 @@ struct rxg_nas_part {
 };
 
 /* Allocated by rxg_nas_eval, freed by rxg_nas_result_free. The parts of by_op, and those
- * of by_cell, each add up to latency_mean_ns (when the device gives profiling times;
- * both are empty otherwise). */
+ * of by_cell, each add up to latency_mean_ns (when asked for with want_breakdown and the
+ * device gives profiling times; both are empty otherwise). */
 struct rxg_nas_result {
 	char *genotype;              /* printed; "" for the supernet */
 	uint64_t params;             /* the paper's count (conv, BN weight/bias, classifier) */
@@ -495,6 +499,9 @@ struct rxg_nas_result {
 	size_t n_by_op;
 	struct rxg_nas_part *by_cell; /* stem, cell 0 .. cell layers-1, head */
 	size_t n_by_cell;
+	int profiled;                /* the timed runs had every step timed (the breakdowns):
+				      * the latencies include what that cost */
+	uint64_t unprofiled_median_ns; /* profiled: the median of as many runs without it */
 };
 
 /* Evaluate one network and wait for it. RXG_OK with *out set, or an error code (the reason

@@ -25,6 +25,7 @@ struct rxd_nas_job {
 	uint64_t weight_seed, input_seed; /* made on the device thread when not sent */
 	uint32_t warmup, repeat;
 	bool want_logits;
+	bool want_breakdown;           /* every step timed by events */
 	char genotype[RXD_GENOTYPE_TEXT_MAX];
 	/* results (device thread) */
 	float *logits;                 /* batch x classes */
@@ -36,6 +37,8 @@ struct rxd_nas_job {
 	int32_t piece;
 	uint32_t runs;                 /* timed runs made (fewer than repeat past the time cap) */
 	bool profiled;                 /* the breakdowns were measured */
+	uint64_t *unprof_ns;           /* profiled: runs without the per-step events */
+	uint32_t unprof_runs;
 	uint64_t peak_bytes, act_bytes;
 	/* nas_job_result's parts and the cells' names */
 	struct rxd_nas_part *parts;
@@ -44,8 +47,10 @@ struct rxd_nas_job {
 
 uint64_t nas_job_flops(const struct rxd_nas_job *nj)
 {
-	/* 2 FLOPs per multiply-add, every image, every run; saturating, for the scheduler. */
-	uint64_t runs = (uint64_t)nj->warmup + nj->repeat, f = 2 * nj->plan.macs;
+	/* 2 FLOPs per multiply-add, every image, every run (with a breakdown, the timed runs
+	 * twice: with and without the events); saturating, for the scheduler. */
+	uint64_t runs = (uint64_t)nj->warmup + nj->repeat * (nj->want_breakdown ? 2u : 1u);
+	uint64_t f = 2 * nj->plan.macs;
 
 	if (__builtin_mul_overflow(f, (uint64_t)nj->cfg.batch, &f) ||
 	    __builtin_mul_overflow(f, runs ? runs : 1, &f))
@@ -85,6 +90,7 @@ void nas_job_free(struct rxd_nas_job *nj)
 	free(nj->input_owned);
 	free(nj->logits);
 	free(nj->run_ns);
+	free(nj->unprof_ns);
 	free(nj->cell_ns);
 	free(nj->cell_steps);
 	free(nj->parts);
@@ -137,6 +143,7 @@ int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 	nj->warmup = ev->warmup;
 	nj->repeat = ev->repeat;
 	nj->want_logits = ev->want_logits;
+	nj->want_breakdown = ev->want_breakdown;
 	rc = nas_build(c, &nj->plan, err);
 	if (rc < 0) {
 		st = err->status; /* nas_build's: invalid, too big or out of memory */
@@ -355,19 +362,28 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* One run of one piece: upload its images, enqueue every step, wait. timed: add each
- * step's time (from its first kernel's start to the next step's, the last to its end, so
- * that the parts add up to the whole) to the breakdown; *ns gets the piece's time.
+/* How a run is timed. Events cost device time (on a GPU, a few microseconds a kernel at
+ * small batches), so a step's kernels get them only when the breakdown is asked for. */
+enum nas_timing {
+	NAS_UNTIMED,  /* a warm-up */
+	NAS_TIMED,    /* the pass from its first kernel's start to its last kernel's end */
+	NAS_PROFILED, /* and every step: the breakdowns */
+};
+
+/* One run of one piece: upload its images, enqueue every step, wait. *ns gets the piece's
+ * time; NAS_PROFILED also adds each step's time (from its first kernel's start to the next
+ * step's, the last to its end, so that the parts add up to the whole) to the breakdown.
  * logits (may be NULL) receives the piece's. */
 static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 			 const struct rxd_nas_plan *p, int32_t first_image, cl_mem arena,
-			 cl_mem wbuf, struct rxd_nas_span *spans, bool timed, uint64_t *ns,
-			 float *logits, struct rxd_error *err)
+			 cl_mem wbuf, struct rxd_nas_span *spans, enum nas_timing timing,
+			 uint64_t *ns, float *logits, struct rxd_error *err)
 {
 	cl_command_queue q = ops->dev->queue;
 	uint64_t per_image = (uint64_t)3 * nj->cfg.height * nj->cfg.width, t0, first = 0, prev = 0;
 	size_t prev_step = 0;
-	bool prof = timed && ops->dev->profiling;
+	bool prof = timing != NAS_UNTIMED && ops->dev->profiling;
+	bool every = prof && timing == NAS_PROFILED;
 	cl_int e;
 	int rc = 0;
 
@@ -384,7 +400,9 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 	for (size_t i = 0; i < p->n_steps; i++) {
 		const struct rxd_nas_step *s = &p->steps[i];
 
-		rc = nas_enqueue_step(ops, p, s, arena, wbuf, prof ? &spans[i] : NULL);
+		rc = nas_enqueue_step(ops, p, s, arena, wbuf,
+				      every || (prof && (i == 0 || i + 1 == p->n_steps)) ? &spans[i]
+											: NULL);
 		if (rc < 0) {
 			clFinish(q);
 			error_set(err, RXD_S_DEVICE, "step %zu (%s, %s, cell %d) could not be "
@@ -400,7 +418,13 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 		goto out;
 	}
 	*ns = now_ns() - t0;
-	if (prof) {
+	if (prof && !every && spans[0].first && spans[p->n_steps - 1].last) {
+		uint64_t start = nas_event_time(spans[0].first, CL_PROFILING_COMMAND_START);
+		uint64_t end = nas_event_time(spans[p->n_steps - 1].last, CL_PROFILING_COMMAND_END);
+
+		if (start && end > start)
+			*ns = end - start;
+	} else if (every) {
 		bool any = false;
 
 		for (size_t i = 0; i < p->n_steps; i++) {
@@ -549,17 +573,18 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 	if (piece < batch && b)
 		budget_note_split(b);
 	nj->piece = piece;
-	nj->profiled = ops->dev->profiling;
+	nj->profiled = ops->dev->profiling && nj->want_breakdown;
 	nj->act_bytes = abytes;
 	nj->peak_bytes = wbytes + abytes + scratch;
 	weights = malloc(wbytes);
 	spans = calloc(pp.n_steps > pr.n_steps ? pp.n_steps : pr.n_steps, sizeof(*spans));
 	nj->run_ns = calloc(nj->repeat, sizeof(uint64_t));
+	nj->unprof_ns = calloc(nj->repeat, sizeof(uint64_t));
 	nj->cell_ns = calloc((size_t)nj->cfg.layers + 2, sizeof(uint64_t));
 	nj->cell_steps = calloc((size_t)nj->cfg.layers + 2, sizeof(uint32_t));
 	if (nj->want_logits)
 		nj->logits = malloc((size_t)batch * nj->cfg.classes * sizeof(float));
-	if (!weights || !spans || !nj->run_ns || !nj->cell_ns || !nj->cell_steps ||
+	if (!weights || !spans || !nj->run_ns || !nj->unprof_ns || !nj->cell_ns || !nj->cell_steps ||
 	    (nj->want_logits && !nj->logits)) {
 		st = error_set(err, RXD_S_NO_MEMORY, "out of host memory for the network");
 		goto out;
@@ -623,8 +648,11 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 					    ? nj->logits + (size_t)first * nj->cfg.classes
 					    : NULL;
 
-			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans, timed, &ns, lg,
-					   err);
+			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans,
+					   !timed ? NAS_UNTIMED
+					   : nj->profiled ? NAS_PROFILED
+							  : NAS_TIMED,
+					   &ns, lg, err);
 			if (rc < 0) {
 				st = RXD_S_DEVICE;
 				goto out;
@@ -633,6 +661,27 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_budge
 		}
 		if (timed)
 			nj->run_ns[nj->runs++] = total;
+	}
+	/* What the breakdown cost: as many runs again without the per-step events (within the
+	 * time cap). */
+	for (uint32_t r = 0; nj->profiled && r < nj->runs; r++) {
+		uint64_t total = 0;
+
+		if (now_ns() - job_start > NAS_MAX_JOB_NS && r > 0)
+			break;
+		for (int32_t first = 0; first < batch; first += piece) {
+			const struct rxd_nas_plan *p = batch - first >= piece ? &pp : &pr;
+			uint64_t ns = 0;
+
+			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans, NAS_TIMED, &ns,
+					   NULL, err);
+			if (rc < 0) {
+				st = RXD_S_DEVICE;
+				goto out;
+			}
+			total += ns;
+		}
+		nj->unprof_ns[nj->unprof_runs++] = total;
 	}
 out:
 	/* Nothing enqueued may use the buffers once they go back: the scratch too, which
@@ -724,6 +773,11 @@ int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r)
 	}
 	if (!nj->profiled)
 		r->n_by_op = r->n_by_cell = 0;
+	r->profiled = nj->profiled;
+	if (nj->profiled && nj->unprof_runs) {
+		qsort(nj->unprof_ns, nj->unprof_runs, sizeof(uint64_t), cmp_u64);
+		r->unprofiled_median_ns = nj->unprof_ns[(nj->unprof_runs - 1) / 2];
+	}
 	if (nj->logits) {
 		r->logits = nj->logits;
 		r->logits_bytes = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);

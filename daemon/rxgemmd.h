@@ -1603,6 +1603,7 @@ struct rxd_nas_eval {
 	struct rxd_nas_config cfg;
 	uint32_t warmup, repeat;     /* at most RXD_NAS_MAX_*; repeat >= 1 */
 	bool want_logits;
+	bool want_breakdown;         /* every step timed by events (by_op, by_cell) */
 	uint64_t weight_seed, input_seed;
 	const uint8_t *weights;      /* the state_dict blob sent, or NULL: seeded */
 	size_t weights_bytes;
@@ -1626,7 +1627,9 @@ struct rxd_nas_result {
 	uint64_t latency_median_ns, latency_p90_ns, latency_mean_ns;
 	const uint64_t *run_ns;
 	size_t n_run_ns;
-	const struct rxd_nas_part *by_op, *by_cell; /* empty without profiling */
+	const struct rxd_nas_part *by_op, *by_cell; /* empty unless profiled */
+	bool profiled;               /* every step's kernels were timed by events */
+	uint64_t unprofiled_median_ns; /* profiled: the median of runs without that */
 	size_t n_by_op, n_by_cell;
 	const float *logits;         /* NULL unless asked for */
 	size_t logits_bytes;

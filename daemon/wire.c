@@ -772,6 +772,8 @@ static int wire_nas_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r,
 	r->latency_median_ns = res.latency_median_ns;
 	r->latency_p90_ns = res.latency_p90_ns;
 	r->latency_mean_ns = res.latency_mean_ns;
+	r->profiled = res.profiled;
+	r->unprofiled_median_ns = res.unprofiled_median_ns;
 	for (size_t i = 0; i < n; i++) {
 		const struct rxd_nas_part *q = i < res.n_by_op ? &res.by_op[i]
 							       : &res.by_cell[i - res.n_by_op];

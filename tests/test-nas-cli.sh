@@ -46,14 +46,14 @@ S=$TL_DAEMON_SOCKET
 R=("$RXGEMM" --socket "$S")
 SMALL=(--C 4 --layers 3 --size 8 --batch 2 --warmup 1 --repeat 3)
 
-if tl_run "nas report" 0 "${R[@]}" nas --genotype NASNet "${SMALL[@]}"; then
+if tl_run "nas report" 0 "${R[@]}" nas --genotype NASNet "${SMALL[@]}" --breakdown; then
 	tl_expect_output "nas report" "sep_conv_7x7" && tl_expect_output "nas report" "median" &&
 		tl_expect_output "nas report" "cell 2" && tl_ok "nas prints the report and its breakdowns"
 fi
-if tl_run "nas json" 0 "${R[@]}" nas "${SMALL[@]}" --json --logits-out "$T/a.npy"; then
+if tl_run "nas json" 0 "${R[@]}" nas "${SMALL[@]}" --breakdown --json --logits-out "$T/a.npy"; then
 	cp "$TL_OUT" "$T/nas.json"
 	tl_json "nas json" "$T/nas.json" \
-		"d['batch'] == 2 and len(d['run_ns']) == 3 and d['params'] > 0 and d['macs'] > 0 and len(d['by_cell']) == 5 and sum(p['steps'] for p in d['by_op']) == d['steps'] and (not d['by_op'] or d['latency_mean_ns'] - len(d['by_op']) <= sum(p['ns'] for p in d['by_op']) <= d['latency_mean_ns']) and 'dil_conv_3x3' in d['genotype']" &&
+		"d['batch'] == 2 and len(d['run_ns']) == 3 and d['params'] > 0 and d['macs'] > 0 and len(d['by_cell']) == 5 and sum(p['steps'] for p in d['by_op']) == d['steps'] and (not d['by_op'] or d['latency_mean_ns'] - len(d['by_op']) <= sum(p['ns'] for p in d['by_op']) <= d['latency_mean_ns']) and 'dil_conv_3x3' in d['genotype'] and d['profiled'] == bool(d['by_op']) and (not d['profiled'] or d['unprofiled_median_ns'] > 0)" &&
 		tl_ok "nas --json: counts, three runs, breakdowns adding up to the mean"
 	# A .npy of 2 x 10 float32: header says so and 80 bytes of data follow it.
 	size=$(wc -c <"$T/a.npy")
@@ -62,6 +62,12 @@ if tl_run "nas json" 0 "${R[@]}" nas "${SMALL[@]}" --json --logits-out "$T/a.npy
 	else
 		tl_fail "nas --logits-out: unexpected file ($size bytes)"
 	fi
+fi
+if tl_run "nas json, no breakdown" 0 "${R[@]}" nas "${SMALL[@]}" --json; then
+	cp "$TL_OUT" "$T/nas-plain.json"
+	tl_json "nas json, no breakdown" "$T/nas-plain.json" \
+		"d['by_op'] == [] and d['by_cell'] == [] and d['profiled'] is False and 'unprofiled_median_ns' not in d and d['latency_median_ns'] > 0" &&
+		tl_ok "nas --json without --breakdown: no breakdowns, not profiled"
 fi
 # The same seeds give the same logits; another weight seed does not.
 if tl_run "nas again" 0 "${R[@]}" nas "${SMALL[@]}" --logits-out "$T/b.npy"; then

@@ -90,6 +90,10 @@ static void check_parts(const struct rxg_nas_result *r, int layers)
 		ck_assert_uint_ge(sum_cell + r->n_by_cell, r->latency_mean_ns);
 	}
 	ck_assert_uint_le(r->latency_median_ns, r->latency_p90_ns);
+	/* Asked for and made: the device's profiling times; the runs without them too. */
+	ck_assert_int_eq(r->profiled, r->n_by_op > 0);
+	if (r->profiled)
+		ck_assert_uint_gt(r->unprofiled_median_ns, 0);
 }
 
 START_TEST(whole_network)
@@ -123,6 +127,7 @@ START_TEST(whole_network)
 	a.warmup = 1;
 	a.repeat = 3;
 	a.logits = logits;
+	a.want_breakdown = 1;
 	rc = rxg_nas_eval(g_c, &a, &r);
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	compare(logits, want, 20);
@@ -160,6 +165,11 @@ START_TEST(whole_network)
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	compare(logits, want, 20);
 	ck_assert_uint_eq(r->n_runs, 1);
+	/* No breakdown asked for: none made, no step timed. */
+	ck_assert_uint_eq(r->n_by_op, 0);
+	ck_assert_uint_eq(r->n_by_cell, 0);
+	ck_assert_int_eq(r->profiled, 0);
+	ck_assert_uint_gt(r->latency_median_ns, 0);
 	rxg_nas_result_free(r);
 	float logits_inline[2 * 10];
 	memcpy(logits_inline, logits, sizeof(logits));
@@ -302,6 +312,7 @@ START_TEST(supernet)
 	a.weight_seed = 8;
 	a.input = in;
 	a.logits = logits;
+	a.want_breakdown = 1;
 	rc = rxg_nas_eval(g_c, &a, &r);
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	compare(logits, want, 10);
@@ -419,6 +430,7 @@ START_TEST(split_batch)
 	a.input = in;
 	a.logits = logits;
 	a.repeat = 2;
+	a.want_breakdown = 1;
 	rc = rxg_nas_eval(g_c, &a, &r);
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	ck_assert_int_lt(r->batch_piece, 12);

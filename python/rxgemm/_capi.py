@@ -143,6 +143,7 @@ class NasArgs(ctypes.Structure):
         ("weights_buf", c_void_p), ("weights_offset", c_size_t),
         ("input_buf", c_void_p), ("input_offset", c_size_t),
         ("weights_tensor", c_void_p), ("input_tensor", c_void_p),
+        ("want_breakdown", ctypes.c_int),
     ]
 
 
@@ -160,6 +161,7 @@ class NasResult(ctypes.Structure):
         ("run_ns", ctypes.POINTER(c_uint64)), ("n_runs", c_size_t),
         ("by_op", ctypes.POINTER(NasPart)), ("n_by_op", c_size_t),
         ("by_cell", ctypes.POINTER(NasPart)), ("n_by_cell", c_size_t),
+        ("profiled", ctypes.c_int), ("unprofiled_median_ns", c_uint64),
     ]
 
 

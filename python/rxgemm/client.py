@@ -602,7 +602,7 @@ class Client:
     def nas_eval(self, genotype, dataset="cifar10", C=None, layers=None, batch=None,
                  weights=None, input=None, alphas=None, *, classes=None, height=None,
                  width=None, steps=None, multiplier=None, weight_seed=0, input_seed=0,
-                 warmup=0, repeat=1, logits=True):
+                 warmup=0, repeat=1, logits=True, breakdown=False):
         """Evaluate a DARTS network on the daemon's device (docs/NAS.md).
 
         genotype: a name ("DARTS_V2"), the reference's printed Genotype(...) text, or a
@@ -611,13 +611,16 @@ class Client:
         docs/NAS.md lays out); None for the seeded init. input: batch x 3 x H x W float32;
         None for the seeded one. alphas: (alpha_normal, alpha_reduce), each edges x 8.
         C, layers, classes, height, width: None for the dataset's defaults.
-        Returns a dict: params, macs, latency_*_ns, run_ns, by_op, by_cell, ..., and
-        logits (batch x classes) unless logits=False."""
+        breakdown: time every step (by_op, by_cell; the events cost device time, and
+        unprofiled_median_ns says how much).
+        Returns a dict: params, macs, latency_*_ns, run_ns, by_op, by_cell, profiled, ...,
+        and logits (batch x classes) unless logits=False."""
         from . import nas
         args, keep, out = nas.build_args(genotype, dataset, C, layers, classes, height,
                                          width, batch, weights, input, alphas, steps,
                                          multiplier, weight_seed, input_seed, warmup,
                                          repeat, logits)
+        args.want_breakdown = int(bool(breakdown))
         p = ctypes.POINTER(_capi.NasResult)()
         _check(lib.rxg_nas_eval(self._handle(), ctypes.byref(args), ctypes.byref(p)), self._h)
         try:
