@@ -425,6 +425,14 @@ struct rxg_status {
 	uint64_t shm_jobs;                /* GEMMs that read or wrote a buffer */
 	uint64_t shm_jobs_in_place;       /* of them, run on the buffers in place (devices that
 					   * work on host memory): no copy at all */
+	/* The NAS plan cache: planned networks kept for the next job on them. */
+	uint32_t nas_plan_cache_capacity; /* plans it may keep; 0: none */
+	uint32_t nas_plan_cache_entries;  /* kept now */
+	uint64_t nas_plan_cache_hits;     /* handed out again (a job plans twice: the whole
+					   * batch, then its piece on the device) */
+	uint64_t nas_plan_cache_misses;   /* built */
+	uint64_t nas_plan_cache_evictions; /* dropped for room, the least recently used */
+	uint64_t nas_plan_cache_bytes;    /* host memory of the plans kept */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

@@ -18,6 +18,7 @@ struct rxd_nas_job {
 	struct rxd_nas_config cfg;
 	float *alpha;                  /* owned copies of the supernet's alphas */
 	struct rxd_nas_plan plan;      /* of the whole batch: counts and the reply's figures */
+	struct rxd_nas_cache *cache;   /* where plans come from (NULL: built every time) */
 	const float *blob;             /* into the request, or blob_owned */
 	float *blob_owned;
 	const float *input;            /* into the request, or input_owned */
@@ -111,7 +112,8 @@ static const float *nas_floats(const uint8_t *data, size_t len, float **owned)
 }
 
 int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err)
+		    uint64_t max_reply_bytes, struct rxd_nas_cache *cache,
+		    struct rxd_nas_job **out, struct rxd_error *err)
 {
 	struct rxd_nas_job *nj = calloc(1, sizeof(*nj));
 	struct rxd_nas_config *c;
@@ -144,7 +146,8 @@ int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 	nj->repeat = ev->repeat;
 	nj->want_logits = ev->want_logits;
 	nj->want_breakdown = ev->want_breakdown;
-	rc = nas_build(c, &nj->plan, err);
+	nj->cache = cache;
+	rc = nascache_build(cache, c, &nj->plan, err);
 	if (rc < 0) {
 		st = err->status; /* nas_build's: invalid, too big or out of memory */
 		goto out;
@@ -248,7 +251,7 @@ static int nas_piece_plan(const struct rxd_nas_job *nj, int32_t batch, struct rx
 	struct rxd_nas_config c = nj->cfg;
 
 	c.batch = batch;
-	return nas_build(&c, p, err);
+	return nascache_build(nj->cache, &c, p, err);
 }
 
 static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p,

@@ -1062,6 +1062,28 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struc
 	return 0;
 }
 
+int nas_plan_copy(struct rxd_nas_plan *dst, const struct rxd_nas_plan *src)
+{
+	*dst = *src;
+	dst->tensors = malloc(src->n_tensors * sizeof(*src->tensors));
+	dst->steps = malloc(src->n_steps * sizeof(*src->steps));
+	dst->params = malloc((src->n_params ? src->n_params : 1) * sizeof(*src->params));
+	if (!dst->tensors || !dst->steps || !dst->params) {
+		nas_plan_free(dst);
+		return -ENOMEM;
+	}
+	memcpy(dst->tensors, src->tensors, src->n_tensors * sizeof(*src->tensors));
+	memcpy(dst->steps, src->steps, src->n_steps * sizeof(*src->steps));
+	memcpy(dst->params, src->params, src->n_params * sizeof(*src->params));
+	return 0;
+}
+
+uint64_t nas_plan_host_bytes(const struct rxd_nas_plan *plan)
+{
+	return sizeof(*plan) + plan->n_tensors * sizeof(*plan->tensors) +
+	       plan->n_steps * sizeof(*plan->steps) + plan->n_params * sizeof(*plan->params);
+}
+
 void nas_plan_free(struct rxd_nas_plan *plan)
 {
 	free(plan->tensors);

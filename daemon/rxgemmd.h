@@ -74,6 +74,7 @@ struct rxd_config {
 	uint64_t stall_timeout_ns;    /* --stall-timeout: close a client that reads none of its
 				       * replies this long while over its memory; 0: never */
 	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */
+	uint32_t nas_plan_cache;      /* --nas-plan-cache: NAS plans kept (nascache.c); 0: none */
 	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
 	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
 	/* Access control (conn.c, at accept): with either list set, only root, the users of
@@ -88,6 +89,8 @@ struct rxd_config {
 #define RXD_DEFAULT_FRAME_TIMEOUT_NS (30ull * 1000000000ull)
 #define RXD_DEFAULT_STALL_TIMEOUT_NS (60ull * 1000000000ull)
 #define RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS (5ull * 1000000000ull)
+#define RXD_DEFAULT_NAS_PLAN_CACHE 16 /* NAS plans kept (DARTS at 20 cells: 130 KiB each) */
+#define RXD_NAS_PLAN_CACHE_MAX 4096
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
 #define RXD_MIN_MAX_FRAME (4ull << 10)
@@ -1179,6 +1182,7 @@ struct rxd_server {
 	uint32_t next_client_id;
 	struct rxd_conn *conns;      /* every open connection */
 	const struct rxd_conn_ops *conn_ops;
+	struct rxd_nas_cache *nascache; /* NAS plans (main.c's; NULL: none kept) */
 };
 
 /* Whether the daemon could listen on path: its directory exists and may be written, and
@@ -1574,6 +1578,40 @@ struct rxd_nas_plan {
  * -E2BIG (a size overflows; err says which) or -ENOMEM. Free with nas_plan_free. */
 int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struct rxd_error *err);
 void nas_plan_free(struct rxd_nas_plan *plan);
+/* dst becomes a copy of src that owns its arrays (free it with nas_plan_free). 0 or
+ * -ENOMEM (dst then holds nothing). */
+int nas_plan_copy(struct rxd_nas_plan *dst, const struct rxd_nas_plan *src);
+/* The host memory a plan takes (the struct and its arrays), bytes. */
+uint64_t nas_plan_host_bytes(const struct rxd_nas_plan *plan);
+
+/* ---- nascache.c: plans kept for the next job on the same network ---- */
+/* A table of at most capacity plans, keyed by the config that made them (its fields that
+ * shape the plan), the least recently used evicted. Used by the loop and the device
+ * worker thread; lock is a leaf lock. */
+struct rxd_nas_cache_entry;
+struct rxd_nas_cache {
+	pthread_mutex_t lock;
+	bool ready;                  /* nascache_init succeeded */
+	uint32_t capacity;           /* 0: nothing is kept */
+	uint32_t n;
+	struct rxd_nas_cache_entry *entries;
+	uint64_t tick, hits, misses, evictions;
+};
+
+struct rxd_nas_cache_stats {
+	uint32_t capacity, entries;
+	uint64_t hits, misses, evictions;
+	uint64_t bytes;              /* host memory of the plans kept */
+};
+
+/* capacity 0: every lookup plans afresh. 0 or -ENOMEM. */
+int nascache_init(struct rxd_nas_cache *nc, uint32_t capacity);
+void nascache_fini(struct rxd_nas_cache *nc);
+/* nas_build through the table (nc may be NULL: no table): on a hit plan is a copy of the
+ * plan kept, else it is built and a copy kept. The same returns as nas_build. */
+int nascache_build(struct rxd_nas_cache *nc, const struct rxd_nas_config *cfg,
+		   struct rxd_nas_plan *plan, struct rxd_error *err);
+void nascache_stats(struct rxd_nas_cache *nc, struct rxd_nas_cache_stats *out);
 /* Device memory the plan needs: the folded weights and the arena, in bytes. */
 uint64_t nas_plan_bytes(const struct rxd_nas_plan *plan);
 /* "sep_conv_3x3", "stem", "preprocess", "head", "concat". */
@@ -1636,12 +1674,14 @@ struct rxd_nas_result {
 };
 
 struct rxd_nas_job;
-/* Loop thread: build ev's plan, check the weights' and input's lengths against it and its
- * weights against lim (may be NULL); no input or reply may exceed max_reply_bytes.
- * Returns an RXD_S_* status (status.h); on success *out is the job (nas_job_free), which
- * points into ev's bytes: they must outlive it. */
+/* Loop thread: build ev's plan (through cache, which may be NULL and must outlive the
+ * job: the device thread plans through it too), check the weights' and input's lengths
+ * against it and its weights against lim (may be NULL); no input or reply may exceed
+ * max_reply_bytes. Returns an RXD_S_* status (status.h); on success *out is the job
+ * (nas_job_free), which points into ev's bytes: they must outlive it. */
 int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err);
+		    uint64_t max_reply_bytes, struct rxd_nas_cache *cache,
+		    struct rxd_nas_job **out, struct rxd_error *err);
 struct rxd_nasops;
 /* Device worker thread: fold the weights, reserve the device memory in b (NULL: made
  * directly, unaccounted) for owner, waiting for the room until *cancel, running the batch

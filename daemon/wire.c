@@ -464,7 +464,8 @@ static int wire_nas(struct rxd_conn *c, const Rxgemm__Request *req,
 	if (st == RXD_S_OK)
 		st = wire_nas_eval(&view, &ev, err);
 	if (st == RXD_S_OK)
-		st = nas_job_prepare(&ev, &srv->limits, srv->cfg->max_frame_bytes, &n.nas, err);
+		st = nas_job_prepare(&ev, &srv->limits, srv->cfg->max_frame_bytes, srv->nascache,
+				     &n.nas, err);
 	for (int i = 0; i < 2 && st == RXD_S_OK; i++) {
 		uint64_t want = i ? nas_job_input_floats(n.nas) : nas_job_blob_floats(n.nas);
 

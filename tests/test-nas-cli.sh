@@ -41,7 +41,7 @@ if tl_run "nas no daemon" 3 "${R0[@]}" nas; then
 fi
 
 # --- a daemon ------------------------------------------------------------------------------
-tl_daemon_start nas
+tl_daemon_start nas --nas-plan-cache 2
 S=$TL_DAEMON_SOCKET
 R=("$RXGEMM" --socket "$S")
 SMALL=(--C 4 --layers 3 --size 8 --batch 2 --warmup 1 --repeat 3)
@@ -111,6 +111,40 @@ sed -i 's/7)/1)/' "$T/g.txt"
 if tl_run "nas genotype file" 0 "${R[@]}" nas "${SMALL[@]}" --genotype-file "$T/g.txt" --json; then
 	tl_expect_output "nas genotype file" '"genotype":"Genotype\(normal=\[\('"'"'sep_conv_3x3'"'"', 0\), \('"'"'max_pool_3x3'"'"', 1\)\]' &&
 		tl_ok "nas --genotype-file evaluates the text"
+fi
+
+# The plan cache (2 plans here): a network planned once is handed out again, the least
+# recently used goes for room. Networks no earlier test used (C 2, 6, 10).
+plans() { # NAME: the status's nas_plan_cache as "entries hits misses evictions" into $T/NAME
+	"${R[@]}" status --json >"$T/st.json" &&
+		python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["nas_plan_cache"]; print(c["entries"], c["hits"], c["misses"], c["evictions"], c["capacity"])' \
+			"$T/st.json" >"$T/$1"
+}
+NET=(--layers 3 --size 8 --warmup 0 --repeat 1)
+if plans p0 && "${R[@]}" nas --C 2 "${NET[@]}" >/dev/null && plans p1 &&
+	"${R[@]}" nas --C 2 "${NET[@]}" >/dev/null && plans p2 &&
+	"${R[@]}" nas --C 6 "${NET[@]}" >/dev/null && "${R[@]}" nas --C 10 "${NET[@]}" >/dev/null &&
+	plans p3 && "${R[@]}" nas --C 2 "${NET[@]}" >/dev/null && plans p4; then
+	read -r e0 h0 m0 v0 cap <"$T/p0"
+	read -r e1 h1 m1 v1 _ <"$T/p1"
+	read -r e2 h2 m2 v2 _ <"$T/p2"
+	read -r e3 h3 m3 v3 _ <"$T/p3"
+	read -r e4 h4 m4 v4 _ <"$T/p4"
+	# A job plans twice (the whole batch, then its piece on the device): a new network is
+	# one miss and one hit, the same again two hits; two more networks evict it.
+	if [ "$cap" -eq 2 ] && [ $((m1 - m0)) -eq 1 ] && [ $((h1 - h0)) -eq 1 ] &&
+		[ $((m2 - m1)) -eq 0 ] && [ $((h2 - h1)) -eq 2 ] && [ $((m3 - m2)) -eq 2 ] &&
+		[ "$e3" -eq 2 ] && [ $((v3 - v2)) -ge 1 ] && [ $((m4 - m3)) -eq 1 ]; then
+		tl_ok "nas plan cache: built once, then hits; the least recently used evicted"
+	else
+		tl_fail "nas plan cache: $(cat "$T/p0" "$T/p1" "$T/p2" "$T/p3" "$T/p4" | tr '\n' '/')"
+	fi
+else
+	tl_fail "nas plan cache: a job or status failed"
+fi
+if tl_run "status nas plans" 0 "${R[@]}" status; then
+	tl_expect_output "status nas plans" 'nas plans: 2 of 2 kept .*hits, .*misses, .*evicted' &&
+		tl_ok "status shows the nas plan cache"
 fi
 
 # examples/rank-genotypes: the four named ones and the file's, ranked.

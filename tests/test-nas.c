@@ -681,6 +681,114 @@ START_TEST(packing_bounds)
 }
 END_TEST
 
+/* ---- the plan cache ------------------------------------------------------------------------ */
+
+/* got is what nas_build makes of cfg: every array equal. */
+static void expect_same_plan(const struct rxd_nas_plan *got, const struct rxd_nas_config *cfg)
+{
+	struct rxd_nas_plan want;
+
+	build_ok(cfg, &want);
+	ck_assert_uint_eq(got->n_steps, want.n_steps);
+	ck_assert_uint_eq(got->n_tensors, want.n_tensors);
+	ck_assert_uint_eq(got->n_params, want.n_params);
+	ck_assert_uint_eq(got->arena_floats, want.arena_floats);
+	ck_assert_uint_eq(got->weight_floats, want.weight_floats);
+	ck_assert_uint_eq(got->macs, want.macs);
+	ck_assert_int_eq(got->batch, want.batch);
+	ck_assert(memcmp(got->steps, want.steps, want.n_steps * sizeof(*want.steps)) == 0);
+	ck_assert(memcmp(got->tensors, want.tensors, want.n_tensors * sizeof(*want.tensors)) == 0);
+	ck_assert(memcmp(got->params, want.params, want.n_params * sizeof(*want.params)) == 0);
+	nas_plan_free(&want);
+}
+
+static void cache_get(struct rxd_nas_cache *nc, const struct rxd_nas_config *c)
+{
+	struct rxd_nas_plan p;
+	struct rxd_error err = { 0 };
+
+	ck_assert_msg(nascache_build(nc, c, &p, &err) == 0, "%s", err.msg);
+	expect_same_plan(&p, c);
+	nas_plan_free(&p);
+}
+
+static void cache_expect(struct rxd_nas_cache *nc, uint32_t entries, uint64_t hits,
+			 uint64_t misses, uint64_t evictions)
+{
+	struct rxd_nas_cache_stats st;
+
+	nascache_stats(nc, &st);
+	ck_assert_uint_eq(st.entries, entries);
+	ck_assert_uint_eq(st.hits, hits);
+	ck_assert_uint_eq(st.misses, misses);
+	ck_assert_uint_eq(st.evictions, evictions);
+	ck_assert(entries == 0 || st.bytes > 0);
+}
+
+/* A second lookup of a network is a hit and gives what nas_build gives; past the bound the
+ * least recently used goes; what shapes a plan (batch, the genotype, the supernet's
+ * alphas, unfused) tells entries apart; a refused config is refused through the cache
+ * too; capacity 0 keeps nothing. */
+START_TEST(plan_cache)
+{
+	struct rxd_nas_cache nc;
+	struct rxd_nas_config a, b, c, s;
+	struct rxd_nas_plan p;
+	struct rxd_error err = { 0 };
+	float an[14 * RXD_NAS_PRIMITIVES], ar[14 * RXD_NAS_PRIMITIVES];
+
+	ck_assert_int_eq(nascache_init(&nc, 2), 0);
+	cifar(&a, "DARTS_V2", 4, 3, 8, 2);
+	cifar(&b, "DARTS_V2", 4, 3, 8, 3);   /* another batch */
+	cifar(&c, "DARTS_V1", 4, 3, 8, 2);   /* another genotype */
+	cache_get(&nc, &a);
+	cache_expect(&nc, 1, 0, 1, 0);
+	cache_get(&nc, &a);
+	cache_expect(&nc, 1, 1, 1, 0);
+	cache_get(&nc, &b);
+	cache_expect(&nc, 2, 1, 2, 0);
+	cache_get(&nc, &a);                  /* b is now the least recently used */
+	cache_get(&nc, &c);
+	cache_expect(&nc, 2, 2, 3, 1);
+	cache_get(&nc, &a);
+	cache_expect(&nc, 2, 3, 3, 1);
+	cache_get(&nc, &b);                  /* evicted: built again, c goes */
+	cache_expect(&nc, 2, 3, 4, 2);
+	a.unfused = true;
+	cache_get(&nc, &a);
+	cache_expect(&nc, 2, 3, 5, 3);
+	/* The supernet: the alphas are part of the key (they are the steps' scales). */
+	cifar(&s, NULL, 4, 3, 8, 1);
+	s.supernet = true;
+	s.steps = s.multiplier = 4;
+	nas_random_floats(1, an, 14 * RXD_NAS_PRIMITIVES);
+	nas_random_floats(2, ar, 14 * RXD_NAS_PRIMITIVES);
+	s.alpha_normal = an;
+	s.alpha_reduce = ar;
+	cache_get(&nc, &s);
+	cache_get(&nc, &s);
+	cache_expect(&nc, 2, 4, 6, 4);
+	an[3] += 1.0f;
+	cache_get(&nc, &s);
+	cache_expect(&nc, 2, 4, 7, 5);
+	/* Refused as nas_build refuses it, and nothing kept. */
+	b.C = 0;
+	ck_assert_int_eq(nascache_build(&nc, &b, &p, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "C is 0"));
+	b.C = 4;
+	b.geno.normal.n_nodes = 200;
+	ck_assert_int_eq(nascache_build(&nc, &b, &p, &err), -EINVAL);
+	cache_expect(&nc, 2, 4, 7, 5);
+	nascache_fini(&nc);
+	/* Nothing kept. */
+	ck_assert_int_eq(nascache_init(&nc, 0), 0);
+	cache_get(&nc, &a);
+	cache_get(&nc, &a);
+	cache_expect(&nc, 0, 0, 0, 0);
+	nascache_fini(&nc);
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------------------------- */
 
 static void build_fails(const struct rxd_nas_config *c, int want, const char *word)
@@ -806,7 +914,7 @@ static int prepare(const Rxgemm__NasEvalRequest *rq, struct rxd_error *err)
 	int st = wire_nas_eval(rq, &ev, err);
 
 	if (st == RXD_S_OK)
-		st = nas_job_prepare(&ev, &lim, 1u << 20, &nj, err);
+		st = nas_job_prepare(&ev, &lim, 1u << 20, NULL, &nj, err);
 
 	if (st == RXD_S_OK)
 		ck_assert_ptr_nonnull(nj);
@@ -935,6 +1043,7 @@ int main(void)
 	tcase_add_test(tc, direct_imagenet);
 	tcase_add_test(tc, direct_supernet);
 	tcase_add_test(tc, packing_bounds);
+	tcase_add_test(tc, plan_cache);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, requests);
 	suite_add_tcase(s, tc);

@@ -126,6 +126,9 @@ class Status(ctypes.Structure):
         ("shm_regions", c_uint32), ("shm_region_bytes", c_uint64),
         ("shm_regions_registered", c_uint64), ("shm_jobs", c_uint64),
         ("shm_jobs_in_place", c_uint64),
+        ("nas_plan_cache_capacity", c_uint32), ("nas_plan_cache_entries", c_uint32),
+        ("nas_plan_cache_hits", c_uint64), ("nas_plan_cache_misses", c_uint64),
+        ("nas_plan_cache_evictions", c_uint64), ("nas_plan_cache_bytes", c_uint64),
     ]
 
 

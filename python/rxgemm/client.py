@@ -694,6 +694,10 @@ def _status_dict(st):
             "misses": st.kernel_cache_misses, "memory_hits": st.kernel_cache_memory_hits,
             "rejected": st.kernel_cache_rejected, "evictions": st.kernel_cache_evictions,
             "compile_ns": st.kernel_cache_compile_ns, "load_ns": st.kernel_cache_load_ns},
+        "nas_plan_cache": {
+            "capacity": st.nas_plan_cache_capacity, "entries": st.nas_plan_cache_entries,
+            "hits": st.nas_plan_cache_hits, "misses": st.nas_plan_cache_misses,
+            "evictions": st.nas_plan_cache_evictions, "bytes": st.nas_plan_cache_bytes},
         "memory": {
             "budget_bytes": st.vram_budget_bytes, "reserved_bytes": st.vram_reserved_bytes,
             "in_use_bytes": st.vram_in_use_bytes, "peak_bytes": st.vram_peak_bytes,
