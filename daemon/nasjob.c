@@ -40,6 +40,7 @@ struct rxd_nas_job {
 	bool profiled;                 /* the breakdowns were measured */
 	uint64_t *unprof_ns;           /* profiled: runs without the per-step events */
 	uint32_t unprof_runs;
+	struct rxd_nas_rec rec[2];     /* the launches of the piece plans (nas_run_piece) */
 	uint64_t peak_bytes, act_bytes;
 	/* nas_job_result's parts and the cells' names */
 	struct rxd_nas_part *parts;
@@ -92,6 +93,8 @@ void nas_job_free(struct rxd_nas_job *nj)
 	free(nj->logits);
 	free(nj->run_ns);
 	free(nj->unprof_ns);
+	nasops_rec_free(&nj->rec[0]);
+	nasops_rec_free(&nj->rec[1]);
 	free(nj->cell_ns);
 	free(nj->cell_steps);
 	free(nj->parts);
@@ -365,6 +368,37 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The recorded launches of plan p (arguments set once for the job's runs), recorded now
+ * if need be; NULL when they could not be (the steps are then enqueued one by one, their
+ * arguments set each time). A recording that used a scratch buffer since replaced (a
+ * bigger step of another piece) is made again. */
+static struct rxd_nas_rec *nas_piece_rec(struct rxd_nas_job *nj, struct rxd_nasops *ops,
+					 const struct rxd_nas_plan *p, cl_mem arena, cl_mem wbuf)
+{
+	struct rxd_nas_rec *rec = nj->rec[0].owner == p || !nj->rec[0].owner ? &nj->rec[0]
+										 : &nj->rec[1];
+
+	if (rec->owner == p && nasops_rec_valid(ops, rec))
+		return rec;
+	nasops_rec_begin(ops, rec);
+	for (size_t i = 0; i < p->n_steps; i++)
+		if (nasops_rec_step(ops) < 0 ||
+		    nas_enqueue_step(ops, p, &p->steps[i], arena, wbuf, NULL) < 0) {
+			rec->failed = true;
+			break;
+		}
+	nasops_rec_end(ops);
+	rec->owner = p;
+	if (nasops_rec_valid(ops, rec)) {
+		log_msg(LOG_DEBUG, "NAS: %zu launches of %zu steps recorded (batch %d)", rec->n,
+			p->n_steps, p->batch);
+		return rec;
+	}
+	log_msg(LOG_DEBUG, "NAS: the launches could not be recorded; enqueued step by step");
+	nasops_rec_free(rec);
+	return NULL;
+}
+
 /* How a run is timed. Events cost device time (on a GPU, a few microseconds a kernel at
  * small batches), so a step's kernels get them only when the breakdown is asked for. */
 enum nas_timing {
@@ -387,6 +421,7 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 	size_t prev_step = 0;
 	bool prof = timing != NAS_UNTIMED && ops->dev->profiling;
 	bool every = prof && timing == NAS_PROFILED;
+	struct rxd_nas_rec *rec = nas_piece_rec(nj, ops, p, arena, wbuf);
 	cl_int e;
 	int rc = 0;
 
@@ -403,9 +438,11 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 	for (size_t i = 0; i < p->n_steps; i++) {
 		const struct rxd_nas_step *s = &p->steps[i];
 
-		rc = nas_enqueue_step(ops, p, s, arena, wbuf,
-				      every || (prof && (i == 0 || i + 1 == p->n_steps)) ? &spans[i]
-											: NULL);
+		struct rxd_nas_span *sp =
+			every || (prof && (i == 0 || i + 1 == p->n_steps)) ? &spans[i] : NULL;
+
+		rc = rec ? nasops_rec_replay(ops, rec, i, sp)
+			 : nas_enqueue_step(ops, p, s, arena, wbuf, sp);
 		if (rc < 0) {
 			clFinish(q);
 			error_set(err, RXD_S_DEVICE, "step %zu (%s, %s, cell %d) could not be "

@@ -775,6 +775,25 @@ struct rxd_nasops {
 				      * (GPUs); on host memory (PoCL) the caches do it already */
 	size_t dw_local_bytes;       /* the local memory one nas_dwconv work-group may take */
 	size_t item_max[3];          /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
+};
+
+/* A plan's launches recorded once (nasops_rec_begin, then nasops_rec_step before each
+ * step's calls, nasops_rec_end) and replayed for every run: each nas.cl launch has a
+ * kernel object of its own with its arguments set, so a run only enqueues. The buffers
+ * the steps were given must outlive it, and the im2col scratch must not be replaced
+ * (nasops_rec_valid says whether it was). Device worker thread only. */
+struct rxd_nas_launch;
+struct rxd_nas_rec {
+	struct rxd_nas_launch *v;
+	size_t n, cap;
+	size_t *step_first;          /* step i's launches: [step_first[i], step_first[i + 1]) */
+	size_t n_steps, cap_steps;
+	cl_kernel cur[RXD_NAS_KERNELS]; /* the objects whose arguments are being set */
+	cl_mem scratch;              /* the scratch buffer its launches use; NULL: none */
+	bool failed;                 /* out of memory or kernels, or the scratch replaced */
+	bool ready;                  /* recorded and replayable */
+	const void *owner;           /* the caller's tag (nasjob.c: the plan) */
 };
 
 /* Build kernels/nas.cl for dev (through dev->kcache) and check every step kind on small
@@ -809,6 +828,15 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		  const struct rxd_nas_linear *l, const struct rxd_nas_tensor *y,
 		  const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* Recording: see struct rxd_nas_rec. nasops_rec_begin frees what rec held. */
+void nasops_rec_begin(struct rxd_nasops *ops, struct rxd_nas_rec *rec);
+int nasops_rec_step(struct rxd_nasops *ops);
+void nasops_rec_end(struct rxd_nasops *ops);
+bool nasops_rec_valid(const struct rxd_nasops *ops, const struct rxd_nas_rec *rec);
+/* Enqueue step's launches (span as the step functions take it). 0, or -EIO and the like. */
+int nasops_rec_replay(struct rxd_nasops *ops, const struct rxd_nas_rec *rec, size_t step,
+		      struct rxd_nas_span *span);
+void nasops_rec_free(struct rxd_nas_rec *rec);
 /* What the step kinds here and their backward passes (nasgrad.c) check and share: elems
  * floats from off lie inside mem, with indices from off within an int (0, -EINVAL or
  * -E2BIG); a tensor's shape and range likewise; its floats; ev (may be NULL) added to span
