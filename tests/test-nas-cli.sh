@@ -154,6 +154,14 @@ if [ -x "$RANK" ]; then
 		[ "$(grep -cE '^[1-5] ' "$TL_OUT")" -eq 5 ] && tl_expect_output "rank-genotypes" 'AmoebaNet' &&
 			tl_ok "rank-genotypes ranks five genotypes" || { tl_fail "rank-genotypes output"; tl_show_output; }
 	fi
+	# Random genotypes of the search space, seeded: ranked, with what each cost in all.
+	if tl_run "rank-genotypes random" 0 "$RANK" --socket "$S" --C 4 --layers 3 --size 8 --repeat 2 \
+		--random 3 --seed 7; then
+		[ "$(grep -cE '^[1-3] +random [0-2] ' "$TL_OUT")" -eq 3 ] &&
+			tl_expect_output "rank-genotypes random" 'per genotype: [0-9.]+ ms in all, [0-9.]+ ms of it timed runs; [0-9.]+% not in the timed runs' &&
+			tl_ok "rank-genotypes --random ranks three drawn genotypes and says what was not timed" ||
+			{ tl_fail "rank-genotypes --random output"; tl_show_output; }
+	fi
 fi
 
 tl_daemon_stop "$TL_DAEMON_PID" TERM 60
