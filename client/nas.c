@@ -89,6 +89,8 @@ static struct rxg_nas_result *nas_result_from_wire(const Rxgemm__NasEvalReply *w
 	r->latency_median_ns = w->latency_median_ns;
 	r->latency_p90_ns = w->latency_p90_ns;
 	r->latency_mean_ns = w->latency_mean_ns;
+	r->profiled = w->profiled;
+	r->unprofiled_median_ns = w->unprofiled_median_ns;
 	return r;
 }
 
@@ -162,6 +164,7 @@ RXG_EXPORT int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args,
 	q.warmup = args->warmup;
 	q.repeat = args->repeat;
 	q.want_logits = args->logits != NULL;
+	q.want_breakdown = args->want_breakdown != 0;
 	if (args->supernet) {
 		uint32_t steps = args->steps ? args->steps : 4;
 

@@ -432,6 +432,14 @@ struct rxg_status {
 	uint64_t shm_jobs;                /* GEMMs that read or wrote a buffer */
 	uint64_t shm_jobs_in_place;       /* of them, run on the buffers in place (devices that
 					   * work on host memory): no copy at all */
+	/* The NAS plan cache: planned networks kept for the next job on them. */
+	uint32_t nas_plan_cache_capacity; /* plans it may keep; 0: none */
+	uint32_t nas_plan_cache_entries;  /* kept now */
+	uint64_t nas_plan_cache_hits;     /* handed out again (a job plans twice: the whole
+					   * batch, then its piece on the device) */
+	uint64_t nas_plan_cache_misses;   /* built */
+	uint64_t nas_plan_cache_evictions; /* dropped for room, the least recently used */
+	uint64_t nas_plan_cache_bytes;    /* host memory of the plans kept */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);
@@ -474,6 +482,10 @@ struct rxg_nas_args {
 	 * evaluations: n_weights (the input's) floats exactly. NULL: as above. */
 	struct rxg_tensor *weights_tensor;
 	struct rxg_tensor *input_tensor;
+	/* Non-zero: by_op and by_cell, every step's kernels timed by events, which costs device
+	 * time (the result's profiled and unprofiled_median_ns say how much). Zero: the runs
+	 * are timed from their first kernel to their last, the breakdowns are empty. */
+	int want_breakdown;
 };
 
 struct rxg_nas_part {
@@ -483,8 +495,8 @@ struct rxg_nas_part {
 };
 
 /* Allocated by rxg_nas_eval, freed by rxg_nas_result_free. The parts of by_op, and those
- * of by_cell, each add up to latency_mean_ns (when the device gives profiling times;
- * both are empty otherwise). */
+ * of by_cell, each add up to latency_mean_ns (when asked for with want_breakdown and the
+ * device gives profiling times; both are empty otherwise). */
 struct rxg_nas_result {
 	char *genotype;              /* printed; "" for the supernet */
 	uint64_t params;             /* the paper's count (conv, BN weight/bias, classifier) */
@@ -502,6 +514,9 @@ struct rxg_nas_result {
 	size_t n_by_op;
 	struct rxg_nas_part *by_cell; /* stem, cell 0 .. cell layers-1, head */
 	size_t n_by_cell;
+	int profiled;                /* the timed runs had every step timed (the breakdowns):
+				      * the latencies include what that cost */
+	uint64_t unprofiled_median_ns; /* profiled: the median of as many runs without it */
 };
 
 /* Evaluate one network and wait for it. RXG_OK with *out set, or an error code (the reason

@@ -165,6 +165,12 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->shm_regions_registered = w->shm_regions_registered;
 	st->shm_jobs = w->shm_jobs;
 	st->shm_jobs_in_place = w->shm_jobs_in_place;
+	st->nas_plan_cache_capacity = w->nas_plan_cache_capacity;
+	st->nas_plan_cache_entries = w->nas_plan_cache_entries;
+	st->nas_plan_cache_hits = w->nas_plan_cache_hits;
+	st->nas_plan_cache_misses = w->nas_plan_cache_misses;
+	st->nas_plan_cache_evictions = w->nas_plan_cache_evictions;
+	st->nas_plan_cache_bytes = w->nas_plan_cache_bytes;
 	st->max_queue = w->max_queue;
 	st->client_max_queue = w->client_max_queue;
 	st->jobs_waiting = w->jobs_waiting;

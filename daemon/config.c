@@ -25,7 +25,7 @@ enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME
        OPT_FRAME_TIMEOUT,
        OPT_IDLE_TIMEOUT, OPT_STALL_TIMEOUT, OPT_SHUTDOWN_TIMEOUT, OPT_ZERO_COPY,
        OPT_CLIENT_SHM_REGIONS, OPT_CLIENT_SHM_MAX, OPT_ALLOW_UIDS, OPT_ALLOW_GIDS,
-       OPT_STATUS_DETAIL, OPT_LAST_ };
+       OPT_STATUS_DETAIL, OPT_NAS_PLAN_CACHE, OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -58,6 +58,7 @@ static const struct option config_options[] = {
 	{ "allow-uids", required_argument, NULL, OPT_ALLOW_UIDS },
 	{ "allow-gids", required_argument, NULL, OPT_ALLOW_GIDS },
 	{ "status-detail", required_argument, NULL, OPT_STATUS_DETAIL },
+	{ "nas-plan-cache", required_argument, NULL, OPT_NAS_PLAN_CACHE },
 	/* Indexed by OPT_* - OPT_SOCKET up to here: keep this table and the enum in one order. */
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -149,6 +150,8 @@ static void config_usage(FILE *f)
 		"  --status-detail WHO  other clients' names, pids and job shapes in status: own\n"
 		"                     (default: for root and the clients' own user; others see\n"
 		"                     counts) or all\n"
+		"  --nas-plan-cache N  NAS networks whose plans are kept for the next job on\n"
+		"                     them (default %d, at most %d; 0: none)\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -160,7 +163,8 @@ static void config_usage(FILE *f)
 		"Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 on a start-up failure\n"
 		"(no device, socket in use), 2 on a usage error.\n",
 		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE,
-		RXD_SHM_MAX_REGIONS, RXD_SHM_DEFAULT_CLIENT_BYTES >> 30, RXD_SHM_MAX_TOTAL_BYTES >> 30);
+		RXD_SHM_MAX_REGIONS, RXD_SHM_DEFAULT_CLIENT_BYTES >> 30, RXD_SHM_MAX_TOTAL_BYTES >> 30,
+		RXD_DEFAULT_NAS_PLAN_CACHE, RXD_NAS_PLAN_CACHE_MAX);
 }
 
 int config_parse_size(const char *s, uint64_t *bytes)
@@ -460,6 +464,21 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		cfg->client_shm_regions = (uint32_t)n;
 		return 0;
 	}
+	case OPT_NAS_PLAN_CACHE: {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (!isdigit((unsigned char)*v) || *end != '\0' || errno ||
+		    n > RXD_NAS_PLAN_CACHE_MAX) {
+			fprintf(stderr, "rxgemmd: %s: nas-plan-cache '%s' is not a number of plans "
+				"from 0 to %d\n", where, v, RXD_NAS_PLAN_CACHE_MAX);
+			return -EINVAL;
+		}
+		cfg->nas_plan_cache = (uint32_t)n;
+		return 0;
+	}
 	case OPT_ALLOW_UIDS:
 		cfg->allow_uids_set = true;
 		return config_parse_ids(v, false, &cfg->allow_uids, &cfg->n_allow_uids, where);
@@ -584,6 +603,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->shutdown_timeout_ns = RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS;
 	cfg->client_shm_regions = RXD_SHM_MAX_REGIONS;
 	cfg->client_shm_bytes = RXD_SHM_DEFAULT_CLIENT_BYTES;
+	cfg->nas_plan_cache = RXD_DEFAULT_NAS_PLAN_CACHE;
 	/* 0, not 1: glibc then starts afresh, also when config_reload scans argv again. */
 	optind = 0;
 	opterr = 0; /* one line of our own and "Try --help", not getopt's and the whole help */
@@ -616,7 +636,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_FRAME_TIMEOUT: case OPT_IDLE_TIMEOUT: case OPT_STALL_TIMEOUT:
 		case OPT_SHUTDOWN_TIMEOUT: case OPT_ZERO_COPY: case OPT_CLIENT_SHM_REGIONS:
 		case OPT_CLIENT_SHM_MAX: case OPT_ALLOW_UIDS: case OPT_ALLOW_GIDS:
-		case OPT_STATUS_DETAIL:
+		case OPT_STATUS_DETAIL: case OPT_NAS_PLAN_CACHE:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -726,6 +746,9 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	    (next.cache_dir && strcmp(next.cache_dir, cfg->cache_dir) != 0) ||
 	    next.cache_max_bytes != cfg->cache_max_bytes)
 		log_msg(LOG_WARNING, "reload: cache-dir and cache-max take effect at the next start");
+	if (next.nas_plan_cache != cfg->nas_plan_cache)
+		log_msg(LOG_WARNING, "reload: nas-plan-cache %u takes effect at the next start",
+			next.nas_plan_cache);
 	log_msg(LOG_NOTICE, "reloaded %s: log level %d, hang-timeout %.1f s",
 		next.config_path ? next.config_path : "(no config file)", cfg->log_level,
 		cfg->hang_timeout_ns / 1e9);

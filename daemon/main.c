@@ -21,6 +21,7 @@ struct rxd_main {
 	struct rxd_gemm_engine engine;
 	struct rxd_nasops nasops;
 	bool have_nasops;            /* NAS evaluation's kernels built and self-tested */
+	struct rxd_nas_cache nascache; /* NAS plans kept between jobs */
 	struct rxd_budget budget;
 	struct rxd_worker worker;
 	struct rxd_server server;
@@ -257,6 +258,8 @@ int main(int argc, char **argv)
 		}
 	}
 	times.tuning = now_ns();
+	if (nascache_init(&m.nascache, m.cfg.nas_plan_cache) < 0)
+		fatal("out of memory for the NAS plan cache");
 	loop = uv_default_loop();
 	if ((ret = worker_start(&m.worker, loop, &m.engine, wire_job_done, &m.server)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
@@ -273,6 +276,7 @@ int main(int argc, char **argv)
 		uv_run(loop, UV_RUN_DEFAULT);
 		goto out_loop;
 	}
+	m.server.nascache = &m.nascache; /* before the loop runs: no request came yet */
 	uv_signal_init(loop, &m.sigterm);
 	uv_signal_init(loop, &m.sigint);
 	uv_signal_init(loop, &m.sighup);
@@ -295,6 +299,7 @@ out_loop:
 	if (uv_loop_close(loop) != 0)
 		log_msg(LOG_WARNING, "handles left open at exit");
 out_engine:
+	nascache_fini(&m.nascache);
 	if (m.have_nasops)
 		nasops_fini(&m.nasops);
 	gemm_fini(&m.engine);

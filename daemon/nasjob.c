@@ -21,6 +21,7 @@ struct rxd_nas_job {
 	/* The plans run (nas_job_plan, at admission): pieces of piece_plan.batch images and
 	 * the rest of the batch (rest_plan, when there is one). */
 	struct rxd_nas_plan piece_plan, rest_plan;
+	struct rxd_nas_cache *cache;   /* where plans come from (NULL: built every time) */
 	const float *blob;             /* into the request, or blob_owned */
 	float *blob_owned;
 	const float *input;            /* into the request, or input_owned */
@@ -28,6 +29,7 @@ struct rxd_nas_job {
 	uint64_t weight_seed, input_seed; /* made on the device thread when not sent */
 	uint32_t warmup, repeat;
 	bool want_logits;
+	bool want_breakdown;           /* every step timed by events */
 	char genotype[RXD_GENOTYPE_TEXT_MAX];
 	/* results (device thread) */
 	float *logits;                 /* batch x classes */
@@ -39,6 +41,9 @@ struct rxd_nas_job {
 	int32_t piece;
 	uint32_t runs;                 /* timed runs made (fewer than repeat past the time cap) */
 	bool profiled;                 /* the breakdowns were measured */
+	uint64_t *unprof_ns;           /* profiled: runs without the per-step events */
+	uint32_t unprof_runs;
+	struct rxd_nas_rec rec[2];     /* the launches of the piece plans (nas_run_piece) */
 	uint64_t peak_bytes, act_bytes;
 	/* nas_job_result's parts and the cells' names */
 	struct rxd_nas_part *parts;
@@ -47,8 +52,10 @@ struct rxd_nas_job {
 
 uint64_t nas_job_flops(const struct rxd_nas_job *nj)
 {
-	/* 2 FLOPs per multiply-add, every image, every run; saturating, for the scheduler. */
-	uint64_t runs = (uint64_t)nj->warmup + nj->repeat, f = 2 * nj->plan.macs;
+	/* 2 FLOPs per multiply-add, every image, every run (with a breakdown, the timed runs
+	 * twice: with and without the events); saturating, for the scheduler. */
+	uint64_t runs = (uint64_t)nj->warmup + nj->repeat * (nj->want_breakdown ? 2u : 1u);
+	uint64_t f = 2 * nj->plan.macs;
 
 	if (__builtin_mul_overflow(f, (uint64_t)nj->cfg.batch, &f) ||
 	    __builtin_mul_overflow(f, runs ? runs : 1, &f))
@@ -90,6 +97,9 @@ void nas_job_free(struct rxd_nas_job *nj)
 	free(nj->input_owned);
 	free(nj->logits);
 	free(nj->run_ns);
+	free(nj->unprof_ns);
+	nasops_rec_free(&nj->rec[0]);
+	nasops_rec_free(&nj->rec[1]);
 	free(nj->cell_ns);
 	free(nj->cell_steps);
 	free(nj->parts);
@@ -110,7 +120,8 @@ static const float *nas_floats(const uint8_t *data, size_t len, float **owned)
 }
 
 int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err)
+		    uint64_t max_reply_bytes, struct rxd_nas_cache *cache,
+		    struct rxd_nas_job **out, struct rxd_error *err)
 {
 	struct rxd_nas_job *nj = calloc(1, sizeof(*nj));
 	struct rxd_nas_config *c;
@@ -142,7 +153,9 @@ int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 	nj->warmup = ev->warmup;
 	nj->repeat = ev->repeat;
 	nj->want_logits = ev->want_logits;
-	rc = nas_build(c, &nj->plan, err);
+	nj->want_breakdown = ev->want_breakdown;
+	nj->cache = cache;
+	rc = nascache_build(cache, c, &nj->plan, err);
 	if (rc < 0) {
 		st = err->status; /* nas_build's: invalid, too big or out of memory */
 		goto out;
@@ -254,7 +267,7 @@ static int nas_piece_plan(const struct rxd_nas_job *nj, int32_t batch, struct rx
 	struct rxd_nas_config c = nj->cfg;
 
 	c.batch = batch;
-	return nas_build(&c, p, err);
+	return nascache_build(nj->cache, &c, p, err);
 }
 
 int32_t nas_job_batch(const struct rxd_nas_job *nj)
@@ -303,9 +316,49 @@ static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p
 	const struct rxd_nas_ptensor *ti = &p->tensors[s->in], *to = &p->tensors[s->out];
 	struct rxd_nas_tensor x = { arena, (int64_t)ti->offset, p->batch, ti->c, ti->h, ti->w };
 	struct rxd_nas_tensor y = { arena, (int64_t)to->offset, p->batch, to->c, to->h, to->w };
-	struct rxd_nas_write wr = { s->c_off, s->accumulate, s->scale };
+	struct rxd_nas_write wr = { s->c_off, s->accumulate, s->scale, NULL, 0, 0.0f };
+	struct rxd_nas_tensor a;
 
+	if (s->add >= 0) {
+		const struct rxd_nas_ptensor *ta = &p->tensors[s->add];
+
+		a = (struct rxd_nas_tensor){ arena, (int64_t)ta->offset, p->batch, ta->c, ta->h,
+					     ta->w };
+		wr.add = &a;
+		wr.add_c_off = s->add_c_off;
+		wr.add_scale = s->add_scale;
+	}
 	switch (s->kind) {
+	case RXD_NAS_DWPW: {
+		const struct rxd_nas_ptensor *tm = &p->tensors[s->mid];
+		struct rxd_nas_tensor m = { arena, (int64_t)tm->offset, p->batch, tm->c, tm->h,
+					    tm->w };
+		struct rxd_nas_write put = { 0, false, 1.0f, NULL, 0, 0.0f };
+		struct rxd_nas_conv dw = { 0 }, pw = { 0 };
+		int ret;
+
+		dw.c_out = s->c_in;
+		dw.kh = s->kh;
+		dw.kw = s->kw;
+		dw.stride_h = s->sh;
+		dw.stride_w = s->sw;
+		dw.pad_h = s->ph;
+		dw.pad_w = s->pw;
+		dw.dil_h = s->dh;
+		dw.dil_w = s->dw;
+		dw.groups = s->groups;
+		dw.relu_in = s->relu_in;
+		dw.weight = dw.bias = wbuf;
+		dw.weight_off = (int64_t)s->w_off;
+		dw.bias_off = (int64_t)s->b_off;
+		pw.c_out = s->c_out;
+		pw.kh = pw.kw = pw.stride_h = pw.stride_w = pw.dil_h = pw.dil_w = pw.groups = 1;
+		pw.weight = pw.bias = wbuf;
+		pw.weight_off = (int64_t)s->w2_off;
+		pw.bias_off = (int64_t)s->b2_off;
+		ret = nasops_conv(ops, &x, &dw, &m, &put, span);
+		return ret < 0 ? ret : nasops_conv(ops, &m, &pw, &y, &wr, span);
+	}
 	case RXD_NAS_CONV: {
 		struct rxd_nas_conv cv = { 0 };
 
@@ -367,19 +420,60 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* One run of one piece: upload its images, enqueue every step, wait. timed: add each
- * step's time (from its first kernel's start to the next step's, the last to its end, so
- * that the parts add up to the whole) to the breakdown; *ns gets the piece's time.
+/* The recorded launches of plan p (arguments set once for the job's runs), recorded now
+ * if need be; NULL when they could not be (the steps are then enqueued one by one, their
+ * arguments set each time). A recording that used a scratch buffer since replaced (a
+ * bigger step of another piece) is made again. */
+static struct rxd_nas_rec *nas_piece_rec(struct rxd_nas_job *nj, struct rxd_nasops *ops,
+					 const struct rxd_nas_plan *p, cl_mem arena, cl_mem wbuf)
+{
+	struct rxd_nas_rec *rec = nj->rec[0].owner == p || !nj->rec[0].owner ? &nj->rec[0]
+										 : &nj->rec[1];
+
+	if (rec->owner == p && nasops_rec_valid(ops, rec))
+		return rec;
+	nasops_rec_begin(ops, rec);
+	for (size_t i = 0; i < p->n_steps; i++)
+		if (nasops_rec_step(ops) < 0 ||
+		    nas_enqueue_step(ops, p, &p->steps[i], arena, wbuf, NULL) < 0) {
+			rec->failed = true;
+			break;
+		}
+	nasops_rec_end(ops);
+	rec->owner = p;
+	if (nasops_rec_valid(ops, rec)) {
+		log_msg(LOG_DEBUG, "NAS: %zu launches of %zu steps recorded (batch %d)", rec->n,
+			p->n_steps, p->batch);
+		return rec;
+	}
+	log_msg(LOG_DEBUG, "NAS: the launches could not be recorded; enqueued step by step");
+	nasops_rec_free(rec);
+	return NULL;
+}
+
+/* How a run is timed. Events cost device time (on a GPU, a few microseconds a kernel at
+ * small batches), so a step's kernels get them only when the breakdown is asked for. */
+enum nas_timing {
+	NAS_UNTIMED,  /* a warm-up */
+	NAS_TIMED,    /* the pass from its first kernel's start to its last kernel's end */
+	NAS_PROFILED, /* and every step: the breakdowns */
+};
+
+/* One run of one piece: upload its images, enqueue every step, wait. *ns gets the piece's
+ * time; NAS_PROFILED also adds each step's time (from its first kernel's start to the next
+ * step's, the last to its end, so that the parts add up to the whole) to the breakdown.
  * logits (may be NULL) receives the piece's. */
 static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 			 const struct rxd_nas_plan *p, int32_t first_image, cl_mem arena,
-			 cl_mem wbuf, struct rxd_nas_span *spans, bool timed, uint64_t *ns,
-			 float *logits, struct rxd_error *err)
+			 cl_mem wbuf, struct rxd_nas_span *spans, enum nas_timing timing,
+			 uint64_t *ns, float *logits, struct rxd_error *err)
 {
 	cl_command_queue q = ops->dev->queue;
 	uint64_t per_image = (uint64_t)3 * nj->cfg.height * nj->cfg.width, t0, first = 0, prev = 0;
 	size_t prev_step = 0;
-	bool prof = timed && ops->dev->profiling;
+	bool prof = timing != NAS_UNTIMED && ops->dev->profiling;
+	bool every = prof && timing == NAS_PROFILED;
+	struct rxd_nas_rec *rec = nas_piece_rec(nj, ops, p, arena, wbuf);
 	cl_int e;
 	int rc = 0;
 
@@ -396,7 +490,11 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 	for (size_t i = 0; i < p->n_steps; i++) {
 		const struct rxd_nas_step *s = &p->steps[i];
 
-		rc = nas_enqueue_step(ops, p, s, arena, wbuf, prof ? &spans[i] : NULL);
+		struct rxd_nas_span *sp =
+			every || (prof && (i == 0 || i + 1 == p->n_steps)) ? &spans[i] : NULL;
+
+		rc = rec ? nasops_rec_replay(ops, rec, i, sp)
+			 : nas_enqueue_step(ops, p, s, arena, wbuf, sp);
 		if (rc < 0) {
 			clFinish(q);
 			error_set(err, RXD_S_DEVICE, "step %zu (%s, %s, cell %d) could not be "
@@ -412,7 +510,13 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 		goto out;
 	}
 	*ns = now_ns() - t0;
-	if (prof) {
+	if (prof && !every && spans[0].first && spans[p->n_steps - 1].last) {
+		uint64_t start = nas_event_time(spans[0].first, CL_PROFILING_COMMAND_START);
+		uint64_t end = nas_event_time(spans[p->n_steps - 1].last, CL_PROFILING_COMMAND_END);
+
+		if (start && end > start)
+			*ns = end - start;
+	} else if (every) {
 		bool any = false;
 
 		for (size_t i = 0; i < p->n_steps; i++) {
@@ -498,17 +602,18 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_admit
 				 "the input");
 	}
 	nj->piece = piece;
-	nj->profiled = ops->dev->profiling;
+	nj->profiled = ops->dev->profiling && nj->want_breakdown;
 	nj->act_bytes = abytes;
 	nj->peak_bytes = wbytes + abytes + scratch_bytes;
 	weights = malloc(wbytes);
 	spans = calloc(pp->n_steps > pr->n_steps ? pp->n_steps : pr->n_steps, sizeof(*spans));
 	nj->run_ns = calloc(nj->repeat, sizeof(uint64_t));
+	nj->unprof_ns = calloc(nj->repeat, sizeof(uint64_t));
 	nj->cell_ns = calloc((size_t)nj->cfg.layers + 2, sizeof(uint64_t));
 	nj->cell_steps = calloc((size_t)nj->cfg.layers + 2, sizeof(uint32_t));
 	if (nj->want_logits)
 		nj->logits = malloc((size_t)batch * nj->cfg.classes * sizeof(float));
-	if (!weights || !spans || !nj->run_ns || !nj->cell_ns || !nj->cell_steps ||
+	if (!weights || !spans || !nj->run_ns || !nj->unprof_ns || !nj->cell_ns || !nj->cell_steps ||
 	    (nj->want_logits && !nj->logits)) {
 		st = error_set(err, RXD_S_NO_MEMORY, "out of host memory for the network");
 		goto out;
@@ -559,8 +664,11 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_admit
 					    ? nj->logits + (size_t)first * nj->cfg.classes
 					    : NULL;
 
-			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans, timed, &ns, lg,
-					   err);
+			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans,
+					   !timed ? NAS_UNTIMED
+					   : nj->profiled ? NAS_PROFILED
+							  : NAS_TIMED,
+					   &ns, lg, err);
 			if (rc < 0) {
 				st = RXD_S_DEVICE;
 				goto out;
@@ -569,6 +677,27 @@ int nas_job_run(struct rxd_nas_job *nj, struct rxd_nasops *ops, struct rxd_admit
 		}
 		if (timed)
 			nj->run_ns[nj->runs++] = total;
+	}
+	/* What the breakdown cost: as many runs again without the per-step events (within the
+	 * time cap). */
+	for (uint32_t r = 0; nj->profiled && r < nj->runs; r++) {
+		uint64_t total = 0;
+
+		if (now_ns() - job_start > NAS_MAX_JOB_NS && r > 0)
+			break;
+		for (int32_t first = 0; first < batch; first += piece) {
+			const struct rxd_nas_plan *p = batch - first >= piece ? pp : pr;
+			uint64_t ns = 0;
+
+			rc = nas_run_piece(nj, ops, p, first, arena, wbuf, spans, NAS_TIMED, &ns,
+					   NULL, err);
+			if (rc < 0) {
+				st = RXD_S_DEVICE;
+				goto out;
+			}
+			total += ns;
+		}
+		nj->unprof_ns[nj->unprof_runs++] = total;
 	}
 out:
 	/* Nothing enqueued may use the buffers once they go back (admit_release, after
@@ -649,6 +778,11 @@ int nas_job_result(struct rxd_nas_job *nj, struct rxd_nas_result *r)
 	}
 	if (!nj->profiled)
 		r->n_by_op = r->n_by_cell = 0;
+	r->profiled = nj->profiled;
+	if (nj->profiled && nj->unprof_runs) {
+		qsort(nj->unprof_ns, nj->unprof_runs, sizeof(uint64_t), cmp_u64);
+		r->unprofiled_median_ns = nj->unprof_ns[(nj->unprof_runs - 1) / 2];
+	}
 	if (nj->logits) {
 		r->logits = nj->logits;
 		r->logits_bytes = (size_t)nj->cfg.batch * nj->cfg.classes * sizeof(float);

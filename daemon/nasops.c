@@ -95,6 +95,51 @@ static int nasops_check_io(const struct rxd_nas_tensor *x, const struct rxd_nas_
 	if (x && x->mem == y->mem && x->off < y->off + nasops_elems(y) &&
 	    y->off < x->off + nasops_elems(x))
 		return -EINVAL;
+	if (wr->add) {
+		const struct rxd_nas_tensor *a = wr->add;
+
+		if ((ret = nasops_check_tensor(a)) < 0)
+			return ret;
+		if (a->n != y->n || a->h != y->h || a->w != y->w || wr->add_c_off < 0 ||
+		    wr->add_c_off > a->c - c)
+			return -EINVAL;
+		if (a->mem == y->mem && a->off < y->off + nasops_elems(y) &&
+		    y->off < a->off + nasops_elems(a))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static cl_kernel nasops_kernel_cur(const struct rxd_nasops *ops, int k);
+
+/* The six ADD_ARGS of kernel k (kernels/nas.cl) from index first: wr's added tensor, or
+ * none (then y's buffer stands in, never read). */
+static int nasops_add_args(struct rxd_nasops *ops, int k, cl_uint first,
+			   const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr)
+{
+	const struct rxd_nas_tensor *a = wr->add;
+	cl_ulong a_off = a ? (cl_ulong)a->off : 0;
+	cl_int a_ctot = a ? a->c : 0, a_c_off = a ? wr->add_c_off : 0, has_add = a != NULL;
+	float add_scale = a ? wr->add_scale : 0.0f;
+	cl_kernel kk = nasops_kernel_cur(ops, k);
+	cl_int e;
+
+	e = clSetKernelArg(kk, first, sizeof(cl_mem), a ? &a->mem : &y->mem);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 1, sizeof(cl_ulong), &a_off);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 2, sizeof(cl_int), &a_ctot);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 3, sizeof(cl_int), &a_c_off);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 4, sizeof(cl_int), &has_add);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(kk, first + 5, sizeof(float), &add_scale);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "%s: the added tensor's arguments: %s", nasops_kernel_names[k],
+			device_strerror(e));
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -136,9 +181,185 @@ void nasops_span_release(struct rxd_nas_span *s)
 	s->first = s->last = NULL;
 }
 
-/* Kernel k's arguments, as device_kernel_args takes them. */
+/* ---- recording: arguments set once, launches replayed ---------------------------------- */
+
+/* While ops->rec is set, the step functions enqueue nothing: each nas.cl launch gets a
+ * kernel object of its own whose arguments are set now, and each GEMM is noted with its
+ * operands; nasops_rec_replay then only enqueues. */
+struct rxd_nas_launch {
+	cl_kernel kernel;            /* its own, arguments set; NULL: a GEMM */
+	int k;                       /* RXD_NAS_K_*, for its name */
+	size_t global[3], local[3];
+	int variant;                 /* a GEMM: the engine's variant, g and the operands */
+	struct rxd_gemm g;
+	cl_mem a, b, c;
+	int64_t a_off, b_off, c_off;
+};
+
+/* The kernel whose arguments the step being made sets: a fresh one while recording (the
+ * previous one of k, never launched, is dropped), else the shared one. */
+static cl_kernel nasops_kernel_new(struct rxd_nasops *ops, int k)
+{
+	struct rxd_nas_rec *rec = ops->rec;
+	cl_int e;
+
+	if (!rec)
+		return ops->kernels[k];
+	if (rec->cur[k])
+		clReleaseKernel(rec->cur[k]);
+	rec->cur[k] = clCreateKernel(ops->program, nasops_kernel_names[k], &e);
+	if (!rec->cur[k]) {
+		/* The recording is given up; the shared kernel takes the arguments meanwhile. */
+		log_msg(LOG_WARNING, "nas.cl: clCreateKernel(%s): %s", nasops_kernel_names[k],
+			device_strerror(e));
+		rec->failed = true;
+		return ops->kernels[k];
+	}
+	return rec->cur[k];
+}
+
+/* The kernel nasops_kernel_new gave last for k. */
+static cl_kernel nasops_kernel_cur(const struct rxd_nasops *ops, int k)
+{
+	return ops->rec && ops->rec->cur[k] ? ops->rec->cur[k] : ops->kernels[k];
+}
+
+static struct rxd_nas_launch *nasops_rec_add(struct rxd_nas_rec *rec)
+{
+	if (rec->n == rec->cap) {
+		size_t cap = rec->cap ? 2 * rec->cap : 256;
+		struct rxd_nas_launch *v = realloc(rec->v, cap * sizeof(*v));
+
+		if (!v) {
+			rec->failed = true;
+			return NULL;
+		}
+		rec->v = v;
+		rec->cap = cap;
+	}
+	memset(&rec->v[rec->n], 0, sizeof(rec->v[0]));
+	return &rec->v[rec->n++];
+}
+
+/* Enqueue kernel k (its current object) over global / local, or record it. */
+static int nasops_enqueue(struct rxd_nasops *ops, int k, const size_t global[3],
+			  const size_t local[3], struct rxd_nas_span *span)
+{
+	struct rxd_nas_rec *rec = ops->rec;
+	cl_event ev = NULL;
+	int ret;
+
+	if (rec) {
+		struct rxd_nas_launch *l = nasops_rec_add(rec);
+
+		if (l) {
+			l->kernel = rec->cur[k];
+			l->k = k;
+			memcpy(l->global, global, sizeof(l->global));
+			memcpy(l->local, local, sizeof(l->local));
+			rec->cur[k] = NULL;
+			if (!l->kernel) /* clCreateKernel failed: nothing to replay */
+				rec->failed = true;
+		}
+		return 0;
+	}
+	ret = device_kernel_enqueue(ops->dev, ops->kernels[k], nasops_kernel_names[k], 3, NULL,
+				    global, local, span ? &ev : NULL);
+	if (ret == 0)
+		nasops_span_add(span, ev);
+	return ret;
+}
+
+void nasops_rec_begin(struct rxd_nasops *ops, struct rxd_nas_rec *rec)
+{
+	nasops_rec_free(rec);
+	ops->rec = rec;
+}
+
+int nasops_rec_step(struct rxd_nasops *ops)
+{
+	struct rxd_nas_rec *rec = ops->rec;
+
+	if (rec->n_steps == rec->cap_steps) {
+		size_t cap = rec->cap_steps ? 2 * rec->cap_steps : 256;
+		size_t *v = realloc(rec->step_first, (cap + 1) * sizeof(*v));
+
+		if (!v) {
+			rec->failed = true;
+			return -ENOMEM;
+		}
+		rec->step_first = v;
+		rec->cap_steps = cap;
+	}
+	rec->step_first[rec->n_steps++] = rec->n;
+	return 0;
+}
+
+void nasops_rec_end(struct rxd_nasops *ops)
+{
+	struct rxd_nas_rec *rec = ops->rec;
+
+	for (int k = 0; k < RXD_NAS_KERNELS; k++)
+		if (rec->cur[k]) {
+			clReleaseKernel(rec->cur[k]);
+			rec->cur[k] = NULL;
+		}
+	if (rec->step_first)
+		rec->step_first[rec->n_steps] = rec->n;
+	rec->ready = !rec->failed && rec->step_first;
+	ops->rec = NULL;
+}
+
+bool nasops_rec_valid(const struct rxd_nasops *ops, const struct rxd_nas_rec *rec)
+{
+	return rec->ready && (!rec->scratch || rec->scratch == ops->scratch);
+}
+
+int nasops_rec_replay(struct rxd_nasops *ops, const struct rxd_nas_rec *rec, size_t step,
+		      struct rxd_nas_span *span)
+{
+	for (size_t i = rec->step_first[step]; i < rec->step_first[step + 1]; i++) {
+		const struct rxd_nas_launch *l = &rec->v[i];
+		cl_event ev = NULL;
+		int ret;
+
+		if (l->kernel) {
+			ret = device_kernel_enqueue(ops->dev, l->kernel, nasops_kernel_names[l->k], 3,
+						    NULL, l->global, l->local, span ? &ev : NULL);
+			if (ret < 0)
+				return ret;
+		} else {
+			cl_int e = gemm_enqueue_at(ops->eng, l->variant, &l->g, l->a, l->a_off, l->b,
+						   l->b_off, l->c, l->c_off, span ? &ev : NULL);
+
+			if (e != CL_SUCCESS) {
+				log_msg(LOG_ERR, "GEMM %s (replayed): %s",
+					gemm_variant_name(ops->eng, l->variant), device_strerror(e));
+				return device_cl_errno(e);
+			}
+		}
+		nasops_span_add(span, ev);
+	}
+	return 0;
+}
+
+void nasops_rec_free(struct rxd_nas_rec *rec)
+{
+	for (size_t i = 0; i < rec->n; i++)
+		if (rec->v[i].kernel)
+			clReleaseKernel(rec->v[i].kernel);
+	for (int k = 0; k < RXD_NAS_KERNELS; k++)
+		if (rec->cur[k])
+			clReleaseKernel(rec->cur[k]);
+	free(rec->v);
+	free(rec->step_first);
+	memset(rec, 0, sizeof(*rec));
+}
+
+/* Kernel k's arguments, as device_kernel_args takes them, on the kernel object the launch
+ * will use. */
 #define nasops_args(ops, k, ...) \
-	device_kernel_args((ops)->kernels[k], nasops_kernel_names[k], __VA_ARGS__)
+	device_kernel_args(nasops_kernel_new(ops, k), nasops_kernel_names[k], __VA_ARGS__)
 
 /* Enqueue kernel k over (extent0 padded to the local size, extent1, extent2). */
 static int nasops_launch(struct rxd_nasops *ops, int k, size_t extent0, size_t extent1,
@@ -148,14 +369,8 @@ static int nasops_launch(struct rxd_nasops *ops, int k, size_t extent0, size_t e
 				   : device_kernel_local(ops->wg[k], ops->wg_multiple[k], extent0),
 			    1, 1 };
 	size_t global[3] = { (extent0 + local[0] - 1) / local[0] * local[0], extent1, extent2 };
-	cl_event ev = NULL;
-	int ret;
 
-	ret = device_kernel_enqueue(ops->dev, ops->kernels[k], nasops_kernel_names[k], 3, NULL,
-				    global, local, span ? &ev : NULL);
-	if (ret == 0)
-		nasops_span_add(span, ev);
-	return ret;
+	return nasops_enqueue(ops, k, global, local, span);
 }
 
 /* A buffer argument that may be absent: the kernel does not read it then, but OpenCL 1.1
@@ -187,6 +402,8 @@ static int nasops_conv_direct(struct rxd_nasops *ops, const struct rxd_nas_tenso
 			  &cv->dil_h, sizeof(cl_int), &cv->dil_w, sizeof(cl_int), &cv->groups,
 			  sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift, sizeof(cl_int),
 			  &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_CONV, 30, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_CONV, (size_t)y->h * (size_t)y->w, (size_t)cv->c_out,
@@ -238,9 +455,7 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
 	cl_int has_bias = cv->bias != NULL;
 	cl_int relu = cv->relu_in, acc = wr->accumulate;
-	cl_kernel k = ops->kernels[RXD_NAS_K_DWCONV];
 	size_t local[3] = { 1, 1, 1 }, global[3], patch_bytes;
-	cl_event ev = NULL;
 	cl_int e;
 	int ret;
 
@@ -258,10 +473,12 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 			  sizeof(cl_int), &cv->dil_h, sizeof(cl_int), &cv->dil_w, sizeof(cl_int),
 			  &relu, sizeof(cl_int), &cv->in_shift, sizeof(cl_int), &acc,
 			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_DWCONV, 28, y, wr);
 	if (ret < 0)
 		return ret;
 	/* The patch: a __local argument, sized here with no value. */
-	e = clSetKernelArg(k, 28, patch_bytes, NULL);
+	e = clSetKernelArg(nasops_kernel_cur(ops, RXD_NAS_K_DWCONV), 34, patch_bytes, NULL);
 	if (e != CL_SUCCESS) {
 		log_msg(LOG_ERR, "nas_dwconv: local patch of %zu bytes: %s", patch_bytes,
 			device_strerror(e));
@@ -270,26 +487,26 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	global[0] = ((size_t)y->w + local[0] - 1) / local[0] * local[0];
 	global[1] = ((size_t)y->h + local[1] - 1) / local[1] * local[1];
 	global[2] = (size_t)x->n * (size_t)x->c;
-	ret = device_kernel_enqueue(ops->dev, k, "nas_dwconv", 3, NULL, global, local,
-				    span ? &ev : NULL);
-	if (ret == 0)
-		nasops_span_add(span, ev);
-	return ret;
+	return nasops_enqueue(ops, RXD_NAS_K_DWCONV, global, local, span);
 }
 
-/* y slice = scale * bias (+ y): what the GEMM then adds to. */
+/* y slice = scale * bias (bias may be NULL: 0) (+ the added tensor) (+ y): what the GEMM
+ * then adds to. */
 static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, int32_t c,
 		       int32_t hw, cl_mem bias, int64_t bias_off, const struct rxd_nas_write *wr,
 		       struct rxd_nas_span *span)
 {
 	cl_ulong y_off = (cl_ulong)y->off, b_off = (cl_ulong)bias_off;
-	cl_int acc = wr->accumulate;
+	cl_int acc = wr->accumulate, has_bias = bias != NULL;
 	int ret;
 
 	ret = nasops_args(ops, RXD_NAS_K_BIAS, sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off,
 			  sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, sizeof(cl_int), &hw,
-			  sizeof(cl_mem), &bias, sizeof(cl_ulong), &b_off, sizeof(cl_int), &acc,
-			  sizeof(float), &wr->scale, (size_t)0);
+			  sizeof(cl_mem), bias ? &bias : &y->mem, sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_int), &acc, sizeof(float),
+			  &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_BIAS, 10, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_BIAS, (size_t)hw, (size_t)c, (size_t)y->n, 0, span);
@@ -302,6 +519,17 @@ static int nasops_gemm(struct rxd_nasops *ops, const struct rxd_gemm *g, cl_mem 
 	cl_event ev = NULL;
 	cl_int e;
 
+	if (ops->rec) {
+		struct rxd_nas_launch *l = nasops_rec_add(ops->rec);
+
+		if (l) {
+			l->variant = variant;
+			l->g = *g;
+			l->a = a, l->b = b, l->c = c;
+			l->a_off = a_off, l->b_off = b_off, l->c_off = c_off;
+		}
+		return 0;
+	}
 	e = gemm_enqueue_at(ops->eng, variant, g, a, a_off, b, b_off, c, c_off, span ? &ev : NULL);
 	if (e != CL_SUCCESS) {
 		log_msg(LOG_ERR, "GEMM %s (%lld x %lld x %lld, batch %lld): %s",
@@ -419,8 +647,15 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 								    y->w));
 		if (ret < 0)
 			return ret;
+		/* A recording whose earlier launches used a scratch buffer since replaced
+		 * cannot be replayed. */
+		if (ops->rec) {
+			if (ops->rec->scratch && ops->rec->scratch != ops->scratch)
+				ops->rec->failed = true;
+			ops->rec->scratch = ops->scratch;
+		}
 	}
-	if (cv->bias) {
+	if (cv->bias || wr->add) {
 		ret = nasops_bias(ops, y, cv->c_out, (int32_t)hwo, cv->bias, cv->bias_off, wr, span);
 		if (ret < 0)
 			return ret;
@@ -519,6 +754,8 @@ int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 			  &p->stride_h, sizeof(cl_int), &p->stride_w, sizeof(cl_int), &p->pad_h,
 			  sizeof(cl_int), &p->pad_w, sizeof(cl_int), &is_avg, sizeof(cl_int), &acc,
 			  sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_POOL, 20, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_POOL, (size_t)y->h * (size_t)y->w, (size_t)x->c,
@@ -544,6 +781,8 @@ int nasops_copy(struct rxd_nasops *ops, const struct rxd_nas_tensor *x, bool rel
 			  sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int),
 			  &wr->c_off, sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
 			  &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_COPY, 11, y, wr);
 	if (ret < 0)
 		return ret;
 	return nasops_launch(ops, RXD_NAS_K_COPY, (size_t)hw, (size_t)x->c, (size_t)x->n, 0, span);
@@ -558,6 +797,8 @@ int nasops_zero(struct rxd_nasops *ops, int32_t c, const struct rxd_nas_tensor *
 
 	if ((ret = nasops_check_io(NULL, y, c, wr)) < 0)
 		return ret;
+	if (wr->add)
+		return -EINVAL;
 	if (wr->accumulate)
 		return 0; /* adding zeros */
 	hw = y->h * y->w;
@@ -580,7 +821,7 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 
 	if ((ret = nasops_check_io(x, y, x->c, wr)) < 0)
 		return ret;
-	if (y->h != 1 || y->w != 1)
+	if (y->h != 1 || y->w != 1 || wr->add)
 		return -EINVAL;
 	hw = x->h * x->w;
 	/* A power of two (the reduction halves it), no larger than the plane needs. */
@@ -615,7 +856,7 @@ int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 
 	if ((ret = nasops_check_io(x, y, l->out, wr)) < 0)
 		return ret;
-	if (y->h != 1 || y->w != 1)
+	if (y->h != 1 || y->w != 1 || wr->add)
 		return -EINVAL;
 	if ((ret = nasops_check_range(l->weight, l->weight_off, (int64_t)l->out * in)) < 0)
 		return ret;

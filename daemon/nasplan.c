@@ -20,8 +20,13 @@ struct builder {
 	size_t cap_t, cap_s, cap_p;
 	int cell, part;
 	bool affine;  /* BN of the evaluation networks; false in the supernet's cells */
+	bool fuse;    /* DWPW steps and identities added by other steps (!cfg->unfused) */
 	int rc;       /* sticky: the first error */
 	struct rxd_error *err;
+	/* An identity edge pending: the next steps writing tensor add_dst (in the slice
+	 * starting at add_dst_off) add tensor add's channels from add_off as they write. */
+	int add, add_dst;
+	int32_t add_off, add_dst_off;
 };
 
 static void berr(struct builder *b, int rc, const char *fmt, ...)
@@ -170,10 +175,23 @@ static struct rxd_nas_step *add_step(struct builder *b, int kind, int in, int32_
 	s->h_out = p->tensors[out].h;
 	s->w_out = p->tensors[out].w;
 	s->kh = s->kw = s->sh = s->sw = s->dh = s->dw = s->groups = 1;
-	s->conv_param = s->bn_param = -1;
+	s->conv_param = s->bn_param = s->conv2_param = -1;
+	s->mid = -1;
+	s->add = -1;
+	s->add_scale = 1.0f;
 	if (p->tensors[in].first > (int32_t)p->n_steps && in != p->input)
 		berr(b, -EINVAL, "internal: step %zu reads tensor %d before it is written",
 		     p->n_steps, in);
+	if (b->add >= 0 && out == b->add_dst) {
+		s->add = b->add;
+		s->add_c_off = b->add_off + (c_off - b->add_dst_off);
+		if (p->tensors[b->add].first > (int32_t)p->n_steps ||
+		    p->tensors[b->add].c < s->add_c_off + c_out ||
+		    p->tensors[b->add].h != p->tensors[out].h ||
+		    p->tensors[b->add].w != p->tensors[out].w || kind == RXD_NAS_ZERO)
+			berr(b, -EINVAL, "internal: bad added tensor at step %zu", p->n_steps);
+		p->tensors[b->add].last = (int32_t)p->n_steps;
+	}
 	if (p->tensors[out].first > (int32_t)p->n_steps)
 		p->tensors[out].first = (int32_t)p->n_steps;
 	p->tensors[in].last = (int32_t)p->n_steps;
@@ -247,8 +265,11 @@ static void emit_conv(struct builder *b, const struct conv *c)
 	p->weight_floats += (uint64_t)c->cout * (s->c_in / c->groups) * c->kh * c->kw;
 	s->b_off = p->weight_floats;
 	p->weight_floats += (uint64_t)c->cout;
-	s->macs = (uint64_t)c->cout * (s->c_in / c->groups) * c->kh * c->kw * (uint64_t)ho *
-		  (uint64_t)wo;
+	/* A BN alone (a supernet pool's, folded into a depthwise 1x1) is no convolution of
+	 * the network: BN is not counted (docs/NAS.md). */
+	if (c->conv_param >= 0)
+		s->macs = (uint64_t)c->cout * (s->c_in / c->groups) * c->kh * c->kw *
+			  (uint64_t)ho * (uint64_t)wo;
 	p->macs += s->macs;
 }
 
@@ -281,6 +302,61 @@ static void conv_bn(struct builder *b, int in, int32_t in_c_off, int32_t cin, in
 				    0, "%s", bn_name)
 			: -1;
 	emit_conv(b, &c);
+}
+
+/* A depthwise k x k conv (ReLU on its input) of C channels into mid, then a 1x1 conv + BN
+ * of mid into out's slice, as one DWPW step: half of a SepConv, or a DilConv. The weights
+ * are registered in the state_dict's order: dw_name, pw_name, bn_name. */
+static void emit_dwpw(struct builder *b, int in, int32_t in_c_off, int32_t C, int out,
+		      int32_t c_off, int32_t k, int32_t stride, int32_t pad, int32_t dil, bool acc,
+		      float scale, const char *dw_name, const char *pw_name, const char *bn_name)
+{
+	struct rxd_nas_plan *p = b->p;
+	const struct rxd_nas_ptensor *to;
+	struct rxd_nas_step *s;
+	int pdw, ppw, pbn, mid;
+	int32_t ho, wo;
+
+	pdw = add_param(b, RXD_NAS_P_CONV, C, 1, k, k, "%s", dw_name);
+	ppw = add_param(b, RXD_NAS_P_CONV, C, C, 1, 1, "%s", pw_name);
+	pbn = add_param(b, b->affine ? RXD_NAS_P_BN : RXD_NAS_P_BN_STATS, C, 0, 0, 0, "%s",
+			bn_name);
+	if (b->rc)
+		return;
+	to = &p->tensors[out];
+	ho = out_size(p->tensors[in].h, k, stride, pad, dil);
+	wo = out_size(p->tensors[in].w, k, stride, pad, dil);
+	if (ho != to->h || wo != to->w) {
+		berr(b, -EINVAL, "internal: cell %d: a %dx%d depthwise output where %dx%d is "
+				 "needed", b->cell, ho, wo, to->h, to->w);
+		return;
+	}
+	mid = add_tensor(b, C, ho, wo);
+	s = add_step(b, RXD_NAS_DWPW, in, in_c_off, C, out, c_off, C, acc, scale);
+	if (!s)
+		return;
+	s->kh = s->kw = k;
+	s->sh = s->sw = stride;
+	s->ph = s->pw = pad;
+	s->dh = s->dw = dil;
+	s->groups = C;
+	s->relu_in = true;
+	s->mid = mid;
+	p->tensors[mid].first = p->tensors[mid].last = (int32_t)(p->n_steps - 1);
+	s->conv_param = pdw;
+	s->conv2_param = ppw;
+	s->bn_param = pbn;
+	s->bn_c_off = 0;
+	s->w_off = p->weight_floats;
+	p->weight_floats += (uint64_t)C * k * k;
+	s->b_off = p->weight_floats;
+	p->weight_floats += (uint64_t)C;
+	s->w2_off = p->weight_floats;
+	p->weight_floats += (uint64_t)C * C;
+	s->b2_off = p->weight_floats;
+	p->weight_floats += (uint64_t)C;
+	s->macs = ((uint64_t)C * k * k + (uint64_t)C * C) * (uint64_t)ho * (uint64_t)wo;
+	p->macs += s->macs;
 }
 
 /* FactorizedReduce(cin -> cout) of in into out's slice. */
@@ -401,6 +477,21 @@ static void lower_op(struct builder *b, int op, int x, int32_t x_off, int32_t C,
 	case RXD_OP_SEP_CONV_7X7: {
 		int32_t k = op == RXD_OP_SEP_CONV_3X3 ? 3 : op == RXD_OP_SEP_CONV_5X5 ? 5 : 7;
 
+		if (b->fuse) {
+			char n3[80];
+
+			t2 = add_tensor(b, C, ho, wo);
+			snprintf(n1, sizeof(n1), "%s.op.1", prefix);
+			snprintf(n2, sizeof(n2), "%s.op.2", prefix);
+			snprintf(n3, sizeof(n3), "%s.op.3", prefix);
+			emit_dwpw(b, x, x_off, C, t2, 0, k, stride, k / 2, 1, false, 1.0f, n1, n2,
+				  n3);
+			snprintf(n1, sizeof(n1), "%s.op.5", prefix);
+			snprintf(n2, sizeof(n2), "%s.op.6", prefix);
+			snprintf(n3, sizeof(n3), "%s.op.7", prefix);
+			emit_dwpw(b, t2, 0, C, dst, c_off, k, 1, k / 2, 1, acc, scale, n1, n2, n3);
+			return;
+		}
 		t1 = add_tensor(b, C, ho, wo);
 		t2 = add_tensor(b, C, ho, wo);
 		t3 = add_tensor(b, C, ho, wo);
@@ -421,6 +512,16 @@ static void lower_op(struct builder *b, int op, int x, int32_t x_off, int32_t C,
 	case RXD_OP_DIL_CONV_5X5: {
 		int32_t k = op == RXD_OP_DIL_CONV_3X3 ? 3 : 5;
 
+		if (b->fuse) {
+			char n3[80];
+
+			snprintf(n1, sizeof(n1), "%s.op.1", prefix);
+			snprintf(n2, sizeof(n2), "%s.op.2", prefix);
+			snprintf(n3, sizeof(n3), "%s.op.3", prefix);
+			emit_dwpw(b, x, x_off, C, dst, c_off, k, stride, k == 3 ? 2 : 4, 2, acc,
+				  scale, n1, n2, n3);
+			return;
+		}
 		t1 = add_tensor(b, C, ho, wo);
 		snprintf(n1, sizeof(n1), "%s.op.1", prefix);
 		conv_bn(b, x, x_off, C, t1, 0, C, k, stride, k == 3 ? 2 : 4, 2, C, true, false, false,
@@ -494,6 +595,38 @@ static void softmax(const float *a, float *out, int n)
 		sum += out[i] = expf(a[i] - m);
 	for (int i = 0; i < n; i++)
 		out[i] /= sum;
+}
+
+/* Node n of a genotype cell, fused: its edges in the order to lower them (a 'none' after
+ * the other edge, where it adds nothing and makes no step), and an identity edge (a
+ * skip_connect at stride 1) lowered as no step at all: the other edge's steps that write
+ * the node add the identity's input as they write (builder.add). n_in becomes 1 then. */
+static void fuse_node(struct builder *b, const struct rxd_genotype_cell *gc, int n, bool reduction,
+		      const int *states, const int32_t *state_off, int dst, int32_t off,
+		      int order[2], int *n_in)
+{
+	bool ident[2];
+
+	for (int e = 0; e < 2; e++)
+		ident[e] = gc->op[2 * n + e] == RXD_OP_SKIP_CONNECT &&
+			   !(reduction && gc->input[2 * n + e] < 2);
+	if (gc->op[2 * n] == RXD_OP_NONE) {
+		order[0] = 1;
+		order[1] = 0;
+	}
+	for (int e = 1; e >= 0; e--) {
+		int other = 1 - e, j = gc->input[2 * n + e];
+
+		if (!ident[e] || gc->op[2 * n + other] == RXD_OP_NONE)
+			continue;
+		b->add = states[j];
+		b->add_off = state_off[j];
+		b->add_dst = dst;
+		b->add_dst_off = off;
+		order[0] = other;
+		*n_in = 1;
+		return;
+	}
 }
 
 /* One cell: s0, s1 the outputs of the cells k-2 and k-1 (prev_reduced: k-1 reduced).
@@ -574,9 +707,12 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 		int dst = states[n + 2];
 		int32_t off = state_off[n + 2];
 		bool written = false;
-		int n_in = cfg->supernet ? n + 2 : 2;
+		int n_in = cfg->supernet ? n + 2 : 2, order[2] = { 0, 1 };
 
-		for (int e = 0; e < n_in; e++, edge++) {
+		if (!cfg->supernet && b->fuse)
+			fuse_node(b, gc, n, reduction, states, state_off, dst, off, order, &n_in);
+		for (int e0 = 0; e0 < n_in; e0++, edge++) {
+			int e = cfg->supernet ? e0 : order[e0];
 			int j = cfg->supernet ? e : gc->input[2 * n + e];
 			int x = states[j];
 			int32_t x_off = state_off[j];
@@ -606,12 +742,64 @@ static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i
 				written = true;
 			}
 		}
+		b->add = -1;
 		if (slice[n] >= 0) {
 			b->part = RXD_NAS_PART_CONCAT;
 			add_step(b, RXD_NAS_COPY, dst, 0, C, outt, slice[n], C, false, 1.0f);
 		}
 	}
 	return b->rc ? -1 : outt;
+}
+
+/* Whether an ImageNet network of layers cells builds from an input side of n: the stem
+ * halves it three times, each reduction cell once more; FactorizedReduce (cell 0's
+ * preprocess0 on the stem0 map, and the preprocess0 of the cell after each reduction on the
+ * map before it) needs an even side; the last map must be 7 for the 7x7 average pool.
+ * The same walk as nas_build's, on one side. */
+static bool imagenet_side_ok(int32_t n, int32_t layers)
+{
+	int32_t prev, cur;
+
+	n = half(half(n));
+	if (n % 2)
+		return false;
+	prev = n;
+	cur = half(n);
+	for (int32_t i = 0; i < layers; i++) {
+		bool reduction = i == layers / 3 || i == 2 * layers / 3;
+		bool prev_reduced = i > 0 && (i - 1 == layers / 3 || i - 1 == 2 * layers / 3);
+		int32_t out = reduction ? half(cur) : cur;
+
+		if (prev_reduced && prev % 2)
+			return false;
+		prev = cur;
+		cur = out;
+	}
+	return cur == 7;
+}
+
+/* An ImageNet input side that does not build: an error naming the sides that do (a range
+ * where they are one, as 221 to 224 for 14 cells). */
+static int imagenet_size_error(const struct rxd_nas_config *cfg, struct rxd_error *err)
+{
+	int32_t lo = 0, hi = 0, count = 0;
+
+	for (int32_t n = 1; n <= RXD_NAS_MAX_SIZE; n++)
+		if (imagenet_side_ok(n, cfg->layers)) {
+			lo = lo ? lo : n;
+			hi = n;
+			count++;
+		}
+	if (!count)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "an ImageNet network of %d cells "
+				 "cannot end in the 7x7 map its average pool needs at any input size",
+				 cfg->layers);
+	return error_set(err, RXD_S_INVALID_ARGUMENT,
+			 "the input is %dx%d; an ImageNet network of %d cells needs height and width "
+			 "%s%d to %d (its last map must be 7x7 for the 7x7 average pool, and "
+			 "FactorizedReduce needs even sizes)",
+			 cfg->height, cfg->width, cfg->layers, count == hi - lo + 1 ? "" : "among ",
+			 lo, hi);
 }
 
 static int check_config(const struct rxd_nas_config *cfg, struct rxd_error *err)
@@ -640,6 +828,12 @@ static int check_config(const struct rxd_nas_config *cfg, struct rxd_error *err)
 	    cfg->width > RXD_NAS_MAX_SIZE) {
 		error_set(err, RXD_S_INVALID_ARGUMENT, "the input is %dx%d; height and width must "
 			  "be 1 to %d", cfg->height, cfg->width, RXD_NAS_MAX_SIZE);
+		return -EINVAL;
+	}
+	if (cfg->family == RXD_NAS_IMAGENET && !cfg->supernet &&
+	    (!imagenet_side_ok(cfg->height, cfg->layers) ||
+	     !imagenet_side_ok(cfg->width, cfg->layers))) {
+		imagenet_size_error(cfg, err);
 		return -EINVAL;
 	}
 	if (cfg->batch < 1 || cfg->batch > RXD_NAS_MAX_BATCH) {
@@ -771,6 +965,8 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struc
 	b.p = plan;
 	b.err = err;
 	b.affine = true;
+	b.fuse = !cfg->unfused;
+	b.add = -1;
 	plan->family = cfg->family;
 	plan->supernet = cfg->supernet;
 	plan->batch = cfg->batch;
@@ -832,9 +1028,8 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struc
 	if (!b.rc && cfg->family == RXD_NAS_IMAGENET &&
 	    (plan->tensors[s1].h != 7 || plan->tensors[s1].w != 7))
 		berr(&b, -EINVAL,
-		     "an ImageNet network's last map must be 7x7 for its 7x7 average pool; a "
-		     "%dx%d input makes it %dx%d (use 224x224)",
-		     h, w, plan->tensors[s1].h, plan->tensors[s1].w);
+		     "internal: an ImageNet network's last map is %dx%d from a %dx%d input",
+		     plan->tensors[s1].h, plan->tensors[s1].w, h, w);
 	gap = add_tensor(&b, C_p, 1, 1);
 	add_step(&b, RXD_NAS_GAP, s1, 0, C_p, gap, 0, C_p, false, 1.0f);
 	plan->output = add_tensor(&b, cfg->classes, 1, 1);
@@ -865,6 +1060,28 @@ int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struc
 		return rc;
 	}
 	return 0;
+}
+
+int nas_plan_copy(struct rxd_nas_plan *dst, const struct rxd_nas_plan *src)
+{
+	*dst = *src;
+	dst->tensors = malloc(src->n_tensors * sizeof(*src->tensors));
+	dst->steps = malloc(src->n_steps * sizeof(*src->steps));
+	dst->params = malloc((src->n_params ? src->n_params : 1) * sizeof(*src->params));
+	if (!dst->tensors || !dst->steps || !dst->params) {
+		nas_plan_free(dst);
+		return -ENOMEM;
+	}
+	memcpy(dst->tensors, src->tensors, src->n_tensors * sizeof(*src->tensors));
+	memcpy(dst->steps, src->steps, src->n_steps * sizeof(*src->steps));
+	memcpy(dst->params, src->params, src->n_params * sizeof(*src->params));
+	return 0;
+}
+
+uint64_t nas_plan_host_bytes(const struct rxd_nas_plan *plan)
+{
+	return sizeof(*plan) + plan->n_tensors * sizeof(*plan->tensors) +
+	       plan->n_steps * sizeof(*plan->steps) + plan->n_params * sizeof(*plan->params);
 }
 
 void nas_plan_free(struct rxd_nas_plan *plan)
@@ -899,7 +1116,7 @@ const char *nas_part_name(int part)
 const char *nas_kind_name(int kind)
 {
 	static const char *const names[RXD_NAS_KINDS] = { "conv", "maxpool", "avgpool", "copy",
-							  "zero", "gap",     "linear" };
+							  "zero", "gap",     "linear", "dwpw" };
 
 	return kind >= 0 && kind < RXD_NAS_KINDS ? names[kind] : "?";
 }

@@ -83,6 +83,48 @@ void nas_init_blob(const struct rxd_nas_plan *plan, uint64_t seed, float *blob)
 	}
 }
 
+/* One convolution's folded weights (c_out x per_out) and bias: the conv's weights from
+ * blob (conv_param; -1: an identity, a BN alone) times its BN's (bn_param; -1: none)
+ * gamma / sqrt(var + eps) per output channel, BN channels from bn_c_off. */
+static void fold_conv(const struct rxd_nas_plan *plan, const float *blob, int32_t conv_param,
+		      int32_t bn_param, int32_t bn_c_off, int32_t c_out, uint64_t per_out,
+		      float *w, float *b)
+{
+	for (int32_t co = 0; co < c_out; co++) {
+		float g = 1.0f, beta = 0.0f, mean = 0.0f, bias = 0.0f;
+		float *wd = w + (uint64_t)co * per_out;
+
+		if (bn_param >= 0) {
+			const struct rxd_nas_param *q = &plan->params[bn_param];
+			const float *bn = blob + q->blob_off;
+			uint64_t c = (uint64_t)q->cout, ch = (uint64_t)(bn_c_off + co);
+			float gamma = 1.0f, var;
+
+			if (q->kind == RXD_NAS_P_BN) {
+				gamma = bn[ch];
+				beta = bn[c + ch];
+				bn += 2 * c;
+			}
+			mean = bn[ch];
+			var = bn[c + ch];
+			g = gamma / sqrtf(var + RXD_NAS_BN_EPS);
+			bias = beta - mean * g;
+		}
+		if (conv_param >= 0) {
+			const float *ws = blob + plan->params[conv_param].blob_off +
+					  (uint64_t)co * per_out;
+
+			for (uint64_t k = 0; k < per_out; k++)
+				wd[k] = ws[k] * g;
+		} else {
+			/* A BN alone (the supernet's pools): a depthwise 1x1 identity. */
+			for (uint64_t k = 0; k < per_out; k++)
+				wd[k] = g;
+		}
+		b[co] = bias;
+	}
+}
+
 int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 	     struct rxd_error *err)
 {
@@ -118,7 +160,6 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 	}
 	for (size_t si = 0; si < plan->n_steps; si++) {
 		const struct rxd_nas_step *s = &plan->steps[si];
-		uint64_t per_out;
 
 		if (s->kind == RXD_NAS_LINEAR) {
 			const struct rxd_nas_param *q = &plan->params[s->conv_param];
@@ -126,42 +167,19 @@ int nas_fold(const struct rxd_nas_plan *plan, const float *blob, float *weights,
 			memcpy(weights + s->w_off, blob + q->blob_off, q->floats * sizeof(float));
 			continue;
 		}
+		if (s->kind == RXD_NAS_DWPW) {
+			/* The depthwise half has no BN of its own; the pointwise half takes it. */
+			fold_conv(plan, blob, s->conv_param, -1, 0, s->c_in, (uint64_t)s->kh * s->kw,
+				  weights + s->w_off, weights + s->b_off);
+			fold_conv(plan, blob, s->conv2_param, s->bn_param, s->bn_c_off, s->c_out,
+				  (uint64_t)s->c_in, weights + s->w2_off, weights + s->b2_off);
+			continue;
+		}
 		if (s->kind != RXD_NAS_CONV)
 			continue;
-		per_out = (uint64_t)(s->c_in / s->groups) * s->kh * s->kw;
-		for (int32_t co = 0; co < s->c_out; co++) {
-			float g = 1.0f, beta = 0.0f, mean = 0.0f, bias = 0.0f;
-			float *wd = weights + s->w_off + (uint64_t)co * per_out;
-
-			if (s->bn_param >= 0) {
-				const struct rxd_nas_param *q = &plan->params[s->bn_param];
-				const float *bn = blob + q->blob_off;
-				uint64_t c = (uint64_t)q->cout, ch = (uint64_t)(s->bn_c_off + co);
-				float gamma = 1.0f, var;
-
-				if (q->kind == RXD_NAS_P_BN) {
-					gamma = bn[ch];
-					beta = bn[c + ch];
-					bn += 2 * c;
-				}
-				mean = bn[ch];
-				var = bn[c + ch];
-				g = gamma / sqrtf(var + RXD_NAS_BN_EPS);
-				bias = beta - mean * g;
-			}
-			if (s->conv_param >= 0) {
-				const float *ws = blob + plan->params[s->conv_param].blob_off +
-						  (uint64_t)co * per_out;
-
-				for (uint64_t k = 0; k < per_out; k++)
-					wd[k] = ws[k] * g;
-			} else {
-				/* A BN alone (the supernet's pools): a depthwise 1x1 identity. */
-				for (uint64_t k = 0; k < per_out; k++)
-					wd[k] = g;
-			}
-			weights[s->b_off + co] = bias;
-		}
+		fold_conv(plan, blob, s->conv_param, s->bn_param, s->bn_c_off, s->c_out,
+			  (uint64_t)(s->c_in / s->groups) * s->kh * s->kw, weights + s->w_off,
+			  weights + s->b_off);
 	}
 	return 0;
 }

@@ -75,6 +75,7 @@ struct rxd_config {
 	uint64_t stall_timeout_ns;    /* --stall-timeout: close a client that reads none of its
 				       * replies this long while over its memory; 0: never */
 	uint64_t shutdown_timeout_ns; /* --shutdown-timeout: connections left after it are closed */
+	uint32_t nas_plan_cache;      /* --nas-plan-cache: NAS plans kept (nascache.c); 0: none */
 	uint32_t client_shm_regions;  /* --client-shm-regions: registered at once per connection */
 	uint64_t client_shm_bytes;    /* --client-shm-max: their bytes; 0: only the total bound */
 	/* Access control (conn.c, at accept): with either list set, only root, the users of
@@ -91,6 +92,8 @@ struct rxd_config {
 #define RXD_DEFAULT_FRAME_TIMEOUT_NS (30ull * 1000000000ull)
 #define RXD_DEFAULT_STALL_TIMEOUT_NS (60ull * 1000000000ull)
 #define RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS (5ull * 1000000000ull)
+#define RXD_DEFAULT_NAS_PLAN_CACHE 16 /* NAS plans kept (DARTS at 20 cells: 130 KiB each) */
+#define RXD_NAS_PLAN_CACHE_MAX 4096
 
 #define RXD_DEFAULT_MAX_FRAME (256ull << 20)
 #define RXD_MIN_MAX_FRAME (4ull << 10)
@@ -790,6 +793,11 @@ struct rxd_nas_write {
 	int32_t c_off;               /* first channel of the slice */
 	bool accumulate;             /* add to what is there (false: overwrite) */
 	float scale;                 /* multiplies op(x); 1 except in weighted sums */
+	const struct rxd_nas_tensor *add; /* NULL, or a tensor of y's n, h and w whose channels
+				      * [add_c_off, + C) are added times add_scale (conv, pool
+				      * and copy only): an identity edge costs no step */
+	int32_t add_c_off;
+	float add_scale;
 };
 
 /* A convolution, BN folded into weight and bias (nas_fold: scale gamma / sqrt(var + eps) into each output channel). */
@@ -853,6 +861,25 @@ struct rxd_nasops {
 				      * (GPUs); on host memory (PoCL) the caches do it already */
 	size_t dw_local_bytes;       /* the local memory one nas_dwconv work-group may take */
 	size_t item_max[3];          /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
+};
+
+/* A plan's launches recorded once (nasops_rec_begin, then nasops_rec_step before each
+ * step's calls, nasops_rec_end) and replayed for every run: each nas.cl launch has a
+ * kernel object of its own with its arguments set, so a run only enqueues. The buffers
+ * the steps were given must outlive it, and the im2col scratch must not be replaced
+ * (nasops_rec_valid says whether it was). Device worker thread only. */
+struct rxd_nas_launch;
+struct rxd_nas_rec {
+	struct rxd_nas_launch *v;
+	size_t n, cap;
+	size_t *step_first;          /* step i's launches: [step_first[i], step_first[i + 1]) */
+	size_t n_steps, cap_steps;
+	cl_kernel cur[RXD_NAS_KERNELS]; /* the objects whose arguments are being set */
+	cl_mem scratch;              /* the scratch buffer its launches use; NULL: none */
+	bool failed;                 /* out of memory or kernels, or the scratch replaced */
+	bool ready;                  /* recorded and replayable */
+	const void *owner;           /* the caller's tag (nasjob.c: the plan) */
 };
 
 /* Build kernels/nas.cl for dev (through dev->kcache) and check every step kind on small
@@ -898,6 +925,15 @@ int nasops_gap(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 int nasops_linear(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		  const struct rxd_nas_linear *l, const struct rxd_nas_tensor *y,
 		  const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* Recording: see struct rxd_nas_rec. nasops_rec_begin frees what rec held. */
+void nasops_rec_begin(struct rxd_nasops *ops, struct rxd_nas_rec *rec);
+int nasops_rec_step(struct rxd_nasops *ops);
+void nasops_rec_end(struct rxd_nasops *ops);
+bool nasops_rec_valid(const struct rxd_nasops *ops, const struct rxd_nas_rec *rec);
+/* Enqueue step's launches (span as the step functions take it). 0, or -EIO and the like. */
+int nasops_rec_replay(struct rxd_nasops *ops, const struct rxd_nas_rec *rec, size_t step,
+		      struct rxd_nas_span *span);
+void nasops_rec_free(struct rxd_nas_rec *rec);
 /* What the step kinds here and their backward passes (nasgrad.c) check and share: elems
  * floats from off lie inside mem, with indices from off within an int (0, -EINVAL or
  * -E2BIG); a tensor's shape and range likewise; its floats; ev (may be NULL) added to span
@@ -1279,6 +1315,7 @@ struct rxd_server {
 				      * freed (closed ones with jobs in flight too), against
 				      * cfg->max_memory_bytes (conn.c) */
 	const struct rxd_conn_ops *conn_ops;
+	struct rxd_nas_cache *nascache; /* NAS plans (main.c's; NULL: none kept) */
 };
 
 /* Whether the daemon could listen on path: its directory exists and may be written, and
@@ -1566,6 +1603,8 @@ enum rxd_nas_step_kind {
 	RXD_NAS_ZERO,     /* zeros into the slice (never accumulating) */
 	RXD_NAS_GAP,      /* global average pool: c x h x w -> c x 1 x 1 */
 	RXD_NAS_LINEAR,   /* out[n][o] = sum_i in[n][i] w[o][i] + b[o] */
+	RXD_NAS_DWPW,     /* a depthwise CONV into tensor mid, then a 1x1 dense conv of mid
+			   * (w2_off, b2_off) into the slice: sep and dil convs' halves */
 	RXD_NAS_KINDS
 };
 
@@ -1585,7 +1624,8 @@ enum {
 #define RXD_NAS_MAX_SIZE 4096  /* input height and width */
 #define RXD_NAS_MAX_BATCH 65536
 #define RXD_NAS_MAX_STEPS 8    /* supernet nodes per cell */
-#define RXD_NAS_MAX_PLAN_STEPS 20000 /* steps of a plan (a 20-layer supernet has 4881) */
+#define RXD_NAS_MAX_PLAN_STEPS 20000 /* steps of a plan (a 20-layer supernet has 4881
+				      * unfused, 3201 fused) */
 #define RXD_NAS_BN_EPS 1e-5f
 #define RXD_NAS_ALIGN_FLOATS 64 /* tensors start at multiples of this in the arena */
 
@@ -1600,6 +1640,8 @@ struct rxd_nas_config {
 	int32_t steps, multiplier;  /* supernet: nodes per cell, nodes concatenated */
 	const float *alpha_normal;  /* supernet: [edges][RXD_NAS_PRIMITIVES] each, where */
 	const float *alpha_reduce;  /* edges = steps (steps + 3) / 2; copied by nas_build */
+	bool unfused;               /* one step per module: no DWPW, no adds (the tests
+				     * compare it with the fused plan) */
 };
 
 struct rxd_nas_ptensor {
@@ -1643,6 +1685,13 @@ struct rxd_nas_step {
 	uint64_t w_off, b_off; /* CONV, LINEAR: in the plan's weights, floats */
 	int32_t conv_param, bn_param, bn_c_off; /* what nas_fold reads; -1: none */
 	uint64_t macs;         /* multiply-adds per image */
+	int32_t mid;           /* DWPW: the depthwise half's output (c_in channels) */
+	int32_t conv2_param;   /* DWPW: the pointwise weight (bn_param is its BN) */
+	uint64_t w2_off, b2_off; /* DWPW: the pointwise weights in the plan's weights */
+	int32_t add, add_c_off; /* a tensor (-1: none) whose channels [add_c_off, + c_out),
+				 * of the output's size, are added times add_scale as the
+				 * slice is written: an identity edge summed into the node */
+	float add_scale;
 };
 
 struct rxd_nas_plan {
@@ -1668,6 +1717,40 @@ struct rxd_nas_plan {
  * -E2BIG (a size overflows; err says which) or -ENOMEM. Free with nas_plan_free. */
 int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struct rxd_error *err);
 void nas_plan_free(struct rxd_nas_plan *plan);
+/* dst becomes a copy of src that owns its arrays (free it with nas_plan_free). 0 or
+ * -ENOMEM (dst then holds nothing). */
+int nas_plan_copy(struct rxd_nas_plan *dst, const struct rxd_nas_plan *src);
+/* The host memory a plan takes (the struct and its arrays), bytes. */
+uint64_t nas_plan_host_bytes(const struct rxd_nas_plan *plan);
+
+/* ---- nascache.c: plans kept for the next job on the same network ---- */
+/* A table of at most capacity plans, keyed by the config that made them (its fields that
+ * shape the plan), the least recently used evicted. Used by the loop and the device
+ * worker thread; lock is a leaf lock. */
+struct rxd_nas_cache_entry;
+struct rxd_nas_cache {
+	pthread_mutex_t lock;
+	bool ready;                  /* nascache_init succeeded */
+	uint32_t capacity;           /* 0: nothing is kept */
+	uint32_t n;
+	struct rxd_nas_cache_entry *entries;
+	uint64_t tick, hits, misses, evictions;
+};
+
+struct rxd_nas_cache_stats {
+	uint32_t capacity, entries;
+	uint64_t hits, misses, evictions;
+	uint64_t bytes;              /* host memory of the plans kept */
+};
+
+/* capacity 0: every lookup plans afresh. 0 or -ENOMEM. */
+int nascache_init(struct rxd_nas_cache *nc, uint32_t capacity);
+void nascache_fini(struct rxd_nas_cache *nc);
+/* nas_build through the table (nc may be NULL: no table): on a hit plan is a copy of the
+ * plan kept, else it is built and a copy kept. The same returns as nas_build. */
+int nascache_build(struct rxd_nas_cache *nc, const struct rxd_nas_config *cfg,
+		   struct rxd_nas_plan *plan, struct rxd_error *err);
+void nascache_stats(struct rxd_nas_cache *nc, struct rxd_nas_cache_stats *out);
 /* Device memory the plan needs: the folded weights and the arena, in bytes. */
 uint64_t nas_plan_bytes(const struct rxd_nas_plan *plan);
 /* "sep_conv_3x3", "stem", "preprocess", "head", "concat". */
@@ -1697,6 +1780,7 @@ struct rxd_nas_eval {
 	struct rxd_nas_config cfg;
 	uint32_t warmup, repeat;     /* at most RXD_NAS_MAX_*; repeat >= 1 */
 	bool want_logits;
+	bool want_breakdown;         /* every step timed by events (by_op, by_cell) */
 	uint64_t weight_seed, input_seed;
 	const uint8_t *weights;      /* the state_dict blob sent, or NULL: seeded */
 	size_t weights_bytes;
@@ -1720,19 +1804,23 @@ struct rxd_nas_result {
 	uint64_t latency_median_ns, latency_p90_ns, latency_mean_ns;
 	const uint64_t *run_ns;
 	size_t n_run_ns;
-	const struct rxd_nas_part *by_op, *by_cell; /* empty without profiling */
+	const struct rxd_nas_part *by_op, *by_cell; /* empty unless profiled */
+	bool profiled;               /* every step's kernels were timed by events */
+	uint64_t unprofiled_median_ns; /* profiled: the median of runs without that */
 	size_t n_by_op, n_by_cell;
 	const float *logits;         /* NULL unless asked for */
 	size_t logits_bytes;
 };
 
 struct rxd_nas_job;
-/* Loop thread: build ev's plan, check the weights' and input's lengths against it and its
- * weights against lim (may be NULL); no input or reply may exceed max_reply_bytes.
- * Returns an RXD_S_* status (status.h); on success *out is the job (nas_job_free), which
- * points into ev's bytes: they must outlive it. */
+/* Loop thread: build ev's plan (through cache, which may be NULL and must outlive the
+ * job: the device thread plans through it too), check the weights' and input's lengths
+ * against it and its weights against lim (may be NULL); no input or reply may exceed
+ * max_reply_bytes. Returns an RXD_S_* status (status.h); on success *out is the job
+ * (nas_job_free), which points into ev's bytes: they must outlive it. */
 int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
-		    uint64_t max_reply_bytes, struct rxd_nas_job **out, struct rxd_error *err);
+		    uint64_t max_reply_bytes, struct rxd_nas_cache *cache,
+		    struct rxd_nas_job **out, struct rxd_error *err);
 struct rxd_nasops;
 /* What a job's buffers take on the device for a piece of its batch. */
 struct rxd_nas_need {

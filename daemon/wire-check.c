@@ -316,6 +316,7 @@ int wire_nas_eval(const Rxgemm__NasEvalRequest *rq, struct rxd_nas_eval *ev,
 	ev->warmup = rq->warmup;
 	ev->repeat = rq->repeat ? rq->repeat : 1;
 	ev->want_logits = rq->want_logits;
+	ev->want_breakdown = rq->want_breakdown;
 	ev->weight_seed = rq->weight_seed;
 	ev->input_seed = rq->input_seed;
 	ev->weights = rq->weights.len ? rq->weights.data : NULL;

@@ -10,7 +10,8 @@
 /* Long but flat: one assignment per field of the reply, in the schema's order, and one
  * loop per repeated field; splitting it would only scatter the fields. */
 int wire_status_fill(const struct rxd_stats *st, const struct rxd_device *dev,
-		     const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out)
+		     const struct rxd_gemm_engine *eng, struct rxd_nas_cache *nc,
+		     Rxgemm__StatusReply *out)
 {
 	Rxgemm__DeviceInfo *infos = NULL;
 	Rxgemm__KernelChoice *choices = NULL;
@@ -60,6 +61,17 @@ int wire_status_fill(const struct rxd_stats *st, const struct rxd_device *dev,
 		out->kernel_cache_evictions = kc.evictions;
 		out->kernel_cache_compile_ns = kc.compile_ns;
 		out->kernel_cache_load_ns = kc.load_ns;
+	}
+	{
+		struct rxd_nas_cache_stats pc;
+
+		nascache_stats(nc, &pc);
+		out->nas_plan_cache_capacity = pc.capacity;
+		out->nas_plan_cache_entries = pc.entries;
+		out->nas_plan_cache_hits = pc.hits;
+		out->nas_plan_cache_misses = pc.misses;
+		out->nas_plan_cache_evictions = pc.evictions;
+		out->nas_plan_cache_bytes = pc.bytes;
 	}
 
 	/* The recent jobs: the pointer array, then the records and their timings, in one
@@ -329,7 +341,8 @@ static void wire_queue_status(struct rxd_server *srv, Rxgemm__StatusReply *st)
 int wire_status_build(struct rxd_conn *c, Rxgemm__StatusReply *st)
 {
 	struct rxd_shm_stats shm;
-	int ret = wire_status_fill(&c->srv->stats, c->srv->dev, c->srv->worker->engine, st);
+	int ret = wire_status_fill(&c->srv->stats, c->srv->dev, c->srv->worker->engine,
+				   c->srv->nascache, st);
 
 	if (ret == 0 && ((ret = wire_status_sharing(c->srv, st)) < 0 ||
 			 (ret = wire_status_restrict(c->srv, c, st)) < 0))

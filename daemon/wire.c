@@ -464,7 +464,8 @@ static int wire_nas(struct rxd_conn *c, const Rxgemm__Request *req,
 	if (st == RXD_S_OK)
 		st = wire_nas_eval(&view, &ev, err);
 	if (st == RXD_S_OK)
-		st = nas_job_prepare(&ev, &srv->limits, srv->cfg->max_frame_bytes, &n.nas, err);
+		st = nas_job_prepare(&ev, &srv->limits, srv->cfg->max_frame_bytes, srv->nascache,
+				     &n.nas, err);
 	for (int i = 0; i < 2 && st == RXD_S_OK; i++) {
 		uint64_t want = i ? nas_job_input_floats(n.nas) : nas_job_blob_floats(n.nas);
 
@@ -772,6 +773,8 @@ static int wire_nas_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r,
 	r->latency_median_ns = res.latency_median_ns;
 	r->latency_p90_ns = res.latency_p90_ns;
 	r->latency_mean_ns = res.latency_mean_ns;
+	r->profiled = res.profiled;
+	r->unprofiled_median_ns = res.unprofiled_median_ns;
 	for (size_t i = 0; i < n; i++) {
 		const struct rxd_nas_part *q = i < res.n_by_op ? &res.by_op[i]
 							       : &res.by_cell[i - res.n_by_op];

@@ -54,10 +54,12 @@ int wire_nas_eval(const Rxgemm__NasEvalRequest *rq, struct rxd_nas_eval *ev,
 		  struct rxd_error *err);
 
 /* ---- wire-status.c: the StatusReply ---- */
-/* The daemon's figures; the pointers in out stay valid until the next stats_* call.
+/* The daemon's figures (nc: the NAS plan cache, may be NULL); the pointers in out stay
+ * valid until the next stats_* call.
  * 0 or -ENOMEM. Free with wire_status_free. */
 int wire_status_fill(const struct rxd_stats *st, const struct rxd_device *dev,
-		     const struct rxd_gemm_engine *eng, Rxgemm__StatusReply *out);
+		     const struct rxd_gemm_engine *eng, struct rxd_nas_cache *nc,
+		     Rxgemm__StatusReply *out);
 /* Add the sharing figures (fields 50-56: clients, kernel variants, device busy time) to
  * a reply wire_status_fill filled (its uptime_ns is the instant they describe). 0 or
  * -ENOMEM; wire_status_free frees them too. */

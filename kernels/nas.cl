@@ -12,12 +12,28 @@
  * work-items then read and write neighbouring addresses of NCHW (coalesced).
  *
  * Every kernel writes channels [c_off, c_off + C) of a tensor of ctot channels:
- * y = scale * v, or y += scale * v when accumulate is set. */
+ * y = scale * v, or y += scale * v when accumulate is set (plus an added tensor: PUT_ADD). */
 
 #define RELU(v) ((v) > 0.0f ? (v) : 0.0f)
 #define PUT(y, i, v)                                                                        \
 	do {                                                                                \
 		float r_ = scale * (v);                                                     \
+		if (accumulate)                                                             \
+			r_ += (y)[i];                                                       \
+		(y)[i] = r_;                                                                \
+	} while (0)
+
+/* The kernels that write a node's slice may add a second tensor as they write (an identity
+ * edge of the node, so that it costs no launch): add_scale * addp[image n, channel a_c_off
+ * + ch of a_ctot, pixel p of hw] when has_add. These are their arguments. */
+#define ADD_ARGS                                                                            \
+	const __global float *addp, const ulong a_off, const int a_ctot, const int a_c_off, \
+		const int has_add, const float add_scale
+#define PUT_ADD(y, i, v, n, ch, hw, p)                                                      \
+	do {                                                                                \
+		float r_ = scale * (v);                                                     \
+		if (has_add)                                                                \
+			r_ += add_scale * addp[a_off + ((n) * a_ctot + a_c_off + (ch)) * (hw) + (p)]; \
 		if (accumulate)                                                             \
 			r_ += (y)[i];                                                       \
 		(y)[i] = r_;                                                                \
@@ -33,7 +49,7 @@ __kernel void nas_conv(const __global float *x, const ulong x_off, const int cin
 		       const ulong b_off, const int has_bias, const int kh, const int kw,
 		       const int sh, const int sw, const int ph, const int pw, const int dh,
 		       const int dw, const int groups, const int relu_in, const int shift,
-		       const int accumulate, const float scale)
+		       const int accumulate, const float scale, ADD_ARGS)
 {
 	const int p = get_global_id(0), co = get_global_id(1), n = get_global_id(2);
 	const int hwo = ho * wo;
@@ -70,7 +86,7 @@ __kernel void nas_conv(const __global float *x, const ulong x_off, const int cin
 		}
 		if (has_bias)
 			acc += bias[b_off + co];
-		PUT(y, y_off + (n * ctot + c_off + co) * hwo + p, acc);
+		PUT_ADD(y, y_off + (n * ctot + c_off + co) * hwo + p, acc, n, co, hwo, p);
 	}
 }
 
@@ -88,7 +104,7 @@ __kernel void nas_dwconv(const __global float *x, const ulong x_off, const int c
 			 const int has_bias, const int kh, const int kw, const int sh,
 			 const int sw, const int ph, const int pw, const int dh, const int dw,
 			 const int relu_in, const int shift, const int accumulate,
-			 const float scale, __local float *patch)
+			 const float scale, ADD_ARGS, __local float *patch)
 {
 	const int lx = get_local_id(0), ly = get_local_id(1);
 	const int lw = get_local_size(0), lh = get_local_size(1);
@@ -123,7 +139,8 @@ __kernel void nas_dwconv(const __global float *x, const ulong x_off, const int c
 				acc = pp[ki * dh * pcols + kj * dw] * wc[ki * kw + kj] + acc;
 		if (has_bias)
 			acc += bias[b_off + ch];
-		PUT(y, y_off + (n * ctot + c_off + ch) * ho * wo + oh * wo + ow, acc);
+		PUT_ADD(y, y_off + (n * ctot + c_off + ch) * ho * wo + oh * wo + ow, acc, n, ch,
+			ho * wo, oh * wo + ow);
 	}
 }
 
@@ -156,17 +173,18 @@ __kernel void nas_im2col(const __global float *x, const ulong x_off, const int c
 	}
 }
 
-/* y = scale * bias[c] (+ y): the first half of a GEMM convolution's epilogue; the GEMM
- * then adds scale * W x with beta = 1. */
+/* y = scale * bias[c] (+ the added tensor) (+ y): the first half of a GEMM convolution's
+ * epilogue; the GEMM then adds scale * W x with beta = 1. */
 __kernel void nas_bias(__global float *y, const ulong y_off, const int ctot, const int c_off,
 		       const int hw, const __global float *bias, const ulong b_off,
-		       const int accumulate, const float scale)
+		       const int has_bias, const int accumulate, const float scale, ADD_ARGS)
 {
 	const int p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
 
 	if (p >= hw)
 		return;
-	PUT(y, y_off + (n * ctot + c_off + c) * hw + p, bias[b_off + c]);
+	PUT_ADD(y, y_off + (n * ctot + c_off + c) * hw + p, has_bias ? bias[b_off + c] : 0.0f,
+		n, c, hw, p);
 }
 
 /* Max or average pooling; the average counts only the window's elements inside the map
@@ -175,7 +193,7 @@ __kernel void nas_pool(const __global float *x, const ulong x_off, const int c, 
 		       const int w, __global float *y, const ulong y_off, const int ctot,
 		       const int c_off, const int ho, const int wo, const int kh, const int kw,
 		       const int sh, const int sw, const int ph, const int pw, const int is_avg,
-		       const int accumulate, const float scale)
+		       const int accumulate, const float scale, ADD_ARGS)
 {
 	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
 	const int hwo = ho * wo;
@@ -201,14 +219,14 @@ __kernel void nas_pool(const __global float *x, const ulong x_off, const int c, 
 			acc = 0.0f;
 		else if (is_avg)
 			acc /= (float)count;
-		PUT(y, y_off + (n * ctot + c_off + ch) * hwo + p, acc);
+		PUT_ADD(y, y_off + (n * ctot + c_off + ch) * hwo + p, acc, n, ch, hwo, p);
 	}
 }
 
 /* Identity with optional ReLU, into a slice. */
 __kernel void nas_copy(const __global float *x, const ulong x_off, const int c, const int hw,
 		       __global float *y, const ulong y_off, const int ctot, const int c_off,
-		       const int relu_in, const int accumulate, const float scale)
+		       const int relu_in, const int accumulate, const float scale, ADD_ARGS)
 {
 	const int p = get_global_id(0), ch = get_global_id(1), n = get_global_id(2);
 
@@ -218,7 +236,7 @@ __kernel void nas_copy(const __global float *x, const ulong x_off, const int c, 
 		float v = x[x_off + (n * c + ch) * hw + p];
 		if (relu_in)
 			v = RELU(v);
-		PUT(y, y_off + (n * ctot + c_off + ch) * hw + p, v);
+		PUT_ADD(y, y_off + (n * ctot + c_off + ch) * hw + p, v, n, ch, hw, p);
 	}
 }
 

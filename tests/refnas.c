@@ -1,6 +1,7 @@
 /* refnas.c: the CPU reference of NAS plans: every step in plain nested loops, written for
  * being obviously right rather than fast, and sharing nothing with the device code. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,23 +12,54 @@ static float relu_if(float v, bool relu)
 	return relu && v < 0 ? 0 : v;
 }
 
-/* out = (accumulate ? out : 0) + scale * v */
-static void put(float *o, float v, const struct rxd_nas_step *s)
+/* out = (accumulate ? out : 0) + (scale * v + add_scale * a); a: the added tensor's
+ * element, NULL without one. */
+static void put(float *o, float v, const struct rxd_nas_step *s, const float *a)
 {
-	*o = (s->accumulate ? *o : 0.0f) + s->scale * v;
+	float r = s->scale * v;
+
+	if (a)
+		r += s->add_scale * *a;
+	*o = (s->accumulate ? *o : 0.0f) + r;
 }
 
 static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 		     const float *wts, float *const *base)
 {
 	const struct rxd_nas_ptensor *ti = &p->tensors[s->in], *to = &p->tensors[s->out];
-	const float *x = base[s->in];
+	const struct rxd_nas_ptensor *ta = s->add >= 0 ? &p->tensors[s->add] : NULL;
+	const float *x = base[s->in], *a = ta ? base[s->add] : NULL;
 	float *y = base[s->out];
 	long N = p->batch, Hi = ti->h, Wi = ti->w, Ho = to->h, Wo = to->w;
 
 #define IN(n_, c_, i_, j_) x[(((n_) * ti->c + s->in_c_off + (c_)) * Hi + (i_)) * Wi + (j_)]
 #define OUT(n_, c_, i_, j_) y[(((n_) * to->c + s->c_off + (c_)) * Ho + (i_)) * Wo + (j_)]
+#define ADD(n_, c_, i_, j_) \
+	(a ? &a[(((n_) * ta->c + s->add_c_off + (c_)) * Ho + (i_)) * Wo + (j_)] : NULL)
 	switch (s->kind) {
+	case RXD_NAS_DWPW: {
+		/* The two convolutions it stands for, one after the other through mid. */
+		struct rxd_nas_step dw = *s, pw = *s;
+
+		dw.kind = pw.kind = RXD_NAS_CONV;
+		dw.out = s->mid;
+		dw.c_off = 0;
+		dw.c_out = s->c_in;
+		dw.accumulate = false;
+		dw.scale = 1.0f;
+		dw.add = -1;
+		pw.in = s->mid;
+		pw.in_c_off = 0;
+		pw.kh = pw.kw = pw.sh = pw.sw = pw.dh = pw.dw = pw.groups = 1;
+		pw.ph = pw.pw = 0;
+		pw.relu_in = false;
+		pw.in_shift = 0;
+		pw.w_off = s->w2_off;
+		pw.b_off = s->b2_off;
+		run_step(p, &dw, wts, base);
+		run_step(p, &pw, wts, base);
+		break;
+	}
 	case RXD_NAS_CONV: {
 		long cin_g = s->c_in / s->groups, cout_g = s->c_out / s->groups;
 		long hs = Hi - s->in_shift, ws = Wi - s->in_shift, sh = s->in_shift;
@@ -52,7 +84,7 @@ static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 									acc += (double)w * relu_if(IN(n, g * cin_g + ci, iy + sh, ix + sh),
 												   s->relu_in);
 								}
-						put(&OUT(n, co, oy, ox), (float)acc, s);
+						put(&OUT(n, co, oy, ox), (float)acc, s, ADD(n, co, oy, ox));
 					}
 		break;
 	}
@@ -81,7 +113,8 @@ static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 								cnt++;
 							}
 						put(&OUT(n, c, oy, ox),
-						    s->kind == RXD_NAS_MAXPOOL ? mx : (float)(sum / (double)cnt), s);
+						    s->kind == RXD_NAS_MAXPOOL ? mx : (float)(sum / (double)cnt), s,
+						    ADD(n, c, oy, ox));
 					}
 		break;
 	case RXD_NAS_COPY:
@@ -89,7 +122,8 @@ static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 			for (long c = 0; c < s->c_out; c++)
 				for (long i = 0; i < Ho; i++)
 					for (long j = 0; j < Wo; j++)
-						put(&OUT(n, c, i, j), relu_if(IN(n, c, i, j), s->relu_in), s);
+						put(&OUT(n, c, i, j), relu_if(IN(n, c, i, j), s->relu_in), s,
+						    ADD(n, c, i, j));
 		break;
 	case RXD_NAS_ZERO:
 		for (long n = 0; n < N; n++)
@@ -106,7 +140,7 @@ static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 				for (long i = 0; i < Hi; i++)
 					for (long j = 0; j < Wi; j++)
 						sum += IN(n, c, i, j);
-				put(&OUT(n, c, 0, 0), (float)(sum / (double)(Hi * Wi)), s);
+				put(&OUT(n, c, 0, 0), (float)(sum / (double)(Hi * Wi)), s, NULL);
 			}
 		break;
 	case RXD_NAS_LINEAR:
@@ -116,12 +150,13 @@ static void run_step(const struct rxd_nas_plan *p, const struct rxd_nas_step *s,
 
 				for (long i = 0; i < s->c_in; i++)
 					acc += (double)wts[s->w_off + o * s->c_in + i] * IN(n, i, 0, 0);
-				put(&OUT(n, o, 0, 0), (float)acc, s);
+				put(&OUT(n, o, 0, 0), (float)acc, s, NULL);
 			}
 		break;
 	}
 #undef IN
 #undef OUT
+#undef ADD
 }
 
 int refnas_run(const struct rxd_nas_plan *plan, const float *weights, const float *input,
@@ -164,4 +199,28 @@ out:
 	free(arena);
 	free(base);
 	return rc;
+}
+
+void refnas_op_genotype(int op, bool reduce_only, struct rxd_genotype *g)
+{
+	char text[RXD_GENOTYPE_TEXT_MAX];
+	const char *X = genotype_op_name(op);
+	struct rxd_error err = { 0 };
+
+	if (reduce_only)
+		snprintf(text, sizeof(text),
+			 "Genotype(normal=[('%s', 0), ('%s', 1)], normal_concat=[2], "
+			 "reduce=[('%s', 0), ('%s', 1), ('skip_connect', 2), ('%s', 2), "
+			 "('%s', 3), ('none', 0), ('none', 2), ('skip_connect', 3)], "
+			 "reduce_concat=[3, 4, 5])", X, X, X, X, X, X);
+	else
+		snprintf(text, sizeof(text),
+			 "Genotype(normal=[('%s', 0), ('skip_connect', 1), ('skip_connect', 0), "
+			 "('%s', 2), ('none', 2), ('%s', 3), ('skip_connect', 1), "
+			 "('skip_connect', 2)], normal_concat=[3, 4, 5], "
+			 "reduce=[('%s', 0), ('%s', 1), ('skip_connect', 2), ('%s', 0), "
+			 "('skip_connect', 0), ('none', 2), ('skip_connect', 1), "
+			 "('skip_connect', 3)], reduce_concat=[2, 4, 5])", X, X, X, X, X, X);
+	if (genotype_parse(text, strlen(text), g, &err) < 0)
+		abort(); /* the text above is valid for every operation */
 }

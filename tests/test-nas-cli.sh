@@ -41,19 +41,19 @@ if tl_run "nas no daemon" 3 "${R0[@]}" nas; then
 fi
 
 # --- a daemon ------------------------------------------------------------------------------
-tl_daemon_start nas
+tl_daemon_start nas --nas-plan-cache 2
 S=$TL_DAEMON_SOCKET
 R=("$RXGEMM" --socket "$S")
 SMALL=(--C 4 --layers 3 --size 8 --batch 2 --warmup 1 --repeat 3)
 
-if tl_run "nas report" 0 "${R[@]}" nas --genotype NASNet "${SMALL[@]}"; then
+if tl_run "nas report" 0 "${R[@]}" nas --genotype NASNet "${SMALL[@]}" --breakdown; then
 	tl_expect_output "nas report" "sep_conv_7x7" && tl_expect_output "nas report" "median" &&
 		tl_expect_output "nas report" "cell 2" && tl_ok "nas prints the report and its breakdowns"
 fi
-if tl_run "nas json" 0 "${R[@]}" nas "${SMALL[@]}" --json --logits-out "$T/a.npy"; then
+if tl_run "nas json" 0 "${R[@]}" nas "${SMALL[@]}" --breakdown --json --logits-out "$T/a.npy"; then
 	cp "$TL_OUT" "$T/nas.json"
 	tl_json "nas json" "$T/nas.json" \
-		"d['batch'] == 2 and len(d['run_ns']) == 3 and d['params'] > 0 and d['macs'] > 0 and len(d['by_cell']) == 5 and sum(p['steps'] for p in d['by_op']) == d['steps'] and (not d['by_op'] or d['latency_mean_ns'] - len(d['by_op']) <= sum(p['ns'] for p in d['by_op']) <= d['latency_mean_ns']) and 'dil_conv_3x3' in d['genotype']" &&
+		"d['batch'] == 2 and len(d['run_ns']) == 3 and d['params'] > 0 and d['macs'] > 0 and len(d['by_cell']) == 5 and sum(p['steps'] for p in d['by_op']) == d['steps'] and (not d['by_op'] or d['latency_mean_ns'] - len(d['by_op']) <= sum(p['ns'] for p in d['by_op']) <= d['latency_mean_ns']) and 'dil_conv_3x3' in d['genotype'] and d['profiled'] == bool(d['by_op']) and (not d['profiled'] or d['unprofiled_median_ns'] > 0)" &&
 		tl_ok "nas --json: counts, three runs, breakdowns adding up to the mean"
 	# A .npy of 2 x 10 float32: header says so and 80 bytes of data follow it.
 	size=$(wc -c <"$T/a.npy")
@@ -62,6 +62,12 @@ if tl_run "nas json" 0 "${R[@]}" nas "${SMALL[@]}" --json --logits-out "$T/a.npy
 	else
 		tl_fail "nas --logits-out: unexpected file ($size bytes)"
 	fi
+fi
+if tl_run "nas json, no breakdown" 0 "${R[@]}" nas "${SMALL[@]}" --json; then
+	cp "$TL_OUT" "$T/nas-plain.json"
+	tl_json "nas json, no breakdown" "$T/nas-plain.json" \
+		"d['by_op'] == [] and d['by_cell'] == [] and d['profiled'] is False and 'unprofiled_median_ns' not in d and d['latency_median_ns'] > 0" &&
+		tl_ok "nas --json without --breakdown: no breakdowns, not profiled"
 fi
 # The same seeds give the same logits; another weight seed does not.
 if tl_run "nas again" 0 "${R[@]}" nas "${SMALL[@]}" --logits-out "$T/b.npy"; then
@@ -107,12 +113,54 @@ if tl_run "nas genotype file" 0 "${R[@]}" nas "${SMALL[@]}" --genotype-file "$T/
 		tl_ok "nas --genotype-file evaluates the text"
 fi
 
+# The plan cache (2 plans here): a network planned once is handed out again, the least
+# recently used goes for room. Networks no earlier test used (C 2, 6, 10).
+plans() { # NAME: the status's nas_plan_cache as "entries hits misses evictions" into $T/NAME
+	"${R[@]}" status --json >"$T/st.json" &&
+		python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["nas_plan_cache"]; print(c["entries"], c["hits"], c["misses"], c["evictions"], c["capacity"])' \
+			"$T/st.json" >"$T/$1"
+}
+NET=(--layers 3 --size 8 --warmup 0 --repeat 1)
+if plans p0 && "${R[@]}" nas --C 2 "${NET[@]}" >/dev/null && plans p1 &&
+	"${R[@]}" nas --C 2 "${NET[@]}" >/dev/null && plans p2 &&
+	"${R[@]}" nas --C 6 "${NET[@]}" >/dev/null && "${R[@]}" nas --C 10 "${NET[@]}" >/dev/null &&
+	plans p3 && "${R[@]}" nas --C 2 "${NET[@]}" >/dev/null && plans p4; then
+	read -r e0 h0 m0 v0 cap <"$T/p0"
+	read -r e1 h1 m1 v1 _ <"$T/p1"
+	read -r e2 h2 m2 v2 _ <"$T/p2"
+	read -r e3 h3 m3 v3 _ <"$T/p3"
+	read -r e4 h4 m4 v4 _ <"$T/p4"
+	# A job plans twice (the whole batch, then its piece on the device): a new network is
+	# one miss and one hit, the same again two hits; two more networks evict it.
+	if [ "$cap" -eq 2 ] && [ $((m1 - m0)) -eq 1 ] && [ $((h1 - h0)) -eq 1 ] &&
+		[ $((m2 - m1)) -eq 0 ] && [ $((h2 - h1)) -eq 2 ] && [ $((m3 - m2)) -eq 2 ] &&
+		[ "$e3" -eq 2 ] && [ $((v3 - v2)) -ge 1 ] && [ $((m4 - m3)) -eq 1 ]; then
+		tl_ok "nas plan cache: built once, then hits; the least recently used evicted"
+	else
+		tl_fail "nas plan cache: $(cat "$T/p0" "$T/p1" "$T/p2" "$T/p3" "$T/p4" | tr '\n' '/')"
+	fi
+else
+	tl_fail "nas plan cache: a job or status failed"
+fi
+if tl_run "status nas plans" 0 "${R[@]}" status; then
+	tl_expect_output "status nas plans" 'nas plans: 2 of 2 kept .*hits, .*misses, .*evicted' &&
+		tl_ok "status shows the nas plan cache"
+fi
+
 # examples/rank-genotypes: the four named ones and the file's, ranked.
 RANK="${TESTS_BUILDDIR:-$(dirname "$0")}/../examples/rank-genotypes"
 if [ -x "$RANK" ]; then
 	if tl_run "rank-genotypes" 0 "$RANK" --socket "$S" --C 4 --layers 3 --size 8 --repeat 2 "$T/g.txt"; then
 		[ "$(grep -cE '^[1-5] ' "$TL_OUT")" -eq 5 ] && tl_expect_output "rank-genotypes" 'AmoebaNet' &&
 			tl_ok "rank-genotypes ranks five genotypes" || { tl_fail "rank-genotypes output"; tl_show_output; }
+	fi
+	# Random genotypes of the search space, seeded: ranked, with what each cost in all.
+	if tl_run "rank-genotypes random" 0 "$RANK" --socket "$S" --C 4 --layers 3 --size 8 --repeat 2 \
+		--random 3 --seed 7; then
+		[ "$(grep -cE '^[1-3] +random [0-2] ' "$TL_OUT")" -eq 3 ] &&
+			tl_expect_output "rank-genotypes random" 'per genotype: [0-9.]+ ms in all, [0-9.]+ ms of it timed runs; [0-9.]+% not in the timed runs' &&
+			tl_ok "rank-genotypes --random ranks three drawn genotypes and says what was not timed" ||
+			{ tl_fail "rank-genotypes --random output"; tl_show_output; }
 	fi
 fi
 

@@ -6,6 +6,8 @@
  *                  device tensors); the logits against refnas, the
  *                  counts against the local plan, the breakdowns adding up to the mean
  *   supernet:      a small search network with random alphas against refnas
+ *   every op:      each operation in genotypes that exercise every fusion of the plan,
+ *                  odd sizes, batch pieces
  *   errors:        a blob of the wrong length (the expected length in the message), a bad
  *                  genotype text (the byte), an ImageNet size that cannot work; the
  *                  connection keeps serving after each */
@@ -88,6 +90,10 @@ static void check_parts(const struct rxg_nas_result *r, int layers)
 		ck_assert_uint_ge(sum_cell + r->n_by_cell, r->latency_mean_ns);
 	}
 	ck_assert_uint_le(r->latency_median_ns, r->latency_p90_ns);
+	/* Asked for and made: the device's profiling times; the runs without them too. */
+	ck_assert_int_eq(r->profiled, r->n_by_op > 0);
+	if (r->profiled)
+		ck_assert_uint_gt(r->unprofiled_median_ns, 0);
 }
 
 START_TEST(whole_network)
@@ -121,6 +127,7 @@ START_TEST(whole_network)
 	a.warmup = 1;
 	a.repeat = 3;
 	a.logits = logits;
+	a.want_breakdown = 1;
 	rc = rxg_nas_eval(g_c, &a, &r);
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	compare(logits, want, 20);
@@ -158,6 +165,11 @@ START_TEST(whole_network)
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	compare(logits, want, 20);
 	ck_assert_uint_eq(r->n_runs, 1);
+	/* No breakdown asked for: none made, no step timed. */
+	ck_assert_uint_eq(r->n_by_op, 0);
+	ck_assert_uint_eq(r->n_by_cell, 0);
+	ck_assert_int_eq(r->profiled, 0);
+	ck_assert_uint_gt(r->latency_median_ns, 0);
 	rxg_nas_result_free(r);
 	float logits_inline[2 * 10];
 	memcpy(logits_inline, logits, sizeof(logits));
@@ -300,6 +312,7 @@ START_TEST(supernet)
 	a.weight_seed = 8;
 	a.input = in;
 	a.logits = logits;
+	a.want_breakdown = 1;
 	rc = rxg_nas_eval(g_c, &a, &r);
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	compare(logits, want, 10);
@@ -308,6 +321,82 @@ START_TEST(supernet)
 	rxg_nas_result_free(r);
 	free(want);
 	nas_plan_free(&p);
+}
+END_TEST
+
+/* Every operation of the search space (and the two of NASNet and AmoebaNet) in the genotypes
+ * of refnas_op_genotype, whose nodes the planner fuses every way it can (depthwise with
+ * pointwise, identities added as the other edge writes, 'none' dropped): 12x12 with three
+ * cells (FactorizedReduce in both places), an odd oblong input with one, and a batch too
+ * big for the 4 MiB budget, run in pieces. The device's logits against refnas; refnas's
+ * fused plan is checked against the unfused one by test-nas. */
+START_TEST(every_op)
+{
+	struct {
+		int c, layers, h, w, batch;
+		bool reduce_only;
+	} nets[] = {
+		{ 4, 3, 12, 12, 2, false },
+		{ 2, 1, 9, 7, 3, true },
+		{ 8, 3, 32, 32, 12, false },
+	};
+	char text[RXD_GENOTYPE_TEXT_MAX];
+
+	if (g_skip)
+		return;
+	for (size_t k = 0; k < sizeof(nets) / sizeof(nets[0]); k++) {
+		struct rxd_nas_config cfg = { 0 };
+		struct rxd_nas_plan p;
+		struct rxg_nas_args a = { 0 };
+		struct rxg_nas_result *r = NULL;
+		size_t n_in, n_out;
+		float *in, *logits, *want;
+		int rc;
+
+		/* The batch in pieces once: for the convolutions, where it matters most. */
+		if (k == 2 && _i != RXD_OP_SEP_CONV_3X3 && _i != RXD_OP_DIL_CONV_5X5)
+			continue;
+		cfg.family = RXD_NAS_CIFAR;
+		cfg.C = nets[k].c;
+		cfg.layers = nets[k].layers;
+		cfg.classes = 10;
+		cfg.height = nets[k].h;
+		cfg.width = nets[k].w;
+		cfg.batch = nets[k].batch;
+		/* skip_connect at stride 2 needs even sizes. */
+		if (nets[k].reduce_only && _i == RXD_OP_SKIP_CONNECT)
+			cfg.height = 10, cfg.width = 6;
+		refnas_op_genotype(_i, nets[k].reduce_only, &cfg.geno);
+		genotype_format(&cfg.geno, text, sizeof(text));
+		n_in = (size_t)cfg.batch * 3 * cfg.height * cfg.width;
+		n_out = (size_t)cfg.batch * 10;
+		in = malloc(n_in * sizeof(float));
+		logits = malloc(n_out * sizeof(float));
+		ck_assert(in && logits);
+		nas_random_floats(30 + k, in, n_in);
+		want = reference(&cfg, NULL, 40 + k, in, &p);
+		a.genotype = text;
+		a.c = cfg.C;
+		a.layers = cfg.layers;
+		a.height = cfg.height;
+		a.width = cfg.width;
+		a.batch = cfg.batch;
+		a.weight_seed = 40 + k;
+		a.input = in;
+		a.logits = logits;
+		rc = rxg_nas_eval(g_c, &a, &r);
+		ck_assert_msg(rc == RXG_OK, "%s: rxg_nas_eval: %s", genotype_op_name(_i),
+			      rxg_errmsg(g_c));
+		compare(logits, want, n_out);
+		ck_assert_uint_eq(r->steps, p.n_steps);
+		if (k == 2)
+			ck_assert_int_lt(r->batch_piece, cfg.batch);
+		rxg_nas_result_free(r);
+		free(in);
+		free(logits);
+		free(want);
+		nas_plan_free(&p);
+	}
 }
 END_TEST
 
@@ -341,6 +430,7 @@ START_TEST(split_batch)
 	a.input = in;
 	a.logits = logits;
 	a.repeat = 2;
+	a.want_breakdown = 1;
 	rc = rxg_nas_eval(g_c, &a, &r);
 	ck_assert_msg(rc == RXG_OK, "rxg_nas_eval: %s", rxg_errmsg(g_c));
 	ck_assert_int_lt(r->batch_piece, 12);
@@ -415,6 +505,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_unchecked_fixture(tc, setup_small, teardown);
 	tcase_add_test(tc, split_batch);
+	tcase_add_loop_test(tc, every_op, RXD_OP_NONE, RXD_OP_COUNT);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

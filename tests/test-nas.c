@@ -73,6 +73,10 @@ static struct T relu(struct T x)
 	return t;
 }
 
+/* Multiply-adds per image of the convolutions and the classifier of the last direct
+ * forward pass, counted as they run (docs/NAS.md's convention: no BN, pools, ReLU or sums). */
+static uint64_t g_macs;
+
 static struct T conv(struct T x, int cout, int kh, int kw, int sh, int sw, int ph, int pw, int dil,
 		     int groups)
 {
@@ -81,6 +85,8 @@ static struct T conv(struct T x, int cout, int kh, int kw, int sh, int sw, int p
 	int cin_g = x.c / groups, cout_g = cout / groups;
 	const float *wt = take((long)cout * cin_g * kh * kw);
 	struct T y = tnew(x.n, cout, ho, wo);
+
+	g_macs += (uint64_t)cout * cin_g * kh * kw * ho * wo;
 
 	for (int b = 0; b < x.n; b++)
 		for (int co = 0; co < cout; co++)
@@ -316,6 +322,7 @@ static void direct_forward(const struct rxd_nas_config *cfg, const float *blob, 
 
 	g_cur = blob;
 	g_end = blob + blob_floats;
+	g_macs = 0;
 	memcpy(x.v, input, (size_t)tsize(x) * sizeof(float));
 	if (cfg->family == RXD_NAS_CIFAR) {
 		s0 = conv(x, 3 * C, 3, 3, 1, 1, 1, 1, 1, 1);
@@ -351,6 +358,8 @@ static void direct_forward(const struct rxd_nas_config *cfg, const float *blob, 
 	}
 	{
 		const float *w = take((long)cfg->classes * s1.c), *b = take(cfg->classes);
+
+		g_macs += (uint64_t)cfg->classes * s1.c;
 
 		for (int n = 0; n < cfg->batch; n++)
 			for (int o = 0; o < cfg->classes; o++) {
@@ -405,6 +414,7 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 	double maxabs = 0;
 
 	build_ok(cfg, &p);
+	ck_assert(!cfg->unfused);
 	n_in = (size_t)cfg->batch * 3 * cfg->height * cfg->width;
 	n_out = (size_t)cfg->batch * cfg->classes;
 	blob = malloc(p.blob_floats * sizeof(float));
@@ -420,6 +430,35 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 	ck_assert_int_eq(refnas_run(&p, wts, in, l_packed, true), 0);
 	ck_assert_int_eq(refnas_run(&p, wts, in, l_flat, false), 0);
 	direct_forward(cfg, blob, (long)p.blob_floats, in, l_direct);
+	/* The unfused plan (one step per module) from the same blob: the fused steps compute
+	 * the same sums in the same order (a DWPW's halves, an identity added as the other
+	 * edge is written), so the logits agree to rounding. */
+	{
+		struct rxd_nas_config cu = *cfg;
+		struct rxd_nas_plan pu;
+		float *wu = NULL, *l_unfused = malloc(n_out * sizeof(float));
+
+		cu.unfused = true;
+		build_ok(&cu, &pu);
+		ck_assert_uint_eq(pu.blob_floats, p.blob_floats);
+		ck_assert_uint_eq(pu.param_count, p.param_count);
+		ck_assert_uint_eq(pu.macs, p.macs);
+		ck_assert_uint_eq(pu.n_params, p.n_params);
+		for (size_t i = 0; i < p.n_params; i++)
+			ck_assert_str_eq(pu.params[i].name, p.params[i].name);
+		ck_assert_uint_le(p.n_steps, pu.n_steps);
+		wu = malloc(pu.weight_floats * sizeof(float));
+		ck_assert(wu && l_unfused);
+		ck_assert_int_eq(nas_fold(&pu, blob, wu, &err), 0);
+		ck_assert_int_eq(refnas_run(&pu, wu, in, l_unfused, true), 0);
+		for (size_t i = 0; i < n_out; i++)
+			ck_assert_msg(fabs(l_unfused[i] - l_flat[i]) <= 1e-6 * (1 + fabs(l_flat[i])),
+				      "logit %zu: fused %g, unfused %g", i, (double)l_flat[i],
+				      (double)l_unfused[i]);
+		free(wu);
+		free(l_unfused);
+		nas_plan_free(&pu);
+	}
 	for (size_t i = 0; i < n_out; i++)
 		if (fabs(l_direct[i]) > maxabs)
 			maxabs = fabs(l_direct[i]);
@@ -432,6 +471,9 @@ static void check_against_direct(const struct rxd_nas_config *cfg, uint64_t seed
 			      (double)l_direct[i]);
 	}
 	ck_assert_uint_ge(p.arena_floats, p.live_peak_floats);
+	/* The plan's multiply-adds are those the forward pass made (the supernet's pools'
+	 * BN, folded into a 1x1 step, is not a convolution). */
+	ck_assert_uint_eq(p.macs, g_macs);
 	free(blob);
 	free(wts);
 	free(in);
@@ -523,6 +565,50 @@ START_TEST(direct_named)
 }
 END_TEST
 
+/* Every operation (refnas_op_genotype), fused and unfused, against the direct forward. */
+START_TEST(direct_ops)
+{
+	struct rxd_nas_config c;
+
+	/* normal, reduction, reduction: 12x12 so that FactorizedReduce sees even sizes. */
+	cifar(&c, NULL, 4, 3, 12, 2);
+	refnas_op_genotype(_i, false, &c.geno);
+	check_against_direct(&c, 100 + (uint64_t)_i);
+	/* One reduction cell on an odd, oblong input, batch 3 (skip_connect at stride 2 is a
+	 * FactorizedReduce: even then). */
+	cifar(&c, NULL, 2, 1, _i == RXD_OP_SKIP_CONNECT ? 10 : 9, 3);
+	c.width = _i == RXD_OP_SKIP_CONNECT ? 6 : 7;
+	refnas_op_genotype(_i, true, &c.geno);
+	check_against_direct(&c, 200 + (uint64_t)_i);
+}
+END_TEST
+
+/* DARTS_V2 on CIFAR at the paper's size: 513 steps unfused, at most 300 fused (the fusion
+ * is the plan's, so every device runs this many). */
+START_TEST(steps_bound)
+{
+	struct rxd_nas_config c;
+	struct rxd_nas_plan p, pu;
+	size_t kinds[RXD_NAS_KINDS] = { 0 };
+
+	cifar(&c, "DARTS_V2", 36, 20, 32, 1);
+	build_ok(&c, &p);
+	c.unfused = true;
+	build_ok(&c, &pu);
+	ck_assert_uint_eq(pu.n_steps, 513);
+	ck_assert_uint_le(p.n_steps, 300);
+	for (size_t i = 0; i < p.n_steps; i++)
+		kinds[p.steps[i].kind]++;
+	/* 5 sep_conv and 1 dil_conv in each of 18 normal cells: 11 DWPW each; the identity
+	 * edges make no copies (what copies remain are the concats). */
+	ck_assert_uint_eq(kinds[RXD_NAS_DWPW], 18 * 11);
+	ck_assert_uint_eq(kinds[RXD_NAS_COPY], 20);
+	ck_assert_uint_eq(p.param_count, pu.param_count);
+	nas_plan_free(&p);
+	nas_plan_free(&pu);
+}
+END_TEST
+
 START_TEST(direct_imagenet)
 {
 	struct rxd_nas_config c;
@@ -595,6 +681,114 @@ START_TEST(packing_bounds)
 }
 END_TEST
 
+/* ---- the plan cache ------------------------------------------------------------------------ */
+
+/* got is what nas_build makes of cfg: every array equal. */
+static void expect_same_plan(const struct rxd_nas_plan *got, const struct rxd_nas_config *cfg)
+{
+	struct rxd_nas_plan want;
+
+	build_ok(cfg, &want);
+	ck_assert_uint_eq(got->n_steps, want.n_steps);
+	ck_assert_uint_eq(got->n_tensors, want.n_tensors);
+	ck_assert_uint_eq(got->n_params, want.n_params);
+	ck_assert_uint_eq(got->arena_floats, want.arena_floats);
+	ck_assert_uint_eq(got->weight_floats, want.weight_floats);
+	ck_assert_uint_eq(got->macs, want.macs);
+	ck_assert_int_eq(got->batch, want.batch);
+	ck_assert(memcmp(got->steps, want.steps, want.n_steps * sizeof(*want.steps)) == 0);
+	ck_assert(memcmp(got->tensors, want.tensors, want.n_tensors * sizeof(*want.tensors)) == 0);
+	ck_assert(memcmp(got->params, want.params, want.n_params * sizeof(*want.params)) == 0);
+	nas_plan_free(&want);
+}
+
+static void cache_get(struct rxd_nas_cache *nc, const struct rxd_nas_config *c)
+{
+	struct rxd_nas_plan p;
+	struct rxd_error err = { 0 };
+
+	ck_assert_msg(nascache_build(nc, c, &p, &err) == 0, "%s", err.msg);
+	expect_same_plan(&p, c);
+	nas_plan_free(&p);
+}
+
+static void cache_expect(struct rxd_nas_cache *nc, uint32_t entries, uint64_t hits,
+			 uint64_t misses, uint64_t evictions)
+{
+	struct rxd_nas_cache_stats st;
+
+	nascache_stats(nc, &st);
+	ck_assert_uint_eq(st.entries, entries);
+	ck_assert_uint_eq(st.hits, hits);
+	ck_assert_uint_eq(st.misses, misses);
+	ck_assert_uint_eq(st.evictions, evictions);
+	ck_assert(entries == 0 || st.bytes > 0);
+}
+
+/* A second lookup of a network is a hit and gives what nas_build gives; past the bound the
+ * least recently used goes; what shapes a plan (batch, the genotype, the supernet's
+ * alphas, unfused) tells entries apart; a refused config is refused through the cache
+ * too; capacity 0 keeps nothing. */
+START_TEST(plan_cache)
+{
+	struct rxd_nas_cache nc;
+	struct rxd_nas_config a, b, c, s;
+	struct rxd_nas_plan p;
+	struct rxd_error err = { 0 };
+	float an[14 * RXD_NAS_PRIMITIVES], ar[14 * RXD_NAS_PRIMITIVES];
+
+	ck_assert_int_eq(nascache_init(&nc, 2), 0);
+	cifar(&a, "DARTS_V2", 4, 3, 8, 2);
+	cifar(&b, "DARTS_V2", 4, 3, 8, 3);   /* another batch */
+	cifar(&c, "DARTS_V1", 4, 3, 8, 2);   /* another genotype */
+	cache_get(&nc, &a);
+	cache_expect(&nc, 1, 0, 1, 0);
+	cache_get(&nc, &a);
+	cache_expect(&nc, 1, 1, 1, 0);
+	cache_get(&nc, &b);
+	cache_expect(&nc, 2, 1, 2, 0);
+	cache_get(&nc, &a);                  /* b is now the least recently used */
+	cache_get(&nc, &c);
+	cache_expect(&nc, 2, 2, 3, 1);
+	cache_get(&nc, &a);
+	cache_expect(&nc, 2, 3, 3, 1);
+	cache_get(&nc, &b);                  /* evicted: built again, c goes */
+	cache_expect(&nc, 2, 3, 4, 2);
+	a.unfused = true;
+	cache_get(&nc, &a);
+	cache_expect(&nc, 2, 3, 5, 3);
+	/* The supernet: the alphas are part of the key (they are the steps' scales). */
+	cifar(&s, NULL, 4, 3, 8, 1);
+	s.supernet = true;
+	s.steps = s.multiplier = 4;
+	nas_random_floats(1, an, 14 * RXD_NAS_PRIMITIVES);
+	nas_random_floats(2, ar, 14 * RXD_NAS_PRIMITIVES);
+	s.alpha_normal = an;
+	s.alpha_reduce = ar;
+	cache_get(&nc, &s);
+	cache_get(&nc, &s);
+	cache_expect(&nc, 2, 4, 6, 4);
+	an[3] += 1.0f;
+	cache_get(&nc, &s);
+	cache_expect(&nc, 2, 4, 7, 5);
+	/* Refused as nas_build refuses it, and nothing kept. */
+	b.C = 0;
+	ck_assert_int_eq(nascache_build(&nc, &b, &p, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "C is 0"));
+	b.C = 4;
+	b.geno.normal.n_nodes = 200;
+	ck_assert_int_eq(nascache_build(&nc, &b, &p, &err), -EINVAL);
+	cache_expect(&nc, 2, 4, 7, 5);
+	nascache_fini(&nc);
+	/* Nothing kept. */
+	ck_assert_int_eq(nascache_init(&nc, 0), 0);
+	cache_get(&nc, &a);
+	cache_get(&nc, &a);
+	cache_expect(&nc, 0, 0, 0, 0);
+	nascache_fini(&nc);
+}
+END_TEST
+
 /* ---- errors ------------------------------------------------------------------------------- */
 
 static void build_fails(const struct rxd_nas_config *c, int want, const char *word)
@@ -620,8 +814,28 @@ START_TEST(errors)
 	cifar(&c, "DARTS_V2", 4, 3, 128, 1); /* ends 4x4 */
 	c.family = RXD_NAS_IMAGENET;
 	build_fails(&c, -EINVAL, "7x7");
-	c.C = 5;
+	/* ImageNet at 14 cells: every side from 221 to 224 works (the stem's and the
+	 * reductions' halvings round up; FactorizedReduce wants 56, 28 and 14), and the
+	 * refusal says so. */
+	c.C = 4;
+	c.layers = 14;
+	for (int32_t h = 219; h <= 226; h++)
+		for (int32_t w = 220; w <= 225; w += w == 221 ? 3 : 1) {
+			struct rxd_nas_plan q;
+
+			c.height = h;
+			c.width = w;
+			if (h >= 221 && h <= 224 && w >= 221 && w <= 224) {
+				build_ok(&c, &q);
+				ck_assert_int_eq(q.tensors[q.steps[q.n_steps - 2].in].h, 7);
+				nas_plan_free(&q);
+			} else {
+				build_fails(&c, -EINVAL, "needs height and width 221 to 224");
+			}
+		}
 	c.height = c.width = 224;
+	c.layers = 3;
+	c.C = 5;
 	build_fails(&c, -EINVAL, "even C");
 	cifar(&c, "DARTS_V2", 0, 3, 8, 1);
 	build_fails(&c, -EINVAL, "C is 0");
@@ -700,7 +914,7 @@ static int prepare(const Rxgemm__NasEvalRequest *rq, struct rxd_error *err)
 	int st = wire_nas_eval(rq, &ev, err);
 
 	if (st == RXD_S_OK)
-		st = nas_job_prepare(&ev, &lim, 1u << 20, &nj, err);
+		st = nas_job_prepare(&ev, &lim, 1u << 20, NULL, &nj, err);
 
 	if (st == RXD_S_OK)
 		ck_assert_ptr_nonnull(nj);
@@ -824,9 +1038,12 @@ int main(void)
 	tcase_add_test(tc, counts_by_hand);
 	tcase_add_test(tc, counts_paper);
 	tcase_add_loop_test(tc, direct_named, 0, 4);
+	tcase_add_loop_test(tc, direct_ops, RXD_OP_NONE, RXD_OP_COUNT);
+	tcase_add_test(tc, steps_bound);
 	tcase_add_test(tc, direct_imagenet);
 	tcase_add_test(tc, direct_supernet);
 	tcase_add_test(tc, packing_bounds);
+	tcase_add_test(tc, plan_cache);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, requests);
 	suite_add_tcase(s, tc);

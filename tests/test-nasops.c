@@ -3,7 +3,8 @@
  * here, on odd shapes: depthwise 3x3/5x5 at stride 1 and 2, dilation 2, ReLU on the input,
  * FactorizedReduce from two 1x1 stride-2 convolutions (one reading the shifted input) into
  * two channel slices, dense 1x1 and kxk (3x3 at stride 1 and 2, 7x1 and 1x7), pooling with
- * padding, copy/zero/accumulate/scale into slices, global average pooling and linear
+ * padding, copy/zero/accumulate/scale into slices, a tensor added as a slice is written
+ * (an identity edge fused into the other edge's step), global average pooling and linear
  * layers, all with a batch of more than one image.
  *
  * Convolutions, pooling and linear layers run three ways: with the direct kernels (no GEMM
@@ -159,7 +160,22 @@ struct conv_case {
 	struct rxd_nas_write wr;
 	size_t x_pad, y_pad;
 	bool no_bias;
+	int add_ctot;    /* 0: nothing added; else a tensor of this many channels is */
+	int add_c_off;
+	float add_scale;
 };
+
+/* want's slice (c channels from c_off of ctot, n images of hw pixels) += add_scale *
+ * a's channels from a_c_off of a_ctot: what wr->add does. Exact on these values. */
+static void ref_add(float *want, int n, int ctot, int c_off, int c, int hw, const float *a,
+		    int a_ctot, int a_c_off, float add_scale)
+{
+	for (int b = 0; b < n; b++)
+		for (int ch = 0; ch < c; ch++)
+			for (int p = 0; p < hw; p++)
+				want[((size_t)b * ctot + c_off + ch) * hw + p] +=
+					add_scale * a[((size_t)b * a_ctot + a_c_off + ch) * hw + p];
+}
 
 static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, const char *how)
 {
@@ -168,8 +184,9 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 	int wo = nasops_out_dim(tc->w - cv.in_shift, cv.kw, cv.stride_w, cv.pad_w, cv.dil_w);
 	int ctot = tc->ctot ? tc->ctot : tc->wr.c_off + cv.c_out;
 	size_t nw = (size_t)cv.c_out * (tc->cin / cv.groups) * cv.kh * cv.kw;
-	struct dbuf x, y, w, b;
-	struct rxd_nas_tensor tx, ty;
+	struct dbuf x, y, w, b, a = { 0 };
+	struct rxd_nas_tensor tx, ty, ta;
+	struct rxd_nas_write wr = tc->wr;
 	struct rxd_nas_span span = { NULL, NULL };
 	float *want, *got;
 	char what[160];
@@ -186,13 +203,25 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 	cv.bias = tc->no_bias ? NULL : b.mem, cv.bias_off = (int64_t)b.off;
 	tx = tensor(&x, tc->n, tc->cin, tc->h, tc->w);
 	ty = tensor(&y, tc->n, ctot, ho, wo);
-	ck_assert_int_eq(nasops_conv(ops, &tx, &cv, &ty, &tc->wr, &span), 0);
+	if (tc->add_ctot) {
+		dbuf_make(&a, (size_t)tc->n * tc->add_ctot * ho * wo, 2, false);
+		ta = tensor(&a, tc->n, tc->add_ctot, ho, wo);
+		wr.add = &ta;
+		wr.add_c_off = tc->add_c_off;
+		wr.add_scale = tc->add_scale;
+	}
+	ck_assert_int_eq(nasops_conv(ops, &tx, &cv, &ty, &wr, &span), 0);
 	got = dbuf_read(&y);
 	want = malloc(y.len * sizeof(float));
 	ck_assert(want);
 	memcpy(want, y.host, y.len * sizeof(float));
 	ref_conv(x.host + x.off, tc->n, tc->cin, tc->h, tc->w, &cv, w.host + w.off,
 		 tc->no_bias ? NULL : b.host + b.off, want + y.off, ctot, ho, wo, &tc->wr);
+	if (tc->add_ctot) {
+		ref_add(want + y.off, tc->n, ctot, tc->wr.c_off, cv.c_out, ho * wo, a.host + a.off,
+			tc->add_ctot, tc->add_c_off, tc->add_scale);
+		dbuf_free(&a);
+	}
 	expect_equal(got, want, y.len, 0.0f, what, how);
 	ck_assert(span.first && span.last);
 	if (dev.profiling)
@@ -398,15 +427,19 @@ END_TEST
 
 /* ---- pooling ------------------------------------------------------------------------ */
 
-static void pool_case_run(int kind, int n, int c, int h, int w, int k, int s, int pad,
-			  const struct rxd_nas_write *wr, int ctot, struct rxd_nasops *ops,
-			  const char *how)
+/* A pool; a_ctot: a tensor of that many channels, read from a_c_off, added (wr0's
+ * add_scale). */
+static void pool_case_add(int kind, int n, int c, int h, int w, int k, int s, int pad,
+			  const struct rxd_nas_write *wr0, int ctot, int a_ctot, int a_c_off,
+			  struct rxd_nasops *ops, const char *how)
 {
 	struct rxd_nas_pool p = { .kind = kind, .kh = k, .kw = k, .stride_h = s, .stride_w = s,
 				  .pad_h = pad, .pad_w = pad };
 	int ho = (h + 2 * pad - k) / s + 1, wo = (w + 2 * pad - k) / s + 1;
-	struct dbuf x, y;
-	struct rxd_nas_tensor tx, ty;
+	struct dbuf x, y, a = { 0 };
+	struct rxd_nas_tensor tx, ty, ta;
+	struct rxd_nas_write wrv = *wr0;
+	const struct rxd_nas_write *wr = &wrv;
 	float *got, *want;
 	char what[96];
 
@@ -416,6 +449,12 @@ static void pool_case_run(int kind, int n, int c, int h, int w, int k, int s, in
 	dbuf_make(&y, (size_t)n * ctot * ho * wo, 1, !wr->accumulate);
 	tx = tensor(&x, n, c, h, w);
 	ty = tensor(&y, n, ctot, ho, wo);
+	if (a_ctot) {
+		dbuf_make(&a, (size_t)n * a_ctot * ho * wo, 4, false);
+		ta = tensor(&a, n, a_ctot, ho, wo);
+		wrv.add = &ta;
+		wrv.add_c_off = a_c_off;
+	}
 	ck_assert_int_eq(nasops_pool(ops, &tx, &p, &ty, wr, NULL), 0);
 	got = dbuf_read(&y);
 	want = malloc(y.len * sizeof(float));
@@ -442,9 +481,21 @@ static void pool_case_run(int kind, int n, int c, int h, int w, int k, int s, in
 					ref_put(want + y.off, (((size_t)b * ctot + wr->c_off + ch) * ho + oh) * wo + ow,
 						kind == RXD_NAS_POOL_AVG ? sum / count : best, wr);
 				}
+	if (a_ctot) {
+		ref_add(want + y.off, n, ctot, wr->c_off, c, ho * wo, a.host + a.off, a_ctot,
+			a_c_off, wr->add_scale);
+		dbuf_free(&a);
+	}
 	expect_equal(got, want, y.len, kind == RXD_NAS_POOL_AVG ? 1e-6f : 0.0f, what, how);
 	free(got), free(want);
 	dbuf_free(&x), dbuf_free(&y);
+}
+
+static void pool_case_run(int kind, int n, int c, int h, int w, int k, int s, int pad,
+			  const struct rxd_nas_write *wr, int ctot, struct rxd_nasops *ops,
+			  const char *how)
+{
+	pool_case_add(kind, n, c, h, w, k, s, pad, wr, ctot, 0, 0, ops, how);
 }
 
 START_TEST(test_pool)
@@ -461,6 +512,90 @@ START_TEST(test_pool)
 	/* No padding, and a 2x2 window. */
 	pool_case_run(RXD_NAS_POOL_AVG, 2, 3, 7, 7, 3, 2, 0, &put, 4, &ops_direct, "direct");
 	pool_case_run(RXD_NAS_POOL_MAX, 2, 3, 6, 5, 2, 2, 1, &acc, 5, &ops_direct, "direct");
+}
+END_TEST
+
+/* An identity edge added as a step writes its slice (wr->add): every path of a convolution
+ * (direct, tiled depthwise, GEMM in place, GEMM through im2col, without a bias), pooling and
+ * copies, overwriting and accumulating; what cannot add refuses. */
+START_TEST(test_added)
+{
+	static const struct {
+		struct rxd_nas_conv cv;
+		bool relu, no_bias;
+	} convs[] = {
+		{ CONV(3, 3, 1, 1, 1, 1, 1, 1, 4, 4), true, false },
+		{ CONV(5, 5, 2, 2, 4, 4, 2, 2, 4, 4), true, false },
+		{ CONV(1, 1, 1, 1, 0, 0, 1, 1, 1, 4), false, false },
+		{ CONV(1, 1, 1, 1, 0, 0, 1, 1, 1, 4), false, true },
+		{ CONV(3, 3, 2, 2, 1, 1, 1, 1, 1, 4), true, false },
+	};
+	const struct rxd_nas_write acc = { .c_off = 2, .accumulate = true, .scale = 0.5f,
+					   .add_scale = 0.25f };
+	const struct rxd_nas_write put = { .c_off = 1, .accumulate = false, .scale = 1.0f,
+					   .add_scale = 1.0f };
+
+	for (size_t i = 0; i < sizeof(convs) / sizeof(convs[0]); i++)
+		for (int a = 0; a < 2; a++) {
+			struct conv_case tc = {
+				.n = 3, .cin = 4, .h = 9, .w = 7, .cv = convs[i].cv,
+				.wr = a ? acc : put, .ctot = 7, .x_pad = 1, .y_pad = 2,
+				.no_bias = convs[i].no_bias, .add_ctot = 6, .add_c_off = a + 1,
+				.add_scale = a ? 0.25f : 1.0f,
+			};
+			tc.cv.relu_in = convs[i].relu;
+			conv_case_all(&tc);
+		}
+	for (int i = 0; i < 3; i++)
+		for (int kind = 0; kind < 2; kind++)
+			for (int s = 1; s <= 2; s++) {
+				pool_case_add(kind, 2, 5, 9, 8, 3, s, 1, &put, 7, 5, 0, all_ops[i],
+					      ops_names[i]);
+				pool_case_add(kind, 3, 4, 8, 7, 3, s, 1, &acc, 9, 6, 2, all_ops[i],
+					      ops_names[i]);
+			}
+	{
+		const int n = 2, c = 3, h = 5, w = 6, ctot = 5;
+		struct dbuf x, y, ad;
+		struct rxd_nas_tensor tx, ty, ta, tg;
+		struct rxd_nas_write wr = put;
+		float *got, *want;
+
+		dbuf_make(&x, (size_t)n * c * h * w, 2, false);
+		dbuf_make(&y, (size_t)n * ctot * h * w, 3, true);
+		dbuf_make(&ad, (size_t)n * 4 * h * w, 1, false);
+		tx = tensor(&x, n, c, h, w);
+		ty = tensor(&y, n, ctot, h, w);
+		ta = tensor(&ad, n, 4, h, w);
+		wr.add = &ta;
+		wr.add_c_off = 1;
+		ck_assert_int_eq(nasops_copy(&ops_direct, &tx, true, &ty, &wr, NULL), 0);
+		want = malloc(y.len * sizeof(float));
+		ck_assert(want);
+		memcpy(want, y.host, y.len * sizeof(float));
+		for (int b = 0; b < n; b++)
+			for (int i = 0; i < c * h * w; i++)
+				want[y.off + ((size_t)b * ctot + 1) * h * w + i] =
+					fmaxf(x.host[x.off + (size_t)b * c * h * w + i], 0.0f);
+		ref_add(want + y.off, n, ctot, 1, c, h * w, ad.host + ad.off, 4, 1, 1.0f);
+		got = dbuf_read(&y);
+		expect_equal(got, want, y.len, 0.0f, "copy with an added tensor", "direct");
+		free(got), free(want);
+		/* Refused: past the added tensor's channels, another size, overlapping y, and
+		 * the kinds that never add. */
+		wr.add_c_off = 2;
+		ck_assert_int_eq(nasops_copy(&ops_direct, &tx, false, &ty, &wr, NULL), -EINVAL);
+		wr.add_c_off = 0;
+		ta.w = w - 1;
+		ck_assert_int_eq(nasops_copy(&ops_direct, &tx, false, &ty, &wr, NULL), -EINVAL);
+		ta = ty;
+		ck_assert_int_eq(nasops_copy(&ops_direct, &tx, false, &ty, &wr, NULL), -EINVAL);
+		ta = tensor(&ad, n, 4, h, w);
+		ck_assert_int_eq(nasops_zero(&ops_direct, c, &ty, &wr, NULL), -EINVAL);
+		tg = tensor(&ad, n, 4, 1, 1);
+		ck_assert_int_eq(nasops_gap(&ops_direct, &tx, &tg, &wr, NULL), -EINVAL);
+		dbuf_free(&x), dbuf_free(&y), dbuf_free(&ad);
+	}
 }
 END_TEST
 
@@ -730,6 +865,7 @@ int main(void)
 	tcase_add_test(tc, test_factorized_reduce);
 	tcase_add_test(tc, test_pool);
 	tcase_add_test(tc, test_copy_zero);
+	tcase_add_test(tc, test_added);
 	tcase_add_test(tc, test_gap);
 	tcase_add_test(tc, test_linear);
 	tcase_add_test(tc, test_refused);

@@ -47,7 +47,7 @@ void usage(FILE *f)
 		"              [--dataset cifar10|imagenet] [--C C] [--layers L] [--classes K]\n"
 		"              [--size HxW] [--batch N] [--weights F.npy|F] [--weight-seed S]\n"
 		"              [--input F.npy|F] [--input-seed S] [--logits-out F.npy]\n"
-		"              [--warmup W] [--repeat R] [--json]\n"
+		"              [--warmup W] [--repeat R] [--breakdown] [--json]\n"
 		"       rxgemm --help | --version\n"
 		"\n"
 		"Commands:\n"

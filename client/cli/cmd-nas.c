@@ -29,6 +29,7 @@ enum {
 	OPT_INPUT,
 	OPT_INPUT_SEED,
 	OPT_LOGITS_OUT,
+	OPT_BREAKDOWN,
 	OPT_WARMUP,
 };
 
@@ -179,6 +180,7 @@ static int nas_parse(int argc, char **argv, struct nas_opts *o)
 		{ "warmup", required_argument, NULL, OPT_WARMUP },
 		{ "repeat", required_argument, NULL, OPT_REPEAT },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "breakdown", no_argument, NULL, OPT_BREAKDOWN },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rxg_nas_args *a = &o->a;
@@ -230,6 +232,7 @@ static int nas_parse(int argc, char **argv, struct nas_opts *o)
 		case OPT_WARMUP: rc = parse_int64("--warmup", optarg, 0, 100, &o->warmup); break;
 		case OPT_REPEAT: rc = parse_int64("--repeat", optarg, 1, 1000, &o->repeat); break;
 		case OPT_JSON: o->json = 1; break;
+		case OPT_BREAKDOWN: a->want_breakdown = 1; break;
 		default: return option_error(opt, argv);
 		}
 		if (rc != EXIT_OK)
@@ -321,6 +324,9 @@ static void nas_report_json(const struct rxg_nas_result *r)
 	for (size_t i = 0; i < r->n_runs; i++)
 		json_uint(&jw, r->run_ns[i]);
 	json_end_array(&jw);
+	json_member_bool(&jw, "profiled", r->profiled);
+	if (r->profiled)
+		json_member_uint(&jw, "unprofiled_median_ns", r->unprofiled_median_ns);
 	json_parts(&jw, "by_op", r->by_op, r->n_by_op);
 	json_parts(&jw, "by_cell", r->by_cell, r->n_by_cell);
 	json_end_object(&jw);
@@ -342,6 +348,9 @@ static void nas_report_text(const char *device, const struct rxg_nas_result *r)
 	printf("latency:    median %.3f ms, p90 %.3f ms, mean %.3f ms over %zu runs\n",
 	       ns_to_ms((double)r->latency_median_ns), ns_to_ms((double)r->latency_p90_ns),
 	       ns_to_ms((double)r->latency_mean_ns), r->n_runs);
+	if (r->profiled)
+		printf("profiled:   every step timed for the breakdowns below; without that, "
+		       "median %.3f ms\n", ns_to_ms((double)r->unprofiled_median_ns));
 	if (r->n_by_op) {
 		print_parts("by operation (mean)", r->by_op, r->n_by_op, r->latency_mean_ns);
 		print_parts("by cell (mean)", r->by_cell, r->n_by_cell, r->latency_mean_ns);

@@ -38,6 +38,19 @@ static void status_text_kernel_cache(const struct rxg_status *st)
 	       (unsigned long long)st->kernel_cache_evictions);
 }
 
+/* One line on the NAS plan cache. */
+static void status_text_nas_plans(const struct rxg_status *st)
+{
+	char bytes[32];
+
+	format_bytes(bytes, sizeof(bytes), st->nas_plan_cache_bytes);
+	printf("nas plans: %u of %u kept (%s), %llu hits, %llu misses, %llu evicted\n",
+	       st->nas_plan_cache_entries, st->nas_plan_cache_capacity, bytes,
+	       (unsigned long long)st->nas_plan_cache_hits,
+	       (unsigned long long)st->nas_plan_cache_misses,
+	       (unsigned long long)st->nas_plan_cache_evictions);
+}
+
 /* The device-memory budget: what is reserved, in buffers, pooled, and the peak. */
 static void status_text_budget(const struct rxg_status *st)
 {
@@ -184,6 +197,7 @@ static void status_text(const struct rxg_status *st)
 	else
 		printf(", %.2f GFLOPS on average\n", avg);
 	status_text_kernel_cache(st);
+	status_text_nas_plans(st);
 	status_text_budget(st);
 	status_text_sharing(st);
 	status_text_shm(st);
@@ -355,6 +369,15 @@ void status_json(const struct rxg_status *st)
 	json_devices(&w, st);
 	json_key(&w, "kernel_cache");
 	json_kernel_cache(&w, st);
+	json_key(&w, "nas_plan_cache");
+	json_begin_object(&w);
+	json_member_uint(&w, "capacity", st->nas_plan_cache_capacity);
+	json_member_uint(&w, "entries", st->nas_plan_cache_entries);
+	json_member_uint(&w, "hits", st->nas_plan_cache_hits);
+	json_member_uint(&w, "misses", st->nas_plan_cache_misses);
+	json_member_uint(&w, "evictions", st->nas_plan_cache_evictions);
+	json_member_uint(&w, "bytes", st->nas_plan_cache_bytes);
+	json_end_object(&w);
 	json_key(&w, "memory");
 	json_begin_object(&w);
 	json_member_uint(&w, "budget_bytes", st->vram_budget_bytes);

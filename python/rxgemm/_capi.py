@@ -126,6 +126,9 @@ class Status(ctypes.Structure):
         ("shm_regions", c_uint32), ("shm_region_bytes", c_uint64),
         ("shm_regions_registered", c_uint64), ("shm_jobs", c_uint64),
         ("shm_jobs_in_place", c_uint64),
+        ("nas_plan_cache_capacity", c_uint32), ("nas_plan_cache_entries", c_uint32),
+        ("nas_plan_cache_hits", c_uint64), ("nas_plan_cache_misses", c_uint64),
+        ("nas_plan_cache_evictions", c_uint64), ("nas_plan_cache_bytes", c_uint64),
     ]
 
 
@@ -143,6 +146,7 @@ class NasArgs(ctypes.Structure):
         ("weights_buf", c_void_p), ("weights_offset", c_size_t),
         ("input_buf", c_void_p), ("input_offset", c_size_t),
         ("weights_tensor", c_void_p), ("input_tensor", c_void_p),
+        ("want_breakdown", ctypes.c_int),
     ]
 
 
@@ -160,6 +164,7 @@ class NasResult(ctypes.Structure):
         ("run_ns", ctypes.POINTER(c_uint64)), ("n_runs", c_size_t),
         ("by_op", ctypes.POINTER(NasPart)), ("n_by_op", c_size_t),
         ("by_cell", ctypes.POINTER(NasPart)), ("n_by_cell", c_size_t),
+        ("profiled", ctypes.c_int), ("unprofiled_median_ns", c_uint64),
     ]
 
 

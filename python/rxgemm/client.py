@@ -827,7 +827,7 @@ class Client:
     def nas_eval(self, genotype, dataset="cifar10", C=None, layers=None, batch=None,
                  weights=None, input=None, alphas=None, *, classes=None, height=None,
                  width=None, steps=None, multiplier=None, weight_seed=0, input_seed=0,
-                 warmup=0, repeat=1, logits=True):
+                 warmup=0, repeat=1, logits=True, breakdown=False):
         """Evaluate a DARTS network on the daemon's device (docs/NAS.md).
 
         genotype: a name ("DARTS_V2"), the reference's printed Genotype(...) text, or a
@@ -836,13 +836,16 @@ class Client:
         docs/NAS.md lays out); None for the seeded init. input: batch x 3 x H x W float32;
         None for the seeded one. alphas: (alpha_normal, alpha_reduce), each edges x 8.
         C, layers, classes, height, width: None for the dataset's defaults.
-        Returns a dict: params, macs, latency_*_ns, run_ns, by_op, by_cell, ..., and
-        logits (batch x classes) unless logits=False."""
+        breakdown: time every step (by_op, by_cell; the events cost device time, and
+        unprofiled_median_ns says how much).
+        Returns a dict: params, macs, latency_*_ns, run_ns, by_op, by_cell, profiled, ...,
+        and logits (batch x classes) unless logits=False."""
         from . import nas
         args, keep, out = nas.build_args(genotype, dataset, C, layers, classes, height,
                                          width, batch, weights, input, alphas, steps,
                                          multiplier, weight_seed, input_seed, warmup,
                                          repeat, logits)
+        args.want_breakdown = int(bool(breakdown))
         p = ctypes.POINTER(_capi.NasResult)()
         with self._blocking():
             _check(lib.rxg_nas_eval(self._handle(), ctypes.byref(args), ctypes.byref(p)),
@@ -919,6 +922,10 @@ def _status_dict(st):
             "misses": st.kernel_cache_misses, "memory_hits": st.kernel_cache_memory_hits,
             "rejected": st.kernel_cache_rejected, "evictions": st.kernel_cache_evictions,
             "compile_ns": st.kernel_cache_compile_ns, "load_ns": st.kernel_cache_load_ns},
+        "nas_plan_cache": {
+            "capacity": st.nas_plan_cache_capacity, "entries": st.nas_plan_cache_entries,
+            "hits": st.nas_plan_cache_hits, "misses": st.nas_plan_cache_misses,
+            "evictions": st.nas_plan_cache_evictions, "bytes": st.nas_plan_cache_bytes},
         "memory": {
             "budget_bytes": st.vram_budget_bytes, "reserved_bytes": st.vram_reserved_bytes,
             "in_use_bytes": st.vram_in_use_bytes, "peak_bytes": st.vram_peak_bytes,

@@ -72,7 +72,10 @@ def result_dict(r, logits):
         "run_ns": [r.run_ns[i] for i in range(r.n_runs)],
         "by_op": [_part(r.by_op[i]) for i in range(r.n_by_op)],
         "by_cell": [_part(r.by_cell[i]) for i in range(r.n_by_cell)],
+        "profiled": bool(r.profiled),
     }
+    if r.profiled:
+        d["unprofiled_median_ns"] = r.unprofiled_median_ns
     if logits is not None:
         d["logits"] = logits
     return d

@@ -88,7 +88,7 @@ static void fuzz_nas(const Rxgemm__NasEvalRequest *rq)
 	/* The daemon's default largest frame bounds the reply. */
 	st = wire_nas_eval(&view, &ev, &err);
 	if (st == RXD_S_OK)
-		st = nas_job_prepare(&ev, &limits, RXD_DEFAULT_MAX_FRAME, &nj, &err);
+		st = nas_job_prepare(&ev, &limits, RXD_DEFAULT_MAX_FRAME, NULL, &nj, &err);
 	if (st != RXD_S_OK) {
 		if (!err.msg[0] || nj)
 			abort();

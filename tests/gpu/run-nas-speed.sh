@@ -44,7 +44,8 @@ for dw in tiled direct; do
 	nets | while read -r ds b; do
 		printf 'rxgemmd depthwise=%s %s batch %s: ' "$dw" "$ds" "$b" >>"$R"
 		timeout 300 rxgemm --socket "$SOCK" nas --genotype DARTS_V2 --dataset "$ds" \
-			--batch "$b" --repeat "$REPEAT" --json >"$W/nas.json" 2>>"$R" &&
+			--batch "$b" --repeat "$REPEAT" $([ "$b" = 256 ] && echo --breakdown) \
+			--json >"$W/nas.json" 2>>"$R" &&
 			python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -53,6 +54,9 @@ print("median %.3f ms, p90 %.3f ms, steps %d" % (j["latency_median_ns"] / 1e6,
 if sys.argv[2] == "1":
     print("   by op (mean): " + ", ".join("%s %.2f ms" % (p["name"], p["ns"] / 1e6)
                                        for p in j["by_op"]))
+    if j.get("profiled"):
+        print("   profiled (every step timed); without that, median %.3f ms"
+              % (j["unprofiled_median_ns"] / 1e6))
 ' "$W/nas.json" "$([ "$b" = 256 ] && echo 1 || echo 0)" >>"$R" 2>&1
 		cp "$W/nas.json" "$OUT/nas-$dw-$ds-$b.json" 2>/dev/null
 	done

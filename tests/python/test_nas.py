@@ -23,14 +23,16 @@ def cli_nas(cli, tmp_path, *extra):
 
 
 def test_named_genotype_equals_cli(client, cli, tmp_path):
-    r = client.nas_eval("DARTS_V2", batch=2, **SMALL)
-    want, want_logits = cli_nas(cli, tmp_path, "--genotype", "DARTS_V2", "--batch", "2")
+    r = client.nas_eval("DARTS_V2", batch=2, breakdown=True, **SMALL)
+    want, want_logits = cli_nas(cli, tmp_path, "--genotype", "DARTS_V2", "--batch", "2",
+                                "--breakdown")
     for k in ("genotype", "params", "macs", "weight_floats", "steps", "batch",
               "peak_device_bytes", "activation_bytes"):
         assert r[k] == want[k], k
     assert r["logits"].shape == (2, 10) and r["logits"].dtype == np.float32
     np.testing.assert_allclose(r["logits"], want_logits, rtol=1e-4, atol=1e-5)
     assert {p["name"] for p in r["by_op"]} == {p["name"] for p in want["by_op"]}
+    assert r["profiled"] == want["profiled"] and r["profiled"] == bool(r["by_op"])
     # The per-cell breakdown: the same parts in the same order, each with its plan steps.
     assert [(p["name"], p["steps"]) for p in r["by_cell"]] == \
         [(p["name"], p["steps"]) for p in want["by_cell"]]
