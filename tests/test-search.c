@@ -398,20 +398,28 @@ static void random_batch(const struct rxd_search_config *cfg, float *images, int
 		labels[i] = (int32_t)(urand() * cfg->classes);
 }
 
-/* A learnable set: class c's images are its fixed random pattern (in [-1, 1)) times 0.8
- * plus Gaussian-ish noise of standard deviation ~0.6 (sum of three uniforms). */
-static void synthetic_set(int classes, int n, int hw, const float *patterns, float *images,
+/* A learnable set of 4 classes that a network ending in global average pooling can tell
+ * apart beyond the images it saw: class c has colour c % 2 (a fixed random offset per
+ * channel, in [-0.5, 0.5)) and stripes along rows (c < 2) or columns (c >= 2) of
+ * amplitude 0.5, plus noise of standard deviation 0.6 per pixel (a sum of three
+ * uniforms): no single pixel tells the class. */
+static void synthetic_set(int n, int hw, const float colour[2][3], float *images,
 			  int32_t *labels)
 {
 	size_t per = (size_t)3 * hw * hw;
 
 	for (int i = 0; i < n; i++) {
-		int c = (int)(urand() * classes);
+		int c = (int)(urand() * 4);
 		labels[i] = c;
-		for (size_t k = 0; k < per; k++)
-			images[(size_t)i * per + k] =
-				0.8f * patterns[(size_t)c * per + k] +
-				(float)(0.6 * (urand() + urand() + urand() - 1.5) * 2.0);
+		for (int ch = 0; ch < 3; ch++)
+			for (int y = 0; y < hw; y++)
+				for (int x = 0; x < hw; x++) {
+					int stripe = (c < 2 ? y : x) % 2 ? 1 : -1;
+					images[(size_t)i * per + ((size_t)ch * hw + y) * hw + x] =
+						colour[c % 2][ch] + 0.5f * (float)stripe +
+						(float)(0.6 * (urand() + urand() + urand() - 1.5) *
+							2.0);
+				}
 	}
 }
 
@@ -578,25 +586,24 @@ END_TEST
 
 START_TEST(test_learning)
 {
-	enum { N = 64, STEPS = 48 };
+	enum { N = 64, STEPS = 24 };
 	struct rxd_search_config cfg;
 	struct rxd_search *s;
 	struct rxd_error err = { 0 };
 	size_t per = 3 * 8 * 8;
-	float *pat, *tx, *vx, first_loss = 0, last_loss = 0, last_acc = 0;
+	float colour[2][3], *tx, *vx, first_loss = 0, last_loss = 0, last_acc = 0;
 	int32_t ty[N], vy[N];
 
 	tiny_config(&cfg, 16, 3);
 	cfg.steps_per_epoch = N / cfg.batch;
 	cfg.epochs = 20;
-	pat = malloc(4 * per * sizeof(float));
 	tx = malloc(N * per * sizeof(float));
 	vx = malloc(N * per * sizeof(float));
-	ck_assert(pat && tx && vx);
-	for (size_t k = 0; k < 4 * per; k++)
-		pat[k] = (float)(2 * urand() - 1);
-	synthetic_set(4, N, 8, pat, tx, ty);
-	synthetic_set(4, N, 8, pat, vx, vy);
+	ck_assert(tx && vx);
+	for (int k = 0; k < 6; k++)
+		colour[k / 3][k % 3] = (float)(urand() - 0.5);
+	synthetic_set(N, 8, colour, tx, ty);
+	synthetic_set(N, 8, colour, vx, vy);
 	s = start(&cfg);
 	for (int step = 0; step < STEPS; step++) {
 		size_t b = (size_t)(step % (N / cfg.batch)) * cfg.batch;
@@ -623,9 +630,9 @@ START_TEST(test_learning)
 	/* Chance is 0.25 and a loss of ln 4 = 1.39. */
 	ck_assert_msg(last_loss < 0.5f * first_loss, "the training loss went from %g to %g",
 		      (double)first_loss, (double)last_loss);
-	ck_assert_msg(last_acc >= 0.75f, "the validation accuracy is %g", (double)last_acc);
+	ck_assert_msg(last_acc >= 0.8f, "the validation accuracy is %g", (double)last_acc);
 	search_free(s);
-	free(pat), free(tx), free(vx);
+	free(tx), free(vx);
 }
 END_TEST
 
@@ -896,7 +903,7 @@ int main(void)
 {
 	const char *sel = getenv("RXGEMM_TEST_DEVICE");
 	Suite *su = suite_create("search");
-	TCase *tc = tcase_create("search");
+	TCase *tc = tcase_create("search"), *tl = tcase_create("learning");
 	SRunner *sr;
 	int failed;
 
@@ -917,11 +924,14 @@ int main(void)
 	tcase_add_test(tc, test_bytes_and_refusals);
 	tcase_add_test(tc, test_gradients);
 	tcase_add_test(tc, test_determinism);
-	if (!small) {
+	if (!small)
 		tcase_add_test(tc, test_resume);
-		tcase_add_test(tc, test_learning);
-	}
 	suite_add_tcase(su, tc);
+	/* A case of its own (CK_RUN_CASE=learning runs it alone): the longest. */
+	tcase_set_timeout(tl, 1200);
+	if (!small)
+		tcase_add_test(tl, test_learning);
+	suite_add_tcase(su, tl);
 	sr = srunner_create(su);
 	/* The OpenCL runtime's threads do not survive fork(): run the tests in-process. */
 	srunner_set_fork_status(sr, CK_NOFORK);
