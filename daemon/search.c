@@ -382,6 +382,15 @@ static int search_lower(struct rxd_search *s)
 	}
 	if (ret == 0 && pre >= 0)
 		ret = -EINVAL;
+	/* Every cell mixed every primitive but none on each of its edges. */
+	if (ret == 0) {
+		size_t mixes = 0;
+
+		for (size_t k = 0; k < s->n_op; k++)
+			mixes += s->op[k].kind == SOP_MIX;
+		if (mixes != (size_t)p->layers * s->edges * (RXD_NAS_PRIMITIVES - 1))
+			ret = -EINVAL;
+	}
 out:
 	free(writers);
 	return ret;
@@ -1163,6 +1172,15 @@ static int search_put_batch(struct rxd_search *s, const struct rxd_search_batch 
 				      (uint64_t)s->plan.batch * sizeof(int32_t));
 }
 
+/* The calls that need the device state refuse a search that has not started. */
+static int search_check_started(const struct rxd_search *s, struct rxd_error *err)
+{
+	if (!s->act)
+		return error_set(err, RXD_S_INTERNAL, "the search has not started on a device"),
+		       -EINVAL;
+	return 0;
+}
+
 static int search_fail(struct rxd_error *err, int ret, const char *what)
 {
 	error_set(err, ret == -ENOMEM ? RXD_S_NO_MEMORY : ret == -EIO ? RXD_S_DEVICE
@@ -1198,7 +1216,8 @@ int search_step(struct rxd_search *s, const struct rxd_search_batch *train,
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	if ((ret = search_check_batch(s, train, "training", err)) < 0 ||
+	if ((ret = search_check_started(s, err)) < 0 ||
+	    (ret = search_check_batch(s, train, "training", err)) < 0 ||
 	    (ret = search_check_batch(s, valid, "validation", err)) < 0)
 		return ret;
 	r->lr = search_lr(&s->cfg, epoch);
@@ -1256,7 +1275,8 @@ int search_gradients(struct rxd_search *s, const struct rxd_search_batch *batch,
 	float out[2];
 	int ret;
 
-	if ((ret = search_check_batch(s, batch, "given", err)) < 0)
+	if ((ret = search_check_started(s, err)) < 0 ||
+	    (ret = search_check_batch(s, batch, "given", err)) < 0)
 		return ret;
 	if ((ret = search_put_batch(s, batch, s->xt, (uint64_t)s->plan.batch)) < 0 ||
 	    (ret = search_forward(s, s->xt, s->plan.batch, OUT_TRAIN)) < 0 ||
@@ -1450,6 +1470,8 @@ int search_state_save(struct rxd_search *s, void *buf, size_t len, struct rxd_er
 	float *blob, *mom, *tr = NULL, *run = NULL;
 	int ret;
 
+	if ((ret = search_check_started(s, err)) < 0)
+		return ret;
 	if (len < search_state_bytes(s))
 		return error_set(err, RXD_S_INVALID_ARGUMENT, "the state takes %llu bytes; %zu "
 				 "were given", (unsigned long long)search_state_bytes(s), len),
@@ -1538,6 +1560,8 @@ int search_state_load(struct rxd_search *s, const void *buf, size_t len,
 					     want - RXD_SEARCH_STATE_HEADER))
 		return error_set(err, RXD_S_INVALID_ARGUMENT, "the search state is damaged (its "
 				 "checksum does not match)"), -EINVAL;
+	if ((ret = search_check_started(s, err)) < 0)
+		return ret;
 	/* The floats may be unaligned in buf: copy them out. */
 	copy = malloc(want - RXD_SEARCH_STATE_HEADER);
 	if (!copy)

@@ -11,8 +11,9 @@
  * Threads: search_prepare, search_bytes, search_derive and search_free (of a search that
  * never started) may run anywhere; everything else runs on the thread that owns the
  * device queue (the device worker). Errors are 0 or a negative errno with a sentence in
- * err where one is taken: -EINVAL (bad configuration, batch or state), -E2BIG (a size past
- * the device's or the indexing limits), -ENOMEM, -EIO (an OpenCL call failed; logged). */
+ * err where one is taken: -EINVAL (bad configuration, batch or state, or a search that has
+ * not started where a started one is needed), -E2BIG (a size past the device's or the
+ * indexing limits), -ENOMEM, -EIO (an OpenCL call failed; logged). */
 #ifndef RXGEMMD_SEARCH_H
 #define RXGEMMD_SEARCH_H
 
@@ -57,7 +58,8 @@ struct rxd_search_result {
 	double lr;                   /* the weights' learning rate it used */
 	float train_loss, train_acc, valid_loss, valid_acc; /* accuracies in [0, 1] */
 	float grad_norm;             /* the weights' gradient norm before clipping */
-	uint64_t forward_ns, backward_ns, update_ns; /* both phases together, wall clock */
+	uint64_t forward_ns, backward_ns, update_ns; /* both steps' together, wall clock; the
+						      * batches' upload counts as forward */
 };
 
 struct rxd_search;
@@ -97,7 +99,8 @@ uint64_t search_steps_done(const struct rxd_search *s);
 const struct rxd_nas_plan *search_plan(const struct rxd_search *s);
 /* The current alphas (edges x 8 each; the host's copy, exact). */
 void search_alphas(const struct rxd_search *s, float *normal, float *reduce);
-/* Replace the alphas (for tests and a client that brings its own). Device worker. */
+/* Replace the alphas (for tests and a client that brings its own), after search_start
+ * (which draws the initial ones). Device worker. -EINVAL when one is not finite. */
 int search_set_alphas(struct rxd_search *s, const float *normal, const float *reduce);
 /* The genotype of the current alphas (search_derive). */
 void search_genotype(const struct rxd_search *s, struct rxd_genotype *g);

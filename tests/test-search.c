@@ -867,6 +867,9 @@ START_TEST(test_bytes_and_refusals)
 	ck_assert_int_eq(search_bytes(&big, &b8, &err), 0);
 	ck_assert_int_eq(search_prepare(&cfg, &s, &err), 0);
 	ck_assert_uint_eq(search_device_bytes(s), b4);
+	/* A step needs a started search. */
+	ck_assert_int_eq(search_step(s, &tb, &tb, &r, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "not started"), "%s", err.msg);
 	/* At least every activation kept for the backward, and weights, gradients and
 	 * momentum; activations grow with the batch. */
 	for (size_t i = 0; i < search_plan(s)->n_tensors; i++)
