@@ -329,12 +329,16 @@ static int search_lower(struct rxd_search *s)
 			edge = -1;
 		}
 		if (!mixed) {
+			/* A BN group's channel 0 lands bn_c_off before this half's. */
+			int32_t base = st->c_off - (st->bn_param >= 0 && st->conv_param >= 0
+							    ? st->bn_c_off
+							    : 0);
+
 			if (st->scale != 1.0f) {
 				ret = -EINVAL;
 				break;
 			}
-			ret = search_lower_step(s, (int32_t)i, st->out, st->c_off - (st->bn_param >= 0 &&
-				st->conv_param >= 0 ? st->bn_c_off : 0), st->accumulate, &pre);
+			ret = search_lower_step(s, (int32_t)i, st->out, base, st->accumulate, &pre);
 			continue;
 		}
 		if (!second_half) {

@@ -104,33 +104,41 @@ static struct dt ref_relu(const struct dt *x)
 	return y;
 }
 
+/* One output of nn.Conv2d(bias=False): image b, channel o, position (i, j). */
+static double ref_conv_at(const struct dt *x, const double *wt, int cout, int k, int stride,
+			  int pad, int dil, int groups, int b, int o, int i, int j)
+{
+	int cpg = x->c / groups, opg = cout / groups;
+	double s = 0;
+
+	for (int ci = 0; ci < cpg; ci++)
+		for (int ky = 0; ky < k; ky++)
+			for (int kx = 0; kx < k; kx++) {
+				int yy = i * stride - pad + ky * dil;
+				int xx = j * stride - pad + kx * dil;
+
+				if (yy < 0 || yy >= x->h || xx < 0 || xx >= x->w)
+					continue;
+				s += wt[((o * cpg + ci) * k + ky) * k + kx] *
+				     AT(*x, b, (o / opg) * cpg + ci, yy, xx);
+			}
+	return s;
+}
+
 /* nn.Conv2d(bias=False) on x: weight [cout][cin/groups][k][k]. */
 static struct dt ref_conv(const struct dt *x, const double *wt, int cout, int k, int stride,
 			  int pad, int dil, int groups)
 {
 	int ho = (x->h + 2 * pad - dil * (k - 1) - 1) / stride + 1;
 	int wo = (x->w + 2 * pad - dil * (k - 1) - 1) / stride + 1;
-	int cpg = x->c / groups, opg = cout / groups;
 	struct dt y = dt_new(x->n, cout, ho, wo);
 
 	for (int b = 0; b < x->n; b++)
 		for (int o = 0; o < cout; o++)
 			for (int i = 0; i < ho; i++)
-				for (int j = 0; j < wo; j++) {
-					double s = 0;
-					for (int ci = 0; ci < cpg; ci++)
-						for (int ky = 0; ky < k; ky++)
-							for (int kx = 0; kx < k; kx++) {
-								int yy = i * stride - pad + ky * dil;
-								int xx = j * stride - pad + kx * dil;
-								if (yy < 0 || yy >= x->h || xx < 0 ||
-								    xx >= x->w)
-									continue;
-								s += wt[((o * cpg + ci) * k + ky) * k + kx] *
-								     AT(*x, b, (o / opg) * cpg + ci, yy, xx);
-							}
-					AT(y, b, o, i, j) = s;
-				}
+				for (int j = 0; j < wo; j++)
+					AT(y, b, o, i, j) = ref_conv_at(x, wt, cout, k, stride, pad,
+									dil, groups, b, o, i, j);
 	return y;
 }
 
@@ -161,7 +169,22 @@ static void ref_bn(struct dt *x, const double *gamma, const double *beta)
 	}
 }
 
-/* 3x3 pool, pad 1; avg without the padding. */
+/* One output of a 3x3 pool, pad 1; avg without the padding. */
+static double ref_pool_at(const struct dt *x, bool max, int stride, int b, int ch, int i, int j)
+{
+	double s = max ? -INFINITY : 0;
+	int cnt = 0;
+
+	for (int yy = i * stride - 1; yy <= i * stride + 1; yy++)
+		for (int xx = j * stride - 1; xx <= j * stride + 1; xx++) {
+			if (yy < 0 || yy >= x->h || xx < 0 || xx >= x->w)
+				continue;
+			s = max ? fmax(s, AT(*x, b, ch, yy, xx)) : s + AT(*x, b, ch, yy, xx);
+			cnt++;
+		}
+	return max ? s : s / cnt;
+}
+
 static struct dt ref_pool(const struct dt *x, bool max, int stride)
 {
 	int ho = (x->h - 1) / stride + 1, wo = (x->w - 1) / stride + 1;
@@ -170,19 +193,9 @@ static struct dt ref_pool(const struct dt *x, bool max, int stride)
 	for (int b = 0; b < x->n; b++)
 		for (int ch = 0; ch < x->c; ch++)
 			for (int i = 0; i < ho; i++)
-				for (int j = 0; j < wo; j++) {
-					double s = max ? -INFINITY : 0;
-					int cnt = 0;
-					for (int yy = i * stride - 1; yy <= i * stride + 1; yy++)
-						for (int xx = j * stride - 1; xx <= j * stride + 1; xx++) {
-							if (yy < 0 || yy >= x->h || xx < 0 || xx >= x->w)
-								continue;
-							double v = AT(*x, b, ch, yy, xx);
-							s = max ? fmax(s, v) : s + v;
-							cnt++;
-						}
-					AT(y, b, ch, i, j) = max ? s : s / cnt;
-				}
+				for (int j = 0; j < wo; j++)
+					AT(y, b, ch, i, j) =
+						ref_pool_at(x, max, stride, b, ch, i, j);
 	return y;
 }
 
@@ -215,12 +228,13 @@ static struct dt ref_fr(const struct refnet *r, const struct dt *x, int cout, co
 	snprintf(n, sizeof(n), "%s.conv_2", prefix);
 	y2 = ref_conv(&sh, ref_param(r, n), cout / 2, 1, 2, 0, 1, 1);
 	y = dt_new(x->n, cout, y1.h, y1.w);
-	for (int b = 0; b < x->n; b++)
-		for (int ch = 0; ch < cout; ch++)
-			for (int i = 0; i < y.h; i++)
-				for (int j = 0; j < y.w; j++)
-					AT(y, b, ch, i, j) = ch < cout / 2 ? AT(y1, b, ch, i, j)
-									   : AT(y2, b, ch - cout / 2, i, j);
+	for (int b = 0; b < x->n; b++) {
+		size_t half = (size_t)(cout / 2) * y.h * y.w;
+
+		memcpy(&y.v[(size_t)b * 2 * half], &y1.v[(size_t)b * half], half * sizeof(double));
+		memcpy(&y.v[(size_t)b * 2 * half + half], &y2.v[(size_t)b * half],
+		       half * sizeof(double));
+	}
 	ref_bn(&y, NULL, NULL);
 	free(a.v), free(sh.v), free(y1.v), free(y2.v);
 	return y;
@@ -302,11 +316,13 @@ static double ref_loss(const struct refnet *r, const float *images, const int32_
 		if (red)
 			C_curr *= 2;
 		snprintf(n1, sizeof(n1), "cells.%d.preprocess0", i);
-		st[0] = red_prev ? ref_fr(r, &s0, C_curr, n1) : ref_relu_conv_bn(r, &s0, C_curr, n1);
+		st[0] = red_prev ? ref_fr(r, &s0, C_curr, n1)
+				 : ref_relu_conv_bn(r, &s0, C_curr, n1);
 		snprintf(n1, sizeof(n1), "cells.%d.preprocess1", i);
 		st[1] = ref_relu_conv_bn(r, &s1, C_curr, n1);
 		for (int node = 0; node < cfg->steps; node++) {
-			int ho = red ? (st[0].h + 1) / 2 : st[0].h, wo = red ? (st[0].w + 1) / 2 : st[0].w;
+			int ho = red ? (st[0].h + 1) / 2 : st[0].h;
+			int wo = red ? (st[0].w + 1) / 2 : st[0].w;
 			struct dt sum = dt_new(n, C_curr, ho, wo);
 			for (int j = 0; j < node + 2; j++) {
 				const double *a = r->alpha + ((red ? edges : 0) + off + j) * 8;
@@ -317,7 +333,8 @@ static double ref_loss(const struct refnet *r, const float *images, const int32_
 					z += wts[k] = exp(a[k] - m);
 				for (int k = 1; k < 8; k++) {
 					struct dt o;
-					snprintf(n1, sizeof(n1), "cells.%d._ops.%d._ops.%d", i, off + j, k);
+					snprintf(n1, sizeof(n1), "cells.%d._ops.%d._ops.%d", i,
+						 off + j, k);
 					o = ref_op(r, k, &st[j], red && j < 2 ? 2 : 1, n1);
 					for (size_t e = 0; e < dt_len(&sum); e++)
 						sum.v[e] += wts[k] / z * o.v[e];
@@ -331,9 +348,10 @@ static double ref_loss(const struct refnet *r, const float *images, const int32_
 		for (int k = 0; k < cfg->multiplier; k++) {
 			const struct dt *src = &st[2 + cfg->steps - cfg->multiplier + k];
 			size_t hw = (size_t)src->h * src->w;
+			size_t len = (size_t)C_curr * hw;
 			for (int b = 0; b < n; b++)
 				memcpy(&out.v[((size_t)b * out.c + k * C_curr) * hw],
-				       &src->v[(size_t)b * C_curr * hw], C_curr * hw * sizeof(double));
+				       &src->v[(size_t)b * len], len * sizeof(double));
 		}
 		for (int k = 0; k < cfg->steps + 2; k++)
 			free(st[k].v);
@@ -607,7 +625,8 @@ START_TEST(test_learning)
 	s = start(&cfg);
 	for (int step = 0; step < STEPS; step++) {
 		size_t b = (size_t)(step % (N / cfg.batch)) * cfg.batch;
-		struct rxd_search_batch tb = { tx + b * per, ty + b }, vb = { vx + b * per, vy + b };
+		struct rxd_search_batch tb = { tx + b * per, ty + b };
+		struct rxd_search_batch vb = { vx + b * per, vy + b };
 		struct rxd_search_result r;
 
 		ck_assert_msg(search_step(s, &tb, &vb, &r, &err) == 0, "step %d: %s", step,
@@ -652,8 +671,10 @@ static void make_run_data(const struct rxd_search_config *cfg, struct run_data *
 	ck_assert(d->tx && d->vx && cfg->batch <= 2);
 	for (size_t i = 0; i < len; i++)
 		d->tx[i] = (float)(2 * urand() - 1), d->vx[i] = (float)(2 * urand() - 1);
-	for (int i = 0; i < 8; i++)
-		d->ty[i] = (int32_t)(urand() * cfg->classes), d->vy[i] = (int32_t)(urand() * cfg->classes);
+	for (int i = 0; i < 8; i++) {
+		d->ty[i] = (int32_t)(urand() * cfg->classes);
+		d->vy[i] = (int32_t)(urand() * cfg->classes);
+	}
 }
 
 /* Steps [from, to) of a run: step k uses batch k of the data (labels repeat). */
@@ -814,11 +835,13 @@ START_TEST(test_genotype)
 		ck_assert_int_eq(g.normal.n_nodes, 4);
 		ck_assert_int_eq(g.normal.n_concat, 4);
 		for (int k = 0; k < 8; k++) {
-			ck_assert_msg(g.normal.op[k] == want_op[k] && g.normal.input[k] == want_in[k],
+			ck_assert_msg(g.normal.op[k] == want_op[k] &&
+					      g.normal.input[k] == want_in[k],
 				      "normal %d: (%s, %d), want (%s, %d)", k,
 				      genotype_op_name(g.normal.op[k]), g.normal.input[k],
 				      genotype_op_name(want_op[k]), want_in[k]);
-			ck_assert_msg(g.reduce.op[k] == rwant_op[k] && g.reduce.input[k] == rwant_in[k],
+			ck_assert_msg(g.reduce.op[k] == rwant_op[k] &&
+					      g.reduce.input[k] == rwant_in[k],
 				      "reduce %d: (%s, %d), want (%s, %d)", k,
 				      genotype_op_name(g.reduce.op[k]), g.reduce.input[k],
 				      genotype_op_name(rwant_op[k]), rwant_in[k]);
