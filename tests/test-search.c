@@ -1,11 +1,12 @@
 /* test-search.c: the DARTS search (daemon/search.c) on a real OpenCL device (PoCL here;
  * rusticl through test-rusticl-search.sh).
  *
- * - Gradients: the whole supernet's (a sample of the weights, every alpha) against central
- *   differences of a reference written here in double from the reference code's
- *   definition of the search network (model_search.py, operations.py), which reads the
- *   weights by their state_dict names: it shares no code and no lowering with the daemon.
- * - Learning: a seeded synthetic data set (class patterns plus noise): the training loss
+ * - Gradients: the whole supernet's (a sample of the weights, every alpha; convolutions
+ *   through direct kernels and through the GEMM engine) against central differences of a
+ *   reference written here in double from the reference code's definition of the search
+ *   network (model_search.py, operations.py), which reads the weights by their state_dict
+ *   names: it shares no code and no lowering with the daemon.
+ * - Learning: a seeded synthetic data set (colour and stripes per class, noise): the training loss
  *   falls and the validation accuracy rises well above chance.
  * - Determinism, resume through the state blob, the genotype rule, the memory estimate,
  *   refused input.
@@ -23,8 +24,11 @@
 #include "search.h"
 
 static struct rxd_device dev;
-static struct rxd_nasops ops;
-static struct rxd_nasgrad gr;
+/* Convolutions through direct kernels (ops, gr) and through the GEMM engine as the daemon
+ * runs them (ops_eng, gr_eng: the gradient test runs both). */
+static struct rxd_nasops ops, ops_eng;
+static struct rxd_nasgrad gr, gr_eng;
+static struct rxd_gemm_engine eng;
 static bool small;
 
 /* The tiny network of the gradient test: a normal cell at 8x8, then two reduction cells. */
@@ -39,14 +43,20 @@ static void tiny_config(struct rxd_search_config *cfg, int32_t batch, uint64_t s
 	cfg->seed = seed;
 }
 
-static struct rxd_search *start(const struct rxd_search_config *cfg)
+static struct rxd_search *start_on(const struct rxd_search_config *cfg, struct rxd_nasops *o,
+				   struct rxd_nasgrad *g)
 {
 	struct rxd_error err = { 0 };
 	struct rxd_search *s;
 
 	ck_assert_msg(search_prepare(cfg, &s, &err) == 0, "prepare: %s", err.msg);
-	ck_assert_msg(search_start(s, &ops, &gr, &err) == 0, "start: %s", err.msg);
+	ck_assert_msg(search_start(s, o, g, &err) == 0, "start: %s", err.msg);
 	return s;
+}
+
+static struct rxd_search *start(const struct rxd_search_config *cfg)
+{
+	return start_on(cfg, &ops, &gr);
 }
 
 static uint64_t rng_state = 42;
@@ -487,14 +497,14 @@ START_TEST(test_gradients)
 	struct rxd_error err = { 0 };
 	const struct rxd_nas_plan *p;
 	size_t in_len, na;
-	float *images, *dw, *da, *state, loss;
+	float *images, *dw, *da, *state, loss, *dw_eng, *da_eng, loss_eng;
 	int32_t labels[4];
 	uint64_t nt, *map;
 	struct refnet r;
 	double ref, *fd_w, *fd_a;
 	enum { SAMPLES = 40 };
 	size_t pick[SAMPLES];
-	float got_w[SAMPLES];
+	float got_w[SAMPLES], got_w_eng[SAMPLES];
 
 	tiny_config(&cfg, 4, 7);
 	s = start(&cfg);
@@ -505,6 +515,9 @@ START_TEST(test_gradients)
 	images = malloc(in_len * sizeof(float));
 	dw = malloc(nt * sizeof(float));
 	da = malloc(na * sizeof(float));
+	dw_eng = malloc(nt * sizeof(float));
+	da_eng = malloc(na * sizeof(float));
+	ck_assert(dw_eng && da_eng);
 	state = malloc(search_state_bytes(s));
 	fd_w = malloc(SAMPLES * sizeof(double));
 	fd_a = malloc(na * sizeof(double));
@@ -516,11 +529,15 @@ START_TEST(test_gradients)
 		for (size_t k = 0; k < na / 2; k++)
 			an[k] = (float)(urand() - 0.5), ar[k] = (float)(urand() - 0.5);
 		ck_assert_int_eq(search_set_alphas(s, an, ar), 0);
-	}
-	random_batch(&cfg, images, labels);
-	{
+		random_batch(&cfg, images, labels);
 		struct rxd_search_batch b = { images, labels };
 		ck_assert_msg(search_gradients(s, &b, &loss, dw, da, &err) == 0, "%s", err.msg);
+		/* The same search (one seed) with the GEMM engine's convolutions. */
+		struct rxd_search *se = start_on(&cfg, &ops_eng, &gr_eng);
+		ck_assert_int_eq(search_set_alphas(se, an, ar), 0);
+		ck_assert_msg(search_gradients(se, &b, &loss_eng, dw_eng, da_eng, &err) == 0, "%s",
+			      err.msg);
+		search_free(se);
 	}
 	ck_assert_msg(search_state_save(s, state, search_state_bytes(s), &err) == 0, "%s",
 		      err.msg);
@@ -543,6 +560,8 @@ START_TEST(test_gradients)
 	fprintf(stderr, "loss: device %.7g, reference %.7g\n", (double)loss, ref);
 	ck_assert_msg(fabs(loss - ref) <= 1e-4 * (1 + fabs(ref)), "loss %g, reference %g",
 		      (double)loss, ref);
+	ck_assert_msg(fabs(loss_eng - ref) <= 1e-4 * (1 + fabs(ref)), "loss %g (GEMM engine), "
+		      "reference %g", (double)loss_eng, ref);
 	/* Every alpha. */
 	for (size_t k = 0; k < na; k++) {
 		double save = r.alpha[k], lp, lm;
@@ -554,6 +573,7 @@ START_TEST(test_gradients)
 		fd_a[k] = (lp - lm) / (2 * FD_H);
 	}
 	check_group("alphas (normal rows, then reduce rows)", da, fd_a, na);
+	check_group("alphas, GEMM engine", da_eng, fd_a, na);
 	/* A sample of the weights: evenly spread over the trainables (the stem, every cell's
 	 * preprocessing and operations, the classifier), plus the last (a classifier bias). */
 	map = trainable_map(p, nt);
@@ -563,6 +583,7 @@ START_TEST(test_gradients)
 
 		pick[i] = k;
 		got_w[i] = dw[k];
+		got_w_eng[i] = dw_eng[k];
 		save = r.blob[map[k]];
 		r.blob[map[k]] = save + FD_H;
 		lp = ref_loss(&r, images, labels);
@@ -572,6 +593,7 @@ START_TEST(test_gradients)
 		fd_w[i] = (lp - lm) / (2 * FD_H);
 	}
 	check_group("weights (a sample)", got_w, fd_w, SAMPLES);
+	check_group("weights, GEMM engine", got_w_eng, fd_w, SAMPLES);
 	/* The stem's BN gamma and beta: the only affine BN. */
 	{
 		size_t g0 = 0;
@@ -595,6 +617,7 @@ START_TEST(test_gradients)
 	}
 	(void)pick;
 	free(map), free(r.blob), free(r.alpha), free(images), free(dw), free(da), free(state);
+	free(dw_eng), free(da_eng);
 	free(fd_w), free(fd_a);
 	search_free(s);
 }
@@ -941,7 +964,10 @@ int main(void)
 		return 77;
 	}
 	fprintf(stderr, "device: %s\n", dev.description);
-	if (nasops_init(&ops, &dev, NULL) < 0 || nasgrad_init(&gr, &dev, NULL) < 0) {
+	memset(&eng, 0, sizeof(eng));
+	if (nasops_init(&ops, &dev, NULL) < 0 || nasgrad_init(&gr, &dev, NULL) < 0 ||
+	    gemm_init(&eng, &dev) < 0 || nasops_init(&ops_eng, &dev, &eng) < 0 ||
+	    nasgrad_init(&gr_eng, &dev, &eng) < 0) {
 		fprintf(stderr, "the NAS kernels do not build on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
@@ -964,6 +990,9 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	nasgrad_fini(&gr_eng);
+	nasops_fini(&ops_eng);
+	gemm_fini(&eng);
 	nasgrad_fini(&gr);
 	nasops_fini(&ops);
 	device_close(&dev);
