@@ -4,12 +4,21 @@
  * as the daemon runs them.
  *
  *   bench-search [C layers batch size steps [device]]   (default 16 8 64 32 10)
+ *   bench-search --dump DIR [C layers batch size [device]]
  *
  * Prints the device memory the search takes (search_bytes), then per step the losses and
- * the forward, backward and update times, and the medians. */
+ * the forward, backward and update times, and the medians.
+ *
+ * --dump writes what tests/gpu/search_torch_ref.py --compare needs to run the same search
+ * in PyTorch: DIR/config.txt (the network and the hyperparameters, key = value), the one
+ * training and one validation batch every step uses (train_x.f32, train_y.i32, valid_x.f32,
+ * valid_y.i32, raw little-endian) and the state after 0, 1 and 10 steps (state0.bin,
+ * state1.bin, state10.bin; docs/NAS.md's state blob). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "search.h"
 
@@ -26,6 +35,53 @@ static double median_ms(uint64_t *v, int n)
 	return (double)v[n / 2] / 1e6;
 }
 
+static int dump_file(const char *dir, const char *name, const void *data, size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!(f = fopen(path, "wb")) || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+		fprintf(stderr, "bench-search: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int dump_state(struct rxd_search *s, const char *dir, const char *name)
+{
+	size_t len = (size_t)search_state_bytes(s);
+	struct rxd_error err = { 0 };
+	void *buf = malloc(len);
+	int ret = -1;
+
+	if (!buf)
+		return -1;
+	if (search_state_save(s, buf, len, &err) < 0)
+		fprintf(stderr, "bench-search: state: %s\n", err.msg);
+	else
+		ret = dump_file(dir, name, buf, len);
+	free(buf);
+	return ret;
+}
+
+static int dump_config(const struct rxd_search_config *c, const char *dir)
+{
+	char text[2048];
+	int n = snprintf(text, sizeof(text),
+			 "C = %d\nlayers = %d\nclasses = %d\nbatch = %d\nsize = %d\nsteps = %d\n"
+			 "multiplier = %d\nlr = %.17g\nlr_min = %.17g\nmomentum = %.17g\n"
+			 "weight_decay = %.17g\ngrad_clip = %.17g\nepochs = %d\n"
+			 "steps_per_epoch = %lld\narch_lr = %.17g\narch_beta1 = %.17g\n"
+			 "arch_beta2 = %.17g\narch_eps = %.17g\narch_weight_decay = %.17g\n",
+			 c->C, c->layers, c->classes, c->batch, c->height, c->steps, c->multiplier,
+			 c->lr, c->lr_min, c->momentum, c->weight_decay, c->grad_clip, c->epochs,
+			 (long long)c->steps_per_epoch, c->arch_lr, c->arch_beta1, c->arch_beta2,
+			 c->arch_eps, c->arch_weight_decay);
+
+	return dump_file(dir, "config.txt", text, (size_t)n);
+}
+
 int main(int argc, char **argv)
 {
 	struct rxd_search_config cfg;
@@ -37,12 +93,35 @@ int main(int argc, char **argv)
 	struct rxd_error err = { 0 };
 	int steps = 10, warm = 2;
 	uint64_t *fw, *bw, *up, *tot, seed = 1;
+	const char *dump = NULL, *device = getenv("RXGEMM_TEST_DEVICE");
 	size_t in;
 	float *x;
 	int32_t *y;
 
 	search_config_defaults(&cfg);
-	if (argc >= 6) {
+	if (argc >= 3 && !strcmp(argv[1], "--dump")) {
+		/* Ten steps, epochs of 4 steps over 3 epochs: the learning rate changes on the
+		 * way, as the comparison should see. */
+		dump = argv[2];
+		argv += 2;
+		argc -= 2;
+		steps = 10;
+		warm = 0;
+		cfg.epochs = 3;
+		cfg.steps_per_epoch = 4;
+		if (mkdir(dump, 0777) < 0 && errno != EEXIST) {
+			fprintf(stderr, "bench-search: %s: %s\n", dump, strerror(errno));
+			return 1;
+		}
+		if (argc >= 5) {
+			cfg.C = atoi(argv[1]);
+			cfg.layers = atoi(argv[2]);
+			cfg.batch = atoi(argv[3]);
+			cfg.height = cfg.width = atoi(argv[4]);
+		}
+		if (argc >= 6)
+			device = argv[5];
+	} else if (argc >= 6) {
 		cfg.C = atoi(argv[1]);
 		cfg.layers = atoi(argv[2]);
 		cfg.batch = atoi(argv[3]);
@@ -54,7 +133,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, argc >= 7 ? argv[6] : getenv("RXGEMM_TEST_DEVICE")) < 0)
+	if (!dump && argc >= 7)
+		device = argv[6];
+	if (device_open(&dev, device) < 0)
 		return 77;
 	memset(&eng, 0, sizeof(eng));
 	if (gemm_init(&eng, &dev) < 0 || nasops_init(&ops, &dev, &eng) < 0 ||
@@ -82,6 +163,13 @@ int main(int argc, char **argv)
 	nas_random_floats(seed, x, 2 * in);
 	for (int i = 0; i < 2 * cfg.batch; i++)
 		y[i] = i % cfg.classes;
+	if (dump && (dump_config(&cfg, dump) < 0 || dump_state(s, dump, "state0.bin") < 0 ||
+		     dump_file(dump, "train_x.f32", x, in * sizeof(float)) < 0 ||
+		     dump_file(dump, "valid_x.f32", x + in, in * sizeof(float)) < 0 ||
+		     dump_file(dump, "train_y.i32", y, (size_t)cfg.batch * sizeof(int32_t)) < 0 ||
+		     dump_file(dump, "valid_y.i32", y + cfg.batch,
+			       (size_t)cfg.batch * sizeof(int32_t)) < 0))
+		return 1;
 	for (int k = -warm; k < steps; k++) {
 		struct rxd_search_batch tb = { x, y }, vb = { x + in, y + cfg.batch };
 		struct rxd_search_result r;
@@ -95,6 +183,13 @@ int main(int argc, char **argv)
 		       (double)r.train_loss, (double)r.valid_loss, (double)r.grad_norm,
 		       (double)r.forward_ns / 1e6, (double)r.backward_ns / 1e6,
 		       (double)r.update_ns / 1e6, k < 0 ? " (warm-up)" : "");
+		if (dump && (r.step == 1 || r.step == 10)) {
+			char name[32];
+
+			snprintf(name, sizeof(name), "state%llu.bin", (unsigned long long)r.step);
+			if (dump_state(s, dump, name) < 0)
+				return 1;
+		}
 		if (k >= 0) {
 			fw[k] = r.forward_ns, bw[k] = r.backward_ns, up[k] = r.update_ns;
 			tot[k] = r.forward_ns + r.backward_ns + r.update_ns;
