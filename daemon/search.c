@@ -571,6 +571,9 @@ int search_prepare(const struct rxd_search_config *cfg, struct rxd_search **out,
 	nc.multiplier = cfg->multiplier;
 	nc.alpha_normal = zero;
 	nc.alpha_reduce = zero + (size_t)s->edges * RXD_NAS_PRIMITIVES;
+	/* One step per module: the training program keeps each operation's output for its
+	 * backward and its alpha's gradient, which a fused step does not write. */
+	nc.unfused = true;
 	if ((ret = nas_build(&nc, &s->plan, err)) < 0)
 		goto out;
 	if ((ret = search_layout_params(s)) < 0 || (ret = search_lower(s)) < 0 ||

@@ -341,7 +341,7 @@ static struct rxd_nas_job *nas_job(int32_t c, int32_t batch)
 	ev.want_logits = true;
 	ev.weight_seed = 6;
 	ev.input_seed = 4;
-	ck_assert_int_eq(nas_job_prepare(&ev, NULL, 1u << 30, &nj, &err), RXD_S_OK);
+	ck_assert_int_eq(nas_job_prepare(&ev, NULL, 1u << 30, NULL, &nj, &err), RXD_S_OK);
 	return nj;
 }
 
