@@ -1,5 +1,5 @@
 /* bench-search.c: DARTS search steps (daemon/search.c) on one device, timed, outside the
- * daemon: the engine's speed before search jobs exist (tests/gpu/run-search-speed.sh runs
+ * daemon: the engine's speed before search jobs exist (tests/gpu/run-search.sh runs
  * it on the GPU machine). Random images and labels; convolutions through the GEMM engine
  * as the daemon runs them.
  *
