@@ -196,11 +196,12 @@ def timing(args):
     torch.manual_seed(0)
     model = build(cfg, dev)
     alphas = [(1e-3 * torch.randn(14, 8, device=dev)).requires_grad_(True) for _ in range(2)]
+    alphas = tuple(alphas)
     opt_w, opt_a = make_optimisers(model, alphas, cfg)
     x = torch.randn(2, args.batch, 3, args.size, args.size, device=dev)
     y = torch.randint(0, 10, (2, args.batch), device=dev)
     batch = ((x[0], y[0]), (x[1], y[1]))
-    sync = torch.cuda.synchronize
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for i in range(args.warmup + args.steps):
         one_step(model, alphas, opt_w, opt_a, batch, cfg, i, times if i >= args.warmup else None,
