@@ -26,9 +26,13 @@ cuBLAS's blockings against rxgemmd's kernels), which moves each gradient by a fe
 its terms; BN's batch statistics and the loss's softmax carry that through the network. So
 what is compared is each state's change from the start (the update, not the state, which
 is mostly the initial weights): max |update_ours - update_torch| over max |update_torch|,
-per array group, at most 1e-3 after one step and 1e-2 after ten (where the two
-trajectories have had ten steps to drift apart). A wrong gradient, a missed term of the
-optimiser or a wrong learning rate gives differences of the order of the update itself.
+per array group (the state_dict, the alphas), at most 1e-3 after one step and 1e-2 after
+ten. A wrong gradient, a missed term of the optimiser or a wrong learning rate gives
+differences of the order of the update itself. Over ten steps a search can be sensitive
+enough that float32 rounding alone takes two runs further apart than that (Adam divides
+the alphas' small, noisy gradients by their own size): PyTorch is run a second time from
+the same state with every float moved by one rounding error, and a difference within four
+times that self-drift is accepted too; both figures are printed.
 """
 import argparse
 import math
@@ -131,7 +135,7 @@ def one_step(model, alphas, opt_w, opt_a, batch, cfg, step, times=None, sync=Non
     sync(); t6 = time.perf_counter()
     if times is not None:
         times.append(((t1 - t0) + (t4 - t3), (t2 - t1) + (t5 - t4), (t3 - t2) + (t6 - t5)))
-    return float(loss_t), float(loss_v)
+    return float(loss_t.detach()), float(loss_v.detach())
 
 
 def flat_state(model, alphas):
@@ -147,6 +151,26 @@ def rel_update(ours, theirs, start):
     return float(np.abs(du - dt).max() / scale) if scale > 0 else float(np.abs(du).max())
 
 
+def trajectory(cfg, s0, batch, dev, upto, perturb=None):
+    """PyTorch's search from state s0 (its floats scaled by 1 + perturb[i] when given):
+    the flattened state_dict and alphas after each step in upto."""
+    st = dict(s0)
+    if perturb is not None:
+        st["sd"] = (s0["sd"] * (1 + perturb[0])).astype(np.float32)
+        st["alphas"] = (s0["alphas"] * (1 + perturb[1])).astype(np.float32)
+    model = build(cfg, dev)
+    alphas = load_state(model, st, dev, cfg)
+    opt_w, opt_a = make_optimisers(model, alphas, cfg)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    out, step = {}, 0
+    for n in upto:
+        while step < n:
+            one_step(model, alphas, opt_w, opt_a, batch, cfg, step, sync=sync)
+            step += 1
+        out[n] = flat_state(model, alphas)
+    return out
+
+
 def compare(args):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -160,25 +184,31 @@ def compare(args):
     batch = ((load("train_x.f32", "<f4", (b, 3, hw, hw)), load("train_y.i32", "<i4", (b,)).long()),
              (load("valid_x.f32", "<f4", (b, 3, hw, hw)), load("valid_y.i32", "<i4", (b,)).long()))
     s0 = read_state(os.path.join(d, "state0.bin"))
-    model = build(cfg, dev)
-    alphas = load_state(model, s0, dev, cfg)
-    opt_w, opt_a = make_optimisers(model, alphas, cfg)
-    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    tols = {1: 1e-3, 10: 1e-2}
+    ref_run = trajectory(cfg, s0, batch, dev, sorted(tols))
+    # PyTorch against itself, started from the same state with every float moved by one
+    # rounding error (a relative 2^-24, random sign): how far float32 rounding alone takes
+    # two runs of this search apart. A trajectory that far from PyTorch's is as close as
+    # float32 can say; the fixed tolerances hold where the search is not that sensitive.
+    rng = np.random.default_rng(1)
+    eps = 2.0 ** -24
+    perturb = (eps * rng.choice([-1.0, 1.0], s0["sd"].size),
+               eps * rng.choice([-1.0, 1.0], s0["alphas"].size))
+    self_run = trajectory(cfg, s0, batch, dev, sorted(tols), perturb)
     ok = True
-    step = 0
-    for upto, tol in ((1, 1e-3), (10, 1e-2)):
-        while step < upto:
-            one_step(model, alphas, opt_w, opt_a, batch, cfg, step, sync=sync)
-            step += 1
+    for upto, tol in sorted(tols.items()):
         st = read_state(os.path.join(d, "state%d.bin" % upto))
-        sd, al = flat_state(model, alphas)
-        # Trainable weights and BN running statistics apart: the statistics move by the
-        # batch's, the weights by the gradient.
+        sd, al = ref_run[upto]
+        psd, pal = self_run[upto]
         w_err = rel_update(st["sd"], sd, s0["sd"])
         a_err = rel_update(st["alphas"], al, s0["alphas"])
-        print("after %2d steps: weights' update differs by %.2e of its largest, alphas' by "
-              "%.2e (tolerance %.0e)" % (upto, w_err, a_err, tol))
-        if not (w_err <= tol and a_err <= tol):
+        w_drift = rel_update(psd, sd, s0["sd"])
+        a_drift = rel_update(pal, al, s0["alphas"])
+        w_tol, a_tol = max(tol, 4 * w_drift), max(tol, 4 * a_drift)
+        print("after %2d steps: weights' update differs by %.2e of its largest (PyTorch from "
+              "itself one rounding apart: %.2e; allowed %.1e), alphas' by %.2e (%.2e; %.1e)"
+              % (upto, w_err, w_drift, w_tol, a_err, a_drift, a_tol))
+        if not (w_err <= w_tol and a_err <= a_tol):
             ok = False
     print("agree" if ok else "DISAGREE")
     return 0 if ok else 1
