@@ -228,6 +228,24 @@ out:
 	return st;
 }
 
+/* A CONV step's convolution, without its buffers (the caller sets weight and bias). */
+static void nas_step_conv(const struct rxd_nas_step *s, struct rxd_nas_conv *cv)
+{
+	memset(cv, 0, sizeof(*cv));
+	cv->c_out = s->c_out;
+	cv->kh = s->kh;
+	cv->kw = s->kw;
+	cv->stride_h = s->sh;
+	cv->stride_w = s->sw;
+	cv->pad_h = s->ph;
+	cv->pad_w = s->pw;
+	cv->dil_h = s->dh;
+	cv->dil_w = s->dw;
+	cv->groups = s->groups;
+	cv->relu_in = s->relu_in;
+	cv->in_shift = s->in_shift;
+}
+
 /* The im2col scratch p's convolutions need: the most any one takes (nasops' rule). */
 static uint64_t nas_scratch_bytes(const struct rxd_nasops *ops, const struct rxd_nas_plan *p)
 {
@@ -235,23 +253,12 @@ static uint64_t nas_scratch_bytes(const struct rxd_nasops *ops, const struct rxd
 
 	for (size_t i = 0; i < p->n_steps; i++) {
 		const struct rxd_nas_step *s = &p->steps[i];
-		struct rxd_nas_conv cv = { 0 };
+		struct rxd_nas_conv cv;
 		uint64_t bytes;
 
 		if (s->kind != RXD_NAS_CONV)
 			continue;
-		cv.c_out = s->c_out;
-		cv.kh = s->kh;
-		cv.kw = s->kw;
-		cv.stride_h = s->sh;
-		cv.stride_w = s->sw;
-		cv.pad_h = s->ph;
-		cv.pad_w = s->pw;
-		cv.dil_h = s->dh;
-		cv.dil_w = s->dw;
-		cv.groups = s->groups;
-		cv.relu_in = s->relu_in;
-		cv.in_shift = s->in_shift;
+		nas_step_conv(s, &cv);
 		bytes = nasops_conv_scratch_bytes(ops, p->batch, p->tensors[s->in].c, &cv, s->h_out,
 						  s->w_out);
 		if (bytes > most)
@@ -360,20 +367,9 @@ static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p
 		return ret < 0 ? ret : nasops_conv(ops, &m, &pw, &y, &wr, span);
 	}
 	case RXD_NAS_CONV: {
-		struct rxd_nas_conv cv = { 0 };
+		struct rxd_nas_conv cv;
 
-		cv.c_out = s->c_out;
-		cv.kh = s->kh;
-		cv.kw = s->kw;
-		cv.stride_h = s->sh;
-		cv.stride_w = s->sw;
-		cv.pad_h = s->ph;
-		cv.pad_w = s->pw;
-		cv.dil_h = s->dh;
-		cv.dil_w = s->dw;
-		cv.groups = s->groups;
-		cv.relu_in = s->relu_in;
-		cv.in_shift = s->in_shift;
+		nas_step_conv(s, &cv);
 		cv.weight = wbuf;
 		cv.weight_off = (int64_t)s->w_off;
 		cv.bias = wbuf;

@@ -795,34 +795,34 @@ static int search_buffer(struct rxd_search *s, cl_mem *m, uint64_t floats, const
 	return 0;
 }
 
-static int search_write(struct rxd_search *s, cl_mem m, uint64_t off_floats, const void *src,
-			uint64_t bytes)
+/* Copy bytes between host memory and m at off_floats (write: to the device), waiting. */
+static int search_copy(struct rxd_search *s, cl_mem m, uint64_t off_floats, void *host,
+		       uint64_t bytes, bool write)
 {
-	cl_int e = clEnqueueWriteBuffer(s->ops->dev->queue, m, CL_TRUE,
-					(size_t)(off_floats * sizeof(float)), (size_t)bytes, src, 0,
-					NULL, NULL);
+	size_t off = (size_t)(off_floats * sizeof(float));
+	cl_int e = write ? clEnqueueWriteBuffer(s->ops->dev->queue, m, CL_TRUE, off,
+						(size_t)bytes, host, 0, NULL, NULL)
+			 : clEnqueueReadBuffer(s->ops->dev->queue, m, CL_TRUE, off,
+					       (size_t)bytes, host, 0, NULL, NULL);
 
 	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "search: writing %llu bytes: %s", (unsigned long long)bytes,
-			device_strerror(e));
+		log_msg(LOG_ERR, "search: %s %llu bytes: %s", write ? "writing" : "reading",
+			(unsigned long long)bytes, device_strerror(e));
 		return -EIO;
 	}
 	return 0;
 }
 
+static int search_write(struct rxd_search *s, cl_mem m, uint64_t off_floats, const void *src,
+			uint64_t bytes)
+{
+	return search_copy(s, m, off_floats, (void *)(uintptr_t)src, bytes, true);
+}
+
 static int search_read(struct rxd_search *s, cl_mem m, uint64_t off_floats, void *dst,
 		       uint64_t bytes)
 {
-	cl_int e = clEnqueueReadBuffer(s->ops->dev->queue, m, CL_TRUE,
-				       (size_t)(off_floats * sizeof(float)), (size_t)bytes, dst, 0,
-				       NULL, NULL);
-
-	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "search: reading %llu bytes: %s", (unsigned long long)bytes,
-			device_strerror(e));
-		return -EIO;
-	}
-	return 0;
+	return search_copy(s, m, off_floats, dst, bytes, false);
 }
 
 /* Upload weights (the state_dict blob), momentum, alphas and Adam's moments (NULL: zero). */
