@@ -241,7 +241,7 @@ START_TEST(test_gemm_refusals)
 	ck_assert(a.later);
 	budget_release(&bud, &tensor);
 	/* B of 5 MiB: over the budget, never. */
-	free((void *)g.b);
+	free((void *)g.a), free((void *)g.b);
 	g = gemm_make(64, 5120, 256, 5);
 	g.splitk = 1;
 	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_TOO_BIG);
