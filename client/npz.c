@@ -9,7 +9,9 @@
  * the length of its name and extra field; every offset is checked against the file.
  *
  * Only stored (method 0) members are read: deflate would need zlib, which nothing else
- * here uses, and numpy.savez stores its members. */
+ * here uses, and numpy.savez stores its members. A member's CRC-32 is checked before its
+ * bytes are used, as Python's zipfile (and so numpy.load) does: a damaged archive is an
+ * error, never a matrix with some wrong numbers. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -140,6 +142,7 @@ struct entry {
 	const char *name;
 	size_t name_len;
 	unsigned method, flags;
+	uint32_t crc;
 	uint64_t packed_bytes, bytes, local_offset;
 };
 
@@ -154,6 +157,7 @@ static int parse_entry(const uint8_t *p, const uint8_t *end, struct entry *e, si
 		return -1;
 	e->flags = (unsigned)le(p + 8, 2);
 	e->method = (unsigned)le(p + 10, 2);
+	e->crc = (uint32_t)le(p + 16, 4);
 	e->packed_bytes = le(p + 20, 4);
 	e->bytes = le(p + 24, 4);
 	e->local_offset = le(p + 42, 4);
@@ -215,7 +219,44 @@ static void list_add(char *buf, size_t len, const struct entry *e)
 	strncat(buf, e->name, n);
 }
 
-/* Position f at the data of the stored member e, checking its local header. */
+/* The CRC-32 of zip (ISO 3309, reflected, polynomial 0xedb88320) of the len bytes at f's
+ * position, continuing from crc (0 to start), into *out; f ends after them. Table-driven,
+ * a byte at a time: about 1 GB/s, against the disk's or the page cache's speed for a
+ * member read once more. */
+static int crc32_file(FILE *f, uint64_t len, uint32_t *out)
+{
+	static const size_t chunk = 1u << 20;
+	uint32_t table[256], crc = 0xffffffffu;
+	unsigned char *buf = malloc(chunk);
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		table[i] = c;
+	}
+	while (len) {
+		size_t n = len < chunk ? (size_t)len : chunk;
+
+		if (fread(buf, 1, n, f) != n) {
+			rc = -EIO;
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++)
+			crc = table[(crc ^ buf[i]) & 0xff] ^ (crc >> 8);
+		len -= n;
+	}
+	*out = crc ^ 0xffffffffu;
+out:
+	free(buf);
+	return rc;
+}
+
+/* Position f at the data of the stored member e, checking its local header and its CRC. */
 static int open_member(FILE *f, const char *archive, uint64_t file_bytes, const struct entry *e,
 		       const char *shown, uint64_t *bytes, char *err, size_t errlen)
 {
@@ -246,6 +287,17 @@ static int open_member(FILE *f, const char *archive, uint64_t file_bytes, const 
 		return seterr(err, errlen, -EINVAL, archive,
 			      "array '%s' (%llu bytes) runs past the end of the file", shown,
 			      (unsigned long long)e->bytes);
+	if (fseeko(f, (off_t)data, SEEK_SET) != 0)
+		return seterr(err, errlen, -EIO, archive, "seek error: %s", strerror(errno));
+	uint32_t crc = 0;
+	int rc = crc32_file(f, e->bytes, &crc);
+	if (rc < 0)
+		return seterr(err, errlen, rc, archive, "cannot read array '%s': %s", shown,
+			      strerror(-rc));
+	if (crc != e->crc)
+		return seterr(err, errlen, -EINVAL, archive,
+			      "array '%s' is damaged: its CRC-32 is %08x, the archive says %08x",
+			      shown, (unsigned)crc, (unsigned)e->crc);
 	if (fseeko(f, (off_t)data, SEEK_SET) != 0)
 		return seterr(err, errlen, -EIO, archive, "seek error: %s", strerror(errno));
 	*bytes = e->bytes;

@@ -466,8 +466,21 @@ struct zmember {
 	int zip64;
 };
 
-/* The bytes of a zip archive of the members (CRCs left 0: the reader does not check
- * them), the directory after them and the end record last. */
+/* CRC-32 as zip has it, bit by bit from its definition (the reader uses a table). */
+static uint32_t crc32_bits(const uint8_t *p, size_t len)
+{
+	uint32_t crc = 0xffffffffu;
+
+	for (size_t i = 0; i < len; i++) {
+		crc ^= p[i];
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0xedb88320u & (0u - (crc & 1)));
+	}
+	return ~crc;
+}
+
+/* The bytes of a zip archive of the members, the directory after them and the end record
+ * last. */
 static size_t make_zip(uint8_t *buf, size_t cap, const struct zmember *m, int n)
 {
 	uint64_t offsets[8];
@@ -483,7 +496,7 @@ static size_t make_zip(uint8_t *buf, size_t cap, const struct zmember *m, int n)
 		p = put(p, 0, 2);
 		p = put(p, m[i].method, 2);
 		p = put(p, 0, 4); /* time, date */
-		p = put(p, 0, 4); /* CRC */
+		p = put(p, crc32_bits(m[i].data, m[i].len), 4);
 		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
 		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
 		p = put(p, nlen, 2);
@@ -509,7 +522,7 @@ static size_t make_zip(uint8_t *buf, size_t cap, const struct zmember *m, int n)
 		p = put(p, 0, 2);
 		p = put(p, m[i].method, 2);
 		p = put(p, 0, 4);
-		p = put(p, 0, 4);
+		p = put(p, crc32_bits(m[i].data, m[i].len), 4);
 		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
 		p = put(p, m[i].zip64 ? 0xffffffffu : m[i].len, 4);
 		p = put(p, nlen, 2);
@@ -685,7 +698,11 @@ START_TEST(npz_damaged)
 		{ "name longer than the entry", 7, 5000, 2, "entry 0 is damaged" },
 		{ "zip64 sizes without the zip64 field", 4, 0xffffffffu, 4, "entry 0 is damaged" },
 		{ "more entries than the directory holds", 8, 2, 2, "entry 1 is damaged" },
+		{ "a byte of the data changed", 9, 0x40, 1, "is damaged: its CRC-32 is" },
 	};
+
+	/* The CRC-32 itself against the standard's check value ("123456789"). */
+	ck_assert_uint_eq(crc32_bits((const uint8_t *)"123456789", 9), 0xcbf43926u);
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t bad[4096];
@@ -713,6 +730,10 @@ START_TEST(npz_damaged)
 		case 6: /* more: the end of the member runs into the directory */
 			put(bad + dir + 20, cases[i].at == 5 ? la - cases[i].value : la + cases[i].value, 4);
 			put(bad + dir + 24, cases[i].at == 5 ? la - cases[i].value : la + cases[i].value, 4);
+			/* A CRC that matches the new length, so that the .npy's own check speaks. */
+			put(bad + dir + 16,
+			    crc32_bits(bad + 35, cases[i].at == 5 ? la - cases[i].value : la + cases[i].value),
+			    4);
 			break;
 		case 7: /* the entry's name length */
 			put(bad + dir + 28, cases[i].value, 2);
@@ -720,6 +741,9 @@ START_TEST(npz_damaged)
 		case 8: /* the entry count */
 			put(bad + eocd + 8, cases[i].value, 2);
 			put(bad + eocd + 10, cases[i].value, 2);
+			break;
+		case 9: /* the last float's high byte, sizes and headers intact */
+			bad[35 + la - 1] ^= (uint8_t)cases[i].value;
 			break;
 		}
 		path_in(path, sizeof(path), "damaged.npz");
