@@ -14,7 +14,7 @@
  * within what device tensors leave, and a job that does not fit beside them waits in the
  * scheduler (sched_park), told by the on_freed callback when tensors give room back.
  *
- * Lock order: b->lock is a leaf lock (see rxgemmd.h). Buffers are made and freed through the
+ * Lock order: b->lock is a leaf lock (see engine.h). Buffers are made and freed through the
  * alloc/free callbacks with the lock dropped: a freed buffer has left the accounting before
  * it is freed, and a reservation is made before its buffers exist, so the device holds at
  * most what the accounting says. */
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 uint64_t budget_round(uint64_t bytes)
 {

@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include "json.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 const char *device_strerror(cl_int err)
 {

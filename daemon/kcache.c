@@ -34,7 +34,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 #include "sha256.h"
 
 /* ---- the entry format ---- */

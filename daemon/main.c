@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 struct rxd_main {
 	struct rxd_config cfg;

@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 static void server_on_closed_free(uv_handle_t *h)
 {

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 static struct rxd_job *worker_job_of(struct rxd_sched_job *sj)
 {

@@ -31,7 +31,7 @@
 #include "refgemm.h"
 #include "refnas.h"
 #include "rxgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 #define K 1024ull
 #define M (1024ull * 1024ull)

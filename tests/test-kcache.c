@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 #include "sha256.h"
 
 static void hex(const uint8_t *b, size_t n, char *out)

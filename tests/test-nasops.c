@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine eng_tiled, eng_reg;

@@ -17,7 +17,7 @@
 
 #include "json.h"
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* The parts of CLBlast's C API we call (clblast_c.h), declared here so that the build
  * needs no CLBlast headers; the ABI is CLBlast's stable C interface. */
