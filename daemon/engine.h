@@ -113,30 +113,9 @@ void device_mem_release(cl_mem a, cl_mem b, cl_mem c);
 /* ---- kcache.c: built programs, kept in memory and on disk ---- */
 #define RXD_DEFAULT_CACHE_MAX (256ull << 20)
 
-/* One program built (or loaded) for one device of one context. */
-struct rxd_kcache_prog {
-	struct rxd_kcache_prog *next;
-	uint8_t key[32];
-	cl_context ctx;
-	cl_device_id device;
-	cl_program program; /* the cache's own reference */
-};
-
-struct rxd_kcache {
-	char *dir;                     /* NULL: no disk cache */
-	uint64_t max_bytes;            /* bound on the entries' bytes in dir */
-	pthread_mutex_t lock;          /* guards progs and writes to dir; a leaf lock */
-	struct rxd_kcache_prog *progs;
-	atomic_bool writable;          /* false: entries are read, never written */
-	/* Counters, read without the lock. */
-	_Atomic uint64_t entries, bytes; /* in dir at the last scan */
-	_Atomic uint64_t hits;         /* programs loaded from a disk entry */
-	_Atomic uint64_t misses;       /* programs compiled from source */
-	_Atomic uint64_t memory_hits;  /* programs handed out again from memory */
-	_Atomic uint64_t rejected;     /* entries found bad (truncated, corrupt, foreign) */
-	_Atomic uint64_t evictions;    /* entries removed to stay within max_bytes */
-	_Atomic uint64_t compile_ns, load_ns;
-};
+/* The cache is opaque (kcache.c): built programs and counters behind its own leaf lock,
+ * shared by whoever builds (the start-up, the device worker). */
+struct rxd_kcache;
 
 struct rxd_kcache_stats {
 	const char *dir; /* "" when there is no disk cache; valid while the cache is */
@@ -145,12 +124,14 @@ struct rxd_kcache_stats {
 	uint64_t compile_ns, load_ns;
 };
 
-/* Set up the cache in dir (NULL: kcache_default_dir) holding at most max_bytes of entries
- * (0: no disk cache). A directory that cannot be made or written is a warning, not an
- * error: the cache then reads what it can and compiles the rest. 0 or -ENOMEM. */
-int kcache_init(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes);
-/* Release every program the cache holds. */
-void kcache_fini(struct rxd_kcache *kc);
+/* A new cache in dir (NULL: kcache_default_dir) holding at most max_bytes of entries
+ * (0: no disk cache), in *out. A directory that cannot be made or written is a warning, not
+ * an error: the cache then reads what it can and compiles the rest. 0 or -ENOMEM. */
+int kcache_create(struct rxd_kcache **out, const char *dir, uint64_t max_bytes);
+/* Release every program the cache holds and free it. NULL is allowed. */
+void kcache_destroy(struct rxd_kcache *kc);
+/* The directory in use; NULL when there is no disk cache. Valid while the cache is. */
+const char *kcache_dir(const struct rxd_kcache *kc);
 /* Like device_build, and with the same results: *out is a new reference the caller
  * releases. Returns the program from memory, else from a valid disk entry, else compiles
  * it and stores its binary. kc NULL: device_build. Any thread. 0, -EIO or -ENOMEM. */
@@ -375,11 +356,7 @@ cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rx
 #define RXD_MIN_VRAM_BUDGET (4ull << 20)
 #define RXD_BUDGET_MIN_BUFFER 4096ull /* the smallest size class of the pool */
 
-struct rxd_budget_buf {
-	struct rxd_budget_buf *next;
-	void *mem;           /* cl_mem in the daemon; whatever alloc gave in tests */
-	uint64_t bytes;      /* its size class (budget_round) */
-};
+struct rxd_budget_buf;
 
 /* One job's claim on the budget (budget_reserve .. budget_release). */
 struct rxd_budget_res {
@@ -398,36 +375,17 @@ struct rxd_budget_stats {
 	uint64_t pool_bytes, pool_buffers, allocations, reuses, evictions, split_jobs;
 };
 
-struct rxd_budget {
-	pthread_mutex_t lock;
-	bool initialized;
-	uint64_t budget_bytes;
-	uint64_t quota_bytes;         /* per owner, reservations at once; 0: none */
-	uint64_t reserved_bytes;      /* sum of live reservations */
-	uint64_t resident_bytes;      /* of that, device tensors' (tensor.c), held until freed */
-	uint64_t in_use_bytes;        /* sum of their buffers */
-	uint64_t pool_bytes;          /* idle buffers kept for reuse */
-	uint64_t pool_buffers;
-	uint64_t peak_bytes;          /* most reserved_bytes + pool_bytes ever */
-	uint64_t allocations, reuses, evictions, split_jobs;
-	struct rxd_budget_buf *pool;  /* idle, most recently returned first */
-	struct rxd_budget_res *live;
-	/* Make or free one buffer of bytes; called without the lock. 0 or a negative errno
-	 * (alloc) with *err (may be NULL) set to the OpenCL error. */
-	int (*alloc)(void *ctx, uint64_t bytes, void **mem, int *err);
-	void (*free)(void *ctx, void *mem);
-	void *ctx;
-	void (*on_freed)(void *arg);  /* budget_set_notify's */
-	void *on_freed_arg;
-};
+/* Opaque (budget.c): everything in it is under its lock, which only budget.c takes. */
+struct rxd_budget;
 
-/* budget_bytes must be >= RXD_MIN_VRAM_BUDGET. alloc and free make the buffers (see above);
- * budget_cl_alloc/budget_cl_free with ctx a struct rxd_device * do it with OpenCL. */
-void budget_init(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes,
-		 int (*alloc)(void *, uint64_t, void **, int *), void (*free_fn)(void *, void *),
-		 void *ctx);
-/* Free the pool; every reservation must have been released. Safe on a zeroed struct. */
-void budget_fini(struct rxd_budget *b);
+/* A new budget; budget_bytes must be >= RXD_MIN_VRAM_BUDGET. alloc and free make the
+ * buffers (see above); budget_cl_alloc/budget_cl_free with ctx a struct rxd_device * do it
+ * with OpenCL. NULL when out of memory. */
+struct rxd_budget *budget_create(uint64_t budget_bytes, uint64_t quota_bytes,
+				 int (*alloc)(void *, uint64_t, void **, int *),
+				 void (*free_fn)(void *, void *), void *ctx);
+/* Free the pool and b; every reservation must have been released. NULL is allowed. */
+void budget_destroy(struct rxd_budget *b);
 int budget_cl_alloc(void *dev, uint64_t bytes, void **mem, int *err);
 void budget_cl_free(void *dev, void *mem);
 /* The budget for a configuration: the percentage of global memory when percent > 0, else
@@ -467,6 +425,8 @@ void budget_note_split(struct rxd_budget *b);
 void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out);
 /* The budget's size now (SIGHUP may change it on the loop thread); 0 for NULL. */
 uint64_t budget_limit(struct rxd_budget *b);
+/* The live reservations now; *owner_live (may be NULL) gets those of owner. */
+uint32_t budget_live_count(struct rxd_budget *b, uint32_t owner, uint32_t *owner_live);
 
 /* ---- split.c: running a job within the budget, in pieces when it must be ---- */
 /* A job's pieces: blocks of mb x nb x kb over bb matrices of the batch. */

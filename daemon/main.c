@@ -17,12 +17,12 @@
 struct rxd_main {
 	struct rxd_config cfg;
 	struct rxd_device dev;
-	struct rxd_kcache kcache;
+	struct rxd_kcache *kcache;
 	struct rxd_gemm_engine engine;
 	struct rxd_nasops nasops;
 	bool have_nasops;            /* NAS evaluation's kernels built and self-tested */
 	struct rxd_nas_cache nascache; /* NAS plans kept between jobs */
-	struct rxd_budget budget;
+	struct rxd_budget *budget;
 	struct rxd_worker worker;
 	struct rxd_server server;
 	struct rxd_sdnotify notify;
@@ -84,7 +84,7 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 	sdnotify_reloading(&m->notify);
 	if (config_reload(&m->cfg, m->argc, m->argv) == 0) {
 		log_set_level(m->cfg.log_level);
-		budget_set_limits(&m->budget,
+		budget_set_limits(m->budget,
 				  budget_resolve(m->cfg.vram_budget_bytes, m->cfg.vram_budget_percent,
 						 m->dev.global_mem_bytes),
 				  m->cfg.client_quota_bytes);
@@ -161,6 +161,7 @@ int main(int argc, char **argv)
 	static struct rxd_main m;
 	struct main_startup times = { 0 };
 	uv_loop_t *loop;
+	const char *cache_dir;       /* the kernel cache's, where tunings are stored too */
 	int ret, status = 1;
 
 	if ((ret = config_init(&m.cfg, argc, argv)) != 0) {
@@ -199,20 +200,22 @@ int main(int argc, char **argv)
 		goto out_config;
 	}
 	times.device = now_ns();
-	if ((ret = kcache_init(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
+	if ((ret = kcache_create(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
 		log_msg(LOG_ERR, "cannot set up the kernel cache: %s", strerror(-ret));
 		goto out_device;
 	}
-	m.dev.kcache = &m.kcache;
+	m.dev.kcache = m.kcache;
+	cache_dir = kcache_dir(m.kcache);
 	/* The budget exists before the first buffer: the kernels' self-tests and the tuner
 	 * take theirs from it like any job (and leave them in its pool for the jobs). */
-	budget_init(&m.budget,
-		    budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
-				   m.dev.global_mem_bytes),
-		    m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
-	m.engine.budget = &m.budget;
+	m.budget = budget_create(budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
+						m.dev.global_mem_bytes),
+				 m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
+	if (!m.budget)
+		fatal("out of memory for the device-memory budget");
+	m.engine.budget = m.budget;
 	log_msg(LOG_INFO, "device-memory budget %.1f MiB of %.1f MiB, client quota %.1f MiB",
-		(double)m.budget.budget_bytes / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
+		(double)budget_limit(m.budget) / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
 		(double)m.cfg.client_quota_bytes / 1048576.0);
 	sdnotify_send("STATUS=building and self-testing the kernels on %s", m.dev.description);
 	if (gemm_init(&m.engine, &m.dev) < 0)
@@ -228,29 +231,29 @@ int main(int argc, char **argv)
 					     "is off");
 	}
 	times.nas = now_ns();
-	kcache_log_summary(&m.kcache);
+	kcache_log_summary(m.kcache);
 	if (m.cfg.tune) {
 		/* A maintenance run: search, store beside the kernel cache, and leave; the
 		 * next start (or a restart of the service) picks the result up. */
 		ret = tune_run(&m.engine, m.cfg.tune_budget_s, isatty(STDERR_FILENO));
-		if (ret == 0 && (ret = tune_save(&m.engine, m.kcache.dir)) < 0)
+		if (ret == 0 && (ret = tune_save(&m.engine, cache_dir)) < 0)
 			log_msg(LOG_ERR, "cannot store the tuning in %s: %s",
-				m.kcache.dir ? m.kcache.dir : "(no cache directory)", strerror(-ret));
+				cache_dir ? cache_dir : "(no cache directory)", strerror(-ret));
 		status = ret < 0 ? 1 : 0;
 		goto out_engine;
 	}
-	if (tune_load(&m.engine, m.kcache.dir) < 0) {
+	if (tune_load(&m.engine, cache_dir) < 0) {
 		bool gpu = strcmp(m.dev.desc->type, "GPU") == 0;
 
 		/* The first start on a device and driver: search, within a bound, before
 		 * saying ready, so that no client waits on the search later. CPUs are skipped
 		 * by default: the built-in defaults come from tuning runs on PoCL. */
-		if (m.kcache.dir && (m.cfg.auto_tune == RXD_AUTO_TUNE_ALWAYS ||
+		if (cache_dir && (m.cfg.auto_tune == RXD_AUTO_TUNE_ALWAYS ||
 				     (m.cfg.auto_tune == RXD_AUTO_TUNE_GPU && gpu))) {
 			sdnotify_send("STATUS=tuning the kernels (first start on this device)");
 			if (tune_run(&m.engine, m.cfg.auto_tune_budget_s, false) == 0 &&
-			    (ret = tune_save(&m.engine, m.kcache.dir)) < 0)
-				log_msg(LOG_WARNING, "cannot store the tuning in %s: %s", m.kcache.dir,
+			    (ret = tune_save(&m.engine, cache_dir)) < 0)
+				log_msg(LOG_WARNING, "cannot store the tuning in %s: %s", cache_dir,
 					strerror(-ret));
 		} else {
 			log_msg(LOG_INFO, "no tuning stored for this device and driver: using the "
@@ -286,7 +289,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&m.sighup, main_on_sighup, SIGHUP);
 	log_msg(LOG_NOTICE, "ready: serving %s on %s", m.dev.description,
 		m.server.adopted ? "the socket passed by the service manager" : m.cfg.socket_path);
-	main_log_startup(&times, &m.kcache);
+	main_log_startup(&times, m.kcache);
 	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, &m.worker);
 
 	uv_run(loop, UV_RUN_DEFAULT);
@@ -305,9 +308,9 @@ out_engine:
 	gemm_fini(&m.engine);
 out_budget:
 	m.engine.budget = NULL;
-	budget_fini(&m.budget);
+	budget_destroy(m.budget);
 	m.dev.kcache = NULL;
-	kcache_fini(&m.kcache);
+	kcache_destroy(m.kcache);
 out_device:
 	device_close(&m.dev);
 out_config:
