@@ -63,14 +63,15 @@ struct rxd_device {
 	bool profiling;               /* the queue gives event times */
 	bool host_unified;            /* CL_DEVICE_HOST_UNIFIED_MEMORY: the device works on
 				       * host memory (CPU devices, integrated GPUs) */
-	struct rxd_kcache *kcache;    /* where programs are built (kcache.c); set by main.c, not
-				       * owned; NULL: build without caching */
+	struct rxd_kcache *kcache;    /* where programs are built (kcache.c), from device_open;
+				       * not owned; NULL: build without caching */
 };
 
 /* Enumerate the devices and open the one that selector names (an index from
  * --list-devices, or a case-insensitive substring of "platform device"); NULL picks the
- * first GPU, else the first device. 0, -ENODEV (nothing matches; logged) or -EIO. */
-int device_open(struct rxd_device *dev, const char *selector);
+ * first GPU, else the first device. Programs are built through kcache (may be NULL; it
+ * must outlive dev). 0, -ENODEV (nothing matches; logged) or -EIO. */
+int device_open(struct rxd_device *dev, const char *selector, struct rxd_kcache *kcache);
 void device_close(struct rxd_device *dev);
 /* Print every platform and device to f (for --list-devices). 0 or -ENODEV. */
 int device_list(FILE *f);
@@ -252,14 +253,14 @@ struct rxd_gemm_engine {
 	bool tuned;                        /* choices come from tune_run or tune_load */
 	uint64_t build_ns;                 /* time spent compiling at start-up */
 	struct rxd_budget *budget;         /* every device buffer (split.c, the self-tests, the
-					    * tuner); set by main.c before gemm_init; NULL: made
-					    * per use, unaccounted (rxgemm-bench, unit tests) */
+					    * tuner), from gemm_init; NULL: made per use,
+					    * unaccounted (rxgemm-bench, unit tests) */
 };
 
-/* Build every kernel variant the engine will use, so that no job pays a compile.
- * eng->budget, set before the call (or NULL), is kept and charged for the self-tests.
- * 0 or -EIO (logged with the compiler's output). */
-int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev);
+/* Build every kernel variant the engine will use, so that no job pays a compile. Every
+ * device buffer comes from budget (may be NULL: made directly; it must outlive eng), the
+ * self-tests' included. 0 or -EIO (logged with the compiler's output). */
+int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev, struct rxd_budget *budget);
 void gemm_fini(struct rxd_gemm_engine *eng);
 
 /* "reg:128x128x16:8x8:v4x4:p0x0:m0" or "tiled:64x64x16:4x4". */
@@ -937,42 +938,33 @@ struct rxd_job {
 	uint64_t held_bytes;   /* charged to conn->jobs_bytes while in flight (dispatch.c) */
 };
 
-struct rxd_worker {
-	pthread_t thread;
-	pthread_mutex_t lock;        /* guards every field below; never held with another lock */
-	pthread_cond_t cond;
-	struct rxd_sched sched;      /* to run; parked ones wait for device memory */
-	uint64_t mem_freed;          /* times the budget said room came back (on_freed) */
-	struct rxd_job *running;     /* taken from sched, not yet on the done list */
-	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
-	struct rxd_job *done_head, *done_tail;
-	bool stopping;
-	bool started;
-	uv_async_t async;            /* wakes the loop to drain done */
-	uv_timer_t deadline_timer;   /* loop thread: fires at the earliest queued deadline */
-	uint64_t timer_due_ns;       /* loop thread: when it fires; 0: not armed */
-	struct rxd_gemm_engine *engine;
-	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused. Set after worker_start, before
-				      * any job is submitted */
+/* Opaque (worker.c): its queue and done list are under its lock, which only worker.c
+ * takes. */
+struct rxd_worker;
+
+/* What the worker is given at its start: everything it uses, set before its thread runs. */
+struct rxd_worker_init {
+	struct rxd_gemm_engine *engine; /* its device, budget and GEMMs; must outlive it */
+	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused */
 	bool zero_copy;              /* GEMMs in place on regions where the device allows
-				      * (zcopy.c); set like nasops */
-	/* A device that fails a health check after a failed job is lost (a kernel fault on
-	 * NVIDIA's driver loses the whole context): the job and every queued one are answered
-	 * STATUS_DEVICE, worker_submit refuses from then on (-ENODEV), and on_lost runs once on
-	 * the loop thread (main.c exits non-zero, for systemd to restart the daemon). */
-	bool device_lost;            /* under lock */
-	bool lost_reported;          /* loop thread */
-	void (*on_lost)(void *arg);  /* set like nasops; NULL: nothing is told */
-	void *on_lost_arg;
-	uint64_t jobs_run;           /* worker thread */
-	uint64_t inject_loss_at;     /* $RXGEMMD_TEST_DEVICE_LOSS: job N fails as lost; 0 never */
-	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
+				      * (zcopy.c) */
+	void (*done)(struct rxd_job *job, void *arg); /* every job back, on the loop thread */
 	void *done_arg;
-	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
+	/* Once, on the loop thread, when the device is lost (see worker.c); NULL: nothing is
+	 * told. */
+	void (*on_lost)(void *arg);
+	void *on_lost_arg;
 };
 
-int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
-		 void (*done)(struct rxd_job *, void *), void *arg);
+/* Start the worker thread on loop with init's wiring; *out is the worker. 0 or a negative
+ * errno (nothing to free then). */
+int worker_start(struct rxd_worker **out, uv_loop_t *loop, const struct rxd_worker_init *init);
+/* Free w after worker_stop, once the loop has run its handles' closes (uv_run has returned).
+ * NULL is allowed. */
+void worker_free(struct rxd_worker *w);
+/* What it was started with: its engine, and whether it runs NAS jobs. Any thread. */
+struct rxd_gemm_engine *worker_engine(const struct rxd_worker *w);
+bool worker_serves_nas(const struct rxd_worker *w);
 /* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
  * (max_queue jobs wait), -EBUSY (the connection's client_max_queue wait), -EINVAL
  * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped), -ENODEV (the device is lost):

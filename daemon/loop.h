@@ -287,7 +287,8 @@ struct rxd_server {
 				      * freed (closed ones with jobs in flight too), against
 				      * cfg->max_memory_bytes (conn.c) */
 	const struct rxd_conn_ops *conn_ops;
-	struct rxd_nas_cache *nascache; /* NAS plans (main.c's; NULL: none kept) */
+	struct rxd_nas_cache *nascache; /* NAS plans (from server_start, not owned; NULL: none
+					 * kept) */
 };
 
 /* Whether the daemon could listen on path: its directory exists and may be written, and
@@ -299,7 +300,8 @@ int server_check_path(const char *path);
  * start accepting; every connection hands its frames to ops. 0 or a negative errno
  * (logged). */
 int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
-		 struct rxd_device *dev, struct rxd_worker *w, const struct rxd_conn_ops *ops);
+		 struct rxd_device *dev, struct rxd_worker *w, struct rxd_nas_cache *nascache,
+		 const struct rxd_conn_ops *ops);
 /* Stop accepting and remove the socket; requests still arriving get STATUS_SHUTDOWN. */
 void server_unlisten(struct rxd_server *srv);
 /* server_unlisten, then read what each connection has sent (answered STATUS_SHUTDOWN) and

@@ -1,7 +1,7 @@
 /* main.c: rxgemmd's start-up and shutdown order.
  *
- * Modules start in dependency order and stop in the reverse one: configuration, device,
- * kernel cache, kernels (built or loaded from the cache, and self-tested, before anything
+ * Modules start in dependency order and stop in the reverse one: configuration, kernel
+ * cache, device, budget, kernels (built or loaded from the cache, and self-tested, before anything
  * listens, so a client's first job never pays a compile), device worker, server. Only then
  * is the socket there: a client that can connect is served at once. Only then, too, does
  * the service manager hear READY=1 (sdnotify.c); under socket activation clients wait in
@@ -23,7 +23,7 @@ struct rxd_main {
 	bool have_nasops;            /* NAS evaluation's kernels built and self-tested */
 	struct rxd_nas_cache nascache; /* NAS plans kept between jobs */
 	struct rxd_budget *budget;
-	struct rxd_worker worker;
+	struct rxd_worker *worker;
 	struct rxd_server server;
 	struct rxd_sdnotify notify;
 	uv_signal_t sigterm, sigint, sighup;
@@ -42,7 +42,7 @@ static void main_shutdown(struct rxd_main *m)
 	m->stopping = true;
 	sdnotify_stopping(&m->notify);
 	server_unlisten(&m->server);
-	worker_stop(&m->worker);
+	worker_stop(m->worker);
 	server_stop(&m->server);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
@@ -88,7 +88,7 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 				  budget_resolve(m->cfg.vram_budget_bytes, m->cfg.vram_budget_percent,
 						 m->dev.global_mem_bytes),
 				  m->cfg.client_quota_bytes);
-		worker_set_limits(&m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
+		worker_set_limits(m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
 		server_reconfigured(&m->server);
 		shm_set_limits(m->cfg.client_shm_regions, m->cfg.client_shm_bytes);
 	}
@@ -161,6 +161,7 @@ int main(int argc, char **argv)
 	static struct rxd_main m;
 	struct main_startup times = { 0 };
 	uv_loop_t *loop;
+	struct rxd_worker_init winit;
 	const char *cache_dir;       /* the kernel cache's, where tunings are stored too */
 	int ret, status = 1;
 
@@ -195,17 +196,17 @@ int main(int argc, char **argv)
 	if (!m.cfg.tune && !sdnotify_listen_passed() && server_check_path(m.cfg.socket_path) < 0)
 		goto out_config;
 	sdnotify_send("STATUS=opening the OpenCL device");
-	if (device_open(&m.dev, m.cfg.device) < 0) {
-		main_hint_pocl_cache();
-		goto out_config;
-	}
-	times.device = now_ns();
+	/* The kernel cache needs no device, and the device builds through it. */
 	if ((ret = kcache_create(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
 		log_msg(LOG_ERR, "cannot set up the kernel cache: %s", strerror(-ret));
-		goto out_device;
+		goto out_config;
 	}
-	m.dev.kcache = m.kcache;
 	cache_dir = kcache_dir(m.kcache);
+	if (device_open(&m.dev, m.cfg.device, m.kcache) < 0) {
+		main_hint_pocl_cache();
+		goto out_kcache;
+	}
+	times.device = now_ns();
 	/* The budget exists before the first buffer: the kernels' self-tests and the tuner
 	 * take theirs from it like any job (and leave them in its pool for the jobs). */
 	m.budget = budget_create(budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
@@ -213,12 +214,11 @@ int main(int argc, char **argv)
 				 m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
 	if (!m.budget)
 		fatal("out of memory for the device-memory budget");
-	m.engine.budget = m.budget;
 	log_msg(LOG_INFO, "device-memory budget %.1f MiB of %.1f MiB, client quota %.1f MiB",
 		(double)budget_limit(m.budget) / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
 		(double)m.cfg.client_quota_bytes / 1048576.0);
 	sdnotify_send("STATUS=building and self-testing the kernels on %s", m.dev.description);
-	if (gemm_init(&m.engine, &m.dev) < 0)
+	if (gemm_init(&m.engine, &m.dev, m.budget) < 0)
 		goto out_budget;
 	times.gemm = now_ns();
 	if (!m.cfg.tune) {
@@ -264,22 +264,27 @@ int main(int argc, char **argv)
 	if (nascache_init(&m.nascache, m.cfg.nas_plan_cache) < 0)
 		fatal("out of memory for the NAS plan cache");
 	loop = uv_default_loop();
-	if ((ret = worker_start(&m.worker, loop, &m.engine, wire_job_done, &m.server)) < 0) {
+	winit = (struct rxd_worker_init){
+		.engine = &m.engine,
+		.nasops = m.have_nasops ? &m.nasops : NULL,
+		.zero_copy = m.cfg.zero_copy,
+		.done = wire_job_done,
+		.done_arg = &m.server,
+		.on_lost = main_on_device_lost,
+		.on_lost_arg = &m,
+	};
+	if ((ret = worker_start(&m.worker, loop, &winit)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
 		goto out_engine;
 	}
-	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
+	worker_set_limits(m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
 	shm_set_limits(m.cfg.client_shm_regions, m.cfg.client_shm_bytes);
-	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
-	m.worker.zero_copy = m.cfg.zero_copy;
-	m.worker.on_lost = main_on_device_lost;
-	m.worker.on_lost_arg = &m;
-	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker, &wire_conn_ops) < 0) {
-		worker_stop(&m.worker);
+	if (server_start(&m.server, loop, &m.cfg, &m.dev, m.worker, &m.nascache,
+			 &wire_conn_ops) < 0) {
+		worker_stop(m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);
 		goto out_loop;
 	}
-	m.server.nascache = &m.nascache; /* before the loop runs: no request came yet */
 	uv_signal_init(loop, &m.sigterm);
 	uv_signal_init(loop, &m.sigint);
 	uv_signal_init(loop, &m.sighup);
@@ -290,7 +295,7 @@ int main(int argc, char **argv)
 	log_msg(LOG_NOTICE, "ready: serving %s on %s", m.dev.description,
 		m.server.adopted ? "the socket passed by the service manager" : m.cfg.socket_path);
 	main_log_startup(&times, m.kcache);
-	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, &m.worker);
+	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, m.worker);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	status = m.exit_status;
@@ -301,18 +306,17 @@ int main(int argc, char **argv)
 out_loop:
 	if (uv_loop_close(loop) != 0)
 		log_msg(LOG_WARNING, "handles left open at exit");
+	worker_free(m.worker);
 out_engine:
 	nascache_fini(&m.nascache);
 	if (m.have_nasops)
 		nasops_fini(&m.nasops);
 	gemm_fini(&m.engine);
 out_budget:
-	m.engine.budget = NULL;
 	budget_destroy(m.budget);
-	m.dev.kcache = NULL;
-	kcache_destroy(m.kcache);
-out_device:
 	device_close(&m.dev);
+out_kcache:
+	kcache_destroy(m.kcache);
 out_config:
 	sdnotify_fini();
 	config_fini(&m.cfg);

@@ -767,7 +767,7 @@ int main(void)
 	int failed;
 
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, sel) == 0 && gemm_init(&engine, &dev) == 0 &&
+	if (device_open(&dev, sel, NULL) == 0 && gemm_init(&engine, &dev, NULL) == 0 &&
 	    nasops_init(&ops, &dev, &engine) == 0) {
 		have_device = true;
 		tcase_set_timeout(plan, 600);

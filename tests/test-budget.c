@@ -616,7 +616,7 @@ int main(void)
 	tcase_add_test(acct, test_resident);
 	tcase_add_test(acct, test_plan);
 	suite_add_tcase(s, acct);
-	if (device_open(&dev, sel) == 0 && gemm_init(&engine, &dev) == 0) {
+	if (device_open(&dev, sel, NULL) == 0 && gemm_init(&engine, &dev, NULL) == 0) {
 		fprintf(stderr, "device: %s\n", dev.description);
 		tcase_set_timeout(split, 600);
 		tcase_add_test(split, test_prepare_at_no_room);

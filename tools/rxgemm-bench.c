@@ -815,13 +815,13 @@ int main(int argc, char **argv)
 	if ((st = bench_parse(argc, argv, &o)) >= 0)
 		return st;
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, o.device) < 0)
+	if (device_open(&dev, o.device, NULL) < 0)
 		return 1;
 	if (!dev.profiling) {
 		fprintf(stderr, "rxgemm-bench: the device gives no profiling times\n");
 		return 1;
 	}
-	if (gemm_init(&eng, &dev) < 0)
+	if (gemm_init(&eng, &dev, NULL) < 0)
 		return 1;
 	if (o.e2e) {
 		st = bench_e2e(&eng, &o);
