@@ -17,7 +17,6 @@
 #include <stdio.h>
 
 #include <pthread.h>
-#include <uv.h>
 #include <CL/cl.h>
 
 #include "common.h"
@@ -958,7 +957,9 @@ struct rxd_worker_init {
 
 /* Start the worker thread on loop with init's wiring; *out is the worker. 0 or a negative
  * errno (nothing to free then). */
-int worker_start(struct rxd_worker **out, uv_loop_t *loop, const struct rxd_worker_init *init);
+struct uv_loop_s; /* libuv's uv_loop_t: only worker.c and the loop side include uv.h */
+int worker_start(struct rxd_worker **out, struct uv_loop_s *loop,
+		 const struct rxd_worker_init *init);
 /* Free w after worker_stop, once the loop has run its handles' closes (uv_run has returned).
  * NULL is allowed. */
 void worker_free(struct rxd_worker *w);

@@ -152,8 +152,8 @@ int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_confi
 	srv->worker = w;
 	srv->nascache = nascache;
 	srv->conn_ops = ops;
-	/* One job's buffers may take at most the device's memory; the budget (a later
-	 * issue) narrows this. */
+	/* One job's buffers may take at most the device's memory; admission (admit.c)
+	 * narrows this to the budget. */
 	srv->limits.max_buffer_bytes = dev->max_alloc_bytes;
 	srv->limits.max_total_bytes = dev->global_mem_bytes;
 	stats_init(&srv->stats);

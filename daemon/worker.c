@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "engine.h"
 
 struct rxd_worker {
@@ -483,7 +485,8 @@ static void worker_on_deadline(uv_timer_t *t)
 	worker_arm_timer(w, next);
 }
 
-int worker_start(struct rxd_worker **out, uv_loop_t *loop, const struct rxd_worker_init *init)
+int worker_start(struct rxd_worker **out, struct uv_loop_s *loop,
+		 const struct rxd_worker_init *init)
 {
 	struct rxd_gemm_engine *eng = init->engine;
 	struct rxd_worker *w;

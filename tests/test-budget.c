@@ -485,7 +485,7 @@ END_TEST
 
 START_TEST(test_split_big)
 {
-	/* The case: 1024^3 (12 MiB of buffers) under a 4 MiB budget. */
+	/* 1024^3 (12 MiB of buffers) under a 4 MiB budget: only pieces fit. */
 	struct split_case tc = { .m = 1024, .n = 1024, .k = 1024, .alpha = 1.0f, .beta = 0.5f,
 				 .budget = 4 * M, .row_major = true };
 
