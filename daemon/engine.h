@@ -347,9 +347,10 @@ cl_int gemm_enqueue_at(struct rxd_gemm_engine *eng, int variant, const struct rx
  * no budget, makes its buffers directly. Nothing waits here: see admit.c.
  *
  * Threads: the device worker reserves, takes buffers and releases; the loop thread reads
- * budget_stats and changes the limits on SIGHUP. b->lock guards everything below; it is a
- * leaf lock, never held while calling out (OpenCL, libuv, the alloc/free callbacks), and
- * never taken while holding w->lock or the kcache lock (nor they while holding it). */
+ * budget_stats and changes the limits on SIGHUP. The budget's lock (budget.c) guards all
+ * of its state; it is a leaf lock, never held while calling out (OpenCL, libuv, the
+ * alloc/free callbacks), and never taken while holding the worker's or the kcache's lock
+ * (nor they while holding it). */
 #define RXD_DEFAULT_VRAM_BUDGET (8ull << 30)
 /* The kernels' self-tests take up to about 1.3 MiB (whole tiles of the largest variants):
  * under this the daemon could not even check its kernels. */
