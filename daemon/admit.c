@@ -25,7 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 static void admit_start(struct rxd_admit *a, struct rxd_device *dev, struct rxd_budget *b)
 {

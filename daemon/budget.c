@@ -14,7 +14,7 @@
  * within what device tensors leave, and a job that does not fit beside them waits in the
  * scheduler (sched_park), told by the on_freed callback when tensors give room back.
  *
- * Lock order: b->lock is a leaf lock (see rxgemmd.h). Buffers are made and freed through the
+ * Lock order: b->lock is a leaf lock (see engine.h). Buffers are made and freed through the
  * alloc/free callbacks with the lock dropped: a freed buffer has left the accounting before
  * it is freed, and a reservation is made before its buffers exist, so the device holds at
  * most what the accounting says. */
@@ -22,7 +22,35 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
+
+struct rxd_budget_buf {
+	struct rxd_budget_buf *next;
+	void *mem;           /* cl_mem in the daemon; whatever alloc gave in tests */
+	uint64_t bytes;      /* its size class (budget_round) */
+};
+
+struct rxd_budget {
+	pthread_mutex_t lock;
+	uint64_t budget_bytes;
+	uint64_t quota_bytes;         /* per owner, reservations at once; 0: none */
+	uint64_t reserved_bytes;      /* sum of live reservations */
+	uint64_t resident_bytes;      /* of that, device tensors' (tensor.c), held until freed */
+	uint64_t in_use_bytes;        /* sum of their buffers */
+	uint64_t pool_bytes;          /* idle buffers kept for reuse */
+	uint64_t pool_buffers;
+	uint64_t peak_bytes;          /* most reserved_bytes + pool_bytes ever */
+	uint64_t allocations, reuses, evictions, split_jobs;
+	struct rxd_budget_buf *pool;  /* idle, most recently returned first */
+	struct rxd_budget_res *live;
+	/* Make or free one buffer of bytes; called without the lock. 0 or a negative errno
+	 * (alloc) with *err (may be NULL) set to the OpenCL error. */
+	int (*alloc)(void *ctx, uint64_t bytes, void **mem, int *err);
+	void (*free)(void *ctx, void *mem);
+	void *ctx;
+	void (*on_freed)(void *arg);  /* budget_set_notify's */
+	void *on_freed_arg;
+};
 
 uint64_t budget_round(uint64_t bytes)
 {
@@ -53,18 +81,21 @@ uint64_t budget_resolve(uint64_t bytes, double percent, uint64_t global_mem_byte
 	return v;
 }
 
-void budget_init(struct rxd_budget *b, uint64_t budget_bytes, uint64_t quota_bytes,
-		 int (*alloc)(void *, uint64_t, void **, int *), void (*free_fn)(void *, void *),
-		 void *ctx)
+struct rxd_budget *budget_create(uint64_t budget_bytes, uint64_t quota_bytes,
+				 int (*alloc)(void *, uint64_t, void **, int *),
+				 void (*free_fn)(void *, void *), void *ctx)
 {
-	memset(b, 0, sizeof(*b));
+	struct rxd_budget *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
 	pthread_mutex_init(&b->lock, NULL);
 	b->budget_bytes = budget_bytes;
 	b->quota_bytes = quota_bytes;
 	b->alloc = alloc;
 	b->free = free_fn;
 	b->ctx = ctx;
-	b->initialized = true;
+	return b;
 }
 
 static void budget_free_list(struct rxd_budget *b, struct rxd_budget_buf *list)
@@ -77,15 +108,15 @@ static void budget_free_list(struct rxd_budget *b, struct rxd_budget_buf *list)
 	}
 }
 
-void budget_fini(struct rxd_budget *b)
+void budget_destroy(struct rxd_budget *b)
 {
-	if (!b->initialized)
+	if (!b)
 		return;
 	if (b->live)
-		fatal("budget_fini with a reservation still live: a broken invariant");
+		fatal("budget_destroy with a reservation still live: a broken invariant");
 	budget_free_list(b, b->pool);
 	pthread_mutex_destroy(&b->lock);
-	memset(b, 0, sizeof(*b));
+	free(b);
 }
 
 int budget_cl_alloc(void *dev, uint64_t bytes, void **mem, int *err)
@@ -348,7 +379,7 @@ uint64_t budget_limit(struct rxd_budget *b)
 {
 	uint64_t bytes;
 
-	if (!b || !b->initialized)
+	if (!b)
 		return 0;
 	pthread_mutex_lock(&b->lock);
 	bytes = b->budget_bytes;
@@ -356,10 +387,25 @@ uint64_t budget_limit(struct rxd_budget *b)
 	return bytes;
 }
 
+uint32_t budget_live_count(struct rxd_budget *b, uint32_t owner, uint32_t *owner_live)
+{
+	uint32_t n = 0, mine = 0;
+
+	pthread_mutex_lock(&b->lock);
+	for (struct rxd_budget_res *r = b->live; r; r = r->next) {
+		n++;
+		mine += r->owner == owner;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (owner_live)
+		*owner_live = mine;
+	return n;
+}
+
 void budget_stats(struct rxd_budget *b, struct rxd_budget_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (!b->initialized)
+	if (!b)
 		return;
 	pthread_mutex_lock(&b->lock);
 	out->budget_bytes = b->budget_bytes;

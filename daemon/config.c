@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 #include "sockpath.h"
 
 enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME, OPT_HANG,

@@ -14,7 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 /* One framed reply waiting to be written. */
 struct rxd_outbuf {

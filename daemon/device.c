@@ -11,7 +11,7 @@
 #include <strings.h>
 
 #include "json.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 const char *device_strerror(cl_int err)
 {
@@ -211,7 +211,7 @@ static const struct rxd_device_desc *device_select(const struct rxd_device_desc 
 	return &all[0];
 }
 
-int device_open(struct rxd_device *dev, const char *selector)
+int device_open(struct rxd_device *dev, const char *selector, struct rxd_kcache *kcache)
 {
 	cl_context_properties props[3];
 	cl_ulong v64 = 0;
@@ -222,6 +222,7 @@ int device_open(struct rxd_device *dev, const char *selector)
 	int ret;
 
 	memset(dev, 0, sizeof(*dev));
+	dev->kcache = kcache;
 	if ((ret = device_enumerate(&dev->all, &dev->n_all)) < 0) {
 		log_msg(LOG_ERR, "no OpenCL device found (is an ICD such as pocl-opencl-icd "
 				 "or the GPU's driver installed?)");

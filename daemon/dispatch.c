@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 void dispatch_note_rejected(struct rxd_conn *c)
 {

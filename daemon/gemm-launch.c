@@ -12,7 +12,7 @@
 
 #include "gemm-variant.h"
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* ---- running ------------------------------------------------------------------------ */
 

@@ -5,7 +5,7 @@
 #define RXGEMMD_GEMM_VARIANT_H
 #include <stdbool.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* A kernel family at one configuration for one (trans_a, trans_b). */
 struct rxd_gemm_variant {

@@ -12,7 +12,7 @@
 
 #include "gemm-variant.h"
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* ---- kernel configurations ---------------------------------------------------------- */
 
@@ -400,14 +400,11 @@ static int gemm_engine_add_first(struct rxd_gemm_engine *eng, bool ta, bool tb,
 
 #define COUNT(x) (sizeof(x) / sizeof((x)[0]))
 
-int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev)
+int gemm_init(struct rxd_gemm_engine *eng, struct rxd_device *dev, struct rxd_budget *budget)
 {
 	uint64_t t0 = now_ns();
 
-	struct rxd_budget *budget = eng->budget;
-
-	/* The budget (set by the caller, may be NULL) is kept: the self-tests' buffers are
-	 * accounted in it like any job's. */
+	/* The self-tests' buffers are accounted in the budget like any job's. */
 	memset(eng, 0, sizeof(*eng));
 	eng->dev = dev;
 	eng->budget = budget;

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "genotype.h"
 
 static const char *const op_names[RXD_OP_COUNT] = {
 	"none",         "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",

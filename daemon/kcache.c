@@ -34,8 +34,33 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 #include "sha256.h"
+
+/* One program built (or loaded) for one device of one context. */
+struct rxd_kcache_prog {
+	struct rxd_kcache_prog *next;
+	uint8_t key[32];
+	cl_context ctx;
+	cl_device_id device;
+	cl_program program; /* the cache's own reference */
+};
+
+struct rxd_kcache {
+	char *dir;                     /* NULL: no disk cache */
+	uint64_t max_bytes;            /* bound on the entries' bytes in dir */
+	pthread_mutex_t lock;          /* guards progs and writes to dir; a leaf lock */
+	struct rxd_kcache_prog *progs;
+	atomic_bool writable;          /* false: entries are read, never written */
+	/* Counters, read without the lock. */
+	_Atomic uint64_t entries, bytes; /* in dir at the last scan */
+	_Atomic uint64_t hits;         /* programs loaded from a disk entry */
+	_Atomic uint64_t misses;       /* programs compiled from source */
+	_Atomic uint64_t memory_hits;  /* programs handed out again from memory */
+	_Atomic uint64_t rejected;     /* entries found bad (truncated, corrupt, foreign) */
+	_Atomic uint64_t evictions;    /* entries removed to stay within max_bytes */
+	_Atomic uint64_t compile_ns, load_ns;
+};
 
 /* ---- the entry format ---- */
 
@@ -388,7 +413,7 @@ static int kcache_dir_trusted(const char *dir, char *why, size_t whylen)
 	return 0;
 }
 
-int kcache_init(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes)
+static int kcache_setup(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes)
 {
 	char path[PATH_MAX], why[160];
 	int ret;
@@ -441,10 +466,33 @@ int kcache_init(struct rxd_kcache *kc, const char *dir, uint64_t max_bytes)
 	return 0;
 }
 
-void kcache_fini(struct rxd_kcache *kc)
+int kcache_create(struct rxd_kcache **out, const char *dir, uint64_t max_bytes)
+{
+	struct rxd_kcache *kc = malloc(sizeof(*kc));
+	int ret;
+
+	*out = NULL;
+	if (!kc)
+		return -ENOMEM;
+	if ((ret = kcache_setup(kc, dir, max_bytes)) < 0) {
+		free(kc);
+		return ret;
+	}
+	*out = kc;
+	return 0;
+}
+
+const char *kcache_dir(const struct rxd_kcache *kc)
+{
+	return kc ? kc->dir : NULL;
+}
+
+void kcache_destroy(struct rxd_kcache *kc)
 {
 	struct rxd_kcache_prog *p, *next;
 
+	if (!kc)
+		return;
 	for (p = kc->progs; p; p = next) {
 		next = p->next;
 		clReleaseProgram(p->program);
@@ -454,6 +502,7 @@ void kcache_fini(struct rxd_kcache *kc)
 	free(kc->dir);
 	kc->dir = NULL;
 	pthread_mutex_destroy(&kc->lock);
+	free(kc);
 }
 
 void kcache_stats(struct rxd_kcache *kc, struct rxd_kcache_stats *out)

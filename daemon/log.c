@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "common.h"
 
 /* Written on SIGHUP by the loop thread, read by both threads at every message. */
 static atomic_int log_level = LOG_INFO;

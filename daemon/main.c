@@ -1,7 +1,7 @@
 /* main.c: rxgemmd's start-up and shutdown order.
  *
- * Modules start in dependency order and stop in the reverse one: configuration, device,
- * kernel cache, kernels (built or loaded from the cache, and self-tested, before anything
+ * Modules start in dependency order and stop in the reverse one: configuration, kernel
+ * cache, device, budget, kernels (built or loaded from the cache, and self-tested, before anything
  * listens, so a client's first job never pays a compile), device worker, server. Only then
  * is the socket there: a client that can connect is served at once. Only then, too, does
  * the service manager hear READY=1 (sdnotify.c); under socket activation clients wait in
@@ -12,18 +12,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 struct rxd_main {
 	struct rxd_config cfg;
 	struct rxd_device dev;
-	struct rxd_kcache kcache;
+	struct rxd_kcache *kcache;
 	struct rxd_gemm_engine engine;
 	struct rxd_nasops nasops;
 	bool have_nasops;            /* NAS evaluation's kernels built and self-tested */
 	struct rxd_nas_cache nascache; /* NAS plans kept between jobs */
-	struct rxd_budget budget;
-	struct rxd_worker worker;
+	struct rxd_budget *budget;
+	struct rxd_worker *worker;
 	struct rxd_server server;
 	struct rxd_sdnotify notify;
 	uv_signal_t sigterm, sigint, sighup;
@@ -42,7 +42,7 @@ static void main_shutdown(struct rxd_main *m)
 	m->stopping = true;
 	sdnotify_stopping(&m->notify);
 	server_unlisten(&m->server);
-	worker_stop(&m->worker);
+	worker_stop(m->worker);
 	server_stop(&m->server);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
@@ -84,11 +84,11 @@ static void main_on_sighup(uv_signal_t *h, int signum)
 	sdnotify_reloading(&m->notify);
 	if (config_reload(&m->cfg, m->argc, m->argv) == 0) {
 		log_set_level(m->cfg.log_level);
-		budget_set_limits(&m->budget,
+		budget_set_limits(m->budget,
 				  budget_resolve(m->cfg.vram_budget_bytes, m->cfg.vram_budget_percent,
 						 m->dev.global_mem_bytes),
 				  m->cfg.client_quota_bytes);
-		worker_set_limits(&m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
+		worker_set_limits(m->worker, m->cfg.max_queue, m->cfg.client_max_queue);
 		server_reconfigured(&m->server);
 		shm_set_limits(m->cfg.client_shm_regions, m->cfg.client_shm_bytes);
 	}
@@ -161,6 +161,8 @@ int main(int argc, char **argv)
 	static struct rxd_main m;
 	struct main_startup times = { 0 };
 	uv_loop_t *loop;
+	struct rxd_worker_init winit;
+	const char *cache_dir;       /* the kernel cache's, where tunings are stored too */
 	int ret, status = 1;
 
 	if ((ret = config_init(&m.cfg, argc, argv)) != 0) {
@@ -194,28 +196,29 @@ int main(int argc, char **argv)
 	if (!m.cfg.tune && !sdnotify_listen_passed() && server_check_path(m.cfg.socket_path) < 0)
 		goto out_config;
 	sdnotify_send("STATUS=opening the OpenCL device");
-	if (device_open(&m.dev, m.cfg.device) < 0) {
-		main_hint_pocl_cache();
+	/* The kernel cache needs no device, and the device builds through it. */
+	if ((ret = kcache_create(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
+		log_msg(LOG_ERR, "cannot set up the kernel cache: %s", strerror(-ret));
 		goto out_config;
 	}
-	times.device = now_ns();
-	if ((ret = kcache_init(&m.kcache, m.cfg.cache_dir, m.cfg.cache_max_bytes)) < 0) {
-		log_msg(LOG_ERR, "cannot set up the kernel cache: %s", strerror(-ret));
-		goto out_device;
+	cache_dir = kcache_dir(m.kcache);
+	if (device_open(&m.dev, m.cfg.device, m.kcache) < 0) {
+		main_hint_pocl_cache();
+		goto out_kcache;
 	}
-	m.dev.kcache = &m.kcache;
+	times.device = now_ns();
 	/* The budget exists before the first buffer: the kernels' self-tests and the tuner
 	 * take theirs from it like any job (and leave them in its pool for the jobs). */
-	budget_init(&m.budget,
-		    budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
-				   m.dev.global_mem_bytes),
-		    m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
-	m.engine.budget = &m.budget;
+	m.budget = budget_create(budget_resolve(m.cfg.vram_budget_bytes, m.cfg.vram_budget_percent,
+						m.dev.global_mem_bytes),
+				 m.cfg.client_quota_bytes, budget_cl_alloc, budget_cl_free, &m.dev);
+	if (!m.budget)
+		fatal("out of memory for the device-memory budget");
 	log_msg(LOG_INFO, "device-memory budget %.1f MiB of %.1f MiB, client quota %.1f MiB",
-		(double)m.budget.budget_bytes / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
+		(double)budget_limit(m.budget) / 1048576.0, (double)m.dev.global_mem_bytes / 1048576.0,
 		(double)m.cfg.client_quota_bytes / 1048576.0);
 	sdnotify_send("STATUS=building and self-testing the kernels on %s", m.dev.description);
-	if (gemm_init(&m.engine, &m.dev) < 0)
+	if (gemm_init(&m.engine, &m.dev, m.budget) < 0)
 		goto out_budget;
 	times.gemm = now_ns();
 	if (!m.cfg.tune) {
@@ -228,29 +231,29 @@ int main(int argc, char **argv)
 					     "is off");
 	}
 	times.nas = now_ns();
-	kcache_log_summary(&m.kcache);
+	kcache_log_summary(m.kcache);
 	if (m.cfg.tune) {
 		/* A maintenance run: search, store beside the kernel cache, and leave; the
 		 * next start (or a restart of the service) picks the result up. */
 		ret = tune_run(&m.engine, m.cfg.tune_budget_s, isatty(STDERR_FILENO));
-		if (ret == 0 && (ret = tune_save(&m.engine, m.kcache.dir)) < 0)
+		if (ret == 0 && (ret = tune_save(&m.engine, cache_dir)) < 0)
 			log_msg(LOG_ERR, "cannot store the tuning in %s: %s",
-				m.kcache.dir ? m.kcache.dir : "(no cache directory)", strerror(-ret));
+				cache_dir ? cache_dir : "(no cache directory)", strerror(-ret));
 		status = ret < 0 ? 1 : 0;
 		goto out_engine;
 	}
-	if (tune_load(&m.engine, m.kcache.dir) < 0) {
+	if (tune_load(&m.engine, cache_dir) < 0) {
 		bool gpu = strcmp(m.dev.desc->type, "GPU") == 0;
 
 		/* The first start on a device and driver: search, within a bound, before
 		 * saying ready, so that no client waits on the search later. CPUs are skipped
 		 * by default: the built-in defaults come from tuning runs on PoCL. */
-		if (m.kcache.dir && (m.cfg.auto_tune == RXD_AUTO_TUNE_ALWAYS ||
+		if (cache_dir && (m.cfg.auto_tune == RXD_AUTO_TUNE_ALWAYS ||
 				     (m.cfg.auto_tune == RXD_AUTO_TUNE_GPU && gpu))) {
 			sdnotify_send("STATUS=tuning the kernels (first start on this device)");
 			if (tune_run(&m.engine, m.cfg.auto_tune_budget_s, false) == 0 &&
-			    (ret = tune_save(&m.engine, m.kcache.dir)) < 0)
-				log_msg(LOG_WARNING, "cannot store the tuning in %s: %s", m.kcache.dir,
+			    (ret = tune_save(&m.engine, cache_dir)) < 0)
+				log_msg(LOG_WARNING, "cannot store the tuning in %s: %s", cache_dir,
 					strerror(-ret));
 		} else {
 			log_msg(LOG_INFO, "no tuning stored for this device and driver: using the "
@@ -261,22 +264,27 @@ int main(int argc, char **argv)
 	if (nascache_init(&m.nascache, m.cfg.nas_plan_cache) < 0)
 		fatal("out of memory for the NAS plan cache");
 	loop = uv_default_loop();
-	if ((ret = worker_start(&m.worker, loop, &m.engine, wire_job_done, &m.server)) < 0) {
+	winit = (struct rxd_worker_init){
+		.engine = &m.engine,
+		.nasops = m.have_nasops ? &m.nasops : NULL,
+		.zero_copy = m.cfg.zero_copy,
+		.done = wire_job_done,
+		.done_arg = &m.server,
+		.on_lost = main_on_device_lost,
+		.on_lost_arg = &m,
+	};
+	if ((ret = worker_start(&m.worker, loop, &winit)) < 0) {
 		log_msg(LOG_ERR, "cannot start the device worker: %s", strerror(-ret));
 		goto out_engine;
 	}
-	worker_set_limits(&m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
+	worker_set_limits(m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
 	shm_set_limits(m.cfg.client_shm_regions, m.cfg.client_shm_bytes);
-	m.worker.nasops = m.have_nasops ? &m.nasops : NULL; /* before any job can arrive */
-	m.worker.zero_copy = m.cfg.zero_copy;
-	m.worker.on_lost = main_on_device_lost;
-	m.worker.on_lost_arg = &m;
-	if (server_start(&m.server, loop, &m.cfg, &m.dev, &m.worker, &wire_conn_ops) < 0) {
-		worker_stop(&m.worker);
+	if (server_start(&m.server, loop, &m.cfg, &m.dev, m.worker, &m.nascache,
+			 &wire_conn_ops) < 0) {
+		worker_stop(m.worker);
 		uv_run(loop, UV_RUN_DEFAULT);
 		goto out_loop;
 	}
-	m.server.nascache = &m.nascache; /* before the loop runs: no request came yet */
 	uv_signal_init(loop, &m.sigterm);
 	uv_signal_init(loop, &m.sigint);
 	uv_signal_init(loop, &m.sighup);
@@ -286,8 +294,8 @@ int main(int argc, char **argv)
 	uv_signal_start(&m.sighup, main_on_sighup, SIGHUP);
 	log_msg(LOG_NOTICE, "ready: serving %s on %s", m.dev.description,
 		m.server.adopted ? "the socket passed by the service manager" : m.cfg.socket_path);
-	main_log_startup(&times, &m.kcache);
-	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, &m.worker);
+	main_log_startup(&times, m.kcache);
+	sdnotify_ready(&m.notify, loop, &m.cfg, &m.server, m.worker);
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	status = m.exit_status;
@@ -298,18 +306,17 @@ int main(int argc, char **argv)
 out_loop:
 	if (uv_loop_close(loop) != 0)
 		log_msg(LOG_WARNING, "handles left open at exit");
+	worker_free(m.worker);
 out_engine:
 	nascache_fini(&m.nascache);
 	if (m.have_nasops)
 		nasops_fini(&m.nasops);
 	gemm_fini(&m.engine);
 out_budget:
-	m.engine.budget = NULL;
-	budget_fini(&m.budget);
-	m.dev.kcache = NULL;
-	kcache_fini(&m.kcache);
-out_device:
+	budget_destroy(m.budget);
 	device_close(&m.dev);
+out_kcache:
+	kcache_destroy(m.kcache);
 out_config:
 	sdnotify_fini();
 	config_fini(&m.cfg);

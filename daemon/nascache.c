@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 struct rxd_nas_cache_entry {
 	unsigned char *key;

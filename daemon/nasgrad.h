@@ -1,5 +1,5 @@
 /* nasgrad.h: the backward passes and optimiser updates of a DARTS search on the device
- * (daemon/nasgrad.c, kernels/nasgrad.cl). A header of its own, beside rxgemmd.h's
+ * (daemon/nasgrad.c, kernels/nasgrad.cl). A header of its own, beside engine.h's
  * sections, because the search is built on top of nasops.c's step kinds.
  *
  * Each backward function mirrors one forward step of nasops.c (or a training-only step
@@ -17,7 +17,7 @@
 #ifndef RXGEMMD_NASGRAD_H
 #define RXGEMMD_NASGRAD_H
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* Where a gradient (or any array a step writes) goes. */
 struct rxd_nasgrad_dst {

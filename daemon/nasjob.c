@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* A job stops starting runs after this long (at least one timed run is made), so that a
  * big network with many repeats cannot hold the device worker near the hang timeout. */

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_CONV] = "nas_conv",     [RXD_NAS_K_IM2COL] = "nas_im2col",

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "nasplan.h"
 
 struct builder {
 	struct rxd_nas_plan *p;

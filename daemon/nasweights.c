@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "nasplan.h"
 
 /* splitmix64 (Steele, Lea, Flood 2014): the documented generator of weights and inputs. */
 static uint64_t splitmix64(uint64_t *state)

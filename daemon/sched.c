@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "scheduler.h"
 
 static uint64_t sched_add_sat(uint64_t a, uint64_t b)
 {

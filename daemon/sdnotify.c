@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 #ifdef HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>

@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 static void server_on_closed_free(uv_handle_t *h)
 {
@@ -138,7 +138,8 @@ static int server_adopt(struct rxd_server *srv, uv_loop_t *loop, int fd)
 }
 
 int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_config *cfg,
-		 struct rxd_device *dev, struct rxd_worker *w, const struct rxd_conn_ops *ops)
+		 struct rxd_device *dev, struct rxd_worker *w, struct rxd_nas_cache *nascache,
+		 const struct rxd_conn_ops *ops)
 {
 	struct sockaddr_un sa;
 	struct stat st;
@@ -149,9 +150,10 @@ int server_start(struct rxd_server *srv, uv_loop_t *loop, const struct rxd_confi
 	srv->cfg = cfg;
 	srv->dev = dev;
 	srv->worker = w;
+	srv->nascache = nascache;
 	srv->conn_ops = ops;
-	/* One job's buffers may take at most the device's memory; the budget (a later
-	 * issue) narrows this. */
+	/* One job's buffers may take at most the device's memory; admission (admit.c)
+	 * narrows this to the budget. */
 	srv->limits.max_buffer_bytes = dev->max_alloc_bytes;
 	srv->limits.max_total_bytes = dev->global_mem_bytes;
 	stats_init(&srv->stats);

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* Bytes on the device for a piece, its three buffers each rounded to a pool size class;
  * UINT64_MAX when one of them is over max_buffer_bytes. */

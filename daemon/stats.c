@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 void stats_init(struct rxd_stats *st)
 {

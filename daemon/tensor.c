@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 
 /* Zeros for an empty tensor go up in pieces of at most this. */
 #define TENSOR_ZERO_CHUNK_BYTES (4u << 20)

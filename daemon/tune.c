@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* The shapes (m, n, k) that stand for each class in the search (gemm_class_of's bounds):
  * squares for the size classes, a long thin C for the thin ones. */

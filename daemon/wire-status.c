@@ -341,7 +341,7 @@ static void wire_queue_status(struct rxd_server *srv, Rxgemm__StatusReply *st)
 int wire_status_build(struct rxd_conn *c, Rxgemm__StatusReply *st)
 {
 	struct rxd_shm_stats shm;
-	int ret = wire_status_fill(&c->srv->stats, c->srv->dev, c->srv->worker->engine,
+	int ret = wire_status_fill(&c->srv->stats, c->srv->dev, worker_engine(c->srv->worker),
 				   c->srv->nascache, st);
 
 	if (ret == 0 && ((ret = wire_status_sharing(c->srv, st)) < 0 ||

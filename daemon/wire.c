@@ -118,7 +118,7 @@ static void wire_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	hello.device = c->srv->dev->description;
 	hello.n_capabilities = sizeof(capabilities) / sizeof(capabilities[0]);
 	/* "nas", the last, only when the device runs the NAS kernels. */
-	if (!c->srv->worker->nasops)
+	if (!worker_serves_nas(c->srv->worker))
 		hello.n_capabilities--;
 	hello.capabilities = capabilities;
 	hello.max_frame_bytes = c->srv->cfg->max_frame_bytes;

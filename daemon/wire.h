@@ -1,11 +1,11 @@
 /* wire.h: the wire layer's protocol-facing functions (wire.c, wire-check.c,
  * wire-status.c). Only the wire layer and the tests of its checks include this: the
- * modules below know requests as the internal structs of rxgemmd.h. */
+ * modules below know requests as the internal structs of loop.h. */
 #ifndef RXD_WIRE_H
 #define RXD_WIRE_H
 
 #include "rxgemm.pb-c.h"
-#include "rxgemmd.h"
+#include "loop.h"
 #include "wirecheck.h"
 
 /* A frame is walked (wirecheck_message) before protobuf-c unpacks it: unknown fields at any

@@ -15,7 +15,42 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include <uv.h>
+
+#include "engine.h"
+
+struct rxd_worker {
+	pthread_t thread;
+	pthread_mutex_t lock;        /* guards every field below; never held with another lock */
+	pthread_cond_t cond;
+	struct rxd_sched sched;      /* to run; parked ones wait for device memory */
+	uint64_t mem_freed;          /* times the budget said room came back (on_freed) */
+	struct rxd_job *running;     /* taken from sched, not yet on the done list */
+	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
+	struct rxd_job *done_head, *done_tail;
+	bool stopping;
+	bool started;
+	uv_async_t async;            /* wakes the loop to drain done */
+	uv_timer_t deadline_timer;   /* loop thread: fires at the earliest queued deadline */
+	uint64_t timer_due_ns;       /* loop thread: when it fires; 0: not armed */
+	struct rxd_gemm_engine *engine;
+	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused */
+	bool zero_copy;              /* GEMMs in place on regions where the device allows
+				      * (zcopy.c) */
+	/* A device that fails a health check after a failed job is lost (a kernel fault on
+	 * NVIDIA's driver loses the whole context): the job and every queued one are answered
+	 * STATUS_DEVICE, worker_submit refuses from then on (-ENODEV), and on_lost runs once on
+	 * the loop thread (main.c exits non-zero, for systemd to restart the daemon). */
+	bool device_lost;            /* under lock */
+	bool lost_reported;          /* loop thread */
+	void (*on_lost)(void *arg);  /* NULL: nothing is told */
+	void *on_lost_arg;
+	uint64_t jobs_run;           /* worker thread */
+	uint64_t inject_loss_at;     /* $RXGEMMD_TEST_DEVICE_LOSS: job N fails as lost; 0 never */
+	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
+	void *done_arg;
+	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
+};
 
 static struct rxd_job *worker_job_of(struct rxd_sched_job *sj)
 {
@@ -450,13 +485,17 @@ static void worker_on_deadline(uv_timer_t *t)
 	worker_arm_timer(w, next);
 }
 
-int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *eng,
-		 void (*done)(struct rxd_job *, void *), void *arg)
+int worker_start(struct rxd_worker **out, struct uv_loop_s *loop,
+		 const struct rxd_worker_init *init)
 {
+	struct rxd_gemm_engine *eng = init->engine;
+	struct rxd_worker *w;
 	const char *env;
 	int ret;
 
-	memset(w, 0, sizeof(*w));
+	*out = NULL;
+	if (!(w = calloc(1, sizeof(*w))))
+		return -ENOMEM;
 	env = getenv("RXGEMMD_TEST_DEVICE_LOSS");
 	if (env && *env) {
 		w->inject_loss_at = strtoull(env, NULL, 10);
@@ -469,8 +508,12 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 	if (worker_hold_dir)
 		log_msg(LOG_WARNING, "RXGEMMD_TEST_HOLD is set: a test may hold jobs");
 	w->engine = eng;
-	w->done = done;
-	w->done_arg = arg;
+	w->nasops = init->nasops;
+	w->zero_copy = init->zero_copy;
+	w->on_lost = init->on_lost;
+	w->on_lost_arg = init->on_lost_arg;
+	w->done = init->done;
+	w->done_arg = init->done_arg;
 	sched_init(&w->sched, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE, 0);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
@@ -483,16 +526,23 @@ int worker_start(struct rxd_worker *w, uv_loop_t *loop, struct rxd_gemm_engine *
 		ret = -ret;
 		uv_close((uv_handle_t *)&w->async, NULL);
 		uv_close((uv_handle_t *)&w->deadline_timer, NULL);
-		goto out;
+		/* The loop still lists the handles until it runs their closes: w stays
+		 * allocated (a start-up failure; the daemon exits). */
+		sched_fini(&w->sched);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->cond);
+		return ret;
 	}
 	w->started = true;
 	if (eng->budget)
 		budget_set_notify(eng->budget, worker_memory_freed, w);
+	*out = w;
 	return 0;
 out:
 	sched_fini(&w->sched);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
+	free(w);
 	return ret;
 }
 
@@ -612,4 +662,19 @@ void worker_stop(struct rxd_worker *w)
 	sched_fini(&w->sched);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
+}
+
+void worker_free(struct rxd_worker *w)
+{
+	free(w);
+}
+
+struct rxd_gemm_engine *worker_engine(const struct rxd_worker *w)
+{
+	return w->engine;
+}
+
+bool worker_serves_nas(const struct rxd_worker *w)
+{
+	return w->nasops != NULL;
 }

@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* The region of job's that holds bytes at p (bytes long), or NULL. */
 static struct rxd_region *zcopy_region_of(struct rxd_region *const regions[RXD_JOB_REGIONS],

@@ -135,10 +135,10 @@ int main(int argc, char **argv)
 	log_set_level(LOG_WARNING);
 	if (!dump && argc >= 7)
 		device = argv[6];
-	if (device_open(&dev, device) < 0)
+	if (device_open(&dev, device, NULL) < 0)
 		return 77;
 	memset(&eng, 0, sizeof(eng));
-	if (gemm_init(&eng, &dev) < 0 || nasops_init(&ops, &dev, &eng) < 0 ||
+	if (gemm_init(&eng, &dev, NULL) < 0 || nasops_init(&ops, &dev, &eng) < 0 ||
 	    nasgrad_init(&gr, &dev, &eng) < 0) {
 		fprintf(stderr, "the kernels do not build on %s\n", dev.description);
 		return 1;

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "rxgemmd.h"
+#include "nasplan.h"
 
 /* Run plan's steps on the CPU with weights (plan->weight_floats, from nas_fold) on input
  * (batch x 3 x h x w); logits receives batch x classes. packed: the tensors at their arena

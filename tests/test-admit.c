@@ -31,7 +31,7 @@
 #include "refgemm.h"
 #include "refnas.h"
 #include "rxgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 #define K 1024ull
 #define M (1024ull * 1024ull)
@@ -65,16 +65,10 @@ static struct rxd_budget_stats stats_of(struct rxd_budget *b)
 /* The live reservations of b, and of them owner's. */
 static int live_count(struct rxd_budget *b, uint32_t owner, int *mine)
 {
-	int n = 0;
+	uint32_t own, n = budget_live_count(b, owner, &own);
 
-	*mine = 0;
-	pthread_mutex_lock(&b->lock);
-	for (struct rxd_budget_res *r = b->live; r; r = r->next) {
-		n++;
-		*mine += r->owner == owner;
-	}
-	pthread_mutex_unlock(&b->lock);
-	return n;
+	*mine = (int)own;
+	return (int)n;
 }
 
 /* A column-major m x n x k GEMM on random data (owned by the caller: free g->a, g->b). */
@@ -124,7 +118,7 @@ START_TEST(test_gemm_whole_splitk)
 	int cls = gemm_class_of(300, 40), saved = engine.choice[0][0][cls];
 	float *c = malloc(300 * 40 * 4);
 	struct rxd_job_timings t;
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_admit a;
 	struct rxd_error err = { 0 };
 	const char *kernel;
@@ -136,8 +130,9 @@ START_TEST(test_gemm_whole_splitk)
 	engine.choice[0][0][cls] = reg;
 	g.splitk = 4;
 	ck_assert_int_eq(gemm_splitk_slices(&engine, reg, &g), 4);
-	budget_init(&bud, 64 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 5, &g, all, &a, &err), RXD_S_OK);
+	bud = budget_create(64 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 5, &g, all, &a, &err), RXD_S_OK);
 	want = size_class(300 * 512 * 4) + size_class(512 * 40 * 4) + size_class(300 * 40 * 4) +
 	       size_class(4 * 300 * 40 * 4);
 	ck_assert(!a.split.split);
@@ -145,21 +140,21 @@ START_TEST(test_gemm_whole_splitk)
 	ck_assert_uint_eq(a.bytes, want);
 	ck_assert(g.admitted);
 	ck_assert_ptr_nonnull(g.splitk_ws);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, want);
-	ck_assert_int_eq(live_count(&bud, 5, &mine), 1);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, want);
+	ck_assert_int_eq(live_count(bud, 5, &mine), 1);
 	ck_assert_int_eq(mine, 1);
 	ck_assert_int_eq(split_run_admitted(&engine, &a, &g, c, &t, &kernel, &err), RXD_S_OK);
 	gemm_check(&g, c);
 	ck_assert_uint_eq(a.res.used_bytes, want);
-	ck_assert_uint_eq(stats_of(&bud).peak_bytes, want);
-	ck_assert_int_eq(live_count(&bud, 5, &mine), 1);
+	ck_assert_uint_eq(stats_of(bud).peak_bytes, want);
+	ck_assert_int_eq(live_count(bud, 5, &mine), 1);
 	admit_release(&a);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
-	ck_assert_uint_eq(stats_of(&bud).in_use_bytes, 0);
-	ck_assert_int_eq(live_count(&bud, 5, &mine), 0);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
+	ck_assert_uint_eq(stats_of(bud).in_use_bytes, 0);
+	ck_assert_int_eq(live_count(bud, 5, &mine), 0);
 	admit_release(&a); /* twice is harmless */
 	engine.choice[0][0][cls] = saved;
-	budget_fini(&bud);
+	budget_destroy(bud);
 	free(c), free((void *)g.a), free((void *)g.b);
 }
 END_TEST
@@ -172,7 +167,7 @@ START_TEST(test_gemm_pieces)
 	struct rxd_gemm g = gemm_make(640, 576, 700, 2);
 	float *c = malloc(640 * 576 * 4);
 	struct rxd_job_timings t;
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_admit a;
 	struct rxd_error err = { 0 };
 	const char *kernel;
@@ -181,8 +176,9 @@ START_TEST(test_gemm_pieces)
 
 	ck_assert_ptr_nonnull(c);
 	g.splitk = 1;
-	budget_init(&bud, 4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 3, &g, all, &a, &err), RXD_S_OK);
+	bud = budget_create(4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 3, &g, all, &a, &err), RXD_S_OK);
 	ck_assert(p->split);
 	ck_assert_uint_eq(p->whole_bytes, size_class(640 * 700 * 4) + size_class(700 * 576 * 4) +
 						  size_class(640 * 576 * 4));
@@ -191,15 +187,15 @@ START_TEST(test_gemm_pieces)
 	ck_assert_uint_eq(a.bytes, want);
 	ck_assert_uint_le(a.bytes, 4 * M);
 	ck_assert_uint_eq(a.splitk_bytes, 0);
-	ck_assert_uint_eq(stats_of(&bud).split_jobs, 1);
+	ck_assert_uint_eq(stats_of(bud).split_jobs, 1);
 	ck_assert_int_eq(split_run_admitted(&engine, &a, &g, c, &t, &kernel, &err), RXD_S_OK);
 	gemm_check(&g, c);
 	ck_assert_uint_eq(a.res.used_bytes, want);
-	ck_assert_uint_eq(stats_of(&bud).peak_bytes, want);
+	ck_assert_uint_eq(stats_of(bud).peak_bytes, want);
 	admit_release(&a);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
-	ck_assert_uint_eq(stats_of(&bud).in_use_bytes, 0);
-	budget_fini(&bud);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
+	ck_assert_uint_eq(stats_of(bud).in_use_bytes, 0);
+	budget_destroy(bud);
 	free(c), free((void *)g.a), free((void *)g.b);
 }
 END_TEST
@@ -211,60 +207,61 @@ START_TEST(test_gemm_refusals)
 {
 	static const bool b_and_c[3] = { false, true, true }, all[3] = { true, true, true };
 	struct rxd_gemm g = gemm_make(64, 512, 256, 3), big = gemm_make(64, 64, 64, 4);
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_budget_res tensor;
 	struct rxd_admit a;
 	struct rxd_error err = { 0 };
 
 	g.splitk = 1;
 	big.splitk = 1;
-	budget_init(&bud, 4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_OK);
+	bud = budget_create(4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &g, b_and_c, &a, &err), RXD_S_OK);
 	ck_assert(!a.split.split);
 	ck_assert_uint_eq(a.gemm_bytes[0], 0);
 	ck_assert_uint_eq(a.bytes, size_class(256 * 512 * 4) + size_class(64 * 512 * 4));
 	admit_release(&a);
 	/* Another client's tensor leaves 448K: 640K does not fit now, but will. */
-	ck_assert_int_eq(budget_reserve_resident(&bud, &tensor, 2, 4 * M - 576 * K), 0);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_TOO_BIG);
+	ck_assert_int_eq(budget_reserve_resident(bud, &tensor, 2, 4 * M - 576 * K), 0);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &g, b_and_c, &a, &err), RXD_S_TOO_BIG);
 	ck_assert(a.later);
 	ck_assert_msg(strstr(err.msg, "device tensors"), "%s", err.msg);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 4 * M - 576 * K);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 4 * M - 576 * K);
 	admit_release(&a);
 	/* From the host it runs in pieces beside the tensor instead. */
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &big, all, &a, &err), RXD_S_OK);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &big, all, &a, &err), RXD_S_OK);
 	admit_release(&a);
-	budget_release(&bud, &tensor);
+	budget_release(bud, &tensor);
 	/* Leaving less than the smallest piece (3 x 4 KiB): it waits too. */
-	ck_assert_int_eq(budget_reserve_resident(&bud, &tensor, 2, 4 * M - 8 * K), 0);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &big, all, &a, &err), RXD_S_TOO_BIG);
+	ck_assert_int_eq(budget_reserve_resident(bud, &tensor, 2, 4 * M - 8 * K), 0);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &big, all, &a, &err), RXD_S_TOO_BIG);
 	ck_assert(a.later);
-	budget_release(&bud, &tensor);
+	budget_release(bud, &tensor);
 	/* B of 5 MiB: over the budget, never. */
 	free((void *)g.a), free((void *)g.b);
 	g = gemm_make(64, 5120, 256, 5);
 	g.splitk = 1;
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_TOO_BIG);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &g, b_and_c, &a, &err), RXD_S_TOO_BIG);
 	ck_assert(!a.later);
 	/* A quota of 1 MiB, 512K of it the client's own tensor: 640K waits for it, 2.5 MiB
 	 * never fits. */
 	free((void *)g.a), free((void *)g.b);
 	g = gemm_make(64, 512, 256, 3);
 	g.splitk = 1;
-	budget_set_limits(&bud, 4 * M, 1 * M);
-	ck_assert_int_eq(budget_reserve_resident(&bud, &tensor, 1, 512 * K), 0);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_QUOTA);
+	budget_set_limits(bud, 4 * M, 1 * M);
+	ck_assert_int_eq(budget_reserve_resident(bud, &tensor, 1, 512 * K), 0);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &g, b_and_c, &a, &err), RXD_S_QUOTA);
 	ck_assert(a.later);
-	budget_release(&bud, &tensor);
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_OK);
+	budget_release(bud, &tensor);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &g, b_and_c, &a, &err), RXD_S_OK);
 	admit_release(&a);
 	free((void *)g.a), free((void *)g.b);
 	g = gemm_make(64, 2048, 256, 6);
 	g.splitk = 1;
-	ck_assert_int_eq(admit_gemm(&engine, &bud, 1, &g, b_and_c, &a, &err), RXD_S_QUOTA);
+	ck_assert_int_eq(admit_gemm(&engine, bud, 1, &g, b_and_c, &a, &err), RXD_S_QUOTA);
 	ck_assert(!a.later);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
-	budget_fini(&bud);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
+	budget_destroy(bud);
 	free((void *)g.a), free((void *)g.b), free((void *)big.a), free((void *)big.b);
 }
 END_TEST
@@ -354,7 +351,7 @@ START_TEST(test_nas_plan)
 	struct rxd_nas_job *nj = nas_job(8, 12);
 	struct rxd_nas_plan p = { 0 };
 	struct rxd_nas_result r;
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_admit a;
 	struct rxd_error err = { 0 };
 	uint64_t w, ar, scr, want = 0;
@@ -365,7 +362,8 @@ START_TEST(test_nas_plan)
 
 	/* Self-tests at offsets, if any are left, off the budget: it sees the job alone. */
 	engine.budget = NULL;
-	budget_init(&bud, 4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	bud = budget_create(4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
 	for (;; piece = (piece + 1) / 2) {
 		want = nas_need(cfg, piece, &w, &ar, &scr);
 		if (want <= 4 * M || piece == 1)
@@ -373,21 +371,21 @@ START_TEST(test_nas_plan)
 	}
 	ck_assert_int_lt(piece, 12);
 	ck_assert_uint_gt(scr, 0);
-	ck_assert_int_eq(admit_nas(nj, &ops, &bud, 9, &a, &err), RXD_S_OK);
+	ck_assert_int_eq(admit_nas(nj, &ops, bud, 9, &a, &err), RXD_S_OK);
 	ck_assert_int_eq(a.nas_piece, piece);
 	ck_assert_uint_eq(a.nas_weight_bytes, w);
 	ck_assert_uint_eq(a.nas_arena_bytes, ar);
 	ck_assert_uint_eq(a.nas_scratch_bytes, scr);
 	ck_assert_uint_eq(a.bytes, want);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, want);
-	ck_assert_int_eq(live_count(&bud, 9, &mine), 1);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, want);
+	ck_assert_int_eq(live_count(bud, 9, &mine), 1);
 	ck_assert_int_eq(nas_job_run(nj, &ops, &a, NULL, &err), RXD_S_OK);
 	ck_assert_uint_eq(a.res.used_bytes, want);
-	ck_assert_uint_eq(stats_of(&bud).peak_bytes, want);
-	ck_assert_int_eq(live_count(&bud, 9, &mine), 1);
+	ck_assert_uint_eq(stats_of(bud).peak_bytes, want);
+	ck_assert_int_eq(live_count(bud, 9, &mine), 1);
 	admit_release(&a);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
-	ck_assert_uint_eq(stats_of(&bud).in_use_bytes, 0);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
+	ck_assert_uint_eq(stats_of(bud).in_use_bytes, 0);
 	ck_assert_int_eq(nas_job_result(nj, &r), 0);
 	ck_assert_int_eq(r.batch_piece, piece);
 	/* The logits against the CPU reference of the whole batch. */
@@ -412,7 +410,7 @@ START_TEST(test_nas_plan)
 	free(blob), free(wts), free(in), free(logits);
 	nas_plan_free(&p);
 	nas_job_free(nj);
-	budget_fini(&bud);
+	budget_destroy(bud);
 }
 END_TEST
 
@@ -421,28 +419,29 @@ END_TEST
 START_TEST(test_nas_refusals)
 {
 	struct rxd_nas_job *nj = nas_job(8, 2), *huge = nas_job(128, 1);
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_budget_res tensor;
 	struct rxd_admit a;
 	struct rxd_error err = { 0 };
 
-	budget_init(&bud, 4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
-	ck_assert_int_eq(budget_reserve_resident(&bud, &tensor, 2, 4 * M - 64 * K), 0);
-	ck_assert_int_eq(admit_nas(nj, &ops, &bud, 1, &a, &err), RXD_S_TOO_BIG);
+	bud = budget_create(4 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	ck_assert_int_eq(budget_reserve_resident(bud, &tensor, 2, 4 * M - 64 * K), 0);
+	ck_assert_int_eq(admit_nas(nj, &ops, bud, 1, &a, &err), RXD_S_TOO_BIG);
 	ck_assert(a.later);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 4 * M - 64 * K);
-	budget_release(&bud, &tensor);
-	ck_assert_int_eq(admit_nas(nj, &ops, &bud, 1, &a, &err), RXD_S_OK);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 4 * M - 64 * K);
+	budget_release(bud, &tensor);
+	ck_assert_int_eq(admit_nas(nj, &ops, bud, 1, &a, &err), RXD_S_OK);
 	ck_assert_int_eq(a.nas_piece, 2);
 	admit_release(&a);
-	ck_assert_int_eq(admit_nas(huge, &ops, &bud, 1, &a, &err), RXD_S_TOO_BIG);
+	ck_assert_int_eq(admit_nas(huge, &ops, bud, 1, &a, &err), RXD_S_TOO_BIG);
 	ck_assert(!a.later);
 	ck_assert_msg(strstr(err.msg, "the budget is 4194304"), "%s", err.msg);
-	ck_assert_int_eq(admit_nas(nj, NULL, &bud, 1, &a, &err), RXD_S_UNSUPPORTED);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
+	ck_assert_int_eq(admit_nas(nj, NULL, bud, 1, &a, &err), RXD_S_UNSUPPORTED);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
 	nas_job_free(nj);
 	nas_job_free(huge);
-	budget_fini(&bud);
+	budget_destroy(bud);
 }
 END_TEST
 
@@ -768,7 +767,7 @@ int main(void)
 	int failed;
 
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, sel) == 0 && gemm_init(&engine, &dev) == 0 &&
+	if (device_open(&dev, sel, NULL) == 0 && gemm_init(&engine, &dev, NULL) == 0 &&
 	    nasops_init(&ops, &dev, &engine) == 0) {
 		have_device = true;
 		tcase_set_timeout(plan, 600);

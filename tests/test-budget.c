@@ -123,40 +123,41 @@ END_TEST
 START_TEST(test_reserve_release)
 {
 	struct fake f = { 0 };
-	struct rxd_budget b;
+	struct rxd_budget *b;
 	struct rxd_budget_res r1, r2, r3;
 	void *m1, *m2;
 
-	budget_init(&b, 1 * M, 0, fake_alloc, fake_free, &f);
-	ck_assert_int_eq(budget_reserve(&b, &r1, 1, 600 * K), 0);
-	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 600 * K);
+	b = budget_create(1 * M, 0, fake_alloc, fake_free, &f);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(budget_reserve(b, &r1, 1, 600 * K), 0);
+	ck_assert_uint_eq(stats_of(b).reserved_bytes, 600 * K);
 	/* Too much for what is left now: -EAGAIN without waiting; more than the budget:
 	 * -E2BIG whatever is left. */
-	ck_assert_int_eq(budget_reserve(&b, &r2, 2, 600 * K), -EAGAIN);
-	ck_assert_int_eq(budget_reserve(&b, &r2, 2, 1 * M + 1), -E2BIG);
-	ck_assert_int_eq(budget_reserve(&b, &r2, 2, 424 * K), 0);
-	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 1 * M);
-	ck_assert_uint_eq(stats_of(&b).peak_bytes, 1 * M);
+	ck_assert_int_eq(budget_reserve(b, &r2, 2, 600 * K), -EAGAIN);
+	ck_assert_int_eq(budget_reserve(b, &r2, 2, 1 * M + 1), -E2BIG);
+	ck_assert_int_eq(budget_reserve(b, &r2, 2, 424 * K), 0);
+	ck_assert_uint_eq(stats_of(b).reserved_bytes, 1 * M);
+	ck_assert_uint_eq(stats_of(b).peak_bytes, 1 * M);
 	/* Buffers come out of the reservation, rounded to their class (299K: 320K). */
-	ck_assert_int_eq(budget_buf_get(&b, &r1, 299 * K, &m1, NULL), 0);
-	ck_assert_int_eq(budget_buf_get(&b, &r1, 256 * K, &m2, NULL), 0);
-	ck_assert_uint_eq(stats_of(&b).in_use_bytes, 320 * K + 256 * K);
+	ck_assert_int_eq(budget_buf_get(b, &r1, 299 * K, &m1, NULL), 0);
+	ck_assert_int_eq(budget_buf_get(b, &r1, 256 * K, &m2, NULL), 0);
+	ck_assert_uint_eq(stats_of(b).in_use_bytes, 320 * K + 256 * K);
 	/* 24K left in r1: a 64K buffer is over the reservation. */
-	ck_assert_int_eq(budget_buf_get(&b, &r1, 64 * K, &m2, NULL), -ENOSPC);
+	ck_assert_int_eq(budget_buf_get(b, &r1, 64 * K, &m2, NULL), -ENOSPC);
 	ck_assert_int_eq(f.allocs, 2);
-	budget_release(&b, &r1);
-	budget_release(&b, &r2);
-	budget_release(&b, &r2); /* twice is harmless */
-	struct rxd_budget_stats s = stats_of(&b);
+	budget_release(b, &r1);
+	budget_release(b, &r2);
+	budget_release(b, &r2); /* twice is harmless */
+	struct rxd_budget_stats s = stats_of(b);
 	ck_assert_uint_eq(s.reserved_bytes, 0);
 	ck_assert_uint_eq(s.in_use_bytes, 0);
 	ck_assert_uint_eq(s.pool_bytes, 576 * K);
 	ck_assert_uint_eq(s.pool_buffers, 2);
 	ck_assert_uint_le(s.peak_bytes, 1 * M);
 	/* A release of a reservation never made (r3 failed) is harmless too. */
-	ck_assert_int_eq(budget_reserve(&b, &r3, 3, 2 * M), -E2BIG);
-	budget_release(&b, &r3);
-	budget_fini(&b);
+	ck_assert_int_eq(budget_reserve(b, &r3, 3, 2 * M), -E2BIG);
+	budget_release(b, &r3);
+	budget_destroy(b);
 	ck_assert_int_eq(f.live, 0);
 	ck_assert_uint_le(f.max_live_bytes, 1 * M);
 }
@@ -165,63 +166,65 @@ END_TEST
 START_TEST(test_pool_reuse_and_eviction)
 {
 	struct fake f = { 0 };
-	struct rxd_budget b;
+	struct rxd_budget *b;
 	struct rxd_budget_res r;
 	void *m1, *m2, *m3;
 
-	budget_init(&b, 1 * M, 0, fake_alloc, fake_free, &f);
-	ck_assert_int_eq(budget_reserve(&b, &r, 1, 512 * K), 0);
-	ck_assert_int_eq(budget_buf_get(&b, &r, 192 * K, &m1, NULL), 0);
-	ck_assert_int_eq(budget_buf_get(&b, &r, 96 * K, &m2, NULL), 0);
-	budget_release(&b, &r);
-	ck_assert_uint_eq(stats_of(&b).pool_buffers, 2);
+	b = budget_create(1 * M, 0, fake_alloc, fake_free, &f);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(budget_reserve(b, &r, 1, 512 * K), 0);
+	ck_assert_int_eq(budget_buf_get(b, &r, 192 * K, &m1, NULL), 0);
+	ck_assert_int_eq(budget_buf_get(b, &r, 96 * K, &m2, NULL), 0);
+	budget_release(b, &r);
+	ck_assert_uint_eq(stats_of(b).pool_buffers, 2);
 	/* The same sizes again: both come from the pool, nothing is made. */
-	ck_assert_int_eq(budget_reserve(&b, &r, 1, 512 * K), 0);
-	ck_assert_int_eq(budget_buf_get(&b, &r, 96 * K, &m3, NULL), 0);
+	ck_assert_int_eq(budget_reserve(b, &r, 1, 512 * K), 0);
+	ck_assert_int_eq(budget_buf_get(b, &r, 96 * K, &m3, NULL), 0);
 	ck_assert_ptr_eq(m3, m2);
-	ck_assert_int_eq(budget_buf_get(&b, &r, 191 * K, &m3, NULL), 0); /* same class */
+	ck_assert_int_eq(budget_buf_get(b, &r, 191 * K, &m3, NULL), 0); /* same class */
 	ck_assert_ptr_eq(m3, m1);
 	ck_assert_int_eq(f.allocs, 2);
-	ck_assert_uint_eq(stats_of(&b).reuses, 2);
-	ck_assert_uint_eq(stats_of(&b).pool_buffers, 0);
-	budget_release(&b, &r);
+	ck_assert_uint_eq(stats_of(b).reuses, 2);
+	ck_assert_uint_eq(stats_of(b).pool_buffers, 0);
+	budget_release(b, &r);
 	/* Reserved + pool stays within the budget: a reservation that needs the pool's room
 	 * frees idle buffers first, and never more than it needs. */
-	ck_assert_uint_eq(stats_of(&b).pool_bytes, 288 * K);
-	ck_assert_int_eq(budget_reserve(&b, &r, 1, 800 * K), 0);
-	struct rxd_budget_stats s = stats_of(&b);
+	ck_assert_uint_eq(stats_of(b).pool_bytes, 288 * K);
+	ck_assert_int_eq(budget_reserve(b, &r, 1, 800 * K), 0);
+	struct rxd_budget_stats s = stats_of(b);
 	ck_assert_uint_le(s.reserved_bytes + s.pool_bytes, 1 * M);
 	ck_assert_uint_eq(s.pool_buffers, 1);    /* the 96K one was enough to free */
 	ck_assert_uint_eq(s.evictions, 1);
 	ck_assert_int_eq(f.frees, 1);
 	ck_assert_uint_le(f.live_bytes + (s.reserved_bytes - s.in_use_bytes), 1 * M);
-	budget_release(&b, &r);
-	ck_assert_uint_le(stats_of(&b).peak_bytes, 1 * M);
-	budget_trim(&b);
+	budget_release(b, &r);
+	ck_assert_uint_le(stats_of(b).peak_bytes, 1 * M);
+	budget_trim(b);
 	ck_assert_int_eq(f.live, 0);
-	ck_assert_uint_eq(stats_of(&b).pool_bytes, 0);
-	budget_fini(&b);
+	ck_assert_uint_eq(stats_of(b).pool_bytes, 0);
+	budget_destroy(b);
 }
 END_TEST
 
 START_TEST(test_alloc_failure)
 {
 	struct fake f = { 0 };
-	struct rxd_budget b;
+	struct rxd_budget *b;
 	struct rxd_budget_res r;
 	void *m;
 	int err = 0;
 
-	budget_init(&b, 1 * M, 0, fake_alloc, fake_free, &f);
-	ck_assert_int_eq(budget_reserve(&b, &r, 1, 512 * K), 0);
+	b = budget_create(1 * M, 0, fake_alloc, fake_free, &f);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(budget_reserve(b, &r, 1, 512 * K), 0);
 	f.fail_next = true;
-	ck_assert_int_eq(budget_buf_get(&b, &r, 100 * K, &m, &err), -ENOMEM);
+	ck_assert_int_eq(budget_buf_get(b, &r, 100 * K, &m, &err), -ENOMEM);
 	ck_assert_int_eq(err, CL_MEM_OBJECT_ALLOCATION_FAILURE);
-	ck_assert_uint_eq(stats_of(&b).in_use_bytes, 0);
-	ck_assert_int_eq(budget_buf_get(&b, &r, 100 * K, &m, &err), 0);
-	budget_release(&b, &r);
-	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 0);
-	budget_fini(&b);
+	ck_assert_uint_eq(stats_of(b).in_use_bytes, 0);
+	ck_assert_int_eq(budget_buf_get(b, &r, 100 * K, &m, &err), 0);
+	budget_release(b, &r);
+	ck_assert_uint_eq(stats_of(b).reserved_bytes, 0);
+	budget_destroy(b);
 	ck_assert_int_eq(f.live, 0);
 }
 END_TEST
@@ -229,26 +232,27 @@ END_TEST
 START_TEST(test_quota)
 {
 	struct fake f = { 0 };
-	struct rxd_budget b;
+	struct rxd_budget *b;
 	struct rxd_budget_res r1, r2, r3;
 
-	budget_init(&b, 1 * M, 256 * K, fake_alloc, fake_free, &f);
-	ck_assert_int_eq(budget_reserve(&b, &r1, 1, 300 * K), -EDQUOT);
-	ck_assert_int_eq(budget_reserve(&b, &r1, 1, 200 * K), 0);
+	b = budget_create(1 * M, 256 * K, fake_alloc, fake_free, &f);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(budget_reserve(b, &r1, 1, 300 * K), -EDQUOT);
+	ck_assert_int_eq(budget_reserve(b, &r1, 1, 200 * K), 0);
 	/* Owner 1 has 200K: 100K more is over its quota, and it does not wait for it. */
-	ck_assert_int_eq(budget_reserve(&b, &r2, 1, 100 * K), -EDQUOT);
+	ck_assert_int_eq(budget_reserve(b, &r2, 1, 100 * K), -EDQUOT);
 	/* Another owner is not affected. */
-	ck_assert_int_eq(budget_reserve(&b, &r3, 2, 256 * K), 0);
-	budget_release(&b, &r1);
-	ck_assert_int_eq(budget_reserve(&b, &r2, 1, 256 * K), 0);
-	budget_release(&b, &r2);
-	budget_release(&b, &r3);
+	ck_assert_int_eq(budget_reserve(b, &r3, 2, 256 * K), 0);
+	budget_release(b, &r1);
+	ck_assert_int_eq(budget_reserve(b, &r2, 1, 256 * K), 0);
+	budget_release(b, &r2);
+	budget_release(b, &r3);
 	/* SIGHUP: the quota goes, a bigger job of owner 1 fits now. */
-	budget_set_limits(&b, 1 * M, 0);
-	ck_assert_int_eq(budget_reserve(&b, &r1, 1, 900 * K), 0);
-	budget_release(&b, &r1);
-	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 0);
-	budget_fini(&b);
+	budget_set_limits(b, 1 * M, 0);
+	ck_assert_int_eq(budget_reserve(b, &r1, 1, 900 * K), 0);
+	budget_release(b, &r1);
+	ck_assert_uint_eq(stats_of(b).reserved_bytes, 0);
+	budget_destroy(b);
 }
 END_TEST
 
@@ -257,34 +261,35 @@ END_TEST
 START_TEST(test_resident)
 {
 	struct fake f = { 0 };
-	struct rxd_budget b;
+	struct rxd_budget *b;
 	struct rxd_budget_res t1, t2, r;
 
-	budget_init(&b, 1 * M, 768 * K, fake_alloc, fake_free, &f);
-	ck_assert_int_eq(budget_reserve_resident(&b, &t1, 1, 512 * K), 0);
-	ck_assert_uint_eq(stats_of(&b).resident_bytes, 512 * K);
-	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 512 * K);
+	b = budget_create(1 * M, 768 * K, fake_alloc, fake_free, &f);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(budget_reserve_resident(b, &t1, 1, 512 * K), 0);
+	ck_assert_uint_eq(stats_of(b).resident_bytes, 512 * K);
+	ck_assert_uint_eq(stats_of(b).reserved_bytes, 512 * K);
 	/* The quota counts the tensor: 512K + 512K is over owner 1's 768K. */
-	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 1, 512 * K), -EDQUOT);
+	ck_assert_int_eq(budget_reserve_resident(b, &t2, 1, 512 * K), -EDQUOT);
 	/* Another owner: the budget less the tensor is 512K; more does not fit. */
-	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 600 * K), -E2BIG);
-	ck_assert_int_eq(budget_reserve(&b, &r, 2, 600 * K), -E2BIG);
-	ck_assert_int_eq(budget_reserve(&b, &r, 2, 512 * K), 0);
+	ck_assert_int_eq(budget_reserve_resident(b, &t2, 2, 600 * K), -E2BIG);
+	ck_assert_int_eq(budget_reserve(b, &r, 2, 600 * K), -E2BIG);
+	ck_assert_int_eq(budget_reserve(b, &r, 2, 512 * K), 0);
 	/* Full now, by a job: a tensor does not wait for it. */
-	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 4 * K), -EAGAIN);
-	budget_release(&b, &r);
-	ck_assert_int_eq(budget_reserve_resident(&b, &t2, 2, 256 * K), 0);
-	ck_assert_uint_eq(stats_of(&b).resident_bytes, 768 * K);
+	ck_assert_int_eq(budget_reserve_resident(b, &t2, 2, 4 * K), -EAGAIN);
+	budget_release(b, &r);
+	ck_assert_int_eq(budget_reserve_resident(b, &t2, 2, 256 * K), 0);
+	ck_assert_uint_eq(stats_of(b).resident_bytes, 768 * K);
 	/* SIGHUP: a budget below what the tensors hold refuses the rest, without wrapping. */
-	budget_set_limits(&b, 512 * K, 0);
-	ck_assert_int_eq(budget_reserve(&b, &r, 3, 4 * K), -E2BIG);
-	budget_release(&b, &t1);
-	budget_release(&b, &t2);
-	ck_assert_uint_eq(stats_of(&b).resident_bytes, 0);
-	ck_assert_uint_eq(stats_of(&b).reserved_bytes, 0);
-	ck_assert_int_eq(budget_reserve(&b, &r, 3, 512 * K), 0);
-	budget_release(&b, &r);
-	budget_fini(&b);
+	budget_set_limits(b, 512 * K, 0);
+	ck_assert_int_eq(budget_reserve(b, &r, 3, 4 * K), -E2BIG);
+	budget_release(b, &t1);
+	budget_release(b, &t2);
+	ck_assert_uint_eq(stats_of(b).resident_bytes, 0);
+	ck_assert_uint_eq(stats_of(b).reserved_bytes, 0);
+	ck_assert_int_eq(budget_reserve(b, &r, 3, 512 * K), 0);
+	budget_release(b, &r);
+	budget_destroy(b);
 }
 END_TEST
 
@@ -372,7 +377,7 @@ static int split_case_run(const struct split_case *tc, uint64_t seed)
 	float *a = malloc(a_len * 4), *b = malloc(b_len * 4), *c = malloc(c_len * 4);
 	float *got = malloc(c_len * 4), *want = malloc(c_len * 4);
 	Rxgemm__GemmRequest rq = RXGEMM__GEMM_REQUEST__INIT;
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_gemm g;
 	struct rxd_job_timings t;
 	const char *kernel;
@@ -398,11 +403,12 @@ static int split_case_run(const struct split_case *tc, uint64_t seed)
 		rq.c.data = (uint8_t *)c, rq.c.len = c_len * 4;
 	st = wire_gemm_validate(&rq, &limits, &g, &err);
 	ck_assert_msg(st == 0, "validate: %s", err.msg);
-	budget_init(&bud, tc->budget, 0, budget_cl_alloc, budget_cl_free, &dev);
-	engine.budget = &bud;
-	st = split_run(&engine, &bud, 1, &g, got, &t, &kernel, &err);
+	bud = budget_create(tc->budget, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	engine.budget = bud;
+	st = split_run(&engine, bud, 1, &g, got, &t, &kernel, &err);
 	ck_assert_msg(st == 0, "split_run: %s", err.msg);
-	struct rxd_budget_stats s = stats_of(&bud);
+	struct rxd_budget_stats s = stats_of(bud);
 	ck_assert_uint_eq(s.reserved_bytes, 0);
 	ck_assert_uint_eq(s.in_use_bytes, 0);
 	ck_assert_uint_le(s.peak_bytes, tc->budget);
@@ -414,7 +420,7 @@ static int split_case_run(const struct split_case *tc, uint64_t seed)
 		ck_assert_uint_eq(s.split_jobs, p.split ? 1 : 0);
 	}
 	engine.budget = NULL;
-	budget_fini(&bud);
+	budget_destroy(bud);
 	for (int64_t i = 0; i < batch; i++) {
 		double max_err;
 		int64_t bi = -1, bj = -1;
@@ -479,7 +485,7 @@ END_TEST
 
 START_TEST(test_split_big)
 {
-	/* The case: 1024^3 (12 MiB of buffers) under a 4 MiB budget. */
+	/* 1024^3 (12 MiB of buffers) under a 4 MiB budget: only pieces fit. */
 	struct split_case tc = { .m = 1024, .n = 1024, .k = 1024, .alpha = 1.0f, .beta = 0.5f,
 				 .budget = 4 * M, .row_major = true };
 
@@ -512,21 +518,22 @@ END_TEST
  * room it runs and passes. First in its case, before anything tests the variant. */
 START_TEST(test_prepare_at_no_room)
 {
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_budget_res t;
 	struct rxd_gemm g = plan_gemm(37, 29, 21, 1);
 	int v = gemm_choose(&engine, &g);
 
-	budget_init(&bud, RXD_MIN_VRAM_BUDGET, 0, budget_cl_alloc, budget_cl_free, &dev);
-	engine.budget = &bud;
-	ck_assert_int_eq(budget_reserve_resident(&bud, &t, 1, RXD_MIN_VRAM_BUDGET), 0);
+	bud = budget_create(RXD_MIN_VRAM_BUDGET, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	engine.budget = bud;
+	ck_assert_int_eq(budget_reserve_resident(bud, &t, 1, RXD_MIN_VRAM_BUDGET), 0);
 	ck_assert_int_eq(gemm_prepare_at(&engine, v), -EAGAIN);
 	ck_assert_int_eq(gemm_prepare_at(&engine, v), -EAGAIN);
-	budget_release(&bud, &t);
+	budget_release(bud, &t);
 	ck_assert_int_eq(gemm_prepare_at(&engine, v), 0);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
 	engine.budget = NULL;
-	budget_fini(&bud);
+	budget_destroy(bud);
 }
 END_TEST
 
@@ -534,7 +541,7 @@ START_TEST(test_whole_job_uses_pool)
 {
 	/* A job that fits runs whole; the same job again takes its buffers from the pool. */
 	struct split_case tc = { .m = 100, .n = 90, .k = 80, .alpha = 1.0f, .budget = 8 * M };
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_gemm g = plan_gemm(100, 90, 80, 1);
 	float *a = calloc(g.a_elems, 4), *b = calloc(g.b_elems, 4), *c = malloc(g.c_elems * 4);
 	struct rxd_job_timings t;
@@ -543,20 +550,21 @@ START_TEST(test_whole_job_uses_pool)
 
 	ck_assert_int_eq(split_case_run(&tc, 5), 0);
 	g.a = a, g.b = b, g.alpha = 1.0f;
-	budget_init(&bud, 8 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	bud = budget_create(8 * M, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(split_run(&engine, &bud, 1, &g, c, &t, &kernel, &err), 0);
-	ck_assert_uint_eq(stats_of(&bud).allocations, 3);
-	ck_assert_uint_eq(stats_of(&bud).reuses, 6);
-	ck_assert_uint_eq(stats_of(&bud).split_jobs, 0);
-	ck_assert_uint_eq(stats_of(&bud).pool_buffers, 3);
+		ck_assert_int_eq(split_run(&engine, bud, 1, &g, c, &t, &kernel, &err), 0);
+	ck_assert_uint_eq(stats_of(bud).allocations, 3);
+	ck_assert_uint_eq(stats_of(bud).reuses, 6);
+	ck_assert_uint_eq(stats_of(bud).split_jobs, 0);
+	ck_assert_uint_eq(stats_of(bud).pool_buffers, 3);
 	/* A quota below the job's need: TOO_BIG with a sentence naming the quota. */
-	budget_set_limits(&bud, 8 * M, 64 * K);
-	ck_assert_int_eq(split_run(&engine, &bud, 1, &g, c, &t, &kernel, &err),
+	budget_set_limits(bud, 8 * M, 64 * K);
+	ck_assert_int_eq(split_run(&engine, bud, 1, &g, c, &t, &kernel, &err),
 			 RXD_S_TOO_BIG);
 	ck_assert_msg(strstr(err.msg, "quota") != NULL, "%s", err.msg);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
-	budget_fini(&bud);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
+	budget_destroy(bud);
 	free(a), free(b), free(c);
 }
 END_TEST
@@ -565,7 +573,7 @@ START_TEST(test_split_cancelled)
 {
 	/* A job in pieces stops between them once its cancel flag is set (here before the
 	 * first): CANCELLED, its reservation released; a whole job with the flag clear runs. */
-	struct rxd_budget bud;
+	struct rxd_budget *bud;
 	struct rxd_gemm g = plan_gemm(300, 200, 100, 1);
 	float *a = calloc(g.a_elems, 4), *b = calloc(g.b_elems, 4), *c = malloc(g.c_elems * 4);
 	struct rxd_job_timings t;
@@ -576,15 +584,16 @@ START_TEST(test_split_cancelled)
 	g.a = a, g.b = b, g.alpha = 1.0f;
 	atomic_init(&cancel, true);
 	g.cancel = &cancel;
-	budget_init(&bud, 64 * K, 0, budget_cl_alloc, budget_cl_free, &dev);
-	ck_assert_int_eq(split_run(&engine, &bud, 1, &g, c, &t, &kernel, &err),
+	bud = budget_create(64 * K, 0, budget_cl_alloc, budget_cl_free, &dev);
+	ck_assert_ptr_nonnull(bud);
+	ck_assert_int_eq(split_run(&engine, bud, 1, &g, c, &t, &kernel, &err),
 			 RXD_S_CANCELLED);
 	ck_assert_msg(strstr(err.msg, "cancelled") != NULL, "%s", err.msg);
-	ck_assert_uint_eq(stats_of(&bud).reserved_bytes, 0);
+	ck_assert_uint_eq(stats_of(bud).reserved_bytes, 0);
 	atomic_store(&cancel, false);
-	ck_assert_int_eq(split_run(&engine, &bud, 1, &g, c, &t, &kernel, &err),
+	ck_assert_int_eq(split_run(&engine, bud, 1, &g, c, &t, &kernel, &err),
 			 RXD_S_OK);
-	budget_fini(&bud);
+	budget_destroy(bud);
 	free(a), free(b), free(c);
 }
 END_TEST
@@ -607,7 +616,7 @@ int main(void)
 	tcase_add_test(acct, test_resident);
 	tcase_add_test(acct, test_plan);
 	suite_add_tcase(s, acct);
-	if (device_open(&dev, sel) == 0 && gemm_init(&engine, &dev) == 0) {
+	if (device_open(&dev, sel, NULL) == 0 && gemm_init(&engine, &dev, NULL) == 0) {
 		fprintf(stderr, "device: %s\n", dev.description);
 		tcase_set_timeout(split, 600);
 		tcase_add_test(split, test_prepare_at_no_room);

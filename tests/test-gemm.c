@@ -430,13 +430,13 @@ int main(void)
 
 	small = getenv("RXGEMM_TEST_SMALL") && atoi(getenv("RXGEMM_TEST_SMALL"));
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, sel) < 0) {
+	if (device_open(&dev, sel, NULL) < 0) {
 		fprintf(stderr, "no OpenCL device%s%s: skipping\n", sel ? " matching " : "",
 			sel ? sel : "");
 		return 77;
 	}
 	fprintf(stderr, "device: %s\n", dev.description);
-	if (gemm_init(&engine, &dev) < 0) {
+	if (gemm_init(&engine, &dev, NULL) < 0) {
 		fprintf(stderr, "the GEMM kernels do not build on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "genotype.h"
 
 /* The reference's printed DARTS_V2 (python: print(genotypes.DARTS_V2)). */
 static const char darts_v2_text[] =

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 #include "sha256.h"
 
 static void hex(const uint8_t *b, size_t n, char *out)
@@ -275,18 +275,18 @@ END_TEST
 START_TEST(test_init_counts_and_evicts)
 {
 	char dir[] = "/tmp/rxgkc.XXXXXX", sub[4200], name[80], path[4300];
-	struct rxd_kcache kc;
+	struct rxd_kcache *kc;
 	struct rxd_kcache_stats s;
 	char payload[1000];
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(sub, sizeof(sub), "%s/a/b", dir);
-	ck_assert_int_eq(kcache_init(&kc, sub, 1 << 20), 0);
-	kcache_stats(&kc, &s);
+	ck_assert_int_eq(kcache_create(&kc, sub, 1 << 20), 0);
+	kcache_stats(kc, &s);
 	ck_assert_str_eq(s.dir, sub);
 	ck_assert(s.writable);
 	ck_assert_uint_eq(s.entries, 0);
-	kcache_fini(&kc);
+	kcache_destroy(kc);
 
 	memset(payload, 'p', sizeof(payload) - 1);
 	payload[sizeof(payload) - 1] = '\0';
@@ -298,8 +298,8 @@ START_TEST(test_init_counts_and_evicts)
 		snprintf(path, sizeof(path), "%s/%s", sub, name);
 		ck_assert_int_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
 	}
-	ck_assert_int_eq(kcache_init(&kc, sub, 2500), 0);
-	kcache_stats(&kc, &s);
+	ck_assert_int_eq(kcache_create(&kc, sub, 2500), 0);
+	kcache_stats(kc, &s);
 	ck_assert_uint_eq(s.entries, 2);
 	ck_assert_uint_eq(s.bytes, 2 * 999);
 	ck_assert_uint_eq(s.evictions, 3);
@@ -310,13 +310,13 @@ START_TEST(test_init_counts_and_evicts)
 	ck_assert(exists(sub, name));
 	snprintf(name, sizeof(name), "%064d.rxk", 2);
 	ck_assert(!exists(sub, name));
-	kcache_fini(&kc);
+	kcache_destroy(kc);
 
 	/* cache-max 0: no disk cache at all. */
-	ck_assert_int_eq(kcache_init(&kc, sub, 0), 0);
-	kcache_stats(&kc, &s);
+	ck_assert_int_eq(kcache_create(&kc, sub, 0), 0);
+	kcache_stats(kc, &s);
 	ck_assert_str_eq(s.dir, "");
-	kcache_fini(&kc);
+	kcache_destroy(kc);
 	{
 		char cmd[4300];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -329,17 +329,17 @@ END_TEST
 START_TEST(test_init_unwritable)
 {
 	char dir[] = "/tmp/rxgkc.XXXXXX", sub[4200];
-	struct rxd_kcache kc;
+	struct rxd_kcache *kc;
 	struct rxd_kcache_stats s;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	write_file(dir, "file", "a regular file where a directory would go");
 	snprintf(sub, sizeof(sub), "%s/file/cache", dir);
-	ck_assert_int_eq(kcache_init(&kc, sub, 1 << 20), 0);
-	kcache_stats(&kc, &s);
+	ck_assert_int_eq(kcache_create(&kc, sub, 1 << 20), 0);
+	kcache_stats(kc, &s);
 	ck_assert(!s.writable);
 	ck_assert_uint_eq(s.entries, 0);
-	kcache_fini(&kc);
+	kcache_destroy(kc);
 	{
 		char cmd[4300];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

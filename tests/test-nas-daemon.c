@@ -21,7 +21,7 @@
 #include "daemon-run.h"
 #include "refnas.h"
 #include "rxgemm.h"
-#include "rxgemmd.h"
+#include "nasplan.h"
 
 static struct daemon_run g_daemon;
 static rxg_client *g_c;

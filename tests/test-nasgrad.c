@@ -1479,7 +1479,7 @@ int main(void)
 	int failed;
 
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, sel) < 0) {
+	if (device_open(&dev, sel, NULL) < 0) {
 		fprintf(stderr, "no OpenCL device%s%s: skipping\n", sel ? " matching " : "",
 			sel ? sel : "");
 		return 77;

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rxgemmd.h"
+#include "engine.h"
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine eng_tiled, eng_reg;
@@ -837,7 +837,7 @@ int main(void)
 
 	small = getenv("RXGEMM_TEST_SMALL") && atoi(getenv("RXGEMM_TEST_SMALL"));
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, sel) < 0) {
+	if (device_open(&dev, sel, NULL) < 0) {
 		fprintf(stderr, "no OpenCL device%s%s: skipping\n", sel ? " matching " : "",
 			sel ? sel : "");
 		return 77;

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rxgemmd.h"
+#include "loop.h"
 #include "rxgemm.h"
 
 #define SKIP 77

@@ -958,7 +958,7 @@ int main(void)
 
 	log_set_level(LOG_WARNING);
 	small = getenv("RXGEMM_TEST_SMALL") && atoi(getenv("RXGEMM_TEST_SMALL"));
-	if (device_open(&dev, sel) < 0) {
+	if (device_open(&dev, sel, NULL) < 0) {
 		fprintf(stderr, "no OpenCL device%s%s: skipping\n", sel ? " matching " : "",
 			sel ? sel : "");
 		return 77;
@@ -966,7 +966,7 @@ int main(void)
 	fprintf(stderr, "device: %s\n", dev.description);
 	memset(&eng, 0, sizeof(eng));
 	if (nasops_init(&ops, &dev, NULL) < 0 || nasgrad_init(&gr, &dev, NULL) < 0 ||
-	    gemm_init(&eng, &dev) < 0 || nasops_init(&ops_eng, &dev, &eng) < 0 ||
+	    gemm_init(&eng, &dev, NULL) < 0 || nasops_init(&ops_eng, &dev, &eng) < 0 ||
 	    nasgrad_init(&gr_eng, &dev, &eng) < 0) {
 		fprintf(stderr, "the NAS kernels do not build on %s\n", dev.description);
 		return EXIT_FAILURE;

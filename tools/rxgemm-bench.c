@@ -14,10 +14,11 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "refgemm.h"
-#include "rxgemmd.h"
+#include "engine.h"
 
 /* The parts of CLBlast's C API we call (clblast_c.h), declared here so that the build
  * needs no CLBlast headers; the ABI is CLBlast's stable C interface. */
@@ -815,13 +816,13 @@ int main(int argc, char **argv)
 	if ((st = bench_parse(argc, argv, &o)) >= 0)
 		return st;
 	log_set_level(LOG_WARNING);
-	if (device_open(&dev, o.device) < 0)
+	if (device_open(&dev, o.device, NULL) < 0)
 		return 1;
 	if (!dev.profiling) {
 		fprintf(stderr, "rxgemm-bench: the device gives no profiling times\n");
 		return 1;
 	}
-	if (gemm_init(&eng, &dev) < 0)
+	if (gemm_init(&eng, &dev, NULL) < 0)
 		return 1;
 	if (o.e2e) {
 		st = bench_e2e(&eng, &o);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# run-resident.sh: GEMMs on device tensors (issue 12) on a GPU machine (the device tool), in
+# run-resident.sh: GEMMs on device tensors on a GPU machine (the device tool), in
 # one run: tests/test-tensor against the GPU (the copy paths a CPU device never takes), then
 # rxgemm gemm --resident at each size beside the same job inline, and a tiny job's round
 # trip on tensors; summary.md compares each run's wall time with its kernel time.

@@ -1,5 +1,5 @@
 #!/bin/bash
-# run-sharing.sh: issue 4's measurements on a GPU machine (the device tool): how rxgemmd
+# run-sharing.sh: the sharing measurements on a GPU machine (the device tool): how rxgemmd
 # shares the GPU between clients (1, 2, 4 and 8 clients submitting 1024^3 GEMMs, matrices
 # in the frames and in shared memory), a tiny job's latency alone and beside a 4096^3
 # neighbour, and what the daemon path costs one GEMM: bench-sharing --overhead (through
