@@ -49,7 +49,7 @@ void rxg__copy_drop(void);
 /* How many threads copy (the caller included): RXGEMM_COPY_THREADS, read once. */
 unsigned rxg__copy_threads(void);
 /* The parse of RXGEMM_COPY_THREADS's value v (NULL: unset) for a process allowed cpus
- * CPUs: 1 to RXG__COPY_MAX_THREADS as given, else the default (cpus, at most 8). */
+ * CPUs: 1 to RXG__COPY_MAX_THREADS as given, else the default (cpus, at most 16). */
 unsigned rxg__copy_threads_parse(const char *v, unsigned cpus);
 /* The copy threads running now (for tests). */
 unsigned rxg__copy_running(void);

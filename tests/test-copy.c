@@ -1,7 +1,7 @@
 /* test-copy.c: librxgemm's multi-threaded copies (client/copy.c), built in here.
  *
  *   parse:    RXGEMM_COPY_THREADS's values: 1 to 64 as given, anything else the default
- *             (the CPUs, at most 8)
+ *             (the CPUs, at most 16)
  *   copies:   contiguous and strided copies (rows with gaps, batches with gaps) of sizes
  *             around the piece size, alone and three to a job, give what a byte-by-byte
  *             reference gives, and leave every byte outside the rows as it was; touching
@@ -34,7 +34,8 @@ START_TEST(test_parse)
 	ck_assert_uint_eq(rxg__copy_threads_parse(NULL, 2), 2);
 	ck_assert_uint_eq(rxg__copy_threads_parse(NULL, 1), 1);
 	ck_assert_uint_eq(rxg__copy_threads_parse(NULL, 0), 1);
-	ck_assert_uint_eq(rxg__copy_threads_parse(NULL, 16), 8);
+	ck_assert_uint_eq(rxg__copy_threads_parse(NULL, 16), 16);
+	ck_assert_uint_eq(rxg__copy_threads_parse(NULL, 64), 16);
 	ck_assert_uint_eq(rxg__copy_threads_parse("", 6), 6);
 	ck_assert_uint_eq(rxg__copy_threads_parse("1", 16), 1);
 	ck_assert_uint_eq(rxg__copy_threads_parse("3", 16), 3);
