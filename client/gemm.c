@@ -7,20 +7,27 @@
 #include <string.h>
 
 #include "buffer.h"
+#include "copy.h"
 #include "transport.h"
 
 /* Only the m x n elements of each matrix from src (laid out as the stored C) to the
  * caller's C: whatever lies between rows or columns (ldc padding) or between the matrices
- * of a batch is the caller's and stays as it was. */
+ * of a batch is the caller's and stays as it was. With several threads when large
+ * (copy.c). */
 static void gemm_copy_c(const struct pending *p, const uint8_t *src)
 {
 	const struct stored *sc = &p->sc;
+	struct rxg__copy copy = {
+		.dst = p->c,
+		.src = src,
+		.inner_bytes = (size_t)sc->inner * sizeof(float),
+		.outer = (size_t)sc->outer,
+		.ld_bytes = (size_t)sc->ld * sizeof(float),
+		.batch = (size_t)p->batch,
+		.stride_bytes = (size_t)sc->stride * sizeof(float),
+	};
 
-	for (int64_t i = 0; i < p->batch; i++)
-		for (int64_t o = 0; o < sc->outer; o++) {
-			size_t off = (size_t)(i * sc->stride + o * sc->ld);
-			memcpy(p->c + off, src + off * sizeof(float), (size_t)sc->inner * sizeof(float));
-		}
+	rxg__copy_run(&copy, 1);
 }
 
 /* A GEMM's reply, taken out of the pending list: its result, C put in place. */

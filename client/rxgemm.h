@@ -177,7 +177,10 @@ struct rxg_gemm_args {
  * rather than sending them in the request and reply: on a GPU machine that is many times
  * faster (docs/PERFORMANCE.md). It keeps up to 4 such buffers per handle between jobs.
  * The environment variable RXGEMM_STAGE_BYTES sets the threshold in bytes, or "off" to
- * send every array inline; it is read at the process's first GEMM. */
+ * send every array inline; it is read at the process's first GEMM. Copies of 2 MiB or more
+ * are spread over threads of the library's own, RXGEMM_COPY_THREADS in all with the
+ * caller (1 to 64; by default the CPUs the process may use, at most 16; 1: the caller
+ * alone), started at the first such copy and joined when the last handle is closed. */
 int rxg_gemm(rxg_client *c, const struct rxg_gemm_args *args, struct rxg_timings *timings);
 
 /* Shared memory: a buffer is memory both this process and the daemon map (a sealed memfd

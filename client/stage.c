@@ -9,7 +9,9 @@
  * registration and pinning of them, paid at a buffer's first job, is not paid again.
  *
  * RXGEMM_STAGE_BYTES sets the threshold in bytes of A, B and C together (default
- * STAGE_DEFAULT_BYTES; "off" sends every array inline, as before). */
+ * STAGE_DEFAULT_BYTES; "off" sends every array inline, as before). The copies of large
+ * arrays are spread over several threads (copy.c, RXGEMM_COPY_THREADS), and a new buffer's
+ * pages are faulted in the same way before its first use. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -18,6 +20,7 @@
 #include <string.h>
 
 #include "buffer.h"
+#include "copy.h"
 #include "transport.h"
 
 /* Below this a frame's copies cost less than the buffer's bookkeeping: at 256 KiB of
@@ -128,6 +131,7 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 	need = off_c + c_bytes;
 	if (a_bytes + b_bytes + c_bytes < stage_threshold)
 		return RXG_OK;
+	bool fresh = false;
 	if (!(buf = stage_take(pool, need))) {
 		size_t size = (need + STAGE_ROUND_BYTES - 1) / STAGE_ROUND_BYTES * STAGE_ROUND_BYTES;
 
@@ -136,12 +140,23 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 		 * only until the next call. */
 		if (size < need || rxg_buffer_create(c, size, &buf) != RXG_OK)
 			return RXG_OK;
+		fresh = true;
 	}
 	uint8_t *base = rxg_buffer_ptr(buf);
-	memcpy(base, args->a, a_bytes);
-	memcpy(base + off_b, args->b, b_bytes);
+	struct rxg__copy copies[3];
+	unsigned n_copies = 0;
+	if (fresh) {
+		/* Fault the new buffer's pages in with several threads now, rather than one at a
+		 * time in the daemon's copy of C into it (or a later, larger job's copies). */
+		copies[0] = rxg__copy_flat(base, NULL, rxg_buffer_size(buf));
+		rxg__copy_run(copies, 1);
+	}
+	/* With several threads when large (copy.c). */
+	copies[n_copies++] = rxg__copy_flat(base, args->a, a_bytes);
+	copies[n_copies++] = rxg__copy_flat(base + off_b, args->b, b_bytes);
 	if (c_in)
-		memcpy(base + off_c, args->c, c_bytes);
+		copies[n_copies++] = rxg__copy_flat(base + off_c, args->c, c_bytes);
+	rxg__copy_run(copies, n_copies);
 	*staged = *args;
 	staged->a_buf = buf;
 	staged->a_offset = 0;

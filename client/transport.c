@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "frame.h"
 #include "sockpath.h"
 #include "transport.h"
@@ -694,6 +695,7 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 		snprintf(connect_errmsg, sizeof(connect_errmsg), "cannot create a mutex");
 		return RXG_ENOMEM;
 	}
+	rxg__copy_hold(); /* rxg_close drops it, also on the failures below */
 
 	if (!socket_path) {
 		if (rxg_default_socket(path_buf, sizeof(path_buf)) != RXG_OK) {
@@ -754,6 +756,7 @@ RXG_EXPORT void rxg_close(rxg_client *c)
 	free(c->daemon_version);
 	free(c->device);
 	free(c);
+	rxg__copy_drop(); /* the last handle: the copy threads end */
 }
 
 struct rxg__stage_pool *rxg__client_stage(rxg_client *c)

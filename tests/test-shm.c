@@ -6,7 +6,8 @@
  *   library:  rxg_buffer_* and rxg_gemm with operands and results in buffers, mixed with
  *             inline matrices, in place and to a separate buffer, batches, misuse the
  *             library catches itself; large host arrays staged through the library's
- *             own buffers
+ *             own buffers, from several threads and the async API at once, copied with
+ *             the library's copy threads (joined at rxg_close)
  *   protocol: hand-built frames and descriptors: every way to register a bad descriptor,
  *             every bad region reference, another connection's region, unregistering a
  *             region in use, descriptors on other frames, too many descriptors, more
@@ -24,6 +25,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -500,6 +502,133 @@ START_TEST(test_lib_staged)
 	free(got);
 	prob_free(&p);
 	rxg_close(c);
+}
+END_TEST
+
+/* Threads of this process now, from /proc/self/task. */
+static int task_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Staged jobs around the size where librxgemm's copies start using its copy threads (two
+ * pieces of 1 MiB: copy.c), with transposes, odd shapes, padding and batches. */
+static const struct staged_case {
+	int rm, ta, tb;
+	int64_t m, n, k, batch, pad;
+	float beta;
+	const char *what;
+} staged_cases[] = {
+	{ 0, 0, 0, 1025, 513, 3, 1, 0, 0.0f, "C out just over 2 MiB" },
+	{ 1, 0, 1, 1024, 511, 3, 1, 0, -0.5f, "C just under 2 MiB, in and out" },
+	{ 0, 1, 0, 720, 3, 725, 1, 0, 0.0f, "A and B just under 2 MiB" },
+	{ 1, 1, 1, 721, 3, 725, 1, 0, 0.0f, "A and B just over 2 MiB" },
+	{ 0, 0, 1, 601, 411, 33, 3, 3, -0.5f, "a batch of padded C, 3 MB" },
+	{ 1, 1, 0, 999, 1001, 17, 1, 5, 1.0f, "row-major, odd, padded, 4 MB" },
+};
+#define N_STAGED (sizeof(staged_cases) / sizeof(staged_cases[0]))
+
+struct staged_worker {
+	rxg_client *c;
+	const struct prob *probs;
+	unsigned first;  /* the case this thread starts with */
+	bool async;      /* rxg_submit_gemm and rxg_wait_any, else rxg_gemm */
+};
+
+static void staged_check(const struct staged_worker *w, unsigned i, const float *got,
+			 const char *how)
+{
+	char what[160];
+
+	snprintf(what, sizeof(what), "%s (%s, thread from case %u)", staged_cases[i].what, how,
+		 w->first);
+	prob_check(&w->probs[i], got, w->probs[i].c0, what);
+}
+
+static void *staged_worker_run(void *arg)
+{
+	const struct staged_worker *w = arg;
+	float *got[N_STAGED];
+	uint64_t ids[N_STAGED];
+
+	for (unsigned j = 0; j < N_STAGED; j++) {
+		unsigned i = (w->first + j) % N_STAGED;
+		const struct prob *p = &w->probs[i];
+		struct rxg_gemm_args args;
+
+		got[i] = malloc(sizeof(float) * (size_t)p->c_len);
+		ck_assert_ptr_nonnull(got[i]);
+		memcpy(got[i], p->c0, sizeof(float) * (size_t)p->c_len);
+		args_from(&args, p);
+		args.a = p->a;
+		args.b = p->b;
+		args.c = got[i];
+		int rc = w->async ? rxg_submit_gemm(w->c, &args, NULL, &ids[i])
+				  : rxg_gemm(w->c, &args, NULL);
+		ck_assert_msg(rc == RXG_OK, "%s: %s: %s", staged_cases[i].what, rxg_strerror(rc),
+			      rxg_errmsg(w->c));
+		if (!w->async)
+			staged_check(w, i, got[i], "rxg_gemm");
+	}
+	/* The replies in whatever order they come; only this thread submits jobs. */
+	for (unsigned j = 0; w->async && j < N_STAGED; j++) {
+		uint64_t id = 0;
+		unsigned i = 0;
+		int rc = rxg_wait_any(w->c, -1, &id, NULL);
+
+		ck_assert_msg(rc == RXG_OK, "rxg_wait_any: %s: %s", rxg_strerror(rc),
+			      rxg_errmsg(w->c));
+		while (i < N_STAGED && ids[i] != id)
+			i++;
+		ck_assert_msg(i < N_STAGED, "rxg_wait_any gave id %llu, not one of ours",
+			      (unsigned long long)id);
+		staged_check(w, i, got[i], "rxg_submit_gemm");
+		ids[i] = 0;
+	}
+	for (unsigned i = 0; i < N_STAGED; i++)
+		free(got[i]);
+	return NULL;
+}
+
+/* Staged jobs from several threads of one handle at once, three with rxg_gemm and one
+ * with the async API, all copying with the library's copy threads (RXGEMM_COPY_THREADS=3,
+ * set in main): each result equals the CPU reference with C's padding untouched. The copy
+ * threads are there while the handle is open and gone (joined) once it is closed. */
+START_TEST(test_lib_staged_threads)
+{
+	struct prob probs[N_STAGED];
+	struct staged_worker w[4];
+	pthread_t t[4];
+	int tasks0 = task_count();
+	rxg_client *c = lib_connect();
+
+	for (unsigned i = 0; i < N_STAGED; i++) {
+		const struct staged_case *sc = &staged_cases[i];
+
+		prob_make(&probs[i], sc->rm, sc->ta, sc->tb, sc->m, sc->n, sc->k, sc->batch, 0.75f,
+			  sc->beta, sc->pad, 700 + i);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		w[i] = (struct staged_worker){ .c = c, .probs = probs, .first = i, .async = i == 3 };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, staged_worker_run, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	ck_assert_msg(task_count() == tasks0 + 2, "%d threads with the handle open, %d before: "
+		      "want the 2 copy threads of RXGEMM_COPY_THREADS=3", task_count(), tasks0);
+	rxg_close(c);
+	ck_assert_msg(task_count() == tasks0, "%d threads after rxg_close, %d before",
+		      task_count(), tasks0);
+	for (unsigned i = 0; i < N_STAGED; i++)
+		prob_free(&probs[i]);
 }
 END_TEST
 
@@ -1459,6 +1588,7 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_lib_in_place);
 	tcase_add_test(tc, test_lib_mixed);
 	tcase_add_test(tc, test_lib_staged);
+	tcase_add_test(tc, test_lib_staged_threads);
 	tcase_add_test(tc, test_lib_misuse);
 	suite_add_tcase(s, tc);
 	tc = tcase("protocol");
@@ -1500,6 +1630,8 @@ int main(void)
 	SRunner *sr = srunner_create(shm_suite());
 
 	signal(SIGPIPE, SIG_IGN);
+	/* librxgemm's copy threads (test_lib_staged_threads counts them), on any machine. */
+	setenv("RXGEMM_COPY_THREADS", "3", 1);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

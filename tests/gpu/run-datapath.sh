@@ -6,9 +6,12 @@
 # output by the caller as torch_anchors.py in the checkout's .gpu/), and one GEMM through
 # rxgemmd with its matrices in shared memory and in the frames (bench-sharing --overhead),
 # plus a tiny job's round trip; and the same GEMM on device tensors (--resident): all six
-# paths (inline, shm, resident; PyTorch pageable, pinned, resident) in one table.
+# paths (inline, shm, resident; PyTorch pageable, pinned, resident) in one table. Plain host
+# arrays (staged by librxgemm) run twice, with its copy threads (the default) and with one
+# (RXGEMM_COPY_THREADS=1), and tests/bench-copy times the staging copies alone by threads.
 # Build here, then:
-#   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm tests/bench-sharing tests/bench-xfer
+#   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm tests/bench-sharing tests/bench-xfer \
+#	tests/bench-copy
 #   cp client/.libs/librxgemm.so.0 .gpu/lib/ && cp ../shared/gpu/torch_anchors.py .gpu/
 # and on the GPU machine: bash tests/gpu/run-datapath.sh (about 4 minutes; results under
 # $OUT: summary.md and the raw files beside it).
@@ -47,6 +50,7 @@ step() {
 step xfer xfer.csv bench-xfer --device "$DEVICE" --mib 4,64,256 --reps 7
 VRAM_PROBE_CMD='nvidia-smi --query-gpu=memory.used --format=csv,noheader' \
 	step vram-probe vram-probe.txt bench-xfer --device "$DEVICE" --vram-probe 4096
+step copy copy.csv bench-copy --sizes "$SIZES" --threads 1,2,4,8,16 --reps 5
 step torch torch.csv env PYTHONUNBUFFERED=1 python3 .gpu/torch_anchors.py ${SIZES//,/ }
 
 # start_daemon ENV...: rxgemmd on $SOCK with the default kernels (no tuning, an empty cache).
@@ -82,6 +86,8 @@ step overhead overhead.json bench-sharing --socket "$SOCK" --overhead --sizes "$
 # and the same with staging off, the matrices in the frames.
 step overhead-noshm overhead-noshm.json bench-sharing --socket "$SOCK" --overhead --no-shm \
 	--sizes "$SIZES" --repeat "$REPEAT" --json
+step overhead-noshm-t1 overhead-noshm-t1.json env RXGEMM_COPY_THREADS=1 bench-sharing \
+	--socket "$SOCK" --overhead --no-shm --sizes "$SIZES" --repeat "$REPEAT" --json
 step overhead-frames overhead-frames.json env RXGEMM_STAGE_BYTES=off bench-sharing \
 	--socket "$SOCK" --overhead --no-shm --sizes "$SIZES" --repeat "$REPEAT" --json
 step overhead-resident overhead-resident.json bench-sharing --socket "$SOCK" --overhead \
@@ -107,7 +113,7 @@ try:
 except Exception as e:
     print("(torch.csv: %s)" % e)
 ours = {}
-for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-frames.json", "frames"), ("overhead-serial.json", "serial"), ("overhead-resident.json", "resident")):
+for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-noshm-t1.json", "inline1"), ("overhead-frames.json", "frames"), ("overhead-serial.json", "serial"), ("overhead-resident.json", "resident")):
     j = load(name)
     if not j: continue
     rows = j.get("results", j if isinstance(j, list) else [])
@@ -115,9 +121,9 @@ for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"),
         ours[(label, int(r["n"]))] = r
 # The three ways a caller's matrices can reach the device, each beside PyTorch's own.
 # "host" is plain arrays through rxg_gemm (librxgemm stages them), "frames" the same with
-# staging off.
-print("| n | frames ms | host arrays ms | host/pinned | torch pageable ms | shm ms | torch pinned ms | shm/pinned | resident ms | torch resident ms | resident/resident | shm unpipelined ms | shm h2d+kernel+d2h ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+# staging off; "1 thread" the host arrays copied by the calling thread alone.
+print("| n | frames ms | host arrays 1 thread ms | host arrays ms | host/pinned | torch pageable ms | shm ms | torch pinned ms | shm/pinned | resident ms | torch resident ms | resident/resident | shm unpipelined ms | shm h2d+kernel+d2h ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for n in sorted({k[1] for k in ours}):
     p = torch.get(("pinned", n)); pg = torch.get(("pageable", n)); rs = torch.get(("resident", n))
     s = ours.get(("shm", n)); i = ours.get(("inline", n)); se = ours.get(("serial", n))
@@ -128,13 +134,22 @@ for n in sorted({k[1] for k in ours}):
         return "%.3f+%.3f+%.3f" % (r.get("h2d_p50_ms") or 0, r.get("kernel_p50_ms") or 0, r.get("d2h_p50_ms") or 0)
     f = lambda x: "-" if x is None else "%.3f" % x
     rat = lambda a, b: "-" if a is None or not b else "%.2f" % (a / b)
-    fr = ours.get(("frames", n))
-    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(ms(fr)), f(ms(i)), rat(ms(i), p), f(pg), f(ms(s)), f(p), rat(ms(s), p), f(ms(r)), f(rs), rat(ms(r), rs), f(ms(se)), ph(s)))
+    fr = ours.get(("frames", n)); i1 = ours.get(("inline1", n))
+    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(ms(fr)), f(ms(i1)), f(ms(i)), rat(ms(i), p), f(pg), f(ms(s)), f(p), rat(ms(s), p), f(ms(r)), f(rs), rat(ms(r), rs), f(ms(se)), ph(s)))
 print("\nThe targets: shm at most 1.1x torch pinned; host arrays at most 2x torch pinned (%s);" % (
     ", ".join("%d: %s" % (n, rat(ms(ours.get(("inline", n))), torch.get(("pinned", n)))) for n in sorted({k[1] for k in ours}))))
 print("resident within 1.1x of the kernel alone.")
+try:
+    rows = list(csv.DictReader(open(os.path.join(d, "copy.csv"))))
+    print("\nlibrxgemm's staging copies alone (bench-copy: A and B in, C out; reused buffer, and a fresh one faulted in):\n")
+    print("| n | threads | reused ms | GB/s | fresh ms |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| %s | %s | %s | %s | %s |" % (r["n"], r["threads"], r["reused_ms"], r["reused_gbps"], r["fresh_ms"]))
+except Exception as e:
+    print("(copy.csv: %s)" % e)
 print()
-print("raw: overhead.json, overhead-noshm.json, overhead-resident.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
+print("raw: overhead.json, overhead-noshm.json, overhead-noshm-t1.json, copy.csv, overhead-resident.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
 PY
 cat "$OUT/summary.md"
 # What comes back from the device tool is a few files: the raw results go in one archive.

@@ -1,0 +1,392 @@
+/* copy.c: librxgemm's copies of large operands, spread over a few threads of its own.
+ *
+ * A GEMM of plain host arrays is staged: A and B are copied into a shared buffer and C back
+ * out of it (stage.c, gemm.c). One thread's memcpy moves about 10 GB/s, and at 8192^3 the
+ * three copies are 768 MB: longer than the job itself on a GPU. Several threads copying
+ * disjoint slices come much closer to the memory's bandwidth, and fault a new buffer's
+ * pages in parallel too.
+ *
+ * The threads (RXGEMM_COPY_THREADS in all, the caller included; by default as many as
+ * the CPUs the process may run on, at most COPY_DEFAULT_MAX_THREADS) are started at the
+ * first copy large enough to split while a handle is open, and joined when the last
+ * handle closes or the library is unloaded: a program with no handle open has none.
+ *
+ * A copy is cut into pieces of at least RXG__COPY_PIECE_BYTES. The caller posts its job on
+ * the pool's list and takes pieces itself like any worker, then waits only for the pieces
+ * that workers took: a job never waits for a thread that is not copying for it, so it
+ * finishes even when no worker runs (not started, stopping, or forked away). Several
+ * threads may post jobs at once (several handles, or several threads of one); workers serve
+ * the oldest job with pieces left. Lock: pool.lock, a leaf, never held while copying. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "copy.h"
+
+/* By default no more threads than this, however many CPUs: on the 16-core H200 machine
+ * (one socket) the staging copies of a 4096^3 or 8192^3 job still ran faster with 16
+ * threads than with 8 (64 against 40 GB/s at 4096), and a larger machine's rest of the
+ * CPUs stays the program's. RXGEMM_COPY_THREADS may ask for more. */
+#define COPY_DEFAULT_MAX_THREADS 16u
+/* Pages are at least this long: writing one byte this far apart faults in every page. */
+#define COPY_TOUCH_STEP 4096u
+/* Pieces per thread: a thread that the scheduler holds back leaves little undone. */
+#define COPY_PIECES_PER_THREAD 2u
+
+/* One copy of a job, cut into pieces of per_piece units: bytes of one contiguous run
+ * (flat), or else whole rows. */
+struct copy_plan {
+	struct rxg__copy c;
+	bool flat;
+	size_t units;
+	size_t per_piece;
+	size_t pieces;
+};
+
+struct copy_job {
+	struct copy_job *next;
+	struct copy_plan plans[RXG__COPY_MAX];
+	unsigned n_plans;
+	size_t pieces;          /* of all plans */
+	size_t next_piece;      /* the next one nobody took; under pool.lock */
+	size_t done;            /* pieces finished; under pool.lock */
+};
+
+/* The threads started together; stop tells them to end (under pool.lock). */
+struct copy_crew {
+	bool stop;
+	unsigned n;
+	pthread_t threads[RXG__COPY_MAX_THREADS];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t work;    /* a job was posted, or a crew must stop */
+	pthread_cond_t done;    /* a job's last piece is finished */
+	struct copy_job *jobs;  /* posted, oldest first */
+	struct copy_crew *crew; /* NULL: no thread running */
+	unsigned users;         /* open handles */
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	   .work = PTHREAD_COND_INITIALIZER,
+	   .done = PTHREAD_COND_INITIALIZER };
+
+static unsigned copy_threads_setting;
+static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
+static pthread_once_t copy_atfork_once = PTHREAD_ONCE_INIT;
+
+unsigned rxg__copy_threads_parse(const char *v, unsigned cpus)
+{
+	unsigned dflt = cpus < 1 ? 1 : cpus > COPY_DEFAULT_MAX_THREADS ? COPY_DEFAULT_MAX_THREADS
+									 : cpus;
+	unsigned long n;
+	char *end;
+
+	if (!v || !*v)
+		return dflt;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	/* Anything else keeps the default, as RXGEMM_STAGE_BYTES does: a typo must not turn the
+	 * threads off silently (nor start thousands). */
+	if (errno || *end != '\0' || v[0] < '0' || v[0] > '9' || n < 1 ||
+	    n > RXG__COPY_MAX_THREADS)
+		return dflt;
+	return (unsigned)n;
+}
+
+static void copy_read_env(void)
+{
+	cpu_set_t set;
+	long cpus = -1;
+
+	/* The CPUs this process may run on (a container's or taskset's share), not the
+	 * machine's. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		cpus = CPU_COUNT(&set);
+	if (cpus < 1)
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cpus < 1)
+		cpus = 1;
+	copy_threads_setting = rxg__copy_threads_parse(getenv("RXGEMM_COPY_THREADS"),
+						       cpus > RXG__COPY_MAX_THREADS
+							       ? RXG__COPY_MAX_THREADS
+							       : (unsigned)cpus);
+}
+
+unsigned rxg__copy_threads(void)
+{
+	pthread_once(&copy_once, copy_read_env);
+	return copy_threads_setting;
+}
+
+static size_t copy_bytes(const struct rxg__copy *c)
+{
+	return c->inner_bytes * c->outer * c->batch; /* within one array: cannot overflow */
+}
+
+/* Cut c into pieces of about target bytes (at least one unit each). */
+static void plan_init(struct copy_plan *p, const struct rxg__copy *c, size_t target)
+{
+	size_t rows = c->outer * c->batch, bytes = copy_bytes(c);
+
+	p->c = *c;
+	/* Rows that follow each other with no gap are one run of bytes. */
+	p->flat = rows <= 1 || (c->ld_bytes == c->inner_bytes &&
+				(c->batch <= 1 || c->stride_bytes == c->ld_bytes * c->outer));
+	p->units = p->flat ? bytes : rows;
+	p->pieces = 0;
+	p->per_piece = 1;
+	if (!p->units)
+		return;
+	size_t pieces = (bytes + target - 1) / target;
+	if (pieces > p->units)
+		pieces = p->units;
+	p->per_piece = (p->units + pieces - 1) / pieces;
+	if (p->flat) /* slices start a cache line apart from each other */
+		p->per_piece = (p->per_piece + 63) / 64 * 64;
+	p->pieces = (p->units + p->per_piece - 1) / p->per_piece;
+}
+
+static void touch(void *dst, size_t bytes)
+{
+	volatile unsigned char *v = dst;
+
+	if (!bytes)
+		return;
+	for (size_t x = 0; x < bytes; x += COPY_TOUCH_STEP)
+		v[x] = 0;
+	v[bytes - 1] = 0;
+}
+
+/* Copy (or touch) piece k of job. */
+static void piece_run(const struct copy_job *job, size_t k)
+{
+	const struct copy_plan *p = job->plans;
+
+	while (k >= p->pieces) {
+		k -= p->pieces;
+		p++;
+	}
+	size_t u0 = k * p->per_piece, u1 = u0 + p->per_piece;
+	const struct rxg__copy *c = &p->c;
+	unsigned char *dst = c->dst;
+	const unsigned char *src = c->src;
+
+	if (u1 > p->units)
+		u1 = p->units;
+	if (p->flat) {
+		if (src)
+			memcpy(dst + u0, src + u0, u1 - u0);
+		else
+			touch(dst + u0, u1 - u0);
+		return;
+	}
+	for (size_t r = u0; r < u1; r++) {
+		size_t off = r / c->outer * c->stride_bytes + r % c->outer * c->ld_bytes;
+
+		if (src)
+			memcpy(dst + off, src + off, c->inner_bytes);
+		else
+			touch(dst + off, c->inner_bytes);
+	}
+}
+
+/* The oldest job with a piece nobody took, or NULL. Under pool.lock. */
+static struct copy_job *job_with_work(void)
+{
+	for (struct copy_job *j = pool.jobs; j; j = j->next)
+		if (j->next_piece < j->pieces)
+			return j;
+	return NULL;
+}
+
+static void *copy_worker(void *arg)
+{
+	struct copy_crew *crew = arg;
+	struct copy_job *job;
+
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		while (!crew->stop && !(job = job_with_work()))
+			pthread_cond_wait(&pool.work, &pool.lock);
+		if (crew->stop)
+			break; /* the pieces left are their callers' to copy */
+		size_t k = job->next_piece++;
+
+		pthread_mutex_unlock(&pool.lock);
+		piece_run(job, k);
+		pthread_mutex_lock(&pool.lock);
+		/* The job's caller may return (and its job go) once done reaches pieces: job is
+		 * not touched after this. */
+		if (++job->done == job->pieces)
+			pthread_cond_broadcast(&pool.done);
+	}
+	pthread_mutex_unlock(&pool.lock);
+	return NULL;
+}
+
+/* fork() copies only the forking thread: the child has no workers and no other thread's
+ * jobs, and takes pool.lock in the state prepare left it. */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&pool.lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static void atfork_child(void)
+{
+	free(pool.crew); /* its threads are the parent's; nothing to join here */
+	pool.crew = NULL;
+	pool.jobs = NULL;
+	pthread_cond_init(&pool.work, NULL);
+	pthread_cond_init(&pool.done, NULL);
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* Start n workers (as many as can be), with every signal blocked: the program's signals are
+ * for its own threads. Under pool.lock. */
+static void crew_start(unsigned n)
+{
+	struct copy_crew *crew;
+	sigset_t all, old;
+
+	pthread_once(&copy_atfork_once, atfork_register);
+	if (!(crew = calloc(1, sizeof(*crew))))
+		return; /* the callers copy alone */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	while (crew->n < n && pthread_create(&crew->threads[crew->n], NULL, copy_worker, crew) == 0)
+		crew->n++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!crew->n) {
+		free(crew);
+		return;
+	}
+	pool.crew = crew;
+}
+
+/* Take the running crew, if any, out of the pool and tell its threads to end. Under
+ * pool.lock. */
+static struct copy_crew *crew_detach(void)
+{
+	struct copy_crew *crew = pool.crew;
+
+	pool.crew = NULL;
+	if (crew) {
+		crew->stop = true;
+		pthread_cond_broadcast(&pool.work);
+	}
+	return crew;
+}
+
+/* Wait for a detached crew's threads and free it. Not under pool.lock. */
+static void crew_join(struct copy_crew *crew)
+{
+	if (!crew)
+		return;
+	for (unsigned i = 0; i < crew->n; i++)
+		pthread_join(crew->threads[i], NULL);
+	free(crew);
+}
+
+void rxg__copy_run(const struct rxg__copy *copies, unsigned n)
+{
+	unsigned threads = rxg__copy_threads();
+	struct copy_job job = { .n_plans = n };
+	size_t bytes = 0, target;
+
+	for (unsigned i = 0; i < n; i++)
+		bytes += copy_bytes(&copies[i]);
+	target = bytes / ((size_t)threads * COPY_PIECES_PER_THREAD);
+	if (target < RXG__COPY_PIECE_BYTES)
+		target = RXG__COPY_PIECE_BYTES;
+	for (unsigned i = 0; i < n; i++) {
+		plan_init(&job.plans[i], &copies[i], target);
+		job.pieces += job.plans[i].pieces;
+	}
+	if (threads > 1 && bytes >= 2 * (size_t)RXG__COPY_PIECE_BYTES && job.pieces > 1) {
+		pthread_mutex_lock(&pool.lock);
+		if (!pool.crew && pool.users)
+			crew_start(threads - 1);
+		if (pool.crew) {
+			struct copy_job **tail = &pool.jobs;
+
+			while (*tail)
+				tail = &(*tail)->next;
+			*tail = &job;
+			pthread_cond_broadcast(&pool.work);
+			while (job.next_piece < job.pieces) {
+				size_t k = job.next_piece++;
+
+				pthread_mutex_unlock(&pool.lock);
+				piece_run(&job, k);
+				pthread_mutex_lock(&pool.lock);
+				job.done++;
+			}
+			while (job.done < job.pieces)
+				pthread_cond_wait(&pool.done, &pool.lock);
+			for (tail = &pool.jobs; *tail != &job; tail = &(*tail)->next)
+				;
+			*tail = job.next;
+			pthread_mutex_unlock(&pool.lock);
+			return;
+		}
+		pthread_mutex_unlock(&pool.lock);
+	}
+	for (size_t k = 0; k < job.pieces; k++)
+		piece_run(&job, k);
+}
+
+void rxg__copy_hold(void)
+{
+	pthread_mutex_lock(&pool.lock);
+	pool.users++;
+	pthread_mutex_unlock(&pool.lock);
+}
+
+void rxg__copy_drop(void)
+{
+	struct copy_crew *crew = NULL;
+
+	pthread_mutex_lock(&pool.lock);
+	if (pool.users && --pool.users == 0)
+		crew = crew_detach();
+	pthread_mutex_unlock(&pool.lock);
+	crew_join(crew);
+}
+
+unsigned rxg__copy_running(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&pool.lock);
+	n = pool.crew ? pool.crew->n : 0;
+	pthread_mutex_unlock(&pool.lock);
+	return n;
+}
+
+/* Unloaded (dlclose, or the process exits) with a handle still open: no thread of ours may
+ * outlive the code it runs. */
+__attribute__((destructor)) static void copy_unload(void)
+{
+	struct copy_crew *crew;
+
+	pthread_mutex_lock(&pool.lock);
+	crew = crew_detach();
+	pthread_mutex_unlock(&pool.lock);
+	crew_join(crew);
+}
