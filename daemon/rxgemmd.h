@@ -954,13 +954,15 @@ void nasops_span_release(struct rxd_nas_span *s);
  * running job is cancelled through its cancel flag. */
 struct rxd_conn;
 
-enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1, RXD_JOB_TENSOR_CREATE = 2, RXD_JOB_TENSOR_READ = 3 };
+enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1, RXD_JOB_TENSOR_CREATE = 2, RXD_JOB_TENSOR_READ = 3,
+       RXD_JOB_SEARCH = 4 };
 
 struct rxd_job {
 	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
 	struct rxd_job *next;
 	int kind;                    /* RXD_JOB_*: what the worker runs */
 	struct rxd_nas_job *nas;     /* RXD_JOB_NAS: the network (nasjob.c), owned */
+	struct rxd_search_job *search; /* RXD_JOB_SEARCH: the search (searchjob.h), owned */
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
