@@ -15,9 +15,11 @@
  *
  * Threads: the loop thread owns the job between turns and the worker during one; they
  * hand it over through the scheduler and the done list (worker.c), so nothing here is
- * locked. searchjob_free may run on either: a search that started is freed with OpenCL's
- * release calls (thread-safe) after waiting for the queue, and its reservation is
- * released through the budget's lock. */
+ * locked. A job normally ends on the worker (its last turn, or one more turn to end a
+ * cancelled one); a job taken out of the scheduler unrun (cancelled while queued, its
+ * client gone, shutdown) is freed by searchjob_free on the loop thread: a started search
+ * is then freed with OpenCL's release calls (thread-safe) after waiting for the queue,
+ * and its reservation released through the budget's lock. */
 #ifndef RXGEMMD_SEARCHJOB_H
 #define RXGEMMD_SEARCHJOB_H
 

@@ -60,6 +60,18 @@ static size_t worker_fail_list(struct rxd_worker *w, struct rxd_sched_job *list,
 		struct rxd_sched_job *next = list->next;
 		struct rxd_job *job = worker_job_of(list);
 
+		/* A search that has started holds device buffers: one more turn ends it on
+		 * this thread, which owns the queue (searchjob.h). */
+		if (status == RXD_S_CANCELLED && job->kind == RXD_JOB_SEARCH &&
+		    job->search->started && !w->stopping) {
+			atomic_store(&job->cancel, true);
+			if (sched_requeue(&w->sched, &job->sj) == 0) {
+				pthread_cond_signal(&w->cond);
+				list = next;
+				n++;
+				continue;
+			}
+		}
 		error_set(&job->err, status, "%s", why);
 		job->started_ns = job->finished_ns = now;
 		worker_push_done_locked(w, job);
