@@ -2,9 +2,9 @@
 # test-nas-search-cli.sh: `rxgemm nas-search` against a real daemon, on tiny synthetic data
 # made here with numpy: the genotype file `rxgemm nas --genotype-file` evaluates, the
 # alphas' .npy against the JSON result, a search stopped at step 2 (--state) and resumed
-# (--resume) to step 4 equal to one straight to 4, the same in checkpointed segments,
-# Ctrl-C saving a state that --resume continues, CIFAR-10 batch files split in halves,
-# and the usage (exit 2) and file (exit 4) errors.
+# (--resume) to step 4 equal to one straight to 4 (also by a daemon started afresh), the
+# same in checkpointed segments, Ctrl-C saving a state that --resume continues, CIFAR-10
+# batch files split in halves, and the usage (exit 2) and file (exit 4) errors.
 set -euo pipefail
 
 # shellcheck source=tests/lib.sh
@@ -166,4 +166,11 @@ fi
 tl_daemon_stop "$TL_DAEMON_PID" TERM
 [ "$TL_STATUS" -eq 0 ] && tl_ok "rxgemmd stops cleanly after the searches" ||
 	tl_fail "rxgemmd exited $TL_STATUS"
+
+# The state is self-contained: a daemon started afresh resumes it to the same alphas.
+tl_daemon_start search-again
+if tl_run "resumed elsewhere" 0 "$RXGEMM" --socket "$TL_DAEMON_SOCKET" nas-search "${DATA[@]}" 	"${TINY[@]}" --max-steps 4 --resume "$T/s.bin" --out-alphas "$T/d.npy"; then
+	same_alphas "resumed by a restarted daemon equals straight" "$T/a.npy" "$T/d.npy"
+fi
+tl_daemon_stop "$TL_DAEMON_PID" TERM
 tl_finish
