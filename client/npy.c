@@ -581,3 +581,68 @@ int npy_write_array(const char *path, const float *data, int ndims, const int64_
 	format_shape(&h, shape, sizeof(shape));
 	return write_npy(path, shape, 0, data, bytes, err, errlen);
 }
+
+int npy_load_labels(const char *spec, int32_t **out, int64_t *count, char *err, size_t errlen)
+{
+	static const struct {
+		const char *descr;
+		size_t bytes;
+	} types[] = { { "<i4", 4 }, { "<i8", 8 }, { "|i1", 1 }, { "|u1", 1 } };
+	struct npy_source src;
+	struct npy_header h;
+	uint64_t data_offset = 0;
+	size_t size = 0, bytes = 0;
+	void *raw = NULL;
+	int32_t *labels;
+	int rc;
+
+	rc = source_open(spec, &src, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = read_preamble(&src, &h, &data_offset, err, errlen);
+	for (size_t i = 0; rc == 0 && i < sizeof(types) / sizeof(types[0]); i++)
+		if (h.descr_fits && !h.descr_structured && strcmp(h.descr, types[i].descr) == 0)
+			size = types[i].bytes;
+	if (rc == 0 && !size)
+		rc = seterr(err, errlen, -EINVAL, spec, "dtype is '%s%s', need integer labels "
+			    "(int32, int64, int8 or uint8)", h.descr, h.descr_fits ? "" : "...");
+	if (rc == 0 && h.ndims != 1)
+		rc = seterr(err, errlen, -EINVAL, spec, "labels have %d dimensions, need 1",
+			    h.ndims);
+	if (rc == 0 && (h.dims[0] < 0 || __builtin_mul_overflow((uint64_t)h.dims[0], size, &bytes) ||
+			bytes > SIZE_MAX / 8))
+		rc = seterr(err, errlen, -EINVAL, spec, "too many labels");
+	/* read_elements counts in floats: its messages then speak of 4-byte words. */
+	if (rc == 0)
+		rc = read_elements(&src, data_offset, bytes, (float **)&raw, err, errlen);
+	fclose(src.f);
+	if (rc < 0)
+		return rc;
+	if (!(labels = malloc((size_t)h.dims[0] * sizeof(int32_t) + 1))) {
+		free(raw);
+		return seterr(err, errlen, -ENOMEM, spec, "out of memory for the labels");
+	}
+	for (int64_t i = 0; i < h.dims[0]; i++) {
+		const uint8_t *p = (const uint8_t *)raw + (size_t)i * size;
+		int64_t v;
+
+		if (size == 8) {
+			v = (int64_t)((uint64_t)get_le(p, 4) | (uint64_t)get_le(p + 4, 4) << 32);
+		} else if (size == 4) {
+			v = (int32_t)get_le(p, 4);
+		} else {
+			v = h.descr[1] == 'i' ? (int8_t)p[0] : p[0];
+		}
+		if (v < INT32_MIN || v > INT32_MAX) {
+			free(raw);
+			free(labels);
+			return seterr(err, errlen, -EINVAL, spec, "label %lld is %lld, out of int32",
+				      (long long)i, (long long)v);
+		}
+		labels[i] = (int32_t)v;
+	}
+	free(raw);
+	*out = labels;
+	*count = h.dims[0];
+	return 0;
+}

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define NPY_LOAD_MAX_DIMS 3
+#define NPY_LOAD_MAX_DIMS 4 /* images: N x 3 x H x W */
 
 /* An array as npy_load hands it out. */
 struct npy_array {
@@ -54,6 +54,11 @@ int npy_write(const char *path, const float *data, int64_t rows, int64_t cols, i
 /* Write a C-ordered array of ndims (1 to NPY_LOAD_MAX_DIMS) dimensions, as npy_write does. */
 int npy_write_array(const char *path, const float *data, int ndims, const int64_t *dims,
 		    char *err, size_t errlen);
+
+/* Read a 1-D array of integer labels named by spec (as npy_load) into a new *out (the
+ * caller frees it) of *count int32: dtype int32, int64, int8 or uint8 ('<i4', '<i8',
+ * '|i1', '|u1'); a value outside int32 is refused. Errors as npy_load's. */
+int npy_load_labels(const char *spec, int32_t **out, int64_t *count, char *err, size_t errlen);
 
 /* ---- npz.c: used by npy_load ---- */
 

@@ -527,6 +527,107 @@ struct rxg_nas_result {
 int rxg_nas_eval(rxg_client *c, const struct rxg_nas_args *args, struct rxg_nas_result **out);
 void rxg_nas_result_free(struct rxg_nas_result *r);
 
+/* ---- DARTS architecture search jobs (docs/NAS.md, "Search jobs") ----
+ * The daemon trains the search's supernet (weights on the training half, the alphas on the
+ * validation half, first order) one step per scheduler turn, so that other clients keep
+ * being served, and hands back the derived genotype. */
+
+/* One half of the data: count images (count x 3 x height x width float32, NCHW) and count
+ * labels (int32 in [0, classes)), host arrays sent inline with the request, or (buf set)
+ * at byte offsets (multiples of 4) in a shared-memory buffer of this handle, which then
+ * must stay registered until the search ends. */
+struct rxg_search_data {
+	int64_t count;
+	const float *images;
+	const int32_t *labels;
+	struct rxg_buffer *buf;
+	size_t images_offset, labels_offset;
+};
+
+/* rxg_search_args_init fills in the defaults: zeros for the integers (the daemon's
+ * defaults: C 16, layers 8, classes 10, 32 x 32, batch 64, steps 4, multiplier 4, epochs
+ * 50) and NaN for the reals (the reference's: lr 0.025 annealed to lr_min 0.001, momentum
+ * 0.9, weight decay 3e-4, clip 5; Adam lr 3e-4, betas 0.5 and 0.999, eps 1e-8, weight
+ * decay 1e-3). A real set to a number is sent as given, 0 included. */
+struct rxg_search_args {
+	int32_t c, layers, classes, height, width, batch;
+	uint32_t steps, multiplier;
+	uint64_t seed;              /* the initial weights and alphas */
+	uint32_t epochs;            /* the learning rate's cosine period */
+	uint64_t max_steps;         /* stop once this many steps are done in all (a resumed
+				     * state's included); 0: epochs x (train.count / batch) */
+	double lr, lr_min, momentum, weight_decay, grad_clip;
+	double arch_lr, arch_beta1, arch_beta2, arch_eps, arch_weight_decay;
+	struct rxg_search_data train, valid;
+	uint32_t progress_every;    /* a progress report after every this many steps; 0: none */
+	/* A state a search handed back (want_state or state_buf), to continue from: the
+	 * same network. NULL: start afresh from seed. */
+	const void *resume_state;
+	size_t resume_bytes;
+	int want_state;             /* the final state in the result (state, state_bytes) */
+	/* Or the final state written into a shared buffer of this handle at state_offset,
+	 * state_len bytes at most (at least the state's size). NULL: not. */
+	struct rxg_buffer *state_buf;
+	size_t state_offset, state_len;
+	unsigned priority;          /* as struct rxg_job_options' */
+};
+void rxg_search_args_init(struct rxg_search_args *args);
+
+/* What a search reports between steps (every progress_every steps). The arrays and the
+ * text are valid during the callback only. */
+struct rxg_search_progress {
+	uint64_t step, total_steps; /* steps done (the last one included); where it stops */
+	int32_t epoch;
+	double lr;                  /* the weights' learning rate of the last step */
+	float train_loss, train_acc, valid_loss, valid_acc; /* the last step's; acc in [0, 1] */
+	uint64_t forward_ns, backward_ns, update_ns;        /* the last step's */
+	size_t n_alphas;            /* each of alpha_normal and alpha_reduce: edges x 8 */
+	const float *alpha_normal, *alpha_reduce;
+	const char *genotype;       /* derived from these alphas, printed */
+};
+
+struct rxg_search_step {
+	uint64_t step;
+	int32_t epoch;
+	float train_loss, train_acc, valid_loss, valid_acc;
+	uint64_t forward_ns, backward_ns, update_ns;
+};
+
+/* Allocated by rxg_search_wait (and rxg_search), freed by rxg_search_result_free. */
+struct rxg_search_result {
+	char *genotype;             /* the reference's printed Genotype(...), as
+				     * `rxgemm nas --genotype-file` reads it */
+	size_t n_alphas;
+	float *alpha_normal, *alpha_reduce;
+	uint64_t steps_done;        /* in all */
+	struct rxg_search_step *curve; /* every step this job ran */
+	size_t n_curve;
+	void *state;                /* with want_state: the final state; else NULL */
+	size_t state_bytes;         /* the state's size (also when written to state_buf) */
+	uint64_t device_bytes;      /* the device memory the job reserved */
+};
+
+/* Send a search and return at once with its request id in *id. The data are read before
+ * this returns (those in buffers are read by the daemon while it runs). Every search sent
+ * must be waited for with rxg_search_wait until it returns other than RXG_EAGAIN, also a
+ * cancelled one (rxg_cancel; it stops between two steps with RXG_ECANCELLED). rxg_wait and
+ * rxg_wait_any do not see searches. RXG_OK, RXG_EINVAL, RXG_ETOOBIG (over the daemon's
+ * frame size: give the data in buffers) or RXG_EIO. */
+int rxg_submit_search(rxg_client *c, const struct rxg_search_args *args, uint64_t *id);
+/* Wait up to timeout_ms (-1: for ever, 0: do not block) for the search id, calling
+ * progress(p, arg) (may be NULL) for each report that arrives meanwhile. RXG_OK with *out
+ * the result once the search has ended well; RXG_EAGAIN when it goes on (only reports
+ * came, or none in time); or the search's error (RXG_ECANCELLED, RXG_ETOOBIG, RXG_EQUOTA,
+ * RXG_EINVAL, ...), after which id is no longer valid. */
+int rxg_search_wait(rxg_client *c, uint64_t id, int timeout_ms,
+		    void (*progress)(const struct rxg_search_progress *p, void *arg), void *arg,
+		    struct rxg_search_result **out);
+/* rxg_submit_search, then rxg_search_wait until it ends. */
+int rxg_search(rxg_client *c, const struct rxg_search_args *args,
+	       void (*progress)(const struct rxg_search_progress *p, void *arg), void *arg,
+	       struct rxg_search_result **out);
+void rxg_search_result_free(struct rxg_search_result *r);
+
 #ifdef __cplusplus
 }
 #endif

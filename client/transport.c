@@ -401,6 +401,9 @@ void rxg__pending_free(struct pending *p)
 		p->release(p);
 	if (p->reply)
 		rxgemm__reply__free_unpacked(p->reply, NULL);
+	for (size_t i = 0; i < p->n_progress; i++)
+		rxgemm__reply__free_unpacked(p->progress[i], NULL);
+	free(p->progress);
 	free(p);
 }
 
@@ -409,6 +412,24 @@ static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
 {
 	for (struct pending *p = c->pending; p; p = p->next)
 		if (p->id == reply->request_id && !p->reply) {
+			if (reply->body_case == RXGEMM__REPLY__BODY_SEARCH_PROGRESS &&
+			    p->want == RXGEMM__REPLY__BODY_SEARCH &&
+			    reply->status == RXGEMM__STATUS__STATUS_OK) {
+				/* A search's report: queued; the entry waits on. */
+				if (p->n_progress == p->cap_progress) {
+					size_t cap = p->cap_progress ? 2 * p->cap_progress : 8;
+					Rxgemm__Reply **q = realloc(p->progress, cap * sizeof(*q));
+
+					if (!q) {
+						rxgemm__reply__free_unpacked(reply, NULL);
+						return RXG_OK; /* a report lost, not the search */
+					}
+					p->progress = q;
+					p->cap_progress = cap;
+				}
+				p->progress[p->n_progress++] = reply;
+				return RXG_OK;
+			}
 			p->reply = reply;
 			return RXG_OK;
 		}
@@ -427,7 +448,9 @@ static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
  * take its entry out of the pending list into *out (the caller frees it). RXG_OK,
  * RXG_EAGAIN (not in time), RXG_EINVAL (no such request pending) or RXG_EIO/RXG_EPROTO
  * (the connection is lost). */
-int rxg__wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out)
+/* rxg__wait_for, and with progress set rxg__wait_progress (id's entry only). */
+static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out,
+		     Rxgemm__Reply ***progress, size_t *n_progress)
 {
 	uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
 	int rc;
@@ -445,14 +468,27 @@ int rxg__wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pend
 			if (id ? p->id != id : !p->job)
 				continue;
 			waiting = true;
+			if (progress && p->n_progress) {
+				/* The reports, and the final reply if it has come too. */
+				*progress = p->progress;
+				*n_progress = p->n_progress;
+				p->progress = NULL;
+				p->n_progress = p->cap_progress = 0;
+				if (p->reply) {
+					*pp = p->next;
+					*out = p;
+				}
+				found = p;
+				break;
+			}
 			if (p->reply) {
 				*pp = p->next;
 				found = p;
+				*out = p;
 				break;
 			}
 		}
 		if (found) {
-			*out = found;
 			rc = RXG_OK;
 			break;
 		}
@@ -506,6 +542,19 @@ int rxg__wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pend
 	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+int rxg__wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out)
+{
+	return wait_core(c, id, timeout_ms, out, NULL, NULL);
+}
+
+int rxg__wait_progress(struct rxg_client *c, uint64_t id, int timeout_ms,
+		       Rxgemm__Reply ***progress, size_t *n, struct pending **out)
+{
+	*progress = NULL;
+	*n = 0;
+	return wait_core(c, id, timeout_ms, out, progress, n);
 }
 
 /* The common checks of a reply taken out of the pending list: its status (the daemon's
@@ -839,7 +888,7 @@ RXG_EXPORT int rxg_cancel(rxg_client *c, uint64_t id, enum rxg_cancel_outcome *o
 		return RXG_EINVAL;
 	pthread_mutex_lock(&c->lock);
 	for (const struct pending *q = c->pending; q && !known; q = q->next)
-		known = q->job && q->id == id;
+		known = (q->job || q->want == RXGEMM__REPLY__BODY_SEARCH) && q->id == id;
 	pthread_mutex_unlock(&c->lock);
 	if (!known)
 		return fail(c, RXG_EINVAL,

@@ -71,6 +71,10 @@ struct pending {
 	struct rxg_buffer *stage;
 	size_t stage_c_offset;
 	void (*release)(struct pending *p);
+	/* A search (search.c): the progress replies come before the final one and queue
+	 * here (owned), oldest first, until rxg__wait_progress takes them. */
+	Rxgemm__Reply **progress;
+	size_t n_progress, cap_progress;
 };
 
 /* Staging buffers (stage.c): shared buffers that a GEMM's operands given as plain host
@@ -104,6 +108,12 @@ void rxg__pending_free(struct pending *p);
  * RXG_EAGAIN (not in time), RXG_EINVAL (no such request pending) or RXG_EIO/RXG_EPROTO
  * (the connection is lost). */
 int rxg__wait_for(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out);
+/* rxg__wait_for for a search: returns as soon as progress replies have queued on id's
+ * entry, or its final reply has come. On RXG_OK *progress (n of them, the caller frees
+ * each and the array) holds those taken, and *out is the entry taken out of the list when
+ * the final reply came (else NULL). RXG_EAGAIN: nothing in time; else as rxg__wait_for. */
+int rxg__wait_progress(struct rxg_client *c, uint64_t id, int timeout_ms,
+		       Rxgemm__Reply ***progress, size_t *n, struct pending **out);
 /* The common checks of a reply taken out of the pending list: its status (the daemon's
  * sentence into errmsg) and body. timings may be NULL. */
 int rxg__reply_check(struct rxg_client *c, const struct pending *p, struct rxg_timings *timings);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "loop.h"
+#include "searchjob.h"
 
 void dispatch_note_rejected(struct rxd_conn *c)
 {
@@ -218,6 +219,58 @@ int dispatch_nas(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_na
 	/* Fair sharing weighs it by its work like a GEMM; no priority or deadline fields. */
 	job->sj.cost = sched_cost(nas_job_flops(job->nas));
 	job->held_bytes = dispatch_charge(rq->frame_bytes, n->reply_bytes);
+	return dispatch_submit(c, job, err);
+}
+
+int dispatch_search(struct rxd_conn *c, struct rxd_request *rq, struct rxd_search_job *sj,
+		    struct rxd_error *err)
+{
+	struct rxd_budget *b = worker_engine(c->srv->worker)->budget;
+	struct rxd_budget_stats bs;
+	struct rxd_job *job;
+	uint64_t reply;
+
+	/* Up front, as a GEMM over the budget is: a search that can never fit says so now,
+	 * not after waiting for its turn. */
+	if (b) {
+		budget_stats(b, &bs);
+		if (sj->device_bytes > bs.budget_bytes) {
+			error_set(err, RXD_S_TOO_BIG, "the search needs %llu bytes of device memory, "
+				  "more than the daemon's whole budget (%llu); use a smaller batch, "
+				  "C or layers", (unsigned long long)sj->device_bytes,
+				  (unsigned long long)bs.budget_bytes);
+			searchjob_free(sj);
+			return err->status;
+		}
+		if (bs.quota_bytes && sj->device_bytes > bs.quota_bytes) {
+			error_set(err, RXD_S_QUOTA, "the search needs %llu bytes of device memory, "
+				  "more than one client's quota (%llu)",
+				  (unsigned long long)sj->device_bytes,
+				  (unsigned long long)bs.quota_bytes);
+			searchjob_free(sj);
+			return err->status;
+		}
+	}
+	if (!(job = dispatch_job_new(c, rq, err))) {
+		searchjob_free(sj);
+		return err->status;
+	}
+	job->search = sj;
+	for (int i = 0; i < 4; i++)
+		if (sj->a.regions[i])
+			dispatch_hold_region(job, sj->a.regions[i]);
+	/* The state's region is the fifth at most: the search job holds that one. */
+	if (sj->a.state_region) {
+		shm_region_ref(sj->a.state_region);
+		sj->state_region_held = true;
+	}
+	job->kind = RXD_JOB_SEARCH;
+	job->sj.cost = sched_cost(searchjob_step_flops(sj));
+	job->sj.priority = sj->a.priority;
+	/* The reply: the alphas, the curve (a bound per step) and the state when inline. */
+	reply = (64u << 10) + 48 * (sj->a.max_steps < (1u << 16) ? sj->a.max_steps : (1u << 16)) +
+		(sj->a.want_state ? sj->state_bytes : 0);
+	job->held_bytes = dispatch_charge(rq->frame_bytes, reply);
 	return dispatch_submit(c, job, err);
 }
 

@@ -900,13 +900,15 @@ void nas_job_free(struct rxd_nas_job *nj);
  * running job is cancelled through its cancel flag. */
 struct rxd_conn;
 
-enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1, RXD_JOB_TENSOR_CREATE = 2, RXD_JOB_TENSOR_READ = 3 };
+enum { RXD_JOB_GEMM = 0, RXD_JOB_NAS = 1, RXD_JOB_TENSOR_CREATE = 2, RXD_JOB_TENSOR_READ = 3,
+       RXD_JOB_SEARCH = 4 };
 
 struct rxd_job {
 	struct rxd_sched_job sj;     /* owner (conn_id), request_id, cost, deadline, priority */
 	struct rxd_job *next;
 	int kind;                    /* RXD_JOB_*: what the worker runs */
 	struct rxd_nas_job *nas;     /* RXD_JOB_NAS: the network (nasjob.c), owned */
+	struct rxd_search_job *search; /* RXD_JOB_SEARCH: the search (searchjob.h), owned */
 	struct rxd_conn *conn;       /* holds a reference (conn_ref) */
 	uint32_t conn_id;            /* conn's id, for the worker (budget quota) */
 	atomic_bool cancel;          /* g.cancel points here: set to stop the job */
@@ -972,6 +974,10 @@ bool worker_serves_nas(const struct rxd_worker *w);
  * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped), -ENODEV (the device is lost):
  * the job is then still the caller's. */
 int worker_submit(struct rxd_worker *w, struct rxd_job *job);
+/* job, back from a turn with steps left, into the scheduler again, past the queue bounds
+ * (it was admitted once). Loop thread. 0, -ESHUTDOWN or -ENODEV (the caller then answers
+ * it). */
+int worker_requeue(struct rxd_worker *w, struct rxd_job *job);
 /* The queue bounds (0: none), at start and on SIGHUP. Loop thread. */
 void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue);
 /* What worker_cancel found. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "searchjob.h"
 
 struct rxd_main {
 	struct rxd_config cfg;
@@ -21,6 +22,8 @@ struct rxd_main {
 	struct rxd_gemm_engine engine;
 	struct rxd_nasops nasops;
 	bool have_nasops;            /* NAS evaluation's kernels built and self-tested */
+	struct rxd_nasgrad nasgrad;  /* the search jobs' backward kernels */
+	bool have_nasgrad;
 	struct rxd_nas_cache nascache; /* NAS plans kept between jobs */
 	struct rxd_budget *budget;
 	struct rxd_worker *worker;
@@ -229,6 +232,15 @@ int main(int argc, char **argv)
 		else
 			log_msg(LOG_WARNING, "the NAS kernels failed on this device: NAS evaluation "
 					     "is off");
+		/* Search jobs need both, and convolve through the GEMM engine as the
+		 * evaluation does. */
+		if (m.have_nasops && nasgrad_init(&m.nasgrad, &m.dev, &m.engine) == 0) {
+			m.have_nasgrad = true;
+			searchjob_init(&m.nasgrad);
+		} else if (m.have_nasops) {
+			log_msg(LOG_WARNING, "the search's backward kernels failed on this device: "
+					     "search jobs are off");
+		}
 	}
 	times.nas = now_ns();
 	kcache_log_summary(m.kcache);
@@ -309,6 +321,9 @@ out_loop:
 	worker_free(m.worker);
 out_engine:
 	nascache_fini(&m.nascache);
+	searchjob_fini();
+	if (m.have_nasgrad)
+		nasgrad_fini(&m.nasgrad);
 	if (m.have_nasops)
 		nasops_fini(&m.nasops);
 	gemm_fini(&m.engine);

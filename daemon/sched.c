@@ -164,19 +164,20 @@ static void sched_unlink(struct rxd_sched *s, struct rxd_sched_client *c, unsign
 	}
 }
 
-int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j)
+/* sched_submit, within the bounds when bounded. */
+static int sched_enqueue(struct rxd_sched *s, struct rxd_sched_job *j, bool bounded)
 {
 	struct rxd_sched_client *c;
 	unsigned lvl = j->priority;
 
 	if (lvl >= RXD_SCHED_LEVELS)
 		return -EINVAL;
-	if (s->max_queue && s->queued >= s->max_queue) {
+	if (bounded && s->max_queue && s->queued >= s->max_queue) {
 		s->rejected_total++;
 		return -ENOBUFS;
 	}
 	c = sched_find(s, j->owner);
-	if (s->client_max_queue && c && c->queued >= s->client_max_queue) {
+	if (bounded && s->client_max_queue && c && c->queued >= s->client_max_queue) {
 		s->rejected_client++;
 		return -EBUSY; /* a queue bound; -EDQUOT is the budget's quota (budget.c) */
 	}
@@ -204,6 +205,18 @@ int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j)
 	c->queued++;
 	s->queued++;
 	return 0;
+}
+
+int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j)
+{
+	return sched_enqueue(s, j, true);
+}
+
+/* A job that goes on (a search between two steps) was admitted to the queue once: a
+ * bound reached meanwhile must not end it half done. */
+int sched_requeue(struct rxd_sched *s, struct rxd_sched_job *j)
+{
+	return sched_enqueue(s, j, false);
 }
 
 /* c's first job at lvl that is not parked (*prev: the one before it), or NULL. */

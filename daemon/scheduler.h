@@ -83,6 +83,9 @@ uint64_t sched_cost(uint64_t flops);
  * jobs of its level. 0, -ENOBUFS (max_queue jobs wait already), -EBUSY (its owner has
  * client_max_queue waiting), -EINVAL (priority out of range) or -ENOMEM. */
 int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
+/* sched_submit without the bounds, for a job that goes on (a search between two steps:
+ * it was admitted once). 0, -EINVAL or -ENOMEM. */
+int sched_requeue(struct rxd_sched *s, struct rxd_sched_job *j);
 /* Take out the job to run now; NULL when none waits but parked ones. */
 struct rxd_sched_job *sched_next(struct rxd_sched *s);
 /* j, just taken by sched_next, did not fit the device memory now (admission, admit.c): it

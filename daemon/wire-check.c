@@ -7,6 +7,7 @@
  * modules below use without knowing the protocol. */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,5 +353,158 @@ int wire_tensor_dims(const int64_t *dims, size_t ndims, uint64_t max_bytes, cons
 				 (unsigned long long)floats,
 				 (unsigned long long)(floats * sizeof(float)),
 				 (unsigned long long)max_bytes);
+	return RXD_S_OK;
+}
+
+/* ---- SearchRequest ------------------------------------------------------------------------ */
+
+/* An int32 field where 0 means def: within [1, max]. */
+static int wire_search_int(int32_t v, int32_t def, int32_t max, const char *field, int32_t *out,
+			   struct rxd_error *err)
+{
+	if (v < 0 || v > max)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s is %d; it must be 1 to %d (0: %d)",
+				 field, v, max, def);
+	*out = v ? v : def;
+	return RXD_S_OK;
+}
+
+/* A Real: unset, def; set, a finite value. */
+static int wire_search_real(const Rxgemm__Real *r, double def, const char *field, double *out,
+			    struct rxd_error *err)
+{
+	if (!r) {
+		*out = def;
+		return RXD_S_OK;
+	}
+	if (!isfinite(r->value))
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s is not a finite number", field);
+	*out = r->value;
+	return RXD_S_OK;
+}
+
+/* One half's data (name "train" or "valid"), its bytes resolved (inline or a region):
+ * count images of the configured shape and as many labels, each in [0, classes). */
+static int wire_search_half(const Rxgemm__SearchData *d, const char *name,
+			    const ProtobufCBinaryData *images, const ProtobufCBinaryData *labels,
+			    const struct rxd_search_config *cfg, struct rxd_search_job_args *a,
+			    int half, struct rxd_error *err)
+{
+	uint64_t per_image = 3ull * (uint64_t)cfg->height * (uint64_t)cfg->width * sizeof(float);
+	uint64_t bytes;
+	const int32_t *y;
+
+	if (!d)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s (the %s data) is missing", name,
+				 half ? "validation" : "training");
+	if (d->count < cfg->batch)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s.count is %lld; a step takes "
+				 "batch (%d) images of each half", name, (long long)d->count,
+				 cfg->batch);
+	if (__builtin_mul_overflow((uint64_t)d->count, per_image, &bytes) || bytes > SIZE_MAX)
+		return error_set(err, RXD_S_TOO_BIG, "%s: %lld images of 3 x %d x %d floats are "
+				 "more than this daemon takes", name, (long long)d->count,
+				 cfg->height, cfg->width);
+	if (images->len != bytes)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s.images holds %zu bytes; %lld "
+				 "images of 3 x %d x %d float32 are %llu", name, images->len,
+				 (long long)d->count, cfg->height, cfg->width,
+				 (unsigned long long)bytes);
+	if (labels->len / sizeof(int32_t) != (uint64_t)d->count ||
+	    labels->len % sizeof(int32_t))
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s.labels holds %zu bytes; %lld "
+				 "int32 labels are %llu", name, labels->len, (long long)d->count,
+				 (unsigned long long)d->count * sizeof(int32_t));
+	if (((uintptr_t)images->data | (uintptr_t)labels->data) % sizeof(float))
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "%s's data are not 4-byte aligned",
+				 name);
+	y = (const int32_t *)labels->data;
+	for (int64_t i = 0; i < d->count; i++)
+		if (y[i] < 0 || y[i] >= cfg->classes)
+			return error_set(err, RXD_S_INVALID_ARGUMENT, "%s.labels[%lld] is %d; labels "
+					 "must be 0 to classes - 1 (%d)", name, (long long)i,
+					 y[i], cfg->classes - 1);
+	a->images[half] = (const float *)images->data;
+	a->labels[half] = y;
+	a->count[half] = d->count;
+	return RXD_S_OK;
+}
+
+int wire_search_check(const Rxgemm__SearchRequest *rq, const ProtobufCBinaryData data[2][2],
+		      struct rxd_search_job_args *a, struct rxd_error *err)
+{
+	struct rxd_search_config *c = &a->cfg;
+	const struct {
+		const Rxgemm__Real *r;
+		const char *name;
+		double *dst;
+	} reals[] = {
+		{ rq->lr, "lr", &c->lr },
+		{ rq->lr_min, "lr_min", &c->lr_min },
+		{ rq->momentum, "momentum", &c->momentum },
+		{ rq->weight_decay, "weight_decay", &c->weight_decay },
+		{ rq->grad_clip, "grad_clip", &c->grad_clip },
+		{ rq->arch_lr, "arch_lr", &c->arch_lr },
+		{ rq->arch_beta1, "arch_beta1", &c->arch_beta1 },
+		{ rq->arch_beta2, "arch_beta2", &c->arch_beta2 },
+		{ rq->arch_eps, "arch_eps", &c->arch_eps },
+		{ rq->arch_weight_decay, "arch_weight_decay", &c->arch_weight_decay },
+	};
+	struct rxd_search_config def;
+	int st;
+
+	memset(a, 0, sizeof(*a));
+	search_config_defaults(&def);
+	*c = def;
+	if ((st = wire_search_int(rq->c, def.C, RXD_SEARCH_MAX_C, "c", &c->C, err)) ||
+	    (st = wire_search_int(rq->layers, def.layers, RXD_SEARCH_MAX_LAYERS, "layers",
+				  &c->layers, err)) ||
+	    (st = wire_search_int(rq->classes, def.classes, RXD_SEARCH_MAX_CLASSES, "classes",
+				  &c->classes, err)) ||
+	    (st = wire_search_int(rq->height, def.height, RXD_SEARCH_MAX_SIDE, "height",
+				  &c->height, err)) ||
+	    (st = wire_search_int(rq->width, def.width, RXD_SEARCH_MAX_SIDE, "width", &c->width,
+				  err)) ||
+	    (st = wire_search_int(rq->batch, def.batch, INT32_MAX, "batch", &c->batch, err)))
+		return st;
+	if (c->classes < 2)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "classes is %d; a search needs at "
+				 "least 2", c->classes);
+	if (rq->steps > RXD_NAS_MAX_STEPS)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "steps is %u; it must be 1 to %d "
+				 "(0: %d)", rq->steps, RXD_NAS_MAX_STEPS, def.steps);
+	c->steps = rq->steps ? (int32_t)rq->steps : def.steps;
+	if (rq->multiplier > (uint32_t)c->steps)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "multiplier is %u; it must be 1 to "
+				 "steps (%d)", rq->multiplier, c->steps);
+	c->multiplier = rq->multiplier ? (int32_t)rq->multiplier
+				       : def.multiplier <= c->steps ? def.multiplier : c->steps;
+	if (rq->epochs > RXD_SEARCH_MAX_EPOCHS)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "epochs is %u; it must be 1 to %d "
+				 "(0: %d)", rq->epochs, RXD_SEARCH_MAX_EPOCHS, def.epochs);
+	c->epochs = rq->epochs ? (int32_t)rq->epochs : def.epochs;
+	c->seed = rq->seed;
+	for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++)
+		if ((st = wire_search_real(reals[i].r, *reals[i].dst, reals[i].name, reals[i].dst,
+					   err)))
+			return st;
+	if (rq->progress_every > RXD_SEARCH_MAX_PROGRESS_EVERY)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "progress_every is %u; at most %u",
+				 rq->progress_every, RXD_SEARCH_MAX_PROGRESS_EVERY);
+	if (rq->priority >= RXD_SCHED_LEVELS)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "priority is %u; it must be 0 to %d",
+				 rq->priority, RXD_SCHED_LEVELS - 1);
+	if (rq->want_state && rq->state_out)
+		return error_set(err, RXD_S_INVALID_ARGUMENT, "want_state and state_out are both "
+				 "given; send one");
+	a->max_steps = rq->max_steps;
+	a->progress_every = rq->progress_every;
+	a->priority = rq->priority;
+	a->want_state = rq->want_state;
+	if ((st = wire_search_half(rq->train, "train", &data[0][0], &data[0][1], c, a, 0,
+				   err)) ||
+	    (st = wire_search_half(rq->valid, "valid", &data[1][0], &data[1][1], c, a, 1,
+				   err)))
+		return st;
 	return RXD_S_OK;
 }

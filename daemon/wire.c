@@ -72,7 +72,8 @@ static void wire_refuse(struct rxd_conn *c, uint64_t request_id, const struct rx
 
 static void wire_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor", "nas" };
+	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor", "nas",
+					"search" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -117,8 +118,11 @@ static void wire_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	hello.daemon_version = (char *)PACKAGE_VERSION;
 	hello.device = c->srv->dev->description;
 	hello.n_capabilities = sizeof(capabilities) / sizeof(capabilities[0]);
-	/* "nas", the last, only when the device runs the NAS kernels. */
+	/* "nas" and "search", the last, only when the device runs the NAS kernels (and
+	 * the search's backward ones). */
 	if (!worker_serves_nas(c->srv->worker))
+		hello.n_capabilities -= 2;
+	else if (!searchjob_available())
 		hello.n_capabilities--;
 	hello.capabilities = capabilities;
 	hello.max_frame_bytes = c->srv->cfg->max_frame_bytes;
@@ -645,6 +649,9 @@ static void wire_job_request(struct rxd_conn *c, Rxgemm__Request *req, size_t le
 	case RXGEMM__REQUEST__BODY_TENSOR_CREATE:
 		st = wire_tensor_create(c, req, &r, &err);
 		break;
+	case RXGEMM__REQUEST__BODY_SEARCH:
+		st = wire_search(c, req, &r, &err);
+		break;
 	default: /* RXGEMM__REQUEST__BODY_TENSOR_READ */
 		st = wire_tensor_read(c, req, &r, &err);
 		break;
@@ -707,6 +714,7 @@ static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	case RXGEMM__REQUEST__BODY_NAS_EVAL:
 	case RXGEMM__REQUEST__BODY_TENSOR_CREATE:
 	case RXGEMM__REQUEST__BODY_TENSOR_READ:
+	case RXGEMM__REQUEST__BODY_SEARCH:
 		wire_job_request(c, req, len, received_ns);
 		return; /* req now belongs to the job, or is freed */
 	case RXGEMM__REQUEST__BODY_STATUS:
@@ -806,12 +814,17 @@ void wire_job_done(struct rxd_job *job, void *arg)
 	Rxgemm__NasLatencyPart *parts = NULL, **part_ptrs = NULL;
 	Rxgemm__TensorCreated created = RXGEMM__TENSOR_CREATED__INIT;
 	Rxgemm__TensorData data = RXGEMM__TENSOR_DATA__INIT;
+	Rxgemm__SearchReply search;
+	void *search_bufs = NULL;
 	char why[4 * RXD_ERROR_MAX];
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	struct rxd_job_times times;
 	uint64_t done_ns = now_ns();
 	bool ok;
 
+	/* A search with steps left goes back into the scheduler (wire-search.c). */
+	if (job->kind == RXD_JOB_SEARCH && wire_search_turn_done(job))
+		return;
 	if (!dispatch_job_finish(job))
 		goto out; /* nobody to answer */
 	ok = job->err.status == RXD_S_OK;
@@ -826,6 +839,14 @@ void wire_job_done(struct rxd_job *job, void *arg)
 		if (wire_nas_reply(job->nas, &nas, &parts, &part_ptrs) == 0) {
 			reply.body_case = RXGEMM__REPLY__BODY_NAS_EVAL;
 			reply.nas_eval = &nas;
+		} else {
+			reply.status = wire_status_code(RXD_S_NO_MEMORY);
+			reply.error = (char *)"out of memory building the reply";
+		}
+	} else if (ok && job->kind == RXD_JOB_SEARCH) {
+		if (wire_search_reply(job->search, &search, &search_bufs) == 0) {
+			reply.body_case = RXGEMM__REPLY__BODY_SEARCH;
+			reply.search = &search;
 		} else {
 			reply.status = wire_status_code(RXD_S_NO_MEMORY);
 			reply.error = (char *)"out of memory building the reply";
@@ -862,7 +883,7 @@ void wire_job_done(struct rxd_job *job, void *arg)
 					.total_ns = t.total_ns };
 	/* Tensor creations and reads are no jobs of the statistics (no FLOPs, no shape): the
 	 * clients' tensor figures tell of them. */
-	if (job->kind == RXD_JOB_GEMM || job->kind == RXD_JOB_NAS)
+	if (job->kind == RXD_JOB_GEMM || job->kind == RXD_JOB_NAS || job->kind == RXD_JOB_SEARCH)
 		stats_job_done(&srv->stats, job, c, &times);
 	log_escape(why, sizeof(why), job->err.msg); /* a NAS error may quote the request */
 	if (job->kind == RXD_JOB_TENSOR_CREATE || job->kind == RXD_JOB_TENSOR_READ)
@@ -871,9 +892,11 @@ void wire_job_done(struct rxd_job *job, void *arg)
 			job->kind == RXD_JOB_TENSOR_READ ? "read" : "create",
 			job->err.status ? "failed" : "done", job->err.status ? ": " : "",
 			job->err.status ? why : "");
-	else if (job->kind == RXD_JOB_NAS)
-		log_msg(LOG_DEBUG, "client %u request %llu: nas_eval %s in %.3f ms%s%s", c->id,
-			(unsigned long long)job->request_id, job->err.status ? "failed" : "done",
+	else if (job->kind == RXD_JOB_NAS || job->kind == RXD_JOB_SEARCH)
+		log_msg(LOG_DEBUG, "client %u request %llu: %s %s in %.3f ms%s%s", c->id,
+			(unsigned long long)job->request_id,
+			job->kind == RXD_JOB_NAS ? "nas_eval" : "search",
+			job->err.status ? "failed" : "done",
 			(double)(done_ns - job->received_ns) / 1e6, job->err.status ? ": " : "",
 			job->err.status ? why : "");
 	else
@@ -889,6 +912,7 @@ void wire_job_done(struct rxd_job *job, void *arg)
 	wire_send(c, &reply, false);
 	free(parts);
 	free(part_ptrs);
+	free(search_bufs);
 out:
 	dispatch_job_release(job);
 }

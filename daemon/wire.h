@@ -6,6 +6,7 @@
 
 #include "rxgemm.pb-c.h"
 #include "loop.h"
+#include "searchjob.h"
 #include "wirecheck.h"
 
 /* A frame is walked (wirecheck_message) before protobuf-c unpacks it: unknown fields at any
@@ -52,6 +53,24 @@ int wire_tensor_dims(const int64_t *dims, size_t ndims, uint64_t max_bytes, cons
  * sizes) nas_job_prepare checks. A status, with a sentence in err. */
 int wire_nas_eval(const Rxgemm__NasEvalRequest *rq, struct rxd_nas_eval *ev,
 		  struct rxd_error *err);
+
+/* Check a SearchRequest's fields (the defaults of the unset ones filled in) and its data,
+ * data[half][0] the images and [half][1] the labels of the training (0) and validation
+ * (1) halves, already resolved from inline bytes or regions: sizes against the shape,
+ * every label in range. Fills a (its data pointing into data); a's regions, resume and
+ * state destination are the caller's. A status, with a sentence in err naming the field. */
+int wire_search_check(const Rxgemm__SearchRequest *rq, const ProtobufCBinaryData data[2][2],
+		      struct rxd_search_job_args *a, struct rxd_error *err);
+
+/* ---- wire-search.c: SearchRequest in, progress and the final reply out ---- */
+/* A search: resolved, checked and laid out here, queued by dispatch. Like wire.c's
+ * request handlers: a status, with a sentence in err; r's frame is dispatch's once handed
+ * there. */
+int wire_search(struct rxd_conn *c, const Rxgemm__Request *req, struct rxd_request *r,
+		struct rxd_error *err);
+/* The final reply's body for a finished search job; what it points to is sj's or *bufs'
+ * (freed by the caller with free()). 0 or -ENOMEM. */
+int wire_search_reply(const struct rxd_search_job *sj, Rxgemm__SearchReply *out, void **bufs);
 
 /* ---- wire-status.c: the StatusReply ---- */
 /* The daemon's figures (nc: the NAS plan cache, may be NULL); the pointers in out stay

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "engine.h"
+#include "searchjob.h"
 
 struct rxd_worker {
 	pthread_t thread;
@@ -62,6 +63,7 @@ void job_free(struct rxd_job *job)
 	if (!job)
 		return;
 	nas_job_free(job->nas); /* before the request it points into */
+	searchjob_free(job->search);
 	if (job->frame)
 		job->frame_free(job->frame);
 	free(job->c_out);
@@ -93,6 +95,18 @@ static size_t worker_fail_list(struct rxd_worker *w, struct rxd_sched_job *list,
 		struct rxd_sched_job *next = list->next;
 		struct rxd_job *job = worker_job_of(list);
 
+		/* A search that has started holds device buffers: one more turn ends it on
+		 * this thread, which owns the queue (searchjob.h). */
+		if (status == RXD_S_CANCELLED && job->kind == RXD_JOB_SEARCH &&
+		    job->search->started && !w->stopping) {
+			atomic_store(&job->cancel, true);
+			if (sched_requeue(&w->sched, &job->sj) == 0) {
+				pthread_cond_signal(&w->cond);
+				list = next;
+				n++;
+				continue;
+			}
+		}
 		error_set(&job->err, status, "%s", why);
 		job->started_ns = job->finished_ns = now;
 		worker_push_done_locked(w, job);
@@ -227,6 +241,17 @@ static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 
 	memset(&adm, 0, sizeof(adm));
 	job->started_ns = now_ns();
+	if (job->kind == RXD_JOB_SEARCH) {
+		/* One step per turn; its memory is reserved for the whole job (searchjob.c),
+		 * and a cancelled search ends here, on the thread that owns the queue. */
+		bool later = false;
+
+		job->err.status = searchjob_turn(job->search, w->nasops, w->engine->budget,
+						 job->conn_id, worker_cancelled(job), &later,
+						 &job->err);
+		job->finished_ns = now_ns();
+		return job->err.status != RXD_S_OK && later;
+	}
 	if (!worker_cancelled(job))
 		pin_ns = worker_pin_regions(w, job);
 	if (worker_cancelled(job)) {
@@ -565,6 +590,23 @@ int worker_submit(struct rxd_worker *w, struct rxd_job *job)
 	return ret;
 }
 
+int worker_requeue(struct rxd_worker *w, struct rxd_job *job)
+{
+	int ret;
+
+	if (!w->started)
+		return -ESHUTDOWN;
+	pthread_mutex_lock(&w->lock);
+	if (w->device_lost)
+		ret = -ENODEV;
+	else if (w->stopping)
+		ret = -ESHUTDOWN;
+	else if ((ret = sched_requeue(&w->sched, &job->sj)) == 0)
+		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	return ret;
+}
+
 void worker_set_limits(struct rxd_worker *w, uint32_t max_queue, uint32_t client_max_queue)
 {
 	if (!w->started)
@@ -591,6 +633,17 @@ int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 		   w->running->request_id == request_id) {
 		atomic_store(&w->running->cancel, true);
 		outcome = RXD_CANCEL_RUNNING;
+	} else {
+		/* A search between two turns is on the done list until the loop requeues
+		 * it: it stops there (wire_search_turn_done). */
+		for (struct rxd_job *j = w->done_head; j; j = j->next)
+			if (j->kind == RXD_JOB_SEARCH && j->conn_id == owner &&
+			    j->request_id == request_id && j->err.status == RXD_S_OK &&
+			    !j->search->finished) {
+				atomic_store(&j->cancel, true);
+				outcome = RXD_CANCEL_RUNNING;
+				break;
+			}
 	}
 	pthread_mutex_unlock(&w->lock);
 	if (outcome == RXD_CANCEL_QUEUED)

@@ -50,7 +50,10 @@ expect "2" rxgemm _rxgemm rxgemm gemm -m 8 --priority 2
 expect "" rxgemm _rxgemm rxgemm gemm --deadline-ms ""
 expect "--resident" rxgemm _rxgemm rxgemm gemm --res
 expect "" rxgemm _rxgemm rxgemm gemm --resident ""
-expect "bench devices gemm nas status top" rxgemm _rxgemm rxgemm ""
+expect "bench devices gemm nas nas-search status top" rxgemm _rxgemm rxgemm ""
+expect "--train-images --train-labels" rxgemm _rxgemm rxgemm nas-search --tra
+expect "--checkpoint-every --cifar10 --classes" rxgemm _rxgemm rxgemm nas-search --c
+expect "" rxgemm _rxgemm rxgemm nas-search --max-steps ""
 expect "--prometheus" rxgemm _rxgemm rxgemm status --pr
 expect "--batch" rxgemm _rxgemm rxgemm top --ba
 expect "DARTS_V1 DARTS_V2" rxgemm _rxgemm rxgemm nas --genotype DA

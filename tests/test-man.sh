@@ -57,7 +57,7 @@ done
 R=$T/rxgemm.1.txt
 # (Justification may widen the spaces between words: squeeze them.)
 sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' "$R" | tr -s ' ' >"$T/synopsis"
-for cmd in gemm status devices bench top nas; do
+for cmd in gemm status devices bench top nas nas-search; do
 	if grep -Eq "^ +rxgemm \[--socket PATH\] $cmd( |$)" "$T/synopsis"; then
 		ok "rxgemm(1) SYNOPSIS: $cmd on its own line"
 	else
@@ -67,7 +67,7 @@ for cmd in gemm status devices bench top nas; do
 done
 # In DESCRIPTION each command is a tagged paragraph: its name alone at the margin's indent.
 sed -n '/^DESCRIPTION/,/^[A-Z][A-Z ]*$/p' "$R" | sed '$d' >"$T/description"
-for cmd in gemm status devices bench top nas; do
+for cmd in gemm status devices bench top nas nas-search; do
 	if grep -Eq "^ {7}$cmd( |$)" "$T/description"; then
 		ok "rxgemm(1) DESCRIPTION: $cmd has its own entry"
 	else

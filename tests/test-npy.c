@@ -810,10 +810,16 @@ START_TEST(npy_write_array_3d)
 	ck_assert_uint_eq(data_at % 64, 0);
 	ck_assert_uint_le(data_at, sizeof(head));
 	ck_assert_int_eq(head[data_at - 1], '\n');
-	/* A 4-D array is not written; a stack is not read where a matrix is wanted. */
-	int64_t four[4] = { 1, 1, 1, 1 };
-	ck_assert_int_eq(npy_write_array(path, x, 4, four, err, sizeof(err)), -EINVAL);
+	/* A stack is not read where a matrix is wanted. */
 	ck_assert_int_eq(npy_load(path, 2, 2, &out, err, sizeof(err)), -EINVAL);
+	/* 4-D (images, N x 3 x H x W) round-trips; 5-D is not written. */
+	int64_t four[4] = { 2, 3, 2, 2 }, five[5] = { 1, 1, 1, 1, 1 };
+	ck_assert_msg(npy_write_array(path, x, 4, four, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(npy_load(path, 4, 4, &out, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(out.ndims == 4 && out.dims[0] == 2 && out.dims[1] == 3 && out.dims[3] == 2);
+	ck_assert(memcmp(out.data, x, 24 * sizeof(float)) == 0);
+	free(out.data);
+	ck_assert_int_eq(npy_write_array(path, x, 5, five, err, sizeof(err)), -EINVAL);
 }
 END_TEST
 
@@ -1058,12 +1064,70 @@ END_TEST
 
 /* --- runner ------------------------------------------------------------------------------- */
 
+/* Labels: int64, int32, uint8 and int8 read as int32 by hand-made files; floats, 2-D and
+ * values past int32 refused. */
+START_TEST(npy_labels)
+{
+	uint8_t buf[512];
+	char path[512], err[512];
+	int64_t i8[3] = { 0, 9, 3 }, big[1] = { 1ll << 40 };
+	int32_t i4[3] = { 2, 1, 0 }, *y;
+	uint8_t u1[3] = { 255, 0, 7 };
+	int8_t s1[3] = { -1, 0, 7 };
+	float f4[3] = { 0 };
+	int64_t n;
+	size_t len;
+
+	path_in(path, sizeof(path), "labels.npy");
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", i8, sizeof(i8));
+	write_file(path, buf, len);
+	ck_assert_msg(npy_load_labels(path, &y, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(n == 3 && y[0] == 0 && y[1] == 9 && y[2] == 3);
+	free(y);
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", i4, sizeof(i4));
+	write_file(path, buf, len);
+	ck_assert_msg(npy_load_labels(path, &y, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(n == 3 && y[0] == 2 && y[1] == 1 && y[2] == 0);
+	free(y);
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }", u1, sizeof(u1));
+	write_file(path, buf, len);
+	ck_assert_msg(npy_load_labels(path, &y, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(n == 3 && y[0] == 255 && y[1] == 0 && y[2] == 7);
+	free(y);
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '|i1', 'fortran_order': False, 'shape': (3,), }", s1, sizeof(s1));
+	write_file(path, buf, len);
+	ck_assert_msg(npy_load_labels(path, &y, &n, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(n == 3 && y[0] == -1 && y[2] == 7);
+	free(y);
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f4, sizeof(f4));
+	write_file(path, buf, len);
+	ck_assert_int_eq(npy_load_labels(path, &y, &n, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "integer labels"), "%s", err);
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 1), }", i4,
+		       sizeof(i4));
+	write_file(path, buf, len);
+	ck_assert_int_eq(npy_load_labels(path, &y, &n, err, sizeof(err)), -EINVAL);
+	len = make_npy(buf, sizeof(buf), 1, -1,
+		       "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", big, sizeof(big));
+	write_file(path, buf, len);
+	ck_assert_int_eq(npy_load_labels(path, &y, &n, err, sizeof(err)), -EINVAL);
+	ck_assert_msg(strstr(err, "out of int32"), "%s", err);
+}
+END_TEST
+
 static Suite *npy_suite(void)
 {
 	Suite *s = suite_create("npy");
 	TCase *tc = tcase_create("npy");
 
 	tcase_add_test(tc, npy_round_trip_c_order);
+	tcase_add_test(tc, npy_labels);
 	tcase_add_test(tc, npy_round_trip_fortran_order);
 	tcase_add_test(tc, npy_write_header_text);
 	tcase_add_test(tc, npy_round_trip_empty);

@@ -171,7 +171,7 @@ if [ -f /usr/share/bash-completion/bash_completion ]; then
 		[ "$got" = "$want" ] && tl_ok "completion of '$*': $want" ||
 			tl_fail "completion of '$*': got '$got', want '$want'"
 	}
-	expect_completion "gemm status devices bench top nas" rxgemm ""
+	expect_completion "gemm status devices bench top nas nas-search" rxgemm ""
 	expect_completion "status" rxgemm --socket /tmp/x st
 	expect_completion "--transa --transb" rxgemm gemm --tr
 	expect_completion "auto always" rxgemm gemm --shm a

@@ -48,6 +48,11 @@ void usage(FILE *f)
 		"              [--size HxW] [--batch N] [--weights F.npy|F] [--weight-seed S]\n"
 		"              [--input F.npy|F] [--input-seed S] [--logits-out F.npy]\n"
 		"              [--warmup W] [--repeat R] [--breakdown] [--json]\n"
+		"       rxgemm [--socket PATH] nas-search (--train-images F.npy --train-labels F.npy\n"
+		"              --valid-images F.npy --valid-labels F.npy | --cifar10 F.bin ...)\n"
+		"              [--C C] [--layers L] [--classes K] [--batch N] [--epochs E]\n"
+		"              [--max-steps S] [--seed S] [--out-genotype F] [--out-alphas F.npy]\n"
+		"              [--state F [--checkpoint-every N]] [--resume F] [--json]\n"
 		"       rxgemm --help | --version\n"
 		"\n"
 		"Commands:\n"
@@ -64,6 +69,8 @@ void usage(FILE *f)
 		"  nas        evaluate a DARTS network on the daemon's device: parameters,\n"
 		"             multiply-adds, device memory, latency (median and p90 of the timed\n"
 		"             runs) and its breakdown per operation and per cell\n"
+		"  nas-search run a DARTS architecture search on the daemon's device and write\n"
+		"             the genotype it finds\n"
 		"\n"
 		"gemm options:\n"
 		"  -m M, -n N, -k K  op(A) is M x K, op(B) K x N, C M x N; may be omitted when\n"
@@ -119,6 +126,23 @@ void usage(FILE *f)
 		"  --warmup W        untimed runs first (default 3)\n"
 		"  --repeat R        timed runs (default 20)\n"
 		"  --json            print one JSON object\n"
+		"\n"
+		"nas-search options (docs/NAS.md, \"Search jobs\"):\n"
+		"  --train-images F, --valid-images F  N x 3 x H x W float32 .npy files\n"
+		"  --train-labels F, --valid-labels F  N integer labels (.npy)\n"
+		"  --cifar10 F       CIFAR-10 binary batches (data_batch_N.bin, repeatable),\n"
+		"                    normalised and split in halves as the reference does\n"
+		"  --C, --layers, --classes, --batch, --nodes, --multiplier, --epochs, --seed\n"
+		"                    the search network and run (defaults 16, 8, 10, 64, 4, 4, 50, 0)\n"
+		"  --max-steps S     stop after S steps in all\n"
+		"  --lr, --lr-min, --momentum, --weight-decay, --grad-clip, --arch-lr,\n"
+		"  --arch-weight-decay X   the optimisers (the reference's defaults)\n"
+		"  --progress-every N  a progress report every N steps (default 1; 0: none)\n"
+		"  --out-genotype F  write the genotype text (what nas --genotype-file reads)\n"
+		"  --out-alphas F    write the alphas, 2 x edges x 8 float32, as .npy\n"
+		"  --state F         keep the state in F every --checkpoint-every steps (default\n"
+		"                    50) and at the end or at Ctrl-C; --resume F continues it\n"
+		"  --json            JSON lines: one per report, then the result\n"
 		"\n"
 		"status and devices options:\n"
 		"  --json            print one JSON object\n"
@@ -427,6 +451,8 @@ int main(int argc, char **argv)
 		return cmd_bench(cmd_argc, cmd_argv, socket);
 	if (strcmp(cmd, "nas") == 0)
 		return cmd_nas(cmd_argc, cmd_argv, socket);
+	if (strcmp(cmd, "nas-search") == 0)
+		return cmd_nas_search(cmd_argc, cmd_argv, socket);
 	if (strcmp(cmd, "top") == 0)
 		return cmd_top(cmd_argc, cmd_argv, socket);
 	return usage_error("unknown command '%s' (gemm, status, devices, bench, top or nas)", cmd);

@@ -107,5 +107,6 @@ int cmd_devices(int argc, char **argv, const char *socket);
 int cmd_top(int argc, char **argv, const char *socket);
 int cmd_bench(int argc, char **argv, const char *socket);
 int cmd_nas(int argc, char **argv, const char *socket);
+int cmd_nas_search(int argc, char **argv, const char *socket);
 
 #endif

@@ -2,8 +2,9 @@
  *
  * The pre-scan (wirecheck_message) first, with the daemon's limits; only a body it passes
  * reaches protobuf-c's unpack, as in the daemon. A GEMM request then goes through
- * wire_gemm_validate and a NAS request through wire_nas_eval and nas_job_prepare (genotype,
- * plan, lengths), none of which needs a device. Region references stand for a zeroed
+ * wire_gemm_validate, a NAS request through wire_nas_eval and nas_job_prepare (genotype,
+ * plan, lengths) and a search through wire_search_check and searchjob_prepare (the
+ * supernet's layout, the state's size), none of which needs a device. Region references stand for a zeroed
  * region of their length (up to a bound), as wire.c's views do, so that validation sees
  * the bytes it would. */
 #include <stdint.h>
@@ -17,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* What a region reference may stand for here; longer ones are refused as wire_region
  * refuses a reference past its region's end. */
 #define FAKE_REGION_BYTES (1u << 20)
-static uint8_t fake_region[FAKE_REGION_BYTES];
+static uint8_t fake_region[FAKE_REGION_BYTES] __attribute__((aligned(16)));
 
 /* The daemon's limits on PoCL on a small machine: buffers of 1 GiB, 4 GiB per job. */
 static const struct rxd_limits limits = { .max_buffer_bytes = 1ull << 30,
@@ -98,6 +99,42 @@ static void fuzz_nas(const Rxgemm__NasEvalRequest *rq)
 	nas_job_free(nj);
 }
 
+static void fuzz_search(const Rxgemm__SearchRequest *rq)
+{
+	const Rxgemm__SearchData *half[2] = { rq->train, rq->valid };
+	static const ProtobufCBinaryData none = { 0, NULL };
+	ProtobufCBinaryData data[2][2];
+	struct rxd_search_job_args a;
+	struct rxd_search_job *sj = NULL;
+	struct rxd_error err = { 0 };
+	int st;
+
+	for (int h = 0; h < 2; h++) {
+		data[h][0] = half[h] ? half[h]->images : none;
+		data[h][1] = half[h] ? half[h]->labels : none;
+		if (half[h] && (fake_resolve(half[h]->images_region, &data[h][0]) ||
+				fake_resolve(half[h]->labels_region, &data[h][1])))
+			return;
+	}
+	error_clear(&err);
+	st = wire_search_check(rq, data, &a, &err);
+	if (st == RXD_S_OK) {
+		a.resume = rq->resume_state.len ? rq->resume_state.data : NULL;
+		a.resume_bytes = rq->resume_state.len;
+		st = searchjob_prepare(&a, RXD_DEFAULT_MAX_FRAME, &sj, &err);
+	}
+	if (st != RXD_S_OK) {
+		if (!err.msg[0] || sj)
+			abort();
+		return;
+	}
+	/* What the steps then rely on: each half holds whole batches of the shape. */
+	if (a.count[0] < a.cfg.batch || a.count[1] < a.cfg.batch)
+		abort();
+	(void)searchjob_step_flops(sj);
+	searchjob_free(sj);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
@@ -123,6 +160,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case RXGEMM__REQUEST__BODY_NAS_EVAL:
 		fuzz_nas(req->nas_eval);
+		break;
+	case RXGEMM__REQUEST__BODY_SEARCH:
+		fuzz_search(req->search);
 		break;
 	default:
 		break;
