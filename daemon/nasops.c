@@ -1341,19 +1341,24 @@ static int nasops_selftest(struct rxd_nasops *ops)
 	return 0;
 }
 
-/* RXGEMMD_NAS_KERNELS, a testing knob for comparing kernels on one device: "new" (or
- * unset) takes dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw;
- * "old" takes neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise
- * kernel then the GEMM); or a comma-separated list of "pw" and "dwpw" takes those only.
- * Anything else is refused (-EINVAL): a comparison must not silently measure the wrong
- * kernels. nas_pw also needs its smallest tile's local memory, so that it never has to
- * give a convolution back (nasops_conv_scratch_bytes counts on that). */
-static int nasops_kernels_env(struct rxd_nasops *ops)
+/* RXGEMMD_NAS_KERNELS, a testing knob for comparing kernels on one device: "new" takes
+ * dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw; "old" takes
+ * neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise kernel then
+ * the GEMM); a comma-separated list of "pw" and "dwpw" takes those only; "auto" (or unset)
+ * is new on a device whose local memory is its own (a GPU), old on one whose local memory
+ * is host memory (PoCL: there nas_pw's tiles and barriers measured 1.9 times slower than
+ * the engine at batch 1). Anything else is refused (-EINVAL): a comparison must not
+ * silently measure the wrong kernels. nas_pw also needs its smallest tile's local memory,
+ * so that it never has to give a convolution back (nasops_conv_scratch_bytes counts on
+ * that). */
+static int nasops_kernels_env(struct rxd_nasops *ops, bool local_own)
 {
 	const char *env = getenv("RXGEMMD_NAS_KERNELS");
 	bool pw = true, dwpw = true;
 
-	if (env && *env && strcmp(env, "new") != 0) {
+	if (!env || !*env || strcmp(env, "auto") == 0) {
+		pw = dwpw = local_own;
+	} else if (strcmp(env, "new") != 0) {
 		char buf[64], *save = NULL;
 
 		pw = dwpw = false;
@@ -1421,9 +1426,9 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 		/* Half the local memory: the work-group is then not alone on its unit. */
 		ops->dw_local_bytes = (size_t)(dev->local_mem_bytes / 2);
 		ops->pw_local_bytes = ops->dw_local_bytes;
+		if (nasops_kernels_env(ops, lmt == CL_LOCAL) < 0)
+			goto fail;
 	}
-	if (nasops_kernels_env(ops) < 0)
-		goto fail;
 	for (int k = 0; k < RXD_NAS_KERNELS; k++) {
 		ops->kernels[k] = clCreateKernel(ops->program, nasops_kernel_names[k], &e);
 		if (!ops->kernels[k]) {

@@ -943,7 +943,6 @@ int main(void)
 	int failed;
 
 	small = getenv("RXGEMM_TEST_SMALL") && atoi(getenv("RXGEMM_TEST_SMALL"));
-	unsetenv("RXGEMMD_NAS_KERNELS"); /* each ops below picks its kernels itself */
 	log_set_level(LOG_WARNING);
 	if (device_open(&dev, sel) < 0) {
 		fprintf(stderr, "no OpenCL device%s%s: skipping\n", sel ? " matching " : "",
@@ -955,18 +954,23 @@ int main(void)
 		fprintf(stderr, "the GEMM kernels do not build on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
+	/* The old 1x1 and DWPW paths in the first three, nas_pw in the fourth (each self-tested
+	 * at its start-up), whichever the device would pick. */
+	setenv("RXGEMMD_NAS_KERNELS", "old", 1);
 	if (nasops_init(&ops_direct, &dev, NULL) < 0 || nasops_init(&ops_tiled, &dev, &eng_tiled) < 0 ||
-	    nasops_init(&ops_reg, &dev, &eng_reg) < 0 || nasops_init(&ops_pw, &dev, &eng_tiled) < 0) {
+	    nasops_init(&ops_reg, &dev, &eng_reg) < 0 ||
+	    setenv("RXGEMMD_NAS_KERNELS", "new", 1) < 0 ||
+	    nasops_init(&ops_pw, &dev, &eng_tiled) < 0) {
 		fprintf(stderr, "the NAS kernels do not build or pass on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
-	/* Both depthwise kernels on every device, whichever the device would pick; the GEMM
-	 * and direct paths of 1x1 convolutions and DWPW steps (RXGEMMD_NAS_KERNELS=old) in
-	 * the first three, nas_pw for both (new) in the fourth, over the tiled engine. */
+	/* Both depthwise kernels on every device, whichever the device would pick. */
 	ops_direct.dw_tiled = false;
 	ops_reg.dw_tiled = true;
-	for (int i = 0; i < 3; i++)
-		all_ops[i]->pw_direct = all_ops[i]->dwpw_fused = false;
+	if (ops_tiled.pw_direct || ops_tiled.dwpw_fused) {
+		fprintf(stderr, "RXGEMMD_NAS_KERNELS=old left nas_pw in use\n");
+		return EXIT_FAILURE;
+	}
 	if (!ops_pw.pw_direct || !ops_pw.dwpw_fused) {
 		fprintf(stderr, "nas_pw is not in use on %s\n", dev.description);
 		return EXIT_FAILURE;
