@@ -490,10 +490,9 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_DWCONV, global, local, span);
 }
 
-/* nas_pw's register tile (kernels/nas.cl: PW_RP pixels by PW_RC channels a work-item,
- * PW_KS input channels at a time): keep in step with the kernel. */
-#define NASOPS_PW_RP 4
-#define NASOPS_PW_RC 4
+/* nas_pw's input channels at a time (kernels/nas.cl: PW_KS): keep in step with the
+ * kernel. Its register tile, PW_RP pixels by PW_RC channels, is ops->pw_rp by pw_rc, given
+ * to the build. */
 #define NASOPS_PW_KS 16
 
 /* nas_pw's work-group: enough channel rows (lc, at most 16) that the channel tiles split
@@ -503,21 +502,22 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 static int nasops_pw_tile(const struct rxd_nasops *ops, int32_t cout, int64_t hwo,
 			  size_t local[2], size_t *xs_bytes, size_t *ws_bytes)
 {
+	const size_t rp = (size_t)ops->pw_rp, rc = (size_t)ops->pw_rc;
 	size_t max = ops->wg[RXD_NAS_K_PW] < 256 ? ops->wg[RXD_NAS_K_PW] : 256;
-	size_t tiles = ((size_t)cout + 16 * NASOPS_PW_RC - 1) / (16 * NASOPS_PW_RC);
+	size_t tiles = ((size_t)cout + 16 * rc - 1) / (16 * rc);
 	size_t per = ((size_t)cout + tiles - 1) / tiles;
-	size_t lc = (per + NASOPS_PW_RC - 1) / NASOPS_PW_RC, lp = 1;
+	size_t lc = (per + rc - 1) / rc, lp = 1;
 
 	if (ops->item_max[1] && lc > ops->item_max[1])
 		lc = ops->item_max[1];
 	if (lc > max)
 		lc = max;
-	while (2 * lp * lc <= max && lp < 64 && (int64_t)(lp * NASOPS_PW_RP) < hwo &&
+	while (2 * lp * lc <= max && lp < 64 && (int64_t)(lp * rp) < hwo &&
 	       (!ops->item_max[0] || 2 * lp <= ops->item_max[0]))
 		lp *= 2;
 	for (;;) {
-		*xs_bytes = NASOPS_PW_KS * lp * NASOPS_PW_RP * sizeof(float);
-		*ws_bytes = NASOPS_PW_KS * lc * NASOPS_PW_RC * sizeof(float);
+		*xs_bytes = NASOPS_PW_KS * lp * rp * sizeof(float);
+		*ws_bytes = NASOPS_PW_KS * lc * rc * sizeof(float);
 		if (*xs_bytes + *ws_bytes <= ops->pw_local_bytes)
 			break;
 		if (lp > 1)
@@ -563,7 +563,7 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	cl_int relu = dw ? dw->relu_in : cv->relu_in, shift = dw ? 0 : cv->in_shift;
 	const cl_mem *dwt = dw ? &dw->weight : &cv->weight;
 	const cl_mem *dwb = dw && dw->bias ? &dw->bias : dwt;
-	size_t local[3] = { 1, 1, 1 }, global[3], xs_bytes, ws_bytes;
+	size_t local[3] = { 1, 1, 1 }, global[3], xs_bytes, ws_bytes, tile_p, tile_c;
 	cl_kernel k;
 	cl_int e;
 	int ret;
@@ -599,10 +599,10 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 			device_strerror(e));
 		return -EIO;
 	}
-	global[0] = (size_t)((hwo + (int64_t)(local[0] * NASOPS_PW_RP) - 1) /
-			     (int64_t)(local[0] * NASOPS_PW_RP)) * local[0];
-	global[1] = ((size_t)cv->c_out + local[1] * NASOPS_PW_RC - 1) / (local[1] * NASOPS_PW_RC) *
-		    local[1];
+	tile_p = local[0] * (size_t)ops->pw_rp;
+	tile_c = local[1] * (size_t)ops->pw_rc;
+	global[0] = ((size_t)hwo + tile_p - 1) / tile_p * local[0];
+	global[1] = ((size_t)cv->c_out + tile_c - 1) / tile_c * local[1];
 	global[2] = (size_t)x->n;
 	return nasops_enqueue(ops, RXD_NAS_K_PW, global, local, span);
 }
@@ -1374,8 +1374,8 @@ static int nasops_kernels_env(struct rxd_nasops *ops, bool local_own)
 				goto bad;
 		}
 	}
-	if (ops->pw_local_bytes < (NASOPS_PW_KS * NASOPS_PW_RP + NASOPS_PW_KS * 16 * NASOPS_PW_RC) *
-					  sizeof(float))
+	if (ops->pw_local_bytes <
+	    NASOPS_PW_KS * ((size_t)ops->pw_rp + 16 * (size_t)ops->pw_rc) * sizeof(float))
 		pw = dwpw = false;
 	ops->pw_direct = pw;
 	ops->dwpw_fused = dwpw;
@@ -1385,10 +1385,28 @@ bad:
 	return -EINVAL;
 }
 
+/* RXGEMMD_NAS_PW_TILE=RPxRC, a testing knob: nas_pw's register tile, RP pixels by RC
+ * channels a work-item, each 1, 2, 4 or 8 (default 4x4). Anything else: -EINVAL. */
+static int nasops_pw_tile_env(struct rxd_nasops *ops)
+{
+	const char *env = getenv("RXGEMMD_NAS_PW_TILE");
+	int rp = 4, rc = 4, end = 0;
+
+	if (env && *env &&
+	    (sscanf(env, "%dx%d%n", &rp, &rc, &end) != 2 || env[end] != '\0' || rp < 1 ||
+	     rp > 8 || (rp & (rp - 1)) || rc < 1 || rc > 8 || (rc & (rc - 1)))) {
+		log_msg(LOG_ERR, "RXGEMMD_NAS_PW_TILE=%s: not RPxRC, each 1, 2, 4 or 8", env);
+		return -EINVAL;
+	}
+	ops->pw_rp = rp;
+	ops->pw_rc = rc;
+	return 0;
+}
+
 int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng)
 {
 	const char *src = kernels_find("nas.cl");
-	char *log = NULL;
+	char *log = NULL, options[64];
 	size_t item_max[3] = { 0 };
 	cl_int e;
 	int ret = -EIO;
@@ -1400,8 +1418,11 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 									     : dev->max_alloc_bytes;
 	if (!src)
 		fatal("kernel source nas.cl is not embedded: the build is broken");
-	if (kcache_build(dev->kcache, dev, "nas.cl", src, "-cl-std=CL1.1", &ops->program, &log) <
-	    0) {
+	if (nasops_pw_tile_env(ops) < 0)
+		goto fail;
+	snprintf(options, sizeof(options), "-cl-std=CL1.1 -DPW_RP=%d -DPW_RC=%d", ops->pw_rp,
+		 ops->pw_rc);
+	if (kcache_build(dev->kcache, dev, "nas.cl", src, options, &ops->program, &log) < 0) {
 		log_msg(LOG_ERR, "nas.cl does not build on this device%s%s", log ? ":\n" : "",
 			log ? log : "");
 		free(log);

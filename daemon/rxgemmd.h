@@ -867,6 +867,7 @@ struct rxd_nasops {
 	bool dwpw_fused;             /* nasops_dwpw as one nas_pw launch (the depthwise output
 				      * never written), not two convolutions */
 	size_t pw_local_bytes;       /* the local memory one nas_pw work-group may take */
+	int pw_rp, pw_rc;            /* nas_pw's register tile: pixels by channels a work-item */
 	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
 };
 

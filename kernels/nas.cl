@@ -314,8 +314,12 @@ __kernel void nas_linear(const __global float *x, const ulong x_off, const int i
  * The input channels go PW_KS at a time through local memory: xs[PW_KS][tile pixels]
  * (each work-item makes the values of its own pixels, so their input offsets are worked
  * out once) and ws[PW_KS][tile channels]; the host sizes both. */
+#ifndef PW_RP /* the host may set the register tile (RXGEMMD_NAS_PW_TILE) */
 #define PW_RP 4
+#endif
+#ifndef PW_RC
 #define PW_RC 4
+#endif
 #define PW_KS 16
 __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, const int h,
 		     const int w, __global float *y, const ulong y_off, const int ctot,
