@@ -498,11 +498,15 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 /* nas_pw's work-group: enough channel rows (lc, at most 16) that the channel tiles split
  * cout evenly (36 channels: one tile of 9 rows, not 16 rows with 28 channels idle), then
  * as many pixel columns (lp, a power of two up to 64) as the work-group size allows and
- * the plane needs. The two local arrays must fit pw_local_bytes. 0, or -ENOSPC. */
-static int nasops_pw_tile(const struct rxd_nasops *ops, int32_t cout, int64_t hwo,
+ * the plane needs. A launch of fewer work-groups than the device has compute units (a
+ * small batch of small planes: batch 1's 8x8 planes into 144 channels would be 3) takes
+ * smaller tiles, pixel columns down to 8 then channel tiles down to 4 rows, so that more
+ * units work. The two local arrays must fit pw_local_bytes. 0, or -ENOSPC. */
+static int nasops_pw_tile(const struct rxd_nasops *ops, int32_t cout, int64_t hwo, int32_t n,
 			  size_t local[2], size_t *xs_bytes, size_t *ws_bytes)
 {
 	const size_t rp = (size_t)ops->pw_rp, rc = (size_t)ops->pw_rc;
+	const uint64_t units = ops->dev->desc ? ops->dev->desc->compute_units : 0;
 	size_t max = ops->wg[RXD_NAS_K_PW] < 256 ? ops->wg[RXD_NAS_K_PW] : 256;
 	size_t tiles = ((size_t)cout + 16 * rc - 1) / (16 * rc);
 	size_t per = ((size_t)cout + tiles - 1) / tiles;
@@ -515,6 +519,22 @@ static int nasops_pw_tile(const struct rxd_nasops *ops, int32_t cout, int64_t hw
 	while (2 * lp * lc <= max && lp < 64 && (int64_t)(lp * rp) < hwo &&
 	       (!ops->item_max[0] || 2 * lp <= ops->item_max[0]))
 		lp *= 2;
+	for (;;) {
+		uint64_t groups = (uint64_t)((hwo + (int64_t)(lp * rp) - 1) / (int64_t)(lp * rp)) *
+				  (((size_t)cout + lc * rc - 1) / (lc * rc)) * (uint64_t)n;
+
+		if (groups >= units)
+			break;
+		if (lp > 8) {
+			lp /= 2;
+		} else if (lc > 4) {
+			tiles *= 2;
+			per = ((size_t)cout + tiles - 1) / tiles;
+			lc = (per + rc - 1) / rc;
+		} else {
+			break;
+		}
+	}
 	for (;;) {
 		*xs_bytes = NASOPS_PW_KS * lp * rp * sizeof(float);
 		*ws_bytes = NASOPS_PW_KS * lc * rc * sizeof(float);
@@ -568,7 +588,7 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	cl_int e;
 	int ret;
 
-	if (nasops_pw_tile(ops, cv->c_out, hwo, local, &xs_bytes, &ws_bytes) < 0)
+	if (nasops_pw_tile(ops, cv->c_out, hwo, x->n, local, &xs_bytes, &ws_bytes) < 0)
 		return -ENOSPC;
 	ret = nasops_args(ops, RXD_NAS_K_PW, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 			  sizeof(cl_int), &cin, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
