@@ -11,6 +11,10 @@
  * a bounded number of images at a time. The bias (BN folded) is written into the output
  * slice first, so that the GEMM adds scale * W x with beta = 1. Depthwise and other grouped
  * convolutions, and everything when there is no engine, use the direct kernel.
+ * With the new kernels (RXGEMMD_NAS_KERNELS; the default on GPUs) a dense 1x1 convolution
+ * is instead one launch of nas_pw (ReLU, stride and shift on its reads, bias, added tensor
+ * and scale in its writes: no columns, no bias pass), and a depthwise convolution followed
+ * by a 1x1 (nasops_dwpw) is one nas_pw launch that makes the depthwise output on the fly.
  *
  * Work-group sizes come from each kernel's device queries (its work-group limit and
  * preferred multiple), never from device names. */
