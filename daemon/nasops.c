@@ -541,7 +541,7 @@ static int nasops_pw_tile(const struct rxd_nasops *ops, int32_t cout, int64_t hw
 	}
 	for (;;) {
 		*xs_bytes = NASOPS_PW_KS * lp * rp * sizeof(float);
-		*ws_bytes = NASOPS_PW_KS * lc * rc * sizeof(float);
+		*ws_bytes = NASOPS_PW_KS * (lc * rc + 1) * sizeof(float); /* nas.cl pads a row */
 		if (*xs_bytes + *ws_bytes <= ops->pw_local_bytes)
 			break;
 		if (lp > 1)
@@ -1399,7 +1399,7 @@ static int nasops_kernels_env(struct rxd_nasops *ops, bool local_own)
 		}
 	}
 	if (ops->pw_local_bytes <
-	    NASOPS_PW_KS * ((size_t)ops->pw_rp + 16 * (size_t)ops->pw_rc) * sizeof(float))
+	    NASOPS_PW_KS * ((size_t)ops->pw_rp + 16 * (size_t)ops->pw_rc + 1) * sizeof(float))
 		pw = dwpw = false;
 	ops->pw_direct = pw;
 	ops->dwpw_fused = dwpw;

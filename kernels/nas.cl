@@ -313,7 +313,9 @@ __kernel void nas_linear(const __global float *x, const ulong x_off, const int i
  * work-items, neighbouring addresses) by PW_RC channels strided by lc, in registers.
  * The input channels go PW_KS at a time through local memory: xs[PW_KS][tile pixels]
  * (each work-item makes the values of its own pixels, so their input offsets are worked
- * out once) and ws[PW_KS][tile channels]; the host sizes both. */
+ * out once) and ws[PW_KS][tile channels + 1] (the one more: neighbouring work-items
+ * store neighbouring kk, which would fall into one bank at a stride of 32 or 64); the host
+ * sizes both. */
 #ifndef PW_RP /* the host may set the register tile (RXGEMMD_NAS_PW_TILE) */
 #define PW_RP 4
 #endif
@@ -396,7 +398,7 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
 			const int cc = idx / PW_KS, kk = idx - cc * PW_KS;
 			const int co = co0 + cc, ci = k0 + kk;
 
-			ws[kk * tc + cc] = co < cout && ci < cin ? wt[w_off + co * cin + ci] : 0.0f;
+			ws[kk * (tc + 1) + cc] = co < cout && ci < cin ? wt[w_off + co * cin + ci] : 0.0f;
 		}
 		barrier(CLK_LOCAL_MEM_FENCE);
 		for (int kk = 0; kk < PW_KS; kk++) {
@@ -405,7 +407,7 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
 			for (int i = 0; i < PW_RP; i++)
 				xr[i] = xs[kk * tp + lx + i * lp];
 			for (int j = 0; j < PW_RC; j++)
-				wr[j] = ws[kk * tc + ly + j * lc];
+				wr[j] = ws[kk * (tc + 1) + ly + j * lc];
 			for (int i = 0; i < PW_RP; i++)
 				for (int j = 0; j < PW_RC; j++)
 					acc[i][j] = xr[i] * wr[j] + acc[i][j];
