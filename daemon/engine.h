@@ -670,7 +670,8 @@ struct rxd_nas_span {
 
 enum {
 	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
-	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_K_DWCONV, RXD_NAS_KERNELS
+	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_K_DWCONV, RXD_NAS_K_PW,
+	RXD_NAS_KERNELS
 };
 
 struct rxd_nasops {
@@ -691,6 +692,12 @@ struct rxd_nasops {
 				      * (GPUs); on host memory (PoCL) the caches do it already */
 	size_t dw_local_bytes;       /* the local memory one nas_dwconv work-group may take */
 	size_t item_max[3];          /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
+	bool pw_direct;              /* dense 1x1 convolutions through nas_pw (no im2col, no
+				      * bias pass), not the GEMM engine (RXGEMMD_NAS_KERNELS) */
+	bool dwpw_fused;             /* nasops_dwpw as one nas_pw launch (the depthwise output
+				      * never written), not two convolutions */
+	size_t pw_local_bytes;       /* the local memory one nas_pw work-group may take */
+	int pw_rp, pw_rc;            /* nas_pw's register tile: pixels by channels a work-item */
 	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
 };
 
@@ -736,6 +743,13 @@ int32_t nasops_out_dim(int32_t in, int32_t k, int32_t stride, int32_t pad, int32
 /* y's h and w must be those of the (shifted) x convolved; y->c >= wr->c_off + c_out. */
 int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
+/* A depthwise convolution dw of x (into mid, which the unfused path writes and the fused
+ * one leaves alone) then a dense 1x1 convolution pw into y's slice: half a SepConv, or a
+ * DilConv. mid is x's n, dw's c_out channels, the convolution's output plane. */
+int nasops_dwpw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_conv *dw, const struct rxd_nas_tensor *mid,
+		const struct rxd_nas_conv *pw, const struct rxd_nas_tensor *y,
 		const struct rxd_nas_write *wr, struct rxd_nas_span *span);
 int nasops_pool(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		const struct rxd_nas_pool *p, const struct rxd_nas_tensor *y,

@@ -340,9 +340,7 @@ static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p
 		const struct rxd_nas_ptensor *tm = &p->tensors[s->mid];
 		struct rxd_nas_tensor m = { arena, (int64_t)tm->offset, p->batch, tm->c, tm->h,
 					    tm->w };
-		struct rxd_nas_write put = { 0, false, 1.0f, NULL, 0, 0.0f };
 		struct rxd_nas_conv dw = { 0 }, pw = { 0 };
-		int ret;
 
 		dw.c_out = s->c_in;
 		dw.kh = s->kh;
@@ -363,8 +361,7 @@ static int nas_enqueue_step(struct rxd_nasops *ops, const struct rxd_nas_plan *p
 		pw.weight = pw.bias = wbuf;
 		pw.weight_off = (int64_t)s->w2_off;
 		pw.bias_off = (int64_t)s->b2_off;
-		ret = nasops_conv(ops, &x, &dw, &m, &put, span);
-		return ret < 0 ? ret : nasops_conv(ops, &m, &pw, &y, &wr, span);
+		return nasops_dwpw(ops, &x, &dw, &m, &pw, &y, &wr, span);
 	}
 	case RXD_NAS_CONV: {
 		struct rxd_nas_conv cv;

@@ -11,6 +11,10 @@
  * a bounded number of images at a time. The bias (BN folded) is written into the output
  * slice first, so that the GEMM adds scale * W x with beta = 1. Depthwise and other grouped
  * convolutions, and everything when there is no engine, use the direct kernel.
+ * With the new kernels (RXGEMMD_NAS_KERNELS; the default on GPUs) a dense 1x1 convolution
+ * is instead one launch of nas_pw (ReLU, stride and shift on its reads, bias, added tensor
+ * and scale in its writes: no columns, no bias pass), and a depthwise convolution followed
+ * by a 1x1 (nasops_dwpw) is one nas_pw launch that makes the depthwise output on the fly.
  *
  * Work-group sizes come from each kernel's device queries (its work-group limit and
  * preferred multiple), never from device names. */
@@ -28,7 +32,7 @@ static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_BIAS] = "nas_bias",     [RXD_NAS_K_POOL] = "nas_pool",
 	[RXD_NAS_K_COPY] = "nas_copy",     [RXD_NAS_K_ZERO] = "nas_zero",
 	[RXD_NAS_K_GAP] = "nas_gap",       [RXD_NAS_K_LINEAR] = "nas_linear",
-	[RXD_NAS_K_DWCONV] = "nas_dwconv",
+	[RXD_NAS_K_DWCONV] = "nas_dwconv", [RXD_NAS_K_PW] = "nas_pw",
 };
 
 /* Columns are made for at most this many bytes of images at a time (one image's may be
@@ -490,6 +494,143 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_DWCONV, global, local, span);
 }
 
+/* nas_pw's input channels at a time (kernels/nas.cl: PW_KS): keep in step with the
+ * kernel. Its register tile, PW_RP pixels by PW_RC channels, is ops->pw_rp by pw_rc, given
+ * to the build. */
+#define NASOPS_PW_KS 16
+
+/* nas_pw's work-group: enough channel rows (lc, at most 16) that the channel tiles split
+ * cout evenly (36 channels: one tile of 9 rows, not 16 rows with 28 channels idle), then
+ * as many pixel columns (lp, a power of two up to 64) as the work-group size allows and
+ * the plane needs. A launch of fewer work-groups than the device has compute units (a
+ * small batch of small planes: batch 1's 8x8 planes into 144 channels would be 3) takes
+ * smaller tiles, pixel columns down to 8 then channel tiles down to 4 rows, so that more
+ * units work. The two local arrays must fit pw_local_bytes. 0, or -ENOSPC. */
+static int nasops_pw_tile(const struct rxd_nasops *ops, int32_t cout, int64_t hwo, int32_t n,
+			  size_t local[2], size_t *xs_bytes, size_t *ws_bytes)
+{
+	const size_t rp = (size_t)ops->pw_rp, rc = (size_t)ops->pw_rc;
+	const uint64_t units = ops->dev->desc ? ops->dev->desc->compute_units : 0;
+	size_t max = ops->wg[RXD_NAS_K_PW] < 256 ? ops->wg[RXD_NAS_K_PW] : 256;
+	size_t tiles = ((size_t)cout + 16 * rc - 1) / (16 * rc);
+	size_t per = ((size_t)cout + tiles - 1) / tiles;
+	size_t lc = (per + rc - 1) / rc, lp = 1;
+
+	if (ops->item_max[1] && lc > ops->item_max[1])
+		lc = ops->item_max[1];
+	if (lc > max)
+		lc = max;
+	while (2 * lp * lc <= max && lp < 64 && (int64_t)(lp * rp) < hwo &&
+	       (!ops->item_max[0] || 2 * lp <= ops->item_max[0]))
+		lp *= 2;
+	for (;;) {
+		uint64_t groups = (uint64_t)((hwo + (int64_t)(lp * rp) - 1) / (int64_t)(lp * rp)) *
+				  (((size_t)cout + lc * rc - 1) / (lc * rc)) * (uint64_t)n;
+
+		if (groups >= units)
+			break;
+		if (lp > 8) {
+			lp /= 2;
+		} else if (lc > 4) {
+			tiles *= 2;
+			per = ((size_t)cout + tiles - 1) / tiles;
+			lc = (per + rc - 1) / rc;
+		} else {
+			break;
+		}
+	}
+	for (;;) {
+		*xs_bytes = NASOPS_PW_KS * lp * rp * sizeof(float);
+		*ws_bytes = NASOPS_PW_KS * (lc * rc + 1) * sizeof(float); /* nas.cl pads a row */
+		if (*xs_bytes + *ws_bytes <= ops->pw_local_bytes)
+			break;
+		if (lp > 1)
+			lp /= 2;
+		else if (lc > 1)
+			lc /= 2;
+		else
+			return -ENOSPC;
+	}
+	local[0] = lp;
+	local[1] = lc;
+	return 0;
+}
+
+/* Whether nas_pw takes a convolution as its 1x1 part (dw NULL) or as the 1x1 after the
+ * depthwise dw: dense, 1x1, no padding; the shifted, strided read only without dw. */
+static bool nasops_pw_fits(const struct rxd_nas_conv *cv, const struct rxd_nas_conv *dw)
+{
+	if (cv->groups != 1 || cv->kh != 1 || cv->kw != 1 || cv->pad_h != 0 || cv->pad_w != 0)
+		return false;
+	if (!dw)
+		return true;
+	return cv->stride_h == 1 && cv->stride_w == 1 && !cv->relu_in && cv->in_shift == 0 &&
+	       dw->in_shift == 0 && dw->groups == dw->c_out;
+}
+
+/* One nas_pw launch: the 1x1 convolution cv of x (dw NULL), or of dw's depthwise
+ * convolution of x, into y's slice. Shapes checked by the caller. -ENOSPC when no tile
+ * fits the local memory (the caller takes another path; nothing was enqueued). */
+static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			  const struct rxd_nas_conv *cv, const struct rxd_nas_conv *dw,
+			  const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr,
+			  struct rxd_nas_span *span)
+{
+	const int64_t hwo = (int64_t)y->h * y->w;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_ulong dw_off = dw ? (cl_ulong)dw->weight_off : 0, dwb_off = dw ? (cl_ulong)dw->bias_off : 0;
+	cl_int has_bias = cv->bias != NULL, acc = wr->accumulate, cin = x->c;
+	cl_int dw_has_bias = dw && dw->bias, zero = 0;
+	/* Without dw the 1x1's own stride, ReLU and shift; with it the depthwise's. */
+	cl_int sh = dw ? dw->stride_h : cv->stride_h, sw = dw ? dw->stride_w : cv->stride_w;
+	cl_int relu = dw ? dw->relu_in : cv->relu_in, shift = dw ? 0 : cv->in_shift;
+	const cl_mem *dwt = dw ? &dw->weight : &cv->weight;
+	const cl_mem *dwb = dw && dw->bias ? &dw->bias : dwt;
+	size_t local[3] = { 1, 1, 1 }, global[3], xs_bytes, ws_bytes, tile_p, tile_c;
+	cl_kernel k;
+	cl_int e;
+	int ret;
+
+	if (nasops_pw_tile(ops, cv->c_out, hwo, x->n, local, &xs_bytes, &ws_bytes) < 0)
+		return -ENOSPC;
+	ret = nasops_args(ops, RXD_NAS_K_PW, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &cin, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out, sizeof(cl_int),
+			  &y->h, sizeof(cl_int), &y->w, sizeof(cl_mem), &cv->weight,
+			  sizeof(cl_ulong), &w_off, sizeof(cl_mem),
+			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_int), &sh, sizeof(cl_int), &sw,
+			  sizeof(cl_int), &relu, sizeof(cl_int), &shift, sizeof(cl_mem), dwt,
+			  sizeof(cl_ulong), &dw_off, sizeof(cl_mem), dwb, sizeof(cl_ulong), &dwb_off,
+			  sizeof(cl_int), &dw_has_bias, sizeof(cl_int), dw ? &dw->kh : &zero,
+			  sizeof(cl_int), dw ? &dw->kw : &zero, sizeof(cl_int),
+			  dw ? &dw->pad_h : &zero, sizeof(cl_int), dw ? &dw->pad_w : &zero,
+			  sizeof(cl_int), dw ? &dw->dil_h : &zero, sizeof(cl_int),
+			  dw ? &dw->dil_w : &zero, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
+			  (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_PW, 34, y, wr);
+	if (ret < 0)
+		return ret;
+	k = nasops_kernel_cur(ops, RXD_NAS_K_PW);
+	e = clSetKernelArg(k, 40, xs_bytes, NULL);
+	if (e == CL_SUCCESS)
+		e = clSetKernelArg(k, 41, ws_bytes, NULL);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "nas_pw: local tiles of %zu and %zu bytes: %s", xs_bytes, ws_bytes,
+			device_strerror(e));
+		return -EIO;
+	}
+	tile_p = local[0] * (size_t)ops->pw_rp;
+	tile_c = local[1] * (size_t)ops->pw_rc;
+	global[0] = ((size_t)hwo + tile_p - 1) / tile_p * local[0];
+	global[1] = ((size_t)cv->c_out + tile_c - 1) / tile_c * local[1];
+	global[2] = (size_t)x->n;
+	return nasops_enqueue(ops, RXD_NAS_K_PW, global, local, span);
+}
+
 /* y slice = scale * bias (bias may be NULL: 0) (+ the added tensor) (+ y): what the GEMM
  * then adds to. */
 static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, int32_t c,
@@ -583,7 +724,8 @@ uint64_t nasops_conv_scratch_bytes(const struct rxd_nasops *ops, int32_t n, int3
 {
 	int64_t hwo = (int64_t)h_out * w_out, k = (int64_t)c_in * cv->kh * cv->kw;
 
-	if (cv->groups != 1 || !ops->eng || nasops_conv_in_place(cv) || hwo < 1 || k < 1 ||
+	if (cv->groups != 1 || !ops->eng || nasops_conv_in_place(cv) ||
+	    (ops->pw_direct && nasops_pw_fits(cv, NULL)) || hwo < 1 || k < 1 ||
 	    n < 1 || k > INT_MAX / hwo)
 		return 0;
 	return (uint64_t)(nasops_im2col_images(ops, n, k * hwo) * k * hwo) * sizeof(float);
@@ -695,9 +837,9 @@ static int nasops_conv_gemm(struct rxd_nasops *ops, const struct rxd_nas_tensor 
 	return 0;
 }
 
-int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
-		const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
-		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+/* cv of x fits y's slice as wr writes it, and its weights their buffers. */
+static int nasops_conv_check(const struct rxd_nas_tensor *x, const struct rxd_nas_conv *cv,
+			     const struct rxd_nas_tensor *y, const struct rxd_nas_write *wr)
 {
 	int32_t ho, wo;
 	int64_t w_elems;
@@ -720,12 +862,50 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 		return ret;
 	if (cv->bias && (ret = nasops_check_range(cv->bias, cv->bias_off, cv->c_out)) < 0)
 		return ret;
+	return 0;
+}
+
+int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	int ret;
+
+	if ((ret = nasops_conv_check(x, cv, y, wr)) < 0)
+		return ret;
+	if (ops->pw_direct && nasops_pw_fits(cv, NULL) &&
+	    (ret = nasops_conv_pw(ops, x, cv, NULL, y, wr, span)) != -ENOSPC)
+		return ret;
 	if (cv->groups == 1 && ops->eng)
 		return nasops_conv_gemm(ops, x, cv, y, wr, span);
 	if (ops->dw_tiled && cv->groups == x->c && cv->c_out == x->c &&
 	    (int64_t)x->n * x->c <= INT_MAX)
 		return nasops_conv_dw(ops, x, cv, y, wr, span);
 	return nasops_conv_direct(ops, x, cv, y, wr, span);
+}
+
+int nasops_dwpw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+		const struct rxd_nas_conv *dw, const struct rxd_nas_tensor *mid,
+		const struct rxd_nas_conv *pw, const struct rxd_nas_tensor *y,
+		const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	const struct rxd_nas_write put = { 0, false, 1.0f, NULL, 0, 0.0f };
+	int ret;
+
+	if (!ops->dwpw_fused || dw->groups != x->c || !nasops_pw_fits(pw, dw)) {
+		ret = nasops_conv(ops, x, dw, mid, &put, span);
+		return ret < 0 ? ret : nasops_conv(ops, mid, pw, y, wr, span);
+	}
+	/* The same checks as the two steps', and x and y apart (mid is never touched). */
+	if ((ret = nasops_conv_check(x, dw, mid, &put)) < 0 ||
+	    (ret = nasops_conv_check(mid, pw, y, wr)) < 0 ||
+	    (ret = nasops_check_io(x, y, pw->c_out, wr)) < 0)
+		return ret;
+	ret = nasops_conv_pw(ops, x, pw, dw, y, wr, span);
+	if (ret != -ENOSPC)
+		return ret;
+	ret = nasops_conv(ops, x, dw, mid, &put, span);
+	return ret < 0 ? ret : nasops_conv(ops, mid, pw, y, wr, span);
 }
 
 /* ---- pooling, copies, zeros, global pooling, linear --------------------------------- */
@@ -1112,6 +1292,55 @@ out:
 	return ret;
 }
 
+/* A depthwise convolution then a 1x1 through nasops_dwpw (fused or not), beside
+ * nasops_ref_conv twice; 0 when they agree. Exact: small integers and halves. */
+static int nasops_selftest_dwpw(struct rxd_nasops *ops)
+{
+	enum { N = 2, C = 5, H = 7, W = 6, K = 3, CO = 4, HO = 4, WO = 3, CTOT = CO + 1 };
+	struct rxd_nas_conv dw = { .c_out = C, .kh = K, .kw = K, .stride_h = 2, .stride_w = 2,
+				   .pad_h = 2, .pad_w = 2, .dil_h = 2, .dil_w = 2, .groups = C,
+				   .relu_in = true };
+	struct rxd_nas_conv pw = { .c_out = CO, .kh = 1, .kw = 1, .stride_h = 1, .stride_w = 1,
+				   .dil_h = 1, .dil_w = 1, .groups = 1 };
+	const struct rxd_nas_write acc = { .c_off = 1, .accumulate = true, .scale = 0.5f };
+	const struct rxd_nas_write put = { .c_off = 0, .accumulate = false, .scale = 1.0f };
+	enum { NX = N * C * H * W, NM = N * C * HO * WO, NY = N * CTOT * HO * WO };
+	enum { NW = C * K * K + C + CO * C + CO };
+	float x[NX], wt[NW], y[NY + NM], mid[NM];
+	struct rxd_nas_tensor tx = { .n = N, .c = C, .h = H, .w = W };
+	struct rxd_nas_tensor tm = { .off = NY, .n = N, .c = C, .h = HO, .w = WO };
+	struct rxd_nas_tensor ty = { .off = 0, .n = N, .c = CTOT, .h = HO, .w = WO };
+	cl_mem mem[3] = { NULL };
+	struct rxd_budget_res res = { 0 };
+	const uint64_t bytes[3] = { sizeof(x), sizeof(wt), sizeof(y) };
+	const void *const host[3] = { x, wt, y };
+	uint32_t seed = 11;
+	int ret = -EIO;
+
+#define NASOPS_RAND() ((float)((int)((seed = seed * 1103515245u + 12345u) >> 16) % 9 - 4) * 0.5f)
+	for (int i = 0; i < NX; i++)
+		x[i] = NASOPS_RAND();
+	for (int i = 0; i < NW; i++)
+		wt[i] = NASOPS_RAND();
+	for (int i = 0; i < NY + NM; i++)
+		y[i] = NASOPS_RAND();
+#undef NASOPS_RAND
+	if (nasops_test_buffers(ops, bytes, host, mem, &res) < 0)
+		goto out;
+	tx.mem = mem[0], tm.mem = ty.mem = mem[2];
+	dw.weight = dw.bias = pw.weight = pw.bias = mem[1];
+	dw.bias_off = C * K * K, pw.weight_off = C * K * K + C, pw.bias_off = NW - CO;
+	if (nasops_dwpw(ops, &tx, &dw, &tm, &pw, &ty, &acc, NULL) < 0)
+		goto out;
+	nasops_ref_conv(x, N, C, H, W, &dw, wt, wt + dw.bias_off, mid, C, HO, WO, &put);
+	nasops_ref_conv(mid, N, C, HO, WO, &pw, wt + pw.weight_off, wt + pw.bias_off, y, CTOT, HO,
+			WO, &acc);
+	ret = nasops_selftest_check(ops, mem[2], y, NY, 0.0f, "a depthwise then 1x1 convolution");
+out:
+	nasops_test_buffers_put(ops, &res, mem);
+	return ret;
+}
+
 /* The depthwise kernel in use (a dilated, strided convolution with ReLU) and, with an engine,
  * both GEMM paths (1x1 in place; 3x3 through im2col), into slices with accumulation; then
  * every other step kind. */
@@ -1130,15 +1359,78 @@ static int nasops_selftest(struct rxd_nasops *ops)
 
 	if (nasops_selftest_conv(ops, 2, 5, 9, 7, &dw, &acc) < 0 ||
 	    nasops_selftest_conv(ops, 3, 5, 5, 6, &pw, &put) < 0 ||
-	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0 || nasops_selftest_small(ops) < 0)
+	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0 || nasops_selftest_small(ops) < 0 ||
+	    nasops_selftest_dwpw(ops) < 0)
 		return -EIO;
+	return 0;
+}
+
+/* RXGEMMD_NAS_KERNELS, a testing knob for comparing kernels on one device: "new" takes
+ * dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw; "old" takes
+ * neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise kernel then
+ * the GEMM); a comma-separated list of "pw" and "dwpw" takes those only; "auto" (or unset)
+ * is new on a device whose local memory is its own (a GPU), old on one whose local memory
+ * is host memory (PoCL: there nas_pw's tiles and barriers measured 1.9 times slower than
+ * the engine at batch 1). Anything else is refused (-EINVAL): a comparison must not
+ * silently measure the wrong kernels. nas_pw also needs its smallest tile's local memory,
+ * so that it never has to give a convolution back (nasops_conv_scratch_bytes counts on
+ * that). */
+static int nasops_kernels_env(struct rxd_nasops *ops, bool local_own)
+{
+	const char *env = getenv("RXGEMMD_NAS_KERNELS");
+	bool pw = true, dwpw = true;
+
+	if (!env || !*env || strcmp(env, "auto") == 0) {
+		pw = dwpw = local_own;
+	} else if (strcmp(env, "new") != 0) {
+		char buf[64], *save = NULL;
+
+		pw = dwpw = false;
+		if (strlen(env) >= sizeof(buf))
+			goto bad;
+		strcpy(buf, env);
+		for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			if (strcmp(t, "pw") == 0)
+				pw = true;
+			else if (strcmp(t, "dwpw") == 0)
+				dwpw = true;
+			else if (strcmp(t, "old") != 0)
+				goto bad;
+		}
+	}
+	if (ops->pw_local_bytes <
+	    NASOPS_PW_KS * ((size_t)ops->pw_rp + 16 * (size_t)ops->pw_rc + 1) * sizeof(float))
+		pw = dwpw = false;
+	ops->pw_direct = pw;
+	ops->dwpw_fused = dwpw;
+	return 0;
+bad:
+	log_msg(LOG_ERR, "RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw and dwpw", env);
+	return -EINVAL;
+}
+
+/* RXGEMMD_NAS_PW_TILE=RPxRC, a testing knob: nas_pw's register tile, RP pixels by RC
+ * channels a work-item, each 1, 2, 4 or 8 (default 4x4). Anything else: -EINVAL. */
+static int nasops_pw_tile_env(struct rxd_nasops *ops)
+{
+	const char *env = getenv("RXGEMMD_NAS_PW_TILE");
+	int rp = 4, rc = 4, end = 0;
+
+	if (env && *env &&
+	    (sscanf(env, "%dx%d%n", &rp, &rc, &end) != 2 || env[end] != '\0' || rp < 1 ||
+	     rp > 8 || (rp & (rp - 1)) || rc < 1 || rc > 8 || (rc & (rc - 1)))) {
+		log_msg(LOG_ERR, "RXGEMMD_NAS_PW_TILE=%s: not RPxRC, each 1, 2, 4 or 8", env);
+		return -EINVAL;
+	}
+	ops->pw_rp = rp;
+	ops->pw_rc = rc;
 	return 0;
 }
 
 int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng)
 {
 	const char *src = kernels_find("nas.cl");
-	char *log = NULL;
+	char *log = NULL, options[64];
 	size_t item_max[3] = { 0 };
 	cl_int e;
 	int ret = -EIO;
@@ -1150,8 +1442,11 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 									     : dev->max_alloc_bytes;
 	if (!src)
 		fatal("kernel source nas.cl is not embedded: the build is broken");
-	if (kcache_build(dev->kcache, dev, "nas.cl", src, "-cl-std=CL1.1", &ops->program, &log) <
-	    0) {
+	if (nasops_pw_tile_env(ops) < 0)
+		goto fail;
+	snprintf(options, sizeof(options), "-cl-std=CL1.1 -DPW_RP=%d -DPW_RC=%d", ops->pw_rp,
+		 ops->pw_rc);
+	if (kcache_build(dev->kcache, dev, "nas.cl", src, options, &ops->program, &log) < 0) {
 		log_msg(LOG_ERR, "nas.cl does not build on this device%s%s", log ? ":\n" : "",
 			log ? log : "");
 		free(log);
@@ -1175,6 +1470,9 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 					     "auto", env);
 		/* Half the local memory: the work-group is then not alone on its unit. */
 		ops->dw_local_bytes = (size_t)(dev->local_mem_bytes / 2);
+		ops->pw_local_bytes = ops->dw_local_bytes;
+		if (nasops_kernels_env(ops, lmt == CL_LOCAL) < 0)
+			goto fail;
 	}
 	for (int k = 0; k < RXD_NAS_KERNELS; k++) {
 		ops->kernels[k] = clCreateKernel(ops->program, nasops_kernel_names[k], &e);
@@ -1196,8 +1494,10 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	if (nasops_selftest(ops) < 0)
 		goto fail;
 	nasops_release_scratch(ops); /* made by the self-tests; jobs make theirs in their budget */
-	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s; depthwise: %s)",
-		eng ? "GEMM engine" : "direct", ops->dw_tiled ? "tiled" : "direct");
+	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s; 1x1: %s; "
+			  "depthwise: %s; depthwise then 1x1: %s)",
+		eng ? "GEMM engine" : "direct", ops->pw_direct ? "nas_pw" : eng ? "GEMM" : "direct",
+		ops->dw_tiled ? "tiled" : "direct", ops->dwpw_fused ? "fused" : "two steps");
 	return 0;
 fail:
 	nasops_fini(ops);

@@ -296,3 +296,139 @@ __kernel void nas_linear(const __global float *x, const ulong x_off, const int i
 		PUT(y, y_off + n * ctot + c_off + o, acc);
 	}
 }
+
+/* A dense 1x1 convolution, or a depthwise convolution followed by one (a DWPW step: half
+ * a SepConv, or a DilConv), as one tiled kernel with the epilogue (bias, added tensor,
+ * scale, accumulation) in its writes: no im2col columns, no separate bias pass, and for a
+ * DWPW no depthwise output in global memory. y[n, co, p] = bias[co] + sum over ci of
+ * wt[co][ci] * v(n, ci, p), where v is
+ *   kh == 0: relu_in? ReLU of x[n, ci, oh * sh + shift, ow * sw + shift] (the 1x1 case,
+ *            strided and shifted for FactorizedReduce);
+ *   kh > 0:  the depthwise convolution of channel ci at output pixel p (kh x kw window,
+ *            stride sh x sw, padding ph x pw, dilation dh x dw, ReLU on its input when
+ *            relu_in), plus its bias dwb[ci] when dw_has_bias.
+ * Each work-group makes a tile of PW_RP * lp pixels by PW_RC * lc output channels of one
+ * image (launch: dimension 0 the pixel tiles times lp, dimension 1 the channel tiles times
+ * lc, dimension 2 the images); each work-item PW_RP pixels strided by lp (neighbouring
+ * work-items, neighbouring addresses) by PW_RC channels strided by lc, in registers.
+ * The input channels go PW_KS at a time through local memory: xs[PW_KS][tile pixels]
+ * (each work-item makes the values of its own pixels, so their input offsets are worked
+ * out once) and ws[PW_KS][tile channels + 1] (the one more: neighbouring work-items
+ * store neighbouring kk, which would fall into one bank at a stride of 32 or 64); the host
+ * sizes both. */
+#ifndef PW_RP /* the host may set the register tile (RXGEMMD_NAS_PW_TILE) */
+#define PW_RP 4
+#endif
+#ifndef PW_RC
+#define PW_RC 4
+#endif
+#define PW_KS 16
+__kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, const int h,
+		     const int w, __global float *y, const ulong y_off, const int ctot,
+		     const int c_off, const int cout, const int ho, const int wo,
+		     const __global float *wt, const ulong w_off, const __global float *bias,
+		     const ulong b_off, const int has_bias, const int sh, const int sw,
+		     const int relu_in, const int shift, const __global float *dwt,
+		     const ulong dw_off, const __global float *dwb, const ulong dwb_off,
+		     const int dw_has_bias, const int kh, const int kw, const int ph,
+		     const int pw, const int dh, const int dw, const int accumulate,
+		     const float scale, ADD_ARGS, __local float *xs, __local float *ws)
+{
+	const int lx = get_local_id(0), ly = get_local_id(1);
+	const int lp = get_local_size(0), lc = get_local_size(1);
+	const int tp = lp * PW_RP, tc = lc * PW_RC, nthreads = lp * lc, lid = ly * lp + lx;
+	const int p0 = get_group_id(0) * tp, co0 = get_group_id(1) * tc, n = get_group_id(2);
+	const int hwo = ho * wo, hw = h * w;
+	const __global float *xb = x + x_off + n * cin * hw;
+	int pin[PW_RP], ih0[PW_RP], iw0[PW_RP];
+	float acc[PW_RP][PW_RC];
+
+	/* Where each of this work-item's pixels reads: -1 for pixels past the plane. */
+	for (int i = 0; i < PW_RP; i++) {
+		const int p = p0 + lx + i * lp, oh = p / wo, ow = p - oh * wo;
+
+		ih0[i] = oh * sh - ph;
+		iw0[i] = ow * sw - pw;
+		pin[i] = p < hwo ? (oh * sh + shift) * w + ow * sw + shift : -1;
+		for (int j = 0; j < PW_RC; j++)
+			acc[i][j] = 0.0f;
+	}
+	for (int k0 = 0; k0 < cin; k0 += PW_KS) {
+		for (int kk = ly; kk < PW_KS; kk += lc) {
+			const int ci = k0 + kk;
+
+			for (int i = 0; i < PW_RP; i++) {
+				float v = 0.0f;
+
+				if (ci < cin && pin[i] >= 0) {
+					const __global float *xc = xb + ci * hw;
+
+					if (kh == 0) {
+						v = xc[pin[i]];
+						if (relu_in)
+							v = RELU(v);
+					} else {
+						const __global float *wc = dwt + dw_off + ci * kh * kw;
+
+						for (int ki = 0; ki < kh; ki++) {
+							const int ih = ih0[i] + ki * dh;
+
+							if (ih < 0 || ih >= h)
+								continue;
+							for (int kj = 0; kj < kw; kj++) {
+								const int iw = iw0[i] + kj * dw;
+								float u;
+
+								if (iw < 0 || iw >= w)
+									continue;
+								u = xc[ih * w + iw];
+								if (relu_in)
+									u = RELU(u);
+								v = u * wc[ki * kw + kj] + v;
+							}
+						}
+						if (dw_has_bias)
+							v += dwb[dwb_off + ci];
+					}
+				}
+				xs[kk * tp + lx + i * lp] = v;
+			}
+		}
+		for (int idx = lid; idx < tc * PW_KS; idx += nthreads) {
+			const int cc = idx / PW_KS, kk = idx - cc * PW_KS;
+			const int co = co0 + cc, ci = k0 + kk;
+
+			ws[kk * (tc + 1) + cc] = co < cout && ci < cin ? wt[w_off + co * cin + ci] : 0.0f;
+		}
+		barrier(CLK_LOCAL_MEM_FENCE);
+		for (int kk = 0; kk < PW_KS; kk++) {
+			float xr[PW_RP], wr[PW_RC];
+
+			for (int i = 0; i < PW_RP; i++)
+				xr[i] = xs[kk * tp + lx + i * lp];
+			for (int j = 0; j < PW_RC; j++)
+				wr[j] = ws[kk * (tc + 1) + ly + j * lc];
+			for (int i = 0; i < PW_RP; i++)
+				for (int j = 0; j < PW_RC; j++)
+					acc[i][j] = xr[i] * wr[j] + acc[i][j];
+		}
+		barrier(CLK_LOCAL_MEM_FENCE);
+	}
+	for (int j = 0; j < PW_RC; j++) {
+		const int co = co0 + ly + j * lc;
+
+		if (co >= cout)
+			continue;
+		for (int i = 0; i < PW_RP; i++) {
+			const int p = p0 + lx + i * lp;
+			float v;
+
+			if (p >= hwo)
+				continue;
+			v = acc[i][j];
+			if (has_bias)
+				v += bias[b_off + co];
+			PUT_ADD(y, y_off + (n * ctot + c_off + co) * hwo + p, v, n, co, hwo, p);
+		}
+	}
+}

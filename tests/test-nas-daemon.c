@@ -451,16 +451,41 @@ START_TEST(split_batch)
 END_TEST
 
 static const char *const *g_args;
+/* RXGEMMD_NAS_KERNELS for the daemon (NULL: the device's default), and the words its
+ * start-up line then says for 1x1 convolutions (NULL: not checked). */
+static const char *g_kernels, *g_kernels_said;
+
+/* Whether the daemon's log holds text. */
+static bool log_has(const char *text)
+{
+	FILE *f = fopen(g_daemon.log_path, "r");
+	char line[1024];
+	bool found = false;
+
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, text) != NULL;
+	fclose(f);
+	return found;
+}
 
 static void setup(void)
 {
-	int rc = daemon_run_start(&g_daemon, g_args);
+	int rc;
 
+	if (g_kernels)
+		setenv("RXGEMMD_NAS_KERNELS", g_kernels, 1);
+	else
+		unsetenv("RXGEMMD_NAS_KERNELS");
+	rc = daemon_run_start(&g_daemon, g_args);
 	if (rc == DAEMON_RUN_SKIP) {
 		g_skip = 1;
 		return;
 	}
 	ck_assert_int_eq(rc, 0);
+	if (g_kernels_said)
+		ck_assert_msg(log_has(g_kernels_said), "RXGEMMD_NAS_KERNELS=%s: the log lacks \"%s\"",
+			      g_kernels, g_kernels_said);
 	ck_assert_int_eq(rxg_connect(g_daemon.socket_path, "test-nas-daemon", &g_c), RXG_OK);
 }
 
@@ -478,13 +503,33 @@ static void teardown(void)
 	daemon_run_cleanup(&g_daemon);
 }
 
-static void setup_small(void)
-{
-	static const char *const args[] = { "--vram-budget", "4M", NULL };
+static const char *const small_args[] = { "--vram-budget", "4M", NULL };
 
-	g_args = args;
+/* A budget of 4 MiB, with kernels as RXGEMMD_NAS_KERNELS (NULL: the device's default). */
+static void setup_small_with(const char *kernels, const char *said)
+{
+	g_args = small_args;
+	g_kernels = kernels;
+	g_kernels_said = said;
 	memset(&g_daemon, 0, sizeof(g_daemon));
 	setup();
+}
+
+static void setup_small(void)
+{
+	setup_small_with(NULL, NULL);
+}
+
+/* Each set of NAS kernels forced, whatever the device's default: the tiled 1x1 kernel and
+ * the fused depthwise-then-1x1 (new), and the GEMM engine's path (old). */
+static void setup_small_new(void)
+{
+	setup_small_with("new", "1x1: nas_pw;");
+}
+
+static void setup_small_old(void)
+{
+	setup_small_with("old", "depthwise then 1x1: two steps");
 }
 
 int main(void)
@@ -506,6 +551,17 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_small, teardown);
 	tcase_add_test(tc, split_batch);
 	tcase_add_loop_test(tc, every_op, RXD_OP_NONE, RXD_OP_COUNT);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("kernels=new");
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup_small_new, teardown);
+	tcase_add_test(tc, split_batch);
+	tcase_add_loop_test(tc, every_op, RXD_OP_NONE, RXD_OP_COUNT);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("kernels=old");
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup_small_old, teardown);
+	tcase_add_loop_test(tc, every_op, RXD_OP_SEP_CONV_3X3, RXD_OP_SEP_CONV_3X3 + 1);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

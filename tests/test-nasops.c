@@ -7,9 +7,13 @@
  * (an identity edge fused into the other edge's step), global average pooling and linear
  * layers, all with a batch of more than one image.
  *
- * Convolutions, pooling and linear layers run three ways: with the direct kernels (no GEMM
+ * Convolutions, pooling and linear layers run five ways: with the direct kernels (no GEMM
  * engine), and through the GEMM engine with its edge-handling tiled kernel and with its
- * register-blocked kernel (copies, zeros and global pooling never use the engine).
+ * register-blocked kernel (copies, zeros and global pooling never use the engine), all
+ * three with RXGEMMD_NAS_KERNELS=old; then with the new kernels (dense 1x1 convolutions
+ * and depthwise-then-1x1 steps through nas_pw) over the tiled engine, and over none with
+ * nas_pw's register tile at 8x2 instead of 4x4. DWPW steps (nasops_dwpw) run all five
+ * ways too, against the two convolutions' reference.
  * Tensors lie at offsets inside larger buffers filled with known values: a step must
  * leave everything outside its output slice as it was. Outputs that a step overwrites
  * start as NaN, so that a kernel reading them shows. Inputs are small multiples of 1/4,
@@ -29,9 +33,12 @@
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine eng_tiled, eng_reg;
-static struct rxd_nasops ops_direct, ops_tiled, ops_reg;
-static struct rxd_nasops *all_ops[3] = { &ops_direct, &ops_tiled, &ops_reg };
-static const char *const ops_names[3] = { "direct", "gemm-tiled", "gemm-reg" };
+static struct rxd_nasops ops_direct, ops_tiled, ops_reg, ops_pw, ops_pw82;
+#define N_OPS 5
+static struct rxd_nasops *all_ops[N_OPS] = { &ops_direct, &ops_tiled, &ops_reg, &ops_pw,
+					     &ops_pw82 };
+static const char *const ops_names[N_OPS] = { "direct", "gemm-tiled", "gemm-reg", "nas_pw",
+					      "nas_pw 8x2" };
 static bool small;
 static uint32_t rng = 1;
 
@@ -233,7 +240,7 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 
 static void conv_case_all(const struct conv_case *tc)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < N_OPS; i++)
 		conv_case_run(tc, all_ops[i], ops_names[i]);
 }
 
@@ -282,6 +289,112 @@ START_TEST(test_depthwise_tiles)
 				};
 				tc.cv.relu_in = s == 1;
 				conv_case_all(&tc);
+			}
+}
+END_TEST
+
+/* A DWPW step through nasops_dwpw: the depthwise convolution dw of x (no bias unless
+ * dw_bias) into mid, then the 1x1 pw (cin -> cout) into y's slice, against ref_conv twice.
+ * The fused path must leave mid alone; the unfused one writes it. */
+struct dwpw_case {
+	int n, cin, h, w, k, stride, dil, cout, ctot, c_off;
+	bool relu, dw_bias, pw_bias, accumulate, add;
+};
+
+static void dwpw_case_run(const struct dwpw_case *tc, struct rxd_nasops *ops, const char *how)
+{
+	int pad = tc->dil * (tc->k / 2);
+	struct rxd_nas_conv dw = CONV(tc->k, tc->k, tc->stride, tc->stride, pad, pad, tc->dil,
+				      tc->dil, tc->cin, tc->cin);
+	struct rxd_nas_conv pw = CONV(1, 1, 1, 1, 0, 0, 1, 1, 1, tc->cout);
+	int ho = nasops_out_dim(tc->h, tc->k, tc->stride, pad, tc->dil);
+	int wo = nasops_out_dim(tc->w, tc->k, tc->stride, pad, tc->dil);
+	struct rxd_nas_write wr = { .c_off = tc->c_off, .accumulate = tc->accumulate,
+				    .scale = tc->accumulate ? 0.5f : 1.0f };
+	const struct rxd_nas_write put = { .c_off = 0, .accumulate = false, .scale = 1.0f };
+	size_t nmid = (size_t)tc->n * tc->cin * ho * wo;
+	struct dbuf x, m, y, wd, wp, a = { 0 };
+	struct rxd_nas_tensor tx, tm, ty, ta;
+	struct rxd_nas_span span = { NULL, NULL };
+	float *want, *mid, *got, *got_mid;
+	char what[160];
+
+	snprintf(what, sizeof(what), "dwpw %dx%d s%d d%d relu %d, x %dx%dx%dx%d -> %d of %d at %d",
+		 tc->k, tc->k, tc->stride, tc->dil, tc->relu, tc->n, tc->cin, tc->h, tc->w,
+		 tc->cout, tc->ctot, tc->c_off);
+	dw.relu_in = tc->relu;
+	dbuf_make(&x, (size_t)tc->n * tc->cin * tc->h * tc->w, 3, false);
+	dbuf_make(&m, nmid, 2, false);
+	dbuf_make(&y, (size_t)tc->n * tc->ctot * ho * wo, 1, !tc->accumulate);
+	dbuf_make(&wd, (size_t)tc->cin * tc->k * tc->k + (size_t)tc->cin, 1, false);
+	dbuf_make(&wp, (size_t)tc->cout * tc->cin + (size_t)tc->cout, 2, false);
+	dw.weight = wd.mem, dw.weight_off = (int64_t)wd.off;
+	dw.bias = tc->dw_bias ? wd.mem : NULL;
+	dw.bias_off = (int64_t)(wd.off + (size_t)tc->cin * tc->k * tc->k);
+	pw.weight = wp.mem, pw.weight_off = (int64_t)wp.off;
+	pw.bias = tc->pw_bias ? wp.mem : NULL;
+	pw.bias_off = (int64_t)(wp.off + (size_t)tc->cout * tc->cin);
+	tx = tensor(&x, tc->n, tc->cin, tc->h, tc->w);
+	tm = tensor(&m, tc->n, tc->cin, ho, wo);
+	ty = tensor(&y, tc->n, tc->ctot, ho, wo);
+	if (tc->add) {
+		dbuf_make(&a, (size_t)tc->n * (tc->cout + 3) * ho * wo, 2, false);
+		ta = tensor(&a, tc->n, tc->cout + 3, ho, wo);
+		wr.add = &ta, wr.add_c_off = 2, wr.add_scale = -0.5f;
+	}
+	ck_assert_int_eq(nasops_dwpw(ops, &tx, &dw, &tm, &pw, &ty, &wr, &span), 0);
+	got = dbuf_read(&y);
+	got_mid = dbuf_read(&m);
+	want = malloc(y.len * sizeof(float));
+	mid = malloc(m.len * sizeof(float));
+	ck_assert(want && mid);
+	memcpy(want, y.host, y.len * sizeof(float));
+	memcpy(mid, m.host, m.len * sizeof(float));
+	ref_conv(x.host + x.off, tc->n, tc->cin, tc->h, tc->w, &dw, wd.host + wd.off,
+		 tc->dw_bias ? wd.host + dw.bias_off : NULL, mid + m.off, tc->cin, ho, wo, &put);
+	ref_conv(mid + m.off, tc->n, tc->cin, ho, wo, &pw, wp.host + wp.off,
+		 tc->pw_bias ? wp.host + pw.bias_off : NULL, want + y.off, tc->ctot, ho, wo, &wr);
+	if (tc->add)
+		ref_add(want + y.off, tc->n, tc->ctot, tc->c_off, tc->cout, ho * wo, a.host + a.off,
+			tc->cout + 3, 2, -0.5f);
+	/* Sums of multiples of 1/4 by 1/4 of a few hundred terms: exact in any order. */
+	expect_equal(got, want, y.len, 0.0f, what, how);
+	if (ops->dwpw_fused)
+		expect_equal(got_mid, m.host, m.len, 0.0f, "the fused step's mid, untouched", how);
+	else
+		expect_equal(got_mid, mid, m.len, 0.0f, "the unfused step's mid", how);
+	ck_assert(span.first && span.last);
+	nasops_span_release(&span);
+	free(got), free(got_mid), free(want), free(mid);
+	if (tc->add)
+		dbuf_free(&a);
+	dbuf_free(&x), dbuf_free(&m), dbuf_free(&y), dbuf_free(&wd), dbuf_free(&wp);
+}
+
+START_TEST(test_dwpw)
+{
+	/* SepConv's and DilConv's shapes (3x3 and 5x5, dilation 1 and 2, stride 1 and 2) on
+	 * odd planes and channel counts: more than one K step of nas_pw (cin 19), one channel
+	 * tile (cout 7, 37) and several (cout 70), with and without each bias, into a slice,
+	 * overwriting and accumulating, a tensor added. */
+	const int couts[3] = { 7, 37, 70 };
+	int v = 0;
+
+	for (int k = 3; k <= 5; k += 2)
+		for (int dil = 1; dil <= 2; dil++)
+			for (int s = 1; s <= 2; s++, v++) {
+				int cout = couts[v % 3];
+				struct dwpw_case tc = {
+					.n = 3, .cin = v % 2 ? 19 : 6, .h = 9 + s, .w = 6 + k,
+					.k = k, .stride = s, .dil = dil, .cout = cout,
+					.ctot = cout + 3, .c_off = v % 4, .relu = v % 3 != 1,
+					.dw_bias = v % 4 == 1, .pw_bias = v % 2 == 0,
+					.accumulate = dil == 2, .add = v % 3 == 2,
+				};
+				if (small && cout == 70)
+					tc.cout = 9, tc.ctot = 12;
+				for (int i = 0; i < N_OPS; i++)
+					dwpw_case_run(&tc, all_ops[i], ops_names[i]);
 			}
 }
 END_TEST
@@ -381,7 +494,7 @@ START_TEST(test_factorized_reduce)
 	 * folded into each half's bias. The reference is written from that definition. */
 	const int n = 3, cin = 6, h = 10, w = 10, half = 4, ho = 5, wo = 5;
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < N_OPS; i++) {
 		struct dbuf x, y, wt;
 		struct rxd_nas_conv c1 = CONV(1, 1, 2, 2, 0, 0, 1, 1, 1, half), c2;
 		struct rxd_nas_write w1 = { .c_off = 0, .scale = 1.0f };
@@ -503,7 +616,7 @@ START_TEST(test_pool)
 	const struct rxd_nas_write acc = { .c_off = 2, .accumulate = true, .scale = 0.75f };
 	const struct rxd_nas_write put = { .c_off = 1, .accumulate = false, .scale = 1.0f };
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < N_OPS; i++)
 		for (int kind = 0; kind < 2; kind++)
 			for (int s = 1; s <= 2; s++) {
 				pool_case_run(kind, 2, 5, 9, 8, 3, s, 1, &put, 7, all_ops[i], ops_names[i]);
@@ -546,7 +659,7 @@ START_TEST(test_added)
 			tc.cv.relu_in = convs[i].relu;
 			conv_case_all(&tc);
 		}
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < N_OPS; i++)
 		for (int kind = 0; kind < 2; kind++)
 			for (int s = 1; s <= 2; s++) {
 				pool_case_add(kind, 2, 5, 9, 8, 3, s, 1, &put, 7, 5, 0, all_ops[i],
@@ -699,7 +812,7 @@ START_TEST(test_linear)
 	const int xs[][3] = { { 37, 1, 1 }, { 5, 2, 3 } };
 	const int n = 3, out = 10;
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < N_OPS; i++)
 		for (size_t si = 0; si < 2; si++)
 			for (int a = 0; a < 2; a++) {
 				const int c = xs[si][0], h = xs[si][1], w = xs[si][2], in = c * h * w;
@@ -847,17 +960,34 @@ int main(void)
 		fprintf(stderr, "the GEMM kernels do not build on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
+	/* The old 1x1 and DWPW paths in the first three, nas_pw in the fourth and, with another
+	 * register tile and no engine, the fifth (each self-tested at its start-up), whichever
+	 * the device would pick. */
+	unsetenv("RXGEMMD_NAS_PW_TILE");
+	setenv("RXGEMMD_NAS_KERNELS", "old", 1);
 	if (nasops_init(&ops_direct, &dev, NULL) < 0 || nasops_init(&ops_tiled, &dev, &eng_tiled) < 0 ||
-	    nasops_init(&ops_reg, &dev, &eng_reg) < 0) {
+	    nasops_init(&ops_reg, &dev, &eng_reg) < 0 ||
+	    setenv("RXGEMMD_NAS_KERNELS", "new", 1) < 0 ||
+	    nasops_init(&ops_pw, &dev, &eng_tiled) < 0 ||
+	    setenv("RXGEMMD_NAS_PW_TILE", "8x2", 1) < 0 || nasops_init(&ops_pw82, &dev, NULL) < 0) {
 		fprintf(stderr, "the NAS kernels do not build or pass on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
 	/* Both depthwise kernels on every device, whichever the device would pick. */
 	ops_direct.dw_tiled = false;
 	ops_reg.dw_tiled = true;
+	if (ops_tiled.pw_direct || ops_tiled.dwpw_fused) {
+		fprintf(stderr, "RXGEMMD_NAS_KERNELS=old left nas_pw in use\n");
+		return EXIT_FAILURE;
+	}
+	if (!ops_pw.pw_direct || !ops_pw.dwpw_fused || !ops_pw82.pw_direct || ops_pw82.pw_rp != 8) {
+		fprintf(stderr, "nas_pw is not in use on %s\n", dev.description);
+		return EXIT_FAILURE;
+	}
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_depthwise);
 	tcase_add_test(tc, test_depthwise_tiles);
+	tcase_add_test(tc, test_dwpw);
 	tcase_add_test(tc, test_grouped);
 	tcase_add_test(tc, test_dense_1x1);
 	tcase_add_test(tc, test_dense_1x1_large);
@@ -876,7 +1006,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	nasops_fini(&ops_reg), nasops_fini(&ops_tiled), nasops_fini(&ops_direct);
+	nasops_fini(&ops_pw82), nasops_fini(&ops_pw), nasops_fini(&ops_reg), nasops_fini(&ops_tiled), nasops_fini(&ops_direct);
 	gemm_fini(&eng_reg), gemm_fini(&eng_tiled);
 	device_close(&dev);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -2,19 +2,21 @@
 # run-nas-speed.sh: NAS evaluation latency on a GPU machine (the device tool), each figure
 # beside PyTorch's in the same run: DARTS_V2 on CIFAR (C 36, 20 cells) at batches 1, 16,
 # 64 and 256 and on ImageNet (C 48, 14 cells) at batch 64, through `rxgemm nas` with each
-# depthwise kernel (RXGEMMD_NAS_DEPTHWISE=tiled and direct), and through
+# set of NAS kernels (RXGEMMD_NAS_KERNELS=new, old, pw and dwpw: docs/rxgemmd.8), and through
 # tests/nas_torch_ref.py in eager mode (cudnn.benchmark on) and as a CUDA graph.
 # Build here, then:
 #   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm && cp client/.libs/librxgemm.so.0 .gpu/lib/
 # and on the GPU machine: bash tests/gpu/run-nas-speed.sh (about 4 minutes; results in
 # $OUT/nas-speed.txt, one line per figure, and the daemons' logs).
-# Variables (optional): BATCHES (default "1 16 64 256"), REPEAT (20), DEVICE (NVIDIA).
+# Variables (optional): BATCHES (default "1 16 64 256"), REPEAT (20), DEVICE (NVIDIA),
+# KERNELS (the RXGEMMD_NAS_KERNELS values to compare, default "new old pw dwpw").
 set -uo pipefail
 . .gpu/env.sh
 : "${OUT:?OUT must name a folder for the results}"
 BATCHES=${BATCHES:-1 16 64 256}
 REPEAT=${REPEAT:-20}
 DEVICE=${DEVICE-NVIDIA}
+KERNELS=${KERNELS:-new old pw dwpw}
 W=$(mktemp -d "${TMPDIR:-/tmp}/rxnas.XXXXXX")
 SOCK=$W/d.sock
 PID=
@@ -32,17 +34,17 @@ nets() {
 	echo "imagenet 64"
 }
 
-for dw in tiled direct; do
-	RXGEMMD_NAS_DEPTHWISE=$dw rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} \
+for kern in $KERNELS; do
+	RXGEMMD_NAS_KERNELS=$kern rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} \
 		--auto-tune never --cache-dir "$W/cache" --client-max-memory 4G \
-		</dev/null >"$OUT/daemon-$dw.log" 2>&1 &
+		</dev/null >"$OUT/daemon-$kern.log" 2>&1 &
 	PID=$!
 	for ((i = 0; i < 3000; i++)); do
 		rxgemm --socket "$SOCK" status >/dev/null 2>&1 && break
 		sleep 0.1
 	done
 	nets | while read -r ds b; do
-		printf 'rxgemmd depthwise=%s %s batch %s: ' "$dw" "$ds" "$b" >>"$R"
+		printf 'rxgemmd kernels=%s %s batch %s: ' "$kern" "$ds" "$b" >>"$R"
 		timeout 300 rxgemm --socket "$SOCK" nas --genotype DARTS_V2 --dataset "$ds" \
 			--batch "$b" --repeat "$REPEAT" $([ "$b" = 256 ] && echo --breakdown) \
 			--json >"$W/nas.json" 2>>"$R" &&
@@ -58,7 +60,7 @@ if sys.argv[2] == "1":
         print("   profiled (every step timed); without that, median %.3f ms"
               % (j["unprofiled_median_ns"] / 1e6))
 ' "$W/nas.json" "$([ "$b" = 256 ] && echo 1 || echo 0)" >>"$R" 2>&1
-		cp "$W/nas.json" "$OUT/nas-$dw-$ds-$b.json" 2>/dev/null
+		cp "$W/nas.json" "$OUT/nas-$kern-$ds-$b.json" 2>/dev/null
 	done
 	kill -TERM "$PID"
 	wait "$PID"
