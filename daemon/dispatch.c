@@ -120,6 +120,10 @@ static int dispatch_submit(struct rxd_conn *c, struct rxd_job *job, struct rxd_e
 	if ((st = dispatch_admit(c, job->held_bytes, err)))
 		goto fail;
 	job->submitted_ns = now_ns();
+	/* GEMMs and tensor jobs may run in a search's pauses (worker.c): they touch nothing
+	 * of a NAS network's scratch. */
+	job->sj.nestable = job->kind == RXD_JOB_GEMM || job->kind == RXD_JOB_TENSOR_CREATE ||
+			   job->kind == RXD_JOB_TENSOR_READ;
 	ret = worker_submit(srv->worker, job);
 	if (ret < 0) {
 		struct rxd_sched_stats q;

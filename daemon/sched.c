@@ -219,14 +219,17 @@ int sched_requeue(struct rxd_sched *s, struct rxd_sched_job *j)
 	return sched_enqueue(s, j, false);
 }
 
-/* c's first job at lvl that is not parked (*prev: the one before it), or NULL. */
-static struct rxd_sched_job *sched_runnable(struct rxd_sched_client *c, unsigned lvl,
+/* c's first job at lvl that is not parked (*prev: the one before it), or NULL; while
+ * s->nestable_only, its first nestable one (the others are passed over as parked ones
+ * are). */
+static struct rxd_sched_job *sched_runnable(const struct rxd_sched *s,
+					    struct rxd_sched_client *c, unsigned lvl,
 					    struct rxd_sched_job **prev)
 {
 	struct rxd_sched_job *j = c->head[lvl];
 
 	*prev = NULL;
-	while (j && j->parked) {
+	while (j && (j->parked || (s->nestable_only && !j->nestable))) {
 		*prev = j;
 		j = j->next;
 	}
@@ -246,7 +249,7 @@ static void sched_skip_turns(struct rxd_sched *s, unsigned lvl)
 	for (c = s->ring_head[lvl]; c; c = c->ring_next[lvl]) {
 		uint64_t need, t;
 
-		if (!(j = sched_runnable(c, lvl, &prev)))
+		if (!(j = sched_runnable(s, c, lvl, &prev)))
 			continue;
 		need = j->cost - c->deficit[lvl]; /* > 0 */
 		t = (need + s->quantum - 1) / s->quantum;
@@ -256,7 +259,7 @@ static void sched_skip_turns(struct rxd_sched *s, unsigned lvl)
 	/* The next pass gives each its quantum once more: the last of the turns. */
 	if (turns > 1 && turns != UINT64_MAX)
 		for (c = s->ring_head[lvl]; c; c = c->ring_next[lvl])
-			if (sched_runnable(c, lvl, &prev))
+			if (sched_runnable(s, c, lvl, &prev))
 				c->deficit[lvl] =
 					sched_add_sat(c->deficit[lvl], (turns - 1) * s->quantum);
 }
@@ -272,7 +275,7 @@ struct rxd_sched_job *sched_next(struct rxd_sched *s)
 			struct rxd_sched_job *prev;
 
 			n++;
-			if (sched_runnable(c, (unsigned)lvl, &prev))
+			if (sched_runnable(s, c, (unsigned)lvl, &prev))
 				runnable++;
 		}
 		if (runnable == 0)
@@ -280,7 +283,7 @@ struct rxd_sched_job *sched_next(struct rxd_sched *s)
 		for (;;) {
 			for (size_t visits = 0; visits < n; visits++) {
 				struct rxd_sched_client *c = s->ring_head[lvl];
-				struct rxd_sched_job *prev, *j = sched_runnable(c, (unsigned)lvl, &prev);
+				struct rxd_sched_job *prev, *j = sched_runnable(s, c, (unsigned)lvl, &prev);
 
 				if (!j) {
 					/* Everything it has here waits for memory: its turn
@@ -307,6 +310,16 @@ struct rxd_sched_job *sched_next(struct rxd_sched *s)
 		}
 	}
 	return NULL;
+}
+
+struct rxd_sched_job *sched_next_nestable(struct rxd_sched *s)
+{
+	struct rxd_sched_job *j;
+
+	s->nestable_only = true;
+	j = sched_next(s);
+	s->nestable_only = false;
+	return j;
 }
 
 int sched_park(struct rxd_sched *s, struct rxd_sched_job *j)

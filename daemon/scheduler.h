@@ -38,6 +38,9 @@ struct rxd_sched_job {
 	uint64_t deadline_ns;            /* on the caller's clock; 0: none */
 	unsigned priority;               /* 0 .. RXD_SCHED_LEVELS - 1, higher first */
 	bool parked;                     /* waiting for device memory (sched_park) */
+	bool nestable;                   /* may run inside a long job's turn (a GEMM or a
+					  * tensor job between two pieces of a search step):
+					  * sched_next_nestable */
 };
 
 /* An owner with jobs waiting; made at its first job, freed when its last one leaves. */
@@ -65,6 +68,7 @@ struct rxd_sched {
 	struct rxd_sched_client *ring_head[RXD_SCHED_LEVELS], *ring_tail[RXD_SCHED_LEVELS];
 	uint32_t queued;
 	uint32_t parked;                       /* of queued, skipped by sched_next */
+	bool nestable_only;                    /* inside sched_next_nestable */
 	uint32_t max_queue, client_max_queue;  /* 0: no bound */
 	uint64_t quantum;
 	uint64_t rejected_total, rejected_client, expired, cancelled;
@@ -88,6 +92,11 @@ int sched_submit(struct rxd_sched *s, struct rxd_sched_job *j);
 int sched_requeue(struct rxd_sched *s, struct rxd_sched_job *j);
 /* Take out the job to run now; NULL when none waits but parked ones. */
 struct rxd_sched_job *sched_next(struct rxd_sched *s);
+/* The same among the nestable jobs only, the others passed over as parked ones are (a
+ * long job's turn runs the short jobs waiting at its pause points: worker.c); NULL when
+ * none waits. Strict priority holds among the nestable ones only: the long job that
+ * pauses was itself chosen by sched_next. */
+struct rxd_sched_job *sched_next_nestable(struct rxd_sched *s);
 /* j, just taken by sched_next, did not fit the device memory now (admission, admit.c): it
  * goes back to the head of its owner's queue, its cost given back, parked: sched_next
  * passes over it (and runs other jobs, of its owner too) until sched_unpark_all. It can

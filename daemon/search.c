@@ -84,7 +84,19 @@ struct rxd_search {
 	cl_mem x_cur;                /* the input batch the forward reads (xt or xv) */
 	cl_mem act, grad, w, g, mom, run, stats, alpha_d, galpha, dalpha, am, av, xt, xv, labels,
 		out;
+	/* Pauses (search_set_pause). */
+	int (*pause)(void *arg);
+	void *pause_arg;
+	uint32_t since_pause;        /* operations enqueued since the last pause */
+	uint64_t paused_ns;          /* spent in the hook since the last lap */
 };
+
+/* Operations of a step between two pauses: the device then holds at most this many of
+ * the search's operations when the hook runs another job, which waits behind them. A step
+ * of the reference configuration is a few thousand operations; at 16 a pause comes every
+ * few milliseconds on a GPU, and waiting for the device that often costs about 1% of a
+ * step (the device idles for one launch's latency at each). */
+#define SEARCH_PAUSE_OPS 16
 
 /* The floats of OUT: the validation loss and hits, the training loss and hits, the
  * gradient's squared norm. */
@@ -952,6 +964,47 @@ static struct rxd_nas_pool search_pool_of(const struct rxd_nas_step *st)
 
 /* The program's forward on x (xt or xv), then the loss against labels (at labels_off)
  * into OUT at out_off, and its gradient into the logits' gradient. */
+static uint64_t search_now_ns(void);
+
+void search_set_pause(struct rxd_search *s, int (*pause)(void *arg), void *arg)
+{
+	s->pause = pause;
+	s->pause_arg = arg;
+	s->since_pause = 0;
+}
+
+/* Before an operation of a step: every SEARCH_PAUSE_OPS operations, once the device has
+ * done what was enqueued, the hook runs (other jobs on the same queue, which then find the
+ * device idle, and whatever they leave there does not touch the search's buffers). 0, or
+ * the hook's -errno (the step fails). */
+static int search_pause(struct rxd_search *s)
+{
+	cl_event ev = NULL;
+	uint64_t t0;
+	cl_int e;
+	int ret;
+
+	if (!s->pause || ++s->since_pause < SEARCH_PAUSE_OPS)
+		return 0;
+	s->since_pause = 0;
+	/* A marker's event, polled (device_wait): clFinish may wake late on some drivers. */
+	e = clEnqueueMarker(s->ops->dev->queue, &ev);
+	if (e == CL_SUCCESS)
+		e = clFlush(s->ops->dev->queue);
+	if (e == CL_SUCCESS)
+		e = device_wait(s->ops->dev, ev);
+	if (ev)
+		clReleaseEvent(ev);
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "search: waiting for the device: %s", device_strerror(e));
+		return -EIO;
+	}
+	t0 = search_now_ns();
+	ret = s->pause(s->pause_arg);
+	s->paused_ns += search_now_ns() - t0;
+	return ret;
+}
+
 static int search_forward(struct rxd_search *s, cl_mem x, int64_t labels_off, int64_t out_off)
 {
 	int ret = 0;
@@ -965,6 +1018,8 @@ static int search_forward(struct rxd_search *s, cl_mem x, int64_t labels_off, in
 		struct rxd_nas_write wr = { .c_off = o->c_off, .accumulate = o->accumulate,
 					    .scale = 1.0f };
 
+		if ((ret = search_pause(s)) < 0)
+			break;
 		switch (o->kind) {
 		case SOP_CONV: {
 			struct rxd_nas_conv cv = search_conv_of(s, o);
@@ -1055,6 +1110,8 @@ static int search_backward(struct rxd_search *s, bool want_w, bool want_alpha)
 
 		if (!s->grad_written[o->out])
 			return -EINVAL; /* laid out so that it cannot happen */
+		if ((ret = search_pause(s)) < 0)
+			break;
 		if (o->kind == SOP_ZERO)
 			continue;
 		if (o->kind == SOP_MIX) {
@@ -1138,13 +1195,15 @@ static uint64_t search_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Wait for the queue and add the time since *t0 to *acc. */
+/* Wait for the queue and add the time since *t0 to *acc, less the time other jobs took
+ * in the pauses meanwhile. */
 static int search_lap(struct rxd_search *s, uint64_t *t0, uint64_t *acc)
 {
 	cl_int e = clFinish(s->ops->dev->queue);
-	uint64_t t = search_now_ns();
+	uint64_t t = search_now_ns(), spent = t - *t0;
 
-	*acc += t - *t0;
+	*acc += spent > s->paused_ns ? spent - s->paused_ns : 0;
+	s->paused_ns = 0;
 	*t0 = t;
 	if (e != CL_SUCCESS) {
 		log_msg(LOG_ERR, "search: clFinish: %s", device_strerror(e));

@@ -27,6 +27,9 @@ struct rxd_worker {
 	struct rxd_sched sched;      /* to run; parked ones wait for device memory */
 	uint64_t mem_freed;          /* times the budget said room came back (on_freed) */
 	struct rxd_job *running;     /* taken from sched, not yet on the done list */
+	struct rxd_job *outer;       /* a search whose turn pauses to run short jobs
+				      * (worker_pause); running is then the short one */
+	uint64_t pause_end_ns;       /* worker thread: when the last pause ended */
 	uint64_t cancelled;          /* jobs ended STATUS_CANCELLED (queued or running) */
 	struct rxd_job *done_head, *done_tail;
 	bool stopping;
@@ -119,25 +122,49 @@ static size_t worker_fail_list(struct rxd_worker *w, struct rxd_sched_job *list,
 /* The test hook's directory ($RXGEMMD_TEST_HOLD, read once at start); NULL: off. */
 static const char *worker_hold_dir;
 
-void worker_test_hold(void)
+/* The test hook's files, "hold" and "held"; false when the hook is off. */
+static bool worker_hold_paths(char *hold, char *held)
+{
+	return worker_hold_dir &&
+	       snprintf(hold, PATH_MAX, "%s/hold", worker_hold_dir) < PATH_MAX &&
+	       snprintf(held, PATH_MAX, "%s/held", worker_hold_dir) < PATH_MAX;
+}
+
+/* Whether the test holds the worker here ("hold" exists); "held" is made to say so. */
+static bool worker_test_holding(void)
 {
 	char hold[PATH_MAX], held[PATH_MAX];
-	struct timespec nap = { 0, 1000000 };
 	int fd;
 
-	if (!worker_hold_dir ||
-	    snprintf(hold, sizeof(hold), "%s/hold", worker_hold_dir) >= (int)sizeof(hold) ||
-	    snprintf(held, sizeof(held), "%s/held", worker_hold_dir) >= (int)sizeof(held) ||
-	    access(hold, F_OK) != 0)
+	if (!worker_hold_paths(hold, held) || access(hold, F_OK) != 0)
+		return false;
+	if (access(held, F_OK) != 0) {
+		if ((fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+			close(fd);
+		log_msg(LOG_DEBUG, "test hook: holding the worker at a piece boundary");
+	}
+	return true;
+}
+
+/* "held" goes once "hold" has gone, so that a test that waits for it to go knows the
+ * worker has left the point where it was held. */
+static void worker_test_release(void)
+{
+	char hold[PATH_MAX], held[PATH_MAX];
+
+	if (worker_hold_paths(hold, held))
+		unlink(held);
+}
+
+void worker_test_hold(void)
+{
+	struct timespec nap = { 0, 1000000 };
+
+	if (!worker_test_holding())
 		return;
-	/* "held" says that the worker stopped here; it goes once "hold" has gone, so that a
-	 * test that waits for it to go knows the worker has left this point. */
-	if ((fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
-		close(fd);
-	log_msg(LOG_DEBUG, "test hook: holding the worker at a piece boundary");
-	while (access(hold, F_OK) == 0)
+	while (worker_test_holding())
 		nanosleep(&nap, NULL);
-	unlink(held);
+	worker_test_release();
 }
 
 static bool worker_cancelled(struct rxd_job *job)
@@ -233,6 +260,8 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
  * is not a job's: it is reserved as resident by tensor_make and outlives the job. Returns
  * true when the job did not run because it does not fit the memory now but will once
  * device tensors give room back (admission's a->later): the caller parks it. */
+static int worker_pause(void *arg);
+
 static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 {
 	struct rxd_admit adm;
@@ -246,9 +275,16 @@ static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		 * and a cancelled search ends here, on the thread that owns the queue. */
 		bool later = false;
 
+		pthread_mutex_lock(&w->lock);
+		w->outer = job;
+		pthread_mutex_unlock(&w->lock);
+		w->pause_end_ns = now_ns();
 		job->err.status = searchjob_turn(job->search, w->nasops, w->engine->budget,
-						 job->conn_id, worker_cancelled(job), &later,
-						 &job->err);
+						 job->conn_id, worker_cancelled(job), worker_pause,
+						 w, &later, &job->err);
+		pthread_mutex_lock(&w->lock);
+		w->outer = NULL;
+		pthread_mutex_unlock(&w->lock);
 		job->finished_ns = now_ns();
 		return job->err.status != RXD_S_OK && later;
 	}
@@ -366,6 +402,98 @@ static bool worker_check_device(struct rxd_worker *w, struct rxd_job *job)
 	return true;
 }
 
+/* Run job (taken from the scheduler as w->running, the lock not held) and hand it on:
+ * back into the scheduler, parked, or onto the done list, the device declared lost when it
+ * is. Returns with the lock held. */
+static void worker_serve(struct rxd_worker *w, struct rxd_job *job, uint64_t freed_seen)
+{
+	bool lost, parked = false;
+
+	if (w->device_lost) {
+		error_set(&job->err, RXD_S_DEVICE, "the OpenCL device was lost; "
+			 "rxgemmd is exiting to be restarted");
+		lost = true;
+	} else {
+		parked = worker_run_job(w, job);
+		lost = !parked && worker_check_device(w, job);
+	}
+	pthread_mutex_lock(&w->lock);
+	w->running = w->outer;
+	if (parked)
+		parked = worker_park_locked(w, job, freed_seen);
+	if (parked) {
+		/* In the scheduler again: nothing to answer, but its deadline is the loop
+		 * timer's again (worker_drain re-arms it). */
+		pthread_mutex_unlock(&w->lock);
+		uv_async_send(&w->async);
+		pthread_mutex_lock(&w->lock);
+		return;
+	}
+	worker_push_done_locked(w, job);
+	if (lost && !w->device_lost) {
+		/* Nothing queued can run any more: answer it now, and from here on
+		 * worker_submit refuses. The loop hears of it in worker_drain. */
+		w->device_lost = true;
+		log_msg(LOG_ERR, "the OpenCL device is lost: %s", job->err.msg);
+		worker_fail_list(w, sched_take_all(&w->sched), RXD_S_DEVICE,
+				 "the OpenCL device was lost before the job ran; rxgemmd is "
+				 "exiting to be restarted");
+	}
+	pthread_mutex_unlock(&w->lock);
+	uv_async_send(&w->async);
+	pthread_mutex_lock(&w->lock);
+}
+
+/* search_set_pause's hook, inside a search's turn (w->outer), the device idle: the
+ * nestable jobs waiting now (GEMMs, tensor jobs: sched_next_nestable) run here, each as
+ * the main loop would run it, so that a tiny GEMM waits for a few of the search's
+ * operations instead of a whole step (up to a second on a GPU). NAS evaluations and other
+ * searches share nasops' scratch with the step and wait for its end. The pause serves
+ * jobs for at most as long as the search ran since the last one (at least one job), so
+ * that a stream of GEMMs halves the search's pace rather than stopping it. Worker thread.
+ * 0, or -EIO when the device was lost meanwhile (the step fails). */
+static int worker_pause(void *arg)
+{
+	struct rxd_worker *w = arg;
+	uint64_t start = now_ns(), ran = start - w->pause_end_ns;
+	struct timespec nap = { 0, 1000000 };
+	bool lost, held = false, was_held = false;
+
+	pthread_mutex_lock(&w->lock);
+	for (unsigned served = 0; !w->stopping && !w->device_lost;) {
+		struct rxd_sched_job *sj = NULL;
+		uint64_t freed_seen = w->mem_freed;
+
+		if (!served || now_ns() - start < ran || held)
+			sj = sched_next_nestable(&w->sched);
+		if (sj) {
+			w->running = worker_job_of(sj);
+			pthread_mutex_unlock(&w->lock);
+			worker_serve(w, worker_job_of(sj), freed_seen);
+			served++;
+			continue;
+		}
+		/* The test hook (RXGEMMD_TEST_HOLD) holds the search here, in the middle of
+		 * its step, while the jobs that come meanwhile are still served: what the
+		 * tests show the pauses with. */
+		pthread_mutex_unlock(&w->lock);
+		held = worker_test_holding();
+		if (held) {
+			was_held = true;
+			nanosleep(&nap, NULL);
+		}
+		pthread_mutex_lock(&w->lock);
+		if (!held)
+			break;
+	}
+	lost = w->device_lost;
+	pthread_mutex_unlock(&w->lock);
+	if (was_held)
+		worker_test_release();
+	w->pause_end_ns = now_ns();
+	return lost ? -EIO : 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct rxd_worker *w = arg;
@@ -376,7 +504,6 @@ static void *worker_main(void *arg)
 		struct rxd_job *job;
 		size_t n_expired;
 		uint64_t freed_seen;
-		bool lost, parked = false;
 
 		/* Parked jobs wait for worker_memory_freed. */
 		while (w->sched.queued == w->sched.parked && !w->stopping)
@@ -403,40 +530,8 @@ static void *worker_main(void *arg)
 		if (n_expired)
 			uv_async_send(&w->async);
 		atomic_store(&w->busy_since_ns, now_ns());
-		if (w->device_lost) {
-			error_set(&job->err, RXD_S_DEVICE, "the OpenCL device was lost; "
-				 "rxgemmd is exiting to be restarted");
-			lost = true;
-		} else {
-			parked = worker_run_job(w, job);
-			lost = !parked && worker_check_device(w, job);
-		}
+		worker_serve(w, job, freed_seen);
 		atomic_store(&w->busy_since_ns, 0);
-		pthread_mutex_lock(&w->lock);
-		w->running = NULL;
-		if (parked)
-			parked = worker_park_locked(w, job, freed_seen);
-		if (parked) {
-			/* In the scheduler again: nothing to answer, but its deadline is the
-			 * loop timer's again (worker_drain re-arms it). */
-			pthread_mutex_unlock(&w->lock);
-			uv_async_send(&w->async);
-			pthread_mutex_lock(&w->lock);
-			continue;
-		}
-		worker_push_done_locked(w, job);
-		if (lost && !w->device_lost) {
-			/* Nothing queued can run any more: answer it now, and from here on
-			 * worker_submit refuses. The loop hears of it in worker_drain. */
-			w->device_lost = true;
-			log_msg(LOG_ERR, "the OpenCL device is lost: %s", job->err.msg);
-			worker_fail_list(w, sched_take_all(&w->sched), RXD_S_DEVICE,
-					 "the OpenCL device was lost before the job ran; rxgemmd is "
-					 "exiting to be restarted");
-		}
-		pthread_mutex_unlock(&w->lock);
-		uv_async_send(&w->async);
-		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -633,6 +728,10 @@ int worker_cancel(struct rxd_worker *w, uint32_t owner, uint64_t request_id)
 		   w->running->request_id == request_id) {
 		atomic_store(&w->running->cancel, true);
 		outcome = RXD_CANCEL_RUNNING;
+	} else if (w->outer && w->outer->conn_id == owner && w->outer->request_id == request_id) {
+		/* A search paused for a short job: it stops after its step. */
+		atomic_store(&w->outer->cancel, true);
+		outcome = RXD_CANCEL_RUNNING;
 	} else {
 		/* A search between two turns is on the done list until the loop requeues
 		 * it: it stops there (wire_search_turn_done). */
@@ -665,6 +764,8 @@ void worker_forget(struct rxd_worker *w, uint32_t owner)
 	if (w->running && w->running->conn_id == owner) {
 		atomic_store(&w->running->cancel, true);
 	}
+	if (w->outer && w->outer->conn_id == owner)
+		atomic_store(&w->outer->cancel, true);
 	pthread_mutex_unlock(&w->lock);
 	if (n)
 		uv_async_send(&w->async);

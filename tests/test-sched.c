@@ -550,6 +550,52 @@ START_TEST(test_park)
 }
 END_TEST
 
+/* In a long job's pause only nestable jobs are taken, passed over the others as parked
+ * ones are (an owner's later nestable job too), fairly between owners; the others stay
+ * queued for sched_next, in their order. */
+START_TEST(test_next_nestable)
+{
+	struct rxd_sched s;
+	struct fjob *f;
+	struct rxd_sched_job *j;
+	int from[3] = { 0 };
+
+	sched_init(&s, 0, 0, 100);
+	f = fj_new(1, 1, 1000, 0, 0); /* a search's turn: not nestable */
+	ck_assert_int_eq(sched_submit(&s, &f->sj), 0);
+	for (uint64_t id = 2; id < 8; id++) {
+		f = fj_new(id < 5 ? 1 : 2, id, 50, 0, 0);
+		f->sj.nestable = true;
+		ck_assert_int_eq(sched_submit(&s, &f->sj), 0);
+	}
+	f = fj_new(2, 8, 50, 0, 0); /* another owner's NAS job: not nestable */
+	ck_assert_int_eq(sched_submit(&s, &f->sj), 0);
+	/* The first four alternate between the owners (equal costs, DRR). */
+	for (int i = 0; i < 4; i++) {
+		ck_assert_ptr_nonnull(j = sched_next_nestable(&s));
+		ck_assert(j->nestable);
+		from[j->owner]++;
+	}
+	ck_assert_int_eq(from[1], 2);
+	ck_assert_int_eq(from[2], 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_ptr_nonnull(j = sched_next_nestable(&s));
+		ck_assert(j->nestable);
+	}
+	ck_assert_ptr_null(sched_next_nestable(&s));
+	ck_assert_uint_eq(s.queued, 2);
+	ck_assert(!s.nestable_only);
+	/* The rest, for the main loop. */
+	j = sched_next(&s);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(!j->nestable);
+	ck_assert_ptr_nonnull(j = sched_next(&s));
+	ck_assert(!j->nestable);
+	ck_assert_ptr_null(sched_next(&s));
+	sched_fini(&s);
+}
+END_TEST
+
 /* Two owners with endless work, one of them with a parked job at its head: the other
  * gets every turn meanwhile; after unparking, the shares are equal again (DRR's bound). */
 START_TEST(test_park_fair)
@@ -641,6 +687,7 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_no_credit_for_idle);
 	tcase_add_test(tc, test_park);
 	tcase_add_test(tc, test_park_fair);
+	tcase_add_test(tc, test_next_nestable);
 	suite_add_tcase(s, tc);
 	return s;
 }

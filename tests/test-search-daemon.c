@@ -12,16 +12,22 @@
  *   sharing:   a GEMM from another connection, sent once the search has reported its
  *              first step, is answered while the search still runs (it is cancelled
  *              afterwards, which only a running search can be)
+ *   pauses:    a search held by the test hook in the middle of a step still lets another
+ *              client's GEMMs through (they run in the step's pauses), and ends with
+ *              the reference's alphas
  *   leaving:   a client that disconnects mid-search cancels it (the daemon's count)
  *   refusals:  bad sizes, labels out of range, a state region too small, a resume state
  *              of another network; over the budget (TOO_BIG) and the quota (QUOTA) up
  *              front, each with its code */
 #include <check.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon-run.h"
 #include "rxgemm.h"
@@ -180,6 +186,17 @@ static void setup_default(void)
 {
 	g_args = NULL;
 	setup();
+}
+
+/* A daemon with the test hook on (RXGEMMD_TEST_HOLD: worker.c holds a search at a pause
+ * while the file "hold" exists in its directory). */
+static void setup_hold(void)
+{
+	ck_assert_int_eq(daemon_run_init(&g_daemon), 0);
+	setenv("RXGEMMD_TEST_HOLD", g_daemon.dir, 1);
+	g_args = NULL;
+	setup();
+	unsetenv("RXGEMMD_TEST_HOLD");
 }
 
 /* ---- progress and the in-process reference -------------------------------------------------- */
@@ -386,6 +403,54 @@ START_TEST(gemm_served_meanwhile)
 }
 END_TEST
 
+/* A GEMM from another client, sent while a search is held in the middle of its first step,
+ * is answered (in one of the step's pauses: the step cannot end while it is held, so no
+ * report can have come), and the search then ends with the alphas it has without the
+ * GEMM. */
+START_TEST(gemm_in_a_pause)
+{
+	struct rxg_search_args a;
+	struct rxg_search_result *r = NULL;
+	struct seen seen = { { 0 }, 0, false };
+	float an[14 * 8], ar[14 * 8];
+	char geno[RXD_GENOTYPE_TEXT_MAX], hold[PATH_MAX], held[PATH_MAX];
+	rxg_client *other;
+	uint64_t id;
+	int rc, fd, i;
+
+	if (g_skip)
+		return;
+	snprintf(hold, sizeof(hold), "%s/hold", g_daemon.dir);
+	snprintf(held, sizeof(held), "%s/held", g_daemon.dir);
+	ck_assert_int_ge(fd = open(hold, O_WRONLY | O_CREAT | O_CLOEXEC, 0600), 0);
+	close(fd);
+	tiny_args(&a, 7, 2);
+	a.progress_every = 1;
+	ck_assert_int_eq(rxg_submit_search(g_c, &a, &id), RXG_OK);
+	/* The worker says when it holds the search (the limit is only for a hang). */
+	for (i = 0; i < 60000 && access(held, F_OK) != 0; i++)
+		usleep(10000);
+	ck_assert_msg(access(held, F_OK) == 0, "the search never reached a pause");
+	ck_assert_int_eq(rxg_connect(g_daemon.socket_path, "gemm-client", &other), RXG_OK);
+	small_gemm(other);
+	small_gemm(other);
+	/* Still held: no step has ended. */
+	rc = rxg_search_wait(g_c, id, 0, on_progress, &seen, &r);
+	ck_assert_msg(rc == RXG_EAGAIN && seen.n == 0, "rc %d, %d reports", rc, seen.n);
+	unlink(hold);
+	while ((rc = rxg_search_wait(g_c, id, -1, on_progress, &seen, &r)) == RXG_EAGAIN)
+		;
+	ck_assert_msg(rc == RXG_OK, "search: %s", rxg_errmsg(g_c));
+	ck_assert_int_eq(seen.n, 2);
+	ref_search(7, 2, an, ar, geno, sizeof(geno));
+	ck_assert_msg(memcmp(r->alpha_normal, an, sizeof(an)) == 0 &&
+		      memcmp(r->alpha_reduce, ar, sizeof(ar)) == 0,
+		      "the alphas differ from the search run here after GEMMs in its pauses");
+	rxg_search_result_free(r);
+	rxg_close(other);
+}
+END_TEST
+
 START_TEST(disconnect_cancels)
 {
 	struct rxg_search_args a;
@@ -523,6 +588,11 @@ int main(void)
 	tcase_add_test(tc, cancel_between_steps);
 	tcase_add_test(tc, gemm_served_meanwhile);
 	tcase_add_test(tc, disconnect_cancels);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("pauses");
+	tcase_set_timeout(tc, 1200);
+	tcase_add_unchecked_fixture(tc, setup_hold, teardown);
+	tcase_add_test(tc, gemm_in_a_pause);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("budget");
 	tcase_set_timeout(tc, 600);
