@@ -18,6 +18,21 @@ TL_PASSED=0
 TL_PIDS=()
 TL_CMD_TIMEOUT=${TL_CMD_TIMEOUT:-120}
 
+# tl_python MODULES: set PY to a python3 that imports MODULES (e.g. "numpy, pytest"):
+# $PYTHON, then the first python3 on PATH, then Debian's (where another python3, a pyenv
+# shim say, comes first on PATH). Returns 1, PY empty, when none does.
+tl_python() {
+	local p
+	PY=
+	for p in ${PYTHON:-} python3 /usr/bin/python3; do
+		if "$p" -c "import $1" 2>/dev/null; then
+			PY=$p
+			return 0
+		fi
+	done
+	return 1
+}
+
 tl_init() {
 	if [ -z "${RXGEMMD:-}" ] || [ -z "${RXGEMM:-}" ]; then
 		echo "SKIP: RXGEMMD and RXGEMM are not set (run this through make check)"

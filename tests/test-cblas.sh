@@ -141,14 +141,7 @@ if run_demo "linked, no daemon" "$LINKED" RXGEMM_SOCKET="$TL_TMP/nothing.sock"; 
 fi
 
 # --- Debian's numpy --------------------------------------------------------------------------
-PY=
-for p in ${PYTHON:-} python3 /usr/bin/python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-if [ -z "$PY" ]; then
+if ! tl_python numpy; then
 	echo "note: no python3 with numpy: the numpy part is skipped"
 elif ! ldd "$("$PY" -c 'import numpy.core._multiarray_umath as m; print(m.__file__)')" |
 	grep -Eq 'libc?blas\.so'; then

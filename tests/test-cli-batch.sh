@@ -9,14 +9,7 @@ set -euo pipefail
 # shellcheck source=tests/lib.sh
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
 
-PY=
-for p in ${PYTHON:-} python3 /usr/bin/python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-if [ -z "$PY" ]; then
+if ! tl_python numpy; then
 	echo "SKIP: no python3 with numpy (Debian: python3-numpy)"
 	exit 77
 fi

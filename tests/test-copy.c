@@ -14,7 +14,6 @@
  * The process runs with RXGEMM_COPY_THREADS=4 (set in main), so that the threads are
  * there on a machine of any size. */
 #include <check.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "copy.h"
+#include "tasks.h"
 
 #define PIECE RXG__COPY_PIECE_BYTES
 #define TEST_THREADS 4
@@ -180,43 +180,30 @@ START_TEST(test_copies_alone)
 }
 END_TEST
 
-/* Threads of this process now, from /proc/self/task. */
-static int task_count(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
 
 START_TEST(test_copies_threaded)
 {
-	int tasks0 = task_count();
+	int tasks0 = tasks_count();
 
 	rxg__copy_hold();
 	/* Threads start at the first copy large enough to split, not before. */
 	ck_assert_uint_eq(rxg__copy_running(), 0);
 	all_cases(2);
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
-	ck_assert_int_eq(task_count(), tasks0 + TEST_THREADS - 1);
+	ck_assert_int_eq(tasks_count(), tasks0 + TEST_THREADS - 1);
 	/* A second handle and the first one closing: the threads stay for the second. */
 	rxg__copy_hold();
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
-	ck_assert_int_eq(task_count(), tasks0);
+	ck_assert_int_eq(tasks_count(), tasks0);
 	/* Opened again: started again, and joined again. */
 	rxg__copy_hold();
 	all_cases(3);
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
 	rxg__copy_drop();
-	ck_assert_int_eq(task_count(), tasks0);
+	ck_assert_int_eq(tasks_count(), tasks0);
 	/* An extra drop (none held) does nothing. */
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
@@ -236,7 +223,7 @@ static void *copier(void *arg)
 START_TEST(test_concurrent)
 {
 	pthread_t t[5];
-	int tasks0 = task_count();
+	int tasks0 = tasks_count();
 
 	rxg__copy_hold();
 	for (unsigned i = 0; i < 5; i++)
@@ -244,7 +231,7 @@ START_TEST(test_concurrent)
 	for (unsigned i = 0; i < 5; i++)
 		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
 	rxg__copy_drop();
-	ck_assert_int_eq(task_count(), tasks0);
+	ck_assert_int_eq(tasks_count(), tasks0);
 }
 END_TEST
 
@@ -280,11 +267,11 @@ START_TEST(test_fork)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		int bad = rxg__copy_running() != 0 || task_count() != 1;
+		int bad = rxg__copy_running() != 0 || tasks_count() != 1;
 
 		all_cases(5); /* a failed check exits non-zero */
 		rxg__copy_drop();
-		bad |= (rxg__copy_running() != 0 || task_count() != 1) << 1;
+		bad |= (rxg__copy_running() != 0 || tasks_count() != 1) << 1;
 		_exit(bad ? 10 + bad : 0);
 	}
 	int status;

@@ -12,15 +12,7 @@ set -euo pipefail
 tl_init
 T=$TL_TMP
 
-# A python3 with numpy (Debian's, where another python3 comes first on PATH).
-PY=
-for p in ${PYTHON:-} python3 /usr/bin/python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-if [ -z "$PY" ]; then
+if ! tl_python numpy; then
 	echo "SKIP: no python3 with numpy"
 	exit 77
 fi

@@ -8,14 +8,7 @@ set -euo pipefail
 SRC=${TESTS_SRCDIR:-$(dirname "$0")}
 B=${TESTS_BUILDDIR:-$(dirname "$0")}
 LIB=$B/../client/.libs/librxgemm.so
-PY=
-for p in ${PYTHON:-} python3 /usr/bin/python3; do
-	if "$p" -c 'import numpy, pytest' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-if [ -z "$PY" ]; then
+if ! tl_python "numpy, pytest"; then
 	echo "SKIP: no python3 with numpy and pytest (Debian: python3-numpy python3-pytest)"
 	exit 77
 fi

@@ -43,6 +43,7 @@
 #include "refgemm.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
+#include "tasks.h"
 
 static struct daemon_run g_daemon;
 static int g_teardown_failed;
@@ -505,19 +506,6 @@ START_TEST(test_lib_staged)
 }
 END_TEST
 
-/* Threads of this process now, from /proc/self/task. */
-static int task_count(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(d);
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
 
 /* Staged jobs around the size where librxgemm's copies start using its copy threads (two
  * pieces of 1 MiB: copy.c), with transposes, odd shapes, padding and batches. */
@@ -607,7 +595,7 @@ START_TEST(test_lib_staged_threads)
 	struct prob probs[N_STAGED];
 	struct staged_worker w[4];
 	pthread_t t[4];
-	int tasks0 = task_count();
+	int tasks0 = tasks_count();
 	rxg_client *c = lib_connect();
 
 	for (unsigned i = 0; i < N_STAGED; i++) {
@@ -622,11 +610,11 @@ START_TEST(test_lib_staged_threads)
 	}
 	for (unsigned i = 0; i < 4; i++)
 		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
-	ck_assert_msg(task_count() == tasks0 + 2, "%d threads with the handle open, %d before: "
-		      "want the 2 copy threads of RXGEMM_COPY_THREADS=3", task_count(), tasks0);
+	ck_assert_msg(tasks_count() == tasks0 + 2, "%d threads with the handle open, %d before: "
+		      "want the 2 copy threads of RXGEMM_COPY_THREADS=3", tasks_count(), tasks0);
 	rxg_close(c);
-	ck_assert_msg(task_count() == tasks0, "%d threads after rxg_close, %d before",
-		      task_count(), tasks0);
+	ck_assert_msg(tasks_count() == tasks0, "%d threads after rxg_close, %d before",
+		      tasks_count(), tasks0);
 	for (unsigned i = 0; i < N_STAGED; i++)
 		prob_free(&probs[i]);
 }

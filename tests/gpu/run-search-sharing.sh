@@ -70,7 +70,7 @@ PY
 	command -v nvidia-smi >/dev/null && nvidia-smi -L
 	"$RXGEMMD" --list-devices
 } >"$OUT/devices.txt" 2>&1
-"$RXGEMMD" --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --cache-dir "$W/cache" \
+"$RXGEMMD" --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} --cache-dir "$W/cache" --auto-tune never \
 	</dev/null >"$OUT/daemon.log" 2>&1 &
 PID=$!
 for ((i = 0; i < 3000; i++)); do
