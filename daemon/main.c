@@ -159,6 +159,10 @@ static void main_hint_pocl_cache(void)
 		path, path[0] == '/' ? probe : "there is no HOME");
 }
 
+/* Long: the daemon's life in the order it happens (configuration, log, cache, device,
+ * engine, NAS and search kernels, budget, worker, server, signals, loop), undone in the
+ * reverse order through one label per stage; split into helpers, the order and what each
+ * stage undoes would no longer be read in one place. */
 int main(int argc, char **argv)
 {
 	static struct rxd_main m;

@@ -119,6 +119,9 @@ static const float *nas_floats(const uint8_t *data, size_t len, float **owned)
 	return *owned;
 }
 
+/* Long: every bound on a NAS request (the network's shape, the batch, the weights, the
+ * input, the reply's size), each with its own sentence, in the order they depend on one
+ * another (the plan gives the weights' and the logits' sizes). */
 int nas_job_prepare(const struct rxd_nas_eval *ev, const struct rxd_limits *lim,
 		    uint64_t max_reply_bytes, struct rxd_nas_cache *cache,
 		    struct rxd_nas_job **out, struct rxd_error *err)
@@ -455,7 +458,8 @@ enum nas_timing {
 /* One run of one piece: upload its images, enqueue every step, wait. *ns gets the piece's
  * time; NAS_PROFILED also adds each step's time (from its first kernel's start to the next
  * step's, the last to its end, so that the parts add up to the whole) to the breakdown.
- * logits (may be NULL) receives the piece's. */
+ * logits (may be NULL) receives the piece's. Long: the recorded launches and the profiled
+ * ones are two ways through one loop over the steps, and they share its waits. */
 static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 			 const struct rxd_nas_plan *p, int32_t first_image, cl_mem arena,
 			 cl_mem wbuf, struct rxd_nas_span *spans, enum nas_timing timing,

@@ -399,7 +399,9 @@ static void factorized_reduce(struct builder *b, int in, int32_t in_c_off, int32
 }
 
 /* One operation of C channels at stride on x into dst's slice [c_off, c_off + C). prefix
- * names the op's module in the state_dict. */
+ * names the op's module in the state_dict. Long: one case per primitive of the search
+ * space, each the reference's module lowered to steps, side by side to be read against
+ * the reference's OPS table. */
 static void lower_op(struct builder *b, int op, int x, int32_t x_off, int32_t C, int32_t stride,
 		     int dst, int32_t c_off, bool acc, float scale, const char *prefix)
 {
@@ -630,7 +632,9 @@ static void fuse_node(struct builder *b, const struct rxd_genotype_cell *gc, int
 }
 
 /* One cell: s0, s1 the outputs of the cells k-2 and k-1 (prev_reduced: k-1 reduced).
- * Returns the cell's output tensor. */
+ * Returns the cell's output tensor. Long: the reference's Cell.__init__ and forward in
+ * one, preprocessing, the nodes' edges (genotype or supernet) and the concat, which share
+ * the tensors they lay out. */
 static int build_cell(struct builder *b, const struct rxd_nas_config *cfg, int i, int s0,
 		      int s1, int32_t C, bool reduction, bool prev_reduced)
 {
@@ -952,6 +956,9 @@ static int pack(struct rxd_nas_plan *p)
 	return 0;
 }
 
+/* Long: the whole network in the reference's order (the stem, CIFAR's or ImageNet's two,
+ * the cells, global pooling, the classifier), then the plan packed; read top to bottom
+ * against the reference's NetworkCIFAR / NetworkImageNet. */
 int nas_build(const struct rxd_nas_config *cfg, struct rxd_nas_plan *plan, struct rxd_error *err)
 {
 	struct builder b = { 0 };

@@ -269,6 +269,9 @@ int tensor_read_run(struct rxd_tensor *x, struct rxd_device *dev, void *out,
 	return RXD_S_OK;
 }
 
+/* Long (a little): each of A, B and C may be a tensor or host data, so the buffers made,
+ * the uploads and the download are chosen per operand around the one launch, and freed
+ * through one label. */
 int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_admit *a, const struct rxd_gemm *g,
 		    struct rxd_tensor *const tensors[4], float *c_out, struct rxd_job_timings *t,
 		    const char **kernel, struct rxd_error *err)

@@ -804,6 +804,8 @@ static int wire_nas_reply(struct rxd_nas_job *nj, Rxgemm__NasEvalReply *r,
 	return 0;
 }
 
+/* Long: the one place where a finished job of any kind is answered, its statistics
+ * recorded and what it held given back, so that every kind releases in the same order. */
 void wire_job_done(struct rxd_job *job, void *arg)
 {
 	struct rxd_server *srv = arg;
