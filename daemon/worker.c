@@ -255,13 +255,13 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
 	return split_run_admitted(eng, adm, &job->g, dest, &job->dev_t, &job->kernel, &job->err);
 }
 
+static int worker_pause(void *arg);
+
 /* Run job: every kind that makes device buffers is admitted first, once (admit.c), and
  * its reservation released once when it ends, whatever the outcome. A tensor's own buffer
  * is not a job's: it is reserved as resident by tensor_make and outlives the job. Returns
  * true when the job did not run because it does not fit the memory now but will once
  * device tensors give room back (admission's a->later): the caller parks it. */
-static int worker_pause(void *arg);
-
 static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 {
 	struct rxd_admit adm;
