@@ -85,18 +85,22 @@ struct rxd_search {
 	cl_mem act, grad, w, g, mom, run, stats, alpha_d, galpha, dalpha, am, av, xt, xv, labels,
 		out;
 	/* Pauses (search_set_pause). */
-	int (*pause)(void *arg);
-	void *pause_arg;
-	uint32_t since_pause;        /* operations enqueued since the last pause */
+	struct rxd_search_pause pause;
+	uint32_t piece_ops;          /* operations per piece, paced to SEARCH_PAUSE_NS */
+	uint32_t since_pause;        /* operations enqueued since the last piece's end */
+	cl_event piece_end;          /* the marker after the last piece enqueued, or NULL */
+	uint64_t piece_done_ns;      /* when the piece before it was seen done */
 	uint64_t paused_ns;          /* spent in the hook since the last lap */
 };
 
-/* Operations of a step between two pauses: the device then holds at most this many of
- * the search's operations when the hook runs another job, which waits behind them. A step
- * of the reference configuration is a few thousand operations; at 16 a pause comes every
- * few milliseconds on a GPU, and waiting for the device that often costs about 1% of a
- * step (the device idles for one launch's latency at each). */
-#define SEARCH_PAUSE_OPS 16
+/* The device work in one piece of a step (search_pause). A job that comes waits for at
+ * most two pieces: the one running and the one queued behind it. Operations differ a
+ * hundredfold in cost (a pooling of a few channels, a batch of weight-gradient GEMMs), so
+ * a piece is a number of operations paced by how long the last piece took, between 1 and
+ * SEARCH_PIECE_MAX_OPS. The host waits at each piece's end for the piece before it, so
+ * the device always has the next piece queued and never idles for it. */
+#define SEARCH_PAUSE_NS 1000000ull
+#define SEARCH_PIECE_MAX_OPS 256
 
 /* The floats of OUT: the validation loss and hits, the training loss and hits, the
  * gradient's squared norm. */
@@ -962,21 +966,58 @@ static struct rxd_nas_pool search_pool_of(const struct rxd_nas_step *st)
 	return p;
 }
 
-/* The program's forward on x (xt or xv), then the loss against labels (at labels_off)
- * into OUT at out_off, and its gradient into the logits' gradient. */
 static uint64_t search_now_ns(void);
 
-void search_set_pause(struct rxd_search *s, int (*pause)(void *arg), void *arg)
+/* Forget the piece in flight (its marker; the work itself still runs in order). */
+static void search_piece_drop(struct rxd_search *s)
 {
-	s->pause = pause;
-	s->pause_arg = arg;
-	s->since_pause = 0;
+	if (s->piece_end)
+		clReleaseEvent(s->piece_end);
+	s->piece_end = NULL;
 }
 
-/* Before an operation of a step: every SEARCH_PAUSE_OPS operations, once the device has
- * done what was enqueued, the hook runs (other jobs on the same queue, which then find the
- * device idle, and whatever they leave there does not touch the search's buffers). 0, or
- * the hook's -errno (the step fails). */
+void search_set_pause(struct rxd_search *s, const struct rxd_search_pause *p)
+{
+	search_piece_drop(s);
+	memset(&s->pause, 0, sizeof(s->pause));
+	if (p)
+		s->pause = *p;
+	if (!s->piece_ops)
+		s->piece_ops = 16;
+	s->since_pause = 0;
+	s->piece_done_ns = search_now_ns();
+}
+
+/* The piece before the one just ended was seen done at now: the next pieces get as many
+ * operations as fit in SEARCH_PAUSE_NS at that pace, moving halfway there each time so
+ * that one odd piece does not swing the count. */
+static void search_pace(struct rxd_search *s, uint64_t now)
+{
+	uint64_t took = now - s->piece_done_ns, fit;
+
+	s->piece_done_ns = now;
+	fit = took ? (uint64_t)s->piece_ops * SEARCH_PAUSE_NS / took : SEARCH_PIECE_MAX_OPS;
+	fit = (s->piece_ops + (fit < SEARCH_PIECE_MAX_OPS ? fit : SEARCH_PIECE_MAX_OPS) + 1) / 2;
+	s->piece_ops = fit < 1 ? 1 : (uint32_t)fit;
+}
+
+/* Wait for the event, polled (device_wait: clFinish may wake late on some drivers). */
+static int search_wait(struct rxd_search *s, cl_event ev)
+{
+	cl_int e = device_wait(s->ops->dev, ev);
+
+	if (e != CL_SUCCESS) {
+		log_msg(LOG_ERR, "search: waiting for the device: %s", device_strerror(e));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Before an operation of a step: at a piece's end (SEARCH_PAUSE_NS), a marker ends it and
+ * the host waits for the piece before; then, when the hook wants the device, for this one
+ * too, and runs the hook (other jobs on the same queue, which then find the device idle,
+ * and whatever they leave there does not touch the search's buffers). 0, or -errno (the
+ * step fails). */
 static int search_pause(struct rxd_search *s)
 {
 	cl_event ev = NULL;
@@ -984,27 +1025,43 @@ static int search_pause(struct rxd_search *s)
 	cl_int e;
 	int ret;
 
-	if (!s->pause || ++s->since_pause < SEARCH_PAUSE_OPS)
+	if (!s->pause.run || ++s->since_pause < s->piece_ops)
 		return 0;
 	s->since_pause = 0;
-	/* A marker's event, polled (device_wait): clFinish may wake late on some drivers. */
 	e = clEnqueueMarker(s->ops->dev->queue, &ev);
 	if (e == CL_SUCCESS)
 		e = clFlush(s->ops->dev->queue);
-	if (e == CL_SUCCESS)
-		e = device_wait(s->ops->dev, ev);
-	if (ev)
-		clReleaseEvent(ev);
 	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "search: waiting for the device: %s", device_strerror(e));
+		if (ev)
+			clReleaseEvent(ev);
+		log_msg(LOG_ERR, "search: marking a piece's end: %s", device_strerror(e));
 		return -EIO;
 	}
+	if (s->piece_end) {
+		ret = search_wait(s, s->piece_end);
+		search_piece_drop(s);
+		if (ret < 0) {
+			clReleaseEvent(ev);
+			return ret;
+		}
+		search_pace(s, search_now_ns());
+	}
+	s->piece_end = ev;
+	if (s->pause.wanted && !s->pause.wanted(s->pause.arg))
+		return 0;
+	ret = search_wait(s, ev);
+	search_piece_drop(s);
+	if (ret < 0)
+		return ret;
 	t0 = search_now_ns();
-	ret = s->pause(s->pause_arg);
-	s->paused_ns += search_now_ns() - t0;
+	ret = s->pause.run(s->pause.arg);
+	s->piece_done_ns = search_now_ns();
+	s->paused_ns += s->piece_done_ns - t0;
 	return ret;
 }
 
+/* The program's forward on x (xt or xv), then the loss against labels (at labels_off)
+ * into OUT at out_off, and its gradient into the logits' gradient. */
 static int search_forward(struct rxd_search *s, cl_mem x, int64_t labels_off, int64_t out_off)
 {
 	int ret = 0;
@@ -1663,6 +1720,7 @@ void search_free(struct rxd_search *s)
 
 	if (s->ops)
 		clFinish(s->ops->dev->queue);
+	search_piece_drop(s);
 	for (size_t i = 0; i < sizeof(mems) / sizeof(mems[0]); i++)
 		if (*mems[i])
 			clReleaseMemObject(*mems[i]);

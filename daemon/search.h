@@ -117,12 +117,20 @@ int search_state_save(struct rxd_search *s, void *buf, size_t len, struct rxd_er
  * differ. -EINVAL with a sentence when it does not fit or is damaged. */
 int search_state_load(struct rxd_search *s, const void *buf, size_t len,
 		      struct rxd_error *err);
-/* A hook that search_step calls between its operations, every few of them, once the
- * device has done what the search enqueued (so that whatever the hook runs on the same
- * queue waits behind nothing): the daemon serves short jobs there (worker.c). It returns
- * 0, or -errno to fail the step. The time it takes is left out of the step's timings.
- * NULL: no pauses (the device is then never waited for mid-step). */
-void search_set_pause(struct rxd_search *s, int (*pause)(void *arg), void *arg);
+/* Hooks that search_step calls between its operations (the daemon serves short jobs there:
+ * worker.c). The step enqueues its operations in pieces of about SEARCH_PAUSE_NS of device
+ * work each and keeps at most two pieces on the device, so that a job that comes waits
+ * behind a millisecond or two of the search, not a whole step (up to a second on a GPU).
+ * At each piece's end wanted says whether anything waits; only then is the device drained
+ * and run called (whatever it runs on the same queue then waits behind nothing). run
+ * returns 0, or -errno to fail the step; its time is left out of the step's timings. */
+struct rxd_search_pause {
+	bool (*wanted)(void *arg);
+	int (*run)(void *arg);
+	void *arg;
+};
+/* p NULL: no pauses (the device is then never waited for mid-step). */
+void search_set_pause(struct rxd_search *s, const struct rxd_search_pause *p);
 /* Free everything (waits for the device when the search started). */
 void search_free(struct rxd_search *s);
 

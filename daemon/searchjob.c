@@ -210,7 +210,7 @@ static int searchjob_finish(struct rxd_search_job *sj, struct rxd_error *err)
 }
 
 int searchjob_turn(struct rxd_search_job *sj, struct rxd_nasops *ops, struct rxd_budget *b,
-		   uint32_t owner, bool cancelled, int (*pause)(void *arg), void *pause_arg,
+		   uint32_t owner, bool cancelled, const struct rxd_search_pause *pause,
 		   bool *later, struct rxd_error *err)
 {
 	struct rxd_genotype g;
@@ -229,9 +229,9 @@ int searchjob_turn(struct rxd_search_job *sj, struct rxd_nasops *ops, struct rxd
 	}
 	if (!sj->started && (st = searchjob_start(sj, ops, b, owner, later, err)) != RXD_S_OK)
 		goto out;
-	search_set_pause(sj->s, pause, pause_arg);
+	search_set_pause(sj->s, pause);
 	st = sj->steps_done < sj->a.max_steps ? searchjob_step(sj, err) : RXD_S_OK;
-	search_set_pause(sj->s, NULL, NULL);
+	search_set_pause(sj->s, NULL);
 	if (st != RXD_S_OK)
 		goto out;
 	search_alphas(sj->s, sj->alpha_normal, sj->alpha_reduce);

@@ -98,9 +98,9 @@ uint64_t searchjob_step_flops(const struct rxd_search_job *sj);
  * cancelled, the end of the job). RXD_S_OK with sj->finished set once the last step is
  * done (the results are then in sj), or a status with a sentence in err (the job ends).
  * *later: the memory is taken by others now but will come back (the worker parks the job
- * until then). pause (may be NULL) is the step's pause hook (search_set_pause). */
+ * until then). pause (may be NULL): the step's pause hooks (search_set_pause). */
 int searchjob_turn(struct rxd_search_job *sj, struct rxd_nasops *ops, struct rxd_budget *b,
-		   uint32_t owner, bool cancelled, int (*pause)(void *arg), void *pause_arg,
+		   uint32_t owner, bool cancelled, const struct rxd_search_pause *pause,
 		   bool *later, struct rxd_error *err);
 /* Whether a progress frame is due after the turn just done (loop thread); marks it sent. */
 bool searchjob_progress_due(struct rxd_search_job *sj);

@@ -255,6 +255,7 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
 	return split_run_admitted(eng, adm, &job->g, dest, &job->dev_t, &job->kernel, &job->err);
 }
 
+static bool worker_pause_wanted(void *arg);
 static int worker_pause(void *arg);
 
 /* Run job: every kind that makes device buffers is admitted first, once (admit.c), and
@@ -273,6 +274,7 @@ static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 	if (job->kind == RXD_JOB_SEARCH) {
 		/* One step per turn; its memory is reserved for the whole job (searchjob.c),
 		 * and a cancelled search ends here, on the thread that owns the queue. */
+		struct rxd_search_pause pause = { worker_pause_wanted, worker_pause, w };
 		bool later = false;
 
 		pthread_mutex_lock(&w->lock);
@@ -280,8 +282,8 @@ static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 		pthread_mutex_unlock(&w->lock);
 		w->pause_end_ns = now_ns();
 		job->err.status = searchjob_turn(job->search, w->nasops, w->engine->budget,
-						 job->conn_id, worker_cancelled(job), worker_pause,
-						 w, &later, &job->err);
+						 job->conn_id, worker_cancelled(job), &pause, &later,
+						 &job->err);
 		pthread_mutex_lock(&w->lock);
 		w->outer = NULL;
 		pthread_mutex_unlock(&w->lock);
@@ -442,6 +444,19 @@ static void worker_serve(struct rxd_worker *w, struct rxd_job *job, uint64_t fre
 	pthread_mutex_unlock(&w->lock);
 	uv_async_send(&w->async);
 	pthread_mutex_lock(&w->lock);
+}
+
+/* search_set_pause's question at each piece of a step: whether any job waits (the
+ * device is drained for worker_pause only then), or the test hook would hold the search. */
+static bool worker_pause_wanted(void *arg)
+{
+	struct rxd_worker *w = arg;
+	bool waiting;
+
+	pthread_mutex_lock(&w->lock);
+	waiting = w->sched.queued > w->sched.parked || w->stopping || w->device_lost;
+	pthread_mutex_unlock(&w->lock);
+	return waiting || worker_test_holding();
 }
 
 /* search_set_pause's hook, inside a search's turn (w->outer), the device idle: the

@@ -768,6 +768,69 @@ START_TEST(test_determinism)
 }
 END_TEST
 
+/* The pause hooks (the daemon serves other jobs there): a step cut into pieces, with the
+ * device drained and the hook run at some of them, gives the same state bit for bit as a
+ * step run straight through; the hook runs only when wanted says so. */
+struct pause_count {
+	unsigned asked, ran;
+	bool every_other;            /* wanted: true every second time; false: never */
+};
+
+static bool pause_wanted(void *arg)
+{
+	struct pause_count *c = arg;
+
+	return c->every_other && c->asked++ % 2 == 1;
+}
+
+static int pause_run(void *arg)
+{
+	struct pause_count *c = arg;
+
+	c->ran++;
+	return 0;
+}
+
+START_TEST(test_pauses)
+{
+	struct rxd_search_config cfg;
+	struct rxd_search *plain, *never, *some;
+	struct pause_count cn = { 0, 0, false }, cs = { 0, 0, true };
+	struct rxd_search_pause pn = { pause_wanted, pause_run, &cn };
+	struct rxd_search_pause ps = { pause_wanted, pause_run, &cs };
+	struct run_data d;
+	uint8_t *s0, *s1, *s2;
+
+	tiny_config(&cfg, 2, 5);
+	cfg.steps_per_epoch = 1;
+	cfg.epochs = 3;
+	make_run_data(&cfg, &d, 2);
+	plain = start(&cfg);
+	run_steps(plain, &cfg, &d, 0, 2);
+	never = start(&cfg);
+	search_set_pause(never, &pn);
+	run_steps(never, &cfg, &d, 0, 2);
+	search_set_pause(never, NULL);
+	some = start(&cfg);
+	search_set_pause(some, &ps);
+	run_steps(some, &cfg, &d, 0, 2);
+	search_set_pause(some, NULL);
+	ck_assert_uint_eq(cn.ran, 0);
+	/* Two steps are hundreds of operations: several pieces, half of them paused at. */
+	ck_assert_msg(cs.asked >= 4 && cs.ran == cs.asked / 2, "asked %u, ran %u", cs.asked,
+		      cs.ran);
+	s0 = save_state(plain);
+	s1 = save_state(never);
+	s2 = save_state(some);
+	ck_assert_msg(memcmp(s0, s1, search_state_bytes(plain)) == 0 &&
+		      memcmp(s0, s2, search_state_bytes(plain)) == 0,
+		      "pieces and pauses changed the search's state");
+	free(s0), free(s1), free(s2);
+	search_free(plain), search_free(never), search_free(some);
+	free(d.tx), free(d.vx);
+}
+END_TEST
+
 START_TEST(test_resume)
 {
 	struct rxd_search_config cfg, other;
@@ -980,6 +1043,7 @@ int main(void)
 	tcase_add_test(tc, test_bytes_and_refusals);
 	tcase_add_test(tc, test_gradients);
 	tcase_add_test(tc, test_determinism);
+	tcase_add_test(tc, test_pauses);
 	if (!small)
 		tcase_add_test(tc, test_resume);
 	suite_add_tcase(su, tc);
