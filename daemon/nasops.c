@@ -11,8 +11,8 @@
  * a bounded number of images at a time. The bias (BN folded) is written into the output
  * slice first, so that the GEMM adds scale * W x with beta = 1. Depthwise and other grouped
  * convolutions, and everything when there is no engine, use the direct kernel.
- * With the new kernels (RXGEMMD_NAS_KERNELS; the default on GPUs) a dense 1x1 convolution
- * is instead one launch of nas_pw (ReLU, stride and shift on its reads, bias, added tensor
+ * With the new kernels (RXGEMMD_NAS_KERNELS=new; slower so far, so not the default) a
+ * dense 1x1 convolution is instead one launch of nas_pw (ReLU, stride and shift on its reads, bias, added tensor
  * and scale in its writes: no columns, no bias pass), and a depthwise convolution followed
  * by a 1x1 (nasops_dwpw) is one nas_pw launch that makes the depthwise output on the fly.
  *
@@ -1369,19 +1369,19 @@ static int nasops_selftest(struct rxd_nasops *ops)
  * dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw; "old" takes
  * neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise kernel then
  * the GEMM); a comma-separated list of "pw" and "dwpw" takes those only; "auto" (or unset)
- * is new on a device whose local memory is its own (a GPU), old on one whose local memory
- * is host memory (PoCL: there nas_pw's tiles and barriers measured 1.9 times slower than
- * the engine at batch 1). Anything else is refused (-EINVAL): a comparison must not
+ * is old: nas_pw measured slower than the engine on both kinds of device (PoCL: 1.9 times
+ * at batch 1; the H200, DARTS_V2 on CIFAR: 35.2 ms against 7.2 at batch 1, 75.8 against
+ * 63.8 at 256, 2026-12-03), so it stays a choice until it earns the default. Anything else is refused (-EINVAL): a comparison must not
  * silently measure the wrong kernels. nas_pw also needs its smallest tile's local memory,
  * so that it never has to give a convolution back (nasops_conv_scratch_bytes counts on
  * that). */
-static int nasops_kernels_env(struct rxd_nasops *ops, bool local_own)
+static int nasops_kernels_env(struct rxd_nasops *ops)
 {
 	const char *env = getenv("RXGEMMD_NAS_KERNELS");
 	bool pw = true, dwpw = true;
 
 	if (!env || !*env || strcmp(env, "auto") == 0) {
-		pw = dwpw = local_own;
+		pw = dwpw = false;
 	} else if (strcmp(env, "new") != 0) {
 		char buf[64], *save = NULL;
 
@@ -1471,7 +1471,7 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 		/* Half the local memory: the work-group is then not alone on its unit. */
 		ops->dw_local_bytes = (size_t)(dev->local_mem_bytes / 2);
 		ops->pw_local_bytes = ops->dw_local_bytes;
-		if (nasops_kernels_env(ops, lmt == CL_LOCAL) < 0)
+		if (nasops_kernels_env(ops) < 0)
 			goto fail;
 	}
 	for (int k = 0; k < RXD_NAS_KERNELS; k++) {
