@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "json.h"
 #include "engine.h"
@@ -345,13 +346,14 @@ int device_build(struct rxd_device *dev, const char *name, const char *src,
 
 cl_int device_wait(const struct rxd_device *dev, cl_event ev)
 {
+	const struct timespec nap = { 0, RXD_DEVICE_POLL_NS };
 	uint64_t until;
 	cl_int status, e;
 
 	if (dev->host_unified || !ev)
 		return ev ? clWaitForEvents(1, &ev) : CL_SUCCESS;
 	until = now_ns() + RXD_DEVICE_SPIN_NS;
-	do {
+	for (;;) {
 		e = clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(status), &status,
 				   NULL);
 		if (e != CL_SUCCESS)
@@ -360,8 +362,27 @@ cl_int device_wait(const struct rxd_device *dev, cl_event ev)
 			return CL_SUCCESS;
 		if (status < 0)
 			return status;
-	} while (now_ns() < until);
-	return clWaitForEvents(1, &ev);
+		if (now_ns() >= until)
+			nanosleep(&nap, NULL);
+	}
+}
+
+cl_int device_finish(const struct rxd_device *dev, cl_command_queue q)
+{
+	cl_event ev = NULL;
+	cl_int e;
+
+	if (dev->host_unified)
+		return clFinish(q);
+	e = clEnqueueMarker(q, &ev);
+	if (e == CL_SUCCESS)
+		e = clFlush(q);
+	if (e == CL_SUCCESS)
+		e = device_wait(dev, ev);
+	if (ev)
+		clReleaseEvent(ev);
+	/* Everything before the marker is done: this returns at once, with any error. */
+	return e == CL_SUCCESS ? clFinish(q) : e;
 }
 
 uint64_t device_event_ns(cl_event ev)

@@ -83,13 +83,17 @@ int device_build(struct rxd_device *dev, const char *name, const char *src,
 		 const char *options, cl_program *out, char **log);
 const char *device_strerror(cl_int err);
 /* Wait for ev, whose queue has been flushed. On a device with memory of its own the status
- * is polled for up to RXD_DEVICE_SPIN_NS before blocking: NVIDIA's driver wakes a blocked
- * waiter up to 2 ms after the event, longer than a whole small job (a 1024^3 GEMM's copies
- * and kernel take 0.3 ms on an H200). The worker thread is the device's, so its spinning
- * costs no one; on host memory (PoCL) it would take a core from the kernels: no spinning
- * there. CL_SUCCESS or the event's error. */
+ * is polled, without pause for RXD_DEVICE_SPIN_NS, then every RXD_DEVICE_POLL_NS: NVIDIA's
+ * driver wakes a blocked waiter (clWaitForEvents, clFinish) up to 2 ms after the event,
+ * longer than a whole small job (a 1024^3 GEMM's copies and kernel take 0.3 ms on an
+ * H200), and a NAS evaluation or a long GEMM outlasts any spin. The worker thread is the
+ * device's, so its polling costs no one; on host memory (PoCL) it would take a core from
+ * the kernels: there it blocks. CL_SUCCESS or the event's error. */
 #define RXD_DEVICE_SPIN_NS 3000000ull
+#define RXD_DEVICE_POLL_NS 50000
 cl_int device_wait(const struct rxd_device *dev, cl_event ev);
+/* clFinish(q) through a marker and device_wait, for the same reason. */
+cl_int device_finish(const struct rxd_device *dev, cl_command_queue q);
 /* Elapsed device time of a finished event, 0 when the device gives none. */
 uint64_t device_event_ns(cl_event ev);
 /* The errno for an OpenCL error: -ENOMEM for the out-of-memory and out-of-resources

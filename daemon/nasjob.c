@@ -481,7 +481,7 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 		error_set(err, RXD_S_DEVICE, "uploading the input failed: %s", device_strerror(e));
 		return -EIO;
 	}
-	clFinish(q);
+	device_finish(ops->dev, q);
 	t0 = now_ns();
 	memset(spans, 0, p->n_steps * sizeof(*spans));
 	for (size_t i = 0; i < p->n_steps; i++) {
@@ -500,7 +500,7 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 			goto out;
 		}
 	}
-	if ((e = clFinish(q)) != CL_SUCCESS) {
+	if ((e = device_finish(ops->dev, q)) != CL_SUCCESS) {
 		error_set(err, RXD_S_DEVICE, "the device failed the network: %s",
 			  device_strerror(e));
 		rc = -EIO;

@@ -222,7 +222,7 @@ int tensor_make(struct rxd_tensor *x, struct rxd_device *dev, struct rxd_budget 
 						 zeros, 0, NULL, NULL);
 	}
 	if (e == CL_SUCCESS)
-		e = clFinish(dev->queue);
+		e = device_finish(dev, dev->queue);
 	else
 		clFinish(dev->queue);
 	if (e != CL_SUCCESS) {
@@ -357,7 +357,7 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_admit *a, const stru
 		CL_TRY(clEnqueueReadBuffer(dev->queue, mem[2], CL_FALSE, 0, (size_t)bytes[2], c_out,
 					   0, NULL, &ev[4]),
 		       "clEnqueueReadBuffer(C)");
-	CL_TRY(clFinish(dev->queue), "clFinish");
+	CL_TRY(device_finish(dev, dev->queue), "waiting for the device");
 #undef CL_TRY
 	if (dev->profiling) {
 		t->h2d_ns = device_event_ns(ev[0]) + device_event_ns(ev[1]) + device_event_ns(ev[2]);
