@@ -86,21 +86,29 @@ struct rxd_search {
 		out;
 	/* Pauses (search_set_pause). */
 	struct rxd_search_pause pause;
-	uint32_t piece_ops;          /* operations per piece, paced to SEARCH_PAUSE_NS */
+	int pass;                    /* SEARCH_PASS_*: the one being enqueued */
 	uint32_t since_pause;        /* operations enqueued since the last piece's end */
+	uint64_t piece_ns;           /* their learned device time */
 	cl_event piece_end;          /* the marker after the last piece enqueued, or NULL */
-	uint64_t piece_done_ns;      /* when the piece before it was seen done */
+	uint64_t *op_ns;             /* [SEARCH_PASSES][n_op]: each operation's device time in
+				      * the order the pass runs them, once learned */
+	unsigned learned;            /* bit per pass */
+	cl_event *learn_ev;          /* [n_op + 1]: the markers of a pass being learned, or NULL */
 	uint64_t paused_ns;          /* spent in the hook since the last lap */
 };
 
 /* The device work in one piece of a step (search_pause). A job that comes waits for at
  * most two pieces: the one running and the one queued behind it. Operations differ a
- * hundredfold in cost (a pooling of a few channels, a batch of weight-gradient GEMMs), so
- * a piece is a number of operations paced by how long the last piece took, between 1 and
- * SEARCH_PIECE_MAX_OPS. The host waits at each piece's end for the piece before it, so
- * the device always has the next piece queued and never idles for it. */
+ * hundredfold in cost (a pooling of a few channels, a batch of weight-gradient GEMMs), and
+ * a cost model would have to know the device, so each pass learns its operations' device
+ * times once, in the search's first step, from markers between them (profiling
+ * timestamps), and later pieces add operations up to SEARCH_PAUSE_NS of them. An operation
+ * longer than that is a piece alone. Until then, or on a queue without profiling, a piece
+ * is SEARCH_PIECE_OPS operations. The host waits at each piece's end for the piece before
+ * it, so the device always has the next piece queued and never idles for it. */
 #define SEARCH_PAUSE_NS 1000000ull
-#define SEARCH_PIECE_MAX_OPS 256
+#define SEARCH_PIECE_OPS 8
+enum { SEARCH_PASS_FORWARD, SEARCH_PASS_BACKWARD_ALPHA, SEARCH_PASS_BACKWARD_W, SEARCH_PASSES };
 
 /* The floats of OUT: the validation loss and hits, the training loss and hits, the
  * gradient's squared norm. */
@@ -982,23 +990,8 @@ void search_set_pause(struct rxd_search *s, const struct rxd_search_pause *p)
 	memset(&s->pause, 0, sizeof(s->pause));
 	if (p)
 		s->pause = *p;
-	if (!s->piece_ops)
-		s->piece_ops = 16;
 	s->since_pause = 0;
-	s->piece_done_ns = search_now_ns();
-}
-
-/* The piece before the one just ended was seen done at now: the next pieces get as many
- * operations as fit in SEARCH_PAUSE_NS at that pace, moving halfway there each time so
- * that one odd piece does not swing the count. */
-static void search_pace(struct rxd_search *s, uint64_t now)
-{
-	uint64_t took = now - s->piece_done_ns, fit;
-
-	s->piece_done_ns = now;
-	fit = took ? (uint64_t)s->piece_ops * SEARCH_PAUSE_NS / took : SEARCH_PIECE_MAX_OPS;
-	fit = (s->piece_ops + (fit < SEARCH_PIECE_MAX_OPS ? fit : SEARCH_PIECE_MAX_OPS) + 1) / 2;
-	s->piece_ops = fit < 1 ? 1 : (uint32_t)fit;
+	s->piece_ns = 0;
 }
 
 /* Wait for the event, polled (device_wait: clFinish may wake late on some drivers). */
@@ -1013,21 +1006,104 @@ static int search_wait(struct rxd_search *s, cl_event ev)
 	return 0;
 }
 
-/* Before an operation of a step: at a piece's end (SEARCH_PAUSE_NS), a marker ends it and
- * the host waits for the piece before; then, when the hook wants the device, for this one
- * too, and runs the hook (other jobs on the same queue, which then find the device idle,
- * and whatever they leave there does not touch the search's buffers). 0, or -errno (the
- * step fails). */
-static int search_pause(struct rxd_search *s)
+/* A pass begins: its operations' times are learned in it when they are not yet (and the
+ * step has pauses, and the queue profiles). */
+static void search_pass_begin(struct rxd_search *s, int pass)
 {
+	s->pass = pass;
+	if (!s->pause.run || (s->learned & (1u << pass)) || !s->ops->dev->profiling)
+		return;
+	if (!s->op_ns && !(s->op_ns = calloc(SEARCH_PASSES * s->n_op, sizeof(*s->op_ns))))
+		return;
+	s->learn_ev = calloc(s->n_op + 1, sizeof(*s->learn_ev));
+}
+
+/* Drop a learning pass's markers. */
+static void search_learn_drop(struct rxd_search *s)
+{
+	if (!s->learn_ev)
+		return;
+	for (size_t k = 0; k <= s->n_op; k++)
+		if (s->learn_ev[k])
+			clReleaseEvent(s->learn_ev[k]);
+	free(s->learn_ev);
+	s->learn_ev = NULL;
+}
+
+/* A pass ends: when it was learning, its last marker is waited for and each operation's
+ * time read, from the end of the marker before it to the end of the one after. A marker
+ * missing or unreadable leaves the pass unlearned (pieces stay SEARCH_PIECE_OPS). 0, or
+ * -EIO when the device failed. */
+static int search_pass_end(struct rxd_search *s)
+{
+	uint64_t *ns = s->op_ns + (size_t)s->pass * s->n_op, longest = 0, prev = 0, end;
+	size_t k, at = 0;
+	cl_int e;
+
+	if (!s->learn_ev)
+		return 0;
+	e = clEnqueueMarker(s->ops->dev->queue, &s->learn_ev[s->n_op]);
+	if (e == CL_SUCCESS)
+		e = clFlush(s->ops->dev->queue);
+	if (e == CL_SUCCESS)
+		e = device_wait(s->ops->dev, s->learn_ev[s->n_op]);
+	if (e != CL_SUCCESS) {
+		search_learn_drop(s);
+		log_msg(LOG_ERR, "search: waiting for the device: %s", device_strerror(e));
+		return -EIO;
+	}
+	for (k = 0; k <= s->n_op; k++) {
+		if (!s->learn_ev[k] ||
+		    clGetEventProfilingInfo(s->learn_ev[k], CL_PROFILING_COMMAND_END, sizeof(end),
+					    &end, NULL) != CL_SUCCESS ||
+		    (k && end < prev))
+			break;
+		if (k) {
+			ns[k - 1] = end - prev;
+			if (ns[k - 1] > longest)
+				longest = ns[k - 1], at = k - 1;
+		}
+		prev = end;
+	}
+	search_learn_drop(s);
+	if (k <= s->n_op)
+		return 0;
+	s->learned |= 1u << s->pass;
+	log_msg(LOG_INFO, "search: pass %d learned, its longest operation (%zu of %zu) %.3f ms",
+		s->pass, at, s->n_op, (double)longest / 1e6);
+	return 0;
+}
+
+/* Before the k-th operation a pass runs: at a piece's end, a marker ends it and the host
+ * waits for the piece before; then, when the hook wants the device, for this one too,
+ * and runs the hook (other jobs on the same queue, which then find the device idle, and
+ * whatever they leave there does not touch the search's buffers). 0, or -errno (the step
+ * fails). */
+static int search_pause(struct rxd_search *s, size_t k)
+{
+	uint64_t next = 0, t0;
 	cl_event ev = NULL;
-	uint64_t t0;
+	bool end;
 	cl_int e;
 	int ret;
 
-	if (!s->pause.run || ++s->since_pause < s->piece_ops)
+	if (!s->pause.run)
 		return 0;
-	s->since_pause = 0;
+	if (s->learn_ev && clEnqueueMarker(s->ops->dev->queue, &s->learn_ev[k]) != CL_SUCCESS)
+		s->learn_ev[k] = NULL; /* the pass stays unlearned */
+	if (s->learned & (1u << s->pass)) {
+		next = s->op_ns[(size_t)s->pass * s->n_op + k];
+		end = s->piece_ns && s->piece_ns + next > SEARCH_PAUSE_NS;
+	} else {
+		end = s->since_pause >= SEARCH_PIECE_OPS;
+	}
+	if (!end) {
+		s->since_pause++;
+		s->piece_ns += next;
+		return 0;
+	}
+	s->since_pause = 1;
+	s->piece_ns = next;
 	e = clEnqueueMarker(s->ops->dev->queue, &ev);
 	if (e == CL_SUCCESS)
 		e = clFlush(s->ops->dev->queue);
@@ -1044,7 +1120,6 @@ static int search_pause(struct rxd_search *s)
 			clReleaseEvent(ev);
 			return ret;
 		}
-		search_pace(s, search_now_ns());
 	}
 	s->piece_end = ev;
 	if (s->pause.wanted && !s->pause.wanted(s->pause.arg))
@@ -1055,8 +1130,7 @@ static int search_pause(struct rxd_search *s)
 		return ret;
 	t0 = search_now_ns();
 	ret = s->pause.run(s->pause.arg);
-	s->piece_done_ns = search_now_ns();
-	s->paused_ns += s->piece_done_ns - t0;
+	s->paused_ns += search_now_ns() - t0;
 	return ret;
 }
 
@@ -1067,6 +1141,7 @@ static int search_forward(struct rxd_search *s, cl_mem x, int64_t labels_off, in
 	int ret = 0;
 
 	s->x_cur = x;
+	search_pass_begin(s, SEARCH_PASS_FORWARD);
 	for (size_t i = 0; i < s->n_op && ret == 0; i++) {
 		const struct search_op *o = &s->op[i];
 		const struct rxd_nas_step *st = &s->plan.steps[o->step];
@@ -1075,7 +1150,7 @@ static int search_forward(struct rxd_search *s, cl_mem x, int64_t labels_off, in
 		struct rxd_nas_write wr = { .c_off = o->c_off, .accumulate = o->accumulate,
 					    .scale = 1.0f };
 
-		if ((ret = search_pause(s)) < 0)
+		if ((ret = search_pause(s, i)) < 0)
 			break;
 		switch (o->kind) {
 		case SOP_CONV: {
@@ -1119,6 +1194,10 @@ static int search_forward(struct rxd_search *s, cl_mem x, int64_t labels_off, in
 			ret = -EINVAL;
 		}
 	}
+	if (ret == 0)
+		ret = search_pass_end(s);
+	else
+		search_learn_drop(s);
 	if (ret == 0) {
 		struct rxd_nas_tensor z = search_tensor_of(s, s->output, false);
 		struct rxd_nas_tensor dz = search_tensor_of(s, s->output, true);
@@ -1156,6 +1235,7 @@ static int search_backward(struct rxd_search *s, bool want_w, bool want_alpha)
 	memset(s->grad_written, 0, s->n_t * sizeof(bool));
 	memset(s->alpha_written, 0, (size_t)s->rows * RXD_NAS_PRIMITIVES * sizeof(bool));
 	s->grad_written[s->output] = true;
+	search_pass_begin(s, want_w ? SEARCH_PASS_BACKWARD_W : SEARCH_PASS_BACKWARD_ALPHA);
 	for (size_t i = s->n_op; i-- > 0 && ret == 0;) {
 		const struct search_op *o = &s->op[i];
 		const struct rxd_nas_step *st = &s->plan.steps[o->step];
@@ -1165,9 +1245,11 @@ static int search_backward(struct rxd_search *s, bool want_w, bool want_alpha)
 					    .scale = 1.0f };
 		struct rxd_nasgrad_dst dx, dw = { NULL, 0, false };
 
-		if (!s->grad_written[o->out])
-			return -EINVAL; /* laid out so that it cannot happen */
-		if ((ret = search_pause(s)) < 0)
+		if (!s->grad_written[o->out]) {
+			ret = -EINVAL; /* laid out so that it cannot happen */
+			break;
+		}
+		if ((ret = search_pause(s, s->n_op - 1 - i)) < 0)
 			break;
 		if (o->kind == SOP_ZERO)
 			continue;
@@ -1239,6 +1321,9 @@ static int search_backward(struct rxd_search *s, bool want_w, bool want_alpha)
 			ret = -EINVAL;
 		}
 	}
+	if (ret == 0)
+		return search_pass_end(s);
+	search_learn_drop(s);
 	return ret;
 }
 
@@ -1256,14 +1341,14 @@ static uint64_t search_now_ns(void)
  * in the pauses meanwhile. */
 static int search_lap(struct rxd_search *s, uint64_t *t0, uint64_t *acc)
 {
-	cl_int e = clFinish(s->ops->dev->queue);
+	cl_int e = device_finish(s->ops->dev, s->ops->dev->queue);
 	uint64_t t = search_now_ns(), spent = t - *t0;
 
 	*acc += spent > s->paused_ns ? spent - s->paused_ns : 0;
 	s->paused_ns = 0;
 	*t0 = t;
 	if (e != CL_SUCCESS) {
-		log_msg(LOG_ERR, "search: clFinish: %s", device_strerror(e));
+		log_msg(LOG_ERR, "search: waiting for the device: %s", device_strerror(e));
 		return -EIO;
 	}
 	return 0;
@@ -1721,6 +1806,8 @@ void search_free(struct rxd_search *s)
 	if (s->ops)
 		clFinish(s->ops->dev->queue);
 	search_piece_drop(s);
+	search_learn_drop(s);
+	free(s->op_ns);
 	for (size_t i = 0; i < sizeof(mems) / sizeof(mems[0]); i++)
 		if (*mems[i])
 			clReleaseMemObject(*mems[i]);
