@@ -675,7 +675,9 @@ struct rxd_nas_span {
 enum {
 	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
 	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_K_DWCONV, RXD_NAS_K_PW,
-	RXD_NAS_KERNELS
+	RXD_NAS_K_PWS,
+	/* nas_dwr<k>s<stride>d<dilation>: eight in the order of nasops_dwr_index */
+	RXD_NAS_K_DWR, RXD_NAS_K_DWR_LAST = RXD_NAS_K_DWR + 7, RXD_NAS_KERNELS
 };
 
 struct rxd_nasops {
@@ -694,6 +696,8 @@ struct rxd_nasops {
 	bool dw_tiled;               /* depthwise convolutions through nas_dwconv's tiles in
 				      * local memory: on devices whose local memory is their own
 				      * (GPUs); on host memory (PoCL) the caches do it already */
+	bool dw_rows;                /* depthwise convolutions of the search space's shapes
+				      * through nas_dwr (register rows), before the others */
 	size_t dw_local_bytes;       /* the local memory one nas_dwconv work-group may take */
 	size_t item_max[3];          /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
 	bool pw_direct;              /* dense 1x1 convolutions through nas_pw (no im2col, no
@@ -702,6 +706,9 @@ struct rxd_nasops {
 				      * never written), not two convolutions */
 	size_t pw_local_bytes;       /* the local memory one nas_pw work-group may take */
 	int pw_rp, pw_rc;            /* nas_pw's register tile: pixels by channels a work-item */
+	bool pw_stream;              /* dense 1x1 convolutions through nas_pws (registers only,
+				      * no local memory), before nas_pw and the GEMM engine */
+	int ps_p, ps_c;              /* nas_pws's register tile: pixels by channels a work-item */
 	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
 };
 

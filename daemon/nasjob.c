@@ -43,6 +43,7 @@ struct rxd_nas_job {
 	bool profiled;                 /* the breakdowns were measured */
 	uint64_t *unprof_ns;           /* profiled: runs without the per-step events */
 	uint32_t unprof_runs;
+	bool steps_logged;             /* the first profiled run's steps went to the debug log */
 	struct rxd_nas_rec rec[2];     /* the launches of the piece plans (nas_run_piece) */
 	uint64_t peak_bytes, act_bytes;
 	/* nas_job_result's parts and the cells' names */
@@ -455,6 +456,25 @@ enum nas_timing {
 	NAS_PROFILED, /* and every step: the breakdowns */
 };
 
+/* At debug level, one profiled step's time and shape: where a network's time goes, step
+ * by step, for whoever tunes the kernels (the reply has only sums by op and by cell). */
+static void nas_log_step(const struct rxd_nas_plan *p, size_t i, const struct rxd_nas_span *sp,
+			 uint64_t ns)
+{
+	const struct rxd_nas_step *s = &p->steps[i];
+	uint64_t t0, t1;
+
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	t0 = nas_event_time(sp->first, CL_PROFILING_COMMAND_START);
+	t1 = nas_event_time(sp->first, CL_PROFILING_COMMAND_END);
+	log_msg(LOG_DEBUG, "NAS step %zu: %s %s cell %d, %d -> %d channels, k %dx%d s %d g %d, "
+		"%dx%d out, batch %d: %.1f us (its first kernel %.1f us)", i,
+		nas_kind_name(s->kind), nas_part_name(s->part), s->cell, p->tensors[s->in].c,
+		s->c_out, s->kh, s->kw, s->sh, s->groups, s->h_out, s->w_out, p->batch,
+		(double)ns / 1e3, t1 > t0 ? (double)(t1 - t0) / 1e3 : 0.0);
+}
+
 /* One run of one piece: upload its images, enqueue every step, wait. *ns gets the piece's
  * time; NAS_PROFILED also adds each step's time (from its first kernel's start to the next
  * step's, the last to its end, so that the parts add up to the whole) to the breakdown.
@@ -531,6 +551,8 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 				cell = s->cell + 1;
 				nj->part_ns[s->part] += start - prev;
 				nj->cell_ns[cell] += start - prev;
+				if (!nj->steps_logged)
+					nas_log_step(p, prev_step, &spans[prev_step], start - prev);
 			}
 			prev = start;
 			prev_step = i;
@@ -542,7 +564,10 @@ static int nas_run_piece(struct rxd_nas_job *nj, struct rxd_nasops *ops,
 			if (end > prev) {
 				nj->part_ns[s->part] += end - prev;
 				nj->cell_ns[s->cell + 1] += end - prev;
+				if (!nj->steps_logged)
+					nas_log_step(p, prev_step, &spans[prev_step], end - prev);
 			}
+			nj->steps_logged = true;
 			*ns = end > first ? end - first : 0;
 		}
 	}

@@ -33,6 +33,11 @@ static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_COPY] = "nas_copy",     [RXD_NAS_K_ZERO] = "nas_zero",
 	[RXD_NAS_K_GAP] = "nas_gap",       [RXD_NAS_K_LINEAR] = "nas_linear",
 	[RXD_NAS_K_DWCONV] = "nas_dwconv", [RXD_NAS_K_PW] = "nas_pw",
+	[RXD_NAS_K_PWS] = "nas_pws",
+	[RXD_NAS_K_DWR] = "nas_dwr3s1d1",     [RXD_NAS_K_DWR + 1] = "nas_dwr3s1d2",
+	[RXD_NAS_K_DWR + 2] = "nas_dwr3s2d1", [RXD_NAS_K_DWR + 3] = "nas_dwr3s2d2",
+	[RXD_NAS_K_DWR + 4] = "nas_dwr5s1d1", [RXD_NAS_K_DWR + 5] = "nas_dwr5s1d2",
+	[RXD_NAS_K_DWR + 6] = "nas_dwr5s2d1", [RXD_NAS_K_DWR + 7] = "nas_dwr5s2d2",
 };
 
 /* Columns are made for at most this many bytes of images at a time (one image's may be
@@ -494,6 +499,72 @@ static int nasops_conv_dw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_DWCONV, global, local, span);
 }
 
+/* Which nas_dwr kernel serves the depthwise convolution cv: its index among the eight,
+ * or -1 when its window is not one of theirs (square 3x3 or 5x5, the same stride of 1 or
+ * 2 and dilation of 1 or 2 both ways). */
+static int nasops_dwr_index(const struct rxd_nas_conv *cv)
+{
+	if (cv->kh != cv->kw || (cv->kh != 3 && cv->kh != 5) || cv->stride_h != cv->stride_w ||
+	    cv->stride_h < 1 || cv->stride_h > 2 || cv->dil_h != cv->dil_w || cv->dil_h < 1 ||
+	    cv->dil_h > 2)
+		return -1;
+	return (cv->kh == 5) * 4 + (cv->stride_h == 2) * 2 + (cv->dil_h == 2);
+}
+
+/* nas_dwr's outputs a work-item makes (kernels/nas.cl: DWR_W columns by DWR_H rows). */
+#define NASOPS_DWR_W 4
+#define NASOPS_DWR_H 2
+
+/* One nas_dwr launch, or -ENOSPC when cv's window is not one of its eight. The
+ * work-group: the column groups of a row and the row groups of a plane up to 128
+ * work-items, then planes to fill it, so that small planes (8 x 8: two by four
+ * work-items) still make full work-groups. */
+static int nasops_conv_dwr(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			   const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+			   const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	const int vi = nasops_dwr_index(cv), k = RXD_NAS_K_DWR + vi;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_int has_bias = cv->bias != NULL, relu = cv->relu_in, acc = wr->accumulate;
+	cl_int np = x->n * x->c;
+	size_t cols = ((size_t)y->w + NASOPS_DWR_W - 1) / NASOPS_DWR_W;
+	size_t rows = ((size_t)y->h + NASOPS_DWR_H - 1) / NASOPS_DWR_H;
+	size_t max, local[3] = { 1, 1, 1 }, global[3];
+	int ret;
+
+	if (vi < 0)
+		return -ENOSPC;
+	max = ops->wg[k] < 128 ? ops->wg[k] : 128;
+	while (local[0] < cols && 2 * local[0] <= max &&
+	       (!ops->item_max[0] || 2 * local[0] <= ops->item_max[0]))
+		local[0] *= 2;
+	while (local[1] < rows && 2 * local[0] * local[1] <= max &&
+	       (!ops->item_max[1] || 2 * local[1] <= ops->item_max[1]))
+		local[1] *= 2;
+	while (2 * local[0] * local[1] * local[2] <= max && local[2] < (size_t)np &&
+	       (!ops->item_max[2] || 2 * local[2] <= ops->item_max[2]))
+		local[2] *= 2;
+	ret = nasops_args(ops, k, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,
+			  sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off, sizeof(cl_mem),
+			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->pad_h, sizeof(cl_int),
+			  &cv->pad_w, sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift,
+			  sizeof(cl_int), &np, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
+			  (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, k, 23, y, wr);
+	if (ret < 0)
+		return ret;
+	global[0] = (cols + local[0] - 1) / local[0] * local[0];
+	global[1] = (rows + local[1] - 1) / local[1] * local[1];
+	global[2] = ((size_t)np + local[2] - 1) / local[2] * local[2];
+	return nasops_enqueue(ops, k, global, local, span);
+}
+
 /* nas_pw's input channels at a time (kernels/nas.cl: PW_KS): keep in step with the
  * kernel. Its register tile, PW_RP pixels by PW_RC channels, is ops->pw_rp by pw_rc, given
  * to the build. */
@@ -631,6 +702,64 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_PW, global, local, span);
 }
 
+/* nas_pws's work-group: pixel columns (lp, a power of two from 8 to 64) as many as one
+ * tile of PS_P * lp pixels needs to cover the plane, then channel groups (lc) until the
+ * work-group has 64 work-items or covers cout, within the kernel's limits. */
+static void nasops_pws_local(const struct rxd_nasops *ops, int32_t cout, int64_t hwo,
+			     size_t local[2])
+{
+	const size_t max = ops->wg[RXD_NAS_K_PWS];
+	const size_t groups = ((size_t)cout + (size_t)ops->ps_c - 1) / (size_t)ops->ps_c;
+	size_t lp = 64, lc = 1;
+
+	while (lp > 8 && (int64_t)(lp / 2 * (size_t)ops->ps_p) >= hwo)
+		lp /= 2;
+	while (lp > 1 && (lp > max || (ops->item_max[0] && lp > ops->item_max[0])))
+		lp /= 2;
+	while (lp * lc * 2 <= 64 && lp * lc * 2 <= max && lc < groups &&
+	       (!ops->item_max[1] || lc * 2 <= ops->item_max[1]))
+		lc *= 2;
+	local[0] = lp;
+	local[1] = lc;
+}
+
+/* One nas_pws launch: the 1x1 convolution cv of x (stride, shift and ReLU on the input as
+ * the step says) into y's slice. Shapes checked by the caller; nothing to fall back from
+ * (no local memory). */
+static int nasops_conv_pws(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			   const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+			   const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	const int64_t hwo = (int64_t)y->h * y->w;
+	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
+	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
+	cl_int has_bias = cv->bias != NULL, acc = wr->accumulate, relu = cv->relu_in;
+	size_t local[3] = { 1, 1, 1 }, global[3], tile_p, groups;
+	int ret;
+
+	ret = nasops_args(ops, RXD_NAS_K_PWS, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
+			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
+			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out, sizeof(cl_int),
+			  &y->h, sizeof(cl_int), &y->w, sizeof(cl_mem), &cv->weight,
+			  sizeof(cl_ulong), &w_off, sizeof(cl_mem),
+			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
+			  sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->stride_h, sizeof(cl_int),
+			  &cv->stride_w, sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift,
+			  sizeof(cl_int), &acc, sizeof(float), &wr->scale, (size_t)0);
+	if (ret == 0)
+		ret = nasops_add_args(ops, RXD_NAS_K_PWS, 23, y, wr);
+	if (ret < 0)
+		return ret;
+	nasops_pws_local(ops, cv->c_out, hwo, local);
+	tile_p = local[0] * (size_t)ops->ps_p;
+	groups = ((size_t)cv->c_out + (size_t)ops->ps_c - 1) / (size_t)ops->ps_c;
+	global[0] = ((size_t)hwo + tile_p - 1) / tile_p * local[0];
+	global[1] = (groups + local[1] - 1) / local[1] * local[1];
+	global[2] = (size_t)x->n;
+	return nasops_enqueue(ops, RXD_NAS_K_PWS, global, local, span);
+}
+
 /* y slice = scale * bias (bias may be NULL: 0) (+ the added tensor) (+ y): what the GEMM
  * then adds to. */
 static int nasops_bias(struct rxd_nasops *ops, const struct rxd_nas_tensor *y, int32_t c,
@@ -725,7 +854,7 @@ uint64_t nasops_conv_scratch_bytes(const struct rxd_nasops *ops, int32_t n, int3
 	int64_t hwo = (int64_t)h_out * w_out, k = (int64_t)c_in * cv->kh * cv->kw;
 
 	if (cv->groups != 1 || !ops->eng || nasops_conv_in_place(cv) ||
-	    (ops->pw_direct && nasops_pw_fits(cv, NULL)) || hwo < 1 || k < 1 ||
+	    ((ops->pw_direct || ops->pw_stream) && nasops_pw_fits(cv, NULL)) || hwo < 1 || k < 1 ||
 	    n < 1 || k > INT_MAX / hwo)
 		return 0;
 	return (uint64_t)(nasops_im2col_images(ops, n, k * hwo) * k * hwo) * sizeof(float);
@@ -873,11 +1002,17 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 
 	if ((ret = nasops_conv_check(x, cv, y, wr)) < 0)
 		return ret;
+	if (ops->pw_stream && nasops_pw_fits(cv, NULL))
+		return nasops_conv_pws(ops, x, cv, y, wr, span);
 	if (ops->pw_direct && nasops_pw_fits(cv, NULL) &&
 	    (ret = nasops_conv_pw(ops, x, cv, NULL, y, wr, span)) != -ENOSPC)
 		return ret;
 	if (cv->groups == 1 && ops->eng)
 		return nasops_conv_gemm(ops, x, cv, y, wr, span);
+	if (ops->dw_rows && cv->groups == x->c && cv->c_out == x->c &&
+	    (int64_t)x->n * x->c <= INT_MAX &&
+	    (ret = nasops_conv_dwr(ops, x, cv, y, wr, span)) != -ENOSPC)
+		return ret;
 	if (ops->dw_tiled && cv->groups == x->c && cv->c_out == x->c &&
 	    (int64_t)x->n * x->c <= INT_MAX)
 		return nasops_conv_dw(ops, x, cv, y, wr, span);
@@ -1368,20 +1503,25 @@ static int nasops_selftest(struct rxd_nasops *ops)
 /* RXGEMMD_NAS_KERNELS, a testing knob for comparing kernels on one device: "new" takes
  * dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw; "old" takes
  * neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise kernel then
- * the GEMM); a comma-separated list of "pw" and "dwpw" takes those only; "auto" (or unset)
- * is old: nas_pw measured slower than the engine on both kinds of device (PoCL: 1.9 times
- * at batch 1; the H200, DARTS_V2 on CIFAR: 35.2 ms against 7.2 at batch 1, 75.8 against
- * 63.8 at 256, 2026-12-03), so it stays a choice until it earns the default. Anything else is refused (-EINVAL): a comparison must not
- * silently measure the wrong kernels. nas_pw also needs its smallest tile's local memory,
- * so that it never has to give a convolution back (nasops_conv_scratch_bytes counts on
- * that). */
+ * the GEMM); a comma-separated list of "pw", "dwpw" and "pws" takes those only (pws: dense
+ * 1x1 convolutions through nas_pws). "auto" (or unset) is pws on GPUs and old on other
+ * devices, as measured with DARTS_V2 (2026-12-03): on the H200 nas_pws takes CIFAR at
+ * batch 256 from 54.7 to 28.1 ms and at 64 from 17.0 to 11.4 (with nas_dwr), and the
+ * GEMM path's three launches per convolution (bias, im2col, GEMM) cost more at batch 1
+ * than its better loop for 576 input channels saves; on PoCL nas_pws is 2.2 times
+ * slower at batch 1 and 8, where the engine's blocking for the caches wins. nas_pw, slower
+ * than both on both (the H200: 35.2 ms against 7.2 at batch 1), stays a choice. Anything
+ * else is refused (-EINVAL): a comparison must not silently measure the wrong kernels.
+ * nas_pw also needs its smallest tile's local memory, so that it never has to give a
+ * convolution back (nasops_conv_scratch_bytes counts on that). */
 static int nasops_kernels_env(struct rxd_nasops *ops)
 {
 	const char *env = getenv("RXGEMMD_NAS_KERNELS");
-	bool pw = true, dwpw = true;
+	bool pw = true, dwpw = true, pws = false;
 
 	if (!env || !*env || strcmp(env, "auto") == 0) {
 		pw = dwpw = false;
+		pws = strcmp(ops->dev->desc->type, "GPU") == 0;
 	} else if (strcmp(env, "new") != 0) {
 		char buf[64], *save = NULL;
 
@@ -1394,6 +1534,8 @@ static int nasops_kernels_env(struct rxd_nasops *ops)
 				pw = true;
 			else if (strcmp(t, "dwpw") == 0)
 				dwpw = true;
+			else if (strcmp(t, "pws") == 0)
+				pws = true;
 			else if (strcmp(t, "old") != 0)
 				goto bad;
 		}
@@ -1403,34 +1545,37 @@ static int nasops_kernels_env(struct rxd_nasops *ops)
 		pw = dwpw = false;
 	ops->pw_direct = pw;
 	ops->dwpw_fused = dwpw;
+	ops->pw_stream = pws;
 	return 0;
 bad:
-	log_msg(LOG_ERR, "RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw and dwpw", env);
+	log_msg(LOG_ERR, "RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw, dwpw and pws", env);
 	return -EINVAL;
 }
 
-/* RXGEMMD_NAS_PW_TILE=RPxRC, a testing knob: nas_pw's register tile, RP pixels by RC
- * channels a work-item, each 1, 2, 4 or 8 (default 4x4). Anything else: -EINVAL. */
-static int nasops_pw_tile_env(struct rxd_nasops *ops)
+/* A register tile from the testing knob name, PxC: P pixels by C channels a work-item,
+ * each a power of two up to most; unset, *p and *c keep their defaults. Anything else:
+ * -EINVAL. RXGEMMD_NAS_PW_TILE is nas_pw's (each up to 8, default 4x4),
+ * RXGEMMD_NAS_PWS_TILE nas_pws's (up to 16, default 4x8). */
+static int nasops_tile_env(const char *name, int most, int *p, int *c)
 {
-	const char *env = getenv("RXGEMMD_NAS_PW_TILE");
-	int rp = 4, rc = 4, end = 0;
+	const char *env = getenv(name);
+	int rp = *p, rc = *c, end = 0;
 
 	if (env && *env &&
 	    (sscanf(env, "%dx%d%n", &rp, &rc, &end) != 2 || env[end] != '\0' || rp < 1 ||
-	     rp > 8 || (rp & (rp - 1)) || rc < 1 || rc > 8 || (rc & (rc - 1)))) {
-		log_msg(LOG_ERR, "RXGEMMD_NAS_PW_TILE=%s: not RPxRC, each 1, 2, 4 or 8", env);
+	     rp > most || (rp & (rp - 1)) || rc < 1 || rc > most || (rc & (rc - 1)))) {
+		log_msg(LOG_ERR, "%s=%s: not PxC, each a power of two up to %d", name, env, most);
 		return -EINVAL;
 	}
-	ops->pw_rp = rp;
-	ops->pw_rc = rc;
+	*p = rp;
+	*c = rc;
 	return 0;
 }
 
 int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng)
 {
 	const char *src = kernels_find("nas.cl");
-	char *log = NULL, options[64];
+	char *log = NULL, options[96];
 	size_t item_max[3] = { 0 };
 	cl_int e;
 	int ret = -EIO;
@@ -1442,10 +1587,15 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 									     : dev->max_alloc_bytes;
 	if (!src)
 		fatal("kernel source nas.cl is not embedded: the build is broken");
-	if (nasops_pw_tile_env(ops) < 0)
+	ops->pw_rp = ops->pw_rc = 4;
+	ops->ps_p = 4;
+	ops->ps_c = 8;
+	if (nasops_tile_env("RXGEMMD_NAS_PW_TILE", 8, &ops->pw_rp, &ops->pw_rc) < 0 ||
+	    nasops_tile_env("RXGEMMD_NAS_PWS_TILE", 16, &ops->ps_p, &ops->ps_c) < 0)
 		goto fail;
-	snprintf(options, sizeof(options), "-cl-std=CL1.1 -DPW_RP=%d -DPW_RC=%d", ops->pw_rp,
-		 ops->pw_rc);
+	snprintf(options, sizeof(options),
+		 "-cl-std=CL1.1 -DPW_RP=%d -DPW_RC=%d -DPS_P=%d -DPS_C=%d", ops->pw_rp,
+		 ops->pw_rc, ops->ps_p, ops->ps_c);
 	if (kcache_build(dev->kcache, dev, "nas.cl", src, options, &ops->program, &log) < 0) {
 		log_msg(LOG_ERR, "nas.cl does not build on this device%s%s", log ? ":\n" : "",
 			log ? log : "");
@@ -1460,14 +1610,21 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 		clGetDeviceInfo(dev->desc->id, CL_DEVICE_LOCAL_MEM_TYPE, sizeof(lmt), &lmt, NULL);
 		const char *env = getenv("RXGEMMD_NAS_DEPTHWISE");
 
+		/* nas_dwr for the eight windows it has, everywhere: on the H200 it takes a
+		 * depthwise 3x3 of 36 planes of 32 x 32 at batch 256 from 136 us (nas_dwconv)
+		 * to 51, and DARTS_V2 on PoCL at batch 8 from 1.47 to 1.11 s (2026-12-03).
+		 * Other windows: nas_dwconv's tiles where local memory is the device's own. */
+		ops->dw_rows = true;
 		ops->dw_tiled = lmt == CL_LOCAL;
 		if (env && strcmp(env, "tiled") == 0)
-			ops->dw_tiled = true;
+			ops->dw_rows = false, ops->dw_tiled = true;
 		else if (env && strcmp(env, "direct") == 0)
-			ops->dw_tiled = false;
+			ops->dw_rows = false, ops->dw_tiled = false;
+		else if (env && strcmp(env, "rows") == 0)
+			ops->dw_rows = true;
 		else if (env && *env && strcmp(env, "auto") != 0)
-			log_msg(LOG_WARNING, "RXGEMMD_NAS_DEPTHWISE=%s is not auto, tiled or direct: "
-					     "auto", env);
+			log_msg(LOG_WARNING, "RXGEMMD_NAS_DEPTHWISE=%s is not auto, rows, tiled or "
+					     "direct: auto", env);
 		/* Half the local memory: the work-group is then not alone on its unit. */
 		ops->dw_local_bytes = (size_t)(dev->local_mem_bytes / 2);
 		ops->pw_local_bytes = ops->dw_local_bytes;
@@ -1496,8 +1653,9 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	nasops_release_scratch(ops); /* made by the self-tests; jobs make theirs in their budget */
 	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s; 1x1: %s; "
 			  "depthwise: %s; depthwise then 1x1: %s)",
-		eng ? "GEMM engine" : "direct", ops->pw_direct ? "nas_pw" : eng ? "GEMM" : "direct",
-		ops->dw_tiled ? "tiled" : "direct", ops->dwpw_fused ? "fused" : "two steps");
+		eng ? "GEMM engine" : "direct",
+		ops->pw_stream ? "nas_pws" : ops->pw_direct ? "nas_pw" : eng ? "GEMM" : "direct",
+		ops->dw_rows ? "rows" : ops->dw_tiled ? "tiled" : "direct", ops->dwpw_fused ? "fused" : "two steps");
 	return 0;
 fail:
 	nasops_fini(ops);

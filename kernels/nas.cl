@@ -432,3 +432,199 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
 		}
 	}
 }
+
+/* A dense 1x1 convolution streamed through registers, for devices where nas_pw's local
+ * tiles and barriers cost more than they save (a 1x1 convolution of a few dozen channels
+ * reads and writes far more than it computes): no local memory, no barrier. Each
+ * work-item makes PS_P pixels of one image, strided by the local width (neighbouring
+ * work-items, neighbouring addresses, for both the reads of x and the writes of y), by
+ * PS_C consecutive output channels; it reads each input channel's values of its pixels
+ * once and every weight it needs once, the same weight for the whole work-group row.
+ * Launch: dimension 0 the pixel tiles (PS_P * local width pixels) times the local width,
+ * dimension 1 the channel groups (PS_C channels; past cout the loads repeat the last
+ * channel's row and the writes are left out), dimension 2 the images. ReLU on the input,
+ * stride and shift (FactorizedReduce) and the epilogue (bias, added tensor, scale,
+ * accumulation) as nas_pw's; a pixel past the plane reads pixel 0 and is not written. */
+#ifndef PS_P
+#define PS_P 4
+#endif
+#ifndef PS_C
+#define PS_C 8
+#endif
+__kernel void nas_pws(const __global float *x, const ulong x_off, const int cin, const int h,
+		      const int w, __global float *y, const ulong y_off, const int ctot,
+		      const int c_off, const int cout, const int ho, const int wo,
+		      const __global float *wt, const ulong w_off, const __global float *bias,
+		      const ulong b_off, const int has_bias, const int sh, const int sw,
+		      const int relu_in, const int shift, const int accumulate,
+		      const float scale, ADD_ARGS)
+{
+	const int lp = get_local_size(0), n = get_global_id(2);
+	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);
+	const int co0 = get_global_id(1) * PS_C, hwo = ho * wo, hw = h * w;
+	const __global float *xb = x + x_off + n * cin * hw;
+	int pin[PS_P], wrow[PS_C];
+	float acc[PS_P][PS_C];
+
+	for (int i = 0; i < PS_P; i++) {
+		const int p = p0 + i * lp, oh = p / wo, ow = p - oh * wo;
+
+		pin[i] = p >= hwo ? 0 : (oh * sh + shift) * w + ow * sw + shift;
+		for (int j = 0; j < PS_C; j++)
+			acc[i][j] = 0.0f;
+	}
+	for (int j = 0; j < PS_C; j++)
+		wrow[j] = min(co0 + j, cout - 1) * cin;
+	/* Four input channels a turn: their loads are issued together, so that a work-item
+	 * waits for memory once per four channels, not once per channel. */
+	int ci = 0;
+	for (; ci + 4 <= cin; ci += 4) {
+		const __global float *wc = wt + w_off + ci;
+		float v[4][PS_P];
+
+		for (int u = 0; u < 4; u++) {
+			const __global float *xc = xb + (ci + u) * hw;
+
+			for (int i = 0; i < PS_P; i++) {
+				v[u][i] = xc[pin[i]];
+				if (relu_in)
+					v[u][i] = RELU(v[u][i]);
+			}
+		}
+		for (int j = 0; j < PS_C; j++) {
+			const __global float *wj = wc + wrow[j];
+
+			for (int u = 0; u < 4; u++) {
+				const float wv = wj[u];
+
+				for (int i = 0; i < PS_P; i++)
+					acc[i][j] = v[u][i] * wv + acc[i][j];
+			}
+		}
+	}
+	for (; ci < cin; ci++) {
+		const __global float *xc = xb + ci * hw;
+		const __global float *wc = wt + w_off + ci;
+		float v[PS_P];
+
+		for (int i = 0; i < PS_P; i++) {
+			v[i] = xc[pin[i]];
+			if (relu_in)
+				v[i] = RELU(v[i]);
+		}
+		for (int j = 0; j < PS_C; j++) {
+			const float wv = wc[wrow[j]];
+
+			for (int i = 0; i < PS_P; i++)
+				acc[i][j] = v[i] * wv + acc[i][j];
+		}
+	}
+	for (int j = 0; j < PS_C; j++) {
+		const int co = co0 + j;
+
+		if (co >= cout)
+			break;
+		for (int i = 0; i < PS_P; i++) {
+			const int p = p0 + i * lp;
+			float v;
+
+			if (p >= hwo)
+				break;
+			v = acc[i][j];
+			if (has_bias)
+				v += bias[b_off + co];
+			PUT_ADD(y, y_off + (n * ctot + c_off + co) * hwo + p, v, n, co, hwo, p);
+		}
+	}
+}
+
+/* Depthwise convolutions with the window's shape known to the compiler: a KS x KS kernel at
+ * stride ST and dilation DL in both directions, one kernel for each of the search space's
+ * eight (3 and 5, stride 1 and 2, dilation 1 and 2). Each work-item makes DWR_H rows by
+ * DWR_W neighbouring columns of outputs of one plane: it reads each input row of its
+ * window once into registers and uses every value for each output that covers it, and
+ * its index arithmetic and the plane's weights serve all of them. On a GPU that is what
+ * a depthwise convolution is short of: nas_dwconv and nas_conv spend more instructions on
+ * indices, barriers and bounds per output than on its nine multiply-adds. Launch:
+ * dimension 0 the column groups (DWR_W outputs), dimension 1 the row groups (DWR_H),
+ * dimension 2 the n * c planes (padded up to the local size; planes past np are left).
+ * Padding (ph, pw), ReLU on the input, the shift and the epilogue as nas_dwconv's. */
+#define DWR_W 4
+#define DWR_H 2
+#define DWR_KERNEL(NAME, KS, ST, DL)                                                        \
+__kernel void NAME(const __global float *x, const ulong x_off, const int c, const int h,    \
+		   const int w, __global float *y, const ulong y_off, const int ctot,       \
+		   const int c_off, const int ho, const int wo, const __global float *wt,   \
+		   const ulong w_off, const __global float *bias, const ulong b_off,         \
+		   const int has_bias, const int ph, const int pw, const int relu_in,       \
+		   const int shift, const int np, const int accumulate, const float scale,  \
+		   ADD_ARGS)                                                                \
+{                                                                                           \
+	const int ow0 = get_global_id(0) * DWR_W, oh0 = get_global_id(1) * DWR_H;          \
+	const int plane = get_global_id(2), n = plane / c, ch = plane - n * c;              \
+	const int hl = h - shift, wl = w - shift, iw0 = ow0 * ST - pw;                      \
+	const __global float *xp = x + x_off + plane * h * w + shift * w + shift;           \
+	const __global float *wc = wt + w_off + ch * KS * KS;                               \
+	float wk[KS * KS], acc[DWR_H][DWR_W], seg[(DWR_W - 1) * ST + (KS - 1) * DL + 1];   \
+                                                                                            \
+	if (plane >= np || ow0 >= wo || oh0 >= ho)                                          \
+		return;                                                                     \
+	for (int i = 0; i < KS * KS; i++)                                                   \
+		wk[i] = wc[i];                                                              \
+	for (int r = 0; r < DWR_H; r++)                                                     \
+		for (int q = 0; q < DWR_W; q++)                                             \
+			acc[r][q] = 0.0f;                                                   \
+	/* Input row t of the window serves output row r where t = r * ST + ki * DL. */    \
+	for (int t = 0; t < (DWR_H - 1) * ST + (KS - 1) * DL + 1; t++) {                    \
+		const int ih = oh0 * ST - ph + t;                                           \
+		const bool row_in = ih >= 0 && ih < hl;                                     \
+                                                                                            \
+		for (int q = 0; q < (DWR_W - 1) * ST + (KS - 1) * DL + 1; q++) {            \
+			const int iw = iw0 + q;                                             \
+			float v = 0.0f;                                                     \
+                                                                                            \
+			if (row_in && iw >= 0 && iw < wl) {                                 \
+				v = xp[ih * w + iw];                                        \
+				if (relu_in)                                                \
+					v = RELU(v);                                        \
+			}                                                                   \
+			seg[q] = v;                                                         \
+		}                                                                           \
+		for (int r = 0; r < DWR_H; r++) {                                           \
+			const int d = t - r * ST;                                           \
+                                                                                            \
+			if (d < 0 || d % DL != 0 || d / DL >= KS)                           \
+				continue;                                                   \
+			for (int q = 0; q < DWR_W; q++)                                     \
+				for (int kj = 0; kj < KS; kj++)                             \
+					acc[r][q] = seg[q * ST + kj * DL] *                 \
+							    wk[d / DL * KS + kj] +          \
+						    acc[r][q];                              \
+		}                                                                           \
+	}                                                                                   \
+	for (int r = 0; r < DWR_H; r++) {                                                   \
+		const int oh = oh0 + r;                                                     \
+                                                                                            \
+		if (oh >= ho)                                                               \
+			break;                                                              \
+		for (int q = 0; q < DWR_W; q++) {                                           \
+			const int ow = ow0 + q;                                             \
+			float v = acc[r][q];                                                \
+                                                                                            \
+			if (ow >= wo)                                                       \
+				break;                                                      \
+			if (has_bias)                                                       \
+				v += bias[b_off + ch];                                      \
+			PUT_ADD(y, y_off + (n * ctot + c_off + ch) * ho * wo + oh * wo + ow, v, \
+				n, ch, ho * wo, oh * wo + ow);                              \
+		}                                                                           \
+	}                                                                                   \
+}
+DWR_KERNEL(nas_dwr3s1d1, 3, 1, 1)
+DWR_KERNEL(nas_dwr3s1d2, 3, 1, 2)
+DWR_KERNEL(nas_dwr3s2d1, 3, 2, 1)
+DWR_KERNEL(nas_dwr3s2d2, 3, 2, 2)
+DWR_KERNEL(nas_dwr5s1d1, 5, 1, 1)
+DWR_KERNEL(nas_dwr5s1d2, 5, 1, 2)
+DWR_KERNEL(nas_dwr5s2d1, 5, 2, 1)
+DWR_KERNEL(nas_dwr5s2d2, 5, 2, 2)

@@ -7,13 +7,15 @@
  * (an identity edge fused into the other edge's step), global average pooling and linear
  * layers, all with a batch of more than one image.
  *
- * Convolutions, pooling and linear layers run five ways: with the direct kernels (no GEMM
+ * Convolutions, pooling and linear layers run seven ways: with the direct kernels (no GEMM
  * engine), and through the GEMM engine with its edge-handling tiled kernel and with its
  * register-blocked kernel (copies, zeros and global pooling never use the engine), all
  * three with RXGEMMD_NAS_KERNELS=old; then with the new kernels (dense 1x1 convolutions
  * and depthwise-then-1x1 steps through nas_pw) over the tiled engine, and over none with
- * nas_pw's register tile at 8x2 instead of 4x4. DWPW steps (nasops_dwpw) run all five
- * ways too, against the two convolutions' reference.
+ * nas_pw's register tile at 8x2 instead of 4x4; then with dense 1x1 convolutions through
+ * nas_pws (RXGEMMD_NAS_KERNELS=pws) over the register-blocked engine with its default
+ * tile (4 pixels by 8 channels) and over none with 2 by 16. DWPW steps (nasops_dwpw) run
+ * all seven ways too, against the two convolutions' reference.
  * Tensors lie at offsets inside larger buffers filled with known values: a step must
  * leave everything outside its output slice as it was. Outputs that a step overwrites
  * start as NaN, so that a kernel reading them shows. Inputs are small multiples of 1/4,
@@ -33,12 +35,12 @@
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine eng_tiled, eng_reg;
-static struct rxd_nasops ops_direct, ops_tiled, ops_reg, ops_pw, ops_pw82;
-#define N_OPS 5
+static struct rxd_nasops ops_direct, ops_tiled, ops_reg, ops_pw, ops_pw82, ops_pws, ops_pws216;
+#define N_OPS 7
 static struct rxd_nasops *all_ops[N_OPS] = { &ops_direct, &ops_tiled, &ops_reg, &ops_pw,
-					     &ops_pw82 };
+					     &ops_pw82,   &ops_pws,   &ops_pws216 };
 static const char *const ops_names[N_OPS] = { "direct", "gemm-tiled", "gemm-reg", "nas_pw",
-					      "nas_pw 8x2" };
+					      "nas_pw 8x2", "nas_pws", "nas_pws 2x16" };
 static bool small;
 static uint32_t rng = 1;
 
@@ -961,27 +963,40 @@ int main(void)
 		return EXIT_FAILURE;
 	}
 	/* The old 1x1 and DWPW paths in the first three, nas_pw in the fourth and, with another
-	 * register tile and no engine, the fifth (each self-tested at its start-up), whichever
-	 * the device would pick. */
+	 * register tile and no engine, the fifth, nas_pws in the last two (each self-tested at
+	 * its start-up), whichever the device would pick. */
 	unsetenv("RXGEMMD_NAS_PW_TILE");
+	unsetenv("RXGEMMD_NAS_PWS_TILE");
 	setenv("RXGEMMD_NAS_KERNELS", "old", 1);
 	if (nasops_init(&ops_direct, &dev, NULL) < 0 || nasops_init(&ops_tiled, &dev, &eng_tiled) < 0 ||
 	    nasops_init(&ops_reg, &dev, &eng_reg) < 0 ||
 	    setenv("RXGEMMD_NAS_KERNELS", "new", 1) < 0 ||
 	    nasops_init(&ops_pw, &dev, &eng_tiled) < 0 ||
-	    setenv("RXGEMMD_NAS_PW_TILE", "8x2", 1) < 0 || nasops_init(&ops_pw82, &dev, NULL) < 0) {
+	    setenv("RXGEMMD_NAS_PW_TILE", "8x2", 1) < 0 || nasops_init(&ops_pw82, &dev, NULL) < 0 ||
+	    unsetenv("RXGEMMD_NAS_PW_TILE") < 0 || setenv("RXGEMMD_NAS_KERNELS", "pws", 1) < 0 ||
+	    nasops_init(&ops_pws, &dev, &eng_reg) < 0 ||
+	    setenv("RXGEMMD_NAS_PWS_TILE", "2x16", 1) < 0 ||
+	    nasops_init(&ops_pws216, &dev, NULL) < 0) {
 		fprintf(stderr, "the NAS kernels do not build or pass on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
 	/* Both depthwise kernels on every device, whichever the device would pick. */
-	ops_direct.dw_tiled = false;
+	ops_direct.dw_rows = ops_direct.dw_tiled = false;
+	ops_reg.dw_rows = false;
 	ops_reg.dw_tiled = true;
+	ops_tiled.dw_rows = ops_pw.dw_rows = ops_pw82.dw_rows = true;
+	ops_pws.dw_rows = ops_pws216.dw_rows = true;
 	if (ops_tiled.pw_direct || ops_tiled.dwpw_fused) {
 		fprintf(stderr, "RXGEMMD_NAS_KERNELS=old left nas_pw in use\n");
 		return EXIT_FAILURE;
 	}
 	if (!ops_pw.pw_direct || !ops_pw.dwpw_fused || !ops_pw82.pw_direct || ops_pw82.pw_rp != 8) {
 		fprintf(stderr, "nas_pw is not in use on %s\n", dev.description);
+		return EXIT_FAILURE;
+	}
+	if (!ops_pws.pw_stream || ops_pws.pw_direct || ops_pws.dwpw_fused ||
+	    !ops_pws216.pw_stream || ops_pws216.ps_c != 16 || ops_tiled.pw_stream) {
+		fprintf(stderr, "nas_pws is not in use as asked on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
 	tcase_set_timeout(tc, 600);
@@ -1006,6 +1021,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	nasops_fini(&ops_pws216), nasops_fini(&ops_pws);
 	nasops_fini(&ops_pw82), nasops_fini(&ops_pw), nasops_fini(&ops_reg), nasops_fini(&ops_tiled), nasops_fini(&ops_direct);
 	gemm_fini(&eng_reg), gemm_fini(&eng_tiled);
 	device_close(&dev);

@@ -1,22 +1,32 @@
 #!/bin/bash
 # run-nas-speed.sh: NAS evaluation latency on a GPU machine (the device tool), each figure
-# beside PyTorch's in the same run: DARTS_V2 on CIFAR (C 36, 20 cells) at batches 1, 16,
-# 64 and 256 and on ImageNet (C 48, 14 cells) at batch 64, through `rxgemm nas` with each
-# set of NAS kernels (RXGEMMD_NAS_KERNELS=new, old, pw and dwpw: docs/rxgemmd.8), and through
-# tests/nas_torch_ref.py in eager mode (cudnn.benchmark on) and as a CUDA graph.
+# beside PyTorch's in the same run: DARTS_V2 on CIFAR (C 36, 20 cells) and on ImageNet
+# (C 48, 14 cells) at batches 1, 16, 64 and 256, through `rxgemm nas` with each set of NAS
+# kernels (RXGEMMD_NAS_KERNELS: docs/rxgemmd.8), and through tests/nas_torch_ref.py in
+# eager mode (cudnn.benchmark on) and as a CUDA graph.
 # Build here, then:
 #   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm && cp client/.libs/librxgemm.so.0 .gpu/lib/
-# and on the GPU machine: bash tests/gpu/run-nas-speed.sh (about 4 minutes; results in
+# and on the GPU machine: bash tests/gpu/run-nas-speed.sh (about 5 minutes; results in
 # $OUT/nas-speed.txt, one line per figure, and the daemons' logs).
-# Variables (optional): BATCHES (default "1 16 64 256"), REPEAT (20), DEVICE (NVIDIA),
-# KERNELS (the RXGEMMD_NAS_KERNELS values to compare, default "new old pw dwpw").
+# Variables (optional):
+#   BATCHES (default "1 16 64 256"), IMAGENET_BATCHES (default BATCHES);
+#   REPEAT (timed runs, 20);
+#   WARMUP (runs before the timed ones, on both sides alike; default 20, so that both are
+#     timed at the GPU's steady clocks: at batch 1 three warm-up runs leave it ramping);
+#   DEVICE (NVIDIA);
+#   KERNELS (the RXGEMMD_NAS_KERNELS values to compare, default "auto old pws new"; auto
+#     is pws on a GPU).
+# The daemons log at debug level: their logs (in $OUT) have each step's time and shape
+# from the breakdown's runs at batch 256.
 set -uo pipefail
 . .gpu/env.sh
 : "${OUT:?OUT must name a folder for the results}"
 BATCHES=${BATCHES:-1 16 64 256}
 REPEAT=${REPEAT:-20}
+WARMUP=${WARMUP:-20}
+IMAGENET_BATCHES=${IMAGENET_BATCHES-$BATCHES}
 DEVICE=${DEVICE-NVIDIA}
-KERNELS=${KERNELS:-new old pw dwpw}
+KERNELS=${KERNELS:-auto old pws new}
 W=$(mktemp -d "${TMPDIR:-/tmp}/rxnas.XXXXXX")
 SOCK=$W/d.sock
 PID=
@@ -28,15 +38,15 @@ trap cleanup EXIT
 R=$OUT/nas-speed.txt
 { date -u; nvidia-smi -L; } >"$R" 2>&1
 
-# nets: "dataset batch" pairs, CIFAR at every batch and ImageNet at 64.
+# nets: "dataset batch" pairs, CIFAR and ImageNet at each of their batches.
 nets() {
 	for b in $BATCHES; do echo "cifar10 $b"; done
-	echo "imagenet 64"
+	for b in $IMAGENET_BATCHES; do echo "imagenet $b"; done
 }
 
 for kern in $KERNELS; do
 	RXGEMMD_NAS_KERNELS=$kern rxgemmd --socket "$SOCK" ${DEVICE:+--device "$DEVICE"} \
-		--auto-tune never --cache-dir "$W/cache" --client-max-memory 4G \
+		--auto-tune never --cache-dir "$W/cache" --client-max-memory 4G --log-level debug \
 		</dev/null >"$OUT/daemon-$kern.log" 2>&1 &
 	PID=$!
 	for ((i = 0; i < 3000; i++)); do
@@ -46,7 +56,8 @@ for kern in $KERNELS; do
 	nets | while read -r ds b; do
 		printf 'rxgemmd kernels=%s %s batch %s: ' "$kern" "$ds" "$b" >>"$R"
 		timeout 300 rxgemm --socket "$SOCK" nas --genotype DARTS_V2 --dataset "$ds" \
-			--batch "$b" --repeat "$REPEAT" $([ "$b" = 256 ] && echo --breakdown) \
+			--batch "$b" --warmup "$WARMUP" --repeat "$REPEAT" \
+			$([ "$b" = 256 ] && echo --breakdown) \
 			--json >"$W/nas.json" 2>>"$R" &&
 			python3 -c '
 import json, sys
@@ -71,7 +82,8 @@ nets | while read -r ds b; do
 	for mode in "--cudnn-benchmark" "--cudnn-benchmark --cuda-graph"; do
 		printf 'pytorch %s %s batch %s: ' "$mode" "$ds" "$b" >>"$R"
 		timeout 300 python3 tests/nas_torch_ref.py --genotype DARTS_V2 --dataset "$ds" \
-			--batch "$b" --repeat "$REPEAT" $mode 2>&1 | grep 'latency median' >>"$R"
+			--batch "$b" --warmup "$WARMUP" --repeat "$REPEAT" $mode 2>&1 |
+			grep 'latency median' >>"$R"
 	done
 done
 tar -C "$OUT" -czf "$OUT/json.tar.gz" $(cd "$OUT" && ls nas-*.json) && rm -f "$OUT"/nas-*.json
