@@ -300,6 +300,14 @@ int gemm_compute(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm
 int gemm_compute_at(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		    cl_mem a, int64_t a_off, cl_mem b, int64_t b_off, cl_mem c, int64_t c_off,
 		    uint64_t *kernel_ns, struct rxd_error *err);
+/* gemm_compute whose last kernel is not waited for: *tail gets its event (or NULL when
+ * there is none to wait for) and the caller, having queued what follows it (C's
+ * download), waits for that and adds device_event_ns(*tail) to *kernel_ns. A job in one
+ * launch then costs one wait on the host, not two, and its download starts as its kernel
+ * ends instead of a host round trip later. On an error *tail is NULL. */
+int gemm_compute_tail(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
+		      cl_mem a, cl_mem b, cl_mem c, uint64_t *kernel_ns, cl_event *tail,
+		      struct rxd_error *err);
 /* The K slices gemm_compute would use for g with variant (1: no split-K). */
 int gemm_splitk_slices(const struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g);
 /* The workspace split-K takes for g in slices (0 for 1). */

@@ -350,8 +350,9 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_admit *a, const stru
 					    0, NULL, &ev[2]),
 		       "clEnqueueWriteBuffer(C)");
 	}
-	if ((st = gemm_compute(eng, v, g, mem[0], mem[1], mem[2], &kernel_ns, err)) !=
-	    RXD_S_OK)
+	/* One wait for the kernel and C's download together (gemm_compute_tail). */
+	if ((st = gemm_compute_tail(eng, v, g, mem[0], mem[1], mem[2], &kernel_ns, &ev[3],
+				    err)) != RXD_S_OK)
 		goto out;
 	if (own[2])
 		CL_TRY(clEnqueueReadBuffer(dev->queue, mem[2], CL_FALSE, 0, (size_t)bytes[2], c_out,
@@ -359,6 +360,8 @@ int tensor_gemm_run(struct rxd_gemm_engine *eng, struct rxd_admit *a, const stru
 		       "clEnqueueReadBuffer(C)");
 	CL_TRY(device_finish(dev, dev->queue), "waiting for the device");
 #undef CL_TRY
+	if (ev[3])
+		kernel_ns += device_event_ns(ev[3]);
 	if (dev->profiling) {
 		t->h2d_ns = device_event_ns(ev[0]) + device_event_ns(ev[1]) + device_event_ns(ev[2]);
 		t->kernel_ns = kernel_ns;
@@ -368,8 +371,10 @@ out:
 	if (e != CL_SUCCESS)
 		st = error_set(err, RXD_S_DEVICE,
 				 "%s failed on the device: %s", what, device_strerror(e));
-	/* Nothing may still use the buffers released below. */
-	clFinish(dev->queue);
+	/* Nothing may still use the buffers released below (device_finish saw to it when
+	 * all went well). */
+	if (st != RXD_S_OK || e != CL_SUCCESS)
+		clFinish(dev->queue);
 	for (int i = 0; i < 5; i++)
 		if (ev[i])
 			clReleaseEvent(ev[i]);
