@@ -683,7 +683,7 @@ struct rxd_nas_span {
 enum {
 	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
 	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_K_DWCONV, RXD_NAS_K_PW,
-	RXD_NAS_K_PWS,
+	RXD_NAS_K_PWS, RXD_NAS_K_CVS,
 	/* nas_dwr<k>s<stride>d<dilation>: eight in the order of nasops_dwr_index */
 	RXD_NAS_K_DWR, RXD_NAS_K_DWR_LAST = RXD_NAS_K_DWR + 7, RXD_NAS_KERNELS
 };
@@ -717,6 +717,8 @@ struct rxd_nasops {
 	bool pw_stream;              /* dense 1x1 convolutions through nas_pws (registers only,
 				      * no local memory), before nas_pw and the GEMM engine */
 	int ps_p, ps_c;              /* nas_pws's register tile: pixels by channels a work-item */
+	bool conv_stream;            /* other dense convolutions through nas_cvs, nas_pws's
+				      * layout for any window, not im2col and the GEMM engine */
 	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
 };
 

@@ -33,7 +33,7 @@ static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_COPY] = "nas_copy",     [RXD_NAS_K_ZERO] = "nas_zero",
 	[RXD_NAS_K_GAP] = "nas_gap",       [RXD_NAS_K_LINEAR] = "nas_linear",
 	[RXD_NAS_K_DWCONV] = "nas_dwconv", [RXD_NAS_K_PW] = "nas_pw",
-	[RXD_NAS_K_PWS] = "nas_pws",
+	[RXD_NAS_K_PWS] = "nas_pws",          [RXD_NAS_K_CVS] = "nas_cvs",
 	[RXD_NAS_K_DWR] = "nas_dwr3s1d1",     [RXD_NAS_K_DWR + 1] = "nas_dwr3s1d2",
 	[RXD_NAS_K_DWR + 2] = "nas_dwr3s2d1", [RXD_NAS_K_DWR + 3] = "nas_dwr3s2d2",
 	[RXD_NAS_K_DWR + 4] = "nas_dwr5s1d1", [RXD_NAS_K_DWR + 5] = "nas_dwr5s1d2",
@@ -702,13 +702,13 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_PW, global, local, span);
 }
 
-/* nas_pws's work-group: pixel columns (lp, a power of two from 8 to 64) as many as one
+/* nas_pws's (and nas_cvs's, k) work-group: pixel columns (lp, a power of two from 8 to 64) as many as one
  * tile of PS_P * lp pixels needs to cover the plane, then channel groups (lc) until the
  * work-group has 64 work-items or covers cout, within the kernel's limits. */
-static void nasops_pws_local(const struct rxd_nasops *ops, int32_t cout, int64_t hwo,
+static void nasops_pws_local(const struct rxd_nasops *ops, int k, int32_t cout, int64_t hwo,
 			     size_t local[2])
 {
-	const size_t max = ops->wg[RXD_NAS_K_PWS];
+	const size_t max = ops->wg[k];
 	const size_t groups = ((size_t)cout + (size_t)ops->ps_c - 1) / (size_t)ops->ps_c;
 	size_t lp = 64, lc = 1;
 
@@ -723,13 +723,43 @@ static void nasops_pws_local(const struct rxd_nasops *ops, int32_t cout, int64_t
 	local[1] = lc;
 }
 
-/* One nas_pws launch: the 1x1 convolution cv of x (stride, shift and ReLU on the input as
- * the step says) into y's slice. Shapes checked by the caller; nothing to fall back from
- * (no local memory). */
-static int nasops_conv_pws(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
-			   const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
-			   const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+/* Whether a dense convolution that nas_pws or nas_cvs would take goes to the GEMM engine
+ * instead: when its launch is too small to hide their one long loop (a work-item walks
+ * all of c_in * kh * kw in turn) and that loop is long. Each turn of four waits on memory
+ * once, so a small launch takes about 0.125 us per input channel; the engine's path
+ * splits K and costs about 50 us (its three launches) at small sizes: on the H200,
+ * DARTS_V2's 576 -> 144 1x1 at 8 x 8 took 72 us through nas_pws and 52 through the engine
+ * at batch 1 (91 against 61 at 16), but 93 against 112 at 64, with 18432 work-items; at
+ * 288 input channels nas_pws won at every batch. Hence the engine for a loop of 384 or
+ * more in a launch of fewer than 128 work-items per compute unit. */
+static bool nasops_stream_short(const struct rxd_nasops *ops, int64_t n, int32_t c_in,
+				const struct rxd_nas_conv *cv, int64_t hwo)
 {
+	const uint64_t units = ops->dev->desc ? ops->dev->desc->compute_units : 0;
+	uint64_t items = (uint64_t)((n * hwo + ops->ps_p - 1) / ops->ps_p) *
+			 (uint64_t)((cv->c_out + ops->ps_c - 1) / ops->ps_c);
+
+	return ops->eng && (int64_t)c_in * cv->kh * cv->kw >= 384 && items < units * 128;
+}
+
+/* Whether cv of an input of n images of c_in channels into hwo pixels goes through
+ * nas_pws or nas_cvs (the same answer for nasops_conv and nasops_conv_scratch_bytes). */
+static bool nasops_streams(const struct rxd_nasops *ops, int64_t n, int32_t c_in,
+			   const struct rxd_nas_conv *cv, int64_t hwo)
+{
+	if (cv->groups != 1 || nasops_stream_short(ops, n, c_in, cv, hwo))
+		return false;
+	return nasops_pw_fits(cv, NULL) ? ops->pw_stream : ops->conv_stream;
+}
+
+/* One nas_pws launch (a 1x1 convolution: stride, shift and ReLU on the input as the step
+ * says) or nas_cvs launch (any other dense window) of cv of x into y's slice. Shapes
+ * checked by the caller; nothing to fall back from (no local memory). */
+static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			      const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
+			      const struct rxd_nas_write *wr, struct rxd_nas_span *span)
+{
+	const int k = nasops_pw_fits(cv, NULL) ? RXD_NAS_K_PWS : RXD_NAS_K_CVS;
 	const int64_t hwo = (int64_t)y->h * y->w;
 	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
 	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
@@ -737,27 +767,40 @@ static int nasops_conv_pws(struct rxd_nasops *ops, const struct rxd_nas_tensor *
 	size_t local[3] = { 1, 1, 1 }, global[3], tile_p, groups;
 	int ret;
 
-	ret = nasops_args(ops, RXD_NAS_K_PWS, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
-			  sizeof(cl_int), &x->c, sizeof(cl_int), &x->h, sizeof(cl_int), &x->w,
-			  sizeof(cl_mem), &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
-			  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out, sizeof(cl_int),
-			  &y->h, sizeof(cl_int), &y->w, sizeof(cl_mem), &cv->weight,
-			  sizeof(cl_ulong), &w_off, sizeof(cl_mem),
-			  NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,
-			  sizeof(cl_int), &has_bias, sizeof(cl_int), &cv->stride_h, sizeof(cl_int),
-			  &cv->stride_w, sizeof(cl_int), &relu, sizeof(cl_int), &cv->in_shift,
-			  sizeof(cl_int), &acc, sizeof(float), &wr->scale, (size_t)0);
+	/* The arguments both kernels share, then nas_cvs's window (nas_pws has none). */
+#define NASOPS_STREAM_ARGS                                                                   \
+	sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off, sizeof(cl_int), &x->c,            \
+		sizeof(cl_int), &x->h, sizeof(cl_int), &x->w, sizeof(cl_mem), &y->mem,       \
+		sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, \
+		sizeof(cl_int), &cv->c_out, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,   \
+		sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off, sizeof(cl_mem),       \
+		NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,              \
+		sizeof(cl_int), &has_bias
+	if (k == RXD_NAS_K_CVS)
+		ret = nasops_args(ops, k, NASOPS_STREAM_ARGS, sizeof(cl_int), &cv->kh,
+				  sizeof(cl_int), &cv->kw, sizeof(cl_int), &cv->stride_h,
+				  sizeof(cl_int), &cv->stride_w, sizeof(cl_int), &cv->pad_h,
+				  sizeof(cl_int), &cv->pad_w, sizeof(cl_int), &cv->dil_h,
+				  sizeof(cl_int), &cv->dil_w, sizeof(cl_int), &relu, sizeof(cl_int),
+				  &cv->in_shift, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
+				  (size_t)0);
+	else
+		ret = nasops_args(ops, k, NASOPS_STREAM_ARGS, sizeof(cl_int), &cv->stride_h,
+				  sizeof(cl_int), &cv->stride_w, sizeof(cl_int), &relu, sizeof(cl_int),
+				  &cv->in_shift, sizeof(cl_int), &acc, sizeof(float), &wr->scale,
+				  (size_t)0);
+#undef NASOPS_STREAM_ARGS
 	if (ret == 0)
-		ret = nasops_add_args(ops, RXD_NAS_K_PWS, 23, y, wr);
+		ret = nasops_add_args(ops, k, k == RXD_NAS_K_CVS ? 29 : 23, y, wr);
 	if (ret < 0)
 		return ret;
-	nasops_pws_local(ops, cv->c_out, hwo, local);
+	nasops_pws_local(ops, k, cv->c_out, hwo, local);
 	tile_p = local[0] * (size_t)ops->ps_p;
 	groups = ((size_t)cv->c_out + (size_t)ops->ps_c - 1) / (size_t)ops->ps_c;
 	global[0] = ((size_t)hwo + tile_p - 1) / tile_p * local[0];
 	global[1] = (groups + local[1] - 1) / local[1] * local[1];
 	global[2] = (size_t)x->n;
-	return nasops_enqueue(ops, RXD_NAS_K_PWS, global, local, span);
+	return nasops_enqueue(ops, k, global, local, span);
 }
 
 /* y slice = scale * bias (bias may be NULL: 0) (+ the added tensor) (+ y): what the GEMM
@@ -854,7 +897,8 @@ uint64_t nasops_conv_scratch_bytes(const struct rxd_nasops *ops, int32_t n, int3
 	int64_t hwo = (int64_t)h_out * w_out, k = (int64_t)c_in * cv->kh * cv->kw;
 
 	if (cv->groups != 1 || !ops->eng || nasops_conv_in_place(cv) ||
-	    ((ops->pw_direct || ops->pw_stream) && nasops_pw_fits(cv, NULL)) || hwo < 1 || k < 1 ||
+	    (ops->pw_direct && nasops_pw_fits(cv, NULL)) || nasops_streams(ops, n, c_in, cv, hwo) ||
+	    hwo < 1 || k < 1 ||
 	    n < 1 || k > INT_MAX / hwo)
 		return 0;
 	return (uint64_t)(nasops_im2col_images(ops, n, k * hwo) * k * hwo) * sizeof(float);
@@ -1002,8 +1046,8 @@ int nasops_conv(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 
 	if ((ret = nasops_conv_check(x, cv, y, wr)) < 0)
 		return ret;
-	if (ops->pw_stream && nasops_pw_fits(cv, NULL))
-		return nasops_conv_pws(ops, x, cv, y, wr, span);
+	if (nasops_streams(ops, x->n, x->c, cv, (int64_t)y->h * y->w))
+		return nasops_conv_stream(ops, x, cv, y, wr, span);
 	if (ops->pw_direct && nasops_pw_fits(cv, NULL) &&
 	    (ret = nasops_conv_pw(ops, x, cv, NULL, y, wr, span)) != -ENOSPC)
 		return ret;
@@ -1503,25 +1547,26 @@ static int nasops_selftest(struct rxd_nasops *ops)
 /* RXGEMMD_NAS_KERNELS, a testing knob for comparing kernels on one device: "new" takes
  * dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw; "old" takes
  * neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise kernel then
- * the GEMM); a comma-separated list of "pw", "dwpw" and "pws" takes those only (pws: dense
- * 1x1 convolutions through nas_pws). "auto" (or unset) is pws on GPUs and old on other
- * devices, as measured with DARTS_V2 (2026-12-03): on the H200 nas_pws takes CIFAR at
- * batch 256 from 54.7 to 28.1 ms and at 64 from 17.0 to 11.4 (with nas_dwr), and the
- * GEMM path's three launches per convolution (bias, im2col, GEMM) cost more at batch 1
- * than its better loop for 576 input channels saves; on PoCL nas_pws is 2.2 times
- * slower at batch 1 and 8, where the engine's blocking for the caches wins. nas_pw, slower
- * than both on both (the H200: 35.2 ms against 7.2 at batch 1), stays a choice. Anything
- * else is refused (-EINVAL): a comparison must not silently measure the wrong kernels.
- * nas_pw also needs its smallest tile's local memory, so that it never has to give a
+ * the GEMM); a comma-separated list of "pw", "dwpw", "pws" and "cvs" takes those only
+ * (pws: dense 1x1 convolutions through nas_pws; cvs: other dense ones through nas_cvs).
+ * "auto" (or unset) is pws and cvs on GPUs and old on other devices, as measured with
+ * DARTS_V2 (2026-12-03): on the H200 nas_pws takes CIFAR at batch 256 from 54.7 to 28.1
+ * ms and at 64 from 17.0 to 11.4 (with nas_dwr), nas_cvs ImageNet's stem at batch 256
+ * from 6.0 to 3.6 ms, and where their loop is long and the launch small the engine keeps
+ * the convolution (nasops_stream_short); on PoCL nas_pws is 2.2 times slower at batch 1
+ * and 8, where the engine's blocking for the caches wins. nas_pw, slower than both on
+ * both (the H200: 35.2 ms against 7.2 at batch 1), stays a choice. Anything else is
+ * refused (-EINVAL): a comparison must not silently measure the wrong kernels. nas_pw
+ * also needs its smallest tile's local memory, so that it never has to give a
  * convolution back (nasops_conv_scratch_bytes counts on that). */
 static int nasops_kernels_env(struct rxd_nasops *ops)
 {
 	const char *env = getenv("RXGEMMD_NAS_KERNELS");
-	bool pw = true, dwpw = true, pws = false;
+	bool pw = true, dwpw = true, pws = false, cvs = false;
 
 	if (!env || !*env || strcmp(env, "auto") == 0) {
 		pw = dwpw = false;
-		pws = strcmp(ops->dev->desc->type, "GPU") == 0;
+		pws = cvs = strcmp(ops->dev->desc->type, "GPU") == 0;
 	} else if (strcmp(env, "new") != 0) {
 		char buf[64], *save = NULL;
 
@@ -1536,6 +1581,8 @@ static int nasops_kernels_env(struct rxd_nasops *ops)
 				dwpw = true;
 			else if (strcmp(t, "pws") == 0)
 				pws = true;
+			else if (strcmp(t, "cvs") == 0)
+				cvs = true;
 			else if (strcmp(t, "old") != 0)
 				goto bad;
 		}
@@ -1546,9 +1593,11 @@ static int nasops_kernels_env(struct rxd_nasops *ops)
 	ops->pw_direct = pw;
 	ops->dwpw_fused = dwpw;
 	ops->pw_stream = pws;
+	ops->conv_stream = cvs;
 	return 0;
 bad:
-	log_msg(LOG_ERR, "RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw, dwpw and pws", env);
+	log_msg(LOG_ERR, "RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw, dwpw, pws and cvs",
+		env);
 	return -EINVAL;
 }
 
@@ -1653,7 +1702,7 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	nasops_release_scratch(ops); /* made by the self-tests; jobs make theirs in their budget */
 	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s; 1x1: %s; "
 			  "depthwise: %s; depthwise then 1x1: %s)",
-		eng ? "GEMM engine" : "direct",
+		ops->conv_stream ? "nas_cvs" : eng ? "GEMM engine" : "direct",
 		ops->pw_stream ? "nas_pws" : ops->pw_direct ? "nas_pw" : eng ? "GEMM" : "direct",
 		ops->dw_rows ? "rows" : ops->dw_tiled ? "tiled" : "direct", ops->dwpw_fused ? "fused" : "two steps");
 	return 0;

@@ -628,3 +628,81 @@ DWR_KERNEL(nas_dwr5s1d1, 5, 1, 1)
 DWR_KERNEL(nas_dwr5s1d2, 5, 1, 2)
 DWR_KERNEL(nas_dwr5s2d1, 5, 2, 1)
 DWR_KERNEL(nas_dwr5s2d2, 5, 2, 2)
+
+/* A dense convolution of any window (kh x kw, stride, padding, dilation) laid out as
+ * nas_pws: each work-item makes PS_P pixels (strided by the local width) by PS_C output
+ * channels, every input value it reads serving PS_C outputs and every weight PS_P. For
+ * the stems (3x3 on three or a few dozen channels at large planes), where im2col writes
+ * and the GEMM reads back nine times the input. Launch and epilogue as nas_pws's; the
+ * input's shift is as nas_conv's. */
+__kernel void nas_cvs(const __global float *x, const ulong x_off, const int cin, const int h,
+		      const int w, __global float *y, const ulong y_off, const int ctot,
+		      const int c_off, const int cout, const int ho, const int wo,
+		      const __global float *wt, const ulong w_off, const __global float *bias,
+		      const ulong b_off, const int has_bias, const int kh, const int kw,
+		      const int sh, const int sw, const int ph, const int pw, const int dh,
+		      const int dw, const int relu_in, const int shift, const int accumulate,
+		      const float scale, ADD_ARGS)
+{
+	const int lp = get_local_size(0), n = get_global_id(2);
+	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);
+	const int co0 = get_global_id(1) * PS_C, hwo = ho * wo, kk = kh * kw;
+	const int hl = h - shift, wl = w - shift;
+	const __global float *xb = x + x_off + n * cin * h * w + shift * w + shift;
+	int ih0[PS_P], iw0[PS_P], wrow[PS_C];
+	float acc[PS_P][PS_C];
+
+	for (int i = 0; i < PS_P; i++) {
+		const int p = min(p0 + i * lp, hwo - 1), oh = p / wo, ow = p - oh * wo;
+
+		ih0[i] = oh * sh - ph;
+		iw0[i] = ow * sw - pw;
+		for (int j = 0; j < PS_C; j++)
+			acc[i][j] = 0.0f;
+	}
+	for (int j = 0; j < PS_C; j++)
+		wrow[j] = min(co0 + j, cout - 1) * cin * kk;
+	for (int ci = 0; ci < cin; ci++) {
+		const __global float *xc = xb + ci * h * w;
+
+		for (int ki = 0; ki < kh; ki++)
+			for (int kj = 0; kj < kw; kj++) {
+				const __global float *wc = wt + w_off + ci * kk + ki * kw + kj;
+				float v[PS_P];
+
+				for (int i = 0; i < PS_P; i++) {
+					const int ih = ih0[i] + ki * dh, iw = iw0[i] + kj * dw;
+
+					v[i] = 0.0f;
+					if (ih >= 0 && ih < hl && iw >= 0 && iw < wl) {
+						v[i] = xc[ih * w + iw];
+						if (relu_in)
+							v[i] = RELU(v[i]);
+					}
+				}
+				for (int j = 0; j < PS_C; j++) {
+					const float wv = wc[wrow[j]];
+
+					for (int i = 0; i < PS_P; i++)
+						acc[i][j] = v[i] * wv + acc[i][j];
+				}
+			}
+	}
+	for (int j = 0; j < PS_C; j++) {
+		const int co = co0 + j;
+
+		if (co >= cout)
+			break;
+		for (int i = 0; i < PS_P; i++) {
+			const int p = p0 + i * lp;
+			float v;
+
+			if (p >= hwo)
+				break;
+			v = acc[i][j];
+			if (has_bias)
+				v += bias[b_off + co];
+			PUT_ADD(y, y_off + (n * ctot + c_off + co) * hwo + p, v, n, co, hwo, p);
+		}
+	}
+}

@@ -338,7 +338,7 @@ START_TEST(every_op)
 	} nets[] = {
 		{ 4, 3, 12, 12, 2, false },
 		{ 2, 1, 9, 7, 3, true },
-		{ 8, 3, 32, 32, 12, false },
+		{ 8, 3, 32, 32, 24, false },
 	};
 	char text[RXD_GENOTYPE_TEXT_MAX];
 
@@ -532,12 +532,12 @@ static void setup_small_old(void)
 	setup_small_with("old", "depthwise then 1x1: two steps");
 }
 
-/* What GPUs take by default: dense 1x1 convolutions through nas_pws (and the depthwise
- * ones through nas_dwr, every device's default), forced here where the device (PoCL)
- * would take the engine. */
+/* What GPUs take by default: dense 1x1 convolutions through nas_pws and the others
+ * through nas_cvs (and the depthwise ones through nas_dwr, every device's default),
+ * forced here where the device (PoCL) would take the engine. */
 static void setup_small_pws(void)
 {
-	setup_small_with("pws", "1x1: nas_pws; depthwise: rows;");
+	setup_small_with("pws,cvs", "(convolutions: nas_cvs; 1x1: nas_pws; depthwise: rows;");
 }
 
 int main(void)
@@ -571,7 +571,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_small_old, teardown);
 	tcase_add_loop_test(tc, every_op, RXD_OP_SEP_CONV_3X3, RXD_OP_SEP_CONV_3X3 + 1);
 	suite_add_tcase(s, tc);
-	tc = tcase_create("kernels=pws");
+	tc = tcase_create("kernels=pws,cvs");
 	tcase_set_timeout(tc, 300);
 	tcase_add_unchecked_fixture(tc, setup_small_pws, teardown);
 	tcase_add_test(tc, split_batch);

@@ -14,7 +14,8 @@
  * and depthwise-then-1x1 steps through nas_pw) over the tiled engine, and over none with
  * nas_pw's register tile at 8x2 instead of 4x4; then with dense 1x1 convolutions through
  * nas_pws (RXGEMMD_NAS_KERNELS=pws) over the register-blocked engine with its default
- * tile (4 pixels by 8 channels) and over none with 2 by 16. DWPW steps (nasops_dwpw) run
+ * tile (4 pixels by 8 channels), and over none with 2 by 16 and every other dense
+ * convolution through nas_cvs (pws,cvs). DWPW steps (nasops_dwpw) run
  * all seven ways too, against the two convolutions' reference.
  * Tensors lie at offsets inside larger buffers filled with known values: a step must
  * leave everything outside its output slice as it was. Outputs that a step overwrites
@@ -40,7 +41,7 @@ static struct rxd_nasops ops_direct, ops_tiled, ops_reg, ops_pw, ops_pw82, ops_p
 static struct rxd_nasops *all_ops[N_OPS] = { &ops_direct, &ops_tiled, &ops_reg, &ops_pw,
 					     &ops_pw82,   &ops_pws,   &ops_pws216 };
 static const char *const ops_names[N_OPS] = { "direct", "gemm-tiled", "gemm-reg", "nas_pw",
-					      "nas_pw 8x2", "nas_pws", "nas_pws 2x16" };
+					      "nas_pw 8x2", "nas_pws", "nas_pws+cvs 2x16" };
 static bool small;
 static uint32_t rng = 1;
 
@@ -976,6 +977,7 @@ int main(void)
 	    unsetenv("RXGEMMD_NAS_PW_TILE") < 0 || setenv("RXGEMMD_NAS_KERNELS", "pws", 1) < 0 ||
 	    nasops_init(&ops_pws, &dev, &eng_reg) < 0 ||
 	    setenv("RXGEMMD_NAS_PWS_TILE", "2x16", 1) < 0 ||
+	    setenv("RXGEMMD_NAS_KERNELS", "pws,cvs", 1) < 0 ||
 	    nasops_init(&ops_pws216, &dev, NULL) < 0) {
 		fprintf(stderr, "the NAS kernels do not build or pass on %s\n", dev.description);
 		return EXIT_FAILURE;
@@ -995,7 +997,8 @@ int main(void)
 		return EXIT_FAILURE;
 	}
 	if (!ops_pws.pw_stream || ops_pws.pw_direct || ops_pws.dwpw_fused ||
-	    !ops_pws216.pw_stream || ops_pws216.ps_c != 16 || ops_tiled.pw_stream) {
+	    !ops_pws216.pw_stream || ops_pws216.ps_c != 16 || ops_tiled.pw_stream ||
+	    ops_pws.conv_stream || !ops_pws216.conv_stream) {
 		fprintf(stderr, "nas_pws is not in use as asked on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
