@@ -451,6 +451,35 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
 #ifndef PS_C
 #define PS_C 8
 #endif
+/* nas_pws's and nas_cvs's shared parts (no functions in OpenCL C 1.1 for Mesa): one input
+ * tap, v[PS_P] the work-item's pixels' values and wc + wrow[j] its weight for channel j,
+ * into acc; and the writes of acc through the epilogue. */
+#define PS_TAP(v, wc)                                                                       \
+	for (int j_ = 0; j_ < PS_C; j_++) {                                                 \
+		const float wv_ = (wc)[wrow[j_]];                                           \
+                                                                                            \
+		for (int i_ = 0; i_ < PS_P; i_++)                                           \
+			acc[i_][j_] = (v)[i_] * wv_ + acc[i_][j_];                          \
+	}
+#define PS_WRITE()                                                                          \
+	for (int j_ = 0; j_ < PS_C; j_++) {                                                 \
+		const int co_ = co0 + j_;                                                   \
+                                                                                            \
+		if (co_ >= cout)                                                            \
+			break;                                                              \
+		for (int i_ = 0; i_ < PS_P; i_++) {                                         \
+			const int p_ = p0 + i_ * lp;                                        \
+			float v_;                                                           \
+                                                                                            \
+			if (p_ >= hwo)                                                      \
+				break;                                                      \
+			v_ = acc[i_][j_];                                                   \
+			if (has_bias)                                                       \
+				v_ += bias[b_off + co_];                                    \
+			PUT_ADD(y, y_off + (n * ctot + c_off + co_) * hwo + p_, v_, n, co_, \
+				hwo, p_);                                                   \
+		}                                                                           \
+	}
 __kernel void nas_pws(const __global float *x, const ulong x_off, const int cin, const int h,
 		      const int w, __global float *y, const ulong y_off, const int ctot,
 		      const int c_off, const int cout, const int ho, const int wo,
@@ -512,30 +541,9 @@ __kernel void nas_pws(const __global float *x, const ulong x_off, const int cin,
 			if (relu_in)
 				v[i] = RELU(v[i]);
 		}
-		for (int j = 0; j < PS_C; j++) {
-			const float wv = wc[wrow[j]];
-
-			for (int i = 0; i < PS_P; i++)
-				acc[i][j] = v[i] * wv + acc[i][j];
-		}
+		PS_TAP(v, wc);
 	}
-	for (int j = 0; j < PS_C; j++) {
-		const int co = co0 + j;
-
-		if (co >= cout)
-			break;
-		for (int i = 0; i < PS_P; i++) {
-			const int p = p0 + i * lp;
-			float v;
-
-			if (p >= hwo)
-				break;
-			v = acc[i][j];
-			if (has_bias)
-				v += bias[b_off + co];
-			PUT_ADD(y, y_off + (n * ctot + c_off + co) * hwo + p, v, n, co, hwo, p);
-		}
-	}
+	PS_WRITE();
 }
 
 /* Depthwise convolutions with the window's shape known to the compiler: a KS x KS kernel at
@@ -680,29 +688,8 @@ __kernel void nas_cvs(const __global float *x, const ulong x_off, const int cin,
 							v[i] = RELU(v[i]);
 					}
 				}
-				for (int j = 0; j < PS_C; j++) {
-					const float wv = wc[wrow[j]];
-
-					for (int i = 0; i < PS_P; i++)
-						acc[i][j] = v[i] * wv + acc[i][j];
-				}
+				PS_TAP(v, wc);
 			}
 	}
-	for (int j = 0; j < PS_C; j++) {
-		const int co = co0 + j;
-
-		if (co >= cout)
-			break;
-		for (int i = 0; i < PS_P; i++) {
-			const int p = p0 + i * lp;
-			float v;
-
-			if (p >= hwo)
-				break;
-			v = acc[i][j];
-			if (has_bias)
-				v += bias[b_off + co];
-			PUT_ADD(y, y_off + (n * ctot + c_off + co) * hwo + p, v, n, co, hwo, p);
-		}
-	}
+	PS_WRITE();
 }
