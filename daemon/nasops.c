@@ -702,9 +702,10 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_PW, global, local, span);
 }
 
-/* nas_pws's (and nas_cvs's, k) work-group: pixel columns (lp, a power of two from 8 to 64) as many as one
- * tile of PS_P * lp pixels needs to cover the plane, then channel groups (lc) until the
- * work-group has 64 work-items or covers cout, within the kernel's limits. */
+/* The work-group of kernel k (nas_pws or nas_cvs): pixel columns (lp, a power of two
+ * from 8 to 64) as many as one tile of PS_P * lp pixels needs to cover the plane, then
+ * channel groups (lc) until the work-group has 64 work-items or covers cout, within the
+ * kernel's limits. */
 static void nasops_pws_local(const struct rxd_nasops *ops, int k, int32_t cout, int64_t hwo,
 			     size_t local[2])
 {
@@ -1704,7 +1705,8 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 			  "depthwise: %s; depthwise then 1x1: %s)",
 		ops->conv_stream ? "nas_cvs" : eng ? "GEMM engine" : "direct",
 		ops->pw_stream ? "nas_pws" : ops->pw_direct ? "nas_pw" : eng ? "GEMM" : "direct",
-		ops->dw_rows ? "rows" : ops->dw_tiled ? "tiled" : "direct", ops->dwpw_fused ? "fused" : "two steps");
+		ops->dw_rows ? "rows" : ops->dw_tiled ? "tiled" : "direct",
+		ops->dwpw_fused ? "fused" : "two steps");
 	return 0;
 fail:
 	nasops_fini(ops);
