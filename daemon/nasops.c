@@ -1,20 +1,31 @@
 /* nasops.c: the step kinds of a NAS network on the device (kernels/nas.cl).
  *
- * The network executor (nasplan.c, nasjob.c) lowers a genotype into steps over NCHW tensors; each
- * function here checks one step's shapes, then enqueues its kernels on the device
- * worker's in-order queue without waiting. Dense convolutions go through the GEMM engine:
- * a 1x1 convolution of one image is W[cout x cin] X[cin x hw], which in the engine's
- * column-major terms is Y^T (hw x cout) = X^T (hw x cin) W^T (cin x cout), all three read
- * in place from their NCHW buffers, batched over the images with the weights shared
- * (stride 0). Other dense convolutions (kxk, strided, ReLU on the input, the shifted read
- * of FactorizedReduce) first lay their input out as columns (im2col) in a scratch buffer,
- * a bounded number of images at a time. The bias (BN folded) is written into the output
- * slice first, so that the GEMM adds scale * W x with beta = 1. Depthwise and other grouped
- * convolutions, and everything when there is no engine, use the direct kernel.
- * With the new kernels (RXGEMMD_NAS_KERNELS=new; slower so far, so not the default) a
- * dense 1x1 convolution is instead one launch of nas_pw (ReLU, stride and shift on its reads, bias, added tensor
- * and scale in its writes: no columns, no bias pass), and a depthwise convolution followed
- * by a 1x1 (nasops_dwpw) is one nas_pw launch that makes the depthwise output on the fly.
+ * The network executor (nasplan.c, nasjob.c) lowers a genotype into steps over NCHW
+ * tensors; each function here checks one step's shapes, then enqueues its kernels on the
+ * device worker's in-order queue without waiting. Which kernels run a convolution
+ * (nasops_conv) depends on the device (RXGEMMD_NAS_KERNELS and RXGEMMD_NAS_DEPTHWISE,
+ * rxgemmd(8); the choices and their measurements are at nasops_kernels_env and
+ * nasops_init):
+ * - On GPUs a dense 1x1 convolution is one launch of nas_pws and any other dense one of
+ *   nas_cvs (ReLU, stride and shift on their reads, bias, added tensor and scale in their
+ *   writes: no columns, no bias pass), except where their one long loop would run in a
+ *   launch too small to hide it (nasops_stream_short).
+ * - Otherwise dense convolutions go through the GEMM engine: a 1x1 convolution of one
+ *   image is W[cout x cin] X[cin x hw], which in the engine's column-major terms is Y^T
+ *   (hw x cout) = X^T (hw x cin) W^T (cin x cout), all three read in place from their NCHW
+ *   buffers, batched over the images with the weights shared (stride 0). Other dense
+ *   convolutions (kxk, strided, ReLU on the input, the shifted read of FactorizedReduce)
+ *   first lay their input out as columns (im2col) in a scratch buffer, a bounded number
+ *   of images at a time. The bias (BN folded) is written into the output slice first, so
+ *   that the GEMM adds scale * W x with beta = 1.
+ * - Depthwise convolutions of the search space's eight windows run through nas_dwr (one
+ *   kernel per window, rows of outputs in registers), others through nas_dwconv's tiles
+ *   on devices with local memory of their own, else the direct kernel, which also takes
+ *   other grouped convolutions and everything when there is no engine.
+ * - With RXGEMMD_NAS_KERNELS=new (slower so far, so the default nowhere) a dense 1x1 is
+ *   one launch of nas_pw, a tiled kernel through local memory, and a depthwise
+ *   convolution followed by a 1x1 (nasops_dwpw) one nas_pw launch that makes the
+ *   depthwise output on the fly.
  *
  * Work-group sizes come from each kernel's device queries (its work-group limit and
  * preferred multiple), never from device names. */

@@ -1,5 +1,6 @@
-/* nas.cl: the step kinds of a NAS network (daemon/nasops.c): convolutions (direct, and
- * im2col for the GEMM engine), pooling, copies, zeros, global average pooling, linear.
+/* nas.cl: the step kinds of a NAS network (daemon/nasops.c): convolutions (direct,
+ * im2col for the GEMM engine, streamed through registers, depthwise in tiles or in
+ * register rows), pooling, copies, zeros, global average pooling, linear.
  *
  * OpenCL C 1.1 and Mesa's rules: no static or inline functions,
  * no fma() (llvmpipe miscompiles it at long sums: a * b + c instead). Tensors are NCHW
