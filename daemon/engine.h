@@ -683,7 +683,9 @@ struct rxd_nas_span {
 enum {
 	RXD_NAS_K_CONV, RXD_NAS_K_IM2COL, RXD_NAS_K_BIAS, RXD_NAS_K_POOL, RXD_NAS_K_COPY,
 	RXD_NAS_K_ZERO, RXD_NAS_K_GAP, RXD_NAS_K_LINEAR, RXD_NAS_K_DWCONV, RXD_NAS_K_PW,
-	RXD_NAS_K_PWS, RXD_NAS_K_CVS,
+	RXD_NAS_K_PWS, RXD_NAS_K_CVS, RXD_NAS_K_PWV,
+	/* their narrow variants (PS_CN channels), in the same order */
+	RXD_NAS_K_PWS_N, RXD_NAS_K_CVS_N, RXD_NAS_K_PWV_N,
 	/* nas_dwr<k>s<stride>d<dilation>: eight in the order of nasops_dwr_index */
 	RXD_NAS_K_DWR, RXD_NAS_K_DWR_LAST = RXD_NAS_K_DWR + 7, RXD_NAS_KERNELS
 };
@@ -717,6 +719,10 @@ struct rxd_nasops {
 	bool pw_stream;              /* dense 1x1 convolutions through nas_pws (registers only,
 				      * no local memory), before nas_pw and the GEMM engine */
 	int ps_p, ps_c;              /* nas_pws's register tile: pixels by channels a work-item */
+	int ps_cn;                   /* the narrow variants' channels (half of ps_c) */
+	uint32_t ps_wide;            /* work-items per compute unit from which a launch takes
+				      * ps_c channels a work-item, not ps_cn */
+	bool pw_vec;                 /* and through nas_pwv (float4 loads) where it fits */
 	bool conv_stream;            /* other dense convolutions through nas_cvs, nas_pws's
 				      * layout for any window, not im2col and the GEMM engine */
 	struct rxd_nas_rec *rec;     /* set: the step functions record instead of enqueueing */
@@ -799,6 +805,9 @@ bool nasops_rec_valid(const struct rxd_nasops *ops, const struct rxd_nas_rec *re
 int nasops_rec_replay(struct rxd_nasops *ops, const struct rxd_nas_rec *rec, size_t step,
 		      struct rxd_nas_span *span);
 void nasops_rec_free(struct rxd_nas_rec *rec);
+/* The kernel of rec's launch i by name ("GEMM": the engine's), NULL past the last: which
+ * kernels a step took, for the tests. */
+const char *nasops_rec_kernel(const struct rxd_nas_rec *rec, size_t i);
 /* What the step kinds here and their backward passes (nasgrad.c) check and share: elems
  * floats from off lie inside mem, with indices from off within an int (0, -EINVAL or
  * -E2BIG); a tensor's shape and range likewise; its floats; ev (may be NULL) added to span

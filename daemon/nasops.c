@@ -45,6 +45,8 @@ static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_GAP] = "nas_gap",       [RXD_NAS_K_LINEAR] = "nas_linear",
 	[RXD_NAS_K_DWCONV] = "nas_dwconv", [RXD_NAS_K_PW] = "nas_pw",
 	[RXD_NAS_K_PWS] = "nas_pws",          [RXD_NAS_K_CVS] = "nas_cvs",
+	[RXD_NAS_K_PWV] = "nas_pwv",          [RXD_NAS_K_PWS_N] = "nas_pws_n",
+	[RXD_NAS_K_CVS_N] = "nas_cvs_n",      [RXD_NAS_K_PWV_N] = "nas_pwv_n",
 	[RXD_NAS_K_DWR] = "nas_dwr3s1d1",     [RXD_NAS_K_DWR + 1] = "nas_dwr3s1d2",
 	[RXD_NAS_K_DWR + 2] = "nas_dwr3s2d1", [RXD_NAS_K_DWR + 3] = "nas_dwr3s2d2",
 	[RXD_NAS_K_DWR + 4] = "nas_dwr5s1d1", [RXD_NAS_K_DWR + 5] = "nas_dwr5s1d2",
@@ -361,6 +363,13 @@ int nasops_rec_replay(struct rxd_nasops *ops, const struct rxd_nas_rec *rec, siz
 		nasops_span_add(span, ev);
 	}
 	return 0;
+}
+
+const char *nasops_rec_kernel(const struct rxd_nas_rec *rec, size_t i)
+{
+	if (i >= rec->n)
+		return NULL;
+	return rec->v[i].kernel ? nasops_kernel_names[rec->v[i].k] : "GEMM";
 }
 
 void nasops_rec_free(struct rxd_nas_rec *rec)
@@ -713,18 +722,18 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 	return nasops_enqueue(ops, RXD_NAS_K_PW, global, local, span);
 }
 
-/* The work-group of kernel k (nas_pws or nas_cvs): pixel columns (lp, a power of two
- * from 8 to 64) as many as one tile of PS_P * lp pixels needs to cover the plane, then
- * channel groups (lc) until the work-group has 64 work-items or covers cout, within the
- * kernel's limits. */
-static void nasops_pws_local(const struct rxd_nasops *ops, int k, int32_t cout, int64_t hwo,
-			     size_t local[2])
+/* The work-group of kernel k (nas_pws, nas_pwv or nas_cvs), whose work-items make p
+ * pixels by c channels each: pixel columns (lp, a power of two from 8 to 64) as many as one tile of p *
+ * lp pixels needs to cover the plane, then channel groups (lc) until the work-group has
+ * 64 work-items or covers cout, within the kernel's limits. */
+static void nasops_pws_local(const struct rxd_nasops *ops, int k, int p, int c, int32_t cout,
+			     int64_t hwo, size_t local[2])
 {
 	const size_t max = ops->wg[k];
-	const size_t groups = ((size_t)cout + (size_t)ops->ps_c - 1) / (size_t)ops->ps_c;
+	const size_t groups = ((size_t)cout + (size_t)c - 1) / (size_t)c;
 	size_t lp = 64, lc = 1;
 
-	while (lp > 8 && (int64_t)(lp / 2 * (size_t)ops->ps_p) >= hwo)
+	while (lp > 8 && (int64_t)(lp / 2 * (size_t)p) >= hwo)
 		lp /= 2;
 	while (lp > 1 && (lp > max || (ops->item_max[0] && lp > ops->item_max[0])))
 		lp /= 2;
@@ -749,9 +758,25 @@ static bool nasops_stream_short(const struct rxd_nasops *ops, int64_t n, int32_t
 {
 	const uint64_t units = ops->dev->desc ? ops->dev->desc->compute_units : 0;
 	uint64_t items = (uint64_t)((n * hwo + ops->ps_p - 1) / ops->ps_p) *
-			 (uint64_t)((cv->c_out + ops->ps_c - 1) / ops->ps_c);
+			 (uint64_t)((cv->c_out + ops->ps_cn - 1) / ops->ps_cn);
 
 	return ops->eng && (int64_t)c_in * cv->kh * cv->kw >= 384 && items < units * 128;
+}
+
+/* Whether a launch of n images of hwo pixels into cout channels, p pixels a work-item,
+ * takes the wide tile (ps_c channels a work-item): when that still gives every compute
+ * unit ps_wide work-items. A smaller launch takes the narrow variant (ps_cn), twice the
+ * work-items each with half the loop, so that the device has enough of them to hide
+ * their loads behind each other; a larger one the wide tile, whose loads serve twice the
+ * multiply-adds (RXGEMMD_NAS_PWS_WIDE, nasops_init). */
+static bool nasops_stream_wide(const struct rxd_nasops *ops, int64_t n, int p, int32_t cout,
+			       int64_t hwo)
+{
+	const uint64_t units = ops->dev->desc ? ops->dev->desc->compute_units : 0;
+	uint64_t items = (uint64_t)(n * ((hwo + p - 1) / p)) *
+			 (uint64_t)((cout + ops->ps_c - 1) / ops->ps_c);
+
+	return items >= units * ops->ps_wide;
 }
 
 /* Whether cv of an input of n images of c_in channels into hwo pixels goes through
@@ -764,20 +789,61 @@ static bool nasops_streams(const struct rxd_nasops *ops, int64_t n, int32_t c_in
 	return nasops_pw_fits(cv, NULL) ? ops->pw_stream : ops->conv_stream;
 }
 
-/* One nas_pws launch (a 1x1 convolution: stride, shift and ReLU on the input as the step
- * says) or nas_cvs launch (any other dense window) of cv of x into y's slice. Shapes
- * checked by the caller; nothing to fall back from (no local memory). */
+/* Whether nas_pwv can take the 1x1 cv of x into y: stride 1, no shift, and every float4
+ * it reads or writes aligned (in floats: cin, the plane and the offsets of x, y and the
+ * weights multiples of 4; the buffers themselves start at CL_DEVICE_MEM_BASE_ADDR_ALIGN,
+ * which OpenCL makes at least a float16's). */
+static bool nasops_pwv_fits(const struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			    const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y)
+{
+	return ops->pw_vec && cv->stride_h == 1 && cv->stride_w == 1 && cv->in_shift == 0 &&
+	       x->h == y->h && x->w == y->w && x->c % 4 == 0 && ((int64_t)x->h * x->w) % 4 == 0 &&
+	       x->off % 4 == 0 && y->off % 4 == 0 && cv->weight_off % 4 == 0;
+}
+
+/* One nas_pws or nas_pwv launch (a 1x1 convolution: stride, shift and ReLU on the input
+ * as the step says) or nas_cvs launch (any other dense window) of cv of x into y's slice,
+ * each wide or narrow (nasops_stream_wide). Shapes checked by the caller; nothing to
+ * fall back from (no local memory). */
 static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 			      const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
 			      const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	const int k = nasops_pw_fits(cv, NULL) ? RXD_NAS_K_PWS : RXD_NAS_K_CVS;
+	const bool pw = nasops_pw_fits(cv, NULL), vec = pw && nasops_pwv_fits(ops, x, cv, y);
+	const int p = vec ? 4 : ops->ps_p;
 	const int64_t hwo = (int64_t)y->h * y->w;
+	const bool wide = nasops_stream_wide(ops, x->n, p, cv->c_out, hwo);
+	const int c = wide ? ops->ps_c : ops->ps_cn;
+	const int k = (vec ? RXD_NAS_K_PWV : pw ? RXD_NAS_K_PWS : RXD_NAS_K_CVS) +
+		      (wide ? 0 : RXD_NAS_K_PWS_N - RXD_NAS_K_PWS);
 	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
 	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
 	cl_int has_bias = cv->bias != NULL, acc = wr->accumulate, relu = cv->relu_in;
+	cl_int hw = (cl_int)hwo;
 	size_t local[3] = { 1, 1, 1 }, global[3], tile_p, groups;
 	int ret;
+
+	if (vec) {
+		ret = nasops_args(ops, k, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
+				  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem),
+				  &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
+				  sizeof(cl_int), &wr->c_off, sizeof(cl_int), &cv->c_out,
+				  sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off,
+				  sizeof(cl_mem), NASOPS_MEM_OR(cv->bias, cv->weight),
+				  sizeof(cl_ulong), &b_off, sizeof(cl_int), &has_bias,
+				  sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
+				  &wr->scale, (size_t)0);
+		if (ret == 0)
+			ret = nasops_add_args(ops, k, 17, y, wr);
+		if (ret < 0)
+			return ret;
+		nasops_pws_local(ops, k, p, c, cv->c_out, hwo, local);
+		groups = ((size_t)cv->c_out + (size_t)c - 1) / (size_t)c;
+		global[0] = ((size_t)hwo / 4 + local[0] - 1) / local[0] * local[0];
+		global[1] = (groups + local[1] - 1) / local[1] * local[1];
+		global[2] = (size_t)x->n;
+		return nasops_enqueue(ops, k, global, local, span);
+	}
 
 	/* The arguments both kernels share, then nas_cvs's window (nas_pws has none). */
 #define NASOPS_STREAM_ARGS                                                                   \
@@ -788,7 +854,7 @@ static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tenso
 		sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off, sizeof(cl_mem),       \
 		NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,              \
 		sizeof(cl_int), &has_bias
-	if (k == RXD_NAS_K_CVS)
+	if (!pw)
 		ret = nasops_args(ops, k, NASOPS_STREAM_ARGS, sizeof(cl_int), &cv->kh,
 				  sizeof(cl_int), &cv->kw, sizeof(cl_int), &cv->stride_h,
 				  sizeof(cl_int), &cv->stride_w, sizeof(cl_int), &cv->pad_h,
@@ -803,12 +869,12 @@ static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tenso
 				  (size_t)0);
 #undef NASOPS_STREAM_ARGS
 	if (ret == 0)
-		ret = nasops_add_args(ops, k, k == RXD_NAS_K_CVS ? 29 : 23, y, wr);
+		ret = nasops_add_args(ops, k, pw ? 23 : 29, y, wr);
 	if (ret < 0)
 		return ret;
-	nasops_pws_local(ops, k, cv->c_out, hwo, local);
+	nasops_pws_local(ops, k, p, c, cv->c_out, hwo, local);
 	tile_p = local[0] * (size_t)ops->ps_p;
-	groups = ((size_t)cv->c_out + (size_t)ops->ps_c - 1) / (size_t)ops->ps_c;
+	groups = ((size_t)cv->c_out + (size_t)c - 1) / (size_t)c;
 	global[0] = ((size_t)hwo + tile_p - 1) / tile_p * local[0];
 	global[1] = (groups + local[1] - 1) / local[1] * local[1];
 	global[2] = (size_t)x->n;
@@ -1544,27 +1610,49 @@ static int nasops_selftest(struct rxd_nasops *ops)
 					 .dil_w = 2, .groups = 5, .relu_in = true };
 	const struct rxd_nas_conv pw = { .c_out = 7, .kh = 1, .kw = 1, .stride_h = 1,
 					 .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1 };
+	/* nas_pwv's case, where it is on: cin and the plane multiples of 4 (and with a plane
+	 * of 25, nas_pws's). */
+	const struct rxd_nas_conv pw4 = { .c_out = 9, .kh = 1, .kw = 1, .stride_h = 1,
+					  .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1,
+					  .relu_in = true };
 	const struct rxd_nas_conv k3 = { .c_out = 6, .kh = 3, .kw = 3, .stride_h = 1,
 					 .stride_w = 1, .pad_h = 1, .pad_w = 1, .dil_h = 1,
 					 .dil_w = 1, .groups = 1, .relu_in = true };
 
+	const uint32_t wide = ops->ps_wide;
+	int ret = -EIO;
+
 	if (nasops_selftest_conv(ops, 2, 5, 9, 7, &dw, &acc) < 0 ||
-	    nasops_selftest_conv(ops, 3, 5, 5, 6, &pw, &put) < 0 ||
-	    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0 || nasops_selftest_small(ops) < 0 ||
-	    nasops_selftest_dwpw(ops) < 0)
+	    nasops_selftest_small(ops) < 0 || nasops_selftest_dwpw(ops) < 0)
 		return -EIO;
-	return 0;
+	/* The dense ones with the streamed kernels' narrow variants, then their wide ones
+	 * (where those are on), whichever these small shapes would take. */
+	for (int pass = 0; pass < 2; pass++) {
+		ops->ps_wide = pass == 0 ? UINT32_MAX : 0;
+		if (nasops_selftest_conv(ops, 3, 5, 5, 6, &pw, &put) < 0 ||
+		    nasops_selftest_conv(ops, 2, 8, 4, 6, &pw4, &acc) < 0 ||
+		    nasops_selftest_conv(ops, 2, 8, 5, 5, &pw4, &put) < 0 ||
+		    nasops_selftest_conv(ops, 2, 3, 6, 5, &k3, &acc) < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	ops->ps_wide = wide;
+	return ret;
 }
 
 /* RXGEMMD_NAS_KERNELS, a testing knob for comparing kernels on one device: "new" takes
  * dense 1x1 convolutions through nas_pw and each DWPW as one fused nas_pw; "old" takes
  * neither (the GEMM engine, im2col for a ReLU on the input, and the depthwise kernel then
- * the GEMM); a comma-separated list of "pw", "dwpw", "pws" and "cvs" takes those only
- * (pws: dense 1x1 convolutions through nas_pws; cvs: other dense ones through nas_cvs).
- * "auto" (or unset) is pws and cvs on GPUs and old on other devices, as measured with
- * DARTS_V2 (2026-12-03): on the H200 nas_pws takes CIFAR at batch 256 from 54.7 to 28.1
- * ms and at 64 from 17.0 to 11.4 (with nas_dwr), nas_cvs ImageNet's stem at batch 256
- * from 6.0 to 3.6 ms, and where their loop is long and the launch small the engine keeps
+ * the GEMM); a comma-separated list of "pw", "dwpw", "pws", "pwv" and "cvs" takes those
+ * only (pws: dense 1x1 convolutions through nas_pws; pwv: the same with nas_pwv where its
+ * float4s fit; cvs: other dense ones through nas_cvs). "auto" (or unset) is pwv and cvs
+ * on GPUs and old on other devices, as measured with DARTS_V2 (2026-12-03): on the H200
+ * nas_pws takes CIFAR at batch 256 from 54.7 to 28.1 ms and at 64 from 17.0 to 11.4 (with
+ * nas_dwr), nas_cvs ImageNet's stem at batch 256 from 6.0 to 3.6 ms, nas_pwv with the
+ * 4x16 tile ImageNet at batch 256 from 30.8 to 28.4 ms and CIFAR from 28.3 to 27.1
+ * against nas_pws at 4x8 (2026-12-04; at 4x8 nas_pwv gained nothing), and where their
+ * loop is long and the launch small the engine keeps
  * the convolution (nasops_stream_short); on PoCL nas_pws is 2.2 times slower at batch 1
  * and 8, where the engine's blocking for the caches wins. nas_pw, slower than both on
  * both (the H200: 35.2 ms against 7.2 at batch 1), stays a choice. Anything else is
@@ -1574,11 +1662,11 @@ static int nasops_selftest(struct rxd_nasops *ops)
 static int nasops_kernels_env(struct rxd_nasops *ops)
 {
 	const char *env = getenv("RXGEMMD_NAS_KERNELS");
-	bool pw = true, dwpw = true, pws = false, cvs = false;
+	bool pw = true, dwpw = true, pws = false, pwv = false, cvs = false;
 
 	if (!env || !*env || strcmp(env, "auto") == 0) {
 		pw = dwpw = false;
-		pws = cvs = strcmp(ops->dev->desc->type, "GPU") == 0;
+		pws = pwv = cvs = strcmp(ops->dev->desc->type, "GPU") == 0;
 	} else if (strcmp(env, "new") != 0) {
 		char buf[64], *save = NULL;
 
@@ -1593,6 +1681,8 @@ static int nasops_kernels_env(struct rxd_nasops *ops)
 				dwpw = true;
 			else if (strcmp(t, "pws") == 0)
 				pws = true;
+			else if (strcmp(t, "pwv") == 0)
+				pws = pwv = true;
 			else if (strcmp(t, "cvs") == 0)
 				cvs = true;
 			else if (strcmp(t, "old") != 0)
@@ -1605,10 +1695,12 @@ static int nasops_kernels_env(struct rxd_nasops *ops)
 	ops->pw_direct = pw;
 	ops->dwpw_fused = dwpw;
 	ops->pw_stream = pws;
+	ops->pw_vec = pwv;
 	ops->conv_stream = cvs;
 	return 0;
 bad:
-	log_msg(LOG_ERR, "RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw, dwpw, pws and cvs",
+	log_msg(LOG_ERR,
+		"RXGEMMD_NAS_KERNELS=%s: not new, old or a list of pw, dwpw, pws, pwv and cvs",
 		env);
 	return -EINVAL;
 }
@@ -1616,7 +1708,10 @@ bad:
 /* A register tile from the testing knob name, PxC: P pixels by C channels a work-item,
  * each a power of two up to most; unset, *p and *c keep their defaults. Anything else:
  * -EINVAL. RXGEMMD_NAS_PW_TILE is nas_pw's (each up to 8, default 4x4),
- * RXGEMMD_NAS_PWS_TILE nas_pws's (up to 16, default 4x8). */
+ * RXGEMMD_NAS_PWS_TILE nas_pws's, nas_pwv's (its channels) and nas_cvs's (up to 32,
+ * default 4x16: on the H200 with nas_pwv, DARTS_V2 at batch 256 took 27.1 ms on CIFAR and
+ * 28.4 on ImageNet at 4x16, 29.7 and 30.8 at 4x8, 29.7 and 33.3 at 2x8, 27.5 and 36.2 at
+ * 2x16, 29.7 and 34.3 at 8x8, 2026-12-04; the sums of the steps' profiled times). */
 static int nasops_tile_env(const char *name, int most, int *p, int *c)
 {
 	const char *env = getenv(name);
@@ -1633,10 +1728,35 @@ static int nasops_tile_env(const char *name, int most, int *p, int *c)
 	return 0;
 }
 
+/* RXGEMMD_NAS_PWS_WIDE, a testing knob: the work-items per compute unit from which a
+ * streamed convolution takes the wide tile (nasops_stream_wide); 0 takes it always.
+ * Default 256: on the H200 (2026-12-04) the 16-channel tile won every 1x1 of DARTS_V2 at
+ * batch 256, the smallest of them with 279 work-items per unit (576 -> 144 on 8 x 8
+ * planes, 2.88 -> 1.94 ms), and lost ImageNet at batch 1, 16 and 64 as a whole (3.6 ->
+ * 4.9 ms at 1), where launches have tens to a few hundred. */
+static int nasops_wide_env(struct rxd_nasops *ops)
+{
+	const char *env = getenv("RXGEMMD_NAS_PWS_WIDE");
+	unsigned long v = 256;
+	char *end = NULL;
+
+	if (env && *env) {
+		errno = 0;
+		v = strtoul(env, &end, 10);
+		if (errno || *end || env[0] == '-' || v > 1000000) {
+			log_msg(LOG_ERR, "RXGEMMD_NAS_PWS_WIDE=%s: not a count of work-items up "
+					 "to 1000000", env);
+			return -EINVAL;
+		}
+	}
+	ops->ps_wide = (uint32_t)v;
+	return 0;
+}
+
 int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_engine *eng)
 {
 	const char *src = kernels_find("nas.cl");
-	char *log = NULL, options[96];
+	char *log = NULL, options[128];
 	size_t item_max[3] = { 0 };
 	cl_int e;
 	int ret = -EIO;
@@ -1650,13 +1770,15 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 		fatal("kernel source nas.cl is not embedded: the build is broken");
 	ops->pw_rp = ops->pw_rc = 4;
 	ops->ps_p = 4;
-	ops->ps_c = 8;
+	ops->ps_c = 16;
 	if (nasops_tile_env("RXGEMMD_NAS_PW_TILE", 8, &ops->pw_rp, &ops->pw_rc) < 0 ||
-	    nasops_tile_env("RXGEMMD_NAS_PWS_TILE", 16, &ops->ps_p, &ops->ps_c) < 0)
+	    nasops_tile_env("RXGEMMD_NAS_PWS_TILE", 32, &ops->ps_p, &ops->ps_c) < 0 ||
+	    nasops_wide_env(ops) < 0)
 		goto fail;
+	ops->ps_cn = ops->ps_c > 1 ? ops->ps_c / 2 : 1;
 	snprintf(options, sizeof(options),
-		 "-cl-std=CL1.1 -DPW_RP=%d -DPW_RC=%d -DPS_P=%d -DPS_C=%d", ops->pw_rp,
-		 ops->pw_rc, ops->ps_p, ops->ps_c);
+		 "-cl-std=CL1.1 -DPW_RP=%d -DPW_RC=%d -DPS_P=%d -DPS_C=%d -DPS_CN=%d", ops->pw_rp,
+		 ops->pw_rc, ops->ps_p, ops->ps_c, ops->ps_cn);
 	if (kcache_build(dev->kcache, dev, "nas.cl", src, options, &ops->program, &log) < 0) {
 		log_msg(LOG_ERR, "nas.cl does not build on this device%s%s", log ? ":\n" : "",
 			log ? log : "");
@@ -1715,7 +1837,11 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 	log_msg(LOG_INFO, "NAS kernels built and self-tested (convolutions: %s; 1x1: %s; "
 			  "depthwise: %s; depthwise then 1x1: %s)",
 		ops->conv_stream ? "nas_cvs" : eng ? "GEMM engine" : "direct",
-		ops->pw_stream ? "nas_pws" : ops->pw_direct ? "nas_pw" : eng ? "GEMM" : "direct",
+		ops->pw_vec	 ? "nas_pwv, else nas_pws"
+		: ops->pw_stream ? "nas_pws"
+		: ops->pw_direct ? "nas_pw"
+		: eng		 ? "GEMM"
+				 : "direct",
 		ops->dw_rows ? "rows" : ops->dw_tiled ? "tiled" : "direct",
 		ops->dwpw_fused ? "fused" : "two steps");
 	return 0;

@@ -439,31 +439,39 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
  * reads and writes far more than it computes): no local memory, no barrier. Each
  * work-item makes PS_P pixels of one image, strided by the local width (neighbouring
  * work-items, neighbouring addresses, for both the reads of x and the writes of y), by
- * PS_C consecutive output channels; it reads each input channel's values of its pixels
- * once and every weight it needs once, the same weight for the whole work-group row.
+ * C consecutive output channels (PS_C, or PS_CN in nas_pws_n); it reads each input
+ * channel's values of its pixels once and every weight it needs once, the same weight for
+ * the whole work-group row.
  * Launch: dimension 0 the pixel tiles (PS_P * local width pixels) times the local width,
- * dimension 1 the channel groups (PS_C channels; past cout the loads repeat the last
+ * dimension 1 the channel groups (C channels; past cout the loads repeat the last
  * channel's row and the writes are left out), dimension 2 the images. ReLU on the input,
  * stride and shift (FactorizedReduce) and the epilogue (bias, added tensor, scale,
- * accumulation) as nas_pw's; a pixel past the plane reads pixel 0 and is not written. */
+ * accumulation) as nas_pw's; a pixel past the plane reads pixel 0 and is not written.
+ * (Its weights as float4s where aligned, a branch in its loop, took ImageNet at batch 64
+ * on the H200 from 9.1 to 10.3 ms, 2026-12-04: not kept.) */
 #ifndef PS_P
 #define PS_P 4
 #endif
 #ifndef PS_C
-#define PS_C 8
+#define PS_C 16
+#endif
+/* The narrow variants' channels (nas_pws_n, nas_pwv_n): half as many outputs a work-item,
+ * twice the work-items, for launches too small to fill the device with PS_C. */
+#ifndef PS_CN
+#define PS_CN (PS_C > 1 ? PS_C / 2 : 1)
 #endif
 /* nas_pws's and nas_cvs's shared parts (no functions in OpenCL C 1.1 for Mesa): one input
- * tap, v[PS_P] the work-item's pixels' values and wc + wrow[j] its weight for channel j,
- * into acc; and the writes of acc through the epilogue. */
-#define PS_TAP(v, wc)                                                                       \
-	for (int j_ = 0; j_ < PS_C; j_++) {                                                 \
+ * tap, v[PS_P] the work-item's pixels' values and wc + wrow[j] its weight for channel j
+ * of C, into acc; and the writes of acc through the epilogue. */
+#define PS_TAP(v, wc, C)                                                                    \
+	for (int j_ = 0; j_ < (C); j_++) {                                                  \
 		const float wv_ = (wc)[wrow[j_]];                                           \
                                                                                             \
 		for (int i_ = 0; i_ < PS_P; i_++)                                           \
 			acc[i_][j_] = (v)[i_] * wv_ + acc[i_][j_];                          \
 	}
-#define PS_WRITE()                                                                          \
-	for (int j_ = 0; j_ < PS_C; j_++) {                                                 \
+#define PS_WRITE(C)                                                                         \
+	for (int j_ = 0; j_ < (C); j_++) {                                                  \
 		const int co_ = co0 + j_;                                                   \
                                                                                             \
 		if (co_ >= cout)                                                            \
@@ -481,71 +489,147 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
 				hwo, p_);                                                   \
 		}                                                                           \
 	}
-__kernel void nas_pws(const __global float *x, const ulong x_off, const int cin, const int h,
-		      const int w, __global float *y, const ulong y_off, const int ctot,
-		      const int c_off, const int cout, const int ho, const int wo,
-		      const __global float *wt, const ulong w_off, const __global float *bias,
-		      const ulong b_off, const int has_bias, const int sh, const int sw,
-		      const int relu_in, const int shift, const int accumulate,
-		      const float scale, ADD_ARGS)
-{
-	const int lp = get_local_size(0), n = get_global_id(2);
-	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);
-	const int co0 = get_global_id(1) * PS_C, hwo = ho * wo, hw = h * w;
-	const __global float *xb = x + x_off + n * cin * hw;
-	int pin[PS_P], wrow[PS_C];
-	float acc[PS_P][PS_C];
-
-	for (int i = 0; i < PS_P; i++) {
-		const int p = p0 + i * lp, oh = p / wo, ow = p - oh * wo;
-
-		pin[i] = p >= hwo ? 0 : (oh * sh + shift) * w + ow * sw + shift;
-		for (int j = 0; j < PS_C; j++)
-			acc[i][j] = 0.0f;
-	}
-	for (int j = 0; j < PS_C; j++)
-		wrow[j] = min(co0 + j, cout - 1) * cin;
-	/* Four input channels a turn: their loads are issued together, so that a work-item
-	 * waits for memory once per four channels, not once per channel. */
-	int ci = 0;
-	for (; ci + 4 <= cin; ci += 4) {
-		const __global float *wc = wt + w_off + ci;
-		float v[4][PS_P];
-
-		for (int u = 0; u < 4; u++) {
-			const __global float *xc = xb + (ci + u) * hw;
-
-			for (int i = 0; i < PS_P; i++) {
-				v[u][i] = xc[pin[i]];
-				if (relu_in)
-					v[u][i] = RELU(v[u][i]);
-			}
-		}
-		for (int j = 0; j < PS_C; j++) {
-			const __global float *wj = wc + wrow[j];
-
-			for (int u = 0; u < 4; u++) {
-				const float wv = wj[u];
-
-				for (int i = 0; i < PS_P; i++)
-					acc[i][j] = v[u][i] * wv + acc[i][j];
-			}
-		}
-	}
-	for (; ci < cin; ci++) {
-		const __global float *xc = xb + ci * hw;
-		const __global float *wc = wt + w_off + ci;
-		float v[PS_P];
-
-		for (int i = 0; i < PS_P; i++) {
-			v[i] = xc[pin[i]];
-			if (relu_in)
-				v[i] = RELU(v[i]);
-		}
-		PS_TAP(v, wc);
-	}
-	PS_WRITE();
+#define PWS_KERNEL(NAME, C)                                                                 \
+__kernel void NAME(const __global float *x, const ulong x_off, const int cin, const int h,  \
+		   const int w, __global float *y, const ulong y_off, const int ctot,       \
+		   const int c_off, const int cout, const int ho, const int wo,             \
+		   const __global float *wt, const ulong w_off, const __global float *bias, \
+		   const ulong b_off, const int has_bias, const int sh, const int sw,       \
+		   const int relu_in, const int shift, const int accumulate,                \
+		   const float scale, ADD_ARGS)                                             \
+{                                                                                           \
+	const int lp = get_local_size(0), n = get_global_id(2);                             \
+	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);                       \
+	const int co0 = get_global_id(1) * C, hwo = ho * wo, hw = h * w;                    \
+	const __global float *xb = x + x_off + n * cin * hw;                                \
+	int pin[PS_P], wrow[C];                                                             \
+	float acc[PS_P][C];                                                                 \
+                                                                                            \
+	for (int i = 0; i < PS_P; i++) {                                                    \
+		const int p = p0 + i * lp, oh = p / wo, ow = p - oh * wo;                   \
+                                                                                            \
+		pin[i] = p >= hwo ? 0 : (oh * sh + shift) * w + ow * sw + shift;            \
+		for (int j = 0; j < C; j++)                                                 \
+			acc[i][j] = 0.0f;                                                   \
+	}                                                                                   \
+	for (int j = 0; j < C; j++)                                                         \
+		wrow[j] = min(co0 + j, cout - 1) * cin;                                     \
+	/* Four input channels a turn: their loads are issued together, so that a work-item \
+	 * waits for memory once per four channels, not once per channel. */                \
+	int ci = 0;                                                                         \
+	for (; ci + 4 <= cin; ci += 4) {                                                    \
+		const __global float *wc = wt + w_off + ci;                                 \
+		float v[4][PS_P];                                                           \
+                                                                                            \
+		for (int u = 0; u < 4; u++) {                                               \
+			const __global float *xc = xb + (ci + u) * hw;                      \
+                                                                                            \
+			for (int i = 0; i < PS_P; i++) {                                    \
+				v[u][i] = xc[pin[i]];                                       \
+				if (relu_in)                                                \
+					v[u][i] = RELU(v[u][i]);                            \
+			}                                                                   \
+		}                                                                           \
+		for (int j = 0; j < C; j++) {                                               \
+			const __global float *wj = wc + wrow[j];                            \
+                                                                                            \
+			for (int u = 0; u < 4; u++) {                                       \
+				const float wv = wj[u];                                     \
+                                                                                            \
+				for (int i = 0; i < PS_P; i++)                              \
+					acc[i][j] = v[u][i] * wv + acc[i][j];               \
+			}                                                                   \
+		}                                                                           \
+	}                                                                                   \
+	for (; ci < cin; ci++) {                                                            \
+		const __global float *xc = xb + ci * hw;                                    \
+		const __global float *wc = wt + w_off + ci;                                 \
+		float v[PS_P];                                                              \
+                                                                                            \
+		for (int i = 0; i < PS_P; i++) {                                            \
+			v[i] = xc[pin[i]];                                                  \
+			if (relu_in)                                                        \
+				v[i] = RELU(v[i]);                                          \
+		}                                                                           \
+		PS_TAP(v, wc, C);                                                           \
+	}                                                                                   \
+	PS_WRITE(C);                                                                        \
 }
+PWS_KERNEL(nas_pws, PS_C)
+PWS_KERNEL(nas_pws_n, PS_CN)
+
+/* nas_pws with its loads as float4: each work-item makes 4 neighbouring pixels by C
+ * output channels (PS_C, or PS_CN in nas_pwv_n), and each turn of four input channels is
+ * four float4 loads of x (one per channel, the work-item's four pixels) and C float4 loads
+ * of the weights (four input channels of one output channel's row): a quarter of
+ * nas_pws's load instructions for the same multiply-adds, which on a GPU is what nas_pws
+ * waits on. Only for a 1x1 at stride 1 with no shift where every float4 is aligned: cin,
+ * the plane and the offsets of x, y and the weights multiples of 4 (the host checks;
+ * nasops_pwv_fits). Launch: dimension 0 the plane's quads (padded up to the local width;
+ * those past it read the last quad and are not written), dimension 1 the channel groups
+ * as nas_pws's, dimension 2 the images. ReLU on the input and the epilogue as nas_pws's. */
+#define PWV_KERNEL(NAME, C)                                                                 \
+__kernel void NAME(const __global float *x, const ulong x_off, const int cin, const int hw, \
+		   __global float *y, const ulong y_off, const int ctot, const int c_off,    \
+		   const int cout, const __global float *wt, const ulong w_off,             \
+		   const __global float *bias, const ulong b_off, const int has_bias,       \
+		   const int relu_in, const int accumulate, const float scale, ADD_ARGS)    \
+{                                                                                           \
+	const int hq = hw / 4, q = get_global_id(0), n = get_global_id(2);                  \
+	const int co0 = get_global_id(1) * C;                                               \
+	const __global float4 *xq = (const __global float4 *)(x + x_off) + n * cin * hq +   \
+				    min(q, hq - 1);                                         \
+	const __global float4 *w4 = (const __global float4 *)(wt + w_off);                  \
+	int wrow[C];                                                                        \
+	float4 acc[C];                                                                      \
+                                                                                            \
+	for (int j = 0; j < C; j++) {                                                       \
+		wrow[j] = min(co0 + j, cout - 1) * (cin / 4);                               \
+		acc[j] = (float4)(0.0f);                                                    \
+	}                                                                                   \
+	for (int c4 = 0; c4 < cin / 4; c4++) {                                              \
+		const __global float4 *xc = xq + 4 * c4 * hq;                               \
+		float4 v0 = xc[0], v1 = xc[hq], v2 = xc[2 * hq], v3 = xc[3 * hq];           \
+                                                                                            \
+		if (relu_in) {                                                              \
+			v0 = fmax(v0, 0.0f);                                                \
+			v1 = fmax(v1, 0.0f);                                                \
+			v2 = fmax(v2, 0.0f);                                                \
+			v3 = fmax(v3, 0.0f);                                                \
+		}                                                                           \
+		for (int j = 0; j < C; j++) {                                               \
+			const float4 wv = w4[wrow[j] + c4];                                 \
+                                                                                            \
+			acc[j] = v0 * wv.x + acc[j];                                        \
+			acc[j] = v1 * wv.y + acc[j];                                        \
+			acc[j] = v2 * wv.z + acc[j];                                        \
+			acc[j] = v3 * wv.w + acc[j];                                        \
+		}                                                                           \
+	}                                                                                   \
+	if (q >= hq)                                                                        \
+		return;                                                                     \
+	for (int j = 0; j < C; j++) {                                                       \
+		const int co = co0 + j;                                                     \
+		__global float4 *yq;                                                        \
+		float4 r;                                                                   \
+                                                                                            \
+		if (co >= cout)                                                             \
+			break;                                                              \
+		yq = (__global float4 *)(y + y_off) + (n * ctot + c_off + co) * hq + q;     \
+		r = acc[j];                                                                 \
+		if (has_bias)                                                               \
+			r += bias[b_off + co];                                              \
+		r *= scale;                                                                 \
+		if (has_add)                                                                \
+			r += add_scale *                                                    \
+			     vload4(0, addp + a_off + ((n * a_ctot + a_c_off + co) * hw + 4 * q)); \
+		if (accumulate)                                                             \
+			r += *yq;                                                           \
+		*yq = r;                                                                    \
+	}                                                                                   \
+}
+PWV_KERNEL(nas_pwv, PS_C)
+PWV_KERNEL(nas_pwv_n, PS_CN)
 
 /* Depthwise convolutions with the window's shape known to the compiler: a KS x KS kernel at
  * stride ST and dilation DL in both directions, one kernel for each of the search space's
@@ -639,58 +723,62 @@ DWR_KERNEL(nas_dwr5s2d1, 5, 2, 1)
 DWR_KERNEL(nas_dwr5s2d2, 5, 2, 2)
 
 /* A dense convolution of any window (kh x kw, stride, padding, dilation) laid out as
- * nas_pws: each work-item makes PS_P pixels (strided by the local width) by PS_C output
- * channels, every input value it reads serving PS_C outputs and every weight PS_P. For
+ * nas_pws: each work-item makes PS_P pixels (strided by the local width) by C output
+ * channels (PS_C, or PS_CN in nas_cvs_n), every input value it reads serving C outputs
+ * and every weight PS_P. For
  * the stems (3x3 on three or a few dozen channels at large planes), where im2col writes
  * and the GEMM reads back nine times the input. Launch and epilogue as nas_pws's; the
  * input's shift is as nas_conv's. */
-__kernel void nas_cvs(const __global float *x, const ulong x_off, const int cin, const int h,
-		      const int w, __global float *y, const ulong y_off, const int ctot,
-		      const int c_off, const int cout, const int ho, const int wo,
-		      const __global float *wt, const ulong w_off, const __global float *bias,
-		      const ulong b_off, const int has_bias, const int kh, const int kw,
-		      const int sh, const int sw, const int ph, const int pw, const int dh,
-		      const int dw, const int relu_in, const int shift, const int accumulate,
-		      const float scale, ADD_ARGS)
-{
-	const int lp = get_local_size(0), n = get_global_id(2);
-	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);
-	const int co0 = get_global_id(1) * PS_C, hwo = ho * wo, kk = kh * kw;
-	const int hl = h - shift, wl = w - shift;
-	const __global float *xb = x + x_off + n * cin * h * w + shift * w + shift;
-	int ih0[PS_P], iw0[PS_P], wrow[PS_C];
-	float acc[PS_P][PS_C];
-
-	for (int i = 0; i < PS_P; i++) {
-		const int p = min(p0 + i * lp, hwo - 1), oh = p / wo, ow = p - oh * wo;
-
-		ih0[i] = oh * sh - ph;
-		iw0[i] = ow * sw - pw;
-		for (int j = 0; j < PS_C; j++)
-			acc[i][j] = 0.0f;
-	}
-	for (int j = 0; j < PS_C; j++)
-		wrow[j] = min(co0 + j, cout - 1) * cin * kk;
-	for (int ci = 0; ci < cin; ci++) {
-		const __global float *xc = xb + ci * h * w;
-
-		for (int ki = 0; ki < kh; ki++)
-			for (int kj = 0; kj < kw; kj++) {
-				const __global float *wc = wt + w_off + ci * kk + ki * kw + kj;
-				float v[PS_P];
-
-				for (int i = 0; i < PS_P; i++) {
-					const int ih = ih0[i] + ki * dh, iw = iw0[i] + kj * dw;
-
-					v[i] = 0.0f;
-					if (ih >= 0 && ih < hl && iw >= 0 && iw < wl) {
-						v[i] = xc[ih * w + iw];
-						if (relu_in)
-							v[i] = RELU(v[i]);
-					}
-				}
-				PS_TAP(v, wc);
-			}
-	}
-	PS_WRITE();
+#define CVS_KERNEL(NAME, C)                                                                 \
+__kernel void NAME(const __global float *x, const ulong x_off, const int cin, const int h,  \
+		   const int w, __global float *y, const ulong y_off, const int ctot,       \
+		   const int c_off, const int cout, const int ho, const int wo,             \
+		   const __global float *wt, const ulong w_off, const __global float *bias, \
+		   const ulong b_off, const int has_bias, const int kh, const int kw,       \
+		   const int sh, const int sw, const int ph, const int pw, const int dh,    \
+		   const int dw, const int relu_in, const int shift, const int accumulate,  \
+		   const float scale, ADD_ARGS)                                             \
+{                                                                                           \
+	const int lp = get_local_size(0), n = get_global_id(2);                             \
+	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);                       \
+	const int co0 = get_global_id(1) * C, hwo = ho * wo, kk = kh * kw;                  \
+	const int hl = h - shift, wl = w - shift;                                           \
+	const __global float *xb = x + x_off + n * cin * h * w + shift * w + shift;         \
+	int ih0[PS_P], iw0[PS_P], wrow[C];                                                  \
+	float acc[PS_P][C];                                                                 \
+                                                                                            \
+	for (int i = 0; i < PS_P; i++) {                                                    \
+		const int p = min(p0 + i * lp, hwo - 1), oh = p / wo, ow = p - oh * wo;     \
+                                                                                            \
+		ih0[i] = oh * sh - ph;                                                      \
+		iw0[i] = ow * sw - pw;                                                      \
+		for (int j = 0; j < C; j++)                                                 \
+			acc[i][j] = 0.0f;                                                   \
+	}                                                                                   \
+	for (int j = 0; j < C; j++)                                                         \
+		wrow[j] = min(co0 + j, cout - 1) * cin * kk;                                \
+	for (int ci = 0; ci < cin; ci++) {                                                  \
+		const __global float *xc = xb + ci * h * w;                                 \
+                                                                                            \
+		for (int ki = 0; ki < kh; ki++)                                             \
+			for (int kj = 0; kj < kw; kj++) {                                   \
+				const __global float *wc = wt + w_off + ci * kk + ki * kw + kj; \
+				float v[PS_P];                                              \
+                                                                                            \
+				for (int i = 0; i < PS_P; i++) {                            \
+					const int ih = ih0[i] + ki * dh, iw = iw0[i] + kj * dw; \
+                                                                                            \
+					v[i] = 0.0f;                                        \
+					if (ih >= 0 && ih < hl && iw >= 0 && iw < wl) {     \
+						v[i] = xc[ih * w + iw];                     \
+						if (relu_in)                                \
+							v[i] = RELU(v[i]);                  \
+					}                                                   \
+				}                                                           \
+				PS_TAP(v, wc, C);                                           \
+			}                                                                   \
+	}                                                                                   \
+	PS_WRITE(C);                                                                        \
 }
+CVS_KERNEL(nas_cvs, PS_C)
+CVS_KERNEL(nas_cvs_n, PS_CN)

@@ -532,12 +532,14 @@ static void setup_small_old(void)
 	setup_small_with("old", "depthwise then 1x1: two steps");
 }
 
-/* What GPUs take by default: dense 1x1 convolutions through nas_pws and the others
- * through nas_cvs (and the depthwise ones through nas_dwr, every device's default),
- * forced here where the device (PoCL) would take the engine. */
+/* What GPUs take by default: dense 1x1 convolutions through nas_pwv where its float4s
+ * fit and nas_pws elsewhere, the others through nas_cvs (and the depthwise ones through
+ * nas_dwr, every device's default), forced here where the device (PoCL) would take the
+ * engine. */
 static void setup_small_pws(void)
 {
-	setup_small_with("pws,cvs", "(convolutions: nas_cvs; 1x1: nas_pws; depthwise: rows;");
+	setup_small_with("pwv,cvs",
+			 "(convolutions: nas_cvs; 1x1: nas_pwv, else nas_pws; depthwise: rows;");
 }
 
 int main(void)
@@ -571,7 +573,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_small_old, teardown);
 	tcase_add_loop_test(tc, every_op, RXD_OP_SEP_CONV_3X3, RXD_OP_SEP_CONV_3X3 + 1);
 	suite_add_tcase(s, tc);
-	tc = tcase_create("kernels=pws,cvs");
+	tc = tcase_create("kernels=pwv,cvs");
 	tcase_set_timeout(tc, 300);
 	tcase_add_unchecked_fixture(tc, setup_small_pws, teardown);
 	tcase_add_test(tc, split_batch);

@@ -13,9 +13,10 @@
  * three with RXGEMMD_NAS_KERNELS=old; then with the new kernels (dense 1x1 convolutions
  * and depthwise-then-1x1 steps through nas_pw) over the tiled engine, and over none with
  * nas_pw's register tile at 8x2 instead of 4x4; then with dense 1x1 convolutions through
- * nas_pws (RXGEMMD_NAS_KERNELS=pws) over the register-blocked engine with its default
- * tile (4 pixels by 8 channels), and over none with 2 by 16 and every other dense
- * convolution through nas_cvs (pws,cvs). DWPW steps (nasops_dwpw) run
+ * nas_pws, and nas_pwv where its float4s fit, with every other dense convolution through
+ * nas_cvs (RXGEMMD_NAS_KERNELS=pwv,cvs, the GPUs' default) over the register-blocked
+ * engine, all three in their narrow variants (4 pixels by 8 channels), and nas_pws
+ * without nas_pwv over none, wide at 8 by 8 (pws,cvs). DWPW steps (nasops_dwpw) run
  * all seven ways too, against the two convolutions' reference.
  * Tensors lie at offsets inside larger buffers filled with known values: a step must
  * leave everything outside its output slice as it was. Outputs that a step overwrites
@@ -36,12 +37,12 @@
 
 static struct rxd_device dev;
 static struct rxd_gemm_engine eng_tiled, eng_reg;
-static struct rxd_nasops ops_direct, ops_tiled, ops_reg, ops_pw, ops_pw82, ops_pws, ops_pws216;
+static struct rxd_nasops ops_direct, ops_tiled, ops_reg, ops_pw, ops_pw82, ops_pws, ops_pws88;
 #define N_OPS 7
 static struct rxd_nasops *all_ops[N_OPS] = { &ops_direct, &ops_tiled, &ops_reg, &ops_pw,
-					     &ops_pw82,   &ops_pws,   &ops_pws216 };
+					     &ops_pw82,   &ops_pws,   &ops_pws88 };
 static const char *const ops_names[N_OPS] = { "direct", "gemm-tiled", "gemm-reg", "nas_pw",
-					      "nas_pw 8x2", "nas_pws", "nas_pws+cvs 2x16" };
+					      "nas_pw 8x2", "nas_pwv+cvs narrow", "nas_pws+cvs 8x8" };
 static bool small;
 static uint32_t rng = 1;
 
@@ -173,6 +174,8 @@ struct conv_case {
 	int add_ctot;    /* 0: nothing added; else a tensor of this many channels is */
 	int add_c_off;
 	float add_scale;
+	bool w_aligned;  /* the weights at offset 4 (a float4's), not 3 */
+	const char *vec_kernel; /* set: the kernel its first launch must be where nas_pwv is on */
 };
 
 /* want's slice (c channels from c_off of ctot, n images of hw pixels) += add_scale *
@@ -207,7 +210,7 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 		 cv.groups, cv.relu_in, cv.in_shift, tc->n, tc->cin, tc->h, tc->w);
 	dbuf_make(&x, (size_t)tc->n * tc->cin * tc->h * tc->w, tc->x_pad, false);
 	dbuf_make(&y, (size_t)tc->n * ctot * ho * wo, tc->y_pad, !tc->wr.accumulate);
-	dbuf_make(&w, nw, 3, false);
+	dbuf_make(&w, nw, tc->w_aligned ? 4 : 3, false);
 	dbuf_make(&b, (size_t)cv.c_out, 1, false);
 	cv.weight = w.mem, cv.weight_off = (int64_t)w.off;
 	cv.bias = tc->no_bias ? NULL : b.mem, cv.bias_off = (int64_t)b.off;
@@ -219,6 +222,20 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 		wr.add = &ta;
 		wr.add_c_off = tc->add_c_off;
 		wr.add_scale = tc->add_scale;
+	}
+	if (tc->vec_kernel && ops->pw_vec) {
+		/* Which kernel the step takes, from a recording of it (nothing enqueued). */
+		struct rxd_nas_rec rec = { 0 };
+
+		nasops_rec_begin(ops, &rec);
+		ck_assert_int_eq(nasops_rec_step(ops), 0);
+		ck_assert_int_eq(nasops_conv(ops, &tx, &cv, &ty, &wr, NULL), 0);
+		nasops_rec_end(ops);
+		ck_assert_msg(rec.ready && rec.n == 1 &&
+				      strcmp(nasops_rec_kernel(&rec, 0), tc->vec_kernel) == 0,
+			      "%s (%s): took %s, not %s", what, how,
+			      rec.n ? nasops_rec_kernel(&rec, 0) : "nothing", tc->vec_kernel);
+		nasops_rec_free(&rec);
 	}
 	ck_assert_int_eq(nasops_conv(ops, &tx, &cv, &ty, &wr, &span), 0);
 	got = dbuf_read(&y);
@@ -430,6 +447,45 @@ START_TEST(test_dense_1x1)
 	tc.cv.relu_in = false;
 	conv_case_all(&tc);
 	tc.wr.accumulate = false;
+	conv_case_all(&tc);
+}
+END_TEST
+
+START_TEST(test_dense_1x1_vec)
+{
+	/* nas_pwv's shapes: input channels and the plane multiples of 4, x, y and the
+	 * weights at offsets of whole float4s; output channels not a multiple of the tile's,
+	 * into a slice, with ReLU, accumulation, a tensor added and no bias in turn. Where
+	 * one of these fails (weights at offset 3, a plane of 35, stride 2) nas_pws must
+	 * take it instead. */
+	struct conv_case tc = { .n = 3, .cin = 12, .h = 6, .w = 6,
+				.cv = CONV(1, 1, 1, 1, 0, 0, 1, 1, 1, 11),
+				.wr = { .c_off = 1, .accumulate = false, .scale = 1.0f },
+				.ctot = 13, .x_pad = 4, .y_pad = 8, .w_aligned = true,
+				.vec_kernel = "nas_pwv_n" };
+
+	conv_case_all(&tc);
+	/* nas_pwv's wide variant (16 channels a work-item: 11 and 20 fill one partly). */
+	ops_pws.ps_wide = 0;
+	tc.vec_kernel = "nas_pwv";
+	conv_case_run(&tc, &ops_pws, "nas_pwv wide");
+	tc.cv.c_out = 20, tc.ctot = 22;
+	conv_case_run(&tc, &ops_pws, "nas_pwv wide");
+	tc.cv.c_out = 11, tc.ctot = 13;
+	ops_pws.ps_wide = UINT32_MAX;
+	tc.vec_kernel = "nas_pwv_n";
+	tc.cv.relu_in = true;
+	tc.wr.accumulate = true, tc.wr.scale = -0.5f;
+	conv_case_all(&tc);
+	tc.add_ctot = 14, tc.add_c_off = 3, tc.add_scale = 0.75f, tc.no_bias = true;
+	conv_case_all(&tc);
+	tc.add_ctot = 0, tc.no_bias = false, tc.cin = 4, tc.cv.c_out = 20, tc.ctot = 21;
+	conv_case_all(&tc);
+	tc.w_aligned = false, tc.vec_kernel = "nas_pws_n";
+	conv_case_all(&tc);
+	tc.w_aligned = true, tc.w = 7, tc.h = 5;
+	conv_case_all(&tc);
+	tc.w = tc.h = 8, tc.cv.stride_h = tc.cv.stride_w = 2;
 	conv_case_all(&tc);
 }
 END_TEST
@@ -974,11 +1030,11 @@ int main(void)
 	    setenv("RXGEMMD_NAS_KERNELS", "new", 1) < 0 ||
 	    nasops_init(&ops_pw, &dev, &eng_tiled) < 0 ||
 	    setenv("RXGEMMD_NAS_PW_TILE", "8x2", 1) < 0 || nasops_init(&ops_pw82, &dev, NULL) < 0 ||
-	    unsetenv("RXGEMMD_NAS_PW_TILE") < 0 || setenv("RXGEMMD_NAS_KERNELS", "pws", 1) < 0 ||
+	    unsetenv("RXGEMMD_NAS_PW_TILE") < 0 || setenv("RXGEMMD_NAS_KERNELS", "pwv,cvs", 1) < 0 ||
 	    nasops_init(&ops_pws, &dev, &eng_reg) < 0 ||
-	    setenv("RXGEMMD_NAS_PWS_TILE", "2x16", 1) < 0 ||
+	    setenv("RXGEMMD_NAS_PWS_TILE", "8x8", 1) < 0 ||
 	    setenv("RXGEMMD_NAS_KERNELS", "pws,cvs", 1) < 0 ||
-	    nasops_init(&ops_pws216, &dev, NULL) < 0) {
+	    nasops_init(&ops_pws88, &dev, NULL) < 0) {
 		fprintf(stderr, "the NAS kernels do not build or pass on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
@@ -987,7 +1043,11 @@ int main(void)
 	ops_reg.dw_rows = false;
 	ops_reg.dw_tiled = true;
 	ops_tiled.dw_rows = ops_pw.dw_rows = ops_pw82.dw_rows = true;
-	ops_pws.dw_rows = ops_pws216.dw_rows = true;
+	ops_pws.dw_rows = ops_pws88.dw_rows = true;
+	/* The streamed kernels' narrow variants in the sixth, their wide ones in the last
+	 * (test_dense_1x1_vec takes nas_pwv both ways). */
+	ops_pws.ps_wide = UINT32_MAX;
+	ops_pws88.ps_wide = 0;
 	if (ops_tiled.pw_direct || ops_tiled.dwpw_fused) {
 		fprintf(stderr, "RXGEMMD_NAS_KERNELS=old left nas_pw in use\n");
 		return EXIT_FAILURE;
@@ -996,9 +1056,10 @@ int main(void)
 		fprintf(stderr, "nas_pw is not in use on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
-	if (!ops_pws.pw_stream || ops_pws.pw_direct || ops_pws.dwpw_fused ||
-	    !ops_pws216.pw_stream || ops_pws216.ps_c != 16 || ops_tiled.pw_stream ||
-	    ops_pws.conv_stream || !ops_pws216.conv_stream) {
+	if (!ops_pws.pw_stream || !ops_pws.pw_vec || ops_pws.pw_direct || ops_pws.dwpw_fused ||
+	    !ops_pws88.pw_stream || ops_pws88.pw_vec || ops_pws88.ps_c != 8 ||
+	    ops_tiled.pw_stream ||
+	    !ops_pws.conv_stream || !ops_pws88.conv_stream) {
 		fprintf(stderr, "nas_pws is not in use as asked on %s\n", dev.description);
 		return EXIT_FAILURE;
 	}
@@ -1008,6 +1069,7 @@ int main(void)
 	tcase_add_test(tc, test_dwpw);
 	tcase_add_test(tc, test_grouped);
 	tcase_add_test(tc, test_dense_1x1);
+	tcase_add_test(tc, test_dense_1x1_vec);
 	tcase_add_test(tc, test_dense_1x1_large);
 	tcase_add_test(tc, test_dense_kxk);
 	tcase_add_test(tc, test_factorized_reduce);
@@ -1024,7 +1086,7 @@ int main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	nasops_fini(&ops_pws216), nasops_fini(&ops_pws);
+	nasops_fini(&ops_pws88), nasops_fini(&ops_pws);
 	nasops_fini(&ops_pw82), nasops_fini(&ops_pw), nasops_fini(&ops_reg), nasops_fini(&ops_tiled), nasops_fini(&ops_direct);
 	gemm_fini(&eng_reg), gemm_fini(&eng_tiled);
 	device_close(&dev);
