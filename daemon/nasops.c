@@ -6,10 +6,11 @@
  * (nasops_conv) depends on the device (RXGEMMD_NAS_KERNELS and RXGEMMD_NAS_DEPTHWISE,
  * rxgemmd(8); the choices and their measurements are at nasops_kernels_env and
  * nasops_init):
- * - On GPUs a dense 1x1 convolution is one launch of nas_pws and any other dense one of
- *   nas_cvs (ReLU, stride and shift on their reads, bias, added tensor and scale in their
- *   writes: no columns, no bias pass), except where their one long loop would run in a
- *   launch too small to hide it (nasops_stream_short).
+ * - On GPUs a dense 1x1 convolution is one launch of nas_pwv (float4 loads, where they
+ *   are aligned) or nas_pws and any other dense one of nas_cvs (ReLU, stride and shift on
+ *   their reads, bias, added tensor and scale in their writes: no columns, no bias pass),
+ *   each wide or narrow by the launch's size (nasops_stream_wide), except where their one
+ *   long loop would run in a launch too small to hide it (nasops_stream_short).
  * - Otherwise dense convolutions go through the GEMM engine: a 1x1 convolution of one
  *   image is W[cout x cin] X[cin x hw], which in the engine's column-major terms is Y^T
  *   (hw x cout) = X^T (hw x cin) W^T (cin x cout), all three read in place from their NCHW
