@@ -824,7 +824,17 @@ static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tenso
 	size_t local[3] = { 1, 1, 1 }, global[3], tile_p, groups;
 	int ret;
 
-	if (vec) {
+	/* nas_pwv's arguments; else those nas_pws and nas_cvs share, then nas_cvs's window
+	 * (nas_pws has none). */
+#define NASOPS_STREAM_ARGS                                                                   \
+	sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off, sizeof(cl_int), &x->c,            \
+		sizeof(cl_int), &x->h, sizeof(cl_int), &x->w, sizeof(cl_mem), &y->mem,       \
+		sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, \
+		sizeof(cl_int), &cv->c_out, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,   \
+		sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off, sizeof(cl_mem),       \
+		NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,              \
+		sizeof(cl_int), &has_bias
+	if (vec)
 		ret = nasops_args(ops, k, sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off,
 				  sizeof(cl_int), &x->c, sizeof(cl_int), &hw, sizeof(cl_mem),
 				  &y->mem, sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c,
@@ -834,28 +844,7 @@ static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tenso
 				  sizeof(cl_ulong), &b_off, sizeof(cl_int), &has_bias,
 				  sizeof(cl_int), &relu, sizeof(cl_int), &acc, sizeof(float),
 				  &wr->scale, (size_t)0);
-		if (ret == 0)
-			ret = nasops_add_args(ops, k, 17, y, wr);
-		if (ret < 0)
-			return ret;
-		nasops_pws_local(ops, k, p, c, cv->c_out, hwo, local);
-		groups = ((size_t)cv->c_out + (size_t)c - 1) / (size_t)c;
-		global[0] = ((size_t)hwo / 4 + local[0] - 1) / local[0] * local[0];
-		global[1] = (groups + local[1] - 1) / local[1] * local[1];
-		global[2] = (size_t)x->n;
-		return nasops_enqueue(ops, k, global, local, span);
-	}
-
-	/* The arguments both kernels share, then nas_cvs's window (nas_pws has none). */
-#define NASOPS_STREAM_ARGS                                                                   \
-	sizeof(cl_mem), &x->mem, sizeof(cl_ulong), &x_off, sizeof(cl_int), &x->c,            \
-		sizeof(cl_int), &x->h, sizeof(cl_int), &x->w, sizeof(cl_mem), &y->mem,       \
-		sizeof(cl_ulong), &y_off, sizeof(cl_int), &y->c, sizeof(cl_int), &wr->c_off, \
-		sizeof(cl_int), &cv->c_out, sizeof(cl_int), &y->h, sizeof(cl_int), &y->w,   \
-		sizeof(cl_mem), &cv->weight, sizeof(cl_ulong), &w_off, sizeof(cl_mem),       \
-		NASOPS_MEM_OR(cv->bias, cv->weight), sizeof(cl_ulong), &b_off,              \
-		sizeof(cl_int), &has_bias
-	if (!pw)
+	else if (!pw)
 		ret = nasops_args(ops, k, NASOPS_STREAM_ARGS, sizeof(cl_int), &cv->kh,
 				  sizeof(cl_int), &cv->kw, sizeof(cl_int), &cv->stride_h,
 				  sizeof(cl_int), &cv->stride_w, sizeof(cl_int), &cv->pad_h,
@@ -870,11 +859,12 @@ static int nasops_conv_stream(struct rxd_nasops *ops, const struct rxd_nas_tenso
 				  (size_t)0);
 #undef NASOPS_STREAM_ARGS
 	if (ret == 0)
-		ret = nasops_add_args(ops, k, pw ? 23 : 29, y, wr);
+		ret = nasops_add_args(ops, k, vec ? 17 : pw ? 23 : 29, y, wr);
 	if (ret < 0)
 		return ret;
+	/* nas_pwv: p is 4 and hwo a multiple of it, so these are whole quads. */
 	nasops_pws_local(ops, k, p, c, cv->c_out, hwo, local);
-	tile_p = local[0] * (size_t)ops->ps_p;
+	tile_p = local[0] * (size_t)p;
 	groups = ((size_t)cv->c_out + (size_t)c - 1) / (size_t)c;
 	global[0] = ((size_t)hwo + tile_p - 1) / tile_p * local[0];
 	global[1] = (groups + local[1] - 1) / local[1] * local[1];
