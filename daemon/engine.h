@@ -687,7 +687,9 @@ enum {
 	/* their narrow variants (PS_CN channels), in the same order */
 	RXD_NAS_K_PWS_N, RXD_NAS_K_CVS_N, RXD_NAS_K_PWV_N,
 	/* nas_dwr<k>s<stride>d<dilation>: eight in the order of nasops_dwr_index */
-	RXD_NAS_K_DWR, RXD_NAS_K_DWR_LAST = RXD_NAS_K_DWR + 7, RXD_NAS_KERNELS
+	RXD_NAS_K_DWR, RXD_NAS_K_DWR_LAST = RXD_NAS_K_DWR + 7,
+	/* nas_dwrv<k>d<dilation>: the four at stride 1 with float4 rows (nasops_conv_dwr) */
+	RXD_NAS_K_DWRV, RXD_NAS_K_DWRV_LAST = RXD_NAS_K_DWRV + 3, RXD_NAS_KERNELS
 };
 
 struct rxd_nasops {
@@ -708,6 +710,8 @@ struct rxd_nasops {
 				      * (GPUs); on host memory (PoCL) the caches do it already */
 	bool dw_rows;                /* depthwise convolutions of the search space's shapes
 				      * through nas_dwr (register rows), before the others */
+	bool dw_vec;                 /* and through nas_dwrv (rows read as float4s) where
+				      * they fit */
 	size_t dw_local_bytes;       /* the local memory one nas_dwconv work-group may take */
 	size_t item_max[3];          /* CL_DEVICE_MAX_WORK_ITEM_SIZES */
 	bool pw_direct;              /* dense 1x1 convolutions through nas_pw (no im2col, no

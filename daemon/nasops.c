@@ -20,9 +20,10 @@
  *   of images at a time. The bias (BN folded) is written into the output slice first, so
  *   that the GEMM adds scale * W x with beta = 1.
  * - Depthwise convolutions of the search space's eight windows run through nas_dwr (one
- *   kernel per window, rows of outputs in registers), others through nas_dwconv's tiles
- *   on devices with local memory of their own, else the direct kernel, which also takes
- *   other grouped convolutions and everything when there is no engine.
+ *   kernel per window, rows of outputs in registers; nas_dwrv, its rows read as float4s,
+ *   at stride 1 where they are aligned: nasops_dwrv_fits), others through nas_dwconv's
+ *   tiles on devices with local memory of their own, else the direct kernel, which also
+ *   takes other grouped convolutions and everything when there is no engine.
  * - With RXGEMMD_NAS_KERNELS=new (slower so far, so the default nowhere) a dense 1x1 is
  *   one launch of nas_pw, a tiled kernel through local memory, and a depthwise
  *   convolution followed by a 1x1 (nasops_dwpw) one nas_pw launch that makes the
@@ -52,6 +53,8 @@ static const char *const nasops_kernel_names[RXD_NAS_KERNELS] = {
 	[RXD_NAS_K_DWR + 2] = "nas_dwr3s2d1", [RXD_NAS_K_DWR + 3] = "nas_dwr3s2d2",
 	[RXD_NAS_K_DWR + 4] = "nas_dwr5s1d1", [RXD_NAS_K_DWR + 5] = "nas_dwr5s1d2",
 	[RXD_NAS_K_DWR + 6] = "nas_dwr5s2d1", [RXD_NAS_K_DWR + 7] = "nas_dwr5s2d2",
+	[RXD_NAS_K_DWRV] = "nas_dwrv3d1",     [RXD_NAS_K_DWRV + 1] = "nas_dwrv3d2",
+	[RXD_NAS_K_DWRV + 2] = "nas_dwrv5d1", [RXD_NAS_K_DWRV + 3] = "nas_dwrv5d2",
 };
 
 /* Columns are made for at most this many bytes of images at a time (one image's may be
@@ -536,15 +539,30 @@ static int nasops_dwr_index(const struct rxd_nas_conv *cv)
 #define NASOPS_DWR_W 4
 #define NASOPS_DWR_H 2
 
-/* One nas_dwr launch, or -ENOSPC when cv's window is not one of its eight. The
- * work-group: the column groups of a row and the row groups of a plane up to 128
- * work-items, then planes to fill it, so that small planes (8 x 8: two by four
+/* Whether nas_dwrv can take the depthwise cv (one of nas_dwr's windows) of x: stride 1,
+ * the padding that keeps the plane ((k - 1) * dilation / 2), no shift, and its float4s
+ * aligned (the width and x's offset multiples of 4). */
+static bool nasops_dwrv_fits(const struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
+			     const struct rxd_nas_conv *cv)
+{
+	const int pad = (cv->kh - 1) * cv->dil_h / 2;
+
+	return ops->dw_vec && cv->stride_h == 1 && cv->pad_h == pad && cv->pad_w == pad &&
+	       cv->in_shift == 0 && x->w % 4 == 0 && x->off % 4 == 0;
+}
+
+/* One nas_dwr or nas_dwrv launch, or -ENOSPC when cv's window is not one of nas_dwr's
+ * eight. The work-group: the column groups of a row and the row groups of a plane up to
+ * 128 work-items, then planes to fill it, so that small planes (8 x 8: two by four
  * work-items) still make full work-groups. */
 static int nasops_conv_dwr(struct rxd_nasops *ops, const struct rxd_nas_tensor *x,
 			   const struct rxd_nas_conv *cv, const struct rxd_nas_tensor *y,
 			   const struct rxd_nas_write *wr, struct rxd_nas_span *span)
 {
-	const int vi = nasops_dwr_index(cv), k = RXD_NAS_K_DWR + vi;
+	const int vi = nasops_dwr_index(cv);
+	const int k = vi < 0			   ? -1
+		      : nasops_dwrv_fits(ops, x, cv) ? RXD_NAS_K_DWRV + (vi >> 2) * 2 + (vi & 1)
+						     : RXD_NAS_K_DWR + vi;
 	cl_ulong x_off = (cl_ulong)x->off, y_off = (cl_ulong)y->off;
 	cl_ulong w_off = (cl_ulong)cv->weight_off, b_off = (cl_ulong)cv->bias_off;
 	cl_int has_bias = cv->bias != NULL, relu = cv->relu_in, acc = wr->accumulate;
@@ -554,7 +572,7 @@ static int nasops_conv_dwr(struct rxd_nasops *ops, const struct rxd_nas_tensor *
 	size_t max, local[3] = { 1, 1, 1 }, global[3];
 	int ret;
 
-	if (vi < 0)
+	if (k < 0)
 		return -ENOSPC;
 	max = ops->wg[k] < 128 ? ops->wg[k] : 128;
 	while (local[0] < cols && 2 * local[0] <= max &&
@@ -724,9 +742,9 @@ static int nasops_conv_pw(struct rxd_nasops *ops, const struct rxd_nas_tensor *x
 }
 
 /* The work-group of kernel k (nas_pws, nas_pwv or nas_cvs), whose work-items make p
- * pixels by c channels each: pixel columns (lp, a power of two from 8 to 64) as many as one tile of p *
- * lp pixels needs to cover the plane, then channel groups (lc) until the work-group has
- * 64 work-items or covers cout, within the kernel's limits. */
+ * pixels by c channels each: pixel columns (lp, a power of two from 8 to 64) as many as
+ * one tile of p * lp pixels needs to cover the plane, then channel groups (lc) until the
+ * work-group has 64 work-items or covers cout, within the kernel's limits. */
 static void nasops_pws_local(const struct rxd_nasops *ops, int k, int p, int c, int32_t cout,
 			     int64_t hwo, size_t local[2])
 {
@@ -1599,6 +1617,11 @@ static int nasops_selftest(struct rxd_nasops *ops)
 	const struct rxd_nas_conv dw = { .c_out = 5, .kh = 3, .kw = 3, .stride_h = 2,
 					 .stride_w = 2, .pad_h = 2, .pad_w = 2, .dil_h = 2,
 					 .dil_w = 2, .groups = 5, .relu_in = true };
+	/* nas_dwrv's case, where it is on: stride 1, the padding that keeps the plane, a
+	 * width of 8. */
+	const struct rxd_nas_conv dwv = { .c_out = 4, .kh = 5, .kw = 5, .stride_h = 1,
+					  .stride_w = 1, .pad_h = 4, .pad_w = 4, .dil_h = 2,
+					  .dil_w = 2, .groups = 4, .relu_in = true };
 	const struct rxd_nas_conv pw = { .c_out = 7, .kh = 1, .kw = 1, .stride_h = 1,
 					 .stride_w = 1, .dil_h = 1, .dil_w = 1, .groups = 1 };
 	/* nas_pwv's case, where it is on: cin and the plane multiples of 4 (and with a plane
@@ -1614,6 +1637,7 @@ static int nasops_selftest(struct rxd_nasops *ops)
 	int ret = -EIO;
 
 	if (nasops_selftest_conv(ops, 2, 5, 9, 7, &dw, &acc) < 0 ||
+	    nasops_selftest_conv(ops, 2, 4, 7, 8, &dwv, &put) < 0 ||
 	    nasops_selftest_small(ops) < 0 || nasops_selftest_dwpw(ops) < 0)
 		return -EIO;
 	/* The dense ones with the streamed kernels' narrow variants, then their wide ones
@@ -1787,15 +1811,19 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 		/* nas_dwr for the eight windows it has, everywhere: on the H200 it takes a
 		 * depthwise 3x3 of 36 planes of 32 x 32 at batch 256 from 136 us (nas_dwconv)
 		 * to 51, and DARTS_V2 on PoCL at batch 8 from 1.47 to 1.11 s (2026-12-03).
-		 * Other windows: nas_dwconv's tiles where local memory is the device's own. */
-		ops->dw_rows = true;
+		 * Other windows: nas_dwconv's tiles where local memory is the device's own.
+		 * nas_dwrv (rows as float4s) where it fits: CIFAR's 3x3 of 36 planes of 32 x 32
+		 * at batch 256 from 50.9 to 48.1 us, its dilated one from 54.9 to 48.1, the net
+		 * from 25.2 to 24.7 ms on the H200, DARTS_V2 at batch 8 on PoCL from 583-673 to
+		 * 506-529 ms (2026-12-04); "rows" takes nas_dwr alone. */
+		ops->dw_rows = ops->dw_vec = true;
 		ops->dw_tiled = lmt == CL_LOCAL;
 		if (env && strcmp(env, "tiled") == 0)
-			ops->dw_rows = false, ops->dw_tiled = true;
+			ops->dw_rows = ops->dw_vec = false, ops->dw_tiled = true;
 		else if (env && strcmp(env, "direct") == 0)
-			ops->dw_rows = false, ops->dw_tiled = false;
+			ops->dw_rows = ops->dw_vec = false, ops->dw_tiled = false;
 		else if (env && strcmp(env, "rows") == 0)
-			ops->dw_rows = true;
+			ops->dw_vec = false;
 		else if (env && *env && strcmp(env, "auto") != 0)
 			log_msg(LOG_WARNING, "RXGEMMD_NAS_DEPTHWISE=%s is not auto, rows, tiled or "
 					     "direct: auto", env);
@@ -1833,7 +1861,10 @@ int nasops_init(struct rxd_nasops *ops, struct rxd_device *dev, struct rxd_gemm_
 		: ops->pw_direct ? "nas_pw"
 		: eng		 ? "GEMM"
 				 : "direct",
-		ops->dw_rows ? "rows" : ops->dw_tiled ? "tiled" : "direct",
+		ops->dw_vec	 ? "rows, float4 where aligned"
+		: ops->dw_rows ? "rows"
+		: ops->dw_tiled ? "tiled"
+				: "direct",
 		ops->dwpw_fused ? "fused" : "two steps");
 	return 0;
 fail:

@@ -644,7 +644,13 @@ PWV_KERNEL(nas_pwv_n, PS_CN)
  * Padding (ph, pw), ReLU on the input, the shift and the epilogue as nas_dwconv's. */
 #define DWR_W 4
 #define DWR_H 2
-#define DWR_KERNEL(NAME, KS, ST, DL)                                                        \
+/* VEC (nas_dwrv*: stride 1, "same" padding (KS - 1) * DL / 2, w and the plane's offset
+ * multiples of 4, no shift; the host checks): each input row's segment is read as the
+ * aligned float4s that cover it, DWR_NC of them from ow0 - 4, not value by value: a
+ * third of the load instructions, each of a warp's or wavefront's loads one contiguous
+ * run. */
+#define DWR_NC(KS, DL) (1 + ((DWR_W - 1) + ((KS) - 1) * (DL) + 1 + 3) / 4)
+#define DWR_KERNEL(NAME, KS, ST, DL, VEC)                                                   \
 __kernel void NAME(const __global float *x, const ulong x_off, const int c, const int h,    \
 		   const int w, __global float *y, const ulong y_off, const int ctot,       \
 		   const int c_off, const int ho, const int wo, const __global float *wt,   \
@@ -672,16 +678,38 @@ __kernel void NAME(const __global float *x, const ulong x_off, const int c, cons
 		const int ih = oh0 * ST - ph + t;                                           \
 		const bool row_in = ih >= 0 && ih < hl;                                     \
                                                                                             \
-		for (int q = 0; q < (DWR_W - 1) * ST + (KS - 1) * DL + 1; q++) {            \
-			const int iw = iw0 + q;                                             \
-			float v = 0.0f;                                                     \
+		if (VEC) {                                                                  \
+			/* Aligned float4s from ow0 - 4: each wholly inside the row or      \
+			 * wholly outside it (w a multiple of 4), then the segment from     \
+			 * them, its start (the padding) known to the compiler. */          \
+			float rv[4 * DWR_NC(KS, DL)];                                       \
                                                                                             \
-			if (row_in && iw >= 0 && iw < wl) {                                 \
-				v = xp[ih * w + iw];                                        \
-				if (relu_in)                                                \
-					v = RELU(v);                                        \
+			for (int c_ = 0; c_ < DWR_NC(KS, DL); c_++) {                       \
+				const int iwc = ow0 - 4 + 4 * c_;                           \
+				float4 v4 = (float4)(0.0f);                                 \
+                                                                                            \
+				if (row_in && iwc >= 0 && iwc < wl) {                       \
+					v4 = *(const __global float4 *)(xp + ih * w + iwc); \
+					if (relu_in)                                        \
+						v4 = fmax(v4, 0.0f);                        \
+				}                                                           \
+				rv[4 * c_] = v4.x, rv[4 * c_ + 1] = v4.y;                   \
+				rv[4 * c_ + 2] = v4.z, rv[4 * c_ + 3] = v4.w;               \
 			}                                                                   \
-			seg[q] = v;                                                         \
+			for (int q = 0; q < (DWR_W - 1) + (KS - 1) * DL + 1; q++)           \
+				seg[q] = rv[4 + q - (KS - 1) * DL / 2];                     \
+		} else {                                                                    \
+			for (int q = 0; q < (DWR_W - 1) * ST + (KS - 1) * DL + 1; q++) {    \
+				const int iw = iw0 + q;                                     \
+				float v = 0.0f;                                             \
+                                                                                            \
+				if (row_in && iw >= 0 && iw < wl) {                         \
+					v = xp[ih * w + iw];                                \
+					if (relu_in)                                        \
+						v = RELU(v);                                \
+				}                                                           \
+				seg[q] = v;                                                 \
+			}                                                                   \
 		}                                                                           \
 		for (int r = 0; r < DWR_H; r++) {                                           \
 			const int d = t - r * ST;                                           \
@@ -713,14 +741,18 @@ __kernel void NAME(const __global float *x, const ulong x_off, const int c, cons
 		}                                                                           \
 	}                                                                                   \
 }
-DWR_KERNEL(nas_dwr3s1d1, 3, 1, 1)
-DWR_KERNEL(nas_dwr3s1d2, 3, 1, 2)
-DWR_KERNEL(nas_dwr3s2d1, 3, 2, 1)
-DWR_KERNEL(nas_dwr3s2d2, 3, 2, 2)
-DWR_KERNEL(nas_dwr5s1d1, 5, 1, 1)
-DWR_KERNEL(nas_dwr5s1d2, 5, 1, 2)
-DWR_KERNEL(nas_dwr5s2d1, 5, 2, 1)
-DWR_KERNEL(nas_dwr5s2d2, 5, 2, 2)
+DWR_KERNEL(nas_dwr3s1d1, 3, 1, 1, 0)
+DWR_KERNEL(nas_dwr3s1d2, 3, 1, 2, 0)
+DWR_KERNEL(nas_dwr3s2d1, 3, 2, 1, 0)
+DWR_KERNEL(nas_dwr3s2d2, 3, 2, 2, 0)
+DWR_KERNEL(nas_dwr5s1d1, 5, 1, 1, 0)
+DWR_KERNEL(nas_dwr5s1d2, 5, 1, 2, 0)
+DWR_KERNEL(nas_dwr5s2d1, 5, 2, 1, 0)
+DWR_KERNEL(nas_dwr5s2d2, 5, 2, 2, 0)
+DWR_KERNEL(nas_dwrv3d1, 3, 1, 1, 1)
+DWR_KERNEL(nas_dwrv3d2, 3, 1, 2, 1)
+DWR_KERNEL(nas_dwrv5d1, 5, 1, 1, 1)
+DWR_KERNEL(nas_dwrv5d2, 5, 1, 2, 1)
 
 /* A dense convolution of any window (kh x kw, stride, padding, dilation) laid out as
  * nas_pws: each work-item makes PS_P pixels (strided by the local width) by C output

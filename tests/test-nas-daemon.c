@@ -539,7 +539,8 @@ static void setup_small_old(void)
 static void setup_small_pws(void)
 {
 	setup_small_with("pwv,cvs",
-			 "(convolutions: nas_cvs; 1x1: nas_pwv, else nas_pws; depthwise: rows;");
+			 "(convolutions: nas_cvs; 1x1: nas_pwv, else nas_pws; depthwise: rows, "
+			 "float4 where aligned;");
 }
 
 int main(void)

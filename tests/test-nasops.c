@@ -176,6 +176,7 @@ struct conv_case {
 	float add_scale;
 	bool w_aligned;  /* the weights at offset 4 (a float4's), not 3 */
 	const char *vec_kernel; /* set: the kernel its first launch must be where nas_pwv is on */
+	const char *dw_kernel;  /* set: the same where nas_dwrv is on */
 };
 
 /* want's slice (c channels from c_off of ctot, n images of hw pixels) += add_scale *
@@ -223,7 +224,10 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 		wr.add_c_off = tc->add_c_off;
 		wr.add_scale = tc->add_scale;
 	}
-	if (tc->vec_kernel && ops->pw_vec) {
+	const char *want_kernel = tc->vec_kernel && ops->pw_vec		 ? tc->vec_kernel
+				  : tc->dw_kernel && ops->dw_rows && ops->dw_vec ? tc->dw_kernel
+										 : NULL;
+	if (want_kernel) {
 		/* Which kernel the step takes, from a recording of it (nothing enqueued). */
 		struct rxd_nas_rec rec = { 0 };
 
@@ -232,9 +236,9 @@ static void conv_case_run(const struct conv_case *tc, struct rxd_nasops *ops, co
 		ck_assert_int_eq(nasops_conv(ops, &tx, &cv, &ty, &wr, NULL), 0);
 		nasops_rec_end(ops);
 		ck_assert_msg(rec.ready && rec.n == 1 &&
-				      strcmp(nasops_rec_kernel(&rec, 0), tc->vec_kernel) == 0,
+				      strcmp(nasops_rec_kernel(&rec, 0), want_kernel) == 0,
 			      "%s (%s): took %s, not %s", what, how,
-			      rec.n ? nasops_rec_kernel(&rec, 0) : "nothing", tc->vec_kernel);
+			      rec.n ? nasops_rec_kernel(&rec, 0) : "nothing", want_kernel);
 		nasops_rec_free(&rec);
 	}
 	ck_assert_int_eq(nasops_conv(ops, &tx, &cv, &ty, &wr, &span), 0);
@@ -287,6 +291,45 @@ START_TEST(test_depthwise)
 				tc.cv.relu_in = (k + s) % 2 == 0 || dil == 2;
 				conv_case_all(&tc);
 			}
+}
+END_TEST
+
+START_TEST(test_depthwise_vec)
+{
+	/* nas_dwrv's shapes: the four stride-1 windows with the padding that keeps the plane,
+	 * widths of 8 and 12 (the row's ends inside and outside the float4s' reach), x at an
+	 * offset of a whole float4; with ReLU, accumulation and an added tensor in turn.
+	 * Where one of these fails (a width of 10, x at offset 3, padding 0) nas_dwr must take
+	 * it instead. */
+	static const char *const names[2][2] = { { "nas_dwrv3d1", "nas_dwrv3d2" },
+						 { "nas_dwrv5d1", "nas_dwrv5d2" } };
+
+	for (int k = 3; k <= 5; k += 2)
+		for (int dil = 1; dil <= 2; dil++) {
+			int pad = dil * (k / 2);
+			struct conv_case tc = {
+				.n = 2, .cin = 3, .h = 5 + k, .w = 8,
+				.cv = CONV(k, k, 1, 1, pad, pad, dil, dil, 3, 3),
+				.wr = { .c_off = 1, .accumulate = dil == 2, .scale = 0.5f },
+				.ctot = 5, .x_pad = 4, .y_pad = 1, .no_bias = k == 5,
+				.dw_kernel = names[k == 5][dil == 2],
+			};
+			char scalar[32];
+
+			tc.cv.relu_in = k == 3 || dil == 2;
+			conv_case_all(&tc);
+			tc.w = 12, tc.h = 3;
+			tc.add_ctot = 4, tc.add_c_off = 1, tc.add_scale = -0.25f;
+			conv_case_all(&tc);
+			snprintf(scalar, sizeof(scalar), "nas_dwr%ds1d%d", k, dil);
+			tc.add_ctot = 0, tc.dw_kernel = scalar;
+			tc.w = 10, tc.h = 5 + k;
+			conv_case_all(&tc);
+			tc.w = 8, tc.x_pad = 3;
+			conv_case_all(&tc);
+			tc.x_pad = 4, tc.cv.pad_h = tc.cv.pad_w = 0, tc.w = tc.h = 12;
+			conv_case_all(&tc);
+		}
 }
 END_TEST
 
@@ -1065,6 +1108,7 @@ int main(void)
 	}
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_depthwise);
+	tcase_add_test(tc, test_depthwise_vec);
 	tcase_add_test(tc, test_depthwise_tiles);
 	tcase_add_test(tc, test_dwpw);
 	tcase_add_test(tc, test_grouped);
