@@ -1745,10 +1745,12 @@ static int nasops_tile_env(const char *name, int most, int *p, int *c)
 
 /* RXGEMMD_NAS_PWS_WIDE, a testing knob: the work-items per compute unit from which a
  * streamed convolution takes the wide tile (nasops_stream_wide); 0 takes it always.
- * Default 256: on the H200 (2026-12-04) the 16-channel tile won every 1x1 of DARTS_V2 at
- * batch 256, the smallest of them with 279 work-items per unit (576 -> 144 on 8 x 8
- * planes, 2.88 -> 1.94 ms), and lost ImageNet at batch 1, 16 and 64 as a whole (3.6 ->
- * 4.9 ms at 1), where launches have tens to a few hundred. */
+ * Default 256: on the H200 (2026-12-04) the 16-channel tile beat the 8-channel one on
+ * every stride-1 1x1 of DARTS_V2 at batch 256, the smallest of them with 279 work-items
+ * per unit (576 -> 144 on 8 x 8 planes, 2.88 -> 1.94 ms), and lost ImageNet at batch 1,
+ * 16 and 64 as a whole (3.6 -> 4.9 ms at 1), where launches have tens to a few hundred.
+ * Of 0, 128, 512, 1024 and never, none was faster at batch 64 or 256, and at 1 and 16
+ * they differed within the calls' noise (0.25 ms). */
 static int nasops_wide_env(struct rxd_nasops *ops)
 {
 	const char *env = getenv("RXGEMMD_NAS_PWS_WIDE");
