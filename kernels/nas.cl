@@ -489,14 +489,16 @@ __kernel void nas_pw(const __global float *x, const ulong x_off, const int cin, 
 				hwo, p_);                                                   \
 		}                                                                           \
 	}
+/* nas_pws's and nas_cvs's first arguments. */
+#define PS_ARGS                                                                             \
+	const __global float *x, const ulong x_off, const int cin, const int h, const int w, \
+		__global float *y, const ulong y_off, const int ctot, const int c_off,       \
+		const int cout, const int ho, const int wo, const __global float *wt,       \
+		const ulong w_off, const __global float *bias, const ulong b_off,           \
+		const int has_bias
 #define PWS_KERNEL(NAME, C)                                                                 \
-__kernel void NAME(const __global float *x, const ulong x_off, const int cin, const int h,  \
-		   const int w, __global float *y, const ulong y_off, const int ctot,       \
-		   const int c_off, const int cout, const int ho, const int wo,             \
-		   const __global float *wt, const ulong w_off, const __global float *bias, \
-		   const ulong b_off, const int has_bias, const int sh, const int sw,       \
-		   const int relu_in, const int shift, const int accumulate,                \
-		   const float scale, ADD_ARGS)                                             \
+__kernel void NAME(PS_ARGS, const int sh, const int sw, const int relu_in,                 \
+		   const int shift, const int accumulate, const float scale, ADD_ARGS)      \
 {                                                                                           \
 	const int lp = get_local_size(0), n = get_global_id(2);                             \
 	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);                       \
@@ -757,19 +759,13 @@ DWR_KERNEL(nas_dwrv5d2, 5, 1, 2, 1)
 /* A dense convolution of any window (kh x kw, stride, padding, dilation) laid out as
  * nas_pws: each work-item makes PS_P pixels (strided by the local width) by C output
  * channels (PS_C, or PS_CN in nas_cvs_n), every input value it reads serving C outputs
- * and every weight PS_P. For
- * the stems (3x3 on three or a few dozen channels at large planes), where im2col writes
- * and the GEMM reads back nine times the input. Launch and epilogue as nas_pws's; the
- * input's shift is as nas_conv's. */
+ * and every weight PS_P. For the stems (3x3 on three or a few dozen channels at large
+ * planes), where im2col writes and the GEMM reads back nine times the input. Launch and
+ * epilogue as nas_pws's; the input's shift is as nas_conv's. */
 #define CVS_KERNEL(NAME, C)                                                                 \
-__kernel void NAME(const __global float *x, const ulong x_off, const int cin, const int h,  \
-		   const int w, __global float *y, const ulong y_off, const int ctot,       \
-		   const int c_off, const int cout, const int ho, const int wo,             \
-		   const __global float *wt, const ulong w_off, const __global float *bias, \
-		   const ulong b_off, const int has_bias, const int kh, const int kw,       \
-		   const int sh, const int sw, const int ph, const int pw, const int dh,    \
-		   const int dw, const int relu_in, const int shift, const int accumulate,  \
-		   const float scale, ADD_ARGS)                                             \
+__kernel void NAME(PS_ARGS, const int kh, const int kw, const int sh, const int sw,        \
+		   const int ph, const int pw, const int dh, const int dw, const int relu_in, \
+		   const int shift, const int accumulate, const float scale, ADD_ARGS)      \
 {                                                                                           \
 	const int lp = get_local_size(0), n = get_global_id(2);                             \
 	const int p0 = get_group_id(0) * lp * PS_P + get_local_id(0);                       \
