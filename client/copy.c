@@ -77,6 +77,7 @@ static struct {
 	   .done = PTHREAD_COND_INITIALIZER };
 
 static unsigned copy_threads_setting;
+static bool copy_stream_on = true; /* RXGEMM_COPY_STREAM=0: off (for comparison) */
 static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
 static pthread_once_t copy_atfork_once = PTHREAD_ONCE_INIT;
 
@@ -101,6 +102,7 @@ unsigned rxg__copy_threads_parse(const char *v, unsigned cpus)
 
 static void copy_read_env(void)
 {
+	const char *v;
 	cpu_set_t set;
 	long cpus = -1;
 
@@ -112,6 +114,8 @@ static void copy_read_env(void)
 		cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (cpus < 1)
 		cpus = 1;
+	v = getenv("RXGEMM_COPY_STREAM");
+	copy_stream_on = !(v && strcmp(v, "0") == 0);
 	copy_threads_setting = rxg__copy_threads_parse(getenv("RXGEMM_COPY_THREADS"),
 						       cpus > RXG__COPY_MAX_THREADS
 							       ? RXG__COPY_MAX_THREADS
@@ -152,6 +156,47 @@ static void plan_init(struct copy_plan *p, const struct rxg__copy *c, size_t tar
 	p->pieces = (p->units + p->per_piece - 1) / p->per_piece;
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* memcpy with streaming stores: the copy into a staging buffer is read next by the
+ * device's DMA, not by a CPU, and lines a CPU still holds dirty in its own cache are
+ * slower for the DMA to read (a staged 1024^3 job's upload on the H200 machine: 0.25 to
+ * 0.38 ms, against 0.16 from a buffer written long before); the stores also skip reading
+ * the destination's lines first. */
+static void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
+{
+	size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+
+	if (!copy_stream_on || n < 256) {
+		memcpy(dst, src, n);
+		return;
+	}
+	memcpy(dst, src, head);
+	dst += head, src += head, n -= head;
+	for (; n >= 64; n -= 64, dst += 64, src += 64) {
+		__m128i a = _mm_loadu_si128((const __m128i *)src);
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+		__m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+		__m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+
+		_mm_stream_si128((__m128i *)dst, a);
+		_mm_stream_si128((__m128i *)(dst + 16), b);
+		_mm_stream_si128((__m128i *)(dst + 32), c);
+		_mm_stream_si128((__m128i *)(dst + 48), d);
+	}
+	memcpy(dst, src, n);
+	/* Streaming stores are weakly ordered: they are all visible before the job that
+	 * says the copy is done (pool.lock's release, or the request sent after). */
+	_mm_sfence();
+}
+#else
+static void copy_stream(unsigned char *dst, const unsigned char *src, size_t n)
+{
+	memcpy(dst, src, n);
+}
+#endif
+
 static void touch(void *dst, size_t bytes)
 {
 	volatile unsigned char *v = dst;
@@ -180,7 +225,9 @@ static void piece_run(const struct copy_job *job, size_t k)
 	if (u1 > p->units)
 		u1 = p->units;
 	if (p->flat) {
-		if (src)
+		if (src && c->uncached)
+			copy_stream(dst + u0, src + u0, u1 - u0);
+		else if (src)
 			memcpy(dst + u0, src + u0, u1 - u0);
 		else
 			touch(dst + u0, u1 - u0);

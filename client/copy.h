@@ -5,6 +5,7 @@
 #ifndef RXGEMM_CLIENT_COPY_H
 #define RXGEMM_CLIENT_COPY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* One copy: batch matrices of outer rows of inner_bytes each, laid out alike on both
@@ -19,6 +20,9 @@ struct rxg__copy {
 	size_t ld_bytes;
 	size_t batch;
 	size_t stride_bytes;
+	/* dst is read next by the device, not by this process: written with streaming
+	 * stores where the CPU has them (copy.c), past the caches. */
+	bool uncached;
 };
 
 /* At most this many copies per rxg__copy_run. */

@@ -156,6 +156,8 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 	copies[n_copies++] = rxg__copy_flat(base + off_b, args->b, b_bytes);
 	if (c_in)
 		copies[n_copies++] = rxg__copy_flat(base + off_c, args->c, c_bytes);
+	for (unsigned i = 0; i < n_copies; i++)
+		copies[i].uncached = true; /* the daemon's upload reads them, no CPU */
 	rxg__copy_run(copies, n_copies);
 	*staged = *args;
 	staged->a_buf = buf;

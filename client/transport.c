@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -59,6 +60,7 @@ RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
 
 struct rxg_client {
 	int fd;                           /* open until rxg_close, shut down once broken */
+	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at connect */
 	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
 	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
 	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
@@ -256,6 +258,52 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* RXGEMM_SPIN_US, read at each connect: how long a wait for a reply polls the socket
+ * before it sleeps in the kernel (default SPIN_DEFAULT_US where the process may run on
+ * SPIN_MIN_CPUS CPUs or more, else 0; at most SPIN_MAX_US). A sleeping thread is woken 50
+ * us or more after its reply came on the H200 machine, a sixth of a 1024^3 job there;
+ * polling spends this thread's CPU, which a caller waiting for its job does not use
+ * anyway, and ends when the reply comes. */
+#define SPIN_DEFAULT_US 1000u
+#define SPIN_MAX_US 100000u
+#define SPIN_MIN_CPUS 4
+
+static uint64_t spin_setting(void)
+{
+	const char *v = getenv("RXGEMM_SPIN_US");
+	uint64_t dflt = 0;
+	cpu_set_t set;
+	unsigned long n;
+	char *end;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) >= SPIN_MIN_CPUS)
+		dflt = SPIN_DEFAULT_US * 1000ull;
+	if (!v || !*v)
+		return dflt;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	/* Anything else keeps the default, as RXGEMM_COPY_THREADS does. */
+	if (errno || *end != '\0' || v[0] < '0' || v[0] > '9' || n > SPIN_MAX_US)
+		return dflt;
+	return n * 1000ull;
+}
+
+/* Poll c's socket until a reply starts to come in, for at most c->spin_ns (and timeout_ms
+ * when that is not -1). */
+static void spin_for_reply(struct rxg_client *c, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	uint64_t until, limit;
+
+	if (!c->spin_ns)
+		return;
+	until = mono_ns() + c->spin_ns;
+	if (timeout_ms > 0 && (limit = mono_ns() + (uint64_t)timeout_ms * 1000000) < until)
+		until = limit;
+	while (poll(&pfd, 1, 0) == 0 && mono_ns() < until)
+		;
+}
+
 /* Read one Reply frame, waiting at most timeout_ms for it to start (-1: for ever); the
  * frame itself is read whole. Refuses a frame longer than the largest reply a pending
  * request allows. Call in the reading role, without lock. On RXG_OK the caller owns *out;
@@ -270,6 +318,8 @@ static int read_reply(struct rxg_client *c, int timeout_ms, Rxgemm__Reply **out)
 	*out = NULL;
 	if (atomic_load(&c->broken))
 		return fail(c, RXG_EIO, "the connection to the daemon was lost earlier; reconnect");
+	if (timeout_ms != 0)
+		spin_for_reply(c, timeout_ms);
 	if (timeout_ms >= 0) {
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 		int n;
@@ -723,6 +773,7 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 		return RXG_ENOMEM;
 	}
 	c->fd = -1;
+	c->spin_ns = spin_setting();
 	atomic_init(&c->broken, false);
 	c->send_fd = -1;
 	c->next_request_id = 1;

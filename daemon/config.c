@@ -25,7 +25,7 @@ enum { OPT_SOCKET = 256, OPT_DEVICE, OPT_LIST, OPT_CONFIG, OPT_LOG, OPT_MAXFRAME
        OPT_FRAME_TIMEOUT,
        OPT_IDLE_TIMEOUT, OPT_STALL_TIMEOUT, OPT_SHUTDOWN_TIMEOUT, OPT_ZERO_COPY,
        OPT_CLIENT_SHM_REGIONS, OPT_CLIENT_SHM_MAX, OPT_ALLOW_UIDS, OPT_ALLOW_GIDS,
-       OPT_STATUS_DETAIL, OPT_NAS_PLAN_CACHE, OPT_LAST_ };
+       OPT_STATUS_DETAIL, OPT_NAS_PLAN_CACHE, OPT_BUSY_POLL, OPT_LAST_ };
 
 static const struct option config_options[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -59,6 +59,7 @@ static const struct option config_options[] = {
 	{ "allow-gids", required_argument, NULL, OPT_ALLOW_GIDS },
 	{ "status-detail", required_argument, NULL, OPT_STATUS_DETAIL },
 	{ "nas-plan-cache", required_argument, NULL, OPT_NAS_PLAN_CACHE },
+	{ "busy-poll", required_argument, NULL, OPT_BUSY_POLL },
 	/* Indexed by OPT_* - OPT_SOCKET up to here: keep this table and the enum in one order. */
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -152,6 +153,11 @@ static void config_usage(FILE *f)
 		"                     counts) or all\n"
 		"  --nas-plan-cache N  NAS networks whose plans are kept for the next job on\n"
 		"                     them (default %d, at most %d; 0: none)\n"
+		"  --busy-poll T      after each request and reply, the loop and device threads\n"
+		"                     poll for T (e.g. 200us, 1ms) before they sleep, so that\n"
+		"                     the next one is not waited for through a wake-up: auto\n"
+		"                     (default: %dus on devices with memory of their own, none\n"
+		"                     on CPUs, whose cores run the kernels) or 0\n"
 		"  -h, --help         print this help and exit\n"
 		"  -V, --version      print the version and exit\n"
 		"\n"
@@ -164,7 +170,7 @@ static void config_usage(FILE *f)
 		"(no device, socket in use), 2 on a usage error.\n",
 		RXD_DEFAULT_CONFIG, RXD_DEFAULT_MAX_QUEUE, RXD_DEFAULT_CLIENT_MAX_QUEUE,
 		RXD_SHM_MAX_REGIONS, RXD_SHM_DEFAULT_CLIENT_BYTES >> 30, RXD_SHM_MAX_TOTAL_BYTES >> 30,
-		RXD_DEFAULT_NAS_PLAN_CACHE, RXD_NAS_PLAN_CACHE_MAX);
+		RXD_DEFAULT_NAS_PLAN_CACHE, RXD_NAS_PLAN_CACHE_MAX, RXD_DEFAULT_BUSY_POLL_US);
 }
 
 int config_parse_size(const char *s, uint64_t *bytes)
@@ -235,6 +241,8 @@ static int config_parse_duration(const char *s, uint64_t *ns)
 		return -EINVAL;
 	if (strcmp(end, "ms") == 0)
 		unit_s = 1e-3;
+	else if (strcmp(end, "us") == 0)
+		unit_s = 1e-6;
 	else if (strcmp(end, "min") == 0)
 		unit_s = 60;
 	else if (*end != '\0' && strcmp(end, "s") != 0)
@@ -370,6 +378,16 @@ static int config_apply(struct rxd_config *cfg, int opt, const char *v, const ch
 		else {
 			fprintf(stderr, "rxgemmd: %s: auto-tune '%s' is not gpu, always or never\n",
 				where, v);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_BUSY_POLL:
+		if (strcmp(v, "auto") == 0) {
+			cfg->busy_poll_ns = RXD_BUSY_POLL_AUTO;
+		} else if (config_parse_duration(v, &cfg->busy_poll_ns) < 0 ||
+			   cfg->busy_poll_ns > RXD_BUSY_POLL_MAX_NS) {
+			fprintf(stderr, "rxgemmd: %s: busy-poll '%s' is not auto or a duration up "
+				"to 10ms (e.g. 0, 200us, 1ms)\n", where, v);
 			return -EINVAL;
 		}
 		return 0;
@@ -596,6 +614,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 	cfg->max_queue = RXD_DEFAULT_MAX_QUEUE;
 	cfg->client_max_queue = RXD_DEFAULT_CLIENT_MAX_QUEUE;
 	cfg->zero_copy = true;
+	cfg->busy_poll_ns = RXD_BUSY_POLL_AUTO;
 	cfg->client_max_memory_bytes = RXD_DEFAULT_CLIENT_MAX_MEMORY;
 	cfg->max_memory_bytes = RXD_DEFAULT_MAX_MEMORY;
 	cfg->frame_timeout_ns = RXD_DEFAULT_FRAME_TIMEOUT_NS;
@@ -636,7 +655,7 @@ int config_init(struct rxd_config *cfg, int argc, char **argv)
 		case OPT_FRAME_TIMEOUT: case OPT_IDLE_TIMEOUT: case OPT_STALL_TIMEOUT:
 		case OPT_SHUTDOWN_TIMEOUT: case OPT_ZERO_COPY: case OPT_CLIENT_SHM_REGIONS:
 		case OPT_CLIENT_SHM_MAX: case OPT_ALLOW_UIDS: case OPT_ALLOW_GIDS:
-		case OPT_STATUS_DETAIL: case OPT_NAS_PLAN_CACHE:
+		case OPT_STATUS_DETAIL: case OPT_NAS_PLAN_CACHE: case OPT_BUSY_POLL:
 			snprintf(where, sizeof(where), "--%s", config_options[opt - OPT_SOCKET].name);
 			if (config_apply(cfg, opt, optarg, where) < 0)
 				return 3;
@@ -746,6 +765,8 @@ int config_reload(struct rxd_config *cfg, int argc, char **argv)
 	    (next.cache_dir && strcmp(next.cache_dir, cfg->cache_dir) != 0) ||
 	    next.cache_max_bytes != cfg->cache_max_bytes)
 		log_msg(LOG_WARNING, "reload: cache-dir and cache-max take effect at the next start");
+	if (next.busy_poll_ns != cfg->busy_poll_ns)
+		log_msg(LOG_WARNING, "reload: busy-poll takes effect at the next start");
 	if (next.nas_plan_cache != cfg->nas_plan_cache)
 		log_msg(LOG_WARNING, "reload: nas-plan-cache %u takes effect at the next start",
 			next.nas_plan_cache);

@@ -998,6 +998,7 @@ struct rxd_worker_init {
 	struct rxd_nasops *nasops;   /* NAS jobs; NULL: refused */
 	bool zero_copy;              /* GEMMs in place on regions where the device allows
 				      * (zcopy.c) */
+	uint64_t busy_poll_ns;       /* --busy-poll, resolved: 0 off */
 	void (*done)(struct rxd_job *job, void *arg); /* every job back, on the loop thread */
 	void *done_arg;
 	/* Once, on the loop thread, when the device is lost (see worker.c); NULL: nothing is

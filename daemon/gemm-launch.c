@@ -734,6 +734,31 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 	return st;
 }
 
+/* At debug level, where a GEMM's time went: on the host, enqueueing (host[0] to [1]) and
+ * waiting (to [2]); on the device, each of A, B, C up, the kernel's tail and C down (us
+ * from A's start): the gaps between them are the driver's. */
+static void gemm_run_log(cl_event ev[5], const uint64_t host[3])
+{
+	cl_ulong t0 = 0, s, e;
+	char line[512];
+	size_t at = 0;
+
+	clGetEventProfilingInfo(ev[0], CL_PROFILING_COMMAND_START, sizeof(t0), &t0, NULL);
+	for (int i = 0; i < 5; i++) {
+		if (!ev[i] ||
+		    clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_START, sizeof(s), &s,
+					    NULL) != CL_SUCCESS ||
+		    clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_END, sizeof(e), &e, NULL) !=
+			    CL_SUCCESS)
+			continue;
+		at += (size_t)snprintf(line + at, sizeof(line) - at, " %s %.0f-%.0f",
+				       (const char *[]){ "A", "B", "C", "kernel", "down" }[i],
+				       (double)(s - t0) / 1e3, (double)(e - t0) / 1e3);
+	}
+	log_msg(LOG_DEBUG, "gemm timeline (us): enqueued in %.0f, waited %.0f; device:%s",
+		(double)(host[1] - host[0]) / 1e3, (double)(host[2] - host[1]) / 1e3, line);
+}
+
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,
 		     struct rxd_error *err)
@@ -745,7 +770,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 	cl_int e = CL_SUCCESS;
 	const char *what = "";
 	int st = RXD_S_OK;
-	uint64_t kernel_ns = 0;
+	uint64_t kernel_ns = 0, host[3];
 	int64_t kc;
 
 	memset(t, 0, sizeof(*t));
@@ -770,6 +795,7 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		if ((e = (call)) != CL_SUCCESS)                                               \
 			goto out;                                                             \
 	} while (0)
+	host[0] = now_ns();
 	CL_TRY(clEnqueueWriteBuffer(dev->queue, a, CL_FALSE, 0, g->a_elems * sizeof(float), g->a,
 				    0, NULL, &ev[0]),
 	       "clEnqueueWriteBuffer(A)");
@@ -791,8 +817,12 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 				   0, NULL, &ev[4]),
 	       "clEnqueueReadBuffer(C)");
 	CL_TRY(clFlush(dev->queue), "clFlush");
+	host[1] = now_ns();
 	CL_TRY(device_wait(dev, ev[4]), "waiting for C");
+	host[2] = now_ns();
 #undef CL_TRY
+	if (dev->profiling && log_get_level() >= LOG_DEBUG)
+		gemm_run_log(ev, host);
 	if (ev[3])
 		kernel_ns += device_event_ns(ev[3]);
 	if (dev->profiling) {

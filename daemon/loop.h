@@ -34,6 +34,7 @@ struct rxd_config {
 	uint32_t max_queue;           /* --max-queue: jobs waiting in total; 0: no bound */
 	uint32_t client_max_queue;    /* --client-max-queue: per connection; 0: no bound */
 	bool zero_copy;               /* --zero-copy auto: GEMMs in place on regions (zcopy.c) */
+	uint64_t busy_poll_ns;        /* --busy-poll (worker.c); RXD_BUSY_POLL_AUTO: by device */
 	/* What one connection may make the daemon hold and for how long (conn.c). */
 	uint64_t client_max_memory_bytes; /* --client-max-memory; 0: no bound */
 	uint64_t max_memory_bytes;   /* --max-memory: all connections together; 0: no bound */
@@ -59,6 +60,11 @@ struct rxd_config {
 #define RXD_DEFAULT_FRAME_TIMEOUT_NS (30ull * 1000000000ull)
 #define RXD_DEFAULT_STALL_TIMEOUT_NS (60ull * 1000000000ull)
 #define RXD_DEFAULT_SHUTDOWN_TIMEOUT_NS (5ull * 1000000000ull)
+/* --busy-poll: auto's length on a device with memory of its own, in us, and the most
+ * allowed. Set from a measurement: see worker.c. */
+#define RXD_DEFAULT_BUSY_POLL_US 1000
+#define RXD_BUSY_POLL_AUTO UINT64_MAX
+#define RXD_BUSY_POLL_MAX_NS 10000000ull
 #define RXD_DEFAULT_NAS_PLAN_CACHE 16 /* NAS plans kept (DARTS at 20 cells: 130 KiB each) */
 #define RXD_NAS_PLAN_CACHE_MAX 4096
 

@@ -284,6 +284,9 @@ int main(int argc, char **argv)
 		.engine = &m.engine,
 		.nasops = m.have_nasops ? &m.nasops : NULL,
 		.zero_copy = m.cfg.zero_copy,
+		/* auto: not on a CPU device, whose cores run the kernels themselves. */
+		.busy_poll_ns = m.cfg.busy_poll_ns != RXD_BUSY_POLL_AUTO ? m.cfg.busy_poll_ns
+				: m.dev.host_unified ? 0 : RXD_DEFAULT_BUSY_POLL_US * 1000ull,
 		.done = wire_job_done,
 		.done_arg = &m.server,
 		.on_lost = main_on_device_lost,
@@ -294,6 +297,9 @@ int main(int argc, char **argv)
 		goto out_engine;
 	}
 	worker_set_limits(m.worker, m.cfg.max_queue, m.cfg.client_max_queue);
+	if (winit.busy_poll_ns)
+		log_msg(LOG_INFO, "busy polling for %.0f us after each request and reply",
+			(double)winit.busy_poll_ns / 1e3);
 	shm_set_limits(m.cfg.client_shm_regions, m.cfg.client_shm_bytes);
 	if (server_start(&m.server, loop, &m.cfg, &m.dev, m.worker, &m.nascache,
 			 &wire_conn_ops) < 0) {

@@ -904,12 +904,18 @@ void wire_job_done(struct rxd_job *job, void *arg)
 	else
 		log_msg(LOG_DEBUG,
 			"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f "
-			"ms, %.2f GFLOPS)%s%s",
+			"ms, %.2f GFLOPS; us: to the queue %.0f, queued %.0f, run %.0f with "
+			"%.0f on the device, back to the loop %.0f)%s%s",
 			c->id, (unsigned long long)job->request_id, (long long)job->g.user_m,
 			(long long)job->g.user_n, (long long)job->g.user_k,
 			job->err.status ? "failed" : "done",
 			(double)(done_ns - job->received_ns) / 1e6, (double)t.kernel_ns / 1e6,
 			t.kernel_ns ? (double)job->g.flops / (double)t.kernel_ns : 0.0,
+			(double)(job->submitted_ns - job->received_ns) / 1e3,
+			(double)(job->started_ns - job->submitted_ns) / 1e3,
+			(double)(job->finished_ns - job->started_ns) / 1e3,
+			(double)(t.h2d_ns + t.kernel_ns + t.d2h_ns) / 1e3,
+			(double)(done_ns - job->finished_ns) / 1e3,
 			job->err.status ? ": " : "", job->err.status ? why : "");
 	wire_send(c, &reply, false);
 	free(parts);

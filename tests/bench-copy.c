@@ -85,6 +85,7 @@ static void staged_copies(unsigned char *shm, const float *a, const float *b, fl
 				   rxg__copy_flat(shm + mat, b, mat) };
 	struct rxg__copy out = rxg__copy_flat(c, shm + 2 * mat, mat);
 
+	in[0].uncached = in[1].uncached = true; /* as stage.c copies them */
 	rxg__copy_run(in, 2);
 	rxg__copy_run(&out, 1);
 }

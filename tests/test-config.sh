@@ -122,6 +122,16 @@ bad "a frame timeout that is no duration" "frame-timeout = soon" "bad\.conf:1: f
 bad "an idle timeout over a day" "idle-timeout = 90000" "bad\.conf:1: idle-timeout '90000'"
 bad "a negative stall timeout" "stall-timeout = -1" "bad\.conf:1: stall-timeout '-1'"
 bad "a shutdown timeout in hours" "shutdown-timeout = 2h" "bad\.conf:1: shutdown-timeout '2h'"
+# Busy polling (test-sched-daemon runs every scheduling test with it on): a duration up
+# to 10 ms, or auto.
+bad "a busy poll over 10 ms" "busy-poll = 20ms" "bad\.conf:1: busy-poll '20ms' is not auto or a duration up to 10ms"
+bad "a busy poll that is no duration" "busy-poll = often" "bad\.conf:1: busy-poll 'often'"
+for bp in auto 0 250us 1ms 0.5ms 10ms; do
+	printf 'busy-poll = %s\n' "$bp" >"$T/bp.conf"
+	if tl_run "busy-poll $bp" 0 "$RXGEMMD" --config "$T/bp.conf" --list-devices; then
+		tl_ok "busy-poll = $bp is accepted"
+	fi
+done
 printf 'max-queue = 5\nclient-max-queue = 2\n' >"$T/q.conf"
 tl_daemon_start queue --config "$T/q.conf"
 qjson() { # FILE: status --json of the queue daemon

@@ -123,6 +123,28 @@ static void check_job(const struct rxg__copy *g, unsigned n, unsigned seed, cons
 	}
 }
 
+/* A flat copy with streaming stores (uncached, as stage.c's into a staging buffer) of
+ * bytes from src + so to dst + dof: exactly memcpy's result, nothing outside touched,
+ * whatever the alignment of either side. */
+static void check_uncached(size_t bytes, size_t so, size_t dof, unsigned seed)
+{
+	size_t len = bytes + 128;
+	unsigned char *src = malloc(len), *dst = malloc(len), *ref = malloc(len);
+	struct rxg__copy c;
+
+	ck_assert(src && dst && ref);
+	fill(src, len, seed);
+	fill(dst, len, seed + 1);
+	memcpy(ref, dst, len);
+	memcpy(ref + dof, src + so, bytes);
+	c = rxg__copy_flat(dst + dof, src + so, bytes);
+	c.uncached = true;
+	rxg__copy_run(&c, 1);
+	ck_assert_msg(memcmp(dst, ref, len) == 0, "uncached copy of %zu bytes, source at +%zu, "
+		      "destination at +%zu, differs from memcpy's", bytes, so, dof);
+	free(src), free(dst), free(ref);
+}
+
 static struct rxg__copy geom(size_t inner, size_t outer, size_t ld, size_t batch, size_t stride)
 {
 	return (struct rxg__copy){ .inner_bytes = inner, .outer = outer, .ld_bytes = ld,
@@ -170,6 +192,15 @@ static void all_cases(unsigned seed)
 	struct rxg__copy mixed[] = { strided[1], geom(PIECE + 3, 1, PIECE + 3, 1, PIECE + 3),
 				     strided[0] };
 	check_job(mixed, 3, seed + 300, "strided and flat in one job");
+	/* Streaming stores: short copies (plain memcpy), a head to align, a tail past the last
+	 * 64 bytes, and copies of several pieces. */
+	static const size_t stream_sizes[] = { 1, 255, 256, 257, 4096 + 67, PIECE + 13,
+					       3 * PIECE + 100 };
+	static const size_t offs[][2] = { { 0, 0 }, { 1, 0 }, { 0, 1 }, { 7, 15 }, { 16, 9 } };
+	for (size_t i = 0; i < sizeof(stream_sizes) / sizeof(stream_sizes[0]); i++)
+		for (size_t j = 0; j < sizeof(offs) / sizeof(offs[0]); j++)
+			check_uncached(stream_sizes[i], offs[j][0], offs[j][1],
+				       seed + 400 + (unsigned)(i * 8 + j));
 }
 
 START_TEST(test_copies_alone)

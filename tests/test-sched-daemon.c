@@ -43,10 +43,13 @@
 static struct daemon_run g_daemon;
 static char g_hold[300], g_held[300]; /* the test hook's files (see hold_on) */
 
+/* The daemon's arguments; the busy-polling run adds --busy-poll (daemon_up_polling). */
+static const char *g_args[] = { "--max-queue", "12", "--client-max-queue", "8",
+				"--vram-budget", "4M", NULL, NULL, NULL };
+
 static void daemon_up(void)
 {
-	static const char *const args[] = { "--max-queue", "12", "--client-max-queue", "8",
-					    "--vram-budget", "4M", NULL };
+	const char *const *args = g_args;
 	int rc;
 
 	if (daemon_run_init(&g_daemon) < 0)
@@ -67,6 +70,18 @@ static void daemon_up(void)
 		daemon_run_cleanup(&g_daemon);
 		exit(EXIT_FAILURE);
 	}
+}
+
+/* Every test again with busy polling, which a CPU device has off by default: the daemon's
+ * loop and worker poll for 1 ms after each request and reply, and the client polls its
+ * socket for up to 1 ms before it sleeps (RXGEMM_SPIN_US, read at each connect). What the
+ * tests assert (order, bounds, cancels, hand-over between threads) must not change. */
+static void daemon_up_polling(void)
+{
+	g_args[6] = "--busy-poll";
+	g_args[7] = "1ms";
+	setenv("RXGEMM_SPIN_US", "1000", 1);
+	daemon_up();
 }
 
 /* Set when the daemon did not stop cleanly; main fails then (exiting here would hide
@@ -992,25 +1007,102 @@ START_TEST(test_shared_handle_threads)
 }
 END_TEST
 
+/* The daemon's CPU time so far, in seconds (its /proc stat: utime and stime). */
+static double daemon_cpu_s(void)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)g_daemon.pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	p = strrchr(buf, ')'); /* after the command's name, which may hold spaces */
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+				&ut, &st), 2);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Busy polling is on where it should be (--busy-poll, else auto: off on a device that works
+ * on host memory, a CPU's), jobs handed to and fro in quick succession come back right,
+ * and once they stop the daemon stops polling: idle, it spends under half a CPU (a thread
+ * still polling spends all of one). */
+START_TEST(test_busy_poll)
+{
+	bool asked = g_args[6] != NULL;
+	struct prob p[8];
+	rxg_client *c = lib_connect("busy-poll");
+	char log[65536];
+	size_t got;
+	FILE *f = fopen(g_daemon.log_path, "r");
+	double cpu0, cpu1, wall;
+	struct timespec t0, t1, nap = { 0, 200000000 };
+
+	ck_assert_ptr_nonnull(f);
+	got = fread(log, 1, sizeof(log) - 1, f);
+	fclose(f);
+	log[got] = '\0';
+	if (asked || !strstr(log, ", host memory"))
+		ck_assert_msg(strstr(log, "busy polling for 1000 us") != NULL,
+			      "no busy polling in the log:\n%s", log);
+	else
+		ck_assert_msg(strstr(log, "busy polling") == NULL,
+			      "busy polling on a device on host memory:\n%s", log);
+	/* One after the other (each waited for), and then all at once. */
+	for (int i = 0; i < 8; i++) {
+		prob_make(&p[i], 8 + i * 5, 16 + i * 3, 24 + i, 0x6b0u + (uint64_t)i);
+		prob_submit_ok(c, &p[i], 0, 0);
+		wait_ok(c, &p[i], 0);
+		memset(p[i].c, 0, (size_t)(p[i].m * p[i].n) * sizeof(float));
+	}
+	for (int i = 0; i < 8; i++)
+		prob_submit_ok(c, &p[i], 0, 0);
+	for (int i = 7; i >= 0; i--) {
+		wait_ok(c, &p[i], 0);
+		prob_free(&p[i]);
+	}
+	rxg_close(c);
+	nanosleep(&nap, NULL); /* past any poll's end (1 ms) */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cpu0 = daemon_cpu_s();
+	nap.tv_sec = 1;
+	nap.tv_nsec = 500000000;
+	nanosleep(&nap, NULL);
+	cpu1 = daemon_cpu_s();
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(cpu1 - cpu0 < 0.5 * wall, "the idle daemon spent %.2f s of CPU in %.2f s",
+		      cpu1 - cpu0, wall);
+}
+END_TEST
+
 static Suite *sched_daemon_suite(void)
 {
 	Suite *s = suite_create("sched-daemon");
-	TCase *tc = tcase_create("daemon");
 
-	tcase_add_unchecked_fixture(tc, daemon_up, daemon_down);
-	tcase_add_checked_fixture(tc, test_setup, test_teardown);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_async_event_loop);
-	tcase_add_test(tc, test_shared_handle_threads);
-	tcase_add_test(tc, test_fair_small_not_last);
-	tcase_add_test(tc, test_priority_first);
-	tcase_add_test(tc, test_busy_bounds);
-	tcase_add_test(tc, test_deadline_expires);
-	tcase_add_test(tc, test_cancel_queued);
-	tcase_add_test(tc, test_cancel_running);
-	tcase_add_test(tc, test_sigkill_client);
-	tcase_add_test(tc, test_raw_cancel);
-	suite_add_tcase(s, tc);
+	for (int polling = 0; polling < 2; polling++) {
+		TCase *tc = tcase_create(polling ? "busy-poll" : "daemon");
+
+		tcase_add_unchecked_fixture(tc, polling ? daemon_up_polling : daemon_up,
+					    daemon_down);
+		tcase_add_checked_fixture(tc, test_setup, test_teardown);
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, test_async_event_loop);
+		tcase_add_test(tc, test_shared_handle_threads);
+		tcase_add_test(tc, test_fair_small_not_last);
+		tcase_add_test(tc, test_priority_first);
+		tcase_add_test(tc, test_busy_bounds);
+		tcase_add_test(tc, test_deadline_expires);
+		tcase_add_test(tc, test_cancel_queued);
+		tcase_add_test(tc, test_cancel_running);
+		tcase_add_test(tc, test_sigkill_client);
+		tcase_add_test(tc, test_raw_cancel);
+		tcase_add_test(tc, test_busy_poll);
+		suite_add_tcase(s, tc);
+	}
 	return s;
 }
 
