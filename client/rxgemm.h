@@ -85,6 +85,8 @@ struct rxg_server_info {
 	const char *device;       /* platform / device / OpenCL version / driver */
 	uint64_t max_frame_bytes; /* the largest message body the daemon accepts */
 	uint32_t client_id;       /* this connection's number in the daemon's logs and status */
+	uint32_t busy_poll_us;    /* how long the daemon polls after each request and reply
+				   * (rxgemmd --busy-poll); 0: not at all */
 };
 
 /* What the daemon said in its Hello reply. Owned by the handle. */

@@ -60,7 +60,7 @@ RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
 
 struct rxg_client {
 	int fd;                           /* open until rxg_close, shut down once broken */
-	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at connect */
+	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at Hello */
 	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
 	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
 	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
@@ -259,8 +259,9 @@ static uint64_t mono_ns(void)
 }
 
 /* RXGEMM_SPIN_US, read at each connect: how long a wait for a reply polls the socket
- * before it sleeps in the kernel (default SPIN_DEFAULT_US where the process may run on
- * SPIN_MIN_CPUS CPUs or more, else 0; at most SPIN_MAX_US). A sleeping thread is woken 50
+ * before it sleeps in the kernel (at most SPIN_MAX_US). By default SPIN_DEFAULT_US where
+ * the daemon busy-polls too (it says so at Hello: a GPU's, not a CPU device's, whose cores
+ * run the jobs) and this process may run on SPIN_MIN_CPUS CPUs or more; else 0. A sleeping thread is woken 50
  * us or more after its reply came on the H200 machine, a sixth of a 1024^3 job there;
  * polling spends this thread's CPU, which a caller waiting for its job does not use
  * anyway, and ends when the reply comes. */
@@ -268,7 +269,7 @@ static uint64_t mono_ns(void)
 #define SPIN_MAX_US 100000u
 #define SPIN_MIN_CPUS 4
 
-static uint64_t spin_setting(void)
+static uint64_t spin_setting(bool daemon_polls)
 {
 	const char *v = getenv("RXGEMM_SPIN_US");
 	uint64_t dflt = 0;
@@ -276,7 +277,8 @@ static uint64_t spin_setting(void)
 	unsigned long n;
 	char *end;
 
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) >= SPIN_MIN_CPUS)
+	if (daemon_polls && sched_getaffinity(0, sizeof(set), &set) == 0 &&
+	    CPU_COUNT(&set) >= SPIN_MIN_CPUS)
 		dflt = SPIN_DEFAULT_US * 1000ull;
 	if (!v || !*v)
 		return dflt;
@@ -750,6 +752,8 @@ static int hello(struct rxg_client *c, const char *client_name)
 	c->info.device = c->device;
 	c->info.max_frame_bytes = h->max_frame_bytes;
 	c->info.client_id = h->client_id;
+	c->info.busy_poll_us = h->busy_poll_us;
+	c->spin_ns = spin_setting(h->busy_poll_us != 0);
 out:
 	rxg__pending_free(p);
 	return rc;
@@ -773,7 +777,6 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 		return RXG_ENOMEM;
 	}
 	c->fd = -1;
-	c->spin_ns = spin_setting();
 	atomic_init(&c->broken, false);
 	c->send_fd = -1;
 	c->next_request_id = 1;

@@ -985,6 +985,7 @@ struct rxd_job {
 	uint64_t received_ns;  /* the frame was whole: total_ns counts from here */
 	uint64_t submitted_ns; /* decoded and validated: queued_ns counts from here */
 	uint64_t started_ns, finished_ns;
+	uint64_t admitted_ns;          /* a GEMM's admission done (worker.c), for the debug log */
 	uint64_t held_bytes;   /* charged to conn->jobs_bytes while in flight (dispatch.c) */
 };
 
@@ -1018,6 +1019,8 @@ void worker_free(struct rxd_worker *w);
 /* What it was started with: its engine, and whether it runs NAS jobs. Any thread. */
 struct rxd_gemm_engine *worker_engine(const struct rxd_worker *w);
 bool worker_serves_nas(const struct rxd_worker *w);
+/* --busy-poll as resolved (0: off), told to clients at Hello. */
+uint64_t worker_busy_poll_ns(const struct rxd_worker *w);
 /* Queue job (job->sj filled in; its conn_id is the owner). Loop thread. 0, or -ENOBUFS
  * (max_queue jobs wait), -EBUSY (the connection's client_max_queue wait), -EINVAL
  * (priority out of range), -ENOMEM, -ESHUTDOWN (stopped), -ENODEV (the device is lost):

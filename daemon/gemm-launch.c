@@ -515,9 +515,12 @@ int gemm_run_variant(struct rxd_gemm_engine *eng, int variant, const struct rxd_
  * the other). Cutting K keeps every chunk's kernel on the whole C, so a C of less than one
  * wave of tiles loses nothing to the cut, which cutting C's columns would. Not for
  * batches or split-K, nor below GEMM_PIPE_MIN_BYTES of operands, where the extra launches
- * and the strided copies cost more than they hide (on the H200, 1024^3 from shared memory:
- * 0.68 ms pipelined, 0.54 one after the other; 2048^3: 1.50 against 1.68). */
-#define GEMM_PIPE_MIN_BYTES (16u << 20)
+ * and the strided copies cost more than they hide. On the H200, with the waits that poll
+ * and busy polling: 1024^3 from shared memory (8 MiB, two chunks) spends 0.413 and 0.425
+ * ms in the daemon pipelined against 0.436 and 0.459 one after the other (two calls);
+ * four or eight chunks of K there cost 0.49 and 0.67 ms, as every command on the copy
+ * engine adds 5 to 15 us. */
+#define GEMM_PIPE_MIN_BYTES (8u << 20)
 #define GEMM_PIPE_K_PER_CHUNK 512
 #define GEMM_PIPE_MAX_CHUNKS 8
 

@@ -127,6 +127,7 @@ static void wire_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 	hello.capabilities = capabilities;
 	hello.max_frame_bytes = c->srv->cfg->max_frame_bytes;
 	hello.client_id = c->id;
+	hello.busy_poll_us = (uint32_t)(worker_busy_poll_ns(c->srv->worker) / 1000);
 	reply.request_id = req->request_id;
 	reply.body_case = RXGEMM__REPLY__BODY_HELLO;
 	reply.hello = &hello;
@@ -905,7 +906,7 @@ void wire_job_done(struct rxd_job *job, void *arg)
 		log_msg(LOG_DEBUG,
 			"client %u request %llu: gemm %lldx%lldx%lld %s in %.3f ms (kernel %.3f "
 			"ms, %.2f GFLOPS; us: to the queue %.0f, queued %.0f, run %.0f with "
-			"%.0f on the device, back to the loop %.0f)%s%s",
+			"%.0f on the device and %.0f before admission, back to the loop %.0f)%s%s",
 			c->id, (unsigned long long)job->request_id, (long long)job->g.user_m,
 			(long long)job->g.user_n, (long long)job->g.user_k,
 			job->err.status ? "failed" : "done",
@@ -915,6 +916,8 @@ void wire_job_done(struct rxd_job *job, void *arg)
 			(double)(job->started_ns - job->submitted_ns) / 1e3,
 			(double)(job->finished_ns - job->started_ns) / 1e3,
 			(double)(t.h2d_ns + t.kernel_ns + t.d2h_ns) / 1e3,
+			job->admitted_ns > job->started_ns
+				? (double)(job->admitted_ns - job->started_ns) / 1e3 : 0.0,
 			(double)(done_ns - job->finished_ns) / 1e3,
 			job->err.status ? ": " : "", job->err.status ? why : "");
 	wire_send(c, &reply, false);

@@ -256,6 +256,7 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
 	st = admit_gemm(eng, eng->budget, job->conn_id, &job->g, make, adm, &job->err);
 	if (st != RXD_S_OK)
 		return st;
+	job->admitted_ns = now_ns();
 	if (tensors)
 		return tensor_gemm_run(eng, adm, &job->g, job->tensors, dest, &job->dev_t,
 				       &job->kernel, &job->err);
@@ -537,6 +538,9 @@ static void worker_poll(struct rxd_worker *w, uint64_t seen)
 			return;
 		if (i % 64 == 0 && now_ns() >= until)
 			return;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause(); /* a spin-wait hint: less power, more for a sibling */
+#endif
 	}
 }
 
@@ -918,6 +922,11 @@ void worker_free(struct rxd_worker *w)
 struct rxd_gemm_engine *worker_engine(const struct rxd_worker *w)
 {
 	return w->engine;
+}
+
+uint64_t worker_busy_poll_ns(const struct rxd_worker *w)
+{
+	return w->poll_ns;
 }
 
 bool worker_serves_nas(const struct rxd_worker *w)

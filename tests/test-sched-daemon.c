@@ -1045,12 +1045,15 @@ START_TEST(test_busy_poll)
 	got = fread(log, 1, sizeof(log) - 1, f);
 	fclose(f);
 	log[got] = '\0';
-	if (asked || !strstr(log, ", host memory"))
+	if (asked || !strstr(log, ", host memory")) {
 		ck_assert_msg(strstr(log, "busy polling for 1000 us") != NULL,
 			      "no busy polling in the log:\n%s", log);
-	else
+		ck_assert_uint_eq(rxg_server_info(c)->busy_poll_us, 1000);
+	} else {
 		ck_assert_msg(strstr(log, "busy polling") == NULL,
 			      "busy polling on a device on host memory:\n%s", log);
+		ck_assert_uint_eq(rxg_server_info(c)->busy_poll_us, 0);
+	}
 	/* One after the other (each waited for), and then all at once. */
 	for (int i = 0; i < 8; i++) {
 		prob_make(&p[i], 8 + i * 5, 16 + i * 3, 24 + i, 0x6b0u + (uint64_t)i);
