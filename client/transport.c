@@ -260,11 +260,11 @@ static uint64_t mono_ns(void)
 
 /* RXGEMM_SPIN_US, read at each connect: how long a wait for a reply polls the socket
  * before it sleeps in the kernel (at most SPIN_MAX_US). By default SPIN_DEFAULT_US where
- * the daemon busy-polls too (it says so at Hello: a GPU's, not a CPU device's, whose cores
- * run the jobs) and this process may run on SPIN_MIN_CPUS CPUs or more; else 0. A sleeping thread is woken 50
- * us or more after its reply came on the H200 machine, a sixth of a 1024^3 job there;
- * polling spends this thread's CPU, which a caller waiting for its job does not use
- * anyway, and ends when the reply comes. */
+ * the daemon busy-polls too (it says so at Hello: a GPU's, not a CPU device's, whose
+ * cores run the jobs) and this process may run on SPIN_MIN_CPUS CPUs or more; else 0. A
+ * sleeping thread is woken 50 us or more after its reply came on the H200 machine, a
+ * sixth of a 1024^3 job there; polling spends this thread's CPU, which a caller waiting
+ * for its job does not use anyway, and ends when the reply comes. */
 #define SPIN_DEFAULT_US 1000u
 #define SPIN_MAX_US 100000u
 #define SPIN_MIN_CPUS 4

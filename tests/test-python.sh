@@ -17,13 +17,16 @@ if [ ! -e "$LIB" ]; then
 	exit 77
 fi
 tl_init
-tl_daemon_start python
+# With busy polling on (a CPU device has it off by default): the Hello reply says so, and
+# the whole suite runs with the daemon's threads polling.
+tl_daemon_start python --busy-poll 250us
 rc=0
 # In a sanitizer build librxgemm is instrumented and python3 is not: the runtime is
 # preloaded, and python's own leaks at exit are not this test's to report.
 ASAN_RT=$(tl_asan_runtime "$LIB")
 env ${ASAN_RT:+LD_PRELOAD="$ASAN_RT" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"} \
 	RXGEMM_SOCKET="$TL_DAEMON_SOCKET" RXGEMM_LIBRARY="$LIB" RXGEMM="$RXGEMM" \
+	RXGEMM_TEST_BUSY_POLL_US=250 \
 	PYTHONPATH="$SRC/../python${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1 \
 	timeout 1200 "$PY" -m pytest -q -p no:cacheprovider -rs "$SRC/python" || rc=$?
 tl_daemon_stop "$TL_DAEMON_PID" TERM

@@ -58,7 +58,8 @@ class JobOptions(ctypes.Structure):
 
 class ServerInfo(ctypes.Structure):
     _fields_ = [("protocol_version", c_uint32), ("daemon_version", c_char_p),
-                ("device", c_char_p), ("max_frame_bytes", c_uint64), ("client_id", c_uint32)]
+                ("device", c_char_p), ("max_frame_bytes", c_uint64), ("client_id", c_uint32),
+                ("busy_poll_us", c_uint32)]
 
 
 class JobRecord(ctypes.Structure):

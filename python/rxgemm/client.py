@@ -311,6 +311,7 @@ class Client:
             "device": _dec(info.device),
             "max_frame_bytes": info.max_frame_bytes,
             "client_id": info.client_id,
+            "busy_poll_us": info.busy_poll_us,
         }
 
     # --- life ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ CLI's, zero copy against the daemon's byte counters."""
 import asyncio
 import concurrent.futures
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -42,6 +43,15 @@ def close(got, want, k):
 def client_counters(c):
     me = c.server_info["client_id"]
     return next(x for x in c.status()["clients"] if x["client_id"] == me)
+
+
+def test_server_info(client):
+    info = client.server_info
+    assert info["protocol_version"] == 1 and info["client_id"] > 0
+    want = os.environ.get("RXGEMM_TEST_BUSY_POLL_US")
+    if want is None:
+        pytest.skip("RXGEMM_TEST_BUSY_POLL_US: the daemon's --busy-poll is not known")
+    assert info["busy_poll_us"] == int(want)
 
 
 # --- correctness over shapes, layouts, transposes ---------------------------------------
