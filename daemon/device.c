@@ -385,18 +385,27 @@ cl_int device_finish(const struct rxd_device *dev, cl_command_queue q)
 	return e == CL_SUCCESS ? clFinish(q) : e;
 }
 
-uint64_t device_event_ns(cl_event ev)
+bool device_event_span(cl_event ev, uint64_t *start, uint64_t *end)
 {
-	cl_ulong start = 0, end = 0;
+	cl_ulong s = 0, e = 0;
 
 	if (!ev ||
-	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(start), &start, NULL) !=
+	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(s), &s, NULL) !=
 		    CL_SUCCESS ||
-	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(end), &end, NULL) !=
+	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(e), &e, NULL) !=
 		    CL_SUCCESS ||
-	    end < start)
-		return 0;
-	return end - start;
+	    e < s)
+		return false;
+	*start = s;
+	*end = e;
+	return true;
+}
+
+uint64_t device_event_ns(cl_event ev)
+{
+	uint64_t start, end;
+
+	return device_event_span(ev, &start, &end) ? end - start : 0;
 }
 
 void device_mem_release(cl_mem a, cl_mem b, cl_mem c)

@@ -94,6 +94,9 @@ const char *device_strerror(cl_int err);
 cl_int device_wait(const struct rxd_device *dev, cl_event ev);
 /* clFinish(q) through a marker and device_wait, for the same reason. */
 cl_int device_finish(const struct rxd_device *dev, cl_command_queue q);
+/* A finished event's start and end on the device's clock (ns): false when the device
+ * gives none (or ev is NULL). */
+bool device_event_span(cl_event ev, uint64_t *start, uint64_t *end);
 /* Elapsed device time of a finished event, 0 when the device gives none. */
 uint64_t device_event_ns(cl_event ev);
 /* The errno for an OpenCL error: -ENOMEM for the out-of-memory and out-of-resources

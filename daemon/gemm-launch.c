@@ -594,7 +594,7 @@ static cl_int gemm_pipe_cols(cl_command_queue q, cl_mem mem, const float *host, 
 static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_event *kern,
 			  cl_event down)
 {
-	cl_ulong t0 = 0, s, e;
+	uint64_t t0 = 0, s, e;
 	char line[1024];
 	size_t at = 0;
 
@@ -604,11 +604,7 @@ static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_eve
 				    z < chunks ? kern[z] : NULL };
 
 		for (int i = 0; i < 3; i++) {
-			if (!evs[i] ||
-			    clGetEventProfilingInfo(evs[i], CL_PROFILING_COMMAND_START, sizeof(s), &s,
-						    NULL) != CL_SUCCESS ||
-			    clGetEventProfilingInfo(evs[i], CL_PROFILING_COMMAND_END, sizeof(e), &e,
-						    NULL) != CL_SUCCESS)
+			if (!device_event_span(evs[i], &s, &e))
 				continue;
 			at += (size_t)snprintf(line + at, sizeof(line) - at, " %c%lld:%.0f-%.0f",
 					       z == chunks ? 'C' : "abk"[i], (long long)z,
@@ -742,17 +738,13 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
  * from A's start): the gaps between them are the driver's. */
 static void gemm_run_log(cl_event ev[5], const uint64_t host[3])
 {
-	cl_ulong t0 = 0, s, e;
+	uint64_t t0 = 0, s, e;
 	char line[512];
 	size_t at = 0;
 
 	clGetEventProfilingInfo(ev[0], CL_PROFILING_COMMAND_START, sizeof(t0), &t0, NULL);
 	for (int i = 0; i < 5; i++) {
-		if (!ev[i] ||
-		    clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_START, sizeof(s), &s,
-					    NULL) != CL_SUCCESS ||
-		    clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_END, sizeof(e), &e, NULL) !=
-			    CL_SUCCESS)
+		if (!device_event_span(ev[i], &s, &e))
 			continue;
 		at += (size_t)snprintf(line + at, sizeof(line) - at, " %s %.0f-%.0f",
 				       (const char *[]){ "A", "B", "C", "kernel", "down" }[i],

@@ -547,7 +547,6 @@ static void worker_poll(struct rxd_worker *w, uint64_t seen)
 static void *worker_main(void *arg)
 {
 	struct rxd_worker *w = arg;
-
 	bool polled = true; /* nothing to poll for before the first job */
 
 	pthread_mutex_lock(&w->lock);
