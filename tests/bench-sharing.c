@@ -19,19 +19,28 @@
  *       memory, median and best of R), beside the daemon's own phases; with FILE, the
  *       output of rxgemm-bench --e2e --csv (the same GEMM's writes, compute and read done
  *       in-process), the ratio of the two: what serving through a daemon costs.
+ *       Then R more jobs back to back ("b2b"), with nothing between them: PyTorch's own
+ *       timing loop (torch_anchors.py times each call and runs the next at once), so the
+ *       figure to set beside PyTorch's. The first pass checks every C, which leaves a few
+ *       milliseconds of CPU between its jobs (NaNs in, the check out), longer than the
+ *       daemon busy-polls after a job (1 ms on a GPU): each of its jobs then pays thread
+ *       wake-ups that PyTorch's loop does not. The b2b pass checks only its last C.
  *   --shm (the first three modes): every process keeps A, B and C in shared-memory
  *       buffers (rxg_buffer_create) made once and used for all its jobs, so that no matrix
  *       travels through the socket; --overhead does so unless --no-shm.
  *   --resident (--overhead only): A, B and C are device tensors made once, so that a job
- *       moves no matrix at all (C is read back after each job for the check, untimed):
- *       the daemon's counterpart of a PyTorch user's tensors already on the GPU.
+ *       moves no matrix at all (C is read back for the check after each checked job and
+ *       after the last b2b one, untimed): the daemon's counterpart of a PyTorch user's
+ *       tensors already on the GPU.
  *
  * Every result is verified. The matrices hold small integers (-2..2), so every product
  * and partial sum is an exact float (below 2^24 for n < 2^20) in any summation order, and
  * C is checked exactly, in O(n^2) per job: C x = A (B x) for two random vectors x of +-1
  * (Freivalds' check: a wrong C passes one vector with probability at most 1/2), plus 8
  * random elements summed out in full. C is filled with NaNs before each job, so that a
- * result the daemon did not write is caught too.
+ * result the daemon did not write is caught too. (--overhead's back-to-back pass alone
+ * fills C once and checks it after its last job: a check between its jobs would be the gap
+ * that pass is there to leave out.)
  *
  * Exit status: 0 when every job succeeded and verified, 1 when one failed or was wrong,
  * 2 on a usage error, 3 when the daemon cannot be reached. */
@@ -263,14 +272,13 @@ static int problem_check(struct problem *p)
 	return 1;
 }
 
-/* One job, timed and verified, into r. The daemon's timings go to t (may be NULL). Returns
- * 0, or -1 when the daemon failed it (r->error says why). */
-static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rxg_timings *t)
+/* The arguments of C = A B (beta 0) on p, wherever p keeps its matrices: device tensors
+ * (--resident), shared-memory buffers (--shm) or host arrays. One place for both of
+ * --overhead's passes, so that they time the same request. */
+static struct rxg_gemm_args problem_gemm_args(const struct problem *p)
 {
 	struct rxg_gemm_args g = { .layout = RXG_ROW_MAJOR, .m = p->n, .n = p->n, .k = p->n,
 				   .alpha = 1.0f, .beta = 0.0f, .a = p->a, .b = p->b, .c = p->c };
-	uint64_t t0, ns;
-	int rc;
 
 	if (p->t[0]) {
 		/* All on the device: the job moves no matrix at all. */
@@ -288,6 +296,26 @@ static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rx
 		g.b_buf = p->buf[1];
 		g.c_out_buf = p->buf[2];
 	}
+	return g;
+}
+
+/* Count a job the daemon failed with rc in r, keeping the first error's code and words. */
+static void result_fail(struct result *r, rxg_client *c, int rc)
+{
+	r->failed++;
+	if (!r->error_code) {
+		r->error_code = rc;
+		snprintf(r->error, sizeof(r->error), "%s: %s", rxg_strerror(rc), rxg_errmsg(c));
+	}
+}
+
+/* One job, timed and verified, into r. The daemon's timings go to t (may be NULL). Returns
+ * 0, or -1 when the daemon failed it (r->error says why). */
+static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rxg_timings *t)
+{
+	struct rxg_gemm_args g = problem_gemm_args(p);
+	uint64_t t0, ns;
+	int rc;
 
 	memset(p->c, 0xff, (size_t)p->n * (size_t)p->n * sizeof(float)); /* NaNs */
 	t0 = now_ns();
@@ -296,12 +324,7 @@ static int run_job(rxg_client *c, struct problem *p, struct result *r, struct rx
 	if (rc == RXG_OK && p->t[2])
 		rc = rxg_tensor_read_to_buffer(p->t[2], p->buf[2], 0); /* for the check */
 	if (rc != RXG_OK) {
-		r->failed++;
-		if (!r->error_code) {
-			r->error_code = rc;
-			snprintf(r->error, sizeof(r->error), "%s: %s", rxg_strerror(rc),
-				 rxg_errmsg(c));
-		}
+		result_fail(r, c, rc);
 		return -1;
 	}
 	r->jobs++;
@@ -905,26 +928,62 @@ static void kernel_between(const struct rxg_status *before, const struct rxg_sta
 	}
 }
 
-/* The figures of one size; the arrays hold one entry per timed job, in ms. */
+/* The figures of one size; the arrays hold one entry per timed job, in ms: n of the
+ * checked pass (wall and the daemon's phases), b2b_n of the back-to-back one (b2b). */
 struct overhead_run {
 	double *wall, *total, *queued, *h2d, *kernel, *d2h;
 	size_t n;
-	struct result r;
+	double *b2b;
+	size_t b2b_n;
+	struct result r; /* the checked pass; wrong and failed count the back-to-back one too */
 	char kernel_name[128];
 };
 
-/* Time o->repeat jobs of n^3 on c after o->warmup untimed ones. 0, or -1 when a job
- * failed or a buffer could not be made (said on stderr). */
+/* The back-to-back pass of overhead_size: o->repeat jobs with nothing in between, timed as
+ * run_job times one, into run->b2b; the last C alone is checked. Only a failure or a wrong
+ * C is counted in run->r (jobs and verified stay the checked pass's). 0, or -1 when a job
+ * failed (run->r.error says why). */
+static int overhead_b2b(const struct opts *o, rxg_client *c, struct problem *p,
+			struct overhead_run *run)
+{
+	struct rxg_gemm_args g = problem_gemm_args(p);
+	int rc = RXG_OK;
+
+	/* NaNs once: a C that no job wrote still fails the check at the end. */
+	memset(p->c, 0xff, (size_t)p->n * (size_t)p->n * sizeof(float));
+	for (int64_t i = 0; i < o->repeat; i++) {
+		uint64_t t0 = now_ns();
+
+		rc = rxg_gemm(c, &g, NULL);
+		run->b2b[run->b2b_n] = (double)(now_ns() - t0) / 1e6;
+		if (rc != RXG_OK)
+			break;
+		run->b2b_n++;
+	}
+	if (rc == RXG_OK && p->t[2])
+		rc = rxg_tensor_read_to_buffer(p->t[2], p->buf[2], 0); /* for the check */
+	if (rc != RXG_OK) {
+		result_fail(&run->r, c, rc);
+		return -1;
+	}
+	if (!problem_check(p))
+		run->r.wrong++;
+	return 0;
+}
+
+/* Time o->repeat jobs of n^3 on c after o->warmup untimed ones, each checked, then
+ * o->repeat more back to back (overhead_b2b). 0, or -1 when a job failed or was wrong or
+ * a buffer could not be made (said on stderr). */
 static int overhead_size(const struct opts *o, rxg_client *c, int64_t n, struct overhead_run *run)
 {
 	struct rxg_status *before = NULL, *after = NULL;
 	struct problem p;
-	double **cols[6] = { &run->wall, &run->total, &run->queued, &run->h2d, &run->kernel,
-			     &run->d2h };
+	double **cols[7] = { &run->wall, &run->total, &run->queued, &run->h2d, &run->kernel,
+			     &run->d2h, &run->b2b };
 	int ret = -1;
 
 	memset(run, 0, sizeof(*run));
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 7; i++)
 		*cols[i] = xmalloc((size_t)o->repeat * sizeof(double));
 	problem_init(&p, n, 0x5851f42d4c957f2dull * (uint64_t)n);
 	if ((o->shm || o->resident) &&
@@ -956,6 +1015,8 @@ static int overhead_size(const struct opts *o, rxg_client *c, int64_t n, struct 
 	}
 	if (rxg_status(c, &after) == RXG_OK)
 		kernel_between(before, after, run->kernel_name, sizeof(run->kernel_name));
+	if (overhead_b2b(o, c, &p, run) < 0)
+		goto fail;
 	ret = run->r.wrong ? -1 : 0;
 	goto out;
 fail:
@@ -975,6 +1036,18 @@ static void overhead_free(struct overhead_run *run)
 	free(run->h2d);
 	free(run->kernel);
 	free(run->d2h);
+	free(run->b2b);
+}
+
+/* The least of v[0..n); NaN when n is 0. */
+static double minimum(const double *v, size_t n)
+{
+	double least = n ? v[0] : NAN;
+
+	for (size_t i = 1; i < n; i++)
+		if (v[i] < least)
+			least = v[i];
+	return least;
 }
 
 static int mode_overhead(const struct opts *o)
@@ -997,29 +1070,26 @@ static int mode_overhead(const struct opts *o)
 	} else {
 		printf("device: %s\n", rxg_server_info(c)->device);
 		printf("one n^3 GEMM through the daemon (C = A B, beta 0, matrices %s), %lld runs "
-		       "after %lld warm-up, ms:\n",
+		       "after %lld warm-up,\neach checked, then %lld back to back (b2b), ms:\n",
 		       o->resident ? "in device tensors"
 		       : o->shm    ? "in shared memory"
 				   : getenv("RXGEMM_STAGE_BYTES") &&
 					     !strcmp(getenv("RXGEMM_STAGE_BYTES"), "off")
 				   ? "in the frames"
 				   : "as host arrays, staged by librxgemm above its threshold",
-		       (long long)o->repeat,
-		       (long long)o->warmup);
-		printf("%6s %9s %9s %9s %8s %8s %8s %8s %9s %7s %8s %8s  %s\n", "n", "wall p50",
-		       "wall best", "daemon", "queued", "h2d", "kernel", "d2h", "GFLOPS",
-		       "/daemon", "/inproc", "/pinned", "kernel variant");
+		       (long long)o->repeat, (long long)o->warmup, (long long)o->repeat);
+		printf("%6s %9s %9s %9s %9s %9s %8s %8s %8s %8s %9s %7s %8s %8s  %s\n", "n",
+		       "wall p50", "wall best", "b2b p50", "b2b best", "daemon", "queued", "h2d",
+		       "kernel", "d2h", "GFLOPS", "/daemon", "/inproc", "/pinned",
+		       "kernel variant");
 	}
 	fflush(stdout);
 	for (int i = 0; i < o->n_sizes; i++) {
 		int64_t n = o->sizes[i];
 		struct overhead_run run;
 		int rc = overhead_size(o, c, n, &run);
-		double wall_best = run.n ? run.wall[0] : NAN;
-
-		for (size_t j = 1; j < run.n; j++)
-			if (run.wall[j] < wall_best)
-				wall_best = run.wall[j];
+		double wall_best = minimum(run.wall, run.n), b2b_best = minimum(run.b2b, run.b2b_n);
+		double b2b = median(run.b2b, run.b2b_n);
 		double wall = median(run.wall, run.n), total = median(run.total, run.n);
 		double queued = median(run.queued, run.n), h2d = median(run.h2d, run.n);
 		double kernel = median(run.kernel, run.n), d2h = median(run.d2h, run.n);
@@ -1038,6 +1108,10 @@ static int mode_overhead(const struct opts *o)
 			json_number(wall);
 			printf(",\"wall_best_ms\":");
 			json_number(wall_best);
+			printf(",\"b2b_p50_ms\":");
+			json_number(b2b);
+			printf(",\"b2b_best_ms\":");
+			json_number(b2b_best);
 			printf(",\"daemon_p50_ms\":");
 			json_number(total);
 			printf(",\"queued_p50_ms\":");
@@ -1062,10 +1136,10 @@ static int mode_overhead(const struct opts *o)
 			json_number(wall / pinned);
 			printf("}");
 		} else {
-			printf("%6lld %9.3f %9.3f %9.3f %8.3f %8.3f %8.3f %8.3f %9.1f %7.3f %8.3f "
-			       "%8.3f  %s\n",
-			       (long long)n, wall, wall_best, total, queued, h2d, kernel, d2h, gflops,
-			       wall / total, wall / inproc, wall / pinned,
+			printf("%6lld %9.3f %9.3f %9.3f %9.3f %9.3f %8.3f %8.3f %8.3f %8.3f %9.1f "
+			       "%7.3f %8.3f %8.3f  %s\n",
+			       (long long)n, wall, wall_best, b2b, b2b_best, total, queued, h2d,
+			       kernel, d2h, gflops, wall / total, wall / inproc, wall / pinned,
 			       run.kernel_name[0] ? run.kernel_name : "?");
 		}
 		fflush(stdout);
@@ -1074,11 +1148,14 @@ static int mode_overhead(const struct opts *o)
 	if (o->json)
 		printf("]}\n");
 	else
-		printf("wall: rxg_gemm's round trip in this process; daemon: the daemon's own time "
-		       "from request to reply;\nqueued, h2d, kernel, d2h: the daemon's phases (device "
-		       "times); /daemon: wall over daemon;\n/inproc, /pinned: wall over rxgemm-bench "
-		       "--e2e's median (--baseline) with malloc'd\nand pinned host memory (nan: no "
-		       "baseline for that n).\n");
+		printf("wall: rxg_gemm's round trip in this process, each job checked (C "
+		       "filled with NaNs\nbefore, checked after); b2b: the same round trip, R "
+		       "more jobs back to back with\nnothing between them (PyTorch's timing "
+		       "loop), the last C checked; daemon: the\ndaemon's own time from request "
+		       "to reply; queued, h2d, kernel, d2h: the daemon's\nphases (device times); "
+		       "/daemon: wall over daemon; /inproc, /pinned: wall over\nrxgemm-bench "
+		       "--e2e's median (--baseline) with malloc'd and pinned host memory\n(nan: "
+		       "no baseline for that n).\n");
 	rxg_close(c);
 	return bad;
 }
@@ -1102,12 +1179,14 @@ static void usage(FILE *f)
 		"min/p50/p90/p99/max; --neighbour: that round trip alone and beside N^3 GEMMs\n"
 		"(N = 2048, S = 5 per phase); --overhead: one n^3 GEMM (C = A B, beta 0) end to\n"
 		"end through the daemon, median and best of R runs after W warm-up ones (default\n"
-		"1024,2048,4096, R = 20, W = 2), beside the daemon's own phases, and over the\n"
-		"in-process time of the same GEMM when FILE holds rxgemm-bench --e2e --csv output.\n"
+		"1024,2048,4096, R = 20, W = 2), each checked, and of R more back to back with\n"
+		"nothing between them (b2b, as PyTorch times; the last one checked), beside the\n"
+		"daemon's own phases, and over the in-process time of the same GEMM when FILE\n"
+		"holds rxgemm-bench --e2e --csv output.\n"
 		"--shm: A, B and C in shared-memory buffers made once per process and used for\n"
 		"every job (--overhead uses them unless --no-shm); --resident: A, B and C in\n"
-		"device tensors made once (--overhead). Every result is verified; exit 1 when one\n"
-		"was wrong or failed.\n");
+		"device tensors made once (--overhead). Every result is verified (--overhead's\n"
+		"b2b runs: the last); exit 1 when one was wrong or failed.\n");
 }
 
 static int parse_num(const char *opt, const char *s, double min, double max, double *out)

@@ -113,7 +113,7 @@ if tl_run "overhead" 0 "$B" --socket "$S" --overhead --sizes 64,96 --repeat 5 --
 		tl_ok "overhead: verified jobs, a ratio to the daemon's time and to the in-process baseline"
 fi
 if tl_run "overhead, table" 0 "$B" --socket "$S" --overhead --sizes 64 --repeat 3 --baseline "$T/e2e.csv"; then
-	awk '$1 == 64 && $10 > 0 && $11 > 0 { ok = 1 } END { exit !ok }' "$TL_OUT" &&
+	awk '$1 == 64 && $12 > 0 && $13 > 0 { ok = 1 } END { exit !ok }' "$TL_OUT" &&
 		tl_ok "overhead, table: a row for n = 64 with both ratios" ||
 		{ tl_fail "overhead table"; cat "$TL_OUT"; }
 fi
