@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "copy.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
 
@@ -28,14 +29,27 @@ uint32_t rxg__buffer_region(const struct rxg_buffer *buf);
  * is already lost). */
 void rxg__buffer_drop(struct rxg_buffer *buf);
 
+/* stage.c: a staged GEMM's copies of A and B that follow its request (ready words, where
+ * rxg__client_ready_words): ready holds the request's a_ready and b_ready; after the
+ * request is sent, rxg__stage_late_run copies each operand and then sets its word. n 0:
+ * none (the copies were made before). */
+struct rxg__stage_late {
+	struct rxg__copy copies[2];
+	uint64_t *word[2];
+	Rxgemm__ReadyWord ready[2];
+	unsigned n;
+};
 /* stage.c: when args gives A, B and C as host arrays (no buffer, no tensor) of at least
- * the staging threshold together, copy them into a staging buffer and fill *staged with
- * args pointing there instead; *stage is then the buffer (the caller's until
- * rxg__stage_put) and *c_offset where C's result will be. *stage NULL: not staged (below
- * the threshold, staging off, or no buffer to be had: the operands go inline). */
+ * the staging threshold together, copy them into a staging buffer (A and B later, when
+ * late->n is set) and fill *staged with args pointing there instead; *stage is then the
+ * buffer (the caller's until rxg__stage_put) and *c_offset where C's result will be.
+ * *stage NULL: not staged (below the threshold, staging off, or no buffer to be had: the
+ * operands go inline). */
 int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_floats,
 		    size_t b_floats, size_t c_floats, struct rxg_gemm_args *staged,
-		    struct rxg_buffer **stage, size_t *c_offset);
+		    struct rxg_buffer **stage, size_t *c_offset, struct rxg__stage_late *late);
+/* stage.c: late's copies, each followed by its word (after the request went out). */
+void rxg__stage_late_run(struct rxg__stage_late *late);
 /* stage.c: give a staging buffer back to the pool (or unregister it when the pool is
  * full). Makes a round trip in that case: call it with no lock of the handle held. */
 void rxg__stage_put(rxg_client *c, struct rxg_buffer *buf);

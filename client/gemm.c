@@ -172,6 +172,7 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	struct stored sa, sb, sc;
 	struct rxg_gemm_args staged;
 	struct rxg_buffer *stage = NULL;
+	struct rxg__stage_late late = { .n = 0 };
 	size_t stage_c_offset = 0;
 	int rc;
 
@@ -238,9 +239,13 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	 * (buffer.c); refs must live until the request is sent, which submit does before
 	 * this returns. */
 	rc = rxg__stage_gemm(c, args, sa.total, sb.total, sc.total, &staged, &stage,
-			     &stage_c_offset);
+			     &stage_c_offset, &late);
 	if (rc != RXG_OK)
 		goto out;
+	if (late.n) {
+		g.a_ready = &late.ready[0];
+		g.b_ready = &late.ready[1];
+	}
 	const struct rxg_gemm_args *sent = stage ? &staged : args;
 	Rxgemm__RegionRef refs[4];
 	int c_in_buffer;
@@ -278,6 +283,8 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 		goto out;
 	*id = p->id;
 	p = NULL; /* filed */
+	/* The request is on its way: A and B now, while it travels (ready words). */
+	rxg__stage_late_run(&late);
 out:
 	rxg__pending_free(p);
 	rxg__stage_put(c, stage);

@@ -107,18 +107,56 @@ void rxg__stage_release(struct rxg_buffer *buf)
 		rxg__buffer_drop(buf);
 }
 
+/* The ready words (after C, a cache line each): see rxg__stage_late_run. */
+static void stage_late_init(struct rxg__stage_late *late, struct rxg_buffer *buf, size_t off_w,
+			    struct rxg__copy *copies)
+{
+	uint8_t *base = rxg_buffer_ptr(buf);
+
+	for (unsigned i = 0; i < 2; i++) {
+		Rxgemm__ReadyWord *r = &late->ready[i];
+		uint64_t *word = (uint64_t *)(void *)(base + off_w + i * STAGE_ALIGN);
+		/* Not the value the word holds now (the last job's): this job's is new. */
+		uint64_t v = __atomic_load_n(word, __ATOMIC_RELAXED) + 1;
+
+		rxgemm__ready_word__init(r);
+		r->region_id = rxg__buffer_region(buf);
+		r->offset = off_w + i * STAGE_ALIGN;
+		r->value = v ? v : 1;
+		late->word[i] = word;
+		late->copies[i] = copies[i];
+	}
+	late->n = 2;
+}
+
+void rxg__stage_late_run(struct rxg__stage_late *late)
+{
+	/* Each operand, then its word with release order: the daemon, which reads the word
+	 * with acquire order, then finds every byte of the operand there. The copy threads'
+	 * stores are ordered before this by copy.c's fence and lock. The job's request is
+	 * already out, so nothing here may fail. A copy stalled for longer than the daemon's
+	 * wait (2 s) gets the job a STATUS_TIMEOUT reply; the buffer is this job's until it is
+	 * finished. */
+	for (unsigned i = 0; i < late->n; i++) {
+		rxg__copy_run(&late->copies[i], 1);
+		__atomic_store_n(late->word[i], late->ready[i].value, __ATOMIC_RELEASE);
+	}
+	late->n = 0;
+}
+
 int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_floats,
 		    size_t b_floats, size_t c_floats, struct rxg_gemm_args *staged,
-		    struct rxg_buffer **stage, size_t *c_offset)
+		    struct rxg_buffer **stage, size_t *c_offset, struct rxg__stage_late *late)
 {
 	struct rxg__stage_pool *pool = rxg__client_stage(c);
 	bool c_in = args->beta != 0.0f;
 	size_t a_bytes = a_floats * sizeof(float), b_bytes = b_floats * sizeof(float);
 	size_t c_bytes = c_floats * sizeof(float); /* each < SIZE_MAX / 2: stored_init */
-	size_t off_b, off_c, need;
+	size_t off_b, off_c, off_w, need;
 	struct rxg_buffer *buf;
 
 	*stage = NULL;
+	late->n = 0;
 	pthread_once(&stage_once, stage_read_env);
 	/* Only all-host jobs: one with a buffer or a tensor has chosen its own path. */
 	if (!stage_threshold || args->a_buf || args->b_buf || args->c_buf || args->c_out_buf ||
@@ -128,7 +166,8 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 	off_c = stage_align(off_b + b_bytes);
 	if (off_c < a_bytes || off_c + c_bytes < off_c)
 		return RXG_OK; /* cannot be: the frame would not fit either */
-	need = off_c + c_bytes;
+	off_w = stage_align(off_c + c_bytes);
+	need = off_w + 2 * STAGE_ALIGN;
 	if (a_bytes + b_bytes + c_bytes < stage_threshold)
 		return RXG_OK;
 	bool fresh = false;
@@ -158,7 +197,14 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 		copies[n_copies++] = rxg__copy_flat(base + off_c, args->c, c_bytes);
 	for (unsigned i = 0; i < n_copies; i++)
 		copies[i].uncached = true; /* the daemon's upload reads them, no CPU */
-	rxg__copy_run(copies, n_copies);
+	if (rxg__client_ready_words(c)) {
+		/* A and B after the request (rxg__stage_late_run); C, which beta reads, now. */
+		stage_late_init(late, buf, off_w, copies);
+		if (c_in)
+			rxg__copy_run(&copies[2], 1);
+	} else {
+		rxg__copy_run(copies, n_copies);
+	}
 	*staged = *args;
 	staged->a_buf = buf;
 	staged->a_offset = 0;

@@ -61,6 +61,7 @@ RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
 struct rxg_client {
 	int fd;                           /* open until rxg_close, shut down once broken */
 	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at Hello */
+	bool ready_words;                 /* RXGEMM_READY_WORDS (stage.c); set at Hello */
 	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
 	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
 	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
@@ -288,6 +289,29 @@ static uint64_t spin_setting(bool daemon_polls)
 	if (errno || *end != '\0' || v[0] < '0' || v[0] > '9' || n > SPIN_MAX_US)
 		return dflt;
 	return n * 1000ull;
+}
+
+/* Whether staged GEMMs send their request before the copies (stage.c, ready words):
+ * where the daemon has the capability and RXGEMM_READY_WORDS is not 0 and, unless it is 1,
+ * where the daemon polls, a device with memory of its own: the copies then overlap the
+ * request's way to the device and A's upload. A daemon that does not poll (a CPU device)
+ * naps while it waits for a word, which costs more than the overlap gains on a small job. */
+static bool ready_setting(const Rxgemm__HelloReply *h)
+{
+	const char *v = getenv("RXGEMM_READY_WORDS");
+	bool has = false;
+
+	for (size_t i = 0; i < h->n_capabilities; i++)
+		if (h->capabilities[i] && !strcmp(h->capabilities[i], "ready-words"))
+			has = true;
+	if (!has || (v && !strcmp(v, "0")))
+		return false;
+	return (v && !strcmp(v, "1")) || h->busy_poll_us != 0;
+}
+
+bool rxg__client_ready_words(const rxg_client *c)
+{
+	return c->ready_words;
 }
 
 /* Poll c's socket until a reply starts to come in, for at most c->spin_ns (and timeout_ms
@@ -754,6 +778,7 @@ static int hello(struct rxg_client *c, const char *client_name)
 	c->info.client_id = h->client_id;
 	c->info.busy_poll_us = h->busy_poll_us;
 	c->spin_ns = spin_setting(h->busy_poll_us != 0);
+	c->ready_words = ready_setting(h);
 out:
 	rxg__pending_free(p);
 	return rc;

@@ -189,6 +189,17 @@ const char *kernels_find(const char *name);
 
 /* ---- gemm.c (the engine: build, self-test, choice) and gemm-launch.c (launch) ---- */
 
+/* An operand the client may still be writing when the job starts (GemmRequest.a_ready,
+ * b_ready): it is complete once the word, in the operand's own region (which the job
+ * holds), holds value. gemm_ready_wait waits for it; word NULL: nothing to wait for. */
+struct rxd_ready {
+	const uint64_t *word;
+	uint64_t value;
+	const char *field;     /* "a_ready" or "b_ready", as the request named it */
+	uint32_t region_id;
+	uint64_t offset;
+};
+
 /* A validated GEMM (wire_gemm_validate) in the column-major form the kernels compute: a
  * row-major request is turned into the column-major product C^T = op(B)^T op(A)^T by
  * swapping the operands. */
@@ -218,6 +229,10 @@ struct rxd_gemm {
 	bool admitted;
 	cl_mem splitk_ws;
 	uint64_t splitk_ws_bytes;
+	/* a's and b's ready words (of the column-major problem: swapped with the operands
+	 * for a row-major request), and how long gemm_ready_wait spins before it naps. */
+	struct rxd_ready ready[2];
+	uint64_t ready_spin_ns;
 };
 
 struct rxd_limits {
@@ -324,6 +339,11 @@ struct rxd_job_timings {
  * RXD_S_* status (status.h) with a sentence in err on failure; *kernel names the variant. */
 int gemm_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g, float *c_out,
 	     struct rxd_job_timings *t, const char **kernel, struct rxd_error *err);
+/* How long a job waits for a ready word before it fails with RXD_S_TIMEOUT. */
+#define RXD_READY_WAIT_MS 2000
+/* Wait until g's operand which (0: a, 1: b; 2: both) is complete (struct rxd_ready). A
+ * status code: RXD_S_OK, RXD_S_TIMEOUT (with the word named in err) or RXD_S_CANCELLED. */
+int gemm_ready_wait(const struct rxd_gemm *g, int which, struct rxd_error *err);
 /* gemm_run_variant on buffers the caller made (at least g's a, b and c elems each). */
 int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
 		     cl_mem a, cl_mem b, cl_mem c, float *c_out, struct rxd_job_timings *t,

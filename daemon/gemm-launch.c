@@ -9,10 +9,79 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gemm-variant.h"
 #include "refgemm.h"
 #include "engine.h"
+
+/* ---- ready words ---------------------------------------------------------------------- */
+
+/* A client that stages host arrays sends the request first and copies while it travels
+ * (GemmRequest.a_ready, b_ready): the device thread waits here for the words that say the
+ * copies are done. The word is the client's memory, read with acquire order so that the
+ * operand's bytes, written before it with release order, are there when the upload reads
+ * them. A word is usually set within tens of microseconds of the job's start: the wait
+ * spins for the busy poll's length (ready_spin_ns), then naps, so that a client that is
+ * slow (or never sets it) costs a CPU nothing; after RXD_READY_WAIT_MS it fails. The
+ * device waits meanwhile, which the client's own share of it pays for (the job's time
+ * runs). */
+#define GEMM_READY_NAP_NS 20000
+
+static bool gemm_ready_seen(const struct rxd_ready *r)
+{
+	return !r->word || __atomic_load_n(r->word, __ATOMIC_ACQUIRE) == r->value;
+}
+
+int gemm_ready_wait(const struct rxd_gemm *g, int which, struct rxd_error *err)
+{
+	int first = which == 1 ? 1 : 0, last = which == 0 ? 0 : 1;
+	uint64_t start = 0, spin_until = 0;
+	bool napping = false;
+
+	for (int i = first; i <= last; i++) {
+		const struct rxd_ready *r = &g->ready[i];
+
+		for (unsigned n = 0; !gemm_ready_seen(r); n++) {
+			/* The clock only every 64 turns while spinning: the word is the hot part. */
+			if (napping || n % 64 == 0) {
+				uint64_t now = now_ns();
+
+				if (!start) {
+					start = now;
+					spin_until = now + g->ready_spin_ns;
+				}
+				if (g->cancel && atomic_load(g->cancel))
+					return error_set(err, RXD_S_CANCELLED,
+							 "cancelled while it waited for %s",
+							 r->field);
+				if (now - start >= (uint64_t)RXD_READY_WAIT_MS * 1000000u)
+					return error_set(err, RXD_S_TIMEOUT,
+							 "%s: the word at offset %llu of region %u "
+							 "did not reach %llu within %d ms of the "
+							 "job's start: the operand was never marked "
+							 "complete",
+							 r->field, (unsigned long long)r->offset,
+							 r->region_id, (unsigned long long)r->value,
+							 RXD_READY_WAIT_MS);
+				napping = now >= spin_until;
+			}
+			if (napping) {
+				struct timespec nap = { 0, GEMM_READY_NAP_NS };
+
+				nanosleep(&nap, NULL);
+				continue;
+			}
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause(); /* a spin-wait hint, as worker_poll's */
+#endif
+		}
+	}
+	if (start)
+		log_msg(LOG_DEBUG, "waited %.0f us for %s", (double)(now_ns() - start) / 1e3,
+			g->ready[last].field ? g->ready[last].field : g->ready[first].field);
+	return RXD_S_OK;
+}
 
 /* ---- running ------------------------------------------------------------------------ */
 
@@ -589,6 +658,17 @@ static cl_int gemm_pipe_cols(cl_command_queue q, cl_mem mem, const float *host, 
 				    (to - from) * sizeof(float), host + from, 0, NULL, ev);
 }
 
+/* Enqueue on q chunk [k0, k1) of K of g's a (op 0) or b (op 1) into mem. */
+static cl_int gemm_pipe_upload(cl_command_queue q, const struct rxd_gemm *g, int op, cl_mem mem,
+			       int64_t k0, int64_t k1, cl_event *ev)
+{
+	if (op == 0)
+		return g->trans_a ? gemm_pipe_rows(q, mem, g->a, g->lda, k0, k1, g->m, ev)
+				  : gemm_pipe_cols(q, mem, g->a, g->lda, k0, k1, g->k, g->a_elems, ev);
+	return g->trans_b ? gemm_pipe_cols(q, mem, g->b, g->ldb, k0, k1, g->k, g->b_elems, ev)
+			  : gemm_pipe_rows(q, mem, g->b, g->ldb, k0, k1, g->n, ev);
+}
+
 /* At debug level, when each command of a pipelined job ran (us from the first upload's
  * start): whether the copies really overlapped the kernels on this driver. */
 static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_event *kern,
@@ -625,7 +705,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 	cl_int e = CL_SUCCESS;
 	int st = RXD_S_OK;
 	const char *what = "the upload of C";
-	bool throttle;
+	bool throttle, late_b;
 	int64_t z;
 
 	if (chunks > GEMM_PIPE_MAX_CHUNKS + 1)
@@ -637,27 +717,36 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 	log_msg(LOG_DEBUG, "gemm %lldx%lldx%lld pipelined in %lld K chunks of %lld",
 		(long long)g->m, (long long)g->n, (long long)g->k, (long long)chunks,
 		(long long)kc);
+	if ((st = gemm_ready_wait(g, 0, err)) != RXD_S_OK)
+		return st;
 	if (c_init)
 		e = clEnqueueWriteBuffer(dev->copy_queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					 c_init, 0, NULL, &up_c);
 	/* Every upload goes in at once: the copy engine runs them back to back while the
-	 * kernels follow, each waiting for its own chunk. */
-	for (z = 0; z < chunks && e == CL_SUCCESS; z++) {
-		int64_t k0 = z * kc, k1 = k0 + kc < g->k ? k0 + kc : g->k;
+	 * kernels follow, each waiting for its own chunk. While B is still being written
+	 * (its ready word), all of A goes first. */
+	late_b = !gemm_ready_seen(&g->ready[1]);
+	for (int pass = 0; pass < (late_b ? 2 : 1) && e == CL_SUCCESS && st == RXD_S_OK; pass++) {
+		if (pass) {
+			e = clFlush(dev->copy_queue);
+			if (e == CL_SUCCESS)
+				st = gemm_ready_wait(g, 1, err);
+		}
+		for (z = 0; z < chunks && e == CL_SUCCESS && st == RXD_S_OK; z++) {
+			int64_t k0 = z * kc, k1 = k0 + kc < g->k ? k0 + kc : g->k;
 
-		what = "an upload of A";
-		e = g->trans_a ? gemm_pipe_rows(dev->copy_queue, a, g->a, g->lda, k0, k1, g->m, &up_a[z])
-			       : gemm_pipe_cols(dev->copy_queue, a, g->a, g->lda, k0, k1, g->k,
-						g->a_elems, &up_a[z]);
-		if (e == CL_SUCCESS && (what = "an upload of B"))
-			e = g->trans_b ? gemm_pipe_cols(dev->copy_queue, b, g->b, g->ldb, k0, k1, g->k,
-							g->b_elems, &up_b[z])
-				       : gemm_pipe_rows(dev->copy_queue, b, g->b, g->ldb, k0, k1, g->n,
-							&up_b[z]);
+			for (int op = 0; op < 2 && e == CL_SUCCESS; op++) {
+				if (late_b && op != pass)
+					continue;
+				what = op ? "an upload of B" : "an upload of A";
+				e = gemm_pipe_upload(dev->copy_queue, g, op, op ? b : a, k0, k1,
+						     op ? &up_b[z] : &up_a[z]);
+			}
+		}
 	}
-	if (e == CL_SUCCESS)
+	if (e == CL_SUCCESS && st == RXD_S_OK)
 		e = clFlush(dev->copy_queue);
-	for (z = 0; z < chunks && e == CL_SUCCESS; z++) {
+	for (z = 0; z < chunks && e == CL_SUCCESS && st == RXD_S_OK; z++) {
 		int64_t k0 = z * kc;
 		struct rxd_gemm piece = *g;
 		struct gemm_part p = { 0, 0, 0 };
@@ -790,10 +879,20 @@ int gemm_run_buffers(struct rxd_gemm_engine *eng, int variant, const struct rxd_
 		if ((e = (call)) != CL_SUCCESS)                                               \
 			goto out;                                                             \
 	} while (0)
+	if ((st = gemm_ready_wait(g, 0, err)) != RXD_S_OK)
+		goto out;
 	host[0] = now_ns();
 	CL_TRY(clEnqueueWriteBuffer(dev->queue, a, CL_FALSE, 0, g->a_elems * sizeof(float), g->a,
 				    0, NULL, &ev[0]),
 	       "clEnqueueWriteBuffer(A)");
+	/* B still being written: A goes up meanwhile. */
+	if (!gemm_ready_seen(&g->ready[1])) {
+		CL_TRY(clFlush(dev->queue), "clFlush");
+		if ((st = gemm_ready_wait(g, 1, err)) != RXD_S_OK) {
+			clFinish(dev->queue);
+			goto out;
+		}
+	}
 	CL_TRY(clEnqueueWriteBuffer(dev->queue, b, CL_FALSE, 0, g->b_elems * sizeof(float), g->b,
 				    0, NULL, &ev[1]),
 	       "clEnqueueWriteBuffer(B)");

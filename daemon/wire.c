@@ -72,8 +72,8 @@ static void wire_refuse(struct rxd_conn *c, uint64_t request_id, const struct rx
 
 static void wire_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
-	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor", "nas",
-					"search" };
+	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor",
+					"ready-words", "nas", "search" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;
@@ -274,6 +274,69 @@ static int wire_gemm_regions(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
 	return RXD_S_OK;
 }
 
+/* The GEMM's ready words (GemmRequest.a_ready, b_ready) into g->ready, in the column-major
+ * problem's order (swapped for a row-major request, as wire_gemm_validate swapped the
+ * operands). view's operands point where the regions put them; used holds the regions
+ * (request order). A status code, with a sentence in err. */
+static int wire_gemm_ready(const Rxgemm__GemmRequest *rq, const Rxgemm__GemmRequest *view,
+			   struct rxd_region *const used[RXD_JOB_REGIONS], const float *c_dest,
+			   struct rxd_gemm *g, struct rxd_error *err)
+{
+	static const char *const names[2] = { "a_ready", "b_ready" };
+	const Rxgemm__ReadyWord *words[2] = { rq->a_ready, rq->b_ready };
+	const Rxgemm__RegionRef *refs[2] = { rq->a_region, rq->b_region };
+	const ProtobufCBinaryData *data[3] = { &view->a, &view->b, &view->c };
+	bool row_major = rq->layout == RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
+
+	for (int i = 0; i < 2; i++) {
+		const Rxgemm__ReadyWord *w = words[i];
+		struct rxd_ready *r = &g->ready[row_major ? 1 - i : i];
+		const uint8_t *p;
+
+		if (!w)
+			continue;
+		/* The word says the operand's region bytes are complete: it goes with them. */
+		if (!refs[i])
+			return error_set(err, RXD_S_INVALID_ARGUMENT,
+					 "%s is given but %c_region is not: a ready word marks a "
+					 "region operand complete", names[i], 'a' + i);
+		if (w->region_id != refs[i]->region_id)
+			return error_set(err, RXD_S_INVALID_ARGUMENT,
+					 "%s.region_id (%u) is not %c_region's (%u): the word must "
+					 "be in the operand's own region", names[i], w->region_id,
+					 'a' + i, refs[i]->region_id);
+		if (w->offset % sizeof(uint64_t) || used[i]->bytes < sizeof(uint64_t) ||
+		    w->offset > used[i]->bytes - sizeof(uint64_t))
+			return error_set(err, RXD_S_INVALID_ARGUMENT,
+					 "%s.offset (%llu) is not an aligned 8-byte word within "
+					 "region %u (%llu bytes)", names[i],
+					 (unsigned long long)w->offset, w->region_id,
+					 (unsigned long long)used[i]->bytes);
+		if (!w->value)
+			return error_set(err, RXD_S_INVALID_ARGUMENT,
+					 "%s.value is 0; a ready word's value is not 0", names[i]);
+		p = used[i]->base + w->offset;
+		for (int j = 0; j < 3; j++)
+			if (data[j]->len && wire_overlap(p, sizeof(uint64_t), data[j]->data,
+							 data[j]->len))
+				return error_set(err, RXD_S_INVALID_ARGUMENT,
+						 "%s (offset %llu of region %u) lies in %c's bytes",
+						 names[i], (unsigned long long)w->offset,
+						 w->region_id, 'a' + j);
+		if (c_dest && wire_overlap(p, sizeof(uint64_t), (const uint8_t *)c_dest,
+					   rq->c_out->length))
+			return error_set(err, RXD_S_INVALID_ARGUMENT,
+					 "%s (offset %llu of region %u) lies in c_out's bytes",
+					 names[i], (unsigned long long)w->offset, w->region_id);
+		r->word = (const uint64_t *)(const void *)p;
+		r->value = w->value;
+		r->field = names[i];
+		r->region_id = w->region_id;
+		r->offset = w->offset;
+	}
+	return RXD_S_OK;
+}
+
 /* The device tensors a GEMM names (request order: a, b, c, c_out; NULL: none), each
  * operand from one source only, and their sizes for wire_gemm_validate_tensors. Takes no
  * reference. A status code, with a sentence in err. */
@@ -352,6 +415,13 @@ static int wire_gemm(struct rxd_conn *c, const Rxgemm__Request *req,
 			       "c_out holds %llu bytes but C needs %llu",
 			       (unsigned long long)rq->c_out->length,
 			       (unsigned long long)g.g.c_elems * sizeof(float));
+	if (st == RXD_S_OK && (rq->a_ready || rq->b_ready)) {
+		st = wire_gemm_ready(rq, &view, g.regions, g.c_dest, &g.g, err);
+		if (st == RXD_S_OK)
+			log_msg(LOG_DEBUG, "client %u request %llu: waits for%s%s", c->id,
+				(unsigned long long)req->request_id, rq->a_ready ? " a_ready" : "",
+				rq->b_ready ? " b_ready" : "");
+	}
 	if (st == RXD_S_OK && rq->priority >= RXD_SCHED_LEVELS)
 		st = error_set(err, RXD_S_INVALID_ARGUMENT,
 			       "priority %u is out of range (0 to %d, higher first)", rq->priority,

@@ -257,6 +257,16 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
 	if (st != RXD_S_OK)
 		return st;
 	job->admitted_ns = now_ns();
+	/* Operands the client is still writing (ready words): a job run whole through device
+	 * buffers waits for each just before its upload (gemm_run_buffers), so that A goes
+	 * up while B is written; every other path reads both first. */
+	job->g.ready_spin_ns = w->poll_ns;
+	if ((job->g.ready[0].word || job->g.ready[1].word) &&
+	    (tensors || job->in_place || adm->split.split)) {
+		if ((st = gemm_ready_wait(&job->g, 2, &job->err)) != RXD_S_OK)
+			return st;
+		job->g.ready[0].word = job->g.ready[1].word = NULL;
+	}
 	if (tensors)
 		return tensor_gemm_run(eng, adm, &job->g, job->tensors, dest, &job->dev_t,
 				       &job->kernel, &job->err);

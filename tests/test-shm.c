@@ -91,10 +91,13 @@ static void daemon_up_small_budget_in_place(void)
 }
 
 /* Buffer operands copied through device buffers, as on a GPU, also on a CPU device. */
+/* Copying (below) and pipelined: librxgemm sends a staged job's request before its copies
+ * (ready words), which it does by default only where the daemon busy-polls (a GPU). */
 static void daemon_up_copying(void)
 {
 	static const char *const args[] = { "--zero-copy", "never", NULL };
 	daemon_up_args(args);
+	setenv("RXGEMM_READY_WORDS", "1", 1);
 }
 
 /* The same, with every job of two K steps or more pipelined: K chunks uploaded on a copy
@@ -105,7 +108,24 @@ static void daemon_up_pipelined(void)
 	setenv("RXGEMMD_PIPELINE", "always", 1);
 	daemon_up_args(args);
 	unsetenv("RXGEMMD_PIPELINE");
+	setenv("RXGEMM_READY_WORDS", "1", 1);
 }
+
+/* The daemon's log says that jobs waited for ready words: the staged cases before sent
+ * their requests ahead of their copies. */
+START_TEST(test_lib_ready_used)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(g_daemon.log_path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, ": waits for a_ready b_ready") != NULL;
+	fclose(f);
+	ck_assert_msg(n >= 4, "%d staged jobs sent ready words; want every one before", n);
+}
+END_TEST
 
 /* The daemon's log says that jobs ran pipelined: the cases above then tested that path. */
 START_TEST(test_pipelined_ran)
@@ -124,6 +144,7 @@ END_TEST
 
 static void daemon_down(void)
 {
+	unsetenv("RXGEMM_READY_WORDS");
 	int st = daemon_run_stop(&g_daemon, SIGTERM, 60);
 	if (st != 0) {
 		fprintf(stderr, "test-shm: rxgemmd exited with %d after SIGTERM (want 0)\n", st);
@@ -1174,6 +1195,123 @@ START_TEST(test_proto_bad_refs)
 }
 END_TEST
 
+/* Ready words (GemmRequest.a_ready, b_ready): a job sent before its operands are written
+ * waits for each word and reads what was written before it; misplaced words are refused;
+ * a word never set ends its job with STATUS_TIMEOUT; a client that leaves while its job
+ * waits loses only that job. The connection serves on after each. */
+START_TEST(test_proto_ready)
+{
+	struct raw r, other;
+	struct small s, t;
+	struct prob p;
+	Rxgemm__GemmRequest g;
+	Rxgemm__RegionRef refs[4];
+	Rxgemm__ReadyWord w[2];
+	uint64_t id = 200, *word_a, *word_b;
+
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-shm raw", "shm");
+	small_make(&r, &s, 4);
+	word_a = (uint64_t *)(void *)(s.base + 4096);
+	word_b = (uint64_t *)(void *)(s.base + 4096 + 64);
+
+#define WORD(i, off, v)                                                                    \
+	(rxgemm__ready_word__init(&w[i]), w[i].region_id = s.region, w[i].offset = (off),  \
+	 w[i].value = (v))
+#define BAD(setup, text)                                                                   \
+	do {                                                                               \
+		small_req(&s, &g, refs);                                                   \
+		WORD(0, 4096, 1);                                                          \
+		WORD(1, 4096 + 64, 1);                                                     \
+		setup;                                                                     \
+		raw_send_gemm(&r, ++id, &g);                                               \
+		raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_INVALID_ARGUMENT, text);    \
+	} while (0)
+	BAD((g.a_ready = &w[0], g.a_region = NULL, g.a.data = (uint8_t *)s.p.a, g.a.len = 1024),
+	    "a_ready is given but a_region is not");
+	BAD((g.b_ready = &w[1], w[1].region_id = s.region + 1), "b_ready.region_id");
+	BAD((g.a_ready = &w[0], w[0].offset = 4100), "not an aligned 8-byte word");
+	BAD((g.a_ready = &w[0], w[0].offset = s.bytes - 8 + 4), "not an aligned 8-byte word");
+	BAD((g.a_ready = &w[0], w[0].offset = s.bytes), "within region");
+	BAD((g.a_ready = &w[0], w[0].offset = UINT64_MAX - 7), "within region");
+	BAD((g.a_ready = &w[0], w[0].value = 0), "a_ready.value is 0");
+	BAD((g.a_ready = &w[0], w[0].offset = 512), "lies in a's bytes");
+	BAD((g.b_ready = &w[1], w[1].offset = 1024 + 1016), "lies in b's bytes");
+	BAD((g.a_ready = &w[0], w[0].offset = 2048), "lies in c's bytes");
+	BAD((g.a_ready = &w[0], refs[3].offset = 8192, w[0].offset = 8192 + 1016),
+	    "lies in c_out's bytes");
+#undef BAD
+
+	/* Row-major jobs sent while A and B are NaNs, each operand written and its word
+	 * set a while after the request (no time is asserted: a daemon that did not wait
+	 * would most likely read the NaNs). Round 1 waits for both; round 2 only for B,
+	 * which a row-major job's column-major form reads first: a daemon that took the
+	 * words for the wrong operands would read B before it is there. */
+	prob_make(&p, 1, 0, 1, 16, 16, 16, 1, 1.0f, 0.5f, 0, 77);
+	for (uint64_t round = 1; round <= 2; round++) {
+		uint64_t va = 10 * round, vb = 10 * round + 1;
+
+		memset(s.base, 0xff, 2048);
+		memcpy(s.base + 2048, p.c0, 1024);
+		if (round == 2)
+			memcpy(s.base, p.a, 1024);
+		__atomic_store_n(word_a, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(word_b, 0, __ATOMIC_RELEASE);
+		small_req(&s, &g, refs);
+		g.layout = RXGEMM__LAYOUT__LAYOUT_ROW_MAJOR;
+		g.trans_b = true;
+		g.beta = 0.5f;
+		WORD(0, 4096, va);
+		WORD(1, 4096 + 64, vb);
+		g.a_ready = round == 1 ? &w[0] : NULL;
+		g.b_ready = &w[1];
+		raw_send_gemm(&r, ++id, &g);
+		usleep(30000);
+		if (round == 1) {
+			memcpy(s.base, p.a, 1024);
+			__atomic_store_n(word_a, va, __ATOMIC_RELEASE);
+			usleep(30000);
+		}
+		memcpy(s.base + 1024, p.b, 1024);
+		__atomic_store_n(word_b, vb, __ATOMIC_RELEASE);
+		Rxgemm__Reply *rep = raw_expect(&r, id, RXGEMM__STATUS__STATUS_OK, NULL);
+		rxgemm__reply__free_unpacked(rep, NULL);
+		prob_check(&p, (const float *)(s.base + 2048), NULL,
+			   round == 1 ? "row-major, A and B marked late" : "row-major, B marked late");
+	}
+	prob_free(&p);
+
+	/* A word never set: STATUS_TIMEOUT naming it (after the daemon's 2 s), then on. */
+	memcpy(s.base, s.p.a, 1024);
+	memcpy(s.base + 1024, s.p.b, 1024);
+	__atomic_store_n(word_a, 0, __ATOMIC_RELEASE);
+	small_req(&s, &g, refs);
+	WORD(0, 4096, 99);
+	g.a_ready = &w[0];
+	raw_send_gemm(&r, ++id, &g);
+	raw_expect_free(&r, id, RXGEMM__STATUS__STATUS_TIMEOUT,
+			"a_ready: the word at offset 4096 of region");
+	small_run(&r, &s, ++id);
+
+	/* Another client leaves while its job waits: this one is served. */
+	raw_open(&other, g_daemon.socket_path);
+	raw_hello(&other, "test-shm raw", "shm");
+	small_make(&other, &t, 5);
+	small_req(&t, &g, refs);
+	WORD(0, 4096, 5);
+	w[0].region_id = t.region;
+	g.a_ready = &w[0];
+	raw_send_gemm(&other, 70, &g);
+	raw_close(&other);
+	small_run(&r, &s, ++id);
+	small_run(&r, &s, ++id);
+#undef WORD
+	small_free(&t);
+	small_free(&s);
+	raw_close(&r);
+}
+END_TEST
+
 /* Unregistering a region that a job in flight uses: STATUS_REGION "in use", the job
  * finishes right, and then the region can go. */
 START_TEST(test_proto_unregister_busy)
@@ -1592,6 +1730,7 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_proto_bad_refs);
 	tcase_add_test(tc, test_proto_unregister_busy);
 	tcase_add_test(tc, test_release_on_close);
+	tcase_add_test(tc, test_proto_ready);
 	suite_add_tcase(s, tc);
 	tc = tcase("io");
 	tcase_add_test(tc, test_io_backpressure);
@@ -1609,11 +1748,16 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_lib_in_place);
 	tcase_add_test(tc, test_lib_mixed);
 	tcase_add_test(tc, test_lib_staged);
+	tcase_add_test(tc, test_proto_ready);
+	tcase_add_test(tc, test_lib_ready_used);
 	suite_add_tcase(s, tc);
 	tc = tcase_with("pipelined", daemon_up_pipelined);
 	tcase_add_test(tc, test_lib_in_place);
 	tcase_add_test(tc, test_lib_mixed);
+	tcase_add_test(tc, test_lib_staged);
+	tcase_add_test(tc, test_proto_ready);
 	tcase_add_test(tc, test_pipelined_ran);
+	tcase_add_test(tc, test_lib_ready_used);
 	suite_add_tcase(s, tc);
 	return s;
 }
