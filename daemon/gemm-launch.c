@@ -670,9 +670,11 @@ static cl_int gemm_pipe_upload(cl_command_queue q, const struct rxd_gemm *g, int
 }
 
 /* At debug level, when each command of a pipelined job ran (us from the first upload's
- * start): whether the copies really overlapped the kernels on this driver. */
+ * start): whether the copies really overlapped the kernels on this driver; and where the
+ * host's time went: enqueueing (host[0] to [1], B's ready word included), waiting (to
+ * [2]), then reading the events' times (to [3]). */
 static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_event *kern,
-			  cl_event down)
+			  cl_event down, const uint64_t host[4])
 {
 	uint64_t t0 = 0, s, e;
 	char line[1024];
@@ -691,7 +693,9 @@ static void gemm_pipe_log(int64_t chunks, cl_event *up_a, cl_event *up_b, cl_eve
 					       (double)(s - t0) / 1e3, (double)(e - t0) / 1e3);
 		}
 	}
-	log_msg(LOG_DEBUG, "pipeline timeline (us):%s", line);
+	log_msg(LOG_DEBUG, "pipeline timeline (us): enqueued in %.0f, waited %.0f, timings read "
+		"in %.0f; device:%s", (double)(host[1] - host[0]) / 1e3,
+		(double)(host[2] - host[1]) / 1e3, (double)(host[3] - host[2]) / 1e3, line);
 }
 
 static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const struct rxd_gemm *g,
@@ -706,6 +710,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 	int st = RXD_S_OK;
 	const char *what = "the upload of C";
 	bool throttle, late_b;
+	uint64_t host[4] = { 0, 0, 0, 0 };
 	int64_t z;
 
 	if (chunks > GEMM_PIPE_MAX_CHUNKS + 1)
@@ -719,6 +724,7 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 		(long long)kc);
 	if ((st = gemm_ready_wait(g, 0, err)) != RXD_S_OK)
 		return st;
+	host[0] = host[1] = now_ns();
 	if (c_init)
 		e = clEnqueueWriteBuffer(dev->copy_queue, c, CL_FALSE, 0, g->c_elems * sizeof(float),
 					 c_init, 0, NULL, &up_c);
@@ -788,17 +794,21 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 					c_out, 1, &kern[chunks - 1], &down);
 		if (e == CL_SUCCESS)
 			e = clFlush(dev->copy_queue);
+		host[1] = now_ns();
 		if (e == CL_SUCCESS)
 			e = device_wait(dev, down);
 	}
-	/* Nothing may still use the buffers (or the host's memory) when this returns. */
-	clFinish(dev->queue);
-	clFinish(dev->copy_queue);
+	host[2] = now_ns();
+	/* Nothing may still use the buffers (or the host's memory) when this returns. Once
+	 * the download is complete nothing does: it came after every upload on the in-order
+	 * copy queue and after the last kernel, which came after the others on theirs. */
+	if (e != CL_SUCCESS || st != RXD_S_OK) {
+		clFinish(dev->queue);
+		clFinish(dev->copy_queue);
+	}
 	if (e != CL_SUCCESS)
 		st = error_set(err, gemm_cl_status(e), "%s of a pipelined GEMM failed on "
 			       "the device: %s", what, device_strerror(e));
-	if (st == RXD_S_OK && dev->profiling && log_get_level() >= LOG_DEBUG)
-		gemm_pipe_log(chunks, up_a, up_b, kern, down);
 	if (st == RXD_S_OK && dev->profiling) {
 		t->h2d_ns = device_event_ns(up_c);
 		for (z = 0; z < chunks; z++) {
@@ -807,6 +817,9 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 		}
 		t->d2h_ns = device_event_ns(down);
 	}
+	host[3] = now_ns();
+	if (st == RXD_S_OK && dev->profiling && log_get_level() >= LOG_DEBUG)
+		gemm_pipe_log(chunks, up_a, up_b, kern, down, host);
 	for (z = 0; z < chunks; z++) {
 		if (up_a[z])
 			clReleaseEvent(up_a[z]);
