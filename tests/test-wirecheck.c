@@ -87,15 +87,15 @@ START_TEST(test_unknown_nested)
 	 * and field 9 varint 5 (0x48 0x05), which RegionRef has not got. */
 	static const uint8_t nas[] = { 0x08, 0x01, 0x42, 0x07, 0xaa, 0x01, 0x04,
 				       0x08, 0x01, 0x48, 0x05 };
-	/* request_id 1; gemm (0x1a) of 5 bytes: m = 2 (0x08 0x02) and field 30 varint 0
-	 * (30 << 3 = 240 = 0xf0 0x01), which GemmRequest has not got. */
-	static const uint8_t gemm[] = { 0x08, 0x01, 0x1a, 0x05, 0x08, 0x02, 0xf0, 0x01, 0x00 };
+	/* request_id 1; gemm (0x1a) of 5 bytes: m = 2 (0x08 0x02) and field 40 varint 0
+	 * (40 << 3 = 320 = 0xc0 0x02), which GemmRequest has not got. */
+	static const uint8_t gemm[] = { 0x08, 0x01, 0x1a, 0x05, 0x08, 0x02, 0xc0, 0x02, 0x00 };
 	struct wirecheck_result res;
 
 	expect(nas, sizeof(nas), NULL, WIRECHECK_UNKNOWN, 9, 2, 9, "rxgemm.RegionRef");
 	ck_assert_int_eq(check(nas, sizeof(nas), NULL, &res), WIRECHECK_UNKNOWN);
 	ck_assert(res.top_oneof_set);
-	expect(gemm, sizeof(gemm), NULL, WIRECHECK_UNKNOWN, 30, 1, 6, "rxgemm.GemmRequest");
+	expect(gemm, sizeof(gemm), NULL, WIRECHECK_UNKNOWN, 40, 1, 6, "rxgemm.GemmRequest");
 }
 END_TEST
 
