@@ -16,15 +16,36 @@
  * that workers took: a job never waits for a thread that is not copying for it, so it
  * finishes even when no worker runs (not started, stopping, or forked away). Several
  * threads may post jobs at once (several handles, or several threads of one); workers serve
- * the oldest job with pieces left. Lock: pool.lock, a leaf, never held while copying. */
+ * the oldest job with pieces left.
+ *
+ * Where the handles poll their socket for replies (transport.c's RXGEMM_SPIN_US: by
+ * default where the daemon busy-polls), the pool polls too (rxg__copy_spin_set). On the
+ * H200 machine a sleeping thread runs 30 to 100 us after it is signalled, and a 1024^3
+ * job's copies are 4 MiB each, 50 to 100 us of copying: workers that wake late leave the
+ * caller copying alone, and the caller's own wake-up at the last piece adds as much again.
+ * So an idle worker polls for the next job (A's copy is followed by B's at once, and C's
+ * by the next job's A), and a caller for the pieces that workers took, for at most the
+ * spin window before they sleep as without it; and pieces go down to
+ * RXG__COPY_SPIN_PIECE_BYTES, so that a 4 MiB copy is spread over the threads that poll.
+ * The CPU it costs is bounded in threads and in time: at most COPY_SPINNERS workers poll
+ * at once, each for at most the window after the last job it saw posted (one whose window
+ * ran out sleeps until it has copied again), beside a caller that is about to wait for its
+ * GEMM anyway. A spin of 0 (a handle that does not poll, or RXGEMM_COPY_SPIN=0) is the
+ * plain sleep, and the 1 MiB pieces.
+ *
+ * Lock: pool.lock, a leaf, never held while copying or polling. What pollers read without
+ * it is atomic: pool.posts, a crew's stop and a job's done (each written under the lock
+ * too). */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "copy.h"
@@ -38,6 +59,12 @@
 #define COPY_TOUCH_STEP 4096u
 /* Pieces per thread: a thread that the scheduler holds back leaves little undone. */
 #define COPY_PIECES_PER_THREAD 2u
+/* At most this many workers poll at once. With the caller they are 8 threads, which take
+ * COPY_PIECES_PER_THREAD each of a 1024^3 job's 4 MiB copy in RXG__COPY_SPIN_PIECE_BYTES
+ * pieces; more would burn CPUs (half the H200 machine's 16 already) for pieces that are
+ * all taken, while the workers that sleep still join the larger copies, where a wake-up
+ * costs little beside the copy. */
+#define COPY_SPINNERS 7u
 
 /* One copy of a job, cut into pieces of per_piece units: bytes of one contiguous run
  * (flat), or else whole rows. */
@@ -55,12 +82,13 @@ struct copy_job {
 	unsigned n_plans;
 	size_t pieces;          /* of all plans */
 	size_t next_piece;      /* the next one nobody took; under pool.lock */
-	size_t done;            /* pieces finished; under pool.lock */
+	atomic_size_t done;     /* pieces finished; added to under pool.lock, polled without */
 };
 
-/* The threads started together; stop tells them to end (under pool.lock). */
+/* The threads started together; stop tells them to end (set under pool.lock, polled
+ * without). */
 struct copy_crew {
-	bool stop;
+	atomic_bool stop;
 	unsigned n;
 	pthread_t threads[RXG__COPY_MAX_THREADS];
 };
@@ -72,12 +100,17 @@ static struct {
 	struct copy_job *jobs;  /* posted, oldest first */
 	struct copy_crew *crew; /* NULL: no thread running */
 	unsigned users;         /* open handles */
+	unsigned spinners;      /* workers polling for a job now */
+	unsigned sleepers;      /* workers waiting on work now */
+	atomic_ulong posts;     /* jobs posted so far: a poller's sign of a new one */
 } pool = { .lock = PTHREAD_MUTEX_INITIALIZER,
 	   .work = PTHREAD_COND_INITIALIZER,
 	   .done = PTHREAD_COND_INITIALIZER };
 
 static unsigned copy_threads_setting;
 static bool copy_stream_on = true; /* RXGEMM_COPY_STREAM=0: off (for comparison) */
+static bool copy_spin_on = true;   /* RXGEMM_COPY_SPIN=0: off (for comparison) */
+static _Atomic uint64_t copy_spin_ns; /* rxg__copy_spin_set's, 0 where copy_spin_on is not */
 static pthread_once_t copy_once = PTHREAD_ONCE_INIT;
 static pthread_once_t copy_atfork_once = PTHREAD_ONCE_INIT;
 
@@ -116,6 +149,8 @@ static void copy_read_env(void)
 		cpus = 1;
 	v = getenv("RXGEMM_COPY_STREAM");
 	copy_stream_on = !(v && strcmp(v, "0") == 0);
+	v = getenv("RXGEMM_COPY_SPIN");
+	copy_spin_on = !(v && strcmp(v, "0") == 0);
 	copy_threads_setting = rxg__copy_threads_parse(getenv("RXGEMM_COPY_THREADS"),
 						       cpus > RXG__COPY_MAX_THREADS
 							       ? RXG__COPY_MAX_THREADS
@@ -126,6 +161,28 @@ unsigned rxg__copy_threads(void)
 {
 	pthread_once(&copy_once, copy_read_env);
 	return copy_threads_setting;
+}
+
+void rxg__copy_spin_set(uint64_t ns)
+{
+	pthread_once(&copy_once, copy_read_env);
+	atomic_store_explicit(&copy_spin_ns, copy_spin_on ? ns : 0, memory_order_relaxed);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A spin-wait hint: less power, and more of the core for a hyperthread sibling. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
 }
 
 static size_t copy_bytes(const struct rxg__copy *c)
@@ -252,29 +309,109 @@ static struct copy_job *job_with_work(void)
 	return NULL;
 }
 
+/* Poll, without pool.lock, until a job is posted after the seen'th, crew must stop, or ns
+ * have passed. Returns false in the last case only. The clock is read only every 64 turns:
+ * it costs more than a turn. */
+static bool worker_poll(const struct copy_crew *crew, unsigned long seen, uint64_t ns)
+{
+	uint64_t until = mono_ns() + ns;
+
+	for (unsigned i = 1;; i++) {
+		if (atomic_load_explicit(&pool.posts, memory_order_relaxed) != seen ||
+		    atomic_load_explicit(&crew->stop, memory_order_relaxed))
+			return true;
+		if (i % 64 == 0 && mono_ns() >= until)
+			return false;
+		cpu_relax();
+	}
+}
+
+/* A worker with no job to serve, under pool.lock: poll for the next one (the lock released)
+ * where the pool polls, *may_poll is set and fewer than COPY_SPINNERS workers poll; else
+ * sleep on pool.work. */
+static void worker_wait(const struct copy_crew *crew, bool *may_poll)
+{
+	uint64_t spin_ns = atomic_load_explicit(&copy_spin_ns, memory_order_relaxed);
+	unsigned long seen;
+
+	if (!*may_poll || !spin_ns || pool.spinners >= COPY_SPINNERS) {
+		pool.sleepers++;
+		pthread_cond_wait(&pool.work, &pool.lock);
+		pool.sleepers--;
+		return;
+	}
+	/* Read under the lock, with no job found: a job posted after that changes it. */
+	seen = atomic_load_explicit(&pool.posts, memory_order_relaxed);
+	pool.spinners++;
+	pthread_mutex_unlock(&pool.lock);
+	/* A worker whose window ran out sleeps until it has copied again, so that an idle pool
+	 * polls once after its last copy; one that saw a job posted but no piece left in it
+	 * may poll again, for the job after. */
+	*may_poll = worker_poll(crew, seen, spin_ns);
+	pthread_mutex_lock(&pool.lock);
+	pool.spinners--;
+}
+
 static void *copy_worker(void *arg)
 {
 	struct copy_crew *crew = arg;
 	struct copy_job *job;
+	/* The crew starts at a copy, and the next one may follow it as after any. */
+	bool may_poll = true;
 
 	pthread_mutex_lock(&pool.lock);
 	for (;;) {
-		while (!crew->stop && !(job = job_with_work()))
-			pthread_cond_wait(&pool.work, &pool.lock);
-		if (crew->stop)
+		bool stop;
+
+		while (!(stop = atomic_load_explicit(&crew->stop, memory_order_relaxed)) &&
+		       !(job = job_with_work()))
+			worker_wait(crew, &may_poll);
+		if (stop)
 			break; /* the pieces left are their callers' to copy */
-		size_t k = job->next_piece++;
+		size_t k = job->next_piece++, pieces = job->pieces;
 
 		pthread_mutex_unlock(&pool.lock);
 		piece_run(job, k);
 		pthread_mutex_lock(&pool.lock);
+		may_poll = true;
 		/* The job's caller may return (and its job go) once done reaches pieces: job is
-		 * not touched after this. */
-		if (++job->done == job->pieces)
+		 * not touched after this (the caller also takes pool.lock before it returns).
+		 * Release: a caller that polls done sees the piece's bytes. */
+		if (atomic_fetch_add_explicit(&job->done, 1, memory_order_release) + 1 == pieces)
 			pthread_cond_broadcast(&pool.done);
 	}
 	pthread_mutex_unlock(&pool.lock);
 	return NULL;
+}
+
+/* A job of pieces was posted, under pool.lock: wake as many sleeping workers as it has
+ * pieces beyond the caller's first and the polling workers' share, not all of them: on
+ * the H200 machine a 1024^3 job's 4 MiB copies have 4 to 16 pieces, and 15 workers woken
+ * for each would take CPUs from the few that copy (and from the daemon beside them). */
+static void copy_wake(size_t pieces)
+{
+	size_t want = pieces - 1;
+
+	want = want > pool.spinners ? want - pool.spinners : 0;
+	if (want >= pool.sleepers) {
+		pthread_cond_broadcast(&pool.work);
+		return;
+	}
+	while (want--)
+		pthread_cond_signal(&pool.work);
+}
+
+/* Poll, without pool.lock, until every piece of job is done or ns have passed. */
+static void done_poll(const struct copy_job *job, uint64_t ns)
+{
+	uint64_t until = mono_ns() + ns;
+
+	for (unsigned i = 1; atomic_load_explicit(&job->done, memory_order_acquire) < job->pieces;
+	     i++) {
+		if (i % 64 == 0 && mono_ns() >= until)
+			return;
+		cpu_relax();
+	}
 }
 
 /* fork() copies only the forking thread: the child has no workers and no other thread's
@@ -294,6 +431,8 @@ static void atfork_child(void)
 	free(pool.crew); /* its threads are the parent's; nothing to join here */
 	pool.crew = NULL;
 	pool.jobs = NULL;
+	pool.spinners = 0; /* they polled without the lock that prepare took */
+	pool.sleepers = 0;
 	pthread_cond_init(&pool.work, NULL);
 	pthread_cond_init(&pool.done, NULL);
 	pthread_mutex_unlock(&pool.lock);
@@ -334,7 +473,8 @@ static struct copy_crew *crew_detach(void)
 
 	pool.crew = NULL;
 	if (crew) {
-		crew->stop = true;
+		/* Workers that poll see it within a turn: the join waits for no window. */
+		atomic_store_explicit(&crew->stop, true, memory_order_relaxed);
 		pthread_cond_broadcast(&pool.work);
 	}
 	return crew;
@@ -353,19 +493,22 @@ static void crew_join(struct copy_crew *crew)
 void rxg__copy_run(const struct rxg__copy *copies, unsigned n)
 {
 	unsigned threads = rxg__copy_threads();
+	/* Read once: the piece size and the poll below go together. */
+	uint64_t spin_ns = atomic_load_explicit(&copy_spin_ns, memory_order_relaxed);
+	size_t piece_bytes = spin_ns ? RXG__COPY_SPIN_PIECE_BYTES : RXG__COPY_PIECE_BYTES;
 	struct copy_job job = { .n_plans = n };
 	size_t bytes = 0, target;
 
 	for (unsigned i = 0; i < n; i++)
 		bytes += copy_bytes(&copies[i]);
 	target = bytes / ((size_t)threads * COPY_PIECES_PER_THREAD);
-	if (target < RXG__COPY_PIECE_BYTES)
-		target = RXG__COPY_PIECE_BYTES;
+	if (target < piece_bytes)
+		target = piece_bytes;
 	for (unsigned i = 0; i < n; i++) {
 		plan_init(&job.plans[i], &copies[i], target);
 		job.pieces += job.plans[i].pieces;
 	}
-	if (threads > 1 && bytes >= 2 * (size_t)RXG__COPY_PIECE_BYTES && job.pieces > 1) {
+	if (threads > 1 && bytes >= 2 * piece_bytes && job.pieces > 1) {
 		pthread_mutex_lock(&pool.lock);
 		if (!pool.crew && pool.users)
 			crew_start(threads - 1);
@@ -375,16 +518,25 @@ void rxg__copy_run(const struct rxg__copy *copies, unsigned n)
 			while (*tail)
 				tail = &(*tail)->next;
 			*tail = &job;
-			pthread_cond_broadcast(&pool.work);
+			atomic_fetch_add_explicit(&pool.posts, 1, memory_order_relaxed);
+			copy_wake(job.pieces);
 			while (job.next_piece < job.pieces) {
 				size_t k = job.next_piece++;
 
 				pthread_mutex_unlock(&pool.lock);
 				piece_run(&job, k);
 				pthread_mutex_lock(&pool.lock);
-				job.done++;
+				atomic_fetch_add_explicit(&job.done, 1, memory_order_relaxed);
 			}
-			while (job.done < job.pieces)
+			/* The workers' last pieces are often a few us from done: a wake-up on
+			 * pool.done would cost more. */
+			if (spin_ns && atomic_load_explicit(&job.done, memory_order_relaxed) <
+					       job.pieces) {
+				pthread_mutex_unlock(&pool.lock);
+				done_poll(&job, spin_ns);
+				pthread_mutex_lock(&pool.lock);
+			}
+			while (atomic_load_explicit(&job.done, memory_order_relaxed) < job.pieces)
 				pthread_cond_wait(&pool.done, &pool.lock);
 			for (tail = &pool.jobs; *tail != &job; tail = &(*tail)->next)
 				;

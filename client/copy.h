@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* One copy: batch matrices of outer rows of inner_bytes each, laid out alike on both
  * sides, ld_bytes from one row to the next and stride_bytes from one matrix to the next.
@@ -30,6 +31,10 @@ struct rxg__copy {
 /* Pieces are at least this long (in bytes copied): a job of less than two of them is
  * copied by the calling thread alone. */
 #define RXG__COPY_PIECE_BYTES (1u << 20)
+/* The same while the copy threads poll (rxg__copy_spin_set): a thread that polls takes a
+ * piece at once, where a sleeping one is woken too late for it, so a 1024^3 job's 4 MiB
+ * copies are worth cutting finer. */
+#define RXG__COPY_SPIN_PIECE_BYTES (1u << 18)
 /* RXGEMM_COPY_THREADS is at most this. */
 #define RXG__COPY_MAX_THREADS 64
 
@@ -49,6 +54,12 @@ void rxg__copy_run(const struct rxg__copy *copies, unsigned n);
  * copy while a handle is open, and joined when the last one closes (or at unload). */
 void rxg__copy_hold(void);
 void rxg__copy_drop(void);
+
+/* How long, in ns, idle copy threads poll for the next copy and a caller polls for the
+ * pieces that threads took, before either sleeps; 0 (the default): they sleep at once.
+ * The pool is the process's: each handle sets its own spin at connect and the last one
+ * wins. RXGEMM_COPY_SPIN=0 (read once) makes every setting 0. */
+void rxg__copy_spin_set(uint64_t ns);
 
 /* How many threads copy (the caller included): RXGEMM_COPY_THREADS, read once. */
 unsigned rxg__copy_threads(void);

@@ -778,6 +778,9 @@ static int hello(struct rxg_client *c, const char *client_name)
 	c->info.client_id = h->client_id;
 	c->info.busy_poll_us = h->busy_poll_us;
 	c->spin_ns = spin_setting(h->busy_poll_us != 0);
+	/* The copy threads poll where this socket does, for the same wake-ups; they are the
+	 * process's, so the last handle to connect sets it for all. */
+	rxg__copy_spin_set(c->spin_ns);
 	c->ready_words = ready_setting(h);
 out:
 	rxg__pending_free(p);

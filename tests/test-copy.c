@@ -10,10 +10,17 @@
  *             a handle holds the pool, threads while one does, none left (in
  *             /proc/self/task) once the last handle drops it; a child forked while threads
  *             run has none of them, copies right, and joins threads of its own
+ *   spin:     with the pool polling (rxg__copy_spin_set): pieces down to the smaller
+ *             size, copies of every kind back to back (within the window) and from
+ *             several threads, each result checked; the workers asleep again once the
+ *             window has passed (the process's CPU time over a sleep); a drop while they
+ *             poll joins them at once and a new hold starts them again; RXGEMM_COPY_SPIN=0
+ *             turns it off
  *
  * The process runs with RXGEMM_COPY_THREADS=4 (set in main), so that the threads are
  * there on a machine of any size. */
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,12 +28,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "copy.h"
 #include "tasks.h"
 
 #define PIECE RXG__COPY_PIECE_BYTES
+#define SPIN_PIECE RXG__COPY_SPIN_PIECE_BYTES
+#define MS 1000000ull /* ns */
 #define TEST_THREADS 4
 
 START_TEST(test_parse)
@@ -316,6 +326,218 @@ START_TEST(test_fork)
 }
 END_TEST
 
+static struct rxg__copy flat(size_t bytes)
+{
+	return geom(bytes, 1, bytes, 1, bytes);
+}
+
+/* Copies one right after the other, as a staged GEMM's (A and B, then C): each is posted
+ * while the workers still poll after the one before, and the caller polls for its pieces.
+ * Each copy has a region of its own in one destination, from a source shifted by a byte
+ * more each round, so that a piece left out (or copied twice, from the wrong round) shows
+ * in the comparison with a reference built by plain memcpy. The jobs of two copies are
+ * A and B as stage.c posts them. */
+static void check_back_to_back(unsigned rounds, unsigned seed)
+{
+	struct rxg__copy g[] = {
+		flat(4096 + 3),
+		flat(2 * SPIN_PIECE - 1), flat(2 * SPIN_PIECE), /* one job */
+		flat(2 * SPIN_PIECE + 1),
+		flat(PIECE),
+		flat(4 * PIECE), flat(4 * PIECE), /* one job: A and B of a 1024^3 GEMM */
+		flat(4 * PIECE),                  /* C */
+		flat(9 * PIECE + 13),
+		geom(4 * 1001, 999, 4 * 1003, 1, 0),              /* 4 MB in rows, gaps of 8 B */
+		geom(4 * 130, 2017, 4 * 131, 5, 4 * 131 * 2017), /* batch, gaps between rows */
+		flat(3 * SPIN_PIECE + 65),
+	};
+	static const unsigned job_copies[] = { 1, 2, 1, 1, 2, 1, 1, 1, 1, 1 };
+	const unsigned n = sizeof(g) / sizeof(g[0]);
+	const size_t margin = 4096 + 17, shifts = 61;
+	size_t off[sizeof(g) / sizeof(g[0])], len = margin;
+	unsigned char *src, *dst, *ref;
+
+	for (unsigned i = 0; i < n; i++) {
+		off[i] = len;
+		len += span(&g[i]) + margin;
+		g[i].uncached = i % 3 == 0; /* streaming stores, as into a staging buffer */
+	}
+	src = malloc(len + shifts);
+	dst = malloc(len);
+	ref = malloc(len);
+	ck_assert(src && dst && ref);
+	fill(src, len + shifts, seed);
+	fill(dst, len, seed + 1);
+	memcpy(ref, dst, len);
+	for (unsigned r = 0; r < rounds; r++) {
+		const unsigned char *from = src + r % shifts;
+		struct rxg__copy c[sizeof(g) / sizeof(g[0])];
+		unsigned i = 0;
+
+		for (unsigned k = 0; k < n; k++) {
+			c[k] = g[k];
+			c[k].src = from + off[k];
+			c[k].dst = dst + off[k];
+		}
+		for (unsigned j = 0; i < n; i += job_copies[j++])
+			rxg__copy_run(&c[i], job_copies[j]);
+		for (unsigned k = 0; k < n; k++) {
+			const struct rxg__copy *q = &g[k];
+
+			for (size_t b = 0; b < q->batch; b++)
+				for (size_t o = 0; o < q->outer; o++) {
+					size_t at = off[k] + b * q->stride_bytes + o * q->ld_bytes;
+
+					memcpy(ref + at, from + at, q->inner_bytes);
+				}
+		}
+		if (memcmp(dst, ref, len) != 0) {
+			size_t at = 0;
+			unsigned k = 0;
+
+			while (dst[at] == ref[at])
+				at++;
+			while (k + 1 < n && off[k + 1] <= at)
+				k++;
+			ck_abort_msg("round %u: byte %zu differs from the reference (copy %u, %zu "
+				     "bytes into its region)", r, at, k, at - off[k]);
+		}
+	}
+	free(src), free(dst), free(ref);
+}
+
+static void *spin_copier(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+
+	check_back_to_back(4, seed);
+	all_cases(seed);
+	return NULL;
+}
+
+/* With the pool polling: a copy of two small pieces goes to the threads (it does not with
+ * the pool asleep), and copies of every size and shape are right, one after the other and
+ * from several threads at once. */
+START_TEST(test_spin_copies)
+{
+	struct rxg__copy two = flat(2 * SPIN_PIECE);
+	int tasks0 = tasks_count();
+	pthread_t t[3];
+
+	rxg__copy_hold();
+	check_job(&two, 1, 50, "two small pieces, the pool asleep");
+	ck_assert_uint_eq(rxg__copy_running(), 0);
+	rxg__copy_spin_set(1 * MS);
+	check_job(&two, 1, 51, "two small pieces, the pool polling");
+	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
+	check_back_to_back(24, 52);
+	all_cases(53);
+	for (uintptr_t i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, spin_copier, (void *)(60 + i)), 0);
+	for (unsigned i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	rxg__copy_spin_set(0);
+	check_back_to_back(2, 54);
+	rxg__copy_drop();
+	ck_assert_uint_eq(rxg__copy_running(), 0);
+	ck_assert_int_eq(tasks_count(), tasks0);
+}
+END_TEST
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	ck_assert_int_eq(clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts), 0);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u),
+			       .tv_nsec = (long)(ns % 1000000000u) };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The workers poll for a bounded time after a copy, then sleep: once the window has
+ * passed, the process spends (nearly) no CPU while its main thread sleeps. Three workers
+ * polling would spend up to 900 ms of it over the 300 ms, and still a good share of it on
+ * a loaded machine; the bound leaves lots of margin for the rest. */
+START_TEST(test_spin_sleeps)
+{
+	struct rxg__copy c = flat(4 * PIECE);
+	uint64_t t0, cpu;
+
+	rxg__copy_hold();
+	rxg__copy_spin_set(20 * MS);
+	check_job(&c, 1, 70, "a copy, the pool polling");
+	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
+	sleep_ns(100 * MS); /* past the window */
+	t0 = cpu_ns();
+	sleep_ns(300 * MS);
+	cpu = cpu_ns() - t0;
+	ck_assert_msg(cpu < 50 * MS, "%.1f ms of CPU over a sleep of 300 ms that began 80 ms "
+		      "after the window ran out: the copy threads still poll", (double)cpu / MS);
+	rxg__copy_spin_set(0);
+	rxg__copy_drop();
+}
+END_TEST
+
+/* The last drop while the workers poll joins them, without waiting out the window: with
+ * a window of an hour, a join that waited for it would run into the test's timeout. A
+ * hold after it starts a new crew, which copies right. */
+START_TEST(test_spin_drop)
+{
+	struct rxg__copy c[] = { flat(4 * PIECE), geom(4 * 1001, 999, 4 * 1003, 1, 0) };
+	int tasks0 = tasks_count();
+
+	rxg__copy_hold();
+	rxg__copy_spin_set(50 * MS);
+	check_job(c, 1, 80, "before the drop");
+	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
+	rxg__copy_drop();
+	ck_assert_uint_eq(rxg__copy_running(), 0);
+	ck_assert_int_eq(tasks_count(), tasks0);
+	rxg__copy_hold();
+	rxg__copy_spin_set(3600000 * MS);
+	check_job(c, 2, 81, "after a new hold");
+	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
+	check_job(&c[1], 1, 82, "after a new hold, again");
+	rxg__copy_drop();
+	ck_assert_uint_eq(rxg__copy_running(), 0);
+	ck_assert_int_eq(tasks_count(), tasks0);
+	rxg__copy_spin_set(0);
+	/* Held again with the pool asleep: as before any polling. */
+	rxg__copy_hold();
+	check_job(c, 2, 83, "the pool asleep again");
+	rxg__copy_drop();
+	ck_assert_int_eq(tasks_count(), tasks0);
+}
+END_TEST
+
+/* RXGEMM_COPY_SPIN=0: the settings are 0, so a copy of two small pieces stays the caller's.
+ * The variable is read once per process, at the first copy: only a test in a process of
+ * its own (check's default, fork mode) can set it first. */
+START_TEST(test_spin_env_off)
+{
+	const char *mode = getenv("CK_FORK");
+	struct rxg__copy two = flat(2 * SPIN_PIECE);
+
+	if (mode && strcmp(mode, "no") == 0)
+		return;
+	setenv("RXGEMM_COPY_SPIN", "0", 1);
+	rxg__copy_hold();
+	rxg__copy_spin_set(1 * MS);
+	check_job(&two, 1, 90, "two small pieces, RXGEMM_COPY_SPIN=0");
+	ck_assert_uint_eq(rxg__copy_running(), 0);
+	rxg__copy_spin_set(0);
+	rxg__copy_drop();
+	unsetenv("RXGEMM_COPY_SPIN");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("copy");
@@ -331,6 +553,10 @@ int main(void)
 	tcase_add_test(tc, test_concurrent);
 	tcase_add_test(tc, test_touch);
 	tcase_add_test(tc, test_fork);
+	tcase_add_test(tc, test_spin_copies);
+	tcase_add_test(tc, test_spin_sleeps);
+	tcase_add_test(tc, test_spin_drop);
+	tcase_add_test(tc, test_spin_env_off);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
