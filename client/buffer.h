@@ -34,9 +34,10 @@ void rxg__buffer_drop(struct rxg_buffer *buf);
  * request is sent, rxg__stage_late_run copies each operand and then sets its word. n 0:
  * none (the copies were made before). */
 struct rxg__stage_late {
-	struct rxg__copy copies[2];
+	struct rxg__copy copies[2]; /* A's, B's */
 	uint64_t *word[2];
 	Rxgemm__ReadyWord ready[2];
+	unsigned first;             /* the operand the daemon reads first: 1 (B) if row-major */
 	unsigned n;
 };
 /* stage.c: when args gives A, B and C as host arrays (no buffer, no tensor) of at least

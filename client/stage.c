@@ -109,7 +109,7 @@ void rxg__stage_release(struct rxg_buffer *buf)
 
 /* The ready words (after C, a cache line each): see rxg__stage_late_run. */
 static void stage_late_init(struct rxg__stage_late *late, struct rxg_buffer *buf, size_t off_w,
-			    struct rxg__copy *copies)
+			    struct rxg__copy *copies, bool row_major)
 {
 	uint8_t *base = rxg_buffer_ptr(buf);
 
@@ -126,6 +126,10 @@ static void stage_late_init(struct rxg__stage_late *late, struct rxg_buffer *buf
 		late->word[i] = word;
 		late->copies[i] = copies[i];
 	}
+	/* The daemon computes a row-major product as the column-major C^T = B^T A^T and
+	 * uploads its first operand, B, first: B is copied first, so that its upload
+	 * overlaps A's copy rather than waiting for both. */
+	late->first = row_major ? 1 : 0;
 	late->n = 2;
 }
 
@@ -137,7 +141,9 @@ void rxg__stage_late_run(struct rxg__stage_late *late)
 	 * already out, so nothing here may fail. A copy stalled for longer than the daemon's
 	 * wait (2 s) gets the job a STATUS_TIMEOUT reply; the buffer is this job's until it is
 	 * finished. */
-	for (unsigned i = 0; i < late->n; i++) {
+	for (unsigned j = 0; j < late->n; j++) {
+		unsigned i = j ? 1 - late->first : late->first;
+
 		rxg__copy_run(&late->copies[i], 1);
 		__atomic_store_n(late->word[i], late->ready[i].value, __ATOMIC_RELEASE);
 	}
@@ -199,7 +205,7 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 		copies[i].uncached = true; /* the daemon's upload reads them, no CPU */
 	if (rxg__client_ready_words(c)) {
 		/* A and B after the request (rxg__stage_late_run); C, which beta reads, now. */
-		stage_late_init(late, buf, off_w, copies);
+		stage_late_init(late, buf, off_w, copies, args->layout == RXG_ROW_MAJOR);
 		if (c_in)
 			rxg__copy_run(&copies[2], 1);
 	} else {
