@@ -92,7 +92,7 @@ static void daemon_up_small_budget_in_place(void)
 
 /* Buffer operands copied through device buffers, as on a GPU, also on a CPU device. */
 /* Copying (below) and pipelined: librxgemm sends a staged job's request before its copies
- * (ready words), which it does by default only where the daemon busy-polls (a GPU). */
+ * (ready words), which it does only when RXGEMM_READY_WORDS is 1. */
 static void daemon_up_copying(void)
 {
 	static const char *const args[] = { "--zero-copy", "never", NULL };
