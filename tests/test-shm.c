@@ -127,18 +127,23 @@ START_TEST(test_lib_ready_used)
 }
 END_TEST
 
-/* The daemon's log says that jobs ran pipelined: the cases above then tested that path. */
+/* The daemon's log says that jobs ran pipelined, most with their last chunk cut in two
+ * halves of C's columns (the right half's kernel k'): the cases above then tested that
+ * path. */
 START_TEST(test_pipelined_ran)
 {
-	char line[512];
-	int n = 0;
+	char line[4096];
+	int n = 0, halves = 0;
 	FILE *f = fopen(g_daemon.log_path, "r");
 
 	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
+	while (fgets(line, sizeof(line), f)) {
 		n += strstr(line, " pipelined in ") != NULL;
+		halves += strstr(line, "pipeline timeline") && strstr(line, " k':");
+	}
 	fclose(f);
 	ck_assert_msg(n >= 8, "%d jobs ran pipelined; want every job of the cases before", n);
+	ck_assert_msg(halves >= 8, "%d pipelined jobs cut their last chunk in halves", halves);
 }
 END_TEST
 
