@@ -893,16 +893,13 @@ static int gemm_pipelined_run(struct rxd_gemm_engine *eng, int variant, const st
 		if (kern[z])
 			clReleaseEvent(kern[z]);
 	}
-	if (up_c)
-		clReleaseEvent(up_c);
-	if (down)
-		clReleaseEvent(down);
-	if (up_b2)
-		clReleaseEvent(up_b2);
-	if (kern2)
-		clReleaseEvent(kern2);
-	if (down2)
-		clReleaseEvent(down2);
+	{
+		cl_event rest[] = { up_c, down, up_b2, kern2, down2 };
+
+		for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
+			if (rest[i])
+				clReleaseEvent(rest[i]);
+	}
 	return st;
 }
 
