@@ -29,8 +29,8 @@ uint32_t rxg__buffer_region(const struct rxg_buffer *buf);
  * is already lost). */
 void rxg__buffer_drop(struct rxg_buffer *buf);
 
-/* stage.c: a staged GEMM's copies of A and B that follow its request (ready words, up to
- * rxg__client_ready_bytes): ready holds the request's a_ready and b_ready; after the
+/* stage.c: a staged GEMM's copies of A and B that follow its request (ready words, where
+ * rxg__client_ready_words): ready holds the request's a_ready and b_ready; after the
  * request is sent, rxg__stage_late_run copies each operand and then sets its word. n 0:
  * none (the copies were made before). */
 struct rxg__stage_late {

@@ -169,14 +169,6 @@ void rxg__copy_spin_set(uint64_t ns)
 	atomic_store_explicit(&copy_spin_ns, copy_spin_on ? ns : 0, memory_order_relaxed);
 }
 
-size_t rxg__copy_polled_bytes(void)
-{
-	if (!atomic_load_explicit(&copy_spin_ns, memory_order_relaxed) ||
-	    rxg__copy_threads() < COPY_SPINNERS + 1)
-		return 0;
-	return (size_t)RXG__COPY_SPIN_PIECE_BYTES * COPY_PIECES_PER_THREAD * (COPY_SPINNERS + 1);
-}
-
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;

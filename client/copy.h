@@ -61,9 +61,6 @@ void rxg__copy_drop(void);
  * wins. RXGEMM_COPY_SPIN=0 (read once) makes every setting 0. */
 void rxg__copy_spin_set(uint64_t ns);
 
-/* The largest copy that the threads polling now make without waking a sleeping one
- * (copy_wake): 0 when they do not poll. */
-size_t rxg__copy_polled_bytes(void);
 /* How many threads copy (the caller included): RXGEMM_COPY_THREADS, read once. */
 unsigned rxg__copy_threads(void);
 /* The parse of RXGEMM_COPY_THREADS's value v (NULL: unset) for a process allowed cpus

@@ -203,8 +203,7 @@ int rxg__stage_gemm(rxg_client *c, const struct rxg_gemm_args *args, size_t a_fl
 		copies[n_copies++] = rxg__copy_flat(base + off_c, args->c, c_bytes);
 	for (unsigned i = 0; i < n_copies; i++)
 		copies[i].uncached = true; /* the daemon's upload reads them, no CPU */
-	size_t late_max = rxg__client_ready_bytes(c);
-	if (a_bytes <= late_max && b_bytes <= late_max) {
+	if (rxg__client_ready_words(c)) {
 		/* A and B after the request (rxg__stage_late_run); C, which beta reads, now. */
 		stage_late_init(late, buf, off_w, copies, args->layout == RXG_ROW_MAJOR);
 		if (c_in)

@@ -61,7 +61,7 @@ RXG_SAME_CODE_(RXG_EQUOTA, STATUS_QUOTA);
 struct rxg_client {
 	int fd;                           /* open until rxg_close, shut down once broken */
 	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at Hello */
-	int ready_words;                  /* RXGEMM_READY_WORDS, READY_*; set at Hello */
+	bool ready_words;                 /* RXGEMM_READY_WORDS (stage.c); set at Hello */
 	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
 	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
 	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
@@ -291,36 +291,27 @@ static uint64_t spin_setting(bool daemon_polls)
 	return n * 1000ull;
 }
 
-/* When staged GEMMs send their request before the copies (stage.c, ready words), so that
- * the copies overlap the request's way to the device and the first operand's upload:
- * never where the daemon lacks the capability or RXGEMM_READY_WORDS is 0, always with 1;
- * by default where the daemon polls, for operands that the copy threads already polling
- * copy without waking others (rxg__copy_polled_bytes). Larger copies woke sleeping threads
- * beside the daemon's polling ones, and a thread preempted with a piece held the device
- * idle for milliseconds (2048^3 on the H200: 2.4-3.4 ms a job against 2.3-2.8 without);
- * at 1024^3 they paid (0.59-0.63 ms against 0.66-0.67). */
-enum { READY_NEVER, READY_SMALL, READY_ALWAYS };
-
-static int ready_setting(const Rxgemm__HelloReply *h)
+/* Whether staged GEMMs send their request before the copies (stage.c, ready words): only
+ * where RXGEMM_READY_WORDS is 1 and the daemon has the capability. The copies would then
+ * overlap the request's way to the device and the first operand's upload, but on the H200
+ * machine they did not pay: with the daemon's device thread waiting on the words, a copy
+ * now and then took a millisecond longer (1024^3 back to back: 0.66-0.87 ms against
+ * 0.61-0.65 without them, three rounds each in one call). */
+static bool ready_setting(const Rxgemm__HelloReply *h)
 {
 	const char *v = getenv("RXGEMM_READY_WORDS");
-	bool has = false;
 
+	if (!v || strcmp(v, "1"))
+		return false;
 	for (size_t i = 0; i < h->n_capabilities; i++)
 		if (h->capabilities[i] && !strcmp(h->capabilities[i], "ready-words"))
-			has = true;
-	if (!has || (v && !strcmp(v, "0")))
-		return READY_NEVER;
-	if (v && !strcmp(v, "1"))
-		return READY_ALWAYS;
-	return h->busy_poll_us ? READY_SMALL : READY_NEVER;
+			return true;
+	return false;
 }
 
-size_t rxg__client_ready_bytes(const rxg_client *c)
+bool rxg__client_ready_words(const rxg_client *c)
 {
-	return c->ready_words == READY_ALWAYS  ? SIZE_MAX
-	       : c->ready_words == READY_SMALL ? rxg__copy_polled_bytes()
-					       : 0;
+	return c->ready_words;
 }
 
 /* Poll c's socket until a reply starts to come in, for at most c->spin_ns (and timeout_ms

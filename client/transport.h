@@ -90,9 +90,8 @@ struct rxg__stage_pool {
 	void (*drop)(struct rxg_buffer *buf);
 };
 struct rxg__stage_pool *rxg__client_stage(rxg_client *c);
-/* The largest operand (bytes) that c's staged GEMMs copy after their request (ready words,
- * stage.c); 0: none. */
-size_t rxg__client_ready_bytes(const rxg_client *c);
+/* Whether c's staged GEMMs copy their operands after the request (ready words, stage.c). */
+bool rxg__client_ready_words(const rxg_client *c);
 
 /* Record why the current call on c fails (rxg_errmsg) and return code, so that callers can
  * write "return rxg__fail(c, RXG_EINVAL, ...)". */

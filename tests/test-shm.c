@@ -111,14 +111,6 @@ static void daemon_up_pipelined(void)
 	setenv("RXGEMM_READY_WORDS", "1", 1);
 }
 
-/* A daemon that busy-polls, copying (a GPU's path on PoCL): librxgemm's default for ready
- * words. */
-static void daemon_up_polling(void)
-{
-	static const char *const args[] = { "--zero-copy", "never", "--busy-poll", "1ms", NULL };
-	daemon_up_args(args);
-}
-
 /* The daemon's log says that jobs waited for ready words: the staged cases before sent
  * their requests ahead of their copies. */
 START_TEST(test_lib_ready_used)
@@ -698,64 +690,6 @@ START_TEST(test_lib_misuse)
 	ck_assert_int_eq(rxg_buffer_free(foreign), RXG_OK);
 	prob_free(&p);
 	rxg_close(other);
-	rxg_close(c);
-}
-END_TEST
-
-/* Lines of the daemon's log that contain text. */
-static int log_count(const char *text)
-{
-	char line[4096];
-	int n = 0;
-	FILE *f = fopen(g_daemon.log_path, "r");
-
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, text) != NULL;
-	fclose(f);
-	return n;
-}
-
-/* One staged row-major n^3 job through c, against the CPU reference. */
-static void staged_run(rxg_client *c, int64_t n, const char *what)
-{
-	struct rxg_gemm_args args;
-	struct prob p;
-	float *got;
-
-	prob_make(&p, 1, 0, 0, n, n, n, 1, 1.0f, 0.0f, 0, 500 + (uint64_t)n);
-	got = calloc((size_t)p.c_len, sizeof(float));
-	ck_assert_ptr_nonnull(got);
-	args_from(&args, &p);
-	args.a = p.a;
-	args.b = p.b;
-	args.c = got;
-	int rc = rxg_gemm(c, &args, NULL);
-	ck_assert_msg(rc == RXG_OK, "%s: %s: %s", what, rxg_strerror(rc), rxg_errmsg(c));
-	prob_check(&p, got, NULL, what);
-	free(got);
-	prob_free(&p);
-}
-
-/* By default (RXGEMM_READY_WORDS unset), where the daemon polls and the library's copy
- * threads poll too (RXGEMM_SPIN_US, 8 threads), a staged job whose A and B the polling
- * threads copy alone (4 MiB each) sends ready words, and a larger one does not. */
-START_TEST(test_lib_ready_auto)
-{
-	rxg_client *c = NULL;
-	int before;
-
-	unsetenv("RXGEMM_READY_WORDS");
-	setenv("RXGEMM_SPIN_US", "1000", 1);
-	setenv("RXGEMM_COPY_THREADS", "8", 1);
-	ck_assert_int_eq(rxg_connect(g_daemon.socket_path, "test-shm-ready-auto", &c), RXG_OK);
-	ck_assert_uint_eq(rxg_server_info(c)->busy_poll_us, 1000);
-	before = log_count(": waits for a_ready b_ready");
-	staged_run(c, 512, "512^3, 1 MiB operands");
-	staged_run(c, 1024, "1024^3, 4 MiB operands");
-	ck_assert_int_eq(log_count(": waits for a_ready b_ready"), before + 2);
-	staged_run(c, 1040, "1040^3, 4.1 MiB operands");
-	ck_assert_int_eq(log_count(": waits for a_ready b_ready"), before + 2);
 	rxg_close(c);
 }
 END_TEST
@@ -1829,9 +1763,6 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_proto_ready);
 	tcase_add_test(tc, test_pipelined_ran);
 	tcase_add_test(tc, test_lib_ready_used);
-	suite_add_tcase(s, tc);
-	tc = tcase_with("polling", daemon_up_polling);
-	tcase_add_test(tc, test_lib_ready_auto);
 	suite_add_tcase(s, tc);
 	return s;
 }
