@@ -347,8 +347,11 @@ def test_asyncio_errors_and_mixed_futures():
     """Thread futures and asyncio ones on one client all settle, whoever collects their
     replies; the daemon's verdict on a job is raised in the coroutine that awaits it."""
     a, b = rand(64, 48), rand(48, 32)
-    big = (rand(384, 384), rand(384, 384))
     with rxgemm.Client(name="pytest-asyncio-mixed") as c:
+        # In shared memory, so that sending them is quick, and large, so that the queue
+        # still holds them when the job with a deadline comes, however busy the machine
+        # (staged 384^3 ones ran out first under CI's load now and then).
+        big = (c.asarray(rand(768, 768)), c.asarray(rand(768, 768)))
         async def main():
             futs = [c.submit(a, b) for _ in range(4)]
             ajobs = [c.asubmit(a, b, alpha=3.0) for _ in range(4)]
