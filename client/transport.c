@@ -292,11 +292,11 @@ static uint64_t spin_setting(bool daemon_polls)
 }
 
 /* Whether staged GEMMs send their request before the copies (stage.c, ready words): only
- * where RXGEMM_READY_WORDS is 1 and the daemon has the capability. The copies would then
- * overlap the request's way to the device and the first operand's upload, but on the H200
- * machine they did not pay: with the daemon's device thread waiting on the words, a copy
- * now and then took a millisecond longer (1024^3 back to back: 0.66-0.87 ms against
- * 0.61-0.65 without them, three rounds each in one call). */
+ * where RXGEMM_READY_WORDS is 1 and the daemon has the capability. The copies then overlap
+ * the request's way to the device and the first operand's upload: on the H200 machine a
+ * 1024^3 job took 0.53 ms at best against 0.60 without. But the device waits for a copy
+ * that is held up, for every client of the daemon (medians of 1.7 ms in two rounds of
+ * three), which a default should not risk. */
 static bool ready_setting(const Rxgemm__HelloReply *h)
 {
 	const char *v = getenv("RXGEMM_READY_WORDS");
