@@ -169,14 +169,6 @@ void rxg__copy_spin_set(uint64_t ns)
 	atomic_store_explicit(&copy_spin_ns, copy_spin_on ? ns : 0, memory_order_relaxed);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* A spin-wait hint: less power, and more of the core for a hyperthread sibling. */
 static inline void cpu_relax(void)
 {
@@ -314,13 +306,13 @@ static struct copy_job *job_with_work(void)
  * it costs more than a turn. */
 static bool worker_poll(const struct copy_crew *crew, unsigned long seen, uint64_t ns)
 {
-	uint64_t until = mono_ns() + ns;
+	uint64_t until = rxg__mono_ns() + ns;
 
 	for (unsigned i = 1;; i++) {
 		if (atomic_load_explicit(&pool.posts, memory_order_relaxed) != seen ||
 		    atomic_load_explicit(&crew->stop, memory_order_relaxed))
 			return true;
-		if (i % 64 == 0 && mono_ns() >= until)
+		if (i % 64 == 0 && rxg__mono_ns() >= until)
 			return false;
 		cpu_relax();
 	}
@@ -410,11 +402,11 @@ static void copy_wake(size_t pieces)
 /* Poll, without pool.lock, until every piece of job is done or ns have passed. */
 static void done_poll(const struct copy_job *job, uint64_t ns)
 {
-	uint64_t until = mono_ns() + ns;
+	uint64_t until = rxg__mono_ns() + ns;
 
 	for (unsigned i = 1; atomic_load_explicit(&job->done, memory_order_acquire) < job->pieces;
 	     i++) {
-		if (i % 64 == 0 && mono_ns() >= until)
+		if (i % 64 == 0 && rxg__mono_ns() >= until)
 			return;
 		cpu_relax();
 	}

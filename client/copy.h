@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* One copy: batch matrices of outer rows of inner_bytes each, laid out alike on both
  * sides, ld_bytes from one row to the next and stride_bytes from one matrix to the next.
@@ -37,6 +38,15 @@ struct rxg__copy {
 #define RXG__COPY_SPIN_PIECE_BYTES (1u << 18)
 /* RXGEMM_COPY_THREADS is at most this. */
 #define RXG__COPY_MAX_THREADS 64
+
+/* CLOCK_MONOTONIC in ns, for the library's bounded polls (copy.c, transport.c). */
+static inline uint64_t rxg__mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* A contiguous copy of bytes from src to dst. */
 static inline struct rxg__copy rxg__copy_flat(void *dst, const void *src, size_t bytes)

@@ -251,14 +251,6 @@ static int send_request(struct rxg_client *c, const Rxgemm__Request *req)
 	return send_flush(c);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* RXGEMM_SPIN_US, read at each connect: how long a wait for a reply polls the socket
  * before it sleeps in the kernel (at most SPIN_MAX_US). By default SPIN_DEFAULT_US where
  * the daemon busy-polls too (it says so at Hello: a GPU's, not a CPU device's, whose
@@ -323,10 +315,10 @@ static void spin_for_reply(struct rxg_client *c, int timeout_ms)
 
 	if (!c->spin_ns)
 		return;
-	until = mono_ns() + c->spin_ns;
-	if (timeout_ms > 0 && (limit = mono_ns() + (uint64_t)timeout_ms * 1000000) < until)
+	until = rxg__mono_ns() + c->spin_ns;
+	if (timeout_ms > 0 && (limit = rxg__mono_ns() + (uint64_t)timeout_ms * 1000000) < until)
 		until = limit;
-	while (poll(&pfd, 1, 0) == 0 && mono_ns() < until)
+	while (poll(&pfd, 1, 0) == 0 && rxg__mono_ns() < until)
 		;
 }
 
@@ -528,7 +520,7 @@ static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
 static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct pending **out,
 		     Rxgemm__Reply ***progress, size_t *n_progress)
 {
-	uint64_t deadline = timeout_ms >= 0 ? mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
+	uint64_t deadline = timeout_ms >= 0 ? rxg__mono_ns() + (uint64_t)timeout_ms * 1000000 : 0;
 	int rc;
 
 	*out = NULL;
@@ -582,7 +574,7 @@ static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct p
 			break;
 		}
 		if (timeout_ms >= 0) {
-			uint64_t now = mono_ns();
+			uint64_t now = rxg__mono_ns();
 
 			left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
 		}
