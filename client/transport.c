@@ -34,6 +34,7 @@
 #include "copy.h"
 #include "frame.h"
 #include "sockpath.h"
+#include "lift.h"
 #include "transport.h"
 
 /* The public codes are the wire's codes, so that a daemon status passes through as is. */
@@ -322,6 +323,84 @@ static void spin_for_reply(struct rxg_client *c, int timeout_ms)
 		;
 }
 
+/* The replies' large fields (lift.h): C, and a tensor's data. */
+static const struct lift_field reply_lifts[] = {
+	{ .outer = 6, .inner = 1 },  /* gemm.c */
+	{ .outer = 13, .inner = 1 }, /* tensor_data.data */
+};
+#define REPLY_LIFT_PREFIX 256
+
+/* A reply body of len bytes (len >= LIFT_MIN_BYTES) read with its large field received
+ * straight into memory of its own, which the unpacked reply then owns: protobuf-c's copy
+ * of megabytes into fresh pages cost more than the socket (docs/PERFORMANCE.md). RXG_OK
+ * with *out set, or with *out NULL and *body the whole body (nothing lifted: unpack it);
+ * else the connection is broken. */
+static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, uint8_t **body)
+{
+	size_t prefix_len = len < REPLY_LIFT_PREFIX ? len : REPLY_LIFT_PREFIX;
+	uint8_t prefix[REPLY_LIFT_PREFIX];
+	uint8_t *data = NULL, *suffix = NULL, *reduced = NULL;
+	size_t have, suffix_len, reduced_len;
+	struct lift_cut cut;
+	int rc;
+
+	*out = NULL;
+	*body = NULL;
+	rc = read_exact(c, prefix, prefix_len);
+	if (rc != RXG_OK)
+		return rc;
+	if (!lift_locate(prefix, prefix_len, len, reply_lifts,
+			 sizeof(reply_lifts) / sizeof(reply_lifts[0]), LIFT_MIN_BYTES, &cut)) {
+		data = malloc(len);
+		if (!data)
+			goto nomem;
+		memcpy(data, prefix, prefix_len);
+		*body = data;
+		return read_exact(c, data + prefix_len, len - prefix_len);
+	}
+	have = prefix_len - cut.data;
+	suffix_len = len - cut.data - cut.len;
+	data = malloc(cut.len);
+	suffix = malloc(suffix_len ? suffix_len : 1);
+	if (!data || !suffix)
+		goto nomem;
+	memcpy(data, prefix + cut.data, have);
+	if ((rc = read_exact(c, data + have, cut.len - have)) != RXG_OK ||
+	    (rc = read_exact(c, suffix, suffix_len)) != RXG_OK)
+		goto fail;
+	rc = lift_cut_reduce(&cut, prefix, suffix, suffix_len, &reduced, &reduced_len);
+	if (rc == 0) {
+		*out = rxgemm__reply__unpack(NULL, reduced_len, reduced);
+		free(reduced);
+		if (*out && lift_cut_restore(&(*out)->base, &cut, data) == 0) {
+			free(suffix);
+			return RXG_OK; /* data is the reply's now */
+		}
+		if (*out)
+			rxgemm__reply__free_unpacked(*out, NULL);
+		*out = NULL;
+	} else if (rc == -ENOMEM) {
+		goto nomem;
+	}
+	/* Not as the scan saw it: the body whole, for protobuf-c's verdict. */
+	*body = malloc(len);
+	if (!*body)
+		goto nomem;
+	memcpy(*body, prefix, cut.data);
+	memcpy(*body + cut.data, data, cut.len);
+	memcpy(*body + cut.data + cut.len, suffix, suffix_len);
+	free(data);
+	free(suffix);
+	return RXG_OK;
+nomem:
+	conn_break(c);
+	rc = fail(c, RXG_ENOMEM, "cannot allocate %zu bytes for the daemon's reply", len);
+fail:
+	free(data);
+	free(suffix);
+	return rc;
+}
+
 /* Read one Reply frame, waiting at most timeout_ms for it to start (-1: for ever); the
  * frame itself is read whole. Refuses a frame longer than the largest reply a pending
  * request allows. Call in the reading role, without lock. On RXG_OK the caller owns *out;
@@ -364,16 +443,22 @@ static int read_reply(struct rxg_client *c, int timeout_ms, Rxgemm__Reply **out)
 			  (unsigned long)len, max_bytes);
 		goto out;
 	}
-	body = malloc(len ? len : 1);
-	if (!body) {
-		conn_break(c);
-		rc = fail(c, RXG_ENOMEM, "cannot allocate %lu bytes for the daemon's reply",
-			  (unsigned long)len);
-		goto out;
+	if (len >= LIFT_MIN_BYTES) {
+		rc = read_lifted(c, len, out, &body);
+		if (rc != RXG_OK || *out)
+			goto out;
+	} else {
+		body = malloc(len ? len : 1);
+		if (!body) {
+			conn_break(c);
+			rc = fail(c, RXG_ENOMEM, "cannot allocate %lu bytes for the daemon's reply",
+				  (unsigned long)len);
+			goto out;
+		}
+		rc = read_exact(c, body, len);
+		if (rc != RXG_OK)
+			goto out;
 	}
-	rc = read_exact(c, body, len);
-	if (rc != RXG_OK)
-		goto out;
 	*out = rxgemm__reply__unpack(NULL, len, body);
 	if (!*out) {
 		conn_break(c);

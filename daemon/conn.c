@@ -16,12 +16,46 @@
 
 #include "loop.h"
 
-/* One framed reply waiting to be written. */
+/* One framed reply waiting to be written: data[0..split), then ext (a large field's bytes
+ * sent where they lie, not copied in here), then data[split..data_len). */
 struct rxd_outbuf {
 	struct rxd_outbuf *next;
-	size_t len, done;  /* bytes in data, bytes of them written */
+	size_t len, done;  /* bytes of the frame, bytes of them written */
+	size_t data_len, split;
+	uint8_t *ext;      /* owned (free()), or NULL */
+	size_t ext_len;
 	uint8_t data[];
 };
+
+static void outbuf_free(struct rxd_outbuf *o)
+{
+	free(o->ext);
+	free(o);
+}
+
+/* The iovecs for what is left of o to write, at most 3, into iov; how many. */
+static int outbuf_iov(const struct rxd_outbuf *o, struct iovec *iov)
+{
+	const struct { const uint8_t *p; size_t len; } seg[3] = {
+		{ o->data, o->split },
+		{ o->ext, o->ext_len },
+		{ o->data + o->split, o->data_len - o->split },
+	};
+	size_t skip = o->done;
+	int n = 0;
+
+	for (int i = 0; i < 3; i++) {
+		if (skip >= seg[i].len) {
+			skip -= seg[i].len;
+			continue;
+		}
+		iov[n].iov_base = (void *)(seg[i].p + skip);
+		iov[n].iov_len = seg[i].len - skip;
+		n++;
+		skip = 0;
+	}
+	return n;
+}
 
 /* Reads per readiness callback before the loop serves others (a fast client must not starve
  * the rest); what is left is read at the next turn. */
@@ -53,7 +87,7 @@ static void conn_free(struct rxd_conn *c)
 	conn_held_sub(c->srv, c->out_bytes + frame_reader_held_bytes(&c->fr));
 	for (o = c->out_head; o; o = next) {
 		next = o->next;
-		free(o);
+		outbuf_free(o);
 	}
 	fds_close(c->frame_fds, &c->n_frame_fds);
 	fds_close(c->in_fds, &c->n_in_fds);
@@ -343,11 +377,8 @@ static int conn_flush(struct rxd_conn *c)
 		struct rxd_outbuf *o = c->out_head;
 		ssize_t n;
 
-		for (; o && msg.msg_iovlen < IOV_MAX_USED; o = o->next) {
-			iov[msg.msg_iovlen].iov_base = o->data + o->done;
-			iov[msg.msg_iovlen].iov_len = o->len - o->done;
-			msg.msg_iovlen++;
-		}
+		for (; o && msg.msg_iovlen + 3 <= IOV_MAX_USED; o = o->next)
+			msg.msg_iovlen += (size_t)outbuf_iov(o, iov + msg.msg_iovlen);
 		/* MSG_NOSIGNAL: a client gone mid-reply costs an EPIPE, not the daemon's life. */
 		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
@@ -377,7 +408,7 @@ static int conn_flush(struct rxd_conn *c)
 			if (!c->out_head)
 				c->out_tail = NULL;
 			c->writes_pending--;
-			free(o);
+			outbuf_free(o);
 		}
 	}
 	if (c->closing)
@@ -389,6 +420,8 @@ static int conn_flush(struct rxd_conn *c)
 	conn_update_poll(c);
 	return 0;
 }
+
+static int conn_queue(struct rxd_conn *c, struct rxd_outbuf *o, bool close_after);
 
 int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint8_t *out),
 	      const void *msg, bool close_after)
@@ -410,11 +443,50 @@ int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint
 		conn_close(c);
 		return -ENOMEM;
 	}
-	o->next = NULL;
-	o->len = FRAME_HEADER_BYTES + len;
-	o->done = 0;
+	*o = (struct rxd_outbuf){ .len = FRAME_HEADER_BYTES + len,
+				  .data_len = FRAME_HEADER_BYTES + len };
 	frame_header_put(o->data, (uint32_t)len);
 	pack(msg, o->data + FRAME_HEADER_BYTES);
+	return conn_queue(c, o, close_after);
+}
+
+int conn_send_parts(struct rxd_conn *c, const uint8_t *head, size_t head_len, void *ext,
+		    size_t ext_len, const uint8_t *tail, size_t tail_len, bool close_after)
+{
+	size_t len = head_len + ext_len + tail_len;
+	struct rxd_outbuf *o;
+
+	if (c->closing) {
+		free(ext);
+		return -EPIPE;
+	}
+	if (len > UINT32_MAX) {
+		log_msg(LOG_ERR, "client %u: reply of %zu bytes does not fit a frame", c->id, len);
+		free(ext);
+		conn_close(c);
+		return -EMSGSIZE;
+	}
+	o = malloc(sizeof(*o) + FRAME_HEADER_BYTES + head_len + tail_len);
+	if (!o) {
+		log_msg(LOG_ERR, "client %u: out of memory for a %zu-byte reply", c->id, len);
+		free(ext);
+		conn_close(c);
+		return -ENOMEM;
+	}
+	*o = (struct rxd_outbuf){ .len = FRAME_HEADER_BYTES + len,
+				  .data_len = FRAME_HEADER_BYTES + head_len + tail_len,
+				  .split = FRAME_HEADER_BYTES + head_len,
+				  .ext = ext,
+				  .ext_len = ext_len };
+	frame_header_put(o->data, (uint32_t)len);
+	memcpy(o->data + FRAME_HEADER_BYTES, head, head_len);
+	memcpy(o->data + o->split, tail, tail_len);
+	return conn_queue(c, o, close_after);
+}
+
+/* Queue o (taken) behind c's other replies; write now when it is the only one. */
+static int conn_queue(struct rxd_conn *c, struct rxd_outbuf *o, bool close_after)
+{
 	if (close_after)
 		c->close_after_write = true;
 	if (c->out_tail) {
@@ -489,6 +561,36 @@ static void conn_take_fds(struct rxd_conn *c)
 	c->n_in_fds = c->in_fds_lost = 0;
 }
 
+/* A whole frame to the protocol; what its handler did not take of the frame's descriptors
+ * is closed: never leak one. */
+static void conn_dispatch(struct rxd_conn *c, uint8_t *body, size_t len)
+{
+	c->srv->conn_ops->frame(c, body, len);
+	fds_close(c->frame_fds, &c->n_frame_fds);
+	c->frame_fds_lost = 0;
+}
+
+/* len bytes read straight into the frame body in progress (frame_reader_space): all of
+ * them, and the descriptors that came with them, are that frame's. */
+static unsigned conn_feed_direct(struct rxd_conn *c, size_t len)
+{
+	uint8_t *body;
+	size_t body_len;
+
+	if (c->n_in_fds || c->in_fds_lost)
+		conn_take_fds(c);
+	frame_reader_commit(&c->fr, len, &body, &body_len);
+	if (!body)
+		return 0;
+	if (c->closing || c->close_after_write) {
+		/* As conn_feed: nothing more is taken once the connection is ending. */
+		free(body);
+		return 0;
+	}
+	conn_dispatch(c, body, body_len);
+	return 1;
+}
+
 /* Feed len bytes from the socket to the frame reader and dispatch every frame completed.
  * The descriptors of this read (c->in_fds) ride on the first byte of the sendmsg that
  * carried them, and the kernel ends a read right after that message's data, so they belong
@@ -531,11 +633,7 @@ static unsigned conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 		pos += (size_t)used;
 		if (body) {
 			frames++;
-			c->srv->conn_ops->frame(c, body, body_len);
-			/* What the frame's handler did not take is closed: never leak a
-			 * descriptor. */
-			fds_close(c->frame_fds, &c->n_frame_fds);
-			c->frame_fds_lost = 0;
+			conn_dispatch(c, body, body_len);
 		}
 	}
 	/* Descriptors for a frame this read did not reach (the connection is going). */
@@ -544,15 +642,15 @@ static unsigned conn_feed(struct rxd_conn *c, const uint8_t *p, size_t left)
 	return frames;
 }
 
-/* One recvmsg: bytes into c->readbuf, descriptors into c->in_fds (close-on-exec, so that
+/* One recvmsg: bytes into buf, descriptors into c->in_fds (close-on-exec, so that
  * nothing the daemon might start inherits them). Returns what recvmsg returned. */
-static ssize_t conn_recv(struct rxd_conn *c)
+static ssize_t conn_recv(struct rxd_conn *c, uint8_t *buf, size_t len)
 {
 	union {
 		struct cmsghdr align;
 		uint8_t buf[CMSG_SPACE(sizeof(int) * RXD_CONN_MAX_FDS)];
 	} ctl;
-	struct iovec iov = { .iov_base = c->readbuf, .iov_len = sizeof(c->readbuf) };
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
 			      .msg_controllen = sizeof(ctl.buf) };
 	struct cmsghdr *cm;
@@ -596,6 +694,19 @@ static void conn_drained(struct rxd_conn *c)
 		conn_update_poll(c);
 }
 
+/* Charge the daemon's total with how the frame being read changed since *held was taken;
+ * *held is its size now. */
+static void conn_held_track(struct rxd_conn *c, uint64_t *held)
+{
+	uint64_t now = frame_reader_held_bytes(&c->fr);
+
+	if (now >= *held)
+		conn_held_add(c->srv, now - *held);
+	else
+		conn_held_sub(c->srv, *held - now);
+	*held = now;
+}
+
 static void conn_read(struct rxd_conn *c)
 {
 	for (int i = 0; i < RXD_CONN_READS_PER_TURN; i++) {
@@ -605,7 +716,16 @@ static void conn_read(struct rxd_conn *c)
 
 		if (c->closing || !(c->poll_events & UV_READABLE))
 			return;
-		n = conn_recv(c);
+		/* The frame being read grows as its bytes come (or is handed on whole). */
+		uint64_t held = frame_reader_held_bytes(&c->fr);
+		/* The rest of a large frame goes straight into its body: a copy fewer, and
+		 * reads as large as the body has room for. */
+		size_t room;
+		uint8_t *direct = frame_reader_space(&c->fr, sizeof(c->readbuf), &room);
+		conn_held_track(c, &held); /* the room made counts from now */
+		if (c->closing)
+			return;
+		n = direct ? conn_recv(c, direct, room) : conn_recv(c, c->readbuf, sizeof(c->readbuf));
 		if (n < 0) {
 			int e = errno;
 			if (e == EINTR)
@@ -625,13 +745,8 @@ static void conn_read(struct rxd_conn *c)
 			conn_close(c);
 			return;
 		}
-		/* The frame being read grows as its bytes come (or is handed on whole). */
-		uint64_t held = frame_reader_held_bytes(&c->fr);
-		frames = conn_feed(c, c->readbuf, (size_t)n);
-		if (frame_reader_held_bytes(&c->fr) >= held)
-			conn_held_add(c->srv, frame_reader_held_bytes(&c->fr) - held);
-		else
-			conn_held_sub(c->srv, held - frame_reader_held_bytes(&c->fr));
+		frames = direct ? conn_feed_direct(c, (size_t)n) : conn_feed(c, c->readbuf, (size_t)n);
+		conn_held_track(c, &held);
 		/* A frame's time counts from its first byte: only a new frame starts it again. */
 		now = uv_now(c->srv->loop);
 		c->active_ms = now;

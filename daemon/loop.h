@@ -396,6 +396,11 @@ void conn_unref(struct rxd_conn *c);
  * 0 or -errno (the connection is then closed). */
 int conn_send(struct rxd_conn *c, size_t len, void (*pack)(const void *msg, uint8_t *out),
 	      const void *msg, bool close_after);
+/* Queue one frame whose body is head, then ext, then tail: ext (malloc'd) is taken, freed
+ * once written or the connection gone, and sent from where it lies, never copied (a large
+ * result). 0 or -errno, as conn_send. */
+int conn_send_parts(struct rxd_conn *c, const uint8_t *head, size_t head_len, void *ext,
+		    size_t ext_len, const uint8_t *tail, size_t tail_len, bool close_after);
 void conn_close(struct rxd_conn *c);
 
 /* ---- dispatch.c: routing validated requests to the worker (loop thread) ---- */

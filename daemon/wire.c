@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lift.h"
 #include "wire.h"
 
 /* The status table's wire codes are the schema's (proto/rxgemm.proto): checked here, where
@@ -39,9 +40,127 @@ int wire_send(struct rxd_conn *c, const Rxgemm__Reply *reply, bool close_after)
 			 close_after);
 }
 
+/* Send reply with data (taken: malloc'd, data_len bytes) as its bytes field outer.inner,
+ * which reply leaves empty: packed without it, the data then sent where it lies (lift.h),
+ * not copied into the frame. Small data is packed in as usual. */
+static int wire_send_lifted(struct rxd_conn *c, Rxgemm__Reply *reply, uint32_t outer,
+			    ProtobufCBinaryData *field, void *data, size_t data_len)
+{
+	size_t len, head_len, tail;
+	uint8_t *buf;
+	int ret;
+
+	if (data_len >= LIFT_MIN_BYTES) {
+		len = rxgemm__reply__get_packed_size(reply);
+		buf = malloc(2 * len + LIFT_SPLICE_EXTRA);
+		if (buf) {
+			rxgemm__reply__pack(reply, buf);
+			/* The field is the first of GemmReply and TensorData: number 1. */
+			if (lift_splice(buf, len, outer, 1, data_len, buf + len, &head_len,
+					&tail) == 0) {
+				ret = conn_send_parts(c, buf + len, head_len, data, data_len,
+						      buf + tail, len - tail, false);
+				free(buf);
+				return ret;
+			}
+			free(buf);
+		}
+	}
+	field->data = data;
+	field->len = data_len;
+	ret = wire_send(c, reply, false);
+	free(data);
+	return ret;
+}
+
+/* The fields whose data a request keeps in its frame rather than in copies (lift.h): the
+ * operands, weights and inputs that make frames megabytes long. */
+static const struct lift_field wire_lifts[] = {
+	{ .outer = 3, .inner = 12 },  /* gemm.a */
+	{ .outer = 3, .inner = 13 },  /* gemm.b */
+	{ .outer = 3, .inner = 14 },  /* gemm.c */
+	{ .outer = 8, .inner = 9 },   /* nas_eval.weights */
+	{ .outer = 8, .inner = 11 },  /* nas_eval.input */
+	{ .outer = 9, .inner = 2 },   /* tensor_create.data */
+	{ .outer = 12, .inner = 25 }, /* search.resume_state */
+};
+#define WIRE_LIFTS (sizeof(wire_lifts) / sizeof(wire_lifts[0]))
+
+/* A decoded request and the frame its lifted fields point into (NULL: none was lifted). */
+struct wire_frame {
+	Rxgemm__Request *req;
+	uint8_t *body;
+	struct lift_field lifted[WIRE_LIFTS];
+};
+
 static void wire_request_free(void *frame)
 {
-	rxgemm__request__free_unpacked(frame, NULL);
+	struct wire_frame *f = frame;
+
+	if (!f)
+		return;
+	if (f->body)
+		lift_clear(&f->req->base, f->lifted, WIRE_LIFTS);
+	rxgemm__request__free_unpacked(f->req, NULL);
+	free(f->body);
+	free(f);
+}
+
+/* Each lifted field's data moved to a multiple of 4 bytes, as an unpacked copy would lie:
+ * the floats are read as floats (split.c, the CPU paths). The field's own tag and length,
+ * 4 bytes at least before data of LIFT_MIN_BYTES, give the room; the reduced message
+ * that was unpacked has them already. */
+static void wire_frame_align(struct wire_frame *f)
+{
+	_Static_assert(LIFT_MIN_BYTES >= 1u << 14, "a length varint of 3 bytes or more");
+	for (size_t i = 0; i < WIRE_LIFTS; i++) {
+		struct lift_field *l = &f->lifted[i];
+		size_t shift = (uintptr_t)(f->body + l->offset) % sizeof(float);
+
+		if (!l->lifted || !shift)
+			continue;
+		memmove(f->body + l->offset - shift, f->body + l->offset, l->len);
+		l->offset -= shift;
+	}
+}
+
+/* Unpack body (taken): its large fields lifted where that is unambiguous, else by
+ * protobuf-c alone. NULL when it is not a Request (or memory is short). */
+static struct wire_frame *wire_frame_decode(uint8_t *body, size_t len)
+{
+	struct wire_frame *f = calloc(1, sizeof(*f));
+	uint8_t *reduced;
+	size_t reduced_len;
+
+	if (!f) {
+		free(body);
+		return NULL;
+	}
+	memcpy(f->lifted, wire_lifts, sizeof(wire_lifts));
+	if (lift_scan(body, len, f->lifted, WIRE_LIFTS, LIFT_MIN_BYTES, &reduced,
+		      &reduced_len) > 0) {
+		f->req = rxgemm__request__unpack(NULL, reduced_len, reduced);
+		free(reduced);
+		if (f->req && lift_restore(&f->req->base, body, f->lifted, WIRE_LIFTS) == 0) {
+			f->body = body;
+			/* The pointers again, once the data moved. */
+			lift_clear(&f->req->base, f->lifted, WIRE_LIFTS);
+			wire_frame_align(f);
+			lift_restore(&f->req->base, body, f->lifted, WIRE_LIFTS);
+			return f;
+		}
+		/* Not as the scan saw it: protobuf-c decides on the frame as sent. */
+		if (f->req)
+			rxgemm__request__free_unpacked(f->req, NULL);
+	}
+	memset(f->lifted, 0, sizeof(f->lifted));
+	f->req = rxgemm__request__unpack(NULL, len, body);
+	free(body); /* protobuf-c copied what it needs */
+	if (!f->req) {
+		free(f);
+		return NULL;
+	}
+	return f;
 }
 
 void wire_error(struct rxd_conn *c, uint64_t request_id, int status, bool close_after,
@@ -378,14 +497,16 @@ static int wire_gemm_tensors(struct rxd_conn *c, const Rxgemm__GemmRequest *rq,
 }
 
 /* The request's common part for dispatch; the frame goes with it. */
-static void wire_request_of(struct rxd_request *rq, Rxgemm__Request *req, size_t frame_len,
+static void wire_request_of(struct rxd_request *rq, struct wire_frame *f, size_t frame_len,
 			    uint64_t received_ns)
 {
+	const Rxgemm__Request *req = f->req;
+
 	memset(rq, 0, sizeof(*rq));
 	rq->id = req->request_id;
 	rq->received_ns = received_ns;
 	rq->frame_bytes = frame_len;
-	rq->frame = req;
+	rq->frame = f;
 	rq->frame_free = wire_request_free;
 }
 
@@ -701,14 +822,15 @@ static void wire_fault(struct rxd_conn *c, const uint8_t *body, size_t len,
 }
 
 /* Route a request that makes a job; answer it when it is refused. Takes req. */
-static void wire_job_request(struct rxd_conn *c, Rxgemm__Request *req, size_t len,
+static void wire_job_request(struct rxd_conn *c, struct wire_frame *f, size_t len,
 			     uint64_t received_ns)
 {
+	const Rxgemm__Request *req = f->req;
 	struct rxd_request r;
 	struct rxd_error err;
 	int st;
 
-	wire_request_of(&r, req, len, received_ns);
+	wire_request_of(&r, f, len, received_ns);
 	error_clear(&err);
 	switch (req->body_case) {
 	case RXGEMM__REQUEST__BODY_GEMM:
@@ -732,7 +854,7 @@ static void wire_job_request(struct rxd_conn *c, Rxgemm__Request *req, size_t le
 	/* dispatch took the frame (r.frame NULL) into a job, or freed it with one it
 	 * refused; a request refused by the checks still has it. */
 	if (r.frame)
-		rxgemm__request__free_unpacked(req, NULL);
+		wire_request_free(r.frame);
 }
 
 static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
@@ -741,6 +863,7 @@ static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 						     .max_elements = RXD_REQUEST_MAX_ELEMENTS };
 	uint64_t received_ns = now_ns();
 	struct wirecheck_result wc;
+	struct wire_frame *f;
 	Rxgemm__Request *req;
 
 	/* Before the unpack, which would cost many times the frame on small fields. */
@@ -749,13 +872,13 @@ static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		free(body);
 		return;
 	}
-	req = rxgemm__request__unpack(NULL, len, body);
-	free(body); /* protobuf-c copied what it needs */
-	if (!req) {
+	f = wire_frame_decode(body, len);
+	if (!f) {
 		wire_error(c, 0, RXD_S_PROTOCOL, false,
 			   "a frame of %zu bytes is not a valid Request message", len);
 		return;
 	}
+	req = f->req;
 	if ((c->n_frame_fds || c->frame_fds_lost) &&
 	    req->body_case != RXGEMM__REQUEST__BODY_REGISTER_REGION) {
 		/* conn.c closes them after we return. */
@@ -786,8 +909,8 @@ static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	case RXGEMM__REQUEST__BODY_TENSOR_CREATE:
 	case RXGEMM__REQUEST__BODY_TENSOR_READ:
 	case RXGEMM__REQUEST__BODY_SEARCH:
-		wire_job_request(c, req, len, received_ns);
-		return; /* req now belongs to the job, or is freed */
+		wire_job_request(c, f, len, received_ns);
+		return; /* f now belongs to the job, or is freed */
 	case RXGEMM__REQUEST__BODY_STATUS:
 		wire_status(c, req);
 		break;
@@ -808,7 +931,7 @@ static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 		break;
 	}
 out:
-	rxgemm__request__free_unpacked(req, NULL);
+	wire_request_free(f);
 }
 
 static void wire_stream_error(struct rxd_conn *c, int status, const char *msg)
@@ -893,6 +1016,8 @@ void wire_job_done(struct rxd_job *job, void *arg)
 	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
 	struct rxd_job_times times;
 	uint64_t done_ns = now_ns();
+	ProtobufCBinaryData *lifted = NULL; /* the result's field, sent by wire_send_lifted */
+	size_t lifted_len = 0;
 	bool ok;
 
 	/* A search with steps left goes back into the scheduler (wire-search.c). */
@@ -932,16 +1057,16 @@ void wire_job_done(struct rxd_job *job, void *arg)
 	} else if (ok && job->kind == RXD_JOB_TENSOR_READ) {
 		data.bytes = job->tensors[0]->floats * sizeof(float);
 		if (!job->c_dest) {
-			data.data.data = (uint8_t *)job->c_out;
-			data.data.len = data.bytes;
+			lifted = &data.data;
+			lifted_len = data.bytes;
 		}
 		reply.body_case = RXGEMM__REPLY__BODY_TENSOR_DATA;
 		reply.tensor_data = &data;
 	} else if (ok) {
 		/* Else C is in the client's region, or in a tensor, already. */
 		if (!job->c_dest && !job->tensors[3]) {
-			gemm.c.data = (uint8_t *)job->c_out;
-			gemm.c.len = job->g.c_elems * sizeof(float);
+			lifted = &gemm.c;
+			lifted_len = job->g.c_elems * sizeof(float);
 		}
 		gemm.flops = job->g.flops;
 		gemm.kernel = (char *)job->kernel;
@@ -990,7 +1115,14 @@ void wire_job_done(struct rxd_job *job, void *arg)
 				? (double)(job->admitted_ns - job->started_ns) / 1e3 : 0.0,
 			(double)(done_ns - job->finished_ns) / 1e3,
 			job->err.status ? ": " : "", job->err.status ? why : "");
-	wire_send(c, &reply, false);
+	if (lifted) {
+		/* The result goes out from the worker's buffer, which the reply takes. */
+		float *out = job->c_out;
+		job->c_out = NULL;
+		wire_send_lifted(c, &reply, reply.body_case, lifted, out, lifted_len);
+	} else {
+		wire_send(c, &reply, false);
+	}
 	free(parts);
 	free(part_ptrs);
 	free(search_bufs);

@@ -95,13 +95,37 @@ ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t l
 	if (frame_reader_grow(fr, fr->body_have + n) < 0)
 		return -ENOMEM;
 	memcpy(fr->body + fr->body_have, data + used, n);
+	frame_reader_commit(fr, n, body, body_len);
+	return (ssize_t)(used + n);
+}
+
+uint8_t *frame_reader_space(struct frame_reader *fr, size_t min_left, size_t *room)
+{
+	size_t left, want;
+
+	*room = 0;
+	if (fr->hdr_have < FRAME_HEADER_BYTES || !fr->body)
+		return NULL;
+	left = fr->body_len - fr->body_have;
+	if (left < min_left || left == 0)
+		return NULL;
+	/* Full: double it (frame_reader_grow), as much again as has arrived. */
+	want = fr->body_cap < fr->body_len ? fr->body_cap : fr->body_len;
+	if (want == fr->body_have && frame_reader_grow(fr, fr->body_have + 1) < 0)
+		return NULL;
+	*room = (fr->body_cap < fr->body_len ? fr->body_cap : fr->body_len) - fr->body_have;
+	return fr->body + fr->body_have;
+}
+
+void frame_reader_commit(struct frame_reader *fr, size_t n, uint8_t **body, size_t *body_len)
+{
+	*body = NULL;
+	*body_len = 0;
 	fr->body_have += n;
-	used += n;
 	if (fr->body_have == fr->body_len) {
 		*body = fr->body;
 		*body_len = fr->body_len;
 		fr->body = NULL;
 		fr->hdr_have = fr->body_have = fr->body_len = fr->body_cap = 0;
 	}
-	return (ssize_t)used;
 }

@@ -47,6 +47,17 @@ int frame_reader_partial(const struct frame_reader *fr);
 ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t len,
 			  uint8_t **body, size_t *body_len);
 
+/* Room for the frame body in progress to be read straight into, so that a large frame is
+ * not copied through the caller's buffer: NULL when no body is in progress, fewer than
+ * min_left of its bytes are still to come or memory is short (feed through a buffer then:
+ * that reports it); else where they go, *room of them (the buffer doubled when full, as
+ * frame_reader_feed grows it: never more than about twice what has arrived). Then
+ * frame_reader_commit with what was put there. */
+uint8_t *frame_reader_space(struct frame_reader *fr, size_t min_left, size_t *room);
+/* n bytes (at most the room given) were put at frame_reader_space's pointer. When they end
+ * the frame, *body and *body_len are set as frame_reader_feed sets them. */
+void frame_reader_commit(struct frame_reader *fr, size_t n, uint8_t **body, size_t *body_len);
+
 /* Write the header for a body of body_len bytes into hdr. */
 void frame_header_put(uint8_t hdr[FRAME_HEADER_BYTES], uint32_t body_len);
 uint32_t frame_header_get(const uint8_t hdr[FRAME_HEADER_BYTES]);

@@ -295,6 +295,64 @@ START_TEST(test_grows_as_bytes_arrive)
 }
 END_TEST
 
+/* A large body read straight into the reader (frame_reader_space/commit), in pieces of
+ * many sizes, as the daemon reads the rest of a large frame, then the small frame after it
+ * through frame_reader_feed: the bytes come out as sent, the room given never exceeds
+ * what is left, and the reader never holds more than about twice what has arrived. */
+START_TEST(test_direct_reads)
+{
+	enum { BODY = 3u << 20, MIN = 4096 };
+	size_t used = 0, have = 0, room, body_len, pieces = 0;
+	uint8_t *stream = malloc(2 * FRAME_HEADER_BYTES + BODY + 64), *body, *dst;
+	struct frame_reader fr;
+	unsigned seed = 7;
+
+	ck_assert_ptr_nonnull(stream);
+	put_frame(stream, &used, BODY, 11);
+	put_frame(stream, &used, 50, 5);
+	frame_reader_init(&fr, BODY);
+	ck_assert_ptr_null(frame_reader_space(&fr, MIN, &room)); /* no frame begun */
+	ck_assert_int_eq(frame_reader_feed(&fr, stream, 2, &body, &body_len), 2);
+	ck_assert_ptr_null(frame_reader_space(&fr, MIN, &room)); /* half a header */
+	ck_assert_int_eq(frame_reader_feed(&fr, stream + 2, 100, &body, &body_len), 100);
+	have = 100 - 2;
+	while ((dst = frame_reader_space(&fr, MIN, &room)) != NULL) {
+		seed = seed * 1103515245u + 12345u;
+		size_t n = 1 + (seed >> 8) % (room < 300000 ? room : 300000);
+
+		ck_assert_uint_ge(room, 1);
+		ck_assert_uint_le(room, BODY - have);
+		memcpy(dst, stream + FRAME_HEADER_BYTES + have, n);
+		frame_reader_commit(&fr, n, &body, &body_len);
+		have += n;
+		pieces++;
+		if (have == BODY)
+			break;
+		ck_assert_ptr_null(body);
+		ck_assert_uint_le(frame_reader_held_bytes(&fr),
+				  2 * have + FRAME_READER_FIRST_BYTES + 1);
+	}
+	ck_assert_uint_gt(pieces, 10);
+	if (have < BODY) {
+		/* Fewer than MIN bytes were left: the rest through the caller's buffer. */
+		ck_assert_uint_lt(BODY - have, MIN);
+		ck_assert_int_eq(frame_reader_feed(&fr, stream + FRAME_HEADER_BYTES + have,
+						   BODY - have, &body, &body_len),
+				 (ssize_t)(BODY - have));
+	}
+	assert_body(body, body_len, BODY, 11);
+	free(body);
+	ck_assert_uint_eq(frame_reader_held_bytes(&fr), 0);
+	size_t at = FRAME_HEADER_BYTES + BODY;
+	ck_assert_int_eq(frame_reader_feed(&fr, stream + at, used - at, &body, &body_len),
+			 (ssize_t)(used - at));
+	assert_body(body, body_len, 50, 5);
+	free(body);
+	frame_reader_fini(&fr);
+	free(stream);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
 	Suite *s = suite_create("frame");
@@ -308,6 +366,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_exactly_max);
 	tcase_add_test(tc, test_fini_partial);
 	tcase_add_test(tc, test_grows_as_bytes_arrive);
+	tcase_add_test(tc, test_direct_reads);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("header");

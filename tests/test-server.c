@@ -1316,6 +1316,107 @@ START_TEST(test_proto_big_reply)
 }
 END_TEST
 
+/* A length-delimited field (tag, length, data) at out; its bytes. */
+static size_t put_len_field(uint8_t *out, uint32_t num, const void *data, size_t len)
+{
+	size_t at = 0;
+
+	for (uint64_t v = (uint64_t)num << 3 | 2;; v >>= 7) {
+		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		if (v < 0x80)
+			break;
+	}
+	for (uint64_t v = len;; v >>= 7) {
+		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		if (v < 0x80)
+			break;
+	}
+	memcpy(out + at, data, len);
+	return at + len;
+}
+
+/* Operands and results of 64 KiB and more in the frames, which the daemon reads without
+ * protobuf-c's copies (proto/lift.c: A, B and C where the frame holds them, moved to
+ * float alignment, C's result sent from where the device put it) and librxgemm receives
+ * into memory of its own: every combination of request ids (which move the data's
+ * offsets in the frame by 1 to 5 bytes), layouts and transposes against the CPU
+ * reference; a GEMM whose A is given twice in its message computes with the last, as
+ * protobuf says; and a tensor's data in and out. */
+START_TEST(test_proto_large_inline)
+{
+	const uint64_t ids[] = { 5, 300, 70000, 1u << 22, 1ull << 29 };
+	struct raw r;
+	struct prob p;
+	Rxgemm__GemmRequest g;
+
+	raw_open(&r, g_daemon.socket_path);
+	raw_hello(&r, "test-server large inline", NULL);
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		/* A 150 x 140, B 140 x 130, C 150 x 130: 70 to 84 KB each. */
+		prob_make(&p, (int)(i & 1), (int)(i >> 1 & 1), (int)(i >> 2 & 1), 150, 130, 140,
+			  1.25f, 0.5f, 0, 0, 0, 0, 40 + i);
+		gemm_req_fill(&g, &p, -1, -1, -1, 0);
+		raw_send_gemm(&r, ids[i], &g);
+		Rxgemm__Reply *rep = raw_expect(&r, ids[i], RXGEMM__STATUS__STATUS_OK, NULL);
+		raw_check_gemm_reply(rep, &p, 1);
+		rxgemm__reply__free_unpacked(rep, NULL);
+		prob_free(&p);
+	}
+
+	/* A given twice: first NaNs, then the real one, appended to the GemmRequest. */
+	prob_make(&p, 0, 0, 0, 150, 130, 140, 1.0f, 0.0f, 0, 0, 0, 0, 50);
+	gemm_req_fill(&g, &p, -1, -1, 0, 0);
+	size_t a_bytes = g.a.len;
+	float *nans = malloc(a_bytes);
+	ck_assert_ptr_nonnull(nans);
+	for (size_t i = 0; i < a_bytes / sizeof(float); i++)
+		nans[i] = NAN;
+	g.a.data = (uint8_t *)nans;
+	size_t glen = rxgemm__gemm_request__get_packed_size(&g);
+	uint8_t *gb = malloc(glen + a_bytes + 16), *frame = malloc(glen + a_bytes + 64);
+	ck_assert_ptr_nonnull(gb);
+	ck_assert_ptr_nonnull(frame);
+	rxgemm__gemm_request__pack(&g, gb);
+	glen += put_len_field(gb + glen, 12, p.a, a_bytes);
+	size_t len = FRAME_HEADER_BYTES;
+	frame[len++] = 0x08; /* request_id 77 */
+	frame[len++] = 77;
+	len += put_len_field(frame + len, 3, gb, glen);
+	frame_header_put(frame, (uint32_t)(len - FRAME_HEADER_BYTES));
+	raw_send_bytes(&r, frame, len);
+	Rxgemm__Reply *rep = raw_expect(&r, 77, RXGEMM__STATUS__STATUS_OK, NULL);
+	raw_check_gemm_reply(rep, &p, 0);
+	rxgemm__reply__free_unpacked(rep, NULL);
+	free(frame);
+	free(gb);
+	free(nans);
+	prob_free(&p);
+	raw_good_gemm(&r, 78);
+	raw_close(&r);
+
+	/* Through the library with its staging off: C comes back in the reply, received
+	 * into memory of its own; a tensor's data goes and comes inline. */
+	setenv("RXGEMM_STAGE_BYTES", "off", 1);
+	rxg_client *c = lib_connect();
+	lib_case(c, 0, 1, 0, 150, 130, 140, 1.0f, 0.0f, 0, 0, 0, 0, 51);
+	lib_case(c, 1, 0, 1, 151, 129, 141, 0.5f, 2.0f, 3, 0, 5, 0, 52);
+	int64_t floats = 50001;
+	float *data = malloc(sizeof(float) * (size_t)floats), *back = calloc((size_t)floats, 4);
+	ck_assert_ptr_nonnull(data);
+	ck_assert_ptr_nonnull(back);
+	for (int64_t i = 0; i < floats; i++)
+		data[i] = (float)(i % 1001) - 500.0f;
+	rxg_tensor *t;
+	ck_assert_int_eq(rxg_tensor_create(c, &floats, 1, data, &t), RXG_OK);
+	ck_assert_int_eq(rxg_tensor_read(t, back, (size_t)floats), RXG_OK);
+	ck_assert(!memcmp(back, data, sizeof(float) * (size_t)floats));
+	rxg_tensor_free(t);
+	free(back);
+	free(data);
+	rxg_close(c);
+}
+END_TEST
+
 /* A request over max_frame through the library: RXG_ETOOBIG (from the library or the
  * daemon), with a sentence, and the handle serves on (or, where the daemon closed the
  * connection, a new handle does). */
@@ -1760,6 +1861,7 @@ static Suite *server_suite(void)
 	tcase_add_test(tc, test_proto_pipelining);
 	tcase_add_test(tc, test_proto_over_max_alloc);
 	tcase_add_test(tc, test_proto_big_reply);
+	tcase_add_test(tc, test_proto_large_inline);
 	tcase_add_test(tc, test_proto_lib_request_too_big);
 	suite_add_tcase(s, tc);
 

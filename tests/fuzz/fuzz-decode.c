@@ -1,5 +1,6 @@
 /* fuzz-decode: a frame body through the daemon's decode path, as wire_frame takes it.
  *
+ * First, on any bytes, the large-field lifts (proto/lift.c) against protobuf-c's decoding.
  * The pre-scan (wirecheck_message) first, with the daemon's limits; only a body it passes
  * reaches protobuf-c's unpack, as in the daemon. A GEMM request then goes through
  * wire_gemm_validate, a NAS request through wire_nas_eval and nas_job_prepare (genotype,
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lift.h"
 #include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -135,6 +137,52 @@ static void fuzz_search(const Rxgemm__SearchRequest *rq)
 	searchjob_free(sj);
 }
 
+/* The daemon's lifts (wire.c), with a threshold low enough for the fuzzer's small inputs:
+ * a message decoded through a lift must pack exactly as protobuf-c's own decoding of it,
+ * and decode only where protobuf-c's does. */
+static void fuzz_lift(const uint8_t *data, size_t size)
+{
+	struct lift_field f[] = { { .outer = 3, .inner = 12 }, { .outer = 3, .inner = 13 },
+				  { .outer = 3, .inner = 14 }, { .outer = 8, .inner = 9 },
+				  { .outer = 8, .inner = 11 }, { .outer = 9, .inner = 2 },
+				  { .outer = 12, .inner = 25 } };
+	const size_t n = sizeof(f) / sizeof(f[0]);
+	Rxgemm__Request *whole, *lifted;
+	uint8_t *reduced, *p1, *p2;
+	size_t reduced_len, l1, l2;
+
+	if (lift_scan(data, size, f, n, 4, &reduced, &reduced_len) <= 0)
+		return;
+	lifted = rxgemm__request__unpack(NULL, reduced_len, reduced);
+	free(reduced);
+	if (!lifted)
+		return;
+	if (lift_restore(&lifted->base, data, f, n) != 0) {
+		rxgemm__request__free_unpacked(lifted, NULL);
+		return;
+	}
+	whole = rxgemm__request__unpack(NULL, size, data);
+	if (!whole)
+		abort();
+	l1 = rxgemm__request__get_packed_size(whole);
+	l2 = rxgemm__request__get_packed_size(lifted);
+	if (l1 != l2)
+		abort();
+	p1 = malloc(l1 + 1);
+	p2 = malloc(l2 + 1);
+	if (!p1 || !p2)
+		abort();
+	rxgemm__request__pack(whole, p1);
+	rxgemm__request__pack(lifted, p2);
+	if (memcmp(p1, p2, l1))
+		abort();
+	free(p1);
+	free(p2);
+	lift_clear(&lifted->base, f, n);
+	rxgemm__request__free_unpacked(lifted, NULL);
+	rxgemm__request__free_unpacked(whole, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
@@ -143,6 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	Rxgemm__Request *req;
 	uint64_t id;
 
+	fuzz_lift(data, size);
 	if (wirecheck_message(&rxgemm__request__descriptor, data, size, &lim, &wc) != 0) {
 		/* What wire_fault reads back for its reply. */
 		(void)wirecheck_fault_name(wc.fault);

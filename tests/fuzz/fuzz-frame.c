@@ -4,7 +4,9 @@
  * rest is the stream. Every body handed out is checked against a one-pass parse of the
  * same stream (a header, then that many bytes), and so are the error (-EMSGSIZE exactly
  * where a header announces too much), the partial state at the end and the memory the
- * reader holds for a frame in progress (never much more than what has arrived). */
+ * reader holds for a frame in progress (never much more than what has arrived). Some
+ * pieces go straight into the body (frame_reader_space and _commit), as the daemon reads
+ * a large frame's rest. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,7 +51,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (piece > len - pos)
 			piece = len - pos;
-		used = frame_reader_feed(&fr, stream + pos, piece, &body, &body_len);
+		/* Sometimes straight into the body, as the daemon reads a large frame. */
+		size_t room;
+		uint8_t *dst = r & 0x200 ? frame_reader_space(&fr, r >> 20 & 0xff, &room) : NULL;
+		if (dst) {
+			if (!room || room > fr.body_len - fr.body_have)
+				abort();
+			if (piece > room)
+				piece = room;
+			memcpy(dst, stream + pos, piece);
+			frame_reader_commit(&fr, piece, &body, &body_len);
+			used = (ssize_t)piece;
+		} else {
+			used = frame_reader_feed(&fr, stream + pos, piece, &body, &body_len);
+		}
 		if (used == -EMSGSIZE) {
 			/* The reference must be at a header announcing more than the cap. */
 			size_t hdr_end = ref + FRAME_HEADER_BYTES;
