@@ -39,6 +39,8 @@ static int gemm_result(struct rxg_client *c, struct pending *p, struct rxg_timin
 	if ((rc = rxg__reply_check(c, p, timings)) != RXG_OK)
 		return rc;
 	const ProtobufCBinaryData *rc_data = &p->reply->gemm->c;
+	if (p->c_direct)
+		return RXG_OK; /* received straight into the caller's C (transport.c) */
 	if (p->c_in_buffer) {
 		/* The daemon wrote C into the buffer; it sends none. */
 		if (rc_data->len)

@@ -235,8 +235,9 @@ int rxg_tensor_read(rxg_tensor *t, float *out, size_t n);
 /* The same into a shared-memory buffer of the tensor's handle at offset bytes. */
 int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset);
 /* rxg_tensor_read as a job (see "Asynchronous jobs" below): sent at once, its id in *id;
- * rxg_wait or rxg_wait_any copies the floats into out (which must stay valid until then)
- * and returns the read's result. A read sent after a job that writes the tensor (both at
+ * rxg_wait or rxg_wait_any copies the floats into out (which must stay valid until then;
+ * large data may be written there as it arrives, before the wait) and returns the read's
+ * result. A read sent after a job that writes the tensor (both at
  * the default priority) sees that job's result. RXG_OK, RXG_EINVAL or RXG_EIO. */
 int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint64_t *id);
 /* Free the tensor on the daemon and here. A job in flight that uses it still completes.
@@ -260,7 +261,8 @@ struct rxg_job_options {
 /* Send one GEMM (see rxg_gemm; opts may be NULL) and return at once, with its request id
  * (never 0) in *id. The arrays args points to are read before this returns, except c:
  * it must stay valid until the job is waited for, which writes the result there (as
- * rxg_gemm does). Every job submitted must be waited for once (rxg_wait or rxg_wait_any),
+ * rxg_gemm does; a large result may be written as its reply arrives, before the wait,
+ * so c holds nothing certain until the wait returns). Every job submitted must be waited for once (rxg_wait or rxg_wait_any),
  * also a cancelled one; until then the handle keeps its reply. On failure nothing was
  * queued and *id is 0: RXG_EINVAL (bad arguments), RXG_ETOOBIG (over the daemon's frame
  * size) or RXG_EIO. The daemon's verdict on the job (RXG_EBUSY when its queue is full,

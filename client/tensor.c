@@ -174,10 +174,12 @@ static int tensor_read_finish(struct rxg_client *c, struct pending *p,
 	if (rc != RXG_OK)
 		return rc;
 	d = p->reply->tensor_data;
-	if (d->bytes != p->sc.total * sizeof(float) || d->data.len != d->bytes)
+	if (d->bytes != p->sc.total * sizeof(float) ||
+	    (!p->c_direct && d->data.len != d->bytes))
 		return rxg__fail(c, RXG_EPROTO, "the daemon returned %zu bytes of a tensor of %zu floats",
-				 d->data.len, p->sc.total);
-	memcpy(p->c, d->data.data, d->data.len);
+				 p->c_direct ? (size_t)d->bytes : d->data.len, p->sc.total);
+	if (!p->c_direct) /* else received straight into out (transport.c) */
+		memcpy(p->c, d->data.data, d->data.len);
 	return RXG_OK;
 }
 

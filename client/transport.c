@@ -330,18 +330,63 @@ static const struct lift_field reply_lifts[] = {
 };
 #define REPLY_LIFT_PREFIX 256
 
+/* Whether p's reply may put the data cut lifts straight into p->c: C (or the tensor's data)
+ * lies there as in the reply, with no padding or gap that is the caller's. */
+static bool direct_fits(const struct pending *p, const struct lift_cut *cut)
+{
+	const struct stored *sc = &p->sc;
+
+	if (!p->c || p->reply || p->delivering || cut->len != sc->total * sizeof(float))
+		return false;
+	if (cut->outer == RXGEMM__REPLY__BODY_TENSOR_DATA)
+		return p->want == RXGEMM__REPLY__BODY_TENSOR_DATA;
+	return cut->outer == RXGEMM__REPLY__BODY_GEMM && p->want == RXGEMM__REPLY__BODY_GEMM &&
+	       !p->c_in_buffer && !p->stage && sc->ld == sc->inner &&
+	       (p->batch <= 1 || sc->stride == sc->ld * sc->outer);
+}
+
+/* The pending entry of request id that may take cut's data straight into its c, marked
+ * delivering; NULL when none may. */
+static struct pending *direct_take(struct rxg_client *c, uint64_t id, const struct lift_cut *cut)
+{
+	struct pending *found = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	for (struct pending *p = c->pending; p; p = p->next)
+		if (p->id == id) {
+			if (direct_fits(p, cut)) {
+				p->delivering = true;
+				found = p;
+			}
+			break;
+		}
+	pthread_mutex_unlock(&c->lock);
+	return found;
+}
+
+static void direct_end(struct rxg_client *c, struct pending *p, bool delivered)
+{
+	pthread_mutex_lock(&c->lock);
+	p->delivering = false;
+	p->c_direct = delivered;
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* A reply body of len bytes (len >= LIFT_MIN_BYTES) read with its large field received
- * straight into memory of its own, which the unpacked reply then owns: protobuf-c's copy
- * of megabytes into fresh pages cost more than the socket (docs/PERFORMANCE.md). RXG_OK
- * with *out set, or with *out NULL and *body the whole body (nothing lifted: unpack it);
- * else the connection is broken. */
+ * straight where it goes: into the caller's array when the reply's request has one that
+ * takes it as it is (direct_fits), else into memory of its own that the unpacked reply
+ * then owns. protobuf-c's copy of megabytes into fresh pages cost more than the socket
+ * (docs/PERFORMANCE.md). RXG_OK with *out set, or with *out NULL and *body the whole body
+ * (nothing lifted: unpack it); else the connection is broken. */
 static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, uint8_t **body)
 {
 	size_t prefix_len = len < REPLY_LIFT_PREFIX ? len : REPLY_LIFT_PREFIX;
 	uint8_t prefix[REPLY_LIFT_PREFIX];
 	uint8_t *data = NULL, *suffix = NULL, *reduced = NULL;
 	size_t have, suffix_len, reduced_len;
+	struct pending *dest = NULL;
 	struct lift_cut cut;
+	uint64_t id;
 	int rc;
 
 	*out = NULL;
@@ -360,7 +405,9 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	}
 	have = prefix_len - cut.data;
 	suffix_len = len - cut.data - cut.len;
-	data = malloc(cut.len);
+	if (lift_varint_field(prefix, cut.outer_start, 1, &id) == 0)
+		dest = direct_take(c, id, &cut);
+	data = dest ? (uint8_t *)dest->c : malloc(cut.len);
 	suffix = malloc(suffix_len ? suffix_len : 1);
 	if (!data || !suffix)
 		goto nomem;
@@ -372,7 +419,15 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	if (rc == 0) {
 		*out = rxgemm__reply__unpack(NULL, reduced_len, reduced);
 		free(reduced);
-		if (*out && lift_cut_restore(&(*out)->base, &cut, data) == 0) {
+		if (*out && dest && (*out)->request_id == id &&
+		    (*out)->body_case == (Rxgemm__Reply__BodyCase)cut.outer &&
+		    (*out)->status == RXGEMM__STATUS__STATUS_OK) {
+			/* The data is in place; the reply says so by its entry. */
+			direct_end(c, dest, true);
+			free(suffix);
+			return RXG_OK;
+		}
+		if (*out && !dest && lift_cut_restore(&(*out)->base, &cut, data) == 0) {
 			free(suffix);
 			return RXG_OK; /* data is the reply's now */
 		}
@@ -389,14 +444,20 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	memcpy(*body, prefix, cut.data);
 	memcpy(*body + cut.data, data, cut.len);
 	memcpy(*body + cut.data + cut.len, suffix, suffix_len);
-	free(data);
+	if (dest)
+		direct_end(c, dest, false);
+	else
+		free(data);
 	free(suffix);
 	return RXG_OK;
 nomem:
 	conn_break(c);
 	rc = fail(c, RXG_ENOMEM, "cannot allocate %zu bytes for the daemon's reply", len);
 fail:
-	free(data);
+	if (dest)
+		direct_end(c, dest, false);
+	else
+		free(data);
 	free(suffix);
 	return rc;
 }
@@ -612,7 +673,7 @@ static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct p
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct pending **pp, *found = NULL;
-		bool waiting = false;
+		bool waiting = false, delivering = false;
 		int left_ms = -1;
 
 		for (pp = &c->pending; *pp; pp = &(*pp)->next) {
@@ -621,6 +682,7 @@ static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct p
 			if (id ? p->id != id : !p->job)
 				continue;
 			waiting = true;
+			delivering |= p->delivering;
 			if (progress && p->n_progress) {
 				/* The reports, and the final reply if it has come too. */
 				*progress = p->progress;
@@ -654,7 +716,9 @@ static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct p
 						      "waited for");
 			break;
 		}
-		if (atomic_load(&c->broken)) {
+		if (atomic_load(&c->broken) && !delivering) {
+			/* (Not while the reading thread still writes into a caller's array
+			 * that our caller may free once we return: it wakes us when done.) */
 			rc = RXG_EIO; /* errmsg says why already */
 			break;
 		}

@@ -64,6 +64,10 @@ struct pending {
 	 * sc.total). */
 	float *c;
 	bool c_in_buffer;                 /* the daemon wrote C into a shared buffer */
+	/* The reply's C (a tensor's data) was received straight into c, and the reply holds
+	 * none (read_reply: a tight C of LIFT_MIN_BYTES or more); while receiving, delivering
+	 * keeps a waiter of a broken connection from returning (its caller may free c). */
+	bool c_direct, delivering;
 	struct stored sc;
 	int64_t batch;
 	/* A GEMM whose host operands went through a staging buffer (stage.c): its C is

@@ -328,6 +328,7 @@ int lift_locate(const uint8_t *prefix, size_t prefix_len, size_t total_len,
 			if (in.dlen < min_bytes || in.end <= prefix_len)
 				return 0;
 			*cut = (struct lift_cut){ .outer = w.num, .inner = in.num,
+						  .outer_start = w.start,
 						  .outer_tag_end = w.tag_end, .outer_data = w.data,
 						  .outer_len = w.dlen, .field_start = in.start,
 						  .data = in.data, .len = in.dlen };
@@ -382,4 +383,26 @@ int lift_cut_restore(ProtobufCMessage *m, const struct lift_cut *cut, uint8_t *d
 				.offset = 0, .len = cut->len };
 
 	return lift_restore(m, data, &f, 1);
+}
+
+int lift_varint_field(const uint8_t *p, size_t len, uint32_t num, uint64_t *v)
+{
+	struct lift_wfield w;
+	size_t pos = 0;
+	int found = -1;
+
+	while (pos < len) {
+		if (lift_next(p, len, &pos, &w) < 0)
+			return -1;
+		if (w.num == num && w.wt == WT_VARINT) {
+			size_t at = w.tag_end;
+			uint64_t x;
+
+			if (lift_varint(p, len, &at, &x) < 0)
+				return -1;
+			*v = x;
+			found = 0;
+		}
+	}
+	return found;
 }

@@ -385,6 +385,13 @@ START_TEST(test_cut)
 		for (size_t prefix = 1; prefix <= 600; prefix++)
 			found += check_cut(msg, len, prefix, 1024) > 0;
 		ck_assert_int_gt(found, variant == 1 ? 100 : 500);
+		/* The request id, from the fields before the cut (the client's destination). */
+		struct lift_cut cut;
+		uint64_t id = 0;
+		ck_assert_int_eq(lift_locate(msg, 600, len, reply_lifts, 2, 1024, &cut), 1);
+		ck_assert_int_eq(lift_varint_field(msg, cut.outer_start, 1, &id), 0);
+		ck_assert_uint_eq(id, reply.request_id);
+		ck_assert_int_eq(lift_varint_field(msg, cut.outer_start, 2, &id), -1); /* status 0 */
 		/* Under min_bytes: never cut. */
 		ck_assert_int_eq(check_cut(msg, len, 256, 80000), 0);
 		/* Something after the body that names the body again: not cut. */
