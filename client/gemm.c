@@ -273,6 +273,7 @@ static int gemm_submit(rxg_client *c, const struct rxg_gemm_args *args,
 	p->finish = gemm_finish;
 	p->reply_max_bytes = c_full_bytes;
 	p->c = args->c;
+	p->c_is_input = args->beta != 0.0f;
 	p->c_in_buffer = c_in_buffer;
 	p->sc = sc;
 	p->batch = batch;

@@ -112,8 +112,9 @@ enum rxg_layout {
  * trans_a), likewise B; each array holds ld * (cols - 1) + rows elements at least (rows and
  * cols of the stored matrix, swapped for row-major). c must not be NULL: it is read when
  * beta != 0 (never when beta == 0, so NaNs there do not matter) and always receives the
- * result; elements between rows or columns (ldc padding) are left as they were. (With
- * shared-memory buffers, below, any of a, b and c may be NULL instead.) */
+ * result; elements between rows or columns (ldc padding) are left as they were. A failed
+ * call leaves the array c as it was when beta != 0, and may leave part of a result in it
+ * when beta == 0. (With shared-memory buffers, below, any of a, b and c may be NULL instead.) */
 struct rxg_gemm_args {
 	enum rxg_layout layout;
 	int trans_a;
@@ -228,16 +229,16 @@ int rxg_tensor_create_from_buffer(rxg_client *c, const struct rxg_buffer *buf, s
 				  const int64_t *dims, int ndims, rxg_tensor **out);
 /* The number of floats a tensor holds (its dims multiplied); 0 for NULL. */
 size_t rxg_tensor_floats(const rxg_tensor *t);
-/* Read the tensor's floats into out (n floats, at least rxg_tensor_floats) and wait.
- * RXG_OK, RXG_EINVAL (n too small), RXG_ETOOBIG (more than one reply frame carries: read
+/* Read the tensor's floats into out (n floats, at least rxg_tensor_floats) and wait (out
+ * may hold part of them after a failure). RXG_OK, RXG_EINVAL (n too small), RXG_ETOOBIG (more than one reply frame carries: read
  * it into a buffer), RXG_ETENSOR or a connection error. */
 int rxg_tensor_read(rxg_tensor *t, float *out, size_t n);
 /* The same into a shared-memory buffer of the tensor's handle at offset bytes. */
 int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset);
 /* rxg_tensor_read as a job (see "Asynchronous jobs" below): sent at once, its id in *id;
  * rxg_wait or rxg_wait_any copies the floats into out (which must stay valid until then;
- * large data may be written there as it arrives, before the wait) and returns the read's
- * result. A read sent after a job that writes the tensor (both at
+ * large data may be written there as it arrives, before the wait, and out holds nothing
+ * certain after a failed one) and returns the read's result. A read sent after a job that writes the tensor (both at
  * the default priority) sees that job's result. RXG_OK, RXG_EINVAL or RXG_EIO. */
 int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint64_t *id);
 /* Free the tensor on the daemon and here. A job in flight that uses it still completes.
@@ -261,8 +262,9 @@ struct rxg_job_options {
 /* Send one GEMM (see rxg_gemm; opts may be NULL) and return at once, with its request id
  * (never 0) in *id. The arrays args points to are read before this returns, except c:
  * it must stay valid until the job is waited for, which writes the result there (as
- * rxg_gemm does; a large result may be written as its reply arrives, before the wait,
- * so c holds nothing certain until the wait returns). Every job submitted must be waited for once (rxg_wait or rxg_wait_any),
+ * rxg_gemm does; with beta == 0 a large result may be written as its reply arrives,
+ * before the wait, so c holds nothing certain until the wait returns, nor after a failed
+ * one). Every job submitted must be waited for once (rxg_wait or rxg_wait_any),
  * also a cancelled one; until then the handle keeps its reply. On failure nothing was
  * queued and *id is 0: RXG_EINVAL (bad arguments), RXG_ETOOBIG (over the daemon's frame
  * size) or RXG_EIO. The daemon's verdict on the job (RXG_EBUSY when its queue is full,

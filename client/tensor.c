@@ -116,26 +116,24 @@ RXG_EXPORT size_t rxg_tensor_floats(const rxg_tensor *t)
 	return t ? t->floats : 0;
 }
 
-/* Ask for t's data, inline (out_ref NULL) or into a region; on RXG_OK *reply is the
- * checked TensorData reply (the caller frees it). */
+/* Ask for t's data into a region; on RXG_OK *reply is the checked TensorData reply (the
+ * caller frees it). (Inline reads are jobs: tensor_read_submit.) */
 static int tensor_read_send(rxg_tensor *t, Rxgemm__RegionRef *out_ref, Rxgemm__Reply **reply)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__TensorRead msg = RXGEMM__TENSOR_READ__INIT;
-	size_t max = TENSOR_REPLY_OVERHEAD_BYTES;
 	int rc;
 
 	msg.tensor_id = t->id;
 	msg.out = out_ref;
-	if (!out_ref)
-		max += t->floats * sizeof(float);
 	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
 	req.tensor_read = &msg;
-	rc = rxg__request(t->client, &req, max, RXGEMM__REPLY__BODY_TENSOR_DATA, reply);
+	rc = rxg__request(t->client, &req, TENSOR_REPLY_OVERHEAD_BYTES,
+			  RXGEMM__REPLY__BODY_TENSOR_DATA, reply);
 	if (rc != RXG_OK)
 		return rc;
 	if ((*reply)->tensor_data->bytes != t->floats * sizeof(float) ||
-	    (*reply)->tensor_data->data.len != (out_ref ? 0 : t->floats * sizeof(float))) {
+	    (*reply)->tensor_data->data.len != 0) {
 		rc = rxg__fail(t->client, RXG_EPROTO, "the daemon returned %llu bytes (%zu inline) "
 			       "of a tensor of %zu floats",
 			       (unsigned long long)(*reply)->tensor_data->bytes,
@@ -144,24 +142,6 @@ static int tensor_read_send(rxg_tensor *t, Rxgemm__RegionRef *out_ref, Rxgemm__R
 		*reply = NULL;
 	}
 	return rc;
-}
-
-RXG_EXPORT int rxg_tensor_read(rxg_tensor *t, float *out, size_t n)
-{
-	Rxgemm__Reply *reply = NULL;
-	int rc;
-
-	if (!t)
-		return RXG_EINVAL;
-	if (!out || n < t->floats)
-		return rxg__fail(t->client, RXG_EINVAL, "rxg_tensor_read: %s (the tensor holds %zu "
-				 "floats)",
-				 !out ? "out is NULL" : "n is too small", t->floats);
-	if ((rc = tensor_read_send(t, NULL, &reply)) != RXG_OK)
-		return rc;
-	memcpy(out, reply->tensor_data->data.data, t->floats * sizeof(float));
-	rxgemm__reply__free_unpacked(reply, NULL);
-	return RXG_OK;
 }
 
 /* An asynchronous tensor read's reply: its floats (sc.total of them) into p->c. */
@@ -184,9 +164,10 @@ static int tensor_read_finish(struct rxg_client *c, struct pending *p,
 }
 
 /* Send a TensorRead of tensor_id (floats long) as a job that rxg_wait and rxg_wait_any
- * finish by copying its floats into out. RXG_OK with *id set. */
+ * (job) or its caller's own wait finish by copying its floats into out, when they did not
+ * come straight there (transport.c). RXG_OK with *id set. */
 static int tensor_read_submit(rxg_client *c, uint32_t tensor_id, size_t floats, float *out,
-			      uint64_t *id)
+			      bool job, uint64_t *id)
 {
 	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
 	Rxgemm__TensorRead msg = RXGEMM__TENSOR_READ__INIT;
@@ -199,7 +180,7 @@ static int tensor_read_submit(rxg_client *c, uint32_t tensor_id, size_t floats, 
 	msg.tensor_id = tensor_id;
 	req.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
 	req.tensor_read = &msg;
-	p->job = true;
+	p->job = job;
 	p->want = RXGEMM__REPLY__BODY_TENSOR_DATA;
 	p->finish = tensor_read_finish;
 	p->reply_max_bytes = RXG__REPLY_OVERHEAD_BYTES + floats * sizeof(float);
@@ -214,6 +195,28 @@ static int tensor_read_submit(rxg_client *c, uint32_t tensor_id, size_t floats, 
 	return RXG_OK;
 }
 
+RXG_EXPORT int rxg_tensor_read(rxg_tensor *t, float *out, size_t n)
+{
+	struct pending *p = NULL;
+	uint64_t id;
+	int rc;
+
+	if (!t)
+		return RXG_EINVAL;
+	if (!out || n < t->floats)
+		return rxg__fail(t->client, RXG_EINVAL, "rxg_tensor_read: %s (the tensor holds %zu "
+				 "floats)",
+				 !out ? "out is NULL" : "n is too small", t->floats);
+	/* As a job of this call's own, so that large data comes straight into out. */
+	if ((rc = tensor_read_submit(t->client, t->id, t->floats, out, false, &id)) != RXG_OK)
+		return rc;
+	rc = rxg__wait_for(t->client, id, -1, &p);
+	if (rc == RXG_OK)
+		rc = tensor_read_finish(t->client, p, NULL);
+	rxg__pending_free(p);
+	return rc;
+}
+
 RXG_EXPORT int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint64_t *id)
 {
 	if (id)
@@ -225,7 +228,7 @@ RXG_EXPORT int rxg_submit_tensor_read(rxg_tensor *t, float *out, size_t n, uint6
 				 "holds %zu floats)",
 				 !id ? "id is NULL" : !out ? "out is NULL" : "n is too small",
 				 t->floats);
-	return tensor_read_submit(t->client, t->id, t->floats, out, id);
+	return tensor_read_submit(t->client, t->id, t->floats, out, true, id);
 }
 
 RXG_EXPORT int rxg_tensor_read_to_buffer(rxg_tensor *t, struct rxg_buffer *buf, size_t offset)

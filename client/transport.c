@@ -336,7 +336,10 @@ static bool direct_fits(const struct pending *p, const struct lift_cut *cut)
 {
 	const struct stored *sc = &p->sc;
 
-	if (!p->c || p->reply || p->delivering || cut->len != sc->total * sizeof(float))
+	/* Not over C's input either: a failure midway would leave a caller who retries with
+	 * beta != 0 a C that is no longer theirs. */
+	if (!p->c || p->c_is_input || p->reply || p->delivering ||
+	    cut->len != sc->total * sizeof(float))
 		return false;
 	if (cut->outer == RXGEMM__REPLY__BODY_TENSOR_DATA)
 		return p->want == RXGEMM__REPLY__BODY_TENSOR_DATA;
@@ -414,7 +417,7 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	memcpy(data, prefix + cut.data, have);
 	if ((rc = read_exact(c, data + have, cut.len - have)) != RXG_OK ||
 	    (rc = read_exact(c, suffix, suffix_len)) != RXG_OK)
-		goto fail;
+		goto out;
 	rc = lift_cut_reduce(&cut, prefix, suffix, suffix_len, &reduced, &reduced_len);
 	if (rc == 0) {
 		*out = rxgemm__reply__unpack(NULL, reduced_len, reduced);
@@ -444,16 +447,12 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	memcpy(*body, prefix, cut.data);
 	memcpy(*body + cut.data, data, cut.len);
 	memcpy(*body + cut.data + cut.len, suffix, suffix_len);
-	if (dest)
-		direct_end(c, dest, false);
-	else
-		free(data);
-	free(suffix);
-	return RXG_OK;
+	rc = RXG_OK;
+	goto out;
 nomem:
 	conn_break(c);
 	rc = fail(c, RXG_ENOMEM, "cannot allocate %zu bytes for the daemon's reply", len);
-fail:
+out:
 	if (dest)
 		direct_end(c, dest, false);
 	else

@@ -68,6 +68,7 @@ struct pending {
 	 * none (read_reply: a tight C of LIFT_MIN_BYTES or more); while receiving, delivering
 	 * keeps a waiter of a broken connection from returning (its caller may free c). */
 	bool c_direct, delivering;
+	bool c_is_input;                  /* c's old values matter (beta != 0): never direct */
 	struct stored sc;
 	int64_t batch;
 	/* A GEMM whose host operands went through a staging buffer (stage.c): its C is

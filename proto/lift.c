@@ -139,26 +139,32 @@ int lift_scan(const uint8_t *msg, size_t len, struct lift_field *f, size_t n,
 	      size_t min_bytes, uint8_t **reduced, size_t *reduced_len)
 {
 	struct lift_wfield w, o, in;
-	size_t pos, count = 0;
+	size_t pos, count = 0, removed = 0;
 	uint8_t *out;
 
 	*reduced = NULL;
 	*reduced_len = 0;
 	for (size_t i = 0; i < n; i++) {
+		bool again = false;
+
 		f[i].lifted = 0;
 		f[i].offset = f[i].len = 0;
-		if (!lift_find_once(msg, len, f[i].outer, &o) ||
+		for (size_t j = 0; j < i; j++)
+			again |= f[j].outer == f[i].outer && f[j].inner == f[i].inner;
+		if (again || !lift_find_once(msg, len, f[i].outer, &o) ||
 		    !lift_find_once(msg + o.data, o.dlen, f[i].inner, &in) || in.dlen < min_bytes)
 			continue;
 		f[i].lifted = 1;
 		f[i].offset = o.data + in.data;
 		f[i].len = in.dlen;
+		removed += in.end - in.start;
 		count++;
 	}
 	if (!count)
 		return 0;
-	/* Never longer than msg: each outer's length only shrinks, and so its varint. */
-	out = malloc(len ? len : 1);
+	/* At most msg less the fields taken out: each outer's length only shrinks, and so
+	 * its varint. */
+	out = malloc(len - removed + 1);
 	if (!out)
 		return -ENOMEM;
 	size_t at = 0;
@@ -319,13 +325,15 @@ int lift_locate(const uint8_t *prefix, size_t prefix_len, size_t total_len,
 	if (!found)
 		return 0;
 	size_t end = w.data + w.dlen, ip = w.data;
-	while (ip < prefix_len && ip < end) {
-		if (lift_next_in(prefix, prefix_len, end, &ip, &in) < 0)
+	/* Inside the outer message: nothing of its fields may run past its end. */
+	size_t avail = prefix_len < end ? prefix_len : end;
+	while (ip < avail) {
+		if (lift_next_in(prefix, avail, end, &ip, &in) < 0)
 			return 0;
 		for (size_t i = 0; i < n; i++) {
 			if (f[i].outer != w.num || f[i].inner != in.num || in.wt != WT_LEN)
 				continue;
-			if (in.dlen < min_bytes || in.end <= prefix_len)
+			if (in.dlen < min_bytes || in.end <= prefix_len || in.end > end)
 				return 0;
 			*cut = (struct lift_cut){ .outer = w.num, .inner = in.num,
 						  .outer_start = w.start,
@@ -334,7 +342,7 @@ int lift_locate(const uint8_t *prefix, size_t prefix_len, size_t total_len,
 						  .data = in.data, .len = in.dlen };
 			return 1;
 		}
-		if (in.end > prefix_len)
+		if (in.end > avail)
 			return 0;
 	}
 	return 0;
@@ -351,6 +359,11 @@ int lift_cut_reduce(const struct lift_cut *cut, const uint8_t *prefix, const uin
 
 	*reduced = NULL;
 	*reduced_len = 0;
+	/* A cut lift_locate made lies inside its outer message; refuse any other. */
+	if (cut->outer_tag_end > cut->outer_data || cut->outer_data > cut->field_start ||
+	    cut->field_start > cut->data || field > cut->outer_len ||
+	    cut->field_start - cut->outer_data > cut->outer_len - field)
+		return -EINVAL;
 	out = malloc(cut->field_start + suffix_len + 1);
 	if (!out)
 		return -ENOMEM;

@@ -54,15 +54,33 @@ static uint8_t *gemm_packed(uint64_t id, size_t a_len, size_t b_len, size_t c_le
 	return out;
 }
 
-static uint8_t *repack(const Rxgemm__Request *req, size_t *len)
+/* Two decodings of one message must pack to the same bytes (protobuf-c packs fields in
+ * number order, so equal messages pack equally). */
+static void assert_same(const ProtobufCMessage *a, const ProtobufCMessage *b, const char *what)
 {
-	uint8_t *out;
+	size_t l1 = protobuf_c_message_get_packed_size(a);
+	size_t l2 = protobuf_c_message_get_packed_size(b);
+	uint8_t *p1 = malloc(l1 + 1), *p2 = malloc(l2 + 1);
 
-	*len = rxgemm__request__get_packed_size(req);
-	out = malloc(*len ? *len : 1);
-	ck_assert_ptr_nonnull(out);
-	rxgemm__request__pack(req, out);
-	return out;
+	ck_assert_ptr_nonnull(p1);
+	ck_assert_ptr_nonnull(p2);
+	ck_assert_uint_eq(l1, l2);
+	protobuf_c_message_pack(a, p1);
+	protobuf_c_message_pack(b, p2);
+	ck_assert_msg(!memcmp(p1, p2, l1), "%s packs differently", what);
+	free(p1);
+	free(p2);
+}
+
+/* The lifted decoding could not be completed (the caller unpacks the message itself):
+ * free both decodings (either may be NULL); -1. */
+static int give_up(ProtobufCMessage *lifted, ProtobufCMessage *whole)
+{
+	if (lifted)
+		protobuf_c_message_free_unpacked(lifted, NULL);
+	if (whole)
+		protobuf_c_message_free_unpacked(whole, NULL);
+	return -1;
 }
 
 /* msg through lift_scan, unpack and lift_restore must equal protobuf-c's unpack of msg
@@ -88,14 +106,8 @@ static int check_lift(const uint8_t *msg, size_t len, size_t min_bytes)
 	ck_assert_uint_lt(reduced_len, len);
 	Rxgemm__Request *lifted = rxgemm__request__unpack(NULL, reduced_len, reduced);
 	free(reduced);
-	if (!lifted || lift_restore(&lifted->base, msg, f, N_LIFTS) != 0) {
-		/* Then the caller unpacks msg itself: nothing to compare. */
-		if (lifted)
-			rxgemm__request__free_unpacked(lifted, NULL);
-		if (whole)
-			rxgemm__request__free_unpacked(whole, NULL);
-		return -1;
-	}
+	if (!lifted || lift_restore(&lifted->base, msg, f, N_LIFTS) != 0)
+		return give_up((ProtobufCMessage *)lifted, (ProtobufCMessage *)whole);
 	/* The reduced message decodes only where the whole one does. */
 	ck_assert_msg(whole != NULL, "a lift decoded a message protobuf-c refuses");
 	for (size_t i = 0; i < N_LIFTS; i++) {
@@ -104,12 +116,7 @@ static int check_lift(const uint8_t *msg, size_t len, size_t min_bytes)
 		ck_assert_uint_ge(f[i].len, min_bytes);
 		ck_assert_uint_le(f[i].offset + f[i].len, len);
 	}
-	size_t l1, l2;
-	uint8_t *p1 = repack(whole, &l1), *p2 = repack(lifted, &l2);
-	ck_assert_uint_eq(l1, l2);
-	ck_assert_msg(!memcmp(p1, p2, l1), "the lifted request packs differently");
-	free(p1);
-	free(p2);
+	assert_same(&whole->base, &lifted->base, "the lifted request");
 	lift_clear(&lifted->base, f, N_LIFTS);
 	rxgemm__request__free_unpacked(lifted, NULL);
 	rxgemm__request__free_unpacked(whole, NULL);
@@ -325,22 +332,10 @@ static int check_cut(const uint8_t *msg, size_t len, size_t prefix_len, size_t m
 	memcpy(data, msg + cut.data, cut.len);
 	if (!lifted || lift_cut_restore(&lifted->base, &cut, data) != 0) {
 		free(data);
-		if (lifted)
-			rxgemm__reply__free_unpacked(lifted, NULL);
-		if (whole)
-			rxgemm__reply__free_unpacked(whole, NULL);
-		return -1;
+		return give_up((ProtobufCMessage *)lifted, (ProtobufCMessage *)whole);
 	}
 	ck_assert_msg(whole != NULL, "a cut decoded a reply protobuf-c refuses");
-	size_t l1 = rxgemm__reply__get_packed_size(whole), l2 = rxgemm__reply__get_packed_size(lifted);
-	ck_assert_uint_eq(l1, l2);
-	uint8_t *p1 = malloc(l1), *p2 = malloc(l2);
-	ck_assert_ptr_nonnull(p1);
-	ck_assert_ptr_nonnull(p2);
-	rxgemm__reply__pack(whole, p1);
-	rxgemm__reply__pack(lifted, p2);
-	ck_assert_msg(!memcmp(p1, p2, l1), "the reply read through a cut packs differently");
-	free(p1), free(p2);
+	assert_same(&whole->base, &lifted->base, "the reply read through a cut");
 	rxgemm__reply__free_unpacked(whole, NULL);
 	rxgemm__reply__free_unpacked(lifted, NULL); /* frees data: the reply's */
 	return 1;
@@ -428,6 +423,47 @@ START_TEST(test_cut)
 }
 END_TEST
 
+/* An inner field whose tag and length lie past the end of its outer message (found by
+ * review: the length was read as if the outer ran on, and the reduced message's buffer
+ * overflowed). No cut may be made of it. */
+START_TEST(test_cut_outside_outer)
+{
+	const size_t data_len = 65536, len = 8 + data_len + 10;
+	uint8_t *msg = calloc(1, len);
+	static const uint8_t head[8] = { 0x08, 0x01, 0x32, 0x01, 0x0a, 0x80, 0x80, 0x04 };
+	struct lift_cut cut;
+
+	ck_assert_ptr_nonnull(msg);
+	memcpy(msg, head, sizeof(head));
+	for (size_t prefix = 5; prefix <= 256; prefix++) {
+		uint8_t *pre = malloc(prefix);
+		ck_assert_ptr_nonnull(pre);
+		memcpy(pre, msg, prefix);
+		if (lift_locate(pre, prefix, len, reply_lifts, 2, 1024, &cut)) {
+			const uint8_t *suffix = msg + cut.data + cut.len;
+			uint8_t *reduced;
+			size_t reduced_len;
+
+			ck_assert_uint_le(cut.data + cut.len, len);
+			ck_assert_int_eq(lift_cut_reduce(&cut, pre, suffix, len - cut.data - cut.len,
+							 &reduced, &reduced_len),
+					 -EINVAL);
+		}
+		free(pre);
+	}
+	/* A cut that does not lie in its outer message is refused as it stands. */
+	cut = (struct lift_cut){ .outer = 6, .inner = 1, .outer_start = 2, .outer_tag_end = 3,
+				 .outer_data = 4, .outer_len = 1, .field_start = 4, .data = 8,
+				 .len = data_len };
+	uint8_t *reduced;
+	size_t reduced_len;
+	ck_assert_int_eq(lift_cut_reduce(&cut, msg, msg + 8 + data_len, 10, &reduced,
+					 &reduced_len),
+			 -EINVAL);
+	free(msg);
+}
+END_TEST
+
 /* Damaged replies: the cut reads within the prefix it is given and decodes nothing that
  * protobuf-c decodes otherwise. */
 START_TEST(test_cut_damaged)
@@ -450,7 +486,7 @@ START_TEST(test_cut_damaged)
 		uint8_t *p = malloc(len);
 		ck_assert_ptr_nonnull(p);
 		memcpy(p, msg, len);
-		for (int k = 0; k < 2; k++) {
+		for (int k = 0; k < 1 + round % 4; k++) {
 			seed = seed * 1103515245u + 12345u;
 			size_t at = (seed >> 8) % (round % 3 ? 16 : len);
 			seed = seed * 1103515245u + 12345u;
@@ -486,6 +522,7 @@ static Suite *lift_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_splice);
 	tcase_add_test(tc, test_cut);
+	tcase_add_test(tc, test_cut_outside_outer);
 	tcase_add_test(tc, test_cut_damaged);
 	suite_add_tcase(s, tc);
 	return s;

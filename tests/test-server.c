@@ -1400,6 +1400,7 @@ START_TEST(test_proto_large_inline)
 	rxg_client *c = lib_connect();
 	lib_case(c, 0, 1, 0, 150, 130, 140, 1.0f, 0.0f, 0, 0, 0, 0, 51);
 	lib_case(c, 1, 0, 1, 151, 129, 141, 0.5f, 2.0f, 3, 0, 5, 0, 52);
+	lib_case(c, 1, 1, 1, 150, 130, 140, 1.0f, -1.5f, 0, 0, 0, 0, 53); /* C is input too */
 	int64_t floats = 50001;
 	float *data = malloc(sizeof(float) * (size_t)floats), *back = calloc((size_t)floats, 4);
 	ck_assert_ptr_nonnull(data);
@@ -1410,6 +1411,19 @@ START_TEST(test_proto_large_inline)
 	ck_assert_int_eq(rxg_tensor_create(c, &floats, 1, data, &t), RXG_OK);
 	ck_assert_int_eq(rxg_tensor_read(t, back, (size_t)floats), RXG_OK);
 	ck_assert(!memcmp(back, data, sizeof(float) * (size_t)floats));
+	/* The same as a job, two in flight at once, each into its own array. */
+	float *back2 = calloc((size_t)floats, 4), *back3 = calloc((size_t)floats, 4);
+	uint64_t id2, id3;
+	ck_assert_ptr_nonnull(back2);
+	ck_assert_ptr_nonnull(back3);
+	ck_assert_int_eq(rxg_submit_tensor_read(t, back2, (size_t)floats, &id2), RXG_OK);
+	ck_assert_int_eq(rxg_submit_tensor_read(t, back3, (size_t)floats, &id3), RXG_OK);
+	ck_assert_int_eq(rxg_wait(c, id3, NULL), RXG_OK);
+	ck_assert_int_eq(rxg_wait(c, id2, NULL), RXG_OK);
+	ck_assert(!memcmp(back2, data, sizeof(float) * (size_t)floats));
+	ck_assert(!memcmp(back3, data, sizeof(float) * (size_t)floats));
+	free(back3);
+	free(back2);
 	rxg_tensor_free(t);
 	free(back);
 	free(data);

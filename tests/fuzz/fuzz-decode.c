@@ -1,6 +1,7 @@
 /* fuzz-decode: a frame body through the daemon's decode path, as wire_frame takes it.
  *
- * First, on any bytes, the large-field lifts (proto/lift.c) against protobuf-c's decoding.
+ * First, on any bytes, the large-field lifts (proto/lift.c) against protobuf-c's decoding,
+ * as the daemon takes a request and as librxgemm reads a reply.
  * The pre-scan (wirecheck_message) first, with the daemon's limits; only a body it passes
  * reaches protobuf-c's unpack, as in the daemon. A GEMM request then goes through
  * wire_gemm_validate, a NAS request through wire_nas_eval and nas_job_prepare (genotype,
@@ -183,6 +184,65 @@ static void fuzz_lift(const uint8_t *data, size_t size)
 	rxgemm__request__free_unpacked(whole, NULL);
 }
 
+/* The same bytes as a Reply read the way librxgemm reads a large one (lift_locate on a
+ * prefix in a buffer of its own, lift_cut_reduce, lift_cut_restore): never past the
+ * prefix or the message, and decoding as protobuf-c decodes the whole. */
+static void fuzz_cut(const uint8_t *data, size_t size)
+{
+	static const struct lift_field f[] = { { .outer = 6, .inner = 1 },
+					       { .outer = 13, .inner = 1 } };
+	const size_t prefixes[] = { 1 + (size ? data[0] % 64 : 0), 256 };
+
+	for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++) {
+		size_t prefix = prefixes[k] < size ? prefixes[k] : size, reduced_len;
+		uint8_t *pre = malloc(prefix + 1), *reduced, *payload;
+		struct lift_cut cut;
+
+		if (!pre)
+			abort();
+		memcpy(pre, data, prefix);
+		if (!lift_locate(pre, prefix, size, f, 2, 2, &cut)) {
+			free(pre);
+			continue;
+		}
+		if (cut.data > prefix || cut.data + cut.len <= prefix || cut.data + cut.len > size)
+			abort();
+		if (lift_cut_reduce(&cut, pre, data + cut.data + cut.len,
+				    size - cut.data - cut.len, &reduced, &reduced_len) != 0) {
+			free(pre);
+			continue;
+		}
+		Rxgemm__Reply *lifted = rxgemm__reply__unpack(NULL, reduced_len, reduced);
+		free(reduced);
+		free(pre);
+		if (!lifted)
+			continue;
+		if (!(payload = malloc(cut.len)))
+			abort();
+		memcpy(payload, data + cut.data, cut.len);
+		if (lift_cut_restore(&lifted->base, &cut, payload) != 0) {
+			free(payload);
+			rxgemm__reply__free_unpacked(lifted, NULL);
+			continue;
+		}
+		Rxgemm__Reply *whole = rxgemm__reply__unpack(NULL, size, data);
+		if (!whole)
+			abort();
+		size_t l1 = rxgemm__reply__get_packed_size(whole);
+		uint8_t *p1 = malloc(l1 + 1), *p2 = malloc(l1 + 1);
+		if (!p1 || !p2 || rxgemm__reply__get_packed_size(lifted) != l1)
+			abort();
+		rxgemm__reply__pack(whole, p1);
+		rxgemm__reply__pack(lifted, p2);
+		if (memcmp(p1, p2, l1))
+			abort();
+		free(p1);
+		free(p2);
+		rxgemm__reply__free_unpacked(whole, NULL);
+		rxgemm__reply__free_unpacked(lifted, NULL); /* payload with it */
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct wirecheck_limits lim = { .max_depth = RXD_REQUEST_MAX_DEPTH,
@@ -192,6 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t id;
 
 	fuzz_lift(data, size);
+	fuzz_cut(data, size);
 	if (wirecheck_message(&rxgemm__request__descriptor, data, size, &lim, &wc) != 0) {
 		/* What wire_fault reads back for its reply. */
 		(void)wirecheck_fault_name(wc.fault);
