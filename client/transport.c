@@ -408,7 +408,11 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	}
 	have = prefix_len - cut.data;
 	suffix_len = len - cut.data - cut.len;
-	if (lift_varint_field(prefix, cut.outer_start, 1, &id) == 0)
+	/* Into the caller's array only for a reply that says it succeeded (no status field:
+	 * STATUS_OK) to a request waiting for it. */
+	uint64_t status;
+	if (lift_varint_field(prefix, cut.outer_start, 1, &id) == 0 &&
+	    lift_varint_field(prefix, cut.outer_start, 2, &status) < 0)
 		dest = direct_take(c, id, &cut);
 	data = dest ? (uint8_t *)dest->c : malloc(cut.len);
 	suffix = malloc(suffix_len ? suffix_len : 1);

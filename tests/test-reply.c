@@ -1,0 +1,395 @@
+/* test-reply.c: librxgemm against a scripted daemon, for the replies rxgemmd never sends.
+ *
+ * A large C comes into the caller's array, or memory of the library's own, as the reply
+ * arrives (client/transport.c, read_lifted). What a reply cut short, a reply naming C
+ * twice, a reply to a request not in flight or a failed one does to it is set here by a
+ * thread that plays the daemon on a socket of its own: each case answers Hello, reads one
+ * GEMM request and sends the bytes the case scripts. The reference for a good reply is
+ * the data the script sent. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "rxgemm.h"
+#include "rxgemm.pb-c.h"
+
+enum { M = 150, N = 130, K = 20 };
+
+enum script {
+	GOOD,          /* C as a reply carries it */
+	CUT,           /* the reply ends in the middle of C: the daemon went away */
+	C_TWICE,       /* C, then an empty C: protobuf keeps the last */
+	OTHER_ID,      /* a reply to a request that is not in flight */
+	FAILED_WITH_C, /* a failed status, yet with C */
+};
+
+struct fake {
+	char dir[32], path[64];
+	int listen_fd;
+	enum script script;
+	pthread_t thread;
+};
+
+static float pattern(size_t i)
+{
+	return (float)(i % 977) * 0.25f - 100.0f;
+}
+
+static void write_all(int fd, const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	while (len) {
+		ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return; /* the client went: its side of the case says what it saw */
+		b += n;
+		len -= (size_t)n;
+	}
+}
+
+static Rxgemm__Request *read_request(int fd)
+{
+	uint8_t hdr[FRAME_HEADER_BYTES], *body;
+	size_t len, have = 0;
+
+	for (size_t got = 0; got < sizeof(hdr);) {
+		ssize_t n = recv(fd, hdr + got, sizeof(hdr) - got, 0);
+		if (n <= 0)
+			return NULL;
+		got += (size_t)n;
+	}
+	len = frame_header_get(hdr);
+	body = malloc(len + 1);
+	if (!body)
+		return NULL;
+	while (have < len) {
+		ssize_t n = recv(fd, body + have, len - have, 0);
+		if (n <= 0) {
+			free(body);
+			return NULL;
+		}
+		have += (size_t)n;
+	}
+	Rxgemm__Request *req = rxgemm__request__unpack(NULL, len, body);
+	free(body);
+	return req;
+}
+
+static void send_frame(int fd, const uint8_t *body, size_t len, size_t send_len)
+{
+	uint8_t hdr[FRAME_HEADER_BYTES];
+
+	frame_header_put(hdr, (uint32_t)len);
+	write_all(fd, hdr, sizeof(hdr));
+	write_all(fd, body, send_len);
+}
+
+static void send_reply(int fd, const Rxgemm__Reply *r)
+{
+	size_t len = rxgemm__reply__get_packed_size(r);
+	uint8_t *b = malloc(len + 1);
+
+	if (!b)
+		return;
+	rxgemm__reply__pack(r, b);
+	send_frame(fd, b, len, len);
+	free(b);
+}
+
+/* A length-delimited field at out; its bytes. */
+static size_t put_field(uint8_t *out, uint32_t num, const void *data, size_t len)
+{
+	size_t at = 0;
+
+	for (uint64_t v = (uint64_t)num << 3 | 2;; v >>= 7) {
+		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		if (v < 0x80)
+			break;
+	}
+	for (uint64_t v = len;; v >>= 7) {
+		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		if (v < 0x80)
+			break;
+	}
+	memcpy(out + at, data, len);
+	return at + len;
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	int fd = accept(f->listen_fd, NULL, NULL);
+	Rxgemm__Request *req;
+
+	if (fd < 0)
+		return NULL;
+	/* Hello. */
+	if ((req = read_request(fd)) != NULL) {
+		Rxgemm__Reply r = RXGEMM__REPLY__INIT;
+		Rxgemm__HelloReply h = RXGEMM__HELLO_REPLY__INIT;
+
+		h.protocol_version = req->hello ? req->hello->protocol_version : 1;
+		h.daemon_version = (char *)"scripted";
+		h.device = (char *)"none";
+		h.max_frame_bytes = 64u << 20;
+		h.client_id = 1;
+		r.request_id = req->request_id;
+		r.body_case = RXGEMM__REPLY__BODY_HELLO;
+		r.hello = &h;
+		send_reply(fd, &r);
+		rxgemm__request__free_unpacked(req, NULL);
+	}
+	/* One GEMM, answered as scripted. */
+	if ((req = read_request(fd)) != NULL && req->gemm) {
+		size_t floats = (size_t)req->gemm->m * (size_t)req->gemm->n, len;
+		float *c = malloc(floats * sizeof(float));
+		Rxgemm__Reply r = RXGEMM__REPLY__INIT;
+		Rxgemm__GemmReply g = RXGEMM__GEMM_REPLY__INIT;
+		Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
+		uint8_t *b;
+
+		for (size_t i = 0; c && i < floats; i++)
+			c[i] = pattern(i);
+		g.c = (ProtobufCBinaryData){ floats * sizeof(float), (uint8_t *)c };
+		g.flops = 2ull * M * N * K;
+		g.kernel = (char *)"scripted";
+		t.total_ns = 1000;
+		r.request_id = req->request_id;
+		r.timings = &t;
+		r.body_case = RXGEMM__REPLY__BODY_GEMM;
+		r.gemm = &g;
+		switch (f->script) {
+		case GOOD:
+			send_reply(fd, &r);
+			break;
+		case CUT:
+			len = rxgemm__reply__get_packed_size(&r);
+			if ((b = malloc(len))) {
+				rxgemm__reply__pack(&r, b);
+				send_frame(fd, b, len, len / 2);
+				free(b);
+			}
+			break;
+		case C_TWICE: {
+			size_t glen = rxgemm__gemm_reply__get_packed_size(&g);
+			uint8_t *gb = malloc(glen + 8);
+
+			b = malloc(glen + 64);
+			if (gb && b) {
+				rxgemm__gemm_reply__pack(&g, gb);
+				glen += put_field(gb + glen, 1, "", 0);
+				len = 0;
+				b[len++] = 0x08; /* request_id */
+				b[len++] = (uint8_t)req->request_id; /* small in this test */
+				len += put_field(b + len, 6, gb, glen);
+				send_frame(fd, b, len, len);
+			}
+			free(gb);
+			free(b);
+			break;
+		}
+		case OTHER_ID:
+			r.request_id = req->request_id + 1000;
+			send_reply(fd, &r);
+			break;
+		case FAILED_WITH_C:
+			r.status = RXGEMM__STATUS__STATUS_INTERNAL;
+			r.error = (char *)"scripted failure";
+			send_reply(fd, &r);
+			break;
+		}
+		free(c);
+	}
+	if (req)
+		rxgemm__request__free_unpacked(req, NULL);
+	/* Leave the client to see what the case left it: the end of the stream. */
+	close(fd);
+	return NULL;
+}
+
+static void fake_start(struct fake *f, enum script script)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(f, 0, sizeof(*f));
+	f->script = script;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/rxreply.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/s", f->dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
+	f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(f->listen_fd, 0);
+	ck_assert_int_eq(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(f->listen_fd, 1), 0);
+	ck_assert_int_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(struct fake *f)
+{
+	pthread_join(f->thread, NULL);
+	close(f->listen_fd);
+	unlink(f->path);
+	rmdir(f->dir);
+}
+
+/* One GEMM (C = A B, col-major, C tight: C may come straight into c) on a handle to the
+ * scripted daemon; its result code. c is filled with 7s before. */
+static int run_gemm(struct fake *f, float beta, float *c, rxg_client **out)
+{
+	static float a[M * K], b[K * N];
+	rxg_client *h = NULL;
+
+	ck_assert_int_eq(rxg_connect(f->path, "test-reply", &h), RXG_OK);
+	for (size_t i = 0; i < (size_t)M * N; i++)
+		c[i] = 7.0f;
+	struct rxg_gemm_args args = { .layout = RXG_COL_MAJOR, .m = M, .n = N, .k = K,
+				      .alpha = 1.0f, .beta = beta, .a = a, .b = b, .c = c };
+	int rc = rxg_gemm(h, &args, NULL);
+	*out = h;
+	return rc;
+}
+
+static void check_pattern(const float *c)
+{
+	for (size_t i = 0; i < (size_t)M * N; i++)
+		ck_assert_msg(c[i] == pattern(i), "C[%zu] = %g, the reply sent %g", i, c[i],
+			      pattern(i));
+}
+
+START_TEST(test_good)
+{
+	/* With beta 0 C comes straight into the array; with beta != 0 through memory of
+	 * the library's own. Either way it is what the reply held. */
+	const float betas[2] = { 0.0f, 0.5f };
+	float *c = malloc(sizeof(float) * M * N);
+	struct fake f;
+	rxg_client *h;
+
+	ck_assert_ptr_nonnull(c);
+	for (int i = 0; i < 2; i++) {
+		fake_start(&f, GOOD);
+		ck_assert_int_eq(run_gemm(&f, betas[i], c, &h), RXG_OK);
+		check_pattern(c);
+		rxg_close(h);
+		fake_stop(&f);
+	}
+	free(c);
+}
+END_TEST
+
+START_TEST(test_cut)
+{
+	/* The daemon went away halfway through C: the connection is lost, said so, and the
+	 * handle says so again after. With beta != 0 C is as it was. */
+	const float betas[2] = { 0.0f, 0.5f };
+	float *c = malloc(sizeof(float) * M * N);
+	struct fake f;
+	rxg_client *h;
+
+	ck_assert_ptr_nonnull(c);
+	for (int i = 0; i < 2; i++) {
+		fake_start(&f, CUT);
+		ck_assert_int_eq(run_gemm(&f, betas[i], c, &h), RXG_EIO);
+		ck_assert_msg(strstr(rxg_errmsg(h), "closed"), "error: %s", rxg_errmsg(h));
+		if (betas[i] != 0.0f)
+			for (size_t j = 0; j < (size_t)M * N; j++)
+				ck_assert(c[j] == 7.0f);
+		struct rxg_status *st = NULL;
+		ck_assert_int_eq(rxg_status(h, &st), RXG_EIO);
+		rxg_close(h);
+		fake_stop(&f);
+	}
+	free(c);
+}
+END_TEST
+
+START_TEST(test_c_twice)
+{
+	/* C given twice, the last empty: as protobuf decodes it, the reply has no C, which
+	 * is a protocol error, not the first C taken for the result. */
+	float *c = malloc(sizeof(float) * M * N);
+	struct fake f;
+	rxg_client *h;
+
+	ck_assert_ptr_nonnull(c);
+	fake_start(&f, C_TWICE);
+	ck_assert_int_eq(run_gemm(&f, 0.0f, c, &h), RXG_EPROTO);
+	ck_assert_msg(strstr(rxg_errmsg(h), "0 bytes of C"), "error: %s", rxg_errmsg(h));
+	rxg_close(h);
+	fake_stop(&f);
+	free(c);
+}
+END_TEST
+
+START_TEST(test_other_id)
+{
+	/* A reply to a request not in flight: a protocol error; C untouched (nothing of
+	 * this handle's was waiting for those bytes). */
+	float *c = malloc(sizeof(float) * M * N);
+	struct fake f;
+	rxg_client *h;
+
+	ck_assert_ptr_nonnull(c);
+	fake_start(&f, OTHER_ID);
+	ck_assert_int_eq(run_gemm(&f, 0.0f, c, &h), RXG_EPROTO);
+	ck_assert_msg(strstr(rxg_errmsg(h), "not in flight"), "error: %s", rxg_errmsg(h));
+	for (size_t j = 0; j < (size_t)M * N; j++)
+		ck_assert(c[j] == 7.0f);
+	rxg_close(h);
+	fake_stop(&f);
+	free(c);
+}
+END_TEST
+
+START_TEST(test_failed_with_c)
+{
+	/* A failed status wins over any C the reply carries. */
+	float *c = malloc(sizeof(float) * M * N);
+	struct fake f;
+	rxg_client *h;
+
+	ck_assert_ptr_nonnull(c);
+	fake_start(&f, FAILED_WITH_C);
+	ck_assert_int_eq(run_gemm(&f, 0.0f, c, &h), RXG_EINTERNAL);
+	ck_assert_msg(strstr(rxg_errmsg(h), "scripted failure"), "error: %s", rxg_errmsg(h));
+	for (size_t j = 0; j < (size_t)M * N; j++)
+		ck_assert(c[j] == 7.0f);
+	rxg_close(h);
+	fake_stop(&f);
+	free(c);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("reply");
+	TCase *tc = tcase_create("scripted daemon");
+	SRunner *sr;
+	int failed;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* The replies go inline: no shared memory to stage through. */
+	setenv("RXGEMM_STAGE_BYTES", "off", 1);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_good);
+	tcase_add_test(tc, test_cut);
+	tcase_add_test(tc, test_c_twice);
+	tcase_add_test(tc, test_other_id);
+	tcase_add_test(tc, test_failed_with_c);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
