@@ -721,7 +721,9 @@ static int wait_core(struct rxg_client *c, uint64_t id, int timeout_ms, struct p
 		}
 		if (atomic_load(&c->broken) && !delivering) {
 			/* (Not while the reading thread still writes into a caller's array
-			 * that our caller may free once we return: it wakes us when done.) */
+			 * that our caller may free once we return: it wakes us when done. A
+			 * timed wait that runs out meanwhile says RXG_EAGAIN, and the next
+			 * wait RXG_EIO.) */
 			rc = RXG_EIO; /* errmsg says why already */
 			break;
 		}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lift.h"
+#include "raw.h"
 #include "rxgemm.pb-c.h"
 
 static const struct lift_field request_lifts[] = {
@@ -160,25 +161,6 @@ static uint8_t *append(const uint8_t *msg, size_t len, const uint8_t *more, size
 	return out;
 }
 
-/* A length-delimited field: tag, length, data. */
-static size_t put_field(uint8_t *out, uint32_t num, const uint8_t *data, size_t len)
-{
-	size_t at = 0;
-	uint64_t v = (uint64_t)num << 3 | 2;
-
-	do {
-		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		v >>= 7;
-	} while (v);
-	v = len;
-	do {
-		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		v >>= 7;
-	} while (v);
-	memcpy(out + at, data, len);
-	return at + len;
-}
-
 START_TEST(test_scan_ambiguous)
 {
 	size_t len, more_len, all_len;
@@ -189,8 +171,8 @@ START_TEST(test_scan_ambiguous)
 	ck_assert_ptr_nonnull(more);
 	/* gemm given twice, the second with another A: merged by protobuf-c, so nothing of
 	 * gemm's is lifted and the second A is the one decoded. */
-	size_t inner_len = put_field(inner, 12, a2, 66000);
-	more_len = put_field(more, 3, inner, inner_len);
+	size_t inner_len = raw_put_field(inner, 12, a2, 66000);
+	more_len = raw_put_field(more, 3, inner, inner_len);
 	uint8_t *all = append(msg, len, more, more_len, &all_len);
 	ck_assert_int_eq(check_lift(all, all_len, LIFT_MIN_BYTES), 0);
 	Rxgemm__Request *r = rxgemm__request__unpack(NULL, all_len, all);
@@ -202,7 +184,7 @@ START_TEST(test_scan_ambiguous)
 
 	/* Another member of the oneof after gemm wins: the lift cannot be restored. */
 	uint8_t tc[16];
-	size_t tc_len = put_field(tc, 9, (const uint8_t *)"\x08\x02", 2);
+	size_t tc_len = raw_put_field(tc, 9, (const uint8_t *)"\x08\x02", 2);
 	all = append(msg, len, tc, tc_len, &all_len);
 	ck_assert_int_eq(check_lift(all, all_len, LIFT_MIN_BYTES), -1);
 	free(all);
@@ -391,7 +373,7 @@ START_TEST(test_cut)
 		ck_assert_int_eq(check_cut(msg, len, 256, 80000), 0);
 		/* Something after the body that names the body again: not cut. */
 		uint8_t more[16];
-		size_t more_len = put_field(more, variant == 2 ? 13 : 6, (const uint8_t *)"", 0);
+		size_t more_len = raw_put_field(more, variant == 2 ? 13 : 6, (const uint8_t *)"", 0);
 		size_t all_len;
 		uint8_t *all = append(msg, len, more, more_len, &all_len);
 		ck_assert_int_eq(check_cut(all, all_len, 600, 1024), -1);
@@ -409,9 +391,9 @@ START_TEST(test_cut)
 	ck_assert_ptr_nonnull(gb);
 	ck_assert_ptr_nonnull(msg);
 	rxgemm__gemm_reply__pack(&g2, gb);
-	glen += put_field(gb + glen, 1, (const uint8_t *)"", 0);
+	glen += raw_put_field(gb + glen, 1, (const uint8_t *)"", 0);
 	msg[0] = 0x08, msg[1] = 0x05; /* request_id 5 */
-	size_t len = 2 + put_field(msg + 2, 6, gb, glen);
+	size_t len = 2 + raw_put_field(msg + 2, 6, gb, glen);
 	Rxgemm__Reply *r = rxgemm__reply__unpack(NULL, len, msg);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_uint_eq(r->gemm->c.len, 0);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "raw.h"
 #include "rxgemm.h"
 #include "rxgemm.pb-c.h"
 
@@ -106,25 +107,6 @@ static void send_reply(int fd, const Rxgemm__Reply *r)
 	free(b);
 }
 
-/* A length-delimited field at out; its bytes. */
-static size_t put_field(uint8_t *out, uint32_t num, const void *data, size_t len)
-{
-	size_t at = 0;
-
-	for (uint64_t v = (uint64_t)num << 3 | 2;; v >>= 7) {
-		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		if (v < 0x80)
-			break;
-	}
-	for (uint64_t v = len;; v >>= 7) {
-		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		if (v < 0x80)
-			break;
-	}
-	memcpy(out + at, data, len);
-	return at + len;
-}
-
 static void *fake_main(void *arg)
 {
 	struct fake *f = arg;
@@ -187,11 +169,11 @@ static void *fake_main(void *arg)
 			b = malloc(glen + 64);
 			if (gb && b) {
 				rxgemm__gemm_reply__pack(&g, gb);
-				glen += put_field(gb + glen, 1, "", 0);
+				glen += raw_put_field(gb + glen, 1, "", 0);
 				len = 0;
 				b[len++] = 0x08; /* request_id */
 				b[len++] = (uint8_t)req->request_id; /* small in this test */
-				len += put_field(b + len, 6, gb, glen);
+				len += raw_put_field(b + len, 6, gb, glen);
 				send_frame(fd, b, len, len);
 			}
 			free(gb);
@@ -259,111 +241,58 @@ static int run_gemm(struct fake *f, float beta, float *c, rxg_client **out)
 	return rc;
 }
 
-static void check_pattern(const float *c)
-{
-	for (size_t i = 0; i < (size_t)M * N; i++)
-		ck_assert_msg(c[i] == pattern(i), "C[%zu] = %g, the reply sent %g", i, c[i],
-			      pattern(i));
-}
+/* What a case leaves in C. */
+enum c_after { C_ANY, C_PATTERN, C_UNTOUCHED };
 
-START_TEST(test_good)
+static const struct reply_case {
+	enum script script;
+	float beta;
+	int want;           /* rxg_gemm's result */
+	const char *text;   /* in rxg_errmsg, or NULL */
+	enum c_after c;
+	const char *why;
+} cases[] = {
+	/* C straight into the array with beta 0, through the library's memory otherwise;
+	 * either way what the reply held. */
+	{ GOOD, 0.0f, RXG_OK, NULL, C_PATTERN, "a good reply" },
+	{ GOOD, 0.5f, RXG_OK, NULL, C_PATTERN, "a good reply, beta != 0" },
+	/* The daemon went away halfway through C: the connection is lost, said so, and
+	 * the handle says so again after. With beta != 0 C is as it was. */
+	{ CUT, 0.0f, RXG_EIO, "closed", C_ANY, "a reply cut off" },
+	{ CUT, 0.5f, RXG_EIO, "closed", C_UNTOUCHED, "a reply cut off, beta != 0" },
+	/* C given twice, the last empty: as protobuf decodes it, the reply has no C, a
+	 * protocol error, not the first C taken for the result. */
+	{ C_TWICE, 0.0f, RXG_EPROTO, "0 bytes of C", C_ANY, "C twice" },
+	/* A reply to a request not in flight: nothing of this handle's waited for it. */
+	{ OTHER_ID, 0.0f, RXG_EPROTO, "not in flight", C_UNTOUCHED, "another request's reply" },
+	/* A failed status wins over any C the reply carries. */
+	{ FAILED_WITH_C, 0.0f, RXG_EINTERNAL, "scripted failure", C_UNTOUCHED,
+	  "a failure with C" },
+};
+
+START_TEST(test_reply)
 {
-	/* With beta 0 C comes straight into the array; with beta != 0 through memory of
-	 * the library's own. Either way it is what the reply held. */
-	const float betas[2] = { 0.0f, 0.5f };
+	const struct reply_case *rc = &cases[_i];
 	float *c = malloc(sizeof(float) * M * N);
 	struct fake f;
 	rxg_client *h;
 
 	ck_assert_ptr_nonnull(c);
-	for (int i = 0; i < 2; i++) {
-		fake_start(&f, GOOD);
-		ck_assert_int_eq(run_gemm(&f, betas[i], c, &h), RXG_OK);
-		check_pattern(c);
-		rxg_close(h);
-		fake_stop(&f);
+	fake_start(&f, rc->script);
+	int got = run_gemm(&f, rc->beta, c, &h);
+	ck_assert_msg(got == rc->want, "%s: rxg_gemm gave %d (%s), want %d", rc->why, got,
+		      rxg_errmsg(h), rc->want);
+	if (rc->text)
+		ck_assert_msg(strstr(rxg_errmsg(h), rc->text), "%s: error \"%s\"", rc->why,
+			      rxg_errmsg(h));
+	for (size_t i = 0; rc->c != C_ANY && i < (size_t)M * N; i++) {
+		float want = rc->c == C_PATTERN ? pattern(i) : 7.0f;
+		ck_assert_msg(c[i] == want, "%s: C[%zu] = %g, want %g", rc->why, i, c[i], want);
 	}
-	free(c);
-}
-END_TEST
-
-START_TEST(test_cut)
-{
-	/* The daemon went away halfway through C: the connection is lost, said so, and the
-	 * handle says so again after. With beta != 0 C is as it was. */
-	const float betas[2] = { 0.0f, 0.5f };
-	float *c = malloc(sizeof(float) * M * N);
-	struct fake f;
-	rxg_client *h;
-
-	ck_assert_ptr_nonnull(c);
-	for (int i = 0; i < 2; i++) {
-		fake_start(&f, CUT);
-		ck_assert_int_eq(run_gemm(&f, betas[i], c, &h), RXG_EIO);
-		ck_assert_msg(strstr(rxg_errmsg(h), "closed"), "error: %s", rxg_errmsg(h));
-		if (betas[i] != 0.0f)
-			for (size_t j = 0; j < (size_t)M * N; j++)
-				ck_assert(c[j] == 7.0f);
+	if (rc->want == RXG_EIO) {
 		struct rxg_status *st = NULL;
 		ck_assert_int_eq(rxg_status(h, &st), RXG_EIO);
-		rxg_close(h);
-		fake_stop(&f);
 	}
-	free(c);
-}
-END_TEST
-
-START_TEST(test_c_twice)
-{
-	/* C given twice, the last empty: as protobuf decodes it, the reply has no C, which
-	 * is a protocol error, not the first C taken for the result. */
-	float *c = malloc(sizeof(float) * M * N);
-	struct fake f;
-	rxg_client *h;
-
-	ck_assert_ptr_nonnull(c);
-	fake_start(&f, C_TWICE);
-	ck_assert_int_eq(run_gemm(&f, 0.0f, c, &h), RXG_EPROTO);
-	ck_assert_msg(strstr(rxg_errmsg(h), "0 bytes of C"), "error: %s", rxg_errmsg(h));
-	rxg_close(h);
-	fake_stop(&f);
-	free(c);
-}
-END_TEST
-
-START_TEST(test_other_id)
-{
-	/* A reply to a request not in flight: a protocol error; C untouched (nothing of
-	 * this handle's was waiting for those bytes). */
-	float *c = malloc(sizeof(float) * M * N);
-	struct fake f;
-	rxg_client *h;
-
-	ck_assert_ptr_nonnull(c);
-	fake_start(&f, OTHER_ID);
-	ck_assert_int_eq(run_gemm(&f, 0.0f, c, &h), RXG_EPROTO);
-	ck_assert_msg(strstr(rxg_errmsg(h), "not in flight"), "error: %s", rxg_errmsg(h));
-	for (size_t j = 0; j < (size_t)M * N; j++)
-		ck_assert(c[j] == 7.0f);
-	rxg_close(h);
-	fake_stop(&f);
-	free(c);
-}
-END_TEST
-
-START_TEST(test_failed_with_c)
-{
-	/* A failed status wins over any C the reply carries. */
-	float *c = malloc(sizeof(float) * M * N);
-	struct fake f;
-	rxg_client *h;
-
-	ck_assert_ptr_nonnull(c);
-	fake_start(&f, FAILED_WITH_C);
-	ck_assert_int_eq(run_gemm(&f, 0.0f, c, &h), RXG_EINTERNAL);
-	ck_assert_msg(strstr(rxg_errmsg(h), "scripted failure"), "error: %s", rxg_errmsg(h));
-	for (size_t j = 0; j < (size_t)M * N; j++)
-		ck_assert(c[j] == 7.0f);
 	rxg_close(h);
 	fake_stop(&f);
 	free(c);
@@ -381,11 +310,7 @@ int main(void)
 	/* The replies go inline: no shared memory to stage through. */
 	setenv("RXGEMM_STAGE_BYTES", "off", 1);
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_good);
-	tcase_add_test(tc, test_cut);
-	tcase_add_test(tc, test_c_twice);
-	tcase_add_test(tc, test_other_id);
-	tcase_add_test(tc, test_failed_with_c);
+	tcase_add_loop_test(tc, test_reply, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

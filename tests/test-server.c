@@ -1316,25 +1316,6 @@ START_TEST(test_proto_big_reply)
 }
 END_TEST
 
-/* A length-delimited field (tag, length, data) at out; its bytes. */
-static size_t put_len_field(uint8_t *out, uint32_t num, const void *data, size_t len)
-{
-	size_t at = 0;
-
-	for (uint64_t v = (uint64_t)num << 3 | 2;; v >>= 7) {
-		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		if (v < 0x80)
-			break;
-	}
-	for (uint64_t v = len;; v >>= 7) {
-		out[at++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-		if (v < 0x80)
-			break;
-	}
-	memcpy(out + at, data, len);
-	return at + len;
-}
-
 /* Operands and results of 64 KiB and more in the frames, which the daemon reads without
  * protobuf-c's copies (proto/lift.c: A, B and C where the frame holds them, moved to
  * float alignment, C's result sent from where the device put it) and librxgemm receives
@@ -1377,11 +1358,11 @@ START_TEST(test_proto_large_inline)
 	ck_assert_ptr_nonnull(gb);
 	ck_assert_ptr_nonnull(frame);
 	rxgemm__gemm_request__pack(&g, gb);
-	glen += put_len_field(gb + glen, 12, p.a, a_bytes);
+	glen += raw_put_field(gb + glen, 12, p.a, a_bytes);
 	size_t len = FRAME_HEADER_BYTES;
 	frame[len++] = 0x08; /* request_id 77 */
 	frame[len++] = 77;
-	len += put_len_field(frame + len, 3, gb, glen);
+	len += raw_put_field(frame + len, 3, gb, glen);
 	frame_header_put(frame, (uint32_t)(len - FRAME_HEADER_BYTES));
 	raw_send_bytes(&r, frame, len);
 	Rxgemm__Reply *rep = raw_expect(&r, 77, RXGEMM__STATUS__STATUS_OK, NULL);

@@ -64,6 +64,21 @@ uint8_t *raw_frame(const Rxgemm__Request *req, const void *extra, size_t extra_l
 	return f;
 }
 
+size_t raw_put_field(uint8_t *out, uint32_t num, const void *data, size_t len)
+{
+	const uint64_t v[2] = { (uint64_t)num << 3 | 2, len };
+	size_t at = 0;
+
+	for (int i = 0; i < 2; i++)
+		for (uint64_t x = v[i];; x >>= 7) {
+			out[at++] = (uint8_t)((x & 0x7f) | (x >= 0x80 ? 0x80 : 0));
+			if (x < 0x80)
+				break;
+		}
+	memcpy(out + at, data, len);
+	return at + len;
+}
+
 void raw_send_extra(struct raw *r, const Rxgemm__Request *req, const void *extra,
 		    size_t extra_len)
 {

@@ -34,6 +34,10 @@ void raw_send_bytes(struct raw *r, const void *data, size_t len);
 uint8_t *raw_frame(const Rxgemm__Request *req, const void *extra, size_t extra_len,
 		   size_t *len);
 void raw_send(struct raw *r, const Rxgemm__Request *req);
+/* A length-delimited field (tag, length, data) written by hand at out, for messages
+ * protobuf-c would never pack (a field twice, a field past its message); its bytes (at
+ * most len + 15). */
+size_t raw_put_field(uint8_t *out, uint32_t num, const void *data, size_t len);
 void raw_send_extra(struct raw *r, const Rxgemm__Request *req, const void *extra,
 		    size_t extra_len);
 /* len bytes in one sendmsg with n (at most 16, may be 0) descriptors attached. */
