@@ -35,6 +35,7 @@
 #include "frame.h"
 #include "sockpath.h"
 #include "lift.h"
+#include "wirecheck.h"
 #include "transport.h"
 
 /* The public codes are the wire's codes, so that a daemon status passes through as is. */
@@ -411,8 +412,8 @@ static int read_lifted(struct rxg_client *c, size_t len, Rxgemm__Reply **out, ui
 	/* Into the caller's array only for a reply that says it succeeded (no status field:
 	 * STATUS_OK) to a request waiting for it. */
 	uint64_t status;
-	if (lift_varint_field(prefix, cut.outer_start, 1, &id) == 0 &&
-	    lift_varint_field(prefix, cut.outer_start, 2, &status) < 0)
+	if (wirecheck_varint_field(prefix, cut.outer_start, 1, &id) == 0 &&
+	    wirecheck_varint_field(prefix, cut.outer_start, 2, &status) == -ENOENT)
 		dest = direct_take(c, id, &cut);
 	data = dest ? (uint8_t *)dest->c : malloc(cut.len);
 	suffix = malloc(suffix_len ? suffix_len : 1);

@@ -397,25 +397,3 @@ int lift_cut_restore(ProtobufCMessage *m, const struct lift_cut *cut, uint8_t *d
 
 	return lift_restore(m, data, &f, 1);
 }
-
-int lift_varint_field(const uint8_t *p, size_t len, uint32_t num, uint64_t *v)
-{
-	struct lift_wfield w;
-	size_t pos = 0;
-	int found = -1;
-
-	while (pos < len) {
-		if (lift_next(p, len, &pos, &w) < 0)
-			return -1;
-		if (w.num == num && w.wt == WT_VARINT) {
-			size_t at = w.tag_end;
-			uint64_t x;
-
-			if (lift_varint(p, len, &at, &x) < 0)
-				return -1;
-			*v = x;
-			found = 0;
-		}
-	}
-	return found;
-}

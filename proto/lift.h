@@ -66,7 +66,8 @@ int lift_splice(const uint8_t *packed, size_t len, uint32_t outer, uint32_t inne
  * message's first bytes, so that the data can be read straight into memory of its own. */
 struct lift_cut {
 	uint32_t outer, inner;
-	size_t outer_start;   /* the outer field's tag: every field before it is in the prefix */
+	size_t outer_start;   /* the outer field's tag: every field before it is in the prefix
+			       * (wirecheck_varint_field reads them) */
 	size_t outer_tag_end; /* the outer field's tag ends here; its length follows */
 	size_t outer_data, outer_len;
 	size_t field_start;   /* the lifted field's tag */
@@ -90,10 +91,6 @@ int lift_cut_reduce(const struct lift_cut *cut, const uint8_t *prefix, const uin
 /* Point m's field cut->outer.inner at data (len bytes; m takes it: free_unpacked frees it
  * with free()). 0, or -EINVAL as lift_restore. */
 int lift_cut_restore(ProtobufCMessage *m, const struct lift_cut *cut, uint8_t *data);
-
-/* The value of the last varint field num among the whole fields of p[0..len): 0 with *v
- * set, or -1 when there is none or p does not parse. */
-int lift_varint_field(const uint8_t *p, size_t len, uint32_t num, uint64_t *v);
 
 /* Bytes of the varint encoding of v. */
 size_t lift_varint_size(uint64_t v);
