@@ -115,16 +115,23 @@ summarize() {
 	echo "tests: $passed passed, $failed failed, $skipped skipped"
 }
 
-test_all() {
-	local status=0
-	say "make check"
-	make -j"$(nproc)" check || status=$?
-	for f in tests/*.log; do
+# print_failed DIR: the log of each test under DIR/tests that did not pass, so that a CI
+# record shows why, not only which.
+print_failed() {
+	local f
+	for f in "$1"/tests/*.log; do
 		case "$(sed -n 's/^:test-result: //p' "${f%.log}.trs" 2>/dev/null)" in
 		PASS) ;;
 		*) [ -f "${f%.log}.trs" ] && { echo "--- $f"; cat "$f"; } ;;
 		esac
 	done
+}
+
+test_all() {
+	local status=0
+	say "make check"
+	make -j"$(nproc)" check || status=$?
+	print_failed .
 	summarize
 	[ "$status" -eq 0 ] || exit "$status"
 	# It installs packages and adds the user rxgemm: only in CI or when asked for.
@@ -135,7 +142,15 @@ test_all() {
 		[ "$status" -eq 0 ] || [ "$status" -eq 77 ] || exit "$status"
 	fi
 	say "make distcheck"
-	make -j"$(nproc)" distcheck
+	status=0
+	make -j"$(nproc)" distcheck || status=$?
+	if [ "$status" -ne 0 ]; then
+		# distcheck's own build, left behind when its check fails.
+		for d in rxgemmd-*/_build/sub; do
+			[ -d "$d" ] && print_failed "$d"
+		done
+		exit "$status"
+	fi
 	# The hardening checks, in CI or each when asked for (RXGEMM_TEST_SOAK=1,
 	# RXGEMM_TEST_FUZZ=1, RXGEMM_TEST_SANITIZE=1): a short soak, the fuzzers for a minute
 	# each, make check under ASan and UBSan. The last two build in directories of their

@@ -576,6 +576,16 @@ unsigned rxg__copy_running(void)
 	return n;
 }
 
+unsigned rxg__copy_sleeping(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&pool.lock);
+	n = pool.sleepers;
+	pthread_mutex_unlock(&pool.lock);
+	return n;
+}
+
 /* Unloaded (dlclose, or the process exits) with a handle still open: no thread of ours may
  * outlive the code it runs. */
 __attribute__((destructor)) static void copy_unload(void)

@@ -76,7 +76,8 @@ unsigned rxg__copy_threads(void);
 /* The parse of RXGEMM_COPY_THREADS's value v (NULL: unset) for a process allowed cpus
  * CPUs: 1 to RXG__COPY_MAX_THREADS as given, else the default (cpus, at most 16). */
 unsigned rxg__copy_threads_parse(const char *v, unsigned cpus);
-/* The copy threads running now (for tests). */
+/* The copy threads running now, and those of them asleep waiting for work (for tests). */
 unsigned rxg__copy_running(void);
+unsigned rxg__copy_sleeping(void);
 
 #endif

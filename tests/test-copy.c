@@ -13,9 +13,9 @@
  *   spin:     with the pool polling (rxg__copy_spin_set): pieces down to the smaller
  *             size, copies of every kind back to back (within the window) and from
  *             several threads, each result checked; the workers asleep again once the
- *             window has passed (the process's CPU time over a sleep); a drop while they
- *             poll joins them at once and a new hold starts them again; RXGEMM_COPY_SPIN=0
- *             turns it off
+ *             window has passed (each waiting for work, then the process's CPU time over
+ *             a sleep); a drop while they poll joins them at once and a new hold starts
+ *             them again; RXGEMM_COPY_SPIN=0 turns it off
  *
  * The process runs with RXGEMM_COPY_THREADS=4 (set in main), so that the threads are
  * there on a machine of any size. */
@@ -238,13 +238,13 @@ START_TEST(test_copies_threaded)
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 	/* Opened again: started again, and joined again. */
 	rxg__copy_hold();
 	all_cases(3);
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
 	rxg__copy_drop();
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 	/* An extra drop (none held) does nothing. */
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
@@ -272,7 +272,7 @@ START_TEST(test_concurrent)
 	for (unsigned i = 0; i < 5; i++)
 		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
 	rxg__copy_drop();
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 }
 END_TEST
 
@@ -312,7 +312,7 @@ START_TEST(test_fork)
 
 		all_cases(5); /* a failed check exits non-zero */
 		rxg__copy_drop();
-		bad |= (rxg__copy_running() != 0 || tasks_count() != 1) << 1;
+		bad |= (rxg__copy_running() != 0 || tasks_wait(1) != 1) << 1;
 		_exit(bad ? 10 + bad : 0);
 	}
 	int status;
@@ -440,7 +440,7 @@ START_TEST(test_spin_copies)
 	check_back_to_back(2, 54);
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 }
 END_TEST
 
@@ -461,25 +461,31 @@ static void sleep_ns(uint64_t ns)
 		;
 }
 
-/* The workers poll for a bounded time after a copy, then sleep: once the window has
- * passed, the process spends (nearly) no CPU while its main thread sleeps. Three workers
- * polling would spend up to 900 ms of it over the 300 ms, and still a good share of it on
- * a loaded machine; the bound leaves lots of margin for the rest. */
+/* The workers poll for a bounded time after a copy, then sleep: all of them are asleep a
+ * while after the window has passed, and the process then spends (nearly) no CPU while its
+ * main thread sleeps. The wait is for the event (each worker on pool.work), not a time: a
+ * worker that a loaded machine kept off its core polls its whole window once it runs. Three
+ * workers polling would spend up to 900 ms of CPU over the 300 ms; asleep, none. */
 START_TEST(test_spin_sleeps)
 {
 	struct rxg__copy c = flat(4 * PIECE);
 	uint64_t t0, cpu;
+	unsigned asleep = 0;
 
 	rxg__copy_hold();
 	rxg__copy_spin_set(20 * MS);
 	check_job(&c, 1, 70, "a copy, the pool polling");
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
-	sleep_ns(100 * MS); /* past the window */
+	/* 30000 naps of 1 ms or more: 30 s at least, 1500 windows. */
+	for (int i = 0; i < 30000 && (asleep = rxg__copy_sleeping()) < TEST_THREADS - 1; i++)
+		sleep_ns(1 * MS);
+	ck_assert_msg(asleep == TEST_THREADS - 1, "%u of %u copy threads asleep 30 s after a "
+		      "window of 20 ms: the others still poll", asleep, TEST_THREADS - 1);
 	t0 = cpu_ns();
 	sleep_ns(300 * MS);
 	cpu = cpu_ns() - t0;
-	ck_assert_msg(cpu < 50 * MS, "%.1f ms of CPU over a sleep of 300 ms that began 80 ms "
-		      "after the window ran out: the copy threads still poll", (double)cpu / MS);
+	ck_assert_msg(cpu < 50 * MS, "%.1f ms of CPU over a sleep of 300 ms with the copy threads "
+		      "asleep: something woke them", (double)cpu / MS);
 	rxg__copy_spin_set(0);
 	rxg__copy_drop();
 }
@@ -499,7 +505,7 @@ START_TEST(test_spin_drop)
 	ck_assert_uint_eq(rxg__copy_running(), TEST_THREADS - 1);
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 	rxg__copy_hold();
 	rxg__copy_spin_set(3600000 * MS);
 	check_job(c, 2, 81, "after a new hold");
@@ -507,13 +513,13 @@ START_TEST(test_spin_drop)
 	check_job(&c[1], 1, 82, "after a new hold, again");
 	rxg__copy_drop();
 	ck_assert_uint_eq(rxg__copy_running(), 0);
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 	rxg__copy_spin_set(0);
 	/* Held again with the pool asleep: as before any polling. */
 	rxg__copy_hold();
 	check_job(c, 2, 83, "the pool asleep again");
 	rxg__copy_drop();
-	ck_assert_int_eq(tasks_count(), tasks0);
+	ck_assert_int_eq(tasks_wait(tasks0), tasks0);
 }
 END_TEST
 
