@@ -51,6 +51,8 @@ struct rxd_worker {
 	void *on_lost_arg;
 	uint64_t jobs_run;           /* worker thread */
 	uint64_t inject_loss_at;     /* $RXGEMMD_TEST_DEVICE_LOSS: job N fails as lost; 0 never */
+	int pin_inline;              /* RXD_PIPELINE_* values, from $RXGEMMD_PIN_INLINE: auto
+				      * (devices with memory of their own), always, never */
 	void (*done)(struct rxd_job *job, void *arg); /* called on the loop thread */
 	void *done_arg;
 	_Atomic uint64_t busy_since_ns; /* when the running job started; 0 when idle */
@@ -197,6 +199,95 @@ static uint64_t worker_pin_regions(struct rxd_worker *w, struct rxd_job *job)
 	return now_ns() - t0;
 }
 
+/* Operands in the request's own bytes (and the result's host buffer) of at least this
+ * much are pinned for their job (worker_pin_inline). On the H200 machine wrapping 4 MiB
+ * took 0.47 ms, about what copying it from pageable memory does (0.39 up, 0.46 down), and
+ * 64 MiB 4.8 ms against 10.5 and 7.0 (tests/bench-xfer, docs/PERFORMANCE.md). */
+#define WORKER_PIN_MIN_BYTES (4u << 20)
+
+/* Inline operands pinned for one job: the wrappers, released when it ends, and the time
+ * that pinning them took (counted in the job's h2d time). */
+struct worker_pins {
+	cl_mem mem[4];
+	int n;
+	uint64_t ns;
+};
+
+/* Whether bytes at p lie in one of job's regions (wrapped already, worker_pin_regions). */
+static bool worker_in_region(const struct rxd_job *job, const void *p, size_t bytes)
+{
+	const uint8_t *q = p;
+
+	for (int i = 0; i < RXD_JOB_REGIONS && job->regions[i]; i++) {
+		const struct rxd_region *r = job->regions[i];
+
+		if (q >= r->base && q < r->base + r->bytes &&
+		    bytes <= (uint64_t)(r->base + r->bytes - q))
+			return true;
+	}
+	return false;
+}
+
+/* Pin bytes at p for the job, as worker_pin_regions does a region: wrapped in a
+ * CL_MEM_USE_HOST_PTR buffer, which NVIDIA's driver pins, the job's copies from and to
+ * them run at the bus's speed instead of through the driver's bounce buffer (55 against
+ * 5.6 GB/s up on the H200, docs/PERFORMANCE.md), for the pinning's cost (about 0.04 ms a
+ * MiB). Where it fails, or the range is small or a region's, nothing happens: the copies
+ * are as from any host memory. */
+static void worker_pin_range(struct rxd_worker *w, const struct rxd_job *job,
+			     struct worker_pins *pins, const void *p, size_t bytes)
+{
+	struct rxd_device *dev = w->engine->dev;
+	size_t min = w->pin_inline == RXD_PIPELINE_ALWAYS ? 1 : WORKER_PIN_MIN_BYTES;
+	cl_int e;
+
+	if (!p || bytes < min || bytes > dev->max_alloc_bytes ||
+	    pins->n == (int)(sizeof(pins->mem) / sizeof(pins->mem[0])) ||
+	    worker_in_region(job, p, bytes))
+		return;
+	pins->mem[pins->n] = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
+					    bytes, (void *)p, &e);
+	if (pins->mem[pins->n])
+		pins->n++;
+	else
+		log_msg(LOG_DEBUG, "%zu bytes of a job cannot be pinned (%s): copied from "
+			"pageable memory", bytes, device_strerror(e));
+}
+
+/* A GEMM's operands that came in its request, and the host buffer its result goes back
+ * from, pinned for the job on a device with memory of its own (RXGEMMD_PIN_INLINE=auto;
+ * always: on any device and of any size, for the tests). */
+static void worker_pin_inline(struct rxd_worker *w, struct rxd_job *job,
+			      struct worker_pins *pins)
+{
+	const struct rxd_gemm *g = &job->g;
+	uint64_t t0 = now_ns();
+
+	if (w->pin_inline == RXD_PIPELINE_NEVER ||
+	    (w->pin_inline == RXD_PIPELINE_AUTO && w->engine->dev->host_unified))
+		return;
+	if (!job->tensors[0])
+		worker_pin_range(w, job, pins, g->a, g->a_elems * sizeof(float));
+	if (!job->tensors[1])
+		worker_pin_range(w, job, pins, g->b, g->b_elems * sizeof(float));
+	if (!job->tensors[2])
+		worker_pin_range(w, job, pins, g->c, g->c_given_elems * sizeof(float));
+	if (!job->tensors[3] && !job->c_dest)
+		worker_pin_range(w, job, pins, job->c_out, g->c_elems * sizeof(float));
+	if (!pins->n)
+		return;
+	pins->ns += now_ns() - t0;
+	log_msg(LOG_DEBUG, "job %llu of client %u: %d inline range(s) pinned in %.3f ms",
+		(unsigned long long)job->request_id, job->conn_id, pins->n,
+		(double)(now_ns() - t0) / 1e6);
+}
+
+static void worker_unpin(struct worker_pins *pins)
+{
+	while (pins->n > 0)
+		clReleaseMemObject(pins->mem[--pins->n]);
+}
+
 /* A NAS job's weights and input from device tensors (tensors[0] and [1]): read back to
  * the host, where nas_job_run folds the weights and uploads the input like any others
  * (one device copy each way: the client's data still crosses the socket not at all). */
@@ -230,7 +321,8 @@ static int worker_nas_tensors(struct rxd_worker *w, struct rxd_job *job)
 
 /* A GEMM job: its result's host memory, then admission (admit.c) for where its operands
  * are (device tensors, regions run in place, or uploaded from the host), then the run. */
-static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd_admit *adm)
+static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd_admit *adm,
+			   struct worker_pins *pins)
 {
 	struct rxd_gemm_engine *eng = w->engine;
 	bool tensors = job->tensors[0] || job->tensors[1] || job->tensors[2] || job->tensors[3];
@@ -245,6 +337,7 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
 	dest = job->c_dest ? job->c_dest : job->c_out;
 	if (!job->tensors[3] && !dest)
 		return error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
+	worker_pin_inline(w, job, pins);
 	if (tensors) {
 		make[0] = !job->tensors[0];
 		make[1] = !job->tensors[1];
@@ -287,6 +380,7 @@ static int worker_pause(void *arg);
 static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 {
 	struct rxd_admit adm;
+	struct worker_pins pins = { .n = 0, .ns = 0 };
 	uint64_t pin_ns = 0;
 	float *dest;
 
@@ -343,10 +437,11 @@ static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 						      &job->dev_t, &job->err);
 		}
 	} else {
-		job->err.status = worker_run_gemm(w, job, &adm);
+		job->err.status = worker_run_gemm(w, job, &adm, &pins);
 	}
 	admit_release(&adm);
-	job->dev_t.h2d_ns += pin_ns;
+	worker_unpin(&pins);
+	job->dev_t.h2d_ns += pin_ns + pins.ns;
 	job->finished_ns = now_ns();
 	return job->err.status != RXD_S_OK && adm.later;
 }
@@ -710,6 +805,14 @@ int worker_start(struct rxd_worker **out, struct uv_loop_s *loop,
 	*out = NULL;
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
+	env = getenv("RXGEMMD_PIN_INLINE");
+	if (env && strcmp(env, "always") == 0)
+		w->pin_inline = RXD_PIPELINE_ALWAYS;
+	else if (env && strcmp(env, "never") == 0)
+		w->pin_inline = RXD_PIPELINE_NEVER;
+	else if (env && *env && strcmp(env, "auto") != 0)
+		log_msg(LOG_WARNING, "RXGEMMD_PIN_INLINE=%s is not auto, always or never: auto",
+			env);
 	env = getenv("RXGEMMD_TEST_DEVICE_LOSS");
 	if (env && *env) {
 		w->inject_loss_at = strtoull(env, NULL, 10);

@@ -106,8 +106,10 @@ static void daemon_up_pipelined(void)
 {
 	static const char *const args[] = { "--zero-copy", "never", NULL };
 	setenv("RXGEMMD_PIPELINE", "always", 1);
+	setenv("RXGEMMD_PIN_INLINE", "always", 1); /* as on a GPU, and of any size */
 	daemon_up_args(args);
 	unsetenv("RXGEMMD_PIPELINE");
+	unsetenv("RXGEMMD_PIN_INLINE");
 	setenv("RXGEMM_READY_WORDS", "1", 1);
 }
 
@@ -124,6 +126,23 @@ START_TEST(test_lib_ready_used)
 		n += strstr(line, ": waits for a_ready b_ready") != NULL;
 	fclose(f);
 	ck_assert_msg(n >= 4, "%d staged jobs sent ready words; want every one before", n);
+}
+END_TEST
+
+/* The daemon's log says that jobs pinned their inline operands and results for their
+ * run (RXGEMMD_PIN_INLINE=always), the cases before with those in the frames. */
+START_TEST(test_pinned_ran)
+{
+	char line[512];
+	int n = 0;
+	FILE *f = fopen(g_daemon.log_path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, " inline range(s) pinned in ") != NULL;
+	fclose(f);
+	ck_assert_msg(n >= 16, "%d jobs pinned inline ranges; want the mixed cases' at least",
+		      n);
 }
 END_TEST
 
@@ -1765,6 +1784,7 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_lib_staged);
 	tcase_add_test(tc, test_proto_ready);
 	tcase_add_test(tc, test_pipelined_ran);
+	tcase_add_test(tc, test_pinned_ran);
 	tcase_add_test(tc, test_lib_ready_used);
 	suite_add_tcase(s, tc);
 	return s;

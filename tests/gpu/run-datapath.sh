@@ -97,6 +97,13 @@ step latency-shm latency-shm.json bench-sharing --socket "$SOCK" --latency --siz
 	--iterations 3000 --shm --json
 rxgemm --socket "$SOCK" status --json >"$OUT/status.json" 2>&1
 stop_daemon
+# The frames path again with its operands and result copied from pageable memory, as
+# before the daemon pinned them for the job (RXGEMMD_PIN_INLINE=never), for comparison.
+start_daemon RXGEMMD_PIN_INLINE=never
+step overhead-frames-unpinned overhead-frames-unpinned.json env RXGEMM_STAGE_BYTES=off \
+	bench-sharing --socket "$SOCK" --overhead --no-shm --sizes "$SIZES" --repeat "$REPEAT" \
+	--json
+stop_daemon
 
 python3 - "$OUT" >"$OUT/summary.md" 2>"$OUT/summary.err" <<'PY'
 import csv, json, os, sys
@@ -114,7 +121,7 @@ try:
 except Exception as e:
     print("(torch.csv: %s)" % e)
 ours = {}
-for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-noshm-t1.json", "inline1"), ("overhead-frames.json", "frames"), ("overhead-serial.json", "serial"), ("overhead-resident.json", "resident")):
+for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"), ("overhead-noshm-t1.json", "inline1"), ("overhead-frames.json", "frames"), ("overhead-frames-unpinned.json", "frames0"), ("overhead-serial.json", "serial"), ("overhead-resident.json", "resident")):
     j = load(name)
     if not j: continue
     rows = j.get("results", j if isinstance(j, list) else [])
@@ -126,8 +133,8 @@ for name, label in (("overhead.json", "shm"), ("overhead-noshm.json", "inline"),
 # bench-sharing's back-to-back pass, its jobs timed with nothing between them as
 # torch_anchors.py times its own (the other columns check each C between jobs, a gap longer
 # than the daemon's busy poll); older JSON without it shows "-".
-print("| n | frames ms | host arrays 1 thread ms | host arrays ms | host/pinned | host b2b ms | host b2b/pinned | torch pageable ms | shm ms | torch pinned ms | shm/pinned | shm b2b ms | shm b2b/pinned | resident ms | resident b2b ms | torch resident ms | resident/resident | shm unpipelined ms | shm h2d+kernel+d2h ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| n | frames unpinned ms | frames ms | host arrays 1 thread ms | host arrays ms | host/pinned | host b2b ms | host b2b/pinned | torch pageable ms | shm ms | torch pinned ms | shm/pinned | shm b2b ms | shm b2b/pinned | resident ms | resident b2b ms | torch resident ms | resident/resident | shm unpipelined ms | shm h2d+kernel+d2h ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 def ms(r): return None if not r else r.get("wall_p50_ms")
 def b2b(r): return None if not r else r.get("b2b_p50_ms")
 f = lambda x: "-" if x is None else "%.3f" % x
@@ -139,14 +146,15 @@ for n in sorted({k[1] for k in ours}):
     def ph(r):
         if not r: return "-"
         return "%.3f+%.3f+%.3f" % (r.get("h2d_p50_ms") or 0, r.get("kernel_p50_ms") or 0, r.get("d2h_p50_ms") or 0)
-    fr = ours.get(("frames", n)); i1 = ours.get(("inline1", n))
-    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(ms(fr)), f(ms(i1)), f(ms(i)), rat(ms(i), p), f(b2b(i)), rat(b2b(i), p), f(pg), f(ms(s)), f(p), rat(ms(s), p), f(b2b(s)), rat(b2b(s), p), f(ms(r)), f(b2b(r)), f(rs), rat(ms(r), rs), f(ms(se)), ph(s)))
+    fr = ours.get(("frames", n)); i1 = ours.get(("inline1", n)); f0 = ours.get(("frames0", n))
+    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (n, f(ms(f0)), f(ms(fr)), f(ms(i1)), f(ms(i)), rat(ms(i), p), f(b2b(i)), rat(b2b(i), p), f(pg), f(ms(s)), f(p), rat(ms(s), p), f(b2b(s)), rat(b2b(s), p), f(ms(r)), f(b2b(r)), f(rs), rat(ms(r), rs), f(ms(se)), ph(s)))
 # Each target against torch pinned, per n: checked / back to back.
 def vs_pinned(label):
     return ", ".join("%d: %s / %s" % (n, rat(ms(ours.get((label, n))), torch.get(("pinned", n))), rat(b2b(ours.get((label, n))), torch.get(("pinned", n))))
                      for n in sorted({k[1] for k in ours}))
 print("\nThe targets (over torch pinned, checked / b2b): shm at most 1.1x (%s);" % vs_pinned("shm"))
 print("host arrays at most 2x (%s);" % vs_pinned("inline"))
+print("frames (%s; unpinned %s);" % (vs_pinned("frames"), vs_pinned("frames0")))
 print("resident within 1.1x of the kernel alone.")
 try:
     rows = list(csv.DictReader(open(os.path.join(d, "copy.csv"))))
