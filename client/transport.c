@@ -64,6 +64,7 @@ struct rxg_client {
 	int fd;                           /* open until rxg_close, shut down once broken */
 	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at Hello */
 	bool ready_words;                 /* RXGEMM_READY_WORDS (stage.c); set at Hello */
+	bool pad;                         /* the daemon takes GemmRequest.pad (send_aligned) */
 	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
 	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
 	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
@@ -220,6 +221,90 @@ static void sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data
 	c->send_len += len;
 }
 
+/* A GEMM's inline operands start this many bytes apart from the request's start
+ * (GemmRequest.pad): the daemon reads them as floats where they arrive, in a buffer that
+ * malloc aligns so at least, and moves one that is not 4-byte aligned first. protobuf-c's
+ * layout put A and B 1 to 3 bytes off: a move of every operand byte on the daemon's loop
+ * thread, which all clients wait behind. */
+#define SEND_ALIGN 16
+
+/* send_request for a GEMM with inline operands of LIFT_MIN_BYTES or more, to a daemon that
+ * takes pad fields: each goes out from the caller's memory after a pad that aligns it
+ * (lift_splice_aligned). -1 when this does not apply (nothing sent; pack it whole), else
+ * as send_request. */
+static int send_aligned(struct rxg_client *c, const Rxgemm__Request *req, uint64_t limit)
+{
+	static const char *const names[] = { "a", "b", "c" };
+	const ProtobufCFieldDescriptor *fd;
+	Rxgemm__GemmRequest small;
+	Rxgemm__Request top;
+	struct lift_put puts[3];
+	const uint8_t *data[3];
+	size_t n = 0, seg_end[3], tail, plen, total;
+	uint8_t *packed = NULL, *head = NULL;
+	int rc = -1;
+
+	if (!c->pad || req->body_case != RXGEMM__REQUEST__BODY_GEMM || !req->gemm)
+		return -1;
+	small = *req->gemm;
+	top = *req;
+	top.gemm = &small;
+	for (size_t i = 0; i < 3; i++) {
+		ProtobufCBinaryData *f = i == 0 ? &small.a : i == 1 ? &small.b : &small.c;
+
+		fd = protobuf_c_message_descriptor_get_field_by_name(&rxgemm__gemm_request__descriptor,
+								      names[i]);
+		if (f->len < LIFT_MIN_BYTES || !fd)
+			continue;
+		puts[n] = (struct lift_put){ .inner = fd->id, .len = f->len };
+		data[n++] = f->data;
+		f->len = 0;
+		f->data = NULL;
+	}
+	const ProtobufCFieldDescriptor *gemm = protobuf_c_message_descriptor_get_field_by_name(
+		&rxgemm__request__descriptor, "gemm");
+	fd = protobuf_c_message_descriptor_get_field_by_name(&rxgemm__gemm_request__descriptor,
+							      "pad");
+	if (!n || !gemm || !fd)
+		return -1;
+	plen = rxgemm__request__get_packed_size(&top);
+	packed = malloc(plen);
+	head = malloc(plen + LIFT_SPLICE_EXTRA + n * LIFT_ALIGN_EXTRA);
+	if (!packed || !head) {
+		rc = fail(c, RXG_ENOMEM, "cannot allocate %zu bytes for a request", 2 * plen);
+		goto out;
+	}
+	rxgemm__request__pack(&top, packed);
+	if (lift_splice_aligned(packed, plen, gemm->id, fd->id, puts, n, SEND_ALIGN, head,
+				seg_end, &tail) < 0)
+		goto out; /* -1: pack it whole */
+	total = seg_end[n - 1] + plen - tail;
+	for (size_t i = 0; i < n; i++)
+		total += puts[i].len;
+	if (total > limit) {
+		rc = fail(c, RXG_ETOOBIG,
+			  "the request is %zu bytes, more than the %llu bytes the daemon accepts in "
+			  "one message",
+			  total, (unsigned long long)limit);
+		goto out;
+	}
+	struct sock_sink sink = { .base = { sink_append }, .c = c, .rc = RXG_OK };
+	frame_header_put(c->send_buf, (uint32_t)total);
+	c->send_len = FRAME_HEADER_BYTES;
+	for (size_t i = 0; i < n; i++) {
+		size_t from = i ? seg_end[i - 1] : 0;
+
+		sink_append(&sink.base, seg_end[i] - from, head + from);
+		sink_append(&sink.base, puts[i].len, data[i]);
+	}
+	sink_append(&sink.base, plen - tail, packed + tail);
+	rc = sink.rc != RXG_OK ? sink.rc : send_flush(c);
+out:
+	free(packed);
+	free(head);
+	return rc;
+}
+
 /* Frame and send req. Fails without sending anything (RXG_ETOOBIG) when the message is over
  * the daemon's max_frame_bytes; the connection breaks on an I/O error. */
 static int send_request(struct rxg_client *c, const Rxgemm__Request *req)
@@ -232,6 +317,9 @@ static int send_request(struct rxg_client *c, const Rxgemm__Request *req)
 	if (limit > UINT32_MAX)
 		limit = UINT32_MAX;
 
+	int rc = send_aligned(c, req, limit);
+	if (rc >= 0)
+		return rc;
 	if (body_bytes > limit)
 		return fail(c, RXG_ETOOBIG,
 			    "the request is %zu bytes, more than the %llu bytes the daemon accepts in "
@@ -929,6 +1017,9 @@ static int hello(struct rxg_client *c, const char *client_name)
 	 * process's, so the last handle to connect sets it for all. */
 	rxg__copy_spin_set(c->spin_ns);
 	c->ready_words = ready_setting(h);
+	c->pad = false;
+	for (size_t i = 0; i < h->n_capabilities; i++)
+		c->pad |= h->capabilities[i] && !strcmp(h->capabilities[i], "pad");
 out:
 	rxg__pending_free(p);
 	return rc;

@@ -121,6 +121,8 @@ static void wire_frame_align(struct wire_frame *f)
 			continue;
 		memmove(f->body + l->offset - shift, f->body + l->offset, l->len);
 		l->offset -= shift;
+		log_msg(LOG_DEBUG, "request %u.%u's %zu bytes moved to float alignment (a pad "
+			"field before them saves that)", l->outer, l->inner, l->len);
 	}
 }
 
@@ -192,7 +194,7 @@ static void wire_refuse(struct rxd_conn *c, uint64_t request_id, const struct rx
 static void wire_hello(struct rxd_conn *c, const Rxgemm__Request *req)
 {
 	static char *capabilities[] = { "gemm", "status", "cancel", "shm", "tensor",
-					"ready-words", "nas", "search" };
+					"ready-words", "nas", "search", "pad" };
 	Rxgemm__Reply reply = RXGEMM__REPLY__INIT;
 	Rxgemm__HelloReply hello = RXGEMM__HELLO_REPLY__INIT;
 	const Rxgemm__Hello *h = req->hello;

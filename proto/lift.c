@@ -304,6 +304,78 @@ int lift_splice(const uint8_t *packed, size_t len, uint32_t outer, uint32_t inne
 	return 0;
 }
 
+/* The pad field of lift_splice_aligned before a field at pos (from the message's start)
+ * whose tag and length take field bytes: its data's length, so that the data starts at a
+ * multiple of align. */
+static size_t lift_pad_len(size_t pos, size_t pad_tag_len, size_t field, size_t align)
+{
+	return (align - (pos + pad_tag_len + 1 + field) % align) % align;
+}
+
+/* lift_splice_aligned's layout with the outer message's length in vs bytes and the first
+ * pad bump bytes longer (0 or align): written to head when head is not NULL. The outer
+ * message's length. */
+static size_t lift_aligned_layout(const uint8_t *packed, const struct lift_wfield *o,
+				  uint64_t pad_tag, const struct lift_put *puts, size_t n,
+				  size_t align, size_t vs, size_t bump, uint8_t *head,
+				  size_t *seg_end)
+{
+	size_t ptl = lift_varint_size(pad_tag), inner = o->dlen;
+	size_t at = o->tag_end + vs + o->dlen, data = 0; /* head's bytes; the data's before */
+
+	if (head) {
+		memcpy(head, packed, o->tag_end); /* the length (vs bytes) goes in last */
+		memcpy(head + o->tag_end + vs, packed + o->data, o->dlen);
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t tag = (uint64_t)puts[i].inner << 3 | WT_LEN;
+		size_t field = lift_varint_size(tag) + lift_varint_size(puts[i].len);
+		size_t pl = lift_pad_len(at + data, ptl, field, align) + (i ? 0 : bump);
+
+		if (head) {
+			lift_varint_put(head + at, pad_tag);
+			head[at + ptl] = (uint8_t)pl; /* < 128: one byte */
+			memset(head + at + ptl + 1, 0, pl);
+			lift_varint_put(head + at + ptl + 1 + pl, tag);
+			lift_varint_put(head + at + ptl + 1 + pl + lift_varint_size(tag),
+					puts[i].len);
+			seg_end[i] = at + ptl + 1 + pl + field;
+		}
+		at += ptl + 1 + pl + field;
+		data += puts[i].len; /* sent from the caller's memory, not head */
+		inner += ptl + 1 + pl + field + puts[i].len;
+	}
+	if (head)
+		lift_varint_put(head + o->tag_end, inner); /* vs bytes: the caller checked */
+	return inner;
+}
+
+int lift_splice_aligned(const uint8_t *packed, size_t len, uint32_t outer, uint32_t pad,
+			const struct lift_put *puts, size_t n, size_t align, uint8_t *head,
+			size_t *seg_end, size_t *tail)
+{
+	uint64_t pad_tag = (uint64_t)pad << 3 | WT_LEN;
+	struct lift_wfield o;
+
+	if (!n || !align || align > 64 || (align & (align - 1)) ||
+	    !lift_find_once(packed, len, outer, &o))
+		return -EINVAL;
+	/* The outer message's length comes before everything padded, and its varint's size
+	 * moves them all: try each size until the length it gives has that size. One more
+	 * byte of it shortens the first pad by one, so a length of exactly 128^k bytes with k
+	 * of them is 128^k - 1 with k + 1: the first pad then takes align more. */
+	for (size_t vs = 1; vs <= 10; vs++)
+		for (size_t bump = 0; bump <= align; bump += align)
+			if (lift_varint_size(lift_aligned_layout(packed, &o, pad_tag, puts, n, align,
+								 vs, bump, NULL, NULL)) == vs) {
+				lift_aligned_layout(packed, &o, pad_tag, puts, n, align, vs, bump,
+						    head, seg_end);
+				*tail = o.data + o.dlen;
+				return 0;
+			}
+	return -EINVAL;
+}
+
 int lift_locate(const uint8_t *prefix, size_t prefix_len, size_t total_len,
 		const struct lift_field *f, size_t n, size_t min_bytes, struct lift_cut *cut)
 {

@@ -62,6 +62,25 @@ void lift_clear(ProtobufCMessage *m, const struct lift_field *f, size_t n);
 int lift_splice(const uint8_t *packed, size_t len, uint32_t outer, uint32_t inner,
 		size_t data_len, uint8_t *head, size_t *head_len, size_t *tail);
 
+/* Several fields sent at once, each one's data at an aligned offset, for a reader that
+ * keeps the data where it arrived (the daemon's lifted fields are read as floats where
+ * they lie, and moved when they are not 4-byte aligned). packed[0..len) was packed with
+ * the fields empty; the message goes out as head[0..seg_end[0]), the data of puts[0],
+ * head[seg_end[0]..seg_end[1]), the data of puts[1], ..., then packed[tail..len). Before
+ * each field's tag a field pad (bytes, which the reader must ignore) makes its data start
+ * a multiple of align bytes (a power of two, at most 64) from the message's start. head
+ * takes at most len + LIFT_SPLICE_EXTRA + n * LIFT_ALIGN_EXTRA bytes. 0, or -EINVAL when
+ * outer is not in packed exactly once as a message or no such layout exists (send it
+ * another way then). */
+#define LIFT_ALIGN_EXTRA (2 * 64 + 3 * 10)
+struct lift_put {
+	uint32_t inner; /* a bytes field of outer */
+	size_t len;
+};
+int lift_splice_aligned(const uint8_t *packed, size_t len, uint32_t outer, uint32_t pad,
+			const struct lift_put *puts, size_t n, size_t align, uint8_t *head,
+			size_t *seg_end, size_t *tail);
+
 /* Reading a message as it arrives: where one lifted field's data lies, found from the
  * message's first bytes, so that the data can be read straight into memory of its own. */
 struct lift_cut {

@@ -285,6 +285,127 @@ START_TEST(test_splice)
 }
 END_TEST
 
+/* A GEMM request sent as librxgemm sends one to a daemon that takes pads: A, B and C
+ * spliced in after a pad each. Reassembled, each operand's data starts at a multiple of
+ * align; protobuf-c decodes it as the request packed whole (the pads aside), and so does
+ * the daemon's scan, which lifts every operand of LIFT_MIN_BYTES or more. The lengths
+ * cross the varint sizes of the operands' and of the GemmRequest's own length. */
+static void check_aligned(size_t a_len, size_t b_len, size_t c_len, size_t align, int64_t m)
+{
+	Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+	Rxgemm__GemmRequest g = RXGEMM__GEMM_REQUEST__INIT;
+	const size_t lens[3] = { a_len, b_len, c_len };
+	const uint8_t *datas[3];
+	uint8_t *a, *b, *c, *packed, *head, *all;
+	struct lift_put puts[3];
+	size_t n = 0, seg_end[3], tail, len, at, off[3];
+
+	g.m = m, g.n = 33, g.k = 1000, g.alpha = 1.5f, g.ldc = 40, g.priority = 2;
+	a = pattern(a_len ? a_len : 1, 11), b = pattern(b_len ? b_len : 1, 12);
+	c = pattern(c_len ? c_len : 1, 13);
+	datas[0] = a, datas[1] = b, datas[2] = c;
+	req.request_id = 99;
+	req.body_case = RXGEMM__REQUEST__BODY_GEMM;
+	req.gemm = &g;
+	for (size_t i = 0; i < 3; i++)
+		if (lens[i])
+			puts[n++] = (struct lift_put){ .inner = 12 + (uint32_t)i, .len = lens[i] };
+	len = rxgemm__request__get_packed_size(&req);
+	packed = malloc(len);
+	head = malloc(len + LIFT_SPLICE_EXTRA + 3 * LIFT_ALIGN_EXTRA);
+	ck_assert_ptr_nonnull(packed);
+	ck_assert_ptr_nonnull(head);
+	rxgemm__request__pack(&req, packed);
+	ck_assert_int_eq(lift_splice_aligned(packed, len, 3, 31, puts, n, align, head, seg_end,
+					     &tail), 0);
+	ck_assert_uint_le(seg_end[n - 1], len + LIFT_SPLICE_EXTRA + n * LIFT_ALIGN_EXTRA);
+	size_t all_len = seg_end[n - 1] + a_len + b_len + c_len + (len - tail);
+	all = malloc(all_len);
+	ck_assert_ptr_nonnull(all);
+	at = 0;
+	for (size_t i = 0, j = 0; i < 3; i++) {
+		if (!lens[i])
+			continue;
+		size_t from = j ? seg_end[j - 1] : 0;
+
+		memcpy(all + at, head + from, seg_end[j] - from);
+		at += seg_end[j] - from;
+		off[i] = at;
+		ck_assert_msg(at % align == 0, "operand %zu at %zu: not a multiple of %zu", i, at,
+			      align);
+		memcpy(all + at, datas[i], lens[i]);
+		at += lens[i];
+		j++;
+	}
+	memcpy(all + at, packed + tail, len - tail);
+	ck_assert_uint_eq(at + len - tail, all_len);
+
+	/* protobuf-c: the request as if packed whole, the pad given and ignored. */
+	Rxgemm__Request *r = rxgemm__request__unpack(NULL, all_len, all);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r->body_case, RXGEMM__REQUEST__BODY_GEMM);
+	ck_assert_uint_le(r->gemm->pad.len, 63);
+	r->gemm->pad.len = 0; /* (still freed with the message) */
+	g.a = (ProtobufCBinaryData){ a_len, a };
+	g.b = (ProtobufCBinaryData){ b_len, b };
+	g.c = (ProtobufCBinaryData){ c_len, c };
+	assert_same(&r->base, &req.base, "a request spliced aligned");
+	rxgemm__request__free_unpacked(r, NULL);
+
+	/* The daemon's scan lifts the large operands where they lie. */
+	struct lift_field f[3] = { { .outer = 3, .inner = 12 }, { .outer = 3, .inner = 13 },
+				   { .outer = 3, .inner = 14 } };
+	uint8_t *reduced;
+	size_t reduced_len;
+	int lifted = lift_scan(all, all_len, f, 3, LIFT_MIN_BYTES, &reduced, &reduced_len);
+	int want = (a_len >= LIFT_MIN_BYTES) + (b_len >= LIFT_MIN_BYTES) + (c_len >= LIFT_MIN_BYTES);
+	ck_assert_int_eq(lifted, want);
+	if (lifted > 0)
+		free(reduced);
+	for (size_t i = 0; i < 3; i++)
+		if (f[i].lifted)
+			ck_assert_uint_eq(f[i].offset, off[i]);
+	free(all), free(head), free(packed), free(a), free(b), free(c);
+}
+
+START_TEST(test_splice_aligned)
+{
+	const size_t lens[] = { 1, 100, 16300, 16371, 16384, 70000, (1u << 21) - 40,
+				(1u << 21) + 3 };
+	const size_t nl = sizeof(lens) / sizeof(lens[0]);
+
+	for (size_t i = 0; i < nl; i++)
+		for (size_t j = 0; j < nl; j += 3) {
+			check_aligned(lens[i], lens[j], 0, 16, 17);
+			check_aligned(lens[i], lens[j], lens[(i + j) % nl], 4, 1ll << 40);
+			check_aligned(lens[j], 0, lens[i], 64, 5);
+		}
+	/* The GemmRequest's own length at each varint size's edge: 16384 - 17 bytes of pads,
+	 * tags and data land each side of it as its small fields grow. */
+	for (int64_t m = 1; m < (1ll << 50); m = m * 2 + 1)
+		for (size_t d = 16300; d < 16400; d += 7)
+			check_aligned(d, 0, 0, 16, m);
+	/* Nothing to splice into, or an alignment that is not a power of two up to 64. */
+	Rxgemm__Request bare = RXGEMM__REQUEST__INIT;
+	struct lift_put put = { .inner = 12, .len = 100 };
+	uint8_t packed[64], head[64 + LIFT_SPLICE_EXTRA + LIFT_ALIGN_EXTRA];
+	size_t seg_end, tail, len = rxgemm__request__pack(&bare, packed);
+	ck_assert_int_eq(lift_splice_aligned(packed, len, 3, 31, &put, 1, 16, head, &seg_end,
+					     &tail), -EINVAL);
+	size_t glen;
+	uint8_t *a, *b, *c, *g = gemm_packed(1, 0, 0, 0, &glen, &a, &b, &c);
+	uint8_t *ghead = malloc(glen + LIFT_SPLICE_EXTRA + LIFT_ALIGN_EXTRA);
+	ck_assert_ptr_nonnull(ghead);
+	ck_assert_int_eq(lift_splice_aligned(g, glen, 3, 31, &put, 1, 16, ghead, &seg_end, &tail),
+			 0);
+	ck_assert_int_eq(lift_splice_aligned(g, glen, 3, 31, &put, 1, 12, ghead, &seg_end, &tail),
+			 -EINVAL);
+	ck_assert_int_eq(lift_splice_aligned(g, glen, 3, 31, &put, 1, 128, ghead, &seg_end,
+					     &tail), -EINVAL);
+	free(ghead), free(g), free(a), free(b), free(c);
+}
+END_TEST
+
 static const struct lift_field reply_lifts[] = { { .outer = 6, .inner = 1 },
 						 { .outer = 13, .inner = 1 } };
 
@@ -505,6 +626,7 @@ static Suite *lift_suite(void)
 	tc = tcase_create("send and receive");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_splice);
+	tcase_add_test(tc, test_splice_aligned);
 	tcase_add_test(tc, test_cut);
 	tcase_add_test(tc, test_cut_outside_outer);
 	tcase_add_test(tc, test_cut_damaged);

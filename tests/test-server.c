@@ -1316,19 +1316,27 @@ START_TEST(test_proto_big_reply)
 }
 END_TEST
 
+/* The daemon's debug line for an operand it moved to float alignment. */
+#define MOVED "bytes moved to float alignment"
+
 /* Operands and results of 64 KiB and more in the frames, which the daemon reads without
  * protobuf-c's copies (proto/lift.c: A, B and C where the frame holds them, moved to
  * float alignment, C's result sent from where the device put it) and librxgemm receives
  * into memory of its own: every combination of request ids (which move the data's
  * offsets in the frame by 1 to 5 bytes), layouts and transposes against the CPU
  * reference; a GEMM whose A is given twice in its message computes with the last, as
- * protobuf says; and a tensor's data in and out. */
+ * protobuf says; and a tensor's data in and out. librxgemm's requests pad their operands
+ * to alignment (GemmRequest.pad): the daemon moves none of them, where it moves some of
+ * protobuf-c's own layout. */
+
 START_TEST(test_proto_large_inline)
 {
 	const uint64_t ids[] = { 5, 300, 70000, 1u << 22, 1ull << 29 };
 	struct raw r;
 	struct prob p;
 	Rxgemm__GemmRequest g;
+
+	int moved = daemon_run_log_count(&g_daemon, MOVED);
 
 	raw_open(&r, g_daemon.socket_path);
 	raw_hello(&r, "test-server large inline", NULL);
@@ -1343,6 +1351,9 @@ START_TEST(test_proto_large_inline)
 		rxgemm__reply__free_unpacked(rep, NULL);
 		prob_free(&p);
 	}
+	/* protobuf-c's layout puts some of those operands off float alignment: the daemon
+	 * moved them (and the results above are right). */
+	ck_assert_int_gt(daemon_run_log_count(&g_daemon, MOVED), moved);
 
 	/* A given twice: first NaNs, then the real one, appended to the GemmRequest. */
 	prob_make(&p, 0, 0, 0, 150, 130, 140, 1.0f, 0.0f, 0, 0, 0, 0, 50);
@@ -1379,9 +1390,12 @@ START_TEST(test_proto_large_inline)
 	 * into memory of its own; a tensor's data goes and comes inline. */
 	setenv("RXGEMM_STAGE_BYTES", "off", 1);
 	rxg_client *c = lib_connect();
+	moved = daemon_run_log_count(&g_daemon, MOVED);
 	lib_case(c, 0, 1, 0, 150, 130, 140, 1.0f, 0.0f, 0, 0, 0, 0, 51);
 	lib_case(c, 1, 0, 1, 151, 129, 141, 0.5f, 2.0f, 3, 0, 5, 0, 52);
 	lib_case(c, 1, 1, 1, 150, 130, 140, 1.0f, -1.5f, 0, 0, 0, 0, 53); /* C is input too */
+	/* librxgemm puts a pad before each (GemmRequest.pad): none needed moving. */
+	ck_assert_int_eq(daemon_run_log_count(&g_daemon, MOVED), moved);
 	int64_t floats = 50001;
 	float *data = malloc(sizeof(float) * (size_t)floats), *back = calloc((size_t)floats, 4);
 	ck_assert_ptr_nonnull(data);

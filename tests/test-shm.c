@@ -117,14 +117,8 @@ static void daemon_up_pipelined(void)
  * their requests ahead of their copies. */
 START_TEST(test_lib_ready_used)
 {
-	char line[512];
-	int n = 0;
-	FILE *f = fopen(g_daemon.log_path, "r");
+	int n = daemon_run_log_count(&g_daemon, ": waits for a_ready b_ready");
 
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, ": waits for a_ready b_ready") != NULL;
-	fclose(f);
 	ck_assert_msg(n >= 4, "%d staged jobs sent ready words; want every one before", n);
 }
 END_TEST
@@ -133,14 +127,8 @@ END_TEST
  * run (RXGEMMD_PIN_INLINE=always), the cases before with those in the frames. */
 START_TEST(test_pinned_ran)
 {
-	char line[512];
-	int n = 0;
-	FILE *f = fopen(g_daemon.log_path, "r");
+	int n = daemon_run_log_count(&g_daemon, " inline range(s) pinned in ");
 
-	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f))
-		n += strstr(line, " inline range(s) pinned in ") != NULL;
-	fclose(f);
 	ck_assert_msg(n >= 16, "%d jobs pinned inline ranges; want the mixed cases' at least",
 		      n);
 }

@@ -177,6 +177,20 @@ void daemon_run_dump_log(const struct daemon_run *d)
 
 /* Whether the log says that the daemon found no OpenCL device to use: then the test has
  * nothing to run against and is skipped rather than failed. */
+int daemon_run_log_count(const struct daemon_run *d, const char *needle)
+{
+	char line[4096];
+	int n = 0;
+	FILE *f = d->log_path[0] ? fopen(d->log_path, "r") : NULL;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
 static int log_says_no_device(const struct daemon_run *d)
 {
 	static const char *const patterns[] = {

@@ -37,6 +37,11 @@ int daemon_run_start(struct daemon_run *d, const char *const *extra_args);
  * -1 when it had to be killed after the timeout or was not running. */
 int daemon_run_stop(struct daemon_run *d, int sig, int timeout_s);
 
+/* Lines of the daemon's log so far that contain needle (-1: no log to read). The daemon
+ * writes a line before it goes on, so what it logged before a reply is there once the
+ * reply has come. */
+int daemon_run_log_count(const struct daemon_run *d, const char *needle);
+
 /* Copy the daemon's log to stderr, framed so that it stands out in a test log. */
 void daemon_run_dump_log(const struct daemon_run *d);
 
