@@ -22,14 +22,14 @@ struct rxd_outbuf {
 	struct rxd_outbuf *next;
 	size_t len, done;  /* bytes of the frame, bytes of them written */
 	size_t data_len, split;
-	uint8_t *ext;      /* owned (free()), or NULL */
+	uint8_t *ext;      /* owned (hostbuf_free()), or NULL */
 	size_t ext_len;
 	uint8_t data[];
 };
 
 static void outbuf_free(struct rxd_outbuf *o)
 {
-	free(o->ext);
+	hostbuf_free(o->ext);
 	free(o);
 }
 
@@ -457,19 +457,19 @@ int conn_send_parts(struct rxd_conn *c, const uint8_t *head, size_t head_len, vo
 	struct rxd_outbuf *o;
 
 	if (c->closing) {
-		free(ext);
+		hostbuf_free(ext);
 		return -EPIPE;
 	}
 	if (len > UINT32_MAX) {
 		log_msg(LOG_ERR, "client %u: reply of %zu bytes does not fit a frame", c->id, len);
-		free(ext);
+		hostbuf_free(ext);
 		conn_close(c);
 		return -EMSGSIZE;
 	}
 	o = malloc(sizeof(*o) + FRAME_HEADER_BYTES + head_len + tail_len);
 	if (!o) {
 		log_msg(LOG_ERR, "client %u: out of memory for a %zu-byte reply", c->id, len);
-		free(ext);
+		hostbuf_free(ext);
 		conn_close(c);
 		return -ENOMEM;
 	}
@@ -584,7 +584,7 @@ static unsigned conn_feed_direct(struct rxd_conn *c, size_t len)
 		return 0;
 	if (c->closing || c->close_after_write) {
 		/* As conn_feed: nothing more is taken once the connection is ending. */
-		free(body);
+		hostbuf_free(body);
 		return 0;
 	}
 	conn_dispatch(c, body, body_len);
@@ -859,6 +859,7 @@ void conn_open(struct rxd_server *srv, int fd)
 	c->refs = 1;
 	c->fd = fd;
 	frame_reader_init(&c->fr, srv->cfg->max_frame_bytes);
+	c->fr.take = hostbuf_take; /* a large frame into pages used before (hostbuf.c) */
 	shm_init(&c->shm);
 	tensor_table_init(&c->tensors);
 	if ((ret = uv_poll_init(srv->loop, &c->poll, fd)) < 0) {

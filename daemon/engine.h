@@ -963,6 +963,29 @@ void nas_job_give_weights(struct rxd_nas_job *nj, float *blob);
 void nas_job_give_input(struct rxd_nas_job *nj, float *input);
 void nas_job_free(struct rxd_nas_job *nj);
 
+/* ---- hostbuf.c: large host buffers kept between jobs for reuse ---- */
+#define HOSTBUF_MIN_BYTES (1u << 20)   /* smaller buffers are malloc's alone */
+#define HOSTBUF_SLOTS 8
+#define HOSTBUF_MAX_BYTES (1ull << 30) /* kept, together */
+#define HOSTBUF_IDLE_MS 10000          /* a kept buffer nobody took goes back then */
+
+/* A kept buffer of bytes to twice bytes (its usable size in *cap), or NULL: for a caller
+ * that falls back to growing its own. Any thread. */
+void *hostbuf_take(size_t bytes, size_t *cap);
+/* malloc(bytes), from what was kept where something fits. Any thread. */
+void *hostbuf_alloc(size_t bytes);
+/* free(p), or kept for the next hostbuf_alloc or take: only on the loop thread once
+ * hostbuf_attach ran (elsewhere it frees). Any malloc'd p. */
+void hostbuf_free(void *p);
+
+struct hostbuf_stats {
+	unsigned kept;
+	uint64_t kept_bytes, hits, misses;
+};
+void hostbuf_stats(struct hostbuf_stats *out);
+/* The idle time after which kept buffers go back (tests; before hostbuf_attach). */
+void hostbuf_test_idle_ms(unsigned ms);
+
 /* ---- worker.c: the device worker thread and the job queue ---- */
 /* Jobs wait in the scheduler (sched.c) under w->lock; the worker takes the next one, runs
  * it without the lock and puts it on the done list. A job leaves early, never run, when

@@ -262,6 +262,12 @@ void tensor_unref(struct rxd_tensor *x);
 /* The bytes x holds in the budget (its size class). */
 uint64_t tensor_budget_bytes(const struct rxd_tensor *x);
 
+/* ---- hostbuf.c, its loop side (engine.h has the rest) ---- */
+/* On the loop thread: its frees keep buffers from now on, with a timer on loop that gives
+ * back those idle for HOSTBUF_IDLE_MS. detach gives back everything kept (at shutdown). */
+void hostbuf_attach(uv_loop_t *loop);
+void hostbuf_detach(void);
+
 /* ---- server.c: the listening socket (loop thread) ---- */
 struct rxd_conn;
 

@@ -47,6 +47,7 @@ static void main_shutdown(struct rxd_main *m)
 	server_unlisten(&m->server);
 	worker_stop(m->worker);
 	server_stop(&m->server);
+	hostbuf_detach();
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
 	uv_close((uv_handle_t *)&m->sighup, NULL);
@@ -307,6 +308,7 @@ int main(int argc, char **argv)
 		uv_run(loop, UV_RUN_DEFAULT);
 		goto out_loop;
 	}
+	hostbuf_attach(loop);
 	uv_signal_init(loop, &m.sigterm);
 	uv_signal_init(loop, &m.sigint);
 	uv_signal_init(loop, &m.sighup);

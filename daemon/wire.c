@@ -102,7 +102,7 @@ static void wire_request_free(void *frame)
 	if (f->body)
 		lift_clear(&f->req->base, f->lifted, WIRE_LIFTS);
 	rxgemm__request__free_unpacked(f->req, NULL);
-	free(f->body);
+	hostbuf_free(f->body);
 	free(f);
 }
 
@@ -135,7 +135,7 @@ static struct wire_frame *wire_frame_decode(uint8_t *body, size_t len)
 	size_t reduced_len;
 
 	if (!f) {
-		free(body);
+		hostbuf_free(body);
 		return NULL;
 	}
 	memcpy(f->lifted, wire_lifts, sizeof(wire_lifts));
@@ -157,7 +157,7 @@ static struct wire_frame *wire_frame_decode(uint8_t *body, size_t len)
 	}
 	memset(f->lifted, 0, sizeof(f->lifted));
 	f->req = rxgemm__request__unpack(NULL, len, body);
-	free(body); /* protobuf-c copied what it needs */
+	hostbuf_free(body); /* protobuf-c copied what it needs */
 	if (!f->req) {
 		free(f);
 		return NULL;
@@ -871,7 +871,7 @@ static void wire_frame(struct rxd_conn *c, uint8_t *body, size_t len)
 	/* Before the unpack, which would cost many times the frame on small fields. */
 	if (wirecheck_message(&rxgemm__request__descriptor, body, len, &lim, &wc) != 0) {
 		wire_fault(c, body, len, &wc);
-		free(body);
+		hostbuf_free(body);
 		return;
 	}
 	f = wire_frame_decode(body, len);

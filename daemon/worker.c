@@ -81,7 +81,7 @@ void job_free(struct rxd_job *job)
 	searchjob_free(job->search);
 	if (job->frame)
 		job->frame_free(job->frame);
-	free(job->c_out);
+	hostbuf_free(job->c_out);
 	free(job);
 }
 
@@ -333,7 +333,7 @@ static int worker_run_gemm(struct rxd_worker *w, struct rxd_job *job, struct rxd
 	/* C to the host only when it has no tensor to go to (made once: a job that waited
 	 * for memory comes here again). */
 	if (!job->tensors[3] && !job->c_dest && !job->c_out)
-		job->c_out = malloc(job->g.c_elems * sizeof(float));
+		job->c_out = hostbuf_alloc(job->g.c_elems * sizeof(float));
 	dest = job->c_dest ? job->c_dest : job->c_out;
 	if (!job->tensors[3] && !dest)
 		return error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the result");
@@ -429,8 +429,8 @@ static bool worker_run_job(struct rxd_worker *w, struct rxd_job *job)
 					  job->conn_id, job->tensor_src, &job->dev_t, &job->err);
 	} else if (job->kind == RXD_JOB_TENSOR_READ) {
 		if (!(dest = job->c_dest ? job->c_dest
-					 : (job->c_out = malloc(job->tensors[0]->floats *
-								sizeof(float))))) {
+					 : (job->c_out = hostbuf_alloc(job->tensors[0]->floats *
+								       sizeof(float))))) {
 			error_set(&job->err, RXD_S_NO_MEMORY, "out of host memory for the tensor");
 		} else {
 			job->err.status = tensor_read_run(job->tensors[0], w->engine->dev, dest,

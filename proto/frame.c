@@ -81,13 +81,21 @@ ssize_t frame_reader_feed(struct frame_reader *fr, const uint8_t *data, size_t l
 			return -EMSGSIZE;
 		fr->body_len = fr->last_len;
 		fr->body_have = 0;
-		/* Not the announced length: only what arrives (see frame_reader_grow). One byte
-		 * more than needed so that an empty body is still a real allocation. */
-		fr->body_cap = fr->body_len < FRAME_READER_FIRST_BYTES ? fr->body_len
-								       : FRAME_READER_FIRST_BYTES;
-		fr->body = malloc(fr->body_cap + 1);
-		if (!fr->body)
-			return -ENOMEM;
+		size_t cap;
+		if (fr->take && fr->body_len > FRAME_READER_FIRST_BYTES &&
+		    (fr->body = fr->take(fr->body_len + 1, &cap))) {
+			fr->body_cap = fr->body_len;
+		} else {
+			/* Not the announced length: only what arrives (see frame_reader_grow).
+			 * One byte more than needed so that an empty body is still a real
+			 * allocation. */
+			fr->body_cap = fr->body_len < FRAME_READER_FIRST_BYTES
+					       ? fr->body_len
+					       : FRAME_READER_FIRST_BYTES;
+			fr->body = malloc(fr->body_cap + 1);
+			if (!fr->body)
+				return -ENOMEM;
+		}
 	}
 	size_t n = fr->body_len - fr->body_have;
 	if (n > len - used)

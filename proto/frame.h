@@ -23,6 +23,12 @@ struct frame_reader {
 	size_t body_cap;    /* bytes allocated for the body (plus one) */
 	size_t max_bytes;   /* cap on body_len */
 	uint32_t last_len;  /* the length announced by the last header read (for errors) */
+	/* Optional (the daemon's hostbuf_take): a buffer of at least bytes that the reader's
+	 * owner has already, into which a frame announcing that much is read (its usable
+	 * size in *cap), or NULL: the buffer then grows as the bytes arrive. Freed with
+	 * free() like any body. Nothing is allocated from a header's claim: only what is
+	 * there already is taken. */
+	void *(*take)(size_t bytes, size_t *cap);
 };
 
 void frame_reader_init(struct frame_reader *fr, size_t max_bytes);
