@@ -353,6 +353,89 @@ START_TEST(test_direct_reads)
 }
 END_TEST
 
+/* The owner's buffers (take): a frame announcing more than the first allocation is read
+ * into the buffer take gives (its bytes from before overwritten, nothing grown), through
+ * feeds and direct reads alike; one take refuses, and any small frame, grows as before. */
+static uint8_t *taken;
+static size_t take_asked;
+
+static void *take_one(size_t bytes, size_t *cap)
+{
+	take_asked = bytes;
+	if (!taken)
+		return NULL;
+	void *p = taken;
+	taken = NULL;
+	*cap = bytes + 4096; /* what the owner says it holds: more than asked */
+	return p;
+}
+
+START_TEST(test_take)
+{
+	enum { BODY = 1u << 20 };
+	size_t used = 0, room, body_len, have;
+	uint8_t *stream = malloc(3 * FRAME_HEADER_BYTES + 2 * BODY + 64), *body, *dst;
+	uint8_t *mine = malloc(BODY + 4096 + 1);
+	struct frame_reader fr;
+
+	ck_assert(stream && mine);
+	memset(mine, 0xee, BODY + 4096 + 1); /* an earlier frame's bytes */
+	put_frame(stream, &used, BODY, 21);
+	put_frame(stream, &used, 100, 22);
+	put_frame(stream, &used, BODY, 23);
+	frame_reader_init(&fr, 2 * BODY);
+	fr.take = take_one;
+	/* The first: taken, read in pieces through feeds. */
+	taken = mine;
+	have = 0;
+	while (have < FRAME_HEADER_BYTES + BODY) {
+		size_t n = FRAME_HEADER_BYTES + BODY - have < 70001 ? FRAME_HEADER_BYTES + BODY - have
+									  : 70001;
+		ck_assert_int_eq(frame_reader_feed(&fr, stream + have, n, &body, &body_len),
+				 (ssize_t)n);
+		have += n;
+		if (have == n) /* after the first piece: the taken buffer, whole */
+			ck_assert_uint_eq(frame_reader_held_bytes(&fr), BODY + 1);
+	}
+	ck_assert_uint_eq(take_asked, BODY + 1);
+	ck_assert_ptr_eq(body, mine);
+	assert_body(body, body_len, BODY, 21);
+	/* A small one: not offered to take, grown from the first allocation. */
+	take_asked = 0;
+	ck_assert_int_eq(frame_reader_feed(&fr, stream + have, FRAME_HEADER_BYTES + 100, &body,
+					   &body_len),
+			 (ssize_t)(FRAME_HEADER_BYTES + 100));
+	have += FRAME_HEADER_BYTES + 100;
+	ck_assert_uint_eq(take_asked, 0);
+	assert_body(body, body_len, 100, 22);
+	free(body);
+	/* A large one that take refuses (nothing kept): grown as its bytes arrive, through
+	 * direct reads. */
+	ck_assert_int_eq(frame_reader_feed(&fr, stream + have, FRAME_HEADER_BYTES, &body,
+					   &body_len),
+			 (ssize_t)FRAME_HEADER_BYTES);
+	ck_assert_uint_eq(take_asked, BODY + 1);
+	ck_assert_uint_le(frame_reader_held_bytes(&fr), FRAME_READER_FIRST_BYTES + 1);
+	have += FRAME_HEADER_BYTES;
+	while ((dst = frame_reader_space(&fr, 1, &room)) != NULL) {
+		size_t n = room < 50000 ? room : 50000;
+
+		memcpy(dst, stream + have, n);
+		have += n;
+		frame_reader_commit(&fr, n, &body, &body_len);
+		if (body)
+			break;
+	}
+	ck_assert_uint_eq(have, used);
+	ck_assert_ptr_ne(body, mine);
+	assert_body(body, body_len, BODY, 23);
+	free(body);
+	free(mine);
+	frame_reader_fini(&fr);
+	free(stream);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
 	Suite *s = suite_create("frame");
@@ -367,6 +450,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_fini_partial);
 	tcase_add_test(tc, test_grows_as_bytes_arrive);
 	tcase_add_test(tc, test_direct_reads);
+	tcase_add_test(tc, test_take);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("header");
