@@ -125,6 +125,18 @@ static int device_enumerate(struct rxd_device_desc **out, size_t *n_out)
 	return 0;
 }
 
+int device_env_mode(const char *name)
+{
+	const char *env = getenv(name);
+
+	if (env && strcmp(env, "always") == 0)
+		return RXD_PIPELINE_ALWAYS;
+	if (env && strcmp(env, "never") == 0)
+		return RXD_PIPELINE_NEVER;
+	if (env && *env && strcmp(env, "auto") != 0)
+		log_msg(LOG_WARNING, "%s=%s is not auto, always or never: auto", name, env);
+	return RXD_PIPELINE_AUTO;
+}
 int device_list(FILE *f)
 {
 	struct rxd_device_desc *all;
@@ -218,7 +230,6 @@ int device_open(struct rxd_device *dev, const char *selector, struct rxd_kcache 
 	cl_ulong v64 = 0;
 	size_t wg = 0;
 	cl_bool unified = CL_FALSE;
-	const char *env;
 	cl_int err;
 	int ret;
 
@@ -274,13 +285,7 @@ int device_open(struct rxd_device *dev, const char *selector, struct rxd_kcache 
 	/* A second queue for copies, so that a job's transfers overlap its kernels (gemm-launch.c's
 	 * pipelined path); without one, or on host memory where nothing is copied, jobs run
 	 * their copies and kernels one after the other. */
-	env = getenv("RXGEMMD_PIPELINE");
-	if (env && strcmp(env, "always") == 0)
-		dev->pipeline = RXD_PIPELINE_ALWAYS;
-	else if (env && strcmp(env, "never") == 0)
-		dev->pipeline = RXD_PIPELINE_NEVER;
-	else if (env && *env && strcmp(env, "auto") != 0)
-		log_msg(LOG_WARNING, "RXGEMMD_PIPELINE=%s is not auto, always or never: auto", env);
+	dev->pipeline = device_env_mode("RXGEMMD_PIPELINE");
 	if ((!dev->host_unified && dev->pipeline != RXD_PIPELINE_NEVER) ||
 	    dev->pipeline == RXD_PIPELINE_ALWAYS) {
 		dev->copy_queue = clCreateCommandQueue(dev->ctx, dev->desc->id,

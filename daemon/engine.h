@@ -41,6 +41,9 @@ struct rxd_device_desc {
 struct rxd_kcache;
 
 enum { RXD_PIPELINE_AUTO = 0, RXD_PIPELINE_ALWAYS, RXD_PIPELINE_NEVER };
+/* The environment variable name's auto, always or never as RXD_PIPELINE_*: auto when
+ * unset, or (with a warning) anything else. */
+int device_env_mode(const char *name);
 
 struct rxd_device {
 	struct rxd_device_desc *all; /* every device of every platform, in index order */

@@ -805,14 +805,7 @@ int worker_start(struct rxd_worker **out, struct uv_loop_s *loop,
 	*out = NULL;
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
-	env = getenv("RXGEMMD_PIN_INLINE");
-	if (env && strcmp(env, "always") == 0)
-		w->pin_inline = RXD_PIPELINE_ALWAYS;
-	else if (env && strcmp(env, "never") == 0)
-		w->pin_inline = RXD_PIPELINE_NEVER;
-	else if (env && *env && strcmp(env, "auto") != 0)
-		log_msg(LOG_WARNING, "RXGEMMD_PIN_INLINE=%s is not auto, always or never: auto",
-			env);
+	w->pin_inline = device_env_mode("RXGEMMD_PIN_INLINE");
 	env = getenv("RXGEMMD_TEST_DEVICE_LOSS");
 	if (env && *env) {
 		w->inject_loss_at = strtoull(env, NULL, 10);
