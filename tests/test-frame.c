@@ -374,7 +374,7 @@ START_TEST(test_take)
 {
 	enum { BODY = 1u << 20 };
 	size_t used = 0, room, body_len, have;
-	uint8_t *stream = malloc(3 * FRAME_HEADER_BYTES + 2 * BODY + 64), *body, *dst;
+	uint8_t *stream = malloc(3 * FRAME_HEADER_BYTES + 2 * BODY + 100), *body, *dst;
 	uint8_t *mine = malloc(BODY + 4096 + 1);
 	struct frame_reader fr;
 
