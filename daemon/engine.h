@@ -588,6 +588,10 @@ struct rxd_region {
  * file). 0, or -E2BIG, -ENOMEM: the region then works as plain host memory. */
 #define RXD_SHM_WRAP_MAX_BYTES (16ull << 30)
 int shm_region_wrap(struct rxd_region *r, cl_context ctx, uint64_t max_alloc_bytes);
+/* The one of regions (those a job holds, NULL-padded) that holds all of [p, p + bytes),
+ * or NULL. Any thread: it reads only what a job's reference keeps fixed. */
+struct rxd_region *shm_region_holding(struct rxd_region *const regions[RXD_JOB_REGIONS],
+				      const void *p, uint64_t bytes);
 
 /* A device tensor (tensor.c). */
 #define RXD_TENSOR_MAX_DIMS 3

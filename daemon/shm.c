@@ -224,6 +224,21 @@ void shm_region_ref(struct rxd_region *r)
 	r->refs++;
 }
 
+struct rxd_region *shm_region_holding(struct rxd_region *const regions[RXD_JOB_REGIONS],
+				      const void *p, uint64_t bytes)
+{
+	const uint8_t *q = p;
+
+	for (int i = 0; i < RXD_JOB_REGIONS && regions[i]; i++) {
+		const struct rxd_region *r = regions[i];
+
+		if (q >= r->base && q < r->base + r->bytes &&
+		    bytes <= (uint64_t)(r->base + r->bytes - q))
+			return regions[i];
+	}
+	return NULL;
+}
+
 int shm_region_wrap(struct rxd_region *r, cl_context ctx, uint64_t max_alloc_bytes)
 {
 	cl_int e;

@@ -213,21 +213,6 @@ struct worker_pins {
 	uint64_t ns;
 };
 
-/* Whether bytes at p lie in one of job's regions (wrapped already, worker_pin_regions). */
-static bool worker_in_region(const struct rxd_job *job, const void *p, size_t bytes)
-{
-	const uint8_t *q = p;
-
-	for (int i = 0; i < RXD_JOB_REGIONS && job->regions[i]; i++) {
-		const struct rxd_region *r = job->regions[i];
-
-		if (q >= r->base && q < r->base + r->bytes &&
-		    bytes <= (uint64_t)(r->base + r->bytes - q))
-			return true;
-	}
-	return false;
-}
-
 /* Pin bytes at p for the job, as worker_pin_regions does a region: wrapped in a
  * CL_MEM_USE_HOST_PTR buffer, which NVIDIA's driver pins, the job's copies from and to
  * them run at the bus's speed instead of through the driver's bounce buffer (55 against
@@ -243,7 +228,7 @@ static void worker_pin_range(struct rxd_worker *w, const struct rxd_job *job,
 
 	if (!p || bytes < min || bytes > dev->max_alloc_bytes ||
 	    pins->n == (int)(sizeof(pins->mem) / sizeof(pins->mem[0])) ||
-	    worker_in_region(job, p, bytes))
+	    shm_region_holding(job->regions, p, bytes))
 		return;
 	pins->mem[pins->n] = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
 					    bytes, (void *)p, &e);

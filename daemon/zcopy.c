@@ -25,22 +25,6 @@
 
 #include "engine.h"
 
-/* The region of job's that holds bytes at p (bytes long), or NULL. */
-static struct rxd_region *zcopy_region_of(struct rxd_region *const regions[RXD_JOB_REGIONS],
-					  const void *p, uint64_t bytes)
-{
-	const uint8_t *q = p;
-
-	for (int i = 0; i < RXD_JOB_REGIONS && regions[i]; i++) {
-		const struct rxd_region *r = regions[i];
-
-		if (q >= r->base && q < r->base + r->bytes &&
-		    bytes <= (uint64_t)(r->base + r->bytes - q))
-			return regions[i];
-	}
-	return NULL;
-}
-
 /* Map [off, off + bytes) of mem with flags and unmap it at once: the host's and the
  * device's views of a USE_HOST_PTR buffer agree afterwards (see above). */
 static cl_int zcopy_sync(cl_command_queue q, cl_mem mem, uint64_t off, uint64_t bytes,
@@ -72,7 +56,7 @@ bool zcopy_prepare(const struct rxd_gemm_engine *eng, bool enabled, const struct
 	if (g->a_elems > INT_MAX || g->b_elems > INT_MAX || g->c_elems > INT_MAX)
 		return false;
 	for (int i = 0; i < 3; i++) {
-		struct rxd_region *r = zcopy_region_of(regions, ptr[i], bytes[i]);
+		struct rxd_region *r = shm_region_holding(regions, ptr[i], bytes[i]);
 
 		if (!r || shm_region_wrap(r, dev->ctx, dev->max_alloc_bytes) < 0)
 			return false;
@@ -98,7 +82,7 @@ int zcopy_run(struct rxd_gemm_engine *eng, const struct rxd_gemm *g,
 	memset(t, 0, sizeof(*t));
 	*kernel = gemm_variant_name(eng, v);
 	for (int i = 0; i < 3; i++) {
-		r[i] = zcopy_region_of(regions, ptr[i], bytes[i]);
+		r[i] = shm_region_holding(regions, ptr[i], bytes[i]);
 		if (!r[i] || !r[i]->mem) { /* zcopy_prepare said yes: a bug */
 			return error_set(err, RXD_S_INTERNAL, "zero-copy: an operand has no "
 					 "wrapped region");
