@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lift.h"
 #include "loop.h"
 #include "searchjob.h"
 
@@ -164,11 +165,15 @@ fail:
 }
 
 /* What a job is charged to its connection: its request (about the frame's bytes, held
- * decoded until the reply) and twice its result, which exists as the worker's buffer and
- * as the reply packed from it at once. */
-static uint64_t dispatch_charge(size_t frame_len, uint64_t result_bytes)
+ * decoded until the reply) and its result, once where the reply goes out from the worker's
+ * buffer itself (lifted: a GEMM's C, a tensor's data; wire_send_lifted) and twice where the
+ * reply is packed from that buffer (a NAS job's outputs, a search's state, and results too
+ * small to lift), both then existing at once. */
+static uint64_t dispatch_charge(size_t frame_len, uint64_t result_bytes, bool lifted)
 {
-	return (uint64_t)frame_len + 2 * result_bytes;
+	bool once = lifted && result_bytes >= LIFT_MIN_BYTES;
+
+	return (uint64_t)frame_len + (once ? 1 : 2) * result_bytes;
 }
 
 int dispatch_gemm(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_gemm_request *g,
@@ -196,7 +201,8 @@ int dispatch_gemm(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_g
 	job->held_bytes = dispatch_charge(rq->frame_bytes,
 					  job->c_dest || job->tensors[3]
 						  ? 0
-						  : job->g.c_elems * sizeof(float));
+						  : job->g.c_elems * sizeof(float),
+					  true);
 	/* The deadline counts from the frame's arrival; one too far to represent is none. */
 	if (g->deadline_ms && g->deadline_ms <= (UINT64_MAX - rq->received_ns) / 1000000)
 		job->sj.deadline_ns = rq->received_ns + g->deadline_ms * 1000000;
@@ -222,7 +228,7 @@ int dispatch_nas(struct rxd_conn *c, struct rxd_request *rq, const struct rxd_na
 	job->kind = RXD_JOB_NAS;
 	/* Fair sharing weighs it by its work like a GEMM; no priority or deadline fields. */
 	job->sj.cost = sched_cost(nas_job_flops(job->nas));
-	job->held_bytes = dispatch_charge(rq->frame_bytes, n->reply_bytes);
+	job->held_bytes = dispatch_charge(rq->frame_bytes, n->reply_bytes, false);
 	return dispatch_submit(c, job, err);
 }
 
@@ -274,7 +280,7 @@ int dispatch_search(struct rxd_conn *c, struct rxd_request *rq, struct rxd_searc
 	/* The reply: the alphas, the curve (a bound per step) and the state when inline. */
 	reply = (64u << 10) + 48 * (sj->a.max_steps < (1u << 16) ? sj->a.max_steps : (1u << 16)) +
 		(sj->a.want_state ? sj->state_bytes : 0);
-	job->held_bytes = dispatch_charge(rq->frame_bytes, reply);
+	job->held_bytes = dispatch_charge(rq->frame_bytes, reply, false);
 	return dispatch_submit(c, job, err);
 }
 
@@ -293,7 +299,7 @@ int dispatch_tensor_create(struct rxd_conn *c, struct rxd_request *rq, struct rx
 	job->kind = RXD_JOB_TENSOR_CREATE;
 	job->tensors[0] = x; /* the new tensor's one reference */
 	job->sj.cost = sched_cost(x->floats);
-	job->held_bytes = dispatch_charge(rq->frame_bytes, 0);
+	job->held_bytes = dispatch_charge(rq->frame_bytes, 0, false);
 	c->tensors.pending++;
 	return dispatch_submit(c, job, err);
 }
@@ -315,7 +321,7 @@ int dispatch_tensor_read(struct rxd_conn *c, struct rxd_request *rq, struct rxd_
 	job->sj.cost = sched_cost(x->floats);
 	/* The data comes back inline unless it goes to the client's region. */
 	job->held_bytes = dispatch_charge(rq->frame_bytes,
-					  region ? 0 : x->floats * sizeof(float));
+					  region ? 0 : x->floats * sizeof(float), true);
 	return dispatch_submit(c, job, err);
 }
 

@@ -69,7 +69,7 @@ static int wire_send_lifted(struct rxd_conn *c, Rxgemm__Reply *reply, uint32_t o
 	field->data = data;
 	field->len = data_len;
 	ret = wire_send(c, reply, false);
-	free(data);
+	hostbuf_free(data);
 	return ret;
 }
 

@@ -45,7 +45,7 @@
 
 #define WAIT_MS 300000 /* the most any one event may take on a loaded machine */
 #define MIB (1024.0 * 1024.0)
-#define BOUND_BYTES (600ull << 20) /* client-max-memory in CONFIG_DEFAULT */
+#define BOUND_BYTES (400ull << 20) /* client-max-memory in CONFIG_DEFAULT */
 
 static struct daemon_run g_d;
 
@@ -304,7 +304,7 @@ static void reload(const char *config, const char *text)
 	wait_log("reloaded", ++reloads);
 }
 
-#define CONFIG_DEFAULT "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 600M\n"
+#define CONFIG_DEFAULT "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 400M\n"
 
 /* Wait until no client named name is connected. */
 static void wait_client_gone(struct raw *w, uint64_t *id, const char *name)
@@ -349,8 +349,8 @@ static void attack_unread_results(struct raw *w, uint64_t *id, const char *confi
 	uint64_t base = peak_start();
 	pid_t pid = hoarder_start("abuse-hoarder", frames, used);
 	/* One job ran; those read meanwhile were refused up front (BUSY): one result held is
-	 * all the bound (600 MiB against 2 x 256 MiB per job) allows, and once it is there the
-	 * daemon reads no more. */
+	 * all the bound (400 MiB against 256 MiB per job, the result sent from where the job
+	 * wrote it) allows, and once it is there the daemon reads no more. */
 	wait_client(w, id, "abuse-hoarder", 1, 0, 1);
 	good_gemm(w, (*id)++);
 	Rxgemm__Reply *st;
@@ -362,7 +362,7 @@ static void attack_unread_results(struct raw *w, uint64_t *id, const char *confi
 	 * allocator's slack (ASan's quarantine among it); without the bound, 3 GB. */
 	peak_check("12 unread 256 MiB results", base, BOUND_BYTES + (256ull << 20));
 	/* Still reading nothing: closed once the stall timeout (now 1 s) has passed. */
-	reload(config, "frame-timeout = 600\nstall-timeout = 1\nclient-max-memory = 600M\n");
+	reload(config, "frame-timeout = 600\nstall-timeout = 1\nclient-max-memory = 400M\n");
 	wait_client_gone(w, id, "abuse-hoarder");
 	hoarder_stop(pid);
 	good_gemm(w, (*id)++);
@@ -371,10 +371,11 @@ static void attack_unread_results(struct raw *w, uint64_t *id, const char *confi
 	free(b);
 }
 
-/* Item 1, exactly: with a bound of 10 MiB, a job with a 4 MiB result (charged 8 MiB and
- * its request) runs; while its reply is unread, a second is refused BUSY (4 + 8 > 10);
- * once the client has read it, the same request runs; one with an 8 MiB result (charged
- * 16 MiB) is TOO_BIG whatever the client holds. */
+/* Item 1, exactly: with a bound of 6 MiB, a job with a 4 MiB result (charged 4 MiB and
+ * its request: the reply goes out from the result's own buffer) runs; while its reply is
+ * unread, a second is refused BUSY (4 + 4 > 6); once the client has read it, the same
+ * request runs; one with an 8 MiB result is TOO_BIG whatever the client holds. Under the
+ * old charge of twice the result, a bound of 6 MiB ran nothing of this. */
 static void attack_busy(struct raw *w, uint64_t *id, const char *config)
 {
 	enum { SIDE = 1024 };
@@ -386,7 +387,7 @@ static void attack_busy(struct raw *w, uint64_t *id, const char *config)
 	ck_assert(a && b);
 	for (int i = 0; i < SIDE; i++)
 		a[i] = b[i] = (float)(i % 5);
-	reload(config, "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 10M\n");
+	reload(config, "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 6M\n");
 	raw_open(&r, g_d.socket_path);
 	raw_hello(&r, "abuse-busy", NULL);
 	gemm_request(&req, &g, 401, SIDE, SIDE, 1, a, b);
@@ -417,8 +418,8 @@ static void attack_busy(struct raw *w, uint64_t *id, const char *config)
 	free(b);
 }
 
-/* The bound of all clients together (max-memory 10M, no bound per client): a client with
- * an unread 4 MiB reply leaves no room for another client's job charged 8 MiB (BUSY, naming
+/* The bound of all clients together (max-memory 6M, no bound per client): a client with
+ * an unread 4 MiB reply leaves no room for another client's job charged 4 MiB (BUSY, naming
  * max-memory), which runs once the first has read; a partial frame of 12 MiB from a third
  * takes the total past the bound, every client's reading pauses, and the well-behaved
  * client's request waiting meanwhile is answered once that client is gone. */
@@ -435,7 +436,7 @@ static void attack_total(struct raw *w, uint64_t *id, const char *config)
 	for (int i = 0; i < SIDE; i++)
 		a[i] = b[i] = (float)(i % 5);
 	reload(config, "frame-timeout = 600\nstall-timeout = 600\nclient-max-memory = 0\n"
-	       "max-memory = 10M\n");
+	       "max-memory = 6M\n");
 	raw_open(&r1, g_d.socket_path);
 	raw_hello(&r1, "abuse-total-1", NULL);
 	raw_open(&r2, g_d.socket_path);
@@ -454,7 +455,7 @@ static void attack_total(struct raw *w, uint64_t *id, const char *config)
 	gemm_request(&req, &g, 503, SIDE, SIDE, 1, a, b);
 	raw_send(&r2, &req);
 	rxgemm__reply__free_unpacked(raw_expect(&r2, 503, RXGEMM__STATUS__STATUS_OK, NULL), NULL);
-	/* An 8 MiB result, charged 16 MiB: over the total alone. */
+	/* An 8 MiB result: over the total alone. */
 	gemm_request(&req, &g, 505, 2 * SIDE, SIDE, 1, a2, b);
 	raw_send(&r2, &req);
 	rep = raw_expect(&r2, 505, RXGEMM__STATUS__STATUS_TOO_BIG, NULL);
@@ -538,7 +539,7 @@ static void attack_stalled_frames(struct raw *w, uint64_t *id, const char *confi
 	uint8_t head[FRAME_HEADER_BYTES + 1000];
 
 	/* A short frame timeout from here on. */
-	reload(config, "frame-timeout = 1\nstall-timeout = 600\nclient-max-memory = 600M\n");
+	reload(config, "frame-timeout = 1\nstall-timeout = 600\nclient-max-memory = 400M\n");
 	memset(head, 0x48, sizeof(head));
 	frame_header_put(head, 128u << 20);
 	uint64_t base = peak_start();
