@@ -64,7 +64,7 @@ struct rxg_client {
 	int fd;                           /* open until rxg_close, shut down once broken */
 	uint64_t spin_ns;                 /* RXGEMM_SPIN_US (spin_for_reply); set at Hello */
 	bool ready_words;                 /* RXGEMM_READY_WORDS (stage.c); set at Hello */
-	bool pad;                         /* the daemon takes GemmRequest.pad (send_aligned) */
+	bool pad;                         /* the daemon takes pad fields (send_aligned) */
 	atomic_bool broken;               /* the stream is lost: everything fails with RXG_EIO */
 	pthread_mutex_t lock;             /* guards the fields below up to send_lock */
 	pthread_cond_t cond;              /* a reply was filed or the reading role is free */
@@ -221,52 +221,75 @@ static void sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data
 	c->send_len += len;
 }
 
-/* A GEMM's inline operands start this many bytes apart from the request's start
- * (GemmRequest.pad): the daemon reads them as floats where they arrive, in a buffer that
- * malloc aligns so at least, and moves one that is not 4-byte aligned first. protobuf-c's
- * layout put A and B 1 to 3 bytes off: a move of every operand byte on the daemon's loop
- * thread, which all clients wait behind. */
+/* A request's large inline floats start this many bytes apart from the request's start
+ * (the pad fields): the daemon reads them as floats where they arrive, in a buffer that
+ * malloc aligns so at least, and moves what is not 4-byte aligned first. protobuf-c's
+ * layout put them 1 to 3 bytes off: a move of every such byte on the daemon's loop thread,
+ * which all clients wait behind. */
 #define SEND_ALIGN 16
 
-/* send_request for a GEMM with inline operands of LIFT_MIN_BYTES or more, to a daemon that
- * takes pad fields: each goes out from the caller's memory after a pad that aligns it
- * (lift_splice_aligned). -1 when this does not apply (nothing sent; pack it whole), else
- * as send_request. */
+/* The requests with such floats (those the daemon lifts out of the frame: daemon/wire.c),
+ * by the Request field that holds each, and their fields. */
+static const struct send_padded {
+	const char *body;
+	const ProtobufCMessageDescriptor *desc;
+	const char *fields[3];
+} send_padded[] = {
+	{ "gemm", &rxgemm__gemm_request__descriptor, { "a", "b", "c" } },
+	{ "nas_eval", &rxgemm__nas_eval_request__descriptor, { "weights", "input" } },
+	{ "tensor_create", &rxgemm__tensor_create__descriptor, { "data" } },
+	{ "search", &rxgemm__search_request__descriptor, { "resume_state" } },
+};
+
+/* send_request for a request with inline floats of LIFT_MIN_BYTES or more (send_padded),
+ * to a daemon that takes pad fields: each goes out from the caller's memory after a pad
+ * that aligns it (lift_splice_aligned). -1 when this does not apply (nothing sent; pack it
+ * whole), else as send_request. */
 static int send_aligned(struct rxg_client *c, const Rxgemm__Request *req, uint64_t limit)
 {
-	static const char *const names[] = { "a", "b", "c" };
-	const ProtobufCFieldDescriptor *fd;
-	Rxgemm__GemmRequest small;
+	const struct send_padded *sp = NULL;
+	const ProtobufCFieldDescriptor *body = NULL, *fd;
 	Rxgemm__Request top;
 	struct lift_put puts[3];
 	const uint8_t *data[3];
 	size_t n = 0, seg_end[3], tail, plen, total;
-	uint8_t *packed = NULL, *head = NULL;
+	uint8_t *inner = NULL, *packed = NULL, *head = NULL;
 	int rc = -1;
 
-	if (!c->pad || req->body_case != RXGEMM__REQUEST__BODY_GEMM || !req->gemm)
+	if (!c->pad)
 		return -1;
-	small = *req->gemm;
-	top = *req;
-	top.gemm = &small;
-	for (size_t i = 0; i < 3; i++) {
-		ProtobufCBinaryData *f = i == 0 ? &small.a : i == 1 ? &small.b : &small.c;
-
-		fd = protobuf_c_message_descriptor_get_field_by_name(&rxgemm__gemm_request__descriptor,
-								      names[i]);
-		if (f->len < LIFT_MIN_BYTES || !fd)
-			continue;
-		puts[n] = (struct lift_put){ .inner = fd->id, .len = f->len };
-		data[n++] = f->data;
-		f->len = 0;
-		f->data = NULL;
+	for (size_t i = 0; i < sizeof(send_padded) / sizeof(send_padded[0]) && !sp; i++) {
+		body = protobuf_c_message_descriptor_get_field_by_name(&rxgemm__request__descriptor,
+								       send_padded[i].body);
+		if (body && (uint32_t)req->body_case == body->id)
+			sp = &send_padded[i];
 	}
-	const ProtobufCFieldDescriptor *gemm = protobuf_c_message_descriptor_get_field_by_name(
-		&rxgemm__request__descriptor, "gemm");
-	fd = protobuf_c_message_descriptor_get_field_by_name(&rxgemm__gemm_request__descriptor,
-							      "pad");
-	if (!n || !gemm || !fd)
+	if (!sp || !(fd = protobuf_c_message_descriptor_get_field_by_name(sp->desc, "pad")))
 		return -1;
+	/* A shallow copy of the body, its large fields emptied, in a copy of req. */
+	const void *orig = *(void *const *)((const uint8_t *)req + body->offset);
+	if (!orig || !(inner = malloc(sp->desc->sizeof_message)))
+		return -1;
+	memcpy(inner, orig, sp->desc->sizeof_message);
+	top = *req;
+	*(void **)((uint8_t *)&top + body->offset) = inner;
+	for (size_t i = 0; i < 3 && sp->fields[i]; i++) {
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field_by_name(sp->desc, sp->fields[i]);
+		ProtobufCBinaryData *bd;
+
+		if (!f)
+			continue;
+		bd = (ProtobufCBinaryData *)(void *)(inner + f->offset);
+		if (bd->len < LIFT_MIN_BYTES)
+			continue;
+		puts[n] = (struct lift_put){ .inner = f->id, .len = bd->len };
+		data[n++] = bd->data;
+		bd->len = 0;
+		bd->data = NULL;
+	}
+	if (!n)
+		goto out;
 	plen = rxgemm__request__get_packed_size(&top);
 	packed = malloc(plen);
 	head = malloc(plen + LIFT_SPLICE_EXTRA + n * LIFT_ALIGN_EXTRA);
@@ -275,7 +298,7 @@ static int send_aligned(struct rxg_client *c, const Rxgemm__Request *req, uint64
 		goto out;
 	}
 	rxgemm__request__pack(&top, packed);
-	if (lift_splice_aligned(packed, plen, gemm->id, fd->id, puts, n, SEND_ALIGN, head,
+	if (lift_splice_aligned(packed, plen, body->id, fd->id, puts, n, SEND_ALIGN, head,
 				seg_end, &tail) < 0)
 		goto out; /* -1: pack it whole */
 	total = seg_end[n - 1] + plen - tail;
@@ -295,6 +318,7 @@ static int send_aligned(struct rxg_client *c, const Rxgemm__Request *req, uint64
 	sink_append(&sink.base, plen - tail, packed + tail);
 	rc = sink.rc != RXG_OK ? sink.rc : send_flush(c);
 out:
+	free(inner);
 	free(packed);
 	free(head);
 	return rc;

@@ -8,6 +8,8 @@
  *   supernet:      a small search network with random alphas against refnas
  *   every op:      each operation in genotypes that exercise every fusion of the plan,
  *                  odd sizes, batch pieces
+ *   aligned:       large weights and input inline: librxgemm's pads spare the daemon
+ *                  moving them, which protobuf-c's own layout makes it do
  *   errors:        a blob of the wrong length (the expected length in the message), a bad
  *                  genotype text (the byte), an ImageNet size that cannot work; the
  *                  connection keeps serving after each */
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "daemon-run.h"
+#include "raw.h"
 #include "refnas.h"
 #include "rxgemm.h"
 #include "nasplan.h"
@@ -450,6 +453,128 @@ START_TEST(split_batch)
 }
 END_TEST
 
+/* The DARTS_V2 genotype as text, with normal_concat and reduce_concat each written as a
+ * list (12 characters) or a range (11): three lengths of the same network, which put the
+ * fields after the genotype at three offsets in the request. */
+static void darts_v2_text(char *out, size_t size, int variant)
+{
+	static const char *const concat[] = { "[2, 3, 4, 5]", "range(2, 6)" };
+
+	snprintf(out, size,
+		 "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', "
+		 "0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), "
+		 "('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=%s, "
+		 "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), "
+		 "('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), "
+		 "('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=%s)",
+		 concat[variant > 0], concat[variant > 1]);
+}
+
+/* How many of the daemon's log lines say it moved request field outer.inner's floats to
+ * alignment (wire.c). */
+static int moved_count(int outer, int inner)
+{
+	char text[64];
+
+	snprintf(text, sizeof(text), "request %d.%d's ", outer, inner);
+	return daemon_run_log_count(&g_daemon, text);
+}
+
+/* Weights and input of 64 KiB or more inline, which the daemon reads as floats where they
+ * lie in the request: librxgemm sends each after a pad that aligns it
+ * (NasEvalRequest.pad), so the daemon moves neither, while protobuf-c's own layout of the
+ * same requests, sent by hand with genotype texts of three lengths, puts some off
+ * alignment and the daemon moves them first. Every time the logits against refnas. */
+START_TEST(inline_aligned)
+{
+	enum { BATCH = 6, IN_FLOATS = BATCH * 3 * 32 * 32 };
+	struct rxd_nas_config cfg = { 0 };
+	struct rxd_nas_plan p;
+	float *in = malloc(IN_FLOATS * sizeof(float)), logits[BATCH * 10], *want, *blob;
+	char text[1024];
+	int weights0, input0;
+
+	if (g_skip)
+		return;
+	ck_assert_ptr_nonnull(in);
+	cfg.family = RXD_NAS_CIFAR;
+	cfg.C = 8;
+	cfg.layers = 5;
+	cfg.classes = 10;
+	cfg.height = cfg.width = 32;
+	cfg.batch = BATCH;
+	ck_assert_int_eq(genotype_named("DARTS_V2", &cfg.geno), 0);
+	nas_random_floats(78, in, IN_FLOATS);
+	want = reference(&cfg, NULL, 6, in, &p);
+	blob = malloc(p.blob_floats * sizeof(float));
+	ck_assert_ptr_nonnull(blob);
+	nas_init_blob(&p, 6, blob);
+	/* Both are lifted out of the frame (LIFT_MIN_BYTES, 64 KiB). */
+	ck_assert_uint_ge(p.blob_floats * sizeof(float), 65536);
+	ck_assert_uint_ge(IN_FLOATS * sizeof(float), 65536);
+
+	weights0 = moved_count(8, 9);
+	input0 = moved_count(8, 11);
+	for (int v = 0; v < 3; v++) {
+		struct rxg_nas_args a = { 0 };
+		struct rxg_nas_result *r = NULL;
+
+		darts_v2_text(text, sizeof(text), v);
+		a.genotype = text;
+		a.c = 8;
+		a.layers = 5;
+		a.batch = BATCH;
+		a.weights = blob;
+		a.n_weights = p.blob_floats;
+		a.input = in;
+		a.logits = logits;
+		memset(logits, 0, sizeof(logits));
+		ck_assert_msg(rxg_nas_eval(g_c, &a, &r) == RXG_OK, "rxg_nas_eval: %s",
+			      rxg_errmsg(g_c));
+		compare(logits, want, BATCH * 10);
+		rxg_nas_result_free(r);
+	}
+	ck_assert_int_eq(moved_count(8, 9), weights0);
+	ck_assert_int_eq(moved_count(8, 11), input0);
+
+	struct raw w;
+	raw_open(&w, g_daemon.socket_path);
+	raw_hello(&w, "test-nas-daemon raw", NULL);
+	for (int v = 0; v < 3; v++) {
+		Rxgemm__Request req = RXGEMM__REQUEST__INIT;
+		Rxgemm__NasEvalRequest n = RXGEMM__NAS_EVAL_REQUEST__INIT;
+
+		darts_v2_text(text, sizeof(text), v);
+		n.genotype = text;
+		n.c = 8;
+		n.layers = 5;
+		n.batch = BATCH;
+		n.weights.data = (uint8_t *)blob;
+		n.weights.len = p.blob_floats * sizeof(float);
+		n.input.data = (uint8_t *)in;
+		n.input.len = IN_FLOATS * sizeof(float);
+		n.want_logits = 1;
+		req.request_id = 10 + (uint64_t)v;
+		req.body_case = RXGEMM__REQUEST__BODY_NAS_EVAL;
+		req.nas_eval = &n;
+		raw_send(&w, &req);
+		Rxgemm__Reply *rep = raw_expect(&w, req.request_id, RXGEMM__STATUS__STATUS_OK, NULL);
+		ck_assert_uint_eq(rep->nas_eval->logits.len, sizeof(logits));
+		memcpy(logits, rep->nas_eval->logits.data, sizeof(logits));
+		compare(logits, want, BATCH * 10);
+		rxgemm__reply__free_unpacked(rep, NULL);
+	}
+	raw_close(&w);
+	/* Of three offsets at most one is a multiple of 4: each field moved at least twice. */
+	ck_assert_int_ge(moved_count(8, 9) - weights0, 2);
+	ck_assert_int_ge(moved_count(8, 11) - input0, 2);
+	free(blob);
+	free(want);
+	free(in);
+	nas_plan_free(&p);
+}
+END_TEST
+
 static const char *const *g_args;
 /* RXGEMMD_NAS_KERNELS for the daemon (NULL: the device's default), and the words its
  * start-up line then says for 1x1 convolutions (NULL: not checked). */
@@ -556,6 +681,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, whole_network);
 	tcase_add_test(tc, supernet);
+	tcase_add_test(tc, inline_aligned);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("split");
 	tcase_set_timeout(tc, 300);

@@ -1367,6 +1367,8 @@ END_TEST
 
 /* The daemon's debug line for an operand it moved to float alignment. */
 #define MOVED "bytes moved to float alignment"
+/* The same for a tensor's data (TensorCreate.data: Request field 9, its field 2). */
+#define TENSOR_MOVED "request 9.2's"
 
 /* Operands and results of 64 KiB and more in the frames, which the daemon reads without
  * protobuf-c's copies (proto/lift.c: A, B and C where the frame holds them, moved to
@@ -1375,8 +1377,8 @@ END_TEST
  * offsets in the frame by 1 to 5 bytes), layouts and transposes against the CPU
  * reference; a GEMM whose A is given twice in its message computes with the last, as
  * protobuf says; and a tensor's data in and out. librxgemm's requests pad their operands
- * to alignment (GemmRequest.pad): the daemon moves none of them, where it moves some of
- * protobuf-c's own layout. */
+ * to alignment (GemmRequest.pad, TensorCreate.pad): the daemon moves none of them, where
+ * it moves some of protobuf-c's own layout. */
 
 START_TEST(test_proto_large_inline)
 {
@@ -1433,6 +1435,49 @@ START_TEST(test_proto_large_inline)
 	free(nans);
 	prob_free(&p);
 	raw_good_gemm(&r, 78);
+
+	/* A tensor's data laid out by protobuf-c at three offsets (request ids of 1 to 3
+	 * bytes): the daemon moves it where it is off alignment, and keeps it right. */
+	int tensor_moved = daemon_run_log_count(&g_daemon, TENSOR_MOVED);
+	for (size_t i = 0; i < 3; i++) {
+		Rxgemm__Request tq = RXGEMM__REQUEST__INIT;
+		Rxgemm__TensorCreate tc = RXGEMM__TENSOR_CREATE__INIT;
+		Rxgemm__TensorRead tr = RXGEMM__TENSOR_READ__INIT;
+		Rxgemm__TensorFree tf = RXGEMM__TENSOR_FREE__INIT;
+		int64_t dims[1] = { 20001 };
+		float *vals = malloc(sizeof(float) * (size_t)dims[0]);
+
+		ck_assert_ptr_nonnull(vals);
+		for (int64_t j = 0; j < dims[0]; j++)
+			vals[j] = (float)((j * 7 + (int64_t)i) % 509) - 254.0f;
+		tc.n_dims = 1;
+		tc.dims = dims;
+		tc.data.data = (uint8_t *)vals;
+		tc.data.len = sizeof(float) * (size_t)dims[0];
+		tq.request_id = ids[i];
+		tq.body_case = RXGEMM__REQUEST__BODY_TENSOR_CREATE;
+		tq.tensor_create = &tc;
+		raw_send(&r, &tq);
+		Rxgemm__Reply *tcr = raw_expect(&r, ids[i], RXGEMM__STATUS__STATUS_OK, NULL);
+		tr.tensor_id = tf.tensor_id = tcr->tensor_created->tensor_id;
+		rxgemm__reply__free_unpacked(tcr, NULL);
+		tq.request_id = ids[i] + 1;
+		tq.body_case = RXGEMM__REQUEST__BODY_TENSOR_READ;
+		tq.tensor_read = &tr;
+		raw_send(&r, &tq);
+		tcr = raw_expect(&r, ids[i] + 1, RXGEMM__STATUS__STATUS_OK, NULL);
+		ck_assert_uint_eq(tcr->tensor_data->data.len, tc.data.len);
+		ck_assert(!memcmp(tcr->tensor_data->data.data, vals, tc.data.len));
+		rxgemm__reply__free_unpacked(tcr, NULL);
+		tq.request_id = ids[i] + 2;
+		tq.body_case = RXGEMM__REQUEST__BODY_TENSOR_FREE;
+		tq.tensor_free = &tf;
+		raw_send(&r, &tq);
+		raw_expect_free(&r, ids[i] + 2, RXGEMM__STATUS__STATUS_OK, NULL);
+		free(vals);
+	}
+	/* At most one of three offsets is a multiple of 4. */
+	ck_assert_int_ge(daemon_run_log_count(&g_daemon, TENSOR_MOVED) - tensor_moved, 2);
 	raw_close(&r);
 
 	/* Through the library with its staging off: C comes back in the reply, received
@@ -1452,9 +1497,12 @@ START_TEST(test_proto_large_inline)
 	for (int64_t i = 0; i < floats; i++)
 		data[i] = (float)(i % 1001) - 500.0f;
 	rxg_tensor *t;
+	tensor_moved = daemon_run_log_count(&g_daemon, TENSOR_MOVED);
 	ck_assert_int_eq(rxg_tensor_create(c, &floats, 1, data, &t), RXG_OK);
 	ck_assert_int_eq(rxg_tensor_read(t, back, (size_t)floats), RXG_OK);
 	ck_assert(!memcmp(back, data, sizeof(float) * (size_t)floats));
+	/* Its data came after a pad too (TensorCreate.pad). */
+	ck_assert_int_eq(daemon_run_log_count(&g_daemon, TENSOR_MOVED), tensor_moved);
 	/* The same as a job, two in flight at once, each into its own array. */
 	float *back2 = calloc((size_t)floats, 4), *back3 = calloc((size_t)floats, 4);
 	uint64_t id2, id3;
