@@ -860,6 +860,7 @@ void conn_open(struct rxd_server *srv, int fd)
 	c->fd = fd;
 	frame_reader_init(&c->fr, srv->cfg->max_frame_bytes);
 	c->fr.take = hostbuf_take; /* a large frame into pages used before (hostbuf.c) */
+	c->fr.give = hostbuf_free;
 	shm_init(&c->shm);
 	tensor_table_init(&c->tensors);
 	if ((ret = uv_poll_init(srv->loop, &c->poll, fd)) < 0) {

@@ -982,12 +982,26 @@ void *hostbuf_take(size_t bytes, size_t *cap);
 /* malloc(bytes), from what was kept where something fits. Any thread. */
 void *hostbuf_alloc(size_t bytes);
 /* free(p), or kept for the next hostbuf_alloc or take: only on the loop thread once
- * hostbuf_attach ran (elsewhere it frees). Any malloc'd p. */
+ * hostbuf_attach ran (elsewhere it frees). Any malloc'd p; what hostbuf_take or
+ * hostbuf_alloc gave must come back here, never to free() (its pin goes first). */
 void hostbuf_free(void *p);
+/* Whether [p, p + bytes) lies in a buffer that hostbuf handed out and tracks, pinned: by
+ * its pin made before, or by make(base, cap, arg) now for the whole buffer (NULL: it
+ * cannot be), which then stays with the buffer while it is in use or kept and is given to
+ * the unpin hook before the buffer goes back to the system. false: pin it yourself, or
+ * not at all. Any thread; the range must be in use by the caller's job. */
+bool hostbuf_pin(const void *p, size_t bytes, void *(*make)(void *base, size_t cap, void *arg),
+		 void *arg);
+/* How pins are released (the device worker's, before it makes any). Any thread. */
+void hostbuf_set_unpin(void (*unpin)(void *pin));
+/* Release every pin now (the buffers stay): before the device they belong to goes. */
+void hostbuf_unpin_all(void);
 
 struct hostbuf_stats {
 	unsigned kept;
 	uint64_t kept_bytes, hits, misses;
+	unsigned pinned;     /* buffers tracked with a pin now */
+	uint64_t pins_made;  /* pins made in all */
 };
 void hostbuf_stats(struct hostbuf_stats *out);
 /* The idle time after which kept buffers go back (tests; before hostbuf_attach). */

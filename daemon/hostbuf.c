@@ -15,8 +15,17 @@
  * that runs only while something is kept), so an idle daemon holds none of it.
  *
  * Any thread may allocate; only the loop thread keeps what it frees (it owns the timer),
- * other threads' frees go straight to free(). Every buffer is malloc's: free() is always
- * right for one, kept or not. */
+ * other threads' frees go straight to the system.
+ *
+ * Pins. On a GPU whose driver pins host memory wrapped in a CL_MEM_USE_HOST_PTR buffer,
+ * copies from and to pinned pages run several times faster, and the worker pins a job's
+ * inline operands and its result's buffer (worker.c). Pinning costs about as much as a
+ * copy (2.7 ms for 64 MiB on the H100 machine, three of them in a 4096^3 job), so a
+ * buffer that hostbuf tracks keeps its pin (hostbuf_pin) for as long as it stays in use
+ * and kept: the next job that reuses it pays nothing. A pin must never outlive its pages
+ * (the driver would copy from the old ones), so every buffer hostbuf hands out or keeps is
+ * in its table, and is given back through hostbuf_free, which unpins before it frees;
+ * never with free(). */
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -24,16 +33,28 @@
 
 #include "loop.h"
 
+/* Buffers hostbuf knows at once: those it keeps, and those handed out (by take, or by
+ * alloc when large enough) that may carry a pin. One handed out past this is the
+ * caller's alone, unpinned, and kept on its free like a stranger's. */
+#define HOSTBUF_TRACKED 32
+
+struct hostbuf_entry {
+	void *p;
+	size_t cap;      /* malloc_usable_size */
+	void *pin;       /* the device's pin of all of it (hostbuf_pin), or NULL */
+	uint64_t since;  /* ns, when it was kept */
+	bool kept;       /* else handed out */
+};
+
 static struct {
 	pthread_mutex_t lock;
-	struct {
-		void *p;
-		size_t cap;      /* malloc_usable_size */
-		uint64_t since;  /* ns, when it was kept */
-	} slot[HOSTBUF_SLOTS];
-	unsigned n;
+	struct hostbuf_entry e[HOSTBUF_TRACKED];
+	unsigned n;              /* entries in use, e[0..n) */
+	unsigned n_kept;
 	uint64_t bytes;          /* kept, together */
 	uint64_t hits, misses;   /* large requests served from what was kept, and not */
+	uint64_t pins_made;
+	void (*unpin)(void *pin);
 	uv_timer_t timer;
 	unsigned idle_ms;        /* HOSTBUF_IDLE_MS, or the tests' */
 	bool attached;
@@ -45,27 +66,56 @@ static uint64_t hostbuf_now_ns(void)
 	return uv_hrtime();
 }
 
-/* The kept buffer that best fits bytes (the smallest of bytes to twice that), taken out;
- * NULL when none does. */
+/* The entry of p, or NULL. Under the lock. */
+static struct hostbuf_entry *hostbuf_find_locked(const void *p)
+{
+	for (unsigned i = 0; i < hb.n; i++)
+		if (hb.e[i].p == p)
+			return &hb.e[i];
+	return NULL;
+}
+
+/* Forget entry e (its buffer and pin are the caller's now). Under the lock. */
+static void hostbuf_drop_locked(struct hostbuf_entry *e)
+{
+	if (e->kept) {
+		hb.n_kept--;
+		hb.bytes -= e->cap;
+	}
+	*e = hb.e[--hb.n];
+}
+
+/* Give back a buffer hostbuf no longer knows, after its pin. Outside the lock. */
+static void hostbuf_release(void *p, void *pin)
+{
+	if (pin && hb.unpin)
+		hb.unpin(pin);
+	free(p);
+}
+
+/* The kept buffer that best fits bytes (the smallest of bytes to twice that), handed out
+ * (still tracked, its pin with it); NULL when none does. */
 static void *hostbuf_take_locked(size_t bytes, size_t *cap)
 {
-	unsigned best = HOSTBUF_SLOTS;
-	void *p;
+	struct hostbuf_entry *best = NULL;
 
-	for (unsigned i = 0; i < hb.n; i++)
-		if (hb.slot[i].cap >= bytes && hb.slot[i].cap / 2 <= bytes &&
-		    (best == HOSTBUF_SLOTS || hb.slot[i].cap < hb.slot[best].cap))
-			best = i;
-	if (best == HOSTBUF_SLOTS) {
+	for (unsigned i = 0; i < hb.n; i++) {
+		struct hostbuf_entry *e = &hb.e[i];
+
+		if (e->kept && e->cap >= bytes && e->cap / 2 <= bytes &&
+		    (!best || e->cap < best->cap))
+			best = e;
+	}
+	if (!best) {
 		hb.misses++;
 		return NULL;
 	}
 	hb.hits++;
-	p = hb.slot[best].p;
-	*cap = hb.slot[best].cap;
-	hb.bytes -= hb.slot[best].cap;
-	hb.slot[best] = hb.slot[--hb.n];
-	return p;
+	best->kept = false;
+	hb.n_kept--;
+	hb.bytes -= best->cap;
+	*cap = best->cap;
+	return best->p;
 }
 
 void *hostbuf_take(size_t bytes, size_t *cap)
@@ -87,7 +137,16 @@ void *hostbuf_alloc(size_t bytes)
 	size_t cap;
 	void *p = hostbuf_take(bytes, &cap);
 
-	return p ? p : malloc(bytes ? bytes : 1);
+	if (p || bytes < HOSTBUF_MIN_BYTES)
+		return p ? p : malloc(bytes ? bytes : 1);
+	/* New: tracked from the start where there is room, so that its pin stays with it. */
+	if (!(p = malloc(bytes)))
+		return NULL;
+	pthread_mutex_lock(&hb.lock);
+	if (hb.n < HOSTBUF_TRACKED)
+		hb.e[hb.n++] = (struct hostbuf_entry){ .p = p, .cap = malloc_usable_size(p) };
+	pthread_mutex_unlock(&hb.lock);
+	return p;
 }
 
 /* Free what was kept longer than idle_ns ago (all of it with 0); the time until the
@@ -95,17 +154,22 @@ void *hostbuf_alloc(size_t bytes)
 static uint64_t hostbuf_trim(uint64_t idle_ns)
 {
 	uint64_t now = hostbuf_now_ns(), next = 0;
-	void *drop[HOSTBUF_SLOTS];
+	void *drop[HOSTBUF_TRACKED], *pins[HOSTBUF_TRACKED];
 	unsigned n_drop = 0;
 
 	pthread_mutex_lock(&hb.lock);
 	for (unsigned i = 0; i < hb.n;) {
-		uint64_t age = now - hb.slot[i].since;
+		struct hostbuf_entry *e = &hb.e[i];
+		uint64_t age = now - e->since;
 
+		if (!e->kept) {
+			i++;
+			continue;
+		}
 		if (age >= idle_ns) {
-			drop[n_drop++] = hb.slot[i].p;
-			hb.bytes -= hb.slot[i].cap;
-			hb.slot[i] = hb.slot[--hb.n];
+			drop[n_drop] = e->p;
+			pins[n_drop++] = e->pin;
+			hostbuf_drop_locked(e);
 			continue;
 		}
 		if (!next || idle_ns - age < next)
@@ -114,7 +178,7 @@ static uint64_t hostbuf_trim(uint64_t idle_ns)
 	}
 	pthread_mutex_unlock(&hb.lock);
 	for (unsigned i = 0; i < n_drop; i++)
-		free(drop[i]);
+		hostbuf_release(drop[i], pins[i]);
 	return next;
 }
 
@@ -128,33 +192,105 @@ static void hostbuf_on_timer(uv_timer_t *t)
 
 void hostbuf_free(void *p)
 {
+	struct hostbuf_entry *e;
+	void *pin = NULL;
 	size_t cap;
-	bool kept = false;
+	bool keep, kept = false;
 
 	if (!p)
 		return;
 	cap = malloc_usable_size(p);
-	if (cap < HOSTBUF_MIN_BYTES || !hb.attached ||
-	    !pthread_equal(pthread_self(), hb.loop_thread)) {
-		free(p);
-		return;
-	}
+	keep = cap >= HOSTBUF_MIN_BYTES && hb.attached &&
+	       pthread_equal(pthread_self(), hb.loop_thread);
 	pthread_mutex_lock(&hb.lock);
-	if (hb.n < HOSTBUF_SLOTS && hb.bytes + cap <= HOSTBUF_MAX_BYTES) {
-		hb.slot[hb.n].p = p;
-		hb.slot[hb.n].cap = cap;
-		hb.slot[hb.n].since = hostbuf_now_ns();
-		hb.n++;
+	e = hostbuf_find_locked(p);
+	if (keep && hb.n_kept < HOSTBUF_SLOTS && hb.bytes + cap <= HOSTBUF_MAX_BYTES &&
+	    (e || hb.n < HOSTBUF_TRACKED)) {
+		if (!e) {
+			e = &hb.e[hb.n++];
+			*e = (struct hostbuf_entry){ .p = p, .cap = cap };
+		}
+		e->kept = true;
+		e->since = hostbuf_now_ns();
+		hb.n_kept++;
 		hb.bytes += cap;
 		kept = true;
+	} else if (e) {
+		pin = e->pin;
+		hostbuf_drop_locked(e);
 	}
 	pthread_mutex_unlock(&hb.lock);
 	if (!kept) {
-		free(p);
+		hostbuf_release(p, pin);
 		return;
 	}
 	if (!uv_is_active((uv_handle_t *)&hb.timer))
 		uv_timer_start(&hb.timer, hostbuf_on_timer, hb.idle_ms, 0);
+}
+
+bool hostbuf_pin(const void *p, size_t bytes, void *(*make)(void *base, size_t cap, void *arg),
+		 void *arg)
+{
+	const uint8_t *q = p;
+	void *base = NULL, *pin;
+	size_t cap = 0;
+
+	pthread_mutex_lock(&hb.lock);
+	for (unsigned i = 0; i < hb.n; i++) {
+		const struct hostbuf_entry *e = &hb.e[i];
+		const uint8_t *b = e->p;
+
+		if (!e->kept && q >= b && q < b + e->cap && bytes <= (size_t)(b + e->cap - q)) {
+			if (e->pin) {
+				pthread_mutex_unlock(&hb.lock);
+				return true;
+			}
+			base = e->p;
+			cap = e->cap;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&hb.lock);
+	/* Made without the lock (milliseconds): the buffer is the caller's job's until that
+	 * ends, so its entry stays. */
+	if (!base || !(pin = make(base, cap, arg)))
+		return false;
+	pthread_mutex_lock(&hb.lock);
+	struct hostbuf_entry *e = hostbuf_find_locked(base);
+	if (e && !e->pin) {
+		e->pin = pin;
+		pin = NULL;
+		hb.pins_made++;
+	}
+	pthread_mutex_unlock(&hb.lock);
+	if (pin && hb.unpin)
+		hb.unpin(pin);
+	log_msg(LOG_DEBUG, "a host buffer of %zu bytes pinned for as long as it is kept", cap);
+	return true;
+}
+
+void hostbuf_set_unpin(void (*unpin)(void *pin))
+{
+	pthread_mutex_lock(&hb.lock);
+	hb.unpin = unpin;
+	pthread_mutex_unlock(&hb.lock);
+}
+
+void hostbuf_unpin_all(void)
+{
+	void *pins[HOSTBUF_TRACKED];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&hb.lock);
+	for (unsigned i = 0; i < hb.n; i++)
+		if (hb.e[i].pin) {
+			pins[n++] = hb.e[i].pin;
+			hb.e[i].pin = NULL;
+		}
+	pthread_mutex_unlock(&hb.lock);
+	for (unsigned i = 0; i < n; i++)
+		if (hb.unpin)
+			hb.unpin(pins[i]);
 }
 
 void hostbuf_test_idle_ms(unsigned ms)
@@ -184,9 +320,13 @@ void hostbuf_detach(void)
 void hostbuf_stats(struct hostbuf_stats *out)
 {
 	pthread_mutex_lock(&hb.lock);
-	out->kept = hb.n;
+	out->kept = hb.n_kept;
 	out->kept_bytes = hb.bytes;
 	out->hits = hb.hits;
 	out->misses = hb.misses;
+	out->pinned = 0;
+	for (unsigned i = 0; i < hb.n; i++)
+		out->pinned += hb.e[i].pin != NULL;
+	out->pins_made = hb.pins_made;
 	pthread_mutex_unlock(&hb.lock);
 }

@@ -210,8 +210,31 @@ static uint64_t worker_pin_regions(struct rxd_worker *w, struct rxd_job *job)
 struct worker_pins {
 	cl_mem mem[4];
 	int n;
+	int kept;     /* ranges in a kept host buffer's pin (hostbuf_pin) instead */
 	uint64_t ns;
 };
+
+/* hostbuf_pin's make and its unpin hook: a kept host buffer wrapped as a job's ranges are
+ * below, for as long as hostbuf keeps the buffer. */
+static void *worker_pin_make(void *base, size_t cap, void *arg)
+{
+	struct rxd_device *dev = arg;
+	cl_mem mem;
+	cl_int e;
+
+	if (cap > dev->max_alloc_bytes)
+		return NULL;
+	mem = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, cap, base, &e);
+	if (!mem)
+		log_msg(LOG_DEBUG, "a host buffer of %zu bytes cannot be pinned (%s)", cap,
+			device_strerror(e));
+	return mem;
+}
+
+static void worker_pin_release(void *pin)
+{
+	clReleaseMemObject(pin);
+}
 
 /* Pin bytes at p for the job, as worker_pin_regions does a region: wrapped in a
  * CL_MEM_USE_HOST_PTR buffer, which NVIDIA's driver pins, the job's copies from and to
@@ -226,9 +249,15 @@ static void worker_pin_range(struct rxd_worker *w, const struct rxd_job *job,
 	size_t min = w->pin_inline == RXD_PIPELINE_ALWAYS ? 1 : WORKER_PIN_MIN_BYTES;
 	cl_int e;
 
-	if (!p || bytes < min || bytes > dev->max_alloc_bytes ||
-	    pins->n == (int)(sizeof(pins->mem) / sizeof(pins->mem[0])) ||
-	    shm_region_holding(job->regions, p, bytes))
+	if (!p || !bytes || shm_region_holding(job->regions, p, bytes))
+		return;
+	/* A buffer that hostbuf keeps between jobs keeps its pin too: paid once. */
+	if (hostbuf_pin(p, bytes, worker_pin_make, dev)) {
+		pins->kept++;
+		return;
+	}
+	if (bytes < min || bytes > dev->max_alloc_bytes ||
+	    pins->n == (int)(sizeof(pins->mem) / sizeof(pins->mem[0])))
 		return;
 	pins->mem[pins->n] = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
 					    bytes, (void *)p, &e);
@@ -259,12 +288,12 @@ static void worker_pin_inline(struct rxd_worker *w, struct rxd_job *job,
 		worker_pin_range(w, job, pins, g->c, g->c_given_elems * sizeof(float));
 	if (!job->tensors[3] && !job->c_dest)
 		worker_pin_range(w, job, pins, job->c_out, g->c_elems * sizeof(float));
-	if (!pins->n)
+	if (!pins->n && !pins->kept)
 		return;
 	pins->ns += now_ns() - t0;
-	log_msg(LOG_DEBUG, "job %llu of client %u: %d inline range(s) pinned in %.3f ms",
-		(unsigned long long)job->request_id, job->conn_id, pins->n,
-		(double)(now_ns() - t0) / 1e6);
+	log_msg(LOG_DEBUG, "job %llu of client %u: %d inline range(s) pinned for the job, %d "
+		"in kept buffers, in %.3f ms", (unsigned long long)job->request_id, job->conn_id,
+		pins->n, pins->kept, (double)(now_ns() - t0) / 1e6);
 }
 
 static void worker_unpin(struct worker_pins *pins)
@@ -791,6 +820,7 @@ int worker_start(struct rxd_worker **out, struct uv_loop_s *loop,
 	if (!(w = calloc(1, sizeof(*w))))
 		return -ENOMEM;
 	w->pin_inline = device_env_mode("RXGEMMD_PIN_INLINE");
+	hostbuf_set_unpin(worker_pin_release);
 	env = getenv("RXGEMMD_TEST_DEVICE_LOSS");
 	if (env && *env) {
 		w->inject_loss_at = strtoull(env, NULL, 10);
@@ -1006,6 +1036,9 @@ void worker_stop(struct rxd_worker *w)
 
 void worker_free(struct rxd_worker *w)
 {
+	/* Pins are the device's: gone before it is. */
+	hostbuf_unpin_all();
+	hostbuf_set_unpin(NULL);
 	free(w);
 }
 

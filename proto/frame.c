@@ -13,7 +13,10 @@ void frame_reader_init(struct frame_reader *fr, size_t max_bytes)
 
 void frame_reader_fini(struct frame_reader *fr)
 {
-	free(fr->body);
+	if (fr->give)
+		fr->give(fr->body);
+	else
+		free(fr->body);
 	fr->body = NULL;
 	fr->hdr_have = fr->body_have = fr->body_len = fr->body_cap = 0;
 }

@@ -25,10 +25,12 @@ struct frame_reader {
 	uint32_t last_len;  /* the length announced by the last header read (for errors) */
 	/* Optional (the daemon's hostbuf_take): a buffer of at least bytes that the reader's
 	 * owner has already, into which a frame announcing that much is read (its usable
-	 * size in *cap), or NULL: the buffer then grows as the bytes arrive. Freed with
-	 * free() like any body. Nothing is allocated from a header's claim: only what is
-	 * there already is taken. */
+	 * size in *cap), or NULL: the buffer then grows as the bytes arrive. Nothing is
+	 * allocated from a header's claim: only what is there already is taken. */
 	void *(*take)(size_t bytes, size_t *cap);
+	/* Optional (the daemon's hostbuf_free): how the reader frees a body it still holds
+	 * (frame_reader_fini), which the owner may have taken; NULL: free(). */
+	void (*give)(void *body);
 };
 
 void frame_reader_init(struct frame_reader *fr, size_t max_bytes);

@@ -8,11 +8,16 @@
  *   threads:  a free on another thread than the loop's, or before attach, keeps nothing
  *   idle:     what nobody took goes back once idle (a loop run until it has, with a short
  *             idle time); detach gives back everything
+ *   pins:     a buffer handed out is pinned whole once and keeps its pin while kept and
+ *             reused; every pin is released once, before its buffer is freed, on each way
+ *             out (another thread, the bounds, idle, detach, hostbuf_unpin_all)
  *
  * The counts come from hostbuf_stats; each test runs in a process of its own (check's fork
  * mode), so each starts with nothing kept. */
 #include <check.h>
+#include <malloc.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,9 +97,9 @@ START_TEST(test_reuse)
 	ck_assert_uint_eq(stats().kept, 0);
 	ck_assert_uint_eq(stats().kept_bytes, 0);
 	ck_assert_uint_eq(stats().hits, 2);
-	free(p); /* kept ones are malloc's: free() is right for them too */
+	hostbuf_free(p);
 	hostbuf_free(q);
-	ck_assert_uint_eq(stats().kept, 1);
+	ck_assert_uint_eq(stats().kept, 2);
 	detach();
 	ck_assert_uint_eq(stats().kept, 0);
 }
@@ -193,6 +198,133 @@ START_TEST(test_idle)
 }
 END_TEST
 
+/* Pins: tokens that know their buffer. unpin checks that the buffer is still there (under
+ * ASan a read of freed memory fails the test) and that each pin goes once (a second free
+ * of the token does). */
+struct token {
+	unsigned char *base;
+	size_t cap;
+};
+static int made, unpinned;
+static bool fail_make;
+
+static void *make(void *base, size_t cap, void *arg)
+{
+	struct token *t;
+
+	ck_assert_ptr_eq(arg, &made);
+	if (fail_make)
+		return NULL;
+	t = malloc(sizeof(*t));
+	ck_assert_ptr_nonnull(t);
+	*t = (struct token){ .base = base, .cap = cap };
+	made++;
+	return t;
+}
+
+static void unpin(void *pin)
+{
+	struct token *t = pin;
+	volatile unsigned char first = t->base[0], last = t->base[t->cap - 1];
+
+	(void)first;
+	(void)last;
+	unpinned++;
+	free(t);
+}
+
+static bool pin(void *p, size_t bytes)
+{
+	return hostbuf_pin(p, bytes, make, &made);
+}
+
+/* A buffer hostbuf handed out is pinned whole at the first range asked for in it, and
+ * keeps that pin while kept and when handed out again; what hostbuf does not track, what
+ * it keeps unused, and a pin that cannot be made are not pinned; every pin is released,
+ * once, before its buffer goes back to the system: freed from another thread, past the
+ * bounds, idle, at detach, and all at once by hostbuf_unpin_all. */
+START_TEST(test_pins)
+{
+	pthread_t t;
+	size_t cap;
+
+	hostbuf_test_idle_ms(20);
+	hostbuf_set_unpin(unpin);
+	attach();
+	unsigned char *a = hostbuf_alloc(2 * MIB), *stranger = malloc(2 * MIB);
+	ck_assert(a && stranger);
+	ck_assert(pin(a + 100, 1000));
+	ck_assert(pin(a, 2 * MIB));
+	ck_assert(!pin(a + 100, malloc_usable_size(a))); /* past its end */
+	ck_assert(!pin(stranger, 4096));
+	ck_assert_int_eq(made, 1);
+	ck_assert_uint_eq(stats().pinned, 1);
+	/* Kept with its pin; not pinned while nobody uses it. */
+	hostbuf_free(a);
+	ck_assert_uint_eq(stats().kept, 1);
+	ck_assert_uint_eq(stats().pinned, 1);
+	ck_assert(!pin(a, 4096));
+	/* Handed out again (take, as a frame's body): the same pin. */
+	ck_assert_ptr_eq(hostbuf_take(3 * MIB / 2, &cap), a);
+	ck_assert(pin(a + MIB, MIB));
+	ck_assert_int_eq(made, 1);
+	ck_assert_int_eq(unpinned, 0);
+	/* A pin that cannot be made: not pinned, and asked again later. */
+	unsigned char *b = hostbuf_alloc(3 * MIB);
+	fail_make = true;
+	ck_assert(!pin(b, 4096));
+	fail_make = false;
+	ck_assert(pin(b, 4096));
+	ck_assert_int_eq(made, 2);
+	/* All released at once, the buffers kept in use; pinned again on demand. */
+	hostbuf_unpin_all();
+	ck_assert_int_eq(unpinned, 2);
+	ck_assert_uint_eq(stats().pinned, 0);
+	ck_assert(pin(a, 4096));
+	ck_assert(pin(b, 4096));
+	ck_assert_int_eq(made, 4);
+	/* Freed on another thread: unpinned, then freed. */
+	ck_assert_int_eq(pthread_create(&t, NULL, free_elsewhere, b), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(unpinned, 3);
+	/* Past the bounds: HOSTBUF_SLOTS kept already, so a freed one goes with its pin. */
+	void *fill_up[HOSTBUF_SLOTS];
+	for (unsigned i = 0; i < HOSTBUF_SLOTS; i++)
+		ck_assert_ptr_nonnull(fill_up[i] = hostbuf_alloc(MIB + i * 4096));
+	for (unsigned i = 0; i < HOSTBUF_SLOTS; i++)
+		hostbuf_free(fill_up[i]);
+	ck_assert_uint_eq(stats().kept, HOSTBUF_SLOTS);
+	hostbuf_free(a);
+	ck_assert_int_eq(unpinned, 4);
+	ck_assert_uint_eq(stats().pinned, 0);
+	/* Idle: a kept pinned buffer goes back with its pin (the loop runs until nothing is
+	 * kept, as in test_idle). */
+	detach();
+	attach();
+	unsigned char *c = hostbuf_alloc(2 * MIB);
+	ck_assert(pin(c, 4096));
+	hostbuf_free(c);
+	uv_timer_init(&loop, &tick);
+	uv_timer_init(&loop, &limit);
+	uv_timer_start(&tick, on_tick, 5, 5);
+	uv_timer_start(&limit, on_limit, 30000, 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_uint_eq(stats().kept, 0);
+	ck_assert_int_eq(unpinned, 5);
+	uv_close((uv_handle_t *)&tick, NULL);
+	uv_close((uv_handle_t *)&limit, NULL);
+	/* Detach: what is kept goes, pins first. */
+	unsigned char *d = hostbuf_alloc(2 * MIB);
+	ck_assert(pin(d, 4096));
+	hostbuf_free(d);
+	detach();
+	ck_assert_int_eq(unpinned, 6);
+	ck_assert_int_eq(made, 6);
+	ck_assert_uint_eq(stats().pinned, 0);
+	free(stranger);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostbuf");
@@ -203,6 +335,7 @@ int main(void)
 	tcase_add_test(tc, test_bounds);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_idle);
+	tcase_add_test(tc, test_pins);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

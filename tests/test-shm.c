@@ -124,13 +124,38 @@ START_TEST(test_lib_ready_used)
 END_TEST
 
 /* The daemon's log says that jobs pinned their inline operands and results for their
- * run (RXGEMMD_PIN_INLINE=always), the cases before with those in the frames. */
+ * run (RXGEMMD_PIN_INLINE=always), the cases before with those in the frames; and that
+ * test_lib_frames_kept's later jobs found their ranges in host buffers the daemon kept
+ * (hostbuf.c) pinned already: jobs with ranges in kept buffers and no pin made for them
+ * (the worker logs each pin it makes before the job's line). */
 START_TEST(test_pinned_ran)
 {
-	int n = daemon_run_log_count(&g_daemon, " inline range(s) pinned in ");
+	char line[4096];
+	int n = 0, made = 0, made_since = 0, reused = 0;
+	FILE *f = fopen(g_daemon.log_path, "r");
 
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *at = strstr(line, " inline range(s) pinned for the job, ");
+		int kept;
+
+		if (strstr(line, " pinned for as long as it is kept")) {
+			made++;
+			made_since++;
+		}
+		if (!at)
+			continue;
+		n++;
+		if (sscanf(at, " inline range(s) pinned for the job, %d in kept", &kept) == 1 &&
+		    kept > 0 && made_since == 0)
+			reused++;
+		made_since = 0;
+	}
+	fclose(f);
 	ck_assert_msg(n >= 16, "%d jobs pinned inline ranges; want the mixed cases' at least",
 		      n);
+	ck_assert_msg(made >= 1 && reused >= 2, "%d jobs used kept buffers' pins alone (%d "
+		      "pins made): want test_lib_frames_kept's later jobs", reused, made);
 }
 END_TEST
 
@@ -376,6 +401,42 @@ START_TEST(test_lib_in_place)
 	prob_make(&p, 0, 0, 0, 256, 256, 256, 1, 1.0f, 0.5f, 0, 8);
 	lib_in_place(c, &p, "256^3");
 	prob_free(&p);
+	rxg_close(c);
+}
+END_TEST
+
+/* Inline operands and results of megabytes, job after job (the library's staging off):
+ * the daemon reads each frame and writes each result into host buffers it keeps between
+ * jobs (hostbuf.c), and with RXGEMMD_PIN_INLINE=always their pins stay with them
+ * (test_pinned_ran counts them). Every result right while buffers and pins are reused;
+ * transposes and shapes change, within what a kept buffer serves. */
+START_TEST(test_lib_frames_kept)
+{
+	setenv("RXGEMM_STAGE_BYTES", "off", 1); /* read at this process's first GEMM */
+	rxg_client *c = lib_connect();
+
+	for (int i = 0; i < 6; i++) {
+		struct prob p;
+		struct rxg_gemm_args args;
+		char what[64];
+
+		prob_make(&p, i & 1, (i >> 1) & 1, 0, 600 - 8 * i, 560, 520 + 4 * i, 1, 1.0f,
+			  i % 3 ? 0.5f : 0.0f, i % 2, 400 + (uint64_t)i);
+		float *got = malloc(sizeof(float) * (size_t)p.c_len);
+		ck_assert_ptr_nonnull(got);
+		memcpy(got, p.c0, sizeof(float) * (size_t)p.c_len);
+		args_from(&args, &p);
+		args.a = p.a;
+		args.b = p.b;
+		args.c = got;
+		snprintf(what, sizeof(what), "frames job %d", i);
+		int rc = rxg_gemm(c, &args, NULL);
+		ck_assert_msg(rc == RXG_OK, "%s: rxg_gemm: %s: %s", what, rxg_strerror(rc),
+			      rxg_errmsg(c));
+		prob_check(&p, got, p.c0, what);
+		free(got);
+		prob_free(&p);
+	}
 	rxg_close(c);
 }
 END_TEST
@@ -1771,6 +1832,7 @@ static Suite *shm_suite(void)
 	tcase_add_test(tc, test_lib_mixed);
 	tcase_add_test(tc, test_lib_staged);
 	tcase_add_test(tc, test_proto_ready);
+	tcase_add_test(tc, test_lib_frames_kept);
 	tcase_add_test(tc, test_pipelined_ran);
 	tcase_add_test(tc, test_pinned_ran);
 	tcase_add_test(tc, test_lib_ready_used);
