@@ -171,16 +171,10 @@ static void on_limit(uv_timer_t *t)
 	uv_timer_stop(&tick); /* the assertion below says what did not happen */
 }
 
-/* With an idle time of 20 ms, what was kept goes back while the loop runs: the loop is
- * run (a timer keeps it going, checking every 5 ms) until nothing is kept, at most for
- * 30 s. The trim timer is unreferenced: alone it would let the loop end at once. */
-START_TEST(test_idle)
+/* Run the loop (a timer keeps it going, checking every 5 ms) until nothing is kept, at
+ * most for 30 s. The trim timer is unreferenced: alone it would let the loop end at once. */
+static void run_until_nothing_kept(void)
 {
-	hostbuf_test_idle_ms(20);
-	attach();
-	hostbuf_free(hostbuf_alloc(2 * MIB));
-	hostbuf_free(hostbuf_alloc(4 * MIB));
-	ck_assert_uint_eq(stats().kept, 2);
 	uv_timer_init(&loop, &tick);
 	uv_timer_init(&loop, &limit);
 	uv_timer_start(&tick, on_tick, 5, 5);
@@ -190,6 +184,17 @@ START_TEST(test_idle)
 	ck_assert_uint_eq(stats().kept_bytes, 0);
 	uv_close((uv_handle_t *)&tick, NULL);
 	uv_close((uv_handle_t *)&limit, NULL);
+}
+
+/* With an idle time of 20 ms, what was kept goes back while the loop runs. */
+START_TEST(test_idle)
+{
+	hostbuf_test_idle_ms(20);
+	attach();
+	hostbuf_free(hostbuf_alloc(2 * MIB));
+	hostbuf_free(hostbuf_alloc(4 * MIB));
+	ck_assert_uint_eq(stats().kept, 2);
+	run_until_nothing_kept();
 	/* Kept again afterwards: the timer starts again for it. */
 	hostbuf_free(hostbuf_alloc(2 * MIB));
 	ck_assert_uint_eq(stats().kept, 1);
@@ -304,15 +309,8 @@ START_TEST(test_pins)
 	unsigned char *c = hostbuf_alloc(2 * MIB);
 	ck_assert(pin(c, 4096));
 	hostbuf_free(c);
-	uv_timer_init(&loop, &tick);
-	uv_timer_init(&loop, &limit);
-	uv_timer_start(&tick, on_tick, 5, 5);
-	uv_timer_start(&limit, on_limit, 30000, 0);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	ck_assert_uint_eq(stats().kept, 0);
+	run_until_nothing_kept();
 	ck_assert_int_eq(unpinned, 5);
-	uv_close((uv_handle_t *)&tick, NULL);
-	uv_close((uv_handle_t *)&limit, NULL);
 	/* Detach: what is kept goes, pins first. */
 	unsigned char *d = hostbuf_alloc(2 * MIB);
 	ck_assert(pin(d, 4096));

@@ -405,6 +405,26 @@ START_TEST(test_lib_in_place)
 }
 END_TEST
 
+/* p through rxg_gemm from the caller's own arrays (inline or staged, as the library
+ * decides), C updated in a copy of p's C and checked against the reference. */
+static void lib_host_case(rxg_client *c, const struct prob *p, const char *what)
+{
+	struct rxg_gemm_args args;
+	float *got = malloc(sizeof(float) * (size_t)p->c_len);
+
+	ck_assert_ptr_nonnull(got);
+	memcpy(got, p->c0, sizeof(float) * (size_t)p->c_len);
+	args_from(&args, p);
+	args.a = p->a;
+	args.b = p->b;
+	args.c = got;
+	int rc = rxg_gemm(c, &args, NULL);
+	ck_assert_msg(rc == RXG_OK, "%s: rxg_gemm: %s: %s", what, rxg_strerror(rc),
+		      rxg_errmsg(c));
+	prob_check(p, got, p->c0, what);
+	free(got);
+}
+
 /* Inline operands and results of megabytes, job after job (the library's staging off):
  * the daemon reads each frame and writes each result into host buffers it keeps between
  * jobs (hostbuf.c), and with RXGEMMD_PIN_INLINE=always their pins stay with them
@@ -417,24 +437,12 @@ START_TEST(test_lib_frames_kept)
 
 	for (int i = 0; i < 6; i++) {
 		struct prob p;
-		struct rxg_gemm_args args;
 		char what[64];
 
 		prob_make(&p, i & 1, (i >> 1) & 1, 0, 600 - 8 * i, 560, 520 + 4 * i, 1, 1.0f,
 			  i % 3 ? 0.5f : 0.0f, i % 2, 400 + (uint64_t)i);
-		float *got = malloc(sizeof(float) * (size_t)p.c_len);
-		ck_assert_ptr_nonnull(got);
-		memcpy(got, p.c0, sizeof(float) * (size_t)p.c_len);
-		args_from(&args, &p);
-		args.a = p.a;
-		args.b = p.b;
-		args.c = got;
 		snprintf(what, sizeof(what), "frames job %d", i);
-		int rc = rxg_gemm(c, &args, NULL);
-		ck_assert_msg(rc == RXG_OK, "%s: rxg_gemm: %s: %s", what, rxg_strerror(rc),
-			      rxg_errmsg(c));
-		prob_check(&p, got, p.c0, what);
-		free(got);
+		lib_host_case(c, &p, what);
 		prob_free(&p);
 	}
 	rxg_close(c);
@@ -558,20 +566,8 @@ START_TEST(test_lib_staged)
 			      "problem %d is below the staging threshold", i);
 		snprintf(what, sizeof(what), "staged %s ta=%d tb=%d pad=%d batch=%d beta=%g",
 			 rm ? "row" : "col", ta, tb, i % 3, batch, (double)p.beta);
-		struct rxg_gemm_args args;
-		float *got = malloc(sizeof(float) * (size_t)p.c_len);
-
-		ck_assert_ptr_nonnull(got);
-		memcpy(got, p.c0, sizeof(float) * (size_t)p.c_len);
-		args_from(&args, &p);
-		args.a = p.a;
-		args.b = p.b;
-		args.c = got;
-		int rc = rxg_gemm(c, &args, NULL);
-		ck_assert_msg(rc == RXG_OK, "%s: %s: %s", what, rxg_strerror(rc), rxg_errmsg(c));
-		prob_check(&p, got, p.c0, what);
+		lib_host_case(c, &p, what);
 		jobs++;
-		free(got);
 		prob_free(&p);
 	}
 	own_counters(c, name, &in1, &out1, &regions1);
