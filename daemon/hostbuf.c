@@ -263,8 +263,12 @@ bool hostbuf_pin(const void *p, size_t bytes, void *(*make)(void *base, size_t c
 		hb.pins_made++;
 	}
 	pthread_mutex_unlock(&hb.lock);
-	if (pin && hb.unpin)
-		hb.unpin(pin);
+	if (pin) {
+		/* Another pin came first (or the entry went): this one is not needed. */
+		if (hb.unpin)
+			hb.unpin(pin);
+		return e != NULL;
+	}
 	log_msg(LOG_DEBUG, "a host buffer of %zu bytes pinned for as long as it is kept", cap);
 	return true;
 }
