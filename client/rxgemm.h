@@ -449,6 +449,15 @@ struct rxg_status {
 	uint64_t nas_plan_cache_misses;   /* built */
 	uint64_t nas_plan_cache_evictions; /* dropped for room, the least recently used */
 	uint64_t nas_plan_cache_bytes;    /* host memory of the plans kept */
+	/* Host buffers the daemon keeps between jobs (frames and results of 1 MiB or more),
+	 * pinned on a device with memory of its own. */
+	uint32_t host_buffers_kept;       /* kept now, waiting for the next job */
+	uint64_t host_buffer_kept_bytes;
+	uint32_t host_buffers_pinned;     /* pinned now, kept or in use */
+	uint64_t host_buffer_pinned_bytes;
+	uint64_t host_buffer_hits;        /* frames and results that took a kept buffer */
+	uint64_t host_buffer_misses;      /* those of 1 MiB or more that found none */
+	uint64_t host_buffer_pins_made;   /* since the daemon started */
 };
 
 int rxg_status(rxg_client *c, struct rxg_status **out);

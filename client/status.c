@@ -171,6 +171,13 @@ static int status_from_wire(struct rxg_client *c, const Rxgemm__StatusReply *w,
 	st->nas_plan_cache_misses = w->nas_plan_cache_misses;
 	st->nas_plan_cache_evictions = w->nas_plan_cache_evictions;
 	st->nas_plan_cache_bytes = w->nas_plan_cache_bytes;
+	st->host_buffers_kept = w->host_buffers_kept;
+	st->host_buffer_kept_bytes = w->host_buffer_kept_bytes;
+	st->host_buffers_pinned = w->host_buffers_pinned;
+	st->host_buffer_pinned_bytes = w->host_buffer_pinned_bytes;
+	st->host_buffer_hits = w->host_buffer_hits;
+	st->host_buffer_misses = w->host_buffer_misses;
+	st->host_buffer_pins_made = w->host_buffer_pins_made;
 	st->max_queue = w->max_queue;
 	st->client_max_queue = w->client_max_queue;
 	st->jobs_waiting = w->jobs_waiting;

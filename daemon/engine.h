@@ -1001,6 +1001,7 @@ struct hostbuf_stats {
 	unsigned kept;
 	uint64_t kept_bytes, hits, misses;
 	unsigned pinned;     /* buffers tracked with a pin now */
+	uint64_t pinned_bytes;
 	uint64_t pins_made;  /* pins made in all */
 };
 void hostbuf_stats(struct hostbuf_stats *out);

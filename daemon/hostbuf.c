@@ -329,8 +329,12 @@ void hostbuf_stats(struct hostbuf_stats *out)
 	out->hits = hb.hits;
 	out->misses = hb.misses;
 	out->pinned = 0;
+	out->pinned_bytes = 0;
 	for (unsigned i = 0; i < hb.n; i++)
-		out->pinned += hb.e[i].pin != NULL;
+		if (hb.e[i].pin) {
+			out->pinned++;
+			out->pinned_bytes += hb.e[i].cap;
+		}
 	out->pins_made = hb.pins_made;
 	pthread_mutex_unlock(&hb.lock);
 }

@@ -341,6 +341,7 @@ static void wire_queue_status(struct rxd_server *srv, Rxgemm__StatusReply *st)
 int wire_status_build(struct rxd_conn *c, Rxgemm__StatusReply *st)
 {
 	struct rxd_shm_stats shm;
+	struct hostbuf_stats hb;
 	int ret = wire_status_fill(&c->srv->stats, c->srv->dev, worker_engine(c->srv->worker),
 				   c->srv->nascache, st);
 
@@ -355,6 +356,14 @@ int wire_status_build(struct rxd_conn *c, Rxgemm__StatusReply *st)
 	st->shm_regions_registered = shm.registered;
 	st->shm_jobs = shm.jobs;
 	st->shm_jobs_in_place = shm.jobs_in_place;
+	hostbuf_stats(&hb);
+	st->host_buffers_kept = hb.kept;
+	st->host_buffer_kept_bytes = hb.kept_bytes;
+	st->host_buffers_pinned = hb.pinned;
+	st->host_buffer_pinned_bytes = hb.pinned_bytes;
+	st->host_buffer_hits = hb.hits;
+	st->host_buffer_misses = hb.misses;
+	st->host_buffer_pins_made = hb.pins_made;
 	wire_queue_status(c->srv, st);
 	return 0;
 }

@@ -478,9 +478,16 @@ if tl_run "status --json" 0 "${R[@]}" status --json; then
 	tl_json "status --json shm" "$T/status.json" \
 		"d['shm']['jobs'] >= 7 and d['shm']['registered'] >= 6 and d['shm']['regions'] == 0 and d['shm']['region_bytes'] == 0" &&
 		tl_ok "status --json counts the --shm jobs, and no buffer is left mapped"
+	# The 3 MiB job with --shm never: a 1 MiB result and a 2 MiB frame, for which the
+	# daemon had no kept buffer at first.
+	tl_json "status --json host_buffers" "$T/status.json" \
+		"sorted(d['host_buffers']) == ['hits', 'kept', 'kept_bytes', 'misses', 'pinned', 'pinned_bytes', 'pins_made'] and d['host_buffers']['misses'] >= 1 and d['host_buffers']['kept'] <= 8 and d['host_buffers']['kept_bytes'] <= 1 << 30" &&
+		tl_ok "status --json counts the host buffers the daemon keeps"
 fi
 if tl_run "status" 0 "${R[@]}" status; then
-	tl_expect_output "status" '^shm: +0 buffers mapped' && tl_ok "status shows the buffers"
+	tl_expect_output "status" '^shm: +0 buffers mapped' &&
+		tl_expect_output "status" '^host: +[0-9]+ buffers kept .*pins made' &&
+		tl_ok "status shows the buffers"
 fi
 # --prometheus: the text exposition format, read by a strict parser of it; the counters
 # agree with --json (no job runs in between).

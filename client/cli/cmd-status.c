@@ -158,6 +158,21 @@ static void status_text_shm(const struct rxg_status *st)
 	       (unsigned long long)st->shm_jobs_in_place);
 }
 
+/* Host buffers the daemon keeps between jobs, and those pinned. */
+static void status_text_host_buffers(const struct rxg_status *st)
+{
+	char kept[32], pinned[32];
+
+	format_bytes(kept, sizeof(kept), st->host_buffer_kept_bytes);
+	format_bytes(pinned, sizeof(pinned), st->host_buffer_pinned_bytes);
+	printf("host:     %lu buffers kept (%s), %lu pinned (%s), %llu reused, %llu new, %llu "
+	       "pins made\n",
+	       (unsigned long)st->host_buffers_kept, kept, (unsigned long)st->host_buffers_pinned,
+	       pinned, (unsigned long long)st->host_buffer_hits,
+	       (unsigned long long)st->host_buffer_misses,
+	       (unsigned long long)st->host_buffer_pins_made);
+}
+
 /* The scheduler's queue: what waits, its bounds, and what it turned away. */
 static void status_text_queue(const struct rxg_status *st)
 {
@@ -201,6 +216,7 @@ static void status_text(const struct rxg_status *st)
 	status_text_budget(st);
 	status_text_sharing(st);
 	status_text_shm(st);
+	status_text_host_buffers(st);
 	status_text_queue(st);
 	if (st->n_kernels) {
 		printf("GEMM kernels (op(A) op(B) of the column-major problem, by size of C):\n");
@@ -397,6 +413,16 @@ void status_json(const struct rxg_status *st)
 	json_member_uint(&w, "registered", st->shm_regions_registered);
 	json_member_uint(&w, "jobs", st->shm_jobs);
 	json_member_uint(&w, "jobs_in_place", st->shm_jobs_in_place);
+	json_end_object(&w);
+	json_key(&w, "host_buffers");
+	json_begin_object(&w);
+	json_member_uint(&w, "kept", st->host_buffers_kept);
+	json_member_uint(&w, "kept_bytes", st->host_buffer_kept_bytes);
+	json_member_uint(&w, "pinned", st->host_buffers_pinned);
+	json_member_uint(&w, "pinned_bytes", st->host_buffer_pinned_bytes);
+	json_member_uint(&w, "hits", st->host_buffer_hits);
+	json_member_uint(&w, "misses", st->host_buffer_misses);
+	json_member_uint(&w, "pins_made", st->host_buffer_pins_made);
 	json_end_object(&w);
 	json_key(&w, "queue");
 	json_begin_object(&w);

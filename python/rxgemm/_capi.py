@@ -130,6 +130,10 @@ class Status(ctypes.Structure):
         ("nas_plan_cache_capacity", c_uint32), ("nas_plan_cache_entries", c_uint32),
         ("nas_plan_cache_hits", c_uint64), ("nas_plan_cache_misses", c_uint64),
         ("nas_plan_cache_evictions", c_uint64), ("nas_plan_cache_bytes", c_uint64),
+        ("host_buffers_kept", c_uint32), ("host_buffer_kept_bytes", c_uint64),
+        ("host_buffers_pinned", c_uint32), ("host_buffer_pinned_bytes", c_uint64),
+        ("host_buffer_hits", c_uint64), ("host_buffer_misses", c_uint64),
+        ("host_buffer_pins_made", c_uint64),
     ]
 
 

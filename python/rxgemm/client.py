@@ -937,6 +937,11 @@ def _status_dict(st):
             "regions": st.shm_regions, "region_bytes": st.shm_region_bytes,
             "registered": st.shm_regions_registered, "jobs": st.shm_jobs,
             "jobs_in_place": st.shm_jobs_in_place},
+        "host_buffers": {
+            "kept": st.host_buffers_kept, "kept_bytes": st.host_buffer_kept_bytes,
+            "pinned": st.host_buffers_pinned, "pinned_bytes": st.host_buffer_pinned_bytes,
+            "hits": st.host_buffer_hits, "misses": st.host_buffer_misses,
+            "pins_made": st.host_buffer_pins_made},
         "queue": {
             "max_queue": st.max_queue, "client_max_queue": st.client_max_queue,
             "jobs_waiting": st.jobs_waiting, "clients_waiting": st.clients_waiting,
