@@ -573,6 +573,18 @@ static void status_prometheus(const struct rxg_status *st)
 	prom_single(f, "rxgemm_shm_jobs_in_place_total", "counter",
 		    "GEMMs run in place on shared memory, with no copy.",
 		    (double)st->shm_jobs_in_place);
+	prom_single(f, "rxgemm_host_buffer_kept_bytes", "gauge",
+		    "Host memory kept between jobs for large frames and results.",
+		    (double)st->host_buffer_kept_bytes);
+	prom_single(f, "rxgemm_host_buffer_pinned_bytes", "gauge",
+		    "Host memory pinned for the device now (kept buffers and those in use).",
+		    (double)st->host_buffer_pinned_bytes);
+	prom_single(f, "rxgemm_host_buffer_hits_total", "counter",
+		    "Large frames and results that took a kept host buffer.",
+		    (double)st->host_buffer_hits);
+	prom_single(f, "rxgemm_host_buffer_misses_total", "counter",
+		    "Large frames and results that found no kept host buffer.",
+		    (double)st->host_buffer_misses);
 
 	PROM_CLIENTS_(f, st, "rxgemm_client_jobs_ok_total", "counter",
 		      "Jobs of the client that completed.", c->jobs_ok);
