@@ -77,8 +77,14 @@ printf 'BEFORE-TOP\n'
 echo "TOP-EXITED \$?"
 sleep 600
 EOF
+# The second time the pane is respawned in place: killing the only session makes the tmux
+# server exit, and a new-session that reaches its socket while it exits fails with "server
+# exited unexpectedly".
 start_top() {
-	"${TM[@]}" kill-session -t top 2>/dev/null || true
+	if "${TM[@]}" has-session -t top 2>/dev/null; then
+		"${TM[@]}" respawn-pane -k -t top "exec bash '$T/top-pane.sh'"
+		return
+	fi
 	"${TM[@]}" new-session -d -s top -x 80 -y 24 "exec bash '$T/top-pane.sh'"
 	"${TM[@]}" set-option -t top window-size manual >/dev/null 2>&1 || true
 }
