@@ -11,7 +11,9 @@
  * Jobs: rxg_gemm() runs one GEMM and waits for it. rxg_submit_gemm() only sends it and
  * returns its request id at once; rxg_wait(), rxg_wait_any() and rxg_cancel() follow it up,
  * and rxg_fd() lets an event loop learn when a reply is there. Any number of jobs may be in
- * flight on one handle; the daemon answers them in the order its scheduler runs them.
+ * flight on one handle; the daemon answers them in the order its scheduler runs them. (It
+ * stops reading a connection whose replies wait unread; a send it holds back that way
+ * reads them meanwhile, each kept for its wait.)
  *
  * Threads: a handle may be used from several threads at once: each may submit jobs and
  * wait for its own (a reply read by one thread is kept for the one that waits for it).
@@ -301,8 +303,9 @@ int rxg_cancel(rxg_client *c, uint64_t id, enum rxg_cancel_outcome *outcome);
 /* A file descriptor that becomes readable when a reply has arrived, for poll(2), epoll or
  * an event loop. Only watch it for reading; never read, write or close it. After it polls
  * readable, call rxg_wait_any(c, 0, ...) until it returns RXG_EAGAIN: replies read while
- * waiting for another job are held by the handle and do not make the fd readable again.
- * -1 when the connection is lost. */
+ * waiting for another job, or by a submit that the daemon held back until its replies were
+ * read (see "Jobs" above), are held by the handle and do not make the fd readable again,
+ * so call it after a submit too. -1 when the connection is lost. */
 int rxg_fd(const rxg_client *c);
 
 /* One finished job as the daemon remembers it. */

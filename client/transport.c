@@ -143,6 +143,12 @@ static void conn_break(struct rxg_client *c)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
+static int send_wait(struct rxg_client *c);
+
+/* A send that moves nothing for this long returns (SO_SNDTIMEO, set at connect), so that
+ * the sender can look for replies (send_wait). Sends that move on never pay for it. */
+#define SEND_STALL_MS 10
+
 static int write_all(struct rxg_client *c, const uint8_t *data, size_t len)
 {
 	if (atomic_load(&c->broken))
@@ -154,6 +160,13 @@ static int write_all(struct rxg_client *c, const uint8_t *data, size_t len)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				/* Nothing went for SEND_STALL_MS (SO_SNDTIMEO). */
+				int rc = send_wait(c);
+				if (rc != RXG_OK)
+					return rc;
+				continue;
+			}
 			int err = errno;
 			conn_break(c);
 			return fail(c, RXG_EIO, "cannot send to the daemon: %s", strerror(err));
@@ -769,6 +782,43 @@ static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
 	return RXG_EPROTO;
 }
 
+/* The socket took nothing for SEND_STALL_MS. The daemon stops reading a client whose
+ * replies pile up unread (8 MiB of them), and a thread in the middle of a frame reads no
+ * reply until its send is done: a caller with two large jobs in flight (rxg_submit_gemm,
+ * then rxg_wait) waited on the daemon while the daemon waited on it. So wait until the
+ * socket takes more, and meanwhile read the replies that come, when no other thread is
+ * reading; they are filed for whoever waits for them. */
+static int send_wait(struct rxg_client *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+	Rxgemm__Reply *reply = NULL;
+	bool reader = false;
+	int n, rc = RXG_OK;
+
+	pthread_mutex_lock(&c->lock);
+	if (!c->reading)
+		reader = c->reading = true;
+	pthread_mutex_unlock(&c->lock);
+	if (reader)
+		pfd.events |= POLLIN;
+	/* Not the reader: look again now and then, for the reading role may come free
+	 * with replies still to read. */
+	while ((n = poll(&pfd, 1, reader ? -1 : SEND_STALL_MS)) < 0 && errno == EINTR)
+		;
+	if (reader && n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&
+	    !(pfd.revents & POLLOUT))
+		rc = read_reply(c, 0, &reply);
+	if (reader) {
+		pthread_mutex_lock(&c->lock);
+		c->reading = false;
+		if (rc == RXG_OK && reply)
+			rc = file_reply(c, reply);
+		pthread_cond_broadcast(&c->cond);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return rc == RXG_EAGAIN ? RXG_OK : rc;
+}
+
 /* Wait up to timeout_ms (-1: for ever) for the reply to request id (0: to any job) and
  * take its entry out of the pending list into *out (the caller frees it). RXG_OK,
  * RXG_EAGAIN (not in time), RXG_EINVAL (no such request pending) or RXG_EIO/RXG_EPROTO
@@ -1109,6 +1159,11 @@ RXG_EXPORT int rxg_connect(const char *socket_path, const char *client_name, rxg
 	if (err < 0) {
 		rc = fail(c, RXG_ECONNECT, "%s: %s%s", socket_path, strerror(-err),
 			  err == -ENOENT || err == -ECONNREFUSED ? " (is rxgemmd running?)" : "");
+		goto out;
+	}
+	struct timeval stall = { 0, SEND_STALL_MS * 1000 };
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof(stall)) < 0) {
+		rc = fail(c, RXG_ECONNECT, "cannot set a send timeout: %s", strerror(errno));
 		goto out;
 	}
 	rc = hello(c, client_name ? client_name : "librxgemm");

@@ -5,7 +5,8 @@
  * twice, a reply to a request not in flight or a failed one does to it is set here by a
  * thread that plays the daemon on a socket of its own: each case answers Hello, reads one
  * GEMM request and sends the bytes the case scripts. The reference for a good reply is
- * the data the script sent. */
+ * the data the script sent. test_pipelined plays a daemon that reads no more requests
+ * while a reply is unread, as rxgemmd does once 8 MiB of them wait. */
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,6 +33,7 @@ enum script {
 	C_TWICE,       /* C, then an empty C: protobuf keeps the last */
 	OTHER_ID,      /* a reply to a request that is not in flight */
 	FAILED_WITH_C, /* a failed status, yet with C */
+	PIPELINED,     /* two GEMMs; the second is read only once the first's C is sent */
 };
 
 struct fake {
@@ -131,8 +134,15 @@ static void *fake_main(void *arg)
 		send_reply(fd, &r);
 		rxgemm__request__free_unpacked(req, NULL);
 	}
-	/* One GEMM, answered as scripted. */
-	if ((req = read_request(fd)) != NULL && req->gemm) {
+	/* A stuck case ends in a failure, not in a hang. */
+	struct timeval limit = { 20, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+	/* One GEMM (two for PIPELINED), answered as scripted. */
+	for (int job = 0; job < (f->script == PIPELINED ? 2 : 1); job++) {
+		req = read_request(fd);
+		if (!req || !req->gemm)
+			break;
 		size_t floats = (size_t)req->gemm->m * (size_t)req->gemm->n, len;
 		float *c = malloc(floats * sizeof(float));
 		Rxgemm__Reply r = RXGEMM__REPLY__INIT;
@@ -143,7 +153,7 @@ static void *fake_main(void *arg)
 		for (size_t i = 0; c && i < floats; i++)
 			c[i] = pattern(i);
 		g.c = (ProtobufCBinaryData){ floats * sizeof(float), (uint8_t *)c };
-		g.flops = 2ull * M * N * K;
+		g.flops = 2ull * (uint64_t)req->gemm->m * (uint64_t)req->gemm->n * (uint64_t)req->gemm->k;
 		g.kernel = (char *)"scripted";
 		t.total_ns = 1000;
 		r.request_id = req->request_id;
@@ -152,6 +162,7 @@ static void *fake_main(void *arg)
 		r.gemm = &g;
 		switch (f->script) {
 		case GOOD:
+		case PIPELINED: /* each reply whole before the next request is read */
 			send_reply(fd, &r);
 			break;
 		case CUT:
@@ -191,6 +202,8 @@ static void *fake_main(void *arg)
 			break;
 		}
 		free(c);
+		rxgemm__request__free_unpacked(req, NULL);
+		req = NULL;
 	}
 	if (req)
 		rxgemm__request__free_unpacked(req, NULL);
@@ -299,6 +312,56 @@ START_TEST(test_reply)
 }
 END_TEST
 
+/* Two jobs in flight from one thread: the first's C (10 MB) comes back while the second's
+ * A and B (38 MB) are being sent, and the daemon reads no more until that C is read. The
+ * library reads it in the middle of its send (transport.c, send_wait); it used to block
+ * in send while the daemon blocked on the reply, until the daemon gave up on it. Each
+ * job's C is what its reply held. */
+START_TEST(test_pipelined)
+{
+	enum { M1 = 1600, N1 = 1600, M2 = 16, N2 = 16, K2 = 300000 };
+	float *a1 = calloc(M1, sizeof(float)), *b1 = calloc(N1, sizeof(float));
+	float *a2 = calloc((size_t)M2 * K2, sizeof(float));
+	float *b2 = calloc((size_t)K2 * N2, sizeof(float));
+	float *c1 = malloc(sizeof(float) * M1 * N1), *c2 = malloc(sizeof(float) * M2 * N2);
+	struct fake f;
+	rxg_client *h = NULL;
+	uint64_t id1, id2;
+
+	ck_assert(a1 && b1 && a2 && b2 && c1 && c2);
+	fake_start(&f, PIPELINED);
+	ck_assert_int_eq(rxg_connect(f.path, "test-reply", &h), RXG_OK);
+	struct rxg_gemm_args g1 = { .layout = RXG_COL_MAJOR, .m = M1, .n = N1, .k = 1,
+				    .alpha = 1.0f, .a = a1, .b = b1, .c = c1 };
+	struct rxg_gemm_args g2 = { .layout = RXG_COL_MAJOR, .m = M2, .n = N2, .k = K2,
+				    .alpha = 1.0f, .a = a2, .b = b2, .c = c2 };
+	ck_assert_int_eq(rxg_submit_gemm(h, &g1, NULL, &id1), RXG_OK);
+	int rc = rxg_submit_gemm(h, &g2, NULL, &id2);
+	ck_assert_msg(rc == RXG_OK, "the second submit: %s: %s", rxg_strerror(rc), rxg_errmsg(h));
+	rc = rxg_wait(h, id1, NULL);
+	ck_assert_msg(rc == RXG_OK, "the first wait: %s: %s", rxg_strerror(rc), rxg_errmsg(h));
+	rc = rxg_wait(h, id2, NULL);
+	ck_assert_msg(rc == RXG_OK, "the second wait: %s: %s", rxg_strerror(rc), rxg_errmsg(h));
+	size_t bad = SIZE_MAX;
+	for (size_t i = 0; i < (size_t)M1 * N1 && bad == SIZE_MAX; i++)
+		if (c1[i] != pattern(i))
+			bad = i;
+	for (size_t i = 0; i < (size_t)M2 * N2 && bad == SIZE_MAX; i++)
+		if (c2[i] != pattern(i))
+			bad = (size_t)M1 * N1 + i;
+	ck_assert_msg(bad == SIZE_MAX, "C element %zu (C2 past %d) differs from the reply's", bad,
+		      M1 * N1);
+	rxg_close(h);
+	fake_stop(&f);
+	free(a1);
+	free(b1);
+	free(a2);
+	free(b2);
+	free(c1);
+	free(c2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("reply");
@@ -311,6 +374,7 @@ int main(void)
 	setenv("RXGEMM_STAGE_BYTES", "off", 1);
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_reply, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+	tcase_add_test(tc, test_pipelined);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1316,6 +1316,51 @@ START_TEST(test_proto_big_reply)
 }
 END_TEST
 
+/* One thread, two inline jobs in flight: the first's C (10 MB, little work) comes back
+ * while the second's A and B (41 MB) are still being sent, and with 8 MiB of replies
+ * unwritten the daemon stops reading. librxgemm reads that reply in the middle of its send
+ * (client/transport.c, send_wait); it used to block in send() while the daemon waited for
+ * it to read, until the stall timeout closed the connection. Each C against the CPU
+ * reference. */
+START_TEST(test_lib_pipelined_big_reply)
+{
+	setenv("RXGEMM_STAGE_BYTES", "off", 1); /* read at this process's first GEMM */
+	rxg_client *c = lib_connect();
+	for (int round = 0; round < 3; round++) {
+		struct prob p[2];
+		float *got[2];
+		uint64_t id[2];
+		char msg[1024];
+
+		prob_make(&p[0], 0, 0, 0, 1600, 1600, 2, 1.0f, 0.0f, 0, 0, 0, 0,
+			  200 + (uint64_t)round);
+		prob_make(&p[1], 0, 0, 0, 64, 64, 80000, 1.0f, 0.0f, 0, 0, 0, 0,
+			  300 + (uint64_t)round);
+		for (int j = 0; j < 2; j++) {
+			got[j] = calloc((size_t)p[j].c_len, sizeof(float));
+			ck_assert_ptr_nonnull(got[j]);
+			struct rxg_gemm_args args = { .layout = RXG_COL_MAJOR, .m = p[j].m,
+						      .n = p[j].n, .k = p[j].k, .alpha = 1.0f,
+						      .a = p[j].a, .b = p[j].b, .c = got[j] };
+			int rc = rxg_submit_gemm(c, &args, NULL, &id[j]);
+			ck_assert_msg(rc == RXG_OK, "round %d, job %d: %s: %s", round, j,
+				      rxg_strerror(rc), rxg_errmsg(c));
+		}
+		for (int j = 0; j < 2; j++) {
+			int rc = rxg_wait(c, id[j], NULL);
+			ck_assert_msg(rc == RXG_OK, "round %d, wait for job %d: %s: %s", round, j,
+				      rxg_strerror(rc), rxg_errmsg(c));
+			ck_assert_msg(prob_verify(&p[j], got[j], p[j].c_len, NULL, msg,
+						  sizeof(msg)) == 0,
+				      "%s", msg);
+			free(got[j]);
+			prob_free(&p[j]);
+		}
+	}
+	rxg_close(c);
+}
+END_TEST
+
 /* Large requests and results one after another, so that each job's frame and result buffer
  * are the buffers the job before used (daemon/hostbuf.c keeps them): every result right
  * against the CPU reference, and C's padding in the reply is C's as sent or zeros, never
@@ -1973,6 +2018,7 @@ static Suite *server_suite(void)
 
 	tc = tcase("clients", setup_big_frames);
 	tcase_add_test(tc, test_frames_reused);
+	tcase_add_test(tc, test_lib_pipelined_big_reply);
 	tcase_add_test(tc, test_clients_threads);
 	tcase_add_test(tc, test_clients_vanish);
 	suite_add_tcase(s, tc);
