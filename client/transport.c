@@ -242,16 +242,19 @@ static void sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data
 #define SEND_ALIGN 16
 
 /* The requests with such floats (those the daemon lifts out of the frame: daemon/wire.c),
- * by the Request field that holds each, and their fields. */
+ * by the Request field that holds each (its body case is its field number), and their
+ * fields. */
 static const struct send_padded {
-	const char *body;
+	Rxgemm__Request__BodyCase body;
 	const ProtobufCMessageDescriptor *desc;
 	const char *fields[3];
 } send_padded[] = {
-	{ "gemm", &rxgemm__gemm_request__descriptor, { "a", "b", "c" } },
-	{ "nas_eval", &rxgemm__nas_eval_request__descriptor, { "weights", "input" } },
-	{ "tensor_create", &rxgemm__tensor_create__descriptor, { "data" } },
-	{ "search", &rxgemm__search_request__descriptor, { "resume_state" } },
+	{ RXGEMM__REQUEST__BODY_GEMM, &rxgemm__gemm_request__descriptor, { "a", "b", "c" } },
+	{ RXGEMM__REQUEST__BODY_NAS_EVAL, &rxgemm__nas_eval_request__descriptor,
+	  { "weights", "input" } },
+	{ RXGEMM__REQUEST__BODY_TENSOR_CREATE, &rxgemm__tensor_create__descriptor, { "data" } },
+	{ RXGEMM__REQUEST__BODY_SEARCH, &rxgemm__search_request__descriptor,
+	  { "resume_state" } },
 };
 
 /* send_request for a request with inline floats of LIFT_MIN_BYTES or more (send_padded),
@@ -271,13 +274,13 @@ static int send_aligned(struct rxg_client *c, const Rxgemm__Request *req, uint64
 
 	if (!c->pad)
 		return -1;
-	for (size_t i = 0; i < sizeof(send_padded) / sizeof(send_padded[0]) && !sp; i++) {
-		body = protobuf_c_message_descriptor_get_field_by_name(&rxgemm__request__descriptor,
-								       send_padded[i].body);
-		if (body && (uint32_t)req->body_case == body->id)
+	for (size_t i = 0; i < sizeof(send_padded) / sizeof(send_padded[0]) && !sp; i++)
+		if (req->body_case == send_padded[i].body)
 			sp = &send_padded[i];
-	}
-	if (!sp || !(fd = protobuf_c_message_descriptor_get_field_by_name(sp->desc, "pad")))
+	if (!sp ||
+	    !(body = protobuf_c_message_descriptor_get_field(&rxgemm__request__descriptor,
+							     (unsigned)sp->body)) ||
+	    !(fd = protobuf_c_message_descriptor_get_field_by_name(sp->desc, "pad")))
 		return -1;
 	/* A shallow copy of the body, its large fields emptied, in a copy of req. */
 	const void *orig = *(void *const *)((const uint8_t *)req + body->offset);

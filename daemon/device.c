@@ -137,6 +137,7 @@ int device_env_mode(const char *name)
 		log_msg(LOG_WARNING, "%s=%s is not auto, always or never: auto", name, env);
 	return RXD_PIPELINE_AUTO;
 }
+
 int device_list(FILE *f)
 {
 	struct rxd_device_desc *all;
