@@ -793,29 +793,39 @@ static int file_reply(struct rxg_client *c, Rxgemm__Reply *reply)
  * reading; they are filed for whoever waits for them. */
 static int send_wait(struct rxg_client *c)
 {
-	struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
-	Rxgemm__Reply *reply = NULL;
+	struct pollfd pfd = { .fd = c->fd };
 	bool reader = false;
-	int n, rc = RXG_OK;
+	int rc = RXG_OK;
 
 	pthread_mutex_lock(&c->lock);
 	if (!c->reading)
 		reader = c->reading = true;
 	pthread_mutex_unlock(&c->lock);
-	if (reader)
-		pfd.events |= POLLIN;
-	/* Not the reader: look again now and then, for the reading role may come free
-	 * with replies still to read. */
-	while ((n = poll(&pfd, 1, reader ? -1 : SEND_STALL_MS)) < 0 && errno == EINTR)
-		;
-	if (reader && n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&
-	    !(pfd.revents & POLLOUT))
+	/* As many replies as come before the socket takes more: the daemon reads on only
+	 * once enough of them are out. Not the reader: look again now and then, for the
+	 * reading role may come free with replies still to read. */
+	for (;;) {
+		Rxgemm__Reply *reply = NULL;
+		int n;
+
+		pfd.events = POLLOUT | (reader ? POLLIN : 0);
+		while ((n = poll(&pfd, 1, reader ? -1 : SEND_STALL_MS)) < 0 && errno == EINTR)
+			;
+		if (!reader || n <= 0 || (pfd.revents & POLLOUT) ||
+		    !(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+			break;
 		rc = read_reply(c, 0, &reply);
+		pthread_mutex_lock(&c->lock);
+		if (rc == RXG_OK && reply)
+			rc = file_reply(c, reply);
+		pthread_cond_broadcast(&c->cond); /* a waiter's reply may be there */
+		pthread_mutex_unlock(&c->lock);
+		if (rc != RXG_OK)
+			break;
+	}
 	if (reader) {
 		pthread_mutex_lock(&c->lock);
 		c->reading = false;
-		if (rc == RXG_OK && reply)
-			rc = file_reply(c, reply);
 		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
 	}
