@@ -33,7 +33,7 @@ enum script {
 	C_TWICE,       /* C, then an empty C: protobuf keeps the last */
 	OTHER_ID,      /* a reply to a request that is not in flight */
 	FAILED_WITH_C, /* a failed status, yet with C */
-	PIPELINED,     /* two GEMMs; the second is read only once the first's C is sent */
+	PIPELINED,     /* three GEMMs; the third is read only once the first two Cs are sent */
 };
 
 struct fake {
@@ -110,6 +110,70 @@ static void send_reply(int fd, const Rxgemm__Reply *r)
 	free(b);
 }
 
+/* Answer req as f's script says. */
+static void answer(const struct fake *f, int fd, const Rxgemm__Request *req)
+{
+	size_t floats = (size_t)req->gemm->m * (size_t)req->gemm->n, len;
+	float *c = malloc(floats * sizeof(float));
+	Rxgemm__Reply r = RXGEMM__REPLY__INIT;
+	Rxgemm__GemmReply g = RXGEMM__GEMM_REPLY__INIT;
+	Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
+	uint8_t *b;
+
+	for (size_t i = 0; c && i < floats; i++)
+		c[i] = pattern(i);
+	g.c = (ProtobufCBinaryData){ floats * sizeof(float), (uint8_t *)c };
+	g.flops = 2ull * (uint64_t)req->gemm->m * (uint64_t)req->gemm->n * (uint64_t)req->gemm->k;
+	g.kernel = (char *)"scripted";
+	t.total_ns = 1000;
+	r.request_id = req->request_id;
+	r.timings = &t;
+	r.body_case = RXGEMM__REPLY__BODY_GEMM;
+	r.gemm = &g;
+	switch (f->script) {
+	case GOOD:
+	case PIPELINED: /* each reply whole before the next request is read */
+		send_reply(fd, &r);
+		break;
+	case CUT:
+		len = rxgemm__reply__get_packed_size(&r);
+		if ((b = malloc(len))) {
+			rxgemm__reply__pack(&r, b);
+			send_frame(fd, b, len, len / 2);
+			free(b);
+		}
+		break;
+	case C_TWICE: {
+		size_t glen = rxgemm__gemm_reply__get_packed_size(&g);
+		uint8_t *gb = malloc(glen + 8);
+
+		b = malloc(glen + 64);
+		if (gb && b) {
+			rxgemm__gemm_reply__pack(&g, gb);
+			glen += raw_put_field(gb + glen, 1, "", 0);
+			len = 0;
+			b[len++] = 0x08; /* request_id */
+			b[len++] = (uint8_t)req->request_id; /* small in this test */
+			len += raw_put_field(b + len, 6, gb, glen);
+			send_frame(fd, b, len, len);
+		}
+		free(gb);
+		free(b);
+		break;
+	}
+	case OTHER_ID:
+		r.request_id = req->request_id + 1000;
+		send_reply(fd, &r);
+		break;
+	case FAILED_WITH_C:
+		r.status = RXGEMM__STATUS__STATUS_INTERNAL;
+		r.error = (char *)"scripted failure";
+		send_reply(fd, &r);
+		break;
+	}
+	free(c);
+}
+
 static void *fake_main(void *arg)
 {
 	struct fake *f = arg;
@@ -138,73 +202,30 @@ static void *fake_main(void *arg)
 	struct timeval limit = { 20, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-	/* One GEMM (two for PIPELINED), answered as scripted. */
-	for (int job = 0; job < (f->script == PIPELINED ? 2 : 1); job++) {
+	/* One GEMM (three for PIPELINED), answered as scripted. PIPELINED answers the first
+	 * two together, after reading both, and reads the third only once both replies are
+	 * read. */
+	Rxgemm__Request *held = NULL;
+	for (int job = 0; job < (f->script == PIPELINED ? 3 : 1); job++) {
 		req = read_request(fd);
 		if (!req || !req->gemm)
 			break;
-		size_t floats = (size_t)req->gemm->m * (size_t)req->gemm->n, len;
-		float *c = malloc(floats * sizeof(float));
-		Rxgemm__Reply r = RXGEMM__REPLY__INIT;
-		Rxgemm__GemmReply g = RXGEMM__GEMM_REPLY__INIT;
-		Rxgemm__Timings t = RXGEMM__TIMINGS__INIT;
-		uint8_t *b;
-
-		for (size_t i = 0; c && i < floats; i++)
-			c[i] = pattern(i);
-		g.c = (ProtobufCBinaryData){ floats * sizeof(float), (uint8_t *)c };
-		g.flops = 2ull * (uint64_t)req->gemm->m * (uint64_t)req->gemm->n * (uint64_t)req->gemm->k;
-		g.kernel = (char *)"scripted";
-		t.total_ns = 1000;
-		r.request_id = req->request_id;
-		r.timings = &t;
-		r.body_case = RXGEMM__REPLY__BODY_GEMM;
-		r.gemm = &g;
-		switch (f->script) {
-		case GOOD:
-		case PIPELINED: /* each reply whole before the next request is read */
-			send_reply(fd, &r);
-			break;
-		case CUT:
-			len = rxgemm__reply__get_packed_size(&r);
-			if ((b = malloc(len))) {
-				rxgemm__reply__pack(&r, b);
-				send_frame(fd, b, len, len / 2);
-				free(b);
-			}
-			break;
-		case C_TWICE: {
-			size_t glen = rxgemm__gemm_reply__get_packed_size(&g);
-			uint8_t *gb = malloc(glen + 8);
-
-			b = malloc(glen + 64);
-			if (gb && b) {
-				rxgemm__gemm_reply__pack(&g, gb);
-				glen += raw_put_field(gb + glen, 1, "", 0);
-				len = 0;
-				b[len++] = 0x08; /* request_id */
-				b[len++] = (uint8_t)req->request_id; /* small in this test */
-				len += raw_put_field(b + len, 6, gb, glen);
-				send_frame(fd, b, len, len);
-			}
-			free(gb);
-			free(b);
-			break;
+		if (f->script == PIPELINED && job == 0) {
+			held = req;
+			req = NULL;
+			continue;
 		}
-		case OTHER_ID:
-			r.request_id = req->request_id + 1000;
-			send_reply(fd, &r);
-			break;
-		case FAILED_WITH_C:
-			r.status = RXGEMM__STATUS__STATUS_INTERNAL;
-			r.error = (char *)"scripted failure";
-			send_reply(fd, &r);
-			break;
-		}
-		free(c);
+		if (held)
+			answer(f, fd, held);
+		answer(f, fd, req);
+		if (held)
+			rxgemm__request__free_unpacked(held, NULL);
+		held = NULL;
 		rxgemm__request__free_unpacked(req, NULL);
 		req = NULL;
 	}
+	if (held)
+		rxgemm__request__free_unpacked(held, NULL);
 	if (req)
 		rxgemm__request__free_unpacked(req, NULL);
 	/* Leave the client to see what the case left it: the end of the stream. */
@@ -312,53 +333,53 @@ START_TEST(test_reply)
 }
 END_TEST
 
-/* Two jobs in flight from one thread: the first's C (10 MB) comes back while the second's
- * A and B (38 MB) are being sent, and the daemon reads no more until that C is read. The
- * library reads it in the middle of its send (transport.c, send_wait); it used to block
- * in send while the daemon blocked on the reply, until the daemon gave up on it. Each
- * job's C is what its reply held. */
+/* Three jobs in flight from one thread: the first two Cs (10 MB each) come back while the
+ * third's A and B (38 MB) are being sent, and the daemon reads no more until both are read.
+ * The library reads them in the middle of its send (transport.c, send_wait); it used to
+ * block in send while the daemon blocked on the replies, until the daemon gave up on it.
+ * Each job's C is what its reply held. */
 START_TEST(test_pipelined)
 {
-	enum { M1 = 1600, N1 = 1600, M2 = 16, N2 = 16, K2 = 300000 };
+	enum { M1 = 1600, N1 = 1600, M3 = 16, N3 = 16, K3 = 300000 };
 	float *a1 = calloc(M1, sizeof(float)), *b1 = calloc(N1, sizeof(float));
-	float *a2 = calloc((size_t)M2 * K2, sizeof(float));
-	float *b2 = calloc((size_t)K2 * N2, sizeof(float));
-	float *c1 = malloc(sizeof(float) * M1 * N1), *c2 = malloc(sizeof(float) * M2 * N2);
+	float *a3 = calloc((size_t)M3 * K3, sizeof(float));
+	float *b3 = calloc((size_t)K3 * N3, sizeof(float));
+	float *c[3] = { malloc(sizeof(float) * M1 * N1), malloc(sizeof(float) * M1 * N1),
+			malloc(sizeof(float) * M3 * N3) };
+	const size_t c_len[3] = { (size_t)M1 * N1, (size_t)M1 * N1, (size_t)M3 * N3 };
 	struct fake f;
 	rxg_client *h = NULL;
-	uint64_t id1, id2;
+	uint64_t id[3];
 
-	ck_assert(a1 && b1 && a2 && b2 && c1 && c2);
+	ck_assert(a1 && b1 && a3 && b3 && c[0] && c[1] && c[2]);
 	fake_start(&f, PIPELINED);
 	ck_assert_int_eq(rxg_connect(f.path, "test-reply", &h), RXG_OK);
-	struct rxg_gemm_args g1 = { .layout = RXG_COL_MAJOR, .m = M1, .n = N1, .k = 1,
-				    .alpha = 1.0f, .a = a1, .b = b1, .c = c1 };
-	struct rxg_gemm_args g2 = { .layout = RXG_COL_MAJOR, .m = M2, .n = N2, .k = K2,
-				    .alpha = 1.0f, .a = a2, .b = b2, .c = c2 };
-	ck_assert_int_eq(rxg_submit_gemm(h, &g1, NULL, &id1), RXG_OK);
-	int rc = rxg_submit_gemm(h, &g2, NULL, &id2);
-	ck_assert_msg(rc == RXG_OK, "the second submit: %s: %s", rxg_strerror(rc), rxg_errmsg(h));
-	rc = rxg_wait(h, id1, NULL);
-	ck_assert_msg(rc == RXG_OK, "the first wait: %s: %s", rxg_strerror(rc), rxg_errmsg(h));
-	rc = rxg_wait(h, id2, NULL);
-	ck_assert_msg(rc == RXG_OK, "the second wait: %s: %s", rxg_strerror(rc), rxg_errmsg(h));
-	size_t bad = SIZE_MAX;
-	for (size_t i = 0; i < (size_t)M1 * N1 && bad == SIZE_MAX; i++)
-		if (c1[i] != pattern(i))
-			bad = i;
-	for (size_t i = 0; i < (size_t)M2 * N2 && bad == SIZE_MAX; i++)
-		if (c2[i] != pattern(i))
-			bad = (size_t)M1 * N1 + i;
-	ck_assert_msg(bad == SIZE_MAX, "C element %zu (C2 past %d) differs from the reply's", bad,
-		      M1 * N1);
+	for (int j = 0; j < 3; j++) {
+		struct rxg_gemm_args g = { .layout = RXG_COL_MAJOR, .m = j < 2 ? M1 : M3,
+					   .n = j < 2 ? N1 : N3, .k = j < 2 ? 1 : K3,
+					   .alpha = 1.0f, .a = j < 2 ? a1 : a3,
+					   .b = j < 2 ? b1 : b3, .c = c[j] };
+		int rc = rxg_submit_gemm(h, &g, NULL, &id[j]);
+		ck_assert_msg(rc == RXG_OK, "submit %d: %s: %s", j, rxg_strerror(rc),
+			      rxg_errmsg(h));
+	}
+	for (int j = 0; j < 3; j++) {
+		int rc = rxg_wait(h, id[j], NULL);
+		ck_assert_msg(rc == RXG_OK, "wait %d: %s: %s", j, rxg_strerror(rc), rxg_errmsg(h));
+		size_t bad = SIZE_MAX;
+		for (size_t i = 0; i < c_len[j] && bad == SIZE_MAX; i++)
+			if (c[j][i] != pattern(i))
+				bad = i;
+		ck_assert_msg(bad == SIZE_MAX, "job %d: C[%zu] differs from the reply's", j, bad);
+	}
 	rxg_close(h);
 	fake_stop(&f);
 	free(a1);
 	free(b1);
-	free(a2);
-	free(b2);
-	free(c1);
-	free(c2);
+	free(a3);
+	free(b3);
+	for (int j = 0; j < 3; j++)
+		free(c[j]);
 }
 END_TEST
 
