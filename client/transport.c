@@ -491,8 +491,20 @@ static struct pending *direct_take(struct rxg_client *c, uint64_t id, const stru
 	return found;
 }
 
+#ifdef RXG_TEST_HOOKS
+/* Tests only (test-reply builds the library's sources with RXG_TEST_HOOKS): called by the
+ * reading thread when a reply it was receiving into a caller's array did not end there
+ * (a read failed: the connection is broken by now), while the entry is still marked
+ * delivering, so that a test can see what another thread's wait does in that window. */
+void (*rxg__hook_delivery_failed)(void);
+#endif
+
 static void direct_end(struct rxg_client *c, struct pending *p, bool delivered)
 {
+#ifdef RXG_TEST_HOOKS
+	if (!delivered && rxg__hook_delivery_failed)
+		rxg__hook_delivery_failed();
+#endif
 	pthread_mutex_lock(&c->lock);
 	p->delivering = false;
 	p->c_direct = delivered;

@@ -6,10 +6,13 @@
  * thread that plays the daemon on a socket of its own: each case answers Hello, reads one
  * GEMM request and sends the bytes the case scripts. The reference for a good reply is
  * the data the script sent. test_pipelined plays a daemon that reads no more requests
- * while a reply is unread, as rxgemmd does once 8 MiB of them wait. */
+ * while a reply is unread, as rxgemmd does once 8 MiB of them wait. test_delivery_window
+ * holds the reading thread, through the library's test hook, where a reply cut off has
+ * broken the connection but C is not yet let go. */
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -383,6 +386,77 @@ START_TEST(test_pipelined)
 }
 END_TEST
 
+/* transport.c's hook, built in with RXG_TEST_HOOKS (Makefile.am). */
+extern void (*rxg__hook_delivery_failed)(void);
+
+static sem_t in_window, leave_window;
+static int window_calls;
+
+static void hold_in_window(void)
+{
+	window_calls++;
+	sem_post(&in_window);
+	sem_wait(&leave_window);
+}
+
+struct waiter {
+	rxg_client *h;
+	uint64_t id;
+	int rc;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->rc = rxg_wait(w->h, w->id, NULL);
+	return NULL;
+}
+
+/* A reply cut off while it comes straight into the caller's C: the reading thread breaks
+ * the connection, then lets go of C (transport.c, direct_end). In between, another
+ * thread's wait must not say RXG_EIO: its caller could free C while the reader may still
+ * write into it. The hook holds the reader there; a timed wait meanwhile runs out with
+ * RXG_EAGAIN, and once the reader lets go both threads see RXG_EIO. */
+START_TEST(test_delivery_window)
+{
+	static float a[M * K], b[K * N];
+	float *c = malloc(sizeof(float) * M * N);
+	struct waiter w = { 0 };
+	struct fake f;
+	pthread_t t;
+	uint64_t id = 0;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(sem_init(&in_window, 0, 0), 0);
+	ck_assert_int_eq(sem_init(&leave_window, 0, 0), 0);
+	window_calls = 0;
+	rxg__hook_delivery_failed = hold_in_window;
+	fake_start(&f, CUT);
+	ck_assert_int_eq(rxg_connect(f.path, "test-reply", &w.h), RXG_OK);
+	struct rxg_gemm_args g = { .layout = RXG_COL_MAJOR, .m = M, .n = N, .k = K,
+				   .alpha = 1.0f, .a = a, .b = b, .c = c };
+	ck_assert_int_eq(rxg_submit_gemm(w.h, &g, NULL, &w.id), RXG_OK);
+	ck_assert_int_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
+	while (sem_wait(&in_window) != 0)
+		;
+	int rc = rxg_wait_any(w.h, 100, &id, NULL);
+	ck_assert_msg(rc == RXG_EAGAIN, "a wait while C is still being written gave %d (%s)", rc,
+		      rxg_errmsg(w.h));
+	sem_post(&leave_window);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(w.rc, RXG_EIO);
+	ck_assert_int_eq(rxg_wait_any(w.h, 0, &id, NULL), RXG_EIO);
+	ck_assert_int_eq(window_calls, 1); /* C was the destination, and it failed once */
+	rxg__hook_delivery_failed = NULL;
+	rxg_close(w.h);
+	fake_stop(&f);
+	sem_destroy(&in_window);
+	sem_destroy(&leave_window);
+	free(c);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("reply");
@@ -396,6 +470,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_reply, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, test_pipelined);
+	tcase_add_test(tc, test_delivery_window);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
