@@ -10,6 +10,8 @@
 # checked job by job and back to back as PyTorch times its own ("b2b"). Plain host
 # arrays (staged by librxgemm) run twice, with its copy threads (the default) and with one
 # (RXGEMM_COPY_THREADS=1), and tests/bench-copy times the staging copies alone by threads.
+# tests/gpu/sock-ceiling.py times the bytes of each size's frames (A and B in, C out: 12
+# MiB at 1024) crossing a bare Unix socket: the least the frames path can cost.
 # Build here, then:
 #   ../shared/gpu/bundle daemon/rxgemmd client/rxgemm tests/bench-sharing tests/bench-xfer \
 #	tests/bench-copy
@@ -53,6 +55,9 @@ VRAM_PROBE_CMD='nvidia-smi --query-gpu=memory.used --format=csv,noheader' \
 	step vram-probe vram-probe.txt bench-xfer --device "$DEVICE" --vram-probe 4096
 step copy copy.csv bench-copy --sizes "$SIZES" --threads 1,2,4,8,16 --reps 5
 step torch torch.csv env PYTHONUNBUFFERED=1 python3 .gpu/torch_anchors.py ${SIZES//,/ }
+SOCK_MIB=
+for n in ${SIZES//,/ }; do SOCK_MIB+=${SOCK_MIB:+,}$((3 * n * n * 4 >> 20)); done
+step socket socket.txt python3 tests/gpu/sock-ceiling.py "$SOCK_MIB" 5
 
 # start_daemon ENV...: rxgemmd on $SOCK with the default kernels (no tuning, an empty cache).
 start_daemon() {
@@ -165,8 +170,15 @@ try:
         print("| %s | %s | %s | %s | %s |" % (r["n"], r["threads"], r["reused_ms"], r["reused_gbps"], r["fresh_ms"]))
 except Exception as e:
     print("(copy.csv: %s)" % e)
+try:
+    lines = open(os.path.join(d, "socket.txt")).read().splitlines()
+    print("\nA bare Unix socket moving each size's frames bytes (sock-ceiling.py; median ms):\n")
+    for line in lines:
+        print("    " + line)
+except Exception as e:
+    print("(socket.txt: %s)" % e)
 print()
-print("raw: overhead.json, overhead-noshm.json, overhead-noshm-t1.json, copy.csv, overhead-resident.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json")
+print("raw: overhead.json, overhead-noshm.json, overhead-noshm-t1.json, copy.csv, overhead-resident.json, torch.csv, xfer.csv, vram-probe.txt, latency-shm.json, socket.txt")
 PY
 cat "$OUT/summary.md"
 # What comes back from the device tool is a few files: the raw results go in one archive.
