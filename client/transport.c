@@ -494,8 +494,9 @@ static struct pending *direct_take(struct rxg_client *c, uint64_t id, const stru
 #ifdef RXG_TEST_HOOKS
 /* Tests only (test-reply builds the library's sources with RXG_TEST_HOOKS): called by the
  * reading thread when a reply it was receiving into a caller's array did not end there
- * (a read failed: the connection is broken by now), while the entry is still marked
- * delivering, so that a test can see what another thread's wait does in that window. */
+ * (a read failed and broke the connection, or the reply was not what its start said),
+ * while the entry is still marked delivering, so that a test can see what another
+ * thread's wait does in that window. */
 void (*rxg__hook_delivery_failed)(void);
 #endif
 
