@@ -395,6 +395,10 @@ static void attack_busy(struct raw *w, uint64_t *id, const char *config)
 	wait_client(w, id, "abuse-busy", 1, 0, 1);
 	gemm_request(&req, &g, 402, SIDE, SIDE, 1, a, b);
 	raw_send(&r, &req);
+	/* Refused before we read a byte of 401's reply: once we read, the daemon may write
+	 * all of it in one go (we drain the socket as it fills), and a 402 read only then
+	 * would find the client holding nothing. */
+	wait_client(w, id, "abuse-busy", 1, 1, 1);
 	Rxgemm__Reply *rep = raw_expect(&r, 401, RXGEMM__STATUS__STATUS_OK, NULL);
 	ck_assert_uint_eq(rep->gemm->c.len, sizeof(float) * SIDE * SIDE);
 	float c0 = ((float *)(void *)rep->gemm->c.data)[SIDE + 3]; /* a[3] * b[1] */
